@@ -1,0 +1,3 @@
+from mcdla.cli.main import main
+
+raise SystemExit(main())

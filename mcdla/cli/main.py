@@ -1,0 +1,51 @@
+"""Entry point of the ``mcdla`` console script and of ``python -m mcdla``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mcdla import __version__
+
+# Command name -> module in mcdla.cli; order is the order of ``mcdla --help``.
+COMMANDS = ("sim", "collective", "workloads", "topologies", "sweep", "plot", "reproduce")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcdla",
+        description="Simulate multi-accelerator deep-learning training on device-centric, "
+        "host-centric and memory-centric (MC-DLA) system designs.",
+    )
+    parser.add_argument("--version", action="version", version=f"mcdla {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"mcdla.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mcdla.errors import InfeasibleError, InputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as exc:
+        print(f"mcdla {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except InfeasibleError as exc:
+        print(f"mcdla {args.command}: infeasible: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print(f"mcdla {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Specifications of the hardware building blocks: device-node, memory-node, host, link.
+
+Values come from presets (``topologies/presets/hardware.yaml``, paper Table II) that a
+topology names and may override field by field. These are pure data; the models that
+turn them into times live in :mod:`mcdla.hw`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from mcdla.config.schema import (
+    Bandwidth,
+    Fraction,
+    Frequency,
+    PositiveFloat,
+    PositiveInt,
+    Quantity,
+    Size,
+)
+
+__all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec"]
+
+DeviceCycles = Annotated[float, Quantity("time", inclusive=True, clock="clock")]
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device-node (paper Table II): a PE array with output-stationary GEMM and HBM."""
+
+    pes: PositiveInt
+    macs_per_pe: PositiveInt
+    clock: Frequency
+    sram_per_pe: Size
+    hbm_bw: Bandwidth
+    hbm_latency: DeviceCycles
+    hbm_capacity: Size
+    links: PositiveInt
+    link_bw: Bandwidth
+    dma_engines: PositiveInt = 2
+    power_W: PositiveFloat = 300.0
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        return self.pes * self.macs_per_pe * self.clock
+
+
+@dataclass(frozen=True)
+class MemoryNodeSpec:
+    """A memory-node (paper Section III-A): DIMMs behind a DMA engine and N links.
+
+    Its links, DMA engine and DIMM bandwidth are split into ``groups`` equal shares,
+    one per client device-node.
+    """
+
+    dimms: PositiveInt
+    dimm_capacity: Size
+    dimm_power_W: PositiveFloat
+    mem_bw: Bandwidth
+    clock: Frequency
+    mem_latency: DeviceCycles
+    links: PositiveInt
+    link_bw: Bandwidth
+    groups: PositiveInt = 2
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.dimms * self.dimm_capacity
+
+    @property
+    def power_W(self) -> float:
+        return self.dimms * self.dimm_power_W
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """The CPU sockets: host memory is the backing store of DC-DLA and HC-DLA."""
+
+    sockets: PositiveInt
+    socket_mem_bw: Bandwidth
+    socket_mem_capacity: Size
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One physical link type; full duplex, so each direction has ``bw`` on its own.
+
+    ``efficiency`` is the fraction of the nominal bandwidth a bulk DMA attains
+    (protocol overheads); the simulator uses ``bw * efficiency``.
+    """
+
+    bw: Bandwidth
+    latency: Annotated[float, Quantity("time", inclusive=True)]
+    efficiency: Fraction = 1.0
+
+    @property
+    def effective_bw_Bps(self) -> float:
+        return self.bw * self.efficiency

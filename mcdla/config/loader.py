@@ -1,0 +1,103 @@
+"""Reading YAML input files safely, finding shipped files by name, and ``--set``.
+
+Files are parsed with ``yaml.safe_load`` only: a tag that would build a Python object
+is an input error. Shipped inputs live in the repository's ``topologies/``,
+``workloads/`` and ``experiments/`` folders and are found by bare name; anything with
+a path separator or a ``.yaml`` suffix is read as a path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcdla.errors import InputError
+
+__all__ = ["DATA_ROOT", "find_input", "read_yaml", "shipped", "apply_overrides", "parse_set"]
+
+# The project root: topologies/, workloads/ and experiments/ sit beside the package.
+DATA_ROOT = Path(__file__).resolve().parents[2]
+
+# Input files larger than this are refused before parsing (no input is near it).
+_MAX_FILE_BYTES = 8 * 2**20
+
+
+def shipped(folder: str) -> list[str]:
+    """Names of the YAML files shipped in ``folder``, sorted."""
+    return sorted(p.stem for p in (DATA_ROOT / folder).glob("*.yaml"))
+
+
+def find_input(name_or_path: str, folder: str, what: str) -> Path:
+    """The file a user means by ``name_or_path``: a shipped name or a path."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+    else:
+        path = DATA_ROOT / folder / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = ", ".join(shipped(folder)) or "none"
+            raise InputError(f"unknown {what} {name_or_path!r}; shipped: {known}", key=what)
+    if not path.is_file():
+        raise InputError(f"no such {what} file", file=str(path))
+    return path
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """The mapping at the top of a YAML file; any problem is an InputError naming it."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > _MAX_FILE_BYTES:
+            raise InputError(f"larger than {_MAX_FILE_BYTES} bytes; not an mcdla input", file=str(path))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{where}invalid YAML: {problem}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping at the top of the file", file=str(path))
+    return data
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Splits one ``KEY=VALUE`` of ``--set``; VALUE is read as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise InputError(f"expected KEY=VALUE with a dotted KEY, got {item!r}", key="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(doc: dict[str, Any], sets: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A copy of ``doc`` with each dotted key set to its value.
+
+    Missing intermediate mappings are created, so a key the file leaves at its default
+    can be set; a key the schema does not know is caught when the result is validated.
+    """
+    import copy
+
+    result = copy.deepcopy(doc)
+    for key, value in sets:
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise InputError(f"{prefix!r} is a value, not a mapping: cannot set {key!r}", key="--set")
+            node = child
+        node[parts[-1]] = value
+    return result

@@ -1,0 +1,260 @@
+"""Typed, validated configuration objects built from plain YAML data.
+
+Every input file is read into frozen dataclasses by :func:`build`, which walks the
+dataclass fields (never a hand-kept list of keys) and checks, for each value, what the
+field's annotation asks for. Quantities with units are declared with ``Annotated``
+markers (:data:`Size`, :data:`Bandwidth`, :data:`Time`, ...) and converted to base
+units here, once. Any mistake raises :class:`~mcdla.errors.InputError` naming the
+file, the dotted key and what was expected.
+
+Why dataclasses rather than pydantic: the schemas are small, the checks we need
+(units, clocks, one-line messages with the dotted key) are custom anyway, and plain
+dataclasses keep ``mcdla --help`` fast and the dependency list short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from mcdla import units
+from mcdla.errors import InputError
+
+__all__ = [
+    "Quantity",
+    "Range",
+    "Size",
+    "Bandwidth",
+    "Time",
+    "Frequency",
+    "PositiveInt",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "Fraction",
+    "build",
+    "Where",
+]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """Marks a float field as a physical quantity of ``kind`` (see :mod:`mcdla.units`).
+
+    ``clock`` names a sibling field holding a frequency, so that times may be given
+    in cycles (``"100 cycles"``).
+    """
+
+    kind: str
+    minimum: float = 0.0
+    inclusive: bool = False  # whether ``minimum`` itself is allowed
+    clock: str | None = None
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds for a plain number: ``minimum <= x`` (or ``<``) and ``x <= maximum``."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    inclusive: bool = True
+
+
+Size = Annotated[float, Quantity("size")]
+Bandwidth = Annotated[float, Quantity("bandwidth")]
+Time = Annotated[float, Quantity("time", inclusive=True)]
+Frequency = Annotated[float, Quantity("frequency")]
+PositiveInt = Annotated[int, Range(minimum=1)]
+NonNegativeInt = Annotated[int, Range(minimum=0)]
+PositiveFloat = Annotated[float, Range(minimum=0.0, inclusive=False)]
+Fraction = Annotated[float, Range(minimum=0.0, maximum=1.0, inclusive=False)]
+
+# Values past these are refused before they cost memory or time: no real system has
+# an exabyte of memory, an exabyte per second of bandwidth or a year-long latency.
+_ABSURD = {"size": 1e18, "bandwidth": 1e18, "time": 3.2e7, "frequency": 1e13, "count": 1e15}
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a value came from: the file and the dotted key, for error messages."""
+
+    file: str
+    key: str = ""
+
+    def child(self, name: str | int) -> "Where":
+        if isinstance(name, int):
+            return Where(self.file, f"{self.key}[{name}]")
+        return Where(self.file, f"{self.key}.{name}" if self.key else name)
+
+    def error(self, message: str) -> InputError:
+        return InputError(message, file=self.file, key=self.key or None)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *marks = typing.get_args(tp)
+        for mark in marks:
+            if isinstance(mark, Quantity):
+                return units.KINDS[mark.kind][1]
+        return _describe(base)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin in (tuple, list):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _check_range(value: float, rng: Range, where: Where) -> float:
+    lo, hi = rng.minimum, rng.maximum
+    if lo is not None and (value < lo or (value == lo and not rng.inclusive)):
+        op = ">=" if rng.inclusive else ">"
+        raise where.error(f"must be {op} {lo:g}, got {value!r}")
+    if hi is not None and value > hi:
+        raise where.error(f"must be <= {hi:g}, got {value!r}")
+    return value
+
+
+def _quantity(value: Any, mark: Quantity, where: Where, siblings: dict[str, Any]) -> float:
+    clock = None
+    if mark.clock is not None:
+        clock = siblings.get(mark.clock)
+    try:
+        result = units.parse(value, mark.kind, clock_Hz=clock)
+    except units.UnitError as exc:
+        raise where.error(str(exc)) from None
+    if result < mark.minimum or (result == mark.minimum and not mark.inclusive):
+        what = "non-negative" if mark.inclusive else "positive"
+        raise where.error(f"must be {what}, got {value!r}")
+    if result > _ABSURD[mark.kind]:
+        raise where.error(f"{value!r} is beyond any physical system (limit {_ABSURD[mark.kind]:g})")
+    return result
+
+
+def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *marks = typing.get_args(tp)
+        for mark in marks:
+            if isinstance(mark, Quantity):
+                return _quantity(value, mark, where, siblings)
+        result = _convert(base, value, where, siblings)
+        for mark in marks:
+            if isinstance(mark, Range):
+                _check_range(result, mark, where)
+        return result
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, where, siblings)
+            except InputError as exc:
+                errors.append(exc)
+        raise errors[0] if len(errors) == 1 else where.error(
+            "expected " + " or ".join(_describe(o) for o in options if o is not type(None))
+            + f", got {value!r}"
+        )
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise where.error(f"expected {_describe(tp)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise where.error(f"expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise where.error(f"expected a list of {len(args)} items, got {len(value)}")
+            return tuple(_convert(a, v, where.child(i), siblings) for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, where.child(i), siblings) for i, v in enumerate(value))
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise where.error(f"expected a mapping, got {value!r}")
+        return {
+            _convert(key_tp, k, where, siblings): _convert(val_tp, v, where.child(str(k)), siblings)
+            for k, v in value.items()
+        }
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise where.error(f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise where.error(f"expected an integer, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise where.error(f"expected an integer, got {value!r}") from None
+        if not math.isfinite(number) or number != int(number):
+            raise where.error(f"expected an integer, got {value!r}")
+        if abs(number) > _ABSURD["count"]:
+            raise where.error(f"{value!r} is beyond any physical system (limit {_ABSURD['count']:g})")
+        return int(number)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise where.error(f"expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise where.error(f"expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise where.error(f"expected a finite number, got {value!r}")
+        return number
+    if tp is str:
+        if not isinstance(value, str):
+            raise where.error(f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"schema type {tp!r} is not supported")  # a bug in a schema, not input
+
+
+def build(cls: type, data: Any, where: Where) -> Any:
+    """Builds the frozen dataclass ``cls`` from the mapping ``data``.
+
+    Unknown keys, missing required keys, wrong types and out-of-range values raise
+    :class:`InputError`. Fields are converted in declaration order, so a field may
+    refer to an earlier sibling (a clock for cycle counts).
+    """
+    if not isinstance(data, dict):
+        raise where.error(f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = {f.name for f in fields}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise where.child(str(unknown[0])).error(
+            f"unknown key; expected one of {', '.join(sorted(names))}"
+        )
+    values: dict[str, Any] = {}
+    for f in fields:
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise where.child(f.name).error(f"missing; expected {_describe(hints[f.name])}")
+            continue
+        values[f.name] = _convert(hints[f.name], data[f.name], where.child(f.name), values)
+    try:
+        return cls(**values)
+    except InputError:
+        raise
+    except (TypeError, ValueError) as exc:  # __post_init__ cross-field checks
+        raise where.error(str(exc)) from None

@@ -1,0 +1,86 @@
+"""The interconnect as the simulator sees it: channels, memory ports, rings, routes.
+
+A physical link is full duplex; each direction of each link is its own *channel*
+with its own bandwidth. Parallel links between two nodes stay separate channels
+(``"D0>M0:0"``, ``"D0>M0:1"``, ...) because each has its own arbitration: a
+collective ring is bound to one of them, while a DMA stripes over all of them.
+A *port* is a memory whose bandwidth is shared by reads and writes (a memory-node's
+share for one client device, a CPU socket's DRAM).
+
+These objects are pure data, built from a topology YAML by :mod:`mcdla.hw.topology`
+and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id"]
+
+
+def channel_id(src: str, dst: str, index: int) -> str:
+    """The id of the ``index``-th parallel link's channel from ``src`` to ``dst``."""
+    return f"{src}>{dst}:{index}"
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One direction of one physical link."""
+
+    id: str
+    src: str
+    dst: str
+    bw_Bps: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Port:
+    """A memory shared by reads and writes: a bandwidth with no direction."""
+
+    id: str
+    node: str
+    bw_Bps: float
+
+
+@dataclass(frozen=True)
+class Ring:
+    """One directed collective ring.
+
+    ``ranks`` are the device-nodes in ring order; ``segments[i]`` is the sequence of
+    channel ids that carries data from ``ranks[i]`` to ``ranks[(i + 1) % p]`` (more
+    than one channel when the ring relays through memory-nodes). ``latency_s[i]`` is
+    the summed hop latency of ``segments[i]``.
+    """
+
+    name: str
+    ranks: tuple[str, ...]
+    segments: tuple[tuple[str, ...], ...]
+    latency_s: tuple[float, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def hops(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c for seg in self.segments for c in seg)
+
+
+@dataclass(frozen=True)
+class Subflow:
+    """One stripe of a device's transfer to or from its backing store.
+
+    ``share`` is the fraction of the transfer's bytes this stripe carries;
+    ``path`` lists the channels and ports it crosses, in order; ``store`` is the
+    node whose memory holds the bytes (a memory-node or a CPU socket).
+    """
+
+    share: float
+    path: tuple[str, ...]
+    latency_s: float
+    store: str
