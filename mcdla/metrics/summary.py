@@ -1,0 +1,81 @@
+"""One simulated iteration -> the result mapping of ``mcdla sim`` (CLI.md fields).
+
+Busy times (Fig. 11) are averaged over devices: compute is the time a device's PE
+array is busy (recompute included); sync is the time a collective is in flight;
+virtualization is the time the device's DMA engines move feature maps. Exposed time
+of sync or virtualization is its busy time not covered by the device's compute:
+the part that compute does not hide. All numbers are in base units.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcdla.metrics.intervals import difference_measure, measure, union
+
+__all__ = ["summarize"]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float]:
+    """Bytes per directed node pair ("D0>M0"), summed over parallel links, every link listed."""
+    totals: dict[str, float] = {}
+    for cid, channel in topology.channels.items():
+        key = f"{channel.src}>{channel.dst}"
+        totals[key] = totals.get(key, 0.0) + bytes_by_resource.get(cid, 0.0)
+    return dict(sorted(totals.items()))
+
+
+def summarize(iteration, record, wall_s: float) -> dict[str, Any]:
+    topology = iteration.topology
+    stats = iteration.net.stats()
+    sync = union((c.start_s, c.end_s) for c in record.collectives)
+    compute, virt, exposed_sync, exposed_virt = [], [], [], []
+    for device in record.devices:
+        busy = union(device.compute)
+        compute.append(measure(busy))
+        virt.append(measure(device.virtualization))
+        exposed_sync.append(difference_measure(sync, busy))
+        exposed_virt.append(difference_measure(device.virtualization, busy))
+    time_s = record.iteration_time_s
+    socket_avg = {
+        port: stats.bytes_by_resource.get(port, 0.0) / time_s if time_s > 0 else 0.0
+        for port in iteration.socket_ports
+    }
+    busiest = max(socket_avg, key=lambda p: (socket_avg[p], iteration.port_peak_Bps[p]), default=None)
+    notes = []
+    if not topology.memory_nodes and iteration.policy != "bw_aware":
+        notes.append(f"policy {iteration.policy} ignored: {topology.name} has no memory-nodes")
+    elif not topology.memory_nodes:
+        notes.append(f"policy bw_aware ignored: {topology.name} has no memory-nodes")
+    if not iteration.virtualize:
+        why = "disabled" if not iteration.training.virtualization else f"{topology.name} has no backing store"
+        notes.append(f"memory virtualization off: {why}")
+    return {
+        "topology": topology.name,
+        "policy": iteration.policy,
+        "workload": iteration.workload.name,
+        "parallel": iteration.parallel,
+        "batch": iteration.batch,
+        "devices": len(topology.devices),
+        "iteration_time_s": time_s,
+        "busy_s": {
+            "compute": _mean(compute),
+            "sync": measure(sync),
+            "virtualization": _mean(virt),
+        },
+        "exposed_s": {"sync": _mean(exposed_sync), "virtualization": _mean(exposed_virt)},
+        "cpu_mem_bw_Bps": {
+            "avg": socket_avg[busiest] if busiest else 0.0,
+            "peak": iteration.port_peak_Bps[busiest] if busiest else 0.0,
+        },
+        "device_mem_peak_bytes": max(d.memory_peak_bytes for d in record.devices),
+        "remote_mem_bytes": sum(record.store_peak_bytes.values()),
+        "link_bytes": link_bytes(topology, stats.bytes_by_resource),
+        "events": record.events,
+        "wall_s": wall_s,
+        "notes": notes,
+    }

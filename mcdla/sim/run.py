@@ -1,0 +1,115 @@
+"""Running one simulation from user inputs: the glue between config, sim and metrics.
+
+``simulate`` is the one entry point used by ``mcdla sim``, by sweeps and by tests:
+it loads the topology, workload and training parameters (applying ``--set``
+overrides by dotted key), runs one iteration and returns the result as a plain
+mapping with the fields of CLI.md.
+
+``--set`` keys are routed by their first component: ``workload.*`` to the workload
+file, ``training.*`` to :class:`~mcdla.config.training.TrainingSpec`, anything else
+(``device.*``, ``memory_node.*``, ``host.*``, ``links.*``, ...) to the topology file.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+from mcdla.config.schema import Where, build
+from mcdla.errors import InputError
+
+__all__ = ["simulate", "simulate_point", "simulate_from_args", "POINT_KEYS", "MAX_BATCH"]
+
+POINT_KEYS = ("topology", "policy", "workload", "parallel", "batch")
+POLICIES = ("local", "bw_aware")
+PARALLEL = ("data", "model")
+# No training batch is near this; larger values are refused before they cost memory.
+MAX_BATCH = 2**20
+
+
+def _check_choice(value: Any, choices: Sequence[str], key: str) -> str:
+    if value not in choices:
+        raise InputError(f"expected one of {', '.join(choices)}, got {value!r}", key=key)
+    return value
+
+
+def _check_batch(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"expected a positive integer, got {value!r}", key="batch")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"expected a positive integer, got {value!r}", key="batch") from None
+    if number != number or number < 1 or number != int(number):
+        raise InputError(f"expected a positive integer, got {value!r}", key="batch")
+    if number > MAX_BATCH:
+        raise InputError(f"{value!r} is larger than the supported maximum of {MAX_BATCH}", key="batch")
+    return int(number)
+
+
+def _route_sets(sets: Sequence[tuple[str, Any]]):
+    workload, training, topology = [], {}, []
+    for key, value in sets:
+        head, _, rest = key.partition(".")
+        if head == "workload":
+            workload.append((rest, value))
+        elif head == "training":
+            if not rest or "." in rest:
+                raise InputError(f"expected training.KEY, got {key!r}", key="--set")
+            training[rest] = value
+        else:
+            topology.append((key, value))
+    return workload, training, topology
+
+
+def simulate(
+    topology: str = "ring",
+    policy: str = "bw_aware",
+    workload: str = "resnet34",
+    parallel: str = "data",
+    batch: int = 512,
+    sets: Sequence[tuple[str, Any]] = (),
+    *,
+    trace: str | None = None,
+) -> dict[str, Any]:
+    """Simulates one training iteration and returns the CLI.md result mapping."""
+    from mcdla.config.training import TrainingSpec
+    from mcdla.config.workload import load_workload
+    from mcdla.hw.topology import load_topology
+    from mcdla.metrics.summary import summarize
+    from mcdla.sim.training import Iteration
+
+    policy = _check_choice(policy, POLICIES, "policy")
+    parallel = _check_choice(parallel, PARALLEL, "parallel")
+    batch = _check_batch(batch)
+    workload_sets, training_doc, topology_sets = _route_sets(sets)
+    topo = load_topology(topology, topology_sets)
+    work = load_workload(workload, workload_sets)
+    training = build(TrainingSpec, training_doc, Where("--set", "training"))
+    started = time.perf_counter()
+    iteration = Iteration(topo, work, training, policy=policy, parallel=parallel, batch=batch,
+                          record_timeline=trace is not None)
+    record = iteration.run()
+    wall_s = time.perf_counter() - started
+    result = summarize(iteration, record, wall_s)
+    if trace is not None:
+        from mcdla.io.trace import write_trace
+
+        write_trace(trace, iteration, record)
+    return result
+
+
+def simulate_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Runs a sweep point: the keys of POINT_KEYS plus any dotted ``--set`` key."""
+    args = {k: point[k] for k in POINT_KEYS if k in point}
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
+    return simulate(**args, sets=sets)
+
+
+def simulate_from_args(args) -> dict[str, Any]:
+    """``mcdla sim``'s options -> :func:`simulate`."""
+    from mcdla.config.loader import parse_set
+
+    sets = [parse_set(item) for item in args.sets]
+    return simulate(args.topology, args.policy, args.workload, args.parallel, args.batch, sets,
+                    trace=args.trace)
