@@ -1,0 +1,163 @@
+"""The topology file: which nodes exist, how they are wired, the rings, the backing store.
+
+A topology YAML names its building blocks by preset (``device: table2``,
+``host: xeon``, link types ``nvlink: nvlink2``), optionally as a mapping with
+``preset:`` plus field overrides. :func:`resolve_presets` replaces every preset
+name by the preset's fields, so that ``--set device.hbm_bw=...`` or
+``--set links.pcie.bw=...`` can then override any field; a ``--set`` that assigns a
+preset name (``--set links.pcie=pcie4_x16``) is resolved the same way. Then
+:func:`mcdla.config.schema.build` checks the shape and units into
+:class:`TopologyDoc`. The graph checks (links exist, rings are cycles, link budgets)
+need the whole picture and are done by :mod:`mcdla.hw.topology`.
+
+File format (every key but ``memory_node``/``host``/``rings``/``serves`` required)::
+
+    name: ring
+    description: one line
+    device: table2                    # preset name, or {preset: table2, hbm_bw: ...}
+    memory_node: table2               # omitted when there are no memory-nodes
+    host: xeon                        # CPU sockets CPU0..; omitted when there is no host
+    links: {nvlink: nvlink2}          # link-type alias -> preset (or mapping)
+    devices: 8                        # D0..D7 (or an explicit list of names)
+    memory_nodes: 8                   # M0..M7
+    switches: 0                       # PCIe switches SW0..
+    connections:                      # [a, b, link type] or [a, b, link type, parallel links]
+      - [D0, M0, nvlink, 3]
+    rings:                            # node cycles (first node not repeated)
+      - [D0, M0, D1, M1, ...]
+    ring_directions: both             # both | as_listed
+    backing: memory_nodes             # host | memory_nodes | none
+    serves: {D0: [M0, M7], ...}       # device -> its stores, home store first
+    device_memory: bounded            # bounded | unbounded (the oracle)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from mcdla.config import loader
+from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
+from mcdla.config.schema import Where, build
+from mcdla.errors import InputError
+
+__all__ = ["TopologyDoc", "PRESETS_FILE", "load_presets", "resolve_presets", "read_topology_doc"]
+
+# Where the named building blocks live, relative to the project root.
+PRESETS_FILE = Path("topologies") / "presets" / "hardware.yaml"
+
+# Topology key -> section of the presets file that names its values.
+_PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": "hosts"}
+
+
+@dataclass(frozen=True)
+class TopologyDoc:
+    """A topology file after preset resolution, overrides and unit conversion."""
+
+    name: str
+    description: str
+    device: DeviceSpec
+    links: dict[str, LinkSpec]
+    devices: int | tuple[str, ...]
+    connections: tuple[tuple[Any, ...], ...] = ()
+    memory_node: MemoryNodeSpec | None = None
+    host: HostSpec | None = None
+    memory_nodes: int | tuple[str, ...] = 0
+    switches: int | tuple[str, ...] = 0
+    rings: tuple[tuple[str, ...], ...] = ()
+    ring_directions: Literal["both", "as_listed"] = "both"
+    backing: Literal["host", "memory_nodes", "none"] = "none"
+    serves: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    device_memory: Literal["bounded", "unbounded"] = "bounded"
+
+
+def load_presets() -> dict[str, Any]:
+    """The presets file as a mapping of sections (devices, memory_nodes, hosts, links)."""
+    return loader.read_yaml(loader.DATA_ROOT / PRESETS_FILE)
+
+
+def _resolve_one(value: Any, section: str, presets: Mapping[str, Any], where: Where) -> Any:
+    """A preset name or ``{preset: name, field: override}`` -> a plain field mapping."""
+    known = presets.get(section) or {}
+    if isinstance(value, str):
+        name, overrides = value, {}
+    elif isinstance(value, dict) and "preset" in value:
+        name = value["preset"]
+        overrides = {k: v for k, v in value.items() if k != "preset"}
+        where = where.child("preset")
+    else:
+        return value  # already a full mapping (or a wrong type the schema will name)
+    if not isinstance(name, str) or name not in known:
+        choices = ", ".join(sorted(known)) or "none"
+        raise where.error(f"unknown {section} preset {name!r}; presets: {choices}")
+    resolved = copy.deepcopy(known[name])
+    resolved.update(overrides)
+    return resolved
+
+
+def resolve_presets(doc: dict[str, Any], presets: Mapping[str, Any], file: str) -> dict[str, Any]:
+    """A copy of ``doc`` with device, memory_node, host and every link type resolved.
+
+    Idempotent: a resolved mapping has no ``preset`` key and is left alone, so it is
+    safe to call again after ``--set`` overrides.
+    """
+    result = copy.deepcopy(doc)
+    top = Where(file)
+    for key, section in _PRESET_SECTIONS.items():
+        if result.get(key) is not None:
+            result[key] = _resolve_one(result[key], section, presets, top.child(key))
+    links = result.get("links")
+    if isinstance(links, dict):
+        result["links"] = {
+            alias: _resolve_one(value, "links", presets, top.child("links").child(str(alias)))
+            for alias, value in links.items()
+        }
+    return result
+
+
+def _link_presets(doc: Mapping[str, Any]) -> dict[str, str]:
+    """Link preset name -> the alias built from it, for names used by one alias only."""
+    links = doc.get("links")
+    if not isinstance(links, dict):
+        return {}
+    named: dict[str, list[str]] = {}
+    for alias, value in links.items():
+        name = value if isinstance(value, str) else (value or {}).get("preset") if isinstance(value, dict) else None
+        if isinstance(name, str):
+            named.setdefault(name, []).append(str(alias))
+    return {name: aliases[0] for name, aliases in named.items() if len(aliases) == 1}
+
+
+def _redirect(sets: Sequence[tuple[str, Any]], doc: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``links.<preset>.<field>`` -> ``links.<alias>.<field>`` when the preset is not an alias.
+
+    Lets ``--set links.pcie3_x16.bw=...`` address the link type built from the
+    ``pcie3_x16`` preset whatever the file calls it.
+    """
+    presets = _link_presets(doc)
+    aliases = doc.get("links") if isinstance(doc.get("links"), dict) else {}
+    result = []
+    for key, value in sets:
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[0] == "links" and parts[1] not in aliases and parts[1] in presets:
+            key = ".".join(["links", presets[parts[1]], *parts[2:]])
+        result.append((key, value))
+    return result
+
+
+def read_topology_doc(path: Path, sets: Sequence[tuple[str, Any]] = ()) -> TopologyDoc:
+    """Reads, resolves presets, applies ``sets`` and validates one topology file."""
+    file = str(path)
+    raw = loader.read_yaml(path)
+    presets = load_presets()
+    redirected = _redirect(list(sets), raw)
+    doc = resolve_presets(raw, presets, file)
+    if redirected:
+        try:
+            doc = loader.apply_overrides(doc, redirected)
+        except InputError as exc:
+            raise InputError(exc.detail, file=file, key=exc.key) from None
+        doc = resolve_presets(doc, presets, file)
+    return build(TopologyDoc, doc, Where(file))

@@ -1,0 +1,112 @@
+"""Finding edge-disjoint Hamiltonian rings in a multi-link interconnect.
+
+NCCL-style ring collectives want every device on every ring, and every physical link
+used by at most one ring, so that concurrent rings never share a channel. A device
+with ``N`` links can sit on at most ``N/2`` such rings (each ring enters and leaves
+it once). This module searches for that many edge-disjoint Hamiltonian cycles over
+a set of nodes, treating parallel links as separate edges (a double link can carry
+two rings between the same pair of devices, as on DGX-1V).
+
+The search is a plain depth-first backtracking: first cycle, then the next one in
+what remains, undoing a cycle when no completion exists. It is deterministic
+(neighbours are tried in the order the nodes are given, never in set order) and
+fast for the graphs of interest (eight devices). Each cycle is returned starting at
+the first node, oriented so that its second node precedes its last in node order,
+so the same graph always yields the same tuples.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Sequence
+
+__all__ = ["find_rings", "link_counts", "canonical_ring"]
+
+
+def link_counts(graph, nodes: Sequence[str]) -> dict[frozenset, int]:
+    """Undirected link multiplicity between every linked pair within ``nodes``.
+
+    ``graph`` is a :class:`networkx.MultiDiGraph` with one edge per directed channel,
+    so the number of ``a -> b`` edges is the number of physical links ``a -- b``.
+    """
+    inside = set(nodes)
+    counts: dict[frozenset, int] = {}
+    for a in nodes:
+        for b in graph.successors(a):
+            if b in inside and a != b:
+                counts[frozenset((a, b))] = graph.number_of_edges(a, b)
+    return counts
+
+
+def canonical_ring(ring: Sequence[Hashable], order: Mapping[Hashable, int]) -> tuple:
+    """``ring`` rotated to start at its earliest node, oriented by its second node."""
+    start = min(range(len(ring)), key=lambda i: order[ring[i]])
+    rotated = list(ring[start:]) + list(ring[:start])
+    if len(rotated) > 2 and order[rotated[-1]] < order[rotated[1]]:
+        rotated = [rotated[0]] + rotated[1:][::-1]
+    return tuple(rotated)
+
+
+def find_rings(
+    graph,
+    nodes: Sequence[str],
+    count: int | None = None,
+) -> tuple[tuple[str, ...], ...]:
+    """Up to ``count`` edge-disjoint Hamiltonian cycles over ``nodes`` in ``graph``.
+
+    ``count`` defaults to half the smallest number of links any node has within
+    ``nodes``. Returns fewer cycles (possibly none) when no larger set exists.
+    """
+    nodes = list(nodes)
+    order = {n: i for i, n in enumerate(nodes)}
+    remaining = link_counts(graph, nodes)
+    neighbours = {
+        n: [m for m in nodes if m != n and frozenset((n, m)) in remaining] for n in nodes
+    }
+    if len(nodes) < 3:
+        return ()
+    if count is None:
+        degree = {n: sum(remaining[frozenset((n, m))] for m in neighbours[n]) for n in nodes}
+        count = min(degree.values()) // 2
+    for wanted in range(count, 0, -1):
+        found: list[tuple[str, ...]] = []
+        if _search(nodes, order, neighbours, remaining, wanted, found):
+            return tuple(found)
+    return ()
+
+
+def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
+    """Appends ``wanted`` more disjoint cycles to ``found``; False if impossible."""
+    if wanted == 0:
+        return True
+    start = nodes[0]
+    path = [start]
+    visited = {start}
+
+    def extend() -> bool:
+        here = path[-1]
+        if len(path) == len(nodes):
+            closing = frozenset((here, start))
+            # Orientation: skip the mirror image of a cycle already tried.
+            if remaining.get(closing, 0) > 0 and order[path[1]] < order[path[-1]]:
+                remaining[closing] -= 1
+                found.append(tuple(path))
+                if _search(nodes, order, neighbours, remaining, wanted - 1, found):
+                    return True
+                found.pop()
+                remaining[closing] += 1
+            return False
+        for nxt in neighbours[here]:
+            pair = frozenset((here, nxt))
+            if nxt in visited or remaining[pair] == 0:
+                continue
+            remaining[pair] -= 1
+            visited.add(nxt)
+            path.append(nxt)
+            if extend():
+                return True
+            path.pop()
+            visited.discard(nxt)
+            remaining[pair] += 1
+        return False
+
+    return extend()

@@ -1,0 +1,445 @@
+"""A design point built into a graph: channels, memory ports, rings and backing routes.
+
+:func:`load_topology` reads a topology YAML (see :mod:`mcdla.config.topology` for the
+format), builds a :class:`networkx.MultiDiGraph` whose nodes are device-nodes,
+memory-nodes, PCIe switches and CPU sockets and whose edges are directed channels
+(one per direction of every physical link; parallel links stay separate edges, keyed
+by their index), and checks what only the whole graph can show: every link joins
+known nodes, no node has more high-bandwidth links than it owns, every ring is a real
+cycle, and no ring crosses a directed channel twice.
+
+Rings are bound to channels here, once: a listed ring becomes one directed ring per
+direction (unless the file lists directed rings), and each hop takes the parallel
+link in that direction that the fewest rings use so far, so concurrent rings spread
+over parallel links and share only when there are more rings than links (HC-DLA's
+3-cube). The :class:`Topology` also states what the design gives without simulating:
+the per-device collective bandwidth (all directed rings active, max-min fair) and the
+per-device memory-virtualization bandwidth (every device offloading at once).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import networkx as nx
+
+from mcdla.config import loader
+from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
+from mcdla.config.schema import Where
+from mcdla.config.topology import TopologyDoc, read_topology_doc
+from mcdla.errors import InputError
+from mcdla.hw.maxmin import max_min_rates
+from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id
+
+__all__ = ["Topology", "load_topology", "build_topology", "POLICIES", "DIRECTIONS"]
+
+POLICIES = ("local", "bw_aware")
+DIRECTIONS = ("offload", "prefetch")
+
+# Node-id prefixes of generated node names, by kind.
+_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "cpu": "CPU"}
+
+
+@dataclass(frozen=True)
+class Topology:
+    """One design point, ready for the flow network and the training driver."""
+
+    name: str
+    description: str
+    graph: nx.MultiDiGraph = field(repr=False, compare=False)
+    devices: tuple[str, ...]
+    memory_nodes: tuple[str, ...]
+    sockets: tuple[str, ...]
+    switches: tuple[str, ...]
+    channels: Mapping[str, Channel] = field(repr=False)
+    ports: Mapping[str, Port] = field(repr=False)
+    rings: tuple[Ring, ...] = field(repr=False)
+    backing: str
+    serves: Mapping[str, tuple[str, ...]] = field(repr=False)
+    device: DeviceSpec
+    memory_node: MemoryNodeSpec | None
+    host: HostSpec | None
+    links: Mapping[str, LinkSpec] = field(repr=False)
+    # Bytes of device memory a workload may use; inf for the oracle (no virtualization).
+    device_memory_bytes: float
+    # Undirected physical links as (a, b, link type alias, parallel count), file order.
+    physical_links: tuple[tuple[str, str, str, int], ...] = field(repr=False)
+    # The listed (undirected or directed) rings as node cycles, for drawings and docs.
+    ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
+    source: str = ""
+
+    # -- capacities and routes -------------------------------------------------------
+
+    def capacities(self) -> dict[str, float]:
+        """Channel and port id -> bytes/s: the resources of the flow network."""
+        caps = {cid: ch.bw_Bps for cid, ch in self.channels.items()}
+        caps.update({pid: p.bw_Bps for pid, p in self.ports.items()})
+        return caps
+
+    def backing_routes(self, device: str, policy: str, direction: str) -> tuple[Subflow, ...]:
+        """The stripes of one DMA between ``device`` and its backing store.
+
+        ``local`` puts every byte in the device's home store; ``bw_aware`` interleaves
+        pages evenly over all the stores that serve it. Each store's share is striped
+        evenly over the parallel links to it. No backing store: ``()``.
+        """
+        if policy not in POLICIES:
+            raise InputError(f"expected one of {', '.join(POLICIES)}, got {policy!r}", key="policy")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if device not in self.devices:
+            raise ValueError(f"{device!r} is not a device of topology {self.name!r}")
+        if self.backing == "none":
+            return ()
+        stores = self.serves[device]
+        if policy == "local":
+            stores = stores[:1]
+        routes: list[Subflow] = []
+        for store in stores:
+            routes.extend(self._stripes(device, store, 1.0 / len(stores), direction))
+        return tuple(routes)
+
+    def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
+        hops = _store_path(self.graph, device, store)
+        counts = [self.graph.number_of_edges(a, b) for a, b in hops]
+        stripes = max(counts)
+        port = self._port_of(device, store)
+        result = []
+        for k in range(stripes):
+            if direction == "offload":
+                chans = [channel_id(a, b, k % n) for (a, b), n in zip(hops, counts)]
+                path = tuple(chans) + (port,)
+            else:
+                chans = [channel_id(b, a, k % n) for (a, b), n in reversed(list(zip(hops, counts)))]
+                path = (port,) + tuple(chans)
+            latency = sum(self.channels[c].latency_s for c in chans)
+            result.append(Subflow(share=share / stripes, path=path, latency_s=latency, store=store))
+        return result
+
+    def _port_of(self, device: str, store: str) -> str:
+        if self.graph.nodes[store]["kind"] == "cpu":
+            return f"{store}/mem"
+        return f"{store}/{device}"
+
+    def memory_capacity(self, store: str) -> float:
+        """Bytes a store offers: a memory-node's share per client (``"M0"`` or
+        ``"M0/D0"``), or a CPU socket's whole DRAM (``"CPU0"``), shared by its devices."""
+        node = store.split("/", 1)[0]
+        kind = self.graph.nodes[node]["kind"] if node in self.graph else None
+        if kind == "memory" and self.memory_node is not None:
+            return self.memory_node.capacity_bytes / self.memory_node.groups
+        if kind == "cpu" and self.host is not None:
+            return self.host.socket_mem_capacity
+        raise ValueError(f"{store!r} is not a backing store of topology {self.name!r}")
+
+    # -- what the design gives, without simulating ------------------------------------
+
+    @property
+    def collective_bw_Bps(self) -> float:
+        """Per device: the sum of every directed ring's max-min rate, all rings active."""
+        if not self.rings:
+            return 0.0
+        rates = max_min_rates({r.name: r.channels for r in self.rings}, self.capacities())
+        return float(sum(rates.values()))
+
+    def virtualization_rate_Bps(self, policy: str = "bw_aware", direction: str = "offload") -> float:
+        """Per device: the rate of one DMA when every device moves data at once.
+
+        A DMA's stripes run concurrently, each at its max-min fair rate; it ends when
+        its slowest stripe (relative to its share) ends. The slowest device counts.
+        """
+        if self.backing == "none":
+            return 0.0
+        paths: dict[tuple[str, int], tuple[str, ...]] = {}
+        shares: dict[tuple[str, int], float] = {}
+        for d in self.devices:
+            for k, sub in enumerate(self.backing_routes(d, policy, direction)):
+                paths[(d, k)] = sub.path
+                shares[(d, k)] = sub.share
+        rates = max_min_rates(paths, self.capacities())
+        per_device = {d: math.inf for d in self.devices}
+        for key, rate in rates.items():
+            per_device[key[0]] = min(per_device[key[0]], rate / shares[key])
+        return float(min(per_device.values()))
+
+    @property
+    def virtualization_bw_Bps(self) -> float:
+        """Per device, ``bw_aware`` policy, all devices offloading at once."""
+        return self.virtualization_rate_Bps("bw_aware", "offload")
+
+    def summary(self) -> dict[str, Any]:
+        """One row of ``mcdla topologies``."""
+        return {
+            "name": self.name,
+            "devices": len(self.devices),
+            "memory_nodes": len(self.memory_nodes),
+            "rings": len(self.rings),
+            "collective_bw_Bps": self.collective_bw_Bps,
+            "virtualization_bw_Bps": self.virtualization_bw_Bps,
+        }
+
+
+def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
+    """The hops from ``device`` to ``store``, relaying only through PCIe switches.
+
+    A DMA to the backing store never relays through another device or memory-node:
+    those forward nothing but ring traffic.
+    """
+    allowed = [n for n, kind in graph.nodes(data="kind") if kind == "switch"] + [device, store]
+    view = graph.subgraph(allowed)
+    try:
+        nodes = nx.shortest_path(view, device, store)
+    except nx.NetworkXNoPath:
+        return []
+    return list(zip(nodes[:-1], nodes[1:]))
+
+
+def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Topology:
+    """A shipped topology by name, or a topology file by path, with ``sets`` applied.
+
+    ``sets`` are ``(dotted key, value)`` overrides applied after preset resolution
+    (``device.hbm_bw``, ``links.pcie.bw``, ``links.pcie=pcie4_x16``, ...).
+    """
+    path = loader.find_input(name_or_path, "topologies", "topology")
+    doc = read_topology_doc(path, sets)
+    return build_topology(doc, _display_path(path))
+
+
+def _display_path(path: Path) -> str:
+    """The file name as the user should read it: relative to the project when shipped."""
+    try:
+        return str(path.resolve().relative_to(loader.DATA_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, ...]:
+    if isinstance(spec, int):
+        if spec < 0:
+            raise where.error(f"must be >= 0, got {spec}")
+        return tuple(f"{_PREFIX[kind]}{i}" for i in range(spec))
+    return tuple(spec)
+
+
+def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
+    """Builds and validates the graph of ``doc``; ``file`` names it in errors."""
+    top = Where(file)
+    devices = _names(doc.devices, "device", top.child("devices"))
+    memory_nodes = _names(doc.memory_nodes, "memory", top.child("memory_nodes"))
+    switches = _names(doc.switches, "switch", top.child("switches"))
+    sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
+    if not devices:
+        raise top.child("devices").error("a topology needs at least one device")
+    if memory_nodes and doc.memory_node is None:
+        raise top.child("memory_node").error("missing; the topology has memory-nodes")
+
+    graph = nx.MultiDiGraph()
+    for kind, ids, key in (
+        ("device", devices, "devices"),
+        ("memory", memory_nodes, "memory_nodes"),
+        ("switch", switches, "switches"),
+        ("cpu", sockets, "host.sockets"),
+    ):
+        for n in ids:
+            if n in graph:
+                raise top.child(key).error(f"node {n!r} is defined twice")
+            graph.add_node(n, kind=kind)
+
+    channels: dict[str, Channel] = {}
+    physical: list[tuple[str, str, str, int]] = []
+    for i, entry in enumerate(doc.connections):
+        a, b, alias, count = _connection(entry, graph, doc.links, top.child("connections").child(i))
+        spec = doc.links[alias]
+        first = graph.number_of_edges(a, b)
+        for k in range(first, first + count):
+            for src, dst in ((a, b), (b, a)):
+                ch = Channel(channel_id(src, dst, k), src, dst, spec.effective_bw_Bps, spec.latency)
+                channels[ch.id] = ch
+                graph.add_edge(src, dst, key=k, channel=ch, link_type=alias)
+        physical.append((a, b, alias, count))
+
+    _check_budgets(graph, doc, top)
+    rings = _bind_rings(graph, doc, channels, top)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, top)
+    return Topology(
+        name=doc.name,
+        description=doc.description,
+        graph=graph,
+        devices=devices,
+        memory_nodes=memory_nodes,
+        sockets=sockets,
+        switches=switches,
+        channels=channels,
+        ports=ports,
+        rings=rings,
+        backing=doc.backing,
+        serves=serves,
+        device=doc.device,
+        memory_node=doc.memory_node,
+        host=doc.host,
+        links=dict(doc.links),
+        device_memory_bytes=math.inf if doc.device_memory == "unbounded" else doc.device.hbm_capacity,
+        physical_links=tuple(physical),
+        ring_cycles=tuple(tuple(r) for r in doc.rings),
+        source=file,
+    )
+
+
+def _connection(entry, graph, links, where: Where) -> tuple[str, str, str, int]:
+    """``[a, b, type]`` or ``[a, b, type, count]``, checked."""
+    if len(entry) not in (3, 4):
+        raise where.error(f"expected [node, node, link type] or [node, node, link type, count], got {list(entry)!r}")
+    a, b, alias = entry[0], entry[1], entry[2]
+    for j, node in enumerate((a, b)):
+        if not isinstance(node, str) or node not in graph:
+            raise where.child(j).error(f"unknown node {node!r}")
+    if a == b:
+        raise where.child(1).error(f"a link from {a!r} to itself")
+    if not isinstance(alias, str) or alias not in links:
+        raise where.child(2).error(f"unknown link type {alias!r}; links: {', '.join(links) or 'none'}")
+    count = entry[3] if len(entry) == 4 else 1
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise where.child(3).error(f"expected a positive number of parallel links, got {count!r}")
+    return a, b, alias, count
+
+
+def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, top: Where) -> None:
+    """No device- or memory-node has more high-bandwidth links than it owns.
+
+    A device's PCIe host interface (its link to a PCIe switch) is not one of its
+    ``device.links`` high-bandwidth links, so it is not counted.
+    """
+    budgets = {"device": doc.device.links}
+    if doc.memory_node is not None:
+        budgets["memory"] = doc.memory_node.links
+    for node, kind in graph.nodes(data="kind"):
+        if kind not in budgets:
+            continue
+        used = sum(
+            graph.number_of_edges(node, other)
+            for other in graph.successors(node)
+            if graph.nodes[other]["kind"] != "switch"
+        )
+        if used > budgets[kind]:
+            owner = "device.links" if kind == "device" else "memory_node.links"
+            raise top.child("connections").error(
+                f"node {node!r} has {used} links, more than its {owner} = {budgets[kind]}"
+            )
+
+
+def _bind_rings(graph, doc: TopologyDoc, channels, top: Where) -> tuple[Ring, ...]:
+    """Every listed ring, checked, as directed rings bound to parallel links."""
+    usage: dict[str, int] = {}  # channel id -> rings bound to it so far
+    rings: list[Ring] = []
+    for i, cycle in enumerate(doc.rings):
+        where = top.child("rings").child(i)
+        _check_cycle(graph, cycle, where)
+        directions = [("", list(cycle))]
+        if doc.ring_directions == "both":
+            reverse = [cycle[0]] + list(cycle[1:])[::-1]
+            directions = [(".fwd", list(cycle)), (".rev", reverse)]
+        for suffix, nodes in directions:
+            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where))
+    return tuple(rings)
+
+
+def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
+    if len(cycle) < 2:
+        raise where.error("a ring needs at least two nodes")
+    devices_seen: set[str] = set()
+    for j, node in enumerate(cycle):
+        if node not in graph:
+            raise where.child(j).error(f"unknown node {node!r}")
+        kind = graph.nodes[node]["kind"]
+        if kind not in ("device", "memory"):
+            raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices and memory-nodes")
+        if kind == "device":
+            if node in devices_seen:
+                raise where.child(j).error(f"device {node!r} appears twice in the ring")
+            devices_seen.add(node)
+    if len(devices_seen) < 2:
+        raise where.error("a ring needs at least two devices")
+    for j, node in enumerate(cycle):
+        nxt = cycle[(j + 1) % len(cycle)]
+        if not graph.has_edge(node, nxt):
+            raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
+
+
+def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
+    """Binds each hop to the least-used parallel link not yet used by this ring."""
+    start = next(j for j, n in enumerate(nodes) if graph.nodes[n]["kind"] == "device")
+    nodes = nodes[start:] + nodes[:start]
+    mine: set[str] = set()
+    hops: list[str] = []
+    for j, node in enumerate(nodes):
+        nxt = nodes[(j + 1) % len(nodes)]
+        options = [channel_id(node, nxt, k) for k in sorted(graph[node][nxt])]
+        free = [c for c in options if c not in mine]
+        if not free:
+            raise where.error(
+                f"the ring crosses {node!r} -> {nxt!r} more often than its "
+                f"{len(options)} parallel link(s): a ring may use each directed channel once"
+            )
+        chosen = min(free, key=lambda c: (usage.get(c, 0), options.index(c)))
+        mine.add(chosen)
+        usage[chosen] = usage.get(chosen, 0) + 1
+        hops.append(chosen)
+    ranks: list[str] = []
+    segments: list[tuple[str, ...]] = []
+    current: list[str] = []
+    for j, node in enumerate(nodes):
+        if graph.nodes[node]["kind"] == "device":
+            if ranks:
+                segments.append(tuple(current))
+            ranks.append(node)
+            current = []
+        current.append(hops[j])
+    segments.append(tuple(current))
+    latency = tuple(sum(channels[c].latency_s for c in seg) for seg in segments)
+    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency)
+
+
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):
+    """Which stores serve which device, checked, and the memory ports."""
+    where = top.child("serves")
+    ports: dict[str, Port] = {}
+    for cpu in sockets:
+        ports[f"{cpu}/mem"] = Port(f"{cpu}/mem", cpu, doc.host.socket_mem_bw)
+    serves: dict[str, tuple[str, ...]] = {}
+    if doc.backing == "none":
+        if doc.serves:
+            raise where.error("backing is 'none': no store serves any device")
+        return serves, ports
+    want = "cpu" if doc.backing == "host" else "memory"
+    for d in doc.serves:
+        if d not in devices:
+            raise where.child(d).error(f"{d!r} is not a device")
+    clients: dict[str, list[str]] = {}
+    for d in devices:
+        stores = doc.serves.get(d)
+        if not stores:
+            raise where.child(d).error(f"missing: backing is {doc.backing!r}, so every device needs a store")
+        if len(set(stores)) != len(stores):
+            raise where.child(d).error("a store is listed twice")
+        for j, s in enumerate(stores):
+            if s not in graph or graph.nodes[s]["kind"] != want:
+                kind_name = "CPU socket" if want == "cpu" else "memory-node"
+                raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
+            if not _store_path(graph, d, s):
+                raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
+            clients.setdefault(s, []).append(d)
+    if want == "memory":
+        spec = doc.memory_node
+        for m in memory_nodes:
+            if len(clients.get(m, [])) > spec.groups:
+                raise where.error(
+                    f"memory-node {m!r} serves {len(clients[m])} devices, more than memory_node.groups = {spec.groups}"
+                )
+            for d in clients.get(m, []):
+                # Each client owns one group: an equal share of the DIMM bandwidth.
+                ports[f"{m}/{d}"] = Port(f"{m}/{d}", m, spec.mem_bw / spec.groups)
+    serves = {d: tuple(doc.serves[d]) for d in devices}
+    return serves, ports
