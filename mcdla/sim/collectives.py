@@ -1,0 +1,228 @@
+"""Ring collectives as flows on the shared :class:`~mcdla.sim.flownet.FlowNetwork`.
+
+The message is split evenly over all the given directed rings, which run
+concurrently; the collective ends when its last ring does.
+
+**Ring steps (all-reduce, all-gather, reduce-scatter).** With p ranks a ring runs
+2(p-1) steps for all-reduce (p-1 of reduce-scatter, then p-1 of all-gather) and p-1
+for the others; in every step each rank sends an n/p piece of its ring's share to its
+successor, all at once. One step is modelled as ONE flow of n/p bytes whose path is
+every channel of the ring (each channel carries the step's bytes) and whose latency
+is the largest segment latency: the step advances at the ring's slowest hop, and the
+next step needs this step's data. Memory-nodes on a ring only relay: a segment that
+passes through one is cut-through, so it costs its summed hop latency and no
+store-and-forward time. Events are proportional to ring steps, not to chunks, and
+on idle rings the time is exactly the alpha-beta closed form of
+:mod:`mcdla.hw.collective_model`.
+
+**Chunks and latency.** Latency is a wire delay that consecutive chunks overlap
+(NCCL keeps several chunks in flight per connection), so a step pays it once, not
+once per chunk, and for the step-wise collectives the chunk size does not change the
+time. Broadcast is where it matters: the root streams its share along the ring in
+chunks and every intermediate rank forwards a chunk once it has received it whole.
+That is one flow of the ring's share over the p-1 segments from the root, with
+latency = summed segment latencies + (p-2) chunk / b (the pipeline fill at the idle
+ring bandwidth b; under contention the fill is this idle estimate, a term that
+vanishes as the chunk shrinks). The results converge as the chunk shrinks;
+:data:`DEFAULT_CHUNK_BYTES` (4 KB, the message size of the paper's Fig. 9) is within
+1% of the limit for messages of a few MB and more on rings of up to 16 ranks.
+
+**Reduction.** Reduction arithmetic overlaps the transfer as in NCCL's fused
+kernels: with ``reduce_Bps`` given, every reduce-scatter step flow also crosses a
+reduction unit ``reduce:<rank>`` of that bandwidth at every rank of its ring, so its
+rate is min(link share, reduction share) and it costs time only where it is slower
+than the link. The units are shared by all rings and collectives on a device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import simpy
+
+from mcdla.hw.collective_model import OPS, ring_steps
+from mcdla.hw.network import Ring, channel_id
+from mcdla.sim.flownet import FlowNetwork
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "CollectiveRecord",
+    "collective",
+    "reduce_resource",
+    "ring_of_devices",
+]
+
+# The paper's Fig. 9 message size ("4 KB"); see the module docstring on convergence.
+DEFAULT_CHUNK_BYTES = 4e3
+
+
+def reduce_resource(rank: str) -> str:
+    """The id of the reduction unit of device ``rank`` in the flow network."""
+    return f"reduce:{rank}"
+
+
+@dataclass(frozen=True)
+class CollectiveRecord:
+    """What one collective did: the value of the process :func:`collective` returns.
+
+    ``bytes_per_ring`` is each ring's share of the message; ``bytes_sent_per_ring``
+    the bytes all ranks of that ring put on the wire together (steps x share for the
+    step-wise collectives, (p-1) x share for broadcast); ``flows`` the flows started.
+    """
+
+    op: str
+    tag: str
+    size_bytes: float
+    ranks: int
+    rings: tuple[str, ...]
+    start_s: float
+    end_s: float
+    flows: int
+    bytes_per_ring: tuple[float, ...]
+    bytes_sent_per_ring: tuple[float, ...]
+
+    @property
+    def time_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def collective(
+    env: simpy.Environment,
+    net: FlowNetwork,
+    rings: Sequence[Ring],
+    op: str,
+    size_bytes: float,
+    *,
+    chunk_bytes: float = DEFAULT_CHUNK_BYTES,
+    root: int = 0,
+    reduce_Bps: float | None = None,
+    tag: str = "",
+) -> simpy.Process:
+    """Starts ``op`` on ``size_bytes`` over ``rings``; the process returns a :class:`CollectiveRecord`.
+
+    ``root`` (broadcast only) indexes the ranks of the first ring.
+    """
+    if op not in OPS:
+        raise ValueError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
+    if not rings:
+        raise ValueError("a collective needs at least one ring")
+    if not size_bytes >= 0:
+        raise ValueError(f"size_bytes must be >= 0, got {size_bytes!r}")
+    if not chunk_bytes > 0:
+        raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes!r}")
+    if not 0 <= root < rings[0].size:
+        raise ValueError(f"root {root} is not a rank of ring {rings[0].name!r} ({rings[0].size} ranks)")
+    for ring in rings:
+        channels = ring.channels
+        if len(set(channels)) != len(channels):
+            raise ValueError(f"ring {ring.name!r} crosses a channel twice")
+    root_rank = rings[0].ranks[root]
+    if op == "broadcast":
+        for ring in rings:
+            if root_rank not in ring.ranks:
+                raise ValueError(f"root {root_rank!r} is not on ring {ring.name!r}")
+    reduce_ids: dict[str, tuple[str, ...]] = {}
+    if reduce_Bps is not None and op in ("all_reduce", "reduce_scatter"):
+        for ring in rings:
+            for rank in ring.ranks:
+                net.add_resource(reduce_resource(rank), reduce_Bps)
+            reduce_ids[ring.name] = tuple(reduce_resource(rank) for rank in ring.ranks)
+    return env.process(_run(env, net, tuple(rings), op, float(size_bytes), chunk_bytes, root_rank, reduce_ids, tag))
+
+
+def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag):
+    start_s = env.now
+    share = size_bytes / len(rings)
+    flows = [0]
+    procs = [
+        env.process(_ring(env, net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows))
+        for ring in rings
+    ]
+    yield env.all_of(procs)
+    sent = []
+    for ring in rings:
+        if ring.size == 1:
+            sent.append(0.0)
+        elif op == "broadcast":
+            sent.append((ring.size - 1) * share)
+        else:
+            sent.append(ring_steps(op, ring.size) * share)
+    return CollectiveRecord(
+        op=op,
+        tag=tag,
+        size_bytes=size_bytes,
+        ranks=rings[0].size,
+        rings=tuple(r.name for r in rings),
+        start_s=start_s,
+        end_s=env.now,
+        flows=flows[0],
+        bytes_per_ring=tuple(share for _ in rings),
+        bytes_sent_per_ring=tuple(sent),
+    )
+
+
+def _ring(env, net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows):
+    """One directed ring's part of the collective (see the module docstring)."""
+    p = ring.size
+    if p == 1 or share == 0:
+        return
+    if op == "broadcast":
+        start = ring.ranks.index(root_rank)
+        order = [(start + i) % p for i in range(p - 1)]
+        path = tuple(c for i in order for c in ring.segments[i])
+        ring_Bps = min((net.capacities_Bps.get(c, float("inf")) for c in path), default=float("inf"))
+        fill_s = (p - 2) * min(chunk_bytes, share) / ring_Bps
+        latency_s = sum(ring.latency_s[i] for i in order) + fill_s
+        flows[0] += 1
+        yield net.transfer(share, path, latency_s, tag)
+        return
+    step_bytes = share / p
+    step_latency_s = max(ring.latency_s)
+    channels = ring.channels
+    reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
+    gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
+    for _ in range(reduce_steps):
+        flows[0] += 1
+        yield net.transfer(step_bytes, channels + reduce_path, step_latency_s, tag)
+    for _ in range(gather_steps):
+        flows[0] += 1
+        yield net.transfer(step_bytes, channels, step_latency_s, tag)
+
+
+def ring_of_devices(n: int, link_bw_Bps: float, latency_s: float) -> tuple[tuple[Ring, Ring], dict[str, float]]:
+    """One bidirectional ring of ``n`` device-nodes ``D0..D{n-1}`` (paper Fig. 9's setting).
+
+    There are n full-duplex links, link i joining D_i and D_{i+1 mod n}; each gives a
+    channel per direction of ``link_bw_Bps``. The result is the two directed rings
+    (clockwise and counter-clockwise, channel-disjoint) and the channel capacities.
+    For n = 2 the two links are parallel (indices 0 and 1), so a 2-node ring has the
+    same per-node bandwidth as a larger one.
+    """
+    if n < 2:
+        raise ValueError(f"a ring needs at least 2 devices, got {n}")
+    names = tuple(f"D{i}" for i in range(n))
+    forward: list[str] = []
+    backward: list[str] = []  # backward[i]: the channel from D_{i+1} to D_i over link i
+    for i in range(n):
+        a, b = names[i], names[(i + 1) % n]
+        k = 1 if (n == 2 and i == 1) else 0  # a 2-ring's second link is parallel to its first
+        forward.append(channel_id(a, b, k))
+        backward.append(channel_id(b, a, k))
+    capacities = {c: float(link_bw_Bps) for c in forward + backward}
+    cw = Ring(
+        name="ring0+",
+        ranks=names,
+        segments=tuple((c,) for c in forward),
+        latency_s=tuple(float(latency_s) for _ in range(n)),
+    )
+    # Counter-clockwise: D0 -> D{n-1} -> ... -> D1 -> D0 over links n-1, ..., 0.
+    ccw_ranks = (names[0],) + tuple(reversed(names[1:]))
+    ccw_segments = tuple((backward[(n - 1 - i) % n],) for i in range(n))
+    ccw = Ring(
+        name="ring0-",
+        ranks=ccw_ranks,
+        segments=ccw_segments,
+        latency_s=tuple(float(latency_s) for _ in range(n)),
+    )
+    return (cw, ccw), capacities

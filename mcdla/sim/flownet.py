@@ -1,0 +1,343 @@
+"""A fluid flow network on SimPy: transfers share channels and ports max-min fairly.
+
+A *flow* moves ``size_bytes`` along a path of resources (directed channels, memory
+ports, reduction units). Its life has two phases:
+
+1. a pure delay of ``latency_s`` (the summed hop latency: wire, switch and protocol
+   time), during which it occupies no bandwidth;
+2. a fluid phase in which it streams at its max-min fair share of every resource on
+   its path, until its last byte is delivered.
+
+A flow alone on an idle path therefore takes exactly
+``latency_s + size_bytes / min(capacity on the path)`` (MODEL.md, "Network model").
+
+Rates change only when a flow joins the sharing or leaves it, so the network solves
+:func:`mcdla.hw.maxmin.max_min_rates` only then, advances every flow's remaining bytes
+by ``rate * dt`` and keeps a single pending SimPy timeout for the earliest next
+completion. The number of SimPy events is proportional to the number of flows, not to
+the number of bytes. Flows that join at the same simulated instant (a collective's
+rings, a DMA's stripes) are batched into one rate computation.
+
+Accounting (read with :meth:`FlowNetwork.stats`): per-resource bytes carried (the
+time integral of the resource's load) and busy time (time with at least one flow on
+it), flows started and finished, bytes sent and delivered, and the number of rate
+computations. For drawing link utilization over time, pass ``on_rates`` (called with
+the resources whose load changed) or ``record_timeline=True`` (a piecewise-constant
+``(time_s, load_Bps)`` list per resource).
+
+Determinism: flows are kept in start order and resources in first-use order; nothing
+iterates over a set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import simpy
+
+from mcdla.hw.maxmin import max_min_rates
+
+__all__ = ["FlowNetwork", "NetworkStats"]
+
+# A flow whose remaining bytes fall to this fraction of its size is delivered: the
+# rate * dt updates accumulate rounding of this order and must not leave a sliver.
+_DONE_FRACTION = 1e-9
+# Relative slack when comparing a completion time with the clock: the timeout's
+# ``now + (finish - now)`` may differ from ``finish`` in the last bits.
+_TIME_SLACK = 1e-12
+
+
+@dataclass(frozen=True)
+class NetworkStats:
+    """A snapshot of a flow network's accounting at ``time_s``."""
+
+    time_s: float
+    flows_started: int
+    flows_finished: int
+    bytes_sent: float
+    bytes_delivered: float
+    rate_computations: int
+    bytes_by_resource: dict[str, float]
+    busy_s_by_resource: dict[str, float]
+
+    def utilization(self, capacities_Bps: Mapping[str, float]) -> dict[str, float]:
+        """Average utilization of each resource over ``[0, time_s]``: bytes / (bw * time)."""
+        if self.time_s <= 0:
+            return {r: 0.0 for r in self.bytes_by_resource}
+        return {
+            r: b / (capacities_Bps[r] * self.time_s)
+            for r, b in self.bytes_by_resource.items()
+            if r in capacities_Bps
+        }
+
+
+class _Flow:
+    """Mutable state of one flow (internal; users only see its completion event)."""
+
+    __slots__ = ("id", "size_bytes", "path", "tag", "done", "remaining_bytes", "rate_Bps", "finish_s")
+
+    def __init__(self, flow_id: int, size_bytes: float, path: tuple[str, ...], tag: str, done: simpy.Event):
+        self.id = flow_id
+        self.size_bytes = size_bytes
+        self.path = path  # constrained resources only
+        self.tag = tag
+        self.done = done
+        self.remaining_bytes = size_bytes
+        self.rate_Bps = 0.0
+        self.finish_s = math.inf
+
+
+class FlowNetwork:
+    """Flows over resources with capacities, shared max-min fairly.
+
+    ``capacities_Bps`` maps resource ids to bandwidths (bytes/s, > 0); a resource id
+    absent from it is unconstrained. ``on_rates(now_s, {resource: load_Bps})`` is
+    called after every rate computation with the resources whose load changed (a
+    load of 0 means the resource went idle). ``record_timeline=True`` keeps the same
+    changes in :attr:`timeline`.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        capacities_Bps: Mapping[str, float],
+        *,
+        on_rates: Callable[[float, dict[str, float]], None] | None = None,
+        record_timeline: bool = False,
+    ):
+        self.env = env
+        self._capacities: dict[str, float] = {}
+        for resource, bw in capacities_Bps.items():
+            self.add_resource(resource, bw)
+        self._on_rates = on_rates
+        self.timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
+        self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
+        self._joining: list[_Flow] = []  # flows whose latency elapsed at this instant
+        self._flush_pending = False
+        self._dirty = False  # flows left the sharing since the last rate computation
+        self._next_id = 0
+        self._last_s = env.now
+        self._timer_s: float | None = None
+        self._timer_gen = 0
+        self._load: dict[str, float] = {}
+        # accounting
+        self._flows_started = 0
+        self._flows_finished = 0
+        self._bytes_sent = 0.0
+        self._bytes_delivered = 0.0
+        self._rate_computations = 0
+        self._bytes_by_resource: dict[str, float] = {}
+        self._busy_s_by_resource: dict[str, float] = {}
+
+    # -- construction -------------------------------------------------------------
+
+    @property
+    def capacities_Bps(self) -> Mapping[str, float]:
+        return self._capacities
+
+    def add_resource(self, resource: str, capacity_Bps: float) -> None:
+        """Adds a constrained resource, or checks that an existing one has this capacity.
+
+        Used by collectives for per-rank reduction units, which several collectives
+        (and rings) on the same device share.
+        """
+        capacity_Bps = float(capacity_Bps)
+        if not capacity_Bps > 0 or math.isnan(capacity_Bps):
+            raise ValueError(f"capacity of {resource!r} must be > 0, got {capacity_Bps!r}")
+        if math.isinf(capacity_Bps):
+            return  # unbounded: same as absent
+        known = self._capacities.get(resource)
+        if known is None:
+            self._capacities[resource] = capacity_Bps
+        elif known != capacity_Bps:
+            raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
+
+    # -- the one operation --------------------------------------------------------
+
+    def transfer(
+        self,
+        size_bytes: float,
+        path: Sequence[str],
+        latency_s: float = 0.0,
+        tag: str = "",
+    ) -> simpy.Event:
+        """Starts a flow; the returned event succeeds (value: the tag) at its last byte."""
+        size_bytes = float(size_bytes)
+        latency_s = float(latency_s)
+        if not (size_bytes >= 0 and math.isfinite(size_bytes)):
+            raise ValueError(f"size_bytes must be a finite number >= 0, got {size_bytes!r}")
+        if not (latency_s >= 0 and math.isfinite(latency_s)):
+            raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
+        path = tuple(path)
+        if len(set(path)) != len(path):
+            raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
+        constrained = tuple(r for r in path if r in self._capacities)
+        done = self.env.event()
+        flow = _Flow(self._next_id, size_bytes, constrained, tag, done)
+        self._next_id += 1
+        self._flows_started += 1
+        self._bytes_sent += size_bytes
+        if latency_s > 0:
+            self.env.timeout(latency_s).callbacks.append(lambda _event, f=flow: self._enqueue(f))
+        else:
+            self._enqueue(flow)
+        return done
+
+    # -- accounting ---------------------------------------------------------------
+
+    @property
+    def flows_in_flight(self) -> int:
+        """Flows started and not yet delivered (in their latency or fluid phase)."""
+        return self._flows_started - self._flows_finished
+
+    def stats(self) -> NetworkStats:
+        """The accounting up to ``env.now`` (loads held since the last change included)."""
+        dt = self.env.now - self._last_s
+        bytes_by = dict(self._bytes_by_resource)
+        busy_by = dict(self._busy_s_by_resource)
+        if dt > 0:
+            for resource, load in self._load.items():
+                if load > 0:
+                    bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
+                    busy_by[resource] = busy_by.get(resource, 0.0) + dt
+        return NetworkStats(
+            time_s=self.env.now,
+            flows_started=self._flows_started,
+            flows_finished=self._flows_finished,
+            bytes_sent=self._bytes_sent,
+            bytes_delivered=self._bytes_delivered,
+            rate_computations=self._rate_computations,
+            bytes_by_resource=bytes_by,
+            busy_s_by_resource=busy_by,
+        )
+
+    def rates_Bps(self) -> dict[str, float]:
+        """The current load of every resource that carries a flow."""
+        return {r: load for r, load in self._load.items() if load > 0}
+
+    # -- internals ----------------------------------------------------------------
+
+    def _enqueue(self, flow: _Flow) -> None:
+        """Queues a flow to join the sharing; one flush per instant joins them all."""
+        self._joining.append(flow)
+        self._request_flush()
+
+    def _request_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            # A zero delay timeout runs after every event already scheduled for this
+            # instant (including processes woken by completions, which may start new
+            # flows), so all the changes of one instant share one rate computation.
+            self.env.timeout(0).callbacks.append(self._flush)
+
+    def _flush(self, _event: simpy.Event) -> None:
+        self._flush_pending = False
+        joining, self._joining = self._joining, []
+        self._advance()
+        changed, self._dirty = self._dirty, False
+        for flow in joining:
+            if flow.size_bytes == 0 or not flow.path:
+                self._deliver(flow)  # no bytes, or no constrained resource: infinite rate
+            else:
+                self._flows[flow.id] = flow
+                changed = True
+        if changed:
+            self._recompute()
+
+    def _advance(self) -> None:
+        """Moves every flow and the accounting from the last change to ``now``."""
+        now = self.env.now
+        dt = now - self._last_s
+        if dt <= 0:
+            return
+        self._last_s = now
+        for flow in self._flows.values():
+            flow.remaining_bytes -= flow.rate_Bps * dt
+        bytes_by, busy_by = self._bytes_by_resource, self._busy_s_by_resource
+        for resource, load in self._load.items():
+            if load > 0:
+                bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
+                busy_by[resource] = busy_by.get(resource, 0.0) + dt
+
+    def _recompute(self) -> None:
+        """New fair rates, loads and completion times; reschedules the timer."""
+        now = self.env.now
+        self._rate_computations += 1
+        flows = self._flows
+        rates = max_min_rates({fid: f.path for fid, f in flows.items()}, self._capacities)
+        load: dict[str, float] = {}
+        next_s = math.inf
+        for fid, flow in flows.items():
+            rate = rates[fid]
+            flow.rate_Bps = rate
+            for resource in flow.path:
+                load[resource] = load.get(resource, 0.0) + rate
+            flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate
+            if flow.finish_s < next_s:
+                next_s = flow.finish_s
+        self._publish(load)
+        self._schedule(next_s)
+
+    def _publish(self, load: dict[str, float]) -> None:
+        """Stores the new loads and reports the ones that changed."""
+        old = self._load
+        changed: dict[str, float] = {}
+        for resource, value in load.items():
+            if old.get(resource) != value:
+                changed[resource] = value
+        for resource, value in old.items():
+            if value > 0 and resource not in load:
+                changed[resource] = 0.0
+        self._load = load
+        if not changed:
+            return
+        now = self.env.now
+        if self.timeline is not None:
+            for resource, value in changed.items():
+                self.timeline.setdefault(resource, []).append((now, value))
+        if self._on_rates is not None:
+            self._on_rates(now, changed)
+
+    def _schedule(self, next_s: float) -> None:
+        if next_s == self._timer_s:
+            return
+        self._timer_gen += 1
+        if math.isinf(next_s):
+            self._timer_s = None
+            return
+        self._timer_s = next_s
+        gen = self._timer_gen
+        delay = max(next_s - self.env.now, 0.0)
+        self.env.timeout(delay).callbacks.append(lambda _event: self._on_timer(gen))
+
+    def _on_timer(self, gen: int) -> None:
+        if gen != self._timer_gen:
+            return  # superseded by a later rate change
+        self._timer_s = None
+        self._advance()
+        now = self.env.now
+        horizon = now + _TIME_SLACK * max(abs(now), 1e-9)
+        finished = [
+            f
+            for f in self._flows.values()
+            if f.finish_s <= horizon or f.remaining_bytes <= _DONE_FRACTION * f.size_bytes
+        ]
+        if not finished:  # cannot happen with exact arithmetic; be safe with floats
+            self._schedule(min((f.finish_s for f in self._flows.values()), default=math.inf))
+            return
+        for flow in finished:
+            del self._flows[flow.id]
+            self._deliver(flow)
+        # The new rates are computed by the flush of this instant, after the
+        # processes woken by these completions have started their next flows.
+        self._dirty = True
+        self._request_flush()
+
+    def _deliver(self, flow: _Flow) -> None:
+        flow.remaining_bytes = 0.0
+        flow.rate_Bps = 0.0
+        self._flows_finished += 1
+        self._bytes_delivered += flow.size_bytes
+        flow.done.succeed(flow.tag)
