@@ -1,0 +1,445 @@
+"""The workload file format, and :func:`load_workload` that turns one into a DAG.
+
+A workload file (``workloads/*.yaml``) describes a network by its layers' shape
+parameters; :mod:`mcdla.hw.layers` infers every shape, parameter count and MAC count.
+The format, in full (docs/workloads.md has examples)::
+
+    name: resnet34                 # required
+    description: ...               # optional
+    precision_bytes: 4             # bytes per element (fp32), default 4
+    hidden: 1024                   # optional variables, referred to as "$hidden"
+    timesteps: 25                  #   and "$timesteps" anywhere below
+    input: {channels: 3, height: 224, width: 224}      # an image, or
+    input: {timesteps: $timesteps, features: $hidden}  # a sequence
+    defaults:                      # optional per-kind default keys
+      conv: {bias: false}
+    blocks:                        # optional named templates
+      basic:
+        args: [channels, stride]   # "$channels", "$stride" inside the block
+        layers: [...]              # layer entries; "in" names the block's input
+    layers:                        # entries, in topological order:
+      - {kind: conv, name: conv1, out_channels: 64, kernel: 7, stride: 2, padding: 3}
+      - {kind: add, inputs: [a, b]}           # inputs: names of earlier layers
+      - {block: basic, name: layer1, repeat: 3, args: {channels: 64, stride: 1}}
+
+A layer entry has ``kind``, an optional ``name`` (default: kind and index) and
+optional ``inputs`` (default: the previous entry; a block instance's name stands for
+its last layer) plus the shape keys of its kind (the ``*Spec`` classes below). A block
+entry instantiates a template ``repeat`` times in a chain; its layers are named
+``INSTANCE/LAYER`` (``INSTANCE.R/LAYER`` when repeated). A recurrent entry (rnn, lstm,
+gru) reads a sequence and is unrolled into one layer per timestep, ``NAME/tT``.
+
+Every key is checked: an unknown key or kind, a missing key, a non-positive size or a
+reference to a layer that does not exist raises InputError naming the file and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from mcdla.config import loader
+from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
+from mcdla.errors import InputError
+from mcdla.hw import layers as hw
+from mcdla.hw.layers import Layer, Workload
+
+__all__ = ["load_workload", "read_workload", "SPECS", "WorkloadDoc"]
+
+Pair = PositiveInt | tuple[PositiveInt, PositiveInt]
+Padding = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt]
+
+
+@dataclass(frozen=True)
+class InputDoc:
+    """The data layer: an image (channels, height, width) or a sequence of vectors."""
+
+    channels: PositiveInt | None = None
+    height: PositiveInt | None = None
+    width: PositiveInt | None = None
+    features: PositiveInt | None = None
+    timesteps: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        image = (self.channels, self.height, self.width)
+        if self.features is None and None in image:
+            raise ValueError("give channels, height and width (an image) or features (a sequence)")
+        if self.features is not None and any(v is not None for v in image):
+            raise ValueError("give either channels/height/width or features, not both")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.features is None:
+            return (self.channels, self.height, self.width)  # type: ignore[return-value]
+        if self.timesteps is None:
+            return (self.features,)
+        return (self.timesteps, self.features)
+
+
+@dataclass(frozen=True)
+class BlockDoc:
+    """A named template of layer entries with arguments."""
+
+    layers: tuple[Any, ...]
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadDoc:
+    """The top level of a workload file."""
+
+    name: str
+    input: InputDoc
+    layers: tuple[Any, ...]
+    description: str = ""
+    precision_bytes: PositiveInt = 4
+    hidden: PositiveInt | None = None
+    timesteps: PositiveInt | None = None
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blocks: dict[str, BlockDoc] = field(default_factory=dict)
+
+
+# Shape keys per layer kind. ``name`` and ``inputs`` are common to all.
+@dataclass(frozen=True)
+class ConvSpec:
+    out_channels: PositiveInt
+    kernel: Pair
+    stride: Pair = 1
+    padding: Padding = 0
+    groups: PositiveInt = 1
+    bias: bool = True
+    shortcut: bool = False  # a projection shortcut: not counted in the depth
+
+
+@dataclass(frozen=True)
+class FcSpec:
+    out_features: PositiveInt
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    kernel: Pair | None = None
+    stride: Pair | None = None
+    padding: Padding = 0
+    ceil_mode: bool = False
+    output_size: Pair | None = None  # adaptive pooling
+
+    def __post_init__(self) -> None:
+        if (self.kernel is None) == (self.output_size is None):
+            raise ValueError("give kernel (a window) or output_size (adaptive pooling), exactly one")
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    hidden: PositiveInt
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class DropoutSpec:
+    rate: float = 0.5  # documentation only: dropout's cost does not depend on it
+
+
+@dataclass(frozen=True)
+class LrnSpec:
+    size: PositiveInt = 5
+
+
+@dataclass(frozen=True)
+class NoSpec:
+    pass
+
+
+SPECS: dict[str, type] = {
+    "conv": ConvSpec,
+    "fc": FcSpec,
+    "maxpool": PoolSpec,
+    "avgpool": PoolSpec,
+    "rnn": RecurrentSpec,
+    "lstm": RecurrentSpec,
+    "gru": RecurrentSpec,
+    "dropout": DropoutSpec,
+    "lrn": LrnSpec,
+    "relu": NoSpec,
+    "batchnorm": NoSpec,
+    "concat": NoSpec,
+    "add": NoSpec,
+    "softmax": NoSpec,
+}
+
+_COMMON = ("kind", "name", "inputs")
+_BLOCK_KEYS = ("block", "name", "args", "repeat", "inputs")
+
+
+@dataclass
+class _Draft:
+    """A layer being assembled: everything but the final Layer object."""
+
+    name: str
+    kind: str
+    inputs: tuple[int, ...]
+    shaped: hw.Shaped
+    in_elems: int
+    weight_group: str | None = None
+    params: int = 0
+    in_depth: bool = True
+
+
+class _Builder:
+    """Expands entries and blocks into drafts, inferring shapes as it goes."""
+
+    def __init__(self, doc: WorkloadDoc, file: str):
+        self.doc, self.file = doc, file
+        self.drafts: list[_Draft] = []
+        self.names: dict[str, int] = {}
+        self.active: list[str] = []  # blocks being expanded, to refuse a block that uses itself
+        shape = doc.input.shape
+        self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
+        self.variables = {k: getattr(doc, k) for k in ("hidden", "timesteps") if getattr(doc, k) is not None}
+
+    def _add(self, draft: _Draft) -> int:
+        self.names[draft.name] = len(self.drafts)
+        self.drafts.append(draft)
+        return len(self.drafts) - 1
+
+    def _substitute(self, value: Any, env: dict[str, Any], where: Where) -> Any:
+        if isinstance(value, str) and value.startswith("$"):
+            if value[1:] not in env:
+                known = ", ".join("$" + k for k in sorted(env)) or "none"
+                raise where.error(f"unknown variable {value!r}; defined here: {known}")
+            return env[value[1:]]
+        if isinstance(value, list):
+            return [self._substitute(v, env, where.child(i)) for i, v in enumerate(value)]
+        if isinstance(value, dict):  # a block's args
+            return {k: self._substitute(v, env, where.child(str(k))) for k, v in value.items()}
+        return value
+
+    def expand(self, entries: Sequence[Any], where: Where, env: dict[str, Any], prefix: str,
+               scope: dict[str, int], prev: int) -> int:
+        """Adds ``entries`` to the DAG; returns the index of the last layer added."""
+        for i, entry in enumerate(entries):
+            w = where.child(i)
+            if not isinstance(entry, dict):
+                raise w.error(f"expected a mapping (a layer or a block), got {entry!r}")
+            entry = {k: self._substitute(v, env, w.child(str(k))) for k, v in entry.items()}
+            if "block" in entry:
+                prev = self._block(entry, w, env, prefix, scope, prev)
+            else:
+                prev = self._layer(entry, w, prefix, scope, prev)
+        return prev
+
+    def _resolve(self, entry: dict, w: Where, scope: dict[str, int], prev: int) -> tuple[int, ...]:
+        if "inputs" not in entry:
+            return (prev,)
+        refs = entry["inputs"]
+        if isinstance(refs, str):
+            refs = [refs]
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise w.child("inputs").error(f"expected a list of layer names, got {refs!r}")
+        indices = []
+        for ref in refs:
+            if ref not in scope:
+                raise w.child("inputs").error(f"no earlier layer named {ref!r} here")
+            indices.append(scope[ref])
+        return tuple(indices)
+
+    def _block(self, entry: dict, w: Where, env: dict, prefix: str, scope: dict[str, int], prev: int) -> int:
+        unknown = [k for k in entry if k not in _BLOCK_KEYS]
+        if unknown:
+            raise w.child(str(unknown[0])).error(f"unknown key; expected one of {', '.join(sorted(_BLOCK_KEYS))}")
+        block_name = entry["block"]
+        if block_name not in self.doc.blocks:
+            known = ", ".join(sorted(self.doc.blocks)) or "none"
+            raise w.child("block").error(f"unknown block {block_name!r}; defined: {known}")
+        if block_name in self.active:
+            raise w.child("block").error(f"block {block_name!r} instantiates itself")
+        block = self.doc.blocks[block_name]
+        args = entry.get("args", {})
+        if not isinstance(args, dict):
+            raise w.child("args").error(f"expected a mapping, got {args!r}")
+        for key in args:
+            if key not in block.args:
+                raise w.child("args").child(str(key)).error(
+                    f"block {block_name!r} takes no such argument; it takes {', '.join(block.args) or 'none'}")
+        for key in block.args:
+            if key not in args:
+                raise w.child("args").child(key).error(f"missing; block {block_name!r} needs it")
+        repeat = build(_Repeat, {"repeat": entry.get("repeat", 1)}, w).repeat
+        base = entry.get("name", f"{block_name}{len(self.drafts)}")
+        if not isinstance(base, str) or not base:
+            raise w.child("name").error(f"expected a name, got {base!r}")
+        inputs = self._resolve(entry, w, scope, prev)
+        if len(inputs) != 1:
+            raise w.child("inputs").error("a block takes exactly one input")
+        last = inputs[0]
+        inner_env = {**env, **args}
+        for r in range(1, repeat + 1):
+            instance = base if repeat == 1 else f"{base}.{r}"
+            full = prefix + instance
+            if full in self.names or instance in scope:
+                raise w.child("name").error(f"a layer named {full!r} exists already")
+            self.active.append(block_name)
+            try:
+                last = self.expand(block.layers, Where(self.file, f"blocks.{block_name}.layers"), inner_env,
+                                   full + "/", {"in": last}, last)
+            except InputError as exc:
+                raise InputError(f"{exc.detail} (in block instance {full!r} at {w.key})",
+                                 file=exc.file, key=exc.key) from None
+            finally:
+                self.active.pop()
+            scope[instance] = last
+        return last
+
+    def _layer(self, entry: dict, w: Where, prefix: str, scope: dict[str, int], prev: int) -> int:
+        if "kind" not in entry:
+            raise w.child("kind").error(f"missing; expected one of {', '.join(SPECS)}")
+        kind = entry["kind"]
+        if kind not in SPECS:
+            raise w.child("kind").error(f"unknown layer kind {kind!r}; expected one of {', '.join(SPECS)}")
+        defaults = self.doc.defaults.get(kind, {})
+        if not isinstance(defaults, dict):
+            raise Where(self.file, f"defaults.{kind}").error(f"expected a mapping, got {defaults!r}")
+        merged = {**defaults, **entry}
+        name = merged.get("name", f"{kind}{len(self.drafts)}")
+        if not isinstance(name, str) or not name:
+            raise w.child("name").error(f"expected a name, got {name!r}")
+        full = prefix + name
+        if full in self.names or name in scope:
+            raise w.child("name").error(f"a layer named {full!r} exists already")
+        inputs = self._resolve(merged, w, scope, prev)
+        spec = build(SPECS[kind], {k: v for k, v in merged.items() if k not in _COMMON}, w)
+        params = dataclasses.asdict(spec)
+        in_shapes = [self.drafts[j].shaped.out_shape for j in inputs]
+        if kind in hw.RECURRENT_KINDS:
+            last = self._unroll(kind, spec, full, inputs, in_shapes, w)
+        else:
+            in_depth = not params.pop("shortcut", False)
+            dx = any(j != 0 for j in inputs)  # no gradient flows into the data
+            try:
+                shaped = hw.infer(kind, in_shapes, dx=dx, **params)
+            except ValueError as exc:
+                raise w.error(f"layer {full!r}: {exc}") from None
+            group = full if shaped.params else None
+            in_elems = sum(_elems(self.drafts[j].shaped.out_shape) for j in inputs)
+            last = self._add(_Draft(full, kind, inputs, shaped, in_elems, group, shaped.params, in_depth))
+        scope[name] = last
+        return last
+
+    def _unroll(self, kind: str, spec: RecurrentSpec, full: str, inputs: tuple[int, ...],
+                in_shapes: list[tuple[int, ...]], w: Where) -> int:
+        if len(inputs) != 1 or len(in_shapes[0]) != 2:
+            raise w.error(f"layer {full!r}: a recurrent layer reads one sequence (timesteps, features), "
+                          f"got shapes {in_shapes}")
+        steps, features = in_shapes[0]
+        carried = hw.STATE_CARRIED[kind] * spec.hidden
+        prev = -1
+        for t in range(steps):
+            shaped = hw.recurrent_step(kind, features, spec.hidden, first=t == 0, bias=spec.bias)
+            step_inputs = inputs if t == 0 else inputs + (prev,)
+            in_elems = features + (carried if t else 0)  # x_t and the carried state only
+            prev = self._add(_Draft(f"{full}/t{t}", kind, step_inputs, shaped, in_elems, full,
+                                    shaped.params if t == 0 else 0))
+        return prev
+
+    def workload(self) -> Workload:
+        layers = []
+        groups: dict[str, int] = {}
+        for d in self.drafts:
+            if d.weight_group is not None:
+                groups[d.weight_group] = groups.get(d.weight_group, 0) + d.params
+            layers.append(Layer(
+                name=d.name,
+                kind=d.kind,
+                inputs=d.inputs,
+                cheap=d.kind in hw.CHEAP_KINDS,
+                weight_group=d.weight_group,
+                params=d.params,
+                out_elems_per_sample=_elems(d.shaped.out_shape),
+                in_elems_per_sample=d.in_elems,
+                out_shape=d.shaped.out_shape,
+                lowering=d.shaped.lowering,
+                ew_fwd_elems=d.shaped.ew_fwd_elems,
+                ew_bwd_elems=d.shaped.ew_bwd_elems,
+                in_depth=d.in_depth,
+            ))
+        return Workload(
+            name=self.doc.name,
+            layers=tuple(layers),
+            weight_groups=groups,
+            precision_bytes=self.doc.precision_bytes,
+            description=self.doc.description,
+            source=self.file,
+            index=dict(self.names),
+        )
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    repeat: PositiveInt = 1
+
+
+def _elems(shape: tuple[int, ...]) -> int:
+    result = 1
+    for size in shape:
+        result *= size
+    return result
+
+
+def read_workload(doc: dict[str, Any], file: str) -> Workload:
+    """Builds a Workload from the mapping ``doc`` read from ``file``."""
+    where = Where(file)
+    raw_vars = {k: doc[k] for k in ("hidden", "timesteps") if k in doc}
+    # Variables are substituted before validation, so "$hidden" in input is allowed.
+    typed = build(_Variables, raw_vars, where)
+    env = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
+    substituted = dict(doc)
+    if isinstance(doc.get("input"), dict):
+        substituted["input"] = {k: _substitute_top(v, env, where.child("input").child(str(k)))
+                                for k, v in doc["input"].items()}
+    parsed = build(WorkloadDoc, substituted, where)
+    for kind in parsed.defaults:
+        if kind not in SPECS:
+            raise where.child("defaults").child(kind).error(
+                f"unknown layer kind {kind!r}; expected one of {', '.join(SPECS)}")
+    builder = _Builder(parsed, file)
+    builder.expand(parsed.layers, where.child("layers"), env, "", dict(builder.names), 0)
+    return builder.workload()
+
+
+@dataclass(frozen=True)
+class _Variables:
+    hidden: PositiveInt | None = None
+    timesteps: PositiveInt | None = None
+
+
+def _substitute_top(value: Any, env: dict[str, Any], where: Where) -> Any:
+    if isinstance(value, str) and value.startswith("$"):
+        if value[1:] not in env:
+            raise where.error(f"unknown variable {value!r}; defined here: "
+                              f"{', '.join('$' + k for k in sorted(env)) or 'none'}")
+        return env[value[1:]]
+    return value
+
+
+def load_workload(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Workload:
+    """Loads a shipped workload by name, or a workload file by path.
+
+    ``sets`` are (dotted key within the workload document, value) pairs applied
+    before validation, e.g. ``[("hidden", 2048), ("precision_bytes", 2)]``.
+    """
+    path = loader.find_input(name_or_path, "workloads", "workload")
+    doc = loader.read_yaml(path)
+    if sets:
+        doc = loader.apply_overrides(doc, list(sets))
+    return read_workload(doc, _display(path))
+
+
+def _display(path: Path) -> str:
+    """The file name as messages show it: relative to the project when shipped."""
+    try:
+        return str(path.resolve().relative_to(loader.DATA_ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,500 @@
+"""Layers of a training workload: shapes, parameters, MACs and their GEMM lowering.
+
+A workload is a DAG of layers in topological order; ``layers[0]`` is the data layer
+(kind ``input``). Each layer knows, per sample, how many elements its output feature
+map holds and how much work its forward and backward passes are. Everything here is
+inferred from shape parameters (kernel, stride, channels, ...) by :func:`infer`; no
+count is ever typed into a workload file.
+
+Lowering to GEMMs (``C[m x n] = A[m x k] B[k x n]``, repeated ``count`` times):
+
+- convolution via implicit im2col, per group g of ``groups``:
+  forward ``Y = W X``: m = Cout/g, n = batch*Ho*Wo, k = Cin/g*kh*kw;
+  backward ``dX = W^T dY``: m = Cin/g*kh*kw, n = batch*Ho*Wo, k = Cout/g (col2im fused);
+  backward ``dW = dY X^T``: m = Cout/g, n = Cin/g*kh*kw, k = batch*Ho*Wo.
+- fully connected: the same with Ho*Wo = 1, kh*kw = 1, Cin = flattened input.
+- recurrent timestep (vanilla RNN, LSTM, GRU with G = 1, 4, 3 gates): the gate
+  pre-activations ``W [x_t; h_{t-1}]``: m = G*hidden, n = batch, k = features+hidden;
+  dX only towards h_{t-1} (x_t is data): m = hidden, n = batch, k = G*hidden;
+  dW: m = G*hidden, n = features+hidden, k = batch. A memory-bound gate kernel follows
+  the forward GEMM and precedes the backward ones.
+
+The HBM traffic of a GEMM kernel is its compulsory traffic: the operands as tensors
+(weights, the input feature map, the output), not the im2col-expanded matrix, which
+the PE array builds on the fly. :mod:`mcdla.hw.compute` adds re-fetches when the
+output tile does not fit on chip.
+
+Element-wise, pooling, normalization, concat and add layers (``cheap``) have no GEMM:
+their kernels stream tensors through HBM. The table ``_EW_TRAFFIC`` says which tensors
+each one reads and writes, forward and backward. In the memory-virtualization model
+these layers are recomputed in backward rather than offloaded (MODEL.md).
+
+Recurrent state: each unrolled timestep is a layer whose output is what backward
+needs of that step, stored as cuDNN's reserve space does rather than recomputed
+(recomputing the gates would replay the whole gate GEMM): vanilla RNN h (tanh' comes
+from h); LSTM h, c and the four gate activations (6 x hidden); GRU h, the three gates
+and the hidden-side candidate term W_hn h + b_hn needed for dr (5 x hidden).
+All timesteps of one recurrent layer share one weight group; its parameters are owned
+by timestep 0, whose backward finishes last, so the group's dW is ready then.
+
+Model parallelism (``shards`` = D, Krizhevsky-style): each device computes 1/D of a
+layer's output features (the GEMM's output-feature dimension m forward and in dW, the
+reduction k in dX, whose partial sums are all-reduced by the caller) and 1/D of the
+element-wise work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+__all__ = [
+    "Gemm",
+    "Kernel",
+    "Lowering",
+    "Shaped",
+    "Layer",
+    "Workload",
+    "GEMM_KINDS",
+    "RECURRENT_KINDS",
+    "CHEAP_KINDS",
+    "KINDS",
+    "PHASES",
+    "infer",
+    "recurrent_step",
+    "STATE_STORED",
+    "STATE_CARRIED",
+]
+
+GEMM_KINDS = ("conv", "fc")
+RECURRENT_KINDS = {"rnn": 1, "lstm": 4, "gru": 3}  # kind -> gates per timestep
+CHEAP_KINDS = (
+    "relu",
+    "dropout",
+    "maxpool",
+    "avgpool",
+    "lrn",
+    "batchnorm",
+    "concat",
+    "add",
+    "softmax",
+)
+KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + CHEAP_KINDS
+PHASES = ("fwd", "bwd", "recompute")
+
+# Element-wise traffic, per sample, as (forward, backward) in units of the layer's
+# total input elements I and output elements O. Why these tensors:
+# relu/dropout backward read dY and the mask (Y or the dropout bits, one tensor) and
+# write dX; max-pool backward re-reads X to find each window's argmax; batch norm makes
+# two passes (statistics, then normalize) forward and two backward (the dgamma/dbeta
+# reductions read dY and X, then dX reads them again); LRN backward needs X, Y, dY;
+# add and concat copy (a framework could alias them; we charge the copy); softmax
+# with the loss writes dX = Y - onehot from Y.
+_EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    #            fwd (I, O)  bwd (I, O)
+    "relu": ((1, 1), (1, 2)),
+    "dropout": ((1, 1), (1, 2)),
+    "maxpool": ((1, 1), (2, 1)),
+    "avgpool": ((1, 1), (1, 1)),
+    "lrn": ((1, 1), (2, 2)),
+    "batchnorm": ((2, 1), (3, 2)),
+    "concat": ((1, 1), (1, 1)),
+    "add": ((1, 1), (1, 1)),
+    "softmax": ((1, 1), (1, 1)),
+}
+
+# Recurrent state stored per timestep (see the module docstring), in units of hidden.
+STATE_STORED = {"rnn": 1, "lstm": 6, "gru": 5}
+# State the next timestep reads from the previous one: h, plus c for the LSTM.
+STATE_CARRIED = {"rnn": 1, "lstm": 2, "gru": 1}
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """``C[m x n] = A[m x k] B[k x n]``, repeated ``count`` times (e.g. conv groups)."""
+
+    m: int
+    n: int
+    k: int
+    count: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.n * self.k * self.count
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel launch on a device.
+
+    ``bytes`` is the compulsory HBM traffic; ``gemm`` is None for a memory-bound
+    element-wise/pool/norm kernel. ``operand_bytes`` splits a GEMM's traffic into
+    (A, B, C) so that :mod:`mcdla.hw.compute` can charge re-fetches of A and B when C
+    is tiled; ``element_bytes`` is the precision.
+    """
+
+    name: str
+    macs: int
+    bytes: int
+    gemm: Gemm | None
+    operand_bytes: tuple[int, int, int] | None = None
+    element_bytes: int = 4
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """A weighted layer's GEMM shapes, per sample and per group.
+
+    ``out_features`` and ``reduce`` are the forward GEMM's m and k; ``positions`` the
+    output positions per sample (Ho*Wo; 1 for fc and recurrent); ``dx_rows`` the m of
+    the dX GEMM (0 when the only input is the data layer: no dX is needed).
+    ``in_elems``/``dx_elems``/``out_elems`` are the tensors the GEMMs read and write,
+    per sample: the input feature map, the gradient written back, the GEMM output.
+    ``gates_fwd_elems``/``gates_bwd_elems`` are the per-sample element traffic of the
+    recurrent gate kernel (0 for conv and fc, whose bias and activation are fused or
+    separate layers).
+    """
+
+    out_features: int
+    reduce: int
+    positions: int
+    groups: int
+    dx_rows: int
+    weight_elems: int
+    in_elems: int
+    dx_elems: int
+    out_elems: int
+    gates_fwd_elems: int = 0
+    gates_bwd_elems: int = 0
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """What :func:`infer` finds for one layer: output shape, parameters, work."""
+
+    out_shape: tuple[int, ...]
+    params: int
+    lowering: Lowering | None = None
+    ew_fwd_elems: int = 0
+    ew_bwd_elems: int = 0
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def _window_out(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """Output length of a sliding window, with PyTorch's ceil_mode rule."""
+    span = size + 2 * padding - kernel
+    if span < 0:
+        raise ValueError(f"window {kernel} with padding {padding} is larger than the input ({size})")
+    if not ceil_mode:
+        return span // stride + 1
+    out = _ceil_div(span, stride) + 1
+    if (out - 1) * stride >= size + padding:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _image(in_shapes: list[tuple[int, ...]], kind: str) -> tuple[int, int, int]:
+    if len(in_shapes) != 1:
+        raise ValueError(f"a {kind} layer takes exactly one input, got {len(in_shapes)}")
+    shape = in_shapes[0]
+    if len(shape) != 3:
+        raise ValueError(f"a {kind} layer needs a (channels, height, width) input, got shape {shape}")
+    return shape  # type: ignore[return-value]
+
+
+def _conv(in_shapes, *, out_channels, kernel, stride=1, padding=0, groups=1, bias=True,
+          dx: bool, **_ignored) -> Shaped:
+    c, h, w = _image(in_shapes, "conv")
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    if c % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must divide the input ({c}) and output ({out_channels}) channels")
+    ho = _window_out(h, kh, sh, ph, False)
+    wo = _window_out(w, kw, sw, pw, False)
+    reduce = c // groups * kh * kw
+    weights = out_channels * reduce + (out_channels if bias else 0)
+    out = (out_channels, ho, wo)
+    lowering = Lowering(
+        out_features=out_channels // groups,
+        reduce=reduce,
+        positions=ho * wo,
+        groups=groups,
+        dx_rows=reduce if dx else 0,
+        weight_elems=weights,
+        in_elems=c * h * w,
+        dx_elems=c * h * w if dx else 0,
+        out_elems=_prod(out),
+    )
+    return Shaped(out, weights, lowering)
+
+
+def _fc(in_shapes, *, out_features, bias=True, dx: bool, **_ignored) -> Shaped:
+    if len(in_shapes) != 1:
+        raise ValueError(f"an fc layer takes exactly one input, got {len(in_shapes)}")
+    features = _prod(in_shapes[0])  # flattens a feature map, as torch.flatten does
+    weights = out_features * features + (out_features if bias else 0)
+    lowering = Lowering(
+        out_features=out_features,
+        reduce=features,
+        positions=1,
+        groups=1,
+        dx_rows=features if dx else 0,
+        weight_elems=weights,
+        in_elems=features,
+        dx_elems=features if dx else 0,
+        out_elems=out_features,
+    )
+    return Shaped((out_features,), weights, lowering)
+
+
+def _pool(kind, in_shapes, *, kernel=None, stride=None, padding=0, ceil_mode=False,
+          output_size=None, **_ignored) -> Shaped:
+    c, h, w = _image(in_shapes, kind)
+    if output_size is not None:  # adaptive pooling: the output size is given
+        oh, ow = _pair(output_size)
+        if oh > h or ow > w:
+            raise ValueError(f"output_size {output_size} is larger than the input ({h}x{w})")
+    else:
+        kh, kw = _pair(kernel)
+        sh, sw = _pair(stride if stride is not None else kernel)
+        ph, pw = _pair(padding)
+        oh = _window_out(h, kh, sh, ph, ceil_mode)
+        ow = _window_out(w, kw, sw, pw, ceil_mode)
+    return Shaped((c, oh, ow), 0)
+
+
+def _same(kind, in_shapes) -> tuple[int, ...]:
+    if len(in_shapes) != 1:
+        raise ValueError(f"a {kind} layer takes exactly one input, got {len(in_shapes)}")
+    return in_shapes[0]
+
+
+def _concat(in_shapes) -> Shaped:
+    if len(in_shapes) < 2:
+        raise ValueError("a concat layer needs at least two inputs")
+    first = in_shapes[0]
+    for shape in in_shapes[1:]:
+        if len(shape) != len(first) or shape[1:] != first[1:]:
+            raise ValueError(f"cannot concatenate shapes {first} and {shape}: all but the channels must agree")
+    return Shaped((sum(s[0] for s in in_shapes),) + tuple(first[1:]), 0)
+
+
+def _add(in_shapes) -> Shaped:
+    if len(in_shapes) < 2:
+        raise ValueError("an add layer needs at least two inputs")
+    for shape in in_shapes[1:]:
+        if shape != in_shapes[0]:
+            raise ValueError(f"cannot add shapes {in_shapes[0]} and {shape}")
+    return Shaped(in_shapes[0], 0)
+
+
+def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **params) -> Shaped:
+    """Output shape, parameters and work of a non-recurrent layer.
+
+    ``params`` are the layer's shape parameters from the workload file; ``dx`` says
+    whether backward must produce the input gradient (False when the only input is
+    the data layer). Raises ValueError with a sentence when the shapes do not fit.
+    """
+    if kind == "conv":
+        shaped = _conv(in_shapes, dx=dx, **params)
+    elif kind == "fc":
+        shaped = _fc(in_shapes, dx=dx, **params)
+    elif kind in ("maxpool", "avgpool"):
+        shaped = _pool(kind, in_shapes, **params)
+    elif kind == "concat":
+        shaped = _concat(in_shapes)
+    elif kind == "add":
+        shaped = _add(in_shapes)
+    elif kind == "batchnorm":
+        shape = _same(kind, in_shapes)
+        shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
+    elif kind in ("relu", "dropout", "lrn", "softmax"):
+        shaped = Shaped(_same(kind, in_shapes), 0)
+    else:
+        raise ValueError(f"no shape rule for layer kind {kind!r}")
+    if kind in _EW_TRAFFIC:
+        i_elems = sum(_prod(s) for s in in_shapes)
+        o_elems = _prod(shaped.out_shape)
+        (fi, fo), (bi, bo) = _EW_TRAFFIC[kind]
+        shaped = Shaped(shaped.out_shape, shaped.params, None, fi * i_elems + fo * o_elems,
+                        bi * i_elems + bo * o_elems)
+    return shaped
+
+
+def recurrent_step(kind: str, features: int, hidden: int, *, first: bool, bias: bool = True) -> Shaped:
+    """One unrolled timestep of a recurrent layer (see the module docstring).
+
+    ``params`` of the result is the whole weight group's size; the caller assigns it
+    to one timestep only.
+    """
+    gates = RECURRENT_KINDS[kind]
+    reduce = features + hidden  # [x_t; h_{t-1}], the initial state counts as an input
+    weights = gates * hidden * reduce + (gates * hidden if bias else 0)
+    stored = STATE_STORED[kind] * hidden
+    carried = STATE_CARRIED[kind] * hidden
+    # Gate kernel: forward reads the G*hidden pre-activations (and c_{t-1} for the
+    # LSTM) and writes the stored state; backward reads dh (and dc), the stored state,
+    # and writes the pre-activation gradients.
+    c_prev = hidden if kind == "lstm" else 0
+    lowering = Lowering(
+        out_features=gates * hidden,
+        reduce=reduce,
+        positions=1,
+        groups=1,
+        dx_rows=0 if first else hidden,
+        weight_elems=weights,
+        in_elems=reduce,
+        dx_elems=0 if first else hidden,
+        out_elems=gates * hidden,
+        gates_fwd_elems=gates * hidden + c_prev + stored,
+        gates_bwd_elems=carried + stored + gates * hidden,
+    )
+    return Shaped((stored,), weights, lowering)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One node of the workload DAG; sizes are per sample, in elements."""
+
+    name: str
+    kind: str
+    inputs: tuple[int, ...]
+    cheap: bool
+    weight_group: str | None
+    params: int
+    out_elems_per_sample: int
+    in_elems_per_sample: int
+    out_shape: tuple[int, ...] = ()
+    lowering: Lowering | None = None
+    ew_fwd_elems: int = 0
+    ew_bwd_elems: int = 0
+    # Counted in the network's depth as papers report it (ResNet's projection
+    # shortcuts are not: ResNet-34 has 36 conv + 1 fc weighted layers but depth 34).
+    in_depth: bool = True
+
+    @property
+    def weighted(self) -> bool:
+        return self.lowering is not None
+
+    @property
+    def macs_fwd_per_sample(self) -> int:
+        low = self.lowering
+        if low is None:
+            return 0
+        return low.out_features * low.positions * low.reduce * low.groups
+
+    def kernels(self, phase: str, batch: int, precision_bytes: int, shards: int = 1) -> tuple[Kernel, ...]:
+        """The kernels of ``phase`` ("fwd", "bwd" or "recompute") for ``batch`` samples.
+
+        "recompute" replays the forward (of a cheap layer, in backward). ``shards`` = D
+        splits the output features (and element-wise work) D ways.
+        """
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
+        if batch < 1 or shards < 1 or precision_bytes < 1:
+            raise ValueError(f"batch, shards and precision_bytes must be >= 1, got {batch}, {shards}, {precision_bytes}")
+        if self.kind == "input":
+            return ()
+        forward = phase in ("fwd", "recompute")
+        tag = "fwd" if phase == "fwd" else phase
+        low = self.lowering
+        e = precision_bytes
+        if low is None:
+            elems = self.ew_fwd_elems if forward else self.ew_bwd_elems
+            size = _ceil_div(elems * batch, shards) * e
+            return (Kernel(f"{self.name}:{tag}", 0, size, None, element_bytes=e),)
+        kernels: list[Kernel] = []
+        m_out = _ceil_div(low.out_features, shards)
+        n = batch * low.positions
+        weights = _ceil_div(low.weight_elems, shards) * e
+        out = _ceil_div(low.out_elems * batch, shards) * e
+        gates = low.gates_fwd_elems if forward else low.gates_bwd_elems
+        gates_kernel = None
+        if gates:
+            gates_kernel = Kernel(f"{self.name}:gates_{tag}", 0, _ceil_div(gates * batch, shards) * e,
+                                  None, element_bytes=e)
+        if forward:
+            operands = (weights, low.in_elems * batch * e, out)
+            kernels.append(self._gemm(f"{self.name}:{tag}", Gemm(m_out, n, low.reduce, low.groups), operands, e))
+            if gates_kernel:
+                kernels.append(gates_kernel)
+            return tuple(kernels)
+        if gates_kernel:
+            kernels.append(gates_kernel)
+        if low.dx_rows:
+            operands = (weights, out, low.dx_elems * batch * e)
+            kernels.append(self._gemm(f"{self.name}:dx", Gemm(low.dx_rows, n, m_out, low.groups), operands, e))
+        operands = (out, low.in_elems * batch * e, weights)
+        kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e))
+        return tuple(kernels)
+
+    @staticmethod
+    def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int) -> Kernel:
+        return Kernel(name, gemm.macs, sum(operands), gemm, operands, e)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A network as a DAG of layers in topological order, ``layers[0]`` the data."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    weight_groups: Mapping[str, int]
+    precision_bytes: int = 4
+    description: str = ""
+    source: str = ""  # the file it was read from, for messages
+    index: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def params(self) -> int:
+        return sum(self.weight_groups.values())
+
+    @property
+    def weighted_layers(self) -> int:
+        """Depth as papers count it: conv, fc and recurrent timesteps (Table III)."""
+        return sum(1 for layer in self.layers if layer.weighted and layer.in_depth)
+
+    @property
+    def macs_fwd_per_sample(self) -> int:
+        return sum(layer.macs_fwd_per_sample for layer in self.layers)
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.params * self.precision_bytes
+
+    @property
+    def activation_bytes_per_sample(self) -> int:
+        """Every layer's output, the data layer's included."""
+        return sum(layer.out_elems_per_sample for layer in self.layers) * self.precision_bytes
+
+    @property
+    def offload_bytes_per_sample(self) -> int:
+        """Outputs of the non-cheap layers, data included: what vDNN offloads."""
+        return sum(l.out_elems_per_sample for l in self.layers if not l.cheap) * self.precision_bytes
+
+    def layer(self, name: str) -> Layer:
+        return self.layers[self.index[name]]
+
+    def summary(self) -> dict:
+        """The row ``mcdla workloads`` prints (CLI.md)."""
+        return {
+            "name": self.name,
+            "layers": self.weighted_layers,
+            "params": self.params,
+            "macs_fwd_per_sample": self.macs_fwd_per_sample,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes_per_sample": self.activation_bytes_per_sample,
+        }
