@@ -1,16 +1,46 @@
-"""``mcdla sweep``: run an experiment's points in parallel, resumably (not yet implemented)."""
+"""``mcdla sweep``: run an experiment's points in parallel, resumably."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from mcdla.errors import InputError
+from mcdla.cli.output import add_format_options, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("sweep", help="run an experiment's points in parallel, resumably")
+    parser = sub.add_parser(
+        "sweep",
+        help="run an experiment's points in parallel, resumably",
+        description="Run the points of an experiment (a shipped name or a YAML file) and "
+        "write results.csv in the sweep folder. Each finished point is journaled at once; "
+        "a rerun skips the points already done.",
+    )
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or YAML file")
+    parser.add_argument("--out", metavar="DIR", help="sweep folder (default: results/<name>/)")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="points run at once (default: the number of CPUs)")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="local worker processes or a Dask cluster (default: %(default)s)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address (default: a local Dask cluster of --jobs workers)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run again the points recorded with an error")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    add_format_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("not implemented yet", key="sweep")
+    from mcdla.config.experiment import load_experiment
+    from mcdla.errors import InputError
+    from mcdla.sweep.engine import run_sweep
+
+    if args.scheduler and args.executor != "dask":
+        raise InputError("--scheduler needs --executor dask", key="--scheduler")
+    experiment = load_experiment(args.experiment)
+    result = run_sweep(experiment, out=args.out, jobs=args.jobs, executor=args.executor,
+                       scheduler=args.scheduler, retry_failed=args.retry_failed,
+                       progress=not args.quiet)
+    emit(dataclasses.asdict(result), args)
+    return 0

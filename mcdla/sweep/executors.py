@@ -1,0 +1,76 @@
+"""Where the points of a sweep run: local worker processes, or a Dask cluster.
+
+Both executors take the same tasks -- ``(runner, key, point)`` of plain data -- and
+yield each point's record (see :func:`mcdla.sweep.runners.execute`) as soon as it
+finishes, in completion order; the engine writes it to the journal at once. Neither
+writes anything itself, so the journal has a single writer.
+
+- ``local``: a process pool of ``jobs`` workers (``jobs=1`` runs the points in this
+  process, one after the other, which is what a debugger or profiler wants).
+- ``dask``: a ``dask.distributed`` client on the scheduler at ``address``, or on a
+  local cluster of ``jobs`` single-threaded worker processes when no address is given.
+  Dask is optional (the ``dask`` extra) and imported only here, when asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from mcdla.errors import InputError
+from mcdla.sweep.runners import execute
+
+__all__ = ["run_local", "run_dask", "EXECUTORS"]
+
+Task = tuple[Any, str, dict[str, Any]]
+
+
+def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield execute(*task)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+    try:
+        futures = [pool.submit(execute, *task) for task in tasks]
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): which point killed it is unknown,
+                # so nothing is recorded for the points in flight; a rerun resumes them.
+                raise RuntimeError("a worker process died; the finished points are saved, "
+                                   "rerun the sweep to resume") from None
+    finally:
+        # On Ctrl-C or an error, drop the queued points instead of waiting for them.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_dask(tasks: Sequence[Task], jobs: int, address: str | None = None) -> Iterator[dict[str, Any]]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError("the dask executor needs dask.distributed: pip install 'mcdla[dask]'",
+                         key="--executor") from None
+    cluster = None
+    if address:
+        try:
+            client = Client(address, timeout="10s")
+        except OSError as exc:
+            raise InputError(f"cannot reach the Dask scheduler: {exc}", key="--scheduler") from None
+    else:
+        cluster = LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(execute, *task, pure=False) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+EXECUTORS = ("local", "dask")

@@ -1,0 +1,196 @@
+"""The sweep folder: an append-only journal of finished points, and the results table.
+
+``journal.jsonl`` holds one JSON line per finished point (its key, the point, and the
+result or the error). A line is written, flushed and fsync'ed as soon as the point
+finishes, so a sweep killed with ``kill -9`` loses at most the points that were in
+flight; a line torn by the kill is cut off when the journal is next opened. A rerun
+reads the journal and runs only the points whose key is absent, so no finished point is
+run or written twice (failed points are finished too, unless ``--retry-failed`` asks
+for them again: the newer line then wins).
+
+``results.csv`` (and ``results.parquet`` when pyarrow is importable; it is not a
+dependency) is derived from the journal after every run: one row per finished point,
+in the experiment's point order; the point's keys first (``topology, policy,
+workload, parallel, batch, ...``), then the runner's result flattened into dotted
+columns (``busy_s.compute``), then ``status, error_kind, error, point_id``. Floats are
+written with ``repr`` (shortest exact form), so the same journal always gives the same
+bytes; the only column that differs between two runs of the same inputs is
+``wall_s``, the simulator's own wall-clock time.
+
+A lock file keeps two sweeps from writing one folder at the same time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from mcdla.errors import InputError
+
+__all__ = ["Journal", "JOURNAL", "TABLE", "write_table", "read_table", "table_rows"]
+
+JOURNAL = "journal.jsonl"
+TABLE = "results.csv"
+PARQUET = "results.parquet"
+TRAILING = ("status", "error_kind", "error", "point_id")
+
+
+class Journal:
+    """The append-only record of finished points of one sweep folder."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+        self.path = self.folder / JOURNAL
+        self._stream = None
+        self._lock = None
+
+    def __enter__(self) -> "Journal":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self._repair()
+        self._stream = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the flock
+            self._lock = None
+
+    def _take_lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no concurrent-writer protection
+            return
+        self._lock = open(self.folder / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise InputError("another sweep is writing this folder", file=str(self.folder)) from None
+
+    def _repair(self) -> None:
+        """Cuts a line torn by a kill mid-write, so the next append starts a fresh line."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as stream:
+                stream.truncate(data.rfind(b"\n") + 1)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Finished points by key (the last line of a key wins)."""
+        return read_journal(self.path)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Writes one finished point durably before returning."""
+        assert self._stream is not None, "journal used outside its with-block"
+        self._stream.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+
+
+def read_journal(path: Path | str) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    path = Path(path)
+    if not path.exists():
+        return records
+    with open(path, encoding="utf-8") as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.endswith("\n"):
+                break  # torn by a kill; cut off when the journal is next opened for writing
+            try:
+                record = json.loads(line)
+                records[record["key"]] = record
+            except (ValueError, KeyError, TypeError):
+                print(f"mcdla: {path}:{number}: unreadable journal line skipped", file=sys.stderr)
+    return records
+
+
+def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def table_rows(columns: Iterable[str], keyed_points: Iterable[tuple[str, Mapping[str, Any]]],
+               records: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and rows of the results table for the finished points, in point order."""
+    point_columns = list(columns)
+    rows, result_columns = [], {}
+    for key, point in keyed_points:
+        record = records.get(key)
+        if record is None:
+            continue
+        row = {c: point.get(c) for c in point_columns}
+        for name, value in _flatten(record.get("result") or {}).items():
+            if name in row or name in TRAILING:  # the point's own value is the identity
+                continue
+            result_columns.setdefault(name, None)
+            row[name] = value
+        row.update(status=record["status"], error_kind=record.get("error_kind"),
+                   error=record.get("error"), point_id=key)
+        rows.append(row)
+    return point_columns + list(result_columns) + list(TRAILING), rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_table(folder: Path | str, header: list[str], rows: list[dict[str, Any]]) -> Path:
+    """Writes results.csv (and results.parquet if pyarrow is importable) and returns the CSV path."""
+    import io
+
+    folder = Path(folder)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in header])
+    path = folder / TABLE
+    _write_atomic(path, buffer.getvalue())
+    try:
+        import pyarrow  # noqa: F401 - optional: parquet only where it is installed
+    except ImportError:
+        return path
+    table = read_table(folder)
+    tmp = folder / f".{PARQUET}.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, folder / PARQUET)
+    return path
+
+
+def read_table(folder: Path | str):
+    """The results table of a sweep folder as a pandas DataFrame."""
+    import pandas as pd
+
+    path = Path(folder) / TABLE
+    if not path.is_file():
+        raise InputError("no results table; run mcdla sweep first", file=str(path))
+    return pd.read_csv(path, low_memory=False)
