@@ -1,16 +1,51 @@
-"""``mcdla topologies``: list the shipped topologies (not yet implemented)."""
+"""``mcdla topologies``: one row per shipped design point (or per named file).
+
+Each row states what the design gives without running a simulation: the per-device
+collective bandwidth of its rings and the per-device memory-virtualization bandwidth
+with every device offloading at once (``bw_aware`` policy). Presets are building
+blocks, not design points, and are not listed.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from mcdla.errors import InputError
+from mcdla.cli.output import add_format_options, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("topologies", help="list the shipped topologies")
+    parser = sub.add_parser(
+        "topologies",
+        help="list the shipped topologies",
+        description="List the shipped design points (or the named ones) with their ring "
+        "count and per-device collective and virtualization bandwidths.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME|FILE",
+        help="topologies to describe (default: every shipped one)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter of every listed topology by dotted key "
+        "(e.g. links.pcie=pcie4_x16)",
+    )
+    add_format_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("not implemented yet", key="topologies")
+    from mcdla.config.loader import parse_set, shipped
+    from mcdla.hw.topology import load_topology
+
+    sets = [parse_set(item) for item in args.sets]
+    names = args.names or shipped("topologies")
+    # Build every row before printing, so a bad input writes nothing.
+    rows = [load_topology(name, sets).summary() for name in names]
+    emit(rows, args)
+    return 0

@@ -147,10 +147,18 @@ def _redirect(sets: Sequence[tuple[str, Any]], doc: Mapping[str, Any]) -> list[t
     return result
 
 
-def read_topology_doc(path: Path, sets: Sequence[tuple[str, Any]] = ()) -> TopologyDoc:
-    """Reads, resolves presets, applies ``sets`` and validates one topology file."""
-    file = str(path)
-    raw = loader.read_yaml(path)
+def read_topology_doc(
+    path: Path, sets: Sequence[tuple[str, Any]] = (), file: str | None = None
+) -> TopologyDoc:
+    """Reads, resolves presets, applies ``sets`` and validates one topology file.
+
+    ``file`` is the name errors give the file (default: ``path``).
+    """
+    file = file or str(path)
+    try:
+        raw = loader.read_yaml(path)
+    except InputError as exc:
+        raise InputError(exc.detail, file=file, key=exc.key) from None
     presets = load_presets()
     redirected = _redirect(list(sets), raw)
     doc = resolve_presets(raw, presets, file)

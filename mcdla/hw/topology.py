@@ -204,8 +204,8 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
     (``device.hbm_bw``, ``links.pcie.bw``, ``links.pcie=pcie4_x16``, ...).
     """
     path = loader.find_input(name_or_path, "topologies", "topology")
-    doc = read_topology_doc(path, sets)
-    return build_topology(doc, _display_path(path))
+    file = _display_path(path)
+    return build_topology(read_topology_doc(path, sets, file), file)
 
 
 def _display_path(path: Path) -> str:
