@@ -1,16 +1,32 @@
-"""``mcdla workloads``: list the shipped workloads (not yet implemented)."""
+"""``mcdla workloads``: list the shipped workloads, one row each (CLI.md).
+
+Fields: name, layers (weighted layers as Table III counts them: conv and fc, or
+timesteps for the RNNs), params, macs_fwd_per_sample, weight_bytes,
+activation_bytes_per_sample. Everything is inferred from the workload files.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from mcdla.errors import InputError
+from mcdla.cli.output import add_format_options, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("workloads", help="list the shipped workloads")
+    parser = sub.add_parser(
+        "workloads",
+        help="list the shipped workloads",
+        description="List the shipped workloads with their inferred sizes.",
+    )
+    add_format_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("not implemented yet", key="workloads")
+    # Imported here so that ``mcdla --help`` does not pay for the workload machinery.
+    from mcdla.config.loader import shipped
+    from mcdla.config.workload import load_workload
+
+    rows = [load_workload(name).summary() for name in shipped("workloads")]
+    emit(rows, args)
+    return 0

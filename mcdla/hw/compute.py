@@ -1,0 +1,126 @@
+"""Time of a kernel on a device-node: an output-stationary PE array behind HBM.
+
+The device (paper Table II) has ``pes`` processing elements, each with a
+``macs_per_pe``-wide MAC vector (1024 x 125 at 1 GHz: 128 TMAC/s), ``sram_per_pe`` of
+local buffer and an HBM of ``hbm_bw`` with ``hbm_latency``.
+
+GEMM ``C[m x n] = A[m x k] B[k x n]`` repeated ``count`` times, output-stationary:
+
+- Mapping. Each PE owns one output element at a time and accumulates it in place; its
+  MAC vector reduces ``macs_per_pe`` terms of the dot product per cycle. The
+  ``count * m * n`` outputs (independent GEMMs of a grouped conv share the array) are
+  dealt to the PEs in rounds, so
+
+      cycles = ceil(count * m * n / pes) * ceil(k / macs_per_pe)
+
+  and utilization = MACs / (cycles * pes * macs_per_pe). The two ceilings are the
+  quantization losses: a last round that leaves PEs idle, a last reduction step that
+  leaves lanes idle (k = 512 on 125 lanes runs 5 steps at 82% use).
+- Traffic. A kernel's compulsory traffic (``Kernel.bytes``) reads A and B and writes C
+  once. That holds while C's accumulators stay on chip; half the aggregate SRAM
+  (``pes * sram_per_pe / 2``, the other half double-buffers the input streams) holds
+  output tiles. When C of one GEMM is larger, it is computed in tiles of Tm x Tn
+  outputs (as square as the matrix allows); every tile re-reads its rows of A and
+  columns of B, so A is read ceil(n / Tn) times and B ceil(m / Tm) times. The operand
+  sizes are the tensors (``Kernel.operand_bytes``), not the im2col-expanded matrix.
+- Time. compute = cycles / clock; memory = traffic / hbm_bw (the roofline floor);
+  time = max(compute, memory) + hbm_latency, the latency paid once per kernel since
+  the DMA streams are pipelined behind it.
+
+Element-wise, pooling and normalization kernels (``gemm is None``) are memory-bound:
+time = bytes / hbm_bw + hbm_latency.
+
+Each result carries MACs, bytes, arithmetic intensity and attained MAC/s, the
+coordinates of a roofline plot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mcdla.config.hardware import DeviceSpec
+from mcdla.hw.layers import Gemm, Kernel, Layer
+
+__all__ = ["KernelTiming", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings"]
+
+
+@dataclass(frozen=True)
+class KernelTiming:
+    """How long one kernel takes and why; ``bytes`` includes re-fetches."""
+
+    time_s: float
+    macs: int
+    bytes: int
+    intensity: float  # MAC per byte of HBM traffic
+    attained_macs_per_s: float
+    utilization: float  # of the PE array's peak MAC/s over the whole kernel time
+    bound: str  # "compute" or "memory"
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def gemm_cycles(device: DeviceSpec, gemm: Gemm) -> int:
+    """Cycles of ``gemm`` on the PE array (output-stationary mapping, see above)."""
+    rounds = _ceil_div(gemm.count * gemm.m * gemm.n, device.pes)
+    steps = _ceil_div(gemm.k, device.macs_per_pe)
+    return rounds * steps
+
+
+def _output_tile(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> tuple[int, int]:
+    """The Tm x Tn output tile that fits the on-chip accumulator space."""
+    capacity = max(1, int(device.pes * device.sram_per_pe / 2) // element_bytes)
+    if gemm.m * gemm.n <= capacity:
+        return gemm.m, gemm.n
+    side = math.isqrt(capacity)
+    if gemm.m <= side:
+        return gemm.m, capacity // gemm.m
+    if gemm.n <= side:
+        return capacity // gemm.n, gemm.n
+    return side, side
+
+
+def traffic_bytes(device: DeviceSpec, kernel: Kernel) -> int:
+    """HBM traffic of ``kernel``: compulsory, plus re-fetches when C is tiled."""
+    if kernel.gemm is None or kernel.operand_bytes is None:
+        return kernel.bytes
+    a_bytes, b_bytes, _ = kernel.operand_bytes
+    tm, tn = _output_tile(device, kernel.gemm, kernel.element_bytes)
+    a_reads = _ceil_div(kernel.gemm.n, tn)
+    b_reads = _ceil_div(kernel.gemm.m, tm)
+    return kernel.bytes + (a_reads - 1) * a_bytes + (b_reads - 1) * b_bytes
+
+
+def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
+    """Time of one kernel on ``device``: PE-array GEMM or memory-bound stream."""
+    moved = traffic_bytes(device, kernel)
+    memory_s = moved / device.hbm_bw
+    compute_s = 0.0
+    if kernel.gemm is not None:
+        compute_s = gemm_cycles(device, kernel.gemm) / device.clock
+    time_s = max(compute_s, memory_s) + device.hbm_latency
+    bound = "compute" if kernel.gemm is not None and compute_s >= memory_s else "memory"
+    attained = kernel.macs / time_s if time_s > 0 else 0.0
+    return KernelTiming(
+        time_s=time_s,
+        macs=kernel.macs,
+        bytes=moved,
+        intensity=kernel.macs / moved if moved else math.inf,
+        attained_macs_per_s=attained,
+        utilization=attained / device.peak_macs_per_s,
+        bound=bound,
+    )
+
+
+def layer_timings(device: DeviceSpec, layer: Layer, phase: str, batch: int, precision_bytes: int,
+                  shards: int = 1) -> tuple[KernelTiming, ...]:
+    """The timing of each kernel of ``layer`` in ``phase``, in launch order."""
+    return tuple(kernel_time(device, k) for k in layer.kernels(phase, batch, precision_bytes, shards))
+
+
+def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precision_bytes: int,
+               shards: int = 1) -> float:
+    """Seconds ``layer`` computes in ``phase`` (its kernels run one after another)."""
+    return sum(t.time_s for t in layer_timings(device, layer, phase, batch, precision_bytes, shards))
