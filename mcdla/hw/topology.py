@@ -370,8 +370,10 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
 
 def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
     """Binds each hop to the least-used parallel link not yet used by this ring."""
+    # Rotate so the ring starts at a device: segments run from rank to rank.
     start = next(j for j, n in enumerate(nodes) if graph.nodes[n]["kind"] == "device")
     nodes = nodes[start:] + nodes[:start]
+    listed = len(nodes)
     mine: set[str] = set()
     hops: list[str] = []
     for j, node in enumerate(nodes):
@@ -379,7 +381,12 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
         options = [channel_id(node, nxt, k) for k in sorted(graph[node][nxt])]
         free = [c for c in options if c not in mine]
         if not free:
-            raise where.error(
+            # Name the hop's destination by its index in the file (the reverse
+            # direction of a ring is the listed ring read backwards).
+            position = (j + 1 + start) % listed
+            if name.endswith(".rev"):
+                position = (listed - position) % listed
+            raise where.child(position).error(
                 f"the ring crosses {node!r} -> {nxt!r} more often than its "
                 f"{len(options)} parallel link(s): a ring may use each directed channel once"
             )
