@@ -13,6 +13,7 @@ offload bandwidths without running a simulation.
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Hashable, Mapping, Sequence
 
@@ -42,14 +43,44 @@ def max_min_rates(
                 constrained = True
         if not constrained:
             rates[flow] = math.inf
-    remaining = {r: float(capacities_Bps[r]) for r in users}
-    unfrozen = {r: len(flows) for r, flows in users.items()}
-    while unfrozen:
-        level = min(remaining[r] / n for r, n in unfrozen.items())
-        level = max(level, 0.0)
-        saturated = [r for r, n in unfrozen.items() if remaining[r] / n <= level * (1 + _TIE)]
-        for resource in saturated:
-            for flow in users[resource]:
+    # Progressive filling. A resource's fair share (remaining capacity / unfrozen
+    # users) never decreases as flows freeze at the current level, so a heap of
+    # shares computed earlier holds lower bounds: a popped share that is still
+    # current is the minimum, and a stale one is pushed back with its new value.
+    # This keeps the flow network's frequent calls cheap (no scan of every
+    # resource per level). Ties break by first use, never by name.
+    remaining: dict[str, float] = {}
+    unfrozen: dict[str, int] = {}
+    heap: list[tuple[float, int, str]] = []
+    for position, (resource, flows) in enumerate(users.items()):
+        remaining[resource] = float(capacities_Bps[resource])
+        unfrozen[resource] = len(flows)
+        heap.append((remaining[resource] / len(flows), position, resource))
+    heapq.heapify(heap)
+    while heap:
+        key, position, resource = heapq.heappop(heap)
+        if resource not in unfrozen:
+            continue
+        share = remaining[resource] / unfrozen[resource]
+        if share > key * (1 + _TIE):
+            heapq.heappush(heap, (share, position, resource))
+            continue
+        level = max(share, 0.0)
+        threshold = level * (1 + _TIE)
+        saturated = [resource]
+        del unfrozen[resource]
+        while heap and heap[0][0] <= threshold:
+            key, position, other = heapq.heappop(heap)
+            if other not in unfrozen:
+                continue
+            share = remaining[other] / unfrozen[other]
+            if share <= threshold:
+                saturated.append(other)
+                del unfrozen[other]
+            else:
+                heapq.heappush(heap, (share, position, other))
+        for res in saturated:
+            for flow in users[res]:
                 if flow in rates:
                     continue
                 rates[flow] = level
@@ -59,6 +90,4 @@ def max_min_rates(
                         unfrozen[other] -= 1
                         if unfrozen[other] == 0:
                             del unfrozen[other]
-        for resource in saturated:
-            unfrozen.pop(resource, None)
     return rates

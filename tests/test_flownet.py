@@ -1,0 +1,196 @@
+"""The fluid flow network (mcdla.sim.flownet): MODEL.md's "Network model" laws."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from mcdla.sim.flownet import FlowNetwork
+
+
+def _start(env, net, log, name, size, path, latency=0.0, delay=0.0):
+    """A process that waits ``delay``, sends one flow and logs (name, finish time)."""
+
+    def proc():
+        if delay:
+            yield env.timeout(delay)
+        yield net.transfer(size, path, latency, tag=name)
+        log.append((name, env.now))
+
+    return env.process(proc())
+
+
+def test_single_flow_takes_latency_plus_size_over_bottleneck():
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"a": 25e9, "b": 12e9, "c": 50e9})
+    log = []
+    _start(env, net, log, "f", 3e6, ["a", "b", "c"], latency=1.5e-6)
+    env.run()
+    assert log == [("f", pytest.approx(1.5e-6 + 3e6 / 12e9, rel=1e-12))]
+
+
+def test_unconstrained_resources_are_ignored():
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"a": 10.0})
+    log = []
+    _start(env, net, log, "f", 100.0, ["x", "a", "y"])
+    _start(env, net, log, "free", 100.0, ["x"], latency=2.0)
+    env.run()
+    assert dict(log) == {"f": pytest.approx(10.0), "free": pytest.approx(2.0)}
+
+
+def test_zero_size_flow_completes_after_its_latency():
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"a": 10.0})
+    log = []
+    _start(env, net, log, "empty", 0.0, ["a"], latency=3.0)
+    env.run()
+    assert log == [("empty", 3.0)]
+    assert net.stats().flows_finished == 1
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_k_flows_on_one_bottleneck_each_get_one_kth(k):
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"link": 100.0}, record_timeline=True)
+    log = []
+    for i in range(k):
+        _start(env, net, log, i, 50.0, ["link"])
+    env.run()
+    assert [t for _, t in log] == [pytest.approx(50.0 * k / 100.0)] * k
+    assert net.timeline["link"][0] == (0.0, pytest.approx(100.0))
+
+
+def test_parking_lot_rates():
+    # long crosses l1 and l2; s1 is on l1 (cap 1), s2 on l2 (cap 3).
+    # Max-min: long = s1 = 1/2, s2 = 5/2. Sizes make long and s1 finish at 2, s2 at 2.
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"l1": 1.0, "l2": 3.0})
+    log = []
+    _start(env, net, log, "long", 1.0, ["l1", "l2"])
+    _start(env, net, log, "s1", 1.0, ["l1"])
+    _start(env, net, log, "s2", 5.0, ["l2"])
+    env.run()
+    assert dict(log) == {"long": pytest.approx(2.0), "s1": pytest.approx(2.0), "s2": pytest.approx(2.0)}
+
+
+def test_flow_joining_midway_delays_the_other_by_hand_computation():
+    # x: 100 B alone on a (10 B/s) from t=0. y: 30 B joins at t=4.
+    # 0..4: x alone at 10 -> 60 B left. From 4: both at 5 B/s; y done at 4 + 30/5 = 10,
+    # x has 60 - 30 = 30 B left, alone again at 10 B/s -> done at 13.
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"a": 10.0})
+    log = []
+    _start(env, net, log, "x", 100.0, ["a"])
+    _start(env, net, log, "y", 30.0, ["a"], delay=4.0)
+    env.run()
+    assert log == [("y", pytest.approx(10.0)), ("x", pytest.approx(13.0))]
+
+
+def test_latency_is_a_delay_before_sharing():
+    # y's latency of 4 keeps it off the link until t=4: same numbers as above.
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"a": 10.0})
+    log = []
+    _start(env, net, log, "x", 100.0, ["a"])
+    _start(env, net, log, "y", 30.0, ["a"], latency=4.0)
+    env.run()
+    assert log == [("y", pytest.approx(10.0)), ("x", pytest.approx(13.0))]
+
+
+def _random_workload(env, net, seed, flows=60):
+    import random
+
+    rng = random.Random(seed)
+    resources = list(net.capacities_Bps) + ["free"]
+    paths = []
+    for i in range(flows):
+        path = rng.sample(resources, rng.randint(1, 4))
+        size = rng.choice([0.0, rng.uniform(1, 1e4)])
+        paths.append((path, size))
+        _start(env, net, [], i, size, path, latency=rng.uniform(0, 5), delay=rng.uniform(0, 50))
+    return paths
+
+
+def test_bytes_are_conserved():
+    env = simpy.Environment()
+    caps = {f"r{i}": float(100 + 37 * i) for i in range(8)}
+    net = FlowNetwork(env, caps)
+    flows = _random_workload(env, net, seed=1)
+    env.run()
+    stats = net.stats()
+    assert stats.flows_started == stats.flows_finished == len(flows)
+    assert stats.bytes_delivered == pytest.approx(stats.bytes_sent)
+    assert stats.bytes_sent == pytest.approx(sum(size for _, size in flows))
+    for resource in caps:
+        expected = sum(size for path, size in flows if resource in path)
+        assert stats.bytes_by_resource.get(resource, 0.0) == pytest.approx(expected, rel=1e-9)
+
+
+def test_no_resource_ever_exceeds_capacity():
+    env = simpy.Environment()
+    caps = {f"r{i}": float(100 + 37 * i) for i in range(8)}
+    seen = []
+    net = FlowNetwork(env, caps, on_rates=lambda now, loads: seen.append((now, dict(loads))), record_timeline=True)
+    _random_workload(env, net, seed=2)
+    env.run()
+    assert seen
+    for resource, points in net.timeline.items():
+        assert points[-1][1] == 0.0  # idle at the end
+        for _, load in points:
+            assert load <= caps[resource] * (1 + 1e-9)
+        # busy time == time with a positive load, from the piecewise-constant timeline
+        busy = sum(t1 - t0 for (t0, v), (t1, _) in zip(points, points[1:]) if v > 0)
+        assert net.stats().busy_s_by_resource[resource] == pytest.approx(busy)
+
+
+def test_events_scale_with_flows_not_bytes():
+    def run(size):
+        env = simpy.Environment()
+        net = FlowNetwork(env, {"a": 1.0, "b": 2.0})
+        for i in range(20):
+            _start(env, net, [], i, size * (i + 1), ["a", "b"][: 1 + i % 2], delay=float(i))
+        env.run()
+        return net.stats().rate_computations
+
+    # at most one computation per join and one per leave, however many bytes move
+    assert run(1.0) <= 40
+    assert run(1e12) <= 40
+
+
+def test_same_instant_joins_share_one_rate_computation():
+    env = simpy.Environment()
+    net = FlowNetwork(env, {"a": 10.0})
+    for i in range(10):
+        net.transfer(10.0, ["a"], tag=i)
+    env.run()
+    # one computation when all join, one when all leave together
+    assert net.stats().rate_computations == 2
+    assert env.now == pytest.approx(10.0)
+
+
+def test_runs_are_deterministic():
+    def run():
+        env = simpy.Environment()
+        caps = {f"r{i}": float(100 + 37 * i) for i in range(8)}
+        net = FlowNetwork(env, caps, record_timeline=True)
+        _random_workload(env, net, seed=3)
+        env.run()
+        return env.now, net.timeline
+
+    assert run() == run()
+
+
+def test_bad_arguments():
+    env = simpy.Environment()
+    with pytest.raises(ValueError, match="must be > 0"):
+        FlowNetwork(env, {"a": 0.0})
+    net = FlowNetwork(env, {"a": 1.0})
+    with pytest.raises(ValueError, match="repeat a resource"):
+        net.transfer(1.0, ["a", "a"])
+    with pytest.raises(ValueError, match="size_bytes"):
+        net.transfer(-1.0, ["a"])
+    with pytest.raises(ValueError, match="latency_s"):
+        net.transfer(1.0, ["a"], latency_s=-1.0)
+    with pytest.raises(ValueError, match="already has capacity"):
+        net.add_resource("a", 2.0)
