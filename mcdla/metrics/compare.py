@@ -1,0 +1,163 @@
+"""Comparing design points: speedups over a baseline and their harmonic means.
+
+The paper's definitions, in one place so every figure and the report agree:
+
+- the *design* of a row is its topology, except on ``ring`` where the page-allocation
+  policy makes two designs (``ring+local`` = MC-DLA(L), ``ring+bw_aware`` = MC-DLA(B));
+  a row's ``label``, when present, names its design instead (e.g. ``dc+pcie4``);
+- the speedup of design X = iteration time of the baseline (``dc``) / iteration time of
+  X, for the same workload, parallel mode and batch (the ``by`` columns);
+- averages over workloads are harmonic means (paper Section V: "All average values are
+  based on harmonic means"); a ratio of two designs is the ratio of their times.
+
+Every function takes and returns pandas tables: rows of a results table (failed
+points are ignored: ``status != "ok"``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+__all__ = [
+    "BASELINE",
+    "DESIGNS",
+    "DESIGN_NAMES",
+    "design_of",
+    "with_design",
+    "harmonic_mean",
+    "time_ratio",
+    "speedups",
+    "mean_speedups",
+]
+
+BASELINE = "dc"
+# The six design points of paper Section V, in the paper's order.
+DESIGNS = ("dc", "hc", "star", "ring+local", "ring+bw_aware", "oracle")
+DESIGN_NAMES = {
+    "dc": "DC-DLA",
+    "hc": "HC-DLA",
+    "star": "MC-DLA(S)",
+    "ring+local": "MC-DLA(L)",
+    "ring+bw_aware": "MC-DLA(B)",
+    "oracle": "DC-DLA(O)",
+    "dc+pcie4": "DC-DLA (PCIe gen4)",
+}
+GROUP = ("workload", "parallel", "batch")
+
+
+def design_of(topology: str, policy: str | None) -> str:
+    """The design point a (topology, policy) pair stands for."""
+    if topology == "ring":
+        return f"ring+{policy}"
+    return str(topology)
+
+
+def with_design(table: pd.DataFrame) -> pd.DataFrame:
+    """The finished rows of ``table`` with a ``design`` column added."""
+    ok = table[table["status"] == "ok"].copy() if "status" in table else table.copy()
+    designs = [design_of(t, p) for t, p in zip(ok["topology"], ok.get("policy", [None] * len(ok)))]
+    if "label" in ok:
+        designs = [lab if isinstance(lab, str) and lab else d for lab, d in zip(ok["label"], designs)]
+    ok["design"] = designs
+    return ok
+
+
+def harmonic_mean(values: Iterable[float]) -> float:
+    """n / sum(1/x); NaN for no values. Speedups are positive, so zero is a bug upstream."""
+    items = [float(v) for v in values if v == v]  # drop NaN (a failed or missing point)
+    if not items:
+        return math.nan
+    if any(v <= 0 for v in items):
+        raise ValueError(f"harmonic mean of non-positive values: {items}")
+    return len(items) / sum(1.0 / v for v in items)
+
+
+def _group_columns(table: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    return [c for c in by if c in table.columns]
+
+
+def time_ratio(table: pd.DataFrame, design: str, reference: str, by: Sequence[str] = GROUP,
+               value: str = "iteration_time_s") -> pd.DataFrame:
+    """Per group: time of ``reference`` / time of ``design`` (> 1: ``design`` is faster).
+
+    ``table`` must have a ``design`` column (see :func:`with_design`). Groups where
+    either design is missing are left out. Columns: the ``by`` columns and ``ratio``.
+    """
+    cols = _group_columns(table, by)
+    mine = table[table["design"] == design][cols + [value]]
+    ref = table[table["design"] == reference][cols + [value]]
+    merged = mine.merge(ref, on=cols, suffixes=("", "_ref"), how="inner", sort=False)
+    merged["ratio"] = merged[f"{value}_ref"] / merged[value]
+    return merged[cols + ["ratio"]].reset_index(drop=True)
+
+
+def speedups(table: pd.DataFrame, baseline: str = BASELINE, by: Sequence[str] = GROUP,
+             designs: Sequence[str] | None = None) -> pd.DataFrame:
+    """Speedup of every design over ``baseline``: columns ``design``, the ``by`` columns, ``speedup``.
+
+    Rows keep the order of the designs (``DESIGNS`` first, then others as they appear)
+    and, within a design, the order of ``table``.
+    """
+    table = table if "design" in table else with_design(table)
+    present = list(dict.fromkeys(table["design"]))
+    order = designs if designs is not None else [d for d in DESIGNS if d in present] + [
+        d for d in present if d not in DESIGNS]
+    parts = []
+    for design in order:
+        ratio = time_ratio(table, design, baseline, by).rename(columns={"ratio": "speedup"})
+        ratio.insert(0, "design", design)
+        parts.append(ratio)
+    if not parts:
+        return pd.DataFrame(columns=["design", *_group_columns(table, by), "speedup"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def mean_speedups(speedup_table: pd.DataFrame, by: Sequence[str] = ("parallel",)) -> pd.DataFrame:
+    """Harmonic-mean speedup per design and ``by`` group, plus an ``all`` group per design."""
+    rows = []
+    cols = [c for c in by if c in speedup_table.columns]
+    for design in dict.fromkeys(speedup_table["design"]):
+        mine = speedup_table[speedup_table["design"] == design]
+        if cols:
+            for key, group in mine.groupby(cols, sort=False):
+                key = key if isinstance(key, tuple) else (key,)
+                rows.append({"design": design, **dict(zip(cols, key)),
+                             "speedup": harmonic_mean(group["speedup"])})
+        rows.append({"design": design, **{c: "all" for c in cols},
+                     "speedup": harmonic_mean(mine["speedup"])})
+    return pd.DataFrame(rows)
+
+
+# Number of devices of the scalability topologies, used when a row lacks ``devices``.
+_DEVICES = {"single": 1, "dc4": 4, "dc": 8}
+
+
+def scaling(table: pd.DataFrame, key: str = "training.virtualization") -> pd.DataFrame:
+    """Section V-D: speedup of D devices over one, per workload and ``key`` setting.
+
+    The speedup is iteration time on 1 device / iteration time on D devices at the
+    same global batch (the same work per iteration). Columns: ``workload, KEY,
+    devices, speedup``.
+    """
+    ok = table[table["status"] == "ok"].copy() if "status" in table else table.copy()
+    if "devices" not in ok or ok["devices"].isna().any():
+        ok["devices"] = [_DEVICES.get(t, math.nan) for t in ok["topology"]]
+    cols = [c for c in ("workload", key, "parallel", "batch") if c in ok.columns]
+    single = ok[ok["devices"] == 1][cols + ["iteration_time_s"]]
+    merged = ok.merge(single, on=cols, suffixes=("", "_1"), how="inner", sort=False)
+    merged["speedup"] = merged["iteration_time_s_1"] / merged["iteration_time_s"]
+    merged["devices"] = merged["devices"].astype(int)
+    return merged[[c for c in ("workload", key) if c in merged] + ["devices", "speedup"]]
+
+
+def normalized_collectives(table: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 9: collective time normalized to the smallest ring, per op (and size)."""
+    ok = table[table["status"] == "ok"].copy() if "status" in table else table.copy()
+    cols = [c for c in ("op", "size") if c in ok.columns]
+    smallest = ok.loc[ok.groupby(cols, sort=False)["ring"].idxmin(), cols + ["time_s"]]
+    merged = ok.merge(smallest, on=cols, suffixes=("", "_min"), how="inner", sort=False)
+    merged["normalized"] = merged["time_s"] / merged["time_s_min"]
+    return merged

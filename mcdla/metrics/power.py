@@ -1,0 +1,59 @@
+"""Memory-node power (paper Table IV, Section V-C) and performance per watt.
+
+A memory-node's power is its DIMMs' TDP: ``dimms x dimm_power_W`` of a memory-node
+preset (``topologies/presets/hardware.yaml``, ``memory_nodes``); a point may override
+any preset field by ``memory_node.FIELD`` to describe another DIMM type. Adding
+``memory_nodes`` of them to a system of ``system_power_W`` (DGX-1V: 3,200 W) raises
+its power by ``added / system``, and the paper's performance per watt over DC-DLA is
+
+    perf/W = speedup / (1 + memory_nodes x node_power_W / system_power_W)
+
+(Section V-C: 2.8x / 1.31 = 2.1x with 128 GB LRDIMMs, 2.8x / 1.07 = 2.6x with 8 GB
+RDIMMs). Capacity per watt uses decimal GB (1e9 bytes), as the paper's table does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from mcdla.errors import InputError
+
+__all__ = ["memory_node_power", "perf_per_watt"]
+
+
+def memory_node_power(point: Mapping[str, Any]) -> dict[str, Any]:
+    """The power figures of one memory-node design (a ``kind: power`` sweep point)."""
+    from mcdla.config.hardware import MemoryNodeSpec
+    from mcdla.config.loader import DATA_ROOT, apply_overrides, read_yaml
+    from mcdla.config.schema import Where, build
+
+    path = DATA_ROOT / "topologies" / "presets" / "hardware.yaml"
+    presets = read_yaml(path).get("memory_nodes") or {}
+    name = str(point.get("memory_node", "table2"))
+    if name not in presets:
+        raise InputError(f"unknown memory-node preset {name!r}; known: {', '.join(presets)}",
+                         key="memory_node")
+    overrides = [(k.partition(".")[2], v) for k, v in point.items() if k.startswith("memory_node.")]
+    stray = [k for k in point if "." in k and not k.startswith("memory_node.")]
+    if stray:
+        raise InputError("a power point only accepts memory_node.FIELD overrides", key=stray[0])
+    spec = build(MemoryNodeSpec, apply_overrides(presets[name], overrides),
+                 Where(str(path), f"memory_nodes.{name}"))
+    count = int(point.get("memory_nodes", 8))
+    system_W = float(point.get("system_power_W", 3200.0))
+    node_W = spec.power_W
+    return {
+        "dimm_capacity_bytes": spec.dimm_capacity,
+        "dimm_power_W": spec.dimm_power_W,
+        "node_power_W": node_W,
+        "node_capacity_bytes": spec.capacity_bytes,
+        "GB_per_W": spec.capacity_bytes / 1e9 / node_W,
+        "added_power_W": count * node_W,
+        "power_increase": count * node_W / system_W,
+        "pool_bytes": count * spec.capacity_bytes,
+    }
+
+
+def perf_per_watt(speedup: float, power_increase: float) -> float:
+    """Performance per watt over the baseline system: speedup / (1 + relative added power)."""
+    return speedup / (1.0 + power_increase)

@@ -1,0 +1,425 @@
+"""The paper's figures, drawn from results tables (the only module importing matplotlib).
+
+Each figure is a function ``(table, deps) -> matplotlib Figure``; ``table`` is the
+sweep's results table (pandas), ``deps`` the tables of the experiments it depends on
+(the power figure takes its speedup from ``fig11_13``). :func:`draw` saves a figure
+as PNG and SVG. matplotlib is imported inside, with the Agg backend, so that importing
+this module (and ``mcdla --help``) stays fast and no display is ever needed.
+
+Where the paper gives a number, it is drawn beside mcdla's as a black marker or a
+dashed line labelled "paper". Derived quantities (speedups, harmonic means, scaling)
+come from :mod:`mcdla.metrics.compare`, the same code the report uses.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from mcdla.metrics import compare
+from mcdla.metrics.paper import PAPER, TABLE_IV
+
+__all__ = ["FIGURES", "draw", "render"]
+
+_COLORS = {"compute": "#4c72b0", "sync": "#dd8452", "virtualization": "#55a868"}
+_DESIGN_COLORS = {
+    "dc": "#8c8c8c", "hc": "#dd8452", "star": "#937860", "ring+local": "#64b5cd",
+    "ring+bw_aware": "#4c72b0", "oracle": "#55a868", "dc+pcie4": "#c44e52",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Stable SVG ids and no timestamps: the same table gives the same files.
+    matplotlib.rcParams["svg.hashsalt"] = "mcdla"
+    return plt
+
+
+def _name(design: str) -> str:
+    return compare.DESIGN_NAMES.get(design, design)
+
+
+def _workloads(table: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(table["workload"])) if "workload" in table else []
+
+
+def _parallel_modes(table: pd.DataFrame) -> list[str]:
+    modes = list(dict.fromkeys(table["parallel"])) if "parallel" in table else ["data"]
+    return modes or ["data"]
+
+
+def _panels(plt, count: int, width: float = 11.0, height: float = 3.6):
+    fig, axes = plt.subplots(count, 1, figsize=(width, height * count), squeeze=False)
+    return fig, [row[0] for row in axes]
+
+
+def _paper_marker(ax, x: float, value: float | None, label_once: list[bool]) -> None:
+    if value is None:
+        return
+    ax.plot([x], [value], marker="D", color="black", markersize=6, linestyle="none",
+            label=None if label_once[0] else "paper")
+    label_once[0] = True
+
+
+def fig09(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    plt = _plt()
+    data = compare.normalized_collectives(table)
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    keys = ["op", "size"] if "size" in data else ["op"]
+    for key, group in data.groupby(keys, sort=False):
+        op, size = key[0], (key[1] if len(key) > 1 else None)
+        group = group.sort_values("ring")
+        label = op.replace("_", "-") + (f" ({size})" if size is not None and data["size"].nunique() > 1 else "")
+        ax.plot(group["ring"], group["normalized"], marker="o", label=label)
+    rings = sorted(data["ring"].unique()) if len(data) else []
+    ax.set_xticks(rings)
+    ax.set_xlabel("nodes in the ring")
+    ax.set_ylabel("latency (normalized to the smallest ring)")
+    ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
+    ax.set_title("Fig. 9: ring collective latency vs ring size")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def fig11(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Stacked busy time per workload and design, normalized to each workload's tallest bar."""
+    plt = _plt()
+    data = compare.with_design(table)
+    designs = [d for d in compare.DESIGNS if d in set(data["design"])] or list(dict.fromkeys(data["design"]))
+    modes = _parallel_modes(data)
+    fig, axes = _panels(plt, len(modes), width=max(11.0, 0.22 * len(designs) * len(_workloads(data)) + 2))
+    parts = ("compute", "sync", "virtualization")
+    for ax, mode in zip(axes, modes):
+        panel = data[data["parallel"] == mode]
+        ticks, labels = [], []
+        x = 0.0
+        for workload in _workloads(panel):
+            rows = panel[panel["workload"] == workload]
+            totals = sum(rows[f"busy_s.{p}"].fillna(0) for p in parts)
+            tallest = float(totals.max()) if len(rows) else 1.0
+            tallest = tallest if tallest > 0 else 1.0
+            for design in designs:
+                row = rows[rows["design"] == design]
+                if not row.empty:
+                    bottom = 0.0
+                    for part in parts:
+                        height = float(row[f"busy_s.{part}"].fillna(0).iloc[0]) / tallest
+                        ax.bar(x, height, bottom=bottom, width=0.8, color=_COLORS[part],
+                               label=part if (x == 0.0) else None)
+                        bottom += height
+                ticks.append(x)
+                labels.append(_name(design))
+                x += 1.0
+            ax.text(x - len(designs) / 2 - 0.5, 1.04, workload, ha="center", fontsize=8)
+            x += 1.0
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels, rotation=90, fontsize=6)
+        ax.set_ylim(0, 1.12)
+        ax.set_ylabel("busy time (normalized)")
+        ax.set_title(f"Fig. 11: latency breakdown, {mode}-parallel", fontsize=10)
+        handles, names = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(handles[:3], names[:3], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def _grouped_bars(ax, data: pd.DataFrame, value: str, designs: list[str], scale: float = 1.0,
+                  extra: dict[str, pd.Series] | None = None) -> list[str]:
+    groups = _workloads(data)
+    width = 0.8 / max(len(designs), 1)
+    for i, design in enumerate(designs):
+        rows = data[data["design"] == design].set_index("workload")
+        heights = [float(rows[value].get(w, math.nan)) / scale if w in rows.index else math.nan for w in groups]
+        if extra and design in extra:
+            heights.append(extra[design])
+        xs = [g + (i - (len(designs) - 1) / 2) * width for g in range(len(heights))]
+        ax.bar(xs, heights, width=width, color=_DESIGN_COLORS.get(design), label=_name(design))
+    return groups
+
+
+def fig12(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """CPU memory bandwidth used by offload traffic, average (bars) and peak (ticks)."""
+    plt = _plt()
+    data = compare.with_design(table)
+    designs = [d for d in compare.DESIGNS if d in set(data["design"])] or list(dict.fromkeys(data["design"]))
+    modes = _parallel_modes(data)
+    fig, axes = _panels(plt, len(modes))
+    for ax, mode in zip(axes, modes):
+        panel = data[data["parallel"] == mode]
+        groups = _grouped_bars(ax, panel, "cpu_mem_bw_Bps.avg", designs, scale=1e9)
+        width = 0.8 / max(len(designs), 1)
+        for i, design in enumerate(designs):
+            rows = panel[panel["design"] == design].set_index("workload")
+            for g, workload in enumerate(groups):
+                if workload in rows.index:
+                    peak = float(rows["cpu_mem_bw_Bps.peak"].get(workload)) / 1e9
+                    x = g + (i - (len(designs) - 1) / 2) * width
+                    ax.plot([x - width / 2, x + width / 2], [peak, peak], color="black", linewidth=1)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, fontsize=8)
+        ax.set_ylabel("CPU memory bandwidth (GB/s)")
+        ax.set_title(f"Fig. 12: CPU memory bandwidth per busiest socket, {mode}-parallel "
+                     "(bars: average, ticks: peak)", fontsize=10)
+        ax.legend(fontsize=7, ncol=len(designs))
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig13(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Speedup over DC-DLA per workload and design, with the harmonic mean (HM)."""
+    plt = _plt()
+    data = compare.with_design(table)
+    speedups = compare.speedups(data)
+    designs = [d for d in compare.DESIGNS if d in set(speedups["design"])]
+    modes = _parallel_modes(data)
+    fig, axes = _panels(plt, len(modes))
+    for ax, mode in zip(axes, modes):
+        panel = speedups[speedups["parallel"] == mode]
+        means = {d: compare.harmonic_mean(panel[panel["design"] == d]["speedup"]) for d in designs}
+        groups = _grouped_bars(ax, panel.rename(columns={"speedup": "value"}), "value", designs, extra=means)
+        width = 0.8 / max(len(designs), 1)
+        once = [False]
+        for i, design in enumerate(designs):
+            x = len(groups) + (i - (len(designs) - 1) / 2) * width
+            _paper_marker(ax, x, PAPER.get(f"fig13.{design}.{mode}"), once)
+        ax.set_xticks(range(len(groups) + 1))
+        ax.set_xticklabels(groups + ["HM"], fontsize=8)
+        ax.axhline(1.0, color="black", linewidth=0.6)
+        ax.set_ylabel("speedup over DC-DLA")
+        ax.set_ylim(0, 1.25 * max([v for v in panel["speedup"] if v == v] + [1.0]))
+        ax.set_title(f"Fig. 13: performance, {mode}-parallel", fontsize=10)
+        ax.legend(fontsize=7, ncol=len(designs) + 1)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig14(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Speedup of MC-DLA(B) over DC-DLA vs batch size, per workload and harmonic mean."""
+    plt = _plt()
+    speedups = compare.speedups(compare.with_design(table))
+    speedups = speedups[speedups["design"] == "ring+bw_aware"]
+    modes = _parallel_modes(speedups) if len(speedups) else ["data"]
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.0), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        panel = speedups[speedups["parallel"] == mode]
+        for workload in _workloads(panel):
+            rows = panel[panel["workload"] == workload].sort_values("batch")
+            ax.plot(rows["batch"], rows["speedup"], marker=".", linewidth=0.8, alpha=0.7, label=workload)
+        hm = panel.groupby("batch")["speedup"].apply(compare.harmonic_mean)
+        ax.plot(hm.index, hm.values, color="black", linewidth=2.2, marker="o", label="HM")
+        ax.axhline(PAPER["fig14.ring+bw_aware.all"], color="black", linestyle="--", linewidth=1,
+                   label="paper avg 2.17x")
+        ax.set_xscale("log", base=2)
+        batches = sorted(panel["batch"].unique()) if len(panel) else []
+        ax.set_xticks(batches)
+        ax.set_xticklabels([str(int(b)) for b in batches])
+        ax.set_xlabel("batch size (global)")
+        ax.set_ylabel("speedup of MC-DLA(B) over DC-DLA")
+        ax.set_title(f"Fig. 14: batch sensitivity, {mode}-parallel", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def pcie_summary(table: pd.DataFrame) -> dict[str, float]:
+    """Harmonic means of the PCIe gen4 study (shared with the report)."""
+    data = compare.with_design(table)
+    gain = compare.time_ratio(data, "dc+pcie4", "dc")["ratio"]
+    ring = compare.time_ratio(data, "ring+bw_aware", "dc")["ratio"]
+    gap = compare.time_ratio(data, "ring+bw_aware", "dc+pcie4")["ratio"]
+    return {"dc_gain": compare.harmonic_mean(gain), "ring_over_dc": compare.harmonic_mean(ring),
+            "gap": compare.harmonic_mean(gap)}
+
+
+def pcie4(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    plt = _plt()
+    summary = pcie_summary(table)
+    bars = [("DC-DLA gen4\nover gen3", summary["dc_gain"], PAPER["pcie4.dc_gain"]),
+            ("MC-DLA(B)\nover DC-DLA gen3", summary["ring_over_dc"], PAPER["fig13.ring+bw_aware.all"]),
+            ("MC-DLA(B)\nover DC-DLA gen4", summary["gap"], PAPER["pcie4.gap"])]
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    once = [False]
+    for i, (label, value, paper) in enumerate(bars):
+        ax.bar(i, value, color="#4c72b0", label="mcdla" if i == 0 else None)
+        _paper_marker(ax, i, paper, once)
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+    ax.set_ylabel("speedup (harmonic mean)")
+    ax.set_title("DC-DLA with PCIe gen4 (all workloads, data + model)", fontsize=10)
+    ax.axhline(1.0, color="black", linewidth=0.6)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def scalability(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    plt = _plt()
+    key = "training.virtualization"
+    data = compare.scaling(table, key)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for setting, style in ((True, "-"), (False, "--")):
+        rows = data[data[key].astype(str).str.lower() == str(setting).lower()] if key in data else data
+        if rows.empty:
+            continue
+        name = "virtualization on" if setting else "virtualization off"
+        hm = rows.groupby("devices")["speedup"].apply(compare.harmonic_mean)
+        ax.plot(hm.index, hm.values, linestyle=style, marker="o", linewidth=2, label=f"mcdla, {name} (HM)")
+        tag = "virt" if setting else "novirt"
+        paper = [(d, PAPER.get(f"scalability.{tag}.{d}")) for d in (4, 8)]
+        ax.plot([1] + [d for d, _ in paper], [1.0] + [v for _, v in paper], linestyle="none", marker="D",
+                color="black" if setting else "gray", label=f"paper, {name}")
+    ax.plot([1, 8], [1, 8], color="black", linewidth=0.5, linestyle=":", label="perfect scaling")
+    ax.set_xticks([1, 4, 8])
+    ax.set_xlabel("devices (DC-DLA)")
+    ax.set_ylabel("speedup over 1 device (same global batch)")
+    ax.set_title("Section V-D: scalability of the 4 CNNs", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def power_table(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Table IV plus perf/W, with the overall MC-DLA(B) speedup from fig11_13 when run."""
+    from mcdla.metrics.power import perf_per_watt
+
+    speedup = math.nan
+    source = deps.get("fig11_13")
+    if source is not None and len(source):
+        sp = compare.speedups(compare.with_design(source), designs=["ring+bw_aware"])
+        speedup = compare.harmonic_mean(sp["speedup"])
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    rows = []
+    for _, row in ok.iterrows():
+        rows.append({
+            "dimm": row.get("label", row.get("memory_node")),
+            "node_power_W": row["node_power_W"],
+            "GB_per_W": row["GB_per_W"],
+            "power_increase": row["power_increase"],
+            "speedup": speedup,
+            "perf_per_W": perf_per_watt(speedup, row["power_increase"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def power(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    plt = _plt()
+    data = power_table(table, deps)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    names = list(data["dimm"])
+    xs = range(len(names))
+    panels = (("node_power_W", "memory-node TDP (W)", 0), ("GB_per_W", "capacity per watt (GB/W)", 1))
+    for column, label, index in panels:
+        ax = axes[index]
+        ax.bar(xs, data[column], color="#4c72b0", label="mcdla")
+        once = [False]
+        for x, name in zip(xs, names):
+            paper = TABLE_IV.get(name)
+            _paper_marker(ax, x, paper[index] if paper else None, once)
+        ax.set_ylabel(label)
+    ax = axes[2]
+    ax.bar(xs, data["perf_per_W"], color="#55a868", label="mcdla")
+    once = [False]
+    for x, name in zip(xs, names):
+        _paper_marker(ax, x, PAPER.get(f"power.perf_per_W.{name}"), once)
+    speedup = data["speedup"].iloc[0] if len(data) else math.nan
+    ax.set_ylabel("perf/W over DC-DLA")
+    ax.set_title(f"MC-DLA(B) speedup {speedup:.2f}x / (1 + added power / 3200 W)"
+                 if speedup == speedup else "perf/W (run fig11_13 for the speedup)", fontsize=8)
+    for ax in axes:
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names, rotation=30, fontsize=7, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Table IV: memory-node power (10 DIMMs, DDR4-2400) and performance per watt", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def link_bytes(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Bytes carried by all links in one iteration, per workload and design."""
+    plt = _plt()
+    data = compare.with_design(table)
+    columns = [c for c in data.columns if c.startswith("link_bytes.")]
+    data["link_bytes_total"] = data[columns].fillna(0).sum(axis=1) if columns else 0.0
+    designs = [d for d in compare.DESIGNS if d in set(data["design"])] or list(dict.fromkeys(data["design"]))
+    modes = _parallel_modes(data)
+    fig, axes = _panels(plt, len(modes))
+    for ax, mode in zip(axes, modes):
+        panel = data[data["parallel"] == mode]
+        groups = _grouped_bars(ax, panel, "link_bytes_total", designs, scale=1e9)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, fontsize=8)
+        ax.set_ylabel("bytes on all links (GB)")
+        ax.set_title(f"Link traffic per iteration, {mode}-parallel", fontsize=10)
+        ax.legend(fontsize=7, ncol=len(designs))
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]] = {
+    "fig09": fig09,
+    "fig11": fig11,
+    "fig12": fig12,
+    "fig13": fig13,
+    "fig14": fig14,
+    "pcie4": pcie4,
+    "scalability": scalability,
+    "power": power,
+    "link_bytes": link_bytes,
+}
+
+
+def render(name: str, table: pd.DataFrame, deps: Mapping[str, pd.DataFrame], out: Path | str) -> list[Path]:
+    """Draws figure ``name`` and writes ``out/name.png`` and ``out/name.svg``."""
+    plt = _plt()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = FIGURES[name](table, deps)
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    try:
+        fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def draw(figures: tuple[str, ...], table: pd.DataFrame, deps: Mapping[str, pd.DataFrame],
+         out: Path | str) -> list[Path]:
+    """Draws every figure an experiment declares; returns the files written."""
+    paths: list[Path] = []
+    for name in figures:
+        paths += render(name, table, deps, out)
+    return paths
+
+
+def plot_experiment(experiment: Any, results: Path | str, out: Path | str | None = None) -> list[Path]:
+    """Draws ``experiment``'s figures from its sweep folder ``results`` into ``out``.
+
+    The tables of the experiments it ``depends`` on are read from sibling folders
+    (``results/../<name>``) when they exist; a figure then falls back to what it can
+    draw without them.
+    """
+    from mcdla.sweep.store import TABLE, read_table
+
+    results = Path(results)
+    table = read_table(results)
+    deps = {}
+    for name in experiment.depends:
+        folder = results.parent / name
+        if (folder / TABLE).is_file():
+            deps[name] = read_table(folder)
+    return draw(experiment.figures, table, deps, out if out is not None else results)
