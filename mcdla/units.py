@@ -125,7 +125,10 @@ def format_size(size_bytes: float, digits: int = 4) -> str:
     for prefix in ("Ti", "Gi", "Mi", "Ki"):
         factor = _BINARY[prefix]
         if size_bytes >= factor and size_bytes % factor == 0:
-            return f"{size_bytes / factor:.{digits}g} {prefix}B"
+            text = f"{size_bytes / factor:.{digits}g}"
+            # 80 GB is a multiple of 1 KiB too, but "7.812e+07 KiB" would lose it
+            if float(text) * factor == size_bytes:
+                return f"{text} {prefix}B"
     steps = [(1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1.0, "B")]
     return _scaled(size_bytes, steps, digits)
 
