@@ -36,8 +36,9 @@ than the link. The units are shared by all rings and collectives on a device.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import simpy
 
@@ -48,7 +49,9 @@ from mcdla.sim.flownet import FlowNetwork
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "CollectiveRecord",
+    "CollectiveRun",
     "collective",
+    "run_collective",
     "reduce_resource",
     "ring_of_devices",
 ]
@@ -188,6 +191,48 @@ def _ring(env, net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, f
     for _ in range(gather_steps):
         flows[0] += 1
         yield net.transfer(step_bytes, channels, step_latency_s, tag)
+
+
+@dataclass(frozen=True)
+class CollectiveRun:
+    """One collective simulated alone on an idle network, with the simulation's own cost."""
+
+    record: CollectiveRecord
+    events: int
+    rate_computations: int
+    wall_s: float
+
+
+class _CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts the events it processes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events_processed = 0
+
+    def step(self) -> None:
+        self.events_processed += 1
+        super().step()
+
+
+def run_collective(
+    rings: Sequence[Ring],
+    capacities_Bps: Mapping[str, float],
+    op: str,
+    size_bytes: float,
+    *,
+    chunk_bytes: float = DEFAULT_CHUNK_BYTES,
+    root: int = 0,
+    reduce_Bps: float | None = None,
+) -> CollectiveRun:
+    """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)."""
+    env = _CountingEnvironment()
+    net = FlowNetwork(env, capacities_Bps)
+    wall = time.perf_counter()
+    proc = collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
+    env.run()
+    wall_s = time.perf_counter() - wall
+    return CollectiveRun(proc.value, env.events_processed, net.stats().rate_computations, wall_s)
 
 
 def ring_of_devices(n: int, link_bw_Bps: float, latency_s: float) -> tuple[tuple[Ring, Ring], dict[str, float]]:

@@ -1,0 +1,262 @@
+"""Ring collectives on the flow network, their closed forms and ``mcdla collective``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import simpy
+
+from mcdla.cli.main import main
+from mcdla.hw.collective_model import bus_factor, busbw_Bps, collective_time_s
+from mcdla.hw.network import Ring
+from mcdla.sim.collectives import (
+    DEFAULT_CHUNK_BYTES,
+    collective,
+    reduce_resource,
+    ring_of_devices,
+    run_collective,
+)
+from mcdla.sim.flownet import FlowNetwork
+
+LINK_Bps = 25e9
+HOP_S = 500e-9
+STEP_OPS = ("all_reduce", "all_gather", "reduce_scatter")
+
+
+def _closed(op, size, n, *, rings=2, chunk=DEFAULT_CHUNK_BYTES, latency=HOP_S, reduce_Bps=None):
+    return collective_time_s(
+        op, size, n, rings * LINK_Bps, latency, rings=rings, chunk_bytes=chunk, reduce_Bps=reduce_Bps
+    )
+
+
+@pytest.mark.parametrize("op", STEP_OPS + ("broadcast",))
+@pytest.mark.parametrize("n", [2, 3, 8, 16])
+def test_idle_ring_matches_closed_form(op, n):
+    rings, caps = ring_of_devices(n, LINK_Bps, HOP_S)
+    run = run_collective(rings, caps, op, 64e6)
+    assert run.record.time_s == pytest.approx(_closed(op, 64e6, n), rel=1e-2)
+    # the model is the closed form step by step, so it agrees far better than 1%
+    assert run.record.time_s == pytest.approx(_closed(op, 64e6, n), rel=1e-9)
+
+
+def _relay_ring(devices=4):
+    """A directed ring D0 -> M0 -> D1 -> M1 -> ... relaying through memory-nodes."""
+    ranks = tuple(f"D{i}" for i in range(devices))
+    segments, latencies, caps = [], [], {}
+    for i in range(devices):
+        a, m, b = ranks[i], f"M{i}", ranks[(i + 1) % devices]
+        seg = (f"{a}>{m}:0", f"{m}>{b}:0")
+        segments.append(seg)
+        latencies.append(2 * HOP_S + (1e-7 if i == 1 else 0.0))  # one slower segment
+        caps.update({c: LINK_Bps for c in seg})
+    return Ring("relay", ranks, tuple(segments), tuple(latencies)), caps
+
+
+@pytest.mark.parametrize("op", STEP_OPS)
+def test_ring_through_memory_nodes_steps_at_its_slowest_segment(op):
+    ring, caps = _relay_ring()
+    run = run_collective([ring], caps, op, 32e6)
+    slowest = max(ring.latency_s)
+    expected = collective_time_s(op, 32e6, 4, LINK_Bps, slowest, rings=1)
+    assert run.record.time_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_broadcast_through_memory_nodes_pays_every_segment_latency_once():
+    ring, caps = _relay_ring()
+    run = run_collective([ring], caps, "broadcast", 32e6, chunk_bytes=8e3, root=1)
+    path_latency = sum(ring.latency_s[i % 4] for i in (1, 2, 3))  # segments after D1
+    expected = collective_time_s(
+        "broadcast", 32e6, 4, LINK_Bps, HOP_S, rings=1, chunk_bytes=8e3, path_latency_s=path_latency
+    )
+    assert run.record.time_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_step_collectives_do_not_depend_on_the_chunk():
+    rings, caps = ring_of_devices(8, LINK_Bps, HOP_S)
+    times = {c: run_collective(rings, caps, "all_reduce", 8e6, chunk_bytes=c).record.time_s for c in (1e3, 4e3, 1e6)}
+    assert times[1e3] == times[4e3] == times[1e6]
+
+
+def test_broadcast_converges_as_the_chunk_shrinks():
+    rings, caps = ring_of_devices(8, LINK_Bps, HOP_S)
+    chunks = [256e3, 64e3, 16e3, 4e3, 1e3]
+    times = [run_collective(rings, caps, "broadcast", 8e6, chunk_bytes=c).record.time_s for c in chunks]
+    limit = _closed("broadcast", 8e6, 8, chunk=0.0)
+    errors = [t - limit for t in times]
+    assert all(e > 0 for e in errors)
+    # the error shrinks in proportion to the chunk (the pipeline fill (p-2) c / b) ...
+    for bigger, smaller in zip(errors, errors[1:]):
+        assert smaller == pytest.approx(bigger / 4, rel=1e-6)
+    # ... and at the default chunk the result has converged to within 1% of the limit
+    default = run_collective(rings, caps, "broadcast", 8e6).record.time_s
+    assert default == pytest.approx(limit, rel=1e-2)
+
+
+def test_slow_reduction_sets_the_pace_of_reduce_scatter_steps():
+    rings, caps = ring_of_devices(4, LINK_Bps, HOP_S)
+    reduce_Bps = 10e9  # per device, shared by both rings: 5 GB/s each, below the link
+    run = run_collective(rings, caps, "all_reduce", 16e6, reduce_Bps=reduce_Bps)
+    assert run.record.time_s == pytest.approx(_closed("all_reduce", 16e6, 4, reduce_Bps=reduce_Bps), rel=1e-9)
+    fast = run_collective(rings, caps, "all_reduce", 16e6, reduce_Bps=1e12)
+    free = run_collective(rings, caps, "all_reduce", 16e6)
+    assert fast.record.time_s == pytest.approx(free.record.time_s, rel=1e-12)
+    assert run.record.time_s > free.record.time_s
+
+
+def test_record_and_link_bytes():
+    n, size = 4, 8e6
+    env = simpy.Environment()
+    rings, caps = ring_of_devices(n, LINK_Bps, HOP_S)
+    net = FlowNetwork(env, caps)
+    proc = collective(env, net, rings, "all_reduce", size, tag="dW3")
+    env.run()
+    record = proc.value
+    assert record.flows == 2 * 2 * (n - 1)
+    assert record.bytes_per_ring == (size / 2, size / 2)
+    assert record.bytes_sent_per_ring == (2 * (n - 1) * size / 2,) * 2
+    assert record.start_s == 0.0 and record.end_s == pytest.approx(env.now)
+    stats = net.stats()
+    # every channel carries 2(p-1) steps of (n / rings) / p bytes
+    for channel in caps:
+        assert stats.bytes_by_resource[channel] == pytest.approx(2 * (n - 1) * size / 2 / n)
+
+
+def test_contending_flow_slows_the_collective():
+    rings, caps = ring_of_devices(4, LINK_Bps, HOP_S)
+    env = simpy.Environment()
+    net = FlowNetwork(env, caps)
+    proc = collective(env, net, rings, "all_gather", 8e6)
+    net.transfer(50e6, [rings[0].segments[0][0]])  # an offload sharing one ring channel
+    env.run()
+    assert proc.value.time_s > _closed("all_gather", 8e6, 4) * 1.2
+
+
+def test_reduce_resources_are_shared_per_device():
+    rings, caps = ring_of_devices(3, LINK_Bps, HOP_S)
+    env = simpy.Environment()
+    net = FlowNetwork(env, caps)
+    collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=5e9)
+    collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=5e9)
+    assert net.capacities_Bps[reduce_resource("D0")] == 5e9
+    with pytest.raises(ValueError, match="already has capacity"):
+        collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=6e9)
+
+
+def test_ring_of_devices_is_two_channel_disjoint_directed_rings():
+    for n in (2, 3, 8):
+        (cw, ccw), caps = ring_of_devices(n, LINK_Bps, HOP_S)
+        assert cw.size == ccw.size == n
+        assert not set(cw.channels) & set(ccw.channels)
+        assert set(cw.channels) | set(ccw.channels) == set(caps)
+        assert len(caps) == 2 * n  # n full-duplex links
+        assert set(cw.ranks) == set(ccw.ranks)
+
+
+def test_zero_size_and_single_rank():
+    rings, caps = ring_of_devices(4, LINK_Bps, HOP_S)
+    assert run_collective(rings, caps, "all_reduce", 0.0).record.time_s == 0.0
+    one = Ring("solo", ("D0",), ((),), (0.0,))
+    assert run_collective([one], {}, "all_reduce", 1e6).record.time_s == 0.0
+
+
+def test_bad_collective_arguments():
+    rings, caps = ring_of_devices(4, LINK_Bps, HOP_S)
+    env = simpy.Environment()
+    net = FlowNetwork(env, caps)
+    with pytest.raises(ValueError, match="unknown collective"):
+        collective(env, net, rings, "alltoall", 1.0)
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        collective(env, net, rings, "broadcast", 1.0, chunk_bytes=0)
+    with pytest.raises(ValueError, match="root"):
+        collective(env, net, rings, "broadcast", 1.0, root=4)
+
+
+def test_bus_factors():
+    assert bus_factor("all_reduce", 8) == pytest.approx(14 / 8)
+    assert bus_factor("all_gather", 8) == pytest.approx(7 / 8)
+    assert bus_factor("reduce_scatter", 8) == pytest.approx(7 / 8)
+    assert bus_factor("broadcast", 8) == 1.0
+    # busbw of a large all-reduce approaches the rings' total bandwidth
+    t = collective_time_s("all_reduce", 1e9, 8, 50e9, 0.0)
+    assert busbw_Bps("all_reduce", 1e9, t, 8) == pytest.approx(50e9)
+
+
+# -- mcdla collective -----------------------------------------------------------------
+
+
+def _cli(capsys, *argv):
+    code = main(["collective", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json(capsys):
+    code, out, _ = _cli(capsys, "--op", "all_reduce", "--size", "64 MB", "--ring", "8", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("op", "size_bytes", "ranks", "rings", "time_s", "algbw_Bps", "busbw_Bps", "events", "wall_s"):
+        assert key in data
+    assert data["ranks"] == 8 and data["rings"] == 2 and data["size_bytes"] == 64e6
+    assert data["time_s"] == pytest.approx(_closed("all_reduce", 64e6, 8))
+    assert data["algbw_Bps"] == pytest.approx(64e6 / data["time_s"])
+    assert data["busbw_Bps"] == pytest.approx(data["algbw_Bps"] * 14 / 8)
+
+
+def test_cli_csv_and_table(capsys, tmp_path):
+    code, out, _ = _cli(capsys, "--op", "broadcast", "--size", "1 MiB", "--ring", "4", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and rows[0]["op"] == "broadcast" and float(rows[0]["size_bytes"]) == 2**20
+    target = tmp_path / "out.txt"
+    code, out, _ = _cli(
+        capsys, "--op", "all_gather", "--size", "4 MB", "--ring", "3", "--link-bw", "10 GB/s",
+        "--link-latency", "1 us", "--chunk", "8 KB", "--output", str(target),
+    )
+    assert code == 0 and out == ""
+    text = target.read_text()
+    assert text.splitlines()[0].split() == ["op", "all_gather"]
+    expected = collective_time_s("all_gather", 4e6, 3, 20e9, 1e-6, rings=2)
+    assert f"{expected:.4e}" in text
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--size", "8 XB", "--ring", "4"], "--size"),
+        (["--size", "-1 MB", "--ring", "4"], "--size"),
+        (["--size", "8 MB", "--ring", "4", "--chunk", "0"], "--chunk"),
+        (["--size", "8 MB", "--ring", "4", "--link-bw", "fast"], "--link-bw"),
+        (["--size", "8 MB", "--ring", "4", "--link-latency", "5 parsecs"], "--link-latency"),
+        (["--size", "8 MB", "--ring", "1"], "--ring"),
+    ],
+)
+def test_cli_bad_values_exit_2_naming_the_option(capsys, argv, option):
+    code, out, err = _cli(capsys, "--op", "all_reduce", *argv)
+    assert code == 2 and out == ""
+    assert option in err
+
+
+def test_cli_topology(capsys):
+    pytest.importorskip("mcdla.hw.topology")
+    code, out, _ = _cli(capsys, "--op", "all_reduce", "--size", "64 MB", "--topology", "dc", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["ranks"] == 8 and data["rings"] == 6
+    # six directed rings of 25 GB/s: the bus bandwidth of a large all-reduce nears 150 GB/s
+    assert data["busbw_Bps"] == pytest.approx(150e9, rel=0.02)
+    code, _, err = _cli(capsys, "--op", "all_reduce", "--size", "1 MB", "--topology", "dc", "--link-bw", "1 GB/s")
+    assert code == 2 and "--link-bw" in err
+
+
+def test_fig09_script_prints_normalized_latencies(capsys):
+    from mcdla.sim.fig09 import fig09_rows, main as fig09_main
+
+    rows = fig09_rows(["all_reduce", "broadcast"], [2, 4, 16], 8e6, 4e3, LINK_Bps, HOP_S)
+    assert [r["normalized"] for r in rows if r["ranks"] == 2] == [1.0, 1.0]
+    for row in rows:
+        assert row["time_s"] == pytest.approx(row["closed_form_s"], rel=1e-9)
+    assert fig09_main(["--ranks", "2,16"]) == 0
+    assert "normalized" in capsys.readouterr().out
