@@ -16,7 +16,7 @@ from mcdla.errors import InputError
 from mcdla.hw.rings import canonical_ring, find_rings
 from mcdla.hw.topology import load_topology
 
-SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle")
+SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4")
 
 
 def _write(tmp_path: Path, base: str, edit) -> Path:
@@ -66,7 +66,7 @@ def test_dc_devices_use_exactly_six_nvlinks():
         assert nvlinks == 6
 
 
-@pytest.mark.parametrize("name", ("dc", "star", "ring", "oracle"))
+@pytest.mark.parametrize("name", ("dc", "star", "ring", "oracle", "dc4"))
 def test_rings_never_share_a_directed_channel(name):
     uses = Counter(c for r in load_topology(name).rings for c in r.channels)
     assert set(uses.values()) == {1}
@@ -98,7 +98,10 @@ def test_star_rings_have_the_papers_hop_counts():
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("dc", 150e9), ("hc", 75e9), ("ring", 150e9), ("star", 150e9), ("oracle", 150e9), ("single", 0.0)],
+    [
+        ("dc", 150e9), ("hc", 75e9), ("ring", 150e9), ("star", 150e9), ("oracle", 150e9),
+        ("single", 0.0), ("dc4", 100e9), ("dc1", 0.0),
+    ],
 )
 def test_collective_bandwidth_per_device(name, expected):
     assert load_topology(name).collective_bw_Bps == pytest.approx(expected)
@@ -110,7 +113,9 @@ def test_dc_virtualization_is_half_an_effective_pcie3_uplink():
     assert topo.virtualization_bw_Bps == pytest.approx(pcie.bw * pcie.efficiency / 2)
 
 
-@pytest.mark.parametrize("name, expected", [("hc", 75e9), ("star", 50e9), ("ring", 150e9)])
+@pytest.mark.parametrize(
+    "name, expected", [("hc", 75e9), ("star", 50e9), ("ring", 150e9), ("dc4", 6e9), ("dc1", 12e9)]
+)
 def test_virtualization_bandwidth_bw_aware(name, expected):
     assert load_topology(name).virtualization_bw_Bps == pytest.approx(expected)
 
@@ -137,7 +142,7 @@ def test_oracle_device_memory_is_unbounded():
 # -- backing routes -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ("dc", "hc", "star", "ring"))
+@pytest.mark.parametrize("name", ("dc", "hc", "star", "ring", "dc1", "dc4"))
 @pytest.mark.parametrize("policy", ("local", "bw_aware"))
 @pytest.mark.parametrize("direction", ("offload", "prefetch"))
 def test_routes_are_real_and_shares_sum_to_one(name, policy, direction):
@@ -175,7 +180,8 @@ def test_memory_ports_split_the_memory_node_among_its_clients():
 
 def test_memory_capacity_per_store():
     ring = load_topology("ring")
-    assert ring.memory_capacity("M0") == pytest.approx(10 * 128e9 / 2)
+    assert ring.memory_capacity("M0") == pytest.approx(10 * 128e9)
+    assert ring.memory_capacity("M0/D1") == pytest.approx(10 * 128e9 / 2)
     assert load_topology("dc").memory_capacity("CPU0") == pytest.approx(256e9)
 
 
@@ -305,6 +311,13 @@ def test_ring_finder_reproduces_the_listed_dc_rings():
     assert len(found) == 3
     listed = {canonical_ring(r, order) for r in topo.ring_cycles}
     assert {canonical_ring(r, order) for r in found} == listed
+
+
+def test_ring_finder_reproduces_the_listed_dc4_rings():
+    topo = load_topology("dc4")
+    order = {d: i for i, d in enumerate(topo.devices)}
+    found = find_rings(topo.graph, topo.devices)
+    assert {canonical_ring(r, order) for r in found} == {canonical_ring(r, order) for r in topo.ring_cycles}
 
 
 def test_ring_finder_rings_are_edge_disjoint_on_dc():

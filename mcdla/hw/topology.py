@@ -125,12 +125,14 @@ class Topology:
         return f"{store}/{device}"
 
     def memory_capacity(self, store: str) -> float:
-        """Bytes a store offers: a memory-node's share per client (``"M0"`` or
-        ``"M0/D0"``), or a CPU socket's whole DRAM (``"CPU0"``), shared by its devices."""
-        node = store.split("/", 1)[0]
+        """Bytes a store holds: a whole memory-node (``"M0"``, shared by its clients),
+        one client's group of it (``"M0/D0"``: capacity / groups), or a CPU socket's
+        DRAM (``"CPU0"``, shared by the devices it serves)."""
+        node, _, client = store.partition("/")
         kind = self.graph.nodes[node]["kind"] if node in self.graph else None
         if kind == "memory" and self.memory_node is not None:
-            return self.memory_node.capacity_bytes / self.memory_node.groups
+            whole = self.memory_node.capacity_bytes
+            return whole / self.memory_node.groups if client else whole
         if kind == "cpu" and self.host is not None:
             return self.host.socket_mem_capacity
         raise ValueError(f"{store!r} is not a backing store of topology {self.name!r}")

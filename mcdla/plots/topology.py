@@ -3,7 +3,7 @@
 One PNG per topology for ``docs/topologies.md``. Devices are blue squares,
 memory-nodes green circles, PCIe switches grey diamonds, CPU sockets orange
 hexagons. Every physical link is a grey line labelled with its number of parallel
-links when more than one (dashed for links to the host). Each listed ring is drawn
+links when more than one (dashed and bent for links to the host). Each listed ring is drawn
 over the links it uses, in its own colour, offset sideways so rings sharing a link
 stay visible. Only this module imports matplotlib.
 """
@@ -53,12 +53,12 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
     elif topo.memory_nodes and topo.ring_cycles:
         # Ring: devices and memory-nodes alternate on one circle, in ring order.
         pos.update(_circle(list(topo.ring_cycles[0]), 2.4))
-    elif len(devs) == 8:
-        # A cube drawn in perspective: D0-D3 on the front face, D4-D7 behind.
+    elif len(devs) in (4, 8):
+        # A square, or a cube in perspective: D0-D3 on the front face, D4-D7 behind.
         # dc's quads D0-D3 / D4-D7 are the faces; hc's 3-cube numbers neighbours by bit.
         for i, d in enumerate(devs):
             x, y, z = i & 1, (i >> 1) & 1, (i >> 2) & 1
-            pos[d] = (2.0 * x + 1.1 * z, 2.0 * y + 0.8 * z)
+            pos[d] = (2.0 * x + 1.1 * z, -2.0 * y + 0.8 * z)
     else:
         pos.update(_circle(devs, 2.0))
     xs = [p[0] for p in pos.values()]
@@ -91,8 +91,14 @@ def draw_topology(topo: Topology, path: str | Path) -> None:
     for a, b, count in pairs.values():
         host = kinds[a] in ("switch", "cpu") or kinds[b] in ("switch", "cpu")
         (x0, y0), (x1, y1) = pos[a], pos[b]
-        ax.plot([x0, x1], [y0, y1], color="#b0b0b0", lw=1.0 + 1.2 * count,
-                ls="--" if host else "-", zorder=1, solid_capstyle="round")
+        if host:
+            # Host links bend, so a line to a switch never hides behind another device.
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=1, arrowprops=dict(
+                arrowstyle="-", color="#b0b0b0", lw=1.0 + 1.2 * count, ls="--",
+                connectionstyle="arc3,rad=0.3", shrinkA=0, shrinkB=0))
+        else:
+            ax.plot([x0, x1], [y0, y1], color="#b0b0b0", lw=1.0 + 1.2 * count,
+                    zorder=1, solid_capstyle="round")
         if count > 1:
             ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"x{count}", fontsize=7, color="#404040",
                     ha="center", va="center", zorder=4,
