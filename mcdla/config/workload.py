@@ -36,6 +36,7 @@ reference to a layer that does not exist raises InputError naming the file and k
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -170,6 +171,33 @@ SPECS: dict[str, type] = {
     "softmax": NoSpec,
 }
 
+@dataclass(frozen=True)
+class _Repeat:
+    repeat: PositiveInt = 1
+
+
+@dataclass(frozen=True)
+class _Variables:
+    """The top-level keys that may be referred to as "$name"."""
+
+    hidden: PositiveInt | None = None
+    timesteps: PositiveInt | None = None
+
+
+def _substitute(value: Any, env: dict[str, Any], where: Where) -> Any:
+    """``value`` with every "$name" string replaced by the variable ``name``."""
+    if isinstance(value, str) and value.startswith("$"):
+        if value[1:] not in env:
+            known = ", ".join("$" + k for k in sorted(env)) or "none"
+            raise where.error(f"unknown variable {value!r}; defined here: {known}")
+        return env[value[1:]]
+    if isinstance(value, list):
+        return [_substitute(v, env, where.child(i)) for i, v in enumerate(value)]
+    if isinstance(value, dict):  # a block's args
+        return {k: _substitute(v, env, where.child(str(k))) for k, v in value.items()}
+    return value
+
+
 _COMMON = ("kind", "name", "inputs")
 _BLOCK_KEYS = ("block", "name", "args", "repeat", "inputs")
 
@@ -198,24 +226,11 @@ class _Builder:
         self.active: list[str] = []  # blocks being expanded, to refuse a block that uses itself
         shape = doc.input.shape
         self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
-        self.variables = {k: getattr(doc, k) for k in ("hidden", "timesteps") if getattr(doc, k) is not None}
 
     def _add(self, draft: _Draft) -> int:
         self.names[draft.name] = len(self.drafts)
         self.drafts.append(draft)
         return len(self.drafts) - 1
-
-    def _substitute(self, value: Any, env: dict[str, Any], where: Where) -> Any:
-        if isinstance(value, str) and value.startswith("$"):
-            if value[1:] not in env:
-                known = ", ".join("$" + k for k in sorted(env)) or "none"
-                raise where.error(f"unknown variable {value!r}; defined here: {known}")
-            return env[value[1:]]
-        if isinstance(value, list):
-            return [self._substitute(v, env, where.child(i)) for i, v in enumerate(value)]
-        if isinstance(value, dict):  # a block's args
-            return {k: self._substitute(v, env, where.child(str(k))) for k, v in value.items()}
-        return value
 
     def expand(self, entries: Sequence[Any], where: Where, env: dict[str, Any], prefix: str,
                scope: dict[str, int], prev: int) -> int:
@@ -224,7 +239,7 @@ class _Builder:
             w = where.child(i)
             if not isinstance(entry, dict):
                 raise w.error(f"expected a mapping (a layer or a block), got {entry!r}")
-            entry = {k: self._substitute(v, env, w.child(str(k))) for k, v in entry.items()}
+            entry = {k: _substitute(v, env, w.child(str(k))) for k, v in entry.items()}
             if "block" in entry:
                 prev = self._block(entry, w, env, prefix, scope, prev)
             else:
@@ -376,16 +391,8 @@ class _Builder:
         )
 
 
-@dataclass(frozen=True)
-class _Repeat:
-    repeat: PositiveInt = 1
-
-
 def _elems(shape: tuple[int, ...]) -> int:
-    result = 1
-    for size in shape:
-        result *= size
-    return result
+    return math.prod(shape)
 
 
 def read_workload(doc: dict[str, Any], file: str) -> Workload:
@@ -397,7 +404,7 @@ def read_workload(doc: dict[str, Any], file: str) -> Workload:
     env = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
     substituted = dict(doc)
     if isinstance(doc.get("input"), dict):
-        substituted["input"] = {k: _substitute_top(v, env, where.child("input").child(str(k)))
+        substituted["input"] = {k: _substitute(v, env, where.child("input").child(str(k)))
                                 for k, v in doc["input"].items()}
     parsed = build(WorkloadDoc, substituted, where)
     for kind in parsed.defaults:
@@ -407,21 +414,6 @@ def read_workload(doc: dict[str, Any], file: str) -> Workload:
     builder = _Builder(parsed, file)
     builder.expand(parsed.layers, where.child("layers"), env, "", dict(builder.names), 0)
     return builder.workload()
-
-
-@dataclass(frozen=True)
-class _Variables:
-    hidden: PositiveInt | None = None
-    timesteps: PositiveInt | None = None
-
-
-def _substitute_top(value: Any, env: dict[str, Any], where: Where) -> Any:
-    if isinstance(value, str) and value.startswith("$"):
-        if value[1:] not in env:
-            raise where.error(f"unknown variable {value!r}; defined here: "
-                              f"{', '.join('$' + k for k in sorted(env)) or 'none'}")
-        return env[value[1:]]
-    return value
 
 
 def load_workload(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Workload:
