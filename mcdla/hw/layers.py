@@ -367,7 +367,13 @@ def recurrent_step(kind: str, features: int, hidden: int, *, first: bool, bias: 
 
 @dataclass(frozen=True)
 class Layer:
-    """One node of the workload DAG; sizes are per sample, in elements."""
+    """One node of the workload DAG; sizes are per sample, in elements.
+
+    ``in_elems_per_sample`` is the sum of the producers' outputs, except for a
+    recurrent timestep, which reads only its x_t slice of the sequence and the carried
+    state (h, and c for the LSTM), not the whole sequence or the stored gates.
+    Batch-norm layers own a weight group (gamma, beta) although they are cheap.
+    """
 
     name: str
     kind: str
