@@ -161,3 +161,14 @@ def normalized_collectives(table: pd.DataFrame) -> pd.DataFrame:
     merged = ok.merge(smallest, on=cols, suffixes=("", "_min"), how="inner", sort=False)
     merged["normalized"] = merged["time_s"] / merged["time_s_min"]
     return merged
+
+
+def pcie_summary(table: pd.DataFrame) -> dict[str, float]:
+    """The PCIe gen4 study: harmonic means over all its (workload, parallel) points of
+    gen4 DC-DLA over gen3 (``dc_gain``), MC-DLA(B) over gen3 (``ring_over_dc``) and
+    MC-DLA(B) over gen4 (``gap``)."""
+    data = table if "design" in table else with_design(table)
+    gain = time_ratio(data, "dc+pcie4", "dc")["ratio"]
+    ring = time_ratio(data, "ring+bw_aware", "dc")["ratio"]
+    gap = time_ratio(data, "ring+bw_aware", "dc+pcie4")["ratio"]
+    return {"dc_gain": harmonic_mean(gain), "ring_over_dc": harmonic_mean(ring), "gap": harmonic_mean(gap)}

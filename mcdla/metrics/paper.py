@@ -52,3 +52,7 @@ TABLE_IV: dict[str, tuple[float, float]] = {
     "64 GB LRDIMM": (102.0, 6.3),
     "128 GB LRDIMM": (127.0, 10.1),
 }
+
+# Table IV under the metric keys of the report.
+PAPER.update({f"table4.node_W.{dimm}": watts for dimm, (watts, _) in TABLE_IV.items()})
+PAPER.update({f"table4.GB_per_W.{dimm}": gb_per_w for dimm, (_, gb_per_w) in TABLE_IV.items()})

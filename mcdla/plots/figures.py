@@ -233,19 +233,9 @@ def fig14(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
-def pcie_summary(table: pd.DataFrame) -> dict[str, float]:
-    """Harmonic means of the PCIe gen4 study (shared with the report)."""
-    data = compare.with_design(table)
-    gain = compare.time_ratio(data, "dc+pcie4", "dc")["ratio"]
-    ring = compare.time_ratio(data, "ring+bw_aware", "dc")["ratio"]
-    gap = compare.time_ratio(data, "ring+bw_aware", "dc+pcie4")["ratio"]
-    return {"dc_gain": compare.harmonic_mean(gain), "ring_over_dc": compare.harmonic_mean(ring),
-            "gap": compare.harmonic_mean(gap)}
-
-
 def pcie4(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     plt = _plt()
-    summary = pcie_summary(table)
+    summary = compare.pcie_summary(table)
     bars = [("DC-DLA gen4\nover gen3", summary["dc_gain"], PAPER["pcie4.dc_gain"]),
             ("MC-DLA(B)\nover DC-DLA gen3", summary["ring_over_dc"], PAPER["fig13.ring+bw_aware.all"]),
             ("MC-DLA(B)\nover DC-DLA gen4", summary["gap"], PAPER["pcie4.gap"])]

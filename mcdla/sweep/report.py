@@ -1,0 +1,295 @@
+"""The report of ``mcdla reproduce``: mcdla's numbers beside the paper's, as Markdown.
+
+Each row of the report is a :class:`Metric`: a number the paper states (Section V,
+Table IV; keys of :data:`mcdla.metrics.paper.PAPER`), how mcdla computes the same
+number from the sweeps' results tables, their ratio, and a one-line explanation of
+the difference taken from :data:`EXPLANATIONS` -- a dict in code, keyed by metric,
+so the whole report is regenerated from results without hand edits.
+
+A metric whose tables are missing or whose points failed shows "n/a" rather than
+stopping the report: the report also says how many points of each sweep failed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pandas as pd
+
+from mcdla.metrics import compare
+from mcdla.metrics.paper import PAPER, TABLE_IV
+
+__all__ = ["Metric", "METRICS", "EXPLANATIONS", "compute", "render_report", "ExperimentStatus"]
+
+Tables = Mapping[str, pd.DataFrame]
+
+# One line per metric saying why mcdla's number differs from the paper's (or that it
+# agrees, and why). Filled in by whoever reads the results; empty lines show a mark.
+EXPLANATIONS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number of the paper and how mcdla computes it from results tables."""
+
+    id: str
+    experiment: str  # the table it needs
+    description: str
+    compute: Callable[[Tables], float]
+    unit: str = "x"  # "x": a ratio, "%": a fraction shown in percent, "W", "GB/W", "" (a count)
+    paper_key: str | None = None  # key in PAPER (default: id); None when the paper gives no number
+
+    @property
+    def paper(self) -> float | None:
+        if self.paper_key == "":
+            return None
+        return PAPER.get(self.paper_key or self.id)
+
+
+@dataclass(frozen=True)
+class ExperimentStatus:
+    """How an experiment's sweep went, for the report's header table."""
+
+    name: str
+    points: int = 0
+    failed: int = 0
+    ran: int = 0
+    problem: str = ""  # why the sweep or its figures could not be made
+
+
+def _designs(tables: Tables, name: str = "fig11_13") -> pd.DataFrame:
+    return compare.with_design(tables[name])
+
+
+def _hm_speedup(design: str, parallel: str | None, name: str = "fig11_13") -> Callable[[Tables], float]:
+    def compute(tables: Tables) -> float:
+        sp = compare.speedups(_designs(tables, name), designs=[design])
+        if parallel is not None:
+            sp = sp[sp["parallel"] == parallel]
+        return compare.harmonic_mean(sp["speedup"])
+    return compute
+
+
+def _ratios(design: str, reference: str) -> Callable[[Tables], pd.Series]:
+    return lambda tables: compare.time_ratio(_designs(tables), design, reference)["ratio"]
+
+
+def _busy_change(part: str) -> Callable[[Tables], float]:
+    """Mean over points of hc's busy ``part`` time / dc's, minus one (arithmetic mean)."""
+    def compute(tables: Tables) -> float:
+        data = _designs(tables)
+        ratio = compare.time_ratio(data, "dc", "hc", value=f"busy_s.{part}")["ratio"]
+        # time_ratio gives hc/dc here (reference hc over design dc); finite values only
+        ratio = ratio[ratio.apply(lambda v: v == v and math.isfinite(v))]
+        return float(ratio.mean()) - 1.0 if len(ratio) else math.nan
+    return compute
+
+
+def _virtualization_bound(tables: Tables) -> float:
+    """dc points at least 10% slower than the oracle: the only difference is virtualization."""
+    ratio = compare.time_ratio(_designs(tables), "oracle", "dc")["ratio"]
+    return float((ratio >= 1.1).sum()) if len(ratio) else math.nan
+
+
+def _socket_bw_Bps(topology: str) -> float:
+    from mcdla import units
+    from mcdla.config.loader import DATA_ROOT, read_yaml
+
+    doc = read_yaml(DATA_ROOT / "topologies" / f"{topology}.yaml")
+    presets = read_yaml(DATA_ROOT / "topologies" / "presets" / "hardware.yaml")["hosts"]
+    host = doc.get("host")
+    host = presets.get(host, {}) if isinstance(host, str) else (host or {})
+    return units.parse(host["socket_mem_bw"], "bandwidth")
+
+
+def _host_bw_fraction(tables: Tables) -> float:
+    data = _designs(tables)
+    rows = data[data["design"] == "hc"]
+    if rows.empty:
+        return math.nan
+    return float(rows["cpu_mem_bw_Bps.avg"].max()) / _socket_bw_Bps("hc")
+
+
+def _scaling(devices: int, virtualization: bool) -> Callable[[Tables], float]:
+    def compute(tables: Tables) -> float:
+        key = "training.virtualization"
+        data = compare.scaling(tables["scalability"], key)
+        rows = data[(data["devices"] == devices)
+                    & (data[key].astype(str).str.lower() == str(virtualization).lower())]
+        return compare.harmonic_mean(rows["speedup"])
+    return compute
+
+
+def _pcie(field: str) -> Callable[[Tables], float]:
+    return lambda tables: compare.pcie_summary(tables["pcie4"])[field]
+
+
+def _power(dimm: str, column: str) -> Callable[[Tables], float]:
+    def compute(tables: Tables) -> float:
+        from mcdla.plots.figures import power_table
+
+        deps = {"fig11_13": tables["fig11_13"]} if "fig11_13" in tables else {}
+        data = power_table(tables["power"], deps)
+        rows = data[data["dimm"] == dimm]
+        return float(rows[column].iloc[0]) if len(rows) else math.nan
+    return compute
+
+
+def _fig09(op: str, ring: int = 16) -> Callable[[Tables], float]:
+    def compute(tables: Tables) -> float:
+        data = compare.normalized_collectives(tables["fig09"])
+        rows = data[(data["op"] == op) & (data["ring"] == ring)]
+        return float(rows["normalized"].iloc[0]) if len(rows) else math.nan
+    return compute
+
+
+def _fig09_16_over_8(op: str) -> Callable[[Tables], float]:
+    return lambda tables: _fig09(op, 16)(tables) / _fig09(op, 8)(tables)
+
+
+def _stat(series: Callable[[Tables], pd.Series], how: str) -> Callable[[Tables], float]:
+    def compute(tables: Tables) -> float:
+        values = series(tables)
+        if not len(values):
+            return math.nan
+        return {"hm": compare.harmonic_mean, "min": min, "max": max}[how](list(values))
+    return compute
+
+
+METRICS: tuple[Metric, ...] = (
+    *(Metric(f"fig09.{op}.16_over_8", "fig09",
+             f"Fig. 9: {op.replace('_', '-')} latency, 16-node ring / 8-node ring (8 MB); paper: negligible",
+             _fig09_16_over_8(op), paper_key="") for op in ("all_reduce", "all_gather", "broadcast")),
+    Metric("fig11.dc.virtualization_bound", "fig11_13",
+           "Fig. 11: DC-DLA runs bottlenecked by virtualization (>= 10% slower than the oracle), of 16",
+           _virtualization_bound, unit=""),
+    Metric("fig11.hc.virtualization_reduction", "fig11_13",
+           "Fig. 11: HC-DLA's virtualization busy time below DC-DLA's (mean over runs)",
+           lambda t: -_busy_change("virtualization")(t), unit="%"),
+    Metric("fig11.hc.sync_increase", "fig11_13",
+           "Fig. 11: HC-DLA's synchronization busy time above DC-DLA's (mean over runs)",
+           _busy_change("sync"), unit="%"),
+    Metric("fig12.hc.host_bw_fraction", "fig11_13",
+           "Fig. 12: HC-DLA's average CPU memory bandwidth / socket bandwidth (busiest workload)",
+           _host_bw_fraction, unit="%"),
+    Metric("fig13.hc.data", "fig11_13", "Fig. 13: HC-DLA speedup over DC-DLA, data-parallel (HM)",
+           _hm_speedup("hc", "data")),
+    Metric("fig13.hc.model", "fig11_13", "Fig. 13: HC-DLA speedup over DC-DLA, model-parallel (HM)",
+           _hm_speedup("hc", "model")),
+    Metric("fig13.ring+bw_aware.data", "fig11_13", "Fig. 13: MC-DLA(B) speedup over DC-DLA, data-parallel (HM)",
+           _hm_speedup("ring+bw_aware", "data")),
+    Metric("fig13.ring+bw_aware.model", "fig11_13", "Fig. 13: MC-DLA(B) speedup over DC-DLA, model-parallel (HM)",
+           _hm_speedup("ring+bw_aware", "model")),
+    Metric("fig13.ring+bw_aware.all", "fig11_13",
+           "Fig. 13: MC-DLA(B) speedup over DC-DLA, all 16 runs (HM; the paper's 2.8x is the mean of 3.5 and 2.1)",
+           _hm_speedup("ring+bw_aware", None)),
+    Metric("fig13.oracle_fraction.avg", "fig11_13", "Fig. 13: MC-DLA(B) performance / DC-DLA(O)'s (HM)",
+           _stat(_ratios("ring+bw_aware", "oracle"), "hm"), unit="%"),
+    Metric("fig13.oracle_fraction.min", "fig11_13", "Fig. 13: MC-DLA(B) performance / DC-DLA(O)'s (lowest)",
+           _stat(_ratios("ring+bw_aware", "oracle"), "min"), unit="%"),
+    Metric("fig13.oracle_fraction.max", "fig11_13", "Fig. 13: MC-DLA(B) performance / DC-DLA(O)'s (highest)",
+           _stat(_ratios("ring+bw_aware", "oracle"), "max"), unit="%"),
+    Metric("fig13.star_loss.avg", "fig11_13", "Fig. 13: MC-DLA(S) performance loss against MC-DLA(B) (1 - HM)",
+           lambda t: 1.0 - _stat(_ratios("star", "ring+bw_aware"), "hm")(t), unit="%"),
+    Metric("fig13.star_loss.max", "fig11_13", "Fig. 13: MC-DLA(S) performance loss against MC-DLA(B) (largest)",
+           lambda t: 1.0 - _stat(_ratios("star", "ring+bw_aware"), "min")(t), unit="%"),
+    Metric("fig13.local_fraction", "fig11_13", "Fig. 13: MC-DLA(L) performance / MC-DLA(B)'s (HM)",
+           _stat(_ratios("ring+local", "ring+bw_aware"), "hm"), unit="%"),
+    Metric("fig14.ring+bw_aware.all", "fig14", "Fig. 14: MC-DLA(B) speedup over DC-DLA, all batch sizes (HM)",
+           _hm_speedup("ring+bw_aware", None, "fig14")),
+    Metric("pcie4.dc_gain", "pcie4", "PCIe gen4: DC-DLA gen4 speedup over gen3 (HM)", _pcie("dc_gain")),
+    Metric("pcie4.gap", "pcie4", "PCIe gen4: MC-DLA(B) speedup over DC-DLA gen4 (HM)", _pcie("gap")),
+    Metric("scalability.novirt.4", "scalability", "Section V-D: 4 devices over 1, no virtualization (HM of 4 CNNs)",
+           _scaling(4, False)),
+    Metric("scalability.novirt.8", "scalability", "Section V-D: 8 devices over 1, no virtualization (HM of 4 CNNs)",
+           _scaling(8, False)),
+    Metric("scalability.virt.4", "scalability", "Section V-D: 4 devices over 1, with virtualization (HM of 4 CNNs)",
+           _scaling(4, True)),
+    Metric("scalability.virt.8", "scalability", "Section V-D: 8 devices over 1, with virtualization (HM of 4 CNNs)",
+           _scaling(8, True)),
+    *(Metric(f"power.node_W.{dimm}", "power", f"Table IV: memory-node TDP, {dimm}",
+             _power(dimm, "node_power_W"), unit="W", paper_key=f"table4.node_W.{dimm}") for dimm in TABLE_IV),
+    *(Metric(f"power.GB_per_W.{dimm}", "power", f"Table IV: capacity per watt, {dimm}",
+             _power(dimm, "GB_per_W"), unit="GB/W", paper_key=f"table4.GB_per_W.{dimm}") for dimm in TABLE_IV),
+    *(Metric(f"power.increase.{dimm}", "power", f"Section V-C: system power increase, 8 memory-nodes of {dimm}",
+             _power(dimm, "power_increase"), unit="%") for dimm in ("8 GB RDIMM", "128 GB LRDIMM")),
+    *(Metric(f"power.perf_per_W.{dimm}", "power",
+             f"Section V-C: MC-DLA(B) perf/W over DC-DLA, {dimm} (mcdla's speedup)",
+             _power(dimm, "perf_per_W")) for dimm in ("8 GB RDIMM", "128 GB LRDIMM")),
+)
+
+def compute(tables: Tables) -> list[tuple[Metric, float]]:
+    """Every metric's mcdla value (NaN where its table is missing or lacks the points)."""
+    values = []
+    for metric in METRICS:
+        try:
+            value = metric.compute(tables) if metric.experiment in tables else math.nan
+        except (KeyError, IndexError, ValueError, ZeroDivisionError):
+            value = math.nan  # a column or design the results do not have (failed points)
+        values.append((metric, float(value)))
+    return values
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if value != value:
+        return "n/a"
+    if unit == "%":
+        return f"{100 * value:.0f}%"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "":
+        return f"{value:.0f}"
+    return f"{value:.3g} {unit}"
+
+
+def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: float,
+                  plots_dir: Path | str | None, report_path: Path | str,
+                  figures: Mapping[str, Sequence[str]] = {}) -> str:
+    """The Markdown text of the report (``report_path`` is used for relative figure links)."""
+    from mcdla import __version__
+
+    lines = [
+        "# mcdla beside the paper",
+        "",
+        "Generated by `mcdla reproduce` (do not edit by hand: explanations live in "
+        "`EXPLANATIONS` in `mcdla/sweep/report.py`). Every number of the paper's Section V "
+        "and Table IV that mcdla can compute, with mcdla's value and their ratio. Averages "
+        "over workloads are harmonic means (HM), as in the paper; speedup of a design = "
+        "iteration time of DC-DLA / its iteration time, same workload, parallel mode and batch.",
+        "",
+        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s.",
+        "",
+        "## Sweeps",
+        "",
+        "| experiment | points | run now | failed | note |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for status in statuses:
+        lines.append(f"| {status.name} | {status.points} | {status.ran} | {status.failed} | "
+                     f"{status.problem.replace('|', '/')} |")
+    lines += ["", "## Numbers", "",
+              "| metric | paper | mcdla | mcdla / paper | explanation |",
+              "|---|---:|---:|---:|---|"]
+    for metric, value in compute(tables):
+        paper = metric.paper
+        ratio = value / paper if paper not in (None, 0) and value == value else None
+        ratio_text = "—" if ratio is None else f"{ratio:.2f}"
+        explanation = EXPLANATIONS.get(metric.id) or "_(to be explained)_"
+        lines.append(f"| {metric.description} | {_fmt(paper, metric.unit)} | {_fmt(value, metric.unit)} | "
+                     f"{ratio_text} | {explanation} |")
+    if plots_dir is not None and figures:
+        base = Path(report_path).resolve().parent
+        lines += ["", "## Figures", ""]
+        for experiment, names in figures.items():
+            for name in names:
+                target = Path(plots_dir).resolve() / f"{name}.png"
+                if target.exists():
+                    rel = os.path.relpath(target, base)
+                    lines += [f"![{name} ({experiment})]({Path(rel).as_posix()})", ""]
+    return "\n".join(lines).rstrip() + "\n"
