@@ -1,0 +1,195 @@
+"""The training driver: parallel modes, memory virtualization and what a run reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcdla.config.training import TrainingSpec
+from mcdla.config.workload import load_workload
+from mcdla.errors import InfeasibleError, InputError
+from mcdla.hw.topology import load_topology
+from mcdla.sim.run import simulate
+from mcdla.sim.training import Iteration
+
+# A small batch keeps each run to a fraction of a second; every behaviour tested here
+# is independent of the batch size.
+BATCH = 64
+
+
+def run(topology="ring", policy="bw_aware", workload="alexnet", parallel="data", batch=BATCH, sets=()):
+    return simulate(topology, policy, workload, parallel, batch, list(sets))
+
+
+def iterate(topology="ring", policy="bw_aware", workload="alexnet", parallel="data", batch=BATCH,
+            **training):
+    it = Iteration(load_topology(topology), load_workload(workload), TrainingSpec(**training),
+                   policy=policy, parallel=parallel, batch=batch)
+    return it, it.run()
+
+
+def channel_bytes(result, prefix):
+    return {k: v for k, v in result["link_bytes"].items() if k.startswith(prefix)}
+
+
+def test_oracle_has_no_virtualization_traffic():
+    result = run("oracle")
+    assert result["busy_s"]["virtualization"] == 0
+    assert result["remote_mem_bytes"] == 0
+    assert result["cpu_mem_bw_Bps"] == {"avg": 0.0, "peak": 0.0}
+
+
+def test_dc_without_virtualization_equals_oracle():
+    off = run("dc", sets=[("training.virtualization", False)])
+    oracle = run("oracle")
+    assert off["iteration_time_s"] == pytest.approx(oracle["iteration_time_s"], rel=1e-12)
+    assert off["busy_s"] == pytest.approx(oracle["busy_s"])
+
+
+def test_virtualization_adds_only_recompute_to_compute_on_dc():
+    it_on, on = iterate("dc")
+    _, off = iterate("dc", virtualization=False)
+    plan = it_on.plan
+    recompute_s = sum(plan.fwd_s[t] for t in plan.read_in_bwd if plan.recomputed[t])
+    for dev_on, dev_off in zip(on.devices, off.devices):
+        busy_on = sum(e - s for s, e in dev_on.compute)
+        busy_off = sum(e - s for s, e in dev_off.compute)
+        assert busy_on - busy_off == pytest.approx(recompute_s, rel=1e-9)
+    assert on.iteration_time_s > off.iteration_time_s
+
+
+@pytest.mark.parametrize("topology", ["hc", "star", "ring"])
+def test_without_virtualization_designs_differ_from_oracle_only_in_sync(topology):
+    off = run(topology, sets=[("training.virtualization", False)])
+    oracle = run("oracle")
+    assert off["busy_s"]["compute"] == pytest.approx(oracle["busy_s"]["compute"], rel=1e-12)
+    assert off["busy_s"]["virtualization"] == 0
+    gap = off["iteration_time_s"] - oracle["iteration_time_s"]
+    assert abs(gap) <= max(off["exposed_s"]["sync"], oracle["exposed_s"]["sync"]) + 1e-9
+
+
+def test_bw_aware_moves_the_same_bytes_as_local_over_two_memory_nodes():
+    local, aware = run(policy="local"), run(policy="bw_aware")
+    d0_local = channel_bytes(local, "D0>M")
+    d0_aware = channel_bytes(aware, "D0>M")
+    assert sum(d0_aware.values()) == pytest.approx(sum(d0_local.values()), rel=1e-9)
+    # Local: everything to the right neighbour (collective traffic is on both sides).
+    used_local = d0_local
+    assert aware["remote_mem_bytes"] == pytest.approx(local["remote_mem_bytes"], rel=1e-9)
+    left, right = d0_aware["D0>M7"], d0_aware["D0>M0"]
+    assert left == pytest.approx(right, rel=1e-9)
+    assert used_local["D0>M0"] > used_local["D0>M7"]
+    assert aware["iteration_time_s"] <= local["iteration_time_s"]
+
+
+@pytest.mark.parametrize("parallel", ["data", "model"])
+def test_offload_bytes_equal_the_workloads_feature_map_bytes(parallel):
+    it, record = iterate("ring", parallel=parallel)
+    work = it.workload
+    samples = BATCH if parallel == "model" else BATCH // len(it.topology.devices)
+    expected = work.offload_bytes_per_sample * samples
+    for device in record.devices:
+        assert device.offloaded_bytes == pytest.approx(expected, rel=1e-12)
+        assert device.prefetched_bytes == pytest.approx(expected, rel=1e-12)
+        assert set(device.offloads.values()) == {1}
+        assert device.offloads.keys() == device.prefetches.keys()
+
+
+def test_prefetch_completes_before_the_backward_layer_that_needs_it():
+    it, record = iterate("dc", workload="vgg_e")
+    plan = it.plan
+    for device in record.devices:
+        for tensor, step in plan.first_need.items():
+            layer = plan.bwd_order[step]
+            assert device.prefetch_ready[tensor] <= device.backward_start[layer] + 1e-15
+
+
+def test_device_memory_returns_to_its_starting_value():
+    for virtualization in (True, False):
+        _, record = iterate("ring", virtualization=virtualization)
+        for device in record.devices:
+            assert device.memory[-1][1] == pytest.approx(0.0, abs=1e-6)
+            assert device.memory_peak_bytes > 0
+
+
+def test_virtualization_lowers_device_memory_peak():
+    on, off = run("ring"), run("ring", sets=[("training.virtualization", False)])
+    assert on["device_mem_peak_bytes"] < off["device_mem_peak_bytes"]
+
+
+@pytest.mark.parametrize("topology", ["star", "ring"])
+def test_cpu_memory_bandwidth_is_zero_without_host_backing(topology):
+    assert run(topology)["cpu_mem_bw_Bps"] == {"avg": 0.0, "peak": 0.0}
+
+
+@pytest.mark.parametrize("topology", ["dc", "hc"])
+def test_host_backed_designs_use_cpu_memory_bandwidth(topology):
+    bw = run(topology)["cpu_mem_bw_Bps"]
+    socket = load_topology(topology).host.socket_mem_bw
+    assert 0 < bw["avg"] <= bw["peak"] <= socket * (1 + 1e-9)
+
+
+def test_doubling_pcie_bandwidth_never_slows_dc():
+    for workload in ("alexnet", "rnn_lstm1"):
+        base = run("dc", workload=workload)
+        fast = run("dc", workload=workload, sets=[("links.pcie3_x16.bw", "32 GB/s")])
+        assert fast["iteration_time_s"] <= base["iteration_time_s"] * (1 + 1e-12)
+
+
+def test_model_parallel_moves_the_collective_bytes_its_definition_implies():
+    it, record = iterate("ring", parallel="model")
+    work, prec = it.workload, it.workload.precision_bytes
+    gathered, reduced = set(), 0.0
+    for layer in work.layers[1:]:
+        if layer.weight_group is None:
+            continue
+        gathered.update(p for p in layer.inputs if p != 0)
+        if layer.inputs != (0,):
+            reduced += layer.in_elems_per_sample * BATCH * prec
+    gather_bytes = sum(work.layers[p].out_elems_per_sample * BATCH * prec for p in gathered)
+    ops = {}
+    for c in record.collectives:
+        ops[c.op] = ops.get(c.op, 0.0) + c.size_bytes
+    assert ops.get("all_gather", 0.0) == pytest.approx(gather_bytes)
+    assert ops.get("all_reduce", 0.0) == pytest.approx(reduced)
+
+
+def test_data_parallel_all_reduces_every_weight_once():
+    it, record = iterate("ring", parallel="data")
+    sizes = sorted(c.size_bytes for c in record.collectives)
+    expected = sorted(p * it.workload.precision_bytes for p in it.workload.weight_groups.values() if p)
+    assert sizes == pytest.approx(expected)
+    assert {c.op for c in record.collectives} == {"all_reduce"}
+
+
+def test_results_are_deterministic():
+    a, b = run("dc", parallel="model"), run("dc", parallel="model")
+    a.pop("wall_s"), b.pop("wall_s")
+    assert a == b
+
+
+def test_single_device_runs_without_collectives():
+    result = run("single", batch=8)
+    assert result["devices"] == 1
+    assert result["busy_s"]["sync"] == 0
+    assert result["iteration_time_s"] == pytest.approx(result["busy_s"]["compute"], rel=1e-9)
+
+
+def test_memory_node_capacity_is_enforced():
+    with pytest.raises(InfeasibleError, match="capacity"):
+        run("ring", sets=[("memory_node.dimm_capacity", "1 MB")])
+
+
+def test_policy_is_noted_where_it_does_not_apply():
+    assert any("ignored" in n for n in run("dc", policy="local")["notes"])
+    assert not any("ignored" in n for n in run("ring", policy="local")["notes"])
+
+
+@pytest.mark.parametrize("batch", [0, -1, 2.5, "x", 10**12])
+def test_bad_batch_is_an_input_error(batch):
+    with pytest.raises(InputError, match="batch"):
+        run(batch=batch)
+
+
+def test_batch_must_divide_among_devices_in_data_parallel():
+    with pytest.raises(InputError, match="divisible"):
+        run(batch=60)
