@@ -12,13 +12,14 @@ from typing import Iterable, Sequence
 
 __all__ = ["union", "measure", "difference_measure"]
 
-Interval = tuple[float, float]
+# (start, end) or (start, end, label...): only the first two items are read.
+Interval = tuple
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:
     """Sorted, disjoint intervals covering the same time as ``intervals``."""
     merged: list[list[float]] = []
-    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+    for start, end in sorted((i[0], i[1]) for i in intervals if i[1] > i[0]):
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
         else:

@@ -59,8 +59,8 @@ class DeviceRecord:
     """What one device did: busy intervals, memory over time, bytes it moved."""
 
     name: str
-    compute: list[tuple[float, float]] = field(default_factory=list)
-    virtualization: list[tuple[float, float]] = field(default_factory=list)
+    compute: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, kernel)
+    virtualization: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, transfer)
     memory: list[tuple[float, float]] = field(default_factory=list)  # (time, bytes in use)
     memory_bytes: float = 0.0
     memory_peak_bytes: float = 0.0
@@ -261,7 +261,7 @@ class Iteration:
         flows = [self.net.transfer(sub.share * size, sub.path, sub.latency_s,
                                    tag=f"{direction}/{name}/{tensor}") for sub in routes]
         yield self.env.all_of(flows)
-        record.virtualization.append((start, self.env.now))
+        record.virtualization.append((start, self.env.now, f"{direction} {self.workload.layers[tensor].name}"))
         if direction == "prefetch":
             for sub in routes:
                 self.store_bytes[sub.store] -= sub.share * size
@@ -298,11 +298,11 @@ class Iteration:
             done.succeed()
 
     # ------------------------------------------------------------------ device
-    def _compute(self, device: int, duration_s: float):
+    def _compute(self, device: int, duration_s: float, label: str):
         if duration_s > 0:
             start = self.env.now
             yield self.env.timeout(duration_s)
-            self.records[device].compute.append((start, self.env.now))
+            self.records[device].compute.append((start, self.env.now, label))
 
     def _device(self, device: int):
         plan, layers, env = self.plan, self.workload.layers, self.env
@@ -325,7 +325,7 @@ class Iteration:
                     if p not in gathered:
                         gathered.add(p)
                         yield self._join(device, ("fwd", p), "all_gather", plan.tensor_bytes[p])
-            yield from self._compute(device, plan.fwd_s[i])
+            yield from self._compute(device, plan.fwd_s[i], f"fwd {layer.name}")
             record.allocate(env.now, plan.tensor_bytes[i])
             for p in (*layer.inputs, i):
                 if plan.last_fwd_use[p] != i:
@@ -355,10 +355,10 @@ class Iteration:
                 elif plan.recomputed[t] and t not in resident:
                     resident.add(t)
                     record.recomputes += 1
-                    yield from self._compute(device, plan.fwd_s[t])
+                    yield from self._compute(device, plan.fwd_s[t], f"recompute {layers[t].name}")
                     record.allocate(env.now, plan.tensor_bytes[t])
             record.backward_start[i] = env.now
-            yield from self._compute(device, plan.bwd_s[i])
+            yield from self._compute(device, plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
                 if plan.offloaded[t] or t in resident or not self.virtualize:
                     record.free(env.now, plan.tensor_bytes[t])
