@@ -33,6 +33,7 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+    finished = False
     try:
         futures = [pool.submit(execute, *task) for task in tasks]
         for future in as_completed(futures):
@@ -43,9 +44,10 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
                 # so nothing is recorded for the points in flight; a rerun resumes them.
                 raise RuntimeError("a worker process died; the finished points are saved, "
                                    "rerun the sweep to resume") from None
+        finished = True
     finally:
         # On Ctrl-C or an error, drop the queued points instead of waiting for them.
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def run_dask(tasks: Sequence[Task], jobs: int, address: str | None = None) -> Iterator[dict[str, Any]]:

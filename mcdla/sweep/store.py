@@ -17,7 +17,7 @@ written with ``repr`` (shortest exact form), so the same journal always gives th
 bytes; the only column that differs between two runs of the same inputs is
 ``wall_s``, the simulator's own wall-clock time.
 
-A lock file keeps two sweeps from writing one folder at the same time.
+A lock on ``.lock`` keeps two sweeps from writing one folder at the same time.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Journal:
             self._stream.close()
             self._stream = None
         if self._lock is not None:
-            self._lock.close()  # closing the descriptor releases the flock
+            self._lock.close()  # closing the descriptor releases the lock
             self._lock = None
 
     def _take_lock(self) -> None:
@@ -70,7 +70,9 @@ class Journal:
             return
         self._lock = open(self.folder / ".lock", "w")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # lockf (a POSIX record lock) belongs to this process only; a flock would be
+            # shared with forked pool workers and outlive this sweep while they exit.
+            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock.close()
             self._lock = None
@@ -92,7 +94,9 @@ class Journal:
     def append(self, record: Mapping[str, Any]) -> None:
         """Writes one finished point durably before returning."""
         assert self._stream is not None, "journal used outside its with-block"
-        self._stream.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        # Key order is kept as the runner made it: the table's column order follows it,
+        # and must not depend on whether a record came from this run or the journal.
+        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._stream.flush()
         os.fsync(self._stream.fileno())
 
