@@ -124,7 +124,7 @@ def fig11(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
         ax.set_xticklabels(labels, rotation=90, fontsize=6)
         ax.set_ylim(0, 1.12)
         ax.set_ylabel("busy time (normalized)")
-        ax.set_title(f"Fig. 11: latency breakdown, {mode}-parallel", fontsize=10)
+        ax.set_title(f"Fig. 11: latency breakdown, {mode}-parallel (normalized to each workload's tallest bar)", fontsize=10)
         handles, names = ax.get_legend_handles_labels()
         if handles:
             ax.legend(handles[:3], names[:3], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
