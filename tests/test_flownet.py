@@ -169,6 +169,19 @@ def test_same_instant_joins_share_one_rate_computation():
     assert env.now == pytest.approx(10.0)
 
 
+def test_a_change_only_touches_its_connected_flows():
+    # Two independent links: a flow joining on b must not re-report a's load.
+    env = simpy.Environment()
+    reports = []
+    net = FlowNetwork(env, {"a": 10.0, "b": 10.0}, on_rates=lambda now, loads: reports.append((now, dict(loads))))
+    log = []
+    _start(env, net, log, "x", 100.0, ["a"])
+    _start(env, net, log, "y", 10.0, ["b"], delay=1.0)
+    env.run()
+    assert reports == [(0.0, {"a": 10.0}), (1.0, {"b": 10.0}), (2.0, {"b": 0.0}), (10.0, {"a": 0.0})]
+    assert dict(log) == {"x": pytest.approx(10.0), "y": pytest.approx(2.0)}
+
+
 def test_runs_are_deterministic():
     def run():
         env = simpy.Environment()

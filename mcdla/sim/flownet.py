@@ -12,8 +12,9 @@ A flow alone on an idle path therefore takes exactly
 ``latency_s + size_bytes / min(capacity on the path)`` (MODEL.md, "Network model").
 
 Rates change only when a flow joins the sharing or leaves it, so the network solves
-:func:`mcdla.hw.maxmin.max_min_rates` only then, advances every flow's remaining bytes
-by ``rate * dt`` and keeps a single pending SimPy timeout for the earliest next
+:func:`mcdla.hw.maxmin.max_min_rates` only then, and only for the flows connected to
+the change through shared resources; it advances every flow's remaining bytes by
+``rate * dt`` and keeps a single pending SimPy timeout for the earliest next
 completion. The number of SimPy events is proportional to the number of flows, not to
 the number of bytes. Flows that join at the same simulated instant (a collective's
 rings, a DMA's stripes) are batched into one rate computation.
@@ -116,12 +117,13 @@ class FlowNetwork:
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
         self._joining: list[_Flow] = []  # flows whose latency elapsed at this instant
         self._flush_pending = False
-        self._dirty = False  # flows left the sharing since the last rate computation
         self._next_id = 0
         self._last_s = env.now
         self._timer_s: float | None = None
         self._timer_gen = 0
-        self._load: dict[str, float] = {}
+        self._load: dict[str, float] = {}  # resource -> sum of its flows' rates (> 0)
+        self._users: dict[str, dict[int, None]] = {}  # resource -> flows on it, in join order
+        self._touched: dict[str, None] = {}  # resources whose flows changed since the last computation
         # accounting
         self._flows_started = 0
         self._flows_finished = 0
@@ -236,14 +238,15 @@ class FlowNetwork:
         self._flush_pending = False
         joining, self._joining = self._joining, []
         self._advance()
-        changed, self._dirty = self._dirty, False
         for flow in joining:
             if flow.size_bytes == 0 or not flow.path:
                 self._deliver(flow)  # no bytes, or no constrained resource: infinite rate
-            else:
-                self._flows[flow.id] = flow
-                changed = True
-        if changed:
+                continue
+            self._flows[flow.id] = flow
+            for resource in flow.path:
+                self._users.setdefault(resource, {})[flow.id] = None
+                self._touched[resource] = None
+        if self._touched:
             self._recompute()
 
     def _advance(self) -> None:
@@ -262,37 +265,60 @@ class FlowNetwork:
                 busy_by[resource] = busy_by.get(resource, 0.0) + dt
 
     def _recompute(self) -> None:
-        """New fair rates, loads and completion times; reschedules the timer."""
+        """New fair rates where flows changed; new loads, completion times and timer.
+
+        Only the flows connected (through shared resources, transitively) to a
+        resource whose flows changed can get a new max-min rate, so only that
+        component is solved: offloads of different devices, or a collective and
+        an unrelated DMA, do not pay for each other's changes.
+        """
         now = self.env.now
         self._rate_computations += 1
-        flows = self._flows
-        rates = max_min_rates({fid: f.path for fid, f in flows.items()}, self._capacities)
-        load: dict[str, float] = {}
-        next_s = math.inf
-        for fid, flow in flows.items():
-            rate = rates[fid]
-            flow.rate_Bps = rate
-            for resource in flow.path:
-                load[resource] = load.get(resource, 0.0) + rate
+        flows, users = self._flows, self._users
+        touched, self._touched = self._touched, {}
+        component: dict[int, None] = {}
+        reached = dict(touched)
+        queue = list(touched)
+        total = len(flows)
+        while queue and len(component) < total:
+            for fid in users.get(queue.pop(), ()):
+                if fid not in component:
+                    component[fid] = None
+                    for resource in flows[fid].path:
+                        if resource not in reached:
+                            reached[resource] = None
+                            queue.append(resource)
+        if len(component) == total:  # everything is connected: skip the rest of the search
+            ordered = list(flows)
+            reached.update(dict.fromkeys(users))
+        else:
+            ordered = sorted(component)  # start order, whatever the search order was
+        rates = max_min_rates({fid: flows[fid].path for fid in ordered}, self._capacities)
+        # The component is closed: every flow on a reached resource is in it.
+        new_load = dict.fromkeys(reached, 0.0)
+        for fid in ordered:
+            flow = flows[fid]
+            flow.rate_Bps = rate = rates[fid]
             flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate
-            if flow.finish_s < next_s:
-                next_s = flow.finish_s
-        self._publish(load)
-        self._schedule(next_s)
-
-    def _publish(self, load: dict[str, float]) -> None:
-        """Stores the new loads and reports the ones that changed."""
-        old = self._load
+            for resource in flow.path:
+                new_load[resource] += rate
         changed: dict[str, float] = {}
-        for resource, value in load.items():
-            if old.get(resource) != value:
+        load = self._load
+        for resource, value in new_load.items():
+            if load.get(resource, 0.0) != value:
                 changed[resource] = value
-        for resource, value in old.items():
-            if value > 0 and resource not in load:
-                changed[resource] = 0.0
-        self._load = load
-        if not changed:
-            return
+            if value > 0:
+                load[resource] = value
+            else:
+                load.pop(resource, None)
+                if not users.get(resource, True):
+                    del users[resource]
+        if changed:
+            self._publish(changed)
+        self._schedule(min((f.finish_s for f in flows.values()), default=math.inf))
+
+    def _publish(self, changed: dict[str, float]) -> None:
+        """Reports the resources whose load changed (0: went idle)."""
         now = self.env.now
         if self.timeline is not None:
             for resource, value in changed.items():
@@ -329,10 +355,12 @@ class FlowNetwork:
             return
         for flow in finished:
             del self._flows[flow.id]
+            for resource in flow.path:
+                del self._users[resource][flow.id]
+                self._touched[resource] = None
             self._deliver(flow)
         # The new rates are computed by the flush of this instant, after the
         # processes woken by these completions have started their next flows.
-        self._dirty = True
         self._request_flush()
 
     def _deliver(self, flow: _Flow) -> None:
