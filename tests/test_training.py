@@ -85,8 +85,12 @@ def test_bw_aware_moves_the_same_bytes_as_local_over_two_memory_nodes():
 def test_offload_bytes_equal_the_workloads_feature_map_bytes(parallel):
     it, record = iterate("ring", parallel=parallel)
     work = it.workload
-    samples = BATCH if parallel == "model" else BATCH // len(it.topology.devices)
-    expected = work.offload_bytes_per_sample * samples
+    D = len(it.topology.devices)
+    if parallel == "data":
+        expected = work.offload_bytes_per_sample * BATCH / D
+    else:  # a 1/D shard of every feature map, but the whole input batch
+        input_bytes = work.layers[0].out_elems_per_sample * work.precision_bytes * BATCH
+        expected = (work.offload_bytes_per_sample * BATCH - input_bytes) / D + input_bytes
     for device in record.devices:
         assert device.offloaded_bytes == pytest.approx(expected, rel=1e-12)
         assert device.prefetched_bytes == pytest.approx(expected, rel=1e-12)
@@ -151,6 +155,15 @@ def test_model_parallel_moves_the_collective_bytes_its_definition_implies():
         ops[c.op] = ops.get(c.op, 0.0) + c.size_bytes
     assert ops.get("all_gather", 0.0) == pytest.approx(gather_bytes)
     assert ops.get("all_reduce", 0.0) == pytest.approx(reduced)
+
+
+def test_model_parallel_regather_adds_a_backward_all_gather_per_forward_one():
+    _, plain = iterate("ring", parallel="model")
+    _, regather = iterate("ring", parallel="model", regather=True)
+    def gathered(record):
+        return sum(c.size_bytes for c in record.collectives if c.op == "all_gather")
+    assert gathered(regather) == pytest.approx(2 * gathered(plain))
+    assert regather.iteration_time_s > plain.iteration_time_s
 
 
 def test_data_parallel_all_reduces_every_weight_once():

@@ -25,6 +25,10 @@ class TrainingSpec:
     - ``recompute_cheap``: recompute the outputs of cheap layers (activation, pooling,
       normalization, dropout, add, concat) in backward instead of moving them
       (MXNet's policy, paper footnote 4).
+    - ``regather``: in model-parallel training a device holds only its 1/D shard of
+      each feature map (MODEL.md), yet dW needs the whole input X. Off (the paper's and
+      MODEL.md's collectives), that cost is not modeled; on, each weighted layer
+      all-gathers its input again in backward before computing dW.
     - ``chunk``: the pipelining chunk of ring collectives; ``None`` uses the
       collectives' converged default.
     """
@@ -32,4 +36,5 @@ class TrainingSpec:
     virtualization: bool = True
     lookahead: PositiveInt = 1
     recompute_cheap: bool = True
+    regather: bool = False
     chunk: Size | None = None

@@ -109,7 +109,8 @@ class _Plan:
 
     fwd_s: tuple[float, ...]
     bwd_s: tuple[float, ...]
-    tensor_bytes: tuple[float, ...]
+    tensor_bytes: tuple[float, ...]  # what one device holds of each feature map
+    full_bytes: tuple[float, ...]  # the whole feature map, over the whole batch
     offloaded: tuple[bool, ...]
     recomputed: tuple[bool, ...]
     last_fwd_use: tuple[int, ...]
@@ -169,9 +170,14 @@ class Iteration:
                     for i, l in enumerate(layers))
         bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, shards)
                     for i, l in enumerate(layers))
-        # Every device holds the full batch of each feature map in model-parallel
-        # training (inputs are all-gathered), batch/D in data-parallel training.
-        tensor_bytes = tuple(l.out_elems_per_sample * local_batch * prec for l in layers)
+        # The bytes of each feature map a device holds: batch/D samples in data-parallel
+        # training; in model-parallel training, the whole batch but 1/D of the output
+        # features (MODEL.md), except the input batch, which every device loads whole.
+        full_bytes = tuple(float(l.out_elems_per_sample * self.batch * prec) for l in layers)
+        if model:
+            tensor_bytes = (full_bytes[0],) + tuple(b / self.D for b in full_bytes[1:])
+        else:
+            tensor_bytes = tuple(l.out_elems_per_sample * local_batch * prec for l in layers)
         last_fwd_use = [i for i in range(len(layers))]
         for i, layer in enumerate(layers):
             for p in layer.inputs:
@@ -195,7 +201,7 @@ class Iteration:
         frees: list[list[int]] = [[] for _ in bwd_order]
         for t, step in sorted(last_bwd_use.items()):
             frees[step].append(t)
-        return _Plan(fwd, bwd, tensor_bytes, offloaded, recomputed, tuple(last_fwd_use),
+        return _Plan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
                      bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
                      frozenset(last_bwd_use))
 
@@ -324,7 +330,7 @@ class Iteration:
                 for p in layer.inputs:
                     if p not in gathered:
                         gathered.add(p)
-                        yield self._join(device, ("fwd", p), "all_gather", plan.tensor_bytes[p])
+                        yield self._join(device, ("fwd", p), "all_gather", plan.full_bytes[p])
             yield from self._compute(device, plan.fwd_s[i], f"fwd {layer.name}")
             record.allocate(env.now, plan.tensor_bytes[i])
             for p in (*layer.inputs, i):
@@ -357,6 +363,10 @@ class Iteration:
                     record.recomputes += 1
                     yield from self._compute(device, plan.fwd_s[t], f"recompute {layers[t].name}")
                     record.allocate(env.now, plan.tensor_bytes[t])
+            if model and self.training.regather and layers[i].weight_group is not None:
+                for p in layers[i].inputs:
+                    if p != 0:
+                        yield self._join(device, ("regather", i, p), "all_gather", plan.full_bytes[p])
             record.backward_start[i] = env.now
             yield from self._compute(device, plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
