@@ -299,7 +299,8 @@ class FlowNetwork:
         for fid in ordered:
             flow = flows[fid]
             flow.rate_Bps = rate = rates[fid]
-            flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate
+            # A zero share (float residue of a saturated resource) waits for the next change.
+            flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
             for resource in flow.path:
                 new_load[resource] += rate
         changed: dict[str, float] = {}
