@@ -32,7 +32,7 @@ import simpy
 
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time
-from mcdla.sim.collectives import collective
+from mcdla.sim.collectives import CollectiveRecord, collective
 from mcdla.sim.flownet import FlowNetwork
 
 __all__ = ["Iteration", "IterationRecord", "CountingEnvironment", "NO_INPUT_NEEDED"]
@@ -80,15 +80,6 @@ class DeviceRecord:
     def free(self, now: float, size_bytes: float) -> None:
         self.memory_bytes -= size_bytes
         self.memory.append((now, self.memory_bytes))
-
-
-@dataclass
-class CollectiveRecord:
-    op: str
-    size_bytes: float
-    start_s: float
-    end_s: float
-    label: str
 
 
 @dataclass
@@ -232,12 +223,11 @@ class Iteration:
         chunk = self.training.chunk
         while True:
             op, size_bytes, done, label = yield self._stream.get()
-            start = self.env.now
             kwargs = {"reduce_Bps": self.reduce_Bps, "tag": label}
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
-            yield collective(self.env, self.net, self.topology.rings, op, size_bytes, **kwargs)
-            self.collectives.append(CollectiveRecord(op, size_bytes, start, self.env.now, label))
+            record = yield collective(self.env, self.net, self.topology.rings, op, size_bytes, **kwargs)
+            self.collectives.append(record)
             done.succeed()
 
     def _join(self, device: int, key: tuple, op: str, size_bytes: float) -> simpy.Event:
