@@ -205,9 +205,10 @@ def test_label_names_the_design():
 
 
 def test_scaling_over_one_device():
-    data = table([("single", "bw_aware", "a", "data", 512, 8.0), ("dc4", "bw_aware", "a", "data", 512, 2.0),
+    data = table([("dc1", "bw_aware", "a", "data", 512, 8.0), ("dc4", "bw_aware", "a", "data", 512, 2.0),
                   ("dc", "bw_aware", "a", "data", 512, 1.0)])
     data["training.virtualization"] = True
+    data["devices"] = [1, 4, 8]
     scaled = compare.scaling(data).set_index("devices")["speedup"]
     assert scaled[4] == pytest.approx(4.0) and scaled[8] == pytest.approx(8.0)
 

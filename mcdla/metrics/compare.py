@@ -131,10 +131,6 @@ def mean_speedups(speedup_table: pd.DataFrame, by: Sequence[str] = ("parallel",)
     return pd.DataFrame(rows)
 
 
-# Number of devices of the scalability topologies, used when a row lacks ``devices``.
-_DEVICES = {"single": 1, "dc4": 4, "dc": 8}
-
-
 def scaling(table: pd.DataFrame, key: str = "training.virtualization") -> pd.DataFrame:
     """Section V-D: speedup of D devices over one, per workload and ``key`` setting.
 
@@ -143,8 +139,6 @@ def scaling(table: pd.DataFrame, key: str = "training.virtualization") -> pd.Dat
     devices, speedup``.
     """
     ok = table[table["status"] == "ok"].copy() if "status" in table else table.copy()
-    if "devices" not in ok or ok["devices"].isna().any():
-        ok["devices"] = [_DEVICES.get(t, math.nan) for t in ok["topology"]]
     cols = [c for c in ("workload", key, "parallel", "batch") if c in ok.columns]
     single = ok[ok["devices"] == 1][cols + ["iteration_time_s"]]
     merged = ok.merge(single, on=cols, suffixes=("", "_1"), how="inner", sort=False)
