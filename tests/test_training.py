@@ -109,10 +109,11 @@ def test_prefetch_completes_before_the_backward_layer_that_needs_it():
 
 def test_device_memory_returns_to_its_starting_value():
     for virtualization in (True, False):
-        _, record = iterate("ring", virtualization=virtualization)
+        it, record = iterate("ring", virtualization=virtualization)
         for device in record.devices:
-            assert device.memory[-1][1] == pytest.approx(0.0, abs=1e-6)
-            assert device.memory_peak_bytes > 0
+            assert device.memory[0][1] == it.model_state_bytes
+            assert device.memory[-1][1] == pytest.approx(it.model_state_bytes, rel=1e-12)
+            assert device.memory_peak_bytes > it.model_state_bytes
 
 
 def test_virtualization_lowers_device_memory_peak():

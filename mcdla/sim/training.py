@@ -34,6 +34,7 @@ from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time
 from mcdla.sim.collectives import CollectiveRecord, collective
 from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.invariants import check_iteration
 
 __all__ = ["Iteration", "IterationRecord", "CountingEnvironment", "NO_INPUT_NEEDED"]
 
@@ -142,6 +143,10 @@ class Iteration:
         self.store_bytes: dict[str, float] = {}
         self.store_peak: dict[str, float] = {}
         self.reduce_Bps = topology.device.hbm_bw / 3.0  # a reduction reads two operands, writes one
+        # Weights and their gradients stay in device memory (1/D of them per device in
+        # model-parallel training); this is the steady state an iteration returns to.
+        shard = self.D if parallel == "model" else 1
+        self.model_state_bytes = 2.0 * workload.weight_bytes / shard
 
     def _on_rates(self, now_s: float, load_Bps: dict[str, float]) -> None:
         for port in self.socket_ports:
@@ -312,6 +317,7 @@ class Iteration:
         offloaded_done: dict[int, simpy.Event] = {}
 
         # Forward.
+        record.allocate(env.now, self.model_state_bytes)  # resident for the whole iteration
         record.allocate(env.now, plan.tensor_bytes[0])  # the input batch
         gathered: set[int] = {0}  # every device loads the whole input batch
         for i in range(1, len(layers)):
@@ -389,7 +395,7 @@ class Iteration:
         env.run()
         if not done.triggered or any(not e.triggered for _, e in self._barriers.values()):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
-        return IterationRecord(
+        record = IterationRecord(
             iteration_time_s=env.now,
             devices=self.records,
             collectives=self.collectives,
@@ -397,3 +403,5 @@ class Iteration:
             resident_bytes=0.0,
             events=env.events_processed,
         )
+        check_iteration(self, record)  # conservation laws; raises on a bug or out of HBM
+        return record
