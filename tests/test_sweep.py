@@ -198,6 +198,22 @@ def test_speedup_is_baseline_time_over_design_time_per_workload():
     assert means[("ring+local", "all")] == pytest.approx(2.0)
 
 
+def test_speedup_pivot_has_a_row_per_workload_and_harmonic_means():
+    data = table([
+        ("dc", "bw_aware", "a", "data", 512, 4.0), ("ring", "bw_aware", "a", "data", 512, 1.0),
+        ("dc", "bw_aware", "b", "data", 512, 2.0), ("ring", "bw_aware", "b", "data", 512, 2.0),
+        ("dc", "bw_aware", "a", "model", 512, 3.0), ("ring", "bw_aware", "a", "model", 512, 1.0),
+    ])
+    rows = compare.speedup_pivot(data)
+    assert [(r["parallel"], r["workload"]) for r in rows] == [
+        ("data", "a"), ("data", "b"), ("model", "a"),
+        ("data", "harmonic mean"), ("model", "harmonic mean"), ("all", "harmonic mean")]
+    assert rows[0]["ring+bw_aware"] == pytest.approx(4.0)
+    assert rows[3]["ring+bw_aware"] == pytest.approx(1.6)
+    assert rows[5]["ring+bw_aware"] == pytest.approx(3 / (1 / 4 + 1 / 1 + 1 / 3))
+    assert compare.speedup_pivot(data[data["topology"] == "ring"]) == []
+
+
 def test_label_names_the_design():
     data = table([("dc", "bw_aware", "a", "data", 512, 4.0), ("dc", "bw_aware", "a", "data", 512, 2.0)])
     data["label"] = ["dc", "dc+pcie4"]

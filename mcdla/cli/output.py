@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-__all__ = ["add_format_options", "flatten", "emit", "render"]
+__all__ = ["add_format_options", "flatten", "emit", "emit_text", "render"]
 
 
 def add_format_options(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,11 @@ def render(data: Mapping[str, Any] | Iterable[Mapping[str, Any]], fmt: str) -> s
 
 def emit(data: Mapping[str, Any] | Iterable[Mapping[str, Any]], args: argparse.Namespace) -> None:
     """Prints ``data`` in ``args.format`` to ``args.output`` or stdout."""
-    text = render(data, args.format)
+    emit_text(render(data, args.format), args)
+
+
+def emit_text(text: str, args: argparse.Namespace) -> None:
+    """Writes ``text`` whole to ``args.output`` (atomically) or to stdout."""
     if getattr(args, "output", None):
         path = Path(args.output)
         tmp = path.with_name(f".{path.name}.tmp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from mcdla.cli.output import add_format_options, emit
+from mcdla.cli.output import add_format_options, emit, emit_text, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,5 +42,30 @@ def run(args: argparse.Namespace) -> int:
     result = run_sweep(experiment, out=args.out, jobs=args.jobs, executor=args.executor,
                        scheduler=args.scheduler, retry_failed=args.retry_failed,
                        progress=not args.quiet)
-    emit(dataclasses.asdict(result), args)
+    summary = dataclasses.asdict(result)
+    speedups = _speedups(result.table)
+    if args.format == "json":
+        emit({**summary, "speedups": speedups}, args)
+    elif args.format == "table" and speedups:  # the counts, then speedups over DC-DLA
+        emit_text(render(summary, "table") + "\nspeedup over dc (iteration time of dc / of the design):\n"
+                  + render(speedups, "table"), args)
+    else:
+        emit(summary, args)
     return 0
+
+
+def _speedups(table_path: str) -> list[dict]:
+    """Speedups over dc per workload and design, when the sweep has dc rows."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mcdla.metrics.compare import speedup_pivot
+
+    if not Path(table_path).is_file():
+        return []
+    table = pd.read_csv(table_path)
+    if "topology" not in table or "iteration_time_s" not in table:
+        return []
+    return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in speedup_pivot(table)]

@@ -166,3 +166,30 @@ def pcie_summary(table: pd.DataFrame) -> dict[str, float]:
     ring = time_ratio(data, "ring+bw_aware", "dc")["ratio"]
     gap = time_ratio(data, "ring+bw_aware", "dc+pcie4")["ratio"]
     return {"dc_gain": harmonic_mean(gain), "ring_over_dc": harmonic_mean(ring), "gap": harmonic_mean(gap)}
+
+
+def speedup_pivot(table: pd.DataFrame, baseline: str = BASELINE) -> list[dict]:
+    """The paper grid as rows: one per (parallel, workload[, batch]) with each design's
+    speedup over ``baseline`` as a column, then one harmonic-mean row per parallel mode
+    and one over everything. Empty when the table has no baseline rows."""
+    data = with_design(table)
+    if baseline not in set(data["design"]):
+        return []
+    sp = speedups(data, baseline)
+    designs = list(dict.fromkeys(sp["design"]))
+    keys = [c for c in ("parallel", "workload", "batch") if c in sp.columns
+            and (c != "batch" or sp["batch"].nunique() > 1)]
+    rows = []
+    for key, group in sp.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        by_design = dict(zip(group["design"], group["speedup"]))
+        rows.append({**dict(zip(keys, key)), **{d: by_design.get(d, math.nan) for d in designs}})
+    groups = [("parallel", p) for p in dict.fromkeys(sp["parallel"])] if "parallel" in sp else []
+    for column, value in groups + [(None, "all")]:
+        part = sp if column is None else sp[sp[column] == value]
+        label = {k: "" for k in keys}
+        label[keys[0]] = value
+        if len(keys) > 1:
+            label[keys[1]] = "harmonic mean"
+        rows.append({**label, **{d: harmonic_mean(part[part["design"] == d]["speedup"]) for d in designs}})
+    return rows
