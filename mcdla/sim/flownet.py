@@ -26,6 +26,12 @@ computations. For drawing link utilization over time, pass ``on_rates`` (called 
 the resources whose load changed) or ``record_timeline=True`` (a piecewise-constant
 ``(time_s, load_Bps)`` list per resource).
 
+Capacity invariant: every load the network computes is compared with its resource's
+capacity at the moment it is computed (only the loads that changed, so the check
+costs one comparison per changed resource); the worst excess is kept in
+:attr:`FlowNetwork.overload` for :mod:`mcdla.sim.invariants` to report, because an
+exception raised inside a SimPy callback would lose the iteration's context.
+
 Determinism: flows are kept in start order and resources in first-use order; nothing
 iterates over a set.
 """
@@ -48,6 +54,9 @@ _DONE_FRACTION = 1e-9
 # Relative slack when comparing a completion time with the clock: the timeout's
 # ``now + (finish - now)`` may differ from ``finish`` in the last bits.
 _TIME_SLACK = 1e-12
+# Relative slack of the capacity invariant: a load is the sum of max-min shares, which
+# may exceed the capacity it splits by a few ulps, never by more.
+CAPACITY_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,8 @@ class FlowNetwork:
         self._rate_computations = 0
         self._bytes_by_resource: dict[str, float] = {}
         self._busy_s_by_resource: dict[str, float] = {}
+        # The worst load above capacity seen: (load / capacity, resource, time_s, load_Bps).
+        self.overload: tuple[float, str, float, float] | None = None
 
     # -- construction -------------------------------------------------------------
 
@@ -305,9 +316,12 @@ class FlowNetwork:
                 new_load[resource] += rate
         changed: dict[str, float] = {}
         load = self._load
+        caps = self._capacities
         for resource, value in new_load.items():
             if load.get(resource, 0.0) != value:
                 changed[resource] = value
+                if value > caps[resource] * (1 + CAPACITY_SLACK):
+                    self._note_overload(resource, value)
             if value > 0:
                 load[resource] = value
             else:
@@ -317,6 +331,11 @@ class FlowNetwork:
         if changed:
             self._publish(changed)
         self._schedule(min((f.finish_s for f in flows.values()), default=math.inf))
+
+    def _note_overload(self, resource: str, load_Bps: float) -> None:
+        ratio = load_Bps / self._capacities[resource]
+        if self.overload is None or ratio > self.overload[0]:
+            self.overload = (ratio, resource, self.env.now, load_Bps)
 
     def _publish(self, changed: dict[str, float]) -> None:
         """Reports the resources whose load changed (0: went idle)."""

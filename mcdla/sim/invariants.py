@@ -1,0 +1,169 @@
+"""Conservation laws checked at the end of every simulated iteration.
+
+A discrete-event model can be wrong quietly: a flow that never delivers its last
+bytes, a ring that sends one step too few, a tensor offloaded twice, a link that
+carries more than it can. None of those crash; they just give a plausible number.
+So every iteration ends with :func:`check_iteration`, which checks what must hold
+whatever the input:
+
+- flow network: every flow started was finished, and the bytes delivered equal the
+  bytes sent; no channel or memory port carried more than its capacity at any
+  instant (the network compares every load it computes with the capacity, see
+  :attr:`~mcdla.sim.flownet.FlowNetwork.overload`);
+- collectives: each ring's share times the ring's step count (the definition of the
+  ring algorithm) equals the bytes the ring sent, and the shares add up to the
+  message;
+- memory: a device's occupancy never goes negative and ends at its steady state, the
+  resident model state (every feature map allocated is freed); every backing store ends empty and never held
+  more than its capacity;
+- virtualization: every offloaded tensor was offloaded once and prefetched once,
+  the planned set of tensors exactly, and each prefetch finished before the
+  backward that needs it started.
+
+A violation is a bug in mcdla and raises :class:`~mcdla.errors.InvariantError`
+(exit 1) naming the quantity, the place and both numbers. One condition is not a
+bug: device memory above the device's HBM is a valid configuration that the machine
+cannot run, reported as :class:`~mcdla.errors.InfeasibleError` with the peak and
+the capacity.
+
+The checks are linear in what the iteration recorded (memory changes, collectives,
+tensors), a fraction of a percent of the simulation itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mcdla.errors import InfeasibleError, InvariantError
+from mcdla.hw.collective_model import ring_steps
+
+__all__ = ["check_iteration", "RELATIVE_SLACK"]
+
+# Float sums of many rate * dt terms (or of many tensor sizes) differ from the exact
+# value by rounding; a real accounting bug is off by a whole transfer, far above this.
+RELATIVE_SLACK = 1e-9
+
+
+def _close(a: float, b: float, scale: float) -> bool:
+    return abs(a - b) <= RELATIVE_SLACK * max(abs(a), abs(b), scale, 1.0)
+
+
+def check_iteration(iteration, record) -> None:
+    """Raises InvariantError (a bug) or InfeasibleError (out of HBM) for ``record``."""
+    _check_network(iteration)
+    _check_collectives(iteration, record)
+    _check_devices(iteration, record)
+    _check_stores(iteration)
+
+
+def _check_network(iteration) -> None:
+    stats = iteration.net.stats()
+    if stats.flows_started != stats.flows_finished:
+        raise InvariantError(
+            f"flow network: {stats.flows_started} flows started but {stats.flows_finished} finished"
+        )
+    if not _close(stats.bytes_sent, stats.bytes_delivered, 0.0):
+        raise InvariantError(
+            f"flow network: {stats.bytes_sent!r} bytes sent but {stats.bytes_delivered!r} delivered"
+        )
+    overload = iteration.net.overload
+    if overload is not None:
+        ratio, resource, time_s, load_Bps = overload
+        capacity = iteration.net.capacities_Bps[resource]
+        raise InvariantError(
+            f"flow network: {resource} carried {load_Bps!r} B/s at t={time_s!r} s, "
+            f"{ratio:.12g} x its capacity of {capacity!r} B/s"
+        )
+
+
+def _check_collectives(iteration, record) -> None:
+    sizes = {ring.name: ring.size for ring in iteration.topology.rings}
+    for c in record.collectives:
+        where = f"collective {c.op} {c.tag!r} at t={c.start_s!r} s"
+        if c.end_s < c.start_s:
+            raise InvariantError(f"{where}: ends at {c.end_s!r} s, before it starts")
+        if len(c.bytes_per_ring) != len(c.rings) or len(c.bytes_sent_per_ring) != len(c.rings):
+            raise InvariantError(f"{where}: {len(c.rings)} rings but per-ring bytes for "
+                                 f"{len(c.bytes_per_ring)} and {len(c.bytes_sent_per_ring)}")
+        if not _close(sum(c.bytes_per_ring), c.size_bytes, 0.0):
+            raise InvariantError(f"{where}: ring shares add up to {sum(c.bytes_per_ring)!r} bytes, "
+                                 f"not the message's {c.size_bytes!r}")
+        for name, share, sent in zip(c.rings, c.bytes_per_ring, c.bytes_sent_per_ring):
+            p = sizes.get(name, c.ranks)
+            steps = 0 if p == 1 else (p - 1 if c.op == "broadcast" else ring_steps(c.op, p))
+            if not _close(sent, steps * share, share):
+                raise InvariantError(
+                    f"{where}: ring {name} sent {sent!r} bytes, not {steps} steps x "
+                    f"{share!r} bytes = {steps * share!r}"
+                )
+
+
+def _check_devices(iteration, record) -> None:
+    plan = iteration.plan
+    capacity = iteration.topology.device_memory_bytes
+    planned = sorted(plan.first_need)
+    # The driver allocates the resident model state first and keeps it; everything
+    # else an iteration allocates it must free.
+    steady = float(getattr(iteration, "model_state_bytes", record.resident_bytes))
+    for device in record.devices:
+        name = device.name
+        peak = max(device.memory_peak_bytes, 0.0)
+        start = steady  # what stays resident across iterations (weights, gradients)
+        level, lowest = 0.0, 0.0
+        for _time_s, level in device.memory:
+            if level < lowest:
+                lowest = level
+        if lowest < -RELATIVE_SLACK * max(peak, 1.0):
+            raise InvariantError(f"device {name}: memory in use fell to {lowest!r} bytes")
+        if not _close(level, start, peak):
+            raise InvariantError(
+                f"device {name}: ends the iteration with {level!r} bytes in use, not the "
+                f"{start!r} it started with (a feature map was never freed)"
+            )
+        if peak > capacity * (1 + RELATIVE_SLACK):
+            raise InfeasibleError(
+                f"device {name} needs {peak:.6g} bytes of memory at its peak, over its "
+                f"HBM capacity of {capacity:.6g} bytes"
+            )
+        _check_virtualization(iteration, device, planned)
+
+
+def _check_virtualization(iteration, device, planned: list[int]) -> None:
+    plan = iteration.plan
+    name = device.name
+    for what, counts in (("offloaded", device.offloads), ("prefetched", device.prefetches)):
+        if sorted(counts) != planned:
+            missing = sorted(set(planned) - set(counts))
+            extra = sorted(set(counts) - set(planned))
+            raise InvariantError(
+                f"device {name}: tensors {what} differ from the plan "
+                f"(never {what}: {missing[:5]}, unplanned: {extra[:5]})"
+            )
+        for tensor, times in counts.items():
+            if times != 1:
+                raise InvariantError(f"device {name}: tensor {tensor} {what} {times} times, not once")
+    if not _close(device.offloaded_bytes, device.prefetched_bytes, 0.0):
+        raise InvariantError(f"device {name}: offloaded {device.offloaded_bytes!r} bytes but "
+                             f"prefetched {device.prefetched_bytes!r}")
+    for tensor in planned:
+        layer = plan.bwd_order[plan.first_need[tensor]]
+        ready = device.prefetch_ready.get(tensor, math.inf)
+        started = device.backward_start.get(layer, -math.inf)
+        if ready > started:
+            raise InvariantError(
+                f"device {name}: backward of layer {layer} started at t={started!r} s, before "
+                f"its input tensor {tensor} was prefetched (t={ready!r} s)"
+            )
+
+
+def _check_stores(iteration) -> None:
+    topology = iteration.topology
+    for store, used in iteration.store_bytes.items():
+        peak = iteration.store_peak.get(store, used)
+        if not _close(used, 0.0, peak):
+            raise InvariantError(f"backing store {store}: ends the iteration holding {used!r} bytes, not 0")
+        capacity = topology.memory_capacity(store)
+        if peak > capacity * (1 + RELATIVE_SLACK):
+            raise InvariantError(
+                f"backing store {store}: held {peak!r} bytes, over its capacity of {capacity!r}"
+            )
