@@ -79,6 +79,10 @@ def simulate(
     from mcdla.metrics.summary import summarize
     from mcdla.sim.training import Iteration
 
+    if trace is not None:  # refuse an unwritable trace before spending the simulation
+        from mcdla.io.trace import check_trace_path
+
+        check_trace_path(trace)
     policy = _check_choice(policy, POLICIES, "policy")
     parallel = _check_choice(parallel, PARALLEL, "parallel")
     batch = _check_batch(batch)
