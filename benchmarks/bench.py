@@ -1,0 +1,148 @@
+"""How fast mcdla simulates, measured against how fast this machine runs SimPy.
+
+Run ``python benchmarks/bench.py`` (the paper grid, about a minute) or
+``python benchmarks/bench.py --quick`` (a reduced subset, a few seconds).
+
+Wall times depend on the machine, so every figure is also printed as a ratio to the
+**raw SimPy rate**: the timeouts per second of a bare ``yield env.timeout(1)`` loop,
+measured in the same run. "This iteration cost N raw timeouts" means its wall time
+would have run N bare SimPy timeouts here; that number is comparable across machines.
+
+Measured:
+
+- the raw SimPy rate;
+- the paper grid (8 workloads x 6 design points x 2 parallel modes, batch 512):
+  mcdla's events per second and wall time per simulation (``simulate()``: loading
+  the inputs, simulating, summarizing, invariant checks);
+- the single-device iteration of every network (unbounded device memory), and an 8-device vgg_e batch-512
+  iteration (ring, bw_aware, data-parallel);
+- CLI start-up: ``mcdla --help`` and ``mcdla workloads`` as subprocesses, best of N;
+- the peak resident memory of this process (``resource.getrusage``).
+
+Targets (PASS/MISS): a simulated iteration of the grid costs at most ~500k raw
+timeouts of wall time on average; a CLI start-up at most ~150k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import simpy
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from mcdla.sim.run import simulate  # noqa: E402
+
+WORKLOADS = ("alexnet", "googlenet", "vgg_e", "resnet34", "rnn_gemv", "rnn_lstm1", "rnn_lstm2", "rnn_gru")
+DESIGNS = (("dc", "bw_aware"), ("hc", "bw_aware"), ("star", "bw_aware"), ("ring", "local"),
+           ("ring", "bw_aware"), ("oracle", "bw_aware"))
+MODES = ("data", "model")
+BATCH = 512
+ITERATION_TARGET = 500e3  # raw SimPy timeouts per simulated iteration, on average
+STARTUP_TARGET = 150e3  # raw SimPy timeouts per CLI start-up
+UNBOUNDED = (("device_memory", "unbounded"),)
+
+
+def raw_simpy_rate(timeouts: int, repeat: int = 3) -> float:
+    """Timeouts per second of a bare SimPy loop: the machine's yardstick (best of ``repeat``)."""
+    best = 0.0
+    for _ in range(repeat):
+        env = simpy.Environment()
+
+        def loop(env):
+            for _ in range(timeouts):
+                yield env.timeout(1)
+
+        env.process(loop(env))
+        started = time.perf_counter()
+        env.run()
+        best = max(best, timeouts / (time.perf_counter() - started))
+    return best
+
+
+def run_point(topology: str, policy: str, workload: str, parallel: str, batch: int,
+              sets: tuple = ()) -> tuple[float, int]:
+    """Wall time of one ``simulate()`` call and the SimPy events it processed."""
+    started = time.perf_counter()
+    result = simulate(topology, policy, workload, parallel, batch, list(sets))
+    return time.perf_counter() - started, int(result["events"])
+
+
+def cli_startup_s(args: list[str], repeat: int) -> float:
+    """Best wall time of ``python -m mcdla ARGS`` as a subprocess."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mcdla", *args], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def verdict(cost: float, target: float) -> str:
+    return "PASS" if cost <= target else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a reduced subset (CI)")
+    parser.add_argument("--startup-repeat", type=int, default=None, help="best of N start-ups")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        workloads, designs, modes = ("alexnet", "rnn_gru"), (("dc", "bw_aware"), ("ring", "bw_aware")), MODES
+        singles, repeat, timeouts = ("alexnet",), args.startup_repeat or 2, 100_000
+    else:
+        workloads, designs, modes = WORKLOADS, DESIGNS, MODES
+        singles, repeat, timeouts = WORKLOADS, args.startup_repeat or 7, 500_000
+
+    raw = raw_simpy_rate(timeouts)
+    print(f"raw_simpy_rate: {raw:,.0f} timeouts/s")
+
+    def cost(wall_s: float) -> str:
+        return f"{wall_s * raw:,.0f} raw timeouts"
+
+    walls, events = [], []
+    for parallel in modes:
+        for workload in workloads:
+            for topology, policy in designs:
+                wall, count = run_point(topology, policy, workload, parallel, BATCH)
+                walls.append(wall)
+                events.append(count)
+    mean_wall = statistics.fmean(walls)
+    rate = sum(events) / sum(walls)
+    print(f"grid_points: {len(walls)} (batch {BATCH})")
+    print(f"grid_events_per_s: {rate:,.0f} ({rate / raw:.3f} x raw)")
+    print(f"grid_wall_per_sim_s: mean {mean_wall * 1e3:.1f} ms, max {max(walls) * 1e3:.1f} ms, "
+          f"total {sum(walls):.2f} s")
+    print(f"grid_cost_per_sim: {cost(mean_wall)} (target {ITERATION_TARGET:,.0f}) "
+          f"{verdict(mean_wall * raw, ITERATION_TARGET)}")
+
+    for workload in singles:
+        # One device has no backing store; most networks need more than its HBM at
+        # batch 512, so it runs with unbounded memory, as the oracle does.
+        wall, count = run_point("single", "bw_aware", workload, "data", BATCH, UNBOUNDED)
+        print(f"single_device {workload}: {wall * 1e3:.1f} ms, {count} events, {cost(wall)}")
+    wall, count = run_point("ring", "bw_aware", "vgg_e", "data", BATCH)
+    print(f"ring8 vgg_e batch {BATCH}: {wall * 1e3:.1f} ms, {count} events, {cost(wall)}")
+
+    for label, cli_args in (("--help", ["--help"]), ("workloads", ["workloads"])):
+        wall = cli_startup_s(cli_args, repeat)
+        print(f"cli_startup mcdla {label}: {wall * 1e3:.1f} ms, {cost(wall)} "
+              f"(target {STARTUP_TARGET:,.0f}) {verdict(wall * raw, STARTUP_TARGET)}")
+
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"peak_memory: {peak_kib / 1024:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
