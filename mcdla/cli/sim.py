@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 
 from mcdla.cli.output import add_format_options, emit
-
-DEFAULTS = {
-    "topology": "ring",
-    "policy": "bw_aware",
-    "workload": "resnet34",
-    "parallel": "data",
-    "batch": 512,
-}
+from mcdla.config.point import DEFAULT_POINT as DEFAULTS
+from mcdla.config.point import PARALLEL, POLICIES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,11 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--topology", default=DEFAULTS["topology"], metavar="NAME|FILE",
                         help="shipped topology name or YAML file (default: %(default)s)")
-    parser.add_argument("--policy", default=DEFAULTS["policy"], choices=("local", "bw_aware"),
+    parser.add_argument("--policy", default=DEFAULTS["policy"], choices=POLICIES,
                         help="page-allocation policy on memory-nodes (default: %(default)s)")
     parser.add_argument("--workload", default=DEFAULTS["workload"], metavar="NAME|FILE",
                         help="shipped workload name or YAML file (default: %(default)s)")
-    parser.add_argument("--parallel", default=DEFAULTS["parallel"], choices=("data", "model"),
+    parser.add_argument("--parallel", default=DEFAULTS["parallel"], choices=PARALLEL,
                         help="data- or model-parallel training (default: %(default)s)")
     parser.add_argument("--batch", default=DEFAULTS["batch"], type=int, metavar="N",
                         help="global batch size (default: %(default)s)")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 from mcdla.config.loader import find_input, read_yaml
+from mcdla.config.point import DEFAULT_POINT
 from mcdla.config.schema import Bandwidth, PositiveFloat, PositiveInt, Range, Size, Time, Where, build
 
 __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point_key", "POINT_LABEL"]
@@ -105,7 +106,7 @@ class Kind:
 
 # Defaults of mcdla sim (mcdla/cli/sim.py) and of Fig. 9's collectives, filled into
 # every point so that the results table always carries these columns.
-_SIM_DEFAULTS = {"topology": "ring", "policy": "bw_aware", "workload": "resnet34", "parallel": "data", "batch": 512}
+_SIM_DEFAULTS = DEFAULT_POINT
 
 KINDS: dict[str, Kind] = {
     "sim": Kind("mcdla.sim.run:simulate_point", SimKeys, dotted=True, defaults=_SIM_DEFAULTS),

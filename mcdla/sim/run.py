@@ -15,14 +15,12 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Sequence
 
+from mcdla.config.point import DEFAULT_POINT, PARALLEL, POINT_KEYS, POLICIES
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError
 
-__all__ = ["simulate", "simulate_point", "simulate_from_args", "POINT_KEYS", "MAX_BATCH"]
+__all__ = ["simulate", "simulate_point", "simulate_from_args", "MAX_BATCH"]
 
-POINT_KEYS = ("topology", "policy", "workload", "parallel", "batch")
-POLICIES = ("local", "bw_aware")
-PARALLEL = ("data", "model")
 # No training batch is near this; larger values are refused before they cost memory.
 MAX_BATCH = 2**20
 
@@ -63,11 +61,11 @@ def _route_sets(sets: Sequence[tuple[str, Any]]):
 
 
 def simulate(
-    topology: str = "ring",
-    policy: str = "bw_aware",
-    workload: str = "resnet34",
-    parallel: str = "data",
-    batch: int = 512,
+    topology: str = DEFAULT_POINT["topology"],
+    policy: str = DEFAULT_POINT["policy"],
+    workload: str = DEFAULT_POINT["workload"],
+    parallel: str = DEFAULT_POINT["parallel"],
+    batch: int = DEFAULT_POINT["batch"],
     sets: Sequence[tuple[str, Any]] = (),
     *,
     trace: str | None = None,

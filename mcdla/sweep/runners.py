@@ -17,6 +17,7 @@ import importlib
 import time
 from typing import Any, Callable, Mapping
 
+from mcdla.config.experiment import POINT_LABEL
 from mcdla.errors import InfeasibleError, InputError
 
 __all__ = ["resolve", "execute", "collective_point"]
@@ -40,8 +41,10 @@ def execute(runner: str | Runner, key: str, point: Mapping[str, Any]) -> dict[st
     """Runs one point and returns its journal record (never raises, except on Ctrl-C)."""
     started = time.perf_counter()
     record: dict[str, Any] = {"key": key, "point": dict(point)}
+    # A label names the point in tables and plots; it is never a runner's argument.
+    arguments = {k: v for k, v in point.items() if k != POINT_LABEL}
     try:
-        result = resolve(runner)(dict(point))
+        result = resolve(runner)(arguments)
         record.update(status="ok", result=dict(result))
     except InputError as exc:
         record.update(status="error", error_kind="input", error=str(exc))
@@ -68,8 +71,6 @@ def collective_point(point: Mapping[str, Any]) -> dict[str, Any]:
 
     argv = ["collective"]
     for key, value in point.items():
-        if key == "label":
-            continue
         argv += [f"--{key.replace('_', '-')}", str(value)]
     handle, path = tempfile.mkstemp(suffix=".json", prefix="mcdla-collective-")
     os.close(handle)
