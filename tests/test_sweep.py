@@ -234,3 +234,9 @@ def test_memory_node_power_reproduces_table_iv():
     assert node["node_power_W"] == pytest.approx(29.0) and node["GB_per_W"] == pytest.approx(80 / 29)
     assert node["added_power_W"] == pytest.approx(232.0)
     assert perf_per_watt(2.8, memory_node_power({})["power_increase"]) == pytest.approx(2.8 / 1.3175)
+
+
+def test_every_report_metric_has_an_explanation():
+    from mcdla.sweep.report import EXPLANATIONS, METRICS
+
+    assert [m.id for m in METRICS if not EXPLANATIONS.get(m.id)] == []
