@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 
 from mcdla import units
-from mcdla.config.loader import DATA_ROOT, read_yaml
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
 
 # --ring's default link: the NVLink 2.0 preset, read from the same file the
 # topologies use so that the number lives in one place.
-_PRESETS = DATA_ROOT / "topologies" / "presets" / "hardware.yaml"
+# Relative to mcdla.config.loader.DATA_ROOT; the loader (and PyYAML) is imported only
+# when the command runs, so that ``mcdla --help`` stays fast.
+_PRESETS = ("topologies", "presets", "hardware.yaml")
 _DEFAULT_LINK = "nvlink2"
 
 
@@ -64,7 +65,9 @@ def _quantity(value: str, kind: str, option: str, *, positive: bool) -> float:
 
 
 def _default_link() -> tuple[float, float]:
-    link = read_yaml(_PRESETS).get("links", {}).get(_DEFAULT_LINK, {})
+    from mcdla.config.loader import DATA_ROOT, read_yaml
+
+    link = read_yaml(DATA_ROOT.joinpath(*_PRESETS)).get("links", {}).get(_DEFAULT_LINK, {})
     return units.parse_bandwidth(link["bw"]), units.parse_time(link["latency"])
 
 

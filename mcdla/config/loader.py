@@ -23,6 +23,15 @@ DATA_ROOT = Path(__file__).resolve().parents[2]
 # Input files larger than this are refused before parsing (no input is near it).
 _MAX_FILE_BYTES = 8 * 2**20
 
+# libyaml's safe loader when PyYAML was built with it: the same safe subset of YAML
+# (no Python object tags), about ten times faster than the pure-Python one, which
+# matters for commands that read every shipped file (``mcdla workloads``).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+
 
 def shipped(folder: str) -> list[str]:
     """Names of the YAML files shipped in ``folder``, sorted."""
@@ -55,7 +64,7 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", file=str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -73,7 +82,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise InputError(f"expected KEY=VALUE with a dotted KEY, got {item!r}", key="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value

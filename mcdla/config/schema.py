@@ -15,6 +15,7 @@ dataclasses keep ``mcdla --help`` fast and the dependency list short.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -228,6 +229,15 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
     raise TypeError(f"schema type {tp!r} is not supported")  # a bug in a schema, not input
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(cls: type) -> tuple[dict[str, Any], list[dataclasses.Field], frozenset[str]]:
+    """A dataclass's resolved annotations and init fields; resolving annotations
+    (``get_type_hints``) is slow and every layer of every workload is built, so once
+    per class."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    return typing.get_type_hints(cls, include_extras=True), fields, frozenset(f.name for f in fields)
+
+
 def build(cls: type, data: Any, where: Where) -> Any:
     """Builds the frozen dataclass ``cls`` from the mapping ``data``.
 
@@ -237,9 +247,7 @@ def build(cls: type, data: Any, where: Where) -> Any:
     """
     if not isinstance(data, dict):
         raise where.error(f"expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = [f for f in dataclasses.fields(cls) if f.init]
-    names = {f.name for f in fields}
+    hints, fields, names = _schema(cls)
     unknown = [k for k in data if k not in names]
     if unknown:
         raise where.child(str(unknown[0])).error(

@@ -14,6 +14,7 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id"]
 
@@ -66,7 +67,7 @@ class Ring:
     def hops(self) -> int:
         return sum(len(s) for s in self.segments)
 
-    @property
+    @cached_property  # read at every ring step; computed once (frozen: never stale)
     def channels(self) -> tuple[str, ...]:
         return tuple(c for seg in self.segments for c in seg)
 

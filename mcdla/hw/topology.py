@@ -70,6 +70,9 @@ class Topology:
     # The listed (undirected or directed) rings as node cycles, for drawings and docs.
     ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
     source: str = ""
+    # (device, policy, direction) -> stripes: a route is a graph search, and the
+    # training driver asks for the same few routes at every DMA.
+    _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- capacities and routes -------------------------------------------------------
 
@@ -94,6 +97,13 @@ class Topology:
             raise ValueError(f"{device!r} is not a device of topology {self.name!r}")
         if self.backing == "none":
             return ()
+        key = (device, policy, direction)
+        cached = self._routes.get(key)
+        if cached is None:
+            cached = self._routes[key] = self._routes_uncached(device, policy, direction)
+        return cached
+
+    def _routes_uncached(self, device: str, policy: str, direction: str) -> tuple[Subflow, ...]:
         stores = self.serves[device]
         if policy == "local":
             stores = stores[:1]
