@@ -44,6 +44,7 @@ import simpy
 
 from mcdla.hw.collective_model import OPS, ring_steps
 from mcdla.hw.network import Ring, channel_id
+from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 
 __all__ = [
@@ -203,18 +204,6 @@ class CollectiveRun:
     wall_s: float
 
 
-class _CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it processes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events_processed = 0
-
-    def step(self) -> None:
-        self.events_processed += 1
-        super().step()
-
-
 def run_collective(
     rings: Sequence[Ring],
     capacities_Bps: Mapping[str, float],
@@ -226,7 +215,7 @@ def run_collective(
     reduce_Bps: float | None = None,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)."""
-    env = _CountingEnvironment()
+    env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps)
     wall = time.perf_counter()
     proc = collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)

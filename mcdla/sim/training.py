@@ -33,26 +33,15 @@ import simpy
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time
 from mcdla.sim.collectives import CollectiveRecord, collective
+from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.invariants import check_iteration
 
-__all__ = ["Iteration", "IterationRecord", "CountingEnvironment", "NO_INPUT_NEEDED"]
+__all__ = ["Iteration", "IterationRecord", "NO_INPUT_NEEDED"]
 
 # Layer kinds whose backward needs none of their input feature maps (a sum or a
 # concatenation passes gradients through), so nothing is prefetched or recomputed for them.
 NO_INPUT_NEEDED = frozenset({"add", "concat"})
-
-
-class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it processes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events_processed = 0
-
-    def step(self) -> None:
-        self.events_processed += 1
-        super().step()
 
 
 @dataclass
