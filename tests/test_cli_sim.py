@@ -65,6 +65,14 @@ def test_set_overrides_a_training_parameter(capsys):
     assert off["busy_s"]["virtualization"] == 0
 
 
+def test_set_topology_prefix_reaches_the_topology_file(capsys):
+    assert main([*SMALL, "--set", "topology.device_memory=unbounded"]) == 0
+    capsys.readouterr()
+    assert main([*SMALL, "--set", "topology.device_memory=sometimes"]) == 2
+    err = capsys.readouterr().err
+    assert "device_memory" in err and "topologies/dc.yaml" in err
+
+
 def test_single_device_simulation(capsys):
     assert main(["sim", "--topology", "single", "--workload", "resnet34", "--batch", "16",
                  "--format", "json"]) == 0

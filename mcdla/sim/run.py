@@ -6,8 +6,9 @@ overrides by dotted key), runs one iteration and returns the result as a plain
 mapping with the fields of CLI.md.
 
 ``--set`` keys are routed by their first component: ``workload.*`` to the workload
-file, ``training.*`` to :class:`~mcdla.config.training.TrainingSpec`, anything else
-(``device.*``, ``memory_node.*``, ``host.*``, ``links.*``, ...) to the topology file.
+file, ``training.*`` to :class:`~mcdla.config.training.TrainingSpec`, ``topology.*``
+(prefix stripped) and anything else (``device.*``, ``memory_node.*``, ``host.*``,
+``links.*``, ...) to the topology file.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def _route_sets(sets: Sequence[tuple[str, Any]]):
             if not rest or "." in rest:
                 raise InputError(f"expected training.KEY, got {key!r}", key="--set")
             training[rest] = value
+        elif head == "topology" and rest:  # explicit: topology.device_memory=unbounded
+            topology.append((rest, value))
         else:
             topology.append((key, value))
     return workload, training, topology
