@@ -89,11 +89,17 @@ def fig09(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def _design_order(data: pd.DataFrame) -> list[str]:
+    """The designs present, in the paper's order (others, e.g. labels, as they appear)."""
+    present = list(dict.fromkeys(data["design"]))
+    return [d for d in compare.DESIGNS if d in present] or present
+
+
 def fig11(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Stacked busy time per workload and design, normalized to each workload's tallest bar."""
     plt = _plt()
     data = compare.with_design(table)
-    designs = [d for d in compare.DESIGNS if d in set(data["design"])] or list(dict.fromkeys(data["design"]))
+    designs = _design_order(data)
     modes = _parallel_modes(data)
     fig, axes = _panels(plt, len(modes), width=max(11.0, 0.22 * len(designs) * len(_workloads(data)) + 2))
     parts = ("compute", "sync", "virtualization")
@@ -150,7 +156,7 @@ def fig12(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """CPU memory bandwidth used by offload traffic, average (bars) and peak (ticks)."""
     plt = _plt()
     data = compare.with_design(table)
-    designs = [d for d in compare.DESIGNS if d in set(data["design"])] or list(dict.fromkeys(data["design"]))
+    designs = _design_order(data)
     modes = _parallel_modes(data)
     fig, axes = _panels(plt, len(modes))
     for ax, mode in zip(axes, modes):
@@ -343,7 +349,7 @@ def link_bytes(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     data = compare.with_design(table)
     columns = [c for c in data.columns if c.startswith("link_bytes.")]
     data["link_bytes_total"] = data[columns].fillna(0).sum(axis=1) if columns else 0.0
-    designs = [d for d in compare.DESIGNS if d in set(data["design"])] or list(dict.fromkeys(data["design"]))
+    designs = _design_order(data)
     modes = _parallel_modes(data)
     fig, axes = _panels(plt, len(modes))
     for ax, mode in zip(axes, modes):
