@@ -20,6 +20,8 @@ from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
 # Relative to mcdla.config.loader.DATA_ROOT; the loader (and PyYAML) is imported only
 # when the command runs, so that ``mcdla --help`` stays fast.
 _PRESETS = ("topologies", "presets", "hardware.yaml")
+# Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
+_MAX_RING = 4096
 _DEFAULT_LINK = "nvlink2"
 
 
@@ -61,7 +63,9 @@ def _quantity(value: str, kind: str, option: str, *, positive: bool) -> float:
     if number < 0 or (positive and number == 0):
         bound = "> 0" if positive else ">= 0"
         raise InputError(f"must be {bound}, got {value!r}", key=option)
-    return number
+    from mcdla.config.schema import Where, check_physical
+
+    return check_physical(number, kind, Where("", option), value)
 
 
 def _default_link() -> tuple[float, float]:
@@ -80,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ring is not None:
         if args.ring < 2:
             raise InputError(f"a ring needs at least 2 devices, got {args.ring}", key="--ring")
+        if args.ring > _MAX_RING:  # refused before building a ring that exhausts memory
+            raise InputError(f"{args.ring} is more than the supported maximum of {_MAX_RING} devices",
+                             key="--ring")
         bw_Bps, latency_s = _default_link()
         if args.link_bw is not None:
             bw_Bps = _quantity(args.link_bw, "bandwidth", "--link-bw", positive=True)

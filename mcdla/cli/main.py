@@ -12,8 +12,15 @@ from mcdla import __version__
 COMMANDS = ("sim", "collective", "workloads", "topologies", "sweep", "plot", "reproduce")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI contract's error: one line on stderr, exit 2 (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mcdla",
         description="Simulate multi-accelerator deep-learning training on device-centric, "
         "host-centric and memory-centric (MC-DLA) system designs.",

@@ -73,9 +73,17 @@ NonNegativeInt = Annotated[int, Range(minimum=0)]
 PositiveFloat = Annotated[float, Range(minimum=0.0, inclusive=False)]
 Fraction = Annotated[float, Range(minimum=0.0, maximum=1.0, inclusive=False)]
 
-# Values past these are refused before they cost memory or time: no real system has
-# an exabyte of memory, an exabyte per second of bandwidth or a year-long latency.
+# Values from these up are refused before they cost memory or time: no real system
+# has an exabyte of memory, an exabyte per second of bandwidth or a year-long latency.
 _ABSURD = {"size": 1e18, "bandwidth": 1e18, "time": 3.2e7, "frequency": 1e13, "count": 1e15}
+
+
+def check_physical(value: float, kind: str, where: "Where", shown: Any = None) -> float:
+    """``value`` (of unit kind ``kind``) if it is below the physical limit, else an InputError."""
+    if value >= _ABSURD[kind]:
+        shown = value if shown is None else shown
+        raise where.error(f"{shown!r} is beyond any physical system (limit {_ABSURD[kind]:g})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -136,9 +144,7 @@ def _quantity(value: Any, mark: Quantity, where: Where, siblings: dict[str, Any]
     if result < mark.minimum or (result == mark.minimum and not mark.inclusive):
         what = "non-negative" if mark.inclusive else "positive"
         raise where.error(f"must be {what}, got {value!r}")
-    if result > _ABSURD[mark.kind]:
-        raise where.error(f"{value!r} is beyond any physical system (limit {_ABSURD[mark.kind]:g})")
-    return result
+    return check_physical(result, mark.kind, where, value)
 
 
 def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any:
@@ -209,8 +215,7 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
             raise where.error(f"expected an integer, got {value!r}") from None
         if not math.isfinite(number) or number != int(number):
             raise where.error(f"expected an integer, got {value!r}")
-        if abs(number) > _ABSURD["count"]:
-            raise where.error(f"{value!r} is beyond any physical system (limit {_ABSURD['count']:g})")
+        check_physical(abs(number), "count", where, value)
         return int(number)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):

@@ -39,6 +39,10 @@ __all__ = ["Topology", "load_topology", "build_topology", "POLICIES", "DIRECTION
 POLICIES = ("local", "bw_aware")
 DIRECTIONS = ("offload", "prefetch")
 
+# Nodes of one kind a topology may have: far above any design studied (8 to 16
+# devices), far below what would exhaust memory or time when the graph is built.
+MAX_NODES = 4096
+
 # Node-id prefixes of generated node names, by kind.
 _PREFIX = {"device": "D", "memory": "M", "switch": "SW", "cpu": "CPU"}
 
@@ -232,6 +236,8 @@ def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, .
     if isinstance(spec, int):
         if spec < 0:
             raise where.error(f"must be >= 0, got {spec}")
+        if spec > MAX_NODES:  # refused before building a graph that would exhaust memory
+            raise where.error(f"{spec} is more than the supported maximum of {MAX_NODES} nodes")
         return tuple(f"{_PREFIX[kind]}{i}" for i in range(spec))
     return tuple(spec)
 
