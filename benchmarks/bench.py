@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a reduced subset (CI)")
     parser.add_argument("--startup-repeat", type=int, default=None, help="best of N start-ups")
+    parser.add_argument("--batch", type=int, default=BATCH, help="global batch (default: the paper's 512)")
     args = parser.parse_args(argv)
+    batch = args.batch
 
     if args.quick:
         workloads, designs, modes = ("alexnet", "rnn_gru"), (("dc", "bw_aware"), ("ring", "bw_aware")), MODES
@@ -114,12 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     for parallel in modes:
         for workload in workloads:
             for topology, policy in designs:
-                wall, count = run_point(topology, policy, workload, parallel, BATCH)
+                wall, count = run_point(topology, policy, workload, parallel, batch)
                 walls.append(wall)
                 events.append(count)
     mean_wall = statistics.fmean(walls)
     rate = sum(events) / sum(walls)
-    print(f"grid_points: {len(walls)} (batch {BATCH})")
+    print(f"grid_points: {len(walls)} (batch {batch})")
     print(f"grid_events_per_s: {rate:,.0f} ({rate / raw:.3f} x raw)")
     print(f"grid_wall_per_sim_s: mean {mean_wall * 1e3:.1f} ms, max {max(walls) * 1e3:.1f} ms, "
           f"total {sum(walls):.2f} s")
@@ -129,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for workload in singles:
         # One device has no backing store; most networks need more than its HBM at
         # batch 512, so it runs with unbounded memory, as the oracle does.
-        wall, count = run_point("single", "bw_aware", workload, "data", BATCH, UNBOUNDED)
+        wall, count = run_point("single", "bw_aware", workload, "data", batch, UNBOUNDED)
         print(f"single_device {workload}: {wall * 1e3:.1f} ms, {count} events, {cost(wall)}")
-    wall, count = run_point("ring", "bw_aware", "vgg_e", "data", BATCH)
-    print(f"ring8 vgg_e batch {BATCH}: {wall * 1e3:.1f} ms, {count} events, {cost(wall)}")
+    wall, count = run_point("ring", "bw_aware", "vgg_e", "data", batch)
+    print(f"ring8 vgg_e batch {batch}: {wall * 1e3:.1f} ms, {count} events, {cost(wall)}")
 
     for label, cli_args in (("--help", ["--help"]), ("workloads", ["workloads"])):
         wall = cli_startup_s(cli_args, repeat)
