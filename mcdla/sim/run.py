@@ -20,7 +20,7 @@ from mcdla.config.point import DEFAULT_POINT, PARALLEL, POINT_KEYS, POLICIES
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError
 
-__all__ = ["simulate", "simulate_point", "simulate_from_args", "MAX_BATCH"]
+__all__ = ["simulate", "simulate_point", "simulate_from_args", "route_sets", "check_batch", "MAX_BATCH"]
 
 # No training batch is near this; larger values are refused before they cost memory.
 MAX_BATCH = 2**20
@@ -32,7 +32,8 @@ def _check_choice(value: Any, choices: Sequence[str], key: str) -> str:
     return value
 
 
-def _check_batch(value: Any) -> int:
+def check_batch(value: Any) -> int:
+    """``value`` as a global batch size; InputError (key ``batch``) unless a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InputError(f"expected a positive integer, got {value!r}", key="batch")
     try:
@@ -46,7 +47,8 @@ def _check_batch(value: Any) -> int:
     return int(number)
 
 
-def _route_sets(sets: Sequence[tuple[str, Any]]):
+def route_sets(sets: Sequence[tuple[str, Any]]):
+    """Splits ``--set`` pairs into (workload pairs, training mapping, topology pairs)."""
     workload, training, topology = [], {}, []
     for key, value in sets:
         head, _, rest = key.partition(".")
@@ -86,8 +88,8 @@ def simulate(
         check_trace_path(trace)
     policy = _check_choice(policy, POLICIES, "policy")
     parallel = _check_choice(parallel, PARALLEL, "parallel")
-    batch = _check_batch(batch)
-    workload_sets, training_doc, topology_sets = _route_sets(sets)
+    batch = check_batch(batch)
+    workload_sets, training_doc, topology_sets = route_sets(sets)
     topo = load_topology(topology, topology_sets)
     work = load_workload(workload, workload_sets)
     training = build(TrainingSpec, training_doc, Where("--set", "training"))

@@ -30,8 +30,9 @@ from collections import deque
 from dataclasses import dataclass, field
 import simpy
 
-from mcdla.errors import InfeasibleError, InputError
+from mcdla.errors import InfeasibleError
 from mcdla.hw.compute import layer_time
+from mcdla.hw.parallelism import device_share
 from mcdla.sim.collectives import CollectiveRecord, collective
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
@@ -110,11 +111,7 @@ class Iteration:
         self.topology, self.workload, self.training = topology, workload, training
         self.policy, self.parallel, self.batch = policy, parallel, batch
         self.D = len(topology.devices)
-        if parallel == "data" and batch % self.D:
-            raise InputError(
-                f"{batch} is not divisible by the {self.D} devices of data-parallel training",
-                key="batch",
-            )
+        self.share = device_share(parallel, batch, self.D)  # refuses a batch D does not divide
         self.env = CountingEnvironment()
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change.
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
@@ -148,8 +145,7 @@ class Iteration:
         layers = self.workload.layers
         prec = self.workload.precision_bytes
         model = self.parallel == "model"
-        local_batch = self.batch if model else self.batch // self.D
-        shards = self.D if model else 1
+        local_batch, shards = self.share
         device = self.topology.device
         fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, shards)
                     for i, l in enumerate(layers))
