@@ -96,6 +96,8 @@ class Where:
     def child(self, name: str | int) -> "Where":
         if isinstance(name, int):
             return Where(self.file, f"{self.key}[{name}]")
+        if not name.isprintable():  # a key with a newline must not break the one-line message
+            name = repr(name)
         return Where(self.file, f"{self.key}.{name}" if self.key else name)
 
     def error(self, message: str) -> InputError:

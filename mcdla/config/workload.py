@@ -312,7 +312,7 @@ class _Builder:
         if "kind" not in entry:
             raise w.child("kind").error(f"missing; expected one of {', '.join(SPECS)}")
         kind = entry["kind"]
-        if kind not in SPECS:
+        if not isinstance(kind, str) or kind not in SPECS:  # a list or mapping is unhashable
             raise w.child("kind").error(f"unknown layer kind {kind!r}; expected one of {', '.join(SPECS)}")
         defaults = self.doc.defaults.get(kind, {})
         if not isinstance(defaults, dict):
