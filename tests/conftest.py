@@ -1,0 +1,12 @@
+"""Test-wide settings.
+
+Hypothesis runs derandomized by default, so the test suite is deterministic: the same
+checkout passes or fails the same way on every machine and every run. To explore
+new random examples (and find new bugs), run with ``--hypothesis-profile=explore``.
+"""
+
+from hypothesis import settings
+
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("deterministic")
