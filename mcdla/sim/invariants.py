@@ -104,7 +104,7 @@ def _check_devices(iteration, record) -> None:
     planned = sorted(plan.first_need)
     # The driver allocates the resident model state first and keeps it; everything
     # else an iteration allocates it must free.
-    steady = float(getattr(iteration, "model_state_bytes", record.resident_bytes))
+    steady = float(iteration.model_state_bytes)
     for device in record.devices:
         name = device.name
         peak = max(device.memory_peak_bytes, 0.0)

@@ -81,7 +81,6 @@ class IterationRecord:
     devices: list[DeviceRecord]
     collectives: list[CollectiveRecord]
     store_peak_bytes: dict[str, float]
-    resident_bytes: float
     events: int
 
 
@@ -385,7 +384,6 @@ class Iteration:
             devices=self.records,
             collectives=self.collectives,
             store_peak_bytes=dict(sorted(self.store_peak.items())),
-            resident_bytes=0.0,
             events=env.events_processed,
         )
         check_iteration(self, record)  # conservation laws; raises on a bug or out of HBM
