@@ -114,3 +114,9 @@ def test_help_documents_every_option():
     for option in ("--topology", "--policy", "--workload", "--parallel", "--batch", "--set",
                    "--trace", "--format", "--output"):
         assert option in proc.stdout
+
+
+def test_csv_joins_the_notes_into_one_cell(capsys):
+    assert main(["sim", "--topology", "single", "--batch", "8", "--format", "csv"]) == 0
+    row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["notes"].startswith("policy bw_aware ignored") and "; memory virtualization off" in row["notes"]

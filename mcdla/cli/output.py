@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from mcdla.io.records import flatten
+
 __all__ = ["add_format_options", "flatten", "emit", "emit_text", "render"]
 
 
@@ -28,18 +30,6 @@ def add_format_options(parser: argparse.ArgumentParser) -> None:
         help="output format (default: table)",
     )
     parser.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
-
-
-def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are kept as they are."""
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _cell(value: Any) -> str:

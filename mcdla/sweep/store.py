@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mcdla.errors import InputError
+from mcdla.io.records import flatten
 
 __all__ = ["Journal", "JOURNAL", "TABLE", "write_table", "read_table", "table_rows"]
 
@@ -118,16 +119,6 @@ def read_journal(path: Path | str) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def table_rows(columns: Iterable[str], keyed_points: Iterable[tuple[str, Mapping[str, Any]]],
                records: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """The header and rows of the results table for the finished points, in point order."""
@@ -138,7 +129,7 @@ def table_rows(columns: Iterable[str], keyed_points: Iterable[tuple[str, Mapping
         if record is None:
             continue
         row = {c: point.get(c) for c in point_columns}
-        for name, value in _flatten(record.get("result") or {}).items():
+        for name, value in flatten(record.get("result") or {}).items():
             if name in row or name in TRAILING:  # the point's own value is the identity
                 continue
             result_columns.setdefault(name, None)
