@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     statuses, tables, figures = [], {}, {}
     for experiment in experiments:
         folder = root / "results" / experiment.name
-        problem, ran, failed = "", 0, 0
+        problem, ran, failed, simulated_s = "", 0, 0, 0.0
         if experiment.name in selected and not args.report_only:
             try:
                 result = run_sweep(experiment, out=folder, jobs=args.jobs, executor=args.executor,
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if (folder / TABLE).is_file():
             tables[experiment.name] = read_table(folder)
             records = read_journal(folder / "journal.jsonl")
+            simulated_s = sum(float(r.get("elapsed_s", 0.0)) for r in records.values())
             failed = failed or int((tables[experiment.name]["status"] != "ok").sum())
             if not ran and not records:
                 problem = problem or "no journal"
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         elif not problem:
             problem = "no results"
         statuses.append(ExperimentStatus(experiment.name, points=len(experiment.points), failed=failed,
-                                         ran=ran, problem=problem))
+                                         ran=ran, problem=problem, simulated_s=simulated_s))
     text = render_report(tables, statuses, time.monotonic() - started, plots, report, figures)
     report.parent.mkdir(parents=True, exist_ok=True)
     tmp = report.with_name(f".{report.name}.tmp")
