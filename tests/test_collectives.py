@@ -114,7 +114,7 @@ def test_record_and_link_bytes():
     proc = collective(env, net, rings, "all_reduce", size, tag="dW3")
     env.run()
     record = proc.value
-    assert record.flows == 2 * 2 * (n - 1)
+    assert record.flows == 2 * 2  # per ring: the reduce-scatter phase, then the all-gather phase
     assert record.bytes_per_ring == (size / 2, size / 2)
     assert record.bytes_sent_per_ring == (2 * (n - 1) * size / 2,) * 2
     assert record.start_s == 0.0 and record.end_s == pytest.approx(env.now)

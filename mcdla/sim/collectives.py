@@ -6,14 +6,16 @@ concurrently; the collective ends when its last ring does.
 **Ring steps (all-reduce, all-gather, reduce-scatter).** With p ranks a ring runs
 2(p-1) steps for all-reduce (p-1 of reduce-scatter, then p-1 of all-gather) and p-1
 for the others; in every step each rank sends an n/p piece of its ring's share to its
-successor, all at once. One step is modelled as ONE flow of n/p bytes whose path is
-every channel of the ring (each channel carries the step's bytes) and whose latency
-is the largest segment latency: the step advances at the ring's slowest hop, and the
-next step needs this step's data. Memory-nodes on a ring only relay: a segment that
-passes through one is cut-through, so it costs its summed hop latency and no
-store-and-forward time. Events are proportional to ring steps, not to chunks, and
-on idle rings the time is exactly the alpha-beta closed form of
-:mod:`mcdla.hw.collective_model`.
+successor, all at once. The steps of one phase run back to back at the ring's
+slowest hop (each step needs the previous one's data, and every channel carries the
+same bytes), so a phase is modelled as ONE flow of (steps x n/p) bytes whose path is
+every channel of the ring, with latency steps x the largest segment latency. On idle
+rings that is exactly the alpha-beta closed form of :mod:`mcdla.hw.collective_model`;
+under contention it differs from step-by-step flows only in that the ring does not
+pause during each step's latency (a fraction a / (a + n/(pB)) of a step). Events are
+proportional to phases: two flows per ring for an all-reduce, not 2(p-1). Memory-nodes
+on a ring only relay: a segment that passes through one is cut-through, so it costs
+its summed hop latency and no store-and-forward time.
 
 **Chunks and latency.** Latency is a wire delay that consecutive chunks overlap
 (NCCL keeps several chunks in flight per connection), so a step pays it once, not
@@ -183,15 +185,16 @@ def _ring(env, net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, f
         return
     step_bytes = share / p
     step_latency_s = max(ring.latency_s)
+    # One flow per phase: its steps run back to back (see the module docstring).
     channels = ring.channels
     reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
     gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
-    for _ in range(reduce_steps):
+    if reduce_steps:
         flows[0] += 1
-        yield net.transfer(step_bytes, channels + reduce_path, step_latency_s, tag)
-    for _ in range(gather_steps):
+        yield net.transfer(reduce_steps * step_bytes, channels + reduce_path, reduce_steps * step_latency_s, tag)
+    if gather_steps:
         flows[0] += 1
-        yield net.transfer(step_bytes, channels, step_latency_s, tag)
+        yield net.transfer(gather_steps * step_bytes, channels, gather_steps * step_latency_s, tag)
 
 
 @dataclass(frozen=True)
