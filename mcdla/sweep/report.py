@@ -54,7 +54,8 @@ EXPLANATIONS: dict[str, str] = {
     "fig13.ring+bw_aware.data": "Agrees: " + _VIRT_BW + "; MC-DLA(B) hides almost all offload traffic.",
     "fig13.ring+bw_aware.model": "mcdla's model-parallel DC-DLA is still bound by PCIe offload (each "
     "device offloads a 1/D shard of every map plus the whole input batch), so MC-DLA(B) gains more than "
-    "the paper's 2.1x; the paper's model-parallel runs were more synchronization-bound, which no design improves.",
+    "the paper's 2.1x; the paper's model-parallel runs were more synchronization-bound, which no design "
+    "improves. Charging dW's re-gather of X (--set training.regather=true) moves mcdla toward the paper.",
     "fig13.ring+bw_aware.all": "Follows from the two rows above (and mcdla takes the harmonic mean of all "
     "16 runs, the paper the mean of 3.5 and 2.1).",
     "fig13.oracle_fraction.avg": "MC-DLA(B)'s 150 GB/s per device hides offload for the CNNs but not for "
