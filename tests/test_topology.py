@@ -157,7 +157,9 @@ def test_routes_are_real_and_shares_sum_to_one(name, policy, direction):
             first, last = (d, r.store) if direction == "offload" else (r.store, d)
             assert chans[0].src == first and chans[-1].dst == last
             assert all(a.dst == b.src for a, b in zip(chans, chans[1:]))
-            assert r.latency_s == pytest.approx(sum(c.latency_s for c in chans))
+            # hop latencies, plus the memory-node's DIMM access latency where it is the store
+            memory = topo.memory_node.mem_latency if r.store in topo.memory_nodes else 0.0
+            assert r.latency_s == pytest.approx(sum(c.latency_s for c in chans) + memory)
 
 
 def test_ring_routes_local_right_neighbour_bw_aware_both_sides():

@@ -130,6 +130,8 @@ class Topology:
                 chans = [channel_id(b, a, k % n) for (a, b), n in reversed(list(zip(hops, counts)))]
                 path = (port,) + tuple(chans)
             latency = sum(self.channels[c].latency_s for c in chans)
+            if self.graph.nodes[store]["kind"] == "memory":
+                latency += self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
             result.append(Subflow(share=share / stripes, path=path, latency_s=latency, store=store))
         return result
 
