@@ -28,7 +28,6 @@ DEVICE = {
     "hbm_latency": "100 cycles",
     "hbm_capacity": "16 GiB",
     "links": 6,
-    "link_bw": "25 GB/s",
 }
 
 
@@ -103,7 +102,7 @@ def test_nested_values_round_trip():
         ({"pes": True}, "pes", "expected an integer"),
         ({"pes": None}, "pes", "missing"),
         ({"colour": "red"}, "colour", "unknown key"),
-        ({"power_W": 0}, "power_W", "must be > 0"),
+        ({"dma_engines": 0}, "dma_engines", "must be >= 1"),
         ({"hbm_latency": "-1 ns"}, "hbm_latency", "must be non-negative"),
     ],
 )

@@ -36,10 +36,8 @@ class DeviceSpec:
     hbm_bw: Bandwidth
     hbm_latency: DeviceCycles
     hbm_capacity: Size
-    links: PositiveInt
-    link_bw: Bandwidth
+    links: PositiveInt  # N high-bandwidth links; their bandwidth B is the link type's (links:)
     dma_engines: PositiveInt = 2
-    power_W: PositiveFloat = 300.0
 
     @property
     def peak_macs_per_s(self) -> float:
@@ -60,8 +58,7 @@ class MemoryNodeSpec:
     mem_bw: Bandwidth
     clock: Frequency
     mem_latency: DeviceCycles
-    links: PositiveInt
-    link_bw: Bandwidth
+    links: PositiveInt  # N links; their bandwidth B is the link type's (links:)
     groups: PositiveInt = 2
 
     @property
