@@ -313,6 +313,38 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+# The headline numbers (paper Section V-B) and the reasons the rows below give.
+_HEADLINES = (
+    ("fig13.ring+bw_aware.data", "MC-DLA(B) over DC-DLA, data-parallel"),
+    ("fig13.ring+bw_aware.model", "MC-DLA(B) over DC-DLA, model-parallel"),
+    ("fig13.hc.data", "HC-DLA over DC-DLA, data-parallel"),
+    ("fig13.hc.model", "HC-DLA over DC-DLA, model-parallel"),
+    ("fig13.oracle_fraction.avg", "MC-DLA(B) as a fraction of the oracle"),
+)
+
+
+def _summary(values: Mapping[str, float]) -> list[str]:
+    by_id = {metric.id: metric for metric in METRICS}
+    lines = []
+    for key, text in _HEADLINES:
+        metric = by_id[key]
+        lines.append(f"- {text}: mcdla {_fmt(values.get(key, math.nan), metric.unit)}, "
+                     f"paper {_fmt(metric.paper, metric.unit)}.")
+    lines += [
+        "",
+        "mcdla reproduces the paper's data-parallel MC-DLA(B) speedup, the order of the "
+        "memory-centric designs (S below L below B below the oracle, all above DC-DLA) and "
+        "the paper's relative changes in HC-DLA's busy times. It "
+        "differs where the balance between offload traffic and the rest of the iteration "
+        "matters: mcdla's DC-DLA (6 GB/s of PCIe per device) is more virtualization-bound "
+        "than the paper's, which raises every design's speedup over it, most of all "
+        "HC-DLA's; designs with less virtualization bandwidth than MC-DLA(B) (S, L) lose "
+        "more to it; model-parallel runs in mcdla are less synchronization-bound than the "
+        "paper's. No parameter was moved from its physical value to close a gap.",
+    ]
+    return lines
+
+
 def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: float,
                   plots_dir: Path | str | None, report_path: Path | str,
                   figures: Mapping[str, Sequence[str]] = {}) -> str:
@@ -328,9 +360,9 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         "over workloads are harmonic means (HM), as in the paper; speedup of a design = "
         "iteration time of DC-DLA / its iteration time, same workload, parallel mode and batch.",
         "",
-        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s "
-        f"({sum(s.ran for s in statuses)} points run now, the others reused from earlier runs); "
-        f"the {sum(s.points for s in statuses)} points' own run times add up to "
+        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s, with "
+        f"{sum(s.ran for s in statuses)} of the {sum(s.points for s in statuses)} points run now "
+        f"(the rest reused from earlier runs); the points' own run times add up to "
         f"{sum(s.simulated_s for s in statuses):.1f} s.",
         "",
         "## Sweeps",
@@ -341,10 +373,12 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
     for status in statuses:
         lines.append(f"| {status.name} | {status.points} | {status.ran} | {status.failed} | "
                      f"{status.simulated_s:.1f} s | {status.problem.replace('|', '/')} |")
-    lines += ["", "## Numbers", "",
+    values = {metric.id: value for metric, value in compute(tables)}
+    lines += ["", "## In short", ""] + _summary(values) + ["", "## Numbers", "",
               "| metric | paper | mcdla | mcdla / paper | explanation |",
               "|---|---:|---:|---:|---|"]
-    for metric, value in compute(tables):
+    for metric in METRICS:
+        value = values[metric.id]
         paper = metric.paper
         ratio = value / paper if paper not in (None, 0) and value == value else None
         ratio_text = "—" if ratio is None else f"{ratio:.2f}"
