@@ -103,8 +103,15 @@ def test_negative_device_memory_is_caught(ring_run):
 
 
 def test_device_memory_over_hbm_is_infeasible_not_a_bug():
-    with pytest.raises(InfeasibleError, match=r"device D0 needs .* bytes .* over its HBM capacity of 1\.04858e\+06"):
+    with pytest.raises(InfeasibleError, match=r"device D0: .* need .* bytes, over its memory of 1\.04858e\+06"):
         simulate("ring", "bw_aware", "alexnet", "data", 64, [("device.hbm_capacity", "1 MiB")])
+
+
+def test_device_peak_above_capacity_is_caught(ring_run):
+    it, record = ring_run
+    record.devices[0].memory_peak_bytes = it.topology.device_memory_bytes * 1.01
+    with pytest.raises(InvariantError, match="device D0: held .* over its memory of"):
+        check_iteration(it, record)
 
 
 def test_oracle_has_no_hbm_limit():

@@ -207,3 +207,21 @@ def test_bad_batch_is_an_input_error(batch):
 def test_batch_must_divide_among_devices_in_data_parallel():
     with pytest.raises(InputError, match="divisible"):
         run(batch=60)
+
+
+def test_device_memory_is_a_capacity_allocations_wait_for_offloads():
+    # At batch 4096 (512 per device) VGG-E's forward outruns its offloads: with room
+    # to spare the maps pile up past 16 GiB; with 16 GiB the forward waits instead.
+    roomy = run("ring", workload="vgg_e", batch=4096, sets=[("device.hbm_capacity", "64 GiB")])
+    tight = run("ring", workload="vgg_e", batch=4096, sets=[("device.hbm_capacity", "16 GiB")])
+    assert roomy["device_mem_peak_bytes"] > 16 * 2**30
+    assert tight["device_mem_peak_bytes"] <= 16 * 2**30
+    assert tight["iteration_time_s"] > roomy["iteration_time_s"]
+    assert tight["busy_s"]["compute"] == pytest.approx(roomy["busy_s"]["compute"], rel=1e-12)
+
+
+def test_a_working_set_that_cannot_fit_is_infeasible():
+    # conv1.1's input and output (822 MB each at 64 samples) beside 1.15 GB of weights
+    # and gradients cannot fit in 2 GiB, whatever is offloaded.
+    with pytest.raises(InfeasibleError, match="cannot fit the output of .* even with virtualization"):
+        run("dc", workload="vgg_e", batch=512, sets=[("device.hbm_capacity", "2 GiB")])

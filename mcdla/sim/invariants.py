@@ -21,10 +21,10 @@ whatever the input:
   backward that needs it started.
 
 A violation is a bug in mcdla and raises :class:`~mcdla.errors.InvariantError`
-(exit 1) naming the quantity, the place and both numbers. One condition is not a
-bug: device memory above the device's HBM is a valid configuration that the machine
-cannot run, reported as :class:`~mcdla.errors.InfeasibleError` with the peak and
-the capacity.
+(exit 1) naming the quantity, the place and both numbers. Device memory is one of
+them: the driver makes an allocation that does not fit wait for room, and refuses a
+run whose working set cannot fit as :class:`~mcdla.errors.InfeasibleError`, so a
+peak above the device's memory is a bug.
 
 The checks are linear in what the iteration recorded (memory changes, collectives,
 tensors), a fraction of a percent of the simulation itself.
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 
-from mcdla.errors import InfeasibleError, InvariantError
+from mcdla.errors import InvariantError
 from mcdla.hw.collective_model import ring_steps
 
 __all__ = ["check_iteration", "RELATIVE_SLACK"]
@@ -49,7 +49,7 @@ def _close(a: float, b: float, scale: float) -> bool:
 
 
 def check_iteration(iteration, record) -> None:
-    """Raises InvariantError (a bug) or InfeasibleError (out of HBM) for ``record``."""
+    """Raises InvariantError (a bug in mcdla) for ``record``."""
     _check_network(iteration)
     _check_collectives(iteration, record)
     _check_devices(iteration, record)
@@ -120,10 +120,12 @@ def _check_devices(iteration, record) -> None:
                 f"device {name}: ends the iteration with {level!r} bytes in use, not the "
                 f"{start!r} it started with (a feature map was never freed)"
             )
+        # The driver makes an allocation that does not fit wait (or refuses the run as
+        # infeasible), so a peak above capacity is a bug.
         if peak > capacity * (1 + RELATIVE_SLACK):
-            raise InfeasibleError(
-                f"device {name} needs {peak:.6g} bytes of memory at its peak, over its "
-                f"HBM capacity of {capacity:.6g} bytes"
+            raise InvariantError(
+                f"device {name}: held {peak:.6g} bytes at its peak, over its memory of "
+                f"{capacity:.6g} bytes"
             )
         _check_virtualization(iteration, device, planned)
 

@@ -126,6 +126,10 @@ class Iteration:
         groups = self._group_counts()
         self._groups_left = [dict(groups) for _ in range(self.D)]
         self.store_bytes: dict[str, float] = {}
+        # Device memory is a capacity: an allocation that does not fit waits for a free
+        # (an offload finishing, a layer releasing its inputs), as vDNN stalls.
+        self._room: list[simpy.Event | None] = [None] * self.D
+        self._waiting: dict[tuple[int, str], float] = {}  # (device, what) -> bytes asked
         self.store_peak: dict[str, float] = {}
         self.reduce_Bps = topology.device.hbm_bw / 3.0  # a reduction reads two operands, writes one
         # Weights and their gradients stay in device memory (1/D of them per device in
@@ -232,6 +236,25 @@ class Iteration:
                 self._stream.put((op, size_bytes, done, "/".join(map(str, key))))
         return done
 
+    # ------------------------------------------------------------ device memory
+    def _reserve(self, device: int, size_bytes: float, what: str):
+        """Allocates ``size_bytes`` of device memory, waiting until they fit."""
+        record = self.records[device]
+        capacity = self.topology.device_memory_bytes
+        while record.memory_bytes + size_bytes > capacity * (1 + 1e-12):
+            if self._room[device] is None:
+                self._room[device] = self.env.event()
+            self._waiting[(device, what)] = size_bytes
+            yield self._room[device]
+        self._waiting.pop((device, what), None)
+        record.allocate(self.env.now, size_bytes)
+
+    def _free(self, device: int, size_bytes: float) -> None:
+        self.records[device].free(self.env.now, size_bytes)
+        room, self._room[device] = self._room[device], None
+        if room is not None:
+            room.succeed()
+
     # --------------------------------------------------------------------- DMA
     def _move(self, device: int, tensor: int, direction: str):
         """Moves one feature map between device memory and the backing store."""
@@ -270,10 +293,11 @@ class Iteration:
             if gate is not None:
                 yield gate
             if direction == "prefetch":
-                record.allocate(self.env.now, self.plan.tensor_bytes[tensor])
+                yield from self._reserve(device, self.plan.tensor_bytes[tensor],
+                                         f"the prefetch of {self.workload.layers[tensor].name}")
             yield from self._move(device, tensor, direction)
             if direction == "offload":
-                record.free(self.env.now, self.plan.tensor_bytes[tensor])
+                self._free(device, self.plan.tensor_bytes[tensor])
                 record.offloads[tensor] = record.offloads.get(tensor, 0) + 1
                 record.offloaded_bytes += self.plan.tensor_bytes[tensor]
             else:
@@ -311,8 +335,9 @@ class Iteration:
                     if p not in gathered:
                         gathered.add(p)
                         yield self._join(device, ("fwd", p), "all_gather", plan.full_bytes[p])
+            # The output buffer exists while the layer computes.
+            yield from self._reserve(device, plan.tensor_bytes[i], f"the output of {layer.name}")
             yield from self._compute(device, plan.fwd_s[i], f"fwd {layer.name}")
-            record.allocate(env.now, plan.tensor_bytes[i])
             for p in (*layer.inputs, i):
                 if plan.last_fwd_use[p] != i:
                     continue
@@ -320,12 +345,12 @@ class Iteration:
                     offloaded_done[p] = env.event()
                     offload_q.put((p, "offload", None, offloaded_done[p]))
                 elif self.virtualize:  # recomputed in backward, or never read again
-                    record.free(env.now, plan.tensor_bytes[p])
+                    self._free(device, plan.tensor_bytes[p])
 
         # Backward.
         prefetched: dict[int, simpy.Event] = {}
         pending = deque(sorted(plan.first_need, key=lambda t: (plan.first_need[t], t)))
-        resident: set[int] = set()  # recomputed tensors held for backward
+        recomputed: set[int] = set()  # recomputed tensors held for backward
 
         def issue_prefetches(step: int) -> None:
             while pending and plan.first_need[pending[0]] <= step + self.training.lookahead:
@@ -338,11 +363,11 @@ class Iteration:
             for t in reversed(self._closure(plan.bwd_needs[i], layers, plan.recomputed)):
                 if plan.offloaded[t]:
                     yield prefetched[t]
-                elif plan.recomputed[t] and t not in resident:
-                    resident.add(t)
+                elif plan.recomputed[t] and t not in recomputed:
+                    recomputed.add(t)
                     record.recomputes += 1
+                    yield from self._reserve(device, plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
                     yield from self._compute(device, plan.fwd_s[t], f"recompute {layers[t].name}")
-                    record.allocate(env.now, plan.tensor_bytes[t])
             if model and self.training.regather and layers[i].weight_group is not None:
                 for p in layers[i].inputs:
                     if p != 0:
@@ -350,8 +375,8 @@ class Iteration:
             record.backward_start[i] = env.now
             yield from self._compute(device, plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
-                if plan.offloaded[t] or t in resident or not self.virtualize:
-                    record.free(env.now, plan.tensor_bytes[t])
+                if plan.offloaded[t] or t in recomputed or not self.virtualize:
+                    self._free(device, plan.tensor_bytes[t])
             group = layers[i].weight_group
             if model:
                 if layers[i].weight_group is not None and layers[i].inputs != (0,):
@@ -366,17 +391,29 @@ class Iteration:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
                 if t not in plan.read_in_bwd:
-                    record.free(env.now, plan.tensor_bytes[t])
+                    self._free(device, plan.tensor_bytes[t])
 
     # --------------------------------------------------------------------- run
     def run(self) -> IterationRecord:
         env = self.env
+        resident = self.model_state_bytes + self.plan.tensor_bytes[0]  # weights, gradients, input
+        if resident > self.topology.device_memory_bytes:  # the same on every device
+            raise InfeasibleError(
+                f"device {self.records[0].name}: weights, gradients and the input batch need "
+                f"{resident:.6g} bytes, over its memory of {self.topology.device_memory_bytes:.6g} bytes")
         env.process(self._stream_process())
         devices = [env.process(self._device(d)) for d in range(self.D)]
         done = env.all_of(devices)
         # Runs until nothing is scheduled: devices done, and every collective and DMA
         # they launched has finished (the engines then wait on empty queues).
         env.run()
+        if not done.triggered and self._waiting:
+            (device, what), size = min(self._waiting.items())
+            record = self.records[device]
+            raise InfeasibleError(
+                f"device {record.name} cannot fit {what} ({size:.6g} bytes) beside the "
+                f"{record.memory_bytes:.6g} bytes it holds, within its memory of "
+                f"{self.topology.device_memory_bytes:.6g} bytes, even with virtualization")
         if not done.triggered or any(not e.triggered for _, e in self._barriers.values()):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
         record = IterationRecord(
