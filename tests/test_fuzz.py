@@ -116,7 +116,7 @@ def test_experiment_files(tmp_path, capsys):
 # -- options and absurd values ------------------------------------------------------
 
 @pytest.mark.parametrize("argv, expect", [
-    (["sim", "--batch", "1000000000000"], "larger than the supported maximum"),
+    (["sim", "--batch", "1000000000000"], "batch: must be <= 1048576"),
     (["sim", "--batch", "0"], "batch"),
     (["sim", "--batch", "-3"], "batch"),
     (["sim", "--batch", "abc"], "invalid int value"),

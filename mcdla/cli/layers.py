@@ -61,13 +61,14 @@ def run(args: argparse.Namespace) -> int:
     from mcdla.errors import InputError
     from mcdla.hw.topology import load_topology
     from mcdla.metrics.roofline import layer_report
-    from mcdla.sim.run import check_batch, route_sets
+    from mcdla.config.point import Batch, check_option
+    from mcdla.sim.run import route_sets
 
     if args.plot:  # refuse an unwritable figure before any work
         from mcdla.plots.roofline import check_plot_path
 
         check_plot_path(args.plot)
-    batch = check_batch(args.batch)
+    batch = check_option(Batch, args.batch, "batch")
     workload_sets, training, topology_sets = route_sets([parse_set(item) for item in args.sets])
     if training:
         key = next(iter(training))

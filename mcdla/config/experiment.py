@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 from mcdla.config.loader import find_input, read_yaml
-from mcdla.config.point import DEFAULT_POINT
+from mcdla.config.point import DEFAULT_POINT, Batch, Parallel, Policy
 from mcdla.config.schema import Bandwidth, PositiveFloat, PositiveInt, Range, Size, Time, Where, build
 
 __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point_key", "POINT_LABEL"]
@@ -55,10 +55,10 @@ class SimKeys:
     """The plain (undotted) keys of a ``kind: sim`` point: the options of ``mcdla sim``."""
 
     topology: str | None = None
-    policy: Literal["local", "bw_aware"] | None = None
+    policy: Policy | None = None
     workload: str | None = None
-    parallel: Literal["data", "model"] | None = None
-    batch: PositiveInt | None = None
+    parallel: Parallel | None = None
+    batch: Batch | None = None
     label: str | None = None
 
 

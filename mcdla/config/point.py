@@ -1,15 +1,32 @@
-"""A run's point: the options of ``mcdla sim`` (CLI.md) and their defaults.
+"""A run's point: the options of ``mcdla sim`` (CLI.md), their types and defaults.
 
-One place for them, read by the CLI, by :mod:`mcdla.sim.run` and by sweeps, which fill
-the defaults into every point so results tables always carry these columns.
+One place for them, read by the CLI, by :mod:`mcdla.sim.run`, by ``mcdla layers`` and
+by sweeps, which fill the defaults into every point so results tables always carry
+these columns.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_POINT", "POINT_KEYS", "POLICIES", "PARALLEL"]
+from typing import Annotated, Any, Literal
+
+from mcdla.config.schema import Range, Where, convert
+
+__all__ = ["DEFAULT_POINT", "POINT_KEYS", "POLICIES", "PARALLEL", "MAX_BATCH", "Policy",
+           "Parallel", "Batch", "check_option"]
 
 DEFAULT_POINT = {"topology": "ring", "policy": "bw_aware", "workload": "resnet34",
                  "parallel": "data", "batch": 512}
 POINT_KEYS = tuple(DEFAULT_POINT)
 POLICIES = ("local", "bw_aware")
 PARALLEL = ("data", "model")
+# No training batch is near this; larger values are refused before they cost memory.
+MAX_BATCH = 2**20
+
+Policy = Literal[POLICIES]
+Parallel = Literal[PARALLEL]
+Batch = Annotated[int, Range(minimum=1, maximum=MAX_BATCH)]
+
+
+def check_option(tp: Any, value: Any, key: str) -> Any:
+    """A command-line option's ``value`` checked as type ``tp``; InputError names ``key``."""
+    return convert(tp, value, Where("", key))

@@ -37,6 +37,7 @@ __all__ = [
     "PositiveFloat",
     "Fraction",
     "build",
+    "convert",
     "Where",
 ]
 
@@ -125,13 +126,18 @@ def _describe(tp: Any) -> str:
     )
 
 
+def _bound(x: float) -> str:
+    """A range bound as people write it: 1048576, not 1.04858e+06."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _check_range(value: float, rng: Range, where: Where) -> float:
     lo, hi = rng.minimum, rng.maximum
     if lo is not None and (value < lo or (value == lo and not rng.inclusive)):
         op = ">=" if rng.inclusive else ">"
-        raise where.error(f"must be {op} {lo:g}, got {value!r}")
+        raise where.error(f"must be {op} {_bound(lo)}, got {value!r}")
     if hi is not None and value > hi:
-        raise where.error(f"must be <= {hi:g}, got {value!r}")
+        raise where.error(f"must be <= {_bound(hi)}, got {value!r}")
     return value
 
 
@@ -243,6 +249,11 @@ def _schema(cls: type) -> tuple[dict[str, Any], list[dataclasses.Field], frozens
     per class."""
     fields = [f for f in dataclasses.fields(cls) if f.init]
     return typing.get_type_hints(cls, include_extras=True), fields, frozenset(f.name for f in fields)
+
+
+def convert(tp: Any, value: Any, where: Where) -> Any:
+    """``value`` checked and converted as a field annotated ``tp`` would be."""
+    return _convert(tp, value, where, {})
 
 
 def build(cls: type, data: Any, where: Where) -> Any:

@@ -16,35 +16,11 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Sequence
 
-from mcdla.config.point import DEFAULT_POINT, PARALLEL, POINT_KEYS, POLICIES
+from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError
 
-__all__ = ["simulate", "simulate_point", "simulate_from_args", "route_sets", "check_batch", "MAX_BATCH"]
-
-# No training batch is near this; larger values are refused before they cost memory.
-MAX_BATCH = 2**20
-
-
-def _check_choice(value: Any, choices: Sequence[str], key: str) -> str:
-    if value not in choices:
-        raise InputError(f"expected one of {', '.join(choices)}, got {value!r}", key=key)
-    return value
-
-
-def check_batch(value: Any) -> int:
-    """``value`` as a global batch size; InputError (key ``batch``) unless a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InputError(f"expected a positive integer, got {value!r}", key="batch")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError(f"expected a positive integer, got {value!r}", key="batch") from None
-    if number != number or number < 1 or number != int(number):
-        raise InputError(f"expected a positive integer, got {value!r}", key="batch")
-    if number > MAX_BATCH:
-        raise InputError(f"{value!r} is larger than the supported maximum of {MAX_BATCH}", key="batch")
-    return int(number)
+__all__ = ["simulate", "simulate_point", "simulate_from_args", "route_sets"]
 
 
 def route_sets(sets: Sequence[tuple[str, Any]]):
@@ -86,9 +62,9 @@ def simulate(
         from mcdla.io.trace import check_trace_path
 
         check_trace_path(trace)
-    policy = _check_choice(policy, POLICIES, "policy")
-    parallel = _check_choice(parallel, PARALLEL, "parallel")
-    batch = check_batch(batch)
+    policy = check_option(Policy, policy, "policy")
+    parallel = check_option(Parallel, parallel, "parallel")
+    batch = check_option(Batch, batch, "batch")
     workload_sets, training_doc, topology_sets = route_sets(sets)
     topo = load_topology(topology, topology_sets)
     work = load_workload(workload, workload_sets)
