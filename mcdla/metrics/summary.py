@@ -47,10 +47,8 @@ def summarize(iteration, record, wall_s: float) -> dict[str, Any]:
     }
     busiest = max(socket_avg, key=lambda p: (socket_avg[p], iteration.port_peak_Bps[p]), default=None)
     notes = []
-    if not topology.memory_nodes and iteration.policy != "bw_aware":
+    if not topology.memory_nodes:
         notes.append(f"policy {iteration.policy} ignored: {topology.name} has no memory-nodes")
-    elif not topology.memory_nodes:
-        notes.append(f"policy bw_aware ignored: {topology.name} has no memory-nodes")
     if not iteration.virtualize:
         why = "disabled" if not iteration.training.virtualization else f"{topology.name} has no backing store"
         notes.append(f"memory virtualization off: {why}")

@@ -95,12 +95,16 @@ def _design_order(data: pd.DataFrame) -> list[str]:
     return [d for d in compare.DESIGNS if d in present] or present
 
 
+def _by_design(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The finished rows with their design, the designs in paper order, the parallel modes."""
+    data = compare.with_design(table)
+    return data, _design_order(data), _parallel_modes(data)
+
+
 def fig11(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Stacked busy time per workload and design, normalized to each workload's tallest bar."""
     plt = _plt()
-    data = compare.with_design(table)
-    designs = _design_order(data)
-    modes = _parallel_modes(data)
+    data, designs, modes = _by_design(table)
     fig, axes = _panels(plt, len(modes), width=max(11.0, 0.22 * len(designs) * len(_workloads(data)) + 2))
     parts = ("compute", "sync", "virtualization")
     for ax, mode in zip(axes, modes):
@@ -155,9 +159,7 @@ def _grouped_bars(ax, data: pd.DataFrame, value: str, designs: list[str], scale:
 def fig12(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """CPU memory bandwidth used by offload traffic, average (bars) and peak (ticks)."""
     plt = _plt()
-    data = compare.with_design(table)
-    designs = _design_order(data)
-    modes = _parallel_modes(data)
+    data, designs, modes = _by_design(table)
     fig, axes = _panels(plt, len(modes))
     for ax, mode in zip(axes, modes):
         panel = data[data["parallel"] == mode]
@@ -346,11 +348,9 @@ def power(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
 def link_bytes(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Bytes carried by all links in one iteration, per workload and design."""
     plt = _plt()
-    data = compare.with_design(table)
+    data, designs, modes = _by_design(table)
     columns = [c for c in data.columns if c.startswith("link_bytes.")]
     data["link_bytes_total"] = data[columns].fillna(0).sum(axis=1) if columns else 0.0
-    designs = _design_order(data)
-    modes = _parallel_modes(data)
     fig, axes = _panels(plt, len(modes))
     for ax, mode in zip(axes, modes):
         panel = data[data["parallel"] == mode]

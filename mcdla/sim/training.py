@@ -61,7 +61,6 @@ class DeviceRecord:
     prefetches: dict[int, int] = field(default_factory=dict)  # tensor -> times prefetched
     prefetch_ready: dict[int, float] = field(default_factory=dict)  # tensor -> time in device memory
     backward_start: dict[int, float] = field(default_factory=dict)  # layer -> backward start time
-    recomputes: int = 0
 
     def allocate(self, now: float, size_bytes: float) -> None:
         self.memory_bytes += size_bytes
@@ -122,7 +121,7 @@ class Iteration:
         self.records = [DeviceRecord(d) for d in topology.devices]
         self.collectives: list[CollectiveRecord] = []
         self._stream: simpy.Store = simpy.Store(self.env)
-        self._barriers: dict[tuple, tuple[list[int], simpy.Event]] = {}
+        self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
         groups = self._group_counts()
         self._groups_left = [dict(groups) for _ in range(self.D)]
         self.store_bytes: dict[str, float] = {}
@@ -226,10 +225,11 @@ class Iteration:
     def _join(self, device: int, key: tuple, op: str, size_bytes: float) -> simpy.Event:
         """Every device calls this for the same collective; the last arrival launches it."""
         if key not in self._barriers:
-            self._barriers[key] = ([], self.env.event())
-        arrived, done = self._barriers[key]
-        arrived.append(device)
-        if len(arrived) == self.D:
+            self._barriers[key] = [0, self.env.event()]
+        barrier = self._barriers[key]
+        barrier[0] += 1
+        done = barrier[1]
+        if barrier[0] == self.D:
             if self.D == 1 or size_bytes <= 0:
                 done.succeed()
             else:
@@ -365,7 +365,6 @@ class Iteration:
                     yield prefetched[t]
                 elif plan.recomputed[t] and t not in recomputed:
                     recomputed.add(t)
-                    record.recomputes += 1
                     yield from self._reserve(device, plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
                     yield from self._compute(device, plan.fwd_s[t], f"recompute {layers[t].name}")
             if model and self.training.regather and layers[i].weight_group is not None:
