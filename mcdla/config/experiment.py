@@ -180,7 +180,7 @@ def _canonical_order(kind: Kind, keys: list[str]) -> tuple[str, ...]:
     return tuple(first + [k for k in keys if k not in first])
 
 
-def expand(spec: _ExperimentFile, kind: Kind, where: Where) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+def expand(spec: _ExperimentFile, kind: Kind) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     """The columns and the ordered points of an experiment (see the module docstring)."""
     axis_names = list(spec.axes)
     axis_values = [spec.axes[name] for name in axis_names]
@@ -240,7 +240,7 @@ def load_experiment(name_or_path: str) -> Experiment:
     for i, dep in enumerate(spec.depends):
         if not _NAME.match(dep):
             raise where.child("depends").child(i).error(f"expected an experiment name, got {dep!r}")
-    columns, points = expand(spec, kind, where)
+    columns, points = expand(spec, kind)
     first_seen: dict[str, int] = {}
     runner = spec.runner or kind.runner
     for i, point in enumerate(points):

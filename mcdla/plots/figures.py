@@ -249,7 +249,7 @@ def pcie4(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
             ("MC-DLA(B)\nover DC-DLA gen4", summary["gap"], PAPER["pcie4.gap"])]
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     once = [False]
-    for i, (label, value, paper) in enumerate(bars):
+    for i, (_label, value, paper) in enumerate(bars):
         ax.bar(i, value, color="#4c72b0", label="mcdla" if i == 0 else None)
         _paper_marker(ax, i, paper, once)
     ax.set_xticks(range(len(bars)))

@@ -142,7 +142,7 @@ def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, ta
     share = size_bytes / len(rings)
     flows = [0]
     procs = [
-        env.process(_ring(env, net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows))
+        env.process(_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows))
         for ring in rings
     ]
     yield env.all_of(procs)
@@ -168,7 +168,7 @@ def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, ta
     )
 
 
-def _ring(env, net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows):
+def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows):
     """One directed ring's part of the collective (see the module docstring)."""
     p = ring.size
     if p == 1 or share == 0:

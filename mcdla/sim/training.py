@@ -222,7 +222,7 @@ class Iteration:
             self.collectives.append(record)
             done.succeed()
 
-    def _join(self, device: int, key: tuple, op: str, size_bytes: float) -> simpy.Event:
+    def _join(self, key: tuple, op: str, size_bytes: float) -> simpy.Event:
         """Every device calls this for the same collective; the last arrival launches it."""
         if key not in self._barriers:
             self._barriers[key] = [0, self.env.event()]
@@ -334,7 +334,7 @@ class Iteration:
                 for p in layer.inputs:
                     if p not in gathered:
                         gathered.add(p)
-                        yield self._join(device, ("fwd", p), "all_gather", plan.full_bytes[p])
+                        yield self._join(("fwd", p), "all_gather", plan.full_bytes[p])
             # The output buffer exists while the layer computes.
             yield from self._reserve(device, plan.tensor_bytes[i], f"the output of {layer.name}")
             yield from self._compute(device, plan.fwd_s[i], f"fwd {layer.name}")
@@ -370,7 +370,7 @@ class Iteration:
             if model and self.training.regather and layers[i].weight_group is not None:
                 for p in layers[i].inputs:
                     if p != 0:
-                        yield self._join(device, ("regather", i, p), "all_gather", plan.full_bytes[p])
+                        yield self._join(("regather", i, p), "all_gather", plan.full_bytes[p])
             record.backward_start[i] = env.now
             yield from self._compute(device, plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
@@ -380,12 +380,12 @@ class Iteration:
             if model:
                 if layers[i].weight_group is not None and layers[i].inputs != (0,):
                     in_bytes = layers[i].in_elems_per_sample * self.batch * self.workload.precision_bytes
-                    yield self._join(device, ("bwd", i), "all_reduce", in_bytes)
+                    yield self._join(("bwd", i), "all_reduce", in_bytes)
             elif group is not None:
                 self._groups_left[device][group] -= 1
                 if self._groups_left[device][group] == 0:
                     size = self.workload.weight_groups[group] * self.workload.precision_bytes
-                    self._join(device, ("dW", group), "all_reduce", size)
+                    self._join(("dW", group), "all_reduce", size)
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
