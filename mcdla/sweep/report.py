@@ -161,14 +161,9 @@ def _virtualization_bound(tables: Tables) -> float:
 
 
 def _socket_bw_Bps(topology: str) -> float:
-    from mcdla import units
-    from mcdla.config.loader import DATA_ROOT, read_yaml
+    from mcdla.hw.topology import load_topology
 
-    doc = read_yaml(DATA_ROOT / "topologies" / f"{topology}.yaml")
-    presets = read_yaml(DATA_ROOT / "topologies" / "presets" / "hardware.yaml")["hosts"]
-    host = doc.get("host")
-    host = presets.get(host, {}) if isinstance(host, str) else (host or {})
-    return units.parse(host["socket_mem_bw"], "bandwidth")
+    return load_topology(topology).host.socket_mem_bw
 
 
 def _host_bw_fraction(tables: Tables) -> float:
