@@ -24,21 +24,18 @@ __all__ = ["memory_node_power", "perf_per_watt"]
 def memory_node_power(point: Mapping[str, Any]) -> dict[str, Any]:
     """The power figures of one memory-node design (a ``kind: power`` sweep point)."""
     from mcdla.config.hardware import MemoryNodeSpec
-    from mcdla.config.loader import DATA_ROOT, apply_overrides, read_yaml
+    from mcdla.config.loader import apply_overrides
     from mcdla.config.schema import Where, build
+    from mcdla.config.topology import PRESETS_FILE, load_presets, resolve_presets
 
-    path = DATA_ROOT / "topologies" / "presets" / "hardware.yaml"
-    presets = read_yaml(path).get("memory_nodes") or {}
-    name = str(point.get("memory_node", "table2"))
-    if name not in presets:
-        raise InputError(f"unknown memory-node preset {name!r}; known: {', '.join(presets)}",
-                         key="memory_node")
-    overrides = [(k.partition(".")[2], v) for k, v in point.items() if k.startswith("memory_node.")]
     stray = [k for k in point if "." in k and not k.startswith("memory_node.")]
     if stray:
         raise InputError("a power point only accepts memory_node.FIELD overrides", key=stray[0])
-    spec = build(MemoryNodeSpec, apply_overrides(presets[name], overrides),
-                 Where(str(path), f"memory_nodes.{name}"))
+    name = str(point.get("memory_node", "table2"))
+    doc = resolve_presets({"memory_node": name}, load_presets(), "point")
+    overrides = [(k, v) for k, v in point.items() if k.startswith("memory_node.")]
+    doc = apply_overrides(doc, overrides)
+    spec = build(MemoryNodeSpec, doc["memory_node"], Where(str(PRESETS_FILE), f"memory_nodes.{name}"))
     count = int(point.get("memory_nodes", 8))
     system_W = float(point.get("system_power_W", 3200.0))
     node_W = spec.power_W
