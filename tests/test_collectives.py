@@ -251,12 +251,17 @@ def test_cli_topology(capsys):
     assert code == 2 and "--link-bw" in err
 
 
-def test_fig09_script_prints_normalized_latencies(capsys):
-    from mcdla.sim.fig09 import fig09_rows, main as fig09_main
+def test_fig09_experiment_runs_through_the_sweep_and_matches_closed_forms(tmp_path):
+    from mcdla import units
+    from mcdla.config.experiment import load_experiment
+    from mcdla.sweep.engine import run_sweep
+    from mcdla.sweep.store import read_table
 
-    rows = fig09_rows(["all_reduce", "broadcast"], [2, 4, 16], 8e6, 4e3, LINK_Bps, HOP_S)
-    assert [r["normalized"] for r in rows if r["ranks"] == 2] == [1.0, 1.0]
-    for row in rows:
-        assert row["time_s"] == pytest.approx(row["closed_form_s"], rel=1e-9)
-    assert fig09_main(["--ranks", "2,16"]) == 0
-    assert "normalized" in capsys.readouterr().out
+    run_sweep(load_experiment("fig09"), out=tmp_path, jobs=1, progress=False)
+    table = read_table(tmp_path)
+    assert len(table) == 16 and (table["status"] == "ok").all()
+    for row in table.itertuples():
+        size, chunk = units.parse_size(row.size), units.parse_size(row.chunk)
+        link_Bps = units.parse_bandwidth(row.link_bw)
+        expected = collective_time_s(row.op, size, row.ring, 2 * link_Bps, HOP_S, rings=2, chunk_bytes=chunk)
+        assert row.time_s == pytest.approx(expected, rel=1e-9)
