@@ -19,7 +19,6 @@ from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
 # topologies use so that the number lives in one place.
 # Relative to mcdla.config.loader.DATA_ROOT; the loader (and PyYAML) is imported only
 # when the command runs, so that ``mcdla --help`` stays fast.
-_PRESETS = ("topologies", "presets", "hardware.yaml")
 # Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
 _MAX_RING = 4096
 _DEFAULT_LINK = "nvlink2"
@@ -69,10 +68,13 @@ def _quantity(value: str, kind: str, option: str, *, positive: bool) -> float:
 
 
 def _default_link() -> tuple[float, float]:
-    from mcdla.config.loader import DATA_ROOT, read_yaml
+    from mcdla.config.hardware import LinkSpec
+    from mcdla.config.schema import Where, build
+    from mcdla.config.topology import PRESETS_FILE, load_presets
 
-    link = read_yaml(DATA_ROOT.joinpath(*_PRESETS)).get("links", {}).get(_DEFAULT_LINK, {})
-    return units.parse_bandwidth(link["bw"]), units.parse_time(link["latency"])
+    link = build(LinkSpec, load_presets()["links"][_DEFAULT_LINK],
+                 Where(str(PRESETS_FILE), f"links.{_DEFAULT_LINK}"))
+    return link.effective_bw_Bps, link.latency
 
 
 def run(args: argparse.Namespace) -> int:
