@@ -86,6 +86,14 @@ class Topology:
         caps.update({pid: p.bw_Bps for pid, p in self.ports.items()})
         return caps
 
+    def directed_links(self) -> dict[str, tuple[str, ...]]:
+        """Directed node pair (``"D0>M0"``) -> its parallel channels, pairs sorted: the
+        unit in which reports and traces show link traffic."""
+        pairs: dict[str, list[str]] = {}
+        for cid, channel in self.channels.items():
+            pairs.setdefault(f"{channel.src}>{channel.dst}", []).append(cid)
+        return {pair: tuple(pairs[pair]) for pair in sorted(pairs)}
+
     def backing_routes(self, device: str, policy: str, direction: str) -> tuple[Subflow, ...]:
         """The stripes of one DMA between ``device`` and its backing store.
 

@@ -136,14 +136,10 @@ def build_trace(iteration, record) -> dict[str, Any]:
 
     # Links (directed node pairs) and memory ports: utilization counters.
     timeline = iteration.net.timeline or {}
-    pairs: dict[str, list[str]] = {}
-    capacity: dict[str, float] = {}
-    for cid, channel in topology.channels.items():
-        key = f"{channel.src}>{channel.dst}"
-        pairs.setdefault(key, []).append(cid)
-        capacity[key] = capacity.get(key, 0.0) + channel.bw_Bps
+    links = {pair: (list(channels), sum(topology.channels[c].bw_Bps for c in channels))
+             for pair, channels in topology.directed_links().items()}
     groups = [
-        ("links", LINK_CATEGORY, {k: (pairs[k], capacity[k]) for k in sorted(pairs)}),
+        ("links", LINK_CATEGORY, links),
         ("memory ports", PORT_CATEGORY,
          {p: ([p], port.bw_Bps) for p, port in sorted(topology.ports.items())}),
     ]

@@ -22,11 +22,8 @@ def _mean(values: list[float]) -> float:
 
 def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float]:
     """Bytes per directed node pair ("D0>M0"), summed over parallel links, every link listed."""
-    totals: dict[str, float] = {}
-    for cid, channel in topology.channels.items():
-        key = f"{channel.src}>{channel.dst}"
-        totals[key] = totals.get(key, 0.0) + bytes_by_resource.get(cid, 0.0)
-    return dict(sorted(totals.items()))
+    return {pair: sum(bytes_by_resource.get(c, 0.0) for c in channels)
+            for pair, channels in topology.directed_links().items()}
 
 
 def summarize(iteration, record, wall_s: float) -> dict[str, Any]:
