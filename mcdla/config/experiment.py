@@ -29,7 +29,6 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 from mcdla.config.loader import find_input, read_yaml
@@ -259,9 +258,4 @@ def load_experiment(name_or_path: str) -> Experiment:
         depends=tuple(spec.depends),
         source=str(path),
     )
-
-
-def experiment_path(name: str) -> Path:
-    """The shipped experiment file called ``name``."""
-    return find_input(name, "experiments", "experiment")
 

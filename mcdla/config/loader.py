@@ -1,8 +1,12 @@
-"""Reading YAML input files safely, finding shipped files by name, and ``--set``.
+"""Reading YAML input files safely, finding inputs by name, and ``--set``.
 
 Files are parsed with ``yaml.safe_load`` only: a tag that would build a Python object
-is an input error. Shipped inputs live in the repository's ``topologies/``,
-``workloads/`` and ``experiments/`` folders and are found by bare name; anything with
+is an input error. Shipped inputs are package data (``mcdla/data/topologies/``,
+``workloads/``, ``experiments/``), so a wheel install finds them from any folder.
+
+A bare name (``ring``, ``resnet34``) is looked up along a search path, first match
+wins: each folder of ``MCDLA_PATH`` (``os.pathsep``-separated), then the current
+folder, then the shipped data; in each, ``<folder>/<kind>/<name>.yaml``. Anything with
 a path separator or a ``.yaml`` suffix is read as a path.
 """
 
@@ -11,14 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import os
+
 import yaml
 
 from mcdla.errors import InputError
 
-__all__ = ["DATA_ROOT", "find_input", "read_yaml", "shipped", "apply_overrides", "parse_set"]
+__all__ = ["DATA_ROOT", "search_path", "find_input", "display_path", "read_yaml", "shipped",
+           "apply_overrides", "parse_set"]
 
-# The project root: topologies/, workloads/ and experiments/ sit beside the package.
-DATA_ROOT = Path(__file__).resolve().parents[2]
+# The shipped inputs: package data, beside the code in every kind of install.
+DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
 
 # Input files larger than this are refused before parsing (no input is near it).
 _MAX_FILE_BYTES = 8 * 2**20
@@ -33,23 +40,40 @@ def _safe_load(text: str) -> Any:
     return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
 
 
+def search_path() -> list[Path]:
+    """The folders bare names are looked up in, first match wins."""
+    extra = [Path(p) for p in os.environ.get("MCDLA_PATH", "").split(os.pathsep) if p]
+    return [*extra, Path.cwd(), DATA_ROOT]
+
+
 def shipped(folder: str) -> list[str]:
     """Names of the YAML files shipped in ``folder``, sorted."""
     return sorted(p.stem for p in (DATA_ROOT / folder).glob("*.yaml"))
 
 
 def find_input(name_or_path: str, folder: str, what: str) -> Path:
-    """The file a user means by ``name_or_path``: a shipped name or a path."""
-    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+    """The file a user means by ``name_or_path``: a name on the search path, or a path."""
+    if "/" in name_or_path or os.sep in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
     else:
-        path = DATA_ROOT / folder / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(shipped(folder)) or "none"
-            raise InputError(f"unknown {what} {name_or_path!r}; shipped: {known}", key=what)
+        for root in search_path():
+            path = root / folder / f"{name_or_path}.yaml"
+            if path.is_file():
+                return path
+        known = ", ".join(shipped(folder)) or "none"
+        raise InputError(f"unknown {what} {name_or_path!r}; shipped: {known} "
+                         f"(also searched MCDLA_PATH and ./{folder}/)", key=what)
     if not path.is_file():
         raise InputError(f"no such {what} file", file=str(path))
     return path
+
+
+def display_path(path: Path) -> str:
+    """A file's name as messages show it: relative to the shipped data when shipped."""
+    try:
+        return str(path.resolve().relative_to(DATA_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def read_yaml(path: Path | str) -> dict[str, Any]:

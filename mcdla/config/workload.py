@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 from mcdla.config import loader
@@ -426,12 +425,5 @@ def load_workload(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Wo
     doc = loader.read_yaml(path)
     if sets:
         doc = loader.apply_overrides(doc, list(sets))
-    return read_workload(doc, _display(path))
+    return read_workload(doc, loader.display_path(path))
 
-
-def _display(path: Path) -> str:
-    """The file name as messages show it: relative to the project when shipped."""
-    try:
-        return str(path.resolve().relative_to(loader.DATA_ROOT))
-    except ValueError:
-        return str(path)

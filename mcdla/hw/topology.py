@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import networkx as nx
@@ -230,16 +229,9 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
     (``device.hbm_bw``, ``links.pcie.bw``, ``links.pcie=pcie4_x16``, ...).
     """
     path = loader.find_input(name_or_path, "topologies", "topology")
-    file = _display_path(path)
+    file = loader.display_path(path)
     return build_topology(read_topology_doc(path, sets, file), file)
 
-
-def _display_path(path: Path) -> str:
-    """The file name as the user should read it: relative to the project when shipped."""
-    try:
-        return str(path.resolve().relative_to(loader.DATA_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, ...]:
