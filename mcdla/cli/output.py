@@ -1,8 +1,12 @@
 """Printing results as a table, JSON or CSV, to stdout or a file.
 
 JSON keeps the nested structure of a result; table and CSV flatten nested mappings
-into dotted columns (``busy_s.compute``). Output files are written whole, to a
-temporary name first, so a failure never leaves a partial file behind.
+into dotted columns (``busy_s.compute``). JSON and CSV carry raw SI numbers
+(seconds, bytes, bytes/s); a table prints each quantity with a unit a person reads
+(:mod:`mcdla.io.humane`). JSON is strict: a non-finite number (the bandwidth of a
+zero-byte collective, say) is written as ``null``, since ``Infinity`` and ``NaN`` are
+not JSON. Files are written by :mod:`mcdla.io.write` (whole, atomically, never
+replacing a device or a symlink).
 """
 
 from __future__ import annotations
@@ -12,14 +16,13 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from mcdla.io.humane import format_field
 from mcdla.io.records import flatten
 
-__all__ = ["add_format_options", "flatten", "emit", "emit_text", "render"]
+__all__ = ["add_format_options", "flatten", "emit", "emit_text", "render", "finite", "positive_int"]
 
 
 def add_format_options(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +32,29 @@ def add_format_options(parser: argparse.ArgumentParser) -> None:
         default="table",
         help="output format (default: table)",
     )
-    parser.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout ('-': stdout)")
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if value == 0 or (math.isfinite(value) and 1e-3 <= abs(value) < 1e7):
-            return f"{value:.6g}"
-        return f"{value:.4e}"
-    return str(value)
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (``--jobs``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def finite(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by None (JSON ``null``)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, Mapping):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -46,9 +63,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
     if len(rows) == 1:  # one result: a key/value listing reads better than a wide row
         flat = rows[0]
         width = max(len(k) for k in flat)
-        return "".join(f"{k:<{width}}  {_cell(v)}\n" for k, v in flat.items())
+        return "".join(f"{k:<{width}}  {format_field(k, v)}\n" for k, v in flat.items())
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
+    cells = [[format_field(c, row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines.append("  ".join("-" * w for w in widths))
@@ -61,7 +78,7 @@ def render(data: Mapping[str, Any] | Iterable[Mapping[str, Any]], fmt: str) -> s
     records = [data] if isinstance(data, Mapping) else list(data)
     if fmt == "json":
         payload = records[0] if isinstance(data, Mapping) else records
-        return json.dumps(payload, indent=2, sort_keys=False) + "\n"
+        return json.dumps(finite(payload), indent=2, sort_keys=False, allow_nan=False) + "\n"
     rows = [flatten(r) for r in records]
     if fmt == "csv":
         buffer = io.StringIO()
@@ -79,11 +96,11 @@ def emit(data: Mapping[str, Any] | Iterable[Mapping[str, Any]], args: argparse.N
 
 
 def emit_text(text: str, args: argparse.Namespace) -> None:
-    """Writes ``text`` whole to ``args.output`` (atomically) or to stdout."""
-    if getattr(args, "output", None):
-        path = Path(args.output)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    """Writes ``text`` whole to ``args.output`` (see :mod:`mcdla.io.write`) or to stdout."""
+    output = getattr(args, "output", None)
+    if output is not None:
+        from mcdla.io.write import write_text
+
+        write_text(output, text, option="--output")
     else:
         sys.stdout.write(text)

@@ -29,9 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mcdla.errors import InputError
+    from mcdla.io.write import check_folder
 
     if (args.experiment is None) == (args.trace is None):
         raise InputError("give either EXPERIMENT or --trace FILE")
+    if args.out is not None:  # a file, '' or an unwritable place: refused before drawing
+        check_folder(args.out, "--out")
+    if args.results == "":
+        raise InputError("expected a folder, got an empty string", key="--results")
     if args.trace is not None:
         from mcdla.plots.links import render_link_utilization
 

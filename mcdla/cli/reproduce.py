@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from mcdla.cli.output import positive_int
+
 # The paper's experiments, in the order they run; power reads fig11_13's speedups.
 PAPER_EXPERIMENTS = ("fig09", "fig11_13", "fig14", "pcie4", "scalability", "power")
 
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", default=".",
                         help="root folder: results in DIR/results/, figures in DIR/plots/, "
                         "report DIR/docs/results.md (default: the current folder)")
-    parser.add_argument("--jobs", type=int, metavar="N", help="points run at once (default: the number of CPUs)")
+    parser.add_argument("--jobs", type=positive_int, metavar="N", help="points run at once (default: the number of CPUs)")
     parser.add_argument("--plots", metavar="DIR", help="figure folder (default: DIR/plots)")
     parser.add_argument("--report", metavar="FILE", help="report file (default: DIR/docs/results.md)")
     parser.add_argument("--only", action="append", choices=PAPER_EXPERIMENTS, metavar="NAME",
@@ -44,15 +46,24 @@ def run(args: argparse.Namespace) -> int:
 
     from mcdla.config.experiment import load_experiment
     from mcdla.errors import InputError
-    from mcdla.plots.figures import plot_experiment
+    from mcdla.io.write import check_folder, check_output, make_folder, write_text
+    from mcdla.plots.figures import load_results, plot_experiment
     from mcdla.sweep.engine import run_sweep
     from mcdla.sweep.report import ExperimentStatus, render_report
-    from mcdla.sweep.store import TABLE, read_journal, read_table
+    from mcdla.sweep.store import TABLE, read_journal
 
     started = time.monotonic()
-    root = Path(args.out)
-    plots = Path(args.plots) if args.plots else root / "plots"
-    report = Path(args.report) if args.report else root / "docs" / "results.md"
+    # Every output place is checked before any sweep runs.
+    root = check_folder(args.out, "--out")
+    plots = check_folder(args.plots, "--plots") if args.plots is not None else root / "plots"
+    if args.plots is None:
+        check_folder(plots, "--out")
+    if args.report is not None:
+        report = Path(args.report)
+        check_output(report, "--report")
+    else:
+        report = root / "docs" / "results.md"
+        check_folder(report.parent, "--out")
     experiments = [load_experiment(name) for name in PAPER_EXPERIMENTS]  # all valid before any runs
     selected = set(args.only or PAPER_EXPERIMENTS)
     statuses, tables, figures = [], {}, {}
@@ -67,8 +78,15 @@ def run(args: argparse.Namespace) -> int:
             except InputError as exc:  # e.g. a topology not shipped yet: note it, go on
                 problem = f"not run: {exc}"
                 print(f"mcdla reproduce: {experiment.name}: {problem}", file=sys.stderr)
+        table = None
         if (folder / TABLE).is_file():
-            tables[experiment.name] = read_table(folder)
+            try:
+                table = load_results(folder)
+            except InputError as exc:  # a damaged table: noted in the report, the others go on
+                problem = (problem + "; " if problem else "") + f"unreadable results: {exc}"
+                print(f"mcdla reproduce: {experiment.name}: {problem}", file=sys.stderr)
+        if table is not None:
+            tables[experiment.name] = table
             records = read_journal(folder / "journal.jsonl")
             simulated_s = sum(float(r.get("elapsed_s", 0.0)) for r in records.values())
             failed = failed or int((tables[experiment.name]["status"] != "ok").sum())
@@ -84,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
             problem = "no results"
         statuses.append(ExperimentStatus(experiment.name, points=len(experiment.points), failed=failed,
                                          ran=ran, problem=problem, simulated_s=simulated_s))
+    if not tables:  # an all-"n/a" report would only destroy the one already there
+        raise InputError(f"no results under {root / 'results'}: not writing a report without numbers "
+                         "(run without --report-only first)", file=str(report))
     text = render_report(tables, statuses, time.monotonic() - started, plots, report, figures)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(report)
+    if args.report is None:
+        make_folder(report.parent, "--out")
+    write_text(report, text, option="--report")
     print(f"mcdla reproduce: report written to {report}", file=sys.stderr)
     return 0

@@ -1,10 +1,18 @@
-"""``mcdla sim``: simulate one training iteration and report where the time goes."""
+"""``mcdla sim``: simulate one training iteration and report where the time goes.
+
+The table leads with the answer: the iteration time, the throughput, and where each
+device's time goes as a share of the iteration, with a bar per part; then every field
+of the result by its dotted name. Per-link byte counters (32 lines on the ring) are
+listed only with ``--links``; JSON and CSV always carry everything, in raw SI units.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from mcdla.cli.output import add_format_options, emit
+from typing import Any, Mapping
+
+from mcdla.cli.output import add_format_options, emit_text, render
 from mcdla.config.point import DEFAULT_POINT as DEFAULTS
 from mcdla.config.point import PARALLEL, POLICIES
 
@@ -31,13 +39,82 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--set device.hbm_bw='1.2 TB/s' (repeatable)")
     parser.add_argument("--trace", metavar="FILE",
                         help="write a Chrome/Perfetto trace (JSON trace-event format) to FILE")
+    parser.add_argument("--links", action="store_true",
+                        help="table: also list the bytes carried by every directed link "
+                        "(JSON and CSV always have them)")
     add_format_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcdla.errors import InputError
+    from mcdla.io.write import same_target
     from mcdla.sim.run import simulate_from_args
 
+    if args.trace is not None and same_target(args.trace, args.output):
+        raise InputError("--trace and --output name the same file; one would overwrite the other",
+                         key="--trace")
     result = simulate_from_args(args)
-    emit(result, args)
+    if args.format == "table":
+        emit_text(table(result, links=args.links), args)
+    else:
+        emit_text(render(result, args.format), args)
     return 0
+
+
+# The parts of an iteration, as a share of it (the Fig. 11 breakdown): label, field.
+BREAKDOWN = (
+    ("compute", "busy_s.compute"),
+    ("sync, busy", "busy_s.sync"),
+    ("sync, exposed", "exposed_s.sync"),
+    ("virtualization, busy", "busy_s.virtualization"),
+    ("virtualization, exposed", "exposed_s.virtualization"),
+)
+
+
+def throughput(result: Mapping[str, Any]) -> str:
+    """Samples trained per second: the batch over the iteration time."""
+    time_s = result["iteration_time_s"]
+    if not time_s or time_s != time_s:
+        return "n/a"
+    rate = result["batch"] / time_s
+    return f"{rate:,.0f} samples/s" if rate >= 100 else f"{rate:.3g} samples/s"
+
+
+def breakdown(result: Mapping[str, Any], indent: str = "  ") -> list[str]:
+    """One line per part of the iteration: a bar, its share of the iteration, its time."""
+    from mcdla.io.humane import bar, format_value, percent
+    from mcdla.io.records import flatten
+
+    flat = flatten(result)
+    time_s = result["iteration_time_s"]
+    width = max(len(label) for label, _ in BREAKDOWN)
+    lines = []
+    for label, field in BREAKDOWN:
+        value = flat.get(field)
+        if value is None:
+            continue
+        share = value / time_s if time_s else 0.0
+        lines.append(f"{indent}{label:<{width}}  {bar(share)}  {percent(share):>6}  "
+                     f"{format_value(value, 'time')}")
+    return lines
+
+
+def table(result: Mapping[str, Any], *, links: bool = False) -> str:
+    """The table form of a sim result (see the module docstring)."""
+    from mcdla.io.humane import format_value
+
+    heading = [
+        f"iteration time  {format_value(result['iteration_time_s'], 'time')}",
+        f"throughput      {throughput(result)}",
+        "",
+        f"{result['workload']}, {result['parallel']}-parallel, batch {result['batch']}, on "
+        f"{result['topology']} ({result['devices']} devices, {result['policy']} policy)",
+        "",
+        "time per device as a share of the iteration (busy: the stream works; exposed: "
+        "compute waits for it):",
+        *breakdown(result),
+        "",
+    ]
+    details = dict(result) if links else {k: v for k, v in result.items() if k != "link_bytes"}
+    return "\n".join(heading) + "\n" + render(details, "table")

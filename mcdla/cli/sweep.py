@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from mcdla.cli.output import add_format_options, emit, emit_text, render
+from mcdla.cli.output import add_format_options, emit, emit_text, positive_int, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or YAML file")
     parser.add_argument("--out", metavar="DIR", help="sweep folder (default: results/<name>/)")
-    parser.add_argument("--jobs", type=int, metavar="N",
+    parser.add_argument("--jobs", type=positive_int, metavar="N",
                         help="points run at once (default: the number of CPUs)")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="local worker processes or a Dask cluster (default: %(default)s)")
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler and args.executor != "dask":
         raise InputError("--scheduler needs --executor dask", key="--scheduler")
     experiment = load_experiment(args.experiment)
+    _check_places(args, experiment)
     result = run_sweep(experiment, out=args.out, jobs=args.jobs, executor=args.executor,
                        scheduler=args.scheduler, retry_failed=args.retry_failed,
                        progress=not args.quiet)
@@ -52,6 +53,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         emit(summary, args)
     return 0
+
+
+def _check_places(args: argparse.Namespace, experiment) -> None:
+    """Refuses, before any point runs, a sweep folder that cannot be one and an
+    ``--output`` that would overwrite the sweep's own files (its journal, say)."""
+    from mcdla.errors import InputError
+    from mcdla.io.write import check_folder, same_target
+    from mcdla.sweep.engine import default_folder
+    from mcdla.sweep.store import JOURNAL, PARQUET, TABLE
+
+    folder = check_folder(args.out if args.out is not None else default_folder(experiment), "--out")
+    if args.output is None:
+        return
+    for own in ("", JOURNAL, TABLE, PARQUET, ".lock"):
+        if same_target(args.output, folder / own if own else folder):
+            what = f"the sweep's {own}" if own else "the sweep folder"
+            raise InputError(f"would overwrite {what} in {str(folder)!r}; write the summary elsewhere",
+                             key="--output")
 
 
 def _speedups(table_path: str) -> list[dict]:

@@ -23,18 +23,17 @@ be made with ``record_timeline=True`` (``mcdla sim --trace`` does that). The sam
 counters are what ``mcdla plot --trace`` draws. ``otherData`` carries the run's
 configuration and ``iteration_time_us``.
 
-Output is deterministic (events in a fixed order, sorted keys) and written to a
-temporary file first, then renamed, so a failed run never leaves a partial trace.
+Output is deterministic (events in a fixed order, sorted keys) and written by
+:mod:`mcdla.io.write`, so a failed run never leaves a partial trace.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterable
 
-from mcdla.errors import InputError
+from mcdla.io.write import check_output, write_text
 
 __all__ = ["write_trace", "build_trace", "check_trace_path", "LINK_CATEGORY", "PORT_CATEGORY"]
 
@@ -169,26 +168,14 @@ def build_trace(iteration, record) -> dict[str, Any]:
 
 def check_trace_path(path: str | os.PathLike) -> None:
     """Refuses, before any simulation, a trace path that cannot be written."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError("is a directory, not a trace file", file=str(target))
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"no such directory {str(parent)!r} for the trace", file=str(target))
+    check_output(path, "--trace")
 
 
 def write_trace(path: str | os.PathLike, iteration, record) -> None:
-    """Writes the trace of one iteration to ``path`` atomically."""
+    """Writes the trace of one iteration to ``path`` (atomically for a regular file)."""
     check_trace_path(path)
-    target = Path(path)
     document = build_trace(iteration, record)
     lines = ",\n".join(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in document["traceEvents"])
     header = {k: v for k, v in document.items() if k != "traceEvents"}
     text = "{\"traceEvents\":[\n" + lines + "\n],\n" + json.dumps(header, sort_keys=True)[1:] + "\n"
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write the trace: {exc.strerror}", file=str(target)) from None
+    write_text(path, text, option="--trace")

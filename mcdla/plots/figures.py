@@ -19,8 +19,10 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from mcdla.io.write import make_folder
 from mcdla.metrics import compare
 from mcdla.metrics.paper import PAPER, TABLE_IV
+from mcdla.plots.save import save_figure
 
 __all__ = ["FIGURES", "draw", "render"]
 
@@ -381,13 +383,12 @@ FIGURES: dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]] = 
 def render(name: str, table: pd.DataFrame, deps: Mapping[str, pd.DataFrame], out: Path | str) -> list[Path]:
     """Draws figure ``name`` and writes ``out/name.png`` and ``out/name.svg``."""
     plt = _plt()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out, "--out")
     fig = FIGURES[name](table, deps)
     paths = [out / f"{name}.png", out / f"{name}.svg"]
     try:
-        fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
-        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+        for path in paths:
+            save_figure(fig, path, option="--out", bbox_inches="tight")
     finally:
         plt.close(fig)
     return paths
@@ -402,20 +403,49 @@ def draw(figures: tuple[str, ...], table: pd.DataFrame, deps: Mapping[str, pd.Da
     return paths
 
 
+def load_results(folder: Path | str) -> pd.DataFrame:
+    """The results table of a sweep folder; a damaged one (not UTF-8, empty, not CSV,
+    without a ``status`` column) is one InputError line naming the file."""
+    from mcdla.errors import InputError
+    from mcdla.sweep.store import TABLE, read_table
+
+    path = str(Path(folder) / TABLE)
+    try:
+        table = read_table(folder)
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text: a damaged results table", file=path) from None
+    except pd.errors.EmptyDataError:
+        raise InputError("empty: a damaged results table (rerun mcdla sweep)", file=path) from None
+    except pd.errors.ParserError as exc:
+        first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else "unreadable"
+        raise InputError(f"not a CSV results table: {first}", file=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=path) from None
+    if "status" not in table.columns:
+        raise InputError("not a results table: no 'status' column", file=path)
+    return table
+
+
 def plot_experiment(experiment: Any, results: Path | str, out: Path | str | None = None) -> list[Path]:
     """Draws ``experiment``'s figures from its sweep folder ``results`` into ``out``.
 
     The tables of the experiments it ``depends`` on are read from sibling folders
     (``results/../<name>``) when they exist; a figure then falls back to what it can
-    draw without them.
+    draw without them. A table lacking a column a figure needs is an InputError.
     """
-    from mcdla.sweep.store import TABLE, read_table
+    from mcdla.errors import InputError
+    from mcdla.sweep.store import TABLE
 
     results = Path(results)
-    table = read_table(results)
+    table = load_results(results)
     deps = {}
     for name in experiment.depends:
         folder = results.parent / name
         if (folder / TABLE).is_file():
-            deps[name] = read_table(folder)
-    return draw(experiment.figures, table, deps, out if out is not None else results)
+            deps[name] = load_results(folder)
+    try:
+        return draw(experiment.figures, table, deps, out if out is not None else results)
+    except KeyError as exc:
+        missing = str(exc.args[0] if exc.args else exc)[:80]
+        raise InputError(f"the results table lacks a column its figures need: {missing}",
+                         file=str(results / TABLE)) from None

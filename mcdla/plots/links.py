@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mcdla.errors import InputError
+from mcdla.io.write import make_folder
+from mcdla.plots.save import save_figure
 
 __all__ = ["read_link_counters", "binned", "render_link_utilization"]
 
@@ -90,8 +92,7 @@ def render_link_utilization(trace: Path | str, out: Path | str | None = None) ->
 
     trace = Path(trace)
     links, end_us, other = read_link_counters(trace)
-    out = Path(out) if out is not None else trace.parent
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out if out is not None else trace.parent, "--out")
     names = list(links)
     grid = [binned(links[n], end_us, _BINS) for n in names]
     plt = _plt()
@@ -127,8 +128,8 @@ def render_link_utilization(trace: Path | str, out: Path | str | None = None) ->
     fig.tight_layout()
     paths = [out / f"{trace.stem}_links.png", out / f"{trace.stem}_links.svg"]
     try:
-        fig.savefig(paths[0], dpi=150, metadata={"Software": None})
-        fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+        for path in paths:
+            save_figure(fig, path, option="--out")
     finally:
         plt.close(fig)
     return paths

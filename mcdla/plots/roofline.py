@@ -21,25 +21,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from mcdla.errors import InputError
+from mcdla.plots.save import SUFFIXES, check_plot_path, save_figure
 
 __all__ = ["SUFFIXES", "check_plot_path", "draw_roofline"]
 
-SUFFIXES = (".png", ".svg")
 _PHASE_COLORS = {"fwd": "#4c72b0", "bwd": "#dd8452", "recompute": "#55a868"}
 # What a GEMM kernel computes -> marker; forward and recompute kernels are both "fwd"-like.
 _MARKERS = {"fwd": ("o", "forward GEMM"), "dx": ("^", "dX GEMM"), "dw": ("s", "dW GEMM")}
 _LABELLED = 5  # the slowest kernels get their name written beside them
-
-
-def check_plot_path(path: str | os.PathLike) -> Path:
-    """``path`` if a figure can be written there (by suffix), else InputError on ``--plot``."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise InputError(f"expected a .png or .svg file name, got {str(path)!r}", key="--plot")
-    if not path.parent.is_dir():
-        raise InputError(f"directory {str(path.parent)!r} does not exist", key="--plot")
-    return path
 
 
 def _si(value: float, unit: str) -> str:
@@ -146,15 +135,8 @@ def draw_roofline(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
                 textcoords="offset points", ha="left", va="top", fontsize=8,
                 rotation=math.degrees(math.atan2(y1 - y0, x1 - x0)), rotation_mode="anchor")
 
-    # Written to a temporary name first, so a failure never leaves a partial figure.
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        if path.suffix.lower() == ".png":
-            fig.savefig(tmp, dpi=150, metadata={"Software": None})
-        else:
-            fig.savefig(tmp, metadata={"Date": None, "Creator": None})
-        os.replace(tmp, path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mcdla.hw.topology import Topology  # noqa: E402
+from mcdla.plots.save import save_figure  # noqa: E402
 
 __all__ = ["draw_topology", "layout"]
 
@@ -132,5 +133,7 @@ def draw_topology(topo: Topology, path: str | Path) -> None:
     ax.margins(0.12)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        save_figure(fig, path, option="path", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)

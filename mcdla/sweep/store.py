@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from mcdla.errors import InputError
 from mcdla.io.records import flatten
+from mcdla.io.write import open_output, write_text
 
 __all__ = ["Journal", "JOURNAL", "TABLE", "write_table", "read_table", "table_rows"]
 
@@ -152,12 +153,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_table(folder: Path | str, header: list[str], rows: list[dict[str, Any]]) -> Path:
     """Writes results.csv (and results.parquet if pyarrow is importable) and returns the CSV path."""
     import io
@@ -169,15 +164,14 @@ def write_table(folder: Path | str, header: list[str], rows: list[dict[str, Any]
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in header])
     path = folder / TABLE
-    _write_atomic(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
     try:
         import pyarrow  # noqa: F401 - optional: parquet only where it is installed
     except ImportError:
         return path
     table = read_table(folder)
-    tmp = folder / f".{PARQUET}.tmp"
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, folder / PARQUET)
+    with open_output(folder / PARQUET, "wb") as stream:
+        table.to_parquet(stream, index=False)
     return path
 
 
