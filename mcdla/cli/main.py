@@ -9,7 +9,8 @@ import sys
 from mcdla import __version__
 
 # Command name -> module in mcdla.cli; order is the order of ``mcdla --help``.
-COMMANDS = ("sim", "collective", "workloads", "topologies", "layers", "sweep", "plot", "reproduce")
+COMMANDS = ("sim", "compare", "collective", "workloads", "topologies", "layers", "sweep", "plot",
+            "reproduce")
 
 
 class _Parser(argparse.ArgumentParser):
