@@ -9,6 +9,7 @@ import json
 import pytest
 import simpy
 
+from mcdla import units
 from mcdla.cli.main import main
 from mcdla.hw.collective_model import bus_factor, busbw_Bps, collective_time_s
 from mcdla.hw.network import Ring
@@ -219,7 +220,9 @@ def test_cli_csv_and_table(capsys, tmp_path):
     text = target.read_text()
     assert text.splitlines()[0].split() == ["op", "all_gather"]
     expected = collective_time_s("all_gather", 4e6, 3, 20e9, 1e-6, rings=2)
-    assert f"{expected:.4e}" in text
+    # Tables print quantities with units for people (issue 9), to 4 significant digits.
+    printed = dict(line.split(None, 1) for line in text.splitlines() if line.strip())
+    assert units.parse(printed["time_s"].strip(), "time") == pytest.approx(expected, rel=5e-4)
 
 
 @pytest.mark.parametrize(

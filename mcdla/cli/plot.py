@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:  # a file, '' or an unwritable place: refused before drawing
         check_folder(args.out, "--out")
     if args.results == "":
-        raise InputError("expected a folder, got an empty string", key="--results")
+        raise InputError("expected a directory, got an empty string", key="--results")
     if args.trace is not None:
         from mcdla.plots.links import render_link_utilization
 

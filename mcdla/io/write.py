@@ -66,14 +66,14 @@ def _check_parent(path: str, parent: Path, option: str | None) -> None:
         info = os.stat(parent)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            raise _refuse(path, f"no such folder {_shown(str(parent))!r}", option) from None
+            raise _refuse(path, f"no such directory {_shown(str(parent))!r}", option) from None
         if exc.errno == errno.ENOTDIR:
-            raise _refuse(path, "a parent of this path is a file, not a folder", option) from None
+            raise _refuse(path, "a parent of this path is a file, not a directory", option) from None
         raise _refuse(path, f"cannot write: {exc.strerror}", option) from None
     if not stat.S_ISDIR(info.st_mode):
-        raise _refuse(path, f"{_shown(str(parent))!r} is not a folder", option)
+        raise _refuse(path, f"{_shown(str(parent))!r} is not a directory", option)
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise _refuse(path, f"cannot write into folder {_shown(str(parent))!r}: permission denied", option)
+        raise _refuse(path, f"cannot write into directory {_shown(str(parent))!r}: permission denied", option)
 
 
 def _plan(path: str | os.PathLike, option: str | None = None) -> tuple[str, str]:
@@ -91,10 +91,10 @@ def _plan(path: str | os.PathLike, option: str | None = None) -> tuple[str, str]
             _check_parent(text, real.parent, option)
             return "atomic", str(real)
         if exc.errno == errno.ENOTDIR:
-            raise _refuse(text, "a parent of this path is a file, not a folder", option) from None
+            raise _refuse(text, "a parent of this path is a file, not a directory", option) from None
         raise _refuse(text, f"cannot write: {exc.strerror}", option) from None
     if stat.S_ISDIR(info.st_mode):
-        raise _refuse(text, "is a folder, not a file", option)
+        raise _refuse(text, "is a directory, not a file", option)
     real = os.path.realpath(text)
     if not stat.S_ISREG(info.st_mode) or real.startswith(_DIRECT_ROOTS) or text.startswith(_DIRECT_ROOTS):
         if _is_stdout(info):
@@ -142,14 +142,14 @@ def check_folder(path: str | os.PathLike, option: str | None = None) -> Path:
     Creates nothing."""
     text = os.fspath(path)
     if text == "":
-        raise _refuse("", "expected a folder, got an empty string", option or "--out")
+        raise _refuse("", "expected a directory, got an empty string", option or "--out")
     _check_name(text, option)
     folder = Path(text)
     if folder.exists():
         if not folder.is_dir():
-            raise _refuse(text, "exists and is not a folder", option)
+            raise _refuse(text, "exists and is not a directory", option)
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise _refuse(text, "cannot write into this folder: permission denied", option)
+            raise _refuse(text, "cannot write into this directory: permission denied", option)
         return folder
     ancestor = Path(os.path.abspath(text)).parent
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
@@ -164,7 +164,7 @@ def make_folder(path: str | os.PathLike, option: str | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _refuse(os.fspath(path), f"cannot create the folder: {exc.strerror}", option) from None
+        raise _refuse(os.fspath(path), f"cannot create the directory: {exc.strerror}", option) from None
     return folder
 
 
