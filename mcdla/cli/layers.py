@@ -93,11 +93,14 @@ def _text(report: dict, fmt: str) -> str:
         return render(report, "json")
     if fmt == "csv":
         return render(report["kernels"], "csv")
+    from mcdla.io.humane import format_field
+
     roof = report["roofline"]
     share = (f"{report['local_batch']} samples per device" if report["shards"] == 1
              else f"the whole batch on 1/{report['shards']} of each layer")
     header = (f"{report['workload']} on {report['topology']} ({report['devices']} devices, "
               f"{report['parallel']}-parallel, batch {report['batch']}: {share}); "
-              f"device peak {roof['peak_MACps']:.4g} MAC/s, HBM {roof['hbm_bw_Bps']:.4g} B/s, "
-              f"ridge {roof['ridge_MAC_per_B']:.4g} MAC/B\n\n")
+              f"device peak {format_field('peak_MACps', roof['peak_MACps'])}, "
+              f"HBM {format_field('hbm_bw_Bps', roof['hbm_bw_Bps'])}, "
+              f"ridge {format_field('ridge_MAC_per_B', roof['ridge_MAC_per_B'])}\n\n")
     return header + render(report["kernels"], "table") + "\n" + render(report["totals"], "table")

@@ -67,9 +67,13 @@ def _table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     cells = [[format_field(c, row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    # Numbers right-aligned, so that magnitudes line up down a column.
+    numeric = [all(isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
+                   for row in rows if row.get(c) is not None) for c in columns]
+    lines = ["  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(columns, widths, numeric))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    lines += ["  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(r, widths, numeric))
+              for r in cells]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

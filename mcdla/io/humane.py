@@ -41,8 +41,8 @@ _SUFFIXES = (
     ("_share", "percent"),
     ("utilization", "percent"),
 )
-# A trailing qualifier that does not change the unit: activation_bytes_per_sample.
-_QUALIFIERS = ("_per_sample", "_per_device", "_per_iteration")
+# Trailing qualifiers that do not change the unit: activation_bytes_per_sample, macs_fwd.
+_QUALIFIERS = ("_per_sample", "_per_device", "_per_iteration", "_fwd", "_bwd")
 
 
 def _kind_of(component: str) -> str | None:
