@@ -264,3 +264,15 @@ def test_plot_out_onto_a_file_is_refused(tmp_path, capsys):
     assert main(["plot", str(exp), "--results", str(folder), "--out", str(plain)]) == 2
     one_line_error(capsys, "not a directory")
     assert plain.read_text() == "x"
+
+
+def test_a_failure_while_writing_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from mcdla.io.write import open_output
+
+    target = tmp_path / "table.csv"
+    target.write_text("old\n")
+    with pytest.raises(KeyboardInterrupt):
+        with open_output(target) as stream:
+            stream.write("half a ta")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["table.csv"]

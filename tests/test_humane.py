@@ -146,3 +146,9 @@ def test_compare_refuses_bad_designs_before_simulating(tmp_path, capsys, designs
 def test_compare_plot_needs_a_figure_name(tmp_path, capsys):
     assert main(["compare", *SMALL, "--plot", str(tmp_path / "x.pdf")]) == 2
     assert "--plot" in capsys.readouterr().err
+
+
+def test_compare_refuses_more_designs_than_fit_side_by_side(capsys):
+    assert main(["compare", *SMALL, "--designs", ",".join(["dc"] * 1000)]) == 2
+    err = capsys.readouterr().err
+    assert "--designs" in err and len(err) < 200

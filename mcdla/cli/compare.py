@@ -19,6 +19,9 @@ from mcdla.config.point import PARALLEL, POLICIES
 
 # The paper's six design points (mcdla.metrics.compare.DESIGNS), as --designs spells them.
 DEFAULT_DESIGNS = "dc,hc,star,ring:local,ring:bw_aware,oracle"
+# More designs than a table can show side by side are refused before any runs
+# (a sweep is the tool for grids).
+MAX_DESIGNS = 32
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,8 +54,12 @@ def parse_designs(text: str) -> list[tuple[str, str]]:
     """``"dc,ring:local"`` -> ``[("dc", default policy), ("ring", "local")]``; checked."""
     from mcdla.errors import InputError
 
+    items = text.split(",")
+    if len(items) > MAX_DESIGNS:
+        raise InputError(f"{len(items)} designs; at most {MAX_DESIGNS} fit side by side "
+                         "(run a grid with mcdla sweep)", key="--designs")
     designs = []
-    for item in text.split(","):
+    for item in items:
         topology, _, policy = item.strip().partition(":")
         if not topology:
             raise InputError(f"expected TOPOLOGY[:POLICY] items separated by commas, got {text[:80]!r}",
