@@ -276,3 +276,13 @@ def test_a_failure_while_writing_keeps_the_old_file_and_leaves_no_temporary(tmp_
             stream.write("half a ta")
             raise KeyboardInterrupt
     assert target.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["table.csv"]
+
+
+def test_trace_through_a_symlink_writes_its_target(tmp_path, capsys):
+    real = tmp_path / "real.json"
+    link = tmp_path / "trace.json"
+    os.symlink(real.name, link)  # dangling until the trace is written
+    assert main(["sim", "--topology", "single", "--batch", "8", "--format", "json", "--trace", str(link)]) == 0
+    capsys.readouterr()
+    assert link.is_symlink() and "traceEvents" in json.loads(real.read_text())
+    assert leftovers(tmp_path) == []
