@@ -9,14 +9,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+# The longest value an error message echoes, and the longest message: a hostile
+# input (a 2 GiB alias expansion, a megabyte key) must not become a 2 GiB message.
+EXCERPT_CHARS = 60
+MESSAGE_CHARS = 400
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for echoing user input in a message."""
+    if isinstance(value, (dict, list, tuple, set)) and len(value) > limit:
+        text = f"<{type(value).__name__} of {len(value)} items>"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.splitlines())  # one line, whatever the input held
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
 
 class InputError(Exception):
-    """Bad input, reported as ``FILE: KEY: what was expected``."""
+    """Bad input, reported as ``FILE: KEY: what was expected`` on one short line."""
 
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
-        self.file, self.key, self.detail = file, key, message
+        file = _clip(file) if file else file
+        key = _clip(key) if key else key
+        self.file, self.key, self.detail = file, key, _clip(message)
         parts = [p for p in (file, key) if p]
-        super().__init__(": ".join(parts + [message]))
+        super().__init__(_clip(": ".join(parts + [self.detail])))
 
 
 class InfeasibleError(Exception):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 
+from mcdla.errors import excerpt
+
 __all__ = [
     "UnitError",
     "KINDS",
@@ -70,25 +72,25 @@ def parse(value: object, kind: str, *, clock_Hz: float | None = None) -> float:
         raise ValueError(f"unknown quantity kind {kind!r}")
     units, expected = KINDS[kind]
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UnitError(f"expected {expected}, got {value!r}")
+        raise UnitError(f"expected {expected}, got {excerpt(value)}")
     if isinstance(value, (int, float)):
         number, factor = float(value), 1.0
     else:
         match = _QUANTITY.match(value)
         if match is None:
-            raise UnitError(f"expected {expected}, got {value!r}")
+            raise UnitError(f"expected {expected}, got {excerpt(value)}")
         number, unit = float(match.group(1)), match.group(2)
         if kind == "time" and unit in ("cycle", "cycles"):
             if clock_Hz is None:
-                raise UnitError(f"{value!r} is in cycles, which needs a clock frequency here")
+                raise UnitError(f"{excerpt(value)} is in cycles, which needs a clock frequency here")
             factor = 1.0 / clock_Hz
         elif unit in units:
             factor = units[unit]
         else:
-            raise UnitError(f"unknown unit {unit!r} in {value!r}: expected {expected}")
+            raise UnitError(f"unknown unit {excerpt(unit, 20)} in {excerpt(value)}: expected {expected}")
     result = number * factor
     if not math.isfinite(result):
-        raise UnitError(f"expected {expected}, got the non-finite {value!r}")
+        raise UnitError(f"expected {expected}, got the non-finite {excerpt(value)}")
     return result
 
 

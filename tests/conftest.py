@@ -10,3 +10,9 @@ from hypothesis import settings
 settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("deterministic")
+
+# Experiments name registered runners only; the sweep tests' fakes are registered the
+# way a user registers their own, through the environment (inherited by subprocesses).
+import os  # noqa: E402
+
+os.environ["MCDLA_RUNNERS"] = "sweep_fakes:run,sweep_fakes:slow"

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--set device.hbm_bw='1.2 TB/s' (repeatable)")
     parser.add_argument("--trace", metavar="FILE",
                         help="write a Chrome/Perfetto trace (JSON trace-event format) to FILE")
+    parser.add_argument("--budget", type=float, metavar="N",
+                        help="work budget in channel updates (default 1e10, or MCDLA_WORK_BUDGET): "
+                        "runs estimated over it are refused before they start")
     parser.add_argument("--links", action="store_true",
                         help="table: also list the bytes carried by every directed link "
                         "(JSON and CSV always have them)")

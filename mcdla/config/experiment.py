@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal, Mapping
 from mcdla.config.loader import find_input, read_yaml
 from mcdla.config.point import DEFAULT_POINT, Batch, Parallel, Policy
 from mcdla.config.schema import Bandwidth, PositiveFloat, PositiveInt, Range, Size, Time, Where, build
+from mcdla.errors import InputError, excerpt
 
 __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point_key", "POINT_LABEL"]
 
@@ -107,11 +108,39 @@ class Kind:
 # every point so that the results table always carries these columns.
 _SIM_DEFAULTS = DEFAULT_POINT
 
+# Runners an experiment may name: a name -> ``module:function``, never imported here.
+# An experiment file names one of these, so a shared file cannot run arbitrary code;
+# a user adds their own through the environment (MCDLA_RUNNERS="name=module:function,
+# ..." or a bare "module:function"), which is their own code on their own machine.
+RUNNERS = {
+    "sim": "mcdla.sim.run:simulate_point",
+    "collective": "mcdla.sweep.runners:collective_point",
+    "power": "mcdla.metrics.power:memory_node_power",
+}
+
+
+def runners() -> dict[str, str]:
+    """The registered runners, shipped ones and those of ``MCDLA_RUNNERS``."""
+    import os
+
+    found = dict(RUNNERS)
+    for entry in os.environ.get("MCDLA_RUNNERS", "").split(","):
+        name, sep, target = entry.strip().rpartition("=")
+        target = target.strip()
+        if not target:
+            continue
+        if not _RUNNER.match(target):
+            raise InputError(f"expected name=module:function entries, got {excerpt(entry)}",
+                             key="MCDLA_RUNNERS")
+        found[name.strip() if sep else target] = target
+    return found
+
+
 KINDS: dict[str, Kind] = {
-    "sim": Kind("mcdla.sim.run:simulate_point", SimKeys, dotted=True, defaults=_SIM_DEFAULTS),
-    "collective": Kind("mcdla.sweep.runners:collective_point", CollectiveKeys, dotted=False,
+    "sim": Kind(RUNNERS["sim"], SimKeys, dotted=True, defaults=_SIM_DEFAULTS),
+    "collective": Kind(RUNNERS["collective"], CollectiveKeys, dotted=False,
                        defaults={"op": "all_reduce"}),
-    "power": Kind("mcdla.metrics.power:memory_node_power", PowerKeys, dotted=True,
+    "power": Kind(RUNNERS["power"], PowerKeys, dotted=True,
                   defaults={"memory_node": "table2", "memory_nodes": 8, "system_power_W": 3200}),
 }
 
@@ -223,8 +252,11 @@ def load_experiment(name_or_path: str) -> Experiment:
             key = where.child("figure") if isinstance(spec.figure, str) else where.child("figure").child(i)
             raise key.error(f"unknown figure {figure!r}; expected one of {', '.join(FIGURES)}")
     kind = KINDS[spec.kind]
-    if spec.runner is not None and not _RUNNER.match(spec.runner):
-        raise where.child("runner").error(f"expected module:function, got {spec.runner!r}")
+    known = runners()
+    if spec.runner is not None and spec.runner not in known:
+        raise where.child("runner").error(
+            f"unknown runner {excerpt(spec.runner)}; registered: {', '.join(sorted(known))} "
+            "(add your own with MCDLA_RUNNERS=name=module:function)")
     _check_point(kind, spec.base, where.child("base"))
     for axis, values in spec.axes.items():
         axis_where = where.child("axes").child(axis)
@@ -241,7 +273,7 @@ def load_experiment(name_or_path: str) -> Experiment:
             raise where.child("depends").child(i).error(f"expected an experiment name, got {dep!r}")
     columns, points = expand(spec, kind)
     first_seen: dict[str, int] = {}
-    runner = spec.runner or kind.runner
+    runner = known[spec.runner] if spec.runner is not None else kind.runner
     for i, point in enumerate(points):
         key = point_key(spec.kind, runner, point)
         if key in first_seen:

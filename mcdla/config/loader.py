@@ -19,7 +19,7 @@ import os
 
 import yaml
 
-from mcdla.errors import InputError
+from mcdla.errors import InputError, excerpt
 
 __all__ = ["DATA_ROOT", "search_path", "find_input", "display_path", "read_yaml", "shipped",
            "apply_overrides", "parse_set"]
@@ -29,15 +29,84 @@ DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
 
 # Input files larger than this are refused before parsing (no input is near it).
 _MAX_FILE_BYTES = 8 * 2**20
+# Limits on what a document may ask of the loader (hostile input is expected): nodes
+# after alias expansion (the largest shipped file has a few thousand), nesting depth
+# (shipped files nest under 10 levels; the constructor recurses once per level).
+MAX_YAML_NODES = 1_000_000
+MAX_YAML_DEPTH = 64
 
 # libyaml's safe loader when PyYAML was built with it: the same safe subset of YAML
 # (no Python object tags), about ten times faster than the pure-Python one, which
 # matters for commands that read every shipped file (``mcdla workloads``).
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LimitError(Exception):
+    """A document over a loader limit; the message says which."""
+
+
+class _StrictLoader(_SafeBase):  # type: ignore[misc, valid-type]
+    """The safe loader, refusing duplicate mapping keys (YAML says they are an error)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise _LimitError(f"line {line}: duplicate key {excerpt(key)}")
+                seen[key] = None
+            except TypeError:  # an unhashable key: the constructor below says so
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_shape(text: str) -> None:
+    """Refuses alias bombs and deep nesting from the event stream, before composing.
+
+    The events are read iteratively (no recursion), and each anchored node's expanded
+    size is remembered, so an alias adds its whole expansion to the count without
+    being expanded: a billion-laughs document is refused after reading its few lines.
+    """
+    sizes: dict[str, int] = {}  # anchor -> nodes its expansion holds
+    stack: list[list] = []  # open collections: [anchor, nodes inside so far]
+    expanded = 0  # nodes of the whole document with every alias expanded
+    for event in yaml.parse(text, Loader=_SafeBase):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            stack.append([event.anchor, 1])
+            if len(stack) > MAX_YAML_DEPTH:
+                raise _LimitError(f"line {event.start_mark.line + 1}: nested deeper than "
+                                  f"{MAX_YAML_DEPTH} levels")
+            added = 1
+        else:
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, size = stack.pop()
+                added = 0  # counted as its contents arrived
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, size = event.anchor, 1
+                added = 1
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, size = None, sizes.get(event.anchor, 1)
+                added = size
+            else:
+                continue
+            if anchor is not None:
+                sizes[anchor] = size
+            if stack:
+                stack[-1][1] += size
+        expanded += added
+        if expanded > MAX_YAML_NODES:
+            raise _LimitError(f"expands to more than {MAX_YAML_NODES} values "
+                              f"(aliases repeat what they name); not an mcdla input")
 
 
 def _safe_load(text: str) -> Any:
-    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+    """Parses ``text`` within the loader limits; raises yaml.YAMLError or _LimitError."""
+    _check_shape(text)
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
 
 
 def search_path() -> list[Path]:
@@ -89,6 +158,8 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
         raise InputError("not UTF-8 text", file=str(path)) from None
     try:
         data = _safe_load(text)
+    except _LimitError as exc:
+        raise InputError(str(exc), file=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -104,9 +175,11 @@ def parse_set(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise InputError(f"expected KEY=VALUE with a dotted KEY, got {item!r}", key="--set")
+        raise InputError(f"expected KEY=VALUE with a dotted KEY, got {excerpt(item)}", key="--set")
     try:
         value = _safe_load(raw) if raw.strip() else ""
+    except _LimitError as exc:
+        raise InputError(f"{key}: {exc}", key="--set") from None
     except yaml.YAMLError:
         value = raw
     return key, value

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from mcdla import units
-from mcdla.errors import InputError
+from mcdla.errors import InputError, excerpt
 
 __all__ = [
     "Quantity",
@@ -77,13 +77,18 @@ Fraction = Annotated[float, Range(minimum=0.0, maximum=1.0, inclusive=False)]
 # Values from these up are refused before they cost memory or time: no real system
 # has an exabyte of memory, an exabyte per second of bandwidth or a year-long latency.
 _ABSURD = {"size": 1e18, "bandwidth": 1e18, "time": 3.2e7, "frequency": 1e13, "count": 1e15}
+# ... and from these down: a positive bandwidth under 1 kB/s (slower than a 1970s modem)
+# would make an iteration last years of simulated time, or underflow the flow solver.
+_TINY = {"bandwidth": 1e3}
 
 
 def check_physical(value: float, kind: str, where: "Where", shown: Any = None) -> float:
     """``value`` (of unit kind ``kind``) if it is below the physical limit, else an InputError."""
+    shown = value if shown is None else shown
     if value >= _ABSURD[kind]:
-        shown = value if shown is None else shown
-        raise where.error(f"{shown!r} is beyond any physical system (limit {_ABSURD[kind]:g})")
+        raise where.error(f"{excerpt(shown)} is beyond any physical system (limit {_ABSURD[kind]:g})")
+    if 0 < value < _TINY.get(kind, 0.0):
+        raise where.error(f"{excerpt(shown)} is below any physical link (minimum {_TINY[kind]:g} B/s)")
     return value
 
 
@@ -135,9 +140,9 @@ def _check_range(value: float, rng: Range, where: Where) -> float:
     lo, hi = rng.minimum, rng.maximum
     if lo is not None and (value < lo or (value == lo and not rng.inclusive)):
         op = ">=" if rng.inclusive else ">"
-        raise where.error(f"must be {op} {_bound(lo)}, got {value!r}")
+        raise where.error(f"must be {op} {_bound(lo)}, got {excerpt(value)}")
     if hi is not None and value > hi:
-        raise where.error(f"must be <= {_bound(hi)}, got {value!r}")
+        raise where.error(f"must be <= {_bound(hi)}, got {excerpt(value)}")
     return value
 
 
@@ -151,7 +156,7 @@ def _quantity(value: Any, mark: Quantity, where: Where, siblings: dict[str, Any]
         raise where.error(str(exc)) from None
     if result < mark.minimum or (result == mark.minimum and not mark.inclusive):
         what = "non-negative" if mark.inclusive else "positive"
-        raise where.error(f"must be {what}, got {value!r}")
+        raise where.error(f"must be {what}, got {excerpt(value)}")
     return check_physical(result, mark.kind, where, value)
 
 
@@ -181,19 +186,19 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
                 errors.append(exc)
         raise errors[0] if len(errors) == 1 else where.error(
             "expected " + " or ".join(_describe(o) for o in options if o is not type(None))
-            + f", got {value!r}"
+            + f", got {excerpt(value)}"
         )
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
-            raise where.error(f"expected {_describe(tp)}, got {value!r}")
+            raise where.error(f"expected {_describe(tp)}, got {excerpt(value)}")
         return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     if origin in (tuple, list):
         args = typing.get_args(tp)
         if not isinstance(value, list):
-            raise where.error(f"expected a list, got {value!r}")
+            raise where.error(f"expected a list, got {excerpt(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise where.error(f"expected a list of {len(args)} items, got {len(value)}")
@@ -203,7 +208,7 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
     if origin is dict:
         key_tp, val_tp = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise where.error(f"expected a mapping, got {value!r}")
+            raise where.error(f"expected a mapping, got {excerpt(value)}")
         return {
             _convert(key_tp, k, where, siblings): _convert(val_tp, v, where.child(str(k)), siblings)
             for k, v in value.items()
@@ -212,32 +217,32 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise where.error(f"expected true or false, got {value!r}")
+            raise where.error(f"expected true or false, got {excerpt(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise where.error(f"expected an integer, got {value!r}")
+            raise where.error(f"expected an integer, got {excerpt(value)}")
         try:
             number = float(value)
         except ValueError:
-            raise where.error(f"expected an integer, got {value!r}") from None
+            raise where.error(f"expected an integer, got {excerpt(value)}") from None
         if not math.isfinite(number) or number != int(number):
-            raise where.error(f"expected an integer, got {value!r}")
+            raise where.error(f"expected an integer, got {excerpt(value)}")
         check_physical(abs(number), "count", where, value)
         return int(number)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise where.error(f"expected a number, got {value!r}")
+            raise where.error(f"expected a number, got {excerpt(value)}")
         try:
             number = float(value)
         except ValueError:
-            raise where.error(f"expected a number, got {value!r}") from None
+            raise where.error(f"expected a number, got {excerpt(value)}") from None
         if not math.isfinite(number):
-            raise where.error(f"expected a finite number, got {value!r}")
+            raise where.error(f"expected a finite number, got {excerpt(value)}")
         return number
     if tp is str:
         if not isinstance(value, str):
-            raise where.error(f"expected a string, got {value!r}")
+            raise where.error(f"expected a string, got {excerpt(value)}")
         return value
     raise TypeError(f"schema type {tp!r} is not supported")  # a bug in a schema, not input
 
@@ -264,7 +269,7 @@ def build(cls: type, data: Any, where: Where) -> Any:
     refer to an earlier sibling (a clock for cycle counts).
     """
     if not isinstance(data, dict):
-        raise where.error(f"expected a mapping, got {data!r}")
+        raise where.error(f"expected a mapping, got {excerpt(data)}")
     hints, fields, names = _schema(cls)
     unknown = [k for k in data if k not in names]
     if unknown:

@@ -38,13 +38,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 from mcdla.config import loader
-from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
+from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where, build
 from mcdla.errors import InputError
 from mcdla.hw import layers as hw
 from mcdla.hw.layers import Layer, Workload
+
+# Limits on what a few YAML lines may ask for (each layer is simulated per device):
+# the largest shipped network unrolls to a few thousand layers.
+MAX_LAYERS = 50_000
+MAX_REPEAT = 10_000
+MAX_TIMESTEPS = 10_000
 
 __all__ = ["load_workload", "read_workload", "SPECS", "WorkloadDoc"]
 
@@ -96,7 +102,7 @@ class WorkloadDoc:
     description: str = ""
     precision_bytes: PositiveInt = 4
     hidden: PositiveInt | None = None
-    timesteps: PositiveInt | None = None
+    timesteps: Annotated[int, Range(minimum=1, maximum=MAX_TIMESTEPS)] | None = None
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     blocks: dict[str, BlockDoc] = field(default_factory=dict)
 
@@ -172,7 +178,7 @@ SPECS: dict[str, type] = {
 
 @dataclass(frozen=True)
 class _Repeat:
-    repeat: PositiveInt = 1
+    repeat: Annotated[int, Range(minimum=1, maximum=MAX_REPEAT)] = 1
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,7 @@ class _Variables:
     """The top-level keys that may be referred to as "$name"."""
 
     hidden: PositiveInt | None = None
-    timesteps: PositiveInt | None = None
+    timesteps: Annotated[int, Range(minimum=1, maximum=MAX_TIMESTEPS)] | None = None
 
 
 def _substitute(value: Any, env: dict[str, Any], where: Where) -> Any:
@@ -227,6 +233,10 @@ class _Builder:
         self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
 
     def _add(self, draft: _Draft) -> int:
+        if len(self.drafts) >= MAX_LAYERS:
+            raise Where(self.file, "layers").error(
+                f"expands to more than {MAX_LAYERS} layers (repeats and timesteps multiply); "
+                "not a workload mcdla can simulate in reasonable time")
         self.names[draft.name] = len(self.drafts)
         self.drafts.append(draft)
         return len(self.drafts) - 1
@@ -257,6 +267,8 @@ class _Builder:
         for ref in refs:
             if ref not in scope:
                 raise w.child("inputs").error(f"no earlier layer named {ref!r} here")
+            if scope[ref] in indices:  # an add of x and x is 2x: a scale, not a layer kind
+                raise w.child("inputs").error(f"names {ref!r} twice; a layer reads each input once")
             indices.append(scope[ref])
         return tuple(indices)
 
@@ -406,6 +418,8 @@ def read_workload(doc: dict[str, Any], file: str) -> Workload:
         substituted["input"] = {k: _substitute(v, env, where.child("input").child(str(k)))
                                 for k, v in doc["input"].items()}
     parsed = build(WorkloadDoc, substituted, where)
+    if not parsed.layers:
+        raise where.child("layers").error("a workload needs at least one layer")
     for kind in parsed.defaults:
         if kind not in SPECS:
             raise where.child("defaults").child(kind).error(

@@ -29,7 +29,7 @@ from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc, read_topology_doc
-from mcdla.errors import InputError
+from mcdla.errors import InputError, excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id
 
@@ -41,6 +41,9 @@ DIRECTIONS = ("offload", "prefetch")
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
 # devices), far below what would exhaust memory or time when the graph is built.
 MAX_NODES = 4096
+# Parallel links on one connection: real nodes have a handful (NVLink: up to 18 per
+# GPU in total); each is a channel the flow solver tracks.
+MAX_PARALLEL_LINKS = 256
 
 # Node-id prefixes of generated node names, by kind.
 _PREFIX = {"device": "D", "memory": "M", "switch": "SW", "cpu": "CPU"}
@@ -322,7 +325,10 @@ def _connection(entry, graph, links, where: Where) -> tuple[str, str, str, int]:
         raise where.child(2).error(f"unknown link type {alias!r}; links: {', '.join(links) or 'none'}")
     count = entry[3] if len(entry) == 4 else 1
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise where.child(3).error(f"expected a positive number of parallel links, got {count!r}")
+        raise where.child(3).error(f"expected a positive number of parallel links, got {excerpt(count)}")
+    if count > MAX_PARALLEL_LINKS:  # each link is a channel the solver tracks
+        raise where.child(3).error(f"{count} parallel links is more than the supported "
+                                   f"maximum of {MAX_PARALLEL_LINKS}")
     return a, b, alias, count
 
 
@@ -354,6 +360,10 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where) -> tuple[Ring, ..
     """Every listed ring, checked, as directed rings bound to parallel links."""
     usage: dict[str, int] = {}  # channel id -> rings bound to it so far
     rings: list[Ring] = []
+    devices = [n for n, kind in graph.nodes(data="kind") if kind == "device"]
+    if len(devices) > 1 and not doc.rings:
+        raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
+                                       "through all of them")
     for i, cycle in enumerate(doc.rings):
         where = top.child("rings").child(i)
         _check_cycle(graph, cycle, where)
@@ -363,7 +373,26 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where) -> tuple[Ring, ..
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
             rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where))
+        visited = set(cycle)
+        missing = [d for d in devices if d not in visited]
+        if missing:  # a collective over some devices would leave the rest unsynchronized
+            raise where.error(f"a collective ring must visit every device; it misses "
+                              f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        _check_relays(graph, cycle, where)
     return tuple(rings)
+
+
+def _check_relays(graph, cycle: Sequence[str], where: Where) -> None:
+    """A memory-node may relay twice (in and out of a device, as Fig. 7(b)'s 20-hop ring
+    does); returning to it with no device between is a detour that carries the ring's
+    data again for nothing."""
+    last_relay: dict[str, int] = {}
+    for j, node in enumerate(cycle):
+        if node in last_relay and not any(
+                graph.nodes[n]["kind"] == "device" for n in cycle[last_relay[node] + 1:j]):
+            raise where.child(j).error(f"{node!r} appears twice in the ring with no device between")
+        if graph.nodes[node]["kind"] != "device":
+            last_relay[node] = j
 
 
 def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
@@ -371,8 +400,8 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
         raise where.error("a ring needs at least two nodes")
     devices_seen: set[str] = set()
     for j, node in enumerate(cycle):
-        if node not in graph:
-            raise where.child(j).error(f"unknown node {node!r}")
+        if not isinstance(node, str) or node not in graph:
+            raise where.child(j).error(f"unknown node {excerpt(node)}")
         kind = graph.nodes[node]["kind"]
         if kind not in ("device", "memory"):
             raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices and memory-nodes")

@@ -50,10 +50,12 @@ def simulate(
     sets: Sequence[tuple[str, Any]] = (),
     *,
     trace: str | None = None,
+    budget: float | None = None,
 ) -> dict[str, Any]:
     """Simulates one training iteration and returns the CLI.md result mapping."""
     from mcdla.config.training import TrainingSpec
     from mcdla.config.workload import load_workload
+    from mcdla.hw.budget import check_budget, estimate_work
     from mcdla.hw.topology import load_topology
     from mcdla.metrics.summary import summarize
     from mcdla.sim.training import Iteration
@@ -69,6 +71,7 @@ def simulate(
     topo = load_topology(topology, topology_sets)
     work = load_workload(workload, workload_sets)
     training = build(TrainingSpec, training_doc, Where("--set", "training"))
+    check_budget(estimate_work(topo, work), budget)  # before any simulation work
     started = time.perf_counter()
     iteration = Iteration(topo, work, training, policy=policy, parallel=parallel, batch=batch,
                           record_timeline=trace is not None)
@@ -95,4 +98,4 @@ def simulate_from_args(args) -> dict[str, Any]:
 
     sets = [parse_set(item) for item in args.sets]
     return simulate(args.topology, args.policy, args.workload, args.parallel, args.batch, sets,
-                    trace=args.trace)
+                    trace=args.trace, budget=getattr(args, "budget", None))

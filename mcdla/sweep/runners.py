@@ -26,9 +26,17 @@ Runner = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 def resolve(runner: str | Runner) -> Runner:
-    """The function a ``module:function`` name designates (a callable is returned as is)."""
+    """The function a registered ``module:function`` designates (a callable as is).
+
+    Only registered targets are imported (mcdla.config.experiment.runners): a task that
+    names anything else is refused, whoever built it.
+    """
     if callable(runner):
         return runner
+    from mcdla.config.experiment import runners
+
+    if runner not in runners().values():
+        raise InputError(f"runner {runner!r} is not registered", key="runner")
     module_name, _, function = runner.partition(":")
     module = importlib.import_module(module_name)
     try:
