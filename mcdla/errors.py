@@ -48,3 +48,11 @@ class InfeasibleError(Exception):
 
 class InvariantError(AssertionError):
     """A conservation law of the simulation was broken: an internal bug."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (the CLI exits 128 + the signal's number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -15,4 +15,4 @@ settings.load_profile("deterministic")
 # way a user registers their own, through the environment (inherited by subprocesses).
 import os  # noqa: E402
 
-os.environ["MCDLA_RUNNERS"] = "sweep_fakes:run,sweep_fakes:slow"
+os.environ["MCDLA_RUNNERS"] = "sweep_fakes:run,sweep_fakes:slow,sweep_fakes:flaky"

@@ -43,3 +43,17 @@ def slow(point: Mapping[str, Any]) -> dict[str, Any]:
     """As :func:`run`, after a pause long enough to kill the sweep between points."""
     time.sleep(float(os.environ.get("MCDLA_FAKE_DELAY_S", "0.15")))
     return run(point)
+
+
+def flaky(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Fails the first time it sees a point (a marker file per point in
+    MCDLA_FAKE_MARKS), works after: a point retried with --retry-failed."""
+    import hashlib
+    from pathlib import Path
+
+    marks = Path(os.environ["MCDLA_FAKE_MARKS"])
+    mark = marks / hashlib.sha256(repr(sorted(point.items())).encode()).hexdigest()[:16]
+    if not mark.exists():
+        mark.write_text("seen")
+        raise InfeasibleError("fails once")
+    return run(point)

@@ -110,4 +110,9 @@ def run(args: argparse.Namespace) -> int:
         make_folder(report.parent, "--out")
     write_text(report, text, option="--report")
     print(f"mcdla reproduce: report written to {report}", file=sys.stderr)
+    troubled = [s.name for s in statuses if s.failed or (s.problem and s.name in selected)]
+    if troubled:  # the report says what; the exit status must not say all is well
+        print(f"mcdla reproduce: failed points or problems in {', '.join(troubled)}; see the report",
+              file=sys.stderr)
+        return 1
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from mcdla.cli.output import add_format_options, emit, emit_text, positive_int, render
 
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
                   + render(speedups, "table"), args)
     else:
         emit(summary, args)
+    if result.failed:  # the table has them; the exit status must not say all is well
+        print(f"mcdla sweep: {result.failed} of {result.points} points failed; their errors are in "
+              f"the error column of {result.table}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -225,14 +225,19 @@ def expand(spec: _ExperimentFile, kind: Kind) -> tuple[tuple[str, ...], list[dic
     return _canonical_order(kind, seen_keys), points
 
 
-def point_key(kind: str, runner: str, point: Mapping[str, Any]) -> str:
+def point_key(kind: str, runner: str, point: Mapping[str, Any],
+              inputs: Mapping[str, str] | None = None) -> str:
     """The stable identity of a point: a hash of its canonical JSON.
 
     The kind and runner are part of it so that results of a different runner (a test's
-    fake) sharing a folder are never taken for this one's.
+    fake) sharing a folder are never taken for this one's; ``inputs`` (role -> content
+    hash of each input file the point reads) so that a result computed from an older
+    topology, workload or presets file is never taken for the current one's.
     """
-    canonical = json.dumps({"kind": kind, "runner": runner, "point": point},
-                           sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    identity: dict[str, Any] = {"kind": kind, "runner": runner, "point": point}
+    if inputs:
+        identity["inputs"] = dict(inputs)
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
 
 

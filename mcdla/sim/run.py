@@ -20,7 +20,7 @@ from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Polic
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError
 
-__all__ = ["simulate", "simulate_point", "simulate_from_args", "route_sets"]
+__all__ = ["simulate", "simulate_point", "simulate_from_args", "route_sets", "load_inputs", "check_point"]
 
 
 def route_sets(sets: Sequence[tuple[str, Any]]):
@@ -41,6 +41,40 @@ def route_sets(sets: Sequence[tuple[str, Any]]):
     return workload, training, topology
 
 
+def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = (), cache=None):
+    """The validated topology, workload and training options of a run, not simulated.
+
+    ``cache`` (a dict) lets a caller checking many points load each distinct topology
+    and workload once.
+    """
+    from mcdla.config.training import TrainingSpec
+    from mcdla.config.workload import load_workload
+    from mcdla.hw.topology import load_topology
+
+    cache = {} if cache is None else cache
+    workload_sets, training_doc, topology_sets = route_sets(sets)
+    key = ("topology", topology, repr(topology_sets))
+    if key not in cache:
+        cache[key] = load_topology(topology, topology_sets)
+    wkey = ("workload", workload, repr(workload_sets))
+    if wkey not in cache:
+        cache[wkey] = load_workload(workload, workload_sets)
+    training = build(TrainingSpec, training_doc, Where("--set", "training"))
+    return cache[key], cache[wkey], training
+
+
+def check_point(point: Mapping[str, Any], cache=None) -> None:
+    """Raises the InputError a sweep point would meet, without simulating it."""
+    args = {**DEFAULT_POINT, **{k: point[k] for k in POINT_KEYS if k in point}}
+    check_option(Policy, args["policy"], "policy")
+    check_option(Parallel, args["parallel"], "parallel")
+    check_option(Batch, args["batch"], "batch")
+    from mcdla.config.experiment import POINT_LABEL
+
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k != POINT_LABEL]
+    load_inputs(args["topology"], args["workload"], sets, cache)
+
+
 def simulate(
     topology: str = DEFAULT_POINT["topology"],
     policy: str = DEFAULT_POINT["policy"],
@@ -53,10 +87,7 @@ def simulate(
     budget: float | None = None,
 ) -> dict[str, Any]:
     """Simulates one training iteration and returns the CLI.md result mapping."""
-    from mcdla.config.training import TrainingSpec
-    from mcdla.config.workload import load_workload
     from mcdla.hw.budget import check_budget, estimate_work
-    from mcdla.hw.topology import load_topology
     from mcdla.metrics.summary import summarize
     from mcdla.sim.training import Iteration
 
@@ -67,10 +98,7 @@ def simulate(
     policy = check_option(Policy, policy, "policy")
     parallel = check_option(Parallel, parallel, "parallel")
     batch = check_option(Batch, batch, "batch")
-    workload_sets, training_doc, topology_sets = route_sets(sets)
-    topo = load_topology(topology, topology_sets)
-    work = load_workload(workload, workload_sets)
-    training = build(TrainingSpec, training_doc, Where("--set", "training"))
+    topo, work, training = load_inputs(topology, workload, sets)
     check_budget(estimate_work(topo, work), budget)  # before any simulation work
     started = time.perf_counter()
     iteration = Iteration(topo, work, training, policy=policy, parallel=parallel, batch=batch,

@@ -13,13 +13,15 @@ experiment's kind names, resolved lazily inside the workers; tests pass a fake.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mcdla.config.experiment import Experiment, point_key
-from mcdla.errors import InputError
+from mcdla.errors import InputError, Terminated
 from mcdla.sweep import store
 from mcdla.sweep.executors import EXECUTORS, run_dask, run_local
 from mcdla.sweep.progress import Progress
@@ -51,17 +53,90 @@ def runner_name(runner: str | Callable[..., Any]) -> str:
     return f"{runner.__module__}:{runner.__qualname__}"
 
 
-def _check_names(experiment: Experiment) -> None:
-    """Refuses unknown topology or workload names before anything runs (exit 2)."""
-    from mcdla.config.loader import find_input
+def _check_points(experiment: Experiment) -> None:
+    """Refuses, before anything runs (exit 2), a point whose inputs do not load: an
+    unknown topology, workload or preset, a bad value (``device.hbm_bw: nope``). Each
+    distinct topology and workload is loaded once; nothing is simulated."""
+    from mcdla.sim.run import check_point
 
-    folders = {"topology": "topologies", "workload": "workloads"}
-    for key, folder in folders.items():
-        for name in dict.fromkeys(p[key] for p in experiment.points if key in p):
-            try:
-                find_input(str(name), folder, key)
-            except InputError as exc:
-                raise InputError(exc.detail, file=experiment.source, key=key) from None
+    cache: dict = {}
+    for i, point in enumerate(experiment.points):
+        try:
+            check_point(point, cache)
+        except InputError as exc:
+            raise InputError(f"point {i} ({_label(point)}): {exc}", file=experiment.source) from None
+
+
+def _label(point: Mapping[str, Any]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in point.items())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Input files a point of each kind reads, by role: (folder, point key, default).
+_PRESETS = ("topologies/presets", None, "hardware")
+_INPUT_FILES = {
+    "sim": {"topology": ("topologies", "topology", None), "workload": ("workloads", "workload", None),
+            "presets": _PRESETS},
+    "collective": {"topology": ("topologies", "topology", None), "presets": _PRESETS},
+    "power": {"presets": _PRESETS},
+}
+
+
+def _input_hashes(experiment: Experiment, point: Mapping[str, Any], seen: dict) -> dict[str, str]:
+    """Role -> content hash of each input file ``point`` reads (each file hashed once)."""
+    import hashlib
+
+    from mcdla.config.loader import DATA_ROOT, find_input
+
+    hashes = {}
+    for role, (folder, key, default) in _INPUT_FILES.get(experiment.kind, {}).items():
+        name = point.get(key, default) if key else default
+        if name is None:
+            continue
+        try:
+            path = (DATA_ROOT / folder / f"{name}.yaml" if key is None
+                    else find_input(str(name), folder, role))
+            resolved = str(path.resolve())
+            if resolved not in seen:
+                seen[resolved] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except (InputError, OSError):
+            continue  # the runner reports a missing file as the point's error
+        hashes[role] = seen[resolved]
+    return hashes
+
+
+def _say_changed(experiment, name, records, keyed, tasks, folder) -> None:
+    """One line when journaled points run again because an input file changed."""
+    if not tasks or not records:
+        return
+    before = {point_key(experiment.kind, name, r.get("point", {})) for r in records.values()}
+    pending = {key for _, key, _ in tasks}
+    changed = sum(1 for key, point in keyed
+                  if key in pending and point_key(experiment.kind, name, point) in before)
+    if changed:
+        print(f"mcdla sweep: {experiment.name}: {changed} point(s) in {folder} ran with other "
+              "input files (topology, workload or presets changed); running them again",
+              file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM is handled like Ctrl-C: the journal stays whole and the table is written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_sweep(
@@ -84,9 +159,11 @@ def run_sweep(
     runner = runner if runner is not None else experiment.runner
     name = runner_name(runner)
     if name == experiment.kind_spec.runner and experiment.kind == "sim":
-        _check_names(experiment)
+        _check_points(experiment)
     folder = Path(out) if out is not None else default_folder(experiment)
-    keyed = [(point_key(experiment.kind, name, p), p) for p in experiment.points]
+    seen: dict[str, str] = {}
+    keyed = [(point_key(experiment.kind, name, p, _input_hashes(experiment, p, seen)), p)
+             for p in experiment.points]
 
     with store.Journal(folder) as journal:
         records = journal.records()
@@ -96,17 +173,24 @@ def run_sweep(
             return record is None or (retry_failed and record["status"] != "ok")
 
         tasks = [(runner, key, dict(point)) for key, point in keyed if pending(key)]
+        _say_changed(experiment, name, records, keyed, tasks, folder)
         bar = Progress(len(keyed), len(keyed) - len(tasks), experiment.name, enabled=progress)
         ran = 0
         try:
             if tasks:
                 stream = (run_local(tasks, jobs) if executor == "local"
                           else run_dask(tasks, jobs, scheduler))
-                for record in stream:
-                    journal.append(record)
-                    records[record["key"]] = record
-                    ran += 1
-                    bar.advance(record["status"] == "ok")
+                with contextlib.closing(stream), _sigterm_as_interrupt():
+                    for record in stream:
+                        journal.append(record)
+                        records[record["key"]] = record
+                        ran += 1
+                        bar.advance(record["status"] == "ok")
+        except KeyboardInterrupt:
+            done = sum(1 for key, _ in keyed if key in records)
+            print(f"mcdla sweep: {experiment.name}: interrupted; {done} of {len(keyed)} points are "
+                  f"saved in {folder}; run the same command again to resume", file=sys.stderr)
+            raise
         finally:
             bar.close()
             header, rows = store.table_rows(experiment.columns, keyed, records)

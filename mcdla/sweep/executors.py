@@ -14,6 +14,11 @@ writes anything itself, so the journal has a single writer.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+import time
 from typing import Any, Iterator, Sequence
 
 from mcdla.errors import InputError
@@ -24,6 +29,47 @@ __all__ = ["run_local", "run_dask", "EXECUTORS"]
 Task = tuple[Any, str, dict[str, Any]]
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a worker never outlives the sweep that started it.
+
+    Ctrl-C and SIGTERM are the parent's to handle (it kills the workers); on Linux the
+    kernel kills the worker when the parent dies, even by ``kill -9``
+    (PR_SET_PDEATHSIG); everywhere, a thread polls the parent's pid as a fallback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the call above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mcdla-parent-watch", daemon=True).start()
+
+
+def _kill_workers(pool) -> None:
+    """Ends the pool's workers now: an interrupted sweep does not wait for their points
+    (they are not journaled, and run again on resume)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        try:
+            process.kill()
+        except (OSError, AttributeError):
+            pass
+    for process in processes:
+        process.join(timeout=1.0)
+
+
 def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
@@ -32,7 +78,8 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
     finished = False
     try:
         futures = [pool.submit(execute, *task) for task in tasks]
@@ -46,7 +93,9 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
                                    "rerun the sweep to resume") from None
         finished = True
     finally:
-        # On Ctrl-C or an error, drop the queued points instead of waiting for them.
+        # On Ctrl-C, SIGTERM or an error, drop the queued points and end the running ones.
+        if not finished:
+            _kill_workers(pool)
         pool.shutdown(wait=finished, cancel_futures=not finished)
 
 

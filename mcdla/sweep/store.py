@@ -51,10 +51,18 @@ class Journal:
         self._lock = None
 
     def __enter__(self) -> "Journal":
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
-        self._repair()
-        self._stream = open(self.path, "a", encoding="utf-8")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            self._repair()
+            self._stream = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            self.__exit__()
+            raise InputError(f"cannot write the sweep journal: {exc.strerror}",
+                             file=str(self.path)) from None
+        except InputError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -82,6 +90,8 @@ class Journal:
 
     def _repair(self) -> None:
         """Cuts a line torn by a kill mid-write, so the next append starts a fresh line."""
+        if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+            raise InputError("is not a regular file; a sweep journal must be one", file=str(self.path))
         if not self.path.exists():
             return
         data = self.path.read_bytes()
@@ -98,25 +108,51 @@ class Journal:
         assert self._stream is not None, "journal used outside its with-block"
         # Key order is kept as the runner made it: the table's column order follows it,
         # and must not depend on whether a record came from this run or the journal.
-        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._stream.flush()
-        os.fsync(self._stream.fileno())
+        try:
+            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+        except OSError as exc:  # a full disk: the points before this one are safe
+            raise InputError(f"cannot write the sweep journal: {exc.strerror}",
+                             file=str(self.path)) from None
+
+
+def _valid(record: Any) -> bool:
+    return (isinstance(record, dict) and isinstance(record.get("key"), str)
+            and record.get("status") in ("ok", "error") and isinstance(record.get("point", {}), dict))
 
 
 def read_journal(path: Path | str) -> dict[str, dict[str, Any]]:
-    records: dict[str, dict[str, Any]] = {}
+    """Finished points by key, the last line of a key winning (a retried point).
+
+    A damaged line (not UTF-8, not a JSON object, no key or status) is skipped and
+    reported in one line; its point counts as not run, so a resume runs it again. A
+    last line torn by a kill is left for the next writer to cut off.
+    """
     path = Path(path)
-    if not path.exists():
-        return records
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.endswith("\n"):
-                break  # torn by a kill; cut off when the journal is next opened for writing
-            try:
-                record = json.loads(line)
-                records[record["key"]] = record
-            except (ValueError, KeyError, TypeError):
-                print(f"mcdla: {path}:{number}: unreadable journal line skipped", file=sys.stderr)
+    if path.is_dir():
+        raise InputError("is a folder, not a sweep journal", file=str(path))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise InputError(f"cannot read the sweep journal: {exc.strerror}", file=str(path)) from None
+    records: dict[str, dict[str, Any]] = {}
+    skipped: list[int] = []
+    lines = data.split(b"\n")[:-1]  # what follows the last newline is empty or torn
+    for number, raw in enumerate(lines, 1):
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            record = None
+        if _valid(record):
+            records[record["key"]] = record
+        elif raw.strip():
+            skipped.append(number)
+    if skipped:
+        print(f"mcdla: {path}: {len(skipped)} damaged journal line(s) skipped (first: line "
+              f"{skipped[0]}); their points run again", file=sys.stderr)
     return records
 
 
