@@ -237,3 +237,55 @@ def test_mutated_workloads(doc, tmp_path_factory):
 @given(doc=st.sampled_from(["fig11_13", "fig09", "scalability"]).map(lambda n: shipped("experiments", n)).flatmap(mutated))
 def test_mutated_experiments(doc, tmp_path_factory):
     check_loader(load_experiment, doc, tmp_path_factory)
+
+
+# -- generated alias bombs and deep documents (issue: hardened) ----------------------
+
+def _bomb(width: int, levels: int, flow: bool) -> str:
+    lines = ['b0: &b0 "lol"']
+    for i in range(1, levels + 1):
+        refs = [f"*b{i - 1}"] * width
+        if flow:
+            lines.append(f"b{i}: &b{i} [{', '.join(refs)}]")
+        else:
+            lines.append(f"b{i}: &b{i}\n" + "\n".join(f"  - {r}" for r in refs))
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=25, deadline=None)
+@given(width=st.integers(2, 40), levels=st.integers(2, 30), flow=st.booleans(),
+       where=st.sampled_from(["topology", "experiment", "workload"]))
+def test_generated_alias_bombs(tmp_path_factory, width, levels, flow, where):
+    import time
+
+    if width ** levels <= 1_000_000:
+        return  # not a bomb: within the loader's budget
+    folder = tmp_path_factory.mktemp("bomb")
+    body = _bomb(width, levels, flow)
+    if where == "topology":
+        text, load = (DATA_ROOT / "topologies" / "ring.yaml").read_text() + body, load_topology
+    elif where == "experiment":
+        text, load = "name: b\nkind: sim\nfigure: fig13\n" + body + f"base: {{workload: *b{levels}}}\n", load_experiment
+    else:
+        text = "name: w\ninput: {channels: 3, height: 8, width: 8}\n" + body + \
+            f"layers:\n  - {{name: a, kind: relu, inputs: *b{levels}}}\n"
+        load = load_workload
+    path = folder / "bomb.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(InputError, match="expands to more than") as info:
+        load(str(path))
+    assert time.perf_counter() - started < 1.0
+    assert len(str(info.value)) < 300
+
+
+@settings(max_examples=15, deadline=None)
+@given(depth=st.integers(65, 30_000), kind=st.sampled_from(["[", "{a: "]))
+def test_generated_deep_documents(tmp_path_factory, depth, kind):
+    close = "]" if kind == "[" else "}"
+    inner = "1" if kind != "[" else ""
+    path = tmp_path_factory.mktemp("deep") / "deep.yaml"
+    path.write_text("name: " + kind * depth + inner + close * depth + "\n")
+    with pytest.raises(InputError, match="nested deeper than") as info:
+        load_topology(str(path))
+    assert len(str(info.value)) < 300
