@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from mcdla.sim.run import simulate  # noqa: E402
+from mcdla.run import simulate  # noqa: E402
 
 WORKLOADS = ("alexnet", "googlenet", "vgg_e", "resnet34", "rnn_gemv", "rnn_lstm1", "rnn_lstm2", "rnn_gru")
 DESIGNS = (("dc", "bw_aware"), ("hc", "bw_aware"), ("star", "bw_aware"), ("ring", "local"),
@@ -48,7 +48,7 @@ MODES = ("data", "model")
 BATCH = 512
 ITERATION_TARGET = 500e3  # raw SimPy timeouts per simulated iteration, on average
 STARTUP_TARGET = 150e3  # raw SimPy timeouts per CLI start-up
-UNBOUNDED = (("device_memory", "unbounded"),)
+UNBOUNDED = (("topology.device_memory", "unbounded"),)
 
 
 def raw_simpy_rate(timeouts: int, repeat: int = 3) -> float:

@@ -24,7 +24,6 @@ __all__ = [
     "parse_size",
     "parse_bandwidth",
     "parse_time",
-    "parse_frequency",
     "format_size",
     "format_bandwidth",
     "format_time",
@@ -104,10 +103,6 @@ def parse_bandwidth(value: object) -> float:
 
 def parse_time(value: object, clock_Hz: float | None = None) -> float:
     return parse(value, "time", clock_Hz=clock_Hz)
-
-
-def parse_frequency(value: object) -> float:
-    return parse(value, "frequency")
 
 
 def _scaled(value: float, steps: list[tuple[float, str]], digits: int) -> str:

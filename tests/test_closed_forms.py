@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from mcdla.config.training import TrainingSpec
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.hw.compute import layer_time
 from mcdla.hw.topology import load_topology
 from mcdla.sim.training import Iteration

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mcdla.config.hardware import DeviceSpec
 from mcdla.config.loader import DATA_ROOT, read_yaml
 from mcdla.config.schema import Where, build
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.hw.compute import gemm_cycles, kernel_time, layer_time, layer_timings, traffic_bytes
 from mcdla.hw.layers import Gemm, Kernel
 

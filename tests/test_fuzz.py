@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from mcdla.cli.main import main
 from mcdla.config.experiment import load_experiment
 from mcdla.config.loader import DATA_ROOT
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.errors import InputError
 from mcdla.hw.topology import load_topology
 

@@ -16,7 +16,7 @@ import yaml
 from mcdla.cli.main import main
 from mcdla.config.experiment import load_experiment
 from mcdla.config.loader import DATA_ROOT, parse_set, read_yaml
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.errors import InputError
 from mcdla.hw.topology import load_topology
 

@@ -12,12 +12,12 @@ import dataclasses
 import pytest
 
 from mcdla.config.training import TrainingSpec
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.errors import InfeasibleError, InvariantError
 from mcdla.hw.topology import load_topology
 from mcdla.sim import flownet
 from mcdla.sim.invariants import check_iteration
-from mcdla.sim.run import simulate
+from mcdla.run import simulate
 from mcdla.sim.training import Iteration
 
 

@@ -13,7 +13,7 @@ import pytest
 from mcdla.cli import layers as layers_cli
 from mcdla.cli.main import main
 from mcdla.config.training import TrainingSpec
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.hw.compute import layer_time
 from mcdla.hw.parallelism import device_share
 from mcdla.hw.topology import load_topology

@@ -9,7 +9,8 @@ import pytest
 
 from mcdla.cli.main import main
 from mcdla.metrics.power import memory_node_power
-from mcdla.plots.figures import FIGURES, render
+from mcdla.config.experiment import FIGURES
+from mcdla.plots.figures import render
 from mcdla.sweep import store
 
 DESIGNS = [("dc", "bw_aware", 4.0), ("hc", "bw_aware", 3.0), ("star", "bw_aware", 1.4),

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from mcdla.sim.run import simulate
+from mcdla.run import simulate
 
 LAYERS = 8
 CHAIN = "\n".join(

@@ -9,7 +9,7 @@ import pytest
 from mcdla.cli.main import main
 from mcdla.errors import InputError
 from mcdla.plots.links import binned
-from mcdla.sim.run import simulate
+from mcdla.run import simulate
 
 ARGS = ["sim", "--workload", "alexnet", "--batch", "64", "--format", "json"]
 

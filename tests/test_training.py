@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from mcdla.config.training import TrainingSpec
-from mcdla.config.workload import load_workload
+from mcdla.hw.workload import load_workload
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.topology import load_topology
-from mcdla.sim.run import simulate
+from mcdla.run import simulate
 from mcdla.sim.training import Iteration
 
 # A small batch keeps each run to a fraction of a second; every behaviour tested here

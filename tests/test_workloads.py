@@ -19,7 +19,8 @@ import pytest
 
 from mcdla.cli.main import main
 from mcdla.config.loader import shipped
-from mcdla.config.workload import SPECS, load_workload
+from mcdla.config.workload import SPECS
+from mcdla.hw.workload import load_workload
 from mcdla.errors import InputError
 from mcdla.hw import layers as hw
 

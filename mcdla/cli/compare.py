@@ -3,7 +3,7 @@
 A design point is a topology with, on topologies with memory-nodes, a page-allocation
 policy: ``ring:local`` is MC-DLA(L), ``ring:bw_aware`` MC-DLA(B); a bare name takes
 the default policy. The default list is the paper's six (Section V). Each design runs
-through :func:`mcdla.sim.run.simulate`, as ``mcdla sim`` does; the speedup of a design
+through :func:`mcdla.run.simulate`, as ``mcdla sim`` does; the speedup of a design
 is the first design's iteration time over its own. ``--plot FILE`` draws the
 breakdown of every design as stacked bars (:mod:`mcdla.plots.compare`).
 """
@@ -86,7 +86,7 @@ def compare(designs: list[tuple[str, str]], workload: str, parallel: str, batch:
             sets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     """One row per design: its name, speedup over the first, and the sim result
     (without the per-link counters, which differ in number between designs)."""
-    from mcdla.sim.run import simulate
+    from mcdla.run import simulate
 
     rows = []
     for topology, policy in designs:

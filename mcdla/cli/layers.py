@@ -3,7 +3,7 @@
 For each layer and phase, the kernels one device runs (its share of the batch as in
 training: batch/D samples data-parallel, the whole batch and 1/D of each layer
 model-parallel) with MACs, HBM bytes, arithmetic intensity, time, attained MAC/s,
-utilization and whether compute or memory bounds it (MODEL.md, "Compute model of a
+utilization and whether compute or memory bounds it (docs/model.md, "Compute model of a
 device-node"). ``--plot`` draws them on the device's roofline. The model lives in
 :mod:`mcdla.metrics.roofline`; this module parses, checks and prints.
 """
@@ -57,12 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so that ``mcdla --help`` does not pay for the compute model.
     from mcdla.config.loader import parse_set
-    from mcdla.config.workload import load_workload
+    from mcdla.hw.workload import load_workload
     from mcdla.errors import InputError
     from mcdla.hw.topology import load_topology
     from mcdla.metrics.roofline import layer_report
     from mcdla.config.point import Batch, check_option
-    from mcdla.sim.run import route_sets
+    from mcdla.run import route_sets
 
     if args.plot:  # refuse an unwritable figure before any work
         from mcdla.plots.roofline import check_plot_path

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mcdla.errors import InputError
     from mcdla.io.write import same_target
-    from mcdla.sim.run import simulate_from_args
+    from mcdla.run import simulate_from_args
 
     if args.trace is not None and same_target(args.trace, args.output):
         raise InputError("--trace and --output name the same file; one would overwrite the other",

@@ -1,4 +1,4 @@
-"""``mcdla workloads``: list the shipped workloads, one row each (CLI.md).
+"""``mcdla workloads``: list the shipped workloads, one row each (README.md).
 
 Fields: name, layers (weighted layers as Table III counts them: conv and fc, or
 timesteps for the RNNs), params, macs_fwd_per_sample, weight_bytes,
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so that ``mcdla --help`` does not pay for the workload machinery.
     from mcdla.config.loader import shipped
-    from mcdla.config.workload import load_workload
+    from mcdla.hw.workload import load_workload
 
     rows = [load_workload(name).summary() for name in shipped("workloads")]
     emit(rows, args)

@@ -113,7 +113,7 @@ _SIM_DEFAULTS = DEFAULT_POINT
 # a user adds their own through the environment (MCDLA_RUNNERS="name=module:function,
 # ..." or a bare "module:function"), which is their own code on their own machine.
 RUNNERS = {
-    "sim": "mcdla.sim.run:simulate_point",
+    "sim": "mcdla.run:simulate_point",
     "collective": "mcdla.sweep.runners:collective_point",
     "power": "mcdla.metrics.power:memory_node_power",
 }

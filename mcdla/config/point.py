@@ -1,6 +1,6 @@
-"""A run's point: the options of ``mcdla sim`` (CLI.md), their types and defaults.
+"""A run's point: the options of ``mcdla sim`` (README.md), their types and defaults.
 
-One place for them, read by the CLI, by :mod:`mcdla.sim.run`, by ``mcdla layers`` and
+One place for them, read by the CLI, by :mod:`mcdla.run`, by ``mcdla layers`` and
 by sweeps, which fill the defaults into every point so results tables always carry
 these columns.
 """

@@ -26,8 +26,8 @@ class TrainingSpec:
       normalization, dropout, add, concat) in backward instead of moving them
       (MXNet's policy, paper footnote 4).
     - ``regather``: in model-parallel training a device holds only its 1/D shard of
-      each feature map (MODEL.md), yet dW needs the whole input X. Off (the paper's and
-      MODEL.md's collectives), that cost is not modeled; on, each weighted layer
+      each feature map (docs/model.md), yet dW needs the whole input X. Off (the paper's and
+      docs/model.md's collectives), that cost is not modeled; on, each weighted layer
       all-gathers its input again in backward before computing dW.
     - ``chunk``: the pipelining chunk of ring collectives; ``None`` uses the
       collectives' converged default.

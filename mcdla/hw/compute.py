@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass
 
 from mcdla.config.hardware import DeviceSpec
-from mcdla.hw.layers import Gemm, Kernel, Layer
+from mcdla.hw.layers import Gemm, Kernel, Layer, ceil_div
 
 __all__ = ["KernelTiming", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings"]
 
@@ -58,14 +58,10 @@ class KernelTiming:
     bound: str  # "compute" or "memory"
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def gemm_cycles(device: DeviceSpec, gemm: Gemm) -> int:
     """Cycles of ``gemm`` on the PE array (output-stationary mapping, see above)."""
-    rounds = _ceil_div(gemm.count * gemm.m * gemm.n, device.pes)
-    steps = _ceil_div(gemm.k, device.macs_per_pe)
+    rounds = ceil_div(gemm.count * gemm.m * gemm.n, device.pes)
+    steps = ceil_div(gemm.k, device.macs_per_pe)
     return rounds * steps
 
 
@@ -88,8 +84,8 @@ def traffic_bytes(device: DeviceSpec, kernel: Kernel) -> int:
         return kernel.bytes
     a_bytes, b_bytes, _ = kernel.operand_bytes
     tm, tn = _output_tile(device, kernel.gemm, kernel.element_bytes)
-    a_reads = _ceil_div(kernel.gemm.n, tn)
-    b_reads = _ceil_div(kernel.gemm.m, tm)
+    a_reads = ceil_div(kernel.gemm.n, tn)
+    b_reads = ceil_div(kernel.gemm.m, tm)
     return kernel.bytes + (a_reads - 1) * a_bytes + (b_reads - 1) * b_bytes
 
 

@@ -27,7 +27,7 @@ output tile does not fit on chip.
 Element-wise, pooling, normalization, concat and add layers (``cheap``) have no GEMM:
 their kernels stream tensors through HBM. The table ``_EW_TRAFFIC`` says which tensors
 each one reads and writes, forward and backward. In the memory-virtualization model
-these layers are recomputed in backward rather than offloaded (MODEL.md).
+these layers are recomputed in backward rather than offloaded (docs/model.md).
 
 Recurrent state: each unrolled timestep is a layer whose output is what backward
 needs of that step, stored as cuDNN's reserve space does rather than recomputed
@@ -180,7 +180,7 @@ class Shaped:
     ew_bwd_elems: int = 0
 
 
-def _ceil_div(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
@@ -199,7 +199,7 @@ def _window_out(size: int, kernel: int, stride: int, padding: int, ceil_mode: bo
         raise ValueError(f"window {kernel} with padding {padding} is larger than the input ({size})")
     if not ceil_mode:
         return span // stride + 1
-    out = _ceil_div(span, stride) + 1
+    out = ceil_div(span, stride) + 1
     if (out - 1) * stride >= size + padding:  # the last window must start inside the input
         out -= 1
     return out
@@ -420,17 +420,17 @@ class Layer:
         e = precision_bytes
         if low is None:
             elems = self.ew_fwd_elems if forward else self.ew_bwd_elems
-            size = _ceil_div(elems * batch, shards) * e
+            size = ceil_div(elems * batch, shards) * e
             return (Kernel(f"{self.name}:{tag}", 0, size, None, element_bytes=e),)
         kernels: list[Kernel] = []
-        m_out = _ceil_div(low.out_features, shards)
+        m_out = ceil_div(low.out_features, shards)
         n = batch * low.positions
-        weights = _ceil_div(low.weight_elems, shards) * e
-        out = _ceil_div(low.out_elems * batch, shards) * e
+        weights = ceil_div(low.weight_elems, shards) * e
+        out = ceil_div(low.out_elems * batch, shards) * e
         gates = low.gates_fwd_elems if forward else low.gates_bwd_elems
         gates_kernel = None
         if gates:
-            gates_kernel = Kernel(f"{self.name}:gates_{tag}", 0, _ceil_div(gates * batch, shards) * e,
+            gates_kernel = Kernel(f"{self.name}:gates_{tag}", 0, ceil_div(gates * batch, shards) * e,
                                   None, element_bytes=e)
         if forward:
             operands = (weights, low.in_elems * batch * e, out)
@@ -495,7 +495,7 @@ class Workload:
         return self.layers[self.index[name]]
 
     def summary(self) -> dict:
-        """The row ``mcdla workloads`` prints (CLI.md)."""
+        """The row ``mcdla workloads`` prints (README.md)."""
         return {
             "name": self.name,
             "layers": self.weighted_layers,

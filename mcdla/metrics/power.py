@@ -54,3 +54,30 @@ def memory_node_power(point: Mapping[str, Any]) -> dict[str, Any]:
 def perf_per_watt(speedup: float, power_increase: float) -> float:
     """Performance per watt over the baseline system: speedup / (1 + relative added power)."""
     return speedup / (1.0 + power_increase)
+
+
+def power_table(table, deps):
+    """Table IV plus perf/W, with the overall MC-DLA(B) speedup from fig11_13 when run."""
+    import math
+
+    import pandas as pd
+
+    from mcdla.metrics import compare
+
+    speedup = math.nan
+    source = deps.get("fig11_13")
+    if source is not None and len(source):
+        sp = compare.speedups(compare.with_design(source), designs=["ring+bw_aware"])
+        speedup = compare.harmonic_mean(sp["speedup"])
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    rows = []
+    for _, row in ok.iterrows():
+        rows.append({
+            "dimm": row.get("label", row.get("memory_node")),
+            "node_power_W": row["node_power_W"],
+            "GB_per_W": row["GB_per_W"],
+            "power_increase": row["power_increase"],
+            "speedup": speedup,
+            "perf_per_W": perf_per_watt(speedup, row["power_increase"]),
+        })
+    return pd.DataFrame(rows)

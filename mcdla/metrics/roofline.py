@@ -55,9 +55,6 @@ class Roofline:
         """The intensity at which the memory slope meets the compute peak."""
         return self.peak_MACps / self.hbm_bw_Bps
 
-    def attainable_MACps(self, intensity_MAC_per_B: float) -> float:
-        return min(self.peak_MACps, intensity_MAC_per_B * self.hbm_bw_Bps)
-
     def as_dict(self) -> dict[str, float]:
         return {"peak_MACps": self.peak_MACps, "hbm_bw_Bps": self.hbm_bw_Bps,
                 "ridge_MAC_per_B": self.ridge_MAC_per_B}

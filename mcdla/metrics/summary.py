@@ -1,4 +1,4 @@
-"""One simulated iteration -> the result mapping of ``mcdla sim`` (CLI.md fields).
+"""One simulated iteration -> the result mapping of ``mcdla sim`` (README.md).
 
 Busy times (Fig. 11) are averaged over devices: compute is the time a device's PE
 array is busy (recompute included); sync is the time a collective is in flight;

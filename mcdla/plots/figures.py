@@ -24,7 +24,7 @@ from mcdla.metrics import compare
 from mcdla.metrics.paper import PAPER, TABLE_IV
 from mcdla.plots.save import save_figure
 
-__all__ = ["FIGURES", "draw", "render"]
+__all__ = ["draw", "render"]
 
 _COLORS = {"compute": "#4c72b0", "sync": "#dd8452", "virtualization": "#55a868"}
 _DESIGN_COLORS = {
@@ -290,31 +290,10 @@ def scalability(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
-def power_table(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Table IV plus perf/W, with the overall MC-DLA(B) speedup from fig11_13 when run."""
-    from mcdla.metrics.power import perf_per_watt
-
-    speedup = math.nan
-    source = deps.get("fig11_13")
-    if source is not None and len(source):
-        sp = compare.speedups(compare.with_design(source), designs=["ring+bw_aware"])
-        speedup = compare.harmonic_mean(sp["speedup"])
-    ok = table[table["status"] == "ok"] if "status" in table else table
-    rows = []
-    for _, row in ok.iterrows():
-        rows.append({
-            "dimm": row.get("label", row.get("memory_node")),
-            "node_power_W": row["node_power_W"],
-            "GB_per_W": row["GB_per_W"],
-            "power_increase": row["power_increase"],
-            "speedup": speedup,
-            "perf_per_W": perf_per_watt(speedup, row["power_increase"]),
-        })
-    return pd.DataFrame(rows)
-
-
 def power(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     plt = _plt()
+    from mcdla.metrics.power import power_table
+
     data = power_table(table, deps)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     names = list(data["dimm"])
@@ -367,24 +346,20 @@ def link_bytes(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
-FIGURES: dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]] = {
-    "fig09": fig09,
-    "fig11": fig11,
-    "fig12": fig12,
-    "fig13": fig13,
-    "fig14": fig14,
-    "pcie4": pcie4,
-    "scalability": scalability,
-    "power": power,
-    "link_bytes": link_bytes,
-}
+def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
+    """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
+    from mcdla.config.experiment import FIGURES as NAMES
+
+    return {name: globals()[name] for name in NAMES}
+
+
 
 
 def render(name: str, table: pd.DataFrame, deps: Mapping[str, pd.DataFrame], out: Path | str) -> list[Path]:
     """Draws figure ``name`` and writes ``out/name.png`` and ``out/name.svg``."""
     plt = _plt()
     out = make_folder(out, "--out")
-    fig = FIGURES[name](table, deps)
+    fig = _drawers()[name](table, deps)
     paths = [out / f"{name}.png", out / f"{name}.svg"]
     try:
         for path in paths:

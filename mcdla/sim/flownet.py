@@ -9,7 +9,7 @@ ports, reduction units). Its life has two phases:
    its path, until its last byte is delivered.
 
 A flow alone on an idle path therefore takes exactly
-``latency_s + size_bytes / min(capacity on the path)`` (MODEL.md, "Network model").
+``latency_s + size_bytes / min(capacity on the path)`` (docs/model.md, "Network model").
 
 Rates change only when a flow joins the sharing or leaves it, so the network solves
 :func:`mcdla.hw.maxmin.max_min_rates` only then, and only for the flows connected to
@@ -200,11 +200,6 @@ class FlowNetwork:
 
     # -- accounting ---------------------------------------------------------------
 
-    @property
-    def flows_in_flight(self) -> int:
-        """Flows started and not yet delivered (in their latency or fluid phase)."""
-        return self._flows_started - self._flows_finished
-
     def stats(self) -> NetworkStats:
         """The accounting up to ``env.now`` (loads held since the last change included)."""
         dt = self.env.now - self._last_s
@@ -225,10 +220,6 @@ class FlowNetwork:
             bytes_by_resource=bytes_by,
             busy_s_by_resource=busy_by,
         )
-
-    def rates_Bps(self) -> dict[str, float]:
-        """The current load of every resource that carries a flow."""
-        return {r: load for r, load in self._load.items() if load > 0}
 
     # -- internals ----------------------------------------------------------------
 

@@ -155,7 +155,7 @@ class Iteration:
                     for i, l in enumerate(layers))
         # The bytes of each feature map a device holds: batch/D samples in data-parallel
         # training; in model-parallel training, the whole batch but 1/D of the output
-        # features (MODEL.md), except the input batch, which every device loads whole.
+        # features (docs/model.md), except the input batch, which every device loads whole.
         full_bytes = tuple(float(l.out_elems_per_sample * self.batch * prec) for l in layers)
         if model:
             tensor_bytes = (full_bytes[0],) + tuple(b / self.D for b in full_bytes[1:])

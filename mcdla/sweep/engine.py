@@ -57,7 +57,7 @@ def _check_points(experiment: Experiment) -> None:
     """Refuses, before anything runs (exit 2), a point whose inputs do not load: an
     unknown topology, workload or preset, a bad value (``device.hbm_bw: nope``). Each
     distinct topology and workload is loaded once; nothing is simulated."""
-    from mcdla.sim.run import check_point
+    from mcdla.run import check_point
 
     cache: dict = {}
     for i, point in enumerate(experiment.points):

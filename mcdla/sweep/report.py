@@ -190,7 +190,7 @@ def _pcie(field: str) -> Callable[[Tables], float]:
 
 def _power(dimm: str, column: str) -> Callable[[Tables], float]:
     def compute(tables: Tables) -> float:
-        from mcdla.plots.figures import power_table
+        from mcdla.metrics.power import power_table
 
         deps = {"fig11_13": tables["fig11_13"]} if "fig11_13" in tables else {}
         data = power_table(tables["power"], deps)

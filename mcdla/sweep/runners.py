@@ -1,6 +1,6 @@
 """Running one point: resolving the runner by name and turning any failure into a record.
 
-A runner is a function ``point -> dict`` named ``module:function`` (``mcdla.sim.run:
+A runner is a function ``point -> dict`` named ``module:function`` (``mcdla.run:
 simulate_point`` for ``kind: sim``). Workers resolve the name themselves, so a task
 carries only strings and plain data, and the same task runs in this process, in a
 process pool or on a Dask worker.
@@ -65,30 +65,11 @@ def execute(runner: str | Runner, key: str, point: Mapping[str, Any]) -> dict[st
 
 
 def collective_point(point: Mapping[str, Any]) -> dict[str, Any]:
-    """One Fig. 9 point through ``mcdla collective``'s own option parsing and run.
+    """One Fig. 9 point: its keys are ``mcdla collective``'s options (``op, size, ring,
+    topology, link_bw, link_latency, chunk``), run by the same function the command runs."""
+    from mcdla.run import simulate_collective
 
-    Going through the command's public contract keeps this module independent of how
-    the collectives are implemented inside mcdla.sim: the point's keys are the
-    command's options (``op, size, ring, topology, link_bw, link_latency, chunk``).
-    """
-    import json
-    import os
-    import tempfile
-
-    from mcdla.cli.main import build_parser
-
-    argv = ["collective"]
-    for key, value in point.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    handle, path = tempfile.mkstemp(suffix=".json", prefix="mcdla-collective-")
-    os.close(handle)
-    try:
-        try:
-            args = build_parser().parse_args(argv + ["--format", "json", "--output", path])
-        except SystemExit:  # argparse has printed why; the point is bad input
-            raise InputError(f"mcdla collective refuses {' '.join(argv[1:])}", key="point") from None
-        args.run(args)
-        with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
-    finally:
-        os.unlink(path)
+    unknown = sorted(set(point) - {"op", "size", "ring", "topology", "link_bw", "link_latency", "chunk"})
+    if unknown:
+        raise InputError(f"mcdla collective has no option --{unknown[0].replace('_', '-')}", key="point")
+    return simulate_collective(**point)

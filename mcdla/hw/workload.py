@@ -1,0 +1,264 @@
+"""A workload file built into a :class:`~mcdla.hw.layers.Workload`: blocks expanded,
+names resolved, every layer's shapes inferred by :mod:`mcdla.hw.layers`.
+
+The file's schema (keys, layer kinds and their shape parameters, limits) is
+:mod:`mcdla.config.workload`; this module is the build step, as
+:mod:`mcdla.hw.topology` is for topology files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from mcdla.config import loader
+from mcdla.config.schema import Where, build
+from mcdla.config.workload import (MAX_LAYERS, SPECS, RecurrentSpec, RepeatDoc, VariablesDoc,
+                                   WorkloadDoc, substitute)
+from mcdla.errors import InputError
+from mcdla.hw import layers as hw
+from mcdla.hw.layers import Layer, Workload
+
+__all__ = ["read_workload", "load_workload"]
+
+
+_COMMON = ("kind", "name", "inputs")
+_BLOCK_KEYS = ("block", "name", "args", "repeat", "inputs")
+
+
+@dataclass
+class _Draft:
+    """A layer being assembled: everything but the final Layer object."""
+
+    name: str
+    kind: str
+    inputs: tuple[int, ...]
+    shaped: hw.Shaped
+    in_elems: int
+    weight_group: str | None = None
+    params: int = 0
+    in_depth: bool = True
+
+
+class _Builder:
+    """Expands entries and blocks into drafts, inferring shapes as it goes."""
+
+    def __init__(self, doc: WorkloadDoc, file: str):
+        self.doc, self.file = doc, file
+        self.drafts: list[_Draft] = []
+        self.names: dict[str, int] = {}
+        self.active: list[str] = []  # blocks being expanded, to refuse a block that uses itself
+        shape = doc.input.shape
+        self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
+
+    def _add(self, draft: _Draft) -> int:
+        if len(self.drafts) >= MAX_LAYERS:
+            raise Where(self.file, "layers").error(
+                f"expands to more than {MAX_LAYERS} layers (repeats and timesteps multiply); "
+                "not a workload mcdla can simulate in reasonable time")
+        self.names[draft.name] = len(self.drafts)
+        self.drafts.append(draft)
+        return len(self.drafts) - 1
+
+    def expand(self, entries: Sequence[Any], where: Where, env: dict[str, Any], prefix: str,
+               scope: dict[str, int], prev: int) -> int:
+        """Adds ``entries`` to the DAG; returns the index of the last layer added."""
+        for i, entry in enumerate(entries):
+            w = where.child(i)
+            if not isinstance(entry, dict):
+                raise w.error(f"expected a mapping (a layer or a block), got {entry!r}")
+            entry = {k: substitute(v, env, w.child(str(k))) for k, v in entry.items()}
+            if "block" in entry:
+                prev = self._block(entry, w, env, prefix, scope, prev)
+            else:
+                prev = self._layer(entry, w, prefix, scope, prev)
+        return prev
+
+    def _resolve(self, entry: dict, w: Where, scope: dict[str, int], prev: int) -> tuple[int, ...]:
+        if "inputs" not in entry:
+            return (prev,)
+        refs = entry["inputs"]
+        if isinstance(refs, str):
+            refs = [refs]
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise w.child("inputs").error(f"expected a list of layer names, got {refs!r}")
+        indices = []
+        for ref in refs:
+            if ref not in scope:
+                raise w.child("inputs").error(f"no earlier layer named {ref!r} here")
+            if scope[ref] in indices:  # an add of x and x is 2x: a scale, not a layer kind
+                raise w.child("inputs").error(f"names {ref!r} twice; a layer reads each input once")
+            indices.append(scope[ref])
+        return tuple(indices)
+
+    def _block(self, entry: dict, w: Where, env: dict, prefix: str, scope: dict[str, int], prev: int) -> int:
+        unknown = [k for k in entry if k not in _BLOCK_KEYS]
+        if unknown:
+            raise w.child(str(unknown[0])).error(f"unknown key; expected one of {', '.join(sorted(_BLOCK_KEYS))}")
+        block_name = entry["block"]
+        if block_name not in self.doc.blocks:
+            known = ", ".join(sorted(self.doc.blocks)) or "none"
+            raise w.child("block").error(f"unknown block {block_name!r}; defined: {known}")
+        if block_name in self.active:
+            raise w.child("block").error(f"block {block_name!r} instantiates itself")
+        block = self.doc.blocks[block_name]
+        args = entry.get("args", {})
+        if not isinstance(args, dict):
+            raise w.child("args").error(f"expected a mapping, got {args!r}")
+        for key in args:
+            if key not in block.args:
+                raise w.child("args").child(str(key)).error(
+                    f"block {block_name!r} takes no such argument; it takes {', '.join(block.args) or 'none'}")
+        for key in block.args:
+            if key not in args:
+                raise w.child("args").child(key).error(f"missing; block {block_name!r} needs it")
+        repeat = build(RepeatDoc, {"repeat": entry.get("repeat", 1)}, w).repeat
+        base = entry.get("name", f"{block_name}{len(self.drafts)}")
+        if not isinstance(base, str) or not base:
+            raise w.child("name").error(f"expected a name, got {base!r}")
+        inputs = self._resolve(entry, w, scope, prev)
+        if len(inputs) != 1:
+            raise w.child("inputs").error("a block takes exactly one input")
+        last = inputs[0]
+        inner_env = {**env, **args}
+        for r in range(1, repeat + 1):
+            instance = base if repeat == 1 else f"{base}.{r}"
+            full = prefix + instance
+            if full in self.names or instance in scope:
+                raise w.child("name").error(f"a layer named {full!r} exists already")
+            self.active.append(block_name)
+            try:
+                last = self.expand(block.layers, Where(self.file, f"blocks.{block_name}.layers"), inner_env,
+                                   full + "/", {"in": last}, last)
+            except InputError as exc:
+                raise InputError(f"{exc.detail} (in block instance {full!r} at {w.key})",
+                                 file=exc.file, key=exc.key) from None
+            finally:
+                self.active.pop()
+            scope[instance] = last
+        return last
+
+    def _layer(self, entry: dict, w: Where, prefix: str, scope: dict[str, int], prev: int) -> int:
+        if "kind" not in entry:
+            raise w.child("kind").error(f"missing; expected one of {', '.join(SPECS)}")
+        kind = entry["kind"]
+        if not isinstance(kind, str) or kind not in SPECS:  # a list or mapping is unhashable
+            raise w.child("kind").error(f"unknown layer kind {kind!r}; expected one of {', '.join(SPECS)}")
+        defaults = self.doc.defaults.get(kind, {})
+        if not isinstance(defaults, dict):
+            raise Where(self.file, f"defaults.{kind}").error(f"expected a mapping, got {defaults!r}")
+        merged = {**defaults, **entry}
+        name = merged.get("name", f"{kind}{len(self.drafts)}")
+        if not isinstance(name, str) or not name:
+            raise w.child("name").error(f"expected a name, got {name!r}")
+        full = prefix + name
+        if full in self.names or name in scope:
+            raise w.child("name").error(f"a layer named {full!r} exists already")
+        inputs = self._resolve(merged, w, scope, prev)
+        spec = build(SPECS[kind], {k: v for k, v in merged.items() if k not in _COMMON}, w)
+        params = dataclasses.asdict(spec)
+        in_shapes = [self.drafts[j].shaped.out_shape for j in inputs]
+        if kind in hw.RECURRENT_KINDS:
+            last = self._unroll(kind, spec, full, inputs, in_shapes, w)
+        else:
+            in_depth = not params.pop("shortcut", False)
+            dx = any(j != 0 for j in inputs)  # no gradient flows into the data
+            try:
+                shaped = hw.infer(kind, in_shapes, dx=dx, **params)
+            except ValueError as exc:
+                raise w.error(f"layer {full!r}: {exc}") from None
+            group = full if shaped.params else None
+            in_elems = sum(_elems(self.drafts[j].shaped.out_shape) for j in inputs)
+            last = self._add(_Draft(full, kind, inputs, shaped, in_elems, group, shaped.params, in_depth))
+        scope[name] = last
+        return last
+
+    def _unroll(self, kind: str, spec: RecurrentSpec, full: str, inputs: tuple[int, ...],
+                in_shapes: list[tuple[int, ...]], w: Where) -> int:
+        if len(inputs) != 1 or len(in_shapes[0]) != 2:
+            raise w.error(f"layer {full!r}: a recurrent layer reads one sequence (timesteps, features), "
+                          f"got shapes {in_shapes}")
+        steps, features = in_shapes[0]
+        carried = hw.STATE_CARRIED[kind] * spec.hidden
+        prev = -1
+        for t in range(steps):
+            shaped = hw.recurrent_step(kind, features, spec.hidden, first=t == 0, bias=spec.bias)
+            step_inputs = inputs if t == 0 else inputs + (prev,)
+            in_elems = features + (carried if t else 0)  # x_t and the carried state only
+            prev = self._add(_Draft(f"{full}/t{t}", kind, step_inputs, shaped, in_elems, full,
+                                    shaped.params if t == 0 else 0))
+        return prev
+
+    def workload(self) -> Workload:
+        layers = []
+        groups: dict[str, int] = {}
+        for d in self.drafts:
+            if d.weight_group is not None:
+                groups[d.weight_group] = groups.get(d.weight_group, 0) + d.params
+            layers.append(Layer(
+                name=d.name,
+                kind=d.kind,
+                inputs=d.inputs,
+                cheap=d.kind in hw.CHEAP_KINDS,
+                weight_group=d.weight_group,
+                params=d.params,
+                out_elems_per_sample=_elems(d.shaped.out_shape),
+                in_elems_per_sample=d.in_elems,
+                out_shape=d.shaped.out_shape,
+                lowering=d.shaped.lowering,
+                ew_fwd_elems=d.shaped.ew_fwd_elems,
+                ew_bwd_elems=d.shaped.ew_bwd_elems,
+                in_depth=d.in_depth,
+            ))
+        return Workload(
+            name=self.doc.name,
+            layers=tuple(layers),
+            weight_groups=groups,
+            precision_bytes=self.doc.precision_bytes,
+            description=self.doc.description,
+            source=self.file,
+            index=dict(self.names),
+        )
+
+
+def _elems(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def read_workload(doc: dict[str, Any], file: str) -> Workload:
+    """Builds a Workload from the mapping ``doc`` read from ``file``."""
+    where = Where(file)
+    raw_vars = {k: doc[k] for k in ("hidden", "timesteps") if k in doc}
+    # Variables are substituted before validation, so "$hidden" in input is allowed.
+    typed = build(VariablesDoc, raw_vars, where)
+    env = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
+    substituted = dict(doc)
+    if isinstance(doc.get("input"), dict):
+        substituted["input"] = {k: substitute(v, env, where.child("input").child(str(k)))
+                                for k, v in doc["input"].items()}
+    parsed = build(WorkloadDoc, substituted, where)
+    if not parsed.layers:
+        raise where.child("layers").error("a workload needs at least one layer")
+    for kind in parsed.defaults:
+        if kind not in SPECS:
+            raise where.child("defaults").child(kind).error(
+                f"unknown layer kind {kind!r}; expected one of {', '.join(SPECS)}")
+    builder = _Builder(parsed, file)
+    builder.expand(parsed.layers, where.child("layers"), env, "", dict(builder.names), 0)
+    return builder.workload()
+
+
+def load_workload(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Workload:
+    """Loads a shipped workload by name, or a workload file by path.
+
+    ``sets`` are (dotted key within the workload document, value) pairs applied
+    before validation, e.g. ``[("hidden", 2048), ("precision_bytes", 2)]``.
+    """
+    path = loader.find_input(name_or_path, "workloads", "workload")
+    doc = loader.read_yaml(path)
+    if sets:
+        doc = loader.apply_overrides(doc, list(sets))
+    return read_workload(doc, loader.display_path(path))
+

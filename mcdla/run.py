@@ -1,0 +1,230 @@
+"""Running one simulation from user inputs: the glue between config, sim and metrics.
+
+``simulate`` is the one entry point used by ``mcdla sim``, by sweeps and by tests:
+it loads the topology, workload and training parameters (applying ``--set``
+overrides by dotted key), runs one iteration and returns the result as a plain
+mapping with the fields README.md lists.
+
+``--set`` keys name their target by their first component: ``workload.*`` the
+workload file, ``training.*`` :class:`~mcdla.config.training.TrainingSpec`,
+``topology.*`` (prefix stripped) the topology file, and the hardware sections of the
+topology file directly (``device.*``, ``memory_node.*``, ``host.*``, ``links.*``).
+Any other key is an input error naming the valid prefixes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
+from mcdla.config.schema import Where, build
+from mcdla.errors import InputError, excerpt
+
+__all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_args", "route_sets", "load_inputs", "check_point"]
+
+
+# Where each --set key goes, by its first component: the run's three inputs. The
+# hardware sections of a topology file are named directly (device.hbm_bw), anything
+# else of the topology file through topology.* (topology.device_memory).
+HARDWARE_PREFIXES = ("device", "memory_node", "host", "links")
+SET_PREFIXES = ("workload", "training", "topology", *HARDWARE_PREFIXES)
+
+
+def route_sets(sets: Sequence[tuple[str, Any]]):
+    """Splits ``--set`` pairs into (workload pairs, training mapping, topology pairs)."""
+    workload, training, topology = [], {}, []
+    for key, value in sets:
+        head, _, rest = key.partition(".")
+        if head == "workload" and rest:
+            workload.append((rest, value))
+        elif head == "training":
+            if not rest or "." in rest:
+                raise InputError(f"expected training.KEY, got {key!r}", key="--set")
+            training[rest] = value
+        elif head == "topology" and rest:  # explicit: topology.device_memory=unbounded
+            topology.append((rest, value))
+        elif head in HARDWARE_PREFIXES:
+            topology.append((key, value))
+        else:
+            raise InputError(f"{excerpt(key)} names no input; a key starts with one of "
+                             f"{', '.join(p + '.' for p in SET_PREFIXES)}", key="--set")
+    return workload, training, topology
+
+
+def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = (), cache=None):
+    """The validated topology, workload and training options of a run, not simulated.
+
+    ``cache`` (a dict) lets a caller checking many points load each distinct topology
+    and workload once.
+    """
+    from mcdla.config.training import TrainingSpec
+    from mcdla.hw.workload import load_workload
+    from mcdla.hw.topology import load_topology
+
+    cache = {} if cache is None else cache
+    workload_sets, training_doc, topology_sets = route_sets(sets)
+    key = ("topology", topology, repr(topology_sets))
+    if key not in cache:
+        cache[key] = load_topology(topology, topology_sets)
+    wkey = ("workload", workload, repr(workload_sets))
+    if wkey not in cache:
+        cache[wkey] = load_workload(workload, workload_sets)
+    training = build(TrainingSpec, training_doc, Where("--set", "training"))
+    return cache[key], cache[wkey], training
+
+
+def check_point(point: Mapping[str, Any], cache=None) -> None:
+    """Raises the InputError a sweep point would meet, without simulating it."""
+    args = {**DEFAULT_POINT, **{k: point[k] for k in POINT_KEYS if k in point}}
+    check_option(Policy, args["policy"], "policy")
+    check_option(Parallel, args["parallel"], "parallel")
+    check_option(Batch, args["batch"], "batch")
+    from mcdla.config.experiment import POINT_LABEL
+
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k != POINT_LABEL]
+    load_inputs(args["topology"], args["workload"], sets, cache)
+
+
+def simulate(
+    topology: str = DEFAULT_POINT["topology"],
+    policy: str = DEFAULT_POINT["policy"],
+    workload: str = DEFAULT_POINT["workload"],
+    parallel: str = DEFAULT_POINT["parallel"],
+    batch: int = DEFAULT_POINT["batch"],
+    sets: Sequence[tuple[str, Any]] = (),
+    *,
+    trace: str | None = None,
+    budget: float | None = None,
+) -> dict[str, Any]:
+    """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``."""
+    from mcdla.hw.budget import check_budget, estimate_work
+    from mcdla.metrics.summary import summarize
+    from mcdla.sim.training import Iteration
+
+    if trace is not None:  # refuse an unwritable trace before spending the simulation
+        from mcdla.io.trace import check_trace_path
+
+        check_trace_path(trace)
+    policy = check_option(Policy, policy, "policy")
+    parallel = check_option(Parallel, parallel, "parallel")
+    batch = check_option(Batch, batch, "batch")
+    topo, work, training = load_inputs(topology, workload, sets)
+    check_budget(estimate_work(topo, work), budget)  # before any simulation work
+    started = time.perf_counter()
+    iteration = Iteration(topo, work, training, policy=policy, parallel=parallel, batch=batch,
+                          record_timeline=trace is not None)
+    record = iteration.run()
+    wall_s = time.perf_counter() - started
+    result = summarize(iteration, record, wall_s)
+    if trace is not None:
+        from mcdla.io.trace import write_trace
+
+        write_trace(trace, iteration, record)
+    return result
+
+
+def simulate_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Runs a sweep point: the keys of POINT_KEYS plus any dotted ``--set`` key."""
+    args = {k: point[k] for k in POINT_KEYS if k in point}
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
+    return simulate(**args, sets=sets)
+
+
+def simulate_from_args(args) -> dict[str, Any]:
+    """``mcdla sim``'s options -> :func:`simulate`."""
+    from mcdla.config.loader import parse_set
+
+    sets = [parse_set(item) for item in args.sets]
+    return simulate(args.topology, args.policy, args.workload, args.parallel, args.batch, sets,
+                    trace=args.trace, budget=getattr(args, "budget", None))
+
+
+# mcdla collective --ring's link: the NVLink 2.0 preset, read from the presets file the
+# topologies use, so that the number lives in one place.
+DEFAULT_RING_LINK = "nvlink2"
+# Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
+MAX_RING = 4096
+
+
+def _quantity(value: Any, kind: str, option: str, *, positive: bool) -> float:
+    """``value`` parsed as ``kind``; a malformed or out-of-range value names ``option``."""
+    from mcdla import units
+    from mcdla.config.schema import check_physical
+    from mcdla.errors import excerpt
+
+    try:
+        number = units.parse(value, kind)
+    except units.UnitError as exc:
+        raise InputError(str(exc), key=option) from None
+    if number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise InputError(f"must be {bound}, got {excerpt(value)}", key=option)
+    return check_physical(number, kind, Where("", option), value)
+
+
+def _ring_link() -> tuple[float, float]:
+    from mcdla.config.hardware import LinkSpec
+    from mcdla.config.topology import PRESETS_FILE, load_presets
+
+    link = build(LinkSpec, load_presets()["links"][DEFAULT_RING_LINK],
+                 Where(str(PRESETS_FILE), f"links.{DEFAULT_RING_LINK}"))
+    return link.effective_bw_Bps, link.latency
+
+
+def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
+                        link_bw: Any = None, link_latency: Any = None, chunk: Any = None) -> dict[str, Any]:
+    """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
+
+    The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
+    the NVLink 2.0 preset (``link_bw``/``link_latency`` override it). Option names in
+    errors are the command's (``--size``), which are also the sweep point's keys.
+    """
+    from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
+    from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
+
+    if op not in OPS:
+        raise InputError(f"expected one of {', '.join(OPS)}, got {op!r}", key="--op")
+    if (ring is None) == (topology is None):
+        raise InputError("give exactly one of --ring N and --topology NAME", key="--ring")
+    size_bytes = _quantity(size, "size", "--size", positive=False)
+    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk is None else _quantity(chunk, "size", "--chunk", positive=True)
+    if ring is not None:
+        ring = check_option(int, ring, "--ring")
+        if ring < 2:
+            raise InputError(f"a ring needs at least 2 devices, got {ring}", key="--ring")
+        if ring > MAX_RING:  # refused before building a ring that exhausts memory
+            raise InputError(f"{ring} is more than the supported maximum of {MAX_RING} devices", key="--ring")
+        bw_Bps, latency_s = _ring_link()
+        if link_bw is not None:
+            bw_Bps = _quantity(link_bw, "bandwidth", "--link-bw", positive=True)
+        if link_latency is not None:
+            latency_s = _quantity(link_latency, "time", "--link-latency", positive=False)
+        rings, capacities = ring_of_devices(ring, bw_Bps, latency_s)
+        name = f"ring{ring}"
+    else:
+        for option, value in (("--link-bw", link_bw), ("--link-latency", link_latency)):
+            if value is not None:
+                raise InputError("only applies to --ring; a topology sets its own links", key=option)
+        from mcdla.hw.topology import load_topology
+
+        topo = load_topology(topology)
+        if not topo.rings:
+            raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
+        rings, capacities, name = topo.rings, topo.capacities(), topo.name
+    result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes)
+    record = result.record
+    return {
+        "op": op,
+        "size_bytes": size_bytes,
+        "ranks": record.ranks,
+        "rings": len(rings),
+        "time_s": record.time_s,
+        "algbw_Bps": algbw_Bps(size_bytes, record.time_s),
+        "busbw_Bps": busbw_Bps(op, size_bytes, record.time_s, record.ranks),
+        "topology": name,
+        "chunk_bytes": chunk_bytes,
+        "flows": record.flows,
+        "events": result.events,
+        "wall_s": result.wall_s,
+    }

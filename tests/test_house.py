@@ -1,0 +1,81 @@
+"""The house rules (issue: the house): imports flow one way, one entry point per run
+below the CLI, --set keys name their target."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from mcdla.cli.main import main
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mcdla"
+
+# Data flows one way: YAML -> config -> hw -> sim -> metrics -> sweep/plots -> cli. A
+# module may import its own layer and those below it, never one above. Utilities
+# (errors, units, io.write, io.records) sit below everything.
+# mcdla.run (one point from user inputs to its result) sits between metrics and the
+# sweeps that call it; mcdla.__main__ is the entry point, above everything.
+LAYERS = {"config": 1, "hw": 2, "sim": 3, "metrics": 4, "io": 4, "run": 4.5, "sweep": 5, "plots": 5,
+          "cli": 6, "__main__": 7}
+BASE = {"mcdla", "mcdla.errors", "mcdla.units", "mcdla.io.write", "mcdla.io.records", "mcdla.registry"}
+
+
+def _layer(module: str) -> float:
+    if module in BASE or module.startswith("mcdla.data"):
+        return 0
+    parts = module.split(".")
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mcdla"):
+            yield node.module, node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("mcdla"):
+                    yield alias.name, node.lineno
+
+
+def test_imports_flow_one_way():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        own = _layer(module)
+        for target, line in _imports(path):
+            if _layer(target) > own:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_sweeps_and_plots_do_not_import_each_other_both_ways():
+    def imports(folder):
+        return {t for p in (PACKAGE / folder).rglob("*.py") for t, _ in _imports(p)}
+    assert not any(t.startswith("mcdla.plots") for t in imports("sweep"))
+
+
+@pytest.mark.parametrize("key", ["foo.bar", "device_memory", "workload", "training"])
+def test_a_set_key_must_name_its_target(key, capsys):
+    assert main(["sim", "--set", f"{key}=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set" in err
+
+
+def test_the_fig09_runner_is_the_commands_function(tmp_path, capsys):
+    import json
+
+    from mcdla.sweep.runners import collective_point
+
+    point = {"op": "all_reduce", "size": "8 MB", "ring": 8}
+    via_runner = collective_point(point)
+    out = tmp_path / "c.json"
+    assert main(["collective", "--op", "all_reduce", "--size", "8 MB", "--ring", "8",
+                 "--format", "json", "--output", str(out)]) == 0
+    via_cli = json.loads(out.read_text())
+    for key in ("time_s", "busbw_Bps", "flows", "events"):
+        assert via_cli[key] == via_runner[key]
+    with pytest.raises(Exception, match="no option --bogus"):
+        collective_point({**point, "bogus": 1})
