@@ -15,7 +15,8 @@ from typing import Any
 
 from mcdla.cli.output import add_format_options, emit_text, render
 from mcdla.config.point import DEFAULT_POINT as DEFAULTS
-from mcdla.config.point import PARALLEL, POLICIES
+from mcdla.config.point import PARALLEL
+from mcdla.config.placement import PLACEMENTS
 
 # The paper's six design points (mcdla.metrics.compare.DESIGNS), as --designs spells them.
 DEFAULT_DESIGNS = "dc,hc,star,ring:local,ring:bw_aware,oracle"
@@ -65,9 +66,9 @@ def parse_designs(text: str) -> list[tuple[str, str]]:
             raise InputError(f"expected TOPOLOGY[:POLICY] items separated by commas, got {text[:80]!r}",
                              key="--designs")
         policy = policy or DEFAULTS["policy"]
-        if policy not in POLICIES:
+        if policy not in PLACEMENTS:
             raise InputError(f"unknown policy {policy[:40]!r} in {item.strip()[:80]!r}; expected one of "
-                             f"{', '.join(POLICIES)}", key="--designs")
+                             f"{', '.join(PLACEMENTS.names())}", key="--designs")
         if (topology, policy) in designs:
             raise InputError(f"design {item.strip()[:80]!r} is listed twice", key="--designs")
         designs.append((topology, policy))

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 from mcdla.cli.output import add_format_options, emit_text, render
 from mcdla.config.point import DEFAULT_POINT as DEFAULTS
-from mcdla.config.point import PARALLEL, POLICIES
+from mcdla.config.point import PARALLEL
+from mcdla.config.placement import PLACEMENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--topology", default=DEFAULTS["topology"], metavar="NAME|FILE",
                         help="shipped topology name or YAML file (default: %(default)s)")
-    parser.add_argument("--policy", default=DEFAULTS["policy"], choices=POLICIES,
+    parser.add_argument("--policy", default=DEFAULTS["policy"], choices=PLACEMENTS.names(),
                         help="page-allocation policy on memory-nodes (default: %(default)s)")
     parser.add_argument("--workload", default=DEFAULTS["workload"], metavar="NAME|FILE",
                         help="shipped workload name or YAML file (default: %(default)s)")

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Range, Where, convert
 
-__all__ = ["DEFAULT_POINT", "POINT_KEYS", "POLICIES", "PARALLEL", "MAX_BATCH", "Policy",
+__all__ = ["DEFAULT_POINT", "POINT_KEYS", "PARALLEL", "MAX_BATCH", "Policy",
            "Parallel", "Batch", "check_option"]
 
 DEFAULT_POINT = {"topology": "ring", "policy": "bw_aware", "workload": "resnet34",
                  "parallel": "data", "batch": 512}
 POINT_KEYS = tuple(DEFAULT_POINT)
-POLICIES = ("local", "bw_aware")
 PARALLEL = ("data", "model")
 # No training batch is near this; larger values are refused before they cost memory.
 MAX_BATCH = 2**20
 
-Policy = Literal[POLICIES]
+Policy = Literal[PLACEMENTS.names()]
 Parallel = Literal[PARALLEL]
 Batch = Annotated[int, Range(minimum=1, maximum=MAX_BATCH)]
 

@@ -29,13 +29,13 @@ from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc, read_topology_doc
-from mcdla.errors import InputError, excerpt
+from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
+from mcdla.config.placement import PLACEMENTS
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id
 
-__all__ = ["Topology", "load_topology", "build_topology", "POLICIES", "DIRECTIONS"]
+__all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
-POLICIES = ("local", "bw_aware")
 DIRECTIONS = ("offload", "prefetch")
 
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
@@ -99,12 +99,11 @@ class Topology:
     def backing_routes(self, device: str, policy: str, direction: str) -> tuple[Subflow, ...]:
         """The stripes of one DMA between ``device`` and its backing store.
 
-        ``local`` puts every byte in the device's home store; ``bw_aware`` interleaves
-        pages evenly over all the stores that serve it. Each store's share is striped
-        evenly over the parallel links to it. No backing store: ``()``.
+        The placement policy (:data:`~mcdla.config.placement.PLACEMENTS`) says which stores
+        hold what share; each store's share is striped evenly over the parallel links
+        to it. No backing store: ``()``.
         """
-        if policy not in POLICIES:
-            raise InputError(f"expected one of {', '.join(POLICIES)}, got {policy!r}", key="policy")
+        placement = PLACEMENTS.get(policy, key="policy")  # an unknown name is an InputError
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if device not in self.devices:
@@ -114,17 +113,11 @@ class Topology:
         key = (device, policy, direction)
         cached = self._routes.get(key)
         if cached is None:
-            cached = self._routes[key] = self._routes_uncached(device, policy, direction)
+            routes: list[Subflow] = []
+            for store, share in placement().shares(self.serves[device]):
+                routes.extend(self._stripes(device, store, share, direction))
+            cached = self._routes[key] = tuple(routes)
         return cached
-
-    def _routes_uncached(self, device: str, policy: str, direction: str) -> tuple[Subflow, ...]:
-        stores = self.serves[device]
-        if policy == "local":
-            stores = stores[:1]
-        routes: list[Subflow] = []
-        for store in stores:
-            routes.extend(self._stripes(device, store, 1.0 / len(stores), direction))
-        return tuple(routes)
 
     def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
         hops = _store_path(self.graph, device, store)
