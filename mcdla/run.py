@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Sequence
 
+from mcdla.config.execution import EXECUTION_KEYS
 from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError, excerpt
@@ -28,20 +29,28 @@ __all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_a
 # hardware sections of a topology file are named directly (device.hbm_bw), anything
 # else of the topology file through topology.* (topology.device_memory).
 HARDWARE_PREFIXES = ("device", "memory_node", "host", "links")
-SET_PREFIXES = ("workload", "training", "topology", *HARDWARE_PREFIXES)
+SET_PREFIXES = ("workload", "training", "execution", "topology", *HARDWARE_PREFIXES)
 
 
 def route_sets(sets: Sequence[tuple[str, Any]]):
-    """Splits ``--set`` pairs into (workload pairs, training mapping, topology pairs)."""
+    """Splits ``--set`` pairs into (workload pairs, execution mapping, topology pairs);
+    the execution mapping holds the training options under ``training``."""
     workload, training, topology = [], {}, []
+    execution: dict[str, Any] = {}
     for key, value in sets:
         head, _, rest = key.partition(".")
         if head == "workload" and rest:
             workload.append((rest, value))
-        elif head == "training":
+        elif head in ("training", "execution"):
             if not rest or "." in rest:
-                raise InputError(f"expected training.KEY, got {key!r}", key="--set")
-            training[rest] = value
+                raise InputError(f"expected {head}.KEY, got {excerpt(key)}", key="--set")
+            if head == "training":
+                training[rest] = value
+            elif rest in EXECUTION_KEYS:
+                execution[rest] = value
+            else:
+                raise InputError(f"{excerpt(key)}: expected execution.KEY with KEY one of "
+                                 f"{', '.join(EXECUTION_KEYS)}", key="--set")
         elif head == "topology" and rest:  # explicit: topology.device_memory=unbounded
             topology.append((rest, value))
         elif head in HARDWARE_PREFIXES:
@@ -49,41 +58,52 @@ def route_sets(sets: Sequence[tuple[str, Any]]):
         else:
             raise InputError(f"{excerpt(key)} names no input; a key starts with one of "
                              f"{', '.join(p + '.' for p in SET_PREFIXES)}", key="--set")
-    return workload, training, topology
+    if training:
+        execution["training"] = training
+    return workload, execution, topology
 
 
-def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = (), cache=None):
-    """The validated topology, workload and training options of a run, not simulated.
+def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = (), cache=None, *,
+                parallel: Any = DEFAULT_POINT["parallel"], batch: Any = DEFAULT_POINT["batch"],
+                policy: Any = DEFAULT_POINT["policy"]):
+    """The three validated inputs of a run, not simulated: the topology (hardware), the
+    workload and the :class:`~mcdla.config.execution.ExecutionSpec`.
 
     ``cache`` (a dict) lets a caller checking many points load each distinct topology
     and workload once.
     """
-    from mcdla.config.training import TrainingSpec
-    from mcdla.hw.workload import load_workload
+    from mcdla.config.execution import ExecutionSpec
     from mcdla.hw.topology import load_topology
+    from mcdla.hw.workload import load_workload
+    from mcdla.sim.collectives import COLLECTIVES
+    from mcdla.sim.offload import OFFLOADS
 
     cache = {} if cache is None else cache
-    workload_sets, training_doc, topology_sets = route_sets(sets)
+    workload_sets, execution_doc, topology_sets = route_sets(sets)
     key = ("topology", topology, repr(topology_sets))
     if key not in cache:
         cache[key] = load_topology(topology, topology_sets)
     wkey = ("workload", workload, repr(workload_sets))
     if wkey not in cache:
         cache[wkey] = load_workload(workload, workload_sets)
-    training = build(TrainingSpec, training_doc, Where("--set", "training"))
-    return cache[key], cache[wkey], training
+    for name, value in (("policy", policy), ("parallel", parallel), ("batch", batch)):
+        execution_doc[name] = value
+    execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
+    COLLECTIVES.get(execution.collective, key="execution.collective")
+    OFFLOADS.get(execution.offload, key="execution.offload")
+    return cache[key], cache[wkey], execution
 
 
 def check_point(point: Mapping[str, Any], cache=None) -> None:
     """Raises the InputError a sweep point would meet, without simulating it."""
-    args = {**DEFAULT_POINT, **{k: point[k] for k in POINT_KEYS if k in point}}
-    check_option(Policy, args["policy"], "policy")
-    check_option(Parallel, args["parallel"], "parallel")
-    check_option(Batch, args["batch"], "batch")
     from mcdla.config.experiment import POINT_LABEL
 
+    args = {**DEFAULT_POINT, **{k: point[k] for k in POINT_KEYS if k in point}}
+    for option, tp in (("policy", Policy), ("parallel", Parallel), ("batch", Batch)):
+        args[option] = check_option(tp, args[option], option)
     sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k != POINT_LABEL]
-    load_inputs(args["topology"], args["workload"], sets, cache)
+    load_inputs(args["topology"], args["workload"], sets, cache, parallel=args["parallel"],
+                batch=args["batch"], policy=args["policy"])
 
 
 def simulate(
@@ -109,18 +129,17 @@ def simulate(
     policy = check_option(Policy, policy, "policy")
     parallel = check_option(Parallel, parallel, "parallel")
     batch = check_option(Batch, batch, "batch")
-    topo, work, training = load_inputs(topology, workload, sets)
+    topo, work, execution = load_inputs(topology, workload, sets, parallel=parallel, batch=batch,
+                                        policy=policy)
     check_budget(estimate_work(topo, work), budget)  # before any simulation work
     started = time.perf_counter()
-    iteration = Iteration(topo, work, training, policy=policy, parallel=parallel, batch=batch,
-                          record_timeline=trace is not None)
-    record = iteration.run()
+    record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
     wall_s = time.perf_counter() - started
-    result = summarize(iteration, record, wall_s)
+    result = summarize(record, wall_s)
     if trace is not None:
         from mcdla.io.trace import write_trace
 
-        write_trace(trace, iteration, record)
+        write_trace(trace, record)
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcdla.config.execution import ExecutionSpec
 from mcdla.config.training import TrainingSpec
 from mcdla.hw.workload import load_workload
 from mcdla.hw.compute import layer_time
@@ -18,8 +19,7 @@ from mcdla.sim.training import Iteration
 
 
 def iterate(topology, workload, batch, parallel="data", **training):
-    it = Iteration(load_topology(topology), load_workload(workload), TrainingSpec(**training),
-                   policy="bw_aware", parallel=parallel, batch=batch)
+    it = Iteration(load_topology(topology), load_workload(workload), ExecutionSpec(parallel=parallel, batch=batch, training=TrainingSpec(**training)))
     return it, it.run()
 
 

@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 
-from mcdla.config.training import TrainingSpec
+from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.workload import load_workload
 from mcdla.errors import InfeasibleError, InvariantError
 from mcdla.hw.topology import load_topology
@@ -22,8 +22,7 @@ from mcdla.sim.training import Iteration
 
 
 def iterate(topology="ring", workload="alexnet", parallel="data", batch=64):
-    it = Iteration(load_topology(topology), load_workload(workload), TrainingSpec(),
-                   policy="bw_aware", parallel=parallel, batch=batch)
+    it = Iteration(load_topology(topology), load_workload(workload), ExecutionSpec(parallel=parallel, batch=batch))
     return it, it.run()
 
 
@@ -34,21 +33,21 @@ def ring_run():
 
 def test_clean_run_passes(ring_run):
     it, record = ring_run
-    check_iteration(it, record)
+    check_iteration(record)
 
 
 def test_unfinished_flow_is_caught(ring_run):
     it, record = ring_run
-    it.net._flows_finished -= 1
+    record.network = dataclasses.replace(record.network, flows_finished=record.network.flows_finished - 1)
     with pytest.raises(InvariantError, match="flows started but .* finished"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_lost_bytes_are_caught(ring_run):
     it, record = ring_run
-    it.net._bytes_delivered -= 1e3
+    record.network = dataclasses.replace(record.network, bytes_delivered=record.network.bytes_delivered - 1e3)
     with pytest.raises(InvariantError, match="bytes sent but .* delivered"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_link_above_capacity_is_caught(monkeypatch):
@@ -69,13 +68,67 @@ def test_capacity_check_tolerates_rounding(monkeypatch):
     iterate()  # within the 1e-9 relative slack
 
 
-def test_collective_ring_bytes_are_checked(ring_run):
+def test_channel_bytes_are_checked(ring_run):
     it, record = ring_run
-    c = record.collectives[0]
-    short = tuple(b * 0.5 for b in c.bytes_sent_per_ring)
-    record.collectives[0] = dataclasses.replace(c, bytes_sent_per_ring=short)
-    with pytest.raises(InvariantError, match=r"ring .* sent .* bytes, not \d+ steps x"):
-        check_iteration(it, record)
+    carried = dict(record.network.bytes_by_resource)
+    channel = it.topology.rings[0].channels[0]
+    carried[channel] *= 0.5
+    record.network = dataclasses.replace(record.network, bytes_by_resource=carried)
+    with pytest.raises(InvariantError, match=f"channel {channel}: carried .* bytes, but"):
+        check_iteration(record)
+
+
+# Bugs planted in the simulator itself (not in the record): each changes what some
+# channel carries, and the per-channel check must catch it.
+def _planted(monkeypatch, change):
+    from mcdla.sim import collectives
+
+    real = collectives.FlowNetwork.transfer
+
+    def transfer(self, size_bytes, path, latency_s=0.0, tag=""):
+        return real(self, change(size_bytes, tag), path, latency_s, tag)
+
+    monkeypatch.setattr(collectives.FlowNetwork, "transfer", transfer)
+
+
+@pytest.mark.parametrize("parallel", ["data", "model"])
+def test_a_dropped_collective_step_is_caught(monkeypatch, parallel):
+    from mcdla.sim import collectives
+
+    real = collectives._ring
+
+    def one_step_short(net, ring, op, share, *args):
+        # A reduce-scatter or all-gather phase of p-1 steps that sends only p-2.
+        yield from real(net, ring, op, share * (ring.size - 2) / (ring.size - 1), *args)
+
+    monkeypatch.setattr(collectives, "_ring", one_step_short)
+    with pytest.raises(InvariantError, match="carried .* bytes, but the iteration's collective steps"):
+        iterate(parallel=parallel)
+
+
+def test_a_repeated_collective_step_is_caught(monkeypatch):
+    from mcdla.sim import collectives
+
+    real = collectives._ring
+
+    def one_step_more(net, ring, op, share, *args):
+        yield from real(net, ring, op, share * ring.size / (ring.size - 1), *args)
+
+    monkeypatch.setattr(collectives, "_ring", one_step_more)
+    with pytest.raises(InvariantError, match="carried .* bytes, but"):
+        iterate()
+
+
+def test_a_shortened_dma_transfer_is_caught(monkeypatch):
+    _planted(monkeypatch, lambda size, tag: size * 0.99 if tag.startswith("prefetch") else size)
+    with pytest.raises(InvariantError, match="carried .* bytes, but"):
+        iterate()
+
+
+def test_a_shortened_collective_transfer_is_caught(monkeypatch):
+    _planted(monkeypatch, lambda size, tag: size * 0.999 if tag.startswith("dW") else size)
+    with pytest.raises(InvariantError, match="carried .* bytes, but"):
+        iterate()
 
 
 def test_collective_shares_must_add_up(ring_run):
@@ -83,7 +136,7 @@ def test_collective_shares_must_add_up(ring_run):
     c = record.collectives[0]
     record.collectives[0] = dataclasses.replace(c, size_bytes=c.size_bytes * 2)
     with pytest.raises(InvariantError, match="ring shares add up to"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_unfreed_device_memory_is_caught(ring_run):
@@ -91,7 +144,7 @@ def test_unfreed_device_memory_is_caught(ring_run):
     device = record.devices[0]
     device.allocate(record.iteration_time_s, 1024.0)
     with pytest.raises(InvariantError, match="device D0: ends the iteration with .* bytes in use"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_negative_device_memory_is_caught(ring_run):
@@ -99,7 +152,7 @@ def test_negative_device_memory_is_caught(ring_run):
     device = record.devices[1]
     device.memory.insert(1, (0.0, -4096.0))
     with pytest.raises(InvariantError, match="device D1: memory in use fell to -4096"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_device_memory_over_hbm_is_infeasible_not_a_bug():
@@ -111,7 +164,7 @@ def test_device_peak_above_capacity_is_caught(ring_run):
     it, record = ring_run
     record.devices[0].memory_peak_bytes = it.topology.device_memory_bytes * 1.01
     with pytest.raises(InvariantError, match="device D0: held .* over its memory of"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_oracle_has_no_hbm_limit():
@@ -121,18 +174,18 @@ def test_oracle_has_no_hbm_limit():
 
 def test_backing_store_left_holding_bytes_is_caught(ring_run):
     it, record = ring_run
-    store = next(iter(it.store_bytes))
-    it.store_bytes[store] = 1e6
+    store = next(iter(record.store_end_bytes))
+    record.store_end_bytes[store] = 1e6
     with pytest.raises(InvariantError, match=f"backing store {store}: ends the iteration holding"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_backing_store_over_capacity_is_caught(ring_run):
     it, record = ring_run
-    store = next(iter(it.store_peak))
-    it.store_peak[store] = it.topology.memory_capacity(store) * 2
+    store = next(iter(record.store_peak_bytes))
+    record.store_peak_bytes[store] = it.topology.memory_capacity(store) * 2
     with pytest.raises(InvariantError, match=f"backing store {store}: held .* over its capacity"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_tensor_offloaded_twice_is_caught(ring_run):
@@ -140,7 +193,7 @@ def test_tensor_offloaded_twice_is_caught(ring_run):
     tensor = next(iter(record.devices[0].offloads))
     record.devices[0].offloads[tensor] = 2
     with pytest.raises(InvariantError, match=f"tensor {tensor} offloaded 2 times, not once"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_tensor_never_prefetched_is_caught(ring_run):
@@ -148,7 +201,7 @@ def test_tensor_never_prefetched_is_caught(ring_run):
     tensor = next(iter(record.devices[2].prefetches))
     del record.devices[2].prefetches[tensor]
     with pytest.raises(InvariantError, match=rf"tensors prefetched differ from the plan \(never prefetched: \[{tensor}\]"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_backward_before_its_prefetch_is_caught(ring_run):
@@ -157,21 +210,21 @@ def test_backward_before_its_prefetch_is_caught(ring_run):
     tensor = next(iter(device.prefetch_ready))
     device.prefetch_ready[tensor] = record.iteration_time_s * 2
     with pytest.raises(InvariantError, match=f"before its input tensor {tensor} was prefetched"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_unequal_offload_and_prefetch_bytes_are_caught(ring_run):
     it, record = ring_run
     record.devices[0].prefetched_bytes += 1e6
     with pytest.raises(InvariantError, match="offloaded .* bytes but prefetched"):
-        check_iteration(it, record)
+        check_iteration(record)
 
 
 def test_cli_does_not_mistake_a_bug_for_bad_input(monkeypatch):
     """An InvariantError is not an InputError: it escapes main, and Python exits 1."""
     from mcdla.cli.main import main
 
-    def broken(iteration, record):
+    def broken(record):
         raise InvariantError("flow network: 3 flows started but 2 finished")
 
     monkeypatch.setattr("mcdla.sim.training.check_iteration", broken)

@@ -12,7 +12,7 @@ import pytest
 
 from mcdla.cli import layers as layers_cli
 from mcdla.cli.main import main
-from mcdla.config.training import TrainingSpec
+from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.workload import load_workload
 from mcdla.hw.compute import layer_time
 from mcdla.hw.parallelism import device_share
@@ -100,8 +100,7 @@ def test_phase_totals_are_the_sum_of_layer_times(capsys, parallel):
 def test_per_device_share_matches_the_training_driver(capsys, parallel, local_batch, shards):
     result = report(capsys, "--parallel", parallel)
     assert (result["local_batch"], result["shards"]) == (local_batch, shards)
-    it = Iteration(load_topology("dc"), load_workload("alexnet"), TrainingSpec(), policy="bw_aware",
-                   parallel=parallel, batch=64)
+    it = Iteration(load_topology("dc"), load_workload("alexnet"), ExecutionSpec(parallel=parallel, batch=64))
     assert tuple(it.share) == (local_batch, shards)
     got = totals(result)
     assert got["fwd"]["time_s"] == pytest.approx(sum(it.plan.fwd_s), rel=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcdla.config.execution import ExecutionSpec
 from mcdla.config.training import TrainingSpec
 from mcdla.hw.workload import load_workload
 from mcdla.errors import InfeasibleError, InputError
@@ -22,8 +23,8 @@ def run(topology="ring", policy="bw_aware", workload="alexnet", parallel="data",
 
 def iterate(topology="ring", policy="bw_aware", workload="alexnet", parallel="data", batch=BATCH,
             **training):
-    it = Iteration(load_topology(topology), load_workload(workload), TrainingSpec(**training),
-                   policy=policy, parallel=parallel, batch=batch)
+    it = Iteration(load_topology(topology), load_workload(workload), ExecutionSpec(parallel=parallel, batch=batch, policy=policy,
+                                 training=TrainingSpec(**training)))
     return it, it.run()
 
 

@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     batch = check_option(Batch, args.batch, "batch")
-    workload_sets, training, topology_sets = route_sets([parse_set(item) for item in args.sets])
-    if training:
-        key = next(iter(training))
-        raise InputError(f"training.{key} does not apply to mcdla layers (no iteration is simulated)",
+    workload_sets, execution, topology_sets = route_sets([parse_set(item) for item in args.sets])
+    if execution:
+        section = next(iter(execution))
+        key = f"training.{next(iter(execution['training']))}" if section == "training" else f"execution.{section}"
+        raise InputError(f"{key} does not apply to mcdla layers (no iteration is simulated)",
                          key="--set")
     topo = load_topology(args.topology, topology_sets)
     work = load_workload(args.workload, workload_sets)

@@ -92,9 +92,9 @@ def _aggregate(timeline: dict[str, list[tuple[float, float]]], members: list[str
     return _steps(series)
 
 
-def build_trace(iteration, record) -> dict[str, Any]:
+def build_trace(record) -> dict[str, Any]:
     """The trace document of one iteration (see the module docstring)."""
-    topology = iteration.topology
+    topology, execution = record.inputs.topology, record.inputs.execution
     events: list[dict[str, Any]] = []
     end_s = record.iteration_time_s
 
@@ -134,7 +134,7 @@ def build_trace(iteration, record) -> dict[str, Any]:
             }))
 
     # Links (directed node pairs) and memory ports: utilization counters.
-    timeline = iteration.net.timeline or {}
+    timeline = record.timeline or {}
     links = {pair: (list(channels), sum(topology.channels[c].bw_Bps for c in channels))
              for pair, channels in topology.directed_links().items()}
     groups = [
@@ -157,10 +157,10 @@ def build_trace(iteration, record) -> dict[str, Any]:
         "otherData": {
             "generator": "mcdla",
             "topology": topology.name,
-            "policy": iteration.policy,
-            "workload": iteration.workload.name,
-            "parallel": iteration.parallel,
-            "batch": iteration.batch,
+            "policy": execution.policy,
+            "workload": record.inputs.workload.name,
+            "parallel": execution.parallel,
+            "batch": execution.batch,
             "iteration_time_us": _us(end_s),
         },
     }
@@ -171,10 +171,10 @@ def check_trace_path(path: str | os.PathLike) -> None:
     check_output(path, "--trace")
 
 
-def write_trace(path: str | os.PathLike, iteration, record) -> None:
+def write_trace(path: str | os.PathLike, record) -> None:
     """Writes the trace of one iteration to ``path`` (atomically for a regular file)."""
     check_trace_path(path)
-    document = build_trace(iteration, record)
+    document = build_trace(record)
     lines = ",\n".join(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in document["traceEvents"])
     header = {k: v for k, v in document.items() if k != "traceEvents"}
     text = "{\"traceEvents\":[\n" + lines + "\n],\n" + json.dumps(header, sort_keys=True)[1:] + "\n"

@@ -26,9 +26,10 @@ def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float
             for pair, channels in topology.directed_links().items()}
 
 
-def summarize(iteration, record, wall_s: float) -> dict[str, Any]:
-    topology = iteration.topology
-    stats = iteration.net.stats()
+def summarize(record, wall_s: float) -> dict[str, Any]:
+    """The result mapping of one iteration's record."""
+    topology, workload, execution = record.inputs.topology, record.inputs.workload, record.inputs.execution
+    stats = record.network
     sync = union((c.start_s, c.end_s) for c in record.collectives)
     compute, virt, exposed_sync, exposed_virt = [], [], [], []
     for device in record.devices:
@@ -40,21 +41,21 @@ def summarize(iteration, record, wall_s: float) -> dict[str, Any]:
     time_s = record.iteration_time_s
     socket_avg = {
         port: stats.bytes_by_resource.get(port, 0.0) / time_s if time_s > 0 else 0.0
-        for port in iteration.socket_ports
+        for port in record.port_peak_Bps
     }
-    busiest = max(socket_avg, key=lambda p: (socket_avg[p], iteration.port_peak_Bps[p]), default=None)
+    busiest = max(socket_avg, key=lambda p: (socket_avg[p], record.port_peak_Bps[p]), default=None)
     notes = []
     if not topology.memory_nodes:
-        notes.append(f"policy {iteration.policy} ignored: {topology.name} has no memory-nodes")
-    if not iteration.virtualize:
-        why = "disabled" if not iteration.training.virtualization else f"{topology.name} has no backing store"
+        notes.append(f"policy {execution.policy} ignored: {topology.name} has no memory-nodes")
+    if not record.virtualize:
+        why = "disabled" if not execution.training.virtualization else f"{topology.name} has no backing store"
         notes.append(f"memory virtualization off: {why}")
     return {
         "topology": topology.name,
-        "policy": iteration.policy,
-        "workload": iteration.workload.name,
-        "parallel": iteration.parallel,
-        "batch": iteration.batch,
+        "policy": execution.policy,
+        "workload": workload.name,
+        "parallel": execution.parallel,
+        "batch": execution.batch,
         "devices": len(topology.devices),
         "iteration_time_s": time_s,
         "busy_s": {
@@ -65,7 +66,7 @@ def summarize(iteration, record, wall_s: float) -> dict[str, Any]:
         "exposed_s": {"sync": _mean(exposed_sync), "virtualization": _mean(exposed_virt)},
         "cpu_mem_bw_Bps": {
             "avg": socket_avg[busiest] if busiest else 0.0,
-            "peak": iteration.port_peak_Bps[busiest] if busiest else 0.0,
+            "peak": record.port_peak_Bps[busiest] if busiest else 0.0,
         },
         "device_mem_peak_bytes": max(d.memory_peak_bytes for d in record.devices),
         "remote_mem_bytes": sum(record.store_peak_bytes.values()),

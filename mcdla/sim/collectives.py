@@ -44,12 +44,16 @@ from typing import Mapping, Sequence
 
 import simpy
 
-from mcdla.hw.collective_model import OPS, ring_steps
+from mcdla.hw.collective_model import OPS, collective_time_s, ring_steps
 from mcdla.hw.network import Ring, channel_id
+from mcdla.registry import Registry
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 
 __all__ = [
+    "COLLECTIVES",
+    "CollectiveAlgorithm",
+    "RingAlgorithm",
     "DEFAULT_CHUNK_BYTES",
     "CollectiveRecord",
     "CollectiveRun",
@@ -263,3 +267,83 @@ def ring_of_devices(n: int, link_bw_Bps: float, latency_s: float) -> tuple[tuple
         latency_s=tuple(float(latency_s) for _ in range(n)),
     )
     return (cw, ccw), capacities
+
+
+# -- the collective-algorithm registry ------------------------------------------------
+
+COLLECTIVES: Registry[type["CollectiveAlgorithm"]] = Registry("collective algorithm")
+
+
+class CollectiveAlgorithm:
+    """How a communicator runs a collective on the shared flow network.
+
+    Three things, each checked against the others by the tests and the invariants:
+    :meth:`start` (the simulation), :meth:`time_s` (its closed form on idle links) and
+    :meth:`channel_bytes` (what its steps move over each channel, by the algorithm's
+    definition, written step by step and independent of how :meth:`start` batches
+    steps into flows).
+    """
+
+    def start(self, env, net: FlowNetwork, rings: Sequence[Ring], op: str, size_bytes: float, *,
+              chunk_bytes: float = DEFAULT_CHUNK_BYTES, reduce_Bps: float | None = None,
+              tag: str = "") -> simpy.Process:
+        """A process whose value is the :class:`CollectiveRecord`."""
+        raise NotImplementedError
+
+    def time_s(self, op: str, size_bytes: float, rings: Sequence[Ring], capacities_Bps: Mapping[str, float], *,
+               chunk_bytes: float = DEFAULT_CHUNK_BYTES, reduce_Bps: float | None = None) -> float:
+        raise NotImplementedError
+
+    def channel_bytes(self, op: str, size_bytes: float, rings: Sequence[Ring]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+@COLLECTIVES.register("ring")
+class RingAlgorithm(CollectiveAlgorithm):
+    """The message split evenly over every directed ring, each running NCCL's ring
+    algorithm (see the module docstring); the paper's collectives."""
+
+    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+              reduce_Bps=None, tag=""):
+        return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes,
+                          reduce_Bps=reduce_Bps, tag=tag)
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None):
+        """Alpha-beta per ring on idle links: each ring moves its share at its max-min
+        fair rate with every ring active (rings that share a channel split it), and
+        the collective ends with its slowest ring. Exact while the rings' phases stay
+        aligned (equal segment latencies, or channel-disjoint rings)."""
+        from mcdla.hw.maxmin import max_min_rates
+
+        rates = max_min_rates({r.name: r.channels for r in rings}, capacities_Bps)
+        share = size_bytes / len(rings)
+        if op == "broadcast" and share > 0:  # the pipeline fills at the idle path's rate
+            return max(sum(r.latency_s[:-1])
+                       + (r.size - 2) * min(chunk_bytes, share) / min(capacities_Bps[c] for c in r.channels)
+                       + share / rates[r.name] for r in rings if r.size > 1)
+        return max(collective_time_s(op, share, r.size, rates[r.name], max(r.latency_s),
+                                     chunk_bytes=chunk_bytes, reduce_Bps=reduce_Bps,
+                                     path_latency_s=sum(r.latency_s[:-1]))
+                   for r in rings)
+
+    def channel_bytes(self, op, size_bytes, rings):
+        """Step by step: in each step every rank sends one n/p piece of its ring's share
+        to its successor (broadcast: the root's share hops once along each segment)."""
+        carried: dict[str, float] = {}
+        share = size_bytes / len(rings)
+        for ring in rings:
+            p = ring.size
+            if p == 1 or share == 0:
+                continue
+            if op == "broadcast":
+                sends = [(i, share) for i in range(p - 1)]  # root is rank 0
+            else:
+                reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
+                gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
+                sends = [(rank, share / p) for _step in range(reduce_steps + gather_steps)
+                         for rank in range(p)]
+            for rank, piece in sends:
+                for channel in ring.segments[rank]:
+                    carried[channel] = carried.get(channel, 0.0) + piece
+        return carried

@@ -10,9 +10,13 @@ whatever the input:
   bytes sent; no channel or memory port carried more than its capacity at any
   instant (the network compares every load it computes with the capacity, see
   :attr:`~mcdla.sim.flownet.FlowNetwork.overload`);
-- collectives: each ring's share times the ring's step count (the definition of the
-  ring algorithm) equals the bytes the ring sent, and the shares add up to the
-  message;
+- bytes on every channel: what the flow network actually carried on each channel
+  (integrated from the flows' rates over time) equals what the iteration was meant
+  to move there: each collective's steps as its algorithm defines them
+  (:meth:`~mcdla.sim.collectives.CollectiveAlgorithm.channel_bytes`, written step by
+  step), plus every planned offload and prefetch over its routes. A dropped,
+  repeated or shortened step or transfer changes some channel's bytes;
+- collectives: each ends after it starts, and the ring shares add up to the message;
 - memory: a device's occupancy never goes negative and ends at its steady state, the
   resident model state (every feature map allocated is freed); every backing store ends empty and never held
   more than its capacity;
@@ -35,7 +39,6 @@ from __future__ import annotations
 import math
 
 from mcdla.errors import InvariantError
-from mcdla.hw.collective_model import ring_steps
 
 __all__ = ["check_iteration", "RELATIVE_SLACK"]
 
@@ -48,16 +51,17 @@ def _close(a: float, b: float, scale: float) -> bool:
     return abs(a - b) <= RELATIVE_SLACK * max(abs(a), abs(b), scale, 1.0)
 
 
-def check_iteration(iteration, record) -> None:
-    """Raises InvariantError (a bug in mcdla) for ``record``."""
-    _check_network(iteration)
-    _check_collectives(iteration, record)
-    _check_devices(iteration, record)
-    _check_stores(iteration)
+def check_iteration(record) -> None:
+    """Raises InvariantError (a bug in mcdla) for the iteration ``record``."""
+    _check_network(record)
+    _check_collectives(record)
+    _check_channel_bytes(record)
+    _check_devices(record)
+    _check_stores(record)
 
 
-def _check_network(iteration) -> None:
-    stats = iteration.net.stats()
+def _check_network(record) -> None:
+    stats = record.network
     if stats.flows_started != stats.flows_finished:
         raise InvariantError(
             f"flow network: {stats.flows_started} flows started but {stats.flows_finished} finished"
@@ -66,45 +70,72 @@ def _check_network(iteration) -> None:
         raise InvariantError(
             f"flow network: {stats.bytes_sent!r} bytes sent but {stats.bytes_delivered!r} delivered"
         )
-    overload = iteration.net.overload
+    overload = record.overload
     if overload is not None:
         ratio, resource, time_s, load_Bps = overload
-        capacity = iteration.net.capacities_Bps[resource]
+        capacity = record.capacities_Bps[resource]
         raise InvariantError(
             f"flow network: {resource} carried {load_Bps!r} B/s at t={time_s!r} s, "
             f"{ratio:.12g} x its capacity of {capacity!r} B/s"
         )
 
 
-def _check_collectives(iteration, record) -> None:
-    sizes = {ring.name: ring.size for ring in iteration.topology.rings}
+def _check_collectives(record) -> None:
     for c in record.collectives:
         where = f"collective {c.op} {c.tag!r} at t={c.start_s!r} s"
         if c.end_s < c.start_s:
             raise InvariantError(f"{where}: ends at {c.end_s!r} s, before it starts")
-        if len(c.bytes_per_ring) != len(c.rings) or len(c.bytes_sent_per_ring) != len(c.rings):
-            raise InvariantError(f"{where}: {len(c.rings)} rings but per-ring bytes for "
-                                 f"{len(c.bytes_per_ring)} and {len(c.bytes_sent_per_ring)}")
+        if len(c.bytes_per_ring) != len(c.rings):
+            raise InvariantError(f"{where}: {len(c.rings)} rings but shares for {len(c.bytes_per_ring)}")
         if not _close(sum(c.bytes_per_ring), c.size_bytes, 0.0):
             raise InvariantError(f"{where}: ring shares add up to {sum(c.bytes_per_ring)!r} bytes, "
                                  f"not the message's {c.size_bytes!r}")
-        for name, share, sent in zip(c.rings, c.bytes_per_ring, c.bytes_sent_per_ring):
-            p = sizes.get(name, c.ranks)
-            steps = 0 if p == 1 else (p - 1 if c.op == "broadcast" else ring_steps(c.op, p))
-            if not _close(sent, steps * share, share):
-                raise InvariantError(
-                    f"{where}: ring {name} sent {sent!r} bytes, not {steps} steps x "
-                    f"{share!r} bytes = {steps * share!r}"
-                )
 
 
-def _check_devices(iteration, record) -> None:
-    plan = iteration.plan
-    capacity = iteration.topology.device_memory_bytes
+def expected_channel_bytes(record) -> dict[str, float]:
+    """Bytes each channel should have carried: every collective's steps and every
+    planned offload and prefetch, derived from the plan, not from the transfers made."""
+    from mcdla.sim.collectives import COLLECTIVES
+
+    topology, execution = record.inputs.topology, record.inputs.execution
+    expected: dict[str, float] = {}
+
+    def add(channel: str, size: float) -> None:
+        expected[channel] = expected.get(channel, 0.0) + size
+
+    algorithm = COLLECTIVES.get(execution.collective)()
+    rings = {ring.name: ring for ring in topology.rings}
+    for c in record.collectives:
+        for channel, size in algorithm.channel_bytes(c.op, c.size_bytes, [rings[n] for n in c.rings]).items():
+            add(channel, size)
+    plan = record.plan
+    for device in topology.devices:
+        for direction in ("offload", "prefetch"):
+            for sub in topology.backing_routes(device, execution.policy, direction):
+                for tensor in plan.first_need:
+                    for resource in sub.path:
+                        add(resource, sub.share * plan.tensor_bytes[tensor])
+    return expected
+
+
+def _check_channel_bytes(record) -> None:
+    carried = record.network.bytes_by_resource
+    expected = expected_channel_bytes(record)
+    for channel in record.inputs.topology.channels:
+        got, want = carried.get(channel, 0.0), expected.get(channel, 0.0)
+        if not _close(got, want, max(want, 1.0)):
+            raise InvariantError(
+                f"channel {channel}: carried {got!r} bytes, but the iteration's collective steps "
+                f"and transfers should move {want!r} (a step or transfer dropped, repeated or cut)")
+
+
+def _check_devices(record) -> None:
+    plan = record.plan
+    capacity = record.inputs.topology.device_memory_bytes
     planned = sorted(plan.first_need)
     # The driver allocates the resident model state first and keeps it; everything
     # else an iteration allocates it must free.
-    steady = float(iteration.model_state_bytes)
+    steady = float(record.model_state_bytes)
     for device in record.devices:
         name = device.name
         peak = max(device.memory_peak_bytes, 0.0)
@@ -127,11 +158,10 @@ def _check_devices(iteration, record) -> None:
                 f"device {name}: held {peak:.6g} bytes at its peak, over its memory of "
                 f"{capacity:.6g} bytes"
             )
-        _check_virtualization(iteration, device, planned)
+        _check_virtualization(plan, device, planned)
 
 
-def _check_virtualization(iteration, device, planned: list[int]) -> None:
-    plan = iteration.plan
+def _check_virtualization(plan, device, planned: list[int]) -> None:
     name = device.name
     for what, counts in (("offloaded", device.offloads), ("prefetched", device.prefetches)):
         if sorted(counts) != planned:
@@ -158,10 +188,10 @@ def _check_virtualization(iteration, device, planned: list[int]) -> None:
             )
 
 
-def _check_stores(iteration) -> None:
-    topology = iteration.topology
-    for store, used in iteration.store_bytes.items():
-        peak = iteration.store_peak.get(store, used)
+def _check_stores(record) -> None:
+    topology = record.inputs.topology
+    for store, used in record.store_end_bytes.items():
+        peak = record.store_peak_bytes.get(store, used)
         if not _close(used, 0.0, peak):
             raise InvariantError(f"backing store {store}: ends the iteration holding {used!r} bytes, not 0")
         capacity = topology.memory_capacity(store)
