@@ -105,16 +105,20 @@ def expected_channel_bytes(record) -> dict[str, float]:
 
     algorithm = COLLECTIVES.get(execution.collective)()
     rings = {ring.name: ring for ring in topology.rings}
+    per_byte: dict[tuple, dict[str, float]] = {}  # a collective's bytes are linear in its size
     for c in record.collectives:
-        for channel, size in algorithm.channel_bytes(c.op, c.size_bytes, [rings[n] for n in c.rings]).items():
-            add(channel, size)
+        key = (c.op, c.rings)
+        if key not in per_byte:
+            per_byte[key] = algorithm.channel_bytes(c.op, 1.0, [rings[n] for n in c.rings])
+        for channel, size in per_byte[key].items():
+            add(channel, size * c.size_bytes)
     plan = record.plan
+    moved = sum(plan.tensor_bytes[tensor] for tensor in plan.first_need)  # each way, per device
     for device in topology.devices:
         for direction in ("offload", "prefetch"):
             for sub in topology.backing_routes(device, execution.policy, direction):
-                for tensor in plan.first_need:
-                    for resource in sub.path:
-                        add(resource, sub.share * plan.tensor_bytes[tensor])
+                for resource in sub.path:
+                    add(resource, sub.share * moved)
     return expected
 
 
