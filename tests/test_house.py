@@ -79,3 +79,18 @@ def test_the_fig09_runner_is_the_commands_function(tmp_path, capsys):
         assert via_cli[key] == via_runner[key]
     with pytest.raises(Exception, match="no option --bogus"):
         collective_point({**point, "bogus": 1})
+
+
+def test_the_extending_guides_topology_loads_and_counts(tmp_path, monkeypatch):
+    import re
+
+    from mcdla.hw.topology import load_topology
+
+    text = (PACKAGE.parent / "docs" / "extending.md").read_text()
+    yaml_text = re.search(r"```yaml\n(name: ring4.*?)```", text, re.S).group(1)
+    (tmp_path / "topologies").mkdir()
+    (tmp_path / "topologies" / "ring4.yaml").write_text(yaml_text)
+    monkeypatch.chdir(tmp_path)  # found by name in ./topologies/
+    topology = load_topology("ring4")
+    assert topology.collective_bw_Bps == pytest.approx(50e9)
+    assert topology.virtualization_bw_Bps == pytest.approx(50e9)
