@@ -61,8 +61,13 @@ def write(tmp_path, text: str):
 # --- shipped workloads --------------------------------------------------------------
 
 
-def test_every_shipped_workload_is_one_of_the_eight():
-    assert tuple(sorted(shipped("workloads"))) == tuple(sorted(ALL))
+# Beyond the paper's eight: the transformer families (tests/test_transformer.py).
+LLMS = ("bert_large", "gpt2", "gpt2_xl", "gpt3_175b", "llama2_7b", "llama2_13b", "llama2_70b",
+        "llama3_8b", "llama3_70b")
+
+
+def test_every_shipped_workload_is_the_papers_or_a_transformer():
+    assert tuple(sorted(shipped("workloads"))) == tuple(sorted(ALL + LLMS))
 
 
 @pytest.mark.parametrize("name", sorted(CNN_REFERENCE))
@@ -364,7 +369,7 @@ def test_cli_table(capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["name", "layers", "params", "macs_fwd_per_sample", "weight_bytes",
                                 "activation_bytes_per_sample"]
-    assert len(lines) == 2 + len(ALL)
+    assert len(lines) == 2 + len(ALL) + len(LLMS)
     assert "61100840" in out
 
 

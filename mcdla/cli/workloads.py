@@ -1,4 +1,5 @@
-"""``mcdla workloads``: list the shipped workloads, one row each (README.md).
+"""``mcdla workloads``: list the shipped workloads, one row each, or summarize any
+workload file (``--workload FILE``, repeatable) to check it against a reference.
 
 Fields: name, layers (weighted layers as Table III counts them: conv and fc, or
 timesteps for the RNNs), params, macs_fwd_per_sample, weight_bytes,
@@ -15,9 +16,12 @@ from mcdla.cli.output import add_format_options, emit
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "workloads",
-        help="list the shipped workloads",
-        description="List the shipped workloads with their inferred sizes.",
+        help="list the shipped workloads, or summarize workload files",
+        description="List the shipped workloads with their inferred sizes, or (--workload) "
+        "summarize the named workloads or files.",
     )
+    parser.add_argument("--workload", action="append", metavar="NAME|FILE",
+                        help="summarize this workload or file instead (repeatable)")
     add_format_options(parser)
     parser.set_defaults(run=run)
 
@@ -27,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from mcdla.config.loader import shipped
     from mcdla.hw.workload import load_workload
 
-    rows = [load_workload(name).summary() for name in shipped("workloads")]
+    names = args.workload or shipped("workloads")
+    rows = [load_workload(name).summary() for name in names]
     emit(rows, args)
     return 0

@@ -37,7 +37,7 @@ reference to a layer that does not exist raises InputError naming the file and k
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where
 
@@ -62,16 +62,19 @@ class InputDoc:
     width: PositiveInt | None = None
     features: PositiveInt | None = None
     timesteps: PositiveInt | None = None
+    tokens: PositiveInt | None = None  # a sequence of token ids (a language model's input)
 
     def __post_init__(self) -> None:
         image = (self.channels, self.height, self.width)
-        if self.features is None and None in image:
-            raise ValueError("give channels, height and width (an image) or features (a sequence)")
-        if self.features is not None and any(v is not None for v in image):
-            raise ValueError("give either channels/height/width or features, not both")
+        given = sum((self.features is not None, self.tokens is not None, any(v is not None for v in image)))
+        if given != 1 or (self.features is None and self.tokens is None and None in image):
+            raise ValueError("give channels, height and width (an image), features (a sequence of "
+                             "vectors) or tokens (a sequence of token ids), exactly one")
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if self.tokens is not None:
+            return (self.tokens,)
         if self.features is None:
             return (self.channels, self.height, self.width)  # type: ignore[return-value]
         if self.timesteps is None:
@@ -96,6 +99,10 @@ class WorkloadDoc:
     layers: tuple[Any, ...]
     description: str = ""
     precision_bytes: PositiveInt = 4
+    # Model state per parameter besides the weights and gradients (both at
+    # precision_bytes): the optimizer's state and an fp32 master copy of the weights.
+    optimizer: Literal["none", "sgd", "momentum", "adam"] = "none"
+    master_weights: bool = False
     hidden: PositiveInt | None = None
     timesteps: Annotated[int, Range(minimum=1, maximum=MAX_TIMESTEPS)] | None = None
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -154,6 +161,38 @@ class NoSpec:
     pass
 
 
+@dataclass(frozen=True)
+class LinearSpec:
+    """A token-wise linear layer; ``tied_to`` names the layer whose weights it shares
+    (a language model's vocabulary projection tied to its token embedding)."""
+
+    out_features: PositiveInt
+    bias: bool = True
+    tied_to: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    vocab: PositiveInt
+    hidden: PositiveInt
+
+
+@dataclass(frozen=True)
+class PositionSpec:
+    """A learned position table added to the tokens (and, BERT-style, token types)."""
+
+    max_positions: PositiveInt
+    types: NonNegativeInt = 0
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    heads: PositiveInt
+    kv_heads: PositiveInt | None = None  # grouped-query attention: fewer K/V heads
+    causal: bool = True
+    flash: bool = False  # a fused kernel that never materializes the score matrix
+
+
 SPECS: dict[str, type] = {
     "conv": ConvSpec,
     "fc": FcSpec,
@@ -169,6 +208,16 @@ SPECS: dict[str, type] = {
     "concat": NoSpec,
     "add": NoSpec,
     "softmax": NoSpec,
+    "linear": LinearSpec,
+    "attention": AttentionSpec,
+    "embedding": EmbeddingSpec,
+    "position": PositionSpec,
+    "layernorm": NoSpec,
+    "rmsnorm": NoSpec,
+    "gelu": NoSpec,
+    "silu": NoSpec,
+    "swiglu": NoSpec,
+    "cross_entropy": NoSpec,
 }
 
 @dataclass(frozen=True)

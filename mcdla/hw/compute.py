@@ -96,8 +96,12 @@ def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
     compute_s = 0.0
     if kernel.gemm is not None:
         compute_s = gemm_cycles(device, kernel.gemm) / device.clock
+    elif kernel.gemms:  # a fused kernel: its GEMMs in turn, scaled to the products it does
+        full = sum(g.macs for g in kernel.gemms)
+        cycles = sum(gemm_cycles(device, g) for g in kernel.gemms)
+        compute_s = cycles * (kernel.macs / full) / device.clock
     time_s = max(compute_s, memory_s) + device.hbm_latency
-    bound = "compute" if kernel.gemm is not None and compute_s >= memory_s else "memory"
+    bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
     attained = kernel.macs / time_s if time_s > 0 else 0.0
     return KernelTiming(
         time_s=time_s,

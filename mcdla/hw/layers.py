@@ -52,6 +52,8 @@ from typing import Mapping
 __all__ = [
     "Gemm",
     "Kernel",
+    "Attention",
+    "ATTENTION_KINDS",
     "Lowering",
     "Shaped",
     "Layer",
@@ -67,7 +69,7 @@ __all__ = [
     "STATE_CARRIED",
 ]
 
-GEMM_KINDS = ("conv", "fc")
+GEMM_KINDS = ("conv", "fc", "linear")
 RECURRENT_KINDS = {"rnn": 1, "lstm": 4, "gru": 3}  # kind -> gates per timestep
 CHEAP_KINDS = (
     "relu",
@@ -79,8 +81,17 @@ CHEAP_KINDS = (
     "concat",
     "add",
     "softmax",
+    "embedding",
+    "position",
+    "layernorm",
+    "rmsnorm",
+    "gelu",
+    "silu",
+    "swiglu",
+    "cross_entropy",
 )
-KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + CHEAP_KINDS
+ATTENTION_KINDS = ("attention",)
+KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + ATTENTION_KINDS + CHEAP_KINDS
 PHASES = ("fwd", "bwd", "recompute")
 
 # Element-wise traffic, per sample, as (forward, backward) in units of the layer's
@@ -102,6 +113,21 @@ _EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "concat": ((1, 1), (1, 1)),
     "add": ((1, 1), (1, 1)),
     "softmax": ((1, 1), (1, 1)),
+    # Transformer kinds. An embedding gathers O elements of its table (reads them,
+    # writes Y) and backward scatter-adds dY into dW (reads dY, reads and writes the
+    # rows); a learned position table is added to X (reads X and the rows, writes Y;
+    # backward passes dY to dX and accumulates the rows); layer and RMS norm make the
+    # passes batch norm does; GELU and SiLU backward read X and dY and write dX;
+    # SwiGLU reads both halves (I) and writes O, backward reads I and dY, writes dX;
+    # cross-entropy over the vocabulary is softmax with the loss.
+    "embedding": ((1, 2), (0, 3)),
+    "position": ((1, 2), (1, 3)),
+    "layernorm": ((2, 1), (3, 2)),
+    "rmsnorm": ((2, 1), (3, 2)),
+    "gelu": ((1, 1), (2, 1)),
+    "silu": ((1, 1), (2, 1)),
+    "swiglu": ((1, 1), (2, 1)),
+    "cross_entropy": ((1, 1), (1, 1)),
 }
 
 # Recurrent state stored per timestep (see the module docstring), in units of hidden.
@@ -140,6 +166,7 @@ class Kernel:
     gemm: Gemm | None
     operand_bytes: tuple[int, int, int] | None = None
     element_bytes: int = 4
+    gemms: tuple[Gemm, ...] = ()  # a fused kernel's GEMMs, run on the PE array one after another
 
 
 @dataclass(frozen=True)
@@ -178,6 +205,30 @@ class Shaped:
     lowering: Lowering | None = None
     ew_fwd_elems: int = 0
     ew_bwd_elems: int = 0
+    attention: "Attention | None" = None
+    kept_elems: int | None = None  # what the output holds for backward, if not prod(out_shape)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The core of multi-head or grouped-query attention over one sequence.
+
+    Q, K and V come in one tensor (seq, (heads + 2 kv_heads) x head_dim); the output
+    is (seq, heads x head_dim). Per head: S = Q K^T (seq x seq, reduction head_dim),
+    P = softmax(S) with the causal mask, O = P V. Backward: dV = P^T dO, dP = dO V^T,
+    dS = softmax'(dP), dQ = dS K, dK = dS^T Q. The materialized kernels keep P for
+    backward (heads x seq^2 elements per sample) and stream S and P through HBM; the
+    fused (FlashAttention-style) kernel keeps only the softmax statistics (heads x
+    seq), never writes S or P, recomputes S in backward, and with the causal mask skips
+    the blocks above the diagonal (half the products).
+    """
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    seq: int
+    causal: bool = True
+    flash: bool = False
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -301,6 +352,48 @@ def _add(in_shapes) -> Shaped:
     return Shaped(in_shapes[0], 0)
 
 
+def _tokens(kind, in_shapes) -> tuple[int, int]:
+    """The (seq, features) of a token-wise layer's single input."""
+    shape = _same(kind, in_shapes)
+    if len(shape) != 2:
+        raise ValueError(f"a {kind} layer needs a (tokens, features) input, got shape {shape}")
+    return shape  # type: ignore[return-value]
+
+
+def _linear(in_shapes, *, out_features, bias=True, tied=False, dx: bool, **_ignored) -> Shaped:
+    """A token-wise linear layer: the same GEMM at every position of the sequence."""
+    seq, features = _tokens("linear", in_shapes)
+    weights = out_features * features + (out_features if bias else 0)
+    lowering = Lowering(
+        out_features=out_features,
+        reduce=features,
+        positions=seq,
+        groups=1,
+        dx_rows=features if dx else 0,
+        weight_elems=weights,
+        in_elems=seq * features,
+        dx_elems=seq * features if dx else 0,
+        out_elems=seq * out_features,
+    )
+    # A tied layer reads and updates another layer's weights: they count once, there.
+    return Shaped((seq, out_features), (out_features if bias else 0) if tied else weights, lowering)
+
+
+def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, **_ignored) -> Shaped:
+    seq, width = _tokens("attention", in_shapes)
+    kv_heads = heads if kv_heads is None else kv_heads
+    if heads % kv_heads:
+        raise ValueError(f"kv_heads={kv_heads} must divide heads={heads}")
+    if width % (heads + 2 * kv_heads):
+        raise ValueError(f"the input's {width} features are not (heads + 2 kv_heads) = "
+                         f"{heads + 2 * kv_heads} heads of one size")
+    head_dim = width // (heads + 2 * kv_heads)
+    core = Attention(heads, kv_heads, head_dim, seq, causal, flash)
+    out = (seq, heads * head_dim)
+    stats = heads * seq if flash else heads * seq * seq  # what backward needs besides Q, K, V, O
+    return Shaped(out, 0, attention=core, kept_elems=_prod(out) + stats)
+
+
 def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **params) -> Shaped:
     """Output shape, parameters and work of a non-recurrent layer.
 
@@ -321,8 +414,30 @@ def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **par
     elif kind == "batchnorm":
         shape = _same(kind, in_shapes)
         shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
-    elif kind in ("relu", "dropout", "lrn", "softmax"):
+    elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy"):
         shaped = Shaped(_same(kind, in_shapes), 0)
+    elif kind == "linear":
+        shaped = _linear(in_shapes, dx=dx, **params)
+    elif kind == "attention":
+        return _attention(in_shapes, **params)
+    elif kind == "embedding":
+        shape = _same(kind, in_shapes)
+        if len(shape) != 1:
+            raise ValueError(f"an embedding reads token ids (tokens,), got shape {shape}")
+        shaped = Shaped((shape[0], params["hidden"]), params["vocab"] * params["hidden"])
+    elif kind == "position":
+        seq, hidden = _tokens(kind, in_shapes)
+        if seq > params["max_positions"]:
+            raise ValueError(f"{seq} tokens, more than the table's max_positions={params['max_positions']}")
+        shaped = Shaped((seq, hidden), (params["max_positions"] + params.get("types", 0)) * hidden)
+    elif kind in ("layernorm", "rmsnorm"):
+        seq, hidden = _tokens(kind, in_shapes)
+        shaped = Shaped((seq, hidden), (2 if kind == "layernorm" else 1) * hidden)  # gain (and bias)
+    elif kind == "swiglu":
+        seq, width = _tokens(kind, in_shapes)
+        if width % 2:
+            raise ValueError(f"swiglu splits its input into gate and up halves; {width} features is odd")
+        shaped = Shaped((seq, width // 2), 0)
     else:
         raise ValueError(f"no shape rule for layer kind {kind!r}")
     if kind in _EW_TRAFFIC:
@@ -390,6 +505,7 @@ class Layer:
     # Counted in the network's depth as papers report it (ResNet's projection
     # shortcuts are not: ResNet-34 has 36 conv + 1 fc weighted layers but depth 34).
     in_depth: bool = True
+    attention: Attention | None = None
 
     @property
     def weighted(self) -> bool:
@@ -397,6 +513,8 @@ class Layer:
 
     @property
     def macs_fwd_per_sample(self) -> int:
+        if self.attention is not None:
+            return sum(k.macs for k in self.kernels("fwd", 1, 4))
         low = self.lowering
         if low is None:
             return 0
@@ -418,6 +536,8 @@ class Layer:
         tag = "fwd" if phase == "fwd" else phase
         low = self.lowering
         e = precision_bytes
+        if self.attention is not None:
+            return self._attention_kernels(tag, forward, batch, e, shards)
         if low is None:
             elems = self.ew_fwd_elems if forward else self.ew_bwd_elems
             size = ceil_div(elems * batch, shards) * e
@@ -447,6 +567,39 @@ class Layer:
         kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e))
         return tuple(kernels)
 
+    def _attention_kernels(self, tag: str, forward: bool, batch: int, e: int, shards: int) -> tuple[Kernel, ...]:
+        """The attention core's kernels (see :class:`Attention`); shards split the heads."""
+        a = self.attention
+        heads = ceil_div(a.heads, shards)
+        s, d = a.seq, a.head_dim
+        count = heads * batch
+        # Fused kernels skip the masked half; materialized ones compute the full square.
+        part = 0.5 if (a.flash and a.causal) else 1.0
+        qkv = (heads + 2 * ceil_div(a.kv_heads, shards)) * s * d * batch * e
+        out = heads * s * d * batch * e
+        square = int(heads * s * s * batch * e * part)
+        scores, values = Gemm(s, s, d, count), Gemm(s, d, s, count)
+
+        def gemm(name, g, traffic):
+            macs = int(g.macs * part)
+            return Kernel(f"{self.name}:{name}", macs, traffic, g, None, e)
+
+        if a.flash:  # one fused kernel each way: Q, K, V in, O out (backward: dO, O in, dQKV out)
+            if forward:
+                return (Kernel(f"{self.name}:{tag}", int((scores.macs + values.macs) * part),
+                               qkv + out, None, None, e, gemms=(scores, values)),)
+            return (Kernel(f"{self.name}:{tag}", int((2 * scores.macs + 3 * values.macs) * part),
+                           2 * qkv + 2 * out, None, None, e, gemms=(scores, scores, values, values, values)),)
+        if forward:
+            return (gemm(f"qk_{tag}", scores, qkv + square),
+                    Kernel(f"{self.name}:softmax_{tag}", 0, 2 * square, None, element_bytes=e),
+                    gemm(f"av_{tag}", values, square + qkv // 3 + out))
+        return (gemm("dv", values, square + out + qkv // 3),
+                gemm("dp", scores, out + qkv // 3 + square),
+                Kernel(f"{self.name}:softmax_bwd", 0, 3 * square, None, element_bytes=e),
+                gemm("dq", values, square + qkv // 3 + qkv // 3),
+                gemm("dk", values, square + qkv // 3 + qkv // 3))
+
     @staticmethod
     def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int) -> Kernel:
         return Kernel(name, gemm.macs, sum(operands), gemm, operands, e)
@@ -460,6 +613,8 @@ class Workload:
     layers: tuple[Layer, ...]
     weight_groups: Mapping[str, int]
     precision_bytes: int = 4
+    optimizer: str = "none"  # model state besides weights and gradients: mcdla.hw.memory
+    master_weights: bool = False
     description: str = ""
     source: str = ""  # the file it was read from, for messages
     index: Mapping[str, int] = field(default_factory=dict, compare=False)

@@ -159,6 +159,13 @@ class _Builder:
         inputs = self._resolve(merged, w, scope, prev)
         spec = build(SPECS[kind], {k: v for k, v in merged.items() if k not in _COMMON}, w)
         params = dataclasses.asdict(spec)
+        tied_group = None
+        tied_to = params.pop("tied_to", None)
+        if tied_to is not None:
+            if tied_to not in self.names or self.drafts[self.names[tied_to]].weight_group is None:
+                raise w.child("tied_to").error(f"no earlier layer with weights named {tied_to!r}")
+            tied_group = self.drafts[self.names[tied_to]].weight_group
+            params["tied"] = True
         in_shapes = [self.drafts[j].shaped.out_shape for j in inputs]
         if kind in hw.RECURRENT_KINDS:
             last = self._unroll(kind, spec, full, inputs, in_shapes, w)
@@ -169,7 +176,7 @@ class _Builder:
                 shaped = hw.infer(kind, in_shapes, dx=dx, **params)
             except ValueError as exc:
                 raise w.error(f"layer {full!r}: {exc}") from None
-            group = full if shaped.params else None
+            group = tied_group or (full if shaped.params else None)
             in_elems = sum(_elems(self.drafts[j].shaped.out_shape) for j in inputs)
             last = self._add(_Draft(full, kind, inputs, shaped, in_elems, group, shaped.params, in_depth))
         scope[name] = last
@@ -204,19 +211,23 @@ class _Builder:
                 cheap=d.kind in hw.CHEAP_KINDS,
                 weight_group=d.weight_group,
                 params=d.params,
-                out_elems_per_sample=_elems(d.shaped.out_shape),
+                out_elems_per_sample=(_elems(d.shaped.out_shape) if d.shaped.kept_elems is None
+                                      else d.shaped.kept_elems),
                 in_elems_per_sample=d.in_elems,
                 out_shape=d.shaped.out_shape,
                 lowering=d.shaped.lowering,
                 ew_fwd_elems=d.shaped.ew_fwd_elems,
                 ew_bwd_elems=d.shaped.ew_bwd_elems,
                 in_depth=d.in_depth,
+                attention=d.shaped.attention,
             ))
         return Workload(
             name=self.doc.name,
             layers=tuple(layers),
             weight_groups=groups,
             precision_bytes=self.doc.precision_bytes,
+            optimizer=self.doc.optimizer,
+            master_weights=self.doc.master_weights,
             description=self.doc.description,
             source=self.file,
             index=dict(self.names),
@@ -229,6 +240,10 @@ def _elems(shape: tuple[int, ...]) -> int:
 
 def read_workload(doc: dict[str, Any], file: str) -> Workload:
     """Builds a Workload from the mapping ``doc`` read from ``file``."""
+    if "template" in doc:  # a transformer family's parameters: expanded into layers first
+        from mcdla.config.templates import expand
+
+        doc = expand(doc, file)
     where = Where(file)
     raw_vars = {k: doc[k] for k in ("hidden", "timesteps") if k in doc}
     # Variables are substituted before validation, so "$hidden" in input is allowed.

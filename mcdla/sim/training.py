@@ -42,6 +42,7 @@ import simpy
 from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError
 from mcdla.hw.compute import layer_time
+from mcdla.hw.memory import model_state_bytes
 from mcdla.hw.parallelism import device_share
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
@@ -455,10 +456,9 @@ class Iteration:
                                record_timeline=record_timeline)
         self.virtualize = execution.training.virtualization and topology.backing != "none"
         self.plan = make_plan(self.inputs, self.virtualize)
-        # Weights and their gradients stay in device memory (1/D of them per device in
-        # model-parallel training); this is the steady state an iteration returns to.
-        shard = devices if execution.parallel == "model" else 1
-        self.model_state_bytes = 2.0 * workload.weight_bytes / shard
+        # Weights, gradients and optimizer state stay in device memory (1/D of them per
+        # device in model-parallel training); the steady state an iteration returns to.
+        self.model_state_bytes = model_state_bytes(workload, devices if execution.parallel == "model" else 1)
         self.reduce_Bps = topology.device.hbm_bw / 3.0  # a reduction reads two operands, writes one
 
     @property
@@ -482,7 +482,7 @@ class Iteration:
         resident = self.model_state_bytes + self.plan.tensor_bytes[0]  # weights, gradients, input
         if resident > capacity:  # the same on every device
             raise InfeasibleError(
-                f"device {records[0].name}: weights, gradients and the input batch need "
+                f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
                 f"{resident:.6g} bytes, over its memory of {capacity:.6g} bytes")
         stores = BackingStores(topology)
         stream = CollectiveStream(env, self.net, inputs, self.reduce_Bps)

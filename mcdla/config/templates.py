@@ -1,0 +1,124 @@
+"""Workload templates: transformer families expanded from a few parameters.
+
+A workload file with ``template: decoder`` (GPT, Llama) or ``template: encoder``
+(BERT) gives the family's parameters instead of layers; :func:`expand` writes the
+layers a hand-written file would have (blocks repeated ``layers`` times), which the
+workload builder then reads like any other file. ``batch`` counts sequences of
+``seq_len`` tokens.
+
+Decoder block (pre-norm, GPT-2 and Llama): norm, QKV projection (hidden ->
+(heads + 2 kv_heads) x head_dim), attention, output projection, residual add; norm,
+MLP (GELU: hidden -> ffn -> hidden; SwiGLU: hidden -> 2 ffn (gate and up, one GEMM)
+-> ffn -> hidden), residual add. Then a final norm, the vocabulary projection (tied to
+the token embedding or its own) and the cross-entropy loss. Positions are a learned
+table added to the embeddings (``position: learned``) or rotary (``rope``: no
+parameters; its element-wise cost is folded into the QKV projection's output and
+not charged).
+Encoder block (post-norm, BERT): attention and residual add, then norm; MLP and add,
+then norm; embeddings are token + position + token type, normalized; a pooler
+(linear hidden -> hidden, as BertModel has) and the masked-LM projection tied to the
+token embedding, without the MLM head's transform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
+
+__all__ = ["TransformerDoc", "expand"]
+
+
+@dataclass(frozen=True)
+class TransformerDoc:
+    template: Literal["decoder", "encoder"]
+    name: str
+    layers: PositiveInt
+    hidden: PositiveInt
+    heads: PositiveInt
+    ffn: PositiveInt
+    seq_len: PositiveInt
+    vocab: PositiveInt
+    description: str = ""
+    kv_heads: PositiveInt | None = None
+    tied_embeddings: bool = True
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    bias: bool = True
+    position: Literal["learned", "rope"] = "learned"
+    max_positions: PositiveInt | None = None  # the learned table's size (default seq_len)
+    token_types: NonNegativeInt = 0  # BERT's segment embeddings
+    pooler: bool = False
+    flash: bool = False
+    dropout: bool = False
+    precision_bytes: PositiveInt = 2  # mixed precision: fp16/bf16 weights, activations, gradients
+    optimizer: Literal["none", "sgd", "momentum", "adam"] = "adam"
+    master_weights: bool = True
+
+
+def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
+    """The workload document a template stands for."""
+    t = build(TransformerDoc, doc, Where(file))
+    where = Where(file)
+    if t.hidden % t.heads:
+        raise where.child("hidden").error(f"{t.hidden} is not a multiple of heads={t.heads}")
+    kv = t.kv_heads or t.heads
+    if t.heads % kv:
+        raise where.child("kv_heads").error(f"{kv} does not divide heads={t.heads}")
+    head_dim = t.hidden // t.heads
+    qkv = (t.heads + 2 * kv) * head_dim
+    decoder = t.template == "decoder"
+    attention = {"kind": "attention", "heads": t.heads, "kv_heads": kv, "causal": decoder, "flash": t.flash}
+    drop = [{"kind": "dropout"}] if t.dropout else []
+    if t.mlp == "gelu":
+        mlp = [{"kind": "linear", "out_features": t.ffn, "bias": t.bias}, {"kind": "gelu"}]
+    else:
+        mlp = [{"kind": "linear", "out_features": 2 * t.ffn, "bias": t.bias}, {"kind": "swiglu"}]
+    mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop]
+    attend = [{"kind": "linear", "out_features": qkv, "bias": t.bias}, attention,
+              {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop]
+    attend[-1]["name"], mlp[-1]["name"] = "attn_out", "mlp_out"  # the residual adds' inputs
+    if decoder:  # pre-norm
+        block = ([{"name": "norm1", "kind": t.norm, "inputs": ["in"]}] + attend
+                 + [{"name": "res1", "kind": "add", "inputs": ["attn_out", "in"]},
+                    {"name": "norm2", "kind": t.norm}] + mlp
+                 + [{"name": "res2", "kind": "add", "inputs": ["mlp_out", "res1"]}])
+    else:  # post-norm
+        block = (attend + [{"name": "res1", "kind": "add", "inputs": ["attn_out", "in"]},
+                           {"name": "norm1", "kind": t.norm}] + mlp
+                 + [{"name": "res2", "kind": "add", "inputs": ["mlp_out", "norm1"]},
+                    {"name": "norm2", "kind": t.norm}])
+    last_block = "blocks" if t.layers == 1 else f"blocks.{t.layers}"
+    layers: list[dict[str, Any]] = [{"name": "embed", "kind": "embedding", "vocab": t.vocab, "hidden": t.hidden}]
+    if t.position == "learned":
+        layers.append({"name": "positions", "kind": "position",
+                       "max_positions": t.max_positions or t.seq_len, "types": t.token_types})
+    if not decoder:
+        layers.append({"name": "embed_norm", "kind": t.norm})
+    layers += [*drop, {"name": "blocks", "block": "block", "repeat": t.layers}]
+    if decoder:
+        layers.append({"name": "final_norm", "kind": t.norm})
+    if t.pooler:  # BertModel's pooler (its parameters); it reads the first token, charged on all
+        layers.append({"name": "pooler", "kind": "linear", "out_features": t.hidden, "bias": True,
+                       "inputs": [last_block]})
+    head = {"name": "lm_head", "kind": "linear", "out_features": t.vocab, "bias": False,
+            "inputs": ["final_norm" if decoder else last_block]}
+    if t.tied_embeddings:
+        head["tied_to"] = "embed"
+    layers += [head, {"name": "loss", "kind": "cross_entropy"}]
+    kept = {k: v for k, v in asdict(t).items()}
+    description = t.description or (
+        f"{'decoder' if decoder else 'encoder'} transformer: {t.layers} layers, hidden {t.hidden}, "
+        f"{t.heads} heads ({kv} KV), FFN {t.ffn}, {t.mlp}, {t.norm}, vocabulary {t.vocab}, "
+        f"sequence {t.seq_len}")
+    return {
+        "name": t.name,
+        "description": description,
+        "input": {"tokens": t.seq_len},
+        "precision_bytes": kept["precision_bytes"],
+        "optimizer": t.optimizer,
+        "master_weights": t.master_weights,
+        "blocks": {"block": {"layers": block}},
+        "layers": layers,
+    }

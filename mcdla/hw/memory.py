@@ -1,0 +1,28 @@
+"""The model state a device keeps for the whole iteration, per parameter.
+
+Weights and gradients at the workload's precision; an fp32 master copy of the weights
+when training in mixed precision (``master_weights``); the optimizer's state in fp32:
+none (the paper's model: weights and gradients only), SGD (none), SGD with momentum
+(one buffer) or Adam (two moments). Mixed-precision Adam is 2 + 2 + 4 + 4 + 4 = 16
+bytes per parameter (ZeRO, Rajbhandari et al. 2020, Section 3.1); fp32 Adam also 16;
+the paper's fp32 weights and gradients 8.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OPTIMIZER_STATE_BYTES", "state_bytes_per_param", "model_state_bytes"]
+
+# fp32 optimizer state per parameter: SGD keeps none, momentum one buffer, Adam two.
+OPTIMIZER_STATE_BYTES = {"none": 0, "sgd": 0, "momentum": 4, "adam": 8}
+MASTER_BYTES = 4  # an fp32 copy of the weights
+
+
+def state_bytes_per_param(workload) -> int:
+    e = workload.precision_bytes
+    return (2 * e + (MASTER_BYTES if workload.master_weights else 0)
+            + OPTIMIZER_STATE_BYTES[workload.optimizer])
+
+
+def model_state_bytes(workload, shards: int = 1) -> float:
+    """Bytes of model state one device holds when the model is split ``shards`` ways."""
+    return float(workload.params * state_bytes_per_param(workload)) / shards
