@@ -8,9 +8,10 @@ import sys
 
 from mcdla import __version__
 
-# Command name -> module in mcdla.cli; order is the order of ``mcdla --help``.
-COMMANDS = ("sim", "compare", "collective", "workloads", "topologies", "layers", "sweep", "plot",
-            "reproduce")
+# Command name -> module in mcdla.cli (a trailing _ where the name is a Python keyword);
+# order is the order of ``mcdla --help``.
+COMMANDS = ("sim", "compare", "collective", "workloads", "import_", "topologies", "layers", "sweep",
+            "plot", "reproduce")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -218,6 +218,7 @@ SPECS: dict[str, type] = {
     "silu": NoSpec,
     "swiglu": NoSpec,
     "cross_entropy": NoSpec,
+    "elementwise": NoSpec,
 }
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ CHEAP_KINDS = (
     "silu",
     "swiglu",
     "cross_entropy",
+    "elementwise",
 )
 ATTENTION_KINDS = ("attention",)
 KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + ATTENTION_KINDS + CHEAP_KINDS
@@ -128,6 +129,9 @@ _EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "silu": ((1, 1), (2, 1)),
     "swiglu": ((1, 1), (2, 1)),
     "cross_entropy": ((1, 1), (1, 1)),
+    # Any other element-wise operator (sigmoid, tanh, an imported op priced by its
+    # bytes): reads X, writes Y; backward reads X and dY, writes dX.
+    "elementwise": ((1, 1), (2, 1)),
 }
 
 # Recurrent state stored per timestep (see the module docstring), in units of hidden.
@@ -414,7 +418,7 @@ def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **par
     elif kind == "batchnorm":
         shape = _same(kind, in_shapes)
         shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
-    elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy"):
+    elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy", "elementwise"):
         shaped = Shaped(_same(kind, in_shapes), 0)
     elif kind == "linear":
         shaped = _linear(in_shapes, dx=dx, **params)

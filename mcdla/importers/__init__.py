@@ -1,0 +1,1 @@
+"""Bringing models from other tools into mcdla workload files."""
