@@ -85,6 +85,8 @@ def parse(value: object, kind: str, *, clock_Hz: float | None = None) -> float:
             factor = 1.0 / clock_Hz
         elif unit in units:
             factor = units[unit]
+        elif unit == "":  # a bare number is in the base unit, as a YAML number is
+            factor = 1.0
         else:
             raise UnitError(f"unknown unit {excerpt(unit, 20)} in {excerpt(value)}: expected {expected}")
     result = number * factor

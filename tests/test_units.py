@@ -96,3 +96,20 @@ def test_format_then_parse_round_trips(value, kind):
 def test_time_round_trips(value):
     back = units.parse_time(units.format_time(value, digits=12))
     assert back == pytest.approx(value, rel=1e-9)
+
+
+@pytest.mark.parametrize("kind, text, value", [
+    ("size", "1073741824", 1073741824.0), ("bandwidth", "2.5e10", 2.5e10), ("time", "1e-6", 1e-6),
+])
+def test_a_bare_number_in_text_is_the_base_unit(kind, text, value):
+    # `mcdla collective --size 1073741824` was refused with "unknown unit ''" while the
+    # message said a number of bytes was allowed.
+    assert units.parse(text, kind) == value
+
+
+def test_the_cli_takes_a_bare_byte_count(capsys):
+    from mcdla.cli.main import main
+
+    assert main(["collective", "--op", "all_reduce", "--size", "1073741824", "--ring", "8",
+                 "--format", "json"]) == 0
+    assert '"size_bytes": 1073741824.0' in capsys.readouterr().out

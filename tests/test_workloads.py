@@ -66,8 +66,12 @@ LLMS = ("bert_large", "gpt2", "gpt2_xl", "gpt3_175b", "llama2_7b", "llama2_13b",
         "llama3_8b", "llama3_70b")
 
 
+# Real-machine validation networks (tests/test_workloads_real.py).
+REAL = ("resnet50", "vgg16")
+
+
 def test_every_shipped_workload_is_the_papers_or_a_transformer():
-    assert tuple(sorted(shipped("workloads"))) == tuple(sorted(ALL + LLMS))
+    assert tuple(sorted(shipped("workloads"))) == tuple(sorted(ALL + LLMS + REAL))
 
 
 @pytest.mark.parametrize("name", sorted(CNN_REFERENCE))
@@ -369,7 +373,7 @@ def test_cli_table(capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["name", "layers", "params", "macs_fwd_per_sample", "weight_bytes",
                                 "activation_bytes_per_sample"]
-    assert len(lines) == 2 + len(ALL) + len(LLMS)
+    assert len(lines) == 2 + len(ALL) + len(LLMS) + len(REAL)
     assert "61100840" in out
 
 
