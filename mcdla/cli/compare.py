@@ -14,8 +14,8 @@ import argparse
 from typing import Any
 
 from mcdla.cli.output import add_format_options, emit_text, render
+from mcdla.cli.sim import add_run_options
 from mcdla.config.point import DEFAULT_POINT as DEFAULTS
-from mcdla.config.point import PARALLEL
 from mcdla.config.placement import PLACEMENTS
 
 # The paper's six design points (mcdla.metrics.compare.DESIGNS), as --designs spells them.
@@ -36,15 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--designs", default=DEFAULT_DESIGNS, metavar="LIST",
                         help="comma-separated TOPOLOGY[:POLICY] (policy: local or bw_aware); the "
                         "first is the baseline of the speedups (default: %(default)s)")
-    parser.add_argument("--workload", default=DEFAULTS["workload"], metavar="NAME|FILE",
-                        help="shipped workload name or YAML file (default: %(default)s)")
-    parser.add_argument("--parallel", default=DEFAULTS["parallel"], choices=PARALLEL,
-                        help="data- or model-parallel training (default: %(default)s)")
-    parser.add_argument("--batch", default=DEFAULTS["batch"], type=int, metavar="N",
-                        help="global batch size (default: %(default)s)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a loaded parameter of every design by dotted key, as in "
-                        "mcdla sim (repeatable)")
+    add_run_options(parser, "override a loaded parameter of every design by dotted key, as in "
+                    "mcdla sim (repeatable)")
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw the designs' breakdowns as stacked bars to FILE (.png or .svg)")
     add_format_options(parser)

@@ -29,15 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="shipped topology name or YAML file (default: %(default)s)")
     parser.add_argument("--policy", default=DEFAULTS["policy"], choices=PLACEMENTS.names(),
                         help="page-allocation policy on memory-nodes (default: %(default)s)")
-    parser.add_argument("--workload", default=DEFAULTS["workload"], metavar="NAME|FILE",
-                        help="shipped workload name or YAML file (default: %(default)s)")
-    parser.add_argument("--parallel", default=DEFAULTS["parallel"], choices=PARALLEL,
-                        help="data- or model-parallel training (default: %(default)s)")
-    parser.add_argument("--batch", default=DEFAULTS["batch"], type=int, metavar="N",
-                        help="global batch size (default: %(default)s)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a loaded parameter by dotted key, e.g. "
-                        "--set device.hbm_bw='1.2 TB/s' (repeatable)")
+    add_run_options(parser, "override a loaded parameter by dotted key, e.g. "
+                    "--set device.hbm_bw='1.2 TB/s' (repeatable)")
     parser.add_argument("--trace", metavar="FILE",
                         help="write a Chrome/Perfetto trace (JSON trace-event format) to FILE")
     parser.add_argument("--budget", type=float, metavar="N",
@@ -48,6 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(JSON and CSV always have them)")
     add_format_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_run_options(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """The options a run of one workload takes (mcdla sim, mcdla compare)."""
+    parser.add_argument("--workload", default=DEFAULTS["workload"], metavar="NAME|FILE",
+                        help="shipped workload name or YAML file (default: %(default)s)")
+    parser.add_argument("--parallel", default=DEFAULTS["parallel"], choices=PARALLEL,
+                        help="data- or model-parallel training (default: %(default)s)")
+    parser.add_argument("--batch", default=DEFAULTS["batch"], type=int, metavar="N",
+                        help="global batch size (default: %(default)s)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help=set_help)
 
 
 def run(args: argparse.Namespace) -> int:
