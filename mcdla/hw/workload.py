@@ -50,6 +50,7 @@ class _Builder:
         self.drafts: list[_Draft] = []
         self.names: dict[str, int] = {}
         self.active: list[str] = []  # blocks being expanded, to refuse a block that uses itself
+        self._specs: dict[tuple, Any] = {}  # validated layer specs by their entry
         shape = doc.input.shape
         self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
 
@@ -157,7 +158,12 @@ class _Builder:
         if full in self.names or name in scope:
             raise w.child("name").error(f"a layer named {full!r} exists already")
         inputs = self._resolve(merged, w, scope, prev)
-        spec = build(SPECS[kind], {k: v for k, v in merged.items() if k not in _COMMON}, w)
+        fields = {k: v for k, v in merged.items() if k not in _COMMON}
+        # A repeated block validates the same entry again and again: once is enough.
+        key = (kind, repr(sorted(fields.items(), key=lambda item: str(item[0]))))
+        if key not in self._specs:
+            self._specs[key] = build(SPECS[kind], fields, w)
+        spec = self._specs[key]
         params = dataclasses.asdict(spec)
         tied_group = None
         tied_to = params.pop("tied_to", None)
