@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Mapping
 
 from mcdla.config.loader import find_input, read_yaml
-from mcdla.config.point import DEFAULT_POINT, Batch, Parallel, Policy
+from mcdla.config.point import COLLECTIVE_OPS, DEFAULT_POINT, Batch, Parallel, Policy
 from mcdla.config.schema import Bandwidth, PositiveFloat, PositiveInt, Range, Size, Time, Where, build
 from mcdla.errors import InputError, excerpt
 
@@ -66,7 +66,7 @@ class SimKeys:
 class CollectiveKeys:
     """The keys of a ``kind: collective`` point: the options of ``mcdla collective``."""
 
-    op: Literal["all_reduce", "all_gather", "reduce_scatter", "broadcast"] | None = None
+    op: Literal[COLLECTIVE_OPS] | None = None
     size: Size | None = None
     ring: RingSize | None = None
     topology: str | None = None

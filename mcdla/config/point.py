@@ -12,13 +12,16 @@ from typing import Annotated, Any, Literal
 from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Range, Where, convert
 
-__all__ = ["DEFAULT_POINT", "POINT_KEYS", "PARALLEL", "MAX_BATCH", "Policy",
+__all__ = ["DEFAULT_POINT", "COLLECTIVE_OPS", "POINT_KEYS", "PARALLEL", "MAX_BATCH", "Policy",
            "Parallel", "Batch", "check_option"]
 
 DEFAULT_POINT = {"topology": "ring", "policy": "bw_aware", "workload": "resnet34",
                  "parallel": "data", "batch": 512}
 POINT_KEYS = tuple(DEFAULT_POINT)
 PARALLEL = ("data", "model")
+# The collectives, by their nccl-tests names: the one list (mcdla collective's --op,
+# experiment points, the closed forms in mcdla.hw.collective_model).
+COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 # No training batch is near this; larger values are refused before they cost memory.
 MAX_BATCH = 2**20
 

@@ -27,9 +27,11 @@ reduction overlaps the transfer and only the slower of the two sets the pace.
 
 from __future__ import annotations
 
+from mcdla.config.point import COLLECTIVE_OPS
+
 __all__ = ["OPS", "ring_steps", "collective_time_s", "bus_factor", "algbw_Bps", "busbw_Bps"]
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+OPS = COLLECTIVE_OPS
 
 
 def _check(op: str, ranks: int) -> None:
