@@ -155,6 +155,8 @@ def simulate_from_args(args) -> dict[str, Any]:
     from mcdla.config.loader import parse_set
 
     sets = [parse_set(item) for item in args.sets]
+    if getattr(args, "device", None):
+        sets.insert(0, ("device", args.device))  # later --set device.KEY still overrides a field
     return simulate(args.topology, args.policy, args.workload, args.parallel, args.batch, sets,
                     trace=args.trace, budget=getattr(args, "budget", None))
 
