@@ -141,22 +141,48 @@ def test_doubling_pcie_bandwidth_never_slows_dc():
         assert fast["iteration_time_s"] <= base["iteration_time_s"] * (1 + 1e-12)
 
 
-def test_model_parallel_moves_the_collective_bytes_its_definition_implies():
-    it, record = iterate("ring", parallel="model")
-    work, prec = it.workload, it.workload.precision_bytes
-    gathered, reduced = set(), 0.0
-    for layer in work.layers[1:]:
-        if layer.weight_group is None:
-            continue
-        gathered.update(p for p in layer.inputs if p != 0)
-        if layer.inputs != (0,):
-            reduced += layer.in_elems_per_sample * BATCH * prec
-    gather_bytes = sum(work.layers[p].out_elems_per_sample * BATCH * prec for p in gathered)
+BRANCHY = """
+    name: branchy
+    input: {channels: 3, height: 8, width: 8}
+    layers:
+      - {name: c1, kind: conv, out_channels: 8, kernel: 3, padding: 1}
+      - {name: bn1, kind: batchnorm}
+      - {name: r1, kind: relu}
+      - {name: c2, kind: conv, out_channels: 8, kernel: 3, padding: 1, inputs: [r1]}
+      - {name: c3, kind: conv, out_channels: 8, kernel: 1, inputs: [r1]}
+      - {name: p3, kind: maxpool, kernel: 3, stride: 1, padding: 1, inputs: [r1]}
+      - {name: sum, kind: add, inputs: [c2, c3, p3]}
+      - {name: fc, kind: fc, out_features: 10}
+"""
+
+
+def _collective_bytes(record):
     ops = {}
     for c in record.collectives:
         ops[c.op] = ops.get(c.op, 0.0) + c.size_bytes
-    assert ops.get("all_gather", 0.0) == pytest.approx(gather_bytes)
-    assert ops.get("all_reduce", 0.0) == pytest.approx(reduced)
+    return ops
+
+
+def test_model_parallel_reduces_each_partial_dx_once_per_tensor(tmp_path):
+    """r1 feeds two convs and a pool: their partial dX is summed locally and all-reduced
+    once; batch norm works on its channel shard, so it gathers and reduces nothing."""
+    path = tmp_path / "branchy.yaml"
+    path.write_text(BRANCHY)
+    it = Iteration(load_topology("ring"), load_workload(str(path)),
+                   ExecutionSpec(parallel="model", batch=BATCH, policy="bw_aware"))
+    ops = _collective_bytes(it.run())
+    fmap = 8 * 8 * 8 * BATCH * 4  # one 8x8x8 fp32 feature map over the batch
+    assert ops["all_gather"] == pytest.approx(2 * fmap)  # r1 (for c2, c3) and sum (for fc)
+    assert ops["all_reduce"] == pytest.approx(2 * fmap)  # dX of r1 and of sum, once each
+
+
+def test_model_parallel_recurrent_steps_reduce_only_the_hidden_state():
+    """An LSTM step's dh_{t-1} is a partial sum (W_h^T dgates); dc_{t-1} and the x_t
+    slice of the data need no all-reduce: T-1 all-reduces of hidden x batch elements."""
+    _, record = iterate("ring", workload="rnn_lstm1", parallel="model")
+    reduces = [c for c in record.collectives if c.op == "all_reduce"]
+    assert len(reduces) == 25 - 1
+    assert {c.size_bytes for c in reduces} == {1024 * BATCH * 4}
 
 
 def test_model_parallel_regather_adds_a_backward_all_gather_per_forward_one():

@@ -18,6 +18,7 @@ from mcdla.config.schema import (
     PositiveInt,
     Quantity,
     Size,
+    Time,
 )
 
 __all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec"]
@@ -38,10 +39,20 @@ class DeviceSpec:
     hbm_capacity: Size
     links: PositiveInt  # N high-bandwidth links; their bandwidth B is the link type's (links:)
     dma_engines: PositiveInt = 2
+    # Achievable fractions measured by microbenchmarks (1 and 0: the paper's idealized
+    # device): of hbm_bw by a stream kernel, of the peak MAC rate by a large GEMM; and
+    # the fixed cost of launching one kernel.
+    hbm_efficiency: Fraction = 1.0
+    gemm_efficiency: Fraction = 1.0
+    launch_overhead: Time = 0.0
 
     @property
     def peak_macs_per_s(self) -> float:
         return self.pes * self.macs_per_pe * self.clock
+
+    @property
+    def effective_hbm_bw_Bps(self) -> float:
+        return self.hbm_bw * self.hbm_efficiency
 
 
 @dataclass(frozen=True)

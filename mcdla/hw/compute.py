@@ -26,9 +26,13 @@ GEMM ``C[m x n] = A[m x k] B[k x n]`` repeated ``count`` times, output-stationar
 - Time. compute = cycles / clock; memory = traffic / hbm_bw (the roofline floor);
   time = max(compute, memory) + hbm_latency, the latency paid once per kernel since
   the DMA streams are pipelined behind it.
+- Calibration (real-device presets; the paper's device has none): compute is divided
+  by ``gemm_efficiency`` (the fraction of peak a large GEMM attains, measured, e.g.
+  cuBLAS on the real part), memory by ``hbm_efficiency`` (a stream kernel's fraction
+  of the nominal bandwidth), and every kernel pays ``launch_overhead``.
 
 Element-wise, pooling and normalization kernels (``gemm is None``) are memory-bound:
-time = bytes / hbm_bw + hbm_latency.
+time = bytes / hbm_bw + hbm_latency (+ the same calibration).
 
 Each result carries MACs, bytes, arithmetic intensity and attained MAC/s, the
 coordinates of a roofline plot.
@@ -92,15 +96,15 @@ def traffic_bytes(device: DeviceSpec, kernel: Kernel) -> int:
 def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
     """Time of one kernel on ``device``: PE-array GEMM or memory-bound stream."""
     moved = traffic_bytes(device, kernel)
-    memory_s = moved / device.hbm_bw
+    memory_s = moved / device.effective_hbm_bw_Bps
     compute_s = 0.0
     if kernel.gemm is not None:
-        compute_s = gemm_cycles(device, kernel.gemm) / device.clock
+        compute_s = gemm_cycles(device, kernel.gemm) / device.clock / device.gemm_efficiency
     elif kernel.gemms:  # a fused kernel: its GEMMs in turn, scaled to the products it does
         full = sum(g.macs for g in kernel.gemms)
         cycles = sum(gemm_cycles(device, g) for g in kernel.gemms)
-        compute_s = cycles * (kernel.macs / full) / device.clock
-    time_s = max(compute_s, memory_s) + device.hbm_latency
+        compute_s = cycles * (kernel.macs / full) / device.clock / device.gemm_efficiency
+    time_s = max(compute_s, memory_s) + device.hbm_latency + device.launch_overhead
     bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
     attained = kernel.macs / time_s if time_s > 0 else 0.0
     return KernelTiming(

@@ -100,6 +100,9 @@ class OffloadPlan:
     first_need: dict[int, int]  # offloaded tensor -> first backward step that needs it
     frees: tuple[tuple[int, ...], ...]  # backward step -> tensors last read by it
     read_in_bwd: frozenset[int]
+    # Model-parallel: backward layer -> the tensors whose partial dX it completes (it is
+    # their last weighted consumer in backward order), all-reduced once per tensor.
+    partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,7 @@ class DeviceCompute:
         gathered: set[int] = {0}  # every device loads the whole input batch
         for i in range(1, len(layers)):
             layer = layers[i]
-            if model and layer.weight_group is not None:
+            if model and layer.weighted:  # a GEMM reads all input features; BN stays on its shard
                 for p in layer.inputs:
                     if p not in gathered:
                         gathered.add(p)
@@ -381,9 +384,11 @@ class DeviceCompute:
                     memory.free(plan.tensor_bytes[t])
             group = layers[i].weight_group
             if model:
-                if layers[i].weight_group is not None and layers[i].inputs != (0,):
-                    in_bytes = layers[i].in_elems_per_sample * execution.batch * workload.precision_bytes
-                    yield self.stream.join(("bwd", i), "all_reduce", in_bytes)
+                # Each weighted consumer leaves a partial dX of its input; the partials
+                # of all consumers are summed locally and the tensor's dX is all-reduced
+                # once, after its last weighted consumer's backward.
+                for p, size in plan.partial_dx.get(i, ()):
+                    yield self.stream.join(("dX", p), "all_reduce", size)
             elif group is not None:
                 self._groups_left[group] -= 1
                 if self._groups_left[group] == 0:
@@ -436,9 +441,22 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     frees: list[list[int]] = [[] for _ in bwd_order]
     for t, step in sorted(last_bwd_use.items()):
         frees[step].append(t)
+    partial_dx: dict[int, list[tuple[int, float]]] = {}
+    if execution.parallel == "model":
+        # Only a GEMM's dX (W^T dY over sharded output features) is a partial sum; a
+        # per-channel layer (batch norm, element-wise) computes its dX on its shard.
+        completes: dict[int, tuple[int, int]] = {}  # tensor -> (last GEMM consumer, dX elements)
+        for i in bwd_order:
+            low = layers[i].lowering
+            if low is not None and low.dx_elems:
+                for p in layers[i].inputs:
+                    if p != 0:  # the input batch needs no dX (a recurrent step's x_t slice of it)
+                        completes[p] = (i, max(low.dx_elems, completes.get(p, (0, 0))[1]))
+        for p, (i, elems) in sorted(completes.items()):
+            partial_dx.setdefault(i, []).append((p, float(elems * execution.batch * prec)))
     return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
-                       frozenset(last_bwd_use))
+                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()})
 
 
 class Iteration:
@@ -459,7 +477,7 @@ class Iteration:
         # Weights, gradients and optimizer state stay in device memory (1/D of them per
         # device in model-parallel training); the steady state an iteration returns to.
         self.model_state_bytes = model_state_bytes(workload, devices if execution.parallel == "model" else 1)
-        self.reduce_Bps = topology.device.hbm_bw / 3.0  # a reduction reads two operands, writes one
+        self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
 
     @property
     def topology(self):
