@@ -88,6 +88,7 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
         cache[wkey] = load_workload(workload, workload_sets)
     for name, value in (("policy", policy), ("parallel", parallel), ("batch", batch)):
         execution_doc[name] = value
+    execution_doc.setdefault("collective", cache[key].collective)  # the design's, unless --set
     execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
     COLLECTIVES.get(execution.collective, key="execution.collective")
     OFFLOADS.get(execution.offload, key="execution.offload")
@@ -194,12 +195,16 @@ def _ring_link() -> tuple[float, float]:
 
 
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
-                        link_bw: Any = None, link_latency: Any = None, chunk: Any = None) -> dict[str, Any]:
+                        link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
+                        algorithm: str | None = None, launch_serial: Any = 1) -> dict[str, Any]:
     """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
 
     The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
     the NVLink 2.0 preset (``link_bw``/``link_latency`` override it). Option names in
     errors are the command's (``--size``), which are also the sweep point's keys.
+    ``launch_serial`` devices have their kernels launched one after another by one host
+    thread (nccl-tests ``-g N``): the launch cost is that many times the topology
+    device's ``launch_overhead`` (a --ring has no device: no launch cost).
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
@@ -222,7 +227,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         if link_latency is not None:
             latency_s = _quantity(link_latency, "time", "--link-latency", positive=False)
         rings, capacities = ring_of_devices(ring, bw_Bps, latency_s)
-        name = f"ring{ring}"
+        name, launch_s = f"ring{ring}", 0.0
     else:
         for option, value in (("--link-bw", link_bw), ("--link-latency", link_latency)):
             if value is not None:
@@ -233,7 +238,14 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         if not topo.rings:
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
         rings, capacities, name = topo.rings, topo.capacities(), topo.name
-    result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes)
+        algorithm = algorithm or topo.collective
+        launch_s = topo.device.launch_overhead
+    algorithm = algorithm or "ring"
+    serial = check_option(int, launch_serial, "--launch-serial")
+    if not 1 <= serial <= MAX_RING:
+        raise InputError(f"expected 1 to {MAX_RING} devices, got {serial}", key="--launch-serial")
+    result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes, algorithm=algorithm,
+                            launch_s=serial * launch_s)
     record = result.record
     return {
         "op": op,
@@ -244,6 +256,8 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         "algbw_Bps": algbw_Bps(size_bytes, record.time_s),
         "busbw_Bps": busbw_Bps(op, size_bytes, record.time_s, record.ranks),
         "topology": name,
+        "algorithm": algorithm,
+        **({"protocol": record.protocol} if record.protocol else {}),
         "chunk_bytes": chunk_bytes,
         "flows": record.flows,
         "events": result.events,

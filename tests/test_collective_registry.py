@@ -33,7 +33,8 @@ def test_simulation_matches_closed_form_and_step_bytes(name, topology, op, size)
     assert record.time_s == pytest.approx(closed, rel=1e-9)
     expected = algorithm.channel_bytes(op, size, topo.rings)
     for channel in topo.channels:
-        assert carried.get(channel, 0.0) == pytest.approx(expected.get(channel, 0.0), rel=1e-9, abs=1e-6)
+        assert carried.get(channel, 0.0) == pytest.approx(expected.get(channel, 0.0) * record.wire_factor,
+                                                          rel=1e-9, abs=1e-6)
 
 
 def test_an_unknown_algorithm_is_an_input_error():

@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"--ring: latency of each hop (default: the {_DEFAULT_LINK} preset, 500 ns)",
     )
     parser.add_argument("--chunk", metavar="SIZE", help="pipelining chunk size (default: 4 KB)")
+    parser.add_argument("--algorithm", metavar="NAME",
+                        help="collective algorithm: ring (ideal, the paper's) or nccl (NCCL's protocols "
+                        "and latencies); default: the topology's, else ring")
+    parser.add_argument("--launch-serial", type=int, default=1, metavar="N",
+                        help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
+                        "(the launch cost is N x the device's launch_overhead; default 1)")
     add_format_options(parser)
     parser.set_defaults(run=run)
 
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from mcdla.run import simulate_collective
 
     emit(simulate_collective(args.op, args.size, ring=args.ring, topology=args.topology,
-                             link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk),
+                             link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
+                             algorithm=args.algorithm, launch_serial=args.launch_serial),
          args)
     return 0

@@ -29,6 +29,7 @@ File format (every key but ``memory_node``/``host``/``rings``/``serves`` require
     backing: memory_nodes             # host | memory_nodes | none
     serves: {D0: [M0, M7], ...}       # device -> its stores, home store first
     device_memory: bounded            # bounded | unbounded (the oracle)
+    collective: ring                  # collective algorithm by default: ring (ideal) | nccl
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class TopologyDoc:
     backing: Literal["host", "memory_nodes", "none"] = "none"
     serves: dict[str, tuple[str, ...]] = field(default_factory=dict)
     device_memory: Literal["bounded", "unbounded"] = "bounded"
+    collective: str = "ring"  # the design's collective algorithm, unless execution.collective says
 
 
 def load_presets() -> dict[str, Any]:

@@ -76,6 +76,7 @@ class Topology:
     # The listed (undirected or directed) rings as node cycles, for drawings and docs.
     ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
     source: str = ""
+    collective: str = "ring"  # the design's default collective algorithm (mcdla.sim.collectives)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA.
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -301,6 +302,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         physical_links=tuple(physical),
         ring_cycles=tuple(tuple(r) for r in doc.rings),
         source=file,
+        collective=doc.collective,
     )
 
 

@@ -39,7 +39,7 @@ than the link. The units are shared by all rings and collectives on a device.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import simpy
@@ -54,6 +54,8 @@ __all__ = [
     "COLLECTIVES",
     "CollectiveAlgorithm",
     "RingAlgorithm",
+    "NcclAlgorithm",
+    "RingCosts",
     "DEFAULT_CHUNK_BYTES",
     "CollectiveRecord",
     "CollectiveRun",
@@ -91,6 +93,8 @@ class CollectiveRecord:
     flows: int
     bytes_per_ring: tuple[float, ...]
     bytes_sent_per_ring: tuple[float, ...]
+    protocol: str = ""  # the NCCL protocol a cost-model algorithm chose ("" for the ideal ring)
+    wire_factor: float = 1.0  # bytes on the wire per data byte (a protocol's flags)
 
     @property
     def time_s(self) -> float:
@@ -108,10 +112,12 @@ def collective(
     root: int = 0,
     reduce_Bps: float | None = None,
     tag: str = "",
+    costs: "RingCosts | None" = None,
 ) -> simpy.Process:
     """Starts ``op`` on ``size_bytes`` over ``rings``; the process returns a :class:`CollectiveRecord`.
 
-    ``root`` (broadcast only) indexes the ranks of the first ring.
+    ``root`` (broadcast only) indexes the ranks of the first ring. ``costs`` adds a
+    library's costs to the ideal ring (:class:`RingCosts`; None: the paper's ring).
     """
     if op not in OPS:
         raise ValueError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
@@ -138,15 +144,53 @@ def collective(
             for rank in ring.ranks:
                 net.add_resource(reduce_resource(rank), reduce_Bps)
             reduce_ids[ring.name] = tuple(reduce_resource(rank) for rank in ring.ranks)
-    return env.process(_run(env, net, tuple(rings), op, float(size_bytes), chunk_bytes, root_rank, reduce_ids, tag))
+    costs = costs or RingCosts()
+    for ring in rings:
+        if ring.name in costs.cap_Bps:
+            net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name])
+    return env.process(_run(env, net, tuple(rings), op, float(size_bytes), chunk_bytes, root_rank, reduce_ids,
+                            tag, costs))
 
 
-def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag):
+@dataclass(frozen=True)
+class RingCosts:
+    """What a communication library adds to the ideal ring (defaults: nothing).
+
+    ``fixed_s`` is paid once per collective before any data moves (launch and
+    synchronization); ``step_latency_s``, when set, is the least latency of a ring step
+    (a segment whose own latency is longer keeps it); every data byte puts
+    ``wire_factor`` bytes on the wire; ``cap_Bps`` (ring name -> wire bytes/s) caps a
+    ring's rate through a resource of its own, ``cap:<protocol>:<op>:<ring>``.
+    """
+
+    protocol: str = ""
+    op: str = ""
+    fixed_s: float = 0.0
+    step_latency_s: float | None = None
+    wire_factor: float = 1.0
+    cap_Bps: Mapping[str, float] = field(default_factory=dict)
+
+    def cap_id(self, ring: Ring) -> str:
+        return f"cap:{self.protocol}:{self.op}:{ring.name}"
+
+    def cap_path(self, ring: Ring) -> tuple[str, ...]:
+        return (self.cap_id(ring),) if ring.name in self.cap_Bps else ()
+
+    def segment_latency_s(self, ring: Ring, i: int) -> float:
+        if self.step_latency_s is None:
+            return ring.latency_s[i]
+        return max(self.step_latency_s, ring.latency_s[i])
+
+
+def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag, costs):
     start_s = env.now
     share = size_bytes / len(rings)
     flows = [0]
+    if costs.fixed_s > 0 and size_bytes > 0 and rings[0].size > 1:
+        yield env.timeout(costs.fixed_s)
     procs = [
-        env.process(_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows))
+        env.process(_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows,
+                          costs))
         for ring in rings
     ]
     yield env.all_of(procs)
@@ -169,28 +213,32 @@ def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, ta
         flows=flows[0],
         bytes_per_ring=tuple(share for _ in rings),
         bytes_sent_per_ring=tuple(sent),
+        protocol=costs.protocol,
+        wire_factor=costs.wire_factor,
     )
 
 
-def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows):
+def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows, costs):
     """One directed ring's part of the collective (see the module docstring)."""
     p = ring.size
     if p == 1 or share == 0:
         return
+    wire = costs.wire_factor
+    cap = costs.cap_path(ring)
     if op == "broadcast":
         start = ring.ranks.index(root_rank)
         order = [(start + i) % p for i in range(p - 1)]
         path = tuple(c for i in order for c in ring.segments[i])
-        ring_Bps = min((net.capacities_Bps.get(c, float("inf")) for c in path), default=float("inf"))
-        fill_s = (p - 2) * min(chunk_bytes, share) / ring_Bps
-        latency_s = sum(ring.latency_s[i] for i in order) + fill_s
+        ring_Bps = min((net.capacities_Bps.get(c, float("inf")) for c in path + cap), default=float("inf"))
+        fill_s = (p - 2) * min(chunk_bytes, share) * wire / ring_Bps
+        latency_s = sum(costs.segment_latency_s(ring, i) for i in order) + fill_s
         flows[0] += 1
-        yield net.transfer(share, path, latency_s, tag)
+        yield net.transfer(share * wire, path + cap, latency_s, tag)
         return
-    step_bytes = share / p
-    step_latency_s = max(ring.latency_s)
+    step_bytes = share / p * wire
+    step_latency_s = max(costs.segment_latency_s(ring, i) for i in range(p))
     # One flow per phase: its steps run back to back (see the module docstring).
-    channels = ring.channels
+    channels = ring.channels + cap
     reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
     gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
     if reduce_steps:
@@ -220,12 +268,20 @@ def run_collective(
     chunk_bytes: float = DEFAULT_CHUNK_BYTES,
     root: int = 0,
     reduce_Bps: float | None = None,
+    algorithm: str = "ring",
+    launch_s: float = 0.0,
 ) -> CollectiveRun:
-    """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)."""
+    """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
+    with a registered ``algorithm`` (broadcast roots other than 0: the ideal ring only)."""
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps)
     wall = time.perf_counter()
-    proc = collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
+    if algorithm == "ring":
+        proc = collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
+                          reduce_Bps=reduce_Bps)
+    else:
+        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
+            env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, reduce_Bps=reduce_Bps)
     env.run()
     wall_s = time.perf_counter() - wall
     return CollectiveRun(proc.value, env.events_processed, net.stats().rate_computations, wall_s)
@@ -282,7 +338,15 @@ class CollectiveAlgorithm:
     :meth:`channel_bytes` (what its steps move over each channel, by the algorithm's
     definition, written step by step and independent of how :meth:`start` batches
     steps into flows).
+
+    ``launch_s`` is the host's cost of launching the collective's kernels before any
+    data moves (one launch per device; N x one launch when one host thread launches
+    on N devices one after another, as nccl-tests ``-g N`` does); the ideal ring of the
+    paper ignores it.
     """
+
+    def __init__(self, launch_s: float = 0.0):
+        self.launch_s = float(launch_s)
 
     def start(self, env, net: FlowNetwork, rings: Sequence[Ring], op: str, size_bytes: float, *,
               chunk_bytes: float = DEFAULT_CHUNK_BYTES, reduce_Bps: float | None = None,
@@ -347,3 +411,81 @@ class RingAlgorithm(CollectiveAlgorithm):
                 for channel in ring.segments[rank]:
                     carried[channel] = carried.get(channel, 0.0) + piece
         return carried
+
+
+@COLLECTIVES.register("nccl")
+class NcclAlgorithm(RingAlgorithm):
+    """The rings of :class:`RingAlgorithm` with NCCL's costs (:mod:`mcdla.hw.nccl`): a
+    fixed cost per collective, a protocol's step latency, its flag bytes on the wire and
+    its rate cap per ring, with the protocol NCCL's tuner would pick for the size (the
+    fastest by this same model on idle links)."""
+
+    protocols = ("LL", "LL128", "Simple")
+
+    def costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
+        from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
+
+        proto = PROTOCOLS[protocol]
+        caps = {}
+        for ring in rings:
+            ring_Bps = min(capacities_Bps.get(c, float("inf")) for c in ring.channels)
+            caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps) * proto.wire_factor
+        return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
+                         proto.wire_factor, caps)
+
+    def _time(self, costs: RingCosts, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps):
+        """Idle-link time of the flows :func:`collective` starts with ``costs``: the fixed
+        cost, then each ring's phases at their max-min rates with every ring active."""
+        from mcdla.hw.maxmin import max_min_rates
+
+        share = size_bytes / len(rings)
+        if share == 0 or rings[0].size == 1:
+            return 0.0
+        wire = costs.wire_factor
+        caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings}}
+        plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
+        if op == "broadcast":
+            return costs.fixed_s + max(
+                sum(costs.segment_latency_s(r, i) for i in range(r.size - 1))
+                + (r.size - 2) * min(chunk_bytes, share) * wire / min(caps[c] for c in r.channels + costs.cap_path(r))
+                + share * wire / plain[r.name] for r in rings)
+        reducing = plain
+        if reduce_Bps is not None and op in ("all_reduce", "reduce_scatter"):
+            units = {reduce_resource(rank): reduce_Bps for r in rings for rank in r.ranks}
+            reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
+                                      + tuple(reduce_resource(rank) for rank in r.ranks) for r in rings},
+                                     {**caps, **units})
+        reduce_steps = 1 if op in ("all_reduce", "reduce_scatter") else 0
+        gather_steps = 1 if op in ("all_reduce", "all_gather") else 0
+        worst = 0.0
+        for r in rings:
+            steps = r.size - 1
+            step_s = max(costs.segment_latency_s(r, i) for i in range(r.size))
+            piece = share / r.size * wire
+            t = reduce_steps * steps * (step_s + piece / reducing[r.name])
+            t += gather_steps * steps * (step_s + piece / plain[r.name])
+            worst = max(worst, t)
+        return costs.fixed_s + worst
+
+    def choose(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None) -> tuple[RingCosts, float]:
+        """The protocol the tuner picks (least modelled time; the earlier on a tie) and its time."""
+        best = None
+        for name in self.protocols:
+            costs = self.costs(name, op, rings, capacities_Bps)
+            t = self._time(costs, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
+            if best is None or t < best[1]:
+                best = (costs, t)
+        return best
+
+    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+              reduce_Bps=None, tag=""):
+        costs, _ = self.choose(op, size_bytes, rings, net.capacities_Bps, chunk_bytes=chunk_bytes,
+                               reduce_Bps=reduce_Bps)
+        return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes,
+                          reduce_Bps=reduce_Bps, tag=tag, costs=costs)
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None):
+        return self.choose(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
+                           reduce_Bps=reduce_Bps)[1]

@@ -110,8 +110,8 @@ def expected_channel_bytes(record) -> dict[str, float]:
         key = (c.op, c.rings)
         if key not in per_byte:
             per_byte[key] = algorithm.channel_bytes(c.op, 1.0, [rings[n] for n in c.rings])
-        for channel, size in per_byte[key].items():
-            add(channel, size * c.size_bytes)
+        for channel, size in per_byte[key].items():  # a protocol's flags ride along
+            add(channel, size * c.size_bytes * c.wire_factor)
     plan = record.plan
     moved = sum(plan.tensor_bytes[tensor] for tensor in plan.first_need)  # each way, per device
     for device in topology.devices:

@@ -264,7 +264,8 @@ class CollectiveStream:
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, reduce_Bps: float):
         self.env, self.net, self.inputs, self.reduce_Bps = env, net, inputs, reduce_Bps
         self.devices = len(inputs.topology.devices)
-        self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")()
+        self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(
+            inputs.topology.device.launch_overhead)
         self.records: list[CollectiveRecord] = []
         self._queue: simpy.Store = simpy.Store(env)
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]

@@ -1,0 +1,83 @@
+"""NCCL's cost model of ring collectives: protocols, fixed and per-step latency, caps.
+
+The paper's collectives are ideal alpha-beta rings (:mod:`mcdla.hw.collective_model`).
+A real NCCL collective also pays, per its own tuning model (``src/graph/tuning.cc``
+of NVIDIA/nccl; values below from the v2.7 file, commit 01afd20a, and NCCL's protocol
+documentation):
+
+- a fixed cost per collective, ``base_latency_s`` (kernel launch and the
+  synchronization of the ranks), by protocol;
+- a latency per ring step, ``hop_latency_s``, by protocol: the low-latency protocols
+  hand a piece to the next rank with a flag in the same store, so a step costs well
+  under a microsecond; Simple waits for a memory fence and a flag per chunk;
+- a payload efficiency: LL stores 4 bytes of data with 4 bytes of flag (8-byte
+  stores), LL128 120 of every 128 bytes; both use fewer threads per byte, which
+  NCCL's model expresses as the fraction of the bus bandwidth each reaches (LL: 1/4
+  for all-reduce, 1/3 otherwise on one node; LL128: 0.92, and at most
+  ``ll128MaxBwPerCh`` GB/s per channel; Simple: all of it);
+- the protocol NCCL's tuner picks: the one its model says is fastest for the size.
+
+mcdla keeps the bandwidth from the flow network (the links' capacities, contended by
+everything else) and takes from NCCL only these protocol facts. Each directed ring is
+one NCCL channel. The flags are real bytes on the wire (``wire_factor``); the rest of a
+protocol's shortfall is a per-ring rate cap (:func:`ring_cap_Bps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "protocol_time_s"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One NCCL protocol, as NCCL's own tuning model describes it (single node, ring)."""
+
+    name: str
+    base_latency_s: float  # per collective: launch and synchronization (tuning.cc baseLat, Ring)
+    hop_latency_s: float  # per ring step over NVLink (tuning.cc hwLat[NVLINK][Ring])
+    wire_factor: float  # bytes on the wire per byte of data (flags)
+    bus_fraction: Mapping[str, float]  # op -> fraction of the ring's bandwidth reached (data bytes)
+    max_channel_Bps: Mapping[str, float] | None = None  # op -> data rate cap per channel (ring)
+
+    def fraction(self, op: str) -> float:
+        return self.bus_fraction.get(op, self.bus_fraction["other"])
+
+
+_GB = 1e9
+PROTOCOLS: dict[str, Protocol] = {
+    # LL: 8-byte stores of 4 data bytes and a 4-byte flag (NCCL docs, "LL protocol");
+    # tuning.cc: baseLat 3.6 us, hwLat NVLink 0.47 us, busBw x 1/4 (all-reduce) or 1/3.
+    "LL": Protocol("LL", 3.6e-6, 0.47e-6, 2.0, {"all_reduce": 1 / 4, "other": 1 / 3}),
+    # LL128: 128-byte lines of 120 data bytes and an 8-byte flag; tuning.cc: baseLat
+    # 10 us, hwLat NVLink 1.9 us, busBw x 0.92, ll128MaxBwPerCh (GB/s per channel):
+    # broadcast 18.8, all-gather 18.3, reduce-scatter 15.2, all-reduce 16.7.
+    "LL128": Protocol("LL128", 10.0e-6, 1.9e-6, 128 / 120, {"other": 0.92},
+                      {"broadcast": 18.8 * _GB, "all_gather": 18.3 * _GB,
+                       "reduce_scatter": 15.2 * _GB, "all_reduce": 16.7 * _GB}),
+    # Simple: plain stores, a fence and a flag per chunk; tuning.cc: baseLat 8.4 us,
+    # hwLat NVLink 3.4 us, the whole bus bandwidth.
+    "Simple": Protocol("Simple", 8.4e-6, 3.4e-6, 1.0, {"other": 1.0}),
+}
+
+
+def ring_cap_Bps(protocol: Protocol, op: str, ring_Bps: float) -> float:
+    """The data rate one ring can reach under ``protocol`` on links of ``ring_Bps``
+    (data and flags together): NCCL's fraction of it, and the per-channel cap."""
+    cap = protocol.fraction(op) * ring_Bps
+    if protocol.max_channel_Bps is not None:
+        cap = min(cap, protocol.max_channel_Bps.get(op, cap))
+    return cap
+
+
+def protocol_time_s(protocol: Protocol, steps: int, step_bytes: float, rate_Bps: float,
+                    link_latency_s: float) -> float:
+    """Idle-ring time of ``steps`` ring steps of ``step_bytes`` data bytes each, at a
+    data rate of ``rate_Bps`` per ring: the fixed cost, a step latency (the protocol's,
+    or the link's when that is longer) per step, and the data at the capped rate."""
+    if steps == 0 or step_bytes == 0:
+        return 0.0
+    step_s = max(protocol.hop_latency_s, link_latency_s)
+    return protocol.base_latency_s + steps * (step_s + step_bytes / rate_Bps)
