@@ -16,7 +16,7 @@ from mcdla.errors import InputError
 from mcdla.hw.rings import canonical_ring, find_rings
 from mcdla.hw.topology import load_topology
 
-SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4")
+SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4", "dgx1v")
 
 
 def _write(tmp_path: Path, base: str, edit) -> Path:

@@ -1,0 +1,124 @@
+"""A validation file: public measurements beside the mcdla run that should reproduce them.
+
+Each row names one measured quantity, the configuration as mcdla arguments, the value
+measured on real hardware, the source and a tolerance::
+
+    name: nccl_dgx1v
+    description: one line
+    rows:
+      - quantity: all-reduce bus bandwidth, 1 MiB
+        kind: collective            # collective (mcdla collective) | sim (mcdla sim)
+        args: {topology: dgx1v, op: all_reduce, size: 1 MiB, launch_serial: 8}
+        measure: busbw              # what of the run is compared (MEASURES)
+        measured: 20.56 GB/s
+        tolerance: 0.10             # |simulated / measured - 1| that passes
+        source: {title: ..., url: ...}
+        reduced: true               # part of the reduced run (mcdla validate --reduced, CI)
+
+A ``sim`` row's args are ``mcdla sim``'s (topology, workload, batch, parallel, policy,
+device, and ``set``: dotted keys); ``measure: overhead`` compares the run with a
+``baseline`` run (args merged over the row's) as time / baseline time - 1.
+Measurements are never fitted: calibration lives in the presets (docs/validation.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcdla.config import loader
+from mcdla.config.schema import Range, Where, build
+from mcdla.errors import InputError
+from typing import Annotated
+
+__all__ = ["ARGS", "MEASURES", "Source", "ValidationRow", "ValidationFile", "read_validation", "measured_value"]
+
+# measure -> (unit kind of the measured value, or "" for a plain number; what it reads)
+MEASURES: dict[str, tuple[str, str]] = {
+    "busbw": ("bandwidth", "nccl-tests bus bandwidth of the collective"),
+    "time": ("time", "time of the collective"),
+    "iteration_time": ("time", "time of one training iteration"),
+    "throughput": ("", "samples per second: batch / iteration time"),
+    "memory_peak": ("size", "peak device memory"),
+    "overhead": ("", "iteration time / the baseline's - 1"),
+}
+
+
+# The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
+ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring"),
+        "sim": ("topology", "workload", "batch", "parallel", "policy", "device", "set")}
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    quantity: str
+    kind: Literal["collective", "sim"]
+    args: dict[str, Any]
+    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "overhead"]
+    measured: Any
+    tolerance: Annotated[float, Range(minimum=0.0, maximum=10.0, inclusive=False)]
+    source: Source
+    baseline: dict[str, Any] = field(default_factory=dict)
+    reduced: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ValidationFile:
+    name: str
+    description: str
+    rows: tuple[ValidationRow, ...]
+
+
+def measured_value(row: ValidationRow, where: Where) -> float:
+    """The row's measured value in SI units (a bare number: the base unit)."""
+    from mcdla import units
+
+    kind = MEASURES[row.measure][0]
+    try:
+        value = units.parse(row.measured, kind) if kind else float(row.measured)
+    except (units.UnitError, TypeError, ValueError):
+        raise where.child("measured").error(
+            f"expected a {kind or 'number'} for measure {row.measure}, got {row.measured!r:.60}") from None
+    if not value > 0 and row.measure != "overhead":
+        raise where.child("measured").error("must be > 0")
+    return value
+
+
+def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
+    """A validation file by shipped name or path, checked; (its display name, the file)."""
+    path = loader.find_input(name_or_path, "validation", "validation file")
+    doc = loader.read_yaml(path)
+    shown = loader.display_path(path)
+    where = Where(shown)
+    spec = build(ValidationFile, doc, where)
+    if not spec.rows:
+        raise where.child("rows").error("expected at least one row")
+    for i, row in enumerate(spec.rows):
+        at = where.child("rows").child(i)
+        measured_value(row, at)
+        for part, args in (("args", row.args), ("baseline", row.baseline)):
+            unknown = [k for k in args if k not in ARGS[row.kind]]
+            if unknown:
+                raise at.child(part).child(str(unknown[0])).error(
+                    f"unknown key; a {row.kind} row takes {', '.join(ARGS[row.kind])}")
+        if row.measure == "overhead" and not row.baseline:
+            raise at.child("baseline").error("measure overhead needs a baseline run")
+        if row.kind == "collective" and row.measure not in ("busbw", "time"):
+            raise at.child("measure").error("a collective row measures busbw or time")
+        if row.kind == "sim" and row.measure in ("busbw", "time"):
+            raise at.child("measure").error("a sim row measures iteration_time, throughput, memory_peak or overhead")
+    return shown, spec
+
+
+def shipped_validation() -> list[str]:
+    names = loader.shipped("validation")
+    if not names:
+        raise InputError("no validation files are shipped", key="validate")
+    return names

@@ -1,0 +1,100 @@
+"""``mcdla validate``: run every row of the shipped validation tables and compare.
+
+A row's run goes through the same entry points as ``mcdla collective`` and ``mcdla
+sim`` (:mod:`mcdla.run`); the comparison is error = simulated / measured - 1 (for an
+overhead, the difference of the two fractions), and the verdict is ``pass`` when
+|error| <= the row's tolerance, ``miss`` otherwise. A row whose run fails (an input
+error, an infeasible configuration) is reported as ``error`` with its message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from mcdla.config.validation import ValidationRow, measured_value, read_validation, shipped_validation
+from mcdla.config.schema import Where
+from mcdla.errors import InfeasibleError, InputError
+
+__all__ = ["Outcome", "validate", "run_row"]
+
+
+
+@dataclass(frozen=True)
+class Outcome:
+    table: str
+    quantity: str
+    measure: str
+    measured: float
+    simulated: float | None
+    error: float | None  # simulated / measured - 1 (overhead: simulated - measured)
+    tolerance: float
+    verdict: str  # pass | miss | error
+    source_title: str
+    source_url: str
+    args: dict[str, Any]
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _sim(args: dict[str, Any]) -> dict[str, Any]:
+    from mcdla.config.point import DEFAULT_POINT
+    from mcdla.run import simulate
+
+    sets = [(str(k), v) for k, v in (args.get("set") or {}).items()]
+    if args.get("device"):
+        sets.insert(0, ("device", args["device"]))
+    return simulate(args.get("topology", DEFAULT_POINT["topology"]), args.get("policy", DEFAULT_POINT["policy"]),
+                    args.get("workload", DEFAULT_POINT["workload"]), args.get("parallel", DEFAULT_POINT["parallel"]),
+                    args.get("batch", DEFAULT_POINT["batch"]), sets)
+
+
+def run_row(row: ValidationRow, where: Where) -> float:
+    """The simulated value of ``row``'s measure, in SI units."""
+    if row.kind == "collective":
+        from mcdla.run import simulate_collective
+
+        result = simulate_collective(row.args.get("op", "all_reduce"), row.args.get("size"),
+                                     topology=row.args.get("topology"), ring=row.args.get("ring"),
+                                     algorithm=row.args.get("algorithm"),
+                                     launch_serial=row.args.get("launch_serial", 1))
+        return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
+    result = _sim(row.args)
+    if row.measure == "iteration_time":
+        return result["iteration_time_s"]
+    if row.measure == "throughput":
+        return result["batch"] / result["iteration_time_s"]
+    if row.measure == "memory_peak":
+        return result["device_mem_peak_bytes"]
+    base = _sim({**row.args, **row.baseline, "set": {**(row.args.get("set") or {}),
+                                                     **(row.baseline.get("set") or {})}})
+    return result["iteration_time_s"] / base["iteration_time_s"] - 1.0
+
+
+def validate(tables: Sequence[str] = (), *, reduced: bool = False,
+             progress: Callable[[int, int, str], None] | None = None) -> list[Outcome]:
+    """Runs the rows of ``tables`` (default: every shipped table); ``reduced``: only the
+    rows marked for the reduced run."""
+    loaded = [read_validation(t) for t in (tables or shipped_validation())]  # every file checked first
+    rows = [(shown, spec, i, row) for shown, spec in loaded for i, row in enumerate(spec.rows)
+            if row.reduced or not reduced]
+    outcomes = []
+    for n, (shown, spec, i, row) in enumerate(rows):
+        if progress is not None:
+            progress(n, len(rows), row.quantity)
+        where = Where(shown).child("rows").child(i)
+        measured = measured_value(row, where)
+        simulated, error, verdict, message = None, None, "error", ""
+        try:
+            simulated = run_row(row, where)
+        except (InputError, InfeasibleError) as exc:
+            message = str(exc)
+        if simulated is not None:
+            error = simulated - measured if row.measure == "overhead" else simulated / measured - 1.0
+            verdict = "pass" if abs(error) <= row.tolerance else "miss"
+        outcomes.append(Outcome(spec.name, row.quantity, row.measure, measured, simulated, error,
+                                row.tolerance, verdict, row.source.title, row.source.url,
+                                dict(row.args), message or row.note))
+    return outcomes

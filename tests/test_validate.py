@@ -1,0 +1,129 @@
+"""Calibration and validation (issue 10): the NCCL cost model's protocol behaviour, the
+calibrated device fields, the DGX-1V design and ``mcdla validate``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mcdla.cli.main import main
+from mcdla.hw.layers import Kernel
+from mcdla.hw.compute import kernel_time
+from mcdla.hw.topology import load_topology
+from mcdla.run import simulate, simulate_collective
+from mcdla.sim.collectives import COLLECTIVES, run_collective
+
+
+def _nccl(topo, size, op="all_reduce"):
+    return run_collective(topo.rings, topo.capacities(), op, size, algorithm="nccl").record
+
+
+def test_nccl_picks_low_latency_for_small_and_simple_for_large_messages():
+    topo = load_topology("dgx1v")
+    assert _nccl(topo, 4096).protocol == "LL"
+    assert _nccl(topo, 1 << 30).protocol == "Simple"
+
+
+def test_ll_puts_a_flag_beside_every_data_word_on_the_wire():
+    topo = load_topology("dgx1v")
+    env_bytes = {}
+    from mcdla.sim.environment import CountingEnvironment
+    from mcdla.sim.flownet import FlowNetwork
+
+    for name in ("ring", "nccl"):
+        env = CountingEnvironment()
+        net = FlowNetwork(env, topo.capacities())
+        proc = COLLECTIVES.get(name)().start(env, net, topo.rings, "all_reduce", 8192.0)
+        env.run()
+        env_bytes[name] = sum(b for r, b in net.stats().bytes_by_resource.items() if r in topo.channels)
+        assert proc.value.size_bytes == 8192.0
+    # 6 rings of 8 ranks, 14 steps of 1/8 of each ring's share: 8192 * 14 / 8 * 8 ranks
+    assert env_bytes["ring"] == pytest.approx(8192 * 14)
+    assert env_bytes["nccl"] == pytest.approx(2 * 8192 * 14)  # LL: 4 data bytes per 8-byte store
+
+
+def test_nccl_small_message_time_is_its_fixed_and_step_latencies():
+    """1 byte on 8 ranks: LL's 3.6 us base latency plus 14 steps of 0.47 us (NCCL's
+    tuning model), the wire time of 1 byte being negligible."""
+    r = simulate_collective("all_reduce", 1, topology="dgx1v")
+    assert r["protocol"] == "LL"
+    assert r["time_s"] == pytest.approx(3.6e-6 + 5e-6 + 14 * 0.47e-6, rel=1e-3)  # + one 5 us launch
+
+
+def test_launch_serial_adds_one_launch_per_device_a_thread_serves():
+    one = simulate_collective("all_reduce", 1, topology="dgx1v")["time_s"]
+    eight = simulate_collective("all_reduce", 1, topology="dgx1v", launch_serial=8)["time_s"]
+    assert eight - one == pytest.approx(7 * 5e-6, rel=1e-6)
+
+
+def test_the_paper_ring_has_no_library_costs():
+    r = simulate_collective("all_reduce", 1, topology="dc")
+    assert r["algorithm"] == "ring" and "protocol" not in r
+    assert r["time_s"] < 1e-5
+
+
+def test_calibrated_memory_efficiency_stretches_a_memory_bound_kernel():
+    ideal = load_topology("dgx1v", [("device.hbm_efficiency", 1.0), ("device.launch_overhead", 0)]).device
+    real = load_topology("dgx1v", [("device.launch_overhead", 0)]).device
+    kernel = Kernel("relu", 0, 900_000_000, None)  # 0.9 GB through HBM
+    assert kernel_time(ideal, kernel).time_s == pytest.approx(1e-3 + ideal.hbm_latency)
+    assert kernel_time(real, kernel).time_s == pytest.approx(1e-3 / 0.872 + real.hbm_latency)
+
+
+def test_launch_overhead_is_paid_per_kernel():
+    device = load_topology("dgx1v").device
+    zero = load_topology("dgx1v", [("device.launch_overhead", 0)]).device
+    kernel = Kernel("relu", 0, 1000, None)
+    assert kernel_time(device, kernel).time_s - kernel_time(zero, kernel).time_s == pytest.approx(5e-6)
+
+
+def test_dgx1v_trains_with_nccl_collectives_and_the_paper_dc_with_the_ring():
+    real = simulate("dgx1v", "bw_aware", "alexnet", "data", 64)
+    ideal = simulate("dc", "bw_aware", "alexnet", "data", 64)
+    assert real["iteration_time_s"] > ideal["iteration_time_s"]  # efficiencies, launches, NCCL costs
+
+
+def test_validate_reduced_runs_every_marked_row(capsys):
+    assert main(["validate", "--reduced", "--format", "json", "--quiet"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["table"] for r in rows} == {"nccl_dgx1v", "cnn_titanx", "vdnn_titanx"}
+    assert all(r["verdict"] in ("pass", "miss") for r in rows)
+    by = {r["quantity"]: r for r in rows}
+    # The targets of issue 10 the NCCL model meets (docs/validation.md lists the rest).
+    for q in ("all-reduce time, 1 KiB", "all-reduce bus bandwidth, 1 MiB", "all-reduce bus bandwidth, 64 MiB",
+              "all-reduce bus bandwidth, 1 GiB"):
+        assert by[q]["verdict"] == "pass", by[q]
+
+
+def test_validate_draws_its_figure(tmp_path):
+    out = tmp_path / "v.png"
+    assert main(["validate", "--table", "nccl_dgx1v", "--reduced", "--quiet", "--plot", str(out)]) == 0
+    assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("edit, key", [
+    ("measure: busbw", "measure"),
+    ("measured: 20.56 GB/s", "measured"),
+    ("op: all_reduce", "args"),
+])
+def test_a_bad_validation_table_names_the_key(tmp_path, capsys, edit, key):
+    good = """
+name: t
+description: d
+rows:
+  - quantity: q
+    kind: collective
+    args: {topology: dgx1v, op: all_reduce, size: 1 MiB}
+    measure: busbw
+    measured: 20.56 GB/s
+    tolerance: 0.1
+    source: {title: s, url: u}
+"""
+    bad = {"measure": "measure: iteration_time", "measured": "measured: 20 furlongs",
+           "args": "op: all_reduce, colour: red"}[key]
+    path = tmp_path / "t.yaml"
+    path.write_text(good.replace(edit, bad))
+    assert main(["validate", "--table", str(path), "--quiet"]) in (1, 2)
+    err = capsys.readouterr().err
+    assert key in err and len(err.splitlines()) <= 2
