@@ -561,7 +561,18 @@ def _classify(g: _Graph, x: str, members: list[int]) -> str | None:
     exponent = {n.input[0]: g.scalar(n.input[1]) for n in nodes if n.op_type == "Pow"}
     squares = exponent.get(x) == 2 or any(n.op_type == "Mul" and n.input[0] == n.input[1] == x for n in nodes)
     cubes = exponent.get(x) == 3 or any(n.op_type == "Mul" and n.input[0] == n.input[1] == x for n in nodes)
-    times_x = any(n.op_type == "Mul" and x in n.input and all(t not in g.static for t in n.input) for n in nodes)
+
+    def unscaled(t: str) -> str:  # c x -> x
+        while t != x and (i := g.producer.get(t)) is not None and len(dyn := g.dyn(i)) == 1:
+            op = g.nodes[i].op_type
+            if not (op in ("Mul", "Cast") or (op == "Div" and g.nodes[i].input[0] == dyn[0])):
+                break
+            t = dyn[0]
+        return t
+
+    # x times a tensor computed from it (the gate, the reciprocal root), x maybe scaled first
+    times_x = any(n.op_type == "Mul" and len(g.dyn(j)) == 2 and x in map(unscaled, n.input)
+                  for j, n in zip(members, nodes))
     transcendental = ops["Erf"] + ops["Tanh"] + ops["Sigmoid"]
     if ops["ReduceMean"] == 2 and not transcendental and any(n.op_type == "Sub" and n.input[0] == x for n in nodes):
         return "layernorm"
