@@ -171,12 +171,16 @@ def layer_norm(g, scope, x, d):
     return g(scope, "Add", g(scope, "Mul", normed, g.weight(d)), g.weight(d))
 
 
-def rms_norm(g, scope, x, d, reciprocal=True):
+def rms_norm(g, scope, x, d, form="reciprocal"):
     """Llama's RMSNorm: x * rsqrt(mean(x^2) + eps) * gamma (opset 18: ReduceMean's axes an input)."""
     var = g(scope, "ReduceMean", g(scope, "Pow", x, g.const(2.0)), g.const([-1], np.int64))
     root = g(scope, "Sqrt", g(scope, "Add", var, g.const(1e-6)))
-    inv = g(scope, "Reciprocal", root) if reciprocal else g(scope, "Div", g.const(1.0), root)
-    return g(scope, "Mul", g.weight(d), g(scope, "Mul", x, inv))
+    if form == "divide":
+        normed = g(scope, "Div", x, root)
+    else:
+        inv = g(scope, "Reciprocal", root) if form == "reciprocal" else g(scope, "Div", g.const(1.0), root)
+        normed = g(scope, "Mul", x, inv)
+    return g(scope, "Mul", g.weight(d), normed)
 
 
 def linear(g, scope, x, d_in, d_out, bias=True):
@@ -303,6 +307,20 @@ def test_gpt2_with_embeddings_and_a_tied_head(tmp_path):
     assert "tied_to: wte_Gather" in text.read_text()
 
 
+def test_bert_embeddings_token_types_and_positions_are_one_position_layer(tmp_path):
+    g = Graph()
+    x = g("/embeddings", "Gather", g.weight(VOCAB, D), "ids")
+    types = g("/embeddings", "Gather", g.weight(2, D), g.const(np.zeros((1, S)), np.int64))  # a constant buffer
+    x = g("/embeddings", "Add", x, types)
+    positions = g("/embeddings", "Gather", g.weight(POSITIONS, D), g.const(np.arange(S)[None], np.int64))
+    x = g("/embeddings", "Add", x, positions)
+    y = linear(g, "/pooler", layer_norm(g, "/embeddings/LayerNorm", x, D), D, D)
+    work, text = _import(tmp_path, g.save(tmp_path, helper.make_tensor_value_info("ids", TensorProto.INT64, [1, S]), y))
+    assert [layer.kind for layer in work.layers] == ["input", "embedding", "position", "layernorm", "linear"]
+    assert work.params == VOCAB * D + (POSITIONS + 2) * D + 2 * D + (D * D + D)
+    assert "max_positions: 32, types: 2" in text.read_text()
+
+
 def llama(tmp_path):
     """A Llama block as exported (opset 18): RMSNorm decomposed, separate q/k/v projections
     without bias, grouped-query attention (K/V heads repeated by Expand), rotary
@@ -333,7 +351,7 @@ def llama(tmp_path):
     scores = g(a, "Add", scores, g(a, "Mul", upper, g.const(-1e9)))
     o = merge_heads(g, a, g(a, "MatMul", g(a, "Softmax", scores, axis=-1), v), h * DH, S)
     res1 = g("/layers.0", "Add", x, linear(g, f"{a}/o_proj", o, h * DH, D, bias=False))
-    n = rms_norm(g, "/layers.0/post_attention_layernorm", res1, D, reciprocal=False)
+    n = rms_norm(g, "/layers.0/post_attention_layernorm", res1, D, form="one_over")
     m = "/layers.0/mlp"
     gate = linear(g, f"{m}/gate_proj", n, D, FFN, bias=False)
     silu = g(f"{m}/act_fn", "Mul", gate, g(f"{m}/act_fn", "Sigmoid", gate))
@@ -373,6 +391,18 @@ def test_decomposed_activations(tmp_path, form, kind):
     assert [layer.kind for layer in work.layers] == ["input", "linear", kind, "linear"]
     assert work.params == (D * FFN + FFN) + (FFN * D + D)
     assert work.macs_fwd_per_sample == 2 * S * D * FFN
+
+
+@pytest.mark.parametrize("norm, kind, params", [("layernorm", "layernorm", 2 * D), ("reciprocal", "rmsnorm", D),
+                                                ("one_over", "rmsnorm", D), ("divide", "rmsnorm", D)])
+def test_decomposed_norms(tmp_path, norm, kind, params):
+    g = Graph()
+    n = layer_norm(g, "/norm", "x", D) if norm == "layernorm" else rms_norm(g, "/norm", "x", D, form=norm)
+    y = linear(g, "/fc", n, D, D)
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D])
+    work, _ = _import(tmp_path, g.save(tmp_path, inp, y, opset=17 if norm == "layernorm" else 18))
+    assert [layer.kind for layer in work.layers[1:]] == [kind, "linear"] and work.layers[1].name == "norm"
+    assert work.params == params + D * D + D
 
 
 def test_a_matmul_of_two_activations_outside_attention_is_an_error(tmp_path, capsys):

@@ -206,12 +206,12 @@ class _Graph:
         node = self.nodes[i]
         if node.op_type in SHAPE_OPS:
             shape = self.shape(node.input[0])
+            if node.op_type == "Shape":  # the dimensions asked for may be known when the batch is not
+                attrs = self.attrs(i)
+                shape = shape[attrs.get("start", 0):attrs.get("end", len(shape))]
             if not shape or min(shape) < 1:
                 return None
-            if node.op_type == "Size":
-                return np.array(math.prod(shape), dtype=np.int64)
-            attrs = self.attrs(i)
-            return np.array(shape[attrs.get("start", 0):attrs.get("end", len(shape))], dtype=np.int64)
+            return np.array(shape if node.op_type == "Shape" else math.prod(shape), dtype=np.int64)
         feeds = {}
         for name in node.input:
             if name:
@@ -327,8 +327,9 @@ def _linear(g: _Graph, i: int) -> _Group | None:
 
 def _merge(groups: list[_Group], label: str) -> _Group:
     """Linear layers of one input as one (q, k and v; gate and up): the same weights and MACs."""
-    return _Group("linear", sorted(i for grp in groups for i in grp.nodes), list(groups[0].inputs),
-                  [t for grp in groups for t in grp.outputs], min(grp.emit for grp in groups),
+    first = min(groups, key=lambda grp: grp.emit)  # written there: its input exists
+    return _Group("linear", sorted(i for grp in groups for i in grp.nodes), list(first.inputs),
+                  [t for grp in groups for t in grp.outputs], first.emit,
                   {"out_features": sum(grp.entry["out_features"] for grp in groups),
                    "bias": groups[0].entry["bias"]}, label)
 
@@ -472,8 +473,8 @@ def _attention(g: _Graph, i: int, claims: dict[int, _Group],
     groups: list[_Group] = []
     if len(distinct) > 1:
         groups.append(_merge(distinct, "qkv"))
-    for tr in traces:
-        groups += [_Group("free", [j], [], [], j) for j in dict.fromkeys(tr.nodes) if j not in claims]
+    views = dict.fromkeys(j for tr in traces for j in tr.nodes if j not in claims)  # a Split is on three paths
+    groups += [_Group("free", [j], [], [], j) for j in views]
     entry = {"heads": heads, "kv_heads": kv_twice // 2, "causal": mask is not None and _causal(g, mask),
              "flash": False}
     groups.append(_Group("attention", sorted(chain + [qk, av]), [q, k, v], [g.nodes[av].output[0]], av,
@@ -570,8 +571,9 @@ def _classify(g: _Graph, x: str, members: list[int]) -> str | None:
             t = dyn[0]
         return t
 
-    # x times a tensor computed from it (the gate, the reciprocal root), x maybe scaled first
-    times_x = any(n.op_type == "Mul" and len(g.dyn(j)) == 2 and x in map(unscaled, n.input)
+    # x times (or over) a tensor computed from it: the gate, the root; x maybe scaled first
+    times_x = any(len(g.dyn(j)) == 2 and (n.op_type == "Mul" and x in map(unscaled, n.input)
+                                          or n.op_type == "Div" and unscaled(n.input[0]) == x)
                   for j, n in zip(members, nodes))
     transcendental = ops["Erf"] + ops["Tanh"] + ops["Sigmoid"]
     if ops["ReduceMean"] == 2 and not transcendental and any(n.op_type == "Sub" and n.input[0] == x for n in nodes):
