@@ -130,16 +130,16 @@ class Graph:
     """Nodes and constants of a graph under construction, named as torch.onnx names them."""
 
     def __init__(self):
-        self.nodes, self.inits, self.count = [], [], 0
+        self.nodes, self.values, self.count = [], {}, 0
 
     def const(self, value, dtype=np.float32):
         self.count += 1
         name = f"const{self.count}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        self.values[name] = np.asarray(value, dtype=dtype)
         return name
 
-    def weight(self, *shape):
-        return self.const(np.zeros(shape))
+    def weight(self, *shape, seed=None):
+        return self.const(np.zeros(shape) if seed is None else np.random.default_rng(seed).normal(size=shape))
 
     def __call__(self, scope, op, *inputs, outputs=1, **attrs):
         self.count += 1
@@ -154,7 +154,8 @@ class Graph:
 
     def save(self, tmp_path, x, y, opset=17, name="block", shape=(1, S, D)):
         out = helper.make_tensor_value_info(y, TensorProto.FLOAT, list(shape))
-        graph = helper.make_graph(self.nodes, name, [x], [out], self.inits)
+        inits = [numpy_helper.from_array(value, key) for key, value in self.values.items()]
+        graph = helper.make_graph(self.nodes, name, [x], [out], inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         onnx.checker.check_model(model)
         path = tmp_path / f"{name}.onnx"
@@ -213,14 +214,14 @@ def merge_heads(g, scope, o, width, tokens):
     return g(scope, "Reshape", o, g.const([1, tokens, width], np.int64))
 
 
-def gpt2(tmp_path, mask="where", embed=False):
+def gpt2(tmp_path, mask="where", embed=False, head="tied"):
     """A GPT-2 block as torch.onnx writes it (opset 17, nothing fused): decomposed
     LayerNorm, one QKV projection and Split, heads by Reshape/Transpose, QK^T / sqrt(d),
     a causal mask, Softmax, PV, the output projection as a Gemm (HF's Conv1D), Erf GELU."""
     g = Graph()
     if embed:
         ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, S])
-        wte = g.weight(VOCAB, D)
+        wte = g.weight(VOCAB, D, seed=1)
         tokens = g("/wte", "Gather", wte, "ids")
         length = g("/wpe", "Squeeze", g.dim("/wpe", "ids", 1), g.const([0], np.int64))
         positions = g("/wpe", "Range", g.const(0, np.int64), length, g.const(1, np.int64))
@@ -267,7 +268,11 @@ def gpt2(tmp_path, mask="where", embed=False):
     y = g("/h.0", "Add", res1, linear(g, "/h.0/mlp/c_proj", h, FFN, D))
     if embed:
         y = layer_norm(g, "/ln_f", y, D)
-        y = g("/lm_head", "MatMul", y, g("/lm_head", "Transpose", wte, perm=[1, 0]))  # tied to wte
+        if head == "tied":  # wte's transpose
+            y = g("/lm_head", "MatMul", y, g("/lm_head", "Transpose", wte, perm=[1, 0]))
+        else:  # a folded copy of wte's transpose (what constant folding writes), or a matrix of its own
+            weight = g.values[wte].T + (head == "own")
+            y = g("/lm_head", "MatMul", y, g.const(weight))
     return g.save(tmp_path, inp, y, opset=17, name="gpt2", shape=(1, S, VOCAB if embed else D))
 
 
@@ -296,15 +301,16 @@ def test_a_decomposed_gpt2_block_imports_with_its_counts(tmp_path, mask, causal)
     assert attention.inputs == (2,)  # the QKV projection, through the Split and the head views
 
 
-def test_gpt2_with_embeddings_and_a_tied_head(tmp_path):
-    work, text = _import(tmp_path, gpt2(tmp_path, embed=True))
+@pytest.mark.parametrize("head", ["tied", "copy", "own"])
+def test_gpt2_with_embeddings_and_a_tied_head(tmp_path, head):
+    work, text = _import(tmp_path, gpt2(tmp_path, embed=True, head=head))
     params, macs = gpt2_counts(S, D, FFN)
-    # Token and position tables, the block, the final norm; the head shares the token table.
-    assert work.params == VOCAB * D + POSITIONS * D + params + 2 * D
+    # Token and position tables, the block, the final norm; a tied head shares the token table.
+    assert work.params == VOCAB * D + POSITIONS * D + params + 2 * D + (D * VOCAB if head == "own" else 0)
     assert work.macs_fwd_per_sample == macs + S * D * VOCAB
     kinds = [layer.kind for layer in work.layers]
     assert kinds == ["input", "embedding", "position"] + GPT2_KINDS + ["layernorm", "linear"]
-    assert "tied_to: wte_Gather" in text.read_text()
+    assert ("tied_to: wte_Gather" in text.read_text()) == (head != "own")
 
 
 def test_bert_embeddings_token_types_and_positions_are_one_position_layer(tmp_path):

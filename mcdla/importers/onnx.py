@@ -11,7 +11,8 @@ layer into fused nodes, by following single-consumer chains from an anchor opera
 
 - a linear layer: MatMul or Gemm with a weight (an initializer, or a static view of
   one such as its Transpose), and a following Add of a bias; ``linear`` on a sequence,
-  ``fc`` otherwise. A weight that is the token embedding's table is ``tied_to`` it.
+  ``fc`` otherwise. A weight that is the token embedding's table, or a copy of it (an
+  exporter folds the Transpose into a new initializer), is ``tied_to`` the embedding.
 - attention, anchored at Softmax: ``S = MatMul(Q, K^T)`` of two activations, Cast,
   Mul or Div by a constant (the scale), an Add or Where of a constant mask, Softmax,
   Cast or Dropout, ``MatMul(P, V)``. Q, K and V are followed back through views
@@ -243,6 +244,23 @@ class _Graph:
                 return None
             t = self.nodes[i].input[0]
         return None
+
+    def same_table(self, weight: str | None, table: str) -> bool:
+        """Whether a projection's weight initializer holds a table's values (or their transpose).
+
+        Large tables are compared on their first rows: enough to tell a tied copy from
+        an independent matrix of the same shape.
+        """
+        if weight not in self.inits or table not in self.inits or weight == table:
+            return False
+        w, t = self.shape(weight), self.shape(table)
+        if len(t) != 2 or t[0] == t[1] or w not in (t, t[::-1]):
+            return False
+        to_array = self.onnx.numpy_helper.to_array
+        w_values, t_values = to_array(self.inits[weight]), to_array(self.inits[table])
+        rows = min(t[0], 64)
+        w_rows = w_values[:rows] if w == t else w_values[:, :rows].T
+        return bool(np.array_equal(w_rows, t_values[:rows]))
 
     def static_ancestors(self, t: str, limit: int = 64) -> list[int]:
         found, stack, seen = [], [t], set()
@@ -656,6 +674,7 @@ def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) ->
     layer_of: dict[str, str] = {data[0].name: "input"}  # tensor -> the mcdla layer producing it
     sequence = {"input": "tokens" in input_doc or "timesteps" in input_doc}  # layer -> (tokens, features)?
     owner: dict[str, str] = {}  # weight initializer -> the layer that owns it (for tying)
+    embeddings: dict[str, str] = {}  # token table -> its embedding layer
     tables: dict[str, list[int]] = {}  # position layer -> the rows of the tables it adds
     layers: list[dict[str, Any]] = []
     approximated: list[str] = []
@@ -702,8 +721,12 @@ def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) ->
         entry = {"kind": group.kind, **group.entry}
         if group.kind == "linear":
             entry["kind"] = "linear" if sequence[inputs[0]] else "fc"
-            if entry["kind"] == "linear" and group.weight in owner:
-                entry["tied_to"] = owner[group.weight]
+            if entry["kind"] == "linear":
+                # The same initializer, or (an exporter folds the Transpose) a copy of a token table.
+                tied = owner.get(group.weight) or next(
+                    (layer for table, layer in embeddings.items() if g.same_table(group.weight, table)), None)
+                if tied is not None:
+                    entry["tied_to"] = tied
         name = add(base, entry, inputs, group.outputs)
         if entry["kind"] == "linear" and group.weight and group.weight not in owner:
             owner[group.weight] = name
@@ -736,6 +759,7 @@ def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) ->
                         [refer(acts[0], i)], node.output[:1])
             if (table := g.source(node.input[0])) is not None:
                 owner.setdefault(table, layer)
+                embeddings.setdefault(table, layer)
         elif op == "Add" and len(acts) == 1 and len(consts) == 1 and _is_table(g, consts[0], acts[0]) \
                 and sequence[refer(acts[0], i)]:
             source, rows = refer(acts[0], i), _table_rows(g, consts[0])
