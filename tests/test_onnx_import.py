@@ -214,8 +214,8 @@ def merge_heads(g, scope, o, width, tokens):
     return g(scope, "Reshape", o, g.const([1, tokens, width], np.int64))
 
 
-def gpt2(tmp_path, mask="where", embed=False, head="tied"):
-    """A GPT-2 block as torch.onnx writes it (opset 17, nothing fused): decomposed
+def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1):
+    """GPT-2 blocks as torch.onnx writes them (opset 17, nothing fused): decomposed
     LayerNorm, one QKV projection and Split, heads by Reshape/Transpose, QK^T / sqrt(d),
     a causal mask, Softmax, PV, the output projection as a Gemm (HF's Conv1D), Erf GELU."""
     g = Graph()
@@ -230,42 +230,45 @@ def gpt2(tmp_path, mask="where", embed=False, head="tied"):
     else:
         inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D])
         x = "x"
-    h = layer_norm(g, "/h.0/ln_1", x, D)
-    qkv = linear(g, "/h.0/attn/c_attn", h, D, 3 * D)
-    q, k, v = g("/h.0/attn", "Split", qkv, g.const([D, D, D], np.int64), outputs=3, axis=2)
-    q, v = heads_of(g, "/h.0/attn", q, HEADS, DH), heads_of(g, "/h.0/attn", v, HEADS, DH)
-    k_t = heads_of(g, "/h.0/attn", k, HEADS, DH, perm=(0, 2, 3, 1))  # K^T
-    a = "/h.0/attn"
-    if mask == "sdpa":  # scaled_dot_product_attention's export: sqrt(scale) on both sides
-        head = g(a, "Cast", g(a, "Slice", g(a, "Shape", q), g.const([-1], np.int64), g.const([4], np.int64)), to=1)
-        root = g(a, "Sqrt", g(a, "Div", g.const([1.0]), g(a, "Sqrt", head)))
-        q, k_t = g(a, "Mul", q, root), g(a, "Mul", k_t, root)
-    scores = g(a, "MatMul", q, k_t)
-    if mask != "sdpa":
-        scores = g(a, "Div", scores, g.const(np.sqrt(DH)))
-    if mask == "where":  # HF: the causal buffer cut to the sequence, then where(mask, scores, min)
-        table = g.const(np.tril(np.ones((1, 1, POSITIONS, POSITIONS), dtype=bool)), dtype=bool)
-        n = g.dim(a, q, 2)
-        cut = g(a, "Slice", table, g.const([0, 0], np.int64), g(a, "Concat", n, n, axis=0), g.const([2, 3], np.int64))
-        scores = g(a, "Where", cut, scores, g.const(np.finfo(np.float32).min))
-    elif mask == "add":  # a constant additive triangle
-        scores = g(a, "Add", scores, g.const(np.triu(np.full((S, S), -1e9), 1)))
-    elif mask == "sdpa":  # is_causal: Trilu of ones, then -inf above the diagonal
-        size = g(a, "Concat", g.dim(a, q, 2), g.dim(a, k_t, 3), axis=0)
-        tri = g(a, "Trilu", g(a, "Expand", g.const([1.0]), size), upper=0)
-        scores = g(a, "Add", scores, g(a, "Where", g(a, "Equal", tri, g.const([0.0])), g.const([-np.inf]),
-                                       g.const([0.0])))
-    elif mask == "padding":  # not causal: the last key masked for every query
-        scores = g(a, "Add", scores, g.const(np.where(np.arange(S) == S - 1, -1e9, 0.0)[None, :].repeat(S, 0)))
-    probs = g(a, "Softmax", scores, axis=-1)
-    o = merge_heads(g, a, g(a, "MatMul", g(a, "Dropout", probs), v), D, S)
-    flat = g("/h.0/attn/c_proj", "Reshape", o, g.const([-1, D], np.int64))
-    proj = g("/h.0/attn/c_proj", "Gemm", flat, g.weight(D, D), g.weight(D))
-    proj = g("/h.0/attn/c_proj", "Reshape", proj, g.const([1, S, D], np.int64))
-    res1 = g("/h.0", "Add", proj, x)
-    h = layer_norm(g, "/h.0/ln_2", res1, D)
-    h = gelu_erf(g, "/h.0/mlp/act", linear(g, "/h.0/mlp/c_fc", h, D, FFN))
-    y = g("/h.0", "Add", res1, linear(g, "/h.0/mlp/c_proj", h, FFN, D))
+    for b in range(blocks):
+        h = layer_norm(g, f"/h.{b}/ln_1", x, D)
+        qkv = linear(g, f"/h.{b}/attn/c_attn", h, D, 3 * D)
+        q, k, v = g(f"/h.{b}/attn", "Split", qkv, g.const([D, D, D], np.int64), outputs=3, axis=2)
+        q, v = heads_of(g, f"/h.{b}/attn", q, HEADS, DH), heads_of(g, f"/h.{b}/attn", v, HEADS, DH)
+        k_t = heads_of(g, f"/h.{b}/attn", k, HEADS, DH, perm=(0, 2, 3, 1))  # K^T
+        a = f"/h.{b}/attn"
+        if mask == "sdpa":  # scaled_dot_product_attention's export: sqrt(scale) on both sides
+            head = g(a, "Cast", g(a, "Slice", g(a, "Shape", q), g.const([-1], np.int64), g.const([4], np.int64)), to=1)
+            root = g(a, "Sqrt", g(a, "Div", g.const([1.0]), g(a, "Sqrt", head)))
+            q, k_t = g(a, "Mul", q, root), g(a, "Mul", k_t, root)
+        scores = g(a, "MatMul", q, k_t)
+        if mask != "sdpa":
+            scores = g(a, "Div", scores, g.const(np.sqrt(DH)))
+        if mask == "where":  # HF: the causal buffer cut to the sequence, then where(mask, scores, min)
+            table = g.const(np.tril(np.ones((1, 1, POSITIONS, POSITIONS), dtype=bool)), dtype=bool)
+            n = g.dim(a, q, 2)
+            ends = g(a, "Concat", n, n, axis=0)
+            cut = g(a, "Slice", table, g.const([0, 0], np.int64), ends, g.const([2, 3], np.int64))
+            scores = g(a, "Where", cut, scores, g.const(np.finfo(np.float32).min))
+        elif mask == "add":  # a constant additive triangle
+            scores = g(a, "Add", scores, g.const(np.triu(np.full((S, S), -1e9), 1)))
+        elif mask == "sdpa":  # is_causal: Trilu of ones, then -inf above the diagonal
+            size = g(a, "Concat", g.dim(a, q, 2), g.dim(a, k_t, 3), axis=0)
+            tri = g(a, "Trilu", g(a, "Expand", g.const([1.0]), size), upper=0)
+            scores = g(a, "Add", scores, g(a, "Where", g(a, "Equal", tri, g.const([0.0])), g.const([-np.inf]),
+                                           g.const([0.0])))
+        elif mask == "padding":  # not causal: the last key masked for every query
+            scores = g(a, "Add", scores, g.const(np.where(np.arange(S) == S - 1, -1e9, 0.0)[None, :].repeat(S, 0)))
+        probs = g(a, "Softmax", scores, axis=-1)
+        o = merge_heads(g, a, g(a, "MatMul", g(a, "Dropout", probs), v), D, S)
+        flat = g(f"/h.{b}/attn/c_proj", "Reshape", o, g.const([-1, D], np.int64))
+        proj = g(f"/h.{b}/attn/c_proj", "Gemm", flat, g.weight(D, D), g.weight(D))
+        proj = g(f"/h.{b}/attn/c_proj", "Reshape", proj, g.const([1, S, D], np.int64))
+        res1 = g(f"/h.{b}", "Add", proj, x)
+        h = layer_norm(g, f"/h.{b}/ln_2", res1, D)
+        h = gelu_erf(g, f"/h.{b}/mlp/act", linear(g, f"/h.{b}/mlp/c_fc", h, D, FFN))
+        x = g(f"/h.{b}", "Add", res1, linear(g, f"/h.{b}/mlp/c_proj", h, FFN, D))
+    y = x
     if embed:
         y = layer_norm(g, "/ln_f", y, D)
         if head == "tied":  # wte's transpose
@@ -303,13 +306,15 @@ def test_a_decomposed_gpt2_block_imports_with_its_counts(tmp_path, mask, causal)
 
 @pytest.mark.parametrize("head", ["tied", "copy", "own"])
 def test_gpt2_with_embeddings_and_a_tied_head(tmp_path, head):
-    work, text = _import(tmp_path, gpt2(tmp_path, embed=True, head=head))
+    work, text = _import(tmp_path, gpt2(tmp_path, embed=True, head=head, blocks=2))
     params, macs = gpt2_counts(S, D, FFN)
-    # Token and position tables, the block, the final norm; a tied head shares the token table.
-    assert work.params == VOCAB * D + POSITIONS * D + params + 2 * D + (D * VOCAB if head == "own" else 0)
-    assert work.macs_fwd_per_sample == macs + S * D * VOCAB
+    # Token and position tables, two blocks, the final norm; a tied head shares the token table.
+    assert work.params == VOCAB * D + POSITIONS * D + 2 * params + 2 * D + (D * VOCAB if head == "own" else 0)
+    assert work.macs_fwd_per_sample == 2 * macs + S * D * VOCAB
     kinds = [layer.kind for layer in work.layers]
-    assert kinds == ["input", "embedding", "position"] + GPT2_KINDS + ["layernorm", "linear"]
+    assert kinds == ["input", "embedding", "position"] + 2 * GPT2_KINDS + ["layernorm", "linear"]
+    (qkv,) = work.layer("h.1_attn").inputs  # the second block's attention reads its own projection
+    assert work.layers[qkv].name.startswith("h.1_attn_c_attn_MatMul")
     assert ("tied_to: wte_Gather" in text.read_text()) == (head != "own")
 
 
