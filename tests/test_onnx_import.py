@@ -257,6 +257,10 @@ def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1):
             tri = g(a, "Trilu", g(a, "Expand", g.const([1.0]), size), upper=0)
             scores = g(a, "Add", scores, g(a, "Where", g(a, "Equal", tri, g.const([0.0])), g.const([-np.inf]),
                                            g.const([0.0])))
+        elif mask == "huge":  # cut from a constant of 2^40 elements: not evaluated, not causal
+            zeros = g(a, "ConstantOfShape", g.const([1 << 20, 1 << 20], np.int64))
+            cut = g(a, "Slice", zeros, g.const([0, 0], np.int64), g.const([S, S], np.int64))
+            scores = g(a, "Add", scores, cut)
         elif mask == "padding":  # not causal: the last key masked for every query
             scores = g(a, "Add", scores, g.const(np.where(np.arange(S) == S - 1, -1e9, 0.0)[None, :].repeat(S, 0)))
         probs = g(a, "Softmax", scores, axis=-1)
@@ -290,7 +294,7 @@ GPT2_KINDS = ["layernorm", "linear", "attention", "linear", "add", "layernorm", 
 
 
 @pytest.mark.parametrize("mask, causal", [("where", True), ("add", True), ("sdpa", True), ("padding", False),
-                                          (None, False)])
+                                          ("huge", False), (None, False)])
 def test_a_decomposed_gpt2_block_imports_with_its_counts(tmp_path, mask, causal):
     work, _ = _import(tmp_path, gpt2(tmp_path, mask))  # no --lenient
     params, macs = gpt2_counts(S, D, FFN)

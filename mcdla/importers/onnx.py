@@ -219,6 +219,8 @@ class _Graph:
                 feeds[name] = self.value(name)
                 if feeds[name] is None:
                     return None
+        if _output_size(node.op_type, [feeds.get(name) for name in node.input]) > MAX_VALUE:
+            return None
         from onnx.reference import ReferenceEvaluator
 
         results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
@@ -278,6 +280,20 @@ class _Graph:
         while (i := self.producer.get(t)) is not None and self.nodes[i].op_type in FREE and len(self.dyn(i)) == 1:
             t = self.dyn(i)[0]
         return t
+
+
+def _output_size(op: str, inputs: list) -> int:
+    """The elements an operator that builds a tensor from a shape would write (0: not one of them)."""
+    if op == "ConstantOfShape":
+        return math.prod(int(d) for d in inputs[0].reshape(-1))
+    if op == "Expand":
+        return math.prod(np.broadcast_shapes(inputs[0].shape, tuple(int(d) for d in inputs[1].reshape(-1))))
+    if op == "Tile":
+        return inputs[0].size * math.prod(int(r) for r in inputs[1].reshape(-1))
+    if op == "Range":
+        start, limit, delta = (float(v) for v in inputs[:3])
+        return int(abs((limit - start) / delta)) if delta else 0
+    return 0
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -353,7 +369,7 @@ def _merge(groups: list[_Group], label: str) -> _Group:
 
 
 def _mergeable(g: _Graph, groups: list[_Group]) -> bool:
-    return (all(len(grp.nodes) <= 2 and not grp.label for grp in groups)  # not merged already
+    return (not any(grp.label for grp in groups)  # not merged already
             and len({g.root(grp.inputs[0]) for grp in groups}) == 1
             and len({grp.entry["bias"] for grp in groups}) == 1)
 
@@ -421,7 +437,7 @@ def _attention(g: _Graph, i: int, claims: dict[int, _Group],
     """The attention core around the Softmax ``i``, with its projections; None if it is not one."""
     chain = [i]
     scale: float | None = 1.0
-    mask = None
+    masks = []
     t = g.nodes[i].input[0]
     while True:  # back from the softmax: [Cast] [mask] [scale] ... to S = Q K^T
         j = g.producer.get(t)
@@ -441,9 +457,9 @@ def _attention(g: _Graph, i: int, claims: dict[int, _Group],
             factor = g.scalar(other[0])
             scale = None if (scale is None or not factor) else scale * (1 / factor if op == "Div" else factor)
         elif op == "Add":
-            mask = ("add", other[0], False)
+            masks.append(("add", other[0], False))
         elif op == "Where" and node.input[0] in g.static:
-            mask = ("where", node.input[0], node.input[2] == dyn[0])  # allowed where the scores pass
+            masks.append(("where", node.input[0], node.input[2] == dyn[0]))  # allowed where the scores pass
         else:
             return None
         chain.append(j)
@@ -493,7 +509,7 @@ def _attention(g: _Graph, i: int, claims: dict[int, _Group],
         groups.append(_merge(distinct, "qkv"))
     views = dict.fromkeys(j for tr in traces for j in tr.nodes if j not in claims)  # a Split is on three paths
     groups += [_Group("free", [j], [], [], j) for j in views]
-    entry = {"heads": heads, "kv_heads": kv_twice // 2, "causal": mask is not None and _causal(g, mask),
+    entry = {"heads": heads, "kv_heads": kv_twice // 2, "causal": any(_causal(g, m) for m in masks),
              "flash": False}
     groups.append(_Group("attention", sorted(chain + [qk, av]), [q, k, v], [g.nodes[av].output[0]], av,
                          entry, "attention"))
