@@ -214,7 +214,7 @@ def merge_heads(g, scope, o, width, tokens):
     return g(scope, "Reshape", o, g.const([1, tokens, width], np.int64))
 
 
-def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1):
+def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1, split="split"):
     """GPT-2 blocks as torch.onnx writes them (opset 17, nothing fused): decomposed
     LayerNorm, one QKV projection and Split, heads by Reshape/Transpose, QK^T / sqrt(d),
     a causal mask, Softmax, PV, the output projection as a Gemm (HF's Conv1D), Erf GELU."""
@@ -233,7 +233,11 @@ def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1):
     for b in range(blocks):
         h = layer_norm(g, f"/h.{b}/ln_1", x, D)
         qkv = linear(g, f"/h.{b}/attn/c_attn", h, D, 3 * D)
-        q, k, v = g(f"/h.{b}/attn", "Split", qkv, g.const([D, D, D], np.int64), outputs=3, axis=2)
+        if split == "split":
+            q, k, v = g(f"/h.{b}/attn", "Split", qkv, g.const([D, D, D], np.int64), outputs=3, axis=2)
+        else:  # three Slices of the last axis
+            q, k, v = (g(f"/h.{b}/attn", "Slice", qkv, g.const([j * D], np.int64), g.const([j * D + D], np.int64),
+                         g.const([-1], np.int64)) for j in range(3))
         q, v = heads_of(g, f"/h.{b}/attn", q, HEADS, DH), heads_of(g, f"/h.{b}/attn", v, HEADS, DH)
         k_t = heads_of(g, f"/h.{b}/attn", k, HEADS, DH, perm=(0, 2, 3, 1))  # K^T
         a = f"/h.{b}/attn"
@@ -306,6 +310,12 @@ def test_a_decomposed_gpt2_block_imports_with_its_counts(tmp_path, mask, causal)
     assert attention.attention.causal is causal and attention.attention.flash is False
     assert attention.name == "h.0_attn" and work.layers[1].name == "h.0_ln_1"
     assert attention.inputs == (2,)  # the QKV projection, through the Split and the head views
+
+
+def test_a_fused_projection_cut_by_slices(tmp_path):
+    work, _ = _import(tmp_path, gpt2(tmp_path, split="slice"))
+    assert (work.params, work.macs_fwd_per_sample) == gpt2_counts(S, D, FFN)
+    assert [layer.kind for layer in work.layers] == ["input"] + GPT2_KINDS
 
 
 @pytest.mark.parametrize("head", ["tied", "copy", "own"])
