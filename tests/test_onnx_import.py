@@ -116,3 +116,343 @@ def test_a_file_that_is_not_onnx_is_an_input_error(tmp_path, capsys):
     path.write_bytes(b"not a model")
     assert main(["import", str(path), "-o", str(tmp_path / "w.yaml")]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Transformers as exporters write them: decomposed norms and activations, attention as
+# MatMul/Softmax subgraphs, shapes computed with Shape/Gather/Concat.
+
+S, D, HEADS, FFN, VOCAB, POSITIONS = 16, 64, 4, 256, 100, 32
+DH = D // HEADS
+
+
+class Graph:
+    """Nodes and constants of a graph under construction, named as torch.onnx names them."""
+
+    def __init__(self):
+        self.nodes, self.values, self.count = [], {}, 0
+
+    def const(self, value, dtype=np.float32):
+        self.count += 1
+        name = f"const{self.count}"
+        self.values[name] = np.asarray(value, dtype=dtype)
+        return name
+
+    def weight(self, *shape, seed=None):
+        return self.const(np.zeros(shape) if seed is None else np.random.default_rng(seed).normal(size=shape))
+
+    def __call__(self, scope, op, *inputs, outputs=1, **attrs):
+        self.count += 1
+        names = [f"t{self.count}_{k}" for k in range(outputs)]
+        self.nodes.append(helper.make_node(op, list(inputs), names, name=f"{scope}/{op}_{self.count}", **attrs))
+        return names[0] if outputs == 1 else names
+
+    def dim(self, scope, x, axis):
+        """A dimension of x as a 1-D tensor, computed from its shape (what exporters write)."""
+        return self(scope, "Unsqueeze", self(scope, "Gather", self(scope, "Shape", x), self.const(axis, np.int64)),
+                    self.const([0], np.int64))
+
+    def save(self, tmp_path, x, y, opset=17, name="block", shape=(1, S, D)):
+        out = helper.make_tensor_value_info(y, TensorProto.FLOAT, list(shape))
+        inits = [numpy_helper.from_array(value, key) for key, value in self.values.items()]
+        graph = helper.make_graph(self.nodes, name, [x], [out], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        onnx.checker.check_model(model)
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, str(path))
+        return str(path)
+
+
+def layer_norm(g, scope, x, d):
+    """torch's layer_norm decomposed (opsets before 17)."""
+    mean = g(scope, "ReduceMean", x, axes=[-1])
+    centred = g(scope, "Sub", x, mean)
+    var = g(scope, "ReduceMean", g(scope, "Pow", centred, g.const(2.0)), axes=[-1])
+    normed = g(scope, "Div", centred, g(scope, "Sqrt", g(scope, "Add", var, g.const(1e-5))))
+    return g(scope, "Add", g(scope, "Mul", normed, g.weight(d)), g.weight(d))
+
+
+def rms_norm(g, scope, x, d, form="reciprocal"):
+    """Llama's RMSNorm: x * rsqrt(mean(x^2) + eps) * gamma (opset 18: ReduceMean's axes an input)."""
+    var = g(scope, "ReduceMean", g(scope, "Pow", x, g.const(2.0)), g.const([-1], np.int64))
+    root = g(scope, "Sqrt", g(scope, "Add", var, g.const(1e-6)))
+    if form == "divide":
+        normed = g(scope, "Div", x, root)
+    else:
+        inv = g(scope, "Reciprocal", root) if form == "reciprocal" else g(scope, "Div", g.const(1.0), root)
+        normed = g(scope, "Mul", x, inv)
+    return g(scope, "Mul", g.weight(d), normed)
+
+
+def linear(g, scope, x, d_in, d_out, bias=True):
+    y = g(scope, "MatMul", x, g.weight(d_in, d_out))
+    return g(scope, "Add", y, g.weight(d_out)) if bias else y
+
+
+def gelu_erf(g, scope, x):
+    cdf = g(scope, "Add", g(scope, "Erf", g(scope, "Div", x, g.const(1.4142135))), g.const(1.0))
+    return g(scope, "Mul", g(scope, "Mul", x, cdf), g.const(0.5))
+
+
+def gelu_tanh(g, scope, x, cube="pow"):
+    """GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    x3 = g(scope, "Pow", x, g.const(3.0)) if cube == "pow" else g(scope, "Mul", g(scope, "Mul", x, x), x)
+    inner = g(scope, "Mul", g(scope, "Add", x, g(scope, "Mul", x3, g.const(0.044715))), g.const(0.7978846))
+    half = g(scope, "Mul", g.const(0.5), x)
+    return g(scope, "Mul", half, g(scope, "Add", g.const(1.0), g(scope, "Tanh", inner)))
+
+
+def heads_of(g, scope, x, heads, head_dim, perm=(0, 2, 1, 3)):
+    """(batch, tokens, heads x head_dim) -> (batch, heads, tokens, head_dim), the shape from Shape ops."""
+    shape = g(scope, "Concat", g.dim(scope, x, 0), g.dim(scope, x, 1), g.const([heads], np.int64),
+              g.const([head_dim], np.int64), axis=0)
+    return g(scope, "Transpose", g(scope, "Reshape", x, shape), perm=list(perm))
+
+
+def merge_heads(g, scope, o, width, tokens):
+    o = g(scope, "Transpose", o, perm=[0, 2, 1, 3])
+    return g(scope, "Reshape", o, g.const([1, tokens, width], np.int64))
+
+
+def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1, split="split"):
+    """GPT-2 blocks as torch.onnx writes them (opset 17, nothing fused): decomposed
+    LayerNorm, one QKV projection and Split, heads by Reshape/Transpose, QK^T / sqrt(d),
+    a causal mask, Softmax, PV, the output projection as a Gemm (HF's Conv1D), Erf GELU."""
+    g = Graph()
+    if embed:
+        ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, S])
+        wte = g.weight(VOCAB, D, seed=1)
+        tokens = g("/wte", "Gather", wte, "ids")
+        length = g("/wpe", "Squeeze", g.dim("/wpe", "ids", 1), g.const([0], np.int64))
+        positions = g("/wpe", "Range", g.const(0, np.int64), length, g.const(1, np.int64))
+        x = g("/", "Add", tokens, g("/wpe", "Gather", g.weight(POSITIONS, D), positions))
+        inp = ids
+    else:
+        inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D])
+        x = "x"
+    for b in range(blocks):
+        h = layer_norm(g, f"/h.{b}/ln_1", x, D)
+        qkv = linear(g, f"/h.{b}/attn/c_attn", h, D, 3 * D)
+        if split == "split":
+            q, k, v = g(f"/h.{b}/attn", "Split", qkv, g.const([D, D, D], np.int64), outputs=3, axis=2)
+        else:  # three Slices of the last axis
+            q, k, v = (g(f"/h.{b}/attn", "Slice", qkv, g.const([j * D], np.int64), g.const([j * D + D], np.int64),
+                         g.const([-1], np.int64)) for j in range(3))
+        q, v = heads_of(g, f"/h.{b}/attn", q, HEADS, DH), heads_of(g, f"/h.{b}/attn", v, HEADS, DH)
+        k_t = heads_of(g, f"/h.{b}/attn", k, HEADS, DH, perm=(0, 2, 3, 1))  # K^T
+        a = f"/h.{b}/attn"
+        if mask == "sdpa":  # scaled_dot_product_attention's export: sqrt(scale) on both sides
+            head = g(a, "Cast", g(a, "Slice", g(a, "Shape", q), g.const([-1], np.int64), g.const([4], np.int64)), to=1)
+            root = g(a, "Sqrt", g(a, "Div", g.const([1.0]), g(a, "Sqrt", head)))
+            q, k_t = g(a, "Mul", q, root), g(a, "Mul", k_t, root)
+        scores = g(a, "MatMul", q, k_t)
+        if mask != "sdpa":
+            scores = g(a, "Div", scores, g.const(np.sqrt(DH)))
+        if mask == "where":  # HF: the causal buffer cut to the sequence, then where(mask, scores, min)
+            table = g.const(np.tril(np.ones((1, 1, POSITIONS, POSITIONS), dtype=bool)), dtype=bool)
+            n = g.dim(a, q, 2)
+            ends = g(a, "Concat", n, n, axis=0)
+            cut = g(a, "Slice", table, g.const([0, 0], np.int64), ends, g.const([2, 3], np.int64))
+            scores = g(a, "Where", cut, scores, g.const(np.finfo(np.float32).min))
+        elif mask == "add":  # a constant additive triangle
+            scores = g(a, "Add", scores, g.const(np.triu(np.full((S, S), -1e9), 1)))
+        elif mask == "sdpa":  # is_causal: Trilu of ones, then -inf above the diagonal
+            size = g(a, "Concat", g.dim(a, q, 2), g.dim(a, k_t, 3), axis=0)
+            tri = g(a, "Trilu", g(a, "Expand", g.const([1.0]), size), upper=0)
+            scores = g(a, "Add", scores, g(a, "Where", g(a, "Equal", tri, g.const([0.0])), g.const([-np.inf]),
+                                           g.const([0.0])))
+        elif mask == "huge":  # cut from a constant of 2^40 elements: not evaluated, not causal
+            zeros = g(a, "ConstantOfShape", g.const([1 << 20, 1 << 20], np.int64))
+            cut = g(a, "Slice", zeros, g.const([0, 0], np.int64), g.const([S, S], np.int64))
+            scores = g(a, "Add", scores, cut)
+        elif mask == "padding":  # not causal: the last key masked for every query
+            scores = g(a, "Add", scores, g.const(np.where(np.arange(S) == S - 1, -1e9, 0.0)[None, :].repeat(S, 0)))
+        probs = g(a, "Softmax", scores, axis=-1)
+        o = merge_heads(g, a, g(a, "MatMul", g(a, "Dropout", probs), v), D, S)
+        flat = g(f"/h.{b}/attn/c_proj", "Reshape", o, g.const([-1, D], np.int64))
+        proj = g(f"/h.{b}/attn/c_proj", "Gemm", flat, g.weight(D, D), g.weight(D))
+        proj = g(f"/h.{b}/attn/c_proj", "Reshape", proj, g.const([1, S, D], np.int64))
+        res1 = g(f"/h.{b}", "Add", proj, x)
+        h = layer_norm(g, f"/h.{b}/ln_2", res1, D)
+        h = gelu_erf(g, f"/h.{b}/mlp/act", linear(g, f"/h.{b}/mlp/c_fc", h, D, FFN))
+        x = g(f"/h.{b}", "Add", res1, linear(g, f"/h.{b}/mlp/c_proj", h, FFN, D))
+    y = x
+    if embed:
+        y = layer_norm(g, "/ln_f", y, D)
+        if head == "tied":  # wte's transpose
+            y = g("/lm_head", "MatMul", y, g("/lm_head", "Transpose", wte, perm=[1, 0]))
+        else:  # a folded copy of wte's transpose (what constant folding writes), or a matrix of its own
+            weight = g.values[wte].T + (head == "own")
+            y = g("/lm_head", "MatMul", y, g.const(weight))
+    return g.save(tmp_path, inp, y, opset=17, name="gpt2", shape=(1, S, VOCAB if embed else D))
+
+
+def gpt2_counts(s, d, f):
+    """The block's parameters and forward MACs per sequence, by hand."""
+    params = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * f + f) + (f * d + d)
+    macs = s * d * 3 * d + s * s * d + s * s * d + s * d * d + s * d * f + s * f * d  # QKV, QK^T, PV, out, MLP
+    return params, macs
+
+
+GPT2_KINDS = ["layernorm", "linear", "attention", "linear", "add", "layernorm", "linear", "gelu", "linear", "add"]
+
+
+@pytest.mark.parametrize("mask, causal", [("where", True), ("add", True), ("sdpa", True), ("padding", False),
+                                          ("huge", False), (None, False)])
+def test_a_decomposed_gpt2_block_imports_with_its_counts(tmp_path, mask, causal):
+    work, _ = _import(tmp_path, gpt2(tmp_path, mask))  # no --lenient
+    params, macs = gpt2_counts(S, D, FFN)
+    assert work.params == params
+    assert work.macs_fwd_per_sample == macs
+    assert [layer.kind for layer in work.layers] == ["input"] + GPT2_KINDS
+    attention = work.layers[3]
+    assert (attention.attention.heads, attention.attention.kv_heads, attention.attention.head_dim) == (HEADS, HEADS, DH)
+    assert attention.attention.causal is causal and attention.attention.flash is False
+    assert attention.name == "h.0_attn" and work.layers[1].name == "h.0_ln_1"
+    assert attention.inputs == (2,)  # the QKV projection, through the Split and the head views
+
+
+def test_a_fused_projection_cut_by_slices(tmp_path):
+    work, _ = _import(tmp_path, gpt2(tmp_path, split="slice"))
+    assert (work.params, work.macs_fwd_per_sample) == gpt2_counts(S, D, FFN)
+    assert [layer.kind for layer in work.layers] == ["input"] + GPT2_KINDS
+
+
+@pytest.mark.parametrize("head", ["tied", "copy", "own"])
+def test_gpt2_with_embeddings_and_a_tied_head(tmp_path, head):
+    work, text = _import(tmp_path, gpt2(tmp_path, embed=True, head=head, blocks=2))
+    params, macs = gpt2_counts(S, D, FFN)
+    # Token and position tables, two blocks, the final norm; a tied head shares the token table.
+    assert work.params == VOCAB * D + POSITIONS * D + 2 * params + 2 * D + (D * VOCAB if head == "own" else 0)
+    assert work.macs_fwd_per_sample == 2 * macs + S * D * VOCAB
+    kinds = [layer.kind for layer in work.layers]
+    assert kinds == ["input", "embedding", "position"] + 2 * GPT2_KINDS + ["layernorm", "linear"]
+    (qkv,) = work.layer("h.1_attn").inputs  # the second block's attention reads its own projection
+    assert work.layers[qkv].name.startswith("h.1_attn_c_attn_MatMul")
+    assert ("tied_to: wte_Gather" in text.read_text()) == (head != "own")
+
+
+def test_bert_embeddings_token_types_and_positions_are_one_position_layer(tmp_path):
+    g = Graph()
+    x = g("/embeddings", "Gather", g.weight(VOCAB, D), "ids")
+    types = g("/embeddings", "Gather", g.weight(2, D), g.const(np.zeros((1, S)), np.int64))  # a constant buffer
+    x = g("/embeddings", "Add", x, types)
+    positions = g("/embeddings", "Gather", g.weight(POSITIONS, D), g.const(np.arange(S)[None], np.int64))
+    x = g("/embeddings", "Add", x, positions)
+    y = linear(g, "/pooler", layer_norm(g, "/embeddings/LayerNorm", x, D), D, D)
+    work, text = _import(tmp_path, g.save(tmp_path, helper.make_tensor_value_info("ids", TensorProto.INT64, [1, S]), y))
+    assert [layer.kind for layer in work.layers] == ["input", "embedding", "position", "layernorm", "linear"]
+    assert work.params == VOCAB * D + (POSITIONS + 2) * D + 2 * D + (D * D + D)
+    assert "max_positions: 32, types: 2" in text.read_text()
+
+
+def llama(tmp_path):
+    """A Llama block as exported (opset 18): RMSNorm decomposed, separate q/k/v projections
+    without bias, grouped-query attention (K/V heads repeated by Expand), rotary
+    embeddings, a causal mask from Trilu, SiLU(gate) * up."""
+    h, kv = HEADS, HEADS // 2
+    g = Graph()
+    x = "x"
+    a = "/layers.0/self_attn"
+    n = rms_norm(g, "/layers.0/input_layernorm", x, D)
+    q = heads_of(g, a, linear(g, f"{a}/q_proj", n, D, h * DH, bias=False), h, DH)
+    k = heads_of(g, a, linear(g, f"{a}/k_proj", n, D, kv * DH, bias=False), kv, DH)
+    v = heads_of(g, a, linear(g, f"{a}/v_proj", n, D, kv * DH, bias=False), kv, DH)
+    cos, sin = g.weight(1, 1, S, DH), g.weight(1, 1, S, DH)
+
+    def rotate(t):  # x cos + rotate_half(x) sin
+        first = g(a, "Slice", t, g.const([0], np.int64), g.const([DH // 2], np.int64), g.const([-1], np.int64))
+        second = g(a, "Slice", t, g.const([DH // 2], np.int64), g.const([DH], np.int64), g.const([-1], np.int64))
+        half = g(a, "Concat", g(a, "Neg", second), first, axis=-1)
+        return g(a, "Add", g(a, "Mul", t, cos), g(a, "Mul", half, sin))
+
+    def repeat(t):  # repeat_kv: (1, kv, S, DH) -> (1, h, S, DH)
+        t = g(a, "Expand", g(a, "Unsqueeze", t, g.const([2], np.int64)), g.const([1, kv, h // kv, S, DH], np.int64))
+        return g(a, "Reshape", t, g.const([1, h, S, DH], np.int64))
+
+    q, k, v = rotate(q), repeat(rotate(k)), repeat(v)
+    scores = g(a, "Mul", g(a, "MatMul", q, g(a, "Transpose", k, perm=[0, 1, 3, 2])), g.const(DH ** -0.5))
+    upper = g(a, "Trilu", g(a, "ConstantOfShape", g.const([S, S], np.int64)), g.const(1, np.int64), upper=1)
+    scores = g(a, "Add", scores, g(a, "Mul", upper, g.const(-1e9)))
+    o = merge_heads(g, a, g(a, "MatMul", g(a, "Softmax", scores, axis=-1), v), h * DH, S)
+    res1 = g("/layers.0", "Add", x, linear(g, f"{a}/o_proj", o, h * DH, D, bias=False))
+    n = rms_norm(g, "/layers.0/post_attention_layernorm", res1, D, form="one_over")
+    m = "/layers.0/mlp"
+    gate = linear(g, f"{m}/gate_proj", n, D, FFN, bias=False)
+    silu = g(f"{m}/act_fn", "Mul", gate, g(f"{m}/act_fn", "Sigmoid", gate))
+    up = linear(g, f"{m}/up_proj", n, D, FFN, bias=False)
+    down = linear(g, f"{m}/down_proj", g(m, "Mul", silu, up), FFN, D, bias=False)
+    y = g("/layers.0", "Add", res1, down)
+    return g.save(tmp_path, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D]), y, opset=18,
+                  name="llama")
+
+
+def test_a_decomposed_llama_block_imports_with_its_counts(tmp_path):
+    work, _ = _import(tmp_path, llama(tmp_path))  # no --lenient
+    s, d, h, kv, dh, f = S, D, HEADS, HEADS // 2, DH, FFN
+    qkv = (h + 2 * kv) * dh
+    assert work.params == d + d * qkv + h * dh * d + d + d * 2 * f + f * d  # norms, QKV, out, gate+up, down
+    assert work.macs_fwd_per_sample == s * d * qkv + 2 * s * s * h * dh + s * h * dh * d + s * d * 2 * f + s * f * d
+    assert [layer.kind for layer in work.layers] == ["input", "rmsnorm", "linear", "attention", "linear", "add",
+                                                     "rmsnorm", "linear", "swiglu", "linear", "add"]
+    attention = work.layers[3].attention
+    assert (attention.heads, attention.kv_heads, attention.head_dim, attention.causal) == (h, kv, dh, True)
+    names = [layer.name for layer in work.layers]
+    assert "layers.0_self_attn_qkv" in names and "layers.0_mlp_gate_up" in names
+
+
+@pytest.mark.parametrize("form, kind", [("tanh", "gelu"), ("tanh_mul", "gelu"), ("quick", "gelu"),
+                                        ("silu", "silu")])
+def test_decomposed_activations(tmp_path, form, kind):
+    g = Graph()
+    h = linear(g, "/fc1", "x", D, FFN)
+    if form.startswith("tanh"):
+        h = gelu_tanh(g, "/act", h, cube="pow" if form == "tanh" else "mul")
+    else:
+        gate = g("/act", "Mul", h, g.const(1.702)) if form == "quick" else h
+        h = g("/act", "Mul", h, g("/act", "Sigmoid", gate))
+    y = linear(g, "/fc2", h, FFN, D)
+    work, _ = _import(tmp_path, g.save(tmp_path, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D]), y))
+    assert [layer.kind for layer in work.layers] == ["input", "linear", kind, "linear"]
+    assert work.params == (D * FFN + FFN) + (FFN * D + D)
+    assert work.macs_fwd_per_sample == 2 * S * D * FFN
+
+
+@pytest.mark.parametrize("norm, kind, params", [("layernorm", "layernorm", 2 * D), ("reciprocal", "rmsnorm", D),
+                                                ("one_over", "rmsnorm", D), ("divide", "rmsnorm", D)])
+def test_decomposed_norms(tmp_path, norm, kind, params):
+    g = Graph()
+    n = layer_norm(g, "/norm", "x", D) if norm == "layernorm" else rms_norm(g, "/norm", "x", D, form=norm)
+    y = linear(g, "/fc", n, D, D)
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D])
+    work, _ = _import(tmp_path, g.save(tmp_path, inp, y, opset=17 if norm == "layernorm" else 18))
+    assert [layer.kind for layer in work.layers[1:]] == [kind, "linear"] and work.layers[1].name == "norm"
+    assert work.params == params + D * D + D
+
+
+def test_a_matmul_of_two_activations_outside_attention_is_an_error(tmp_path, capsys):
+    g = Graph()
+    y = g("/odd", "MatMul", "x", g("/odd", "Transpose", "x", perm=[0, 2, 1]))  # no softmax: not attention
+    path = g.save(tmp_path, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D]), y)
+    assert main(["import", path, "-o", str(tmp_path / "w.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "'/odd/MatMul_2'" in err and "outside a recognized attention pattern" in err
+
+
+def test_an_erf_that_is_not_a_gelu_is_an_error_naming_it(tmp_path, capsys):
+    g = Graph()
+    y = g("/odd", "Erf", linear(g, "/fc", "x", D, D))
+    path = g.save(tmp_path, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D]), y)
+    assert main(["import", path, "-o", str(tmp_path / "w.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "/odd/Erf" in err and "operator Erf has no mcdla layer" in err
+
+
+@pytest.mark.parametrize("build", [gpt2, llama])
+def test_attention_without_inferred_shapes_reads_the_head_size_off_the_scale(tmp_path, monkeypatch, build):
+    # A graph whose intermediate shapes are unknown: 1/sqrt(head_dim) still tells them.
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", lambda model, **_: model)
+    work, _ = _import(tmp_path, build(tmp_path))
+    attention = next(layer.attention for layer in work.layers if layer.kind == "attention")
+    assert (attention.heads, attention.head_dim) == (HEADS, DH)
+    assert attention.kv_heads == (HEADS if build is gpt2 else HEADS // 2)

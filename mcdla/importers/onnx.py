@@ -2,38 +2,111 @@
 
 The graph is read with the ``onnx`` package (an optional extra: ``pip install
 'mcdla[onnx]'``; it is the format's own reference reader, and shape inference is part
-of it), its shapes inferred, and each operator mapped to an mcdla layer by its shape
+of it), its shapes inferred, and its operators mapped to mcdla layers by their shape
 parameters; mcdla then infers every count itself, so an import can be checked with
 ``mcdla workloads --workload FILE`` against the framework's numbers.
 
-Mapped: Conv, Gemm and MatMul with a weight (fc, or a token-wise linear on 3-D inputs;
-a following Add of a bias initializer is folded in), BatchNormalization,
-LayerNormalization, Relu, Gelu (and the Erf form's Mul/Add are not needed: Gelu is an
-op since opset 20), Sigmoid, Tanh, Softmax, MaxPool, AveragePool, GlobalAveragePool,
-Add of two activations (a residual), Concat on channels; Flatten, Reshape, Squeeze,
+Two passes. The first groups the subgraphs a framework's exporter writes for one
+layer into fused nodes, by following single-consumer chains from an anchor operator:
+
+- a linear layer: MatMul or Gemm with a weight (an initializer, or a static view of
+  one such as its Transpose), and a following Add of a bias; ``linear`` on a sequence,
+  ``fc`` otherwise. A weight that is the token embedding's table, or a copy of it (an
+  exporter folds the Transpose into a new initializer), is ``tied_to`` the embedding.
+- attention, anchored at Softmax: ``S = MatMul(Q, K^T)`` of two activations, Cast,
+  Mul or Div by a constant (the scale), an Add or Where of a constant mask, Softmax,
+  Cast or Dropout, ``MatMul(P, V)``. Q, K and V are followed back through views
+  (Reshape, Transpose, Squeeze, Unsqueeze, Expand), the Split, Slice or Gather of a
+  fused projection, a scale on Q or K (``scaled_dot_product_attention``'s export) and
+  rotary embeddings (``x cos + rotate_half(x) sin``) to their projections, which
+  become one ``linear`` (separate q/k/v projections of one input are merged: the same
+  parameters and MACs) feeding mcdla's ``attention`` kind (the core only: mcdla's
+  attention reads the fused QKV projection). Head size from Q's shape (or the scale,
+  1/sqrt(head_dim)); heads from Q's projection, its shape or an even split; kv_heads
+  from the rest. ``causal`` when the mask comes from a Trilu or is a constant lower
+  triangle (allowed entries on and below the diagonal), else false; ``flash: false``
+  (an exported graph materializes the scores).
+- decomposed layers, found as the element-wise region (Add, Sub, Mul, Div, Pow, Sqrt,
+  Reciprocal, Erf, Tanh, Sigmoid, ReduceMean, Cast) that reads one activation x and
+  leaves one tensor, anchored at ReduceMean, Erf, Tanh or Sigmoid: LayerNorm (two
+  ReduceMeans and x - mean) -> ``layernorm``; RMSNorm (x squared, one ReduceMean, x
+  times the reciprocal root) -> ``rmsnorm``; GELU's Erf form and tanh form, and
+  x sigmoid(1.702 x) -> ``gelu``; x sigmoid(x) -> ``silu``, and SiLU(gate(x)) times
+  up(x) -> ``swiglu`` after a ``linear`` that merges the gate and up projections.
+
+The second pass maps the fused nodes and every other operator: Conv, Gather of token
+ids from an embedding table (``embedding``), Add of a constant table of positions or
+token types (``position``: a Gather from a table, or the table itself),
+BatchNormalization, LayerNormalization, Relu, Clip and LeakyRelu (``relu``), Gelu,
+Sigmoid, Tanh, HardSigmoid, HardSwish (``elementwise``), Softmax, MaxPool, AveragePool,
+GlobalAveragePool, Add of two activations (a residual), Concat on channels, arithmetic
+of one activation with a constant (``elementwise``). Flatten, Reshape, Squeeze,
 Unsqueeze, Transpose, Identity, Dropout and Cast are free (a view or a no-op in
-training's cost model). Anything else is an error naming the node and its op type,
-or, with ``lenient``, an element-wise layer priced by its bytes, listed in a warning.
+training's cost model), and so is everything computed only from constants and shapes
+(Constant, Shape, Gather on shapes, ConstantOfShape, Range, ...). Anything else is an
+error naming the node and its op type, or, with ``lenient``, an element-wise layer
+priced by its bytes, listed in a warning.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
+import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["import_onnx", "ImportResult"]
 
 FREE = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Dropout", "Cast"}
-ACTIVATIONS = {"Relu": "relu", "Gelu": "gelu", "Sigmoid": "elementwise", "Tanh": "elementwise",
+ACTIVATIONS = {"Relu": "relu", "Clip": "relu", "LeakyRelu": "relu", "Gelu": "gelu", "Sigmoid": "elementwise",
+               "Tanh": "elementwise", "HardSigmoid": "elementwise", "HardSwish": "elementwise",
                "Softmax": "softmax"}
+# Arithmetic of one activation with a constant scalar (a scale, a shift): an element-wise layer.
+ARITHMETIC = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Neg", "Exp", "Reciprocal"}
+SHAPE_OPS = {"Shape", "Size"}  # their outputs are static: what is computed from them is free
+# The operators a decomposed normalization or activation is written with.
+REGION_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Erf", "Tanh", "Sigmoid", "ReduceMean",
+              "Cast", "Identity"}
+REGION_ANCHORS = {"ReduceMean", "Erf", "Tanh", "Sigmoid"}
+MAX_REGION = 24  # nodes: the decomposed forms have at most a dozen
+# Between a projection and attention's Q, K or V: views, and the selections of a fused projection.
+VIEWS = FREE | {"Expand"}
+SELECTIONS = {"Split", "Slice", "Gather"}
+ROTATE_OPS = VIEWS | {"Concat", "Neg", "Slice", "Split", "Mul"}  # rotate_half(x) = Concat(-x2, x1)
+WEIGHT_VIEWS = {"Identity", "Cast", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Slice", "Gather"}
+MAX_VALUE = 1 << 24  # elements: larger constants are not evaluated (only shapes are needed of them)
+MASKED = -1e4  # an additive mask entry at or below this masks its score
 
 
 @dataclass
 class ImportResult:
     document: dict[str, Any]
     approximated: list[str] = field(default_factory=list)  # nodes priced as element-wise (lenient)
+
+
+@dataclass
+class _Group:
+    """Nodes mapped together: to one mcdla layer of ``kind``, or to none (``free``).
+
+    ``emit`` is the node at which the layer is written: every input exists there, and
+    every reader of ``outputs`` comes later. ``label`` names a fused group after its
+    nodes' common scope.
+    """
+
+    kind: str
+    nodes: list[int]
+    inputs: list[str]
+    outputs: list[str]
+    emit: int
+    entry: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    weight: str | None = None  # a linear layer's weight initializer (for tying)
 
 
 def _load(path: str):
@@ -44,27 +117,564 @@ def _load(path: str):
                          key="import") from None
     try:
         model = onnx.load(path)
-        model = onnx.shape_inference.infer_shapes(model)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
         raise InputError(f"not a readable ONNX model: {excerpt(str(exc), 120)}", file=path) from None
+    try:  # data propagation resolves reshapes to shapes computed with Shape, Gather, Concat
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - retried without it; a failure then is a bad file
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"not a readable ONNX model: {excerpt(str(exc), 120)}", file=path) from None
     return onnx, model
+
+
+class _Graph:
+    """The node list with its tensors' producers, readers, shapes and static values.
+
+    A tensor is static when it does not depend on the data (initializers, constants,
+    shapes and what is computed from them only); static values are evaluated on
+    demand, node by node, with onnx's reference evaluator.
+    """
+
+    def __init__(self, onnx, model):
+        graph = model.graph
+        self.onnx = onnx
+        self.nodes = list(graph.node)
+        self.inits = {t.name: t for t in graph.initializer}
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for info in (*graph.input, *graph.value_info, *graph.output):
+            if info.type.tensor_type.HasField("shape"):
+                dims = info.type.tensor_type.shape.dim
+                self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+        for t in graph.initializer:
+            self.shapes[t.name] = tuple(int(d) for d in t.dims)
+        self.outputs = {o.name for o in graph.output}
+        self.producer: dict[str, int] = {}
+        self._readers: dict[str, list[int]] = {}
+        self.static = set(self.inits)
+        for i, node in enumerate(self.nodes):
+            for t in node.input:
+                if t:
+                    self._readers.setdefault(t, []).append(i)
+            for t in node.output:
+                if t:
+                    self.producer[t] = i
+            if node.op_type in SHAPE_OPS or all(t in self.static for t in node.input if t):
+                self.static.update(t for t in node.output if t)
+        self._values: dict[str, Any] = {}
+
+    def name(self, i: int) -> str:
+        return self.nodes[i].name or f"{self.nodes[i].op_type.lower()}{i}"
+
+    def attrs(self, i: int) -> dict[str, Any]:
+        get = self.onnx.helper.get_attribute_value
+        return {a.name: get(a) for a in self.nodes[i].attribute}
+
+    def dyn(self, i: int) -> list[str]:
+        """The node's activation inputs (those that depend on the data)."""
+        return [t for t in self.nodes[i].input if t and t not in self.static]
+
+    def is_static(self, i: int) -> bool:
+        return all(t in self.static for t in self.nodes[i].output if t)
+
+    def readers(self, t: str) -> list[int]:
+        """The nodes that read ``t``'s values (Shape and Size read only its shape)."""
+        return [i for i in self._readers.get(t, []) if self.nodes[i].op_type not in SHAPE_OPS]
+
+    def shape(self, t: str) -> tuple[int, ...]:
+        return self.shapes.get(t, ())
+
+    def value(self, t: str):
+        """The value of a static tensor, or None when it cannot be told (or is too large)."""
+        if t not in self._values:
+            self._values[t] = None  # also the guard against a cycle
+            try:
+                with np.errstate(all="ignore"):
+                    self._values[t] = self._evaluate(t)
+            except Exception:  # noqa: BLE001 - an operator the evaluator lacks, a bad constant
+                self._values[t] = None
+        return self._values[t]
+
+    def _evaluate(self, t: str):
+        if t in self.inits:
+            tensor = self.inits[t]
+            return None if math.prod(tensor.dims) > MAX_VALUE else self.onnx.numpy_helper.to_array(tensor)
+        i = self.producer.get(t)
+        if i is None or t not in self.static:
+            return None
+        node = self.nodes[i]
+        if node.op_type in SHAPE_OPS:
+            shape = self.shape(node.input[0])
+            if node.op_type == "Shape":  # the dimensions asked for may be known when the batch is not
+                attrs = self.attrs(i)
+                shape = shape[attrs.get("start", 0):attrs.get("end", len(shape))]
+            if not shape or min(shape) < 1:
+                return None
+            return np.array(shape if node.op_type == "Shape" else math.prod(shape), dtype=np.int64)
+        feeds = {}
+        for name in node.input:
+            if name:
+                feeds[name] = self.value(name)
+                if feeds[name] is None:
+                    return None
+        if _output_size(node.op_type, [feeds.get(name) for name in node.input]) > MAX_VALUE:
+            return None
+        from onnx.reference import ReferenceEvaluator
+
+        results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+        for name, result in zip(node.output, results):
+            self._values[name] = np.asarray(result)
+        return self._values[t]
+
+    def scalar(self, t: str) -> float | None:
+        value = self.value(t)
+        return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+    def source(self, t: str) -> str | None:
+        """The initializer (or Constant) a static tensor is a view or a part of."""
+        for _ in range(16):
+            if t in self.inits:
+                return t
+            i = self.producer.get(t)
+            if i is None or t not in self.static:
+                return None
+            if self.nodes[i].op_type == "Constant":
+                return t
+            if self.nodes[i].op_type not in WEIGHT_VIEWS:
+                return None
+            t = self.nodes[i].input[0]
+        return None
+
+    def same_table(self, weight: str | None, table: str) -> bool:
+        """Whether a projection's weight initializer holds a table's values (or their transpose).
+
+        Large tables are compared on their first rows: enough to tell a tied copy from
+        an independent matrix of the same shape.
+        """
+        if weight not in self.inits or table not in self.inits or weight == table:
+            return False
+        w, t = self.shape(weight), self.shape(table)
+        if len(t) != 2 or t[0] == t[1] or w not in (t, t[::-1]):
+            return False
+        to_array = self.onnx.numpy_helper.to_array
+        w_values, t_values = to_array(self.inits[weight]), to_array(self.inits[table])
+        rows = min(t[0], 64)
+        w_rows = w_values[:rows] if w == t else w_values[:, :rows].T
+        return bool(np.array_equal(w_rows, t_values[:rows]))
+
+    def static_ancestors(self, t: str, limit: int = 64) -> list[int]:
+        found, stack, seen = [], [t], set()
+        while stack and len(found) < limit:
+            i = self.producer.get(stack.pop())
+            if i is None or i in seen:
+                continue
+            seen.add(i)
+            found.append(i)
+            stack.extend(x for x in self.nodes[i].input if x and x in self.static)
+        return found
+
+    def root(self, t: str) -> str:
+        """``t`` followed back through free views: the tensor whose layer it stands for."""
+        while (i := self.producer.get(t)) is not None and self.nodes[i].op_type in FREE and len(self.dyn(i)) == 1:
+            t = self.dyn(i)[0]
+        return t
+
+
+def _output_size(op: str, inputs: list) -> int:
+    """The elements an operator that builds a tensor from a shape would write (0: not one of them)."""
+    if op == "ConstantOfShape":
+        return math.prod(int(d) for d in inputs[0].reshape(-1))
+    if op == "Expand":
+        return math.prod(np.broadcast_shapes(inputs[0].shape, tuple(int(d) for d in inputs[1].reshape(-1))))
+    if op == "Tile":
+        return inputs[0].size * math.prod(int(r) for r in inputs[1].reshape(-1))
+    if op == "Range":
+        start, limit, delta = (float(v) for v in inputs[:3])
+        return int(abs((limit - start) / delta)) if delta else 0
+    return 0
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape) if shape and min(shape) > 0 else (1 if shape == () else -1)
+
+
+# ---------------------------------------------------------------------------------------
+# First pass: fused groups.
+
+def _fuse(g: _Graph) -> dict[int, _Group]:
+    """Node index -> the group it belongs to, for the nodes that are mapped together."""
+    claims: dict[int, _Group] = {}
+    linears: dict[str, _Group] = {}  # a linear group's output tensor -> the group
+
+    def claim(group: _Group) -> None:
+        for i in group.nodes:
+            claims[i] = group
+        if group.kind == "linear":
+            for t in group.outputs:
+                linears[t] = group
+
+    for i in range(len(g.nodes)):
+        if i not in claims and (group := _linear(g, i)) is not None:
+            claim(group)
+    for i, node in enumerate(g.nodes):
+        if node.op_type == "Softmax" and i not in claims:
+            for group in _attention(g, i, claims, linears) or ():
+                claim(group)
+    silus = []
+    for i, node in enumerate(g.nodes):
+        if node.op_type in REGION_ANCHORS and i not in claims and (group := _region(g, i, claims)) is not None:
+            claim(group)
+            if group.kind == "silu":
+                silus.append(group)
+    for silu in silus:
+        for group in _swiglu(g, silu, claims, linears) or ():
+            claim(group)
+    return claims
+
+
+def _linear(g: _Graph, i: int) -> _Group | None:
+    """MatMul or Gemm of an activation with a weight, and the Add of a bias after it."""
+    node = g.nodes[i]
+    if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
+        return None
+    x, w = node.input[0], node.input[1]
+    attrs = g.attrs(i)
+    if x in g.static or w not in g.static or attrs.get("transA", 0):
+        return None
+    shape = g.shape(w)
+    if len(shape) != 2 or min(shape) < 1:
+        return None
+    out = shape[0] if (node.op_type == "Gemm" and attrs.get("transB", 0)) else shape[1]
+    bias = node.op_type == "Gemm" and len(node.input) > 2 and bool(node.input[2])
+    nodes, output = [i], node.output[0]
+    readers = g.readers(output)
+    if not bias and len(readers) == 1 and output not in g.outputs:
+        add = g.nodes[readers[0]]
+        other = [t for t in add.input if t != output]
+        if add.op_type == "Add" and len(other) == 1 and other[0] in g.static and _numel(g.shape(other[0])) == out:
+            nodes.append(readers[0])
+            output, bias = add.output[0], True
+    return _Group("linear", nodes, [x], [output], i, {"out_features": int(out), "bias": bias}, weight=g.source(w))
+
+
+def _merge(groups: list[_Group], label: str) -> _Group:
+    """Linear layers of one input as one (q, k and v; gate and up): the same weights and MACs."""
+    first = min(groups, key=lambda grp: grp.emit)  # written there: its input exists
+    return _Group("linear", sorted(i for grp in groups for i in grp.nodes), list(first.inputs),
+                  [t for grp in groups for t in grp.outputs], first.emit,
+                  {"out_features": sum(grp.entry["out_features"] for grp in groups),
+                   "bias": groups[0].entry["bias"]}, label)
+
+
+def _mergeable(g: _Graph, groups: list[_Group]) -> bool:
+    return (not any(grp.label for grp in groups)  # not merged already
+            and len({g.root(grp.inputs[0]) for grp in groups}) == 1
+            and len({grp.entry["bias"] for grp in groups}) == 1)
+
+
+@dataclass
+class _Trace:
+    origin: str  # the tensor Q, K or V is a view of
+    nodes: list[int]  # the views, selections, scales and rotations on the way
+    scale: float | None  # the product of the scales, None if one is not known
+
+
+def _trace(g: _Graph, t: str, claims: dict[int, _Group]) -> _Trace:
+    nodes: list[int] = []
+    scale: float | None = 1.0
+    while (i := g.producer.get(t)) is not None and (i not in claims or claims[i].kind == "free"):
+        node, dyn = g.nodes[i], g.dyn(i)
+        op = node.op_type
+        if len(dyn) == 1 and dyn[0] == node.input[0] and (op in VIEWS or op in SELECTIONS):
+            nodes.append(i)
+        elif op in ("Mul", "Div") and len(dyn) == 1 and (op == "Mul" or dyn[0] == node.input[0]):
+            other = next(x for x in node.input if x != dyn[0])
+            if _numel(g.shape(other)) > 1:
+                break  # not a scale
+            factor = g.scalar(other)
+            scale = None if (scale is None or not factor) else scale * (1 / factor if op == "Div" else factor)
+            nodes.append(i)
+        elif op == "Add" and len(dyn) == 2 and (rope := _rotary(g, i, claims)) is not None:
+            dyn, rotation = [rope[0]], rope[1]
+            nodes += [i, *rotation]
+        else:
+            break
+        t = dyn[0]
+    return _Trace(t, nodes, scale)
+
+
+def _rotary(g: _Graph, i: int, claims: dict[int, _Group]) -> tuple[str, list[int]] | None:
+    """``x cos + rotate_half(x) sin`` at the Add ``i``: (x, the nodes), or None."""
+    muls = []
+    for t in g.nodes[i].input:
+        j = g.producer.get(t)
+        if j is None or j in claims or g.nodes[j].op_type != "Mul" or len(g.dyn(j)) != 1 or len(g.readers(t)) != 1:
+            return None
+        muls.append(j)
+    xs = [g.dyn(j)[0] for j in muls]
+    for plain, rotated in ((0, 1), (1, 0)):
+        nodes, stack, seen = [], [xs[rotated]], set()
+        while stack and len(nodes) <= 16:
+            t = stack.pop()
+            j = g.producer.get(t)
+            if t == xs[plain] or j in seen:
+                continue
+            if j is None or j in claims or g.nodes[j].op_type not in ROTATE_OPS or not g.dyn(j):
+                nodes = []
+                break
+            seen.add(j)
+            nodes.append(j)
+            stack.extend(g.dyn(j))
+        if nodes and not stack and any(g.nodes[j].op_type == "Concat" for j in nodes):
+            return xs[plain], muls + nodes
+    return None
+
+
+def _attention(g: _Graph, i: int, claims: dict[int, _Group],
+               linears: dict[str, _Group]) -> list[_Group] | None:
+    """The attention core around the Softmax ``i``, with its projections; None if it is not one."""
+    chain = [i]
+    scale: float | None = 1.0
+    masks = []
+    t = g.nodes[i].input[0]
+    while True:  # back from the softmax: [Cast] [mask] [scale] ... to S = Q K^T
+        j = g.producer.get(t)
+        if j is None or j in claims or len(g.readers(t)) != 1:
+            return None
+        node, dyn = g.nodes[j], g.dyn(j)
+        op = node.op_type
+        if op == "MatMul" and len(dyn) == 2:
+            qk = j
+            break
+        if len(dyn) != 1:
+            return None
+        other = [x for x in node.input if x and x != dyn[0]]
+        if op in ("Cast", "Identity"):
+            pass
+        elif op in ("Mul", "Div") and (op == "Mul" or node.input[0] == dyn[0]):
+            factor = g.scalar(other[0])
+            scale = None if (scale is None or not factor) else scale * (1 / factor if op == "Div" else factor)
+        elif op == "Add":
+            masks.append(("add", other[0], False))
+        elif op == "Where" and node.input[0] in g.static:
+            masks.append(("where", node.input[0], node.input[2] == dyn[0]))  # allowed where the scores pass
+        else:
+            return None
+        chain.append(j)
+        t = dyn[0]
+    t = g.nodes[i].output[0]
+    while True:  # forward: [Cast] [Dropout] to O = P V
+        readers = g.readers(t)
+        if len(readers) != 1 or readers[0] in claims:
+            return None
+        j = readers[0]
+        node = g.nodes[j]
+        if node.op_type == "MatMul" and node.input[0] == t and node.input[1] not in g.static:
+            av = j
+            break
+        if node.op_type not in ("Cast", "Identity", "Dropout") or node.input[0] != t:
+            return None
+        chain.append(j)
+        t = node.output[0]
+    q, k, v = g.nodes[qk].input[0], g.nodes[qk].input[1], g.nodes[av].input[1]
+    traces = [_trace(g, x, claims) for x in (q, k, v)]
+    projections = [linears.get(tr.origin) for tr in traces]
+    if any(p is None for p in projections):
+        return None
+    distinct = list({id(p): p for p in projections}.values())
+    if len(distinct) > 1 and not _mergeable(g, distinct):
+        return None
+    width = sum(p.entry["out_features"] for p in distinct)
+    # Head size: Q's last dimension, or from the scale 1/sqrt(head_dim).
+    q_shape = g.shape(q)
+    head_dim = q_shape[-1] if q_shape and q_shape[-1] > 0 else None
+    scales = [scale, traces[0].scale, traces[1].scale]
+    if head_dim is None and None not in scales and 0 < math.prod(scales) < 1:
+        head_dim = round(1 / math.prod(scales) ** 2)
+    if not head_dim or width % head_dim:
+        return None
+    if projections[0] is not projections[1] and projections[0] is not projections[2]:
+        heads = projections[0].entry["out_features"] // head_dim  # Q's own projection
+    elif len(q_shape) == 4 and q_shape[1] > 0:
+        heads = q_shape[1]  # (batch, heads, tokens, head_dim)
+    else:
+        heads = width // head_dim // 3
+    kv_twice = width // head_dim - heads
+    if heads < 1 or kv_twice < 2 or kv_twice % 2 or heads % (kv_twice // 2):
+        return None
+    groups: list[_Group] = []
+    if len(distinct) > 1:
+        groups.append(_merge(distinct, "qkv"))
+    views = dict.fromkeys(j for tr in traces for j in tr.nodes if j not in claims)  # a Split is on three paths
+    groups += [_Group("free", [j], [], [], j) for j in views]
+    entry = {"heads": heads, "kv_heads": kv_twice // 2, "causal": any(_causal(g, m) for m in masks),
+             "flash": False}
+    groups.append(_Group("attention", sorted(chain + [qk, av]), [q, k, v], [g.nodes[av].output[0]], av,
+                         entry, "attention"))
+    return groups
+
+
+def _causal(g: _Graph, mask: tuple[str, str, bool]) -> bool:
+    """Whether an attention mask is the causal one (a Trilu, or a constant lower triangle)."""
+    kind, tensor, flip = mask
+    ancestors = g.static_ancestors(tensor)
+    if any(g.nodes[j].op_type == "Trilu" for j in ancestors):
+        return True
+    value = g.value(tensor)
+    if value is not None:
+        allowed = value > MASKED if kind == "add" else value.astype(bool) != flip
+        return _lower_triangle(allowed)
+    # Cut from a larger constant triangle (GPT-2's causal buffer sliced to the sequence).
+    tables = {x for j in ancestors for x in g.nodes[j].input if x in g.inits and len(g.shape(x)) >= 2}
+    return any((table := g.value(x)) is not None and _lower_triangle(table.astype(bool)) for x in tables)
+
+
+def _lower_triangle(allowed) -> bool:
+    allowed = np.asarray(allowed, dtype=bool)
+    if allowed.ndim < 2 or min(allowed.shape[-2:]) < 2:
+        return False
+    rows, cols = allowed.shape[-2:]
+    planes = allowed.reshape(-1, rows, cols)
+    return bool((planes == planes[0]).all()
+                and np.array_equal(planes[0], np.tril(np.ones((rows, cols), dtype=bool), cols - rows)))
+
+
+def _region(g: _Graph, anchor: int, claims: dict[int, _Group]) -> _Group | None:
+    """The decomposed normalization or activation around ``anchor``, or None."""
+    candidates: list[str] = []  # its source x: a dynamic tensor among the anchor's ancestors, nearest first
+    frontier, seen = [anchor], {anchor}
+    for _ in range(8):
+        upstream = []
+        for j in frontier:
+            for t in g.dyn(j):
+                if t not in candidates:
+                    candidates.append(t)
+                p = g.producer.get(t)
+                if p is not None and p not in seen and p not in claims and g.nodes[p].op_type in REGION_OPS:
+                    seen.add(p)
+                    upstream.append(p)
+        frontier = upstream
+    for x in candidates:
+        members = _closure(g, x, claims)
+        if members is None or anchor not in members:
+            continue
+        inside = set(members)
+        exits = [t for j in members for t in g.nodes[j].output
+                 if t in g.outputs or any(r not in inside for r in g.readers(t))]
+        if len(exits) == 1 and (kind := _classify(g, x, members)) is not None:
+            return _Group(kind, members, [x], exits, g.producer[exits[0]], label=kind)
+    return None
+
+
+def _closure(g: _Graph, x: str, claims: dict[int, _Group]) -> list[int] | None:
+    """The element-wise nodes computed from ``x`` (and constants) only, in order."""
+    available, members, seen = {x}, [], set()
+    heap = list(g.readers(x))
+    heapq.heapify(heap)
+    while heap:  # in node order: a node's producers are decided before it
+        j = heapq.heappop(heap)
+        if j in seen:
+            continue
+        seen.add(j)
+        if j in claims or g.nodes[j].op_type not in REGION_OPS or not all(t in available for t in g.dyn(j)):
+            continue
+        members.append(j)
+        if len(members) > MAX_REGION:
+            return None
+        for t in g.nodes[j].output:
+            available.add(t)
+            for r in g.readers(t):
+                heapq.heappush(heap, r)
+    return members
+
+
+def _classify(g: _Graph, x: str, members: list[int]) -> str | None:
+    nodes = [g.nodes[j] for j in members]
+    ops = Counter(n.op_type for n in nodes)
+    exponent = {n.input[0]: g.scalar(n.input[1]) for n in nodes if n.op_type == "Pow"}
+    squares = exponent.get(x) == 2 or any(n.op_type == "Mul" and n.input[0] == n.input[1] == x for n in nodes)
+    cubes = exponent.get(x) == 3 or any(n.op_type == "Mul" and n.input[0] == n.input[1] == x for n in nodes)
+
+    def unscaled(t: str) -> str:  # c x -> x
+        while t != x and (i := g.producer.get(t)) is not None and len(dyn := g.dyn(i)) == 1:
+            op = g.nodes[i].op_type
+            if not (op in ("Mul", "Cast") or (op == "Div" and g.nodes[i].input[0] == dyn[0])):
+                break
+            t = dyn[0]
+        return t
+
+    # x times (or over) a tensor computed from it: the gate, the root; x maybe scaled first
+    times_x = any(len(g.dyn(j)) == 2 and (n.op_type == "Mul" and x in map(unscaled, n.input)
+                                          or n.op_type == "Div" and unscaled(n.input[0]) == x)
+                  for j, n in zip(members, nodes))
+    transcendental = ops["Erf"] + ops["Tanh"] + ops["Sigmoid"]
+    if ops["ReduceMean"] == 2 and not transcendental and any(n.op_type == "Sub" and n.input[0] == x for n in nodes):
+        return "layernorm"
+    if ops["ReduceMean"] == 1 and not transcendental and not ops["Sub"] and squares and times_x:
+        return "rmsnorm"
+    if ops["ReduceMean"] or transcendental != 1 or not times_x:
+        return None
+    if ops["Erf"] and set(ops) <= {"Div", "Mul", "Add", "Erf", "Cast", "Identity"}:
+        return "gelu"
+    if ops["Tanh"] and cubes and set(ops) <= {"Pow", "Mul", "Add", "Div", "Tanh", "Cast", "Identity"}:
+        return "gelu"
+    if ops["Sigmoid"] and set(ops) <= {"Sigmoid", "Mul", "Cast", "Identity"}:
+        sigmoid = next(n for n in nodes if n.op_type == "Sigmoid")
+        return "silu" if g.root(sigmoid.input[0]) == g.root(x) else "gelu"  # x sigmoid(1.702 x): GELU
+    return None
+
+
+def _swiglu(g: _Graph, silu: _Group, claims: dict[int, _Group],
+            linears: dict[str, _Group]) -> list[_Group] | None:
+    """SiLU(gate(x)) * up(x): the gate and up projections merged, then ``swiglu``."""
+    (x,), (y,) = silu.inputs, silu.outputs
+    gate, readers = linears.get(x), g.readers(y)
+    if gate is None or len(gate.outputs) != 1 or set(g.readers(x)) - set(silu.nodes) or len(readers) != 1:
+        return None
+    j = readers[0]
+    mul = g.nodes[j]
+    if mul.op_type != "Mul" or j in claims or len(g.dyn(j)) != 2 or y not in mul.input:
+        return None
+    u = next(t for t in mul.input if t != y)
+    up = linears.get(u)
+    if up is None or up is gate or len(up.outputs) != 1 or len(g.readers(u)) != 1 or not _mergeable(g, [gate, up]):
+        return None
+    return [_merge([gate, up], "gate_up"), _Group("swiglu", sorted(silu.nodes + [j]), [x], [mul.output[0]], j,
+                                                  label="swiglu")]
+
+
+# ---------------------------------------------------------------------------------------
+# Second pass: the layers.
+
+def _scope(names: list[str]) -> str:
+    """The common scope of node names: ``/h.0/attn/MatMul`` and ``/h.0/attn/Softmax`` -> ``h.0/attn``."""
+    names = [n for n in names if n]
+    if not names:
+        return ""
+    if all("/" in n for n in names):
+        common = []
+        for level in zip(*(n.strip("/").split("/")[:-1] for n in names)):
+            if len(set(level)) != 1:
+                break
+            common.append(level[0])
+        return "/".join(common)
+    prefix = os.path.commonprefix(names)
+    cut = max(prefix.rfind(c) for c in "_-.")
+    return prefix[:cut] if cut > 0 else ""
 
 
 def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) -> ImportResult:
     onnx, model = _load(path)
     graph = model.graph
-    numpy_helper = onnx.numpy_helper
-    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    shapes: dict[str, tuple[int, ...]] = {}
-    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-        dims = info.type.tensor_type.shape.dim
-        shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
-    data = [i for i in graph.input if i.name not in weights]
+    g = _Graph(onnx, model)
+    data = [i for i in graph.input if i.name not in g.inits]
     if len(data) != 1:
         raise InputError(f"expected one data input, found {len(data)}", file=path)
-    data_shape = shapes[data[0].name][1:]  # without the batch dimension
+    data_shape = g.shape(data[0].name)[1:]  # without the batch dimension
     if any(d < 1 for d in data_shape):
-        raise InputError(f"the data input's shape {shapes[data[0].name]} is not fixed", file=path)
+        raise InputError(f"the data input's shape {g.shape(data[0].name)} is not fixed", file=path)
     if len(data_shape) == 3:
         input_doc = {"channels": data_shape[0], "height": data_shape[1], "width": data_shape[2]}
     elif len(data_shape) == 1 and data[0].type.tensor_type.elem_type in (6, 7):  # int32/int64 ids
@@ -76,19 +686,24 @@ def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) ->
     else:
         raise InputError(f"cannot map a data input of shape {data_shape}", file=path)
 
+    claims = _fuse(g)
     layer_of: dict[str, str] = {data[0].name: "input"}  # tensor -> the mcdla layer producing it
+    sequence = {"input": "tokens" in input_doc or "timesteps" in input_doc}  # layer -> (tokens, features)?
+    owner: dict[str, str] = {}  # weight initializer -> the layer that owns it (for tying)
+    embeddings: dict[str, str] = {}  # token table -> its embedding layer
+    tables: dict[str, list[int]] = {}  # position layer -> the rows of the tables it adds
     layers: list[dict[str, Any]] = []
     approximated: list[str] = []
     used: set[str] = set()
 
-    def refer(tensor: str, node) -> str:
+    def refer(tensor: str, i: int) -> str:
         if tensor not in layer_of:
-            raise InputError(f"node {node.name or node.op_type!r} ({node.op_type}) reads {tensor!r}, "
+            raise InputError(f"node {g.name(i)!r} ({g.nodes[i].op_type}) reads {tensor!r}, "
                              "which no mapped node produces", file=path)
         return layer_of[tensor]
 
-    def add(node, entry: dict[str, Any], inputs: list[str]) -> None:
-        base = _clean(node.name or f"{node.op_type.lower()}{len(layers)}")
+    def add(base: str, entry: dict[str, Any], inputs: list[str], outputs: list[str]) -> str:
+        base = _clean(base)
         name, k = base, 1
         while name in used:
             k += 1
@@ -99,60 +714,106 @@ def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) ->
         if inputs != [previous]:
             entry["inputs"] = inputs
         layers.append(entry)
-        layer_of[node.output[0]] = name
+        sequence[name] = entry["kind"] == "embedding" or (entry["kind"] != "fc" and sequence[inputs[0]])
+        for t in outputs:
+            layer_of[t] = name
+        return name
 
-    attrs_of = lambda node: {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}  # noqa: E731
-    for node in graph.node:
-        op, attrs = node.op_type, attrs_of(node)
-        acts = [t for t in node.input if t and t not in weights]
+    def emit(group: _Group) -> None:
+        i = group.emit
+        if group.kind == "free":
+            source = refer(g.dyn(i)[0], i)
+            for t in g.nodes[i].output:
+                layer_of[t] = source
+            return
+        inputs = list(dict.fromkeys(refer(t, i) for t in group.inputs))
+        if len(inputs) != 1:  # Q, K and V from one projection, by construction
+            raise InputError(f"node {g.name(i)!r} ({g.nodes[i].op_type}) reads layers {inputs}, "
+                             "expected one", file=path)
+        base = g.name(i)
+        if group.label:
+            scope = _scope([g.nodes[j].name for j in group.nodes])
+            base = f"{scope}/{group.label}" if scope and group.kind == "linear" else scope or group.label
+        entry = {"kind": group.kind, **group.entry}
+        if group.kind == "linear":
+            entry["kind"] = "linear" if sequence[inputs[0]] else "fc"
+            if entry["kind"] == "linear":
+                # The same initializer, or (an exporter folds the Transpose) a copy of a token table.
+                tied = owner.get(group.weight) or next(
+                    (layer for table, layer in embeddings.items() if g.same_table(group.weight, table)), None)
+                if tied is not None:
+                    entry["tied_to"] = tied
+        name = add(base, entry, inputs, group.outputs)
+        if entry["kind"] == "linear" and group.weight and group.weight not in owner:
+            owner[group.weight] = name
+
+    for i, node in enumerate(g.nodes):
+        if i in claims:
+            if claims[i].emit == i:
+                emit(claims[i])
+            continue
+        if g.is_static(i):
+            continue  # shapes and constants
+        op, attrs, acts = node.op_type, g.attrs(i), g.dyn(i)
+        consts = [t for t in node.input if t and t in g.static]
         if op in FREE:
-            layer_of[node.output[0]] = refer(acts[0], node)
+            layer_of[node.output[0]] = refer(acts[0], i)
         elif op == "Conv":
-            w = weights.get(node.input[1])
-            if w is None:
-                raise InputError(f"node {node.name!r} (Conv) has no weight initializer", file=path)
+            w = g.shape(node.input[1]) if node.input[1] in g.static else ()
+            if len(w) < 3:
+                raise InputError(f"node {g.name(i)!r} (Conv) has no weight initializer", file=path)
             pads = list(attrs.get("pads", [0, 0, 0, 0]))
             if pads[:2] != pads[2:]:
-                raise InputError(f"node {node.name!r} (Conv) has asymmetric padding {pads}", file=path)
-            entry = {"kind": "conv", "out_channels": int(w.shape[0]), "kernel": _pair(w.shape[2:]),
+                raise InputError(f"node {g.name(i)!r} (Conv) has asymmetric padding {pads}", file=path)
+            entry = {"kind": "conv", "out_channels": int(w[0]), "kernel": _pair(w[2:]),
                      "stride": _pair(attrs.get("strides", [1, 1])), "padding": _pair(pads[:2]),
                      "groups": int(attrs.get("group", 1)), "bias": len(node.input) > 2 and bool(node.input[2])}
-            add(node, entry, [refer(acts[0], node)])
-        elif op in ("Gemm", "MatMul") and len(acts) == 1 and any(t in weights for t in node.input[1:2]):
-            w = weights[node.input[1]]
-            out = int(w.shape[0] if (op == "Gemm" and attrs.get("transB", 0)) else w.shape[-1])
-            src_shape = shapes.get(acts[0], ())
-            kind = "linear" if len(src_shape) == 3 else "fc"
-            entry = {"kind": kind, "out_features": out,
-                     "bias": op == "Gemm" and len(node.input) > 2 and bool(node.input[2])}
-            add(node, entry, [refer(acts[0], node)])
-        elif op == "Add" and len(acts) == 1 and layers and layer_of.get(acts[0]) == layers[-1]["name"] \
-                and layers[-1]["kind"] in ("fc", "linear") and not layers[-1]["bias"]:
-            layers[-1]["bias"] = True  # a bias added after MatMul: the linear layer's bias
-            layer_of[node.output[0]] = layers[-1]["name"]
+            add(g.name(i), entry, [refer(acts[0], i)], node.output[:1])
+        elif op == "Gather" and node.input[0] in g.static and len(g.shape(node.input[0])) == 2 and acts:
+            vocab, hidden = g.shape(node.input[0])
+            layer = add(g.name(i), {"kind": "embedding", "vocab": vocab, "hidden": hidden},
+                        [refer(acts[0], i)], node.output[:1])
+            if (table := g.source(node.input[0])) is not None:
+                owner.setdefault(table, layer)
+                embeddings.setdefault(table, layer)
+        elif op == "Add" and len(acts) == 1 and len(consts) == 1 and _is_table(g, consts[0], acts[0]) \
+                and sequence[refer(acts[0], i)]:
+            source, rows = refer(acts[0], i), _table_rows(g, consts[0])
+            if layers and layers[-1]["name"] == source and layers[-1]["kind"] == "position":
+                tables[source].append(rows)  # token types added after positions, or before
+                layers[-1]["max_positions"] = max(tables[source])
+                layers[-1]["types"] = sum(tables[source]) - max(tables[source])
+                layer_of[node.output[0]] = source
+            else:
+                layer = add(g.name(i), {"kind": "position", "max_positions": rows}, [source], node.output[:1])
+                tables[layer] = [rows]
         elif op == "Add" and len(acts) == 2:
-            add(node, {"kind": "add"}, [refer(t, node) for t in acts])
-        elif op == "Concat" and int(attrs.get("axis", 1)) == 1:
-            add(node, {"kind": "concat"}, [refer(t, node) for t in acts])
+            add(g.name(i), {"kind": "add"}, [refer(t, i) for t in acts], node.output[:1])
+        elif op == "Concat" and int(attrs.get("axis", 1)) == 1 and len(acts) == len([t for t in node.input if t]):
+            add(g.name(i), {"kind": "concat"}, [refer(t, i) for t in acts], node.output[:1])
         elif op == "BatchNormalization":
-            add(node, {"kind": "batchnorm"}, [refer(acts[0], node)])
+            add(g.name(i), {"kind": "batchnorm"}, [refer(acts[0], i)], node.output[:1])
         elif op == "LayerNormalization":
-            add(node, {"kind": "layernorm"}, [refer(acts[0], node)])
-        elif op in ACTIVATIONS:
-            add(node, {"kind": ACTIVATIONS[op]}, [refer(acts[0], node)])
+            add(g.name(i), {"kind": "layernorm"}, [refer(acts[0], i)], node.output[:1])
+        elif op in ACTIVATIONS and len(acts) == 1:
+            add(g.name(i), {"kind": ACTIVATIONS[op]}, [refer(acts[0], i)], node.output[:1])
+        elif op in ARITHMETIC and len(acts) == 1 and all(_numel(g.shape(t)) == 1 for t in consts):
+            add(g.name(i), {"kind": "elementwise"}, [refer(acts[0], i)], node.output[:1])
         elif op in ("MaxPool", "AveragePool"):
             pads = list(attrs.get("pads", [0, 0, 0, 0]))
             entry = {"kind": "maxpool" if op == "MaxPool" else "avgpool",
                      "kernel": _pair(attrs["kernel_shape"]), "stride": _pair(attrs.get("strides", [1, 1])),
                      "padding": _pair(pads[:2]), "ceil_mode": bool(attrs.get("ceil_mode", 0))}
-            add(node, entry, [refer(acts[0], node)])
+            add(g.name(i), entry, [refer(acts[0], i)], node.output[:1])
         elif op == "GlobalAveragePool":
-            add(node, {"kind": "avgpool", "output_size": 1}, [refer(acts[0], node)])
+            add(g.name(i), {"kind": "avgpool", "output_size": 1}, [refer(acts[0], i)], node.output[:1])
         elif lenient and acts:
             approximated.append(f"{node.name or '?'} ({op})")
-            add(node, {"kind": "elementwise"}, [refer(acts[0], node)])
+            add(g.name(i), {"kind": "elementwise"}, [refer(acts[0], i)], node.output[:1])
         else:
-            raise InputError(f"node {node.name or '?'!r}: operator {op} has no mcdla layer "
+            hint = (" of two activations outside a recognized attention pattern" if op == "MatMul" and len(acts) == 2
+                    else "")
+            raise InputError(f"node {node.name or '?'!r}: operator {op}{hint} has no mcdla layer "
                              "(--lenient prices it as element-wise by its bytes)", file=path)
     if not layers:
         raise InputError("the graph has no layer mcdla can map", file=path)
@@ -160,6 +821,24 @@ def import_onnx(path: str, *, name: str | None = None, lenient: bool = False) ->
     document = {"name": model_name, "description": f"imported from {path.rsplit('/', 1)[-1]}",
                 "input": input_doc, "layers": layers}
     return ImportResult(document, approximated)
+
+
+def _is_table(g: _Graph, table: str, tokens: str) -> bool:
+    """A constant of (tokens, features) or more dimensions added to a sequence: positions or types."""
+    shape, features = g.shape(table), g.shape(tokens)[-1:]
+    return len(shape) >= 2 and len(features) == 1 and shape[-1] == features[0] > 0
+
+
+def _table_rows(g: _Graph, t: str) -> int:
+    """The rows of the position (or token type) table a constant added to the tokens comes from."""
+    i = g.producer.get(t)
+    if i is not None and g.nodes[i].op_type == "Gather" and len(g.shape(g.nodes[i].input[0])) == 2:
+        return g.shape(g.nodes[i].input[0])[0]  # a lookup of position ids in a table
+    source = g.source(t)
+    shape = g.shape(source) if source else g.shape(t)
+    if len(shape) == 2:
+        return shape[0]
+    return math.prod(d for d in shape[:-1] if d > 0)  # (1, tokens, hidden): the table itself
 
 
 def _pair(values) -> int | list[int]:
