@@ -33,13 +33,14 @@ class Registry(Generic[T]):
             return entry
         return add
 
-    def get(self, name: str, key: str | None = None) -> T:
-        """The strategy called ``name``; an unknown name is an InputError listing the known."""
+    def get(self, name: str, key: str | None = None, file: str | None = None) -> T:
+        """The strategy called ``name``; an unknown name is an InputError listing the known,
+        naming the ``file`` and ``key`` it came from."""
         try:
             return self._entries[name]
         except (KeyError, TypeError):
             raise InputError(f"unknown {self.what} {excerpt(name)}; expected one of "
-                             f"{', '.join(self._entries)}", key=key or self.what) from None
+                             f"{', '.join(self._entries)}", file=file, key=key or self.what) from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)

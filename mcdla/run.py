@@ -88,11 +88,21 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
         cache[wkey] = load_workload(workload, workload_sets)
     for name, value in (("policy", policy), ("parallel", parallel), ("batch", batch)):
         execution_doc[name] = value
-    execution_doc.setdefault("collective", cache[key].collective)  # the design's, unless --set
+    if "collective" not in execution_doc:  # the design's algorithm, unless --set says
+        execution_doc["collective"] = _design_collective(cache[key])
     execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
     COLLECTIVES.get(execution.collective, key="execution.collective")
     OFFLOADS.get(execution.offload, key="execution.offload")
     return cache[key], cache[wkey], execution
+
+
+def _design_collective(topo) -> str:
+    """The topology's collective algorithm, checked against the registry (an unknown
+    name is an error naming the topology file's key)."""
+    from mcdla.sim.collectives import COLLECTIVES
+
+    COLLECTIVES.get(topo.collective, key="collective", file=topo.source or topo.name)
+    return topo.collective
 
 
 def check_point(point: Mapping[str, Any], cache=None) -> None:
@@ -238,7 +248,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         if not topo.rings:
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
         rings, capacities, name = topo.rings, topo.capacities(), topo.name
-        algorithm = algorithm or topo.collective
+        algorithm = algorithm or _design_collective(topo)
         launch_s = topo.device.launch_overhead
     algorithm = algorithm or "ring"
     serial = check_option(int, launch_serial, "--launch-serial")

@@ -40,3 +40,22 @@ def test_simulation_matches_closed_form_and_step_bytes(name, topology, op, size)
 def test_an_unknown_algorithm_is_an_input_error():
     with pytest.raises(InputError, match="unknown collective algorithm 'tree'; expected one of ring"):
         COLLECTIVES.get("tree")
+
+
+@pytest.mark.parametrize("name", COLLECTIVES.names())
+@pytest.mark.parametrize("op", ["all_reduce", "reduce_scatter"])
+def test_closed_form_holds_when_the_shared_reduction_units_bind(name, op):
+    """Two rings share each rank's reduction unit: at 10 GB/s per rank each ring reduces
+    at 5 GB/s, below its 25 GB/s links; the closed form must see the sharing."""
+    from mcdla.sim.collectives import ring_of_devices
+
+    rings, caps = ring_of_devices(4, 25e9, 1e-6)
+    algorithm = COLLECTIVES.get(name)()
+    env = CountingEnvironment()
+    net = FlowNetwork(env, caps)
+    process = algorithm.start(env, net, rings, op, 16e6, reduce_Bps=10e9)
+    env.run()
+    closed = algorithm.time_s(op, 16e6, rings, caps, reduce_Bps=10e9)
+    assert process.value.time_s == pytest.approx(closed, rel=1e-9)
+    free = algorithm.time_s(op, 16e6, rings, caps)
+    assert closed > free * 1.5  # the units, not the links, set the reduce-scatter's pace

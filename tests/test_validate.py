@@ -127,3 +127,15 @@ rows:
     assert main(["validate", "--table", str(path), "--quiet"]) in (1, 2)
     err = capsys.readouterr().err
     assert key in err and len(err.splitlines()) <= 2
+
+
+@pytest.mark.parametrize("command", [["sim"], ["collective", "--op", "all_reduce", "--size", "1 MiB"]])
+def test_an_unknown_collective_in_a_topology_names_the_file_and_key(tmp_path, capsys, command):
+    from mcdla.config.loader import DATA_ROOT
+
+    text = (DATA_ROOT / "topologies" / "dgx1v.yaml").read_text().replace("collective: nccl", "collective: bogus")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main([*command, "--topology", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: collective: unknown collective algorithm 'bogus'" in err

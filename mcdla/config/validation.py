@@ -24,12 +24,11 @@ Measurements are never fitted: calibration lives in the presets (docs/validation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from mcdla.config import loader
 from mcdla.config.schema import Range, Where, build
 from mcdla.errors import InputError
-from typing import Annotated
 
 __all__ = ["ARGS", "MEASURES", "Source", "ValidationRow", "ValidationFile", "read_validation", "measured_value"]
 

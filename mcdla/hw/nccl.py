@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "protocol_time_s"]
+__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps"]
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,3 @@ def ring_cap_Bps(protocol: Protocol, op: str, ring_Bps: float) -> float:
         cap = min(cap, protocol.max_channel_Bps.get(op, cap))
     return cap
 
-
-def protocol_time_s(protocol: Protocol, steps: int, step_bytes: float, rate_Bps: float,
-                    link_latency_s: float) -> float:
-    """Idle-ring time of ``steps`` ring steps of ``step_bytes`` data bytes each, at a
-    data rate of ``rate_Bps`` per ring: the fixed cost, a step latency (the protocol's,
-    or the link's when that is longer) per step, and the data at the capped rate."""
-    if steps == 0 or step_bytes == 0:
-        return 0.0
-    step_s = max(protocol.hop_latency_s, link_latency_s)
-    return protocol.base_latency_s + steps * (step_s + step_bytes / rate_Bps)

@@ -44,7 +44,7 @@ from typing import Mapping, Sequence
 
 import simpy
 
-from mcdla.hw.collective_model import OPS, collective_time_s, ring_steps
+from mcdla.hw.collective_model import OPS, ring_steps
 from mcdla.hw.network import Ring, channel_id
 from mcdla.registry import Registry
 from mcdla.sim.environment import CountingEnvironment
@@ -144,7 +144,7 @@ def collective(
             for rank in ring.ranks:
                 net.add_resource(reduce_resource(rank), reduce_Bps)
             reduce_ids[ring.name] = tuple(reduce_resource(rank) for rank in ring.ranks)
-    costs = costs or RingCosts()
+    costs = costs or _IDEAL
     for ring in rings:
         if ring.name in costs.cap_Bps:
             net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name])
@@ -180,6 +180,9 @@ class RingCosts:
         if self.step_latency_s is None:
             return ring.latency_s[i]
         return max(self.step_latency_s, ring.latency_s[i])
+
+
+_IDEAL = RingCosts()  # the paper's ring: no library costs
 
 
 def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag, costs):
@@ -272,16 +275,12 @@ def run_collective(
     launch_s: float = 0.0,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
-    with a registered ``algorithm`` (broadcast roots other than 0: the ideal ring only)."""
+    with a registered ``algorithm``."""
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps)
     wall = time.perf_counter()
-    if algorithm == "ring":
-        proc = collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
-                          reduce_Bps=reduce_Bps)
-    else:
-        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
-            env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, reduce_Bps=reduce_Bps)
+    proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
+        env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
     env.run()
     wall_s = time.perf_counter() - wall
     return CollectiveRun(proc.value, env.events_processed, net.stats().rate_computations, wall_s)
@@ -349,9 +348,9 @@ class CollectiveAlgorithm:
         self.launch_s = float(launch_s)
 
     def start(self, env, net: FlowNetwork, rings: Sequence[Ring], op: str, size_bytes: float, *,
-              chunk_bytes: float = DEFAULT_CHUNK_BYTES, reduce_Bps: float | None = None,
+              chunk_bytes: float = DEFAULT_CHUNK_BYTES, root: int = 0, reduce_Bps: float | None = None,
               tag: str = "") -> simpy.Process:
-        """A process whose value is the :class:`CollectiveRecord`."""
+        """A process whose value is the :class:`CollectiveRecord` (``root``: broadcast's)."""
         raise NotImplementedError
 
     def time_s(self, op: str, size_bytes: float, rings: Sequence[Ring], capacities_Bps: Mapping[str, float], *,
@@ -367,29 +366,61 @@ class RingAlgorithm(CollectiveAlgorithm):
     """The message split evenly over every directed ring, each running NCCL's ring
     algorithm (see the module docstring); the paper's collectives."""
 
-    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+    def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                  reduce_Bps=None) -> RingCosts:
+        """What a library adds to the rings for this collective: nothing, for the paper's."""
+        return _IDEAL
+
+    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
               reduce_Bps=None, tag=""):
-        return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes,
-                          reduce_Bps=reduce_Bps, tag=tag)
+        costs = self.costs_for(op, size_bytes, rings, net.capacities_Bps, chunk_bytes=chunk_bytes,
+                               reduce_Bps=reduce_Bps)
+        return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
+                          reduce_Bps=reduce_Bps, tag=tag, costs=costs)
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                reduce_Bps=None):
-        """Alpha-beta per ring on idle links: each ring moves its share at its max-min
-        fair rate with every ring active (rings that share a channel split it), and
-        the collective ends with its slowest ring. Exact while the rings' phases stay
-        aligned (equal segment latencies, or channel-disjoint rings)."""
+        costs = self.costs_for(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
+                               reduce_Bps=reduce_Bps)
+        return self.costed_time_s(costs, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
+
+    @staticmethod
+    def costed_time_s(costs: RingCosts, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps):
+        """Alpha-beta per ring on idle links, for the flows :func:`collective` starts
+        with ``costs``: the fixed cost, then each ring moves its share (with the wire's
+        flag bytes) at its max-min fair rate with every ring active (rings that share a
+        channel, a cap or a reduction unit split it); the collective ends with its
+        slowest ring. Exact while the rings' phases stay aligned (equal segment
+        latencies, or channel-disjoint rings)."""
         from mcdla.hw.maxmin import max_min_rates
 
-        rates = max_min_rates({r.name: r.channels for r in rings}, capacities_Bps)
         share = size_bytes / len(rings)
-        if op == "broadcast" and share > 0:  # the pipeline fills at the idle path's rate
-            return max(sum(r.latency_s[:-1])
-                       + (r.size - 2) * min(chunk_bytes, share) / min(capacities_Bps[c] for c in r.channels)
-                       + share / rates[r.name] for r in rings if r.size > 1)
-        return max(collective_time_s(op, share, r.size, rates[r.name], max(r.latency_s),
-                                     chunk_bytes=chunk_bytes, reduce_Bps=reduce_Bps,
-                                     path_latency_s=sum(r.latency_s[:-1]))
-                   for r in rings)
+        if share == 0 or rings[0].size == 1:
+            return 0.0
+        wire = costs.wire_factor
+        caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}}
+        plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
+        if op == "broadcast":  # root 0; the pipeline fills at the idle path's rate
+            return costs.fixed_s + max(
+                sum(costs.segment_latency_s(r, i) for i in range(r.size - 1))
+                + (r.size - 2) * min(chunk_bytes, share) * wire / min(caps[c] for c in r.channels + costs.cap_path(r))
+                + share * wire / plain[r.name] for r in rings)
+        reducing = plain
+        if reduce_Bps is not None and op in ("all_reduce", "reduce_scatter"):
+            units = {reduce_resource(rank): reduce_Bps for r in rings for rank in r.ranks}
+            reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
+                                      + tuple(reduce_resource(rank) for rank in r.ranks) for r in rings},
+                                     {**caps, **units})
+        reduce_phase = op in ("all_reduce", "reduce_scatter")
+        gather_phase = op in ("all_reduce", "all_gather")
+        worst = 0.0
+        for r in rings:
+            step_s = max(costs.segment_latency_s(r, i) for i in range(r.size))
+            piece = share / r.size * wire
+            t = reduce_phase * (r.size - 1) * (step_s + piece / reducing[r.name])
+            t += gather_phase * (r.size - 1) * (step_s + piece / plain[r.name])
+            worst = max(worst, t)
+        return costs.fixed_s + worst
 
     def channel_bytes(self, op, size_bytes, rings):
         """Step by step: in each step every rank sends one n/p piece of its ring's share
@@ -422,7 +453,7 @@ class NcclAlgorithm(RingAlgorithm):
 
     protocols = ("LL", "LL128", "Simple")
 
-    def costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
+    def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
         from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
 
         proto = PROTOCOLS[protocol]
@@ -433,59 +464,9 @@ class NcclAlgorithm(RingAlgorithm):
         return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
                          proto.wire_factor, caps)
 
-    def _time(self, costs: RingCosts, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps):
-        """Idle-link time of the flows :func:`collective` starts with ``costs``: the fixed
-        cost, then each ring's phases at their max-min rates with every ring active."""
-        from mcdla.hw.maxmin import max_min_rates
-
-        share = size_bytes / len(rings)
-        if share == 0 or rings[0].size == 1:
-            return 0.0
-        wire = costs.wire_factor
-        caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings}}
-        plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
-        if op == "broadcast":
-            return costs.fixed_s + max(
-                sum(costs.segment_latency_s(r, i) for i in range(r.size - 1))
-                + (r.size - 2) * min(chunk_bytes, share) * wire / min(caps[c] for c in r.channels + costs.cap_path(r))
-                + share * wire / plain[r.name] for r in rings)
-        reducing = plain
-        if reduce_Bps is not None and op in ("all_reduce", "reduce_scatter"):
-            units = {reduce_resource(rank): reduce_Bps for r in rings for rank in r.ranks}
-            reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
-                                      + tuple(reduce_resource(rank) for rank in r.ranks) for r in rings},
-                                     {**caps, **units})
-        reduce_steps = 1 if op in ("all_reduce", "reduce_scatter") else 0
-        gather_steps = 1 if op in ("all_reduce", "all_gather") else 0
-        worst = 0.0
-        for r in rings:
-            steps = r.size - 1
-            step_s = max(costs.segment_latency_s(r, i) for i in range(r.size))
-            piece = share / r.size * wire
-            t = reduce_steps * steps * (step_s + piece / reducing[r.name])
-            t += gather_steps * steps * (step_s + piece / plain[r.name])
-            worst = max(worst, t)
-        return costs.fixed_s + worst
-
-    def choose(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
-               reduce_Bps=None) -> tuple[RingCosts, float]:
-        """The protocol the tuner picks (least modelled time; the earlier on a tie) and its time."""
-        best = None
-        for name in self.protocols:
-            costs = self.costs(name, op, rings, capacities_Bps)
-            t = self._time(costs, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
-            if best is None or t < best[1]:
-                best = (costs, t)
-        return best
-
-    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
-              reduce_Bps=None, tag=""):
-        costs, _ = self.choose(op, size_bytes, rings, net.capacities_Bps, chunk_bytes=chunk_bytes,
-                               reduce_Bps=reduce_Bps)
-        return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes,
-                          reduce_Bps=reduce_Bps, tag=tag, costs=costs)
-
-    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
-               reduce_Bps=None):
-        return self.choose(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
-                           reduce_Bps=reduce_Bps)[1]
+    def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                  reduce_Bps=None) -> RingCosts:
+        """The protocol the tuner picks: the least modelled time (the earlier on a tie)."""
+        options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
+        return min(options, key=lambda c: self.costed_time_s(c, op, size_bytes, rings, capacities_Bps,
+                                                              chunk_bytes, reduce_Bps))

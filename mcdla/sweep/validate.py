@@ -40,18 +40,15 @@ class Outcome:
 
 
 def _sim(args: dict[str, Any]) -> dict[str, Any]:
-    from mcdla.config.point import DEFAULT_POINT
-    from mcdla.run import simulate
+    """``mcdla sim``'s run of a row's args: a sweep point (``device`` first, then the
+    dotted ``set`` keys, which may override its fields)."""
+    from mcdla.run import simulate_point
 
-    sets = [(str(k), v) for k, v in (args.get("set") or {}).items()]
-    if args.get("device"):
-        sets.insert(0, ("device", args["device"]))
-    return simulate(args.get("topology", DEFAULT_POINT["topology"]), args.get("policy", DEFAULT_POINT["policy"]),
-                    args.get("workload", DEFAULT_POINT["workload"]), args.get("parallel", DEFAULT_POINT["parallel"]),
-                    args.get("batch", DEFAULT_POINT["batch"]), sets)
+    point = {k: v for k, v in args.items() if k != "set"}
+    return simulate_point({**point, **(args.get("set") or {})})
 
 
-def run_row(row: ValidationRow, where: Where) -> float:
+def run_row(row: ValidationRow) -> float:
     """The simulated value of ``row``'s measure, in SI units."""
     if row.kind == "collective":
         from mcdla.run import simulate_collective
@@ -88,7 +85,7 @@ def validate(tables: Sequence[str] = (), *, reduced: bool = False,
         measured = measured_value(row, where)
         simulated, error, verdict, message = None, None, "error", ""
         try:
-            simulated = run_row(row, where)
+            simulated = run_row(row)
         except (InputError, InfeasibleError) as exc:
             message = str(exc)
         if simulated is not None:
