@@ -43,9 +43,13 @@ def test_device_flag_is_set_device(capsys):
     from mcdla.cli.main import main
 
     assert main(["sim", "--device", "a100_sxm4_80gb", "--workload", "alexnet", "--batch", "64",
-                 "--format", "json"]) == 0
+                 "--set", "training.precision=mixed", "--format", "json"]) == 0
     flag = json.loads(capsys.readouterr().out)
-    via_set = simulate("ring", "bw_aware", "alexnet", "data", 64, [("device", "a100_sxm4_80gb")])
+    mixed = [("device", "a100_sxm4_80gb"), ("training.precision", "mixed")]
+    via_set = simulate("ring", "bw_aware", "alexnet", "data", 64, mixed)
     assert flag["iteration_time_s"] == via_set["iteration_time_s"]
     paper = simulate("ring", "bw_aware", "alexnet", "data", 64)
     assert flag["iteration_time_s"] < paper["iteration_time_s"]  # 2.4x the MACs, 2.3x the bandwidth
+    # In fp32 the A100 runs on its CUDA cores (19.5 TFLOPS), far below its tensor cores.
+    fp32 = simulate("ring", "bw_aware", "alexnet", "data", 64, [("device", "a100_sxm4_80gb")])
+    assert fp32["iteration_time_s"] > 2 * flag["iteration_time_s"]

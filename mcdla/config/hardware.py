@@ -45,6 +45,16 @@ class DeviceSpec:
     hbm_efficiency: Fraction = 1.0
     gemm_efficiency: Fraction = 1.0
     launch_overhead: Time = 0.0
+    # MAC lanes per PE for fp32 GEMMs where they differ from ``macs_per_pe`` (the
+    # low-precision tensor lanes of a real GPU; None: one rate for every precision,
+    # as the paper's device). Kernels on 2-byte elements use ``macs_per_pe``.
+    fp32_macs_per_pe: PositiveInt | None = None
+
+    def lanes(self, element_bytes: int) -> int:
+        """MAC lanes per PE for GEMMs on elements of ``element_bytes``."""
+        if element_bytes >= 4 and self.fp32_macs_per_pe is not None:
+            return self.fp32_macs_per_pe
+        return self.macs_per_pe
 
     @property
     def peak_macs_per_s(self) -> float:

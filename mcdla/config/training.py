@@ -7,6 +7,7 @@ algorithmic meaning documented here, and the defaults are the paper's setting.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mcdla.config.schema import PositiveInt, Size
 
@@ -31,6 +32,21 @@ class TrainingSpec:
       all-gathers its input again in backward before computing dW.
     - ``chunk``: the pipelining chunk of ring collectives; ``None`` uses the
       collectives' converged default.
+    - ``bucket``: gradient bucketing (PyTorch DDP's ``bucket_cap_mb``, 25 MiB there):
+      weight groups' gradients join a bucket in the order backward finishes them, and
+      a bucket is all-reduced once it holds at least this many bytes (the last one at
+      the end of backward). ``None``, the paper's: one all-reduce per weight group.
+    - ``precision``: ``fp32`` (4-byte activations, weights and gradients; fp32 math) or
+      ``mixed`` (2-byte activations, weights and gradients on the tensor lanes, an fp32
+      master copy of the weights and fp32 optimizer state); ``None`` keeps the
+      workload file's ``precision_bytes`` and ``master_weights``.
+    - ``inplace``: element-wise layers frameworks run in place reuse their input's
+      buffer when they are its only consumer: ReLU (``inplace=True``) and a residual
+      add into its first input (``out += identity``). Off, the paper's: every layer's
+      output is its own buffer.
+    - ``fuse_bn_relu``: a batch norm followed by a ReLU runs as one kernel (cuDNN's
+      fused BN+ReLU): one launch, and the intermediate tensor is neither written nor
+      read back, forward and backward. Implies the ReLU runs in place.
     """
 
     virtualization: bool = True
@@ -38,3 +54,7 @@ class TrainingSpec:
     recompute_cheap: bool = True
     regather: bool = False
     chunk: Size | None = None
+    bucket: Size | None = None
+    precision: Literal["fp32", "mixed"] | None = None
+    inplace: bool = False
+    fuse_bn_relu: bool = False

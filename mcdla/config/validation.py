@@ -17,7 +17,8 @@ measured on real hardware, the source and a tolerance::
 
 A ``sim`` row's args are ``mcdla sim``'s (topology, workload, batch, parallel, policy,
 device, and ``set``: dotted keys); ``measure: overhead`` compares the run with a
-``baseline`` run (args merged over the row's) as time / baseline time - 1.
+``baseline`` run (args merged over the row's) as time / baseline time - 1, and
+``measure: scaling`` as throughput / the baseline's throughput.
 Measurements are never fitted: calibration lives in the presets (docs/validation.md).
 """
 
@@ -40,6 +41,7 @@ MEASURES: dict[str, tuple[str, str]] = {
     "throughput": ("", "samples per second: batch / iteration time"),
     "memory_peak": ("size", "peak device memory"),
     "overhead": ("", "iteration time / the baseline's - 1"),
+    "scaling": ("", "throughput / the baseline's (8 devices over 1, say)"),
 }
 
 
@@ -59,7 +61,7 @@ class ValidationRow:
     quantity: str
     kind: Literal["collective", "sim"]
     args: dict[str, Any]
-    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "overhead"]
+    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "overhead", "scaling"]
     measured: Any
     tolerance: Annotated[float, Range(minimum=0.0, maximum=10.0, inclusive=False)]
     source: Source
@@ -107,12 +109,13 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
             if unknown:
                 raise at.child(part).child(str(unknown[0])).error(
                     f"unknown key; a {row.kind} row takes {', '.join(ARGS[row.kind])}")
-        if row.measure == "overhead" and not row.baseline:
-            raise at.child("baseline").error("measure overhead needs a baseline run")
+        if row.measure in ("overhead", "scaling") and not row.baseline:
+            raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
         if row.kind == "collective" and row.measure not in ("busbw", "time"):
             raise at.child("measure").error("a collective row measures busbw or time")
         if row.kind == "sim" and row.measure in ("busbw", "time"):
-            raise at.child("measure").error("a sim row measures iteration_time, throughput, memory_peak or overhead")
+            raise at.child("measure").error(
+                "a sim row measures iteration_time, throughput, memory_peak, overhead or scaling")
     return shown, spec
 
 

@@ -29,7 +29,9 @@ GEMM ``C[m x n] = A[m x k] B[k x n]`` repeated ``count`` times, output-stationar
 - Calibration (real-device presets; the paper's device has none): compute is divided
   by ``gemm_efficiency`` (the fraction of peak a large GEMM attains, measured, e.g.
   cuBLAS on the real part), memory by ``hbm_efficiency`` (a stream kernel's fraction
-  of the nominal bandwidth), and every kernel pays ``launch_overhead``.
+  of the nominal bandwidth), and every kernel pays ``launch_overhead``. A device
+  whose fp32 lanes differ from its low-precision (tensor) lanes (``fp32_macs_per_pe``)
+  runs GEMMs on 4-byte elements on the fp32 lanes.
 
 Element-wise, pooling and normalization kernels (``gemm is None``) are memory-bound:
 time = bytes / hbm_bw + hbm_latency (+ the same calibration).
@@ -45,8 +47,10 @@ from dataclasses import dataclass
 
 from mcdla.config.hardware import DeviceSpec
 from mcdla.hw.layers import Gemm, Kernel, Layer, ceil_div
+from mcdla.hw.memory import step_bytes_per_param
 
-__all__ = ["KernelTiming", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings"]
+__all__ = ["KernelTiming", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings",
+           "optimizer_step_time"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,11 @@ class KernelTiming:
     bound: str  # "compute" or "memory"
 
 
-def gemm_cycles(device: DeviceSpec, gemm: Gemm) -> int:
-    """Cycles of ``gemm`` on the PE array (output-stationary mapping, see above)."""
+def gemm_cycles(device: DeviceSpec, gemm: Gemm, element_bytes: int = 4) -> int:
+    """Cycles of ``gemm`` on the PE array (output-stationary mapping, see above), on
+    the lanes of its precision (:meth:`DeviceSpec.lanes`)."""
     rounds = ceil_div(gemm.count * gemm.m * gemm.n, device.pes)
-    steps = ceil_div(gemm.k, device.macs_per_pe)
+    steps = ceil_div(gemm.k, device.lanes(element_bytes))
     return rounds * steps
 
 
@@ -99,10 +104,10 @@ def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
     memory_s = moved / device.effective_hbm_bw_Bps
     compute_s = 0.0
     if kernel.gemm is not None:
-        compute_s = gemm_cycles(device, kernel.gemm) / device.clock / device.gemm_efficiency
+        compute_s = gemm_cycles(device, kernel.gemm, kernel.element_bytes) / device.clock / device.gemm_efficiency
     elif kernel.gemms:  # a fused kernel: its GEMMs in turn, scaled to the products it does
         full = sum(g.macs for g in kernel.gemms)
-        cycles = sum(gemm_cycles(device, g) for g in kernel.gemms)
+        cycles = sum(gemm_cycles(device, g, kernel.element_bytes) for g in kernel.gemms)
         compute_s = cycles * (kernel.macs / full) / device.clock / device.gemm_efficiency
     time_s = max(compute_s, memory_s) + device.hbm_latency + device.launch_overhead
     bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
@@ -128,3 +133,13 @@ def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precisi
                shards: int = 1) -> float:
     """Seconds ``layer`` computes in ``phase`` (its kernels run one after another)."""
     return sum(t.time_s for t in layer_timings(device, layer, phase, batch, precision_bytes, shards))
+
+
+def optimizer_step_time(device: DeviceSpec, workload, shards: int = 1) -> float:
+    """Seconds of the optimizer step over 1/``shards`` of the weights: one memory-bound
+    kernel (:func:`mcdla.hw.memory.step_bytes_per_param`); 0 with no optimizer."""
+    per_param = step_bytes_per_param(workload)
+    if per_param == 0:
+        return 0.0
+    moved = ceil_div(workload.params, shards) * per_param
+    return kernel_time(device, Kernel("optimizer:step", 0, moved, None)).time_s

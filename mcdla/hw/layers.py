@@ -63,6 +63,7 @@ __all__ = [
     "CHEAP_KINDS",
     "KINDS",
     "PHASES",
+    "NO_INPUT_NEEDED",
     "infer",
     "recurrent_step",
     "STATE_STORED",
@@ -94,6 +95,9 @@ CHEAP_KINDS = (
 ATTENTION_KINDS = ("attention",)
 KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + ATTENTION_KINDS + CHEAP_KINDS
 PHASES = ("fwd", "bwd", "recompute")
+# Layer kinds whose backward needs none of their input feature maps (a sum or a
+# concatenation passes gradients through), so nothing is prefetched or recomputed for them.
+NO_INPUT_NEEDED = frozenset({"add", "concat"})
 
 # Element-wise traffic, per sample, as (forward, backward) in units of the layer's
 # total input elements I and output elements O. Why these tensors:
@@ -510,6 +514,13 @@ class Layer:
     # shortcuts are not: ResNet-34 has 36 conv + 1 fc weighted layers but depth 34).
     in_depth: bool = True
     attention: Attention | None = None
+    # Layers merged into this one by running in place (mcdla.hw.fusion): their kernels
+    # follow this layer's forward and precede them backward; ``fuse_with_prev[j]`` says
+    # part j runs in one kernel with the kernel before it.
+    fused: tuple["Layer", ...] = ()
+    fuse_with_prev: tuple[bool, ...] = ()
+    # The feature maps backward reads, when not this layer's inputs (mcdla.sim.offload).
+    bwd_reads: tuple[int, ...] | None = None
 
     @property
     def weighted(self) -> bool:
@@ -534,6 +545,27 @@ class Layer:
             raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
         if batch < 1 or shards < 1 or precision_bytes < 1:
             raise ValueError(f"batch, shards and precision_bytes must be >= 1, got {batch}, {shards}, {precision_bytes}")
+        kernels = list(self._own_kernels(phase, batch, precision_bytes, shards))
+        if not self.fused:
+            return tuple(kernels)
+        forward = phase != "bwd"
+        previous = self
+        for part, fuse in zip(self.fused, self.fuse_with_prev):
+            own = list(part._own_kernels(phase, batch, precision_bytes, shards))
+            if fuse:  # one memory-bound kernel: the tensor between them is never written or read back
+                boundary = 2 * ceil_div(previous.out_elems_per_sample * batch, shards) * precision_bytes
+                near, far = (kernels[-1], own[0]) if forward else (own[-1], kernels[0])
+                merged = Kernel(f"{near.name}+{far.name.rpartition(':')[0]}", 0,
+                                near.bytes + far.bytes - boundary, None, element_bytes=precision_bytes)
+                if forward:
+                    kernels[-1:], own = [merged], own[1:]
+                else:
+                    kernels[:1], own = [merged], own[:-1]
+            kernels = kernels + own if forward else own + kernels
+            previous = part
+        return tuple(kernels)
+
+    def _own_kernels(self, phase: str, batch: int, precision_bytes: int, shards: int) -> tuple[Kernel, ...]:
         if self.kind == "input":
             return ()
         forward = phase in ("fwd", "recompute")

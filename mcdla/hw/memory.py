@@ -10,7 +10,10 @@ the paper's fp32 weights and gradients 8.
 
 from __future__ import annotations
 
-__all__ = ["OPTIMIZER_STATE_BYTES", "state_bytes_per_param", "model_state_bytes"]
+import dataclasses
+
+__all__ = ["OPTIMIZER_STATE_BYTES", "state_bytes_per_param", "model_state_bytes", "step_bytes_per_param",
+           "with_precision", "PRECISIONS"]
 
 # fp32 optimizer state per parameter: SGD keeps none, momentum one buffer, Adam two.
 OPTIMIZER_STATE_BYTES = {"none": 0, "sgd": 0, "momentum": 4, "adam": 8}
@@ -26,3 +29,28 @@ def state_bytes_per_param(workload) -> int:
 def model_state_bytes(workload, shards: int = 1) -> float:
     """Bytes of model state one device holds when the model is split ``shards`` ways."""
     return float(workload.params * state_bytes_per_param(workload)) / shards
+
+
+def step_bytes_per_param(workload) -> int:
+    """HBM bytes the optimizer step moves per parameter, as one memory-bound pass
+    (a fused multi-tensor kernel, apex's FusedSGD/FusedAdam): it reads the gradient,
+    reads and writes the weights it updates (the fp32 master copy, which then writes
+    the low-precision weights, in mixed precision) and reads and writes its state.
+    0 for no optimizer (the paper's model, which does not charge the step)."""
+    if workload.optimizer == "none":
+        return 0
+    e = workload.precision_bytes
+    weights = 2 * MASTER_BYTES + e if workload.master_weights else 2 * e
+    return e + weights + 2 * OPTIMIZER_STATE_BYTES[workload.optimizer]
+
+
+# training.precision -> (bytes per activation, weight and gradient element; fp32 master copy)
+PRECISIONS = {"fp32": (4, False), "mixed": (2, True)}
+
+
+def with_precision(workload, precision: str | None):
+    """``workload`` trained at ``precision`` (``None``: as its file says)."""
+    if precision is None:
+        return workload
+    element_bytes, master = PRECISIONS[precision]
+    return dataclasses.replace(workload, precision_bytes=element_bytes, master_weights=master)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from mcdla.hw.layers import NO_INPUT_NEEDED
 from mcdla.registry import Registry
 
 __all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "OffloadDecision", "NO_INPUT_NEEDED",
@@ -19,9 +20,6 @@ __all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "OffloadDecision", "NO_INP
 
 OFFLOADS: Registry[type["OffloadPolicy"]] = Registry("offload policy")
 
-# Layer kinds whose backward needs none of their input feature maps (a sum or a
-# concatenation passes gradients through), so nothing is prefetched or recomputed for them.
-NO_INPUT_NEEDED = frozenset({"add", "concat"})
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,9 @@ class OffloadDecision:
 
 
 def backward_needs(layers) -> tuple[tuple[int, ...], ...]:
-    """Layer -> the feature maps its backward reads."""
-    return tuple(() if (i == 0 or l.kind in NO_INPUT_NEEDED) else tuple(l.inputs)
+    """Layer -> the feature maps its backward reads (a merged in-place layer says its own)."""
+    return tuple(() if i == 0 else l.bwd_reads if l.bwd_reads is not None
+                 else () if l.kind in NO_INPUT_NEEDED else tuple(l.inputs)
                  for i, l in enumerate(layers))
 
 

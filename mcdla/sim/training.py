@@ -41,8 +41,9 @@ import simpy
 
 from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError
-from mcdla.hw.compute import layer_time
-from mcdla.hw.memory import model_state_bytes
+from mcdla.hw.compute import layer_time, optimizer_step_time
+from mcdla.hw.fusion import inplace_workload
+from mcdla.hw.memory import model_state_bytes, with_precision
 from mcdla.hw.parallelism import device_share
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
@@ -103,6 +104,7 @@ class OffloadPlan:
     # Model-parallel: backward layer -> the tensors whose partial dX it completes (it is
     # their last weighted consumer in backward order), all-reduced once per tensor.
     partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
+    step_s: float = 0.0  # the optimizer step over the weights one device updates
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,28 @@ class DeviceCompute:
             if layer.weight_group is not None:
                 groups[layer.weight_group] = groups.get(layer.weight_group, 0) + 1
         self._groups_left = groups
+        self._reductions: list[simpy.Event] = []  # the gradient all-reduces this device joined
+        self._bucket: list[str] = []  # weight groups waiting in the open bucket
+        self._bucket_bytes = 0.0
         self.process = env.process(self._run())
+
+    def _gradient_ready(self, group: str, size_bytes: float) -> None:
+        """A weight group's gradient is complete: all-reduced at once (the paper's), or
+        added to the open bucket, which is all-reduced once it reaches the bucket size."""
+        bucket = self.inputs.execution.training.bucket
+        if bucket is None:
+            self._reductions.append(self.stream.join(("dW", group), "all_reduce", size_bytes))
+            return
+        self._bucket.append(group)
+        self._bucket_bytes += size_bytes
+        if self._bucket_bytes >= bucket:
+            self._flush_bucket()
+
+    def _flush_bucket(self) -> None:
+        if self._bucket:
+            key = ("bucket", *self._bucket)  # the same groups in the same order on every device
+            self._reductions.append(self.stream.join(key, "all_reduce", self._bucket_bytes))
+            self._bucket, self._bucket_bytes = [], 0.0
 
     def _compute(self, duration_s: float, label: str):
         if duration_s > 0:
@@ -393,8 +416,13 @@ class DeviceCompute:
             elif group is not None:
                 self._groups_left[group] -= 1
                 if self._groups_left[group] == 0:
-                    size = workload.weight_groups[group] * workload.precision_bytes
-                    self.stream.join(("dW", group), "all_reduce", size)
+                    self._gradient_ready(group, workload.weight_groups[group] * workload.precision_bytes)
+        if not model:
+            self._flush_bucket()
+        if self.plan.step_s > 0:
+            # The optimizer step updates every weight once all its gradients are reduced.
+            yield env.all_of(self._reductions)
+            yield from self._compute(self.plan.step_s, "optimizer step")
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
@@ -455,15 +483,20 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
                         completes[p] = (i, max(low.dx_elems, completes.get(p, (0, 0))[1]))
         for p, (i, elems) in sorted(completes.items()):
             partial_dx.setdefault(i, []).append((p, float(elems * execution.batch * prec)))
+    step_s = optimizer_step_time(device, workload, shards)
     return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
-                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()})
+                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s)
 
 
 class Iteration:
     """Builds the components of one iteration; :meth:`run` simulates it."""
 
     def __init__(self, topology, workload, execution: ExecutionSpec, *, record_timeline: bool = False):
+        training = execution.training
+        # The workload as this execution trains it: its precision, in-place and fused layers.
+        workload = inplace_workload(with_precision(workload, training.precision), inplace=training.inplace,
+                                    fuse_bn_relu=training.fuse_bn_relu)
         self.inputs = RunInputs(topology, workload, execution)
         devices = len(topology.devices)
         self.share = device_share(execution.parallel, execution.batch, devices)  # refuses an uneven batch

@@ -67,6 +67,8 @@ def run_row(row: ValidationRow) -> float:
         return result["device_mem_peak_bytes"]
     base = _sim({**row.args, **row.baseline, "set": {**(row.args.get("set") or {}),
                                                      **(row.baseline.get("set") or {})}})
+    if row.measure == "scaling":
+        return (result["batch"] / result["iteration_time_s"]) / (base["batch"] / base["iteration_time_s"])
     return result["iteration_time_s"] / base["iteration_time_s"] - 1.0
 
 
