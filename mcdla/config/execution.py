@@ -11,6 +11,7 @@ from a point's keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mcdla.config.point import Batch, Parallel, Policy
 from mcdla.config.schema import PositiveInt, Where
@@ -30,9 +31,13 @@ class ExecutionSpec:
     - ``offload``: the offload policy, which feature maps leave the device
       (mcdla.sim.offload; ``offload_all`` is the paper's vDNN stress policy).
     - ``collective``: the collective algorithm (mcdla.sim.collectives; ``ring``).
-    - ``tensor_parallel``, ``pipeline_parallel``: degrees of tensor and pipeline
-      parallelism; the data-parallel degree is the devices over their product. Only 1
-      runs today (the paper's modes); larger degrees are refused as not yet built.
+    - ``tensor_parallel``: the tensor-parallel degree t (Megatron-style, data mode
+      only): groups of t consecutive devices split every GEMM, attention and
+      per-feature layer (mcdla.hw.parallelism); the data-parallel degree is the
+      devices over t. ``pipeline_parallel``: only 1 runs today (refused as not built).
+    - ``zero``: the ZeRO stage over the data-parallel group (data mode only): 1 shards
+      the optimizer state, 2 the gradients too (reduce-scatter instead of all-reduce),
+      3 the weights as well (gathered one layer ahead in forward and backward).
     """
 
     parallel: Parallel = "data"
@@ -42,15 +47,18 @@ class ExecutionSpec:
     collective: str = "ring"
     tensor_parallel: PositiveInt = 1
     pipeline_parallel: PositiveInt = 1
+    zero: Literal[0, 1, 2, 3] = 0
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
-        for key in ("tensor_parallel", "pipeline_parallel"):
-            if getattr(self, key) != 1:
+        if self.pipeline_parallel != 1:
+            raise Where("execution", "pipeline_parallel").error(
+                "pipeline parallelism is not built yet; it runs with 1")
+        for key, default in (("tensor_parallel", 1), ("zero", 0)):
+            if getattr(self, key) != default and self.parallel != "data":
                 raise Where("execution", key).error(
-                    "degrees above 1 are not built yet; the paper's data- and model-parallel "
-                    "modes run with 1")
+                    f"applies to data-parallel training; the paper's model-parallel mode runs with {default}")
 
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
-EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel")
+EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero")

@@ -135,11 +135,10 @@ def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precisi
     return sum(t.time_s for t in layer_timings(device, layer, phase, batch, precision_bytes, shards))
 
 
-def optimizer_step_time(device: DeviceSpec, workload, shards: int = 1) -> float:
-    """Seconds of the optimizer step over 1/``shards`` of the weights: one memory-bound
+def optimizer_step_time(device: DeviceSpec, workload, params: float) -> float:
+    """Seconds of the optimizer step over ``params`` parameters: one memory-bound
     kernel (:func:`mcdla.hw.memory.step_bytes_per_param`); 0 with no optimizer."""
     per_param = step_bytes_per_param(workload)
-    if per_param == 0:
+    if per_param == 0 or params <= 0:
         return 0.0
-    moved = ceil_div(workload.params, shards) * per_param
-    return kernel_time(device, Kernel("optimizer:step", 0, moved, None)).time_s
+    return kernel_time(device, Kernel("optimizer:step", 0, math.ceil(params) * per_param, None)).time_s

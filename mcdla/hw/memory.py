@@ -26,9 +26,19 @@ def state_bytes_per_param(workload) -> int:
             + OPTIMIZER_STATE_BYTES[workload.optimizer])
 
 
-def model_state_bytes(workload, shards: int = 1) -> float:
-    """Bytes of model state one device holds when the model is split ``shards`` ways."""
-    return float(workload.params * state_bytes_per_param(workload)) / shards
+def model_state_bytes(workload, shards: int = 1, *, params: float | None = None, zero: int = 0,
+                      dp: int = 1) -> float:
+    """Bytes of model state one device holds when the model is split ``shards`` ways
+    (or when it holds ``params`` of it, after tensor parallelism), with ZeRO stage
+    ``zero`` over a data-parallel group of ``dp`` (Rajbhandari et al. 2020, Fig. 1):
+    stage 1 shards the optimizer state (and the fp32 master), stage 2 the gradients
+    too, stage 3 the weights as well."""
+    held, split = (workload.params, shards) if params is None else (params, 1)
+    e = workload.precision_bytes
+    optimizer = (MASTER_BYTES if workload.master_weights else 0) + OPTIMIZER_STATE_BYTES[workload.optimizer]
+    unsharded, sharded = {0: (2 * e + optimizer, 0), 1: (2 * e, optimizer), 2: (e, e + optimizer),
+                          3: (0, 2 * e + optimizer)}[zero]
+    return float(held * unsharded + held * sharded / dp) / split
 
 
 def step_bytes_per_param(workload) -> int:

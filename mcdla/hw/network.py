@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring"]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -85,3 +85,32 @@ class Subflow:
     path: tuple[str, ...]
     latency_s: float
     store: str
+
+
+def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None) -> Ring:
+    """``ring`` restricted to the ranks in ``members``, in ring order (a communicator of
+    a subgroup on the same physical rings, as NCCL's). Each segment runs from one member
+    to the next along ``ring``, relaying through the ranks between; when ``reverse``
+    (the same cycle the other way) reaches the next member in fewer hops, the segment
+    goes back along it instead, so a group of neighbours forms a line over both
+    directions rather than closing the long way around through other groups."""
+    keep = [i for i, rank in enumerate(ring.ranks) if rank in members]
+    if len(keep) == ring.size:
+        return ring
+    back = {rank: i for i, rank in enumerate(reverse.ranks)} if reverse is not None else {}
+    segments, latency = [], []
+    for j, start in enumerate(keep):
+        end = keep[(j + 1) % len(keep)]
+        route, hops = ring, _hops(ring.size, start, end)
+        if back:
+            other = _hops(reverse.size, back[ring.ranks[start]], back[ring.ranks[end]])
+            if sum(len(reverse.segments[h]) for h in other) < sum(len(ring.segments[h]) for h in hops):
+                route, hops = reverse, other
+        segments.append(tuple(c for h in hops for c in route.segments[h]))
+        latency.append(sum(route.latency_s[h] for h in hops))
+    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency))
+
+
+def _hops(size: int, start: int, end: int) -> list[int]:
+    """The segment indices a ring of ``size`` ranks crosses from rank ``start`` to ``end``."""
+    return list(range(start, end)) if end > start else [*range(start, size), *range(end)]

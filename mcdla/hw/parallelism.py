@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from mcdla.errors import InputError
 
-__all__ = ["DeviceShare", "device_share"]
+__all__ = ["DeviceShare", "device_share", "TensorSplit", "tensor_split"]
 
 
 class DeviceShare(NamedTuple):
@@ -43,3 +43,79 @@ def device_share(parallel: str, batch: int, devices: int) -> DeviceShare:
         raise InputError(f"{batch} is not divisible by the {devices} devices of data-parallel training",
                          key="batch")
     return DeviceShare(batch // devices, 1)
+
+
+# Tensor parallelism (Megatron-LM, Shoeybi et al. 2019), generalized to any layer DAG.
+# A tensor is either whole on every rank of the tensor group ("full") or split over
+# its features ("split"). A GEMM layer (conv, fc, linear) reading a full tensor is
+# column-parallel: each rank computes 1/t of the output features (split); backward
+# leaves a partial dX of its input, summed over the group by one all-reduce per tensor
+# (Megatron's f). A GEMM reading a split tensor is row-parallel: each rank reduces over
+# its 1/t of the input features, and the partial output is all-reduced in forward
+# (Megatron's g); its dX is split, no communication. An embedding is vocab-parallel
+# (its table split, the output all-reduced). Attention splits its heads; per-feature
+# layers (activations, dropout, batch norm, pooling, the loss) keep a split tensor
+# split; a layer that needs whole features (layer/RMS norm, a recurrent step, a
+# position table) or mixes split and full inputs all-gathers its split inputs first.
+# On a transformer block this gives Megatron's two all-reduces forward and two
+# backward per layer.
+_GEMMS = ("conv", "fc", "linear")
+_PER_FEATURE = frozenset({"relu", "gelu", "silu", "swiglu", "dropout", "batchnorm", "maxpool", "avgpool",
+                          "lrn", "elementwise", "softmax", "cross_entropy", "add", "concat", "attention"})
+
+
+class TensorSplit(NamedTuple):
+    """How a tensor-parallel group of ``degree`` ranks runs each layer."""
+
+    degree: int
+    shards: tuple[int, ...]  # layer -> 1 (replicated) or the degree (its work split)
+    split: tuple[bool, ...]  # feature map -> split over the group (each rank holds 1/t)
+    gathers: dict[int, tuple[int, ...]]  # layer -> split inputs all-gathered before its forward
+    reduce_out: frozenset[int]  # layers whose partial output is all-reduced after their forward
+    partial_dx: dict[int, tuple[int, ...]]  # backward layer -> full tensors whose dX it completes
+
+
+def tensor_split(layers, degree: int) -> TensorSplit:
+    """The tensor-parallel plan of ``layers`` over ``degree`` ranks (see above)."""
+    n = len(layers)
+    if degree == 1:
+        return TensorSplit(1, (1,) * n, (False,) * n, {}, frozenset(), {})
+    split = [False] * n
+    shards = [1] * n
+    gathers: dict[int, tuple[int, ...]] = {}
+    reduce_out: set[int] = set()
+    column_consumers: dict[int, int] = {}  # full tensor -> its first column-parallel consumer
+    for i, layer in enumerate(layers):
+        if i == 0:
+            continue
+        ins = layer.inputs
+        if layer.kind in _GEMMS or layer.kind == "embedding":
+            if layer.kind != "embedding" and all(split[p] for p in ins):
+                shards[i] = degree  # row-parallel: partial output, all-reduced
+                reduce_out.add(i)
+                continue
+            gather = tuple(p for p in ins if split[p])
+            if gather:
+                gathers[i] = gather
+            shards[i] = degree
+            if layer.kind == "embedding":
+                reduce_out.add(i)  # vocab-parallel: each rank looks up its rows
+                continue
+            split[i] = True  # column-parallel
+            for p in ins:
+                if p != 0:  # the input batch needs no dX
+                    column_consumers.setdefault(p, i)
+            continue
+        if layer.kind in _PER_FEATURE and ins and all(split[p] for p in ins):
+            split[i], shards[i] = True, degree
+            continue
+        gather = tuple(p for p in ins if split[p])
+        if gather:
+            gathers[i] = gather
+    # Backward runs in reverse: the first column consumer in forward order is the last
+    # to leave its partial dX, so the tensor's all-reduce goes after its backward.
+    partial_dx: dict[int, list[int]] = {}
+    for p, i in sorted(column_consumers.items()):
+        partial_dx.setdefault(i, []).append(p)
+    return TensorSplit(degree, tuple(shards), tuple(split), gathers, frozenset(reduce_out),
+                       {i: tuple(ps) for i, ps in partial_dx.items()})

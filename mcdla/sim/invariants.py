@@ -104,7 +104,7 @@ def expected_channel_bytes(record) -> dict[str, float]:
         expected[channel] = expected.get(channel, 0.0) + size
 
     algorithm = COLLECTIVES.get(execution.collective)()
-    rings = {ring.name: ring for ring in topology.rings}
+    rings = record.rings or {ring.name: ring for ring in topology.rings}
     per_byte: dict[tuple, dict[str, float]] = {}  # a collective's bytes are linear in its size
     for c in record.collectives:
         key = (c.op, c.rings)

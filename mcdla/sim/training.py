@@ -40,11 +40,12 @@ from typing import Any
 import simpy
 
 from mcdla.config.execution import ExecutionSpec
-from mcdla.errors import InfeasibleError
+from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.memory import model_state_bytes, with_precision
-from mcdla.hw.parallelism import device_share
+from mcdla.hw.network import sub_ring
+from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
@@ -105,6 +106,12 @@ class OffloadPlan:
     # their last weighted consumer in backward order), all-reduced once per tensor.
     partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
     step_s: float = 0.0  # the optimizer step over the weights one device updates
+    tp: TensorSplit = field(default_factory=lambda: tensor_split((), 1))
+    group_bytes: dict[str, float] = field(default_factory=dict)  # weight group -> its gradient bytes on a device
+    group_full_bytes: tuple[float, ...] = ()  # feature map -> bytes whole over the tensor group
+    weight_order: tuple[str, ...] = ()  # weight groups in forward order
+    group_first: dict[str, int] = field(default_factory=dict)  # weight group -> its first layer
+    group_last: dict[str, int] = field(default_factory=dict)  # weight group -> its last layer
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ class IterationRecord:
     plan: OffloadPlan
     model_state_bytes: float
     virtualize: bool
+    rings: dict = field(default_factory=dict)  # every ring a communicator used, by name
 
 
 class DeviceMemory:
@@ -257,15 +265,20 @@ class DmaEngine:
 
 
 class CollectiveStream:
-    """The communicator of the iteration: collectives in launch order, one at a time.
+    """A communicator: collectives of one group of devices, in launch order, one at a time.
 
-    Every device calls :meth:`join` for the same collective; the last arrival queues it,
-    and the stream runs it with the execution's collective algorithm.
+    Every device of the group calls :meth:`join` for the same collective; the last
+    arrival queues it, and the stream runs it over the group's ``rings`` (all the
+    topology's rings, or their restriction to a tensor- or data-parallel group) with
+    the execution's collective algorithm. Communicators of different groups run
+    concurrently, sharing the network.
     """
 
-    def __init__(self, env, net: FlowNetwork, inputs: RunInputs, reduce_Bps: float):
+    def __init__(self, env, net: FlowNetwork, inputs: RunInputs, reduce_Bps: float, rings=None,
+                 devices: int | None = None):
         self.env, self.net, self.inputs, self.reduce_Bps = env, net, inputs, reduce_Bps
-        self.devices = len(inputs.topology.devices)
+        self.devices = len(inputs.topology.devices) if devices is None else devices
+        self.rings = inputs.topology.rings if rings is None else rings
         self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(
             inputs.topology.device.launch_overhead)
         self.records: list[CollectiveRecord] = []
@@ -296,8 +309,7 @@ class CollectiveStream:
             kwargs = {"reduce_Bps": self.reduce_Bps, "tag": label}
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
-            record = yield self.algorithm.start(self.env, self.net, self.inputs.topology.rings, op,
-                                                size_bytes, **kwargs)
+            record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
             self.records.append(record)
             done.succeed()
 
@@ -307,9 +319,11 @@ class DeviceCompute:
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
-                 model_state_bytes: float, virtualize: bool):
+                 model_state_bytes: float, virtualize: bool, tensor_stream: CollectiveStream | None = None):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
-        self.memory, self.stores, self.stream = memory, stores, stream
+        # ``stream``: the data-parallel group's communicator (every device, without
+        # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
+        self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
         self.model_state_bytes, self.virtualize = model_state_bytes, virtualize
         groups: dict[str, int] = {}
         for layer in inputs.workload.layers:
@@ -319,14 +333,26 @@ class DeviceCompute:
         self._reductions: list[simpy.Event] = []  # the gradient all-reduces this device joined
         self._bucket: list[str] = []  # weight groups waiting in the open bucket
         self._bucket_bytes = 0.0
+        # ZeRO 2 and 3 keep 1/dp of the gradients: a reduce-scatter leaves each its shard.
+        self._gradient_op = "reduce_scatter" if inputs.execution.zero >= 2 else "all_reduce"
         self.process = env.process(self._run())
+
+    def _gather_weights(self, group: str, phase: str):
+        """ZeRO-3: all-gathers a weight group's shards into a buffer (the event, which
+        fires when the weights are whole); the buffer is freed by :meth:`_drop_weights`."""
+        size = self.plan.group_bytes[group]
+        yield from self.memory.reserve(size, f"the gathered weights of {group}")
+        return self.stream.join(("W", phase, group), "all_gather", size)
+
+    def _drop_weights(self, group: str) -> None:
+        self.memory.free(self.plan.group_bytes[group])
 
     def _gradient_ready(self, group: str, size_bytes: float) -> None:
         """A weight group's gradient is complete: all-reduced at once (the paper's), or
         added to the open bucket, which is all-reduced once it reaches the bucket size."""
         bucket = self.inputs.execution.training.bucket
         if bucket is None:
-            self._reductions.append(self.stream.join(("dW", group), "all_reduce", size_bytes))
+            self._reductions.append(self.stream.join(("dW", group), self._gradient_op, size_bytes))
             return
         self._bucket.append(group)
         self._bucket_bytes += size_bytes
@@ -336,7 +362,7 @@ class DeviceCompute:
     def _flush_bucket(self) -> None:
         if self._bucket:
             key = ("bucket", *self._bucket)  # the same groups in the same order on every device
-            self._reductions.append(self.stream.join(key, "all_reduce", self._bucket_bytes))
+            self._reductions.append(self.stream.join(key, self._gradient_op, self._bucket_bytes))
             self._bucket, self._bucket_bytes = [], 0.0
 
     def _compute(self, duration_s: float, label: str):
@@ -360,6 +386,10 @@ class DeviceCompute:
         memory.hold(self.model_state_bytes)  # resident for the whole iteration
         memory.hold(plan.tensor_bytes[0])  # the input batch
         gathered: set[int] = {0}  # every device loads the whole input batch
+        tp = plan.tp
+        zero3 = execution.zero == 3 and self.stream.devices > 1
+        weights = {}  # ZeRO-3: weight group -> its gather, issued one group ahead
+        order = plan.weight_order
         for i in range(1, len(layers)):
             layer = layers[i]
             if model and layer.weighted:  # a GEMM reads all input features; BN stays on its shard
@@ -367,9 +397,21 @@ class DeviceCompute:
                     if p not in gathered:
                         gathered.add(p)
                         yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p])
+            for p in tp.gathers.get(i, ()):
+                yield self.tensor_stream.join(("tp-gather", i, p), "all_gather", plan.group_full_bytes[p])
+            group = layer.weight_group
+            if zero3 and group is not None and plan.group_first[group] == i:
+                for g in order[order.index(group):order.index(group) + 2]:  # this group and the next
+                    if g not in weights:
+                        weights[g] = yield from self._gather_weights(g, "fwd")
+                yield weights[group]
             # The output buffer exists while the layer computes.
             yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}")
+            if zero3 and group is not None and plan.group_last[group] == i:
+                self._drop_weights(group)
+            if i in tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
+                yield self.tensor_stream.join(("tp-out", i), "all_reduce", plan.group_full_bytes[i])
             for p in (*layer.inputs, i):
                 if plan.last_fwd_use[p] != i:
                     continue
@@ -388,8 +430,16 @@ class DeviceCompute:
                 t = pending.popleft()
                 prefetched[t] = prefetcher.submit(t, "prefetch", offloaded_done[t])
 
+        weights = {}
+        order = order[::-1]
         for step, i in enumerate(plan.bwd_order):
             issue_prefetches(step)
+            group = layers[i].weight_group
+            if zero3 and group is not None and plan.group_last[group] == i:
+                for g in order[order.index(group):order.index(group) + 2]:
+                    if g not in weights:
+                        weights[g] = yield from self._gather_weights(g, "bwd")
+                yield weights[group]
             for t in reversed(closure(plan.bwd_needs[i], layers, plan.recomputed)):
                 if plan.offloaded[t]:
                     yield prefetched[t]
@@ -406,7 +456,10 @@ class DeviceCompute:
             for t in plan.frees[step]:
                 if plan.offloaded[t] or t in recomputed or not self.virtualize:
                     memory.free(plan.tensor_bytes[t])
-            group = layers[i].weight_group
+            if zero3 and group is not None and plan.group_first[group] == i:
+                self._drop_weights(group)
+            for p in tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
+                yield self.tensor_stream.join(("tp-dX", p), "all_reduce", plan.group_full_bytes[p])
             if model:
                 # Each weighted consumer leaves a partial dX of its input; the partials
                 # of all consumers are summed locally and the tensor's dX is all-reduced
@@ -416,13 +469,16 @@ class DeviceCompute:
             elif group is not None:
                 self._groups_left[group] -= 1
                 if self._groups_left[group] == 0:
-                    self._gradient_ready(group, workload.weight_groups[group] * workload.precision_bytes)
+                    self._gradient_ready(group, plan.group_bytes[group])
         if not model:
             self._flush_bucket()
-        if self.plan.step_s > 0:
+        if self.plan.step_s > 0 or execution.zero in (1, 2):
             # The optimizer step updates every weight once all its gradients are reduced.
             yield env.all_of(self._reductions)
             yield from self._compute(self.plan.step_s, "optimizer step")
+        if execution.zero in (1, 2):
+            # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
+            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()))
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
@@ -436,18 +492,24 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     layers = workload.layers
     prec = workload.precision_bytes
     devices = len(topology.devices)
-    local_batch, shards = device_share(execution.parallel, execution.batch, devices)
+    degree = execution.tensor_parallel
+    local_batch, shards = device_share(execution.parallel, execution.batch, devices // degree)
+    tp = tensor_split(layers, degree)
+    layer_shards = tp.shards if degree > 1 else (shards,) * len(layers)
     device = topology.device
-    fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, shards)
+    fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])
                 for i, l in enumerate(layers))
-    bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, shards)
+    bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, layer_shards[i])
                 for i, l in enumerate(layers))
     # The bytes of each feature map a device holds: batch/D samples in data-parallel
     # training; in model-parallel training, the whole batch but 1/D of the output
     # features (docs/model.md), except the input batch, which every device loads whole.
     full_bytes = tuple(float(l.out_elems_per_sample * execution.batch * prec) for l in layers)
+    group_full = tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers)
     if execution.parallel == "model":
         tensor_bytes = (full_bytes[0],) + tuple(b / devices for b in full_bytes[1:])
+    elif degree > 1:  # a tensor-parallel rank holds 1/t of each split map
+        tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
     else:
         tensor_bytes = tuple(l.out_elems_per_sample * local_batch * prec for l in layers)
     last_fwd_use = [i for i in range(len(layers))]
@@ -483,10 +545,42 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
                         completes[p] = (i, max(low.dx_elems, completes.get(p, (0, 0))[1]))
         for p, (i, elems) in sorted(completes.items()):
             partial_dx.setdefault(i, []).append((p, float(elems * execution.batch * prec)))
-    step_s = optimizer_step_time(device, workload, shards)
+    group_params = device_group_params(workload, layer_shards)
+    dp = devices // degree if execution.parallel == "data" else 1
+    updated = sum(group_params.values()) / (dp if execution.zero else 1)  # ZeRO: each its 1/dp
+    step_s = optimizer_step_time(device, workload, updated)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        if layer.weight_group is not None:
+            first.setdefault(layer.weight_group, i)
+            last[layer.weight_group] = i
     return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
-                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s)
+                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s,
+                       tp, {g: n * prec for g, n in group_params.items()}, group_full,
+                       tuple(sorted(first, key=first.get)), first, last)
+
+
+def _reverse(ring, rings):
+    """The ring that runs ``ring``'s cycle the other way (the other direction of the same
+    links), or None: a listed ring bound both ways is named NAME.fwd and NAME.rev."""
+    stem, _, way = ring.name.rpartition(".")
+    other = {"fwd": "rev", "rev": "fwd"}.get(way)
+    for candidate in rings:
+        if other and candidate.name == f"{stem}.{other}":
+            return candidate
+    return None
+
+
+def device_group_params(workload, layer_shards) -> dict[str, float]:
+    """Weight group -> the parameters one device holds of it: a group is split as the
+    layer that owns its parameters (1/shards)."""
+    held = {g: float(n) for g, n in workload.weight_groups.items()}
+    for layer, shards in zip(workload.layers, layer_shards):
+        if layer.weight_group is not None and layer.params and shards > 1:
+            held[layer.weight_group] = workload.weight_groups[layer.weight_group] / shards
+    return held
 
 
 class Iteration:
@@ -499,7 +593,16 @@ class Iteration:
                                     fuse_bn_relu=training.fuse_bn_relu)
         self.inputs = RunInputs(topology, workload, execution)
         devices = len(topology.devices)
-        self.share = device_share(execution.parallel, execution.batch, devices)  # refuses an uneven batch
+        t = execution.tensor_parallel
+        if devices % t:
+            raise InputError(f"{t} does not divide the {devices} devices of {topology.name}",
+                             key="execution.tensor_parallel")
+        self.share = device_share(execution.parallel, execution.batch, devices // t)  # refuses an uneven batch
+        # Rank placement: tensor groups are t consecutive devices (the topology's order
+        # puts neighbours next to each other, so a tensor group shares the fastest
+        # links); a data-parallel group takes one device of each tensor group.
+        self.tensor_groups = tuple(tuple(range(k, k + t)) for k in range(0, devices, t))
+        self.data_groups = tuple(tuple(range(r, devices, t)) for r in range(t))
         self.env = CountingEnvironment()
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change.
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
@@ -510,7 +613,12 @@ class Iteration:
         self.plan = make_plan(self.inputs, self.virtualize)
         # Weights, gradients and optimizer state stay in device memory (1/D of them per
         # device in model-parallel training); the steady state an iteration returns to.
-        self.model_state_bytes = model_state_bytes(workload, devices if execution.parallel == "model" else 1)
+        if execution.parallel == "model":
+            self.model_state_bytes = model_state_bytes(workload, devices)
+        else:
+            self.model_state_bytes = model_state_bytes(
+                workload, params=sum(self.plan.group_bytes.values()) / workload.precision_bytes,
+                zero=execution.zero, dp=devices // t)
         self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
 
     @property
@@ -527,6 +635,30 @@ class Iteration:
             if load > self.port_peak_Bps[port]:
                 self.port_peak_Bps[port] = load
 
+    def _communicators(self):
+        """Device -> (its data-parallel communicator, its tensor-parallel one or None),
+        and every ring they use by name. Without tensor parallelism there is one
+        communicator over the topology's rings, the paper's."""
+        topology, t = self.topology, self.inputs.execution.tensor_parallel
+        rings = {ring.name: ring for ring in topology.rings}
+        if t == 1:
+            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps)
+            return [(stream, None)] * len(topology.devices), rings
+        streams: list[list] = [[None, None] for _ in topology.devices]
+        for kind, slot, groups in (("dp", 0, self.data_groups), ("tp", 1, self.tensor_groups)):
+            for n, group in enumerate(groups):
+                members = {topology.devices[d] for d in group}
+                group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", _reverse(ring, topology.rings))
+                                    for ring in topology.rings if members <= set(ring.ranks))
+                if not group_rings:
+                    raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
+                                     key="execution.tensor_parallel")
+                rings.update((r.name, r) for r in group_rings)
+                stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group))
+                for d in group:
+                    streams[d][slot] = stream
+        return [tuple(pair) for pair in streams], rings
+
     def run(self) -> IterationRecord:
         env, inputs, topology = self.env, self.inputs, self.inputs.topology
         capacity = topology.device_memory_bytes
@@ -537,11 +669,12 @@ class Iteration:
                 f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
                 f"{resident:.6g} bytes, over its memory of {capacity:.6g} bytes")
         stores = BackingStores(topology)
-        stream = CollectiveStream(env, self.net, inputs, self.reduce_Bps)
+        streams, rings = self._communicators()
         memories = [DeviceMemory(env, r, capacity) for r in records]
-        devices = [DeviceCompute(env, self.net, inputs, d, self.plan, memories[d], stores, stream,
-                                 self.model_state_bytes, self.virtualize).process
+        devices = [DeviceCompute(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
+                                 self.model_state_bytes, self.virtualize, streams[d][1]).process
                    for d in range(len(records))]
+        communicators = list(dict.fromkeys(s for pair in streams for s in pair if s is not None))
         done = env.all_of(devices)
         # Runs until nothing is scheduled: devices done, and every collective and DMA
         # they launched has finished (the engines then wait on empty queues).
@@ -555,13 +688,13 @@ class Iteration:
                 f"device {record.name} cannot fit {what} ({size:.6g} bytes) beside the "
                 f"{record.memory_bytes:.6g} bytes it holds, within its memory of "
                 f"{capacity:.6g} bytes, {how}")
-        if not done.triggered or stream.unfinished():
+        if not done.triggered or any(c.unfinished() for c in communicators):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
         record = IterationRecord(
             inputs=inputs,
             iteration_time_s=env.now,
             devices=records,
-            collectives=stream.records,
+            collectives=[r for c in communicators for r in c.records],
             store_peak_bytes=dict(sorted(stores.peak.items())),
             store_end_bytes=dict(sorted(stores.used.items())),
             events=env.events_processed,
@@ -573,6 +706,7 @@ class Iteration:
             plan=self.plan,
             model_state_bytes=self.model_state_bytes,
             virtualize=self.virtualize,
+            rings=rings,
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record

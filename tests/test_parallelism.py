@@ -1,0 +1,118 @@
+"""Tensor parallelism (Megatron-style) and ZeRO stages 1-3 (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcdla.config.execution import ExecutionSpec
+from mcdla.config.training import TrainingSpec
+from mcdla.errors import InputError
+from mcdla.hw.network import Ring, sub_ring
+from mcdla.hw.parallelism import tensor_split
+from mcdla.hw.topology import load_topology
+from mcdla.hw.workload import load_workload
+from mcdla.sim.training import Iteration
+
+GPT2 = dict(layers=12, hidden=768, seq=1024)  # gpt2.yaml
+GPT2_PARAMS = 124_439_808
+
+
+def iterate(topology="ring", workload="gpt2", batch=16, workload_sets=(), **execution):
+    training = TrainingSpec(virtualization=False)
+    spec = ExecutionSpec(batch=batch, training=training, **execution)
+    return Iteration(load_topology(topology), load_workload(workload, list(workload_sets)), spec).run()
+
+
+def test_megatron_block_splits_into_two_all_reduces_each_way():
+    layers = load_workload("gpt2").layers
+    split = tensor_split(layers, 4)
+    names = {l.name: i for i, l in enumerate(layers)}
+    # Attention: the QKV projection is column-parallel, the output projection row-parallel.
+    assert split.split[names["blocks.1/linear4"]] and split.split[names["blocks.1/attention5"]]
+    assert names["blocks.1/attn_out"] in split.reduce_out and names["blocks.1/mlp_out"] in split.reduce_out
+    # Forward: the two row-parallel outputs of each block, and the vocab-parallel embedding.
+    assert len(split.reduce_out) == 2 * GPT2["layers"] + 1
+    # Backward: the dX of each block's two norms (read by column-parallel layers), and the final norm's (the head).
+    assert len(split.partial_dx) == 2 * GPT2["layers"] + 1
+    assert not split.gathers  # nothing needs a whole tensor that is split
+
+
+def test_tensor_parallel_moves_megatrons_bytes_per_layer():
+    tp, batch = 4, 16
+    record = iterate(tensor_parallel=tp, batch=batch)
+    dp = 8 // tp
+    activation = (batch // dp) * GPT2["seq"] * GPT2["hidden"] * 2  # b s h, fp16 (mixed precision)
+    reductions = [c for c in record.collectives if c.tag.startswith(("tp-out", "tp-dX"))]
+    groups = 8 // tp
+    assert len(reductions) == groups * 2 * (2 * GPT2["layers"] + 1)
+    assert all(c.size_bytes == activation and c.op == "all_reduce" and c.ranks == tp for c in reductions)
+
+
+def test_tensor_groups_are_neighbours_and_their_rings_stay_inside_the_group():
+    topology = load_topology("ring")
+    record = iterate(tensor_parallel=2)
+    tp_rings = {name: ring for name, ring in record.rings.items() if "/tp" in name}
+    assert tp_rings and all(r.size == 2 for r in tp_rings.values())
+    group0 = [r for n, r in tp_rings.items() if n.endswith("/tp0")]
+    assert all(set(r.ranks) == {"D0", "D1"} for r in group0)
+    # D0 and D1 are joined through M0: each segment is the two hops between them, one
+    # direction each way, never around the other six devices.
+    for ring in group0:
+        assert all(len(seg) == 2 for seg in ring.segments)
+        nodes = {topology.channels[c].src for seg in ring.segments for c in seg}
+        assert nodes <= {"D0", "M0", "D1"}
+
+
+def test_a_sub_ring_of_every_rank_is_the_ring():
+    ring = Ring("r", ("A", "B", "C"), (("a>b",), ("b>c",), ("c>a",)), (1.0, 1.0, 1.0))
+    assert sub_ring(ring, {"A", "B", "C"}, "x") is ring
+    part = sub_ring(ring, {"A", "C"}, "x")
+    assert part.segments == (("a>b", "b>c"), ("c>a",)) and part.latency_s == (2.0, 1.0)
+
+
+@pytest.mark.parametrize("zero, per_param", [
+    # mixed-precision Adam: 2 + 2 bytes of fp16 weights and gradients, K = 12 of fp32
+    # master and moments (ZeRO, Rajbhandari et al. 2020, Section 3.1), data-parallel over 8.
+    (0, 2 + 2 + 12),
+    (1, 2 + 2 + 12 / 8),
+    (2, 2 + (2 + 12) / 8),
+    (3, (2 + 2 + 12) / 8),
+])
+def test_zero_model_state_per_device_matches_the_paper(zero, per_param):
+    record = iterate(zero=zero)
+    assert record.model_state_bytes == pytest.approx(GPT2_PARAMS * per_param, rel=1e-12)
+
+
+def test_zero_collectives_per_stage():
+    grads = GPT2_PARAMS * 2
+    by_stage = {z: iterate(zero=z).collectives for z in (0, 1, 2, 3)}
+    ops = {z: {op: sum(c.size_bytes for c in cs if c.op == op) for op in ("all_reduce", "reduce_scatter", "all_gather")}
+           for z, cs in by_stage.items()}
+    assert ops[0] == pytest.approx({"all_reduce": grads, "reduce_scatter": 0, "all_gather": 0})
+    # Stage 1: gradients all-reduced, then the updated weights all-gathered after the step.
+    assert ops[1] == pytest.approx({"all_reduce": grads, "reduce_scatter": 0, "all_gather": grads})
+    # Stage 2: gradients reduce-scattered to their owners.
+    assert ops[2] == pytest.approx({"all_reduce": 0, "reduce_scatter": grads, "all_gather": grads})
+    # Stage 3: weights gathered before each group's forward and again before its backward.
+    assert ops[3] == pytest.approx({"all_reduce": 0, "reduce_scatter": grads, "all_gather": 2 * grads})
+
+
+def test_zero_shards_the_optimizer_step():
+    plain, sharded = iterate(), iterate(zero=1)
+    step = [next(e - s for s, e, k in r.devices[0].compute if k == "optimizer step") for r in (plain, sharded)]
+    assert step[1] < step[0] / 4
+
+
+def test_degrees_are_checked_against_the_design():
+    with pytest.raises(InputError, match="does not divide"):
+        iterate(tensor_parallel=3)
+    with pytest.raises(InputError, match="data-parallel training"):
+        ExecutionSpec(parallel="model", tensor_parallel=2)
+    with pytest.raises(InputError, match="not built"):
+        ExecutionSpec(pipeline_parallel=2)
+
+
+def test_tensor_parallelism_on_a_cnn_alternates_column_and_row_layers():
+    record = iterate(workload="vgg16", tensor_parallel=2, batch=16)  # invariants checked by run()
+    assert any(c.tag.startswith("tp-out") for c in record.collectives)
+    assert any(c.tag.startswith("tp-dX") for c in record.collectives)
