@@ -1,0 +1,80 @@
+"""``mcdla plan``: search the ways to train a workload on a design, simulate the most
+promising, print the best few and why the others were left out (mcdla/sweep/plan.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mcdla.cli.output import add_format_options, positive_int
+
+    parser = sub.add_parser("plan", help="find the best parallelism and memory strategy for a workload",
+                            description="Search tensor-parallel degree, ZeRO stage and activation-memory "
+                            "strategy; estimate every candidate, simulate the most promising, print the best.")
+    parser.add_argument("--workload", required=True, metavar="NAME|FILE")
+    parser.add_argument("--topology", required=True, metavar="NAME|FILE")
+    parser.add_argument("--devices", type=positive_int, metavar="N", help="the devices the design must have")
+    parser.add_argument("--batch", type=positive_int, required=True, metavar="N", help="global batch")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="fixed inputs for every candidate (as mcdla sim --set)")
+    parser.add_argument("--top", type=positive_int, default=5, metavar="K", help="best candidates shown (default 5)")
+    parser.add_argument("--simulate", type=positive_int, default=16, metavar="K",
+                        help="candidates simulated, by estimated time (default 16)")
+    parser.add_argument("--all", action="store_true", help="show every candidate, infeasible ones included")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_format_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _human(row) -> dict:
+    from mcdla.io.humane import format_value, percent
+
+    c, r = row.candidate, row.result
+    out = {"tp": c.tensor_parallel, "dp": row.devices // c.tensor_parallel, "zero": c.zero,
+           "memory": c.offload}
+    if c.checkpoint is not None:
+        out["checkpoint"] = c.checkpoint
+    if row.feasible:
+        out.update({
+            "iteration": format_value(r["iteration_time_s"], "time"),
+            "tokens/s": f"{r['tokens_per_s']:,.0f}",
+            "TFLOP/s/device": f"{r['model_flops_per_device'] / 1e12:.1f}",
+            "of peak": percent(r["peak_fraction"]),
+            "device peak": format_value(r["device_mem_peak_bytes"], "size"),
+            "backing peak": format_value(r["backing_peak_bytes"], "size"),
+        })
+    else:
+        out["why not"] = row.reason if len(row.reason) < 110 else row.reason[:107] + "..."
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcdla.cli.output import emit
+    from mcdla.config.loader import parse_set
+    from mcdla.sweep.plan import plan
+
+    def progress(n, total, label):
+        if not args.quiet and sys.stderr.isatty():
+            print(f"\r[{n + 1}/{total}] simulating {label:<40}", end="", file=sys.stderr, flush=True)
+
+    rows = plan(args.topology, args.workload, batch=args.batch, sets=[parse_set(s) for s in args.sets],
+                devices=args.devices, simulate=args.simulate, progress=progress)
+    if not args.quiet and sys.stderr.isatty():
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    feasible = [r for r in rows if r.feasible]
+    shown = rows if args.all else feasible[:args.top]
+    if args.format == "table":
+        emit([_human(r) for r in shown], args)
+        infeasible = [r for r in rows if r.feasible is False]
+        print(f"{len(rows)} candidates: {len(feasible)} simulated and feasible, {len(infeasible)} infeasible, "
+              f"{len(rows) - len(feasible) - len(infeasible)} ranked out by their estimate", file=sys.stderr)
+        for reason in sorted({r.reason for r in infeasible})[:5]:
+            print(f"  infeasible: {reason[:160]}", file=sys.stderr)
+    else:
+        emit([r.as_dict() for r in shown], args)
+    if not feasible:
+        print("mcdla plan: no candidate fits this design", file=sys.stderr)
+        return 1
+    return 0

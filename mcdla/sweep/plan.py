@@ -1,0 +1,196 @@
+"""``mcdla plan``: the best ways to train one workload on one design.
+
+The search space is every combination of the execution's strategies that applies to
+data-parallel training on the design's devices: the tensor-parallel degree (every
+divisor of the devices up to ``MAX_TENSOR``; the data-parallel degree is the rest),
+the ZeRO stage, the activation-memory strategy (keep every feature map on the device,
+or a registered offload policy) and, where the build has it, activation
+checkpointing. The global batch is the user's; pipeline parallelism is not built yet.
+
+Each candidate is first judged without simulating, from its plan (per-layer kernel
+times and tensor sizes, :func:`mcdla.sim.training.make_plan`): it is infeasible for
+certain when its model state and input do not fit the device memory, and its
+iteration time is bounded below by its compute (forward, backward, optimizer step)
+plus the tensor-parallel all-reduces, which sit on the critical path, at the design's
+per-device collective bandwidth. The ``simulate`` most promising candidates by that
+estimate are then simulated, in order, until that many are found feasible: a
+simulation may still find a candidate infeasible (its working set does not fit), with
+the simulator's reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from mcdla.errors import InfeasibleError, InputError
+
+__all__ = ["Candidate", "PlanRow", "candidates", "plan", "MAX_TENSOR"]
+
+# Largest tensor-parallel degree tried: Megatron-LM keeps tensor groups inside one
+# NVLink domain (8 GPUs); beyond it the activation all-reduces dominate.
+MAX_TENSOR = 8
+ZERO_STAGES = (0, 1, 2, 3)
+# Memory strategies: "none" keeps every feature map on the device (virtualization off).
+KEEP = "none"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tensor_parallel: int
+    zero: int
+    offload: str  # KEEP, or a registered offload policy
+    checkpoint: str | None = None  # None where the build has no checkpointing option
+
+    def sets(self) -> list[tuple[str, Any]]:
+        sets: list[tuple[str, Any]] = [("execution.tensor_parallel", self.tensor_parallel),
+                                       ("execution.zero", self.zero)]
+        if self.offload == KEEP:
+            sets.append(("training.virtualization", False))
+        else:
+            sets.append(("execution.offload", self.offload))
+        if self.checkpoint is not None:
+            sets.append(("training.checkpoint", self.checkpoint))
+        return sets
+
+    def label(self) -> str:
+        parts = [f"tp{self.tensor_parallel}", f"zero{self.zero}", self.offload]
+        if self.checkpoint not in (None, "none"):
+            parts.append(f"ckpt:{self.checkpoint}")
+        return " ".join(parts)
+
+
+@dataclass
+class PlanRow:
+    candidate: Candidate
+    devices: int
+    estimate_s: float | None = None
+    resident_bytes: float | None = None
+    feasible: bool | None = None  # None: not simulated (ranked out)
+    reason: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.candidate
+        return {"tensor_parallel": c.tensor_parallel, "data_parallel": self.devices // c.tensor_parallel,
+                "zero": c.zero, "memory": c.offload, "checkpoint": c.checkpoint or "none",
+                "estimate_s": self.estimate_s, "resident_bytes": self.resident_bytes,
+                "feasible": self.feasible, "reason": self.reason, **self.result}
+
+
+def _checkpoint_options() -> tuple[str | None, ...]:
+    """The activation-checkpointing strategies of this build (None if it has none)."""
+    from typing import get_args, get_type_hints
+
+    from mcdla.config.training import TrainingSpec
+
+    hint = get_type_hints(TrainingSpec).get("checkpoint")
+    return get_args(hint) if hint is not None else (None,)
+
+
+def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candidate]:
+    """Every candidate that divides the design and the batch."""
+    out = []
+    for tp in range(1, min(devices, MAX_TENSOR) + 1):
+        if devices % tp or batch % (devices // tp):
+            continue
+        for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads), _checkpoint_options()):
+            if zero and devices // tp == 1:
+                continue  # nothing to shard over
+            out.append(Candidate(tp, zero, offload, checkpoint))
+    return out
+
+
+def _estimate(iteration) -> tuple[float, float]:
+    """(a lower bound of the iteration time, the bytes resident on a device)."""
+    plan, topology = iteration.plan, iteration.topology
+    compute = sum(plan.fwd_s) + sum(plan.bwd_s) + plan.step_s
+    t = iteration.inputs.execution.tensor_parallel
+    moved = 0.0
+    if t > 1:
+        reduced = [plan.group_full_bytes[i] for i in plan.tp.reduce_out]
+        reduced += [plan.group_full_bytes[p] for ps in plan.tp.partial_dx.values() for p in ps]
+        moved = sum(reduced) * 2 * (t - 1) / t  # ring all-reduce bytes per rank
+    bandwidth = topology.collective_bw_Bps if topology.rings else math.inf
+    return compute + moved / bandwidth, iteration.model_state_bytes + plan.tensor_bytes[0]
+
+
+def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
+    """What a planner reads of a simulated candidate: time, throughput, model FLOP/s, memory per tier."""
+    workload, execution, topology = record.inputs.workload, record.inputs.execution, record.inputs.topology
+    time_s = record.iteration_time_s
+    shape = workload.layers[0].out_shape
+    tokens = execution.batch * (shape[0] if len(shape) == 1 else 1)  # token ids (seq,): a sequence model
+    flops = 6.0 * workload.macs_fwd_per_sample * execution.batch  # forward 2 FLOP/MAC, backward twice that
+    per_device = flops / time_s / len(topology.devices)
+    return {
+        "iteration_time_s": time_s,
+        "samples_per_s": execution.batch / time_s,
+        "tokens_per_s": tokens / time_s,
+        "model_flops_per_device": per_device,
+        "peak_fraction": per_device / (2 * topology.device.peak_macs_per_s),
+        "device_mem_peak_bytes": result["device_mem_peak_bytes"],
+        "backing_peak_bytes": max(record.store_peak_bytes.values(), default=0.0),
+    }
+
+
+def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
+         devices: int | None = None, simulate: int = 16,
+         progress: Callable[[int, int, str], None] | None = None) -> list[PlanRow]:
+    """Every candidate, estimated; the most promising simulated until ``simulate`` fit.
+    Rows come best first: simulated feasible by iteration time, then the rest."""
+    from mcdla.metrics.summary import summarize
+    from mcdla.run import load_inputs
+    from mcdla.sim.offload import OFFLOADS
+    from mcdla.sim.training import Iteration
+
+    cache: dict = {}
+    topo, _, _ = load_inputs(topology, workload, sets, cache, batch=batch)
+    n = len(topo.devices)
+    if devices is not None and devices != n:
+        raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
+    offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
+    rows = [PlanRow(c, n) for c in candidates(n, batch, offloads)]
+    if not rows:
+        raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
+                         f"and the batch of {batch}", key="--batch")
+    built = {}
+    for row in rows:
+        try:
+            t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch)
+            iteration = Iteration(t, w, e)
+        except InputError as exc:
+            row.feasible, row.reason = False, str(exc)
+            continue
+        row.estimate_s, row.resident_bytes = _estimate(iteration)
+        capacity = t.device_memory_bytes
+        if row.resident_bytes > capacity:
+            row.feasible = False
+            row.reason = (f"model state and input need {row.resident_bytes / 1e9:.3g} GB of the device's "
+                          f"{capacity / 1e9:.3g} GB")
+            continue
+        built[id(row)] = iteration
+    ranked = sorted((r for r in rows if id(r) in built), key=lambda r: (r.estimate_s, r.candidate.label()))
+    found = 0
+    for k, row in enumerate(ranked):
+        if found == simulate:  # enough feasible ones: the rest are estimated slower
+            row.reason = "not simulated: a slower estimate than the simulated candidates"
+            continue
+        if progress is not None:
+            progress(k, len(ranked), row.candidate.label())
+        try:
+            record = built.pop(id(row)).run()
+        except InfeasibleError as exc:
+            row.feasible, row.reason = False, str(exc)
+            continue
+        row.feasible, found = True, found + 1
+        row.result = _metrics(record, summarize(record, 0.0))
+
+    def order(row: PlanRow):
+        state = 0 if row.feasible else (1 if row.feasible is None else 2)
+        time_s = row.result.get("iteration_time_s", row.estimate_s or math.inf)
+        return (state, time_s, row.candidate.label())
+
+    return sorted(rows, key=order)
