@@ -17,8 +17,8 @@ GPT2 = dict(layers=12, hidden=768, seq=1024)  # gpt2.yaml
 GPT2_PARAMS = 124_439_808
 
 
-def iterate(topology="ring", workload="gpt2", batch=16, workload_sets=(), **execution):
-    training = TrainingSpec(virtualization=False)
+def iterate(topology="ring", workload="gpt2", batch=16, workload_sets=(), training_options=None, **execution):
+    training = TrainingSpec(virtualization=False, **(training_options or {}))
     spec = ExecutionSpec(batch=batch, training=training, **execution)
     return Iteration(load_topology(topology), load_workload(workload, list(workload_sets)), spec).run()
 
@@ -104,15 +104,65 @@ def test_zero_shards_the_optimizer_step():
 
 
 def test_degrees_are_checked_against_the_design():
-    with pytest.raises(InputError, match="does not divide"):
+    with pytest.raises(InputError, match="do not divide"):
         iterate(tensor_parallel=3)
     with pytest.raises(InputError, match="data-parallel training"):
         ExecutionSpec(parallel="model", tensor_parallel=2)
-    with pytest.raises(InputError, match="not built"):
-        ExecutionSpec(pipeline_parallel=2)
+    with pytest.raises(InputError, match="data-parallel training"):
+        ExecutionSpec(parallel="model", pipeline_parallel=2)
+    with pytest.raises(InputError, match="use 0 or 1"):
+        ExecutionSpec(pipeline_parallel=2, zero=2)
 
 
 def test_tensor_parallelism_on_a_cnn_alternates_column_and_row_layers():
     record = iterate(workload="vgg16", tensor_parallel=2, batch=16)  # invariants checked by run()
     assert any(c.tag.startswith("tp-out") for c in record.collectives)
     assert any(c.tag.startswith("tp-dX") for c in record.collectives)
+
+
+# Pipeline parallelism --------------------------------------------------------------
+
+EQUAL_STAGES = """
+name: relus
+input: {channels: 64, height: 56, width: 56}
+layers:
+""" + "".join(f"  - {{name: r{i}, kind: relu}}\n" for i in range(8))
+
+
+@pytest.mark.parametrize("schedule", ["1f1b", "gpipe"])
+@pytest.mark.parametrize("stages, micro", [(2, 4), (4, 8), (8, 8), (4, 1)])
+def test_pipeline_bubble_with_equal_stages_and_free_communication(tmp_path, schedule, stages, micro):
+    path = tmp_path / "relus.yaml"
+    path.write_text(EQUAL_STAGES)
+    free = [("links.nvlink.bw", "1e17 B/s"), ("links.nvlink.latency", 0)]  # communication is free
+    topo = load_topology("ring", free)
+    spec = ExecutionSpec(batch=64 * micro, pipeline_parallel=stages,
+                         training=TrainingSpec(virtualization=False, micro_batches=micro, schedule=schedule))
+    record = Iteration(topo, load_workload(str(path)), spec).run()
+    busy = [sum(e - s for s, e, _ in d.compute) for d in record.devices]
+    assert max(busy) == pytest.approx(min(busy), rel=1e-12)  # equal stages
+    # Each device computes m micro-batches of its stage; the rest of the iteration is
+    # the bubble, (p - 1) / (m + p - 1) of it.
+    bubble = 1 - busy[0] / record.iteration_time_s
+    assert bubble == pytest.approx((stages - 1) / (micro + stages - 1), rel=1e-5)
+
+
+def test_1f1b_holds_fewer_micro_batches_than_gpipe():
+    peaks = {}
+    for schedule in ("1f1b", "gpipe"):
+        record = iterate(pipeline_parallel=4, training_options=dict(micro_batches=8, schedule=schedule))
+        peaks[schedule] = record.devices[0].memory_peak_bytes
+    assert peaks["1f1b"] < peaks["gpipe"]
+
+
+def test_pipeline_stages_send_activations_and_gradients_point_to_point():
+    record = iterate(pipeline_parallel=2, training_options=dict(micro_batches=4))
+    hidden = GPT2["seq"] * GPT2["hidden"] * 2  # one sample's residual stream, fp16
+    micro = 16 // 4 // 4  # batch 16 over dp = 4 replicas, 4 micro-batches
+    # Each of the 4 replicas sends 4 micro-batches forward and 4 gradients back.
+    assert len(record.p2p) == 4 * 4 * 2
+    assert {size for _, size in record.p2p} == {micro * hidden}
+    # Gradients are reduced over each stage's data-parallel group only.
+    reductions = [c for c in record.collectives if c.op == "all_reduce"]
+    assert {c.ranks for c in reductions} == {4}
+    assert sum(c.size_bytes for c in reductions) == pytest.approx(GPT2_PARAMS * 2)  # each stage its own groups

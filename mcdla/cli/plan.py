@@ -32,8 +32,9 @@ def _human(row) -> dict:
     from mcdla.io.humane import format_value, percent
 
     c, r = row.candidate, row.result
-    out = {"tp": c.tensor_parallel, "dp": row.devices // c.tensor_parallel, "zero": c.zero,
-           "memory": c.offload}
+    out = {"tp": c.tensor_parallel, "pp": c.pipeline_parallel,
+           "dp": row.devices // (c.tensor_parallel * c.pipeline_parallel),
+           "micro": c.micro_batches, "zero": c.zero, "memory": c.offload}
     if c.checkpoint is not None:
         out["checkpoint"] = c.checkpoint
     if row.feasible:

@@ -34,7 +34,8 @@ class ExecutionSpec:
     - ``tensor_parallel``: the tensor-parallel degree t (Megatron-style, data mode
       only): groups of t consecutive devices split every GEMM, attention and
       per-feature layer (mcdla.hw.parallelism); the data-parallel degree is the
-      devices over t. ``pipeline_parallel``: only 1 runs today (refused as not built).
+      devices over t (and p). ``pipeline_parallel``: p stages of consecutive layers
+      (mcdla.sim.pipeline; ``training.micro_batches``, ``training.schedule``).
     - ``zero``: the ZeRO stage over the data-parallel group (data mode only): 1 shards
       the optimizer state, 2 the gradients too (reduce-scatter instead of all-reduce),
       3 the weights as well (gathered one layer ahead in forward and backward).
@@ -51,13 +52,14 @@ class ExecutionSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
-        if self.pipeline_parallel != 1:
-            raise Where("execution", "pipeline_parallel").error(
-                "pipeline parallelism is not built yet; it runs with 1")
-        for key, default in (("tensor_parallel", 1), ("zero", 0)):
+        for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0)):
             if getattr(self, key) != default and self.parallel != "data":
                 raise Where("execution", key).error(
                     f"applies to data-parallel training; the paper's model-parallel mode runs with {default}")
+        if self.pipeline_parallel > 1 and self.zero > 1:
+            raise Where("execution", "zero").error(
+                "stages 2 and 3 shard what pipeline stages accumulate over micro-batches; "
+                "with pipeline parallelism use 0 or 1 (as DeepSpeed)")
 
 
 # The keys --set execution.KEY may name (training options go through training.KEY).

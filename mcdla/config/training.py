@@ -47,6 +47,10 @@ class TrainingSpec:
     - ``fuse_bn_relu``: a batch norm followed by a ReLU runs as one kernel (cuDNN's
       fused BN+ReLU): one launch, and the intermediate tensor is neither written nor
       read back, forward and backward. Implies the ReLU runs in place.
+    - ``micro_batches``: with pipeline parallelism, each replica's share of the batch
+      runs as this many micro-batches (gradients accumulate over them).
+    - ``schedule``: the pipeline schedule, ``1f1b`` (PipeDream-Flush, Megatron's) or
+      ``gpipe`` (every forward, then every backward).
     """
 
     virtualization: bool = True
@@ -58,3 +62,5 @@ class TrainingSpec:
     precision: Literal["fp32", "mixed"] | None = None
     inplace: bool = False
     fuse_bn_relu: bool = False
+    micro_batches: PositiveInt = 1
+    schedule: Literal["1f1b", "gpipe"] = "1f1b"

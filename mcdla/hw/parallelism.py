@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from mcdla.errors import InputError
 
-__all__ = ["DeviceShare", "device_share", "TensorSplit", "tensor_split"]
+__all__ = ["DeviceShare", "device_share", "TensorSplit", "tensor_split", "pipeline_stages"]
 
 
 class DeviceShare(NamedTuple):
@@ -119,3 +119,47 @@ def tensor_split(layers, degree: int) -> TensorSplit:
         partial_dx.setdefault(i, []).append(p)
     return TensorSplit(degree, tuple(shards), tuple(split), gathers, frozenset(reduce_out),
                        {i: tuple(ps) for i, ps in partial_dx.items()})
+
+
+def pipeline_stages(costs, stages: int, cuts=None) -> tuple[range, ...]:
+    """Splits layers 1..n-1 (``costs[i]``: layer i's forward plus backward time) into
+    ``stages`` contiguous, non-empty stages whose largest total is as small as
+    possible (the slowest stage paces a pipeline); the input, layer 0, joins stage 0.
+    ``cuts``: the layers a stage may start at (block boundaries, as Megatron splits
+    whole transformer layers); every layer when there are too few of them."""
+    n = len(costs)
+    if n - 1 < stages:
+        raise InputError(f"{n - 1} layers cannot fill {stages} pipeline stages", key="execution.pipeline_parallel")
+    allowed = set(cuts) if cuts is not None and len(set(cuts) - {0, 1}) >= stages - 1 else set(range(n))
+
+    def greedy(limit: float) -> list[int]:
+        starts, total = [1], 0.0
+        for i in range(1, n):
+            if total + costs[i] > limit and total > 0 and i in allowed:
+                starts.append(i)
+                total = 0.0
+            total += costs[i]
+        return starts
+
+    lo, hi = 0.0, sum(costs[1:])
+    for _ in range(100):  # bisection on the largest stage total: greedy fits within it or not
+        mid = (lo + hi) / 2
+        if len(greedy(mid)) <= stages:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    starts = greedy(hi)
+    while len(starts) < stages:  # split a stage at an allowed cut: its parts are no larger
+        bounds = starts + [n]
+        splits = [(bounds[k + 1] - bounds[k], k, c) for k in range(len(starts))
+                  for c in range(bounds[k] + 1, bounds[k + 1]) if c in allowed]
+        if not splits:
+            allowed = set(range(n))
+            continue
+        _, k, _ = max(splits, key=lambda x: (x[0], -x[1]))
+        inside = [c for c in range(bounds[k] + 1, bounds[k + 1]) if c in allowed]
+        starts.insert(k + 1, inside[len(inside) // 2])
+    bounds = [0] + starts[1:] + [n]
+    return tuple(range(bounds[k], bounds[k + 1]) for k in range(stages))

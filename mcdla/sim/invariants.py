@@ -112,6 +112,9 @@ def expected_channel_bytes(record) -> dict[str, float]:
             per_byte[key] = algorithm.channel_bytes(c.op, 1.0, [rings[n] for n in c.rings])
         for channel, size in per_byte[key].items():  # a protocol's flags ride along
             add(channel, size * c.size_bytes * c.wire_factor)
+    for path, size in record.p2p:  # pipeline stages' activations and their gradients
+        for resource in path:
+            add(resource, size)
     plan = record.plan
     moved = sum(plan.tensor_bytes[tensor] for tensor in plan.first_need)  # each way, per device
     for device in topology.devices:
@@ -140,8 +143,10 @@ def _check_devices(record) -> None:
     # The driver allocates the resident model state first and keeps it; everything
     # else an iteration allocates it must free.
     steady = float(record.model_state_bytes)
-    for device in record.devices:
+    for n, device in enumerate(record.devices):
         name = device.name
+        if record.device_state_bytes:
+            steady = float(record.device_state_bytes[n])
         peak = max(device.memory_peak_bytes, 0.0)
         start = steady  # what stays resident across iterations (weights, gradients)
         level, lowest = 0.0, 0.0

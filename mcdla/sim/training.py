@@ -34,7 +34,7 @@ The components decide *when*; how long a kernel takes comes from
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
@@ -143,6 +143,8 @@ class IterationRecord:
     model_state_bytes: float
     virtualize: bool
     rings: dict = field(default_factory=dict)  # every ring a communicator used, by name
+    device_state_bytes: tuple[float, ...] = ()  # per device, where stages hold different weights
+    p2p: tuple = ()  # (path, bytes) of every point-to-point transfer between pipeline stages
 
 
 class DeviceMemory:
@@ -593,16 +595,24 @@ class Iteration:
                                     fuse_bn_relu=training.fuse_bn_relu)
         self.inputs = RunInputs(topology, workload, execution)
         devices = len(topology.devices)
-        t = execution.tensor_parallel
-        if devices % t:
-            raise InputError(f"{t} does not divide the {devices} devices of {topology.name}",
-                             key="execution.tensor_parallel")
+        t, pp = execution.tensor_parallel, execution.pipeline_parallel
+        if devices % (t * pp):
+            key = "execution.tensor_parallel" if devices % t else "execution.pipeline_parallel"
+            raise InputError(f"tensor x pipeline degrees {t} x {pp} do not divide the {devices} devices of "
+                             f"{topology.name}", key=key)
+        dp = devices // (t * pp)
+        micro = training.micro_batches
+        if execution.batch % (dp * micro):
+            raise InputError(f"{execution.batch} is not divisible by {dp} data-parallel replicas x {micro} "
+                             "micro-batches", key="batch")
         self.share = device_share(execution.parallel, execution.batch, devices // t)  # refuses an uneven batch
-        # Rank placement: tensor groups are t consecutive devices (the topology's order
-        # puts neighbours next to each other, so a tensor group shares the fastest
-        # links); a data-parallel group takes one device of each tensor group.
+        # Rank placement (Megatron's order): tensor groups are t consecutive devices (the
+        # topology's order puts neighbours next to each other, so a tensor group shares
+        # the fastest links), then data-parallel replicas, then pipeline stages; a
+        # data-parallel group takes one device of each tensor group of its stage.
         self.tensor_groups = tuple(tuple(range(k, k + t)) for k in range(0, devices, t))
-        self.data_groups = tuple(tuple(range(r, devices, t)) for r in range(t))
+        self.data_groups = tuple(tuple(s * dp * t + k * t + r for k in range(dp))
+                                 for s in range(pp) for r in range(t))
         self.env = CountingEnvironment()
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change.
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
@@ -610,11 +620,29 @@ class Iteration:
         self.net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
                                record_timeline=record_timeline)
         self.virtualize = execution.training.virtualization and topology.backing != "none"
-        self.plan = make_plan(self.inputs, self.virtualize)
+        self.pipe = None
+        if pp > 1:
+            if self.virtualize:
+                raise InputError("pipeline parallelism keeps feature maps on the device; set "
+                                 "training.virtualization=false", key="training.virtualization")
+            # Each pass runs one micro-batch: the plan's per-layer times and sizes are a micro-batch's.
+            micro_inputs = RunInputs(topology, workload, replace(execution, batch=execution.batch // micro * pp))
+            self.plan = make_plan(micro_inputs, False)
+            from mcdla.sim.pipeline import pipeline_plan
+
+            self.pipe = pipeline_plan(self.plan, self.inputs, dp)
+        else:
+            self.plan = make_plan(self.inputs, self.virtualize)
         # Weights, gradients and optimizer state stay in device memory (1/D of them per
         # device in model-parallel training); the steady state an iteration returns to.
+        self.device_state_bytes: tuple[float, ...] = ()
         if execution.parallel == "model":
             self.model_state_bytes = model_state_bytes(workload, devices)
+        elif self.pipe is not None:  # each device holds its stage's weights
+            per_stage = [model_state_bytes(workload, params=n, zero=execution.zero, dp=dp)
+                         for n in self.pipe.stage_params]
+            self.device_state_bytes = tuple(per_stage[d // (dp * t)] for d in range(devices))
+            self.model_state_bytes = max(per_stage)
         else:
             self.model_state_bytes = model_state_bytes(
                 workload, params=sum(self.plan.group_bytes.values()) / workload.precision_bytes,
@@ -641,7 +669,7 @@ class Iteration:
         communicator over the topology's rings, the paper's."""
         topology, t = self.topology, self.inputs.execution.tensor_parallel
         rings = {ring.name: ring for ring in topology.rings}
-        if t == 1:
+        if len(self.data_groups) == 1:  # no tensor or pipeline parallelism
             stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps)
             return [(stream, None)] * len(topology.devices), rings
         streams: list[list] = [[None, None] for _ in topology.devices]
@@ -671,9 +699,25 @@ class Iteration:
         stores = BackingStores(topology)
         streams, rings = self._communicators()
         memories = [DeviceMemory(env, r, capacity) for r in records]
-        devices = [DeviceCompute(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
-                                 self.model_state_bytes, self.virtualize, streams[d][1]).process
-                   for d in range(len(records))]
+        links = None
+        if self.pipe is None:
+            devices = [DeviceCompute(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
+                                     self.model_state_bytes, self.virtualize, streams[d][1]).process
+                       for d in range(len(records))]
+        else:
+            from mcdla.sim.pipeline import PipeLinks, PipelineStage
+
+            links = PipeLinks(env, self.net, topology, lambda ring: _reverse(ring, topology.rings))
+            width = len(records) // self.pipe.stages  # devices per stage
+            names = topology.devices
+            devices = []
+            for d in range(len(records)):
+                stage = d // width
+                peers = (names[d - width] if stage > 0 else None,
+                         names[d + width] if stage < self.pipe.stages - 1 else None)
+                devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
+                                             self.device_state_bytes[d], False, streams[d][1], stage=stage,
+                                             pipe=self.pipe, links=links, peers=peers).process)
         communicators = list(dict.fromkeys(s for pair in streams for s in pair if s is not None))
         done = env.all_of(devices)
         # Runs until nothing is scheduled: devices done, and every collective and DMA
@@ -707,6 +751,8 @@ class Iteration:
             model_state_bytes=self.model_state_bytes,
             virtualize=self.virtualize,
             rings=rings,
+            device_state_bytes=self.device_state_bytes,
+            p2p=tuple(links.sent) if links is not None else (),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record

@@ -2,10 +2,11 @@
 
 The search space is every combination of the execution's strategies that applies to
 data-parallel training on the design's devices: the tensor-parallel degree (every
-divisor of the devices up to ``MAX_TENSOR``; the data-parallel degree is the rest),
-the ZeRO stage, the activation-memory strategy (keep every feature map on the device,
-or a registered offload policy) and, where the build has it, activation
-checkpointing. The global batch is the user's; pipeline parallelism is not built yet.
+divisor of the devices up to ``MAX_TENSOR``), the pipeline degree and its
+micro-batches, the data-parallel degree (the rest), the ZeRO stage, the
+activation-memory strategy (keep every feature map on the device, or a registered
+offload policy) and, where the build has it, activation checkpointing. The global
+batch is the user's.
 
 Each candidate is first judged without simulating, from its plan (per-layer kernel
 times and tensor sizes, :func:`mcdla.sim.training.make_plan`): it is infeasible for
@@ -43,10 +44,15 @@ class Candidate:
     zero: int
     offload: str  # KEEP, or a registered offload policy
     checkpoint: str | None = None  # None where the build has no checkpointing option
+    pipeline_parallel: int = 1
+    micro_batches: int = 1
 
     def sets(self) -> list[tuple[str, Any]]:
         sets: list[tuple[str, Any]] = [("execution.tensor_parallel", self.tensor_parallel),
                                        ("execution.zero", self.zero)]
+        if self.pipeline_parallel > 1:
+            sets += [("execution.pipeline_parallel", self.pipeline_parallel),
+                     ("training.micro_batches", self.micro_batches)]
         if self.offload == KEEP:
             sets.append(("training.virtualization", False))
         else:
@@ -56,7 +62,8 @@ class Candidate:
         return sets
 
     def label(self) -> str:
-        parts = [f"tp{self.tensor_parallel}", f"zero{self.zero}", self.offload]
+        parts = [f"tp{self.tensor_parallel}", f"pp{self.pipeline_parallel}x{self.micro_batches}",
+                 f"zero{self.zero}", self.offload]
         if self.checkpoint not in (None, "none"):
             parts.append(f"ckpt:{self.checkpoint}")
         return " ".join(parts)
@@ -74,7 +81,9 @@ class PlanRow:
 
     def as_dict(self) -> dict[str, Any]:
         c = self.candidate
-        return {"tensor_parallel": c.tensor_parallel, "data_parallel": self.devices // c.tensor_parallel,
+        return {"tensor_parallel": c.tensor_parallel, "pipeline_parallel": c.pipeline_parallel,
+                "micro_batches": c.micro_batches,
+                "data_parallel": self.devices // (c.tensor_parallel * c.pipeline_parallel),
                 "zero": c.zero, "memory": c.offload, "checkpoint": c.checkpoint or "none",
                 "estimate_s": self.estimate_s, "resident_bytes": self.resident_bytes,
                 "feasible": self.feasible, "reason": self.reason, **self.result}
@@ -91,22 +100,33 @@ def _checkpoint_options() -> tuple[str | None, ...]:
 
 
 def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candidate]:
-    """Every candidate that divides the design and the batch."""
+    """Every candidate that divides the design and the batch. Pipelines run 1F1B with
+    m = p, 2p or 4p micro-batches, feature maps on the device, ZeRO 0 or 1."""
     out = []
-    for tp in range(1, min(devices, MAX_TENSOR) + 1):
-        if devices % tp or batch % (devices // tp):
+    for tp, pp in itertools.product(range(1, min(devices, MAX_TENSOR) + 1), range(1, devices + 1)):
+        if devices % (tp * pp):
             continue
-        for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads), _checkpoint_options()):
-            if zero and devices // tp == 1:
-                continue  # nothing to shard over
-            out.append(Candidate(tp, zero, offload, checkpoint))
+        dp = devices // (tp * pp)
+        for m in ((1,) if pp == 1 else (pp, 2 * pp, 4 * pp)):
+            if batch % (dp * m):
+                continue
+            for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads),
+                                                               _checkpoint_options()):
+                if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP)):
+                    continue  # nothing to shard over; what pipelines do not compose with
+                out.append(Candidate(tp, zero, offload, checkpoint, pp, m))
     return out
 
 
 def _estimate(iteration) -> tuple[float, float]:
     """(a lower bound of the iteration time, the bytes resident on a device)."""
-    plan, topology = iteration.plan, iteration.topology
-    compute = sum(plan.fwd_s) + sum(plan.bwd_s) + plan.step_s
+    plan, topology, pipe = iteration.plan, iteration.topology, iteration.pipe
+    if pipe is None:
+        compute = sum(plan.fwd_s) + sum(plan.bwd_s) + plan.step_s
+    else:  # m micro-batches through the slowest stage, plus the fill and drain (the bubble)
+        m = iteration.inputs.execution.training.micro_batches
+        slowest = max(sum(plan.fwd_s[i] + plan.bwd_s[i] for i in layers) for layers in pipe.layers)
+        compute = (m + pipe.stages - 1) * slowest + max(pipe.step_s)
     t = iteration.inputs.execution.tensor_parallel
     moved = 0.0
     if t > 1:

@@ -1,0 +1,195 @@
+"""Pipeline parallelism: stages of consecutive layers, micro-batches, 1F1B or GPipe.
+
+With ``execution.pipeline_parallel`` = p, the devices form p stages of dp x t devices
+each (Megatron's order: tensor groups innermost, then data-parallel replicas, then
+stages); the layers are split into p contiguous stages of near-equal compute
+(:func:`mcdla.hw.parallelism.pipeline_stages`), and each replica's share of the
+global batch runs as ``training.micro_batches`` micro-batches.
+
+A :class:`PipelineStage` is one device's process. Its schedule is a list of forward
+and backward passes of micro-batches (:func:`schedule`): 1F1B (PipeDream-Flush,
+Narayanan et al. 2021: p - s - 1 warm-up forwards on stage s, then one forward and
+one backward in turn, then the remaining backwards) or GPipe (every forward, then
+every backward). A forward on stage s > 0 waits for its micro-batch's activations
+from stage s - 1; a backward on stage s < p - 1 waits for their gradient from stage
+s + 1; both are point-to-point flows on the network (:class:`PipeLinks`), contending
+with the collectives. A micro-batch's stage activations are held from its forward to
+its backward (so 1F1B holds at most p - s micro-batches on stage s, GPipe all m).
+Gradients accumulate over the micro-batches; each weight group is all-reduced over
+the data-parallel group during the last micro-batch's backward, as the last
+gradients complete (DDP's ``no_sync`` for the others), then the optimizer steps.
+Feature maps stay on the device (no offload); ZeRO stage 1 composes, 2 and 3 do not
+(DeepSpeed refuses them with pipelines too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from mcdla.hw.compute import optimizer_step_time
+from mcdla.hw.network import sub_ring
+from mcdla.sim.training import DeviceCompute
+
+__all__ = ["schedule", "PipeLinks", "PipelineStage", "PipelinePlan", "pipeline_plan"]
+
+
+def schedule(kind: str, stage: int, stages: int, micro_batches: int) -> list[tuple[str, int]]:
+    """The passes stage ``stage`` runs, in order: ("F" or "B", micro-batch)."""
+    m = micro_batches
+    if kind == "gpipe":
+        return [("F", j) for j in range(m)] + [("B", j) for j in range(m)]
+    warmup = min(stages - stage - 1, m)
+    passes = [("F", j) for j in range(warmup)]
+    for j in range(m - warmup):
+        passes += [("F", warmup + j), ("B", j)]
+    return passes + [("B", j) for j in range(m - warmup, m)]
+
+
+class PipeLinks:
+    """Point-to-point transfers between pipeline stages, one flow each on the network.
+
+    The route from one device to another follows the first topology ring through
+    both, the shorter way round (as a two-rank communicator's ring would)."""
+
+    def __init__(self, env, net, topology, reverse_of):
+        self.env, self.net, self.topology, self._reverse_of = env, net, topology, reverse_of
+        self._arrivals: dict[tuple, simpy.Event] = {}
+        self._routes: dict[tuple[str, str], tuple[tuple[str, ...], float]] = {}
+        self.sent: list[tuple[tuple[str, ...], float]] = []  # (path, bytes): for the invariants
+
+    def arrival(self, key: tuple) -> simpy.Event:
+        if key not in self._arrivals:
+            self._arrivals[key] = self.env.event()
+        return self._arrivals[key]
+
+    def send(self, src: str, dst: str, key: tuple, size_bytes: float) -> None:
+        path, latency_s = self._route(src, dst)
+        self.sent.append((path, size_bytes))
+        done = self.net.transfer(size_bytes, path, latency_s, tag="/".join(map(str, key)))
+        arrival = self.arrival(key)
+        done.callbacks.append(lambda _event: arrival.succeed())
+
+    def _route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
+        if (src, dst) not in self._routes:
+            for ring in self.topology.rings:
+                if src in ring.ranks and dst in ring.ranks:
+                    pair = sub_ring(ring, {src, dst}, "p2p", self._reverse_of(ring))
+                    k = pair.ranks.index(src)
+                    self._routes[(src, dst)] = (pair.segments[k], pair.latency_s[k])
+                    break
+            else:
+                raise RuntimeError(f"no ring joins {src} and {dst}")
+        return self._routes[(src, dst)]
+
+
+class PipelineStage(DeviceCompute):
+    """One device of one pipeline stage: its passes over the micro-batches."""
+
+    def __init__(self, *args, stage: int, pipe: "PipelinePlan", links: PipeLinks, peers: tuple, **kwargs):
+        # peers: (the device of the previous stage, of the next stage), None at the ends.
+        self.stage, self.pipe, self.links, self.peers = stage, pipe, links, peers
+        super().__init__(*args, **kwargs)
+
+    def _run(self):
+        plan, memory, env = self.plan, self.memory, self.env
+        execution = self.inputs.execution
+        layers = self.inputs.workload.layers
+        pipe = self.pipe
+        tp = plan.tp
+        own = pipe.layers[self.stage]
+        previous, following = self.peers
+        name = self.inputs.topology.devices[self.device]
+        memory.hold(self.model_state_bytes)
+        # A weight group is the stage's that holds its first layer (a recurrent layer's
+        # timesteps may span stages; its gradient is reduced once, by that stage).
+        groups_left: dict[str, int] = {}
+        for i in own:
+            group = layers[i].weight_group
+            if group is not None and plan.group_first[group] in own:
+                groups_left[group] = groups_left.get(group, 0) + 1
+        last = execution.training.micro_batches - 1
+        for kind, j in schedule(execution.training.schedule, self.stage, pipe.stages,
+                                execution.training.micro_batches):
+            if kind == "F":
+                if previous is not None:
+                    yield self.links.arrival(("act", name, j))
+                yield from memory.reserve(pipe.held_bytes[self.stage], f"micro-batch {j}'s activations")
+                for i in own:
+                    if i == 0:
+                        continue
+                    for p in tp.gathers.get(i, ()):
+                        yield self.tensor_stream.join(("tp-gather", j, i, p), "all_gather",
+                                                      plan.group_full_bytes[p])
+                    yield from self._compute(plan.fwd_s[i], f"fwd {layers[i].name} mb{j}")
+                    if i in tp.reduce_out:
+                        yield self.tensor_stream.join(("tp-out", j, i), "all_reduce", plan.group_full_bytes[i])
+                if following is not None:
+                    self.links.send(name, following, ("act", following, j), pipe.boundary_bytes[self.stage])
+                continue
+            if following is not None:
+                yield self.links.arrival(("grad", name, j))
+            for i in reversed(own):
+                if i == 0:
+                    continue
+                yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name} mb{j}")
+                for p in tp.partial_dx.get(i, ()):
+                    yield self.tensor_stream.join(("tp-dX", j, p), "all_reduce", plan.group_full_bytes[p])
+                group = layers[i].weight_group
+                if j == last and group in groups_left:
+                    groups_left[group] -= 1
+                    if groups_left[group] == 0:  # the accumulated gradient is complete
+                        self._gradient_ready(group, plan.group_bytes[group])
+            memory.free(pipe.held_bytes[self.stage])
+            if previous is not None:
+                self.links.send(name, previous, ("grad", previous, j), pipe.boundary_bytes[self.stage - 1])
+        self._flush_bucket()
+        if pipe.step_s[self.stage] > 0 or execution.zero == 1:
+            yield env.all_of(self._reductions)
+            yield from self._compute(pipe.step_s[self.stage], "optimizer step")
+        if execution.zero == 1 and self.stream.devices > 1:
+            yield self.stream.join(("W", "step"), "all_gather", pipe.stage_weight_bytes[self.stage])
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """What every stage needs of the pipeline, per micro-batch."""
+
+    stages: int
+    layers: tuple[range, ...]  # stage -> its layers
+    held_bytes: tuple[float, ...]  # stage -> activations one micro-batch holds there until its backward
+    boundary_bytes: tuple[float, ...]  # stage s -> bytes sent from s to s + 1 (and their gradient back)
+    stage_weight_bytes: tuple[float, ...]  # stage -> its weights on one device (after tensor parallelism)
+    stage_params: tuple[float, ...]
+    step_s: tuple[float, ...]  # stage -> its optimizer step
+
+
+def pipeline_plan(plan, inputs, dp: int) -> PipelinePlan:
+    """Splits the layers into stages and sizes what moves between them."""
+    from mcdla.hw.parallelism import pipeline_stages
+
+    workload, execution, device = inputs.workload, inputs.execution, inputs.topology.device
+    layers, p = workload.layers, execution.pipeline_parallel
+    blocks = [layer.name.rpartition("/")[0] for layer in layers]
+    cuts = [i for i in range(1, len(layers)) if blocks[i] != blocks[i - 1]]  # where a block instance starts
+    stages = pipeline_stages([f + b for f, b in zip(plan.fwd_s, plan.bwd_s)], p, cuts)
+    stage_of = {i: s for s, members in enumerate(stages) for i in members}
+    held, boundary = [0.0] * p, [0.0] * p
+    crossing: set[int] = set()  # tensors produced before a boundary and read after it
+    for i, layer in enumerate(layers):
+        for q in layer.inputs:
+            for s in range(stage_of[q], stage_of[i]):
+                boundary[s] += plan.tensor_bytes[q] if (q, s) not in crossing else 0.0
+                crossing.add((q, s))
+    for s, members in enumerate(stages):
+        # Its own outputs, and what it received (kept for backward, as autograd does).
+        held[s] = sum(plan.tensor_bytes[i] for i in members) + (boundary[s - 1] if s else 0.0)
+    prec = workload.precision_bytes
+    weights = [0.0] * p
+    for group, size in plan.group_bytes.items():
+        weights[stage_of[plan.group_first[group]]] += size
+    params = tuple(w / prec for w in weights)
+    updated = [n / (dp if execution.zero else 1) for n in params]
+    return PipelinePlan(p, stages, tuple(held), tuple(boundary), tuple(weights), params,
+                        tuple(optimizer_step_time(device, workload, n) for n in updated))
