@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from mcdla.cli.main import main
 from mcdla.run import simulate
 from mcdla.sweep.plan import candidates, plan

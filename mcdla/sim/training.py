@@ -665,9 +665,9 @@ class Iteration:
 
     def _communicators(self):
         """Device -> (its data-parallel communicator, its tensor-parallel one or None),
-        and every ring they use by name. Without tensor parallelism there is one
-        communicator over the topology's rings, the paper's."""
-        topology, t = self.topology, self.inputs.execution.tensor_parallel
+        and every ring they use by name. Without tensor or pipeline parallelism there is
+        one communicator over the topology's rings, the paper's."""
+        topology = self.topology
         rings = {ring.name: ring for ring in topology.rings}
         if len(self.data_groups) == 1:  # no tensor or pipeline parallelism
             stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps)
