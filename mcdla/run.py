@@ -22,7 +22,8 @@ from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Polic
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError, excerpt
 
-__all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_args", "route_sets", "load_inputs", "check_point"]
+__all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_args", "route_sets", "load_inputs",
+           "check_point", "parse_quantity"]
 
 
 # Where each --set key goes, by its first component: the run's three inputs. The
@@ -177,6 +178,11 @@ def simulate_from_args(args) -> dict[str, Any]:
 DEFAULT_RING_LINK = "nvlink2"
 # Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
 MAX_RING = 4096
+
+
+def parse_quantity(value: Any, kind: str, option: str) -> float:
+    """A positive ``kind`` quantity from the command line (a bare number: the SI unit)."""
+    return _quantity(value, kind, option, positive=True)
 
 
 def _quantity(value: Any, kind: str, option: str, *, positive: bool) -> float:

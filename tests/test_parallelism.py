@@ -166,3 +166,37 @@ def test_pipeline_stages_send_activations_and_gradients_point_to_point():
     reductions = [c for c in record.collectives if c.op == "all_reduce"]
     assert {c.ranks for c in reductions} == {4}
     assert sum(c.size_bytes for c in reductions) == pytest.approx(GPT2_PARAMS * 2)  # each stage its own groups
+
+
+# ZeRO-Offload -------------------------------------------------------------------------
+
+def test_zero_offload_keeps_only_fp16_weights_and_gradients_on_the_device():
+    record = iterate("ring", zero=1, offload_optimizer=True)
+    assert record.model_state_bytes == pytest.approx(GPT2_PARAMS * (2 + 2))
+    # The fp32 master and both Adam moments (12 bytes a parameter), 1/8 from each device.
+    assert sum(record.store_resident_bytes.values()) == pytest.approx(GPT2_PARAMS * 12)
+
+
+def test_zero_offload_on_the_host_steps_on_the_cpu_through_its_dram():
+    record = iterate("dc", zero=1, offload_optimizer=True)
+    ports = [p for p in record.inputs.topology.ports if p.startswith("CPU")]
+    carried = sum(record.network.bytes_by_resource.get(p, 0.0) for p in ports)
+    # fp16 gradients in (2), the CPU's Adam pass (28: gradient, master read and
+    # write, fp16 weights, two moments read and written), fp16 weights out (2).
+    assert carried == pytest.approx(GPT2_PARAMS * (2 + 28 + 2))
+    assert all(k != "optimizer step" for d in record.devices for _, _, k in d.compute)
+
+
+def test_zero_offload_behind_memory_nodes_fetches_the_state_in_chunks():
+    record = iterate("ring", zero=1, offload_optimizer=True)
+    device = record.devices[0]
+    fetched = [e - s for s, e, k in device.virtualization if k == "optimizer state in"]
+    share = GPT2_PARAMS * 12 / 8
+    assert len(fetched) == -(-share // 4e8)  # chunks of DeepSpeed's 1e8-element buffers
+    steps = [k for _, _, k in device.compute if k == "optimizer step"]
+    assert len(steps) == len(fetched)
+
+
+def test_zero_offload_needs_a_backing_store():
+    with pytest.raises(InputError, match="no backing store"):
+        iterate("single", workload="gpt2", batch=2, offload_optimizer=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mcdla.cli.main import main
 from mcdla.run import simulate
-from mcdla.sweep.plan import candidates, plan
+from mcdla.sweep.plan import candidates, largest, plan
 
 
 def test_candidates_divide_the_design_and_the_batch():
@@ -51,3 +53,36 @@ def test_pipelines_fit_what_data_parallelism_cannot_keep_on_the_device():
     flat = [r for r in rows if r.candidate.pipeline_parallel == 1 and r.candidate.tensor_parallel == 1
             and r.candidate.offload == "none" and r.feasible is not None]
     assert flat and all(r.feasible is False for r in flat)
+
+
+def test_family_members_have_their_papers_sizes():
+    from mcdla.config.family import read_family
+    from mcdla.hw.workload import load_workload
+
+    expected = {"gpt3": [0.125, 0.35, 0.76, 1.3, 2.7, 6.7, 13, 175], "llama2": [7, 13, 70]}
+    for name, sizes in expected.items():
+        family = read_family(name)
+        got = [load_workload(family.workload, list(m.items())).params / 1e9 for m in family.members]
+        assert got == pytest.approx(sizes, rel=0.05)
+
+
+def test_largest_model_within_a_time_budget_is_larger_on_memory_centric_design(tmp_path):
+    family = tmp_path / "three.yaml"
+    family.write_text("name: three\nworkload: gpt3_175b\nmembers:\n"
+                      "  - {name: gpt3_1.3b, layers: 24, hidden: 2048, heads: 16, ffn: 8192}\n"
+                      "  - {name: gpt3_13b, layers: 40, hidden: 5120, heads: 40, ffn: 20480}\n")
+    found = {}
+    for design in ("ring", "dc"):
+        rows = largest(design, str(family), batch=16, budget_s=3.0, simulate=1)
+        found[design] = [r.name for r in rows if r.trains]
+    # GPT-3 13B needs its optimizer state and feature maps off the device: over the
+    # memory-nodes it trains within 3 s an iteration, over DC-DLA's PCIe it does not.
+    assert found == {"ring": ["gpt3_1.3b", "gpt3_13b"], "dc": ["gpt3_1.3b"]}
+
+
+def test_largest_cli_reports_the_largest_that_trains(tmp_path, capsys):
+    family = tmp_path / "one.yaml"
+    family.write_text("name: one\nworkload: gpt2\nmembers:\n  - {name: tiny, layers: 2}\n")
+    assert main(["plan", "--largest", str(family), "--topology", "ring", "--batch", "8", "--quiet",
+                 "--time-budget", "1 s"]) == 0
+    assert "largest that trains: tiny" in capsys.readouterr().err

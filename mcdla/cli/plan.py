@@ -13,7 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("plan", help="find the best parallelism and memory strategy for a workload",
                             description="Search tensor-parallel degree, ZeRO stage and activation-memory "
                             "strategy; estimate every candidate, simulate the most promising, print the best.")
-    parser.add_argument("--workload", required=True, metavar="NAME|FILE")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--workload", metavar="NAME|FILE")
+    target.add_argument("--largest", metavar="FAMILY",
+                        help="plan every size of a model family (gpt3, llama2) and report the largest that trains")
+    parser.add_argument("--time-budget", metavar="TIME",
+                        help="with --largest: the longest iteration that counts as training (\"10 s\")")
     parser.add_argument("--topology", required=True, metavar="NAME|FILE")
     parser.add_argument("--devices", type=positive_int, metavar="N", help="the devices the design must have")
     parser.add_argument("--batch", type=positive_int, required=True, metavar="N", help="global batch")
@@ -34,7 +39,8 @@ def _human(row) -> dict:
     c, r = row.candidate, row.result
     out = {"tp": c.tensor_parallel, "pp": c.pipeline_parallel,
            "dp": row.devices // (c.tensor_parallel * c.pipeline_parallel),
-           "micro": c.micro_batches, "zero": c.zero, "memory": c.offload}
+           "micro": c.micro_batches, "zero": c.zero, "optimizer": "backing" if c.offload_optimizer else "device",
+           "memory": c.offload}
     if c.checkpoint is not None:
         out["checkpoint"] = c.checkpoint
     if row.feasible:
@@ -60,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet and sys.stderr.isatty():
             print(f"\r[{n + 1}/{total}] simulating {label:<40}", end="", file=sys.stderr, flush=True)
 
-    rows = plan(args.topology, args.workload, batch=args.batch, sets=[parse_set(s) for s in args.sets],
+    sets = [parse_set(s) for s in args.sets]
+    if args.largest:
+        return _largest(args, sets, progress)
+    if args.time_budget is not None:
+        from mcdla.errors import InputError
+
+        raise InputError("applies to --largest", key="--time-budget")
+    rows = plan(args.topology, args.workload, batch=args.batch, sets=sets,
                 devices=args.devices, simulate=args.simulate, progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
@@ -79,3 +92,34 @@ def run(args: argparse.Namespace) -> int:
         print("mcdla plan: no candidate fits this design", file=sys.stderr)
         return 1
     return 0
+
+
+def _largest(args, sets, progress) -> int:
+    from mcdla.cli.output import emit
+    from mcdla.io.humane import format_value
+    from mcdla.run import parse_quantity
+    from mcdla.sweep.plan import largest
+
+    budget = None if args.time_budget is None else parse_quantity(args.time_budget, "time", "--time-budget")
+    rows = largest(args.topology, args.largest, batch=args.batch, sets=sets, devices=args.devices,
+                   budget_s=budget, simulate=min(args.simulate, 4) if args.simulate == 16 else args.simulate,
+                   progress=progress)
+    if not args.quiet and sys.stderr.isatty():
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    if args.format != "table":
+        emit([r.as_dict() for r in rows], args)
+    else:
+        table = []
+        for r in rows:
+            row = {"model": r.name, "params": f"{r.params / 1e9:.3g} B", "trains": "yes" if r.trains else "no"}
+            if r.best is not None and r.best.feasible:
+                row["best plan"] = r.best.candidate.label()
+                row["iteration"] = format_value(r.best.result["iteration_time_s"], "time")
+                row["tokens/s"] = f"{r.best.result['tokens_per_s']:,.0f}"
+            if r.reason:
+                row["why not"] = r.reason if len(r.reason) < 90 else r.reason[:87] + "..."
+            table.append(row)
+        emit(table, args)
+        trained = [r for r in rows if r.trains]
+        print(f"largest that trains: {trained[-1].name if trained else 'none'}", file=sys.stderr)
+    return 0 if any(r.trains for r in rows) else 1

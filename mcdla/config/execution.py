@@ -39,6 +39,11 @@ class ExecutionSpec:
     - ``zero``: the ZeRO stage over the data-parallel group (data mode only): 1 shards
       the optimizer state, 2 the gradients too (reduce-scatter instead of all-reduce),
       3 the weights as well (gathered one layer ahead in forward and backward).
+    - ``offload_optimizer``: ZeRO-Offload (Ren et al. 2021): the fp32 master and the
+      optimizer state live in the backing store; each iteration the gradients go there
+      and the step runs where the state lives: on the host CPU at its DRAM bandwidth
+      (then the updated weights come back), or, behind memory-nodes that have no
+      processor, on the device after fetching the state (then it goes back).
     """
 
     parallel: Parallel = "data"
@@ -49,10 +54,12 @@ class ExecutionSpec:
     tensor_parallel: PositiveInt = 1
     pipeline_parallel: PositiveInt = 1
     zero: Literal[0, 1, 2, 3] = 0
+    offload_optimizer: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
-        for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0)):
+        for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0),
+                             ("offload_optimizer", False)):
             if getattr(self, key) != default and self.parallel != "data":
                 raise Where("execution", key).error(
                     f"applies to data-parallel training; the paper's model-parallel mode runs with {default}")
@@ -63,4 +70,4 @@ class ExecutionSpec:
 
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
-EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero")
+EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 __all__ = ["OPTIMIZER_STATE_BYTES", "state_bytes_per_param", "model_state_bytes", "step_bytes_per_param",
-           "with_precision", "PRECISIONS"]
+           "with_precision", "PRECISIONS", "optimizer_state_bytes"]
 
 # fp32 optimizer state per parameter: SGD keeps none, momentum one buffer, Adam two.
 OPTIMIZER_STATE_BYTES = {"none": 0, "sgd": 0, "momentum": 4, "adam": 8}
@@ -27,15 +27,18 @@ def state_bytes_per_param(workload) -> int:
 
 
 def model_state_bytes(workload, shards: int = 1, *, params: float | None = None, zero: int = 0,
-                      dp: int = 1) -> float:
+                      dp: int = 1, offload_optimizer: bool = False) -> float:
     """Bytes of model state one device holds when the model is split ``shards`` ways
     (or when it holds ``params`` of it, after tensor parallelism), with ZeRO stage
     ``zero`` over a data-parallel group of ``dp`` (Rajbhandari et al. 2020, Fig. 1):
     stage 1 shards the optimizer state (and the fp32 master), stage 2 the gradients
-    too, stage 3 the weights as well."""
+    too, stage 3 the weights as well. ``offload_optimizer`` (ZeRO-Offload): the
+    optimizer state and master live in the backing store (:func:`optimizer_state_bytes`)."""
     held, split = (workload.params, shards) if params is None else (params, 1)
     e = workload.precision_bytes
     optimizer = (MASTER_BYTES if workload.master_weights else 0) + OPTIMIZER_STATE_BYTES[workload.optimizer]
+    if offload_optimizer:
+        optimizer = 0
     unsharded, sharded = {0: (2 * e + optimizer, 0), 1: (2 * e, optimizer), 2: (e, e + optimizer),
                           3: (0, 2 * e + optimizer)}[zero]
     return float(held * unsharded + held * sharded / dp) / split
@@ -64,3 +67,10 @@ def with_precision(workload, precision: str | None):
         return workload
     element_bytes, master = PRECISIONS[precision]
     return dataclasses.replace(workload, precision_bytes=element_bytes, master_weights=master)
+
+
+def optimizer_state_bytes(workload, params: float) -> float:
+    """Bytes of fp32 master and optimizer state for ``params`` parameters: what
+    ZeRO-Offload keeps in the backing store instead of the device."""
+    master = MASTER_BYTES if workload.master_weights else 0
+    return float(params * (master + OPTIMIZER_STATE_BYTES[workload.optimizer]))

@@ -201,8 +201,10 @@ def _check_stores(record) -> None:
     topology = record.inputs.topology
     for store, used in record.store_end_bytes.items():
         peak = record.store_peak_bytes.get(store, used)
-        if not _close(used, 0.0, peak):
-            raise InvariantError(f"backing store {store}: ends the iteration holding {used!r} bytes, not 0")
+        resident = record.store_resident_bytes.get(store, 0.0)
+        if not _close(used, resident, peak):
+            raise InvariantError(f"backing store {store}: ends the iteration holding {used!r} bytes, "
+                                 f"not the {resident!r} it keeps across iterations")
         capacity = topology.memory_capacity(store)
         if peak > capacity * (1 + RELATIVE_SLACK):
             raise InvariantError(

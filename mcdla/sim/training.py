@@ -33,6 +33,7 @@ The components decide *when*; how long a kernel takes comes from
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,7 +44,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.fusion import inplace_workload
-from mcdla.hw.memory import model_state_bytes, with_precision
+from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
 from mcdla.hw.network import sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
@@ -57,6 +58,9 @@ __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunIn
 
 # An allocation fits when it is within this relative slack of the capacity (float sums).
 _FIT_SLACK = 1e-12
+# ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
+# offload_optimizer.buffer_size default, 1e8 fp32 elements.
+OPTIMIZER_CHUNK_BYTES = 4e8
 
 
 @dataclass
@@ -112,6 +116,7 @@ class OffloadPlan:
     weight_order: tuple[str, ...] = ()  # weight groups in forward order
     group_first: dict[str, int] = field(default_factory=dict)  # weight group -> its first layer
     group_last: dict[str, int] = field(default_factory=dict)  # weight group -> its last layer
+    updated_params: float = 0.0  # the parameters this device's optimizer step updates
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,8 @@ class IterationRecord:
     virtualize: bool
     rings: dict = field(default_factory=dict)  # every ring a communicator used, by name
     device_state_bytes: tuple[float, ...] = ()  # per device, where stages hold different weights
-    p2p: tuple = ()  # (path, bytes) of every point-to-point transfer between pipeline stages
+    p2p: tuple = ()  # (path, bytes): pipeline stages' transfers and ZeRO-Offload's model state
+    store_resident_bytes: dict = field(default_factory=dict)  # backing store -> what it keeps across iterations
 
 
 class DeviceMemory:
@@ -189,6 +195,13 @@ class BackingStores:
         self.topology = topology
         self.used: dict[str, float] = {}
         self.peak: dict[str, float] = {}
+        self.resident: dict[str, float] = {}  # what stays across iterations (ZeRO-Offload's state)
+        self.moved: list[tuple[tuple[str, ...], float]] = []  # (path, bytes) of model-state transfers
+
+    def hold(self, store: str, size_bytes: float) -> None:
+        """Stores ``size_bytes`` for good (it is there when the iteration starts and ends)."""
+        self.add(store, size_bytes)
+        self.resident[store] = self.resident.get(store, 0.0) + size_bytes
 
     def add(self, store: str, size_bytes: float) -> None:
         used = self.used.get(store, 0.0) + size_bytes
@@ -349,6 +362,59 @@ class DeviceCompute:
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
 
+    def _offloaded_step(self):
+        """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
+        workload, topology = self.inputs.workload, self.inputs.topology
+        params = self.plan.updated_params
+        if topology.backing == "host":
+            yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
+            # The CPU's step is a memory-bound pass over the state in its socket's DRAM:
+            # a flow on the DRAM port, which every device that socket serves shares.
+            yield from self._to_store(params * step_bytes_per_param(workload), "offload", "optimizer step on the host",
+                                      ports_only=True)
+            yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
+            return
+        # Memory-nodes have no processor: the state comes to the device in chunks, each
+        # stepped while the next arrives and the last goes back (double-buffered).
+        state = optimizer_state_bytes(workload, params)
+        chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
+        size, step_s = state / chunks, self.plan.step_s / chunks
+        env = self.env
+
+        def fetch(k):
+            yield from self.memory.reserve(size, f"optimizer state chunk {k}")
+            yield from self._to_store(size, "prefetch", "optimizer state in")
+
+        def write_back():
+            yield from self._to_store(size, "offload", "optimizer state out")
+            self.memory.free(size)
+
+        arriving = env.process(fetch(0))
+        written = []
+        for k in range(chunks):
+            yield arriving
+            if k + 1 < chunks:
+                arriving = env.process(fetch(k + 1))
+            yield from self._compute(step_s, "optimizer step")
+            written.append(env.process(write_back()))
+        yield env.all_of(written)
+
+    def _to_store(self, size_bytes: float, direction: str, label: str, ports_only: bool = False):
+        """Moves ``size_bytes`` between this device and its backing stores, striped as
+        feature maps are (or, ``ports_only``, streams them through the stores' memory)."""
+        topology, execution = self.inputs.topology, self.inputs.execution
+        routes = topology.backing_routes(topology.devices[self.device], execution.policy, direction)
+        start = self.env.now
+        flows = []
+        for sub in routes:
+            path = sub.path[-1:] if ports_only else sub.path
+            self.stores.moved.append((path, sub.share * size_bytes))
+            flows.append(self.net.transfer(sub.share * size_bytes, path, 0.0 if ports_only else sub.latency_s,
+                                           tag=f"{label}/{self.device}"))
+        yield self.env.all_of(flows)
+        if not ports_only:  # the device's copy engines are busy; the host's step is not the device's
+            self.memory.record.virtualization.append((start, self.env.now, label))
+
     def _gradient_ready(self, group: str, size_bytes: float) -> None:
         """A weight group's gradient is complete: all-reduced at once (the paper's), or
         added to the open bucket, which is all-reduced once it reaches the bucket size."""
@@ -477,7 +543,10 @@ class DeviceCompute:
         if self.plan.step_s > 0 or execution.zero in (1, 2):
             # The optimizer step updates every weight once all its gradients are reduced.
             yield env.all_of(self._reductions)
-            yield from self._compute(self.plan.step_s, "optimizer step")
+            if execution.offload_optimizer:
+                yield from self._offloaded_step()
+            else:
+                yield from self._compute(self.plan.step_s, "optimizer step")
         if execution.zero in (1, 2):
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
             yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()))
@@ -561,7 +630,7 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
                        frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
-                       tuple(sorted(first, key=first.get)), first, last)
+                       tuple(sorted(first, key=first.get)), first, last, updated)
 
 
 def _reverse(ring, rings):
@@ -646,7 +715,14 @@ class Iteration:
         else:
             self.model_state_bytes = model_state_bytes(
                 workload, params=sum(self.plan.group_bytes.values()) / workload.precision_bytes,
-                zero=execution.zero, dp=devices // t)
+                zero=execution.zero, dp=devices // t, offload_optimizer=execution.offload_optimizer)
+        if execution.offload_optimizer:
+            if topology.backing == "none":
+                raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
+                                 key="execution.offload_optimizer")
+            if pp > 1:
+                raise InputError("ZeRO-Offload with pipeline parallelism is not built",
+                                 key="execution.offload_optimizer")
         self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
 
     @property
@@ -697,6 +773,11 @@ class Iteration:
                 f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
                 f"{resident:.6g} bytes, over its memory of {capacity:.6g} bytes")
         stores = BackingStores(topology)
+        if inputs.execution.offload_optimizer:  # ZeRO-Offload: every device's state, stored for good
+            state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
+            for name in topology.devices:
+                for sub in topology.backing_routes(name, inputs.execution.policy, "offload"):
+                    stores.hold(sub.store, sub.share * state)
         streams, rings = self._communicators()
         memories = [DeviceMemory(env, r, capacity) for r in records]
         links = None
@@ -752,7 +833,8 @@ class Iteration:
             virtualize=self.virtualize,
             rings=rings,
             device_state_bytes=self.device_state_bytes,
-            p2p=tuple(links.sent) if links is not None else (),
+            p2p=(tuple(links.sent) if links is not None else ()) + tuple(stores.moved),
+            store_resident_bytes=dict(sorted(stores.resident.items())),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record

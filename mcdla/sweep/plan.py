@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from mcdla.errors import InfeasibleError, InputError
 
-__all__ = ["Candidate", "PlanRow", "candidates", "plan", "MAX_TENSOR"]
+__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "MAX_TENSOR"]
 
 # Largest tensor-parallel degree tried: Megatron-LM keeps tensor groups inside one
 # NVLink domain (8 GPUs); beyond it the activation all-reduces dominate.
@@ -46,6 +46,7 @@ class Candidate:
     checkpoint: str | None = None  # None where the build has no checkpointing option
     pipeline_parallel: int = 1
     micro_batches: int = 1
+    offload_optimizer: bool = False  # ZeRO-Offload: optimizer state in the backing store
 
     def sets(self) -> list[tuple[str, Any]]:
         sets: list[tuple[str, Any]] = [("execution.tensor_parallel", self.tensor_parallel),
@@ -59,6 +60,8 @@ class Candidate:
             sets.append(("execution.offload", self.offload))
         if self.checkpoint is not None:
             sets.append(("training.checkpoint", self.checkpoint))
+        if self.offload_optimizer:
+            sets.append(("execution.offload_optimizer", True))
         return sets
 
     def label(self) -> str:
@@ -66,6 +69,8 @@ class Candidate:
                  f"zero{self.zero}", self.offload]
         if self.checkpoint not in (None, "none"):
             parts.append(f"ckpt:{self.checkpoint}")
+        if self.offload_optimizer:
+            parts.append("zero-offload")
         return " ".join(parts)
 
 
@@ -84,7 +89,8 @@ class PlanRow:
         return {"tensor_parallel": c.tensor_parallel, "pipeline_parallel": c.pipeline_parallel,
                 "micro_batches": c.micro_batches,
                 "data_parallel": self.devices // (c.tensor_parallel * c.pipeline_parallel),
-                "zero": c.zero, "memory": c.offload, "checkpoint": c.checkpoint or "none",
+                "zero": c.zero, "offload_optimizer": c.offload_optimizer, "memory": c.offload,
+                "checkpoint": c.checkpoint or "none",
                 "estimate_s": self.estimate_s, "resident_bytes": self.resident_bytes,
                 "feasible": self.feasible, "reason": self.reason, **self.result}
 
@@ -101,7 +107,8 @@ def _checkpoint_options() -> tuple[str | None, ...]:
 
 def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candidate]:
     """Every candidate that divides the design and the batch. Pipelines run 1F1B with
-    m = p, 2p or 4p micro-batches, feature maps on the device, ZeRO 0 or 1."""
+    m = p, 2p or 4p micro-batches, feature maps on the device, ZeRO 0 or 1. With a
+    backing store (``offloads`` not empty), ZeRO-Offload too, without pipelines."""
     out = []
     for tp, pp in itertools.product(range(1, min(devices, MAX_TENSOR) + 1), range(1, devices + 1)):
         if devices % (tp * pp):
@@ -115,10 +122,12 @@ def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candid
                 if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP)):
                     continue  # nothing to shard over; what pipelines do not compose with
                 out.append(Candidate(tp, zero, offload, checkpoint, pp, m))
+                if offloads and pp == 1:
+                    out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True))
     return out
 
 
-def _estimate(iteration) -> tuple[float, float]:
+def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
     """(a lower bound of the iteration time, the bytes resident on a device)."""
     plan, topology, pipe = iteration.plan, iteration.topology, iteration.pipe
     if pipe is None:
@@ -134,7 +143,17 @@ def _estimate(iteration) -> tuple[float, float]:
         reduced += [plan.group_full_bytes[p] for ps in plan.tp.partial_dx.values() for p in ps]
         moved = sum(reduced) * 2 * (t - 1) / t  # ring all-reduce bytes per rank
     bandwidth = topology.collective_bw_Bps if topology.rings else math.inf
-    return compute + moved / bandwidth, iteration.model_state_bytes + plan.tensor_bytes[0]
+    # Offloaded feature maps (and ZeRO-Offload's state) must also cross to the backing
+    # store and back; that may overlap compute, so the longer of the two bounds the time.
+    execution = iteration.inputs.execution
+    tiered = 2 * sum(plan.tensor_bytes[t] for t in plan.first_need)
+    if execution.offload_optimizer:
+        from mcdla.hw.memory import optimizer_state_bytes
+
+        tiered += 2 * optimizer_state_bytes(iteration.inputs.workload, plan.updated_params)
+    virtual = tiered / virtualization_Bps if tiered else 0.0
+    return max(compute + moved / bandwidth, virtual), iteration.model_state_bytes + plan.tensor_bytes[0]
+
 
 
 def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +192,7 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
     offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
     rows = [PlanRow(c, n) for c in candidates(n, batch, offloads)]
+    virtualization_Bps = topo.virtualization_bw_Bps if topo.backing != "none" else math.inf
     if not rows:
         raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
                          f"and the batch of {batch}", key="--batch")
@@ -184,7 +204,7 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         except InputError as exc:
             row.feasible, row.reason = False, str(exc)
             continue
-        row.estimate_s, row.resident_bytes = _estimate(iteration)
+        row.estimate_s, row.resident_bytes = _estimate(iteration, virtualization_Bps)
         capacity = t.device_memory_bytes
         if row.resident_bytes > capacity:
             row.feasible = False
@@ -214,3 +234,51 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         return (state, time_s, row.candidate.label())
 
     return sorted(rows, key=order)
+
+
+@dataclass
+class MemberRow:
+    """One size of a family on the design: its best plan, or why none trains."""
+
+    name: str
+    params: int
+    trains: bool
+    best: PlanRow | None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.best.as_dict() if self.best is not None else {}
+        return {"member": self.name, "params": self.params, "trains": self.trains, "reason": self.reason,
+                **{k: v for k, v in best.items() if k not in ("reason", "feasible")}}
+
+
+def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
+            devices: int | None = None, budget_s: float | None = None, simulate: int = 4,
+            progress: Callable[[int, int, str], None] | None = None) -> list[MemberRow]:
+    """Plans every member of ``family`` on the design (smallest first): a member trains
+    when a candidate fits and its iteration takes at most ``budget_s``. The largest
+    that trains is the answer to the paper's Section V-E question, made quantitative."""
+    from mcdla.config.family import read_family
+    from mcdla.hw.workload import load_workload
+
+    spec = read_family(family)
+    rows = []
+    for k, member in enumerate(spec.members):
+        if progress is not None:
+            progress(k, len(spec.members), member["name"])
+        member_sets = spec.member_sets(member)
+        params = load_workload(spec.workload, [(key.partition(".")[2], v) for key, v in member_sets]).params
+        planned = plan(topology, spec.workload, batch=batch, sets=[*sets, *member_sets], devices=devices,
+                       simulate=simulate)
+        best = next((r for r in planned if r.feasible), None)
+        if best is None:
+            # The reason of the candidate that came closest: the least resident model state.
+            failed = sorted((r for r in planned if r.feasible is False),
+                            key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
+            rows.append(MemberRow(member["name"], params, False, None, failed[0].reason if failed else "no candidate"))
+        elif budget_s is not None and best.result["iteration_time_s"] > budget_s:
+            rows.append(MemberRow(member["name"], params, False, best,
+                                  f"fastest plan takes {best.result['iteration_time_s']:.4g} s, over the budget"))
+        else:
+            rows.append(MemberRow(member["name"], params, True, best))
+    return rows
