@@ -47,6 +47,12 @@ class TrainingSpec:
     - ``fuse_bn_relu``: a batch norm followed by a ReLU runs as one kernel (cuDNN's
       fused BN+ReLU): one launch, and the intermediate tensor is neither written nor
       read back, forward and backward. Implies the ReLU runs in place.
+    - ``checkpoint``: activation checkpointing. ``none``, the paper's: every feature
+      map backward reads is stored (kept or offloaded). ``full``: only each block
+      instance's input is stored and the maps made inside the block are recomputed in
+      its backward (Megatron's full recomputation); ``selective``: only attention
+      cores are recomputed (Megatron's selective recomputation). Recomputes are
+      charged to compute; a recomputed map is never offloaded.
     """
 
     virtualization: bool = True
@@ -58,3 +64,4 @@ class TrainingSpec:
     precision: Literal["fp32", "mixed"] | None = None
     inplace: bool = False
     fuse_bn_relu: bool = False
+    checkpoint: Literal["none", "full", "selective"] = "none"

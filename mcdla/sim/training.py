@@ -105,6 +105,9 @@ class OffloadPlan:
     # their last weighted consumer in backward order), all-reduced once per tensor.
     partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
     step_s: float = 0.0  # the optimizer step over the weights one device updates
+    # Tensor -> freed at its last forward use without an offload: recomputed, or never
+    # read again while virtualizing (a map a policy keeps stays until backward frees it).
+    dropped: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,7 @@ class DeviceCompute:
                     continue
                 if plan.offloaded[p]:
                     offloaded_done[p] = offloader.submit(p, "offload")
-                elif self.virtualize:  # recomputed in backward, or never read again
+                elif plan.dropped[p]:  # recomputed in backward, or never read again
                     memory.free(plan.tensor_bytes[p])
 
         # Backward.
@@ -404,8 +407,7 @@ class DeviceCompute:
             record.backward_start[i] = env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
-                if plan.offloaded[t] or t in recomputed or not self.virtualize:
-                    memory.free(plan.tensor_bytes[t])
+                memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             group = layers[i].weight_group
             if model:
                 # Each weighted consumer leaves a partial dX of its input; the partials
@@ -426,7 +428,7 @@ class DeviceCompute:
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
-                if t not in plan.read_in_bwd:
+                if t not in plan.read_in_bwd and not plan.dropped[t]:
                     memory.free(plan.tensor_bytes[t])
 
 
@@ -455,8 +457,10 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
         for p in layer.inputs:
             last_fwd_use[p] = max(last_fwd_use[p], i)
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
-    decision = policy.decide(layers, virtualize=virtualize,
-                             recompute_cheap=execution.training.recompute_cheap)
+    decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
+                             checkpoint=execution.training.checkpoint, lookahead=execution.training.lookahead,
+                             tensor_bytes=tensor_bytes, fwd_s=fwd, bwd_s=bwd, memory_bytes=topology.device_memory_bytes,
+                             resident_bytes=model_state_bytes(workload, shards))
     recomputed, offloaded = decision.recomputed, decision.offloaded
     bwd_needs = backward_needs(layers)
     bwd_order = tuple(range(len(layers) - 1, 0, -1))
@@ -484,9 +488,11 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
         for p, (i, elems) in sorted(completes.items()):
             partial_dx.setdefault(i, []).append((p, float(elems * execution.batch * prec)))
     step_s = optimizer_step_time(device, workload, shards)
+    dropped = tuple(not o and (r or (virtualize and t not in last_bwd_use))
+                    for t, (o, r) in enumerate(zip(offloaded, recomputed)))
     return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
-                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s)
+                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s, dropped)
 
 
 class Iteration:
