@@ -199,6 +199,20 @@ def test_checkpointed_maps_are_neither_stored_nor_offloaded(policy):
         assert not any(ckpt[t] for t in device.offloads)
 
 
+@pytest.mark.parametrize("workload,sets", [("gpt2", GPT2), ("resnet34", ())])
+def test_full_checkpointing_stores_block_inputs_even_when_cheap(workload, sets):
+    # A block's input is often a cheap layer's output (a residual add, a ReLU), which
+    # offload-all would recompute; recomputing it would chain every block's recompute
+    # back to the first one, so it is stored: offloaded here.
+    it, _ = iterate(workload, [*sets, ("training.checkpoint", "full")], batch=8)
+    layers, plan = it.workload.layers, it.plan
+    inputs = {p for i, l in enumerate(layers) if block_of(l.name) for p in l.inputs
+              if block_of(layers[p].name) != block_of(l.name)}
+    assert any(layers[p].cheap for p in inputs)
+    for p in inputs:
+        assert plan.offloaded[p] and not plan.recomputed[p], layers[p].name
+
+
 def test_default_checkpointing_changes_nothing():
     _, paper = iterate("resnet34")
     _, none = iterate("resnet34", [("training.checkpoint", "none")])

@@ -87,9 +87,12 @@ class OffloadPolicy:
     @staticmethod
     def recomputed(layers, *, virtualize: bool, recompute_cheap: bool, checkpoint: str = "none") -> tuple[bool, ...]:
         """Checkpointed maps, and with virtualization the outputs of cheap layers when
-        ``recompute_cheap`` (MXNet's policy, paper footnote 4)."""
+        ``recompute_cheap`` (MXNet's policy, paper footnote 4), except the maps
+        checkpointing rebuilds from: a cheap block output recomputed in turn would
+        chain every block's recompute back to the start of the network."""
         ckpt = checkpointed(layers, checkpoint)
-        return tuple(c or (virtualize and recompute_cheap and l.cheap and i > 0)
+        sources = {p for t, c in enumerate(ckpt) if c for p in layers[t].inputs if not ckpt[p]}
+        return tuple(c or (virtualize and recompute_cheap and l.cheap and i > 0 and i not in sources)
                      for i, (l, c) in enumerate(zip(layers, ckpt)))
 
 
