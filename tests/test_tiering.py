@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcdla.errors import InputError
+from mcdla.errors import InfeasibleError, InputError
 from mcdla.run import load_inputs
 from mcdla.sim.liveness import peak_bytes
 from mcdla.sim.offload import block_of, checkpointed
@@ -228,3 +228,94 @@ def test_a_bad_checkpoint_mode_names_the_key():
 def test_an_unknown_offload_policy_names_the_key():
     with pytest.raises(InputError, match="execution.offload"):
         iterate("resnet34", [("execution.offload", "capacity")])
+
+
+# --- Random networks (hypothesis) -----------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Every op keeps a 4 x 8 x 8 map, so any op may read the block's input or the map before.
+OPS = {
+    "conv": "{kind: conv, out_channels: 4, kernel: 3, padding: 1}",
+    "relu": "{kind: relu}",
+    "batchnorm": "{kind: batchnorm}",
+    "maxpool": "{kind: maxpool, kernel: 3, stride: 1, padding: 1}",
+}
+
+
+@st.composite
+def networks(draw):
+    """A workload YAML: a stem, a block of random ops repeated, a head."""
+    lines = ["name: random", "input: {channels: 4, height: 8, width: 8}", "blocks:", "  blk:",
+             "    args: []", "    layers:"]
+    names = ["in"]
+    for k in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from([*OPS, "add"]))
+        name = f"op{k}"
+        if kind == "add":
+            inputs = sorted(set(draw(st.lists(st.sampled_from(names), min_size=2, max_size=3))))
+            if len(inputs) < 2:
+                inputs = [names[0], names[-1]] if len(names) > 1 else ["in", "in"]
+            if len(set(inputs)) < 2:
+                continue
+            lines.append(f"      - {{name: {name}, kind: add, inputs: [{', '.join(inputs)}]}}")
+        else:
+            source = draw(st.sampled_from(names))
+            lines.append(f"      - {{name: {name}, inputs: [{source}], {OPS[kind][1:]}")
+        names.append(name)
+    if len(names) == 1:
+        lines.append("      - {name: op0, kind: relu}")
+    repeat = draw(st.integers(1, 4))
+    lines += ["layers:", "  - {name: stem, kind: conv, out_channels: 4, kernel: 3, padding: 1}",
+              f"  - {{block: blk, name: b, repeat: {repeat}}}",
+              "  - {name: head, kind: fc, out_features: 10}"]
+    return "\n".join(lines) + "\n"
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                          HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(network=networks(), checkpoint=st.sampled_from(["none", "full"]),
+       virtualization=st.booleans(), inplace=st.booleans())
+def test_random_networks_peak_estimate_without_offload(tmp_path, network, checkpoint, virtualization, inplace):
+    path = tmp_path / "random.yaml"
+    path.write_text(network)
+    policy = "capacity_aware" if virtualization else "offload_all"
+    it, record = iterate(str(path), [("training.checkpoint", checkpoint), ("execution.offload", policy),
+                                     ("training.virtualization", virtualization),
+                                     ("training.inplace", inplace)], topology="dc1", batch=4)
+    assert not any(it.plan.offloaded)
+    assert estimate(it) == pytest.approx(simulated_peak(record), rel=1e-12)
+    assert record.devices[0].memory[-1][1] == pytest.approx(it.model_state_bytes, rel=1e-12)
+
+
+@SETTINGS
+@given(network=networks(), checkpoint=st.sampled_from(["none", "full"]),
+       fraction=st.floats(0.5, 1.0), cheap=st.booleans(), lookahead=st.integers(1, 3))
+def test_random_networks_capacity_aware_sets_fit_and_are_minimal(tmp_path, network, checkpoint, fraction, cheap,
+                                                                lookahead):
+    path = tmp_path / "random.yaml"
+    path.write_text(network)
+    sets = [("training.checkpoint", checkpoint), ("training.recompute_cheap", cheap),
+            ("training.lookahead", lookahead)]
+    it, _ = iterate(str(path), [*sets, ("execution.offload", "capacity_aware")], topology="dc1", batch=4)
+    resident = it.model_state_bytes
+    capacity = resident + fraction * (estimate(it) - resident)
+    it = Iteration(*load_inputs("dc1", str(path), [*sets, ("execution.offload", "capacity_aware"),
+                                                   ("device.hbm_capacity", f"{capacity:.0f} B")], batch=4))
+    memory, plan = it.topology.device_memory_bytes, it.plan
+    fits = estimate(it) <= memory * (1 + 1e-12)
+    assert not any(o and r for o, r in zip(plan.offloaded, plan.recomputed))
+    try:
+        record = it.run()
+    except InfeasibleError:
+        assert not fits  # only a plan the estimate says does not fit may fail
+        return
+    assert simulated_peak(record) <= memory * (1 + 1e-12)
+    if fits and not plan.offloaded[0]:  # a set capacity_aware chose (it keeps the input batch)
+        for t in plan.first_need:  # minimal: keeping any one of them does not fit
+            kept = tuple(o and s != t for s, o in enumerate(plan.offloaded))
+            assert estimate(it, kept) > memory
