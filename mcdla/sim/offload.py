@@ -14,7 +14,6 @@ neither stored nor offloaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -96,14 +95,6 @@ class OffloadPolicy:
                      for i, (l, c) in enumerate(zip(layers, ckpt)))
 
 
-def _read_in_backward(layers, recomputed: Sequence[bool]) -> set[int]:
-    needs = backward_needs(layers)
-    read: set[int] = set()
-    for i in range(len(layers) - 1, 0, -1):
-        read.update(closure(needs[i], layers, recomputed))
-    return read
-
-
 @OFFLOADS.register("offload_all")
 class OffloadAll(OffloadPolicy):
     """vDNN offload-all (paper Section IV): every feature map that backward reads again
@@ -113,7 +104,7 @@ class OffloadAll(OffloadPolicy):
     def decide(self, layers, *, virtualize, recompute_cheap, checkpoint="none", **_):
         recomputed = self.recomputed(layers, virtualize=virtualize, recompute_cheap=recompute_cheap,
                                      checkpoint=checkpoint)
-        read = _read_in_backward(layers, recomputed)
+        read = schedule(layers, recomputed).last_bwd_use  # every map backward reads
         offloaded = tuple(virtualize and not recomputed[t] and t in read for t in range(len(layers)))
         return OffloadDecision(offloaded, recomputed)
 
