@@ -75,8 +75,9 @@ class OffloadPolicy:
     ``recompute_cheap``, ``checkpoint`` and ``lookahead`` (the training options), and
     what a capacity-aware policy weighs: ``tensor_bytes`` (what one device holds of
     each map), ``fwd_s`` and ``bwd_s`` (each layer's times), ``memory_bytes`` (the
-    device's memory) and ``resident_bytes`` (the model state that stays in it). A
-    policy takes the keywords it uses and ``**_`` for the rest.
+    device's memory), ``resident_bytes`` (the model state that stays in it) and
+    ``dma_Bps`` (one device's offload rate when every device moves data). A policy
+    takes the keywords it uses and ``**_`` for the rest.
     """
 
     def decide(self, layers, *, virtualize: bool, recompute_cheap: bool, checkpoint: str = "none",
@@ -118,48 +119,81 @@ class CapacityAware(OffloadPolicy):
     backward use (the most slack to hide the offload and the prefetch behind compute)
     until the peak fits; then every chosen map whose removal still fits is dropped
     from the set, least slack first, so removing any one that remains would not fit.
-    Outputs of cheap layers are recomputed (``recompute_cheap``) only when the maps do
-    not fit even with every candidate offloaded: recompute costs compute, an offload
-    that hides behind compute costs nothing. The model state and the input batch stay.
+    The model state and the input batch stay.
+
+    Outputs of cheap layers are not recomputed while the maps fit as they are. When
+    they do not and ``recompute_cheap`` is on, a set is chosen both ways, keeping cheap
+    outputs (more bytes to move) and recomputing them (compute spent), and the cheaper
+    one by :meth:`cost` is taken: recompute time plus DMA time that compute cannot
+    cover, at ``dma_Bps`` (the per-device offload rate when every device moves data).
     """
 
     def decide(self, layers, *, virtualize, recompute_cheap, checkpoint="none", lookahead=1,
-               tensor_bytes=None, fwd_s=None, bwd_s=None, memory_bytes=None, resident_bytes=0.0, **_):
+               tensor_bytes=None, fwd_s=None, bwd_s=None, memory_bytes=None, resident_bytes=0.0,
+               dma_Bps=None, **_):
         if tensor_bytes is None or fwd_s is None or bwd_s is None or memory_bytes is None:
             raise ValueError("capacity_aware needs tensor_bytes, fwd_s, bwd_s and memory_bytes")
-        limit = memory_bytes * (1 + _FIT_SLACK)
-        none = tuple(False for _ in layers)
         tiers = [self.recomputed(layers, virtualize=virtualize, recompute_cheap=False, checkpoint=checkpoint)]
         if virtualize and recompute_cheap:
             tiers.append(self.recomputed(layers, virtualize=True, recompute_cheap=True, checkpoint=checkpoint))
+        best = None
         for recomputed in tiers:
             sched = schedule(layers, recomputed)
-            held = intervals(sched, none, recomputed, virtualize=virtualize, lookahead=lookahead)
-            curve = memory_curve(sched, tensor_bytes, held, resident_bytes)
-            if curve.max() <= limit:
-                return OffloadDecision(none, recomputed)
-            if not virtualize:  # nothing can leave: the driver reports what does not fit
-                return OffloadDecision(none, recomputed)
-            chosen = []
-            for t, gap in self._candidates(sched, recomputed, tensor_bytes, fwd_s, bwd_s, lookahead):
-                curve[gap] -= tensor_bytes[t]
-                chosen.append((t, gap))
-                if curve.max() <= limit:
-                    break
-            if curve.max() <= limit:
-                # Keeping a map only adds bytes, so one pass, least slack first, leaves a
-                # set from which no map can be removed and still fit.
-                for k in range(len(chosen) - 1, -1, -1):
-                    t, gap = chosen[k]
-                    if curve[gap].max() + tensor_bytes[t] <= limit:
-                        curve[gap] += tensor_bytes[t]
-                        del chosen[k]
-                offloaded = {t for t, _ in chosen}
-                return OffloadDecision(tuple(t in offloaded for t in range(len(layers))), recomputed)
+            chosen = self.minimal_set(sched, recomputed, tensor_bytes, fwd_s, bwd_s, memory_bytes, resident_bytes,
+                                      virtualize=virtualize, lookahead=lookahead)
+            if chosen is None:
+                continue
+            offloaded = tuple(t in chosen for t in range(len(layers)))
+            if not chosen and best is None:  # fits with nothing moved or recomputed beyond checkpointing
+                return OffloadDecision(offloaded, recomputed)
+            cost = self.cost(sched, recomputed, chosen, tensor_bytes, fwd_s, bwd_s, dma_Bps)
+            if best is None or cost < best[0]:
+                best = (cost, OffloadDecision(offloaded, recomputed))
+        if best is not None:
+            return best[1]
         # Nothing fits the estimate, which reserves every prefetch when it is issued; the
         # driver can still run by making prefetches wait for room, as offload-all does.
         return OffloadAll().decide(layers, virtualize=virtualize, recompute_cheap=recompute_cheap,
                                    checkpoint=checkpoint)
+
+    @classmethod
+    def minimal_set(cls, sched, recomputed, tensor_bytes, fwd_s, bwd_s, memory_bytes, resident_bytes, *,
+                    virtualize, lookahead) -> set[int] | None:
+        """The maps to offload so the peak fits ``memory_bytes`` (None: no set fits)."""
+        limit = memory_bytes * (1 + _FIT_SLACK)
+        none = tuple(False for _ in recomputed)
+        held = intervals(sched, none, recomputed, virtualize=virtualize, lookahead=lookahead)
+        curve = memory_curve(sched, tensor_bytes, held, resident_bytes)
+        if curve.max() <= limit:
+            return set()
+        if not virtualize:  # nothing can leave
+            return None
+        chosen = []
+        for t, gap in cls._candidates(sched, recomputed, tensor_bytes, fwd_s, bwd_s, lookahead):
+            curve[gap] -= tensor_bytes[t]
+            chosen.append((t, gap))
+            if curve.max() <= limit:
+                break
+        else:
+            return None
+        # Keeping a map only adds bytes, so one pass, least slack first, leaves a set
+        # from which no map can be removed and still fit.
+        for k in range(len(chosen) - 1, -1, -1):
+            t, gap = chosen[k]
+            if curve[gap].max() + tensor_bytes[t] <= limit:
+                curve[gap] += tensor_bytes[t]
+                del chosen[k]
+        return {t for t, _ in chosen}
+
+    @staticmethod
+    def cost(sched, recomputed, chosen, tensor_bytes, fwd_s, bwd_s, dma_Bps) -> float:
+        """A rough time cost of a plan: the recompute it charges, plus offload and
+        prefetch time beyond the forward and backward compute they overlap (each
+        direction has its own engine). Without a DMA rate, moving bytes costs nothing."""
+        redo = sum(fwd_s[t] for t in sched.last_bwd_use if recomputed[t])
+        moved = sum(tensor_bytes[t] for t in chosen)
+        dma = moved / dma_Bps if dma_Bps else 0.0
+        return redo + max(0.0, dma - sum(fwd_s)) + max(0.0, dma - sum(bwd_s) - redo)
 
     @staticmethod
     def _candidates(sched, recomputed, tensor_bytes, fwd_s, bwd_s, lookahead):

@@ -460,7 +460,8 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
                              checkpoint=execution.training.checkpoint, lookahead=execution.training.lookahead,
                              tensor_bytes=tensor_bytes, fwd_s=fwd, bwd_s=bwd, memory_bytes=topology.device_memory_bytes,
-                             resident_bytes=model_state_bytes(workload, shards))
+                             resident_bytes=model_state_bytes(workload, shards),
+                             dma_Bps=topology.virtualization_rate_Bps(execution.policy) if virtualize else 0.0)
     recomputed, offloaded = decision.recomputed, decision.offloaded
     bwd_needs = backward_needs(layers)
     bwd_order = tuple(range(len(layers) - 1, 0, -1))
