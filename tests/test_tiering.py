@@ -17,8 +17,8 @@ GPT2 = [("workload.layers", 4), ("workload.seq_len", 256)]
 OFF = [("training.virtualization", False)]
 
 
-def iterate(workload="resnet34", sets=(), topology="ring", batch=BATCH):
-    it = Iteration(*load_inputs(topology, workload, list(sets), batch=batch))
+def iterate(workload="resnet34", sets=(), topology="ring", batch=BATCH, parallel="data"):
+    it = Iteration(*load_inputs(topology, workload, list(sets), batch=batch, parallel=parallel))
     return it, it.run()
 
 
@@ -61,6 +61,15 @@ def test_peak_estimate_equals_the_simulated_peak_without_offload(workload, sets)
 def test_peak_estimate_equals_the_simulated_peak_of_offload_all(workload, sets):
     it, record = iterate(workload, sets)
     assert any(it.plan.offloaded)
+    assert estimate(it) == pytest.approx(simulated_peak(record), rel=1e-12)
+
+
+@pytest.mark.parametrize("workload,sets", [("resnet34", OFF), ("gpt2", GPT2 + OFF + [("training.checkpoint", "full")]),
+                                           ("resnet34", [("execution.offload", "capacity_aware")])])
+def test_peak_estimate_equals_the_simulated_peak_in_model_parallel_training(workload, sets):
+    # Each device holds a 1/D shard of every map but the whole input batch.
+    it, record = iterate(workload, sets, parallel="model")
+    assert not any(it.plan.offloaded)
     assert estimate(it) == pytest.approx(simulated_peak(record), rel=1e-12)
 
 
