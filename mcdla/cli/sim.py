@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 # The parts of an iteration, as a share of it (the Fig. 11 breakdown): label, field.
 BREAKDOWN = (
     ("compute", "busy_s.compute"),
+    ("of which recompute", "recompute_s"),
     ("sync, busy", "busy_s.sync"),
     ("sync, exposed", "exposed_s.sync"),
     ("virtualization, busy", "busy_s.virtualization"),
@@ -104,7 +105,7 @@ def breakdown(result: Mapping[str, Any], indent: str = "  ") -> list[str]:
     lines = []
     for label, field in BREAKDOWN:
         value = flat.get(field)
-        if value is None:
+        if value is None or (field == "recompute_s" and not value):  # shown when there is any
             continue
         share = value / time_s if time_s else 0.0
         lines.append(f"{indent}{label:<{width}}  {bar(share)}  {percent(share):>6}  "

@@ -29,7 +29,8 @@ class ExecutionSpec:
     - ``batch``: the global batch (samples; sequences for sequence models).
     - ``policy``: the placement policy of offloaded pages (mcdla.config.placement).
     - ``offload``: the offload policy, which feature maps leave the device
-      (mcdla.sim.offload; ``offload_all`` is the paper's vDNN stress policy).
+      (mcdla.sim.offload; ``offload_all`` is the paper's vDNN stress policy,
+      ``capacity_aware`` offloads only what the device's memory cannot hold).
     - ``collective``: the collective algorithm (mcdla.sim.collectives; ``ring``).
     - ``tensor_parallel``: the tensor-parallel degree t (Megatron-style, data mode
       only): groups of t consecutive devices split every GEMM, attention and

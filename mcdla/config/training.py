@@ -51,6 +51,12 @@ class TrainingSpec:
       runs as this many micro-batches (gradients accumulate over them).
     - ``schedule``: the pipeline schedule, ``1f1b`` (PipeDream-Flush, Megatron's) or
       ``gpipe`` (every forward, then every backward).
+    - ``checkpoint``: activation checkpointing. ``none``, the paper's: every feature
+      map backward reads is stored (kept or offloaded). ``full``: only each block
+      instance's input is stored and the maps made inside the block are recomputed in
+      its backward (Megatron's full recomputation); ``selective``: only attention
+      cores are recomputed (Megatron's selective recomputation). Recomputes are
+      charged to compute; a recomputed map is never offloaded.
     """
 
     virtualization: bool = True
@@ -64,3 +70,4 @@ class TrainingSpec:
     fuse_bn_relu: bool = False
     micro_batches: PositiveInt = 1
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
+    checkpoint: Literal["none", "full", "selective"] = "none"

@@ -2,7 +2,9 @@
 
 Busy times (Fig. 11) are averaged over devices: compute is the time a device's PE
 array is busy (recompute included); sync is the time a collective is in flight;
-virtualization is the time the device's DMA engines move feature maps. Exposed time
+virtualization is the time the device's DMA engines move feature maps. ``recompute_s``
+is the part of compute spent rebuilding feature maps in backward (cheap layers,
+activation checkpointing). Exposed time
 of sync or virtualization is its busy time not covered by the device's compute:
 the part that compute does not hide. All numbers are in base units.
 """
@@ -31,10 +33,11 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     topology, workload, execution = record.inputs.topology, record.inputs.workload, record.inputs.execution
     stats = record.network
     sync = union((c.start_s, c.end_s) for c in record.collectives)
-    compute, virt, exposed_sync, exposed_virt = [], [], [], []
+    compute, recompute, virt, exposed_sync, exposed_virt = [], [], [], [], []
     for device in record.devices:
         busy = union(device.compute)
         compute.append(measure(busy))
+        recompute.append(measure([c for c in device.compute if c[2].startswith("recompute ")]))
         virt.append(measure(device.virtualization))
         exposed_sync.append(difference_measure(sync, busy))
         exposed_virt.append(difference_measure(device.virtualization, busy))
@@ -64,6 +67,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
             "virtualization": _mean(virt),
         },
         "exposed_s": {"sync": _mean(exposed_sync), "virtualization": _mean(exposed_virt)},
+        "recompute_s": _mean(recompute),
         "cpu_mem_bw_Bps": {
             "avg": socket_avg[busiest] if busiest else 0.0,
             "peak": record.port_peak_Bps[busiest] if busiest else 0.0,

@@ -117,6 +117,9 @@ class OffloadPlan:
     group_first: dict[str, int] = field(default_factory=dict)  # weight group -> its first layer
     group_last: dict[str, int] = field(default_factory=dict)  # weight group -> its last layer
     updated_params: float = 0.0  # the parameters this device's optimizer step updates
+    # Tensor -> freed at its last forward use without an offload: recomputed, or never
+    # read again while virtualizing (a map a policy keeps stays until backward frees it).
+    dropped: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -485,7 +488,7 @@ class DeviceCompute:
                     continue
                 if plan.offloaded[p]:
                     offloaded_done[p] = offloader.submit(p, "offload")
-                elif self.virtualize:  # recomputed in backward, or never read again
+                elif plan.dropped[p]:  # recomputed in backward, or never read again
                     memory.free(plan.tensor_bytes[p])
 
         # Backward.
@@ -522,8 +525,7 @@ class DeviceCompute:
             record.backward_start[i] = env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
-                if plan.offloaded[t] or t in recomputed or not self.virtualize:
-                    memory.free(plan.tensor_bytes[t])
+                memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if zero3 and group is not None and plan.group_first[group] == i:
                 self._drop_weights(group)
             for p in tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
@@ -553,7 +555,7 @@ class DeviceCompute:
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
-                if t not in plan.read_in_bwd:
+                if t not in plan.read_in_bwd and not plan.dropped[t]:
                     memory.free(plan.tensor_bytes[t])
 
 
@@ -587,9 +589,14 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     for i, layer in enumerate(layers):
         for p in layer.inputs:
             last_fwd_use[p] = max(last_fwd_use[p], i)
+    group_params = device_group_params(workload, layer_shards)
+    dp = devices // degree if execution.parallel == "data" else 1
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
-    decision = policy.decide(layers, virtualize=virtualize,
-                             recompute_cheap=execution.training.recompute_cheap)
+    decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
+                             checkpoint=execution.training.checkpoint, lookahead=execution.training.lookahead,
+                             tensor_bytes=tensor_bytes, fwd_s=fwd, bwd_s=bwd, memory_bytes=topology.device_memory_bytes,
+                             resident_bytes=device_model_state(workload, execution, devices, group_params),
+                             dma_Bps=topology.virtualization_rate_Bps(execution.policy) if virtualize else 0.0)
     recomputed, offloaded = decision.recomputed, decision.offloaded
     bwd_needs = backward_needs(layers)
     bwd_order = tuple(range(len(layers) - 1, 0, -1))
@@ -616,8 +623,6 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
                         completes[p] = (i, max(low.dx_elems, completes.get(p, (0, 0))[1]))
         for p, (i, elems) in sorted(completes.items()):
             partial_dx.setdefault(i, []).append((p, float(elems * execution.batch * prec)))
-    group_params = device_group_params(workload, layer_shards)
-    dp = devices // degree if execution.parallel == "data" else 1
     updated = sum(group_params.values()) / (dp if execution.zero else 1)  # ZeRO: each its 1/dp
     step_s = optimizer_step_time(device, workload, updated)
     first: dict[str, int] = {}
@@ -626,11 +631,13 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
         if layer.weight_group is not None:
             first.setdefault(layer.weight_group, i)
             last[layer.weight_group] = i
+    dropped = tuple(not o and (r or (virtualize and t not in last_bwd_use))
+                    for t, (o, r) in enumerate(zip(offloaded, recomputed)))
     return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
                        frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
-                       tuple(sorted(first, key=first.get)), first, last, updated)
+                       tuple(sorted(first, key=first.get)), first, last, updated, dropped)
 
 
 def _reverse(ring, rings):
@@ -642,6 +649,16 @@ def _reverse(ring, rings):
         if other and candidate.name == f"{stem}.{other}":
             return candidate
     return None
+
+
+def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params) -> float:
+    """The model state one device keeps for the whole iteration (without pipeline
+    stages): 1/D of it in model-parallel training; its tensor-parallel share of the
+    weights, with the execution's ZeRO stage and ZeRO-Offload, in data-parallel."""
+    if execution.parallel == "model":
+        return model_state_bytes(workload, devices)
+    return model_state_bytes(workload, params=sum(group_params.values()), zero=execution.zero,
+                             dp=devices // execution.tensor_parallel, offload_optimizer=execution.offload_optimizer)
 
 
 def device_group_params(workload, layer_shards) -> dict[str, float]:
@@ -705,17 +722,14 @@ class Iteration:
         # Weights, gradients and optimizer state stay in device memory (1/D of them per
         # device in model-parallel training); the steady state an iteration returns to.
         self.device_state_bytes: tuple[float, ...] = ()
-        if execution.parallel == "model":
-            self.model_state_bytes = model_state_bytes(workload, devices)
-        elif self.pipe is not None:  # each device holds its stage's weights
+        if self.pipe is not None:  # each device holds its stage's weights
             per_stage = [model_state_bytes(workload, params=n, zero=execution.zero, dp=dp)
                          for n in self.pipe.stage_params]
             self.device_state_bytes = tuple(per_stage[d // (dp * t)] for d in range(devices))
             self.model_state_bytes = max(per_stage)
         else:
-            self.model_state_bytes = model_state_bytes(
-                workload, params=sum(self.plan.group_bytes.values()) / workload.precision_bytes,
-                zero=execution.zero, dp=devices // t, offload_optimizer=execution.offload_optimizer)
+            params = {g: b / workload.precision_bytes for g, b in self.plan.group_bytes.items()}
+            self.model_state_bytes = device_model_state(workload, execution, devices, params)
         if execution.offload_optimizer:
             if topology.backing == "none":
                 raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
