@@ -86,3 +86,32 @@ def test_largest_cli_reports_the_largest_that_trains(tmp_path, capsys):
     assert main(["plan", "--largest", str(family), "--topology", "ring", "--batch", "8", "--quiet",
                  "--time-budget", "1 s"]) == 0
     assert "largest that trains: tiny" in capsys.readouterr().err
+
+
+def test_llm_memory_experiment_runs_plan_points_and_draws(tmp_path):
+    from mcdla.config.experiment import load_experiment
+    from mcdla.plots.figures import render
+    from mcdla.sweep.plan import plan_point
+    import pandas as pd
+
+    experiment = load_experiment("llm_memory")
+    assert experiment.kind == "plan" and len(experiment.points) == 11 * 6
+    rows = []
+    for design in (("ring", "bw_aware"), ("dc", "bw_aware")):
+        for model in ("gpt3/gpt3_125m", "gpt3/gpt3_175b"):
+            result = plan_point({"topology": design[0], "policy": design[1], "model": model, "batch": 16,
+                                 "simulate": 1})
+            rows.append({"topology": design[0], "policy": design[1], "model": model, "status": "ok", **result})
+    table = pd.DataFrame(rows)
+    assert list(table["trains"]) == [True, False, True, False]  # 175B's sharded state alone exceeds 16 GB
+    assert "model state" in table["reason"].iloc[1]
+    paths = render("llm_memory", table, {}, tmp_path)
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_plan_point_names_an_unknown_member():
+    from mcdla.errors import InputError
+    from mcdla.sweep.plan import plan_point
+
+    with pytest.raises(InputError, match="no member 'gpt3_1t'"):
+        plan_point({"topology": "ring", "model": "gpt3/gpt3_1t", "batch": 16})

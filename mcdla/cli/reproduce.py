@@ -1,4 +1,5 @@
-"""``mcdla reproduce``: run every paper experiment, draw its figures, write the report.
+"""``mcdla reproduce``: run every paper experiment, draw its figures, write the report
+(and the studies beyond the paper, each its own section of the report).
 
 Each experiment's sweep is resumable (``DIR/results/<name>/``), so an interrupted
 reproduce picks up where it stopped. One experiment that cannot run (an unknown
@@ -13,6 +14,9 @@ from mcdla.cli.output import positive_int
 
 # The paper's experiments, in the order they run; power reads fig11_13's speedups.
 PAPER_EXPERIMENTS = ("fig09", "fig11_13", "fig14", "pcie4", "scalability", "power")
+# Studies beyond the paper that the report also presents (their own sections).
+BEYOND_EXPERIMENTS = ("llm_memory",)
+EXPERIMENTS = PAPER_EXPERIMENTS + BEYOND_EXPERIMENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=positive_int, metavar="N", help="points run at once (default: the number of CPUs)")
     parser.add_argument("--plots", metavar="DIR", help="figure folder (default: DIR/plots)")
     parser.add_argument("--report", metavar="FILE", help="report file (default: DIR/docs/results.md)")
-    parser.add_argument("--only", action="append", choices=PAPER_EXPERIMENTS, metavar="NAME",
+    parser.add_argument("--only", action="append", choices=EXPERIMENTS, metavar="NAME",
                         help="run only this experiment (repeatable; the report uses every table present)")
     parser.add_argument("--report-only", action="store_true",
                         help="no sweeps: redraw the figures and rewrite the report from the results present")
@@ -64,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = root / "docs" / "results.md"
         check_folder(report.parent, "--out")
-    experiments = [load_experiment(name) for name in PAPER_EXPERIMENTS]  # all valid before any runs
-    selected = set(args.only or PAPER_EXPERIMENTS)
+    experiments = [load_experiment(name) for name in EXPERIMENTS]  # all valid before any runs
+    selected = set(args.only or EXPERIMENTS)
     statuses, tables, figures = [], {}, {}
     for experiment in experiments:
         folder = root / "results" / experiment.name

@@ -39,7 +39,8 @@ from mcdla.errors import InputError, excerpt
 __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point_key", "POINT_LABEL"]
 
 # Figures mcdla.plots can draw; an experiment may feed several (one sweep, Fig. 11-13).
-FIGURES = ("fig09", "fig11", "fig12", "fig13", "fig14", "pcie4", "scalability", "power", "link_bytes")
+FIGURES = ("fig09", "fig11", "fig12", "fig13", "fig14", "pcie4", "scalability", "power", "link_bytes",
+           "llm_memory")
 
 POINT_LABEL = "label"
 
@@ -91,6 +92,19 @@ class PowerKeys:
 
 
 @dataclass(frozen=True)
+class PlanKeys:
+    """The plain keys of a ``kind: plan`` point: one model of a family planned on one
+    design (``mcdla plan``); ``model`` is ``FAMILY/MEMBER`` (``gpt3/gpt3_13b``)."""
+
+    topology: str | None = None
+    policy: Policy | None = None
+    model: str | None = None
+    batch: Batch | None = None
+    simulate: PositiveInt | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class Kind:
     """What a kind of experiment runs: the runner (``module:function``), its keys and defaults.
 
@@ -116,6 +130,7 @@ RUNNERS = {
     "sim": "mcdla.run:simulate_point",
     "collective": "mcdla.sweep.runners:collective_point",
     "power": "mcdla.metrics.power:memory_node_power",
+    "plan": "mcdla.sweep.plan:plan_point",
 }
 
 
@@ -142,6 +157,8 @@ KINDS: dict[str, Kind] = {
                        defaults={"op": "all_reduce"}),
     "power": Kind(RUNNERS["power"], PowerKeys, dotted=True,
                   defaults={"memory_node": "table2", "memory_nodes": 8, "system_power_W": 3200}),
+    "plan": Kind(RUNNERS["plan"], PlanKeys, dotted=True,
+                 defaults={"policy": "bw_aware", "batch": 16, "simulate": 2}),
 }
 
 
@@ -169,7 +186,7 @@ class _ExperimentFile:
     """The literal shape of an experiment YAML, checked by :func:`~mcdla.config.schema.build`."""
 
     name: str
-    kind: Literal["sim", "collective", "power"]
+    kind: Literal["sim", "collective", "power", "plan"]
     figure: str | list[str]
     title: str = ""
     base: dict[str, Any] = field(default_factory=dict)

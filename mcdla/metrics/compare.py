@@ -25,6 +25,8 @@ __all__ = [
     "BASELINE",
     "DESIGNS",
     "DESIGN_NAMES",
+    "LLM_BUDGET_S",
+    "largest_models",
     "design_of",
     "with_design",
     "harmonic_mean",
@@ -173,8 +175,8 @@ def speedup_pivot(table: pd.DataFrame, baseline: str = BASELINE) -> list[dict]:
     speedup over ``baseline`` as a column, then one harmonic-mean row per parallel mode
     and one over everything. Empty when the table has no baseline rows."""
     data = with_design(table)
-    if baseline not in set(data["design"]):
-        return []
+    if baseline not in set(data["design"]) or "iteration_time_s" not in data or "workload" not in data:
+        return []  # not a grid of simulated iterations (a plan sweep, say)
     sp = speedups(data, baseline)
     designs = list(dict.fromkeys(sp["design"]))
     keys = [c for c in ("parallel", "workload", "batch") if c in sp.columns
@@ -193,3 +195,24 @@ def speedup_pivot(table: pd.DataFrame, baseline: str = BASELINE) -> list[dict]:
             label[keys[1]] = "harmonic mean"
         rows.append({**label, **{d: harmonic_mean(part[part["design"] == d]["speedup"]) for d in designs}})
     return rows
+
+
+# The iteration time that counts as training in the LLM study's "largest model within a
+# budget" (docs/results.md): 10 s for a batch of 16 sequences, i.e. over 3,000 tokens/s
+# on eight devices for 2,048-token sequences.
+LLM_BUDGET_S = 10.0
+
+
+def largest_models(table: pd.DataFrame, budget_s: float | None = None) -> pd.DataFrame:
+    """Per design and family (a ``kind: plan`` sweep): the largest model that trains
+    (any candidate fits; within ``budget_s`` per iteration when given), by parameters."""
+    data = with_design(table)
+    data = data[data["trains"].astype(str).str.lower() == "true"]
+    if budget_s is not None:
+        data = data[data["iteration_time_s"].astype(float) <= budget_s]
+    rows = []
+    for (design, family), group in data.groupby(["design", "family"], sort=False):
+        best = group.loc[group["params"].astype(float).idxmax()]
+        rows.append({"design": design, "family": family, "model": str(best["model"]).partition("/")[2],
+                     "params": float(best["params"]), "iteration_time_s": float(best["iteration_time_s"])})
+    return pd.DataFrame(rows, columns=["design", "family", "model", "params", "iteration_time_s"])

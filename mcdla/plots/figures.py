@@ -346,6 +346,46 @@ def link_bytes(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def llm_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """The LLM study: the largest model each design trains (and within the time
+    budget), and the best throughput of each GPT-3 size per design."""
+    plt = _plt()
+    data = compare.with_design(table)
+    designs = _design_order(data)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    families = list(dict.fromkeys(data["family"]))
+    width = 0.8 / (2 * max(1, len(families)))
+    for k, (budget, hatch) in enumerate(((None, ""), (compare.LLM_BUDGET_S, "//"))):
+        found = compare.largest_models(table, budget)
+        for f, family in enumerate(families):
+            rows = found[found["family"] == family].set_index("design")
+            xs = [i + (2 * f + k - len(families) + 0.5) * width for i in range(len(designs))]
+            values = [rows["params"].get(d, 0.0) / 1e9 for d in designs]
+            what = "fits" if budget is None else f"within {budget:g} s/iteration"
+            left.bar(xs, values, width, hatch=hatch, color=f"C{f}", edgecolor="white",
+                     label=f"{family}, {what}")
+    left.set_yscale("log")
+    left.set_xticks(range(len(designs)))
+    left.set_xticklabels([_name(d) for d in designs], fontsize=8)
+    left.set_ylabel("largest trainable model (billion parameters)")
+    left.set_title("Largest model that trains, 8 devices, batch 16", fontsize=10)
+    left.legend(fontsize=7)
+    left.grid(axis="y", alpha=0.3)
+    gpt = data[(data["family"] == families[0]) & (data["trains"].astype(str).str.lower() == "true")]
+    for design in designs:
+        rows = gpt[gpt["design"] == design].sort_values("params")
+        right.plot(rows["params"].astype(float) / 1e9, rows["tokens_per_s"].astype(float), marker="o",
+                   label=_name(design))
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("model (billion parameters)")
+    right.set_ylabel("tokens/s, best plan")
+    right.set_title(f"Best throughput per size ({families[0]})", fontsize=10)
+    right.legend(fontsize=7)
+    right.grid(alpha=0.3, which="both")
+    return fig
+
+
 def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
     """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
     from mcdla.config.experiment import FIGURES as NAMES

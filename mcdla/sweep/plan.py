@@ -24,11 +24,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from mcdla.errors import InfeasibleError, InputError
 
-__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "MAX_TENSOR"]
+__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "plan_point", "MAX_TENSOR"]
 
 # Largest tensor-parallel degree tried: Megatron-LM keeps tensor groups inside one
 # NVLink domain (8 GPUs); beyond it the activation all-reduces dominate.
@@ -156,6 +156,23 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
 
 
 
+def _state_lower_bound(workload, execution, devices: int) -> float:
+    """The model state a device holds, from the weights alone (no plan built): exact
+    without pipelines, the stages' average (a lower bound of the largest) with them."""
+    from mcdla.hw.memory import with_precision
+    from mcdla.hw.parallelism import tensor_split
+    from mcdla.sim.training import device_group_params, device_model_state
+
+    work = with_precision(workload, execution.training.precision)
+    shards = tensor_split(work.layers, execution.tensor_parallel).shards
+    params = device_group_params(work, shards)
+    pp = execution.pipeline_parallel
+    if pp > 1:
+        params = {g: n / pp for g, n in params.items()}
+        devices //= pp
+    return device_model_state(work, execution, devices, params)
+
+
 def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
     """What a planner reads of a simulated candidate: time, throughput, model FLOP/s, memory per tier."""
     workload, execution, topology = record.inputs.workload, record.inputs.execution, record.inputs.topology
@@ -176,7 +193,7 @@ def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
-         devices: int | None = None, simulate: int = 16,
+         devices: int | None = None, simulate: int = 16, policy: str = "bw_aware",
          progress: Callable[[int, int, str], None] | None = None) -> list[PlanRow]:
     """Every candidate, estimated; the most promising simulated until ``simulate`` fit.
     Rows come best first: simulated feasible by iteration time, then the rest."""
@@ -186,7 +203,7 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     from mcdla.sim.training import Iteration
 
     cache: dict = {}
-    topo, _, _ = load_inputs(topology, workload, sets, cache, batch=batch)
+    topo, _, _ = load_inputs(topology, workload, sets, cache, batch=batch, policy=policy)
     n = len(topo.devices)
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
@@ -197,9 +214,19 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
                          f"and the batch of {batch}", key="--batch")
     built = {}
+    states: dict[tuple, float] = {}
     for row in rows:
         try:
-            t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch)
+            t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch,
+                                  policy=policy)
+            key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.training.precision)
+            if key not in states:
+                states[key] = _state_lower_bound(w, e, n)
+            if states[key] > t.device_memory_bytes:  # certain before building any plan
+                row.feasible, row.resident_bytes = False, states[key]
+                row.reason = (f"model state needs at least {states[key] / 1e9:.3g} GB of the device's "
+                              f"{t.device_memory_bytes / 1e9:.3g} GB")
+                continue
             iteration = Iteration(t, w, e)
         except InputError as exc:
             row.feasible, row.reason = False, str(exc)
@@ -282,3 +309,39 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
         else:
             rows.append(MemberRow(member["name"], params, True, best))
     return rows
+
+
+def plan_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``kind: plan`` sweep point: one family member on one design, its best plan.
+
+    Keys: ``topology``, ``policy``, ``model`` (``FAMILY/MEMBER``), ``batch``, ``simulate``,
+    and dotted ``--set`` keys fixed for every candidate. The result says whether any
+    candidate fits (``trains``), and the best one's strategy and figures (raw SI)."""
+    from mcdla.config.family import read_family
+    from mcdla.hw.workload import load_workload
+
+    point = dict(point)
+    family_name, _, member_name = str(point.pop("model", "")).partition("/")
+    family = read_family(family_name)
+    member = next((m for m in family.members if m["name"] == member_name), None)
+    if member is None:
+        names = ", ".join(m["name"] for m in family.members)
+        raise InputError(f"family {family.name} has no member {member_name!r}; it has {names}", key="model")
+    member_sets = family.member_sets(member)
+    topology, policy = point.pop("topology"), point.pop("policy", "bw_aware")
+    batch, simulate = int(point.pop("batch")), int(point.pop("simulate", 2))
+    sets = list(point.items())
+    params = load_workload(family.workload, [(k.partition(".")[2], v) for k, v in member_sets]).params
+    rows = plan(topology, family.workload, batch=batch, sets=[*sets, *member_sets], simulate=simulate,
+                policy=policy)
+    best = next((r for r in rows if r.feasible), None)
+    out: dict[str, Any] = {"member": member_name, "family": family.name, "params": params,
+                           "topology": topology, "policy": policy, "batch": batch, "trains": best is not None}
+    if best is None:
+        failed = sorted((r for r in rows if r.feasible is False),
+                        key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
+        out["reason"] = failed[0].reason if failed else "no candidate"
+        return out
+    out["plan"] = best.candidate.label()
+    out.update(best.result)
+    return out

@@ -359,6 +359,46 @@ def _summary(values: Mapping[str, float]) -> list[str]:
     return lines
 
 
+def _llm_section(table) -> list[str]:
+    """Beyond the paper: the LLM study's table (best plan's iteration time per model
+    and design) and its answer (the largest model each design trains)."""
+    from mcdla.metrics.compare import DESIGN_NAMES, DESIGNS, LLM_BUDGET_S, largest_models, with_design
+
+    data = with_design(table)
+    designs = [d for d in DESIGNS if d in set(data["design"])]
+    lines = [
+        "## Beyond the paper: language models on the design points",
+        "",
+        "Experiment `llm_memory`: every model of the GPT-3 and Llama 2 families planned on "
+        "each design point (eight 16 GB devices of Table II, batch 16) by `mcdla plan`: the "
+        "fastest simulated combination of tensor and pipeline degrees, ZeRO stage and "
+        "ZeRO-Offload, activation checkpointing and offload policy that fits (docs/model.md). "
+        "Each cell is the best plan's iteration time; — means no combination fits.",
+        "",
+        "| model | params | " + " | ".join(DESIGN_NAMES.get(d, d) for d in designs) + " |",
+        "|---|---:|" + "---:|" * len(designs),
+    ]
+    for model, group in data.groupby("model", sort=False):
+        cells = []
+        for design in designs:
+            row = group[group["design"] == design]
+            fits = not row.empty and str(row["trains"].iloc[0]).lower() == "true"
+            cells.append(f"{float(row['iteration_time_s'].iloc[0]):.3g} s" if fits else "—")
+        params = float(group["params"].iloc[0])
+        lines.append(f"| {str(model).partition('/')[2]} | {params / 1e9:.3g} B | " + " | ".join(cells) + " |")
+    lines += ["", f"Largest model that trains (fits; and within {LLM_BUDGET_S:g} s per iteration):", ""]
+    fits, budget = largest_models(table), largest_models(table, LLM_BUDGET_S)
+    for design in designs:
+        parts = []
+        for family in dict.fromkeys(data["family"]):
+            def name(found):
+                row = found[(found["design"] == design) & (found["family"] == family)]
+                return row["model"].iloc[0] if not row.empty else "none"
+            parts.append(f"{family}: {name(fits)} ({name(budget)} within the budget)")
+        lines.append(f"- {DESIGN_NAMES.get(design, design)}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: float,
                   plots_dir: Path | str | None, report_path: Path | str,
                   figures: Mapping[str, Sequence[str]] = {}) -> str:
@@ -399,6 +439,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         explanation = EXPLANATIONS.get(metric.id) or "_(to be explained)_"
         lines.append(f"| {metric.description} | {_fmt(paper, metric.unit)} | {_fmt(value, metric.unit)} | "
                      f"{ratio_text} | {explanation} |")
+    if "llm_memory" in tables:
+        lines += [""] + _llm_section(tables["llm_memory"])
     lines += ["", "## Changes", "", "Fixes that changed numbers of this report, newest first.", ""]
     lines += [f"- {change}" for change in CHANGES]
     if plots_dir is not None and figures:
