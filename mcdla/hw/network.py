@@ -16,12 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "reduction_port"]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
     """The id of the ``index``-th parallel link's channel from ``src`` to ``dst``."""
     return f"{src}>{dst}:{index}"
+
+
+def reduction_port(switch: str) -> str:
+    """The id of fabric switch ``switch``'s in-switch reduction engine (a port)."""
+    return f"{switch}/reduce"
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Channel:
 
 @dataclass(frozen=True)
 class Port:
-    """A memory shared by reads and writes: a bandwidth with no direction."""
+    """A bandwidth with no direction: a memory shared by reads and writes, or a fabric
+    switch's in-switch reduction engine."""
 
     id: str
     node: str
@@ -51,13 +57,16 @@ class Ring:
     ``ranks`` are the device-nodes in ring order; ``segments[i]`` is the sequence of
     channel ids that carries data from ``ranks[i]`` to ``ranks[(i + 1) % p]`` (more
     than one channel when the ring relays through memory-nodes). ``latency_s[i]`` is
-    the summed hop latency of ``segments[i]``.
+    the summed hop latency of ``segments[i]``. ``hub`` is the fabric switch of a
+    *switch ring*, one whose every segment is rank -> switch -> next rank (so any rank
+    reaches any other through the switch); "" for any other ring.
     """
 
     name: str
     ranks: tuple[str, ...]
     segments: tuple[tuple[str, ...], ...]
     latency_s: tuple[float, ...]
+    hub: str = ""
 
     @property
     def size(self) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["find_rings", "link_counts", "canonical_ring"]
+__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings"]
 
 
 def link_counts(graph, nodes: Sequence[str]) -> dict[frozenset, int]:
@@ -110,3 +110,69 @@ def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
         return False
 
     return extend()
+
+
+def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
+    """The collective rings of a topology that lists none: (node cycles, directed).
+
+    - Devices on a fabric switch (kind ``fabric``): a switch ring
+      D0 FS D1 FS ... D{N-1} FS takes one link out of and one into every device, so a
+      switch every device links to ``k`` times gives ``k`` *directed* rings (a ring and
+      its reverse would need the same links); the first such switch in node order.
+    - Devices each on one leaf fabric switch, the leaves under common spines (a
+      two-level switch): each ring runs through every leaf's devices in turn, from leaf
+      to leaf over one spine (the spines taken in turn), so as many directed rings as
+      a device has leaf links or a leaf has spine links, whichever is fewer.
+    - Otherwise edge-disjoint Hamiltonian cycles (:func:`find_rings`) over the devices
+      and memory-nodes, which relay (the MC-DLA ring), or failing that over the devices
+      alone (a cube-mesh); each cycle runs both ways.
+
+    Returns ``((), False)`` when there is none: one device, or no such ring exists.
+    """
+    kinds = dict(graph.nodes(data="kind"))
+    devices = [n for n, kind in kinds.items() if kind == "device"]
+    if len(devices) < 2:
+        return (), False
+    for hub in (n for n, kind in kinds.items() if kind == "fabric"):
+        links = min(graph.number_of_edges(d, hub) for d in devices)
+        if links:
+            cycle = tuple(node for d in devices for node in (d, hub))
+            return tuple(cycle for _ in range(links)), True
+    tree = _switch_tree_rings(graph, kinds, devices)
+    if tree:
+        return tree, True
+    memory = [n for n, kind in kinds.items() if kind == "memory"]
+    for nodes in ((devices + memory, devices) if memory else (devices,)):
+        found = find_rings(graph, nodes)
+        if found:
+            return found, False
+    return (), False
+
+
+def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
+    """The directed rings of a two-level switch (see :func:`derive_rings`), or ()."""
+    leaf_of = {}
+    for d in devices:
+        hubs = [n for n in graph.successors(d) if kinds[n] == "fabric"]
+        if len(hubs) != 1:
+            return ()
+        leaf_of[d] = hubs[0]
+    leaves = list(dict.fromkeys(leaf_of.values()))
+    if len(leaves) < 2:
+        return ()
+    spines = [n for n, kind in kinds.items() if kind == "fabric" and n not in leaves
+              and all(graph.has_edge(leaf, n) for leaf in leaves)]
+    per_spine = [min(graph.number_of_edges(leaf, s) for leaf in leaves) for s in spines]
+    links = min(graph.number_of_edges(d, leaf_of[d]) for d in devices)
+    count = min(links, sum(per_spine))
+    # The spine of each ring: the spines in turn, each as often as it has uplinks.
+    turns = [s for r in range(max(per_spine, default=0)) for s, n in zip(spines, per_spine) if r < n][:count]
+    rings = []
+    for spine in turns:
+        cycle: list[str] = []
+        for leaf in leaves:
+            for d in (d for d in devices if leaf_of[d] == leaf):
+                cycle += [leaf, d]
+            cycle += [leaf, spine]
+        rings.append(tuple(cycle))
+    return tuple(rings)

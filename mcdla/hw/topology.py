@@ -26,13 +26,14 @@ from typing import Any, Mapping, Sequence
 import networkx as nx
 
 from mcdla.config import loader
-from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
+from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc, read_topology_doc
 from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.config.placement import PLACEMENTS
-from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id
+from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
+from mcdla.hw.rings import derive_rings
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -46,7 +47,10 @@ MAX_NODES = 4096
 MAX_PARALLEL_LINKS = 256
 
 # Node-id prefixes of generated node names, by kind.
-_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "cpu": "CPU"}
+_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "cpu": "CPU"}
+# Node kinds a DMA to the backing store may relay through: PCIe switches and fabric
+# switches. Devices and memory-nodes forward ring traffic only.
+_RELAYS = ("switch", "fabric")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class Topology:
     ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
     source: str = ""
     collective: str = "ring"  # the design's default collective algorithm (mcdla.sim.collectives)
+    fabric_switches: tuple[str, ...] = ()
+    fabric_switch: SwitchSpec | None = None
+    generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA.
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -210,7 +217,7 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    allowed = [n for n, kind in graph.nodes(data="kind") if kind == "switch"] + [device, store]
+    allowed = [n for n, kind in graph.nodes(data="kind") if kind in _RELAYS] + [device, store]
     view = graph.subgraph(allowed)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -247,17 +254,23 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     devices = _names(doc.devices, "device", top.child("devices"))
     memory_nodes = _names(doc.memory_nodes, "memory", top.child("memory_nodes"))
     switches = _names(doc.switches, "switch", top.child("switches"))
+    fabric = _names(doc.fabric_switches, "fabric", top.child("fabric_switches"))
     sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
     if memory_nodes and doc.memory_node is None:
         raise top.child("memory_node").error("missing; the topology has memory-nodes")
+    if fabric and doc.fabric_switch is None:
+        raise top.child("fabric_switch").error("missing; the topology has fabric switches")
+    # Errors in what a generator wrote name the generator: the file has no such keys.
+    made = top.child("generator") if doc.generator else top
 
     graph = nx.MultiDiGraph()
     for kind, ids, key in (
         ("device", devices, "devices"),
         ("memory", memory_nodes, "memory_nodes"),
         ("switch", switches, "switches"),
+        ("fabric", fabric, "fabric_switches"),
         ("cpu", sockets, "host.sockets"),
     ):
         for n in ids:
@@ -268,19 +281,28 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
     for i, entry in enumerate(doc.connections):
-        a, b, alias, count = _connection(entry, graph, doc.links, top.child("connections").child(i))
+        a, b, alias, count = _connection(entry, graph, doc.links, made.child("connections").child(i))
         spec = doc.links[alias]
+        bw = spec.effective_bw_Bps
+        if "fabric" in (graph.nodes[a]["kind"], graph.nodes[b]["kind"]):
+            bw = min(bw, doc.fabric_switch.port_bw)  # the switch port passes at most its own rate
         first = graph.number_of_edges(a, b)
         for k in range(first, first + count):
             for src, dst in ((a, b), (b, a)):
-                ch = Channel(channel_id(src, dst, k), src, dst, spec.effective_bw_Bps, spec.latency)
+                latency = spec.latency
+                if graph.nodes[dst]["kind"] == "fabric":  # crossing the switch, counted on the way in
+                    latency += doc.fabric_switch.latency
+                ch = Channel(channel_id(src, dst, k), src, dst, bw, latency)
                 channels[ch.id] = ch
                 graph.add_edge(src, dst, key=k, channel=ch, link_type=alias)
         physical.append((a, b, alias, count))
 
-    _check_budgets(graph, doc, top)
-    rings = _bind_rings(graph, doc, channels, top)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, top)
+    _check_budgets(graph, doc, made)
+    rings, cycles = _bind_rings(graph, doc, channels, top)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made)
+    if doc.fabric_switch is not None and doc.fabric_switch.reduction_Bps is not None:
+        for hub in fabric:  # the in-switch reduction engine, shared by all that reduce there
+            ports[reduction_port(hub)] = Port(reduction_port(hub), hub, doc.fabric_switch.reduction_Bps)
     return Topology(
         name=doc.name,
         description=doc.description,
@@ -300,9 +322,12 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         links=dict(doc.links),
         device_memory_bytes=math.inf if doc.device_memory == "unbounded" else doc.device.hbm_capacity,
         physical_links=tuple(physical),
-        ring_cycles=tuple(tuple(r) for r in doc.rings),
+        ring_cycles=cycles,
         source=file,
         collective=doc.collective,
+        fabric_switches=fabric,
+        fabric_switch=doc.fabric_switch,
+        generator=doc.generator,
     )
 
 
@@ -331,39 +356,51 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, top: Where) -> None
     """No device- or memory-node has more high-bandwidth links than it owns.
 
     A device's PCIe host interface (its link to a PCIe switch) is not one of its
-    ``device.links`` high-bandwidth links, so it is not counted.
+    ``device.links`` high-bandwidth links, so it is not counted, nor is a link type
+    marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric switch has
+    ``fabric_switch.ports`` per chip.
     """
-    budgets = {"device": doc.device.links}
+    budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
-        budgets["memory"] = doc.memory_node.links
+        budgets["memory"] = (doc.memory_node.links, "memory_node.links")
+    if doc.fabric_switch is not None:
+        budgets["fabric"] = (doc.fabric_switch.total_ports, "fabric_switch ports x chips")
     for node, kind in graph.nodes(data="kind"):
         if kind not in budgets:
             continue
         used = sum(
-            graph.number_of_edges(node, other)
+            1
             for other in graph.successors(node)
             if graph.nodes[other]["kind"] != "switch"
+            for link_type in (data["link_type"] for data in graph[node][other].values())
+            if not doc.links[link_type].host_interface
         )
-        if used > budgets[kind]:
-            owner = "device.links" if kind == "device" else "memory_node.links"
+        budget, owner = budgets[kind]
+        if used > budget:
             raise top.child("connections").error(
-                f"node {node!r} has {used} links, more than its {owner} = {budgets[kind]}"
+                f"node {node!r} has {used} links, more than its {owner} = {budget}"
             )
 
 
-def _bind_rings(graph, doc: TopologyDoc, channels, top: Where) -> tuple[Ring, ...]:
-    """Every listed ring, checked, as directed rings bound to parallel links."""
+def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
+    """Every listed ring (or, when none is listed, every derived one), checked, as
+    directed rings bound to parallel links; and the node cycles they came from."""
     usage: dict[str, int] = {}  # channel id -> rings bound to it so far
     rings: list[Ring] = []
     devices = [n for n, kind in graph.nodes(data="kind") if kind == "device"]
-    if len(devices) > 1 and not doc.rings:
+    # Rings the file lists, or (no rings key) the derived ones; an empty list is a
+    # listed "no rings", refused below like any design without a ring.
+    cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
+    if doc.rings is None:
+        cycles, directed = derive_rings(graph)
+    if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
-                                       "through all of them")
-    for i, cycle in enumerate(doc.rings):
+                                       "through all of them, and none was found: list them")
+    for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
         _check_cycle(graph, cycle, where)
         directions = [("", list(cycle))]
-        if doc.ring_directions == "both":
+        if not directed:
             reverse = [cycle[0]] + list(cycle[1:])[::-1]
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
@@ -374,7 +411,7 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where) -> tuple[Ring, ..
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(graph, cycle, where)
-    return tuple(rings)
+    return tuple(rings), cycles
 
 
 def _check_relays(graph, cycle: Sequence[str], where: Where) -> None:
@@ -398,8 +435,9 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
         if not isinstance(node, str) or node not in graph:
             raise where.child(j).error(f"unknown node {excerpt(node)}")
         kind = graph.nodes[node]["kind"]
-        if kind not in ("device", "memory"):
-            raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices and memory-nodes")
+        if kind not in ("device", "memory", "fabric"):
+            raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
+                                       "and fabric switches")
         if kind == "device":
             if node in devices_seen:
                 raise where.child(j).error(f"device {node!r} appears twice in the ring")
@@ -450,7 +488,14 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
         current.append(hops[j])
     segments.append(tuple(current))
     latency = tuple(sum(channels[c].latency_s for c in seg) for seg in segments)
-    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency)
+    # A ring whose every segment is rank -> switch -> rank through one fabric switch can
+    # reach any rank from any other in two hops: the switch algorithms need that.
+    relays = {channels[seg[0]].dst for seg in segments if len(seg) == 2}
+    hub = ""
+    if len(relays) == 1 and all(len(seg) == 2 for seg in segments):
+        (only,) = relays
+        hub = only if graph.nodes[only]["kind"] == "fabric" else ""
+    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency, hub=hub)
 
 
 def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):

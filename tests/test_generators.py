@@ -1,0 +1,169 @@
+"""Topology generators (issue 13): a few parameters expand to the same graph a
+hand-written file gives, and rings are derived at load when none are listed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mcdla.config.generators import GENERATORS
+from mcdla.config.loader import DATA_ROOT
+from mcdla.errors import InputError
+from mcdla.hw.rings import canonical_ring
+from mcdla.hw.topology import load_topology
+from mcdla.run import simulate
+
+# The paper's designs as generator calls, beside their hand-written files.
+GENERATED = {
+    "ring": {"name": "ring", "description": "generated MC-DLA ring", "device": "table2",
+             "memory_node": "table2", "links": {"nvlink": "nvlink2"},
+             "generator": {"name": "ring", "devices": 8, "links_per_pair": 3}},
+    "dc": {"name": "dc", "description": "generated DC-DLA", "device": "table2", "host": "xeon",
+           "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16"},
+           "generator": {"name": "cube_mesh", "pcie_link": "pcie"}},
+}
+
+
+def _file(tmp_path: Path, doc: dict, name: str = "gen") -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def _ring_set(topo):
+    order = {n: i for i, n in enumerate(list(topo.devices) + list(topo.memory_nodes) + list(topo.fabric_switches))}
+    return Counter(canonical_ring(r, order) for r in topo.ring_cycles)
+
+
+@pytest.mark.parametrize("design", sorted(GENERATED))
+def test_generated_paper_designs_equal_their_hand_written_files(design, tmp_path):
+    generated = load_topology(_file(tmp_path, GENERATED[design]))
+    written = load_topology(design)
+    assert generated.generator and not written.generator
+    assert generated.channels == written.channels
+    assert generated.capacities() == written.capacities()
+    assert generated.serves == written.serves
+    assert _ring_set(generated) == _ring_set(written)
+    assert sorted(c for r in generated.rings for c in r.channels) == \
+        sorted(c for r in written.rings for c in r.channels)
+    assert generated.collective_bw_Bps == written.collective_bw_Bps
+    assert generated.virtualization_bw_Bps == written.virtualization_bw_Bps
+
+
+@pytest.mark.parametrize("design", sorted(GENERATED))
+def test_generated_paper_designs_simulate_identically(design, tmp_path):
+    path = _file(tmp_path, GENERATED[design])
+    generated = simulate(path, "bw_aware", "alexnet", "data", 64)
+    written = simulate(design, "bw_aware", "alexnet", "data", 64)
+    assert generated["iteration_time_s"] == written["iteration_time_s"]
+
+
+@pytest.mark.parametrize("design", ("dc", "ring", "dc4"))
+def test_hand_written_files_without_rings_derive_the_listed_ones(design, tmp_path):
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / f"{design}.yaml").read_text())
+    doc.pop("rings")
+    derived = load_topology(_file(tmp_path, doc))
+    assert _ring_set(derived) == _ring_set(load_topology(design))
+    assert derived.rings == load_topology(design).rings
+
+
+def test_a_ring_of_64_devices_needs_no_listed_rings(tmp_path):
+    doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": 64, "links_per_pair": 3})
+    topo = load_topology(_file(tmp_path, doc))
+    assert len(topo.devices) == 64 and len(topo.memory_nodes) == 64
+    assert len(topo.rings) == 6 and all(r.size == 64 for r in topo.rings)
+    uses = Counter(c for r in topo.rings for c in r.channels)
+    assert set(uses.values()) == {1} and len(uses) == len(topo.channels)
+    assert topo.collective_bw_Bps == pytest.approx(150e9)  # 6 directed rings x 25 GB/s, as the 8-device ring
+
+
+def test_set_resizes_a_generated_design(tmp_path):
+    topo = load_topology(_file(tmp_path, GENERATED["ring"]), [("generator.devices", "16")])
+    assert len(topo.devices) == 16
+
+
+def test_generators_are_registered():
+    assert {"ring", "cube_mesh", "switch", "superchip"} <= set(GENERATORS.names())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["generator"].update(name="torus"),
+     r"gen\.yaml: generator\.name: unknown topology generator 'torus'; expected one of ring"),
+    (lambda d: d["generator"].update(colour="red"), r"gen\.yaml: generator\.colour: unknown key"),
+    (lambda d: d["generator"].update(devices="many"), r"gen\.yaml: generator\.devices: expected an integer"),
+    (lambda d: d["generator"].update(link="qpi"),
+     r"gen\.yaml: generator\.link: link type 'qpi' is not in the file's links \(nvlink\)"),
+    (lambda d: d.update(connections=[["D0", "M0", "nvlink"]]),
+     r"gen\.yaml: connections: set by generator 'ring'; remove it from the file"),
+    (lambda d: d.update(generator="ring"), r"gen\.yaml: generator: expected a mapping with a name"),
+    (lambda d: d["generator"].update(links_per_pair=4),
+     r"gen\.yaml: generator\.connections: node 'D0' has 8 links, more than its device\.links = 6"),
+    (lambda d: d.pop("memory_node"), r"gen\.yaml: generator\.memory_nodes: needs the file's 'memory_node'"),
+])
+def test_bad_generator_input_names_file_and_key(edit, message, tmp_path):
+    import copy
+
+    doc = copy.deepcopy(GENERATED["ring"])
+    edit(doc)
+    with pytest.raises(InputError, match=message):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_a_design_with_no_ring_at_all_asks_for_rings(tmp_path):
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / "dc.yaml").read_text())
+    doc.pop("rings")
+    doc["connections"] = [c for c in doc["connections"] if c[0] != "D7" and c[1] != "D7"
+                          or c[2] == "pcie"]  # D7 cut off from the NVLinks
+    with pytest.raises(InputError, match=r"rings: 8 devices need at least one collective ring .* none was found"):
+        load_topology(_file(tmp_path, doc))
+
+
+SWITCHED = {"name": "sw", "description": "8 devices on one NVSwitch system", "device": "h100_sxm5",
+            "fabric_switch": {"preset": "nvswitch3", "chips": 4}, "links": {"nvlink": "nvlink4"},
+            "generator": {"name": "switch", "devices": 8, "links_per_device": 18}}
+
+
+def test_switch_generator_derives_one_directed_ring_per_device_link(tmp_path):
+    topo = load_topology(_file(tmp_path, SWITCHED))
+    assert topo.fabric_switches == ("FS0",)
+    assert len(topo.rings) == 18 and all(r.hub == "FS0" and r.size == 8 for r in topo.rings)
+    uses = Counter(c for r in topo.rings for c in r.channels)
+    assert set(uses.values()) == {1} and len(uses) == len(topo.channels)  # every directed channel once
+    link = topo.links["nvlink"]
+    assert topo.collective_bw_Bps == pytest.approx(18 * link.bw * link.efficiency)
+    assert topo.ports["FS0/reduce"].bw_Bps == pytest.approx(4 * 1600e9)  # SHARP on each of 4 chips
+
+
+def test_switch_ports_are_a_budget(tmp_path):
+    doc = dict(SWITCHED, fabric_switch="nvswitch3")  # one chip: 64 ports for 8 x 18 links
+    with pytest.raises(InputError, match=r"generator\.connections: node 'FS0' has 144 links, more than its "
+                                         r"fabric_switch ports x chips = 64"):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_superchip_generator_gives_every_device_its_cpu_over_c2c(tmp_path):
+    doc = {"name": "gh", "description": "superchips", "device": "h100_sxm5",
+           "host": {"preset": "xeon", "sockets": 4}, "fabric_switch": {"preset": "nvswitch3", "chips": 4},
+           "links": {"nvlink": "nvlink4", "c2c": {"bw": "450 GB/s", "latency": "1 us", "host_interface": True}},
+           "generator": {"name": "superchip", "devices": 4, "links_per_device": 18}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.serves == {f"D{i}": (f"CPU{i}",) for i in range(4)}
+    (route,) = topo.backing_routes("D2", "local", "offload")
+    assert route.path == ("D2>CPU2:0", "CPU2/mem")
+    assert topo.virtualization_bw_Bps == pytest.approx(80e9)  # the socket's DRAM, below C2C's 450 GB/s
+
+
+def test_two_level_switch_rings_run_leaf_to_leaf_over_the_spines(tmp_path):
+    doc = {"name": "tl", "description": "two levels", "device": "h100_sxm5", "fabric_switch": "nvswitch3",
+           "links": {"nvlink": "nvlink4"},
+           "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4,
+                         "links_per_device": 4, "spines": 2, "uplinks": 2}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.fabric_switches == ("FS0", "FS1", "FS2", "FS3")
+    assert len(topo.rings) == 4 and all(r.size == 8 and not r.hub for r in topo.rings)
+    uplinks = sorted(ch for r in topo.rings for ch in r.channels if ch.startswith("FS0>FS"))
+    assert uplinks == ["FS0>FS2:0", "FS0>FS2:1", "FS0>FS3:0", "FS0>FS3:1"]  # spines in turn
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
