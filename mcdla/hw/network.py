@@ -57,16 +57,41 @@ class Ring:
     ``ranks`` are the device-nodes in ring order; ``segments[i]`` is the sequence of
     channel ids that carries data from ``ranks[i]`` to ``ranks[(i + 1) % p]`` (more
     than one channel when the ring relays through memory-nodes). ``latency_s[i]`` is
-    the summed hop latency of ``segments[i]``. ``hub`` is the fabric switch of a
-    *switch ring*, one whose every segment is rank -> switch -> next rank (so any rank
-    reaches any other through the switch); "" for any other ring.
+    the summed hop latency of ``segments[i]``. ``switch_out[i]`` is the fabric switch
+    rank ``i`` sends into (the end of its first hop) and ``switch_in[i]`` the one it
+    receives from ("" where that hop is not to or from a fabric switch): two ranks on one
+    switch reach each other through it whatever the ring's order, so the switch
+    algorithms may pair any two of them.
     """
 
     name: str
     ranks: tuple[str, ...]
     segments: tuple[tuple[str, ...], ...]
     latency_s: tuple[float, ...]
-    hub: str = ""
+    switch_out: tuple[str, ...] = ()
+    switch_in: tuple[str, ...] = ()
+
+    def through_switch(self, i: int) -> str:
+        """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
+        if not self.switch_out or len(self.segments[i]) != 2:
+            return ""
+        hub = self.switch_out[i]
+        return hub if hub == self.switch_in[(i + 1) % self.size] else ""
+
+    @property
+    def hub(self) -> str:
+        """The fabric switch of a *switch ring* (every segment through that one switch),
+        else ""."""
+        hubs = {self.through_switch(i) for i in range(self.size)}
+        return hubs.pop() if len(hubs) == 1 else ""
+
+    def up(self, i: int) -> str:
+        """The channel on which rank ``i`` sends (the first of its segment)."""
+        return self.segments[i][0]
+
+    def down(self, i: int) -> str:
+        """The channel on which rank ``i`` receives (the last of the segment into it)."""
+        return self.segments[i - 1][-1]
 
     @property
     def size(self) -> int:

@@ -488,14 +488,15 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
         current.append(hops[j])
     segments.append(tuple(current))
     latency = tuple(sum(channels[c].latency_s for c in seg) for seg in segments)
-    # A ring whose every segment is rank -> switch -> rank through one fabric switch can
-    # reach any rank from any other in two hops: the switch algorithms need that.
-    relays = {channels[seg[0]].dst for seg in segments if len(seg) == 2}
-    hub = ""
-    if len(relays) == 1 and all(len(seg) == 2 for seg in segments):
-        (only,) = relays
-        hub = only if graph.nodes[only]["kind"] == "fabric" else ""
-    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency, hub=hub)
+    # Which fabric switch each rank sends into and receives from: the switch algorithms
+    # pair any two ranks on one switch through it.
+    def fabric(node: str) -> str:
+        return node if graph.nodes[node]["kind"] == "fabric" else ""
+
+    switch_out = tuple(fabric(channels[seg[0]].dst) for seg in segments)
+    switch_in = tuple(fabric(channels[segments[i - 1][-1]].src) for i in range(len(segments)))
+    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
+                switch_out=switch_out, switch_in=switch_in)
 
 
 def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):
