@@ -189,8 +189,10 @@ class SwitchParams:
     # Memory expanders (CXL) behind the PCIe switches: each serves the devices on its switch.
     expanders_per_pcie_switch: NonNegativeInt = 0
     expander_link: str = "cxl"
-    # A CPU of its own per device over ``c2c_link`` (Grace Hopper): its memory is the backing store.
+    # CPUs over ``c2c_link`` (Grace Hopper, Grace Blackwell), one per ``devices_per_cpu``
+    # devices: their memory is the backing store.
     c2c_link: str | None = None
+    devices_per_cpu: PositiveInt = 1
 
 
 @generator("switch", SwitchParams)
@@ -234,11 +236,13 @@ def switch(p: SwitchParams, doc, where: Where) -> dict[str, Any]:
     if p.c2c_link is not None:
         c2c = _need_link(doc, p.c2c_link, where.child("c2c_link"))
         host = _need(doc, "host", "the CPU of every superchip", where.child("c2c_link"))
-        if host.get("sockets") != p.devices:
-            raise where.child("c2c_link").error(f"one CPU per device: host.sockets must be {p.devices}, "
-                                                f"got {excerpt(host.get('sockets'))}")
-        connections += [[d, f"CPU{i}", c2c] for i, d in enumerate(devices)]
-        result.update(backing="host", serves={d: [f"CPU{i}"] for i, d in enumerate(devices)})
+        per = p.devices_per_cpu
+        if p.devices % per or host.get("sockets") != p.devices // per:
+            raise where.child("devices_per_cpu").error(
+                f"{p.devices} devices, {per} per CPU: host.sockets must be {p.devices / per:g}, "
+                f"got {excerpt(host.get('sockets'))}")
+        connections += [[d, f"CPU{i // per}", c2c] for i, d in enumerate(devices)]
+        result.update(backing="host", serves={d: [f"CPU{i // per}"] for i, d in enumerate(devices)})
     result["connections"] = connections
     return result
 
@@ -252,6 +256,7 @@ class SuperchipParams:
     links_per_device: PositiveInt  # links from every device to the fabric switch
     link: str = "nvlink"
     c2c_link: str = "c2c"  # device <-> its CPU (NVLink-C2C); the CPU's memory is the backing store
+    devices_per_cpu: PositiveInt = 1  # GB200: two Blackwell GPUs per Grace
 
 
 @generator("superchip", SuperchipParams)
@@ -259,7 +264,7 @@ def superchip(p: SuperchipParams, doc, where: Where) -> dict[str, Any]:
     """Grace-Hopper-style superchips (GH200 NVL32, GB200 NVL72): device D_i and CPU_i
     joined by C2C, CPU_i's memory D_i's backing store, the devices on one fabric switch."""
     return switch(SwitchParams(devices=p.devices, links_per_device=p.links_per_device, link=p.link,
-                               c2c_link=p.c2c_link), doc, where)
+                               c2c_link=p.c2c_link, devices_per_cpu=p.devices_per_cpu), doc, where)
 
 
 # -- two_level_switch: leaf switches per domain under spine switches ------------------
