@@ -25,7 +25,7 @@ SWITCHED = {
                   "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4,
                                 "links_per_device": 4, "spines": 2, "uplinks": 2}},
 }
-DESIGNS = ["dc", "hc", "star", "ring", *SWITCHED]
+DESIGNS = ["dc", "hc", "star", "ring", "dgx_a100", *SWITCHED]  # dgx_a100: switch rings, no SHARP
 
 
 @pytest.fixture(scope="module")

@@ -206,6 +206,7 @@ class Topology:
             "devices": len(self.devices),
             "memory_nodes": len(self.memory_nodes),
             "rings": len(self.rings),
+            "collective": self.collective,
             "collective_bw_Bps": self.collective_bw_Bps,
             "virtualization_bw_Bps": self.virtualization_bw_Bps,
         }
