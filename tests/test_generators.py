@@ -167,3 +167,31 @@ def test_two_level_switch_rings_run_leaf_to_leaf_over_the_spines(tmp_path):
     uplinks = sorted(ch for r in topo.rings for ch in r.channels if ch.startswith("FS0>FS"))
     assert uplinks == ["FS0>FS2:0", "FS0>FS2:1", "FS0>FS3:0", "FS0>FS3:1"]  # spines in turn
     assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
+
+
+@pytest.mark.parametrize("generator", [
+    {"name": "ring", "devices": 10**12},
+    {"name": "two_level_switch", "domains": 10**6, "devices_per_domain": 10**6, "links_per_device": 1,
+     "spines": 1, "uplinks": 1},
+])
+def test_a_huge_generator_is_refused_before_it_builds(generator, tmp_path):
+    import time
+
+    doc = dict(GENERATED["ring"], fabric_switch="nvswitch3", generator=generator)
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=r"gen\.yaml: generator: \d+ nodes is more than a generator writes"):
+        load_topology(_file(tmp_path, doc))
+    assert time.perf_counter() - started < 2.0
+
+
+def test_beyond_the_node_limit_the_graph_refuses(tmp_path):
+    from mcdla.hw.topology import MAX_NODES
+
+    from mcdla.config.generators import MAX_GENERATED_NODES
+
+    too_many = MAX_NODES + 1
+    if too_many > MAX_GENERATED_NODES:
+        pytest.skip("the graph's limit is above the generator's")
+    doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": too_many, "memory_nodes": False})
+    with pytest.raises(InputError, match=rf"gen\.yaml: generator\.devices: {too_many} is more than the supported"):
+        load_topology(_file(tmp_path, doc))

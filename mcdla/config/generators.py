@@ -29,6 +29,11 @@ from mcdla.registry import Registry
 
 __all__ = ["GENERATORS", "GENERATED_KEYS", "expand"]
 
+# Nodes a generator writes at most: parameters asking for more are refused before any
+# list is built (a typo of 10**9 devices must not exhaust memory). The graph's own,
+# smaller limit on nodes of one kind (mcdla.hw.topology) applies after.
+MAX_GENERATED_NODES = 100_000
+
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "connections", "backing", "serves")
 
@@ -59,6 +64,11 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
         if key in result:
             raise where.child(key).error(f"set by generator {spec['name']!r}; remove it from the file")
     params = build(params_cls, {k: v for k, v in spec.items() if k != "name"}, gwhere)
+    nodes = sum(getattr(params, key, 0) for key in ("devices", "memory_nodes", "spines"))
+    if hasattr(params, "domains"):
+        nodes += params.domains * (1 + params.devices_per_domain)
+    if nodes > MAX_GENERATED_NODES:
+        raise gwhere.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
     result.update(function(params, result, gwhere))
     result["generator"] = spec["name"]
     return result

@@ -252,10 +252,12 @@ def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, .
 def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     """Builds and validates the graph of ``doc``; ``file`` names it in errors."""
     top = Where(file)
-    devices = _names(doc.devices, "device", top.child("devices"))
-    memory_nodes = _names(doc.memory_nodes, "memory", top.child("memory_nodes"))
-    switches = _names(doc.switches, "switch", top.child("switches"))
-    fabric = _names(doc.fabric_switches, "fabric", top.child("fabric_switches"))
+    # Errors in what a generator wrote name the generator: the file has no such keys.
+    made = top.child("generator") if doc.generator else top
+    devices = _names(doc.devices, "device", made.child("devices"))
+    memory_nodes = _names(doc.memory_nodes, "memory", made.child("memory_nodes"))
+    switches = _names(doc.switches, "switch", made.child("switches"))
+    fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
     sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
@@ -263,8 +265,6 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         raise top.child("memory_node").error("missing; the topology has memory-nodes")
     if fabric and doc.fabric_switch is None:
         raise top.child("fabric_switch").error("missing; the topology has fabric switches")
-    # Errors in what a generator wrote name the generator: the file has no such keys.
-    made = top.child("generator") if doc.generator else top
 
     graph = nx.MultiDiGraph()
     for kind, ids, key in (
