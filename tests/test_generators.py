@@ -195,3 +195,23 @@ def test_beyond_the_node_limit_the_graph_refuses(tmp_path):
     doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": too_many, "memory_nodes": False})
     with pytest.raises(InputError, match=rf"gen\.yaml: generator\.devices: {too_many} is more than the supported"):
         load_topology(_file(tmp_path, doc))
+
+
+def test_a_ring_of_a_thousand_devices_derives_without_a_search(tmp_path):
+    import time
+
+    doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": 1000, "links_per_pair": 3})
+    started = time.perf_counter()
+    topo = load_topology(_file(tmp_path, doc))
+    assert len(topo.rings) == 6 and topo.rings[0].size == 1000
+    assert time.perf_counter() - started < 10.0
+
+
+def test_a_ring_search_that_runs_too_long_asks_for_rings(tmp_path, monkeypatch):
+    import mcdla.hw.rings as rings
+
+    monkeypatch.setattr(rings, "SEARCH_STEPS", 5)
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / "dc.yaml").read_text())
+    doc.pop("rings")
+    with pytest.raises(InputError, match=r"gen\.yaml: rings: no rings listed, and the search for them gave up"):
+        load_topology(_file(tmp_path, doc))

@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings"]
+__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings", "RingSearchLimit", "SEARCH_STEPS"]
+
+# Extensions of a partial cycle the search may try before it gives up: the designs of
+# interest take a few thousand; a graph with no such cycles can take exponentially many.
+SEARCH_STEPS = 1_000_000
+
+
+class RingSearchLimit(Exception):
+    """The search for rings tried :data:`SEARCH_STEPS` extensions without an answer."""
 
 
 def link_counts(graph, nodes: Sequence[str]) -> dict[frozenset, int]:
@@ -54,7 +62,8 @@ def find_rings(
     """Up to ``count`` edge-disjoint Hamiltonian cycles over ``nodes`` in ``graph``.
 
     ``count`` defaults to half the smallest number of links any node has within
-    ``nodes``. Returns fewer cycles (possibly none) when no larger set exists.
+    ``nodes``. Returns fewer cycles (possibly none) when no larger set exists. Raises
+    :class:`RingSearchLimit` when the search takes more than :data:`SEARCH_STEPS`.
     """
     nodes = list(nodes)
     order = {n: i for i, n in enumerate(nodes)}
@@ -67,15 +76,40 @@ def find_rings(
     if count is None:
         degree = {n: sum(remaining[frozenset((n, m))] for m in neighbours[n]) for n in nodes}
         count = min(degree.values()) // 2
-    for wanted in range(count, 0, -1):
-        found: list[tuple[str, ...]] = []
-        if _search(nodes, order, neighbours, remaining, wanted, found):
-            return tuple(found)
+    cycle = _only_cycle(nodes, neighbours)
+    if cycle is not None:  # a plain cycle (the MC-DLA ring at any size): no search needed
+        copies = min(count, min(remaining[frozenset(p)] for p in zip(cycle, cycle[1:] + cycle[:1])))
+        return tuple(cycle for _ in range(copies))
+    steps = [SEARCH_STEPS]
+    try:
+        for wanted in range(count, 0, -1):
+            found: list[tuple[str, ...]] = []
+            if _search(nodes, order, neighbours, remaining, wanted, found, steps):
+                return tuple(found)
+    except RecursionError:  # a path deeper than Python's stack: as long a search
+        raise RingSearchLimit from None
     return ()
 
 
-def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
-    """Appends ``wanted`` more disjoint cycles to ``found``; False if impossible."""
+def _only_cycle(nodes, neighbours) -> tuple[str, ...] | None:
+    """The one Hamiltonian cycle of a graph in which every node has two neighbours and
+    which is connected, in :func:`find_rings`' orientation (from the first node towards
+    its earlier neighbour); else None."""
+    if any(len(neighbours[n]) != 2 for n in nodes):
+        return None
+    path = [nodes[0], neighbours[nodes[0]][0]]  # neighbours are in node order
+    while len(path) < len(nodes):
+        a, b = neighbours[path[-1]]
+        nxt = b if a == path[-2] else a
+        if nxt == path[0]:
+            return None  # a shorter cycle: the graph is not connected
+        path.append(nxt)
+    return tuple(path) if path[0] in neighbours[path[-1]] else None
+
+
+def _search(nodes, order, neighbours, remaining, wanted, found, steps) -> bool:
+    """Appends ``wanted`` more disjoint cycles to ``found``; False if impossible.
+    ``steps[0]`` counts down the extensions left (:data:`SEARCH_STEPS`)."""
     if wanted == 0:
         return True
     start = nodes[0]
@@ -90,7 +124,7 @@ def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
             if remaining.get(closing, 0) > 0 and order[path[1]] < order[path[-1]]:
                 remaining[closing] -= 1
                 found.append(tuple(path))
-                if _search(nodes, order, neighbours, remaining, wanted - 1, found):
+                if _search(nodes, order, neighbours, remaining, wanted - 1, found, steps):
                     return True
                 found.pop()
                 remaining[closing] += 1
@@ -99,6 +133,9 @@ def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
             pair = frozenset((here, nxt))
             if nxt in visited or remaining[pair] == 0:
                 continue
+            steps[0] -= 1
+            if steps[0] < 0:
+                raise RingSearchLimit
             remaining[pair] -= 1
             visited.add(nxt)
             path.append(nxt)

@@ -33,7 +33,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.config.placement import PLACEMENTS
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
-from mcdla.hw.rings import derive_rings
+from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -393,7 +393,11 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     # listed "no rings", refused below like any design without a ring.
     cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
     if doc.rings is None:
-        cycles, directed = derive_rings(graph)
+        try:
+            cycles, directed = derive_rings(graph)
+        except RingSearchLimit:
+            raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
+                                           f"{SEARCH_STEPS} steps: list them") from None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
                                        "through all of them, and none was found: list them")
