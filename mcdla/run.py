@@ -28,7 +28,7 @@ __all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_a
 # Where each --set key goes, by its first component: the run's three inputs. The
 # hardware sections of a topology file are named directly (device.hbm_bw), anything
 # else of the topology file through topology.* (topology.device_memory).
-HARDWARE_PREFIXES = ("device", "memory_node", "host", "links", "fabric_switch")
+HARDWARE_PREFIXES = ("device", "memory_node", "host", "links", "fabric_switch", "spine_switch")
 SET_PREFIXES = ("workload", "training", "execution", "topology", *HARDWARE_PREFIXES)
 
 

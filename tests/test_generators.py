@@ -162,10 +162,10 @@ def test_two_level_switch_rings_run_leaf_to_leaf_over_the_spines(tmp_path):
            "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4,
                          "links_per_device": 4, "spines": 2, "uplinks": 2}}
     topo = load_topology(_file(tmp_path, doc))
-    assert topo.fabric_switches == ("FS0", "FS1", "FS2", "FS3")
+    assert topo.fabric_switches == ("FS0", "FS1", "SP0", "SP1")
     assert len(topo.rings) == 4 and all(r.size == 8 and not r.hub for r in topo.rings)
-    uplinks = sorted(ch for r in topo.rings for ch in r.channels if ch.startswith("FS0>FS"))
-    assert uplinks == ["FS0>FS2:0", "FS0>FS2:1", "FS0>FS3:0", "FS0>FS3:1"]  # spines in turn
+    uplinks = sorted(ch for r in topo.rings for ch in r.channels if ch.startswith("FS0>SP"))
+    assert uplinks == ["FS0>SP0:0", "FS0>SP0:1", "FS0>SP1:0", "FS0>SP1:1"]  # spines in turn
     assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
 
 
@@ -215,3 +215,28 @@ def test_a_ring_search_that_runs_too_long_asks_for_rings(tmp_path, monkeypatch):
     doc.pop("rings")
     with pytest.raises(InputError, match=r"gen\.yaml: rings: no rings listed, and the search for them gave up"):
         load_topology(_file(tmp_path, doc))
+
+
+FAT_TREE = {"name": "fat_tree", "description": "64 GPUs, one 400G NIC each, on a two-level InfiniBand fat tree",
+            "device": "h100_sxm5", "fabric_switch": "quantum2", "links": {"ib": "ib_400g"},
+            "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 32,
+                          "links_per_device": 1, "spines": 2, "uplinks": 16, "link": "ib"}}
+
+
+def test_a_scale_out_fat_tree_of_infiniband_switches(tmp_path):
+    topo = load_topology(_file(tmp_path, FAT_TREE))
+    assert topo.fabric_switches == ("FS0", "FS1", "SP0", "SP1")
+    assert len(topo.rings) == 1 and topo.rings[0].size == 64  # one NIC per GPU: one directed ring
+    assert topo.collective_bw_Bps == pytest.approx(50e9)  # a 400 Gb/s NIC
+
+
+def test_spines_have_a_part_of_their_own(tmp_path):
+    slow = dict(FAT_TREE, spine_switch={"preset": "quantum2", "port_bw": "25 GB/s"})
+    topo = load_topology(_file(tmp_path, slow))
+    assert topo.channels["FS0>SP0:0"].bw_Bps == pytest.approx(25e9)  # the spine's port, not the NIC
+    assert topo.channels["D0>FS0:0"].bw_Bps == pytest.approx(50e9)
+    assert topo.collective_bw_Bps == pytest.approx(25e9)
+    small = dict(FAT_TREE, spine_switch={"preset": "quantum2", "ports": 16})
+    with pytest.raises(InputError, match=r"generator\.connections: node 'SP0' has 32 links, more than its "
+                                         r"spine_switch ports x chips = 16"):
+        load_topology(_file(tmp_path, small))

@@ -86,7 +86,8 @@ def test_link_presets_per_direction(name, per_direction):
 
 
 @pytest.mark.parametrize("name, ports, port_bw, sharp", [
-    ("nvswitch2", 36, 25e9, False), ("nvswitch3", 64, 25e9, True), ("nvswitch4", 72, 50e9, True)])
+    ("nvswitch2", 36, 25e9, False), ("nvswitch3", 64, 25e9, True), ("nvswitch4", 72, 50e9, True),
+    ("quantum2", 64, 50e9, False)])
 def test_switch_generations(name, ports, port_bw, sharp):
     from mcdla.config.hardware import SwitchSpec
 

@@ -5,7 +5,7 @@ A topology file may say ``generator: {name: ring, devices: 64, links_per_pair: 3
 instead of listing its nodes and connections. The generator named by ``name`` (a
 :data:`GENERATORS` entry) checks its parameters (a dataclass, so errors name
 ``generator.<key>``) and returns the keys a hand-written file would have:
-``devices``, ``memory_nodes``, ``switches`` (PCIe), ``fabric_switches``,
+``devices``, ``memory_nodes``, ``switches`` (PCIe), ``fabric_switches``, ``spine_switches``,
 ``connections``, ``backing`` and ``serves``. The file keeps what a generator cannot
 know: name, description, the presets (device, memory_node, host, fabric_switch,
 links), collective, device_memory. Rings are never generated: :mod:`mcdla.hw.topology`
@@ -14,7 +14,7 @@ derives them at load time for every file that lists none.
 Generators run after presets and ``--set`` overrides are resolved, so they may read
 the host's socket count, and ``--set generator.devices=16`` resizes a design.
 Node names follow the hand-written convention (``D``, ``M``, ``SW`` for PCIe
-switches, ``FS`` for fabric switches, ``CPU`` sockets), so a generated design and its
+switches, ``FS`` for fabric switches, ``SP`` for spines, ``CPU`` sockets), so a generated design and its
 hand-written twin have the same channels.
 """
 
@@ -35,7 +35,8 @@ __all__ = ["GENERATORS", "GENERATED_KEYS", "expand"]
 MAX_GENERATED_NODES = 100_000
 
 # The keys a generator writes; a file that uses a generator must not set them too.
-GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "connections", "backing", "serves")
+GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
+                  "backing", "serves")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -285,7 +286,7 @@ class TwoLevelParams:
     domains: PositiveInt  # leaf switches FS0..FS{domains-1}, one per domain
     devices_per_domain: PositiveInt
     links_per_device: PositiveInt  # from every device to its leaf switch
-    spines: PositiveInt  # spine switches FS{domains}.., each linked to every leaf
+    spines: PositiveInt  # spine switches SP0.. (spine_switch, or fabric_switch), each linked to every leaf
     uplinks: PositiveInt  # links from every leaf to every spine
     link: str = "nvlink"
     uplink: str | None = None  # link type leaf <-> spine (default: link)
@@ -294,13 +295,14 @@ class TwoLevelParams:
 @generator("two_level_switch", TwoLevelParams)
 def two_level_switch(p: TwoLevelParams, doc, where: Where) -> dict[str, Any]:
     """Scale-out: ``domains`` groups of devices, each on its own leaf switch, the leaves
-    joined by ``spines`` spine switches (a two-level fat tree); no backing store."""
+    joined by ``spines`` spine switches (a two-level fat tree); no backing store. With
+    ``uplink`` a NIC link type, the leaves are the nodes' NVSwitches and ``uplinks`` per
+    spine their NICs (a cluster of NVLink domains on a scale-out network)."""
     link = _need_link(doc, p.link, where.child("link"))
     up = _need_link(doc, p.uplink or p.link, where.child("uplink"))
     _need(doc, "fabric_switch", "the switches' ports and reduction engines", where)
     n = p.domains * p.devices_per_domain
     connections = [[f"D{i}", f"FS{i // p.devices_per_domain}", link, p.links_per_device] for i in range(n)]
-    connections += [[f"FS{leaf}", f"FS{p.domains + s}", up, p.uplinks]
-                    for leaf in range(p.domains) for s in range(p.spines)]
-    return {"devices": n, "fabric_switches": p.domains + p.spines, "connections": connections,
+    connections += [[f"FS{leaf}", f"SP{s}", up, p.uplinks] for leaf in range(p.domains) for s in range(p.spines)]
+    return {"devices": n, "fabric_switches": p.domains, "spine_switches": p.spines, "connections": connections,
             "backing": "none"}

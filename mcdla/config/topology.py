@@ -23,6 +23,8 @@ File format (every key but ``memory_node``/``host``/``rings``/``serves`` require
     switches: 0                       # PCIe switches SW0..
     fabric_switch: nvswitch3          # fabric switch part (presets section switches)
     fabric_switches: 1                # fabric switches FS0..
+    spine_switch: quantum2            # spine switches' part (default: fabric_switch's)
+    spine_switches: 1                 # spine switches SP0.. (a two-level fabric)
     connections:                      # [a, b, link type] or [a, b, link type, parallel links]
       - [D0, M0, nvlink, 3]
     rings:                            # node cycles (first node not repeated); omitted: derived
@@ -59,7 +61,7 @@ PRESETS_FILE = Path("topologies") / "presets" / "hardware.yaml"
 
 # Topology key -> section of the presets file that names its values.
 _PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": "hosts",
-                    "fabric_switch": "switches"}
+                    "fabric_switch": "switches", "spine_switch": "switches"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class TopologyDoc:
     switches: int | tuple[str, ...] = 0
     fabric_switch: SwitchSpec | None = None  # the fabric switches' part (NVSwitch), a preset
     fabric_switches: int | tuple[str, ...] = 0  # fabric switches FS0..
+    spine_switch: SwitchSpec | None = None  # the spines' part (a scale-out switch); default fabric_switch
+    spine_switches: int | tuple[str, ...] = 0  # spine switches SP0.., above the fabric switches
     rings: tuple[tuple[str, ...], ...] | None = None  # None: derived at load (mcdla.hw.rings)
     ring_directions: Literal["both", "as_listed"] = "both"
     backing: Literal["host", "memory_nodes", "none"] = "none"

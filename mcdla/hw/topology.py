@@ -81,8 +81,9 @@ class Topology:
     ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
     source: str = ""
     collective: str = "ring"  # the design's default collective algorithm (mcdla.sim.collectives)
-    fabric_switches: tuple[str, ...] = ()
+    fabric_switches: tuple[str, ...] = ()  # the leaf switches FS0.., and spines SP0.. after them
     fabric_switch: SwitchSpec | None = None
+    spine_switch: SwitchSpec | None = None  # the spines' part (None: as fabric_switch)
     generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA.
@@ -258,13 +259,21 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     memory_nodes = _names(doc.memory_nodes, "memory", made.child("memory_nodes"))
     switches = _names(doc.switches, "switch", made.child("switches"))
     fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
+    spines = tuple(f"SP{i}" for i in range(doc.spine_switches)) if isinstance(doc.spine_switches, int) \
+        else tuple(doc.spine_switches)
+    _names(doc.spine_switches, "fabric", made.child("spine_switches"))  # the same checks of the count
     sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
     if memory_nodes and doc.memory_node is None:
         raise top.child("memory_node").error("missing; the topology has memory-nodes")
-    if fabric and doc.fabric_switch is None:
+    if (fabric or spines) and doc.fabric_switch is None:
         raise top.child("fabric_switch").error("missing; the topology has fabric switches")
+    # Each fabric node's part, and the key that gave it: a spine's own, else the fabric switch's.
+    spine_key = "spine_switch" if doc.spine_switch is not None else "fabric_switch"
+    parts = {n: (doc.fabric_switch, "fabric_switch") for n in fabric} | \
+        {n: (doc.spine_switch or doc.fabric_switch, spine_key) for n in spines}
+    specs = {n: spec for n, (spec, _key) in parts.items()}
 
     graph = nx.MultiDiGraph()
     for kind, ids, key in (
@@ -272,12 +281,15 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         ("memory", memory_nodes, "memory_nodes"),
         ("switch", switches, "switches"),
         ("fabric", fabric, "fabric_switches"),
+        ("fabric", spines, "spine_switches"),
         ("cpu", sockets, "host.sockets"),
     ):
         for n in ids:
             if n in graph:
                 raise top.child(key).error(f"node {n!r} is defined twice")
             graph.add_node(n, kind=kind)
+    for n, spec in specs.items():
+        graph.nodes[n]["spec"] = spec  # a fabric or spine switch's part (SwitchSpec)
 
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
@@ -285,25 +297,26 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         a, b, alias, count = _connection(entry, graph, doc.links, made.child("connections").child(i))
         spec = doc.links[alias]
         bw = spec.effective_bw_Bps
-        if "fabric" in (graph.nodes[a]["kind"], graph.nodes[b]["kind"]):
-            bw = min(bw, doc.fabric_switch.port_bw)  # the switch port passes at most its own rate
+        for end in (a, b):
+            if end in specs:
+                bw = min(bw, specs[end].port_bw)  # the switch port passes at most its own rate
         first = graph.number_of_edges(a, b)
         for k in range(first, first + count):
             for src, dst in ((a, b), (b, a)):
                 latency = spec.latency
-                if graph.nodes[dst]["kind"] == "fabric":  # crossing the switch, counted on the way in
-                    latency += doc.fabric_switch.latency
+                if dst in specs:  # crossing the switch, counted on the way in
+                    latency += specs[dst].latency
                 ch = Channel(channel_id(src, dst, k), src, dst, bw, latency)
                 channels[ch.id] = ch
                 graph.add_edge(src, dst, key=k, channel=ch, link_type=alias)
         physical.append((a, b, alias, count))
 
-    _check_budgets(graph, doc, made)
+    _check_budgets(graph, doc, parts, made)
     rings, cycles = _bind_rings(graph, doc, channels, top)
     serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made)
-    if doc.fabric_switch is not None and doc.fabric_switch.reduction_Bps is not None:
-        for hub in fabric:  # the in-switch reduction engine, shared by all that reduce there
-            ports[reduction_port(hub)] = Port(reduction_port(hub), hub, doc.fabric_switch.reduction_Bps)
+    for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
+        if spec.reduction_Bps is not None:
+            ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
     return Topology(
         name=doc.name,
         description=doc.description,
@@ -326,8 +339,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         ring_cycles=cycles,
         source=file,
         collective=doc.collective,
-        fabric_switches=fabric,
+        fabric_switches=fabric + spines,
         fabric_switch=doc.fabric_switch,
+        spine_switch=doc.spine_switch,
         generator=doc.generator,
     )
 
@@ -353,21 +367,19 @@ def _connection(entry, graph, links, where: Where) -> tuple[str, str, str, int]:
     return a, b, alias, count
 
 
-def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, top: Where) -> None:
+def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) -> None:
     """No device- or memory-node has more high-bandwidth links than it owns.
 
     A device's PCIe host interface (its link to a PCIe switch) is not one of its
     ``device.links`` high-bandwidth links, so it is not counted, nor is a link type
-    marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric switch has
-    ``fabric_switch.ports`` per chip.
+    marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric or spine
+    switch has its part's ports per chip (``parts``: node -> (part, the key naming it)).
     """
     budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
         budgets["memory"] = (doc.memory_node.links, "memory_node.links")
-    if doc.fabric_switch is not None:
-        budgets["fabric"] = (doc.fabric_switch.total_ports, "fabric_switch ports x chips")
     for node, kind in graph.nodes(data="kind"):
-        if kind not in budgets:
+        if kind not in budgets and node not in parts:
             continue
         used = sum(
             1
@@ -376,7 +388,10 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, top: Where) -> None
             for link_type in (data["link_type"] for data in graph[node][other].values())
             if not doc.links[link_type].host_interface
         )
-        budget, owner = budgets[kind]
+        if node in parts:
+            budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
+        else:
+            budget, owner = budgets[kind]
         if used > budget:
             raise top.child("connections").error(
                 f"node {node!r} has {used} links, more than its {owner} = {budget}"
