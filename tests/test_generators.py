@@ -240,3 +240,26 @@ def test_spines_have_a_part_of_their_own(tmp_path):
     with pytest.raises(InputError, match=r"generator\.connections: node 'SP0' has 32 links, more than its "
                                          r"spine_switch ports x chips = 16"):
         load_topology(_file(tmp_path, small))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("fabric_switch"), r"generator: needs the file's 'fabric_switch'"),
+    (lambda d: d["generator"].update(memory_nodes=2, c2c_link="nvlink"),
+     r"generator: give one capacity tier: memory_nodes, expanders_per_pcie_switch or c2c_link"),
+    (lambda d: d["generator"].update(pcie_link="nvlink"), r"generator\.pcie_link: needs the file's 'host'"),
+    (lambda d: (d.update(host="xeon"), d["generator"].update(pcie_link="nvlink", devices_per_pcie_switch=3)),
+     r"generator\.devices_per_pcie_switch: 8 devices do not divide into PCIe switches of 3"),
+    (lambda d: d["generator"].update(c2c_link="nvlink"),
+     r"generator\.c2c_link: needs the file's 'host'"),
+    (lambda d: (d.update(host={"preset": "grace", "sockets": 3}), d["generator"].update(c2c_link="nvlink")),
+     r"generator\.devices_per_cpu: 8 devices, 1 per CPU: host\.sockets must be 8, got 3"),
+    (lambda d: d["generator"].update(expanders_per_pcie_switch=1),
+     r"generator\.expanders_per_pcie_switch: expanders sit behind PCIe switches: give pcie_link"),
+])
+def test_bad_switch_generator_input_names_file_and_key(edit, message, tmp_path):
+    import copy
+
+    doc = copy.deepcopy(SWITCHED)
+    edit(doc)
+    with pytest.raises(InputError, match=message):
+        load_topology(_file(tmp_path, doc))

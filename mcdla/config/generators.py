@@ -101,7 +101,7 @@ def _pcie_tree(doc, devices: list[str], link: str, per_switch: int, where: Where
     spread evenly over the host's sockets (in order), one uplink per switch.
 
     Returns (switch count, connections, socket of each device)."""
-    host = _need(doc, "host", "the PCIe tree ends at its sockets", where)
+    host = _need(doc, "host", "the PCIe tree ends at its sockets", where.child("pcie_link"))
     sockets = host.get("sockets")
     if len(devices) % per_switch:
         raise where.child("devices_per_pcie_switch").error(
