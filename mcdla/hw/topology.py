@@ -47,7 +47,7 @@ MAX_NODES = 4096
 MAX_PARALLEL_LINKS = 256
 
 # Node-id prefixes of generated node names, by kind.
-_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "cpu": "CPU"}
+_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "spine": "SP", "cpu": "CPU"}
 # Node kinds a DMA to the backing store may relay through: PCIe switches and fabric
 # switches. Devices and memory-nodes forward ring traffic only.
 _RELAYS = ("switch", "fabric")
@@ -259,9 +259,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     memory_nodes = _names(doc.memory_nodes, "memory", made.child("memory_nodes"))
     switches = _names(doc.switches, "switch", made.child("switches"))
     fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
-    spines = tuple(f"SP{i}" for i in range(doc.spine_switches)) if isinstance(doc.spine_switches, int) \
-        else tuple(doc.spine_switches)
-    _names(doc.spine_switches, "fabric", made.child("spine_switches"))  # the same checks of the count
+    spines = _names(doc.spine_switches, "spine", made.child("spine_switches"))  # fabric nodes above the others
     sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
