@@ -127,3 +127,16 @@ def test_a_training_iteration_on_a_switch_with_each_algorithm(tmp_path):
         result = simulate(path, "bw_aware", "alexnet", "data", 64, [("execution.collective", name)])
         times[name] = result["iteration_time_s"]
     assert min(times, key=times.get) == "in_switch"
+
+
+def test_hierarchical_needs_domains_of_equal_size(tmp_path):
+    doc = {"name": "uneven", "description": "three devices on one leaf, one on the other", "device": "h100_sxm5",
+           "fabric_switch": "nvswitch3", "links": {"nvlink": "nvlink4"}, "devices": 4, "fabric_switches": 2,
+           "spine_switches": 1,
+           "connections": [["D0", "FS0", "nvlink"], ["D1", "FS0", "nvlink"], ["D2", "FS0", "nvlink"],
+                           ["D3", "FS1", "nvlink"], ["FS0", "SP0", "nvlink"], ["FS1", "SP0", "nvlink"]]}
+    topo = load_topology(_path(tmp_path, doc))
+    assert [r.ranks for r in topo.rings] == [("D0", "D1", "D2", "D3")]
+    with pytest.raises(InputError, match=r"hierarchical needs domains of equal size; ring 'ring0' has \[1, 3\]"):
+        _simulated("hierarchical", topo)
+    assert _simulated("ring", topo).time_s > 0  # the ring runs anywhere

@@ -387,21 +387,22 @@ def _domains(ring: Ring) -> _Domains:
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
     domains: list[list[int]] = [[]]
-    for i in order:
+    for i in order:  # a domain ends at a cut; the last rank in order ends the last one
         domains[-1].append(i)
-        if i in cuts and len(domains[-1]) and i != order[-1]:
+        if i in cuts and i != order[-1]:
             domains.append([])
     sizes = {len(d) for d in domains}
     if len(sizes) != 1:
         raise InputError(f"hierarchical needs domains of equal size; ring {ring.name!r} has "
                          f"{sorted(len(d) for d in domains)}", key="execution.collective")
+    hubs = [ring.through_switch(members[0]) for members in domains]  # "" for a one-rank domain
     across = []
     for j, members in enumerate(domains):
         last, nxt = members[-1], domains[(j + 1) % len(domains)][0]
         segment = ring.segments[last]
-        if len(members) > 1 and (ring.switch_out[last] != ring.through_switch(members[0])
-                                 or ring.switch_in[nxt] != ring.through_switch(domains[(j + 1) % len(domains)][0])
-                                 or len(segment) < 3):
+        one_switch = all(ring.through_switch(i) == hubs[j] for i in members[:-1])
+        if len(members) > 1 and (not one_switch or ring.switch_out[last] != hubs[j]
+                                 or ring.switch_in[nxt] != hubs[(j + 1) % len(domains)] or len(segment) < 3):
             raise InputError(f"hierarchical needs every domain's ranks on one fabric switch and the ring "
                              f"between domains through them; ring {ring.name!r} is not so",
                              key="execution.collective")
