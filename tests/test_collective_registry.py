@@ -25,7 +25,8 @@ SWITCHED = {
                   "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4,
                                 "links_per_device": 4, "spines": 2, "uplinks": 2}},
 }
-DESIGNS = ["dc", "hc", "star", "ring", "dgx_a100", *SWITCHED]  # dgx_a100: switch rings, no SHARP
+# dgx_a100: switch rings, no SHARP; dgx_h100_4node: NVLink domains joined over NICs
+DESIGNS = ["dc", "hc", "star", "ring", "dgx_a100", "dgx_h100_4node", *SWITCHED]
 
 
 @pytest.fixture(scope="module")

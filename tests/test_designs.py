@@ -29,6 +29,11 @@ HAND = {
     "gh200_nvl32": ("nccl", 18, 18 * NVLINK4, 450e9),
     # half of a Grace's 900 GB/s C2C each way; its 500 GB/s shared by two GPUs is 250
     "gb200_nvl72": ("in_switch", 18, 18 * NVLINK5, 225e9),
+    # 18 rings snake through 4 nodes; ring r leaves the even nodes on rail (r-1) mod 8 and
+    # the odd ones on rail r mod 8, so rails 0 and 1 each carry 3 rings (r = 0, 8, 16 and
+    # 1, 9, 17) at 50/3 GB/s per NIC, the 12 others run at an NVLink's rate; host memory
+    # as dgx_h100
+    "dgx_h100_4node": ("hierarchical", 18, 6 * 50e9 / 3 + 12 * NVLINK4, PCIE5 / 2),
 }
 
 
@@ -64,7 +69,8 @@ def test_cxl_keeps_pages_off_the_shared_uplink_and_the_sockets():
 
 
 @pytest.mark.parametrize("name, batch", [("dgx_a100", 64), ("dgx_h100", 64), ("dgx_h100_cxl", 64),
-                                         ("dgx_h100_memnodes", 64), ("gh200_nvl32", 64), ("gb200_nvl72", 144)])
+                                         ("dgx_h100_memnodes", 64), ("gh200_nvl32", 64), ("gb200_nvl72", 144),
+                                         ("dgx_h100_4node", 64)])
 def test_every_design_trains_an_iteration(name, batch):
     """A whole iteration passes its invariants on every design, with its own collective."""
     result = simulate(name, "bw_aware", "alexnet", "data", batch)

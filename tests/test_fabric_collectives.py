@@ -140,3 +140,19 @@ def test_hierarchical_needs_domains_of_equal_size(tmp_path):
     with pytest.raises(InputError, match=r"hierarchical needs domains of equal size; ring 'ring0' has \[1, 3\]"):
         _simulated("hierarchical", topo)
     assert _simulated("ring", topo).time_s > 0  # the ring runs anywhere
+
+
+def test_hierarchical_across_nodes_goes_rail_by_rail():
+    """dgx_h100_4node: reduce-scatter over each node's NVSwitch, all-reduce of each
+    GPU's piece with the same GPU of the other nodes over its own NIC (every ring's
+    groups share the one NIC of a GPU: 18 rings), all-gather in the node."""
+    topo = load_topology("dgx_h100_4node")
+    b, a = _link(topo)
+    nic = topo.links["nic"]
+    cross = 2 * nic.latency + topo.spine_switch.latency  # NIC -> rail switch -> NIC
+    s, q, d = N / 18, 8, 4
+    intra = a + (q - 1) * s / (q * b)
+    across = (d - 1) * cross + ((d - 1) * (s / q) / d) / (nic.bw / 18)
+    assert _simulated("hierarchical", topo).time_s == pytest.approx(2 * intra + 2 * across, rel=1e-9)
+    ring = topo.rings[0]
+    assert [ring.exit_switch[i] for i in range(8)] == [f"SP{k}" for k in range(8)]  # one rail per GPU

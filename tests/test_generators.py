@@ -263,3 +263,30 @@ def test_bad_switch_generator_input_names_file_and_key(edit, message, tmp_path):
     edit(doc)
     with pytest.raises(InputError, match=message):
         load_topology(_file(tmp_path, doc))
+
+
+CLUSTER = {"name": "cl", "description": "NVLink domains on rails", "device": "h100_sxm5",
+           "fabric_switch": {"preset": "nvswitch3", "chips": 4}, "spine_switch": "quantum2",
+           "links": {"nvlink": "nvlink4", "nic": "ib_400g"},
+           "generator": {"name": "cluster", "nodes": 2, "devices_per_node": 4, "links_per_device": 2}}
+
+
+def test_cluster_rings_snake_through_the_nodes_and_cross_on_a_rail(tmp_path):
+    topo = load_topology(_file(tmp_path, CLUSTER))
+    assert topo.fabric_switches == ("FS0", "FS1", "SP0", "SP1", "SP2", "SP3")
+    assert topo.ring_cycles == (
+        ("D0", "FS0", "D1", "FS0", "D2", "FS0", "D3", "SP3", "D7", "FS1", "D6", "FS1", "D5", "FS1", "D4", "SP0"),
+        ("D0", "SP0", "D4", "FS1", "D7", "FS1", "D6", "FS1", "D5", "SP1", "D1", "FS0", "D2", "FS0", "D3", "FS0"),
+    )
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
+    # a NIC is not one of the GPU's 18 NVLinks; every rank's way home is a link no ring takes
+    assert all(ring.home_out[i] not in ring.channels or ring.home_out[i] == ring.segments[i][0]
+               for ring in topo.rings for i in range(ring.size))
+
+
+def test_cluster_with_one_scale_out_switch_and_an_odd_node_count(tmp_path):
+    flat = dict(CLUSTER, generator=dict(CLUSTER["generator"], rails=False))
+    assert load_topology(_file(tmp_path, flat)).fabric_switches[-1] == "SP0"
+    odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3))
+    with pytest.raises(InputError, match=r"rings: 12 devices need at least one collective ring"):
+        load_topology(_file(tmp_path, odd))  # a snake through an odd number of nodes cannot close

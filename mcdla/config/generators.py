@@ -68,6 +68,8 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
     nodes = sum(getattr(params, key, 0) for key in ("devices", "memory_nodes", "spines"))
     if hasattr(params, "domains"):
         nodes += params.domains * (1 + params.devices_per_domain)
+    if hasattr(params, "nodes"):
+        nodes += params.nodes * (1 + params.devices_per_node)
     if nodes > MAX_GENERATED_NODES:
         raise gwhere.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
     result.update(function(params, result, gwhere))
@@ -306,3 +308,43 @@ def two_level_switch(p: TwoLevelParams, doc, where: Where) -> dict[str, Any]:
     connections += [[f"FS{leaf}", f"SP{s}", up, p.uplinks] for leaf in range(p.domains) for s in range(p.spines)]
     return {"devices": n, "fabric_switches": p.domains, "spine_switches": p.spines, "connections": connections,
             "backing": "none"}
+
+
+# -- cluster: NVLink domains joined by NICs on rail switches (scale-out) -----------------
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    nodes: PositiveInt  # NVLink domains (servers), each on its own fabric switch FS_j
+    devices_per_node: PositiveInt
+    links_per_device: PositiveInt  # from every device to its node's fabric switch
+    link: str = "nvlink"
+    nic_link: str = "nic"  # every device's NIC to a spine switch (spine_switch: the scale-out switch)
+    nics_per_device: PositiveInt = 1
+    rails: bool = True  # rail-optimized: a spine per place in the node; false: one spine for all
+    # Host side of every node, as in the switch generator: host memory as the backing store.
+    pcie_link: str | None = None
+    devices_per_pcie_switch: PositiveInt = 2
+
+
+@generator("cluster", ClusterParams)
+def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
+    """A scale-out cluster (DGX SuperPOD-style): ``nodes`` NVLink domains of
+    ``devices_per_node`` devices on their own fabric switch, every device's NIC on a
+    spine switch: its rail's (device k of every node on spine SP_k) or one for all."""
+    link = _need_link(doc, p.link, where.child("link"))
+    nic = _need_link(doc, p.nic_link, where.child("nic_link"))
+    _need(doc, "fabric_switch", "the nodes' switches", where)
+    q, n = p.devices_per_node, p.nodes * p.devices_per_node
+    devices = _names("D", n)
+    connections = [[d, f"FS{i // q}", link, p.links_per_device] for i, d in enumerate(devices)]
+    connections += [[d, f"SP{i % q if p.rails else 0}", nic, p.nics_per_device] for i, d in enumerate(devices)]
+    result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": q if p.rails else 1,
+                              "backing": "none"}
+    if p.pcie_link is not None:
+        pcie = _need_link(doc, p.pcie_link, where.child("pcie_link"))
+        switches, tree, socket_of = _pcie_tree(doc, devices, pcie, p.devices_per_pcie_switch, where)
+        connections += tree
+        result.update(switches=switches, backing="host", serves={d: [socket_of[d]] for d in devices})
+    result["connections"] = connections
+    return result

@@ -61,7 +61,13 @@ class Ring:
     rank ``i`` sends into (the end of its first hop) and ``switch_in[i]`` the one it
     receives from ("" where that hop is not to or from a fabric switch): two ranks on one
     switch reach each other through it whatever the ring's order, so the switch
-    algorithms may pair any two of them.
+    algorithms may pair any two of them. ``exit_switch[i]`` is the spine switch rank
+    ``i`` links to directly (a GPU's NIC to its rail switch; "" for none), and
+    ``exit_out[i]``/``exit_in[i]`` the channels to and from it this ring uses: the way
+    out of the rank's domain for an algorithm that crosses domains rank by rank.
+    ``home_out[i]``/``home_in[i]`` are rank ``i``'s channels to and from its own fabric
+    switch (its domain's), the segment's where the ring takes that way, else the
+    parallel link of this ring's number ("" where the rank has no such switch).
     """
 
     name: str
@@ -70,6 +76,11 @@ class Ring:
     latency_s: tuple[float, ...]
     switch_out: tuple[str, ...] = ()
     switch_in: tuple[str, ...] = ()
+    exit_switch: tuple[str, ...] = ()
+    exit_out: tuple[str, ...] = ()
+    exit_in: tuple[str, ...] = ()
+    home_out: tuple[str, ...] = ()
+    home_in: tuple[str, ...] = ()
 
     def through_switch(self, i: int) -> str:
         """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""

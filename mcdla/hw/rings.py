@@ -160,6 +160,12 @@ def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
       two-level switch): each ring runs through every leaf's devices in turn, from leaf
       to leaf over one spine (the spines taken in turn), so as many directed rings as
       a device has leaf links or a leaf has spine links, whichever is fewer.
+    - Devices each on one domain switch and with a link to a spine switch of their own
+      (a cluster of NVLink domains, every GPU's NIC on a rail switch): ring ``r`` runs
+      through each domain's devices from place ``r`` on, alternately up and down the
+      places, and crosses to the next domain over the last device's spine switch to the
+      device at the same place there (an even number of domains closes the snake);
+      as many directed rings as a device has links to its domain switch.
     - Otherwise edge-disjoint Hamiltonian cycles (:func:`find_rings`) over the devices
       and memory-nodes, which relay (the MC-DLA ring), or failing that over the devices
       alone (a cube-mesh); each cycle runs both ways.
@@ -175,7 +181,7 @@ def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
         if links:
             cycle = tuple(node for d in devices for node in (d, hub))
             return tuple(cycle for _ in range(links)), True
-    tree = _switch_tree_rings(graph, kinds, devices)
+    tree = _switch_tree_rings(graph, kinds, devices) or _cluster_rings(graph, kinds, devices)
     if tree:
         return tree, True
     memory = [n for n, kind in kinds.items() if kind == "memory"]
@@ -212,4 +218,38 @@ def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
                 cycle += [leaf, d]
             cycle += [leaf, spine]
         rings.append(tuple(cycle))
+    return tuple(rings)
+
+
+def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
+    """The directed rings of a cluster of domains with per-device exits (see
+    :func:`derive_rings`), or ()."""
+    domain_of, exit_of = {}, {}
+    for d in devices:
+        hubs = [n for n in graph.successors(d) if kinds[n] == "fabric"]
+        inner = [n for n in hubs if not graph.nodes[n].get("spine")]
+        outer = [n for n in hubs if graph.nodes[n].get("spine")]
+        if len(inner) != 1 or len(outer) != 1:
+            return ()
+        domain_of[d], exit_of[d] = inner[0], outer[0]
+    switches = list(dict.fromkeys(domain_of.values()))
+    domains = [[d for d in devices if domain_of[d] == s] for s in switches]
+    q = len(domains[0])
+    if len(domains) < 2 or len(domains) % 2 or any(len(members) != q for members in domains):
+        return ()
+    if any(exit_of[a] != exit_of[b] for members, nxt in zip(domains, domains[1:] + domains[:1])
+           for a, b in zip(members, nxt)):
+        return ()  # the device at one place in the next domain must share the exit
+    links = min(graph.number_of_edges(d, domain_of[d]) for d in devices)
+    rings = []
+    for r in range(links):
+        cycle: list[str] = []
+        for j, (switch, members) in enumerate(zip(switches, domains)):
+            start = r % q if j % 2 == 0 else (r - 1) % q  # down the places on odd domains
+            step = 1 if j % 2 == 0 else -1
+            order = [members[(start + step * i) % q] for i in range(q)]
+            for i, d in enumerate(order):
+                cycle += [d, switch] if i < q - 1 else [d, exit_of[d]]
+        first = cycle.index(devices[0])  # every ring from the first device: broadcast's root 0
+        rings.append(tuple(cycle[first:] + cycle[:first]))
     return tuple(rings)

@@ -20,7 +20,8 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import networkx as nx
@@ -288,6 +289,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
             graph.add_node(n, kind=kind)
     for n, spec in specs.items():
         graph.nodes[n]["spec"] = spec  # a fabric or spine switch's part (SwitchSpec)
+        graph.nodes[n]["spine"] = n in spines  # a spine: above the domains' switches, a way out of them
 
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
@@ -384,7 +386,7 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             for other in graph.successors(node)
             if graph.nodes[other]["kind"] != "switch"
             for link_type in (data["link_type"] for data in graph[node][other].values())
-            if not doc.links[link_type].host_interface
+            if not (kind == "device" and doc.links[link_type].host_interface)  # a switch's port all the same
         )
         if node in parts:
             budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
@@ -422,14 +424,37 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
             reverse = [cycle[0]] + list(cycle[1:])[::-1]
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
-            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where))
+            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where, i))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(graph, cycle, where)
-    return tuple(rings), cycles
+    return _home_links(graph, rings), cycles
+
+
+def _home_links(graph, rings: list[Ring]) -> tuple[Ring, ...]:
+    """Each rank's channels to and from its own fabric switch where a ring does not take
+    them (the rank leaves the domain over its NIC there): the parallel link the fewest
+    rings use (ties to the lowest index), so a cluster's rings, which leave each link of
+    a rank's that one of them crosses to another domain, share none."""
+    usage = Counter(c for ring in rings for c in ring.channels)
+    result = []
+    for ring in rings:
+        outs, ins = list(ring.home_out), list(ring.home_in)
+        for i, rank in enumerate(ring.ranks):
+            home = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
+                    and not graph.nodes[n].get("spine")]
+            if len(home) != 1:
+                continue
+            for chosen, src, dst in ((outs, rank, home[0]), (ins, home[0], rank)):
+                if not chosen[i]:
+                    options = [channel_id(src, dst, k) for k in sorted(graph[src][dst])]
+                    chosen[i] = min(options, key=lambda c: (usage[c], options.index(c)))
+                    usage[chosen[i]] += 1
+        result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
+    return tuple(result)
 
 
 def _check_relays(graph, cycle: Sequence[str], where: Where) -> None:
@@ -468,8 +493,10 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
 
 
-def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
-    """Binds each hop to the least-used parallel link not yet used by this ring."""
+def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+    """Binds each hop to the least-used parallel link not yet used by this ring; each
+    rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
+    switch) to parallel link ``number`` modulo their count."""
     # Rotate so the ring starts at a device: segments run from rank to rank.
     start = next(j for j, n in enumerate(nodes) if graph.nodes[n]["kind"] == "device")
     nodes = nodes[start:] + nodes[:start]
@@ -513,8 +540,26 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
 
     switch_out = tuple(fabric(channels[seg[0]].dst) for seg in segments)
     switch_in = tuple(fabric(channels[segments[i - 1][-1]].src) for i in range(len(segments)))
+    def only(rank: str, spine: bool) -> str:
+        """The rank's one fabric neighbour of that tier, or ""."""
+        found = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
+                 and bool(graph.nodes[n].get("spine")) == spine]
+        return found[0] if len(found) == 1 else ""
+
+    def link(src: str, dst: str) -> str:
+        if not src or not dst:
+            return ""
+        return channel_id(src, dst, number % graph.number_of_edges(src, dst))
+
+    exit_switch = tuple(only(r, True) for r in ranks)
+    home = tuple(only(r, False) for r in ranks)
+    # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
+    home_out = tuple(segments[i][0] if switch_out[i] == home[i] else "" for i in range(len(ranks)))
+    home_in = tuple(segments[i - 1][-1] if switch_in[i] == home[i] else "" for i in range(len(ranks)))
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
-                switch_out=switch_out, switch_in=switch_in)
+                switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
+                exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
+                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in)
 
 
 def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):

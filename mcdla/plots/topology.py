@@ -49,6 +49,17 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
     fabric = [n for n, k in kinds.items() if k == "fabric"]
     if len(devs) == 1:
         pos[devs[0]] = (0.0, 0.0)
+    elif len([n for n in fabric if not topo.graph.nodes[n].get("spine")]) > 1:
+        # Several domains (a cluster, a two-level switch): each switch with its devices
+        # round it, side by side; the spines in a row above.
+        leaves = [n for n in fabric if not topo.graph.nodes[n].get("spine")]
+        spines = [n for n in fabric if topo.graph.nodes[n].get("spine")]
+        for j, leaf in enumerate(leaves):
+            pos[leaf] = (3.2 * j, 0.0)
+            members = [d for d in devs if topo.graph.has_edge(d, leaf)]
+            pos.update({d: (3.2 * j + x, y) for d, (x, y) in _circle(members, 1.2).items()})
+        for i, spine in enumerate(spines):
+            pos[spine] = (3.2 * (len(leaves) - 1) * (i + 0.5) / len(spines), 2.4)
     elif fabric:
         # Switched: devices round their switches, memory-nodes on the switch inside them.
         pos.update(_circle(devs, 2.4))

@@ -188,21 +188,28 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         return carried
 
 
+def _links(ring: Ring, i: int, home: bool) -> tuple[str, str]:
+    """Rank ``i``'s channels into and out of the switch: its ring hops, or (``home``) its
+    own domain switch's, which a rank leaving the domain on the ring does not cross."""
+    return (ring.home_out[i], ring.home_in[i]) if home else (ring.up(i), ring.down(i))
+
+
 def _exchange(ring: Ring, ranks: Sequence[int], piece: float, units: Mapping[str, str], latency_s: float,
-              reduce: bool) -> Flow:
+              reduce: bool, home: bool = False) -> Flow:
     """Every rank of ``ranks`` sends ``piece`` to every other through the switch, as one
     flow: each rank's up and down channel carries ``(q-1) piece`` alike."""
-    path = tuple(ring.up(i) for i in ranks) + tuple(ring.down(i) for i in ranks)
+    links = [_links(ring, i, home) for i in ranks]
+    path = tuple(up for up, _ in links) + tuple(down for _, down in links)
     if reduce:
         path += tuple(units[ring.ranks[i]] for i in ranks if ring.ranks[i] in units)
     return Flow((len(ranks) - 1) * piece, path, latency_s)
 
 
-def _exchange_pieces(ring: Ring, ranks: Sequence[int], piece: float):
+def _exchange_pieces(ring: Ring, ranks: Sequence[int], piece: float, home: bool = False):
     for i in ranks:
         for j in ranks:
             if i != j:
-                yield piece, (ring.up(i), ring.down(j))
+                yield piece, (_links(ring, i, home)[0], _links(ring, j, home)[1])
 
 
 @COLLECTIVES.register("direct")
@@ -348,42 +355,43 @@ class TreeAlgorithm(PhasedAlgorithm):
 
 @dataclass(frozen=True)
 class _Domains:
-    """A ring cut into domains: ``ranks[j]`` the ring positions of domain j in order;
-    ``across[j]`` the channels from domain j's switch to domain j+1's (the inner hops of
-    the segment between them); ``cross_s`` the latency of a cross-domain step."""
+    """A ring cut into domains: ``ranks[j]`` the ring positions of domain j in ring
+    order; ``groups[k][j]`` the position in domain j of group k, the ranks that hold
+    the same piece after the intra-domain reduce-scatter and all-reduce it across the
+    domains; ``cross[(j, k)]`` the channels from group k's rank in domain j to its rank
+    in domain j+1; ``intra_s`` and ``cross_s`` the latencies of a step inside and across."""
 
     ranks: tuple[tuple[int, ...], ...]
-    across: tuple[tuple[str, ...], ...]
+    groups: tuple[tuple[int, ...], ...]
+    cross: Mapping[tuple[int, int], tuple[str, ...]]
     intra_s: float
     cross_s: float
 
     def place(self, i: int) -> tuple[int, int]:
-        """(domain, place in it) of ring position ``i``."""
-        j = next(j for j, members in enumerate(self.ranks) if i in members)
-        return j, self.ranks[j].index(i)
+        """(domain, group) of ring position ``i``."""
+        k = next(k for k, members in enumerate(self.groups) if i in members)
+        return self.groups[k].index(i), k
 
-    def group_path(self, ring: Ring, k: int, start: int = 0, hops: int | None = None) -> tuple[str, ...]:
-        """The channels of the ring through place ``k`` of every domain, ``hops`` steps
-        from domain ``start`` (all the way round by default)."""
+    def group_path(self, k: int, start: int = 0, hops: int | None = None) -> tuple[str, ...]:
+        """The channels of group ``k``'s ring across the domains, ``hops`` steps from
+        domain ``start`` (all the way round by default)."""
         d = len(self.ranks)
         hops = d if hops is None else hops
-        path: list[str] = []
-        for step in range(hops):
-            j, nxt = (start + step) % d, (start + step + 1) % d
-            src, dst = self.ranks[j][k], self.ranks[nxt][k]
-            if len(self.ranks[0]) == 1:
-                path.extend(ring.segments[src])  # one rank per domain: the ring's own segment
-            else:
-                path.extend((ring.up(src),) + self.across[j] + (ring.down(dst),))
-        return tuple(path)
+        return tuple(c for step in range(hops) for c in self.cross[((start + step) % d, k)])
+
+
+def _refuse(ring: Ring, why: str) -> InputError:
+    return InputError(f"hierarchical needs {why}; ring {ring.name!r} is not so", key="execution.collective")
 
 
 def _domains(ring: Ring) -> _Domains:
-    """Cuts ``ring`` after every segment that does not stay on one fabric switch."""
+    """Cuts ``ring`` after every segment that leaves a fabric switch's domain: one that is
+    not rank -> switch -> rank, or that goes through the rank's exit (a spine switch)."""
     p = ring.size
-    cuts = [i for i in range(p) if not ring.through_switch(i)]
-    if not cuts:  # one switch: one domain
-        return _Domains((tuple(range(p)),), ((),), _step_s(ring), 0.0)
+    exits = ring.exit_switch or ("",) * p
+    cuts = [i for i in range(p) if not ring.through_switch(i) or ring.through_switch(i) == exits[i]]
+    if not cuts:  # one switch: one domain, no groups to cross
+        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, _step_s(ring), 0.0)
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
     domains: list[list[int]] = [[]]
@@ -391,25 +399,43 @@ def _domains(ring: Ring) -> _Domains:
         domains[-1].append(i)
         if i in cuts and i != order[-1]:
             domains.append([])
-    sizes = {len(d) for d in domains}
-    if len(sizes) != 1:
+    if len({len(m) for m in domains}) != 1:
         raise InputError(f"hierarchical needs domains of equal size; ring {ring.name!r} has "
-                         f"{sorted(len(d) for d in domains)}", key="execution.collective")
-    hubs = [ring.through_switch(members[0]) for members in domains]  # "" for a one-rank domain
-    across = []
+                         f"{sorted(len(m) for m in domains)}", key="execution.collective")
+    q, d = len(domains[0]), len(domains)
+    hubs = [ring.through_switch(m[0]) if q > 1 else "" for m in domains]
     for j, members in enumerate(domains):
-        last, nxt = members[-1], domains[(j + 1) % len(domains)][0]
-        segment = ring.segments[last]
-        one_switch = all(ring.through_switch(i) == hubs[j] for i in members[:-1])
-        if len(members) > 1 and (not one_switch or ring.switch_out[last] != hubs[j]
-                                 or ring.switch_in[nxt] != hubs[(j + 1) % len(domains)] or len(segment) < 3):
-            raise InputError(f"hierarchical needs every domain's ranks on one fabric switch and the ring "
-                             f"between domains through them; ring {ring.name!r} is not so",
-                             key="execution.collective")
-        across.append(tuple(segment[1:-1]))
+        if any(ring.through_switch(i) != hubs[j] for i in members[:-1]):
+            raise _refuse(ring, "every domain's ranks on one fabric switch")
+    cross: dict[tuple[int, int], tuple[str, ...]] = {}
+    if q == 1:  # one rank per domain: the ring's own segments
+        groups = (tuple(m[0] for m in domains),)
+        cross = {(j, 0): ring.segments[m[0]] for j, m in enumerate(domains)}
+    elif all(exits):
+        # Every rank has its own way out (a NIC on a rail switch): a group is the ranks
+        # that share an exit, one per domain, crossing over it directly.
+        groups = tuple(tuple(next((i for i in m if exits[i] == exits[k]), -1) for m in domains)
+                       for k in domains[0])
+        if any(-1 in g for g in groups) or len({i for g in groups for i in g}) != p:
+            raise _refuse(ring, "the ranks of every domain on the same exits, one each")
+        for k, g in enumerate(groups):
+            for j in range(d):
+                src, dst = g[j], g[(j + 1) % d]
+                cross[(j, k)] = (ring.exit_out[src], ring.exit_in[dst])
+    else:
+        # Domains joined switch to switch (a two-level switch): a group is the ranks at one
+        # place in ring order, crossing over the ring's own inter-domain hops.
+        groups = tuple(tuple(m[k] for m in domains) for k in range(q))
+        for j, members in enumerate(domains):
+            segment, nxt = ring.segments[members[-1]], domains[(j + 1) % d][0]
+            if ring.switch_out[members[-1]] != hubs[j] or ring.switch_in[nxt] != hubs[(j + 1) % d] \
+                    or len(segment) < 3:
+                raise _refuse(ring, "the ring between domains through their switches")
+            for k, g in enumerate(groups):
+                cross[(j, k)] = (ring.home_out[g[j]],) + tuple(segment[1:-1]) + (ring.home_in[g[(j + 1) % d]],)
     intra = [ring.latency_s[i] for i in range(p) if i not in cuts]
-    cross = [ring.latency_s[i] for i in cuts]
-    return _Domains(tuple(tuple(d) for d in domains), tuple(across), max(intra, default=0.0), max(cross))
+    return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
+                    max(ring.latency_s[i] for i in cuts))
 
 
 @COLLECTIVES.register("hierarchical")
@@ -433,35 +459,37 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
             j0, k0 = dom.place(root)
             phases = []
             if d > 1:
-                path = dom.group_path(ring, k0, j0, d - 1)
+                path = dom.group_path(k0, j0, d - 1)
                 rate = min(capacities_Bps.get(c, float("inf")) for c in path)
                 fill_s = (d - 2) * min(chunk_bytes, share) / rate  # pipelined in chunks, as the ring's
                 phases.append([Flow(share, path, (d - 1) * dom.cross_s + fill_s)])
             if intra:
-                phases.append([Flow(share, (ring.up(members[k0]), ring.down(i)), dom.intra_s)
-                               for members in dom.ranks for i in members if i != members[k0]])
+                phases.append([Flow(share, (ring.home_out[dom.groups[k0][j]], ring.home_in[i]), dom.intra_s)
+                               for j, members in enumerate(dom.ranks) for i in members if i != dom.groups[k0][j]])
             return phases
 
         def cross(reduce: bool) -> list[Flow]:
             flows = []
-            for k in range(q):
-                path = dom.group_path(ring, k)
+            for k, group in enumerate(dom.groups):
+                path = dom.group_path(k)
                 if reduce:
-                    path += tuple(units[ring.ranks[m[k]]] for m in dom.ranks if ring.ranks[m[k]] in units)
+                    path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
                 flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
             return flows
 
         phases = []
         if op in _REDUCING:
             if intra:
-                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=True) for m in dom.ranks])
+                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=True, home=True)
+                               for m in dom.ranks])
             if d > 1:
                 phases.append(cross(reduce=True))
         if op in ("all_reduce", "all_gather"):
             if d > 1:
                 phases.append(cross(reduce=False))
             if intra:
-                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=False) for m in dom.ranks])
+                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=False, home=True)
+                               for m in dom.ranks])
         return phases
 
     def pieces(self, op, ring, share):
@@ -470,16 +498,17 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
         piece = share / q
         if op == "broadcast":
             j0, k0 = dom.place(0)
-            for step in range(d - 1):  # the root's data along its place's ring, domain by domain
-                yield share, dom.group_path(ring, k0, j0 + step, 1)
-            for members in dom.ranks:  # then from the holder to the rest of its domain
-                yield from ((share, (ring.up(members[k0]), ring.down(i))) for i in members if i != members[k0])
+            for step in range(d - 1):  # the root's data along its group's ring, domain by domain
+                yield share, dom.group_path(k0, j0 + step, 1)
+            for j, members in enumerate(dom.ranks):  # then from the holder to the rest of its domain
+                holder = dom.groups[k0][j]
+                yield from ((share, (ring.home_out[holder], ring.home_in[i])) for i in members if i != holder)
             return
-        intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q)]
+        intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
         # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
         # rank per phase (reduce-scatter, then all-gather).
-        cross = [(piece / d, dom.group_path(ring, k, j, 1)) for _step in range(d - 1)
-                 for k in range(q) for j in range(d)] if d > 1 else []
+        cross = [(piece / d, dom.group_path(k, j, 1)) for _step in range(d - 1)
+                 for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
         if op in _REDUCING:
             yield from intra
             yield from cross
