@@ -28,10 +28,12 @@ slowest segment), ``b`` the ring's rate (max-min fair with all rings active).
   at once after the pipeline fill ``2 depth a``.
 - ``hierarchical``: ranks on one switch form a *domain* (a run of ring segments
   through one fabric switch); reduce-scatter inside each domain (direct, over its
-  switch), all-reduce of each rank's piece across the domains (a ring of the ranks
-  with the same place in their domains, over the ring's inter-domain links: those
-  are shared by all such rings), all-gather inside each domain. On one switch it is
-  ``direct``.
+  switch), all-reduce of each rank's piece across the domains (a ring of one rank per
+  domain, a *group*), all-gather inside each domain. A group crosses between domains
+  over the ring's own switch-to-switch hops (a two-level switch: every group of a ring
+  shares them) or, where every rank has its own way out (a GPU's NIC on its rail
+  switch), over those: the group is then the ranks on one rail. On one switch it is
+  ``direct``; on a ring of single devices, the ring.
 
 The simulation runs each ring's *phases* in turn; the flows of one phase start
 together with the same latency and carry equal bytes wherever they share a resource,
