@@ -554,8 +554,8 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0
     exit_switch = tuple(only(r, True) for r in ranks)
     home = tuple(only(r, False) for r in ranks)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
-    home_out = tuple(segments[i][0] if switch_out[i] == home[i] else "" for i in range(len(ranks)))
-    home_in = tuple(segments[i - 1][-1] if switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
+    home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
                 switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
                 exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
