@@ -290,3 +290,18 @@ def test_cluster_with_one_scale_out_switch_and_an_odd_node_count(tmp_path):
     odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3))
     with pytest.raises(InputError, match=r"rings: 12 devices need at least one collective ring"):
         load_topology(_file(tmp_path, odd))  # a snake through an odd number of nodes cannot close
+
+
+def test_set_resizes_a_shipped_generated_design_from_the_command_line(capsys):
+    """GB200 NVL36 from the NVL72 file: half the GPUs, half the Grace CPUs."""
+    import json
+
+    from mcdla.cli.main import main
+
+    assert main(["topologies", "gb200_nvl72", "--set", "generator.devices=36", "--set", "host.sockets=18",
+                 "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["devices"] == 36 and row["virtualization_bw_Bps"] == pytest.approx(225e9)
+    assert main(["sim", "--topology", "gb200_nvl72", "--set", "generator.devices=36", "--set", "host.sockets=18",
+                 "--workload", "alexnet", "--batch", "72", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iteration_time_s"] > 0
