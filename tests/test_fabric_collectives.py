@@ -156,3 +156,17 @@ def test_hierarchical_across_nodes_goes_rail_by_rail():
     assert _simulated("hierarchical", topo).time_s == pytest.approx(2 * intra + 2 * across, rel=1e-9)
     ring = topo.rings[0]
     assert [ring.exit_switch[i] for i in range(8)] == [f"SP{k}" for k in range(8)]  # one rail per GPU
+
+
+@pytest.mark.parametrize("name", ["direct", "in_switch", "hierarchical"])
+def test_broadcast_from_another_root_moves_the_roots_data(name, switch8):
+    """Root 3 of the first ring is the same device on every ring: its up channels carry
+    the data, rank 0's carry nothing."""
+    env = CountingEnvironment()
+    net = FlowNetwork(env, switch8.capacities())
+    COLLECTIVES.get(name)().start(env, net, switch8.rings, "broadcast", N, root=3)
+    env.run()
+    carried = net.stats().bytes_by_resource
+    root, other = switch8.rings[0].ranks[3], switch8.rings[0].ranks[0]
+    assert sum(v for c, v in carried.items() if c.startswith(f"{root}>")) > 0
+    assert sum(v for c, v in carried.items() if c.startswith(f"{other}>")) == 0

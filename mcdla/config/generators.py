@@ -8,14 +8,14 @@ instead of listing its nodes and connections. The generator named by ``name`` (a
 ``devices``, ``memory_nodes``, ``switches`` (PCIe), ``fabric_switches``, ``spine_switches``,
 ``connections``, ``backing`` and ``serves``. The file keeps what a generator cannot
 know: name, description, the presets (device, memory_node, host, fabric_switch,
-links), collective, device_memory. Rings are never generated: :mod:`mcdla.hw.topology`
+spine_switch, links), collective, device_memory. Rings are never generated: :mod:`mcdla.hw.topology`
 derives them at load time for every file that lists none.
 
 Generators run after presets and ``--set`` overrides are resolved, so they may read
 the host's socket count, and ``--set generator.devices=16`` resizes a design.
 Node names follow the hand-written convention (``D``, ``M``, ``SW`` for PCIe
-switches, ``FS`` for fabric switches, ``SP`` for spines, ``CPU`` sockets), so a generated design and its
-hand-written twin have the same channels.
+switches, ``FS`` for fabric switches, ``SP`` for spines, ``CPU`` sockets), so a
+generated design and its hand-written twin have the same channels.
 """
 
 from __future__ import annotations

@@ -121,9 +121,12 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         return {reduce_resource(rank): reduce_Bps for ring in rings for rank in ring.ranks}
 
     def _plans(self, op, rings, size_bytes, root, units, capacities_Bps, chunk_bytes):
+        """Every ring's phases; ``root`` indexes the first ring's ranks, and each ring
+        gets the same device's index in its own order."""
         share = size_bytes / len(rings)
         by_rank = {rank: reduce_resource(rank) for ring in rings for rank in ring.ranks} if units else {}
-        return [self.phases(op, ring, share, root, by_rank, capacities_Bps, chunk_bytes)
+        root_rank = rings[0].ranks[root]
+        return [self.phases(op, ring, share, ring.ranks.index(root_rank), by_rank, capacities_Bps, chunk_bytes)
                 if share > 0 and ring.size > 1 else [] for ring in rings]
 
     def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
