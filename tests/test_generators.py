@@ -24,6 +24,12 @@ GENERATED = {
     "dc": {"name": "dc", "description": "generated DC-DLA", "device": "table2", "host": "xeon",
            "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16"},
            "generator": {"name": "cube_mesh", "pcie_link": "pcie"}},
+    "dc4": {"name": "dc4", "description": "generated half DC-DLA", "device": "table2",
+            "host": {"preset": "xeon", "sockets": 1}, "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16"},
+            "generator": {"name": "cube_mesh", "devices": 4, "pcie_link": "pcie"}},
+    "dc1": {"name": "dc1", "description": "generated one DC-DLA device", "device": "table2",
+            "host": {"preset": "xeon", "sockets": 1}, "links": {"pcie": "pcie3_x16"},
+            "generator": {"name": "cube_mesh", "devices": 1, "pcie_link": "pcie", "devices_per_pcie_switch": 1}},
 }
 
 

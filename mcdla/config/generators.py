@@ -21,7 +21,7 @@ generated design and its hand-written twin have the same channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
 from mcdla.errors import excerpt
@@ -162,6 +162,7 @@ _CUBE_MESH = ((0, 3, 2), (0, 4, 2), (1, 2, 2), (1, 5, 2), (2, 3, 2), (4, 7, 2), 
 
 @dataclass(frozen=True)
 class CubeMeshParams:
+    devices: Literal[1, 4, 8] = 8  # the first 1, 4 or 8 devices and the links among them
     link: str = "nvlink"
     pcie_link: str | None = None  # the host side: a PCIe tree to the sockets, host memory as backing
     devices_per_pcie_switch: PositiveInt = 2
@@ -169,12 +170,14 @@ class CubeMeshParams:
 
 @generator("cube_mesh", CubeMeshParams)
 def cube_mesh(p: CubeMeshParams, doc, where: Where) -> dict[str, Any]:
-    """DGX-1's 8-device hybrid cube-mesh (the paper's DC-DLA), optionally with its PCIe
-    tree: two devices per switch, the switches split over the host's sockets."""
-    link = _need_link(doc, p.link, where.child("link"))
-    devices = _names("D", 8)
-    connections = [[f"D{a}", f"D{b}", link] + ([count] if count > 1 else []) for a, b, count in _CUBE_MESH]
-    result: dict[str, Any] = {"devices": 8, "connections": connections, "backing": "none"}
+    """DGX-1's 8-device hybrid cube-mesh (the paper's DC-DLA), or its first 4 devices (one
+    quad: the paper's 4-device point) or 1, optionally with its PCIe tree: two devices
+    per switch, the switches split over the host's sockets."""
+    pairs = [(a, b, count) for a, b, count in _CUBE_MESH if max(a, b) < p.devices]
+    link = _need_link(doc, p.link, where.child("link")) if pairs else p.link
+    devices = _names("D", p.devices)
+    connections = [[f"D{a}", f"D{b}", link] + ([count] if count > 1 else []) for a, b, count in pairs]
+    result: dict[str, Any] = {"devices": p.devices, "connections": connections, "backing": "none"}
     if p.pcie_link is not None:
         pcie = _need_link(doc, p.pcie_link, where.child("pcie_link"))
         switches, tree, socket_of = _pcie_tree(doc, devices, pcie, p.devices_per_pcie_switch, where)
