@@ -98,6 +98,17 @@ def _need(doc: Mapping[str, Any], key: str, why: str, where: Where) -> Mapping[s
     return doc[key]
 
 
+def _host_side(p, doc, devices: list[str], connections: list, result: dict[str, Any], where: Where) -> None:
+    """Adds the PCIe tree of ``p.pcie_link`` (if given) to ``connections`` and, to
+    ``result``, its switches and host memory as every device's backing store."""
+    if p.pcie_link is None:
+        return
+    link = _need_link(doc, p.pcie_link, where.child("pcie_link"))
+    switches, tree, socket_of = _pcie_tree(doc, devices, link, p.devices_per_pcie_switch, where)
+    connections += tree
+    result.update(switches=switches, backing="host", serves={d: [socket_of[d]] for d in devices})
+
+
 def _pcie_tree(doc, devices: list[str], link: str, per_switch: int, where: Where):
     """DGX-style host side: ``per_switch`` devices on each PCIe switch, the switches
     spread evenly over the host's sockets (in order), one uplink per switch.
@@ -177,12 +188,9 @@ def cube_mesh(p: CubeMeshParams, doc, where: Where) -> dict[str, Any]:
     link = _need_link(doc, p.link, where.child("link")) if pairs else p.link
     devices = _names("D", p.devices)
     connections = [[f"D{a}", f"D{b}", link] + ([count] if count > 1 else []) for a, b, count in pairs]
-    result: dict[str, Any] = {"devices": p.devices, "connections": connections, "backing": "none"}
-    if p.pcie_link is not None:
-        pcie = _need_link(doc, p.pcie_link, where.child("pcie_link"))
-        switches, tree, socket_of = _pcie_tree(doc, devices, pcie, p.devices_per_pcie_switch, where)
-        result.update(switches=switches, connections=connections + tree, backing="host",
-                      serves={d: [socket_of[d]] for d in devices})
+    result: dict[str, Any] = {"devices": p.devices, "backing": "none"}
+    _host_side(p, doc, devices, connections, result, where)
+    result["connections"] = connections
     return result
 
 
@@ -224,11 +232,7 @@ def switch(p: SwitchParams, doc, where: Where) -> dict[str, Any]:
         raise where.error("give one capacity tier: memory_nodes, expanders_per_pcie_switch or c2c_link")
     connections = [[d, "FS0", link, p.links_per_device] for d in devices]
     result: dict[str, Any] = {"devices": p.devices, "fabric_switches": 1, "backing": "none"}
-    if p.pcie_link is not None:
-        pcie = _need_link(doc, p.pcie_link, where.child("pcie_link"))
-        switches, tree, socket_of = _pcie_tree(doc, devices, pcie, p.devices_per_pcie_switch, where)
-        connections += tree
-        result.update(switches=switches, backing="host", serves={d: [socket_of[d]] for d in devices})
+    _host_side(p, doc, devices, connections, result, where)
     if p.memory_nodes:
         _need(doc, "memory_node", "the memory-nodes on the switch", where.child("memory_nodes"))
         if p.devices % p.memory_nodes:
@@ -344,10 +348,6 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     connections += [[d, f"SP{i % q if p.rails else 0}", nic, p.nics_per_device] for i, d in enumerate(devices)]
     result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": q if p.rails else 1,
                               "backing": "none"}
-    if p.pcie_link is not None:
-        pcie = _need_link(doc, p.pcie_link, where.child("pcie_link"))
-        switches, tree, socket_of = _pcie_tree(doc, devices, pcie, p.devices_per_pcie_switch, where)
-        connections += tree
-        result.update(switches=switches, backing="host", serves={d: [socket_of[d]] for d in devices})
+    _host_side(p, doc, devices, connections, result, where)
     result["connections"] = connections
     return result
