@@ -170,3 +170,12 @@ def test_broadcast_from_another_root_moves_the_roots_data(name, switch8):
     root, other = switch8.rings[0].ranks[3], switch8.rings[0].ranks[0]
     assert sum(v for c, v in carried.items() if c.startswith(f"{root}>")) > 0
     assert sum(v for c, v in carried.items() if c.startswith(f"{other}>")) == 0
+
+
+def test_mcdla_collective_names_its_own_option_when_an_algorithm_refuses(capsys):
+    from mcdla.cli.main import main
+
+    assert main(["collective", "--op", "all_reduce", "--size", "8 MB", "--topology", "ring",
+                 "--algorithm", "direct"]) == 2
+    err = capsys.readouterr().err
+    assert "--algorithm: direct pairs any two ranks through a fabric switch" in err and err.count("\n") == 1

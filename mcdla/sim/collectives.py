@@ -44,6 +44,7 @@ from typing import Mapping, Sequence
 
 import simpy
 
+from mcdla.errors import InputError
 from mcdla.hw.collective_model import OPS, ring_steps
 from mcdla.hw.network import Ring, channel_id
 from mcdla.registry import Registry
@@ -287,8 +288,11 @@ def run_collective(
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps)
     wall = time.perf_counter()
-    proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
-        env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
+    try:
+        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
+            env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
+    except InputError as exc:  # an algorithm that refuses these rings: here chosen by --algorithm
+        raise InputError(exc.detail, key="--algorithm") from None
     env.run()
     wall_s = time.perf_counter() - wall
     return CollectiveRun(proc.value, env.events_processed, net.stats().rate_computations, wall_s)
