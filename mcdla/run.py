@@ -27,9 +27,10 @@ __all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_a
 
 
 # Where each --set key goes, by its first component: the run's three inputs. The
-# hardware sections of a topology file are named directly (device.hbm_bw), anything
-# else of the topology file through topology.* (topology.device_memory).
-HARDWARE_PREFIXES = ("device", "memory_node", "host", "links")
+# hardware sections of a topology file and its generator's parameters are named
+# directly (device.hbm_bw, generator.devices), anything else of the topology file
+# through topology.* (topology.device_memory).
+HARDWARE_PREFIXES = ("device", "memory_node", "host", "links", "fabric_switch", "spine_switch", "generator")
 SET_PREFIXES = ("workload", "training", "execution", "topology", *HARDWARE_PREFIXES)
 
 

@@ -60,7 +60,19 @@ def pcie_table() -> pd.DataFrame:
     return frame
 
 
+def llm_table() -> pd.DataFrame:
+    rows = []
+    for (topology, policy, slow), (model, params) in itertools.product(
+            DESIGNS, (("gpt3/gpt3_125m", 1.25e8), ("gpt3/gpt3_13b", 1.3e10), ("llama2/llama2_70b", 7e10))):
+        trains = params < 5e10 or topology == "oracle"
+        rows.append({"topology": topology, "policy": policy, "model": model, "family": model.partition("/")[0],
+                     "params": params, "trains": trains, "iteration_time_s": slow * params / 1e9 if trains else None,
+                     "tokens_per_s": 1e9 / (slow * params) if trains else None, "status": "ok"})
+    return pd.DataFrame(rows)
+
+
 TABLES = {
+    "llm_memory": (llm_table, {}),
     "fig09": (fig09_table, {}),
     "fig11": (sim_table, {}),
     "fig12": (sim_table, {}),

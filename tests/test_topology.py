@@ -16,7 +16,9 @@ from mcdla.errors import InputError
 from mcdla.hw.rings import canonical_ring, find_rings
 from mcdla.hw.topology import load_topology
 
-SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4", "dgx1v")
+SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4", "dgx1v",
+           "dgx_a100", "dgx_h100", "dgx_h100_cxl", "dgx_h100_memnodes", "gh200_nvl32", "gb200_nvl72",
+           "dgx_h100_4node")
 
 
 def _write(tmp_path: Path, base: str, edit) -> Path:
@@ -46,17 +48,24 @@ def test_shipped_topology_validates(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_device_and_memory_node_stays_within_its_link_budget(name):
+    """PCIe host interfaces (links to PCIe switches) and links of a host-interface type
+    (NVLink-C2C to the device's own CPU, a NIC) are not device links; a fabric switch
+    has its ports, whatever the link."""
     topo = load_topology(name)
     for node, kind in topo.graph.nodes(data="kind"):
         links = sum(
-            topo.graph.number_of_edges(node, other)
+            1
             for other in topo.graph.successors(node)
             if topo.graph.nodes[other]["kind"] != "switch"
+            for data in topo.graph[node][other].values()
+            if not (kind == "device" and topo.links[data["link_type"]].host_interface)
         )
         if kind == "device":
             assert links <= topo.device.links
         if kind == "memory":
             assert links <= topo.memory_node.links
+        if kind == "fabric":
+            assert links <= topo.graph.nodes[node]["spec"].total_ports
 
 
 def test_dc_devices_use_exactly_six_nvlinks():
@@ -351,7 +360,7 @@ def test_cli_lists_every_design_point_as_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == sorted(SHIPPED)
     assert set(rows[0]) == {
-        "name", "devices", "memory_nodes", "rings", "collective_bw_Bps", "virtualization_bw_Bps"
+        "name", "devices", "memory_nodes", "rings", "collective", "collective_bw_Bps", "virtualization_bw_Bps"
     }
     by_name = {r["name"]: r for r in rows}
     assert by_name["ring"]["virtualization_bw_Bps"] == pytest.approx(150e9)
@@ -361,7 +370,7 @@ def test_cli_csv_with_set_and_output_file(tmp_path):
     out = tmp_path / "t.csv"
     assert main(["topologies", "dc", "--set", "links.pcie=pcie4_x16", "--format", "csv", "--output", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "name,devices,memory_nodes,rings,collective_bw_Bps,virtualization_bw_Bps"
+    assert lines[0] == "name,devices,memory_nodes,rings,collective,collective_bw_Bps,virtualization_bw_Bps"
     assert lines[1].startswith("dc,8,0,6,")
 
 

@@ -21,7 +21,7 @@ from mcdla.config.schema import (
     Time,
 )
 
-__all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec"]
+__all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec"]
 
 DeviceCycles = Annotated[float, Quantity("time", inclusive=True, clock="clock")]
 
@@ -111,7 +111,36 @@ class LinkSpec:
     bw: Bandwidth
     latency: Annotated[float, Quantity("time", inclusive=True)]
     efficiency: Fraction = 1.0
+    # A device's host interface (PCIe, NVLink-C2C to its own CPU) is not one of its
+    # ``device.links`` high-bandwidth links, so the link budget does not count it.
+    host_interface: bool = False
 
     @property
     def effective_bw_Bps(self) -> float:
         return self.bw * self.efficiency
+
+
+@dataclass(frozen=True)
+class SwitchSpec:
+    """A fabric switch (NVSwitch-like) that devices and memory-nodes link to.
+
+    ``chips`` switch chips act as one non-blocking switch (DGX H100's four NVSwitch
+    chips as one plane set): ``ports`` and ``reduction_bw`` are per chip. A port passes
+    at most ``port_bw`` per direction, so a link through it is the slower of the two.
+    ``reduction_bw`` is the in-switch reduction engine's throughput (NVLink SHARP:
+    reduced bytes out per second); absent, the switch only forwards.
+    """
+
+    ports: PositiveInt
+    port_bw: Bandwidth
+    latency: Annotated[float, Quantity("time", inclusive=True)]
+    reduction_bw: Bandwidth | None = None
+    chips: PositiveInt = 1
+
+    @property
+    def total_ports(self) -> int:
+        return self.ports * self.chips
+
+    @property
+    def reduction_Bps(self) -> float | None:
+        return None if self.reduction_bw is None else self.reduction_bw * self.chips

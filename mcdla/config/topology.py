@@ -21,15 +21,24 @@ File format (every key but ``memory_node``/``host``/``rings``/``serves`` require
     devices: 8                        # D0..D7 (or an explicit list of names)
     memory_nodes: 8                   # M0..M7
     switches: 0                       # PCIe switches SW0..
+    fabric_switch: nvswitch3          # fabric switch part (presets section switches)
+    fabric_switches: 1                # fabric switches FS0..
+    spine_switch: quantum2            # spine switches' part (default: fabric_switch's)
+    spine_switches: 1                 # spine switches SP0.. (a two-level fabric)
     connections:                      # [a, b, link type] or [a, b, link type, parallel links]
       - [D0, M0, nvlink, 3]
-    rings:                            # node cycles (first node not repeated)
+    rings:                            # node cycles (first node not repeated); omitted: derived
       - [D0, M0, D1, M1, ...]
     ring_directions: both             # both | as_listed
     backing: memory_nodes             # host | memory_nodes | none
     serves: {D0: [M0, M7], ...}       # device -> its stores, home store first
     device_memory: bounded            # bounded | unbounded (the oracle)
     collective: ring                  # collective algorithm by default: ring (ideal) | nccl
+
+or, instead of the nodes, links and stores, a generator and its parameters
+(:mod:`mcdla.config.generators`)::
+
+    generator: {name: ring, devices: 64, links_per_pair: 3}
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from mcdla.config import loader
-from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
+from mcdla.config.generators import expand
+from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError
 
@@ -50,7 +60,8 @@ __all__ = ["TopologyDoc", "PRESETS_FILE", "load_presets", "resolve_presets", "re
 PRESETS_FILE = Path("topologies") / "presets" / "hardware.yaml"
 
 # Topology key -> section of the presets file that names its values.
-_PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": "hosts"}
+_PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": "hosts",
+                    "fabric_switch": "switches", "spine_switch": "switches"}
 
 
 @dataclass(frozen=True)
@@ -67,12 +78,17 @@ class TopologyDoc:
     host: HostSpec | None = None
     memory_nodes: int | tuple[str, ...] = 0
     switches: int | tuple[str, ...] = 0
-    rings: tuple[tuple[str, ...], ...] = ()
+    fabric_switch: SwitchSpec | None = None  # the fabric switches' part (NVSwitch), a preset
+    fabric_switches: int | tuple[str, ...] = 0  # fabric switches FS0..
+    spine_switch: SwitchSpec | None = None  # the spines' part (a scale-out switch); default fabric_switch
+    spine_switches: int | tuple[str, ...] = 0  # spine switches SP0.., above the fabric switches
+    rings: tuple[tuple[str, ...], ...] | None = None  # None: derived at load (mcdla.hw.rings)
     ring_directions: Literal["both", "as_listed"] = "both"
     backing: Literal["host", "memory_nodes", "none"] = "none"
     serves: dict[str, tuple[str, ...]] = field(default_factory=dict)
     device_memory: Literal["bounded", "unbounded"] = "bounded"
     collective: str = "ring"  # the design's collective algorithm, unless execution.collective says
+    generator: str = ""  # the generator that wrote the nodes and links ("": hand-written)
 
 
 def load_presets() -> dict[str, Any]:
@@ -170,4 +186,5 @@ def read_topology_doc(
         except InputError as exc:
             raise InputError(exc.detail, file=file, key=exc.key) from None
         doc = resolve_presets(doc, presets, file)
-    return build(TopologyDoc, doc, Where(file))
+    # After the overrides, so a generator reads the final presets and parameters.
+    return build(TopologyDoc, expand(doc, Where(file)), Where(file))

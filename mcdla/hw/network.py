@@ -16,12 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "reduction_port"]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
     """The id of the ``index``-th parallel link's channel from ``src`` to ``dst``."""
     return f"{src}>{dst}:{index}"
+
+
+def reduction_port(switch: str) -> str:
+    """The id of fabric switch ``switch``'s in-switch reduction engine (a port)."""
+    return f"{switch}/reduce"
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Channel:
 
 @dataclass(frozen=True)
 class Port:
-    """A memory shared by reads and writes: a bandwidth with no direction."""
+    """A bandwidth with no direction: a memory shared by reads and writes, or a fabric
+    switch's in-switch reduction engine."""
 
     id: str
     node: str
@@ -51,13 +57,52 @@ class Ring:
     ``ranks`` are the device-nodes in ring order; ``segments[i]`` is the sequence of
     channel ids that carries data from ``ranks[i]`` to ``ranks[(i + 1) % p]`` (more
     than one channel when the ring relays through memory-nodes). ``latency_s[i]`` is
-    the summed hop latency of ``segments[i]``.
+    the summed hop latency of ``segments[i]``. ``switch_out[i]`` is the fabric switch
+    rank ``i`` sends into (the end of its first hop) and ``switch_in[i]`` the one it
+    receives from ("" where that hop is not to or from a fabric switch): two ranks on one
+    switch reach each other through it whatever the ring's order, so the switch
+    algorithms may pair any two of them. ``exit_switch[i]`` is the spine switch rank
+    ``i`` links to directly (a GPU's NIC to its rail switch; "" for none), and
+    ``exit_out[i]``/``exit_in[i]`` the channels to and from it this ring uses: the way
+    out of the rank's domain for an algorithm that crosses domains rank by rank.
+    ``home_out[i]``/``home_in[i]`` are rank ``i``'s channels to and from its own fabric
+    switch (its domain's), the segment's where the ring takes that way, else the
+    parallel link of this ring's number ("" where the rank has no such switch).
     """
 
     name: str
     ranks: tuple[str, ...]
     segments: tuple[tuple[str, ...], ...]
     latency_s: tuple[float, ...]
+    switch_out: tuple[str, ...] = ()
+    switch_in: tuple[str, ...] = ()
+    exit_switch: tuple[str, ...] = ()
+    exit_out: tuple[str, ...] = ()
+    exit_in: tuple[str, ...] = ()
+    home_out: tuple[str, ...] = ()
+    home_in: tuple[str, ...] = ()
+
+    def through_switch(self, i: int) -> str:
+        """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
+        if not self.switch_out or len(self.segments[i]) != 2:
+            return ""
+        hub = self.switch_out[i]
+        return hub if hub == self.switch_in[(i + 1) % self.size] else ""
+
+    @property
+    def hub(self) -> str:
+        """The fabric switch of a *switch ring* (every segment through that one switch),
+        else ""."""
+        hubs = {self.through_switch(i) for i in range(self.size)}
+        return hubs.pop() if len(hubs) == 1 else ""
+
+    def up(self, i: int) -> str:
+        """The channel on which rank ``i`` sends (the first of its segment)."""
+        return self.segments[i][0]
+
+    def down(self, i: int) -> str:
+        """The channel on which rank ``i`` receives (the last of the segment into it)."""
+        return self.segments[i - 1][-1]
 
     @property
     def size(self) -> int:

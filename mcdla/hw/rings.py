@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["find_rings", "link_counts", "canonical_ring"]
+__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings", "RingSearchLimit", "SEARCH_STEPS"]
+
+# Extensions of a partial cycle the search may try before it gives up: the designs of
+# interest take a few thousand; a graph with no such cycles can take exponentially many.
+SEARCH_STEPS = 1_000_000
+
+
+class RingSearchLimit(Exception):
+    """The search for rings tried :data:`SEARCH_STEPS` extensions without an answer."""
 
 
 def link_counts(graph, nodes: Sequence[str]) -> dict[frozenset, int]:
@@ -54,7 +62,8 @@ def find_rings(
     """Up to ``count`` edge-disjoint Hamiltonian cycles over ``nodes`` in ``graph``.
 
     ``count`` defaults to half the smallest number of links any node has within
-    ``nodes``. Returns fewer cycles (possibly none) when no larger set exists.
+    ``nodes``. Returns fewer cycles (possibly none) when no larger set exists. Raises
+    :class:`RingSearchLimit` when the search takes more than :data:`SEARCH_STEPS`.
     """
     nodes = list(nodes)
     order = {n: i for i, n in enumerate(nodes)}
@@ -67,15 +76,40 @@ def find_rings(
     if count is None:
         degree = {n: sum(remaining[frozenset((n, m))] for m in neighbours[n]) for n in nodes}
         count = min(degree.values()) // 2
-    for wanted in range(count, 0, -1):
-        found: list[tuple[str, ...]] = []
-        if _search(nodes, order, neighbours, remaining, wanted, found):
-            return tuple(found)
+    cycle = _only_cycle(nodes, neighbours)
+    if cycle is not None:  # a plain cycle (the MC-DLA ring at any size): no search needed
+        copies = min(count, min(remaining[frozenset(p)] for p in zip(cycle, cycle[1:] + cycle[:1])))
+        return tuple(cycle for _ in range(copies))
+    steps = [SEARCH_STEPS]
+    try:
+        for wanted in range(count, 0, -1):
+            found: list[tuple[str, ...]] = []
+            if _search(nodes, order, neighbours, remaining, wanted, found, steps):
+                return tuple(found)
+    except RecursionError:  # a path deeper than Python's stack: as long a search
+        raise RingSearchLimit from None
     return ()
 
 
-def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
-    """Appends ``wanted`` more disjoint cycles to ``found``; False if impossible."""
+def _only_cycle(nodes, neighbours) -> tuple[str, ...] | None:
+    """The one Hamiltonian cycle of a graph in which every node has two neighbours and
+    which is connected, in :func:`find_rings`' orientation (from the first node towards
+    its earlier neighbour); else None."""
+    if any(len(neighbours[n]) != 2 for n in nodes):
+        return None
+    path = [nodes[0], neighbours[nodes[0]][0]]  # neighbours are in node order
+    while len(path) < len(nodes):
+        a, b = neighbours[path[-1]]
+        nxt = b if a == path[-2] else a
+        if nxt == path[0]:
+            return None  # a shorter cycle: the graph is not connected
+        path.append(nxt)
+    return tuple(path) if path[0] in neighbours[path[-1]] else None
+
+
+def _search(nodes, order, neighbours, remaining, wanted, found, steps) -> bool:
+    """Appends ``wanted`` more disjoint cycles to ``found``; False if impossible.
+    ``steps[0]`` counts down the extensions left (:data:`SEARCH_STEPS`)."""
     if wanted == 0:
         return True
     start = nodes[0]
@@ -90,7 +124,7 @@ def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
             if remaining.get(closing, 0) > 0 and order[path[1]] < order[path[-1]]:
                 remaining[closing] -= 1
                 found.append(tuple(path))
-                if _search(nodes, order, neighbours, remaining, wanted - 1, found):
+                if _search(nodes, order, neighbours, remaining, wanted - 1, found, steps):
                     return True
                 found.pop()
                 remaining[closing] += 1
@@ -99,6 +133,9 @@ def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
             pair = frozenset((here, nxt))
             if nxt in visited or remaining[pair] == 0:
                 continue
+            steps[0] -= 1
+            if steps[0] < 0:
+                raise RingSearchLimit
             remaining[pair] -= 1
             visited.add(nxt)
             path.append(nxt)
@@ -110,3 +147,109 @@ def _search(nodes, order, neighbours, remaining, wanted, found) -> bool:
         return False
 
     return extend()
+
+
+def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
+    """The collective rings of a topology that lists none: (node cycles, directed).
+
+    - Devices on a fabric switch (kind ``fabric``): a switch ring
+      D0 FS D1 FS ... D{N-1} FS takes one link out of and one into every device, so a
+      switch every device links to ``k`` times gives ``k`` *directed* rings (a ring and
+      its reverse would need the same links); the first such switch in node order.
+    - Devices each on one leaf fabric switch, the leaves under common spines (a
+      two-level switch): each ring runs through every leaf's devices in turn, from leaf
+      to leaf over one spine (the spines taken in turn), so as many directed rings as
+      a device has leaf links or a leaf has spine links, whichever is fewer.
+    - Devices each on one domain switch and with a link to a spine switch of their own
+      (a cluster of NVLink domains, every GPU's NIC on a rail switch): ring ``r`` runs
+      through each domain's devices from place ``r`` on, alternately up and down the
+      places, and crosses to the next domain over the last device's spine switch to the
+      device at the same place there (an even number of domains closes the snake);
+      as many directed rings as a device has links to its domain switch.
+    - Otherwise edge-disjoint Hamiltonian cycles (:func:`find_rings`) over the devices
+      and memory-nodes, which relay (the MC-DLA ring), or failing that over the devices
+      alone (a cube-mesh); each cycle runs both ways.
+
+    Returns ``((), False)`` when there is none: one device, or no such ring exists.
+    """
+    kinds = dict(graph.nodes(data="kind"))
+    devices = [n for n, kind in kinds.items() if kind == "device"]
+    if len(devices) < 2:
+        return (), False
+    for hub in (n for n, kind in kinds.items() if kind == "fabric"):
+        links = min(graph.number_of_edges(d, hub) for d in devices)
+        if links:
+            cycle = tuple(node for d in devices for node in (d, hub))
+            return tuple(cycle for _ in range(links)), True
+    tree = _switch_tree_rings(graph, kinds, devices) or _cluster_rings(graph, kinds, devices)
+    if tree:
+        return tree, True
+    memory = [n for n, kind in kinds.items() if kind == "memory"]
+    for nodes in ((devices + memory, devices) if memory else (devices,)):
+        found = find_rings(graph, nodes)
+        if found:
+            return found, False
+    return (), False
+
+
+def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
+    """The directed rings of a two-level switch (see :func:`derive_rings`), or ()."""
+    leaf_of = {}
+    for d in devices:
+        hubs = [n for n in graph.successors(d) if kinds[n] == "fabric"]
+        if len(hubs) != 1:
+            return ()
+        leaf_of[d] = hubs[0]
+    leaves = list(dict.fromkeys(leaf_of.values()))
+    if len(leaves) < 2:
+        return ()
+    spines = [n for n, kind in kinds.items() if kind == "fabric" and n not in leaves
+              and all(graph.has_edge(leaf, n) for leaf in leaves)]
+    per_spine = [min(graph.number_of_edges(leaf, s) for leaf in leaves) for s in spines]
+    links = min(graph.number_of_edges(d, leaf_of[d]) for d in devices)
+    count = min(links, sum(per_spine))
+    # The spine of each ring: the spines in turn, each as often as it has uplinks.
+    turns = [s for r in range(max(per_spine, default=0)) for s, n in zip(spines, per_spine) if r < n][:count]
+    rings = []
+    for spine in turns:
+        cycle: list[str] = []
+        for leaf in leaves:
+            for d in (d for d in devices if leaf_of[d] == leaf):
+                cycle += [leaf, d]
+            cycle += [leaf, spine]
+        rings.append(tuple(cycle))
+    return tuple(rings)
+
+
+def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
+    """The directed rings of a cluster of domains with per-device exits (see
+    :func:`derive_rings`), or ()."""
+    domain_of, exit_of = {}, {}
+    for d in devices:
+        hubs = [n for n in graph.successors(d) if kinds[n] == "fabric"]
+        inner = [n for n in hubs if not graph.nodes[n].get("spine")]
+        outer = [n for n in hubs if graph.nodes[n].get("spine")]
+        if len(inner) != 1 or len(outer) != 1:
+            return ()
+        domain_of[d], exit_of[d] = inner[0], outer[0]
+    switches = list(dict.fromkeys(domain_of.values()))
+    domains = [[d for d in devices if domain_of[d] == s] for s in switches]
+    q = len(domains[0])
+    if len(domains) < 2 or len(domains) % 2 or any(len(members) != q for members in domains):
+        return ()
+    if any(exit_of[a] != exit_of[b] for members, nxt in zip(domains, domains[1:] + domains[:1])
+           for a, b in zip(members, nxt)):
+        return ()  # the device at one place in the next domain must share the exit
+    links = min(graph.number_of_edges(d, domain_of[d]) for d in devices)
+    rings = []
+    for r in range(links):
+        cycle: list[str] = []
+        for j, (switch, members) in enumerate(zip(switches, domains)):
+            start = r % q if j % 2 == 0 else (r - 1) % q  # down the places on odd domains
+            step = 1 if j % 2 == 0 else -1
+            order = [members[(start + step * i) % q] for i in range(q)]
+            for i, d in enumerate(order):
+                cycle += [d, switch] if i < q - 1 else [d, exit_of[d]]
+        first = cycle.index(devices[0])  # every ring from the first device: broadcast's root 0
+        rings.append(tuple(cycle[first:] + cycle[:first]))
+    return tuple(rings)

@@ -20,19 +20,21 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import networkx as nx
 
 from mcdla.config import loader
-from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
+from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc, read_topology_doc
 from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.config.placement import PLACEMENTS
-from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id
+from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
+from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -46,7 +48,10 @@ MAX_NODES = 4096
 MAX_PARALLEL_LINKS = 256
 
 # Node-id prefixes of generated node names, by kind.
-_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "cpu": "CPU"}
+_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "spine": "SP", "cpu": "CPU"}
+# Node kinds a DMA to the backing store may relay through: PCIe switches and fabric
+# switches. Devices and memory-nodes forward ring traffic only.
+_RELAYS = ("switch", "fabric")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,10 @@ class Topology:
     ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
     source: str = ""
     collective: str = "ring"  # the design's default collective algorithm (mcdla.sim.collectives)
+    fabric_switches: tuple[str, ...] = ()  # the leaf switches FS0.., and spines SP0.. after them
+    fabric_switch: SwitchSpec | None = None
+    spine_switch: SwitchSpec | None = None  # the spines' part (None: as fabric_switch)
+    generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA.
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -199,6 +208,7 @@ class Topology:
             "devices": len(self.devices),
             "memory_nodes": len(self.memory_nodes),
             "rings": len(self.rings),
+            "collective": self.collective,
             "collective_bw_Bps": self.collective_bw_Bps,
             "virtualization_bw_Bps": self.virtualization_bw_Bps,
         }
@@ -210,7 +220,7 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    allowed = [n for n, kind in graph.nodes(data="kind") if kind == "switch"] + [device, store]
+    allowed = [n for n, kind in graph.nodes(data="kind") if kind in _RELAYS] + [device, store]
     view = graph.subgraph(allowed)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -244,43 +254,69 @@ def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, .
 def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     """Builds and validates the graph of ``doc``; ``file`` names it in errors."""
     top = Where(file)
-    devices = _names(doc.devices, "device", top.child("devices"))
-    memory_nodes = _names(doc.memory_nodes, "memory", top.child("memory_nodes"))
-    switches = _names(doc.switches, "switch", top.child("switches"))
+    # Errors in what a generator wrote name the generator: the file has no such keys.
+    made = top.child("generator") if doc.generator else top
+    devices = _names(doc.devices, "device", made.child("devices"))
+    memory_nodes = _names(doc.memory_nodes, "memory", made.child("memory_nodes"))
+    switches = _names(doc.switches, "switch", made.child("switches"))
+    fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
+    spines = _names(doc.spine_switches, "spine", made.child("spine_switches"))  # fabric nodes above the others
     sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
     if memory_nodes and doc.memory_node is None:
         raise top.child("memory_node").error("missing; the topology has memory-nodes")
+    if (fabric or spines) and doc.fabric_switch is None:
+        raise top.child("fabric_switch").error("missing; the topology has fabric switches")
+    # Each fabric node's part, and the key that gave it: a spine's own, else the fabric switch's.
+    spine_key = "spine_switch" if doc.spine_switch is not None else "fabric_switch"
+    parts = {n: (doc.fabric_switch, "fabric_switch") for n in fabric} | \
+        {n: (doc.spine_switch or doc.fabric_switch, spine_key) for n in spines}
+    specs = {n: spec for n, (spec, _key) in parts.items()}
 
     graph = nx.MultiDiGraph()
     for kind, ids, key in (
         ("device", devices, "devices"),
         ("memory", memory_nodes, "memory_nodes"),
         ("switch", switches, "switches"),
+        ("fabric", fabric, "fabric_switches"),
+        ("fabric", spines, "spine_switches"),
         ("cpu", sockets, "host.sockets"),
     ):
         for n in ids:
             if n in graph:
                 raise top.child(key).error(f"node {n!r} is defined twice")
             graph.add_node(n, kind=kind)
+    for n, spec in specs.items():
+        graph.nodes[n]["spec"] = spec  # a fabric or spine switch's part (SwitchSpec)
+        graph.nodes[n]["spine"] = n in spines  # a spine: above the domains' switches, a way out of them
 
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
     for i, entry in enumerate(doc.connections):
-        a, b, alias, count = _connection(entry, graph, doc.links, top.child("connections").child(i))
+        a, b, alias, count = _connection(entry, graph, doc.links, made.child("connections").child(i))
         spec = doc.links[alias]
+        bw = spec.effective_bw_Bps
+        for end in (a, b):
+            if end in specs:
+                bw = min(bw, specs[end].port_bw)  # the switch port passes at most its own rate
         first = graph.number_of_edges(a, b)
         for k in range(first, first + count):
             for src, dst in ((a, b), (b, a)):
-                ch = Channel(channel_id(src, dst, k), src, dst, spec.effective_bw_Bps, spec.latency)
+                latency = spec.latency
+                if dst in specs:  # crossing the switch, counted on the way in
+                    latency += specs[dst].latency
+                ch = Channel(channel_id(src, dst, k), src, dst, bw, latency)
                 channels[ch.id] = ch
                 graph.add_edge(src, dst, key=k, channel=ch, link_type=alias)
         physical.append((a, b, alias, count))
 
-    _check_budgets(graph, doc, top)
-    rings = _bind_rings(graph, doc, channels, top)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, top)
+    _check_budgets(graph, doc, parts, made)
+    rings, cycles = _bind_rings(graph, doc, channels, top)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made)
+    for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
+        if spec.reduction_Bps is not None:
+            ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
     return Topology(
         name=doc.name,
         description=doc.description,
@@ -300,9 +336,13 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         links=dict(doc.links),
         device_memory_bytes=math.inf if doc.device_memory == "unbounded" else doc.device.hbm_capacity,
         physical_links=tuple(physical),
-        ring_cycles=tuple(tuple(r) for r in doc.rings),
+        ring_cycles=cycles,
         source=file,
         collective=doc.collective,
+        fabric_switches=fabric + spines,
+        fabric_switch=doc.fabric_switch,
+        spine_switch=doc.spine_switch,
+        generator=doc.generator,
     )
 
 
@@ -327,54 +367,94 @@ def _connection(entry, graph, links, where: Where) -> tuple[str, str, str, int]:
     return a, b, alias, count
 
 
-def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, top: Where) -> None:
+def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) -> None:
     """No device- or memory-node has more high-bandwidth links than it owns.
 
     A device's PCIe host interface (its link to a PCIe switch) is not one of its
-    ``device.links`` high-bandwidth links, so it is not counted.
+    ``device.links`` high-bandwidth links, so it is not counted, nor is a link type
+    marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric or spine
+    switch has its part's ports per chip (``parts``: node -> (part, the key naming it)).
     """
-    budgets = {"device": doc.device.links}
+    budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
-        budgets["memory"] = doc.memory_node.links
+        budgets["memory"] = (doc.memory_node.links, "memory_node.links")
     for node, kind in graph.nodes(data="kind"):
-        if kind not in budgets:
+        if kind not in budgets and node not in parts:
             continue
         used = sum(
-            graph.number_of_edges(node, other)
+            1
             for other in graph.successors(node)
             if graph.nodes[other]["kind"] != "switch"
+            for link_type in (data["link_type"] for data in graph[node][other].values())
+            if not (kind == "device" and doc.links[link_type].host_interface)  # a switch's port all the same
         )
-        if used > budgets[kind]:
-            owner = "device.links" if kind == "device" else "memory_node.links"
+        if node in parts:
+            budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
+        else:
+            budget, owner = budgets[kind]
+        if used > budget:
             raise top.child("connections").error(
-                f"node {node!r} has {used} links, more than its {owner} = {budgets[kind]}"
+                f"node {node!r} has {used} links, more than its {owner} = {budget}"
             )
 
 
-def _bind_rings(graph, doc: TopologyDoc, channels, top: Where) -> tuple[Ring, ...]:
-    """Every listed ring, checked, as directed rings bound to parallel links."""
+def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
+    """Every listed ring (or, when none is listed, every derived one), checked, as
+    directed rings bound to parallel links; and the node cycles they came from."""
     usage: dict[str, int] = {}  # channel id -> rings bound to it so far
     rings: list[Ring] = []
     devices = [n for n, kind in graph.nodes(data="kind") if kind == "device"]
-    if len(devices) > 1 and not doc.rings:
+    # Rings the file lists, or (no rings key) the derived ones; an empty list is a
+    # listed "no rings", refused below like any design without a ring.
+    cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
+    if doc.rings is None:
+        try:
+            cycles, directed = derive_rings(graph)
+        except RingSearchLimit:
+            raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
+                                           f"{SEARCH_STEPS} steps: list them") from None
+    if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
-                                       "through all of them")
-    for i, cycle in enumerate(doc.rings):
+                                       "through all of them, and none was found: list them")
+    for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
         _check_cycle(graph, cycle, where)
         directions = [("", list(cycle))]
-        if doc.ring_directions == "both":
+        if not directed:
             reverse = [cycle[0]] + list(cycle[1:])[::-1]
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
-            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where))
+            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where, i))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(graph, cycle, where)
-    return tuple(rings)
+    return _home_links(graph, rings), cycles
+
+
+def _home_links(graph, rings: list[Ring]) -> tuple[Ring, ...]:
+    """Each rank's channels to and from its own fabric switch where a ring does not take
+    them (the rank leaves the domain over its NIC there): the parallel link the fewest
+    rings use (ties to the lowest index), so a cluster's rings, which leave each link of
+    a rank's that one of them crosses to another domain, share none."""
+    usage = Counter(c for ring in rings for c in ring.channels)
+    result = []
+    for ring in rings:
+        outs, ins = list(ring.home_out), list(ring.home_in)
+        for i, rank in enumerate(ring.ranks):
+            home = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
+                    and not graph.nodes[n].get("spine")]
+            if len(home) != 1:
+                continue
+            for chosen, src, dst in ((outs, rank, home[0]), (ins, home[0], rank)):
+                if not chosen[i]:
+                    options = [channel_id(src, dst, k) for k in sorted(graph[src][dst])]
+                    chosen[i] = min(options, key=lambda c: (usage[c], options.index(c)))
+                    usage[chosen[i]] += 1
+        result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
+    return tuple(result)
 
 
 def _check_relays(graph, cycle: Sequence[str], where: Where) -> None:
@@ -398,8 +478,9 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
         if not isinstance(node, str) or node not in graph:
             raise where.child(j).error(f"unknown node {excerpt(node)}")
         kind = graph.nodes[node]["kind"]
-        if kind not in ("device", "memory"):
-            raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices and memory-nodes")
+        if kind not in ("device", "memory", "fabric"):
+            raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
+                                       "and fabric switches")
         if kind == "device":
             if node in devices_seen:
                 raise where.child(j).error(f"device {node!r} appears twice in the ring")
@@ -412,8 +493,10 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
 
 
-def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
-    """Binds each hop to the least-used parallel link not yet used by this ring."""
+def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+    """Binds each hop to the least-used parallel link not yet used by this ring; each
+    rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
+    switch) to parallel link ``number`` modulo their count."""
     # Rotate so the ring starts at a device: segments run from rank to rank.
     start = next(j for j, n in enumerate(nodes) if graph.nodes[n]["kind"] == "device")
     nodes = nodes[start:] + nodes[:start]
@@ -450,7 +533,33 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where) -> Ring:
         current.append(hops[j])
     segments.append(tuple(current))
     latency = tuple(sum(channels[c].latency_s for c in seg) for seg in segments)
-    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency)
+    # Which fabric switch each rank sends into and receives from: the switch algorithms
+    # pair any two ranks on one switch through it.
+    def fabric(node: str) -> str:
+        return node if graph.nodes[node]["kind"] == "fabric" else ""
+
+    switch_out = tuple(fabric(channels[seg[0]].dst) for seg in segments)
+    switch_in = tuple(fabric(channels[segments[i - 1][-1]].src) for i in range(len(segments)))
+    def only(rank: str, spine: bool) -> str:
+        """The rank's one fabric neighbour of that tier, or ""."""
+        found = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
+                 and bool(graph.nodes[n].get("spine")) == spine]
+        return found[0] if len(found) == 1 else ""
+
+    def link(src: str, dst: str) -> str:
+        if not src or not dst:
+            return ""
+        return channel_id(src, dst, number % graph.number_of_edges(src, dst))
+
+    exit_switch = tuple(only(r, True) for r in ranks)
+    home = tuple(only(r, False) for r in ranks)
+    # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
+    home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
+    home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
+                switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
+                exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
+                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in)
 
 
 def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):

@@ -44,6 +44,7 @@ from typing import Mapping, Sequence
 
 import simpy
 
+from mcdla.errors import InputError
 from mcdla.hw.collective_model import OPS, ring_steps
 from mcdla.hw.network import Ring, channel_id
 from mcdla.registry import Registry
@@ -63,6 +64,7 @@ __all__ = [
     "run_collective",
     "reduce_resource",
     "ring_of_devices",
+    "check_request",
 ]
 
 # The paper's Fig. 9 message size ("4 KB"); see the module docstring on convergence.
@@ -119,16 +121,7 @@ def collective(
     ``root`` (broadcast only) indexes the ranks of the first ring. ``costs`` adds a
     library's costs to the ideal ring (:class:`RingCosts`; None: the paper's ring).
     """
-    if op not in OPS:
-        raise ValueError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
-    if not rings:
-        raise ValueError("a collective needs at least one ring")
-    if not size_bytes >= 0:
-        raise ValueError(f"size_bytes must be >= 0, got {size_bytes!r}")
-    if not chunk_bytes > 0:
-        raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes!r}")
-    if not 0 <= root < rings[0].size:
-        raise ValueError(f"root {root} is not a rank of ring {rings[0].name!r} ({rings[0].size} ranks)")
+    check_request(op, rings, size_bytes, chunk_bytes, root)
     for ring in rings:
         channels = ring.channels
         if len(set(channels)) != len(channels):
@@ -150,6 +143,22 @@ def collective(
             net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name])
     return env.process(_run(env, net, tuple(rings), op, float(size_bytes), chunk_bytes, root_rank, reduce_ids,
                             tag, costs))
+
+
+def check_request(op: str, rings: Sequence[Ring], size_bytes: float, chunk_bytes: float = DEFAULT_CHUNK_BYTES,
+                  root: int = 0) -> None:
+    """The arguments every algorithm's ``start`` takes, checked (a ValueError: a bug in
+    the caller, not in the input)."""
+    if op not in OPS:
+        raise ValueError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
+    if not rings:
+        raise ValueError("a collective needs at least one ring")
+    if not size_bytes >= 0:
+        raise ValueError(f"size_bytes must be >= 0, got {size_bytes!r}")
+    if not chunk_bytes > 0:
+        raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes!r}")
+    if not 0 <= root < rings[0].size:
+        raise ValueError(f"root {root} is not a rank of ring {rings[0].name!r} ({rings[0].size} ranks)")
 
 
 @dataclass(frozen=True)
@@ -279,8 +288,11 @@ def run_collective(
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps)
     wall = time.perf_counter()
-    proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
-        env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
+    try:
+        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
+            env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
+    except InputError as exc:  # an algorithm that refuses these rings: here chosen by --algorithm
+        raise InputError(exc.detail, key="--algorithm") from None
     env.run()
     wall_s = time.perf_counter() - wall
     return CollectiveRun(proc.value, env.events_processed, net.stats().rate_computations, wall_s)
@@ -470,3 +482,8 @@ class NcclAlgorithm(RingAlgorithm):
         options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
         return min(options, key=lambda c: self.costed_time_s(c, op, size_bytes, rings, capacities_Bps,
                                                               chunk_bytes, reduce_Bps))
+
+
+# The switch algorithms (direct, in_switch, tree, hierarchical) register themselves; they
+# import this module's names, so they come last.
+from mcdla.sim import fabric_collectives  # noqa: E402,F401

@@ -1,0 +1,353 @@
+"""Topology generators: a few parameters expanded into the nodes, links and stores of a
+hand-written topology file.
+
+A topology file may say ``generator: {name: ring, devices: 64, links_per_pair: 3}``
+instead of listing its nodes and connections. The generator named by ``name`` (a
+:data:`GENERATORS` entry) checks its parameters (a dataclass, so errors name
+``generator.<key>``) and returns the keys a hand-written file would have:
+``devices``, ``memory_nodes``, ``switches`` (PCIe), ``fabric_switches``, ``spine_switches``,
+``connections``, ``backing`` and ``serves``. The file keeps what a generator cannot
+know: name, description, the presets (device, memory_node, host, fabric_switch,
+spine_switch, links), collective, device_memory. Rings are never generated: :mod:`mcdla.hw.topology`
+derives them at load time for every file that lists none.
+
+Generators run after presets and ``--set`` overrides are resolved, so they may read
+the host's socket count, and ``--set generator.devices=16`` resizes a design.
+Node names follow the hand-written convention (``D``, ``M``, ``SW`` for PCIe
+switches, ``FS`` for fabric switches, ``SP`` for spines, ``CPU`` sockets), so a
+generated design and its hand-written twin have the same channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
+from mcdla.errors import excerpt
+from mcdla.registry import Registry
+
+__all__ = ["GENERATORS", "GENERATED_KEYS", "expand"]
+
+# Nodes a generator writes at most: parameters asking for more are refused before any
+# list is built (a typo of 10**9 devices must not exhaust memory). The graph's own,
+# smaller limit on nodes of one kind (mcdla.hw.topology) applies after.
+MAX_GENERATED_NODES = 100_000
+
+# The keys a generator writes; a file that uses a generator must not set them too.
+GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
+                  "backing", "serves")
+
+# name -> (parameter dataclass, function(params, doc, where) -> generated keys)
+GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
+
+
+def generator(name: str, params: type):
+    """Registers ``function(params, doc, where)`` as the generator ``name``."""
+    def add(function):
+        GENERATORS.register(name)((params, function))
+        return function
+    return add
+
+
+def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
+    """``doc`` with its ``generator`` key replaced by the keys the generator writes;
+    a doc without one is returned unchanged (a copy)."""
+    result = dict(doc)
+    spec = result.pop("generator", None)
+    if spec is None:
+        return result
+    gwhere = where.child("generator")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise gwhere.error(f"expected a mapping with a name and its parameters, got {excerpt(spec)}")
+    params_cls, function = GENERATORS.get(spec["name"], key=gwhere.child("name").key, file=where.file)
+    for key in GENERATED_KEYS:
+        if key in result:
+            raise where.child(key).error(f"set by generator {spec['name']!r}; remove it from the file")
+    params = build(params_cls, {k: v for k, v in spec.items() if k != "name"}, gwhere)
+    nodes = sum(getattr(params, key, 0) for key in ("devices", "memory_nodes", "spines"))
+    if hasattr(params, "domains"):
+        nodes += params.domains * (1 + params.devices_per_domain)
+    if hasattr(params, "nodes"):
+        nodes += params.nodes * (1 + params.devices_per_node)
+    if nodes > MAX_GENERATED_NODES:
+        raise gwhere.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
+    result.update(function(params, result, gwhere))
+    result["generator"] = spec["name"]
+    return result
+
+
+# -- building blocks shared by the generators ---------------------------------------
+
+
+def _names(prefix: str, count: int, start: int = 0) -> list[str]:
+    return [f"{prefix}{i}" for i in range(start, start + count)]
+
+
+def _need_link(doc: Mapping[str, Any], alias: str, where: Where) -> str:
+    links = doc.get("links")
+    if not isinstance(links, dict) or alias not in links:
+        known = ", ".join(links) if isinstance(links, dict) and links else "none"
+        raise where.error(f"link type {alias!r} is not in the file's links ({known})")
+    return alias
+
+
+def _need(doc: Mapping[str, Any], key: str, why: str, where: Where) -> Mapping[str, Any]:
+    if not isinstance(doc.get(key), dict):
+        raise where.error(f"needs the file's {key!r} ({why})")
+    return doc[key]
+
+
+def _host_side(p, doc, devices: list[str], connections: list, result: dict[str, Any], where: Where) -> None:
+    """Adds the PCIe tree of ``p.pcie_link`` (if given) to ``connections`` and, to
+    ``result``, its switches and host memory as every device's backing store."""
+    if p.pcie_link is None:
+        return
+    link = _need_link(doc, p.pcie_link, where.child("pcie_link"))
+    switches, tree, socket_of = _pcie_tree(doc, devices, link, p.devices_per_pcie_switch, where)
+    connections += tree
+    result.update(switches=switches, backing="host", serves={d: [socket_of[d]] for d in devices})
+
+
+def _pcie_tree(doc, devices: list[str], link: str, per_switch: int, where: Where):
+    """DGX-style host side: ``per_switch`` devices on each PCIe switch, the switches
+    spread evenly over the host's sockets (in order), one uplink per switch.
+
+    Returns (switch count, connections, socket of each device)."""
+    host = _need(doc, "host", "the PCIe tree ends at its sockets", where.child("pcie_link"))
+    sockets = host.get("sockets")
+    if len(devices) % per_switch:
+        raise where.child("devices_per_pcie_switch").error(
+            f"{len(devices)} devices do not divide into PCIe switches of {per_switch}")
+    switches = len(devices) // per_switch
+    if not isinstance(sockets, int) or switches % sockets:
+        raise where.child("devices_per_pcie_switch").error(
+            f"{switches} PCIe switches do not spread evenly over {excerpt(sockets)} host sockets")
+    connections = [[d, f"SW{i // per_switch}", link] for i, d in enumerate(devices)]
+    connections += [[f"SW{s}", f"CPU{s * sockets // switches}", link] for s in range(switches)]
+    socket_of = {d: f"CPU{(i // per_switch) * sockets // switches}" for i, d in enumerate(devices)}
+    return switches, connections, socket_of
+
+
+# -- ring: the paper's MC-DLA ring ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RingParams:
+    devices: PositiveInt
+    links_per_pair: PositiveInt = 1
+    link: str = "nvlink"
+    memory_nodes: bool = True  # a memory-node between every two neighbours (MC-DLA)
+
+
+@generator("ring", RingParams)
+def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
+    """D0-M0-D1-M1-...-D{N-1}-M{N-1}-D0 with ``links_per_pair`` links on every adjacent
+    pair (paper Fig. 7(c)); M_i serves D_i first, then D_(i+1) serves from it too, so
+    each device's stores are its right- and left-hand memory-nodes. Without memory-nodes,
+    D0-D1-...-D{N-1}-D0 and no backing store."""
+    if p.devices < 2:
+        raise where.child("devices").error(f"a ring needs at least 2 devices, got {p.devices}")
+    link = _need_link(doc, p.link, where.child("link"))
+    n, k = p.devices, p.links_per_pair
+    if not p.memory_nodes:
+        return {"devices": n, "connections": [[f"D{i}", f"D{(i + 1) % n}", link, k] for i in range(n)],
+                "backing": "none"}
+    _need(doc, "memory_node", "the ring's memory-nodes", where.child("memory_nodes"))
+    connections = []
+    for i in range(n):
+        connections.append([f"D{i}", f"M{i}", link, k])
+        connections.append([f"M{i}", f"D{(i + 1) % n}", link, k])
+    serves = {f"D{i}": [f"M{i}", f"M{(i - 1) % n}"] for i in range(n)}
+    return {"devices": n, "memory_nodes": n, "connections": connections, "backing": "memory_nodes",
+            "serves": serves}
+
+
+# -- cube_mesh: DGX-1's hybrid cube-mesh ------------------------------------------------
+
+# The NVLink pairs of DGX-1V's hybrid cube-mesh (`nvidia-smi topo -m`: quads D0-D3 and
+# D4-D7 fully connected plus D_i-D_(i+4)), with their link counts (NV2 or NV1).
+_CUBE_MESH = ((0, 3, 2), (0, 4, 2), (1, 2, 2), (1, 5, 2), (2, 3, 2), (4, 7, 2), (5, 6, 2), (6, 7, 2),
+              (0, 1, 1), (0, 2, 1), (1, 3, 1), (2, 6, 1), (3, 7, 1), (4, 5, 1), (4, 6, 1), (5, 7, 1))
+
+
+@dataclass(frozen=True)
+class CubeMeshParams:
+    devices: Literal[1, 4, 8] = 8  # the first 1, 4 or 8 devices and the links among them
+    link: str = "nvlink"
+    pcie_link: str | None = None  # the host side: a PCIe tree to the sockets, host memory as backing
+    devices_per_pcie_switch: PositiveInt = 2
+
+
+@generator("cube_mesh", CubeMeshParams)
+def cube_mesh(p: CubeMeshParams, doc, where: Where) -> dict[str, Any]:
+    """DGX-1's 8-device hybrid cube-mesh (the paper's DC-DLA), or its first 4 devices (one
+    quad: the paper's 4-device point) or 1, optionally with its PCIe tree: two devices
+    per switch, the switches split over the host's sockets."""
+    pairs = [(a, b, count) for a, b, count in _CUBE_MESH if max(a, b) < p.devices]
+    link = _need_link(doc, p.link, where.child("link")) if pairs else p.link
+    devices = _names("D", p.devices)
+    connections = [[f"D{a}", f"D{b}", link] + ([count] if count > 1 else []) for a, b, count in pairs]
+    result: dict[str, Any] = {"devices": p.devices, "backing": "none"}
+    _host_side(p, doc, devices, connections, result, where)
+    result["connections"] = connections
+    return result
+
+
+# -- switch: one fabric switch level ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwitchParams:
+    devices: PositiveInt
+    links_per_device: PositiveInt  # links from every device to the fabric switch
+    link: str = "nvlink"
+    # Host side, as in DGX: a PCIe tree to the sockets; host memory is the backing store
+    # unless memory-nodes are given.
+    pcie_link: str | None = None
+    devices_per_pcie_switch: PositiveInt = 2
+    # Memory-nodes as fabric-switch endpoints (MC-DLA on a switch): node j serves the
+    # devices j*N/M ... (j+1)*N/M - 1.
+    memory_nodes: NonNegativeInt = 0
+    links_per_memory_node: PositiveInt = 1
+    # Memory expanders (CXL) behind the PCIe switches: each serves the devices on its switch.
+    expanders_per_pcie_switch: NonNegativeInt = 0
+    expander_link: str = "cxl"
+    # CPUs over ``c2c_link`` (Grace Hopper, Grace Blackwell), one per ``devices_per_cpu``
+    # devices: their memory is the backing store.
+    c2c_link: str | None = None
+    devices_per_cpu: PositiveInt = 1
+
+
+@generator("switch", SwitchParams)
+def switch(p: SwitchParams, doc, where: Where) -> dict[str, Any]:
+    """Every device with ``links_per_device`` links to one fabric switch FS0 (an NVSwitch
+    system), plus the design's capacity tier: host memory over a PCIe tree, memory-nodes
+    on the switch, CXL expanders on the PCIe switches, or a CPU per device over C2C."""
+    link = _need_link(doc, p.link, where.child("link"))
+    _need(doc, "fabric_switch", "the switch's ports and reduction engine", where)
+    devices = _names("D", p.devices)
+    tiers = sum((p.memory_nodes > 0, p.expanders_per_pcie_switch > 0, p.c2c_link is not None))
+    if tiers > 1:
+        raise where.error("give one capacity tier: memory_nodes, expanders_per_pcie_switch or c2c_link")
+    connections = [[d, "FS0", link, p.links_per_device] for d in devices]
+    result: dict[str, Any] = {"devices": p.devices, "fabric_switches": 1, "backing": "none"}
+    _host_side(p, doc, devices, connections, result, where)
+    if p.memory_nodes:
+        _need(doc, "memory_node", "the memory-nodes on the switch", where.child("memory_nodes"))
+        if p.devices % p.memory_nodes:
+            raise where.child("memory_nodes").error(
+                f"{p.devices} devices do not divide evenly over {p.memory_nodes} memory-nodes")
+        per = p.devices // p.memory_nodes
+        connections += [[m, "FS0", link, p.links_per_memory_node] for m in _names("M", p.memory_nodes)]
+        result.update(memory_nodes=p.memory_nodes, backing="memory_nodes",
+                      serves={d: [f"M{i // per}"] for i, d in enumerate(devices)})
+    if p.expanders_per_pcie_switch:
+        if p.pcie_link is None:
+            raise where.child("expanders_per_pcie_switch").error("expanders sit behind PCIe switches: "
+                                                                 "give pcie_link")
+        _need(doc, "memory_node", "the expanders' memory", where.child("expanders_per_pcie_switch"))
+        cxl = _need_link(doc, p.expander_link, where.child("expander_link"))
+        e, per = p.expanders_per_pcie_switch, p.devices_per_pcie_switch
+        expanders = _names("M", result["switches"] * e)
+        connections += [[m, f"SW{j // e}", cxl] for j, m in enumerate(expanders)]
+        result.update(memory_nodes=len(expanders), backing="memory_nodes",
+                      serves={d: [f"M{(i // per) * e + j}" for j in range(e)] for i, d in enumerate(devices)})
+    if p.c2c_link is not None:
+        c2c = _need_link(doc, p.c2c_link, where.child("c2c_link"))
+        host = _need(doc, "host", "the CPU of every superchip", where.child("c2c_link"))
+        per = p.devices_per_cpu
+        if p.devices % per or host.get("sockets") != p.devices // per:
+            raise where.child("devices_per_cpu").error(
+                f"{p.devices} devices, {per} per CPU: host.sockets must be {p.devices / per:g}, "
+                f"got {excerpt(host.get('sockets'))}")
+        connections += [[d, f"CPU{i // per}", c2c] for i, d in enumerate(devices)]
+        result.update(backing="host", serves={d: [f"CPU{i // per}"] for i, d in enumerate(devices)})
+    result["connections"] = connections
+    return result
+
+
+# -- superchip: a device and its own CPU over C2C, devices on a fabric switch ----------
+
+
+@dataclass(frozen=True)
+class SuperchipParams:
+    devices: PositiveInt
+    links_per_device: PositiveInt  # links from every device to the fabric switch
+    link: str = "nvlink"
+    c2c_link: str = "c2c"  # device <-> its CPU (NVLink-C2C); the CPU's memory is the backing store
+    devices_per_cpu: PositiveInt = 1  # GB200: two Blackwell GPUs per Grace
+
+
+@generator("superchip", SuperchipParams)
+def superchip(p: SuperchipParams, doc, where: Where) -> dict[str, Any]:
+    """Grace-Hopper-style superchips (GH200 NVL32, GB200 NVL72): device D_i and CPU_i
+    joined by C2C, CPU_i's memory D_i's backing store, the devices on one fabric switch."""
+    return switch(SwitchParams(devices=p.devices, links_per_device=p.links_per_device, link=p.link,
+                               c2c_link=p.c2c_link, devices_per_cpu=p.devices_per_cpu), doc, where)
+
+
+# -- two_level_switch: leaf switches per domain under spine switches ------------------
+
+
+@dataclass(frozen=True)
+class TwoLevelParams:
+    domains: PositiveInt  # leaf switches FS0..FS{domains-1}, one per domain
+    devices_per_domain: PositiveInt
+    links_per_device: PositiveInt  # from every device to its leaf switch
+    spines: PositiveInt  # spine switches SP0.. (spine_switch, or fabric_switch), each linked to every leaf
+    uplinks: PositiveInt  # links from every leaf to every spine
+    link: str = "nvlink"
+    uplink: str | None = None  # link type leaf <-> spine (default: link)
+
+
+@generator("two_level_switch", TwoLevelParams)
+def two_level_switch(p: TwoLevelParams, doc, where: Where) -> dict[str, Any]:
+    """Scale-out: ``domains`` groups of devices, each on its own leaf switch, the leaves
+    joined by ``spines`` spine switches (a two-level fat tree); no backing store. With
+    ``uplink`` a NIC link type, the leaves are the nodes' NVSwitches and ``uplinks`` per
+    spine their NICs (a cluster of NVLink domains on a scale-out network)."""
+    link = _need_link(doc, p.link, where.child("link"))
+    up = _need_link(doc, p.uplink or p.link, where.child("uplink"))
+    _need(doc, "fabric_switch", "the switches' ports and reduction engines", where)
+    n = p.domains * p.devices_per_domain
+    connections = [[f"D{i}", f"FS{i // p.devices_per_domain}", link, p.links_per_device] for i in range(n)]
+    connections += [[f"FS{leaf}", f"SP{s}", up, p.uplinks] for leaf in range(p.domains) for s in range(p.spines)]
+    return {"devices": n, "fabric_switches": p.domains, "spine_switches": p.spines, "connections": connections,
+            "backing": "none"}
+
+
+# -- cluster: NVLink domains joined by NICs on rail switches (scale-out) -----------------
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    nodes: PositiveInt  # NVLink domains (servers), each on its own fabric switch FS_j
+    devices_per_node: PositiveInt
+    links_per_device: PositiveInt  # from every device to its node's fabric switch
+    link: str = "nvlink"
+    nic_link: str = "nic"  # every device's NIC to a spine switch (spine_switch: the scale-out switch)
+    nics_per_device: PositiveInt = 1
+    rails: bool = True  # rail-optimized: a spine per place in the node; false: one spine for all
+    # Host side of every node, as in the switch generator: host memory as the backing store.
+    pcie_link: str | None = None
+    devices_per_pcie_switch: PositiveInt = 2
+
+
+@generator("cluster", ClusterParams)
+def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
+    """A scale-out cluster (DGX SuperPOD-style): ``nodes`` NVLink domains of
+    ``devices_per_node`` devices on their own fabric switch, every device's NIC on a
+    spine switch: its rail's (device k of every node on spine SP_k) or one for all."""
+    link = _need_link(doc, p.link, where.child("link"))
+    nic = _need_link(doc, p.nic_link, where.child("nic_link"))
+    _need(doc, "fabric_switch", "the nodes' switches", where)
+    q, n = p.devices_per_node, p.nodes * p.devices_per_node
+    devices = _names("D", n)
+    connections = [[d, f"FS{i // q}", link, p.links_per_device] for i, d in enumerate(devices)]
+    connections += [[d, f"SP{i % q if p.rails else 0}", nic, p.nics_per_device] for i, d in enumerate(devices)]
+    result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": q if p.rails else 1,
+                              "backing": "none"}
+    _host_side(p, doc, devices, connections, result, where)
+    result["connections"] = connections
+    return result

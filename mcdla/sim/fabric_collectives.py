@@ -1,0 +1,522 @@
+"""Collectives over fabric switches: ``direct``, ``in_switch``, ``tree``, ``hierarchical``.
+
+Each registered in :data:`~mcdla.sim.collectives.COLLECTIVES` beside the ring. Like
+the ring algorithm, the message is split evenly over the topology's directed rings
+and each ring's share runs on that ring's channels only: on a switch ring (every
+segment rank -> switch -> next rank, :attr:`~mcdla.hw.network.Ring.hub`) rank ``i``
+sends on its *up* channel ``U_i`` into the switch and receives on its *down* channel
+``W_i``, and any rank reaches any other over ``(U_i, W_j)``. A ring whose ranks are not
+on a switch cannot pair them: these algorithms refuse it with an InputError.
+
+Notation per ring: ``p`` ranks, share ``s``, ``a`` the ring's step latency (its
+slowest segment), ``b`` the ring's rate (max-min fair with all rings active).
+
+- ``direct``: every rank sends its ``s/p`` piece to every other rank at once
+  (reduce-scatter, then all-gather for all-reduce): each U and W channel carries
+  ``(p-1)s/p`` per phase; a phase costs ``a + (p-1)s/(p b)``: the ring's bandwidth,
+  one step of latency instead of ``p-1``. Broadcast: the root sends ``s`` to each.
+- ``in_switch`` (NVLink SHARP-like, the switch needs a reduction engine): every rank
+  sends its data up once, the switch reduces it (``FSx/reduce``, shared by every ring
+  through the switch) and multicasts the result down: all-reduce is
+  ``a + s / min(b, engine share)``, about half the ring's bytes. Reduce-scatter: ``s``
+  up, ``s/p`` down; all-gather: ``s/p`` up, ``(p-1)s/p`` down; broadcast: ``s`` up
+  from the root and down to every other rank.
+- ``tree`` (NCCL's double binary tree, all-reduce; the other operations run as the
+  ring, as NCCL does): two binary trees over the ring's ranks, the second the mirror
+  of the first, so one tree's leaves are the other's inner ranks; each carries ``s/2``.
+  Reduction up a tree and broadcast down it are pipelined, so every tree edge streams
+  at once after the pipeline fill ``2 depth a``.
+- ``hierarchical``: ranks on one switch form a *domain* (a run of ring segments
+  through one fabric switch); reduce-scatter inside each domain (direct, over its
+  switch), all-reduce of each rank's piece across the domains (a ring of one rank per
+  domain, a *group*), all-gather inside each domain. A group crosses between domains
+  over the ring's own switch-to-switch hops (a two-level switch: every group of a ring
+  shares them) or, where every rank has its own way out (a GPU's NIC on its rail
+  switch), over those: the group is then the ranks on one rail. On one switch it is
+  ``direct``; on a ring of single devices, the ring.
+
+The simulation runs each ring's *phases* in turn; the flows of one phase start
+together with the same latency and carry equal bytes wherever they share a resource,
+so each keeps its max-min rate to its end and a phase on idle links takes exactly the
+largest ``latency + bytes / rate`` (:meth:`PhasedAlgorithm.time_s`). Events are
+proportional to flows: one flow per ring and phase where every rank moves the same
+bytes (``direct``, ``in_switch``), one per tree edge, one per domain and per
+cross-domain ring. :meth:`channel_bytes` is written from each algorithm's definition,
+piece by piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+from mcdla.errors import InputError
+from mcdla.hw.network import Ring, reduction_port
+from mcdla.sim.collectives import (
+    COLLECTIVES,
+    DEFAULT_CHUNK_BYTES,
+    CollectiveAlgorithm,
+    CollectiveRecord,
+    RingAlgorithm,
+    check_request,
+    reduce_resource,
+)
+
+__all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "TreeAlgorithm",
+           "HierarchicalAlgorithm"]
+
+_REDUCING = ("all_reduce", "reduce_scatter")
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One transfer of a phase: ``size_bytes`` over the resources of ``path``."""
+
+    size_bytes: float
+    path: tuple[str, ...]
+    latency_s: float
+
+
+def _step_s(ring: Ring) -> float:
+    return max(ring.latency_s)
+
+
+def _switch_ring(name: str, rings: Sequence[Ring]) -> None:
+    for ring in rings:
+        if ring.size > 1 and not ring.hub:
+            raise InputError(f"{name} pairs any two ranks through a fabric switch; ring {ring.name!r} "
+                             "is not a switch ring (rank -> switch -> rank on every segment)",
+                             key="execution.collective")
+
+
+class PhasedAlgorithm(CollectiveAlgorithm):
+    """An algorithm given, per ring, as phases of concurrent flows (:meth:`phases`) and,
+    for the byte count, as the pieces its ranks send (:meth:`pieces`)."""
+
+    name = ""
+
+    def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
+        """Raises an InputError when the algorithm cannot run ``op`` on ``rings``."""
+
+    def phases(self, op: str, ring: Ring, share: float, root: int, units: Mapping[str, str],
+               capacities_Bps: Mapping[str, float], chunk_bytes: float) -> list[list[Flow]]:
+        """The flows of ``ring``'s share, phase by phase; ``units`` maps a rank to its
+        reduction unit where reductions are costed."""
+        raise NotImplementedError
+
+    def pieces(self, op: str, ring: Ring, share: float) -> Iterator[tuple[float, tuple[str, ...]]]:
+        """Every piece a rank or the switch sends: (bytes, channels it crosses); root 0."""
+        raise NotImplementedError
+
+    # -- shared machinery ------------------------------------------------------------
+
+    def _validate(self, op, rings, size_bytes, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0):
+        check_request(op, rings, size_bytes, chunk_bytes, root)
+        self.check(op, rings, capacities_Bps)
+
+    @staticmethod
+    def _units(op, rings, reduce_Bps) -> dict[str, float]:
+        if reduce_Bps is None or op not in _REDUCING:
+            return {}
+        return {reduce_resource(rank): reduce_Bps for ring in rings for rank in ring.ranks}
+
+    def _plans(self, op, rings, size_bytes, root, units, capacities_Bps, chunk_bytes):
+        """Every ring's phases; ``root`` indexes the first ring's ranks, and each ring
+        gets the same device's index in its own order."""
+        share = size_bytes / len(rings)
+        by_rank = {rank: reduce_resource(rank) for ring in rings for rank in ring.ranks} if units else {}
+        root_rank = rings[0].ranks[root]
+        return [self.phases(op, ring, share, ring.ranks.index(root_rank), by_rank, capacities_Bps, chunk_bytes)
+                if share > 0 and ring.size > 1 else [] for ring in rings]
+
+    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
+              reduce_Bps=None, tag=""):
+        self._validate(op, rings, size_bytes, net.capacities_Bps, chunk_bytes, root)
+        units = self._units(op, rings, reduce_Bps)
+        for unit, bw in units.items():
+            net.add_resource(unit, bw)
+        plans = self._plans(op, rings, float(size_bytes), root, units, net.capacities_Bps, chunk_bytes)
+        return env.process(self._run(env, net, tuple(rings), op, float(size_bytes), plans, tag))
+
+    def _run(self, env, net, rings, op, size_bytes, plans, tag):
+        start_s = env.now
+        flows = [0]
+
+        def one_ring(phases):
+            for phase in phases:
+                events = [net.transfer(f.size_bytes, f.path, f.latency_s, tag) for f in phase if f.size_bytes > 0]
+                flows[0] += len(events)
+                yield env.all_of(events)
+
+        yield env.all_of([env.process(one_ring(plan)) for plan in plans])
+        share = size_bytes / len(rings)
+        sent = tuple(sum(b for b, _ in self.pieces(op, r, share)) if share > 0 and r.size > 1 else 0.0
+                     for r in rings)
+        return CollectiveRecord(op=op, tag=tag, size_bytes=size_bytes, ranks=rings[0].size,
+                                rings=tuple(r.name for r in rings), start_s=start_s, end_s=env.now,
+                                flows=flows[0], bytes_per_ring=tuple(share for _ in rings),
+                                bytes_sent_per_ring=sent)
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None):
+        """Phase by phase on idle links, every ring in the same phase at once: each flow
+        at its max-min fair rate, a phase ending with its slowest flow (exact: the flows
+        that share a resource carry equal bytes, so none speeds up before it ends); the
+        collective ends with its slowest ring."""
+        from mcdla.hw.maxmin import max_min_rates
+
+        self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
+        units = self._units(op, rings, reduce_Bps)
+        caps = {**capacities_Bps, **units}
+        plans = self._plans(op, rings, float(size_bytes), 0, units, capacities_Bps, chunk_bytes)
+        totals = [0.0 for _ in rings]
+        for k in range(max((len(plan) for plan in plans), default=0)):
+            flows = {(r, j): f for r, plan in enumerate(plans) if k < len(plan)
+                     for j, f in enumerate(plan[k]) if f.size_bytes > 0}
+            rates = max_min_rates({key: f.path for key, f in flows.items()}, caps)
+            ends: dict[int, float] = {}
+            for (r, j), f in flows.items():
+                ends[r] = max(ends.get(r, 0.0), f.latency_s + f.size_bytes / rates[(r, j)])
+            for r, end in ends.items():
+                totals[r] += end
+        return max(totals, default=0.0)
+
+    def channel_bytes(self, op, size_bytes, rings):
+        carried: dict[str, float] = {}
+        share = size_bytes / len(rings)
+        for ring in rings:
+            if ring.size == 1 or share == 0:
+                continue
+            for size, channels in self.pieces(op, ring, share):
+                for channel in channels:
+                    carried[channel] = carried.get(channel, 0.0) + size
+        return carried
+
+
+def _links(ring: Ring, i: int, home: bool) -> tuple[str, str]:
+    """Rank ``i``'s channels into and out of the switch: its ring hops, or (``home``) its
+    own domain switch's, which a rank leaving the domain on the ring does not cross."""
+    return (ring.home_out[i], ring.home_in[i]) if home else (ring.up(i), ring.down(i))
+
+
+def _exchange(ring: Ring, ranks: Sequence[int], piece: float, units: Mapping[str, str], latency_s: float,
+              reduce: bool, home: bool = False) -> Flow:
+    """Every rank of ``ranks`` sends ``piece`` to every other through the switch, as one
+    flow: each rank's up and down channel carries ``(q-1) piece`` alike."""
+    links = [_links(ring, i, home) for i in ranks]
+    path = tuple(up for up, _ in links) + tuple(down for _, down in links)
+    if reduce:
+        path += tuple(units[ring.ranks[i]] for i in ranks if ring.ranks[i] in units)
+    return Flow((len(ranks) - 1) * piece, path, latency_s)
+
+
+def _exchange_pieces(ring: Ring, ranks: Sequence[int], piece: float, home: bool = False):
+    for i in ranks:
+        for j in ranks:
+            if i != j:
+                yield piece, (_links(ring, i, home)[0], _links(ring, j, home)[1])
+
+
+@COLLECTIVES.register("direct")
+class DirectAlgorithm(PhasedAlgorithm):
+    """Every rank sends each other rank its piece at once through the switch (see the
+    module docstring)."""
+
+    name = "direct"
+
+    def check(self, op, rings, capacities_Bps):
+        _switch_ring(self.name, rings)
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        p, a, everyone = ring.size, _step_s(ring), range(ring.size)
+        if op == "broadcast":
+            return [[Flow(share, (ring.up(root), ring.down(j)), a) for j in everyone if j != root]]
+        phases = []
+        if op in _REDUCING:
+            phases.append([_exchange(ring, everyone, share / p, units, a, reduce=True)])
+        if op in ("all_reduce", "all_gather"):
+            phases.append([_exchange(ring, everyone, share / p, units, a, reduce=False)])
+        return phases
+
+    def pieces(self, op, ring, share):
+        p = ring.size
+        if op == "broadcast":
+            yield from ((share, (ring.up(0), ring.down(j))) for j in range(1, p))
+            return
+        for _phase in range(2 if op == "all_reduce" else 1):
+            yield from _exchange_pieces(ring, range(p), share / p)
+
+
+@COLLECTIVES.register("in_switch")
+class InSwitchAlgorithm(PhasedAlgorithm):
+    """The switch reduces and multicasts (NVLink SHARP-like; see the module docstring)."""
+
+    name = "in_switch"
+
+    def check(self, op, rings, capacities_Bps):
+        _switch_ring(self.name, rings)
+        for ring in rings:
+            if ring.size > 1 and reduction_port(ring.hub) not in capacities_Bps:
+                raise InputError(f"in_switch needs a reduction engine in fabric switch {ring.hub!r} "
+                                 "(fabric_switch.reduction_bw)", key="execution.collective")
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        p, a = ring.size, _step_s(ring)
+        ups = tuple(ring.up(i) for i in range(p))
+        downs = tuple(ring.down(i) for i in range(p))
+        engine = (reduction_port(ring.hub),)
+        if op == "all_reduce":
+            return [[Flow(share, ups + downs + engine, a)]]
+        if op == "reduce_scatter":
+            return [[Flow(share, ups + engine, a), Flow(share / p, downs, a)]]
+        if op == "all_gather":
+            return [[Flow(share / p, ups, a), Flow((p - 1) * share / p, downs, a)]]
+        others = tuple(ring.down(j) for j in range(p) if j != root)
+        return [[Flow(share, (ring.up(root),) + others, a)]]
+
+    def pieces(self, op, ring, share):
+        p = ring.size
+        if op == "broadcast":
+            yield share, (ring.up(0),)
+            yield from ((share, (ring.down(j),)) for j in range(1, p))
+            return
+        up = share / p if op == "all_gather" else share  # a rank's data, once
+        for i in range(p):
+            yield up, (ring.up(i),)
+        for j in range(p):
+            if op == "all_reduce":
+                yield share, (ring.down(j),)  # the reduced result, multicast
+            elif op == "reduce_scatter":
+                yield share / p, (ring.down(j),)  # its reduced piece
+            else:
+                yield from ((share / p, (ring.down(j),)) for i in range(p) if i != j)  # each other's piece
+
+
+def _trees(p: int) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
+    """Parents of positions 0..p-1 in the two trees: a heap-ordered binary tree rooted at
+    0, and its mirror (position i as p-1-i), whose inner positions are the first's leaves."""
+    first = tuple(None if i == 0 else (i - 1) // 2 for i in range(p))
+    mirror = tuple(None if first[p - 1 - i] is None else p - 1 - first[p - 1 - i] for i in range(p))
+    return first, mirror
+
+
+def _depth(parents: Sequence[int | None]) -> int:
+    deepest = 0
+    for i in range(len(parents)):
+        d, node = 0, i
+        while parents[node] is not None:
+            node, d = parents[node], d + 1
+        deepest = max(deepest, d)
+    return deepest
+
+
+@COLLECTIVES.register("tree")
+class TreeAlgorithm(PhasedAlgorithm):
+    """NCCL's double binary tree for all-reduce; the ring for the other operations (as
+    NCCL does). See the module docstring."""
+
+    name = "tree"
+    _ring = RingAlgorithm()
+
+    def check(self, op, rings, capacities_Bps):
+        if op == "all_reduce":
+            _switch_ring(self.name, rings)
+
+    def start(self, env, net, rings, op, size_bytes, **kwargs):
+        if op != "all_reduce":
+            return self._ring.start(env, net, rings, op, size_bytes, **kwargs)
+        return super().start(env, net, rings, op, size_bytes, **kwargs)
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        if op != "all_reduce":
+            return self._ring.time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
+        return super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
+
+    def channel_bytes(self, op, size_bytes, rings):
+        if op != "all_reduce":
+            return self._ring.channel_bytes(op, size_bytes, rings)
+        return super().channel_bytes(op, size_bytes, rings)
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        trees = _trees(ring.size)
+        fill_s = 2 * max(_depth(t) for t in trees) * _step_s(ring)  # up the tree, then down
+        flows = []
+        for parents in trees:
+            for child, parent in enumerate(parents):
+                if parent is None:
+                    continue
+                unit = (units[ring.ranks[parent]],) if ring.ranks[parent] in units else ()
+                flows.append(Flow(share / 2, (ring.up(child), ring.down(parent)) + unit, fill_s))
+                flows.append(Flow(share / 2, (ring.up(parent), ring.down(child)), fill_s))
+        return [flows]
+
+    def pieces(self, op, ring, share):
+        for parents in _trees(ring.size):
+            for child, parent in enumerate(parents):
+                if parent is not None:
+                    yield share / 2, (ring.up(child), ring.down(parent))  # reduce, up the tree
+                    yield share / 2, (ring.up(parent), ring.down(child))  # broadcast, down it
+
+
+@dataclass(frozen=True)
+class _Domains:
+    """A ring cut into domains: ``ranks[j]`` the ring positions of domain j in ring
+    order; ``groups[k][j]`` the position in domain j of group k, the ranks that hold
+    the same piece after the intra-domain reduce-scatter and all-reduce it across the
+    domains; ``cross[(j, k)]`` the channels from group k's rank in domain j to its rank
+    in domain j+1; ``intra_s`` and ``cross_s`` the latencies of a step inside and across."""
+
+    ranks: tuple[tuple[int, ...], ...]
+    groups: tuple[tuple[int, ...], ...]
+    cross: Mapping[tuple[int, int], tuple[str, ...]]
+    intra_s: float
+    cross_s: float
+
+    def place(self, i: int) -> tuple[int, int]:
+        """(domain, group) of ring position ``i``."""
+        k = next(k for k, members in enumerate(self.groups) if i in members)
+        return self.groups[k].index(i), k
+
+    def group_path(self, k: int, start: int = 0, hops: int | None = None) -> tuple[str, ...]:
+        """The channels of group ``k``'s ring across the domains, ``hops`` steps from
+        domain ``start`` (all the way round by default)."""
+        d = len(self.ranks)
+        hops = d if hops is None else hops
+        return tuple(c for step in range(hops) for c in self.cross[((start + step) % d, k)])
+
+
+def _refuse(ring: Ring, why: str) -> InputError:
+    return InputError(f"hierarchical needs {why}; ring {ring.name!r} is not so", key="execution.collective")
+
+
+def _domains(ring: Ring) -> _Domains:
+    """Cuts ``ring`` after every segment that leaves a fabric switch's domain: one that is
+    not rank -> switch -> rank, or that goes through the rank's exit (a spine switch)."""
+    p = ring.size
+    exits = ring.exit_switch or ("",) * p
+    cuts = [i for i in range(p) if not ring.through_switch(i) or ring.through_switch(i) == exits[i]]
+    if not cuts:  # one switch: one domain, no groups to cross
+        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, _step_s(ring), 0.0)
+    first = (cuts[0] + 1) % p
+    order = [(first + i) % p for i in range(p)]
+    domains: list[list[int]] = [[]]
+    for i in order:  # a domain ends at a cut; the last rank in order ends the last one
+        domains[-1].append(i)
+        if i in cuts and i != order[-1]:
+            domains.append([])
+    if len({len(m) for m in domains}) != 1:
+        raise InputError(f"hierarchical needs domains of equal size; ring {ring.name!r} has "
+                         f"{sorted(len(m) for m in domains)}", key="execution.collective")
+    q, d = len(domains[0]), len(domains)
+    hubs = [ring.through_switch(m[0]) if q > 1 else "" for m in domains]
+    for j, members in enumerate(domains):
+        if any(ring.through_switch(i) != hubs[j] for i in members[:-1]):
+            raise _refuse(ring, "every domain's ranks on one fabric switch")
+    cross: dict[tuple[int, int], tuple[str, ...]] = {}
+    if q == 1:  # one rank per domain: the ring's own segments
+        groups = (tuple(m[0] for m in domains),)
+        cross = {(j, 0): ring.segments[m[0]] for j, m in enumerate(domains)}
+    elif all(exits):
+        # Every rank has its own way out (a NIC on a rail switch): a group is the ranks
+        # that share an exit, one per domain, crossing over it directly.
+        groups = tuple(tuple(next((i for i in m if exits[i] == exits[k]), -1) for m in domains)
+                       for k in domains[0])
+        if any(-1 in g for g in groups) or len({i for g in groups for i in g}) != p:
+            raise _refuse(ring, "the ranks of every domain on the same exits, one each")
+        for k, g in enumerate(groups):
+            for j in range(d):
+                src, dst = g[j], g[(j + 1) % d]
+                cross[(j, k)] = (ring.exit_out[src], ring.exit_in[dst])
+    else:
+        # Domains joined switch to switch (a two-level switch): a group is the ranks at one
+        # place in ring order, crossing over the ring's own inter-domain hops.
+        groups = tuple(tuple(m[k] for m in domains) for k in range(q))
+        for j, members in enumerate(domains):
+            segment, nxt = ring.segments[members[-1]], domains[(j + 1) % d][0]
+            if ring.switch_out[members[-1]] != hubs[j] or ring.switch_in[nxt] != hubs[(j + 1) % d] \
+                    or len(segment) < 3:
+                raise _refuse(ring, "the ring between domains through their switches")
+            for k, g in enumerate(groups):
+                cross[(j, k)] = (ring.home_out[g[j]],) + tuple(segment[1:-1]) + (ring.home_in[g[(j + 1) % d]],)
+    intra = [ring.latency_s[i] for i in range(p) if i not in cuts]
+    return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
+                    max(ring.latency_s[i] for i in cuts))
+
+
+@COLLECTIVES.register("hierarchical")
+class HierarchicalAlgorithm(PhasedAlgorithm):
+    """Intra-domain reduce-scatter, inter-domain all-reduce, intra-domain all-gather
+    (see the module docstring)."""
+
+    name = "hierarchical"
+
+    def check(self, op, rings, capacities_Bps):
+        for ring in rings:
+            if ring.size > 1:
+                _domains(ring)
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        dom = _domains(ring)
+        q, d = len(dom.ranks[0]), len(dom.ranks)
+        piece = share / q  # each rank's part after the intra-domain reduce-scatter
+        intra = q > 1
+        if op == "broadcast":
+            j0, k0 = dom.place(root)
+            phases = []
+            if d > 1:
+                path = dom.group_path(k0, j0, d - 1)
+                rate = min(capacities_Bps.get(c, float("inf")) for c in path)
+                fill_s = (d - 2) * min(chunk_bytes, share) / rate  # pipelined in chunks, as the ring's
+                phases.append([Flow(share, path, (d - 1) * dom.cross_s + fill_s)])
+            if intra:
+                phases.append([Flow(share, (ring.home_out[dom.groups[k0][j]], ring.home_in[i]), dom.intra_s)
+                               for j, members in enumerate(dom.ranks) for i in members if i != dom.groups[k0][j]])
+            return phases
+
+        def cross(reduce: bool) -> list[Flow]:
+            flows = []
+            for k, group in enumerate(dom.groups):
+                path = dom.group_path(k)
+                if reduce:
+                    path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
+                flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
+            return flows
+
+        phases = []
+        if op in _REDUCING:
+            if intra:
+                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=True, home=True)
+                               for m in dom.ranks])
+            if d > 1:
+                phases.append(cross(reduce=True))
+        if op in ("all_reduce", "all_gather"):
+            if d > 1:
+                phases.append(cross(reduce=False))
+            if intra:
+                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=False, home=True)
+                               for m in dom.ranks])
+        return phases
+
+    def pieces(self, op, ring, share):
+        dom = _domains(ring)
+        q, d = len(dom.ranks[0]), len(dom.ranks)
+        piece = share / q
+        if op == "broadcast":
+            j0, k0 = dom.place(0)
+            for step in range(d - 1):  # the root's data along its group's ring, domain by domain
+                yield share, dom.group_path(k0, j0 + step, 1)
+            for j, members in enumerate(dom.ranks):  # then from the holder to the rest of its domain
+                holder = dom.groups[k0][j]
+                yield from ((share, (ring.home_out[holder], ring.home_in[i])) for i in members if i != holder)
+            return
+        intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
+        # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
+        # rank per phase (reduce-scatter, then all-gather).
+        cross = [(piece / d, dom.group_path(k, j, 1)) for _step in range(d - 1)
+                 for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
+        if op in _REDUCING:
+            yield from intra
+            yield from cross
+        if op in ("all_reduce", "all_gather"):
+            yield from cross
+            yield from intra

@@ -1,0 +1,313 @@
+"""Topology generators (issue 13): a few parameters expand to the same graph a
+hand-written file gives, and rings are derived at load when none are listed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mcdla.config.generators import GENERATORS
+from mcdla.config.loader import DATA_ROOT
+from mcdla.errors import InputError
+from mcdla.hw.rings import canonical_ring
+from mcdla.hw.topology import load_topology
+from mcdla.run import simulate
+
+# The paper's designs as generator calls, beside their hand-written files.
+GENERATED = {
+    "ring": {"name": "ring", "description": "generated MC-DLA ring", "device": "table2",
+             "memory_node": "table2", "links": {"nvlink": "nvlink2"},
+             "generator": {"name": "ring", "devices": 8, "links_per_pair": 3}},
+    "dc": {"name": "dc", "description": "generated DC-DLA", "device": "table2", "host": "xeon",
+           "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16"},
+           "generator": {"name": "cube_mesh", "pcie_link": "pcie"}},
+    "dc4": {"name": "dc4", "description": "generated half DC-DLA", "device": "table2",
+            "host": {"preset": "xeon", "sockets": 1}, "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16"},
+            "generator": {"name": "cube_mesh", "devices": 4, "pcie_link": "pcie"}},
+    "dc1": {"name": "dc1", "description": "generated one DC-DLA device", "device": "table2",
+            "host": {"preset": "xeon", "sockets": 1}, "links": {"pcie": "pcie3_x16"},
+            "generator": {"name": "cube_mesh", "devices": 1, "pcie_link": "pcie", "devices_per_pcie_switch": 1}},
+}
+
+
+def _file(tmp_path: Path, doc: dict, name: str = "gen") -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def _ring_set(topo):
+    order = {n: i for i, n in enumerate(list(topo.devices) + list(topo.memory_nodes) + list(topo.fabric_switches))}
+    return Counter(canonical_ring(r, order) for r in topo.ring_cycles)
+
+
+@pytest.mark.parametrize("design", sorted(GENERATED))
+def test_generated_paper_designs_equal_their_hand_written_files(design, tmp_path):
+    generated = load_topology(_file(tmp_path, GENERATED[design]))
+    written = load_topology(design)
+    assert generated.generator and not written.generator
+    assert generated.channels == written.channels
+    assert generated.capacities() == written.capacities()
+    assert generated.serves == written.serves
+    assert _ring_set(generated) == _ring_set(written)
+    assert sorted(c for r in generated.rings for c in r.channels) == \
+        sorted(c for r in written.rings for c in r.channels)
+    assert generated.collective_bw_Bps == written.collective_bw_Bps
+    assert generated.virtualization_bw_Bps == written.virtualization_bw_Bps
+
+
+@pytest.mark.parametrize("design", sorted(GENERATED))
+def test_generated_paper_designs_simulate_identically(design, tmp_path):
+    path = _file(tmp_path, GENERATED[design])
+    generated = simulate(path, "bw_aware", "alexnet", "data", 64)
+    written = simulate(design, "bw_aware", "alexnet", "data", 64)
+    assert generated["iteration_time_s"] == written["iteration_time_s"]
+
+
+@pytest.mark.parametrize("design", ("dc", "ring", "dc4"))
+def test_hand_written_files_without_rings_derive_the_listed_ones(design, tmp_path):
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / f"{design}.yaml").read_text())
+    doc.pop("rings")
+    derived = load_topology(_file(tmp_path, doc))
+    assert _ring_set(derived) == _ring_set(load_topology(design))
+    assert derived.rings == load_topology(design).rings
+
+
+def test_a_ring_of_64_devices_needs_no_listed_rings(tmp_path):
+    doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": 64, "links_per_pair": 3})
+    topo = load_topology(_file(tmp_path, doc))
+    assert len(topo.devices) == 64 and len(topo.memory_nodes) == 64
+    assert len(topo.rings) == 6 and all(r.size == 64 for r in topo.rings)
+    uses = Counter(c for r in topo.rings for c in r.channels)
+    assert set(uses.values()) == {1} and len(uses) == len(topo.channels)
+    assert topo.collective_bw_Bps == pytest.approx(150e9)  # 6 directed rings x 25 GB/s, as the 8-device ring
+
+
+def test_set_resizes_a_generated_design(tmp_path):
+    topo = load_topology(_file(tmp_path, GENERATED["ring"]), [("generator.devices", "16")])
+    assert len(topo.devices) == 16
+
+
+def test_generators_are_registered():
+    assert {"ring", "cube_mesh", "switch", "superchip"} <= set(GENERATORS.names())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["generator"].update(name="torus"),
+     r"gen\.yaml: generator\.name: unknown topology generator 'torus'; expected one of ring"),
+    (lambda d: d["generator"].update(colour="red"), r"gen\.yaml: generator\.colour: unknown key"),
+    (lambda d: d["generator"].update(devices="many"), r"gen\.yaml: generator\.devices: expected an integer"),
+    (lambda d: d["generator"].update(link="qpi"),
+     r"gen\.yaml: generator\.link: link type 'qpi' is not in the file's links \(nvlink\)"),
+    (lambda d: d.update(connections=[["D0", "M0", "nvlink"]]),
+     r"gen\.yaml: connections: set by generator 'ring'; remove it from the file"),
+    (lambda d: d.update(generator="ring"), r"gen\.yaml: generator: expected a mapping with a name"),
+    (lambda d: d["generator"].update(links_per_pair=4),
+     r"gen\.yaml: generator\.connections: node 'D0' has 8 links, more than its device\.links = 6"),
+    (lambda d: d.pop("memory_node"), r"gen\.yaml: generator\.memory_nodes: needs the file's 'memory_node'"),
+])
+def test_bad_generator_input_names_file_and_key(edit, message, tmp_path):
+    import copy
+
+    doc = copy.deepcopy(GENERATED["ring"])
+    edit(doc)
+    with pytest.raises(InputError, match=message):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_a_design_with_no_ring_at_all_asks_for_rings(tmp_path):
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / "dc.yaml").read_text())
+    doc.pop("rings")
+    doc["connections"] = [c for c in doc["connections"] if c[0] != "D7" and c[1] != "D7"
+                          or c[2] == "pcie"]  # D7 cut off from the NVLinks
+    with pytest.raises(InputError, match=r"rings: 8 devices need at least one collective ring .* none was found"):
+        load_topology(_file(tmp_path, doc))
+
+
+SWITCHED = {"name": "sw", "description": "8 devices on one NVSwitch system", "device": "h100_sxm5",
+            "fabric_switch": {"preset": "nvswitch3", "chips": 4}, "links": {"nvlink": "nvlink4"},
+            "generator": {"name": "switch", "devices": 8, "links_per_device": 18}}
+
+
+def test_switch_generator_derives_one_directed_ring_per_device_link(tmp_path):
+    topo = load_topology(_file(tmp_path, SWITCHED))
+    assert topo.fabric_switches == ("FS0",)
+    assert len(topo.rings) == 18 and all(r.hub == "FS0" and r.size == 8 for r in topo.rings)
+    uses = Counter(c for r in topo.rings for c in r.channels)
+    assert set(uses.values()) == {1} and len(uses) == len(topo.channels)  # every directed channel once
+    link = topo.links["nvlink"]
+    assert topo.collective_bw_Bps == pytest.approx(18 * link.bw * link.efficiency)
+    assert topo.ports["FS0/reduce"].bw_Bps == pytest.approx(4 * 1600e9)  # SHARP on each of 4 chips
+
+
+def test_switch_ports_are_a_budget(tmp_path):
+    doc = dict(SWITCHED, fabric_switch="nvswitch3")  # one chip: 64 ports for 8 x 18 links
+    with pytest.raises(InputError, match=r"generator\.connections: node 'FS0' has 144 links, more than its "
+                                         r"fabric_switch ports x chips = 64"):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_superchip_generator_gives_every_device_its_cpu_over_c2c(tmp_path):
+    doc = {"name": "gh", "description": "superchips", "device": "h100_sxm5",
+           "host": {"preset": "xeon", "sockets": 4}, "fabric_switch": {"preset": "nvswitch3", "chips": 4},
+           "links": {"nvlink": "nvlink4", "c2c": {"bw": "450 GB/s", "latency": "1 us", "host_interface": True}},
+           "generator": {"name": "superchip", "devices": 4, "links_per_device": 18}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.serves == {f"D{i}": (f"CPU{i}",) for i in range(4)}
+    (route,) = topo.backing_routes("D2", "local", "offload")
+    assert route.path == ("D2>CPU2:0", "CPU2/mem")
+    assert topo.virtualization_bw_Bps == pytest.approx(80e9)  # the socket's DRAM, below C2C's 450 GB/s
+
+
+def test_two_level_switch_rings_run_leaf_to_leaf_over_the_spines(tmp_path):
+    doc = {"name": "tl", "description": "two levels", "device": "h100_sxm5", "fabric_switch": "nvswitch3",
+           "links": {"nvlink": "nvlink4"},
+           "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4,
+                         "links_per_device": 4, "spines": 2, "uplinks": 2}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.fabric_switches == ("FS0", "FS1", "SP0", "SP1")
+    assert len(topo.rings) == 4 and all(r.size == 8 and not r.hub for r in topo.rings)
+    uplinks = sorted(ch for r in topo.rings for ch in r.channels if ch.startswith("FS0>SP"))
+    assert uplinks == ["FS0>SP0:0", "FS0>SP0:1", "FS0>SP1:0", "FS0>SP1:1"]  # spines in turn
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
+
+
+@pytest.mark.parametrize("generator", [
+    {"name": "ring", "devices": 10**12},
+    {"name": "two_level_switch", "domains": 10**6, "devices_per_domain": 10**6, "links_per_device": 1,
+     "spines": 1, "uplinks": 1},
+])
+def test_a_huge_generator_is_refused_before_it_builds(generator, tmp_path):
+    import time
+
+    doc = dict(GENERATED["ring"], fabric_switch="nvswitch3", generator=generator)
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=r"gen\.yaml: generator: \d+ nodes is more than a generator writes"):
+        load_topology(_file(tmp_path, doc))
+    assert time.perf_counter() - started < 2.0
+
+
+def test_beyond_the_node_limit_the_graph_refuses(tmp_path):
+    from mcdla.hw.topology import MAX_NODES
+
+    from mcdla.config.generators import MAX_GENERATED_NODES
+
+    too_many = MAX_NODES + 1
+    if too_many > MAX_GENERATED_NODES:
+        pytest.skip("the graph's limit is above the generator's")
+    doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": too_many, "memory_nodes": False})
+    with pytest.raises(InputError, match=rf"gen\.yaml: generator\.devices: {too_many} is more than the supported"):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_a_ring_of_a_thousand_devices_derives_without_a_search(tmp_path):
+    import time
+
+    doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": 1000, "links_per_pair": 3})
+    started = time.perf_counter()
+    topo = load_topology(_file(tmp_path, doc))
+    assert len(topo.rings) == 6 and topo.rings[0].size == 1000
+    assert time.perf_counter() - started < 10.0
+
+
+def test_a_ring_search_that_runs_too_long_asks_for_rings(tmp_path, monkeypatch):
+    import mcdla.hw.rings as rings
+
+    monkeypatch.setattr(rings, "SEARCH_STEPS", 5)
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / "dc.yaml").read_text())
+    doc.pop("rings")
+    with pytest.raises(InputError, match=r"gen\.yaml: rings: no rings listed, and the search for them gave up"):
+        load_topology(_file(tmp_path, doc))
+
+
+FAT_TREE = {"name": "fat_tree", "description": "64 GPUs, one 400G NIC each, on a two-level InfiniBand fat tree",
+            "device": "h100_sxm5", "fabric_switch": "quantum2", "links": {"ib": "ib_400g"},
+            "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 32,
+                          "links_per_device": 1, "spines": 2, "uplinks": 16, "link": "ib"}}
+
+
+def test_a_scale_out_fat_tree_of_infiniband_switches(tmp_path):
+    topo = load_topology(_file(tmp_path, FAT_TREE))
+    assert topo.fabric_switches == ("FS0", "FS1", "SP0", "SP1")
+    assert len(topo.rings) == 1 and topo.rings[0].size == 64  # one NIC per GPU: one directed ring
+    assert topo.collective_bw_Bps == pytest.approx(50e9)  # a 400 Gb/s NIC
+
+
+def test_spines_have_a_part_of_their_own(tmp_path):
+    slow = dict(FAT_TREE, spine_switch={"preset": "quantum2", "port_bw": "25 GB/s"})
+    topo = load_topology(_file(tmp_path, slow))
+    assert topo.channels["FS0>SP0:0"].bw_Bps == pytest.approx(25e9)  # the spine's port, not the NIC
+    assert topo.channels["D0>FS0:0"].bw_Bps == pytest.approx(50e9)
+    assert topo.collective_bw_Bps == pytest.approx(25e9)
+    small = dict(FAT_TREE, spine_switch={"preset": "quantum2", "ports": 16})
+    with pytest.raises(InputError, match=r"generator\.connections: node 'SP0' has 32 links, more than its "
+                                         r"spine_switch ports x chips = 16"):
+        load_topology(_file(tmp_path, small))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("fabric_switch"), r"generator: needs the file's 'fabric_switch'"),
+    (lambda d: d["generator"].update(memory_nodes=2, c2c_link="nvlink"),
+     r"generator: give one capacity tier: memory_nodes, expanders_per_pcie_switch or c2c_link"),
+    (lambda d: d["generator"].update(pcie_link="nvlink"), r"generator\.pcie_link: needs the file's 'host'"),
+    (lambda d: (d.update(host="xeon"), d["generator"].update(pcie_link="nvlink", devices_per_pcie_switch=3)),
+     r"generator\.devices_per_pcie_switch: 8 devices do not divide into PCIe switches of 3"),
+    (lambda d: d["generator"].update(c2c_link="nvlink"),
+     r"generator\.c2c_link: needs the file's 'host'"),
+    (lambda d: (d.update(host={"preset": "grace", "sockets": 3}), d["generator"].update(c2c_link="nvlink")),
+     r"generator\.devices_per_cpu: 8 devices, 1 per CPU: host\.sockets must be 8, got 3"),
+    (lambda d: d["generator"].update(expanders_per_pcie_switch=1),
+     r"generator\.expanders_per_pcie_switch: expanders sit behind PCIe switches: give pcie_link"),
+])
+def test_bad_switch_generator_input_names_file_and_key(edit, message, tmp_path):
+    import copy
+
+    doc = copy.deepcopy(SWITCHED)
+    edit(doc)
+    with pytest.raises(InputError, match=message):
+        load_topology(_file(tmp_path, doc))
+
+
+CLUSTER = {"name": "cl", "description": "NVLink domains on rails", "device": "h100_sxm5",
+           "fabric_switch": {"preset": "nvswitch3", "chips": 4}, "spine_switch": "quantum2",
+           "links": {"nvlink": "nvlink4", "nic": "ib_400g"},
+           "generator": {"name": "cluster", "nodes": 2, "devices_per_node": 4, "links_per_device": 2}}
+
+
+def test_cluster_rings_snake_through_the_nodes_and_cross_on_a_rail(tmp_path):
+    topo = load_topology(_file(tmp_path, CLUSTER))
+    assert topo.fabric_switches == ("FS0", "FS1", "SP0", "SP1", "SP2", "SP3")
+    assert topo.ring_cycles == (
+        ("D0", "FS0", "D1", "FS0", "D2", "FS0", "D3", "SP3", "D7", "FS1", "D6", "FS1", "D5", "FS1", "D4", "SP0"),
+        ("D0", "SP0", "D4", "FS1", "D7", "FS1", "D6", "FS1", "D5", "SP1", "D1", "FS0", "D2", "FS0", "D3", "FS0"),
+    )
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
+    # a NIC is not one of the GPU's 18 NVLinks; every rank's way home is a link no ring takes
+    assert all(ring.home_out[i] not in ring.channels or ring.home_out[i] == ring.segments[i][0]
+               for ring in topo.rings for i in range(ring.size))
+
+
+def test_cluster_with_one_scale_out_switch_and_an_odd_node_count(tmp_path):
+    flat = dict(CLUSTER, generator=dict(CLUSTER["generator"], rails=False))
+    assert load_topology(_file(tmp_path, flat)).fabric_switches[-1] == "SP0"
+    odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3))
+    with pytest.raises(InputError, match=r"rings: 12 devices need at least one collective ring"):
+        load_topology(_file(tmp_path, odd))  # a snake through an odd number of nodes cannot close
+
+
+def test_set_resizes_a_shipped_generated_design_from_the_command_line(capsys):
+    """GB200 NVL36 from the NVL72 file: half the GPUs, half the Grace CPUs."""
+    import json
+
+    from mcdla.cli.main import main
+
+    assert main(["topologies", "gb200_nvl72", "--set", "generator.devices=36", "--set", "host.sockets=18",
+                 "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["devices"] == 36 and row["virtualization_bw_Bps"] == pytest.approx(225e9)
+    assert main(["sim", "--topology", "gb200_nvl72", "--set", "generator.devices=36", "--set", "host.sockets=18",
+                 "--workload", "alexnet", "--batch", "72", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iteration_time_s"] > 0
