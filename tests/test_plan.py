@@ -115,3 +115,17 @@ def test_a_plan_point_names_an_unknown_member():
 
     with pytest.raises(InputError, match="no member 'gpt3_1t'"):
         plan_point({"topology": "ring", "model": "gpt3/gpt3_1t", "batch": 16})
+
+
+def test_report_sections_of_the_llm_studies():
+    from mcdla.sweep.report import _llm_section, _section_2026
+    from tests.test_plots import llm_table, table_2026
+
+    llm = "\n".join(_llm_section(llm_table()))
+    assert "| gpt3_13b | 13 B |" in llm and "—" in llm  # 70B fits only the oracle
+    assert "- DC-DLA: gpt3: gpt3_13b" in llm and "llama2: none" in llm
+    table = table_2026()
+    table["topology"] = table["topology"].replace({"dc": "dgx_h100"})
+    table["plan"] = "tp1 pp1x1 zero3 none"
+    study = "\n".join(_section_2026(table))
+    assert "1.00×" in study and "tier 50 GB/s" in study

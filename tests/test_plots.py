@@ -71,8 +71,16 @@ def llm_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table_2026() -> pd.DataFrame:
+    frame = llm_table()
+    frame["busy_s.compute"] = frame["iteration_time_s"] * 0.6
+    frame["backing_Bps"] = 5e10
+    return frame
+
+
 TABLES = {
     "llm_memory": (llm_table, {}),
+    "memory_2026": (table_2026, {}),
     "fig09": (fig09_table, {}),
     "fig11": (sim_table, {}),
     "fig12": (sim_table, {}),

@@ -386,6 +386,46 @@ def llm_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def memory_2026(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """The 2026 study: each model's best iteration time per design (where it trains),
+    split into compute and what compute waits for, and the capacity tier's bandwidth used."""
+    plt = _plt()
+    data = compare.with_design(table)
+    designs = list(dict.fromkeys(data["design"]))
+    models = list(dict.fromkeys(data["model"]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4))
+    width = 0.8 / max(1, len(models))
+    for m, model in enumerate(models):
+        rows = data[data["model"] == model].set_index("design")
+        xs = [i + (m - (len(models) - 1) / 2) * width for i in range(len(designs))]
+        trains = [str(rows["trains"].get(d, False)).lower() == "true" for d in designs]
+
+        def value(column, d, ok):
+            return float(rows[column].get(d, 0.0)) if ok and column in rows else 0.0
+
+        compute = [value("busy_s.compute", d, ok) for d, ok in zip(designs, trains)]
+        total = [value("iteration_time_s", d, ok) for d, ok in zip(designs, trains)]
+        left.bar(xs, compute, width, color=f"C{m}", label=f"{model.partition('/')[2]}: compute")
+        left.bar(xs, [t - c for t, c in zip(total, compute)], width, bottom=compute, color=f"C{m}", alpha=0.45,
+                 label=f"{model.partition('/')[2]}: waiting (communication, offload)")
+        for x, ok in zip(xs, trains):
+            if not ok:
+                left.text(x, 0, "x", ha="center", va="bottom", fontsize=9, color=f"C{m}")
+        right.bar(xs, [value("backing_Bps", d, ok) / 1e9 for d, ok in zip(designs, trains)], width,
+                  color=f"C{m}", label=model.partition("/")[2])
+    for ax in (left, right):
+        ax.set_xticks(range(len(designs)))
+        ax.set_xticklabels(designs, fontsize=7, rotation=20)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=6)
+    left.set_yscale("log")
+    left.set_ylabel("iteration time, best plan (s; x: does not fit)")
+    left.set_title("Best plan per design", fontsize=10)
+    right.set_ylabel("capacity-tier traffic per device (GB/s)")
+    right.set_title("Capacity tier used", fontsize=10)
+    return fig
+
+
 def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
     """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
     from mcdla.config.experiment import FIGURES as NAMES

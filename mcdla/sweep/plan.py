@@ -181,6 +181,9 @@ def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
     tokens = execution.batch * (shape[0] if len(shape) == 1 else 1)  # token ids (seq,): a sequence model
     flops = 6.0 * workload.macs_fwd_per_sample * execution.batch  # forward 2 FLOP/MAC, backward twice that
     per_device = flops / time_s / len(topology.devices)
+    # The capacity tier's memory traffic (memory-node or CPU DRAM ports), per device.
+    tier = [p for p in topology.ports.values() if p.node in topology.memory_nodes or p.node in topology.sockets]
+    tier_bytes = sum(record.network.bytes_by_resource.get(p.id, 0.0) for p in tier)
     return {
         "iteration_time_s": time_s,
         "samples_per_s": execution.batch / time_s,
@@ -189,6 +192,9 @@ def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
         "peak_fraction": per_device / (2 * topology.device.peak_macs_per_s),
         "device_mem_peak_bytes": result["device_mem_peak_bytes"],
         "backing_peak_bytes": max(record.store_peak_bytes.values(), default=0.0),
+        "backing_Bps": tier_bytes / time_s / len(topology.devices),
+        "busy_s": result["busy_s"],
+        "exposed_s": result["exposed_s"],
     }
 
 

@@ -399,6 +399,49 @@ def _llm_section(table) -> list[str]:
     return lines
 
 
+def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
+    """Beyond the paper: the 2026 designs, best plan per model, speedup over ``baseline``."""
+    from mcdla.metrics.compare import with_design
+
+    data = with_design(table)
+    designs = list(dict.fromkeys(data["design"]))
+    lines = [
+        "## Beyond the paper: where the capacity tier should sit in 2026",
+        "",
+        "Experiment `memory_centric_2026`: each model planned by `mcdla plan` on each shipped "
+        "2026 design (docs/topologies.md), batch 288 sequences. Per cell: the best plan's "
+        f"iteration time, its speedup over {baseline} (×), the share of the iteration compute "
+        "waits (communication, offload), and the capacity tier's traffic per device; — "
+        "means nothing fits.",
+        "",
+        "| model | " + " | ".join(designs) + " |",
+        "|---|" + "---|" * len(designs),
+    ]
+    for model, group in data.groupby("model", sort=False):
+        by = {d: group[group["design"] == d] for d in designs}
+
+        def fits(d):
+            return not by[d].empty and str(by[d]["trains"].iloc[0]).lower() == "true"
+
+        base = float(by[baseline]["iteration_time_s"].iloc[0]) if baseline in by and fits(baseline) else None
+        cells = []
+        for d in designs:
+            if not fits(d):
+                cells.append("—")
+                continue
+            row = by[d].iloc[0]
+            time_s = float(row["iteration_time_s"])
+            waits = 1 - float(row["busy_s.compute"]) / time_s
+            speed = f", {base / time_s:.2f}×" if base else ""
+            cells.append(f"{time_s:.3g} s{speed}, waits {100 * waits:.0f}%, tier "
+                         f"{float(row['backing_Bps']) / 1e9:.3g} GB/s")
+        lines.append(f"| {str(model).partition('/')[2]} | " + " | ".join(cells) + " |")
+    lines += ["", "Best plans: " + "; ".join(
+        f"{str(r['model']).partition('/')[2]} on {r['design']}: {r['plan']}"
+        for _, r in data.iterrows() if str(r["trains"]).lower() == "true") + "."]
+    return lines
+
+
 def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: float,
                   plots_dir: Path | str | None, report_path: Path | str,
                   figures: Mapping[str, Sequence[str]] = {}) -> str:
@@ -441,6 +484,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
                      f"{ratio_text} | {explanation} |")
     if "llm_memory" in tables:
         lines += [""] + _llm_section(tables["llm_memory"])
+    if "memory_centric_2026" in tables:
+        lines += [""] + _section_2026(tables["memory_centric_2026"])
     lines += ["", "## Changes", "", "Fixes that changed numbers of this report, newest first.", ""]
     lines += [f"- {change}" for change in CHANGES]
     if plots_dir is not None and figures:
