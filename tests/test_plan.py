@@ -128,4 +128,4 @@ def test_report_sections_of_the_llm_studies():
     table["topology"] = table["topology"].replace({"dc": "dgx_h100"})
     table["plan"] = "tp1 pp1x1 zero3 none"
     study = "\n".join(_section_2026(table))
-    assert "1.00×" in study and "tier 50 GB/s" in study
+    assert "1.00×" in study and "tier 50 GB/s" in study and "tok/s" in study

@@ -75,6 +75,7 @@ def table_2026() -> pd.DataFrame:
     frame = llm_table()
     frame["busy_s.compute"] = frame["iteration_time_s"] * 0.6
     frame["backing_Bps"] = 5e10
+    frame["devices"] = 8
     return frame
 
 

@@ -185,6 +185,7 @@ def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
     tier = [p for p in topology.ports.values() if p.node in topology.memory_nodes or p.node in topology.sockets]
     tier_bytes = sum(record.network.bytes_by_resource.get(p.id, 0.0) for p in tier)
     return {
+        "devices": len(topology.devices),
         "iteration_time_s": time_s,
         "samples_per_s": execution.batch / time_s,
         "tokens_per_s": tokens / time_s,

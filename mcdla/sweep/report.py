@@ -409,10 +409,10 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
         "## Beyond the paper: where the capacity tier should sit in 2026",
         "",
         "Experiment `memory_centric_2026`: each model planned by `mcdla plan` on each shipped "
-        "2026 design (docs/topologies.md), batch 288 sequences. Per cell: the best plan's "
-        f"iteration time, its speedup over {baseline} (×), the share of the iteration compute "
-        "waits (communication, offload), and the capacity tier's traffic per device; — "
-        "means nothing fits.",
+        "2026 design (docs/topologies.md), 8 sequences per device. Per cell: tokens/s per "
+        f"device of the best plan and its ratio to {baseline}'s (×), the share of the "
+        "iteration compute waits (communication, offload), and the capacity tier's "
+        "traffic per device; — means nothing fits.",
         "",
         "| model | " + " | ".join(designs) + " |",
         "|---|" + "---|" * len(designs),
@@ -423,17 +423,20 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
         def fits(d):
             return not by[d].empty and str(by[d]["trains"].iloc[0]).lower() == "true"
 
-        base = float(by[baseline]["iteration_time_s"].iloc[0]) if baseline in by and fits(baseline) else None
+        def rate(d):  # tokens/s per device
+            row = by[d].iloc[0]
+            return float(row["tokens_per_s"]) / float(row["devices"])
+
+        base = rate(baseline) if baseline in by and fits(baseline) else None
         cells = []
         for d in designs:
             if not fits(d):
                 cells.append("—")
                 continue
             row = by[d].iloc[0]
-            time_s = float(row["iteration_time_s"])
-            waits = 1 - float(row["busy_s.compute"]) / time_s
-            speed = f", {base / time_s:.2f}×" if base else ""
-            cells.append(f"{time_s:.3g} s{speed}, waits {100 * waits:.0f}%, tier "
+            waits = 1 - float(row["busy_s.compute"]) / float(row["iteration_time_s"])
+            speed = f", {rate(d) / base:.2f}×" if base else ""
+            cells.append(f"{rate(d):,.0f} tok/s{speed}, waits {100 * waits:.0f}%, tier "
                          f"{float(row['backing_Bps']) / 1e9:.3g} GB/s")
         lines.append(f"| {str(model).partition('/')[2]} | " + " | ".join(cells) + " |")
     lines += ["", "Best plans: " + "; ".join(
