@@ -200,3 +200,22 @@ def test_zero_offload_behind_memory_nodes_fetches_the_state_in_chunks():
 def test_zero_offload_needs_a_backing_store():
     with pytest.raises(InputError, match="no backing store"):
         iterate("single", workload="gpt2", batch=2, offload_optimizer=True)
+
+
+# Rank placement ------------------------------------------------------------------------
+
+def test_tensor_groups_on_neighbours_beat_groups_across_the_ring():
+    from mcdla.run import simulate
+
+    base = [("execution.tensor_parallel", 2), ("training.virtualization", False)]
+    near = simulate("ring", "bw_aware", "gpt2", "data", 32, base)
+    far = simulate("ring", "bw_aware", "gpt2", "data", 32,
+                   base + [("execution.rank_order", "D0,D4,D1,D5,D2,D6,D3,D7")])
+    assert near["groups"]["tensor"][0] == ["D0", "D1"] and far["groups"]["tensor"][0] == ["D0", "D4"]
+    assert near["iteration_time_s"] < far["iteration_time_s"]
+    assert "groups" not in simulate("ring", "bw_aware", "gpt2", "data", 32, base[1:])  # plain data parallelism
+
+
+def test_a_rank_order_must_name_every_device_once():
+    with pytest.raises(InputError, match="rank_order.*permutation"):
+        iterate(tensor_parallel=2, rank_order="D0,D0,D1,D2,D3,D4,D5,D6")

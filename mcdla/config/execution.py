@@ -45,6 +45,11 @@ class ExecutionSpec:
       and the step runs where the state lives: on the host CPU at its DRAM bandwidth
       (then the updated weights come back), or, behind memory-nodes that have no
       processor, on the device after fetching the state (then it goes back).
+    - ``rank_order``: the device each rank runs on, as device names separated by
+      commas (a permutation of the topology's devices); default the topology's order.
+      Ranks are grouped as Megatron-LM groups them: tensor groups of t consecutive
+      ranks, then data-parallel replicas, then pipeline stages. A run with tensor or
+      pipeline parallelism reports its groups (``groups`` in the result).
     """
 
     parallel: Parallel = "data"
@@ -56,6 +61,7 @@ class ExecutionSpec:
     pipeline_parallel: PositiveInt = 1
     zero: Literal[0, 1, 2, 3] = 0
     offload_optimizer: bool = False
+    rank_order: str | None = None
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
@@ -71,4 +77,5 @@ class ExecutionSpec:
 
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
-EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer")
+EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
+                  "rank_order")

@@ -78,4 +78,5 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
         "events": record.events,
         "wall_s": wall_s,
         "notes": notes,
+        **({"groups": record.groups} if record.groups else {}),
     }

@@ -154,6 +154,7 @@ class IterationRecord:
     device_state_bytes: tuple[float, ...] = ()  # per device, where stages hold different weights
     p2p: tuple = ()  # (path, bytes): pipeline stages' transfers and ZeRO-Offload's model state
     store_resident_bytes: dict = field(default_factory=dict)  # backing store -> what it keeps across iterations
+    groups: dict = field(default_factory=dict)  # tensor/data groups and stages by device name (t or p > 1)
 
 
 class DeviceMemory:
@@ -640,6 +641,22 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
                        tuple(sorted(first, key=first.get)), first, last, updated, dropped)
 
 
+def _rank_order(order, topology) -> tuple[int, ...]:
+    """Rank -> device index: the topology's device order, or ``order`` (device names,
+    a permutation of the topology's devices, comma-separated or a list)."""
+    names = topology.devices
+    if order is None:
+        return tuple(range(len(names)))
+    given = [n.strip() for n in order.split(",")] if isinstance(order, str) else [str(n) for n in order]
+    index = {n: i for i, n in enumerate(names)}
+    unknown = [n for n in given if n not in index]
+    if unknown or len(given) != len(names) or len(set(given)) != len(given):
+        what = f"unknown device {unknown[0][:40]!r}" if unknown else "each device once"
+        raise InputError(f"expected a permutation of the {len(names)} devices of {topology.name} ({what})",
+                         key="execution.rank_order")
+    return tuple(index[n] for n in given)
+
+
 def _reverse(ring, rings):
     """The ring that runs ``ring``'s cycle the other way (the other direction of the same
     links), or None: a listed ring bound both ways is named NAME.fwd and NAME.rev."""
@@ -696,9 +713,13 @@ class Iteration:
         # topology's order puts neighbours next to each other, so a tensor group shares
         # the fastest links), then data-parallel replicas, then pipeline stages; a
         # data-parallel group takes one device of each tensor group of its stage.
-        self.tensor_groups = tuple(tuple(range(k, k + t)) for k in range(0, devices, t))
-        self.data_groups = tuple(tuple(s * dp * t + k * t + r for k in range(dp))
+        # ``execution.rank_order`` overrides which device each rank runs on.
+        self.rank_device = _rank_order(execution.rank_order, topology)
+        on = self.rank_device
+        self.tensor_groups = tuple(tuple(on[r] for r in range(k, k + t)) for k in range(0, devices, t))
+        self.data_groups = tuple(tuple(on[s * dp * t + k * t + r] for k in range(dp))
                                  for s in range(pp) for r in range(t))
+        self.stage_of = {on[r]: r // (dp * t) for r in range(devices)}
         self.env = CountingEnvironment()
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change.
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
@@ -725,7 +746,7 @@ class Iteration:
         if self.pipe is not None:  # each device holds its stage's weights
             per_stage = [model_state_bytes(workload, params=n, zero=execution.zero, dp=dp)
                          for n in self.pipe.stage_params]
-            self.device_state_bytes = tuple(per_stage[d // (dp * t)] for d in range(devices))
+            self.device_state_bytes = tuple(per_stage[self.stage_of[d]] for d in range(devices))
             self.model_state_bytes = max(per_stage)
         else:
             params = {g: b / workload.precision_bytes for g, b in self.plan.group_bytes.items()}
@@ -752,6 +773,18 @@ class Iteration:
             load = load_Bps.get(port, 0.0)
             if load > self.port_peak_Bps[port]:
                 self.port_peak_Bps[port] = load
+
+    def _groups(self) -> dict:
+        """The rank placement by device name, when there is more than data parallelism."""
+        if len(self.data_groups) == 1:
+            return {}
+        names = self.topology.devices
+        stages: dict[int, list[str]] = {}
+        for d, s in sorted(self.stage_of.items(), key=lambda item: (item[1], self.rank_device.index(item[0]))):
+            stages.setdefault(s, []).append(names[d])
+        return {"tensor": [[names[d] for d in g] for g in self.tensor_groups],
+                "data": [[names[d] for d in g] for g in self.data_groups],
+                "stages": list(stages.values())}
 
     def _communicators(self):
         """Device -> (its data-parallel communicator, its tensor-parallel one or None),
@@ -804,12 +837,13 @@ class Iteration:
 
             links = PipeLinks(env, self.net, topology, lambda ring: _reverse(ring, topology.rings))
             width = len(records) // self.pipe.stages  # devices per stage
-            names = topology.devices
+            names, on = topology.devices, self.rank_device
+            rank_of = {d: r for r, d in enumerate(on)}
             devices = []
             for d in range(len(records)):
-                stage = d // width
-                peers = (names[d - width] if stage > 0 else None,
-                         names[d + width] if stage < self.pipe.stages - 1 else None)
+                stage, rank = self.stage_of[d], rank_of[d]
+                peers = (names[on[rank - width]] if stage > 0 else None,
+                         names[on[rank + width]] if stage < self.pipe.stages - 1 else None)
                 devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
                                              self.device_state_bytes[d], False, streams[d][1], stage=stage,
                                              pipe=self.pipe, links=links, peers=peers).process)
@@ -849,6 +883,7 @@ class Iteration:
             device_state_bytes=self.device_state_bytes,
             p2p=(tuple(links.sent) if links is not None else ()) + tuple(stores.moved),
             store_resident_bytes=dict(sorted(stores.resident.items())),
+            groups=self._groups(),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
