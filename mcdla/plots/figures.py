@@ -214,6 +214,14 @@ def fig13(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def dgx2(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Section V-B's scaled-up node: Fig. 13's speedups over its own DC-DLA, 16 devices."""
+    fig = fig13(table, deps)
+    for ax in fig.axes:
+        ax.set_title(ax.get_title().replace("Fig. 13", "DGX-2-class node (16 devices)"), fontsize=10)
+    return fig
+
+
 def fig14(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Speedup of MC-DLA(B) over DC-DLA vs batch size, per workload and harmonic mean."""
     plt = _plt()
