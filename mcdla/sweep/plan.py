@@ -286,6 +286,24 @@ class MemberRow:
                 **{k: v for k, v in best.items() if k not in ("reason", "feasible")}}
 
 
+def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: int, devices: int | None = None,
+                 policy: str = "bw_aware"):
+    """(parameters, the best feasible plan or None, why none fits) of one family member."""
+    from mcdla.hw.workload import load_workload
+
+    member_sets = family.member_sets(member)
+    params = load_workload(family.workload, [(k.partition(".")[2], v) for k, v in member_sets]).params
+    rows = plan(topology, family.workload, batch=batch, sets=[*sets, *member_sets], devices=devices,
+                simulate=simulate, policy=policy)
+    best = next((r for r in rows if r.feasible), None)
+    if best is not None:
+        return params, best, ""
+    # The reason of the candidate that came closest: the least resident model state.
+    failed = sorted((r for r in rows if r.feasible is False),
+                    key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
+    return params, None, failed[0].reason if failed else "no candidate"
+
+
 def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
             devices: int | None = None, budget_s: float | None = None, simulate: int = 4,
             progress: Callable[[int, int, str], None] | None = None) -> list[MemberRow]:
@@ -293,23 +311,16 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
     when a candidate fits and its iteration takes at most ``budget_s``. The largest
     that trains is the answer to the paper's Section V-E question, made quantitative."""
     from mcdla.config.family import read_family
-    from mcdla.hw.workload import load_workload
 
     spec = read_family(family)
     rows = []
     for k, member in enumerate(spec.members):
         if progress is not None:
             progress(k, len(spec.members), member["name"])
-        member_sets = spec.member_sets(member)
-        params = load_workload(spec.workload, [(key.partition(".")[2], v) for key, v in member_sets]).params
-        planned = plan(topology, spec.workload, batch=batch, sets=[*sets, *member_sets], devices=devices,
-                       simulate=simulate)
-        best = next((r for r in planned if r.feasible), None)
+        params, best, reason = _plan_member(topology, spec, member, batch=batch, sets=sets, devices=devices,
+                                            simulate=simulate)
         if best is None:
-            # The reason of the candidate that came closest: the least resident model state.
-            failed = sorted((r for r in planned if r.feasible is False),
-                            key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
-            rows.append(MemberRow(member["name"], params, False, None, failed[0].reason if failed else "no candidate"))
+            rows.append(MemberRow(member["name"], params, False, None, reason))
         elif budget_s is not None and best.result["iteration_time_s"] > budget_s:
             rows.append(MemberRow(member["name"], params, False, best,
                                   f"fastest plan takes {best.result['iteration_time_s']:.4g} s, over the budget"))
@@ -325,7 +336,6 @@ def plan_point(point: Mapping[str, Any]) -> dict[str, Any]:
     and dotted ``--set`` keys fixed for every candidate. The result says whether any
     candidate fits (``trains``), and the best one's strategy and figures (raw SI)."""
     from mcdla.config.family import read_family
-    from mcdla.hw.workload import load_workload
 
     point = dict(point)
     family_name, _, member_name = str(point.pop("model", "")).partition("/")
@@ -334,20 +344,14 @@ def plan_point(point: Mapping[str, Any]) -> dict[str, Any]:
     if member is None:
         names = ", ".join(m["name"] for m in family.members)
         raise InputError(f"family {family.name} has no member {member_name!r}; it has {names}", key="model")
-    member_sets = family.member_sets(member)
     topology, policy = point.pop("topology"), point.pop("policy", "bw_aware")
     batch, simulate = int(point.pop("batch")), int(point.pop("simulate", 2))
-    sets = list(point.items())
-    params = load_workload(family.workload, [(k.partition(".")[2], v) for k, v in member_sets]).params
-    rows = plan(topology, family.workload, batch=batch, sets=[*sets, *member_sets], simulate=simulate,
-                policy=policy)
-    best = next((r for r in rows if r.feasible), None)
+    params, best, reason = _plan_member(topology, family, member, batch=batch, sets=list(point.items()),
+                                        simulate=simulate, policy=policy)
     out: dict[str, Any] = {"member": member_name, "family": family.name, "params": params,
                            "topology": topology, "policy": policy, "batch": batch, "trains": best is not None}
     if best is None:
-        failed = sorted((r for r in rows if r.feasible is False),
-                        key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
-        out["reason"] = failed[0].reason if failed else "no candidate"
+        out["reason"] = reason
         return out
     out["plan"] = best.candidate.label()
     out.update(best.result)
