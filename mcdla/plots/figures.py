@@ -373,6 +373,7 @@ def llm_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
             left.bar(xs, values, width, hatch=hatch, color=f"C{f}", edgecolor="white",
                      label=f"{family}, {what}")
     left.set_yscale("log")
+    left.set_ylim(bottom=0.05)  # log bars need a floor below the smallest model
     left.set_xticks(range(len(designs)))
     left.set_xticklabels([_name(d) for d in designs], fontsize=8)
     left.set_ylabel("largest trainable model (billion parameters)")
@@ -403,6 +404,7 @@ def memory_2026(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     models = list(dict.fromkeys(data["model"]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4))
     width = 0.8 / max(1, len(models))
+    missed = []  # (x of each design where the model does not fit, its colour)
     for m, model in enumerate(models):
         rows = data[data["model"] == model].set_index("design")
         xs = [i + (m - (len(models) - 1) / 2) * width for i in range(len(designs))]
@@ -416,17 +418,22 @@ def memory_2026(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
         left.bar(xs, compute, width, color=f"C{m}", label=f"{model.partition('/')[2]}: compute")
         left.bar(xs, [t - c for t, c in zip(total, compute)], width, bottom=compute, color=f"C{m}", alpha=0.45,
                  label=f"{model.partition('/')[2]}: waiting (communication, offload)")
-        for x, ok in zip(xs, trains):
-            if not ok:
-                left.text(x, 0, "x", ha="center", va="bottom", fontsize=9, color=f"C{m}")
+        misses = [x for x, ok in zip(xs, trains) if not ok]
         right.bar(xs, [value("backing_Bps", d, ok) / 1e9 for d, ok in zip(designs, trains)], width,
                   color=f"C{m}", label=model.partition("/")[2])
+        missed.append((misses, f"C{m}"))
     for ax in (left, right):
         ax.set_xticks(range(len(designs)))
         ax.set_xticklabels(designs, fontsize=7, rotation=20)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=6)
     left.set_yscale("log")
+    positive = [float(v) for v in data.get("busy_s.compute", []) if float(v) == float(v) and float(v) > 0]
+    floor = min(positive, default=1.0) / 3
+    left.set_ylim(bottom=floor)  # log bars need a floor below the shortest
+    for xs, colour in missed:
+        for x in xs:
+            left.text(x, floor * 1.1, "x", ha="center", va="bottom", fontsize=10, color=colour)
     left.set_ylabel("iteration time, best plan (s; x: does not fit)")
     left.set_title("Best plan per design", fontsize=10)
     right.set_ylabel("capacity-tier traffic per device (GB/s)")

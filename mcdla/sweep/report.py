@@ -447,6 +447,16 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
             cells.append(f"{rate(d):,.0f} tok/s{speed}, waits {100 * waits:.0f}%, tier "
                          f"{float(row['backing_Bps']) / 1e9:.3g} GB/s")
         lines.append(f"| {str(model).partition('/')[2]} | " + " | ".join(cells) + " |")
+    lines += [""]
+    for model, group in data.groupby("model", sort=False):  # the answer, model by model
+        fits = group[group["trains"].astype(str).str.lower() == "true"]
+        if fits.empty:
+            continue
+        rates = (fits["tokens_per_s"].astype(float) / fits["devices"].astype(float)).tolist()
+        ranked = sorted(zip(rates, fits["design"]), reverse=True)
+        lines.append(f"- {str(model).partition('/')[2]}: trains on {len(fits)} of {len(designs)} designs; "
+                     "tokens/s per device, best first: "
+                     + ", ".join(f"{design} {rate:,.0f}" for rate, design in ranked) + ".")
     lines += ["", "Best plans: " + "; ".join(
         f"{str(r['model']).partition('/')[2]} on {r['design']}: {r['plan']}"
         for _, r in data.iterrows() if str(r["trains"]).lower() == "true") + "."]
