@@ -129,3 +129,11 @@ def test_report_sections_of_the_llm_studies():
     table["plan"] = "tp1 pp1x1 zero3 none"
     study = "\n".join(_section_2026(table))
     assert "1.00×" in study and "tier 50 GB/s" in study and "tok/s" in study
+
+
+def test_a_family_members_bad_key_names_the_family_and_member(tmp_path, capsys):
+    family = tmp_path / "bad.yaml"
+    family.write_text("name: bad\nworkload: gpt2\nmembers:\n  - {name: tiny, layerz: 2}\n")
+    assert main(["plan", "--largest", str(family), "--topology", "ring", "--batch", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "family bad, member tiny" in err and "layerz: unknown key" in err

@@ -292,7 +292,10 @@ def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: i
     from mcdla.hw.workload import load_workload
 
     member_sets = family.member_sets(member)
-    params = load_workload(family.workload, [(k.partition(".")[2], v) for k, v in member_sets]).params
+    try:
+        params = load_workload(family.workload, [(k.partition(".")[2], v) for k, v in member_sets]).params
+    except InputError as exc:  # the member's key, named where the user wrote it
+        raise InputError(f"family {family.name}, member {member['name']}: {exc}", key="members") from None
     rows = plan(topology, family.workload, batch=batch, sets=[*sets, *member_sets], devices=devices,
                 simulate=simulate, policy=policy)
     best = next((r for r in rows if r.feasible), None)
