@@ -219,3 +219,11 @@ def test_tensor_groups_on_neighbours_beat_groups_across_the_ring():
 def test_a_rank_order_must_name_every_device_once():
     with pytest.raises(InputError, match="rank_order.*permutation"):
         iterate(tensor_parallel=2, rank_order="D0,D0,D1,D2,D3,D4,D5,D6")
+
+
+def test_pipelines_refuse_what_they_do_not_model():
+    with pytest.raises(InputError, match="checkpointing within pipeline stages"):
+        iterate(pipeline_parallel=2, training_options=dict(micro_batches=2, checkpoint="full"))
+    with pytest.raises(InputError, match="keeps feature maps on the device"):
+        Iteration(load_topology("ring"), load_workload("gpt2"),
+                  ExecutionSpec(batch=16, pipeline_parallel=2, training=TrainingSpec(micro_batches=2))).run()

@@ -18,8 +18,8 @@ its backward (so 1F1B holds at most p - s micro-batches on stage s, GPipe all m)
 Gradients accumulate over the micro-batches; each weight group is all-reduced over
 the data-parallel group during the last micro-batch's backward, as the last
 gradients complete (DDP's ``no_sync`` for the others), then the optimizer steps.
-Feature maps stay on the device (no offload); ZeRO stage 1 composes, 2 and 3 do not
-(DeepSpeed refuses them with pipelines too).
+Feature maps stay on the device (no offload, no activation checkpointing); ZeRO stage 1
+composes, 2 and 3 do not (DeepSpeed refuses them with pipelines too).
 """
 
 from __future__ import annotations

@@ -732,6 +732,9 @@ class Iteration:
             if self.virtualize:
                 raise InputError("pipeline parallelism keeps feature maps on the device; set "
                                  "training.virtualization=false", key="training.virtualization")
+            if training.checkpoint != "none":
+                raise InputError("activation checkpointing within pipeline stages is not built; use none",
+                                 key="training.checkpoint")
             # Each pass runs one micro-batch: the plan's per-layer times and sizes are a micro-batch's.
             micro_inputs = RunInputs(topology, workload, replace(execution, batch=execution.batch // micro * pp))
             self.plan = make_plan(micro_inputs, False)

@@ -119,7 +119,7 @@ def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candid
                 continue
             for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads),
                                                                _checkpoint_options()):
-                if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP)):
+                if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP or checkpoint not in (None, "none"))):
                     continue  # nothing to shard over; what pipelines do not compose with
                 out.append(Candidate(tp, zero, offload, checkpoint, pp, m))
                 if offloads and pp == 1:
