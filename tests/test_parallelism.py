@@ -227,3 +227,30 @@ def test_pipelines_refuse_what_they_do_not_model():
     with pytest.raises(InputError, match="keeps feature maps on the device"):
         Iteration(load_topology("ring"), load_workload("gpt2"),
                   ExecutionSpec(batch=16, pipeline_parallel=2, training=TrainingSpec(micro_batches=2))).run()
+
+
+def test_sequence_parallelism_turns_each_all_reduce_into_a_reduce_scatter_and_an_all_gather():
+    plain = iterate(tensor_parallel=4, batch=16)
+    seq = iterate(tensor_parallel=4, batch=16, sequence_parallel=True)
+    per_block = 2 * GPT2["layers"] + 1  # as Megatron: two per block, plus the embedding / the head
+
+    def tp_ops(record):
+        ops = {}
+        for c in record.collectives:
+            if c.tag.startswith("tp-"):
+                ops[c.op] = ops.get(c.op, 0) + c.size_bytes
+        return ops
+
+    activation = (16 // 2) * GPT2["seq"] * GPT2["hidden"] * 2  # b s h, fp16, per tensor group
+    groups = 2
+    assert tp_ops(plain) == pytest.approx({"all_reduce": groups * 2 * per_block * activation})
+    assert tp_ops(seq) == pytest.approx({"reduce_scatter": groups * 2 * per_block * activation,
+                                         "all_gather": groups * 2 * per_block * activation})
+    # The same bytes on the wire (a ring all-reduce is a reduce-scatter and an all-gather),
+    # and the activations between blocks are held in token shards.
+    assert seq.devices[0].memory_peak_bytes < plain.devices[0].memory_peak_bytes
+
+
+def test_sequence_parallelism_needs_a_tensor_group():
+    with pytest.raises(InputError, match="tensor_parallel above 1"):
+        ExecutionSpec(sequence_parallel=True)

@@ -50,6 +50,10 @@ class ExecutionSpec:
       Ranks are grouped as Megatron-LM groups them: tensor groups of t consecutive
       ranks, then data-parallel replicas, then pipeline stages. A run with tensor or
       pipeline parallelism reports its groups (``groups`` in the result).
+    - ``sequence_parallel``: Megatron-LM's sequence parallelism over the tensor group
+      (Korthikanti et al. 2022): the tensors between blocks and the per-token layers
+      (norms, residual adds, dropout) are split over the tokens; each all-reduce becomes
+      a reduce-scatter and an all-gather (the same bytes), and activations shrink.
     """
 
     parallel: Parallel = "data"
@@ -62,6 +66,7 @@ class ExecutionSpec:
     zero: Literal[0, 1, 2, 3] = 0
     offload_optimizer: bool = False
     rank_order: str | None = None
+    sequence_parallel: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
@@ -70,6 +75,9 @@ class ExecutionSpec:
             if getattr(self, key) != default and self.parallel != "data":
                 raise Where("execution", key).error(
                     f"applies to data-parallel training; the paper's model-parallel mode runs with {default}")
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            raise Where("execution", "sequence_parallel").error("splits the tokens over a tensor group: "
+                                                                "set execution.tensor_parallel above 1")
         if self.pipeline_parallel > 1 and self.zero > 1:
             raise Where("execution", "zero").error(
                 "stages 2 and 3 shard what pipeline stages accumulate over micro-batches; "
@@ -78,4 +86,4 @@ class ExecutionSpec:
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
-                  "rank_order")
+                  "rank_order", "sequence_parallel")

@@ -64,6 +64,12 @@ _PER_FEATURE = frozenset({"relu", "gelu", "silu", "swiglu", "dropout", "batchnor
                           "lrn", "elementwise", "softmax", "cross_entropy", "add", "concat", "attention"})
 
 
+# Per-token layers: their work is independent across the tokens of a sequence, so under
+# sequence parallelism (Korthikanti et al. 2022) they run on 1/t of the sequence.
+_PER_TOKEN = frozenset({"layernorm", "rmsnorm", "add", "dropout", "relu", "gelu", "silu", "elementwise",
+                        "position", "cross_entropy", "softmax"})
+
+
 class TensorSplit(NamedTuple):
     """How a tensor-parallel group of ``degree`` ranks runs each layer."""
 
@@ -71,28 +77,45 @@ class TensorSplit(NamedTuple):
     shards: tuple[int, ...]  # layer -> 1 (replicated) or the degree (its work split)
     split: tuple[bool, ...]  # feature map -> split over the group (each rank holds 1/t)
     gathers: dict[int, tuple[int, ...]]  # layer -> split inputs all-gathered before its forward
-    reduce_out: frozenset[int]  # layers whose partial output is all-reduced after their forward
-    partial_dx: dict[int, tuple[int, ...]]  # backward layer -> full tensors whose dX it completes
+    reduce_out: frozenset[int]  # layers whose partial output is summed over the group after their forward
+    partial_dx: dict[int, tuple[int, ...]]  # backward layer -> whole tensors whose dX it completes
+    sequence: bool = False  # sequence parallelism: partial outputs reduce-scattered to token shards
+    seq: tuple[bool, ...] = ()  # feature map -> split over its tokens (sequence parallelism)
+
+    def out_op(self) -> str:
+        """The collective that sums a row-parallel layer's partial output."""
+        return "reduce_scatter" if self.sequence else "all_reduce"
+
+    def dx_op(self, tensor: int) -> str:
+        """The collective that sums a tensor's partial dX: back to token shards if it was one."""
+        return "reduce_scatter" if self.seq and self.seq[tensor] else "all_reduce"
 
 
-def tensor_split(layers, degree: int) -> TensorSplit:
-    """The tensor-parallel plan of ``layers`` over ``degree`` ranks (see above)."""
+def tensor_split(layers, degree: int, sequence: bool = False) -> TensorSplit:
+    """The tensor-parallel plan of ``layers`` over ``degree`` ranks (see above); with
+    ``sequence``, the tensors between blocks are split over their tokens instead of
+    whole: the forward all-reduces become reduce-scatters, the gathers before
+    column-parallel layers all-gathers of token shards, and their partial dX
+    reduce-scatters (Megatron-LM's sequence parallelism)."""
     n = len(layers)
     if degree == 1:
         return TensorSplit(1, (1,) * n, (False,) * n, {}, frozenset(), {})
     split = [False] * n
+    seq = [False] * n
     shards = [1] * n
     gathers: dict[int, tuple[int, ...]] = {}
     reduce_out: set[int] = set()
-    column_consumers: dict[int, int] = {}  # full tensor -> its first column-parallel consumer
+    column_consumers: dict[int, int] = {}  # whole (or token-split) tensor -> its first column-parallel consumer
     for i, layer in enumerate(layers):
         if i == 0:
             continue
         ins = layer.inputs
+        features = [p for p in ins if split[p] and not seq[p]]
         if layer.kind in _GEMMS or layer.kind == "embedding":
-            if layer.kind != "embedding" and all(split[p] for p in ins):
-                shards[i] = degree  # row-parallel: partial output, all-reduced
+            if layer.kind != "embedding" and ins and len(features) == len(ins):
+                shards[i] = degree  # row-parallel: partial output, summed
                 reduce_out.add(i)
+                split[i] = seq[i] = sequence
                 continue
             gather = tuple(p for p in ins if split[p])
             if gather:
@@ -100,25 +123,30 @@ def tensor_split(layers, degree: int) -> TensorSplit:
             shards[i] = degree
             if layer.kind == "embedding":
                 reduce_out.add(i)  # vocab-parallel: each rank looks up its rows
+                split[i] = seq[i] = sequence
                 continue
             split[i] = True  # column-parallel
             for p in ins:
                 if p != 0:  # the input batch needs no dX
                     column_consumers.setdefault(p, i)
             continue
-        if layer.kind in _PER_FEATURE and ins and all(split[p] for p in ins):
+        if layer.kind in _PER_FEATURE and ins and len(features) == len(ins):
             split[i], shards[i] = True, degree
+            continue
+        if sequence and layer.kind in _PER_TOKEN and ins and all(seq[p] for p in ins):
+            split[i] = seq[i] = True
+            shards[i] = degree
             continue
         gather = tuple(p for p in ins if split[p])
         if gather:
             gathers[i] = gather
     # Backward runs in reverse: the first column consumer in forward order is the last
-    # to leave its partial dX, so the tensor's all-reduce goes after its backward.
+    # to leave its partial dX, so the tensor's reduction goes after its backward.
     partial_dx: dict[int, list[int]] = {}
     for p, i in sorted(column_consumers.items()):
         partial_dx.setdefault(i, []).append(p)
     return TensorSplit(degree, tuple(shards), tuple(split), gathers, frozenset(reduce_out),
-                       {i: tuple(ps) for i, ps in partial_dx.items()})
+                       {i: tuple(ps) for i, ps in partial_dx.items()}, sequence, tuple(seq))
 
 
 def pipeline_stages(costs, stages: int, cuts=None) -> tuple[range, ...]:

@@ -97,7 +97,6 @@ class PipelineStage(DeviceCompute):
         execution = self.inputs.execution
         layers = self.inputs.workload.layers
         pipe = self.pipe
-        tp = plan.tp
         own = pipe.layers[self.stage]
         previous, following = self.peers
         name = self.inputs.topology.devices[self.device]
@@ -119,12 +118,9 @@ class PipelineStage(DeviceCompute):
                 for i in own:
                     if i == 0:
                         continue
-                    for p in tp.gathers.get(i, ()):
-                        yield self.tensor_stream.join(("tp-gather", j, i, p), "all_gather",
-                                                      plan.group_full_bytes[p])
+                    yield from self._tp_before_forward(i, (j,))
                     yield from self._compute(plan.fwd_s[i], f"fwd {layers[i].name} mb{j}")
-                    if i in tp.reduce_out:
-                        yield self.tensor_stream.join(("tp-out", j, i), "all_reduce", plan.group_full_bytes[i])
+                    yield from self._tp_after_forward(i, (j,))
                 if following is not None:
                     self.links.send(name, following, ("act", following, j), pipe.boundary_bytes[self.stage])
                 continue
@@ -133,9 +129,9 @@ class PipelineStage(DeviceCompute):
             for i in reversed(own):
                 if i == 0:
                     continue
+                yield from self._tp_before_backward(i, (j,))
                 yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name} mb{j}")
-                for p in tp.partial_dx.get(i, ()):
-                    yield self.tensor_stream.join(("tp-dX", j, p), "all_reduce", plan.group_full_bytes[p])
+                yield from self._tp_after_backward(i, (j,))
                 group = layers[i].weight_group
                 if j == last and group in groups_left:
                     groups_left[group] -= 1

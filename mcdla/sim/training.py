@@ -366,6 +366,28 @@ class DeviceCompute:
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
 
+    # Tensor parallelism around layer i (hw/parallelism.tensor_split); ``tag`` tells
+    # apart the micro-batches of a pipeline.
+    def _tp_before_forward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        for p in plan.tp.gathers.get(i, ()):  # split inputs the layer needs whole
+            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p])
+
+    def _tp_after_forward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        if i in plan.tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
+            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i])
+
+    def _tp_before_backward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        if plan.tp.sequence and i in plan.tp.reduce_out:  # dY arrives as token shards
+            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i])
+
+    def _tp_after_backward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        for p in plan.tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
+            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p])
+
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
         workload, topology = self.inputs.workload, self.inputs.topology
@@ -458,7 +480,6 @@ class DeviceCompute:
         memory.hold(self.model_state_bytes)  # resident for the whole iteration
         memory.hold(plan.tensor_bytes[0])  # the input batch
         gathered: set[int] = {0}  # every device loads the whole input batch
-        tp = plan.tp
         zero3 = execution.zero == 3 and self.stream.devices > 1
         weights = {}  # ZeRO-3: weight group -> its gather, issued one group ahead
         order = plan.weight_order
@@ -469,8 +490,7 @@ class DeviceCompute:
                     if p not in gathered:
                         gathered.add(p)
                         yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p])
-            for p in tp.gathers.get(i, ()):
-                yield self.tensor_stream.join(("tp-gather", i, p), "all_gather", plan.group_full_bytes[p])
+            yield from self._tp_before_forward(i)
             group = layer.weight_group
             if zero3 and group is not None and plan.group_first[group] == i:
                 for g in order[order.index(group):order.index(group) + 2]:  # this group and the next
@@ -482,8 +502,7 @@ class DeviceCompute:
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}")
             if zero3 and group is not None and plan.group_last[group] == i:
                 self._drop_weights(group)
-            if i in tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
-                yield self.tensor_stream.join(("tp-out", i), "all_reduce", plan.group_full_bytes[i])
+            yield from self._tp_after_forward(i)
             for p in (*layer.inputs, i):
                 if plan.last_fwd_use[p] != i:
                     continue
@@ -523,14 +542,14 @@ class DeviceCompute:
                 for p in layers[i].inputs:
                     if p != 0:
                         yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p])
+            yield from self._tp_before_backward(i)
             record.backward_start[i] = env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}")
             for t in plan.frees[step]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if zero3 and group is not None and plan.group_first[group] == i:
                 self._drop_weights(group)
-            for p in tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
-                yield self.tensor_stream.join(("tp-dX", p), "all_reduce", plan.group_full_bytes[p])
+            yield from self._tp_after_backward(i)
             if model:
                 # Each weighted consumer leaves a partial dX of its input; the partials
                 # of all consumers are summed locally and the tensor's dX is all-reduced
@@ -568,7 +587,7 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     devices = len(topology.devices)
     degree = execution.tensor_parallel
     local_batch, shards = device_share(execution.parallel, execution.batch, devices // degree)
-    tp = tensor_split(layers, degree)
+    tp = tensor_split(layers, degree, execution.sequence_parallel)
     layer_shards = tp.shards if degree > 1 else (shards,) * len(layers)
     device = topology.device
     fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])

@@ -47,6 +47,7 @@ class Candidate:
     pipeline_parallel: int = 1
     micro_batches: int = 1
     offload_optimizer: bool = False  # ZeRO-Offload: optimizer state in the backing store
+    sequence_parallel: bool = False
 
     def sets(self) -> list[tuple[str, Any]]:
         sets: list[tuple[str, Any]] = [("execution.tensor_parallel", self.tensor_parallel),
@@ -62,6 +63,8 @@ class Candidate:
             sets.append(("training.checkpoint", self.checkpoint))
         if self.offload_optimizer:
             sets.append(("execution.offload_optimizer", True))
+        if self.sequence_parallel:
+            sets.append(("execution.sequence_parallel", True))
         return sets
 
     def label(self) -> str:
@@ -71,6 +74,8 @@ class Candidate:
             parts.append(f"ckpt:{self.checkpoint}")
         if self.offload_optimizer:
             parts.append("zero-offload")
+        if self.sequence_parallel:
+            parts.append("seq")
         return " ".join(parts)
 
 
@@ -121,9 +126,11 @@ def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candid
                                                                _checkpoint_options()):
                 if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP or checkpoint not in (None, "none"))):
                     continue  # nothing to shard over; what pipelines do not compose with
-                out.append(Candidate(tp, zero, offload, checkpoint, pp, m))
-                if offloads and pp == 1:
-                    out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True))
+                for sequence in ((False, True) if tp > 1 else (False,)):
+                    out.append(Candidate(tp, zero, offload, checkpoint, pp, m, sequence_parallel=sequence))
+                    if offloads and pp == 1:
+                        out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True,
+                                             sequence_parallel=sequence))
     return out
 
 
@@ -227,6 +234,7 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
             t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch,
                                   policy=policy)
             key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.training.precision)
+            # (sequence parallelism moves activations, not model state: the same bound)
             if key not in states:
                 states[key] = _state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan
