@@ -254,3 +254,39 @@ def test_sequence_parallelism_turns_each_all_reduce_into_a_reduce_scatter_and_an
 def test_sequence_parallelism_needs_a_tensor_group():
     with pytest.raises(InputError, match="tensor_parallel above 1"):
         ExecutionSpec(sequence_parallel=True)
+
+
+# ZeRO-Infinity: the weights in the backing store too ---------------------------------------
+
+def test_zero_infinity_keeps_no_model_state_on_the_device():
+    record = iterate("ring", zero=3, offload_optimizer=True, offload_params=True)
+    assert record.model_state_bytes == 0
+    # fp16 weights and gradients (2 + 2) and the fp32 master and moments (12), every byte once.
+    assert sum(record.store_resident_bytes.values()) == pytest.approx(GPT2_PARAMS * 16)
+    device = record.devices[0]
+    fetched = sum(e - s for s, e, k in device.virtualization if k.startswith("weights of"))
+    assert fetched > 0  # shards come in before their all-gathers
+    moved = {}
+    for path, size in record.p2p:  # every model-state byte to or from the stores, all devices
+        moved[path[0].startswith("M")] = moved.get(path[0].startswith("M"), 0.0) + size
+    # In: each weight shard twice (forward, backward), the state and gradients in chunks;
+    # out: each gradient shard once, the state and weights in chunks: 2 + (12 + 2) in, 2 + (12 + 2) out.
+    assert moved[True] == pytest.approx(GPT2_PARAMS * (2 * 2 + 12 + 2))
+    assert moved[False] == pytest.approx(GPT2_PARAMS * (2 + 12 + 2))
+
+
+def test_zero_infinity_needs_stage_3_and_the_optimizer_offloaded():
+    with pytest.raises(InputError, match="zero=3 and execution.offload_optimizer"):
+        iterate("ring", zero=2, offload_optimizer=True, offload_params=True)
+
+
+def test_gpt3_175b_trains_only_where_the_memory_nodes_hold_its_state():
+    from mcdla.errors import InfeasibleError
+    from mcdla.run import simulate
+
+    sets = [("execution.zero", 3), ("execution.offload_optimizer", True), ("execution.offload_params", True),
+            ("training.checkpoint", "full"), ("execution.offload", "capacity_aware")]
+    ring = simulate("ring", "bw_aware", "gpt3_175b", "data", 8, sets)  # 8 memory-nodes of 1.28 TB
+    assert ring["device_mem_peak_bytes"] < 16 * (1 << 30)
+    with pytest.raises(InfeasibleError, match="backing store CPU0"):  # 2 sockets of 256 GB for 2.8 TB
+        simulate("dc", "bw_aware", "gpt3_175b", "data", 8, sets)

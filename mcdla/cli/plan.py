@@ -40,6 +40,7 @@ def _human(row) -> dict:
     out = {"tp": c.tensor_parallel, "pp": c.pipeline_parallel,
            "dp": row.devices // (c.tensor_parallel * c.pipeline_parallel),
            "micro": c.micro_batches, "zero": c.zero, "optimizer": "backing" if c.offload_optimizer else "device",
+           "weights": "backing" if c.offload_params else "device",
            "memory": c.offload}
     if c.checkpoint is not None:
         out["checkpoint"] = c.checkpoint

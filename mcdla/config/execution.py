@@ -45,6 +45,10 @@ class ExecutionSpec:
       and the step runs where the state lives: on the host CPU at its DRAM bandwidth
       (then the updated weights come back), or, behind memory-nodes that have no
       processor, on the device after fetching the state (then it goes back).
+    - ``offload_params``: ZeRO-Infinity (Rajbhandari et al. 2021) with stage 3 and
+      ZeRO-Offload: the device's shard of the fp16 weights and gradients lives in the
+      backing store as well; each weight group's shard is fetched before its all-gather
+      (one group ahead, beside the compute), each reduced gradient shard goes back.
     - ``rank_order``: the device each rank runs on, as device names separated by
       commas (a permutation of the topology's devices); default the topology's order.
       Ranks are grouped as Megatron-LM groups them: tensor groups of t consecutive
@@ -67,11 +71,12 @@ class ExecutionSpec:
     offload_optimizer: bool = False
     rank_order: str | None = None
     sequence_parallel: bool = False
+    offload_params: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
         for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0),
-                             ("offload_optimizer", False)):
+                             ("offload_optimizer", False), ("offload_params", False)):
             if getattr(self, key) != default and self.parallel != "data":
                 raise Where("execution", key).error(
                     f"applies to data-parallel training; the paper's model-parallel mode runs with {default}")
@@ -86,4 +91,4 @@ class ExecutionSpec:
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
-                  "rank_order", "sequence_parallel")
+                  "rank_order", "sequence_parallel", "offload_params")

@@ -358,10 +358,19 @@ class DeviceCompute:
 
     def _gather_weights(self, group: str, phase: str):
         """ZeRO-3: all-gathers a weight group's shards into a buffer (the event, which
-        fires when the weights are whole); the buffer is freed by :meth:`_drop_weights`."""
+        fires when the weights are whole); the buffer is freed by :meth:`_drop_weights`.
+        With the weights in the backing store (ZeRO-Infinity), each device first fetches
+        its shard from there, while the compute goes on."""
         size = self.plan.group_bytes[group]
         yield from self.memory.reserve(size, f"the gathered weights of {group}")
-        return self.stream.join(("W", phase, group), "all_gather", size)
+        if not self.inputs.execution.offload_params:
+            return self.stream.join(("W", phase, group), "all_gather", size)
+
+        def fetch_then_gather():
+            yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in")
+            yield self.stream.join(("W", phase, group), "all_gather", size)
+
+        return self.env.process(fetch_then_gather())
 
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
@@ -392,17 +401,23 @@ class DeviceCompute:
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
         workload, topology = self.inputs.workload, self.inputs.topology
         params = self.plan.updated_params
+        # With the weights in the backing store too (ZeRO-Infinity), the gradients are
+        # already there and the updated weights stay there.
+        in_store = self.inputs.execution.offload_params
         if topology.backing == "host":
-            yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
+            if not in_store:
+                yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
             # The CPU's step is a memory-bound pass over the state in its socket's DRAM:
             # a flow on the DRAM port, which every device that socket serves shares.
             yield from self._to_store(params * step_bytes_per_param(workload), "offload", "optimizer step on the host",
                                       ports_only=True)
-            yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
+            if not in_store:
+                yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
             return
-        # Memory-nodes have no processor: the state comes to the device in chunks, each
-        # stepped while the next arrives and the last goes back (double-buffered).
-        state = optimizer_state_bytes(workload, params)
+        # Memory-nodes have no processor: the state (and, ZeRO-Infinity, the gradient in
+        # and the updated weights out) comes to the device in chunks, each stepped while
+        # the next arrives and the last goes back (double-buffered).
+        state = optimizer_state_bytes(workload, params) + (params * workload.precision_bytes if in_store else 0.0)
         chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
         size, step_s = state / chunks, self.plan.step_s / chunks
         env = self.env
@@ -446,7 +461,7 @@ class DeviceCompute:
         added to the open bucket, which is all-reduced once it reaches the bucket size."""
         bucket = self.inputs.execution.training.bucket
         if bucket is None:
-            self._reductions.append(self.stream.join(("dW", group), self._gradient_op, size_bytes))
+            self._reductions.append(self._reduce_gradient(("dW", group), size_bytes))
             return
         self._bucket.append(group)
         self._bucket_bytes += size_bytes
@@ -456,8 +471,21 @@ class DeviceCompute:
     def _flush_bucket(self) -> None:
         if self._bucket:
             key = ("bucket", *self._bucket)  # the same groups in the same order on every device
-            self._reductions.append(self.stream.join(key, self._gradient_op, self._bucket_bytes))
+            self._reductions.append(self._reduce_gradient(key, self._bucket_bytes))
             self._bucket, self._bucket_bytes = [], 0.0
+
+    def _reduce_gradient(self, key: tuple, size_bytes: float) -> simpy.Event:
+        """Joins a gradient reduction; with the weights in the backing store, the
+        device's reduced shard then goes there (the event fires when it has)."""
+        reduced = self.stream.join(key, self._gradient_op, size_bytes)
+        if not self.inputs.execution.offload_params:
+            return reduced
+
+        def then_store():
+            yield reduced
+            yield from self._to_store(size_bytes / self.stream.devices, "offload", "gradients out")
+
+        return self.env.process(then_store())
 
     def _compute(self, duration_s: float, label: str):
         if duration_s > 0:
@@ -693,6 +721,8 @@ def device_model_state(workload, execution: ExecutionSpec, devices: int, group_p
     weights, with the execution's ZeRO stage and ZeRO-Offload, in data-parallel."""
     if execution.parallel == "model":
         return model_state_bytes(workload, devices)
+    if execution.offload_params:  # ZeRO-Infinity: nothing stays; weights come in per group
+        return 0.0
     return model_state_bytes(workload, params=sum(group_params.values()), zero=execution.zero,
                              dp=devices // execution.tensor_parallel, offload_optimizer=execution.offload_optimizer)
 
@@ -773,6 +803,10 @@ class Iteration:
         else:
             params = {g: b / workload.precision_bytes for g, b in self.plan.group_bytes.items()}
             self.model_state_bytes = device_model_state(workload, execution, devices, params)
+        if execution.offload_params and not (execution.zero == 3 and execution.offload_optimizer):
+            raise InputError("the weights leave the device only with their optimizer state, under ZeRO "
+                             "stage 3: set execution.zero=3 and execution.offload_optimizer=true",
+                             key="execution.offload_params")
         if execution.offload_optimizer:
             if topology.backing == "none":
                 raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
@@ -844,6 +878,8 @@ class Iteration:
         stores = BackingStores(topology)
         if inputs.execution.offload_optimizer:  # ZeRO-Offload: every device's state, stored for good
             state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
+            if inputs.execution.offload_params:  # ZeRO-Infinity: its shard of the weights and gradients too
+                state += 2 * self.plan.updated_params * inputs.workload.precision_bytes
             for name in topology.devices:
                 for sub in topology.backing_routes(name, inputs.execution.policy, "offload"):
                     stores.hold(sub.store, sub.share * state)

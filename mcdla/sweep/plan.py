@@ -48,6 +48,7 @@ class Candidate:
     micro_batches: int = 1
     offload_optimizer: bool = False  # ZeRO-Offload: optimizer state in the backing store
     sequence_parallel: bool = False
+    offload_params: bool = False  # ZeRO-Infinity: the weights in the backing store too
 
     def sets(self) -> list[tuple[str, Any]]:
         sets: list[tuple[str, Any]] = [("execution.tensor_parallel", self.tensor_parallel),
@@ -65,6 +66,8 @@ class Candidate:
             sets.append(("execution.offload_optimizer", True))
         if self.sequence_parallel:
             sets.append(("execution.sequence_parallel", True))
+        if self.offload_params:
+            sets.append(("execution.offload_params", True))
         return sets
 
     def label(self) -> str:
@@ -73,7 +76,7 @@ class Candidate:
         if self.checkpoint not in (None, "none"):
             parts.append(f"ckpt:{self.checkpoint}")
         if self.offload_optimizer:
-            parts.append("zero-offload")
+            parts.append("zero-infinity" if self.offload_params else "zero-offload")
         if self.sequence_parallel:
             parts.append("seq")
         return " ".join(parts)
@@ -94,7 +97,8 @@ class PlanRow:
         return {"tensor_parallel": c.tensor_parallel, "pipeline_parallel": c.pipeline_parallel,
                 "micro_batches": c.micro_batches,
                 "data_parallel": self.devices // (c.tensor_parallel * c.pipeline_parallel),
-                "zero": c.zero, "offload_optimizer": c.offload_optimizer, "memory": c.offload,
+                "zero": c.zero, "offload_optimizer": c.offload_optimizer, "offload_params": c.offload_params,
+                "sequence_parallel": c.sequence_parallel, "memory": c.offload,
                 "checkpoint": c.checkpoint or "none",
                 "estimate_s": self.estimate_s, "resident_bytes": self.resident_bytes,
                 "feasible": self.feasible, "reason": self.reason, **self.result}
@@ -131,6 +135,9 @@ def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candid
                     if offloads and pp == 1:
                         out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True,
                                              sequence_parallel=sequence))
+                        if zero == 3:  # ZeRO-Infinity: the weights in the backing store too
+                            out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True,
+                                                 sequence_parallel=sequence, offload_params=True))
     return out
 
 
@@ -233,7 +240,8 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         try:
             t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch,
                                   policy=policy)
-            key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.training.precision)
+            key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.offload_params,
+                   e.training.precision)
             # (sequence parallelism moves activations, not model state: the same bound)
             if key not in states:
                 states[key] = _state_lower_bound(w, e, n)
