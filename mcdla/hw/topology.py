@@ -121,7 +121,7 @@ class Topology:
         return cached
 
     def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
-        hops = _store_path(self.graph, device, store)
+        hops = _store_path(self.graph, device, store, self.switches)
         counts = [self.graph.number_of_edges(a, b) for a, b in hops]
         stripes = max(counts)
         port = self._port_of(device, store)
@@ -204,13 +204,17 @@ class Topology:
         }
 
 
-def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
-    """The hops from ``device`` to ``store``, relaying only through PCIe switches.
+def _store_path(graph: nx.MultiDiGraph, device: str, store: str,
+                switches: Sequence[str]) -> list[tuple[str, str]]:
+    """The hops from ``device`` to ``store``, relaying only through PCIe switches
+    (``switches``: the graph's switch nodes, listed once by the caller, not per route).
 
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    allowed = [n for n, kind in graph.nodes(data="kind") if kind == "switch"] + [device, store]
+    if graph.has_edge(device, store):  # a direct link is the one shortest path
+        return [(device, store)]
+    allowed = [*switches, device, store]
     view = graph.subgraph(allowed)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -469,6 +473,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         if d not in devices:
             raise where.child(d).error(f"{d!r} is not a device")
     clients: dict[str, list[str]] = {}
+    switches = [n for n, kind in graph.nodes(data="kind") if kind == "switch"]
     for d in devices:
         stores = doc.serves.get(d)
         if not stores:
@@ -479,7 +484,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             if s not in graph or graph.nodes[s]["kind"] != want:
                 kind_name = "CPU socket" if want == "cpu" else "memory-node"
                 raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
-            if not _store_path(graph, d, s):
+            if not _store_path(graph, d, s, switches):
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":
