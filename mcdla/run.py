@@ -131,6 +131,7 @@ def simulate(
     """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``."""
     from mcdla.hw.budget import check_budget, estimate_work
     from mcdla.metrics.summary import summarize
+    from mcdla.sim.environment import collection_paused
     from mcdla.sim.training import Iteration
 
     if trace is not None:  # refuse an unwritable trace before spending the simulation
@@ -144,7 +145,8 @@ def simulate(
                                         policy=policy)
     check_budget(estimate_work(topo, work), budget)  # before any simulation work
     started = time.perf_counter()
-    record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
+    with collection_paused():  # the inputs are built: no garbage collection while simulating
+        record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
     wall_s = time.perf_counter() - started
     result = summarize(record, wall_s)
     if trace is not None:

@@ -2,13 +2,25 @@
 
 The event count is part of every result (``events``) and of the benchmark's events
 per second, the figure that tells whether the simulator's cost tracks its work.
+
+:func:`collection_paused` keeps Python's cyclic garbage collector out of a
+simulation: a run allocates millions of short-lived events, and every few hundred
+allocations the collector would walk the young objects, and now and then every
+object alive, the inputs and the growing record included. That walk took 40-46 % of
+the wall time of a 1,024-device iteration, while collecting almost nothing (SimPy
+events are freed by reference counting; a 1,024-device ResNet-34 iteration leaves
+about 27k cyclic objects in 1.6M events).
 """
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
+from typing import Iterator
+
 import simpy
 
-__all__ = ["CountingEnvironment"]
+__all__ = ["CountingEnvironment", "collection_paused"]
 
 
 class CountingEnvironment(simpy.Environment):
@@ -21,3 +33,20 @@ class CountingEnvironment(simpy.Environment):
     def step(self) -> None:
         self.events_processed += 1
         super().step()
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block; what existed before it is frozen
+    (never walked again by the collector while the block runs). Restored on exit,
+    also on an exception: the collector's state as it was, the frozen objects back in
+    the oldest generation. Nested blocks are harmless."""
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
