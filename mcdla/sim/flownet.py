@@ -103,6 +103,10 @@ class _Flow:
         self.finish_s = math.inf
 
 
+def _start_order(flow: _Flow) -> int:
+    return flow.id
+
+
 class FlowNetwork:
     """Flows over resources with capacities, shared max-min fairly.
 
@@ -158,6 +162,10 @@ class FlowNetwork:
         # ResNet-34 iteration solves 444 components of only 9 kinds.
         self._solved: dict[tuple[int, ...], tuple[list[float], dict[str, float]]] = {}
         self._solved_size = 0  # flows held in _solved's keys, bounded by _SOLVED_FLOWS
+        # Components searched: (touched resources, paths of all flows in join order) ->
+        # (positions of the component's flows, or None for all; the resources reached).
+        self._components: dict[tuple, tuple[tuple[int, ...] | None, tuple[str, ...]]] = {}
+        self._components_size = 0
 
     # -- construction -------------------------------------------------------------
 
@@ -302,29 +310,30 @@ class FlowNetwork:
         resource whose flows changed can get a new max-min rate, so only that
         component is solved: offloads of different devices, or a collective and
         an unrelated DMA, do not pay for each other's changes.
+
+        Which flows and resources form the component is a function of the touched
+        resources and the paths of the flows, in join order; like the rates, it is
+        searched once per kind (see :meth:`_component`) and reused.
         """
         now = self.env.now
         self._rate_computations += 1
-        flows, users = self._flows, self._users
         touched, self._touched = self._touched, {}
-        component: dict[int, None] = {}
-        reached = dict(touched)
-        queue = list(touched)
-        total = len(flows)
-        while queue and len(component) < total:
-            for fid in users.get(queue.pop(), ()):
-                if fid not in component:
-                    component[fid] = None
-                    for resource in flows[fid].path:
-                        if resource not in reached:
-                            reached[resource] = None
-                            queue.append(resource)
-        if len(component) == total:  # everything is connected: skip the rest of the search
-            ordered = list(flows)
-            reached.update(dict.fromkeys(users))
-        else:
-            ordered = sorted(component)  # start order, whatever the search order was
-        members = [flows[fid] for fid in ordered]
+        joined = list(self._flows.values())  # join order
+        key = (frozenset(touched), tuple([flow.pid for flow in joined]))
+        found = self._components.get(key)
+        if found is None:
+            found = self._component(touched, joined)
+            if self._components_size + len(joined) > _SOLVED_FLOWS:
+                self._components.clear()
+                self._components_size = 0
+            self._components[key] = found
+            self._components_size += len(joined)
+        positions, reached = found
+        if positions is None:  # everything is connected: join order
+            members = joined
+        else:  # start order, whatever the search order was
+            members = [joined[i] for i in positions]
+            members.sort(key=_start_order)
         rates, sums = self._solve(tuple([flow.pid for flow in members]))
         for flow, rate in zip(members, rates):
             flow.rate_Bps = rate
@@ -332,7 +341,7 @@ class FlowNetwork:
             flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
         # The component is closed: every flow on a reached resource is in it.
         changed: dict[str, float] = {}
-        load = self._load
+        load, users = self._load, self._users
         caps = self._capacities
         for resource in reached:
             value = sums.get(resource, 0.0)
@@ -348,7 +357,28 @@ class FlowNetwork:
                     del users[resource]
         if changed:
             self._publish(changed)
-        self._schedule(min((f.finish_s for f in flows.values()), default=math.inf))
+        self._schedule(min((f.finish_s for f in joined), default=math.inf))
+
+    def _component(self, touched: dict[str, None], joined: list[_Flow]):
+        """The flows connected to ``touched`` (None: all of them; else their positions in
+        ``joined``) and the resources they and ``touched`` cover."""
+        flows, users = self._flows, self._users
+        component: dict[int, None] = {}
+        reached = dict(touched)
+        queue = list(touched)
+        total = len(flows)
+        while queue and len(component) < total:
+            for fid in users.get(queue.pop(), ()):
+                if fid not in component:
+                    component[fid] = None
+                    for resource in flows[fid].path:
+                        if resource not in reached:
+                            reached[resource] = None
+                            queue.append(resource)
+        if len(component) == total:  # everything is connected: skip the rest of the search
+            reached.update(dict.fromkeys(users))
+            return None, tuple(reached)
+        return tuple(i for i, flow in enumerate(joined) if flow.id in component), tuple(reached)
 
     def _solve(self, key: tuple[int, ...]) -> tuple[list[float], dict[str, float]]:
         """The max-min rates of flows on the paths numbered ``key`` (in that order) and
