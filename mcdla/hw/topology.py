@@ -121,7 +121,7 @@ class Topology:
         return cached
 
     def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
-        hops = _store_path(self.graph, device, store, self.switches)
+        hops = _route(self.graph, device, store)
         counts = [self.graph.number_of_edges(a, b) for a, b in hops]
         stripes = max(counts)
         port = self._port_of(device, store)
@@ -204,23 +204,34 @@ class Topology:
         }
 
 
-def _store_path(graph: nx.MultiDiGraph, device: str, store: str,
-                switches: Sequence[str]) -> list[tuple[str, str]]:
-    """The hops from ``device`` to ``store``, relaying only through PCIe switches
-    (``switches``: the graph's switch nodes, listed once by the caller, not per route).
+def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
+    """The hops from ``device`` to ``store``, relaying only through PCIe switches.
 
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    if graph.has_edge(device, store):  # a direct link is the one shortest path
-        return [(device, store)]
-    allowed = [*switches, device, store]
+    allowed = [n for n, kind in graph.nodes(data="kind") if kind == "switch"] + [device, store]
     view = graph.subgraph(allowed)
     try:
         nodes = nx.shortest_path(view, device, store)
     except nx.NetworkXNoPath:
         return []
     return list(zip(nodes[:-1], nodes[1:]))
+
+
+def _route(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
+    """:func:`_store_path`, searched once per (device, store) and not at all for a store
+    linked directly to the device (that link is the one shortest path): the search
+    lists every node of the graph, which made loading quadratic in the devices."""
+    routes = graph.graph.setdefault("mcdla_store_routes", {})
+    hops = routes.get((device, store))
+    if hops is None:
+        if graph.has_edge(device, store):
+            hops = [(device, store)]
+        else:
+            hops = _store_path(graph, device, store)
+        routes[(device, store)] = hops
+    return list(hops)
 
 
 def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Topology:
@@ -473,7 +484,6 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         if d not in devices:
             raise where.child(d).error(f"{d!r} is not a device")
     clients: dict[str, list[str]] = {}
-    switches = [n for n, kind in graph.nodes(data="kind") if kind == "switch"]
     for d in devices:
         stores = doc.serves.get(d)
         if not stores:
@@ -484,7 +494,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             if s not in graph or graph.nodes[s]["kind"] != want:
                 kind_name = "CPU socket" if want == "cpu" else "memory-node"
                 raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
-            if not _store_path(graph, d, s, switches):
+            if not _route(graph, d, s):
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":
