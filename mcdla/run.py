@@ -178,7 +178,7 @@ def simulate_from_args(args) -> dict[str, Any]:
 # topologies use, so that the number lives in one place.
 DEFAULT_RING_LINK = "nvlink2"
 # Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
-MAX_RING = 4096
+MAX_RING = 65536
 
 
 def _quantity(value: Any, kind: str, option: str, *, positive: bool) -> float:

@@ -40,7 +40,7 @@ DIRECTIONS = ("offload", "prefetch")
 
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
 # devices), far below what would exhaust memory or time when the graph is built.
-MAX_NODES = 4096
+MAX_NODES = 65536
 # Parallel links on one connection: real nodes have a handful (NVLink: up to 18 per
 # GPU in total); each is a channel the flow solver tracks.
 MAX_PARALLEL_LINKS = 256
