@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import networkx as nx
+from mcdla.hw import graph as nx  # networkx's API as mcdla uses it, without importing networkx
 
 from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
