@@ -42,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import simpy
 
 from mcdla.hw.maxmin import max_min_rates
@@ -130,6 +131,15 @@ class FlowNetwork:
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
         self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
+        # Resources, numbered in the order they were added, and their state as arrays
+        # (grown by _sync when resources are added): capacity, load (the sum of its
+        # flows' rates; 0 when idle), bytes carried, busy time, and whether it ever
+        # carried anything. An update of every resource is, element by element, the
+        # same float operation as one resource at a time.
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._cap = self._loadv = self._bytes = self._busy = np.zeros(0)
+        self._ever = np.zeros(0, dtype=bool)
         for resource, bw in capacities_Bps.items():
             self.add_resource(resource, bw)
         self._on_rates = on_rates
@@ -141,7 +151,6 @@ class FlowNetwork:
         self._last_s = env.now
         self._timer_s: float | None = None
         self._timer_gen = 0
-        self._load: dict[str, float] = {}  # resource -> sum of its flows' rates (> 0)
         self._users: dict[str, dict[int, None]] = {}  # resource -> flows on it, in join order
         self._touched: dict[str, None] = {}  # resources whose flows changed since the last computation
         # accounting
@@ -150,8 +159,6 @@ class FlowNetwork:
         self._bytes_sent = 0.0
         self._bytes_delivered = 0.0
         self._rate_computations = 0
-        self._bytes_by_resource: dict[str, float] = {}
-        self._busy_s_by_resource: dict[str, float] = {}
         # The worst load above capacity seen: (load / capacity, resource, time_s, load_Bps).
         self.overload: tuple[float, str, float, float] | None = None
         self._pids: dict[tuple[str, ...], int] = {}  # constrained path -> number
@@ -164,7 +171,7 @@ class FlowNetwork:
         self._solved_size = 0  # flows held in _solved's keys, bounded by _SOLVED_FLOWS
         # Components searched: (touched resources, paths of all flows in join order) ->
         # (positions of the component's flows, or None for all; the resources reached).
-        self._components: dict[tuple, tuple[tuple[int, ...] | None, tuple[str, ...]]] = {}
+        self._components: dict[tuple, tuple] = {}
         self._components_size = 0
 
     # -- construction -------------------------------------------------------------
@@ -187,6 +194,8 @@ class FlowNetwork:
         known = self._capacities.get(resource)
         if known is None:
             self._capacities[resource] = capacity_Bps
+            self._index[resource] = len(self._names)
+            self._names.append(resource)
             if self._given:
                 self._given.clear()  # a given path may now cross one more constrained resource
         elif known != capacity_Bps:
@@ -239,14 +248,15 @@ class FlowNetwork:
 
     def stats(self) -> NetworkStats:
         """The accounting up to ``env.now`` (loads held since the last change included)."""
+        self._sync()
         dt = self.env.now - self._last_s
-        bytes_by = dict(self._bytes_by_resource)
-        busy_by = dict(self._busy_s_by_resource)
+        carried, busy, ever = self._bytes.copy(), self._busy.copy(), self._ever.copy()
         if dt > 0:
-            for resource, load in self._load.items():
-                if load > 0:
-                    bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
-                    busy_by[resource] = busy_by.get(resource, 0.0) + dt
+            self._carry(carried, busy, ever, dt)
+        names = self._names
+        seen = np.flatnonzero(ever).tolist()
+        bytes_by = dict(zip([names[i] for i in seen], carried[seen].tolist()))
+        busy_by = dict(zip([names[i] for i in seen], busy[seen].tolist()))
         return NetworkStats(
             time_s=self.env.now,
             flows_started=self._flows_started,
@@ -297,11 +307,26 @@ class FlowNetwork:
         self._last_s = now
         for flow in self._flows.values():
             flow.remaining_bytes -= flow.rate_Bps * dt
-        bytes_by, busy_by = self._bytes_by_resource, self._busy_s_by_resource
-        for resource, load in self._load.items():
-            if load > 0:
-                bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
-                busy_by[resource] = busy_by.get(resource, 0.0) + dt
+        self._sync()
+        self._carry(self._bytes, self._busy, self._ever, dt)
+
+    def _carry(self, carried: np.ndarray, busy: np.ndarray, ever: np.ndarray, dt: float) -> None:
+        """Adds ``dt`` seconds at today's loads to ``carried`` bytes and ``busy`` time."""
+        loaded = self._loadv > 0
+        carried[loaded] += self._loadv[loaded] * dt
+        busy[loaded] += dt
+        ever |= loaded
+
+    def _sync(self) -> None:
+        """Grows the resource arrays to the resources added since."""
+        grow = len(self._names) - len(self._cap)
+        if grow:
+            caps = self._capacities
+            added = np.array([caps[name] for name in self._names[len(self._cap):]], dtype=float)
+            self._cap = np.concatenate((self._cap, added))
+            self._loadv, self._bytes, self._busy = (np.concatenate((a, np.zeros(grow)))
+                                                    for a in (self._loadv, self._bytes, self._busy))
+            self._ever = np.concatenate((self._ever, np.zeros(grow, dtype=bool)))
 
     def _recompute(self) -> None:
         """New fair rates where flows changed; new loads, completion times and timer.
@@ -328,7 +353,7 @@ class FlowNetwork:
                 self._components_size = 0
             self._components[key] = found
             self._components_size += len(joined)
-        positions, reached = found
+        positions = found[0]
         if positions is None:  # everything is connected: join order
             members = joined
         else:  # start order, whatever the search order was
@@ -339,24 +364,32 @@ class FlowNetwork:
             flow.rate_Bps = rate
             # A zero share (float residue of a saturated resource) waits for the next change.
             flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
-        # The component is closed: every flow on a reached resource is in it.
-        changed: dict[str, float] = {}
-        load, users = self._load, self._users
-        caps = self._capacities
-        for resource in reached:
-            value = sums.get(resource, 0.0)
-            if load.get(resource, 0.0) != value:
-                changed[resource] = value
-                if value > caps[resource] * (1 + CAPACITY_SLACK):
-                    self._note_overload(resource, value)
-            if value > 0:
-                load[resource] = value
-            else:
-                load.pop(resource, None)
-                if not users.get(resource, True):
-                    del users[resource]
-        if changed:
-            self._publish(changed)
+        # The component is closed: every flow on a reached resource is in it. Its new
+        # loads, in the order of ``reached``, are kept with it for each rates object.
+        self._sync()
+        reached, index, by_rates = found[1], found[2], found[3]
+        known = by_rates.get(id(sums))
+        if known is None or known[0] is not sums:
+            if len(by_rates) > 64:
+                by_rates.clear()
+            values = [sums.get(resource, 0.0) for resource in reached]
+            idle = tuple(resource for resource, value in zip(reached, values) if not value > 0)
+            known = by_rates[id(sums)] = (sums, np.array(values, dtype=float), idle)
+        new = known[1]
+        loads = self._loadv
+        differ = np.flatnonzero(loads[index] != new)
+        if len(differ):
+            where, values = index[differ], new[differ]
+            loads[where] = values
+            over = np.flatnonzero(values > self._cap[where] * (1 + CAPACITY_SLACK))
+            names = self._names
+            for k in over.tolist():
+                self._note_overload(names[where[k]], float(values[k]))
+            self._publish(dict(zip([names[i] for i in where.tolist()], values.tolist())))
+        users = self._users
+        for resource in known[2]:  # idle now: forgotten once no flow is on it
+            if not users.get(resource, True):
+                del users[resource]
         self._schedule(min((f.finish_s for f in joined), default=math.inf))
 
     def _component(self, touched: dict[str, None], joined: list[_Flow]):
@@ -377,8 +410,12 @@ class FlowNetwork:
                             queue.append(resource)
         if len(component) == total:  # everything is connected: skip the rest of the search
             reached.update(dict.fromkeys(users))
-            return None, tuple(reached)
-        return tuple(i for i, flow in enumerate(joined) if flow.id in component), tuple(reached)
+            positions = None
+        else:
+            positions = tuple(i for i, flow in enumerate(joined) if flow.id in component)
+        index = np.array([self._index[resource] for resource in reached], dtype=np.intp)
+        # (positions, resources reached, their numbers, id(rates) -> their new loads)
+        return positions, tuple(reached), index, {}
 
     def _solve(self, key: tuple[int, ...]) -> tuple[list[float], dict[str, float]]:
         """The max-min rates of flows on the paths numbered ``key`` (in that order) and
