@@ -108,13 +108,49 @@ def _start_order(flow: _Flow) -> int:
     return flow.id
 
 
+class _Loads(Mapping):
+    """The resources whose load changed, and their new loads: a read-only mapping over
+    the network's arrays, made a dict only if iterated (a collective's ring changes
+    thousands of loads at once, and the training driver reads two of them)."""
+
+    __slots__ = ("_names", "_index", "_where", "_values", "_dict")
+
+    def __init__(self, names: list[str], index: dict[str, int], where: np.ndarray, values: np.ndarray):
+        self._names, self._index, self._where, self._values = names, index, where, values
+        self._dict: dict[str, float] | None = None
+
+    def _full(self) -> dict[str, float]:
+        if self._dict is None:
+            names = self._names
+            self._dict = dict(zip([names[i] for i in self._where.tolist()], self._values.tolist()))
+        return self._dict
+
+    def __getitem__(self, resource: str) -> float:
+        if self._dict is not None:
+            return self._dict[resource]
+        i = self._index.get(resource)
+        hits = np.flatnonzero(self._where == i) if i is not None else ()
+        if not len(hits):
+            raise KeyError(resource)
+        return float(self._values[hits[0]])
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __repr__(self) -> str:
+        return repr(self._full())
+
+
 class FlowNetwork:
     """Flows over resources with capacities, shared max-min fairly.
 
     ``capacities_Bps`` maps resource ids to bandwidths (bytes/s, > 0); a resource id
     absent from it is unconstrained. ``on_rates(now_s, {resource: load_Bps})`` is
     called after every rate computation with the resources whose load changed (a
-    load of 0 means the resource went idle). ``record_timeline=True`` keeps the same
+    load of 0 means the resource went idle), as a read-only mapping. ``record_timeline=True`` keeps the same
     changes in :attr:`timeline`.
     """
 
@@ -227,10 +263,14 @@ class FlowNetwork:
         self._flows_started += 1
         self._bytes_sent += size_bytes
         if latency_s > 0:
-            self.env.timeout(latency_s).callbacks.append(lambda _event, f=flow: self._enqueue(f))
+            self.env.timeout(latency_s, flow).callbacks.append(self._latency_elapsed)
         else:
             self._enqueue(flow)
         return done
+
+    def _latency_elapsed(self, event: simpy.Event) -> None:
+        self._joining.append(event.value)  # the flow whose latency this timeout was
+        self._request_flush()
 
     def _new_path(self, path: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources."""
@@ -385,7 +425,7 @@ class FlowNetwork:
             names = self._names
             for k in over.tolist():
                 self._note_overload(names[where[k]], float(values[k]))
-            self._publish(dict(zip([names[i] for i in where.tolist()], values.tolist())))
+            self._publish(_Loads(names, self._index, where, values))
         users = self._users
         for resource in known[2]:  # idle now: forgotten once no flow is on it
             if not users.get(resource, True):
@@ -441,7 +481,7 @@ class FlowNetwork:
         if self.overload is None or ratio > self.overload[0]:
             self.overload = (ratio, resource, self.env.now, load_Bps)
 
-    def _publish(self, changed: dict[str, float]) -> None:
+    def _publish(self, changed: Mapping[str, float]) -> None:
         """Reports the resources whose load changed (0: went idle)."""
         now = self.env.now
         if self.timeline is not None:
