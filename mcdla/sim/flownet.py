@@ -42,10 +42,14 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 import simpy
 
 from mcdla.hw.maxmin import max_min_rates
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["FlowNetwork", "NetworkStats"]
 
@@ -58,6 +62,10 @@ _TIME_SLACK = 1e-12
 # Relative slack of the capacity invariant: a load is the sum of max-min shares, which
 # may exceed the capacity it splits by a few ulps, never by more.
 CAPACITY_SLACK = 1e-9
+# From this many resources on, loads and accounting are numpy arrays (one vector
+# operation per update instead of one per resource); below it, dicts, which avoid
+# numpy's import (about 80 ms, more than a small simulation) and per-call overhead.
+VECTOR_RESOURCES = 2048
 # Bound on the memory of solved components: the flows listed in their keys, in all.
 _SOLVED_FLOWS = 2_000_000
 
@@ -129,7 +137,7 @@ class _Loads(Mapping):
         if self._dict is not None:
             return self._dict[resource]
         i = self._index.get(resource)
-        hits = np.flatnonzero(self._where == i) if i is not None else ()
+        hits = (self._where == i).nonzero()[0] if i is not None else ()
         if not len(hits):
             raise KeyError(resource)
         return float(self._values[hits[0]])
@@ -167,15 +175,24 @@ class FlowNetwork:
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
         self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
-        # Resources, numbered in the order they were added, and their state as arrays
-        # (grown by _sync when resources are added): capacity, load (the sum of its
-        # flows' rates; 0 when idle), bytes carried, busy time, and whether it ever
-        # carried anything. An update of every resource is, element by element, the
-        # same float operation as one resource at a time.
+        # Resources, numbered in the order they were added. In a large network their
+        # state is arrays (grown by _sync when resources are added): capacity, load (the
+        # sum of its flows' rates; 0 when idle), bytes carried, busy time, and whether
+        # it ever carried anything; an update of every resource is, element by element,
+        # the same float operation as the dicts' one resource at a time.
         self._names: list[str] = []
         self._index: dict[str, int] = {}
-        self._cap = self._loadv = self._bytes = self._busy = np.zeros(0)
-        self._ever = np.zeros(0, dtype=bool)
+        self._vector = len(capacities_Bps) >= VECTOR_RESOURCES
+        if self._vector:
+            import numpy
+
+            self._np = numpy
+            self._cap = self._loadv = self._bytes = self._busy = numpy.zeros(0)
+            self._ever = numpy.zeros(0, dtype=bool)
+        # In a small one, dicts: resource -> load (> 0), bytes carried, busy time.
+        self._load: dict[str, float] = {}
+        self._bytes_by_resource: dict[str, float] = {}
+        self._busy_s_by_resource: dict[str, float] = {}
         for resource, bw in capacities_Bps.items():
             self.add_resource(resource, bw)
         self._on_rates = on_rates
@@ -207,7 +224,7 @@ class FlowNetwork:
         self._solved_size = 0  # flows held in _solved's keys, bounded by _SOLVED_FLOWS
         # Components searched: (touched resources, paths of all flows in join order) ->
         # (positions of the component's flows, or None for all; the resources reached).
-        self._components: dict[tuple, tuple] = {}
+        self._components: dict[tuple, list] = {}
         self._components_size = 0
 
     # -- construction -------------------------------------------------------------
@@ -288,15 +305,23 @@ class FlowNetwork:
 
     def stats(self) -> NetworkStats:
         """The accounting up to ``env.now`` (loads held since the last change included)."""
-        self._sync()
         dt = self.env.now - self._last_s
-        carried, busy, ever = self._bytes.copy(), self._busy.copy(), self._ever.copy()
-        if dt > 0:
-            self._carry(carried, busy, ever, dt)
-        names = self._names
-        seen = np.flatnonzero(ever).tolist()
-        bytes_by = dict(zip([names[i] for i in seen], carried[seen].tolist()))
-        busy_by = dict(zip([names[i] for i in seen], busy[seen].tolist()))
+        if self._vector:
+            self._sync()
+            carried, busy, ever = self._bytes.copy(), self._busy.copy(), self._ever.copy()
+            if dt > 0:
+                self._carry(carried, busy, ever, dt)
+            names = self._names
+            seen = ever.nonzero()[0].tolist()
+            bytes_by = dict(zip([names[i] for i in seen], carried[seen].tolist()))
+            busy_by = dict(zip([names[i] for i in seen], busy[seen].tolist()))
+        else:
+            bytes_by = dict(self._bytes_by_resource)
+            busy_by = dict(self._busy_s_by_resource)
+            if dt > 0:
+                for resource, load in self._load.items():
+                    bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
+                    busy_by[resource] = busy_by.get(resource, 0.0) + dt
         return NetworkStats(
             time_s=self.env.now,
             flows_started=self._flows_started,
@@ -347,8 +372,14 @@ class FlowNetwork:
         self._last_s = now
         for flow in self._flows.values():
             flow.remaining_bytes -= flow.rate_Bps * dt
-        self._sync()
-        self._carry(self._bytes, self._busy, self._ever, dt)
+        if self._vector:
+            self._sync()
+            self._carry(self._bytes, self._busy, self._ever, dt)
+            return
+        bytes_by, busy_by = self._bytes_by_resource, self._busy_s_by_resource
+        for resource, load in self._load.items():
+            bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
+            busy_by[resource] = busy_by.get(resource, 0.0) + dt
 
     def _carry(self, carried: np.ndarray, busy: np.ndarray, ever: np.ndarray, dt: float) -> None:
         """Adds ``dt`` seconds at today's loads to ``carried`` bytes and ``busy`` time."""
@@ -361,7 +392,7 @@ class FlowNetwork:
         """Grows the resource arrays to the resources added since."""
         grow = len(self._names) - len(self._cap)
         if grow:
-            caps = self._capacities
+            np, caps = self._np, self._capacities
             added = np.array([caps[name] for name in self._names[len(self._cap):]], dtype=float)
             self._cap = np.concatenate((self._cap, added))
             self._loadv, self._bytes, self._busy = (np.concatenate((a, np.zeros(grow)))
@@ -404,10 +435,32 @@ class FlowNetwork:
             flow.rate_Bps = rate
             # A zero share (float residue of a saturated resource) waits for the next change.
             flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
-        # The component is closed: every flow on a reached resource is in it. Its new
-        # loads, in the order of ``reached``, are kept with it for each rates object.
+        # The component is closed: every flow on a reached resource is in it.
+        if not self._vector:
+            changed: dict[str, float] = {}
+            load, users, caps = self._load, self._users, self._capacities
+            for resource in found[1]:
+                value = sums.get(resource, 0.0)
+                if load.get(resource, 0.0) != value:
+                    changed[resource] = value
+                    if value > caps[resource] * (1 + CAPACITY_SLACK):
+                        self._note_overload(resource, value)
+                if value > 0:
+                    load[resource] = value
+                else:
+                    load.pop(resource, None)
+                    if not users.get(resource, True):
+                        del users[resource]
+            if changed:
+                self._publish(changed)
+            self._schedule(min((f.finish_s for f in joined), default=math.inf))
+            return
+        # Its new loads, in the order of ``reached``, are kept with it per rates object.
+        np = self._np
         self._sync()
         reached, index, by_rates = found[1], found[2], found[3]
+        if index is None:
+            index = found[2] = np.array([self._index[resource] for resource in reached], dtype=np.intp)
         known = by_rates.get(id(sums))
         if known is None or known[0] is not sums:
             if len(by_rates) > 64:
@@ -417,11 +470,11 @@ class FlowNetwork:
             known = by_rates[id(sums)] = (sums, np.array(values, dtype=float), idle)
         new = known[1]
         loads = self._loadv
-        differ = np.flatnonzero(loads[index] != new)
+        differ = (loads[index] != new).nonzero()[0]
         if len(differ):
             where, values = index[differ], new[differ]
             loads[where] = values
-            over = np.flatnonzero(values > self._cap[where] * (1 + CAPACITY_SLACK))
+            over = (values > self._cap[where] * (1 + CAPACITY_SLACK)).nonzero()[0]
             names = self._names
             for k in over.tolist():
                 self._note_overload(names[where[k]], float(values[k]))
@@ -453,9 +506,8 @@ class FlowNetwork:
             positions = None
         else:
             positions = tuple(i for i, flow in enumerate(joined) if flow.id in component)
-        index = np.array([self._index[resource] for resource in reached], dtype=np.intp)
-        # (positions, resources reached, their numbers, id(rates) -> their new loads)
-        return positions, tuple(reached), index, {}
+        # [positions, resources reached, their numbers (arrays only), id(rates) -> new loads]
+        return [positions, tuple(reached), None, {}]
 
     def _solve(self, key: tuple[int, ...]) -> tuple[list[float], dict[str, float]]:
         """The max-min rates of flows on the paths numbered ``key`` (in that order) and
