@@ -104,6 +104,10 @@ class Topology:
         hold what share; each store's share is striped evenly over the parallel links
         to it. No backing store: ``()``.
         """
+        key = (device, policy, direction)
+        cached = self._routes.get(key)  # checked when first asked: a DMA asks at every transfer
+        if cached is not None:
+            return cached
         placement = PLACEMENTS.get(policy, key="policy")  # an unknown name is an InputError
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -111,13 +115,10 @@ class Topology:
             raise ValueError(f"{device!r} is not a device of topology {self.name!r}")
         if self.backing == "none":
             return ()
-        key = (device, policy, direction)
-        cached = self._routes.get(key)
-        if cached is None:
-            routes: list[Subflow] = []
-            for store, share in placement().shares(self.serves[device]):
-                routes.extend(self._stripes(device, store, share, direction))
-            cached = self._routes[key] = tuple(routes)
+        routes: list[Subflow] = []
+        for store, share in placement().shares(self.serves[device]):
+            routes.extend(self._stripes(device, store, share, direction))
+        cached = self._routes[key] = tuple(routes)
         return cached
 
     def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
