@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
 
@@ -158,8 +156,8 @@ class FlowNetwork:
     ``capacities_Bps`` maps resource ids to bandwidths (bytes/s, > 0); a resource id
     absent from it is unconstrained. ``on_rates(now_s, {resource: load_Bps})`` is
     called after every rate computation with the resources whose load changed (a
-    load of 0 means the resource went idle), as a read-only mapping. ``record_timeline=True`` keeps the same
-    changes in :attr:`timeline`.
+    load of 0 means the resource went idle), as a read-only mapping.
+    ``record_timeline=True`` keeps the same changes in :attr:`timeline`.
     """
 
     def __init__(
@@ -223,7 +221,8 @@ class FlowNetwork:
         self._solved: dict[tuple[int, ...], tuple[list[float], dict[str, float]]] = {}
         self._solved_size = 0  # flows held in _solved's keys, bounded by _SOLVED_FLOWS
         # Components searched: (touched resources, paths of all flows in join order) ->
-        # (positions of the component's flows, or None for all; the resources reached).
+        # [positions of the component's flows (None: all), the resources reached, their
+        # numbers and their new loads per rates object (arrays only)].
         self._components: dict[tuple, list] = {}
         self._components_size = 0
 
