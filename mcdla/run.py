@@ -141,13 +141,16 @@ def simulate(
     policy = check_option(Policy, policy, "policy")
     parallel = check_option(Parallel, parallel, "parallel")
     batch = check_option(Batch, batch, "batch")
-    topo, work, execution = load_inputs(topology, workload, sets, parallel=parallel, batch=batch,
-                                        policy=policy)
-    check_budget(estimate_work(topo, work), budget)  # before any simulation work
-    started = time.perf_counter()
-    with collection_paused():  # the inputs are built: no garbage collection while simulating
+    # No garbage collection while the inputs are built and simulated: both allocate
+    # millions of objects and free almost none through cycles (40 % of the time of a
+    # 1,024-device iteration, 40 % of loading a 16,384-device ring).
+    with collection_paused():
+        topo, work, execution = load_inputs(topology, workload, sets, parallel=parallel, batch=batch,
+                                            policy=policy)
+        check_budget(estimate_work(topo, work), budget)  # before any simulation work
+        started = time.perf_counter()
         record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
-    wall_s = time.perf_counter() - started
+        wall_s = time.perf_counter() - started
     result = summarize(record, wall_s)
     if trace is not None:
         from mcdla.io.trace import write_trace
