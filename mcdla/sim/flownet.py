@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
@@ -95,7 +96,8 @@ class NetworkStats:
 class _Flow:
     """Mutable state of one flow (internal; users only see its completion event)."""
 
-    __slots__ = ("id", "size_bytes", "path", "pid", "tag", "done", "remaining_bytes", "rate_Bps", "finish_s")
+    __slots__ = ("id", "size_bytes", "path", "pid", "tag", "done", "remaining_bytes", "rate_Bps", "finish_s",
+                 "done_below")
 
     def __init__(self, flow_id: int, size_bytes: float, path: tuple[str, ...], pid: int, tag: str,
                  done: simpy.Event):
@@ -108,10 +110,11 @@ class _Flow:
         self.remaining_bytes = size_bytes
         self.rate_Bps = 0.0
         self.finish_s = math.inf
+        self.done_below = _DONE_FRACTION * size_bytes  # remaining bytes that count as delivered
 
 
-def _start_order(flow: _Flow) -> int:
-    return flow.id
+_start_order = attrgetter("id")
+_finish_of = attrgetter("finish_s")
 
 
 class _Loads(Mapping):
@@ -265,9 +268,9 @@ class FlowNetwork:
         """Starts a flow; the returned event succeeds (value: the tag) at its last byte."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
-        if not (size_bytes >= 0 and math.isfinite(size_bytes)):
+        if not 0.0 <= size_bytes < math.inf:  # NaN fails too
             raise ValueError(f"size_bytes must be a finite number >= 0, got {size_bytes!r}")
-        if not (latency_s >= 0 and math.isfinite(latency_s)):
+        if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         path = tuple(path)
         known = self._given.get(path)
@@ -351,14 +354,19 @@ class FlowNetwork:
         self._flush_pending = False
         joining, self._joining = self._joining, []
         self._advance()
+        flows, users, touched = self._flows, self._users, self._touched
         for flow in joining:
             if flow.size_bytes == 0 or not flow.path:
                 self._deliver(flow)  # no bytes, or no constrained resource: infinite rate
                 continue
-            self._flows[flow.id] = flow
+            fid = flow.id
+            flows[fid] = flow
             for resource in flow.path:
-                self._users.setdefault(resource, {})[flow.id] = None
-                self._touched[resource] = None
+                on = users.get(resource)
+                if on is None:
+                    on = users[resource] = {}
+                on[fid] = None
+                touched[resource] = None
         if self._touched:
             self._recompute()
 
@@ -452,7 +460,7 @@ class FlowNetwork:
                         del users[resource]
             if changed:
                 self._publish(changed)
-            self._schedule(min((f.finish_s for f in joined), default=math.inf))
+            self._schedule(min(map(_finish_of, joined), default=math.inf))
             return
         # Its new loads, in the order of ``reached``, are kept with it per rates object.
         np = self._np
@@ -482,7 +490,7 @@ class FlowNetwork:
         for resource in known[2]:  # idle now: forgotten once no flow is on it
             if not users.get(resource, True):
                 del users[resource]
-        self._schedule(min((f.finish_s for f in joined), default=math.inf))
+        self._schedule(min(map(_finish_of, joined), default=math.inf))
 
     def _component(self, touched: dict[str, None], joined: list[_Flow]):
         """The flows connected to ``touched`` (None: all of them; else their positions in
@@ -560,19 +568,17 @@ class FlowNetwork:
         self._advance()
         now = self.env.now
         horizon = now + _TIME_SLACK * max(abs(now), 1e-9)
-        finished = [
-            f
-            for f in self._flows.values()
-            if f.finish_s <= horizon or f.remaining_bytes <= _DONE_FRACTION * f.size_bytes
-        ]
+        finished = [f for f in self._flows.values() if f.finish_s <= horizon or f.remaining_bytes <= f.done_below]
         if not finished:  # cannot happen with exact arithmetic; be safe with floats
-            self._schedule(min((f.finish_s for f in self._flows.values()), default=math.inf))
+            self._schedule(min(map(_finish_of, self._flows.values()), default=math.inf))
             return
+        flows, users, touched = self._flows, self._users, self._touched
         for flow in finished:
-            del self._flows[flow.id]
+            fid = flow.id
+            del flows[fid]
             for resource in flow.path:
-                del self._users[resource][flow.id]
-                self._touched[resource] = None
+                del users[resource][fid]
+                touched[resource] = None
             self._deliver(flow)
         # The new rates are computed by the flush of this instant, after the
         # processes woken by these completions have started their next flows.
