@@ -1,7 +1,7 @@
 """A design point built into a graph: channels, memory ports, rings and backing routes.
 
 :func:`load_topology` reads a topology YAML (see :mod:`mcdla.config.topology` for the
-format), builds a :class:`networkx.MultiDiGraph` whose nodes are device-nodes,
+format), builds a :class:`~mcdla.hw.graph.MultiDiGraph` (networkx's API) whose nodes are device-nodes,
 memory-nodes, PCIe switches and CPU sockets and whose edges are directed channels
 (one per direction of every physical link; parallel links stay separate edges, keyed
 by their index), and checks what only the whole graph can show: every link joins
