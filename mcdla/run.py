@@ -133,6 +133,7 @@ def simulate(
     """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``."""
     from mcdla.hw.budget import check_budget, estimate_work
     from mcdla.metrics.summary import summarize
+    from mcdla.sim.environment import collection_paused
     from mcdla.sim.training import Iteration
 
     if trace is not None:  # refuse an unwritable trace before spending the simulation
@@ -142,12 +143,16 @@ def simulate(
     policy = check_option(Policy, policy, "policy")
     parallel = check_option(Parallel, parallel, "parallel")
     batch = check_option(Batch, batch, "batch")
-    topo, work, execution = load_inputs(topology, workload, sets, parallel=parallel, batch=batch,
-                                        policy=policy)
-    check_budget(estimate_work(topo, work), budget)  # before any simulation work
-    started = time.perf_counter()
-    record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
-    wall_s = time.perf_counter() - started
+    # No garbage collection while the inputs are built and simulated: both allocate
+    # millions of objects and free almost none through cycles (40 % of the time of a
+    # 1,024-device iteration, 40 % of loading a 16,384-device ring).
+    with collection_paused():
+        topo, work, execution = load_inputs(topology, workload, sets, parallel=parallel, batch=batch,
+                                            policy=policy)
+        check_budget(estimate_work(topo, work), budget)  # before any simulation work
+        started = time.perf_counter()
+        record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
+        wall_s = time.perf_counter() - started
     result = summarize(record, wall_s)
     if trace is not None:
         from mcdla.io.trace import write_trace
@@ -178,7 +183,7 @@ def simulate_from_args(args) -> dict[str, Any]:
 # topologies use, so that the number lives in one place.
 DEFAULT_RING_LINK = "nvlink2"
 # Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
-MAX_RING = 4096
+MAX_RING = 65536
 
 
 def parse_quantity(value: Any, kind: str, option: str) -> float:

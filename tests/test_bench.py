@@ -9,7 +9,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 FIELDS = ("raw_simpy_rate", "grid_points", "grid_events_per_s", "grid_wall_per_sim_s",
           "grid_cost_per_sim", "single_device alexnet", "ring8 vgg_e", "cli_startup mcdla --help",
-          "cli_startup mcdla workloads", "peak_memory")
+          "cli_startup mcdla workloads", "cli_startup mcdla sim", "scale ring64 resnet34", "peak_memory")
 
 
 def test_bench_quick_prints_every_field(capsys):

@@ -207,3 +207,37 @@ def test_bad_arguments():
         net.transfer(1.0, ["a"], latency_s=-1.0)
     with pytest.raises(ValueError, match="already has capacity"):
         net.add_resource("a", 2.0)
+
+
+@pytest.mark.parametrize("topology, parallel", [("ring", "data"), ("dc", "model"), ("hc", "data")])
+def test_array_and_dict_accounting_give_identical_results(monkeypatch, topology, parallel):
+    """Large networks keep loads in numpy arrays, small ones in dicts: the same floats."""
+    from mcdla.run import simulate
+    from mcdla.sim import flownet
+
+    def run():
+        result = simulate(topology, "bw_aware", "resnet34", parallel, 64)
+        result.pop("wall_s")
+        return result
+
+    small = run()
+    monkeypatch.setattr(flownet, "VECTOR_RESOURCES", 0)
+    assert run() == small
+
+
+def test_array_accounting_keeps_the_same_timeline(monkeypatch):
+    from mcdla.sim import flownet
+
+    def run():
+        env = simpy.Environment()
+        caps = {f"r{i}": float(100 + 37 * i) for i in range(8)}
+        reports = []
+        net = FlowNetwork(env, caps, record_timeline=True, on_rates=lambda now, loads: reports.append(dict(loads)))
+        _random_workload(env, net, seed=5)
+        env.run()
+        stats = net.stats()
+        return env.now, net.timeline, reports, stats.bytes_by_resource, stats.busy_s_by_resource
+
+    small = run()
+    monkeypatch.setattr(flownet, "VECTOR_RESOURCES", 0)
+    assert run() == small

@@ -166,6 +166,24 @@ def test_absurdly_many_parallel_links_are_refused(tmp_path):
     _refused(lambda: load_topology(path), "parallel links is more than the supported maximum")
 
 
+def test_more_nodes_than_the_supported_maximum_are_refused_before_building(tmp_path):
+    from mcdla.hw.topology import MAX_NODES
+
+    assert MAX_NODES == 65536  # 16,384-device rings with their memory-nodes fit (issue 14)
+    doc = _doc("topologies", "ring")
+    doc["devices"] = MAX_NODES + 1
+    path = _write(tmp_path, "huge.yaml", doc)
+    _refused(lambda: load_topology(path), rf"devices: {MAX_NODES + 1} is more than the supported "
+             rf"maximum of {MAX_NODES} nodes")
+
+
+def test_a_collective_ring_past_the_maximum_is_refused():
+    from mcdla.run import MAX_RING, simulate_collective
+
+    _refused(lambda: simulate_collective("all_reduce", "1 MB", ring=MAX_RING + 1),
+             f"is more than the supported maximum of {MAX_RING} devices")
+
+
 # -- workload checks -----------------------------------------------------------------
 
 def test_a_workload_without_layers_is_an_input_error(tmp_path):

@@ -1,7 +1,7 @@
 """A design point built into a graph: channels, memory ports, rings and backing routes.
 
 :func:`load_topology` reads a topology YAML (see :mod:`mcdla.config.topology` for the
-format), builds a :class:`networkx.MultiDiGraph` whose nodes are device-nodes,
+format), builds a :class:`~mcdla.hw.graph.MultiDiGraph` (networkx's API) whose nodes are device-nodes,
 memory-nodes, PCIe switches and CPU sockets and whose edges are directed channels
 (one per direction of every physical link; parallel links stay separate edges, keyed
 by their index), and checks what only the whole graph can show: every link joins
@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-import networkx as nx
+from mcdla.hw import graph as nx  # networkx's API as mcdla uses it, without importing networkx
 
 from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
@@ -42,7 +42,7 @@ DIRECTIONS = ("offload", "prefetch")
 
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
 # devices), far below what would exhaust memory or time when the graph is built.
-MAX_NODES = 4096
+MAX_NODES = 65536
 # Parallel links on one connection: real nodes have a handful (NVLink: up to 18 per
 # GPU in total); each is a channel the flow solver tracks.
 MAX_PARALLEL_LINKS = 256
@@ -113,6 +113,10 @@ class Topology:
         hold what share; each store's share is striped evenly over the parallel links
         to it. No backing store: ``()``.
         """
+        key = (device, policy, direction)
+        cached = self._routes.get(key)  # checked when first asked: a DMA asks at every transfer
+        if cached is not None:
+            return cached
         placement = PLACEMENTS.get(policy, key="policy")  # an unknown name is an InputError
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -120,17 +124,14 @@ class Topology:
             raise ValueError(f"{device!r} is not a device of topology {self.name!r}")
         if self.backing == "none":
             return ()
-        key = (device, policy, direction)
-        cached = self._routes.get(key)
-        if cached is None:
-            routes: list[Subflow] = []
-            for store, share in placement().shares(self.serves[device]):
-                routes.extend(self._stripes(device, store, share, direction))
-            cached = self._routes[key] = tuple(routes)
+        routes: list[Subflow] = []
+        for store, share in placement().shares(self.serves[device]):
+            routes.extend(self._stripes(device, store, share, direction))
+        cached = self._routes[key] = tuple(routes)
         return cached
 
     def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
-        hops = _store_path(self.graph, device, store)
+        hops = _route(self.graph, device, store)
         counts = [self.graph.number_of_edges(a, b) for a, b in hops]
         stripes = max(counts)
         port = self._port_of(device, store)
@@ -227,6 +228,21 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     except nx.NetworkXNoPath:
         return []
     return list(zip(nodes[:-1], nodes[1:]))
+
+
+def _route(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
+    """:func:`_store_path`, searched once per (device, store) and not at all for a store
+    linked directly to the device (that link is the one shortest path): the search
+    lists every node of the graph, which made loading quadratic in the devices."""
+    routes = graph.graph.setdefault("mcdla_store_routes", {})
+    hops = routes.get((device, store))
+    if hops is None:
+        if graph.has_edge(device, store):
+            hops = [(device, store)]
+        else:
+            hops = _store_path(graph, device, store)
+        routes[(device, store)] = hops
+    return list(hops)
 
 
 def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Topology:
@@ -588,7 +604,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             if s not in graph or graph.nodes[s]["kind"] != want:
                 kind_name = "CPU socket" if want == "cpu" else "memory-node"
                 raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
-            if not _store_path(graph, d, s):
+            if not _route(graph, d, s):
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":

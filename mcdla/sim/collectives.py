@@ -448,8 +448,9 @@ class RingAlgorithm(CollectiveAlgorithm):
             else:
                 reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
                 gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
-                sends = [(rank, share / p) for _step in range(reduce_steps + gather_steps)
-                         for rank in range(p)]
+                # In every step every rank sends one piece: per rank, steps pieces (summed
+                # per rank, not listed per step, which was quadratic in the ranks).
+                sends = [(rank, (reduce_steps + gather_steps) * (share / p)) for rank in range(p)]
             for rank, piece in sends:
                 for channel in ring.segments[rank]:
                     carried[channel] = carried.get(channel, 0.0) + piece

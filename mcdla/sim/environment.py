@@ -2,22 +2,72 @@
 
 The event count is part of every result (``events``) and of the benchmark's events
 per second, the figure that tells whether the simulator's cost tracks its work.
+
+:func:`collection_paused` keeps Python's cyclic garbage collector out of a
+simulation: a run allocates millions of short-lived events, and every few hundred
+allocations the collector would walk the young objects, and now and then every
+object alive, the inputs and the growing record included. That walk took 40-46 % of
+the wall time of a 1,024-device iteration, while collecting almost nothing (SimPy
+events are freed by reference counting; a 1,024-device ResNet-34 iteration leaves
+about 27k cyclic objects in 1.6M events).
 """
 
 from __future__ import annotations
 
+import copy
+import gc
+from contextlib import contextmanager
+from typing import Iterator
+
 import simpy
 
-__all__ = ["CountingEnvironment"]
+__all__ = ["CountingEnvironment", "collection_paused"]
 
 
 class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it processes."""
+    """A SimPy environment that counts the events it processes (``events_processed``:
+    the calls of ``step``, the last one of a run finding the schedule empty).
+
+    Counted without a Python call per event: SimPy numbers every event it schedules
+    (``_eid``), and an event scheduled and no longer queued has been processed.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.events_processed = 0
+        self._empty_steps = 0  # steps that found the schedule empty: one per exhausting run
 
-    def step(self) -> None:
-        self.events_processed += 1
-        super().step()
+    @property
+    def events_processed(self) -> int:
+        scheduled = next(copy.copy(self._eid))  # the next event's number, without taking it
+        return scheduled - len(self._queue) + self._empty_steps
+
+    def run(self, until=None):
+        try:
+            result = super().run(until)
+        except RuntimeError:  # "until" never triggered: the schedule ran out
+            if not self._queue:
+                self._empty_steps += 1
+            raise
+        if until is None:  # ran until the schedule was empty
+            self._empty_steps += 1
+        return result
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block; what existed before it is frozen
+    (never walked again by the collector while the block runs). Restored on exit,
+    also on an exception: the collector's state as it was, the frozen objects back in
+    the oldest generation, with what the block allocated (else the first allocation
+    after it would walk all of that as young objects: 0.2-0.8 s at 1,024 devices).
+    Nested blocks are harmless."""
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        if enabled:
+            gc.enable()

@@ -40,11 +40,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
 
 from mcdla.hw.maxmin import max_min_rates
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["FlowNetwork", "NetworkStats"]
 
@@ -57,6 +61,12 @@ _TIME_SLACK = 1e-12
 # Relative slack of the capacity invariant: a load is the sum of max-min shares, which
 # may exceed the capacity it splits by a few ulps, never by more.
 CAPACITY_SLACK = 1e-9
+# From this many resources on, loads and accounting are numpy arrays (one vector
+# operation per update instead of one per resource); below it, dicts, which avoid
+# numpy's import (about 80 ms, more than a small simulation) and per-call overhead.
+VECTOR_RESOURCES = 2048
+# Bound on the memory of solved components: the flows listed in their keys, in all.
+_SOLVED_FLOWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -86,17 +96,61 @@ class NetworkStats:
 class _Flow:
     """Mutable state of one flow (internal; users only see its completion event)."""
 
-    __slots__ = ("id", "size_bytes", "path", "tag", "done", "remaining_bytes", "rate_Bps", "finish_s")
+    __slots__ = ("id", "size_bytes", "path", "pid", "tag", "done", "remaining_bytes", "rate_Bps", "finish_s",
+                 "done_below")
 
-    def __init__(self, flow_id: int, size_bytes: float, path: tuple[str, ...], tag: str, done: simpy.Event):
+    def __init__(self, flow_id: int, size_bytes: float, path: tuple[str, ...], pid: int, tag: str,
+                 done: simpy.Event):
         self.id = flow_id
         self.size_bytes = size_bytes
         self.path = path  # constrained resources only
+        self.pid = pid  # the network's number for this path (equal paths, equal numbers)
         self.tag = tag
         self.done = done
         self.remaining_bytes = size_bytes
         self.rate_Bps = 0.0
         self.finish_s = math.inf
+        self.done_below = _DONE_FRACTION * size_bytes  # remaining bytes that count as delivered
+
+
+_start_order = attrgetter("id")
+_finish_of = attrgetter("finish_s")
+
+
+class _Loads(Mapping):
+    """The resources whose load changed, and their new loads: a read-only mapping over
+    the network's arrays, made a dict only if iterated (a collective's ring changes
+    thousands of loads at once, and the training driver reads two of them)."""
+
+    __slots__ = ("_names", "_index", "_where", "_values", "_dict")
+
+    def __init__(self, names: list[str], index: dict[str, int], where: np.ndarray, values: np.ndarray):
+        self._names, self._index, self._where, self._values = names, index, where, values
+        self._dict: dict[str, float] | None = None
+
+    def _full(self) -> dict[str, float]:
+        if self._dict is None:
+            names = self._names
+            self._dict = dict(zip([names[i] for i in self._where.tolist()], self._values.tolist()))
+        return self._dict
+
+    def __getitem__(self, resource: str) -> float:
+        if self._dict is not None:
+            return self._dict[resource]
+        i = self._index.get(resource)
+        hits = (self._where == i).nonzero()[0] if i is not None else ()
+        if not len(hits):
+            raise KeyError(resource)
+        return float(self._values[hits[0]])
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __repr__(self) -> str:
+        return repr(self._full())
 
 
 class FlowNetwork:
@@ -105,8 +159,8 @@ class FlowNetwork:
     ``capacities_Bps`` maps resource ids to bandwidths (bytes/s, > 0); a resource id
     absent from it is unconstrained. ``on_rates(now_s, {resource: load_Bps})`` is
     called after every rate computation with the resources whose load changed (a
-    load of 0 means the resource went idle). ``record_timeline=True`` keeps the same
-    changes in :attr:`timeline`.
+    load of 0 means the resource went idle), as a read-only mapping.
+    ``record_timeline=True`` keeps the same changes in :attr:`timeline`.
     """
 
     def __init__(
@@ -119,6 +173,27 @@ class FlowNetwork:
     ):
         self.env = env
         self._capacities: dict[str, float] = {}
+        # Paths, numbered: a path as given -> (its constrained resources, their number),
+        # so that a path is checked and filtered once, not at every transfer.
+        self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
+        # Resources, numbered in the order they were added. In a large network their
+        # state is arrays (grown by _sync when resources are added): capacity, load (the
+        # sum of its flows' rates; 0 when idle), bytes carried, busy time, and whether
+        # it ever carried anything; an update of every resource is, element by element,
+        # the same float operation as the dicts' one resource at a time.
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._vector = len(capacities_Bps) >= VECTOR_RESOURCES
+        if self._vector:
+            import numpy
+
+            self._np = numpy
+            self._cap = self._loadv = self._bytes = self._busy = numpy.zeros(0)
+            self._ever = numpy.zeros(0, dtype=bool)
+        # In a small one, dicts: resource -> load (> 0), bytes carried, busy time.
+        self._load: dict[str, float] = {}
+        self._bytes_by_resource: dict[str, float] = {}
+        self._busy_s_by_resource: dict[str, float] = {}
         for resource, bw in capacities_Bps.items():
             self.add_resource(resource, bw)
         self._on_rates = on_rates
@@ -130,7 +205,6 @@ class FlowNetwork:
         self._last_s = env.now
         self._timer_s: float | None = None
         self._timer_gen = 0
-        self._load: dict[str, float] = {}  # resource -> sum of its flows' rates (> 0)
         self._users: dict[str, dict[int, None]] = {}  # resource -> flows on it, in join order
         self._touched: dict[str, None] = {}  # resources whose flows changed since the last computation
         # accounting
@@ -139,10 +213,21 @@ class FlowNetwork:
         self._bytes_sent = 0.0
         self._bytes_delivered = 0.0
         self._rate_computations = 0
-        self._bytes_by_resource: dict[str, float] = {}
-        self._busy_s_by_resource: dict[str, float] = {}
         # The worst load above capacity seen: (load / capacity, resource, time_s, load_Bps).
         self.overload: tuple[float, str, float, float] | None = None
+        self._pids: dict[tuple[str, ...], int] = {}  # constrained path -> number
+        self._paths: list[tuple[str, ...]] = []  # number -> constrained path
+        # Solved components: the paths of a component's flows, in order, -> their max-min
+        # rates and the loads they put on each resource. Rates depend on nothing else
+        # (capacities never change), and an iteration's components repeat: a data-parallel
+        # ResNet-34 iteration solves 444 components of only 9 kinds.
+        self._solved: dict[tuple[int, ...], tuple[list[float], dict[str, float]]] = {}
+        self._solved_size = 0  # flows held in _solved's keys, bounded by _SOLVED_FLOWS
+        # Components searched: (touched resources, paths of all flows in join order) ->
+        # [positions of the component's flows (None: all), the resources reached, their
+        # numbers and their new loads per rates object (arrays only)].
+        self._components: dict[tuple, list] = {}
+        self._components_size = 0
 
     # -- construction -------------------------------------------------------------
 
@@ -164,6 +249,10 @@ class FlowNetwork:
         known = self._capacities.get(resource)
         if known is None:
             self._capacities[resource] = capacity_Bps
+            self._index[resource] = len(self._names)
+            self._names.append(resource)
+            if self._given:
+                self._given.clear()  # a given path may now cross one more constrained resource
         elif known != capacity_Bps:
             raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
 
@@ -179,35 +268,60 @@ class FlowNetwork:
         """Starts a flow; the returned event succeeds (value: the tag) at its last byte."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
-        if not (size_bytes >= 0 and math.isfinite(size_bytes)):
+        if not 0.0 <= size_bytes < math.inf:  # NaN fails too
             raise ValueError(f"size_bytes must be a finite number >= 0, got {size_bytes!r}")
-        if not (latency_s >= 0 and math.isfinite(latency_s)):
+        if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         path = tuple(path)
-        if len(set(path)) != len(path):
-            raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
-        constrained = tuple(r for r in path if r in self._capacities)
+        known = self._given.get(path)
+        if known is None:
+            known = self._new_path(path)
         done = self.env.event()
-        flow = _Flow(self._next_id, size_bytes, constrained, tag, done)
+        flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done)
         self._next_id += 1
         self._flows_started += 1
         self._bytes_sent += size_bytes
         if latency_s > 0:
-            self.env.timeout(latency_s).callbacks.append(lambda _event, f=flow: self._enqueue(f))
+            self.env.timeout(latency_s, flow).callbacks.append(self._latency_elapsed)
         else:
             self._enqueue(flow)
         return done
+
+    def _latency_elapsed(self, event: simpy.Event) -> None:
+        self._joining.append(event.value)  # the flow whose latency this timeout was
+        self._request_flush()
+
+    def _new_path(self, path: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+        """Checks a path not seen before and numbers its constrained resources."""
+        if len(set(path)) != len(path):
+            raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
+        constrained = tuple(r for r in path if r in self._capacities)
+        pid = self._pids.get(constrained)
+        if pid is None:
+            pid = self._pids[constrained] = len(self._paths)
+            self._paths.append(constrained)
+        known = self._given[path] = (constrained, pid)
+        return known
 
     # -- accounting ---------------------------------------------------------------
 
     def stats(self) -> NetworkStats:
         """The accounting up to ``env.now`` (loads held since the last change included)."""
         dt = self.env.now - self._last_s
-        bytes_by = dict(self._bytes_by_resource)
-        busy_by = dict(self._busy_s_by_resource)
-        if dt > 0:
-            for resource, load in self._load.items():
-                if load > 0:
+        if self._vector:
+            self._sync()
+            carried, busy, ever = self._bytes.copy(), self._busy.copy(), self._ever.copy()
+            if dt > 0:
+                self._carry(carried, busy, ever, dt)
+            names = self._names
+            seen = ever.nonzero()[0].tolist()
+            bytes_by = dict(zip([names[i] for i in seen], carried[seen].tolist()))
+            busy_by = dict(zip([names[i] for i in seen], busy[seen].tolist()))
+        else:
+            bytes_by = dict(self._bytes_by_resource)
+            busy_by = dict(self._busy_s_by_resource)
+            if dt > 0:
+                for resource, load in self._load.items():
                     bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
                     busy_by[resource] = busy_by.get(resource, 0.0) + dt
         return NetworkStats(
@@ -240,14 +354,19 @@ class FlowNetwork:
         self._flush_pending = False
         joining, self._joining = self._joining, []
         self._advance()
+        flows, users, touched = self._flows, self._users, self._touched
         for flow in joining:
             if flow.size_bytes == 0 or not flow.path:
                 self._deliver(flow)  # no bytes, or no constrained resource: infinite rate
                 continue
-            self._flows[flow.id] = flow
+            fid = flow.id
+            flows[fid] = flow
             for resource in flow.path:
-                self._users.setdefault(resource, {})[flow.id] = None
-                self._touched[resource] = None
+                on = users.get(resource)
+                if on is None:
+                    on = users[resource] = {}
+                on[fid] = None
+                touched[resource] = None
         if self._touched:
             self._recompute()
 
@@ -260,11 +379,32 @@ class FlowNetwork:
         self._last_s = now
         for flow in self._flows.values():
             flow.remaining_bytes -= flow.rate_Bps * dt
+        if self._vector:
+            self._sync()
+            self._carry(self._bytes, self._busy, self._ever, dt)
+            return
         bytes_by, busy_by = self._bytes_by_resource, self._busy_s_by_resource
         for resource, load in self._load.items():
-            if load > 0:
-                bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
-                busy_by[resource] = busy_by.get(resource, 0.0) + dt
+            bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
+            busy_by[resource] = busy_by.get(resource, 0.0) + dt
+
+    def _carry(self, carried: np.ndarray, busy: np.ndarray, ever: np.ndarray, dt: float) -> None:
+        """Adds ``dt`` seconds at today's loads to ``carried`` bytes and ``busy`` time."""
+        loaded = self._loadv > 0
+        carried[loaded] += self._loadv[loaded] * dt
+        busy[loaded] += dt
+        ever |= loaded
+
+    def _sync(self) -> None:
+        """Grows the resource arrays to the resources added since."""
+        grow = len(self._names) - len(self._cap)
+        if grow:
+            np, caps = self._np, self._capacities
+            added = np.array([caps[name] for name in self._names[len(self._cap):]], dtype=float)
+            self._cap = np.concatenate((self._cap, added))
+            self._loadv, self._bytes, self._busy = (np.concatenate((a, np.zeros(grow)))
+                                                    for a in (self._loadv, self._bytes, self._busy))
+            self._ever = np.concatenate((self._ever, np.zeros(grow, dtype=bool)))
 
     def _recompute(self) -> None:
         """New fair rates where flows changed; new loads, completion times and timer.
@@ -273,11 +413,89 @@ class FlowNetwork:
         resource whose flows changed can get a new max-min rate, so only that
         component is solved: offloads of different devices, or a collective and
         an unrelated DMA, do not pay for each other's changes.
+
+        Which flows and resources form the component is a function of the touched
+        resources and the paths of the flows, in join order; like the rates, it is
+        searched once per kind (see :meth:`_component`) and reused.
         """
         now = self.env.now
         self._rate_computations += 1
-        flows, users = self._flows, self._users
         touched, self._touched = self._touched, {}
+        joined = list(self._flows.values())  # join order
+        key = (frozenset(touched), tuple([flow.pid for flow in joined]))
+        found = self._components.get(key)
+        if found is None:
+            found = self._component(touched, joined)
+            if self._components_size + len(joined) > _SOLVED_FLOWS:
+                self._components.clear()
+                self._components_size = 0
+            self._components[key] = found
+            self._components_size += len(joined)
+        positions = found[0]
+        if positions is None:  # everything is connected: join order
+            members = joined
+        else:  # start order, whatever the search order was
+            members = [joined[i] for i in positions]
+            members.sort(key=_start_order)
+        rates, sums = self._solve(tuple([flow.pid for flow in members]))
+        for flow, rate in zip(members, rates):
+            flow.rate_Bps = rate
+            # A zero share (float residue of a saturated resource) waits for the next change.
+            flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
+        # The component is closed: every flow on a reached resource is in it.
+        if not self._vector:
+            changed: dict[str, float] = {}
+            load, users, caps = self._load, self._users, self._capacities
+            for resource in found[1]:
+                value = sums.get(resource, 0.0)
+                if load.get(resource, 0.0) != value:
+                    changed[resource] = value
+                    if value > caps[resource] * (1 + CAPACITY_SLACK):
+                        self._note_overload(resource, value)
+                if value > 0:
+                    load[resource] = value
+                else:
+                    load.pop(resource, None)
+                    if not users.get(resource, True):
+                        del users[resource]
+            if changed:
+                self._publish(changed)
+            self._schedule(min(map(_finish_of, joined), default=math.inf))
+            return
+        # Its new loads, in the order of ``reached``, are kept with it per rates object.
+        np = self._np
+        self._sync()
+        reached, index, by_rates = found[1], found[2], found[3]
+        if index is None:
+            index = found[2] = np.array([self._index[resource] for resource in reached], dtype=np.intp)
+        known = by_rates.get(id(sums))
+        if known is None or known[0] is not sums:
+            if len(by_rates) > 64:
+                by_rates.clear()
+            values = [sums.get(resource, 0.0) for resource in reached]
+            idle = tuple(resource for resource, value in zip(reached, values) if not value > 0)
+            known = by_rates[id(sums)] = (sums, np.array(values, dtype=float), idle)
+        new = known[1]
+        loads = self._loadv
+        differ = (loads[index] != new).nonzero()[0]
+        if len(differ):
+            where, values = index[differ], new[differ]
+            loads[where] = values
+            over = (values > self._cap[where] * (1 + CAPACITY_SLACK)).nonzero()[0]
+            names = self._names
+            for k in over.tolist():
+                self._note_overload(names[where[k]], float(values[k]))
+            self._publish(_Loads(names, self._index, where, values))
+        users = self._users
+        for resource in known[2]:  # idle now: forgotten once no flow is on it
+            if not users.get(resource, True):
+                del users[resource]
+        self._schedule(min(map(_finish_of, joined), default=math.inf))
+
+    def _component(self, touched: dict[str, None], joined: list[_Flow]):
+        """The flows connected to ``touched`` (None: all of them; else their positions in
+        ``joined``) and the resources they and ``touched`` cover."""
+        flows, users = self._flows, self._users
         component: dict[int, None] = {}
         reached = dict(touched)
         queue = list(touched)
@@ -291,44 +509,38 @@ class FlowNetwork:
                             reached[resource] = None
                             queue.append(resource)
         if len(component) == total:  # everything is connected: skip the rest of the search
-            ordered = list(flows)
             reached.update(dict.fromkeys(users))
+            positions = None
         else:
-            ordered = sorted(component)  # start order, whatever the search order was
-        rates = max_min_rates({fid: flows[fid].path for fid in ordered}, self._capacities)
-        # The component is closed: every flow on a reached resource is in it.
-        new_load = dict.fromkeys(reached, 0.0)
-        for fid in ordered:
-            flow = flows[fid]
-            flow.rate_Bps = rate = rates[fid]
-            # A zero share (float residue of a saturated resource) waits for the next change.
-            flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
-            for resource in flow.path:
-                new_load[resource] += rate
-        changed: dict[str, float] = {}
-        load = self._load
-        caps = self._capacities
-        for resource, value in new_load.items():
-            if load.get(resource, 0.0) != value:
-                changed[resource] = value
-                if value > caps[resource] * (1 + CAPACITY_SLACK):
-                    self._note_overload(resource, value)
-            if value > 0:
-                load[resource] = value
-            else:
-                load.pop(resource, None)
-                if not users.get(resource, True):
-                    del users[resource]
-        if changed:
-            self._publish(changed)
-        self._schedule(min((f.finish_s for f in flows.values()), default=math.inf))
+            positions = tuple(i for i, flow in enumerate(joined) if flow.id in component)
+        # [positions, resources reached, their numbers (arrays only), id(rates) -> new loads]
+        return [positions, tuple(reached), None, {}]
+
+    def _solve(self, key: tuple[int, ...]) -> tuple[list[float], dict[str, float]]:
+        """The max-min rates of flows on the paths numbered ``key`` (in that order) and
+        the load they put on each resource (summed in that order), solved once per key."""
+        solved = self._solved.get(key)
+        if solved is None:
+            paths = self._paths
+            by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities)
+            rates = [by_position[i] for i in range(len(key))]
+            sums: dict[str, float] = {}
+            for pid, rate in zip(key, rates):
+                for resource in paths[pid]:
+                    sums[resource] = sums.get(resource, 0.0) + rate
+            if self._solved_size + len(key) > _SOLVED_FLOWS:
+                self._solved.clear()
+                self._solved_size = 0
+            solved = self._solved[key] = (rates, sums)
+            self._solved_size += len(key)
+        return solved
 
     def _note_overload(self, resource: str, load_Bps: float) -> None:
         ratio = load_Bps / self._capacities[resource]
         if self.overload is None or ratio > self.overload[0]:
             self.overload = (ratio, resource, self.env.now, load_Bps)
 
-    def _publish(self, changed: dict[str, float]) -> None:
+    def _publish(self, changed: Mapping[str, float]) -> None:
         """Reports the resources whose load changed (0: went idle)."""
         now = self.env.now
         if self.timeline is not None:
@@ -356,19 +568,17 @@ class FlowNetwork:
         self._advance()
         now = self.env.now
         horizon = now + _TIME_SLACK * max(abs(now), 1e-9)
-        finished = [
-            f
-            for f in self._flows.values()
-            if f.finish_s <= horizon or f.remaining_bytes <= _DONE_FRACTION * f.size_bytes
-        ]
+        finished = [f for f in self._flows.values() if f.finish_s <= horizon or f.remaining_bytes <= f.done_below]
         if not finished:  # cannot happen with exact arithmetic; be safe with floats
-            self._schedule(min((f.finish_s for f in self._flows.values()), default=math.inf))
+            self._schedule(min(map(_finish_of, self._flows.values()), default=math.inf))
             return
+        flows, users, touched = self._flows, self._users, self._touched
         for flow in finished:
-            del self._flows[flow.id]
+            fid = flow.id
+            del flows[fid]
             for resource in flow.path:
-                del self._users[resource][flow.id]
-                self._touched[resource] = None
+                del users[resource][fid]
+                touched[resource] = None
             self._deliver(flow)
         # The new rates are computed by the flush of this instant, after the
         # processes woken by these completions have started their next flows.
