@@ -1,7 +1,7 @@
 """A design point built into a graph: channels, memory ports, rings and backing routes.
 
 :func:`load_topology` reads a topology YAML (see :mod:`mcdla.config.topology` for the
-format), builds a :class:`~mcdla.hw.graph.MultiDiGraph` (networkx's API) whose nodes are device-nodes,
+format), builds a :class:`networkx.MultiDiGraph` whose nodes are device-nodes,
 memory-nodes, PCIe switches and CPU sockets and whose edges are directed channels
 (one per direction of every physical link; parallel links stay separate edges, keyed
 by their index), and checks what only the whole graph can show: every link joins
@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from mcdla.hw import graph as nx  # networkx's API as mcdla uses it, without importing networkx
+import networkx as nx
 
 from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
