@@ -175,3 +175,19 @@ def test_offloading_merged_layers_keeps_every_invariant(topology):
     moved = [sum(d.offloaded_bytes for d in r.devices) for r in (paper, merged)]
     assert moved[1] < moved[0]
     assert sum(d.prefetched_bytes for d in merged.devices) == moved[1]
+
+
+# Compressed offloads (cDMA) ---------------------------------------------------------
+
+def test_a_compressing_dma_engine_moves_and_stores_each_map_smaller():
+    plain = iterate("dc", workload="vgg_e", batch=64)
+    packed = iterate("dc", workload="vgg_e", batch=64, compression=2.6)  # invariants hold the wire bytes
+    def host_bytes(record):  # what crossed the sockets' DRAM ports
+        return sum(v for k, v in record.network.bytes_by_resource.items() if k.startswith("CPU"))
+
+    assert host_bytes(packed) == pytest.approx(host_bytes(plain) / 2.6)
+    assert packed.devices[0].offloaded_bytes == plain.devices[0].offloaded_bytes  # the maps, uncompressed
+    assert max(packed.store_peak_bytes.values()) == pytest.approx(max(plain.store_peak_bytes.values()) / 2.6)
+    assert packed.iteration_time_s < plain.iteration_time_s  # DC-DLA is bound by its PCIe
+    # The maps come back whole: device memory is as without compression.
+    assert packed.devices[0].memory_peak_bytes == pytest.approx(plain.devices[0].memory_peak_bytes)

@@ -117,6 +117,7 @@ def expected_channel_bytes(record) -> dict[str, float]:
             add(resource, size)
     plan = record.plan
     moved = sum(plan.tensor_bytes[tensor] for tensor in plan.first_need)  # each way, per device
+    moved /= execution.training.compression  # a compressing DMA engine's bytes
     for device in topology.devices:
         for direction in ("offload", "prefetch"):
             for sub in topology.backing_routes(device, execution.policy, direction):

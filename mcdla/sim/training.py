@@ -266,8 +266,10 @@ class DmaEngine:
             done.succeed()
 
     def _move(self, tensor: int, direction: str):
-        """Moves one feature map between device memory and the backing store."""
-        size = self.plan.tensor_bytes[tensor]
+        """Moves one feature map between device memory and the backing store; a
+        compressing DMA engine (cDMA) moves and stores it ``training.compression`` times
+        smaller, and restores it whole in device memory."""
+        size = self.plan.tensor_bytes[tensor] / self.inputs.execution.training.compression
         routes = self.inputs.topology.backing_routes(self.name, self.inputs.execution.policy, direction)
         start = self.env.now
         if direction == "offload":
