@@ -144,3 +144,11 @@ def test_a_family_members_bad_key_names_the_family_and_member(tmp_path, capsys):
     assert main(["plan", "--largest", str(family), "--topology", "ring", "--batch", "8", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "family bad, member tiny" in err and "layerz: unknown key" in err
+
+
+def test_scale_out_section_reads_weak_and_strong_scaling():
+    from mcdla.sweep.report import _scale_out_section
+    from tests.test_plots import scale_table
+
+    text = "\n".join(_scale_out_section(scale_table()))
+    assert "| 8 | 1,280 | 1.00x | 1,164 | 1.00x |" in text

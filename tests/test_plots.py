@@ -79,7 +79,18 @@ def table_2026() -> pd.DataFrame:
     return frame
 
 
+def scale_table() -> pd.DataFrame:
+    rows = []
+    for design, scaling, devices in itertools.product(("ring", "cluster"), ("weak", "strong"), (8, 32, 128)):
+        batch = 64 * devices if scaling == "weak" else 1024
+        rows.append({"label": f"{design}+{scaling}", "topology": "ring16", "devices": devices, "batch": batch,
+                     "iteration_time_s": 0.05 * batch / devices / 64 * (1.1 if design == "cluster" else 1.0),
+                     "status": "ok"})
+    return pd.DataFrame(rows)
+
+
 TABLES = {
+    "scale_out": (scale_table, {}),
     "llm_memory": (llm_table, {}),
     "memory_2026": (table_2026, {}),
     "fig09": (fig09_table, {}),

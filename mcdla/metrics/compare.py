@@ -197,6 +197,10 @@ def speedup_pivot(table: pd.DataFrame, baseline: str = BASELINE) -> list[dict]:
     return rows
 
 
+# The designs of experiment scale_out, by the first part of their labels.
+SCALE_OUT_NAMES = {"ring": "MC-DLA(B) ring of N (flat ring collectives)",
+                   "cluster": "DGX H100 nodes on 400G IB (hierarchical)"}
+
 # The iteration time that counts as training in the LLM study's "largest model within a
 # budget" (docs/results.md): 10 s for a batch of 16 sequences, i.e. over 3,000 tokens/s
 # on eight devices for 2,048-token sequences.

@@ -449,6 +449,39 @@ def memory_2026(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def scale_out(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Weak scaling (throughput per device at a fixed batch per device) and strong
+    scaling (speedup at a fixed global batch) per design; labels are DESIGN+weak|strong."""
+    plt = _plt()
+    data = table[table["status"] == "ok"].copy()
+    data["design"] = [str(label).partition("+")[0] for label in data["label"]]
+    data["scaling"] = [str(label).partition("+")[2] for label in data["label"]]
+    fig, (weak, strong) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for design in dict.fromkeys(data["design"]):
+        rows = data[(data["design"] == design) & (data["scaling"] == "weak")].sort_values("devices")
+        weak.plot(rows["devices"], rows["batch"] / rows["iteration_time_s"] / rows["devices"], marker="o",
+                  label=compare.SCALE_OUT_NAMES.get(design, design))
+        rows = data[(data["design"] == design) & (data["scaling"] == "strong")].sort_values("devices")
+        if not rows.empty:
+            base = rows.iloc[0]
+            speedup = float(base["iteration_time_s"]) / rows["iteration_time_s"]
+            strong.plot(rows["devices"], speedup * float(base["devices"]), marker="o",
+                        label=compare.SCALE_OUT_NAMES.get(design, design))
+    devices = sorted(set(data["devices"]))
+    strong.plot(devices, devices, color="black", linewidth=0.5, linestyle=":", label="perfect")
+    for ax in (weak, strong):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("devices")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    weak.set_ylabel("samples/s per device")
+    weak.set_title("Weak scaling (64 samples per device)", fontsize=10)
+    strong.set_yscale("log", base=2)
+    strong.set_ylabel("speedup x smallest system's devices")
+    strong.set_title("Strong scaling (fixed global batch)", fontsize=10)
+    return fig
+
+
 def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
     """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
     from mcdla.config.experiment import FIGURES as NAMES
