@@ -99,6 +99,7 @@ TABLES = {
     "fig13": (sim_table, {}),
     "dgx2": (lambda: sim_table(designs=[DESIGNS[0], DESIGNS[4]]), {}),
     "cdma": (lambda: sim_table(designs=[DESIGNS[0], DESIGNS[4]]), {}),
+    "tpuv2": (lambda: sim_table(designs=[DESIGNS[0], DESIGNS[4]]), {}),
     "fig14": (lambda: sim_table(batches=(64, 256, 1024), designs=[DESIGNS[0], DESIGNS[4]]), {}),
     "pcie4": (pcie_table, {}),
     "scalability": (scalability_table, {}),

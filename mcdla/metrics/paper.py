@@ -33,6 +33,7 @@ PAPER: dict[str, float] = {
     "pcie4.dc_gain": 1.38,
     "pcie4.gap": 2.1,
     "dgx2.ring+bw_aware.all": 2.9,  # a DGX-2-class node (16 devices, 2 PFLOPS, 2.4 TB/s)
+    "tpuv2.ring+bw_aware.all": 3.2,  # a faster, TPUv2-class device-node in both designs
     "cdma.ring+bw_aware.all": 2.3,  # DC-DLA with cDMA's 2.6x compression, the 4 CNNs
     # Section V-D
     "scalability.novirt.4": 4.0,

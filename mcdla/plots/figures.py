@@ -222,6 +222,14 @@ def dgx2(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def tpuv2(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Section V-B's faster device-node: Fig. 13's speedups with TPUv2-class devices."""
+    fig = fig13(table, deps)
+    for ax in fig.axes:
+        ax.set_title(ax.get_title().replace("Fig. 13", "TPUv2-class devices"), fontsize=10)
+    return fig
+
+
 def cdma(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Section V-B's cDMA row: Fig. 13's speedups over a DC-DLA that compresses its offloads."""
     fig = fig13(table, deps)
