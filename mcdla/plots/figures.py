@@ -214,28 +214,20 @@ def fig13(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
-def dgx2(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
-    """Section V-B's scaled-up node: Fig. 13's speedups over its own DC-DLA, 16 devices."""
-    fig = fig13(table, deps)
-    for ax in fig.axes:
-        ax.set_title(ax.get_title().replace("Fig. 13", "DGX-2-class node (16 devices)"), fontsize=10)
-    return fig
+def _fig13_as(title: str) -> Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]:
+    """Fig. 13's speedup panels for a sensitivity experiment of Section V-B."""
+    def draw(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+        fig = fig13(table, deps)
+        for ax in fig.axes:
+            ax.set_title(ax.get_title().replace("Fig. 13", title), fontsize=10)
+        return fig
+    return draw
 
 
-def tpuv2(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
-    """Section V-B's faster device-node: Fig. 13's speedups with TPUv2-class devices."""
-    fig = fig13(table, deps)
-    for ax in fig.axes:
-        ax.set_title(ax.get_title().replace("Fig. 13", "TPUv2-class devices"), fontsize=10)
-    return fig
-
-
-def cdma(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
-    """Section V-B's cDMA row: Fig. 13's speedups over a DC-DLA that compresses its offloads."""
-    fig = fig13(table, deps)
-    for ax in fig.axes:
-        ax.set_title(ax.get_title().replace("Fig. 13", "Over DC-DLA with cDMA (2.6x)"), fontsize=10)
-    return fig
+# Section V-B's sensitivity rows: a scaled-up node, a faster device-node, compressed offloads.
+dgx2 = _fig13_as("DGX-2-class node (16 devices)")
+tpuv2 = _fig13_as("TPUv2-class devices")
+cdma = _fig13_as("Over DC-DLA with cDMA (2.6x)")
 
 
 def fig14(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
