@@ -34,6 +34,10 @@ HAND = {
     # 1, 9, 17) at 50/3 GB/s per NIC, the 12 others run at an NVLink's rate; host memory
     # as dgx_h100
     "dgx_h100_4node": ("hierarchical", 18, 6 * 50e9 / 3 + 12 * NVLINK4, PCIE5 / 2),
+    # Fig. 15: 3 rings (a device's 3 links) snake through 4 system nodes, each leaving a
+    # node over an EDR NIC (12.5 GB/s) on its own rail; a device's own memory-node over
+    # its 3 NVLink 2.0 links of 25 GB/s (the DIMMs' 256 GB/s is not the limit)
+    "mcdla_scaleout": ("hierarchical", 3, 3 * 12.5e9, 3 * 25e9),
 }
 
 
@@ -70,7 +74,7 @@ def test_cxl_keeps_pages_off_the_shared_uplink_and_the_sockets():
 
 @pytest.mark.parametrize("name, batch", [("dgx_a100", 64), ("dgx_h100", 64), ("dgx_h100_cxl", 64),
                                          ("dgx_h100_memnodes", 64), ("gh200_nvl32", 64), ("gb200_nvl72", 144),
-                                         ("dgx_h100_4node", 64)])
+                                         ("dgx_h100_4node", 64), ("mcdla_scaleout", 64)])
 def test_every_design_trains_an_iteration(name, batch):
     """A whole iteration passes its invariants on every design, with its own collective."""
     result = simulate(name, "bw_aware", "alexnet", "data", batch)

@@ -332,6 +332,10 @@ class ClusterParams:
     # Host side of every node, as in the switch generator: host memory as the backing store.
     pcie_link: str | None = None
     devices_per_pcie_switch: PositiveInt = 2
+    # Memory-nodes on every node's fabric switch, serving that node's devices (the paper's
+    # Fig. 15: device- and memory-nodes behind a device-side switch in each system node).
+    memory_nodes_per_node: NonNegativeInt = 0
+    links_per_memory_node: PositiveInt = 1
 
 
 @generator("cluster", ClusterParams)
@@ -348,6 +352,19 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     connections += [[d, f"SP{i % q if p.rails else 0}", nic, p.nics_per_device] for i, d in enumerate(devices)]
     result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": q if p.rails else 1,
                               "backing": "none"}
+    if p.memory_nodes_per_node and p.pcie_link is not None:
+        raise where.child("memory_nodes_per_node").error("give one capacity tier: memory-nodes or pcie_link")
     _host_side(p, doc, devices, connections, result, where)
+    if p.memory_nodes_per_node:
+        _need(doc, "memory_node", "the memory-nodes of every node", where.child("memory_nodes_per_node"))
+        k = p.memory_nodes_per_node
+        if q % k:
+            raise where.child("memory_nodes_per_node").error(
+                f"{q} devices per node do not divide evenly over {k} memory-nodes")
+        memories = _names("M", p.nodes * k)
+        connections += [[m, f"FS{j // k}", link, p.links_per_memory_node] for j, m in enumerate(memories)]
+        per = q // k  # device i of node j is served by memory-node j*k + (i mod q) // per
+        result.update(memory_nodes=len(memories), backing="memory_nodes",
+                      serves={d: [f"M{(i // q) * k + (i % q) // per}"] for i, d in enumerate(devices)})
     result["connections"] = connections
     return result

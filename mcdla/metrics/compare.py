@@ -199,7 +199,8 @@ def speedup_pivot(table: pd.DataFrame, baseline: str = BASELINE) -> list[dict]:
 
 # The designs of experiment scale_out, by the first part of their labels.
 SCALE_OUT_NAMES = {"ring": "MC-DLA(B) ring of N (flat ring collectives)",
-                   "cluster": "DGX H100 nodes on 400G IB (hierarchical)"}
+                   "cluster": "DGX H100 nodes on 400G IB (hierarchical)",
+                   "fig15": "Fig. 15 scale-out MC-DLA on EDR IB (hierarchical)"}
 
 # The iteration time that counts as training in the LLM study's "largest model within a
 # budget" (docs/results.md): 10 s for a batch of 16 sequences, i.e. over 3,000 tokens/s
