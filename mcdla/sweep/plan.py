@@ -170,6 +170,20 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
 
 
 
+def _kept_peak(iteration) -> float:
+    """The device-memory peak of a plan that keeps every feature map on the device
+    (mcdla.sim.liveness: exact when nothing is offloaded); 0 for any other plan, whose
+    peak depends on how its transfers overlap (the simulation decides)."""
+    from mcdla.sim.liveness import peak_bytes
+
+    plan = iteration.plan
+    if iteration.virtualize or iteration.pipe is not None or any(plan.offloaded):
+        return 0.0
+    return peak_bytes(iteration.inputs.workload.layers, plan.tensor_bytes, plan.offloaded, plan.recomputed,
+                      virtualize=False, lookahead=iteration.inputs.execution.training.lookahead,
+                      resident_bytes=iteration.model_state_bytes)
+
+
 def _state_lower_bound(workload, execution, devices: int) -> float:
     """The model state a device holds, from the weights alone (no plan built): exact
     without pipelines, the stages' average (a lower bound of the largest) with them."""
@@ -259,6 +273,12 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         if row.resident_bytes > capacity:
             row.feasible = False
             row.reason = (f"model state and input need {row.resident_bytes / 1e9:.3g} GB of the device's "
+                          f"{capacity / 1e9:.3g} GB")
+            continue
+        peak = _kept_peak(iteration)
+        if peak > capacity * (1 + 1e-9):  # nothing leaves the device: this peak is certain
+            row.feasible = False
+            row.reason = (f"keeping every feature map needs {peak / 1e9:.3g} GB of the device's "
                           f"{capacity / 1e9:.3g} GB")
             continue
         built[id(row)] = iteration
