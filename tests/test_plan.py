@@ -40,8 +40,11 @@ def test_a_model_state_over_device_memory_is_infeasible_without_simulating(capsy
     # 175B x 16 B / 8 is far over 16 GB, and even with ZeRO-Offload its fp16 weights and
     # gradients are 87 GB a device: refused from the weights alone.
     assert on_device and all("model state" in r["reason"] for r in on_device)
-    # ZeRO-Infinity would keep 2.8 TB in the hosts' 512 GB: refused as the run starts.
-    assert all("backing store" in r["reason"] for r in rows if r["offload_params"])
+    # ZeRO-Infinity would keep 2.8 TB in the hosts' 512 GB: refused as the run starts (or,
+    # keeping every feature map on the device, by the analytic peak before it).
+    infinity = [r["reason"] for r in rows if r["offload_params"]]
+    assert infinity and all("backing store" in r or "keeping every feature map" in r for r in infinity)
+    assert any("backing store" in r for r in infinity)
 
 
 def test_devices_must_match_the_design(capsys):
