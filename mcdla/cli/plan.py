@@ -47,7 +47,8 @@ def _human(row) -> dict:
     if row.feasible:
         out.update({
             "iteration": format_value(r["iteration_time_s"], "time"),
-            "tokens/s": f"{r['tokens_per_s']:,.0f}",
+            **({"tokens/s": f"{r['tokens_per_s']:,.0f}"} if r["tokens_per_s"] != r["samples_per_s"]
+               else {"samples/s": f"{r['samples_per_s']:,.0f}"}),
             "TFLOP/s/device": f"{r['model_flops_per_device'] / 1e12:.1f}",
             "of peak": percent(r["peak_fraction"]),
             "device peak": format_value(r["device_mem_peak_bytes"], "size"),

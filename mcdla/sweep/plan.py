@@ -114,7 +114,8 @@ def _checkpoint_options() -> tuple[str | None, ...]:
     return get_args(hint) if hint is not None else (None,)
 
 
-def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candidate]:
+def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: bool = True,
+               attention: bool = True) -> list[Candidate]:
     """Every candidate that divides the design and the batch. Pipelines run 1F1B with
     m = p, 2p or 4p micro-batches, feature maps on the device, ZeRO 0 or 1. With a
     backing store (``offloads`` not empty), ZeRO-Offload too, without pipelines."""
@@ -128,11 +129,13 @@ def candidates(devices: int, batch: int, offloads: Sequence[str]) -> list[Candid
                 continue
             for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads),
                                                                _checkpoint_options()):
+                if checkpoint == "selective" and not attention:
+                    continue  # recomputes attention only: the same plan as none without attention
                 if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP or checkpoint not in (None, "none"))):
                     continue  # nothing to shard over; what pipelines do not compose with
                 for sequence in ((False, True) if tp > 1 else (False,)):
                     out.append(Candidate(tp, zero, offload, checkpoint, pp, m, sequence_parallel=sequence))
-                    if offloads and pp == 1:
+                    if offloads and pp == 1 and optimizer:  # no optimizer state: nothing to offload
                         out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True,
                                              sequence_parallel=sequence))
                         if zero == 3:  # ZeRO-Infinity: the weights in the backing store too
@@ -218,7 +221,9 @@ def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
         "samples_per_s": execution.batch / time_s,
         "tokens_per_s": tokens / time_s,
         "model_flops_per_device": per_device,
-        "peak_fraction": per_device / (2 * topology.device.peak_macs_per_s),
+        # of the peak of the lanes this precision runs on (a V100's FP32 lanes for fp32)
+        "peak_fraction": per_device / (2 * topology.device.pes * topology.device.lanes(workload.precision_bytes)
+                                       * topology.device.clock),
         "device_mem_peak_bytes": result["device_mem_peak_bytes"],
         "backing_peak_bytes": max(record.store_peak_bytes.values(), default=0.0),
         "backing_Bps": tier_bytes / time_s / len(topology.devices),
@@ -238,12 +243,13 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     from mcdla.sim.training import Iteration
 
     cache: dict = {}
-    topo, _, _ = load_inputs(topology, workload, sets, cache, batch=batch, policy=policy)
+    topo, work, _ = load_inputs(topology, workload, sets, cache, batch=batch, policy=policy)
     n = len(topo.devices)
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
     offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
-    rows = [PlanRow(c, n) for c in candidates(n, batch, offloads)]
+    rows = [PlanRow(c, n) for c in candidates(n, batch, offloads, optimizer=work.optimizer != "none",
+                                               attention=any(l.kind == "attention" for l in work.layers))]
     virtualization_Bps = topo.virtualization_bw_Bps if topo.backing != "none" else math.inf
     if not rows:
         raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
