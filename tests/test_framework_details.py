@@ -191,3 +191,15 @@ def test_a_compressing_dma_engine_moves_and_stores_each_map_smaller():
     assert packed.iteration_time_s < plain.iteration_time_s  # DC-DLA is bound by its PCIe
     # The maps come back whole: device memory is as without compression.
     assert packed.devices[0].memory_peak_bytes == pytest.approx(plain.devices[0].memory_peak_bytes)
+
+
+def test_a_merged_in_place_layer_stays_in_its_block():
+    from mcdla.sim.offload import block_of, checkpointed
+
+    merged = inplace_workload(load_workload("resnet50"), inplace=True, fuse_bn_relu=False)
+    assert block_of("layer1.0/bn3+layer1.0/add+layer1.0/relu3") == "layer1.0"
+    # Full checkpointing rebuilds conv3's output inside its block: its only reader is
+    # the block's merged bn3+add+relu3, not another block.
+    recomputed = checkpointed(merged.layers, "full")
+    assert recomputed[merged.index["layer1.0/conv3"]]
+    assert not recomputed[merged.index["layer1.0/bn3+layer1.0/add+layer1.0/relu3"]]  # leaves the block

@@ -160,8 +160,8 @@ def test_pipeline_stages_send_activations_and_gradients_point_to_point():
     hidden = GPT2["seq"] * GPT2["hidden"] * 2  # one sample's residual stream, fp16
     micro = 16 // 4 // 4  # batch 16 over dp = 4 replicas, 4 micro-batches
     # Each of the 4 replicas sends 4 micro-batches forward and 4 gradients back.
-    assert len(record.p2p) == 4 * 4 * 2
-    assert {size for _, size in record.p2p} == {micro * hidden}
+    assert len(record.transfers) == 4 * 4 * 2
+    assert {size for _, size in record.transfers} == {micro * hidden}
     # Gradients are reduced over each stage's data-parallel group only.
     reductions = [c for c in record.collectives if c.op == "all_reduce"]
     assert {c.ranks for c in reductions} == {4}
@@ -267,7 +267,7 @@ def test_zero_infinity_keeps_no_model_state_on_the_device():
     fetched = sum(e - s for s, e, k in device.virtualization if k.startswith("weights of"))
     assert fetched > 0  # shards come in before their all-gathers
     moved = {}
-    for path, size in record.p2p:  # every model-state byte to or from the stores, all devices
+    for path, size in record.transfers:  # every model-state byte to or from the stores, all devices
         moved[path[0].startswith("M")] = moved.get(path[0].startswith("M"), 0.0) + size
     # In: each weight shard twice (forward, backward), the state and gradients in chunks;
     # out: each gradient shard once, the state and weights in chunks: 2 + (12 + 2) in, 2 + (12 + 2) out.

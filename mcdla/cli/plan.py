@@ -42,8 +42,7 @@ def _human(row) -> dict:
            "micro": c.micro_batches, "zero": c.zero, "optimizer": "backing" if c.offload_optimizer else "device",
            "weights": "backing" if c.offload_params else "device",
            "memory": c.offload}
-    if c.checkpoint is not None:
-        out["checkpoint"] = c.checkpoint
+    out["checkpoint"] = c.checkpoint
     if row.feasible:
         out.update({
             "iteration": format_value(r["iteration_time_s"], "time"),

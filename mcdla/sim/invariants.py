@@ -112,7 +112,7 @@ def expected_channel_bytes(record) -> dict[str, float]:
             per_byte[key] = algorithm.channel_bytes(c.op, 1.0, [rings[n] for n in c.rings])
         for channel, size in per_byte[key].items():  # a protocol's flags ride along
             add(channel, size * c.size_bytes * c.wire_factor)
-    for path, size in record.p2p:  # pipeline stages' activations and their gradients
+    for path, size in record.transfers:  # pipeline stages' activations and gradients, model state
         for resource in path:
             add(resource, size)
     plan = record.plan

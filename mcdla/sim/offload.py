@@ -38,8 +38,9 @@ class OffloadDecision:
 
 
 def block_of(name: str) -> str:
-    """A layer's block instance: its name before the last '/' ('' outside any block)."""
-    return name.rpartition("/")[0]
+    """A layer's block instance: its name before the last '/' ('' outside any block);
+    a merged in-place layer (``a/bn+a/relu``, mcdla.hw.fusion) is its first part's."""
+    return name.partition("+")[0].rpartition("/")[0]
 
 
 def checkpointed(layers, checkpoint: str) -> tuple[bool, ...]:

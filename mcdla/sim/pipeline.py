@@ -30,6 +30,8 @@ import simpy
 
 from mcdla.hw.compute import optimizer_step_time
 from mcdla.hw.network import sub_ring
+from mcdla.hw.parallelism import pipeline_stages
+from mcdla.sim.offload import block_of
 from mcdla.sim.training import DeviceCompute
 
 __all__ = ["schedule", "PipeLinks", "PipelineStage", "PipelinePlan", "pipeline_plan"]
@@ -157,22 +159,19 @@ class PipelinePlan:
     held_bytes: tuple[float, ...]  # stage -> activations one micro-batch holds there until its backward
     boundary_bytes: tuple[float, ...]  # stage s -> bytes sent from s to s + 1 (and their gradient back)
     stage_weight_bytes: tuple[float, ...]  # stage -> its weights on one device (after tensor parallelism)
-    stage_params: tuple[float, ...]
     step_s: tuple[float, ...]  # stage -> its optimizer step
 
 
 def pipeline_plan(plan, inputs, dp: int) -> PipelinePlan:
     """Splits the layers into stages and sizes what moves between them."""
-    from mcdla.hw.parallelism import pipeline_stages
-
     workload, execution, device = inputs.workload, inputs.execution, inputs.topology.device
     layers, p = workload.layers, execution.pipeline_parallel
-    blocks = [layer.name.rpartition("/")[0] for layer in layers]
+    blocks = [block_of(layer.name) for layer in layers]
     cuts = [i for i in range(1, len(layers)) if blocks[i] != blocks[i - 1]]  # where a block instance starts
     stages = pipeline_stages([f + b for f, b in zip(plan.fwd_s, plan.bwd_s)], p, cuts)
     stage_of = {i: s for s, members in enumerate(stages) for i in members}
     held, boundary = [0.0] * p, [0.0] * p
-    crossing: set[int] = set()  # tensors produced before a boundary and read after it
+    crossing: set[tuple[int, int]] = set()  # (tensor, boundary) pairs already counted
     for i, layer in enumerate(layers):
         for q in layer.inputs:
             for s in range(stage_of[q], stage_of[i]):
@@ -187,5 +186,5 @@ def pipeline_plan(plan, inputs, dp: int) -> PipelinePlan:
         weights[stage_of[plan.group_first[group]]] += size
     params = tuple(w / prec for w in weights)
     updated = [n / (dp if execution.zero else 1) for n in params]
-    return PipelinePlan(p, stages, tuple(held), tuple(boundary), tuple(weights), params,
+    return PipelinePlan(p, stages, tuple(held), tuple(boundary), tuple(weights),
                         tuple(optimizer_step_time(device, workload, n) for n in updated))

@@ -152,7 +152,7 @@ class IterationRecord:
     virtualize: bool
     rings: dict = field(default_factory=dict)  # every ring a communicator used, by name
     device_state_bytes: tuple[float, ...] = ()  # per device, where stages hold different weights
-    p2p: tuple = ()  # (path, bytes): pipeline stages' transfers and ZeRO-Offload's model state
+    transfers: tuple = ()  # (path, bytes) besides collectives and feature maps: pipeline stages', model state's
     store_resident_bytes: dict = field(default_factory=dict)  # backing store -> what it keeps across iterations
     groups: dict = field(default_factory=dict)  # tensor/data groups and stages by device name (t or p > 1)
 
@@ -275,14 +275,26 @@ class DmaEngine:
         if direction == "offload":
             for sub in routes:
                 self.stores.add(sub.store, sub.share * size)
-        flows = [self.net.transfer(sub.share * size, sub.path, sub.latency_s,
-                                   tag=f"{direction}/{self.name}/{tensor}") for sub in routes]
-        yield self.env.all_of(flows)
+        yield self.env.all_of(stripe(self.net, routes, size, f"{direction}/{self.name}/{tensor}"))
         self.memory.record.virtualization.append(
             (start, self.env.now, f"{direction} {self.inputs.workload.layers[tensor].name}"))
         if direction == "prefetch":
             for sub in routes:
                 self.stores.remove(sub.store, sub.share * size)
+
+
+def stripe(net: FlowNetwork, routes, size_bytes: float, tag: str, ports_only: bool = False,
+           log: list | None = None) -> list[simpy.Event]:
+    """Starts ``size_bytes`` over a device's backing-store routes, one flow per stripe
+    at its share (``ports_only``: through the stores' memory ports alone, a pass over
+    data already there); ``log`` collects (path, bytes) for the invariants."""
+    flows = []
+    for sub in routes:
+        path = sub.path[-1:] if ports_only else sub.path
+        if log is not None:
+            log.append((path, sub.share * size_bytes))
+        flows.append(net.transfer(sub.share * size_bytes, path, 0.0 if ports_only else sub.latency_s, tag=tag))
+    return flows
 
 
 class CollectiveStream:
@@ -374,6 +386,15 @@ class DeviceCompute:
 
         return self.env.process(fetch_then_gather())
 
+    def _weights_ready(self, group: str, phase: str, order: tuple, weights: dict):
+        """ZeRO-3: waits for ``group``'s weights, gathering them and, one ahead, the next
+        group's in ``order`` (``weights``: the gathers issued in this pass)."""
+        k = order.index(group)
+        for g in order[k:k + 2]:
+            if g not in weights:
+                weights[g] = yield from self._gather_weights(g, phase)
+        yield weights[group]
+
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
 
@@ -448,13 +469,8 @@ class DeviceCompute:
         topology, execution = self.inputs.topology, self.inputs.execution
         routes = topology.backing_routes(topology.devices[self.device], execution.policy, direction)
         start = self.env.now
-        flows = []
-        for sub in routes:
-            path = sub.path[-1:] if ports_only else sub.path
-            self.stores.moved.append((path, sub.share * size_bytes))
-            flows.append(self.net.transfer(sub.share * size_bytes, path, 0.0 if ports_only else sub.latency_s,
-                                           tag=f"{label}/{self.device}"))
-        yield self.env.all_of(flows)
+        yield self.env.all_of(stripe(self.net, routes, size_bytes, f"{label}/{self.device}", ports_only,
+                                     self.stores.moved))
         if not ports_only:  # the device's copy engines are busy; the host's step is not the device's
             self.memory.record.virtualization.append((start, self.env.now, label))
 
@@ -523,10 +539,7 @@ class DeviceCompute:
             yield from self._tp_before_forward(i)
             group = layer.weight_group
             if zero3 and group is not None and plan.group_first[group] == i:
-                for g in order[order.index(group):order.index(group) + 2]:  # this group and the next
-                    if g not in weights:
-                        weights[g] = yield from self._gather_weights(g, "fwd")
-                yield weights[group]
+                yield from self._weights_ready(group, "fwd", order, weights)
             # The output buffer exists while the layer computes.
             yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}")
@@ -557,10 +570,7 @@ class DeviceCompute:
             issue_prefetches(step)
             group = layers[i].weight_group
             if zero3 and group is not None and plan.group_last[group] == i:
-                for g in order[order.index(group):order.index(group) + 2]:
-                    if g not in weights:
-                        weights[g] = yield from self._gather_weights(g, "bwd")
-                yield weights[group]
+                yield from self._weights_ready(group, "bwd", order, weights)
             for t in reversed(closure(plan.bwd_needs[i], layers, plan.recomputed)):
                 if plan.offloaded[t]:
                     yield prefetched[t]
@@ -631,10 +641,8 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     group_full = tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers)
     if execution.parallel == "model":
         tensor_bytes = (full_bytes[0],) + tuple(b / devices for b in full_bytes[1:])
-    elif degree > 1:  # a tensor-parallel rank holds 1/t of each split map
+    else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
         tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
-    else:
-        tensor_bytes = tuple(l.out_elems_per_sample * local_batch * prec for l in layers)
     last_fwd_use = [i for i in range(len(layers))]
     for i, layer in enumerate(layers):
         for p in layer.inputs:
@@ -798,8 +806,8 @@ class Iteration:
         # device in model-parallel training); the steady state an iteration returns to.
         self.device_state_bytes: tuple[float, ...] = ()
         if self.pipe is not None:  # each device holds its stage's weights
-            per_stage = [model_state_bytes(workload, params=n, zero=execution.zero, dp=dp)
-                         for n in self.pipe.stage_params]
+            per_stage = [model_state_bytes(workload, params=w / workload.precision_bytes, zero=execution.zero, dp=dp)
+                         for w in self.pipe.stage_weight_bytes]
             self.device_state_bytes = tuple(per_stage[self.stage_of[d]] for d in range(devices))
             self.model_state_bytes = max(per_stage)
         else:
@@ -941,7 +949,7 @@ class Iteration:
             virtualize=self.virtualize,
             rings=rings,
             device_state_bytes=self.device_state_bytes,
-            p2p=(tuple(links.sent) if links is not None else ()) + tuple(stores.moved),
+            transfers=(tuple(links.sent) if links is not None else ()) + tuple(stores.moved),
             store_resident_bytes=dict(sorted(stores.resident.items())),
             groups=self._groups(),
         )

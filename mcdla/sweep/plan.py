@@ -5,7 +5,7 @@ data-parallel training on the design's devices: the tensor-parallel degree (ever
 divisor of the devices up to ``MAX_TENSOR``), the pipeline degree and its
 micro-batches, the data-parallel degree (the rest), the ZeRO stage, the
 activation-memory strategy (keep every feature map on the device, or a registered
-offload policy) and, where the build has it, activation checkpointing. The global
+offload policy) and activation checkpointing. The global
 batch is the user's.
 
 Each candidate is first judged without simulating, from its plan (per-layer kernel
@@ -24,7 +24,10 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, get_args, get_type_hints
+
+from mcdla.config.training import TrainingSpec
+from mcdla.hw.memory import optimizer_state_bytes
 
 from mcdla.errors import InfeasibleError, InputError
 
@@ -36,6 +39,7 @@ MAX_TENSOR = 8
 ZERO_STAGES = (0, 1, 2, 3)
 # Memory strategies: "none" keeps every feature map on the device (virtualization off).
 KEEP = "none"
+CHECKPOINTS = get_args(get_type_hints(TrainingSpec)["checkpoint"])  # none, full, selective
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Candidate:
     tensor_parallel: int
     zero: int
     offload: str  # KEEP, or a registered offload policy
-    checkpoint: str | None = None  # None where the build has no checkpointing option
+    checkpoint: str = "none"  # activation checkpointing (training.checkpoint)
     pipeline_parallel: int = 1
     micro_batches: int = 1
     offload_optimizer: bool = False  # ZeRO-Offload: optimizer state in the backing store
@@ -60,8 +64,7 @@ class Candidate:
             sets.append(("training.virtualization", False))
         else:
             sets.append(("execution.offload", self.offload))
-        if self.checkpoint is not None:
-            sets.append(("training.checkpoint", self.checkpoint))
+        sets.append(("training.checkpoint", self.checkpoint))
         if self.offload_optimizer:
             sets.append(("execution.offload_optimizer", True))
         if self.sequence_parallel:
@@ -73,7 +76,7 @@ class Candidate:
     def label(self) -> str:
         parts = [f"tp{self.tensor_parallel}", f"pp{self.pipeline_parallel}x{self.micro_batches}",
                  f"zero{self.zero}", self.offload]
-        if self.checkpoint not in (None, "none"):
+        if self.checkpoint != "none":
             parts.append(f"ckpt:{self.checkpoint}")
         if self.offload_optimizer:
             parts.append("zero-infinity" if self.offload_params else "zero-offload")
@@ -99,19 +102,9 @@ class PlanRow:
                 "data_parallel": self.devices // (c.tensor_parallel * c.pipeline_parallel),
                 "zero": c.zero, "offload_optimizer": c.offload_optimizer, "offload_params": c.offload_params,
                 "sequence_parallel": c.sequence_parallel, "memory": c.offload,
-                "checkpoint": c.checkpoint or "none",
+                "checkpoint": c.checkpoint,
                 "estimate_s": self.estimate_s, "resident_bytes": self.resident_bytes,
                 "feasible": self.feasible, "reason": self.reason, **self.result}
-
-
-def _checkpoint_options() -> tuple[str | None, ...]:
-    """The activation-checkpointing strategies of this build (None if it has none)."""
-    from typing import get_args, get_type_hints
-
-    from mcdla.config.training import TrainingSpec
-
-    hint = get_type_hints(TrainingSpec).get("checkpoint")
-    return get_args(hint) if hint is not None else (None,)
 
 
 def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: bool = True,
@@ -127,20 +120,19 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
         for m in ((1,) if pp == 1 else (pp, 2 * pp, 4 * pp)):
             if batch % (dp * m):
                 continue
-            for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads),
-                                                               _checkpoint_options()):
+            for zero, offload, checkpoint in itertools.product(ZERO_STAGES, (KEEP, *offloads), CHECKPOINTS):
                 if checkpoint == "selective" and not attention:
                     continue  # recomputes attention only: the same plan as none without attention
-                if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP or checkpoint not in (None, "none"))):
+                if (zero and dp == 1) or (pp > 1 and (zero > 1 or offload != KEEP or checkpoint != "none")):
                     continue  # nothing to shard over; what pipelines do not compose with
+                # Model state on the device; the optimizer's in the backing store (ZeRO-Offload,
+                # where there is optimizer state); the weights there too (ZeRO-Infinity, stage 3).
+                storages = [(False, False)]
+                if offloads and pp == 1 and optimizer:
+                    storages += [(True, False)] + ([(True, True)] if zero == 3 else [])
                 for sequence in ((False, True) if tp > 1 else (False,)):
-                    out.append(Candidate(tp, zero, offload, checkpoint, pp, m, sequence_parallel=sequence))
-                    if offloads and pp == 1 and optimizer:  # no optimizer state: nothing to offload
-                        out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True,
-                                             sequence_parallel=sequence))
-                        if zero == 3:  # ZeRO-Infinity: the weights in the backing store too
-                            out.append(Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=True,
-                                                 sequence_parallel=sequence, offload_params=True))
+                    out += [Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=opt,
+                                      sequence_parallel=sequence, offload_params=params) for opt, params in storages]
     return out
 
 
@@ -153,20 +145,18 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
         m = iteration.inputs.execution.training.micro_batches
         slowest = max(sum(plan.fwd_s[i] + plan.bwd_s[i] for i in layers) for layers in pipe.layers)
         compute = (m + pipe.stages - 1) * slowest + max(pipe.step_s)
-    t = iteration.inputs.execution.tensor_parallel
+    degree = iteration.inputs.execution.tensor_parallel
     moved = 0.0
-    if t > 1:
+    if degree > 1:
         reduced = [plan.group_full_bytes[i] for i in plan.tp.reduce_out]
         reduced += [plan.group_full_bytes[p] for ps in plan.tp.partial_dx.values() for p in ps]
-        moved = sum(reduced) * 2 * (t - 1) / t  # ring all-reduce bytes per rank
+        moved = sum(reduced) * 2 * (degree - 1) / degree  # ring all-reduce bytes per rank
     bandwidth = topology.collective_bw_Bps if topology.rings else math.inf
     # Offloaded feature maps (and ZeRO-Offload's state) must also cross to the backing
     # store and back; that may overlap compute, so the longer of the two bounds the time.
     execution = iteration.inputs.execution
     tiered = 2 * sum(plan.tensor_bytes[t] for t in plan.first_need)
     if execution.offload_optimizer:
-        from mcdla.hw.memory import optimizer_state_bytes
-
         tiered += 2 * optimizer_state_bytes(iteration.inputs.workload, plan.updated_params)
     virtual = tiered / virtualization_Bps if tiered else 0.0
     return max(compute + moved / bandwidth, virtual), iteration.model_state_bytes + plan.tensor_bytes[0]
