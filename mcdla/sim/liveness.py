@@ -22,13 +22,18 @@ which the simulator absorbs by waiting (docs/model.md, "Memory virtualization").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from mcdla.hw.layers import NO_INPUT_NEEDED
 
-__all__ = ["Schedule", "schedule", "intervals", "memory_curve", "peak_bytes", "backward_needs", "closure"]
+if TYPE_CHECKING:
+    import numpy as np
+
+# An allocation fits when it is within this relative slack of the capacity: float sums
+# of the same bytes in another order (the driver and the offload policies use it alike).
+FIT_SLACK = 1e-12
+
+__all__ = ["FIT_SLACK", "Schedule", "schedule", "intervals", "memory_curve", "peak_bytes", "backward_needs", "closure"]
 
 
 def backward_needs(layers) -> tuple[tuple[int, ...], ...]:
@@ -111,8 +116,10 @@ def intervals(sched: Schedule, offloaded: Sequence[bool], recomputed: Sequence[b
     return held
 
 
-def memory_curve(sched: Schedule, tensor_bytes: Sequence[float], held, resident_bytes: float = 0.0) -> np.ndarray:
+def memory_curve(sched: Schedule, tensor_bytes: Sequence[float], held, resident_bytes: float = 0.0) -> "np.ndarray":
     """Bytes in device memory at every point (resident bytes included)."""
+    import numpy as np  # here: mcdla sim's start-up does not pay numpy's import
+
     delta = np.zeros(sched.points + 1)
     for t, first, last in held:
         delta[first] += tensor_bytes[t]

@@ -15,20 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from mcdla.hw.layers import NO_INPUT_NEEDED
 from mcdla.registry import Registry
-from mcdla.sim.liveness import backward_needs, closure, intervals, memory_curve, schedule
+from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, intervals, memory_curve, schedule
 
 __all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "CapacityAware", "OffloadDecision", "NO_INPUT_NEEDED",
            "backward_needs", "closure", "checkpointed"]
 
 OFFLOADS: Registry[type["OffloadPolicy"]] = Registry("offload policy")
 
-# A peak fits when within this relative slack of the memory (float sums in another
-# order than the driver's; the driver allows the same slack).
-_FIT_SLACK = 1e-12
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,7 @@ class CapacityAware(OffloadPolicy):
     def minimal_set(cls, sched, recomputed, tensor_bytes, fwd_s, bwd_s, memory_bytes, resident_bytes, *,
                     virtualize, lookahead) -> set[int] | None:
         """The maps to offload so the peak fits ``memory_bytes`` (None: no set fits)."""
-        limit = memory_bytes * (1 + _FIT_SLACK)
+        limit = memory_bytes * (1 + FIT_SLACK)
         none = tuple(False for _ in recomputed)
         held = intervals(sched, none, recomputed, virtualize=virtualize, lookahead=lookahead)
         curve = memory_curve(sched, tensor_bytes, held, resident_bytes)
@@ -199,6 +195,8 @@ class CapacityAware(OffloadPolicy):
     @staticmethod
     def _candidates(sched, recomputed, tensor_bytes, fwd_s, bwd_s, lookahead):
         """(map, the points where offloading it frees its bytes), most slack first."""
+        import numpy as np  # here, as in liveness: only capacity_aware needs it
+
         n = sched.layers
         fwd_after = np.cumsum(np.asarray(fwd_s, dtype=float)[::-1])[::-1]  # fwd_after[i]: layers i.. n-1
         bwd_first = np.concatenate(([0.0], np.cumsum([bwd_s[n - 1 - k] for k in range(n - 1)])))

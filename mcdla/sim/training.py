@@ -51,13 +51,12 @@ from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
+from mcdla.sim.liveness import FIT_SLACK
 from mcdla.sim.offload import OFFLOADS, backward_needs, closure
 
 __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunInputs",
            "DeviceMemory", "DmaEngine", "BackingStores", "CollectiveStream", "DeviceCompute"]
 
-# An allocation fits when it is within this relative slack of the capacity (float sums).
-_FIT_SLACK = 1e-12
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
 OPTIMIZER_CHUNK_BYTES = 4e8
@@ -177,7 +176,7 @@ class DeviceMemory:
     def reserve(self, size_bytes: float, what: str):
         """Allocates ``size_bytes``, waiting until they fit (a generator to yield from)."""
         record = self.record
-        while record.memory_bytes + size_bytes > self.capacity_bytes * (1 + _FIT_SLACK):
+        while record.memory_bytes + size_bytes > self.capacity_bytes * (1 + FIT_SLACK):
             if self._room is None:
                 self._room = self.env.event()
             self.waiting[what] = size_bytes
@@ -210,7 +209,7 @@ class BackingStores:
     def add(self, store: str, size_bytes: float) -> None:
         used = self.used.get(store, 0.0) + size_bytes
         capacity = self.topology.memory_capacity(store)
-        if used > capacity * (1 + _FIT_SLACK):
+        if used > capacity * (1 + FIT_SLACK):
             raise InfeasibleError(
                 f"backing store {store} would hold {used:.4g} bytes, over its capacity of "
                 f"{capacity:.4g} bytes"
