@@ -18,6 +18,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from mcdla.config.execution import EXECUTION_KEYS
+from mcdla.config.topology import MAX_NODES
 from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError, excerpt
@@ -182,8 +183,8 @@ def simulate_from_args(args) -> dict[str, Any]:
 # mcdla collective --ring's link: the NVLink 2.0 preset, read from the presets file the
 # topologies use, so that the number lives in one place.
 DEFAULT_RING_LINK = "nvlink2"
-# Largest --ring: as mcdla.hw.topology.MAX_NODES, far above Fig. 9's 16 ranks.
-MAX_RING = 65536
+# Largest --ring: a topology's node limit, far above Fig. 9's 16 ranks.
+MAX_RING = MAX_NODES
 
 
 def parse_quantity(value: Any, kind: str, option: str) -> float:

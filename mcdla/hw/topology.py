@@ -29,7 +29,7 @@ import networkx as nx
 from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
 from mcdla.config.schema import Where
-from mcdla.config.topology import TopologyDoc, read_topology_doc
+from mcdla.config.topology import MAX_NODES, TopologyDoc, read_topology_doc
 from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.config.placement import PLACEMENTS
@@ -40,9 +40,6 @@ __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
 DIRECTIONS = ("offload", "prefetch")
 
-# Nodes of one kind a topology may have: far above any design studied (8 to 16
-# devices), far below what would exhaust memory or time when the graph is built.
-MAX_NODES = 65536
 # Parallel links on one connection: real nodes have a handful (NVLink: up to 18 per
 # GPU in total); each is a channel the flow solver tracks.
 MAX_PARALLEL_LINKS = 256
