@@ -51,7 +51,7 @@ from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
-from mcdla.sim.liveness import FIT_SLACK
+from mcdla.sim.liveness import FIT_SLACK, schedule
 from mcdla.sim.offload import OFFLOADS, backward_needs, closure
 
 __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunInputs",
@@ -642,10 +642,6 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
         tensor_bytes = (full_bytes[0],) + tuple(b / devices for b in full_bytes[1:])
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
         tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
-    last_fwd_use = [i for i in range(len(layers))]
-    for i, layer in enumerate(layers):
-        for p in layer.inputs:
-            last_fwd_use[p] = max(last_fwd_use[p], i)
     group_params = device_group_params(workload, layer_shards)
     dp = devices // degree if execution.parallel == "data" else 1
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
@@ -657,13 +653,9 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     recomputed, offloaded = decision.recomputed, decision.offloaded
     bwd_needs = backward_needs(layers)
     bwd_order = tuple(range(len(layers) - 1, 0, -1))
-    first_need: dict[int, int] = {}
-    last_bwd_use: dict[int, int] = {}
-    for step, i in enumerate(bwd_order):
-        for t in closure(bwd_needs[i], layers, recomputed):
-            last_bwd_use[t] = step
-            first_need.setdefault(t, step)
-    first_need = {t: s for t, s in first_need.items() if offloaded[t]}
+    sched = schedule(layers, recomputed)  # when each map is used (the policies' derivation too)
+    last_fwd_use, last_bwd_use = sched.last_fwd_use, sched.last_bwd_use
+    first_need = {t: s for t, s in sched.first_bwd_use.items() if offloaded[t]}
     frees: list[list[int]] = [[] for _ in bwd_order]
     for t, step in sorted(last_bwd_use.items()):
         frees[step].append(t)
@@ -690,7 +682,7 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
             last[layer.weight_group] = i
     dropped = tuple(not o and (r or (virtualize and t not in last_bwd_use))
                     for t, (o, r) in enumerate(zip(offloaded, recomputed)))
-    return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, tuple(last_fwd_use),
+    return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, last_fwd_use,
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
                        frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
