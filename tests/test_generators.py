@@ -311,3 +311,28 @@ def test_set_resizes_a_shipped_generated_design_from_the_command_line(capsys):
     assert main(["sim", "--topology", "gb200_nvl72", "--set", "generator.devices=36", "--set", "host.sockets=18",
                  "--workload", "alexnet", "--batch", "72", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["iteration_time_s"] > 0
+
+
+def test_a_cluster_without_rails_keeps_its_rings_in_the_nvlink_domains(tmp_path):
+    """One spine for every NIC is not a switch the devices hang off: the rings still run
+    over each node's NVSwitch and leave it by NIC, as with rails."""
+    path = tmp_path / "norail.yaml"
+    path.write_text("name: norail\ndescription: x\ndevice: h100_sxm5\n"
+                    "host: {preset: dgx_h100_xeon, sockets: 4}\nfabric_switch: {preset: nvswitch3, chips: 4}\n"
+                    "spine_switch: quantum2\nlinks: {nvlink: nvlink4, nic: ib_400g, pcie: pcie5_x16}\n"
+                    "collective: hierarchical\n"
+                    "generator: {name: cluster, nodes: 2, devices_per_node: 8, links_per_device: 18, "
+                    "nic_link: nic, pcie_link: pcie, rails: false}\n")
+    topo = load_topology(str(path))
+    assert len(topo.ring_cycles) == 18
+    assert topo.ring_cycles[0][:4] == ("D0", "FS0", "D1", "FS0")
+
+
+def test_a_ring_generator_counts_its_memory_nodes_against_the_cap(tmp_path):
+    from mcdla.config.generators import MAX_GENERATED_NODES
+
+    path = tmp_path / "big.yaml"
+    path.write_text("name: big\ndescription: x\ndevice: table2\nmemory_node: table2\nlinks: {nvlink: nvlink2}\n"
+                    f"generator: {{name: ring, devices: {MAX_GENERATED_NODES // 2 + 1}}}\n")
+    with pytest.raises(InputError, match="more than a generator writes"):
+        load_topology(str(path))

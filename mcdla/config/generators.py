@@ -65,11 +65,13 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
         if key in result:
             raise where.child(key).error(f"set by generator {spec['name']!r}; remove it from the file")
     params = build(params_cls, {k: v for k, v in spec.items() if k != "name"}, gwhere)
-    nodes = sum(getattr(params, key, 0) for key in ("devices", "memory_nodes", "spines"))
+    devices = getattr(params, "devices", 0)
+    memory = getattr(params, "memory_nodes", 0)  # the ring's is a flag: one per device
+    nodes = devices + (devices if memory is True else int(memory)) + getattr(params, "spines", 0)
     if hasattr(params, "domains"):
         nodes += params.domains * (1 + params.devices_per_domain)
     if hasattr(params, "nodes"):
-        nodes += params.nodes * (1 + params.devices_per_node)
+        nodes += params.nodes * (1 + params.devices_per_node + params.memory_nodes_per_node)
     if nodes > MAX_GENERATED_NODES:
         raise gwhere.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
     result.update(function(params, result, gwhere))

@@ -68,9 +68,13 @@ def find_rings(
     nodes = list(nodes)
     order = {n: i for i, n in enumerate(nodes)}
     remaining = link_counts(graph, nodes)
-    neighbours = {
-        n: [m for m in nodes if m != n and frozenset((n, m)) in remaining] for n in nodes
-    }
+    neighbours: dict[str, list[str]] = {n: [] for n in nodes}  # each node's linked nodes, in node order
+    for pair in remaining:  # from the links, not from all pairs (a 50,000-node ring)
+        a, b = tuple(pair)
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    for linked in neighbours.values():
+        linked.sort(key=order.__getitem__)
     if len(nodes) < 3:
         return ()
     if count is None:
@@ -176,7 +180,9 @@ def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
     devices = [n for n, kind in kinds.items() if kind == "device"]
     if len(devices) < 2:
         return (), False
-    for hub in (n for n, kind in kinds.items() if kind == "fabric"):
+    # A single switch all devices hang off (not a spine: devices reach a spine by NIC,
+    # above their own domains' switches).
+    for hub in (n for n, kind in kinds.items() if kind == "fabric" and not graph.nodes[n].get("spine")):
         links = min(graph.number_of_edges(d, hub) for d in devices)
         if links:
             cycle = tuple(node for d in devices for node in (d, hub))
