@@ -138,6 +138,14 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         plans = self._plans(op, rings, float(size_bytes), root, units, net.capacities_Bps, chunk_bytes)
         return env.process(self._run(env, net, tuple(rings), op, float(size_bytes), plans, tag))
 
+    def _sent_per_byte(self, op: str, ring) -> float:
+        """Bytes the ranks of ``ring`` put on the wire per byte of its share: the pieces
+        are linear in the share, so they are listed once per (op, ring), not per collective."""
+        cache = self.__dict__.setdefault("_per_byte", {})
+        if (op, ring) not in cache:
+            cache[(op, ring)] = sum(b for b, _ in self.pieces(op, ring, 1.0))
+        return cache[(op, ring)]
+
     def _run(self, env, net, rings, op, size_bytes, plans, tag):
         start_s = env.now
         flows = [0]
@@ -150,8 +158,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
         yield env.all_of([env.process(one_ring(plan)) for plan in plans])
         share = size_bytes / len(rings)
-        sent = tuple(sum(b for b, _ in self.pieces(op, r, share)) if share > 0 and r.size > 1 else 0.0
-                     for r in rings)
+        sent = tuple(share * self._sent_per_byte(op, r) if share > 0 and r.size > 1 else 0.0 for r in rings)
         return CollectiveRecord(op=op, tag=tag, size_bytes=size_bytes, ranks=rings[0].size,
                                 rings=tuple(r.name for r in rings), start_s=start_s, end_s=env.now,
                                 flows=flows[0], bytes_per_ring=tuple(share for _ in rings),
