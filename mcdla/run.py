@@ -150,9 +150,11 @@ def simulate(
     with collection_paused():
         topo, work, execution = load_inputs(topology, workload, sets, parallel=parallel, batch=batch,
                                             policy=policy)
-        check_budget(estimate_work(topo, work), budget)  # before any simulation work
+        iteration = Iteration(topo, work, execution, record_timeline=trace is not None)
+        # Before any simulation work; the devices simulated: one per class of equivalent ones.
+        check_budget(estimate_work(topo, work, len(iteration.symmetry.device_classes)), budget)
         started = time.perf_counter()
-        record = Iteration(topo, work, execution, record_timeline=trace is not None).run()
+        record = iteration.run()
         wall_s = time.perf_counter() - started
     result = summarize(record, wall_s)
     if trace is not None:
@@ -176,6 +178,8 @@ def simulate_from_args(args) -> dict[str, Any]:
     sets = [parse_set(item) for item in args.sets]
     if getattr(args, "device", None):
         sets.insert(0, ("device", args.device))  # later --set device.KEY still overrides a field
+    if getattr(args, "exact", False):
+        sets.append(("execution.exact", True))
     return simulate(args.topology, args.policy, args.workload, args.parallel, args.batch, sets,
                     trace=args.trace, budget=getattr(args, "budget", None))
 

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=float, metavar="N",
                         help="work budget in channel updates (default 1e10, or MCDLA_WORK_BUDGET): "
                         "runs estimated over it are refused before they start")
+    parser.add_argument("--exact", action="store_true",
+                        help="simulate every rank, not one per class of equivalent ranks (rank symmetry: "
+                        "the same results to float rounding, at a cost that grows with the devices); "
+                        "the same as --set execution.exact=true")
     parser.add_argument("--links", action="store_true",
                         help="table: also list the bytes carried by every directed link "
                         "(JSON and CSV always have them)")

@@ -58,6 +58,10 @@ class ExecutionSpec:
       (Korthikanti et al. 2022): the tensors between blocks and the per-token layers
       (norms, residual adds, dropout) are split over the tokens; each all-reduce becomes
       a reduce-scatter and an all-gather (the same bytes), and activations shrink.
+    - ``exact``: simulate every rank. By default ranks that rank symmetry shows to be
+      equivalent (mcdla.hw.symmetry) are simulated once each and stand for their class,
+      which gives the same results (to float rounding) at a cost that grows with the
+      classes; ``exact`` is the check of that, and the way to time the full simulation.
     """
 
     parallel: Parallel = "data"
@@ -72,6 +76,7 @@ class ExecutionSpec:
     rank_order: str | None = None
     sequence_parallel: bool = False
     offload_params: bool = False
+    exact: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
@@ -91,4 +96,4 @@ class ExecutionSpec:
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
-                  "rank_order", "sequence_parallel", "offload_params")
+                  "rank_order", "sequence_parallel", "offload_params", "exact")

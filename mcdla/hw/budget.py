@@ -8,7 +8,9 @@ of the flows it touches, whose paths span up to a whole collective ring. So the
 estimate is ``events x longest ring`` in channel updates. The default limit lets every
 shipped experiment run (the largest, 8 devices, is near 1e6) and a 1,024-device ring
 of ResNet-34 (about 6e9, a minute or two), and refuses what would run for many
-minutes and gigabytes (a 4,096-device ring with a model-parallel GRU: about 1e11).
+minutes and gigabytes (a 4,096-device ring with a model-parallel GRU simulated rank by
+rank, ``execution.exact``: about 1e11). With rank symmetry (mcdla.hw.symmetry) the
+devices counted are the ones simulated, one per class of equivalent devices.
 ``MCDLA_WORK_BUDGET`` or ``mcdla sim --budget`` raises it.
 """
 
@@ -31,7 +33,7 @@ _ENV = "MCDLA_WORK_BUDGET"
 class WorkEstimate:
     """What a run will cost, estimated from its inputs alone."""
 
-    devices: int
+    devices: int  # the devices simulated (one per class of equivalent devices)
     layers: int
     events: float
     longest_ring: int  # channels of the longest directed ring (1 with none)
@@ -41,8 +43,9 @@ class WorkEstimate:
         return self.events * self.longest_ring
 
 
-def estimate_work(topology, workload) -> WorkEstimate:
-    devices = len(topology.devices)
+def estimate_work(topology, workload, simulated: int | None = None) -> WorkEstimate:
+    """``simulated``: the devices simulated (default: every device of ``topology``)."""
+    devices = len(topology.devices) if simulated is None else simulated
     layers = len(workload.layers)
     longest = max((len(r.channels) for r in topology.rings), default=1)
     return WorkEstimate(devices, layers, float(EVENTS_PER_LAYER * devices * layers), max(1, longest))
@@ -66,7 +69,7 @@ def check_budget(estimate: WorkEstimate, budget: float | None = None) -> None:
     limit = budget_from_env() if budget is None else budget
     if estimate.work > limit:
         raise InputError(
-            f"{estimate.devices} devices x {estimate.layers} layers is about {estimate.events:.2g} "
+            f"{estimate.devices} simulated devices x {estimate.layers} layers is about {estimate.events:.2g} "
             f"events over rings of {estimate.longest_ring} channels ({estimate.work:.2g} channel "
             f"updates), over the work budget of {limit:.2g}; raise it with --budget or "
             f"{_ENV} if you mean it", key="budget")

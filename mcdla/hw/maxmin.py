@@ -26,20 +26,32 @@ _TIE = 1e-12
 def max_min_rates(
     paths: Mapping[Hashable, Sequence[str]],
     capacities_Bps: Mapping[str, float],
+    weights: Mapping[Hashable, Sequence[float]] | None = None,
 ) -> dict[Hashable, float]:
     """The max-min fair rate of every flow in ``paths`` (flow -> resources crossed).
 
     Resources missing from ``capacities_Bps`` are unconstrained. A flow that crosses
     no constrained resource gets ``math.inf``. Deterministic: iteration follows the
     order of ``paths`` and of each path.
+
+    ``weights`` (flow -> one number per resource of its path) makes a flow load a
+    resource with ``weight x rate``: a flow that stands for several identical flows,
+    on a resource that stands for a class of identical resources (rank symmetry,
+    :mod:`mcdla.hw.symmetry`), loads one resource of the class with the flows of the
+    class that cross it. Without weights every weight is 1, and the arithmetic is the
+    unweighted one operation for operation.
     """
     rates: dict[Hashable, float] = {}
     users: dict[str, list[Hashable]] = {}
+    demand: dict[str, float] = {}  # resource -> summed weights of its flows
     for flow, path in paths.items():
         constrained = False
-        for resource in path:
+        ws = weights[flow] if weights is not None else None
+        for k, resource in enumerate(path):
             if resource in capacities_Bps:
                 users.setdefault(resource, []).append(flow)
+                if ws is not None:
+                    demand[resource] = demand.get(resource, 0) + ws[k]
                 constrained = True
         if not constrained:
             rates[flow] = math.inf
@@ -49,13 +61,17 @@ def max_min_rates(
     # current is the minimum, and a stale one is pushed back with its new value.
     # This keeps the flow network's frequent calls cheap (no scan of every
     # resource per level). Ties break by first use, never by name.
+    # ``unfrozen``: a resource's unfrozen weight (its unfrozen flows, unweighted);
+    # ``left``: its unfrozen flows, which say when it is done whatever the weights' rounding.
     remaining: dict[str, float] = {}
-    unfrozen: dict[str, int] = {}
+    unfrozen: dict[str, float] = {}
+    left: dict[str, int] = {}
     heap: list[tuple[float, int, str]] = []
     for position, (resource, flows) in enumerate(users.items()):
         remaining[resource] = float(capacities_Bps[resource])
-        unfrozen[resource] = len(flows)
-        heap.append((remaining[resource] / len(flows), position, resource))
+        unfrozen[resource] = demand[resource] if weights is not None else len(flows)
+        left[resource] = len(flows)
+        heap.append((remaining[resource] / unfrozen[resource], position, resource))
     heapq.heapify(heap)
     while heap:
         key, position, resource = heapq.heappop(heap)
@@ -84,10 +100,20 @@ def max_min_rates(
                 if flow in rates:
                     continue
                 rates[flow] = level
-                for other in paths[flow]:
+                if weights is None:
+                    for other in paths[flow]:
+                        if other in unfrozen:
+                            remaining[other] -= level
+                            unfrozen[other] -= 1
+                            left[other] -= 1
+                            if left[other] == 0:
+                                del unfrozen[other]
+                    continue
+                for other, w in zip(paths[flow], weights[flow]):
                     if other in unfrozen:
-                        remaining[other] -= level
-                        unfrozen[other] -= 1
-                        if unfrozen[other] == 0:
+                        remaining[other] -= level * w
+                        unfrozen[other] -= w
+                        left[other] -= 1
+                        if left[other] == 0:
                             del unfrozen[other]
     return rates

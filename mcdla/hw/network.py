@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "reduction_port"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "reduction_port", "reduce_unit"]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -48,6 +48,12 @@ class Port:
     id: str
     node: str
     bw_Bps: float
+
+
+def reduce_unit(rank: str) -> str:
+    """The id of device ``rank``'s reduction unit (a resource of the flow network that
+    reducing collectives cross at every rank: mcdla.sim.collectives)."""
+    return f"reduce:{rank}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,18 @@ class Ring:
     @cached_property  # read at every ring step; computed once (frozen: never stale)
     def channels(self) -> tuple[str, ...]:
         return tuple(c for seg in self.segments for c in seg)
+
+    @cached_property  # a ring step's latency, asked by every collective on the ring
+    def max_latency_s(self) -> float:
+        return max(self.latency_s)
+
+    @cached_property  # asked by every reducing collective on the ring: built once
+    def reduce_units(self) -> tuple[str, ...]:
+        return tuple(reduce_unit(rank) for rank in self.ranks)
+
+    @cached_property  # checked by every collective on the ring: once
+    def repeats_channel(self) -> bool:
+        return len(set(self.channels)) != len(self.channels)
 
 
 @dataclass(frozen=True)

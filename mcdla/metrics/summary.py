@@ -34,13 +34,13 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     stats = record.network
     sync = union((c.start_s, c.end_s) for c in record.collectives)
     compute, recompute, virt, exposed_sync, exposed_virt = [], [], [], [], []
-    for device in record.devices:
+    for device, copies in record.distinct_devices():  # devices of a class did the same (rank symmetry)
         busy = union(device.compute)
-        compute.append(measure(busy))
-        recompute.append(measure([c for c in device.compute if c[2].startswith("recompute ")]))
-        virt.append(measure(device.virtualization))
-        exposed_sync.append(difference_measure(sync, busy))
-        exposed_virt.append(difference_measure(device.virtualization, busy))
+        compute += [measure(busy)] * copies
+        recompute += [measure([c for c in device.compute if c[2].startswith("recompute ")])] * copies
+        virt += [measure(device.virtualization)] * copies
+        exposed_sync += [difference_measure(sync, busy)] * copies
+        exposed_virt += [difference_measure(device.virtualization, busy)] * copies
     time_s = record.iteration_time_s
     socket_avg = {
         port: stats.bytes_by_resource.get(port, 0.0) / time_s if time_s > 0 else 0.0
@@ -72,10 +72,11 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
             "avg": socket_avg[busiest] if busiest else 0.0,
             "peak": record.port_peak_Bps[busiest] if busiest else 0.0,
         },
-        "device_mem_peak_bytes": max(d.memory_peak_bytes for d in record.devices),
+        "device_mem_peak_bytes": max(d.memory_peak_bytes for d, _ in record.distinct_devices()),
         "remote_mem_bytes": sum(record.store_peak_bytes.values()),
         "link_bytes": link_bytes(topology, stats.bytes_by_resource),
         "events": record.events,
+        "rank_classes": len(record.rank_classes or record.devices),
         "wall_s": wall_s,
         "notes": notes,
         **({"groups": record.groups} if record.groups else {}),

@@ -46,7 +46,7 @@ import simpy
 
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import OPS, ring_steps
-from mcdla.hw.network import Ring, channel_id
+from mcdla.hw.network import Ring, channel_id, reduce_unit
 from mcdla.registry import Registry
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
@@ -71,9 +71,7 @@ __all__ = [
 DEFAULT_CHUNK_BYTES = 4e3
 
 
-def reduce_resource(rank: str) -> str:
-    """The id of the reduction unit of device ``rank`` in the flow network."""
-    return f"reduce:{rank}"
+reduce_resource = reduce_unit  # the id of device ``rank``'s reduction unit in the flow network
 
 
 @dataclass(frozen=True)
@@ -123,8 +121,7 @@ def collective(
     """
     check_request(op, rings, size_bytes, chunk_bytes, root)
     for ring in rings:
-        channels = ring.channels
-        if len(set(channels)) != len(channels):
+        if ring.repeats_channel:
             raise ValueError(f"ring {ring.name!r} crosses a channel twice")
     root_rank = rings[0].ranks[root]
     if op == "broadcast":
@@ -134,9 +131,8 @@ def collective(
     reduce_ids: dict[str, tuple[str, ...]] = {}
     if reduce_Bps is not None and op in ("all_reduce", "reduce_scatter"):
         for ring in rings:
-            for rank in ring.ranks:
-                net.add_resource(reduce_resource(rank), reduce_Bps)
-            reduce_ids[ring.name] = tuple(reduce_resource(rank) for rank in ring.ranks)
+            reduce_ids[ring.name] = units = ring.reduce_units
+            net.add_resources(units, reduce_Bps)
     costs = costs or _IDEAL
     for ring in rings:
         if ring.name in costs.cap_Bps:
@@ -184,6 +180,12 @@ class RingCosts:
 
     def cap_path(self, ring: Ring) -> tuple[str, ...]:
         return (self.cap_id(ring),) if ring.name in self.cap_Bps else ()
+
+    def step_s(self, ring: Ring) -> float:
+        """The latency of one ring step: its slowest segment's (max over i of
+        :meth:`segment_latency_s`, from the ring's longest segment)."""
+        longest = ring.max_latency_s
+        return longest if self.step_latency_s is None else max(self.step_latency_s, longest)
 
     def segment_latency_s(self, ring: Ring, i: int) -> float:
         if self.step_latency_s is None:
@@ -248,7 +250,7 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
         yield net.transfer(share * wire, path + cap, latency_s, tag)
         return
     step_bytes = share / p * wire
-    step_latency_s = max(costs.segment_latency_s(ring, i) for i in range(p))
+    step_latency_s = costs.step_s(ring)
     # One flow per phase: its steps run back to back (see the module docstring).
     channels = ring.channels + cap
     reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
@@ -427,7 +429,7 @@ class RingAlgorithm(CollectiveAlgorithm):
         gather_phase = op in ("all_reduce", "all_gather")
         worst = 0.0
         for r in rings:
-            step_s = max(costs.segment_latency_s(r, i) for i in range(r.size))
+            step_s = costs.step_s(r)
             piece = share / r.size * wire
             t = reduce_phase * (r.size - 1) * (step_s + piece / reducing[r.name])
             t += gather_phase * (r.size - 1) * (step_s + piece / plain[r.name])

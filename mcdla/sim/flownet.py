@@ -34,6 +34,16 @@ exception raised inside a SimPy callback would lose the iteration's context.
 
 Determinism: flows are kept in start order and resources in first-use order; nothing
 iterates over a set.
+
+Rank symmetry (``classes``, from :mod:`mcdla.hw.symmetry`): resources of one class
+carry the same load at every instant, so the network keeps one of them, the class's
+first, and a flow started with ``copies=m`` stands for m identical flows, one per rank
+of a class. On a resource class of k members, a flow crossing c of them loads each
+member with ``m x c / k`` times its rate (an integer for a flow of a class of ranks:
+each member of the class is crossed by as many of the m flows); the max-min rates
+are solved with those weights (:func:`~mcdla.hw.maxmin.max_min_rates`). Counts and
+bytes count every copy, and :meth:`FlowNetwork.stats` and :attr:`FlowNetwork.timeline`
+report every member of a class.
 """
 
 from __future__ import annotations
@@ -97,10 +107,10 @@ class _Flow:
     """Mutable state of one flow (internal; users only see its completion event)."""
 
     __slots__ = ("id", "size_bytes", "path", "pid", "tag", "done", "remaining_bytes", "rate_Bps", "finish_s",
-                 "done_below")
+                 "done_below", "copies")
 
     def __init__(self, flow_id: int, size_bytes: float, path: tuple[str, ...], pid: int, tag: str,
-                 done: simpy.Event):
+                 done: simpy.Event, copies: int = 1):
         self.id = flow_id
         self.size_bytes = size_bytes
         self.path = path  # constrained resources only
@@ -111,6 +121,7 @@ class _Flow:
         self.rate_Bps = 0.0
         self.finish_s = math.inf
         self.done_below = _DONE_FRACTION * size_bytes  # remaining bytes that count as delivered
+        self.copies = copies  # the identical flows this one stands for (rank symmetry)
 
 
 _start_order = attrgetter("id")
@@ -161,6 +172,9 @@ class FlowNetwork:
     called after every rate computation with the resources whose load changed (a
     load of 0 means the resource went idle), as a read-only mapping.
     ``record_timeline=True`` keeps the same changes in :attr:`timeline`.
+    ``classes`` (resource -> the first resource of its class; absent: a class of its
+    own) lumps resources that rank symmetry shows carry equal loads (module docstring):
+    ``on_rates`` then reports the classes' first resources.
     """
 
     def __init__(
@@ -170,9 +184,17 @@ class FlowNetwork:
         *,
         on_rates: Callable[[float, dict[str, float]], None] | None = None,
         record_timeline: bool = False,
+        classes: Mapping[str, str] | None = None,
     ):
         self.env = env
         self._capacities: dict[str, float] = {}
+        # Rank symmetry: resource -> its class's first resource, and that one -> the members.
+        self._rep: Mapping[str, str] = classes or {}
+        self._members: dict[str, list[str]] = {}
+        for resource, first in self._rep.items():
+            self._members.setdefault(first, []).append(resource)
+        self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
+        self._added: dict[tuple[str, ...], float] = {}  # resource tuples added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
         self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
@@ -183,7 +205,8 @@ class FlowNetwork:
         # the same float operation as the dicts' one resource at a time.
         self._names: list[str] = []
         self._index: dict[str, int] = {}
-        self._vector = len(capacities_Bps) >= VECTOR_RESOURCES
+        kept = len(capacities_Bps) - sum(len(m) - 1 for m in self._members.values())
+        self._vector = kept >= VECTOR_RESOURCES
         if self._vector:
             import numpy
 
@@ -197,7 +220,7 @@ class FlowNetwork:
         for resource, bw in capacities_Bps.items():
             self.add_resource(resource, bw)
         self._on_rates = on_rates
-        self.timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
+        self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
         self._joining: list[_Flow] = []  # flows whose latency elapsed at this instant
         self._flush_pending = False
@@ -235,6 +258,22 @@ class FlowNetwork:
     def capacities_Bps(self) -> Mapping[str, float]:
         return self._capacities
 
+    @property
+    def timeline(self) -> dict[str, list[tuple[float, float]]] | None:
+        """Every load change per resource (``record_timeline``), every member of a class listed."""
+        if self._timeline is None or not self._members:
+            return self._timeline
+        return {m: changes for r, changes in self._timeline.items() for m in self._members.get(r, (r,))}
+
+    def representative(self, resource: str) -> str:
+        """The resource that stands for ``resource``'s class (itself without symmetry)."""
+        return self._rep.get(resource, resource)
+
+    def _expand(self, by_resource: dict[str, float]) -> dict[str, float]:
+        if not self._members:
+            return by_resource
+        return {m: value for r, value in by_resource.items() for m in self._members.get(r, (r,))}
+
     def add_resource(self, resource: str, capacity_Bps: float) -> None:
         """Adds a constrained resource, or checks that an existing one has this capacity.
 
@@ -249,12 +288,26 @@ class FlowNetwork:
         known = self._capacities.get(resource)
         if known is None:
             self._capacities[resource] = capacity_Bps
-            self._index[resource] = len(self._names)
-            self._names.append(resource)
+            first = self._rep.get(resource, resource)
+            if first not in self._index:  # the network keeps a class's first resource
+                if self._capacities.setdefault(first, capacity_Bps) != capacity_Bps:
+                    raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
+                self._index[first] = len(self._names)
+                self._names.append(first)
+            elif self._capacities[first] != capacity_Bps:
+                raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
             if self._given:
                 self._given.clear()  # a given path may now cross one more constrained resource
         elif known != capacity_Bps:
             raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
+
+    def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
+        """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
+        collective's reduction units, asked for by every collective on a ring."""
+        if self._added.get(resources) != capacity_Bps:
+            for resource in resources:
+                self.add_resource(resource, capacity_Bps)
+            self._added[resources] = capacity_Bps
 
     # -- the one operation --------------------------------------------------------
 
@@ -264,8 +317,12 @@ class FlowNetwork:
         path: Sequence[str],
         latency_s: float = 0.0,
         tag: str = "",
+        copies: int = 1,
     ) -> simpy.Event:
-        """Starts a flow; the returned event succeeds (value: the tag) at its last byte."""
+        """Starts a flow; the returned event succeeds (value: the tag) at its last byte.
+
+        ``copies``: the identical flows this one stands for (rank symmetry: one per rank
+        of a class), each on its own member of the path's resource classes."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
         if not 0.0 <= size_bytes < math.inf:  # NaN fails too
@@ -273,14 +330,15 @@ class FlowNetwork:
         if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         path = tuple(path)
-        known = self._given.get(path)
+        given = path if copies == 1 else (path, copies)
+        known = self._given.get(given)
         if known is None:
-            known = self._new_path(path)
+            known = self._new_path(path, copies)
         done = self.env.event()
-        flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done)
+        flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done, copies)
         self._next_id += 1
-        self._flows_started += 1
-        self._bytes_sent += size_bytes
+        self._flows_started += copies
+        self._bytes_sent += size_bytes * copies
         if latency_s > 0:
             self.env.timeout(latency_s, flow).callbacks.append(self._latency_elapsed)
         else:
@@ -291,16 +349,31 @@ class FlowNetwork:
         self._joining.append(event.value)  # the flow whose latency this timeout was
         self._request_flush()
 
-    def _new_path(self, path: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
-        """Checks a path not seen before and numbers its constrained resources."""
+    def _new_path(self, path: tuple[str, ...], copies: int = 1) -> tuple[tuple[str, ...], int]:
+        """Checks a path not seen before and numbers its constrained resources (with
+        symmetry: their classes, and the weight of the flow on each)."""
         if len(set(path)) != len(path):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
         constrained = tuple(r for r in path if r in self._capacities)
-        pid = self._pids.get(constrained)
+        weights = None
+        if self._members:
+            crossed: dict[str, int] = {}
+            for r in constrained:
+                first = self._rep.get(r, r)
+                crossed[first] = crossed.get(first, 0) + 1
+            weights = tuple(copies * n / len(self._members.get(r, (r,))) for r, n in crossed.items())
+            if copies > 1 and any(w != round(w) for w in weights):
+                # m flows of a class of ranks cross every member of a resource class equally
+                # often; a fraction means the classes are not symmetric: a bug, not an input.
+                raise ValueError(f"{copies} copies of a flow on {path[:3]!r}... load a resource class unevenly")
+            constrained = tuple(crossed)
+        key = constrained if weights is None else (constrained, weights)
+        pid = self._pids.get(key)
         if pid is None:
-            pid = self._pids[constrained] = len(self._paths)
+            pid = self._pids[key] = len(self._paths)
             self._paths.append(constrained)
-        known = self._given[path] = (constrained, pid)
+            self._weights.append(weights)
+        known = self._given[path if copies == 1 else (path, copies)] = (constrained, pid)
         return known
 
     # -- accounting ---------------------------------------------------------------
@@ -331,8 +404,8 @@ class FlowNetwork:
             bytes_sent=self._bytes_sent,
             bytes_delivered=self._bytes_delivered,
             rate_computations=self._rate_computations,
-            bytes_by_resource=bytes_by,
-            busy_s_by_resource=busy_by,
+            bytes_by_resource=self._expand(bytes_by),
+            busy_s_by_resource=self._expand(busy_by),
         )
 
     # -- internals ----------------------------------------------------------------
@@ -522,12 +595,21 @@ class FlowNetwork:
         solved = self._solved.get(key)
         if solved is None:
             paths = self._paths
-            by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities)
-            rates = [by_position[i] for i in range(len(key))]
             sums: dict[str, float] = {}
-            for pid, rate in zip(key, rates):
-                for resource in paths[pid]:
-                    sums[resource] = sums.get(resource, 0.0) + rate
+            if not self._members:
+                by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities)
+                rates = [by_position[i] for i in range(len(key))]
+                for pid, rate in zip(key, rates):
+                    for resource in paths[pid]:
+                        sums[resource] = sums.get(resource, 0.0) + rate
+            else:  # symmetry: each class's first resource, loaded by the weighted flows
+                weights = self._weights
+                by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities,
+                                            {i: weights[pid] for i, pid in enumerate(key)})
+                rates = [by_position[i] for i in range(len(key))]
+                for pid, rate in zip(key, rates):
+                    for resource, w in zip(paths[pid], weights[pid]):
+                        sums[resource] = sums.get(resource, 0.0) + rate * w
             if self._solved_size + len(key) > _SOLVED_FLOWS:
                 self._solved.clear()
                 self._solved_size = 0
@@ -543,9 +625,9 @@ class FlowNetwork:
     def _publish(self, changed: Mapping[str, float]) -> None:
         """Reports the resources whose load changed (0: went idle)."""
         now = self.env.now
-        if self.timeline is not None:
+        if self._timeline is not None:
             for resource, value in changed.items():
-                self.timeline.setdefault(resource, []).append((now, value))
+                self._timeline.setdefault(resource, []).append((now, value))
         if self._on_rates is not None:
             self._on_rates(now, changed)
 
@@ -587,6 +669,6 @@ class FlowNetwork:
     def _deliver(self, flow: _Flow) -> None:
         flow.remaining_bytes = 0.0
         flow.rate_Bps = 0.0
-        self._flows_finished += 1
-        self._bytes_delivered += flow.size_bytes
+        self._flows_finished += flow.copies
+        self._bytes_delivered += flow.size_bytes * flow.copies
         flow.done.succeed(flow.tag)

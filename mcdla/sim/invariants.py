@@ -105,13 +105,15 @@ def expected_channel_bytes(record) -> dict[str, float]:
 
     algorithm = COLLECTIVES.get(execution.collective)()
     rings = record.rings or {ring.name: ring for ring in topology.rings}
-    per_byte: dict[tuple, dict[str, float]] = {}  # a collective's bytes are linear in its size
-    for c in record.collectives:
+    # A collective's bytes are linear in its size: the wire bytes of all collectives of
+    # one (op, rings) are summed, and their channels' bytes derived once.
+    wire: dict[tuple, float] = {}
+    for c in record.collectives:  # a protocol's flags ride along
         key = (c.op, c.rings)
-        if key not in per_byte:
-            per_byte[key] = algorithm.channel_bytes(c.op, 1.0, [rings[n] for n in c.rings])
-        for channel, size in per_byte[key].items():  # a protocol's flags ride along
-            add(channel, size * c.size_bytes * c.wire_factor)
+        wire[key] = wire.get(key, 0.0) + c.size_bytes * c.wire_factor
+    for (op, names), size_bytes in wire.items():
+        for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in names]).items():
+            add(channel, size * size_bytes)
     for path, size in record.transfers:  # pipeline stages' activations and gradients, model state
         for resource in path:
             add(resource, size)
@@ -144,9 +146,10 @@ def _check_devices(record) -> None:
     # The driver allocates the resident model state first and keeps it; everything
     # else an iteration allocates it must free.
     steady = float(record.model_state_bytes)
-    for n, device in enumerate(record.devices):
+    for device, _copies in record.distinct_devices():  # a class's devices share one record's lists
         name = device.name
         if record.device_state_bytes:
+            n = record.devices.index(device)
             steady = float(record.device_state_bytes[n])
         peak = max(device.memory_peak_bytes, 0.0)
         start = steady  # what stays resident across iterations (weights, gradients)

@@ -47,7 +47,8 @@ from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
 from mcdla.hw.network import sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
-from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
+from mcdla.hw.symmetry import Symmetry, rank_classes
+from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord, reduce_resource
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
@@ -56,6 +57,10 @@ from mcdla.sim.offload import OFFLOADS, backward_needs, closure
 
 __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunInputs",
            "DeviceMemory", "DmaEngine", "BackingStores", "CollectiveStream", "DeviceCompute"]
+
+# Collective algorithms whose flows treat every rank of a ring alike (rank symmetry
+# holds for them); the switch algorithms' trees and domains single out ranks.
+SYMMETRIC_COLLECTIVES = ("ring", "nccl")
 
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
@@ -154,6 +159,15 @@ class IterationRecord:
     transfers: tuple = ()  # (path, bytes) besides collectives and feature maps: pipeline stages', model state's
     store_resident_bytes: dict = field(default_factory=dict)  # backing store -> what it keeps across iterations
     groups: dict = field(default_factory=dict)  # tensor/data groups and stages by device name (t or p > 1)
+    # Classes of equivalent devices (rank symmetry), the first of each simulated; their
+    # members' records are copies of the first's. Empty: every device its own class.
+    rank_classes: tuple[tuple[int, ...], ...] = ()
+
+    def distinct_devices(self):
+        """(a device's record, how many devices did the same): once per class."""
+        if not self.rank_classes:
+            return [(d, 1) for d in self.devices]
+        return [(self.devices[c[0]], len(c)) for c in self.rank_classes]
 
 
 class DeviceMemory:
@@ -194,19 +208,34 @@ class DeviceMemory:
 class BackingStores:
     """What every backing store holds while the iteration runs, against its capacity."""
 
-    def __init__(self, topology):
+    def __init__(self, topology, classes: dict[str, str] | None = None):
         self.topology = topology
+        # Rank symmetry: a store stands for its class (store -> the class's first); what
+        # ``copies`` devices put in stores of a class of k is ``copies / k`` per store.
+        self.classes = classes or {}
+        self._size: dict[str, int] = {}
+        for first in self.classes.values():
+            self._size[first] = self._size.get(first, 0) + 1
         self.used: dict[str, float] = {}
         self.peak: dict[str, float] = {}
         self.resident: dict[str, float] = {}  # what stays across iterations (ZeRO-Offload's state)
         self.moved: list[tuple[tuple[str, ...], float]] = []  # (path, bytes) of model-state transfers
 
-    def hold(self, store: str, size_bytes: float) -> None:
+    def _in(self, store: str, size_bytes: float, copies: int) -> tuple[str, float]:
+        """The store that stands for ``store`` and what each of its class receives."""
+        first = self.classes.get(store, store)
+        if copies == 1 and first == store:
+            return store, size_bytes
+        return first, size_bytes * copies / self._size.get(first, 1)
+
+    def hold(self, store: str, size_bytes: float, copies: int = 1) -> None:
         """Stores ``size_bytes`` for good (it is there when the iteration starts and ends)."""
-        self.add(store, size_bytes)
+        self.add(store, size_bytes, copies)
+        store, size_bytes = self._in(store, size_bytes, copies)
         self.resident[store] = self.resident.get(store, 0.0) + size_bytes
 
-    def add(self, store: str, size_bytes: float) -> None:
+    def add(self, store: str, size_bytes: float, copies: int = 1) -> None:
+        store, size_bytes = self._in(store, size_bytes, copies)
         used = self.used.get(store, 0.0) + size_bytes
         capacity = self.topology.memory_capacity(store)
         if used > capacity * (1 + FIT_SLACK):
@@ -217,8 +246,18 @@ class BackingStores:
         self.used[store] = used
         self.peak[store] = max(self.peak.get(store, 0.0), used)
 
-    def remove(self, store: str, size_bytes: float) -> None:
+    def remove(self, store: str, size_bytes: float, copies: int = 1) -> None:
+        store, size_bytes = self._in(store, size_bytes, copies)
         self.used[store] -= size_bytes
+
+    def expanded(self, by_store: dict[str, float]) -> dict[str, float]:
+        """``by_store`` for every store, members of a class included, sorted by name."""
+        if not self.classes:
+            return dict(sorted(by_store.items()))
+        members = [s for s, first in self.classes.items() if first in by_store]
+        out = {s: by_store[self.classes[s]] for s in members}
+        out.update((s, v) for s, v in by_store.items() if s not in self.classes)
+        return dict(sorted(out.items()))
 
 
 class DmaEngine:
@@ -230,9 +269,10 @@ class DmaEngine:
     """
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, memory: DeviceMemory,
-                 stores: BackingStores, plan: OffloadPlan):
+                 stores: BackingStores, plan: OffloadPlan, copies: int = 1):
         self.env, self.net, self.inputs, self.device = env, net, inputs, device
         self.memory, self.stores, self.plan = memory, stores, plan
+        self.copies = copies  # the devices this one stands for (rank symmetry)
         self.name = inputs.topology.devices[device]
         self._queue: simpy.Store = simpy.Store(env)
         env.process(self._serve())
@@ -273,26 +313,29 @@ class DmaEngine:
         start = self.env.now
         if direction == "offload":
             for sub in routes:
-                self.stores.add(sub.store, sub.share * size)
-        yield self.env.all_of(stripe(self.net, routes, size, f"{direction}/{self.name}/{tensor}"))
+                self.stores.add(sub.store, sub.share * size, self.copies)
+        yield self.env.all_of(stripe(self.net, routes, size, f"{direction}/{self.name}/{tensor}",
+                                     copies=self.copies))
         self.memory.record.virtualization.append(
             (start, self.env.now, f"{direction} {self.inputs.workload.layers[tensor].name}"))
         if direction == "prefetch":
             for sub in routes:
-                self.stores.remove(sub.store, sub.share * size)
+                self.stores.remove(sub.store, sub.share * size, self.copies)
 
 
 def stripe(net: FlowNetwork, routes, size_bytes: float, tag: str, ports_only: bool = False,
-           log: list | None = None) -> list[simpy.Event]:
+           log: list | None = None, copies: int = 1) -> list[simpy.Event]:
     """Starts ``size_bytes`` over a device's backing-store routes, one flow per stripe
     at its share (``ports_only``: through the stores' memory ports alone, a pass over
-    data already there); ``log`` collects (path, bytes) for the invariants."""
+    data already there); ``log`` collects (path, bytes) for the invariants. ``copies``:
+    the devices of a class doing the same (rank symmetry)."""
     flows = []
     for sub in routes:
         path = sub.path[-1:] if ports_only else sub.path
         if log is not None:
             log.append((path, sub.share * size_bytes))
-        flows.append(net.transfer(sub.share * size_bytes, path, 0.0 if ports_only else sub.latency_s, tag=tag))
+        flows.append(net.transfer(sub.share * size_bytes, path, 0.0 if ports_only else sub.latency_s, tag=tag,
+                                  copies=copies))
     return flows
 
 
@@ -318,11 +361,12 @@ class CollectiveStream:
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
         env.process(self._serve())
 
-    def join(self, key: tuple, op: str, size_bytes: float) -> simpy.Event:
+    def join(self, key: tuple, op: str, size_bytes: float, copies: int = 1) -> simpy.Event:
+        """A device (``copies``: a class of devices doing the same) joins a collective."""
         if key not in self._barriers:
             self._barriers[key] = [0, self.env.event()]
         barrier = self._barriers[key]
-        barrier[0] += 1
+        barrier[0] += copies
         done = barrier[1]
         if barrier[0] == self.devices:
             if self.devices == 1 or size_bytes <= 0:
@@ -351,8 +395,12 @@ class DeviceCompute:
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
-                 model_state_bytes: float, virtualize: bool, tensor_stream: CollectiveStream | None = None):
+                 model_state_bytes: float, virtualize: bool, tensor_stream: CollectiveStream | None = None,
+                 copies: tuple[int, ...] = ()):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
+        # Rank symmetry: the devices of this one's class (it first), which do what it does.
+        self.members = copies or (device,)
+        self.copies = len(self.members)
         # ``stream``: the data-parallel group's communicator (every device, without
         # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
         self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
@@ -377,11 +425,11 @@ class DeviceCompute:
         size = self.plan.group_bytes[group]
         yield from self.memory.reserve(size, f"the gathered weights of {group}")
         if not self.inputs.execution.offload_params:
-            return self.stream.join(("W", phase, group), "all_gather", size)
+            return self.stream.join(("W", phase, group), "all_gather", size, copies=self.copies)
 
         def fetch_then_gather():
             yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in")
-            yield self.stream.join(("W", phase, group), "all_gather", size)
+            yield self.stream.join(("W", phase, group), "all_gather", size, copies=self.copies)
 
         return self.env.process(fetch_then_gather())
 
@@ -402,22 +450,22 @@ class DeviceCompute:
     def _tp_before_forward(self, i: int, tag: tuple = ()):
         plan = self.plan
         for p in plan.tp.gathers.get(i, ()):  # split inputs the layer needs whole
-            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p])
+            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p], copies=self.copies)
 
     def _tp_after_forward(self, i: int, tag: tuple = ()):
         plan = self.plan
         if i in plan.tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
-            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i])
+            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i], copies=self.copies)
 
     def _tp_before_backward(self, i: int, tag: tuple = ()):
         plan = self.plan
         if plan.tp.sequence and i in plan.tp.reduce_out:  # dY arrives as token shards
-            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i])
+            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i], copies=self.copies)
 
     def _tp_after_backward(self, i: int, tag: tuple = ()):
         plan = self.plan
         for p in plan.tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
-            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p])
+            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p], copies=self.copies)
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
@@ -468,8 +516,12 @@ class DeviceCompute:
         topology, execution = self.inputs.topology, self.inputs.execution
         routes = topology.backing_routes(topology.devices[self.device], execution.policy, direction)
         start = self.env.now
+        moved = self.stores.moved
+        for other in self.members[1:]:  # the class's other devices move the same over their routes
+            for sub in topology.backing_routes(topology.devices[other], execution.policy, direction):
+                moved.append((sub.path[-1:] if ports_only else sub.path, sub.share * size_bytes))
         yield self.env.all_of(stripe(self.net, routes, size_bytes, f"{label}/{self.device}", ports_only,
-                                     self.stores.moved))
+                                     moved, self.copies))
         if not ports_only:  # the device's copy engines are busy; the host's step is not the device's
             self.memory.record.virtualization.append((start, self.env.now, label))
 
@@ -494,7 +546,7 @@ class DeviceCompute:
     def _reduce_gradient(self, key: tuple, size_bytes: float) -> simpy.Event:
         """Joins a gradient reduction; with the weights in the backing store, the
         device's reduced shard then goes there (the event fires when it has)."""
-        reduced = self.stream.join(key, self._gradient_op, size_bytes)
+        reduced = self.stream.join(key, self._gradient_op, size_bytes, copies=self.copies)
         if not self.inputs.execution.offload_params:
             return reduced
 
@@ -516,7 +568,7 @@ class DeviceCompute:
         layers, training = workload.layers, execution.training
         record = memory.record
         model = execution.parallel == "model"
-        engine_args = (env, self.net, self.inputs, self.device, memory, self.stores, plan)
+        engine_args = (env, self.net, self.inputs, self.device, memory, self.stores, plan, self.copies)
         offloader = DmaEngine(*engine_args)
         prefetcher = offloader if self.inputs.topology.device.dma_engines < 2 else DmaEngine(*engine_args)
         offloaded_done: dict[int, simpy.Event] = {}
@@ -534,7 +586,7 @@ class DeviceCompute:
                 for p in layer.inputs:
                     if p not in gathered:
                         gathered.add(p)
-                        yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p])
+                        yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p], copies=self.copies)
             yield from self._tp_before_forward(i)
             group = layer.weight_group
             if zero3 and group is not None and plan.group_first[group] == i:
@@ -580,7 +632,7 @@ class DeviceCompute:
             if model and training.regather and layers[i].weight_group is not None:
                 for p in layers[i].inputs:
                     if p != 0:
-                        yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p])
+                        yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p], copies=self.copies)
             yield from self._tp_before_backward(i)
             record.backward_start[i] = env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}")
@@ -594,7 +646,7 @@ class DeviceCompute:
                 # of all consumers are summed locally and the tensor's dX is all-reduced
                 # once, after its last weighted consumer's backward.
                 for p, size in plan.partial_dx.get(i, ()):
-                    yield self.stream.join(("dX", p), "all_reduce", size)
+                    yield self.stream.join(("dX", p), "all_reduce", size, copies=self.copies)
             elif group is not None:
                 self._groups_left[group] -= 1
                 if self._groups_left[group] == 0:
@@ -610,7 +662,7 @@ class DeviceCompute:
                 yield from self._compute(self.plan.step_s, "optimizer step")
         if execution.zero in (1, 2):
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
-            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()))
+            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), copies=self.copies)
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
@@ -771,11 +823,18 @@ class Iteration:
                                  for s in range(pp) for r in range(t))
         self.stage_of = {on[r]: r // (dp * t) for r in range(devices)}
         self.env = CountingEnvironment()
-        # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change.
-        self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
-        self.port_peak_Bps = {port: 0.0 for port in self.socket_ports}
+        self.symmetry = self._symmetry()
+        classes = dict(self.symmetry.resources)
+        for group in self.symmetry.device_classes:  # a device's reduction unit is in its class
+            if len(group) > 1:
+                first = reduce_resource(topology.devices[group[0]])
+                classes.update((reduce_resource(topology.devices[d]), first) for d in group)
         self.net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
-                               record_timeline=record_timeline)
+                               record_timeline=record_timeline, classes=classes)
+        # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
+        # (with symmetry, on the port that stands for its class).
+        self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
+        self.port_peak_Bps = {port: 0.0 for port in dict.fromkeys(map(self.net.representative, self.socket_ports))}
         self.virtualize = execution.training.virtualization and topology.backing != "none"
         self.pipe = None
         if pp > 1:
@@ -817,6 +876,16 @@ class Iteration:
                                  key="execution.offload_optimizer")
         self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
 
+    def _symmetry(self) -> Symmetry:
+        """Which devices are simulated once for their class (mcdla.hw.symmetry): every
+        device its own class with ``execution.exact``, and where symmetry is not built:
+        tensor and pipeline groups (communicators over sub-rings, programs per stage) and
+        collective algorithms whose flows single out ranks."""
+        execution, topology = self.inputs.execution, self.inputs.topology
+        supported = (not execution.exact and execution.tensor_parallel == 1 and execution.pipeline_parallel == 1
+                     and execution.collective in SYMMETRIC_COLLECTIVES)
+        return rank_classes(topology, execution.policy, supported)
+
     @property
     def topology(self):
         return self.inputs.topology
@@ -826,7 +895,7 @@ class Iteration:
         return self.inputs.workload
 
     def _on_rates(self, now_s: float, load_Bps: dict[str, float]) -> None:
-        for port in self.socket_ports:
+        for port in self.port_peak_Bps:
             load = load_Bps.get(port, 0.0)
             if load > self.port_peak_Bps[port]:
                 self.port_peak_Bps[port] = load
@@ -876,21 +945,23 @@ class Iteration:
             raise InfeasibleError(
                 f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
                 f"{resident:.6g} bytes, over its memory of {capacity:.6g} bytes")
-        stores = BackingStores(topology)
+        stores = BackingStores(topology, self.symmetry.stores)
+        simulated = [c[0] for c in self.symmetry.device_classes]  # one device per class
         if inputs.execution.offload_optimizer:  # ZeRO-Offload: every device's state, stored for good
             state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
             if inputs.execution.offload_params:  # ZeRO-Infinity: its shard of the weights and gradients too
                 state += 2 * self.plan.updated_params * inputs.workload.precision_bytes
-            for name in topology.devices:
-                for sub in topology.backing_routes(name, inputs.execution.policy, "offload"):
-                    stores.hold(sub.store, sub.share * state)
+            for group in self.symmetry.device_classes:
+                for sub in topology.backing_routes(topology.devices[group[0]], inputs.execution.policy, "offload"):
+                    stores.hold(sub.store, sub.share * state, len(group))
         streams, rings = self._communicators()
-        memories = [DeviceMemory(env, r, capacity) for r in records]
+        memories = {d: DeviceMemory(env, records[d], capacity) for d in simulated}
         links = None
         if self.pipe is None:
-            devices = [DeviceCompute(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
-                                     self.model_state_bytes, self.virtualize, streams[d][1]).process
-                       for d in range(len(records))]
+            devices = [DeviceCompute(env, self.net, inputs, group[0], self.plan, memories[group[0]], stores,
+                                     streams[group[0]][0], self.model_state_bytes, self.virtualize,
+                                     streams[group[0]][1], copies=group).process
+                       for group in self.symmetry.device_classes]
         else:
             from mcdla.sim.pipeline import PipeLinks, PipelineStage
 
@@ -911,7 +982,7 @@ class Iteration:
         # Runs until nothing is scheduled: devices done, and every collective and DMA
         # they launched has finished (the engines then wait on empty queues).
         env.run()
-        waiting = [(d, what, size) for d, m in enumerate(memories) for what, size in m.waiting.items()]
+        waiting = [(d, what, size) for d, m in memories.items() for what, size in m.waiting.items()]
         if not done.triggered and waiting:
             device, what, size = min(waiting)
             record = records[device]
@@ -922,27 +993,34 @@ class Iteration:
                 f"{capacity:.6g} bytes, {how}")
         if not done.triggered or any(c.unfinished() for c in communicators):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
+        classes = self.symmetry.device_classes
+        for group in classes:  # a class's other devices did what its first did
+            first = records[group[0]]
+            for d in group[1:]:
+                records[d] = replace(first, name=topology.devices[d])
+        ports = self.port_peak_Bps
         record = IterationRecord(
             inputs=inputs,
             iteration_time_s=env.now,
             devices=records,
             collectives=[r for c in communicators for r in c.records],
-            store_peak_bytes=dict(sorted(stores.peak.items())),
-            store_end_bytes=dict(sorted(stores.used.items())),
+            store_peak_bytes=stores.expanded(stores.peak),
+            store_end_bytes=stores.expanded(stores.used),
             events=env.events_processed,
             network=self.net.stats(),
             capacities_Bps=dict(self.net.capacities_Bps),
             overload=self.net.overload,
             timeline=self.net.timeline,
-            port_peak_Bps=dict(self.port_peak_Bps),
+            port_peak_Bps={port: ports[self.net.representative(port)] for port in self.socket_ports},
             plan=self.plan,
             model_state_bytes=self.model_state_bytes,
             virtualize=self.virtualize,
             rings=rings,
             device_state_bytes=self.device_state_bytes,
             transfers=(tuple(links.sent) if links is not None else ()) + tuple(stores.moved),
-            store_resident_bytes=dict(sorted(stores.resident.items())),
+            store_resident_bytes=stores.expanded(stores.resident),
             groups=self._groups(),
+            rank_classes=classes if len(classes) < len(records) else (),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record

@@ -1,0 +1,162 @@
+"""Rank symmetry (mcdla.hw.symmetry): one device per class of equivalent devices is
+simulated, its flows standing for the class's. Every reported figure must equal the
+exact simulation's (every rank simulated) to 1e-9 relative, on symmetric designs and
+on asymmetric ones, where the classes are smaller."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcdla.cli.main import main
+from mcdla.config.execution import ExecutionSpec
+from mcdla.hw.maxmin import max_min_rates
+from mcdla.hw.symmetry import rank_classes
+from mcdla.hw.topology import load_topology
+from mcdla.run import simulate
+from mcdla.sim.environment import CountingEnvironment
+from mcdla.sim.flownet import FlowNetwork
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from scale import ring_yaml  # noqa: E402  (the benchmark's generated MC-DLA ring)
+
+# What measures the simulator, not the simulated system.
+COST = {"events", "wall_s", "rank_classes"}
+
+
+def differences(a, b, where=""):
+    """The reported figures of two results that differ by more than 1e-9 relative."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        return [d for k in a if k not in COST for d in differences(a[k], b[k], f"{where}.{k}")]
+    if isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}[{i}]")]
+    if isinstance(a, float) or isinstance(b, float):
+        return [] if abs(a - b) <= 1e-9 * max(abs(a), abs(b)) else [(where, a, b)]
+    return [] if a == b else [(where, a, b)]
+
+
+def both(topology, workload="alexnet", parallel="data", batch=64, sets=()):
+    runs = [simulate(topology, "bw_aware", workload, parallel, batch, [*sets, ("execution.exact", exact)],
+                     budget=math.inf) for exact in (False, True)]
+    return runs
+
+
+def _ring_file(tmp_path, n: int, home_only: tuple[int, ...] = ()) -> str:
+    """The benchmark's MC-DLA ring of ``n``; the devices ``home_only`` are served by their
+    home memory-node alone (their routes differ from the others')."""
+    text = ring_yaml(n)
+    for d in home_only:
+        text = text.replace(f"  D{d}: [M{d}, M{(d - 1) % n}]\n", f"  D{d}: [M{d}]\n")
+    path = tmp_path / f"ring{n}_{len(home_only)}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+DESIGNS = ["ring", "dc", "hc", "star", "oracle", "dgx1v", "dc16", "ring16", "dgx_a100", "dgx_h100",
+           "dgx_h100_memnodes", "dgx_h100_cxl", "gh200_nvl32"]
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+@pytest.mark.parametrize("parallel", ["data", "model"])
+def test_symmetric_runs_equal_exact_ones_on_the_shipped_designs(design, parallel):
+    symmetric, exact = both(design, parallel=parallel, batch=64)
+    assert differences(symmetric, exact) == []
+    assert exact["rank_classes"] == exact["devices"]
+    assert symmetric["rank_classes"] <= exact["rank_classes"]
+
+
+@pytest.mark.parametrize("sets", [
+    [("execution.offload_optimizer", True)],  # ZeRO-Offload: the state in the backing store
+    [("execution.zero", 2)],
+    [("execution.collective", "nccl")],
+    [("execution.offload", "capacity_aware")],
+    [("training.bucket", 25e6), ("training.precision", "mixed")],
+], ids=["zero_offload", "zero2", "nccl", "capacity_aware", "bucket_mixed"])
+@pytest.mark.parametrize("design", ["ring", "dc"])
+def test_symmetric_runs_equal_exact_ones_with_training_options(design, sets):
+    symmetric, exact = both(design, "resnet34", batch=128, sets=sets)
+    assert differences(symmetric, exact) == []
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_a_big_ring_is_one_class_and_exact(tmp_path, n):
+    symmetric, exact = both(_ring_file(tmp_path, n), "resnet34", batch=4 * n)
+    assert symmetric["rank_classes"] == 1
+    assert differences(symmetric, exact) == []
+    assert symmetric["events"] * (n // 4) < exact["events"]  # the point: work per class, not per device
+
+
+@pytest.mark.parametrize("n, home_only, expected", [
+    (8, (0,), 8),  # one odd device: no two devices alike, every one its own class
+    (12, tuple(range(0, 12, 2)), 2),  # every other device: the even ones and the odd ones
+    (12, (0, 6), 6),  # two opposite: rotation by 6 pairs the devices up
+])
+def test_asymmetric_rings_find_more_classes_and_stay_exact(tmp_path, n, home_only, expected):
+    path = _ring_file(tmp_path, n, home_only)
+    classes = rank_classes(load_topology(path), "bw_aware").device_classes
+    assert len(classes) == expected
+    for workload, parallel in (("resnet34", "data"), ("alexnet", "model")):
+        symmetric, exact = both(path, workload, parallel, batch=4 * n)
+        assert symmetric["rank_classes"] == len(classes)
+        assert differences(symmetric, exact) == []
+
+
+def test_classes_of_the_shipped_designs():
+    assert len(rank_classes(load_topology("ring"), "bw_aware").device_classes) == 1
+    star = rank_classes(load_topology("star"), "bw_aware")
+    assert sorted(map(len, star.device_classes)) == [2, 2, 4]
+    assert rank_classes(load_topology("ring"), "bw_aware", supported=False).trivial
+
+
+def test_tensor_parallel_groups_simulate_every_rank():
+    result = simulate("ring", "bw_aware", "alexnet", "data", 64, [("execution.tensor_parallel", 2)])
+    assert result["rank_classes"] == 8
+
+
+def test_exact_option_on_the_command_line(capsys):
+    assert main(["sim", "--workload", "alexnet", "--batch", "64", "--exact", "--format", "json"]) == 0
+    assert '"rank_classes": 8' in capsys.readouterr().out
+    assert ExecutionSpec().exact is False  # symmetry by default
+
+
+def test_a_flow_with_copies_equals_its_copies():
+    """Two lumped classes of 4 channels; a flow with copies=4 over one of each is the
+    four flows over their own pairs, and shares with a ring flow crossing them all."""
+    caps = {f"a{i}": 10.0 for i in range(4)} | {f"b{i}": 4.0 for i in range(4)}
+    results = []
+    for lumped in (False, True):
+        env = CountingEnvironment()
+        classes = {f"{k}{i}": f"{k}0" for k in "ab" for i in range(4)} if lumped else None
+        net = FlowNetwork(env, caps, classes=classes)
+        done = []
+        if lumped:
+            done.append(net.transfer(8.0, ("a0", "b0"), tag="x", copies=4))
+        else:
+            done += [net.transfer(8.0, (f"a{i}", f"b{i}"), tag="x") for i in range(4)]
+        done.append(net.transfer(12.0, tuple(caps), tag="ring"))
+        env.run()
+        stats = net.stats()
+        results.append((env.now, stats.flows_finished, stats.bytes_delivered, stats.bytes_by_resource))
+    (t0, f0, d0, b0), (t1, f1, d1, b1) = results
+    assert (f0, f1) == (5, 5) and d0 == d1 == 44.0
+    assert t1 == pytest.approx(t0, rel=1e-12)
+    assert set(b0) == set(b1) and all(b1[r] == pytest.approx(b0[r], rel=1e-12) for r in b0)
+
+
+def test_uneven_copies_are_refused():
+    net = FlowNetwork(CountingEnvironment(), {"a0": 1.0, "a1": 1.0, "a2": 1.0},
+                      classes={"a0": "a0", "a1": "a0", "a2": "a0"})
+    with pytest.raises(ValueError, match="unevenly"):
+        net.transfer(1.0, ("a0",), copies=2)  # 2 flows cannot load 3 channels alike
+
+
+def test_weighted_max_min_equals_the_replicated_flows():
+    caps = {"x": 9.0, "y": 5.0}
+    replicated = max_min_rates({"f1": ("x", "y"), "f2": ("x", "y"), "g": ("x",)}, caps)
+    weighted = max_min_rates({"f": ("x", "y"), "g": ("x",)}, caps, {"f": (2, 2), "g": (1,)})
+    assert weighted == {"f": replicated["f1"], "g": replicated["g"]}
