@@ -59,8 +59,9 @@ __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunIn
            "DeviceMemory", "DmaEngine", "BackingStores", "CollectiveStream", "DeviceCompute"]
 
 # Collective algorithms whose flows treat every rank of a ring alike (rank symmetry
-# holds for them); the switch algorithms' trees and domains single out ranks.
-SYMMETRIC_COLLECTIVES = ("ring", "nccl")
+# holds for them, tested against exact runs); a tree singles out its root, and in-switch
+# reduction was found not to load the classes evenly (the channel-byte invariant caught it).
+SYMMETRIC_COLLECTIVES = ("ring", "nccl", "direct", "hierarchical")
 
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
