@@ -456,13 +456,12 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     host = doc.get("host")
     sockets = host.get("sockets") if isinstance(host, dict) else None
     even = isinstance(sockets, int) and sockets % p.nodes == 0
-    node_doc = dict(doc, host=dict(host, sockets=sockets // p.nodes)) if even else doc
-    node = function(params, node_doc, nwhere)
-    one = node.get("connections", [])
-    if not even and any(end.startswith("CPU") for entry in one for end in entry[:2]):
+    hosted = getattr(params, "pcie_link", None) is not None or getattr(params, "c2c_link", None) is not None
+    if hosted and isinstance(sockets, int) and not even:
         raise Where(where.file).child("host").child("sockets").error(
-            f"{excerpt(sockets)} sockets do not divide evenly over {p.nodes} nodes "
-            f"(every {name!r} node has its own host)")
+            f"{sockets} sockets do not divide evenly over {p.nodes} nodes (each node has its own host)")
+    node = function(params, dict(doc, host=dict(host, sockets=sockets // p.nodes)) if even else doc, nwhere)
+    one = node.get("connections", [])
     counts = {"D": q, "M": node.get("memory_nodes", 0), "SW": node.get("switches", 0),
               "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0}
 
