@@ -474,3 +474,19 @@ def test_host_sockets_must_split_over_the_nodes(tmp_path):
                          "node": {"generator": "cube_mesh", "pcie_link": "pcie"}}}
     with pytest.raises(InputError, match=r"gen\.yaml: host\.sockets: 3 sockets do not divide evenly over 2 nodes"):
         load_topology(_file(tmp_path, doc))
+
+
+def test_a_cluster_of_one_device_nodes_is_a_switch_ring_through_the_spine(tmp_path):
+    doc = {"name": "one", "description": "x", "device": "table2", "fabric_switch": "switchib2",
+           "links": {"nic": "ib_100g"},
+           "generator": {"name": "cluster", "nodes": 3, "nic_link": "nic", "node": {"generator": "cube_mesh",
+                                                                                    "devices": 1}}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.ring_cycles == (("D0", "SP0", "D1", "SP0", "D2", "SP0"),)
+    assert len(topo.rings) == 1 and topo.collective_bw_Bps == pytest.approx(EDR)  # directed: the NIC each way
+
+
+def test_a_cluster_of_one_ring_node_keeps_the_node_rings(tmp_path):
+    topo = load_topology(_file(tmp_path, dict(RING_CLUSTER, generator=dict(RING_CLUSTER["generator"], nodes=1))))
+    assert topo.ring_cycles == (("D0", "M0", "D1", "M1", "D2", "M2", "D3", "M3"),) * 3
+    assert topo.collective_bw_Bps == pytest.approx(6 * NVLINK2)  # as the ring alone: the NICs unused

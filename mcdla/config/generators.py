@@ -8,8 +8,10 @@ instead of listing its nodes and connections. The generator named by ``name`` (a
 ``devices``, ``memory_nodes``, ``switches`` (PCIe), ``fabric_switches``, ``spine_switches``,
 ``connections``, ``backing`` and ``serves``. The file keeps what a generator cannot
 know: name, description, the presets (device, memory_node, host, fabric_switch,
-spine_switch, links), collective, device_memory. Rings are never generated: :mod:`mcdla.hw.topology`
-derives them at load time for every file that lists none.
+spine_switch, links), collective, device_memory. Rings are derived at load time
+(:mod:`mcdla.hw.topology`) for every file that lists none; the one generator that
+writes them (``rings`` and ``ring_directions``) is a cluster of nodes without a fabric
+switch (MC-DLA rings, cube-meshes), for which the derivation has no rule.
 
 Generators run after presets and ``--set`` overrides are resolved, so they may read
 the host's socket count, and ``--set generator.devices=16`` resizes a design.
@@ -461,7 +463,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
         raise Where(where.file).child("host").child("sockets").error(
             f"{sockets} sockets do not divide evenly over {p.nodes} nodes (each node has its own host)")
     node = function(params, dict(doc, host=dict(host, sockets=sockets // p.nodes)) if even else doc, nwhere)
-    one = node.get("connections", [])
+    links = node.get("connections", [])
     counts = {"D": q, "M": node.get("memory_nodes", 0), "SW": node.get("switches", 0),
               "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0}
 
@@ -469,7 +471,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
         prefix, index = _NODE_NAME.fullmatch(end).groups()
         return f"{prefix}{j * counts[prefix] + int(index)}"
 
-    connections = [[rename(a, j), rename(b, j), *rest] for j in range(p.nodes) for a, b, *rest in one]
+    connections = [[rename(a, j), rename(b, j), *rest] for j in range(p.nodes) for a, b, *rest in links]
     connections += [[f"D{i}", f"SP{i % q if p.rails else 0}", nic, p.nics_per_device]
                     for i in range(p.nodes * q)]
     result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": spines, "backing": node["backing"],
@@ -485,13 +487,14 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     elif doc.get("rings") is None and p.nodes * q > 1:
         if p.rails and q > 1:
             _even_nodes(p, doc, where)
-        result.update(rings=_cluster_rings(p, node, counts, rename, nwhere), ring_directions="both")
+        rings, directed = _cluster_rings(p, node, counts, rename, nwhere)
+        result.update(rings=rings, ring_directions="as_listed" if directed else "both")
     return result
 
 
-def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> list[list[str]]:
+def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> tuple[list[list[str]], bool]:
     """The rings of a cluster of nodes without a fabric switch (the MC-DLA ring, a
-    cube-mesh), both directions.
+    cube-mesh), and whether they are directed (as the node's own).
 
     Each of the node's own rings (:func:`mcdla.hw.rings.derive_rings` on one node) is cut
     between two devices it visits in turn, d_a then d_b, leaving a path from d_b round to
@@ -502,8 +505,8 @@ def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> list
     ring is cut where the NICs the rings cut so far cross least, so with as many places
     as rings have ends the rings share no NIC."""
     q = counts["D"]
-    if q == 1:  # one device per node: from node to node over the one spine (rail 0)
-        return [[node_ for j in range(p.nodes) for node_ in (f"D{j}", "SP0")]] if p.nodes > 1 else []
+    if q == 1:  # one device per node: a switch ring through the one spine, directed (as derived ones)
+        return [[name for j in range(p.nodes) for name in (f"D{j}", "SP0")]], True
     graph = nx.MultiDiGraph()
     kinds = {"D": "device", "M": "memory", "SW": "switch", "CPU": "cpu"}
     for prefix, kind in kinds.items():
@@ -512,12 +515,12 @@ def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> list
         for _ in range(count[0] if count else 1):
             graph.add_edge(a, b)
             graph.add_edge(b, a)
-    cycles, _directed = derive_rings(graph)
+    cycles, directed = derive_rings(graph)
     if not cycles:
         raise where.error(f"the node's {q} devices have no ring through all of them to join into the "
                           "cluster's rings")
     if p.nodes == 1:
-        return [list(cycle) for cycle in cycles]
+        return [list(cycle) for cycle in cycles], directed
     crossings: Counter = Counter()  # place -> cluster rings that leave or enter a node there
     rings = []
     for cycle in cycles:
@@ -533,4 +536,4 @@ def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> list
             ring += [rename(n, j) for n in walk] + [f"SP{place if p.rails else 0}"]
         first = ring.index("D0")  # every ring from the first device: broadcast's root 0
         rings.append(ring[first:] + ring[:first])
-    return rings
+    return rings, directed
