@@ -490,3 +490,19 @@ def test_a_cluster_of_one_ring_node_keeps_the_node_rings(tmp_path):
     topo = load_topology(_file(tmp_path, dict(RING_CLUSTER, generator=dict(RING_CLUSTER["generator"], nodes=1))))
     assert topo.ring_cycles == (("D0", "M0", "D1", "M1", "D2", "M2", "D3", "M3"),) * 3
     assert topo.collective_bw_Bps == pytest.approx(6 * NVLINK2)  # as the ring alone: the NICs unused
+
+
+@pytest.mark.parametrize("name, params", [
+    ("ring", {"devices": 8, "links_per_pair": 3}), ("ring", {"devices": 5, "links_per_pair": 2}),
+    ("ring", {"devices": 6, "links_per_pair": 2, "memory_nodes": False}),
+    ("cube_mesh", {"devices": 8}), ("cube_mesh", {"devices": 4}),
+])
+def test_a_node_s_own_rings_are_the_ones_derived_on_it_alone(name, params, tmp_path):
+    """The cluster joins the rings the node generator knows; they are the derivation's."""
+    from mcdla.config.generators import GENERATORS as registry, _node_rings
+    from mcdla.config.schema import Where, build
+
+    doc = {"name": "n", "description": "x", "device": "table2", "memory_node": "table2",
+           "links": {"nvlink": "nvlink2"}, "generator": {"name": name, **params}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert _node_rings(name, build(registry.get(name)[0], params, Where("x"))) == topo.ring_cycles

@@ -11,7 +11,8 @@ know: name, description, the presets (device, memory_node, host, fabric_switch,
 spine_switch, links), collective, device_memory. Rings are derived at load time
 (:mod:`mcdla.hw.topology`) for every file that lists none; the one generator that
 writes them (``rings`` and ``ring_directions``) is a cluster of nodes without a fabric
-switch (MC-DLA rings, cube-meshes), for which the derivation has no rule.
+switch (MC-DLA rings, cube-meshes), for which the derivation has no rule: it joins
+the node's own rings, which the node generator knows.
 
 Generators run after presets and ``--set`` overrides are resolved, so they may read
 the host's socket count, and ``--set generator.devices=16`` resizes a design.
@@ -27,11 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Mapping
 
-import networkx as nx
-
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
 from mcdla.errors import excerpt
-from mcdla.hw.rings import derive_rings
 from mcdla.registry import Registry
 
 __all__ = ["GENERATORS", "GENERATED_KEYS", "expand"]
@@ -189,6 +187,12 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
 # D4-D7 fully connected plus D_i-D_(i+4)), with their link counts (NV2 or NV1).
 _CUBE_MESH = ((0, 3, 2), (0, 4, 2), (1, 2, 2), (1, 5, 2), (2, 3, 2), (4, 7, 2), (5, 6, 2), (6, 7, 2),
               (0, 1, 1), (0, 2, 1), (1, 3, 1), (2, 6, 1), (3, 7, 1), (4, 5, 1), (4, 6, 1), (5, 7, 1))
+
+
+# The cube-mesh's edge-disjoint Hamiltonian rings, as dc.yaml and dc4.yaml list them
+# (mcdla.hw.rings.find_rings gives the same on the generated cube-mesh; tests check).
+_CUBE_MESH_RINGS = {8: ((0, 1, 2, 3, 7, 5, 6, 4), (0, 2, 6, 7, 4, 5, 1, 3), (0, 3, 2, 1, 5, 6, 7, 4)),
+                    4: ((0, 1, 2, 3), (0, 2, 1, 3)), 1: ()}
 
 
 @dataclass(frozen=True)
@@ -447,7 +451,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     if name not in NODE_GENERATORS:
         raise nwhere.child("generator").error(f"expected a single-node generator, one of "
                                               f"{', '.join(NODE_GENERATORS)}; got {excerpt(name)}")
-    params_cls, function = GENERATORS.get(name)
+    params_cls, function = GENERATORS.get(name)  # every name in NODE_GENERATORS is registered
     params = build(params_cls, {k: v for k, v in p.node.items() if k != "generator"}, nwhere)
     q = params.devices
     spines = q if p.rails else 1
@@ -487,40 +491,37 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     elif doc.get("rings") is None and p.nodes * q > 1:
         if p.rails and q > 1:
             _even_nodes(p, doc, where)
-        rings, directed = _cluster_rings(p, node, counts, rename, nwhere)
+        rings, directed = _cluster_rings(p, _node_rings(name, params), q, rename)
         result.update(rings=rings, ring_directions="as_listed" if directed else "both")
     return result
 
 
-def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> tuple[list[list[str]], bool]:
-    """The rings of a cluster of nodes without a fabric switch (the MC-DLA ring, a
-    cube-mesh), and whether they are directed (as the node's own).
+def _node_rings(name: str, params) -> tuple[tuple[str, ...], ...]:
+    """A node without a fabric switch: its own rings, the ones derived at load for the
+    node alone (undirected). The ring's one cycle, once per parallel link; the
+    cube-mesh's edge-disjoint Hamiltonian rings."""
+    if name == "ring":
+        n = params.devices
+        cycle = tuple(x for i in range(n) for x in ((f"D{i}", f"M{i}") if params.memory_nodes else (f"D{i}",)))
+        return (cycle,) * params.links_per_pair
+    return tuple(tuple(f"D{i}" for i in ring) for ring in _CUBE_MESH_RINGS[params.devices])
 
-    Each of the node's own rings (:func:`mcdla.hw.rings.derive_rings` on one node) is cut
-    between two devices it visits in turn, d_a then d_b, leaving a path from d_b round to
-    d_a through every device (and the relays between them). The cluster ring runs that
-    path in node 0, leaves over d_a's NIC to d_a of node 1, runs the path backwards there,
-    leaves over d_b's NIC to d_b of node 2, and so on: a place to the same place, so over
-    the rails, and an even number of nodes closes it (one spine for all closes any). Each
-    ring is cut where the NICs the rings cut so far cross least, so with as many places
-    as rings have ends the rings share no NIC."""
-    q = counts["D"]
+
+def _cluster_rings(p: ClusterParams, cycles, q: int, rename) -> tuple[list[list[str]], bool]:
+    """The rings of a cluster of nodes without a fabric switch (the MC-DLA ring, a
+    cube-mesh) from the node's own rings ``cycles``, and whether they are directed.
+
+    Each node ring is cut between two devices it visits in turn, d_a then d_b, leaving a
+    path from d_b round to d_a through every device (and the relays between them). The
+    cluster ring runs that path in node 0, leaves over d_a's NIC to d_a of node 1, runs
+    the path backwards there, leaves over d_b's NIC to d_b of node 2, and so on: a place
+    to the same place, so over the rails, and an even number of nodes closes it (one
+    spine for all closes any). Each ring is cut where the NICs the rings cut so far cross
+    least, so with as many places as rings have ends the rings share no NIC."""
     if q == 1:  # one device per node: a switch ring through the one spine, directed (as derived ones)
         return [[name for j in range(p.nodes) for name in (f"D{j}", "SP0")]], True
-    graph = nx.MultiDiGraph()
-    kinds = {"D": "device", "M": "memory", "SW": "switch", "CPU": "cpu"}
-    for prefix, kind in kinds.items():
-        graph.add_nodes_from((f"{prefix}{i}" for i in range(counts[prefix])), kind=kind)
-    for a, b, _link, *count in node.get("connections", []):
-        for _ in range(count[0] if count else 1):
-            graph.add_edge(a, b)
-            graph.add_edge(b, a)
-    cycles, directed = derive_rings(graph)
-    if not cycles:
-        raise where.error(f"the node's {q} devices have no ring through all of them to join into the "
-                          "cluster's rings")
     if p.nodes == 1:
-        return [list(cycle) for cycle in cycles], directed
+        return [list(cycle) for cycle in cycles], False
     crossings: Counter = Counter()  # place -> cluster rings that leave or enter a node there
     rings = []
     for cycle in cycles:
@@ -536,4 +537,4 @@ def _cluster_rings(p: ClusterParams, node, counts, rename, where: Where) -> tupl
             ring += [rename(n, j) for n in walk] + [f"SP{place if p.rails else 0}"]
         first = ring.index("D0")  # every ring from the first device: broadcast's root 0
         rings.append(ring[first:] + ring[:first])
-    return rings, directed
+    return rings, False
