@@ -295,7 +295,7 @@ def test_cluster_with_one_scale_out_switch_and_an_odd_node_count(tmp_path):
     assert load_topology(_file(tmp_path, flat)).fabric_switches[-1] == "SP0"
     odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3))
     with pytest.raises(InputError, match=r"gen\.yaml: generator\.nodes: expected an even number of nodes, "
-                                         r"got 3: the rings snake over the rails"):
+                                         r"got 3: the rings snake through the nodes"):
         load_topology(_file(tmp_path, odd))  # a snake through an odd number of nodes cannot close
 
 
@@ -454,7 +454,7 @@ def test_a_cluster_node_is_resized_from_the_command_line(tmp_path):
      r"gen\.yaml: generator\.devices_per_node: a parameter of the built-in switched node; with node"),
     (lambda g: g.pop("node"), r"gen\.yaml: generator\.devices_per_node: missing; expected an integer"),
     (lambda g: g.update(nodes=3),
-     r"gen\.yaml: generator\.nodes: expected an even number of nodes, got 3: the rings snake over the rails"),
+     r"gen\.yaml: generator\.nodes: expected an even number of nodes, got 3: the rings snake through the nodes"),
     (lambda g: g.update(nic_link="ib"), r"gen\.yaml: generator\.nic_link: link type 'ib' is not in"),
     (lambda g: g.update(nodes=10**6), r"gen\.yaml: generator: \d+ nodes is more than a generator writes"),
 ])

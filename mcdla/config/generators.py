@@ -431,8 +431,8 @@ def _even_nodes(p: ClusterParams, doc, where: Where) -> None:
     place, so only an even number closes (unless the file lists its rings)."""
     if p.nodes > 1 and p.nodes % 2 and doc.get("rings") is None:
         raise where.child("nodes").error(
-            f"expected an even number of nodes, got {p.nodes}: the rings snake over the rails, up one node "
-            "and down the next, and close only over an even number (or list the rings)")
+            f"expected an even number of nodes, got {p.nodes}: the rings snake through the nodes and close "
+            "only over an even number (or list the rings)")
 
 
 def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
