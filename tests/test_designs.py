@@ -14,6 +14,9 @@ NVLINK5 = 50e9  # nominal: no measurement found
 PCIE4 = 31.5e9 * 0.819
 PCIE5 = 63e9 * 0.81
 CXL2 = 63e9 * 0.81
+PCIE3 = 16e9 * 0.75
+EDR = 12.5e9  # an InfiniBand EDR NIC and a Switch-IB 2 port, per direction
+NVLINK2 = 25e9
 
 # name -> (collective algorithm, directed rings, collective bw per device, capacity-tier bw per device)
 HAND = {
@@ -38,6 +41,15 @@ HAND = {
     # node over an EDR NIC (12.5 GB/s) on its own rail; a device's own memory-node over
     # its 3 NVLink 2.0 links of 25 GB/s (the DIMMs' 256 GB/s is not the limit)
     "mcdla_scaleout": ("hierarchical", 3, 3 * 12.5e9, 3 * 25e9),
+    # 4 MC-DLA ring nodes: each of a node's 3 rings (both ways: 6 directed rings) is cut
+    # between two neighbouring devices and crosses between nodes over their EDR NICs;
+    # the three are cut at places (0, 1), (2, 3), (4, 5), so each directed NIC channel
+    # carries one directed ring, at 12.5 GB/s (its NVLink hops run at 25). A device's two
+    # memory-nodes over 3 + 3 NVLinks, as ring (each store's 128 GB/s share is not the limit)
+    "mcdla_ring_cluster": ("ring", 6, 6 * EDR, 6 * NVLINK2),
+    # 4 dc nodes: the cube-mesh's 3 rings cut at places (0, 1), (2, 6), (7, 4), disjoint
+    # NICs again; host memory as dc: two devices share a PCIe gen3 uplink
+    "dc_cluster": ("ring", 6, 6 * EDR, PCIE3 / 2),
 }
 
 
@@ -74,7 +86,8 @@ def test_cxl_keeps_pages_off_the_shared_uplink_and_the_sockets():
 
 @pytest.mark.parametrize("name, batch", [("dgx_a100", 64), ("dgx_h100", 64), ("dgx_h100_cxl", 64),
                                          ("dgx_h100_memnodes", 64), ("gh200_nvl32", 64), ("gb200_nvl72", 144),
-                                         ("dgx_h100_4node", 64), ("mcdla_scaleout", 64)])
+                                         ("dgx_h100_4node", 64), ("mcdla_scaleout", 64),
+                                         ("mcdla_ring_cluster", 64), ("dc_cluster", 64)])
 def test_every_design_trains_an_iteration(name, batch):
     """A whole iteration passes its invariants on every design, with its own collective."""
     result = simulate(name, "bw_aware", "alexnet", "data", batch)

@@ -294,7 +294,8 @@ def test_cluster_with_one_scale_out_switch_and_an_odd_node_count(tmp_path):
     flat = dict(CLUSTER, generator=dict(CLUSTER["generator"], rails=False))
     assert load_topology(_file(tmp_path, flat)).fabric_switches[-1] == "SP0"
     odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3))
-    with pytest.raises(InputError, match=r"rings: 12 devices need at least one collective ring"):
+    with pytest.raises(InputError, match=r"gen\.yaml: generator\.nodes: expected an even number of nodes, "
+                                         r"got 3: the rings snake through the nodes"):
         load_topology(_file(tmp_path, odd))  # a snake through an odd number of nodes cannot close
 
 
@@ -336,3 +337,172 @@ def test_a_ring_generator_counts_its_memory_nodes_against_the_cap(tmp_path):
                     f"generator: {{name: ring, devices: {MAX_GENERATED_NODES // 2 + 1}}}\n")
     with pytest.raises(InputError, match="more than a generator writes"):
         load_topology(str(path))
+
+
+# -- clusters of any single-node design (issue 14) -----------------------------------
+
+RING_CLUSTER = {"name": "rc", "description": "MC-DLA ring nodes on EDR rails", "device": "table2",
+                "memory_node": "table2", "fabric_switch": "switchib2",
+                "links": {"nvlink": "nvlink2", "nic": "ib_100g"},
+                "generator": {"name": "cluster", "nodes": 2, "nic_link": "nic",
+                              "node": {"generator": "ring", "devices": 4, "links_per_pair": 3}}}
+
+EDR = 12.5e9  # ib_100g and a switchib2 port, per direction (presets)
+NVLINK2 = 25e9  # nvlink2 per direction per link (presets)
+
+
+def test_a_cluster_of_ring_nodes(tmp_path):
+    topo = load_topology(_file(tmp_path, RING_CLUSTER))
+    assert topo.generator == "cluster"
+    assert len(topo.devices) == 8 and len(topo.memory_nodes) == 8
+    assert topo.fabric_switches == ("SP0", "SP1", "SP2", "SP3")  # a rail per place, no switch in a node
+    # each node is ring.yaml's ring of 4, renumbered: node 1 is D4-M4-D5-...-D7-M7-D4
+    assert topo.graph.number_of_edges("D4", "M4") == 3 and topo.graph.number_of_edges("M7", "D4") == 3
+    assert not topo.graph.has_edge("M3", "D4")
+    assert topo.serves["D4"] == ("M4", "M7") and topo.serves["D1"] == ("M1", "M0")
+    assert [n for n in topo.graph.successors("D5") if n.startswith("SP")] == ["SP1"]  # device 1 of node 1: rail 1
+    # the node's three rings, cut at places (0, 1), (2, 3) and (0, 1) again, through both nodes
+    assert topo.ring_cycles[0] == ("D0", "SP0", "D4", "M7", "D7", "M6", "D6", "M5", "D5", "SP1",
+                                   "D1", "M1", "D2", "M2", "D3", "M3")
+    assert len(topo.rings) == 6
+    for ring in topo.rings:
+        assert sorted(ring.ranks) == sorted(topo.devices)  # every ring through every device
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1, 2}
+    # Hand count: ring 1 has rails 2 and 3 to itself (an EDR NIC each way, 12.5 GB/s per
+    # directed ring); rings 0 and 2 share the NICs of places 0 and 1 (6.25 GB/s each);
+    # every NVLink hop is faster. Capacity tier as ring: 3 + 3 NVLinks to the two stores.
+    assert topo.collective_bw_Bps == pytest.approx(2 * EDR + 4 * EDR / 2)
+    assert topo.virtualization_bw_Bps == pytest.approx(6 * NVLINK2)
+
+
+def test_a_ring_node_cluster_trains_an_iteration(tmp_path):
+    path = _file(tmp_path, RING_CLUSTER)
+    result = simulate(path, "bw_aware", "alexnet", "data", 32)
+    assert result["iteration_time_s"] > 0 and result["devices"] == 8
+    # hierarchical has no switch domains here: every rank is its own, and it runs as the ring
+    hierarchical = simulate(path, "bw_aware", "alexnet", "data", 32, [("execution.collective", "hierarchical")])
+    assert hierarchical["iteration_time_s"] > 0
+
+
+def test_a_cluster_of_cube_mesh_nodes_with_their_hosts(tmp_path):
+    doc = {"name": "dcc", "description": "DC-DLA nodes on EDR rails", "device": "table2",
+           "host": {"preset": "xeon", "sockets": 4}, "fabric_switch": "switchib2",
+           "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16", "nic": "ib_100g"},
+           "generator": {"name": "cluster", "nodes": 2, "nic_link": "nic",
+                         "node": {"generator": "cube_mesh", "pcie_link": "pcie"}}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert len(topo.devices) == 16 and topo.switches == tuple(f"SW{i}" for i in range(8))
+    assert topo.serves["D9"] == ("CPU2",) and topo.serves["D15"] == ("CPU3",)  # node 1's sockets
+    assert topo.graph.number_of_edges("D8", "D11") == 2  # dc's double link 0-3, in node 1
+    assert len(topo.rings) == 6 and all(sorted(r.ranks) == sorted(topo.devices) for r in topo.rings)
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}  # cut at disjoint NICs
+    assert topo.collective_bw_Bps == pytest.approx(6 * EDR)
+    assert topo.virtualization_bw_Bps == pytest.approx(16e9 * 0.75 / 2)  # as dc: a shared gen3 uplink
+
+
+@pytest.mark.parametrize("name, node", [
+    ("dgx_h100_4node", {"generator": "switch", "devices": 8, "links_per_device": 18, "pcie_link": "pcie"}),
+    ("mcdla_scaleout", {"generator": "switch", "devices": 4, "links_per_device": 3, "memory_nodes": 4,
+                        "links_per_memory_node": 3}),
+])
+def test_a_switch_node_equals_the_built_in_switched_node(name, node, tmp_path):
+    doc = yaml.safe_load((DATA_ROOT / "topologies" / f"{name}.yaml").read_text())
+    doc["generator"] = {"name": "cluster", "nodes": 4, "nic_link": "nic", "node": node}
+    generated, shipped = load_topology(_file(tmp_path, doc)), load_topology(name)
+    assert generated.channels == shipped.channels
+    assert generated.serves == shipped.serves
+    assert generated.ring_cycles == shipped.ring_cycles and generated.rings == shipped.rings
+    assert generated.summary() == shipped.summary()
+
+
+def test_a_cluster_of_superchip_nodes(tmp_path):
+    doc = {"name": "gh", "description": "GH200 nodes", "device": "gh200", "host": {"preset": "grace", "sockets": 8},
+           "fabric_switch": {"preset": "nvswitch3", "chips": 4}, "spine_switch": "quantum2",
+           "links": {"nvlink": "nvlink4", "c2c": "nvlink_c2c", "nic": "ib_400g"},
+           "generator": {"name": "cluster", "nodes": 2, "nic_link": "nic",
+                         "node": {"generator": "superchip", "devices": 4, "links_per_device": 18}}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.serves["D5"] == ("CPU5",)
+    assert len(topo.rings) == 18 and all(sorted(r.ranks) == sorted(topo.devices) for r in topo.rings)
+
+
+def test_one_spine_for_all_closes_the_rings_over_an_odd_number_of_nodes(tmp_path):
+    doc = dict(RING_CLUSTER, generator=dict(RING_CLUSTER["generator"], nodes=3, rails=False))
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.fabric_switches == ("SP0",) and len(topo.devices) == 12
+    assert all(sorted(r.ranks) == sorted(topo.devices) for r in topo.rings)
+
+
+def test_a_cluster_node_is_resized_from_the_command_line(tmp_path):
+    topo = load_topology("mcdla_ring_cluster", [("generator.nodes", "2"), ("generator.node.devices", "4")])
+    assert len(topo.devices) == 8 and len(topo.memory_nodes) == 8
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: g["node"].pop("generator"),
+     r"gen\.yaml: generator\.node: expected a mapping with a generator and its parameters"),
+    (lambda g: g.update(node="ring"), r"gen\.yaml: generator\.node: expected a mapping, got 'ring'"),
+    (lambda g: g["node"].update(generator="cluster"),
+     r"gen\.yaml: generator\.node\.generator: expected a single-node generator, one of ring, cube_mesh, "
+     r"switch, superchip; got 'cluster'"),
+    (lambda g: g["node"].update(devices="eight"), r"gen\.yaml: generator\.node\.devices: expected an integer"),
+    (lambda g: g["node"].update(colour="red"), r"gen\.yaml: generator\.node\.colour: unknown key"),
+    (lambda g: g["node"].update(devices=1, links_per_pair=1),
+     r"gen\.yaml: generator\.node\.devices: a ring needs at least 2 devices"),
+    (lambda g: g["node"].update(link="qpi"), r"gen\.yaml: generator\.node\.link: link type 'qpi' is not in"),
+    (lambda g: g.update(devices_per_node=8),
+     r"gen\.yaml: generator\.devices_per_node: a parameter of the built-in switched node; with node"),
+    (lambda g: g.pop("node"), r"gen\.yaml: generator\.devices_per_node: missing; expected an integer"),
+    (lambda g: g.update(nodes=3),
+     r"gen\.yaml: generator\.nodes: expected an even number of nodes, got 3: the rings snake through the nodes"),
+    (lambda g: g.update(nic_link="ib"), r"gen\.yaml: generator\.nic_link: link type 'ib' is not in"),
+    (lambda g: g.update(nodes=10**6), r"gen\.yaml: generator: \d+ nodes is more than a generator writes"),
+])
+def test_bad_cluster_node_input_names_file_and_key(edit, message, tmp_path):
+    import copy
+
+    doc = copy.deepcopy(RING_CLUSTER)
+    edit(doc["generator"])
+    with pytest.raises(InputError, match=message):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_host_sockets_must_split_over_the_nodes(tmp_path):
+    doc = {"name": "dcc", "description": "x", "device": "table2", "host": {"preset": "xeon", "sockets": 3},
+           "fabric_switch": "switchib2", "links": {"nvlink": "nvlink2", "pcie": "pcie3_x16", "nic": "ib_100g"},
+           "generator": {"name": "cluster", "nodes": 2, "nic_link": "nic",
+                         "node": {"generator": "cube_mesh", "pcie_link": "pcie"}}}
+    with pytest.raises(InputError, match=r"gen\.yaml: host\.sockets: 3 sockets do not divide evenly over 2 nodes"):
+        load_topology(_file(tmp_path, doc))
+
+
+def test_a_cluster_of_one_device_nodes_is_a_switch_ring_through_the_spine(tmp_path):
+    doc = {"name": "one", "description": "x", "device": "table2", "fabric_switch": "switchib2",
+           "links": {"nic": "ib_100g"},
+           "generator": {"name": "cluster", "nodes": 3, "nic_link": "nic", "node": {"generator": "cube_mesh",
+                                                                                    "devices": 1}}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert topo.ring_cycles == (("D0", "SP0", "D1", "SP0", "D2", "SP0"),)
+    assert len(topo.rings) == 1 and topo.collective_bw_Bps == pytest.approx(EDR)  # directed: the NIC each way
+
+
+def test_a_cluster_of_one_ring_node_keeps_the_node_rings(tmp_path):
+    topo = load_topology(_file(tmp_path, dict(RING_CLUSTER, generator=dict(RING_CLUSTER["generator"], nodes=1))))
+    assert topo.ring_cycles == (("D0", "M0", "D1", "M1", "D2", "M2", "D3", "M3"),) * 3
+    assert topo.collective_bw_Bps == pytest.approx(6 * NVLINK2)  # as the ring alone: the NICs unused
+
+
+@pytest.mark.parametrize("name, params", [
+    ("ring", {"devices": 8, "links_per_pair": 3}), ("ring", {"devices": 5, "links_per_pair": 2}),
+    ("ring", {"devices": 6, "links_per_pair": 2, "memory_nodes": False}),
+    ("cube_mesh", {"devices": 8}), ("cube_mesh", {"devices": 4}),
+])
+def test_a_node_s_own_rings_are_the_ones_derived_on_it_alone(name, params, tmp_path):
+    """The cluster joins the rings the node generator knows; they are the derivation's."""
+    from mcdla.config.generators import GENERATORS as registry, _node_rings
+    from mcdla.config.schema import Where, build
+
+    doc = {"name": "n", "description": "x", "device": "table2", "memory_node": "table2",
+           "links": {"nvlink": "nvlink2"}, "generator": {"name": name, **params}}
+    topo = load_topology(_file(tmp_path, doc))
+    assert _node_rings(name, build(registry.get(name)[0], params, Where("x"))) == topo.ring_cycles

@@ -8,8 +8,11 @@ instead of listing its nodes and connections. The generator named by ``name`` (a
 ``devices``, ``memory_nodes``, ``switches`` (PCIe), ``fabric_switches``, ``spine_switches``,
 ``connections``, ``backing`` and ``serves``. The file keeps what a generator cannot
 know: name, description, the presets (device, memory_node, host, fabric_switch,
-spine_switch, links), collective, device_memory. Rings are never generated: :mod:`mcdla.hw.topology`
-derives them at load time for every file that lists none.
+spine_switch, links), collective, device_memory. Rings are derived at load time
+(:mod:`mcdla.hw.topology`) for every file that lists none; the one generator that
+writes them (``rings`` and ``ring_directions``) is a cluster of nodes without a fabric
+switch (MC-DLA rings, cube-meshes), for which the derivation has no rule: it joins
+the node's own rings, which the node generator knows.
 
 Generators run after presets and ``--set`` overrides are resolved, so they may read
 the host's socket count, and ``--set generator.devices=16`` resizes a design.
@@ -20,7 +23,9 @@ generated design and its hand-written twin have the same channels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Mapping
 
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
@@ -65,18 +70,29 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
         if key in result:
             raise where.child(key).error(f"set by generator {spec['name']!r}; remove it from the file")
     params = build(params_cls, {k: v for k, v in spec.items() if k != "name"}, gwhere)
+    _check_size(_count(params), gwhere)  # a cluster of a given node counts its nodes once built
+    result.update(function(params, result, gwhere))
+    result["generator"] = spec["name"]
+    return result
+
+
+def _count(params) -> int:
+    """The nodes the generator of ``params`` writes, at most (for a cluster of a given
+    node, its spines and switches only: :func:`cluster` counts the nodes' own from
+    their parameters)."""
     devices = getattr(params, "devices", 0)
     memory = getattr(params, "memory_nodes", 0)  # the ring's is a flag: one per device
     nodes = devices + (devices if memory is True else int(memory)) + getattr(params, "spines", 0)
     if hasattr(params, "domains"):
         nodes += params.domains * (1 + params.devices_per_domain)
-    if hasattr(params, "nodes"):
-        nodes += params.nodes * (1 + params.devices_per_node + params.memory_nodes_per_node)
+    if isinstance(params, ClusterParams) and params.node is None:
+        nodes += params.nodes * (1 + (params.devices_per_node or 0) + (params.memory_nodes_per_node or 0))
+    return nodes
+
+
+def _check_size(nodes: int, where: Where) -> None:
     if nodes > MAX_GENERATED_NODES:
-        raise gwhere.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
-    result.update(function(params, result, gwhere))
-    result["generator"] = spec["name"]
-    return result
+        raise where.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
 
 
 # -- building blocks shared by the generators ---------------------------------------
@@ -171,6 +187,12 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
 # D4-D7 fully connected plus D_i-D_(i+4)), with their link counts (NV2 or NV1).
 _CUBE_MESH = ((0, 3, 2), (0, 4, 2), (1, 2, 2), (1, 5, 2), (2, 3, 2), (4, 7, 2), (5, 6, 2), (6, 7, 2),
               (0, 1, 1), (0, 2, 1), (1, 3, 1), (2, 6, 1), (3, 7, 1), (4, 5, 1), (4, 6, 1), (5, 7, 1))
+
+
+# The cube-mesh's edge-disjoint Hamiltonian rings, as dc.yaml and dc4.yaml list them
+# (mcdla.hw.rings.find_rings gives the same on the generated cube-mesh; tests check).
+_CUBE_MESH_RINGS = {8: ((0, 1, 2, 3, 7, 5, 6, 4), (0, 2, 6, 7, 4, 5, 1, 3), (0, 3, 2, 1, 5, 6, 7, 4)),
+                    4: ((0, 1, 2, 3), (0, 2, 1, 3)), 1: ()}
 
 
 @dataclass(frozen=True)
@@ -319,35 +341,66 @@ def two_level_switch(p: TwoLevelParams, doc, where: Where) -> dict[str, Any]:
             "backing": "none"}
 
 
-# -- cluster: NVLink domains joined by NICs on rail switches (scale-out) -----------------
+# -- cluster: single-node designs joined by NICs on rail switches (scale-out) -----------
+
+# The generators whose design is one node (a server); a cluster's ``node`` names one.
+NODE_GENERATORS = ("ring", "cube_mesh", "switch", "superchip")
+
+# The built-in switched node's parameters (a cluster without ``node``), and their
+# defaults: with ``node`` they belong in the node's own mapping.
+_SWITCHED_NODE = {"devices_per_node": None, "links_per_device": None, "link": "nvlink", "pcie_link": None,
+                  "devices_per_pcie_switch": 2, "memory_nodes_per_node": 0, "links_per_memory_node": 1}
+
+# A generated node name: its kind's prefix and its number within the node.
+_NODE_NAME = re.compile(r"(D|M|SW|FS|CPU)(\d+)")
 
 
 @dataclass(frozen=True)
 class ClusterParams:
-    nodes: PositiveInt  # NVLink domains (servers), each on its own fabric switch FS_j
-    devices_per_node: PositiveInt
-    links_per_device: PositiveInt  # from every device to its node's fabric switch
-    link: str = "nvlink"
+    nodes: PositiveInt  # servers, each a copy of the node
+    # The node: any single-node generator (NODE_GENERATORS) and its parameters,
+    # {generator: ring, devices: 8, links_per_pair: 3}. Without it, the built-in switched
+    # node of the parameters below (an NVLink domain on its own fabric switch FS_j).
+    node: dict[str, Any] | None = None
+    devices_per_node: PositiveInt | None = None
+    links_per_device: PositiveInt | None = None  # from every device to its node's fabric switch
+    link: str | None = None  # default "nvlink"
     nic_link: str = "nic"  # every device's NIC to a spine switch (spine_switch: the scale-out switch)
     nics_per_device: PositiveInt = 1
     rails: bool = True  # rail-optimized: a spine per place in the node; false: one spine for all
     # Host side of every node, as in the switch generator: host memory as the backing store.
     pcie_link: str | None = None
-    devices_per_pcie_switch: PositiveInt = 2
+    devices_per_pcie_switch: PositiveInt | None = None  # default 2
     # Memory-nodes on every node's fabric switch, serving that node's devices (the paper's
     # Fig. 15: device- and memory-nodes behind a device-side switch in each system node).
-    memory_nodes_per_node: NonNegativeInt = 0
-    links_per_memory_node: PositiveInt = 1
+    memory_nodes_per_node: NonNegativeInt | None = None  # default 0
+    links_per_memory_node: PositiveInt | None = None  # default 1
 
 
 @generator("cluster", ClusterParams)
 def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
-    """A scale-out cluster (DGX SuperPOD-style): ``nodes`` NVLink domains of
-    ``devices_per_node`` devices on their own fabric switch, every device's NIC on a
-    spine switch: its rail's (device k of every node on spine SP_k) or one for all."""
+    """A scale-out cluster (DGX SuperPOD-style): ``nodes`` copies of a node, every
+    device's NIC on a spine switch: its rail's (device k of every node on spine SP_k) or,
+    ``rails: false``, one for all.
+
+    The node is ``node``'s single-node design (the MC-DLA ring, a cube-mesh, a switch, a
+    superchip system) or, without it, the built-in switched node: ``devices_per_node``
+    devices on their own fabric switch FS_j with ``links_per_device`` links each, and
+    optionally host memory or memory-nodes. Nodes on a fabric switch get their rings
+    derived at load (snaking through the nodes over the switches and the rails); other
+    nodes get theirs written here (:func:`_cluster_rings`)."""
+    if p.node is not None:
+        return _cluster_of(p, doc, where)
+    given = {key: getattr(p, key) for key in _SWITCHED_NODE}
+    for key in ("devices_per_node", "links_per_device"):
+        if given[key] is None:
+            raise where.child(key).error("missing; expected an integer (or give node: a node generator "
+                                         "and its parameters)")
+    p = replace(p, **{key: default for key, default in _SWITCHED_NODE.items() if given[key] is None})
     link = _need_link(doc, p.link, where.child("link"))
     nic = _need_link(doc, p.nic_link, where.child("nic_link"))
     _need(doc, "fabric_switch", "the nodes' switches", where)
+    _even_nodes(p, doc, where)
     q, n = p.devices_per_node, p.nodes * p.devices_per_node
     devices = _names("D", n)
     connections = [[d, f"FS{i // q}", link, p.links_per_device] for i, d in enumerate(devices)]
@@ -370,3 +423,118 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
                       serves={d: [f"M{(i // q) * k + (i % q) // per}"] for i, d in enumerate(devices)})
     result["connections"] = connections
     return result
+
+
+def _even_nodes(p: ClusterParams, doc, where: Where) -> None:
+    """Refuses an odd number of nodes (more than one) that the rings must snake through
+    over the rails: up the places of one node, down the next's, from a place to the same
+    place, so only an even number closes (unless the file lists its rings)."""
+    if p.nodes > 1 and p.nodes % 2 and doc.get("rings") is None:
+        raise where.child("nodes").error(
+            f"expected an even number of nodes, got {p.nodes}: the rings snake through the nodes and close "
+            "only over an even number (or list the rings)")
+
+
+def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
+    """A cluster of ``p.node``'s design: the node generated once (with the file's host
+    sockets split evenly over the nodes), copied ``p.nodes`` times with its node names
+    renumbered (D, M, SW, FS, CPU of node j after those of node j-1), and every device's
+    NIC on its rail's spine."""
+    for key in _SWITCHED_NODE:
+        if getattr(p, key) is not None:
+            raise where.child(key).error("a parameter of the built-in switched node; with node, give the "
+                                         "node's parameters in node")
+    nwhere = where.child("node")
+    if not isinstance(p.node, dict) or "generator" not in p.node:
+        raise nwhere.error(f"expected a mapping with a generator and its parameters, got {excerpt(p.node)}")
+    name = p.node["generator"]
+    if name not in NODE_GENERATORS:
+        raise nwhere.child("generator").error(f"expected a single-node generator, one of "
+                                              f"{', '.join(NODE_GENERATORS)}; got {excerpt(name)}")
+    params_cls, function = GENERATORS.get(name)  # every name in NODE_GENERATORS is registered
+    params = build(params_cls, {k: v for k, v in p.node.items() if k != "generator"}, nwhere)
+    q = params.devices
+    spines = q if p.rails else 1
+    _check_size(p.nodes * _count(params) + spines, where)
+    nic = _need_link(doc, p.nic_link, where.child("nic_link"))
+    _need(doc, "fabric_switch", "the part of the spine switches, unless spine_switch gives theirs", where)
+
+    host = doc.get("host")
+    sockets = host.get("sockets") if isinstance(host, dict) else None
+    even = isinstance(sockets, int) and sockets % p.nodes == 0
+    hosted = getattr(params, "pcie_link", None) is not None or getattr(params, "c2c_link", None) is not None
+    if hosted and isinstance(sockets, int) and not even:
+        raise Where(where.file).child("host").child("sockets").error(
+            f"{sockets} sockets do not divide evenly over {p.nodes} nodes (each node has its own host)")
+    node = function(params, dict(doc, host=dict(host, sockets=sockets // p.nodes)) if even else doc, nwhere)
+    links = node.get("connections", [])
+    counts = {"D": q, "M": node.get("memory_nodes", 0), "SW": node.get("switches", 0),
+              "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0}
+
+    def rename(end: str, j: int) -> str:
+        prefix, index = _NODE_NAME.fullmatch(end).groups()
+        return f"{prefix}{j * counts[prefix] + int(index)}"
+
+    connections = [[rename(a, j), rename(b, j), *rest] for j in range(p.nodes) for a, b, *rest in links]
+    connections += [[f"D{i}", f"SP{i % q if p.rails else 0}", nic, p.nics_per_device]
+                    for i in range(p.nodes * q)]
+    result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": spines, "backing": node["backing"],
+                              "connections": connections}
+    for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS")):
+        if counts[prefix]:
+            result[key] = p.nodes * counts[prefix]
+    if node.get("serves"):
+        result["serves"] = {rename(d, j): [rename(s, j) for s in stores]
+                            for j in range(p.nodes) for d, stores in node["serves"].items()}
+    if counts["FS"]:  # a switched node: the rings are derived at load, over the switches and rails
+        _even_nodes(p, doc, where)
+    elif doc.get("rings") is None and p.nodes * q > 1:
+        if p.rails and q > 1:
+            _even_nodes(p, doc, where)
+        rings, directed = _cluster_rings(p, _node_rings(name, params), q, rename)
+        result.update(rings=rings, ring_directions="as_listed" if directed else "both")
+    return result
+
+
+def _node_rings(name: str, params) -> tuple[tuple[str, ...], ...]:
+    """A node without a fabric switch: its own rings, the ones derived at load for the
+    node alone (undirected). The ring's one cycle, once per parallel link; the
+    cube-mesh's edge-disjoint Hamiltonian rings."""
+    if name == "ring":
+        n = params.devices
+        cycle = tuple(x for i in range(n) for x in ((f"D{i}", f"M{i}") if params.memory_nodes else (f"D{i}",)))
+        return (cycle,) * params.links_per_pair
+    return tuple(tuple(f"D{i}" for i in ring) for ring in _CUBE_MESH_RINGS[params.devices])
+
+
+def _cluster_rings(p: ClusterParams, cycles, q: int, rename) -> tuple[list[list[str]], bool]:
+    """The rings of a cluster of nodes without a fabric switch (the MC-DLA ring, a
+    cube-mesh) from the node's own rings ``cycles``, and whether they are directed.
+
+    Each node ring is cut between two devices it visits in turn, d_a then d_b, leaving a
+    path from d_b round to d_a through every device (and the relays between them). The
+    cluster ring runs that path in node 0, leaves over d_a's NIC to d_a of node 1, runs
+    the path backwards there, leaves over d_b's NIC to d_b of node 2, and so on: a place
+    to the same place, so over the rails, and an even number of nodes closes it (one
+    spine for all closes any). Each ring is cut where the NICs the rings cut so far cross
+    least, so with as many places as rings have ends the rings share no NIC."""
+    if q == 1:  # one device per node: a switch ring through the one spine, directed (as derived ones)
+        return [[name for j in range(p.nodes) for name in (f"D{j}", "SP0")]], True
+    if p.nodes == 1:
+        return [list(cycle) for cycle in cycles], False
+    crossings: Counter = Counter()  # place -> cluster rings that leave or enter a node there
+    rings = []
+    for cycle in cycles:
+        places = [i for i, n in enumerate(cycle) if n.startswith("D")]
+        cuts = [(places[k], places[(k + 1) % len(places)]) for k in range(len(places))]
+        a, b = min(cuts, key=lambda cut: (crossings[cycle[cut[0]]] + crossings[cycle[cut[1]]], cuts.index(cut)))
+        crossings.update((cycle[a], cycle[b]))
+        path = list(cycle[b:] + cycle[:a + 1]) if b > a else list(cycle[b:a + 1])
+        ring: list[str] = []
+        for j in range(p.nodes):
+            walk = path if j % 2 == 0 else path[::-1]
+            place = int(walk[-1][1:])
+            ring += [rename(n, j) for n in walk] + [f"SP{place if p.rails else 0}"]
+        first = ring.index("D0")  # every ring from the first device: broadcast's root 0
+        rings.append(ring[first:] + ring[:first])
+    return rings, False
