@@ -15,6 +15,7 @@ from mcdla.hw.collective_model import bus_factor, busbw_Bps, collective_time_s
 from mcdla.hw.network import Ring
 from mcdla.sim.collectives import (
     DEFAULT_CHUNK_BYTES,
+    RingAlgorithm,
     collective,
     reduce_resource,
     ring_of_devices,
@@ -73,6 +74,27 @@ def test_broadcast_through_memory_nodes_pays_every_segment_latency_once():
         "broadcast", 32e6, 4, LINK_Bps, HOP_S, rings=1, chunk_bytes=8e3, path_latency_s=path_latency
     )
     assert run.record.time_s == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("op", STEP_OPS + ("broadcast",))
+def test_the_ring_algorithm_closed_form_is_the_hw_formula(op):
+    """RingAlgorithm.time_s and collective_time_s are one formula (ring_time_s): on one
+    idle ring they agree to the last bit."""
+    ring, caps = _relay_ring()
+    path = sum(ring.latency_s[:3])  # broadcast from rank 0: segments 0..2
+    for size, chunk, reduce_Bps in ((32e6, 8e3, None), (4e3, 1e6, 5e9), (1e9, DEFAULT_CHUNK_BYTES, 30e9)):
+        expected = collective_time_s(op, size, 4, LINK_Bps, max(ring.latency_s), chunk_bytes=chunk,
+                                     reduce_Bps=reduce_Bps, path_latency_s=path)
+        assert RingAlgorithm().time_s(op, size, [ring], caps, chunk_bytes=chunk, reduce_Bps=reduce_Bps) == expected
+
+
+def test_a_chunk_larger_than_the_message_is_the_message():
+    """Broadcast's pipeline fill is one chunk per forwarding rank, and a chunk is at
+    most a ring's share: the closed form clamps it as the simulation does."""
+    rings, caps = ring_of_devices(8, LINK_Bps, HOP_S)
+    run = run_collective(rings, caps, "broadcast", 1e6, chunk_bytes=64e6)
+    assert run.record.time_s == pytest.approx(_closed("broadcast", 1e6, 8, chunk=64e6), rel=1e-9)
+    assert run.record.time_s == pytest.approx(_closed("broadcast", 1e6, 8, chunk=1e6 / 2), rel=1e-9)
 
 
 def test_step_collectives_do_not_depend_on_the_chunk():
