@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Mapping, Sequence
 
 import simpy
@@ -478,6 +479,11 @@ class NcclAlgorithm(RingAlgorithm):
     fastest by this same model on idle links)."""
 
     protocols = ("LL", "LL128", "Simple")
+    _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
+
+    def __init__(self, launch_s: float = 0.0):
+        super().__init__(launch_s)
+        self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
         from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
@@ -490,12 +496,39 @@ class NcclAlgorithm(RingAlgorithm):
         return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
                          proto.wire_factor, caps)
 
+    def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
+             reduce_Bps=None) -> tuple[RingCosts, float]:
+        """The protocol the tuner picks, the least modelled time (the earlier on a tie),
+        and that time.
+
+        Each protocol's time solves the rings' max-min rates, so the answer is kept per
+        collective: its op, size, chunk, reduction rate and rings, and the capacities of
+        the rings' channels (all the time depends on; a training iteration launches
+        thousands of collectives of a few sizes over the same rings)."""
+        rings = tuple(rings)
+        key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
+               tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
+        tuned = self._tuned.get(key)
+        if tuned is None:
+            options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
+            times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
+                     for c in options]
+            best = min(range(len(options)), key=times.__getitem__)
+            tuned = options[best], times[best]
+            if len(self._tuned) >= self._TUNED_MAX:
+                self._tuned.clear()
+            self._tuned[key] = tuned
+        return tuned
+
     def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                   reduce_Bps=None) -> RingCosts:
-        """The protocol the tuner picks: the least modelled time (the earlier on a tie)."""
-        options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
-        return min(options, key=lambda c: self.costed_time_s(c, op, size_bytes, rings, capacities_Bps,
-                                                              chunk_bytes, reduce_Bps))
+        """The protocol the tuner picks (:meth:`tune`)."""
+        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[0]
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None):
+        """The modelled time of the protocol the tuner picks (:meth:`tune`)."""
+        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[1]
 
 
 # The switch algorithms (direct, in_switch, tree, hierarchical) register themselves; they
