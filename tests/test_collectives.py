@@ -15,6 +15,8 @@ from mcdla.hw.collective_model import bus_factor, busbw_Bps, collective_time_s
 from mcdla.hw.network import Ring
 from mcdla.sim.collectives import (
     DEFAULT_CHUNK_BYTES,
+    NcclAlgorithm,
+    RingAlgorithm,
     collective,
     reduce_resource,
     ring_of_devices,
@@ -73,6 +75,64 @@ def test_broadcast_through_memory_nodes_pays_every_segment_latency_once():
         "broadcast", 32e6, 4, LINK_Bps, HOP_S, rings=1, chunk_bytes=8e3, path_latency_s=path_latency
     )
     assert run.record.time_s == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("op", STEP_OPS + ("broadcast",))
+def test_the_ring_algorithm_closed_form_is_the_hw_formula(op):
+    """RingAlgorithm.time_s and collective_time_s are one formula (ring_time_s): on one
+    idle ring they agree to the last bit."""
+    ring, caps = _relay_ring()
+    path = sum(ring.latency_s[:3])  # broadcast from rank 0: segments 0..2
+    for size, chunk, reduce_Bps in ((32e6, 8e3, None), (4e3, 1e6, 5e9), (1e9, DEFAULT_CHUNK_BYTES, 30e9)):
+        expected = collective_time_s(op, size, 4, LINK_Bps, max(ring.latency_s), chunk_bytes=chunk,
+                                     reduce_Bps=reduce_Bps, path_latency_s=path)
+        assert RingAlgorithm().time_s(op, size, [ring], caps, chunk_bytes=chunk, reduce_Bps=reduce_Bps) == expected
+
+
+def test_a_chunk_larger_than_the_message_is_the_message():
+    """Broadcast's pipeline fill is one chunk per forwarding rank, and a chunk is at
+    most a ring's share: the closed form clamps it as the simulation does."""
+    rings, caps = ring_of_devices(8, LINK_Bps, HOP_S)
+    run = run_collective(rings, caps, "broadcast", 1e6, chunk_bytes=64e6)
+    assert run.record.time_s == pytest.approx(_closed("broadcast", 1e6, 8, chunk=64e6), rel=1e-9)
+    assert run.record.time_s == pytest.approx(_closed("broadcast", 1e6, 8, chunk=1e6 / 2), rel=1e-9)
+
+
+def test_nccl_solves_each_distinct_collective_once(monkeypatch):
+    """A training run launches thousands of collectives of a few sizes on the same rings:
+    the NCCL tuner's max-min solves (one per protocol) are kept per distinct collective,
+    and give the same answers as solving afresh."""
+    solved = []
+    costed = NcclAlgorithm.costed_time_s
+    monkeypatch.setattr(NcclAlgorithm, "costed_time_s", staticmethod(lambda *a: solved.append(a[1]) or costed(*a)))
+    rings, caps = ring_of_devices(4, LINK_Bps, HOP_S)
+    nccl = NcclAlgorithm(2e-6)
+    env = simpy.Environment()
+    net = FlowNetwork(env, caps)
+    times = []
+
+    def stream():
+        for _ in range(5):
+            for size in (1e6, 32e6):
+                record = yield nccl.start(env, net, rings, "all_reduce", size, reduce_Bps=40e9)
+                times.append(record.time_s)
+
+    env.process(stream())
+    env.run()
+    assert solved == ["all_reduce"] * 3 * 2  # three protocols, two sizes
+    for size in (1e6, 32e6):
+        fresh = NcclAlgorithm(2e-6)
+        assert nccl.time_s("all_reduce", size, rings, caps, reduce_Bps=40e9) \
+            == fresh.time_s("all_reduce", size, rings, caps, reduce_Bps=40e9)
+        assert nccl.costs_for("all_reduce", size, rings, caps, reduce_Bps=40e9) \
+            == fresh.costs_for("all_reduce", size, rings, caps, reduce_Bps=40e9)
+    assert len(solved) == 6 + 2 * 3  # the fresh instances solved; the first did not again
+    assert times[0::2] == pytest.approx([times[0]] * 5, rel=1e-12)  # the same protocol each time
+    assert times[1::2] == pytest.approx([times[1]] * 5, rel=1e-12)
+    # Same rings, other capacities: solved afresh, not taken from the rings' earlier answer.
+    slow = {c: LINK_Bps / 10 for c in caps}
+    assert nccl.time_s("all_reduce", 32e6, rings, slow) == NcclAlgorithm(2e-6).time_s("all_reduce", 32e6, rings, slow)
+    assert nccl.time_s("all_reduce", 32e6, rings, slow) > nccl.time_s("all_reduce", 32e6, rings, caps) * 5
 
 
 def test_step_collectives_do_not_depend_on_the_chunk():

@@ -2,7 +2,10 @@
 
 These are the cross-checks of the simulated collectives in
 :mod:`mcdla.sim.collectives`, which follow the same model step by step, and the
-source of the nccl-tests bandwidth figures reported by ``mcdla collective``.
+source of the nccl-tests bandwidth figures reported by ``mcdla collective``. The
+formula is written once, per directed ring, in :func:`ring_time_s`: the ring
+algorithm's closed form (``RingAlgorithm.costed_time_s``) applies it to every ring at
+that ring's max-min fair rate, and :func:`collective_time_s` to ``R`` equal rings.
 
 Notation: ``n`` is the message size in bytes (the whole buffer, as in nccl-tests:
 all-gather's output, reduce-scatter's input), ``p`` the ranks per ring, ``R`` the
@@ -27,11 +30,17 @@ reduction overlaps the transfer and only the slower of the two sets the pace.
 
 from __future__ import annotations
 
+import math
+from typing import Iterable, Mapping
+
 from mcdla.config.point import COLLECTIVE_OPS
 
-__all__ = ["OPS", "ring_steps", "collective_time_s", "bus_factor", "algbw_Bps", "busbw_Bps"]
+__all__ = ["OPS", "REDUCING", "GATHERING", "ring_steps", "bottleneck_Bps", "pipeline_latency_s", "ring_time_s",
+           "collective_time_s", "bus_factor", "algbw_Bps", "busbw_Bps"]
 
 OPS = COLLECTIVE_OPS
+REDUCING = ("all_reduce", "reduce_scatter")  # the operations with a reduce-scatter phase
+GATHERING = ("all_reduce", "all_gather")  # the operations with an all-gather phase
 
 
 def _check(op: str, ranks: int) -> None:
@@ -45,6 +54,67 @@ def ring_steps(op: str, ranks: int) -> int:
     """Sequential ring steps of n/p bytes (for broadcast: hops from the root to the last rank)."""
     _check(op, ranks)
     return 2 * (ranks - 1) if op == "all_reduce" else ranks - 1
+
+
+def bottleneck_Bps(path: Iterable[str], capacities_Bps: Mapping[str, float]) -> float:
+    """The idle rate of a path: its slowest resource's capacity (inf where none is
+    constrained)."""
+    return min((capacities_Bps.get(c, math.inf) for c in path), default=math.inf)
+
+
+def pipeline_latency_s(
+    path_latency_s: float,
+    forwarders: int,
+    chunk_bytes: float,
+    share_bytes: float,
+    fill_Bps: float,
+    wire_factor: float = 1.0,
+) -> float:
+    """The latency of a broadcast pipelined in chunks along a path: the path's summed
+    segment latency (paid once: consecutive chunks overlap it) and the pipeline fill,
+    each of the ``forwarders`` intermediate ranks receiving a whole chunk (at most the
+    ``share_bytes`` there are, with ``wire_factor`` wire bytes per data byte) at
+    ``fill_Bps`` before forwarding it."""
+    return path_latency_s + forwarders * min(chunk_bytes, share_bytes) * wire_factor / fill_Bps
+
+
+def ring_time_s(
+    op: str,
+    ranks: int,
+    share_bytes: float,
+    rate_Bps: float,
+    step_latency_s: float,
+    *,
+    reduce_rate_Bps: float | None = None,
+    wire_factor: float = 1.0,
+    chunk_bytes: float = 0.0,
+    fill_Bps: float | None = None,
+    path_latency_s: float | None = None,
+) -> float:
+    """Time of one directed ring's part of ``op``: ``share_bytes`` of data over ``ranks``
+    ranks, on the wire at ``rate_Bps`` (wire bytes/s, ``wire_factor`` of them per data
+    byte) and, where a reduction sets a slower pace, its reduce-scatter steps at
+    ``reduce_rate_Bps``.
+
+    The ring alpha-beta formula of the module docstring, per ring: ``a`` is
+    ``step_latency_s``; broadcast (from the rank before segment 0) pays
+    ``path_latency_s`` (default ``(p-1) a``) and a pipeline fill of ``chunk_bytes`` at
+    ``fill_Bps`` (default: the ring's rate) once (:func:`pipeline_latency_s`).
+    """
+    _check(op, ranks)
+    p = ranks
+    if p == 1 or share_bytes == 0:
+        return 0.0
+    if op == "broadcast":
+        a_path = (p - 1) * step_latency_s if path_latency_s is None else path_latency_s
+        fill = rate_Bps if fill_Bps is None else fill_Bps
+        return (pipeline_latency_s(a_path, p - 2, chunk_bytes, share_bytes, fill, wire_factor)
+                + share_bytes * wire_factor / rate_Bps)
+    piece = share_bytes / p * wire_factor
+    reduce_Bps = rate_Bps if reduce_rate_Bps is None else reduce_rate_Bps
+    t = (op in REDUCING) * (p - 1) * (step_latency_s + piece / reduce_Bps)
+    t += (op in GATHERING) * (p - 1) * (step_latency_s + piece / rate_Bps)
+    return t
 
 
 def collective_time_s(
@@ -63,24 +133,14 @@ def collective_time_s(
 
     ``latency_s`` is the per-step latency ``a``; ``path_latency_s`` overrides the
     broadcast's ``(p-1) a`` when the segments' latencies differ. ``chunk_bytes``
-    only matters for broadcast.
+    only matters for broadcast (a chunk is at most a ring's share). Each ring carries
+    ``n/R`` at ``B/R`` (:func:`ring_time_s`); the rings' reduction shares add up to
+    ``min(B, reduce_Bps)``.
     """
     _check(op, ranks)
-    if ranks == 1 or size_bytes == 0:
-        return 0.0
-    p = ranks
-    if op == "broadcast":
-        per_ring_Bps = bw_Bps / rings
-        a_path = (p - 1) * latency_s if path_latency_s is None else path_latency_s
-        return a_path + (p - 2) * chunk_bytes / per_ring_Bps + size_bytes / bw_Bps
-    gather_step = latency_s + size_bytes / (p * bw_Bps)
-    reduce_bw = bw_Bps if reduce_Bps is None else min(bw_Bps, reduce_Bps)
-    reduce_step = latency_s + size_bytes / (p * reduce_bw)
-    if op == "all_gather":
-        return (p - 1) * gather_step
-    if op == "reduce_scatter":
-        return (p - 1) * reduce_step
-    return (p - 1) * (reduce_step + gather_step)
+    reduce_rate_Bps = None if reduce_Bps is None else min(bw_Bps, reduce_Bps) / rings
+    return ring_time_s(op, ranks, size_bytes / rings, bw_Bps / rings, latency_s, reduce_rate_Bps=reduce_rate_Bps,
+                       chunk_bytes=chunk_bytes, path_latency_s=path_latency_s)
 
 
 def bus_factor(op: str, ranks: int) -> float:

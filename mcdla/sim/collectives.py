@@ -40,12 +40,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Mapping, Sequence
 
 import simpy
 
 from mcdla.errors import InputError
-from mcdla.hw.collective_model import OPS, ring_steps
+from mcdla.hw.collective_model import (
+    GATHERING,
+    OPS,
+    REDUCING,
+    bottleneck_Bps,
+    pipeline_latency_s,
+    ring_steps,
+    ring_time_s,
+)
 from mcdla.hw.network import Ring, channel_id, reduce_unit
 from mcdla.registry import Registry
 from mcdla.sim.environment import CountingEnvironment
@@ -57,6 +66,7 @@ __all__ = [
     "RingAlgorithm",
     "NcclAlgorithm",
     "RingCosts",
+    "IDEAL",
     "DEFAULT_CHUNK_BYTES",
     "CollectiveRecord",
     "CollectiveRun",
@@ -133,7 +143,7 @@ def collective(
         for ring in rings:
             reduce_ids[ring.name] = units = ring.reduce_units
             net.add_resources(units, reduce_Bps)
-    costs = costs or _IDEAL
+    costs = costs or IDEAL
     for ring in rings:
         if ring.name in costs.cap_Bps:
             net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name])
@@ -181,19 +191,25 @@ class RingCosts:
     def cap_path(self, ring: Ring) -> tuple[str, ...]:
         return (self.cap_id(ring),) if ring.name in self.cap_Bps else ()
 
-    def step_s(self, ring: Ring) -> float:
-        """The latency of one ring step: its slowest segment's (max over i of
-        :meth:`segment_latency_s`, from the ring's longest segment)."""
-        longest = ring.max_latency_s
-        return longest if self.step_latency_s is None else max(self.step_latency_s, longest)
-
     def segment_latency_s(self, ring: Ring, i: int) -> float:
         if self.step_latency_s is None:
             return ring.latency_s[i]
         return max(self.step_latency_s, ring.latency_s[i])
 
+    def step_s(self, ring: Ring) -> float:
+        """The latency of a step of ``ring``: its slowest segment's (each segment's as
+        :meth:`segment_latency_s` gives it); a step needs the previous one's data."""
+        slowest = ring.max_latency_s  # cached: asked by every collective on the ring
+        return slowest if self.step_latency_s is None else max(self.step_latency_s, slowest)
 
-_IDEAL = RingCosts()  # the paper's ring: no library costs
+    def path_s(self, ring: Ring, start: int = 0) -> float:
+        """The summed latency of the p-1 segments of ``ring`` from position ``start``: a
+        broadcast's from its root."""
+        p = ring.size
+        return sum(self.segment_latency_s(ring, (start + i) % p) for i in range(p - 1))
+
+
+IDEAL = RingCosts()  # the paper's ring: no library costs
 
 
 def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag, costs):
@@ -241,20 +257,18 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
     cap = costs.cap_path(ring)
     if op == "broadcast":
         start = ring.ranks.index(root_rank)
-        order = [(start + i) % p for i in range(p - 1)]
-        path = tuple(c for i in order for c in ring.segments[i])
-        ring_Bps = min((net.capacities_Bps.get(c, float("inf")) for c in path + cap), default=float("inf"))
-        fill_s = (p - 2) * min(chunk_bytes, share) * wire / ring_Bps
-        latency_s = sum(costs.segment_latency_s(ring, i) for i in order) + fill_s
+        path = tuple(c for i in range(p - 1) for c in ring.segments[(start + i) % p]) + cap
+        latency_s = pipeline_latency_s(costs.path_s(ring, start), p - 2, chunk_bytes, share,
+                                       bottleneck_Bps(path, net.capacities_Bps), wire)
         flows[0] += 1
-        yield net.transfer(share * wire, path + cap, latency_s, tag)
+        yield net.transfer(share * wire, path, latency_s, tag)
         return
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
     # One flow per phase: its steps run back to back (see the module docstring).
     channels = ring.channels + cap
-    reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
-    gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
+    reduce_steps = p - 1 if op in REDUCING else 0
+    gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
         flows[0] += 1
         yield net.transfer(reduce_steps * step_bytes, channels + reduce_path, reduce_steps * step_latency_s, tag)
@@ -383,7 +397,7 @@ class RingAlgorithm(CollectiveAlgorithm):
     def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                   reduce_Bps=None) -> RingCosts:
         """What a library adds to the rings for this collective: nothing, for the paper's."""
-        return _IDEAL
+        return IDEAL
 
     def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
               reduce_Bps=None, tag=""):
@@ -403,7 +417,8 @@ class RingAlgorithm(CollectiveAlgorithm):
         """Alpha-beta per ring on idle links, for the flows :func:`collective` starts
         with ``costs``: the fixed cost, then each ring moves its share (with the wire's
         flag bytes) at its max-min fair rate with every ring active (rings that share a
-        channel, a cap or a reduction unit split it); the collective ends with its
+        channel, a cap or a reduction unit split it), by the one ring formula
+        (:func:`~mcdla.hw.collective_model.ring_time_s`); the collective ends with its
         slowest ring. Exact while the rings' phases stay aligned (equal segment
         latencies, or channel-disjoint rings)."""
         from mcdla.hw.maxmin import max_min_rates
@@ -411,28 +426,21 @@ class RingAlgorithm(CollectiveAlgorithm):
         share = size_bytes / len(rings)
         if share == 0 or rings[0].size == 1:
             return 0.0
-        wire = costs.wire_factor
         caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}}
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
-        if op == "broadcast":  # root 0; the pipeline fills at the idle path's rate
-            return costs.fixed_s + max(
-                sum(costs.segment_latency_s(r, i) for i in range(r.size - 1))
-                + (r.size - 2) * min(chunk_bytes, share) * wire / min(caps[c] for c in r.channels + costs.cap_path(r))
-                + share * wire / plain[r.name] for r in rings)
         reducing = plain
-        if reduce_Bps is not None and op in ("all_reduce", "reduce_scatter"):
+        if reduce_Bps is not None and op in REDUCING:
             units = {reduce_resource(rank): reduce_Bps for r in rings for rank in r.ranks}
             reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
                                       + tuple(reduce_resource(rank) for rank in r.ranks) for r in rings},
                                      {**caps, **units})
-        reduce_phase = op in ("all_reduce", "reduce_scatter")
-        gather_phase = op in ("all_reduce", "all_gather")
+        broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0
         for r in rings:
-            step_s = costs.step_s(r)
-            piece = share / r.size * wire
-            t = reduce_phase * (r.size - 1) * (step_s + piece / reducing[r.name])
-            t += gather_phase * (r.size - 1) * (step_s + piece / plain[r.name])
+            t = ring_time_s(op, r.size, share, plain[r.name], costs.step_s(r), reduce_rate_Bps=reducing[r.name],
+                            wire_factor=costs.wire_factor, chunk_bytes=chunk_bytes,
+                            fill_Bps=bottleneck_Bps(r.channels + costs.cap_path(r), caps) if broadcast else None,
+                            path_latency_s=costs.path_s(r) if broadcast else None)
             worst = max(worst, t)
         return costs.fixed_s + worst
 
@@ -467,6 +475,11 @@ class NcclAlgorithm(RingAlgorithm):
     fastest by this same model on idle links)."""
 
     protocols = ("LL", "LL128", "Simple")
+    _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
+
+    def __init__(self, launch_s: float = 0.0):
+        super().__init__(launch_s)
+        self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
         from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
@@ -474,17 +487,44 @@ class NcclAlgorithm(RingAlgorithm):
         proto = PROTOCOLS[protocol]
         caps = {}
         for ring in rings:
-            ring_Bps = min(capacities_Bps.get(c, float("inf")) for c in ring.channels)
+            ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
             caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps) * proto.wire_factor
         return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
                          proto.wire_factor, caps)
 
+    def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
+             reduce_Bps=None) -> tuple[RingCosts, float]:
+        """The protocol the tuner picks, the least modelled time (the earlier on a tie),
+        and that time.
+
+        Each protocol's time solves the rings' max-min rates, so the answer is kept per
+        collective: its op, size, chunk, reduction rate and rings, and the capacities of
+        the rings' channels (all the time depends on; a training iteration launches
+        thousands of collectives of a few sizes over the same rings)."""
+        rings = tuple(rings)
+        key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
+               tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
+        tuned = self._tuned.get(key)
+        if tuned is None:
+            options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
+            times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
+                     for c in options]
+            best = min(range(len(options)), key=times.__getitem__)
+            tuned = options[best], times[best]
+            if len(self._tuned) >= self._TUNED_MAX:
+                self._tuned.clear()
+            self._tuned[key] = tuned
+        return tuned
+
     def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                   reduce_Bps=None) -> RingCosts:
-        """The protocol the tuner picks: the least modelled time (the earlier on a tie)."""
-        options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
-        return min(options, key=lambda c: self.costed_time_s(c, op, size_bytes, rings, capacities_Bps,
-                                                              chunk_bytes, reduce_Bps))
+        """The protocol the tuner picks (:meth:`tune`)."""
+        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[0]
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None):
+        """The modelled time of the protocol the tuner picks (:meth:`tune`)."""
+        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[1]
 
 
 # The switch algorithms (direct, in_switch, tree, hierarchical) register themselves; they

@@ -51,10 +51,12 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from mcdla.errors import InputError
+from mcdla.hw.collective_model import GATHERING, REDUCING, bottleneck_Bps, pipeline_latency_s
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
     DEFAULT_CHUNK_BYTES,
+    IDEAL,
     CollectiveAlgorithm,
     CollectiveRecord,
     RingAlgorithm,
@@ -65,9 +67,6 @@ from mcdla.sim.collectives import (
 __all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "TreeAlgorithm",
            "HierarchicalAlgorithm"]
 
-_REDUCING = ("all_reduce", "reduce_scatter")
-
-
 @dataclass(frozen=True)
 class Flow:
     """One transfer of a phase: ``size_bytes`` over the resources of ``path``."""
@@ -75,10 +74,6 @@ class Flow:
     size_bytes: float
     path: tuple[str, ...]
     latency_s: float
-
-
-def _step_s(ring: Ring) -> float:
-    return max(ring.latency_s)
 
 
 def _switch_ring(name: str, rings: Sequence[Ring]) -> None:
@@ -116,7 +111,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
     @staticmethod
     def _units(op, rings, reduce_Bps) -> dict[str, float]:
-        if reduce_Bps is None or op not in _REDUCING:
+        if reduce_Bps is None or op not in REDUCING:
             return {}
         return {reduce_resource(rank): reduce_Bps for ring in rings for rank in ring.ranks}
 
@@ -200,17 +195,18 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         return carried
 
 
-def _links(ring: Ring, i: int, home: bool) -> tuple[str, str]:
-    """Rank ``i``'s channels into and out of the switch: its ring hops, or (``home``) its
-    own domain switch's, which a rank leaving the domain on the ring does not cross."""
-    return (ring.home_out[i], ring.home_in[i]) if home else (ring.up(i), ring.down(i))
+def _via_switch(ring: Ring, i: int, j: int, home: bool = False) -> tuple[str, str]:
+    """The channels from rank ``i`` into the switch and out of it to rank ``j``: the
+    ring's hops (``i``'s up, ``j``'s down channel), or (``home``) those of the ranks' own
+    domain switch, which a rank leaving the domain on the ring does not cross."""
+    return (ring.home_out[i], ring.home_in[j]) if home else (ring.up(i), ring.down(j))
 
 
 def _exchange(ring: Ring, ranks: Sequence[int], piece: float, units: Mapping[str, str], latency_s: float,
               reduce: bool, home: bool = False) -> Flow:
     """Every rank of ``ranks`` sends ``piece`` to every other through the switch, as one
     flow: each rank's up and down channel carries ``(q-1) piece`` alike."""
-    links = [_links(ring, i, home) for i in ranks]
+    links = [_via_switch(ring, i, i, home) for i in ranks]
     path = tuple(up for up, _ in links) + tuple(down for _, down in links)
     if reduce:
         path += tuple(units[ring.ranks[i]] for i in ranks if ring.ranks[i] in units)
@@ -221,7 +217,7 @@ def _exchange_pieces(ring: Ring, ranks: Sequence[int], piece: float, home: bool 
     for i in ranks:
         for j in ranks:
             if i != j:
-                yield piece, (_links(ring, i, home)[0], _links(ring, j, home)[1])
+                yield piece, _via_switch(ring, i, j, home)
 
 
 @COLLECTIVES.register("direct")
@@ -235,20 +231,20 @@ class DirectAlgorithm(PhasedAlgorithm):
         _switch_ring(self.name, rings)
 
     def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
-        p, a, everyone = ring.size, _step_s(ring), range(ring.size)
+        p, a, everyone = ring.size, IDEAL.step_s(ring), range(ring.size)
         if op == "broadcast":
-            return [[Flow(share, (ring.up(root), ring.down(j)), a) for j in everyone if j != root]]
+            return [[Flow(share, _via_switch(ring, root, j), a) for j in everyone if j != root]]
         phases = []
-        if op in _REDUCING:
+        if op in REDUCING:
             phases.append([_exchange(ring, everyone, share / p, units, a, reduce=True)])
-        if op in ("all_reduce", "all_gather"):
+        if op in GATHERING:
             phases.append([_exchange(ring, everyone, share / p, units, a, reduce=False)])
         return phases
 
     def pieces(self, op, ring, share):
         p = ring.size
         if op == "broadcast":
-            yield from ((share, (ring.up(0), ring.down(j))) for j in range(1, p))
+            yield from ((share, _via_switch(ring, 0, j)) for j in range(1, p))
             return
         for _phase in range(2 if op == "all_reduce" else 1):
             yield from _exchange_pieces(ring, range(p), share / p)
@@ -268,7 +264,7 @@ class InSwitchAlgorithm(PhasedAlgorithm):
                                  "(fabric_switch.reduction_bw)", key="execution.collective")
 
     def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
-        p, a = ring.size, _step_s(ring)
+        p, a = ring.size, IDEAL.step_s(ring)
         ups = tuple(ring.up(i) for i in range(p))
         downs = tuple(ring.down(i) for i in range(p))
         engine = (reduction_port(ring.hub),)
@@ -305,6 +301,14 @@ def _trees(p: int) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
     first = tuple(None if i == 0 else (i - 1) // 2 for i in range(p))
     mirror = tuple(None if first[p - 1 - i] is None else p - 1 - first[p - 1 - i] for i in range(p))
     return first, mirror
+
+
+def _edges(trees: Sequence[Sequence[int | None]]) -> Iterator[tuple[int, int]]:
+    """(child, parent) of every edge of ``trees``, tree by tree."""
+    for parents in trees:
+        for child, parent in enumerate(parents):
+            if parent is not None:
+                yield child, parent
 
 
 def _depth(parents: Sequence[int | None]) -> int:
@@ -346,23 +350,18 @@ class TreeAlgorithm(PhasedAlgorithm):
 
     def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
         trees = _trees(ring.size)
-        fill_s = 2 * max(_depth(t) for t in trees) * _step_s(ring)  # up the tree, then down
+        fill_s = 2 * max(_depth(t) for t in trees) * IDEAL.step_s(ring)  # up the tree, then down
         flows = []
-        for parents in trees:
-            for child, parent in enumerate(parents):
-                if parent is None:
-                    continue
-                unit = (units[ring.ranks[parent]],) if ring.ranks[parent] in units else ()
-                flows.append(Flow(share / 2, (ring.up(child), ring.down(parent)) + unit, fill_s))
-                flows.append(Flow(share / 2, (ring.up(parent), ring.down(child)), fill_s))
+        for child, parent in _edges(trees):
+            unit = (units[ring.ranks[parent]],) if ring.ranks[parent] in units else ()
+            flows.append(Flow(share / 2, _via_switch(ring, child, parent) + unit, fill_s))
+            flows.append(Flow(share / 2, _via_switch(ring, parent, child), fill_s))
         return [flows]
 
     def pieces(self, op, ring, share):
-        for parents in _trees(ring.size):
-            for child, parent in enumerate(parents):
-                if parent is not None:
-                    yield share / 2, (ring.up(child), ring.down(parent))  # reduce, up the tree
-                    yield share / 2, (ring.up(parent), ring.down(child))  # broadcast, down it
+        for child, parent in _edges(_trees(ring.size)):
+            yield share / 2, _via_switch(ring, child, parent)  # reduce, up the tree
+            yield share / 2, _via_switch(ring, parent, child)  # broadcast, down it
 
 
 @dataclass(frozen=True)
@@ -392,6 +391,14 @@ class _Domains:
         return tuple(c for step in range(hops) for c in self.cross[((start + step) % d, k)])
 
 
+def _from_holders(ring: Ring, dom: _Domains, k: int) -> Iterator[tuple[str, str]]:
+    """The paths from group ``k``'s rank in each domain to the rest of its domain, over
+    their home switch (a broadcast's second part)."""
+    for j, members in enumerate(dom.ranks):
+        holder = dom.groups[k][j]
+        yield from (_via_switch(ring, holder, i, home=True) for i in members if i != holder)
+
+
 def _refuse(ring: Ring, why: str) -> InputError:
     return InputError(f"hierarchical needs {why}; ring {ring.name!r} is not so", key="execution.collective")
 
@@ -401,9 +408,10 @@ def _domains(ring: Ring) -> _Domains:
     not rank -> switch -> rank, or that goes through the rank's exit (a spine switch)."""
     p = ring.size
     exits = ring.exit_switch or ("",) * p
-    cuts = [i for i in range(p) if not ring.through_switch(i) or ring.through_switch(i) == exits[i]]
+    through = [ring.through_switch(i) for i in range(p)]
+    cuts = [i for i in range(p) if not through[i] or through[i] == exits[i]]
     if not cuts:  # one switch: one domain, no groups to cross
-        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, _step_s(ring), 0.0)
+        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0)
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
     domains: list[list[int]] = [[]]
@@ -415,9 +423,9 @@ def _domains(ring: Ring) -> _Domains:
         raise InputError(f"hierarchical needs domains of equal size; ring {ring.name!r} has "
                          f"{sorted(len(m) for m in domains)}", key="execution.collective")
     q, d = len(domains[0]), len(domains)
-    hubs = [ring.through_switch(m[0]) if q > 1 else "" for m in domains]
+    hubs = [through[m[0]] if q > 1 else "" for m in domains]  # each domain's own (home) switch
     for j, members in enumerate(domains):
-        if any(ring.through_switch(i) != hubs[j] for i in members[:-1]):
+        if any(through[i] != hubs[j] for i in members[:-1]):
             raise _refuse(ring, "every domain's ranks on one fabric switch")
     cross: dict[tuple[int, int], tuple[str, ...]] = {}
     if q == 1:  # one rank per domain: the ring's own segments
@@ -444,7 +452,8 @@ def _domains(ring: Ring) -> _Domains:
                     or len(segment) < 3:
                 raise _refuse(ring, "the ring between domains through their switches")
             for k, g in enumerate(groups):
-                cross[(j, k)] = (ring.home_out[g[j]],) + tuple(segment[1:-1]) + (ring.home_in[g[(j + 1) % d]],)
+                out, into = _via_switch(ring, g[j], g[(j + 1) % d], home=True)
+                cross[(j, k)] = (out,) + tuple(segment[1:-1]) + (into,)
     intra = [ring.latency_s[i] for i in range(p) if i not in cuts]
     return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
                     max(ring.latency_s[i] for i in cuts))
@@ -470,14 +479,13 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
         if op == "broadcast":
             j0, k0 = dom.place(root)
             phases = []
-            if d > 1:
+            if d > 1:  # pipelined in chunks along the group's ring, as the ring's broadcast
                 path = dom.group_path(k0, j0, d - 1)
-                rate = min(capacities_Bps.get(c, float("inf")) for c in path)
-                fill_s = (d - 2) * min(chunk_bytes, share) / rate  # pipelined in chunks, as the ring's
-                phases.append([Flow(share, path, (d - 1) * dom.cross_s + fill_s)])
+                latency_s = pipeline_latency_s((d - 1) * dom.cross_s, d - 2, chunk_bytes, share,
+                                               bottleneck_Bps(path, capacities_Bps))
+                phases.append([Flow(share, path, latency_s)])
             if intra:
-                phases.append([Flow(share, (ring.home_out[dom.groups[k0][j]], ring.home_in[i]), dom.intra_s)
-                               for j, members in enumerate(dom.ranks) for i in members if i != dom.groups[k0][j]])
+                phases.append([Flow(share, via, dom.intra_s) for via in _from_holders(ring, dom, k0)])
             return phases
 
         def cross(reduce: bool) -> list[Flow]:
@@ -490,13 +498,13 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
             return flows
 
         phases = []
-        if op in _REDUCING:
+        if op in REDUCING:
             if intra:
                 phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=True, home=True)
                                for m in dom.ranks])
             if d > 1:
                 phases.append(cross(reduce=True))
-        if op in ("all_reduce", "all_gather"):
+        if op in GATHERING:
             if d > 1:
                 phases.append(cross(reduce=False))
             if intra:
@@ -512,18 +520,16 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
             j0, k0 = dom.place(0)
             for step in range(d - 1):  # the root's data along its group's ring, domain by domain
                 yield share, dom.group_path(k0, j0 + step, 1)
-            for j, members in enumerate(dom.ranks):  # then from the holder to the rest of its domain
-                holder = dom.groups[k0][j]
-                yield from ((share, (ring.home_out[holder], ring.home_in[i])) for i in members if i != holder)
+            yield from ((share, via) for via in _from_holders(ring, dom, k0))  # then through each domain
             return
         intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
         # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
         # rank per phase (reduce-scatter, then all-gather).
         cross = [(piece / d, dom.group_path(k, j, 1)) for _step in range(d - 1)
                  for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
-        if op in _REDUCING:
+        if op in REDUCING:
             yield from intra
             yield from cross
-        if op in ("all_reduce", "all_gather"):
+        if op in GATHERING:
             yield from cross
             yield from intra
