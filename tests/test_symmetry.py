@@ -58,7 +58,8 @@ def _ring_file(tmp_path, n: int, home_only: tuple[int, ...] = ()) -> str:
 
 
 DESIGNS = ["ring", "dc", "hc", "star", "oracle", "dgx1v", "dc16", "ring16", "dgx_a100", "dgx_h100",
-           "dgx_h100_memnodes", "dgx_h100_cxl", "gh200_nvl32"]
+           "dgx_h100_memnodes", "dgx_h100_cxl", "gh200_nvl32", "dgx_h100_4node", "mcdla_scaleout",
+           "mcdla_ring_cluster", "dc_cluster"]
 
 
 @pytest.mark.parametrize("design", DESIGNS)
@@ -81,6 +82,21 @@ def test_symmetric_runs_equal_exact_ones_on_the_shipped_designs(design, parallel
 def test_symmetric_runs_equal_exact_ones_with_training_options(design, sets):
     symmetric, exact = both(design, "resnet34", batch=128, sets=sets)
     assert differences(symmetric, exact) == []
+
+
+@pytest.mark.parametrize("design, collective", [("dgx_h100", "direct"), ("dgx_h100_4node", "hierarchical"),
+                                                ("dgx_h100_4node", "ring")])
+def test_switch_collectives_group_alike_flows_and_stay_exact(design, collective):
+    sets = [("execution.collective", collective)] + ([("generator.nodes", 8)] if "node" in design else [])
+    symmetric, exact = both(design, "resnet34", batch=256, sets=sets)
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] == 1
+
+
+def test_in_switch_reduction_simulates_every_rank():
+    # Its flows do not load the resource classes evenly: symmetry is not applied.
+    result = simulate("gb200_nvl72", "bw_aware", "alexnet", "data", 144)
+    assert result["rank_classes"] == result["devices"] == 72
 
 
 @pytest.mark.parametrize("n", [16, 64])

@@ -122,6 +122,12 @@ class Ring:
     def channels(self) -> tuple[str, ...]:
         return tuple(c for seg in self.segments for c in seg)
 
+    @cached_property
+    def derived(self) -> dict:
+        """What collective algorithms derive from the ring alone (its domains, say), kept
+        with it: computed once per ring, not per collective (frozen: never stale)."""
+        return {}
+
     @cached_property  # a ring step's latency, asked by every collective on the ring
     def max_latency_s(self) -> float:
         return max(self.latency_s)

@@ -218,8 +218,11 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    allowed = [n for n, kind in graph.nodes(data="kind") if kind in _RELAYS] + [device, store]
-    view = graph.subgraph(allowed)
+    relays = graph.graph.get("mcdla_relays")
+    if relays is None:  # listing every node per route made loading quadratic in the devices
+        relays = graph.graph["mcdla_relays"] = frozenset(n for n, kind in graph.nodes(data="kind")
+                                                         if kind in _RELAYS)
+    view = nx.subgraph_view(graph, filter_node=lambda n: n in relays or n == device or n == store)
     try:
         nodes = nx.shortest_path(view, device, store)
     except nx.NetworkXNoPath:

@@ -127,11 +127,36 @@ class PhasedAlgorithm(CollectiveAlgorithm):
     def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
               reduce_Bps=None, tag=""):
         self._validate(op, rings, size_bytes, net.capacities_Bps, chunk_bytes, root)
-        units = self._units(op, rings, reduce_Bps)
-        for unit, bw in units.items():
-            net.add_resource(unit, bw)
-        plans = self._plans(op, rings, float(size_bytes), root, units, net.capacities_Bps, chunk_bytes)
-        return env.process(self._run(env, net, tuple(rings), op, float(size_bytes), plans, tag))
+        names = tuple(r.name for r in rings)
+        unit_cache = self.__dict__.setdefault("_units_of", {})  # the units are O(ranks): once per rings
+        known = unit_cache.get((names, op in REDUCING, reduce_Bps))
+        if known is None:
+            units = self._units(op, rings, reduce_Bps)
+            known = unit_cache[(names, op in REDUCING, reduce_Bps)] = (units, tuple(units))
+        units = known[0]
+        net.add_resources(known[1], reduce_Bps)  # once per network
+        size_bytes = float(size_bytes)
+        if net.lumped and op != "broadcast":
+            # With rank symmetry a run's collectives are planned once per (op, rings) for a
+            # byte and scaled (the phases are linear in the share; broadcast's fill is not),
+            # their alike flows grouped: a collective costs its groups, not its ranks.
+            cache = self.__dict__.setdefault("_unit_plans", {})
+            key = (op, names, root, bool(units))
+            known = cache.get(key)
+            if known is None or known[0] is not net:
+                plans = self._plans(op, rings, float(len(rings)), root, units, net.capacities_Bps, chunk_bytes)
+                known = cache[key] = (net, self._grouped(net, plans))
+            return env.process(self._run(env, net, tuple(rings), op, size_bytes, known[1], tag,
+                                         size_bytes / len(rings)))
+        plans = self._plans(op, rings, size_bytes, root, units, net.capacities_Bps, chunk_bytes)
+        return env.process(self._run(env, net, tuple(rings), op, size_bytes, self._grouped(net, plans), tag))
+
+    @staticmethod
+    def _grouped(net, plans):
+        """Each phase's flows with bytes as (size, path, latency, copies), alike flows one
+        group with rank symmetry (FlowNetwork.alike)."""
+        return [[net.alike([(f.size_bytes, f.path, f.latency_s) for f in phase if f.size_bytes > 0])
+                 for phase in plan] for plan in plans]
 
     def _sent_per_byte(self, op: str, ring) -> float:
         """Bytes the ranks of ``ring`` put on the wire per byte of its share: the pieces
@@ -141,15 +166,16 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             cache[(op, ring)] = sum(b for b, _ in self.pieces(op, ring, 1.0))
         return cache[(op, ring)]
 
-    def _run(self, env, net, rings, op, size_bytes, plans, tag):
+    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0):
+        """Runs grouped ``plans`` (their sizes times ``scale``, exact for 1)."""
         start_s = env.now
         flows = [0]
 
         def one_ring(phases):
             for phase in phases:
-                events = [net.transfer(f.size_bytes, f.path, f.latency_s, tag) for f in phase if f.size_bytes > 0]
-                flows[0] += len(events)
-                yield env.all_of(events)
+                flows[0] += sum(copies for *_, copies in phase)
+                yield env.all_of([net.transfer(size * scale, path, latency, tag, copies, even=False)
+                                  for size, path, latency, copies in phase])
 
         yield env.all_of([env.process(one_ring(plan)) for plan in plans])
         share = size_bytes / len(rings)
@@ -405,7 +431,15 @@ def _refuse(ring: Ring, why: str) -> InputError:
 
 def _domains(ring: Ring) -> _Domains:
     """Cuts ``ring`` after every segment that leaves a fabric switch's domain: one that is
-    not rank -> switch -> rank, or that goes through the rank's exit (a spine switch)."""
+    not rank -> switch -> rank, or that goes through the rank's exit (a spine switch).
+    Once per ring (every collective on it asks)."""
+    known = ring.derived.get("domains")
+    if known is None:
+        known = ring.derived["domains"] = _cut_domains(ring)
+    return known
+
+
+def _cut_domains(ring: Ring) -> _Domains:
     p = ring.size
     exits = ring.exit_switch or ("",) * p
     through = [ring.through_switch(i) for i in range(p)]
@@ -524,8 +558,9 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
             return
         intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
         # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
-        # rank per phase (reduce-scatter, then all-gather).
-        cross = [(piece / d, dom.group_path(k, j, 1)) for _step in range(d - 1)
+        # rank per phase (reduce-scatter, then all-gather), summed per rank (listed per
+        # step, the pieces were quadratic in the domains).
+        cross = [((d - 1) * (piece / d), dom.group_path(k, j, 1))
                  for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
         if op in REDUCING:
             yield from intra

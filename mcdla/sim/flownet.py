@@ -318,11 +318,14 @@ class FlowNetwork:
         latency_s: float = 0.0,
         tag: str = "",
         copies: int = 1,
+        even: bool = True,
     ) -> simpy.Event:
         """Starts a flow; the returned event succeeds (value: the tag) at its last byte.
 
         ``copies``: the identical flows this one stands for (rank symmetry: one per rank
-        of a class), each on its own member of the path's resource classes."""
+        of a class), each on its own member of the path's resource classes; ``even``:
+        they load every member of a class they cross alike (checked). A group of
+        :meth:`alike` flows need not (a phase's groups do together), so is not checked."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
         if not 0.0 <= size_bytes < math.inf:  # NaN fails too
@@ -333,7 +336,7 @@ class FlowNetwork:
         given = path if copies == 1 else (path, copies)
         known = self._given.get(given)
         if known is None:
-            known = self._new_path(path, copies)
+            known = self._new_path(path, copies, even)
         done = self.env.event()
         flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done, copies)
         self._next_id += 1
@@ -345,11 +348,37 @@ class FlowNetwork:
             self._enqueue(flow)
         return done
 
+    @property
+    def lumped(self) -> bool:
+        """Whether resources stand for classes (rank symmetry)."""
+        return bool(self._members)
+
+    def alike(self, flows: Sequence[tuple[float, Sequence[str], float]]) -> list[tuple[float, tuple, float, int]]:
+        """``(size_bytes, path, latency_s)`` flows to start at once (a collective phase's),
+        as ``(size_bytes, path, latency_s, copies)``: with rank symmetry, flows alike (same
+        size and latency, crossing the same resource classes as often) are one group, so
+        a phase of one flow per rank costs one flow per class; without, one each, in order."""
+        if not self._members:
+            return [(size, tuple(path), latency, 1) for size, path, latency in flows]
+        alike: dict[tuple, list] = {}
+        for size, path, latency in flows:
+            path = tuple(path)
+            known = self._given.get(path)
+            if known is None:
+                known = self._new_path(path)
+            key = (known[1], float(size), float(latency))
+            group = alike.get(key)
+            if group is None:
+                alike[key] = [path, 1]
+            else:
+                group[1] += 1
+        return [(size, path, latency, n) for (_, size, latency), (path, n) in alike.items()]
+
     def _latency_elapsed(self, event: simpy.Event) -> None:
         self._joining.append(event.value)  # the flow whose latency this timeout was
         self._request_flush()
 
-    def _new_path(self, path: tuple[str, ...], copies: int = 1) -> tuple[tuple[str, ...], int]:
+    def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources (with
         symmetry: their classes, and the weight of the flow on each)."""
         if len(set(path)) != len(path):
@@ -362,7 +391,7 @@ class FlowNetwork:
                 first = self._rep.get(r, r)
                 crossed[first] = crossed.get(first, 0) + 1
             weights = tuple(copies * n / len(self._members.get(r, (r,))) for r, n in crossed.items())
-            if copies > 1 and any(w != round(w) for w in weights):
+            if even and copies > 1 and any(w != round(w) for w in weights):
                 # m flows of a class of ranks cross every member of a resource class equally
                 # often; a fraction means the classes are not symmetric: a bug, not an input.
                 raise ValueError(f"{copies} copies of a flow on {path[:3]!r}... load a resource class unevenly")
