@@ -86,8 +86,8 @@ def _planted(monkeypatch, change):
 
     real = collectives.FlowNetwork.transfer
 
-    def transfer(self, size_bytes, path, latency_s=0.0, tag="", copies=1):
-        return real(self, change(size_bytes, tag), path, latency_s, tag, copies)
+    def transfer(self, size_bytes, path, latency_s=0.0, tag="", copies=1, even=True):
+        return real(self, change(size_bytes, tag), path, latency_s, tag, copies, even)
 
     monkeypatch.setattr(collectives.FlowNetwork, "transfer", transfer)
 

@@ -129,9 +129,35 @@ def test_classes_of_the_shipped_designs():
     assert rank_classes(load_topology("ring"), "bw_aware", supported=False).trivial
 
 
-def test_tensor_parallel_groups_simulate_every_rank():
-    result = simulate("ring", "bw_aware", "alexnet", "data", 64, [("execution.tensor_parallel", 2)])
-    assert result["rank_classes"] == 8
+PIPE = [("training.virtualization", False), ("training.micro_batches", 4)]
+
+
+@pytest.mark.parametrize("design, sets, classes", [
+    ("ring", [("execution.tensor_parallel", 2), ("execution.zero", 1)], 2),  # even and odd tensor ranks
+    ("dgx_h100", [("execution.tensor_parallel", 4)], 1),  # NCCL's rate caps: one per alike group's ring
+    ("dgx_h100_4node", [("execution.tensor_parallel", 8)], 16),
+    ("dgx_h100", [("execution.tensor_parallel", 2), ("execution.pipeline_parallel", 2), *PIPE], 8),
+    ("mcdla_ring_cluster", [("execution.pipeline_parallel", 4), *PIPE], 32),
+], ids=["ring_tp2", "dgx_h100_tp4", "cluster_tp8", "tp2_pp2", "cluster_pp4"])
+def test_tensor_and_pipeline_groups_stay_exact(design, sets, classes):
+    """A communicator of simulated devices stands for its alike groups (their joins
+    weighted, its flows with copies); pipeline peers' routes follow the first ring the
+    shorter way, which breaks the stages' symmetry: every device its own class there."""
+    symmetric, exact = both(design, "gpt2", batch=64, sets=sets)
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] == classes
+
+
+def test_groups_that_cut_across_classes_are_not_lined_up():
+    from mcdla.hw.symmetry import Symmetry
+    from mcdla.sim.training import _line_up
+
+    classes = Symmetry(((0, 2), (1, 3)), {}, {})
+    # Groups {0, 1} and {2, 3}: each holds one device of each class, alike.
+    lined = _line_up(classes, [("tp", (0, 1)), ("tp", (2, 3))], (0, 1, 2, 3), {})
+    assert lined is not None and lined[1] == [({0: 1, 1: 1}, 2, (0, 1)), None]
+    # Groups {0, 3} and {1, 2}: device 0's group lacks class (1, 3)'s simulated device 1.
+    assert _line_up(classes, [("tp", (0, 3)), ("tp", (1, 2))], (0, 1, 2, 3), {}) is None
 
 
 def test_exact_option_on_the_command_line(capsys):

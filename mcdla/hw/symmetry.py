@@ -22,11 +22,14 @@ same for every member of a class at every instant, and so is everything a device
 does; an asymmetric design refines to more (down to single-member) classes and stays
 exact, only slower. The tests hold symmetric runs equal to exact ones.
 
-What the refinement cannot see, the caller must exclude: per-device programs that
-differ (pipeline stages), groups of ranks (tensor- and data-parallel communicators
-over sub-rings) and collectives whose flows single out ranks (a tree's root). For
-those :func:`rank_classes` is given ``supported=False`` and every device is its own
-class.
+Per-device programs and groups of ranks are given by the caller: ``colours`` tells
+devices apart that run different programs (pipeline stages), ``groups`` are the
+communicators (tensor- and data-parallel groups, each a vertex joined to its members
+and to its rings, the sub-rings its collectives run on) and ``links`` the pipeline's
+point-to-point routes (device -> the resources to its peer, and the peer). What the
+refinement cannot see, the caller must exclude: collectives whose flows single out
+ranks (a tree's root). For those :func:`rank_classes` is given ``supported=False``
+and every device is its own class.
 """
 
 from __future__ import annotations
@@ -61,24 +64,29 @@ class Symmetry:
         return Symmetry(tuple((d,) for d in range(devices)), {}, {})
 
 
-def rank_classes(topology, policy: str, supported: bool = True) -> Symmetry:
+def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequence = (),
+                 groups: Sequence[tuple[str, Sequence[str], Sequence]] = (),
+                 links: Sequence[tuple[str, str, str, Sequence[str]]] = ()) -> Symmetry:
     """The classes of ``topology``'s devices, resources and stores for a run whose
-    backing-store stripes follow ``policy`` (module docstring)."""
+    backing-store stripes follow ``policy`` (module docstring). ``colours``: one value
+    per device (devices of different values are never alike); ``groups``: (kind,
+    member devices, the group's rings); ``links``: (kind, device, peer, resources of
+    the route between them)."""
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
-    colours: list[tuple] = []  # initial colour of each vertex
+    initial: list[tuple] = []  # initial colour of each vertex
     index: dict[tuple[str, str], int] = {}  # (kind, name) -> vertex
 
     def vertex(kind: str, name: str, colour: tuple) -> int:
         v = index.get((kind, name))
         if v is None:
-            v = index[(kind, name)] = len(colours)
-            colours.append((kind, *colour))
+            v = index[(kind, name)] = len(initial)
+            initial.append((kind, *colour))
         return v
 
-    for d in devices:
-        vertex("d", d, ())
+    for n, d in enumerate(devices):
+        vertex("d", d, (colours[n],) if colours else ())
     capacities = topology.capacities()
     for r, bw in capacities.items():
         vertex("r", r, (bw,))
@@ -94,14 +102,26 @@ def rank_classes(topology, policy: str, supported: bool = True) -> Symmetry:
                     for j, r in enumerate(sub.path):
                         if r in capacities:
                             edges.append((dv, index[("r", r)], ("route", *kind, j)))
-    for ring in topology.rings:
+    def ring_vertex(ring) -> int:
         qv = vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)))
         for c in ring.channels:
             if c in capacities:
                 edges.append((qv, index[("r", c)], ("ring",)))
         for rank in ring.ranks:
             edges.append((qv, index[("d", rank)], ("rank",)))
-    colour = _refine(colours, edges)
+        return qv
+
+    for ring in topology.rings:
+        ring_vertex(ring)
+    for n, (kind, members, rings) in enumerate(groups):
+        gv = vertex("g", f"{kind}{n}", (kind, len(members)))
+        edges.extend((gv, index[("d", d)], ("member", kind)) for d in members)
+        edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in rings)
+    for kind, src, dst, path in links:
+        edges.append((index[("d", src)], index[("d", dst)], ("peer", kind)))
+        edges.extend((index[("d", src)], index[("r", r)], ("link", kind, j)) for j, r in enumerate(path)
+                     if r in capacities)
+    colour = _refine(initial, edges)
     if colour is None:
         return Symmetry.exact(len(devices))
     classes: dict[int, list[int]] = {}

@@ -123,11 +123,14 @@ def collective(
     reduce_Bps: float | None = None,
     tag: str = "",
     costs: "RingCosts | None" = None,
+    copies: int = 1,
 ) -> simpy.Process:
     """Starts ``op`` on ``size_bytes`` over ``rings``; the process returns a :class:`CollectiveRecord`.
 
     ``root`` (broadcast only) indexes the ranks of the first ring. ``costs`` adds a
     library's costs to the ideal ring (:class:`RingCosts`; None: the paper's ring).
+    ``copies``: the alike groups this collective stands for (rank symmetry), each on
+    its own rings; their flows start as one each.
     """
     check_request(op, rings, size_bytes, chunk_bytes, root)
     for ring in rings:
@@ -146,9 +149,9 @@ def collective(
     costs = costs or IDEAL
     for ring in rings:
         if ring.name in costs.cap_Bps:
-            net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name])
+            net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name], copies)  # one per alike group's ring
     return env.process(_run(env, net, tuple(rings), op, float(size_bytes), chunk_bytes, root_rank, reduce_ids,
-                            tag, costs))
+                            tag, costs, copies))
 
 
 def check_request(op: str, rings: Sequence[Ring], size_bytes: float, chunk_bytes: float = DEFAULT_CHUNK_BYTES,
@@ -212,7 +215,7 @@ class RingCosts:
 IDEAL = RingCosts()  # the paper's ring: no library costs
 
 
-def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag, costs):
+def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag, costs, copies=1):
     start_s = env.now
     share = size_bytes / len(rings)
     flows = [0]
@@ -220,7 +223,7 @@ def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, ta
         yield env.timeout(costs.fixed_s)
     procs = [
         env.process(_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows,
-                          costs))
+                          costs, copies))
         for ring in rings
     ]
     yield env.all_of(procs)
@@ -248,7 +251,7 @@ def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, ta
     )
 
 
-def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows, costs):
+def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows, costs, copies=1):
     """One directed ring's part of the collective (see the module docstring)."""
     p = ring.size
     if p == 1 or share == 0:
@@ -261,7 +264,7 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
         latency_s = pipeline_latency_s(costs.path_s(ring, start), p - 2, chunk_bytes, share,
                                        bottleneck_Bps(path, net.capacities_Bps), wire)
         flows[0] += 1
-        yield net.transfer(share * wire, path, latency_s, tag)
+        yield net.transfer(share * wire, path, latency_s, tag, copies, even=False)
         return
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
@@ -271,10 +274,12 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
     gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
         flows[0] += 1
-        yield net.transfer(reduce_steps * step_bytes, channels + reduce_path, reduce_steps * step_latency_s, tag)
+        yield net.transfer(reduce_steps * step_bytes, channels + reduce_path, reduce_steps * step_latency_s, tag,
+                           copies, even=False)
     if gather_steps:
         flows[0] += 1
-        yield net.transfer(gather_steps * step_bytes, channels, gather_steps * step_latency_s, tag)
+        yield net.transfer(gather_steps * step_bytes, channels, gather_steps * step_latency_s, tag, copies,
+                           even=False)
 
 
 @dataclass(frozen=True)
@@ -377,8 +382,10 @@ class CollectiveAlgorithm:
 
     def start(self, env, net: FlowNetwork, rings: Sequence[Ring], op: str, size_bytes: float, *,
               chunk_bytes: float = DEFAULT_CHUNK_BYTES, root: int = 0, reduce_Bps: float | None = None,
-              tag: str = "") -> simpy.Process:
-        """A process whose value is the :class:`CollectiveRecord` (``root``: broadcast's)."""
+              tag: str = "", copies: int = 1) -> simpy.Process:
+        """A process whose value is the :class:`CollectiveRecord` (``root``: broadcast's).
+        ``copies``: the alike groups of ranks it stands for (rank symmetry: each group's
+        flows on its own rings, started as one flow per flow of this group)."""
         raise NotImplementedError
 
     def time_s(self, op: str, size_bytes: float, rings: Sequence[Ring], capacities_Bps: Mapping[str, float], *,
@@ -400,11 +407,11 @@ class RingAlgorithm(CollectiveAlgorithm):
         return IDEAL
 
     def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
-              reduce_Bps=None, tag=""):
+              reduce_Bps=None, tag="", copies=1):
         costs = self.costs_for(op, size_bytes, rings, net.capacities_Bps, chunk_bytes=chunk_bytes,
                                reduce_Bps=reduce_Bps)
         return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
-                          reduce_Bps=reduce_Bps, tag=tag, costs=costs)
+                          reduce_Bps=reduce_Bps, tag=tag, costs=costs, copies=copies)
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                reduce_Bps=None):

@@ -125,7 +125,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
                 if share > 0 and ring.size > 1 else [] for ring in rings]
 
     def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
-              reduce_Bps=None, tag=""):
+              reduce_Bps=None, tag="", copies=1):
         self._validate(op, rings, size_bytes, net.capacities_Bps, chunk_bytes, root)
         names = tuple(r.name for r in rings)
         unit_cache = self.__dict__.setdefault("_units_of", {})  # the units are O(ranks): once per rings
@@ -147,9 +147,10 @@ class PhasedAlgorithm(CollectiveAlgorithm):
                 plans = self._plans(op, rings, float(len(rings)), root, units, net.capacities_Bps, chunk_bytes)
                 known = cache[key] = (net, self._grouped(net, plans))
             return env.process(self._run(env, net, tuple(rings), op, size_bytes, known[1], tag,
-                                         size_bytes / len(rings)))
+                                         size_bytes / len(rings), copies))
         plans = self._plans(op, rings, size_bytes, root, units, net.capacities_Bps, chunk_bytes)
-        return env.process(self._run(env, net, tuple(rings), op, size_bytes, self._grouped(net, plans), tag))
+        return env.process(self._run(env, net, tuple(rings), op, size_bytes, self._grouped(net, plans), tag,
+                                     copies=copies))
 
     @staticmethod
     def _grouped(net, plans):
@@ -166,16 +167,17 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             cache[(op, ring)] = sum(b for b, _ in self.pieces(op, ring, 1.0))
         return cache[(op, ring)]
 
-    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0):
-        """Runs grouped ``plans`` (their sizes times ``scale``, exact for 1)."""
+    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
+        """Runs grouped ``plans`` (their sizes times ``scale``, exact for 1; ``copies``:
+        the alike groups of ranks they stand for)."""
         start_s = env.now
         flows = [0]
 
         def one_ring(phases):
             for phase in phases:
                 flows[0] += sum(copies for *_, copies in phase)
-                yield env.all_of([net.transfer(size * scale, path, latency, tag, copies, even=False)
-                                  for size, path, latency, copies in phase])
+                yield env.all_of([net.transfer(size * scale, path, latency, tag, n * copies, even=False)
+                                  for size, path, latency, n in phase])
 
         yield env.all_of([env.process(one_ring(plan)) for plan in plans])
         share = size_bytes / len(rings)

@@ -193,6 +193,7 @@ class FlowNetwork:
         self._members: dict[str, list[str]] = {}
         for resource, first in self._rep.items():
             self._members.setdefault(first, []).append(resource)
+        self._sizes = {first: len(members) for first, members in self._members.items()}  # class sizes
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[tuple[str, ...], float] = {}  # resource tuples added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -274,12 +275,16 @@ class FlowNetwork:
             return by_resource
         return {m: value for r, value in by_resource.items() for m in self._members.get(r, (r,))}
 
-    def add_resource(self, resource: str, capacity_Bps: float) -> None:
+    def add_resource(self, resource: str, capacity_Bps: float, copies: int = 1) -> None:
         """Adds a constrained resource, or checks that an existing one has this capacity.
 
         Used by collectives for per-rank reduction units, which several collectives
-        (and rings) on the same device share.
+        (and rings) on the same device share. ``copies``: with rank symmetry, the alike
+        resources it stands for, unnamed (a library's rate cap on each of the rings of
+        ``copies`` alike groups of ranks); they are not listed in the accounting.
         """
+        if copies > 1 and self._members:
+            self._sizes[resource] = copies
         capacity_Bps = float(capacity_Bps)
         if not capacity_Bps > 0 or math.isnan(capacity_Bps):
             raise ValueError(f"capacity of {resource!r} must be > 0, got {capacity_Bps!r}")
@@ -390,7 +395,7 @@ class FlowNetwork:
             for r in constrained:
                 first = self._rep.get(r, r)
                 crossed[first] = crossed.get(first, 0) + 1
-            weights = tuple(copies * n / len(self._members.get(r, (r,))) for r, n in crossed.items())
+            weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
             if even and copies > 1 and any(w != round(w) for w in weights):
                 # m flows of a class of ranks cross every member of a resource class equally
                 # often; a fraction means the classes are not symmetric: a bug, not an input.

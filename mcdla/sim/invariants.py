@@ -111,9 +111,10 @@ def expected_channel_bytes(record) -> dict[str, float]:
     for c in record.collectives:  # a protocol's flags ride along
         key = (c.op, c.rings)
         wire[key] = wire.get(key, 0.0) + c.size_bytes * c.wire_factor
-    for (op, names), size_bytes in wire.items():
-        for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in names]).items():
-            add(channel, size * size_bytes)
+    for (op, names), size_bytes in wire.items():  # with symmetry, for every group it stands for
+        for alike in record.equivalent_rings.get(names, (names,)):
+            for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in alike]).items():
+                add(channel, size * size_bytes)
     for path, size in record.transfers:  # pipeline stages' activations and gradients, model state
         for resource in path:
             add(resource, size)

@@ -66,32 +66,43 @@ class PipeLinks:
             self._arrivals[key] = self.env.event()
         return self._arrivals[key]
 
-    def send(self, src: str, dst: str, key: tuple, size_bytes: float) -> None:
+    def send(self, src: str, dst: str, key: tuple, size_bytes: float, pairs: tuple = ()) -> None:
+        """Sends from ``src`` to ``dst``; with rank symmetry, for each (source, peer) of
+        ``pairs`` (``src``'s class), as one flow standing for them all."""
         path, latency_s = self._route(src, dst)
-        self.sent.append((path, size_bytes))
-        done = self.net.transfer(size_bytes, path, latency_s, tag="/".join(map(str, key)))
+        for a, b in pairs or ((src, dst),):
+            self.sent.append((self._route(a, b)[0], size_bytes))
+        done = self.net.transfer(size_bytes, path, latency_s, tag="/".join(map(str, key)),
+                                 copies=max(1, len(pairs)), even=False)
         arrival = self.arrival(key)
         done.callbacks.append(lambda _event: arrival.succeed())
 
     def _route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
         if (src, dst) not in self._routes:
-            for ring in self.topology.rings:
-                if src in ring.ranks and dst in ring.ranks:
-                    pair = sub_ring(ring, {src, dst}, "p2p", self._reverse_of(ring))
-                    k = pair.ranks.index(src)
-                    self._routes[(src, dst)] = (pair.segments[k], pair.latency_s[k])
-                    break
-            else:
-                raise RuntimeError(f"no ring joins {src} and {dst}")
+            self._routes[(src, dst)] = p2p_route(self.topology, src, dst, self._reverse_of)
         return self._routes[(src, dst)]
+
+
+def p2p_route(topology, src: str, dst: str, reverse_of) -> tuple[tuple[str, ...], float]:
+    """The channels from device ``src`` to ``dst`` and their latency: along the first
+    topology ring through both, the shorter way round (``reverse_of``: a ring -> the
+    same cycle the other way, or None)."""
+    for ring in topology.rings:
+        if src in ring.ranks and dst in ring.ranks:
+            pair = sub_ring(ring, {src, dst}, "p2p", reverse_of(ring))
+            k = pair.ranks.index(src)
+            return pair.segments[k], pair.latency_s[k]
+    raise RuntimeError(f"no ring joins {src} and {dst}")
 
 
 class PipelineStage(DeviceCompute):
     """One device of one pipeline stage: its passes over the micro-batches."""
 
-    def __init__(self, *args, stage: int, pipe: "PipelinePlan", links: PipeLinks, peers: tuple, **kwargs):
-        # peers: (the device of the previous stage, of the next stage), None at the ends.
-        self.stage, self.pipe, self.links, self.peers = stage, pipe, links, peers
+    def __init__(self, *args, stage: int, pipe: "PipelinePlan", links: PipeLinks, peers: tuple,
+                 pairs: tuple = ((), ()), **kwargs):
+        # peers: (the device of the previous stage, of the next stage), None at the ends;
+        # pairs: with rank symmetry, (device, peer) of each device of the class, each way.
+        self.stage, self.pipe, self.links, self.peers, self.pairs = stage, pipe, links, peers, pairs
         super().__init__(*args, **kwargs)
 
     def _run(self):
@@ -124,7 +135,8 @@ class PipelineStage(DeviceCompute):
                     yield from self._compute(plan.fwd_s[i], f"fwd {layers[i].name} mb{j}")
                     yield from self._tp_after_forward(i, (j,))
                 if following is not None:
-                    self.links.send(name, following, ("act", following, j), pipe.boundary_bytes[self.stage])
+                    self.links.send(name, following, ("act", following, j), pipe.boundary_bytes[self.stage],
+                                    self.pairs[1])
                 continue
             if following is not None:
                 yield self.links.arrival(("grad", name, j))
@@ -141,13 +153,14 @@ class PipelineStage(DeviceCompute):
                         self._gradient_ready(group, plan.group_bytes[group])
             memory.free(pipe.held_bytes[self.stage])
             if previous is not None:
-                self.links.send(name, previous, ("grad", previous, j), pipe.boundary_bytes[self.stage - 1])
+                self.links.send(name, previous, ("grad", previous, j), pipe.boundary_bytes[self.stage - 1],
+                                self.pairs[0])
         self._flush_bucket()
         if pipe.step_s[self.stage] > 0 or execution.zero == 1:
             yield env.all_of(self._reductions)
             yield from self._compute(pipe.step_s[self.stage], "optimizer step")
         if execution.zero == 1 and self.stream.devices > 1:
-            yield self.stream.join(("W", "step"), "all_gather", pipe.stage_weight_bytes[self.stage])
+            yield self.stream.join(("W", "step"), "all_gather", pipe.stage_weight_bytes[self.stage], device=self.device)
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ class IterationRecord:
     # Classes of equivalent devices (rank symmetry), the first of each simulated; their
     # members' records are copies of the first's. Empty: every device its own class.
     rank_classes: tuple[tuple[int, ...], ...] = ()
+    # A simulated communicator's ring names -> those of every group it stands for.
+    equivalent_rings: dict = field(default_factory=dict)
 
     def distinct_devices(self):
         """(a device's record, how many devices did the same): once per class."""
@@ -351,8 +353,11 @@ class CollectiveStream:
     """
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, reduce_Bps: float, rings=None,
-                 devices: int | None = None):
+                 devices: int | None = None, *, weights: dict[int, int] | None = None, copies: int = 1):
         self.env, self.net, self.inputs, self.reduce_Bps = env, net, inputs, reduce_Bps
+        # Rank symmetry: a simulated device's join counts for the devices of its class in
+        # the group (``weights``), and the collectives stand for ``copies`` alike groups.
+        self.weights, self.copies = weights or {}, copies
         self.devices = len(inputs.topology.devices) if devices is None else devices
         self.rings = inputs.topology.rings if rings is None else rings
         self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(
@@ -362,12 +367,12 @@ class CollectiveStream:
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
         env.process(self._serve())
 
-    def join(self, key: tuple, op: str, size_bytes: float, copies: int = 1) -> simpy.Event:
-        """A device (``copies``: a class of devices doing the same) joins a collective."""
+    def join(self, key: tuple, op: str, size_bytes: float, device: int | None = None) -> simpy.Event:
+        """``device`` joins a collective (with symmetry, for the devices of its class here)."""
         if key not in self._barriers:
             self._barriers[key] = [0, self.env.event()]
         barrier = self._barriers[key]
-        barrier[0] += copies
+        barrier[0] += self.weights.get(device, 1)
         done = barrier[1]
         if barrier[0] == self.devices:
             if self.devices == 1 or size_bytes <= 0:
@@ -384,6 +389,8 @@ class CollectiveStream:
         while True:
             op, size_bytes, done, label = yield self._queue.get()
             kwargs = {"reduce_Bps": self.reduce_Bps, "tag": label}
+            if self.copies > 1:
+                kwargs["copies"] = self.copies
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
             record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
@@ -426,11 +433,11 @@ class DeviceCompute:
         size = self.plan.group_bytes[group]
         yield from self.memory.reserve(size, f"the gathered weights of {group}")
         if not self.inputs.execution.offload_params:
-            return self.stream.join(("W", phase, group), "all_gather", size, copies=self.copies)
+            return self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
 
         def fetch_then_gather():
             yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in")
-            yield self.stream.join(("W", phase, group), "all_gather", size, copies=self.copies)
+            yield self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
 
         return self.env.process(fetch_then_gather())
 
@@ -451,22 +458,22 @@ class DeviceCompute:
     def _tp_before_forward(self, i: int, tag: tuple = ()):
         plan = self.plan
         for p in plan.tp.gathers.get(i, ()):  # split inputs the layer needs whole
-            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p], copies=self.copies)
+            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p], device=self.device)
 
     def _tp_after_forward(self, i: int, tag: tuple = ()):
         plan = self.plan
         if i in plan.tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
-            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i], copies=self.copies)
+            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i], device=self.device)
 
     def _tp_before_backward(self, i: int, tag: tuple = ()):
         plan = self.plan
         if plan.tp.sequence and i in plan.tp.reduce_out:  # dY arrives as token shards
-            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i], copies=self.copies)
+            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i], device=self.device)
 
     def _tp_after_backward(self, i: int, tag: tuple = ()):
         plan = self.plan
         for p in plan.tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
-            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p], copies=self.copies)
+            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p], device=self.device)
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
@@ -547,7 +554,7 @@ class DeviceCompute:
     def _reduce_gradient(self, key: tuple, size_bytes: float) -> simpy.Event:
         """Joins a gradient reduction; with the weights in the backing store, the
         device's reduced shard then goes there (the event fires when it has)."""
-        reduced = self.stream.join(key, self._gradient_op, size_bytes, copies=self.copies)
+        reduced = self.stream.join(key, self._gradient_op, size_bytes, device=self.device)
         if not self.inputs.execution.offload_params:
             return reduced
 
@@ -587,7 +594,7 @@ class DeviceCompute:
                 for p in layer.inputs:
                     if p not in gathered:
                         gathered.add(p)
-                        yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p], copies=self.copies)
+                        yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p], device=self.device)
             yield from self._tp_before_forward(i)
             group = layer.weight_group
             if zero3 and group is not None and plan.group_first[group] == i:
@@ -633,7 +640,7 @@ class DeviceCompute:
             if model and training.regather and layers[i].weight_group is not None:
                 for p in layers[i].inputs:
                     if p != 0:
-                        yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p], copies=self.copies)
+                        yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p], device=self.device)
             yield from self._tp_before_backward(i)
             record.backward_start[i] = env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}")
@@ -647,7 +654,7 @@ class DeviceCompute:
                 # of all consumers are summed locally and the tensor's dX is all-reduced
                 # once, after its last weighted consumer's backward.
                 for p, size in plan.partial_dx.get(i, ()):
-                    yield self.stream.join(("dX", p), "all_reduce", size, copies=self.copies)
+                    yield self.stream.join(("dX", p), "all_reduce", size, device=self.device)
             elif group is not None:
                 self._groups_left[group] -= 1
                 if self._groups_left[group] == 0:
@@ -663,7 +670,7 @@ class DeviceCompute:
                 yield from self._compute(self.plan.step_s, "optimizer step")
         if execution.zero in (1, 2):
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
-            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), copies=self.copies)
+            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), device=self.device)
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in range(len(layers)):
@@ -758,6 +765,46 @@ def _rank_order(order, topology) -> tuple[int, ...]:
     return tuple(index[n] for n in given)
 
 
+def _line_up(symmetry: Symmetry, groups, rank_device, peers):
+    """(symmetry, per group: (weights, copies, alike) or None) when the groups line up
+    with the classes, else None. Each class is simulated by its first device in rank
+    order. A group holding a simulated device must hold the simulated device of every
+    class it touches; it then gets a communicator, where a simulated device's join
+    counts for the devices of its class in the group (``weights``) and whose flows stand
+    for ``copies`` alike groups (``alike``: their indices, its own included: the group
+    of the same kind holding the simulated device of each group's first member). A
+    simulated device's pipeline peers must be simulated. Groups without a simulated
+    device: None."""
+    rank_of = {d: r for r, d in enumerate(rank_device)}
+    classes = tuple(tuple(sorted(c, key=rank_of.__getitem__)) for c in symmetry.device_classes)
+    first = {d: c[0] for c in classes for d in c}
+    size = {c[0]: len(c) for c in classes}
+    where: dict[tuple[str, int], int] = {}  # (kind, simulated device) -> the group index holding it
+    plans: list = []
+    for k, (kind, group) in enumerate(groups):
+        members = set(group)
+        mine = [d for d in group if first[d] == d]
+        if not mine:
+            plans.append(None)
+            continue
+        if any(first[e] not in members for e in group):
+            return None
+        weights = {d: sum(1 for e in group if first[e] == d) for d in mine}
+        copies = {size[d] // weights[d] for d in mine}
+        if len(copies) != 1 or any(size[d] % weights[d] for d in mine):
+            return None
+        plans.append([weights, copies.pop(), []])
+        where.update(((kind, d), k) for d in mine)
+    for k, (kind, group) in enumerate(groups):
+        plans[where[(kind, first[group[0]])]][2].append(k)
+    if any(p is not None and len(p[2]) != p[1] for p in plans):
+        return None
+    if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
+        return None
+    return Symmetry(classes, symmetry.resources, symmetry.stores), [None if p is None else (p[0], p[1], tuple(p[2]))
+                                                                    for p in plans]
+
+
 def _reverse(ring, rings):
     """The ring that runs ``ring``'s cycle the other way (the other direction of the same
     links), or None: a listed ring bound both ways is named NAME.fwd and NAME.rev."""
@@ -823,8 +870,14 @@ class Iteration:
         self.data_groups = tuple(tuple(on[s * dp * t + k * t + r] for k in range(dp))
                                  for s in range(pp) for r in range(t))
         self.stage_of = {on[r]: r // (dp * t) for r in range(devices)}
+        self.group_rings = self._group_rings()
+        # Pipeline peers: device -> (the previous stage's device, the next stage's), by rank.
+        width = devices // pp
+        rank_of = {d: r for r, d in enumerate(on)}
+        self.peers = {d: (on[rank_of[d] - width] if self.stage_of[d] > 0 else None,
+                          on[rank_of[d] + width] if self.stage_of[d] < pp - 1 else None) for d in range(devices)}
         self.env = CountingEnvironment()
-        self.symmetry = self._symmetry()
+        self.symmetry, self.stream_weights = self._symmetry()
         classes = dict(self.symmetry.resources)
         for group in self.symmetry.device_classes:  # a device's reduction unit is in its class
             if len(group) > 1:
@@ -877,15 +930,35 @@ class Iteration:
                                  key="execution.offload_optimizer")
         self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
 
-    def _symmetry(self) -> Symmetry:
-        """Which devices are simulated once for their class (mcdla.hw.symmetry): every
-        device its own class with ``execution.exact``, and where symmetry is not built:
-        tensor and pipeline groups (communicators over sub-rings, programs per stage) and
-        collective algorithms whose flows single out ranks."""
+    def _symmetry(self):
+        """Which devices are simulated once for their class (mcdla.hw.symmetry), and each
+        communicator's weights: what a simulated device's join counts for (the devices
+        of its class in the group) and how many groups the communicator stands for.
+        Every device is its own class with ``execution.exact``, with collective
+        algorithms whose flows single out ranks, and where the groups do not line up
+        with the classes (below)."""
         execution, topology = self.inputs.execution, self.inputs.topology
-        supported = (not execution.exact and execution.tensor_parallel == 1 and execution.pipeline_parallel == 1
-                     and execution.collective in SYMMETRIC_COLLECTIVES)
-        return rank_classes(topology, execution.policy, supported)
+        names = topology.devices
+        pp = execution.pipeline_parallel
+        supported = not execution.exact and execution.collective in SYMMETRIC_COLLECTIVES
+        links = []
+        if pp > 1 and supported:
+            from mcdla.sim.pipeline import p2p_route
+
+            links = [(kind, names[d], names[peer], p2p_route(topology, names[d], names[peer], self._reverse)[0])
+                     for d, pair in self.peers.items() for kind, peer in zip(("prev", "next"), pair)
+                     if peer is not None]
+        symmetry = rank_classes(topology, execution.policy, supported,
+                                colours=[self.stage_of[d] for d in range(len(names))] if pp > 1 else (),
+                                groups=[(kind, [names[d] for d in group], rings)
+                                        for kind, _, group, rings in self.group_rings], links=links)
+        if not self.group_rings:  # one communicator over every device
+            return symmetry, [({group[0]: len(group) for group in symmetry.device_classes}, 1, ())]
+        groups = [(kind, group) for kind, _, group, _ in self.group_rings]
+        lined = _line_up(symmetry, groups, self.rank_device, self.peers)
+        if lined is None:
+            lined = _line_up(Symmetry.exact(len(names)), groups, self.rank_device, self.peers)
+        return lined
 
     @property
     def topology(self):
@@ -913,17 +986,17 @@ class Iteration:
                 "data": [[names[d] for d in g] for g in self.data_groups],
                 "stages": list(stages.values())}
 
-    def _communicators(self):
-        """Device -> (its data-parallel communicator, its tensor-parallel one or None),
-        and every ring they use by name. Without tensor or pipeline parallelism there is
-        one communicator over the topology's rings, the paper's."""
-        topology = self.topology
-        rings = {ring.name: ring for ring in topology.rings}
-        if len(self.data_groups) == 1:  # no tensor or pipeline parallelism
-            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps)
-            return [(stream, None)] * len(topology.devices), rings
-        streams: list[list] = [[None, None] for _ in topology.devices]
-        for kind, slot, groups in (("dp", 0, self.data_groups), ("tp", 1, self.tensor_groups)):
+    def _reverse(self, ring):
+        return _reverse(ring, self.inputs.topology.rings)
+
+    def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], tuple]]:
+        """The communicators of tensor and pipeline parallelism: (kind, number, devices,
+        their rings: each topology ring through them restricted to them); none without."""
+        topology = self.inputs.topology
+        if len(self.data_groups) == 1:
+            return []
+        found = []
+        for kind, groups in (("dp", self.data_groups), ("tp", self.tensor_groups)):
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
                 group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", _reverse(ring, topology.rings))
@@ -931,11 +1004,35 @@ class Iteration:
                 if not group_rings:
                     raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
                                      key="execution.tensor_parallel")
-                rings.update((r.name, r) for r in group_rings)
-                stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group))
-                for d in group:
-                    streams[d][slot] = stream
-        return [tuple(pair) for pair in streams], rings
+                found.append((kind, n, group, group_rings))
+        return found
+
+    def _communicators(self):
+        """Device -> (its data-parallel communicator, its tensor-parallel one or None),
+        every ring they use by name, and each communicator's rings -> the rings of every
+        group it stands for (rank symmetry). Without tensor or pipeline parallelism there
+        is one communicator over the topology's rings, the paper's. With symmetry only
+        the groups of simulated devices get one, standing for their alike groups."""
+        topology = self.topology
+        rings = {ring.name: ring for ring in topology.rings}
+        if not self.group_rings:  # no tensor or pipeline parallelism
+            weights, _, _ = self.stream_weights[0]
+            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, weights=weights)
+            return [(stream, None)] * len(topology.devices), rings, {}
+        streams: list[list] = [[None, None] for _ in topology.devices]
+        stands: dict[tuple, tuple] = {}
+        for (kind, _, group, group_rings), plan in zip(self.group_rings, self.stream_weights):
+            rings.update((r.name, r) for r in group_rings)
+            if plan is None:  # no simulated device in it: another group stands for it
+                continue
+            weights, copies, alike = plan
+            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group),
+                                      weights=weights, copies=copies)
+            for d in group:
+                streams[d][0 if kind == "dp" else 1] = stream
+            stands[tuple(r.name for r in group_rings)] = tuple(tuple(r.name for r in self.group_rings[k][3])
+                                                               for k in alike)
+        return [tuple(pair) for pair in streams], rings, stands
 
     def run(self) -> IterationRecord:
         env, inputs, topology = self.env, self.inputs, self.inputs.topology
@@ -955,7 +1052,7 @@ class Iteration:
             for group in self.symmetry.device_classes:
                 for sub in topology.backing_routes(topology.devices[group[0]], inputs.execution.policy, "offload"):
                     stores.hold(sub.store, sub.share * state, len(group))
-        streams, rings = self._communicators()
+        streams, rings, stands = self._communicators()
         memories = {d: DeviceMemory(env, records[d], capacity) for d in simulated}
         links = None
         if self.pipe is None:
@@ -966,18 +1063,19 @@ class Iteration:
         else:
             from mcdla.sim.pipeline import PipeLinks, PipelineStage
 
-            links = PipeLinks(env, self.net, topology, lambda ring: _reverse(ring, topology.rings))
-            width = len(records) // self.pipe.stages  # devices per stage
-            names, on = topology.devices, self.rank_device
-            rank_of = {d: r for r, d in enumerate(on)}
+            links = PipeLinks(env, self.net, topology, self._reverse)
+            names = topology.devices
             devices = []
-            for d in range(len(records)):
-                stage, rank = self.stage_of[d], rank_of[d]
-                peers = (names[on[rank - width]] if stage > 0 else None,
-                         names[on[rank + width]] if stage < self.pipe.stages - 1 else None)
+            for group in self.symmetry.device_classes:
+                d = group[0]
+                peers = tuple(names[p] if p is not None else None for p in self.peers[d])
+                # Each device of the class sends to its own peers (PipeLinks: one flow for all).
+                pairs = tuple(tuple((names[e], names[self.peers[e][k]]) for e in group) if self.peers[d][k] is not None
+                              else () for k in (0, 1))
                 devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
-                                             self.device_state_bytes[d], False, streams[d][1], stage=stage,
-                                             pipe=self.pipe, links=links, peers=peers).process)
+                                             self.device_state_bytes[d], False, streams[d][1], stage=self.stage_of[d],
+                                             pipe=self.pipe, links=links, peers=peers, pairs=pairs,
+                                             copies=group).process)
         communicators = list(dict.fromkeys(s for pair in streams for s in pair if s is not None))
         done = env.all_of(devices)
         # Runs until nothing is scheduled: devices done, and every collective and DMA
@@ -1022,6 +1120,7 @@ class Iteration:
             store_resident_bytes=stores.expanded(stores.resident),
             groups=self._groups(),
             rank_classes=classes if len(classes) < len(records) else (),
+            equivalent_rings=stands if len(classes) < len(records) else {},
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
