@@ -183,7 +183,12 @@ def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
     # A single switch all devices hang off (not a spine: devices reach a spine by NIC,
     # above their own domains' switches).
     for hub in (n for n, kind in kinds.items() if kind == "fabric" and not graph.nodes[n].get("spine")):
-        links = min(graph.number_of_edges(d, hub) for d in devices)
+        links = 0
+        for d in devices:  # the fewest links of a device to it; stop at one without
+            k = graph.number_of_edges(d, hub)
+            links = k if d == devices[0] else min(links, k)
+            if not links:
+                break
         if links:
             cycle = tuple(node for d in devices for node in (d, hub))
             return tuple(cycle for _ in range(links)), True

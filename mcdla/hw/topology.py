@@ -522,8 +522,11 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0
     for j, node in enumerate(nodes):
         nxt = nodes[(j + 1) % len(nodes)]
         options = [channel_id(node, nxt, k) for k in sorted(graph[node][nxt])]
-        free = [c for c in options if c not in mine]
-        if not free:
+        chosen, least = None, None
+        for k, c in enumerate(options):  # the least used free link, the first on a tie
+            if c not in mine and (least is None or (usage.get(c, 0), k) < least):
+                chosen, least = c, (usage.get(c, 0), k)
+        if chosen is None:
             # Name the hop's destination by its index in the file (the reverse
             # direction of a ring is the listed ring read backwards).
             position = (j + 1 + start) % listed
@@ -533,7 +536,6 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0
                 f"the ring crosses {node!r} -> {nxt!r} more often than its "
                 f"{len(options)} parallel link(s): a ring may use each directed channel once"
             )
-        chosen = min(free, key=lambda c: (usage.get(c, 0), options.index(c)))
         mine.add(chosen)
         usage[chosen] = usage.get(chosen, 0) + 1
         hops.append(chosen)

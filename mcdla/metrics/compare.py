@@ -199,6 +199,7 @@ def speedup_pivot(table: pd.DataFrame, baseline: str = BASELINE) -> list[dict]:
 
 # The designs of experiment scale_out, by the first part of their labels.
 SCALE_OUT_NAMES = {"ring": "MC-DLA(B) ring of N (flat ring collectives)",
+                   "mcring": "MC-DLA(B) ring nodes on EDR IB rails (snaking rings)",
                    "cluster": "DGX H100 nodes on 400G IB (hierarchical)",
                    "fig15": "Fig. 15 scale-out MC-DLA on EDR IB (hierarchical)"}
 

@@ -470,7 +470,7 @@ def scale_out(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
             speedup = float(base["iteration_time_s"]) / rows["iteration_time_s"]
             strong.plot(rows["devices"], speedup * float(base["devices"]), marker="o",
                         label=compare.SCALE_OUT_NAMES.get(design, design))
-    devices = sorted(set(data["devices"]))
+    devices = sorted(set(data[data["scaling"] == "strong"]["devices"]))
     strong.plot(devices, devices, color="black", linewidth=0.5, linestyle=":", label="perfect")
     for ax in (weak, strong):
         ax.set_xscale("log", base=2)
@@ -481,7 +481,7 @@ def scale_out(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     weak.set_title("Weak scaling (64 samples per device)", fontsize=10)
     strong.set_yscale("log", base=2)
     strong.set_ylabel("speedup x smallest system's devices")
-    strong.set_title("Strong scaling (fixed global batch)", fontsize=10)
+    strong.set_title("Strong scaling (fixed global batch, from the smallest system run)", fontsize=10)
     return fig
 
 
