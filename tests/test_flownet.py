@@ -241,3 +241,23 @@ def test_array_accounting_keeps_the_same_timeline(monkeypatch):
     small = run()
     monkeypatch.setattr(flownet, "VECTOR_RESOURCES", 0)
     assert run() == small
+
+
+def test_collection_paused_restores_the_collector():
+    import gc
+
+    from mcdla.sim.environment import collection_paused
+
+    assert gc.isenabled()
+    with collection_paused():
+        assert not gc.isenabled()
+        junk = [[i] for i in range(1000)]
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and junk
+    kept = [object() for _ in range(10)]
+    gc.freeze()  # a caller's frozen objects stay frozen
+    try:
+        with collection_paused():
+            pass
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()

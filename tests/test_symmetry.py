@@ -202,3 +202,16 @@ def test_weighted_max_min_equals_the_replicated_flows():
     replicated = max_min_rates({"f1": ("x", "y"), "f2": ("x", "y"), "g": ("x",)}, caps)
     weighted = max_min_rates({"f": ("x", "y"), "g": ("x",)}, caps, {"f": (2, 2), "g": (1,)})
     assert weighted == {"f": replicated["f1"], "g": replicated["g"]}
+
+
+@pytest.mark.parametrize("design", ["ring", "star"])
+def test_the_trace_is_the_exact_runs_byte_for_byte(tmp_path, design):
+    """Per-device kernels and transfers and per-link utilization over time: the members
+    of a class get their first device's records and their class's link timelines."""
+    paths = []
+    for exact in (False, True):
+        path = tmp_path / f"{exact}.json"
+        simulate(design, "bw_aware", "alexnet", "data", 64, [("execution.exact", exact)], trace=str(path))
+        paths.append(path.read_bytes())
+    assert paths[0] == paths[1]
+

@@ -61,14 +61,17 @@ def collection_paused() -> Iterator[None]:
     also on an exception: the collector's state as it was, the frozen objects back in
     the oldest generation, with what the block allocated (else the first allocation
     after it would walk all of that as young objects: 0.2-0.8 s at 1,024 devices).
-    Nested blocks are harmless."""
+    Nested blocks are harmless. A caller that froze objects itself finds them frozen
+    still (with the block's: the permanent generation cannot be thawed in part)."""
     enabled = gc.isenabled()
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
         if enabled:
             gc.enable()

@@ -795,8 +795,14 @@ def _line_up(symmetry: Symmetry, groups, rank_device, peers):
             return None
         plans.append([weights, copies.pop(), []])
         where.update(((kind, d), k) for d in mine)
+    def classes_in(group) -> list[int]:
+        return sorted(first[d] for d in group)
+
     for k, (kind, group) in enumerate(groups):
-        plans[where[(kind, first[group[0]])]][2].append(k)
+        own = where[(kind, first[group[0]])]
+        if classes_in(group) != classes_in(groups[own][1]):  # not alike: it cannot stand for it
+            return None
+        plans[own][2].append(k)
     if any(p is not None and len(p[2]) != p[1] for p in plans):
         return None
     if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
