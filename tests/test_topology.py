@@ -385,3 +385,16 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert main(["topologies", "dc", "--set", "links.pcie.bw=fast", "--output", str(out)]) == 2
     assert "links.pcie.bw" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_copied_graph_does_not_share_route_searches():
+    from mcdla.hw.topology import _route
+
+    topo = load_topology("dc")
+    device = topo.devices[0]
+    store = topo.serves[device][0]
+    hops = _route(topo.graph, device, store)
+    copy = topo.graph.copy()
+    copy.remove_edge(*hops[0])  # a changed copy finds its own route (here none)
+    assert _route(copy, device, store) != hops
+    assert _route(topo.graph, device, store) == hops

@@ -218,10 +218,10 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    relays = graph.graph.get("mcdla_relays")
+    cache = _search_cache(graph)
+    relays = cache.get("relays")
     if relays is None:  # listing every node per route made loading quadratic in the devices
-        relays = graph.graph["mcdla_relays"] = frozenset(n for n, kind in graph.nodes(data="kind")
-                                                         if kind in _RELAYS)
+        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind") if kind in _RELAYS)
     view = nx.subgraph_view(graph, filter_node=lambda n: n in relays or n == device or n == store)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -230,11 +230,22 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     return list(zip(nodes[:-1], nodes[1:]))
 
 
+def _search_cache(graph: nx.MultiDiGraph) -> dict:
+    """What the route searches keep about ``graph`` (its relays, the routes found), kept
+    with the graph and only for it: a copy of the graph (networkx copies the graph's
+    attributes shallowly) gets a cache of its own, since it may be changed."""
+    owner, cache = graph.graph.get("mcdla_search", (None, None))
+    if owner is not graph:
+        cache = {"routes": {}}
+        graph.graph["mcdla_search"] = (graph, cache)
+    return cache
+
+
 def _route(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
     """:func:`_store_path`, searched once per (device, store) and not at all for a store
     linked directly to the device (that link is the one shortest path): the search
     lists every node of the graph, which made loading quadratic in the devices."""
-    routes = graph.graph.setdefault("mcdla_store_routes", {})
+    routes = _search_cache(graph)["routes"]
     hops = routes.get((device, store))
     if hops is None:
         if graph.has_edge(device, store):
