@@ -117,7 +117,7 @@ class Topology:
         placement = PLACEMENTS.get(policy, key="policy")  # an unknown name is an InputError
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        if device not in self.devices:
+        if device not in self.serves and device not in self.devices:  # serves: a dict, the devices a tuple
             raise ValueError(f"{device!r} is not a device of topology {self.name!r}")
         if self.backing == "none":
             return ()
