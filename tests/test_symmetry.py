@@ -99,6 +99,19 @@ def test_in_switch_reduction_simulates_every_rank():
     assert result["rank_classes"] == result["devices"] == 72
 
 
+@pytest.mark.parametrize("design, sets", [
+    ("ring", [("execution.zero", 3)]),  # weights gathered one group ahead
+    ("dgx_h100_memnodes", [("execution.zero", 3), ("execution.offload_optimizer", True),
+                           ("execution.offload_params", True)]),  # ZeRO-Infinity in memory-nodes
+    ("dgx_h100_cxl", [("training.checkpoint", "full"), ("execution.offload", "capacity_aware")]),
+    ("gh200_nvl32", [("execution.tensor_parallel", 4), ("execution.sequence_parallel", True)]),
+], ids=["zero3", "zero_infinity", "checkpoint", "sequence_parallel"])
+def test_symmetric_llm_runs_equal_exact_ones(design, sets):
+    symmetric, exact = both(design, "gpt2", batch=64, sets=sets)
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] == 1
+
+
 @pytest.mark.parametrize("n", [16, 64])
 def test_a_big_ring_is_one_class_and_exact(tmp_path, n):
     symmetric, exact = both(_ring_file(tmp_path, n), "resnet34", batch=4 * n)
