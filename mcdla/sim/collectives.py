@@ -268,13 +268,20 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
         return
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
-    # One flow per phase: its steps run back to back (see the module docstring).
-    channels = ring.channels + cap
+    # One flow per phase: its steps run back to back (see the module docstring). The
+    # phases' paths are built once per ring (and cap): the same tuples every collective,
+    # which the flow network recognizes without hashing their 2p channels again.
+    channels = ring.derived.get(("channels", cap))
+    if channels is None:
+        channels = ring.derived[("channels", cap)] = ring.channels + cap
     reduce_steps = p - 1 if op in REDUCING else 0
     gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
         flows[0] += 1
-        yield net.transfer(reduce_steps * step_bytes, channels + reduce_path, reduce_steps * step_latency_s, tag,
+        reducing = ring.derived.get(("reducing", cap, reduce_path))
+        if reducing is None:
+            reducing = ring.derived[("reducing", cap, reduce_path)] = channels + reduce_path
+        yield net.transfer(reduce_steps * step_bytes, reducing, reduce_steps * step_latency_s, tag,
                            copies, even=False)
     if gather_steps:
         flows[0] += 1
