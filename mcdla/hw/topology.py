@@ -19,6 +19,7 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -425,12 +426,35 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             )
 
 
+class _Fabric:
+    """What ring binding asks of the graph, read once: each node's kind, its
+    successors' parallel links (plain dicts), and each rank's one home and one exit
+    fabric switch. Reading them through networkx's views cost more than the binding."""
+
+    def __init__(self, graph) -> None:
+        self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
+        self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
+        self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
+        self._tiers: dict[str, tuple[str, str]] = {}
+
+    def tiers(self, rank: str) -> tuple[str, str]:
+        """The rank's one fabric neighbour that is not a spine (its domain's switch) and
+        its one spine neighbour (its way out), each "" unless exactly one."""
+        found = self._tiers.get(rank)
+        if found is None:
+            home = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n not in self.spine]
+            out = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n in self.spine]
+            found = self._tiers[rank] = (home[0] if len(home) == 1 else "", out[0] if len(out) == 1 else "")
+        return found
+
+
 def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     """Every listed ring (or, when none is listed, every derived one), checked, as
     directed rings bound to parallel links; and the node cycles they came from."""
-    usage: dict[str, int] = {}  # channel id -> rings bound to it so far
+    usage: dict[tuple[str, str], list[tuple[int, int]]] = {}  # directed pair -> heap of (rings bound, link)
     rings: list[Ring] = []
-    devices = [n for n, kind in graph.nodes(data="kind") if kind == "device"]
+    fab = _Fabric(graph)
+    devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
     # listed "no rings", refused below like any design without a ring.
     cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
@@ -445,66 +469,80 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
                                        "through all of them, and none was found: list them")
     for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
-        _check_cycle(graph, cycle, where)
+        _check_cycle(fab, cycle, where)
         directions = [("", list(cycle))]
         if not directed:
             reverse = [cycle[0]] + list(cycle[1:])[::-1]
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
-            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where, i))
+            rings.append(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        _check_relays(graph, cycle, where)
-    return _home_links(graph, rings), cycles
+        _check_relays(fab, cycle, where)
+    return _home_links(fab, rings), cycles
 
 
-def _home_links(graph, rings: list[Ring]) -> tuple[Ring, ...]:
+def _home_links(fab: _Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     """Each rank's channels to and from its own fabric switch where a ring does not take
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
     a rank's that one of them crosses to another domain, share none."""
     usage = Counter(c for ring in rings for c in ring.channels)
+    # Directed pair -> heap of (rings using the link, link index), made when first
+    # asked: a channel's count changes only when it is chosen here.
+    heaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
     result = []
     for ring in rings:
+        if all(ring.home_out) and all(ring.home_in):
+            result.append(ring)  # every rank's links home are the ring's own: nothing to choose
+            continue
         outs, ins = list(ring.home_out), list(ring.home_in)
         for i, rank in enumerate(ring.ranks):
-            home = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
-                    and not graph.nodes[n].get("spine")]
-            if len(home) != 1:
+            home = fab.tiers(rank)[0]
+            if not home:
                 continue
-            for chosen, src, dst in ((outs, rank, home[0]), (ins, home[0], rank)):
+            for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
                 if not chosen[i]:
-                    options = [channel_id(src, dst, k) for k in sorted(graph[src][dst])]
-                    chosen[i] = min(options, key=lambda c: (usage[c], options.index(c)))
+                    heap = heaps.get((src, dst))
+                    if heap is None:
+                        heap = heaps[(src, dst)] = [(usage[channel_id(src, dst, k)], k) for k in fab.succ[src][dst]]
+                        heapq.heapify(heap)
+                    count, k = heapq.heappop(heap)  # the least used, the lowest index on a tie
+                    heapq.heappush(heap, (count + 1, k))
+                    chosen[i] = channel_id(src, dst, k)
                     usage[chosen[i]] += 1
         result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
     return tuple(result)
 
 
-def _check_relays(graph, cycle: Sequence[str], where: Where) -> None:
+def _check_relays(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
     """A memory-node may relay twice (in and out of a device, as Fig. 7(b)'s 20-hop ring
     does); returning to it with no device between is a detour that carries the ring's
     data again for nothing."""
+    kinds = fab.kinds
     last_relay: dict[str, int] = {}
+    last_device = -1  # the position of the last device so far
     for j, node in enumerate(cycle):
-        if node in last_relay and not any(
-                graph.nodes[n]["kind"] == "device" for n in cycle[last_relay[node] + 1:j]):
+        if node in last_relay and last_device < last_relay[node]:
             raise where.child(j).error(f"{node!r} appears twice in the ring with no device between")
-        if graph.nodes[node]["kind"] != "device":
+        if kinds[node] != "device":
             last_relay[node] = j
+        else:
+            last_device = j
 
 
-def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
+def _check_cycle(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
     if len(cycle) < 2:
         raise where.error("a ring needs at least two nodes")
+    kinds = fab.kinds
     devices_seen: set[str] = set()
     for j, node in enumerate(cycle):
-        if not isinstance(node, str) or node not in graph:
+        if not isinstance(node, str) or node not in kinds:
             raise where.child(j).error(f"unknown node {excerpt(node)}")
-        kind = graph.nodes[node]["kind"]
+        kind = kinds[node]
         if kind not in ("device", "memory", "fabric"):
             raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
                                        "and fabric switches")
@@ -514,29 +552,46 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
             devices_seen.add(node)
     if len(devices_seen) < 2:
         raise where.error("a ring needs at least two devices")
+    succ = fab.succ
     for j, node in enumerate(cycle):
         nxt = cycle[(j + 1) % len(cycle)]
-        if not graph.has_edge(node, nxt):
+        if nxt not in succ[node]:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
 
 
-def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
     """Binds each hop to the least-used parallel link not yet used by this ring; each
     rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
-    switch) to parallel link ``number`` modulo their count."""
+    switch) to parallel link ``number`` modulo their count.
+
+    ``usage`` keeps, per directed node pair, a heap of (rings bound so far, link index)
+    over the pair's parallel links, shared by all the rings bound: the least used is
+    its top, where scanning every link at every hop made binding quadratic in them."""
+    kinds, succ = fab.kinds, fab.succ
     # Rotate so the ring starts at a device: segments run from rank to rank.
-    start = next(j for j, n in enumerate(nodes) if graph.nodes[n]["kind"] == "device")
+    start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
     nodes = nodes[start:] + nodes[:start]
     listed = len(nodes)
-    mine: set[str] = set()
     hops: list[str] = []
+    mine: dict[tuple[str, str], set[int]] = {}  # pair -> the links this ring took there
     for j, node in enumerate(nodes):
-        nxt = nodes[(j + 1) % len(nodes)]
-        options = [channel_id(node, nxt, k) for k in sorted(graph[node][nxt])]
-        chosen, least = None, None
-        for k, c in enumerate(options):  # the least used free link, the first on a tie
-            if c not in mine and (least is None or (usage.get(c, 0), k) < least):
-                chosen, least = c, (usage.get(c, 0), k)
+        nxt = nodes[(j + 1) % listed]
+        pair = (node, nxt)
+        heap = usage.get(pair)
+        if heap is None:
+            heap = usage[pair] = [(0, k) for k in sorted(succ[node][nxt])]  # sorted: already a heap
+        taken = mine.get(pair)
+        skipped = []
+        chosen = None
+        while heap:  # the least used link not yet taken by this ring, the first on a tie
+            entry = heapq.heappop(heap)
+            if taken is not None and entry[1] in taken:
+                skipped.append(entry)
+                continue
+            chosen = entry
+            break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
         if chosen is None:
             # Name the hop's destination by its index in the file (the reverse
             # direction of a ring is the listed ring read backwards).
@@ -545,16 +600,19 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0
                 position = (listed - position) % listed
             raise where.child(position).error(
                 f"the ring crosses {node!r} -> {nxt!r} more often than its "
-                f"{len(options)} parallel link(s): a ring may use each directed channel once"
+                f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
             )
-        mine.add(chosen)
-        usage[chosen] = usage.get(chosen, 0) + 1
-        hops.append(chosen)
+        heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
+        if taken is None:
+            mine[pair] = {chosen[1]}
+        else:
+            taken.add(chosen[1])
+        hops.append(channel_id(node, nxt, chosen[1]))
     ranks: list[str] = []
     segments: list[tuple[str, ...]] = []
     current: list[str] = []
     for j, node in enumerate(nodes):
-        if graph.nodes[node]["kind"] == "device":
+        if kinds[node] == "device":
             if ranks:
                 segments.append(tuple(current))
             ranks.append(node)
@@ -565,23 +623,19 @@ def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0
     # Which fabric switch each rank sends into and receives from: the switch algorithms
     # pair any two ranks on one switch through it.
     def fabric(node: str) -> str:
-        return node if graph.nodes[node]["kind"] == "fabric" else ""
+        return node if kinds[node] == "fabric" else ""
 
     switch_out = tuple(fabric(channels[seg[0]].dst) for seg in segments)
     switch_in = tuple(fabric(channels[segments[i - 1][-1]].src) for i in range(len(segments)))
-    def only(rank: str, spine: bool) -> str:
-        """The rank's one fabric neighbour of that tier, or ""."""
-        found = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
-                 and bool(graph.nodes[n].get("spine")) == spine]
-        return found[0] if len(found) == 1 else ""
 
     def link(src: str, dst: str) -> str:
         if not src or not dst:
             return ""
-        return channel_id(src, dst, number % graph.number_of_edges(src, dst))
+        return channel_id(src, dst, number % len(succ[src][dst]))
 
-    exit_switch = tuple(only(r, True) for r in ranks)
-    home = tuple(only(r, False) for r in ranks)
+    tiers = [fab.tiers(r) for r in ranks]
+    exit_switch = tuple(t[1] for t in tiers)
+    home = tuple(t[0] for t in tiers)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
     home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
     home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
