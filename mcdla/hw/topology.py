@@ -19,11 +19,13 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import networkx as nx
 
@@ -265,7 +267,31 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
     """
     path = loader.find_input(name_or_path, "topologies", "topology")
     file = loader.display_path(path)
-    return build_topology(read_topology_doc(path, sets, file), file)
+    with _collection_paused():
+        return build_topology(read_topology_doc(path, sets, file), file)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a topology is read and built: a cluster's
+    graph is millions of objects (channels, edge dicts, ring tuples) of which the
+    collector frees none, yet it walked them all again and again as they grew: a
+    third of loading 16,384 GPUs. As :func:`mcdla.sim.environment.collection_paused`
+    (which :func:`mcdla.run.simulate` holds around loading too; nesting is harmless):
+    what existed before and what the block made end frozen, so the first collection
+    after it does not walk them as young objects; the collector's state is restored."""
+    enabled = gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if not frozen_before:
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 
@@ -406,16 +432,18 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
     budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
         budgets["memory"] = (doc.memory_node.links, "memory_node.links")
-    for node, kind in graph.nodes(data="kind"):
+    kinds = dict(graph.nodes(data="kind"))
+    # Link types that do not count against a device's budget (a switch's port all the same).
+    free = {alias for alias, spec in doc.links.items() if spec.host_interface}
+    for node, others in graph.adjacency():
+        kind = kinds[node]
         if kind not in budgets and node not in parts:
             continue
-        used = sum(
-            1
-            for other in graph.successors(node)
-            if graph.nodes[other]["kind"] != "switch"
-            for link_type in (data["link_type"] for data in graph[node][other].values())
-            if not (kind == "device" and doc.links[link_type].host_interface)  # a switch's port all the same
-        )
+        if kind == "device" and free:
+            used = sum(1 for other, keyed in others.items() if kinds[other] != "switch"
+                       for data in keyed.values() if data["link_type"] not in free)
+        else:
+            used = sum(len(keyed) for other, keyed in others.items() if kinds[other] != "switch")
         if node in parts:
             budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
         else:
@@ -572,14 +600,19 @@ def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: 
     start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
     nodes = nodes[start:] + nodes[:start]
     listed = len(nodes)
+    pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
+    repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
     hops: list[str] = []
     mine: dict[tuple[str, str], set[int]] = {}  # pair -> the links this ring took there
-    for j, node in enumerate(nodes):
-        nxt = nodes[(j + 1) % listed]
-        pair = (node, nxt)
+    for j, pair in enumerate(pairs):
         heap = usage.get(pair)
         if heap is None:
-            heap = usage[pair] = [(0, k) for k in sorted(succ[node][nxt])]  # sorted: already a heap
+            heap = usage[pair] = [(0, k) for k in sorted(succ[pair[0]][pair[1]])]  # sorted: a heap
+        if not repeats:  # the least used link, the first on a tie
+            count, k = heap[0]
+            heapq.heapreplace(heap, (count + 1, k))
+            hops.append(channel_id(pair[0], pair[1], k))
+            continue
         taken = mine.get(pair)
         skipped = []
         chosen = None
@@ -595,6 +628,7 @@ def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: 
         if chosen is None:
             # Name the hop's destination by its index in the file (the reverse
             # direction of a ring is the listed ring read backwards).
+            node, nxt = pair
             position = (j + 1 + start) % listed
             if name.endswith(".rev"):
                 position = (listed - position) % listed
@@ -607,7 +641,7 @@ def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: 
             mine[pair] = {chosen[1]}
         else:
             taken.add(chosen[1])
-        hops.append(channel_id(node, nxt, chosen[1]))
+        hops.append(channel_id(pair[0], pair[1], chosen[1]))
     ranks: list[str] = []
     segments: list[tuple[str, ...]] = []
     current: list[str] = []
@@ -657,9 +691,11 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             raise where.error("backing is 'none': no store serves any device")
         return serves, ports
     want = "cpu" if doc.backing == "host" else "memory"
+    known = set(devices)  # a tuple's `in` made this check quadratic in the devices
     for d in doc.serves:
-        if d not in devices:
+        if d not in known:
             raise where.child(d).error(f"{d!r} is not a device")
+    kinds = dict(graph.nodes(data="kind"))
     clients: dict[str, list[str]] = {}
     for d in devices:
         stores = doc.serves.get(d)
@@ -668,7 +704,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         if len(set(stores)) != len(stores):
             raise where.child(d).error("a store is listed twice")
         for j, s in enumerate(stores):
-            if s not in graph or graph.nodes[s]["kind"] != want:
+            if kinds.get(s) != want:
                 kind_name = "CPU socket" if want == "cpu" else "memory-node"
                 raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
             if not _route(graph, d, s):
