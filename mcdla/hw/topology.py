@@ -98,6 +98,22 @@ class Topology:
         caps.update({pid: p.bw_Bps for pid, p in self.ports.items()})
         return caps
 
+    def _capacities_of(self, paths) -> dict[str, float]:
+        """:meth:`capacities` of only the resources on ``paths`` (flow -> resources), for
+        a max-min solve over a few of a cluster's million channels: the same rates, as
+        a resource on no path is never asked and one on a path is found the same way
+        (a port's bandwidth over a channel's of the same id, as in capacities)."""
+        caps: dict[str, float] = {}
+        channels, ports = self.channels, self.ports
+        for path in paths.values():
+            for r in path:
+                if r not in caps:
+                    if r in ports:
+                        caps[r] = ports[r].bw_Bps
+                    elif r in channels:
+                        caps[r] = channels[r].bw_Bps
+        return caps
+
     def directed_links(self) -> dict[str, tuple[str, ...]]:
         """Directed node pair (``"D0>M0"``) -> its parallel channels, pairs sorted: the
         unit in which reports and traces show link traffic."""
@@ -174,7 +190,8 @@ class Topology:
         """Per device: the sum of every directed ring's max-min rate, all rings active."""
         if not self.rings:
             return 0.0
-        rates = max_min_rates({r.name: r.channels for r in self.rings}, self.capacities())
+        paths = {r.name: r.channels for r in self.rings}
+        rates = max_min_rates(paths, self._capacities_of(paths))
         return float(sum(rates.values()))
 
     def virtualization_rate_Bps(self, policy: str = "bw_aware", direction: str = "offload") -> float:
@@ -191,7 +208,7 @@ class Topology:
             for k, sub in enumerate(self.backing_routes(d, policy, direction)):
                 paths[(d, k)] = sub.path
                 shares[(d, k)] = sub.share
-        rates = max_min_rates(paths, self.capacities())
+        rates = max_min_rates(paths, self._capacities_of(paths))
         per_device = {d: math.inf for d in self.devices}
         for key, rate in rates.items():
             per_device[key[0]] = min(per_device[key[0]], rate / shares[key])
@@ -347,22 +364,27 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
 
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
+    listed = made.child("connections")
+    add_edge = graph.add_edge
     for i, entry in enumerate(doc.connections):
-        a, b, alias, count = _connection(entry, graph, doc.links, made.child("connections").child(i))
+        a, b, alias, count = _connection(entry, graph, doc.links, listed.child(i))
         spec = doc.links[alias]
         bw = spec.effective_bw_Bps
         for end in (a, b):
             if end in specs:
                 bw = min(bw, specs[end].port_bw)  # the switch port passes at most its own rate
+        ways = []
+        for src, dst in ((a, b), (b, a)):
+            latency = spec.latency
+            if dst in specs:  # crossing the switch, counted on the way in
+                latency += specs[dst].latency
+            ways.append((src, dst, latency))
         first = graph.number_of_edges(a, b)
         for k in range(first, first + count):
-            for src, dst in ((a, b), (b, a)):
-                latency = spec.latency
-                if dst in specs:  # crossing the switch, counted on the way in
-                    latency += specs[dst].latency
+            for src, dst, latency in ways:
                 ch = Channel(channel_id(src, dst, k), src, dst, bw, latency)
                 channels[ch.id] = ch
-                graph.add_edge(src, dst, key=k, channel=ch, link_type=alias)
+                add_edge(src, dst, key=k, channel=ch, link_type=alias)
         physical.append((a, b, alias, count))
 
     _check_budgets(graph, doc, parts, made)
