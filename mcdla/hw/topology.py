@@ -625,64 +625,62 @@ def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: 
     pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
     repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
     hops: list[str] = []
-    mine: dict[tuple[str, str], set[int]] = {}  # pair -> the links this ring took there
-    for j, pair in enumerate(pairs):
-        heap = usage.get(pair)
-        if heap is None:
-            heap = usage[pair] = [(0, k) for k in sorted(succ[pair[0]][pair[1]])]  # sorted: a heap
-        if not repeats:  # the least used link, the first on a tie
+    if not repeats:  # each hop the least used link, the first on a tie: the top of its heap
+        append, heapreplace, get = hops.append, heapq.heapreplace, usage.get
+        for node, nxt in pairs:
+            heap = get((node, nxt))
+            if heap is None:
+                heap = usage[(node, nxt)] = [(0, k) for k in sorted(succ[node][nxt])]  # sorted: a heap
             count, k = heap[0]
-            heapq.heapreplace(heap, (count + 1, k))
-            hops.append(channel_id(pair[0], pair[1], k))
-            continue
-        taken = mine.get(pair)
-        skipped = []
-        chosen = None
-        while heap:  # the least used link not yet taken by this ring, the first on a tie
-            entry = heapq.heappop(heap)
-            if taken is not None and entry[1] in taken:
-                skipped.append(entry)
-                continue
-            chosen = entry
-            break
-        for entry in skipped:
-            heapq.heappush(heap, entry)
-        if chosen is None:
-            # Name the hop's destination by its index in the file (the reverse
-            # direction of a ring is the listed ring read backwards).
-            node, nxt = pair
-            position = (j + 1 + start) % listed
-            if name.endswith(".rev"):
-                position = (listed - position) % listed
-            raise where.child(position).error(
-                f"the ring crosses {node!r} -> {nxt!r} more often than its "
-                f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
-            )
-        heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
-        if taken is None:
-            mine[pair] = {chosen[1]}
-        else:
-            taken.add(chosen[1])
-        hops.append(channel_id(pair[0], pair[1], chosen[1]))
-    ranks: list[str] = []
-    segments: list[tuple[str, ...]] = []
-    current: list[str] = []
-    for j, node in enumerate(nodes):
-        if kinds[node] == "device":
-            if ranks:
-                segments.append(tuple(current))
-            ranks.append(node)
-            current = []
-        current.append(hops[j])
-    segments.append(tuple(current))
-    latency = tuple(sum(channels[c].latency_s for c in seg) for seg in segments)
-    # Which fabric switch each rank sends into and receives from: the switch algorithms
-    # pair any two ranks on one switch through it.
-    def fabric(node: str) -> str:
-        return node if kinds[node] == "fabric" else ""
-
-    switch_out = tuple(fabric(channels[seg[0]].dst) for seg in segments)
-    switch_in = tuple(fabric(channels[segments[i - 1][-1]].src) for i in range(len(segments)))
+            heapreplace(heap, (count + 1, k))
+            append(channel_id(node, nxt, k))
+    else:  # a pair crossed twice takes a link this ring has not taken
+        mine: dict[tuple[str, str], set[int]] = {}  # pair -> the links this ring took there
+        for j, pair in enumerate(pairs):
+            heap = usage.get(pair)
+            if heap is None:
+                heap = usage[pair] = [(0, k) for k in sorted(succ[pair[0]][pair[1]])]  # sorted: a heap
+            taken = mine.get(pair)
+            skipped = []
+            chosen = None
+            while heap:  # the least used link not yet taken by this ring, the first on a tie
+                entry = heapq.heappop(heap)
+                if taken is not None and entry[1] in taken:
+                    skipped.append(entry)
+                    continue
+                chosen = entry
+                break
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+            if chosen is None:
+                # Name the hop's destination by its index in the file (the reverse
+                # direction of a ring is the listed ring read backwards).
+                node, nxt = pair
+                position = (j + 1 + start) % listed
+                if name.endswith(".rev"):
+                    position = (listed - position) % listed
+                raise where.child(position).error(
+                    f"the ring crosses {node!r} -> {nxt!r} more often than its "
+                    f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
+                )
+            heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
+            if taken is None:
+                mine[pair] = {chosen[1]}
+            else:
+                taken.add(chosen[1])
+            hops.append(channel_id(pair[0], pair[1], chosen[1]))
+    # Segments run from each rank's position to the next's (the ring starts at a rank).
+    starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]
+    ranks = [nodes[j] for j in starts]
+    ends = starts[1:] + [listed]
+    segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
+    lat = [channels[c].latency_s for c in hops]
+    latency = tuple(sum(lat[a:b]) for a, b in zip(starts, ends))  # summed in hop order, as ever
+    # Which fabric switch each rank sends into and receives from (the ends of its
+    # segment's first hop and of the last hop into it): the switch algorithms pair any
+    # two ranks on one switch through it.
+    switch_out = tuple(nodes[j + 1 - listed] if kinds[nodes[j + 1 - listed]] == "fabric" else "" for j in starts)
+    switch_in = tuple(nodes[j - 1] if kinds[nodes[j - 1]] == "fabric" else "" for j in starts)
 
     def link(src: str, dst: str) -> str:
         if not src or not dst:
