@@ -41,12 +41,23 @@ MAX_YAML_DEPTH = 64
 _SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _LimitError(Exception):
     """A document over a loader limit; the message says which."""
 
 
 class _StrictLoader(_SafeBase):  # type: ignore[misc, valid-type]
     """The safe loader, refusing duplicate mapping keys (YAML says they are an error)."""
+
+    def construct_object(self, node, deep=False):
+        # A plain string is its node's value, which is all the string constructor
+        # returns (each time the same object, so an alias gets what it got): a big
+        # topology has hundreds of thousands, each a long way through the generic path.
+        if node.tag == _STR_TAG and node.__class__ is yaml.ScalarNode:
+            return node.value
+        return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
