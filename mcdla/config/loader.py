@@ -41,12 +41,23 @@ MAX_YAML_DEPTH = 64
 _SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _LimitError(Exception):
     """A document over a loader limit; the message says which."""
 
 
 class _StrictLoader(_SafeBase):  # type: ignore[misc, valid-type]
     """The safe loader, refusing duplicate mapping keys (YAML says they are an error)."""
+
+    def construct_object(self, node, deep=False):
+        # A plain string is its node's value, which is all the string constructor
+        # returns (each time the same object, so an alias gets what it got): a big
+        # topology has hundreds of thousands, each a long way through the generic path.
+        if node.tag == _STR_TAG and node.__class__ is yaml.ScalarNode:
+            return node.value
+        return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
@@ -74,29 +85,38 @@ def _check_shape(text: str) -> None:
     sizes: dict[str, int] = {}  # anchor -> nodes its expansion holds
     stack: list[list] = []  # open collections: [anchor, nodes inside so far]
     expanded = 0  # nodes of the whole document with every alias expanded
+    # Dispatch on the event's exact class (the parsers make no subclasses), scalars
+    # first: a big topology is hundreds of thousands of events.
+    scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
+    opening = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    closing = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
     for event in yaml.parse(text, Loader=_SafeBase):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+        kind = type(event)
+        if kind is scalar:
+            anchor, size = event.anchor, 1
+            added = 1
+        elif kind in opening:
             stack.append([event.anchor, 1])
             if len(stack) > MAX_YAML_DEPTH:
                 raise _LimitError(f"line {event.start_mark.line + 1}: nested deeper than "
                                   f"{MAX_YAML_DEPTH} levels")
-            added = 1
+            expanded += 1
+            if expanded > MAX_YAML_NODES:
+                raise _LimitError(f"expands to more than {MAX_YAML_NODES} values "
+                                  f"(aliases repeat what they name); not an mcdla input")
+            continue
+        elif kind in closing:
+            anchor, size = stack.pop()
+            added = 0  # counted as its contents arrived
+        elif kind is alias:
+            anchor, size = None, sizes.get(event.anchor, 1)
+            added = size
         else:
-            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                anchor, size = stack.pop()
-                added = 0  # counted as its contents arrived
-            elif isinstance(event, yaml.ScalarEvent):
-                anchor, size = event.anchor, 1
-                added = 1
-            elif isinstance(event, yaml.AliasEvent):
-                anchor, size = None, sizes.get(event.anchor, 1)
-                added = size
-            else:
-                continue
-            if anchor is not None:
-                sizes[anchor] = size
-            if stack:
-                stack[-1][1] += size
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1][1] += size
         expanded += added
         if expanded > MAX_YAML_NODES:
             raise _LimitError(f"expands to more than {MAX_YAML_NODES} values "

@@ -211,7 +211,10 @@ def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
         if len(hubs) != 1:
             return ()
         leaf_of[d] = hubs[0]
-    leaves = list(dict.fromkeys(leaf_of.values()))
+    under: dict[str, list[str]] = {}  # each leaf's devices in device order, leaves by first device
+    for d in devices:
+        under.setdefault(leaf_of[d], []).append(d)
+    leaves = list(under)
     if len(leaves) < 2:
         return ()
     spines = [n for n, kind in kinds.items() if kind == "fabric" and n not in leaves
@@ -225,7 +228,7 @@ def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
     for spine in turns:
         cycle: list[str] = []
         for leaf in leaves:
-            for d in (d for d in devices if leaf_of[d] == leaf):
+            for d in under[leaf]:
                 cycle += [leaf, d]
             cycle += [leaf, spine]
         rings.append(tuple(cycle))
@@ -243,8 +246,11 @@ def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
         if len(inner) != 1 or len(outer) != 1:
             return ()
         domain_of[d], exit_of[d] = inner[0], outer[0]
-    switches = list(dict.fromkeys(domain_of.values()))
-    domains = [[d for d in devices if domain_of[d] == s] for s in switches]
+    members_of: dict[str, list[str]] = {}  # each domain's devices in device order, domains by first device
+    for d in devices:
+        members_of.setdefault(domain_of[d], []).append(d)
+    switches = list(members_of)
+    domains = list(members_of.values())
     q = len(domains[0])
     if len(domains) < 2 or len(domains) % 2 or any(len(members) != q for members in domains):
         return ()

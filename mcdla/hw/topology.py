@@ -19,10 +19,13 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 
 from __future__ import annotations
 
+import gc
+import heapq
 import math
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import networkx as nx
 
@@ -93,6 +96,22 @@ class Topology:
         """Channel and port id -> bytes/s: the resources of the flow network."""
         caps = {cid: ch.bw_Bps for cid, ch in self.channels.items()}
         caps.update({pid: p.bw_Bps for pid, p in self.ports.items()})
+        return caps
+
+    def _capacities_of(self, paths) -> dict[str, float]:
+        """:meth:`capacities` of only the resources on ``paths`` (flow -> resources), for
+        a max-min solve over a few of a cluster's million channels: the same rates, as
+        a resource on no path is never asked and one on a path is found the same way
+        (a port's bandwidth over a channel's of the same id, as in capacities)."""
+        caps: dict[str, float] = {}
+        channels, ports = self.channels, self.ports
+        for path in paths.values():
+            for r in path:
+                if r not in caps:
+                    if r in ports:
+                        caps[r] = ports[r].bw_Bps
+                    elif r in channels:
+                        caps[r] = channels[r].bw_Bps
         return caps
 
     def directed_links(self) -> dict[str, tuple[str, ...]]:
@@ -171,7 +190,8 @@ class Topology:
         """Per device: the sum of every directed ring's max-min rate, all rings active."""
         if not self.rings:
             return 0.0
-        rates = max_min_rates({r.name: r.channels for r in self.rings}, self.capacities())
+        paths = {r.name: r.channels for r in self.rings}
+        rates = max_min_rates(paths, self._capacities_of(paths))
         return float(sum(rates.values()))
 
     def virtualization_rate_Bps(self, policy: str = "bw_aware", direction: str = "offload") -> float:
@@ -188,7 +208,7 @@ class Topology:
             for k, sub in enumerate(self.backing_routes(d, policy, direction)):
                 paths[(d, k)] = sub.path
                 shares[(d, k)] = sub.share
-        rates = max_min_rates(paths, self.capacities())
+        rates = max_min_rates(paths, self._capacities_of(paths))
         per_device = {d: math.inf for d in self.devices}
         for key, rate in rates.items():
             per_device[key[0]] = min(per_device[key[0]], rate / shares[key])
@@ -264,7 +284,31 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
     """
     path = loader.find_input(name_or_path, "topologies", "topology")
     file = loader.display_path(path)
-    return build_topology(read_topology_doc(path, sets, file), file)
+    with _collection_paused():
+        return build_topology(read_topology_doc(path, sets, file), file)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a topology is read and built: a cluster's
+    graph is millions of objects (channels, edge dicts, ring tuples) of which the
+    collector frees none, yet it walked them all again and again as they grew: a
+    third of loading 16,384 GPUs. As :func:`mcdla.sim.environment.collection_paused`
+    (which :func:`mcdla.run.simulate` holds around loading too; nesting is harmless):
+    what existed before and what the block made end frozen, so the first collection
+    after it does not walk them as young objects; the collector's state is restored."""
+    enabled = gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if not frozen_before:
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 
@@ -320,22 +364,27 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
 
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
+    listed = made.child("connections")
+    add_edge = graph.add_edge
     for i, entry in enumerate(doc.connections):
-        a, b, alias, count = _connection(entry, graph, doc.links, made.child("connections").child(i))
+        a, b, alias, count = _connection(entry, graph, doc.links, listed.child(i))
         spec = doc.links[alias]
         bw = spec.effective_bw_Bps
         for end in (a, b):
             if end in specs:
                 bw = min(bw, specs[end].port_bw)  # the switch port passes at most its own rate
+        ways = []
+        for src, dst in ((a, b), (b, a)):
+            latency = spec.latency
+            if dst in specs:  # crossing the switch, counted on the way in
+                latency += specs[dst].latency
+            ways.append((src, dst, latency))
         first = graph.number_of_edges(a, b)
         for k in range(first, first + count):
-            for src, dst in ((a, b), (b, a)):
-                latency = spec.latency
-                if dst in specs:  # crossing the switch, counted on the way in
-                    latency += specs[dst].latency
+            for src, dst, latency in ways:
                 ch = Channel(channel_id(src, dst, k), src, dst, bw, latency)
                 channels[ch.id] = ch
-                graph.add_edge(src, dst, key=k, channel=ch, link_type=alias)
+                add_edge(src, dst, key=k, channel=ch, link_type=alias)
         physical.append((a, b, alias, count))
 
     _check_budgets(graph, doc, parts, made)
@@ -405,16 +454,18 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
     budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
         budgets["memory"] = (doc.memory_node.links, "memory_node.links")
-    for node, kind in graph.nodes(data="kind"):
+    kinds = dict(graph.nodes(data="kind"))
+    # Link types that do not count against a device's budget (a switch's port all the same).
+    free = {alias for alias, spec in doc.links.items() if spec.host_interface}
+    for node, others in graph.adjacency():
+        kind = kinds[node]
         if kind not in budgets and node not in parts:
             continue
-        used = sum(
-            1
-            for other in graph.successors(node)
-            if graph.nodes[other]["kind"] != "switch"
-            for link_type in (data["link_type"] for data in graph[node][other].values())
-            if not (kind == "device" and doc.links[link_type].host_interface)  # a switch's port all the same
-        )
+        if kind == "device" and free:
+            used = sum(1 for other, keyed in others.items() if kinds[other] != "switch"
+                       for data in keyed.values() if data["link_type"] not in free)
+        else:
+            used = sum(len(keyed) for other, keyed in others.items() if kinds[other] != "switch")
         if node in parts:
             budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
         else:
@@ -425,12 +476,35 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             )
 
 
+class _Fabric:
+    """What ring binding asks of the graph, read once: each node's kind, its
+    successors' parallel links (plain dicts), and each rank's one home and one exit
+    fabric switch. Reading them through networkx's views cost more than the binding."""
+
+    def __init__(self, graph) -> None:
+        self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
+        self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
+        self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
+        self._tiers: dict[str, tuple[str, str]] = {}
+
+    def tiers(self, rank: str) -> tuple[str, str]:
+        """The rank's one fabric neighbour that is not a spine (its domain's switch) and
+        its one spine neighbour (its way out), each "" unless exactly one."""
+        found = self._tiers.get(rank)
+        if found is None:
+            home = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n not in self.spine]
+            out = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n in self.spine]
+            found = self._tiers[rank] = (home[0] if len(home) == 1 else "", out[0] if len(out) == 1 else "")
+        return found
+
+
 def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     """Every listed ring (or, when none is listed, every derived one), checked, as
     directed rings bound to parallel links; and the node cycles they came from."""
-    usage: dict[str, int] = {}  # channel id -> rings bound to it so far
+    usage: dict[tuple[str, str], list[tuple[int, int]]] = {}  # directed pair -> heap of (rings bound, link)
     rings: list[Ring] = []
-    devices = [n for n, kind in graph.nodes(data="kind") if kind == "device"]
+    fab = _Fabric(graph)
+    devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
     # listed "no rings", refused below like any design without a ring.
     cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
@@ -445,66 +519,80 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
                                        "through all of them, and none was found: list them")
     for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
-        _check_cycle(graph, cycle, where)
+        _check_cycle(fab, cycle, where)
         directions = [("", list(cycle))]
         if not directed:
             reverse = [cycle[0]] + list(cycle[1:])[::-1]
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
-            rings.append(_bind_one(graph, f"ring{i}{suffix}", nodes, usage, channels, where, i))
+            rings.append(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        _check_relays(graph, cycle, where)
-    return _home_links(graph, rings), cycles
+        _check_relays(fab, cycle, where)
+    return _home_links(fab, rings), cycles
 
 
-def _home_links(graph, rings: list[Ring]) -> tuple[Ring, ...]:
+def _home_links(fab: _Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     """Each rank's channels to and from its own fabric switch where a ring does not take
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
     a rank's that one of them crosses to another domain, share none."""
     usage = Counter(c for ring in rings for c in ring.channels)
+    # Directed pair -> heap of (rings using the link, link index), made when first
+    # asked: a channel's count changes only when it is chosen here.
+    heaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
     result = []
     for ring in rings:
+        if all(ring.home_out) and all(ring.home_in):
+            result.append(ring)  # every rank's links home are the ring's own: nothing to choose
+            continue
         outs, ins = list(ring.home_out), list(ring.home_in)
         for i, rank in enumerate(ring.ranks):
-            home = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
-                    and not graph.nodes[n].get("spine")]
-            if len(home) != 1:
+            home = fab.tiers(rank)[0]
+            if not home:
                 continue
-            for chosen, src, dst in ((outs, rank, home[0]), (ins, home[0], rank)):
+            for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
                 if not chosen[i]:
-                    options = [channel_id(src, dst, k) for k in sorted(graph[src][dst])]
-                    chosen[i] = min(options, key=lambda c: (usage[c], options.index(c)))
+                    heap = heaps.get((src, dst))
+                    if heap is None:
+                        heap = heaps[(src, dst)] = [(usage[channel_id(src, dst, k)], k) for k in fab.succ[src][dst]]
+                        heapq.heapify(heap)
+                    count, k = heapq.heappop(heap)  # the least used, the lowest index on a tie
+                    heapq.heappush(heap, (count + 1, k))
+                    chosen[i] = channel_id(src, dst, k)
                     usage[chosen[i]] += 1
         result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
     return tuple(result)
 
 
-def _check_relays(graph, cycle: Sequence[str], where: Where) -> None:
+def _check_relays(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
     """A memory-node may relay twice (in and out of a device, as Fig. 7(b)'s 20-hop ring
     does); returning to it with no device between is a detour that carries the ring's
     data again for nothing."""
+    kinds = fab.kinds
     last_relay: dict[str, int] = {}
+    last_device = -1  # the position of the last device so far
     for j, node in enumerate(cycle):
-        if node in last_relay and not any(
-                graph.nodes[n]["kind"] == "device" for n in cycle[last_relay[node] + 1:j]):
+        if node in last_relay and last_device < last_relay[node]:
             raise where.child(j).error(f"{node!r} appears twice in the ring with no device between")
-        if graph.nodes[node]["kind"] != "device":
+        if kinds[node] != "device":
             last_relay[node] = j
+        else:
+            last_device = j
 
 
-def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
+def _check_cycle(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
     if len(cycle) < 2:
         raise where.error("a ring needs at least two nodes")
+    kinds = fab.kinds
     devices_seen: set[str] = set()
     for j, node in enumerate(cycle):
-        if not isinstance(node, str) or node not in graph:
+        if not isinstance(node, str) or node not in kinds:
             raise where.child(j).error(f"unknown node {excerpt(node)}")
-        kind = graph.nodes[node]["kind"]
+        kind = kinds[node]
         if kind not in ("device", "memory", "fabric"):
             raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
                                        "and fabric switches")
@@ -514,74 +602,94 @@ def _check_cycle(graph, cycle: Sequence[str], where: Where) -> None:
             devices_seen.add(node)
     if len(devices_seen) < 2:
         raise where.error("a ring needs at least two devices")
+    succ = fab.succ
     for j, node in enumerate(cycle):
         nxt = cycle[(j + 1) % len(cycle)]
-        if not graph.has_edge(node, nxt):
+        if nxt not in succ[node]:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
 
 
-def _bind_one(graph, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
     """Binds each hop to the least-used parallel link not yet used by this ring; each
     rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
-    switch) to parallel link ``number`` modulo their count."""
+    switch) to parallel link ``number`` modulo their count.
+
+    ``usage`` keeps, per directed node pair, a heap of (rings bound so far, link index)
+    over the pair's parallel links, shared by all the rings bound: the least used is
+    its top, where scanning every link at every hop made binding quadratic in them."""
+    kinds, succ = fab.kinds, fab.succ
     # Rotate so the ring starts at a device: segments run from rank to rank.
-    start = next(j for j, n in enumerate(nodes) if graph.nodes[n]["kind"] == "device")
+    start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
     nodes = nodes[start:] + nodes[:start]
     listed = len(nodes)
-    mine: set[str] = set()
+    pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
+    repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
     hops: list[str] = []
-    for j, node in enumerate(nodes):
-        nxt = nodes[(j + 1) % len(nodes)]
-        options = [channel_id(node, nxt, k) for k in sorted(graph[node][nxt])]
-        chosen, least = None, None
-        for k, c in enumerate(options):  # the least used free link, the first on a tie
-            if c not in mine and (least is None or (usage.get(c, 0), k) < least):
-                chosen, least = c, (usage.get(c, 0), k)
-        if chosen is None:
-            # Name the hop's destination by its index in the file (the reverse
-            # direction of a ring is the listed ring read backwards).
-            position = (j + 1 + start) % listed
-            if name.endswith(".rev"):
-                position = (listed - position) % listed
-            raise where.child(position).error(
-                f"the ring crosses {node!r} -> {nxt!r} more often than its "
-                f"{len(options)} parallel link(s): a ring may use each directed channel once"
-            )
-        mine.add(chosen)
-        usage[chosen] = usage.get(chosen, 0) + 1
-        hops.append(chosen)
-    ranks: list[str] = []
-    segments: list[tuple[str, ...]] = []
-    current: list[str] = []
-    for j, node in enumerate(nodes):
-        if graph.nodes[node]["kind"] == "device":
-            if ranks:
-                segments.append(tuple(current))
-            ranks.append(node)
-            current = []
-        current.append(hops[j])
-    segments.append(tuple(current))
-    latency = tuple(sum(channels[c].latency_s for c in seg) for seg in segments)
-    # Which fabric switch each rank sends into and receives from: the switch algorithms
-    # pair any two ranks on one switch through it.
-    def fabric(node: str) -> str:
-        return node if graph.nodes[node]["kind"] == "fabric" else ""
-
-    switch_out = tuple(fabric(channels[seg[0]].dst) for seg in segments)
-    switch_in = tuple(fabric(channels[segments[i - 1][-1]].src) for i in range(len(segments)))
-    def only(rank: str, spine: bool) -> str:
-        """The rank's one fabric neighbour of that tier, or ""."""
-        found = [n for n in graph.successors(rank) if graph.nodes[n]["kind"] == "fabric"
-                 and bool(graph.nodes[n].get("spine")) == spine]
-        return found[0] if len(found) == 1 else ""
+    if not repeats:  # each hop the least used link, the first on a tie: the top of its heap
+        append, heapreplace, get = hops.append, heapq.heapreplace, usage.get
+        for node, nxt in pairs:
+            heap = get((node, nxt))
+            if heap is None:
+                heap = usage[(node, nxt)] = [(0, k) for k in sorted(succ[node][nxt])]  # sorted: a heap
+            count, k = heap[0]
+            heapreplace(heap, (count + 1, k))
+            append(channel_id(node, nxt, k))
+    else:  # a pair crossed twice takes a link this ring has not taken
+        mine: dict[tuple[str, str], set[int]] = {}  # pair -> the links this ring took there
+        for j, pair in enumerate(pairs):
+            heap = usage.get(pair)
+            if heap is None:
+                heap = usage[pair] = [(0, k) for k in sorted(succ[pair[0]][pair[1]])]  # sorted: a heap
+            taken = mine.get(pair)
+            skipped = []
+            chosen = None
+            while heap:  # the least used link not yet taken by this ring, the first on a tie
+                entry = heapq.heappop(heap)
+                if taken is not None and entry[1] in taken:
+                    skipped.append(entry)
+                    continue
+                chosen = entry
+                break
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+            if chosen is None:
+                # Name the hop's destination by its index in the file (the reverse
+                # direction of a ring is the listed ring read backwards).
+                node, nxt = pair
+                position = (j + 1 + start) % listed
+                if name.endswith(".rev"):
+                    position = (listed - position) % listed
+                raise where.child(position).error(
+                    f"the ring crosses {node!r} -> {nxt!r} more often than its "
+                    f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
+                )
+            heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
+            if taken is None:
+                mine[pair] = {chosen[1]}
+            else:
+                taken.add(chosen[1])
+            hops.append(channel_id(pair[0], pair[1], chosen[1]))
+    # Segments run from each rank's position to the next's (the ring starts at a rank).
+    starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]
+    ranks = [nodes[j] for j in starts]
+    ends = starts[1:] + [listed]
+    segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
+    lat = [channels[c].latency_s for c in hops]
+    latency = tuple(sum(lat[a:b]) for a, b in zip(starts, ends))  # summed in hop order, as ever
+    # Which fabric switch each rank sends into and receives from (the ends of its
+    # segment's first hop and of the last hop into it): the switch algorithms pair any
+    # two ranks on one switch through it.
+    switch_out = tuple(nodes[j + 1 - listed] if kinds[nodes[j + 1 - listed]] == "fabric" else "" for j in starts)
+    switch_in = tuple(nodes[j - 1] if kinds[nodes[j - 1]] == "fabric" else "" for j in starts)
 
     def link(src: str, dst: str) -> str:
         if not src or not dst:
             return ""
-        return channel_id(src, dst, number % graph.number_of_edges(src, dst))
+        return channel_id(src, dst, number % len(succ[src][dst]))
 
-    exit_switch = tuple(only(r, True) for r in ranks)
-    home = tuple(only(r, False) for r in ranks)
+    tiers = [fab.tiers(r) for r in ranks]
+    exit_switch = tuple(t[1] for t in tiers)
+    home = tuple(t[0] for t in tiers)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
     home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
     home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
@@ -603,9 +711,11 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             raise where.error("backing is 'none': no store serves any device")
         return serves, ports
     want = "cpu" if doc.backing == "host" else "memory"
+    known = set(devices)  # a tuple's `in` made this check quadratic in the devices
     for d in doc.serves:
-        if d not in devices:
+        if d not in known:
             raise where.child(d).error(f"{d!r} is not a device")
+    kinds = dict(graph.nodes(data="kind"))
     clients: dict[str, list[str]] = {}
     for d in devices:
         stores = doc.serves.get(d)
@@ -614,7 +724,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         if len(set(stores)) != len(stores):
             raise where.child(d).error("a store is listed twice")
         for j, s in enumerate(stores):
-            if s not in graph or graph.nodes[s]["kind"] != want:
+            if kinds.get(s) != want:
                 kind_name = "CPU socket" if want == "cpu" else "memory-node"
                 raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
             if not _route(graph, d, s):
