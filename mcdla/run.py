@@ -134,7 +134,7 @@ def simulate(
     """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``."""
     from mcdla.hw.budget import check_budget, estimate_work
     from mcdla.metrics.summary import summarize
-    from mcdla.sim.environment import collection_paused
+    from mcdla.collector import collection_paused
     from mcdla.sim.training import Iteration
 
     if trace is not None:  # refuse an unwritable trace before spending the simulation

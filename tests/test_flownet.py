@@ -246,7 +246,7 @@ def test_array_accounting_keeps_the_same_timeline(monkeypatch):
 def test_collection_paused_restores_the_collector():
     import gc
 
-    from mcdla.sim.environment import collection_paused
+    from mcdla.collector import collection_paused
 
     assert gc.isenabled()
     with collection_paused():

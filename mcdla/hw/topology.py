@@ -19,16 +19,15 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import networkx as nx
 
+from mcdla.collector import collection_paused
 from mcdla.config import loader
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
 from mcdla.config.schema import Where
@@ -284,32 +283,8 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
     """
     path = loader.find_input(name_or_path, "topologies", "topology")
     file = loader.display_path(path)
-    with _collection_paused():
+    with collection_paused():
         return build_topology(read_topology_doc(path, sets, file), file)
-
-
-@contextmanager
-def _collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a topology is read and built: a cluster's
-    graph is millions of objects (channels, edge dicts, ring tuples) of which the
-    collector frees none, yet it walked them all again and again as they grew: a
-    third of loading 16,384 GPUs. As :func:`mcdla.sim.environment.collection_paused`
-    (which :func:`mcdla.run.simulate` holds around loading too; nesting is harmless):
-    what existed before and what the block made end frozen, so the first collection
-    after it does not walk them as young objects; the collector's state is restored."""
-    enabled = gc.isenabled()
-    frozen_before = gc.get_freeze_count()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if not frozen_before:
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
-
 
 
 def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, ...]:

@@ -14,11 +14,9 @@ about 27k cyclic objects in 1.6M events).
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
-from typing import Iterator
-
 import simpy
+
+from mcdla.collector import collection_paused  # re-exported: the simulation's, and loading's
 
 __all__ = ["CountingEnvironment", "collection_paused"]
 
@@ -52,26 +50,3 @@ class CountingEnvironment(simpy.Environment):
         if until is None:  # ran until the schedule was empty
             self._empty_steps += 1
         return result
-
-
-@contextmanager
-def collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block; what existed before it is frozen
-    (never walked again by the collector while the block runs). Restored on exit,
-    also on an exception: the collector's state as it was, the frozen objects back in
-    the oldest generation, with what the block allocated (else the first allocation
-    after it would walk all of that as young objects: 0.2-0.8 s at 1,024 devices).
-    Nested blocks are harmless. A caller that froze objects itself finds them frozen
-    still (with the block's: the permanent generation cannot be thawed in part)."""
-    enabled = gc.isenabled()
-    frozen_before = gc.get_freeze_count()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if not frozen_before:
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
