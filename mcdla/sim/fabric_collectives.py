@@ -161,11 +161,13 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
     def _sent_per_byte(self, op: str, ring) -> float:
         """Bytes the ranks of ``ring`` put on the wire per byte of its share: the pieces
-        are linear in the share, so they are listed once per (op, ring), not per collective."""
-        cache = self.__dict__.setdefault("_per_byte", {})
-        if (op, ring) not in cache:
-            cache[(op, ring)] = sum(b for b, _ in self.pieces(op, ring, 1.0))
-        return cache[(op, ring)]
+        are linear in the share, so they are listed once per (algorithm, op) with the ring
+        (kept with it: hashing a ring of thousands of ranks per collective cost more)."""
+        key = ("sent per byte", type(self).__name__, op)
+        known = ring.derived.get(key)
+        if known is None:
+            known = ring.derived[key] = sum(b for b, _ in self.pieces(op, ring, 1.0))
+        return known
 
     def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
         """Runs grouped ``plans`` (their sizes times ``scale``, exact for 1; ``copies``:
