@@ -228,3 +228,15 @@ def test_the_trace_is_the_exact_runs_byte_for_byte(tmp_path, design):
         paths.append(path.read_bytes())
     assert paths[0] == paths[1]
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design, sets", [
+    ("ring16", [("generator.devices", 256)]),
+    ("dgx_h100_4node", [("generator.nodes", 32), ("host.sockets", 64)]),
+    ("mcdla_scaleout", [("generator.nodes", 64), ("spine_switch.chips", 2)]),
+])
+def test_symmetric_equals_exact_at_a_few_hundred_devices(design, sets):
+    symmetric, exact = both(design, "resnet34", batch=1024, sets=sets)
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] < exact["rank_classes"] == symmetric["devices"]
