@@ -162,15 +162,14 @@ def test_tensor_and_pipeline_groups_stay_exact(design, sets, classes):
 
 
 def test_groups_that_cut_across_classes_are_not_lined_up():
-    from mcdla.hw.symmetry import Symmetry
-    from mcdla.sim.training import _line_up
+    from mcdla.hw.symmetry import Symmetry, line_up
 
     classes = Symmetry(((0, 2), (1, 3)), {}, {})
     # Groups {0, 1} and {2, 3}: each holds one device of each class, alike.
-    lined = _line_up(classes, [("tp", (0, 1)), ("tp", (2, 3))], (0, 1, 2, 3), {})
+    lined = line_up(classes, [("tp", (0, 1)), ("tp", (2, 3))], (0, 1, 2, 3), {})
     assert lined is not None and lined[1] == [({0: 1, 1: 1}, 2, (0, 1)), None]
     # Groups {0, 3} and {1, 2}: device 0's group lacks class (1, 3)'s simulated device 1.
-    assert _line_up(classes, [("tp", (0, 3)), ("tp", (1, 2))], (0, 1, 2, 3), {}) is None
+    assert line_up(classes, [("tp", (0, 3)), ("tp", (1, 2))], (0, 1, 2, 3), {}) is None
 
 
 def test_exact_option_on_the_command_line(capsys):

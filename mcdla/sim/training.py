@@ -47,7 +47,7 @@ from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
 from mcdla.hw.network import sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
-from mcdla.hw.symmetry import Symmetry, rank_classes
+from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord, reduce_resource
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
@@ -765,52 +765,6 @@ def _rank_order(order, topology) -> tuple[int, ...]:
     return tuple(index[n] for n in given)
 
 
-def _line_up(symmetry: Symmetry, groups, rank_device, peers):
-    """(symmetry, per group: (weights, copies, alike) or None) when the groups line up
-    with the classes, else None. Each class is simulated by its first device in rank
-    order. A group holding a simulated device must hold the simulated device of every
-    class it touches; it then gets a communicator, where a simulated device's join
-    counts for the devices of its class in the group (``weights``) and whose flows stand
-    for ``copies`` alike groups (``alike``: their indices, its own included: the group
-    of the same kind holding the simulated device of each group's first member). A
-    simulated device's pipeline peers must be simulated. Groups without a simulated
-    device: None."""
-    rank_of = {d: r for r, d in enumerate(rank_device)}
-    classes = tuple(tuple(sorted(c, key=rank_of.__getitem__)) for c in symmetry.device_classes)
-    first = {d: c[0] for c in classes for d in c}
-    size = {c[0]: len(c) for c in classes}
-    where: dict[tuple[str, int], int] = {}  # (kind, simulated device) -> the group index holding it
-    plans: list = []
-    for k, (kind, group) in enumerate(groups):
-        members = set(group)
-        mine = [d for d in group if first[d] == d]
-        if not mine:
-            plans.append(None)
-            continue
-        if any(first[e] not in members for e in group):
-            return None
-        weights = {d: sum(1 for e in group if first[e] == d) for d in mine}
-        copies = {size[d] // weights[d] for d in mine}
-        if len(copies) != 1 or any(size[d] % weights[d] for d in mine):
-            return None
-        plans.append([weights, copies.pop(), []])
-        where.update(((kind, d), k) for d in mine)
-    def classes_in(group) -> list[int]:
-        return sorted(first[d] for d in group)
-
-    for k, (kind, group) in enumerate(groups):
-        own = where[(kind, first[group[0]])]
-        if classes_in(group) != classes_in(groups[own][1]):  # not alike: it cannot stand for it
-            return None
-        plans[own][2].append(k)
-    if any(p is not None and len(p[2]) != p[1] for p in plans):
-        return None
-    if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
-        return None
-    return Symmetry(classes, symmetry.resources, symmetry.stores), [None if p is None else (p[0], p[1], tuple(p[2]))
-                                                                    for p in plans]
-
-
 def _reverse(ring, rings):
     """The ring that runs ``ring``'s cycle the other way (the other direction of the same
     links), or None: a listed ring bound both ways is named NAME.fwd and NAME.rev."""
@@ -961,9 +915,9 @@ class Iteration:
         if not self.group_rings:  # one communicator over every device
             return symmetry, [({group[0]: len(group) for group in symmetry.device_classes}, 1, ())]
         groups = [(kind, group) for kind, _, group, _ in self.group_rings]
-        lined = _line_up(symmetry, groups, self.rank_device, self.peers)
+        lined = line_up(symmetry, groups, self.rank_device, self.peers)
         if lined is None:
-            lined = _line_up(Symmetry.exact(len(names)), groups, self.rank_device, self.peers)
+            lined = line_up(Symmetry.exact(len(names)), groups, self.rank_device, self.peers)
         return lined
 
     @property
