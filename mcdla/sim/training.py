@@ -404,10 +404,10 @@ class DeviceCompute:
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
                  model_state_bytes: float, virtualize: bool, tensor_stream: CollectiveStream | None = None,
-                 copies: tuple[int, ...] = ()):
+                 members: tuple[int, ...] = ()):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
         # Rank symmetry: the devices of this one's class (it first), which do what it does.
-        self.members = copies or (device,)
+        self.members = members or (device,)
         self.copies = len(self.members)
         # ``stream``: the data-parallel group's communicator (every device, without
         # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
@@ -1018,7 +1018,7 @@ class Iteration:
         if self.pipe is None:
             devices = [DeviceCompute(env, self.net, inputs, group[0], self.plan, memories[group[0]], stores,
                                      streams[group[0]][0], self.model_state_bytes, self.virtualize,
-                                     streams[group[0]][1], copies=group).process
+                                     streams[group[0]][1], members=group).process
                        for group in self.symmetry.device_classes]
         else:
             from mcdla.sim.pipeline import PipeLinks, PipelineStage
@@ -1035,7 +1035,7 @@ class Iteration:
                 devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
                                              self.device_state_bytes[d], False, streams[d][1], stage=self.stage_of[d],
                                              pipe=self.pipe, links=links, peers=peers, pairs=pairs,
-                                             copies=group).process)
+                                             members=group).process)
         communicators = list(dict.fromkeys(s for pair in streams for s in pair if s is not None))
         done = env.all_of(devices)
         # Runs until nothing is scheduled: devices done, and every collective and DMA
