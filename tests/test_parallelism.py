@@ -290,3 +290,14 @@ def test_gpt3_175b_trains_only_where_the_memory_nodes_hold_its_state():
     assert ring["device_mem_peak_bytes"] < 16 * (1 << 30)
     with pytest.raises(InfeasibleError, match="backing store CPU0"):  # 2 sockets of 256 GB for 2.8 TB
         simulate("dc", "bw_aware", "gpt3_175b", "data", 8, sets)
+
+
+def test_a_pipeline_batch_is_split_over_replicas_not_devices():
+    """8 devices in 2 stages are 4 replicas: a batch of 12 is 4 x 3 micro-batches (it
+    was refused as not divisible by 8 devices)."""
+    from mcdla.run import simulate
+
+    result = simulate("ring", "bw_aware", "gpt2", "data", 12,
+                      [("execution.pipeline_parallel", 2), ("training.virtualization", False),
+                       ("training.micro_batches", 3)])
+    assert result["iteration_time_s"] > 0

@@ -814,11 +814,11 @@ class Iteration:
             raise InputError(f"tensor x pipeline degrees {t} x {pp} do not divide the {devices} devices of "
                              f"{topology.name}", key=key)
         dp = devices // (t * pp)
+        device_share(execution.parallel, execution.batch, dp)  # refuses a batch the replicas cannot split
         micro = training.micro_batches
         if execution.batch % (dp * micro):
             raise InputError(f"{execution.batch} is not divisible by {dp} data-parallel replicas x {micro} "
                              "micro-batches", key="batch")
-        self.share = device_share(execution.parallel, execution.batch, devices // t)  # refuses an uneven batch
         # Rank placement (Megatron's order): tensor groups are t consecutive devices (the
         # topology's order puts neighbours next to each other, so a tensor group shares
         # the fastest links), then data-parallel replicas, then pipeline stages; a
