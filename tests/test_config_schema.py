@@ -220,3 +220,10 @@ def test_parse_set(item, expected):
 def test_parse_set_rejections(item):
     with pytest.raises(InputError, match="--set: expected KEY=VALUE"):
         parse_set(item)
+
+
+def test_a_boolean_is_not_a_number_of_a_literal(capsys):
+    from mcdla.cli.main import main
+
+    assert main(["sim", "--set", "execution.zero=yes"]) == 2  # True == 1 must not pass as stage 1
+    assert "execution.zero: expected one of 0, 1, 2, 3, got True" in capsys.readouterr().err

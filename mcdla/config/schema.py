@@ -200,7 +200,8 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
         )
     if origin is Literal:
         allowed = args
-        if value not in allowed:
+        # True == 1 in Python: a boolean matches only a boolean choice (zero: yes is not 1).
+        if value not in allowed or (isinstance(value, bool) and not any(a is value for a in allowed)):
             raise where.error(f"expected {_describe(tp)}, got {excerpt(value)}")
         return value
     if dataclasses.is_dataclass(tp):
