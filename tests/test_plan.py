@@ -155,3 +155,19 @@ def test_scale_out_section_reads_weak_and_strong_scaling():
 
     text = "\n".join(_scale_out_section(scale_table()))
     assert "| 8 | 1,280 | 1.00x | 1,164 | 1.00x |" in text
+
+
+@pytest.mark.parametrize("given, expected", [([], 4), (["--simulate", "16"], 16), (["--simulate", "2"], 2)])
+def test_largest_simulates_what_is_asked(monkeypatch, tmp_path, given, expected):
+    """--simulate 16 given explicitly is 16 (it was taken for the default and made 4)."""
+    import mcdla.sweep.plan as plan_module
+
+    seen = {}
+
+    def fake_largest(*args, simulate, **kwargs):
+        seen["simulate"] = simulate
+        return []
+
+    monkeypatch.setattr(plan_module, "largest", fake_largest)
+    main(["plan", "--largest", "gpt3", "--topology", "ring", "--batch", "8", "--quiet", *given])
+    assert seen["simulate"] == expected

@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="fixed inputs for every candidate (as mcdla sim --set)")
     parser.add_argument("--top", type=positive_int, default=5, metavar="K", help="best candidates shown (default 5)")
-    parser.add_argument("--simulate", type=positive_int, default=16, metavar="K",
-                        help="candidates simulated, by estimated time (default 16)")
+    parser.add_argument("--simulate", type=positive_int, default=None, metavar="K",
+                        help="candidates simulated, by estimated time (default 16; 4 per model with --largest)")
     parser.add_argument("--all", action="store_true", help="show every candidate, infeasible ones included")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_format_options(parser)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("applies to --largest", key="--time-budget")
     rows = plan(args.topology, args.workload, batch=args.batch, sets=sets,
-                devices=args.devices, simulate=args.simulate, progress=progress)
+                devices=args.devices, simulate=args.simulate or 16, progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     feasible = [r for r in rows if r.feasible]
@@ -103,7 +103,7 @@ def _largest(args, sets, progress) -> int:
 
     budget = None if args.time_budget is None else parse_quantity(args.time_budget, "time", "--time-budget")
     rows = largest(args.topology, args.largest, batch=args.batch, sets=sets, devices=args.devices,
-                   budget_s=budget, simulate=min(args.simulate, 4) if args.simulate == 16 else args.simulate,
+                   budget_s=budget, simulate=args.simulate or 4,
                    progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
