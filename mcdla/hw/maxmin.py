@@ -14,10 +14,13 @@ offload bandwidths without running a simulation.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from typing import Hashable, Mapping, Sequence
 
 __all__ = ["max_min_rates"]
+
+_ONES = itertools.repeat(1)  # the weights of an unweighted flow
 
 # Relative tolerance when deciding that two fair shares are the same bottleneck level.
 _TIE = 1e-12
@@ -100,16 +103,8 @@ def max_min_rates(
                 if flow in rates:
                     continue
                 rates[flow] = level
-                if weights is None:
-                    for other in paths[flow]:
-                        if other in unfrozen:
-                            remaining[other] -= level
-                            unfrozen[other] -= 1
-                            left[other] -= 1
-                            if left[other] == 0:
-                                del unfrozen[other]
-                    continue
-                for other, w in zip(paths[flow], weights[flow]):
+                # Unweighted, every weight is 1: level * 1 is level, to the bit.
+                for other, w in zip(paths[flow], _ONES if weights is None else weights[flow]):
                     if other in unfrozen:
                         remaining[other] -= level * w
                         unfrozen[other] -= w
