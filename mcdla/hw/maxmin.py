@@ -18,9 +18,9 @@ import itertools
 import math
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["max_min_rates"]
+__all__ = ["max_min_rates", "UNIT_WEIGHTS"]
 
-_ONES = itertools.repeat(1)  # the weights of an unweighted flow
+UNIT_WEIGHTS = itertools.repeat(1)  # the weights of an unweighted flow
 
 # Relative tolerance when deciding that two fair shares are the same bottleneck level.
 _TIE = 1e-12
@@ -104,7 +104,7 @@ def max_min_rates(
                     continue
                 rates[flow] = level
                 # Unweighted, every weight is 1: level * 1 is level, to the bit.
-                for other, w in zip(paths[flow], _ONES if weights is None else weights[flow]):
+                for other, w in zip(paths[flow], UNIT_WEIGHTS if weights is None else weights[flow]):
                     if other in unfrozen:
                         remaining[other] -= level * w
                         unfrozen[other] -= w

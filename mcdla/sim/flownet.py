@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
 
-from mcdla.hw.maxmin import max_min_rates
+from mcdla.hw.maxmin import UNIT_WEIGHTS, max_min_rates
 
 if TYPE_CHECKING:
     import numpy as np
@@ -655,21 +655,16 @@ class FlowNetwork:
         solved = self._solved.get(key)
         if solved is None:
             paths = self._paths
+            # With symmetry, each class's first resource, loaded by the weighted flows;
+            # without, every weight is 1 (rate * 1 is rate, to the bit).
+            weights = [self._weights[pid] for pid in key] if self._members else None
+            by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities,
+                                        None if weights is None else dict(enumerate(weights)))
+            rates = [by_position[i] for i in range(len(key))]
             sums: dict[str, float] = {}
-            if not self._members:
-                by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities)
-                rates = [by_position[i] for i in range(len(key))]
-                for pid, rate in zip(key, rates):
-                    for resource in paths[pid]:
-                        sums[resource] = sums.get(resource, 0.0) + rate
-            else:  # symmetry: each class's first resource, loaded by the weighted flows
-                weights = self._weights
-                by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities,
-                                            {i: weights[pid] for i, pid in enumerate(key)})
-                rates = [by_position[i] for i in range(len(key))]
-                for pid, rate in zip(key, rates):
-                    for resource, w in zip(paths[pid], weights[pid]):
-                        sums[resource] = sums.get(resource, 0.0) + rate * w
+            for k, (pid, rate) in enumerate(zip(key, rates)):
+                for resource, w in zip(paths[pid], UNIT_WEIGHTS if weights is None else weights[k]):
+                    sums[resource] = sums.get(resource, 0.0) + rate * w
             if self._solved_size + len(key) > _SOLVED_FLOWS:
                 self._solved.clear()
                 self._solved_size = 0
