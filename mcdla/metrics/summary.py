@@ -34,7 +34,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     stats = record.network
     sync = union((c.start_s, c.end_s) for c in record.collectives)
     compute, recompute, virt, exposed_sync, exposed_virt = [], [], [], [], []
-    for device, copies in record.distinct_devices():  # devices of a class did the same (rank symmetry)
+    for _, device, copies in record.distinct_devices():  # devices of a class did the same (rank symmetry)
         busy = union(device.compute)
         compute += [measure(busy)] * copies
         recompute += [measure([c for c in device.compute if c[2].startswith("recompute ")])] * copies
@@ -72,7 +72,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
             "avg": socket_avg[busiest] if busiest else 0.0,
             "peak": record.port_peak_Bps[busiest] if busiest else 0.0,
         },
-        "device_mem_peak_bytes": max(d.memory_peak_bytes for d, _ in record.distinct_devices()),
+        "device_mem_peak_bytes": max(d.memory_peak_bytes for _, d, _ in record.distinct_devices()),
         "remote_mem_bytes": sum(record.store_peak_bytes.values()),
         "link_bytes": link_bytes(topology, stats.bytes_by_resource),
         "events": record.events,

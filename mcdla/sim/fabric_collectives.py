@@ -163,7 +163,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         """Bytes the ranks of ``ring`` put on the wire per byte of its share: the pieces
         are linear in the share, so they are listed once per (algorithm, op) with the ring
         (kept with it: hashing a ring of thousands of ranks per collective cost more)."""
-        key = ("sent per byte", type(self).__name__, op)
+        key = ("sent per byte", type(self), op)
         known = ring.derived.get(key)
         if known is None:
             known = ring.derived[key] = sum(b for b, _ in self.pieces(op, ring, 1.0))
@@ -448,6 +448,7 @@ def _cut_domains(ring: Ring) -> _Domains:
     exits = ring.exit_switch or ("",) * p
     through = [ring.through_switch(i) for i in range(p)]
     cuts = [i for i in range(p) if not through[i] or through[i] == exits[i]]
+    cut = set(cuts)  # asked of every rank
     if not cuts:  # one switch: one domain, no groups to cross
         return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0)
     first = (cuts[0] + 1) % p
@@ -455,7 +456,7 @@ def _cut_domains(ring: Ring) -> _Domains:
     domains: list[list[int]] = [[]]
     for i in order:  # a domain ends at a cut; the last rank in order ends the last one
         domains[-1].append(i)
-        if i in cuts and i != order[-1]:
+        if i in cut and i != order[-1]:
             domains.append([])
     if len({len(m) for m in domains}) != 1:
         raise InputError(f"hierarchical needs domains of equal size; ring {ring.name!r} has "
@@ -492,7 +493,7 @@ def _cut_domains(ring: Ring) -> _Domains:
             for k, g in enumerate(groups):
                 out, into = _via_switch(ring, g[j], g[(j + 1) % d], home=True)
                 cross[(j, k)] = (out,) + tuple(segment[1:-1]) + (into,)
-    intra = [ring.latency_s[i] for i in range(p) if i not in cuts]
+    intra = [ring.latency_s[i] for i in range(p) if i not in cut]
     return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
                     max(ring.latency_s[i] for i in cuts))
 

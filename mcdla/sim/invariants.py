@@ -147,10 +147,9 @@ def _check_devices(record) -> None:
     # The driver allocates the resident model state first and keeps it; everything
     # else an iteration allocates it must free.
     steady = float(record.model_state_bytes)
-    for device, _copies in record.distinct_devices():  # a class's devices share one record's lists
+    for n, device, _copies in record.distinct_devices():  # a class's devices share one record's lists
         name = device.name
         if record.device_state_bytes:
-            n = record.devices.index(device)
             steady = float(record.device_state_bytes[n])
         peak = max(device.memory_peak_bytes, 0.0)
         start = steady  # what stays resident across iterations (weights, gradients)

@@ -167,10 +167,10 @@ class IterationRecord:
     equivalent_rings: dict = field(default_factory=dict)
 
     def distinct_devices(self):
-        """(a device's record, how many devices did the same): once per class."""
+        """(a device's index, its record, how many devices did the same): once per class."""
         if not self.rank_classes:
-            return [(d, 1) for d in self.devices]
-        return [(self.devices[c[0]], len(c)) for c in self.rank_classes]
+            return [(n, d, 1) for n, d in enumerate(self.devices)]
+        return [(c[0], self.devices[c[0]], len(c)) for c in self.rank_classes]
 
 
 class DeviceMemory:
