@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["OPTIMIZER_STATE_BYTES", "state_bytes_per_param", "model_state_bytes", "step_bytes_per_param",
+__all__ = ["OPTIMIZER_STATE_BYTES", "model_state_bytes", "step_bytes_per_param",
            "with_precision", "PRECISIONS", "optimizer_state_bytes"]
 
 # fp32 optimizer state per parameter: SGD keeps none, momentum one buffer, Adam two.
@@ -20,10 +20,9 @@ OPTIMIZER_STATE_BYTES = {"none": 0, "sgd": 0, "momentum": 4, "adam": 8}
 MASTER_BYTES = 4  # an fp32 copy of the weights
 
 
-def state_bytes_per_param(workload) -> int:
-    e = workload.precision_bytes
-    return (2 * e + (MASTER_BYTES if workload.master_weights else 0)
-            + OPTIMIZER_STATE_BYTES[workload.optimizer])
+def _optimizer_bytes_per_param(workload) -> int:
+    """The fp32 master (in mixed precision) and the optimizer state, per parameter."""
+    return (MASTER_BYTES if workload.master_weights else 0) + OPTIMIZER_STATE_BYTES[workload.optimizer]
 
 
 def model_state_bytes(workload, shards: int = 1, *, params: float | None = None, zero: int = 0,
@@ -36,9 +35,7 @@ def model_state_bytes(workload, shards: int = 1, *, params: float | None = None,
     optimizer state and master live in the backing store (:func:`optimizer_state_bytes`)."""
     held, split = (workload.params, shards) if params is None else (params, 1)
     e = workload.precision_bytes
-    optimizer = (MASTER_BYTES if workload.master_weights else 0) + OPTIMIZER_STATE_BYTES[workload.optimizer]
-    if offload_optimizer:
-        optimizer = 0
+    optimizer = 0 if offload_optimizer else _optimizer_bytes_per_param(workload)
     unsharded, sharded = {0: (2 * e + optimizer, 0), 1: (2 * e, optimizer), 2: (e, e + optimizer),
                           3: (0, 2 * e + optimizer)}[zero]
     return float(held * unsharded + held * sharded / dp) / split
@@ -72,5 +69,4 @@ def with_precision(workload, precision: str | None):
 def optimizer_state_bytes(workload, params: float) -> float:
     """Bytes of fp32 master and optimizer state for ``params`` parameters: what
     ZeRO-Offload keeps in the backing store instead of the device."""
-    master = MASTER_BYTES if workload.master_weights else 0
-    return float(params * (master + OPTIMIZER_STATE_BYTES[workload.optimizer]))
+    return float(params * _optimizer_bytes_per_param(workload))

@@ -2,23 +2,13 @@
 
 The event count is part of every result (``events``) and of the benchmark's events
 per second, the figure that tells whether the simulator's cost tracks its work.
-
-:func:`collection_paused` keeps Python's cyclic garbage collector out of a
-simulation: a run allocates millions of short-lived events, and every few hundred
-allocations the collector would walk the young objects, and now and then every
-object alive, the inputs and the growing record included. That walk took 40-46 % of
-the wall time of a 1,024-device iteration, while collecting almost nothing (SimPy
-events are freed by reference counting; a 1,024-device ResNet-34 iteration leaves
-about 27k cyclic objects in 1.6M events).
 """
 
 from __future__ import annotations
 
 import simpy
 
-from mcdla.collector import collection_paused  # re-exported: the simulation's, and loading's
-
-__all__ = ["CountingEnvironment", "collection_paused"]
+__all__ = ["CountingEnvironment"]
 
 
 class CountingEnvironment(simpy.Environment):

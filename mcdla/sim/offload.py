@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from mcdla.hw.layers import NO_INPUT_NEEDED
 from mcdla.registry import Registry
-from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, intervals, memory_curve, schedule
+from mcdla.sim.liveness import FIT_SLACK, intervals, memory_curve, schedule
 
-__all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "CapacityAware", "OffloadDecision", "NO_INPUT_NEEDED",
-           "backward_needs", "closure", "checkpointed"]
+__all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "CapacityAware", "OffloadDecision", "checkpointed"]
 
 OFFLOADS: Registry[type["OffloadPolicy"]] = Registry("offload policy")
 

@@ -52,8 +52,8 @@ from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord, reduce_resource
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
-from mcdla.sim.liveness import FIT_SLACK, schedule
-from mcdla.sim.offload import OFFLOADS, backward_needs, closure
+from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, schedule
+from mcdla.sim.offload import OFFLOADS
 
 __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunInputs",
            "DeviceMemory", "DmaEngine", "BackingStores", "CollectiveStream", "DeviceCompute"]
