@@ -252,3 +252,12 @@ def test_a_working_set_that_cannot_fit_is_infeasible():
     # and gradients cannot fit in 2 GiB, whatever is offloaded.
     with pytest.raises(InfeasibleError, match="cannot fit the output of .* even with virtualization"):
         run("dc", workload="vgg_e", batch=512, sets=[("device.hbm_capacity", "2 GiB")])
+
+
+def test_recompute_time_is_reported_from_the_recompute_kernels():
+    from mcdla.run import simulate
+
+    rebuilt = simulate("ring", "bw_aware", "resnet34", "data", 256, [("training.checkpoint", "full")])
+    kept = simulate("ring", "bw_aware", "resnet34", "data", 256, [("training.recompute_cheap", False)])
+    assert rebuilt["recompute_s"] > 0 and kept["recompute_s"] == 0
+    assert rebuilt["recompute_s"] < rebuilt["busy_s"]["compute"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcdla.metrics.intervals import difference_measure, measure, union
+from mcdla.sim.training import RECOMPUTE
 
 __all__ = ["summarize"]
 
@@ -37,7 +38,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     for _, device, copies in record.distinct_devices():  # devices of a class did the same (rank symmetry)
         busy = union(device.compute)
         compute += [measure(busy)] * copies
-        recompute += [measure([c for c in device.compute if c[2].startswith("recompute ")])] * copies
+        recompute += [measure([c for c in device.compute if c[2].startswith(RECOMPUTE)])] * copies
         virt += [measure(device.virtualization)] * copies
         exposed_sync += [difference_measure(sync, busy)] * copies
         exposed_virt += [difference_measure(device.virtualization, busy)] * copies

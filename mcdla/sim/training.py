@@ -58,6 +58,9 @@ from mcdla.sim.offload import OFFLOADS
 __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunInputs",
            "DeviceMemory", "DmaEngine", "BackingStores", "CollectiveStream", "DeviceCompute"]
 
+# The label of a kernel that rebuilds a feature map in backward (summaries count them).
+RECOMPUTE = "recompute "
+
 # Collective algorithms whose flows treat every rank of a ring alike (rank symmetry
 # holds for them, tested against exact runs); a tree singles out its root, and in-switch
 # reduction was found not to load the classes evenly (the channel-byte invariant caught it).
@@ -636,7 +639,7 @@ class DeviceCompute:
                 elif plan.recomputed[t] and t not in recomputed:
                     recomputed.add(t)
                     yield from memory.reserve(plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
-                    yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}")
+                    yield from self._compute(plan.fwd_s[t], f"{RECOMPUTE}{layers[t].name}")
             if model and training.regather and layers[i].weight_group is not None:
                 for p in layers[i].inputs:
                     if p != 0:
