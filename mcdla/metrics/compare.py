@@ -58,8 +58,11 @@ def design_of(topology: str, policy: str | None) -> str:
 
 
 def with_design(table: pd.DataFrame) -> pd.DataFrame:
-    """The finished rows of ``table`` with a ``design`` column added."""
+    """The finished rows of ``table`` with a ``design`` column added (and a plan table's
+    ``trains`` as booleans: a CSV reads them back as text)."""
     ok = table[table["status"] == "ok"].copy() if "status" in table else table.copy()
+    if "trains" in ok:
+        ok["trains"] = ok["trains"].astype(str).str.lower() == "true"
     designs = [design_of(t, p) for t, p in zip(ok["topology"], ok.get("policy", [None] * len(ok)))]
     if "label" in ok:
         designs = [lab if isinstance(lab, str) and lab else d for lab, d in zip(ok["label"], designs)]
@@ -213,7 +216,7 @@ def largest_models(table: pd.DataFrame, budget_s: float | None = None) -> pd.Dat
     """Per design and family (a ``kind: plan`` sweep): the largest model that trains
     (any candidate fits; within ``budget_s`` per iteration when given), by parameters."""
     data = with_design(table)
-    data = data[data["trains"].astype(str).str.lower() == "true"]
+    data = data[data["trains"]]
     if budget_s is not None:
         data = data[data["iteration_time_s"].astype(float) <= budget_s]
     rows = []

@@ -391,7 +391,7 @@ def llm_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     left.set_title("Largest model that trains, 8 devices, batch 16", fontsize=10)
     left.legend(fontsize=7)
     left.grid(axis="y", alpha=0.3)
-    gpt = data[(data["family"] == families[0]) & (data["trains"].astype(str).str.lower() == "true")]
+    gpt = data[(data["family"] == families[0]) & data["trains"]]
     for design in designs:
         rows = gpt[gpt["design"] == design].sort_values("params")
         right.plot(rows["params"].astype(float) / 1e9, rows["tokens_per_s"].astype(float), marker="o",
@@ -419,7 +419,7 @@ def memory_2026(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     for m, model in enumerate(models):
         rows = data[data["model"] == model].set_index("design")
         xs = [i + (m - (len(models) - 1) / 2) * width for i in range(len(designs))]
-        trains = [str(rows["trains"].get(d, False)).lower() == "true" for d in designs]
+        trains = [bool(rows["trains"].get(d, False)) for d in designs]
 
         def value(column, d, ok):
             return float(rows[column].get(d, 0.0)) if ok and column in rows else 0.0

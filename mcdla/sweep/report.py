@@ -408,7 +408,7 @@ def _llm_section(table) -> list[str]:
         cells = []
         for design in designs:
             row = group[group["design"] == design]
-            fits = not row.empty and str(row["trains"].iloc[0]).lower() == "true"
+            fits = not row.empty and bool(row["trains"].iloc[0])
             cells.append(f"{float(row['iteration_time_s'].iloc[0]):.3g} s" if fits else "—")
         params = float(group["params"].iloc[0])
         lines.append(f"| {str(model).partition('/')[2]} | {params / 1e9:.3g} B | " + " | ".join(cells) + " |")
@@ -447,7 +447,7 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
         by = {d: group[group["design"] == d] for d in designs}
 
         def fits(d):
-            return not by[d].empty and str(by[d]["trains"].iloc[0]).lower() == "true"
+            return not by[d].empty and bool(by[d]["trains"].iloc[0])
 
         def rate(d):  # tokens/s per device
             row = by[d].iloc[0]
@@ -467,7 +467,7 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
         lines.append(f"| {str(model).partition('/')[2]} | " + " | ".join(cells) + " |")
     lines += [""]
     for model, group in data.groupby("model", sort=False):  # the answer, model by model
-        fits = group[group["trains"].astype(str).str.lower() == "true"]
+        fits = group[group["trains"]]
         if fits.empty:
             continue
         rates = (fits["tokens_per_s"].astype(float) / fits["devices"].astype(float)).tolist()
@@ -477,7 +477,7 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
                      + ", ".join(f"{design} {rate:,.0f}" for rate, design in ranked) + ".")
     lines += ["", "Best plans: " + "; ".join(
         f"{str(r['model']).partition('/')[2]} on {r['design']}: {r['plan']}"
-        for _, r in data.iterrows() if str(r["trains"]).lower() == "true") + "."]
+        for _, r in data.iterrows() if r["trains"]) + "."]
     return lines
 
 
