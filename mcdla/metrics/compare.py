@@ -27,6 +27,8 @@ __all__ = [
     "DESIGN_NAMES",
     "LLM_BUDGET_S",
     "largest_models",
+    "scale_out_rows",
+    "scale_out_setup",
     "design_of",
     "with_design",
     "harmonic_mean",
@@ -205,6 +207,25 @@ SCALE_OUT_NAMES = {"ring": "MC-DLA(B) ring of N (flat ring collectives)",
                    "mcring": "MC-DLA(B) ring nodes on EDR IB rails (snaking rings)",
                    "cluster": "DGX H100 nodes on 400G IB (hierarchical)",
                    "fig15": "Fig. 15 scale-out MC-DLA on EDR IB (hierarchical)"}
+
+def scale_out_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The finished rows of a scale_out sweep with ``design`` and ``scaling`` (weak or
+    strong) split from their labels, DESIGN+SCALING."""
+    data = table[table["status"] == "ok"].copy()
+    data["design"] = [str(label).partition("+")[0] for label in data["label"]]
+    data["scaling"] = [str(label).partition("+")[2] for label in data["label"]]
+    return data
+
+
+def scale_out_setup(data: pd.DataFrame) -> tuple[int, int, int, int]:
+    """What a scale_out sweep ran (from :func:`scale_out_rows`): (the most devices, the
+    samples per device of weak scaling, the global batch of strong scaling, the
+    fewest devices of strong scaling); 0 where a kind is missing."""
+    weak, strong = data[data["scaling"] == "weak"], data[data["scaling"] == "strong"]
+    per = int((weak["batch"] // weak["devices"]).max()) if not weak.empty else 0
+    return (int(data["devices"].max()), per, int(strong["batch"].max()) if not strong.empty else 0,
+            int(strong["devices"].min()) if not strong.empty else 0)
+
 
 # The iteration time that counts as training in the LLM study's "largest model within a
 # budget" (docs/results.md): 10 s for a batch of 16 sequences, i.e. over 3,000 tokens/s

@@ -456,9 +456,8 @@ def scale_out(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Weak scaling (throughput per device at a fixed batch per device) and strong
     scaling (speedup at a fixed global batch) per design; labels are DESIGN+weak|strong."""
     plt = _plt()
-    data = table[table["status"] == "ok"].copy()
-    data["design"] = [str(label).partition("+")[0] for label in data["label"]]
-    data["scaling"] = [str(label).partition("+")[2] for label in data["label"]]
+    data = compare.scale_out_rows(table)
+    _, per_device, batch, _ = compare.scale_out_setup(data)
     fig, (weak, strong) = plt.subplots(1, 2, figsize=(12, 4.2))
     for design in dict.fromkeys(data["design"]):
         rows = data[(data["design"] == design) & (data["scaling"] == "weak")].sort_values("devices")
@@ -478,10 +477,10 @@ def scale_out(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     weak.set_ylabel("samples/s per device")
-    weak.set_title("Weak scaling (64 samples per device)", fontsize=10)
+    weak.set_title(f"Weak scaling ({per_device} samples per device)", fontsize=10)
     strong.set_yscale("log", base=2)
     strong.set_ylabel("speedup x smallest system's devices")
-    strong.set_title("Strong scaling (fixed global batch, from the smallest system run)", fontsize=10)
+    strong.set_title(f"Strong scaling (global batch {batch:,}, from the smallest system run)", fontsize=10)
     return fig
 
 

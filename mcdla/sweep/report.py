@@ -483,18 +483,17 @@ def _section_2026(table, baseline: str = "dgx_h100") -> list[str]:
 
 def _scale_out_section(table) -> list[str]:
     """Beyond the paper: weak and strong scaling per design (experiment scale_out)."""
-    from mcdla.metrics.compare import SCALE_OUT_NAMES
+    from mcdla.metrics.compare import SCALE_OUT_NAMES, scale_out_rows, scale_out_setup
 
-    data = table[table["status"] == "ok"].copy()
-    data["design"] = [str(label).partition("+")[0] for label in data["label"]]
-    data["scaling"] = [str(label).partition("+")[2] for label in data["label"]]
+    data = scale_out_rows(table)
+    most, per_device, batch, fewest = scale_out_setup(data)
     designs = list(dict.fromkeys(data["design"]))
     lines = ["## Beyond the paper: scaling out", "",
              "Experiment `scale_out`: one data-parallel ResNet-34 iteration as the system grows, to "
-             "16,384 devices (simulated with rank symmetry: one device per class of equivalent "
-             "devices, docs/model.md). Weak scaling keeps 64 samples per device (samples/s per "
-             "device); strong scaling keeps a global batch of 16,384 (speedup over the smallest "
-             "system run, 64 devices).", "",
+             f"{most:,} devices (simulated with rank symmetry: one device per class of equivalent "
+             f"devices, docs/model.md). Weak scaling keeps {per_device} samples per device (samples/s "
+             f"per device); strong scaling keeps a global batch of {batch:,} (speedup over the "
+             f"smallest system run, {fewest:,} devices).", "",
              "| devices | " + " | ".join(f"{SCALE_OUT_NAMES.get(d, d)}: weak | strong" for d in designs) + " |",
              "|---:|" + "---:|---:|" * len(designs)]
     kept = []
@@ -527,8 +526,8 @@ def _scale_out_section(table) -> list[str]:
               "cluster near its single-node throughput to 512 devices (64 nodes), behind 100 ms of "
               "FP32 compute, but 2,048 nodes on a rail are latency-bound too. At that scale a "
               "framework buckets gradients (`training.bucket`) and grows the per-device batch; this "
-              "study keeps the paper's per-layer all-reduce. Each 16,384-device point simulates in "
-              "2-25 s (docs/performance.md)."]
+              "study keeps the paper's per-layer all-reduce. What the largest points cost to "
+              "simulate: docs/performance.md."]
     return lines
 
 
