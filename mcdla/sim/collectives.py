@@ -269,8 +269,7 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
     # One flow per phase: its steps run back to back (see the module docstring). The
-    # phases' paths are built once per ring (and cap): the same tuples every collective,
-    # which the flow network recognizes without hashing their 2p channels again.
+    # phases' paths are built once per ring (and cap), not concatenated per collective.
     channels = ring.derived.get(("channels", cap))
     if channels is None:
         channels = ring.derived[("channels", cap)] = ring.channels + cap

@@ -83,10 +83,6 @@ VECTOR_RESOURCES = 2048
 # of a 16,384-device run). An iteration's kinds of components are few (9 at 1,024
 # devices), so the bound is only reached by runs with very many distinct components.
 _SOLVED_FLOWS = 2_000_000
-# Paths longer than this are also known by identity (a ring's phases: 2p channels),
-# up to this many at once (each entry keeps its path alive).
-_SEEN_LENGTH = 16
-_SEEN_PATHS = 4096
 # Per searched component, the distinct rate solutions whose loads are kept as arrays:
 # a component meets a handful of flow mixes in an iteration; the bound caps memory.
 _LOADS_PER_COMPONENT = 64
@@ -209,7 +205,6 @@ class FlowNetwork:
         self._sizes = {first: len(members) for first, members in self._members.items()}  # class sizes
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[tuple[str, ...], float] = {}  # resource tuples added (add_resources)
-        self._seen: dict[tuple[int, int], tuple] = {}  # (id(path), copies) -> (the path, its number)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
         self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
@@ -317,7 +312,6 @@ class FlowNetwork:
                 raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
             if self._given:
                 self._given.clear()  # a given path may now cross one more constrained resource
-                self._seen.clear()
         elif known != capacity_Bps:
             raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
 
@@ -352,22 +346,11 @@ class FlowNetwork:
             raise ValueError(f"size_bytes must be a finite number >= 0, got {size_bytes!r}")
         if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
-        # A path tuple seen before is known by its identity (a ring phase's path has 2p
-        # channels: hashing it at every transfer grew with the ring); others by value.
-        seen = self._seen.get((id(path), copies))
-        if seen is not None and seen[0] is path:
-            known = seen[1]
-        else:
-            given_path = path
-            path = tuple(path)
-            given = path if copies == 1 else (path, copies)
-            known = self._given.get(given)
-            if known is None:
-                known = self._new_path(path, copies, even)
-            if given_path is path and len(path) > _SEEN_LENGTH:
-                if len(self._seen) >= _SEEN_PATHS:
-                    self._seen.clear()
-                self._seen[(id(path), copies)] = (path, known)
+        path = tuple(path)
+        given = path if copies == 1 else (path, copies)
+        known = self._given.get(given)
+        if known is None:
+            known = self._new_path(path, copies, even)
         done = self.env.event()
         flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done, copies)
         self._next_id += 1
