@@ -752,18 +752,20 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
                        tuple(sorted(first, key=first.get)), first, last, updated, dropped)
 
 
-def _rank_order(order, topology) -> tuple[int, ...]:
+def _rank_order(order: str | None, topology) -> tuple[int, ...]:
     """Rank -> device index: the topology's device order, or ``order`` (device names,
-    a permutation of the topology's devices, comma-separated or a list)."""
+    a permutation of the topology's devices, comma-separated)."""
     names = topology.devices
     if order is None:
         return tuple(range(len(names)))
-    given = [n.strip() for n in order.split(",")] if isinstance(order, str) else [str(n) for n in order]
+    given = [n.strip() for n in order.split(",")]
     index = {n: i for i, n in enumerate(names)}
     unknown = [n for n in given if n not in index]
     if unknown or len(given) != len(names) or len(set(given)) != len(given):
         what = f"unknown device {unknown[0][:40]!r}" if unknown else "each device once"
-        raise InputError(f"expected a permutation of the {len(names)} devices of {topology.name} ({what})",
+        first = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise InputError(f"expected a permutation of the {len(names)} devices of {topology.name}, {first} "
+                         f"({what})",
                          key="execution.rank_order")
     return tuple(index[n] for n in given)
 
