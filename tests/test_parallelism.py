@@ -301,3 +301,12 @@ def test_a_pipeline_batch_is_split_over_replicas_not_devices():
                       [("execution.pipeline_parallel", 2), ("training.virtualization", False),
                        ("training.micro_batches", 3)])
     assert result["iteration_time_s"] > 0
+
+
+def test_a_bad_rank_order_names_the_devices(capsys):
+    from mcdla.cli.main import main
+
+    assert main(["sim", "--set", "execution.rank_order=d0,d1", "--set", "execution.tensor_parallel=2"]) == 2
+    err = capsys.readouterr().err
+    assert "execution.rank_order: expected a permutation of the 8 devices of ring, D0, D1, D2, ..." in err
+    assert "unknown device 'd0'" in err
