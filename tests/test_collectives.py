@@ -12,13 +12,12 @@ import simpy
 from mcdla import units
 from mcdla.cli.main import main
 from mcdla.hw.collective_model import bus_factor, busbw_Bps, collective_time_s
-from mcdla.hw.network import Ring
+from mcdla.hw.network import Ring, reduce_unit
 from mcdla.sim.collectives import (
     DEFAULT_CHUNK_BYTES,
     NcclAlgorithm,
     RingAlgorithm,
     collective,
-    reduce_resource,
     ring_of_devices,
     run_collective,
 )
@@ -201,7 +200,7 @@ def test_reduce_resources_are_shared_per_device():
     net = FlowNetwork(env, caps)
     collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=5e9)
     collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=5e9)
-    assert net.capacities_Bps[reduce_resource("D0")] == 5e9
+    assert net.capacities_Bps[reduce_unit("D0")] == 5e9
     with pytest.raises(ValueError, match="already has capacity"):
         collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=6e9)
 

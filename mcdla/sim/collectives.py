@@ -55,7 +55,7 @@ from mcdla.hw.collective_model import (
     ring_steps,
     ring_time_s,
 )
-from mcdla.hw.network import Ring, channel_id, reduce_unit
+from mcdla.hw.network import Ring, channel_id
 from mcdla.registry import Registry
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
@@ -72,7 +72,6 @@ __all__ = [
     "CollectiveRun",
     "collective",
     "run_collective",
-    "reduce_resource",
     "ring_of_devices",
     "check_request",
 ]
@@ -81,7 +80,6 @@ __all__ = [
 DEFAULT_CHUNK_BYTES = 4e3
 
 
-reduce_resource = reduce_unit  # the id of device ``rank``'s reduction unit in the flow network
 
 
 @dataclass(frozen=True)
@@ -443,9 +441,9 @@ class RingAlgorithm(CollectiveAlgorithm):
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
         reducing = plain
         if reduce_Bps is not None and op in REDUCING:
-            units = {reduce_resource(rank): reduce_Bps for r in rings for rank in r.ranks}
+            units = {unit: reduce_Bps for r in rings for unit in r.reduce_units}
             reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
-                                      + tuple(reduce_resource(rank) for rank in r.ranks) for r in rings},
+                                      + r.reduce_units for r in rings},
                                      {**caps, **units})
         broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0

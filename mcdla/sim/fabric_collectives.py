@@ -61,7 +61,6 @@ from mcdla.sim.collectives import (
     CollectiveRecord,
     RingAlgorithm,
     check_request,
-    reduce_resource,
 )
 
 __all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "TreeAlgorithm",
@@ -113,13 +112,13 @@ class PhasedAlgorithm(CollectiveAlgorithm):
     def _units(op, rings, reduce_Bps) -> dict[str, float]:
         if reduce_Bps is None or op not in REDUCING:
             return {}
-        return {reduce_resource(rank): reduce_Bps for ring in rings for rank in ring.ranks}
+        return {unit: reduce_Bps for ring in rings for unit in ring.reduce_units}
 
     def _plans(self, op, rings, size_bytes, root, units, capacities_Bps, chunk_bytes):
         """Every ring's phases; ``root`` indexes the first ring's ranks, and each ring
         gets the same device's index in its own order."""
         share = size_bytes / len(rings)
-        by_rank = {rank: reduce_resource(rank) for ring in rings for rank in ring.ranks} if units else {}
+        by_rank = {rank: unit for ring in rings for rank, unit in zip(ring.ranks, ring.reduce_units)} if units else {}
         root_rank = rings[0].ranks[root]
         return [self.phases(op, ring, share, ring.ranks.index(root_rank), by_rank, capacities_Bps, chunk_bytes)
                 if share > 0 and ring.size > 1 else [] for ring in rings]

@@ -45,10 +45,10 @@ from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
-from mcdla.hw.network import sub_ring
+from mcdla.hw.network import reduce_unit, sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
-from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord, reduce_resource
+from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
@@ -846,8 +846,8 @@ class Iteration:
         classes = dict(self.symmetry.resources)
         for group in self.symmetry.device_classes:  # a device's reduction unit is in its class
             if len(group) > 1:
-                first = reduce_resource(topology.devices[group[0]])
-                classes.update((reduce_resource(topology.devices[d]), first) for d in group)
+                first = reduce_unit(topology.devices[group[0]])
+                classes.update((reduce_unit(topology.devices[d]), first) for d in group)
         self.net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
                                record_timeline=record_timeline, classes=classes)
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
