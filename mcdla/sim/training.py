@@ -819,7 +819,8 @@ class Iteration:
             raise InputError(f"tensor x pipeline degrees {t} x {pp} do not divide the {devices} devices of "
                              f"{topology.name}", key=key)
         dp = devices // (t * pp)
-        device_share(execution.parallel, execution.batch, dp)  # refuses a batch the replicas cannot split
+        # One replica's share of the batch (refuses a batch the replicas cannot split evenly).
+        self.share = device_share(execution.parallel, execution.batch, dp)
         micro = training.micro_batches
         if execution.batch % (dp * micro):
             raise InputError(f"{execution.batch} is not divisible by {dp} data-parallel replicas x {micro} "
