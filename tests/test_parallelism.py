@@ -7,7 +7,7 @@ import pytest
 from mcdla.config.execution import ExecutionSpec
 from mcdla.config.training import TrainingSpec
 from mcdla.errors import InputError
-from mcdla.hw.network import Ring, sub_ring
+from mcdla.hw.network import Ring, p2p_paths, sub_ring
 from mcdla.hw.parallelism import tensor_split
 from mcdla.hw.topology import load_topology
 from mcdla.hw.workload import load_workload
@@ -159,13 +159,53 @@ def test_pipeline_stages_send_activations_and_gradients_point_to_point():
     record = iterate(pipeline_parallel=2, training_options=dict(micro_batches=4))
     hidden = GPT2["seq"] * GPT2["hidden"] * 2  # one sample's residual stream, fp16
     micro = 16 // 4 // 4  # batch 16 over dp = 4 replicas, 4 micro-batches
-    # Each of the 4 replicas sends 4 micro-batches forward and 4 gradients back.
-    assert len(record.transfers) == 4 * 4 * 2
-    assert {size for _, size in record.transfers} == {micro * hidden}
+    # Each of the 4 replicas sends 4 micro-batches forward and 4 gradients back; a peer
+    # four devices round the ring is as far either way, so each transfer is split over
+    # the 3 rings both ways (6 flows of 4 hops through memory-nodes, 8 channels each).
+    assert len(record.transfers) == 4 * 4 * 2 * 6
+    assert {size for _, size in record.transfers} == {micro * hidden / 6}
+    assert {len(path) for path, _ in record.transfers} == {8}
+    assert len({path for path, _ in record.transfers}) == 4 * 2 * 6  # per replica, way and ring
     # Gradients are reduced over each stage's data-parallel group only.
     reductions = [c for c in record.collectives if c.op == "all_reduce"]
     assert {c.ranks for c in reductions} == {4}
     assert sum(c.size_bytes for c in reductions) == pytest.approx(GPT2_PARAMS * 2)  # each stage its own groups
+
+
+@pytest.mark.parametrize("design, src, dst, flows, hops", [
+    ("dgx_h100", "D0", "D3", 18, 2),  # straight through the NVSwitch, over all 18 NVLinks
+    ("dgx_h100_4node", "D0", "D8", 1, 2),  # GPU 0 of node 0 to GPU 0 of node 1: over rail 0
+    ("dgx_h100_4node", "D0", "D9", 2, 4),  # another rail: along the rings, over NVSwitch to it
+    ("ring", "D0", "D1", 3, 2),  # the MC-DLA ring's neighbour: the 3 rings' forward links
+    ("ring", "D0", "D4", 6, 8),  # across the ring: as far either way, both ways
+])
+def test_a_point_to_point_transfer_takes_the_shortest_ways_of_every_ring(design, src, dst, flows, hops):
+    topology = load_topology(design)
+    paths = p2p_paths(topology.rings, src, dst, topology.reverse_of, topology.channels)
+    assert len(paths) == flows and {len(path) for _, path, _ in paths} == {hops}
+    assert sum(share for share, _, _ in paths) == pytest.approx(1.0)
+    for _, path, latency in paths:
+        channels = [topology.channels[c] for c in path]
+        assert channels[0].src == src and channels[-1].dst == dst
+        assert all(a.dst == b.src for a, b in zip(channels, channels[1:]))
+        assert latency == pytest.approx(sum(c.latency_s for c in channels))
+
+
+def test_a_sub_ring_on_a_switch_goes_straight_through_it():
+    topology = load_topology("dgx_h100")
+    ring = topology.rings[0]
+    part = sub_ring(ring, {"D0", "D2", "D5"}, "x", topology.reverse_of(ring), topology.channels)
+    # D5 back to D0 through the switch, not round through D6 and D7
+    assert [[topology.channels[c].dst for c in segment] for segment in part.segments] == \
+        [["FS0", "D2"], ["FS0", "D5"], ["FS0", "D0"]]
+    assert part.hub == "FS0"  # a switch ring: the switch algorithms run on it
+
+
+def test_tensor_parallel_groups_run_the_switch_algorithms():
+    """A tensor-parallel group's sub-ring on a switch is a switch ring (it was refused)."""
+    times = {c: iterate("dgx_h100", tensor_parallel=4, collective=c).iteration_time_s
+             for c in ("ring", "direct", "in_switch")}
+    assert times["in_switch"] < times["ring"]  # the switch reduces: about half the bytes
 
 
 # ZeRO-Offload -------------------------------------------------------------------------

@@ -148,14 +148,23 @@ PIPE = [("training.virtualization", False), ("training.micro_batches", 4)]
 @pytest.mark.parametrize("design, sets, classes", [
     ("ring", [("execution.tensor_parallel", 2), ("execution.zero", 1)], 2),  # even and odd tensor ranks
     ("dgx_h100", [("execution.tensor_parallel", 4)], 1),  # NCCL's rate caps: one per alike group's ring
-    ("dgx_h100_4node", [("execution.tensor_parallel", 8)], 16),
-    ("dgx_h100", [("execution.tensor_parallel", 2), ("execution.pipeline_parallel", 2), *PIPE], 8),
+    ("dgx_h100_4node", [("execution.tensor_parallel", 8)], 1),
+    ("dgx_h100", [("execution.tensor_parallel", 2), ("execution.pipeline_parallel", 2), *PIPE], 2),  # a class a stage
     ("mcdla_ring_cluster", [("execution.pipeline_parallel", 4), *PIPE], 32),
-], ids=["ring_tp2", "dgx_h100_tp4", "cluster_tp8", "tp2_pp2", "cluster_pp4"])
+    # 3D: stages of two nodes' tensor groups, their peers a node away over the rails
+    # (t = 4: a data-parallel ring crosses between rails along the topology's rings, as
+    # they are cut in each node: fewer classes)
+    ("dgx_h100_4node", [("execution.tensor_parallel", 4), ("execution.pipeline_parallel", 2), *PIPE], 16),
+    ("dgx_h100_4node", [("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 4), *PIPE], 4),
+    ("dgx_h100", [("execution.tensor_parallel", 4), ("execution.collective", "in_switch")], 8),  # not lumped
+], ids=["ring_tp2", "dgx_h100_tp4", "cluster_tp8", "tp2_pp2", "cluster_pp4", "cluster_3d", "cluster_tp8_pp4",
+        "in_switch_tp4"])
 def test_tensor_and_pipeline_groups_stay_exact(design, sets, classes):
     """A communicator of simulated devices stands for its alike groups (their joins
-    weighted, its flows with copies); pipeline peers' routes follow the first ring the
-    shorter way, which breaks the stages' symmetry: every device its own class there."""
+    weighted, its flows with copies); pipeline peers' routes go straight through the
+    switch they share (NVSwitch, a rail), so a stage is one class. A cluster of ring
+    nodes is not: its rings are cut at different places in each node, so a node's
+    group is a line whose ranks differ (every device its own class there)."""
     symmetric, exact = both(design, "gpt2", batch=64, sets=sets)
     assert differences(symmetric, exact) == []
     assert symmetric["rank_classes"] == classes

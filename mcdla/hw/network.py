@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "reduction_port", "reduce_unit"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "reduction_port", "reduce_unit"]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -74,6 +74,8 @@ class Ring:
     ``home_out[i]``/``home_in[i]`` are rank ``i``'s channels to and from its own fabric
     switch (its domain's), the segment's where the ring takes that way, else the
     parallel link of this ring's number ("" where the rank has no such switch).
+    ``reverse`` names the ring that runs the same cycle the other way over the other
+    direction of the same links ("" for none): a listed ring bound both ways.
     """
 
     name: str
@@ -87,6 +89,7 @@ class Ring:
     exit_in: tuple[str, ...] = ()
     home_out: tuple[str, ...] = ()
     home_in: tuple[str, ...] = ()
+    reverse: str = ""
 
     def through_switch(self, i: int) -> str:
         """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
@@ -140,6 +143,24 @@ class Ring:
     def repeats_channel(self) -> bool:
         return len(set(self.channels)) != len(self.channels)
 
+    @cached_property  # sub-rings and point-to-point routes look ranks up: once
+    def position(self) -> dict[str, int]:
+        """Rank -> its index in :attr:`ranks`."""
+        return {rank: i for i, rank in enumerate(self.ranks)}
+
+    def direct(self, i: int, j: int, channels) -> tuple[str, str] | None:
+        """The two channels from rank ``i`` to rank ``j`` through a switch both link to:
+        their own domain switch (:attr:`home_out`, :attr:`home_in`: a GPU's NVSwitch),
+        else the spine both leave their domains to (:attr:`exit_out`, :attr:`exit_in`: the
+        rail switch of two nodes' GPUs of one local rank); None when they share neither.
+        ``channels``: channel id -> :class:`Channel` (a home channel's far end)."""
+        if self.home_out and self.home_out[i] and self.home_in[j] \
+                and channels[self.home_out[i]].dst == channels[self.home_in[j]].src:
+            return self.home_out[i], self.home_in[j]
+        if self.exit_switch and self.exit_switch[i] and self.exit_switch[i] == self.exit_switch[j]:
+            return self.exit_out[i], self.exit_in[j]
+        return None
+
 
 @dataclass(frozen=True)
 class Subflow:
@@ -156,28 +177,87 @@ class Subflow:
     store: str
 
 
-def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None) -> Ring:
+def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channels=None) -> Ring:
     """``ring`` restricted to the ranks in ``members``, in ring order (a communicator of
-    a subgroup on the same physical rings, as NCCL's). Each segment runs from one member
-    to the next along ``ring``, relaying through the ranks between; when ``reverse``
-    (the same cycle the other way) reaches the next member in fewer hops, the segment
-    goes back along it instead, so a group of neighbours forms a line over both
-    directions rather than closing the long way around through other groups."""
-    keep = [i for i, rank in enumerate(ring.ranks) if rank in members]
+    a subgroup on the same physical rings, as NCCL's). A segment between two members
+    that share a switch (:meth:`Ring.direct`: their domain switch, or a rail switch)
+    goes straight through it, as NCCL connects peers over NVSwitch or one rail; any
+    other runs along ``ring``, relaying through the ranks between, or back along
+    ``reverse`` (the same cycle the other way) when that takes fewer hops, so a group of
+    neighbours forms a line over both directions rather than closing the long way
+    around through other groups. ``channels`` (channel id -> Channel) gives direct
+    segments their latency; a ring bound to switches needs it. The kept ranks keep
+    their switches and links to them, so the switch algorithms run on the sub-ring."""
+    position = ring.position
+    keep = sorted(position[m] for m in members if m in position)
     if len(keep) == ring.size:
         return ring
-    back = {rank: i for i, rank in enumerate(reverse.ranks)} if reverse is not None else {}
-    segments, latency = [], []
+    back = reverse.position if reverse is not None else {}
+    segments, latency, outs, ins = [], [], [], []
     for j, start in enumerate(keep):
         end = keep[(j + 1) % len(keep)]
-        route, hops = ring, _hops(ring.size, start, end)
-        if back:
-            other = _hops(reverse.size, back[ring.ranks[start]], back[ring.ranks[end]])
-            if sum(len(reverse.segments[h]) for h in other) < sum(len(ring.segments[h]) for h in hops):
-                route, hops = reverse, other
-        segments.append(tuple(c for h in hops for c in route.segments[h]))
-        latency.append(sum(route.latency_s[h] for h in hops))
-    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency))
+        segment, lat, out, into = _segment(ring, start, end, reverse, back, channels)
+        segments.append(segment)
+        latency.append(lat)
+        outs.append(out)
+        ins.append(into)
+    fields = {}
+    if ring.switch_out:
+        fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
+    for attr in ("exit_switch", "exit_out", "exit_in", "home_out", "home_in"):
+        values = getattr(ring, attr)
+        if values:
+            fields[attr] = tuple(values[i] for i in keep)
+    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), **fields)
+
+
+def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels):
+    """The channels from rank ``start`` to rank ``end`` of ``ring`` (:func:`sub_ring`), their
+    latency, and the switches the first hop goes into and the last comes out of."""
+    if (ring.home_out or ring.exit_switch) and start != end:  # (a group of one keeps the whole cycle)
+        if channels is None:
+            raise ValueError(f"ring {ring.name!r} is bound to switches: a sub-ring of it needs the channels")
+        pair = ring.direct(start, end, channels)
+        if pair is not None:
+            switch = channels[pair[0]].dst
+            return pair, channels[pair[0]].latency_s + channels[pair[1]].latency_s, switch, switch
+    route, hops = ring, _hops(ring.size, start, end)
+    if back:
+        other = _hops(reverse.size, back[ring.ranks[start]], back[ring.ranks[end]])
+        if sum(len(reverse.segments[h]) for h in other) < sum(len(ring.segments[h]) for h in hops):
+            route, hops = reverse, other
+    segment = tuple(c for h in hops for c in route.segments[h])
+    lat = sum(route.latency_s[h] for h in hops)
+    if not route.switch_out:
+        return segment, lat, "", ""
+    return segment, lat, route.switch_out[hops[0]], route.switch_in[(hops[-1] + 1) % route.size]
+
+
+def p2p_paths(rings, src: str, dst: str, reverse_of, channels) -> tuple[tuple[float, tuple[str, ...], float], ...]:
+    """A point-to-point transfer from device ``src`` to ``dst`` as (share of the bytes,
+    channels, latency) flows: split evenly over every ring through both (as NCCL spreads
+    a send over its channels), each ring's share on its way from ``src`` to ``dst``
+    (:func:`sub_ring`'s segment: straight through a switch both share, else along the
+    ring or back along its reverse, ``reverse_of(ring)``), keeping only the rings whose
+    way takes the fewest hops; shares on the same channels are one flow."""
+    ways: dict[tuple[str, ...], list] = {}
+    fewest = None
+    for ring in rings:
+        position = ring.position
+        if src not in position or dst not in position:
+            continue
+        reverse = reverse_of(ring)
+        segment, lat, _, _ = _segment(ring, position[src], position[dst], reverse,
+                                      reverse.position if reverse is not None else {}, channels)
+        if fewest is None or len(segment) < fewest:
+            fewest, ways = len(segment), {}
+        if len(segment) == fewest:
+            way = ways.setdefault(segment, [0, lat])
+            way[0] += 1
+    if not ways:
+        raise ValueError(f"no ring joins {src} and {dst}")
+    total = sum(n for n, _ in ways.values())
+    return tuple((n / total, segment, lat) for segment, (n, lat) in ways.items())
 
 
 def _hops(size: int, start: int, end: int) -> list[int]:

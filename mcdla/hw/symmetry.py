@@ -68,12 +68,13 @@ class Symmetry:
 
 def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequence = (),
                  groups: Sequence[tuple[str, Sequence[str], Sequence]] = (),
-                 links: Sequence[tuple[str, str, str, Sequence[str]]] = ()) -> Symmetry:
+                 links: Sequence[tuple[str, str, str, Sequence[tuple]]] = (), rings=None) -> Symmetry:
     """The classes of ``topology``'s devices, resources and stores for a run whose
     backing-store stripes follow ``policy`` (module docstring). ``colours``: one value
     per device (devices of different values are never alike); ``groups``: (kind,
-    member devices, the group's rings); ``links``: (kind, device, peer, resources of
-    the route between them)."""
+    member devices, the group's rings); ``links``: (kind, device, peer, the flows of the
+    route between them as (share, resources, latency)); ``rings``: the rings the run's collectives
+    use besides the groups' (None: the topology's)."""
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
@@ -113,16 +114,17 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
             edges.append((qv, index[("d", rank)], ("rank",)))
         return qv
 
-    for ring in topology.rings:
+    for ring in topology.rings if rings is None else rings:
         ring_vertex(ring)
     for n, (kind, members, rings) in enumerate(groups):
         gv = vertex("g", f"{kind}{n}", (kind, len(members)))
         edges.extend((gv, index[("d", d)], ("member", kind)) for d in members)
         edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in rings)
-    for kind, src, dst, path in links:
+    for kind, src, dst, paths in links:
         edges.append((index[("d", src)], index[("d", dst)], ("peer", kind)))
-        edges.extend((index[("d", src)], index[("r", r)], ("link", kind, j)) for j, r in enumerate(path)
-                     if r in capacities)
+        for share, path, latency in paths:
+            edges.extend((index[("d", src)], index[("r", r)], ("link", kind, share, latency, j))
+                         for j, r in enumerate(path) if r in capacities)
     colour = _refine(initial, edges, len(devices))  # the devices are vertices 0 .. N-1
     if colour is None:
         return Symmetry.exact(len(devices))

@@ -86,10 +86,19 @@ class Topology:
     spine_switch: SwitchSpec | None = None  # the spines' part (None: as fabric_switch)
     generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
-    # training driver asks for the same few routes at every DMA.
+    # training driver asks for the same few routes at every DMA (and the rings by name).
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- capacities and routes -------------------------------------------------------
+
+    def reverse_of(self, ring: Ring) -> Ring | None:
+        """The ring running ``ring``'s cycle the other way (:attr:`Ring.reverse`), or None."""
+        if not ring.reverse:
+            return None
+        named = self._routes.get("rings by name")
+        if named is None:
+            named = self._routes["rings by name"] = {r.name: r for r in self.rings}
+        return named.get(ring.reverse)
 
     def capacities(self) -> dict[str, float]:
         """Channel and port id -> bytes/s: the resources of the flow network."""
@@ -500,7 +509,8 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
             reverse = [cycle[0]] + list(cycle[1:])[::-1]
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
-            rings.append(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i))
+            other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
+            rings.append(replace(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i), reverse=other))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import simpy
 
 from mcdla.hw.compute import optimizer_step_time
-from mcdla.hw.network import sub_ring
+from mcdla.hw.network import p2p_paths
 from mcdla.hw.parallelism import pipeline_stages
 from mcdla.sim.offload import block_of
 from mcdla.sim.training import DeviceCompute
@@ -50,15 +50,16 @@ def schedule(kind: str, stage: int, stages: int, micro_batches: int) -> list[tup
 
 
 class PipeLinks:
-    """Point-to-point transfers between pipeline stages, one flow each on the network.
+    """Point-to-point transfers between pipeline stages, as flows on the network.
 
-    The route from one device to another follows the first topology ring through
-    both, the shorter way round (as a two-rank communicator's ring would)."""
+    A transfer is split over every topology ring through both devices, each share on
+    that ring's shortest way between them (:func:`mcdla.hw.network.p2p_paths`: straight
+    through a switch they share, NVSwitch or a rail, else along the ring)."""
 
-    def __init__(self, env, net, topology, reverse_of):
-        self.env, self.net, self.topology, self._reverse_of = env, net, topology, reverse_of
+    def __init__(self, env, net, topology):
+        self.env, self.net, self.topology = env, net, topology
         self._arrivals: dict[tuple, simpy.Event] = {}
-        self._routes: dict[tuple[str, str], tuple[tuple[str, ...], float]] = {}
+        self._routes: dict[tuple[str, str], tuple] = {}
         self.sent: list[tuple[tuple[str, ...], float]] = []  # (path, bytes): for the invariants
 
     def arrival(self, key: tuple) -> simpy.Event:
@@ -68,31 +69,24 @@ class PipeLinks:
 
     def send(self, src: str, dst: str, key: tuple, size_bytes: float, pairs: tuple = ()) -> None:
         """Sends from ``src`` to ``dst``; with rank symmetry, for each (source, peer) of
-        ``pairs`` (``src``'s class), as one flow standing for them all."""
-        path, latency_s = self._route(src, dst)
+        ``pairs`` (``src``'s class), as flows standing for them all."""
         for a, b in pairs or ((src, dst),):
-            self.sent.append((self._route(a, b)[0], size_bytes))
-        done = self.net.transfer(size_bytes, path, latency_s, tag="/".join(map(str, key)),
-                                 copies=max(1, len(pairs)), even=False)
+            self.sent.extend((path, share * size_bytes) for share, path, _ in self._route(a, b))
+        flows = self.net.alike([(share * size_bytes, path, latency) for share, path, latency in self._route(src, dst)])
+        copies = max(1, len(pairs))
+        tag = "/".join(map(str, key))
+        done = self.env.all_of([self.net.transfer(size, path, latency, tag=tag, copies=n * copies, even=False)
+                                for size, path, latency, n in flows])
         arrival = self.arrival(key)
         done.callbacks.append(lambda _event: arrival.succeed())
 
-    def _route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
-        if (src, dst) not in self._routes:
-            self._routes[(src, dst)] = p2p_route(self.topology, src, dst, self._reverse_of)
-        return self._routes[(src, dst)]
-
-
-def p2p_route(topology, src: str, dst: str, reverse_of) -> tuple[tuple[str, ...], float]:
-    """The channels from device ``src`` to ``dst`` and their latency: along the first
-    topology ring through both, the shorter way round (``reverse_of``: a ring -> the
-    same cycle the other way, or None)."""
-    for ring in topology.rings:
-        if src in ring.ranks and dst in ring.ranks:
-            pair = sub_ring(ring, {src, dst}, "p2p", reverse_of(ring))
-            k = pair.ranks.index(src)
-            return pair.segments[k], pair.latency_s[k]
-    raise RuntimeError(f"no ring joins {src} and {dst}")
+    def _route(self, src: str, dst: str) -> tuple:
+        route = self._routes.get((src, dst))
+        if route is None:
+            topology = self.topology
+            route = self._routes[(src, dst)] = p2p_paths(topology.rings, src, dst, topology.reverse_of,
+                                                          topology.channels)
+        return route
 
 
 class PipelineStage(DeviceCompute):

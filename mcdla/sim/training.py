@@ -45,7 +45,7 @@ from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
-from mcdla.hw.network import reduce_unit, sub_ring
+from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
@@ -770,17 +770,6 @@ def _rank_order(order: str | None, topology) -> tuple[int, ...]:
     return tuple(index[n] for n in given)
 
 
-def _reverse(ring, rings):
-    """The ring that runs ``ring``'s cycle the other way (the other direction of the same
-    links), or None: a listed ring bound both ways is named NAME.fwd and NAME.rev."""
-    stem, _, way = ring.name.rpartition(".")
-    other = {"fwd": "rev", "rev": "fwd"}.get(way)
-    for candidate in rings:
-        if other and candidate.name == f"{stem}.{other}":
-            return candidate
-    return None
-
-
 def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params) -> float:
     """The model state one device keeps for the whole iteration (without pipeline
     stages): 1/D of it in model-parallel training; its tensor-parallel share of the
@@ -909,15 +898,18 @@ class Iteration:
         supported = not execution.exact and execution.collective in SYMMETRIC_COLLECTIVES
         links = []
         if pp > 1 and supported:
-            from mcdla.sim.pipeline import p2p_route
-
-            links = [(kind, names[d], names[peer], p2p_route(topology, names[d], names[peer], self._reverse)[0])
+            links = [(kind, names[d], names[peer],
+                      p2p_paths(topology.rings, names[d], names[peer], topology.reverse_of, topology.channels))
                      for d, pair in self.peers.items() for kind, peer in zip(("prev", "next"), pair)
                      if peer is not None]
+        # With communicators of groups, the topology's own rings carry nothing, nor do a
+        # group of one's (it never communicates): only the groups' sub-rings tell
+        # devices apart.
         symmetry = rank_classes(topology, execution.policy, supported,
                                 colours=[self.stage_of[d] for d in range(len(names))] if pp > 1 else (),
-                                groups=[(kind, [names[d] for d in group], rings)
-                                        for kind, _, group, rings in self.group_rings], links=links)
+                                groups=[(kind, [names[d] for d in group], rings if len(group) > 1 else ())
+                                        for kind, _, group, rings in self.group_rings], links=links,
+                                rings=() if self.group_rings else topology.rings)
         if not self.group_rings:  # one communicator over every device
             return symmetry, [({group[0]: len(group) for group in symmetry.device_classes}, 1, ())]
         groups = [(kind, group) for kind, _, group, _ in self.group_rings]
@@ -952,9 +944,6 @@ class Iteration:
                 "data": [[names[d] for d in g] for g in self.data_groups],
                 "stages": list(stages.values())}
 
-    def _reverse(self, ring):
-        return _reverse(ring, self.inputs.topology.rings)
-
     def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], tuple]]:
         """The communicators of tensor and pipeline parallelism: (kind, number, devices,
         their rings: each topology ring through them restricted to them); none without."""
@@ -965,8 +954,9 @@ class Iteration:
         for kind, groups in (("dp", self.data_groups), ("tp", self.tensor_groups)):
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
-                group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", _reverse(ring, topology.rings))
-                                    for ring in topology.rings if members <= set(ring.ranks))
+                group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", topology.reverse_of(ring),
+                                             topology.channels)
+                                    for ring in topology.rings if members <= ring.position.keys())
                 if not group_rings:
                     raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
                                      key="execution.tensor_parallel")
@@ -1029,7 +1019,7 @@ class Iteration:
         else:
             from mcdla.sim.pipeline import PipeLinks, PipelineStage
 
-            links = PipeLinks(env, self.net, topology, self._reverse)
+            links = PipeLinks(env, self.net, topology)
             names = topology.devices
             devices = []
             for group in self.symmetry.device_classes:
