@@ -21,6 +21,8 @@ Measured:
   64 with ``--quick``, any sizes with ``--scale N ...`` (16,384: about 15 s here);
   its events per second as a fraction of the raw rate shows whether the cost of an
   event grows with the system;
+- 3D parallelism (not with ``--quick``): one GPT-3 175B iteration on 1,024 H100s,
+  tensor 8 x pipeline 16 x data 8 (128 DGX H100 nodes on rail-optimized InfiniBand);
 - CLI start-up: ``mcdla --help``, ``mcdla workloads`` and ``mcdla sim`` (the default
   8-device point) as subprocesses, best of N;
 - the peak resident memory of this process (``resource.getrusage``).
@@ -29,7 +31,7 @@ Targets (PASS/MISS): a simulated iteration of the grid costs at most ~500k raw
 timeouts of wall time on average; a CLI start-up at most ~150k; issue 14's scale
 targets, a 1,024-device iteration in under 2 s and a 16,384-device one in under 20 s
 of this 2-core machine, whose raw rate is about 2.1M timeouts/s: 4.2M and 42M raw
-timeouts (docs/performance.md).
+timeouts, and the 3D-parallel GPT-3 iteration in under 10 s: 21M (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ SCALE_SIZES, SCALE_QUICK = (64, 256, 1024), (64,)
 # Issue 14's wall-time targets (2 s, 20 s) on the machine they were set on, whose raw
 # SimPy rate was about 2.1M timeouts/s (docs/performance.md), in raw timeouts.
 SCALE_TARGETS = {1024: 2.0 * 2.1e6, 16384: 20.0 * 2.1e6}
+# Issue 14's 3D-parallel target: GPT-3 175B on 1,024 H100s (128 DGX H100 nodes on
+# rail-optimized InfiniBand; tensor 8 in a node, 16 pipeline stages of 8 nodes, 8
+# data-parallel replicas, 16 micro-batches of one sequence) in under 10 s, in raw timeouts.
+THREE_D_NODES = 128
+THREE_D_SETS = (("generator.nodes", THREE_D_NODES), ("host.sockets", 2 * THREE_D_NODES),
+                ("spine_switch.chips", 2),  # 128 rail ports over Quantum-2's 64 a chip
+                ("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 16),
+                ("training.micro_batches", 16), ("training.virtualization", False))
+THREE_D_TARGET = 10.0 * 2.1e6
 
 WORKLOADS = ("alexnet", "googlenet", "vgg_e", "resnet34", "rnn_gemv", "rnn_lstm1", "rnn_lstm2", "rnn_gru")
 DESIGNS = (("dc", "bw_aware"), ("hc", "bw_aware"), ("star", "bw_aware"), ("ring", "local"),
@@ -167,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"({rate / raw:.4f} x raw), {cost(wall)}"
                   + (f" (target {SCALE_TARGETS[n]:,.0f}) {verdict(wall * raw, SCALE_TARGETS[n])}"
                      if n in SCALE_TARGETS else ""))
+
+    if not args.quick:
+        wall, count = run_point("dgx_h100_4node", "bw_aware", "gpt3_175b", "data", 128, THREE_D_SETS)
+        print(f"3d gpt3_175b t8 p16 d8 on {8 * THREE_D_NODES} H100s: {wall:.2f} s, {count} events, {cost(wall)} "
+              f"(target {THREE_D_TARGET:,.0f}) {verdict(wall * raw, THREE_D_TARGET)}")
 
     for label, cli_args in (("--help", ["--help"]), ("workloads", ["workloads"])):
         wall = cli_startup_s(cli_args, repeat)

@@ -152,8 +152,9 @@ PIPE = [("training.virtualization", False), ("training.micro_batches", 4)]
     ("dgx_h100", [("execution.tensor_parallel", 2), ("execution.pipeline_parallel", 2), *PIPE], 2),  # a class a stage
     ("mcdla_ring_cluster", [("execution.pipeline_parallel", 4), *PIPE], 32),
     # 3D: stages of two nodes' tensor groups, their peers a node away over the rails
-    # (t = 4: a data-parallel ring crosses between rails along the topology's rings, as
-    # they are cut in each node: fewer classes)
+    # (t = 4: a data-parallel group has two GPUs in each of two nodes; its sub-ring
+    # keeps the order each topology ring visits them in, which differs with where the
+    # ring is cut in the node: fewer classes)
     ("dgx_h100_4node", [("execution.tensor_parallel", 4), ("execution.pipeline_parallel", 2), *PIPE], 16),
     ("dgx_h100_4node", [("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 4), *PIPE], 4),
     ("dgx_h100", [("execution.tensor_parallel", 4), ("execution.collective", "in_switch")], 8),  # not lumped

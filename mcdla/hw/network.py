@@ -148,18 +148,37 @@ class Ring:
         """Rank -> its index in :attr:`ranks`."""
         return {rank: i for i, rank in enumerate(self.ranks)}
 
-    def direct(self, i: int, j: int, channels) -> tuple[str, str] | None:
-        """The two channels from rank ``i`` to rank ``j`` through a switch both link to:
-        their own domain switch (:attr:`home_out`, :attr:`home_in`: a GPU's NVSwitch),
-        else the spine both leave their domains to (:attr:`exit_out`, :attr:`exit_in`: the
-        rail switch of two nodes' GPUs of one local rank); None when they share neither.
-        ``channels``: channel id -> :class:`Channel` (a home channel's far end)."""
-        if self.home_out and self.home_out[i] and self.home_in[j] \
-                and channels[self.home_out[i]].dst == channels[self.home_in[j]].src:
+    def direct(self, i: int, j: int, channels) -> tuple[str, ...] | None:
+        """The channels from rank ``i`` to rank ``j`` through the switches they link to:
+        their own domain switch when they share it (:attr:`home_out`, :attr:`home_in`: a
+        GPU's NVSwitch); the spine both leave their domains to (:attr:`exit_out`,
+        :attr:`exit_in`: the rail switch of two nodes' GPUs of one local rank); else
+        ``i``'s domain switch to the rank of its domain on ``j``'s rail and over that
+        rank's way out (NCCL's PXN, 2.12+: a send to another rail goes over NVLink to
+        the GPU on the peer's rail first). None when no such way exists. ``channels``:
+        channel id -> :class:`Channel` (a home channel's far end)."""
+        home = self.home_out and self.home_out[i] and channels[self.home_out[i]].dst
+        if home and self.home_in[j] and home == channels[self.home_in[j]].src:
             return self.home_out[i], self.home_in[j]
-        if self.exit_switch and self.exit_switch[i] and self.exit_switch[i] == self.exit_switch[j]:
+        if not self.exit_switch or not self.exit_switch[j]:
+            return None
+        if self.exit_switch[i] == self.exit_switch[j]:
             return self.exit_out[i], self.exit_in[j]
-        return None
+        x = self._on_rail(channels).get((home, self.exit_switch[j])) if home else None
+        if x is None:
+            return None
+        return self.home_out[i], self.home_in[x], self.exit_out[x], self.exit_in[j]
+
+    def _on_rail(self, channels) -> dict[tuple[str, str], int]:
+        """(domain switch, spine) -> the rank of that domain with its way out to that
+        spine, for :meth:`direct`: found once per ring."""
+        found = self.derived.get("on rail")
+        if found is None:
+            found = self.derived["on rail"] = {}
+            for k, (into, out) in enumerate(zip(self.home_in, self.exit_switch)):
+                if into and out:
+                    found.setdefault((channels[into].src, out), k)
+        return found
 
 
 @dataclass(frozen=True)
@@ -217,10 +236,12 @@ def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict,
     if (ring.home_out or ring.exit_switch) and start != end:  # (a group of one keeps the whole cycle)
         if channels is None:
             raise ValueError(f"ring {ring.name!r} is bound to switches: a sub-ring of it needs the channels")
-        pair = ring.direct(start, end, channels)
-        if pair is not None:
-            switch = channels[pair[0]].dst
-            return pair, channels[pair[0]].latency_s + channels[pair[1]].latency_s, switch, switch
+        way = ring.direct(start, end, channels)
+        if way is not None:
+            lat = 0.0
+            for c in way:  # summed in hop order, as a ring's segment
+                lat += channels[c].latency_s
+            return way, lat, channels[way[0]].dst, channels[way[-1]].src
     route, hops = ring, _hops(ring.size, start, end)
     if back:
         other = _hops(reverse.size, back[ring.ranks[start]], back[ring.ranks[end]])
