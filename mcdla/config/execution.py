@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mcdla.config.point import Batch, Parallel, Policy
-from mcdla.config.schema import PositiveInt, Where
+from mcdla.config.schema import PositiveInt
+from mcdla.errors import InputError
 from mcdla.config.training import TrainingSpec
 
 __all__ = ["ExecutionSpec", "EXECUTION_KEYS"]
@@ -83,15 +84,28 @@ class ExecutionSpec:
         for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0),
                              ("offload_optimizer", False), ("offload_params", False)):
             if getattr(self, key) != default and self.parallel != "data":
-                raise Where("execution", key).error(
-                    f"applies to data-parallel training; the paper's model-parallel mode runs with {default}")
+                raise _refuse(f"execution.{key}", "applies to data-parallel training; the paper's "
+                              f"model-parallel mode runs with {default}")
         if self.sequence_parallel and self.tensor_parallel == 1:
-            raise Where("execution", "sequence_parallel").error("splits the tokens over a tensor group: "
-                                                                "set execution.tensor_parallel above 1")
+            raise _refuse("execution.sequence_parallel",
+                          "splits the tokens over a tensor group: set execution.tensor_parallel above 1")
         if self.pipeline_parallel > 1 and self.zero > 1:
-            raise Where("execution", "zero").error(
-                "stages 2 and 3 shard what pipeline stages accumulate over micro-batches; "
-                "with pipeline parallelism use 0 or 1 (as DeepSpeed)")
+            raise _refuse("execution.zero", "stages 2 and 3 shard what pipeline stages accumulate over "
+                          "micro-batches; with pipeline parallelism use 0 or 1 (as DeepSpeed)")
+        if self.offload_params and not (self.zero == 3 and self.offload_optimizer):
+            raise _refuse("execution.offload_params", "the weights leave the device only with their optimizer "
+                          "state, under ZeRO stage 3: set execution.zero=3 and execution.offload_optimizer=true")
+        if self.pipeline_parallel > 1 and self.offload_optimizer:
+            raise _refuse("execution.offload_optimizer", "ZeRO-Offload with pipeline parallelism is not built")
+        if self.pipeline_parallel > 1 and self.training.checkpoint != "none":
+            raise _refuse("training.checkpoint", "activation checkpointing within pipeline stages is not built; "
+                          "use none")
+
+
+def _refuse(key: str, message: str) -> InputError:
+    """A combination of options that cannot run, named by its dotted key (the spec is
+    built from a point's keys, not read from one file)."""
+    return InputError(message, key=key)
 
 
 # The keys --set execution.KEY may name (training options go through training.KEY).

@@ -850,9 +850,6 @@ class Iteration:
             if self.virtualize:
                 raise InputError("pipeline parallelism keeps feature maps on the device; set "
                                  "training.virtualization=false", key="training.virtualization")
-            if training.checkpoint != "none":
-                raise InputError("activation checkpointing within pipeline stages is not built; use none",
-                                 key="training.checkpoint")
             # Each pass runs one micro-batch: the plan's per-layer times and sizes are a micro-batch's.
             micro_inputs = RunInputs(topology, workload, replace(execution, batch=execution.batch // micro * pp))
             self.plan = make_plan(micro_inputs, False)
@@ -872,17 +869,9 @@ class Iteration:
         else:
             params = {g: b / workload.precision_bytes for g, b in self.plan.group_bytes.items()}
             self.model_state_bytes = device_model_state(workload, execution, devices, params)
-        if execution.offload_params and not (execution.zero == 3 and execution.offload_optimizer):
-            raise InputError("the weights leave the device only with their optimizer state, under ZeRO "
-                             "stage 3: set execution.zero=3 and execution.offload_optimizer=true",
-                             key="execution.offload_params")
-        if execution.offload_optimizer:
-            if topology.backing == "none":
-                raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
-                                 key="execution.offload_optimizer")
-            if pp > 1:
-                raise InputError("ZeRO-Offload with pipeline parallelism is not built",
-                                 key="execution.offload_optimizer")
+        if execution.offload_optimizer and topology.backing == "none":
+            raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
+                             key="execution.offload_optimizer")
         self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
 
     def _symmetry(self):
