@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping
 
-from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
+from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where, build
 from mcdla.errors import excerpt
 from mcdla.registry import Registry
 
@@ -368,6 +368,13 @@ class ClusterParams:
     nic_link: str = "nic"  # every device's NIC to a spine switch (spine_switch: the scale-out switch)
     nics_per_device: PositiveInt = 1
     rails: bool = True  # rail-optimized: a spine per place in the node; false: one spine for all
+    # A two-tier fat tree: the nodes in leaf groups of nodes_per_leaf (a scalable unit),
+    # each group's NICs of a rail on that rail's leaf switch, the leaves of a rail under
+    # the rail's core switch; each leaf has its NIC ports / oversubscription uplinks of
+    # uplink_link (default nic_link). Default: every node on one switch per rail.
+    nodes_per_leaf: PositiveInt | None = None
+    oversubscription: Annotated[float, Range(minimum=1.0)] = 1.0
+    uplink_link: str | None = None
     # Host side of every node, as in the switch generator: host memory as the backing store.
     pcie_link: str | None = None
     devices_per_pcie_switch: PositiveInt | None = None  # default 2
@@ -402,10 +409,11 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     _need(doc, "fabric_switch", "the nodes' switches", where)
     _even_nodes(p, doc, where)
     q, n = p.devices_per_node, p.nodes * p.devices_per_node
+    fabric = _Scaleout(p, q, doc, where)
     devices = _names("D", n)
     connections = [[d, f"FS{i // q}", link, p.links_per_device] for i, d in enumerate(devices)]
-    connections += [[d, f"SP{i % q if p.rails else 0}", nic, p.nics_per_device] for i, d in enumerate(devices)]
-    result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": q if p.rails else 1,
+    connections += [[d, fabric.leaf(i), nic, p.nics_per_device] for i, d in enumerate(devices)] + fabric.uplinks
+    result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": fabric.spines,
                               "backing": "none"}
     if p.memory_nodes_per_node and p.pcie_link is not None:
         raise where.child("memory_nodes_per_node").error("give one capacity tier: memory-nodes or pcie_link")
@@ -423,6 +431,53 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
                       serves={d: [f"M{(i // q) * k + (i % q) // per}"] for i, d in enumerate(devices)})
     result["connections"] = connections
     return result
+
+
+class _Scaleout:
+    """The cluster network of ``p``: each device's leaf (its NIC's switch: SP_k of its
+    rail k, or one for all without rails), and, with ``nodes_per_leaf`` below the
+    nodes, a two-tier fat tree: leaf SP_(g R + k) for leaf group g and rail k of R,
+    then one core per rail, SP_(G R + k), each leaf linked to its rail's core by its
+    NIC ports / ``oversubscription`` uplinks."""
+
+    def __init__(self, p: ClusterParams, q: int, doc, where: Where) -> None:
+        self.q, self.rails = q, (q if p.rails else 1)
+        self.per_leaf = p.nodes_per_leaf or p.nodes
+        if p.nodes % self.per_leaf:
+            raise where.child("nodes_per_leaf").error(f"expected a divisor of the {p.nodes} nodes, got {self.per_leaf}")
+        self.groups = p.nodes // self.per_leaf
+        self.uplinks: list[list] = []
+        self.spines = self.groups * self.rails
+        if self.groups == 1:
+            if p.oversubscription != 1.0:
+                raise where.child("oversubscription").error(
+                    "a fat tree's, over its leaves' uplinks: set nodes_per_leaf below the nodes")
+            return
+        ports = self.per_leaf * p.nics_per_device * (1 if p.rails else q)  # a leaf's NIC ports
+        count = ports / p.oversubscription
+        if count < 1 or abs(count - round(count)) > 1e-9:
+            raise where.child("oversubscription").error(
+                f"expected a divisor of a leaf's {ports} NIC ports (its uplinks: ports / oversubscription), "
+                f"got {p.oversubscription:g}")
+        uplink = _need_link(doc, p.uplink_link or p.nic_link, where.child("uplink_link"))
+        cores = self.spines
+        self.spines += self.rails
+        self.uplinks = [[f"SP{g * self.rails + k}", f"SP{cores + k}", uplink, round(count)]
+                        for g in range(self.groups) for k in range(self.rails)]
+
+    def leaf(self, device: int) -> str:
+        """The spine of device ``device``'s NIC (devices numbered node by node)."""
+        node, place = divmod(device, self.q)
+        return f"SP{(node // self.per_leaf) * self.rails + (place if self.rails > 1 else 0)}"
+
+    def between(self, node: int, place: int, nodes: int) -> list[str]:
+        """The switches from the device at ``place`` of ``node`` to the one at the same
+        place of the next node: its leaf, and the core and the next leaf when they are
+        on different leaves."""
+        a, b = self.leaf(node * self.q + place), self.leaf((node + 1) % nodes * self.q + place)
+        if a == b:
+            return [a]
+        return [a, f"SP{self.groups * self.rails + (place if self.rails > 1 else 0)}", b]
 
 
 def _even_nodes(p: ClusterParams, doc, where: Where) -> None:
@@ -454,8 +509,8 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     params_cls, function = GENERATORS.get(name)  # every name in NODE_GENERATORS is registered
     params = build(params_cls, {k: v for k, v in p.node.items() if k != "generator"}, nwhere)
     q = params.devices
-    spines = q if p.rails else 1
-    _check_size(p.nodes * _count(params) + spines, where)
+    fabric = _Scaleout(p, q, doc, where)
+    _check_size(p.nodes * _count(params) + fabric.spines, where)
     nic = _need_link(doc, p.nic_link, where.child("nic_link"))
     _need(doc, "fabric_switch", "the part of the spine switches, unless spine_switch gives theirs", where)
 
@@ -476,9 +531,9 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
         return f"{prefix}{j * counts[prefix] + int(index)}"
 
     connections = [[rename(a, j), rename(b, j), *rest] for j in range(p.nodes) for a, b, *rest in links]
-    connections += [[f"D{i}", f"SP{i % q if p.rails else 0}", nic, p.nics_per_device]
-                    for i in range(p.nodes * q)]
-    result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": spines, "backing": node["backing"],
+    connections += [[f"D{i}", fabric.leaf(i), nic, p.nics_per_device] for i in range(p.nodes * q)]
+    connections += fabric.uplinks
+    result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": fabric.spines, "backing": node["backing"],
                               "connections": connections}
     for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS")):
         if counts[prefix]:
@@ -491,7 +546,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     elif doc.get("rings") is None and p.nodes * q > 1:
         if p.rails and q > 1:
             _even_nodes(p, doc, where)
-        rings, directed = _cluster_rings(p, _node_rings(name, params), q, rename)
+        rings, directed = _cluster_rings(p, _node_rings(name, params), q, rename, fabric)
         result.update(rings=rings, ring_directions="as_listed" if directed else "both")
     return result
 
@@ -507,7 +562,7 @@ def _node_rings(name: str, params) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(f"D{i}" for i in ring) for ring in _CUBE_MESH_RINGS[params.devices])
 
 
-def _cluster_rings(p: ClusterParams, cycles, q: int, rename) -> tuple[list[list[str]], bool]:
+def _cluster_rings(p: ClusterParams, cycles, q: int, rename, fabric: _Scaleout) -> tuple[list[list[str]], bool]:
     """The rings of a cluster of nodes without a fabric switch (the MC-DLA ring, a
     cube-mesh) from the node's own rings ``cycles``, and whether they are directed.
 
@@ -518,8 +573,8 @@ def _cluster_rings(p: ClusterParams, cycles, q: int, rename) -> tuple[list[list[
     to the same place, so over the rails, and an even number of nodes closes it (one
     spine for all closes any). Each ring is cut where the NICs the rings cut so far cross
     least, so with as many places as rings have ends the rings share no NIC."""
-    if q == 1:  # one device per node: a switch ring through the one spine, directed (as derived ones)
-        return [[name for j in range(p.nodes) for name in (f"D{j}", "SP0")]], True
+    if q == 1:  # one device per node: a switch ring through the spines, directed (as derived ones)
+        return [[name for j in range(p.nodes) for name in (f"D{j}", *fabric.between(j, 0, p.nodes))]], True
     if p.nodes == 1:
         return [list(cycle) for cycle in cycles], False
     crossings: Counter = Counter()  # place -> cluster rings that leave or enter a node there
@@ -534,7 +589,7 @@ def _cluster_rings(p: ClusterParams, cycles, q: int, rename) -> tuple[list[list[
         for j in range(p.nodes):
             walk = path if j % 2 == 0 else path[::-1]
             place = int(walk[-1][1:])
-            ring += [rename(n, j) for n in walk] + [f"SP{place if p.rails else 0}"]
+            ring += [rename(n, j) for n in walk] + fabric.between(j, place, p.nodes)
         first = ring.index("D0")  # every ring from the first device: broadcast's root 0
         rings.append(ring[first:] + ring[:first])
     return rings, False

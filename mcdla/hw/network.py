@@ -74,8 +74,13 @@ class Ring:
     ``home_out[i]``/``home_in[i]`` are rank ``i``'s channels to and from its own fabric
     switch (its domain's), the segment's where the ring takes that way, else the
     parallel link of this ring's number ("" where the rank has no such switch).
-    ``reverse`` names the ring that runs the same cycle the other way over the other
-    direction of the same links ("" for none): a listed ring bound both ways.
+    ``exit_core[i]`` is the core switch above rank ``i``'s exit switch when that is a
+    leaf of a two-tier fabric (a fat tree's leaf of one rail, under the rail's core;
+    "" for none), ``core_up[i]``/``core_down[i]`` the channels from the leaf to the core
+    and back this ring uses: two ranks on one rail reach each other over their leaves
+    and the core (:meth:`over_rail`). ``reverse`` names the ring that runs the same
+    cycle the other way over the other direction of the same links ("" for none): a
+    listed ring bound both ways.
     """
 
     name: str
@@ -89,6 +94,9 @@ class Ring:
     exit_in: tuple[str, ...] = ()
     home_out: tuple[str, ...] = ()
     home_in: tuple[str, ...] = ()
+    exit_core: tuple[str, ...] = ()
+    core_up: tuple[str, ...] = ()
+    core_down: tuple[str, ...] = ()
     reverse: str = ""
 
     def through_switch(self, i: int) -> str:
@@ -162,22 +170,40 @@ class Ring:
             return self.home_out[i], self.home_in[j]
         if not self.exit_switch or not self.exit_switch[j]:
             return None
-        if self.exit_switch[i] == self.exit_switch[j]:
-            return self.exit_out[i], self.exit_in[j]
-        x = self._on_rail(channels).get((home, self.exit_switch[j])) if home else None
+        way = self.over_rail(i, j)
+        if way is not None:
+            return way
+        x = self._on_rail(channels).get((home, self.rail(j))) if home else None
         if x is None:
             return None
-        return self.home_out[i], self.home_in[x], self.exit_out[x], self.exit_in[j]
+        return (self.home_out[i], self.home_in[x]) + self.over_rail(x, j)
+
+    def rail(self, i: int) -> str:
+        """The switch that joins rank ``i``'s rail: its exit switch's core, or the exit
+        switch itself ("" for none)."""
+        return (self.exit_core and self.exit_core[i]) or (self.exit_switch[i] if self.exit_switch else "")
+
+    def over_rail(self, i: int, j: int) -> tuple[str, ...] | None:
+        """The channels from rank ``i`` out of its domain to rank ``j`` over their rail:
+        through their one exit switch, or up from ``i``'s leaf to the rail's core and down
+        to ``j``'s leaf; None when they are not on one rail."""
+        if not self.exit_switch or not self.exit_switch[i]:
+            return None
+        if self.exit_switch[i] == self.exit_switch[j]:
+            return self.exit_out[i], self.exit_in[j]
+        if self.exit_core and self.exit_core[i] and self.exit_core[i] == self.exit_core[j]:
+            return self.exit_out[i], self.core_up[i], self.core_down[j], self.exit_in[j]
+        return None
 
     def _on_rail(self, channels) -> dict[tuple[str, str], int]:
-        """(domain switch, spine) -> the rank of that domain with its way out to that
-        spine, for :meth:`direct`: found once per ring."""
+        """(domain switch, rail) -> the rank of that domain on that rail, for
+        :meth:`direct`: found once per ring."""
         found = self.derived.get("on rail")
         if found is None:
             found = self.derived["on rail"] = {}
-            for k, (into, out) in enumerate(zip(self.home_in, self.exit_switch)):
-                if into and out:
-                    found.setdefault((channels[into].src, out), k)
+            for k, into in enumerate(self.home_in):
+                if into and self.exit_switch[k]:
+                    found.setdefault((channels[into].src, self.rail(k)), k)
         return found
 
 
@@ -223,7 +249,7 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     fields = {}
     if ring.switch_out:
         fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
-    for attr in ("exit_switch", "exit_out", "exit_in", "home_out", "home_in"):
+    for attr in ("exit_switch", "exit_out", "exit_in", "home_out", "home_in", "exit_core", "core_up", "core_down"):
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)

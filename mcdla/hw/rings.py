@@ -254,9 +254,27 @@ def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
     q = len(domains[0])
     if len(domains) < 2 or len(domains) % 2 or any(len(members) != q for members in domains):
         return ()
-    if any(exit_of[a] != exit_of[b] for members, nxt in zip(domains, domains[1:] + domains[:1])
-           for a, b in zip(members, nxt)):
-        return ()  # the device at one place in the next domain must share the exit
+    cores: dict[str, str] = {}
+
+    def core(leaf: str) -> str:  # the one spine above a spine (a fat tree's rail core), or ""
+        if leaf not in cores:
+            above = [n for n in graph.successors(leaf) if graph.nodes[n].get("spine")]
+            cores[leaf] = above[0] if len(above) == 1 else ""
+        return cores[leaf]
+
+    def way(a: str, b: str) -> list[str] | None:
+        """The switches from ``a``'s exit to ``b``'s: the one they share, or up to their core."""
+        if exit_of[a] == exit_of[b]:
+            return [exit_of[a]]
+        up = core(exit_of[a])
+        return [exit_of[a], up, exit_of[b]] if up and up == core(exit_of[b]) else None
+
+    ways = {}
+    for members, nxt in zip(domains, domains[1:] + domains[:1]):
+        for a, b in zip(members, nxt):
+            ways[a] = way(a, b)
+            if ways[a] is None:
+                return ()  # the device at one place in the next domain must share the rail
     links = min(graph.number_of_edges(d, domain_of[d]) for d in devices)
     rings = []
     for r in range(links):
@@ -266,7 +284,7 @@ def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
             step = 1 if j % 2 == 0 else -1
             order = [members[(start + step * i) % q] for i in range(q)]
             for i, d in enumerate(order):
-                cycle += [d, switch] if i < q - 1 else [d, exit_of[d]]
+                cycle += [d, switch] if i < q - 1 else [d, *ways[d]]
         first = cycle.index(devices[0])  # every ring from the first device: broadcast's root 0
         rings.append(tuple(cycle[first:] + cycle[:first]))
     return tuple(rings)

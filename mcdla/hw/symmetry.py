@@ -46,6 +46,9 @@ __all__ = ["Symmetry", "rank_classes", "line_up", "MAX_ROUNDS"]
 # pays up to 64 of them before it is simulated rank by rank.
 MAX_ROUNDS = 64
 
+# A ring's per-rank links other than its segments (mcdla.hw.network.Ring).
+_RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down")
+
 
 @dataclass(frozen=True)
 class Symmetry:
@@ -112,6 +115,13 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
                 edges.append((qv, index[("r", c)], ("ring",)))
         for rank in ring.ranks:
             edges.append((qv, index[("d", rank)], ("rank",)))
+        # The links a switch algorithm takes besides the segments: each rank's to and
+        # from its domain switch, its exit, and its leaf's core (mcdla.hw.network.Ring).
+        # Like the segments, they are the ring's: the algorithms load every rank's alike.
+        for role in _RANK_LINKS:
+            for c in getattr(ring, role):
+                if c in capacities:
+                    edges.append((qv, index[("r", c)], (role,)))
         return qv
 
     for ring in topology.rings if rings is None else rings:

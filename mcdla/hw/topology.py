@@ -470,6 +470,7 @@ class _Fabric:
         self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
         self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
         self._tiers: dict[str, tuple[str, str]] = {}
+        self._cores: dict[str, str] = {}
 
     def tiers(self, rank: str) -> tuple[str, str]:
         """The rank's one fabric neighbour that is not a spine (its domain's switch) and
@@ -479,6 +480,17 @@ class _Fabric:
             home = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n not in self.spine]
             out = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n in self.spine]
             found = self._tiers[rank] = (home[0] if len(home) == 1 else "", out[0] if len(out) == 1 else "")
+        return found
+
+    def core(self, leaf: str) -> str:
+        """The one spine above spine ``leaf`` (the core of a fat tree's rail, over its
+        leaves), else ""."""
+        if not leaf:
+            return ""
+        found = self._cores.get(leaf)
+        if found is None:
+            above = [n for n in self.succ[leaf] if n in self.spine]
+            found = self._cores[leaf] = above[0] if len(above) == 1 else ""
         return found
 
 
@@ -674,6 +686,12 @@ def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: 
 
     tiers = [fab.tiers(r) for r in ranks]
     exit_switch = tuple(t[1] for t in tiers)
+    cores = {leaf: fab.core(leaf) for leaf in set(exit_switch)}
+    exit_core = tuple(cores[leaf] for leaf in exit_switch)
+    core_fields = {}
+    if any(exit_core):
+        core_fields = dict(exit_core=exit_core, core_up=tuple(link(s, c) for s, c in zip(exit_switch, exit_core)),
+                           core_down=tuple(link(c, s) for s, c in zip(exit_switch, exit_core)))
     home = tuple(t[0] for t in tiers)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
     home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
@@ -681,7 +699,8 @@ def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: 
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
                 switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
                 exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
-                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in)
+                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in,
+                **core_fields)
 
 
 def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):

@@ -471,15 +471,16 @@ def _cut_domains(ring: Ring) -> _Domains:
         cross = {(j, 0): ring.segments[m[0]] for j, m in enumerate(domains)}
     elif all(exits):
         # Every rank has its own way out (a NIC on a rail switch): a group is the ranks
-        # that share an exit, one per domain, crossing over it directly.
-        groups = tuple(tuple(next((i for i in m if exits[i] == exits[k]), -1) for m in domains)
+        # on one rail, one per domain, crossing over it (their rail switch, or their
+        # leaves and the rail's core in a fat tree).
+        rails = [ring.rail(i) for i in range(p)]
+        groups = tuple(tuple(next((i for i in m if rails[i] == rails[k]), -1) for m in domains)
                        for k in domains[0])
         if any(-1 in g for g in groups) or len({i for g in groups for i in g}) != p:
-            raise _refuse(ring, "the ranks of every domain on the same exits, one each")
+            raise _refuse(ring, "the ranks of every domain on the same rails, one each")
         for k, g in enumerate(groups):
             for j in range(d):
-                src, dst = g[j], g[(j + 1) % d]
-                cross[(j, k)] = (ring.exit_out[src], ring.exit_in[dst])
+                cross[(j, k)] = ring.over_rail(g[j], g[(j + 1) % d])
     else:
         # Domains joined switch to switch (a two-level switch): a group is the ranks at one
         # place in ring order, crossing over the ring's own inter-domain hops.

@@ -1,0 +1,115 @@
+"""Clusters on a two-tier fat tree per rail: leaf groups of nodes, a core per rail,
+oversubscribed leaf uplinks (issue 14)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mcdla.errors import InputError
+from mcdla.hw.network import p2p_paths
+from mcdla.hw.topology import load_topology
+from mcdla.run import simulate
+from mcdla.sim.environment import CountingEnvironment
+from mcdla.sim.flownet import FlowNetwork
+
+# dgx_h100_4node: 4 nodes of 8 H100s, one 400G NIC per GPU on its rail.
+LEAVES = [("generator.nodes_per_leaf", 2)]
+
+
+def fat_tree(oversubscription: float = 1.0):
+    return load_topology("dgx_h100_4node", LEAVES + [("generator.oversubscription", oversubscription)])
+
+
+def test_leaves_of_a_rail_hang_under_the_rails_core():
+    topo = fat_tree(2.0)
+    # 2 leaf groups x 8 rails, then a core per rail
+    assert topo.fabric_switches[4:] == tuple(f"SP{i}" for i in range(24))
+    links = {(a, b): (kind, count) for a, b, kind, count in topo.physical_links}
+    assert links[("D0", "SP0")] == ("nic", 1) and links[("D8", "SP0")] == ("nic", 1)  # nodes 0, 1: group 0
+    assert links[("D16", "SP8")] == ("nic", 1)  # node 2: group 1's leaf of rail 0
+    # a leaf's 2 NIC ports over 2: one uplink to its rail's core
+    assert links[("SP0", "SP16")] == ("isl", 1) and links[("SP8", "SP16")] == ("isl", 1)
+    assert ("SP0", "SP17") not in links
+    assert dict(((a, b), c) for a, b, _, c in fat_tree(1.0).physical_links)[("SP0", "SP16")] == 2
+
+
+def test_the_rings_cross_between_leaf_groups_through_the_core():
+    ring = fat_tree().ring_cycles[0]
+    cores = [i for i, n in enumerate(ring) if n in {f"SP{16 + k}" for k in range(8)}]
+    assert len(cores) == 2  # into leaf group 1 and back: the snake crosses the group boundary twice
+    for i in cores:
+        below = {ring[i - 1], ring[i + 1]}
+        assert len(below) == 2 and all(n.startswith("SP") for n in below)
+
+
+@pytest.mark.parametrize("sets, message", [
+    ([("generator.nodes_per_leaf", 3)], r"generator\.nodes_per_leaf: expected a divisor of the 4 nodes, got 3"),
+    ([("generator.oversubscription", 2)], r"generator\.oversubscription: a fat tree's, over its leaves' uplinks: "
+                                          r"set nodes_per_leaf below the nodes"),
+    (LEAVES + [("generator.oversubscription", 3)],
+     r"generator\.oversubscription: expected a divisor of a leaf's 2 NIC ports .*got 3"),
+    (LEAVES + [("generator.oversubscription", 0.5)], r"generator\.oversubscription: .*1"),
+    (LEAVES + [("generator.uplink_link", "ib")], r"generator\.uplink_link: link type 'ib' is not in the "
+                                                    r"file's links"),
+])
+def test_bad_fat_tree_input_names_the_key(sets, message):
+    with pytest.raises(InputError, match=message):
+        load_topology("dgx_h100_4node", sets)
+
+
+@pytest.mark.parametrize("oversubscription", [1.0, 2.0])
+def test_stage_to_stage_sends_across_the_leaves_share_the_uplinks(oversubscription):
+    """Every GPU of leaf group 0 (nodes 0 and 1) sends B bytes to its peer at the same
+    place two nodes on (leaf group 1) at once: per rail, the 2 sends cross the leaf's
+    2 / r uplinks, so each runs at min(NIC, uplinks x uplink / 2) after the path's
+    latency (NCCL over the rail: NIC, leaf, core, leaf, NIC)."""
+    topo = fat_tree(oversubscription)
+    env = CountingEnvironment()
+    net = FlowNetwork(env, topo.capacities())
+    size = 1e9
+    latencies = set()
+    for src in range(16):
+        for share, path, latency in p2p_paths(topo.rings, f"D{src}", f"D{src + 16}", topo.reverse_of,
+                                              topo.channels):
+            assert len(path) == 4
+            latencies.add(latency)
+            net.transfer(share * size, path, latency)
+    env.run()
+    nic = topo.channels["D0>SP0:0"].bw_Bps
+    uplink = topo.channels["SP0>SP16:0"].bw_Bps
+    uplinks = round(2 / oversubscription)
+    rate = min(nic, uplinks * uplink / 2)
+    (latency,) = latencies
+    assert env.now == pytest.approx(latency + size / rate, rel=1e-9)
+    assert oversubscription == 1.0 or rate == pytest.approx(nic / 2)
+
+
+PIPELINE = [("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 2),
+            ("training.virtualization", False), ("training.micro_batches", 4)]
+
+
+def run(sets, exact=False, workload="gpt2"):
+    return simulate("dgx_h100_4node", "bw_aware", workload, "data", 64, [*sets, ("execution.exact", exact)],
+                    budget=math.inf)
+
+
+def test_an_oversubscribed_fat_tree_slows_the_pipeline_not_the_all_reduce():
+    flat = run(PIPELINE)
+    tree = run(PIPELINE + LEAVES)
+    thin = run(PIPELINE + LEAVES + [("generator.oversubscription", 2)])
+    assert thin["iteration_time_s"] > tree["iteration_time_s"] >= flat["iteration_time_s"]
+    # A hierarchical all-reduce crosses a leaf boundary once per rail and ring direction:
+    # its one flow per uplink fits, as through the NIC that feeds it.
+    dp = [("execution.tensor_parallel", 1)]
+    assert run(dp + LEAVES + [("generator.oversubscription", 2)], workload="resnet34")["iteration_time_s"] == \
+        pytest.approx(run(dp + LEAVES, workload="resnet34")["iteration_time_s"], rel=1e-12)
+
+
+def test_symmetric_equals_exact_on_a_fat_tree():
+    sets = PIPELINE + LEAVES + [("generator.oversubscription", 2)]
+    symmetric, exact = run(sets), run(sets, exact=True)
+    assert symmetric["rank_classes"] == 2 and exact["rank_classes"] == 32
+    for key in ("iteration_time_s", "busy_s", "exposed_s", "link_bytes"):
+        assert symmetric[key] == pytest.approx(exact[key], rel=1e-9)
