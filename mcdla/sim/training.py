@@ -681,14 +681,20 @@ class DeviceCompute:
                     memory.free(plan.tensor_bytes[t])
 
 
-def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
-    """The per-layer times and the offload plan, identical for every device."""
+def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = None,
+              dp: int | None = None) -> OffloadPlan:
+    """The per-layer times and the offload plan, identical for every device: of one
+    replica's share of the batch, or (pipelines) of one ``micro_batch`` of samples on a
+    stage, ``dp`` data-parallel replicas sharing the optimizer state under ZeRO."""
     topology, workload, execution = inputs.topology, inputs.workload, inputs.execution
     layers = workload.layers
     prec = workload.precision_bytes
     devices = len(topology.devices)
     degree = execution.tensor_parallel
-    local_batch, shards = device_share(execution.parallel, execution.batch, devices // degree)
+    if micro_batch is None:
+        local_batch, shards = device_share(execution.parallel, execution.batch, devices // degree)
+    else:  # a pipeline stage's pass (data-parallel training)
+        local_batch, shards = micro_batch, 1
     tp = tensor_split(layers, degree, execution.sequence_parallel)
     layer_shards = tp.shards if degree > 1 else (shards,) * len(layers)
     device = topology.device
@@ -706,7 +712,8 @@ def make_plan(inputs: RunInputs, virtualize: bool) -> OffloadPlan:
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
         tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
     group_params = device_group_params(workload, layer_shards)
-    dp = devices // degree if execution.parallel == "data" else 1
+    if dp is None:
+        dp = devices // degree if execution.parallel == "data" else 1
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
     decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
                              checkpoint=execution.training.checkpoint, lookahead=execution.training.lookahead,
@@ -851,8 +858,7 @@ class Iteration:
                 raise InputError("pipeline parallelism keeps feature maps on the device; set "
                                  "training.virtualization=false", key="training.virtualization")
             # Each pass runs one micro-batch: the plan's per-layer times and sizes are a micro-batch's.
-            micro_inputs = RunInputs(topology, workload, replace(execution, batch=execution.batch // micro * pp))
-            self.plan = make_plan(micro_inputs, False)
+            self.plan = make_plan(self.inputs, False, micro_batch=execution.batch // (dp * micro), dp=dp)
             from mcdla.sim.pipeline import pipeline_plan
 
             self.pipe = pipeline_plan(self.plan, self.inputs, dp)
