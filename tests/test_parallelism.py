@@ -261,6 +261,15 @@ def test_a_rank_order_must_name_every_device_once():
         iterate(tensor_parallel=2, rank_order="D0,D0,D1,D2,D3,D4,D5,D6")
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(micro_batches=4), r"training\.micro_batches: splits a replica's batch over pipeline stages"),
+    (dict(schedule="gpipe"), r"training\.schedule: orders a pipeline's micro-batches"),
+])
+def test_pipeline_options_without_a_pipeline_are_refused_not_ignored(options, message):
+    with pytest.raises(InputError, match=message):
+        iterate(training_options=options)
+
+
 def test_pipelines_refuse_what_they_do_not_model():
     with pytest.raises(InputError, match="checkpointing within pipeline stages"):
         iterate(pipeline_parallel=2, training_options=dict(micro_batches=2, checkpoint="full"))

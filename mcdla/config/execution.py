@@ -97,6 +97,12 @@ class ExecutionSpec:
                           "state, under ZeRO stage 3: set execution.zero=3 and execution.offload_optimizer=true")
         if self.pipeline_parallel > 1 and self.offload_optimizer:
             raise _refuse("execution.offload_optimizer", "ZeRO-Offload with pipeline parallelism is not built")
+        if self.pipeline_parallel == 1 and self.training.micro_batches > 1:
+            raise _refuse("training.micro_batches", "splits a replica's batch over pipeline stages: set "
+                          "execution.pipeline_parallel above 1 (gradient accumulation alone is not built)")
+        if self.pipeline_parallel == 1 and self.training.schedule != "1f1b":
+            raise _refuse("training.schedule", "orders a pipeline's micro-batches: set execution.pipeline_parallel "
+                          "above 1")
         if self.pipeline_parallel > 1 and self.training.checkpoint != "none":
             raise _refuse("training.checkpoint", "activation checkpointing within pipeline stages is not built; "
                           "use none")
