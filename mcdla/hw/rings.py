@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings", "RingSearchLimit", "SEARCH_STEPS"]
+__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings", "Fabric", "RingSearchLimit",
+           "SEARCH_STEPS"]
 
 # Extensions of a partial cycle the search may try before it gives up: the designs of
 # interest take a few thousand; a graph with no such cycles can take exponentially many.
@@ -153,6 +154,41 @@ def _search(nodes, order, neighbours, remaining, wanted, found, steps) -> bool:
     return extend()
 
 
+class Fabric:
+    """What ring derivation and binding ask of the graph, read once: each node's kind,
+    its successors' parallel links (plain dicts), each rank's one home and one exit
+    fabric switch, and a fat tree's core above a leaf. Reading them through networkx's
+    views cost more than the binding."""
+
+    def __init__(self, graph) -> None:
+        self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
+        self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
+        self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
+        self._tiers: dict[str, tuple[str, str]] = {}
+        self._cores: dict[str, str] = {}
+
+    def tiers(self, rank: str) -> tuple[str, str]:
+        """The rank's one fabric neighbour that is not a spine (its domain's switch) and
+        its one spine neighbour (its way out), each "" unless exactly one."""
+        found = self._tiers.get(rank)
+        if found is None:
+            home = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n not in self.spine]
+            out = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n in self.spine]
+            found = self._tiers[rank] = (home[0] if len(home) == 1 else "", out[0] if len(out) == 1 else "")
+        return found
+
+    def core(self, leaf: str) -> str:
+        """The one spine above spine ``leaf`` (the core of a fat tree's rail, over its
+        leaves), else ""."""
+        if not leaf:
+            return ""
+        found = self._cores.get(leaf)
+        if found is None:
+            above = [n for n in self.succ[leaf] if n in self.spine]
+            found = self._cores[leaf] = above[0] if len(above) == 1 else ""
+        return found
+
+
 def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
     """The collective rings of a topology that lists none: (node cycles, directed).
 
@@ -238,14 +274,12 @@ def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
 def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
     """The directed rings of a cluster of domains with per-device exits (see
     :func:`derive_rings`), or ()."""
+    fab = Fabric(graph)
     domain_of, exit_of = {}, {}
     for d in devices:
-        hubs = [n for n in graph.successors(d) if kinds[n] == "fabric"]
-        inner = [n for n in hubs if not graph.nodes[n].get("spine")]
-        outer = [n for n in hubs if graph.nodes[n].get("spine")]
-        if len(inner) != 1 or len(outer) != 1:
+        domain_of[d], exit_of[d] = fab.tiers(d)
+        if not domain_of[d] or not exit_of[d]:
             return ()
-        domain_of[d], exit_of[d] = inner[0], outer[0]
     members_of: dict[str, list[str]] = {}  # each domain's devices in device order, domains by first device
     for d in devices:
         members_of.setdefault(domain_of[d], []).append(d)
@@ -254,20 +288,13 @@ def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
     q = len(domains[0])
     if len(domains) < 2 or len(domains) % 2 or any(len(members) != q for members in domains):
         return ()
-    cores: dict[str, str] = {}
-
-    def core(leaf: str) -> str:  # the one spine above a spine (a fat tree's rail core), or ""
-        if leaf not in cores:
-            above = [n for n in graph.successors(leaf) if graph.nodes[n].get("spine")]
-            cores[leaf] = above[0] if len(above) == 1 else ""
-        return cores[leaf]
 
     def way(a: str, b: str) -> list[str] | None:
         """The switches from ``a``'s exit to ``b``'s: the one they share, or up to their core."""
         if exit_of[a] == exit_of[b]:
             return [exit_of[a]]
-        up = core(exit_of[a])
-        return [exit_of[a], up, exit_of[b]] if up and up == core(exit_of[b]) else None
+        up = fab.core(exit_of[a])
+        return [exit_of[a], up, exit_of[b]] if up and up == fab.core(exit_of[b]) else None
 
     ways = {}
     for members, nxt in zip(domains, domains[1:] + domains[:1]):

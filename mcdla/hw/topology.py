@@ -29,14 +29,20 @@ import networkx as nx
 
 from mcdla.collector import collection_paused
 from mcdla.config import loader
-from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
+from mcdla.config.hardware import (
+    DeviceSpec,
+    HostSpec,
+    LinkSpec,
+    MemoryNodeSpec,
+    SwitchSpec,
+)
+from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Where
 from mcdla.config.topology import MAX_NODES, TopologyDoc, read_topology_doc
 from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
-from mcdla.config.placement import PLACEMENTS
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
-from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
+from mcdla.hw.rings import SEARCH_STEPS, Fabric, RingSearchLimit, derive_rings
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -460,46 +466,12 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             )
 
 
-class _Fabric:
-    """What ring binding asks of the graph, read once: each node's kind, its
-    successors' parallel links (plain dicts), and each rank's one home and one exit
-    fabric switch. Reading them through networkx's views cost more than the binding."""
-
-    def __init__(self, graph) -> None:
-        self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
-        self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
-        self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
-        self._tiers: dict[str, tuple[str, str]] = {}
-        self._cores: dict[str, str] = {}
-
-    def tiers(self, rank: str) -> tuple[str, str]:
-        """The rank's one fabric neighbour that is not a spine (its domain's switch) and
-        its one spine neighbour (its way out), each "" unless exactly one."""
-        found = self._tiers.get(rank)
-        if found is None:
-            home = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n not in self.spine]
-            out = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n in self.spine]
-            found = self._tiers[rank] = (home[0] if len(home) == 1 else "", out[0] if len(out) == 1 else "")
-        return found
-
-    def core(self, leaf: str) -> str:
-        """The one spine above spine ``leaf`` (the core of a fat tree's rail, over its
-        leaves), else ""."""
-        if not leaf:
-            return ""
-        found = self._cores.get(leaf)
-        if found is None:
-            above = [n for n in self.succ[leaf] if n in self.spine]
-            found = self._cores[leaf] = above[0] if len(above) == 1 else ""
-        return found
-
-
 def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     """Every listed ring (or, when none is listed, every derived one), checked, as
     directed rings bound to parallel links; and the node cycles they came from."""
     usage: dict[tuple[str, str], list[tuple[int, int]]] = {}  # directed pair -> heap of (rings bound, link)
     rings: list[Ring] = []
-    fab = _Fabric(graph)
+    fab = Fabric(graph)
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
     # listed "no rings", refused below like any design without a ring.
@@ -532,7 +504,7 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     return _home_links(fab, rings), cycles
 
 
-def _home_links(fab: _Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
+def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     """Each rank's channels to and from its own fabric switch where a ring does not take
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
@@ -565,7 +537,7 @@ def _home_links(fab: _Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     return tuple(result)
 
 
-def _check_relays(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
+def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
     """A memory-node may relay twice (in and out of a device, as Fig. 7(b)'s 20-hop ring
     does); returning to it with no device between is a detour that carries the ring's
     data again for nothing."""
@@ -581,7 +553,7 @@ def _check_relays(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
             last_device = j
 
 
-def _check_cycle(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
+def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
     if len(cycle) < 2:
         raise where.error("a ring needs at least two nodes")
     kinds = fab.kinds
@@ -606,7 +578,7 @@ def _check_cycle(fab: _Fabric, cycle: Sequence[str], where: Where) -> None:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
 
 
-def _bind_one(fab: _Fabric, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
     """Binds each hop to the least-used parallel link not yet used by this ring; each
     rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
     switch) to parallel link ``number`` modulo their count.
