@@ -174,9 +174,9 @@ def test_pipeline_stages_send_activations_and_gradients_point_to_point():
 
 @pytest.mark.parametrize("design, src, dst, flows, hops", [
     ("dgx_h100", "D0", "D3", 18, 2),  # straight through the NVSwitch, over all 18 NVLinks
-    ("dgx_h100_4node", "D0", "D8", 1, 2),  # GPU 0 of node 0 to GPU 0 of node 1: over rail 0
+    ("dgx_h100_4node", "D0", "D8", 18, 2),  # GPU 0 of node 0 to GPU 0 of node 1: over rail 0, a flow a ring
     ("dgx_h100_4node", "D0", "D9", 18, 4),  # another rail: NVSwitch to GPU 1, its rail (PXN)
-    ("ring", "D0", "D1", 3, 2),  # the MC-DLA ring's neighbour: the 3 rings' forward links
+    ("ring", "D0", "D1", 6, 2),  # the MC-DLA ring's neighbour: the 3 rings' forward links, 2 flows each
     ("ring", "D0", "D4", 6, 8),  # across the ring: as far either way, both ways
 ])
 def test_a_point_to_point_transfer_takes_the_shortest_ways_of_every_ring(design, src, dst, flows, hops):

@@ -282,13 +282,14 @@ def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict,
 
 def p2p_paths(rings, src: str, dst: str, reverse_of, channels) -> tuple[tuple[float, tuple[str, ...], float], ...]:
     """A point-to-point transfer from device ``src`` to ``dst`` as (share of the bytes,
-    channels, latency) flows: split evenly over every ring through both (as NCCL spreads
-    a send over its channels), each ring's share on its way from ``src`` to ``dst``
-    (:func:`sub_ring`'s segment: straight through a switch both share, else along the
-    ring or back along its reverse, ``reverse_of(ring)``), keeping only the rings whose
-    way takes the fewest hops; shares on the same channels are one flow."""
-    ways: dict[tuple[str, ...], list] = {}
-    fewest = None
+    channels, latency) flows: one per ring through both, as NCCL spreads a send over
+    its channels, each on that ring's way from ``src`` to ``dst`` (:func:`sub_ring`'s
+    segment: straight through a switch both share, else along the ring or back along
+    its reverse, ``reverse_of(ring)``), keeping only the rings whose way takes the
+    fewest hops. Rings whose ways coincide keep a flow each: a send is as many flows as
+    it has channels however the links fall, so it shares a link with a collective's
+    flows (one per ring too) alike."""
+    ways: list[tuple[tuple[str, ...], float]] = []
     for ring in rings:
         position = ring.position
         if src not in position or dst not in position:
@@ -296,15 +297,13 @@ def p2p_paths(rings, src: str, dst: str, reverse_of, channels) -> tuple[tuple[fl
         reverse = reverse_of(ring)
         segment, lat, _, _ = _segment(ring, position[src], position[dst], reverse,
                                       reverse.position if reverse is not None else {}, channels)
-        if fewest is None or len(segment) < fewest:
-            fewest, ways = len(segment), {}
-        if len(segment) == fewest:
-            way = ways.setdefault(segment, [0, lat])
-            way[0] += 1
+        if ways and len(segment) < len(ways[0][0]):
+            ways = []
+        if not ways or len(segment) == len(ways[0][0]):
+            ways.append((segment, lat))
     if not ways:
         raise ValueError(f"no ring joins {src} and {dst}")
-    total = sum(n for n, _ in ways.values())
-    return tuple((n / total, segment, lat) for segment, (n, lat) in ways.items())
+    return tuple((1.0 / len(ways), segment, lat) for segment, lat in ways)
 
 
 def _hops(size: int, start: int, end: int) -> list[int]:
