@@ -254,7 +254,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         if link_latency is not None:
             latency_s = _quantity(link_latency, "time", "--link-latency", positive=False)
         rings, capacities = ring_of_devices(ring, bw_Bps, latency_s)
-        name, launch_s = f"ring{ring}", 0.0
+        name, launch_s, also = f"ring{ring}", 0.0, {}
     else:
         for option, value in (("--link-bw", link_bw), ("--link-latency", link_latency)):
             if value is not None:
@@ -264,7 +264,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         topo = load_topology(topology)
         if not topo.rings:
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
-        rings, capacities, name = topo.rings, topo.capacities(), topo.name
+        rings, capacities, name, also = topo.rings, topo.capacities(), topo.name, topo.nic_ports
         algorithm = algorithm or _design_collective(topo)
         launch_s = topo.device.launch_overhead
     algorithm = algorithm or "ring"
@@ -272,7 +272,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     if not 1 <= serial <= MAX_RING:
         raise InputError(f"expected 1 to {MAX_RING} devices, got {serial}", key="--launch-serial")
     result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes, algorithm=algorithm,
-                            launch_s=serial * launch_s)
+                            launch_s=serial * launch_s, also=also)
     record = result.record
     return {
         "op": op,

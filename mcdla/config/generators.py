@@ -41,7 +41,7 @@ MAX_GENERATED_NODES = 100_000
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves")
+                  "backing", "serves", "nics")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -367,6 +367,9 @@ class ClusterParams:
     link: str | None = None  # default "nvlink"
     nic_link: str = "nic"  # every device's NIC to a spine switch (spine_switch: the scale-out switch)
     nics_per_device: PositiveInt = 1
+    # NICs shared by the node's devices, each by devices / nics_per_node neighbours (as
+    # GPUs and a NIC under one PCIe switch); default: every device its own NIC(s).
+    nics_per_node: PositiveInt | None = None
     rails: bool = True  # rail-optimized: a spine per place in the node; false: one spine for all
     # A two-tier fat tree: the nodes in leaf groups of nodes_per_leaf (a scalable unit),
     # each group's NICs of a rail on that rail's leaf switch, the leaves of a rail under
@@ -414,7 +417,7 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     connections = [[d, f"FS{i // q}", link, p.links_per_device] for i, d in enumerate(devices)]
     connections += [[d, fabric.leaf(i), nic, p.nics_per_device] for i, d in enumerate(devices)] + fabric.uplinks
     result: dict[str, Any] = {"devices": n, "fabric_switches": p.nodes, "spine_switches": fabric.spines,
-                              "backing": "none"}
+                              "backing": "none", "nics": fabric.nics(p.nodes)}
     if p.memory_nodes_per_node and p.pcie_link is not None:
         raise where.child("memory_nodes_per_node").error("give one capacity tier: memory-nodes or pcie_link")
     _host_side(p, doc, devices, connections, result, where)
@@ -441,7 +444,13 @@ class _Scaleout:
     NIC ports / ``oversubscription`` uplinks."""
 
     def __init__(self, p: ClusterParams, q: int, doc, where: Where) -> None:
-        self.q, self.rails = q, (q if p.rails else 1)
+        nics = p.nics_per_node or q
+        if q % nics:
+            raise where.child("nics_per_node").error(f"expected a divisor of the node's {q} devices, got {nics}")
+        if nics < q and p.nics_per_device > 1:
+            raise where.child("nics_per_node").error("NICs shared by devices: give nics_per_device 1")
+        self.per_nic = q // nics  # devices sharing a NIC, neighbours in the node
+        self.q, self.rails = q, (nics if p.rails else 1)
         self.per_leaf = p.nodes_per_leaf or p.nodes
         if p.nodes % self.per_leaf:
             raise where.child("nodes_per_leaf").error(f"expected a divisor of the {p.nodes} nodes, got {self.per_leaf}")
@@ -453,7 +462,7 @@ class _Scaleout:
                 raise where.child("oversubscription").error(
                     "a fat tree's, over its leaves' uplinks: set nodes_per_leaf below the nodes")
             return
-        ports = self.per_leaf * p.nics_per_device * (1 if p.rails else q)  # a leaf's NIC ports
+        ports = self.per_leaf * p.nics_per_device * (1 if p.rails else nics)  # a leaf's NIC ports
         count = ports / p.oversubscription
         if count < 1 or abs(count - round(count)) > 1e-9:
             raise where.child("oversubscription").error(
@@ -465,10 +474,13 @@ class _Scaleout:
         self.uplinks = [[f"SP{g * self.rails + k}", f"SP{cores + k}", uplink, round(count)]
                         for g in range(self.groups) for k in range(self.rails)]
 
+    def rail(self, place: int) -> int:
+        return place // self.per_nic if self.rails > 1 else 0
+
     def leaf(self, device: int) -> str:
         """The spine of device ``device``'s NIC (devices numbered node by node)."""
         node, place = divmod(device, self.q)
-        return f"SP{(node // self.per_leaf) * self.rails + (place if self.rails > 1 else 0)}"
+        return f"SP{(node // self.per_leaf) * self.rails + self.rail(place)}"
 
     def between(self, node: int, place: int, nodes: int) -> list[str]:
         """The switches from the device at ``place`` of ``node`` to the one at the same
@@ -477,7 +489,13 @@ class _Scaleout:
         a, b = self.leaf(node * self.q + place), self.leaf((node + 1) % nodes * self.q + place)
         if a == b:
             return [a]
-        return [a, f"SP{self.groups * self.rails + (place if self.rails > 1 else 0)}", b]
+        return [a, f"SP{self.groups * self.rails + self.rail(place)}", b]
+
+    def nics(self, nodes: int) -> list[list[str]]:
+        """The devices sharing each NIC (none when every device has its own)."""
+        if self.per_nic == 1:
+            return []
+        return [[f"D{start + i}" for i in range(self.per_nic)] for start in range(0, nodes * self.q, self.per_nic)]
 
 
 def _even_nodes(p: ClusterParams, doc, where: Where) -> None:
@@ -534,7 +552,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     connections += [[f"D{i}", fabric.leaf(i), nic, p.nics_per_device] for i in range(p.nodes * q)]
     connections += fabric.uplinks
     result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": fabric.spines, "backing": node["backing"],
-                              "connections": connections}
+                              "connections": connections, "nics": fabric.nics(p.nodes)}
     for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS")):
         if counts[prefix]:
             result[key] = p.nodes * counts[prefix]

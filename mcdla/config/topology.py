@@ -92,6 +92,9 @@ class TopologyDoc:
     serves: dict[str, tuple[str, ...]] = field(default_factory=dict)
     device_memory: Literal["bounded", "unbounded"] = "bounded"
     collective: str = "ring"  # the design's collective algorithm, unless execution.collective says
+    # Devices that share one NIC: each group's links to its spine pass through the NIC's
+    # transmit and receive ports (NIC<g>/tx, NIC<g>/rx), as GPUs under one PCIe switch.
+    nics: tuple[tuple[str, ...], ...] = ()
     generator: str = ""  # the generator that wrote the nodes and links ("": hand-written)
 
 

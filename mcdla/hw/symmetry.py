@@ -97,6 +97,8 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     for r, bw in capacities.items():
         vertex("r", r, (bw,))
     edges: list[tuple[int, int, tuple]] = []
+    for c, extra in topology.nic_ports.items():  # a shared NIC's port behind its devices' links
+        edges.extend((index[("r", c)], index[("r", a)], ("nic",)) for a in extra)
     if topology.backing != "none":
         for d in devices:
             dv = index[("d", d)]

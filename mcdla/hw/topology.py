@@ -91,6 +91,8 @@ class Topology:
     fabric_switch: SwitchSpec | None = None
     spine_switch: SwitchSpec | None = None  # the spines' part (None: as fabric_switch)
     generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
+    # Channel -> the ports a flow on it also loads: a shared NIC's (``nics`` in the file).
+    nic_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA (and the rings by name).
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -383,6 +385,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
+    nic_ports = _shared_nics(graph, doc.nics, ports, made.child("nics"))
     return Topology(
         name=doc.name,
         description=doc.description,
@@ -409,7 +412,47 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         fabric_switch=doc.fabric_switch,
         spine_switch=doc.spine_switch,
         generator=doc.generator,
+        nic_ports=nic_ports,
     )
+
+
+def _shared_nics(graph, groups, ports: dict[str, Port], where: Where) -> dict[str, tuple[str, ...]]:
+    """The ports of each NIC that ``groups`` of devices share (added to ``ports``), and
+    which they load: every channel of a member to or from its spine loads the NIC's
+    transmit or receive port, of the members' link rate (one direction each, as the
+    NIC's line rate)."""
+    nic_ports: dict[str, tuple[str, ...]] = {}
+    kinds = dict(graph.nodes(data="kind"))
+    seen: set[str] = set()
+    for g, members in enumerate(groups):
+        tx, rx = f"NIC{g}/tx", f"NIC{g}/rx"
+        spines, rates = set(), []
+        for j, d in enumerate(members):
+            here = where.child(g).child(j)
+            if kinds.get(d) != "device":
+                raise here.error(f"{excerpt(d)} is not a device")
+            if d in seen:
+                raise here.error(f"device {d!r} is in two NIC groups")
+            seen.add(d)
+            ups = _spine_channels(graph, d)
+            if not ups:
+                raise here.error(f"device {d!r} has no link to a spine switch for a NIC")
+            for channel, k in ups:
+                spines.add(channel.dst)
+                rates.append(channel.bw_Bps)
+                nic_ports[channel.id] = (tx,)
+                nic_ports[channel_id(channel.dst, d, k)] = (rx,)
+        if len(spines) != 1:
+            raise where.child(g).error(f"a NIC links to one spine switch; its devices link to {len(spines)}")
+        spine = spines.pop()
+        ports[tx], ports[rx] = Port(tx, spine, min(rates)), Port(rx, spine, min(rates))
+    return nic_ports
+
+
+def _spine_channels(graph, device: str) -> list[tuple[Channel, int]]:
+    """The channels from ``device`` to spine switches, with their link index."""
+    return [(data["channel"], k) for n, links in graph.adj[device].items() if graph.nodes[n].get("spine")
+            for k, data in links.items()]
 
 
 def _connection(entry, graph, links, where: Where) -> tuple[str, str, str, int]:

@@ -307,11 +307,13 @@ def run_collective(
     reduce_Bps: float | None = None,
     algorithm: str = "ring",
     launch_s: float = 0.0,
+    also: Mapping[str, tuple[str, ...]] | None = None,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
-    with a registered ``algorithm``."""
+    with a registered ``algorithm``; ``also``: the resources a flow over a channel loads
+    too (a shared NIC's ports, Topology.nic_ports)."""
     env = CountingEnvironment()
-    net = FlowNetwork(env, capacities_Bps)
+    net = FlowNetwork(env, capacities_Bps, also=also)
     wall = time.perf_counter()
     try:
         proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(

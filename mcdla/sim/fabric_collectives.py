@@ -472,8 +472,15 @@ def _cut_domains(ring: Ring) -> _Domains:
     elif all(exits):
         # Every rank has its own way out (a NIC on a rail switch): a group is the ranks
         # on one rail, one per domain, crossing over it (their rail switch, or their
-        # leaves and the rail's core in a fat tree).
-        rails = [ring.rail(i) for i in range(p)]
+        # leaves and the rail's core in a fat tree); ranks that share a rail (and a NIC)
+        # in a domain pair with the next domain's in ring order.
+        rails: list[tuple[str, int]] = [("", 0)] * p
+        for m in domains:
+            seen: dict[str, int] = {}
+            for i in m:
+                rail = ring.rail(i)
+                rails[i] = (rail, seen.get(rail, 0))
+                seen[rail] = rails[i][1] + 1
         groups = tuple(tuple(next((i for i in m if rails[i] == rails[k]), -1) for m in domains)
                        for k in domains[0])
         if any(-1 in g for g in groups) or len({i for g in groups for i in g}) != p:

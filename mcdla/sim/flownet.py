@@ -194,8 +194,12 @@ class FlowNetwork:
         on_rates: Callable[[float, dict[str, float]], None] | None = None,
         record_timeline: bool = False,
         classes: Mapping[str, str] | None = None,
+        also: Mapping[str, tuple[str, ...]] | None = None,
     ):
         self.env = env
+        # Resource -> the resources a flow over it loads too (a shared NIC's ports behind
+        # each of its devices' links): added to every path that crosses it.
+        self._also: Mapping[str, tuple[str, ...]] = also or {}
         self._capacities: dict[str, float] = {}
         # Rank symmetry: resource -> its class's first resource, and that one -> the members.
         self._rep: Mapping[str, str] = classes or {}
@@ -397,6 +401,10 @@ class FlowNetwork:
         symmetry: their classes, and the weight of the flow on each)."""
         if len(set(path)) != len(path):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
+        given = path
+        if self._also:
+            extra = [a for r in path for a in self._also.get(r, ())]
+            path = path + tuple(dict.fromkeys(a for a in extra if a not in path))
         constrained = tuple(r for r in path if r in self._capacities)
         weights = None
         if self._members:
@@ -416,7 +424,7 @@ class FlowNetwork:
             pid = self._pids[key] = len(self._paths)
             self._paths.append(constrained)
             self._weights.append(weights)
-        known = self._given[path if copies == 1 else (path, copies)] = (constrained, pid)
+        known = self._given[given if copies == 1 else (given, copies)] = (constrained, pid)
         return known
 
     # -- accounting ---------------------------------------------------------------

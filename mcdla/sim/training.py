@@ -846,7 +846,7 @@ class Iteration:
                 first = reduce_unit(topology.devices[group[0]])
                 classes.update((reduce_unit(topology.devices[d]), first) for d in group)
         self.net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
-                               record_timeline=record_timeline, classes=classes)
+                               record_timeline=record_timeline, classes=classes, also=topology.nic_ports)
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
         # (with symmetry, on the port that stands for its class).
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)

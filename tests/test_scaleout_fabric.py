@@ -1,19 +1,21 @@
-"""Clusters on a two-tier fat tree per rail: leaf groups of nodes, a core per rail,
-oversubscribed leaf uplinks (issue 14)."""
+"""Cluster networks (issue 14): a two-tier fat tree per rail (leaf groups of nodes, a
+core per rail, oversubscribed leaf uplinks), and NICs shared by a node's devices."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from mcdla.errors import InputError
 from mcdla.hw.network import p2p_paths
 from mcdla.hw.topology import load_topology
-from mcdla.run import simulate
+from mcdla.run import simulate, simulate_collective
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 
+DATA = Path(__file__).resolve().parents[1] / "mcdla" / "data" / "topologies"
 # dgx_h100_4node: 4 nodes of 8 H100s, one 400G NIC per GPU on its rail.
 LEAVES = [("generator.nodes_per_leaf", 2)]
 
@@ -111,5 +113,51 @@ def test_symmetric_equals_exact_on_a_fat_tree():
     sets = PIPELINE + LEAVES + [("generator.oversubscription", 2)]
     symmetric, exact = run(sets), run(sets, exact=True)
     assert symmetric["rank_classes"] == 2 and exact["rank_classes"] == 32
+    for key in ("iteration_time_s", "busy_s", "exposed_s", "link_bytes"):
+        assert symmetric[key] == pytest.approx(exact[key], rel=1e-9)
+
+
+# -- NICs per node --------------------------------------------------------------------
+
+def test_devices_that_share_a_nic_share_its_ports():
+    topo = load_topology("dgx_h100_4node", [("generator.nics_per_node", 4)])
+    assert topo.fabric_switches[4:] == ("SP0", "SP1", "SP2", "SP3")  # a rail per NIC
+    links = {(a, b) for a, b, _, _ in topo.physical_links}
+    assert ("D0", "SP0") in links and ("D1", "SP0") in links and ("D2", "SP1") in links
+    assert topo.nic_ports["D0>SP0:0"] == ("NIC0/tx",) and topo.nic_ports["SP0>D1:0"] == ("NIC0/rx",)
+    assert topo.nic_ports["D8>SP0:0"] == ("NIC4/tx",)  # node 1's first NIC
+    assert topo.ports["NIC0/tx"].bw_Bps == pytest.approx(50e9)  # a 400 Gb/s NIC, each way
+
+
+@pytest.mark.parametrize("nics", [8, 4, 2, 1])
+def test_the_inter_node_all_reduce_slows_by_the_devices_a_nic_serves(nics, tmp_path):
+    """Hierarchical all-reduce of S over 4 DGX H100 nodes: the phase across the nodes
+    all-reduces each GPU's S/8 over its rail, 2 (d-1)/d of it through its NIC; a NIC
+    shared by 8/M GPUs gives each B M/8, so that phase, and nothing else, grows by
+    2 (d-1)/d (S/8) (8/(B M) - 1/B)."""
+    text = (DATA / "dgx_h100_4node.yaml").read_text()
+    path = tmp_path / "nics.yaml"
+    path.write_text(text.replace("uplink_link: isl}", f"uplink_link: isl, nics_per_node: {nics}}}"))
+    size, nodes, nic = 1e9, 4, 50e9
+    own = simulate_collective("all_reduce", size, topology="dgx_h100_4node")["time_s"]
+    shared = simulate_collective("all_reduce", size, topology=str(path))["time_s"]
+    extra = 2 * (nodes - 1) / nodes * (size / 8) * (8 / (nic * nics) - 1 / nic)
+    assert shared - own == pytest.approx(extra, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("sets, message", [
+    ([("generator.nics_per_node", 3)], r"generator\.nics_per_node: expected a divisor of the node's 8 devices"),
+    ([("generator.nics_per_node", 4), ("generator.nics_per_device", 2)],
+     r"generator\.nics_per_node: NICs shared by devices: give nics_per_device 1"),
+])
+def test_bad_nic_input_names_the_key(sets, message):
+    with pytest.raises(InputError, match=message):
+        load_topology("dgx_h100_4node", sets)
+
+
+def test_symmetric_equals_exact_with_shared_nics():
+    sets = PIPELINE + [("generator.nics_per_node", 4)]
+    symmetric, exact = run(sets), run(sets, exact=True)
+    assert symmetric["rank_classes"] < exact["rank_classes"]
     for key in ("iteration_time_s", "busy_s", "exposed_s", "link_bytes"):
         assert symmetric[key] == pytest.approx(exact[key], rel=1e-9)
