@@ -398,3 +398,12 @@ def test_a_copied_graph_does_not_share_route_searches():
     copy.remove_edge(*hops[0])  # a changed copy finds its own route (here none)
     assert _route(copy, device, store) != hops
     assert _route(topo.graph, device, store) == hops
+
+
+def test_a_preset_swap_by_set_takes_the_new_preset_and_later_overrides():
+    """--set KEY.preset=NAME replaces the file's part (it was resolved to its fields
+    first, which then overrode the new preset's: a silent no-op)."""
+    topo = load_topology("dgx_h100_4node", [("spine_switch.chips", 4), ("spine_switch.preset", "spectrum4"),
+                                            ("links.nic.preset", "roce_400g")])
+    assert topo.spine_switch.ports == 128 and topo.spine_switch.chips == 4  # Spectrum-4's, and the override
+    assert topo.links["nic"].latency == pytest.approx(3e-6)  # roce_400g's

@@ -185,6 +185,11 @@ def read_topology_doc(
     except InputError as exc:
         raise InputError(exc.detail, file=file, key=exc.key) from None
     presets = load_presets()
+    # KEY.preset=NAME swaps the part for preset NAME: the file's part is resolved to its
+    # fields first, which would override the new preset's, so it replaces KEY whole,
+    # before the other overrides of KEY's fields.
+    swaps = [(key[:-len(".preset")], {"preset": value}) for key, value in sets if key.endswith(".preset")]
+    sets = swaps + [(key, value) for key, value in sets if not key.endswith(".preset")]
     redirected = _redirect(list(sets), raw)
     doc = resolve_presets(raw, presets, file)
     if redirected:
