@@ -171,3 +171,15 @@ def test_largest_simulates_what_is_asked(monkeypatch, tmp_path, given, expected)
     monkeypatch.setattr(plan_module, "largest", fake_largest)
     main(["plan", "--largest", "gpt3", "--topology", "ring", "--batch", "8", "--quiet", *given])
     assert seen["simulate"] == expected
+
+
+def test_fabric_section_reads_each_fabric_against_a_switch_per_rail():
+    import pandas as pd
+
+    from mcdla.sweep.report import _fabric_section
+
+    table = pd.DataFrame([{"label": label, "iteration_time_s": t, "busy_s.compute": 0.4, "status": "ok"}
+                          for label, t in (("rails", 1.2), ("nic2", 1.8))])
+    text = "\n".join(_fabric_section(table))
+    assert "| a switch per rail | 1,200 ms | 1.000x | 400 ms | 800 ms |" in text
+    assert "| 2 NICs a node (4 GPUs each) | 1,800 ms | 1.500x | 400 ms | 1,400 ms |" in text

@@ -89,7 +89,13 @@ def scale_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fabric_table() -> pd.DataFrame:
+    return pd.DataFrame([{"label": label, "topology": "dgx_h100_4node", "iteration_time_s": t, "busy_s.compute": 0.4,
+                          "status": "ok"} for label, t in (("rails", 1.2), ("leaf8_2to1", 1.3), ("nic2", 1.7))])
+
+
 TABLES = {
+    "cluster_fabric": (fabric_table, {}),
     "scale_out": (scale_table, {}),
     "llm_memory": (llm_table, {}),
     "memory_2026": (table_2026, {}),

@@ -227,6 +227,29 @@ def scale_out_setup(data: pd.DataFrame) -> tuple[int, int, int, int]:
             int(strong["devices"].min()) if not strong.empty else 0)
 
 
+# The cluster_fabric experiment's points, by label: what a person reads.
+FABRIC_NAMES = {
+    "rails": "a switch per rail",
+    "leaf32": "fat tree, leaves of 32 nodes",
+    "leaf8": "fat tree, leaves of 8 nodes",
+    "leaf8_2to1": "leaves of 8, 2:1 uplinks",
+    "leaf8_4to1": "leaves of 8, 4:1 uplinks",
+    "nic4": "4 NICs a node (2 GPUs each)",
+    "nic2": "2 NICs a node (4 GPUs each)",
+    "roce": "RoCE (Spectrum-4, 400 GbE)",
+}
+
+
+def fabric_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The finished rows of a cluster_fabric sweep in file order, with ``name`` (what a
+    person reads) and ``vs_rails`` (iteration time over the one-switch-per-rail point's)."""
+    data = table[table["status"] == "ok"].copy()
+    data["name"] = [FABRIC_NAMES.get(str(label), str(label)) for label in data["label"]]
+    base = data[data["label"] == "rails"]["iteration_time_s"]
+    data["vs_rails"] = data["iteration_time_s"] / float(base.iloc[0]) if not base.empty else float("nan")
+    return data
+
+
 # The iteration time that counts as training in the LLM study's "largest model within a
 # budget" (docs/results.md): 10 s for a batch of 16 sequences, i.e. over 3,000 tokens/s
 # on eight devices for 2,048-token sequences.

@@ -484,6 +484,27 @@ def scale_out(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def cluster_fabric(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """One 3D-parallel iteration per cluster fabric: its time split into compute and
+    the time compute waits (communication and the pipeline's bubble)."""
+    plt = _plt()
+    data = compare.fabric_rows(table)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(data) + 1.2))
+    y = range(len(data))[::-1]
+    compute = data["busy_s.compute"].astype(float)
+    waits = data["iteration_time_s"].astype(float) - compute
+    ax.barh(list(y), compute, color="#4c72b0", label="compute")
+    ax.barh(list(y), waits, left=compute, color="#dd8452", label="waiting (communication, bubble)")
+    for yi, total, ratio in zip(y, data["iteration_time_s"], data["vs_rails"]):
+        ax.text(float(total), yi, f" {float(total):.3f} s ({float(ratio):.2f}x)", va="center", fontsize=7)
+    ax.set_yticks(list(y), list(data["name"]), fontsize=8)
+    ax.set_xlabel("iteration time (s)")
+    ax.set_xlim(0, float(data["iteration_time_s"].max()) * 1.3)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("GPT-3 175B on 1,024 H100s (t 8, p 16, d 8), by cluster fabric", fontsize=10)
+    return fig
+
+
 def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
     """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
     from mcdla.config.experiment import FIGURES as NAMES
