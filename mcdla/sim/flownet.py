@@ -403,8 +403,9 @@ class FlowNetwork:
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
         given = path
         if self._also:
-            extra = [a for r in path for a in self._also.get(r, ())]
-            path = path + tuple(dict.fromkeys(a for a in extra if a not in path))
+            path = path + tuple(a for r in path for a in self._also.get(r, ()))
+            if len(set(path)) != len(path):  # one flow twice through a shared NIC's port
+                raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
         constrained = tuple(r for r in path if r in self._capacities)
         weights = None
         if self._members:
