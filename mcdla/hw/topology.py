@@ -509,12 +509,56 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             )
 
 
+class _LinkUsage:
+    """Per directed node pair, a heap of (times taken, parallel link index) over the
+    pair's links, made when first asked: the least taken, the lowest index on a tie, is
+    its top, where scanning every link at every hop made binding quadratic in them.
+    ``counts``: channel id -> times taken before (default none)."""
+
+    def __init__(self, succ, counts: Mapping[str, int] | None = None) -> None:
+        self._succ, self._counts = succ, counts
+        self._heaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
+
+    def _heap(self, src: str, dst: str) -> list[tuple[int, int]]:
+        heap = self._heaps.get((src, dst))
+        if heap is None:
+            counts = self._counts
+            heap = [(counts.get(channel_id(src, dst, k), 0) if counts else 0, k) for k in sorted(self._succ[src][dst])]
+            heapq.heapify(heap)
+            self._heaps[(src, dst)] = heap
+        return heap
+
+    def take(self, src: str, dst: str, taken: set[int] | None = None) -> int | None:
+        """The least-taken link from ``src`` to ``dst`` not in ``taken``, now taken once
+        more; None when every link is in ``taken``."""
+        heap = self._heaps.get((src, dst)) or self._heap(src, dst)
+        if not taken:  # the common case, a hop of a ring that crosses each pair once
+            count, k = heap[0]
+            heapq.heapreplace(heap, (count + 1, k))
+            return k
+        skipped = []
+        chosen = None
+        while heap:
+            entry = heapq.heappop(heap)
+            if entry[1] in taken:
+                skipped.append(entry)
+                continue
+            chosen = entry
+            break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if chosen is None:
+            return None
+        heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
+        return chosen[1]
+
+
 def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     """Every listed ring (or, when none is listed, every derived one), checked, as
     directed rings bound to parallel links; and the node cycles they came from."""
-    usage: dict[tuple[str, str], list[tuple[int, int]]] = {}  # directed pair -> heap of (rings bound, link)
     rings: list[Ring] = []
     fab = Fabric(graph)
+    usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
     # listed "no rings", refused below like any design without a ring.
@@ -552,10 +596,7 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
     a rank's that one of them crosses to another domain, share none."""
-    usage = Counter(c for ring in rings for c in ring.channels)
-    # Directed pair -> heap of (rings using the link, link index), made when first
-    # asked: a channel's count changes only when it is chosen here.
-    heaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    usage = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels))
     result = []
     for ring in rings:
         if all(ring.home_out) and all(ring.home_in):
@@ -568,14 +609,7 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
                 continue
             for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
                 if not chosen[i]:
-                    heap = heaps.get((src, dst))
-                    if heap is None:
-                        heap = heaps[(src, dst)] = [(usage[channel_id(src, dst, k)], k) for k in fab.succ[src][dst]]
-                        heapq.heapify(heap)
-                    count, k = heapq.heappop(heap)  # the least used, the lowest index on a tie
-                    heapq.heappush(heap, (count + 1, k))
-                    chosen[i] = channel_id(src, dst, k)
-                    usage[chosen[i]] += 1
+                    chosen[i] = channel_id(src, dst, usage.take(src, dst))
         result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
     return tuple(result)
 
@@ -626,9 +660,8 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
     switch) to parallel link ``number`` modulo their count.
 
-    ``usage`` keeps, per directed node pair, a heap of (rings bound so far, link index)
-    over the pair's parallel links, shared by all the rings bound: the least used is
-    its top, where scanning every link at every hop made binding quadratic in them."""
+    ``usage`` (:class:`_LinkUsage`) counts the rings bound on each parallel link so far,
+    shared by all the rings bound."""
     kinds, succ = fab.kinds, fab.succ
     # Rotate so the ring starts at a device: segments run from rank to rank.
     start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
@@ -637,50 +670,23 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
     repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
     hops: list[str] = []
-    if not repeats:  # each hop the least used link, the first on a tie: the top of its heap
-        append, heapreplace, get = hops.append, heapq.heapreplace, usage.get
-        for node, nxt in pairs:
-            heap = get((node, nxt))
-            if heap is None:
-                heap = usage[(node, nxt)] = [(0, k) for k in sorted(succ[node][nxt])]  # sorted: a heap
-            count, k = heap[0]
-            heapreplace(heap, (count + 1, k))
-            append(channel_id(node, nxt, k))
-    else:  # a pair crossed twice takes a link this ring has not taken
-        mine: dict[tuple[str, str], set[int]] = {}  # pair -> the links this ring took there
-        for j, pair in enumerate(pairs):
-            heap = usage.get(pair)
-            if heap is None:
-                heap = usage[pair] = [(0, k) for k in sorted(succ[pair[0]][pair[1]])]  # sorted: a heap
-            taken = mine.get(pair)
-            skipped = []
-            chosen = None
-            while heap:  # the least used link not yet taken by this ring, the first on a tie
-                entry = heapq.heappop(heap)
-                if taken is not None and entry[1] in taken:
-                    skipped.append(entry)
-                    continue
-                chosen = entry
-                break
-            for entry in skipped:
-                heapq.heappush(heap, entry)
-            if chosen is None:
-                # Name the hop's destination by its index in the file (the reverse
-                # direction of a ring is the listed ring read backwards).
-                node, nxt = pair
-                position = (j + 1 + start) % listed
-                if name.endswith(".rev"):
-                    position = (listed - position) % listed
-                raise where.child(position).error(
-                    f"the ring crosses {node!r} -> {nxt!r} more often than its "
-                    f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
-                )
-            heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
-            if taken is None:
-                mine[pair] = {chosen[1]}
-            else:
-                taken.add(chosen[1])
-            hops.append(channel_id(pair[0], pair[1], chosen[1]))
+    mine: dict[tuple[str, str], set[int]] = {}  # a pair crossed twice: the links this ring took there
+    for j, (node, nxt) in enumerate(pairs):
+        taken = mine.setdefault((node, nxt), set()) if repeats else None
+        k = usage.take(node, nxt, taken)
+        if k is None:
+            # Name the hop's destination by its index in the file (the reverse
+            # direction of a ring is the listed ring read backwards).
+            position = (j + 1 + start) % listed
+            if name.endswith(".rev"):
+                position = (listed - position) % listed
+            raise where.child(position).error(
+                f"the ring crosses {node!r} -> {nxt!r} more often than its "
+                f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
+            )
+        if repeats:
+            taken.add(k)
+        hops.append(channel_id(node, nxt, k))
     # Segments run from each rank's position to the next's (the ring starts at a rank).
     starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]
     ranks = [nodes[j] for j in starts]
