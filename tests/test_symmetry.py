@@ -57,6 +57,8 @@ def _ring_file(tmp_path, n: int, home_only: tuple[int, ...] = ()) -> str:
     return str(path)
 
 
+PIPE = [("training.virtualization", False), ("training.micro_batches", 4)]
+
 DESIGNS = ["ring", "dc", "hc", "star", "oracle", "dgx1v", "dc16", "ring16", "dgx_a100", "dgx_h100",
            "dgx_h100_memnodes", "dgx_h100_cxl", "gh200_nvl32", "dgx_h100_4node", "mcdla_scaleout",
            "mcdla_ring_cluster", "dc_cluster"]
@@ -93,10 +95,15 @@ def test_switch_collectives_group_alike_flows_and_stay_exact(design, collective)
     assert symmetric["rank_classes"] == 1
 
 
-def test_in_switch_reduction_simulates_every_rank():
-    # Its flows do not load the resource classes evenly: symmetry is not applied.
-    result = simulate("gb200_nvl72", "bw_aware", "alexnet", "data", 144)
-    assert result["rank_classes"] == result["devices"] == 72
+@pytest.mark.parametrize("design, workload, batch, sets", [
+    ("gb200_nvl72", "alexnet", 144, []),  # NVLink SHARP: one reduction engine for 72 GPUs
+    ("gb200_nvl72", "gpt2", 144, [("execution.tensor_parallel", 2), ("execution.pipeline_parallel", 2), *PIPE]),
+    ("dgx_h100_memnodes", "vgg_e", 64, [("execution.collective", "in_switch")]),  # beside offload traffic
+], ids=["nvl72", "nvl72_3d", "memnodes"])
+def test_in_switch_reduction_lumps_and_stays_exact(design, workload, batch, sets):
+    symmetric, exact = both(design, workload, batch=batch, sets=sets)
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] < exact["rank_classes"] == exact["devices"]
 
 
 @pytest.mark.parametrize("design, sets", [
@@ -142,9 +149,6 @@ def test_classes_of_the_shipped_designs():
     assert rank_classes(load_topology("ring"), "bw_aware", supported=False).trivial
 
 
-PIPE = [("training.virtualization", False), ("training.micro_batches", 4)]
-
-
 @pytest.mark.parametrize("design, sets, classes", [
     ("ring", [("execution.tensor_parallel", 2), ("execution.zero", 1)], 2),  # even and odd tensor ranks
     ("dgx_h100", [("execution.tensor_parallel", 4)], 1),  # NCCL's rate caps: one per alike group's ring
@@ -157,7 +161,7 @@ PIPE = [("training.virtualization", False), ("training.micro_batches", 4)]
     # ring is cut in the node: fewer classes)
     ("dgx_h100_4node", [("execution.tensor_parallel", 4), ("execution.pipeline_parallel", 2), *PIPE], 16),
     ("dgx_h100_4node", [("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 4), *PIPE], 4),
-    ("dgx_h100", [("execution.tensor_parallel", 4), ("execution.collective", "in_switch")], 8),  # not lumped
+    ("dgx_h100", [("execution.tensor_parallel", 4), ("execution.collective", "in_switch")], 1),
 ], ids=["ring_tp2", "dgx_h100_tp4", "cluster_tp8", "tp2_pp2", "cluster_pp4", "cluster_3d", "cluster_tp8_pp4",
         "in_switch_tp4"])
 def test_tensor_and_pipeline_groups_stay_exact(design, sets, classes):

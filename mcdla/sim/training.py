@@ -62,9 +62,10 @@ __all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunIn
 RECOMPUTE = "recompute "
 
 # Collective algorithms whose flows treat every rank of a ring alike (rank symmetry
-# holds for them, tested against exact runs); a tree singles out its root, and in-switch
-# reduction was found not to load the classes evenly (the channel-byte invariant caught it).
-SYMMETRIC_COLLECTIVES = ("ring", "nccl", "direct", "hierarchical")
+# holds for them, tested against exact runs); a tree singles out its root. (In-switch
+# reduction was once excluded after the channel-byte invariant caught uneven loads; with
+# the refinement seeing every link a ring's switch algorithms take, it holds, tested.)
+SYMMETRIC_COLLECTIVES = ("ring", "nccl", "direct", "hierarchical", "in_switch")
 
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
