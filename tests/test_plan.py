@@ -183,3 +183,12 @@ def test_fabric_section_reads_each_fabric_against_a_switch_per_rail():
     text = "\n".join(_fabric_section(table))
     assert "| a switch per rail | 1,200 ms | 1.000x | 400 ms | 800 ms |" in text
     assert "| 2 NICs a node (4 GPUs each) | 1,800 ms | 1.500x | 400 ms | 1,400 ms |" in text
+
+
+def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates():
+    """--set training.schedule=gpipe is for the pipeline candidates; the others run
+    without a schedule (it was refused for all)."""
+    from mcdla.sweep.plan import plan
+
+    rows = plan("dgx_h100", "gpt2", batch=32, sets=[("training.schedule", "gpipe")], simulate=2)
+    assert rows

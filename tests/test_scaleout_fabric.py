@@ -161,3 +161,50 @@ def test_symmetric_equals_exact_with_shared_nics():
     assert symmetric["rank_classes"] < exact["rank_classes"]
     for key in ("iteration_time_s", "busy_s", "exposed_s", "link_bytes"):
         assert symmetric[key] == pytest.approx(exact[key], rel=1e-9)
+
+
+# -- routing checks found in review ------------------------------------------------------
+
+def test_ranks_of_one_machine_never_talk_over_the_scale_out_network():
+    """Two GPUs of a ring node (no switch inside) that share a rail switch, or one spine
+    for all, still reach each other over the node's NVLinks."""
+    for sets in ([("generator.rails", False)], [("generator.nics_per_node", 4)]):
+        topo = load_topology("mcdla_ring_cluster", sets)
+        for dst in ("D1", "D2", "D5"):
+            for _, path, _ in p2p_paths(topo.rings, "D0", dst, topo.reverse_of, topo.channels):
+                assert not any("SP" in c for c in path), (sets, dst, path)
+        # and across nodes they do: GPU 0 of node 0 to GPU 0 of node 1 over the rail
+        assert all(any("SP" in c for c in path)
+                   for _, path, _ in p2p_paths(topo.rings, "D0", "D8", topo.reverse_of, topo.channels))
+
+
+@pytest.mark.parametrize("design, sets", [
+    ("mcdla_ring_cluster", [("generator.nics_per_node", 4), ("execution.tensor_parallel", 2)]),
+    ("dgx_h100_4node", PIPELINE[1:] + [("execution.pipeline_parallel", 2), ("execution.collective", "ring"),
+                                       ("execution.rank_order", ",".join(f"D{i}" for i in
+                                                                        [*range(15), 16, 15, *range(17, 32)]))]),
+], ids=["shared_nic_ring_nodes", "permuted_ranks"])
+def test_groups_that_once_crashed_run_and_stay_exact(design, sets):
+    runs = [simulate(design, "bw_aware", "gpt2", "data", 64, [*sets, ("execution.exact", exact)], budget=math.inf)
+            for exact in (False, True)]
+    for key in ("iteration_time_s", "busy_s", "exposed_s", "link_bytes"):
+        assert runs[0][key] == pytest.approx(runs[1][key], rel=1e-9)
+
+
+def test_a_group_the_design_collective_cannot_run_falls_back_to_the_ring():
+    """Six nodes in four stages: a stage's data-parallel group has GPUs of two nodes
+    unevenly (hierarchical needs equal domains); that communicator runs the ring."""
+    from mcdla.hw.workload import load_workload
+    from mcdla.config.execution import ExecutionSpec
+    from mcdla.config.training import TrainingSpec
+    from mcdla.sim.training import Iteration
+
+    topo = load_topology("dgx_h100_4node", [("generator.nodes", 6), ("host.sockets", 12)])
+    records = {}
+    for collective in ("hierarchical", "ring"):
+        spec = ExecutionSpec(batch=96, pipeline_parallel=4, collective=collective,
+                             training=TrainingSpec(virtualization=False, micro_batches=4))
+        records[collective] = Iteration(topo, load_workload("gpt2"), spec).run()
+    assert {c.algorithm for c in records["hierarchical"].collectives} == {"ring"}  # 8 + 4 GPUs a group
+    assert records["hierarchical"].iteration_time_s == records["ring"].iteration_time_s
+    # (a design's own rings are refused instead: test_fabric_collectives, uneven domains)

@@ -78,7 +78,9 @@ class Ring:
     leaf of a two-tier fabric (a fat tree's leaf of one rail, under the rail's core;
     "" for none), ``core_up[i]``/``core_down[i]`` the channels from the leaf to the core
     and back this ring uses: two ranks on one rail reach each other over their leaves
-    and the core (:meth:`over_rail`). ``reverse`` names the ring that runs the same
+    and the core (:meth:`over_rail`). ``node[i]`` names the machine rank ``i`` is in
+    (what its links reach without a spine switch): ranks of one machine never talk over
+    the scale-out network. ``reverse`` names the ring that runs the same
     cycle the other way over the other direction of the same links ("" for none): a
     listed ring bound both ways.
     """
@@ -97,6 +99,7 @@ class Ring:
     exit_core: tuple[str, ...] = ()
     core_up: tuple[str, ...] = ()
     core_down: tuple[str, ...] = ()
+    node: tuple[str, ...] = ()
     reverse: str = ""
 
     def through_switch(self, i: int) -> str:
@@ -156,27 +159,30 @@ class Ring:
         """Rank -> its index in :attr:`ranks`."""
         return {rank: i for i, rank in enumerate(self.ranks)}
 
-    def direct(self, i: int, j: int, channels) -> tuple[str, ...] | None:
+    def direct(self, i: int, j: int, channels, avoid=()) -> tuple[str, ...] | None:
         """The channels from rank ``i`` to rank ``j`` through the switches they link to:
         their own domain switch when they share it (:attr:`home_out`, :attr:`home_in`: a
         GPU's NVSwitch); the spine both leave their domains to (:attr:`exit_out`,
         :attr:`exit_in`: the rail switch of two nodes' GPUs of one local rank); else
         ``i``'s domain switch to the rank of its domain on ``j``'s rail and over that
         rank's way out (NCCL's PXN, 2.12+: a send to another rail goes over NVLink to
-        the GPU on the peer's rail first). None when no such way exists. ``channels``:
-        channel id -> :class:`Channel` (a home channel's far end)."""
+        the GPU on the peer's rail first), unless that rank is in ``avoid``. None when no
+        such way exists, and for two ranks of one machine without a switch between them
+        (they stay on the ring). ``channels``: channel id -> :class:`Channel` (a home
+        channel's far end)."""
         home = self.home_out and self.home_out[i] and channels[self.home_out[i]].dst
         if home and self.home_in[j] and home == channels[self.home_in[j]].src:
             return self.home_out[i], self.home_in[j]
-        if not self.exit_switch or not self.exit_switch[j]:
+        if not self.exit_switch or not self.exit_switch[j] or (self.node and self.node[i] == self.node[j]):
             return None
         way = self.over_rail(i, j)
         if way is not None:
             return way
         x = self._on_rail(channels).get((home, self.rail(j))) if home else None
-        if x is None:
+        rest = self.over_rail(x, j) if x is not None and x not in avoid else None
+        if rest is None:
             return None
-        return (self.home_out[i], self.home_in[x]) + self.over_rail(x, j)
+        return (self.home_out[i], self.home_in[x]) + rest
 
     def rail(self, i: int) -> str:
         """The switch that joins rank ``i``'s rail: its exit switch's core, or the exit
@@ -239,9 +245,10 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
         return ring
     back = reverse.position if reverse is not None else {}
     segments, latency, outs, ins = [], [], [], []
+    members_at = frozenset(keep)  # a relay to another rail must not be a member: its links are the group's
     for j, start in enumerate(keep):
         end = keep[(j + 1) % len(keep)]
-        segment, lat, out, into = _segment(ring, start, end, reverse, back, channels)
+        segment, lat, out, into = _segment(ring, start, end, reverse, back, channels, members_at)
         segments.append(segment)
         latency.append(lat)
         outs.append(out)
@@ -249,20 +256,21 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     fields = {}
     if ring.switch_out:
         fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
-    for attr in ("exit_switch", "exit_out", "exit_in", "home_out", "home_in", "exit_core", "core_up", "core_down"):
+    for attr in ("exit_switch", "exit_out", "exit_in", "home_out", "home_in", "exit_core", "core_up", "core_down",
+                 "node"):
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)
     return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), **fields)
 
 
-def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels):
+def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):
     """The channels from rank ``start`` to rank ``end`` of ``ring`` (:func:`sub_ring`), their
     latency, and the switches the first hop goes into and the last comes out of."""
     if (ring.home_out or ring.exit_switch) and start != end:  # (a group of one keeps the whole cycle)
         if channels is None:
             raise ValueError(f"ring {ring.name!r} is bound to switches: a sub-ring of it needs the channels")
-        way = ring.direct(start, end, channels)
+        way = ring.direct(start, end, channels, avoid)
         if way is not None:
             lat = 0.0
             for c in way:  # summed in hop order, as a ring's segment

@@ -166,6 +166,33 @@ class Fabric:
         self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
         self._tiers: dict[str, tuple[str, str]] = {}
         self._cores: dict[str, str] = {}
+        self._nodes: dict[str, str] | None = None
+
+    def node_of(self, rank: str) -> str:
+        """The machine ``rank`` is in, named by its first member in node order: the
+        part of the graph its links reach without a spine switch (a cluster's node with
+        its own switch, PCIe tree and hosts; the whole design without spines)."""
+        if self._nodes is None:
+            order = {n: i for i, n in enumerate(self.succ)}
+            parent: dict[str, str] = {}
+
+            def find(n: str) -> str:
+                while parent.get(n, n) != n:
+                    n = parent[n]
+                return n
+
+            for a, neighbours in self.succ.items():
+                if a in self.spine:
+                    continue
+                for b in neighbours:
+                    if b not in self.spine:
+                        ra, rb = find(a), find(b)
+                        if ra != rb:  # the earlier root names the merged part
+                            if order[ra] > order[rb]:
+                                ra, rb = rb, ra
+                            parent[rb] = ra
+            self._nodes = {n: find(n) for n in self.succ}
+        return self._nodes[rank]
 
     def tiers(self, rank: str) -> tuple[str, str]:
         """The rank's one fabric neighbour that is not a spine (its domain's switch) and

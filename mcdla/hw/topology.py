@@ -721,7 +721,7 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
                 switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
                 exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
                 exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in,
-                **core_fields)
+                node=tuple(fab.node_of(r) for r in ranks) if any(exit_switch) else (), **core_fields)
 
 
 def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):

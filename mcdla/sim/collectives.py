@@ -103,6 +103,7 @@ class CollectiveRecord:
     bytes_sent_per_ring: tuple[float, ...]
     protocol: str = ""  # the NCCL protocol a cost-model algorithm chose ("" for the ideal ring)
     wire_factor: float = 1.0  # bytes on the wire per data byte (a protocol's flags)
+    algorithm: str = ""  # the registered algorithm that ran it, when not the execution's
 
     @property
     def time_s(self) -> float:

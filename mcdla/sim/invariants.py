@@ -103,15 +103,15 @@ def expected_channel_bytes(record) -> dict[str, float]:
     def add(channel: str, size: float) -> None:
         expected[channel] = expected.get(channel, 0.0) + size
 
-    algorithm = COLLECTIVES.get(execution.collective)()
     rings = record.rings or {ring.name: ring for ring in topology.rings}
     # A collective's bytes are linear in its size: the wire bytes of all collectives of
-    # one (op, rings) are summed, and their channels' bytes derived once.
+    # one (op, rings, algorithm) are summed, and their channels' bytes derived once.
     wire: dict[tuple, float] = {}
     for c in record.collectives:  # a protocol's flags ride along
-        key = (c.op, c.rings)
+        key = (c.op, c.rings, c.algorithm or execution.collective)
         wire[key] = wire.get(key, 0.0) + c.size_bytes * c.wire_factor
-    for (op, names), size_bytes in wire.items():  # with symmetry, for every group it stands for
+    for (op, names, name), size_bytes in wire.items():  # with symmetry, for every group it stands for
+        algorithm = COLLECTIVES.get(name)()
         for alike in record.equivalent_rings.get(names, (names,)):
             for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in alike]).items():
                 add(channel, size * size_bytes)

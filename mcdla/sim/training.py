@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import simpy
@@ -364,8 +365,19 @@ class CollectiveStream:
         self.weights, self.copies = weights or {}, copies
         self.devices = len(inputs.topology.devices) if devices is None else devices
         self.rings = inputs.topology.rings if rings is None else rings
-        self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(
-            inputs.topology.device.launch_overhead)
+        launch_s = inputs.topology.device.launch_overhead
+        self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(launch_s)
+        # A group's communicator whose rings the algorithm cannot run (hierarchical on a
+        # group spread unevenly over the nodes, direct on rings between nodes) runs the
+        # ring, as NCCL picks per communicator; the design's own rings are refused instead.
+        self.fallback = ""
+        check = getattr(self.algorithm, "check", None)
+        if rings is not None and check is not None:
+            try:
+                check("all_reduce", self.rings, net.capacities_Bps)
+            except InputError:
+                self.fallback = "ring"
+                self.algorithm = COLLECTIVES.get("ring")(launch_s)
         self.records: list[CollectiveRecord] = []
         self._queue: simpy.Store = simpy.Store(env)
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
@@ -398,7 +410,7 @@ class CollectiveStream:
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
             record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
-            self.records.append(record)
+            self.records.append(replace(record, algorithm=self.fallback) if self.fallback else record)
             done.succeed()
 
 
@@ -840,18 +852,7 @@ class Iteration:
         self.peers = {d: (on[rank_of[d] - width] if self.stage_of[d] > 0 else None,
                           on[rank_of[d] + width] if self.stage_of[d] < pp - 1 else None) for d in range(devices)}
         self.env = CountingEnvironment()
-        self.symmetry, self.stream_weights = self._symmetry()
-        classes = dict(self.symmetry.resources)
-        for group in self.symmetry.device_classes:  # a device's reduction unit is in its class
-            if len(group) > 1:
-                first = reduce_unit(topology.devices[group[0]])
-                classes.update((reduce_unit(topology.devices[d]), first) for d in group)
-        self.net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
-                               record_timeline=record_timeline, classes=classes, also=topology.nic_ports)
-        # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
-        # (with symmetry, on the port that stands for its class).
-        self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
-        self.port_peak_Bps = {port: 0.0 for port in dict.fromkeys(map(self.net.representative, self.socket_ports))}
+        self._record_timeline = record_timeline
         self.virtualize = execution.training.virtualization and topology.backing != "none"
         self.pipe = None
         if pp > 1:
@@ -880,6 +881,37 @@ class Iteration:
             raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
                              key="execution.offload_optimizer")
         self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
+
+    # The classes and the flow network are built when first asked (simulate asks for the
+    # classes to check the work budget, run for the network): a planner that only
+    # estimates an iteration from its plan pays for neither.
+    @cached_property
+    def _classes(self):
+        return self._symmetry()
+
+    @property
+    def symmetry(self) -> Symmetry:
+        return self._classes[0]
+
+    @property
+    def stream_weights(self):
+        return self._classes[1]
+
+    @cached_property
+    def net(self) -> FlowNetwork:
+        topology = self.inputs.topology
+        classes = dict(self.symmetry.resources)
+        for group in self.symmetry.device_classes:  # a device's reduction unit is in its class
+            if len(group) > 1:
+                first = reduce_unit(topology.devices[group[0]])
+                classes.update((reduce_unit(topology.devices[d]), first) for d in group)
+        net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
+                          record_timeline=self._record_timeline, classes=classes, also=topology.nic_ports)
+        # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
+        # (with symmetry, on the port that stands for its class).
+        self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
+        self.port_peak_Bps = {port: 0.0 for port in dict.fromkeys(map(net.representative, self.socket_ports))}
+        return net
 
     def _symmetry(self):
         """Which devices are simulated once for their class (mcdla.hw.symmetry), and each
@@ -1013,7 +1045,7 @@ class Iteration:
                                      streams[group[0]][1], members=group).process
                        for group in self.symmetry.device_classes]
         else:
-            from mcdla.sim.pipeline import PipeLinks, PipelineStage
+            from mcdla.sim.pipeline import PipelineStage, PipeLinks
 
             links = PipeLinks(env, self.net, topology)
             names = topology.devices

@@ -60,6 +60,8 @@ class Candidate:
         if self.pipeline_parallel > 1:
             sets += [("execution.pipeline_parallel", self.pipeline_parallel),
                      ("training.micro_batches", self.micro_batches)]
+        else:  # the user's pipeline options (--set training.schedule=gpipe) are for pipelines
+            sets += [("training.micro_batches", 1), ("training.schedule", "1f1b")]
         if self.offload == KEEP:
             sets.append(("training.virtualization", False))
         else:
@@ -233,7 +235,10 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     from mcdla.sim.training import Iteration
 
     cache: dict = {}
-    topo, work, _ = load_inputs(topology, workload, sets, cache, batch=batch, policy=policy)
+    # The design and workload (the candidates set the execution; pipeline options the user
+    # gives are for the pipeline candidates, so they are set aside here).
+    topo, work, _ = load_inputs(topology, workload, [*sets, ("training.micro_batches", 1),
+                                                     ("training.schedule", "1f1b")], cache, batch=batch, policy=policy)
     n = len(topo.devices)
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
