@@ -94,7 +94,8 @@ class Topology:
     # Channel -> the ports a flow on it also loads: a shared NIC's (``nics`` in the file).
     nic_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
-    # training driver asks for the same few routes at every DMA (and the rings by name).
+    # training driver asks for the same few routes at every DMA (and the rings by name, the
+    # virtualization rates).
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- capacities and routes -------------------------------------------------------
@@ -218,6 +219,13 @@ class Topology:
         """
         if self.backing == "none":
             return 0.0
+        key = ("virtualization rate", policy, direction)  # a planner asks once per candidate
+        if key in self._routes:
+            return self._routes[key]
+        self._routes[key] = rate = self._virtualization_rate(policy, direction)
+        return rate
+
+    def _virtualization_rate(self, policy: str, direction: str) -> float:
         paths: dict[tuple[str, int], tuple[str, ...]] = {}
         shares: dict[tuple[str, int], float] = {}
         for d in self.devices:
