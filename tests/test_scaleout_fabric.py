@@ -208,3 +208,29 @@ def test_a_group_the_design_collective_cannot_run_falls_back_to_the_ring():
     assert {c.algorithm for c in records["hierarchical"].collectives} == {"ring"}  # 8 + 4 GPUs a group
     assert records["hierarchical"].iteration_time_s == records["ring"].iteration_time_s
     # (a design's own rings are refused instead: test_fabric_collectives, uneven domains)
+
+
+HAND_WRITTEN = {"name": "nics", "description": "GPUs sharing NICs, written by hand", "device": "h100_sxm5",
+                "fabric_switch": "nvswitch3", "spine_switch": "quantum2", "links": {"nvlink": "nvlink4", "nic": "ib_400g"},
+                "devices": 4, "fabric_switches": 2, "spine_switches": 2,
+                "connections": [["D0", "FS0", "nvlink"], ["D1", "FS0", "nvlink"], ["D2", "FS1", "nvlink"],
+                                ["D3", "FS1", "nvlink"], ["D0", "SP0", "nic"], ["D1", "SP0", "nic"], ["D2", "SP0", "nic"],
+                                ["D3", "SP1", "nic"], ["SP0", "SP1", "nic"]],
+                "rings": [["D0", "FS0", "D1", "SP0", "D2", "FS1", "D3", "SP1", "SP0"]]}
+
+
+@pytest.mark.parametrize("nics, message", [
+    ([["D0", "D1"], ["D1", "D2"]], r"nics\[1\]\[0\]: device 'D1' is in two NIC groups"),
+    ([["D0", "FS0"]], r"nics\[0\]\[1\]: 'FS0' is not a device"),
+    ([["D2", "D3"]], r"nics\[0\]: a NIC links to one spine switch; its devices link to 2"),
+    ([["D0", "D1", "D2"]], r"nics\[0\]: ring 'ring0.fwd' goes through this NIC twice the same way"),
+])
+def test_bad_hand_written_nic_groups_name_the_key(nics, message, tmp_path):
+    import yaml
+
+    path = tmp_path / "nics.yaml"
+    path.write_text(yaml.safe_dump(dict(HAND_WRITTEN, nics=nics)))
+    with pytest.raises(InputError, match=message):
+        load_topology(str(path))
+    path.write_text(yaml.safe_dump(dict(HAND_WRITTEN, nics=[["D0", "D1"]])))
+    assert load_topology(str(path)).nic_ports["D0>SP0:0"] == ("NIC0/tx",)  # the good file loads

@@ -393,7 +393,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
-    nic_ports = _shared_nics(graph, doc.nics, ports, made.child("nics"))
+    nic_ports = _shared_nics(graph, doc.nics, ports, made.child("nics"), rings)
     return Topology(
         name=doc.name,
         description=doc.description,
@@ -424,11 +424,12 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     )
 
 
-def _shared_nics(graph, groups, ports: dict[str, Port], where: Where) -> dict[str, tuple[str, ...]]:
+def _shared_nics(graph, groups, ports: dict[str, Port], where: Where, rings=()) -> dict[str, tuple[str, ...]]:
     """The ports of each NIC that ``groups`` of devices share (added to ``ports``), and
     which they load: every channel of a member to or from its spine loads the NIC's
     transmit or receive port, of the members' link rate (one direction each, as the
-    NIC's line rate)."""
+    NIC's line rate). A ring (one flow per step over all its channels) may cross each
+    port once."""
     nic_ports: dict[str, tuple[str, ...]] = {}
     kinds = dict(graph.nodes(data="kind"))
     seen: set[str] = set()
@@ -454,6 +455,14 @@ def _shared_nics(graph, groups, ports: dict[str, Port], where: Where) -> dict[st
             raise where.child(g).error(f"a NIC links to one spine switch; its devices link to {len(spines)}")
         spine = spines.pop()
         ports[tx], ports[rx] = Port(tx, spine, min(rates)), Port(rx, spine, min(rates))
+    for ring in rings if nic_ports else ():
+        seen: set[str] = set()
+        twice = next((port for c in ring.channels for port in nic_ports.get(c, ())
+                      if port in seen or seen.add(port)), None)
+        if twice is not None:
+            g = int(twice[len("NIC"):].partition("/")[0])
+            raise where.child(g).error(f"ring {ring.name!r} goes through this NIC twice the same way ({twice}): "
+                                       "a NIC's devices must be neighbours on every ring")
     return nic_ports
 
 
