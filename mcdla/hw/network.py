@@ -16,7 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "reduction_port", "reduce_unit"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
+
+
+# A ring's per-rank links besides its segments: each rank's to and from its domain
+# switch, its exit, and its leaf's core (the switch algorithms take them).
+RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down")
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -256,8 +261,7 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     fields = {}
     if ring.switch_out:
         fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
-    for attr in ("exit_switch", "exit_out", "exit_in", "home_out", "home_in", "exit_core", "core_up", "core_down",
-                 "node"):
+    for attr in ("exit_switch", "exit_core", "node", *RANK_LINKS):
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)

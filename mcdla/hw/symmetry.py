@@ -37,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from mcdla.hw.network import RANK_LINKS
+
 __all__ = ["Symmetry", "rank_classes", "line_up", "MAX_ROUNDS"]
 
 # Refinement rounds before giving up (every device then its own class, still exact):
@@ -45,9 +47,6 @@ __all__ = ["Symmetry", "rank_classes", "line_up", "MAX_ROUNDS"]
 # about 0.5 s at 16,384 devices, so a large design that is asymmetric along a chain
 # pays up to 64 of them before it is simulated rank by rank.
 MAX_ROUNDS = 64
-
-# A ring's per-rank links other than its segments (mcdla.hw.network.Ring).
-_RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down")
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
         # The links a switch algorithm takes besides the segments: each rank's to and
         # from its domain switch, its exit, and its leaf's core (mcdla.hw.network.Ring).
         # Like the segments, they are the ring's: the algorithms load every rank's alike.
-        for role in _RANK_LINKS:
+        for role in RANK_LINKS:
             for c in getattr(ring, role):
                 if c in capacities:
                     edges.append((qv, index[("r", c)], (role,)))
