@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from mcdla.errors import InputError
+
 __all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
 
 
@@ -147,6 +149,13 @@ class Ring:
         with it: computed once per ring, not per collective (frozen: never stale)."""
         return {}
 
+    def memo(self, key, make):
+        """``derived[key]``, made by ``make()`` when first asked."""
+        found = self.derived.get(key)
+        if found is None:
+            found = self.derived[key] = make()
+        return found
+
     @cached_property  # a ring step's latency, asked by every collective on the ring
     def max_latency_s(self) -> float:
         return max(self.latency_s)
@@ -209,13 +218,14 @@ class Ring:
     def _on_rail(self, channels) -> dict[tuple[str, str], int]:
         """(domain switch, rail) -> the rank of that domain on that rail, for
         :meth:`direct`: found once per ring."""
-        found = self.derived.get("on rail")
-        if found is None:
-            found = self.derived["on rail"] = {}
+        def index() -> dict[tuple[str, str], int]:
+            found: dict[tuple[str, str], int] = {}
             for k, into in enumerate(self.home_in):
                 if into and self.exit_switch[k]:
                     found.setdefault((channels[into].src, self.rail(k)), k)
-        return found
+            return found
+
+        return self.memo("on rail", index)
 
 
 @dataclass(frozen=True)
@@ -313,8 +323,9 @@ def p2p_paths(rings, src: str, dst: str, reverse_of, channels) -> tuple[tuple[fl
             ways = []
         if not ways or len(segment) == len(ways[0][0]):
             ways.append((segment, lat))
-    if not ways:
-        raise ValueError(f"no ring joins {src} and {dst}")
+    if not ways:  # a hand-written design whose rings miss a pipeline's peers
+        raise InputError(f"no ring joins {src} and {dst}: pipeline stages send along the rings",
+                         key="execution.pipeline_parallel")
     return tuple((1.0 / len(ways), segment, lat) for segment, lat in ways)
 
 

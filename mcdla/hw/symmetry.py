@@ -127,10 +127,10 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
 
     for ring in topology.rings if rings is None else rings:
         ring_vertex(ring)
-    for n, (kind, members, rings) in enumerate(groups):
+    for n, (kind, members, group_rings) in enumerate(groups):
         gv = vertex("g", f"{kind}{n}", (kind, len(members)))
         edges.extend((gv, index[("d", d)], ("member", kind)) for d in members)
-        edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in rings)
+        edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in group_rings)
     for kind, src, dst, paths in links:
         edges.append((index[("d", src)], index[("d", dst)], ("peer", kind)))
         for share, path, latency in paths:

@@ -269,16 +269,12 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
     step_latency_s = costs.step_s(ring)
     # One flow per phase: its steps run back to back (see the module docstring). The
     # phases' paths are built once per ring (and cap), not concatenated per collective.
-    channels = ring.derived.get(("channels", cap))
-    if channels is None:
-        channels = ring.derived[("channels", cap)] = ring.channels + cap
+    channels = ring.memo(("channels", cap), lambda: ring.channels + cap)
     reduce_steps = p - 1 if op in REDUCING else 0
     gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
         flows[0] += 1
-        reducing = ring.derived.get(("reducing", cap, reduce_path))
-        if reducing is None:
-            reducing = ring.derived[("reducing", cap, reduce_path)] = channels + reduce_path
+        reducing = ring.memo(("reducing", cap, reduce_path), lambda: channels + reduce_path)
         yield net.transfer(reduce_steps * step_bytes, reducing, reduce_steps * step_latency_s, tag,
                            copies, even=False)
     if gather_steps:
@@ -387,6 +383,16 @@ class CollectiveAlgorithm:
     def __init__(self, launch_s: float = 0.0):
         self.launch_s = float(launch_s)
 
+    def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
+        """Raises an InputError for rings this algorithm cannot run (any ring: none)."""
+
+    @staticmethod
+    def _units(op, rings, reduce_Bps) -> dict[str, float]:
+        """Each rank's reduction unit and its rate, for a reducing ``op``."""
+        if reduce_Bps is None or op not in REDUCING:
+            return {}
+        return {unit: reduce_Bps for ring in rings for unit in ring.reduce_units}
+
     def start(self, env, net: FlowNetwork, rings: Sequence[Ring], op: str, size_bytes: float, *,
               chunk_bytes: float = DEFAULT_CHUNK_BYTES, root: int = 0, reduce_Bps: float | None = None,
               tag: str = "", copies: int = 1) -> simpy.Process:
@@ -443,8 +449,8 @@ class RingAlgorithm(CollectiveAlgorithm):
         caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}}
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
         reducing = plain
-        if reduce_Bps is not None and op in REDUCING:
-            units = {unit: reduce_Bps for r in rings for unit in r.reduce_units}
+        units = CollectiveAlgorithm._units(op, rings, reduce_Bps)
+        if units:
             reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
                                       + r.reduce_units for r in rings},
                                      {**caps, **units})

@@ -89,9 +89,6 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
     name = ""
 
-    def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
-        """Raises an InputError when the algorithm cannot run ``op`` on ``rings``."""
-
     def phases(self, op: str, ring: Ring, share: float, root: int, units: Mapping[str, str],
                capacities_Bps: Mapping[str, float], chunk_bytes: float) -> list[list[Flow]]:
         """The flows of ``ring``'s share, phase by phase; ``units`` maps a rank to its
@@ -107,12 +104,6 @@ class PhasedAlgorithm(CollectiveAlgorithm):
     def _validate(self, op, rings, size_bytes, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0):
         check_request(op, rings, size_bytes, chunk_bytes, root)
         self.check(op, rings, capacities_Bps)
-
-    @staticmethod
-    def _units(op, rings, reduce_Bps) -> dict[str, float]:
-        if reduce_Bps is None or op not in REDUCING:
-            return {}
-        return {unit: reduce_Bps for ring in rings for unit in ring.reduce_units}
 
     def _plans(self, op, rings, size_bytes, root, units, capacities_Bps, chunk_bytes):
         """Every ring's phases; ``root`` indexes the first ring's ranks, and each ring
@@ -163,10 +154,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         are linear in the share, so they are listed once per (algorithm, op) with the ring
         (kept with it: hashing a ring of thousands of ranks per collective cost more)."""
         key = ("sent per byte", type(self), op)
-        known = ring.derived.get(key)
-        if known is None:
-            known = ring.derived[key] = sum(b for b, _ in self.pieces(op, ring, 1.0))
-        return known
+        return ring.memo(key, lambda: sum(b for b, _ in self.pieces(op, ring, 1.0)))
 
     def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
         """Runs grouped ``plans`` (their sizes times ``scale``, exact for 1; ``copies``:
@@ -436,10 +424,7 @@ def _domains(ring: Ring) -> _Domains:
     """Cuts ``ring`` after every segment that leaves a fabric switch's domain: one that is
     not rank -> switch -> rank, or that goes through the rank's exit (a spine switch).
     Once per ring (every collective on it asks)."""
-    known = ring.derived.get("domains")
-    if known is None:
-        known = ring.derived["domains"] = _cut_domains(ring)
-    return known
+    return ring.memo("domains", lambda: _cut_domains(ring))
 
 
 def _cut_domains(ring: Ring) -> _Domains:

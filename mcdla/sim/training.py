@@ -371,10 +371,9 @@ class CollectiveStream:
         # group spread unevenly over the nodes, direct on rings between nodes) runs the
         # ring, as NCCL picks per communicator; the design's own rings are refused instead.
         self.fallback = ""
-        check = getattr(self.algorithm, "check", None)
-        if rings is not None and check is not None:
-            try:
-                check("all_reduce", self.rings, net.capacities_Bps)
+        if rings is not None:
+            try:  # (no algorithm's check depends on the operation but the tree's, stricter for all-reduce)
+                self.algorithm.check("all_reduce", self.rings, net.capacities_Bps)
             except InputError:
                 self.fallback = "ring"
                 self.algorithm = COLLECTIVES.get("ring")(launch_s)
@@ -853,6 +852,7 @@ class Iteration:
                           on[rank_of[d] + width] if self.stage_of[d] < pp - 1 else None) for d in range(devices)}
         self.env = CountingEnvironment()
         self._record_timeline = record_timeline
+        self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
         self.virtualize = execution.training.virtualization and topology.backing != "none"
         self.pipe = None
         if pp > 1:
@@ -909,7 +909,6 @@ class Iteration:
                           record_timeline=self._record_timeline, classes=classes, also=topology.nic_ports)
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
         # (with symmetry, on the port that stands for its class).
-        self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
         self.port_peak_Bps = {port: 0.0 for port in dict.fromkeys(map(net.representative, self.socket_ports))}
         return net
 
