@@ -234,3 +234,8 @@ def test_bad_hand_written_nic_groups_name_the_key(nics, message, tmp_path):
         load_topology(str(path))
     path.write_text(yaml.safe_dump(dict(HAND_WRITTEN, nics=[["D0", "D1"]])))
     assert load_topology(str(path)).nic_ports["D0>SP0:0"] == ("NIC0/tx",)  # the good file loads
+
+
+def test_an_unknown_uplink_link_is_refused_without_leaves_too():
+    with pytest.raises(InputError, match=r"generator\.uplink_link: link type 'nosuch' is not in the file's links"):
+        load_topology("dgx_h100_4node", [("generator.uplink_link", "nosuch")])

@@ -457,6 +457,8 @@ class _Scaleout:
         self.groups = p.nodes // self.per_leaf
         self.uplinks: list[list] = []
         self.spines = self.groups * self.rails
+        if p.uplink_link is not None:  # checked when given, even without leaves to use it
+            _need_link(doc, p.uplink_link, where.child("uplink_link"))
         if self.groups == 1:
             if p.oversubscription != 1.0:
                 raise where.child("oversubscription").error(
@@ -468,7 +470,7 @@ class _Scaleout:
             raise where.child("oversubscription").error(
                 f"expected a divisor of a leaf's {ports} NIC ports (its uplinks: ports / oversubscription), "
                 f"got {p.oversubscription:g}")
-        uplink = _need_link(doc, p.uplink_link or p.nic_link, where.child("uplink_link"))
+        uplink = p.uplink_link or _need_link(doc, p.nic_link, where.child("nic_link"))
         cores = self.spines
         self.spines += self.rails
         self.uplinks = [[f"SP{g * self.rails + k}", f"SP{cores + k}", uplink, round(count)]

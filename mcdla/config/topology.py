@@ -188,12 +188,14 @@ def read_topology_doc(
     # KEY.preset=NAME swaps the part for preset NAME: the file's part is resolved to its
     # fields first, which would override the new preset's, so it replaces KEY whole,
     # before the other overrides of KEY's fields.
-    def swap(key: str) -> bool:  # a part the presets file names (a link type is links.ALIAS)
+    swaps, others = [], []
+    for key, value in sets:
         part = key[:-len(".preset")] if key.endswith(".preset") else ""
-        return part in _PRESET_SECTIONS or (part.startswith("links.") and part.count(".") == 1)
-
-    swaps = [(key[:-len(".preset")], {"preset": value}) for key, value in sets if swap(key)]
-    sets = swaps + [(key, value) for key, value in sets if not swap(key)]
+        if part in _PRESET_SECTIONS or (part.startswith("links.") and part.count(".") == 1):  # links.ALIAS
+            swaps.append((part, {"preset": value}))
+        else:
+            others.append((key, value))
+    sets = swaps + others
     redirected = _redirect(list(sets), raw)
     doc = resolve_presets(raw, presets, file)
     if redirected:

@@ -216,7 +216,7 @@ class Fabric:
         return found
 
 
-def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
+def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...], ...], bool]:
     """The collective rings of a topology that lists none: (node cycles, directed).
 
     - Devices on a fabric switch (kind ``fabric``): a switch ring
@@ -238,8 +238,10 @@ def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
       alone (a cube-mesh); each cycle runs both ways.
 
     Returns ``((), False)`` when there is none: one device, or no such ring exists.
+    ``fab``: the graph as read once for binding (default: read here).
     """
-    kinds = dict(graph.nodes(data="kind"))
+    fab = fab or Fabric(graph)
+    kinds = fab.kinds
     devices = [n for n, kind in kinds.items() if kind == "device"]
     if len(devices) < 2:
         return (), False
@@ -255,7 +257,7 @@ def derive_rings(graph) -> tuple[tuple[tuple[str, ...], ...], bool]:
         if links:
             cycle = tuple(node for d in devices for node in (d, hub))
             return tuple(cycle for _ in range(links)), True
-    tree = _switch_tree_rings(graph, kinds, devices) or _cluster_rings(graph, kinds, devices)
+    tree = _switch_tree_rings(graph, kinds, devices) or _cluster_rings(fab, devices)
     if tree:
         return tree, True
     memory = [n for n, kind in kinds.items() if kind == "memory"]
@@ -298,10 +300,9 @@ def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
     return tuple(rings)
 
 
-def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
+def _cluster_rings(fab: Fabric, devices) -> tuple[tuple[str, ...], ...]:
     """The directed rings of a cluster of domains with per-device exits (see
     :func:`derive_rings`), or ()."""
-    fab = Fabric(graph)
     domain_of, exit_of = {}, {}
     for d in devices:
         domain_of[d], exit_of[d] = fab.tiers(d)
@@ -329,7 +330,7 @@ def _cluster_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
             ways[a] = way(a, b)
             if ways[a] is None:
                 return ()  # the device at one place in the next domain must share the rail
-    links = min(graph.number_of_edges(d, domain_of[d]) for d in devices)
+    links = min(len(fab.succ[d][domain_of[d]]) for d in devices)
     rings = []
     for r in range(links):
         cycle: list[str] = []

@@ -456,9 +456,9 @@ def _shared_nics(graph, groups, ports: dict[str, Port], where: Where, rings=()) 
         spine = spines.pop()
         ports[tx], ports[rx] = Port(tx, spine, min(rates)), Port(rx, spine, min(rates))
     for ring in rings if nic_ports else ():
-        seen: set[str] = set()
+        crossed: set[str] = set()
         twice = next((port for c in ring.channels for port in nic_ports.get(c, ())
-                      if port in seen or seen.add(port)), None)
+                      if port in crossed or crossed.add(port)), None)
         if twice is not None:
             g = int(twice[len("NIC"):].partition("/")[0])
             raise where.child(g).error(f"ring {ring.name!r} goes through this NIC twice the same way ({twice}): "
@@ -582,7 +582,7 @@ def _bind_rings(graph, doc: TopologyDoc, channels, top: Where):
     cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
     if doc.rings is None:
         try:
-            cycles, directed = derive_rings(graph)
+            cycles, directed = derive_rings(graph, fab)
         except RingSearchLimit:
             raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
                                            f"{SEARCH_STEPS} steps: list them") from None

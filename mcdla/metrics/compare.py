@@ -29,6 +29,8 @@ __all__ = [
     "largest_models",
     "scale_out_rows",
     "scale_out_setup",
+    "FABRIC_NAMES",
+    "fabric_rows",
     "design_of",
     "with_design",
     "harmonic_mean",

@@ -42,6 +42,11 @@ KEEP = "none"
 CHECKPOINTS = get_args(get_type_hints(TrainingSpec)["checkpoint"])  # none, full, selective
 
 
+# A candidate without a pipeline runs without the user's pipeline options
+# (--set training.schedule=gpipe is for the pipeline candidates).
+NO_PIPELINE = (("training.micro_batches", 1), ("training.schedule", "1f1b"))
+
+
 @dataclass(frozen=True)
 class Candidate:
     tensor_parallel: int
@@ -60,8 +65,8 @@ class Candidate:
         if self.pipeline_parallel > 1:
             sets += [("execution.pipeline_parallel", self.pipeline_parallel),
                      ("training.micro_batches", self.micro_batches)]
-        else:  # the user's pipeline options (--set training.schedule=gpipe) are for pipelines
-            sets += [("training.micro_batches", 1), ("training.schedule", "1f1b")]
+        else:
+            sets += NO_PIPELINE
         if self.offload == KEEP:
             sets.append(("training.virtualization", False))
         else:
@@ -235,10 +240,8 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     from mcdla.sim.training import Iteration
 
     cache: dict = {}
-    # The design and workload (the candidates set the execution; pipeline options the user
-    # gives are for the pipeline candidates, so they are set aside here).
-    topo, work, _ = load_inputs(topology, workload, [*sets, ("training.micro_batches", 1),
-                                                     ("training.schedule", "1f1b")], cache, batch=batch, policy=policy)
+    # The design and workload (the candidates set the execution).
+    topo, work, _ = load_inputs(topology, workload, [*sets, *NO_PIPELINE], cache, batch=batch, policy=policy)
     n = len(topo.devices)
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
