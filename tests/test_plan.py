@@ -178,9 +178,10 @@ def test_fabric_section_reads_each_fabric_against_a_switch_per_rail():
 
     from mcdla.sweep.report import _fabric_section
 
-    table = pd.DataFrame([{"label": label, "iteration_time_s": t, "busy_s.compute": 0.4, "status": "ok"}
-                          for label, t in (("rails", 1.2), ("nic2", 1.8))])
+    table = pd.DataFrame([{"label": label, "devices": 1024, "iteration_time_s": t, "busy_s.compute": 0.4,
+                           "status": "ok"} for label, t in (("rails", 1.2), ("nic2", 1.8))])
     text = "\n".join(_fabric_section(table))
+    assert "(1,024 GPUs)" in text and "on 2 cluster fabrics" in text
     assert "| a switch per rail | 1,200 ms | 1.000x | 400 ms | 800 ms |" in text
     assert "| 2 NICs a node (4 GPUs each) | 1,800 ms | 1.500x | 400 ms | 1,400 ms |" in text
 

@@ -239,3 +239,12 @@ def test_bad_hand_written_nic_groups_name_the_key(nics, message, tmp_path):
 def test_an_unknown_uplink_link_is_refused_without_leaves_too():
     with pytest.raises(InputError, match=r"generator\.uplink_link: link type 'nosuch' is not in the file's links"):
         load_topology("dgx_h100_4node", [("generator.uplink_link", "nosuch")])
+
+
+def test_a_shared_nic_takes_one_port_of_its_rail_switch():
+    """128 nodes of 2 NICs: 128 ports a rail switch, two Quantum-2 chips of 64 (one link
+    a GPU would have needed 512)."""
+    sets = [("generator.nodes", 128), ("host.sockets", 256), ("generator.nics_per_node", 2)]
+    load_topology("dgx_h100_4node", sets + [("spine_switch.chips", 2)])
+    with pytest.raises(InputError, match=r"node 'SP0' has 128 links, more than its spine_switch ports x chips = 64"):
+        load_topology("dgx_h100_4node", sets)

@@ -499,7 +499,8 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
     A device's PCIe host interface (its link to a PCIe switch) is not one of its
     ``device.links`` high-bandwidth links, so it is not counted, nor is a link type
     marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric or spine
-    switch has its part's ports per chip (``parts``: node -> (part, the key naming it)).
+    switch has its part's ports per chip (``parts``: node -> (part, the key naming it));
+    a NIC that devices share takes one port.
     """
     budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
@@ -507,6 +508,8 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
     kinds = dict(graph.nodes(data="kind"))
     # Link types that do not count against a device's budget (a switch's port all the same).
     free = {alias for alias, spec in doc.links.items() if spec.host_interface}
+    # Devices that share a NIC (``nics``) take one switch port for it, not one each.
+    nic_of = {d: g for g, members in enumerate(doc.nics) for d in members}
     for node, others in graph.adjacency():
         kind = kinds[node]
         if kind not in budgets and node not in parts:
@@ -514,6 +517,15 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
         if kind == "device" and free:
             used = sum(1 for other, keyed in others.items() if kinds[other] != "switch"
                        for data in keyed.values() if data["link_type"] not in free)
+        elif node in parts and nic_of:
+            nics: set[int] = set()
+            used = 0
+            for other, keyed in others.items():
+                if kinds[other] == "switch" or (other in nic_of and nic_of[other] in nics):
+                    continue
+                if other in nic_of:
+                    nics.add(nic_of[other])
+                used += len(keyed)
         else:
             used = sum(len(keyed) for other, keyed in others.items() if kinds[other] != "switch")
         if node in parts:

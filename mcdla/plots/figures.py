@@ -501,7 +501,8 @@ def cluster_fabric(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
     ax.set_xlabel("iteration time (s)")
     ax.set_xlim(0, float(data["iteration_time_s"].max()) * 1.3)
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title("GPT-3 175B on 1,024 H100s (t 8, p 16, d 8), by cluster fabric", fontsize=10)
+    gpus = f" on {int(data['devices'].iloc[0]):,} H100s" if "devices" in data else ""
+    ax.set_title(f"GPT-3 175B{gpus} (t 8, p 16, d 8), by cluster fabric", fontsize=10)
     return fig
 
 

@@ -536,11 +536,12 @@ def _fabric_section(table) -> list[str]:
     from mcdla.metrics.compare import fabric_rows
 
     data = fabric_rows(table)
+    gpus = f"{int(data['devices'].iloc[0]):,} GPUs" if "devices" in data and len(data) else "the GPUs"
     lines = ["## Beyond the paper: the cluster network under 3D parallelism", "",
-             "Experiment `cluster_fabric`: GPT-3 175B on 128 DGX H100 nodes (1,024 GPUs), tensor 8 in a "
-             "node, 16 pipeline stages of 8 nodes, 8 data-parallel replicas, 16 micro-batches of one "
-             "sequence, on eight cluster fabrics (docs/topologies.md). Waiting is the time compute waits: "
-             "communication and the pipeline's bubble.", "",
+             f"Experiment `cluster_fabric`: GPT-3 175B on DGX H100 nodes ({gpus}), tensor 8 in a node, "
+             "16 pipeline stages, 8 data-parallel replicas, 16 micro-batches of one sequence, on "
+             f"{len(data)} cluster fabrics (docs/topologies.md and the experiment file). Waiting is the "
+             "time compute waits: communication and the pipeline's bubble.", "",
              "| fabric | iteration | vs a switch per rail | compute | waiting |",
              "|---|---:|---:|---:|---:|"]
     for _, row in data.iterrows():
