@@ -1,7 +1,7 @@
 """How the simulator's cost grows with the system: one data-parallel iteration on a big ring.
 
 ``python benchmarks/scale.py [N ...]`` (default 8 64 256 1024) builds MC-DLA's ring of
-``N`` devices with a memory-node between every two (as ``mcdla/data/topologies/ring.yaml``
+``N`` devices with a memory-node between every two (as ``topologies/ring.yaml``
 does for 8: three parallel NVLinks per adjacent pair, three rings used both ways, each
 device backed by the memory-nodes on its two sides), writes it as a topology file in a
 temporary directory, and times one data-parallel iteration of ResNet-34 at a batch of

@@ -286,6 +286,8 @@ def test_generated_deep_documents(tmp_path_factory, depth, kind):
     inner = "1" if kind != "[" else ""
     path = tmp_path_factory.mktemp("deep") / "deep.yaml"
     path.write_text("name: " + kind * depth + inner + close * depth + "\n")
-    with pytest.raises(InputError, match="nested deeper than") as info:
+    # Refused by mcdla's limit or, deeper, the YAML library's own: one short InputError
+    # naming the file either way (the library's wording is not mcdla's to assert).
+    with pytest.raises(InputError) as info:
         load_topology(str(path))
-    assert len(str(info.value)) < 300
+    assert "deep.yaml" in str(info.value) and len(str(info.value)) < 300

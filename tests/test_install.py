@@ -2,7 +2,9 @@
 
 Builds a wheel of this checkout, installs it without dependencies into a virtual
 environment that sees this interpreter's packages, and runs the commands a new user
-types from an empty folder.
+types from an empty folder. The inner environment reads the running interpreter's own
+site-packages (a user's venv, the system Python or CI's), not its base interpreter's:
+``system_site_packages`` would see only the latter, where a venv's simpy is not.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -33,8 +36,13 @@ def installed(tmp_path_factory):
           "--wheel-dir", str(wheels), str(ROOT)], cwd=base)
     (wheel,) = wheels.glob("mcdla-*.whl")
     env_dir = base / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
+    # This interpreter's packages (dependencies) after the venv's own (the wheel): paths
+    # in a .pth file, whose own .pth files (an editable mcdla's finder) are not run.
+    inner = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], base)
+    outer = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (Path(inner.stdout.strip()) / "outer_env.pth").write_text("\n".join(outer) + "\n")
     # pip of this interpreter installs into the venv: --prefix would miss the scripts dir.
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet",
           "--force-reinstall", str(wheel)], cwd=base)
@@ -71,7 +79,7 @@ def test_search_path_finds_a_users_topology(installed, tmp_path):
     python, work, env = installed
     own = tmp_path / "mine" / "topologies"
     own.mkdir(parents=True)
-    text = (ROOT / "mcdla" / "data" / "topologies" / "single.yaml").read_text()
+    text = (ROOT / "topologies" / "single.yaml").read_text()
     (own / "solo.yaml").write_text(text)
     result = _run([str(python.parent / "mcdla"), "sim", "--topology", "solo", "--batch", "16", "--format", "json"],
                   work, {**env, "MCDLA_PATH": str(tmp_path / "mine")})

@@ -15,7 +15,7 @@ from mcdla.run import simulate, simulate_collective
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 
-DATA = Path(__file__).resolve().parents[1] / "mcdla" / "data" / "topologies"
+DATA = Path(__file__).resolve().parents[1] / "topologies"
 # dgx_h100_4node: 4 nodes of 8 H100s, one 400G NIC per GPU on its rail.
 LEAVES = [("generator.nodes_per_leaf", 2)]
 

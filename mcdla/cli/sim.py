@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_options(parser, "override a loaded parameter by dotted key, e.g. "
                     "--set device.hbm_bw='1.2 TB/s' (repeatable)")
     parser.add_argument("--device", metavar="PRESET",
-                        help="the device preset of every device-node (presets: mcdla/data/topologies/"
+                        help="the device preset of every device-node (presets: topologies/"
                         "presets/hardware.yaml), the same as --set device=PRESET")
     parser.add_argument("--trace", metavar="FILE",
                         help="write a Chrome/Perfetto trace (JSON trace-event format) to FILE")

@@ -1,6 +1,6 @@
 """``mcdla validate``: mcdla beside public measurements (docs/validation.md).
 
-Runs the shipped validation tables (mcdla/data/validation/*.yaml, or files named with
+Runs the shipped validation tables (validation/*.yaml, or files named with
 --table) and prints, per row, the measured value, mcdla's, the error and a verdict
 (pass within the row's tolerance, miss outside it, error when the run failed). A miss
 is a finding, not a failure: the exit status is 1 only when a row's run failed.

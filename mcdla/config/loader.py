@@ -1,8 +1,9 @@
 """Reading YAML input files safely, finding inputs by name, and ``--set``.
 
 Files are parsed with ``yaml.safe_load`` only: a tag that would build a Python object
-is an input error. Shipped inputs are package data (``mcdla/data/topologies/``,
-``workloads/``, ``experiments/``), so a wheel install finds them from any folder.
+is an input error. Shipped inputs live at the top of the
+checkout (``topologies/``, ``workloads/``, ``experiments/``, ``families/``, ``validation/``)
+and travel as package data in a wheel, so an install finds them from any folder.
 
 A bare name (``ring``, ``resnet34``) is looked up along a search path, first match
 wins: each folder of ``MCDLA_PATH`` (``os.pathsep``-separated), then the current
@@ -24,8 +25,11 @@ from mcdla.errors import InputError, excerpt
 __all__ = ["DATA_ROOT", "search_path", "find_input", "display_path", "read_yaml", "shipped",
            "apply_overrides", "parse_set"]
 
-# The shipped inputs: package data, beside the code in every kind of install.
-DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
+# The shipped inputs. They live at the top of the checkout (``topologies/``, ``workloads/``,
+# ...), where users look; a wheel carries them inside the package as ``mcdla/data/``
+# (setup.py). Run from a checkout or an editable install, the package sits in the checkout.
+_PACKAGED = Path(__file__).resolve().parents[1] / "data"
+DATA_ROOT = _PACKAGED if (_PACKAGED / "topologies").is_dir() else _PACKAGED.parent.parent
 
 # Input files larger than this are refused before parsing (no input is near it).
 _MAX_FILE_BYTES = 8 * 2**20
