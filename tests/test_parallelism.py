@@ -99,7 +99,7 @@ def test_zero_collectives_per_stage():
 
 def test_zero_shards_the_optimizer_step():
     plain, sharded = iterate(), iterate(zero=1)
-    step = [next(e - s for s, e, k in r.devices[0].compute if k == "optimizer step") for r in (plain, sharded)]
+    step = [next(e - s for s, e, k, _ in r.devices[0].compute if k == "optimizer step") for r in (plain, sharded)]
     assert step[1] < step[0] / 4
 
 
@@ -139,7 +139,7 @@ def test_pipeline_bubble_with_equal_stages_and_free_communication(tmp_path, sche
     spec = ExecutionSpec(batch=64 * micro, pipeline_parallel=stages,
                          training=TrainingSpec(virtualization=False, micro_batches=micro, schedule=schedule))
     record = Iteration(topo, load_workload(str(path)), spec).run()
-    busy = [sum(e - s for s, e, _ in d.compute) for d in record.devices]
+    busy = [sum(e - s for s, e, *_ in d.compute) for d in record.devices]
     assert max(busy) == pytest.approx(min(busy), rel=1e-12)  # equal stages
     # Each device computes m micro-batches of its stage; the rest of the iteration is
     # the bubble, (p - 1) / (m + p - 1) of it.
@@ -224,16 +224,16 @@ def test_zero_offload_on_the_host_steps_on_the_cpu_through_its_dram():
     # fp16 gradients in (2), the CPU's Adam pass (28: gradient, master read and
     # write, fp16 weights, two moments read and written), fp16 weights out (2).
     assert carried == pytest.approx(GPT2_PARAMS * (2 + 28 + 2))
-    assert all(k != "optimizer step" for d in record.devices for _, _, k in d.compute)
+    assert all(k != "optimizer step" for d in record.devices for _, _, k, _ in d.compute)
 
 
 def test_zero_offload_behind_memory_nodes_fetches_the_state_in_chunks():
     record = iterate("ring", zero=1, offload_optimizer=True)
     device = record.devices[0]
-    fetched = [e - s for s, e, k in device.virtualization if k == "optimizer state in"]
+    fetched = [e - s for s, e, k, _ in device.virtualization if k == "optimizer state in"]
     share = GPT2_PARAMS * 12 / 8
     assert len(fetched) == -(-share // 4e8)  # chunks of DeepSpeed's 1e8-element buffers
-    steps = [k for _, _, k in device.compute if k == "optimizer step"]
+    steps = [k for _, _, k, _ in device.compute if k == "optimizer step"]
     assert len(steps) == len(fetched)
 
 
@@ -313,7 +313,7 @@ def test_zero_infinity_keeps_no_model_state_on_the_device():
     # fp16 weights and gradients (2 + 2) and the fp32 master and moments (12), every byte once.
     assert sum(record.store_resident_bytes.values()) == pytest.approx(GPT2_PARAMS * 16)
     device = record.devices[0]
-    fetched = sum(e - s for s, e, k in device.virtualization if k.startswith("weights of"))
+    fetched = sum(e - s for s, e, k, _ in device.virtualization if k.startswith("weights of"))
     assert fetched > 0  # shards come in before their all-gathers
     moved = {}
     for path, size in record.transfers:  # every model-state byte to or from the stores, all devices

@@ -13,10 +13,12 @@ import pytest
 
 from mcdla.cli.main import main
 from mcdla.config.execution import ExecutionSpec
+from mcdla.errors import InputError
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.symmetry import rank_classes
 from mcdla.hw.topology import load_topology
 from mcdla.run import simulate
+from mcdla.sim.collectives import COLLECTIVES
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 
@@ -93,6 +95,28 @@ def test_switch_collectives_group_alike_flows_and_stay_exact(design, collective)
     symmetric, exact = both(design, "resnet34", batch=256, sets=sets)
     assert differences(symmetric, exact) == []
     assert symmetric["rank_classes"] == 1
+
+
+@pytest.mark.parametrize("name", COLLECTIVES.names())
+def test_each_algorithm_declares_rank_symmetry_truly(name):
+    # Registry-driven: an algorithm that declares itself symmetric runs once per class
+    # and equals the exact run; one that does not is simulated rank by rank. On a
+    # two-node cluster where the algorithm runs there (hierarchical needs nodes), else
+    # one DGX H100.
+    algorithm = COLLECTIVES.get(name)
+    for design, more in (("dgx_h100_4node", [("generator.nodes", 2)]), ("dgx_h100", [])):
+        try:
+            symmetric, exact = both(design, "alexnet", batch=64, sets=[("execution.collective", name), *more])
+            break
+        except InputError:
+            continue
+    else:
+        pytest.fail(f"{name} runs on no test design")
+    assert differences(symmetric, exact) == []
+    if algorithm.symmetric:
+        assert symmetric["rank_classes"] < symmetric["devices"]
+    else:
+        assert symmetric["rank_classes"] == symmetric["devices"]
 
 
 @pytest.mark.parametrize("design, workload, batch, sets", [

@@ -84,9 +84,16 @@ BREAKDOWN = (
     ("of which recompute", "recompute_s"),
     ("sync, busy", "busy_s.sync"),
     ("sync, exposed", "exposed_s.sync"),
+    ("comm in flight, dp", "comm_s.dp"),
+    ("comm in flight, tp", "comm_s.tp"),
+    ("comm in flight, pp", "comm_s.pp"),
     ("virtualization, busy", "busy_s.virtualization"),
     ("virtualization, exposed", "exposed_s.virtualization"),
 )
+
+
+# Breakdown lines shown only when not zero: recompute, and each axis's communication.
+OPTIONAL = ("recompute_s", "comm_s.dp", "comm_s.tp", "comm_s.pp")
 
 
 def throughput(result: Mapping[str, Any]) -> str:
@@ -109,7 +116,7 @@ def breakdown(result: Mapping[str, Any], indent: str = "  ") -> list[str]:
     lines = []
     for label, field in BREAKDOWN:
         value = flat.get(field)
-        if value is None or (field == "recompute_s" and not value):  # shown when there is any
+        if value is None or (field in OPTIONAL and not value):  # shown when there is any
             continue
         share = value / time_s if time_s else 0.0
         lines.append(f"{indent}{label:<{width}}  {bar(share)}  {percent(share):>6}  "

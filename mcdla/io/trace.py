@@ -105,12 +105,10 @@ def build_trace(record) -> dict[str, Any]:
         for tid, track in enumerate(_TRACKS, start=1):
             events.append(_meta("thread_name", pid, tid, name=track))
             events.append(_meta("thread_sort_index", pid, tid, sort_index=tid))
-        for start, end, label in device.compute:
-            events.append(_span(label, "compute", start, end, pid, 1))
-        for start, end, label in device.virtualization:
-            direction = label.split(" ", 1)[0]
-            tid = _TRACKS.index(direction) + 1 if direction in _TRACKS[1:] else 2
-            events.append(_span(label, direction, start, end, pid, tid))
+        for span in device.compute:
+            events.append(_span(span.label, "compute", span.start_s, span.end_s, pid, 1))
+        for span in device.virtualization:  # a copy engine's transfer, on its direction's track
+            events.append(_span(span.label, span.kind, span.start_s, span.end_s, pid, _TRACKS.index(span.kind) + 1))
         for time_s, used in _steps([(0.0, 0.0)] + list(device.memory)):
             events.append({"ph": "C", "name": "memory in use", "cat": MEMORY_CATEGORY,
                            "ts": _us(time_s), "pid": pid, "args": {"bytes": used}})
@@ -130,7 +128,7 @@ def build_trace(record) -> dict[str, Any]:
         for name, share in zip(c.rings, c.bytes_per_ring):
             events.append(_span(c.op, "collective", c.start_s, c.end_s, pid, ring_tid[name], {
                 "size_bytes": c.size_bytes, "ring_share_bytes": share, "ranks": c.ranks,
-                "rings": len(c.rings), "tag": c.tag,
+                "rings": len(c.rings), "tag": c.tag, "axis": c.axis,
             }))
 
     # Links (directed node pairs) and memory ports: utilization counters.

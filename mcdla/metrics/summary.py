@@ -4,7 +4,9 @@ Busy times (Fig. 11) are averaged over devices: compute is the time a device's P
 array is busy (recompute included); sync is the time a collective is in flight;
 virtualization is the time the device's DMA engines move feature maps. ``recompute_s``
 is the part of compute spent rebuilding feature maps in backward (cheap layers,
-activation checkpointing). Exposed time
+activation checkpointing). ``comm_s`` is the time communication of each parallel axis
+is in flight: ``dp`` (gradient reductions, ZeRO's gathers), ``tp`` (tensor parallelism,
+and the paper's model-parallel mode), ``pp`` (sends between pipeline stages). Exposed time
 of sync or virtualization is its busy time not covered by the device's compute:
 the part that compute does not hide. All numbers are in base units.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcdla.metrics.intervals import difference_measure, measure, union
-from mcdla.sim.training import RECOMPUTE
+from mcdla.sim.training import AXES
 
 __all__ = ["summarize"]
 
@@ -29,6 +31,16 @@ def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float
             for pair, channels in topology.directed_links().items()}
 
 
+def comm_by_axis(record) -> dict[str, float]:
+    """Time some communication of each parallel axis is in flight (dp, tp, pp): its
+    collectives, and for pp the sends between stages; overlaps within an axis count once."""
+    spans: dict[str, list] = {axis: [] for axis in AXES}
+    for c in record.collectives:
+        spans[c.axis].append((c.start_s, c.end_s))
+    spans["pp"] += record.pipeline_sends
+    return {axis: measure(found) for axis, found in spans.items()}
+
+
 def summarize(record, wall_s: float) -> dict[str, Any]:
     """The result mapping of one iteration's record."""
     topology, workload, execution = record.inputs.topology, record.inputs.workload, record.inputs.execution
@@ -38,7 +50,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     for _, device, copies in record.distinct_devices():  # devices of a class did the same (rank symmetry)
         busy = union(device.compute)
         compute += [measure(busy)] * copies
-        recompute += [measure([c for c in device.compute if c[2].startswith(RECOMPUTE)])] * copies
+        recompute += [measure([c for c in device.compute if c.kind == "recompute"])] * copies
         virt += [measure(device.virtualization)] * copies
         exposed_sync += [difference_measure(sync, busy)] * copies
         exposed_virt += [difference_measure(device.virtualization, busy)] * copies
@@ -68,6 +80,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
             "virtualization": _mean(virt),
         },
         "exposed_s": {"sync": _mean(exposed_sync), "virtualization": _mean(exposed_virt)},
+        "comm_s": comm_by_axis(record),
         "recompute_s": _mean(recompute),
         "cpu_mem_bw_Bps": {
             "avg": socket_avg[busiest] if busiest else 0.0,

@@ -104,6 +104,7 @@ class CollectiveRecord:
     protocol: str = ""  # the NCCL protocol a cost-model algorithm chose ("" for the ideal ring)
     wire_factor: float = 1.0  # bytes on the wire per data byte (a protocol's flags)
     algorithm: str = ""  # the registered algorithm that ran it, when not the execution's
+    axis: str = ""  # the parallel axis whose communicator ran it (dp, tp; mcdla.sim.training.AXES)
 
     @property
     def time_s(self) -> float:
@@ -379,6 +380,11 @@ class CollectiveAlgorithm:
     on N devices one after another, as nccl-tests ``-g N`` does); the ideal ring of the
     paper ignores it.
     """
+
+    # Whether its flows treat every rank of a ring alike, so rank symmetry may simulate
+    # one device per class (held against exact runs by tests/test_symmetry.py); a tree,
+    # which singles out its root, does not.
+    symmetric = True
 
     def __init__(self, launch_s: float = 0.0):
         self.launch_s = float(launch_s)

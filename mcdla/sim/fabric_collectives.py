@@ -344,6 +344,7 @@ class TreeAlgorithm(PhasedAlgorithm):
     NCCL does). See the module docstring."""
 
     name = "tree"
+    symmetric = False  # the tree's root and leaves differ
     _ring = RingAlgorithm()
 
     def check(self, op, rings, capacities_Bps):

@@ -61,6 +61,7 @@ class PipeLinks:
         self._arrivals: dict[tuple, simpy.Event] = {}
         self._routes: dict[tuple[str, str], tuple] = {}
         self.sent: list[tuple[tuple[str, ...], float]] = []  # (path, bytes): for the invariants
+        self.spans: list[tuple[float, float]] = []  # (start, end) of each send: the pp axis's time
 
     def arrival(self, key: tuple) -> simpy.Event:
         if key not in self._arrivals:
@@ -77,8 +78,13 @@ class PipeLinks:
         tag = "/".join(map(str, key))
         done = self.env.all_of([self.net.transfer(size, path, latency, tag=tag, copies=n * copies, even=False)
                                 for size, path, latency, n in flows])
-        arrival = self.arrival(key)
-        done.callbacks.append(lambda _event: arrival.succeed())
+        arrival, start = self.arrival(key), self.env.now
+
+        def arrived(_event):
+            self.spans.append((start, self.env.now))
+            arrival.succeed()
+
+        done.callbacks.append(arrived)
 
     def _route(self, src: str, dst: str) -> tuple:
         route = self._routes.get((src, dst))
@@ -126,7 +132,7 @@ class PipelineStage(DeviceCompute):
                     if i == 0:
                         continue
                     yield from self._tp_before_forward(i, (j,))
-                    yield from self._compute(plan.fwd_s[i], f"fwd {layers[i].name} mb{j}")
+                    yield from self._compute(plan.fwd_s[i], f"fwd {layers[i].name} mb{j}", "fwd")
                     yield from self._tp_after_forward(i, (j,))
                 if following is not None:
                     self.links.send(name, following, ("act", following, j), pipe.boundary_bytes[self.stage],
@@ -138,7 +144,7 @@ class PipelineStage(DeviceCompute):
                 if i == 0:
                     continue
                 yield from self._tp_before_backward(i, (j,))
-                yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name} mb{j}")
+                yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name} mb{j}", "bwd")
                 yield from self._tp_after_backward(i, (j,))
                 group = layers[i].weight_group
                 if j == last and group in groups_left:
@@ -152,7 +158,7 @@ class PipelineStage(DeviceCompute):
         self._flush_bucket()
         if pipe.step_s[self.stage] > 0 or execution.zero == 1:
             yield env.all_of(self._reductions)
-            yield from self._compute(pipe.step_s[self.stage], "optimizer step")
+            yield from self._compute(pipe.step_s[self.stage], "optimizer step", "step")
         if execution.zero == 1 and self.stream.devices > 1:
             yield self.stream.join(("W", "step"), "all_gather", pipe.stage_weight_bytes[self.stage], device=self.device)
 

@@ -37,7 +37,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -45,6 +45,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.fusion import inplace_workload
+from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
 from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
@@ -56,21 +57,31 @@ from mcdla.sim.invariants import check_iteration
 from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, schedule
 from mcdla.sim.offload import OFFLOADS
 
-__all__ = ["Iteration", "IterationRecord", "DeviceRecord", "OffloadPlan", "RunInputs",
+__all__ = ["Iteration", "IterationRecord", "DeviceRecord", "Span", "OffloadPlan", "RunInputs",
            "DeviceMemory", "DmaEngine", "BackingStores", "CollectiveStream", "DeviceCompute"]
-
-# The label of a kernel that rebuilds a feature map in backward (summaries count them).
-RECOMPUTE = "recompute "
-
-# Collective algorithms whose flows treat every rank of a ring alike (rank symmetry
-# holds for them, tested against exact runs); a tree singles out its root. (In-switch
-# reduction was once excluded after the channel-byte invariant caught uneven loads; with
-# the refinement seeing every link a ring's switch algorithms take, it holds, tested.)
-SYMMETRIC_COLLECTIVES = ("ring", "nccl", "direct", "hierarchical", "in_switch")
 
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
 OPTIMIZER_CHUNK_BYTES = 4e8
+
+
+class Span(NamedTuple):
+    """A busy interval of a device: a kernel on its compute stream, or a transfer of its
+    copy engines. ``kind`` says what it was, so summaries never parse ``label``."""
+
+    start_s: float
+    end_s: float
+    label: str  # what people read: "fwd conv1", "offload relu3", "optimizer step"
+    kind: str  # compute: fwd, bwd, recompute, step; copy engines: offload, prefetch
+
+
+# Span kinds, by the stream that runs them.
+COMPUTE_KINDS = ("fwd", "bwd", "recompute", "step")
+TRANSFER_KINDS = ("offload", "prefetch")
+
+# The parallel axes communication is counted on (``comm_s`` of a result): data,
+# tensor (the paper's model-parallel mode included) and pipeline.
+AXES = ("dp", "tp", "pp")
 
 
 @dataclass
@@ -78,8 +89,8 @@ class DeviceRecord:
     """What one device did: busy intervals, memory over time, bytes it moved."""
 
     name: str
-    compute: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, kernel)
-    virtualization: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, transfer)
+    compute: list[Span] = field(default_factory=list)  # its kernels
+    virtualization: list[Span] = field(default_factory=list)  # its copy engines' transfers
     memory: list[tuple[float, float]] = field(default_factory=list)  # (time, bytes in use)
     memory_bytes: float = 0.0
     memory_peak_bytes: float = 0.0
@@ -170,6 +181,8 @@ class IterationRecord:
     rank_classes: tuple[tuple[int, ...], ...] = ()
     # A simulated communicator's ring names -> those of every group it stands for.
     equivalent_rings: dict = field(default_factory=dict)
+    # (start, end) of each point-to-point send between pipeline stages (the pp axis).
+    pipeline_sends: tuple[tuple[float, float], ...] = ()
 
     def distinct_devices(self):
         """(a device's index, its record, how many devices did the same): once per class."""
@@ -325,7 +338,7 @@ class DmaEngine:
         yield self.env.all_of(stripe(self.net, routes, size, f"{direction}/{self.name}/{tensor}",
                                      copies=self.copies))
         self.memory.record.virtualization.append(
-            (start, self.env.now, f"{direction} {self.inputs.workload.layers[tensor].name}"))
+            Span(start, self.env.now, f"{direction} {self.inputs.workload.layers[tensor].name}", direction))
         if direction == "prefetch":
             for sub in routes:
                 self.stores.remove(sub.store, sub.share * size, self.copies)
@@ -358,8 +371,10 @@ class CollectiveStream:
     """
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, reduce_Bps: float, rings=None,
-                 devices: int | None = None, *, weights: dict[int, int] | None = None, copies: int = 1):
+                 devices: int | None = None, *, weights: dict[int, int] | None = None, copies: int = 1,
+                 axis: str = "dp"):
         self.env, self.net, self.inputs, self.reduce_Bps = env, net, inputs, reduce_Bps
+        self.axis = axis  # the parallel axis of its group: its records say so
         # Rank symmetry: a simulated device's join counts for the devices of its class in
         # the group (``weights``), and the collectives stand for ``copies`` alike groups.
         self.weights, self.copies = weights or {}, copies
@@ -409,7 +424,7 @@ class CollectiveStream:
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
             record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
-            self.records.append(replace(record, algorithm=self.fallback) if self.fallback else record)
+            self.records.append(replace(record, algorithm=self.fallback or record.algorithm, axis=self.axis))
             done.succeed()
 
 
@@ -529,7 +544,7 @@ class DeviceCompute:
             yield arriving
             if k + 1 < chunks:
                 arriving = env.process(fetch(k + 1))
-            yield from self._compute(step_s, "optimizer step")
+            yield from self._compute(step_s, "optimizer step", "step")
             written.append(env.process(write_back()))
         yield env.all_of(written)
 
@@ -546,7 +561,7 @@ class DeviceCompute:
         yield self.env.all_of(stripe(self.net, routes, size_bytes, f"{label}/{self.device}", ports_only,
                                      moved, self.copies))
         if not ports_only:  # the device's copy engines are busy; the host's step is not the device's
-            self.memory.record.virtualization.append((start, self.env.now, label))
+            self.memory.record.virtualization.append(Span(start, self.env.now, label, direction))
 
     def _gradient_ready(self, group: str, size_bytes: float) -> None:
         """A weight group's gradient is complete: all-reduced at once (the paper's), or
@@ -579,11 +594,11 @@ class DeviceCompute:
 
         return self.env.process(then_store())
 
-    def _compute(self, duration_s: float, label: str):
+    def _compute(self, duration_s: float, label: str, kind: str):
         if duration_s > 0:
             start = self.env.now
             yield self.env.timeout(duration_s)
-            self.memory.record.compute.append((start, self.env.now, label))
+            self.memory.record.compute.append(Span(start, self.env.now, label, kind))
 
     def _run(self):
         plan, env, memory = self.plan, self.env, self.memory
@@ -616,7 +631,7 @@ class DeviceCompute:
                 yield from self._weights_ready(group, "fwd", order, weights)
             # The output buffer exists while the layer computes.
             yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
-            yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}")
+            yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}", "fwd")
             if zero3 and group is not None and plan.group_last[group] == i:
                 self._drop_weights(group)
             yield from self._tp_after_forward(i)
@@ -651,14 +666,14 @@ class DeviceCompute:
                 elif plan.recomputed[t] and t not in recomputed:
                     recomputed.add(t)
                     yield from memory.reserve(plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
-                    yield from self._compute(plan.fwd_s[t], f"{RECOMPUTE}{layers[t].name}")
+                    yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}", "recompute")
             if model and training.regather and layers[i].weight_group is not None:
                 for p in layers[i].inputs:
                     if p != 0:
                         yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p], device=self.device)
             yield from self._tp_before_backward(i)
             record.backward_start[i] = env.now
-            yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}")
+            yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}", "bwd")
             for t in plan.frees[step]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if zero3 and group is not None and plan.group_first[group] == i:
@@ -682,7 +697,7 @@ class DeviceCompute:
             if execution.offload_optimizer:
                 yield from self._offloaded_step()
             else:
-                yield from self._compute(self.plan.step_s, "optimizer step")
+                yield from self._compute(self.plan.step_s, "optimizer step", "step")
         if execution.zero in (1, 2):
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
             yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), device=self.device)
@@ -833,23 +848,17 @@ class Iteration:
         if execution.batch % (dp * micro):
             raise InputError(f"{execution.batch} is not divisible by {dp} data-parallel replicas x {micro} "
                              "micro-batches", key="batch")
-        # Rank placement (Megatron's order): tensor groups are t consecutive devices (the
-        # topology's order puts neighbours next to each other, so a tensor group shares
-        # the fastest links), then data-parallel replicas, then pipeline stages; a
-        # data-parallel group takes one device of each tensor group of its stage.
-        # ``execution.rank_order`` overrides which device each rank runs on.
+        # Rank placement (Megatron's order, mcdla.hw.layout): tensor groups innermost, then
+        # data-parallel replicas, then pipeline stages. ``execution.rank_order`` overrides
+        # which device each rank runs on.
         self.rank_device = _rank_order(execution.rank_order, topology)
-        on = self.rank_device
-        self.tensor_groups = tuple(tuple(on[r] for r in range(k, k + t)) for k in range(0, devices, t))
-        self.data_groups = tuple(tuple(on[s * dp * t + k * t + r] for k in range(dp))
-                                 for s in range(pp) for r in range(t))
-        self.stage_of = {on[r]: r // (dp * t) for r in range(devices)}
+        self.layout = RankLayout.of(self.rank_device, tp=t, dp=dp, pp=pp)
+        self.tensor_groups = self.layout.groups("tp")
+        self.data_groups = self.layout.groups("dp")
+        self.stage_of = self.layout.along("pp")
         self.group_rings = self._group_rings()
-        # Pipeline peers: device -> (the previous stage's device, the next stage's), by rank.
-        width = devices // pp
-        rank_of = {d: r for r, d in enumerate(on)}
-        self.peers = {d: (on[rank_of[d] - width] if self.stage_of[d] > 0 else None,
-                          on[rank_of[d] + width] if self.stage_of[d] < pp - 1 else None) for d in range(devices)}
+        # Pipeline peers: device -> (the previous stage's device, the next stage's).
+        self.peers = self.layout.neighbours("pp")
         self.env = CountingEnvironment()
         self._record_timeline = record_timeline
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
@@ -922,7 +931,8 @@ class Iteration:
         execution, topology = self.inputs.execution, self.inputs.topology
         names = topology.devices
         pp = execution.pipeline_parallel
-        supported = not execution.exact and execution.collective in SYMMETRIC_COLLECTIVES
+        algorithm = COLLECTIVES.get(execution.collective, key="execution.collective")
+        supported = not execution.exact and algorithm.symmetric  # the algorithm says so
         links = []
         if pp > 1 and supported:
             links = [(kind, names[d], names[peer],
@@ -1000,7 +1010,9 @@ class Iteration:
         rings = {ring.name: ring for ring in topology.rings}
         if not self.group_rings:  # no tensor or pipeline parallelism
             weights, _, _ = self.stream_weights[0]
-            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, weights=weights)
+            # The paper's model-parallel mode splits every layer over all devices: the tensor axis.
+            axis = "tp" if self.inputs.execution.parallel == "model" else "dp"
+            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, weights=weights, axis=axis)
             return [(stream, None)] * len(topology.devices), rings, {}
         streams: list[list] = [[None, None] for _ in topology.devices]
         stands: dict[tuple, tuple] = {}
@@ -1010,7 +1022,7 @@ class Iteration:
                 continue
             weights, copies, alike = plan
             stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group),
-                                      weights=weights, copies=copies)
+                                      weights=weights, copies=copies, axis=kind)
             for d in group:
                 streams[d][0 if kind == "dp" else 1] = stream
             stands[tuple(r.name for r in group_rings)] = tuple(tuple(r.name for r in self.group_rings[k][3])
@@ -1100,6 +1112,7 @@ class Iteration:
             rings=rings,
             device_state_bytes=self.device_state_bytes,
             transfers=(tuple(links.sent) if links is not None else ()) + tuple(stores.moved),
+            pipeline_sends=tuple(links.spans) if links is not None else (),
             store_resident_bytes=stores.expanded(stores.resident),
             groups=self._groups(),
             rank_classes=classes if len(classes) < len(records) else (),
