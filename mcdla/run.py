@@ -78,7 +78,7 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
     from mcdla.config.execution import ExecutionSpec
     from mcdla.hw.topology import load_topology
     from mcdla.hw.workload import load_workload
-    from mcdla.sim.collectives import COLLECTIVES
+    from mcdla.sim.algorithms import COLLECTIVES
     from mcdla.sim.offload import OFFLOADS
 
     cache = {} if cache is None else cache
@@ -102,7 +102,7 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
 def _design_collective(topo) -> str:
     """The topology's collective algorithm, checked against the registry (an unknown
     name is an error naming the topology file's key)."""
-    from mcdla.sim.collectives import COLLECTIVES
+    from mcdla.sim.algorithms import COLLECTIVES
 
     COLLECTIVES.get(topo.collective, key="collective", file=topo.source or topo.name)
     return topo.collective

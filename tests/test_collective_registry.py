@@ -9,7 +9,7 @@ import yaml
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import OPS
 from mcdla.hw.topology import load_topology
-from mcdla.sim.collectives import COLLECTIVES
+from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 

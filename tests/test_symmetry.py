@@ -18,7 +18,7 @@ from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.symmetry import rank_classes
 from mcdla.hw.topology import load_topology
 from mcdla.run import simulate
-from mcdla.sim.collectives import COLLECTIVES
+from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 

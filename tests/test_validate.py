@@ -12,7 +12,8 @@ from mcdla.hw.layers import Kernel
 from mcdla.hw.compute import kernel_time
 from mcdla.hw.topology import load_topology
 from mcdla.run import simulate, simulate_collective
-from mcdla.sim.collectives import COLLECTIVES, run_collective
+from mcdla.sim.algorithms import COLLECTIVES
+from mcdla.sim.collectives import run_collective
 
 
 def _nccl(topo, size, op="all_reduce"):

@@ -551,8 +551,3 @@ class NcclAlgorithm(RingAlgorithm):
                reduce_Bps=None):
         """The modelled time of the protocol the tuner picks (:meth:`tune`)."""
         return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[1]
-
-
-# The switch algorithms (direct, in_switch, tree, hierarchical) register themselves; they
-# import this module's names, so they come last.
-from mcdla.sim import fabric_collectives  # noqa: E402,F401

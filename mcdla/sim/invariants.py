@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 
 from mcdla.errors import InvariantError
+from mcdla.sim.algorithms import COLLECTIVES
 
 __all__ = ["check_iteration", "RELATIVE_SLACK"]
 
@@ -95,8 +96,6 @@ def _check_collectives(record) -> None:
 def expected_channel_bytes(record) -> dict[str, float]:
     """Bytes each channel should have carried: every collective's steps and every
     planned offload and prefetch, derived from the plan, not from the transfers made."""
-    from mcdla.sim.collectives import COLLECTIVES
-
     topology, execution = record.inputs.topology, record.inputs.execution
     expected: dict[str, float] = {}
 

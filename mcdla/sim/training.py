@@ -50,7 +50,8 @@ from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes
 from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
 from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
-from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
+from mcdla.sim.algorithms import COLLECTIVES
+from mcdla.sim.collectives import CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
