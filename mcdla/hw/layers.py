@@ -526,6 +526,15 @@ class Layer:
     def weighted(self) -> bool:
         return self.lowering is not None
 
+    def gemm_reads(self, producer: "Layer") -> int:
+        """Elements per sample of ``producer``'s output that this layer's GEMM reads: the
+        feature map, except for a recurrent step reading the step before it, whose GEMM
+        reads h_{t-1} only of the stored state (c_{t-1} and the gate activations are
+        read per hidden unit by the gate kernel and backward, on the same unit's shard)."""
+        if self.kind in RECURRENT_KINDS and producer.weight_group == self.weight_group:
+            return self.lowering.out_features // RECURRENT_KINDS[self.kind]  # G x hidden / G
+        return math.prod(producer.out_shape)
+
     @property
     def macs_fwd_per_sample(self) -> int:
         if self.attention is not None:
