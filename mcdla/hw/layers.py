@@ -39,7 +39,7 @@ by timestep 0, whose backward finishes last, so the group's dW is ready then.
 
 Model parallelism (``shards`` = D, Krizhevsky-style): each device computes 1/D of a
 layer's output features (the GEMM's output-feature dimension m forward and in dW, the
-reduction k in dX, whose partial sums are all-reduced by the caller) and 1/D of the
+reduction k in dX, whose partial sums the caller reduces: docs/model.md) and 1/D of the
 element-wise work.
 """
 
