@@ -107,6 +107,20 @@ def test_per_device_share_matches_the_training_driver(capsys, parallel, local_ba
     assert got["bwd"]["time_s"] == pytest.approx(sum(it.plan.bwd_s), rel=1e-12)
 
 
+def test_model_parallel_runs_googlenets_pool_branch_whole_as_the_driver_does(capsys):
+    args = ["layers", "--workload", "googlenet", "--topology", "dc", "--batch", "64", "--parallel", "model"]
+    assert main([*args, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    it = Iteration(load_topology("dc"), load_workload("googlenet"), ExecutionSpec(parallel="model", batch=64))
+    got = totals(result)
+    assert got["fwd"]["time_s"] == pytest.approx(sum(it.plan.fwd_s), rel=1e-12)
+    assert got["bwd"]["time_s"] == pytest.approx(sum(it.plan.bwd_s), rel=1e-12)
+    # Inception 3a's pool branch reads the module's gathered input whole: forward reads
+    # and writes 192 x 28 x 28 x 64 samples x 4 B = 38,535,168 B each, not an 8th of it.
+    pool = [r for r in result["kernels"] if r["layer"] == "3a/b4pool" and r["phase"] == "fwd"]
+    assert [r["bytes"] for r in pool] == [2 * 38_535_168]
+
+
 def test_model_parallel_splits_the_gemms(capsys):
     data = {r["layer"] + r["kernel"]: r for r in report(capsys)["kernels"] if r["phase"] == "fwd"}
     model = {r["layer"] + r["kernel"]: r for r in report(capsys, "--parallel", "model")["kernels"]

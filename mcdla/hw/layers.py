@@ -39,7 +39,7 @@ by timestep 0, whose backward finishes last, so the group's dW is ready then.
 
 Model parallelism (``shards`` = D, Krizhevsky-style): each device computes 1/D of a
 layer's output features (the GEMM's output-feature dimension m forward and in dW, the
-reduction k in dX, whose partial sums are all-reduced by the caller) and 1/D of the
+reduction k in dX, whose partial sums the caller reduces: docs/model.md) and 1/D of the
 element-wise work.
 """
 
@@ -525,6 +525,15 @@ class Layer:
     @property
     def weighted(self) -> bool:
         return self.lowering is not None
+
+    def gemm_reads(self, producer: "Layer") -> int:
+        """Elements per sample of ``producer``'s output that this layer's GEMM reads: the
+        feature map, except for a recurrent step reading the step before it, whose GEMM
+        reads h_{t-1} only of the stored state (c_{t-1} and the gate activations are
+        read per hidden unit by the gate kernel and backward, on the same unit's shard)."""
+        if self.kind in RECURRENT_KINDS and producer.weight_group == self.weight_group:
+            return self.lowering.out_features // RECURRENT_KINDS[self.kind]  # G x hidden / G
+        return math.prod(producer.out_shape)
 
     @property
     def macs_fwd_per_sample(self) -> int:

@@ -6,17 +6,20 @@ sharding. Model-parallel training (Fig. 3(b), Krizhevsky-style) gives every devi
 the whole batch and ``1 / D`` of every layer's output features: the kernels run on
 the whole batch with ``shards = D`` (see :meth:`mcdla.hw.layers.Layer.kernels`).
 
-The training driver and ``mcdla layers`` both ask :func:`device_share`, so the
-per-layer report always times the same kernels the simulation charges.
+The training driver and ``mcdla layers`` both ask :func:`device_share` (and, in
+model-parallel training, :func:`model_split`), so the per-layer report always times
+the same kernels the simulation charges.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from mcdla.errors import InputError
 
-__all__ = ["DeviceShare", "device_share", "TensorSplit", "tensor_split", "pipeline_stages"]
+__all__ = ["DeviceShare", "device_share", "ModelSplit", "model_split", "TensorSplit", "tensor_split",
+           "pipeline_stages"]
 
 
 class DeviceShare(NamedTuple):
@@ -43,6 +46,88 @@ def device_share(parallel: str, batch: int, devices: int) -> DeviceShare:
         raise InputError(f"{batch} is not divisible by the {devices} devices of data-parallel training",
                          key="batch")
     return DeviceShare(batch // devices, 1)
+
+
+# Model parallelism (Krizhevsky 2014, the paper's Fig. 3(b)): every layer computes its
+# 1/D of the output features over the whole batch, so every feature map is split over
+# its features. A GEMM reads its input whole: the split input is all-gathered once per
+# tensor (a recurrent step gathers only h_{t-1}, the part its GEMM reads), and backward
+# leaves a partial dX of it (W^T dY over the device's output features), summed over
+# the devices once per tensor after its last consumer's backward. Each device keeps
+# only its shard of the tensor, so the sum is a reduce-scatter, the adjoint of the
+# forward all-gather (Megatron-LM's _GatherFromSequenceParallelRegion.backward
+# reduce-scatters for the same reason); an all-reduce would also send every device
+# the shards it drops. A layer without weights whose inputs are all whole on every
+# device (the data, or gathered) and whose output a GEMM reads runs on the whole
+# tensor instead of its shard (GoogLeNet's pool branch reads the module's gathered
+# input): its output needs no gather, and as its backward is linear in dY its partial
+# dX folds into its inputs' reductions. Everything else runs on its shard: no gather,
+# no reduction.
+
+
+class ModelSplit(NamedTuple):
+    """How a model-parallel layer DAG runs over D devices (see above); sizes in
+    elements per sample."""
+
+    shards: tuple[int, ...]  # layer -> D (its shard of the output features) or 1 (run whole)
+    gathers: dict[int, tuple[tuple[int, int], ...]]  # layer -> (tensor, elements) it needs whole
+    partial_dx: dict[int, tuple[tuple[int, int], ...]]  # backward layer -> (tensor, elements) it completes
+
+
+def _weightless(layer) -> bool:
+    """A layer that can run on a whole tensor without leaving a partial weight gradient."""
+    parts = (layer, *layer.fused)
+    return (layer.kind != "input" and not layer.weighted and layer.attention is None
+            and all(part.weight_group is None for part in parts))
+
+
+def model_split(layers, devices: int) -> ModelSplit:
+    """The model-parallel plan of ``layers`` over ``devices`` (see above)."""
+    n = len(layers)
+    readers: list[list[int]] = [[] for _ in range(n)]  # tensor -> the GEMMs that read it
+    for i, layer in enumerate(layers):
+        if layer.weighted:
+            for p in layer.inputs:
+                readers[p].append(i)
+    shards = [devices] * n
+    whole = [True] + [False] * (n - 1)  # tensor -> whole on every device after its forward
+    sources: dict[int, tuple[int, ...]] = {}  # layer run whole -> the gathered tensors it reads
+    size: dict[int, int] = {}  # gathered tensor -> the elements gathered
+
+    def behind(inputs) -> tuple[int, ...]:
+        """The tensors to gather so that ``inputs`` are whole (none for the data)."""
+        return tuple(dict.fromkeys(t for p in inputs if p for t in sources.get(p, (p,))))
+
+    gathers: dict[int, tuple[tuple[int, int], ...]] = {}
+    for i in range(1, n):
+        layer = layers[i]
+        if readers[i] and _weightless(layer) and all(whole[p] for p in layer.inputs):
+            shards[i], whole[i] = 1, True
+            sources[i] = behind(layer.inputs)
+        elif readers[i]:
+            size[i] = max(layers[c].gemm_reads(layer) for c in readers[i])
+            whole[i] = size[i] == math.prod(layer.out_shape)
+        needed = behind(layer.inputs) if layer.weighted or i in sources else ()
+        if needed:
+            gathers[i] = tuple((t, size[t]) for t in needed)
+    # Backward runs in reverse: the first consumer in forward order leaves the last partial.
+    completes: dict[int, tuple[int, int]] = {}  # tensor -> (the layer that completes its dX, elements)
+    for i in range(n - 1, 0, -1):
+        layer = layers[i]
+        for p in layer.inputs:
+            if not p or p in sources:  # the data needs no dX; a layer run whole passes its partial on
+                continue
+            if layer.weighted and layer.lowering.dx_elems:
+                elems = layer.lowering.dx_elems
+            elif i in sources:  # run whole on a partial dY, so its dX is partial too
+                elems = math.prod(layers[p].out_shape)
+            else:
+                continue
+            completes[p] = (i, max(elems, completes.get(p, (0, 0))[1]))
+    partial_dx: dict[int, list[tuple[int, int]]] = {}
+    for p, (i, elems) in sorted(completes.items()):
+        partial_dx.setdefault(i, []).append((p, elems))
+    return ModelSplit(tuple(shards), gathers, {i: tuple(ps) for i, ps in partial_dx.items()})
 
 
 # Tensor parallelism (Megatron-LM, Shoeybi et al. 2019), generalized to any layer DAG.

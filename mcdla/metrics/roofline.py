@@ -14,7 +14,8 @@ once per kernel.
 
 The kernels are exactly those the training driver times: each layer's
 :meth:`~mcdla.hw.layers.Layer.kernels` for one device's share of the batch
-(:func:`mcdla.hw.parallelism.device_share`), timed by
+(:func:`mcdla.hw.parallelism.device_share`; in model-parallel training each layer's
+shards from :func:`mcdla.hw.parallelism.model_split`), timed by
 :func:`mcdla.hw.compute.kernel_time`; a phase's total is therefore the sum of the
 driver's per-layer times. Phases follow the driver: ``fwd`` in layer order, ``bwd``
 in reverse (dX before dW), and ``recompute``, the forward replay of each cheap layer
@@ -32,7 +33,7 @@ from typing import Any, Sequence
 from mcdla.config.hardware import DeviceSpec
 from mcdla.hw.compute import kernel_time
 from mcdla.hw.layers import PHASES, Workload
-from mcdla.hw.parallelism import device_share
+from mcdla.hw.parallelism import device_share, model_split
 
 __all__ = ["Roofline", "kernel_rows", "phase_totals", "layer_report", "PHASE_CHOICES"]
 
@@ -72,14 +73,15 @@ def _layer_order(workload: Workload, phase: str) -> list[int]:
 
 
 def kernel_rows(workload: Workload, device: DeviceSpec, phases: Sequence[str], local_batch: int,
-                shards: int) -> list[dict[str, Any]]:
-    """One row per kernel of ``phases``, in execution order within each phase."""
+                shards: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per kernel of ``phases``, in execution order within each phase; ``shards``
+    per layer."""
     rows: list[dict[str, Any]] = []
     prec = workload.precision_bytes
     for phase in phases:
         for i in _layer_order(workload, phase):
             layer = workload.layers[i]
-            for kernel in layer.kernels(phase, local_batch, prec, shards):
+            for kernel in layer.kernels(phase, local_batch, prec, shards[i]):
                 timing = kernel_time(device, kernel)
                 rows.append({
                     "layer": layer.name,
@@ -136,7 +138,9 @@ def layer_report(workload: Workload, device: DeviceSpec, *, topology: str, paral
     phases = PHASES if phase == "all" else (phase,)
     share = device_share(parallel, batch, devices)
     roofline = Roofline.of(device)
-    rows = kernel_rows(workload, device, phases, share.local_batch, share.shards)
+    shards = (model_split(workload.layers, devices).shards if parallel == "model"
+              else (share.shards,) * len(workload.layers))
+    rows = kernel_rows(workload, device, phases, share.local_batch, shards)
     return {
         "workload": workload.name,
         "topology": topology,

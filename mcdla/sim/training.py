@@ -17,9 +17,11 @@ Data-parallel (paper Fig. 3(a)): each device holds the whole model and batch/D
 samples; a weight group's dW is all-reduced as soon as every device has finished the
 backward of the group's last layer, overlapping the rest of backward.
 Model-parallel (Fig. 3(b), Krizhevsky-style): each device holds the whole batch and
-1/D of every layer's output features; the input feature maps of each weighted layer
-are all-gathered before its forward, and its partial dX is all-reduced after its
-backward; dW stays local. Cheap layers run on the device's feature shard.
+1/D of every layer's output features; what each weighted layer reads of its inputs is
+all-gathered before its forward (once per tensor), and each tensor's partial dX is
+reduce-scattered after the backward of its last consumer; dW stays local. Cheap layers
+run on the device's feature shard, or whole where that saves a gather
+(:func:`mcdla.hw.parallelism.model_split`).
 
 Memory virtualization: the execution's offload policy (:mod:`mcdla.sim.offload`;
 vDNN offload-all by default) says which feature maps leave the device after their last
@@ -48,7 +50,7 @@ from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
 from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
-from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
+from mcdla.hw.parallelism import TensorSplit, device_share, model_split, tensor_split
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.collectives import CollectiveRecord
@@ -119,7 +121,6 @@ class OffloadPlan:
     fwd_s: tuple[float, ...]
     bwd_s: tuple[float, ...]
     tensor_bytes: tuple[float, ...]  # what one device holds of each feature map
-    full_bytes: tuple[float, ...]  # the whole feature map, over the whole batch
     offloaded: tuple[bool, ...]
     recomputed: tuple[bool, ...]
     last_fwd_use: tuple[int, ...]
@@ -129,8 +130,11 @@ class OffloadPlan:
     frees: tuple[tuple[int, ...], ...]  # backward step -> tensors last read by it
     read_in_bwd: frozenset[int]
     # Model-parallel: backward layer -> the tensors whose partial dX it completes (it is
-    # their last weighted consumer in backward order), all-reduced once per tensor.
+    # their last consumer in backward order), reduce-scattered once per tensor.
     partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
+    # Model-parallel: layer -> the tensors it reads whole, all-gathered before its forward
+    # unless an earlier layer gathered them.
+    gathers: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
     step_s: float = 0.0  # the optimizer step over the weights one device updates
     tp: TensorSplit = field(default_factory=lambda: tensor_split((), 1))
     group_bytes: dict[str, float] = field(default_factory=dict)  # weight group -> its gradient bytes on a device
@@ -621,11 +625,10 @@ class DeviceCompute:
         order = plan.weight_order
         for i in range(1, len(layers)):
             layer = layers[i]
-            if model and layer.weighted:  # a GEMM reads all input features; BN stays on its shard
-                for p in layer.inputs:
-                    if p not in gathered:
-                        gathered.add(p)
-                        yield self.stream.join(("fwd", p), "all_gather", plan.full_bytes[p], device=self.device)
+            for p, size in plan.gathers.get(i, ()):  # model-parallel: what it reads whole
+                if p not in gathered:
+                    gathered.add(p)
+                    yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
             yield from self._tp_before_forward(i)
             group = layer.weight_group
             if zero3 and group is not None and plan.group_first[group] == i:
@@ -668,10 +671,9 @@ class DeviceCompute:
                     recomputed.add(t)
                     yield from memory.reserve(plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
                     yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}", "recompute")
-            if model and training.regather and layers[i].weight_group is not None:
-                for p in layers[i].inputs:
-                    if p != 0:
-                        yield self.stream.join(("regather", i, p), "all_gather", plan.full_bytes[p], device=self.device)
+            if training.regather and layers[i].weight_group is not None:
+                for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
+                    yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
             yield from self._tp_before_backward(i)
             record.backward_start[i] = env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}", "bwd")
@@ -681,11 +683,11 @@ class DeviceCompute:
                 self._drop_weights(group)
             yield from self._tp_after_backward(i)
             if model:
-                # Each weighted consumer leaves a partial dX of its input; the partials
-                # of all consumers are summed locally and the tensor's dX is all-reduced
-                # once, after its last weighted consumer's backward.
+                # Each GEMM consumer leaves a partial dX of its input; the partials of
+                # all consumers are summed locally and the tensor's dX reduce-scattered
+                # to its shards once, after its last consumer's backward.
                 for p, size in plan.partial_dx.get(i, ()):
-                    yield self.stream.join(("dX", p), "all_reduce", size, device=self.device)
+                    yield self.stream.join(("dX", p), "reduce_scatter", size, device=self.device)
             elif group is not None:
                 self._groups_left[group] -= 1
                 if self._groups_left[group] == 0:
@@ -724,19 +726,20 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     else:  # a pipeline stage's pass (data-parallel training)
         local_batch, shards = micro_batch, 1
     tp = tensor_split(layers, degree, execution.sequence_parallel)
-    layer_shards = tp.shards if degree > 1 else (shards,) * len(layers)
+    model = model_split(layers, devices) if execution.parallel == "model" else None
+    layer_shards = tp.shards if degree > 1 else model.shards if model else (shards,) * len(layers)
     device = topology.device
     fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])
                 for i, l in enumerate(layers))
     bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, layer_shards[i])
                 for i, l in enumerate(layers))
     # The bytes of each feature map a device holds: batch/D samples in data-parallel
-    # training; in model-parallel training, the whole batch but 1/D of the output
-    # features (docs/model.md), except the input batch, which every device loads whole.
-    full_bytes = tuple(float(l.out_elems_per_sample * execution.batch * prec) for l in layers)
+    # training; in model-parallel training, the whole batch and its shard of the output
+    # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,
+    # which every device loads whole.
     group_full = tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers)
-    if execution.parallel == "model":
-        tensor_bytes = (full_bytes[0],) + tuple(b / devices for b in full_bytes[1:])
+    if model:
+        tensor_bytes = tuple(b / layer_shards[i] if i else b for i, b in enumerate(group_full))
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
         tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
     group_params = device_group_params(workload, layer_shards)
@@ -757,19 +760,9 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     frees: list[list[int]] = [[] for _ in bwd_order]
     for t, step in sorted(last_bwd_use.items()):
         frees[step].append(t)
-    partial_dx: dict[int, list[tuple[int, float]]] = {}
-    if execution.parallel == "model":
-        # Only a GEMM's dX (W^T dY over sharded output features) is a partial sum; a
-        # per-channel layer (batch norm, element-wise) computes its dX on its shard.
-        completes: dict[int, tuple[int, int]] = {}  # tensor -> (last GEMM consumer, dX elements)
-        for i in bwd_order:
-            low = layers[i].lowering
-            if low is not None and low.dx_elems:
-                for p in layers[i].inputs:
-                    if p != 0:  # the input batch needs no dX (a recurrent step's x_t slice of it)
-                        completes[p] = (i, max(low.dx_elems, completes.get(p, (0, 0))[1]))
-        for p, (i, elems) in sorted(completes.items()):
-            partial_dx.setdefault(i, []).append((p, float(elems * execution.batch * prec)))
+
+    def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
+        return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
     updated = sum(group_params.values()) / (dp if execution.zero else 1)  # ZeRO: each its 1/dp
     step_s = optimizer_step_time(device, workload, updated)
     first: dict[str, int] = {}
@@ -780,9 +773,10 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
             last[layer.weight_group] = i
     dropped = tuple(not o and (r or (virtualize and t not in last_bwd_use))
                     for t, (o, r) in enumerate(zip(offloaded, recomputed)))
-    return OffloadPlan(fwd, bwd, tensor_bytes, full_bytes, offloaded, recomputed, last_fwd_use,
+    return OffloadPlan(fwd, bwd, tensor_bytes, offloaded, recomputed, last_fwd_use,
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
-                       frozenset(last_bwd_use), {i: tuple(ps) for i, ps in partial_dx.items()}, step_s,
+                       frozenset(last_bwd_use), to_bytes(model.partial_dx) if model else {},
+                       to_bytes(model.gathers) if model else {}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
                        tuple(sorted(first, key=first.get)), first, last, updated, dropped)
 
