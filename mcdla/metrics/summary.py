@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcdla.metrics.intervals import difference_measure, measure, union
-from mcdla.sim.training import AXES
+from mcdla.sim.records import AXES
 
 __all__ = ["summarize"]
 

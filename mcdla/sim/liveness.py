@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # of the same bytes in another order (the driver and the offload policies use it alike).
 FIT_SLACK = 1e-12
 
-__all__ = ["FIT_SLACK", "Schedule", "schedule", "intervals", "memory_curve", "peak_bytes", "backward_needs", "closure"]
+__all__ = ["FIT_SLACK", "Schedule", "schedule", "intervals", "memory_curve", "peak_bytes", "backward_needs", "closure", "prefetch_step"]
 
 
 def backward_needs(layers) -> tuple[tuple[int, ...], ...]:
@@ -71,8 +71,15 @@ class Schedule:
         return 2 * self.layers - 1
 
     def issue(self, t: int, lookahead: int) -> int:
-        """The backward step that issues ``t``'s prefetch (the driver's issue_prefetches)."""
-        return max(0, self.first_bwd_use[t] - lookahead)
+        """The backward step that issues ``t``'s prefetch."""
+        return prefetch_step(self.first_bwd_use[t], lookahead)
+
+
+def prefetch_step(first_need: int, lookahead: int) -> int:
+    """The backward step at which a map first needed at step ``first_need`` is
+    prefetched: ``lookahead`` steps ahead, or at the start of backward (the driver and
+    the analytic peak both ask here)."""
+    return max(0, first_need - lookahead)
 
 
 def schedule(layers, recomputed: Sequence[bool]) -> Schedule:

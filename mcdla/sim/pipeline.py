@@ -31,8 +31,8 @@ import simpy
 from mcdla.hw.compute import optimizer_step_time
 from mcdla.hw.network import p2p_paths
 from mcdla.hw.parallelism import pipeline_stages
+from mcdla.sim.device import DeviceCompute
 from mcdla.sim.offload import block_of
-from mcdla.sim.training import DeviceCompute
 
 __all__ = ["schedule", "PipeLinks", "PipelineStage", "PipelinePlan", "pipeline_plan"]
 

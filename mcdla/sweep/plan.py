@@ -189,7 +189,7 @@ def _state_lower_bound(workload, execution, devices: int) -> float:
     without pipelines, the stages' average (a lower bound of the largest) with them."""
     from mcdla.hw.memory import with_precision
     from mcdla.hw.parallelism import tensor_split
-    from mcdla.sim.training import device_group_params, device_model_state
+    from mcdla.sim.plan import device_group_params, device_model_state
 
     work = with_precision(workload, execution.training.precision)
     shards = tensor_split(work.layers, execution.tensor_parallel).shards

@@ -1,0 +1,308 @@
+"""One device's compute stream: the passes of an iteration over the plan.
+
+:class:`DeviceCompute` runs forward over every layer, backward in reverse, then the
+optimizer step; it asks its memory for room, hands feature maps to its copy engines,
+joins its communicators' collectives (data-parallel gradients, ZeRO's gathers, tensor
+parallelism around a layer, the paper's model-parallel gathers and dX) and records
+what it did. A pipeline stage (:mod:`mcdla.sim.pipeline`) runs its own schedule of
+passes over the same steps."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import simpy
+
+from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
+from mcdla.sim.communicator import CollectiveStream
+from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.liveness import closure
+from mcdla.sim.memory import BackingStores, DeviceMemory, DmaEngine, stripe
+from mcdla.sim.plan import OffloadPlan
+from mcdla.sim.records import RunInputs, Span
+
+__all__ = ["OPTIMIZER_CHUNK_BYTES", "DeviceCompute"]
+
+
+# ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
+# offload_optimizer.buffer_size default, 1e8 fp32 elements.
+OPTIMIZER_CHUNK_BYTES = 4e8
+
+
+class DeviceCompute:
+    """One device's compute stream: forward, then backward, over the plan."""
+
+    def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
+                 memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
+                 model_state_bytes: float, virtualize: bool, tensor_stream: CollectiveStream | None = None,
+                 members: tuple[int, ...] = ()):
+        self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
+        # Rank symmetry: the devices of this one's class (it first), which do what it does.
+        self.members = members or (device,)
+        self.copies = len(self.members)
+        # ``stream``: the data-parallel group's communicator (every device, without
+        # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
+        self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
+        self.model_state_bytes, self.virtualize = model_state_bytes, virtualize
+        groups: dict[str, int] = {}
+        for layer in inputs.workload.layers:
+            if layer.weight_group is not None:
+                groups[layer.weight_group] = groups.get(layer.weight_group, 0) + 1
+        self._groups_left = groups
+        self._reductions: list[simpy.Event] = []  # the gradient all-reduces this device joined
+        self._bucket: list[str] = []  # weight groups waiting in the open bucket
+        self._bucket_bytes = 0.0
+        # ZeRO 2 and 3 keep 1/dp of the gradients: a reduce-scatter leaves each its shard.
+        self._gradient_op = "reduce_scatter" if inputs.execution.zero >= 2 else "all_reduce"
+        self.process = env.process(self._run())
+
+    def _gather_weights(self, group: str, phase: str):
+        """ZeRO-3: all-gathers a weight group's shards into a buffer (the event, which
+        fires when the weights are whole); the buffer is freed by :meth:`_drop_weights`.
+        With the weights in the backing store (ZeRO-Infinity), each device first fetches
+        its shard from there, while the compute goes on."""
+        size = self.plan.group_bytes[group]
+        yield from self.memory.reserve(size, f"the gathered weights of {group}")
+        if not self.inputs.execution.offload_params:
+            return self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
+
+        def fetch_then_gather():
+            yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in")
+            yield self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
+
+        return self.env.process(fetch_then_gather())
+
+    def _weights_ready(self, group: str, phase: str, order: tuple, weights: dict):
+        """ZeRO-3: waits for ``group``'s weights, gathering them and, one ahead, the next
+        group's in ``order`` (``weights``: the gathers issued in this pass)."""
+        k = order.index(group)
+        for g in order[k:k + 2]:
+            if g not in weights:
+                weights[g] = yield from self._gather_weights(g, phase)
+        yield weights[group]
+
+    def _drop_weights(self, group: str) -> None:
+        self.memory.free(self.plan.group_bytes[group])
+
+    # Tensor parallelism around layer i (hw/parallelism.tensor_split); ``tag`` tells
+    # apart the micro-batches of a pipeline.
+    def _tp_before_forward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        for p in plan.tp.gathers.get(i, ()):  # split inputs the layer needs whole
+            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p], device=self.device)
+
+    def _tp_after_forward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        if i in plan.tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
+            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i], device=self.device)
+
+    def _tp_before_backward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        if plan.tp.sequence and i in plan.tp.reduce_out:  # dY arrives as token shards
+            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i], device=self.device)
+
+    def _tp_after_backward(self, i: int, tag: tuple = ()):
+        plan = self.plan
+        for p in plan.tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
+            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p], device=self.device)
+
+    def _offloaded_step(self):
+        """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
+        workload, topology = self.inputs.workload, self.inputs.topology
+        params = self.plan.updated_params
+        # With the weights in the backing store too (ZeRO-Infinity), the gradients are
+        # already there and the updated weights stay there.
+        in_store = self.inputs.execution.offload_params
+        if topology.backing == "host":
+            if not in_store:
+                yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
+            # The CPU's step is a memory-bound pass over the state in its socket's DRAM:
+            # a flow on the DRAM port, which every device that socket serves shares.
+            yield from self._to_store(params * step_bytes_per_param(workload), "offload", "optimizer step on the host",
+                                      ports_only=True)
+            if not in_store:
+                yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
+            return
+        # Memory-nodes have no processor: the state (and, ZeRO-Infinity, the gradient in
+        # and the updated weights out) comes to the device in chunks, each stepped while
+        # the next arrives and the last goes back (double-buffered).
+        state = optimizer_state_bytes(workload, params) + (params * workload.precision_bytes if in_store else 0.0)
+        chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
+        size, step_s = state / chunks, self.plan.step_s / chunks
+        env = self.env
+
+        def fetch(k):
+            yield from self.memory.reserve(size, f"optimizer state chunk {k}")
+            yield from self._to_store(size, "prefetch", "optimizer state in")
+
+        def write_back():
+            yield from self._to_store(size, "offload", "optimizer state out")
+            self.memory.free(size)
+
+        arriving = env.process(fetch(0))
+        written = []
+        for k in range(chunks):
+            yield arriving
+            if k + 1 < chunks:
+                arriving = env.process(fetch(k + 1))
+            yield from self._compute(step_s, "optimizer step", "step")
+            written.append(env.process(write_back()))
+        yield env.all_of(written)
+
+    def _to_store(self, size_bytes: float, direction: str, label: str, ports_only: bool = False):
+        """Moves ``size_bytes`` between this device and its backing stores, striped as
+        feature maps are (or, ``ports_only``, streams them through the stores' memory)."""
+        topology, execution = self.inputs.topology, self.inputs.execution
+        routes = topology.backing_routes(topology.devices[self.device], execution.policy, direction)
+        start = self.env.now
+        moved = self.stores.moved
+        for other in self.members[1:]:  # the class's other devices move the same over their routes
+            for sub in topology.backing_routes(topology.devices[other], execution.policy, direction):
+                moved.append((sub.path[-1:] if ports_only else sub.path, sub.share * size_bytes))
+        yield self.env.all_of(stripe(self.net, routes, size_bytes, f"{label}/{self.device}", ports_only,
+                                     moved, self.copies))
+        if not ports_only:  # the device's copy engines are busy; the host's step is not the device's
+            self.memory.record.virtualization.append(Span(start, self.env.now, label, direction))
+
+    def _gradient_ready(self, group: str, size_bytes: float) -> None:
+        """A weight group's gradient is complete: all-reduced at once (the paper's), or
+        added to the open bucket, which is all-reduced once it reaches the bucket size."""
+        bucket = self.inputs.execution.training.bucket
+        if bucket is None:
+            self._reductions.append(self._reduce_gradient(("dW", group), size_bytes))
+            return
+        self._bucket.append(group)
+        self._bucket_bytes += size_bytes
+        if self._bucket_bytes >= bucket:
+            self._flush_bucket()
+
+    def _flush_bucket(self) -> None:
+        if self._bucket:
+            key = ("bucket", *self._bucket)  # the same groups in the same order on every device
+            self._reductions.append(self._reduce_gradient(key, self._bucket_bytes))
+            self._bucket, self._bucket_bytes = [], 0.0
+
+    def _reduce_gradient(self, key: tuple, size_bytes: float) -> simpy.Event:
+        """Joins a gradient reduction; with the weights in the backing store, the
+        device's reduced shard then goes there (the event fires when it has)."""
+        reduced = self.stream.join(key, self._gradient_op, size_bytes, device=self.device)
+        if not self.inputs.execution.offload_params:
+            return reduced
+
+        def then_store():
+            yield reduced
+            yield from self._to_store(size_bytes / self.stream.devices, "offload", "gradients out")
+
+        return self.env.process(then_store())
+
+    def _compute(self, duration_s: float, label: str, kind: str):
+        if duration_s > 0:
+            start = self.env.now
+            yield self.env.timeout(duration_s)
+            self.memory.record.compute.append(Span(start, self.env.now, label, kind))
+
+    def _run(self):
+        plan, env, memory = self.plan, self.env, self.memory
+        workload, execution = self.inputs.workload, self.inputs.execution
+        layers, training = workload.layers, execution.training
+        record = memory.record
+        model = execution.parallel == "model"
+        engine_args = (env, self.net, self.inputs, self.device, memory, self.stores, plan, self.copies)
+        offloader = DmaEngine(*engine_args)
+        prefetcher = offloader if self.inputs.topology.device.dma_engines < 2 else DmaEngine(*engine_args)
+        offloaded_done: dict[int, simpy.Event] = {}
+
+        # Forward.
+        memory.hold(self.model_state_bytes)  # resident for the whole iteration
+        memory.hold(plan.tensor_bytes[0])  # the input batch
+        gathered: set[int] = {0}  # every device loads the whole input batch
+        zero3 = execution.zero == 3 and self.stream.devices > 1
+        weights = {}  # ZeRO-3: weight group -> its gather, issued one group ahead
+        order = plan.weight_order
+        for i in range(1, len(layers)):
+            layer = layers[i]
+            for p, size in plan.gathers.get(i, ()):  # model-parallel: what it reads whole
+                if p not in gathered:
+                    gathered.add(p)
+                    yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
+            yield from self._tp_before_forward(i)
+            group = layer.weight_group
+            if zero3 and group is not None and plan.group_first[group] == i:
+                yield from self._weights_ready(group, "fwd", order, weights)
+            # The output buffer exists while the layer computes.
+            yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
+            yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}", "fwd")
+            if zero3 and group is not None and plan.group_last[group] == i:
+                self._drop_weights(group)
+            yield from self._tp_after_forward(i)
+            for p in (*layer.inputs, i):
+                if plan.last_fwd_use[p] != i:
+                    continue
+                if plan.offloaded[p]:
+                    offloaded_done[p] = offloader.submit(p, "offload")
+                elif plan.dropped[p]:  # recomputed in backward, or never read again
+                    memory.free(plan.tensor_bytes[p])
+
+        # Backward.
+        prefetched: dict[int, simpy.Event] = {}
+        pending = deque(sorted(plan.first_need, key=lambda t: (plan.first_need[t], t)))
+        recomputed: set[int] = set()  # recomputed tensors held for backward
+
+        def issue_prefetches(step: int) -> None:
+            while pending and plan.first_need[pending[0]] <= step + training.lookahead:
+                t = pending.popleft()
+                prefetched[t] = prefetcher.submit(t, "prefetch", offloaded_done[t])
+
+        weights = {}
+        order = order[::-1]
+        for step, i in enumerate(plan.bwd_order):
+            issue_prefetches(step)
+            group = layers[i].weight_group
+            if zero3 and group is not None and plan.group_last[group] == i:
+                yield from self._weights_ready(group, "bwd", order, weights)
+            for t in reversed(closure(plan.bwd_needs[i], layers, plan.recomputed)):
+                if plan.offloaded[t]:
+                    yield prefetched[t]
+                elif plan.recomputed[t] and t not in recomputed:
+                    recomputed.add(t)
+                    yield from memory.reserve(plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
+                    yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}", "recompute")
+            if training.regather and layers[i].weight_group is not None:
+                for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
+                    yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
+            yield from self._tp_before_backward(i)
+            record.backward_start[i] = env.now
+            yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}", "bwd")
+            for t in plan.frees[step]:
+                memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
+            if zero3 and group is not None and plan.group_first[group] == i:
+                self._drop_weights(group)
+            yield from self._tp_after_backward(i)
+            if model:
+                # Each GEMM consumer leaves a partial dX of its input; the partials of
+                # all consumers are summed locally and the tensor's dX reduce-scattered
+                # to its shards once, after its last consumer's backward.
+                for p, size in plan.partial_dx.get(i, ()):
+                    yield self.stream.join(("dX", p), "reduce_scatter", size, device=self.device)
+            elif group is not None:
+                self._groups_left[group] -= 1
+                if self._groups_left[group] == 0:
+                    self._gradient_ready(group, plan.group_bytes[group])
+        if not model:
+            self._flush_bucket()
+        if self.plan.step_s > 0 or execution.zero in (1, 2):
+            # The optimizer step updates every weight once all its gradients are reduced.
+            yield env.all_of(self._reductions)
+            if execution.offload_optimizer:
+                yield from self._offloaded_step()
+            else:
+                yield from self._compute(self.plan.step_s, "optimizer step", "step")
+        if execution.zero in (1, 2):
+            # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
+            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), device=self.device)
+        if not self.virtualize:
+            # Without virtualization, maps that backward never reads are dropped at the end.
+            for t in range(len(layers)):
+                if t not in plan.read_in_bwd and not plan.dropped[t]:
+                    memory.free(plan.tensor_bytes[t])

@@ -1,0 +1,143 @@
+"""What the driver precomputes once per run, identical for every device: per-layer
+times, what each device holds of each feature map, the offload plan (which maps leave,
+are recomputed, when each is prefetched and freed) and the model state it keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mcdla.config.execution import ExecutionSpec
+from mcdla.hw.compute import layer_time, optimizer_step_time
+from mcdla.hw.memory import model_state_bytes
+from mcdla.hw.parallelism import TensorSplit, device_share, model_split, tensor_split
+from mcdla.sim.liveness import backward_needs, schedule
+from mcdla.sim.offload import OFFLOADS
+from mcdla.sim.records import RunInputs
+
+__all__ = ["OffloadPlan", "make_plan", "device_model_state", "device_group_params"]
+
+
+@dataclass(frozen=True)
+class OffloadPlan:
+    """What the driver precomputes once per run (identical for every device)."""
+
+    fwd_s: tuple[float, ...]
+    bwd_s: tuple[float, ...]
+    tensor_bytes: tuple[float, ...]  # what one device holds of each feature map
+    offloaded: tuple[bool, ...]
+    recomputed: tuple[bool, ...]
+    last_fwd_use: tuple[int, ...]
+    bwd_needs: tuple[tuple[int, ...], ...]  # layer -> tensors its backward reads
+    bwd_order: tuple[int, ...]
+    first_need: dict[int, int]  # offloaded tensor -> first backward step that needs it
+    frees: tuple[tuple[int, ...], ...]  # backward step -> tensors last read by it
+    read_in_bwd: frozenset[int]
+    # Model-parallel: backward layer -> the tensors whose partial dX it completes (it is
+    # their last consumer in backward order), reduce-scattered once per tensor.
+    partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
+    # Model-parallel: layer -> the tensors it reads whole, all-gathered before its forward
+    # unless an earlier layer gathered them.
+    gathers: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
+    step_s: float = 0.0  # the optimizer step over the weights one device updates
+    tp: TensorSplit = field(default_factory=lambda: tensor_split((), 1))
+    group_bytes: dict[str, float] = field(default_factory=dict)  # weight group -> its gradient bytes on a device
+    group_full_bytes: tuple[float, ...] = ()  # feature map -> bytes whole over the tensor group
+    weight_order: tuple[str, ...] = ()  # weight groups in forward order
+    group_first: dict[str, int] = field(default_factory=dict)  # weight group -> its first layer
+    group_last: dict[str, int] = field(default_factory=dict)  # weight group -> its last layer
+    updated_params: float = 0.0  # the parameters this device's optimizer step updates
+    # Tensor -> freed at its last forward use without an offload: recomputed, or never
+    # read again while virtualizing (a map a policy keeps stays until backward frees it).
+    dropped: tuple[bool, ...] = ()
+
+
+def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = None,
+              dp: int | None = None) -> OffloadPlan:
+    """The per-layer times and the offload plan, identical for every device: of one
+    replica's share of the batch, or (pipelines) of one ``micro_batch`` of samples on a
+    stage, ``dp`` data-parallel replicas sharing the optimizer state under ZeRO."""
+    topology, workload, execution = inputs.topology, inputs.workload, inputs.execution
+    layers = workload.layers
+    prec = workload.precision_bytes
+    devices = len(topology.devices)
+    degree = execution.tensor_parallel
+    if micro_batch is None:
+        local_batch, shards = device_share(execution.parallel, execution.batch, devices // degree)
+    else:  # a pipeline stage's pass (data-parallel training)
+        local_batch, shards = micro_batch, 1
+    tp = tensor_split(layers, degree, execution.sequence_parallel)
+    model = model_split(layers, devices) if execution.parallel == "model" else None
+    layer_shards = tp.shards if degree > 1 else model.shards if model else (shards,) * len(layers)
+    device = topology.device
+    fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])
+                for i, l in enumerate(layers))
+    bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, layer_shards[i])
+                for i, l in enumerate(layers))
+    # The bytes of each feature map a device holds: batch/D samples in data-parallel
+    # training; in model-parallel training, the whole batch and its shard of the output
+    # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,
+    # which every device loads whole.
+    group_full = tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers)
+    if model:
+        tensor_bytes = tuple(b / layer_shards[i] if i else b for i, b in enumerate(group_full))
+    else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
+        tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
+    group_params = device_group_params(workload, layer_shards)
+    if dp is None:
+        dp = devices // degree if execution.parallel == "data" else 1
+    policy = OFFLOADS.get(execution.offload, key="execution.offload")()
+    decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
+                             checkpoint=execution.training.checkpoint, lookahead=execution.training.lookahead,
+                             tensor_bytes=tensor_bytes, fwd_s=fwd, bwd_s=bwd, memory_bytes=topology.device_memory_bytes,
+                             resident_bytes=device_model_state(workload, execution, devices, group_params),
+                             dma_Bps=topology.virtualization_rate_Bps(execution.policy) if virtualize else 0.0)
+    recomputed, offloaded = decision.recomputed, decision.offloaded
+    bwd_needs = backward_needs(layers)
+    bwd_order = tuple(range(len(layers) - 1, 0, -1))
+    sched = schedule(layers, recomputed)  # when each map is used (the policies' derivation too)
+    last_fwd_use, last_bwd_use = sched.last_fwd_use, sched.last_bwd_use
+    first_need = {t: s for t, s in sched.first_bwd_use.items() if offloaded[t]}
+    frees: list[list[int]] = [[] for _ in bwd_order]
+    for t, step in sorted(last_bwd_use.items()):
+        frees[step].append(t)
+
+    def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
+        return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
+    updated = sum(group_params.values()) / (dp if execution.zero else 1)  # ZeRO: each its 1/dp
+    step_s = optimizer_step_time(device, workload, updated)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        if layer.weight_group is not None:
+            first.setdefault(layer.weight_group, i)
+            last[layer.weight_group] = i
+    dropped = tuple(not o and (r or (virtualize and t not in last_bwd_use))
+                    for t, (o, r) in enumerate(zip(offloaded, recomputed)))
+    return OffloadPlan(fwd, bwd, tensor_bytes, offloaded, recomputed, last_fwd_use,
+                       bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
+                       frozenset(last_bwd_use), to_bytes(model.partial_dx) if model else {},
+                       to_bytes(model.gathers) if model else {}, step_s,
+                       tp, {g: n * prec for g, n in group_params.items()}, group_full,
+                       tuple(sorted(first, key=first.get)), first, last, updated, dropped)
+
+
+def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params) -> float:
+    """The model state one device keeps for the whole iteration (without pipeline
+    stages): 1/D of it in model-parallel training; its tensor-parallel share of the
+    weights, with the execution's ZeRO stage and ZeRO-Offload, in data-parallel."""
+    if execution.parallel == "model":
+        return model_state_bytes(workload, devices)
+    if execution.offload_params:  # ZeRO-Infinity: nothing stays; weights come in per group
+        return 0.0
+    return model_state_bytes(workload, params=sum(group_params.values()), zero=execution.zero,
+                             dp=devices // execution.tensor_parallel, offload_optimizer=execution.offload_optimizer)
+
+
+def device_group_params(workload, layer_shards) -> dict[str, float]:
+    """Weight group -> the parameters one device holds of it: a group is split as the
+    layer that owns its parameters (1/shards)."""
+    held = {g: float(n) for g, n in workload.weight_groups.items()}
+    for layer, shards in zip(workload.layers, layer_shards):
+        if layer.weight_group is not None and layer.params and shards > 1:
+            held[layer.weight_group] = workload.weight_groups[layer.weight_group] / shards
+    return held

@@ -1,0 +1,115 @@
+"""What a simulated iteration records, typed: what summary, trace and invariants read.
+
+Each component writes its own part: a device its :class:`Span` intervals (a kernel or
+a transfer, each with its kind) and memory over time; a communicator its collectives
+(each with its parallel axis); the driver assembles the :class:`IterationRecord`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mcdla.config.execution import ExecutionSpec
+from mcdla.sim.collectives import CollectiveRecord
+from mcdla.sim.flownet import NetworkStats
+
+if TYPE_CHECKING:
+    from mcdla.sim.plan import OffloadPlan
+
+__all__ = ["Span", "COMPUTE_KINDS", "TRANSFER_KINDS", "AXES", "DeviceRecord", "RunInputs", "IterationRecord"]
+
+
+class Span(NamedTuple):
+    """A busy interval of a device: a kernel on its compute stream, or a transfer of its
+    copy engines. ``kind`` says what it was, so summaries never parse ``label``."""
+
+    start_s: float
+    end_s: float
+    label: str  # what people read: "fwd conv1", "offload relu3", "optimizer step"
+    kind: str  # compute: fwd, bwd, recompute, step; copy engines: offload, prefetch
+
+
+# Span kinds, by the stream that runs them.
+COMPUTE_KINDS = ("fwd", "bwd", "recompute", "step")
+TRANSFER_KINDS = ("offload", "prefetch")
+
+
+# The parallel axes communication is counted on (``comm_s`` of a result): data,
+# tensor (the paper's model-parallel mode included) and pipeline.
+AXES = ("dp", "tp", "pp")
+
+
+@dataclass
+class DeviceRecord:
+    """What one device did: busy intervals, memory over time, bytes it moved."""
+
+    name: str
+    compute: list[Span] = field(default_factory=list)  # its kernels
+    virtualization: list[Span] = field(default_factory=list)  # its copy engines' transfers
+    memory: list[tuple[float, float]] = field(default_factory=list)  # (time, bytes in use)
+    memory_bytes: float = 0.0
+    memory_peak_bytes: float = 0.0
+    offloaded_bytes: float = 0.0
+    prefetched_bytes: float = 0.0
+    offloads: dict[int, int] = field(default_factory=dict)  # tensor -> times offloaded
+    prefetches: dict[int, int] = field(default_factory=dict)  # tensor -> times prefetched
+    prefetch_ready: dict[int, float] = field(default_factory=dict)  # tensor -> time in device memory
+    backward_start: dict[int, float] = field(default_factory=dict)  # layer -> backward start time
+
+    def allocate(self, now: float, size_bytes: float) -> None:
+        self.memory_bytes += size_bytes
+        self.memory_peak_bytes = max(self.memory_peak_bytes, self.memory_bytes)
+        self.memory.append((now, self.memory_bytes))
+
+    def free(self, now: float, size_bytes: float) -> None:
+        self.memory_bytes -= size_bytes
+        self.memory.append((now, self.memory_bytes))
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The three inputs of a run, as built: hardware, workload, execution."""
+
+    topology: Any
+    workload: Any
+    execution: ExecutionSpec
+
+
+@dataclass
+class IterationRecord:
+    """The outcome of one simulated iteration: what summary, trace and invariants read."""
+
+    inputs: RunInputs
+    iteration_time_s: float
+    devices: list[DeviceRecord]
+    collectives: list[CollectiveRecord]
+    store_peak_bytes: dict[str, float]
+    store_end_bytes: dict[str, float]
+    events: int
+    network: NetworkStats
+    capacities_Bps: dict[str, float]  # every resource of the flow network, reduction units too
+    overload: tuple[float, str, float, float] | None
+    timeline: dict[str, list[tuple[float, float]]] | None
+    port_peak_Bps: dict[str, float]  # CPU socket DRAM port -> its peak load (Fig. 12)
+    plan: OffloadPlan
+    model_state_bytes: float
+    virtualize: bool
+    rings: dict = field(default_factory=dict)  # every ring a communicator used, by name
+    device_state_bytes: tuple[float, ...] = ()  # per device, where stages hold different weights
+    transfers: tuple = ()  # (path, bytes) besides collectives and feature maps: pipeline stages', model state's
+    store_resident_bytes: dict = field(default_factory=dict)  # backing store -> what it keeps across iterations
+    groups: dict = field(default_factory=dict)  # tensor/data groups and stages by device name (t or p > 1)
+    # Classes of equivalent devices (rank symmetry), the first of each simulated; their
+    # members' records are copies of the first's. Empty: every device its own class.
+    rank_classes: tuple[tuple[int, ...], ...] = ()
+    # A simulated communicator's ring names -> those of every group it stands for.
+    equivalent_rings: dict = field(default_factory=dict)
+    # (start, end) of each point-to-point send between pipeline stages (the pp axis).
+    pipeline_sends: tuple[tuple[float, float], ...] = ()
+
+    def distinct_devices(self):
+        """(a device's index, its record, how many devices did the same): once per class."""
+        if not self.rank_classes:
+            return [(n, d, 1) for n, d in enumerate(self.devices)]
+        return [(c[0], self.devices[c[0]], len(c)) for c in self.rank_classes]
