@@ -193,3 +193,64 @@ def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates(
 
     rows = plan("dgx_h100", "gpt2", batch=32, sets=[("training.schedule", "gpipe")], simulate=2)
     assert rows
+
+
+# The planner's judgements against the iterations they stand for (issue 22: an estimate
+# without the pipeline bubble, and a refusal that did not divide the model state by the
+# stages, both passed every test).
+
+RELUS = "name: relus\ninput: {channels: 64, height: 56, width: 56}\nlayers:\n" + "".join(
+    f"  - {{name: r{i}, kind: relu}}\n" for i in range(8))
+
+
+@pytest.mark.parametrize("stages, micro", [(1, 1), (2, 2), (4, 4), (4, 8)])
+def test_the_estimate_is_the_iteration_when_stages_are_equal_and_communication_free(tmp_path, stages, micro):
+    """Eight equal layers without weights over links of no cost: nothing but compute and
+    the pipeline's fill and drain, so the planner's estimate is the simulated iteration
+    (a bound that left out the bubble would be m / (m + p - 1) of it)."""
+    import math
+
+    from mcdla.run import load_inputs
+    from mcdla.sim.training import Iteration
+    from mcdla.sweep.plan import Candidate, _estimate
+
+    path = tmp_path / "relus.yaml"
+    path.write_text(RELUS)
+    free = [("links.nvlink.bw", "1e17 B/s"), ("links.nvlink.latency", 0)]
+    candidate = Candidate(1, 0, "none", pipeline_parallel=stages, micro_batches=micro)
+    t, w, e = load_inputs("ring", str(path), [*free, *candidate.sets()], {}, batch=64 * micro)
+    iteration = Iteration(t, w, e)
+    estimate_s, _ = _estimate(iteration, math.inf)
+    assert estimate_s == pytest.approx(iteration.run().iteration_time_s, rel=1e-6)
+
+
+def test_the_early_refusal_bound_is_below_the_model_state_of_the_built_iteration():
+    """The planner refuses a candidate before building it when a lower bound of its
+    model state exceeds the device: the bound must never exceed what the built iteration
+    holds (exactly it without pipelines), or a candidate that fits is refused. GPT-2 XL's
+    25 GB of mixed-precision Adam state does not fit DC-DLA's 16 GB devices whole; split
+    over pipeline stages it does."""
+    from mcdla.run import load_inputs
+    from mcdla.sim.training import Iteration
+    from mcdla.sweep.plan import _state_lower_bound
+
+    cache: dict = {}
+    seen, fits_split = set(), []
+    for candidate in candidates(8, 32, ("offload_all",)):
+        key = (candidate.tensor_parallel, candidate.pipeline_parallel, candidate.zero, candidate.offload_optimizer,
+               candidate.offload_params, candidate.sequence_parallel)
+        if key in seen:  # the model state depends on nothing else
+            continue
+        seen.add(key)
+        t, w, e = load_inputs("dc", "gpt2_xl", candidate.sets(), cache, batch=32)
+        built = Iteration(t, w, e).model_state_bytes
+        bound = _state_lower_bound(w, e, 8)
+        if candidate.pipeline_parallel == 1:
+            assert bound == pytest.approx(built, rel=1e-12), candidate.label()
+            if key == (1, 1, 0, False, False, False):
+                assert built > t.device_memory_bytes  # the whole model's state does not fit
+        else:
+            assert bound <= built * (1 + 1e-12), candidate.label()
+            if candidate.zero == 0 and candidate.tensor_parallel == 1:
+                fits_split.append(built < t.device_memory_bytes)
+    assert fits_split and all(fits_split)  # every pipeline of whole tensors fits DC-DLA's devices

@@ -192,7 +192,7 @@ def _state_lower_bound(workload, execution, devices: int) -> float:
     from mcdla.sim.training import device_group_params, device_model_state
 
     work = with_precision(workload, execution.training.precision)
-    shards = tensor_split(work.layers, execution.tensor_parallel).shards
+    shards = tensor_split(work.layers, execution.tensor_parallel, execution.sequence_parallel).shards
     params = device_group_params(work, shards)
     pp = execution.pipeline_parallel
     if pp > 1:
@@ -258,9 +258,9 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         try:
             t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch,
                                   policy=policy)
+            # (with sequence parallelism the per-token layers' weights are split too, as the iteration splits them)
             key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.offload_params,
-                   e.training.precision)
-            # (sequence parallelism moves activations, not model state: the same bound)
+                   e.sequence_parallel, e.training.precision)
             if key not in states:
                 states[key] = _state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan
