@@ -186,13 +186,27 @@ def test_fabric_section_reads_each_fabric_against_a_switch_per_rail():
     assert "| 2 NICs a node (4 GPUs each) | 1,800 ms | 1.500x | 400 ms | 1,400 ms |" in text
 
 
-def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates():
+def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates(monkeypatch):
     """--set training.schedule=gpipe is for the pipeline candidates; the others run
     without a schedule (it was refused for all)."""
-    from mcdla.sweep.plan import plan
+    import mcdla.sim.training as training
 
+    built = []  # (pipeline degree, micro-batches, schedule) of every candidate the planner builds
+    real = training.Iteration.__init__
+
+    def spy(self, topology, workload, execution, **kwargs):
+        built.append((execution.pipeline_parallel, execution.training.micro_batches, execution.training.schedule))
+        real(self, topology, workload, execution, **kwargs)
+
+    monkeypatch.setattr(training.Iteration, "__init__", spy)
     rows = plan("dgx_h100", "gpt2", batch=32, sets=[("training.schedule", "gpipe")], simulate=2)
-    assert rows
+    pipelines = [b for b in built if b[0] > 1]
+    assert len(pipelines) == len([r for r in rows if r.candidate.pipeline_parallel > 1 and r.estimate_s is not None])
+    assert pipelines and {schedule for _, _, schedule in pipelines} == {"gpipe"}
+    assert {(m, schedule) for p, m, schedule in built if p == 1} == {(1, "1f1b")}  # one batch, no schedule
+    # and they run: the two simulated are GPT-2 without a pipeline, feasible
+    simulated = [r for r in rows if r.feasible]
+    assert len(simulated) == 2 and all(r.candidate.pipeline_parallel == 1 and r.result for r in simulated)
 
 
 # The planner's judgements against the iterations they stand for (issue 22: an estimate
