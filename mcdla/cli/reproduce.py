@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         elif not problem:
             problem = "no results"
         statuses.append(ExperimentStatus(experiment.name, points=len(experiment.points), failed=failed,
-                                         ran=ran, problem=problem, simulated_s=simulated_s))
+                                         ran=ran, problem=problem, simulated_s=simulated_s,
+                                         swept=experiment.name in selected and not args.report_only))
     if not tables:  # an all-"n/a" report would only destroy the one already there
         raise InputError(f"no results under {root / 'results'}: not writing a report without numbers "
                          "(run without --report-only first)", file=str(report))

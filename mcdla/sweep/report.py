@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import pandas as pd
 
@@ -142,6 +142,7 @@ class ExperimentStatus:
     ran: int = 0
     problem: str = ""  # why the sweep or its figures could not be made
     simulated_s: float = 0.0  # the points' own run times, summed from the journal
+    swept: bool = True  # swept in this run (not left out by --only or --report-only)
 
 
 def _designs(tables: Tables, name: str = "fig11_13") -> pd.DataFrame:
@@ -556,6 +557,24 @@ def _fabric_section(table) -> list[str]:
     return lines
 
 
+def _provenance(statuses: Sequence[ExperimentStatus], reported: Collection[str]) -> str:
+    """Where the report's points come from: run now, reused by a sweep of this run (its
+    journal held them, same inputs), or read as found (experiments not swept now whose
+    tables, ``reported``, were there)."""
+    swept = [s for s in statuses if s.swept]
+    left = [s for s in statuses if not s.swept and s.name in reported]
+    points, ran = sum(s.points for s in swept), sum(s.ran for s in swept)
+    text = (f"Swept in this run: {len(swept)} experiment{'s' if len(swept) != 1 else ''}, {ran:,} of "
+            f"their {points:,} points run now"
+            + (f", the other {points - ran:,} reused from their journals (same inputs)." if points > ran else ".")
+            if swept else "No experiment was swept in this run.")
+    if left:
+        names = ", ".join(s.name for s in left)
+        text += (f" Not swept in this run (`--only`, `--report-only`), reported from the results "
+                 f"found: {names} ({sum(s.points for s in left):,} points).")
+    return text
+
+
 def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: float,
                   plots_dir: Path | str | None, report_path: Path | str,
                   figures: Mapping[str, Sequence[str]] = {}) -> str:
@@ -571,10 +590,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         "over workloads are harmonic means (HM), as in the paper; speedup of a design = "
         "iteration time of DC-DLA / its iteration time, same workload, parallel mode and batch.",
         "",
-        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s, with "
-        f"{sum(s.ran for s in statuses)} of the {sum(s.points for s in statuses)} points run now "
-        f"(the rest reused from earlier runs); the points' own run times add up to "
-        f"{sum(s.simulated_s for s in statuses):.1f} s.",
+        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s. {_provenance(statuses, tables)} "
+        f"The points' own run times add up to {sum(s.simulated_s for s in statuses):.1f} s.",
         "",
         "## Sweeps",
         "",
