@@ -268,3 +268,44 @@ def test_the_early_refusal_bound_is_below_the_model_state_of_the_built_iteration
             if candidate.zero == 0 and candidate.tensor_parallel == 1:
                 fits_split.append(built < t.device_memory_bytes)
     assert fits_split and all(fits_split)  # every pipeline of whole tensors fits DC-DLA's devices
+
+
+def test_the_fabric_sections_conclusion_is_read_from_the_table():
+    """Which fabrics cost time is computed from the results, not written in the code:
+    a changed table changes the conclusion (issue 22)."""
+    import pandas as pd
+
+    from mcdla.sweep.report import _fabric_section
+
+    def text(nic2_s, nic2_compute_s=0.4):
+        rows = [("rails", 1.2, 0.4), ("leaf32", 1.203, 0.4), ("nic2", nic2_s, nic2_compute_s)]
+        table = pd.DataFrame([{"label": label, "devices": 1024, "iteration_time_s": t, "busy_s.compute": c,
+                               "status": "ok"} for label, t, c in rows])
+        return "\n".join(_fabric_section(table))
+
+    slow = text(1.8)
+    assert ("slower than a switch per rail: 2 NICs a node (4 GPUs each) +50.0%; within 1% of a switch per "
+            "rail: fat tree, leaves of 32 nodes.") in slow
+    assert "Compute is the same on every fabric (400 ms): what a fabric changes is the waiting." in slow
+    alike = text(1.19, nic2_compute_s=0.39)
+    assert "slower" not in alike
+    assert "within 1% of a switch per rail: 2 NICs a node (4 GPUs each), fat tree, leaves of 32 nodes." in alike
+    assert "Compute is the same" not in alike  # 390 ms against 400
+
+
+def test_the_scale_out_sections_conclusion_is_read_from_the_table():
+    """How far each design keeps its per-device throughput, and where strong scaling
+    peaks, are computed from the results: a changed table changes them (issue 22)."""
+    from mcdla.sweep.report import _scale_out_section
+    from tests.test_plots import scale_table
+
+    table = scale_table()  # per-device throughput constant under weak scaling: kept to 128
+    text = "\n".join(_scale_out_section(table))
+    assert ("farthest first: MC-DLA(B) ring of N (flat ring collectives) to 128 devices (an iteration of 50 ms "
+            "on 8); DGX H100 nodes on 400G IB (hierarchical) to 128 devices (an iteration of 55 ms on 8).") in text
+    assert "Strong scaling's best speedup: MC-DLA(B) ring of N (flat ring collectives) 16.00x at 128;" in text
+    slower = (table["label"] == "cluster+weak") & (table["devices"] == 32)
+    table.loc[slower, "iteration_time_s"] *= 1.2  # 83% of its throughput at 32 devices
+    text = "\n".join(_scale_out_section(table))
+    assert ("farthest first: MC-DLA(B) ring of N (flat ring collectives) to 128 devices (an iteration of 50 ms "
+            "on 8); DGX H100 nodes on 400G IB (hierarchical) to 8 devices (an iteration of 55 ms on 8).") in text
