@@ -260,5 +260,5 @@ def test_the_report_says_which_points_ran_which_were_reused_and_which_were_not_s
     assert ("Swept in this run: 2 experiments, 16 of their 32 points run now, the other 16 reused from "
             "their journals (same inputs).") in second
     third = report("--report-only", "--only", "fig09", "--only", "cdma")
-    assert ("No experiment was swept in this run. Not swept in this run (`--only`, `--report-only`), "
-            "reported from the results found: fig09, cdma (32 points).") in third
+    assert ("No experiment was swept in this run. Not swept in this run (left out by `--only` or "
+            "`--report-only`, or refused), reported from the results found: fig09, cdma (32 points).") in third

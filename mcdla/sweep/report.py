@@ -142,7 +142,7 @@ class ExperimentStatus:
     ran: int = 0
     problem: str = ""  # why the sweep or its figures could not be made
     simulated_s: float = 0.0  # the points' own run times, summed from the journal
-    swept: bool = True  # swept in this run (not left out by --only or --report-only)
+    swept: bool = True  # swept in this run (not left out by --only or --report-only, nor refused)
 
 
 def _designs(tables: Tables, name: str = "fig11_13") -> pd.DataFrame:
@@ -643,8 +643,8 @@ def _provenance(statuses: Sequence[ExperimentStatus], reported: Collection[str])
             if swept else "No experiment was swept in this run.")
     if left:
         names = ", ".join(s.name for s in left)
-        text += (f" Not swept in this run (`--only`, `--report-only`), reported from the results "
-                 f"found: {names} ({sum(s.points for s in left):,} points).")
+        text += (f" Not swept in this run (left out by `--only` or `--report-only`, or refused), reported "
+                 f"from the results found: {names} ({sum(s.points for s in left):,} points).")
     return text
 
 
