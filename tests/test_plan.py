@@ -213,10 +213,6 @@ def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates(
 # without the pipeline bubble, and a refusal that did not divide the model state by the
 # stages, both passed every test).
 
-RELUS = "name: relus\ninput: {channels: 64, height: 56, width: 56}\nlayers:\n" + "".join(
-    f"  - {{name: r{i}, kind: relu}}\n" for i in range(8))
-
-
 @pytest.mark.parametrize("stages, micro", [(1, 1), (2, 2), (4, 4), (4, 8)])
 def test_the_estimate_is_the_iteration_when_stages_are_equal_and_communication_free(tmp_path, stages, micro):
     """Eight equal layers without weights over links of no cost: nothing but compute and
@@ -227,9 +223,10 @@ def test_the_estimate_is_the_iteration_when_stages_are_equal_and_communication_f
     from mcdla.run import load_inputs
     from mcdla.sim.training import Iteration
     from mcdla.sweep.plan import Candidate, _estimate
+    from tests.test_parallelism import EQUAL_STAGES
 
     path = tmp_path / "relus.yaml"
-    path.write_text(RELUS)
+    path.write_text(EQUAL_STAGES)
     free = [("links.nvlink.bw", "1e17 B/s"), ("links.nvlink.latency", 0)]
     candidate = Candidate(1, 0, "none", pipeline_parallel=stages, micro_batches=micro)
     t, w, e = load_inputs("ring", str(path), [*free, *candidate.sets()], {}, batch=64 * micro)
