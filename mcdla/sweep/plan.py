@@ -11,9 +11,12 @@ batch is the user's.
 Each candidate is first judged without simulating, from its plan (per-layer kernel
 times and tensor sizes, :func:`mcdla.sim.training.make_plan`): it is infeasible for
 certain when its model state and input do not fit the device memory, and its
-iteration time is bounded below by its compute (forward, backward, optimizer step)
-plus the tensor-parallel all-reduces, which sit on the critical path, at the design's
-per-device collective bandwidth. The ``simulate`` most promising candidates by that
+iteration time is estimated from its compute (forward, backward, optimizer step; with
+a pipeline, m + p - 1 passes of the slowest stage) plus the tensor-parallel
+all-reduces, which sit on the critical path, at the design's per-device collective
+bandwidth: a lower bound without a pipeline, the iteration itself for equal stages
+and free communication, and above it when the stages are unequal. The ``simulate``
+most promising candidates by that
 estimate are then simulated, in order, until that many are found feasible: a
 simulation may still find a candidate infeasible (its working set does not fit), with
 the simulator's reason.
@@ -144,7 +147,7 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
 
 
 def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
-    """(a lower bound of the iteration time, the bytes resident on a device)."""
+    """(the iteration time's estimate, the bytes resident on a device); see the module's docstring."""
     plan, topology, pipe = iteration.plan, iteration.topology, iteration.pipe
     if pipe is None:
         compute = sum(plan.fwd_s) + sum(plan.bwd_s) + plan.step_s
