@@ -15,9 +15,9 @@ iteration time is estimated from its compute (forward, backward, optimizer step;
 a pipeline, m + p - 1 passes of the slowest stage) plus the tensor-parallel
 all-reduces, which sit on the critical path, at the design's per-device collective
 bandwidth: a lower bound without a pipeline, the iteration itself for equal stages
-and free communication, and it can exceed the iteration when the stages are unequal. The ``simulate``
-most promising candidates by that
-estimate are then simulated, in order, until that many are found feasible: a
+and free communication, and it can exceed the iteration when the stages are unequal.
+The ``simulate`` most promising candidates by that estimate are then simulated, in
+order, until that many are found feasible: a
 simulation may still find a candidate infeasible (its working set does not fit), with
 the simulator's reason.
 """
