@@ -174,3 +174,15 @@ def test_a_record_key_without_a_field_is_a_bug_not_a_silent_loss():
     with pytest.raises(InvariantError, match="new_key"):
         mcdla.CollectiveResult.from_dict({**record, "new_key": 1})
 
+
+def test_the_readmes_python_example_runs(tmp_path):
+    import os
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## Python API\n.*?```python\n(.*?)```", text, re.S).group(1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout; its sweep writes under tmp_path
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "samples/s" in out.stdout and (tmp_path / "results" / "fig09" / "results.csv").is_file()
