@@ -8,6 +8,7 @@
     mcdla.collective(op="all_reduce", size="64 MB", topology="dc").busbw_Bps
     mcdla.sweep("fig09")                       # a pandas DataFrame, one row per point
     mcdla.plan(workload="gpt2_xl", topology="ring", batch=32)[0].label
+    mcdla.validate(table="nccl_dgx1v")         # mcdla beside public measurements
 
 Each function takes its command's options as keyword arguments: the same names (``_``
 for ``-``), the same defaults and the same checks, so a bad value raises
@@ -37,8 +38,8 @@ from mcdla.config.point import DEFAULT_POINT, Batch, check_option
 from mcdla.errors import InputError, InvariantError, excerpt
 from mcdla.sweep.engine import sweep
 
-__all__ = ["simulate", "collective", "sweep", "plan", "SimResult", "CollectiveResult", "PlanCandidate",
-           "FamilyMember"]
+__all__ = ["simulate", "collective", "sweep", "plan", "validate", "SimResult", "CollectiveResult",
+           "PlanCandidate", "FamilyMember", "ValidationOutcome"]
 
 # A --set argument: {"training.lookahead": 2}, [("training.lookahead", 2)] or ["training.lookahead=2"].
 Sets = Mapping[str, Any] | Sequence[tuple[str, Any] | str] | str
@@ -267,3 +268,29 @@ def plan(workload: str | None = None, *, topology: str, batch: int, largest: str
     members = planner.largest(topology, largest, batch=batch, sets=sets, devices=devices, budget_s=budget,
                               simulate=simulate or 4, progress=progress)
     return [FamilyMember.from_dict(member.as_dict()) for member in members]
+
+
+def _validation_outcome():
+    """ValidationOutcome: the fields of mcdla.sweep.validate.Outcome (listed there once)."""
+    from mcdla.sweep.validate import Outcome
+
+    fields = [(f.name, f.type, dataclasses.field(default=f.default) if f.default is not dataclasses.MISSING
+               else dataclasses.field()) for f in dataclasses.fields(Outcome)]
+    cls = dataclasses.make_dataclass("ValidationOutcome", fields, bases=(_Result,), frozen=True, kw_only=True)
+    cls.__module__ = __name__
+    cls.__doc__ = ("One row of a validation table (``mcdla validate``): the measured value, mcdla's, "
+                   "the error and the verdict (pass, miss or error).")
+    return cls
+
+
+ValidationOutcome = _validation_outcome()
+
+
+def validate(*, table: str | Sequence[str] = (), reduced: bool = False,
+             progress: Callable[[int, int, str], None] | None = None) -> list:
+    """Runs validation tables (default: every shipped one), as ``mcdla validate``: one
+    :class:`ValidationOutcome` per row; ``reduced``: only the rows of the reduced (CI) run."""
+    from mcdla.sweep.validate import validate as run
+
+    tables = [table] if isinstance(table, str) else list(table)
+    return [ValidationOutcome.from_dict(o.as_dict()) for o in run(tables, reduced=reduced, progress=progress)]

@@ -82,6 +82,7 @@ def test_set_takes_a_mapping_pairs_or_the_clis_strings():
      lambda: mcdla.plan(workload="gpt2", topology="ring", batch=8, devices=16)),
     (["sweep", "fig09", "--scheduler", "tcp://x:1"], lambda: mcdla.sweep("fig09", scheduler="tcp://x:1")),
     (["sweep", "no_such_experiment"], lambda: mcdla.sweep("no_such_experiment")),
+    (["validate", "--table", "no_such_table"], lambda: mcdla.validate(table="no_such_table")),
 ])
 def test_a_bad_argument_raises_the_input_error_the_cli_prints(argv, call, capsys):
     message = _cli_error(capsys, *argv)
@@ -167,6 +168,13 @@ def test_plan_largest_returns_each_member_of_the_family(tmp_path, capsys):
                     "--time-budget", "1 s", "--simulate", "1")
     assert [m.to_dict() for m in members] == cli
 
+
+def test_validate_is_mcdla_validates_json(capsys):
+    outcomes = mcdla.validate(table="nccl_dgx1v", reduced=True)
+    assert outcomes and all(isinstance(o, mcdla.ValidationOutcome) for o in outcomes)
+    assert {o.verdict for o in outcomes} <= {"pass", "miss", "error"}
+    cli = _cli_json(capsys, "validate", "--table", "nccl_dgx1v", "--reduced")
+    assert [o.to_dict() for o in outcomes] == cli
 
 def test_a_record_key_without_a_field_is_a_bug_not_a_silent_loss():
     record = mcdla.collective(op="broadcast", size="1 MB", ring=2).to_dict()
