@@ -16,7 +16,8 @@ for ``-``), the same defaults and the same checks, so a bad value raises
 2 (an input the machine cannot run raises :class:`~mcdla.errors.InfeasibleError`).
 Options that only shape the printout (``--format``, ``--output``, ``--links``, ``--top``,
 ``--all``) are not arguments: a result holds everything, and its ``to_dict()`` is what
-``--format json`` prints. The commands (mcdla/cli/) call these functions and print.
+``--format json`` prints (with a non-finite float where JSON has null). The commands
+(mcdla/cli/) call these functions and print.
 
 Results are frozen dataclasses whose fields are the keys of the command's JSON, in its
 order; a field that the command prints only when it applies (a collective's
@@ -63,7 +64,8 @@ class _Result:
         return cls(**copy.deepcopy(dict(data)))
 
     def to_dict(self) -> dict[str, Any]:
-        """The command's ``--format json`` record (raw SI numbers; a copy)."""
+        """The command's ``--format json`` record (raw SI numbers; a copy). When the
+        command gains a key, from_dict refuses it until it has a field here."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -183,7 +185,12 @@ def _sets(value: Sets) -> list[tuple[str, Any]]:
     """``set=`` as (dotted key, value) pairs; a ``"KEY=VALUE"`` string is read as ``--set`` reads it."""
     from mcdla.config.loader import parse_set
 
-    items = [value] if isinstance(value, str) else list(value.items()) if isinstance(value, Mapping) else list(value)
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        items = list(value)
     pairs = []
     for item in items:
         if isinstance(item, str):
