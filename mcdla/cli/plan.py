@@ -33,16 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _human(row) -> dict:
+def _human(r) -> dict:
+    """A mcdla.api.PlanCandidate as a row of the table."""
     from mcdla.io.humane import format_value, percent
 
-    r = row  # a mcdla.api.PlanCandidate
     out = {"tp": r.tensor_parallel, "pp": r.pipeline_parallel, "dp": r.data_parallel,
            "micro": r.micro_batches, "zero": r.zero, "optimizer": "backing" if r.offload_optimizer else "device",
            "weights": "backing" if r.offload_params else "device",
            "memory": r.memory}
     out["checkpoint"] = r.checkpoint
-    if row.feasible:
+    if r.feasible:
         out.update({
             "iteration": format_value(r.iteration_time_s, "time"),
             **({"tokens/s": f"{r.tokens_per_s:,.0f}"} if r.tokens_per_s != r.samples_per_s
@@ -53,7 +53,7 @@ def _human(row) -> dict:
             "backing peak": format_value(r.backing_peak_bytes, "size"),
         })
     else:
-        out["why not"] = row.reason if len(row.reason) < 110 else row.reason[:107] + "..."
+        out["why not"] = r.reason if len(r.reason) < 110 else r.reason[:107] + "..."
     return out
 
 
