@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, Sequence
 
 from mcdla.config.point import DEFAULT_POINT, Batch, check_option
@@ -101,7 +100,9 @@ class SimResult(_Result):
     @property
     def samples_per_s(self) -> float:
         """Training throughput: the batch over the iteration time (NaN for a zero time)."""
-        return self.batch / self.iteration_time_s if self.iteration_time_s else math.nan
+        from mcdla.metrics.summary import samples_per_s
+
+        return samples_per_s(self.batch, self.iteration_time_s)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -52,7 +52,8 @@ def test_simulate_is_mcdla_sims_json_as_typed_fields(capsys):
     assert list(record) == list(cli)  # the same keys, in the JSON's order
     assert _without_wall(record) == _without_wall(cli)
     assert result.iteration_time_s == cli["iteration_time_s"] and result.busy_s == cli["busy_s"]
-    assert result.samples_per_s == pytest.approx(256 / cli["iteration_time_s"])
+    assert main(["sim", "--set", "training.lookahead=2", "--batch", "256"]) == 0
+    assert f"throughput      {result.samples_per_s:,.0f} samples/s\n" in capsys.readouterr().out  # the table's
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.batch = 1
 

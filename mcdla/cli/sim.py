@@ -93,10 +93,11 @@ BREAKDOWN = (
 
 def throughput(result: Mapping[str, Any]) -> str:
     """Samples trained per second: the batch over the iteration time."""
-    time_s = result["iteration_time_s"]
-    if not time_s or time_s != time_s:
+    from mcdla.metrics.summary import samples_per_s
+
+    rate = samples_per_s(result["batch"], result["iteration_time_s"])
+    if rate != rate:
         return "n/a"
-    rate = result["batch"] / time_s
     return f"{rate:,.0f} samples/s" if rate >= 100 else f"{rate:.3g} samples/s"
 
 
