@@ -126,6 +126,8 @@ class CollectiveResult(_Result):
 
 
 class _Labelled:
+    """A plan's one-line label, as ``mcdla plan`` shows it (the label is not in the JSON)."""
+
     @property
     def label(self) -> str | None:
         """The plan in one line, "tp2 pp1x1 zero1 none" (None: no plan)."""
@@ -133,9 +135,10 @@ class _Labelled:
 
         if self.tensor_parallel is None:
             return None
-        return Candidate(self.tensor_parallel, self.zero, self.memory, self.checkpoint, self.pipeline_parallel,
-                         self.micro_batches, self.offload_optimizer, self.sequence_parallel,
-                         self.offload_params).label()
+        return Candidate(tensor_parallel=self.tensor_parallel, zero=self.zero, offload=self.memory,
+                         checkpoint=self.checkpoint, pipeline_parallel=self.pipeline_parallel,
+                         micro_batches=self.micro_batches, offload_optimizer=self.offload_optimizer,
+                         sequence_parallel=self.sequence_parallel, offload_params=self.offload_params).label()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
