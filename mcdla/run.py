@@ -1,6 +1,7 @@
 """Running one simulation from user inputs: the glue between config, sim and metrics.
 
-``simulate`` is the one entry point used by ``mcdla sim``, by sweeps and by tests:
+``simulate`` is the one entry point used by ``mcdla sim`` (through :mod:`mcdla.api`),
+by sweeps and by tests:
 it loads the topology, workload and training parameters (applying ``--set``
 overrides by dotted key), runs one iteration and returns the result as a plain
 mapping with the fields README.md lists.
@@ -23,7 +24,7 @@ from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Polic
 from mcdla.config.schema import Where, build
 from mcdla.errors import InputError, excerpt
 
-__all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_args", "route_sets", "load_inputs",
+__all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs",
            "check_point", "parse_quantity"]
 
 
@@ -169,19 +170,6 @@ def simulate_point(point: Mapping[str, Any]) -> dict[str, Any]:
     args = {k: point[k] for k in POINT_KEYS if k in point}
     sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
     return simulate(**args, sets=sets)
-
-
-def simulate_from_args(args) -> dict[str, Any]:
-    """``mcdla sim``'s options -> :func:`simulate`."""
-    from mcdla.config.loader import parse_set
-
-    sets = [parse_set(item) for item in args.sets]
-    if getattr(args, "device", None):
-        sets.insert(0, ("device", args.device))  # later --set device.KEY still overrides a field
-    if getattr(args, "exact", False):
-        sets.append(("execution.exact", True))
-    return simulate(args.topology, args.policy, args.workload, args.parallel, args.batch, sets,
-                    trace=args.trace, budget=getattr(args, "budget", None))
 
 
 # mcdla collective --ring's link: the NVLink 2.0 preset, read from the presets file the

@@ -12,7 +12,7 @@ import pytest
 
 from mcdla.cli.main import main
 
-# CLI.md's JSON fields of mcdla sim.
+# The JSON fields of mcdla sim (docs/cli.md).
 FIELDS = ["topology", "policy", "workload", "parallel", "batch", "devices", "iteration_time_s",
           "busy_s", "exposed_s", "cpu_mem_bw_Bps", "device_mem_peak_bytes", "remote_mem_bytes",
           "link_bytes", "events", "wall_s"]

@@ -1,4 +1,4 @@
-"""The fluid flow network (mcdla.sim.flownet): MODEL.md's "Network model" laws."""
+"""The fluid flow network (mcdla.sim.flownet): the laws of docs/model.md, "Network"."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Malformed inputs, by hand and by hypothesis: always exit 2, one message line, no file.
 
-The CLI contract (CLI.md): bad input exits 2 with one clear line on stderr, no
+The CLI contract (docs/cli.md): bad input exits 2 with one clear line on stderr, no
 traceback, and nothing written. Each case runs ``mcdla`` in-process (an escaped
 exception fails the test with its traceback) with ``--output`` pointing at a file
 that must not exist afterwards. Hypothesis mutates the shipped topology, workload

@@ -132,6 +132,33 @@ def test_a_shortened_collective_transfer_is_caught(monkeypatch):
         iterate()
 
 
+def test_a_stray_flow_on_an_unused_channel_is_caught(monkeypatch):
+    """A flow on a channel the iteration was never meant to use: the oracle's PCIe links
+    carry nothing (no memory virtualization), so the per-channel check must look at
+    every channel of the topology, not only those expected to carry bytes."""
+    from mcdla.sim import collectives
+
+    real = collectives.FlowNetwork.transfer
+    unused = "D0>SW0:0"  # device D0's PCIe link to its switch
+    strays = []
+
+    def transfer(self, size_bytes, path, latency_s=0.0, tag="", copies=1, even=True):
+        done = real(self, size_bytes, path, latency_s, tag, copies, even)
+        if strays or not tag.startswith("dW"):
+            return done
+        # the first gradient's bytes also go out over the unused link; the collective
+        # waits for both, so every flow finishes and every byte sent is delivered
+        strays.append(real(self, size_bytes, (unused,), latency_s, tag, 1, even))
+        return self.env.all_of([done, strays[0]])
+
+    it, record = iterate(topology="oracle")
+    assert unused in it.topology.channels and record.network.bytes_by_resource.get(unused, 0.0) == 0.0
+    monkeypatch.setattr(collectives.FlowNetwork, "transfer", transfer)
+    with pytest.raises(InvariantError, match=f"channel {unused}: carried .* bytes, but .* should move 0"):
+        iterate(topology="oracle")
+    assert strays
+
+
 def test_collective_shares_must_add_up(ring_run):
     it, record = ring_run
     c = record.collectives[0]

@@ -359,3 +359,74 @@ def test_a_bad_rank_order_names_the_devices(capsys):
     err = capsys.readouterr().err
     assert "execution.rank_order: expected a permutation of the 8 devices of ring, D0, D1, D2, ..." in err
     assert "unknown device 'd0'" in err
+
+
+# Order and overlap: what a schedule changes is when things happen, not how much moves,
+# so these read the devices' timelines (issue 22: an extra warm-up forward in 1F1B and a
+# ZeRO-3 gather no longer issued a group ahead both passed every byte count).
+
+def _passes(device) -> list[str]:
+    """A pipeline device's passes in the order it ran them: "F0", "B0", ... (its
+    compute intervals are "fwd <layer> mb<j>" and "bwd <layer> mb<j>")."""
+    out: list[str] = []
+    for _s, _e, kind in device.compute:
+        what, _, rest = kind.partition(" ")
+        if what not in ("fwd", "bwd"):
+            continue  # the optimizer step
+        name = ("F" if what == "fwd" else "B") + rest.rsplit(" mb", 1)[1]
+        if not out or out[-1] != name:
+            out.append(name)
+    return out
+
+
+def test_1f1b_runs_pipedream_flush_order_and_holds_p_minus_s_micro_batches():
+    """PipeDream-Flush (Narayanan et al. 2021, Fig. 4): stage s runs p - s - 1 warm-up
+    forwards, then alternates one forward and one backward, then drains; so it holds
+    at most p - s micro-batches' activations at once."""
+    it = Iteration(load_topology("ring"), load_workload("gpt2"),
+                   ExecutionSpec(batch=16, pipeline_parallel=4,
+                                 training=TrainingSpec(virtualization=False, micro_batches=8)))
+    record = it.run()
+    # 8 devices, 4 stages of 2 (data-parallel replicas): D0, D1 are stage 0, ... D6, D7 stage 3.
+    expected = {
+        0: "F0 F1 F2 F3 B0 F4 B1 F5 B2 F6 B3 F7 B4 B5 B6 B7",
+        1: "F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 F6 B4 F7 B5 B6 B7",
+        2: "F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 F6 B5 F7 B6 B7",
+        3: "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7",
+    }
+    for n, device in enumerate(record.devices):
+        stage = n // 2
+        assert " ".join(_passes(device)) == expected[stage], device.name
+        # Its resident state, and p - s micro-batches' activations at the peak.
+        held = (4 - stage) * it.pipe.held_bytes[stage]
+        assert device.memory_peak_bytes == pytest.approx(record.device_state_bytes[n] + held, rel=1e-12)
+
+
+def test_gpipe_runs_every_forward_before_any_backward():
+    it = Iteration(load_topology("ring"), load_workload("gpt2"),
+                   ExecutionSpec(batch=16, pipeline_parallel=2,
+                                 training=TrainingSpec(virtualization=False, micro_batches=4, schedule="gpipe")))
+    record = it.run()
+    for device in record.devices:
+        assert " ".join(_passes(device)) == "F0 F1 F2 F3 B0 B1 B2 B3"
+
+
+def test_zero3_gathers_the_next_weight_group_while_the_current_one_computes():
+    """ZeRO-3 prefetches parameters (DeepSpeed's stage3 prefetch): the all-gather of the
+    next weight group starts before the current group's last layer has finished, in
+    forward and in backward, so the gather hides behind compute. (One bucket of every
+    gradient, reduced after backward, keeps the reduce-scatters off the stream the
+    gathers queue on, so a gather starts as it is issued.)"""
+    record = iterate(zero=3, training_options=dict(bucket=GPT2_PARAMS * 2))
+    plan, layers = record.plan, record.inputs.workload.layers
+    gathers = {c.tag: c for c in record.collectives if c.tag.startswith("W/")}
+    device = record.devices[0]
+    ends = {kind: end for _start, end, kind in device.compute}
+    for phase, order in (("fwd", plan.weight_order), ("bwd", plan.weight_order[::-1])):
+        assert len(order) > 10
+        for current, following in zip(order, order[1:]):
+            # the compute of ``current`` ends with its last layer in forward, its first in backward
+            last = plan.group_last[current] if phase == "fwd" else plan.group_first[current]
+            done = ends[f"{phase} {layers[last].name}"]
+            started = gathers[f"W/{phase}/{following}"].start_s
+            assert started < done, (phase, current, following)

@@ -186,10 +186,123 @@ def test_fabric_section_reads_each_fabric_against_a_switch_per_rail():
     assert "| 2 NICs a node (4 GPUs each) | 1,800 ms | 1.500x | 400 ms | 1,400 ms |" in text
 
 
-def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates():
+def test_a_plan_given_a_pipeline_schedule_applies_it_to_the_pipeline_candidates(monkeypatch):
     """--set training.schedule=gpipe is for the pipeline candidates; the others run
     without a schedule (it was refused for all)."""
-    from mcdla.sweep.plan import plan
+    import mcdla.sim.training as training
 
+    built = []  # (pipeline degree, micro-batches, schedule) of every candidate the planner builds
+    real = training.Iteration.__init__
+
+    def spy(self, topology, workload, execution, **kwargs):
+        built.append((execution.pipeline_parallel, execution.training.micro_batches, execution.training.schedule))
+        real(self, topology, workload, execution, **kwargs)
+
+    monkeypatch.setattr(training.Iteration, "__init__", spy)
     rows = plan("dgx_h100", "gpt2", batch=32, sets=[("training.schedule", "gpipe")], simulate=2)
-    assert rows
+    pipelines = [b for b in built if b[0] > 1]
+    assert len(pipelines) == len([r for r in rows if r.candidate.pipeline_parallel > 1 and r.estimate_s is not None])
+    assert pipelines and {schedule for _, _, schedule in pipelines} == {"gpipe"}
+    assert {(m, schedule) for p, m, schedule in built if p == 1} == {(1, "1f1b")}  # one batch, no schedule
+    # and they run: the two simulated are GPT-2 without a pipeline, feasible
+    simulated = [r for r in rows if r.feasible]
+    assert len(simulated) == 2 and all(r.candidate.pipeline_parallel == 1 and r.result for r in simulated)
+
+
+# The planner's judgements against the iterations they stand for (issue 22: an estimate
+# without the pipeline bubble, and a refusal that did not divide the model state by the
+# stages, both passed every test).
+
+@pytest.mark.parametrize("stages, micro", [(1, 1), (2, 2), (4, 4), (4, 8)])
+def test_the_estimate_is_the_iteration_when_stages_are_equal_and_communication_free(tmp_path, stages, micro):
+    """Eight equal layers without weights over links of no cost: nothing but compute and
+    the pipeline's fill and drain, so the planner's estimate is the simulated iteration
+    (a bound that left out the bubble would be m / (m + p - 1) of it)."""
+    import math
+
+    from mcdla.run import load_inputs
+    from mcdla.sim.training import Iteration
+    from mcdla.sweep.plan import Candidate, _estimate
+    from tests.test_parallelism import EQUAL_STAGES
+
+    path = tmp_path / "relus.yaml"
+    path.write_text(EQUAL_STAGES)
+    free = [("links.nvlink.bw", "1e17 B/s"), ("links.nvlink.latency", 0)]
+    candidate = Candidate(1, 0, "none", pipeline_parallel=stages, micro_batches=micro)
+    t, w, e = load_inputs("ring", str(path), [*free, *candidate.sets()], {}, batch=64 * micro)
+    iteration = Iteration(t, w, e)
+    estimate_s, _ = _estimate(iteration, math.inf)
+    assert estimate_s == pytest.approx(iteration.run().iteration_time_s, rel=1e-6)
+
+
+def test_the_early_refusal_bound_is_below_the_model_state_of_the_built_iteration():
+    """The planner refuses a candidate before building it when a lower bound of its
+    model state exceeds the device: the bound must never exceed what the built iteration
+    holds (exactly it without pipelines), or a candidate that fits is refused. GPT-2 XL's
+    25 GB of mixed-precision Adam state does not fit DC-DLA's 16 GB devices whole; split
+    over pipeline stages it does."""
+    from mcdla.run import load_inputs
+    from mcdla.sim.training import Iteration
+    from mcdla.sweep.plan import _state_lower_bound
+
+    cache: dict = {}
+    seen, fits_split = set(), []
+    for candidate in candidates(8, 32, ("offload_all",)):
+        key = (candidate.tensor_parallel, candidate.pipeline_parallel, candidate.zero, candidate.offload_optimizer,
+               candidate.offload_params, candidate.sequence_parallel)
+        if key in seen:  # the model state depends on nothing else
+            continue
+        seen.add(key)
+        t, w, e = load_inputs("dc", "gpt2_xl", candidate.sets(), cache, batch=32)
+        built = Iteration(t, w, e).model_state_bytes
+        bound = _state_lower_bound(w, e, 8)
+        if candidate.pipeline_parallel == 1:
+            assert bound == pytest.approx(built, rel=1e-12), candidate.label()
+            if key == (1, 1, 0, False, False, False):
+                assert built > t.device_memory_bytes  # the whole model's state does not fit
+        else:
+            assert bound <= built * (1 + 1e-12), candidate.label()
+            if candidate.zero == 0 and candidate.tensor_parallel == 1:
+                fits_split.append(built < t.device_memory_bytes)
+    assert fits_split and all(fits_split)  # every pipeline of whole tensors fits DC-DLA's devices
+
+
+def test_the_fabric_sections_conclusion_is_read_from_the_table():
+    """Which fabrics cost time is computed from the results, not written in the code:
+    a changed table changes the conclusion (issue 22)."""
+    import pandas as pd
+
+    from mcdla.sweep.report import _fabric_section
+
+    def text(nic2_s, nic2_compute_s=0.4):
+        rows = [("rails", 1.2, 0.4), ("leaf32", 1.203, 0.4), ("nic2", nic2_s, nic2_compute_s)]
+        table = pd.DataFrame([{"label": label, "devices": 1024, "iteration_time_s": t, "busy_s.compute": c,
+                               "status": "ok"} for label, t, c in rows])
+        return "\n".join(_fabric_section(table))
+
+    slow = text(1.8)
+    assert ("slower than a switch per rail: 2 NICs a node (4 GPUs each) +50.0%; within 1% of a switch per "
+            "rail: fat tree, leaves of 32 nodes.") in slow
+    assert "Compute is the same on every fabric (400 ms): what a fabric changes is the waiting." in slow
+    alike = text(1.19, nic2_compute_s=0.39)
+    assert "slower" not in alike
+    assert "within 1% of a switch per rail: 2 NICs a node (4 GPUs each), fat tree, leaves of 32 nodes." in alike
+    assert "Compute is the same" not in alike  # 390 ms against 400
+
+
+def test_the_scale_out_sections_conclusion_is_read_from_the_table():
+    """How far each design keeps its per-device throughput, and where strong scaling
+    peaks, are computed from the results: a changed table changes them (issue 22)."""
+    from mcdla.sweep.report import _scale_out_section
+    from tests.test_plots import scale_table
+
+    table = scale_table()  # per-device throughput constant under weak scaling: kept to 128
+    text = "\n".join(_scale_out_section(table))
+    assert ("farthest first: MC-DLA(B) ring of N (flat ring collectives) to 128 devices (an iteration of 50 ms "
+            "on 8); DGX H100 nodes on 400G IB (hierarchical) to 128 devices (an iteration of 55 ms on 8).") in text
+    assert "Strong scaling's best speedup: MC-DLA(B) ring of N (flat ring collectives) 16.00x at 128;" in text
+    slower = (table["label"] == "cluster+weak") & (table["devices"] == 32)
+    table.loc[slower, "iteration_time_s"] *= 1.2  # 83% of its throughput at 32 devices
+    text = "\n".join(_scale_out_section(table))
+    assert ("farthest first: MC-DLA(B) ring of N (flat ring collectives) to 128 devices (an iteration of 50 ms "
+            "on 8); DGX H100 nodes on 400G IB (hierarchical) to 8 devices (an iteration of 55 ms on 8).") in text

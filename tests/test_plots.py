@@ -148,3 +148,45 @@ def test_cli_plot_without_results_is_an_input_error(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text("name: hand\nkind: sim\nfigure: fig13\n", encoding="utf-8")
     assert main(["plot", str(exp), "--results", str(tmp_path / "none")]) == 2
+
+
+def test_fig12_legend_lists_only_the_designs_that_use_cpu_memory():
+    """The memory-centric designs and the oracle move nothing through CPU memory: their
+    bars are zero, so the legend names them as not shown instead of listing colours that
+    appear nowhere (issue 22)."""
+    from mcdla.plots.figures import _plt, fig12
+
+    table = sim_table()
+    host_free = ~table["topology"].isin(["dc", "hc"])
+    table.loc[host_free, ["cpu_mem_bw_Bps.avg", "cpu_mem_bw_Bps.peak"]] = 0.0
+    fig = fig12(table, {})
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == ["DC-DLA", "HC-DLA"]
+        assert legend.get_title().get_text() == "0 GB/s, not shown: MC-DLA(S), MC-DLA(L), MC-DLA(B), DC-DLA(O)"
+    _plt().close(fig)
+    fig = fig12(sim_table(), {})  # every design uses some: all six, no title
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
+        ["DC-DLA", "HC-DLA", "MC-DLA(S)", "MC-DLA(L)", "MC-DLA(B)", "DC-DLA(O)"]
+    assert fig.axes[0].get_legend().get_title().get_text() == ""
+    _plt().close(fig)
+
+
+def test_the_validation_figure_says_what_pass_and_miss_mean(monkeypatch, tmp_path):
+    """Each row's bar is green (within its tolerance) or red (a miss); the legend says
+    so (issue 22)."""
+    from matplotlib.colors import to_hex
+
+    import mcdla.plots.validation as validation
+    from mcdla.sweep.validate import Outcome
+
+    drawn = []
+    monkeypatch.setattr(validation, "save_figure", lambda fig, path: drawn.append(fig) or tmp_path / "v.png")
+    rows = [Outcome("t", "a step", "step_time", 1.0, 1.05, 0.05, 0.1, "pass", "", "", {}),
+            Outcome("t", "another step", "step_time", 1.0, 1.5, 0.5, 0.1, "miss", "", "", {})]
+    validation.draw_validation(rows, tmp_path / "v.png")
+    right = drawn[0].axes[1]
+    assert [t.get_text() for t in right.get_legend().get_texts()] == \
+        ["pass: within its tolerance", "miss: outside it", "tolerance"]
+    bars = [to_hex(p.get_facecolor()) for p in right.patches]
+    assert bars == [validation.VERDICT_COLORS[True], validation.VERDICT_COLORS[False]]

@@ -240,3 +240,25 @@ def test_every_report_metric_has_an_explanation():
     from mcdla.sweep.report import EXPLANATIONS, METRICS
 
     assert [m.id for m in METRICS if not EXPLANATIONS.get(m.id)] == []
+
+
+def test_the_report_says_which_points_ran_which_were_reused_and_which_were_not_swept(tmp_path):
+    """`reproduce --only` sweeps only the named experiments: the others' tables are
+    reported as found, not claimed as points reused by this run (issue 22)."""
+    from mcdla.cli.main import main
+
+    out = tmp_path / "repro"
+
+    def report(*args):
+        assert main(["reproduce", *args, "--jobs", "1", "--quiet", "--out", str(out)]) == 0
+        return (out / "docs" / "results.md").read_text()
+
+    first = report("--only", "fig09")
+    assert "Swept in this run: 1 experiment, 16 of their 16 points run now." in first
+    assert "reused" not in first and "Not swept" not in first  # no other experiment has results yet
+    second = report("--only", "fig09", "--only", "cdma")
+    assert ("Swept in this run: 2 experiments, 16 of their 32 points run now, the other 16 reused from "
+            "their journals (same inputs).") in second
+    third = report("--report-only", "--only", "fig09", "--only", "cdma")
+    assert ("No experiment was swept in this run. Not swept in this run (left out by `--only` or "
+            "`--report-only`, or refused), reported from the results found: fig09, cdma (32 points).") in third

@@ -52,11 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcdla.api import collective
     from mcdla.cli.output import emit
-    from mcdla.run import simulate_collective
 
-    emit(simulate_collective(args.op, args.size, ring=args.ring, topology=args.topology,
-                             link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
-                             algorithm=args.algorithm, launch_serial=args.launch_serial),
+    emit(collective(op=args.op, size=args.size, ring=args.ring, topology=args.topology,
+                    link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
+                    algorithm=args.algorithm, launch_serial=args.launch_serial).to_dict(),
          args)
     return 0

@@ -33,51 +33,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _human(row) -> dict:
+def _human(r) -> dict:
+    """A mcdla.api.PlanCandidate as a row of the table."""
     from mcdla.io.humane import format_value, percent
 
-    c, r = row.candidate, row.result
-    out = {"tp": c.tensor_parallel, "pp": c.pipeline_parallel,
-           "dp": row.devices // (c.tensor_parallel * c.pipeline_parallel),
-           "micro": c.micro_batches, "zero": c.zero, "optimizer": "backing" if c.offload_optimizer else "device",
-           "weights": "backing" if c.offload_params else "device",
-           "memory": c.offload}
-    out["checkpoint"] = c.checkpoint
-    if row.feasible:
+    out = {"tp": r.tensor_parallel, "pp": r.pipeline_parallel, "dp": r.data_parallel,
+           "micro": r.micro_batches, "zero": r.zero, "optimizer": "backing" if r.offload_optimizer else "device",
+           "weights": "backing" if r.offload_params else "device",
+           "memory": r.memory}
+    out["checkpoint"] = r.checkpoint
+    if r.feasible:
         out.update({
-            "iteration": format_value(r["iteration_time_s"], "time"),
-            **({"tokens/s": f"{r['tokens_per_s']:,.0f}"} if r["tokens_per_s"] != r["samples_per_s"]
-               else {"samples/s": f"{r['samples_per_s']:,.0f}"}),
-            "TFLOP/s/device": f"{r['model_flops_per_device'] / 1e12:.1f}",
-            "of peak": percent(r["peak_fraction"]),
-            "device peak": format_value(r["device_mem_peak_bytes"], "size"),
-            "backing peak": format_value(r["backing_peak_bytes"], "size"),
+            "iteration": format_value(r.iteration_time_s, "time"),
+            **({"tokens/s": f"{r.tokens_per_s:,.0f}"} if r.tokens_per_s != r.samples_per_s
+               else {"samples/s": f"{r.samples_per_s:,.0f}"}),
+            "TFLOP/s/device": f"{r.model_flops_per_device / 1e12:.1f}",
+            "of peak": percent(r.peak_fraction),
+            "device peak": format_value(r.device_mem_peak_bytes, "size"),
+            "backing peak": format_value(r.backing_peak_bytes, "size"),
         })
     else:
-        out["why not"] = row.reason if len(row.reason) < 110 else row.reason[:107] + "..."
+        out["why not"] = r.reason if len(r.reason) < 110 else r.reason[:107] + "..."
     return out
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcdla.api import plan
     from mcdla.cli.output import emit
-    from mcdla.config.loader import parse_set
-    from mcdla.sweep.plan import plan
 
     def progress(n, total, label):
         if not args.quiet and sys.stderr.isatty():
             print(f"\r[{n + 1}/{total}] simulating {label:<40}", end="", file=sys.stderr, flush=True)
 
-    sets = [parse_set(s) for s in args.sets]
-    if args.largest:
-        return _largest(args, sets, progress)
-    if args.time_budget is not None:
-        from mcdla.errors import InputError
-
-        raise InputError("applies to --largest", key="--time-budget")
-    rows = plan(args.topology, args.workload, batch=args.batch, sets=sets,
-                devices=args.devices, simulate=args.simulate or 16, progress=progress)
+    rows = plan(args.workload, topology=args.topology, batch=args.batch, largest=args.largest,
+                time_budget=args.time_budget, devices=args.devices, set=args.sets, simulate=args.simulate,
+                progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    if args.largest:
+        return _largest(args, rows)
     feasible = [r for r in rows if r.feasible]
     shown = rows if args.all else feasible[:args.top]
     if args.format == "table":
@@ -88,39 +82,31 @@ def run(args: argparse.Namespace) -> int:
         for reason in sorted({r.reason for r in infeasible})[:5]:
             print(f"  infeasible: {reason[:160]}", file=sys.stderr)
     else:
-        emit([r.as_dict() for r in shown], args)
+        emit([r.to_dict() for r in shown], args)
     if not feasible:
         print("mcdla plan: no candidate fits this design", file=sys.stderr)
         return 1
     return 0
 
 
-def _largest(args, sets, progress) -> int:
+def _largest(args, rows) -> int:
     from mcdla.cli.output import emit
     from mcdla.io.humane import format_value
-    from mcdla.run import parse_quantity
-    from mcdla.sweep.plan import largest
 
-    budget = None if args.time_budget is None else parse_quantity(args.time_budget, "time", "--time-budget")
-    rows = largest(args.topology, args.largest, batch=args.batch, sets=sets, devices=args.devices,
-                   budget_s=budget, simulate=args.simulate or 4,
-                   progress=progress)
-    if not args.quiet and sys.stderr.isatty():
-        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     if args.format != "table":
-        emit([r.as_dict() for r in rows], args)
+        emit([r.to_dict() for r in rows], args)
     else:
         table = []
-        for r in rows:
-            row = {"model": r.name, "params": f"{r.params / 1e9:.3g} B", "trains": "yes" if r.trains else "no"}
-            if r.best is not None and r.best.feasible:
-                row["best plan"] = r.best.candidate.label()
-                row["iteration"] = format_value(r.best.result["iteration_time_s"], "time")
-                row["tokens/s"] = f"{r.best.result['tokens_per_s']:,.0f}"
+        for r in rows:  # mcdla.api.FamilyMember
+            row = {"model": r.member, "params": f"{r.params / 1e9:.3g} B", "trains": "yes" if r.trains else "no"}
+            if r.iteration_time_s is not None:  # its best plan was simulated and fits
+                row["best plan"] = r.label
+                row["iteration"] = format_value(r.iteration_time_s, "time")
+                row["tokens/s"] = f"{r.tokens_per_s:,.0f}"
             if r.reason:
                 row["why not"] = r.reason if len(r.reason) < 90 else r.reason[:87] + "..."
             table.append(row)
         emit(table, args)
         trained = [r for r in rows if r.trains]
-        print(f"largest that trains: {trained[-1].name if trained else 'none'}", file=sys.stderr)
+        print(f"largest that trains: {trained[-1].member if trained else 'none'}", file=sys.stderr)
     return 0 if any(r.trains for r in rows) else 1

@@ -73,12 +73,12 @@ def run(args: argparse.Namespace) -> int:
     statuses, tables, figures = [], {}, {}
     for experiment in experiments:
         folder = root / "results" / experiment.name
-        problem, ran, failed, simulated_s = "", 0, 0, 0.0
+        problem, ran, failed, simulated_s, swept = "", 0, 0, 0.0, False
         if experiment.name in selected and not args.report_only:
             try:
                 result = run_sweep(experiment, out=folder, jobs=args.jobs, executor=args.executor,
                                    scheduler=args.scheduler, progress=not args.quiet)
-                ran, failed = result.ran, result.failed
+                ran, failed, swept = result.ran, result.failed, True
             except InputError as exc:  # e.g. a topology not shipped yet: note it, go on
                 problem = f"not run: {exc}"
                 print(f"mcdla reproduce: {experiment.name}: {problem}", file=sys.stderr)
@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         elif not problem:
             problem = "no results"
         statuses.append(ExperimentStatus(experiment.name, points=len(experiment.points), failed=failed,
-                                         ran=ran, problem=problem, simulated_s=simulated_s))
+                                         ran=ran, problem=problem, simulated_s=simulated_s,
+                                         swept=swept))
     if not tables:  # an all-"n/a" report would only destroy the one already there
         raise InputError(f"no results under {root / 'results'}: not writing a report without numbers "
                          "(run without --report-only first)", file=str(report))

@@ -63,14 +63,16 @@ def add_run_options(parser: argparse.ArgumentParser, set_help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcdla.api import simulate
     from mcdla.errors import InputError
     from mcdla.io.write import same_target
-    from mcdla.run import simulate_from_args
 
     if args.trace is not None and same_target(args.trace, args.output):
         raise InputError("--trace and --output name the same file; one would overwrite the other",
                          key="--trace")
-    result = simulate_from_args(args)
+    result = simulate(topology=args.topology, policy=args.policy, workload=args.workload, parallel=args.parallel,
+                      batch=args.batch, set=args.sets, device=args.device, trace=args.trace, budget=args.budget,
+                      exact=args.exact).to_dict()
     if args.format == "table":
         emit_text(table(result, links=args.links), args)
     else:
@@ -98,10 +100,11 @@ OPTIONAL = ("recompute_s", "comm_s.dp", "comm_s.tp", "comm_s.pp")
 
 def throughput(result: Mapping[str, Any]) -> str:
     """Samples trained per second: the batch over the iteration time."""
-    time_s = result["iteration_time_s"]
-    if not time_s or time_s != time_s:
+    from mcdla.metrics.summary import samples_per_s
+
+    rate = samples_per_s(result["batch"], result["iteration_time_s"])
+    if rate != rate:
         return "n/a"
-    rate = result["batch"] / time_s
     return f"{rate:,.0f} samples/s" if rate >= 100 else f"{rate:.3g} samples/s"
 
 

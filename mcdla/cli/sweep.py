@@ -33,14 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mcdla.config.experiment import load_experiment
-    from mcdla.errors import InputError
-    from mcdla.sweep.engine import run_sweep
+    from mcdla.sweep.engine import prepare_sweep, run_sweep
 
-    if args.scheduler and args.executor != "dask":
-        raise InputError("--scheduler needs --executor dask", key="--scheduler")
-    experiment = load_experiment(args.experiment)
-    _check_places(args, experiment)
+    # mcdla.sweep (the API) in two steps, so that --output is checked before anything runs.
+    experiment, folder = prepare_sweep(args.experiment, out=args.out, executor=args.executor,
+                                       scheduler=args.scheduler)
+    _check_output(args, folder)
     result = run_sweep(experiment, out=args.out, jobs=args.jobs, executor=args.executor,
                        scheduler=args.scheduler, retry_failed=args.retry_failed,
                        progress=not args.quiet)
@@ -60,15 +58,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_places(args: argparse.Namespace, experiment) -> None:
-    """Refuses, before any point runs, a sweep folder that cannot be one and an
-    ``--output`` that would overwrite the sweep's own files (its journal, say)."""
+def _check_output(args: argparse.Namespace, folder) -> None:
+    """Refuses, before any point runs, an ``--output`` that would overwrite the sweep's
+    own files (its journal, say)."""
     from mcdla.errors import InputError
-    from mcdla.io.write import check_folder, same_target
-    from mcdla.sweep.engine import default_folder
+    from mcdla.io.write import same_target
     from mcdla.sweep.store import JOURNAL, PARQUET, TABLE
 
-    folder = check_folder(args.out if args.out is not None else default_folder(experiment), "--out")
     if args.output is None:
         return
     for own in ("", JOURNAL, TABLE, PARQUET, ".lock"):

@@ -46,8 +46,8 @@ def _human(o) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcdla.api import validate
     from mcdla.cli.output import emit
-    from mcdla.sweep.validate import validate
 
     if args.plot:
         from mcdla.plots.save import check_plot_path
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet and sys.stderr.isatty():
             print(f"\r[{n + 1}/{total}] {quantity[:60]:<60}", end="", file=sys.stderr, flush=True)
 
-    outcomes = validate(args.table, reduced=args.reduced, progress=progress)
+    outcomes = validate(table=args.table, reduced=args.reduced, progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     if args.format == "table":
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         passed = sum(o.verdict == "pass" for o in outcomes)
         print(f"{passed} of {len(outcomes)} rows within tolerance", file=sys.stderr)
     else:
-        emit([o.as_dict() for o in outcomes], args)
+        emit([o.to_dict() for o in outcomes], args)
     if args.plot:
         from mcdla.plots.validation import draw_validation
 

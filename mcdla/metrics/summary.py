@@ -13,12 +13,18 @@ the part that compute does not hide. All numbers are in base units.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mcdla.metrics.intervals import difference_measure, measure, union
 from mcdla.sim.records import AXES
 
-__all__ = ["summarize"]
+__all__ = ["summarize", "samples_per_s"]
+
+
+def samples_per_s(batch: int, time_s: float) -> float:
+    """Training throughput: the batch over the iteration time (NaN without a time)."""
+    return batch / time_s if time_s else math.nan
 
 
 def _mean(values: list[float]) -> float:

@@ -13,7 +13,10 @@ from typing import Sequence
 
 from mcdla.plots.save import save_figure
 
-__all__ = ["draw_validation"]
+__all__ = ["draw_validation", "VERDICT_COLORS"]
+
+# A row's bar: green when mcdla is within the row's tolerance of the measurement, red when not.
+VERDICT_COLORS = {True: "#55a868", False: "#c44e52"}
 
 
 def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
@@ -38,10 +41,19 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
         left.legend(fontsize=8)
     ratios = [1 + o.error if o.measure == "overhead" else o.simulated / o.measured for o in others]
     ys = range(len(others))
-    right.barh(list(ys), [r - 1 for r in ratios], left=1, color=["#55a868" if o.verdict == "pass" else "#c44e52"
+    right.barh(list(ys), [r - 1 for r in ratios], left=1, color=[VERDICT_COLORS[o.verdict == "pass"]
                                                                    for o in others], height=0.6)
     for y, o in zip(ys, others):
         right.plot([1 - o.tolerance, 1 + o.tolerance], [y, y], "|", color="grey", markersize=14)
+    if others:  # what the colours and the ticks mean
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        right.legend(handles=[Patch(color=VERDICT_COLORS[True], label="pass: within its tolerance"),
+                              Patch(color=VERDICT_COLORS[False], label="miss: outside it"),
+                              Line2D([], [], marker="|", linestyle="none", color="grey", markersize=10,
+                                     label="tolerance")],
+                     fontsize=8, loc="upper right", bbox_to_anchor=(1.0, -0.14), ncol=3, frameon=False)
     right.axvline(1.0, color="black", linewidth=0.8)
     right.set_yticks(list(ys))
     right.set_yticklabels([o.quantity for o in others], fontsize=8)

@@ -26,7 +26,7 @@ from mcdla.sweep import store
 from mcdla.sweep.executors import EXECUTORS, run_dask, run_local
 from mcdla.sweep.progress import Progress
 
-__all__ = ["SweepResult", "run_sweep", "default_folder", "runner_name"]
+__all__ = ["SweepResult", "run_sweep", "prepare_sweep", "sweep", "default_folder", "runner_name"]
 
 
 @dataclass(frozen=True)
@@ -206,3 +206,38 @@ def run_sweep(
         failed=failed,
         complete=all(key in records for key, _ in keyed),
     )
+
+
+def prepare_sweep(experiment: str, *, out: Path | str | None = None, executor: str = "local",
+                  scheduler: str | None = None) -> tuple[Experiment, Path]:
+    """The loaded experiment and its sweep folder, checked before anything runs: the
+    options (``mcdla sweep``'s, by their option names), the experiment file, and a
+    folder that can hold the sweep (nothing is created)."""
+    from mcdla.config.experiment import load_experiment
+    from mcdla.io.write import check_folder
+
+    if scheduler and executor != "dask":
+        raise InputError("--scheduler needs --executor dask", key="--scheduler")
+    loaded = load_experiment(experiment)
+    return loaded, check_folder(out if out is not None else default_folder(loaded), "--out")
+
+
+def sweep(experiment: str, *, out: Path | str | None = None, jobs: int | None = None,
+          executor: str = "local", scheduler: str | None = None, retry_failed: bool = False,
+          quiet: bool = False):
+    """Runs an experiment's unfinished points (as ``mcdla sweep``, whose options these
+    are) and returns its results table as a pandas DataFrame, one row per point.
+
+    Points that failed are rows with their ``error``; ``attrs["sweep"]`` holds what the
+    sweep did (the fields of :class:`SweepResult`: counts, folder, table path).
+    """
+    import dataclasses
+
+    from mcdla.sweep.store import read_table
+
+    loaded, _ = prepare_sweep(experiment, out=out, executor=executor, scheduler=scheduler)
+    result = run_sweep(loaded, out=out, jobs=jobs, executor=executor, scheduler=scheduler,
+                       retry_failed=retry_failed, progress=not quiet)
+    table = read_table(result.folder)
+    table.attrs["sweep"] = dataclasses.asdict(result)
+    return table

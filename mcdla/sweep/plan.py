@@ -11,10 +11,13 @@ batch is the user's.
 Each candidate is first judged without simulating, from its plan (per-layer kernel
 times and tensor sizes, :func:`mcdla.sim.training.make_plan`): it is infeasible for
 certain when its model state and input do not fit the device memory, and its
-iteration time is bounded below by its compute (forward, backward, optimizer step)
-plus the tensor-parallel all-reduces, which sit on the critical path, at the design's
-per-device collective bandwidth. The ``simulate`` most promising candidates by that
-estimate are then simulated, in order, until that many are found feasible: a
+iteration time is estimated from its compute (forward, backward, optimizer step; with
+a pipeline, m + p - 1 passes of the slowest stage) plus the tensor-parallel
+all-reduces, which sit on the critical path, at the design's per-device collective
+bandwidth: a lower bound without a pipeline, the iteration itself for equal stages
+and free communication, and it can exceed the iteration when the stages are unequal.
+The ``simulate`` most promising candidates by that estimate are then simulated, in
+order, until that many are found feasible: a
 simulation may still find a candidate infeasible (its working set does not fit), with
 the simulator's reason.
 """
@@ -144,7 +147,7 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
 
 
 def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
-    """(a lower bound of the iteration time, the bytes resident on a device)."""
+    """(the iteration time's estimate, the bytes resident on a device); see the module's docstring."""
     plan, topology, pipe = iteration.plan, iteration.topology, iteration.pipe
     if pipe is None:
         compute = sum(plan.fwd_s) + sum(plan.bwd_s) + plan.step_s
@@ -192,7 +195,7 @@ def _state_lower_bound(workload, execution, devices: int) -> float:
     from mcdla.sim.plan import device_group_params, device_model_state
 
     work = with_precision(workload, execution.training.precision)
-    shards = tensor_split(work.layers, execution.tensor_parallel).shards
+    shards = tensor_split(work.layers, execution.tensor_parallel, execution.sequence_parallel).shards
     params = device_group_params(work, shards)
     pp = execution.pipeline_parallel
     if pp > 1:
@@ -258,9 +261,9 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         try:
             t, w, e = load_inputs(topology, workload, [*sets, *row.candidate.sets()], cache, batch=batch,
                                   policy=policy)
+            # (with sequence parallelism the per-token layers' weights are split too, as the iteration splits them)
             key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.offload_params,
-                   e.training.precision)
-            # (sequence parallelism moves activations, not model state: the same bound)
+                   e.sequence_parallel, e.training.precision)
             if key not in states:
                 states[key] = _state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import pandas as pd
 
@@ -144,6 +144,7 @@ class ExperimentStatus:
     ran: int = 0
     problem: str = ""  # why the sweep or its figures could not be made
     simulated_s: float = 0.0  # the points' own run times, summed from the journal
+    swept: bool = True  # swept in this run (not left out by --only or --report-only, nor refused)
 
 
 def _designs(tables: Tables, name: str = "fig11_13") -> pd.DataFrame:
@@ -544,14 +545,57 @@ def _scale_out_section(table) -> list[str]:
     lines += ["", "Per-device throughput kept under weak scaling: " + "; ".join(kept) + ".", "",
               "Each of ResNet-34's per-layer gradient all-reduces pays a step latency per rank of "
               "each ring it crosses, twice: 2(N - 1) on a flat ring of N devices, 2(n - 1) over the n "
-              "nodes of a rail plus its node's with hierarchical collectives. The flat rings are "
-              "latency-bound first (the MC-DLA ring nodes' rings snake through every node, crossing "
-              "InfiniBand at every node boundary); hierarchical collectives keep the DGX H100 "
-              "cluster near its single-node throughput to 512 devices (64 nodes), behind 100 ms of "
-              "FP32 compute, but 2,048 nodes on a rail are latency-bound too. At that scale a "
-              "framework buckets gradients (`training.bucket`) and grows the per-device batch; this "
-              "study keeps the paper's per-layer all-reduce. What the largest points cost to "
-              "simulate: docs/performance.md."]
+              "nodes of a rail plus its node's with hierarchical collectives (the MC-DLA ring nodes' "
+              "rings snake through every node, crossing InfiniBand at every node boundary); so a "
+              "design keeps its per-device throughput until those latencies outgrow its compute."]
+    lines += _scale_out_reading(data, designs)
+    lines += ["", "At thousands of devices a framework buckets gradients (`training.bucket`) and grows the "
+              "per-device batch; this study keeps the paper's per-layer all-reduce. What the largest "
+              "points cost to simulate: docs/performance.md."]
+    return lines
+
+
+# What the scale-out section calls keeping throughput: a weak-scaling point at 90% or
+# more of the smallest system's per-device throughput (a presentation threshold).
+KEPT_FRACTION = 0.9
+
+
+def _scale_out_reading(data, designs) -> list[str]:
+    """The section's conclusions, from the table: how far each design keeps its
+    per-device throughput under weak scaling, and where strong scaling peaks."""
+    from mcdla.metrics.compare import SCALE_OUT_NAMES
+
+    reach = []
+    for design in designs:
+        weak = data[(data["design"] == design) & (data["scaling"] == "weak")].sort_values("devices")
+        if weak.empty:
+            continue
+        per = (weak["batch"] / weak["iteration_time_s"] / weak["devices"]).tolist()
+        devices = weak["devices"].astype(int).tolist()
+        kept = devices[0]
+        for n, rate in zip(devices, per):
+            if rate < KEPT_FRACTION * per[0]:
+                break
+            kept = n
+        first_ms = float(weak["iteration_time_s"].iloc[0]) * 1e3
+        reach.append((kept, SCALE_OUT_NAMES.get(design, design), devices[0], first_ms))
+    if not reach:
+        return []
+    reach.sort(key=lambda r: -r[0])
+    parts = [f"{name} to {kept:,} devices (an iteration of {ms:,.0f} ms on {first:,})"
+             for kept, name, first, ms in reach]
+    lines = ["", f"Keeping at least {KEPT_FRACTION:.0%} of the smallest system's per-device throughput, "
+             "farthest first: " + "; ".join(parts) + "."]
+    peaks = []
+    for design in designs:
+        strong = data[(data["design"] == design) & (data["scaling"] == "strong")].sort_values("devices")
+        if len(strong) > 1:
+            speedup = float(strong["iteration_time_s"].iloc[0]) / strong["iteration_time_s"].astype(float)
+            best = int(speedup.values.argmax())
+            peaks.append(f"{SCALE_OUT_NAMES.get(design, design)} {float(speedup.iloc[best]):.2f}x at "
+                         f"{int(strong['devices'].iloc[best]):,}")
+    if peaks:
+        lines += ["", "Strong scaling's best speedup: " + "; ".join(peaks) + "."]
     return lines
 
 
@@ -572,12 +616,60 @@ def _fabric_section(table) -> list[str]:
         total, compute = float(row["iteration_time_s"]), float(row["busy_s.compute"])
         lines.append(f"| {row['name']} | {total * 1e3:,.0f} ms | {float(row['vs_rails']):.3f}x | "
                      f"{compute * 1e3:,.0f} ms | {(total - compute) * 1e3:,.0f} ms |")
-    lines += ["", "The pipeline's sends cross between nodes on a rail; tensor parallelism stays on the "
-              "NVSwitch and the data-parallel all-reduce crosses each rail once per ring direction. So the "
-              "fabric matters where the sends contend: leaves of 8 nodes put every stage boundary across "
-              "the leaves, and oversubscribed uplinks or NICs shared by several GPUs slow every send, "
-              "while a 1:1 fat tree or RoCE's longer latency barely shows."]
+    lines += ["", "The pipeline's sends cross between nodes on a rail (with leaves of 8 nodes, every stage "
+              "boundary crosses a leaf); tensor parallelism stays on the NVSwitch and the data-parallel "
+              "all-reduce crosses each rail once per ring direction."]
+    lines += _fabric_reading(data)
     return lines
+
+
+# A fabric whose iteration is within 1% of a switch per rail's is reported as not
+# showing (a presentation threshold).
+FABRIC_SHOWS = 0.01
+
+
+def _fabric_reading(data) -> list[str]:
+    """The section's conclusions, from the table: which fabrics cost time against a
+    switch per rail, and whether compute or waiting changed."""
+    others = data[data["label"] != "rails"].sort_values("vs_rails")
+    if others.empty or data["vs_rails"].isna().all():
+        return []
+    slower = [f"{row['name']} +{(float(row['vs_rails']) - 1) * 100:.1f}%" for _, row in others.iterrows()
+              if float(row["vs_rails"]) > 1 + FABRIC_SHOWS]
+    near = [str(row["name"]) for _, row in others.iterrows() if abs(float(row["vs_rails"]) - 1) <= FABRIC_SHOWS]
+    faster = [f"{row['name']} {(float(row['vs_rails']) - 1) * 100:.1f}%" for _, row in others.iterrows()
+              if float(row["vs_rails"]) < 1 - FABRIC_SHOWS]
+    parts = []
+    if slower:
+        parts.append("slower than a switch per rail: " + ", ".join(slower))
+    if faster:
+        parts.append("faster than a switch per rail: " + ", ".join(faster))
+    if near:
+        parts.append(f"within {FABRIC_SHOWS:.0%} of a switch per rail: " + ", ".join(near))
+    text = "By fabric, " + "; ".join(parts) + "."
+    compute = data["busy_s.compute"].astype(float)
+    if float(compute.max()) <= float(compute.min()) * (1 + FABRIC_SHOWS):
+        text += (f" Compute is the same on every fabric ({float(compute.mean()) * 1e3:,.0f} ms): "
+                 "what a fabric changes is the waiting.")
+    return ["", text]
+
+
+def _provenance(statuses: Sequence[ExperimentStatus], reported: Collection[str]) -> str:
+    """Where the report's points come from: run now, reused by a sweep of this run (its
+    journal held them, same inputs), or read as found (experiments not swept now whose
+    tables, ``reported``, were there)."""
+    swept = [s for s in statuses if s.swept]
+    left = [s for s in statuses if not s.swept and s.name in reported]
+    points, ran = sum(s.points for s in swept), sum(s.ran for s in swept)
+    text = (f"Swept in this run: {len(swept)} experiment{'s' if len(swept) != 1 else ''}, {ran:,} of "
+            f"their {points:,} points run now"
+            + (f", the other {points - ran:,} reused from their journals (same inputs)." if points > ran else ".")
+            if swept else "No experiment was swept in this run.")
+    if left:
+        names = ", ".join(s.name for s in left)
+        text += (f" Not swept in this run (left out by `--only` or `--report-only`, or refused), reported "
+                 f"from the results found: {names} ({sum(s.points for s in left):,} points).")
+    return text
 
 
 def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: float,
@@ -595,10 +687,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         "over workloads are harmonic means (HM), as in the paper; speedup of a design = "
         "iteration time of DC-DLA / its iteration time, same workload, parallel mode and batch.",
         "",
-        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s, with "
-        f"{sum(s.ran for s in statuses)} of the {sum(s.points for s in statuses)} points run now "
-        f"(the rest reused from earlier runs); the points' own run times add up to "
-        f"{sum(s.simulated_s for s in statuses):.1f} s.",
+        f"mcdla {__version__}; wall time of this reproduce run: {wall_s:.1f} s. {_provenance(statuses, tables)} "
+        f"The points' own run times add up to {sum(s.simulated_s for s in statuses):.1f} s.",
         "",
         "## Sweeps",
         "",
