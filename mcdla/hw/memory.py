@@ -41,6 +41,24 @@ def model_state_bytes(workload, shards: int = 1, *, params: float | None = None,
     return float(held * unsharded + held * sharded / dp) / split
 
 
+def updated_params(params: float, zero: int, dp: int) -> float:
+    """The parameters one device's optimizer step updates: all it holds, or under any
+    ZeRO stage its 1/dp shard of them (each rank steps its shard; Rajbhandari et al.
+    2020, Section 5)."""
+    return params / (dp if zero else 1)
+
+
+# Bytes of HBM traffic per output byte of an element-wise reduction (a collective's sum
+# of a received chunk into the local one): two operands read, one result written. The
+# kernel is memory-bound, so the device reduces at its HBM bandwidth / 3.
+REDUCTION_TRAFFIC_PER_BYTE = 3
+
+
+def reduction_rate_Bps(device) -> float:
+    """The rate a device sums collective data at, in output bytes per second."""
+    return device.effective_hbm_bw_Bps / REDUCTION_TRAFFIC_PER_BYTE
+
+
 def step_bytes_per_param(workload) -> int:
     """HBM bytes the optimizer step moves per parameter, as one memory-bound pass
     (a fused multi-tensor kernel, apex's FusedSGD/FusedAdam): it reads the gradient,

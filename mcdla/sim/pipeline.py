@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import simpy
 
 from mcdla.hw.compute import optimizer_step_time
+from mcdla.hw.memory import updated_params
 from mcdla.hw.network import p2p_paths
 from mcdla.hw.parallelism import pipeline_stages
 from mcdla.sim.device import DeviceCompute
@@ -198,6 +199,6 @@ def pipeline_plan(plan, inputs, dp: int) -> PipelinePlan:
     for group, size in plan.group_bytes.items():
         weights[stage_of[plan.group_first[group]]] += size
     params = tuple(w / prec for w in weights)
-    updated = [n / (dp if execution.zero else 1) for n in params]
+    updated = [updated_params(n, execution.zero, dp) for n in params]
     return PipelinePlan(p, stages, tuple(held), tuple(boundary), tuple(weights),
                         tuple(optimizer_step_time(device, workload, n) for n in updated))

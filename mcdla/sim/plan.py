@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
-from mcdla.hw.memory import model_state_bytes
+from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import TensorSplit, device_share, model_split, tensor_split
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS
@@ -103,7 +103,7 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
 
     def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
         return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
-    updated = sum(group_params.values()) / (dp if execution.zero else 1)  # ZeRO: each its 1/dp
+    updated = updated_params(sum(group_params.values()), execution.zero, dp)
     step_s = optimizer_step_time(device, workload, updated)
     first: dict[str, int] = {}
     last: dict[str, int] = {}

@@ -48,7 +48,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.layout import RankLayout
-from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, with_precision
+from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
 from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
 from mcdla.hw.parallelism import device_share
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
@@ -145,7 +145,7 @@ class Iteration:
         if execution.offload_optimizer and topology.backing == "none":
             raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
                              key="execution.offload_optimizer")
-        self.reduce_Bps = topology.device.effective_hbm_bw_Bps / 3.0  # a reduction reads two operands, writes one
+        self.reduce_Bps = reduction_rate_Bps(topology.device)
 
     # The classes and the flow network are built when first asked (simulate asks for the
     # classes to check the work budget, run for the network): a planner that only

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, get_args, get_type_hints
 
 from mcdla.config.training import TrainingSpec
+from mcdla.hw.collective_model import bus_factor
 from mcdla.hw.memory import optimizer_state_bytes
 
 from mcdla.errors import InfeasibleError, InputError
@@ -160,7 +161,7 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
     if degree > 1:
         reduced = [plan.group_full_bytes[i] for i in plan.tp.reduce_out]
         reduced += [plan.group_full_bytes[p] for ps in plan.tp.partial_dx.values() for p in ps]
-        moved = sum(reduced) * 2 * (degree - 1) / degree  # ring all-reduce bytes per rank
+        moved = sum(reduced) * bus_factor("all_reduce", degree)  # the bytes each rank's link carries
     bandwidth = topology.collective_bw_Bps if topology.rings else math.inf
     # Offloaded feature maps (and ZeRO-Offload's state) must also cross to the backing
     # store and back; that may overlap compute, so the longer of the two bounds the time.
