@@ -369,7 +369,7 @@ def _passes(device) -> list[str]:
     """A pipeline device's passes in the order it ran them: "F0", "B0", ... (its
     compute intervals are "fwd <layer> mb<j>" and "bwd <layer> mb<j>")."""
     out: list[str] = []
-    for _s, _e, kind in device.compute:
+    for _s, _e, kind, _ in device.compute:
         what, _, rest = kind.partition(" ")
         if what not in ("fwd", "bwd"):
             continue  # the optimizer step
@@ -421,7 +421,7 @@ def test_zero3_gathers_the_next_weight_group_while_the_current_one_computes():
     plan, layers = record.plan, record.inputs.workload.layers
     gathers = {c.tag: c for c in record.collectives if c.tag.startswith("W/")}
     device = record.devices[0]
-    ends = {kind: end for _start, end, kind in device.compute}
+    ends = {label: end for _start, end, label, _ in device.compute}
     for phase, order in (("fwd", plan.weight_order), ("bwd", plan.weight_order[::-1])):
         assert len(order) > 10
         for current, following in zip(order, order[1:]):

@@ -19,8 +19,7 @@ from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import closure
 from mcdla.sim.memory import BackingStores, DeviceMemory, DmaEngine, stripe
-from mcdla.sim.plan import OffloadPlan
-from mcdla.sim.records import RunInputs, Span
+from mcdla.sim.records import OffloadPlan, RunInputs, Span
 
 __all__ = ["OPTIMIZER_CHUNK_BYTES", "DeviceCompute"]
 

@@ -9,8 +9,7 @@ import simpy
 from mcdla.errors import InfeasibleError
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import FIT_SLACK
-from mcdla.sim.plan import OffloadPlan
-from mcdla.sim.records import DeviceRecord, RunInputs, Span
+from mcdla.sim.records import DeviceRecord, OffloadPlan, RunInputs, Span
 
 __all__ = ["DeviceMemory", "BackingStores", "DmaEngine", "stripe"]
 

@@ -4,51 +4,15 @@ are recomputed, when each is prefetched and freed) and the model state it keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.memory import model_state_bytes, updated_params
-from mcdla.hw.parallelism import TensorSplit, device_share, model_split, tensor_split
+from mcdla.hw.parallelism import device_share, model_split, tensor_split
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS
-from mcdla.sim.records import RunInputs
+from mcdla.sim.records import OffloadPlan, RunInputs
 
-__all__ = ["OffloadPlan", "make_plan", "device_model_state", "device_group_params"]
-
-
-@dataclass(frozen=True)
-class OffloadPlan:
-    """What the driver precomputes once per run (identical for every device)."""
-
-    fwd_s: tuple[float, ...]
-    bwd_s: tuple[float, ...]
-    tensor_bytes: tuple[float, ...]  # what one device holds of each feature map
-    offloaded: tuple[bool, ...]
-    recomputed: tuple[bool, ...]
-    last_fwd_use: tuple[int, ...]
-    bwd_needs: tuple[tuple[int, ...], ...]  # layer -> tensors its backward reads
-    bwd_order: tuple[int, ...]
-    first_need: dict[int, int]  # offloaded tensor -> first backward step that needs it
-    frees: tuple[tuple[int, ...], ...]  # backward step -> tensors last read by it
-    read_in_bwd: frozenset[int]
-    # Model-parallel: backward layer -> the tensors whose partial dX it completes (it is
-    # their last consumer in backward order), reduce-scattered once per tensor.
-    partial_dx: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
-    # Model-parallel: layer -> the tensors it reads whole, all-gathered before its forward
-    # unless an earlier layer gathered them.
-    gathers: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
-    step_s: float = 0.0  # the optimizer step over the weights one device updates
-    tp: TensorSplit = field(default_factory=lambda: tensor_split((), 1))
-    group_bytes: dict[str, float] = field(default_factory=dict)  # weight group -> its gradient bytes on a device
-    group_full_bytes: tuple[float, ...] = ()  # feature map -> bytes whole over the tensor group
-    weight_order: tuple[str, ...] = ()  # weight groups in forward order
-    group_first: dict[str, int] = field(default_factory=dict)  # weight group -> its first layer
-    group_last: dict[str, int] = field(default_factory=dict)  # weight group -> its last layer
-    updated_params: float = 0.0  # the parameters this device's optimizer step updates
-    # Tensor -> freed at its last forward use without an offload: recomputed, or never
-    # read again while virtualizing (a map a policy keeps stays until backward frees it).
-    dropped: tuple[bool, ...] = ()
+__all__ = ["make_plan", "device_model_state", "device_group_params"]
 
 
 def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = None,
