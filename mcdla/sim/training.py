@@ -830,8 +830,10 @@ class Iteration:
         # One replica's share of the batch (refuses a batch the replicas cannot split evenly).
         self.share = device_share(execution.parallel, execution.batch, dp)
         micro = training.micro_batches
-        if execution.batch % (dp * micro):
-            raise InputError(f"{execution.batch} is not divisible by {dp} data-parallel replicas x {micro} "
+        # In model-parallel training every device holds the whole batch: no replicas to split it over.
+        replicas = dp if execution.parallel == "data" else 1
+        if execution.batch % (replicas * micro):
+            raise InputError(f"{execution.batch} is not divisible by {replicas} data-parallel replicas x {micro} "
                              "micro-batches", key="batch")
         # Rank placement (Megatron's order): tensor groups are t consecutive devices (the
         # topology's order puts neighbours next to each other, so a tensor group shares
