@@ -37,3 +37,40 @@ def test_dropout_on_every_transformer_template(name):
     for layer in work.layers:
         if layer.name.endswith(("/res1", "/res2")):
             assert work.layers[layer.inputs[0]].kind == "dropout", layer.name
+
+
+def _family(tmp_path):
+    family = tmp_path / "one.yaml"
+    family.write_text("name: one\nworkload: gpt2\nmembers:\n  - {name: tiny, layers: 2}\n")
+    return str(family)
+
+
+def test_plan_searches_only_what_set_fixes(capsys):
+    # Each fixed search axis holds on every candidate, simulated or not.
+    code, rows, err = run_json(capsys, "plan", "--workload", "gpt2", "--topology", "ring", "--batch", "32",
+                               "--simulate", "1", "--all", "--quiet", "--set", "execution.tensor_parallel=2",
+                               "--set", "training.checkpoint=full", "--set", "training.virtualization=false")
+    assert code == 0, err
+    assert rows and {(r["tensor_parallel"], r["checkpoint"], r["memory"]) for r in rows} == {(2, "full", "none")}
+    assert any(r["feasible"] for r in rows)
+
+
+def test_plan_largest_keeps_the_fixed_axes(tmp_path, capsys):
+    code, rows, err = run_json(capsys, "plan", "--largest", _family(tmp_path), "--topology", "ring", "--batch", "8",
+                               "--simulate", "1", "--quiet", "--set", "execution.zero=2",
+                               "--set", "execution.offload=offload_all")
+    assert code == 0, err  # (unfixed, the best is ZeRO-1 with capacity_aware)
+    assert rows[0]["trains"] and (rows[0]["zero"], rows[0]["memory"]) == (2, "offload_all")
+
+
+@pytest.mark.parametrize("fixed, named", [
+    ("execution.tensor_parallel=16", "execution.tensor_parallel=16"),  # beyond the searched degrees
+    ("execution.offload=nowhere", "execution.offload"),
+    ("execution.zero=x", "execution.zero"),
+    ("workload.layers=4", "workload.layers"),  # the family sets it per member
+])
+def test_plan_refuses_a_fixed_option_it_cannot_honour(tmp_path, capsys, fixed, named):
+    code = main(["plan", "--largest", _family(tmp_path), "--topology", "ring", "--batch", "8", "--quiet",
+                 "--set", fixed])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err, err

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", type=positive_int, metavar="N", help="the devices the design must have")
     parser.add_argument("--batch", type=positive_int, required=True, metavar="N", help="global batch")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="fixed inputs for every candidate (as mcdla sim --set)")
+                        help="fixed inputs for every candidate (as mcdla sim --set); a search axis "
+                        "(execution.tensor_parallel, execution.zero, training.checkpoint, ...) set here "
+                        "is searched at that value alone")
     parser.add_argument("--top", type=positive_int, default=5, metavar="K", help="best candidates shown (default 5)")
     parser.add_argument("--simulate", type=positive_int, default=None, metavar="K",
                         help="candidates simulated, by estimated time (default 16; 4 per model with --largest)")

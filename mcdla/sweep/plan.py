@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence, get_args, get_type_hints
 from mcdla.config.training import TrainingSpec
 from mcdla.hw.memory import optimizer_state_bytes
 
-from mcdla.errors import InfeasibleError, InputError
+from mcdla.errors import InfeasibleError, InputError, excerpt
 
 __all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "plan_point", "MAX_TENSOR"]
 
@@ -45,6 +45,18 @@ CHECKPOINTS = get_args(get_type_hints(TrainingSpec)["checkpoint"])  # none, full
 # A candidate without a pipeline runs without the user's pipeline options
 # (--set training.schedule=gpipe is for the pipeline candidates).
 NO_PIPELINE = (("training.micro_batches", 1), ("training.schedule", "1f1b"))
+
+
+# The search axes a fixed ``--set`` names: key -> (the Candidate field it fixes, the spec
+# whose field's type reads the value). training.virtualization fixes the memory axis
+# too: false is KEEP, true any offload policy.
+AXES = {
+    "execution.tensor_parallel": "tensor_parallel", "execution.pipeline_parallel": "pipeline_parallel",
+    "training.micro_batches": "micro_batches", "execution.zero": "zero", "execution.offload": "offload",
+    "training.checkpoint": "checkpoint", "execution.offload_optimizer": "offload_optimizer",
+    "execution.sequence_parallel": "sequence_parallel", "execution.offload_params": "offload_params",
+    "training.virtualization": "offload",
+}
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,45 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
                     out += [Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=opt,
                                       sequence_parallel=sequence, offload_params=params) for opt, params in storages]
     return out
+
+
+def fixed_axes(sets: Sequence[tuple[str, Any]]) -> list[tuple[str, Callable[["Candidate"], bool]]]:
+    """The user's ``--set`` pairs that name a search axis, as (``KEY=VALUE``, test of a candidate):
+    a fixed option fixes its axis, so only the candidates with its value are searched
+    (the candidates' own settings would otherwise override it)."""
+    from mcdla.config.execution import ExecutionSpec
+    from mcdla.config.schema import Where, convert
+    from mcdla.sim.offload import OFFLOADS
+
+    tests: list[tuple[str, Callable[[Candidate], bool]]] = []
+    for key, value in sets:
+        if key not in AXES:
+            continue
+        head, _, name = key.partition(".")
+        spec = TrainingSpec if head == "training" else ExecutionSpec
+        value = convert(get_type_hints(spec, include_extras=True)[name], value, Where("--set", key))
+        field_name, shown = AXES[key], f"{key}={excerpt(value, 20)}"
+        if key == "training.virtualization":
+            tests.append((shown, lambda c, on=value: (c.offload != KEEP) == on))
+            continue
+        if key == "execution.offload":
+            OFFLOADS.get(value, key=key)
+        tests.append((shown, lambda c, f=field_name, v=value: getattr(c, f) == v))
+    return tests
+
+
+def _keep_fixed(found: list[Candidate], sets: Sequence[tuple[str, Any]]) -> list[Candidate]:
+    """The candidates that agree with every fixed axis; none is a bad input naming the
+    option that leaves none (or the options that together do)."""
+    tests = fixed_axes(sets)
+    kept = [c for c in found if all(test(c) for _, test in tests)]
+    if found and not kept:
+        alone = [key for key, test in tests if not any(test(c) for c in found)]
+        keys = alone[:1] or [key for key, _ in tests]
+        raise InputError(f"no candidate of the search has {' and '.join(keys)} (searched: tensor "
+                         f"degrees to {MAX_TENSOR}, pipelines with 1, 2 or 4 micro-batches per stage, "
+                         "dividing the devices and the batch; ZeRO 0-1 with pipelines)", key="--set")
+    return kept
 
 
 def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
@@ -246,8 +297,9 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
     offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
-    rows = [PlanRow(c, n) for c in candidates(n, batch, offloads, optimizer=work.optimizer != "none",
-                                               attention=any(l.kind == "attention" for l in work.layers))]
+    found = candidates(n, batch, offloads, optimizer=work.optimizer != "none",
+                       attention=any(l.kind == "attention" for l in work.layers))
+    rows = [PlanRow(c, n) for c in _keep_fixed(found, sets)]
     virtualization_Bps = topo.virtualization_bw_Bps if topo.backing != "none" else math.inf
     if not rows:
         raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
@@ -356,6 +408,10 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
     from mcdla.config.family import read_family
 
     spec = read_family(family)
+    per_member = {key for member in spec.members for key, _ in spec.member_sets(member)}
+    clash = next((key for key, _ in sets if key in per_member), None)
+    if clash is not None:  # the member's value would silently replace the user's
+        raise InputError(f"{clash}: family {spec.name} sets it for each member", key="--set")
     rows = []
     for k, member in enumerate(spec.members):
         if progress is not None:
