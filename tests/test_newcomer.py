@@ -74,3 +74,47 @@ def test_plan_refuses_a_fixed_option_it_cannot_honour(tmp_path, capsys, fixed, n
                  "--set", fixed])
     err = capsys.readouterr().err
     assert code == 2 and named in err, err
+
+
+CLUSTER = {"name": "cl", "description": "NVLink domains on rails", "device": "h100_sxm5",
+           "fabric_switch": {"preset": "nvswitch3", "chips": 4}, "spine_switch": "quantum2",
+           "links": {"nvlink": "nvlink4", "nic": "ib_400g"},
+           "generator": {"name": "cluster", "nodes": 3, "devices_per_node": 4, "links_per_device": 4}}
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_a_cluster_of_an_odd_number_of_switched_nodes_closes_its_rings(tmp_path, nodes):
+    from collections import Counter
+
+    import yaml
+
+    from mcdla.hw.topology import load_topology
+
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=nodes))))
+    topo = load_topology(str(path))
+    devices = set(topo.devices)
+    assert len(devices) == 4 * nodes and len(topo.ring_cycles) == 4
+    for cycle in topo.ring_cycles:
+        ranks = [n for n in cycle if n in devices]
+        assert sorted(ranks) == sorted(devices)  # every device once
+        for k, node in enumerate(cycle):  # a hop between nodes is over one rail: place to same place
+            if node.startswith("SP"):
+                a, b = int(cycle[k - 1][1:]), int(cycle[(k + 1) % len(cycle)][1:])
+                assert a % 4 == b % 4 == int(node[2:]) and a // 4 != b // 4
+    # no two rings share a channel (link direction)
+    assert set(Counter(c for r in topo.rings for c in r.channels).values()) == {1}
+
+
+def test_an_odd_cluster_simulates_as_every_rank_does(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(CLUSTER))
+    times = []
+    for extra in ([], ["--exact"]):
+        code, result, err = run_json(capsys, "sim", "--topology", str(path), "--workload", "gpt2", "--batch", "12",
+                                     "--set", "training.virtualization=false", "--set", "workload.layers=2", *extra)
+        assert code == 0, err
+        times.append(result["iteration_time_s"])
+    assert times[0] == pytest.approx(times[1], rel=1e-9)
