@@ -118,3 +118,24 @@ def test_an_odd_cluster_simulates_as_every_rank_does(tmp_path, capsys):
         assert code == 0, err
         times.append(result["iteration_time_s"])
     assert times[0] == pytest.approx(times[1], rel=1e-9)
+
+
+def test_collective_takes_set_for_the_topology(capsys):
+    base = ["collective", "--op", "all_reduce", "--size", "1 MB", "--topology", "dgx_h100_4node"]
+    code, result, err = run_json(capsys, *base, "--set", "generator.nodes=2", "--set", "host.sockets=4")
+    assert code == 0, err
+    assert result["ranks"] == 16  # 2 nodes of 8, not the file's 4
+    code, slow, err = run_json(capsys, *base, "--set", "generator.nodes=2", "--set", "host.sockets=4",
+                               "--set", "links.nic.bw=10 GB/s")
+    assert code == 0, err
+    assert slow["time_s"] > result["time_s"]
+
+
+@pytest.mark.parametrize("where, item, named", [
+    (["--topology", "dgx_h100_4node"], "training.chunk=4096", "--set: training.* applies to a training run"),
+    (["--topology", "dgx_h100_4node"], "generator.colour=red", "generator.colour: unknown key"),
+    (["--ring", "4"], "links.nvlink.bw=1 GB/s", "--set: applies to --topology"),
+])
+def test_collective_refuses_a_set_it_cannot_apply(capsys, where, item, named):
+    assert main(["collective", "--op", "all_reduce", "--size", "1 MB", *where, "--set", item]) == 2
+    assert named in capsys.readouterr().err
