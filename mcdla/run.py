@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from mcdla.config.execution import EXECUTION_KEYS
 from mcdla.config.topology import MAX_NODES
 from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
-from mcdla.config.schema import Where, build
+from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["simulate", "simulate_collective", "simulate_point", "simulate_from_args", "route_sets", "load_inputs",
@@ -244,7 +244,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     if (ring is None) == (topology is None):
         raise InputError("give exactly one of --ring N and --topology NAME", key="--ring")
     size_bytes = _quantity(size, "size", "--size", positive=False)
-    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk is None else _quantity(chunk, "size", "--chunk", positive=True)
+    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk is None else convert(BlockSize, chunk, Where("", "--chunk"))
     workload_sets, execution_doc, topology_sets = route_sets(sets)
     if workload_sets or execution_doc:
         head = (workload_sets and "workload") or ("training" if "training" in execution_doc else "execution")

@@ -139,3 +139,22 @@ def test_collective_takes_set_for_the_topology(capsys):
 def test_collective_refuses_a_set_it_cannot_apply(capsys, where, item, named):
     assert main(["collective", "--op", "all_reduce", "--size", "1 MB", *where, "--set", item]) == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, key", [
+    (["sim", "--set", "training.bucket=25"], "training.bucket"),
+    (["sim", "--set", "training.chunk=512"], "training.chunk"),
+    (["sim", "--set", "training.bucket='1000'"], "training.bucket"),
+    (["collective", "--op", "all_reduce", "--size", "8 MB", "--ring", "4", "--chunk", "64"], "--chunk"),
+])
+def test_a_bare_small_bucket_or_chunk_is_a_missing_unit(capsys, argv, key):
+    assert main([*argv, "--topology", "dc"] if argv[0] == "sim" else argv) == 2
+    err = capsys.readouterr().err
+    assert key in err and "has no unit" in err and "MiB" in err, err
+
+
+@pytest.mark.parametrize("value", ["25 B", "2048", "25 MiB"])
+def test_a_bucket_with_a_unit_or_of_a_kibibyte_runs(capsys, value):
+    code, result, err = run_json(capsys, "sim", "--topology", "dc", "--workload", "alexnet", "--batch", "64",
+                                 "--set", f"training.bucket={value}")
+    assert code == 0, err
