@@ -158,3 +158,38 @@ def test_a_bucket_with_a_unit_or_of_a_kibibyte_runs(capsys, value):
     code, result, err = run_json(capsys, "sim", "--topology", "dc", "--workload", "alexnet", "--batch", "64",
                                  "--set", f"training.bucket={value}")
     assert code == 0, err
+
+
+def _refusal(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_model_state_that_does_not_fit_is_a_bad_input_said_humanely(capsys):
+    code, out, err = _refusal(capsys, ["sim", "--workload", "gpt3_175b", "--topology", "dgx_h100", "--batch", "8"])
+    assert code == 2 and out == ""
+    assert "2.79 TB, over its 80 GB of memory" in err and "e+" not in err
+    assert "execution.zero=3" in err and "offload" in err and "more devices" in err and "mcdla plan" in err
+
+
+def test_feature_maps_that_do_not_fit_name_sizes_and_the_way_out(capsys):
+    code, out, err = _refusal(capsys, ["sim", "--topology", "dc", "--workload", "alexnet", "--batch", "64",
+                                       "--set", "training.virtualization=false", "--set", "device.hbm_capacity=510 MB"])
+    assert code == 2 and out == ""
+    assert "cannot fit" in err and "510 MB of memory" in err and "bytes" not in err and "e+" not in err
+    assert "training.checkpoint=full" in err and "mcdla plan" in err
+
+
+def test_plan_with_nothing_that_fits_exits_2_saying_why(capsys):
+    code, out, err = _refusal(capsys, ["plan", "--workload", "gpt3_175b", "--topology", "dc", "--batch", "8",
+                                       "--quiet"])
+    assert code == 2 and out == ""
+    assert "no way to train gpt3_175b at batch 8 fits dc" in err and "TB" in err and "e+" not in err
+
+
+def test_plan_largest_with_nothing_that_trains_exits_2(tmp_path, capsys):
+    code, out, err = _refusal(capsys, ["plan", "--largest", _family(tmp_path), "--topology", "ring", "--batch", "8",
+                                       "--quiet", "--simulate", "1", "--time-budget", "1 us"])
+    assert code == 2 and out == ""
+    assert "no member of" in err and "over the budget of 1 us" in err

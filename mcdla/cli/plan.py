@@ -81,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     feasible = [r for r in rows if r.feasible]
+    if not feasible and not args.all:  # nothing to show: a bad input, saying why (exit 2)
+        from mcdla.sweep.plan import no_fit
+
+        raise no_fit(rows, args.workload, args.topology, args.batch)
     shown = rows if args.all else feasible[:args.top]
     if args.format == "table":
         emit([_human(r) for r in shown], args)
@@ -91,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  infeasible: {reason[:160]}", file=sys.stderr)
     else:
         emit([r.as_dict() for r in shown], args)
-    if not feasible:
-        print("mcdla plan: no candidate fits this design", file=sys.stderr)
-        return 1
+    if not feasible:  # --all listed why each was refused
+        from mcdla.sweep.plan import no_fit
+
+        print(f"mcdla plan: infeasible: {no_fit(rows, args.workload, args.topology, args.batch)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -109,6 +115,11 @@ def _largest(args, sets, progress) -> int:
                    progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    if not any(r.trains for r in rows):  # not even the smallest: a bad input, saying why (exit 2)
+        from mcdla.errors import InfeasibleError
+
+        raise InfeasibleError(f"no member of {args.largest} trains on {args.topology} at batch {args.batch}; "
+                              f"the smallest, {rows[0].name}: {rows[0].reason}")
     if args.format != "table":
         emit([r.as_dict() for r in rows], args)
     else:
@@ -124,5 +135,5 @@ def _largest(args, sets, progress) -> int:
             table.append(row)
         emit(table, args)
         trained = [r for r in rows if r.trains]
-        print(f"largest that trains: {trained[-1].name if trained else 'none'}", file=sys.stderr)
-    return 0 if any(r.trains for r in rows) else 1
+        print(f"largest that trains: {trained[-1].name}", file=sys.stderr)
+    return 0

@@ -51,6 +51,7 @@ from mcdla.hw.parallelism import TensorSplit, device_share, tensor_split
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.sim.collectives import COLLECTIVES, CollectiveRecord
 from mcdla.sim.environment import CountingEnvironment
+from mcdla.sim import fit
 from mcdla.sim.flownet import FlowNetwork, NetworkStats
 from mcdla.sim.invariants import check_iteration
 from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, schedule
@@ -247,10 +248,8 @@ class BackingStores:
         used = self.used.get(store, 0.0) + size_bytes
         capacity = self.topology.memory_capacity(store)
         if used > capacity * (1 + FIT_SLACK):
-            raise InfeasibleError(
-                f"backing store {store} would hold {used:.4g} bytes, over its capacity of "
-                f"{capacity:.4g} bytes"
-            )
+            raise InfeasibleError(f"backing store {store} would hold {fit.size(used)}, over its capacity of "
+                                  f"{fit.size(capacity)}; {fit.store_way_out()}")
         self.used[store] = used
         self.peak[store] = max(self.peak.get(store, 0.0), used)
 
@@ -1027,7 +1026,8 @@ class Iteration:
         if resident > capacity:  # the same on every device
             raise InfeasibleError(
                 f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
-                f"{resident:.6g} bytes, over its memory of {capacity:.6g} bytes")
+                f"{fit.size(resident)}, over its {fit.size(capacity)} of memory; "
+                f"{fit.state_way_out(inputs.execution, topology.backing != 'none')}")
         stores = BackingStores(topology, self.symmetry.stores)
         simulated = [c[0] for c in self.symmetry.device_classes]  # one device per class
         if inputs.execution.offload_optimizer:  # ZeRO-Offload: every device's state, stored for good
@@ -1068,13 +1068,13 @@ class Iteration:
         env.run()
         waiting = [(d, what, size) for d, m in memories.items() for what, size in m.waiting.items()]
         if not done.triggered and waiting:
-            device, what, size = min(waiting)
+            device, what, need = min(waiting)
             record = records[device]
             how = "even with virtualization" if self.virtualize else "with virtualization off"
             raise InfeasibleError(
-                f"device {record.name} cannot fit {what} ({size:.6g} bytes) beside the "
-                f"{record.memory_bytes:.6g} bytes it holds, within its memory of "
-                f"{capacity:.6g} bytes, {how}")
+                f"device {record.name} cannot fit {what} ({fit.size(need)}) beside the {fit.size(record.memory_bytes)} "
+                f"it holds, within its {fit.size(capacity)} of memory, {how}; "
+                f"{fit.maps_way_out(inputs.execution, self.virtualize, topology.backing != 'none')}")
         if not done.triggered or any(c.unfinished() for c in communicators):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
         classes = self.symmetry.device_classes

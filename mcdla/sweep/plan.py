@@ -28,10 +28,13 @@ from typing import Any, Callable, Mapping, Sequence, get_args, get_type_hints
 
 from mcdla.config.training import TrainingSpec
 from mcdla.hw.memory import optimizer_state_bytes
+from mcdla.sim import fit
+from mcdla.units import format_time
 
 from mcdla.errors import InfeasibleError, InputError, excerpt
 
-__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "plan_point", "MAX_TENSOR"]
+__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "plan_point", "no_fit",
+           "MAX_TENSOR"]
 
 # Largest tensor-parallel degree tried: Megatron-LM keeps tensor groups inside one
 # NVLink domain (8 GPUs); beyond it the activation all-reduces dominate.
@@ -317,8 +320,8 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
                 states[key] = _state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan
                 row.feasible, row.resident_bytes = False, states[key]
-                row.reason = (f"model state needs at least {states[key] / 1e9:.3g} GB of the device's "
-                              f"{t.device_memory_bytes / 1e9:.3g} GB")
+                row.reason = (f"model state needs at least {fit.size(states[key])} of the device's "
+                              f"{fit.size(t.device_memory_bytes)}")
                 continue
             iteration = Iteration(t, w, e)
         except InputError as exc:
@@ -328,14 +331,14 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         capacity = t.device_memory_bytes
         if row.resident_bytes > capacity:
             row.feasible = False
-            row.reason = (f"model state and input need {row.resident_bytes / 1e9:.3g} GB of the device's "
-                          f"{capacity / 1e9:.3g} GB")
+            row.reason = (f"model state and input need {fit.size(row.resident_bytes)} of the device's "
+                          f"{fit.size(capacity)}")
             continue
         peak = _kept_peak(iteration)
         if peak > capacity * (1 + 1e-9):  # nothing leaves the device: this peak is certain
             row.feasible = False
-            row.reason = (f"keeping every feature map needs {peak / 1e9:.3g} GB of the device's "
-                          f"{capacity / 1e9:.3g} GB")
+            row.reason = (f"keeping every feature map needs {fit.size(peak)} of the device's "
+                          f"{fit.size(capacity)}")
             continue
         built[id(row)] = iteration
     ranked = sorted((r for r in rows if id(r) in built), key=lambda r: (r.estimate_s, r.candidate.label()))
@@ -393,10 +396,24 @@ def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: i
     best = next((r for r in rows if r.feasible), None)
     if best is not None:
         return params, best, ""
-    # The reason of the candidate that came closest: the least resident model state.
+    return params, None, closest_reason(rows)
+
+
+def closest_reason(rows: Sequence[PlanRow]) -> str:
+    """Why the candidate that came closest does not fit: the least resident model state."""
     failed = sorted((r for r in rows if r.feasible is False),
                     key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
-    return params, None, failed[0].reason if failed else "no candidate"
+    if not failed:
+        return "no candidate"
+    return f"{failed[0].candidate.label()}: {failed[0].reason.split('; ')[0]}"  # (the search is the way out)
+
+
+def no_fit(rows: Sequence[PlanRow], workload: str, topology: str, batch: int) -> InfeasibleError:
+    """The error of a plan none of whose candidates fits: the closest one's reason, and
+    what is left to change (the search already tried ZeRO, offload and checkpointing)."""
+    return InfeasibleError(f"no way to train {workload} at batch {batch} fits {topology}: every strategy searched "
+                           f"(tensor, pipeline, ZeRO, offload, checkpointing) was refused; a smaller batch, more "
+                           f"devices or a design with more memory; the closest, {closest_reason(rows)}")
 
 
 def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
@@ -422,7 +439,8 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
             rows.append(MemberRow(member["name"], params, False, None, reason))
         elif budget_s is not None and best.result["iteration_time_s"] > budget_s:
             rows.append(MemberRow(member["name"], params, False, best,
-                                  f"fastest plan takes {best.result['iteration_time_s']:.4g} s, over the budget"))
+                                  f"fastest plan takes {format_time(best.result['iteration_time_s'], 3)}, over "
+                                  f"the budget of {format_time(budget_s, 3)}"))
         else:
             rows.append(MemberRow(member["name"], params, True, best))
     return rows
