@@ -193,3 +193,36 @@ def test_plan_largest_with_nothing_that_trains_exits_2(tmp_path, capsys):
                                        "--quiet", "--simulate", "1", "--time-budget", "1 us"])
     assert code == 2 and out == ""
     assert "no member of" in err and "over the budget of 1 us" in err
+
+
+def _heading(capsys, *argv):
+    assert main(["sim", *argv]) == 0
+    return capsys.readouterr().out.splitlines()[3:5]
+
+
+def test_sim_heading_names_a_policy_only_where_memory_nodes_place_pages(capsys):
+    run, offload = _heading(capsys, "--topology", "dc", "--workload", "alexnet", "--batch", "64")
+    assert run == "alexnet, data-parallel, batch 64, on dc (8 devices)" and "policy" not in run
+    assert offload.startswith("feature maps: ") and "offloaded (offload_all policy)" in offload
+    run, _ = _heading(capsys, "--topology", "ring", "--workload", "alexnet", "--batch", "64")
+    assert run.endswith("(8 devices, bw_aware policy)")
+
+
+def test_sim_heading_gives_the_parallel_layout(capsys):
+    run, offload = _heading(capsys, "--topology", "ring", "--workload", "gpt2", "--batch", "16",
+                            "--set", "workload.layers=2", "--set", "execution.tensor_parallel=2",
+                            "--set", "execution.pipeline_parallel=2", "--set", "training.micro_batches=4",
+                            "--set", "execution.zero=1", "--set", "training.virtualization=false")
+    assert run.startswith("gpt2, tp 2 x pp 2 x dp 2, 4 micro-batches, ZeRO-1, batch 16, on ring")
+    assert offload == "feature maps: all kept on the device"
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["sim", "--topology", "dc", "--workload", "alexnet", "--batch", "64", "--trace", "{}/t.json"], "--trace"),
+    (["layers", "--workload", "alexnet", "--plot", "{}/r.svg"], "--plot"),
+])
+def test_a_command_names_the_files_its_options_wrote(tmp_path, capsys, argv, option):
+    argv = [a.format(tmp_path) for a in argv]
+    assert main(argv) == 0
+    path = argv[argv.index(option) + 1]
+    assert f"wrote {path} ({option})" in capsys.readouterr().err
