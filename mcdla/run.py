@@ -93,6 +93,10 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
         execution_doc[name] = value
     if "collective" not in execution_doc:  # the design's algorithm, unless --set says
         execution_doc["collective"] = _design_collective(cache[key])
+    if "offload" not in execution_doc:  # the design's offload policy, unless --set says
+        topo = cache[key]
+        OFFLOADS.get(topo.offload, key="offload", file=topo.source or topo.name)
+        execution_doc["offload"] = topo.offload
     execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
     COLLECTIVES.get(execution.collective, key="execution.collective")
     OFFLOADS.get(execution.offload, key="execution.offload")

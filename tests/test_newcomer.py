@@ -226,3 +226,50 @@ def test_a_command_names_the_files_its_options_wrote(tmp_path, capsys, argv, opt
     assert main(argv) == 0
     path = argv[argv.index(option) + 1]
     assert f"wrote {path} ({option})" in capsys.readouterr().err
+
+
+PAPER_DESIGNS = ("dc", "dc1", "dc4", "dc16", "hc", "star", "ring", "ring16", "oracle", "single", "mcdla_ring_cluster",
+                 "mcdla_scaleout", "dc_cluster")
+REAL_MACHINES = ("dgx1v", "dgx_a100", "dgx_h100", "dgx_h100_4node", "dgx_h100_cxl", "dgx_h100_memnodes",
+                 "gh200_nvl32", "gb200_nvl72")
+
+
+def test_each_design_names_its_offload_policy():
+    # The paper's designs keep the paper's offload-all; real machines offload what does not fit.
+    from mcdla.hw.topology import load_topology
+
+    assert {n: load_topology(n).offload for n in PAPER_DESIGNS} == dict.fromkeys(PAPER_DESIGNS, "offload_all")
+    assert {n: load_topology(n).offload for n in REAL_MACHINES} == dict.fromkeys(REAL_MACHINES, "capacity_aware")
+
+
+def test_a_real_machine_offloads_only_what_does_not_fit_by_default(capsys):
+    base = ["sim", "--topology", "dgx1v", "--workload", "resnet50", "--batch", "64"]
+    code, default, err = run_json(capsys, *base)
+    assert code == 0, err
+    assert default["offload"] == "capacity_aware" and default["offloaded_maps"] == 0
+    code, kept, err = run_json(capsys, *base, "--set", "training.virtualization=false")
+    assert code == 0, err
+    assert default["iteration_time_s"] == pytest.approx(kept["iteration_time_s"], rel=1e-9)
+    code, paper, err = run_json(capsys, *base, "--set", "execution.offload=offload_all")
+    assert code == 0, err  # the paper's stress policy, asked for: every map moves
+    assert paper["offload"] == "offload_all" and paper["offloaded_maps"] > 0
+    assert paper["iteration_time_s"] > 2 * default["iteration_time_s"]
+
+
+def test_a_paper_design_offloads_every_map_by_default(capsys):
+    code, result, err = run_json(capsys, "sim", "--topology", "dc", "--workload", "alexnet", "--batch", "64")
+    assert code == 0, err
+    assert result["offload"] == "offload_all" and result["offloaded_maps"] > 0
+
+
+def test_a_design_file_with_an_unknown_offload_policy_names_the_key(tmp_path, capsys):
+    import yaml
+
+    from mcdla.config.loader import read_yaml, find_input
+
+    doc = read_yaml(find_input("dc", "topologies", "topology"))
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(dict(doc, offload="some_of_them")))
+    assert main(["sim", "--topology", str(path), "--workload", "alexnet", "--batch", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml" in err and "offload" in err and "some_of_them" in err, err
