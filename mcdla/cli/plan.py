@@ -115,7 +115,7 @@ def _largest(args, sets, progress) -> int:
                    progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
-    if not any(r.trains for r in rows):  # not even the smallest: a bad input, saying why (exit 2)
+    if rows and not any(r.trains for r in rows):  # not even the smallest: a bad input, saying why (exit 2)
         from mcdla.errors import InfeasibleError
 
         raise InfeasibleError(f"no member of {args.largest} trains on {args.topology} at batch {args.batch}; "
@@ -135,5 +135,5 @@ def _largest(args, sets, progress) -> int:
             table.append(row)
         emit(table, args)
         trained = [r for r in rows if r.trains]
-        print(f"largest that trains: {trained[-1].name}", file=sys.stderr)
+        print(f"largest that trains: {trained[-1].name if trained else 'none'}", file=sys.stderr)
     return 0
