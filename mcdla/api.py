@@ -79,10 +79,15 @@ class SimResult(_Result):
 
     topology: str
     policy: str
+    memory_nodes: int  # the design's memory-nodes (the policy places pages only on them)
     workload: str
     parallel: str
     batch: int
     devices: int
+    layout: dict[str, int]  # tensor, pipeline, data degrees; micro_batches; zero
+    offload: str  # the offload policy that ran (none: virtualization off)
+    offloaded_maps: int  # feature maps it offloads
+    offloaded_bytes: float  # bytes a device sent out, on average
     iteration_time_s: float
     busy_s: dict[str, float]  # compute, sync, virtualization: mean per device (Fig. 11)
     exposed_s: dict[str, float]  # sync, virtualization: the busy time compute does not hide
@@ -229,14 +234,15 @@ def simulate(*, topology: str = DEFAULT_POINT["topology"], policy: str = DEFAULT
 
 def collective(*, op: str, size: Any, topology: str | None = None, ring: int | None = None,
                link_bw: Any = None, link_latency: Any = None, chunk: Any = None, algorithm: str | None = None,
-               launch_serial: int = 1) -> CollectiveResult:
+               launch_serial: int = 1, set: Sets = ()) -> CollectiveResult:
     """Runs one collective alone on idle rings, as ``mcdla collective``: a topology's
-    rings, or one ring of ``ring`` devices joined by ``link_bw``/``link_latency``."""
+    rings (``set``: its parameters overridden by dotted key, ``generator.nodes``, ...),
+    or one ring of ``ring`` devices joined by ``link_bw``/``link_latency``."""
     from mcdla.run import simulate_collective
 
     return CollectiveResult.from_dict(simulate_collective(
         op, size, ring=ring, topology=topology, link_bw=link_bw, link_latency=link_latency, chunk=chunk,
-        algorithm=algorithm, launch_serial=launch_serial))
+        algorithm=algorithm, launch_serial=launch_serial, sets=_sets(set)))
 
 
 def _count(value: Any, option: str) -> int:
@@ -279,6 +285,11 @@ def plan(workload: str | None = None, *, topology: str, batch: int, largest: str
     budget = None if time_budget is None else parse_quantity(time_budget, "time", "--time-budget")
     members = planner.largest(topology, largest, batch=batch, sets=sets, devices=devices, budget_s=budget,
                               simulate=simulate or 4, progress=progress)
+    if members and not any(m.trains for m in members):  # not even the smallest: a bad input, saying why
+        from mcdla.errors import InfeasibleError
+
+        raise InfeasibleError(f"no member of {largest} trains on {topology} at batch {batch}; "
+                              f"the smallest, {members[0].name}: {members[0].reason}")
     return [FamilyMember.from_dict(member.as_dict()) for member in members]
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from mcdla.config.execution import EXECUTION_KEYS
 from mcdla.config.topology import MAX_NODES
 from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
-from mcdla.config.schema import Where, build
+from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs",
@@ -94,6 +94,10 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
         execution_doc[name] = value
     if "collective" not in execution_doc:  # the design's algorithm, unless --set says
         execution_doc["collective"] = _design_collective(cache[key])
+    if "offload" not in execution_doc:  # the design's offload policy, unless --set says
+        topo = cache[key]
+        OFFLOADS.get(topo.offload, key="offload", file=topo.source or topo.name)
+        execution_doc["offload"] = topo.offload
     execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
     COLLECTIVES.get(execution.collective, key="execution.collective")
     OFFLOADS.get(execution.offload, key="execution.offload")
@@ -211,7 +215,8 @@ def _ring_link() -> tuple[float, float]:
 
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
-                        algorithm: str | None = None, launch_serial: Any = 1) -> dict[str, Any]:
+                        algorithm: str | None = None, launch_serial: Any = 1,
+                        sets: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
     """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
 
     The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
@@ -219,7 +224,9 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     errors are the command's (``--size``), which are also the sweep point's keys.
     ``launch_serial`` devices have their kernels launched one after another by one host
     thread (nccl-tests ``-g N``): the launch cost is that many times the topology
-    device's ``launch_overhead`` (a --ring has no device: no launch cost).
+    device's ``launch_overhead`` (a --ring has no device: no launch cost). ``sets``
+    override the topology's parameters as ``mcdla sim --set`` does (``generator.nodes``,
+    ``links.nic.bw``); a collective has no workload or training.
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
@@ -229,8 +236,16 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     if (ring is None) == (topology is None):
         raise InputError("give exactly one of --ring N and --topology NAME", key="--ring")
     size_bytes = _quantity(size, "size", "--size", positive=False)
-    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk is None else _quantity(chunk, "size", "--chunk", positive=True)
+    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk is None else convert(BlockSize, chunk, Where("", "--chunk"))
+    workload_sets, execution_doc, topology_sets = route_sets(sets)
+    if workload_sets or execution_doc:
+        head = (workload_sets and "workload") or ("training" if "training" in execution_doc else "execution")
+        raise InputError(f"{head}.* applies to a training run (mcdla sim); a collective takes the topology's keys "
+                         f"({', '.join(p + '.*' for p in (*HARDWARE_PREFIXES, 'topology'))}) and --chunk, --algorithm",
+                         key="--set")
     if ring is not None:
+        if topology_sets:
+            raise InputError("applies to --topology; --ring N takes --link-bw and --link-latency", key="--set")
         ring = check_option(int, ring, "--ring")
         if ring < 2:
             raise InputError(f"a ring needs at least 2 devices, got {ring}", key="--ring")
@@ -249,7 +264,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
                 raise InputError("only applies to --ring; a topology sets its own links", key=option)
         from mcdla.hw.topology import load_topology
 
-        topo = load_topology(topology)
+        topo = load_topology(topology, topology_sets)
         if not topo.rings:
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
         rings, capacities, name, also = topo.rings, topo.capacities(), topo.name, topo.nic_ports

@@ -125,8 +125,9 @@ def format_size(size_bytes: float, digits: int = 4) -> str:
         factor = _BINARY[prefix]
         if size_bytes >= factor and size_bytes % factor == 0:
             text = f"{size_bytes / factor:.{digits}g}"
-            # 80 GB is a multiple of 1 KiB too, but "7.812e+07 KiB" would lose it
-            if float(text) * factor == size_bytes:
+            # 80 GB is a multiple of 1 KiB too, but "7.812e+07 KiB" would lose it (and
+            # 1,700 MiB in three digits is "1.7e+03 MiB": no exponents, the next unit)
+            if "e" not in text and float(text) * factor == size_bytes:
                 return f"{text} {prefix}B"
     steps = [(1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1.0, "B")]
     return _scaled(size_bytes, steps, digits)

@@ -293,10 +293,10 @@ def test_cluster_rings_snake_through_the_nodes_and_cross_on_a_rail(tmp_path):
 def test_cluster_with_one_scale_out_switch_and_an_odd_node_count(tmp_path):
     flat = dict(CLUSTER, generator=dict(CLUSTER["generator"], rails=False))
     assert load_topology(_file(tmp_path, flat)).fabric_switches[-1] == "SP0"
-    odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3))
+    odd = dict(CLUSTER, generator=dict(CLUSTER["generator"], nodes=3, devices_per_node=2))
     with pytest.raises(InputError, match=r"gen\.yaml: generator\.nodes: expected an even number of nodes, "
                                          r"got 3: the rings snake through the nodes"):
-        load_topology(_file(tmp_path, odd))  # a snake through an odd number of nodes cannot close
+        load_topology(_file(tmp_path, odd))  # two places a node: a snake through 3 nodes cannot close
 
 
 def test_set_resizes_a_shipped_generated_design_from_the_command_line(capsys):

@@ -360,7 +360,8 @@ def test_cli_lists_every_design_point_as_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == sorted(SHIPPED)
     assert set(rows[0]) == {
-        "name", "devices", "memory_nodes", "rings", "collective", "collective_bw_Bps", "virtualization_bw_Bps"
+        "name", "devices", "memory_nodes", "rings", "collective", "offload", "collective_bw_Bps",
+        "virtualization_bw_Bps"
     }
     by_name = {r["name"]: r for r in rows}
     assert by_name["ring"]["virtualization_bw_Bps"] == pytest.approx(150e9)
@@ -370,7 +371,7 @@ def test_cli_csv_with_set_and_output_file(tmp_path):
     out = tmp_path / "t.csv"
     assert main(["topologies", "dc", "--set", "links.pcie=pcie4_x16", "--format", "csv", "--output", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "name,devices,memory_nodes,rings,collective,collective_bw_Bps,virtualization_bw_Bps"
+    assert lines[0] == "name,devices,memory_nodes,rings,collective,offload,collective_bw_Bps,virtualization_bw_Bps"
     assert lines[1].startswith("dc,8,0,6,")
 
 

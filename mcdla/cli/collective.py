@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--launch-serial", type=int, default=1, metavar="N",
                         help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
                         "(the launch cost is N x the device's launch_overhead; default 1)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="--topology: override a loaded parameter by dotted key, as mcdla sim --set "
+                        "(e.g. --set generator.nodes=16; repeatable)")
     add_format_options(parser)
     parser.set_defaults(run=run)
 
@@ -57,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
 
     emit(collective(op=args.op, size=args.size, ring=args.ring, topology=args.topology,
                     link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
-                    algorithm=args.algorithm, launch_serial=args.launch_serial).to_dict(),
+                    algorithm=args.algorithm, launch_serial=args.launch_serial, set=args.sets).to_dict(),
          args)
     return 0

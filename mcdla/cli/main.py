@@ -14,6 +14,10 @@ COMMANDS = ("sim", "compare", "collective", "workloads", "import_", "topologies"
             "plot", "reproduce", "validate", "plan")
 
 
+# The options whose files a command names when it has written them (its --output is the answer itself).
+ANNOUNCED = ("--trace", "--plot")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the CLI contract's error: one line on stderr, exit 2 (no usage dump)."""
 
@@ -39,14 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from mcdla.errors import InfeasibleError, InputError
 
+    from mcdla.io.write import take_written
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    take_written()
     try:
         if getattr(args, "output", None) is not None:  # refused before any work, not after
             from mcdla.io.write import check_output
 
             check_output(args.output, "--output")
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        for path, option in take_written():  # say where the side files went (stdout has the answer)
+            if option in ANNOUNCED:
+                print(f"mcdla {args.command}: wrote {path} ({option})", file=sys.stderr)
+        return status
     except InputError as exc:
         print(f"mcdla {args.command}: error: {exc}", file=sys.stderr)
         return 2

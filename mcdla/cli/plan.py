@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", type=positive_int, metavar="N", help="the devices the design must have")
     parser.add_argument("--batch", type=positive_int, required=True, metavar="N", help="global batch")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="fixed inputs for every candidate (as mcdla sim --set)")
+                        help="fixed inputs for every candidate (as mcdla sim --set); a search axis "
+                        "(execution.tensor_parallel, execution.zero, training.checkpoint, ...) set here "
+                        "is searched at that value alone")
     parser.add_argument("--top", type=positive_int, default=5, metavar="K", help="best candidates shown (default 5)")
     parser.add_argument("--simulate", type=positive_int, default=None, metavar="K",
                         help="candidates simulated, by estimated time (default 16; 4 per model with --largest)")
@@ -73,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if args.largest:
         return _largest(args, rows)
     feasible = [r for r in rows if r.feasible]
+    if not feasible and not args.all:  # nothing to show: a bad input, saying why (exit 2)
+        from mcdla.sweep.plan import no_fit
+
+        raise no_fit(rows, args.workload, args.topology, args.batch)
     shown = rows if args.all else feasible[:args.top]
     if args.format == "table":
         emit([_human(r) for r in shown], args)
@@ -83,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  infeasible: {reason[:160]}", file=sys.stderr)
     else:
         emit([r.to_dict() for r in shown], args)
-    if not feasible:
-        print("mcdla plan: no candidate fits this design", file=sys.stderr)
-        return 1
+    if not feasible:  # --all listed why each was refused
+        from mcdla.sweep.plan import no_fit
+
+        print(f"mcdla plan: infeasible: {no_fit(rows, args.workload, args.topology, args.batch)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -109,4 +117,4 @@ def _largest(args, rows) -> int:
         emit(table, args)
         trained = [r for r in rows if r.trains]
         print(f"largest that trains: {trained[-1].member if trained else 'none'}", file=sys.stderr)
-    return 0 if any(r.trains for r in rows) else 1
+    return 0

@@ -127,6 +127,28 @@ def breakdown(result: Mapping[str, Any], indent: str = "  ") -> list[str]:
     return lines
 
 
+def layout(result: Mapping[str, Any]) -> str:
+    """How the run is parallel: ``data-parallel``, or its degrees (``tp 8 x pp 16 x dp 8,
+    16 micro-batches``) when tensor or pipeline parallelism splits the replicas; ZeRO's stage."""
+    lay = result.get("layout") or {}
+    text = f"{result['parallel']}-parallel"
+    if result["parallel"] == "data" and (lay.get("tensor", 1) > 1 or lay.get("pipeline", 1) > 1):
+        text = f"tp {lay['tensor']} x pp {lay['pipeline']} x dp {lay['data']}"
+        if lay["pipeline"] > 1:
+            text += f", {lay['micro_batches']} micro-batches"
+    return text + (f", ZeRO-{lay['zero']}" if lay.get("zero") else "")
+
+
+def offloaded(result: Mapping[str, Any]) -> str:
+    """What left the device: the offload policy and what it moved, or that nothing did."""
+    from mcdla.io.humane import format_value
+
+    if result.get("offload", "none") == "none":
+        return "feature maps: all kept on the device"
+    return (f"feature maps: {result['offloaded_maps']} offloaded ({result['offload']} policy), "
+            f"{format_value(result['offloaded_bytes'], 'size')} a device")
+
+
 def table(result: Mapping[str, Any], *, links: bool = False) -> str:
     """The table form of a sim result (see the module docstring)."""
     from mcdla.io.humane import format_value
@@ -135,8 +157,9 @@ def table(result: Mapping[str, Any], *, links: bool = False) -> str:
         f"iteration time  {format_value(result['iteration_time_s'], 'time')}",
         f"throughput      {throughput(result)}",
         "",
-        f"{result['workload']}, {result['parallel']}-parallel, batch {result['batch']}, on "
-        f"{result['topology']} ({result['devices']} devices, {result['policy']} policy)",
+        f"{result['workload']}, {layout(result)}, batch {result['batch']}, on {result['topology']} "
+        f"({result['devices']} devices" + (f", {result['policy']} policy)" if result.get("memory_nodes") else ")"),
+        offloaded(result),
         "",
         "time per device as a share of the iteration (busy: the stream works; exposed: "
         "compute waits for it):",

@@ -410,8 +410,8 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     link = _need_link(doc, p.link, where.child("link"))
     nic = _need_link(doc, p.nic_link, where.child("nic_link"))
     _need(doc, "fabric_switch", "the nodes' switches", where)
-    _even_nodes(p, doc, where)
     q, n = p.devices_per_node, p.nodes * p.devices_per_node
+    _even_nodes(p, doc, where, q)
     fabric = _Scaleout(p, q, doc, where)
     devices = _names("D", n)
     connections = [[d, f"FS{i // q}", link, p.links_per_device] for i, d in enumerate(devices)]
@@ -500,14 +500,17 @@ class _Scaleout:
         return [[f"D{start + i}" for i in range(self.per_nic)] for start in range(0, nodes * self.q, self.per_nic)]
 
 
-def _even_nodes(p: ClusterParams, doc, where: Where) -> None:
-    """Refuses an odd number of nodes (more than one) that the rings must snake through
-    over the rails: up the places of one node, down the next's, from a place to the same
-    place, so only an even number closes (unless the file lists its rings)."""
-    if p.nodes > 1 and p.nodes % 2 and doc.get("rings") is None:
+def _even_nodes(p: ClusterParams, doc, where: Where, places: int | None = None) -> None:
+    """Refuses an odd number of nodes (more than one) that the rings cannot close: they
+    snake through the nodes over the rails, from a place to the same place. Through a
+    node's switch a ring may enter and leave at any two of its ``places`` (devices), so
+    three or more close any number (mcdla.hw.rings); a node's own ring (no switch,
+    ``places`` None) and two places close only an even number."""
+    if p.nodes > 1 and p.nodes % 2 and doc.get("rings") is None and (places is None or places == 2):
         raise where.child("nodes").error(
             f"expected an even number of nodes, got {p.nodes}: the rings snake through the nodes and close "
-            "only over an even number (or list the rings)")
+            "only over an even number with " + ("2 devices a node" if places else "the node's own ring")
+            + " (or list the rings)")
 
 
 def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
@@ -562,7 +565,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
         result["serves"] = {rename(d, j): [rename(s, j) for s in stores]
                             for j in range(p.nodes) for d, stores in node["serves"].items()}
     if counts["FS"]:  # a switched node: the rings are derived at load, over the switches and rails
-        _even_nodes(p, doc, where)
+        _even_nodes(p, doc, where, q)
     elif doc.get("rings") is None and p.nodes * q > 1:
         if p.rails and q > 1:
             _even_nodes(p, doc, where)

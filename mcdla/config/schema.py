@@ -29,6 +29,7 @@ __all__ = [
     "Quantity",
     "Range",
     "Size",
+    "BlockSize",
     "Bandwidth",
     "Time",
     "Frequency",
@@ -54,6 +55,9 @@ class Quantity:
     minimum: float = 0.0
     inclusive: bool = False  # whether ``minimum`` itself is allowed
     clock: str | None = None
+    # A bare number (no unit) below this is refused as a missing unit: a bucket of 25
+    # (bytes) is meant as 25 MiB, and 25 bytes would silently run as no bucketing.
+    unit_below: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class Range:
 
 
 Size = Annotated[float, Quantity("size")]
+# A size nobody means in bytes (a gradient bucket, a pipelining chunk): a bare number
+# under 1 KiB is a missing unit.
+BlockSize = Annotated[float, Quantity("size", unit_below=1024)]
 Bandwidth = Annotated[float, Quantity("bandwidth")]
 Time = Annotated[float, Quantity("time", inclusive=True)]
 Frequency = Annotated[float, Quantity("frequency")]
@@ -157,7 +164,20 @@ def _quantity(value: Any, mark: Quantity, where: Where, siblings: dict[str, Any]
     if result < mark.minimum or (result == mark.minimum and not mark.inclusive):
         what = "non-negative" if mark.inclusive else "positive"
         raise where.error(f"must be {what}, got {excerpt(value)}")
+    if result < mark.unit_below and _bare(value):
+        shown = excerpt(value, 20).strip("'")
+        raise where.error(f"{shown} has no unit, so it reads as {shown} bytes, almost certainly not what is "
+                          f"meant: write the unit ('{shown} KiB', '{shown} MiB', or '{shown} B' for bytes)")
     return check_physical(result, mark.kind, where, value)
+
+
+def _bare(value: Any) -> bool:
+    """Whether ``value`` is a number without a unit (a YAML number or a numeral)."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)

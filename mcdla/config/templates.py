@@ -70,14 +70,17 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     qkv = (t.heads + 2 * kv) * head_dim
     decoder = t.template == "decoder"
     attention = {"kind": "attention", "heads": t.heads, "kv_heads": kv, "causal": decoder, "flash": t.flash}
-    drop = [{"kind": "dropout"}] if t.dropout else []
+
+    def drop() -> list[dict[str, Any]]:  # a new layer each time: the layers are named after expansion
+        return [{"kind": "dropout"}] if t.dropout else []
+
     if t.mlp == "gelu":
         mlp = [{"kind": "linear", "out_features": t.ffn, "bias": t.bias}, {"kind": "gelu"}]
     else:
         mlp = [{"kind": "linear", "out_features": 2 * t.ffn, "bias": t.bias}, {"kind": "swiglu"}]
-    mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop]
+    mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
     attend = [{"kind": "linear", "out_features": qkv, "bias": t.bias}, attention,
-              {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop]
+              {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
     attend[-1]["name"], mlp[-1]["name"] = "attn_out", "mlp_out"  # the residual adds' inputs
     if decoder:  # pre-norm
         block = ([{"name": "norm1", "kind": t.norm, "inputs": ["in"]}] + attend
@@ -96,7 +99,7 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
                        "max_positions": t.max_positions or t.seq_len, "types": t.token_types})
     if not decoder:
         layers.append({"name": "embed_norm", "kind": t.norm})
-    layers += [*drop, {"name": "blocks", "block": "block", "repeat": t.layers}]
+    layers += [*drop(), {"name": "blocks", "block": "block", "repeat": t.layers}]
     if decoder:
         layers.append({"name": "final_norm", "kind": t.norm})
     if t.pooler:  # BertModel's pooler (its parameters); it reads the first token, charged on all

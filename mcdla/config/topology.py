@@ -34,6 +34,7 @@ File format (every key but ``memory_node``/``host``/``rings``/``serves`` require
     serves: {D0: [M0, M7], ...}       # device -> its stores, home store first
     device_memory: bounded            # bounded | unbounded (the oracle)
     collective: ring                  # collective algorithm by default: ring (ideal) | nccl
+    offload: offload_all              # offload policy by default: offload_all (the paper's) | capacity_aware
 
 or, instead of the nodes, links and stores, a generator and its parameters
 (:mod:`mcdla.config.generators`)::
@@ -92,6 +93,10 @@ class TopologyDoc:
     serves: dict[str, tuple[str, ...]] = field(default_factory=dict)
     device_memory: Literal["bounded", "unbounded"] = "bounded"
     collective: str = "ring"  # the design's collective algorithm, unless execution.collective says
+    # The design's offload policy, unless execution.offload says: the paper's designs
+    # offload every feature map (vDNN offload-all, its stress policy); a real machine's
+    # file says what frameworks do there, capacity_aware (offload only what does not fit).
+    offload: str = "offload_all"
     # Devices that share one NIC: each group's links to its spine pass through the NIC's
     # transmit and receive ports (NIC<g>/tx, NIC<g>/rx), as GPUs under one PCIe switch.
     nics: tuple[tuple[str, ...], ...] = ()

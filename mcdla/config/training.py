@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from mcdla.config.schema import PositiveInt, Range, Size
+from mcdla.config.schema import BlockSize, PositiveInt, Range
 
 __all__ = ["TrainingSpec"]
 
@@ -31,7 +31,8 @@ class TrainingSpec:
       docs/model.md's collectives), that cost is not modeled; on, each weighted layer
       all-gathers its input again in backward before computing dW.
     - ``chunk``: the pipelining chunk of ring collectives; ``None`` uses the
-      collectives' converged default.
+      collectives' converged default. A bare number (bytes) under 1 KiB is refused as a
+      missing unit, for ``bucket`` too.
     - ``bucket``: gradient bucketing (PyTorch DDP's ``bucket_cap_mb``, 25 MiB there):
       weight groups' gradients join a bucket in the order backward finishes them, and
       a bucket is all-reduced once it holds at least this many bytes (the last one at
@@ -67,8 +68,8 @@ class TrainingSpec:
     lookahead: PositiveInt = 1
     recompute_cheap: bool = True
     regather: bool = False
-    chunk: Size | None = None
-    bucket: Size | None = None
+    chunk: BlockSize | None = None
+    bucket: BlockSize | None = None
     precision: Literal["fp32", "mixed"] | None = None
     inplace: bool = False
     fuse_bn_relu: bool = False

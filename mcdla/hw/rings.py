@@ -231,7 +231,8 @@ def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...
       (a cluster of NVLink domains, every GPU's NIC on a rail switch): ring ``r`` runs
       through each domain's devices from place ``r`` on, alternately up and down the
       places, and crosses to the next domain over the last device's spine switch to the
-      device at the same place there (an even number of domains closes the snake);
+      device at the same place there; with an odd number of domains the last enters at
+      place r + 1 and leaves at r (two places a domain close only an even number);
       as many directed rings as a device has links to its domain switch.
     - Otherwise edge-disjoint Hamiltonian cycles (:func:`find_rings`) over the devices
       and memory-nodes, which relay (the MC-DLA ring), or failing that over the devices
@@ -314,8 +315,9 @@ def _cluster_rings(fab: Fabric, devices) -> tuple[tuple[str, ...], ...]:
     switches = list(members_of)
     domains = list(members_of.values())
     q = len(domains[0])
-    if len(domains) < 2 or len(domains) % 2 or any(len(members) != q for members in domains):
-        return ()
+    n = len(domains)
+    if n < 2 or (n % 2 and q == 2) or any(len(members) != q for members in domains):
+        return ()  # two places a domain close no odd snake: every hop out is a hop in elsewhere
 
     def way(a: str, b: str) -> list[str] | None:
         """The switches from ``a``'s exit to ``b``'s: the one they share, or up to their core."""
@@ -333,13 +335,28 @@ def _cluster_rings(fab: Fabric, devices) -> tuple[tuple[str, ...], ...]:
     links = min(len(fab.succ[d][domain_of[d]]) for d in devices)
     rings = []
     for r in range(links):
+        # The place ring r enters each domain at: r on even domains, r - 1 on odd ones;
+        # with an odd number of domains the last enters at r + 1, so that it leaves at r
+        # for domain 0 (a third place: the ring still crosses over one rail).
+        places = [r % q if j % 2 == 0 else (r - 1) % q for j in range(n)]
+        if n % 2 and q > 1:
+            places[-1] = (r + 1) % q
         cycle: list[str] = []
         for j, (switch, members) in enumerate(zip(switches, domains)):
-            start = r % q if j % 2 == 0 else (r - 1) % q  # down the places on odd domains
-            step = 1 if j % 2 == 0 else -1
-            order = [members[(start + step * i) % q] for i in range(q)]
-            for i, d in enumerate(order):
+            order = _domain_path(places[j], places[(j + 1) % n], 1 if j % 2 == 0 else -1, q)
+            for i, place in enumerate(order):
+                d = members[place]
                 cycle += [d, switch] if i < q - 1 else [d, *ways[d]]
         first = cycle.index(devices[0])  # every ring from the first device: broadcast's root 0
         rings.append(tuple(cycle[first:] + cycle[:first]))
     return tuple(rings)
+
+
+def _domain_path(start: int, end: int, step: int, q: int) -> list[int]:
+    """The places of a domain's q devices in ring order, from ``start`` to ``end``: the
+    others in turn from ``start`` (up or down the places, by ``step``), then ``end``.
+    Up from r ends at r - 1 and down from r - 1 at r by themselves (the snake)."""
+    if q == 1:
+        return [start]
+    rest = [(start + step * i) % q for i in range(1, q)]
+    return [start, *(p for p in rest if p != end), end]

@@ -87,6 +87,7 @@ class Topology:
     ring_cycles: tuple[tuple[str, ...], ...] = field(repr=False)
     source: str = ""
     collective: str = "ring"  # the design's default collective algorithm (mcdla.sim.collectives)
+    offload: str = "offload_all"  # the design's default offload policy (mcdla.sim.offload)
     fabric_switches: tuple[str, ...] = ()  # the leaf switches FS0.., and spines SP0.. after them
     fabric_switch: SwitchSpec | None = None
     spine_switch: SwitchSpec | None = None  # the spines' part (None: as fabric_switch)
@@ -251,6 +252,7 @@ class Topology:
             "memory_nodes": len(self.memory_nodes),
             "rings": len(self.rings),
             "collective": self.collective,
+            "offload": self.offload,
             "collective_bw_Bps": self.collective_bw_Bps,
             "virtualization_bw_Bps": self.virtualization_bw_Bps,
         }
@@ -416,6 +418,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         ring_cycles=cycles,
         source=file,
         collective=doc.collective,
+        offload=doc.offload,
         fabric_switches=fabric + spines,
         fabric_switch=doc.fabric_switch,
         spine_switch=doc.spine_switch,

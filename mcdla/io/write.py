@@ -32,12 +32,17 @@ from typing import IO, Iterator
 from mcdla.errors import InputError
 
 __all__ = ["STDOUT", "check_output", "check_folder", "make_folder", "open_output", "write_text",
-           "write_bytes", "same_target"]
+           "write_bytes", "same_target", "take_written"]
 
 STDOUT = "-"
 # NAME_MAX of Linux, macOS and the common file systems: longer components fail with
 # ENAMETOOLONG after the work is done, so they are refused up front.
 _NAME_MAX = 255
+# The files written for a command's option since the last take_written(), as (path,
+# option): a command says what it wrote (mcdla sim --trace, --plot), whichever function
+# wrote it. Bounded, for a program that writes many files and never takes them.
+_WRITTEN: list[tuple[str, str | None]] = []
+_WRITTEN_KEPT = 1000
 # Folders whose entries are devices or kernel views (/dev/stdout, /proc/self/fd/1):
 # written in place even when they look like regular files.
 _DIRECT_ROOTS = ("/dev/", "/proc/")
@@ -205,6 +210,7 @@ def open_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | Non
                 yield stream
         except OSError as exc:
             raise _refuse(text, f"cannot write: {exc.strerror}", option) from None
+        _written(text, option)
         return
     import tempfile  # here, not at import time: most commands write to stdout
 
@@ -225,6 +231,7 @@ def open_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | Non
             os.fsync(stream.fileno())
         os.chmod(tmp, permissions)
         os.replace(tmp, target)
+        _written(text, option)
     except OSError as exc:
         _remove(tmp)
         raise _refuse(text, f"cannot write: {exc.strerror or exc}", option) from None
@@ -249,3 +256,16 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, option: str | None = No
     """Writes ``data`` whole to ``path`` (see :func:`open_output`)."""
     with open_output(path, "wb", option=option) as stream:
         stream.write(data)
+
+
+def _written(path: str, option: str | None) -> None:
+    if option is not None:
+        del _WRITTEN[:-_WRITTEN_KEPT]
+        _WRITTEN.append((path, option))
+
+
+def take_written() -> list[tuple[str, str | None]]:
+    """The files written (not stdout) since the last call, as (path, option), in order."""
+    taken = list(_WRITTEN)
+    _WRITTEN.clear()
+    return taken

@@ -72,13 +72,27 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     if not record.virtualize:
         why = "disabled" if not execution.training.virtualization else f"{topology.name} has no backing store"
         notes.append(f"memory virtualization off: {why}")
+    devices = record.distinct_devices()
+    copies = sum(c for _, _, c in devices)
+    t, p = execution.tensor_parallel, execution.pipeline_parallel
     return {
         "topology": topology.name,
         "policy": execution.policy,
+        "memory_nodes": len(topology.memory_nodes),  # the policy places pages only on memory-nodes
         "workload": workload.name,
         "parallel": execution.parallel,
         "batch": execution.batch,
         "devices": len(topology.devices),
+        # The parallel layout: degrees of tensor, pipeline and data parallelism (data-parallel
+        # training; model-parallel splits every layer over all devices), micro-batches, ZeRO.
+        "layout": {"tensor": t, "pipeline": p,
+                   "data": len(topology.devices) // (t * p) if execution.parallel == "data" else 1,
+                   "micro_batches": execution.training.micro_batches, "zero": execution.zero},
+        # What left the device: the offload policy that ran (none: virtualization off), the
+        # feature maps it offloads, and the bytes a device sent out, on average.
+        "offload": execution.offload if record.virtualize else "none",
+        "offloaded_maps": sum(record.plan.offloaded) if record.virtualize else 0,
+        "offloaded_bytes": sum(d.offloaded_bytes * c for _, d, c in devices) / copies if copies else 0.0,
         "iteration_time_s": time_s,
         "busy_s": {
             "compute": _mean(compute),

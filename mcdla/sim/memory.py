@@ -7,6 +7,7 @@ from __future__ import annotations
 import simpy
 
 from mcdla.errors import InfeasibleError
+from mcdla.sim import fit
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import FIT_SLACK
 from mcdla.sim.records import DeviceRecord, OffloadPlan, RunInputs, Span
@@ -83,10 +84,8 @@ class BackingStores:
         used = self.used.get(store, 0.0) + size_bytes
         capacity = self.topology.memory_capacity(store)
         if used > capacity * (1 + FIT_SLACK):
-            raise InfeasibleError(
-                f"backing store {store} would hold {used:.4g} bytes, over its capacity of "
-                f"{capacity:.4g} bytes"
-            )
+            raise InfeasibleError(f"backing store {store} would hold {fit.size(used)}, over its capacity of "
+                                  f"{fit.size(capacity)}; {fit.store_way_out()}")
         self.used[store] = used
         self.peak[store] = max(self.peak.get(store, 0.0), used)
 

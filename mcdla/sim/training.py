@@ -55,6 +55,7 @@ from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.device import DeviceCompute
+from mcdla.sim import fit
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.invariants import check_iteration
@@ -103,8 +104,10 @@ class Iteration:
         # One replica's share of the batch (refuses a batch the replicas cannot split evenly).
         self.share = device_share(execution.parallel, execution.batch, dp)
         micro = training.micro_batches
-        if execution.batch % (dp * micro):
-            raise InputError(f"{execution.batch} is not divisible by {dp} data-parallel replicas x {micro} "
+        # In model-parallel training every device holds the whole batch: no replicas to split it over.
+        replicas = dp if execution.parallel == "data" else 1
+        if execution.batch % (replicas * micro):
+            raise InputError(f"{execution.batch} is not divisible by {replicas} data-parallel replicas x {micro} "
                              "micro-batches", key="batch")
         # Rank placement (Megatron's order, mcdla.hw.layout): tensor groups innermost, then
         # data-parallel replicas, then pipeline stages. ``execution.rank_order`` overrides
@@ -293,7 +296,8 @@ class Iteration:
         if resident > capacity:  # the same on every device
             raise InfeasibleError(
                 f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
-                f"{resident:.6g} bytes, over its memory of {capacity:.6g} bytes")
+                f"{fit.size(resident)}, over its {fit.size(capacity)} of memory; "
+                f"{fit.state_way_out(inputs.execution, topology.backing != 'none')}")
         stores = BackingStores(topology, self.symmetry.stores)
         simulated = [c[0] for c in self.symmetry.device_classes]  # one device per class
         if inputs.execution.offload_optimizer:  # ZeRO-Offload: every device's state, stored for good
@@ -332,13 +336,13 @@ class Iteration:
         env.run()
         waiting = [(d, what, size) for d, m in memories.items() for what, size in m.waiting.items()]
         if not done.triggered and waiting:
-            device, what, size = min(waiting)
+            device, what, need = min(waiting)
             record = records[device]
             how = "even with virtualization" if self.virtualize else "with virtualization off"
             raise InfeasibleError(
-                f"device {record.name} cannot fit {what} ({size:.6g} bytes) beside the "
-                f"{record.memory_bytes:.6g} bytes it holds, within its memory of "
-                f"{capacity:.6g} bytes, {how}")
+                f"device {record.name} cannot fit {what} ({fit.size(need)}) beside the {fit.size(record.memory_bytes)} "
+                f"it holds, within its {fit.size(capacity)} of memory, {how}; "
+                f"{fit.maps_way_out(inputs.execution, self.virtualize, topology.backing != 'none')}")
         if not done.triggered or any(c.unfinished() for c in communicators):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
         classes = self.symmetry.device_classes

@@ -32,10 +32,13 @@ from typing import Any, Callable, Mapping, Sequence, get_args, get_type_hints
 from mcdla.config.training import TrainingSpec
 from mcdla.hw.collective_model import bus_factor
 from mcdla.hw.memory import optimizer_state_bytes
+from mcdla.sim import fit
+from mcdla.units import format_time
 
-from mcdla.errors import InfeasibleError, InputError
+from mcdla.errors import InfeasibleError, InputError, excerpt
 
-__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "plan_point", "MAX_TENSOR"]
+__all__ = ["Candidate", "PlanRow", "MemberRow", "candidates", "plan", "largest", "plan_point", "no_fit",
+           "MAX_TENSOR"]
 
 # Largest tensor-parallel degree tried: Megatron-LM keeps tensor groups inside one
 # NVLink domain (8 GPUs); beyond it the activation all-reduces dominate.
@@ -49,6 +52,18 @@ CHECKPOINTS = get_args(get_type_hints(TrainingSpec)["checkpoint"])  # none, full
 # A candidate without a pipeline runs without the user's pipeline options
 # (--set training.schedule=gpipe is for the pipeline candidates).
 NO_PIPELINE = (("training.micro_batches", 1), ("training.schedule", "1f1b"))
+
+
+# The search axes a fixed ``--set`` names: key -> (the Candidate field it fixes, the spec
+# whose field's type reads the value). training.virtualization fixes the memory axis
+# too: false is KEEP, true any offload policy.
+AXES = {
+    "execution.tensor_parallel": "tensor_parallel", "execution.pipeline_parallel": "pipeline_parallel",
+    "training.micro_batches": "micro_batches", "execution.zero": "zero", "execution.offload": "offload",
+    "training.checkpoint": "checkpoint", "execution.offload_optimizer": "offload_optimizer",
+    "execution.sequence_parallel": "sequence_parallel", "execution.offload_params": "offload_params",
+    "training.virtualization": "offload",
+}
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,45 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
                     out += [Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=opt,
                                       sequence_parallel=sequence, offload_params=params) for opt, params in storages]
     return out
+
+
+def fixed_axes(sets: Sequence[tuple[str, Any]]) -> list[tuple[str, Callable[["Candidate"], bool]]]:
+    """The user's ``--set`` pairs that name a search axis, as (``KEY=VALUE``, test of a candidate):
+    a fixed option fixes its axis, so only the candidates with its value are searched
+    (the candidates' own settings would otherwise override it)."""
+    from mcdla.config.execution import ExecutionSpec
+    from mcdla.config.schema import Where, convert
+    from mcdla.sim.offload import OFFLOADS
+
+    tests: list[tuple[str, Callable[[Candidate], bool]]] = []
+    for key, value in sets:
+        if key not in AXES:
+            continue
+        head, _, name = key.partition(".")
+        spec = TrainingSpec if head == "training" else ExecutionSpec
+        value = convert(get_type_hints(spec, include_extras=True)[name], value, Where("--set", key))
+        field_name, shown = AXES[key], f"{key}={excerpt(value, 20)}"
+        if key == "training.virtualization":
+            tests.append((shown, lambda c, on=value: (c.offload != KEEP) == on))
+            continue
+        if key == "execution.offload":
+            OFFLOADS.get(value, key=key)
+        tests.append((shown, lambda c, f=field_name, v=value: getattr(c, f) == v))
+    return tests
+
+
+def _keep_fixed(found: list[Candidate], sets: Sequence[tuple[str, Any]]) -> list[Candidate]:
+    """The candidates that agree with every fixed axis; none is a bad input naming the
+    option that leaves none (or the options that together do)."""
+    tests = fixed_axes(sets)
+    kept = [c for c in found if all(test(c) for _, test in tests)]
+    if found and not kept:
+        alone = [key for key, test in tests if not any(test(c) for c in found)]
+        keys = alone[:1] or [key for key, _ in tests]
+        raise InputError(f"no candidate of the search has {' and '.join(keys)} (searched: tensor "
+                         f"degrees to {MAX_TENSOR}, pipelines with 1, 2 or 4 micro-batches per stage, "
+                         "dividing the devices and the batch; ZeRO 0-1 with pipelines)", key="--set")
+    return kept
 
 
 def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
@@ -250,8 +304,9 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
     offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
-    rows = [PlanRow(c, n) for c in candidates(n, batch, offloads, optimizer=work.optimizer != "none",
-                                               attention=any(l.kind == "attention" for l in work.layers))]
+    found = candidates(n, batch, offloads, optimizer=work.optimizer != "none",
+                       attention=any(l.kind == "attention" for l in work.layers))
+    rows = [PlanRow(c, n) for c in _keep_fixed(found, sets)]
     virtualization_Bps = topo.virtualization_bw_Bps if topo.backing != "none" else math.inf
     if not rows:
         raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
@@ -269,8 +324,8 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
                 states[key] = _state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan
                 row.feasible, row.resident_bytes = False, states[key]
-                row.reason = (f"model state needs at least {states[key] / 1e9:.3g} GB of the device's "
-                              f"{t.device_memory_bytes / 1e9:.3g} GB")
+                row.reason = (f"model state needs at least {fit.size(states[key])} of the device's "
+                              f"{fit.size(t.device_memory_bytes)}")
                 continue
             iteration = Iteration(t, w, e)
         except InputError as exc:
@@ -280,14 +335,14 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
         capacity = t.device_memory_bytes
         if row.resident_bytes > capacity:
             row.feasible = False
-            row.reason = (f"model state and input need {row.resident_bytes / 1e9:.3g} GB of the device's "
-                          f"{capacity / 1e9:.3g} GB")
+            row.reason = (f"model state and input need {fit.size(row.resident_bytes)} of the device's "
+                          f"{fit.size(capacity)}")
             continue
         peak = _kept_peak(iteration)
         if peak > capacity * (1 + 1e-9):  # nothing leaves the device: this peak is certain
             row.feasible = False
-            row.reason = (f"keeping every feature map needs {peak / 1e9:.3g} GB of the device's "
-                          f"{capacity / 1e9:.3g} GB")
+            row.reason = (f"keeping every feature map needs {fit.size(peak)} of the device's "
+                          f"{fit.size(capacity)}")
             continue
         built[id(row)] = iteration
     ranked = sorted((r for r in rows if id(r) in built), key=lambda r: (r.estimate_s, r.candidate.label()))
@@ -345,10 +400,24 @@ def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: i
     best = next((r for r in rows if r.feasible), None)
     if best is not None:
         return params, best, ""
-    # The reason of the candidate that came closest: the least resident model state.
+    return params, None, closest_reason(rows)
+
+
+def closest_reason(rows: Sequence[PlanRow]) -> str:
+    """Why the candidate that came closest does not fit: the least resident model state."""
     failed = sorted((r for r in rows if r.feasible is False),
                     key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
-    return params, None, failed[0].reason if failed else "no candidate"
+    if not failed:
+        return "no candidate"
+    return f"{failed[0].candidate.label()}: {failed[0].reason.split('; ')[0]}"  # (the search is the way out)
+
+
+def no_fit(rows: Sequence[PlanRow], workload: str, topology: str, batch: int) -> InfeasibleError:
+    """The error of a plan none of whose candidates fits: the closest one's reason, and
+    what is left to change (the search already tried ZeRO, offload and checkpointing)."""
+    return InfeasibleError(f"no way to train {workload} at batch {batch} fits {topology}: every strategy searched "
+                           f"(tensor, pipeline, ZeRO, offload, checkpointing) was refused; a smaller batch, more "
+                           f"devices or a design with more memory; the closest, {closest_reason(rows)}")
 
 
 def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
@@ -360,6 +429,10 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
     from mcdla.config.family import read_family
 
     spec = read_family(family)
+    per_member = {key for member in spec.members for key, _ in spec.member_sets(member)}
+    clash = next((key for key, _ in sets if key in per_member), None)
+    if clash is not None:  # the member's value would silently replace the user's
+        raise InputError(f"{clash}: family {spec.name} sets it for each member", key="--set")
     rows = []
     for k, member in enumerate(spec.members):
         if progress is not None:
@@ -370,7 +443,8 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
             rows.append(MemberRow(member["name"], params, False, None, reason))
         elif budget_s is not None and best.result["iteration_time_s"] > budget_s:
             rows.append(MemberRow(member["name"], params, False, best,
-                                  f"fastest plan takes {best.result['iteration_time_s']:.4g} s, over the budget"))
+                                  f"fastest plan takes {format_time(best.result['iteration_time_s'], 3)}, over "
+                                  f"the budget of {format_time(budget_s, 3)}"))
         else:
             rows.append(MemberRow(member["name"], params, True, best))
     return rows
