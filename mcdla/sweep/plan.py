@@ -121,6 +121,11 @@ class PlanRow:
     reason: str = ""
     result: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """The plan in one line (as the API's candidates have it)."""
+        return self.candidate.label()
+
     def as_dict(self) -> dict[str, Any]:
         c = self.candidate
         return {"tensor_parallel": c.tensor_parallel, "pipeline_parallel": c.pipeline_parallel,
@@ -403,16 +408,16 @@ def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: i
     return params, None, closest_reason(rows)
 
 
-def closest_reason(rows: Sequence[PlanRow]) -> str:
+def closest_reason(rows: Sequence) -> str:
     """Why the candidate that came closest does not fit: the least resident model state."""
     failed = sorted((r for r in rows if r.feasible is False),
-                    key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.candidate.label()))
+                    key=lambda r: (r.resident_bytes is None, r.resident_bytes or 0.0, r.label))
     if not failed:
         return "no candidate"
-    return f"{failed[0].candidate.label()}: {failed[0].reason.split('; ')[0]}"  # (the search is the way out)
+    return f"{failed[0].label}: {failed[0].reason.split('; ')[0]}"  # (the search is the way out)
 
 
-def no_fit(rows: Sequence[PlanRow], workload: str, topology: str, batch: int) -> InfeasibleError:
+def no_fit(rows: Sequence, workload: str, topology: str, batch: int) -> InfeasibleError:
     """The error of a plan none of whose candidates fits: the closest one's reason, and
     what is left to change (the search already tried ZeRO, offload and checkpointing)."""
     return InfeasibleError(f"no way to train {workload} at batch {batch} fits {topology}: every strategy searched "
