@@ -48,6 +48,27 @@ def _sim(args: dict[str, Any]) -> dict[str, Any]:
     return simulate_point({**point, **(args.get("set") or {})})
 
 
+def iteration_flops(row: ValidationRow) -> float:
+    """FLOPs of one iteration of ``row``'s run as its source counts them.
+
+    ``megatron``: Narayanan et al. (SC'21), eq. (3), with activation recomputation:
+    96 B s l h^2 (1 + s / (6 h) + V / (16 l h)) for batch B of s tokens, l layers of
+    width h and a vocabulary of V (every attention score counted, causal or not).
+    """
+    from mcdla.config import loader
+
+    path = loader.find_input(row.args["workload"], "workloads", "workload")
+    sets = [(k.partition(".")[2], v) for k, v in (row.args.get("set") or {}).items() if k.startswith("workload.")]
+    doc = loader.apply_overrides(loader.read_yaml(path), sets) if sets else loader.read_yaml(path)
+    try:
+        b, s, l, h, v = (float(x) for x in (row.args["batch"], doc["seq_len"], doc["layers"], doc["hidden"],
+                                            doc["vocab"]))
+    except KeyError as exc:
+        raise InputError(f"flops: megatron needs a transformer template workload (no {exc.args[0]})",
+                         key="flops") from None
+    return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
+
+
 def run_row(row: ValidationRow) -> float:
     """The simulated value of ``row``'s measure, in SI units."""
     if row.kind == "collective":
@@ -65,6 +86,8 @@ def run_row(row: ValidationRow) -> float:
         return result["batch"] / result["iteration_time_s"]
     if row.measure == "memory_peak":
         return result["device_mem_peak_bytes"]
+    if row.measure == "flops_per_device":
+        return iteration_flops(row) / result["iteration_time_s"] / result["devices"]
     base = _sim({**row.args, **row.baseline, "set": {**(row.args.get("set") or {}),
                                                      **(row.baseline.get("set") or {})}})
     if row.measure == "scaling":
