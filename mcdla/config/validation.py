@@ -42,6 +42,7 @@ MEASURES: dict[str, tuple[str, str]] = {
     "iteration_time": ("time", "time of one training iteration"),
     "throughput": ("", "samples per second: batch / iteration time"),
     "memory_peak": ("size", "peak device memory"),
+    "model_state": ("size", "model state one device holds (weights, gradients, optimizer state; no run)"),
     "overhead": ("", "iteration time / the baseline's - 1"),
     "scaling": ("", "throughput / the baseline's (8 devices over 1, say)"),
     "flops_per_device": ("", "model FLOP/s per device, FLOPs counted by the row's flops formula"),
@@ -68,8 +69,8 @@ class ValidationRow:
     quantity: str
     kind: Literal["collective", "sim"]
     args: dict[str, Any]
-    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "overhead", "scaling",
-                     "flops_per_device"]
+    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "model_state", "overhead",
+                     "scaling", "flops_per_device"]
     measured: Any
     tolerance: Annotated[float, Range(minimum=0.0, maximum=10.0, inclusive=False)]
     source: Source

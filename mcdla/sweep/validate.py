@@ -48,6 +48,19 @@ def _sim(args: dict[str, Any]) -> dict[str, Any]:
     return simulate_point({**point, **(args.get("set") or {})})
 
 
+def _model_state(args: dict[str, Any]) -> float:
+    """The model state one device of the row's run holds (the planner's count)."""
+    from mcdla.run import load_inputs
+    from mcdla.sweep.plan import state_lower_bound
+
+    sets = list((args.get("set") or {}).items())
+    if args.get("device"):
+        sets.insert(0, ("device", args["device"]))
+    extra = {k: args[k] for k in ("parallel", "batch", "policy") if k in args}
+    topology, workload, execution = load_inputs(args["topology"], args["workload"], sets, **extra)
+    return state_lower_bound(workload, execution, len(topology.devices))
+
+
 def iteration_flops(row: ValidationRow) -> float:
     """FLOPs of one iteration of ``row``'s run as its source counts them.
 
@@ -79,6 +92,8 @@ def run_row(row: ValidationRow) -> float:
                                      algorithm=row.args.get("algorithm"),
                                      launch_serial=row.args.get("launch_serial", 1))
         return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
+    if row.measure == "model_state":
+        return _model_state(row.args)
     result = _sim(row.args)
     if row.measure == "iteration_time":
         return result["iteration_time_s"]
