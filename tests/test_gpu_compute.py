@@ -159,3 +159,23 @@ rows:
 """)
     with pytest.raises(InputError, match="flops"):
         read_validation(str(path))
+
+
+def test_compute_beside_a_running_collective_loses_the_nccl_sms(a100):
+    from mcdla.hw.gpu import sm_contended
+
+    assert a100.nccl_sms == 16
+    assert sm_contended(a100, 1.0) == pytest.approx(108 / 92)
+    assert sm_contended(preset("table2"), 1.0) == 1.0  # the paper's device: no NCCL kernels
+
+
+def test_overlapped_gradient_reductions_slow_the_backward_they_overlap():
+    from mcdla.run import simulate_point
+
+    point = {"topology": "dgx_a100", "workload": "gpt2", "batch": 16, "training.virtualization": False,
+             "training.bucket": "25 MiB"}
+    free = simulate_point({**point, "device.nccl_sms": 0})
+    held = simulate_point(point)
+    assert held["iteration_time_s"] > free["iteration_time_s"]
+    # never more than every compute second stretched by 108 / 92
+    assert held["iteration_time_s"] < free["iteration_time_s"] * 108 / 92

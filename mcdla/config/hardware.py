@@ -14,6 +14,7 @@ from mcdla.config.schema import (
     Bandwidth,
     Fraction,
     Frequency,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Quantity,
@@ -61,10 +62,15 @@ class DeviceSpec:
     attention_efficiency: tuple[Fraction, Fraction] = (1.0, 1.0)
     attention_half_seq: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
     attention_block: PositiveInt = 128
+    # SMs a running NCCL collective holds (one CTA per channel), taken from compute
+    # started while it runs (mcdla.hw.gpu.sm_contended); 0: no contention.
+    nccl_sms: NonNegativeInt = 0
 
     def __post_init__(self):
         if self.compute_model == "gpu" and self.sms is None:
             raise ValueError("compute_model gpu needs sms (the streaming multiprocessors)")
+        if self.sms is not None and self.nccl_sms >= self.sms:
+            raise ValueError(f"nccl_sms ({self.nccl_sms}) must be fewer than sms ({self.sms})")
 
     def lanes(self, element_bytes: int) -> int:
         """MAC lanes per PE for GEMMs on elements of ``element_bytes``."""

@@ -29,6 +29,11 @@ the ``s`` keys each query block visits (``s / 2`` on average under a causal mask
 TFLOP/s against sequence length at head dimension 128 (sources in the presets). Its
 CTAs (``attention_block`` query rows of one head) are dealt in waves as tiles are.
 
+While a collective of the device runs, its NCCL kernels hold ``nccl_sms`` SMs (one CTA
+per channel, never shared with a compute kernel): compute started then runs on the
+others, ``sms / (sms - nccl_sms)`` times longer (:func:`sm_contended`; decided when a
+layer's compute starts; the HBM bandwidth NCCL also takes is not modelled).
+
 Memory-bound kernels stream at the measured achievable bandwidth (``hbm_efficiency``
 of the nominal, a stream benchmark) and every kernel pays ``launch_overhead``; both
 are charged by :func:`mcdla.hw.compute.kernel_time`, shared with the PE array.
@@ -39,7 +44,7 @@ from __future__ import annotations
 from mcdla.config.hardware import DeviceSpec
 from mcdla.hw.layers import Gemm, Kernel, ceil_div
 
-__all__ = ["gemm_seconds", "attention_seconds", "compute_seconds", "waves"]
+__all__ = ["gemm_seconds", "attention_seconds", "compute_seconds", "waves", "sm_contended"]
 
 
 def waves(blocks: int, sms: int) -> int:
@@ -87,3 +92,11 @@ def compute_seconds(device: DeviceSpec, kernel: Kernel) -> float:
         # The fused forward runs 2 GEMMs (S, O), backward 5 (S again, dV, dP, dQ, dK).
         return attention_seconds(device, kernel, forward=len(kernel.gemms) <= 2)
     return 0.0
+
+
+def sm_contended(device: DeviceSpec, seconds: float) -> float:
+    """``seconds`` of compute run on the SMs a concurrent NCCL collective leaves free
+    (unchanged on a device without ``nccl_sms``, the paper's PE array among them)."""
+    if not device.nccl_sms or device.sms is None:
+        return seconds
+    return seconds * device.sms / (device.sms - device.nccl_sms)

@@ -44,6 +44,7 @@ import simpy
 from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.compute import layer_time, optimizer_step_time
+from mcdla.hw.gpu import sm_contended
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, step_bytes_per_param, with_precision
 from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
@@ -378,6 +379,7 @@ class CollectiveStream:
                 self.fallback = "ring"
                 self.algorithm = COLLECTIVES.get("ring")(launch_s)
         self.records: list[CollectiveRecord] = []
+        self.running = False  # a collective of this group is on the wire (its kernels hold SMs)
         self._queue: simpy.Store = simpy.Store(env)
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
         env.process(self._serve())
@@ -408,7 +410,9 @@ class CollectiveStream:
                 kwargs["copies"] = self.copies
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
+            self.running = True
             record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
+            self.running = False
             self.records.append(replace(record, algorithm=self.fallback) if self.fallback else record)
             done.succeed()
 
@@ -581,6 +585,8 @@ class DeviceCompute:
 
     def _compute(self, duration_s: float, label: str):
         if duration_s > 0:
+            if any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
+                duration_s = sm_contended(self.inputs.topology.device, duration_s)
             start = self.env.now
             yield self.env.timeout(duration_s)
             self.memory.record.compute.append((start, self.env.now, label))
