@@ -139,6 +139,11 @@ def test_the_megatron_table_loads_and_counts_flops_as_the_paper(tmp_path):
     # Narayanan et al. eq. (3) for the 1.7B row: 96 B s l h^2 (1 + s/6h + V/16lh),
     # B = 512, s = 2048, l = 24, h = 2304, V = 51,200: 1.5467e16 FLOPs
     assert iteration_flops(table.rows[0]) == pytest.approx(1.5467e16, rel=1e-3)
+    # Megatron-Core's count for its H100 1.7B row: 12 B s l h^2 (4 + 4 + V / 2lh), B = 192,
+    # s = 4096, l = 24, h = 2048, V = 131,072: 8.867e15 FLOPs (408.8 TFLOP/s x 48 GPUs
+    # is the README's 19.6 PFLOP/s: 0.452 s an iteration)
+    _, h100 = read_validation("megatron_h100")
+    assert iteration_flops(h100.rows[0]) == pytest.approx(8.867e15, rel=1e-3)
 
 
 def test_a_flops_row_without_its_formula_names_the_key(tmp_path):

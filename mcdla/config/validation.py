@@ -50,7 +50,7 @@ MEASURES: dict[str, tuple[str, str]] = {
 
 # How a source counts the FLOPs of one iteration (``flops:`` of a flops_per_device
 # row), from the workload template's parameters: per source, the count it publishes.
-FLOPS_FORMULAS = ("megatron",)
+FLOPS_FORMULAS = ("megatron", "megatron_core")
 
 
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
@@ -77,7 +77,7 @@ class ValidationRow:
     baseline: dict[str, Any] = field(default_factory=dict)
     reduced: bool = False
     note: str = ""
-    flops: Literal["megatron"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
+    flops: Literal["megatron", "megatron_core"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ def iteration_flops(row: ValidationRow) -> float:
     ``megatron``: Narayanan et al. (SC'21), eq. (3), with activation recomputation:
     96 B s l h^2 (1 + s / (6 h) + V / (16 l h)) for batch B of s tokens, l layers of
     width h and a vocabulary of V (every attention score counted, causal or not).
+    ``megatron_core``: Megatron-LM's ``num_floating_point_operations`` (2024), no
+    recomputation: 12 B s l h^2 ((1 + g/a + s/h) q/h + f/h x (3/2 with SwiGLU) +
+    V / (2 l h)) with a heads, g KV heads, q = a x head_dim and an FFN of f.
     """
     from mcdla.config import loader
 
@@ -76,10 +79,16 @@ def iteration_flops(row: ValidationRow) -> float:
     try:
         b, s, l, h, v = (float(x) for x in (row.args["batch"], doc["seq_len"], doc["layers"], doc["hidden"],
                                             doc["vocab"]))
+        a, f = float(doc["heads"]), float(doc["ffn"])
     except KeyError as exc:
-        raise InputError(f"flops: megatron needs a transformer template workload (no {exc.args[0]})",
+        raise InputError(f"flops: {row.flops} needs a transformer template workload (no {exc.args[0]})",
                          key="flops") from None
-    return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
+    if row.flops == "megatron":
+        return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
+    g = float(doc.get("kv_heads") or a)
+    q = a * (h // a)  # query projection: heads x head_dim
+    gated = 1.5 if doc.get("mlp") == "swiglu" else 1.0
+    return 12 * b * s * l * h * h * ((1 + g / a + s / h) * q / h + f / h * gated + v / (2 * l * h))
 
 
 def run_row(row: ValidationRow) -> float:
