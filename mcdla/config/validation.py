@@ -122,7 +122,8 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
         if row.measure in ("overhead", "scaling") and not row.baseline:
             raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
         if row.measure == "flops_per_device" and row.flops is None:
-            raise at.child("flops").error(f"measure flops_per_device needs a flops formula: {', '.join(FLOPS_FORMULAS)}")
+            raise at.child("flops").error(
+                f"measure flops_per_device needs a flops formula: {', '.join(FLOPS_FORMULAS)}")
         if row.kind == "collective" and row.measure not in ("busbw", "time"):
             raise at.child("measure").error("a collective row measures busbw or time")
         if row.kind == "sim" and row.measure in ("busbw", "time"):
