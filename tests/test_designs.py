@@ -96,11 +96,13 @@ def test_every_design_trains_an_iteration(name, batch):
 
 def test_a_faster_capacity_tier_is_a_faster_iteration():
     # Mixed precision, on the tensor cores: in fp32 an H100's CUDA cores (67 TFLOPS) hide
-    # the offloads of every tier but the slowest behind compute.
+    # the offloads of every tier but the slowest behind compute. 16 images per GPU: at 8,
+    # the GPU compute model's tile quantization of AlexNet's small GEMMs leaves every tier's
+    # iteration bound by its all-reduces (within 1% of each other), not by its offloads.
     # Every map offloaded (the paper's stress policy): these designs offload only what does
     # not fit by default, and AlexNet fits.
     mixed = [("training.precision", "mixed"), ("execution.offload", "offload_all")]
-    times = {name: simulate(name, "bw_aware", "alexnet", "data", 64, mixed)["iteration_time_s"]
+    times = {name: simulate(name, "bw_aware", "alexnet", "data", 128, mixed)["iteration_time_s"]
              for name in ("dgx_h100", "dgx_h100_cxl", "dgx_h100_memnodes")}
     assert times["dgx_h100"] > times["dgx_h100_cxl"] > times["dgx_h100_memnodes"]
 

@@ -94,7 +94,26 @@ def fabric_table() -> pd.DataFrame:
                           "status": "ok"} for label, t in (("rails", 1.2), ("leaf8_2to1", 1.3), ("nic2", 1.7))])
 
 
+def headlines_table() -> pd.DataFrame:
+    frames = []
+    for reading, dc_slow in (("paper", 4.0), ("regather", 3.0)):
+        frame = sim_table(designs=[("dc", "bw_aware", dc_slow), ("hc", "bw_aware", 3.0), ("ring", "bw_aware", 1.1)])
+        frame["label"] = [f"{reading}/{d}" for d in ("dc", "hc", "ring+bw_aware")] * (len(frame) // 3)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_headlines_compare_each_reading_with_its_own_dc_dla():
+    from mcdla.metrics.compare import headline_readings
+
+    rows = {r["reading"]: r for r in headline_readings(headlines_table())}
+    assert list(rows) == ["paper", "regather"]
+    assert rows["paper"]["fig13.hc.model"] == pytest.approx(4.0 / 3.0)
+    assert rows["regather"]["fig13.ring+bw_aware.model"] == pytest.approx(3.0 / 1.1)
+
+
 TABLES = {
+    "headlines": (headlines_table, {}),
     "cluster_fabric": (fabric_table, {}),
     "scale_out": (scale_table, {}),
     "llm_memory": (llm_table, {}),

@@ -18,7 +18,8 @@ from mcdla.hw.topology import load_topology
 
 SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4", "dgx1v",
            "dgx_a100", "dgx_h100", "dgx_h100_cxl", "dgx_h100_memnodes", "gh200_nvl32", "gb200_nvl72",
-           "dgx_h100_4node", "dc16", "ring16", "mcdla_scaleout", "mcdla_ring_cluster", "dc_cluster")
+           "dgx_h100_4node", "dc16", "ring16", "mcdla_scaleout", "mcdla_ring_cluster", "dc_cluster",
+           "dgx_a100_cluster")
 
 
 def _write(tmp_path: Path, base: str, edit) -> Path:

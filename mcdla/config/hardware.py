@@ -8,12 +8,13 @@ turn them into times live in :mod:`mcdla.hw`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcdla.config.schema import (
     Bandwidth,
     Fraction,
     Frequency,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Quantity,
@@ -49,6 +50,27 @@ class DeviceSpec:
     # low-precision tensor lanes of a real GPU; None: one rate for every precision,
     # as the paper's device). Kernels on 2-byte elements use ``macs_per_pe``.
     fp32_macs_per_pe: PositiveInt | None = None
+    # How kernel times are computed (mcdla.hw.compute.COMPUTE_MODELS): ``pe_array``,
+    # the paper's output-stationary array; ``gpu``, CTA tiles in waves over ``sms``
+    # streaming multiprocessors and fused attention at its kernel's measured rate
+    # (mcdla.hw.gpu). The gpu model reads the fields below; the PE array ignores them.
+    compute_model: Literal["pe_array", "gpu"] = "pe_array"
+    sms: PositiveInt | None = None
+    gemm_tiles: tuple[tuple[PositiveInt, PositiveInt], ...] = ((128, 256), (128, 128))  # CTA tiles (Tm, Tn)
+    # FlashAttention: fraction of peak at long sequences (forward, backward), the
+    # sequence length at which each reaches half of it, query rows per CTA.
+    attention_efficiency: tuple[Fraction, Fraction] = (1.0, 1.0)
+    attention_half_seq: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    attention_block: PositiveInt = 128
+    # SMs a running NCCL collective holds (one CTA per channel), taken from compute
+    # started while it runs (mcdla.hw.gpu.sm_contended); 0: no contention.
+    nccl_sms: NonNegativeInt = 0
+
+    def __post_init__(self):
+        if self.compute_model == "gpu" and self.sms is None:
+            raise ValueError("compute_model gpu needs sms (the streaming multiprocessors)")
+        if self.sms is not None and self.nccl_sms >= self.sms:
+            raise ValueError(f"nccl_sms ({self.nccl_sms}) must be fewer than sms ({self.sms})")
 
     def lanes(self, element_bytes: int) -> int:
         """MAC lanes per PE for GEMMs on elements of ``element_bytes``."""

@@ -18,7 +18,9 @@ measured on real hardware, the source and a tolerance::
 A ``sim`` row's args are ``mcdla sim``'s (topology, workload, batch, parallel, policy,
 device, and ``set``: dotted keys); ``measure: overhead`` compares the run with a
 ``baseline`` run (args merged over the row's) as time / baseline time - 1, and
-``measure: scaling`` as throughput / the baseline's throughput.
+``measure: scaling`` as throughput / the baseline's throughput; ``measure:
+flops_per_device`` as the FLOPs of the iteration, counted as the source counts them
+(``flops: megatron``), over the iteration time and the devices.
 Measurements are never fitted: calibration lives in the presets (docs/validation.md).
 """
 
@@ -40,9 +42,15 @@ MEASURES: dict[str, tuple[str, str]] = {
     "iteration_time": ("time", "time of one training iteration"),
     "throughput": ("", "samples per second: batch / iteration time"),
     "memory_peak": ("size", "peak device memory"),
+    "model_state": ("size", "model state one device holds (weights, gradients, optimizer state; no run)"),
     "overhead": ("", "iteration time / the baseline's - 1"),
     "scaling": ("", "throughput / the baseline's (8 devices over 1, say)"),
+    "flops_per_device": ("", "model FLOP/s per device, FLOPs counted by the row's flops formula"),
 }
+
+# How a source counts the FLOPs of one iteration (``flops:`` of a flops_per_device
+# row), from the workload template's parameters: per source, the count it publishes.
+FLOPS_FORMULAS = ("megatron", "megatron_core")
 
 
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
@@ -61,13 +69,15 @@ class ValidationRow:
     quantity: str
     kind: Literal["collective", "sim"]
     args: dict[str, Any]
-    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "overhead", "scaling"]
+    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "model_state", "overhead",
+                     "scaling", "flops_per_device"]
     measured: Any
     tolerance: Annotated[float, Range(minimum=0.0, maximum=10.0, inclusive=False)]
     source: Source
     baseline: dict[str, Any] = field(default_factory=dict)
     reduced: bool = False
     note: str = ""
+    flops: Literal["megatron", "megatron_core"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,9 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
                     f"unknown key; a {row.kind} row takes {', '.join(ARGS[row.kind])}")
         if row.measure in ("overhead", "scaling") and not row.baseline:
             raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
+        if row.measure == "flops_per_device" and row.flops is None:
+            raise at.child("flops").error(
+                f"measure flops_per_device needs a flops formula: {', '.join(FLOPS_FORMULAS)}")
         if row.kind == "collective" and row.measure not in ("busbw", "time"):
             raise at.child("measure").error("a collective row measures busbw or time")
         if row.kind == "sim" and row.measure in ("busbw", "time"):

@@ -1,5 +1,9 @@
 """Time of a kernel on a device-node: an output-stationary PE array behind HBM.
 
+This is the ``pe_array`` compute model, the paper's device; a real GPU preset selects
+``compute_model: gpu`` (:mod:`mcdla.hw.gpu`, CTA tiles in waves over the SMs). Both
+share the roofline below: time = max(compute, memory) + latency + launch.
+
 The device (paper Table II) has ``pes`` processing elements, each with a
 ``macs_per_pe``-wide MAC vector (1024 x 125 at 1 GHz: 128 TMAC/s), ``sram_per_pe`` of
 local buffer and an HBM of ``hbm_bw`` with ``hbm_latency``.
@@ -46,10 +50,11 @@ import math
 from dataclasses import dataclass
 
 from mcdla.config.hardware import DeviceSpec
+from mcdla.hw import gpu
 from mcdla.hw.layers import Gemm, Kernel, Layer, ceil_div
 from mcdla.hw.memory import step_bytes_per_param
 
-__all__ = ["KernelTiming", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings",
+__all__ = ["KernelTiming", "COMPUTE_MODELS", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings",
            "optimizer_step_time"]
 
 
@@ -98,10 +103,8 @@ def traffic_bytes(device: DeviceSpec, kernel: Kernel) -> int:
     return kernel.bytes + (a_reads - 1) * a_bytes + (b_reads - 1) * b_bytes
 
 
-def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
-    """Time of one kernel on ``device``: PE-array GEMM or memory-bound stream."""
-    moved = traffic_bytes(device, kernel)
-    memory_s = moved / device.effective_hbm_bw_Bps
+def _pe_array_compute(device: DeviceSpec, kernel: Kernel) -> tuple[float, int]:
+    """The paper's PE array: (compute seconds, HBM bytes with tile re-fetches)."""
     compute_s = 0.0
     if kernel.gemm is not None:
         compute_s = gemm_cycles(device, kernel.gemm, kernel.element_bytes) / device.clock / device.gemm_efficiency
@@ -109,6 +112,26 @@ def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
         full = sum(g.macs for g in kernel.gemms)
         cycles = sum(gemm_cycles(device, g, kernel.element_bytes) for g in kernel.gemms)
         compute_s = cycles * (kernel.macs / full) / device.clock / device.gemm_efficiency
+    return compute_s, traffic_bytes(device, kernel)
+
+
+def _gpu_compute(device: DeviceSpec, kernel: Kernel) -> tuple[float, int]:
+    """A GPU (mcdla.hw.gpu): CTA tiles in waves; operand reuse is the L2's and the
+    tiles', so the HBM traffic is the compulsory one."""
+    return gpu.compute_seconds(device, kernel), kernel.bytes
+
+
+# The compute model of each device kind, by DeviceSpec.compute_model: kernel ->
+# (compute seconds, HBM bytes moved). The roofline, latency and launch cost around
+# them are common (kernel_time).
+COMPUTE_MODELS = {"pe_array": _pe_array_compute, "gpu": _gpu_compute}
+
+
+def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
+    """Time of one kernel on ``device``: its compute model's GEMM time or a
+    memory-bound stream, whichever is longer, plus latency and launch."""
+    compute_s, moved = COMPUTE_MODELS[device.compute_model](device, kernel)
+    memory_s = moved / device.effective_hbm_bw_Bps
     time_s = max(compute_s, memory_s) + device.hbm_latency + device.launch_overhead
     bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
     attained = kernel.macs / time_s if time_s > 0 else 0.0

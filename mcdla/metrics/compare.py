@@ -271,3 +271,25 @@ def largest_models(table: pd.DataFrame, budget_s: float | None = None) -> pd.Dat
         rows.append({"design": design, "family": family, "model": str(best["model"]).partition("/")[2],
                      "params": float(best["params"]), "iteration_time_s": float(best["iteration_time_s"])})
     return pd.DataFrame(rows, columns=["design", "family", "model", "params", "iteration_time_s"])
+
+
+# The paper's unreproduced headlines (experiment ``headlines``): (key, design over
+# DC-DLA, parallel mode), each the harmonic mean over the workloads.
+HEADLINES = (("fig13.hc.data", "hc", "data"), ("fig13.hc.model", "hc", "model"),
+             ("fig13.ring+bw_aware.model", "ring+bw_aware", "model"))
+
+
+def headline_readings(table: pd.DataFrame) -> list[dict]:
+    """Per reading (the part of a ``READING/DESIGN`` label before the slash), in the
+    sweep's order: each of :data:`HEADLINES` as the HM speedup over that reading's DC-DLA."""
+    data = table if "design" in table else with_design(table)
+    readings = list(dict.fromkeys(d.partition("/")[0] for d in data["design"] if "/" in d))
+    rows = []
+    for reading in readings:
+        row: dict = {"reading": reading}
+        for key, design, mode in HEADLINES:
+            part = data[data["parallel"] == mode] if "parallel" in data else data
+            ratio = time_ratio(part, f"{reading}/{design}", f"{reading}/dc")["ratio"]
+            row[key] = harmonic_mean(ratio) if len(ratio) else math.nan
+        rows.append(row)
+    return rows

@@ -292,6 +292,27 @@ def pcie4(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def headlines(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    plt = _plt()
+    rows = compare.headline_readings(table)
+    names = {"fig13.hc.data": "HC-DLA over DC-DLA, data", "fig13.hc.model": "HC-DLA over DC-DLA, model",
+             "fig13.ring+bw_aware.model": "MC-DLA(B) over DC-DLA, model"}
+    fig, axes = plt.subplots(1, len(names), figsize=(12, 4.0), sharey=False)
+    for ax, (key, title) in zip(axes, names.items()):
+        values = [r[key] for r in rows]
+        ax.barh(range(len(rows)), values, color="#4c72b0")
+        ax.axvline(PAPER[key], color="#c44e52", linestyle="--", label=f"paper {PAPER[key]:.2f}x")
+        ax.set_yticks(range(len(rows)), [r["reading"] for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("speedup (harmonic mean)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("The unreproduced headlines, one changed reading of the paper at a time", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def scalability(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     plt = _plt()
     key = "training.virtualization"

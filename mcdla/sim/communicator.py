@@ -48,6 +48,7 @@ class CollectiveStream:
                 self.fallback = "ring"
                 self.algorithm = COLLECTIVES.get("ring")(launch_s)
         self.records: list[CollectiveRecord] = []
+        self.running = False  # a collective of this group is on the wire (its kernels hold SMs)
         self._queue: simpy.Store = simpy.Store(env)
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
         env.process(self._serve())
@@ -78,6 +79,8 @@ class CollectiveStream:
                 kwargs["copies"] = self.copies
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
+            self.running = True
             record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
+            self.running = False
             self.records.append(replace(record, algorithm=self.fallback or record.algorithm, axis=self.axis))
             done.succeed()

@@ -14,6 +14,7 @@ from collections import deque
 
 import simpy
 
+from mcdla.hw.gpu import sm_contended
 from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
@@ -197,6 +198,8 @@ class DeviceCompute:
 
     def _compute(self, duration_s: float, label: str, kind: str):
         if duration_s > 0:
+            if any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
+                duration_s = sm_contended(self.inputs.topology.device, duration_s)
             start = self.env.now
             yield self.env.timeout(duration_s)
             self.memory.record.compute.append(Span(start, self.env.now, label, kind))

@@ -247,7 +247,7 @@ def _kept_peak(iteration) -> float:
                       resident_bytes=iteration.model_state_bytes)
 
 
-def _state_lower_bound(workload, execution, devices: int) -> float:
+def state_lower_bound(workload, execution, devices: int) -> float:
     """The model state a device holds, from the weights alone (no plan built): exact
     without pipelines, the stages' average (a lower bound of the largest) with them."""
     from mcdla.hw.memory import with_precision
@@ -326,7 +326,7 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
             key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.offload_params,
                    e.sequence_parallel, e.training.precision)
             if key not in states:
-                states[key] = _state_lower_bound(w, e, n)
+                states[key] = state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan
                 row.feasible, row.resident_bytes = False, states[key]
                 row.reason = (f"model state needs at least {fit.size(states[key])} of the device's "

@@ -48,6 +48,49 @@ def _sim(args: dict[str, Any]) -> dict[str, Any]:
     return simulate_point({**point, **(args.get("set") or {})})
 
 
+def _model_state(args: dict[str, Any]) -> float:
+    """The model state one device of the row's run holds (the planner's count)."""
+    from mcdla.run import load_inputs
+    from mcdla.sweep.plan import state_lower_bound
+
+    sets = list((args.get("set") or {}).items())
+    if args.get("device"):
+        sets.insert(0, ("device", args["device"]))
+    extra = {k: args[k] for k in ("parallel", "batch", "policy") if k in args}
+    topology, workload, execution = load_inputs(args["topology"], args["workload"], sets, **extra)
+    return state_lower_bound(workload, execution, len(topology.devices))
+
+
+def iteration_flops(row: ValidationRow) -> float:
+    """FLOPs of one iteration of ``row``'s run as its source counts them.
+
+    ``megatron``: Narayanan et al. (SC'21), eq. (3), with activation recomputation:
+    96 B s l h^2 (1 + s / (6 h) + V / (16 l h)) for batch B of s tokens, l layers of
+    width h and a vocabulary of V (every attention score counted, causal or not).
+    ``megatron_core``: Megatron-LM's ``num_floating_point_operations`` (2024), no
+    recomputation: 12 B s l h^2 ((1 + g/a + s/h) q/h + f/h x (3/2 with SwiGLU) +
+    V / (2 l h)) with a heads, g KV heads, q = a x head_dim and an FFN of f.
+    """
+    from mcdla.config import loader
+
+    path = loader.find_input(row.args["workload"], "workloads", "workload")
+    sets = [(k.partition(".")[2], v) for k, v in (row.args.get("set") or {}).items() if k.startswith("workload.")]
+    doc = loader.apply_overrides(loader.read_yaml(path), sets) if sets else loader.read_yaml(path)
+    try:
+        b, s, l, h, v = (float(x) for x in (row.args["batch"], doc["seq_len"], doc["layers"], doc["hidden"],
+                                            doc["vocab"]))
+        a, f = float(doc["heads"]), float(doc["ffn"])
+    except KeyError as exc:
+        raise InputError(f"flops: {row.flops} needs a transformer template workload (no {exc.args[0]})",
+                         key="flops") from None
+    if row.flops == "megatron":
+        return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
+    g = float(doc.get("kv_heads") or a)
+    q = a * (h // a)  # query projection: heads x head_dim
+    gated = 1.5 if doc.get("mlp") == "swiglu" else 1.0
+    return 12 * b * s * l * h * h * ((1 + g / a + s / h) * q / h + f / h * gated + v / (2 * l * h))
+
+
 def run_row(row: ValidationRow) -> float:
     """The simulated value of ``row``'s measure, in SI units."""
     if row.kind == "collective":
@@ -58,6 +101,8 @@ def run_row(row: ValidationRow) -> float:
                                      algorithm=row.args.get("algorithm"),
                                      launch_serial=row.args.get("launch_serial", 1))
         return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
+    if row.measure == "model_state":
+        return _model_state(row.args)
     result = _sim(row.args)
     if row.measure == "iteration_time":
         return result["iteration_time_s"]
@@ -65,6 +110,8 @@ def run_row(row: ValidationRow) -> float:
         return result["batch"] / result["iteration_time_s"]
     if row.measure == "memory_peak":
         return result["device_mem_peak_bytes"]
+    if row.measure == "flops_per_device":
+        return iteration_flops(row) / result["iteration_time_s"] / result["devices"]
     base = _sim({**row.args, **row.baseline, "set": {**(row.args.get("set") or {}),
                                                      **(row.baseline.get("set") or {})}})
     if row.measure == "scaling":

@@ -1,0 +1,102 @@
+"""Compute time of a kernel on a GPU: CTA tiles dealt in waves over the SMs.
+
+The paper's device is a PE array (:mod:`mcdla.hw.compute`); a real GPU runs a GEMM
+as cuBLAS does: the output ``m x n`` is cut into CTA tiles of ``Tm x Tn`` (a tile
+shape of ``device.gemm_tiles``), each tile runs on one SM, and the tiles are dealt to
+the ``device.sms`` SMs in waves (NVIDIA, *Matrix Multiplication Background User's
+Guide*: tile quantization and wave quantization). So
+
+    tiles = ceil(m / Tm) * ceil(n / Tn) * count,   waves = ceil(tiles / sms)
+    compute = waves * Tm * Tn * k / (sm_rate * gemm_efficiency)
+
+where ``sm_rate`` is one SM's share of the peak MAC rate and ``gemm_efficiency`` the
+fraction of peak a large GEMM attains (cuBLAS/torch.matmul microbenchmarks: the
+ceiling every tile runs at). A GEMM whose tiles fill whole waves exactly runs at the
+ceiling; a small dimension wastes the padded part of its tiles (m = 64 in a 128-row
+tile computes 128 rows), and a last partial wave leaves SMs idle. Of the device's
+tile shapes the fastest is taken (cuBLAS's heuristics choose among its kernels; the
+model takes the best, an optimistic reading, docs/model.md). Small ``k`` is not a
+separate loss here: such GEMMs are memory-bound and the roofline in
+:func:`mcdla.hw.compute.kernel_time` charges their traffic.
+
+Fused attention (FlashAttention, a kernel with ``Kernel.gemms``) runs at the fraction
+of peak its kernel attains, from the kernel's own published throughput by direction:
+
+    efficiency(s) = attention_efficiency[dir] * s / (s + attention_half_seq[dir])
+
+the per-CTA prologue and epilogue (load Q, write O and the statistics) amortized over
+the ``s`` keys each query block visits (``s / 2`` on average under a causal mask); both constants fit the kernel's measured
+TFLOP/s against sequence length at head dimension 128 (sources in the presets). Its
+CTAs (``attention_block`` query rows of one head) are dealt in waves as tiles are.
+
+While a collective of the device runs, its NCCL kernels hold ``nccl_sms`` SMs (one CTA
+per channel, never shared with a compute kernel): compute started then runs on the
+others, ``sms / (sms - nccl_sms)`` times longer (:func:`sm_contended`; decided when a
+layer's compute starts; the HBM bandwidth NCCL also takes is not modelled).
+
+Memory-bound kernels stream at the measured achievable bandwidth (``hbm_efficiency``
+of the nominal, a stream benchmark) and every kernel pays ``launch_overhead``; both
+are charged by :func:`mcdla.hw.compute.kernel_time`, shared with the PE array.
+"""
+
+from __future__ import annotations
+
+from mcdla.config.hardware import DeviceSpec
+from mcdla.hw.layers import Gemm, Kernel, ceil_div
+
+__all__ = ["gemm_seconds", "attention_seconds", "compute_seconds", "waves", "sm_contended"]
+
+
+def waves(blocks: int, sms: int) -> int:
+    """Waves that ``blocks`` CTAs take on ``sms`` SMs (one resident CTA per SM)."""
+    return ceil_div(blocks, sms)
+
+
+def _sm_macs_per_s(device: DeviceSpec, element_bytes: int) -> float:
+    """One SM's share of the peak MAC rate on the lanes of this precision."""
+    return device.pes * device.lanes(element_bytes) * device.clock / device.sms
+
+
+def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
+    """Compute seconds of ``gemm``: the fastest of the device's CTA tile shapes, its
+    tiles in waves over the SMs, each at the large-GEMM ceiling."""
+    rate = _sm_macs_per_s(device, element_bytes) * device.gemm_efficiency
+    best = None
+    for tm, tn in device.gemm_tiles:
+        tiles = ceil_div(gemm.m, tm) * ceil_div(gemm.n, tn) * gemm.count
+        seconds = waves(tiles, device.sms) * tm * tn * gemm.k / rate
+        best = seconds if best is None else min(best, seconds)
+    return best
+
+
+def attention_seconds(device: DeviceSpec, kernel: Kernel, forward: bool) -> float:
+    """Compute seconds of a fused attention kernel (see the module docstring)."""
+    scores = kernel.gemms[0]  # S = Q K^T: (seq x seq), reduction head_dim, count = heads x batch
+    seq = scores.m
+    # The keys a query block visits: all of them, or on average half under a causal
+    # mask (the kernel's MACs are then half its GEMMs' full squares).
+    keys = seq * kernel.macs / sum(g.macs for g in kernel.gemms)
+    which = 0 if forward else 1
+    efficiency = device.attention_efficiency[which] * keys / (keys + device.attention_half_seq[which])
+    ctas = ceil_div(seq, device.attention_block) * scores.count
+    filled = ctas / (waves(ctas, device.sms) * device.sms)
+    peak = device.pes * device.lanes(kernel.element_bytes) * device.clock
+    return kernel.macs / (peak * efficiency * filled)
+
+
+def compute_seconds(device: DeviceSpec, kernel: Kernel) -> float:
+    """Compute seconds of ``kernel`` on a GPU (0 for a memory-bound kernel)."""
+    if kernel.gemm is not None:
+        return gemm_seconds(device, kernel.gemm, kernel.element_bytes)
+    if kernel.gemms:
+        # The fused forward runs 2 GEMMs (S, O), backward 5 (S again, dV, dP, dQ, dK).
+        return attention_seconds(device, kernel, forward=len(kernel.gemms) <= 2)
+    return 0.0
+
+
+def sm_contended(device: DeviceSpec, seconds: float) -> float:
+    """``seconds`` of compute run on the SMs a concurrent NCCL collective leaves free
+    (unchanged on a device without ``nccl_sms``, the paper's PE array among them)."""
+    if not device.nccl_sms or device.sms is None:
+        return seconds
+    return seconds * device.sms / (device.sms - device.nccl_sms)

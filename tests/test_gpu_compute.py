@@ -1,0 +1,195 @@
+"""The GPU compute model (mcdla.hw.gpu): CTA tiles in waves over the SMs, FlashAttention
+by kernel and sequence length, and the registry that keeps the paper's PE array."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mcdla.config.hardware import DeviceSpec
+from mcdla.config.loader import DATA_ROOT, read_yaml
+from mcdla.config.schema import Where, build
+from mcdla.errors import InputError
+from mcdla.hw.compute import kernel_time
+from mcdla.hw.gpu import gemm_seconds
+from mcdla.hw.layers import Gemm, Kernel
+from mcdla.hw.workload import load_workload
+
+PRESETS = read_yaml(DATA_ROOT / "topologies" / "presets" / "hardware.yaml")["devices"]
+
+
+def preset(name: str, **changes) -> DeviceSpec:
+    return dataclasses.replace(build(DeviceSpec, PRESETS[name], Where("hardware.yaml", f"devices.{name}")), **changes)
+
+
+def gemm_kernel(m: int, n: int, k: int, count: int = 1, e: int = 2) -> Kernel:
+    operands = (m * k * count * e, k * n * count * e, m * n * count * e)
+    return Kernel("g", m * n * k * count, sum(operands), Gemm(m, n, k, count), operands, e)
+
+
+@pytest.fixture(scope="module")
+def a100() -> DeviceSpec:
+    return preset("a100_sxm4_80gb")
+
+
+def test_real_gpus_select_the_gpu_model_and_the_paper_device_keeps_the_pe_array():
+    assert preset("a100_sxm4_80gb").compute_model == "gpu"
+    assert preset("h100_sxm5").compute_model == "gpu"
+    assert preset("table2").compute_model == "pe_array"
+
+
+def test_one_more_tile_than_the_sms_takes_a_second_wave(a100):
+    one_tile = dataclasses.replace(a100, gemm_tiles=((128, 128),))
+    full = gemm_seconds(one_tile, Gemm(128 * 108, 128, 4096), 2)  # 108 tiles: one wave
+    over = gemm_seconds(one_tile, Gemm(128 * 109, 128, 4096), 2)  # 109 tiles: two waves
+    assert over == pytest.approx(2 * full)
+    # one full wave runs at the large-GEMM ceiling
+    peak = a100.peak_macs_per_s * a100.gemm_efficiency
+    assert full == pytest.approx(128 * 108 * 128 * 4096 / peak)
+
+
+def test_a_large_gemm_runs_at_the_measured_ceiling(a100):
+    timing = kernel_time(a100, gemm_kernel(8192, 8192, 8192))
+    attained = timing.attained_macs_per_s / a100.peak_macs_per_s
+    assert attained == pytest.approx(a100.gemm_efficiency, rel=0.03)
+    assert attained <= a100.gemm_efficiency
+
+
+def test_efficiency_never_falls_as_a_small_dimension_grows(a100):
+    rates = []
+    for m in (16, 32, 64, 96, 128, 256, 512, 1024, 4096):
+        timing = kernel_time(a100, gemm_kernel(m, 16384, 8192))
+        rates.append(timing.attained_macs_per_s)
+    assert all(b >= a * 0.999 for a, b in zip(rates, rates[1:]))
+    assert rates[0] < 0.2 * rates[-1]  # 16 rows of a 128-row tile
+
+
+def test_tile_padding_wastes_the_padded_rows(a100):
+    # m = 64 pads to a 128-row tile: the same time as m = 128
+    assert gemm_seconds(a100, Gemm(64, 32768, 4096), 2) == pytest.approx(gemm_seconds(a100, Gemm(128, 32768, 4096), 2))
+
+
+def flash_kernels(seq: int, head_dim: int = 128, causal: bool = False):
+    heads = 48  # the benchmark's: batch 4 x 48 heads of 128
+    work = load_workload("gpt3_175b", [("layers", 1), ("hidden", heads * head_dim), ("heads", heads),
+                                       ("ffn", 4 * heads * head_dim), ("seq_len", seq), ("flash", True)])
+    layer = next(l for l in work.layers if l.attention is not None)
+    layer = dataclasses.replace(layer, attention=dataclasses.replace(layer.attention, causal=causal))
+    return layer.kernels("fwd", 4, 2)[0], layer.kernels("bwd", 4, 2)[0]
+
+
+@pytest.mark.parametrize("seq, fwd_tflops, bwd_tflops", [(2048, 618, 435), (4096, 628, 520)])
+def test_flashattention3_on_h100_matches_its_kernel_benchmark(seq, fwd_tflops, bwd_tflops):
+    # Points between the two the constants were fitted through (1k and 8k): tritonbench
+    # PRs 1254 and 1256, head dim 128, not causal. The two-constant curve and the wave
+    # fill (counted again here) leave it within 8%.
+    h100 = preset("h100_sxm5")
+    fwd, bwd = flash_kernels(seq)
+    for kernel, measured in ((fwd, fwd_tflops), (bwd, bwd_tflops)):
+        timing = kernel_time(h100, kernel)
+        assert 2 * kernel.macs / (timing.time_s - h100.launch_overhead) / 1e12 == pytest.approx(measured, rel=0.08)
+
+
+def test_causal_attention_visits_half_the_keys_so_runs_less_efficiently():
+    h100 = preset("h100_sxm5")
+    full = kernel_time(h100, flash_kernels(2048)[0])
+    causal = kernel_time(h100, flash_kernels(2048, causal=True)[0])
+    assert causal.time_s < full.time_s  # half the products
+    assert causal.attained_macs_per_s < full.attained_macs_per_s  # at the efficiency of 1k keys
+
+
+def test_attention_is_timed_by_the_devices_kernel():
+    # FlashAttention-2 on A100 forward reaches its 73% only at long sequences; H100's
+    # FlashAttention-3 has its own constants
+    fwd_a, _ = flash_kernels(16384)
+    a100 = preset("a100_sxm4_80gb")
+    assert kernel_time(a100, fwd_a).attained_macs_per_s / a100.peak_macs_per_s == pytest.approx(0.72, abs=0.02)
+    slower = dataclasses.replace(a100, attention_efficiency=(0.365, 0.25))
+    assert kernel_time(slower, fwd_a).time_s == pytest.approx(
+        2 * (kernel_time(a100, fwd_a).time_s - a100.launch_overhead - a100.hbm_latency)
+        + a100.launch_overhead + a100.hbm_latency)
+
+
+def test_every_kernel_pays_the_launch_overhead(a100):
+    quiet = dataclasses.replace(a100, launch_overhead=0.0)
+    for kernel in (gemm_kernel(4096, 4096, 4096), Kernel("norm", 0, 10**8, None, element_bytes=2)):
+        assert kernel_time(a100, kernel).time_s - kernel_time(quiet, kernel).time_s == pytest.approx(a100.launch_overhead)
+
+
+def test_memory_bound_kernels_stream_at_the_measured_bandwidth(a100):
+    timing = kernel_time(a100, Kernel("gelu", 0, 10**9, None, element_bytes=2))
+    assert timing.time_s == pytest.approx(1e9 / (a100.hbm_bw * a100.hbm_efficiency) + a100.hbm_latency
+                                          + a100.launch_overhead)
+
+
+def test_the_gpu_model_needs_the_sm_count():
+    doc = {**PRESETS["a100_sxm4_80gb"]}
+    del doc["sms"]
+    with pytest.raises(InputError, match="sms"):
+        build(DeviceSpec, doc, Where("hardware.yaml", "devices.x"))
+
+
+def test_the_megatron_table_loads_and_counts_flops_as_the_paper(tmp_path):
+    from mcdla.config.validation import read_validation
+    from mcdla.sweep.validate import iteration_flops
+
+    _, table = read_validation("megatron_a100")
+    assert len(table.rows) >= 4 and all(r.source.url and r.flops == "megatron" for r in table.rows)
+    # Narayanan et al. eq. (3) for the 1.7B row: 96 B s l h^2 (1 + s/6h + V/16lh),
+    # B = 512, s = 2048, l = 24, h = 2304, V = 51,200: 1.5467e16 FLOPs
+    assert iteration_flops(table.rows[0]) == pytest.approx(1.5467e16, rel=1e-3)
+    # Megatron-Core's count for its H100 1.7B row: 12 B s l h^2 (4 + 4 + V / 2lh), B = 192,
+    # s = 4096, l = 24, h = 2048, V = 131,072: 8.867e15 FLOPs (408.8 TFLOP/s x 48 GPUs
+    # is the README's 19.6 PFLOP/s: 0.452 s an iteration)
+    _, h100 = read_validation("megatron_h100")
+    assert iteration_flops(h100.rows[0]) == pytest.approx(8.867e15, rel=1e-3)
+
+
+def test_a_flops_row_without_its_formula_names_the_key(tmp_path):
+    from mcdla.config.validation import read_validation
+
+    path = tmp_path / "t.yaml"
+    path.write_text("""
+name: t
+description: d
+rows:
+  - quantity: q
+    kind: sim
+    args: {topology: single, workload: gpt2, batch: 1}
+    measure: flops_per_device
+    measured: 1e12
+    tolerance: 0.1
+    source: {title: s, url: u}
+""")
+    with pytest.raises(InputError, match="flops"):
+        read_validation(str(path))
+
+
+def test_compute_beside_a_running_collective_loses_the_nccl_sms(a100):
+    from mcdla.hw.gpu import sm_contended
+
+    assert a100.nccl_sms == 16
+    assert sm_contended(a100, 1.0) == pytest.approx(108 / 92)
+    assert sm_contended(preset("table2"), 1.0) == 1.0  # the paper's device: no NCCL kernels
+
+
+def test_overlapped_gradient_reductions_slow_the_backward_they_overlap():
+    from mcdla.run import simulate_point
+
+    point = {"topology": "dgx_a100", "workload": "gpt2", "batch": 16, "training.virtualization": False,
+             "training.bucket": "25 MiB"}
+    free = simulate_point({**point, "device.nccl_sms": 0})
+    held = simulate_point(point)
+    assert held["iteration_time_s"] > free["iteration_time_s"]
+    # never more than every compute second stretched by 108 / 92
+    assert held["iteration_time_s"] < free["iteration_time_s"] * 108 / 92
+
+
+def test_the_papers_design_keeps_its_number():
+    # `mcdla sim`'s default (MC-DLA(B), ResNet-34, data-parallel, batch 512) on the
+    # paper's PE array: 36.18 ms before and after the GPU model (README, docs/results.md)
+    from mcdla.run import simulate_point
+
+    result = simulate_point({"topology": "ring", "policy": "bw_aware", "workload": "resnet34", "batch": 512})
+    assert result["iteration_time_s"] == pytest.approx(0.0361809659555, rel=1e-9)
