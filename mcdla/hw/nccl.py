@@ -7,9 +7,16 @@ documentation):
 
 - a fixed cost per collective, ``base_latency_s`` (kernel launch and the
   synchronization of the ranks), by protocol;
-- a latency per ring step, ``hop_latency_s``, by protocol: the low-latency protocols
-  hand a piece to the next rank with a flag in the same store, so a step costs well
-  under a microsecond; Simple waits for a memory fence and a flag per chunk;
+- a latency per ring step, by protocol and by the hop's hardware: ``hop_latency_s``
+  over NVLink inside a machine, ``net_hop_latency_s`` over the network between
+  machines (NCCL's ``hwLat[NVLINK]`` and ``hwLat[NET]``). The low-latency protocols
+  hand a piece to the next rank with a flag in the same store, so an NVLink step costs
+  well under a microsecond; Simple waits for a memory fence and a flag per chunk; a
+  network step adds the NIC's post and completion. NCCL charges a ring of ``nNodes``
+  machines ``(nsteps - nInterSteps)`` NVLink steps and ``nInterSteps`` network steps
+  (``nInterSteps = 2 (nNodes - 1)`` for all-reduce), not the slowest hop every step;
+  mcdla sums each segment's own latency along the ring the same way
+  (:class:`mcdla.sim.collectives.RingCosts`);
 - a payload efficiency: LL stores 4 bytes of data with 4 bytes of flag (8-byte
   stores), LL128 120 of every 128 bytes; both use fewer threads per byte, which
   NCCL's model expresses as the fraction of the bus bandwidth each reaches (LL: 1/4
@@ -38,6 +45,7 @@ class Protocol:
     name: str
     base_latency_s: float  # per collective: launch and synchronization (tuning.cc baseLat, Ring)
     hop_latency_s: float  # per ring step over NVLink (tuning.cc hwLat[NVLINK][Ring])
+    net_hop_latency_s: float  # per ring step between machines (tuning.cc hwLat[NET][Ring])
     wire_factor: float  # bytes on the wire per byte of data (flags)
     bus_fraction: Mapping[str, float]  # op -> fraction of the ring's bandwidth reached (data bytes)
     max_channel_Bps: Mapping[str, float] | None = None  # op -> data rate cap per channel (ring)
@@ -49,17 +57,18 @@ class Protocol:
 _GB = 1e9
 PROTOCOLS: dict[str, Protocol] = {
     # LL: 8-byte stores of 4 data bytes and a 4-byte flag (NCCL docs, "LL protocol");
-    # tuning.cc: baseLat 3.6 us, hwLat NVLink 0.47 us, busBw x 1/4 (all-reduce) or 1/3.
-    "LL": Protocol("LL", 3.6e-6, 0.47e-6, 2.0, {"all_reduce": 1 / 4, "other": 1 / 3}),
+    # tuning.cc: baseLat 3.6 us, hwLat NVLink 0.47 us, NET 2.7 us, busBw x 1/4
+    # (all-reduce) or 1/3.
+    "LL": Protocol("LL", 3.6e-6, 0.47e-6, 2.7e-6, 2.0, {"all_reduce": 1 / 4, "other": 1 / 3}),
     # LL128: 128-byte lines of 120 data bytes and an 8-byte flag; tuning.cc: baseLat
-    # 10 us, hwLat NVLink 1.9 us, busBw x 0.92, ll128MaxBwPerCh (GB/s per channel):
-    # broadcast 18.8, all-gather 18.3, reduce-scatter 15.2, all-reduce 16.7.
-    "LL128": Protocol("LL128", 10.0e-6, 1.9e-6, 128 / 120, {"other": 0.92},
+    # 10 us, hwLat NVLink 1.9 us, NET 4.0 us, busBw x 0.92, ll128MaxBwPerCh (GB/s per
+    # channel): broadcast 18.8, all-gather 18.3, reduce-scatter 15.2, all-reduce 16.7.
+    "LL128": Protocol("LL128", 10.0e-6, 1.9e-6, 4.0e-6, 128 / 120, {"other": 0.92},
                       {"broadcast": 18.8 * _GB, "all_gather": 18.3 * _GB,
                        "reduce_scatter": 15.2 * _GB, "all_reduce": 16.7 * _GB}),
     # Simple: plain stores, a fence and a flag per chunk; tuning.cc: baseLat 8.4 us,
-    # hwLat NVLink 3.4 us, the whole bus bandwidth.
-    "Simple": Protocol("Simple", 8.4e-6, 3.4e-6, 1.0, {"other": 1.0}),
+    # hwLat NVLink 3.4 us, NET 9.6 us, the whole bus bandwidth.
+    "Simple": Protocol("Simple", 8.4e-6, 3.4e-6, 9.6e-6, 1.0, {"other": 1.0}),
 }
 
 

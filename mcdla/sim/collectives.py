@@ -175,9 +175,16 @@ class RingCosts:
 
     ``fixed_s`` is paid once per collective before any data moves (launch and
     synchronization); ``step_latency_s``, when set, is the least latency of a ring step
-    (a segment whose own latency is longer keeps it); every data byte puts
+    over a machine's own links and ``net_step_latency_s`` of one between machines (a
+    segment whose own latency is longer keeps it); every data byte puts
     ``wire_factor`` bytes on the wire; ``cap_Bps`` (ring name -> wire bytes/s) caps a
     ring's rate through a resource of its own, ``cap:<protocol>:<op>:<ring>``.
+
+    The paper's ring (no ``step_latency_s``) charges every step its slowest segment. A
+    library's ring pipelines chunks through the ranks, so a phase of ``p-1`` steps pays
+    each segment's own latency once, as NCCL's tuning model counts it: the ``p-1``
+    segments summed, the slowest one left out (``nsteps - nInterSteps`` machine steps
+    and ``nInterSteps`` network steps per phase, :mod:`mcdla.hw.nccl`).
     """
 
     protocol: str = ""
@@ -186,6 +193,7 @@ class RingCosts:
     step_latency_s: float | None = None
     wire_factor: float = 1.0
     cap_Bps: Mapping[str, float] = field(default_factory=dict)
+    net_step_latency_s: float | None = None
 
     def cap_id(self, ring: Ring) -> str:
         return f"cap:{self.protocol}:{self.op}:{ring.name}"
@@ -196,13 +204,25 @@ class RingCosts:
     def segment_latency_s(self, ring: Ring, i: int) -> float:
         if self.step_latency_s is None:
             return ring.latency_s[i]
-        return max(self.step_latency_s, ring.latency_s[i])
+        crosses = self.net_step_latency_s is not None and ring.leaves_node(i)
+        return max(self.net_step_latency_s if crosses else self.step_latency_s, ring.latency_s[i])
 
     def step_s(self, ring: Ring) -> float:
-        """The latency of a step of ``ring``: its slowest segment's (each segment's as
-        :meth:`segment_latency_s` gives it); a step needs the previous one's data."""
-        slowest = ring.max_latency_s  # cached: asked by every collective on the ring
-        return slowest if self.step_latency_s is None else max(self.step_latency_s, slowest)
+        """The mean latency of a step of ``ring`` (a phase of ``p-1`` steps pays ``p-1``
+        of it): the paper's ring its slowest segment's (a step needs the previous one's
+        data); a library's ring the ``p-1`` fastest segments' latencies summed (see the
+        class docstring), each as :meth:`segment_latency_s` gives it."""
+        if self.step_latency_s is None:
+            return ring.max_latency_s  # cached: asked by every collective on the ring
+        p = ring.size
+        if p == 1:
+            return 0.0
+
+        def mean() -> float:
+            each = [self.segment_latency_s(ring, i) for i in range(p)]
+            return (sum(each) - max(each)) / (p - 1)
+
+        return ring.memo(("pipelined step", self.step_latency_s, self.net_step_latency_s), mean)
 
     def path_s(self, ring: Ring, start: int = 0) -> float:
         """The summed latency of the p-1 segments of ``ring`` from position ``start``: a
@@ -510,7 +530,7 @@ class NcclAlgorithm(RingAlgorithm):
             ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
             caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps) * proto.wire_factor
         return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
-                         proto.wire_factor, caps)
+                         proto.wire_factor, caps, proto.net_hop_latency_s)
 
     def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
              reduce_Bps=None) -> tuple[RingCosts, float]:
