@@ -51,3 +51,47 @@ def test_the_paper_ring_still_charges_every_step_its_slowest_hop():
                 latency_s=(1e-6, 1e-6, 4e-6, 1e-6), node=("A", "A", "B", "B"))
     run = run_collective((ring,), {c: 50e9 for c in channels}, "all_reduce", 1.0, algorithm="ring")
     assert run.record.time_s == pytest.approx(6 * 4e-6, rel=1e-3)
+
+
+def test_ll128s_per_channel_cap_makes_a_4_mib_all_reduce_switch_to_simple():
+    """Issue 22. On a DGX-1V's 6 NVLink rings LL128 would stream at 0.92 x 24.2 GB/s
+    per ring; NCCL caps it at 16.7 GB/s per channel for all-reduce (ll128MaxBwPerCh),
+    so at 4 MiB Simple is already faster, and an LL128 all-reduce never exceeds
+    6 x 16.7 GB/s of ring bandwidth: busbw = algbw x 2(p-1)/p <= 100.2 GB/s."""
+    from mcdla.hw.collective_model import busbw_Bps
+    from mcdla.hw.topology import load_topology
+
+    topo = load_topology("dgx1v")
+    nccl = COLLECTIVES.get("nccl")()
+    assert nccl.costs_for("all_reduce", 4 * 2**20, topo.rings, topo.capacities()).protocol == "Simple"
+    ll128 = nccl.protocol_costs("LL128", "all_reduce", topo.rings, topo.capacities())
+    t = nccl.costed_time_s(ll128, "all_reduce", 2**30, topo.rings, topo.capacities(), 4e3, None)
+    assert busbw_Bps("all_reduce", 2**30, t, 8) <= 6 * 16.7e9
+    assert busbw_Bps("all_reduce", 2**30, t, 8) > 0.95 * 6 * 16.7e9  # the cap binds, nothing else
+
+
+@pytest.mark.parametrize("topology", ["dgx1v", "dgx_a100", "dgx_h100"])
+@pytest.mark.parametrize("op", ["all_reduce", "all_gather", "reduce_scatter", "broadcast"])
+@pytest.mark.parametrize("size", [1e3, 4e6, 1e9])
+def test_nccl_costs_at_least_the_ideal_ring_and_its_protocols_base_latency(topology, op, size):
+    """Checked against the paper's ring, not against NCCL's own closed form: a library
+    adds costs to the same rings (the picked protocol's base latency at least), and takes
+    at most the ring's time slowed by the protocol's bandwidth fraction and flag bytes,
+    plus its base latency and a network hop latency (9.6 us) per step. (One machine: across
+    machines NCCL's summed hop latencies are below the paper's slowest-hop-every-step.)"""
+    from mcdla.hw.nccl import PROTOCOLS
+    from mcdla.hw.topology import load_topology
+
+    topo = load_topology(topology)
+    rings, caps = topo.rings, topo.capacities()
+    ideal = COLLECTIVES.get("ring")().time_s(op, size, rings, caps)
+    nccl = COLLECTIVES.get("nccl")()
+    proto = PROTOCOLS[nccl.costs_for(op, size, rings, caps).protocol]
+    t = nccl.time_s(op, size, rings, caps)
+    assert t >= ideal + proto.base_latency_s
+    slowest = proto.wire_factor / min(proto.fraction(op), 0.92 if proto.max_channel_Bps else 1.0)
+    if proto.max_channel_Bps:  # the per-channel cap may bind below the fraction
+        ring_Bps = min(min(caps[c] for c in r.channels) for r in rings)
+        slowest = max(slowest, proto.wire_factor * ring_Bps / proto.max_channel_Bps[op])
+    steps = 2 * (rings[0].size - 1)
+    assert t <= ideal * slowest + proto.base_latency_s + steps * 9.6e-6
