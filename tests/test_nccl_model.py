@@ -62,7 +62,7 @@ def test_ll128s_per_channel_cap_makes_a_4_mib_all_reduce_switch_to_simple():
     from mcdla.hw.topology import load_topology
 
     topo = load_topology("dgx1v")
-    nccl = COLLECTIVES.get("nccl")()
+    nccl = COLLECTIVES.get("nccl")()  # no NVLS on a DGX-1V: the ring's protocols
     assert nccl.costs_for("all_reduce", 4 * 2**20, topo.rings, topo.capacities()).protocol == "Simple"
     ll128 = nccl.protocol_costs("LL128", "all_reduce", topo.rings, topo.capacities())
     t = nccl.costed_time_s(ll128, "all_reduce", 2**30, topo.rings, topo.capacities(), 4e3, None)
@@ -85,7 +85,7 @@ def test_nccl_costs_at_least_the_ideal_ring_and_its_protocols_base_latency(topol
     topo = load_topology(topology)
     rings, caps = topo.rings, topo.capacities()
     ideal = COLLECTIVES.get("ring")().time_s(op, size, rings, caps)
-    nccl = COLLECTIVES.get("nccl")()
+    nccl = COLLECTIVES.get("nccl_ring")()
     proto = PROTOCOLS[nccl.costs_for(op, size, rings, caps).protocol]
     t = nccl.time_s(op, size, rings, caps)
     assert t >= ideal + proto.base_latency_s
@@ -95,3 +95,37 @@ def test_nccl_costs_at_least_the_ideal_ring_and_its_protocols_base_latency(topol
         slowest = max(slowest, proto.wire_factor * ring_Bps / proto.max_channel_Bps[op])
     steps = 2 * (rings[0].size - 1)
     assert t <= ideal * slowest + proto.base_latency_s + steps * 9.6e-6
+
+
+def test_nccl_picks_nvls_on_nvswitch_gen3_from_a_few_mib_and_the_ring_below():
+    """DGX H100 (NVSwitch gen3 reduces): NVLS's 25 us latency loses to the ring's LL for
+    small messages; its halved NVLink traffic wins for large ones. DGX A100's NVSwitch
+    gen2 has no reduction engine: the ring at every size."""
+    from mcdla.hw.topology import load_topology
+
+    h100 = load_topology("dgx_h100")
+    small = run_collective(h100.rings, h100.capacities(), "all_reduce", 8.0, algorithm="nccl").record
+    large = run_collective(h100.rings, h100.capacities(), "all_reduce", 2.0**30, algorithm="nccl").record
+    assert small.protocol == "LL" and small.algorithm == ""
+    assert large.algorithm == "nvls"
+    a100 = load_topology("dgx_a100")
+    assert run_collective(a100.rings, a100.capacities(), "all_reduce", 2.0**30,
+                          algorithm="nccl").record.protocol == "Simple"
+
+
+def test_nvls_reaches_nccls_fraction_of_the_in_switch_rate():
+    """1 GiB all-reduce on DGX H100: NVLS's data rate is nvlsEfficiency 0.85 x 15/16
+    channels of the in-switch algorithm's link-limited rate (tuning.cc, nvls.cc), plus
+    its 25 us latency; broadcast is never NVLS (NCCL runs it on the ring)."""
+    from mcdla.hw.topology import load_topology
+
+    topo = load_topology("dgx_h100")
+    rings, caps = topo.rings, topo.capacities()
+    size = 2.0**30
+    ideal = COLLECTIVES.get("in_switch")().time_s("all_reduce", size, rings, caps)
+    nvls = COLLECTIVES.get("nvls")().time_s("all_reduce", size, rings, caps)
+    assert nvls - 25e-6 == pytest.approx(ideal / (0.85 * 15 / 16), rel=2e-3)
+    nccl = COLLECTIVES.get("nccl")()
+    assert nccl.time_s("all_reduce", size, rings, caps) == nvls
+    assert nccl.time_s("broadcast", size, rings, caps) == COLLECTIVES.get("nccl_ring")().time_s(
+        "broadcast", size, rings, caps)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps"]
+__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,21 @@ def ring_cap_Bps(protocol: Protocol, op: str, ring_Bps: float) -> float:
         cap = min(cap, protocol.max_channel_Bps.get(op, cap))
     return cap
 
+
+
+# NVLS (NVLink SHARP): the NVSwitch reduces and multicasts (mcdla's ``in_switch``), one
+# protocol (Simple). From NCCL 2.30.7's src/graph/tuning.cc and src/transport/nvls.cc:
+# - latency: baseLat 0 and hwLat[NVLINK][NVLS][Simple] 25 us, paid once per collective
+#   (NCCL's latency for NVLS is intraLat alone, not per step);
+NVLS_LATENCY_S = 25e-6
+# - nvlsEfficiency[Hopper] 0.85 (Blackwell 0.74: no mcdla design runs nccl on NVLink 5);
+NVLS_EFFICIENCY = 0.85
+# - NVLS_NCHANNELS_SM90 16 channels, of which NCCL's model counts (nCh-1)/nCh as moving
+#   data (busBw = nCh x bwIntra x nvlsEfficiency x (nCh-1)/nCh).
+NVLS_CHANNELS = 16
+
+
+def nvls_fraction() -> float:
+    """The fraction of the in-switch algorithm's link-limited rate NVLS reaches (NCCL's
+    model: the efficiency and the one channel of ``NVLS_CHANNELS`` that moves no data)."""
+    return NVLS_EFFICIENCY * (NVLS_CHANNELS - 1) / NVLS_CHANNELS

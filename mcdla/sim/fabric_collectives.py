@@ -63,7 +63,7 @@ from mcdla.sim.collectives import (
     check_request,
 )
 
-__all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "TreeAlgorithm",
+__all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "NvlsAlgorithm", "TreeAlgorithm",
            "HierarchicalAlgorithm"]
 
 @dataclass(frozen=True)
@@ -99,6 +99,14 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         """Every piece a rank or the switch sends: (bytes, channels it crosses); root 0."""
         raise NotImplementedError
 
+    def fixed_s(self, op: str, rings: Sequence[Ring]) -> float:
+        """Paid once before any data moves (a library's launch and base latency): none."""
+        return 0.0
+
+    def caps(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> dict[str, float]:
+        """Rate caps of the algorithm's own (resource id -> bytes/s) its flows cross: none."""
+        return {}
+
     # -- shared machinery ------------------------------------------------------------
 
     def _validate(self, op, rings, size_bytes, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0):
@@ -125,6 +133,8 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             known = unit_cache[(names, op in REDUCING, reduce_Bps)] = (units, tuple(units))
         units = known[0]
         net.add_resources(known[1], reduce_Bps)  # once per network
+        for cap, cap_Bps in self.caps(op, rings, net.capacities_Bps).items():
+            net.add_resource(cap, cap_Bps, copies)  # one per alike group's ring
         size_bytes = float(size_bytes)
         if net.lumped and op != "broadcast":
             # With rank symmetry a run's collectives are planned once per (op, rings) for a
@@ -161,6 +171,9 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         the alike groups of ranks they stand for)."""
         start_s = env.now
         flows = [0]
+        fixed_s = self.fixed_s(op, rings) if size_bytes > 0 and rings[0].size > 1 else 0.0
+        if fixed_s > 0:
+            yield env.timeout(fixed_s)
 
         def one_ring(phases):
             for phase in phases:
@@ -186,7 +199,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
         self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
         units = self._units(op, rings, reduce_Bps)
-        caps = {**capacities_Bps, **units}
+        caps = {**capacities_Bps, **units, **self.caps(op, rings, capacities_Bps)}
         plans = self._plans(op, rings, float(size_bytes), 0, units, capacities_Bps, chunk_bytes)
         totals = [0.0 for _ in rings]
         for k in range(max((len(plan) for plan in plans), default=0)):
@@ -198,7 +211,8 @@ class PhasedAlgorithm(CollectiveAlgorithm):
                 ends[r] = max(ends.get(r, 0.0), f.latency_s + f.size_bytes / rates[(r, j)])
             for r, end in ends.items():
                 totals[r] += end
-        return max(totals, default=0.0)
+        slowest = max(totals, default=0.0)
+        return self.fixed_s(op, rings) + slowest if slowest > 0 else 0.0
 
     def channel_bytes(self, op, size_bytes, rings):
         carried: dict[str, float] = {}
@@ -310,6 +324,43 @@ class InSwitchAlgorithm(PhasedAlgorithm):
                 yield share / p, (ring.down(j),)  # its reduced piece
             else:
                 yield from ((share / p, (ring.down(j),)) for i in range(p) if i != j)  # each other's piece
+
+
+@COLLECTIVES.register("nvls")
+class NvlsAlgorithm(InSwitchAlgorithm):
+    """NCCL's NVLS: the in-switch algorithm with NCCL's costs (:mod:`mcdla.hw.nccl`): the
+    host's launch and NVLS's latency once per collective, and every flow at most
+    :func:`~mcdla.hw.nccl.nvls_fraction` of its idle path's rate (a cap of its own,
+    ``cap:NVLS:<ring>:<flow>``)."""
+
+    name = "nvls"
+
+    def fixed_s(self, op, rings):
+        from mcdla.hw.nccl import NVLS_LATENCY_S
+
+        return self.launch_s + NVLS_LATENCY_S
+
+    @staticmethod
+    def _cap_id(ring: Ring, j: int) -> str:
+        return f"cap:NVLS:{ring.name}:{j}"
+
+    def _plain(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        return super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        return [[Flow(f.size_bytes, f.path + (self._cap_id(ring, j),), f.latency_s) for j, f in enumerate(phase)]
+                for phase in self._plain(op, ring, share, root, units, capacities_Bps, chunk_bytes)]
+
+    def caps(self, op, rings, capacities_Bps):
+        from mcdla.hw.nccl import nvls_fraction
+
+        caps = {}
+        for ring in rings:
+            if ring.size > 1:  # the paths do not depend on the share or the root
+                for phase in self._plain(op, ring, 1.0, 0, {}, capacities_Bps, DEFAULT_CHUNK_BYTES):
+                    for j, f in enumerate(phase):
+                        caps[self._cap_id(ring, j)] = nvls_fraction() * bottleneck_Bps(f.path, capacities_Bps)
+        return caps
 
 
 def _trees(p: int) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
