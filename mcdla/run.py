@@ -223,7 +223,8 @@ def _ring_link() -> tuple[float, float]:
 
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
-                        algorithm: str | None = None, launch_serial: Any = 1) -> dict[str, Any]:
+                        algorithm: str | None = None, launch_serial: Any = 1,
+                        sets: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
     """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
 
     The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
@@ -231,7 +232,8 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     errors are the command's (``--size``), which are also the sweep point's keys.
     ``launch_serial`` devices have their kernels launched one after another by one host
     thread (nccl-tests ``-g N``): the launch cost is that many times the topology
-    device's ``launch_overhead`` (a --ring has no device: no launch cost).
+    device's ``launch_overhead`` (a --ring has no device: no launch cost). ``sets``
+    override the topology's keys (``--set``).
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
@@ -243,6 +245,9 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     size_bytes = _quantity(size, "size", "--size", positive=False)
     chunk_bytes = DEFAULT_CHUNK_BYTES if chunk is None else _quantity(chunk, "size", "--chunk", positive=True)
     if ring is not None:
+        if sets:
+            raise InputError("only applies to --topology; --ring sets its links with --link-bw/--link-latency",
+                             key="--set")
         ring = check_option(int, ring, "--ring")
         if ring < 2:
             raise InputError(f"a ring needs at least 2 devices, got {ring}", key="--ring")
@@ -261,7 +266,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
                 raise InputError("only applies to --ring; a topology sets its own links", key=option)
         from mcdla.hw.topology import load_topology
 
-        topo = load_topology(topology)
+        topo = load_topology(topology, sets)
         if not topo.rings:
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
         rings, capacities, name, also = topo.rings, topo.capacities(), topo.name, topo.nic_ports

@@ -42,21 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--chunk", metavar="SIZE", help="pipelining chunk size (default: 4 KB)")
     parser.add_argument("--algorithm", metavar="NAME",
-                        help="collective algorithm: ring (ideal, the paper's) or nccl (NCCL's protocols "
-                        "and latencies); default: the topology's, else ring")
+                        help="collective algorithm: ring (ideal, the paper's), nccl (NCCL's tuner: ring "
+                        "protocols, NVLS, its tree across machines), nccl_ring (NVLS off), ...; "
+                        "default: the topology's, else ring")
     parser.add_argument("--launch-serial", type=int, default=1, metavar="N",
                         help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
                         "(the launch cost is N x the device's launch_overhead; default 1)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="--topology: override a topology key, e.g. generator.nodes=2 (repeatable)")
     add_format_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mcdla.cli.output import emit
+    from mcdla.config.loader import parse_set
     from mcdla.run import simulate_collective
 
     emit(simulate_collective(args.op, args.size, ring=args.ring, topology=args.topology,
                              link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
-                             algorithm=args.algorithm, launch_serial=args.launch_serial),
+                             algorithm=args.algorithm, launch_serial=args.launch_serial,
+                             sets=[parse_set(item) for item in args.sets]),
          args)
     return 0

@@ -46,7 +46,7 @@ MEASURES: dict[str, tuple[str, str]] = {
 
 
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
-ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring"),
+ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring", "set"),
         "sim": ("topology", "workload", "batch", "parallel", "policy", "device", "set")}
 
 
@@ -109,6 +109,9 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
             if unknown:
                 raise at.child(part).child(str(unknown[0])).error(
                     f"unknown key; a {row.kind} row takes {', '.join(ARGS[row.kind])}")
+        for part, args in (("args", row.args), ("baseline", row.baseline)):
+            if "set" in args and not isinstance(args["set"], dict):
+                raise at.child(part).child("set").error("expected a mapping of dotted keys to values")
         if row.measure in ("overhead", "scaling") and not row.baseline:
             raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
         if row.kind == "collective" and row.measure not in ("busbw", "time"):

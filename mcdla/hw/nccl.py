@@ -35,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction"]
+__all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
+           "tree_latency_s"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,19 @@ def nvls_fraction() -> float:
     """The fraction of the in-switch algorithm's link-limited rate NVLS reaches (NCCL's
     model: the efficiency and the one channel of ``NVLS_CHANNELS`` that moves no data)."""
     return NVLS_EFFICIENCY * (NVLS_CHANNELS - 1) / NVLS_CHANNELS
+
+
+# NCCL's tree across machines (Simple): a chain inside each machine, a double binary tree
+# between them, reduction up and broadcast down pipelined in chunks. Its latency in NCCL
+# 2.30.7's tuning.cc: baseLat[Tree][Simple] 8.4 us + 2 x ((ppn - 1) x
+# hwLat[NVLINK][Tree][Simple] 4.0 us + log2i(nNodes) x hwLat[NET][Tree][Simple] 14 us).
+TREE_BASE_LATENCY_S = 8.4e-6
+TREE_NVLINK_HOP_S = 4.0e-6
+TREE_NET_HOP_S = 14e-6
+
+
+def tree_latency_s(ranks_per_node: int, nodes: int) -> float:
+    """NCCL's modelled latency of a tree all-reduce (Simple) over ``nodes`` machines of
+    ``ranks_per_node`` ranks each."""
+    log2i = max(nodes, 1).bit_length() - 1  # NCCL's log2i: floor(log2)
+    return TREE_BASE_LATENCY_S + 2 * ((ranks_per_node - 1) * TREE_NVLINK_HOP_S + log2i * TREE_NET_HOP_S)

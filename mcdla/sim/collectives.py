@@ -603,19 +603,30 @@ def _named(process, algorithm: str):
 class NcclTunedAlgorithm(NcclAlgorithm):
     """NCCL as it runs by default: its tuner weighs the ring's protocols against NVLS
     (the NVSwitch reduces: NVLink SHARP, on a switch with a reduction engine) for
-    all-reduce, reduce-scatter and all-gather, and picks the fastest for the size."""
+    all-reduce, reduce-scatter and all-gather on one machine, and against its tree
+    across machines (``nccl_tree``: rings cut into switch domains) for all-reduce, and
+    picks the fastest for the size."""
 
     NVLS_OPS = ("all_reduce", "reduce_scatter", "all_gather")
 
+    def _member(self, name):
+        return self.__dict__.get(name) or self.__dict__.setdefault(name, COLLECTIVES.get(name)(self.launch_s))
+
     def others(self, op, rings, capacities_Bps):
-        if op not in self.NVLS_OPS:
-            return []
-        nvls = self.__dict__.get("_nvls") or self.__dict__.setdefault("_nvls", COLLECTIVES.get("nvls")(self.launch_s))
-        try:
-            nvls.check(op, rings, capacities_Bps)
-        except InputError:
-            return []  # rings not on one switch with a reduction engine: no NVLS
-        return [nvls]
+        from mcdla.sim.fabric_collectives import spans_domains
+
+        found = []
+        for name, ops in (("nvls", self.NVLS_OPS), ("nccl_tree", ("all_reduce",))):
+            if op not in ops:
+                continue
+            algorithm = self._member(name)
+            try:
+                algorithm.check(op, rings, capacities_Bps)
+            except InputError:
+                continue  # NVLS: not one switch with a reduction engine; tree: no domains
+            if name == "nvls" or spans_domains(rings):
+                found.append(algorithm)
+        return found
 
 
 # The switch algorithms (direct, in_switch, tree, hierarchical) register themselves; they

@@ -64,7 +64,7 @@ from mcdla.sim.collectives import (
 )
 
 __all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "NvlsAlgorithm", "TreeAlgorithm",
-           "HierarchicalAlgorithm"]
+           "HierarchicalAlgorithm", "NcclTreeAlgorithm"]
 
 @dataclass(frozen=True)
 class Flow:
@@ -192,11 +192,9 @@ class PhasedAlgorithm(CollectiveAlgorithm):
     def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                reduce_Bps=None):
         """Phase by phase on idle links, every ring in the same phase at once: each flow
-        at its max-min fair rate, a phase ending with its slowest flow (exact: the flows
-        that share a resource carry equal bytes, so none speeds up before it ends); the
-        collective ends with its slowest ring."""
-        from mcdla.hw.maxmin import max_min_rates
-
+        at its max-min fair rate until one ends, then the rest at their new rates
+        (:func:`_ends`), a phase ending with its slowest flow; the collective ends with its
+        slowest ring."""
         self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
         units = self._units(op, rings, reduce_Bps)
         caps = {**capacities_Bps, **units, **self.caps(op, rings, capacities_Bps)}
@@ -205,10 +203,10 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         for k in range(max((len(plan) for plan in plans), default=0)):
             flows = {(r, j): f for r, plan in enumerate(plans) if k < len(plan)
                      for j, f in enumerate(plan[k]) if f.size_bytes > 0}
-            rates = max_min_rates({key: f.path for key, f in flows.items()}, caps)
+            finish = _ends(flows, caps)
             ends: dict[int, float] = {}
             for (r, j), f in flows.items():
-                ends[r] = max(ends.get(r, 0.0), f.latency_s + f.size_bytes / rates[(r, j)])
+                ends[r] = max(ends.get(r, 0.0), f.latency_s + finish[(r, j)])
             for r, end in ends.items():
                 totals[r] += end
         slowest = max(totals, default=0.0)
@@ -224,6 +222,26 @@ class PhasedAlgorithm(CollectiveAlgorithm):
                 for channel in channels:
                     carried[channel] = carried.get(channel, 0.0) + size
         return carried
+
+
+def _ends(flows: Mapping, caps: Mapping[str, float]) -> dict:
+    """When each of ``flows`` (key -> Flow, started together on idle links) has moved its
+    bytes: max-min fair rates, solved again each time a flow ends and frees its share (one
+    solve where flows that share a resource carry equal bytes, as in most phases)."""
+    from mcdla.hw.maxmin import max_min_rates
+
+    left = {key: f.size_bytes for key, f in flows.items()}
+    now, ends = 0.0, {}
+    while left:
+        rates = max_min_rates({key: flows[key].path for key in left}, caps)
+        step = min(left[key] / rates[key] for key in left)
+        now += step
+        for key in list(left):
+            left[key] -= rates[key] * step
+            if left[key] <= 1e-12 * flows[key].size_bytes:
+                ends[key] = now
+                del left[key]
+    return ends
 
 
 def _via_switch(ring: Ring, i: int, j: int, home: bool = False) -> tuple[str, str]:
@@ -467,6 +485,12 @@ def _from_holders(ring: Ring, dom: _Domains, k: int) -> Iterator[tuple[str, str]
         yield from (_via_switch(ring, holder, i, home=True) for i in members if i != holder)
 
 
+def spans_domains(rings: Sequence[Ring]) -> bool:
+    """Whether ``rings`` (already checked by the hierarchical algorithm) cross from one
+    switch domain to another (machines joined by a network or a second switch level)."""
+    return any(ring.size > 1 and len(_domains(ring).ranks) > 1 for ring in rings)
+
+
 def _refuse(ring: Ring, why: str) -> InputError:
     return InputError(f"hierarchical needs {why}; ring {ring.name!r} is not so", key="execution.collective")
 
@@ -616,3 +640,29 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
         if op in GATHERING:
             yield from cross
             yield from intra
+
+
+@COLLECTIVES.register("nccl_tree")
+class NcclTreeAlgorithm(HierarchicalAlgorithm):
+    """The hierarchical algorithm as NCCL pipelines it across machines: the intra-domain
+    reduce-scatter, the cross-domain all-reduce and the intra-domain all-gather run at
+    once on successive chunks, not one after another, so the slowest of them sets the
+    pace (one phase of all their flows; the bytes and channels are the hierarchical
+    algorithm's). Its latency is NCCL's tree's (:func:`~mcdla.hw.nccl.tree_latency_s`)
+    with the host's launch, paid once, in place of the links' (NCCL's hop latencies
+    include the wire). Broadcast runs as the hierarchical algorithm's, after the same
+    fixed cost."""
+
+    name = "nccl_tree"
+
+    def fixed_s(self, op, rings):
+        from mcdla.hw.nccl import tree_latency_s
+
+        dom = _domains(rings[0])
+        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks))
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        phases = super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
+        if op == "broadcast":
+            return phases
+        return [[Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]] if phases else []

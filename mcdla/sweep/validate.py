@@ -56,7 +56,8 @@ def run_row(row: ValidationRow) -> float:
         result = simulate_collective(row.args.get("op", "all_reduce"), row.args.get("size"),
                                      topology=row.args.get("topology"), ring=row.args.get("ring"),
                                      algorithm=row.args.get("algorithm"),
-                                     launch_serial=row.args.get("launch_serial", 1))
+                                     launch_serial=row.args.get("launch_serial", 1),
+                                     sets=list((row.args.get("set") or {}).items()))
         return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
     result = _sim(row.args)
     if row.measure == "iteration_time":
