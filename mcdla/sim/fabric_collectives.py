@@ -63,8 +63,8 @@ from mcdla.sim.collectives import (
     check_request,
 )
 
-__all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "NvlsAlgorithm", "TreeAlgorithm",
-           "HierarchicalAlgorithm", "NcclTreeAlgorithm"]
+__all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "TreeAlgorithm",
+           "HierarchicalAlgorithm", "spans_domains"]
 
 @dataclass(frozen=True)
 class Flow:
@@ -344,43 +344,6 @@ class InSwitchAlgorithm(PhasedAlgorithm):
                 yield from ((share / p, (ring.down(j),)) for i in range(p) if i != j)  # each other's piece
 
 
-@COLLECTIVES.register("nvls")
-class NvlsAlgorithm(InSwitchAlgorithm):
-    """NCCL's NVLS: the in-switch algorithm with NCCL's costs (:mod:`mcdla.hw.nccl`): the
-    host's launch and NVLS's latency once per collective, and every flow at most
-    :func:`~mcdla.hw.nccl.nvls_fraction` of its idle path's rate (a cap of its own,
-    ``cap:NVLS:<ring>:<flow>``)."""
-
-    name = "nvls"
-
-    def fixed_s(self, op, rings):
-        from mcdla.hw.nccl import NVLS_LATENCY_S
-
-        return self.launch_s + NVLS_LATENCY_S
-
-    @staticmethod
-    def _cap_id(ring: Ring, j: int) -> str:
-        return f"cap:NVLS:{ring.name}:{j}"
-
-    def _plain(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
-        return super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
-
-    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
-        return [[Flow(f.size_bytes, f.path + (self._cap_id(ring, j),), f.latency_s) for j, f in enumerate(phase)]
-                for phase in self._plain(op, ring, share, root, units, capacities_Bps, chunk_bytes)]
-
-    def caps(self, op, rings, capacities_Bps):
-        from mcdla.hw.nccl import nvls_fraction
-
-        caps = {}
-        for ring in rings:
-            if ring.size > 1:  # the paths do not depend on the share or the root
-                for phase in self._plain(op, ring, 1.0, 0, {}, capacities_Bps, DEFAULT_CHUNK_BYTES):
-                    for j, f in enumerate(phase):
-                        caps[self._cap_id(ring, j)] = nvls_fraction() * bottleneck_Bps(f.path, capacities_Bps)
-        return caps
-
-
 def _trees(p: int) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
     """Parents of positions 0..p-1 in the two trees: a heap-ordered binary tree rooted at
     0, and its mirror (position i as p-1-i), whose inner positions are the first's leaves."""
@@ -640,29 +603,3 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
         if op in GATHERING:
             yield from cross
             yield from intra
-
-
-@COLLECTIVES.register("nccl_tree")
-class NcclTreeAlgorithm(HierarchicalAlgorithm):
-    """The hierarchical algorithm as NCCL pipelines it across machines: the intra-domain
-    reduce-scatter, the cross-domain all-reduce and the intra-domain all-gather run at
-    once on successive chunks, not one after another, so the slowest of them sets the
-    pace (one phase of all their flows; the bytes and channels are the hierarchical
-    algorithm's). Its latency is NCCL's tree's (:func:`~mcdla.hw.nccl.tree_latency_s`)
-    with the host's launch, paid once, in place of the links' (NCCL's hop latencies
-    include the wire). Broadcast runs as the hierarchical algorithm's, after the same
-    fixed cost."""
-
-    name = "nccl_tree"
-
-    def fixed_s(self, op, rings):
-        from mcdla.hw.nccl import tree_latency_s
-
-        dom = _domains(rings[0])
-        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks))
-
-    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
-        phases = super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
-        if op == "broadcast":
-            return phases
-        return [[Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]] if phases else []
