@@ -115,7 +115,7 @@ def test_closed_form_holds_when_the_shared_reduction_units_bind(name, op, design
     closed = algorithm.time_s(op, 16e6, rings, caps, reduce_Bps=10e9)
     assert process.value.time_s == pytest.approx(closed, rel=1e-9)
     free = algorithm.time_s(op, 16e6, rings, caps)
-    if name in ("in_switch", "nvls"):
+    if name in ("in_switch", "nvls", "nvls_tree"):
         assert closed == free  # the switch reduces, not the devices
     else:
         assert closed > free * 1.5  # the units, not the links, set the reduce-scatter's pace

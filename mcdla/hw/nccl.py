@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
-           "tree_latency_s"]
+           "tree_latency_s", "nvls_tree_latency_s"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,16 @@ def tree_latency_s(ranks_per_node: int, nodes: int) -> float:
     ``ranks_per_node`` ranks each."""
     log2i = max(nodes, 1).bit_length() - 1  # NCCL's log2i: floor(log2)
     return TREE_BASE_LATENCY_S + 2 * ((ranks_per_node - 1) * TREE_NVLINK_HOP_S + log2i * TREE_NET_HOP_S)
+
+
+# NVLS-tree: NVLS inside each machine, a tree between them (Simple). NCCL 2.30.7's
+# tuning.cc: baseLat 0, latency hwLat[NVLINK][NVLSTree] 25 us + 2 x log2i(nNodes) x
+# hwLat[NET][NVLSTree] 20.9 us (NCCL adds its graph's latencyInter, unknown here).
+NVLS_TREE_NVLINK_S = 25e-6
+NVLS_TREE_NET_HOP_S = 20.9e-6
+
+
+def nvls_tree_latency_s(nodes: int) -> float:
+    """NCCL's modelled latency of an NVLS-tree all-reduce over ``nodes`` machines."""
+    log2i = max(nodes, 1).bit_length() - 1
+    return NVLS_TREE_NVLINK_S + 2 * log2i * NVLS_TREE_NET_HOP_S

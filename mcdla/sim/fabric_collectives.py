@@ -426,6 +426,7 @@ class _Domains:
     cross: Mapping[tuple[int, int], tuple[str, ...]]
     intra_s: float
     cross_s: float
+    hubs: tuple[str, ...] = ()  # each domain's own fabric switch ("" for a domain of one rank)
 
     def place(self, i: int) -> tuple[int, int]:
         """(domain, group) of ring position ``i``."""
@@ -472,7 +473,8 @@ def _cut_domains(ring: Ring) -> _Domains:
     cuts = [i for i in range(p) if not through[i] or through[i] == exits[i]]
     cut = set(cuts)  # asked of every rank
     if not cuts:  # one switch: one domain, no groups to cross
-        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0)
+        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0,
+                        (ring.hub,))
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
     domains: list[list[int]] = [[]]
@@ -525,7 +527,7 @@ def _cut_domains(ring: Ring) -> _Domains:
                 cross[(j, k)] = (out,) + tuple(segment[1:-1]) + (into,)
     intra = [ring.latency_s[i] for i in range(p) if i not in cut]
     return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
-                    max(ring.latency_s[i] for i in cuts))
+                    max(ring.latency_s[i] for i in cuts), tuple(hubs))
 
 
 @COLLECTIVES.register("hierarchical")
@@ -569,17 +571,25 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
         phases = []
         if op in REDUCING:
             if intra:
-                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=True, home=True)
-                               for m in dom.ranks])
+                phases.append(self._intra(ring, dom, share, units, reduce=True))
             if d > 1:
                 phases.append(cross(reduce=True))
         if op in GATHERING:
             if d > 1:
                 phases.append(cross(reduce=False))
             if intra:
-                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=False, home=True)
-                               for m in dom.ranks])
+                phases.append(self._intra(ring, dom, share, units, reduce=False))
         return phases
+
+    def _intra(self, ring: Ring, dom: _Domains, share: float, units, reduce: bool) -> list[Flow]:
+        """The intra-domain reduce-scatter (``reduce``) or all-gather of every domain at
+        once: each rank's piece to each other rank of its domain over their switch."""
+        q = len(dom.ranks[0])
+        return [_exchange(ring, m, share / q, units, dom.intra_s, reduce=reduce, home=True) for m in dom.ranks]
+
+    def _intra_pieces(self, ring: Ring, dom: _Domains, share: float, reduce: bool) -> list:
+        q = len(dom.ranks[0])
+        return [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
 
     def pieces(self, op, ring, share):
         dom = _domains(ring)
@@ -591,15 +601,14 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 yield share, dom.group_path(k0, j0 + step, 1)
             yield from ((share, via) for via in _from_holders(ring, dom, k0))  # then through each domain
             return
-        intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
         # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
         # rank per phase (reduce-scatter, then all-gather), summed per rank (listed per
         # step, the pieces were quadratic in the domains).
         cross = [((d - 1) * (piece / d), dom.group_path(k, j, 1))
                  for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
         if op in REDUCING:
-            yield from intra
+            yield from self._intra_pieces(ring, dom, share, reduce=True) if q > 1 else ()
             yield from cross
         if op in GATHERING:
             yield from cross
-            yield from intra
+            yield from self._intra_pieces(ring, dom, share, reduce=False) if q > 1 else ()

@@ -8,7 +8,8 @@ from its own tuning model (:mod:`mcdla.hw.nccl`):
   with NVLS off (``NCCL_NVLS_ENABLE=0``) or ``NCCL_ALGO=Ring``.
 - ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency.
 - ``nccl_tree``: the hierarchical algorithm pipelined across machines, with NCCL's tree
-  latency.
+  latency; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
+  reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
 - ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
 """
 
@@ -19,7 +20,7 @@ from itertools import chain
 
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import bottleneck_Bps
-from mcdla.hw.network import Ring
+from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
     DEFAULT_CHUNK_BYTES,
@@ -30,7 +31,7 @@ from mcdla.sim.collectives import (
 )
 from mcdla.sim.fabric_collectives import Flow, HierarchicalAlgorithm, InSwitchAlgorithm, _domains, spans_domains
 
-__all__ = ["NcclAlgorithm", "NcclTunedAlgorithm", "NvlsAlgorithm", "NcclTreeAlgorithm"]
+__all__ = ["NcclAlgorithm", "NcclTunedAlgorithm", "NvlsAlgorithm", "NcclTreeAlgorithm", "NvlsTreeAlgorithm"]
 
 
 @COLLECTIVES.register("nccl_ring")
@@ -129,8 +130,9 @@ class NcclTunedAlgorithm(NcclAlgorithm):
     """NCCL as it runs by default: its tuner weighs the ring's protocols against NVLS
     (the NVSwitch reduces: NVLink SHARP, on a switch with a reduction engine) for
     all-reduce, reduce-scatter and all-gather on one machine, and against its tree
-    across machines (``nccl_tree``: rings cut into switch domains) for all-reduce, and
-    picks the fastest for the size."""
+    across machines (``nccl_tree``, and ``nvls_tree`` where the domains' switches
+    reduce: rings cut into switch domains) for all-reduce, and picks the fastest for
+    the size."""
 
     NVLS_OPS = ("all_reduce", "reduce_scatter", "all_gather")
 
@@ -139,14 +141,14 @@ class NcclTunedAlgorithm(NcclAlgorithm):
 
     def others(self, op, rings, capacities_Bps):
         found = []
-        for name, ops in (("nvls", self.NVLS_OPS), ("nccl_tree", ("all_reduce",))):
+        for name, ops in (("nvls", self.NVLS_OPS), ("nccl_tree", ("all_reduce",)), ("nvls_tree", ("all_reduce",))):
             if op not in ops:
                 continue
             algorithm = self._member(name)
             try:
                 algorithm.check(op, rings, capacities_Bps)
             except InputError:
-                continue  # NVLS: not one switch with a reduction engine; tree: no domains
+                continue  # NVLS: not one switch with a reduction engine; trees: no domains, no engines
             if name == "nvls" or spans_domains(rings):
                 found.append(algorithm)
         return found
@@ -213,3 +215,74 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         if op == "broadcast":
             return phases
         return [[Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]] if phases else []
+
+
+@COLLECTIVES.register("nvls_tree")
+class NvlsTreeAlgorithm(NcclTreeAlgorithm):
+    """NCCL's NVLS-tree: :class:`NcclTreeAlgorithm` with the intra-domain phases in the
+    domain's switch (NVLS): for the reduce-scatter every rank sends its whole share up
+    once, the switch reduces it and sends each rank its piece; for the all-gather every
+    rank sends its piece up once and the switch multicasts it. Each domain's NVLS
+    traffic reaches at most :func:`~mcdla.hw.nccl.nvls_fraction` of its ranks' link
+    rate each way (``cap:NVLS:<ring>:<domain>:up|down``). Needs a reduction engine in
+    every domain's switch."""
+
+    name = "nvls_tree"
+
+    def check(self, op, rings, capacities_Bps):
+        super().check(op, rings, capacities_Bps)
+        for ring in rings:
+            if ring.size > 1 and op != "broadcast":
+                for hub in _domains(ring).hubs:
+                    if not hub or reduction_port(hub) not in capacities_Bps:
+                        raise InputError(f"nvls_tree needs a reduction engine in every domain's fabric switch; "
+                                         f"ring {ring.name!r} has a domain without one", key="execution.collective")
+
+    def fixed_s(self, op, rings):
+        from mcdla.hw.nccl import nvls_tree_latency_s
+
+        return self.launch_s + nvls_tree_latency_s(len(_domains(rings[0]).ranks))
+
+    @staticmethod
+    def _ways(ring, dom, j):
+        """Domain ``j``'s channels up into its switch and down from it, and its caps."""
+        members = dom.ranks[j]
+        ups = tuple(ring.home_out[i] for i in members)
+        downs = tuple(ring.home_in[i] for i in members)
+        cap = f"cap:NVLS:{ring.name}:{j}"
+        return ups, downs, (cap + ":up",), (cap + ":down",)
+
+    def _intra(self, ring, dom, share, units, reduce):
+        q, flows = len(dom.ranks[0]), []
+        for j, hub in enumerate(dom.hubs):
+            ups, downs, cap_up, cap_down = self._ways(ring, dom, j)
+            if reduce:  # all of it up through the engine; each rank's reduced piece down
+                flows += [Flow(share, ups + (reduction_port(hub),) + cap_up, dom.intra_s),
+                          Flow(share / q, downs + cap_down, dom.intra_s)]
+            else:  # each rank's piece up; every other rank's piece down (multicast)
+                flows += [Flow(share / q, ups + cap_up, dom.intra_s),
+                          Flow((q - 1) * share / q, downs + cap_down, dom.intra_s)]
+        return flows
+
+    def _intra_pieces(self, ring, dom, share, reduce):
+        q, pieces = len(dom.ranks[0]), []
+        for members in dom.ranks:
+            up, down = (share, share / q) if reduce else (share / q, (q - 1) * share / q)
+            pieces += [(up, (ring.home_out[i],)) for i in members]
+            pieces += [(down, (ring.home_in[i],)) for i in members]
+        return pieces
+
+    def caps(self, op, rings, capacities_Bps):
+        from mcdla.hw.nccl import nvls_fraction
+
+        caps = {}
+        if op == "broadcast":
+            return caps
+        for ring in rings:
+            if ring.size > 1:
+                dom = _domains(ring)
+                for j in range(len(dom.ranks)):
+                    ups, downs, (cap_up,), (cap_down,) = self._ways(ring, dom, j)
+                    caps[cap_up] = nvls_fraction() * bottleneck_Bps(ups, capacities_Bps)
+                    caps[cap_down] = nvls_fraction() * bottleneck_Bps(downs, capacities_Bps)
+        return caps
