@@ -505,6 +505,7 @@ class RingAlgorithm(CollectiveAlgorithm):
         return carried
 
 
-# The switch algorithms (direct, in_switch, tree, hierarchical) and NCCL's (nccl, nccl_ring,
-# nvls, nccl_tree) register themselves; they import this module's names, so they come last.
-from mcdla.sim import fabric_collectives, nccl_collectives  # noqa: E402,F401
+# The switch algorithms (direct, in_switch, tree, hierarchical) register themselves, and
+# import NCCL's (nccl, nccl_ring, nvls, nccl_tree, nvls_tree) after them; they import
+# this module's names, so they come last.
+from mcdla.sim import fabric_collectives  # noqa: E402,F401

@@ -344,12 +344,28 @@ class InSwitchAlgorithm(PhasedAlgorithm):
                 yield from ((share / p, (ring.down(j),)) for i in range(p) if i != j)  # each other's piece
 
 
+def _btree_parent(p: int, i: int) -> int | None:
+    """Position ``i``'s parent in NCCL's binary tree over ``p`` positions (src/graph/
+    trees.cc, ncclGetBtree): rooted at 0 with one child; otherwise, with ``bit`` the
+    lowest set bit of ``i``, the parent clears it and sets the next one up, or only
+    clears it where that is past the end (so inner positions alternate with leaves)."""
+    if i == 0:
+        return None
+    bit = i & -i
+    up = (i ^ bit) | (bit << 1)
+    return up if up < p else i ^ bit
+
+
 def _trees(p: int) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
-    """Parents of positions 0..p-1 in the two trees: a heap-ordered binary tree rooted at
-    0, and its mirror (position i as p-1-i), whose inner positions are the first's leaves."""
-    first = tuple(None if i == 0 else (i - 1) // 2 for i in range(p))
-    mirror = tuple(None if first[p - 1 - i] is None else p - 1 - first[p - 1 - i] for i in range(p))
-    return first, mirror
+    """Parents of positions 0..p-1 in NCCL's double binary tree: the binary tree, and
+    its mirror (position i as p-1-i) for even ``p`` or the tree shifted by one position
+    for odd ``p`` (ncclGetDtree), so one tree's inner positions are the other's leaves."""
+    first = tuple(_btree_parent(p, i) for i in range(p))
+    if p % 2 == 0:
+        second = tuple(None if first[p - 1 - i] is None else p - 1 - first[p - 1 - i] for i in range(p))
+    else:
+        second = tuple(None if first[(i - 1) % p] is None else (first[(i - 1) % p] + 1) % p for i in range(p))
+    return first, second
 
 
 def _edges(trees: Sequence[Sequence[int | None]]) -> Iterator[tuple[int, int]]:
@@ -559,27 +575,35 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 phases.append([Flow(share, via, dom.intra_s) for via in _from_holders(ring, dom, k0)])
             return phases
 
-        def cross(reduce: bool) -> list[Flow]:
-            flows = []
-            for k, group in enumerate(dom.groups):
-                path = dom.group_path(k)
-                if reduce:
-                    path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
-                flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
-            return flows
-
         phases = []
         if op in REDUCING:
             if intra:
                 phases.append(self._intra(ring, dom, share, units, reduce=True))
             if d > 1:
-                phases.append(cross(reduce=True))
+                phases.append(self._cross(op, ring, dom, piece, units, reduce=True))
         if op in GATHERING:
             if d > 1:
-                phases.append(cross(reduce=False))
+                phases.append(self._cross(op, ring, dom, piece, units, reduce=False))
             if intra:
                 phases.append(self._intra(ring, dom, share, units, reduce=False))
         return phases
+
+    def _cross(self, op: str, ring: Ring, dom: _Domains, piece: float, units, reduce: bool) -> list[Flow]:
+        """The cross-domain reduce-scatter (``reduce``) or all-gather of each rank's
+        ``piece``: a ring of one rank per domain for every group."""
+        d, flows = len(dom.ranks), []
+        for k, group in enumerate(dom.groups):
+            path = dom.group_path(k)
+            if reduce:
+                path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
+            flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
+        return flows
+
+    def _cross_pieces(self, op: str, ring: Ring, dom: _Domains, piece: float, reduce: bool) -> list:
+        # Each place k runs a ring of d ranks: d-1 steps of piece/d per rank per phase,
+        # summed per rank (listed per step, the pieces were quadratic in the domains).
+        d = len(dom.ranks)
+        return [((d - 1) * (piece / d), dom.group_path(k, j, 1)) for k in range(len(dom.groups)) for j in range(d)]
 
     def _intra(self, ring: Ring, dom: _Domains, share: float, units, reduce: bool) -> list[Flow]:
         """The intra-domain reduce-scatter (``reduce``) or all-gather of every domain at
@@ -601,14 +625,13 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 yield share, dom.group_path(k0, j0 + step, 1)
             yield from ((share, via) for via in _from_holders(ring, dom, k0))  # then through each domain
             return
-        # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
-        # rank per phase (reduce-scatter, then all-gather), summed per rank (listed per
-        # step, the pieces were quadratic in the domains).
-        cross = [((d - 1) * (piece / d), dom.group_path(k, j, 1))
-                 for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
         if op in REDUCING:
             yield from self._intra_pieces(ring, dom, share, reduce=True) if q > 1 else ()
-            yield from cross
+            yield from self._cross_pieces(op, ring, dom, piece, reduce=True) if d > 1 else ()
         if op in GATHERING:
-            yield from cross
+            yield from self._cross_pieces(op, ring, dom, piece, reduce=False) if d > 1 else ()
             yield from self._intra_pieces(ring, dom, share, reduce=False) if q > 1 else ()
+
+
+# NCCL's algorithms build on these (and register themselves): imported last.
+from mcdla.sim import nccl_collectives  # noqa: E402,F401

@@ -29,7 +29,15 @@ from mcdla.sim.collectives import (
     RingCosts,
     collective,
 )
-from mcdla.sim.fabric_collectives import Flow, HierarchicalAlgorithm, InSwitchAlgorithm, _domains, spans_domains
+from mcdla.sim.fabric_collectives import (
+    Flow,
+    HierarchicalAlgorithm,
+    InSwitchAlgorithm,
+    _domains,
+    _edges,
+    _trees,
+    spans_domains,
+)
 
 __all__ = ["NcclAlgorithm", "NcclTunedAlgorithm", "NvlsAlgorithm", "NcclTreeAlgorithm", "NvlsTreeAlgorithm"]
 
@@ -193,16 +201,27 @@ class NvlsAlgorithm(InSwitchAlgorithm):
 
 @COLLECTIVES.register("nccl_tree")
 class NcclTreeAlgorithm(HierarchicalAlgorithm):
-    """The hierarchical algorithm as NCCL pipelines it across machines: the intra-domain
-    reduce-scatter, the cross-domain all-reduce and the intra-domain all-gather run at
-    once on successive chunks, not one after another, so the slowest of them sets the
-    pace (one phase of all their flows; the bytes and channels are the hierarchical
-    algorithm's). Its latency is NCCL's tree's (:func:`~mcdla.hw.nccl.tree_latency_s`)
-    with the host's launch, paid once, in place of the links' (NCCL's hop latencies
-    include the wire). Broadcast runs as the hierarchical algorithm's, after the same
-    fixed cost."""
+    """The hierarchical algorithm as NCCL runs an all-reduce across machines: the
+    intra-domain reduce-scatter, a double binary tree across the domains (each group's
+    ranks, one per domain on one rail, reduce up two mirrored binary trees and broadcast
+    down them, each tree carrying half the piece: NCCL's tree) and the intra-domain
+    all-gather run at once on successive chunks, not one after another, so the slowest
+    of them sets the pace (one phase of all their flows). Its latency is NCCL's tree's
+    (:func:`~mcdla.hw.nccl.tree_latency_s`) with the host's launch, paid once, in place of
+    the links' (NCCL's hop latencies include the wire). The other operations cross the
+    domains on the hierarchical algorithm's rings (NCCL runs them on its ring); broadcast
+    runs as the hierarchical algorithm's, after the same fixed cost. Across domains it
+    needs every rank's own way out (a NIC on a rail)."""
 
     name = "nccl_tree"
+
+    def check(self, op, rings, capacities_Bps):
+        super().check(op, rings, capacities_Bps)
+        if op == "all_reduce" and spans_domains(rings):
+            for ring in rings:
+                if ring.size > 1 and not all(ring.exit_switch or ("",)):
+                    raise InputError(f"{self.name} crosses domains over every rank's NIC; ring {ring.name!r} has "
+                                     "ranks without one", key="execution.collective")
 
     def fixed_s(self, op, rings):
         from mcdla.hw.nccl import tree_latency_s
@@ -215,6 +234,29 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         if op == "broadcast":
             return phases
         return [[Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]] if phases else []
+
+    @staticmethod
+    def _tree_edges(ring, dom, reduce):
+        """(group, the rank sending, the rank receiving, the path) of every edge of the
+        double binary tree across the domains: child to parent (``reduce``) or back."""
+        for k, group in enumerate(dom.groups):
+            for child, parent in _edges(_trees(len(dom.ranks))):
+                a, b = (group[child], group[parent]) if reduce else (group[parent], group[child])
+                yield k, a, b, ring.over_rail(a, b)
+
+    def _cross(self, op, ring, dom, piece, units, reduce):
+        if op != "all_reduce":
+            return super()._cross(op, ring, dom, piece, units, reduce)
+        flows = []
+        for _k, _a, b, path in self._tree_edges(ring, dom, reduce):
+            unit = (units[ring.ranks[b]],) if reduce and ring.ranks[b] in units else ()
+            flows.append(Flow(piece / 2, path + unit, 0.0))
+        return flows
+
+    def _cross_pieces(self, op, ring, dom, piece, reduce):
+        if op != "all_reduce":
+            return super()._cross_pieces(op, ring, dom, piece, reduce)
+        return [(piece / 2, path) for *_, path in self._tree_edges(ring, dom, reduce)]
 
 
 @COLLECTIVES.register("nvls_tree")
