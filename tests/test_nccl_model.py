@@ -129,3 +129,64 @@ def test_nvls_reaches_nccls_fraction_of_the_in_switch_rate():
     assert nccl.time_s("all_reduce", size, rings, caps) == nvls
     assert nccl.time_s("broadcast", size, rings, caps) == COLLECTIVES.get("nccl_ring")().time_s(
         "broadcast", size, rings, caps)
+
+
+def _cluster(nodes):
+    from mcdla.hw.topology import load_topology
+
+    return load_topology("dgx_h100_4node", [("generator.nodes", nodes)])
+
+
+def test_nccl_pipelines_the_hierarchical_phases_across_machines():
+    """2 DGX H100: the hierarchical algorithm runs reduce-scatter, the cross-machine
+    all-reduce and the all-gather back to back; NCCL's tree runs them at once on
+    successive chunks, so a 1 GiB all-reduce takes well under the sum (issue 24: the
+    sequential phases capped the bus bandwidth near 259 GB/s)."""
+    from mcdla.hw.collective_model import busbw_Bps
+    from mcdla.hw.nccl import tree_latency_s
+
+    topo = _cluster(2)
+    rings, caps = topo.rings, topo.capacities()
+    size = 2.0**30
+    sequential = COLLECTIVES.get("hierarchical")().time_s("all_reduce", size, rings, caps)
+    pipelined = COLLECTIVES.get("nccl_tree")().time_s("all_reduce", size, rings, caps)
+    assert pipelined - tree_latency_s(8, 2) < 0.7 * sequential
+    assert busbw_Bps("all_reduce", size, sequential, 16) < 270e9
+    nccl = run_collective(rings, caps, "all_reduce", size, algorithm="nccl").record
+    assert nccl.algorithm == "nvls_tree"  # NVLS inside each machine beats the direct exchange
+    assert busbw_Bps("all_reduce", size, nccl.time_s, 16) > 400e9
+
+
+def test_the_tree_across_four_machines_loads_a_nic_with_four_half_pieces():
+    """NCCL's double binary tree over 4 machines (ncclGetDtree): 0 <- 2 <- {1, 3} and its
+    mirror 3 <- 1 <- {0, 2}; machine 2 (and 1) is inner in one tree and a leaf in the
+    other: 4 edges, each a half piece each way, where the cross-machine ring moves
+    2 (d-1)/d = 1.5 pieces: the tree's NICs carry 2/1.5 of the ring's bytes."""
+    from mcdla.sim.fabric_collectives import _trees
+
+    assert _trees(4) == ((None, 2, 0, 2), (1, 3, 1, None))
+    topo = _cluster(4)
+    tree = COLLECTIVES.get("nccl_tree")().channel_bytes("all_reduce", 1e9, topo.rings)
+    ring = COLLECTIVES.get("hierarchical")().channel_bytes("all_reduce", 1e9, topo.rings)
+    nics = [c for c in topo.channels if any(c in r.exit_out for r in topo.rings)]
+    assert nics
+    assert max(tree[c] for c in nics) == pytest.approx(max(ring[c] for c in nics) * 2 / 1.5, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["nccl_tree", "nvls_tree"])
+def test_the_pipelined_trees_closed_form_holds_when_reduction_units_bind(name):
+    """Intra-machine and cross-machine flows of unequal bytes share each rank's
+    reduction unit in the one pipelined phase: the closed form re-solves the rates as
+    flows end, so it still equals the simulation."""
+    from mcdla.sim.environment import CountingEnvironment
+    from mcdla.sim.flownet import FlowNetwork
+
+    topo = _cluster(2)
+    algorithm = COLLECTIVES.get(name)()
+    env = CountingEnvironment()
+    net = FlowNetwork(env, topo.capacities())
+    process = algorithm.start(env, net, topo.rings, "all_reduce", 64e6, reduce_Bps=2e9)
+    env.run()
+    closed = algorithm.time_s("all_reduce", 64e6, topo.rings, topo.capacities(), reduce_Bps=2e9)
+    assert process.value.time_s == pytest.approx(closed, rel=1e-9)
+    assert closed > algorithm.time_s("all_reduce", 64e6, topo.rings, topo.capacities())
