@@ -190,3 +190,15 @@ def test_the_pipelined_trees_closed_form_holds_when_reduction_units_bind(name):
     closed = algorithm.time_s("all_reduce", 64e6, topo.rings, topo.capacities(), reduce_Bps=2e9)
     assert process.value.time_s == pytest.approx(closed, rel=1e-9)
     assert closed > algorithm.time_s("all_reduce", 64e6, topo.rings, topo.capacities())
+
+
+def test_rank_symmetry_is_off_where_nccls_tuner_may_pick_a_tree():
+    """A tree singles out its roots, so where NCCL's tuner may run one (across machines)
+    every device is simulated; the hierarchical algorithm keeps its classes."""
+    from mcdla.run import simulate
+
+    sets = [("generator.nodes", 2), ("training.virtualization", False)]
+    nccl = simulate("dgx_h100_4node", "bw_aware", "alexnet", "data", 128, [*sets, ("execution.collective", "nccl")])
+    ideal = simulate("dgx_h100_4node", "bw_aware", "alexnet", "data", 128, sets)
+    assert nccl["rank_classes"] == nccl["devices"] == 16
+    assert ideal["rank_classes"] < 16

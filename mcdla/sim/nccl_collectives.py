@@ -39,7 +39,8 @@ from mcdla.sim.fabric_collectives import (
     spans_domains,
 )
 
-__all__ = ["NcclAlgorithm", "NcclTunedAlgorithm", "NvlsAlgorithm", "NcclTreeAlgorithm", "NvlsTreeAlgorithm"]
+__all__ = ["NcclAlgorithm", "NcclTunedAlgorithm", "NvlsAlgorithm", "NcclTreeAlgorithm", "NvlsTreeAlgorithm",
+           "picks_a_tree"]
 
 
 @COLLECTIVES.register("nccl_ring")
@@ -328,3 +329,9 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
                     caps[cap_up] = nvls_fraction() * bottleneck_Bps(ups, capacities_Bps)
                     caps[cap_down] = nvls_fraction() * bottleneck_Bps(downs, capacities_Bps)
         return caps
+
+
+def picks_a_tree(rings, capacities_Bps) -> bool:
+    """Whether NCCL's tuner may run an all-reduce on ``rings`` as a tree across machines
+    (a tree singles out its roots: rank symmetry does not hold for it)."""
+    return any(isinstance(a, NcclTreeAlgorithm) for a in NcclTunedAlgorithm().others("all_reduce", rings, capacities_Bps))

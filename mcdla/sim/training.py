@@ -66,7 +66,9 @@ RECOMPUTE = "recompute "
 # holds for them, tested against exact runs); a tree singles out its root. (In-switch
 # reduction was once excluded after the channel-byte invariant caught uneven loads; with
 # the refinement seeing every link a ring's switch algorithms take, it holds, tested.)
-SYMMETRIC_COLLECTIVES = ("ring", "nccl", "direct", "hierarchical", "in_switch")
+# NCCL's tuner may pick a tree across machines: ``nccl`` is symmetric only where it cannot
+# (nccl_collectives.picks_a_tree).
+SYMMETRIC_COLLECTIVES = ("ring", "nccl", "nccl_ring", "nvls", "direct", "hierarchical", "in_switch")
 
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
@@ -923,6 +925,10 @@ class Iteration:
         names = topology.devices
         pp = execution.pipeline_parallel
         supported = not execution.exact and execution.collective in SYMMETRIC_COLLECTIVES
+        if supported and execution.collective == "nccl":
+            from mcdla.sim.nccl_collectives import picks_a_tree
+
+            supported = not picks_a_tree(topology.rings, topology.capacities())
         links = []
         if pp > 1 and supported:
             links = [(kind, names[d], names[peer],
