@@ -119,3 +119,24 @@ def test_closed_form_holds_when_the_shared_reduction_units_bind(name, op, design
         assert closed == free  # the switch reduces, not the devices
     else:
         assert closed > free * 1.5  # the units, not the links, set the reduce-scatter's pace
+
+
+# NCCL's algorithms checked against the ideal algorithm each adds its costs to (not
+# against their own closed forms): on one machine a library only adds time, at least
+# its fixed cost (the protocol's or NVLS's latency and the launch).
+NCCL_OVER_IDEAL = {"nccl_ring": ("ring", 3.6e-6), "nvls": ("in_switch", 25e-6)}
+
+
+@pytest.mark.parametrize("name", NCCL_OVER_IDEAL)
+@pytest.mark.parametrize("topology", ["dc", "ring", "dgx_a100", "switch8"])
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("size", [4e3, 8e6, 1e9])
+def test_nccl_algorithms_cost_at_least_their_ideal_algorithm_and_fixed_cost(name, topology, op, size, designs):
+    base, fixed_s = NCCL_OVER_IDEAL[name]
+    topo = designs[topology]
+    algorithm, ideal = COLLECTIVES.get(name)(5e-6), COLLECTIVES.get(base)()
+    if _refuses(ideal, topo, op):
+        assert _refuses(algorithm, topo, op)
+        return
+    t = algorithm.time_s(op, size, topo.rings, topo.capacities())
+    assert t >= ideal.time_s(op, size, topo.rings, topo.capacities()) + fixed_s + 5e-6
