@@ -327,6 +327,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         "topology": name,
         "algorithm": algorithm,
         **({"protocol": record.protocol} if record.protocol else {}),
+        **({"picked": record.algorithm} if record.algorithm else {}),  # what NCCL's tuner ran, if not its ring
         "chunk_bytes": chunk_bytes,
         "flows": record.flows,
         "events": result.events,
