@@ -213,6 +213,43 @@ def _ring_link() -> tuple[float, float]:
     return link.effective_bw_Bps, link.latency
 
 
+def simulate_transfer(src: str, dst: str, size: Any, *, topology: str,
+                      sets: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
+    """One copy alone on an idle ``topology`` (a validation row's ``kind: transfer``).
+
+    Device to device, ``src`` and ``dst`` device names (``D0``, ``D1``): the flows a
+    pipeline send starts (one per ring through both, each on its ring's way). Between a
+    device and its backing store, ``dst: host`` (device to host) or ``src: host`` (host
+    to device): the offload or prefetch DMA of that device (its routes, ``local``
+    placement). Returns the time and size / time."""
+    from mcdla.hw.network import p2p_paths
+    from mcdla.hw.topology import load_topology
+    from mcdla.sim.environment import CountingEnvironment
+    from mcdla.sim.flownet import FlowNetwork
+
+    size_bytes = _quantity(size, "size", "size", positive=True)
+    topo = load_topology(topology, sets)
+    for key, name in (("src", src), ("dst", dst)):
+        if name != "host" and name not in topo.devices:
+            raise InputError(f"expected a device of {topo.name} ({topo.devices[0]}..{topo.devices[-1]}) or host, "
+                             f"got {excerpt(name)}", key=key)
+    if src == dst or (src == "host") == (dst == "host") and "host" in (src, dst):
+        raise InputError("a copy goes between two devices, or a device and host", key="dst")
+    if "host" in (src, dst):
+        device, direction = (dst, "prefetch") if src == "host" else (src, "offload")
+        flows = [(sub.share, sub.path, sub.latency_s) for sub in topo.backing_routes(device, "local", direction)]
+        if not flows:
+            raise InputError(f"{topo.name} has no backing store for {device}", key="topology")
+    else:
+        flows = list(p2p_paths(topo.rings, src, dst, topo.reverse_of, topo.channels))
+    env = CountingEnvironment()
+    net = FlowNetwork(env, topo.capacities(), also=topo.nic_ports)
+    done = env.all_of([net.transfer(share * size_bytes, path, latency) for share, path, latency in flows])
+    env.run(done)
+    return {"src": src, "dst": dst, "size_bytes": size_bytes, "time_s": env.now,
+            "bandwidth_Bps": size_bytes / env.now, "topology": topo.name}
+
+
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
                         algorithm: str | None = None, launch_serial: Any = 1,
@@ -288,6 +325,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         "topology": name,
         "algorithm": algorithm,
         **({"protocol": record.protocol} if record.protocol else {}),
+        **({"picked": record.algorithm} if record.algorithm else {}),  # what NCCL's tuner ran, if not its ring
         "chunk_bytes": chunk_bytes,
         "flows": record.flows,
         "events": result.events,

@@ -11,7 +11,7 @@ import pytest
 
 import mcdla.sim.flownet as flownet
 from mcdla.run import simulate
-from mcdla.sim.collectives import NcclAlgorithm
+from mcdla.sim.nccl_collectives import NcclAlgorithm
 
 RUNS = [
     ("ring", "resnet34", []),  # the paper's ring, offload and all-reduce on one network

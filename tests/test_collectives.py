@@ -15,13 +15,13 @@ from mcdla.hw.collective_model import bus_factor, busbw_Bps, collective_time_s
 from mcdla.hw.network import Ring, reduce_unit
 from mcdla.sim.collectives import (
     DEFAULT_CHUNK_BYTES,
-    NcclAlgorithm,
     RingAlgorithm,
     collective,
     ring_of_devices,
     run_collective,
 )
 from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.nccl_collectives import NcclAlgorithm
 
 LINK_Bps = 25e9
 HOP_S = 500e-9

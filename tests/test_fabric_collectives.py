@@ -56,7 +56,7 @@ def test_hand_counts_of_all_reduce_on_one_switch(switch8):
         "ring": 2 * (p - 1) * (a + s / (p * b)),
         "direct": 2 * (a + (p - 1) * s / (p * b)),  # one step of latency per phase
         "in_switch": a + s / b,  # up once, reduced, down once: half the ring's bytes
-        # two mirrored heap trees of depth 3; the busiest channel carries 4 half-shares
+        # NCCL's two mirrored binary trees of depth 3; the busiest channel carries 4 half-shares
         "tree": 2 * 3 * a + 4 * (s / 2) / b,
         "hierarchical": 2 * (a + (p - 1) * s / (p * b)),  # one domain: direct
     }

@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--chunk", metavar="SIZE", help="pipelining chunk size (default: 4 KB)")
     parser.add_argument("--algorithm", metavar="NAME",
-                        help="collective algorithm: ring (ideal, the paper's) or nccl (NCCL's protocols "
-                        "and latencies); default: the topology's, else ring")
+                        help="collective algorithm: ring (ideal, the paper's), nccl (NCCL's tuner: ring "
+                        "protocols, NVLS, its tree across machines), nccl_ring (NVLS off), ...; "
+                        "default: the topology's, else ring")
     parser.add_argument("--launch-serial", type=int, default=1, metavar="N",
                         help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
                         "(the launch cost is N x the device's launch_overhead; default 1)")

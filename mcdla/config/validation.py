@@ -7,7 +7,7 @@ measured on real hardware, the source and a tolerance::
     description: one line
     rows:
       - quantity: all-reduce bus bandwidth, 1 MiB
-        kind: collective            # collective (mcdla collective) | sim (mcdla sim)
+        kind: collective            # collective (mcdla collective) | sim (mcdla sim) | transfer (a copy)
         args: {topology: dgx1v, op: all_reduce, size: 1 MiB, launch_serial: 8}
         measure: busbw              # what of the run is compared (MEASURES)
         measured: 20.56 GB/s
@@ -20,7 +20,9 @@ device, and ``set``: dotted keys); ``measure: overhead`` compares the run with a
 ``baseline`` run (args merged over the row's) as time / baseline time - 1, and
 ``measure: scaling`` as throughput / the baseline's throughput; ``measure:
 flops_per_device`` as the FLOPs of the iteration, counted as the source counts them
-(``flops: megatron``), over the iteration time and the devices.
+(``flops: megatron``), over the iteration time and the devices. A ``transfer`` row is
+one copy (``src``, ``dst``: devices, or ``host`` for a device's backing store;
+:func:`mcdla.run.simulate_transfer`), measuring ``time`` or ``bandwidth``.
 Measurements are never fitted: calibration lives in the presets (docs/validation.md).
 """
 
@@ -38,6 +40,7 @@ __all__ = ["ARGS", "MEASURES", "Source", "ValidationRow", "ValidationFile", "rea
 # measure -> (unit kind of the measured value, or "" for a plain number; what it reads)
 MEASURES: dict[str, tuple[str, str]] = {
     "busbw": ("bandwidth", "nccl-tests bus bandwidth of the collective"),
+    "bandwidth": ("bandwidth", "size / time of a copy"),
     "time": ("time", "time of the collective"),
     "iteration_time": ("time", "time of one training iteration"),
     "throughput": ("", "samples per second: batch / iteration time"),
@@ -54,8 +57,9 @@ FLOPS_FORMULAS = ("megatron", "megatron_core")
 
 
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
-ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring"),
-        "sim": ("topology", "workload", "batch", "parallel", "policy", "device", "set")}
+ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring", "set"),
+        "sim": ("topology", "workload", "batch", "parallel", "policy", "device", "set"),
+        "transfer": ("topology", "src", "dst", "size", "set")}
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,10 @@ class Source:
 @dataclass(frozen=True)
 class ValidationRow:
     quantity: str
-    kind: Literal["collective", "sim"]
+    kind: Literal["collective", "sim", "transfer"]
     args: dict[str, Any]
-    measure: Literal["busbw", "time", "iteration_time", "throughput", "memory_peak", "model_state", "overhead",
-                     "scaling", "flops_per_device"]
+    measure: Literal["busbw", "time", "bandwidth", "iteration_time", "throughput", "memory_peak", "model_state",
+                     "overhead", "scaling", "flops_per_device"]
     measured: Any
     tolerance: Annotated[float, Range(minimum=0.0, maximum=10.0, inclusive=False)]
     source: Source
@@ -119,6 +123,9 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
             if unknown:
                 raise at.child(part).child(str(unknown[0])).error(
                     f"unknown key; a {row.kind} row takes {', '.join(ARGS[row.kind])}")
+        for part, args in (("args", row.args), ("baseline", row.baseline)):
+            if "set" in args and not isinstance(args["set"], dict):
+                raise at.child(part).child("set").error("expected a mapping of dotted keys to values")
         if row.measure in ("overhead", "scaling") and not row.baseline:
             raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
         if row.measure == "flops_per_device" and row.flops is None:
@@ -126,7 +133,9 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
                 f"measure flops_per_device needs a flops formula: {', '.join(FLOPS_FORMULAS)}")
         if row.kind == "collective" and row.measure not in ("busbw", "time"):
             raise at.child("measure").error("a collective row measures busbw or time")
-        if row.kind == "sim" and row.measure in ("busbw", "time"):
+        if row.kind == "transfer" and row.measure not in ("bandwidth", "time"):
+            raise at.child("measure").error("a transfer row measures bandwidth or time")
+        if row.kind == "sim" and row.measure in ("busbw", "time", "bandwidth"):
             raise at.child("measure").error(
                 "a sim row measures iteration_time, throughput, memory_peak, overhead or scaling")
     return shown, spec

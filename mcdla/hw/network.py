@@ -160,6 +160,11 @@ class Ring:
     def max_latency_s(self) -> float:
         return max(self.latency_s)
 
+    def leaves_node(self, i: int) -> bool:
+        """Whether segment ``i`` goes from one machine to another (over the scale-out
+        network); False where the ring names no machines."""
+        return bool(self.node) and self.node[i] != self.node[(i + 1) % self.size]
+
     @cached_property  # asked by every reducing collective on the ring: built once
     def reduce_units(self) -> tuple[str, ...]:
         return tuple(reduce_unit(rank) for rank in self.ranks)

@@ -1,7 +1,7 @@
 """The figure of ``mcdla validate --plot``: measured beside simulated.
 
 Left: every collective row that measures bus bandwidth, measured and simulated over
-the message size (the nccl-tests curve). Right: every other row as simulated /
+the message size (the nccl-tests curves, one per table and configuration). Right: every other row as simulated /
 measured (for an overhead: 1 + the difference), with its tolerance band.
 """
 
@@ -26,19 +26,31 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
     plt = _plt()
     curve = [o for o in outcomes if o.measure == "busbw" and o.simulated is not None]
     others = [o for o in outcomes if o.measure != "busbw" and o.simulated is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
-    for table in dict.fromkeys(o.table for o in curve):
-        rows = sorted((units.parse(o.args["size"], "size"), o) for o in curve if o.table == table)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 6.0), gridspec_kw={"width_ratios": [1, 1.3]})
+    # One curve per table and configuration (operation, algorithm, overrides, design): a table may
+    # hold several (NVLS on and off, node counts), each over its sizes.
+    def series(o):
+        return (o.table, o.args.get("op", "all_reduce"), o.args.get("algorithm") or "",
+                tuple(sorted((o.args.get("set") or {}).items())), o.args.get("topology") or "")
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, key in enumerate(dict.fromkeys(series(o) for o in curve)):
+        rows = sorted(((units.parse(o.args["size"], "size"), o) for o in curve if series(o) == key),
+                      key=lambda row: row[0])
         sizes = [s for s, _ in rows]
-        left.plot(sizes, [o.measured / 1e9 for _, o in rows], "o-", color="black", label=f"measured ({table})")
-        left.plot(sizes, [o.simulated / 1e9 for _, o in rows], "s--", color="#dd8452", label="mcdla")
+        op = "" if key[1] == "all_reduce" else key[1]
+        name = " ".join(str(part) for part in (key[0], key[4], op, key[2], *(f"{k}={v}" for k, v in key[3]))
+                        if part)
+        colour = colours[n % len(colours)]
+        left.plot(sizes, [o.measured / 1e9 for _, o in rows], "o-", color=colour, label=name)
+        left.plot(sizes, [o.simulated / 1e9 for _, o in rows], "s--", color=colour, alpha=0.6)
     left.set_xscale("log", base=2)
     left.set_xlabel("message size (bytes)")
     left.set_ylabel("bus bandwidth (GB/s)")
-    left.set_title("collectives")
+    left.set_title("collectives (measured: solid, mcdla: dashed)", fontsize=10)
     left.grid(alpha=0.3)
     if curve:
-        left.legend(fontsize=8)
+        left.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ratios = [1 + o.error if o.measure == "overhead" else o.simulated / o.measured for o in others]
     ys = range(len(others))
     right.barh(list(ys), [r - 1 for r in ratios], left=1, color=[VERDICT_COLORS[o.verdict == "pass"]
@@ -56,7 +68,7 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
                      fontsize=8, loc="upper right", bbox_to_anchor=(1.0, -0.14), ncol=3, frameon=False)
     right.axvline(1.0, color="black", linewidth=0.8)
     right.set_yticks(list(ys))
-    right.set_yticklabels([o.quantity for o in others], fontsize=8)
+    right.set_yticklabels([f"{o.table}: {o.quantity}" for o in others], fontsize=7)
     right.invert_yaxis()
     right.set_xlabel("mcdla / measured (tolerance marked)")
     right.set_title("steps, memory, overhead")

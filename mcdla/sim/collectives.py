@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Mapping, Sequence
 
 import simpy
@@ -64,7 +63,6 @@ __all__ = [
     "COLLECTIVES",
     "CollectiveAlgorithm",
     "RingAlgorithm",
-    "NcclAlgorithm",
     "RingCosts",
     "IDEAL",
     "DEFAULT_CHUNK_BYTES",
@@ -176,9 +174,16 @@ class RingCosts:
 
     ``fixed_s`` is paid once per collective before any data moves (launch and
     synchronization); ``step_latency_s``, when set, is the least latency of a ring step
-    (a segment whose own latency is longer keeps it); every data byte puts
+    over a machine's own links and ``net_step_latency_s`` of one between machines (a
+    segment whose own latency is longer keeps it); every data byte puts
     ``wire_factor`` bytes on the wire; ``cap_Bps`` (ring name -> wire bytes/s) caps a
     ring's rate through a resource of its own, ``cap:<protocol>:<op>:<ring>``.
+
+    The paper's ring (no ``step_latency_s``) charges every step its slowest segment. A
+    library's ring pipelines chunks through the ranks, so a phase of ``p-1`` steps pays
+    each segment's own latency once, as NCCL's tuning model counts it: the ``p-1``
+    segments summed, the slowest one left out (``nsteps - nInterSteps`` machine steps
+    and ``nInterSteps`` network steps per phase, :mod:`mcdla.hw.nccl`).
     """
 
     protocol: str = ""
@@ -187,6 +192,7 @@ class RingCosts:
     step_latency_s: float | None = None
     wire_factor: float = 1.0
     cap_Bps: Mapping[str, float] = field(default_factory=dict)
+    net_step_latency_s: float | None = None
 
     def cap_id(self, ring: Ring) -> str:
         return f"cap:{self.protocol}:{self.op}:{ring.name}"
@@ -197,13 +203,25 @@ class RingCosts:
     def segment_latency_s(self, ring: Ring, i: int) -> float:
         if self.step_latency_s is None:
             return ring.latency_s[i]
-        return max(self.step_latency_s, ring.latency_s[i])
+        crosses = self.net_step_latency_s is not None and ring.leaves_node(i)
+        return max(self.net_step_latency_s if crosses else self.step_latency_s, ring.latency_s[i])
 
     def step_s(self, ring: Ring) -> float:
-        """The latency of a step of ``ring``: its slowest segment's (each segment's as
-        :meth:`segment_latency_s` gives it); a step needs the previous one's data."""
-        slowest = ring.max_latency_s  # cached: asked by every collective on the ring
-        return slowest if self.step_latency_s is None else max(self.step_latency_s, slowest)
+        """The mean latency of a step of ``ring`` (a phase of ``p-1`` steps pays ``p-1``
+        of it): the paper's ring its slowest segment's (a step needs the previous one's
+        data); a library's ring the ``p-1`` fastest segments' latencies summed (see the
+        class docstring), each as :meth:`segment_latency_s` gives it."""
+        if self.step_latency_s is None:
+            return ring.max_latency_s  # cached: asked by every collective on the ring
+        p = ring.size
+        if p == 1:
+            return 0.0
+
+        def mean() -> float:
+            each = [self.segment_latency_s(ring, i) for i in range(p)]
+            return (sum(each) - max(each)) / (p - 1)
+
+        return ring.memo(("pipelined step", self.step_latency_s, self.net_step_latency_s), mean)
 
     def path_s(self, ring: Ring, start: int = 0) -> float:
         """The summed latency of the p-1 segments of ``ring`` from position ``start``: a
@@ -389,6 +407,12 @@ class CollectiveAlgorithm:
     def __init__(self, launch_s: float = 0.0):
         self.launch_s = float(launch_s)
 
+    @classmethod
+    def rank_symmetric(cls, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> bool:
+        """Whether it treats every rank of ``rings`` alike there (its ``symmetric``; an
+        algorithm that chooses among others by the rings says per design)."""
+        return cls.symmetric
+
     def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
         """Raises an InputError for rings this algorithm cannot run (any ring: none)."""
 
@@ -491,63 +515,3 @@ class RingAlgorithm(CollectiveAlgorithm):
                 for channel in ring.segments[rank]:
                     carried[channel] = carried.get(channel, 0.0) + piece
         return carried
-
-
-@COLLECTIVES.register("nccl")
-class NcclAlgorithm(RingAlgorithm):
-    """The rings of :class:`RingAlgorithm` with NCCL's costs (:mod:`mcdla.hw.nccl`): a
-    fixed cost per collective, a protocol's step latency, its flag bytes on the wire and
-    its rate cap per ring, with the protocol NCCL's tuner would pick for the size (the
-    fastest by this same model on idle links)."""
-
-    protocols = ("LL", "LL128", "Simple")
-    _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
-
-    def __init__(self, launch_s: float = 0.0):
-        super().__init__(launch_s)
-        self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
-
-    def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
-        from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
-
-        proto = PROTOCOLS[protocol]
-        caps = {}
-        for ring in rings:
-            ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
-            caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps) * proto.wire_factor
-        return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
-                         proto.wire_factor, caps)
-
-    def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
-             reduce_Bps=None) -> tuple[RingCosts, float]:
-        """The protocol the tuner picks, the least modelled time (the earlier on a tie),
-        and that time.
-
-        Each protocol's time solves the rings' max-min rates, so the answer is kept per
-        collective: its op, size, chunk, reduction rate and rings, and the capacities of
-        the rings' channels (all the time depends on; a training iteration launches
-        thousands of collectives of a few sizes over the same rings)."""
-        rings = tuple(rings)
-        key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
-               tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
-        tuned = self._tuned.get(key)
-        if tuned is None:
-            options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
-            times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
-                     for c in options]
-            best = min(range(len(options)), key=times.__getitem__)
-            tuned = options[best], times[best]
-            if len(self._tuned) >= self._TUNED_MAX:
-                self._tuned.clear()
-            self._tuned[key] = tuned
-        return tuned
-
-    def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
-                  reduce_Bps=None) -> RingCosts:
-        """The protocol the tuner picks (:meth:`tune`)."""
-        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[0]
-
-    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
-               reduce_Bps=None):
-        """The modelled time of the protocol the tuner picks (:meth:`tune`)."""
-        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[1]

@@ -64,7 +64,7 @@ from mcdla.sim.collectives import (
 )
 
 __all__ = ["Flow", "PhasedAlgorithm", "DirectAlgorithm", "InSwitchAlgorithm", "TreeAlgorithm",
-           "HierarchicalAlgorithm"]
+           "HierarchicalAlgorithm", "spans_domains"]
 
 @dataclass(frozen=True)
 class Flow:
@@ -99,6 +99,14 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         """Every piece a rank or the switch sends: (bytes, channels it crosses); root 0."""
         raise NotImplementedError
 
+    def fixed_s(self, op: str, rings: Sequence[Ring]) -> float:
+        """Paid once before any data moves (a library's launch and base latency): none."""
+        return 0.0
+
+    def caps(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> dict[str, float]:
+        """Rate caps of the algorithm's own (resource id -> bytes/s) its flows cross: none."""
+        return {}
+
     # -- shared machinery ------------------------------------------------------------
 
     def _validate(self, op, rings, size_bytes, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0):
@@ -125,6 +133,8 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             known = unit_cache[(names, op in REDUCING, reduce_Bps)] = (units, tuple(units))
         units = known[0]
         net.add_resources(known[1], reduce_Bps)  # once per network
+        for cap, cap_Bps in self.caps(op, rings, net.capacities_Bps).items():
+            net.add_resource(cap, cap_Bps, copies)  # one per alike group's ring
         size_bytes = float(size_bytes)
         if net.lumped and op != "broadcast":
             # With rank symmetry a run's collectives are planned once per (op, rings) for a
@@ -161,6 +171,9 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         the alike groups of ranks they stand for)."""
         start_s = env.now
         flows = [0]
+        fixed_s = self.fixed_s(op, rings) if size_bytes > 0 and rings[0].size > 1 else 0.0
+        if fixed_s > 0:
+            yield env.timeout(fixed_s)
 
         def one_ring(phases):
             for phase in phases:
@@ -179,26 +192,25 @@ class PhasedAlgorithm(CollectiveAlgorithm):
     def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                reduce_Bps=None):
         """Phase by phase on idle links, every ring in the same phase at once: each flow
-        at its max-min fair rate, a phase ending with its slowest flow (exact: the flows
-        that share a resource carry equal bytes, so none speeds up before it ends); the
-        collective ends with its slowest ring."""
-        from mcdla.hw.maxmin import max_min_rates
-
+        at its max-min fair rate until one ends, then the rest at their new rates
+        (:func:`_ends`), a phase ending with its slowest flow; the collective ends with its
+        slowest ring."""
         self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
         units = self._units(op, rings, reduce_Bps)
-        caps = {**capacities_Bps, **units}
+        caps = {**capacities_Bps, **units, **self.caps(op, rings, capacities_Bps)}
         plans = self._plans(op, rings, float(size_bytes), 0, units, capacities_Bps, chunk_bytes)
         totals = [0.0 for _ in rings]
         for k in range(max((len(plan) for plan in plans), default=0)):
             flows = {(r, j): f for r, plan in enumerate(plans) if k < len(plan)
                      for j, f in enumerate(plan[k]) if f.size_bytes > 0}
-            rates = max_min_rates({key: f.path for key, f in flows.items()}, caps)
+            finish = _ends(flows, caps)
             ends: dict[int, float] = {}
             for (r, j), f in flows.items():
-                ends[r] = max(ends.get(r, 0.0), f.latency_s + f.size_bytes / rates[(r, j)])
+                ends[r] = max(ends.get(r, 0.0), f.latency_s + finish[(r, j)])
             for r, end in ends.items():
                 totals[r] += end
-        return max(totals, default=0.0)
+        slowest = max(totals, default=0.0)
+        return self.fixed_s(op, rings) + slowest if slowest > 0 else 0.0
 
     def channel_bytes(self, op, size_bytes, rings):
         carried: dict[str, float] = {}
@@ -210,6 +222,26 @@ class PhasedAlgorithm(CollectiveAlgorithm):
                 for channel in channels:
                     carried[channel] = carried.get(channel, 0.0) + size
         return carried
+
+
+def _ends(flows: Mapping, caps: Mapping[str, float]) -> dict:
+    """When each of ``flows`` (key -> Flow, started together on idle links) has moved its
+    bytes: max-min fair rates, solved again each time a flow ends and frees its share (one
+    solve where flows that share a resource carry equal bytes, as in most phases)."""
+    from mcdla.hw.maxmin import max_min_rates
+
+    left = {key: f.size_bytes for key, f in flows.items()}
+    now, ends = 0.0, {}
+    while left:
+        rates = max_min_rates({key: flows[key].path for key in left}, caps)
+        step = min(left[key] / rates[key] for key in left)
+        now += step
+        for key in list(left):
+            left[key] -= rates[key] * step
+            if left[key] <= 1e-12 * flows[key].size_bytes:
+                ends[key] = now
+                del left[key]
+    return ends
 
 
 def _via_switch(ring: Ring, i: int, j: int, home: bool = False) -> tuple[str, str]:
@@ -312,12 +344,28 @@ class InSwitchAlgorithm(PhasedAlgorithm):
                 yield from ((share / p, (ring.down(j),)) for i in range(p) if i != j)  # each other's piece
 
 
+def _btree_parent(p: int, i: int) -> int | None:
+    """Position ``i``'s parent in NCCL's binary tree over ``p`` positions (src/graph/
+    trees.cc, ncclGetBtree): rooted at 0 with one child; otherwise, with ``bit`` the
+    lowest set bit of ``i``, the parent clears it and sets the next one up, or only
+    clears it where that is past the end (so inner positions alternate with leaves)."""
+    if i == 0:
+        return None
+    bit = i & -i
+    up = (i ^ bit) | (bit << 1)
+    return up if up < p else i ^ bit
+
+
 def _trees(p: int) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
-    """Parents of positions 0..p-1 in the two trees: a heap-ordered binary tree rooted at
-    0, and its mirror (position i as p-1-i), whose inner positions are the first's leaves."""
-    first = tuple(None if i == 0 else (i - 1) // 2 for i in range(p))
-    mirror = tuple(None if first[p - 1 - i] is None else p - 1 - first[p - 1 - i] for i in range(p))
-    return first, mirror
+    """Parents of positions 0..p-1 in NCCL's double binary tree: the binary tree, and
+    its mirror (position i as p-1-i) for even ``p`` or the tree shifted by one position
+    for odd ``p`` (ncclGetDtree), so one tree's inner positions are the other's leaves."""
+    first = tuple(_btree_parent(p, i) for i in range(p))
+    if p % 2 == 0:
+        second = tuple(None if first[p - 1 - i] is None else p - 1 - first[p - 1 - i] for i in range(p))
+    else:
+        second = tuple(None if first[(i - 1) % p] is None else (first[(i - 1) % p] + 1) % p for i in range(p))
+    return first, second
 
 
 def _edges(trees: Sequence[Sequence[int | None]]) -> Iterator[tuple[int, int]]:
@@ -395,6 +443,7 @@ class _Domains:
     cross: Mapping[tuple[int, int], tuple[str, ...]]
     intra_s: float
     cross_s: float
+    hubs: tuple[str, ...] = ()  # each domain's own fabric switch ("" for a domain of one rank)
 
     def place(self, i: int) -> tuple[int, int]:
         """(domain, group) of ring position ``i``."""
@@ -417,6 +466,12 @@ def _from_holders(ring: Ring, dom: _Domains, k: int) -> Iterator[tuple[str, str]
         yield from (_via_switch(ring, holder, i, home=True) for i in members if i != holder)
 
 
+def spans_domains(rings: Sequence[Ring]) -> bool:
+    """Whether ``rings`` (already checked by the hierarchical algorithm) cross from one
+    switch domain to another (machines joined by a network or a second switch level)."""
+    return any(ring.size > 1 and len(_domains(ring).ranks) > 1 for ring in rings)
+
+
 def _refuse(ring: Ring, why: str) -> InputError:
     return InputError(f"hierarchical needs {why}; ring {ring.name!r} is not so", key="execution.collective")
 
@@ -435,7 +490,8 @@ def _cut_domains(ring: Ring) -> _Domains:
     cuts = [i for i in range(p) if not through[i] or through[i] == exits[i]]
     cut = set(cuts)  # asked of every rank
     if not cuts:  # one switch: one domain, no groups to cross
-        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0)
+        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0,
+                        (ring.hub,))
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
     domains: list[list[int]] = [[]]
@@ -488,7 +544,7 @@ def _cut_domains(ring: Ring) -> _Domains:
                 cross[(j, k)] = (out,) + tuple(segment[1:-1]) + (into,)
     intra = [ring.latency_s[i] for i in range(p) if i not in cut]
     return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
-                    max(ring.latency_s[i] for i in cuts))
+                    max(ring.latency_s[i] for i in cuts), tuple(hubs))
 
 
 @COLLECTIVES.register("hierarchical")
@@ -520,29 +576,45 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 phases.append([Flow(share, via, dom.intra_s) for via in _from_holders(ring, dom, k0)])
             return phases
 
-        def cross(reduce: bool) -> list[Flow]:
-            flows = []
-            for k, group in enumerate(dom.groups):
-                path = dom.group_path(k)
-                if reduce:
-                    path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
-                flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
-            return flows
-
         phases = []
         if op in REDUCING:
             if intra:
-                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=True, home=True)
-                               for m in dom.ranks])
+                phases.append(self._intra(ring, dom, share, units, reduce=True))
             if d > 1:
-                phases.append(cross(reduce=True))
+                phases.append(self._cross(op, ring, dom, piece, units, reduce=True))
         if op in GATHERING:
             if d > 1:
-                phases.append(cross(reduce=False))
+                phases.append(self._cross(op, ring, dom, piece, units, reduce=False))
             if intra:
-                phases.append([_exchange(ring, m, share / q, units, dom.intra_s, reduce=False, home=True)
-                               for m in dom.ranks])
+                phases.append(self._intra(ring, dom, share, units, reduce=False))
         return phases
+
+    def _cross(self, op: str, ring: Ring, dom: _Domains, piece: float, units, reduce: bool) -> list[Flow]:
+        """The cross-domain reduce-scatter (``reduce``) or all-gather of each rank's
+        ``piece``: a ring of one rank per domain for every group."""
+        d, flows = len(dom.ranks), []
+        for k, group in enumerate(dom.groups):
+            path = dom.group_path(k)
+            if reduce:
+                path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
+            flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
+        return flows
+
+    def _cross_pieces(self, op: str, ring: Ring, dom: _Domains, piece: float, reduce: bool) -> list:
+        # Each place k runs a ring of d ranks: d-1 steps of piece/d per rank per phase,
+        # summed per rank (listed per step, the pieces were quadratic in the domains).
+        d = len(dom.ranks)
+        return [((d - 1) * (piece / d), dom.group_path(k, j, 1)) for k in range(len(dom.groups)) for j in range(d)]
+
+    def _intra(self, ring: Ring, dom: _Domains, share: float, units, reduce: bool) -> list[Flow]:
+        """The intra-domain reduce-scatter (``reduce``) or all-gather of every domain at
+        once: each rank's piece to each other rank of its domain over their switch."""
+        q = len(dom.ranks[0])
+        return [_exchange(ring, m, share / q, units, dom.intra_s, reduce=reduce, home=True) for m in dom.ranks]
+
+    def _intra_pieces(self, ring: Ring, dom: _Domains, share: float, reduce: bool) -> list:
+        q = len(dom.ranks[0])
+        return [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
 
     def pieces(self, op, ring, share):
         dom = _domains(ring)
@@ -554,15 +626,9 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 yield share, dom.group_path(k0, j0 + step, 1)
             yield from ((share, via) for via in _from_holders(ring, dom, k0))  # then through each domain
             return
-        intra = [piece for m in dom.ranks for piece in _exchange_pieces(ring, m, share / q, home=True)]
-        # Across domains, each place k runs a ring of d ranks: d-1 steps of piece/d per
-        # rank per phase (reduce-scatter, then all-gather), summed per rank (listed per
-        # step, the pieces were quadratic in the domains).
-        cross = [((d - 1) * (piece / d), dom.group_path(k, j, 1))
-                 for k in range(len(dom.groups)) for j in range(d)] if d > 1 else []
         if op in REDUCING:
-            yield from intra
-            yield from cross
+            yield from self._intra_pieces(ring, dom, share, reduce=True) if q > 1 else ()
+            yield from self._cross_pieces(op, ring, dom, piece, reduce=True) if d > 1 else ()
         if op in GATHERING:
-            yield from cross
-            yield from intra
+            yield from self._cross_pieces(op, ring, dom, piece, reduce=False) if d > 1 else ()
+            yield from self._intra_pieces(ring, dom, share, reduce=False) if q > 1 else ()

@@ -191,7 +191,7 @@ class Iteration:
         names = topology.devices
         pp = execution.pipeline_parallel
         algorithm = COLLECTIVES.get(execution.collective, key="execution.collective")
-        supported = not execution.exact and algorithm.symmetric  # the algorithm says so
+        supported = not execution.exact and algorithm.rank_symmetric(topology.rings, topology.capacities())
         links = []
         if pp > 1 and supported:
             links = [(kind, names[d], names[peer],

@@ -99,10 +99,17 @@ def run_row(row: ValidationRow) -> float:
         result = simulate_collective(row.args.get("op", "all_reduce"), row.args.get("size"),
                                      topology=row.args.get("topology"), ring=row.args.get("ring"),
                                      algorithm=row.args.get("algorithm"),
-                                     launch_serial=row.args.get("launch_serial", 1))
+                                     launch_serial=row.args.get("launch_serial", 1),
+                                     sets=list((row.args.get("set") or {}).items()))
         return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
     if row.measure == "model_state":
         return _model_state(row.args)
+    if row.kind == "transfer":
+        from mcdla.run import simulate_transfer
+
+        copy = simulate_transfer(row.args.get("src"), row.args.get("dst"), row.args.get("size"),
+                                 topology=row.args.get("topology"), sets=list((row.args.get("set") or {}).items()))
+        return copy["bandwidth_Bps"] if row.measure == "bandwidth" else copy["time_s"]
     result = _sim(row.args)
     if row.measure == "iteration_time":
         return result["iteration_time_s"]

@@ -1,0 +1,344 @@
+"""NCCL's algorithms as the tuner weighs them: ``nccl``, ``nccl_ring``, ``nvls``, ``nccl_tree``.
+
+Each runs on the shared flow network like the paper's algorithms, with NCCL's costs
+from its own tuning model (:mod:`mcdla.hw.nccl`):
+
+- ``nccl_ring``: the ring algorithm with a protocol (LL, LL128, Simple) picked by size,
+  its fixed cost, per-hop latencies by hardware, flag bytes and per-channel caps; NCCL
+  with NVLS off (``NCCL_NVLS_ENABLE=0``) or ``NCCL_ALGO=Ring``.
+- ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency.
+- ``nccl_tree``: the hierarchical algorithm pipelined across machines, with NCCL's tree
+  latency; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
+  reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
+- ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import chain
+
+from mcdla.errors import InputError
+from mcdla.hw.collective_model import bottleneck_Bps
+from mcdla.hw.network import Ring, reduction_port
+from mcdla.sim.collectives import (
+    COLLECTIVES,
+    DEFAULT_CHUNK_BYTES,
+    CollectiveAlgorithm,
+    RingAlgorithm,
+    RingCosts,
+    collective,
+)
+from mcdla.sim.fabric_collectives import (
+    Flow,
+    HierarchicalAlgorithm,
+    InSwitchAlgorithm,
+    _domains,
+    _edges,
+    _trees,
+    spans_domains,
+)
+
+__all__ = ["NcclAlgorithm", "NcclTunedAlgorithm", "NvlsAlgorithm", "NcclTreeAlgorithm", "NvlsTreeAlgorithm",
+           "picks_a_tree"]
+
+
+@COLLECTIVES.register("nccl_ring")
+class NcclAlgorithm(RingAlgorithm):
+    """The rings of :class:`RingAlgorithm` with NCCL's costs (:mod:`mcdla.hw.nccl`): a
+    fixed cost per collective, a protocol's step latency, its flag bytes on the wire and
+    its rate cap per ring, with the protocol NCCL's tuner would pick for the size (the
+    fastest by this same model on idle links). NCCL with its ring only (as with
+    ``NCCL_ALGO=Ring``, or ``NCCL_NVLS_ENABLE=0`` on one machine)."""
+
+    protocols = ("LL", "LL128", "Simple")
+    _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
+
+    def __init__(self, launch_s: float = 0.0):
+        super().__init__(launch_s)
+        self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
+
+    def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
+        from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
+
+        proto = PROTOCOLS[protocol]
+        caps = {}
+        for ring in rings:
+            ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
+            caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps) * proto.wire_factor
+        return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
+                         proto.wire_factor, caps, proto.net_hop_latency_s)
+
+    def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
+             reduce_Bps=None) -> tuple[RingCosts | None, float]:
+        """The ring protocol the tuner picks, the least modelled time (the earlier on a
+        tie), and that time (None for the protocol where another algorithm is faster,
+        :meth:`others`).
+
+        Each protocol's time solves the rings' max-min rates, so the answer is kept per
+        collective: its op, size, chunk, reduction rate and rings, and the capacities of
+        the rings' channels (all the time depends on; a training iteration launches
+        thousands of collectives of a few sizes over the same rings)."""
+        rings = tuple(rings)
+        key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
+               tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
+        tuned = self._tuned.get(key)
+        if tuned is None:
+            options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
+            times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
+                     for c in options]
+            best = min(range(len(options)), key=times.__getitem__)
+            tuned = options[best], times[best]
+            for other in self.others(op, rings, capacities_Bps):
+                t = other.time_s(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
+                                 reduce_Bps=reduce_Bps)
+                if t < tuned[1]:
+                    tuned = other, t
+            if len(self._tuned) >= self._TUNED_MAX:
+                self._tuned.clear()
+            self._tuned[key] = tuned
+        return tuned
+
+    def others(self, op, rings, capacities_Bps) -> list[CollectiveAlgorithm]:
+        """The algorithms beside the ring NCCL's tuner weighs for ``op`` on ``rings``: none."""
+        return []
+
+    def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                  reduce_Bps=None) -> RingCosts:
+        """The ring protocol the tuner picks (:meth:`tune`)."""
+        picked = self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[0]
+        if not isinstance(picked, RingCosts):
+            raise ValueError(f"NCCL's tuner picks {picked.name} for this {op}, not the ring")
+        return picked
+
+    def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
+              reduce_Bps=None, tag="", copies=1):
+        picked = self.tune(op, size_bytes, rings, net.capacities_Bps, chunk_bytes, reduce_Bps)[0]
+        if isinstance(picked, RingCosts):
+            return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
+                              reduce_Bps=reduce_Bps, tag=tag, costs=picked, copies=copies)
+        process = picked.start(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
+                               reduce_Bps=reduce_Bps, tag=tag, copies=copies)
+        return env.process(_named(process, picked.name))
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+               reduce_Bps=None):
+        """The modelled time of what the tuner picks (:meth:`tune`)."""
+        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[1]
+
+
+def _named(process, algorithm: str):
+    """The record of ``process``, naming the registered ``algorithm`` that ran it (the
+    invariants count its bytes by that algorithm's steps)."""
+    record = yield process
+    return replace(record, algorithm=algorithm)
+
+
+@COLLECTIVES.register("nccl")
+class NcclTunedAlgorithm(NcclAlgorithm):
+    """NCCL as it runs by default: its tuner weighs the ring's protocols against NVLS
+    (the NVSwitch reduces: NVLink SHARP, on a switch with a reduction engine) for
+    all-reduce, reduce-scatter and all-gather on one machine, and against its tree
+    across machines (``nccl_tree``, and ``nvls_tree`` where the domains' switches
+    reduce: rings cut into switch domains) for all-reduce, and picks the fastest for
+    the size."""
+
+    NVLS_OPS = ("all_reduce", "reduce_scatter", "all_gather")
+
+    @classmethod
+    def rank_symmetric(cls, rings, capacities_Bps) -> bool:
+        """Symmetric where the tuner cannot pick a tree (across machines it may)."""
+        return not picks_a_tree(rings, capacities_Bps)
+
+    def _member(self, name):
+        return self.__dict__.get(name) or self.__dict__.setdefault(name, COLLECTIVES.get(name)(self.launch_s))
+
+    def others(self, op, rings, capacities_Bps):
+        found = []
+        for name, ops in (("nvls", self.NVLS_OPS), ("nccl_tree", ("all_reduce",)), ("nvls_tree", ("all_reduce",))):
+            if op not in ops:
+                continue
+            algorithm = self._member(name)
+            try:
+                algorithm.check(op, rings, capacities_Bps)
+            except InputError:
+                continue  # NVLS: not one switch with a reduction engine; trees: no domains, no engines
+            if name == "nvls" or spans_domains(rings):
+                found.append(algorithm)
+        return found
+
+
+@COLLECTIVES.register("nvls")
+class NvlsAlgorithm(InSwitchAlgorithm):
+    """NCCL's NVLS: the in-switch algorithm with NCCL's costs (:mod:`mcdla.hw.nccl`): the
+    host's launch and NVLS's latency once per collective, and every flow at most
+    :func:`~mcdla.hw.nccl.nvls_fraction` of its idle path's rate (a cap of its own,
+    ``cap:NVLS:<ring>:<flow>``)."""
+
+    name = "nvls"
+
+    def fixed_s(self, op, rings):
+        from mcdla.hw.nccl import NVLS_LATENCY_S
+
+        return self.launch_s + NVLS_LATENCY_S
+
+    @staticmethod
+    def _cap_id(ring: Ring, j: int) -> str:
+        return f"cap:NVLS:{ring.name}:{j}"
+
+    def _plain(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        return super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        return [[Flow(f.size_bytes, f.path + (self._cap_id(ring, j),), f.latency_s) for j, f in enumerate(phase)]
+                for phase in self._plain(op, ring, share, root, units, capacities_Bps, chunk_bytes)]
+
+    def caps(self, op, rings, capacities_Bps):
+        from mcdla.hw.nccl import nvls_fraction
+
+        caps = {}
+        for ring in rings:
+            if ring.size > 1:  # the paths do not depend on the share or the root
+                for phase in self._plain(op, ring, 1.0, 0, {}, capacities_Bps, DEFAULT_CHUNK_BYTES):
+                    for j, f in enumerate(phase):
+                        caps[self._cap_id(ring, j)] = nvls_fraction() * bottleneck_Bps(f.path, capacities_Bps)
+        return caps
+
+
+@COLLECTIVES.register("nccl_tree")
+class NcclTreeAlgorithm(HierarchicalAlgorithm):
+    """The hierarchical algorithm as NCCL runs an all-reduce across machines: the
+    intra-domain reduce-scatter, a double binary tree across the domains (each group's
+    ranks, one per domain on one rail, reduce up two mirrored binary trees and broadcast
+    down them, each tree carrying half the piece: NCCL's tree) and the intra-domain
+    all-gather run at once on successive chunks, not one after another, so the slowest
+    of them sets the pace (one phase of all their flows). Its latency is NCCL's tree's
+    (:func:`~mcdla.hw.nccl.tree_latency_s`) with the host's launch, paid once, in place of
+    the links' (NCCL's hop latencies include the wire). The other operations cross the
+    domains on the hierarchical algorithm's rings (NCCL runs them on its ring); broadcast
+    runs as the hierarchical algorithm's, after the same fixed cost. Across domains it
+    needs every rank's own way out (a NIC on a rail)."""
+
+    symmetric = False  # a tree singles out its roots
+
+    name = "nccl_tree"
+
+    def check(self, op, rings, capacities_Bps):
+        super().check(op, rings, capacities_Bps)
+        if op == "all_reduce" and spans_domains(rings):
+            for ring in rings:
+                if ring.size > 1 and not all(ring.exit_switch or ("",)):
+                    raise InputError(f"{self.name} crosses domains over every rank's NIC; ring {ring.name!r} has "
+                                     "ranks without one", key="execution.collective")
+
+    def fixed_s(self, op, rings):
+        from mcdla.hw.nccl import tree_latency_s
+
+        dom = _domains(rings[0])
+        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks))
+
+    def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        phases = super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
+        if op == "broadcast":
+            return phases
+        return [[Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]] if phases else []
+
+    @staticmethod
+    def _tree_edges(ring, dom, reduce):
+        """(group, the rank sending, the rank receiving, the path) of every edge of the
+        double binary tree across the domains: child to parent (``reduce``) or back."""
+        for k, group in enumerate(dom.groups):
+            for child, parent in _edges(_trees(len(dom.ranks))):
+                a, b = (group[child], group[parent]) if reduce else (group[parent], group[child])
+                yield k, a, b, ring.over_rail(a, b)
+
+    def _cross(self, op, ring, dom, piece, units, reduce):
+        if op != "all_reduce":
+            return super()._cross(op, ring, dom, piece, units, reduce)
+        flows = []
+        for _k, _a, b, path in self._tree_edges(ring, dom, reduce):
+            unit = (units[ring.ranks[b]],) if reduce and ring.ranks[b] in units else ()
+            flows.append(Flow(piece / 2, path + unit, 0.0))
+        return flows
+
+    def _cross_pieces(self, op, ring, dom, piece, reduce):
+        if op != "all_reduce":
+            return super()._cross_pieces(op, ring, dom, piece, reduce)
+        return [(piece / 2, path) for *_, path in self._tree_edges(ring, dom, reduce)]
+
+
+@COLLECTIVES.register("nvls_tree")
+class NvlsTreeAlgorithm(NcclTreeAlgorithm):
+    """NCCL's NVLS-tree: :class:`NcclTreeAlgorithm` with the intra-domain phases in the
+    domain's switch (NVLS): for the reduce-scatter every rank sends its whole share up
+    once, the switch reduces it and sends each rank its piece; for the all-gather every
+    rank sends its piece up once and the switch multicasts it. Each domain's NVLS
+    traffic reaches at most :func:`~mcdla.hw.nccl.nvls_fraction` of its ranks' link
+    rate each way (``cap:NVLS:<ring>:<domain>:up|down``). Needs a reduction engine in
+    every domain's switch."""
+
+    name = "nvls_tree"
+
+    def check(self, op, rings, capacities_Bps):
+        super().check(op, rings, capacities_Bps)
+        for ring in rings:
+            if ring.size > 1 and op != "broadcast":
+                for hub in _domains(ring).hubs:
+                    if not hub or reduction_port(hub) not in capacities_Bps:
+                        raise InputError(f"nvls_tree needs a reduction engine in every domain's fabric switch; "
+                                         f"ring {ring.name!r} has a domain without one", key="execution.collective")
+
+    def fixed_s(self, op, rings):
+        from mcdla.hw.nccl import nvls_tree_latency_s
+
+        return self.launch_s + nvls_tree_latency_s(len(_domains(rings[0]).ranks))
+
+    @staticmethod
+    def _ways(ring, dom, j):
+        """Domain ``j``'s channels up into its switch and down from it, and its caps."""
+        members = dom.ranks[j]
+        ups = tuple(ring.home_out[i] for i in members)
+        downs = tuple(ring.home_in[i] for i in members)
+        cap = f"cap:NVLS:{ring.name}:{j}"
+        return ups, downs, (cap + ":up",), (cap + ":down",)
+
+    def _intra(self, ring, dom, share, units, reduce):
+        q, flows = len(dom.ranks[0]), []
+        for j, hub in enumerate(dom.hubs):
+            ups, downs, cap_up, cap_down = self._ways(ring, dom, j)
+            if reduce:  # all of it up through the engine; each rank's reduced piece down
+                flows += [Flow(share, ups + (reduction_port(hub),) + cap_up, dom.intra_s),
+                          Flow(share / q, downs + cap_down, dom.intra_s)]
+            else:  # each rank's piece up; every other rank's piece down (multicast)
+                flows += [Flow(share / q, ups + cap_up, dom.intra_s),
+                          Flow((q - 1) * share / q, downs + cap_down, dom.intra_s)]
+        return flows
+
+    def _intra_pieces(self, ring, dom, share, reduce):
+        q, pieces = len(dom.ranks[0]), []
+        for members in dom.ranks:
+            up, down = (share, share / q) if reduce else (share / q, (q - 1) * share / q)
+            pieces += [(up, (ring.home_out[i],)) for i in members]
+            pieces += [(down, (ring.home_in[i],)) for i in members]
+        return pieces
+
+    def caps(self, op, rings, capacities_Bps):
+        from mcdla.hw.nccl import nvls_fraction
+
+        caps = {}
+        if op == "broadcast":
+            return caps
+        for ring in rings:
+            if ring.size > 1:
+                dom = _domains(ring)
+                for j in range(len(dom.ranks)):
+                    ups, downs, (cap_up,), (cap_down,) = self._ways(ring, dom, j)
+                    caps[cap_up] = nvls_fraction() * bottleneck_Bps(ups, capacities_Bps)
+                    caps[cap_down] = nvls_fraction() * bottleneck_Bps(downs, capacities_Bps)
+        return caps
+
+
+def picks_a_tree(rings, capacities_Bps) -> bool:
+    """Whether NCCL's tuner may run an all-reduce on ``rings`` as a tree across machines
+    (a tree singles out its roots: rank symmetry does not hold for it)."""
+    return any(isinstance(a, NcclTreeAlgorithm) for a in NcclTunedAlgorithm().others("all_reduce", rings, capacities_Bps))
