@@ -41,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if getattr(args, "output", None) is not None:  # refused before any work, not after
-            from mcdla.io.write import check_output
+    from mcdla.io.write import check_output, run_files
 
-            check_output(args.output, "--output")
-        return int(args.run(args) or 0)
+    try:
+        with run_files():  # no output of a command may replace one of its inputs
+            if getattr(args, "output", None) is not None:  # refused before any work, not after
+                check_output(args.output, "--output")
+            return int(args.run(args) or 0)
     except InputError as exc:
         print(f"mcdla {args.command}: error: {exc}", file=sys.stderr)
         return 2
