@@ -79,3 +79,79 @@ def test_an_output_written_then_read_by_the_next_command_is_fine(workload_copy, 
     out = tmp_path / "out.json"
     assert main(["workloads", "--workload", str(workload_copy), "--format", "json", "--output", str(out)]) == 0
     assert main(["workloads", "--workload", str(workload_copy), "--format", "json", "--output", str(out)]) == 0
+
+
+# -- the work budget -----------------------------------------------------------------------
+
+
+class _CountingSegments(tuple):
+    """A ring's segments that count how many are looked at."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        type(self).reads += 1
+        return super().__getitem__(index)
+
+
+def _counted_ring(n: int, name: str, reverse: bool = False):
+    from mcdla.hw.network import Ring
+
+    ranks = [f"D{i}" for i in range(n)]
+    if reverse:
+        ranks = [ranks[0], *reversed(ranks[1:])]
+    segments = _CountingSegments((f"{a}>{b}",) for a, b in zip(ranks, ranks[1:] + ranks[:1]))
+    return Ring(name, tuple(ranks), segments, (1e-6,) * n)
+
+
+def test_a_sub_ring_walks_the_ring_once_not_once_per_member():
+    """The setup before the budget check was quadratic in devices: each member of a
+    data-parallel group compared both ways around the whole ring (16,384 devices with
+    tensor_parallel=2 hung before the budget was checked)."""
+    from mcdla.hw.network import sub_ring
+
+    n = 2048
+    ring, back = _counted_ring(n, "r"), _counted_ring(n, "r~", reverse=True)
+    members = {f"D{i}" for i in range(0, n, 2)}
+    _CountingSegments.reads = 0
+    sub = sub_ring(ring, members, "dp0", back)
+    assert _CountingSegments.reads <= 4 * n, _CountingSegments.reads
+    assert sub.size == n // 2 and all(len(s) == 2 for s in sub.segments)
+    assert sub.segments[0] == ("D0>D1", "D1>D2")  # forward: the short way
+    # A group of neighbours closes back along the reverse ring, not the long way around.
+    small = sub_ring(ring, {"D0", "D1", "D2"}, "tp0", back)
+    assert small.segments == (("D0>D1",), ("D1>D2",), ("D2>D1", "D1>D0"))
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0"])
+def test_a_budget_that_is_not_a_positive_number_is_refused(value, capsys):
+    code = main(["sim", "--topology", "single", "--workload", "alexnet", "--batch", "8", "--budget", value])
+    assert code == 2
+    one_line_error(capsys, "--budget")
+
+
+def test_a_nan_budget_from_the_environment_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("MCDLA_WORK_BUDGET", "nan")
+    assert main(["sim", "--topology", "single", "--workload", "alexnet", "--batch", "8"]) == 2
+    one_line_error(capsys, "MCDLA_WORK_BUDGET")
+
+
+def test_micro_batches_count_in_the_budget(capsys):
+    """65,536 micro-batches of a 2-stage pipeline on short rings is hours of events: refused
+    before it starts, saying so and how to raise the budget."""
+    code = main(["sim", "--topology", "dgx1v", "--workload", "gpt2", "--batch", "262144",
+                 "--set", "training.virtualization=false", "--set", "execution.pipeline_parallel=2",
+                 "--set", "training.micro_batches=65536"])
+    assert code == 2
+    one_line_error(capsys, "work budget", "micro-batches", "MCDLA_WORK_BUDGET")
+
+
+def test_the_estimate_grows_with_micro_batches_and_shrinks_with_stages():
+    from mcdla.hw.budget import estimate_work
+    from mcdla.hw.topology import load_topology
+    from mcdla.hw.workload import load_workload
+
+    topo, work = load_topology("dgx1v"), load_workload("gpt2")
+    one = estimate_work(topo, work, 4)
+    assert estimate_work(topo, work, 4, micro_batches=64).work == pytest.approx(64 * one.work)
+    assert estimate_work(topo, work, 4, stages=2).layers == -(-len(work.layers) // 2)

@@ -1,17 +1,25 @@
 """A work budget checked before a run starts: a few YAML lines must not ask for hours.
 
-The simulator's cost is its events times the cost of each: a device's layer costs a
-few tens of events (compute, memory reservations, offload and prefetch flows; 10-45
+The simulator's cost is its events times the cost of each: a device's layer, once per
+micro-batch, costs a few tens of events (compute, memory reservations, offload and prefetch flows; 10-45
 per device and layer measured over the shipped workloads, hence :data:`EVENTS_PER_LAYER`
 = 48 as an upper estimate), and every flow start or end re-solves the max-min rates
-of the flows it touches, whose paths span up to a whole collective ring. So the
-estimate is ``events x longest ring`` in channel updates. The default limit lets every
+of the flows it touches, whose paths span up to a whole collective ring. An event
+costs at least its own step (SimPy's queue, a process resumed) whatever the rings:
+measured, a pipeline of 2,048 micro-batches on dgx1v (GPT-2, 2 stages, short rings of 8
+channels) ran 1.1e6 events in 41 s against an estimate of 2.5e7 events, about 1.6 us per
+estimated event, as much as 100 channel updates of the ring measurement below; hence
+:data:`EVENT_COST` = 64 channel updates as the floor. So the estimate is
+``events x max(longest ring, EVENT_COST)`` in channel updates. The default limit lets every
 shipped experiment run (the largest, 8 devices, is near 1e6) and a 1,024-device ring
 of ResNet-34 (about 6e9, a minute or two), and refuses what would run for many
 minutes and gigabytes (a 4,096-device ring with a model-parallel GRU simulated rank by
 rank, ``execution.exact``: about 1e11). With rank symmetry (mcdla.hw.symmetry) the
-devices counted are the ones simulated, one per class of equivalent devices.
-``MCDLA_WORK_BUDGET`` or ``mcdla sim --budget`` raises it.
+devices counted are the ones simulated, one per class of equivalent devices; with
+pipeline parallelism a device runs its stage's layers (a 1/stages share, rounded up) once
+per micro-batch. ``MCDLA_WORK_BUDGET`` or ``mcdla sim --budget`` raises it (``inf``: no
+limit, said explicitly); a budget that is not a positive number is refused (a NaN would
+compare false and let anything through).
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from dataclasses import dataclass
 
 from mcdla.errors import InputError
 
-__all__ = ["EVENTS_PER_LAYER", "DEFAULT_BUDGET", "WorkEstimate", "estimate_work", "check_budget",
-           "budget_from_env"]
+__all__ = ["EVENTS_PER_LAYER", "EVENT_COST", "DEFAULT_BUDGET", "WorkEstimate", "estimate_work", "check_budget",
+           "budget_from_env", "check_limit"]
 
 EVENTS_PER_LAYER = 48
+EVENT_COST = 64  # channel updates an event costs at least (module docstring)
 DEFAULT_BUDGET = 1e10
 _ENV = "MCDLA_WORK_BUDGET"
 
@@ -34,42 +43,53 @@ class WorkEstimate:
     """What a run will cost, estimated from its inputs alone."""
 
     devices: int  # the devices simulated (one per class of equivalent devices)
-    layers: int
+    layers: int  # the layers each runs per micro-batch
     events: float
     longest_ring: int  # channels of the longest directed ring (1 with none)
+    micro_batches: int = 1
 
     @property
     def work(self) -> float:
-        return self.events * self.longest_ring
+        return self.events * max(self.longest_ring, EVENT_COST)
 
 
-def estimate_work(topology, workload, simulated: int | None = None) -> WorkEstimate:
-    """``simulated``: the devices simulated (default: every device of ``topology``)."""
+def estimate_work(topology, workload, simulated: int | None = None, *, stages: int = 1,
+                  micro_batches: int = 1) -> WorkEstimate:
+    """``simulated``: the devices simulated (default: every device of ``topology``);
+    ``stages`` and ``micro_batches``: the pipeline's (1 and 1 without one)."""
     devices = len(topology.devices) if simulated is None else simulated
-    layers = len(workload.layers)
+    layers = -(-len(workload.layers) // max(1, stages))
     longest = max((len(r.channels) for r in topology.rings), default=1)
-    return WorkEstimate(devices, layers, float(EVENTS_PER_LAYER * devices * layers), max(1, longest))
+    events = float(EVENTS_PER_LAYER) * devices * layers * max(1, micro_batches)
+    return WorkEstimate(devices, layers, events, max(1, longest), max(1, micro_batches))
 
 
 def budget_from_env() -> float:
     raw = os.environ.get(_ENV, "").strip()
     if not raw:
         return DEFAULT_BUDGET
+    return check_limit(raw, _ENV)
+
+
+def check_limit(value, key: str) -> float:
+    """``value`` as a work budget: a positive number (``inf`` for none), else an InputError naming ``key``."""
     try:
-        value = float(raw)
-    except ValueError:
-        raise InputError("expected a number of channel updates, e.g. 1e11", key=_ENV) from None
-    if not value > 0:
-        raise InputError("expected a positive number", key=_ENV)
-    return value
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"expected a number of channel updates, e.g. 1e11, got {value!r}", key=key) from None
+    if not number > 0:  # NaN too: it compares false with any estimate
+        raise InputError(f"expected a positive number of channel updates (inf: no limit), got {value!r}",
+                         key=key)
+    return number
 
 
 def check_budget(estimate: WorkEstimate, budget: float | None = None) -> None:
     """Refuses a run whose estimated work is over ``budget`` (default: the environment's)."""
-    limit = budget_from_env() if budget is None else budget
+    limit = budget_from_env() if budget is None else check_limit(budget, "--budget")
     if estimate.work > limit:
+        passes = f" x {estimate.micro_batches} micro-batches" if estimate.micro_batches > 1 else ""
         raise InputError(
-            f"{estimate.devices} simulated devices x {estimate.layers} layers is about {estimate.events:.2g} "
-            f"events over rings of {estimate.longest_ring} channels ({estimate.work:.2g} channel "
-            f"updates), over the work budget of {limit:.2g}; raise it with --budget or "
+            f"{estimate.devices} simulated devices x {estimate.layers} layers{passes} is about {estimate.events:.2g} "
+            f"events at {max(estimate.longest_ring, EVENT_COST)} channel updates each (rings of "
+            f"{estimate.longest_ring} channels): {estimate.work:.2g} channel updates, over the work budget of {limit:.2g}; raise it with --budget or "
             f"{_ENV} if you mean it", key="budget")
