@@ -155,3 +155,24 @@ def test_the_estimate_grows_with_micro_batches_and_shrinks_with_stages():
     one = estimate_work(topo, work, 4)
     assert estimate_work(topo, work, 4, micro_batches=64).work == pytest.approx(64 * one.work)
     assert estimate_work(topo, work, 4, stages=2).layers == -(-len(work.layers) // 2)
+
+
+def test_plan_on_a_thousand_devices_is_bounded_before_it_starts(capsys):
+    code = main(["plan", "--topology", "ring16", "--set", "generator.devices=1024", "--workload", "resnet34",
+                 "--batch", "2048"])
+    assert code == 2
+    one_line_error(capsys, "work budget", "candidates", "MCDLA_WORK_BUDGET")
+
+
+def test_a_family_of_thousands_of_models_is_bounded_before_the_first(tmp_path, capsys):
+    lines = ["name: many", "workload: gpt3_175b", "members:"]
+    lines += [f"  - {{name: m{i}, layers: 2, hidden: 64, heads: 4, ffn: 256}}" for i in range(2000)]
+    family = tmp_path / "many.yaml"
+    family.write_text("\n".join(lines) + "\n")
+    assert main(["plan", "--topology", "ring", "--largest", str(family), "--batch", "16"]) == 2
+    one_line_error(capsys, "2000 models", "work budget", "MCDLA_WORK_BUDGET")
+
+
+def test_a_plan_within_the_budget_still_runs(capsys):
+    assert main(["plan", "--topology", "ring", "--workload", "alexnet", "--batch", "64", "--simulate", "1",
+                 "--format", "json"]) == 0
