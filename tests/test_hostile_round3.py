@@ -176,3 +176,72 @@ def test_a_family_of_thousands_of_models_is_bounded_before_the_first(tmp_path, c
 def test_a_plan_within_the_budget_still_runs(capsys):
     assert main(["plan", "--topology", "ring", "--workload", "alexnet", "--batch", "64", "--simulate", "1",
                  "--format", "json"]) == 0
+
+
+# -- names ---------------------------------------------------------------------------------
+
+TWO = """name: {name}
+description: two devices
+device: table2
+links: {{nvlink: nvlink2}}
+devices: [{a}, {b}]
+connections:
+  - [{a}, {b}, nvlink]
+rings:
+  - [{a}, {b}]
+"""
+
+
+def _two(tmp_path, name="two", a="A", b="B"):
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO.format(name=name, a=a, b=b))
+    return str(path)
+
+
+def test_plain_node_names_load(tmp_path):
+    from mcdla.hw.topology import load_topology
+
+    assert load_topology(_two(tmp_path, a="gpu_0.a", b="gpu-1+b")).devices == ("gpu_0.a", "gpu-1+b")
+
+
+@pytest.mark.parametrize("bad", ["'A>B'", "'A:1'", "'a/b'", "' '", "''", "'A B'", "x" * 65])
+def test_a_node_name_that_could_merge_channels_or_hide_is_refused(tmp_path, bad, capsys):
+    path = _two(tmp_path, a=bad)
+    assert main(["sim", "--topology", path, "--workload", "alexnet", "--batch", "16"]) == 2
+    one_line_error(capsys, "devices[0]", "node name")
+
+
+@pytest.mark.parametrize("bad", ["''", "'   '", "'a/b'", "x" * 129])
+def test_an_empty_blank_or_long_design_name_is_refused(tmp_path, bad, capsys):
+    assert main(["topologies", _two(tmp_path, name=bad)]) == 2
+    one_line_error(capsys, "name")
+
+
+def test_a_blank_workload_or_member_name_is_refused(tmp_path, capsys):
+    text = (DATA_ROOT / "workloads" / "alexnet.yaml").read_text().replace("name: alexnet", "name: '  '", 1)
+    (tmp_path / "w.yaml").write_text(text)
+    assert main(["workloads", "--workload", str(tmp_path / "w.yaml")]) == 2
+    one_line_error(capsys, "name")
+    family = tmp_path / "f.yaml"
+    family.write_text("name: f\nworkload: gpt3_175b\nmembers:\n  - {name: ' ', layers: 2}\n")
+    assert main(["plan", "--topology", "ring", "--largest", str(family), "--batch", "16"]) == 2
+    one_line_error(capsys, "members[0].name")
+
+
+@pytest.mark.parametrize("command", [["sim"], ["workloads"], ["topologies"], ["collective", "--op", "all_reduce", "--ring", "4",
+                                                                                "--size", "1MB"]])
+def test_a_long_mcdla_path_is_one_line_in_every_command(monkeypatch, command, capsys):
+    monkeypatch.setenv("MCDLA_PATH", "b" * 10_000)
+    code = main([*command, "--format", "json"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "OSError" not in err
+    if code != 0:  # a command that looks nothing up by name may run
+        assert code == 2 and "MCDLA_PATH" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("option", ["--topology", "--workload"])
+def test_a_long_name_or_path_is_one_line(option, capsys):
+    for value in ("a" * 300, "a/" * 3000 + "x.yaml", "d/" + "a" * 300 + ".yaml"):
+        assert main(["sim", option, value]) == 2
+        err = one_line_error(capsys)
+        assert len(err) < 400

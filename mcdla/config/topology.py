@@ -51,7 +51,7 @@ from typing import Any, Literal, Mapping, Sequence
 from mcdla.config import loader
 from mcdla.config.generators import expand
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
-from mcdla.config.schema import Where, build
+from mcdla.config.schema import Label, NodeName, Where, build
 from mcdla.errors import InputError
 
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
@@ -72,20 +72,20 @@ _PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": 
 class TopologyDoc:
     """A topology file after preset resolution, overrides and unit conversion."""
 
-    name: str
+    name: Label
     description: str
     device: DeviceSpec
     links: dict[str, LinkSpec]
-    devices: int | tuple[str, ...]
+    devices: int | tuple[NodeName, ...]
     connections: tuple[tuple[Any, ...], ...] = ()
     memory_node: MemoryNodeSpec | None = None
     host: HostSpec | None = None
-    memory_nodes: int | tuple[str, ...] = 0
-    switches: int | tuple[str, ...] = 0
+    memory_nodes: int | tuple[NodeName, ...] = 0
+    switches: int | tuple[NodeName, ...] = 0
     fabric_switch: SwitchSpec | None = None  # the fabric switches' part (NVSwitch), a preset
-    fabric_switches: int | tuple[str, ...] = 0  # fabric switches FS0..
+    fabric_switches: int | tuple[NodeName, ...] = 0  # fabric switches FS0..
     spine_switch: SwitchSpec | None = None  # the spines' part (a scale-out switch); default fabric_switch
-    spine_switches: int | tuple[str, ...] = 0  # spine switches SP0.., above the fabric switches
+    spine_switches: int | tuple[NodeName, ...] = 0  # spine switches SP0.., above the fabric switches
     rings: tuple[tuple[str, ...], ...] | None = None  # None: derived at load (mcdla.hw.rings)
     ring_directions: Literal["both", "as_listed"] = "both"
     backing: Literal["host", "memory_nodes", "none"] = "none"
