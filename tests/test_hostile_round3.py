@@ -245,3 +245,48 @@ def test_a_long_name_or_path_is_one_line(option, capsys):
         assert main(["sim", option, value]) == 2
         err = one_line_error(capsys)
         assert len(err) < 400
+
+
+# -- impossible layouts --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tp", [8])
+def test_tensor_parallel_must_divide_the_heads(tp, capsys):
+    # gpt2 has 12 heads: 8 ranks would run 2 heads each (16 heads of work).
+    assert main(["sim", "--topology", "dgx1v", "--workload", "gpt2", "--batch", "16",
+                 "--set", f"execution.tensor_parallel={tp}"]) == 2
+    one_line_error(capsys, "execution.tensor_parallel", "12 heads")
+
+
+def test_tensor_parallel_must_divide_the_key_value_heads(capsys):
+    assert main(["sim", "--topology", "dgx1v", "--workload", "gpt2", "--batch", "16", "--set", "workload.heads=8",
+                 "--set", "workload.kv_heads=2", "--set", "execution.tensor_parallel=4"]) == 2
+    one_line_error(capsys, "execution.tensor_parallel", "2 key/value heads")
+
+
+def test_plan_never_proposes_a_degree_that_splits_a_head():
+    from mcdla.sweep.plan import plan
+
+    rows = plan("dgx1v", "gpt2", batch=16, simulate=1)
+    assert all(12 % r.candidate.tensor_parallel == 0 for r in rows if r.feasible is not False)
+    assert any(r.candidate.tensor_parallel == 8 and "heads" in r.reason for r in rows)
+
+
+def test_a_tied_weight_of_another_shape_is_refused(tmp_path, capsys):
+    path = tmp_path / "tied.yaml"
+    text = ("name: tied\ninput: {tokens: 8}\nlayers:\n  - {name: embed, kind: embedding, vocab: 100, hidden: 16}\n"
+            "  - {name: head, kind: linear, out_features: OUT, bias: false, tied_to: embed}\n"
+            "  - {name: loss, kind: cross_entropy}\n")
+    path.write_text(text.replace("OUT", "100"))
+    assert main(["workloads", "--workload", str(path)]) == 0
+    capsys.readouterr()
+    path.write_text(text.replace("OUT", "50"))
+    assert main(["workloads", "--workload", str(path)]) == 2
+    one_line_error(capsys, "tied_to", "16 x 100")
+
+
+@pytest.mark.parametrize("ratio", ["1e9", "33", "inf"])
+def test_a_compression_beyond_a_bit_per_element_is_refused(ratio, capsys):
+    assert main(["sim", "--topology", "dc", "--workload", "alexnet", "--batch", "8",
+                 "--set", f"training.compression={ratio}"]) == 2
+    one_line_error(capsys, "training.compression")
