@@ -290,3 +290,56 @@ def test_a_compression_beyond_a_bit_per_element_is_refused(ratio, capsys):
     assert main(["sim", "--topology", "dc", "--workload", "alexnet", "--batch", "8",
                  "--set", f"training.compression={ratio}"]) == 2
     one_line_error(capsys, "training.compression")
+
+
+# -- validate tables -----------------------------------------------------------------------
+
+ROW = """  - quantity: {quantity}
+    kind: {kind}
+    args: {args}
+    measure: {measure}
+    measured: {measured}
+    tolerance: 0.5
+    source: {{title: t, url: "https://example.org"}}
+"""
+GOOD = dict(quantity="good", kind="sim", args="{topology: single, workload: alexnet, batch: 8}",
+            measure="iteration_time", measured="10 ms")
+
+
+def _table(tmp_path, *rows) -> str:
+    path = tmp_path / "v.yaml"
+    path.write_text("name: v\ndescription: a table\nrows:\n" + "".join(ROW.format(**{**GOOD, **r}) for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("bad", [
+    dict(args="{topology: no_such_design, workload: alexnet, batch: 8}"),
+    dict(args="{topology: single, workload: no_such_net, batch: 8}"),
+    dict(args="{topology: single, workload: alexnet, batch: 8, set: {training.nonsense: 1}}"),
+    dict(kind="collective", args="{topology: no_such_design, op: all_reduce, size: 1 MiB}", measure="busbw",
+         measured="1 GB/s"),
+])
+def test_a_bad_row_input_is_found_before_any_row_runs(tmp_path, bad, capsys, monkeypatch):
+    import mcdla.sweep.validate as validate
+
+    ran = []
+    monkeypatch.setattr(validate, "run_row", lambda row: ran.append(row) or 0.01)
+    assert main(["validate", "--table", _table(tmp_path, {}, bad)]) == 2
+    one_line_error(capsys, "rows[1]")
+    assert ran == []
+
+
+@pytest.mark.parametrize("measured", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("measure", ["iteration_time", "overhead"])
+def test_a_measurement_that_is_not_finite_is_refused(tmp_path, measured, measure, capsys):
+    row = dict(measured=measured, measure=measure)
+    if measure == "overhead":
+        row["args"] = "{topology: single, workload: alexnet, batch: 8}"
+    assert main(["validate", "--table", _table(tmp_path, row)]) == 2
+    one_line_error(capsys, "measured")
+
+
+def test_set_as_a_list_is_an_input_error(tmp_path, capsys):
+    row = dict(args="{topology: single, workload: alexnet, batch: 8, set: [training.lookahead, 2]}")
+    assert main(["validate", "--table", _table(tmp_path, row)]) == 2
+    one_line_error(capsys, "set", "mapping")
