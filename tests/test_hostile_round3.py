@@ -343,3 +343,70 @@ def test_set_as_a_list_is_an_input_error(tmp_path, capsys):
     row = dict(args="{topology: single, workload: alexnet, batch: 8, set: [training.lookahead, 2]}")
     assert main(["validate", "--table", _table(tmp_path, row)]) == 2
     one_line_error(capsys, "set", "mapping")
+
+
+# -- sweep runners -------------------------------------------------------------------------
+
+SWEEP = """name: fake
+kind: sim
+figure: fig13
+runner: sweep_fakes:{runner}
+base: {{topology: dc, workload: alexnet}}
+axes:
+  batch: [8, 16, 32]
+"""
+
+
+def _sweep(tmp_path, runner, *extra):
+    import json
+
+    from mcdla.sweep import store
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(SWEEP.format(runner=runner))
+    out = tmp_path / "out"
+    code = main(["sweep", str(path), "--out", str(out), "--quiet", "--format", "json", *extra])
+    lines = (out / store.JOURNAL).read_text().splitlines() if (out / store.JOURNAL).exists() else []
+    return code, [json.loads(line) for line in lines]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_runner_calling_exit_is_a_failed_point_not_the_end(tmp_path, jobs, capsys):
+    code, records = _sweep(tmp_path, "exits", "--jobs", jobs)
+    assert code == 1
+    assert len(records) == 3
+    failed = [r for r in records if r["status"] != "ok"]
+    assert len(failed) == 1 and "sys.exit" in failed[0]["error"] and failed[0]["point"]["batch"] == 8
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_results_that_json_cannot_hold_are_recorded_strictly(tmp_path, jobs, capsys):
+    import json
+
+    code, records = _sweep(tmp_path, "odd", "--jobs", jobs)
+    assert code == 1  # the set: that point failed, with its reason
+    by_batch = {r["point"]["batch"]: r for r in records}
+    assert by_batch[8]["status"] == "error" and "JSON" in by_batch[8]["error"]
+    nan = by_batch[16]
+    assert nan["status"] == "ok" and nan["result"]["iteration_time_s"] is None
+    assert nan["result"]["busy_s"]["sync"] is None
+    text = (tmp_path / "out" / "journal.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    for line in text.splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the journal"))
+
+
+def test_a_dead_worker_is_one_line_and_the_finished_points_are_kept(tmp_path, capsys):
+    code, records = _sweep(tmp_path, "dies", "--jobs", "2")
+    assert code == 2
+    one_line_error(capsys, "worker process died", "rerun")
+    assert all(r["status"] == "ok" for r in records)
+    assert (tmp_path / "out" / "results.csv").exists()
+
+
+def test_an_output_that_holds_the_default_sweep_folder_is_refused_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.yaml").write_text(SWEEP.format(runner="run"))
+    assert main(["sweep", "exp.yaml", "--quiet", "--output", "results"]) == 2
+    one_line_error(capsys, "--output")
+    assert not (tmp_path / "results").exists()  # found before any point ran
