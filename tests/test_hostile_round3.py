@@ -410,3 +410,30 @@ def test_an_output_that_holds_the_default_sweep_folder_is_refused_first(tmp_path
     assert main(["sweep", "exp.yaml", "--quiet", "--output", "results"]) == 2
     one_line_error(capsys, "--output")
     assert not (tmp_path / "results").exists()  # found before any point ran
+
+
+# -- accepted parameters at their extremes -------------------------------------------------
+
+
+@pytest.mark.parametrize("args, at_least_s", [
+    (["--topology", "ring", "--workload", "alexnet", "--set", "device.launch_overhead=1000s"], 1000.0),
+    (["--topology", "ring", "--workload", "alexnet", "--set", "device.gemm_efficiency=1e-9"], 1.0),
+    (["--topology", "ring", "--workload", "resnet34", "--set", "memory_node.mem_bw=1e5"], 100.0),
+    (["--topology", "ring", "--workload", "alexnet", "--parallel", "model", "--set", "links.nvlink.latency=100s"],
+     100.0),
+])
+def test_extreme_but_physical_values_run_correctly(args, at_least_s, capsys):
+    """A late clock (hours of simulated time) must not break the byte accounting: a flow
+    is delivered within a slack relative to the clock, and its last bytes still count."""
+    import json
+
+    assert main(["sim", *args, "--batch", "64", "--format", "json"]) == 0  # the invariants are checked
+    result = json.loads(capsys.readouterr().out)
+    assert result["iteration_time_s"] >= at_least_s
+
+
+@pytest.mark.parametrize("key", ["links.nvlink.efficiency", "device.hbm_efficiency"])
+def test_an_efficiency_cannot_get_under_the_bandwidth_floor(key, capsys):
+    assert main(["sim", "--topology", "ring", "--workload", "alexnet", "--batch", "64",
+                 "--set", f"{key}=1e-300"]) == 2
+    one_line_error(capsys, key, "minimum")

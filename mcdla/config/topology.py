@@ -51,7 +51,7 @@ from typing import Any, Literal, Mapping, Sequence
 from mcdla.config import loader
 from mcdla.config.generators import expand
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
-from mcdla.config.schema import Label, NodeName, Where, build
+from mcdla.config.schema import Label, NodeName, Where, build, check_physical
 from mcdla.errors import InputError
 
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
@@ -205,4 +205,17 @@ def read_topology_doc(
             raise InputError(exc.detail, file=file, key=exc.key) from None
         doc = resolve_presets(doc, presets, file)
     # After the overrides, so a generator reads the final presets and parameters.
-    return build(TopologyDoc, expand(doc, Where(file)), Where(file))
+    built = build(TopologyDoc, expand(doc, Where(file)), Where(file))
+    _check_effective(built, Where(file))
+    return built
+
+
+def _check_effective(doc: TopologyDoc, where: Where) -> None:
+    """The bandwidth floor (:func:`~mcdla.config.schema.check_physical`) holds for what a
+    part attains, bandwidth x efficiency, not only for its peak: an efficiency of 1e-300
+    must not make a 1 kB/s floor a 1e-289 B/s link."""
+    parts = [(f"links.{alias}.efficiency", link.effective_bw_Bps, link.bw) for alias, link in doc.links.items()]
+    parts.append(("device.hbm_efficiency", doc.device.effective_hbm_bw_Bps, doc.device.hbm_bw))
+    for key, attained, peak in parts:
+        check_physical(attained, "bandwidth", Where(where.file, key),
+                       f"{peak:.3g} B/s x {attained / peak:.3g} = {attained:.3g} B/s")
