@@ -42,9 +42,8 @@ def _check_tied(source, shaped, name: str, where: Where) -> None:
     (a vocabulary projection tied to the token embedding: vocabulary x width both)."""
     mine, theirs = _matrix(shaped), _matrix(source.shaped)
     if mine != theirs:
-        show = lambda dims: " x ".join(map(str, dims))  # noqa: E731
-        raise where.error(f"layer {name!r} has a {show(mine)} weight matrix; the {show(theirs)} weights of "
-                          f"{source.name!r} cannot be tied to it")
+        raise where.error(f"layer {name!r} has a {' x '.join(map(str, mine))} weight matrix; the "
+                          f"{' x '.join(map(str, theirs))} weights of {source.name!r} cannot be tied to it")
 
 
 @dataclass
