@@ -157,7 +157,9 @@ def simulate(
                                             policy=policy)
         iteration = Iteration(topo, work, execution, record_timeline=trace is not None)
         # Before any simulation work; the devices simulated: one per class of equivalent ones.
-        check_budget(estimate_work(topo, work, len(iteration.symmetry.device_classes)), budget)
+        check_budget(estimate_work(topo, work, len(iteration.symmetry.device_classes),
+                                   stages=execution.pipeline_parallel,
+                                   micro_batches=execution.training.micro_batches), budget)
         started = time.perf_counter()
         record = iteration.run()
         wall_s = time.perf_counter() - started

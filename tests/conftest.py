@@ -15,4 +15,4 @@ settings.load_profile("deterministic")
 # way a user registers their own, through the environment (inherited by subprocesses).
 import os  # noqa: E402
 
-os.environ["MCDLA_RUNNERS"] = "sweep_fakes:run,sweep_fakes:slow,sweep_fakes:flaky"
+os.environ["MCDLA_RUNNERS"] = ",".join(f"sweep_fakes:{name}" for name in ("run", "slow", "flaky", "exits", "odd", "dies"))

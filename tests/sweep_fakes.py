@@ -57,3 +57,30 @@ def flaky(point: Mapping[str, Any]) -> dict[str, Any]:
         mark.write_text("seen")
         raise InfeasibleError("fails once")
     return run(point)
+
+
+def exits(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Calls sys.exit(0) for the point of batch 8, as a careless script would."""
+    import sys
+
+    if point.get("batch") == 8:
+        sys.exit(0)
+    return run(point)
+
+
+def odd(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A result with a value JSON cannot hold (a set) for batch 8, a NaN for batch 16."""
+    result = run(point)
+    if point.get("batch") == 8:
+        result["ranks"] = {1, 2}
+    if point.get("batch") == 16:
+        result["iteration_time_s"] = float("nan")
+        result["busy_s"]["sync"] = float("inf")
+    return result
+
+
+def dies(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Ends its worker process without a word for batch 8 (a kill, the OOM killer)."""
+    if point.get("batch") == 8:
+        os._exit(9)
+    return run(point)

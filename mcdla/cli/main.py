@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    from mcdla.io.write import check_output, run_files
+
     take_written()
     try:
-        if getattr(args, "output", None) is not None:  # refused before any work, not after
-            from mcdla.io.write import check_output
-
-            check_output(args.output, "--output")
-        status = int(args.run(args) or 0)
+        with run_files():  # no output of a command may replace one of its inputs
+            if getattr(args, "output", None) is not None:  # refused before any work, not after
+                check_output(args.output, "--output")
+            status = int(args.run(args) or 0)
         for path, option in take_written():  # say where the side files went (stdout has the answer)
             if option in ANNOUNCED:
                 print(f"mcdla {args.command}: wrote {path} ({option})", file=sys.stderr)

@@ -64,9 +64,15 @@ def _check_output(args: argparse.Namespace, folder) -> None:
     from mcdla.errors import InputError
     from mcdla.io.write import same_target
     from mcdla.sweep.store import JOURNAL, PARQUET, TABLE
+    from pathlib import Path
 
-    if args.output is None:
+    if args.output is None or args.output == "-":
         return
+    import os
+
+    if os.path.realpath(args.output) in map(str, Path(os.path.realpath(folder)).parents):  # created by the sweep
+        raise InputError(f"is a folder the sweep folder {str(folder)!r} is created in; write the summary "
+                         "elsewhere", key="--output")
     for own in ("", JOURNAL, TABLE, PARQUET, ".lock"):
         if same_target(args.output, folder / own if own else folder):
             what = f"the sweep's {own}" if own else "the sweep folder"

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, Mapping
 
 from mcdla.config.loader import find_input, read_yaml
 from mcdla.config.point import COLLECTIVE_OPS, DEFAULT_POINT, Batch, Parallel, Policy
-from mcdla.config.schema import Bandwidth, PositiveFloat, PositiveInt, Range, Size, Time, Where, build
+from mcdla.config.schema import Label, Bandwidth, PositiveFloat, PositiveInt, Range, Size, Time, Where, build
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point_key", "POINT_LABEL"]
@@ -185,7 +185,7 @@ class Experiment:
 class _ExperimentFile:
     """The literal shape of an experiment YAML, checked by :func:`~mcdla.config.schema.build`."""
 
-    name: str
+    name: Label
     kind: Literal["sim", "collective", "power", "plan"]
     figure: str | list[str]
     title: str = ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcdla.config import loader
-from mcdla.config.schema import Where, build
+from mcdla.config.schema import Label, Where, build, check_text
 from mcdla.errors import InputError
 
 __all__ = ["Family", "read_family"]
@@ -24,7 +24,7 @@ __all__ = ["Family", "read_family"]
 
 @dataclass(frozen=True)
 class Family:
-    name: str
+    name: Label
     workload: str
     members: tuple[dict[str, Any], ...]
     description: str = ""
@@ -46,6 +46,7 @@ def read_family(name_or_path: str) -> Family:
         name = member.get("name")
         if not isinstance(name, str) or not name:
             raise where.child("members").child(i).child("name").error("expected the member's name")
+        check_text(name, Label.__metadata__[0], where.child("members").child(i).child("name"))
         if name in names:
             raise where.child("members").child(i).child("name").error(f"repeats {name!r}")
         names.add(name)

@@ -21,6 +21,7 @@ import os
 import yaml
 
 from mcdla.errors import InputError, excerpt
+from mcdla.io.write import note_input
 
 __all__ = ["DATA_ROOT", "search_path", "find_input", "display_path", "read_yaml", "shipped",
            "apply_overrides", "parse_set"]
@@ -133,10 +134,33 @@ def _safe_load(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
 
 
+# NAME_MAX of Linux, macOS and the common file systems: a longer component cannot name
+# a file, and looking it up is an OSError (ENAMETOOLONG) rather than "no such file".
+_NAME_MAX = 255
+
+
+def _too_long(path: str) -> bool:
+    return any(len(os.fsencode(part)) > _NAME_MAX for part in path.split(os.sep))
+
+
 def search_path() -> list[Path]:
-    """The folders bare names are looked up in, first match wins."""
-    extra = [Path(p) for p in os.environ.get("MCDLA_PATH", "").split(os.pathsep) if p]
-    return [*extra, Path.cwd(), DATA_ROOT]
+    """The folders bare names are looked up in, first match wins; an ``MCDLA_PATH``
+    entry that cannot name a folder is an InputError naming it."""
+    extra = [p for p in os.environ.get("MCDLA_PATH", "").split(os.pathsep) if p]
+    for entry in extra:
+        if _too_long(entry) or "\0" in entry:
+            raise InputError(f"{excerpt(entry)} cannot name a folder (a name longer than {_NAME_MAX} bytes, "
+                             f"or a NUL); set it to folders separated by {os.pathsep!r}", key="MCDLA_PATH")
+    return [*map(Path, extra), Path.cwd(), DATA_ROOT]
+
+
+def _is_file(path: Path, key: str | None = None) -> bool:
+    """``path.is_file()``, with a path the system cannot look up as an InputError."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(f"cannot look up {excerpt(str(path))}: {reason}", key=key) from None
 
 
 def shipped(folder: str) -> list[str]:
@@ -149,14 +173,17 @@ def find_input(name_or_path: str, folder: str, what: str) -> Path:
     if "/" in name_or_path or os.sep in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
     else:
+        if _too_long(name_or_path + ".yaml") or "\0" in name_or_path:
+            raise InputError(f"{excerpt(name_or_path)} cannot name a {what} (longer than {_NAME_MAX} bytes, "
+                             f"or a NUL)", key=what)
         for root in search_path():
             path = root / folder / f"{name_or_path}.yaml"
-            if path.is_file():
+            if _is_file(path, "MCDLA_PATH"):
                 return path
         known = ", ".join(shipped(folder)) or "none"
-        raise InputError(f"unknown {what} {name_or_path!r}; shipped: {known} "
+        raise InputError(f"unknown {what} {excerpt(name_or_path)}; shipped: {known} "
                          f"(also searched MCDLA_PATH and ./{folder}/)", key=what)
-    if not path.is_file():
+    if not _is_file(path, what):
         raise InputError(f"no such {what} file", file=str(path))
     return path
 
@@ -172,6 +199,7 @@ def display_path(path: Path) -> str:
 def read_yaml(path: Path | str) -> dict[str, Any]:
     """The mapping at the top of a YAML file; any problem is an InputError naming it."""
     path = Path(path)
+    note_input(path)  # an output of this run may not be read as its input (mcdla.io.write)
     try:
         if path.stat().st_size > _MAX_FILE_BYTES:
             raise InputError(f"larger than {_MAX_FILE_BYTES} bytes; not an mcdla input", file=str(path))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from mcdla.errors import InputError, excerpt
 __all__ = [
     "Quantity",
     "Range",
+    "Text",
+    "Label",
+    "NodeName",
+    "check_text",
     "Size",
     "BlockSize",
     "Bandwidth",
@@ -67,6 +72,31 @@ class Range:
     minimum: float | None = None
     maximum: float | None = None
     inclusive: bool = True
+
+
+@dataclass(frozen=True)
+class Text:
+    """Marks a string field that must match ``pattern`` whole; ``what`` says what it may be."""
+
+    pattern: str
+    what: str
+
+
+# A name people give (a design's, a workload's, a family member's): printable, not blank,
+# short enough to be part of a file name (an experiment's folder) and of a one-line message.
+Label = Annotated[str, Text(r"(?=.*\S)[^\x00-\x1f\x7f/]{1,128}", "a name of 1 to 128 printable "
+                                                                "characters, not blank, without '/'")]
+# A node of the interconnect: its name is part of channel ids ("D0>M0:1"), ports
+# ("NIC0/tx") and reduction units, so the characters that join those (">", ":", "/") or
+# would hide in a listing (spaces) are not allowed: a ">" in a name made two channels one.
+NodeName = Annotated[str, Text(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", "a node name of 1 to 64 letters, "
+                                                                      "digits and _ . + - (no spaces, '>', ':' or '/')")]
+
+
+def check_text(value: str, mark: Text, where: "Where") -> str:
+    if not re.fullmatch(mark.pattern, value):
+        raise where.error(f"expected {mark.what}, got {excerpt(value)}")
+    return value
 
 
 Size = Annotated[float, Quantity("size")]
@@ -201,6 +231,8 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
         for mark in marks:
             if isinstance(mark, Range):
                 _check_range(result, mark, where)
+            elif isinstance(mark, Text):
+                check_text(result, mark, where)
         return result
     if origin in (Union, types.UnionType):
         options = args
@@ -214,7 +246,10 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
                 return _convert(option, value, where, siblings)
             except InputError as exc:
                 errors.append(exc)
-        raise errors[0] if len(errors) == 1 else where.error(
+        # An option that took the value's shape and refused an item inside it says more
+        # than "expected an integer or a list" (a list of node names, one of them bad).
+        inner = [e for e in errors if e.key and where.key and e.key != where.key]
+        raise errors[0] if len(errors) == 1 else inner[0] if len(inner) == 1 else where.error(
             "expected " + " or ".join(_describe(o) for o in options if o is not type(None))
             + f", got {excerpt(value)}"
         )

@@ -52,7 +52,7 @@ from typing import Any, Literal, Mapping, Sequence
 from mcdla.config import loader
 from mcdla.config.generators import expand
 from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
-from mcdla.config.schema import Where, build
+from mcdla.config.schema import Label, NodeName, Where, build, check_physical
 from mcdla.errors import InputError
 
 # Nodes of one kind a topology may have: far above any design studied (8 to 16
@@ -73,20 +73,20 @@ _PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": 
 class TopologyDoc:
     """A topology file after preset resolution, overrides and unit conversion."""
 
-    name: str
+    name: Label
     description: str
     device: DeviceSpec
     links: dict[str, LinkSpec]
-    devices: int | tuple[str, ...]
+    devices: int | tuple[NodeName, ...]
     connections: tuple[tuple[Any, ...], ...] = ()
     memory_node: MemoryNodeSpec | None = None
     host: HostSpec | None = None
-    memory_nodes: int | tuple[str, ...] = 0
-    switches: int | tuple[str, ...] = 0
+    memory_nodes: int | tuple[NodeName, ...] = 0
+    switches: int | tuple[NodeName, ...] = 0
     fabric_switch: SwitchSpec | None = None  # the fabric switches' part (NVSwitch), a preset
-    fabric_switches: int | tuple[str, ...] = 0  # fabric switches FS0..
+    fabric_switches: int | tuple[NodeName, ...] = 0  # fabric switches FS0..
     spine_switch: SwitchSpec | None = None  # the spines' part (a scale-out switch); default fabric_switch
-    spine_switches: int | tuple[str, ...] = 0  # spine switches SP0.., above the fabric switches
+    spine_switches: int | tuple[NodeName, ...] = 0  # spine switches SP0.., above the fabric switches
     rings: tuple[tuple[str, ...], ...] | None = None  # None: derived at load (mcdla.hw.rings)
     ring_directions: Literal["both", "as_listed"] = "both"
     backing: Literal["host", "memory_nodes", "none"] = "none"
@@ -210,4 +210,17 @@ def read_topology_doc(
             raise InputError(exc.detail, file=file, key=exc.key) from None
         doc = resolve_presets(doc, presets, file)
     # After the overrides, so a generator reads the final presets and parameters.
-    return build(TopologyDoc, expand(doc, Where(file)), Where(file))
+    built = build(TopologyDoc, expand(doc, Where(file)), Where(file))
+    _check_effective(built, Where(file))
+    return built
+
+
+def _check_effective(doc: TopologyDoc, where: Where) -> None:
+    """The bandwidth floor (:func:`~mcdla.config.schema.check_physical`) holds for what a
+    part attains, bandwidth x efficiency, not only for its peak: an efficiency of 1e-300
+    must not make a 1 kB/s floor a 1e-289 B/s link."""
+    parts = [(f"links.{alias}.efficiency", link.effective_bw_Bps, link.bw) for alias, link in doc.links.items()]
+    parts.append(("device.hbm_efficiency", doc.device.effective_hbm_bw_Bps, doc.device.hbm_bw))
+    for key, attained, peak in parts:
+        check_physical(attained, "bandwidth", Where(where.file, key),
+                       f"{peak:.3g} B/s x {attained / peak:.3g} = {attained:.3g} B/s")

@@ -14,6 +14,11 @@ from mcdla.config.schema import BlockSize, PositiveInt, Range
 __all__ = ["TrainingSpec"]
 
 
+# The most a compressing DMA engine can shrink a feature map: zero-value compression
+# (ZVC of cDMA, Rhu et al. HPCA 2018) stores a 1-bit mask per element plus the
+# non-zero values, so an all-zero map of 32-bit elements is 1/32 of its size.
+MAX_COMPRESSION = 32.0
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """Parameters of the training iteration and of memory virtualization.
@@ -51,7 +56,10 @@ class TrainingSpec:
     - ``compression``: the ratio by which a compressing DMA engine (cDMA, Rhu et al.
       HPCA 2018) shrinks every offloaded feature map on the links and in the backing
       store, by the zeros of its activations; 1, the paper's, is none. cDMA measured
-      2.6 on average (13.8 at most) over the CNNs it studied (its abstract).
+      2.6 on average (13.8 at most) over the CNNs it studied (its abstract). At most
+      :data:`MAX_COMPRESSION` = 32: cDMA's zero-value compression keeps one mask bit per
+      element, so even an all-zero map of 32-bit values shrinks at most 32 times (a
+      ratio of 1e9 would make an offload free).
     - ``micro_batches``: with pipeline parallelism, each replica's share of the batch
       runs as this many micro-batches (gradients accumulate over them).
     - ``schedule``: the pipeline schedule, ``1f1b`` (PipeDream-Flush, Megatron's) or
@@ -73,7 +81,7 @@ class TrainingSpec:
     precision: Literal["fp32", "mixed"] | None = None
     inplace: bool = False
     fuse_bn_relu: bool = False
-    compression: Annotated[float, Range(minimum=1.0)] = 1.0
+    compression: Annotated[float, Range(minimum=1.0, maximum=MAX_COMPRESSION)] = 1.0
     micro_batches: PositiveInt = 1
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
     checkpoint: Literal["none", "full", "selective"] = "none"

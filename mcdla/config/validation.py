@@ -28,12 +28,13 @@ Measurements are never fitted: calibration lives in the presets (docs/validation
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mcdla.config import loader
 from mcdla.config.schema import Range, Where, build
-from mcdla.errors import InputError
+from mcdla.errors import InputError, excerpt
 
 __all__ = ["ARGS", "MEASURES", "Source", "ValidationRow", "ValidationFile", "read_validation", "measured_value"]
 
@@ -101,6 +102,8 @@ def measured_value(row: ValidationRow, where: Where) -> float:
     except (units.UnitError, TypeError, ValueError):
         raise where.child("measured").error(
             f"expected a {kind or 'number'} for measure {row.measure}, got {row.measured!r:.60}") from None
+    if not math.isfinite(value):  # NaN would pass no comparison and fail none
+        raise where.child("measured").error(f"expected a finite measurement, got {row.measured!r:.60}")
     if not value > 0 and row.measure != "overhead":
         raise where.child("measured").error("must be > 0")
     return value
@@ -123,9 +126,9 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
             if unknown:
                 raise at.child(part).child(str(unknown[0])).error(
                     f"unknown key; a {row.kind} row takes {', '.join(ARGS[row.kind])}")
-        for part, args in (("args", row.args), ("baseline", row.baseline)):
-            if "set" in args and not isinstance(args["set"], dict):
-                raise at.child(part).child("set").error("expected a mapping of dotted keys to values")
+            if not isinstance(args.get("set") or {}, dict):
+                raise at.child(part).child("set").error(
+                    f"expected a mapping of dotted keys to values, got {excerpt(args['set'])}")
         if row.measure in ("overhead", "scaling") and not row.baseline:
             raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
         if row.measure == "flops_per_device" and row.flops is None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where
+from mcdla.config.schema import Label, NonNegativeInt, PositiveInt, Range, Where
 
 # Limits on what a few YAML lines may ask for (each layer is simulated per device):
 # the largest shipped network unrolls to a few thousand layers.
@@ -94,7 +94,7 @@ class BlockDoc:
 class WorkloadDoc:
     """The top level of a workload file."""
 
-    name: str
+    name: Label
     input: InputDoc
     layers: tuple[Any, ...]
     description: str = ""

@@ -173,6 +173,24 @@ class Ring:
     def repeats_channel(self) -> bool:
         return len(set(self.channels)) != len(self.channels)
 
+    @cached_property  # sub-rings compare ways around the ring: once, not per segment
+    def _reach(self) -> tuple[int, ...]:
+        """``_reach[i]``: the channels from rank 0 to rank ``i`` (``_reach[size]``: all)."""
+        found, total = [0], 0
+        for segment in self.segments:
+            total += len(segment)
+            found.append(total)
+        return tuple(found)
+
+    def span(self, start: int, end: int) -> int:
+        """The channels from rank ``start`` to rank ``end`` going forward (a whole turn
+        when they are one rank), in constant time: a sub-ring of thousands of ranks asks
+        once per member."""
+        reach = self._reach
+        if end > start:
+            return reach[end] - reach[start]
+        return reach[-1] - reach[start] + reach[end]
+
     @cached_property  # sub-rings and point-to-point routes look ranks up: once
     def position(self) -> dict[str, int]:
         """Rank -> its index in :attr:`ranks`."""
@@ -295,11 +313,12 @@ def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict,
             for c in way:  # summed in hop order, as a ring's segment
                 lat += channels[c].latency_s
             return way, lat, channels[way[0]].dst, channels[way[-1]].src
-    route, hops = ring, _hops(ring.size, start, end)
+    route, first, last = ring, start, end
     if back:
-        other = _hops(reverse.size, back[ring.ranks[start]], back[ring.ranks[end]])
-        if sum(len(reverse.segments[h]) for h in other) < sum(len(ring.segments[h]) for h in hops):
-            route, hops = reverse, other
+        b_start, b_end = back[ring.ranks[start]], back[ring.ranks[end]]
+        if reverse.span(b_start, b_end) < ring.span(start, end):
+            route, first, last = reverse, b_start, b_end
+    hops = _hops(route.size, first, last)  # only the way taken is walked
     segment = tuple(c for h in hops for c in route.segments[h])
     lat = sum(route.latency_s[h] for h in hops)
     if not route.switch_out:

@@ -216,6 +216,8 @@ def tensor_split(layers, degree: int, sequence: bool = False) -> TensorSplit:
                     column_consumers.setdefault(p, i)
             continue
         if layer.kind in _PER_FEATURE and ins and len(features) == len(ins):
+            if layer.attention is not None:
+                _check_heads(layer, degree)
             split[i], shards[i] = True, degree
             continue
         if sequence and layer.kind in _PER_TOKEN and ins and all(seq[p] for p in ins):
@@ -232,6 +234,17 @@ def tensor_split(layers, degree: int, sequence: bool = False) -> TensorSplit:
         partial_dx.setdefault(i, []).append(p)
     return TensorSplit(degree, tuple(shards), tuple(split), gathers, frozenset(reduce_out),
                        {i: tuple(ps) for i, ps in partial_dx.items()}, sequence, tuple(seq))
+
+
+def _check_heads(layer, degree: int) -> None:
+    """Attention splits whole heads over the group, query heads and key/value heads alike
+    (Megatron-core divides both by the degree and refuses a remainder): 12 heads over 8
+    ranks is not 2 heads each (the 16 heads of work a rounding up would charge)."""
+    a = layer.attention
+    for what, count in (("heads", a.heads), ("key/value heads", a.kv_heads)):
+        if count % degree:
+            raise InputError(f"{degree} tensor-parallel ranks do not divide the {count} {what} of layer "
+                             f"{layer.name!r}; use a degree that divides {count}", key="execution.tensor_parallel")
 
 
 def pipeline_stages(costs, stages: int, cuts=None) -> tuple[range, ...]:

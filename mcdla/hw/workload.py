@@ -28,6 +28,24 @@ _COMMON = ("kind", "name", "inputs")
 _BLOCK_KEYS = ("block", "name", "args", "repeat", "inputs")
 
 
+def _matrix(shaped) -> tuple[int, ...]:
+    """A layer's weight matrix as sorted (rows, columns): a linear's (out, in), an
+    embedding's (vocabulary, width); one row of its parameters for any other layer."""
+    if shaped.lowering is not None:
+        return tuple(sorted((shaped.lowering.out_features, shaped.lowering.reduce)))
+    width = shaped.out_shape[-1] if shaped.out_shape else 1
+    return tuple(sorted((shaped.params // width, width))) if shaped.params % width == 0 else (shaped.params,)
+
+
+def _check_tied(source, shaped, name: str, where: Where) -> None:
+    """A tied layer reuses its source's weights: it must use them whole, as they are
+    (a vocabulary projection tied to the token embedding: vocabulary x width both)."""
+    mine, theirs = _matrix(shaped), _matrix(source.shaped)
+    if mine != theirs:
+        raise where.error(f"layer {name!r} has a {' x '.join(map(str, mine))} weight matrix; the "
+                          f"{' x '.join(map(str, theirs))} weights of {source.name!r} cannot be tied to it")
+
+
 @dataclass
 class _Draft:
     """A layer being assembled: everything but the final Layer object."""
@@ -182,6 +200,8 @@ class _Builder:
                 shaped = hw.infer(kind, in_shapes, dx=dx, **params)
             except ValueError as exc:
                 raise w.error(f"layer {full!r}: {exc}") from None
+            if tied_group is not None:
+                _check_tied(self.drafts[self.names[tied_to]], shaped, full, w.child("tied_to"))
             group = tied_group or (full if shaped.params else None)
             in_elems = sum(_elems(self.drafts[j].shaped.out_shape) for j in inputs)
             last = self._add(_Draft(full, kind, inputs, shaped, in_elems, group, shaped.params, in_depth))

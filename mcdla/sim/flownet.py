@@ -513,6 +513,20 @@ class FlowNetwork:
             bytes_by[resource] = bytes_by.get(resource, 0.0) + load * dt
             busy_by[resource] = busy_by.get(resource, 0.0) + dt
 
+    def _credit(self, flow: _Flow, residual: float) -> None:
+        """Adds what a delivered flow had left (or overshot) to the bytes of its resources,
+        so that what a resource carried is its flows' sizes. A flow is delivered within a
+        slack relative to the clock (:data:`_TIME_SLACK`), which at a late clock (a run of
+        1,000 s launch overheads) is a fraction of a microsecond, bytes at link rates: the
+        rate * dt integral alone would lose them and break the byte accounting."""
+        weights = self._weights[flow.pid] if self._members else None
+        for resource, w in zip(flow.path, UNIT_WEIGHTS if weights is None else weights):
+            if self._vector:
+                self._sync()
+                self._bytes[self._index[resource]] += residual * w
+            else:
+                self._bytes_by_resource[resource] = self._bytes_by_resource.get(resource, 0.0) + residual * w
+
     def _carry(self, carried: np.ndarray, busy: np.ndarray, ever: np.ndarray, dt: float) -> None:
         """Adds ``dt`` seconds at today's loads to ``carried`` bytes and ``busy`` time."""
         loaded = self._loadv > 0
@@ -714,6 +728,8 @@ class FlowNetwork:
         self._request_flush()
 
     def _deliver(self, flow: _Flow) -> None:
+        if flow.remaining_bytes:
+            self._credit(flow, flow.remaining_bytes)
         flow.remaining_bytes = 0.0
         flow.rate_Bps = 0.0
         self._flows_finished += flow.copies

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from mcdla.config.experiment import Experiment, point_key
 from mcdla.errors import InputError, Terminated
 from mcdla.sweep import store
-from mcdla.sweep.executors import EXECUTORS, run_dask, run_local
+from mcdla.sweep.executors import EXECUTORS, WorkerDied, run_dask, run_local
 from mcdla.sweep.progress import Progress
 
 __all__ = ["SweepResult", "run_sweep", "prepare_sweep", "sweep", "default_folder", "runner_name"]
@@ -186,6 +186,8 @@ def run_sweep(
                         records[record["key"]] = record
                         ran += 1
                         bar.advance(record["status"] == "ok")
+        except WorkerDied as exc:  # one line, exit 2, the table written below
+            raise InputError(str(exc), key=experiment.name) from None
         except KeyboardInterrupt:
             done = sum(1 for key, _ in keyed if key in records)
             print(f"mcdla sweep: {experiment.name}: interrupted; {done} of {len(keyed)} points are "

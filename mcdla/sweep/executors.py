@@ -24,9 +24,13 @@ from typing import Any, Iterator, Sequence
 from mcdla.errors import InputError
 from mcdla.sweep.runners import execute
 
-__all__ = ["run_local", "run_dask", "EXECUTORS"]
+__all__ = ["run_local", "run_dask", "EXECUTORS", "WorkerDied"]
 
 Task = tuple[Any, str, dict[str, Any]]
+
+
+class WorkerDied(Exception):
+    """A worker process ended without a result (killed, out of memory, ``os._exit``)."""
 
 
 def _die_with_parent(parent: int) -> None:
@@ -89,8 +93,8 @@ def run_local(tasks: Sequence[Task], jobs: int) -> Iterator[dict[str, Any]]:
             except BrokenProcessPool:
                 # A worker died (killed, out of memory): which point killed it is unknown,
                 # so nothing is recorded for the points in flight; a rerun resumes them.
-                raise RuntimeError("a worker process died; the finished points are saved, "
-                                   "rerun the sweep to resume") from None
+                raise WorkerDied("a worker process died (killed, or out of memory: fewer --jobs use "
+                                 "less); the finished points are saved, rerun the sweep to resume") from None
         finished = True
     finally:
         # On Ctrl-C, SIGTERM or an error, drop the queued points and end the running ones.

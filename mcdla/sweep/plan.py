@@ -206,6 +206,15 @@ def _keep_fixed(found: list[Candidate], sets: Sequence[tuple[str, Any]]) -> list
     return kept
 
 
+def _candidates_of(topo, work, batch: int) -> list[Candidate]:
+    """:func:`candidates` for a workload on a design."""
+    from mcdla.sim.offload import OFFLOADS
+
+    offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
+    return candidates(len(topo.devices), batch, offloads, optimizer=work.optimizer != "none",
+                      attention=any(l.kind == "attention" for l in work.layers))
+
+
 def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
     """(the iteration time's estimate, the bytes resident on a device); see the module's docstring."""
     plan, topology, pipe = iteration.plan, iteration.topology, iteration.pipe
@@ -294,12 +303,12 @@ def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
 
 def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, Any]] = (),
          devices: int | None = None, simulate: int = 16, policy: str = "bw_aware",
-         progress: Callable[[int, int, str], None] | None = None) -> list[PlanRow]:
+         progress: Callable[[int, int, str], None] | None = None, members: int | None = None) -> list[PlanRow]:
     """Every candidate, estimated; the most promising simulated until ``simulate`` fit.
     Rows come best first: simulated feasible by iteration time, then the rest."""
+    from mcdla.hw.budget import check_budget, check_plan_budget, estimate_work
     from mcdla.metrics.summary import summarize
     from mcdla.run import load_inputs
-    from mcdla.sim.offload import OFFLOADS
     from mcdla.sim.training import Iteration
 
     cache: dict = {}
@@ -308,14 +317,13 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
     n = len(topo.devices)
     if devices is not None and devices != n:
         raise InputError(f"topology {topo.name} has {n} devices, not {devices}", key="--devices")
-    offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
-    found = candidates(n, batch, offloads, optimizer=work.optimizer != "none",
-                       attention=any(l.kind == "attention" for l in work.layers))
-    rows = [PlanRow(c, n) for c in _keep_fixed(found, sets)]
+    rows = [PlanRow(c, n) for c in _keep_fixed(_candidates_of(topo, work, batch), sets)]
     virtualization_Bps = topo.virtualization_bw_Bps if topo.backing != "none" else math.inf
     if not rows:
         raise InputError(f"no tensor-parallel degree up to {MAX_TENSOR} divides both the {n} devices "
                          f"and the batch of {batch}", key="--batch")
+    if members is None:  # a family's search is bounded once, by largest()
+        check_plan_budget(n, len(rows), simulate)
     built = {}
     states: dict[tuple, float] = {}
     for row in rows:
@@ -358,8 +366,16 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
             continue
         if progress is not None:
             progress(k, len(ranked), row.candidate.label())
+        iteration = built.pop(id(row))
+        try:  # each simulation within the budget too, checked before it runs
+            e = iteration.inputs.execution
+            check_budget(estimate_work(iteration.topology, iteration.workload, len(iteration.symmetry.device_classes),
+                                       stages=e.pipeline_parallel, micro_batches=e.training.micro_batches))
+        except InputError as exc:
+            row.reason = f"not simulated: {exc}"
+            continue
         try:
-            record = built.pop(id(row)).run()
+            record = iteration.run()
         except InfeasibleError as exc:
             row.feasible, row.reason = False, str(exc)
             continue
@@ -391,7 +407,7 @@ class MemberRow:
 
 
 def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: int, devices: int | None = None,
-                 policy: str = "bw_aware"):
+                 policy: str = "bw_aware", members: int | None = None):
     """(parameters, the best feasible plan or None, why none fits) of one family member."""
     from mcdla.hw.workload import load_workload
 
@@ -401,7 +417,7 @@ def _plan_member(topology: str, family, member, *, batch: int, sets, simulate: i
     except InputError as exc:  # the member's key, named where the user wrote it
         raise InputError(f"family {family.name}, member {member['name']}: {exc}", key="members") from None
     rows = plan(topology, family.workload, batch=batch, sets=[*sets, *member_sets], devices=devices,
-                simulate=simulate, policy=policy)
+                simulate=simulate, policy=policy, members=members)
     best = next((r for r in rows if r.feasible), None)
     if best is not None:
         return params, best, ""
@@ -433,17 +449,23 @@ def largest(topology: str, family: str, *, batch: int, sets: Sequence[tuple[str,
     that trains is the answer to the paper's Section V-E question, made quantitative."""
     from mcdla.config.family import read_family
 
+    from mcdla.hw.budget import check_plan_budget
+    from mcdla.run import load_inputs
+
     spec = read_family(family)
     per_member = {key for member in spec.members for key, _ in spec.member_sets(member)}
     clash = next((key for key, _ in sets if key in per_member), None)
     if clash is not None:  # the member's value would silently replace the user's
         raise InputError(f"{clash}: family {spec.name} sets it for each member", key="--set")
+    # The whole family's search bounded before the first member is planned.
+    topo, work, _ = load_inputs(topology, spec.workload, [*sets, *NO_PIPELINE], batch=batch)
+    check_plan_budget(len(topo.devices), len(_candidates_of(topo, work, batch)), simulate, members=len(spec.members))
     rows = []
     for k, member in enumerate(spec.members):
         if progress is not None:
             progress(k, len(spec.members), member["name"])
         params, best, reason = _plan_member(topology, spec, member, batch=batch, sets=sets, devices=devices,
-                                            simulate=simulate)
+                                            simulate=simulate, members=len(spec.members))
         if best is None:
             rows.append(MemberRow(member["name"], params, False, None, reason))
         elif budget_s is not None and best.result["iteration_time_s"] > budget_s:

@@ -8,12 +8,16 @@ process pool or on a Dask worker.
 :func:`execute` never raises: a failing point becomes a record with its error and one
 of three error kinds, matching mcdla's three kinds of failure -- ``input`` (the point
 is invalid), ``infeasible`` (valid but the machine cannot run it) and ``internal``
-(any other exception: a bug). A sweep records it and goes on.
+(any other exception: a bug, a runner calling ``sys.exit``, a result that is not a
+mapping of JSON values). A sweep records it and goes on. A result's non-finite numbers
+are recorded as ``null``, as mcdla's JSON output writes them: the journal is strict JSON.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import math
 import time
 from typing import Any, Callable, Mapping
 
@@ -53,7 +57,9 @@ def execute(runner: str | Runner, key: str, point: Mapping[str, Any]) -> dict[st
     arguments = {k: v for k, v in point.items() if k != POINT_LABEL}
     try:
         result = resolve(runner)(arguments)
-        record.update(status="ok", result=dict(result))
+        record.update(status="ok", result=_plain(result))
+    except SystemExit as exc:  # a runner must not end the sweep (exit 0 with nothing written)
+        record.update(status="error", error_kind="internal", error=f"the runner called sys.exit({exc.code!r})")
     except InputError as exc:
         record.update(status="error", error_kind="input", error=str(exc))
     except InfeasibleError as exc:
@@ -62,6 +68,29 @@ def execute(runner: str | Runner, key: str, point: Mapping[str, Any]) -> dict[st
         record.update(status="error", error_kind="internal", error=f"{type(exc).__name__}: {exc}")
     record["elapsed_s"] = time.perf_counter() - started
     return record
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plain(result: Any) -> dict[str, Any]:
+    """``result`` as a journal holds it: a mapping of JSON values, non-finite numbers as
+    None; anything else is a TypeError (recorded as the point's internal error)."""
+    if not isinstance(result, Mapping):
+        raise TypeError(f"a runner returns a mapping, not {type(result).__name__}")
+    plain = _finite(dict(result))
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the result is not JSON data: {exc}") from None
+    return plain
 
 
 def collective_point(point: Mapping[str, Any]) -> dict[str, Any]:

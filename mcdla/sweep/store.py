@@ -109,7 +109,7 @@ class Journal:
         # Key order is kept as the runner made it: the table's column order follows it,
         # and must not depend on whether a record came from this run or the journal.
         try:
-            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._stream.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
             self._stream.flush()
             os.fsync(self._stream.fileno())
         except OSError as exc:  # a full disk: the points before this one are safe

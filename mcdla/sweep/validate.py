@@ -4,7 +4,10 @@ A row's run goes through the same entry points as ``mcdla collective`` and ``mcd
 sim`` (:mod:`mcdla.run`); the comparison is error = simulated / measured - 1 (for an
 overhead, the difference of the two fractions), and the verdict is ``pass`` when
 |error| <= the row's tolerance, ``miss`` otherwise. A row whose run fails (an input
-error, an infeasible configuration) is reported as ``error`` with its message.
+error, an infeasible configuration) is reported as ``error`` with its message. Every
+row's inputs (its topology, workload, options and ``set`` keys, its baseline's too) are
+checked before the first row runs: a table that names an unknown topology is a bad
+input (exit 2), found at once, not a row error after the others ran.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from mcdla.config.validation import ValidationRow, measured_value, read_validati
 from mcdla.config.schema import Where
 from mcdla.errors import InfeasibleError, InputError
 
-__all__ = ["Outcome", "validate", "run_row"]
+__all__ = ["Outcome", "validate", "run_row", "check_row"]
 
 
 
@@ -39,13 +42,44 @@ class Outcome:
         return dict(self.__dict__)
 
 
+def _point(args: dict[str, Any]) -> dict[str, Any]:
+    """A row's sim args as a sweep point (``device`` first, then the dotted ``set``
+    keys, which may override its fields)."""
+    point = {k: v for k, v in args.items() if k != "set"}
+    return {**point, **(args.get("set") or {})}
+
+
+def _baseline(row: ValidationRow) -> dict[str, Any]:
+    return {**row.args, **row.baseline, "set": {**(row.args.get("set") or {}), **(row.baseline.get("set") or {})}}
+
+
 def _sim(args: dict[str, Any]) -> dict[str, Any]:
-    """``mcdla sim``'s run of a row's args: a sweep point (``device`` first, then the
-    dotted ``set`` keys, which may override its fields)."""
+    """``mcdla sim``'s run of a row's args."""
     from mcdla.run import simulate_point
 
-    point = {k: v for k, v in args.items() if k != "set"}
-    return simulate_point({**point, **(args.get("set") or {})})
+    return simulate_point(_point(args))
+
+
+def check_row(row: ValidationRow, where: Where, cache: dict) -> None:
+    """Raises the InputError (naming the row) that ``row``'s inputs would meet, without
+    running it; ``cache`` keeps each topology and workload loaded once."""
+    from mcdla.hw.collective_model import OPS
+    from mcdla.hw.topology import load_topology
+    from mcdla.run import check_point
+
+    try:
+        if row.kind == "sim":
+            for args in (row.args, _baseline(row)) if row.baseline else (row.args,):
+                check_point(_point(args), cache)
+            return
+        op = row.args.get("op", "all_reduce")
+        if op not in OPS:
+            raise InputError(f"expected one of {', '.join(OPS)}, got {op!r}", key="op")
+        topology = row.args.get("topology")
+        if topology is not None and ("topology", topology) not in cache:
+            cache["topology", topology] = load_topology(str(topology))
+    except InputError as exc:
+        raise InputError(str(exc), file=where.file, key=where.key) from None
 
 
 def _model_state(args: dict[str, Any]) -> float:
@@ -119,8 +153,7 @@ def run_row(row: ValidationRow) -> float:
         return result["device_mem_peak_bytes"]
     if row.measure == "flops_per_device":
         return iteration_flops(row) / result["iteration_time_s"] / result["devices"]
-    base = _sim({**row.args, **row.baseline, "set": {**(row.args.get("set") or {}),
-                                                     **(row.baseline.get("set") or {})}})
+    base = _sim(_baseline(row))
     if row.measure == "scaling":
         return (result["batch"] / result["iteration_time_s"]) / (base["batch"] / base["iteration_time_s"])
     return result["iteration_time_s"] / base["iteration_time_s"] - 1.0
@@ -133,6 +166,9 @@ def validate(tables: Sequence[str] = (), *, reduced: bool = False,
     loaded = [read_validation(t) for t in (tables or shipped_validation())]  # every file checked first
     rows = [(shown, spec, i, row) for shown, spec in loaded for i, row in enumerate(spec.rows)
             if row.reduced or not reduced]
+    cache: dict = {}
+    for shown, _, i, row in rows:  # every row's inputs checked before the first runs
+        check_row(row, Where(shown).child("rows").child(i), cache)
     outcomes = []
     for n, (shown, spec, i, row) in enumerate(rows):
         if progress is not None:
