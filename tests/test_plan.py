@@ -243,7 +243,7 @@ def test_the_early_refusal_bound_is_below_the_model_state_of_the_built_iteration
     over pipeline stages it does."""
     from mcdla.run import load_inputs
     from mcdla.sim.training import Iteration
-    from mcdla.sweep.plan import _state_lower_bound
+    from mcdla.sweep.plan import state_lower_bound
 
     cache: dict = {}
     seen, fits_split = set(), []
@@ -253,9 +253,11 @@ def test_the_early_refusal_bound_is_below_the_model_state_of_the_built_iteration
         if key in seen:  # the model state depends on nothing else
             continue
         seen.add(key)
+        if 25 % candidate.tensor_parallel:  # GPT-2 XL's 25 heads: a layout the planner refuses
+            continue
         t, w, e = load_inputs("dc", "gpt2_xl", candidate.sets(), cache, batch=32)
         built = Iteration(t, w, e).model_state_bytes
-        bound = _state_lower_bound(w, e, 8)
+        bound = state_lower_bound(w, e, 8)
         if candidate.pipeline_parallel == 1:
             assert bound == pytest.approx(built, rel=1e-12), candidate.label()
             if key == (1, 1, 0, False, False, False):
