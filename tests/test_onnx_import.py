@@ -108,7 +108,8 @@ def test_an_unknown_operator_is_an_error_naming_the_node(tmp_path, capsys):
 def test_lenient_prices_it_as_elementwise_and_says_so(tmp_path, capsys):
     work, _ = _import(tmp_path, transformer_block(tmp_path, with_unknown=True), "--lenient")
     assert work.layers[-1].kind == "elementwise"
-    assert "mish (Mish)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 nodes (Mish x1) approximated" in err and "0 parameters and 0 multiply-adds" in err and "mish" in err
 
 
 def test_a_file_that_is_not_onnx_is_an_input_error(tmp_path, capsys):
@@ -265,6 +266,11 @@ def gpt2(tmp_path, mask="where", embed=False, head="tied", blocks=1, split="spli
             zeros = g(a, "ConstantOfShape", g.const([1 << 20, 1 << 20], np.int64))
             cut = g(a, "Slice", zeros, g.const([0, 0], np.int64), g.const([S, S], np.int64))
             scores = g(a, "Add", scores, cut)
+        elif mask == "hostile":  # a mask from a random tensor plus a 2048^3 product of constants
+            big = g(a, "ConstantOfShape", g.const([2048, 2048], np.int64), value=numpy_helper.from_array(
+                np.ones(1, np.float32)))
+            product = g(a, "Slice", g(a, "MatMul", big, big), g.const([0, 0], np.int64), g.const([S, S], np.int64))
+            scores = g(a, "Add", scores, g(a, "Add", product, g(a, "RandomNormal", shape=[S, S])))
         elif mask == "padding":  # not causal: the last key masked for every query
             scores = g(a, "Add", scores, g.const(np.where(np.arange(S) == S - 1, -1e9, 0.0)[None, :].repeat(S, 0)))
         probs = g(a, "Softmax", scores, axis=-1)
@@ -433,7 +439,7 @@ def test_decomposed_norms(tmp_path, norm, kind, params):
 def test_a_matmul_of_two_activations_outside_attention_is_an_error(tmp_path, capsys):
     g = Graph()
     y = g("/odd", "MatMul", "x", g("/odd", "Transpose", "x", perm=[0, 2, 1]))  # no softmax: not attention
-    path = g.save(tmp_path, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D]), y)
+    path = g.save(tmp_path, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, S, D]), y, shape=(1, S, S))
     assert main(["import", path, "-o", str(tmp_path / "w.yaml")]) == 2
     err = capsys.readouterr().err
     assert "'/odd/MatMul_2'" in err and "outside a recognized attention pattern" in err
@@ -456,3 +462,153 @@ def test_attention_without_inferred_shapes_reads_the_head_size_off_the_scale(tmp
     attention = next(layer.attention for layer in work.layers if layer.kind == "attention")
     assert (attention.heads, attention.head_dim) == (HEADS, DH)
     assert attention.kv_heads == (HEADS if build is gpt2 else HEADS // 2)
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile and invalid files: refused with one line naming the node, in bounded time.
+
+def _refused(tmp_path, capsys, path, *extra):
+    out = tmp_path / "w.yaml"
+    assert main(["import", path, "-o", str(out), *extra]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "w.yaml" not in err  # the ONNX file is named, not the unwritten output
+    return err
+
+
+def _model(nodes, inits=(), x_shape=(1, S, D), y_rank=None, opset=20, y="y"):
+    y_shape = [f"y{k}" for k in range(y_rank or len(x_shape))]  # left to shape inference
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, y_shape)], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _write(tmp_path, model, name="hostile"):
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(model.SerializeToString())  # onnx.save would refuse some of them
+    return str(path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("cycle", "topologically sorted"), ("opset0", "domain_version of 0"), ("two_producers", "static single"),
+])
+def test_an_invalid_graph_is_refused_by_the_checker(tmp_path, capsys, case, message):
+    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    if case == "cycle":  # a -> b -> a: a walk back through producers would not end
+        nodes = [helper.make_node("Identity", ["b"], ["a"], name="id_a"), helper.make_node("Identity", ["a"], ["b"]),
+                 helper.make_node("Add", ["x", "a"], ["y"], name="add")]
+    elif case == "two_producers":
+        nodes = [relu, helper.make_node("Sigmoid", ["x"], ["y"], name="sigmoid")]
+    else:
+        nodes = [relu]
+    model = _model(nodes, opset=0 if case == "opset0" else 20)
+    err = _refused(tmp_path, capsys, _write(tmp_path, model), "--lenient")
+    assert "not a valid ONNX model" in err and message in err.replace("SSA", "static single")
+
+
+def test_constant_folding_skips_what_it_cannot_bound(tmp_path, monkeypatch):
+    # A mask computed from a random tensor and from a 2048^3 MatMul of constants: neither is
+    # evaluated (not deterministic; its cost is not bounded by its size), the import goes on.
+    from onnx import reference
+
+    evaluated = []
+    real = reference.ReferenceEvaluator
+
+    class Recording(real):
+        def __init__(self, node, **kwargs):
+            evaluated.append(node.op_type)
+            super().__init__(node, **kwargs)
+
+    monkeypatch.setattr(reference, "ReferenceEvaluator", Recording)
+    work, _ = _import(tmp_path, gpt2(tmp_path, mask="hostile"))
+    assert work.layers[3].kind == "attention" and work.layers[3].attention.causal is False
+    assert "ConstantOfShape" in evaluated  # folding runs
+    assert "RandomNormal" not in evaluated and "MatMul" not in evaluated
+
+
+def test_control_flow_is_refused_even_lenient(tmp_path, capsys):
+    # An If whose branches hold a 64x64 MatMul of x: skipping it would read the Add as a bias.
+    def branch(name):
+        w = numpy_helper.from_array(np.ones((D, D), np.float32), f"w_{name}")
+        out = helper.make_tensor_value_info(f"o_{name}", TensorProto.FLOAT, [1, S, D])
+        return helper.make_graph([helper.make_node("MatMul", ["x", w.name], [f"o_{name}"])], name, [], [out], [w])
+
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    nodes = [helper.make_node("If", ["cond"], ["branch"], name="the_if", then_branch=branch("then"),
+                              else_branch=branch("else")),
+             helper.make_node("Add", ["x", "branch"], ["y"], name="add")]
+    err = _refused(tmp_path, capsys, _write(tmp_path, _model(nodes, [cond])), "--lenient")
+    assert "'the_if'" in err and "If holds subgraphs" in err
+
+
+C, H = 8, 10
+
+
+def _conv(tmp_path, w_shape=(C, C, 3, 3), x_channels=C, **attrs):
+    w = numpy_helper.from_array(np.zeros(w_shape, np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", **attrs)]
+    return _write(tmp_path, _model(nodes, [w], x_shape=(1, x_channels, H, H)))
+
+
+@pytest.mark.parametrize("auto_pad, stride, out", [("SAME_UPPER", 1, H), ("SAME_LOWER", 1, H), ("VALID", 1, H - 2)])
+def test_conv_auto_pad_is_resolved(tmp_path, auto_pad, stride, out):
+    work, text = _import(tmp_path, _conv(tmp_path, auto_pad=auto_pad, strides=[stride, stride]))
+    assert work.layers[1].out_shape == (C, out, out)
+
+
+@pytest.mark.parametrize("w_shape, x_channels, attrs, message", [
+    ((C, C, 3, 3), C, {"dilations": [2, 2]}, "dilations [2, 2]"),
+    ((C, C, 3, 3), C, {"kernel_shape": [5, 5]}, "kernel_shape [5, 5] differs from its weight's [3, 3]"),
+    ((C, 3, 3, 3), C, {}, "reads 3 channels, its input has (8,)"),
+    ((C, C // 2, 3, 3), C, {"group": 2, "pads": [0, 0, 1, 1]}, "asymmetric padding [0, 0, 1, 1]"),
+    ((C, C, 3, 3), C, {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, "asymmetric padding [0, 0, 1, 1]"),
+])
+def test_a_conv_mcdla_cannot_express_is_refused(tmp_path, capsys, w_shape, x_channels, attrs, message):
+    path = _conv(tmp_path, w_shape, x_channels, **attrs)
+    err = _refused(tmp_path, capsys, path, "--lenient")
+    assert "node 'conv' (Conv)" in err and message in err
+
+
+@pytest.mark.parametrize("attrs, message", [({}, "kernel_shape"), ({"kernel_shape": [2, 2], "dilations": [2, 2]},
+                                                                    "dilations")])
+def test_a_pool_without_a_window_mcdla_models_is_refused(tmp_path, capsys, attrs, message):
+    model = _model([helper.make_node("MaxPool", ["x"], ["y"], name="pool", **attrs)], x_shape=(1, C, H, H))
+    err = _refused(tmp_path, capsys, _write(tmp_path, model))
+    assert message in err
+
+
+def test_a_layer_whose_size_differs_from_the_graph_is_refused(tmp_path, capsys):
+    # Flatten(axis=2) keeps the channels apart: the Gemm runs per channel, not on the whole map.
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flatten", axis=2),
+             helper.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1)]
+    w = numpy_helper.from_array(np.zeros((10, H * H), np.float32), "w")
+    err = _refused(tmp_path, capsys, _write(tmp_path, _model(nodes, [w], x_shape=(1, C, H, H), y_rank=2)))
+    assert "node 'fc' (Gemm): mcdla's fc layer writes 10 elements" in err and f"ONNX infers {C * 10}" in err
+
+
+def test_an_error_of_the_built_workload_names_the_node(tmp_path, capsys):
+    # Token ids in a grid: mcdla's embedding reads a sequence of ids.
+    table = numpy_helper.from_array(np.zeros((VOCAB, D), np.float32), "table")
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["y"], name="the_lookup")], "g",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, D])], [table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    err = _refused(tmp_path, capsys, _write(tmp_path, model))
+    assert "node 'the_lookup' (Gather)" in err and "an embedding reads token ids" in err
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "missing.bin", "short.bin"])
+def test_external_data_outside_the_model_folder_missing_or_short_is_refused(tmp_path, capsys, location):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 4 * D)
+    (folder / "short.bin").write_bytes(b"\0" * 4)
+    bias = TensorProto(name="bias", data_type=TensorProto.FLOAT, dims=[D])
+    bias.data_location = TensorProto.EXTERNAL
+    bias.external_data.add(key="location", value=location)
+    nodes = [helper.make_node("Add", ["x", "bias"], ["y"], name="add")]
+    path = folder / "m.onnx"
+    path.write_bytes(_model(nodes, [bias]).SerializeToString())
+    out = tmp_path / "w.yaml"
+    assert main(["import", str(path), "-o", str(out)]) == 2
+    assert not out.exists() and capsys.readouterr().err.count("\n") == 1

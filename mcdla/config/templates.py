@@ -14,6 +14,9 @@ the token embedding or its own) and the cross-entropy loss. Positions are a lear
 table added to the embeddings (``position: learned``) or rotary (``rope``: no
 parameters; its element-wise cost is folded into the QKV projection's output and
 not charged).
+``head_dim`` (default hidden / heads), ``qkv_bias`` (default ``bias``) and
+``parallel_residual`` (GPT-NeoX: one residual add of the block's input and both
+branches, each with its own norm) describe the variants Hugging Face configs name.
 Encoder block (post-norm, BERT): attention and residual add, then norm; MLP and add,
 then norm; embeddings are token + position + token type, normalized; a pooler
 (linear hidden -> hidden, as BertModel has) and the masked-LM projection tied to the
@@ -52,6 +55,9 @@ class TransformerDoc:
     pooler: bool = False
     flash: bool = False
     dropout: bool = False
+    head_dim: PositiveInt | None = None  # default hidden / heads (Gemma's is larger)
+    qkv_bias: bool | None = None  # the QKV projection's bias, when it differs from ``bias`` (Qwen2)
+    parallel_residual: bool = False  # GPT-NeoX: x + attn(norm1(x)) + mlp(norm2(x))
     precision_bytes: PositiveInt = 2  # mixed precision: fp16/bf16 weights, activations, gradients
     optimizer: Literal["none", "sgd", "momentum", "adam"] = "adam"
     master_weights: bool = True
@@ -61,12 +67,12 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     """The workload document a template stands for."""
     t = build(TransformerDoc, doc, Where(file))
     where = Where(file)
-    if t.hidden % t.heads:
+    if t.hidden % t.heads and t.head_dim is None:
         raise where.child("hidden").error(f"{t.hidden} is not a multiple of heads={t.heads}")
     kv = t.kv_heads or t.heads
     if t.heads % kv:
         raise where.child("kv_heads").error(f"{kv} does not divide heads={t.heads}")
-    head_dim = t.hidden // t.heads
+    head_dim = t.head_dim or t.hidden // t.heads
     qkv = (t.heads + 2 * kv) * head_dim
     decoder = t.template == "decoder"
     attention = {"kind": "attention", "heads": t.heads, "kv_heads": kv, "causal": decoder, "flash": t.flash}
@@ -79,10 +85,15 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     else:
         mlp = [{"kind": "linear", "out_features": 2 * t.ffn, "bias": t.bias}, {"kind": "swiglu"}]
     mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
-    attend = [{"kind": "linear", "out_features": qkv, "bias": t.bias}, attention,
+    qkv_bias = t.bias if t.qkv_bias is None else t.qkv_bias
+    attend = [{"kind": "linear", "out_features": qkv, "bias": qkv_bias}, attention,
               {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
     attend[-1]["name"], mlp[-1]["name"] = "attn_out", "mlp_out"  # the residual adds' inputs
-    if decoder:  # pre-norm
+    if decoder and t.parallel_residual:  # both branches read the block's input
+        block = ([{"name": "norm1", "kind": t.norm, "inputs": ["in"]}] + attend
+                 + [{"name": "norm2", "kind": t.norm, "inputs": ["in"]}] + mlp
+                 + [{"name": "res2", "kind": "add", "inputs": ["attn_out", "mlp_out", "in"]}])
+    elif decoder:  # pre-norm
         block = ([{"name": "norm1", "kind": t.norm, "inputs": ["in"]}] + attend
                  + [{"name": "res1", "kind": "add", "inputs": ["attn_out", "in"]},
                     {"name": "norm2", "kind": t.norm}] + mlp

@@ -162,6 +162,16 @@ class NoSpec:
 
 
 @dataclass(frozen=True)
+class ElementwiseSpec:
+    """An element-wise operator of one input, or of inputs that broadcast to the first
+    (squeeze-excitation's gate times its feature map); ``shape`` is its output's shape
+    per sample when that differs from the first input's (a selection, a reduction, an
+    imported operator priced by its bytes)."""
+
+    shape: tuple[PositiveInt, ...] | None = None
+
+
+@dataclass(frozen=True)
 class LinearSpec:
     """A token-wise linear layer; ``tied_to`` names the layer whose weights it shares
     (a language model's vocabulary projection tied to its token embedding)."""
@@ -218,7 +228,7 @@ SPECS: dict[str, type] = {
     "silu": NoSpec,
     "swiglu": NoSpec,
     "cross_entropy": NoSpec,
-    "elementwise": NoSpec,
+    "elementwise": ElementwiseSpec,
 }
 
 @dataclass(frozen=True)

@@ -49,26 +49,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
-__all__ = [
-    "Gemm",
-    "Kernel",
-    "Attention",
-    "ATTENTION_KINDS",
-    "Lowering",
-    "Shaped",
-    "Layer",
-    "Workload",
-    "GEMM_KINDS",
-    "RECURRENT_KINDS",
-    "CHEAP_KINDS",
-    "KINDS",
-    "PHASES",
-    "NO_INPUT_NEEDED",
-    "infer",
-    "recurrent_step",
-    "STATE_STORED",
-    "STATE_CARRIED",
-]
+__all__ = ["Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
+           "GEMM_KINDS", "RECURRENT_KINDS", "CHEAP_KINDS", "KINDS", "PHASES", "NO_INPUT_NEEDED", "infer",
+           "recurrent_step", "STATE_STORED", "STATE_CARRIED"]
 
 GEMM_KINDS = ("conv", "fc", "linear")
 RECURRENT_KINDS = {"rnn": 1, "lstm": 4, "gru": 3}  # kind -> gates per timestep
@@ -341,6 +324,15 @@ def _same(kind, in_shapes) -> tuple[int, ...]:
     return in_shapes[0]
 
 
+def _broadcast(in_shapes) -> tuple[int, ...]:
+    """The first input's shape, to which the others broadcast (squeeze-excitation's gate)."""
+    first = _same("elementwise", in_shapes[:1])
+    for other in in_shapes[1:]:
+        if len(other) > len(first) or any(o not in (1, f) for o, f in zip(other[::-1], first[::-1])):
+            raise ValueError(f"shape {other} does not broadcast to the first input's {first}")
+    return first
+
+
 def _concat(in_shapes) -> Shaped:
     if len(in_shapes) < 2:
         raise ValueError("a concat layer needs at least two inputs")
@@ -422,7 +414,9 @@ def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **par
     elif kind == "batchnorm":
         shape = _same(kind, in_shapes)
         shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
-    elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy", "elementwise"):
+    elif kind == "elementwise":  # a given shape (an imported stand-in: its inputs may be any), or broadcast
+        shaped = Shaped(tuple(params["shape"]) if params.get("shape") else _broadcast(in_shapes), 0)
+    elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy"):
         shaped = Shaped(_same(kind, in_shapes), 0)
     elif kind == "linear":
         shaped = _linear(in_shapes, dx=dx, **params)
