@@ -193,3 +193,14 @@ def test_the_papers_design_keeps_its_number():
 
     result = simulate_point({"topology": "ring", "policy": "bw_aware", "workload": "resnet34", "batch": 512})
     assert result["iteration_time_s"] == pytest.approx(0.0361809659555, rel=1e-9)
+
+
+def test_few_tiles_with_a_long_reduction_split_k_over_the_idle_sms(a100):
+    # dW of a 64-channel 3x3 conv: 64 x 576 outputs (3 tiles), K = 200,704 positions
+    one_tile = dataclasses.replace(a100, gemm_tiles=((128, 256),))
+    seconds = gemm_seconds(one_tile, Gemm(64, 576, 200704), 2)
+    ideal = 128 * 768 * 200704 / (a100.peak_macs_per_s * a100.gemm_efficiency)  # padded tiles on every SM
+    assert seconds == pytest.approx(ideal, rel=0.02)
+    # without K to split, the 3 tiles keep 105 SMs idle
+    assert gemm_seconds(one_tile, Gemm(64, 576, 64), 2) == pytest.approx(
+        128 * 256 * 64 / (a100.peak_macs_per_s * a100.gemm_efficiency / a100.sms))

@@ -15,7 +15,9 @@ ceiling every tile runs at). A GEMM whose tiles fill whole waves exactly runs at
 ceiling; a small dimension wastes the padded part of its tiles (m = 64 in a 128-row
 tile computes 128 rows), and a last partial wave leaves SMs idle. Of the device's
 tile shapes the fastest is taken (cuBLAS's heuristics choose among its kernels; the
-model takes the best, an optimistic reading, docs/model.md). Small ``k`` is not a
+model takes the best, docs/model.md). A GEMM with fewer tiles than SMs and a long K
+(a weight gradient: small M x N, K = the batch's positions) is split along K over the
+idle SMs, as cuBLAS's split-K kernels do. Small ``k`` is not a
 separate loss here: such GEMMs are memory-bound and the roofline in
 :func:`mcdla.hw.compute.kernel_time` charges their traffic.
 
@@ -44,6 +46,10 @@ from __future__ import annotations
 from mcdla.config.hardware import DeviceSpec
 from mcdla.hw.layers import Gemm, Kernel, ceil_div
 
+# The K extent of one step of a CTA's main loop (CUTLASS's 64-deep K tile for 16-bit
+# tensor-core GEMMs): a split-K slice is at least this deep.
+SPLIT_K_STEP = 64
+
 __all__ = ["gemm_seconds", "attention_seconds", "compute_seconds", "waves", "sm_contended"]
 
 
@@ -64,7 +70,10 @@ def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
     best = None
     for tm, tn in device.gemm_tiles:
         tiles = ceil_div(gemm.m, tm) * ceil_div(gemm.n, tn) * gemm.count
-        seconds = waves(tiles, device.sms) * tm * tn * gemm.k / rate
+        # Split-K: too few tiles for the SMs share the reduction out in slices of at
+        # least one K step each, their partial sums added after (not charged).
+        split = max(1, min(device.sms // tiles, ceil_div(gemm.k, SPLIT_K_STEP)))
+        seconds = waves(tiles * split, device.sms) * tm * tn * ceil_div(gemm.k, split) / rate
         best = seconds if best is None else min(best, seconds)
     return best
 

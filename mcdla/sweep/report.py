@@ -372,6 +372,16 @@ CHANGES: tuple[str, ...] = (
     "MC-DLA(B) reaches 77% of the oracle (81%; lowest 62%, 66%), MC-DLA(S) loses 31% "
     "(29%), MC-DLA(L) reaches 82% of MC-DLA(B) (84%); HC-DLA's synchronization busy time "
     "above DC-DLA's is 90% (91%). Data-parallel numbers are unchanged.",
+    "A GPU compute model for the A100, H100, H200 and GH200 presets (issue 24; docs/model.md): GEMMs in "
+    "CTA tiles dealt in waves over the SMs (split along K when too few), FlashAttention at its kernel's "
+    "measured rate by sequence length, and the SMs a running NCCL collective holds. The paper's PE array "
+    "and every paper number are unchanged. Beyond the paper, only runs on those GPUs move: in "
+    "memory_centric_2026, H100 designs by -5% to +3% and dgx_a100 by -3% to -5% tokens/s, the designs' "
+    "order unchanged; in scale_out, the DGX H100 cluster's FP32 ResNet-34 from 625 to 592 samples/s per "
+    "device (small layers' padded tiles), its scaling unchanged; in cluster_fabric, GPT-3 175B's compute "
+    "from 425 to 458 ms and every fabric's iteration by about 100 ms, their ratios within 3%. A new "
+    "section reads the paper's two unreproduced headlines under single changed readings (experiment "
+    "headlines).",
     "Model-parallel communication counted once per tensor (issue 10). Before, every "
     "weighted layer all-reduced its whole input's dX after its backward, batch norm "
     "included, and batch norm's input was all-gathered before its forward. Now only a "
