@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, Callable, Literal, Mapping
 
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where, build
-from mcdla.errors import excerpt
+from mcdla.errors import InputError, excerpt
 from mcdla.registry import Registry
 
-__all__ = ["GENERATORS", "GENERATED_KEYS", "expand"]
+__all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand"]
 
 # Nodes a generator writes at most: parameters asking for more are refused before any
 # list is built (a typo of 10**9 devices must not exhaust memory). The graph's own,
@@ -90,9 +90,15 @@ def _count(params) -> int:
     return nodes
 
 
+class TooLarge(InputError):
+    """A design with more nodes than a generator writes: ``mcdla topologies`` passes
+    over a shipped one (the frontier-scale designs, run reduced) instead of failing."""
+
+
 def _check_size(nodes: int, where: Where) -> None:
     if nodes > MAX_GENERATED_NODES:
-        raise where.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
+        raise TooLarge(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})", file=where.file,
+                       key=where.key or None)
 
 
 # -- building blocks shared by the generators ---------------------------------------
