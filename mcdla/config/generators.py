@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, Callable, Literal, Mapping
 
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where, build
-from mcdla.errors import excerpt
+from mcdla.errors import InputError, excerpt
 from mcdla.registry import Registry
 
-__all__ = ["GENERATORS", "GENERATED_KEYS", "expand"]
+__all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand"]
 
 # Nodes a generator writes at most: parameters asking for more are refused before any
 # list is built (a typo of 10**9 devices must not exhaust memory). The graph's own,
@@ -90,9 +90,15 @@ def _count(params) -> int:
     return nodes
 
 
+class TooLarge(InputError):
+    """A design with more nodes than a generator writes: ``mcdla topologies`` passes
+    over a shipped one (the frontier-scale designs, run reduced) instead of failing."""
+
+
 def _check_size(nodes: int, where: Where) -> None:
     if nodes > MAX_GENERATED_NODES:
-        raise where.error(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})")
+        raise TooLarge(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})", file=where.file,
+                       key=where.key or None)
 
 
 # -- building blocks shared by the generators ---------------------------------------
@@ -378,6 +384,12 @@ class ClusterParams:
     nodes_per_leaf: PositiveInt | None = None
     oversubscription: Annotated[float, Range(minimum=1.0)] = 1.0
     uplink_link: str | None = None
+    # A three-tier fat tree: the leaves in pods of leaves_per_pod, each pod's leaves of a
+    # rail under that pod's spine switch of the rail, the pods' spines of a rail under
+    # the rail's core; each pod spine has its leaves' uplinks / pod_oversubscription
+    # uplinks to the core (of uplink_link). Default: the leaves under one core per rail.
+    leaves_per_pod: PositiveInt | None = None
+    pod_oversubscription: Annotated[float, Range(minimum=1.0)] = 1.0
     # Host side of every node, as in the switch generator: host memory as the backing store.
     pcie_link: str | None = None
     devices_per_pcie_switch: PositiveInt | None = None  # default 2
@@ -439,9 +451,12 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
 class _Scaleout:
     """The cluster network of ``p``: each device's leaf (its NIC's switch: SP_k of its
     rail k, or one for all without rails), and, with ``nodes_per_leaf`` below the
-    nodes, a two-tier fat tree: leaf SP_(g R + k) for leaf group g and rail k of R,
-    then one core per rail, SP_(G R + k), each leaf linked to its rail's core by its
-    NIC ports / ``oversubscription`` uplinks."""
+    nodes, a fat tree per rail: leaf SP_(g R + k) for leaf group g of G and rail k of
+    R, each leaf linked to the switch above it by its NIC ports / ``oversubscription``
+    uplinks. Two tiers: one core per rail above the leaves, SP_(G R + k). Three tiers
+    (``leaves_per_pod`` below the leaf groups): pod spine SP_(G R + c R + k) of pod c of
+    C above the pod's leaves of rail k, linked to the rail's core SP_(G R + C R + k) by
+    its leaves' uplinks / ``pod_oversubscription``."""
 
     def __init__(self, p: ClusterParams, q: int, doc, where: Where) -> None:
         nics = p.nics_per_node or q
@@ -455,26 +470,46 @@ class _Scaleout:
         if p.nodes % self.per_leaf:
             raise where.child("nodes_per_leaf").error(f"expected a divisor of the {p.nodes} nodes, got {self.per_leaf}")
         self.groups = p.nodes // self.per_leaf
+        self.per_pod = p.leaves_per_pod or self.groups
+        if self.groups % self.per_pod:
+            raise where.child("leaves_per_pod").error(
+                f"expected a divisor of the {self.groups} leaf groups, got {self.per_pod}")
+        self.pods = self.groups // self.per_pod if self.per_pod < self.groups else 0  # 0: no pod tier
         self.uplinks: list[list] = []
         self.spines = self.groups * self.rails
         if p.uplink_link is not None:  # checked when given, even without leaves to use it
             _need_link(doc, p.uplink_link, where.child("uplink_link"))
+        if not self.pods and p.pod_oversubscription != 1.0:
+            raise where.child("pod_oversubscription").error(
+                "a three-tier fat tree's, over its pod spines' uplinks: set leaves_per_pod below the leaf groups")
         if self.groups == 1:
             if p.oversubscription != 1.0:
                 raise where.child("oversubscription").error(
                     "a fat tree's, over its leaves' uplinks: set nodes_per_leaf below the nodes")
             return
         ports = self.per_leaf * p.nics_per_device * (1 if p.rails else nics)  # a leaf's NIC ports
-        count = ports / p.oversubscription
-        if count < 1 or abs(count - round(count)) > 1e-9:
-            raise where.child("oversubscription").error(
-                f"expected a divisor of a leaf's {ports} NIC ports (its uplinks: ports / oversubscription), "
-                f"got {p.oversubscription:g}")
+        count = _uplinks(ports, p.oversubscription, "a leaf's", "NIC ports", where.child("oversubscription"))
         uplink = p.uplink_link or _need_link(doc, p.nic_link, where.child("nic_link"))
-        cores = self.spines
-        self.spines += self.rails
-        self.uplinks = [[f"SP{g * self.rails + k}", f"SP{cores + k}", uplink, round(count)]
-                        for g in range(self.groups) for k in range(self.rails)]
+        base, r = self.spines, self.rails
+        self.spines += (self.pods + 1) * r
+        self.uplinks = [[f"SP{g * r + k}", self.above(g, k), uplink, count]
+                        for g in range(self.groups) for k in range(r)]
+        if self.pods:
+            up = _uplinks(self.per_pod * count, p.pod_oversubscription, "a pod spine's", "leaf links",
+                          where.child("pod_oversubscription"))
+            self.uplinks += [[f"SP{base + c * r + k}", self.core(k), uplink, up]
+                             for c in range(self.pods) for k in range(r)]
+
+    def above(self, group: int, rail: int) -> str:
+        """The switch above leaf group ``group``'s leaf of ``rail``: its pod's spine, or
+        the rail's core without pods."""
+        if not self.pods:
+            return self.core(rail)
+        return f"SP{self.groups * self.rails + (group // self.per_pod) * self.rails + rail}"
+
+    def core(self, rail: int) -> str:
+        """The rail's top switch."""
+        return f"SP{(self.groups + self.pods) * self.rails + rail}"
 
     def rail(self, place: int) -> int:
         return place // self.per_nic if self.rails > 1 else 0
@@ -486,18 +521,31 @@ class _Scaleout:
 
     def between(self, node: int, place: int, nodes: int) -> list[str]:
         """The switches from the device at ``place`` of ``node`` to the one at the same
-        place of the next node: its leaf, and the core and the next leaf when they are
-        on different leaves."""
-        a, b = self.leaf(node * self.q + place), self.leaf((node + 1) % nodes * self.q + place)
+        place of the next node: its leaf, and, on different leaves, up to the switch
+        above both (the pod spine or the core) and down to the next leaf."""
+        k, after = self.rail(place), (node + 1) % nodes
+        a, b = self.leaf(node * self.q + place), self.leaf(after * self.q + place)
         if a == b:
             return [a]
-        return [a, f"SP{self.groups * self.rails + self.rail(place)}", b]
+        up, down = self.above(node // self.per_leaf, k), self.above(after // self.per_leaf, k)
+        return [a, up, b] if up == down else [a, up, self.core(k), down, b]
 
     def nics(self, nodes: int) -> list[list[str]]:
         """The devices sharing each NIC (none when every device has its own)."""
         if self.per_nic == 1:
             return []
         return [[f"D{start + i}" for i in range(self.per_nic)] for start in range(0, nodes * self.q, self.per_nic)]
+
+
+def _uplinks(ports: int, ratio: float, whose: str, what: str, where: Where) -> int:
+    """A switch's uplinks: its ``ports`` below over the oversubscription ``ratio``, an
+    integer (a cable is whole). ``whose`` ``what``: the ports, named for the error."""
+    count = ports / ratio
+    if count < 1 or abs(count - round(count)) > 1e-9:
+        ratio_key = where.key.rsplit(".", 1)[-1]
+        raise where.error(f"expected a divisor of {whose} {ports} {what} (its uplinks: ports / {ratio_key}), "
+                          f"got {ratio:g}")
+    return round(count)
 
 
 def _even_nodes(p: ClusterParams, doc, where: Where, places: int | None = None) -> None:

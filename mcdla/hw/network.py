@@ -23,7 +23,7 @@ __all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_
 
 # A ring's per-rank links besides its segments: each rank's to and from its domain
 # switch, its exit, and its leaf's core (the switch algorithms take them).
-RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down")
+RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down", "top_up", "top_down")
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -85,7 +85,10 @@ class Ring:
     leaf of a two-tier fabric (a fat tree's leaf of one rail, under the rail's core;
     "" for none), ``core_up[i]``/``core_down[i]`` the channels from the leaf to the core
     and back this ring uses: two ranks on one rail reach each other over their leaves
-    and the core (:meth:`over_rail`). ``node[i]`` names the machine rank ``i`` is in
+    and the core (:meth:`over_rail`). In a three-tier fat tree ``exit_core[i]`` is the
+    leaf's pod spine, and ``exit_top[i]`` the rail's core above it, with ``top_up[i]``/
+    ``top_down[i]`` the channels from the pod spine to the core and back ("" or empty
+    in two tiers). ``node[i]`` names the machine rank ``i`` is in
     (what its links reach without a spine switch): ranks of one machine never talk over
     the scale-out network. ``reverse`` names the ring that runs the same
     cycle the other way over the other direction of the same links ("" for none): a
@@ -106,6 +109,9 @@ class Ring:
     exit_core: tuple[str, ...] = ()
     core_up: tuple[str, ...] = ()
     core_down: tuple[str, ...] = ()
+    exit_top: tuple[str, ...] = ()
+    top_up: tuple[str, ...] = ()
+    top_down: tuple[str, ...] = ()
     node: tuple[str, ...] = ()
     reverse: str = ""
 
@@ -222,20 +228,27 @@ class Ring:
         return (self.home_out[i], self.home_in[x]) + rest
 
     def rail(self, i: int) -> str:
-        """The switch that joins rank ``i``'s rail: its exit switch's core, or the exit
-        switch itself ("" for none)."""
-        return (self.exit_core and self.exit_core[i]) or (self.exit_switch[i] if self.exit_switch else "")
+        """The switch that joins rank ``i``'s rail: the core above its exit switch (over
+        its pod spine in three tiers), or the exit switch itself ("" for none)."""
+        return ((self.exit_top and self.exit_top[i]) or (self.exit_core and self.exit_core[i])
+                or (self.exit_switch[i] if self.exit_switch else ""))
 
     def over_rail(self, i: int, j: int) -> tuple[str, ...] | None:
         """The channels from rank ``i`` out of its domain to rank ``j`` over their rail:
         through their one exit switch, or up from ``i``'s leaf to the rail's core and down
-        to ``j``'s leaf; None when they are not on one rail."""
+        to ``j``'s leaf (through their pod spines and up to the rail's core when their
+        pods differ, in three tiers); None when they are not on one rail."""
         if not self.exit_switch or not self.exit_switch[i]:
             return None
         if self.exit_switch[i] == self.exit_switch[j]:
             return self.exit_out[i], self.exit_in[j]
-        if self.exit_core and self.exit_core[i] and self.exit_core[i] == self.exit_core[j]:
+        if not self.exit_core or not self.exit_core[i]:
+            return None
+        if self.exit_core[i] == self.exit_core[j]:
             return self.exit_out[i], self.core_up[i], self.core_down[j], self.exit_in[j]
+        if self.exit_top and self.exit_top[i] and self.exit_top[i] == self.exit_top[j]:
+            return (self.exit_out[i], self.core_up[i], self.top_up[i], self.top_down[j], self.core_down[j],
+                    self.exit_in[j])
         return None
 
     def _on_rail(self, channels) -> dict[tuple[str, str], int]:
@@ -294,7 +307,7 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     fields = {}
     if ring.switch_out:
         fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
-    for attr in ("exit_switch", "exit_core", "node", *RANK_LINKS):
+    for attr in ("exit_switch", "exit_core", "exit_top", "node", *RANK_LINKS):
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)

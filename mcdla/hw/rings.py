@@ -166,6 +166,7 @@ class Fabric:
         self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
         self._tiers: dict[str, tuple[str, str]] = {}
         self._cores: dict[str, str] = {}
+        self._levels: dict[str, int] | None = None
         self._nodes: dict[str, str] | None = None
 
     def node_of(self, rank: str) -> str:
@@ -205,15 +206,35 @@ class Fabric:
         return found
 
     def core(self, leaf: str) -> str:
-        """The one spine above spine ``leaf`` (the core of a fat tree's rail, over its
-        leaves), else ""."""
+        """The one spine above spine ``leaf`` (the switch over a fat tree's leaf of a
+        rail: its core, or its pod's spine in three tiers; the core over a pod spine),
+        else "". Above: one tier further from the devices (:meth:`tier`)."""
         if not leaf:
             return ""
         found = self._cores.get(leaf)
         if found is None:
-            above = [n for n in self.succ[leaf] if n in self.spine]
+            level = self.tier(leaf)
+            above = [n for n in self.succ[leaf] if n in self.spine and self.tier(n) == level + 1]
             found = self._cores[leaf] = above[0] if len(above) == 1 else ""
         return found
+
+    def tier(self, spine: str) -> int:
+        """A spine's tier: 1 for one a device links to (a leaf), else one more than the
+        lowest of the spines it links to (a fat tree's pod spine 2, its core 3)."""
+        if self._levels is None:
+            kinds, succ = self.kinds, self.succ
+            level = {s: 1 for s in self.spine if any(kinds[n] == "device" for n in succ[s])}
+            frontier = list(level)
+            while frontier:  # breadth first over the spines, up from the leaves
+                nxt = []
+                for s in frontier:
+                    for n in succ[s]:
+                        if n in self.spine and n not in level:
+                            level[n] = level[s] + 1
+                            nxt.append(n)
+                frontier = nxt
+            self._levels = level
+        return self._levels.get(spine, 0)
 
 
 def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...], ...], bool]:
@@ -320,11 +341,13 @@ def _cluster_rings(fab: Fabric, devices) -> tuple[tuple[str, ...], ...]:
         return ()  # two places a domain close no odd snake: every hop out is a hop in elsewhere
 
     def way(a: str, b: str) -> list[str] | None:
-        """The switches from ``a``'s exit to ``b``'s: the one they share, or up to their core."""
-        if exit_of[a] == exit_of[b]:
-            return [exit_of[a]]
-        up = fab.core(exit_of[a])
-        return [exit_of[a], up, exit_of[b]] if up and up == fab.core(exit_of[b]) else None
+        """The switches from ``a``'s exit to ``b``'s: the one they share, else up to the
+        lowest switch above both (a fat tree's core, or pod spine then core) and down."""
+        up, down = [exit_of[a]], [exit_of[b]]
+        while up[-1] and up[-1] != down[-1]:
+            up.append(fab.core(up[-1]))
+            down.append(fab.core(down[-1]))
+        return up + down[-2::-1] if up[-1] else None
 
     ways = {}
     for members, nxt in zip(domains, domains[1:] + domains[:1]):

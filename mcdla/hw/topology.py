@@ -745,6 +745,11 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     if any(exit_core):
         core_fields = dict(exit_core=exit_core, core_up=tuple(link(s, c) for s, c in zip(exit_switch, exit_core)),
                            core_down=tuple(link(c, s) for s, c in zip(exit_switch, exit_core)))
+        tops = {spine: fab.core(spine) for spine in set(exit_core)}  # a three-tier fat tree's cores
+        exit_top = tuple(tops[spine] for spine in exit_core)
+        if any(exit_top):
+            core_fields.update(exit_top=exit_top, top_up=tuple(link(s, c) for s, c in zip(exit_core, exit_top)),
+                               top_down=tuple(link(c, s) for s, c in zip(exit_core, exit_top)))
     home = tuple(t[0] for t in tiers)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
     home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
