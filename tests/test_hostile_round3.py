@@ -12,13 +12,7 @@ import pytest
 from mcdla.cli.main import main
 from mcdla.config.loader import DATA_ROOT
 
-
-def one_line_error(capsys, *expected: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    for text in expected:
-        assert text in err, err
-    return err
+from test_hostile_output import one_line_error  # noqa: E402  (one reading of a one-line error)
 
 
 # -- outputs that name inputs -------------------------------------------------------------
