@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from mcdla.config.schema import NonNegativeInt, PositiveInt, Where, build
+from mcdla.config.schema import NonNegativeInt, PositiveFloat, PositiveInt, Where, build
 
 __all__ = ["TransformerDoc", "expand"]
 
@@ -61,6 +61,17 @@ class TransformerDoc:
     precision_bytes: PositiveInt = 2  # mixed precision: fp16/bf16 weights, activations, gradients
     optimizer: Literal["none", "sgd", "momentum", "adam"] = "adam"
     master_weights: bool = True
+    # Mixture of experts (decoder only; mcdla.hw.moe): ``experts`` routed experts (0:
+    # dense) of ``expert_ffn`` (default ffn), ``top_k`` per token, ``shared_experts``
+    # always used; the first ``dense_layers`` blocks keep the dense MLP of ``ffn``.
+    experts: NonNegativeInt = 0
+    top_k: PositiveInt = 1
+    expert_ffn: PositiveInt | None = None
+    shared_experts: NonNegativeInt = 0
+    dense_layers: NonNegativeInt = 0
+    router: Literal["softmax", "sigmoid"] = "softmax"  # scoring: Mixtral softmax, DeepSeek-V3 sigmoid
+    router_bias: bool = False  # DeepSeek-V3's per-expert e_score_correction_bias
+    capacity_factor: PositiveFloat = 1.0
 
 
 def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
@@ -85,6 +96,7 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     else:
         mlp = [{"kind": "linear", "out_features": 2 * t.ffn, "bias": t.bias}, {"kind": "swiglu"}]
     mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
+    moe = _moe_mlp(t, where) if t.experts else None
     qkv_bias = t.bias if t.qkv_bias is None else t.qkv_bias
     attend = [{"kind": "linear", "out_features": qkv, "bias": qkv_bias}, attention,
               {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
@@ -103,14 +115,21 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
                            {"name": "norm1", "kind": t.norm}] + mlp
                  + [{"name": "res2", "kind": "add", "inputs": ["mlp_out", "norm1"]},
                     {"name": "norm2", "kind": t.norm}])
-    last_block = "blocks" if t.layers == 1 else f"blocks.{t.layers}"
+    blocks = {"block": {"layers": block}}
+    stacks = [{"name": "blocks", "block": "block", "repeat": t.layers}]
+    if moe is not None:  # the same block with the routed MLP, after the dense ones
+        blocks["moe_block"] = {"layers": _swap_mlp(block, mlp, moe)}
+        moe_layers = t.layers - t.dense_layers
+        stacks = [{"name": "dense_blocks", "block": "block", "repeat": t.dense_layers}] if t.dense_layers else []
+        stacks.append({"name": "blocks", "block": "moe_block", "repeat": moe_layers})
+    last_block = "blocks" if stacks[-1]["repeat"] == 1 else f"blocks.{stacks[-1]['repeat']}"
     layers: list[dict[str, Any]] = [{"name": "embed", "kind": "embedding", "vocab": t.vocab, "hidden": t.hidden}]
     if t.position == "learned":
         layers.append({"name": "positions", "kind": "position",
                        "max_positions": t.max_positions or t.seq_len, "types": t.token_types})
     if not decoder:
         layers.append({"name": "embed_norm", "kind": t.norm})
-    layers += [*drop(), {"name": "blocks", "block": "block", "repeat": t.layers}]
+    layers += [*drop(), *stacks]
     if decoder:
         layers.append({"name": "final_norm", "kind": t.norm})
     if t.pooler:  # BertModel's pooler (its parameters); it reads the first token, charged on all
@@ -125,7 +144,7 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     description = t.description or (
         f"{'decoder' if decoder else 'encoder'} transformer: {t.layers} layers, hidden {t.hidden}, "
         f"{t.heads} heads ({kv} KV), FFN {t.ffn}, {t.mlp}, {t.norm}, vocabulary {t.vocab}, "
-        f"sequence {t.seq_len}")
+        f"sequence {t.seq_len}" + (f", {t.experts} experts (top-{t.top_k})" if t.experts else ""))
     return {
         "name": t.name,
         "description": description,
@@ -133,6 +152,48 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
         "precision_bytes": kept["precision_bytes"],
         "optimizer": t.optimizer,
         "master_weights": t.master_weights,
-        "blocks": {"block": {"layers": block}},
+        "blocks": blocks,
         "layers": layers,
     }
+
+
+def _moe_mlp(t: TransformerDoc, where: Where) -> tuple[list[dict[str, Any]], list[str]]:
+    """A routed MoE MLP reading ``norm2`` (mcdla.hw.moe): router, dispatch, SwiGLU experts,
+    combine, and the shared experts beside them; and the names of its outputs."""
+    if t.template != "decoder" or t.parallel_residual or t.mlp != "swiglu" or t.dropout:
+        raise where.child("experts").error("mixture-of-experts layers are modelled in pre-norm decoders "
+                                           "with SwiGLU experts and no dropout (template: decoder, "
+                                           "mlp: swiglu, dropout: false)")
+    if t.top_k > t.experts:
+        raise where.child("top_k").error(f"{t.top_k} is more than experts={t.experts}")
+    if t.dense_layers >= t.layers:
+        raise where.child("dense_layers").error(f"{t.dense_layers} leaves no MoE layer of layers={t.layers}")
+    ffn = t.expert_ffn or t.ffn
+    bank = {"kind": "linear", "bias": False, "experts": t.experts, "top_k": t.top_k}
+    scoring = {"kind": "softmax"} if t.router == "softmax" else {"kind": "elementwise"}  # sigmoid
+    routed = [{"name": "router", "kind": "linear", "out_features": t.experts, "bias": t.router_bias,
+               "inputs": ["norm2"]}, {"name": "scores", **scoring},
+              {"name": "dispatch", "kind": "moe_dispatch", "top_k": t.top_k,
+               "capacity_factor": t.capacity_factor, "inputs": ["norm2", "scores"]},
+              {"name": "experts_up", **bank, "out_features": 2 * ffn}, {"kind": "swiglu"},
+              {"name": "experts_down", **bank, "out_features": t.hidden},
+              {"name": "routed", "kind": "moe_combine", "inputs": ["experts_down", "scores"]}]
+    outputs = ["routed"]
+    if t.shared_experts:  # one SwiGLU MLP as wide as the shared experts together (DeepSeekMoE)
+        routed += [{"name": "shared_up", "kind": "linear", "out_features": 2 * ffn * t.shared_experts,
+                    "bias": False, "inputs": ["norm2"]}, {"kind": "swiglu"},
+                   {"name": "shared", "kind": "linear", "out_features": t.hidden, "bias": False}]
+        outputs.append("shared")
+    return routed, outputs
+
+
+def _swap_mlp(block: list[dict[str, Any]], mlp: list[dict[str, Any]], moe) -> list[dict[str, Any]]:
+    """``block`` with its dense MLP replaced by the routed one, whose outputs (routed and
+    shared experts) the second residual add sums with the stream (one add, as
+    parallel_residual does)."""
+    layers, outputs = moe
+    start = next(i for i, layer in enumerate(block) if layer is mlp[0])
+    swapped = block[:start] + layers + block[start + len(mlp):]
+    res2 = next(i for i, layer in enumerate(swapped) if layer.get("name") == "res2")
+    swapped[res2] = {**swapped[res2], "inputs": outputs + ["res1"]}
+    return swapped

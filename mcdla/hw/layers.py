@@ -49,6 +49,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from mcdla.hw.ew_traffic import EW_TRAFFIC as _EW_TRAFFIC  # which tensors each cheap kind streams
+from mcdla.hw.moe import combined, dispatched
+
 __all__ = ["Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
            "GEMM_KINDS", "RECURRENT_KINDS", "CHEAP_KINDS", "KINDS", "PHASES", "NO_INPUT_NEEDED", "infer",
            "recurrent_step", "STATE_STORED", "STATE_CARRIED"]
@@ -74,6 +77,8 @@ CHEAP_KINDS = (
     "swiglu",
     "cross_entropy",
     "elementwise",
+    "moe_dispatch",
+    "moe_combine",
 )
 ATTENTION_KINDS = ("attention",)
 KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + ATTENTION_KINDS + CHEAP_KINDS
@@ -82,44 +87,6 @@ PHASES = ("fwd", "bwd", "recompute")
 # concatenation passes gradients through), so nothing is prefetched or recomputed for them.
 NO_INPUT_NEEDED = frozenset({"add", "concat"})
 
-# Element-wise traffic, per sample, as (forward, backward) in units of the layer's
-# total input elements I and output elements O. Why these tensors:
-# relu/dropout backward read dY and the mask (Y or the dropout bits, one tensor) and
-# write dX; max-pool backward re-reads X to find each window's argmax; batch norm makes
-# two passes (statistics, then normalize) forward and two backward (the dgamma/dbeta
-# reductions read dY and X, then dX reads them again); LRN backward needs X, Y, dY;
-# add and concat copy (a framework could alias them; we charge the copy); softmax
-# with the loss writes dX = Y - onehot from Y.
-_EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    #            fwd (I, O)  bwd (I, O)
-    "relu": ((1, 1), (1, 2)),
-    "dropout": ((1, 1), (1, 2)),
-    "maxpool": ((1, 1), (2, 1)),
-    "avgpool": ((1, 1), (1, 1)),
-    "lrn": ((1, 1), (2, 2)),
-    "batchnorm": ((2, 1), (3, 2)),
-    "concat": ((1, 1), (1, 1)),
-    "add": ((1, 1), (1, 1)),
-    "softmax": ((1, 1), (1, 1)),
-    # Transformer kinds. An embedding gathers O elements of its table (reads them,
-    # writes Y) and backward scatter-adds dY into dW (reads dY, reads and writes the
-    # rows); a learned position table is added to X (reads X and the rows, writes Y;
-    # backward passes dY to dX and accumulates the rows); layer and RMS norm make the
-    # passes batch norm does; GELU and SiLU backward read X and dY and write dX;
-    # SwiGLU reads both halves (I) and writes O, backward reads I and dY, writes dX;
-    # cross-entropy over the vocabulary is softmax with the loss.
-    "embedding": ((1, 2), (0, 3)),
-    "position": ((1, 2), (1, 3)),
-    "layernorm": ((2, 1), (3, 2)),
-    "rmsnorm": ((2, 1), (3, 2)),
-    "gelu": ((1, 1), (2, 1)),
-    "silu": ((1, 1), (2, 1)),
-    "swiglu": ((1, 1), (2, 1)),
-    "cross_entropy": ((1, 1), (1, 1)),
-    # Any other element-wise operator (sigmoid, tanh, an imported op priced by its
-    # bytes): reads X, writes Y; backward reads X and dY, writes dX.
-    "elementwise": ((1, 1), (2, 1)),
-}
 
 # Recurrent state stored per timestep (see the module docstring), in units of hidden.
 STATE_STORED = {"rnn": 1, "lstm": 6, "gru": 5}
@@ -198,6 +165,7 @@ class Shaped:
     ew_bwd_elems: int = 0
     attention: "Attention | None" = None
     kept_elems: int | None = None  # what the output holds for backward, if not prod(out_shape)
+    active_params: int | None = None  # of ``params``, those one token uses (MoE experts), if fewer
 
 
 @dataclass(frozen=True)
@@ -360,10 +328,15 @@ def _tokens(kind, in_shapes) -> tuple[int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _linear(in_shapes, *, out_features, bias=True, tied=False, dx: bool, **_ignored) -> Shaped:
-    """A token-wise linear layer: the same GEMM at every position of the sequence."""
+def _linear(in_shapes, *, out_features, bias=True, tied=False, experts=1, top_k=1, dx: bool,
+            **_ignored) -> Shaped:
+    """A token-wise linear layer: the same GEMM at every position of the sequence; or
+    ``experts`` of them over routed slots, ``top_k`` used per token (mcdla.hw.moe)."""
     seq, features = _tokens("linear", in_shapes)
-    weights = out_features * features + (out_features if bias else 0)
+    if top_k > experts:
+        raise ValueError(f"top_k={top_k} is more than its {experts} experts")
+    one = out_features * features + (out_features if bias else 0)
+    weights = experts * one
     lowering = Lowering(
         out_features=out_features,
         reduce=features,
@@ -376,7 +349,9 @@ def _linear(in_shapes, *, out_features, bias=True, tied=False, dx: bool, **_igno
         out_elems=seq * out_features,
     )
     # A tied layer reads and updates another layer's weights: they count once, there.
-    return Shaped((seq, out_features), (out_features if bias else 0) if tied else weights, lowering)
+    if tied:
+        return Shaped((seq, out_features), out_features if bias else 0, lowering)
+    return Shaped((seq, out_features), weights, lowering, active_params=top_k * one)
 
 
 def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, **_ignored) -> Shaped:
@@ -416,6 +391,10 @@ def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **par
         shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
     elif kind == "elementwise":  # a given shape (an imported stand-in: its inputs may be any), or broadcast
         shaped = Shaped(tuple(params["shape"]) if params.get("shape") else _broadcast(in_shapes), 0)
+    elif kind == "moe_dispatch":
+        shaped = Shaped(dispatched(in_shapes, **params), 0)
+    elif kind == "moe_combine":
+        shaped = Shaped(combined(in_shapes), 0)
     elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy"):
         shaped = Shaped(_same(kind, in_shapes), 0)
     elif kind == "linear":
@@ -515,6 +494,8 @@ class Layer:
     fuse_with_prev: tuple[bool, ...] = ()
     # The feature maps backward reads, when not this layer's inputs (mcdla.sim.offload).
     bwd_reads: tuple[int, ...] | None = None
+    # Of ``params``, those one token uses (a routed expert bank's top_k experts), if fewer.
+    active_params: int | None = None
 
     @property
     def weighted(self) -> bool:
@@ -663,6 +644,11 @@ class Workload:
         return sum(self.weight_groups.values())
 
     @property
+    def active_params(self) -> int:
+        """Parameters one token uses: all but the experts it is not routed to."""
+        return self.params - sum(l.params - l.active_params for l in self.layers if l.active_params is not None)
+
+    @property
     def weighted_layers(self) -> int:
         """Depth as papers count it: conv, fc and recurrent timesteps (Table III)."""
         return sum(1 for layer in self.layers if layer.weighted and layer.in_depth)
@@ -694,6 +680,7 @@ class Workload:
             "name": self.name,
             "layers": self.weighted_layers,
             "params": self.params,
+            "active_params": self.active_params,
             "macs_fwd_per_sample": self.macs_fwd_per_sample,
             "weight_bytes": self.weight_bytes,
             "activation_bytes_per_sample": self.activation_bytes_per_sample,
