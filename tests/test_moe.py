@@ -88,3 +88,52 @@ def test_workloads_shows_active_parameters(capsys):
     assert main(["workloads", "--workload", "mixtral_8x7b", "--format", "json"]) == 0
     out = capsys.readouterr().out.replace(" ", "").replace("\n", "")
     assert '"params":46702792704,"active_params":12879925248,' in out
+
+
+def test_deepseek_v3_main_model_has_671b_parameters_and_37b_active():
+    # Derived from deepseek-ai/DeepSeek-V3 config.json, the main model without its MTP
+    # module (the official 671B; the checkpoint's 685B includes the 14B MTP module):
+    #   MLA per layer: q_a 7168 x 1536 + norm 1536 + q_b 1536 x 128 x (128 + 64)
+    #     + kv_a 7168 x (512 + 64) + norm 512 + kv_b 512 x 128 x (128 + 128)
+    #     + o 128 x 128 x 7168                                    = 187,107,328
+    #   two RMSNorms per layer                                    = 14,336
+    #   dense MLP (first 3 layers): 3 x 7168 x 18432              = 396,361,728
+    #   one expert: 3 x 7168 x 2048                               = 44,040,192
+    #   MoE MLP (58 layers): 257 experts + router 7168 x 256 + correction bias 256
+    #                                                             = 11,320,164,608
+    #   embeddings 2 x 129280 x 7168 + final norm 7168            = 1,853,365,248
+    #   total: 1,853,365,248 + 61 x 187,121,664 + 3 x 396,361,728 + 58 x 11,320,164,608
+    #        = 671,026,419,200
+    w = load_workload("deepseek_v3")
+    attention, norms, dense, expert = 187_107_328, 14_336, 396_361_728, 44_040_192
+    moe = 257 * expert + 7168 * 256 + 256
+    assert moe == 11_320_164_608
+    assert w.params == 1_853_365_248 + 61 * (attention + norms) + 3 * dense + 58 * moe == 671_026_419_200
+    # Active: 8 routed + 1 shared expert of the 257 per MoE layer.
+    assert w.active_params == w.params - 58 * (256 - 8) * expert == 37_552_297_472
+
+
+def test_latent_attention_uses_192_wide_queries_and_keys_and_128_wide_values():
+    w = load_workload("deepseek_v3")
+    core = next(l for l in w.layers if l.attention is not None)
+    a = core.attention
+    assert (a.heads, a.kv_heads, a.head_dim, a.v_head_dim, a.seq) == (128, 128, 192, 128, 4096)
+    assert core.out_shape == (4096, 128 * 128)  # the output projection reads 16384 features
+    s = 4096
+    # Fused causal kernels: half of S = Q K^T (reduction 192) and O = P V (128 wide) per head.
+    (fwd,) = core.kernels("fwd", 1, 2)
+    assert fwd.macs == 128 * (s * s * 192 + s * s * 128) // 2
+    # Backward: S again and dQ, dK (192), dP and dV (128).
+    (bwd,) = core.kernels("bwd", 1, 2)
+    assert bwd.macs == 128 * (3 * s * s * 192 + 2 * s * s * 128) // 2
+
+
+def test_a_small_latent_attention_moe_trains(tmp_path):
+    path = tmp_path / "mla.yaml"
+    path.write_text(TINY.format(experts=8, top_k=2, cf=1.0)
+                    + "head_dim: 16\nrope_head_dim: 8\nv_head_dim: 8\nq_lora_rank: 24\nkv_lora_rank: 16\n")
+    w = load_workload(str(path))
+    a = next(l for l in w.layers if l.attention is not None).attention
+    assert (a.head_dim, a.v_head_dim) == (24, 8)
+    for parallel in ("data", "model"):
+        assert simulate("ring", "bw_aware", str(path), parallel, 16)["iteration_time_s"] > 0

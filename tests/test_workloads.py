@@ -67,7 +67,7 @@ LLMS = ("bert_large", "gpt2", "gpt2_xl", "gpt3_175b", "llama2_7b", "llama2_13b",
 
 
 # Mixture-of-experts transformers (tests/test_moe.py).
-MOES = ("mixtral_8x7b",)
+MOES = ("deepseek_v3", "mixtral_8x7b")
 
 
 # Real-machine validation networks (tests/test_workloads_real.py).

@@ -72,6 +72,14 @@ class TransformerDoc:
     router: Literal["softmax", "sigmoid"] = "softmax"  # scoring: Mixtral softmax, DeepSeek-V3 sigmoid
     router_bias: bool = False  # DeepSeek-V3's per-expert e_score_correction_bias
     capacity_factor: PositiveFloat = 1.0
+    # DeepSeek's multi-head latent attention (DeepSeek-V2, arXiv:2405.04434, section 2.1),
+    # when kv_lora_rank is set: K and V come from a kv_lora_rank latent (normed), Q from a
+    # q_lora_rank one (or straight from hidden); each head's Q and K are head_dim (the
+    # "nope" part) plus rope_head_dim, the rotary key shared by the heads; V is v_head_dim.
+    q_lora_rank: PositiveInt | None = None
+    kv_lora_rank: PositiveInt | None = None
+    rope_head_dim: PositiveInt = 64
+    v_head_dim: PositiveInt | None = None
 
 
 def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
@@ -98,8 +106,11 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
     moe = _moe_mlp(t, where) if t.experts else None
     qkv_bias = t.bias if t.qkv_bias is None else t.qkv_bias
-    attend = [{"kind": "linear", "out_features": qkv, "bias": qkv_bias}, attention,
-              {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
+    if t.kv_lora_rank:
+        attend = _latent_attention(t, head_dim, attention, drop)
+    else:
+        attend = [{"kind": "linear", "out_features": qkv, "bias": qkv_bias}, attention,
+                  {"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
     attend[-1]["name"], mlp[-1]["name"] = "attn_out", "mlp_out"  # the residual adds' inputs
     if decoder and t.parallel_residual:  # both branches read the block's input
         block = ([{"name": "norm1", "kind": t.norm, "inputs": ["in"]}] + attend
@@ -197,3 +208,28 @@ def _swap_mlp(block: list[dict[str, Any]], mlp: list[dict[str, Any]], moe) -> li
     res2 = next(i for i, layer in enumerate(swapped) if layer.get("name") == "res2")
     swapped[res2] = {**swapped[res2], "inputs": outputs + ["res1"]}
     return swapped
+
+
+def _latent_attention(t: TransformerDoc, head_dim: int, attention: dict[str, Any], drop) -> list[dict[str, Any]]:
+    """Multi-head latent attention reading ``norm1`` (DeepSeek-V2/V3; Hugging Face
+    modeling_deepseek.py): q = W_qb norm(W_qa x) (or W_q x), [k_nope; v] = W_kvb
+    norm(W_kva x), and the shared rotary key W_kr x (kv_a_proj_with_mqa's last
+    rope_head_dim columns, as its own GEMM: the same parameters and MACs). The rotary key
+    is copied to every head and Q, K, V assembled into the core's input, as that code
+    does (an element-wise copy); then the core and the output projection."""
+    qk = head_dim + t.rope_head_dim
+    v = t.v_head_dim or head_dim
+    lin = {"kind": "linear", "bias": False}
+    if t.q_lora_rank:
+        query = [{"name": "q_a", **lin, "out_features": t.q_lora_rank, "inputs": ["norm1"]}, {"kind": t.norm}]
+    else:
+        query = []
+    query.append({"name": "q", **lin, "out_features": t.heads * qk, **({} if query else {"inputs": ["norm1"]})})
+    width = 2 * t.heads * qk + t.heads * v
+    return query + [
+        {"name": "kv_a", **lin, "out_features": t.kv_lora_rank, "inputs": ["norm1"]}, {"kind": t.norm},
+        {"name": "kv", **lin, "out_features": t.heads * (head_dim + v)},
+        {"name": "k_rope", **lin, "out_features": t.rope_head_dim, "inputs": ["norm1"]},
+        {"name": "qkv", "kind": "elementwise", "inputs": ["q", "kv", "k_rope"], "shape": [t.seq_len, width]},
+        {**attention, "kv_heads": t.heads, "v_head_dim": v},
+        {**lin, "out_features": t.hidden, "bias": t.bias}, *drop()]

@@ -212,6 +212,7 @@ class AttentionSpec:
     kv_heads: PositiveInt | None = None  # grouped-query attention: fewer K/V heads
     causal: bool = True
     flash: bool = False  # a fused kernel that never materializes the score matrix
+    v_head_dim: PositiveInt | None = None  # V's head size when not Q's and K's (DeepSeek's MLA)
 
 
 SPECS: dict[str, type] = {

@@ -179,7 +179,10 @@ class Attention:
     backward (heads x seq^2 elements per sample) and stream S and P through HBM; the
     fused (FlashAttention-style) kernel keeps only the softmax statistics (heads x
     seq), never writes S or P, recomputes S in backward, and with the causal mask skips
-    the blocks above the diagonal (half the products).
+    the blocks above the diagonal (half the products). ``v_head_dim`` (default
+    head_dim): V's and O's head size when it differs from Q's and K's (DeepSeek's
+    multi-head latent attention: 192 for Q and K, 128 for V); Q and K then take
+    (heads + kv_heads) x head_dim of the input and V kv_heads x v_head_dim.
     """
 
     heads: int
@@ -188,6 +191,7 @@ class Attention:
     seq: int
     causal: bool = True
     flash: bool = False
+    v_head_dim: int | None = None
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -354,17 +358,20 @@ def _linear(in_shapes, *, out_features, bias=True, tied=False, experts=1, top_k=
     return Shaped((seq, out_features), weights, lowering, active_params=top_k * one)
 
 
-def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, **_ignored) -> Shaped:
+def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, v_head_dim=None,
+               **_ignored) -> Shaped:
     seq, width = _tokens("attention", in_shapes)
     kv_heads = heads if kv_heads is None else kv_heads
     if heads % kv_heads:
         raise ValueError(f"kv_heads={kv_heads} must divide heads={heads}")
-    if width % (heads + 2 * kv_heads):
-        raise ValueError(f"the input's {width} features are not (heads + 2 kv_heads) = "
-                         f"{heads + 2 * kv_heads} heads of one size")
-    head_dim = width // (heads + 2 * kv_heads)
-    core = Attention(heads, kv_heads, head_dim, seq, causal, flash)
-    out = (seq, heads * head_dim)
+    # Q and K heads of one size; V heads of the same or (v_head_dim) another.
+    qk, per = (width, heads + 2 * kv_heads) if v_head_dim is None else (width - kv_heads * v_head_dim, heads + kv_heads)
+    if qk <= 0 or qk % per:
+        raise ValueError(f"the input's {width} features are not {per} heads of one size"
+                         + (f" and {kv_heads} value heads of {v_head_dim}" if v_head_dim else ""))
+    head_dim = qk // per
+    core = Attention(heads, kv_heads, head_dim, seq, causal, flash, v_head_dim)
+    out = (seq, heads * (v_head_dim or head_dim))
     stats = heads * seq if flash else heads * seq * seq  # what backward needs besides Q, K, V, O
     return Shaped(out, 0, attention=core, kept_elems=_prod(out) + stats)
 
@@ -391,10 +398,8 @@ def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **par
         shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
     elif kind == "elementwise":  # a given shape (an imported stand-in: its inputs may be any), or broadcast
         shaped = Shaped(tuple(params["shape"]) if params.get("shape") else _broadcast(in_shapes), 0)
-    elif kind == "moe_dispatch":
-        shaped = Shaped(dispatched(in_shapes, **params), 0)
-    elif kind == "moe_combine":
-        shaped = Shaped(combined(in_shapes), 0)
+    elif kind in ("moe_dispatch", "moe_combine"):  # token routing (mcdla.hw.moe)
+        shaped = Shaped((dispatched if kind == "moe_dispatch" else combined)(in_shapes, **params), 0)
     elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy"):
         shaped = Shaped(_same(kind, in_shapes), 0)
     elif kind == "linear":
@@ -591,14 +596,16 @@ class Layer:
         """The attention core's kernels (see :class:`Attention`); shards split the heads."""
         a = self.attention
         heads = ceil_div(a.heads, shards)
-        s, d = a.seq, a.head_dim
+        s, d, dv = a.seq, a.head_dim, a.v_head_dim or a.head_dim
         count = heads * batch
         # Fused kernels skip the masked half; materialized ones compute the full square.
         part = 0.5 if (a.flash and a.causal) else 1.0
-        qkv = (heads + 2 * ceil_div(a.kv_heads, shards)) * s * d * batch * e
-        out = heads * s * d * batch * e
+        kv = ceil_div(a.kv_heads, shards)
+        qkv = ((heads + kv) * d + kv * dv) * s * batch * e
+        out = heads * s * dv * batch * e
         square = int(heads * s * s * batch * e * part)
-        scores, values = Gemm(s, s, d, count), Gemm(s, d, s, count)
+        scores, values = Gemm(s, s, d, count), Gemm(s, dv, s, count)  # S = Q K^T, O = P V
+        grad_p, grad_qk = Gemm(s, s, dv, count), Gemm(s, d, s, count)  # dP = dO V^T; dQ = dS K, dK
 
         def gemm(name, g, traffic):
             macs = int(g.macs * part)
@@ -608,17 +615,18 @@ class Layer:
             if forward:
                 return (Kernel(f"{self.name}:{tag}", int((scores.macs + values.macs) * part),
                                qkv + out, None, None, e, gemms=(scores, values)),)
-            return (Kernel(f"{self.name}:{tag}", int((2 * scores.macs + 3 * values.macs) * part),
-                           2 * qkv + 2 * out, None, None, e, gemms=(scores, scores, values, values, values)),)
+            gemms = (scores, grad_p, values, grad_qk, grad_qk)  # S recomputed, dP, dV, dQ, dK
+            return (Kernel(f"{self.name}:{tag}", int(sum(g.macs for g in gemms) * part),
+                           2 * qkv + 2 * out, None, None, e, gemms=gemms),)
         if forward:
             return (gemm(f"qk_{tag}", scores, qkv + square),
                     Kernel(f"{self.name}:softmax_{tag}", 0, 2 * square, None, element_bytes=e),
                     gemm(f"av_{tag}", values, square + qkv // 3 + out))
         return (gemm("dv", values, square + out + qkv // 3),
-                gemm("dp", scores, out + qkv // 3 + square),
+                gemm("dp", grad_p, out + qkv // 3 + square),
                 Kernel(f"{self.name}:softmax_bwd", 0, 3 * square, None, element_bytes=e),
-                gemm("dq", values, square + qkv // 3 + qkv // 3),
-                gemm("dk", values, square + qkv // 3 + qkv // 3))
+                gemm("dq", grad_qk, square + qkv // 3 + qkv // 3),
+                gemm("dk", grad_qk, square + qkv // 3 + qkv // 3))
 
     @staticmethod
     def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int) -> Kernel:
