@@ -21,6 +21,12 @@ Encoder block (post-norm, BERT): attention and residual add, then norm; MLP and 
 then norm; embeddings are token + position + token type, normalized; a pooler
 (linear hidden -> hidden, as BertModel has) and the masked-LM projection tied to the
 token embedding, without the MLM head's transform.
+
+Mixture of experts (``experts`` > 0, pre-norm SwiGLU decoders): the MLP of every block
+after the first ``dense_layers`` is a routed one (router, dispatch, expert banks,
+combine, shared experts: mcdla.hw.moe), whose outputs the second residual add sums
+with the stream. ``kv_lora_rank`` selects DeepSeek's multi-head latent attention
+(:func:`_latent_attention`). docs/workloads.md describes both.
 """
 
 from __future__ import annotations
