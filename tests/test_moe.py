@@ -63,6 +63,18 @@ def test_capacity_factor_pads_the_expert_slots(tmp_path):
     base = tiny(tmp_path)
     assert padded.params == base.params
     assert padded.macs_fwd_per_sample - base.macs_fwd_per_sample == 2 * 16 * 3 * 64 * 32
+    # Below 1.0 the tokens over capacity are dropped: half the slots, half the expert work.
+    dropping = tiny(tmp_path, cf=0.5)
+    assert dropping.layer("blocks.1/dispatch").out_shape == (32, 64)
+    assert base.macs_fwd_per_sample - dropping.macs_fwd_per_sample == 2 * 32 * 3 * 64 * 32
+
+
+def test_a_value_head_size_that_does_not_fit_the_input_is_refused(tmp_path):
+    path = tmp_path / "bad_attention.yaml"
+    path.write_text("name: a\ninput: {tokens: 8}\nlayers:\n  - {kind: embedding, vocab: 10, hidden: 100}\n"
+                    "  - {kind: attention, heads: 4, v_head_dim: 8}\n")
+    with pytest.raises(InputError, match="value heads of 8"):
+        load_workload(str(path))
 
 
 @pytest.mark.parametrize("extra, key", [("top_k: 9\n", "top_k"), ("dense_layers: 3\n", "dense_layers"),
