@@ -78,7 +78,7 @@ def test_a_value_head_size_that_does_not_fit_the_input_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("extra, key", [("top_k: 9\n", "top_k"), ("dense_layers: 3\n", "dense_layers"),
-                                        ("dropout: true\n", "experts")])
+                                        ("dropout: true\n", "experts"), ("q_lora_rank: 8\n", "q_lora_rank")])
 def test_bad_moe_templates_name_the_key(tmp_path, extra, key):
     path = tmp_path / "bad.yaml"
     text = TINY.format(experts=8, top_k=2, cf=1.0)

@@ -112,6 +112,8 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     mlp += [{"kind": "linear", "out_features": t.hidden, "bias": t.bias}, *drop()]
     moe = _moe_mlp(t, where) if t.experts else None
     qkv_bias = t.bias if t.qkv_bias is None else t.qkv_bias
+    if t.q_lora_rank and not t.kv_lora_rank:
+        raise where.child("q_lora_rank").error("latent attention needs kv_lora_rank as well (DeepSeek-V3: 512)")
     if t.kv_lora_rank:
         attend = _latent_attention(t, head_dim, attention, drop)
     else:
