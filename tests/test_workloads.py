@@ -66,12 +66,16 @@ LLMS = ("bert_large", "gpt2", "gpt2_xl", "gpt3_175b", "llama2_7b", "llama2_13b",
         "llama3_8b", "llama3_70b")
 
 
+# Mixture-of-experts transformers (tests/test_moe.py).
+MOES = ("deepseek_v3", "mixtral_8x7b")
+
+
 # Real-machine validation networks (tests/test_workloads_real.py).
 REAL = ("resnet50", "vgg16")
 
 
 def test_every_shipped_workload_is_the_papers_or_a_transformer():
-    assert tuple(sorted(shipped("workloads"))) == tuple(sorted(ALL + LLMS + REAL))
+    assert tuple(sorted(shipped("workloads"))) == tuple(sorted(ALL + LLMS + MOES + REAL))
 
 
 @pytest.mark.parametrize("name", sorted(CNN_REFERENCE))
@@ -176,7 +180,10 @@ def test_activation_and_offload_bytes(workloads):
 
 def test_summary_has_the_cli_fields(workloads):
     assert list(workloads["vgg_e"].summary()) == [
-        "name", "layers", "params", "macs_fwd_per_sample", "weight_bytes", "activation_bytes_per_sample"]
+        "name", "layers", "params", "active_params", "macs_fwd_per_sample", "weight_bytes",
+        "activation_bytes_per_sample"]
+    # A dense network uses every parameter for every sample.
+    assert workloads["vgg_e"].summary()["active_params"] == workloads["vgg_e"].params
 
 
 def test_kinds_and_specs_agree():
@@ -371,9 +378,9 @@ def test_cli_table(capsys):
     assert main(["workloads"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["name", "layers", "params", "macs_fwd_per_sample", "weight_bytes",
+    assert lines[0].split() == ["name", "layers", "params", "active_params", "macs_fwd_per_sample", "weight_bytes",
                                 "activation_bytes_per_sample"]
-    assert len(lines) == 2 + len(ALL) + len(LLMS) + len(REAL)
+    assert len(lines) == 2 + len(ALL) + len(LLMS) + len(MOES) + len(REAL)
     assert "61100840" in out
 
 
@@ -388,8 +395,8 @@ def test_cli_csv_to_a_file(tmp_path, capsys):
     assert main(["workloads", "--format", "csv", "--output", str(out)]) == 0
     assert capsys.readouterr().out == ""
     lines = out.read_text().splitlines()
-    assert lines[0] == "name,layers,params,macs_fwd_per_sample,weight_bytes,activation_bytes_per_sample"
-    assert "googlenet,58,6624904," in "\n".join(lines)
+    assert lines[0] == "name,layers,params,active_params,macs_fwd_per_sample,weight_bytes,activation_bytes_per_sample"
+    assert "googlenet,58,6624904,6624904," in "\n".join(lines)
 
 
 def test_cli_starts_without_pandas_or_matplotlib():

@@ -2,7 +2,8 @@
 workload file (``--workload FILE``, repeatable) to check it against a reference.
 
 Fields: name, layers (weighted layers as Table III counts them: conv and fc, or
-timesteps for the RNNs), params, macs_fwd_per_sample, weight_bytes,
+timesteps for the RNNs), params, active_params (those one token uses: a mixture of
+experts' unrouted experts left out), macs_fwd_per_sample, weight_bytes,
 activation_bytes_per_sample. Everything is inferred from the workload files.
 """
 

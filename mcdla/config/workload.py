@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from mcdla.config.schema import Label, NonNegativeInt, PositiveInt, Range, Where
+from mcdla.config.schema import Label, NonNegativeInt, PositiveFloat, PositiveInt, Range, Where
 
 # Limits on what a few YAML lines may ask for (each layer is simulated per device):
 # the largest shipped network unrolls to a few thousand layers.
@@ -179,6 +179,17 @@ class LinearSpec:
     out_features: PositiveInt
     bias: bool = True
     tied_to: str | None = None
+    experts: PositiveInt = 1  # a bank of routed experts over dispatched slots (mcdla.hw.moe)
+    top_k: PositiveInt = 1  # experts one token uses: the bank's active parameters
+
+
+@dataclass(frozen=True)
+class MoeDispatchSpec:
+    """Routes each token to ``top_k`` experts; ``capacity_factor`` scales the slots
+    computed (padding above 1.0, dropped tokens below; mcdla.hw.moe)."""
+
+    top_k: PositiveInt
+    capacity_factor: PositiveFloat = 1.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +212,7 @@ class AttentionSpec:
     kv_heads: PositiveInt | None = None  # grouped-query attention: fewer K/V heads
     causal: bool = True
     flash: bool = False  # a fused kernel that never materializes the score matrix
+    v_head_dim: PositiveInt | None = None  # V's head size when not Q's and K's (DeepSeek's MLA)
 
 
 SPECS: dict[str, type] = {
@@ -229,6 +241,8 @@ SPECS: dict[str, type] = {
     "swiglu": NoSpec,
     "cross_entropy": NoSpec,
     "elementwise": ElementwiseSpec,
+    "moe_dispatch": MoeDispatchSpec,
+    "moe_combine": NoSpec,
 }
 
 @dataclass(frozen=True)

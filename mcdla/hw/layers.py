@@ -49,6 +49,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from mcdla.hw.ew_traffic import EW_TRAFFIC as _EW_TRAFFIC  # which tensors each cheap kind streams
+from mcdla.hw.moe import combined, dispatched
+
 __all__ = ["Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
            "GEMM_KINDS", "RECURRENT_KINDS", "CHEAP_KINDS", "KINDS", "PHASES", "NO_INPUT_NEEDED", "infer",
            "recurrent_step", "STATE_STORED", "STATE_CARRIED"]
@@ -74,6 +77,8 @@ CHEAP_KINDS = (
     "swiglu",
     "cross_entropy",
     "elementwise",
+    "moe_dispatch",
+    "moe_combine",
 )
 ATTENTION_KINDS = ("attention",)
 KINDS = ("input",) + GEMM_KINDS + tuple(RECURRENT_KINDS) + ATTENTION_KINDS + CHEAP_KINDS
@@ -82,44 +87,6 @@ PHASES = ("fwd", "bwd", "recompute")
 # concatenation passes gradients through), so nothing is prefetched or recomputed for them.
 NO_INPUT_NEEDED = frozenset({"add", "concat"})
 
-# Element-wise traffic, per sample, as (forward, backward) in units of the layer's
-# total input elements I and output elements O. Why these tensors:
-# relu/dropout backward read dY and the mask (Y or the dropout bits, one tensor) and
-# write dX; max-pool backward re-reads X to find each window's argmax; batch norm makes
-# two passes (statistics, then normalize) forward and two backward (the dgamma/dbeta
-# reductions read dY and X, then dX reads them again); LRN backward needs X, Y, dY;
-# add and concat copy (a framework could alias them; we charge the copy); softmax
-# with the loss writes dX = Y - onehot from Y.
-_EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    #            fwd (I, O)  bwd (I, O)
-    "relu": ((1, 1), (1, 2)),
-    "dropout": ((1, 1), (1, 2)),
-    "maxpool": ((1, 1), (2, 1)),
-    "avgpool": ((1, 1), (1, 1)),
-    "lrn": ((1, 1), (2, 2)),
-    "batchnorm": ((2, 1), (3, 2)),
-    "concat": ((1, 1), (1, 1)),
-    "add": ((1, 1), (1, 1)),
-    "softmax": ((1, 1), (1, 1)),
-    # Transformer kinds. An embedding gathers O elements of its table (reads them,
-    # writes Y) and backward scatter-adds dY into dW (reads dY, reads and writes the
-    # rows); a learned position table is added to X (reads X and the rows, writes Y;
-    # backward passes dY to dX and accumulates the rows); layer and RMS norm make the
-    # passes batch norm does; GELU and SiLU backward read X and dY and write dX;
-    # SwiGLU reads both halves (I) and writes O, backward reads I and dY, writes dX;
-    # cross-entropy over the vocabulary is softmax with the loss.
-    "embedding": ((1, 2), (0, 3)),
-    "position": ((1, 2), (1, 3)),
-    "layernorm": ((2, 1), (3, 2)),
-    "rmsnorm": ((2, 1), (3, 2)),
-    "gelu": ((1, 1), (2, 1)),
-    "silu": ((1, 1), (2, 1)),
-    "swiglu": ((1, 1), (2, 1)),
-    "cross_entropy": ((1, 1), (1, 1)),
-    # Any other element-wise operator (sigmoid, tanh, an imported op priced by its
-    # bytes): reads X, writes Y; backward reads X and dY, writes dX.
-    "elementwise": ((1, 1), (2, 1)),
-}
 
 # Recurrent state stored per timestep (see the module docstring), in units of hidden.
 STATE_STORED = {"rnn": 1, "lstm": 6, "gru": 5}
@@ -198,6 +165,7 @@ class Shaped:
     ew_bwd_elems: int = 0
     attention: "Attention | None" = None
     kept_elems: int | None = None  # what the output holds for backward, if not prod(out_shape)
+    active_params: int | None = None  # of ``params``, those one token uses (MoE experts), if fewer
 
 
 @dataclass(frozen=True)
@@ -211,7 +179,10 @@ class Attention:
     backward (heads x seq^2 elements per sample) and stream S and P through HBM; the
     fused (FlashAttention-style) kernel keeps only the softmax statistics (heads x
     seq), never writes S or P, recomputes S in backward, and with the causal mask skips
-    the blocks above the diagonal (half the products).
+    the blocks above the diagonal (half the products). ``v_head_dim`` (default
+    head_dim): V's and O's head size when it differs from Q's and K's (DeepSeek's
+    multi-head latent attention: 192 for Q and K, 128 for V); Q and K then take
+    (heads + kv_heads) x head_dim of the input and V kv_heads x v_head_dim.
     """
 
     heads: int
@@ -220,6 +191,7 @@ class Attention:
     seq: int
     causal: bool = True
     flash: bool = False
+    v_head_dim: int | None = None
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -360,10 +332,15 @@ def _tokens(kind, in_shapes) -> tuple[int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _linear(in_shapes, *, out_features, bias=True, tied=False, dx: bool, **_ignored) -> Shaped:
-    """A token-wise linear layer: the same GEMM at every position of the sequence."""
+def _linear(in_shapes, *, out_features, bias=True, tied=False, experts=1, top_k=1, dx: bool,
+            **_ignored) -> Shaped:
+    """A token-wise linear layer: the same GEMM at every position of the sequence; or
+    ``experts`` of them over routed slots, ``top_k`` used per token (mcdla.hw.moe)."""
     seq, features = _tokens("linear", in_shapes)
-    weights = out_features * features + (out_features if bias else 0)
+    if top_k > experts:
+        raise ValueError(f"top_k={top_k} is more than its {experts} experts")
+    one = out_features * features + (out_features if bias else 0)
+    weights = experts * one
     lowering = Lowering(
         out_features=out_features,
         reduce=features,
@@ -376,20 +353,25 @@ def _linear(in_shapes, *, out_features, bias=True, tied=False, dx: bool, **_igno
         out_elems=seq * out_features,
     )
     # A tied layer reads and updates another layer's weights: they count once, there.
-    return Shaped((seq, out_features), (out_features if bias else 0) if tied else weights, lowering)
+    if tied:
+        return Shaped((seq, out_features), out_features if bias else 0, lowering)
+    return Shaped((seq, out_features), weights, lowering, active_params=top_k * one)
 
 
-def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, **_ignored) -> Shaped:
+def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, v_head_dim=None,
+               **_ignored) -> Shaped:
     seq, width = _tokens("attention", in_shapes)
     kv_heads = heads if kv_heads is None else kv_heads
     if heads % kv_heads:
         raise ValueError(f"kv_heads={kv_heads} must divide heads={heads}")
-    if width % (heads + 2 * kv_heads):
-        raise ValueError(f"the input's {width} features are not (heads + 2 kv_heads) = "
-                         f"{heads + 2 * kv_heads} heads of one size")
-    head_dim = width // (heads + 2 * kv_heads)
-    core = Attention(heads, kv_heads, head_dim, seq, causal, flash)
-    out = (seq, heads * head_dim)
+    # Q and K heads of one size; V heads of the same or (v_head_dim) another.
+    qk, per = (width, heads + 2 * kv_heads) if v_head_dim is None else (width - kv_heads * v_head_dim, heads + kv_heads)
+    if qk <= 0 or qk % per:
+        raise ValueError(f"the input's {width} features are not {per} heads of one size"
+                         + (f" and {kv_heads} value heads of {v_head_dim}" if v_head_dim else ""))
+    head_dim = qk // per
+    core = Attention(heads, kv_heads, head_dim, seq, causal, flash, v_head_dim)
+    out = (seq, heads * (v_head_dim or head_dim))
     stats = heads * seq if flash else heads * seq * seq  # what backward needs besides Q, K, V, O
     return Shaped(out, 0, attention=core, kept_elems=_prod(out) + stats)
 
@@ -416,6 +398,8 @@ def infer(kind: str, in_shapes: list[tuple[int, ...]], *, dx: bool = True, **par
         shaped = Shaped(shape, 2 * shape[0])  # gamma and beta per channel; running stats are buffers
     elif kind == "elementwise":  # a given shape (an imported stand-in: its inputs may be any), or broadcast
         shaped = Shaped(tuple(params["shape"]) if params.get("shape") else _broadcast(in_shapes), 0)
+    elif kind in ("moe_dispatch", "moe_combine"):  # token routing (mcdla.hw.moe)
+        shaped = Shaped((dispatched if kind == "moe_dispatch" else combined)(in_shapes, **params), 0)
     elif kind in ("relu", "dropout", "lrn", "softmax", "gelu", "silu", "cross_entropy"):
         shaped = Shaped(_same(kind, in_shapes), 0)
     elif kind == "linear":
@@ -515,6 +499,8 @@ class Layer:
     fuse_with_prev: tuple[bool, ...] = ()
     # The feature maps backward reads, when not this layer's inputs (mcdla.sim.offload).
     bwd_reads: tuple[int, ...] | None = None
+    # Of ``params``, those one token uses (a routed expert bank's top_k experts), if fewer.
+    active_params: int | None = None
 
     @property
     def weighted(self) -> bool:
@@ -610,14 +596,16 @@ class Layer:
         """The attention core's kernels (see :class:`Attention`); shards split the heads."""
         a = self.attention
         heads = ceil_div(a.heads, shards)
-        s, d = a.seq, a.head_dim
+        s, d, dv = a.seq, a.head_dim, a.v_head_dim or a.head_dim
         count = heads * batch
         # Fused kernels skip the masked half; materialized ones compute the full square.
         part = 0.5 if (a.flash and a.causal) else 1.0
-        qkv = (heads + 2 * ceil_div(a.kv_heads, shards)) * s * d * batch * e
-        out = heads * s * d * batch * e
+        kv = ceil_div(a.kv_heads, shards)
+        qkv = ((heads + kv) * d + kv * dv) * s * batch * e
+        out = heads * s * dv * batch * e
         square = int(heads * s * s * batch * e * part)
-        scores, values = Gemm(s, s, d, count), Gemm(s, d, s, count)
+        scores, values = Gemm(s, s, d, count), Gemm(s, dv, s, count)  # S = Q K^T, O = P V
+        grad_p, grad_qk = Gemm(s, s, dv, count), Gemm(s, d, s, count)  # dP = dO V^T; dQ = dS K, dK
 
         def gemm(name, g, traffic):
             macs = int(g.macs * part)
@@ -627,17 +615,18 @@ class Layer:
             if forward:
                 return (Kernel(f"{self.name}:{tag}", int((scores.macs + values.macs) * part),
                                qkv + out, None, None, e, gemms=(scores, values)),)
-            return (Kernel(f"{self.name}:{tag}", int((2 * scores.macs + 3 * values.macs) * part),
-                           2 * qkv + 2 * out, None, None, e, gemms=(scores, scores, values, values, values)),)
+            gemms = (scores, grad_p, values, grad_qk, grad_qk)  # S recomputed, dP, dV, dQ, dK
+            return (Kernel(f"{self.name}:{tag}", int(sum(g.macs for g in gemms) * part),
+                           2 * qkv + 2 * out, None, None, e, gemms=gemms),)
         if forward:
             return (gemm(f"qk_{tag}", scores, qkv + square),
                     Kernel(f"{self.name}:softmax_{tag}", 0, 2 * square, None, element_bytes=e),
                     gemm(f"av_{tag}", values, square + qkv // 3 + out))
         return (gemm("dv", values, square + out + qkv // 3),
-                gemm("dp", scores, out + qkv // 3 + square),
+                gemm("dp", grad_p, out + qkv // 3 + square),
                 Kernel(f"{self.name}:softmax_bwd", 0, 3 * square, None, element_bytes=e),
-                gemm("dq", values, square + qkv // 3 + qkv // 3),
-                gemm("dk", values, square + qkv // 3 + qkv // 3))
+                gemm("dq", grad_qk, square + qkv // 3 + qkv // 3),
+                gemm("dk", grad_qk, square + qkv // 3 + qkv // 3))
 
     @staticmethod
     def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int) -> Kernel:
@@ -661,6 +650,11 @@ class Workload:
     @property
     def params(self) -> int:
         return sum(self.weight_groups.values())
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token uses: all but the experts it is not routed to."""
+        return self.params - sum(l.params - l.active_params for l in self.layers if l.active_params is not None)
 
     @property
     def weighted_layers(self) -> int:
@@ -694,6 +688,7 @@ class Workload:
             "name": self.name,
             "layers": self.weighted_layers,
             "params": self.params,
+            "active_params": self.active_params,
             "macs_fwd_per_sample": self.macs_fwd_per_sample,
             "weight_bytes": self.weight_bytes,
             "activation_bytes_per_sample": self.activation_bytes_per_sample,

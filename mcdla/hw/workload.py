@@ -246,6 +246,7 @@ class _Builder:
                 ew_bwd_elems=d.shaped.ew_bwd_elems,
                 in_depth=d.in_depth,
                 attention=d.shaped.attention,
+                active_params=d.shaped.active_params,
             ))
         return Workload(
             name=self.doc.name,
