@@ -14,11 +14,12 @@ against published totals).
 | gpt2 | decoder | LayerNorm, GELU, learned positions (``n_positions``), biases, tied |
 | gpt_neox | decoder | LayerNorm, GELU, rotary, biases, untied, ``use_parallel_residual`` |
 | bert | encoder | post-norm, learned positions and token types, the pooler, tied MLM projection |
+| mixtral | decoder | as Llama, every MLP ``num_local_experts`` SwiGLU experts, top ``num_experts_per_tok``, a softmax router |
+| deepseek_v3 | decoder | multi-head latent attention (``q_lora_rank``, ``kv_lora_rank``, rope and nope head dims, ``v_head_dim``), ``first_k_dense_replace`` dense layers, then ``n_routed_experts`` of ``moe_intermediate_size`` and ``n_shared_experts``, top ``num_experts_per_tok``, a sigmoid router with its score-correction bias; the main model without its multi-token-prediction module (``num_nextn_predict_layers``) |
 
 The sequence is the config's context length (``max_position_embeddings``, GPT-2's
 ``n_positions``); the precision its ``torch_dtype`` (bf16/fp16: 2 bytes, with fp32 master
-weights). Mixture-of-experts configs (Mixtral, DeepSeek, Qwen-MoE) are refused: mcdla has
-no expert layer yet.
+weights). Other mixture-of-experts configs (Qwen-MoE, ...) are refused by their model type.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from mcdla.importers import clean_name
 
 __all__ = ["import_hf_config", "FAMILIES"]
 
-FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gpt2", "gpt_neox", "bert")
+FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gpt2", "gpt_neox", "bert", "mixtral", "deepseek_v3")
 # Keys that give a model experts (Mixtral: num_local_experts; DeepSeek: n_routed_experts;
 # Qwen-MoE: num_experts).
 EXPERT_KEYS = ("num_local_experts", "n_routed_experts", "num_experts")
+# The families whose experts the import reads (the others' experts would be lost).
+MOE_FAMILIES = ("mixtral", "deepseek_v3")
 PRECISION = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
@@ -71,11 +74,10 @@ def import_hf_config(path: str, *, name: str | None = None) -> dict[str, Any]:
         raise InputError("expected a JSON object (a Hugging Face config.json)", file=path)
     model_type = values.get("model_type")
     experts = next((k for k in EXPERT_KEYS if values.get(k)), None)
-    if experts is not None:
-        latent = " and multi-head latent attention (kv_lora_rank)" if values.get("kv_lora_rank") else ""
-        raise InputError(f"a mixture-of-experts model ({experts}: {excerpt(values[experts])}, model_type "
-                         f"{excerpt(model_type)}): mcdla has no expert layers{latent} yet, so its workload "
-                         "cannot be written exactly", file=path, key=experts)
+    if experts is not None and model_type not in MOE_FAMILIES:
+        raise InputError(f"a mixture-of-experts model of model_type {excerpt(model_type)} ({experts}: "
+                         f"{excerpt(values[experts])}) is not supported; supported: {', '.join(MOE_FAMILIES)}",
+                         file=path, key="model_type")
     if model_type not in FAMILIES:
         raise InputError(f"model_type {excerpt(model_type)} is not supported; supported: {', '.join(FAMILIES)}",
                          file=path, key="model_type")
@@ -135,6 +137,28 @@ def _bert(c: _Config) -> dict[str, Any]:
             "token_types": c.int("type_vocab_size", 2), "pooler": True}
 
 
+def _mixtral(c: _Config) -> dict[str, Any]:
+    return {**_llama(c), "experts": c.int("num_local_experts"), "top_k": c.int("num_experts_per_tok", 2),
+            "router": "softmax"}
+
+
+def _deepseek_v3(c: _Config) -> dict[str, Any]:
+    """DeepSeek-V3's main model (DeepseekV3Config's defaults; its MTP module is left out)."""
+    scoring = c.values.get("scoring_func", "sigmoid")
+    if scoring not in ("sigmoid", "softmax"):
+        raise InputError(f"expected sigmoid or softmax, got {excerpt(scoring)}", file=c.path, key="scoring_func")
+    doc = {**_llama(c), "head_dim": c.int("qk_nope_head_dim"), "rope_head_dim": c.int("qk_rope_head_dim"),
+           "v_head_dim": c.int("v_head_dim"), "q_lora_rank": c.int("q_lora_rank"),
+           "kv_lora_rank": c.int("kv_lora_rank"), "dense_layers": c.int("first_k_dense_replace"),
+           "experts": c.int("n_routed_experts"), "expert_ffn": c.int("moe_intermediate_size"),
+           "shared_experts": c.int("n_shared_experts"), "top_k": c.int("num_experts_per_tok"),
+           "router": scoring,
+           # noaux_tc routing adds a per-expert score-correction bias (e_score_correction_bias).
+           "router_bias": c.values.get("topk_method", "noaux_tc") == "noaux_tc"}
+    doc.pop("kv_heads", None)  # latent attention: every head has its keys and values
+    return doc
+
+
 # Each family's defaults are those of its transformers configuration class.
 _FAMILY = {
     "llama": _llama,
@@ -144,4 +168,6 @@ _FAMILY = {
     "gpt2": _gpt2,
     "gpt_neox": _gpt_neox,
     "bert": _bert,
+    "mixtral": _mixtral,
+    "deepseek_v3": _deepseek_v3,
 }
