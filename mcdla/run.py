@@ -268,6 +268,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     ``links.nic.bw``); a collective has no workload or training.
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
+    from mcdla.sim import algorithms  # noqa: F401  (registers every algorithm --algorithm may name)
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
 
     if op not in OPS:

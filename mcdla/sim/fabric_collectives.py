@@ -111,6 +111,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
     def _validate(self, op, rings, size_bytes, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0):
         check_request(op, rings, size_bytes, chunk_bytes, root)
+        self.carries(op)
         self.check(op, rings, capacities_Bps)
 
     def _plans(self, op, rings, size_bytes, root, units, capacities_Bps, chunk_bytes):
@@ -283,6 +284,8 @@ class DirectAlgorithm(PhasedAlgorithm):
         p, a, everyone = ring.size, IDEAL.step_s(ring), range(ring.size)
         if op == "broadcast":
             return [[Flow(share, _via_switch(ring, root, j), a) for j in everyone if j != root]]
+        if op == "all_to_all":  # every rank's own piece to every other: all-gather's bytes
+            return [[_exchange(ring, everyone, share / p, units, a, reduce=False)]]
         phases = []
         if op in REDUCING:
             phases.append([_exchange(ring, everyone, share / p, units, a, reduce=True)])
@@ -295,7 +298,7 @@ class DirectAlgorithm(PhasedAlgorithm):
         if op == "broadcast":
             yield from ((share, _via_switch(ring, 0, j)) for j in range(1, p))
             return
-        for _phase in range(2 if op == "all_reduce" else 1):
+        for _phase in range(2 if op == "all_reduce" else 1):  # all-to-all: one exchange
             yield from _exchange_pieces(ring, range(p), share / p)
 
 
@@ -304,6 +307,7 @@ class InSwitchAlgorithm(PhasedAlgorithm):
     """The switch reduces and multicasts (NVLink SHARP-like; see the module docstring)."""
 
     name = "in_switch"
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all: nothing to reduce or multicast
 
     def check(self, op, rings, capacities_Bps):
         _switch_ring(self.name, rings)
@@ -553,6 +557,7 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
     (see the module docstring)."""
 
     name = "hierarchical"
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all: not yet (docs/model.md)
 
     def check(self, op, rings, capacities_Bps):
         for ring in rings:

@@ -51,6 +51,9 @@ class NcclAlgorithm(RingAlgorithm):
     fastest by this same model on idle links). NCCL with its ring only (as with
     ``NCCL_ALGO=Ring``, or ``NCCL_NVLS_ENABLE=0`` on one machine)."""
 
+    name = "nccl_ring"
+    # NCCL runs all-to-all as grouped point-to-point sends, not on its ring: not modelled yet
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
     protocols = ("LL", "LL128", "Simple")
     _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
 
@@ -79,6 +82,7 @@ class NcclAlgorithm(RingAlgorithm):
         collective: its op, size, chunk, reduction rate and rings, and the capacities of
         the rings' channels (all the time depends on; a training iteration launches
         thousands of collectives of a few sizes over the same rings)."""
+        self.carries(op)
         rings = tuple(rings)
         key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
                tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
@@ -143,6 +147,7 @@ class NcclTunedAlgorithm(NcclAlgorithm):
     reduce: rings cut into switch domains) for all-reduce, and picks the fastest for
     the size."""
 
+    name = "nccl"
     NVLS_OPS = ("all_reduce", "reduce_scatter", "all_gather")
 
     @classmethod
