@@ -329,15 +329,17 @@ def run_collective(
     algorithm: str = "ring",
     launch_s: float = 0.0,
     also: Mapping[str, tuple[str, ...]] | None = None,
+    hot_share: float | None = None,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
     with a registered ``algorithm``; ``also``: the resources a flow over a channel loads
-    too (a shared NIC's ports, Topology.nic_ports)."""
+    too (a shared NIC's ports, Topology.nic_ports); ``hot_share``: an all-to-allv's skew,
+    the hot rank ``root``'s share of every rank's data (None: uniform)."""
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps, also=also)
     wall = time.perf_counter()
     try:
-        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
+        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share).start(
             env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
     except InputError as exc:  # an algorithm that refuses these rings: here chosen by --algorithm
         raise InputError(exc.detail, key="--algorithm") from None
@@ -412,8 +414,11 @@ class CollectiveAlgorithm:
     # which singles out its root, does not.
     symmetric = True
 
-    def __init__(self, launch_s: float = 0.0):
+    def __init__(self, launch_s: float = 0.0, hot_share: float | None = None):
         self.launch_s = float(launch_s)
+        # all-to-allv's skew: the share of every rank's data bound for the hot rank (the
+        # one ``root`` names); None: uniform (mcdla.hw.collective_model.destination_shares)
+        self.hot_share = None if hot_share is None else float(hot_share)
 
     @classmethod
     def rank_symmetric(cls, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> bool:
@@ -460,6 +465,7 @@ class RingAlgorithm(CollectiveAlgorithm):
     algorithm (see the module docstring); the paper's collectives."""
 
     name = "ring"
+    ops = tuple(op for op in OPS if op != "all_to_allv")  # its pairwise steps move equal pieces
 
     def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                   reduce_Bps=None) -> RingCosts:

@@ -51,7 +51,14 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from mcdla.errors import InputError
-from mcdla.hw.collective_model import GATHERING, REDUCING, bottleneck_Bps, pipeline_latency_s
+from mcdla.hw.collective_model import (
+    GATHERING,
+    PERSONAL,
+    REDUCING,
+    bottleneck_Bps,
+    destination_shares,
+    pipeline_latency_s,
+)
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -277,6 +284,12 @@ class DirectAlgorithm(PhasedAlgorithm):
 
     name = "direct"
 
+    def _pairs(self, op: str, p: int, hot: int) -> list[tuple[int, int, float]]:
+        """(sender, receiver, share of the sender's data) of every pair in an all-to-all:
+        ``hot`` receives :attr:`hot_share` of an all-to-allv's (its ``root``)."""
+        shares = destination_shares(p, hot, self.hot_share if op == "all_to_allv" else None)
+        return [(i, j, shares[j]) for i in range(p) for j in range(p) if i != j]
+
     def check(self, op, rings, capacities_Bps):
         _switch_ring(self.name, rings)
 
@@ -284,8 +297,10 @@ class DirectAlgorithm(PhasedAlgorithm):
         p, a, everyone = ring.size, IDEAL.step_s(ring), range(ring.size)
         if op == "broadcast":
             return [[Flow(share, _via_switch(ring, root, j), a) for j in everyone if j != root]]
-        if op == "all_to_all":  # every rank's own piece to every other: all-gather's bytes
-            return [[_exchange(ring, everyone, share / p, units, a, reduce=False)]]
+        if op in PERSONAL:
+            if op == "all_to_all" or self.hot_share is None:  # all-gather's bytes, as one flow
+                return [[_exchange(ring, everyone, share / p, units, a, reduce=False)]]
+            return [[Flow(share * w, _via_switch(ring, i, j), a) for i, j, w in self._pairs(op, p, root)]]
         phases = []
         if op in REDUCING:
             phases.append([_exchange(ring, everyone, share / p, units, a, reduce=True)])
@@ -298,7 +313,10 @@ class DirectAlgorithm(PhasedAlgorithm):
         if op == "broadcast":
             yield from ((share, _via_switch(ring, 0, j)) for j in range(1, p))
             return
-        for _phase in range(2 if op == "all_reduce" else 1):  # all-to-all: one exchange
+        if op in PERSONAL:
+            yield from ((share * w, _via_switch(ring, i, j)) for i, j, w in self._pairs(op, p, 0))
+            return
+        for _phase in range(2 if op == "all_reduce" else 1):
             yield from _exchange_pieces(ring, range(p), share / p)
 
 
@@ -307,7 +325,7 @@ class InSwitchAlgorithm(PhasedAlgorithm):
     """The switch reduces and multicasts (NVLink SHARP-like; see the module docstring)."""
 
     name = "in_switch"
-    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all: nothing to reduce or multicast
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all(v): nothing to reduce or multicast
 
     def check(self, op, rings, capacities_Bps):
         _switch_ring(self.name, rings)
@@ -396,6 +414,7 @@ class TreeAlgorithm(PhasedAlgorithm):
     NCCL does). See the module docstring."""
 
     name = "tree"
+    ops = RingAlgorithm.ops  # what the ring carries: it runs all but all-reduce
     symmetric = False  # the tree's root and leaves differ
     _ring = RingAlgorithm()
 
@@ -404,16 +423,19 @@ class TreeAlgorithm(PhasedAlgorithm):
             _switch_ring(self.name, rings)
 
     def start(self, env, net, rings, op, size_bytes, **kwargs):
+        self.carries(op)
         if op != "all_reduce":
             return self._ring.start(env, net, rings, op, size_bytes, **kwargs)
         return super().start(env, net, rings, op, size_bytes, **kwargs)
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        self.carries(op)
         if op != "all_reduce":
             return self._ring.time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
         return super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
 
     def channel_bytes(self, op, size_bytes, rings):
+        self.carries(op)
         if op != "all_reduce":
             return self._ring.channel_bytes(op, size_bytes, rings)
         return super().channel_bytes(op, size_bytes, rings)
@@ -557,7 +579,7 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
     (see the module docstring)."""
 
     name = "hierarchical"
-    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all: not yet (docs/model.md)
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all(v): not yet (docs/model.md)
 
     def check(self, op, rings, capacities_Bps):
         for ring in rings:

@@ -57,8 +57,8 @@ class NcclAlgorithm(RingAlgorithm):
     protocols = ("LL", "LL128", "Simple")
     _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
 
-    def __init__(self, launch_s: float = 0.0):
-        super().__init__(launch_s)
+    def __init__(self, launch_s: float = 0.0, hot_share: float | None = None):
+        super().__init__(launch_s, hot_share)
         self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
