@@ -284,6 +284,12 @@ class DirectAlgorithm(PhasedAlgorithm):
 
     name = "direct"
 
+    def start(self, env, net, rings, op, size_bytes, **kwargs):
+        if net.lumped and op == "all_to_allv" and self.hot_share is not None:
+            raise ValueError("a skewed all_to_allv singles out its hot rank: it is not rank-symmetric "
+                             "(simulate it exactly)")
+        return super().start(env, net, rings, op, size_bytes, **kwargs)
+
     def _pairs(self, op: str, p: int, hot: int) -> list[tuple[int, int, float]]:
         """(sender, receiver, share of the sender's data) of every pair in an all-to-all:
         ``hot`` receives :attr:`hot_share` of an all-to-allv's (its ``root``)."""
