@@ -49,11 +49,10 @@ def designs(tmp_path_factory):
 # name), and the algorithms that run an operation on every design (a switch algorithm
 # needs a switch; all of them run on switch8).
 _NO_ALL_TO_ALL = tuple(op for op in OPS if op not in ("all_to_all", "all_to_allv"))
-CARRIES = {name: _NO_ALL_TO_ALL for name in ("in_switch", "nvls", "hierarchical", "nccl_tree", "nvls_tree",
-                                               "nccl_ring", "nccl")}
-CARRIES |= {"ring": _NO_ALL_TO_ALL + ("all_to_all",), "tree": _NO_ALL_TO_ALL + ("all_to_all",)}
-EVERYWHERE = {op: ("ring", "nccl", "hierarchical") for op in _NO_ALL_TO_ALL} | {"all_to_all": ("ring", "tree"),
-                                                                                 "all_to_allv": ()}
+CARRIES = {name: _NO_ALL_TO_ALL for name in ("in_switch", "nvls", "nccl_tree", "nvls_tree", "nccl_ring", "nccl")}
+CARRIES |= {name: _NO_ALL_TO_ALL + ("all_to_all",) for name in ("ring", "tree", "hierarchical")}
+EVERYWHERE = {op: ("ring", "nccl", "hierarchical") for op in _NO_ALL_TO_ALL} | {
+    "all_to_all": ("ring", "tree", "hierarchical"), "all_to_allv": ()}
 
 
 def _refuses(algorithm, topo, op) -> bool:

@@ -34,6 +34,10 @@ slowest segment), ``b`` the ring's rate (max-min fair with all rings active).
   shares them) or, where every rank has its own way out (a GPU's NIC on its rail
   switch), over those: the group is then the ranks on one rail. On one switch it is
   ``direct``; on a ring of single devices, the ring.
+- all-to-all (docs/model.md): ``direct`` sends every pair's piece at once (all-gather's
+  bytes; the skewed all-to-allv a flow per pair, ``hot_share`` to the root);
+  ``hierarchical`` exchanges inside each domain the n/q bound for each group, then runs
+  each group's ring pairwise across the domains; ``in_switch`` refuses it.
 
 The simulation runs each ring's *phases* in turn; the flows of one phase start
 together with the same latency and carry equal bytes wherever they share a resource,
@@ -585,7 +589,7 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
     (see the module docstring)."""
 
     name = "hierarchical"
-    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all(v): not yet (docs/model.md)
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")  # all-to-allv: not yet
 
     def check(self, op, rings, capacities_Bps):
         for ring in rings:
@@ -609,6 +613,9 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 phases.append([Flow(share, via, dom.intra_s) for via in _from_holders(ring, dom, k0)])
             return phases
 
+        if op == "all_to_all":  # each rank's data for a group to its rank of that group, then across
+            return ([self._intra(ring, dom, share, units, reduce=False)] if intra else []) + \
+                ([self._cross_personal(dom, share)] if d > 1 else [])
         phases = []
         if op in REDUCING:
             if intra:
@@ -632,6 +639,23 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
             flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
         return flows
+
+    @staticmethod
+    def _cross_personal(dom: _Domains, share: float) -> list[Flow]:
+        """The cross-domain all-to-all: each group a ring of one rank per domain, run
+        pairwise as the ring's (each rank holds share/d for each domain: its domain's
+        data for that domain's rank of its group), one flow per group."""
+        d = len(dom.ranks)
+        pieces = d * (d - 1) // 2  # on every channel of the group's ring
+        return [Flow(pieces * share / d, dom.group_path(k), pieces * dom.cross_s) for k in range(len(dom.groups))]
+
+    @staticmethod
+    def _cross_personal_pieces(dom: _Domains, share: float) -> list:
+        # Domain j's piece for domain j+m crosses the m hops from j: the h-th hop from j
+        # carries the d-1-h pieces bound further.
+        d = len(dom.ranks)
+        return [((d - 1 - h) * share / d, dom.group_path(k, j + h, 1))
+                for k in range(len(dom.groups)) for j in range(d) for h in range(d - 1)]
 
     def _cross_pieces(self, op: str, ring: Ring, dom: _Domains, piece: float, reduce: bool) -> list:
         # Each place k runs a ring of d ranks: d-1 steps of piece/d per rank per phase,
@@ -658,6 +682,10 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
             for step in range(d - 1):  # the root's data along its group's ring, domain by domain
                 yield share, dom.group_path(k0, j0 + step, 1)
             yield from ((share, via) for via in _from_holders(ring, dom, k0))  # then through each domain
+            return
+        if op == "all_to_all":
+            yield from self._intra_pieces(ring, dom, share, reduce=False) if q > 1 else ()
+            yield from self._cross_personal_pieces(dom, share) if d > 1 else ()
             return
         if op in REDUCING:
             yield from self._intra_pieces(ring, dom, share, reduce=True) if q > 1 else ()

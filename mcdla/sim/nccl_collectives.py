@@ -227,6 +227,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
     symmetric = False  # a tree singles out its roots
 
     name = "nccl_tree"
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # NCCL's all-to-all is p2p, not modelled
 
     def check(self, op, rings, capacities_Bps):
         super().check(op, rings, capacities_Bps)
