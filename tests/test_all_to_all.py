@@ -180,3 +180,29 @@ def test_cli_all_to_allv_hot_share(capsys, tmp_path):
     assert code == 2 and "--hot-share: applies to --op all_to_allv" in err
     code, _, err = _cli(capsys, "--op", "all_to_all", "--size", "8 MB", "--ring", "4", "--algorithm", "nccl")
     assert code == 2 and "collective algorithm 'nccl' does not carry all_to_all" in err
+
+
+@pytest.mark.parametrize("name", ["ring", "direct", "hierarchical"])
+def test_a_uniform_all_to_all_is_rank_symmetric(name, tmp_path):
+    """Simulated once per class of alike ranks (rank symmetry), it moves the same bytes
+    in the same time as rank by rank; a skewed one is refused there (its hot rank)."""
+    from mcdla.hw.symmetry import rank_classes
+
+    topo = _switch(tmp_path, 8)
+    caps = topo.capacities()
+    classes = rank_classes(topo, "bw_aware").resources
+    assert classes  # the ranks are alike: resources lumped
+    results = []
+    for lumped in (None, classes):
+        env = CountingEnvironment()
+        net = FlowNetwork(env, caps, classes=lumped)
+        process = COLLECTIVES.get(name)().start(env, net, topo.rings, "all_to_all", N)
+        env.run()
+        results.append((process.value.time_s, net.stats().bytes_by_resource))
+    (t0, b0), (t1, b1) = results
+    assert t1 == pytest.approx(t0, rel=1e-12)
+    assert set(b0) == set(b1) and all(b1[r] == pytest.approx(b0[r], rel=1e-12) for r in b0)
+    env = CountingEnvironment()
+    with pytest.raises(ValueError, match="not rank-symmetric"):
+        COLLECTIVES.get("direct")(hot_share=0.5).start(env, FlowNetwork(env, caps, classes=classes), topo.rings,
+                                                       "all_to_allv", N)
