@@ -234,15 +234,16 @@ def simulate(*, topology: str = DEFAULT_POINT["topology"], policy: str = DEFAULT
 
 def collective(*, op: str, size: Any, topology: str | None = None, ring: int | None = None,
                link_bw: Any = None, link_latency: Any = None, chunk: Any = None, algorithm: str | None = None,
-               launch_serial: int = 1, set: Sets = ()) -> CollectiveResult:
+               launch_serial: int = 1, set: Sets = (), hot_share: float | None = None) -> CollectiveResult:
     """Runs one collective alone on idle rings, as ``mcdla collective``: a topology's
     rings (``set``: its parameters overridden by dotted key, ``generator.nodes``, ...),
-    or one ring of ``ring`` devices joined by ``link_bw``/``link_latency``."""
+    or one ring of ``ring`` devices joined by ``link_bw``/``link_latency``; ``hot_share``:
+    an all-to-allv's skew (the hot rank's share of every rank's data)."""
     from mcdla.run import simulate_collective
 
     return CollectiveResult.from_dict(simulate_collective(
         op, size, ring=ring, topology=topology, link_bw=link_bw, link_latency=link_latency, chunk=chunk,
-        algorithm=algorithm, launch_serial=launch_serial, sets=_sets(set)))
+        algorithm=algorithm, launch_serial=launch_serial, sets=_sets(set), hot_share=hot_share))
 
 
 def _count(value: Any, option: str) -> int:

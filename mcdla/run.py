@@ -255,7 +255,7 @@ def simulate_transfer(src: str, dst: str, size: Any, *, topology: str,
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
                         algorithm: str | None = None, launch_serial: Any = 1,
-                        sets: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
+                        sets: Sequence[tuple[str, Any]] = (), hot_share: Any = None) -> dict[str, Any]:
     """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
 
     The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
@@ -263,11 +263,14 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     errors are the command's (``--size``), which are also the sweep point's keys.
     ``launch_serial`` devices have their kernels launched one after another by one host
     thread (nccl-tests ``-g N``): the launch cost is that many times the topology
-    device's ``launch_overhead`` (a --ring has no device: no launch cost). ``sets``
+    device's ``launch_overhead`` (a --ring has no device: no launch cost). ``hot_share``
+    (all-to-allv only): the share of every rank's data bound for the hot rank, the first
+    (``1/ranks``, the default, is uniform). ``sets``
     override the topology's parameters as ``mcdla sim --set`` does (``generator.nodes``,
     ``links.nic.bw``); a collective has no workload or training.
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
+    from mcdla.sim import algorithms  # noqa: F401  (registers every algorithm --algorithm may name)
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
 
     if op not in OPS:
@@ -313,8 +316,15 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     serial = check_option(int, launch_serial, "--launch-serial")
     if not 1 <= serial <= MAX_RING:
         raise InputError(f"expected 1 to {MAX_RING} devices, got {serial}", key="--launch-serial")
+    if hot_share is not None:
+        if op != "all_to_allv":
+            raise InputError(f"applies to --op all_to_allv, not {op}", key="--hot-share")
+        hot_share = check_option(float, hot_share, "--hot-share")
+        if not 1 / rings[0].size <= hot_share <= 1:  # the hottest destination: at least the uniform share
+            raise InputError(f"expected a share from 1/{rings[0].size} (uniform) to 1, got {hot_share}",
+                             key="--hot-share")
     result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes, algorithm=algorithm,
-                            launch_s=serial * launch_s, also=also)
+                            launch_s=serial * launch_s, also=also, hot_share=hot_share)
     record = result.record
     return {
         "op": op,

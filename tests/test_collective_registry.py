@@ -45,6 +45,16 @@ def designs(tmp_path_factory):
     return loaded
 
 
+# The operations an algorithm carries where not all of them (it refuses the others by
+# name), and the algorithms that run an operation on every design (a switch algorithm
+# needs a switch; all of them run on switch8).
+_NO_ALL_TO_ALL = tuple(op for op in OPS if op not in ("all_to_all", "all_to_allv"))
+CARRIES = {name: _NO_ALL_TO_ALL for name in ("in_switch", "nvls", "nccl_tree", "nvls_tree", "nccl_ring", "nccl")}
+CARRIES |= {name: _NO_ALL_TO_ALL + ("all_to_all",) for name in ("ring", "tree", "hierarchical")}
+EVERYWHERE = {op: ("ring", "nccl", "hierarchical") for op in _NO_ALL_TO_ALL} | {
+    "all_to_all": ("ring", "tree", "hierarchical"), "all_to_allv": ()}
+
+
 def _refuses(algorithm, topo, op) -> bool:
     """Whether ``algorithm`` cannot run ``op`` on ``topo``'s rings (a switch algorithm on
     rings that are not on a switch): then start and time_s must both say so."""
@@ -73,7 +83,12 @@ def _run(algorithm, topology, op, size):
 def test_simulation_matches_closed_form_and_step_bytes(name, topology, op, size, designs):
     algorithm = COLLECTIVES.get(name)()
     topo = designs[topology]
-    if name in ("ring", "nccl", "hierarchical") or topology == "switch8":
+    if op not in CARRIES.get(name, OPS):
+        with pytest.raises(InputError, match=f"collective algorithm '{name}' does not carry {op}"):
+            algorithm.time_s(op, size, topo.rings, topo.capacities())
+        assert _refuses(algorithm, topo, op)
+        return
+    if name in EVERYWHERE[op] or topology == "switch8":
         assert not _refuses(algorithm, topo, op)  # these run everywhere
     elif _refuses(algorithm, topo, op):
         return
@@ -135,6 +150,9 @@ def test_nccl_algorithms_cost_at_least_their_ideal_algorithm_and_fixed_cost(name
     base, fixed_s = NCCL_OVER_IDEAL[name]
     topo = designs[topology]
     algorithm, ideal = COLLECTIVES.get(name)(5e-6), COLLECTIVES.get(base)()
+    if op not in CARRIES.get(name, OPS):
+        assert _refuses(algorithm, topo, op)
+        return
     if _refuses(ideal, topo, op):
         assert _refuses(algorithm, topo, op)
         return

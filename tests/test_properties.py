@@ -15,8 +15,8 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcdla.hw.collective_model import OPS, collective_time_s
-from mcdla.sim.collectives import ring_of_devices, run_collective
+from mcdla.hw.collective_model import collective_time_s
+from mcdla.sim.collectives import RingAlgorithm, ring_of_devices, run_collective
 from mcdla.sim.flownet import CAPACITY_SLACK, FlowNetwork
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,7 +119,7 @@ def test_rates_are_max_min_fair(case):
 
 @settings(max_examples=50, deadline=None)
 @given(
-    op=st.sampled_from(OPS),
+    op=st.sampled_from(RingAlgorithm.ops),  # all but all_to_allv, which the ring refuses
     ranks=st.integers(2, 12),
     size=st.floats(1e3, 1e9),
     bw=st.floats(1e9, 1e11),
@@ -133,5 +133,7 @@ def test_collectives_match_the_closed_form_on_idle_rings(op, ranks, size, bw, la
                                  chunk_bytes=min(chunk, size / len(rings)))
     assert math.isclose(run.record.time_s, expected, rel_tol=REL)
     steps = ranks - 1 if op in ("broadcast", "all_gather", "reduce_scatter") else 2 * (ranks - 1)
+    if op == "all_to_all":  # each of p ranks sends share/p k hops for k = 1..p-1: (1+...+(p-1)) shares in all
+        steps = sum(range(1, ranks))
     for share, sent in zip(run.record.bytes_per_ring, run.record.bytes_sent_per_ring):
         assert math.isclose(sent, steps * share, rel_tol=1e-12)

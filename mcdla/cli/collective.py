@@ -3,8 +3,8 @@
 The collective runs alone on idle rings, either those of a topology (``--topology``)
 or one bidirectional ring of N device-nodes (``--ring N``, the setting of the
 paper's Fig. 9). Bandwidths follow nccl-tests: algbw = size / time and busbw =
-algbw x (2(n-1)/n for all-reduce, (n-1)/n for all-gather and reduce-scatter, 1 for
-broadcast).
+algbw x (2(n-1)/n for all-reduce, (n-1)/n for all-gather, reduce-scatter and
+all-to-all(v), 1 for broadcast).
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--launch-serial", type=int, default=1, metavar="N",
                         help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
                         "(the launch cost is N x the device's launch_overhead; default 1)")
+    parser.add_argument("--hot-share", metavar="SHARE",
+                        help="--op all_to_allv: the share of every rank's data bound for one hot rank (the "
+                        "hottest expert's), the rest split evenly; default uniform (1/ranks)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="--topology: override a loaded parameter by dotted key, as mcdla sim --set "
                         "(e.g. --set generator.nodes=16; repeatable)")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     emit(collective(op=args.op, size=args.size, ring=args.ring, topology=args.topology,
                     link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
-                    algorithm=args.algorithm, launch_serial=args.launch_serial, set=args.sets).to_dict(),
+                    algorithm=args.algorithm, launch_serial=args.launch_serial, set=args.sets,
+                    hot_share=args.hot_share).to_dict(),
          args)
     return 0

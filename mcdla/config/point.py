@@ -21,7 +21,7 @@ POINT_KEYS = tuple(DEFAULT_POINT)
 PARALLEL = ("data", "model")
 # The collectives, by their nccl-tests names: the one list (mcdla collective's --op,
 # experiment points, the closed forms in mcdla.hw.collective_model).
-COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "all_to_allv")
 # No training batch is near this; larger values are refused before they cost memory.
 MAX_BATCH = 2**20
 

@@ -22,6 +22,19 @@ ring step waits for the slowest hop, since the next step needs its data).
   each of the p-2 intermediate ranks must receive a whole chunk before forwarding
   it, which adds the pipeline fill ``(p-2) c/b``; after that the data streams at
   ``b`` per ring. As ``c -> 0`` this converges to ``a_path + n/B``.
+- all-to-all, pairwise along each directed ring (every ring carries ``n/R``; each rank
+  sends ``1/p`` of its share to every rank): ``p-1`` steps; in step ``k`` rank ``i``
+  sends its piece for rank ``i+k`` ``k`` hops forward along the ring, relayed by the
+  ranks between (cut-through: ``k a`` of latency), so every channel carries ``k`` pieces
+  in step ``k``: ``sum_k (k a + k n/(p B)) = p(p-1)/2 (a + n/(p B))``. The ring goes one
+  way only, not the shortest way round (the two directions of a bidirectional ring each
+  carry half the message, so on average a piece still crosses ``p/2`` hops).
+- all-to-allv, skewed (``mcdla.sim.fabric_collectives``: directly over a switch): one
+  *hot* rank receives the share ``h`` of every rank's data (the hottest expert's
+  tokens), the others ``(1-h)/(p-1)`` each; ``h = 1/p`` is the uniform all-to-all. With
+  ``h >= 1/p`` the hot rank's down channel carries the most, ``(p-1) h n/R``, and stays
+  saturated to the end, so the slowest (hot) rank takes ``a + (p-1) h n/(R b)``
+  (:func:`hot_rank_time_s`).
 
 A finite reduction throughput ``reduce_Bps`` per rank (None: free) caps the rate of
 the reduce-scatter steps at ``min(B, reduce_Bps)`` in total, because the fused
@@ -36,11 +49,13 @@ from typing import Iterable, Mapping
 from mcdla.config.point import COLLECTIVE_OPS
 
 __all__ = ["OPS", "REDUCING", "GATHERING", "ring_steps", "bottleneck_Bps", "pipeline_latency_s", "ring_time_s",
-           "collective_time_s", "bus_factor", "algbw_Bps", "busbw_Bps"]
+           "collective_time_s", "bus_factor", "PERSONAL",
+           "destination_shares", "hot_rank_time_s", "algbw_Bps", "busbw_Bps"]
 
 OPS = COLLECTIVE_OPS
 REDUCING = ("all_reduce", "reduce_scatter")  # the operations with a reduce-scatter phase
 GATHERING = ("all_reduce", "all_gather")  # the operations with an all-gather phase
+PERSONAL = ("all_to_all", "all_to_allv")  # every rank's piece for every other rank is its own: nothing to reduce or share
 
 
 def _check(op: str, ranks: int) -> None:
@@ -51,8 +66,11 @@ def _check(op: str, ranks: int) -> None:
 
 
 def ring_steps(op: str, ranks: int) -> int:
-    """Sequential ring steps of n/p bytes (for broadcast: hops from the root to the last rank)."""
+    """Sequential ring steps of n/p bytes (for broadcast: hops from the root to the last
+    rank; for all-to-all: the n/p pieces each channel carries over its p-1 steps)."""
     _check(op, ranks)
+    if op == "all_to_all":  # step k carries k pieces over every channel (the module docstring)
+        return ranks * (ranks - 1) // 2
     return 2 * (ranks - 1) if op == "all_reduce" else ranks - 1
 
 
@@ -111,10 +129,33 @@ def ring_time_s(
         return (pipeline_latency_s(a_path, p - 2, chunk_bytes, share_bytes, fill, wire_factor)
                 + share_bytes * wire_factor / rate_Bps)
     piece = share_bytes / p * wire_factor
+    if op == "all_to_all":
+        return ring_steps(op, p) * (step_latency_s + piece / rate_Bps)
     reduce_Bps = rate_Bps if reduce_rate_Bps is None else reduce_rate_Bps
     t = (op in REDUCING) * (p - 1) * (step_latency_s + piece / reduce_Bps)
     t += (op in GATHERING) * (p - 1) * (step_latency_s + piece / rate_Bps)
     return t
+
+
+def destination_shares(ranks: int, hot: int, hot_share: float | None) -> tuple[float, ...]:
+    """The share of every rank's all-to-allv data bound for each rank: ``hot_share`` for
+    rank ``hot``, the rest split evenly among the others (None: ``1/ranks`` each, the
+    uniform all-to-all)."""
+    if hot_share is None or ranks == 1:
+        return (1.0 / ranks,) * ranks
+    if not 0.0 <= hot_share <= 1.0:
+        raise ValueError(f"hot_share must be in [0, 1], got {hot_share!r}")
+    rest = (1.0 - hot_share) / (ranks - 1)
+    return tuple(hot_share if j == hot else rest for j in range(ranks))
+
+
+def hot_rank_time_s(ranks: int, share_bytes: float, rate_Bps: float, latency_s: float, hot_share: float) -> float:
+    """The slowest rank's time of a skewed all-to-allv of ``share_bytes`` per rank sent
+    directly through a switch (every rank's channels at ``rate_Bps`` each way): the hot
+    rank receiving ``(p-1) h share`` (module docstring; needs ``h >= 1/p``)."""
+    if not 1.0 / ranks <= hot_share <= 1.0:
+        raise ValueError(f"the hottest destination's share must be in [1/{ranks}, 1], got {hot_share!r}")
+    return latency_s + (ranks - 1) * hot_share * share_bytes / rate_Bps
 
 
 def collective_time_s(
@@ -144,11 +185,12 @@ def collective_time_s(
 
 
 def bus_factor(op: str, ranks: int) -> float:
-    """nccl-tests' busbw / algbw: the fraction of the data each link must carry."""
+    """nccl-tests' busbw / algbw: the fraction of the data each link must carry
+    (all-to-all: (p-1)/p, nccl-tests src/alltoall.cu, AlltoAllGetBw)."""
     _check(op, ranks)
     if op == "all_reduce":
         return 2 * (ranks - 1) / ranks
-    if op in ("all_gather", "reduce_scatter"):
+    if op in ("all_gather", "reduce_scatter", "all_to_all", "all_to_allv"):
         return (ranks - 1) / ranks
     return 1.0
 

@@ -289,6 +289,11 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
     # One flow per phase: its steps run back to back (see the module docstring). The
     # phases' paths are built once per ring (and cap), not concatenated per collective.
     channels = ring.memo(("channels", cap), lambda: ring.channels + cap)
+    if op == "all_to_all":  # pairwise: one phase, k pieces on every channel in step k
+        flows[0] += 1
+        pieces = ring_steps(op, p)
+        yield net.transfer(pieces * step_bytes, channels, pieces * step_latency_s, tag, copies, even=False)
+        return
     reduce_steps = p - 1 if op in REDUCING else 0
     gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
@@ -324,15 +329,17 @@ def run_collective(
     algorithm: str = "ring",
     launch_s: float = 0.0,
     also: Mapping[str, tuple[str, ...]] | None = None,
+    hot_share: float | None = None,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
     with a registered ``algorithm``; ``also``: the resources a flow over a channel loads
-    too (a shared NIC's ports, Topology.nic_ports)."""
+    too (a shared NIC's ports, Topology.nic_ports); ``hot_share``: an all-to-allv's skew,
+    the hot rank ``root``'s share of every rank's data (None: uniform)."""
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps, also=also)
     wall = time.perf_counter()
     try:
-        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s).start(
+        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share).start(
             env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
     except InputError as exc:  # an algorithm that refuses these rings: here chosen by --algorithm
         raise InputError(exc.detail, key="--algorithm") from None
@@ -399,13 +406,19 @@ class CollectiveAlgorithm:
     paper ignores it.
     """
 
+    name = ""  # as registered
+    ops = OPS  # the operations it carries; it refuses the others (:meth:`carries`)
+
     # Whether its flows treat every rank of a ring alike, so rank symmetry may simulate
     # one device per class (held against exact runs by tests/test_symmetry.py); a tree,
     # which singles out its root, does not.
     symmetric = True
 
-    def __init__(self, launch_s: float = 0.0):
+    def __init__(self, launch_s: float = 0.0, hot_share: float | None = None):
         self.launch_s = float(launch_s)
+        # all-to-allv's skew: the share of every rank's data bound for the hot rank (the
+        # one ``root`` names); None: uniform (mcdla.hw.collective_model.destination_shares)
+        self.hot_share = None if hot_share is None else float(hot_share)
 
     @classmethod
     def rank_symmetric(cls, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> bool:
@@ -415,6 +428,13 @@ class CollectiveAlgorithm:
 
     def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
         """Raises an InputError for rings this algorithm cannot run (any ring: none)."""
+
+    def carries(self, op: str) -> None:
+        """Raises an InputError naming this algorithm where it does not carry ``op``."""
+        if op in OPS and op not in self.ops:
+            carriers = ", ".join(n for n in COLLECTIVES.names() if op in COLLECTIVES.get(n).ops)
+            raise InputError(f"collective algorithm {self.name!r} does not carry {op}; use one that does "
+                             f"({carriers})", key="execution.collective")
 
     @staticmethod
     def _units(op, rings, reduce_Bps) -> dict[str, float]:
@@ -444,6 +464,9 @@ class RingAlgorithm(CollectiveAlgorithm):
     """The message split evenly over every directed ring, each running NCCL's ring
     algorithm (see the module docstring); the paper's collectives."""
 
+    name = "ring"
+    ops = tuple(op for op in OPS if op != "all_to_allv")  # its pairwise steps move equal pieces
+
     def costs_for(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                   reduce_Bps=None) -> RingCosts:
         """What a library adds to the rings for this collective: nothing, for the paper's."""
@@ -451,6 +474,7 @@ class RingAlgorithm(CollectiveAlgorithm):
 
     def start(self, env, net, rings, op, size_bytes, *, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0,
               reduce_Bps=None, tag="", copies=1):
+        self.carries(op)
         costs = self.costs_for(op, size_bytes, rings, net.capacities_Bps, chunk_bytes=chunk_bytes,
                                reduce_Bps=reduce_Bps)
         return collective(env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root,
@@ -458,6 +482,7 @@ class RingAlgorithm(CollectiveAlgorithm):
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                reduce_Bps=None):
+        self.carries(op)
         costs = self.costs_for(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
                                reduce_Bps=reduce_Bps)
         return self.costed_time_s(costs, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
@@ -496,7 +521,9 @@ class RingAlgorithm(CollectiveAlgorithm):
 
     def channel_bytes(self, op, size_bytes, rings):
         """Step by step: in each step every rank sends one n/p piece of its ring's share
-        to its successor (broadcast: the root's share hops once along each segment)."""
+        to its successor (broadcast: the root's share hops once along each segment;
+        all-to-all: rank i's piece for rank i+k crosses the k segments from i)."""
+        self.carries(op)
         carried: dict[str, float] = {}
         share = size_bytes / len(rings)
         for ring in rings:
@@ -505,6 +532,10 @@ class RingAlgorithm(CollectiveAlgorithm):
                 continue
             if op == "broadcast":
                 sends = [(i, share) for i in range(p - 1)]  # root is rank 0
+            elif op == "all_to_all":
+                # Rank i's pieces for ranks i+1..i+p-1: the h-th segment from i is crossed
+                # by those k > h segments away, p-1-h pieces.
+                sends = [((i + h) % p, (p - 1 - h) * (share / p)) for i in range(p) for h in range(p - 1)]
             else:
                 reduce_steps = p - 1 if op in ("all_reduce", "reduce_scatter") else 0
                 gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0

@@ -34,6 +34,10 @@ slowest segment), ``b`` the ring's rate (max-min fair with all rings active).
   shares them) or, where every rank has its own way out (a GPU's NIC on its rail
   switch), over those: the group is then the ranks on one rail. On one switch it is
   ``direct``; on a ring of single devices, the ring.
+- all-to-all (docs/model.md): ``direct`` sends every pair's piece at once (all-gather's
+  bytes; the skewed all-to-allv a flow per pair, ``hot_share`` to the root);
+  ``hierarchical`` exchanges inside each domain the n/q bound for each group, then runs
+  each group's ring pairwise across the domains; ``in_switch`` refuses it.
 
 The simulation runs each ring's *phases* in turn; the flows of one phase start
 together with the same latency and carry equal bytes wherever they share a resource,
@@ -51,7 +55,14 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from mcdla.errors import InputError
-from mcdla.hw.collective_model import GATHERING, REDUCING, bottleneck_Bps, pipeline_latency_s
+from mcdla.hw.collective_model import (
+    GATHERING,
+    PERSONAL,
+    REDUCING,
+    bottleneck_Bps,
+    destination_shares,
+    pipeline_latency_s,
+)
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -111,6 +122,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
 
     def _validate(self, op, rings, size_bytes, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES, root=0):
         check_request(op, rings, size_bytes, chunk_bytes, root)
+        self.carries(op)
         self.check(op, rings, capacities_Bps)
 
     def _plans(self, op, rings, size_bytes, root, units, capacities_Bps, chunk_bytes):
@@ -276,6 +288,18 @@ class DirectAlgorithm(PhasedAlgorithm):
 
     name = "direct"
 
+    def start(self, env, net, rings, op, size_bytes, **kwargs):
+        if net.lumped and op == "all_to_allv" and self.hot_share is not None:
+            raise ValueError("a skewed all_to_allv singles out its hot rank: it is not rank-symmetric "
+                             "(simulate it exactly)")
+        return super().start(env, net, rings, op, size_bytes, **kwargs)
+
+    def _pairs(self, op: str, p: int, hot: int) -> list[tuple[int, int, float]]:
+        """(sender, receiver, share of the sender's data) of every pair in an all-to-all:
+        ``hot`` receives :attr:`hot_share` of an all-to-allv's (its ``root``)."""
+        shares = destination_shares(p, hot, self.hot_share if op == "all_to_allv" else None)
+        return [(i, j, shares[j]) for i in range(p) for j in range(p) if i != j]
+
     def check(self, op, rings, capacities_Bps):
         _switch_ring(self.name, rings)
 
@@ -283,6 +307,10 @@ class DirectAlgorithm(PhasedAlgorithm):
         p, a, everyone = ring.size, IDEAL.step_s(ring), range(ring.size)
         if op == "broadcast":
             return [[Flow(share, _via_switch(ring, root, j), a) for j in everyone if j != root]]
+        if op in PERSONAL:
+            if op == "all_to_all" or self.hot_share is None:  # all-gather's bytes, as one flow
+                return [[_exchange(ring, everyone, share / p, units, a, reduce=False)]]
+            return [[Flow(share * w, _via_switch(ring, i, j), a) for i, j, w in self._pairs(op, p, root)]]
         phases = []
         if op in REDUCING:
             phases.append([_exchange(ring, everyone, share / p, units, a, reduce=True)])
@@ -295,6 +323,9 @@ class DirectAlgorithm(PhasedAlgorithm):
         if op == "broadcast":
             yield from ((share, _via_switch(ring, 0, j)) for j in range(1, p))
             return
+        if op in PERSONAL:
+            yield from ((share * w, _via_switch(ring, i, j)) for i, j, w in self._pairs(op, p, 0))
+            return
         for _phase in range(2 if op == "all_reduce" else 1):
             yield from _exchange_pieces(ring, range(p), share / p)
 
@@ -304,6 +335,7 @@ class InSwitchAlgorithm(PhasedAlgorithm):
     """The switch reduces and multicasts (NVLink SHARP-like; see the module docstring)."""
 
     name = "in_switch"
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all(v): nothing to reduce or multicast
 
     def check(self, op, rings, capacities_Bps):
         _switch_ring(self.name, rings)
@@ -392,6 +424,7 @@ class TreeAlgorithm(PhasedAlgorithm):
     NCCL does). See the module docstring."""
 
     name = "tree"
+    ops = RingAlgorithm.ops  # what the ring carries: it runs all but all-reduce
     symmetric = False  # the tree's root and leaves differ
     _ring = RingAlgorithm()
 
@@ -400,16 +433,19 @@ class TreeAlgorithm(PhasedAlgorithm):
             _switch_ring(self.name, rings)
 
     def start(self, env, net, rings, op, size_bytes, **kwargs):
+        self.carries(op)
         if op != "all_reduce":
             return self._ring.start(env, net, rings, op, size_bytes, **kwargs)
         return super().start(env, net, rings, op, size_bytes, **kwargs)
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        self.carries(op)
         if op != "all_reduce":
             return self._ring.time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
         return super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
 
     def channel_bytes(self, op, size_bytes, rings):
+        self.carries(op)
         if op != "all_reduce":
             return self._ring.channel_bytes(op, size_bytes, rings)
         return super().channel_bytes(op, size_bytes, rings)
@@ -553,6 +589,7 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
     (see the module docstring)."""
 
     name = "hierarchical"
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")  # all-to-allv: not yet
 
     def check(self, op, rings, capacities_Bps):
         for ring in rings:
@@ -576,6 +613,9 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 phases.append([Flow(share, via, dom.intra_s) for via in _from_holders(ring, dom, k0)])
             return phases
 
+        if op == "all_to_all":  # each rank's data for a group to its rank of that group, then across
+            return ([self._intra(ring, dom, share, units, reduce=False)] if intra else []) + \
+                ([self._cross_personal(dom, share)] if d > 1 else [])
         phases = []
         if op in REDUCING:
             if intra:
@@ -599,6 +639,23 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
                 path += tuple(units[ring.ranks[i]] for i in group if ring.ranks[i] in units)
             flows.append(Flow((d - 1) * piece / d, path, (d - 1) * dom.cross_s))
         return flows
+
+    @staticmethod
+    def _cross_personal(dom: _Domains, share: float) -> list[Flow]:
+        """The cross-domain all-to-all: each group a ring of one rank per domain, run
+        pairwise as the ring's (each rank holds share/d for each domain: its domain's
+        data for that domain's rank of its group), one flow per group."""
+        d = len(dom.ranks)
+        pieces = d * (d - 1) // 2  # on every channel of the group's ring
+        return [Flow(pieces * share / d, dom.group_path(k), pieces * dom.cross_s) for k in range(len(dom.groups))]
+
+    @staticmethod
+    def _cross_personal_pieces(dom: _Domains, share: float) -> list:
+        # Domain j's piece for domain j+m crosses the m hops from j: the h-th hop from j
+        # carries the d-1-h pieces bound further.
+        d = len(dom.ranks)
+        return [((d - 1 - h) * share / d, dom.group_path(k, j + h, 1))
+                for k in range(len(dom.groups)) for j in range(d) for h in range(d - 1)]
 
     def _cross_pieces(self, op: str, ring: Ring, dom: _Domains, piece: float, reduce: bool) -> list:
         # Each place k runs a ring of d ranks: d-1 steps of piece/d per rank per phase,
@@ -625,6 +682,10 @@ class HierarchicalAlgorithm(PhasedAlgorithm):
             for step in range(d - 1):  # the root's data along its group's ring, domain by domain
                 yield share, dom.group_path(k0, j0 + step, 1)
             yield from ((share, via) for via in _from_holders(ring, dom, k0))  # then through each domain
+            return
+        if op == "all_to_all":
+            yield from self._intra_pieces(ring, dom, share, reduce=False) if q > 1 else ()
+            yield from self._cross_personal_pieces(dom, share) if d > 1 else ()
             return
         if op in REDUCING:
             yield from self._intra_pieces(ring, dom, share, reduce=True) if q > 1 else ()

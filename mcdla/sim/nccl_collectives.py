@@ -51,11 +51,14 @@ class NcclAlgorithm(RingAlgorithm):
     fastest by this same model on idle links). NCCL with its ring only (as with
     ``NCCL_ALGO=Ring``, or ``NCCL_NVLS_ENABLE=0`` on one machine)."""
 
+    name = "nccl_ring"
+    # NCCL runs all-to-all as grouped point-to-point sends, not on its ring: not modelled yet
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
     protocols = ("LL", "LL128", "Simple")
     _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
 
-    def __init__(self, launch_s: float = 0.0):
-        super().__init__(launch_s)
+    def __init__(self, launch_s: float = 0.0, hot_share: float | None = None):
+        super().__init__(launch_s, hot_share)
         self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
@@ -79,6 +82,7 @@ class NcclAlgorithm(RingAlgorithm):
         collective: its op, size, chunk, reduction rate and rings, and the capacities of
         the rings' channels (all the time depends on; a training iteration launches
         thousands of collectives of a few sizes over the same rings)."""
+        self.carries(op)
         rings = tuple(rings)
         key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
                tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
@@ -143,6 +147,7 @@ class NcclTunedAlgorithm(NcclAlgorithm):
     reduce: rings cut into switch domains) for all-reduce, and picks the fastest for
     the size."""
 
+    name = "nccl"
     NVLS_OPS = ("all_reduce", "reduce_scatter", "all_gather")
 
     @classmethod
@@ -222,6 +227,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
     symmetric = False  # a tree singles out its roots
 
     name = "nccl_tree"
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # NCCL's all-to-all is p2p, not modelled
 
     def check(self, op, rings, capacities_Bps):
         super().check(op, rings, capacities_Bps)
