@@ -372,6 +372,13 @@ CHANGES: tuple[str, ...] = (
     "MC-DLA(B) reaches 77% of the oracle (81%; lowest 62%, 66%), MC-DLA(S) loses 31% "
     "(29%), MC-DLA(L) reaches 82% of MC-DLA(B) (84%); HC-DLA's synchronization busy time "
     "above DC-DLA's is 90% (91%). Data-parallel numbers are unchanged.",
+    "NCCL as it runs within and across machines (issue 24; docs/model.md): per-hop latencies (NVLink inside "
+    "a machine, the network between), NVLS on NVSwitch gen3 and the trees across machines, and the tuner's "
+    "choice among them by size. The paper's ideal ring and every paper number are unchanged. Beyond the "
+    "paper, only memory_centric_2026's Llama 2 13B moves, where its designs use NCCL on the NVSwitch "
+    "(with the GPU model's split-K, below, in the same re-run): gh200_nvl32 8,178 -> 8,243 tokens/s per "
+    "device, dgx_h100 6,554 -> 6,556, dgx_h100_cxl 6,613 -> 6,617, dgx_h100_memnodes 7,752 -> 7,753; "
+    "the designs' order is unchanged.",
     "A GPU compute model for the A100, H100, H200 and GH200 presets (issue 24; docs/model.md): GEMMs in "
     "CTA tiles dealt in waves over the SMs (split along K when too few), FlashAttention at its kernel's "
     "measured rate by sequence length, and the SMs a running NCCL collective holds. The paper's PE array "
