@@ -18,7 +18,7 @@ from mcdla.hw.gpu import sm_contended
 from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
-from mcdla.sim.liveness import closure
+from mcdla.sim.liveness import closure, prefetch_step
 from mcdla.sim.memory import BackingStores, DeviceMemory, DmaEngine, stripe
 from mcdla.sim.records import OffloadPlan, RunInputs, Span
 
@@ -205,23 +205,29 @@ class DeviceCompute:
             self.memory.record.compute.append(Span(start, self.env.now, label, kind))
 
     def _run(self):
-        plan, env, memory = self.plan, self.env, self.memory
-        workload, execution = self.inputs.workload, self.inputs.execution
-        layers, training = workload.layers, execution.training
-        record = memory.record
-        model = execution.parallel == "model"
-        engine_args = (env, self.net, self.inputs, self.device, memory, self.stores, plan, self.copies)
-        offloader = DmaEngine(*engine_args)
-        prefetcher = offloader if self.inputs.topology.device.dma_engines < 2 else DmaEngine(*engine_args)
-        offloaded_done: dict[int, simpy.Event] = {}
+        """The device's iteration: forward over every layer, backward in reverse, then
+        the optimizer step (a pipeline stage runs its own schedule of passes instead)."""
+        engine_args = (self.env, self.net, self.inputs, self.device, self.memory, self.stores, self.plan, self.copies)
+        self._offloader = DmaEngine(*engine_args)
+        two = self.inputs.topology.device.dma_engines >= 2  # a copy engine each way, or one for both
+        self._prefetcher = DmaEngine(*engine_args) if two else self._offloader
+        self._offloaded: dict[int, simpy.Event] = {}  # tensor -> its offload
+        self.memory.hold(self.model_state_bytes)  # resident for the whole iteration
+        self.memory.hold(self.plan.tensor_bytes[0])  # the input batch
+        yield from self._forward()
+        yield from self._backward()
+        yield from self._finish()
 
-        # Forward.
-        memory.hold(self.model_state_bytes)  # resident for the whole iteration
-        memory.hold(plan.tensor_bytes[0])  # the input batch
+    @property
+    def _zero3(self) -> bool:
+        return self.inputs.execution.zero == 3 and self.stream.devices > 1
+
+    def _forward(self):
+        """Every layer in order: gathers (model-parallel, ZeRO-3, tensor-parallel), the
+        kernel, then each map whose last forward use it was leaves or is dropped."""
+        plan, memory, layers = self.plan, self.memory, self.inputs.workload.layers
         gathered: set[int] = {0}  # every device loads the whole input batch
-        zero3 = execution.zero == 3 and self.stream.devices > 1
         weights = {}  # ZeRO-3: weight group -> its gather, issued one group ahead
-        order = plan.weight_order
         for i in range(1, len(layers)):
             layer = layers[i]
             for p, size in plan.gathers.get(i, ()):  # model-parallel: what it reads whole
@@ -230,38 +236,38 @@ class DeviceCompute:
                     yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
             yield from self._tp_before_forward(i)
             group = layer.weight_group
-            if zero3 and group is not None and plan.group_first[group] == i:
-                yield from self._weights_ready(group, "fwd", order, weights)
+            if self._zero3 and group is not None and plan.group_first[group] == i:
+                yield from self._weights_ready(group, "fwd", plan.weight_order, weights)
             # The output buffer exists while the layer computes.
             yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}", "fwd")
-            if zero3 and group is not None and plan.group_last[group] == i:
+            if self._zero3 and group is not None and plan.group_last[group] == i:
                 self._drop_weights(group)
             yield from self._tp_after_forward(i)
             for p in (*layer.inputs, i):
                 if plan.last_fwd_use[p] != i:
                     continue
                 if plan.offloaded[p]:
-                    offloaded_done[p] = offloader.submit(p, "offload")
+                    self._offloaded[p] = self._offloader.submit(p, "offload")
                 elif plan.dropped[p]:  # recomputed in backward, or never read again
                     memory.free(plan.tensor_bytes[p])
 
-        # Backward.
+    def _backward(self):
+        """Every layer in reverse: its inputs back in memory (prefetched ``lookahead``
+        steps ahead, or recomputed), the kernel, then its gradients' communication."""
+        plan, memory, layers = self.plan, self.memory, self.inputs.workload.layers
+        training = self.inputs.execution.training
         prefetched: dict[int, simpy.Event] = {}
         pending = deque(sorted(plan.first_need, key=lambda t: (plan.first_need[t], t)))
         recomputed: set[int] = set()  # recomputed tensors held for backward
-
-        def issue_prefetches(step: int) -> None:
-            while pending and plan.first_need[pending[0]] <= step + training.lookahead:
-                t = pending.popleft()
-                prefetched[t] = prefetcher.submit(t, "prefetch", offloaded_done[t])
-
         weights = {}
-        order = order[::-1]
+        order = plan.weight_order[::-1]
         for step, i in enumerate(plan.bwd_order):
-            issue_prefetches(step)
+            while pending and prefetch_step(plan.first_need[pending[0]], training.lookahead) <= step:
+                t = pending.popleft()
+                prefetched[t] = self._prefetcher.submit(t, "prefetch", self._offloaded[t])
             group = layers[i].weight_group
-            if zero3 and group is not None and plan.group_last[group] == i:
+            if self._zero3 and group is not None and plan.group_last[group] == i:
                 yield from self._weights_ready(group, "bwd", order, weights)
             for t in reversed(closure(plan.bwd_needs[i], layers, plan.recomputed)):
                 if plan.offloaded[t]:
@@ -274,37 +280,48 @@ class DeviceCompute:
                 for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
                     yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
             yield from self._tp_before_backward(i)
-            record.backward_start[i] = env.now
+            memory.record.backward_start[i] = self.env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}", "bwd")
             for t in plan.frees[step]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
-            if zero3 and group is not None and plan.group_first[group] == i:
+            if self._zero3 and group is not None and plan.group_first[group] == i:
                 self._drop_weights(group)
             yield from self._tp_after_backward(i)
-            if model:
-                # Each GEMM consumer leaves a partial dX of its input; the partials of
-                # all consumers are summed locally and the tensor's dX reduce-scattered
-                # to its shards once, after its last consumer's backward.
-                for p, size in plan.partial_dx.get(i, ()):
-                    yield self.stream.join(("dX", p), "reduce_scatter", size, device=self.device)
-            elif group is not None:
-                self._groups_left[group] -= 1
-                if self._groups_left[group] == 0:
-                    self._gradient_ready(group, plan.group_bytes[group])
-        if not model:
+            yield from self._gradients_of(i)
+
+    def _gradients_of(self, i: int):
+        """After layer i's backward: model-parallel, the partial dX it completes, each
+        reduce-scattered to its shards once after its last consumer's backward (the
+        consumers' partials summed locally); data-parallel, a weight group whose
+        gradient is now complete goes to its reduction."""
+        plan = self.plan
+        if self.inputs.execution.parallel == "model":
+            for p, size in plan.partial_dx.get(i, ()):
+                yield self.stream.join(("dX", p), "reduce_scatter", size, device=self.device)
+            return
+        group = self.inputs.workload.layers[i].weight_group
+        if group is not None:
+            self._groups_left[group] -= 1
+            if self._groups_left[group] == 0:
+                self._gradient_ready(group, plan.group_bytes[group])
+
+    def _finish(self):
+        """The optimizer step once the gradients are reduced; ZeRO 1-2's weight gather."""
+        plan, execution, memory = self.plan, self.inputs.execution, self.memory
+        if execution.parallel != "model":
             self._flush_bucket()
-        if self.plan.step_s > 0 or execution.zero in (1, 2):
+        if plan.step_s > 0 or execution.zero in (1, 2):
             # The optimizer step updates every weight once all its gradients are reduced.
-            yield env.all_of(self._reductions)
+            yield self.env.all_of(self._reductions)
             if execution.offload_optimizer:
                 yield from self._offloaded_step()
             else:
-                yield from self._compute(self.plan.step_s, "optimizer step", "step")
+                yield from self._compute(plan.step_s, "optimizer step", "step")
         if execution.zero in (1, 2):
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
             yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), device=self.device)
         if not self.virtualize:
             # Without virtualization, maps that backward never reads are dropped at the end.
-            for t in range(len(layers)):
+            for t in range(len(plan.tensor_bytes)):
                 if t not in plan.read_in_bwd and not plan.dropped[t]:
                     memory.free(plan.tensor_bytes[t])

@@ -288,6 +288,30 @@ class Iteration:
                                                                for k in alike)
         return [tuple(pair) for pair in streams], rings, stands
 
+    def _streams(self, memories, stores, streams):
+        """One compute stream per simulated device (a pipeline stage's, with pipelines,
+        and the links between stages): their processes, and the links or None."""
+        env, inputs, topology = self.env, self.inputs, self.inputs.topology
+        if self.pipe is None:
+            return [DeviceCompute(env, self.net, inputs, group[0], self.plan, memories[group[0]], stores,
+                                  streams[group[0]][0], self.model_state_bytes, self.virtualize,
+                                  streams[group[0]][1], members=group).process
+                    for group in self.symmetry.device_classes], None
+        links = PipeLinks(env, self.net, topology)
+        names = topology.devices
+        devices = []
+        for group in self.symmetry.device_classes:
+            d = group[0]
+            peers = tuple(names[p] if p is not None else None for p in self.peers[d])
+            # Each device of the class sends to its own peers (PipeLinks: one flow for all).
+            pairs = tuple(tuple((names[e], names[self.peers[e][k]]) for e in group) if self.peers[d][k] is not None
+                          else () for k in (0, 1))
+            devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
+                                         self.device_state_bytes[d], False, streams[d][1], stage=self.stage_of[d],
+                                         pipe=self.pipe, links=links, peers=peers, pairs=pairs,
+                                         members=group).process)
+        return devices, links
+
     def run(self) -> IterationRecord:
         env, inputs, topology = self.env, self.inputs, self.inputs.topology
         capacity = topology.device_memory_bytes
@@ -309,26 +333,7 @@ class Iteration:
                     stores.hold(sub.store, sub.share * state, len(group))
         streams, rings, stands = self._communicators()
         memories = {d: DeviceMemory(env, records[d], capacity) for d in simulated}
-        links = None
-        if self.pipe is None:
-            devices = [DeviceCompute(env, self.net, inputs, group[0], self.plan, memories[group[0]], stores,
-                                     streams[group[0]][0], self.model_state_bytes, self.virtualize,
-                                     streams[group[0]][1], members=group).process
-                       for group in self.symmetry.device_classes]
-        else:
-            links = PipeLinks(env, self.net, topology)
-            names = topology.devices
-            devices = []
-            for group in self.symmetry.device_classes:
-                d = group[0]
-                peers = tuple(names[p] if p is not None else None for p in self.peers[d])
-                # Each device of the class sends to its own peers (PipeLinks: one flow for all).
-                pairs = tuple(tuple((names[e], names[self.peers[e][k]]) for e in group) if self.peers[d][k] is not None
-                              else () for k in (0, 1))
-                devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
-                                             self.device_state_bytes[d], False, streams[d][1], stage=self.stage_of[d],
-                                             pipe=self.pipe, links=links, peers=peers, pairs=pairs,
-                                             members=group).process)
+        devices, links = self._streams(memories, stores, streams)
         communicators = list(dict.fromkeys(s for pair in streams for s in pair if s is not None))
         done = env.all_of(devices)
         # Runs until nothing is scheduled: devices done, and every collective and DMA
