@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mcdla"
 # the sweeps and the CLI that calls it; mcdla.__main__ is the entry point, above everything.
 LAYERS = {"config": 1, "hw": 2, "sim": 3, "metrics": 4, "io": 4, "run": 4.5, "sweep": 5, "plots": 5,
           "api": 5.5, "cli": 6, "__main__": 7}
-BASE = {"mcdla", "mcdla.errors", "mcdla.units", "mcdla.io.write", "mcdla.io.records", "mcdla.registry"}
+BASE = {"mcdla", "mcdla.errors", "mcdla.units", "mcdla.io.write", "mcdla.io.records", "mcdla.registry",
+        "mcdla.runfiles"}
 # The one upward import allowed: the package's __getattr__ loads the API on first use
 # (mcdla.simulate), so that ``import mcdla`` stays light (test_api.py checks it is lazy).
 LAZY = {("mcdla", "mcdla.api")}

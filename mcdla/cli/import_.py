@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     from mcdla.hw.workload import read_workload
     from mcdla.importers.onnx import import_onnx
-    from mcdla.io.write import check_output, note_input, write_text
+    from mcdla.io.write import check_output, write_text
+    from mcdla.runfiles import note_input
 
     note_input(args.model)  # the model may not be the output it is imported to
     check_output(args.workload_out, "--output")

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    from mcdla.io.write import check_output, run_files
+    from mcdla.io.write import check_output
+    from mcdla.runfiles import run_files
 
     take_written()
     try:

@@ -21,7 +21,7 @@ import os
 import yaml
 
 from mcdla.errors import InputError, excerpt
-from mcdla.io.write import note_input
+from mcdla.runfiles import note_input
 
 __all__ = ["DATA_ROOT", "search_path", "find_input", "display_path", "read_yaml", "shipped",
            "apply_overrides", "parse_set"]
@@ -199,7 +199,7 @@ def display_path(path: Path) -> str:
 def read_yaml(path: Path | str) -> dict[str, Any]:
     """The mapping at the top of a YAML file; any problem is an InputError naming it."""
     path = Path(path)
-    note_input(path)  # an output of this run may not be read as its input (mcdla.io.write)
+    note_input(path)  # an output of this run may not be read as its input (mcdla.runfiles)
     try:
         if path.stat().st_size > _MAX_FILE_BYTES:
             raise InputError(f"larger than {_MAX_FILE_BYTES} bytes; not an mcdla input", file=str(path))

@@ -13,13 +13,9 @@
   line naming the path: a folder, a missing parent folder, a parent that is a file,
   no permission, a name longer than 255 bytes, a full disk. Nothing is left behind:
   the temporary file is removed on any failure.
-- No output replaces one of the run's inputs. Inside :func:`run_files` (every command
-  runs in one), the readers note each file they read (:func:`note_input`) and every
-  output checked or written is claimed: writing a noted input, or reading a claimed
-  output, is refused naming both, so ``mcdla import m.onnx -o m.onnx`` or ``mcdla sim
-  --workload w.yaml --output w.yaml`` stops before it computes, and nothing is replaced.
-  Files are compared by identity (device and inode), so a symlink, a hard link or
-  another spelling of the same path is the same file.
+- No output replaces one of the run's inputs: every output checked or written is
+  claimed in the command's ledger (:mod:`mcdla.runfiles`), which refuses a file the
+  command reads.
 
 :func:`check_output` runs the same checks without writing, so a command can refuse a
 bad target before it spends time computing what to put there. Standard library only,
@@ -36,10 +32,10 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
-from mcdla.errors import InputError
+from mcdla.runfiles import claim, refuse as _refuse, shown as _shown
 
 __all__ = ["STDOUT", "check_output", "check_folder", "make_folder", "open_output", "write_text",
-           "write_bytes", "same_target", "take_written", "run_files", "note_input"]
+           "write_bytes", "same_target", "take_written"]
 
 STDOUT = "-"
 # NAME_MAX of Linux, macOS and the common file systems: longer components fail with
@@ -53,72 +49,6 @@ _WRITTEN_KEPT = 1000
 # Folders whose entries are devices or kernel views (/dev/stdout, /proc/self/fd/1):
 # written in place even when they look like regular files.
 _DIRECT_ROOTS = ("/dev/", "/proc/")
-
-
-class _RunFiles:
-    """The files one command reads and writes, by identity ``(st_dev, st_ino)``."""
-
-    def __init__(self) -> None:
-        self.inputs: dict[tuple[int, int], str] = {}
-        self.outputs: dict[tuple[int, int], tuple[str, str | None]] = {}
-
-
-_RUN: _RunFiles | None = None
-
-
-@contextlib.contextmanager
-def run_files() -> Iterator[None]:
-    """The scope of one command: inputs read and outputs claimed inside it are kept apart
-    (the module docstring). Outside any scope nothing is tracked (library use)."""
-    global _RUN
-    previous, _RUN = _RUN, _RunFiles()
-    try:
-        yield
-    finally:
-        _RUN = previous
-
-
-def _identity(info: os.stat_result) -> tuple[int, int]:
-    return info.st_dev, info.st_ino
-
-
-def note_input(path: str | os.PathLike) -> None:
-    """Records that the current command reads ``path``; refuses it (InputError) when it
-    is a file this command writes."""
-    if _RUN is None:
-        return
-    try:
-        info = os.stat(path)
-    except (OSError, ValueError):
-        return  # the reader reports a missing or unreadable file itself
-    if not stat.S_ISREG(info.st_mode):
-        return  # a pipe or a device is read as a stream, never replaced
-    key = _identity(info)
-    if key in _RUN.outputs:
-        written, option = _RUN.outputs[key]
-        raise _refuse(written, f"is also an input of this run ({_shown(os.fspath(path))}); "
-                      f"choose another file to write", option)
-    _RUN.inputs.setdefault(key, os.fspath(path))
-
-
-def _claim(text: str, info: os.stat_result, option: str | None) -> None:
-    """Refuses writing a file the current command reads; remembers it as an output."""
-    if _RUN is None or not stat.S_ISREG(info.st_mode):
-        return
-    key = _identity(info)
-    if key in _RUN.inputs:
-        raise _refuse(text, f"is an input of this run ({_shown(_RUN.inputs[key])}); writing it would "
-                      f"replace it: choose another file to write", option)
-    _RUN.outputs.setdefault(key, (text, option))
-
-
-def _shown(path: str) -> str:
-    """``path`` for a message: a very long one is cut, so an error stays one short line."""
-    return path if len(path) <= 120 else path[:60] + "..." + path[-40:]
-
-
-def _refuse(path: str, message: str, option: str | None = None) -> InputError:
-    return InputError(message, file=_shown(path) if path else None, key=option)
 
 
 def _check_name(text: str, option: str | None) -> None:
@@ -164,7 +94,7 @@ def _plan(path: str | os.PathLike, option: str | None = None) -> tuple[str, str]
         raise _refuse(text, f"cannot write: {exc.strerror}", option) from None
     if stat.S_ISDIR(info.st_mode):
         raise _refuse(text, "is a directory, not a file", option)
-    _claim(text, info, option)
+    claim(text, info, option)
     real = os.path.realpath(text)
     if not stat.S_ISREG(info.st_mode) or real.startswith(_DIRECT_ROOTS) or text.startswith(_DIRECT_ROOTS):
         if _is_stdout(info):
