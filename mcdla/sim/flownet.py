@@ -49,13 +49,13 @@ report every member of a class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
 
 from mcdla.hw.maxmin import UNIT_WEIGHTS, max_min_rates
+from mcdla.sim.flowstats import ChangedLoads, NetworkStats
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,30 +88,6 @@ _SOLVED_FLOWS = 2_000_000
 _LOADS_PER_COMPONENT = 64
 
 
-@dataclass(frozen=True)
-class NetworkStats:
-    """A snapshot of a flow network's accounting at ``time_s``."""
-
-    time_s: float
-    flows_started: int
-    flows_finished: int
-    bytes_sent: float
-    bytes_delivered: float
-    rate_computations: int
-    bytes_by_resource: dict[str, float]
-    busy_s_by_resource: dict[str, float]
-
-    def utilization(self, capacities_Bps: Mapping[str, float]) -> dict[str, float]:
-        """Average utilization of each resource over ``[0, time_s]``: bytes / (bw * time)."""
-        if self.time_s <= 0:
-            return {r: 0.0 for r in self.bytes_by_resource}
-        return {
-            r: b / (capacities_Bps[r] * self.time_s)
-            for r, b in self.bytes_by_resource.items()
-            if r in capacities_Bps
-        }
-
-
 class _Flow:
     """Mutable state of one flow (internal; users only see its completion event)."""
 
@@ -135,42 +111,6 @@ class _Flow:
 
 _start_order = attrgetter("id")
 _finish_of = attrgetter("finish_s")
-
-
-class _Loads(Mapping):
-    """The resources whose load changed, and their new loads: a read-only mapping over
-    the network's arrays, made a dict only if iterated (a collective's ring changes
-    thousands of loads at once, and the training driver reads two of them)."""
-
-    __slots__ = ("_names", "_index", "_where", "_values", "_dict")
-
-    def __init__(self, names: list[str], index: dict[str, int], where: np.ndarray, values: np.ndarray):
-        self._names, self._index, self._where, self._values = names, index, where, values
-        self._dict: dict[str, float] | None = None
-
-    def _full(self) -> dict[str, float]:
-        if self._dict is None:
-            names = self._names
-            self._dict = dict(zip([names[i] for i in self._where.tolist()], self._values.tolist()))
-        return self._dict
-
-    def __getitem__(self, resource: str) -> float:
-        if self._dict is not None:
-            return self._dict[resource]
-        i = self._index.get(resource)
-        hits = (self._where == i).nonzero()[0] if i is not None else ()
-        if not len(hits):
-            raise KeyError(resource)
-        return float(self._values[hits[0]])
-
-    def __iter__(self):
-        return iter(self._full())
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-    def __repr__(self) -> str:
-        return repr(self._full())
 
 
 class FlowNetwork:
@@ -582,26 +522,34 @@ class FlowNetwork:
             # A zero share (float residue of a saturated resource) waits for the next change.
             flow.finish_s = now + max(flow.remaining_bytes, 0.0) / rate if rate > 0 else math.inf
         # The component is closed: every flow on a reached resource is in it.
-        if not self._vector:
-            changed: dict[str, float] = {}
-            load, users, caps = self._load, self._users, self._capacities
-            for resource in found[1]:
-                value = sums.get(resource, 0.0)
-                if load.get(resource, 0.0) != value:
-                    changed[resource] = value
-                    if value > caps[resource] * (1 + CAPACITY_SLACK):
-                        self._note_overload(resource, value)
-                if value > 0:
-                    load[resource] = value
-                else:
-                    load.pop(resource, None)
-                    if not users.get(resource, True):
-                        del users[resource]
-            if changed:
-                self._publish(changed)
-            self._schedule(min(map(_finish_of, joined), default=math.inf))
-            return
-        # Its new loads, in the order of ``reached``, are kept with it per rates object.
+        if self._vector:
+            self._vector_loads(found, sums)
+        else:
+            self._dict_loads(found[1], sums)
+        self._schedule(min(map(_finish_of, joined), default=math.inf))
+
+    def _dict_loads(self, reached, sums: Mapping[str, float]) -> None:
+        """The component's new loads, resource by resource (no numpy)."""
+        changed: dict[str, float] = {}
+        load, users, caps = self._load, self._users, self._capacities
+        for resource in reached:
+            value = sums.get(resource, 0.0)
+            if load.get(resource, 0.0) != value:
+                changed[resource] = value
+                if value > caps[resource] * (1 + CAPACITY_SLACK):
+                    self._note_overload(resource, value)
+            if value > 0:
+                load[resource] = value
+            else:
+                load.pop(resource, None)
+                if not users.get(resource, True):
+                    del users[resource]
+        if changed:
+            self._publish(changed)
+
+    def _vector_loads(self, found, sums: Mapping[str, float]) -> None:
+        """The component's new loads as a vector, kept with it per rates object in the
+        order of its reached resources."""
         np = self._np
         self._sync()
         reached, index, by_rates = found[1], found[2], found[3]
@@ -624,12 +572,11 @@ class FlowNetwork:
             names = self._names
             for k in over.tolist():
                 self._note_overload(names[where[k]], float(values[k]))
-            self._publish(_Loads(names, self._index, where, values))
+            self._publish(ChangedLoads(names, self._index, where, values))
         users = self._users
         for resource in known[2]:  # idle now: forgotten once no flow is on it
             if not users.get(resource, True):
                 del users[resource]
-        self._schedule(min(map(_finish_of, joined), default=math.inf))
 
     def _component(self, touched: dict[str, None], joined: list[_Flow]):
         """The flows connected to ``touched`` (None: all of them; else their positions in

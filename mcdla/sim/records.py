@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.parallelism import TensorSplit, tensor_split
 from mcdla.sim.collectives import CollectiveRecord
-from mcdla.sim.flownet import NetworkStats
+from mcdla.sim.flowstats import NetworkStats
 
 __all__ = ["Span", "COMPUTE_KINDS", "TRANSFER_KINDS", "AXES", "DeviceRecord", "OffloadPlan", "RunInputs",
            "IterationRecord"]
