@@ -26,6 +26,26 @@ UNIT_WEIGHTS = itertools.repeat(1)  # the weights of an unweighted flow
 _TIE = 1e-12
 
 
+def _users(paths, capacities_Bps, weights):
+    """(rates of the flows no constrained resource limits: inf; resource -> its flows, in
+    first-use order; resource -> the summed weights of its flows, when weighted)."""
+    rates: dict[Hashable, float] = {}
+    users: dict[str, list[Hashable]] = {}
+    demand: dict[str, float] = {}
+    for flow, path in paths.items():
+        constrained = False
+        ws = weights[flow] if weights is not None else None
+        for k, resource in enumerate(path):
+            if resource in capacities_Bps:
+                users.setdefault(resource, []).append(flow)
+                if ws is not None:
+                    demand[resource] = demand.get(resource, 0) + ws[k]
+                constrained = True
+        if not constrained:
+            rates[flow] = math.inf
+    return rates, users, demand
+
+
 def max_min_rates(
     paths: Mapping[Hashable, Sequence[str]],
     capacities_Bps: Mapping[str, float],
@@ -44,20 +64,7 @@ def max_min_rates(
     class that cross it. Without weights every weight is 1, and the arithmetic is the
     unweighted one operation for operation.
     """
-    rates: dict[Hashable, float] = {}
-    users: dict[str, list[Hashable]] = {}
-    demand: dict[str, float] = {}  # resource -> summed weights of its flows
-    for flow, path in paths.items():
-        constrained = False
-        ws = weights[flow] if weights is not None else None
-        for k, resource in enumerate(path):
-            if resource in capacities_Bps:
-                users.setdefault(resource, []).append(flow)
-                if ws is not None:
-                    demand[resource] = demand.get(resource, 0) + ws[k]
-                constrained = True
-        if not constrained:
-            rates[flow] = math.inf
+    rates, users, demand = _users(paths, capacities_Bps, weights)
     # Progressive filling. A resource's fair share (remaining capacity / unfrozen
     # users) never decreases as flows freeze at the current level, so a heap of
     # shares computed earlier holds lower bounds: a popped share that is still

@@ -68,6 +68,21 @@ class Symmetry:
         return Symmetry(tuple((d,) for d in range(devices)), {}, {})
 
 
+def _store_edges(topology, policy: str, capacities, index, vertex, edges: list) -> None:
+    """Each device's backing-store stripes, both ways: the store each reaches (a vertex of
+    its capacity) and every constrained resource of its route, in order."""
+    for d in topology.devices:
+        dv = index[("d", d)]
+        for direction in ("offload", "prefetch"):
+            for k, sub in enumerate(topology.backing_routes(d, policy, direction)):
+                kind = (direction, k, sub.share, sub.latency_s)
+                sv = vertex("s", sub.store, (topology.memory_capacity(sub.store),))
+                edges.append((dv, sv, ("store", *kind)))
+                for j, r in enumerate(sub.path):
+                    if r in capacities:
+                        edges.append((dv, index[("r", r)], ("route", *kind, j)))
+
+
 def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequence = (),
                  groups: Sequence[tuple[str, Sequence[str], Sequence]] = (),
                  links: Sequence[tuple[str, str, str, Sequence[tuple]]] = (), rings=None) -> Symmetry:
@@ -99,16 +114,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     for c, extra in topology.nic_ports.items():  # a shared NIC's port behind its devices' links
         edges.extend((index[("r", c)], index[("r", a)], ("nic",)) for a in extra)
     if topology.backing != "none":
-        for d in devices:
-            dv = index[("d", d)]
-            for direction in ("offload", "prefetch"):
-                for k, sub in enumerate(topology.backing_routes(d, policy, direction)):
-                    kind = (direction, k, sub.share, sub.latency_s)
-                    sv = vertex("s", sub.store, (topology.memory_capacity(sub.store),))
-                    edges.append((dv, sv, ("store", *kind)))
-                    for j, r in enumerate(sub.path):
-                        if r in capacities:
-                            edges.append((dv, index[("r", r)], ("route", *kind, j)))
+        _store_edges(topology, policy, capacities, index, vertex, edges)
     def ring_vertex(ring) -> int:
         qv = vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)))
         for c in ring.channels:
