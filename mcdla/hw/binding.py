@@ -1,0 +1,245 @@
+"""Binding a topology's collective rings to its channels.
+
+A ring is given (or derived, :mod:`mcdla.hw.rings`) as a cycle of nodes; binding picks,
+for each hop, one of the parallel channels between the two nodes, the least used so far
+(:class:`_LinkUsage`), so that rings spread over parallel links as a library spreads its
+channels, and checks what a ring may do (pass through relays, switches, without returning to
+them; visit every device). Each ring also learns its
+ranks' home links (where it leaves their domain). Built once per topology load by
+:func:`mcdla.hw.topology.build_topology`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+from mcdla.config.schema import Where
+from mcdla.config.topology import TopologyDoc
+from mcdla.errors import excerpt
+from mcdla.hw.network import Ring, channel_id
+from mcdla.hw.rings import SEARCH_STEPS, Fabric, RingSearchLimit, derive_rings
+
+__all__ = ["bind_rings"]
+
+
+class _LinkUsage:
+    """Per directed node pair, a heap of (times taken, parallel link index) over the
+    pair's links, made when first asked: the least taken, the lowest index on a tie, is
+    its top, where scanning every link at every hop made binding quadratic in them.
+    ``counts``: channel id -> times taken before (default none)."""
+
+    def __init__(self, succ, counts: Mapping[str, int] | None = None) -> None:
+        self._succ, self._counts = succ, counts
+        self._heaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
+
+    def _heap(self, src: str, dst: str) -> list[tuple[int, int]]:
+        heap = self._heaps.get((src, dst))
+        if heap is None:
+            counts = self._counts
+            heap = [(counts.get(channel_id(src, dst, k), 0) if counts else 0, k) for k in sorted(self._succ[src][dst])]
+            heapq.heapify(heap)
+            self._heaps[(src, dst)] = heap
+        return heap
+
+    def take(self, src: str, dst: str, taken: set[int] | None = None) -> int | None:
+        """The least-taken link from ``src`` to ``dst`` not in ``taken``, now taken once
+        more; None when every link is in ``taken``."""
+        heap = self._heaps.get((src, dst)) or self._heap(src, dst)
+        if not taken:  # the common case, a hop of a ring that crosses each pair once
+            count, k = heap[0]
+            heapq.heapreplace(heap, (count + 1, k))
+            return k
+        skipped = []
+        chosen = None
+        while heap:
+            entry = heapq.heappop(heap)
+            if entry[1] in taken:
+                skipped.append(entry)
+                continue
+            chosen = entry
+            break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if chosen is None:
+            return None
+        heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
+        return chosen[1]
+
+
+def bind_rings(graph, doc: TopologyDoc, channels, top: Where):
+    """Every listed ring (or, when none is listed, every derived one), checked, as
+    directed rings bound to parallel links; and the node cycles they came from."""
+    rings: list[Ring] = []
+    fab = Fabric(graph)
+    usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
+    devices = [n for n, kind in fab.kinds.items() if kind == "device"]
+    # Rings the file lists, or (no rings key) the derived ones; an empty list is a
+    # listed "no rings", refused below like any design without a ring.
+    cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
+    if doc.rings is None:
+        try:
+            cycles, directed = derive_rings(graph, fab)
+        except RingSearchLimit:
+            raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
+                                           f"{SEARCH_STEPS} steps: list them") from None
+    if len(devices) > 1 and not cycles:
+        raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
+                                       "through all of them, and none was found: list them")
+    for i, cycle in enumerate(cycles):
+        where = top.child("rings").child(i)
+        _check_cycle(fab, cycle, where)
+        directions = [("", list(cycle))]
+        if not directed:
+            reverse = [cycle[0]] + list(cycle[1:])[::-1]
+            directions = [(".fwd", list(cycle)), (".rev", reverse)]
+        for suffix, nodes in directions:
+            other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
+            rings.append(replace(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i), reverse=other))
+        visited = set(cycle)
+        missing = [d for d in devices if d not in visited]
+        if missing:  # a collective over some devices would leave the rest unsynchronized
+            raise where.error(f"a collective ring must visit every device; it misses "
+                              f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        _check_relays(fab, cycle, where)
+    return _home_links(fab, rings), cycles
+
+
+def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
+    """Each rank's channels to and from its own fabric switch where a ring does not take
+    them (the rank leaves the domain over its NIC there): the parallel link the fewest
+    rings use (ties to the lowest index), so a cluster's rings, which leave each link of
+    a rank's that one of them crosses to another domain, share none."""
+    usage = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels))
+    result = []
+    for ring in rings:
+        if all(ring.home_out) and all(ring.home_in):
+            result.append(ring)  # every rank's links home are the ring's own: nothing to choose
+            continue
+        outs, ins = list(ring.home_out), list(ring.home_in)
+        for i, rank in enumerate(ring.ranks):
+            home = fab.tiers(rank)[0]
+            if not home:
+                continue
+            for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
+                if not chosen[i]:
+                    chosen[i] = channel_id(src, dst, usage.take(src, dst))
+        result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
+    return tuple(result)
+
+
+def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
+    """A memory-node may relay twice (in and out of a device, as Fig. 7(b)'s 20-hop ring
+    does); returning to it with no device between is a detour that carries the ring's
+    data again for nothing."""
+    kinds = fab.kinds
+    last_relay: dict[str, int] = {}
+    last_device = -1  # the position of the last device so far
+    for j, node in enumerate(cycle):
+        if node in last_relay and last_device < last_relay[node]:
+            raise where.child(j).error(f"{node!r} appears twice in the ring with no device between")
+        if kinds[node] != "device":
+            last_relay[node] = j
+        else:
+            last_device = j
+
+
+def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
+    if len(cycle) < 2:
+        raise where.error("a ring needs at least two nodes")
+    kinds = fab.kinds
+    devices_seen: set[str] = set()
+    for j, node in enumerate(cycle):
+        if not isinstance(node, str) or node not in kinds:
+            raise where.child(j).error(f"unknown node {excerpt(node)}")
+        kind = kinds[node]
+        if kind not in ("device", "memory", "fabric"):
+            raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
+                                       "and fabric switches")
+        if kind == "device":
+            if node in devices_seen:
+                raise where.child(j).error(f"device {node!r} appears twice in the ring")
+            devices_seen.add(node)
+    if len(devices_seen) < 2:
+        raise where.error("a ring needs at least two devices")
+    succ = fab.succ
+    for j, node in enumerate(cycle):
+        nxt = cycle[(j + 1) % len(cycle)]
+        if nxt not in succ[node]:
+            raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
+
+
+def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+    """Binds each hop to the least-used parallel link not yet used by this ring; each
+    rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
+    switch) to parallel link ``number`` modulo their count.
+
+    ``usage`` (:class:`_LinkUsage`) counts the rings bound on each parallel link so far,
+    shared by all the rings bound."""
+    kinds, succ = fab.kinds, fab.succ
+    # Rotate so the ring starts at a device: segments run from rank to rank.
+    start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
+    nodes = nodes[start:] + nodes[:start]
+    listed = len(nodes)
+    pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
+    repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
+    hops: list[str] = []
+    mine: dict[tuple[str, str], set[int]] = {}  # a pair crossed twice: the links this ring took there
+    for j, (node, nxt) in enumerate(pairs):
+        taken = mine.setdefault((node, nxt), set()) if repeats else None
+        k = usage.take(node, nxt, taken)
+        if k is None:
+            # Name the hop's destination by its index in the file (the reverse
+            # direction of a ring is the listed ring read backwards).
+            position = (j + 1 + start) % listed
+            if name.endswith(".rev"):
+                position = (listed - position) % listed
+            raise where.child(position).error(
+                f"the ring crosses {node!r} -> {nxt!r} more often than its "
+                f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
+            )
+        if repeats:
+            taken.add(k)
+        hops.append(channel_id(node, nxt, k))
+    # Segments run from each rank's position to the next's (the ring starts at a rank).
+    starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]
+    ranks = [nodes[j] for j in starts]
+    ends = starts[1:] + [listed]
+    segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
+    lat = [channels[c].latency_s for c in hops]
+    latency = tuple(sum(lat[a:b]) for a, b in zip(starts, ends))  # summed in hop order, as ever
+    # Which fabric switch each rank sends into and receives from (the ends of its
+    # segment's first hop and of the last hop into it): the switch algorithms pair any
+    # two ranks on one switch through it.
+    switch_out = tuple(nodes[j + 1 - listed] if kinds[nodes[j + 1 - listed]] == "fabric" else "" for j in starts)
+    switch_in = tuple(nodes[j - 1] if kinds[nodes[j - 1]] == "fabric" else "" for j in starts)
+
+    def link(src: str, dst: str) -> str:
+        if not src or not dst:
+            return ""
+        return channel_id(src, dst, number % len(succ[src][dst]))
+
+    tiers = [fab.tiers(r) for r in ranks]
+    exit_switch = tuple(t[1] for t in tiers)
+    cores = {leaf: fab.core(leaf) for leaf in set(exit_switch)}
+    exit_core = tuple(cores[leaf] for leaf in exit_switch)
+    core_fields = {}
+    if any(exit_core):
+        core_fields = dict(exit_core=exit_core, core_up=tuple(link(s, c) for s, c in zip(exit_switch, exit_core)),
+                           core_down=tuple(link(c, s) for s, c in zip(exit_switch, exit_core)))
+        tops = {spine: fab.core(spine) for spine in set(exit_core)}  # a three-tier fat tree's cores
+        exit_top = tuple(tops[spine] for spine in exit_core)
+        if any(exit_top):
+            core_fields.update(exit_top=exit_top, top_up=tuple(link(s, c) for s, c in zip(exit_core, exit_top)),
+                               top_down=tuple(link(c, s) for s, c in zip(exit_core, exit_top)))
+    home = tuple(t[0] for t in tiers)
+    # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
+    home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
+    home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
+                switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
+                exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
+                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in,
+                node=tuple(fab.node_of(r) for r in ranks) if any(exit_switch) else (), **core_fields)
