@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 from mcdla.config.experiment import Experiment, point_key
 from mcdla.errors import InputError, Terminated
-from mcdla.sweep import store
+from mcdla.sweep.store import Journal, table_rows, write_table
 from mcdla.sweep.executors import EXECUTORS, WorkerDied, run_dask, run_local
 from mcdla.sweep.progress import Progress
 
@@ -165,7 +165,7 @@ def run_sweep(
     keyed = [(point_key(experiment.kind, name, p, _input_hashes(experiment, p, seen)), p)
              for p in experiment.points]
 
-    with store.Journal(folder) as journal:
+    with Journal(folder) as journal:
         records = journal.records()
 
         def pending(key: str) -> bool:
@@ -195,8 +195,8 @@ def run_sweep(
             raise
         finally:
             bar.close()
-            header, rows = store.table_rows(experiment.columns, keyed, records)
-            table = store.write_table(folder, header, rows)
+            header, rows = table_rows(experiment.columns, keyed, records)
+            table = write_table(folder, header, rows)
     failed = sum(1 for key, _ in keyed if key in records and records[key]["status"] != "ok")
     return SweepResult(
         experiment=experiment.name,
