@@ -36,7 +36,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from mcdla.config.point import DEFAULT_POINT, Batch, check_option
 from mcdla.errors import InputError, InvariantError, excerpt
-from mcdla.sweep.engine import sweep
 
 __all__ = ["simulate", "collective", "sweep", "plan", "validate", "SimResult", "CollectiveResult",
            "PlanCandidate", "FamilyMember", "ValidationOutcome"]
@@ -292,6 +291,15 @@ def plan(workload: str | None = None, *, topology: str, batch: int, largest: str
         raise InfeasibleError(f"no member of {largest} trains on {topology} at batch {batch}; "
                               f"the smallest, {members[0].name}: {members[0].reason}")
     return [FamilyMember.from_dict(member.as_dict()) for member in members]
+
+
+def sweep(experiment: str, **options):
+    """Runs an experiment's unfinished points, as ``mcdla sweep``, and returns its results
+    table (:func:`mcdla.sweep.engine.sweep`, whose options these are). Imported when
+    called: the sweep machinery is not loaded for the other commands."""
+    from mcdla.sweep.engine import sweep as run
+
+    return run(experiment, **options)
 
 
 def _validation_outcome():
