@@ -41,7 +41,7 @@ MAX_GENERATED_NODES = 100_000
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves", "nics")
+                  "backing", "serves", "nics", "nvme_drives")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -247,6 +247,9 @@ class SwitchParams:
     # devices: their memory is the backing store.
     c2c_link: str | None = None
     devices_per_cpu: PositiveInt = 1
+    # NVMe drives NV0.. behind each PCIe switch (the nvme memory tier, beside the backing store).
+    nvme_per_pcie_switch: NonNegativeInt = 0
+    nvme_link: str = "nvme"
 
 
 @generator("switch", SwitchParams)
@@ -293,6 +296,14 @@ def switch(p: SwitchParams, doc, where: Where) -> dict[str, Any]:
                 f"got {excerpt(host.get('sockets'))}")
         connections += [[d, f"CPU{i // per}", c2c] for i, d in enumerate(devices)]
         result.update(backing="host", serves={d: [f"CPU{i // per}"] for i, d in enumerate(devices)})
+    if p.nvme_per_pcie_switch:
+        if p.pcie_link is None:
+            raise where.child("nvme_per_pcie_switch").error("NVMe drives sit behind PCIe switches: give pcie_link")
+        _need(doc, "nvme", "the drives' part", where.child("nvme_per_pcie_switch"))
+        link, k = _need_link(doc, p.nvme_link, where.child("nvme_link")), p.nvme_per_pcie_switch
+        drives = _names("NV", result["switches"] * k)
+        connections += [[v, f"SW{j // k}", link] for j, v in enumerate(drives)]
+        result["nvme_drives"] = len(drives)
     result["connections"] = connections
     return result
 
