@@ -204,3 +204,26 @@ def test_bad_execution_file_exits_2_naming_file_and_key(tmp_path, capsys, text, 
     err = capsys.readouterr().err
     assert f"{path}: {where}" in err
     assert not out.exists()
+
+
+def test_a_cluster_of_nvme_nodes_numbers_each_nodes_drives(tmp_path):
+    path = tmp_path / "nvcluster.yaml"
+    path.write_text("""\
+name: nvcluster
+description: two DGX H100 with their NVMe drives
+device: h100_sxm5
+host: {preset: dgx_h100_xeon, sockets: 4}
+nvme: d7_p5500_3t84
+fabric_switch: {preset: nvswitch3, chips: 4}
+spine_switch: quantum2
+links: {nvlink: nvlink4, pcie: pcie5_x16, nvme: pcie4_x4, nic: ib_400g}
+collective: nccl
+generator: {name: cluster, nodes: 2, nic_link: nic,
+            node: {generator: switch, devices: 8, links_per_device: 18, pcie_link: pcie,
+                   devices_per_pcie_switch: 2, nvme_per_pcie_switch: 2, nvme_link: nvme}}
+""")
+    topo = load_topology(str(path))
+    nvme = topo.tier("nvme")
+    assert len(nvme.stores) == 16 and nvme.capacity_bytes == pytest.approx(16 * 3.84 * TB)
+    assert nvme.serves["D8"] == ("NV8", "NV9") and nvme.serves["D15"] == ("NV14", "NV15")
+    assert topo.tier("host").serves["D15"] == ("CPU3",)

@@ -369,7 +369,7 @@ _SWITCHED_NODE = {"devices_per_node": None, "links_per_device": None, "link": "n
                   "devices_per_pcie_switch": 2, "memory_nodes_per_node": 0, "links_per_memory_node": 1}
 
 # A generated node name: its kind's prefix and its number within the node.
-_NODE_NAME = re.compile(r"(D|M|SW|FS|CPU)(\d+)")
+_NODE_NAME = re.compile(r"(D|M|SW|FS|CPU|NV)(\d+)")
 
 
 @dataclass(frozen=True)
@@ -606,7 +606,8 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     node = function(params, dict(doc, host=dict(host, sockets=sockets // p.nodes)) if even else doc, nwhere)
     links = node.get("connections", [])
     counts = {"D": q, "M": node.get("memory_nodes", 0), "SW": node.get("switches", 0),
-              "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0}
+              "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0,
+              "NV": node.get("nvme_drives", 0)}
 
     def rename(end: str, j: int) -> str:
         prefix, index = _NODE_NAME.fullmatch(end).groups()
@@ -617,7 +618,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     connections += fabric.uplinks
     result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": fabric.spines, "backing": node["backing"],
                               "connections": connections, "nics": fabric.nics(p.nodes)}
-    for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS")):
+    for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS"), ("nvme_drives", "NV")):
         if counts[prefix]:
             result[key] = p.nodes * counts[prefix]
     if node.get("serves"):
