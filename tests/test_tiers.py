@@ -227,3 +227,18 @@ generator: {name: cluster, nodes: 2, nic_link: nic,
     assert len(nvme.stores) == 16 and nvme.capacity_bytes == pytest.approx(16 * 3.84 * TB)
     assert nvme.serves["D8"] == ("NV8", "NV9") and nvme.serves["D15"] == ("NV14", "NV15")
     assert topo.tier("host").serves["D15"] == ("CPU3",)
+
+
+def test_a_drive_is_overridden_as_any_part():
+    topo = load_topology("dgx_h100_nvme", [("nvme.write_bw", "2 GB/s"), ("generator.nvme_per_pcie_switch", 1)])
+    assert topo.ports["NV0/write"].bw_Bps == pytest.approx(2e9)
+    assert topo.tier("nvme").serves["D2"] == ("NV1",)  # one drive a switch now
+
+
+def test_an_overflowing_store_names_the_other_tiers():
+    from mcdla.errors import InfeasibleError
+
+    with pytest.raises(InfeasibleError, match="execution.place"):
+        simulate(topology="dgx_h100_nvme", workload="llama2_70b", batch=8,
+                 set={"execution.zero": 3, "execution.place.params": "host", "training.checkpoint": "full",
+                      "host.socket_mem_capacity": "64 GB"})
