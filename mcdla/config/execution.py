@@ -132,7 +132,6 @@ class ExecutionSpec:
             raise _refuse("training.checkpoint", "activation checkpointing within pipeline stages is not built; "
                           "use none")
 
-
     def _place_flags(self) -> None:
         """A tier named for the optimizer state or the weights turns on the offload that
         puts them there (the flags are the placements' shorthand); hbm with the flag on

@@ -125,9 +125,10 @@ class DeviceCompute:
             if not in_store:
                 yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
             return
-        # Memory-nodes, expanders and drives have no processor: the state (and, ZeRO-Infinity, the gradient in
-        # and the updated weights out) comes to the device in chunks, each stepped while
-        # the next arrives and the last goes back (double-buffered).
+        # Memory-nodes, expanders and drives have no processor: the state (and,
+        # ZeRO-Infinity, the gradient in and the updated weights out) comes to the device
+        # in chunks, each stepped while the next arrives and the last goes back
+        # (double-buffered).
         state = optimizer_state_bytes(workload, params) + (params * workload.precision_bytes if in_store else 0.0)
         chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
         size, step_s = state / chunks, self.plan.step_s / chunks
