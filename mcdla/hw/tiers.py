@@ -133,9 +133,9 @@ def _placed_kind(topology, execution, state: str) -> str | None:
 
 
 def check_placement(topology, execution) -> None:
-    """Every tier ``execution.place`` names (and the default tier a flag asks for) is
-    one the topology has; else an InputError naming the key, the tier and the tiers
-    there are."""
+    """Every tier ``execution.place`` names is one the topology has; else an
+    InputError naming the key, the tier and the tiers there are. (A flag that asks for
+    the default tier where there is none is refused by the training driver.)"""
     for state in STATES:
         named = getattr(execution.place, state)
         if named in (None, "hbm"):
