@@ -214,16 +214,22 @@ def _sets(value: Sets) -> list[tuple[str, Any]]:
 def simulate(*, topology: str = DEFAULT_POINT["topology"], policy: str = DEFAULT_POINT["policy"],
              workload: str = DEFAULT_POINT["workload"], parallel: str = DEFAULT_POINT["parallel"],
              batch: int = DEFAULT_POINT["batch"], set: Sets = (), device: str | None = None,
-             trace: str | None = None, budget: float | None = None, exact: bool = False) -> SimResult:
+             trace: str | None = None, budget: float | None = None, exact: bool = False,
+             execution: str | None = None) -> SimResult:
     """Simulates one training iteration, as ``mcdla sim``.
 
-    ``set`` overrides loaded parameters by dotted key, as ``--set``; ``device`` is
-    ``--device`` (the same as ``set={"device": PRESET}``), ``exact`` is ``--exact``,
-    ``trace`` a Perfetto trace file to write, ``budget`` the work budget.
+    ``set`` overrides loaded parameters by dotted key, as ``--set``; ``execution`` is
+    ``--execution``, an execution file (name or path) whose keys ``set`` overrides;
+    ``device`` is ``--device`` (the same as ``set={"device": PRESET}``), ``exact`` is
+    ``--exact``, ``trace`` a Perfetto trace file to write, ``budget`` the work budget.
     """
     from mcdla.run import simulate as run
 
     sets = _sets(set)
+    if execution is not None:
+        from mcdla.config.execution_file import read_execution
+
+        sets = read_execution(execution) + sets  # the command line's --set after: it overrides
     if device:
         sets.insert(0, ("device", device))  # a later set device.KEY still overrides a field
     if exact:

@@ -32,7 +32,7 @@ __all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "l
 # hardware sections of a topology file and its generator's parameters are named
 # directly (device.hbm_bw, generator.devices), anything else of the topology file
 # through topology.* (topology.device_memory).
-HARDWARE_PREFIXES = ("device", "memory_node", "host", "links", "fabric_switch", "spine_switch", "generator")
+HARDWARE_PREFIXES = ("device", "memory_node", "host", "links", "fabric_switch", "spine_switch", "generator", "nvme")
 SET_PREFIXES = ("workload", "training", "execution", "topology", *HARDWARE_PREFIXES)
 
 
@@ -45,6 +45,8 @@ def route_sets(sets: Sequence[tuple[str, Any]]):
         head, _, rest = key.partition(".")
         if head == "workload" and rest:
             workload.append((rest, value))
+        elif head == "execution" and rest.startswith("place.") and "." not in rest[len("place."):]:
+            execution.setdefault("place", {})[rest[len("place."):]] = value  # execution.place.STATE
         elif head in ("training", "execution"):
             if not rest or "." in rest:
                 raise InputError(f"expected {head}.KEY, got {excerpt(key)}", key="--set")
@@ -77,6 +79,7 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
     and workload once.
     """
     from mcdla.config.execution import ExecutionSpec
+    from mcdla.hw.tiers import check_placement
     from mcdla.hw.topology import load_topology
     from mcdla.hw.workload import load_workload
     from mcdla.sim.algorithms import COLLECTIVES
@@ -101,6 +104,7 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
     execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
     COLLECTIVES.get(execution.collective, key="execution.collective")
     OFFLOADS.get(execution.offload, key="execution.offload")
+    check_placement(cache[key], execution)
     return cache[key], cache[wkey], execution
 
 

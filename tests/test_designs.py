@@ -26,6 +26,9 @@ HAND = {
     "dgx_h100": ("nccl", 18, 18 * NVLINK4, PCIE5 / 2),
     # a GPU's own gen5 link to its switch; the switch's two expanders serve its two GPUs
     "dgx_h100_cxl": ("nccl", 18, 18 * NVLINK4, min(PCIE5, 2 * CXL2 / 2)),
+    # dgx_h100 with its NVMe drives: the default tier (the capacity tier of this table) is
+    # still host memory over the shared gen5 uplink
+    "dgx_h100_nvme": ("nccl", 18, 18 * NVLINK4, PCIE5 / 2),
     # a memory-node's 9 NVLinks (its DDR5's 307 GB/s is not the limit)
     "dgx_h100_memnodes": ("nccl", 18, 18 * NVLINK4, 9 * NVLINK4),
     # NVLink-C2C's 450 GB/s one way (Grace's 500 GB/s LPDDR5X is not the limit)

@@ -60,10 +60,10 @@ def test_device_flag_is_set_device(capsys):
 
 
 def test_every_preset_of_every_section_builds():
-    from mcdla.config.hardware import HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
+    from mcdla.config.hardware import HostSpec, LinkSpec, MemoryNodeSpec, NvmeSpec, SwitchSpec
 
     specs = {"devices": DeviceSpec, "memory_nodes": MemoryNodeSpec, "hosts": HostSpec, "links": LinkSpec,
-             "switches": SwitchSpec}
+             "switches": SwitchSpec, "nvme": NvmeSpec}
     presets = load_presets()
     assert set(presets) == set(specs)
     for section, spec in specs.items():

@@ -17,7 +17,7 @@ from mcdla.hw.rings import canonical_ring, find_rings
 from mcdla.hw.topology import load_topology
 
 SHIPPED = ("single", "dc", "hc", "star", "ring", "oracle", "dc1", "dc4", "dgx1v",
-           "dgx_a100", "dgx_h100", "dgx_h100_cxl", "dgx_h100_memnodes", "gh200_nvl32", "gb200_nvl72",
+           "dgx_a100", "dgx_h100", "dgx_h100_cxl", "dgx_h100_memnodes", "dgx_h100_nvme", "gh200_nvl32", "gb200_nvl72",
            "dgx_h100_4node", "dc16", "ring16", "mcdla_scaleout", "mcdla_ring_cluster", "dc_cluster",
            "dgx_a100_cluster")
 # Frontier-scale designs (issue 27): refused at full size today (more nodes than a

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="page-allocation policy on memory-nodes (default: %(default)s)")
     add_run_options(parser, "override a loaded parameter by dotted key, e.g. "
                     "--set device.hbm_bw='1.2 TB/s' (repeatable)")
+    parser.add_argument("--execution", metavar="NAME|FILE",
+                        help="an execution file (executions/): its execution and training keys, "
+                        "as --set execution.KEY and training.KEY; a --set overrides it")
     parser.add_argument("--device", metavar="PRESET",
                         help="the device preset of every device-node (presets: topologies/"
                         "presets/hardware.yaml), the same as --set device=PRESET")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                          key="--trace")
     result = simulate(topology=args.topology, policy=args.policy, workload=args.workload, parallel=args.parallel,
                       batch=args.batch, set=args.sets, device=args.device, trace=args.trace, budget=args.budget,
-                      exact=args.exact).to_dict()
+                      exact=args.exact, execution=args.execution).to_dict()
     if args.format == "table":
         emit_text(table(result, links=args.links), args)
     else:

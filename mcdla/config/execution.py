@@ -11,14 +11,37 @@ from a point's keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from mcdla.config.point import Batch, Parallel, Policy
 from mcdla.config.schema import PositiveInt
 from mcdla.errors import InputError
 from mcdla.config.training import TrainingSpec
 
-__all__ = ["ExecutionSpec", "EXECUTION_KEYS"]
+__all__ = ["ExecutionSpec", "EXECUTION_KEYS", "PlaceSpec", "TIER_KINDS"]
+
+# Where state may live: the device's HBM or a memory tier (mcdla.hw.tiers), tiers nearest first.
+Placement = Literal["hbm", "memory_node", "cxl", "host", "nvme"]
+TIER_KINDS = get_args(Placement)[1:]
+
+
+@dataclass(frozen=True)
+class PlaceSpec:
+    """Which memory holds each kind of state (``execution.place.KEY``): ``hbm`` or a
+    tier kind; unset (None), as the flags say (mcdla.hw.tiers.state_tier).
+
+    - ``activations``: the feature maps the offload policy sends away;
+    - ``optimizer``: the fp32 master and optimizer state (ZeRO-Offload), implies
+      ``offload_optimizer``;
+    - ``params``: the weights' shard and their gradients (ZeRO-Infinity), implies
+      ``offload_params``; they live where the optimizer state does;
+    - ``kv``: the KV cache of a serving run.
+    """
+
+    activations: Placement | None = None
+    optimizer: Placement | None = None
+    params: Placement | None = None
+    kv: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +102,10 @@ class ExecutionSpec:
     offload_params: bool = False
     exact: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    place: PlaceSpec = field(default_factory=PlaceSpec)
 
     def __post_init__(self) -> None:
+        self._place_flags()
         for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0),
                              ("offload_optimizer", False), ("offload_params", False)):
             if getattr(self, key) != default and self.parallel != "data":
@@ -107,6 +132,24 @@ class ExecutionSpec:
             raise _refuse("training.checkpoint", "activation checkpointing within pipeline stages is not built; "
                           "use none")
 
+    def _place_flags(self) -> None:
+        """A tier named for the optimizer state or the weights turns on the offload that
+        puts them there (the flags are the placements' shorthand); hbm with the flag on
+        contradicts it."""
+        place = self.place
+        for state, flag in (("optimizer", "offload_optimizer"), ("params", "offload_params")):
+            named = getattr(place, state)
+            if named == "hbm" and getattr(self, flag):
+                raise _refuse(f"execution.place.{state}", f"hbm keeps it on the device, but execution.{flag} "
+                              "is true: drop one of them")
+            if named not in (None, "hbm"):
+                object.__setattr__(self, flag, True)  # frozen: the normalized spec is what every reader sees
+        if place.params not in (None, "hbm"):
+            object.__setattr__(self, "offload_optimizer", True)  # ZeRO-Infinity offloads the optimizer too
+        if self.offload_params and None not in (place.optimizer, place.params) and place.optimizer != place.params:
+            raise _refuse("execution.place.params", f"the weights and gradients live where the optimizer state "
+                          f"is (its step reads both): set execution.place.optimizer={place.params} too")
+
 
 def _refuse(key: str, message: str) -> InputError:
     """A combination of options that cannot run, named by its dotted key (the spec is
@@ -116,4 +159,4 @@ def _refuse(key: str, message: str) -> InputError:
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
-                  "rank_order", "sequence_parallel", "offload_params", "exact")
+                  "rank_order", "sequence_parallel", "offload_params", "exact", "place")

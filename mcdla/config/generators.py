@@ -41,7 +41,7 @@ MAX_GENERATED_NODES = 100_000
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves", "nics")
+                  "backing", "serves", "nics", "nvme_drives")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -247,6 +247,9 @@ class SwitchParams:
     # devices: their memory is the backing store.
     c2c_link: str | None = None
     devices_per_cpu: PositiveInt = 1
+    # NVMe drives NV0.. behind each PCIe switch (the nvme memory tier, beside the backing store).
+    nvme_per_pcie_switch: NonNegativeInt = 0
+    nvme_link: str = "nvme"
 
 
 @generator("switch", SwitchParams)
@@ -293,6 +296,14 @@ def switch(p: SwitchParams, doc, where: Where) -> dict[str, Any]:
                 f"got {excerpt(host.get('sockets'))}")
         connections += [[d, f"CPU{i // per}", c2c] for i, d in enumerate(devices)]
         result.update(backing="host", serves={d: [f"CPU{i // per}"] for i, d in enumerate(devices)})
+    if p.nvme_per_pcie_switch:
+        if p.pcie_link is None:
+            raise where.child("nvme_per_pcie_switch").error("NVMe drives sit behind PCIe switches: give pcie_link")
+        _need(doc, "nvme", "the drives' part", where.child("nvme_per_pcie_switch"))
+        link, k = _need_link(doc, p.nvme_link, where.child("nvme_link")), p.nvme_per_pcie_switch
+        drives = _names("NV", result["switches"] * k)
+        connections += [[v, f"SW{j // k}", link] for j, v in enumerate(drives)]
+        result["nvme_drives"] = len(drives)
     result["connections"] = connections
     return result
 
@@ -358,7 +369,7 @@ _SWITCHED_NODE = {"devices_per_node": None, "links_per_device": None, "link": "n
                   "devices_per_pcie_switch": 2, "memory_nodes_per_node": 0, "links_per_memory_node": 1}
 
 # A generated node name: its kind's prefix and its number within the node.
-_NODE_NAME = re.compile(r"(D|M|SW|FS|CPU)(\d+)")
+_NODE_NAME = re.compile(r"(D|M|SW|FS|CPU|NV)(\d+)")
 
 
 @dataclass(frozen=True)
@@ -595,7 +606,8 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     node = function(params, dict(doc, host=dict(host, sockets=sockets // p.nodes)) if even else doc, nwhere)
     links = node.get("connections", [])
     counts = {"D": q, "M": node.get("memory_nodes", 0), "SW": node.get("switches", 0),
-              "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0}
+              "FS": node.get("fabric_switches", 0), "CPU": sockets // p.nodes if even else 0,
+              "NV": node.get("nvme_drives", 0)}
 
     def rename(end: str, j: int) -> str:
         prefix, index = _NODE_NAME.fullmatch(end).groups()
@@ -606,7 +618,7 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     connections += fabric.uplinks
     result: dict[str, Any] = {"devices": p.nodes * q, "spine_switches": fabric.spines, "backing": node["backing"],
                               "connections": connections, "nics": fabric.nics(p.nodes)}
-    for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS")):
+    for key, prefix in (("memory_nodes", "M"), ("switches", "SW"), ("fabric_switches", "FS"), ("nvme_drives", "NV")):
         if counts[prefix]:
             result[key] = p.nodes * counts[prefix]
     if node.get("serves"):

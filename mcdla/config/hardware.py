@@ -22,7 +22,7 @@ from mcdla.config.schema import (
     Time,
 )
 
-__all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec"]
+__all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec", "NvmeSpec"]
 
 DeviceCycles = Annotated[float, Quantity("time", inclusive=True, clock="clock")]
 
@@ -103,6 +103,9 @@ class MemoryNodeSpec:
     mem_latency: DeviceCycles
     links: PositiveInt  # N links; their bandwidth B is the link type's (links:)
     groups: PositiveInt = 2
+    # The memory tier these nodes form (mcdla.hw.tiers): memory-nodes on the device
+    # fabric, or CXL type-3 expanders behind PCIe switches (``cxl``).
+    tier: Literal["memory_node", "cxl"] = "memory_node"
 
     @property
     def capacity_bytes(self) -> float:
@@ -120,6 +123,19 @@ class HostSpec:
     sockets: PositiveInt
     socket_mem_bw: Bandwidth
     socket_mem_capacity: Size
+
+
+@dataclass(frozen=True)
+class NvmeSpec:
+    """An NVMe SSD (a drive of the ``nvme`` memory tier): its capacity, the sequential
+    rates its datasheet gives, which differ by direction (a drive writes slower than it
+    reads), and its access latencies."""
+
+    capacity: Size
+    read_bw: Bandwidth
+    write_bw: Bandwidth
+    read_latency: Annotated[float, Quantity("time", inclusive=True)]
+    write_latency: Annotated[float, Quantity("time", inclusive=True)]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Files are parsed with ``yaml.safe_load`` only: a tag that would build a Python object
 is an input error. Shipped inputs live at the top of the
-checkout (``topologies/``, ``workloads/``, ``experiments/``, ``families/``, ``validation/``)
+checkout (``topologies/``, ``workloads/``, ``experiments/``, ``families/``, ``validation/``,
+``executions/``)
 and travel as package data in a wheel, so an install finds them from any folder.
 
 A bare name (``ring``, ``resnet34``) is looked up along a search path, first match

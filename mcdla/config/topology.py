@@ -17,6 +17,8 @@ File format (every key but ``memory_node``/``host``/``rings``/``serves`` require
     device: table2                    # preset name, or {preset: table2, hbm_bw: ...}
     memory_node: table2               # omitted when there are no memory-nodes
     host: xeon                        # CPU sockets CPU0..; omitted when there is no host
+    nvme: d7_p5500_3t84               # NVMe drives' part; omitted when there are none
+    nvme_drives: 8                    # NVMe drives NV0.. (the nvme memory tier)
     links: {nvlink: nvlink2}          # link-type alias -> preset (or mapping)
     devices: 8                        # D0..D7 (or an explicit list of names)
     memory_nodes: 8                   # M0..M7
@@ -51,7 +53,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from mcdla.config import loader
 from mcdla.config.generators import expand
-from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, SwitchSpec
+from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec, NvmeSpec, SwitchSpec
 from mcdla.config.schema import Label, NodeName, Where, build, check_physical
 from mcdla.errors import InputError
 
@@ -66,7 +68,7 @@ PRESETS_FILE = Path("topologies") / "presets" / "hardware.yaml"
 
 # Topology key -> section of the presets file that names its values.
 _PRESET_SECTIONS = {"device": "devices", "memory_node": "memory_nodes", "host": "hosts",
-                    "fabric_switch": "switches", "spine_switch": "switches"}
+                    "fabric_switch": "switches", "spine_switch": "switches", "nvme": "nvme"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class TopologyDoc:
     # transmit and receive ports (NIC<g>/tx, NIC<g>/rx), as GPUs under one PCIe switch.
     nics: tuple[tuple[str, ...], ...] = ()
     generator: str = ""  # the generator that wrote the nodes and links ("": hand-written)
+    nvme: NvmeSpec | None = None  # the NVMe drives' part (a preset of section nvme)
+    nvme_drives: int | tuple[NodeName, ...] = 0  # NVMe drives NV0.., the nvme memory tier
 
 
 def load_presets() -> dict[str, Any]:

@@ -68,13 +68,16 @@ class Symmetry:
         return Symmetry(tuple((d,) for d in range(devices)), {}, {})
 
 
-def _store_edges(topology, policy: str, capacities, index, vertex, edges: list) -> None:
-    """Each device's backing-store stripes, both ways: the store each reaches (a vertex of
-    its capacity) and every constrained resource of its route, in order."""
+def _store_edges(topology, policy: str, capacities, index, vertex, edges: list, tiers=None) -> None:
+    """Each device's backing-store stripes, both ways (those to each of ``tiers``, tier
+    kinds; None: the default tier): the store each reaches (a vertex of its capacity)
+    and every constrained resource of its route, in order."""
     for d in topology.devices:
         dv = index[("d", d)]
-        for direction in ("offload", "prefetch"):
-            for k, sub in enumerate(topology.backing_routes(d, policy, direction)):
+        for direction, tier in ((w, t) for t in (tiers or (None,)) for w in ("offload", "prefetch")):
+            routes = topology.backing_routes(d, policy, direction) if tier is None else \
+                topology.tier_routes(d, tier, policy, direction)
+            for k, sub in enumerate(routes):
                 kind = (direction, k, sub.share, sub.latency_s)
                 sv = vertex("s", sub.store, (topology.memory_capacity(sub.store),))
                 edges.append((dv, sv, ("store", *kind)))
@@ -85,13 +88,15 @@ def _store_edges(topology, policy: str, capacities, index, vertex, edges: list) 
 
 def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequence = (),
                  groups: Sequence[tuple[str, Sequence[str], Sequence]] = (),
-                 links: Sequence[tuple[str, str, str, Sequence[tuple]]] = (), rings=None) -> Symmetry:
+                 links: Sequence[tuple[str, str, str, Sequence[tuple]]] = (), rings=None,
+                 tiers: Sequence[str] | None = None) -> Symmetry:
     """The classes of ``topology``'s devices, resources and stores for a run whose
     backing-store stripes follow ``policy`` (module docstring). ``colours``: one value
     per device (devices of different values are never alike); ``groups``: (kind,
     member devices, the group's rings); ``links``: (kind, device, peer, the flows of the
     route between them as (share, resources, latency)); ``rings``: the rings the run's collectives
-    use besides the groups' (None: the topology's)."""
+    use besides the groups' (None: the topology's); ``tiers``: the memory tiers the run
+    moves state to, by kind (None: the backing store)."""
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
@@ -113,8 +118,8 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     edges: list[tuple[int, int, tuple]] = []
     for c, extra in topology.nic_ports.items():  # a shared NIC's port behind its devices' links
         edges.extend((index[("r", c)], index[("r", a)], ("nic",)) for a in extra)
-    if topology.backing != "none":
-        _store_edges(topology, policy, capacities, index, vertex, edges)
+    if tiers or (tiers is None and topology.backing != "none"):
+        _store_edges(topology, policy, capacities, index, vertex, edges, tiers)
     def ring_vertex(ring) -> int:
         qv = vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)))
         for c in ring.channels:

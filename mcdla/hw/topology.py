@@ -32,6 +32,7 @@ from mcdla.config.hardware import (
     HostSpec,
     LinkSpec,
     MemoryNodeSpec,
+    NvmeSpec,
     SwitchSpec,
 )
 from mcdla.config.placement import PLACEMENTS
@@ -41,6 +42,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
 from mcdla.hw.binding import bind_rings
+from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -51,7 +53,7 @@ DIRECTIONS = ("offload", "prefetch")
 MAX_PARALLEL_LINKS = 256
 
 # Node-id prefixes of generated node names, by kind.
-_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "spine": "SP", "cpu": "CPU"}
+_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "spine": "SP", "cpu": "CPU", "nvme": "NV"}
 # Node kinds a DMA to the backing store may relay through: PCIe switches and fabric
 # switches. Devices and memory-nodes forward ring traffic only.
 _RELAYS = ("switch", "fabric")
@@ -92,7 +94,9 @@ class Topology:
     generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
     # Channel -> the ports a flow on it also loads: a shared NIC's (``nics`` in the file).
     nic_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-    # (device, policy, direction) -> stripes: a route is a graph search, and the
+    nvme: NvmeSpec | None = None  # the NVMe drives' part
+    nvme_drives: tuple[str, ...] = ()  # NV0..: the nvme tier's stores
+    # (device, tier, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA (and the rings by name, the
     # virtualization rates).
     _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -139,34 +143,105 @@ class Topology:
         return {pair: tuple(pairs[pair]) for pair in sorted(pairs)}
 
     def backing_routes(self, device: str, policy: str, direction: str) -> tuple[Subflow, ...]:
-        """The stripes of one DMA between ``device`` and its backing store.
+        """The stripes of one DMA between ``device`` and its backing store: the routes
+        of the default tier (:meth:`tier_routes`). No backing store: ``()``."""
+        if self.backing == "none":
+            self._check_route(device, policy, direction)
+            return ()
+        return self.tier_routes(device, self.default_tier_kind, policy, direction)
 
-        The placement policy (:data:`~mcdla.config.placement.PLACEMENTS`) says which stores
-        hold what share; each store's share is striped evenly over the parallel links
-        to it. No backing store: ``()``.
+    def tier_routes(self, device: str, tier: "MemoryTier | str", policy: str, direction: str) -> tuple[Subflow, ...]:
+        """The stripes of one DMA between ``device`` and its stores in ``tier`` (a
+        :class:`~mcdla.hw.tiers.MemoryTier` of :attr:`tiers`, or its kind), ``offload``
+        (to the tier) or ``prefetch`` (back).
+
+        The placement policy (:data:`~mcdla.config.placement.PLACEMENTS`) says which of
+        the stores serving the device hold what share; each store's share is striped
+        evenly over the parallel links to it. Each stripe's path ends (offload) or
+        starts (prefetch) on the store's memory port, and its latency is the links'
+        plus the store's access latency that way.
         """
-        key = (device, policy, direction)
+        kind = getattr(tier, "kind", tier)
+        key = (device, kind, policy, direction)
         cached = self._routes.get(key)  # checked when first asked: a DMA asks at every transfer
         if cached is not None:
             return cached
+        placement = self._check_route(device, policy, direction)
+        found = self.tier(kind)
+        routes: list[Subflow] = []
+        for store, share in placement().shares(found.serves[device]):
+            routes.extend(self._stripes(device, store, share, direction, found))
+        cached = self._routes[key] = tuple(routes)
+        return cached
+
+    def _check_route(self, device: str, policy: str, direction: str):
+        """The placement policy named ``policy``, once device and direction are checked."""
         placement = PLACEMENTS.get(policy, key="policy")  # an unknown name is an InputError
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if device not in self.serves and device not in self.devices:  # serves: a dict, the devices a tuple
             raise ValueError(f"{device!r} is not a device of topology {self.name!r}")
-        if self.backing == "none":
-            return ()
-        routes: list[Subflow] = []
-        for store, share in placement().shares(self.serves[device]):
-            routes.extend(self._stripes(device, store, share, direction))
-        cached = self._routes[key] = tuple(routes)
-        return cached
+        return placement
 
-    def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
+    # -- memory tiers (mcdla.hw.tiers) -------------------------------------------------
+
+    @property
+    def default_tier_kind(self) -> str | None:
+        """The kind of the tier the backing store forms (None: no backing store)."""
+        if self.backing == "none":
+            return None
+        return "host" if self.backing == "host" else self.memory_node.tier
+
+    @property
+    def tiers(self) -> tuple[MemoryTier, ...]:
+        """The memory tiers after HBM, nearest first (:data:`~mcdla.hw.tiers.TIER_KINDS`)."""
+        return tuple(t for t in (self._tier(kind) for kind in TIER_KINDS) if t is not None)
+
+    def tier(self, kind: str) -> MemoryTier:
+        """The tier of ``kind``; a ValueError naming the tiers there are if there is none."""
+        found = self._tier(kind)
+        if found is None:
+            have = ", ".join(t.kind for t in self.tiers) or "none"
+            raise ValueError(f"topology {self.name!r} has no {kind!r} tier; its tiers: {have}")
+        return found
+
+    def _tier(self, kind: str) -> MemoryTier | None:
+        key = ("tier", kind)  # derived once, when first asked
+        if key not in self._routes:
+            self._routes[key] = self._derive_tier(kind)
+        return self._routes[key]
+
+    def _derive_tier(self, kind: str) -> MemoryTier | None:
+        """The tier of ``kind`` from the nodes: the backing store's ``serves``, or each
+        device's nearest stores of the kind (None if some device reaches none)."""
+        if kind == self.default_tier_kind:
+            serves = self.serves
+        elif kind in ("host", "nvme"):
+            candidates = frozenset(self.sockets if kind == "host" else self.nvme_drives)
+            if not candidates:
+                return None
+            relays = _relays(self.graph)
+            serves = {d: nearest_stores(self.graph, d, candidates, relays) for d in self.devices}
+            if not all(serves.values()):
+                return None
+        else:  # memory-nodes and expanders: their groups and ports follow the backing store's serves
+            return None
+        stores = tuple(dict.fromkeys(s for d in self.devices for s in serves[d]))
+        links = sorted({data["link_type"] for s in stores for _, _, data in self.graph.in_edges(s, data=True)})
+        read = write = 0.0
+        if kind in ("memory_node", "cxl"):
+            read = write = self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
+        elif kind == "nvme":
+            read, write = self.nvme.read_latency, self.nvme.write_latency
+        return MemoryTier(kind=kind, stores=stores, serves=serves,
+                          capacity_bytes=float(sum(self.memory_capacity(s) for s in stores)),
+                          links=tuple(links), read_latency_s=read, write_latency_s=write)
+
+    def _stripes(self, device: str, store: str, share: float, direction: str, tier: MemoryTier) -> list[Subflow]:
         hops = _route(self.graph, device, store)
         counts = [self.graph.number_of_edges(a, b) for a, b in hops]
         stripes = max(counts)
-        port = self._port_of(device, store)
+        port = tier.port(store, device, direction)
         result = []
         for k in range(stripes):
             if direction == "offload":
@@ -175,21 +250,14 @@ class Topology:
             else:
                 chans = [channel_id(b, a, k % n) for (a, b), n in reversed(list(zip(hops, counts)))]
                 path = (port,) + tuple(chans)
-            latency = sum(self.channels[c].latency_s for c in chans)
-            if self.graph.nodes[store]["kind"] == "memory":
-                latency += self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
+            latency = sum(self.channels[c].latency_s for c in chans) + tier.latency_s(direction)
             result.append(Subflow(share=share / stripes, path=path, latency_s=latency, store=store))
         return result
 
-    def _port_of(self, device: str, store: str) -> str:
-        if self.graph.nodes[store]["kind"] == "cpu":
-            return f"{store}/mem"
-        return f"{store}/{device}"
-
     def memory_capacity(self, store: str) -> float:
         """Bytes a store holds: a whole memory-node (``"M0"``, shared by its clients),
-        one client's group of it (``"M0/D0"``: capacity / groups), or a CPU socket's
-        DRAM (``"CPU0"``, shared by the devices it serves)."""
+        one client's group of it (``"M0/D0"``: capacity / groups), a CPU socket's
+        DRAM (``"CPU0"``, shared by the devices it serves) or an NVMe drive (``"NV0"``)."""
         node, _, client = store.partition("/")
         kind = self.graph.nodes[node]["kind"] if node in self.graph else None
         if kind == "memory" and self.memory_node is not None:
@@ -197,6 +265,8 @@ class Topology:
             return whole / self.memory_node.groups if client else whole
         if kind == "cpu" and self.host is not None:
             return self.host.socket_mem_capacity
+        if kind == "nvme":
+            return self.nvme.capacity
         raise ValueError(f"{store!r} is not a backing store of topology {self.name!r}")
 
     # -- what the design gives, without simulating ------------------------------------
@@ -262,16 +332,22 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    cache = _search_cache(graph)
-    relays = cache.get("relays")
-    if relays is None:  # listing every node per route made loading quadratic in the devices
-        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind") if kind in _RELAYS)
+    relays = _relays(graph)
     view = nx.subgraph_view(graph, filter_node=lambda n: n in relays or n == device or n == store)
     try:
         nodes = nx.shortest_path(view, device, store)
     except nx.NetworkXNoPath:
         return []
     return list(zip(nodes[:-1], nodes[1:]))
+
+
+def _relays(graph: nx.MultiDiGraph) -> frozenset:
+    """The nodes a DMA to a store may relay through (PCIe and fabric switches)."""
+    cache = _search_cache(graph)
+    relays = cache.get("relays")
+    if relays is None:  # listing every node per route made loading quadratic in the devices
+        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind") if kind in _RELAYS)
+    return relays
 
 
 def _search_cache(graph: nx.MultiDiGraph) -> dict:
@@ -333,10 +409,13 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
     spines = _names(doc.spine_switches, "spine", made.child("spine_switches"))  # fabric nodes above the others
     sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
+    drives = _names(doc.nvme_drives, "nvme", made.child("nvme_drives"))
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
     if memory_nodes and doc.memory_node is None:
         raise top.child("memory_node").error("missing; the topology has memory-nodes")
+    if drives and doc.nvme is None:
+        raise top.child("nvme").error("missing; the topology has NVMe drives")
     if (fabric or spines) and doc.fabric_switch is None:
         raise top.child("fabric_switch").error("missing; the topology has fabric switches")
     # Each fabric node's part, and the key that gave it: a spine's own, else the fabric switch's.
@@ -353,6 +432,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         ("fabric", fabric, "fabric_switches"),
         ("fabric", spines, "spine_switches"),
         ("cpu", sockets, "host.sockets"),
+        ("nvme", drives, "nvme_drives"),
     ):
         for n in ids:
             if n in graph:
@@ -371,6 +451,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
     nic_ports = _shared_nics(graph, doc.nics, ports, made.child("nics"), rings)
+    for v in drives:  # a drive reads and writes at different rates: a port each way
+        ports[f"{v}/read"] = Port(f"{v}/read", v, doc.nvme.read_bw)
+        ports[f"{v}/write"] = Port(f"{v}/write", v, doc.nvme.write_bw)
     return Topology(
         name=doc.name,
         description=doc.description,
@@ -399,6 +482,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         spine_switch=doc.spine_switch,
         generator=doc.generator,
         nic_ports=nic_ports,
+        nvme=doc.nvme,
+        nvme_drives=drives,
     )
 
 

@@ -70,7 +70,8 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
     if not topology.memory_nodes:
         notes.append(f"policy {execution.policy} ignored: {topology.name} has no memory-nodes")
     if not record.virtualize:
-        why = "disabled" if not execution.training.virtualization else f"{topology.name} has no backing store"
+        why = ("feature maps placed in hbm" if execution.place.activations == "hbm"
+               else "disabled" if not execution.training.virtualization else f"{topology.name} has no backing store")
         notes.append(f"memory virtualization off: {why}")
     devices = record.distinct_devices()
     copies = sum(c for _, _, c in devices)

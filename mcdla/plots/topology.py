@@ -29,6 +29,7 @@ _STYLE = {
     "switch": dict(marker="D", color="#8c8c8c", size=500),
     "fabric": dict(marker="8", color="#8172b2", size=1400),
     "cpu": dict(marker="h", color="#dd8452", size=1200),
+    "nvme": dict(marker="v", color="#937860", size=1100),
 }
 _RING_COLOURS = ("#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#937860", "#da8bc3")
 
@@ -90,7 +91,7 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
         if own:
             x, y = sum(p[0] for p in own) / len(own), sum(p[1] for p in own) / len(own)
             pos[cpu] = (1.25 * x, 1.25 * y)
-    for row, kind in ((1.3, "switch"), (1.9, "memory"), (2.5, "cpu")):
+    for row, kind in ((1.3, "switch"), (1.9, "memory"), (2.5, "cpu"), (3.1, "nvme")):
         members = [n for n, k in kinds.items() if k == kind and n not in pos]
         for i, n in enumerate(members):
             frac = (i + 0.5) / len(members)

@@ -16,6 +16,7 @@ import simpy
 
 from mcdla.hw.gpu import sm_contended
 from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
+from mcdla.hw.tiers import state_routes, state_tier
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import closure, prefetch_step
@@ -68,7 +69,7 @@ class DeviceCompute:
             return self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
 
         def fetch_then_gather():
-            yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in")
+            yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in", "params")
             yield self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
 
         return self.env.process(fetch_then_gather())
@@ -109,12 +110,12 @@ class DeviceCompute:
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
-        workload, topology = self.inputs.workload, self.inputs.topology
+        workload, execution = self.inputs.workload, self.inputs.execution
         params = self.plan.updated_params
-        # With the weights in the backing store too (ZeRO-Infinity), the gradients are
-        # already there and the updated weights stay there.
-        in_store = self.inputs.execution.offload_params
-        if topology.backing == "host":
+        # With the weights in the optimizer's tier too (ZeRO-Infinity), the gradients
+        # are already there and the updated weights stay there.
+        in_store = execution.offload_params
+        if state_tier(self.inputs.topology, execution, "optimizer").kind == "host":
             if not in_store:
                 yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
             # The CPU's step is a memory-bound pass over the state in its socket's DRAM:
@@ -124,9 +125,10 @@ class DeviceCompute:
             if not in_store:
                 yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
             return
-        # Memory-nodes have no processor: the state (and, ZeRO-Infinity, the gradient in
-        # and the updated weights out) comes to the device in chunks, each stepped while
-        # the next arrives and the last goes back (double-buffered).
+        # Memory-nodes, expanders and drives have no processor: the state (and,
+        # ZeRO-Infinity, the gradient in and the updated weights out) comes to the device
+        # in chunks, each stepped while the next arrives and the last goes back
+        # (double-buffered).
         state = optimizer_state_bytes(workload, params) + (params * workload.precision_bytes if in_store else 0.0)
         chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
         size, step_s = state / chunks, self.plan.step_s / chunks
@@ -150,15 +152,17 @@ class DeviceCompute:
             written.append(env.process(write_back()))
         yield env.all_of(written)
 
-    def _to_store(self, size_bytes: float, direction: str, label: str, ports_only: bool = False):
-        """Moves ``size_bytes`` between this device and its backing stores, striped as
-        feature maps are (or, ``ports_only``, streams them through the stores' memory)."""
+    def _to_store(self, size_bytes: float, direction: str, label: str, state: str = "optimizer",
+                  ports_only: bool = False):
+        """Moves ``size_bytes`` of ``state`` (optimizer or params) between this device and
+        the stores of its tier, striped as feature maps are (or, ``ports_only``, streams
+        them through the stores' memory)."""
         topology, execution = self.inputs.topology, self.inputs.execution
-        routes = topology.backing_routes(topology.devices[self.device], execution.policy, direction)
+        routes = state_routes(topology, execution, state, topology.devices[self.device], direction)
         start = self.env.now
         moved = self.stores.moved
         for other in self.members[1:]:  # the class's other devices move the same over their routes
-            for sub in topology.backing_routes(topology.devices[other], execution.policy, direction):
+            for sub in state_routes(topology, execution, state, topology.devices[other], direction):
                 moved.append((sub.path[-1:] if ports_only else sub.path, sub.share * size_bytes))
         yield self.env.all_of(stripe(self.net, routes, size_bytes, f"{label}/{self.device}", ports_only,
                                      moved, self.copies))
@@ -192,7 +196,7 @@ class DeviceCompute:
 
         def then_store():
             yield reduced
-            yield from self._to_store(size_bytes / self.stream.devices, "offload", "gradients out")
+            yield from self._to_store(size_bytes / self.stream.devices, "offload", "gradients out", "params")
 
         return self.env.process(then_store())
 

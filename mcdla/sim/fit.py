@@ -48,5 +48,7 @@ def maps_way_out(execution: ExecutionSpec, virtualized: bool, backing: bool) -> 
 
 def store_way_out() -> str:
     """How to make room in a backing store that overflows."""
-    return _join(["a design with more memory-nodes or host memory", "ZeRO over more replicas",
+    return _join(["a design with more memory-nodes or host memory",
+                  "another memory tier of the design (execution.place.activations|optimizer|params)",
+                  "ZeRO over more replicas",
                   "`mcdla plan`"])

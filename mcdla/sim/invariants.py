@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 
 from mcdla.errors import InvariantError
+from mcdla.hw.tiers import state_routes
 from mcdla.sim.algorithms import COLLECTIVES
 
 __all__ = ["check_iteration", "RELATIVE_SLACK"]
@@ -122,7 +123,7 @@ def expected_channel_bytes(record) -> dict[str, float]:
     moved /= execution.training.compression  # a compressing DMA engine's bytes
     for device in topology.devices:
         for direction in ("offload", "prefetch"):
-            for sub in topology.backing_routes(device, execution.policy, direction):
+            for sub in state_routes(topology, execution, "activations", device, direction):
                 for resource in sub.path:
                     add(resource, sub.share * moved)
     return expected

@@ -7,6 +7,7 @@ from __future__ import annotations
 import simpy
 
 from mcdla.errors import InfeasibleError
+from mcdla.hw.tiers import state_routes
 from mcdla.sim import fit
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import FIT_SLACK
@@ -152,7 +153,7 @@ class DmaEngine:
         compressing DMA engine (cDMA) moves and stores it ``training.compression`` times
         smaller, and restores it whole in device memory."""
         size = self.plan.tensor_bytes[tensor] / self.inputs.execution.training.compression
-        routes = self.inputs.topology.backing_routes(self.name, self.inputs.execution.policy, direction)
+        routes = state_routes(self.inputs.topology, self.inputs.execution, "activations", self.name, direction)
         start = self.env.now
         if direction == "offload":
             for sub in routes:

@@ -52,6 +52,7 @@ from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_
 from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
 from mcdla.hw.parallelism import device_share
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
+from mcdla.hw.tiers import state_routes, state_tier, used_tiers
 from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.device import DeviceCompute
@@ -123,7 +124,7 @@ class Iteration:
         self.env = CountingEnvironment()
         self._record_timeline = record_timeline
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
-        self.virtualize = execution.training.virtualization and topology.backing != "none"
+        self.virtualize = state_tier(topology, execution, "activations") is not None
         self.pipe = None
         if pp > 1:
             if self.virtualize:
@@ -145,7 +146,7 @@ class Iteration:
         else:
             params = {g: b / workload.precision_bytes for g, b in self.plan.group_bytes.items()}
             self.model_state_bytes = device_model_state(workload, execution, devices, params)
-        if execution.offload_optimizer and topology.backing == "none":
+        if execution.offload_optimizer and state_tier(topology, execution, "optimizer") is None:
             raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
                              key="execution.offload_optimizer")
         self.reduce_Bps = reduction_rate_Bps(topology.device)
@@ -180,6 +181,15 @@ class Iteration:
         self.port_peak_Bps = {port: 0.0 for port in dict.fromkeys(map(net.representative, self.socket_ports))}
         return net
 
+    def _store_tiers(self) -> tuple[str, ...] | None:
+        """The tiers whose stores tell devices apart: None (the backing store, as ever)
+        unless the run places state on another tier, then the backing store's and those."""
+        topology = self.inputs.topology
+        kinds = used_tiers(topology, self.inputs.execution)
+        if all(k == topology.default_tier_kind for k in kinds):
+            return None
+        return tuple(dict.fromkeys(k for k in (topology.default_tier_kind, *kinds) if k is not None))
+
     def _symmetry(self):
         """Which devices are simulated once for their class (mcdla.hw.symmetry), and each
         communicator's weights: what a simulated device's join counts for (the devices
@@ -205,7 +215,7 @@ class Iteration:
                                 colours=[self.stage_of[d] for d in range(len(names))] if pp > 1 else (),
                                 groups=[(kind, [names[d] for d in group], rings if len(group) > 1 else ())
                                         for kind, _, group, rings in self.group_rings], links=links,
-                                rings=() if self.group_rings else topology.rings)
+                                rings=() if self.group_rings else topology.rings, tiers=self._store_tiers())
         if not self.group_rings:  # one communicator over every device
             return symmetry, [({group[0]: len(group) for group in symmetry.device_classes}, 1, ())]
         groups = [(kind, group) for kind, _, group, _ in self.group_rings]
@@ -328,8 +338,8 @@ class Iteration:
             state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
             if inputs.execution.offload_params:  # ZeRO-Infinity: its shard of the weights and gradients too
                 state += 2 * self.plan.updated_params * inputs.workload.precision_bytes
-            for group in self.symmetry.device_classes:
-                for sub in topology.backing_routes(topology.devices[group[0]], inputs.execution.policy, "offload"):
+            for group in self.symmetry.device_classes:  # the weights live where the optimizer state does
+                for sub in state_routes(topology, inputs.execution, "optimizer", topology.devices[group[0]], "offload"):
                     stores.hold(sub.store, sub.share * state, len(group))
         streams, rings, stands = self._communicators()
         memories = {d: DeviceMemory(env, records[d], capacity) for d in simulated}
