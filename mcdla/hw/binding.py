@@ -16,11 +16,13 @@ from collections import Counter
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc
 from mcdla.errors import excerpt
 from mcdla.hw.network import Ring, channel_id
-from mcdla.hw.rings import SEARCH_STEPS, Fabric, RingSearchLimit, derive_rings
+from mcdla.hw.fabric import Fabric
+from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
 
 __all__ = ["bind_rings"]
 
@@ -69,11 +71,13 @@ class _LinkUsage:
         return chosen[1]
 
 
-def bind_rings(graph, doc: TopologyDoc, channels, top: Where):
+def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None):
     """Every listed ring (or, when none is listed, every derived one), checked, as
-    directed rings bound to parallel links; and the node cycles they came from."""
+    directed rings bound to parallel links; and the node cycles they came from. ``fab``:
+    the graph's fabric (:class:`~mcdla.hw.fabric.Fabric`; default: read here), which
+    each ring keeps for the switch algorithms to ask."""
     rings: list[Ring] = []
-    fab = Fabric(graph)
+    fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
@@ -155,7 +159,7 @@ def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
         if not isinstance(node, str) or node not in kinds:
             raise where.child(j).error(f"unknown node {excerpt(node)}")
         kind = kinds[node]
-        if kind not in ("device", "memory", "fabric"):
+        if not NODE_KINDS.get(kind).on_rings:
             raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
                                        "and fabric switches")
         if kind == "device":
@@ -213,8 +217,9 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     # Which fabric switch each rank sends into and receives from (the ends of its
     # segment's first hop and of the last hop into it): the switch algorithms pair any
     # two ranks on one switch through it.
-    switch_out = tuple(nodes[j + 1 - listed] if kinds[nodes[j + 1 - listed]] == "fabric" else "" for j in starts)
-    switch_in = tuple(nodes[j - 1] if kinds[nodes[j - 1]] == "fabric" else "" for j in starts)
+    switches = fab.switches
+    switch_out = tuple(nodes[j + 1 - listed] if nodes[j + 1 - listed] in switches else "" for j in starts)
+    switch_in = tuple(nodes[j - 1] if nodes[j - 1] in switches else "" for j in starts)
 
     def link(src: str, dst: str) -> str:
         if not src or not dst:
@@ -242,4 +247,4 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
                 switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
                 exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
                 exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in,
-                node=tuple(fab.node_of(r) for r in ranks) if any(exit_switch) else (), **core_fields)
+                node=tuple(fab.node_of(r) for r in ranks) if any(exit_switch) else (), fabric=fab, **core_fields)

@@ -13,8 +13,9 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from mcdla.errors import InputError
 
@@ -92,7 +93,9 @@ class Ring:
     (what its links reach without a spine switch): ranks of one machine never talk over
     the scale-out network. ``reverse`` names the ring that runs the same
     cycle the other way over the other direction of the same links ("" for none): a
-    listed ring bound both ways.
+    listed ring bound both ways. ``fabric`` is the routing service of the graph the ring
+    was bound on (:class:`mcdla.hw.fabric.Fabric`; None for a ring made by hand): the
+    ranks' rails and the relay of a PXN send are its answers, not the ring's.
     """
 
     name: str
@@ -114,6 +117,7 @@ class Ring:
     top_down: tuple[str, ...] = ()
     node: tuple[str, ...] = ()
     reverse: str = ""
+    fabric: Any = field(default=None, repr=False, compare=False)
 
     def through_switch(self, i: int) -> str:
         """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
@@ -221,17 +225,16 @@ class Ring:
         way = self.over_rail(i, j)
         if way is not None:
             return way
-        x = self._on_rail(channels).get((home, self.rail(j))) if home else None
+        x = self._relay(home, j) if home else None
         rest = self.over_rail(x, j) if x is not None and x not in avoid else None
         if rest is None:
             return None
         return (self.home_out[i], self.home_in[x]) + rest
 
     def rail(self, i: int) -> str:
-        """The switch that joins rank ``i``'s rail: the core above its exit switch (over
-        its pod spine in three tiers), or the exit switch itself ("" for none)."""
-        return ((self.exit_top and self.exit_top[i]) or (self.exit_core and self.exit_core[i])
-                or (self.exit_switch[i] if self.exit_switch else ""))
+        """The switch that joins rank ``i``'s rail (:meth:`mcdla.hw.fabric.Fabric.rail`;
+        "" for none)."""
+        return self.fabric.rail(self.ranks[i]) if self.fabric is not None else ""
 
     def over_rail(self, i: int, j: int) -> tuple[str, ...] | None:
         """The channels from rank ``i`` out of its domain to rank ``j`` over their rail:
@@ -251,17 +254,18 @@ class Ring:
                     self.exit_in[j])
         return None
 
-    def _on_rail(self, channels) -> dict[tuple[str, str], int]:
-        """(domain switch, rail) -> the rank of that domain on that rail, for
-        :meth:`direct`: found once per ring."""
-        def index() -> dict[tuple[str, str], int]:
-            found: dict[tuple[str, str], int] = {}
-            for k, into in enumerate(self.home_in):
-                if into and self.exit_switch[k]:
-                    found.setdefault((channels[into].src, self.rail(k)), k)
-            return found
+    def _relay(self, home: str, j: int) -> int | None:
+        """The position of the rank of domain ``home`` on rank ``j``'s rail that relays a
+        PXN send to ``j``: of the fabric's devices there (:meth:`~mcdla.hw.fabric.Fabric.
+        on_rail`), the first in this ring's order; None for none. Once per (domain, rail)."""
+        rail = self.rail(j)
 
-        return self.memo("on rail", index)
+        def first() -> int:
+            position = self.position
+            return min((position[d] for d in self.fabric.on_rail(home, rail) if d in position), default=-1)
+
+        found = self.memo(("pxn relay", home, rail), first)
+        return None if found < 0 else found
 
 
 @dataclass(frozen=True)
@@ -311,7 +315,8 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)
-    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), **fields)
+    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), fabric=ring.fabric,
+                **fields)
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):

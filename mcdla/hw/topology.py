@@ -34,6 +34,7 @@ from mcdla.config.hardware import (
     MemoryNodeSpec,
     SwitchSpec,
 )
+from mcdla.config.nodes import NODE_KINDS, PLACED_KINDS, SPINE_KEY, SPINE_PREFIX
 from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Where
 from mcdla.config.topology import MAX_NODES, TopologyDoc, read_topology_doc
@@ -41,6 +42,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
 from mcdla.hw.binding import bind_rings
+from mcdla.hw.fabric import Fabric
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -50,11 +52,6 @@ DIRECTIONS = ("offload", "prefetch")
 # GPU in total); each is a channel the flow solver tracks.
 MAX_PARALLEL_LINKS = 256
 
-# Node-id prefixes of generated node names, by kind.
-_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "spine": "SP", "cpu": "CPU"}
-# Node kinds a DMA to the backing store may relay through: PCIe switches and fabric
-# switches. Devices and memory-nodes forward ring traffic only.
-_RELAYS = ("switch", "fabric")
 
 
 @dataclass(frozen=True)
@@ -92,6 +89,8 @@ class Topology:
     generator: str = ""  # the generator that wrote the graph ("": a hand-written file)
     # Channel -> the ports a flow on it also loads: a shared NIC's (``nics`` in the file).
     nic_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    # The routing service over the graph (home switch, exit, rail, route(i, j)): hw/fabric.py.
+    fabric: Fabric | None = field(default=None, repr=False, compare=False)
     # (device, policy, direction) -> stripes: a route is a graph search, and the
     # training driver asks for the same few routes at every DMA (and the rings by name, the
     # virtualization rates).
@@ -176,7 +175,7 @@ class Topology:
                 chans = [channel_id(b, a, k % n) for (a, b), n in reversed(list(zip(hops, counts)))]
                 path = (port,) + tuple(chans)
             latency = sum(self.channels[c].latency_s for c in chans)
-            if self.graph.nodes[store]["kind"] == "memory":
+            if self.graph.nodes[store]["kind"] == "memory":  # a memory-node, not a socket's DRAM
                 latency += self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
             result.append(Subflow(share=share / stripes, path=path, latency_s=latency, store=store))
         return result
@@ -265,7 +264,8 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     cache = _search_cache(graph)
     relays = cache.get("relays")
     if relays is None:  # listing every node per route made loading quadratic in the devices
-        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind") if kind in _RELAYS)
+        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind")
+                                             if NODE_KINDS.get(kind).relays_dma)
     view = nx.subgraph_view(graph, filter_node=lambda n: n in relays or n == device or n == store)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -312,14 +312,30 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
         return build_topology(read_topology_doc(path, sets, file), file)
 
 
-def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, ...]:
+def _names(spec: int | tuple[str, ...], prefix: str, where: Where) -> tuple[str, ...]:
     if isinstance(spec, int):
         if spec < 0:
             raise where.error(f"must be >= 0, got {spec}")
         if spec > MAX_NODES:  # refused before building a graph that would exhaust memory
             raise where.error(f"{spec} is more than the supported maximum of {MAX_NODES} nodes")
-        return tuple(f"{_PREFIX[kind]}{i}" for i in range(spec))
+        return tuple(f"{prefix}{i}" for i in range(spec))
     return tuple(spec)
+
+
+def _placed(doc: TopologyDoc, made: Where, top: Where) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each kind's nodes the file places (:data:`~mcdla.config.nodes.NODE_KINDS` with a
+    file key) as (kind, key, names), the spines after the other fabric switches: the
+    device-nodes, memory-nodes, PCIe switches, fabric switches, spines, CPU sockets."""
+    placed = []
+    for name in PLACED_KINDS:
+        kind = NODE_KINDS.get(name)
+        if kind.key == "host.sockets":  # the host's, a count only
+            placed.append((name, kind.key, _names(doc.host.sockets, kind.prefix, top) if doc.host is not None else ()))
+            continue
+        placed.append((name, kind.key, _names(getattr(doc, kind.key), kind.prefix, made.child(kind.key))))
+        if name == "fabric":  # fabric nodes above the others, their role in the fabric (hw/fabric.py)
+            placed.append((name, SPINE_KEY, _names(doc.spine_switches, SPINE_PREFIX, made.child(SPINE_KEY))))
+    return placed
 
 
 def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
@@ -327,12 +343,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     top = Where(file)
     # Errors in what a generator wrote name the generator: the file has no such keys.
     made = top.child("generator") if doc.generator else top
-    devices = _names(doc.devices, "device", made.child("devices"))
-    memory_nodes = _names(doc.memory_nodes, "memory", made.child("memory_nodes"))
-    switches = _names(doc.switches, "switch", made.child("switches"))
-    fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
-    spines = _names(doc.spine_switches, "spine", made.child("spine_switches"))  # fabric nodes above the others
-    sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
+    placed = _placed(doc, made, top)  # (kind, its file key, the nodes), in the order they are added
+    devices, memory_nodes, switches, fabric, spines, sockets = (nodes for _kind, _key, nodes in placed)
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
     if memory_nodes and doc.memory_node is None:
@@ -346,14 +358,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     specs = {n: spec for n, (spec, _key) in parts.items()}
 
     graph = nx.MultiDiGraph()
-    for kind, ids, key in (
-        ("device", devices, "devices"),
-        ("memory", memory_nodes, "memory_nodes"),
-        ("switch", switches, "switches"),
-        ("fabric", fabric, "fabric_switches"),
-        ("fabric", spines, "spine_switches"),
-        ("cpu", sockets, "host.sockets"),
-    ):
+    for kind, key, ids in placed:
         for n in ids:
             if n in graph:
                 raise top.child(key).error(f"node {n!r} is defined twice")
@@ -365,7 +370,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     channels, physical = _add_links(graph, doc, specs, made.child("connections"))
 
     _check_budgets(graph, doc, parts, made)
-    rings, cycles = bind_rings(graph, doc, channels, top)
+    fabric_view = Fabric(graph)
+    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view)
     serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
@@ -399,6 +405,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         spine_switch=doc.spine_switch,
         generator=doc.generator,
         nic_ports=nic_ports,
+        fabric=fabric_view,
     )
 
 
@@ -515,6 +522,8 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
     if doc.memory_node is not None:
         budgets["memory"] = (doc.memory_node.links, "memory_node.links")
     kinds = dict(graph.nodes(data="kind"))
+    # Nodes a link to is a host interface (a PCIe switch): not counted at the other end.
+    host = {n for n, kind in kinds.items() if NODE_KINDS.get(kind).host_side}
     # Link types that do not count against a device's budget (a switch's port all the same).
     free = {alias for alias, spec in doc.links.items() if spec.host_interface}
     # Devices that share a NIC (``nics``) take one switch port for it, not one each.
@@ -524,19 +533,19 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
         if kind not in budgets and node not in parts:
             continue
         if kind == "device" and free:
-            used = sum(1 for other, keyed in others.items() if kinds[other] != "switch"
+            used = sum(1 for other, keyed in others.items() if other not in host
                        for data in keyed.values() if data["link_type"] not in free)
         elif node in parts and nic_of:
             nics: set[int] = set()
             used = 0
             for other, keyed in others.items():
-                if kinds[other] == "switch" or (other in nic_of and nic_of[other] in nics):
+                if other in host or (other in nic_of and nic_of[other] in nics):
                     continue
                 if other in nic_of:
                     nics.add(nic_of[other])
                 used += len(keyed)
         else:
-            used = sum(len(keyed) for other, keyed in others.items() if kinds[other] != "switch")
+            used = sum(len(keyed) for other, keyed in others.items() if other not in host)
         if node in parts:
             budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
         else:
@@ -573,8 +582,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             raise where.child(d).error("a store is listed twice")
         for j, s in enumerate(stores):
             if kinds.get(s) != want:
-                kind_name = "CPU socket" if want == "cpu" else "memory-node"
-                raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
+                raise where.child(d).child(j).error(f"{s!r} is not a {NODE_KINDS.get(want).label}")
             if not _route(graph, d, s):
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
