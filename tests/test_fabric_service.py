@@ -117,3 +117,42 @@ def test_dimensions_as_astra_sim_describes_a_network():
     assert lat1 == pytest.approx(2 * topo.links["nic"].latency + topo.spine_switch.latency)
     assert load_topology("dgx_h100").fabric.dimensions("D0")[0][:2] == ("Switch", 8)
     assert [d[:2] for d in load_topology("ring").fabric.dimensions("D0")] == [("Ring", 8)]
+
+
+# -- the cache --------------------------------------------------------------------------
+
+def _iteration(topo, workload="gpt2", sets=(("execution.tensor_parallel", 2),)):
+    from mcdla.run import load_inputs
+    from mcdla.sim.training import Iteration
+
+    cache = {("topology", "dgx_h100", repr([])): topo}
+    _topo, work, execution = load_inputs("dgx_h100", workload, list(sets), cache, parallel="data", batch=16,
+                                         policy="bw_aware")
+    return Iteration(topo, work, execution)
+
+
+def test_a_loaded_topology_keeps_what_it_derives_in_one_cache():
+    topo = load_topology("dgx_h100")
+    assert all(ring.cache is topo.cache for ring in topo.rings)  # the bound rings' derived values
+    before = len(topo.cache)
+    routes = topo.backing_routes("D0", "bw_aware", "offload")
+    assert len(topo.cache) > before and topo.backing_routes("D0", "bw_aware", "offload") is routes
+    assert load_topology("dgx_h100").cache is not topo.cache  # two loads: two caches
+
+
+def test_two_runs_on_one_topology_share_no_state():
+    """A run's sub-rings keep what they derive in the run's cache; what the topology's
+    rings derive is kept once, so a second run adds nothing to the topology's cache and
+    gives the same result."""
+    topo = load_topology("dgx_h100")
+    first = _iteration(topo)
+    sub_rings = [ring for *_, rings in first.group_rings for ring in rings]
+    assert sub_rings and all(ring.cache is first.cache for ring in sub_rings)
+    one = first.run()
+    kept = len(topo.cache)
+    second = _iteration(topo)
+    assert second.cache is not first.cache and len(second.cache) == 0
+    two = second.run()
+    assert len(topo.cache) == kept
+    assert len(second.cache) == len(first.cache) > 0
+    assert two.iteration_time_s == one.iteration_time_s > 0

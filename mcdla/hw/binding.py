@@ -71,11 +71,12 @@ class _LinkUsage:
         return chosen[1]
 
 
-def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None):
+def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None, cache=None):
     """Every listed ring (or, when none is listed, every derived one), checked, as
     directed rings bound to parallel links; and the node cycles they came from. ``fab``:
     the graph's fabric (:class:`~mcdla.hw.fabric.Fabric`; default: read here), which
-    each ring keeps for the switch algorithms to ask."""
+    each ring keeps for the switch algorithms to ask; ``cache``: the loaded topology's
+    (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them."""
     rings: list[Ring] = []
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
@@ -101,7 +102,8 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
             other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
-            rings.append(replace(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i), reverse=other))
+            ring = _bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i)
+            rings.append(replace(ring, reverse=other, cache=cache if cache is not None else ring.cache))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized

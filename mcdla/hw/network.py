@@ -13,11 +13,13 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from mcdla.errors import InputError
+from mcdla.hw.cache import Cache
 
 __all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
 
@@ -95,7 +97,10 @@ class Ring:
     cycle the other way over the other direction of the same links ("" for none): a
     listed ring bound both ways. ``fabric`` is the routing service of the graph the ring
     was bound on (:class:`mcdla.hw.fabric.Fabric`; None for a ring made by hand): the
-    ranks' rails and the relay of a PXN send are its answers, not the ring's.
+    ranks' rails and the relay of a PXN send are its answers, not the ring's. ``cache``
+    is where what collectives derive from the ring is kept (:meth:`memo`): the loaded
+    topology's for its bound rings, a run's for its sub-rings, the ring's own for one
+    made by hand.
     """
 
     name: str
@@ -118,6 +123,9 @@ class Ring:
     node: tuple[str, ...] = ()
     reverse: str = ""
     fabric: Any = field(default=None, repr=False, compare=False)
+    cache: Cache = field(default_factory=Cache, repr=False, compare=False)
+    # This ring's key in ``cache``: every ring made (a replace() too) gets its own.
+    token: int = field(default_factory=itertools.count().__next__, init=False, repr=False, compare=False)
 
     def through_switch(self, i: int) -> str:
         """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
@@ -153,18 +161,11 @@ class Ring:
     def channels(self) -> tuple[str, ...]:
         return tuple(c for seg in self.segments for c in seg)
 
-    @cached_property
-    def derived(self) -> dict:
-        """What collective algorithms derive from the ring alone (its domains, say), kept
-        with it: computed once per ring, not per collective (frozen: never stale)."""
-        return {}
-
     def memo(self, key, make):
-        """``derived[key]``, made by ``make()`` when first asked."""
-        found = self.derived.get(key)
-        if found is None:
-            found = self.derived[key] = make()
-        return found
+        """What collective algorithms derive from the ring alone (its domains, say) under
+        ``key``, made by ``make()`` when first asked and kept in :attr:`cache`: once per
+        ring, not per collective (the ring is frozen: never stale)."""
+        return self.cache.get(("ring", self.token, key), make)
 
     @cached_property  # a ring step's latency, asked by every collective on the ring
     def max_latency_s(self) -> float:
@@ -283,7 +284,8 @@ class Subflow:
     store: str
 
 
-def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channels=None) -> Ring:
+def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channels=None,
+             cache: Cache | None = None) -> Ring:
     """``ring`` restricted to the ranks in ``members``, in ring order (a communicator of
     a subgroup on the same physical rings, as NCCL's). A segment between two members
     that share a switch (:meth:`Ring.direct`: their domain switch, or a rail switch)
@@ -293,7 +295,8 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     neighbours forms a line over both directions rather than closing the long way
     around through other groups. ``channels`` (channel id -> Channel) gives direct
     segments their latency; a ring bound to switches needs it. The kept ranks keep
-    their switches and links to them, so the switch algorithms run on the sub-ring."""
+    their switches and links to them, so the switch algorithms run on the sub-ring.
+    ``cache``: where the sub-ring keeps what is derived from it (a run's; default its own)."""
     position = ring.position
     keep = sorted(position[m] for m in members if m in position)
     if len(keep) == ring.size:
@@ -316,7 +319,7 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
         if values:
             fields[attr] = tuple(values[i] for i in keep)
     return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), fabric=ring.fabric,
-                **fields)
+                cache=cache if cache is not None else Cache(), **fields)
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):

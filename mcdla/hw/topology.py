@@ -42,6 +42,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
 from mcdla.hw.binding import bind_rings
+from mcdla.hw.cache import Cache
 from mcdla.hw.fabric import Fabric
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
@@ -91,10 +92,10 @@ class Topology:
     nic_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     # The routing service over the graph (home switch, exit, rail, route(i, j)): hw/fabric.py.
     fabric: Fabric | None = field(default=None, repr=False, compare=False)
-    # (device, policy, direction) -> stripes: a route is a graph search, and the
-    # training driver asks for the same few routes at every DMA (and the rings by name, the
-    # virtualization rates).
-    _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # What the load derives and asks again (hw/cache.py): the stores' graph searches, each
+    # (device, policy, direction)'s stripes (the training driver asks at every DMA), the
+    # rings by name, the virtualization rates, and the bound rings' derived values.
+    cache: Cache = field(default_factory=Cache, repr=False, compare=False)
 
     # -- capacities and routes -------------------------------------------------------
 
@@ -102,9 +103,7 @@ class Topology:
         """The ring running ``ring``'s cycle the other way (:attr:`Ring.reverse`), or None."""
         if not ring.reverse:
             return None
-        named = self._routes.get("rings by name")
-        if named is None:
-            named = self._routes["rings by name"] = {r.name: r for r in self.rings}
+        named = self.cache.get(("rings by name",), lambda: {r.name: r for r in self.rings})
         return named.get(ring.reverse)
 
     def capacities(self) -> dict[str, float]:
@@ -144,8 +143,8 @@ class Topology:
         hold what share; each store's share is striped evenly over the parallel links
         to it. No backing store: ``()``.
         """
-        key = (device, policy, direction)
-        cached = self._routes.get(key)  # checked when first asked: a DMA asks at every transfer
+        key = ("stripes", device, policy, direction)
+        cached = self.cache.peek(key)  # checked when first asked: a DMA asks at every transfer
         if cached is not None:
             return cached
         placement = PLACEMENTS.get(policy, key="policy")  # an unknown name is an InputError
@@ -158,11 +157,11 @@ class Topology:
         routes: list[Subflow] = []
         for store, share in placement().shares(self.serves[device]):
             routes.extend(self._stripes(device, store, share, direction))
-        cached = self._routes[key] = tuple(routes)
+        cached = self.cache.put(key, tuple(routes))
         return cached
 
     def _stripes(self, device: str, store: str, share: float, direction: str) -> list[Subflow]:
-        hops = _route(self.graph, device, store)
+        hops = _route(self.graph, device, store, self.cache)
         counts = [self.graph.number_of_edges(a, b) for a, b in hops]
         stripes = max(counts)
         port = self._port_of(device, store)
@@ -218,10 +217,7 @@ class Topology:
         if self.backing == "none":
             return 0.0
         key = ("virtualization rate", policy, direction)  # a planner asks once per candidate
-        if key in self._routes:
-            return self._routes[key]
-        self._routes[key] = rate = self._virtualization_rate(policy, direction)
-        return rate
+        return self.cache.get(key, lambda: self._virtualization_rate(policy, direction))
 
     def _virtualization_rate(self, policy: str, direction: str) -> float:
         paths: dict[tuple[str, int], tuple[str, ...]] = {}
@@ -255,17 +251,16 @@ class Topology:
         }
 
 
-def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
-    """The hops from ``device`` to ``store``, relaying only through PCIe switches.
+def _store_path(graph: nx.MultiDiGraph, device: str, store: str, cache: Cache) -> list[tuple[str, str]]:
+    """The hops from ``device`` to ``store``, relaying only through the kinds that relay a
+    DMA (:attr:`~mcdla.config.nodes.NodeKind.relays_dma`: PCIe and fabric switches).
 
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    cache = _search_cache(graph)
-    relays = cache.get("relays")
-    if relays is None:  # listing every node per route made loading quadratic in the devices
-        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind")
-                                             if NODE_KINDS.get(kind).relays_dma)
+    # Listing every node per route made loading quadratic in the devices: once per load.
+    relays = cache.get(("relays",), lambda: frozenset(n for n, kind in graph.nodes(data="kind")
+                                                      if NODE_KINDS.get(kind).relays_dma))
     view = nx.subgraph_view(graph, filter_node=lambda n: n in relays or n == device or n == store)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -274,30 +269,19 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     return list(zip(nodes[:-1], nodes[1:]))
 
 
-def _search_cache(graph: nx.MultiDiGraph) -> dict:
-    """What the route searches keep about ``graph`` (its relays, the routes found), kept
-    with the graph and only for it: a copy of the graph (networkx copies the graph's
-    attributes shallowly) gets a cache of its own, since it may be changed."""
-    owner, cache = graph.graph.get("mcdla_search", (None, None))
-    if owner is not graph:
-        cache = {"routes": {}}
-        graph.graph["mcdla_search"] = (graph, cache)
-    return cache
-
-
-def _route(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
-    """:func:`_store_path`, searched once per (device, store) and not at all for a store
-    linked directly to the device (that link is the one shortest path): the search
-    lists every node of the graph, which made loading quadratic in the devices."""
-    routes = _search_cache(graph)["routes"]
-    hops = routes.get((device, store))
-    if hops is None:
+def _route(graph: nx.MultiDiGraph, device: str, store: str, cache: Cache | None = None) -> list[tuple[str, str]]:
+    """:func:`_store_path`, searched once per (device, store) and load (kept in the
+    topology's ``cache``; none given: kept nowhere, as for a changed copy of the graph),
+    and not at all for a store linked directly to the device (that link is the one
+    shortest path): the search lists every node of the graph, which made loading
+    quadratic in the devices."""
+    cache = Cache() if cache is None else cache
+    def search() -> list[tuple[str, str]]:
         if graph.has_edge(device, store):
-            hops = [(device, store)]
-        else:
-            hops = _store_path(graph, device, store)
-        routes[(device, store)] = hops
-    return list(hops)
+            return [(device, store)]
+        return _store_path(graph, device, store, cache)
+
+    return list(cache.get(("route", device, store), search))
 
 
 def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Topology:
@@ -370,9 +354,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     channels, physical = _add_links(graph, doc, specs, made.child("connections"))
 
     _check_budgets(graph, doc, parts, made)
-    fabric_view = Fabric(graph)
-    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made)
+    fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
+    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
@@ -406,6 +390,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         generator=doc.generator,
         nic_ports=nic_ports,
         fabric=fabric_view,
+        cache=cache,
     )
 
 
@@ -556,7 +541,7 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             )
 
 
-def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache):
     """Which stores serve which device, checked, and the memory ports."""
     where = top.child("serves")
     ports: dict[str, Port] = {}
@@ -583,7 +568,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         for j, s in enumerate(stores):
             if kinds.get(s) != want:
                 raise where.child(d).child(j).error(f"{s!r} is not a {NODE_KINDS.get(want).label}")
-            if not _route(graph, d, s):
+            if not _route(graph, d, s, cache):
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":

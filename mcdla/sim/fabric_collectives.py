@@ -139,13 +139,13 @@ class PhasedAlgorithm(CollectiveAlgorithm):
               reduce_Bps=None, tag="", copies=1):
         self._validate(op, rings, size_bytes, net.capacities_Bps, chunk_bytes, root)
         names = tuple(r.name for r in rings)
-        unit_cache = self.__dict__.setdefault("_units_of", {})  # the units are O(ranks): once per rings
-        known = unit_cache.get((names, op in REDUCING, reduce_Bps))
-        if known is None:
+
+        def units_of():  # the units are O(ranks): once per rings
             units = self._units(op, rings, reduce_Bps)
-            known = unit_cache[(names, op in REDUCING, reduce_Bps)] = (units, tuple(units))
-        units = known[0]
-        net.add_resources(known[1], reduce_Bps)  # once per network
+            return units, tuple(units)
+
+        units, unit_ids = self.cache.get(("units", names, op in REDUCING, reduce_Bps), units_of)
+        net.add_resources(unit_ids, reduce_Bps)  # once per network
         for cap, cap_Bps in self.caps(op, rings, net.capacities_Bps).items():
             net.add_resource(cap, cap_Bps, copies)  # one per alike group's ring
         size_bytes = float(size_bytes)
@@ -153,12 +153,11 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             # With rank symmetry a run's collectives are planned once per (op, rings) for a
             # byte and scaled (the phases are linear in the share; broadcast's fill is not),
             # their alike flows grouped: a collective costs its groups, not its ranks.
-            cache = self.__dict__.setdefault("_unit_plans", {})
-            key = (op, names, root, bool(units))
-            known = cache.get(key)
+            key = ("unit plan", op, names, root, bool(units))
+            known = self.cache.peek(key)
             if known is None or known[0] is not net:
                 plans = self._plans(op, rings, float(len(rings)), root, units, net.capacities_Bps, chunk_bytes)
-                known = cache[key] = (net, self._grouped(net, plans))
+                known = self.cache.put(key, (net, self._grouped(net, plans)))
             return env.process(self._run(env, net, tuple(rings), op, size_bytes, known[1], tag,
                                          size_bytes / len(rings), copies))
         plans = self._plans(op, rings, size_bytes, root, units, net.capacities_Bps, chunk_bytes)

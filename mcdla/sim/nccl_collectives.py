@@ -156,7 +156,7 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         return not picks_a_tree(rings, capacities_Bps)
 
     def _member(self, name):
-        return self.__dict__.get(name) or self.__dict__.setdefault(name, COLLECTIVES.get(name)(self.launch_s))
+        return self.cache.get(("member", name), lambda: COLLECTIVES.get(name)(self.launch_s))
 
     def others(self, op, rings, capacities_Bps):
         found = []
