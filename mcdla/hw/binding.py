@@ -223,30 +223,13 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     switch_out = tuple(nodes[j + 1 - listed] if nodes[j + 1 - listed] in switches else "" for j in starts)
     switch_in = tuple(nodes[j - 1] if nodes[j - 1] in switches else "" for j in starts)
 
-    def link(src: str, dst: str) -> str:
-        if not src or not dst:
-            return ""
-        return channel_id(src, dst, number % len(succ[src][dst]))
-
     tiers = [fab.tiers(r) for r in ranks]
-    exit_switch = tuple(t[1] for t in tiers)
-    cores = {leaf: fab.core(leaf) for leaf in set(exit_switch)}
-    exit_core = tuple(cores[leaf] for leaf in exit_switch)
-    core_fields = {}
-    if any(exit_core):
-        core_fields = dict(exit_core=exit_core, core_up=tuple(link(s, c) for s, c in zip(exit_switch, exit_core)),
-                           core_down=tuple(link(c, s) for s, c in zip(exit_switch, exit_core)))
-        tops = {spine: fab.core(spine) for spine in set(exit_core)}  # a three-tier fat tree's cores
-        exit_top = tuple(tops[spine] for spine in exit_core)
-        if any(exit_top):
-            core_fields.update(exit_top=exit_top, top_up=tuple(link(s, c) for s, c in zip(exit_core, exit_top)),
-                               top_down=tuple(link(c, s) for s, c in zip(exit_core, exit_top)))
     home = tuple(t[0] for t in tiers)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
     home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
     home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    # Each rank's exit, its core and this ring's links to them are the fabric's (Ring.exit_out ...).
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
-                switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
-                exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
-                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in,
-                node=tuple(fab.node_of(r) for r in ranks) if any(exit_switch) else (), fabric=fab, **core_fields)
+                switch_out=switch_out, switch_in=switch_in, home_out=home_out, home_in=home_in,
+                node=tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else (), fabric=fab,
+                number=number)

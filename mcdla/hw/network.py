@@ -97,7 +97,10 @@ class Ring:
     cycle the other way over the other direction of the same links ("" for none): a
     listed ring bound both ways. ``fabric`` is the routing service of the graph the ring
     was bound on (:class:`mcdla.hw.fabric.Fabric`; None for a ring made by hand): the
-    ranks' rails and the relay of a PXN send are its answers, not the ring's. ``cache``
+    ranks' rails and the relay of a PXN send are its answers, not the ring's; so are the
+    exit and core attributes above (``exit_switch`` ... ``top_down``: found from the fabric
+    when first asked, on the ring's parallel links, ``number``: the listed ring's index,
+    modulo the links). ``cache``
     is where what collectives derive from the ring is kept (:meth:`memo`): the loaded
     topology's for its bound rings, a run's for its sub-rings, the ring's own for one
     made by hand.
@@ -109,23 +112,54 @@ class Ring:
     latency_s: tuple[float, ...]
     switch_out: tuple[str, ...] = ()
     switch_in: tuple[str, ...] = ()
-    exit_switch: tuple[str, ...] = ()
-    exit_out: tuple[str, ...] = ()
-    exit_in: tuple[str, ...] = ()
     home_out: tuple[str, ...] = ()
     home_in: tuple[str, ...] = ()
-    exit_core: tuple[str, ...] = ()
-    core_up: tuple[str, ...] = ()
-    core_down: tuple[str, ...] = ()
-    exit_top: tuple[str, ...] = ()
-    top_up: tuple[str, ...] = ()
-    top_down: tuple[str, ...] = ()
     node: tuple[str, ...] = ()
     reverse: str = ""
     fabric: Any = field(default=None, repr=False, compare=False)
+    number: int = 0  # the listed ring's index: which parallel link it takes to a spine (Fabric.link)
     cache: Cache = field(default_factory=Cache, repr=False, compare=False)
     # This ring's key in ``cache``: every ring made (a replace() too) gets its own.
     token: int = field(default_factory=itertools.count().__next__, init=False, repr=False, compare=False)
+
+    # -- each rank's way out, as the fabric has it (the ring's parallel links) ----------
+
+    @cached_property
+    def exit_switch(self) -> tuple[str, ...]:
+        """Per rank, the spine switch it links to directly (its NIC's rail switch; ""
+        for none); () on a ring made by hand."""
+        fabric = self.fabric
+        return tuple(fabric.exit(r) for r in self.ranks) if fabric is not None else ()
+
+    def _above(self, below: tuple[str, ...]) -> tuple[str, ...]:
+        """Per rank, the one spine above each of ``below`` (Fabric.core); () for none."""
+        if not any(below):
+            return ()
+        above = {s: self.fabric.core(s) for s in set(below)}
+        found = tuple(above[s] for s in below)
+        return found if any(found) else ()
+
+    def _links(self, src: tuple[str, ...], dst: tuple[str, ...]) -> tuple[str, ...]:
+        """Per rank, this ring's channel from ``src`` to ``dst`` ("" where either is none)."""
+        link = self.fabric.link if self.fabric is not None else None
+        return tuple(link(a, b, self.number) if a and b else "" for a, b in zip(src, dst))
+
+    @cached_property
+    def exit_core(self) -> tuple[str, ...]:
+        """Per rank, the switch above its exit (a fat tree's core, or pod spine); ()."""
+        return self._above(self.exit_switch)
+
+    @cached_property
+    def exit_top(self) -> tuple[str, ...]:
+        """Per rank, the core above its pod spine in a three-tier fat tree; ()."""
+        return self._above(self.exit_core)
+
+    exit_out = cached_property(lambda self: self._links(self.ranks, self.exit_switch))
+    exit_in = cached_property(lambda self: self._links(self.exit_switch, self.ranks))
+    core_up = cached_property(lambda self: self._links(self.exit_switch, self.exit_core) if self.exit_core else ())
+    core_down = cached_property(lambda self: self._links(self.exit_core, self.exit_switch) if self.exit_core else ())
+    top_up = cached_property(lambda self: self._links(self.exit_core, self.exit_top) if self.exit_top else ())
+    top_down = cached_property(lambda self: self._links(self.exit_top, self.exit_core) if self.exit_top else ())
 
     def through_switch(self, i: int) -> str:
         """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
@@ -240,20 +274,15 @@ class Ring:
     def over_rail(self, i: int, j: int) -> tuple[str, ...] | None:
         """The channels from rank ``i`` out of its domain to rank ``j`` over their rail:
         through their one exit switch, or up from ``i``'s leaf to the rail's core and down
-        to ``j``'s leaf (through their pod spines and up to the rail's core when their
-        pods differ, in three tiers); None when they are not on one rail."""
-        if not self.exit_switch or not self.exit_switch[i]:
+        to ``j``'s leaf (through their pod spines when their pods differ, in three tiers),
+        on this ring's parallel links (:meth:`mcdla.hw.fabric.Fabric.up_and_over`); None
+        when they are not on one rail."""
+        fabric = self.fabric
+        if fabric is None:
             return None
-        if self.exit_switch[i] == self.exit_switch[j]:
-            return self.exit_out[i], self.exit_in[j]
-        if not self.exit_core or not self.exit_core[i]:
-            return None
-        if self.exit_core[i] == self.exit_core[j]:
-            return self.exit_out[i], self.core_up[i], self.core_down[j], self.exit_in[j]
-        if self.exit_top and self.exit_top[i] and self.exit_top[i] == self.exit_top[j]:
-            return (self.exit_out[i], self.core_up[i], self.top_up[i], self.top_down[j], self.core_down[j],
-                    self.exit_in[j])
-        return None
+        a, b = self.ranks[i], self.ranks[j]
+        way = fabric.up_and_over(a, b) if fabric.exit(a) else None
+        return fabric.channels((a, *way, b), self.number) if way is not None else None
 
     def _relay(self, home: str, j: int) -> int | None:
         """The position of the rank of domain ``home`` on rank ``j``'s rail that relays a
@@ -314,12 +343,12 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     fields = {}
     if ring.switch_out:
         fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
-    for attr in ("exit_switch", "exit_core", "exit_top", "node", *RANK_LINKS):
+    for attr in ("node", "home_out", "home_in"):  # the rest of a rank's links the fabric gives
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)
     return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), fabric=ring.fabric,
-                cache=cache if cache is not None else Cache(), **fields)
+                number=ring.number, cache=cache if cache is not None else Cache(), **fields)
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):
