@@ -97,6 +97,25 @@ def test_routes_on_a_fat_tree_go_up_to_the_rails_core():
     assert fabric.route("D0", "D17") == ("D0", "FS0", "D1", "SP1", "SP17", "SP9", "D17")
 
 
+def test_a_two_level_switch_routes_up_to_a_spine_and_shares_the_leafs_uplinks(tmp_path):
+    """Two leaves of 4 devices (4 NVLink4 each), each leaf with 2 uplinks to each of 2
+    spines: 4 uplinks of 20.55 GB/s shared by 4 devices, 20.55 GB/s each across."""
+    import yaml
+
+    path = tmp_path / "two_level.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "two_level", "description": "2 domains of 4 under 2 spines", "device": "h100_sxm5",
+        "fabric_switch": "nvswitch3", "links": {"nvlink": "nvlink4"},
+        "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4, "links_per_device": 4,
+                      "spines": 2, "uplinks": 2}}))
+    fabric = load_topology(str(path)).fabric
+    assert fabric.route("D0", "D1") == ("D0", "FS0", "D1")
+    assert fabric.route("D0", "D4") == ("D0", "FS0", "SP0", "FS1", "D4")
+    (k0, n0, bw0, _), (k1, n1, bw1, _) = fabric.dimensions("D0")
+    assert (k0, n0, bw0) == ("Switch", 4, pytest.approx(4 * 20.55e9))
+    assert (k1, n1, bw1) == ("Switch", 2, pytest.approx(20.55e9))
+
+
 def test_routes_elsewhere():
     two_level = load_topology("mcdla_scaleout").fabric
     assert two_level.route("D0", "D0") == ("D0",)

@@ -218,24 +218,24 @@ class Fabric:
         else:
             machine = self.node_of(device)
             members = [n for n, kind in self.kinds.items() if kind == "device" and self.node_of(n) == machine]
-            ring_bw = sum(self._bw(device, n) for n in self.succ[device] if NODE_KINDS.get(self.kinds[n]).on_rings)
-            hop = min((self._latency((device, n)) for n in self.succ[device]
-                       if NODE_KINDS.get(self.kinds[n]).on_rings), default=0.0)
-            dims.append(("Ring", len(members), ring_bw, hop))
+            ring = [n for n in self.succ[device] if NODE_KINDS.get(self.kinds[n]).on_rings and n not in self.spine]
+            hop = min((self._latency((device, n)) for n in ring), default=0.0)
+            dims.append(("Ring", len(members), sum(self._bw(device, n) for n in ring), hop))
         if out:
             rail = self.rail(device)
             peers = [n for n, kind in self.kinds.items() if kind == "device" and self.exit(n) and self.rail(n) == rail]
             far = max((self.route(device, p) for p in peers if p != device), key=len, default=None)
             dims.append(("Switch", len(peers), self._bw(device, out), self._latency(far) if far else 0.0))
-        elif home:
-            domains = sorted({self.home(p) for s in self.succ[home] if s in self.spine for p in self.succ[s]} - {""})
-            if len(domains) > 1:
-                uplinks = sum(self._bw(home, s) for s in self.succ[home] if s in self.spine)
-                per_device = uplinks / len([n for n in self.succ[home] if self.kinds[n] == "device"])
-                far = self.route(device, next(n for n in self.succ[domains[-1] if domains[-1] != home
-                                                                  else domains[0]] if self.kinds[n] == "device"))
-                dims.append(("Switch", len(domains), min(per_device, self._bw(device, home)),
-                             self._latency(far) if far else 0.0))
+        elif home:  # a two-level switch: the leaves under the home's spines
+            spines = [s for s in self.succ[home] if s in self.spine]
+            leaves = sorted({n for s in spines for n in self.succ[s] if n in self.switches and n not in self.spine})
+            if len(leaves) > 1:
+                members = [n for n in self.succ[home] if self.kinds[n] == "device"]
+                per_device = sum(self._bw(home, s) for s in spines) / len(members)  # the leaf's uplinks, shared
+                other = next(n for n in self.succ[leaves[-1] if leaves[-1] != home else leaves[0]]
+                             if self.kinds[n] == "device")
+                dims.append(("Switch", len(leaves), min(per_device, self._bw(device, home)),
+                             self._latency(self.route(device, other))))
         return tuple(dims)
 
     def _bw(self, src: str, dst: str) -> float:
