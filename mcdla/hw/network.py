@@ -13,7 +13,6 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -119,8 +118,9 @@ class Ring:
     fabric: Any = field(default=None, repr=False, compare=False)
     number: int = 0  # the listed ring's index: which parallel link it takes to a spine (Fabric.link)
     cache: Cache = field(default_factory=Cache, repr=False, compare=False)
-    # This ring's key in ``cache``: every ring made (a replace() too) gets its own.
-    token: int = field(default_factory=itertools.count().__next__, init=False, repr=False, compare=False)
+    # This ring's key in ``cache``: every ring made (a replace() too) gets its own object,
+    # equal to no other (in any process: a pickled ring and its cache keep theirs).
+    token: object = field(default_factory=object, init=False, repr=False, compare=False)
 
     # -- each rank's way out, as the fabric has it (the ring's parallel links) ----------
 
