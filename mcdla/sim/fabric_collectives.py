@@ -26,15 +26,14 @@ slowest segment), ``b`` the ring's rate (max-min fair with all rings active).
   of the first, so one tree's leaves are the other's inner ranks; each carries ``s/2``.
   Reduction up a tree and broadcast down it are pipelined, so every tree edge streams
   at once after the pipeline fill ``2 depth a``.
-- ``hierarchical``: ranks on one switch form a *domain* (a run of ranks in ring order
-  with one home switch, :class:`~mcdla.hw.fabric.Fabric`, the ring through it);
-  reduce-scatter inside each domain (direct, over its
-  switch), all-reduce of each rank's piece across the domains (a ring of one rank per
-  domain, a *group*), all-gather inside each domain. A group crosses between domains
-  over the ring's own switch-to-switch hops (a two-level switch: every group of a ring
-  shares them) or, where every rank has its own way out (a GPU's NIC on its rail
-  switch), over those: the group is then the ranks on one rail. On one switch it is
-  ``direct``; on a ring of single devices, the ring.
+- ``hierarchical``: ranks on one switch form a *domain* (a run of ranks in ring order with
+  one home switch, :class:`~mcdla.hw.fabric.Fabric`, the ring through it); reduce-scatter
+  inside each domain (direct, over its switch), all-reduce of each rank's piece across
+  the domains (a ring of one rank per domain, a *group*), all-gather inside each
+  domain. A group crosses between domains over the ring's own switch-to-switch hops (a
+  two-level switch: every group of a ring shares them) or, where every rank has its own
+  way out (a GPU's NIC on its rail switch), over those: the group is then the ranks on
+  one rail. On one switch it is ``direct``; on a ring of single devices, the ring.
 - all-to-all (docs/model.md): ``direct`` sends every pair's piece at once (all-gather's
   bytes; the skewed all-to-allv a flow per pair, ``hot_share`` to the root);
   ``hierarchical`` exchanges inside each domain the n/q bound for each group, then runs
@@ -523,8 +522,7 @@ def _domains(ring: Ring) -> _Domains:
 def _cut_domains(ring: Ring) -> _Domains:
     p, fabric = ring.size, ring.fabric
     # Each rank's domain switch and way out, as the fabric has them (none on a hand-made ring).
-    homes = tuple(fabric.home(r) for r in ring.ranks) if fabric is not None else ("",) * p
-    exits = tuple(fabric.exit(r) for r in ring.ranks) if fabric is not None else ("",) * p
+    homes, exits = zip(*map(fabric.tiers, ring.ranks)) if fabric is not None else (("",) * p,) * 2
     through = [ring.through_switch(i) for i in range(p)]
     cuts = [i for i in range(p) if not homes[i] or homes[i] != homes[(i + 1) % p]]  # the next rank's domain is another
     cut = set(cuts)  # asked of every rank
