@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Callable, Literal, Mapping
 
+from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where, build
 from mcdla.errors import InputError, excerpt
 from mcdla.registry import Registry
@@ -660,10 +661,12 @@ def _cluster_rings(p: ClusterParams, cycles, q: int, rename, fabric: _Scaleout) 
         return [[name for j in range(p.nodes) for name in (f"D{j}", *fabric.between(j, 0, p.nodes))]], True
     if p.nodes == 1:
         return [list(cycle) for cycle in cycles], False
+    # The node's devices, as its generator named them -> their place in the node.
+    devices = {name: k for k, name in enumerate(_names(NODE_KINDS.get("device").prefix, q))}
     crossings: Counter = Counter()  # place -> cluster rings that leave or enter a node there
     rings = []
     for cycle in cycles:
-        places = [i for i, n in enumerate(cycle) if n.startswith("D")]
+        places = [i for i, n in enumerate(cycle) if n in devices]
         cuts = [(places[k], places[(k + 1) % len(places)]) for k in range(len(places))]
         a, b = min(cuts, key=lambda cut: (crossings[cycle[cut[0]]] + crossings[cycle[cut[1]]], cuts.index(cut)))
         crossings.update((cycle[a], cycle[b]))
@@ -671,7 +674,7 @@ def _cluster_rings(p: ClusterParams, cycles, q: int, rename, fabric: _Scaleout) 
         ring: list[str] = []
         for j in range(p.nodes):
             walk = path if j % 2 == 0 else path[::-1]
-            place = int(walk[-1][1:])
+            place = devices[walk[-1]]
             ring += [rename(n, j) for n in walk] + fabric.between(j, place, p.nodes)
         first = ring.index("D0")  # every ring from the first device: broadcast's root 0
         rings.append(ring[first:] + ring[:first])

@@ -16,11 +16,13 @@ from collections import Counter
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc
 from mcdla.errors import excerpt
 from mcdla.hw.network import Ring, channel_id
-from mcdla.hw.rings import SEARCH_STEPS, Fabric, RingSearchLimit, derive_rings
+from mcdla.hw.fabric import Fabric
+from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
 
 __all__ = ["bind_rings"]
 
@@ -69,11 +71,14 @@ class _LinkUsage:
         return chosen[1]
 
 
-def bind_rings(graph, doc: TopologyDoc, channels, top: Where):
+def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None, cache=None):
     """Every listed ring (or, when none is listed, every derived one), checked, as
-    directed rings bound to parallel links; and the node cycles they came from."""
+    directed rings bound to parallel links; and the node cycles they came from. ``fab``:
+    the graph's fabric (:class:`~mcdla.hw.fabric.Fabric`; default: read here), which
+    each ring keeps for the switch algorithms to ask; ``cache``: the loaded topology's
+    (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them."""
     rings: list[Ring] = []
-    fab = Fabric(graph)
+    fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
@@ -97,7 +102,8 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where):
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
             other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
-            rings.append(replace(_bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i), reverse=other))
+            ring = _bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i)
+            rings.append(replace(ring, reverse=other, cache=cache if cache is not None else ring.cache))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized
@@ -155,7 +161,7 @@ def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
         if not isinstance(node, str) or node not in kinds:
             raise where.child(j).error(f"unknown node {excerpt(node)}")
         kind = kinds[node]
-        if kind not in ("device", "memory", "fabric"):
+        if not NODE_KINDS.get(kind).on_rings:
             raise where.child(j).error(f"{node!r} is a {kind}; rings run over devices, memory-nodes "
                                        "and fabric switches")
         if kind == "device":
@@ -213,33 +219,17 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     # Which fabric switch each rank sends into and receives from (the ends of its
     # segment's first hop and of the last hop into it): the switch algorithms pair any
     # two ranks on one switch through it.
-    switch_out = tuple(nodes[j + 1 - listed] if kinds[nodes[j + 1 - listed]] == "fabric" else "" for j in starts)
-    switch_in = tuple(nodes[j - 1] if kinds[nodes[j - 1]] == "fabric" else "" for j in starts)
-
-    def link(src: str, dst: str) -> str:
-        if not src or not dst:
-            return ""
-        return channel_id(src, dst, number % len(succ[src][dst]))
+    switches = fab.switches
+    switch_out = tuple(nodes[j + 1 - listed] if nodes[j + 1 - listed] in switches else "" for j in starts)
+    switch_in = tuple(nodes[j - 1] if nodes[j - 1] in switches else "" for j in starts)
 
     tiers = [fab.tiers(r) for r in ranks]
-    exit_switch = tuple(t[1] for t in tiers)
-    cores = {leaf: fab.core(leaf) for leaf in set(exit_switch)}
-    exit_core = tuple(cores[leaf] for leaf in exit_switch)
-    core_fields = {}
-    if any(exit_core):
-        core_fields = dict(exit_core=exit_core, core_up=tuple(link(s, c) for s, c in zip(exit_switch, exit_core)),
-                           core_down=tuple(link(c, s) for s, c in zip(exit_switch, exit_core)))
-        tops = {spine: fab.core(spine) for spine in set(exit_core)}  # a three-tier fat tree's cores
-        exit_top = tuple(tops[spine] for spine in exit_core)
-        if any(exit_top):
-            core_fields.update(exit_top=exit_top, top_up=tuple(link(s, c) for s, c in zip(exit_core, exit_top)),
-                               top_down=tuple(link(c, s) for s, c in zip(exit_core, exit_top)))
     home = tuple(t[0] for t in tiers)
     # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
     home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
     home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    # Each rank's exit, its core and this ring's links to them are the fabric's (Ring.exit_out ...).
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
-                switch_out=switch_out, switch_in=switch_in, exit_switch=exit_switch,
-                exit_out=tuple(link(r, s) for r, s in zip(ranks, exit_switch)),
-                exit_in=tuple(link(s, r) for r, s in zip(ranks, exit_switch)), home_out=home_out, home_in=home_in,
-                node=tuple(fab.node_of(r) for r in ranks) if any(exit_switch) else (), **core_fields)
+                switch_out=switch_out, switch_in=switch_in, home_out=home_out, home_in=home_in,
+                node=tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else (), fabric=fab,
+                number=number)

@@ -13,10 +13,12 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from mcdla.errors import InputError
+from mcdla.hw.cache import Cache
 
 __all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
 
@@ -92,7 +94,15 @@ class Ring:
     (what its links reach without a spine switch): ranks of one machine never talk over
     the scale-out network. ``reverse`` names the ring that runs the same
     cycle the other way over the other direction of the same links ("" for none): a
-    listed ring bound both ways.
+    listed ring bound both ways. ``fabric`` is the routing service of the graph the ring
+    was bound on (:class:`mcdla.hw.fabric.Fabric`; None for a ring made by hand): the
+    ranks' rails and the relay of a PXN send are its answers, not the ring's; so are the
+    exit and core attributes above (``exit_switch`` ... ``top_down``: found from the fabric
+    when first asked, on the ring's parallel links, ``number``: the listed ring's index,
+    modulo the links). ``cache``
+    is where what collectives derive from the ring is kept (:meth:`memo`): the loaded
+    topology's for its bound rings, a run's for its sub-rings, the ring's own for one
+    made by hand.
     """
 
     name: str
@@ -101,19 +111,55 @@ class Ring:
     latency_s: tuple[float, ...]
     switch_out: tuple[str, ...] = ()
     switch_in: tuple[str, ...] = ()
-    exit_switch: tuple[str, ...] = ()
-    exit_out: tuple[str, ...] = ()
-    exit_in: tuple[str, ...] = ()
     home_out: tuple[str, ...] = ()
     home_in: tuple[str, ...] = ()
-    exit_core: tuple[str, ...] = ()
-    core_up: tuple[str, ...] = ()
-    core_down: tuple[str, ...] = ()
-    exit_top: tuple[str, ...] = ()
-    top_up: tuple[str, ...] = ()
-    top_down: tuple[str, ...] = ()
     node: tuple[str, ...] = ()
     reverse: str = ""
+    fabric: Any = field(default=None, repr=False, compare=False)
+    number: int = 0  # the listed ring's index: which parallel link it takes to a spine (Fabric.link)
+    cache: Cache = field(default_factory=Cache, repr=False, compare=False)
+    # This ring's key in ``cache``: every ring made (a replace() too) gets its own object,
+    # equal to no other (in any process: a pickled ring and its cache keep theirs).
+    token: object = field(default_factory=object, init=False, repr=False, compare=False)
+
+    # -- each rank's way out, as the fabric has it (the ring's parallel links) ----------
+
+    @cached_property
+    def exit_switch(self) -> tuple[str, ...]:
+        """Per rank, the spine switch it links to directly (its NIC's rail switch; ""
+        for none); () on a ring made by hand."""
+        fabric = self.fabric
+        return tuple(fabric.exit(r) for r in self.ranks) if fabric is not None else ()
+
+    def _above(self, below: tuple[str, ...]) -> tuple[str, ...]:
+        """Per rank, the one spine above each of ``below`` (Fabric.core); () for none."""
+        if not any(below):
+            return ()
+        above = {s: self.fabric.core(s) for s in set(below)}
+        found = tuple(above[s] for s in below)
+        return found if any(found) else ()
+
+    def _links(self, src: tuple[str, ...], dst: tuple[str, ...]) -> tuple[str, ...]:
+        """Per rank, this ring's channel from ``src`` to ``dst`` ("" where either is none)."""
+        link = self.fabric.link if self.fabric is not None else None
+        return tuple(link(a, b, self.number) if a and b else "" for a, b in zip(src, dst))
+
+    @cached_property
+    def exit_core(self) -> tuple[str, ...]:
+        """Per rank, the switch above its exit (a fat tree's core, or pod spine); ()."""
+        return self._above(self.exit_switch)
+
+    @cached_property
+    def exit_top(self) -> tuple[str, ...]:
+        """Per rank, the core above its pod spine in a three-tier fat tree; ()."""
+        return self._above(self.exit_core)
+
+    exit_out = cached_property(lambda self: self._links(self.ranks, self.exit_switch))
+    exit_in = cached_property(lambda self: self._links(self.exit_switch, self.ranks))
+    core_up = cached_property(lambda self: self._links(self.exit_switch, self.exit_core) if self.exit_core else ())
+    core_down = cached_property(lambda self: self._links(self.exit_core, self.exit_switch) if self.exit_core else ())
+    top_up = cached_property(lambda self: self._links(self.exit_core, self.exit_top) if self.exit_top else ())
+    top_down = cached_property(lambda self: self._links(self.exit_top, self.exit_core) if self.exit_top else ())
 
     def through_switch(self, i: int) -> str:
         """The fabric switch of segment ``i`` when it is rank -> switch -> next rank, else ""."""
@@ -149,18 +195,11 @@ class Ring:
     def channels(self) -> tuple[str, ...]:
         return tuple(c for seg in self.segments for c in seg)
 
-    @cached_property
-    def derived(self) -> dict:
-        """What collective algorithms derive from the ring alone (its domains, say), kept
-        with it: computed once per ring, not per collective (frozen: never stale)."""
-        return {}
-
     def memo(self, key, make):
-        """``derived[key]``, made by ``make()`` when first asked."""
-        found = self.derived.get(key)
-        if found is None:
-            found = self.derived[key] = make()
-        return found
+        """What collective algorithms derive from the ring alone (its domains, say) under
+        ``key``, made by ``make()`` when first asked and kept in :attr:`cache`: once per
+        ring, not per collective (the ring is frozen: never stale)."""
+        return self.cache.get(("ring", self.token, key), make)
 
     @cached_property  # a ring step's latency, asked by every collective on the ring
     def max_latency_s(self) -> float:
@@ -221,47 +260,42 @@ class Ring:
         way = self.over_rail(i, j)
         if way is not None:
             return way
-        x = self._on_rail(channels).get((home, self.rail(j))) if home else None
+        x = self._relay(home, j) if home else None
         rest = self.over_rail(x, j) if x is not None and x not in avoid else None
         if rest is None:
             return None
         return (self.home_out[i], self.home_in[x]) + rest
 
     def rail(self, i: int) -> str:
-        """The switch that joins rank ``i``'s rail: the core above its exit switch (over
-        its pod spine in three tiers), or the exit switch itself ("" for none)."""
-        return ((self.exit_top and self.exit_top[i]) or (self.exit_core and self.exit_core[i])
-                or (self.exit_switch[i] if self.exit_switch else ""))
+        """The switch that joins rank ``i``'s rail (:meth:`mcdla.hw.fabric.Fabric.rail`;
+        "" for none)."""
+        return self.fabric.rail(self.ranks[i]) if self.fabric is not None else ""
 
     def over_rail(self, i: int, j: int) -> tuple[str, ...] | None:
         """The channels from rank ``i`` out of its domain to rank ``j`` over their rail:
         through their one exit switch, or up from ``i``'s leaf to the rail's core and down
-        to ``j``'s leaf (through their pod spines and up to the rail's core when their
-        pods differ, in three tiers); None when they are not on one rail."""
-        if not self.exit_switch or not self.exit_switch[i]:
+        to ``j``'s leaf (through their pod spines when their pods differ, in three tiers),
+        on this ring's parallel links (:meth:`mcdla.hw.fabric.Fabric.up_and_over`); None
+        when they are not on one rail."""
+        fabric = self.fabric
+        if fabric is None:
             return None
-        if self.exit_switch[i] == self.exit_switch[j]:
-            return self.exit_out[i], self.exit_in[j]
-        if not self.exit_core or not self.exit_core[i]:
-            return None
-        if self.exit_core[i] == self.exit_core[j]:
-            return self.exit_out[i], self.core_up[i], self.core_down[j], self.exit_in[j]
-        if self.exit_top and self.exit_top[i] and self.exit_top[i] == self.exit_top[j]:
-            return (self.exit_out[i], self.core_up[i], self.top_up[i], self.top_down[j], self.core_down[j],
-                    self.exit_in[j])
-        return None
+        a, b = self.ranks[i], self.ranks[j]
+        way = fabric.up_and_over(a, b) if fabric.exit(a) else None
+        return fabric.channels((a, *way, b), self.number) if way is not None else None
 
-    def _on_rail(self, channels) -> dict[tuple[str, str], int]:
-        """(domain switch, rail) -> the rank of that domain on that rail, for
-        :meth:`direct`: found once per ring."""
-        def index() -> dict[tuple[str, str], int]:
-            found: dict[tuple[str, str], int] = {}
-            for k, into in enumerate(self.home_in):
-                if into and self.exit_switch[k]:
-                    found.setdefault((channels[into].src, self.rail(k)), k)
-            return found
+    def _relay(self, home: str, j: int) -> int | None:
+        """The position of the rank of domain ``home`` on rank ``j``'s rail that relays a
+        PXN send to ``j``: of the fabric's devices there (:meth:`~mcdla.hw.fabric.Fabric.
+        on_rail`), the first in this ring's order; None for none. Once per (domain, rail)."""
+        rail = self.rail(j)
 
-        return self.memo("on rail", index)
+        def first() -> int:
+            position = self.position
+            return min((position[d] for d in self.fabric.on_rail(home, rail) if d in position), default=-1)
+
+        found = self.memo(("pxn relay", home, rail), first)
+        return None if found < 0 else found
 
 
 @dataclass(frozen=True)
@@ -279,7 +313,8 @@ class Subflow:
     store: str
 
 
-def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channels=None) -> Ring:
+def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channels=None,
+             cache: Cache | None = None) -> Ring:
     """``ring`` restricted to the ranks in ``members``, in ring order (a communicator of
     a subgroup on the same physical rings, as NCCL's). A segment between two members
     that share a switch (:meth:`Ring.direct`: their domain switch, or a rail switch)
@@ -289,7 +324,8 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     neighbours forms a line over both directions rather than closing the long way
     around through other groups. ``channels`` (channel id -> Channel) gives direct
     segments their latency; a ring bound to switches needs it. The kept ranks keep
-    their switches and links to them, so the switch algorithms run on the sub-ring."""
+    their switches and links to them, so the switch algorithms run on the sub-ring.
+    ``cache``: where the sub-ring keeps what is derived from it (a run's; default its own)."""
     position = ring.position
     keep = sorted(position[m] for m in members if m in position)
     if len(keep) == ring.size:
@@ -307,11 +343,12 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     fields = {}
     if ring.switch_out:
         fields.update(switch_out=tuple(outs), switch_in=tuple(ins[-1:] + ins[:-1]))
-    for attr in ("exit_switch", "exit_core", "exit_top", "node", *RANK_LINKS):
+    for attr in ("node", "home_out", "home_in"):  # the rest of a rank's links the fabric gives
         values = getattr(ring, attr)
         if values:
             fields[attr] = tuple(values[i] for i in keep)
-    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), **fields)
+    return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), fabric=ring.fabric,
+                number=ring.number, cache=cache if cache is not None else Cache(), **fields)
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings", "Fabric", "RingSearchLimit",
-           "SEARCH_STEPS"]
+from mcdla.hw.fabric import Fabric
+
+__all__ = ["find_rings", "link_counts", "canonical_ring", "derive_rings", "RingSearchLimit", "SEARCH_STEPS"]
 
 # Extensions of a partial cycle the search may try before it gives up: the designs of
 # interest take a few thousand; a graph with no such cycles can take exponentially many.
@@ -154,89 +155,6 @@ def _search(nodes, order, neighbours, remaining, wanted, found, steps) -> bool:
     return extend()
 
 
-class Fabric:
-    """What ring derivation and binding ask of the graph, read once: each node's kind,
-    its successors' parallel links (plain dicts), each rank's one home and one exit
-    fabric switch, and a fat tree's core above a leaf. Reading them through networkx's
-    views cost more than the binding."""
-
-    def __init__(self, graph) -> None:
-        self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
-        self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
-        self.succ: dict[str, dict] = dict(graph.adjacency())  # node -> successor -> key -> data
-        self._tiers: dict[str, tuple[str, str]] = {}
-        self._cores: dict[str, str] = {}
-        self._levels: dict[str, int] | None = None
-        self._nodes: dict[str, str] | None = None
-
-    def node_of(self, rank: str) -> str:
-        """The machine ``rank`` is in, named by its first member in node order: the
-        part of the graph its links reach without a spine switch (a cluster's node with
-        its own switch, PCIe tree and hosts; the whole design without spines)."""
-        if self._nodes is None:
-            order = {n: i for i, n in enumerate(self.succ)}
-            parent: dict[str, str] = {}
-
-            def find(n: str) -> str:
-                while parent.get(n, n) != n:
-                    n = parent[n]
-                return n
-
-            for a, neighbours in self.succ.items():
-                if a in self.spine:
-                    continue
-                for b in neighbours:
-                    if b not in self.spine:
-                        ra, rb = find(a), find(b)
-                        if ra != rb:  # the earlier root names the merged part
-                            if order[ra] > order[rb]:
-                                ra, rb = rb, ra
-                            parent[rb] = ra
-            self._nodes = {n: find(n) for n in self.succ}
-        return self._nodes[rank]
-
-    def tiers(self, rank: str) -> tuple[str, str]:
-        """The rank's one fabric neighbour that is not a spine (its domain's switch) and
-        its one spine neighbour (its way out), each "" unless exactly one."""
-        found = self._tiers.get(rank)
-        if found is None:
-            home = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n not in self.spine]
-            out = [n for n in self.succ[rank] if self.kinds[n] == "fabric" and n in self.spine]
-            found = self._tiers[rank] = (home[0] if len(home) == 1 else "", out[0] if len(out) == 1 else "")
-        return found
-
-    def core(self, leaf: str) -> str:
-        """The one spine above spine ``leaf`` (the switch over a fat tree's leaf of a
-        rail: its core, or its pod's spine in three tiers; the core over a pod spine),
-        else "". Above: one tier further from the devices (:meth:`tier`)."""
-        if not leaf:
-            return ""
-        found = self._cores.get(leaf)
-        if found is None:
-            level = self.tier(leaf)
-            above = [n for n in self.succ[leaf] if n in self.spine and self.tier(n) == level + 1]
-            found = self._cores[leaf] = above[0] if len(above) == 1 else ""
-        return found
-
-    def tier(self, spine: str) -> int:
-        """A spine's tier: 1 for one a device links to (a leaf), else one more than the
-        lowest of the spines it links to (a fat tree's pod spine 2, its core 3)."""
-        if self._levels is None:
-            kinds, succ = self.kinds, self.succ
-            level = {s: 1 for s in self.spine if any(kinds[n] == "device" for n in succ[s])}
-            frontier = list(level)
-            while frontier:  # breadth first over the spines, up from the leaves
-                nxt = []
-                for s in frontier:
-                    for n in succ[s]:
-                        if n in self.spine and n not in level:
-                            level[n] = level[s] + 1
-                            nxt.append(n)
-                frontier = nxt
-            self._levels = level
-        return self._levels.get(spine, 0)
-
-
 def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...], ...], bool]:
     """The collective rings of a topology that lists none: (node cycles, directed).
 
@@ -269,7 +187,7 @@ def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...
         return (), False
     # A single switch all devices hang off (not a spine: devices reach a spine by NIC,
     # above their own domains' switches).
-    for hub in (n for n, kind in kinds.items() if kind == "fabric" and not graph.nodes[n].get("spine")):
+    for hub in (n for n in kinds if n in fab.switches and n not in fab.spine):
         links = 0
         for d in devices:  # the fewest links of a device to it; stop at one without
             k = graph.number_of_edges(d, hub)
@@ -279,7 +197,7 @@ def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...
         if links:
             cycle = tuple(node for d in devices for node in (d, hub))
             return tuple(cycle for _ in range(links)), True
-    tree = _switch_tree_rings(graph, kinds, devices) or _cluster_rings(fab, devices)
+    tree = _switch_tree_rings(graph, fab, devices) or _cluster_rings(fab, devices)
     if tree:
         return tree, True
     memory = [n for n, kind in kinds.items() if kind == "memory"]
@@ -290,11 +208,11 @@ def derive_rings(graph, fab: Fabric | None = None) -> tuple[tuple[tuple[str, ...
     return (), False
 
 
-def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
+def _switch_tree_rings(graph, fab: Fabric, devices) -> tuple[tuple[str, ...], ...]:
     """The directed rings of a two-level switch (see :func:`derive_rings`), or ()."""
     leaf_of = {}
     for d in devices:
-        hubs = [n for n in graph.successors(d) if kinds[n] == "fabric"]
+        hubs = [n for n in graph.successors(d) if n in fab.switches]
         if len(hubs) != 1:
             return ()
         leaf_of[d] = hubs[0]
@@ -304,7 +222,7 @@ def _switch_tree_rings(graph, kinds, devices) -> tuple[tuple[str, ...], ...]:
     leaves = list(under)
     if len(leaves) < 2:
         return ()
-    spines = [n for n, kind in kinds.items() if kind == "fabric" and n not in leaves
+    spines = [n for n in fab.kinds if n in fab.switches and n not in leaves
               and all(graph.has_edge(leaf, n) for leaf in leaves)]
     per_spine = [min(graph.number_of_edges(leaf, s) for leaf in leaves) for s in spines]
     links = min(graph.number_of_edges(d, leaf_of[d]) for d in devices)
@@ -340,19 +258,10 @@ def _cluster_rings(fab: Fabric, devices) -> tuple[tuple[str, ...], ...]:
     if n < 2 or (n % 2 and q == 2) or any(len(members) != q for members in domains):
         return ()  # two places a domain close no odd snake: every hop out is a hop in elsewhere
 
-    def way(a: str, b: str) -> list[str] | None:
-        """The switches from ``a``'s exit to ``b``'s: the one they share, else up to the
-        lowest switch above both (a fat tree's core, or pod spine then core) and down."""
-        up, down = [exit_of[a]], [exit_of[b]]
-        while up[-1] and up[-1] != down[-1]:
-            up.append(fab.core(up[-1]))
-            down.append(fab.core(down[-1]))
-        return up + down[-2::-1] if up[-1] else None
-
     ways = {}
     for members, nxt in zip(domains, domains[1:] + domains[:1]):
         for a, b in zip(members, nxt):
-            ways[a] = way(a, b)
+            ways[a] = fab.up_and_over(a, b)
             if ways[a] is None:
                 return ()  # the device at one place in the next domain must share the rail
     links = min(len(fab.succ[d][domain_of[d]]) for d in devices)

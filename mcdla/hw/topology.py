@@ -35,6 +35,7 @@ from mcdla.config.hardware import (
     NvmeSpec,
     SwitchSpec,
 )
+from mcdla.config.nodes import NODE_KINDS, PLACED_KINDS, SPINE_KEY, SPINE_PREFIX
 from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Where
 from mcdla.config.topology import MAX_NODES, TopologyDoc, read_topology_doc
@@ -43,6 +44,8 @@ from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
 from mcdla.hw.binding import bind_rings
 from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
+from mcdla.hw.cache import Cache
+from mcdla.hw.fabric import Fabric
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -52,11 +55,6 @@ DIRECTIONS = ("offload", "prefetch")
 # GPU in total); each is a channel the flow solver tracks.
 MAX_PARALLEL_LINKS = 256
 
-# Node-id prefixes of generated node names, by kind.
-_PREFIX = {"device": "D", "memory": "M", "switch": "SW", "fabric": "FS", "spine": "SP", "cpu": "CPU", "nvme": "NV"}
-# Node kinds a DMA to the backing store may relay through: PCIe switches and fabric
-# switches. Devices and memory-nodes forward ring traffic only.
-_RELAYS = ("switch", "fabric")
 
 
 @dataclass(frozen=True)
@@ -96,10 +94,12 @@ class Topology:
     nic_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     nvme: NvmeSpec | None = None  # the NVMe drives' part
     nvme_drives: tuple[str, ...] = ()  # NV0..: the nvme tier's stores
-    # (device, tier, policy, direction) -> stripes: a route is a graph search, and the
-    # training driver asks for the same few routes at every DMA (and the rings by name, the
-    # virtualization rates).
-    _routes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # The routing service over the graph (home switch, exit, rail, route(i, j)): hw/fabric.py.
+    fabric: Fabric | None = field(default=None, repr=False, compare=False)
+    # What the load derives and asks again (hw/cache.py): the stores' graph searches, each
+    # (device, tier, policy, direction)'s stripes, the tiers (the training driver asks at every DMA), the
+    # rings by name, the virtualization rates, and the bound rings' derived values.
+    cache: Cache = field(default_factory=Cache, repr=False, compare=False)
 
     # -- capacities and routes -------------------------------------------------------
 
@@ -107,9 +107,7 @@ class Topology:
         """The ring running ``ring``'s cycle the other way (:attr:`Ring.reverse`), or None."""
         if not ring.reverse:
             return None
-        named = self._routes.get("rings by name")
-        if named is None:
-            named = self._routes["rings by name"] = {r.name: r for r in self.rings}
+        named = self.cache.get(("rings by name",), lambda: {r.name: r for r in self.rings})
         return named.get(ring.reverse)
 
     def capacities(self) -> dict[str, float]:
@@ -162,8 +160,8 @@ class Topology:
         plus the store's access latency that way.
         """
         kind = getattr(tier, "kind", tier)
-        key = (device, kind, policy, direction)
-        cached = self._routes.get(key)  # checked when first asked: a DMA asks at every transfer
+        key = ("stripes", device, kind, policy, direction)
+        cached = self.cache.peek(key)  # checked when first asked: a DMA asks at every transfer
         if cached is not None:
             return cached
         placement = self._check_route(device, policy, direction)
@@ -171,7 +169,7 @@ class Topology:
         routes: list[Subflow] = []
         for store, share in placement().shares(found.serves[device]):
             routes.extend(self._stripes(device, store, share, direction, found))
-        cached = self._routes[key] = tuple(routes)
+        cached = self.cache.put(key, tuple(routes))
         return cached
 
     def _check_route(self, device: str, policy: str, direction: str):
@@ -206,10 +204,7 @@ class Topology:
         return found
 
     def _tier(self, kind: str) -> MemoryTier | None:
-        key = ("tier", kind)  # derived once, when first asked
-        if key not in self._routes:
-            self._routes[key] = self._derive_tier(kind)
-        return self._routes[key]
+        return self.cache.get(("tier", kind), lambda: self._derive_tier(kind))  # derived once, when first asked
 
     def _derive_tier(self, kind: str) -> MemoryTier | None:
         """The tier of ``kind`` from the nodes: the backing store's ``serves``, or each
@@ -220,7 +215,7 @@ class Topology:
             candidates = frozenset(self.sockets if kind == "host" else self.nvme_drives)
             if not candidates:
                 return None
-            relays = _relays(self.graph)
+            relays = _relays(self.graph, self.cache)
             serves = {d: nearest_stores(self.graph, d, candidates, relays) for d in self.devices}
             if not all(serves.values()):
                 return None
@@ -238,7 +233,7 @@ class Topology:
                           links=tuple(links), read_latency_s=read, write_latency_s=write)
 
     def _stripes(self, device: str, store: str, share: float, direction: str, tier: MemoryTier) -> list[Subflow]:
-        hops = _route(self.graph, device, store)
+        hops = _route(self.graph, device, store, self.cache)
         counts = [self.graph.number_of_edges(a, b) for a, b in hops]
         stripes = max(counts)
         port = tier.port(store, device, direction)
@@ -289,10 +284,7 @@ class Topology:
         if self.backing == "none":
             return 0.0
         key = ("virtualization rate", policy, direction)  # a planner asks once per candidate
-        if key in self._routes:
-            return self._routes[key]
-        self._routes[key] = rate = self._virtualization_rate(policy, direction)
-        return rate
+        return self.cache.get(key, lambda: self._virtualization_rate(policy, direction))
 
     def _virtualization_rate(self, policy: str, direction: str) -> float:
         paths: dict[tuple[str, int], tuple[str, ...]] = {}
@@ -326,13 +318,14 @@ class Topology:
         }
 
 
-def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
-    """The hops from ``device`` to ``store``, relaying only through PCIe switches.
+def _store_path(graph: nx.MultiDiGraph, device: str, store: str, cache: Cache) -> list[tuple[str, str]]:
+    """The hops from ``device`` to ``store``, relaying only through the kinds that relay a
+    DMA (:attr:`~mcdla.config.nodes.NodeKind.relays_dma`: PCIe and fabric switches).
 
     A DMA to the backing store never relays through another device or memory-node:
     those forward nothing but ring traffic.
     """
-    relays = _relays(graph)
+    relays = _relays(graph, cache)
     view = nx.subgraph_view(graph, filter_node=lambda n: n in relays or n == device or n == store)
     try:
         nodes = nx.shortest_path(view, device, store)
@@ -341,39 +334,27 @@ def _store_path(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[s
     return list(zip(nodes[:-1], nodes[1:]))
 
 
-def _relays(graph: nx.MultiDiGraph) -> frozenset:
-    """The nodes a DMA to a store may relay through (PCIe and fabric switches)."""
-    cache = _search_cache(graph)
-    relays = cache.get("relays")
-    if relays is None:  # listing every node per route made loading quadratic in the devices
-        relays = cache["relays"] = frozenset(n for n, kind in graph.nodes(data="kind") if kind in _RELAYS)
-    return relays
+def _relays(graph: nx.MultiDiGraph, cache: Cache) -> frozenset:
+    """The nodes a DMA to a store may relay through (:attr:`~mcdla.config.nodes.NodeKind.relays_dma`:
+    PCIe and fabric switches); listing every node per route made loading quadratic in
+    the devices: once per load."""
+    return cache.get(("relays",), lambda: frozenset(n for n, kind in graph.nodes(data="kind")
+                                                    if NODE_KINDS.get(kind).relays_dma))
 
 
-def _search_cache(graph: nx.MultiDiGraph) -> dict:
-    """What the route searches keep about ``graph`` (its relays, the routes found), kept
-    with the graph and only for it: a copy of the graph (networkx copies the graph's
-    attributes shallowly) gets a cache of its own, since it may be changed."""
-    owner, cache = graph.graph.get("mcdla_search", (None, None))
-    if owner is not graph:
-        cache = {"routes": {}}
-        graph.graph["mcdla_search"] = (graph, cache)
-    return cache
-
-
-def _route(graph: nx.MultiDiGraph, device: str, store: str) -> list[tuple[str, str]]:
-    """:func:`_store_path`, searched once per (device, store) and not at all for a store
-    linked directly to the device (that link is the one shortest path): the search
-    lists every node of the graph, which made loading quadratic in the devices."""
-    routes = _search_cache(graph)["routes"]
-    hops = routes.get((device, store))
-    if hops is None:
+def _route(graph: nx.MultiDiGraph, device: str, store: str, cache: Cache | None = None) -> list[tuple[str, str]]:
+    """:func:`_store_path`, searched once per (device, store) and load (kept in the
+    topology's ``cache``; none given: kept nowhere, as for a changed copy of the graph),
+    and not at all for a store linked directly to the device (that link is the one
+    shortest path): the search lists every node of the graph, which made loading
+    quadratic in the devices."""
+    cache = Cache() if cache is None else cache
+    def search() -> list[tuple[str, str]]:
         if graph.has_edge(device, store):
-            hops = [(device, store)]
-        else:
-            hops = _store_path(graph, device, store)
-        routes[(device, store)] = hops
-    return list(hops)
+            return [(device, store)]
+        return _store_path(graph, device, store, cache)
+
+    return list(cache.get(("route", device, store), search))
 
 
 def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Topology:
@@ -388,14 +369,30 @@ def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> To
         return build_topology(read_topology_doc(path, sets, file), file)
 
 
-def _names(spec: int | tuple[str, ...], kind: str, where: Where) -> tuple[str, ...]:
+def _names(spec: int | tuple[str, ...], prefix: str, where: Where) -> tuple[str, ...]:
     if isinstance(spec, int):
         if spec < 0:
             raise where.error(f"must be >= 0, got {spec}")
         if spec > MAX_NODES:  # refused before building a graph that would exhaust memory
             raise where.error(f"{spec} is more than the supported maximum of {MAX_NODES} nodes")
-        return tuple(f"{_PREFIX[kind]}{i}" for i in range(spec))
+        return tuple(f"{prefix}{i}" for i in range(spec))
     return tuple(spec)
+
+
+def _placed(doc: TopologyDoc, made: Where, top: Where) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each kind's nodes the file places (:data:`~mcdla.config.nodes.NODE_KINDS` with a
+    file key) as (kind, key, names), the spines after the other fabric switches: the
+    device-nodes, memory-nodes, PCIe switches, fabric switches, spines, CPU sockets."""
+    placed = []
+    for name in PLACED_KINDS:
+        kind = NODE_KINDS.get(name)
+        if kind.key == "host.sockets":  # the host's, a count only
+            placed.append((name, kind.key, _names(doc.host.sockets, kind.prefix, top) if doc.host is not None else ()))
+            continue
+        placed.append((name, kind.key, _names(getattr(doc, kind.key), kind.prefix, made.child(kind.key))))
+        if name == "fabric":  # fabric nodes above the others, their role in the fabric (hw/fabric.py)
+            placed.append((name, SPINE_KEY, _names(doc.spine_switches, SPINE_PREFIX, made.child(SPINE_KEY))))
+    return placed
 
 
 def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
@@ -403,13 +400,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     top = Where(file)
     # Errors in what a generator wrote name the generator: the file has no such keys.
     made = top.child("generator") if doc.generator else top
-    devices = _names(doc.devices, "device", made.child("devices"))
-    memory_nodes = _names(doc.memory_nodes, "memory", made.child("memory_nodes"))
-    switches = _names(doc.switches, "switch", made.child("switches"))
-    fabric = _names(doc.fabric_switches, "fabric", made.child("fabric_switches"))
-    spines = _names(doc.spine_switches, "spine", made.child("spine_switches"))  # fabric nodes above the others
-    sockets = _names(doc.host.sockets, "cpu", top) if doc.host is not None else ()
-    drives = _names(doc.nvme_drives, "nvme", made.child("nvme_drives"))
+    placed = _placed(doc, made, top)  # (kind, its file key, the nodes), in the order they are added
+    devices, memory_nodes, switches, fabric, spines, sockets, drives = (nodes for _kind, _key, nodes in placed)
     if not devices:
         raise top.child("devices").error("a topology needs at least one device")
     if memory_nodes and doc.memory_node is None:
@@ -425,15 +417,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     specs = {n: spec for n, (spec, _key) in parts.items()}
 
     graph = nx.MultiDiGraph()
-    for kind, ids, key in (
-        ("device", devices, "devices"),
-        ("memory", memory_nodes, "memory_nodes"),
-        ("switch", switches, "switches"),
-        ("fabric", fabric, "fabric_switches"),
-        ("fabric", spines, "spine_switches"),
-        ("cpu", sockets, "host.sockets"),
-        ("nvme", drives, "nvme_drives"),
-    ):
+    for kind, key, ids in placed:
         for n in ids:
             if n in graph:
                 raise top.child(key).error(f"node {n!r} is defined twice")
@@ -445,8 +429,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
     channels, physical = _add_links(graph, doc, specs, made.child("connections"))
 
     _check_budgets(graph, doc, parts, made)
-    rings, cycles = bind_rings(graph, doc, channels, top)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made)
+    fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
+    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
@@ -484,6 +469,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
         nic_ports=nic_ports,
         nvme=doc.nvme,
         nvme_drives=drives,
+        fabric=fabric_view,
+        cache=cache,
     )
 
 
@@ -600,6 +587,8 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
     if doc.memory_node is not None:
         budgets["memory"] = (doc.memory_node.links, "memory_node.links")
     kinds = dict(graph.nodes(data="kind"))
+    # Nodes a link to is a host interface (a PCIe switch): not counted at the other end.
+    host = {n for n, kind in kinds.items() if NODE_KINDS.get(kind).host_side}
     # Link types that do not count against a device's budget (a switch's port all the same).
     free = {alias for alias, spec in doc.links.items() if spec.host_interface}
     # Devices that share a NIC (``nics``) take one switch port for it, not one each.
@@ -609,19 +598,19 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
         if kind not in budgets and node not in parts:
             continue
         if kind == "device" and free:
-            used = sum(1 for other, keyed in others.items() if kinds[other] != "switch"
+            used = sum(1 for other, keyed in others.items() if other not in host
                        for data in keyed.values() if data["link_type"] not in free)
         elif node in parts and nic_of:
             nics: set[int] = set()
             used = 0
             for other, keyed in others.items():
-                if kinds[other] == "switch" or (other in nic_of and nic_of[other] in nics):
+                if other in host or (other in nic_of and nic_of[other] in nics):
                     continue
                 if other in nic_of:
                     nics.add(nic_of[other])
                 used += len(keyed)
         else:
-            used = sum(len(keyed) for other, keyed in others.items() if kinds[other] != "switch")
+            used = sum(len(keyed) for other, keyed in others.items() if other not in host)
         if node in parts:
             budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
         else:
@@ -632,7 +621,7 @@ def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) 
             )
 
 
-def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where):
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache):
     """Which stores serve which device, checked, and the memory ports."""
     where = top.child("serves")
     ports: dict[str, Port] = {}
@@ -658,9 +647,8 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
             raise where.child(d).error("a store is listed twice")
         for j, s in enumerate(stores):
             if kinds.get(s) != want:
-                kind_name = "CPU socket" if want == "cpu" else "memory-node"
-                raise where.child(d).child(j).error(f"{s!r} is not a {kind_name}")
-            if not _route(graph, d, s):
+                raise where.child(d).child(j).error(f"{s!r} is not a {NODE_KINDS.get(want).label}")
+            if not _route(graph, d, s, cache):
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mcdla.config.nodes import NODE_KINDS  # noqa: E402
 from mcdla.hw.topology import Topology  # noqa: E402
 from mcdla.plots.save import save_figure  # noqa: E402
 
@@ -47,7 +48,7 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
     devs = topo.devices
     kinds = dict(topo.graph.nodes(data="kind"))
     pos: dict[str, tuple[float, float]] = {}
-    fabric = [n for n, k in kinds.items() if k == "fabric"]
+    fabric = [n for n, k in kinds.items() if NODE_KINDS.get(k).pairs]
     if len(devs) == 1:
         pos[devs[0]] = (0.0, 0.0)
     elif len([n for n in fabric if not topo.graph.nodes[n].get("spine")]) > 1:
@@ -66,7 +67,7 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
         pos.update(_circle(devs, 2.4))
         for i, n in enumerate(fabric):
             pos[n] = (1.4 * (i - (len(fabric) - 1) / 2), 0.0)
-        on_switch = [m for m in topo.memory_nodes if any(kinds[o] == "fabric" for o in topo.graph.successors(m))]
+        on_switch = [m for m in topo.memory_nodes if any(NODE_KINDS.get(kinds[o]).pairs for o in topo.graph.successors(m))]
         pos.update(_circle(on_switch, 1.3, math.pi / 2 - math.pi / max(len(on_switch), 1)))
     elif topo.memory_nodes and all(len(topo.serves.get(d, ())) == 1 for d in devs):
         # Star: own memory-node inside each device, memory ring folded inward.
@@ -117,7 +118,7 @@ def draw_topology(topo: Topology, path: str | Path) -> None:
         key = frozenset((a, b))
         pairs[key] = (a, b, pairs.get(key, (a, b, 0))[2] + count)
     for a, b, count in pairs.values():
-        host = kinds[a] in ("switch", "cpu") or kinds[b] in ("switch", "cpu")
+        host = not (NODE_KINDS.get(kinds[a]).on_rings and NODE_KINDS.get(kinds[b]).on_rings)  # PCIe, a socket
         (x0, y0), (x1, y1) = pos[a], pos[b]
         if host:
             # Host links bend, so a line to a switch never hides behind another device.

@@ -45,6 +45,7 @@ from typing import Mapping, Sequence
 import simpy
 
 from mcdla.errors import InputError
+from mcdla.hw.cache import Cache
 from mcdla.hw.collective_model import (
     GATHERING,
     OPS,
@@ -419,6 +420,9 @@ class CollectiveAlgorithm:
         # all-to-allv's skew: the share of every rank's data bound for the hot rank (the
         # one ``root`` names); None: uniform (mcdla.hw.collective_model.destination_shares)
         self.hot_share = None if hot_share is None else float(hot_share)
+        # What the algorithm plans once and asks again (its units and plans per rings, its
+        # member algorithms): the instance's, made per communicator, so per run.
+        self.cache = Cache()
 
     @classmethod
     def rank_symmetric(cls, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> bool:

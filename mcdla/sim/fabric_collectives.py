@@ -26,14 +26,14 @@ slowest segment), ``b`` the ring's rate (max-min fair with all rings active).
   of the first, so one tree's leaves are the other's inner ranks; each carries ``s/2``.
   Reduction up a tree and broadcast down it are pipelined, so every tree edge streams
   at once after the pipeline fill ``2 depth a``.
-- ``hierarchical``: ranks on one switch form a *domain* (a run of ring segments
-  through one fabric switch); reduce-scatter inside each domain (direct, over its
-  switch), all-reduce of each rank's piece across the domains (a ring of one rank per
-  domain, a *group*), all-gather inside each domain. A group crosses between domains
-  over the ring's own switch-to-switch hops (a two-level switch: every group of a ring
-  shares them) or, where every rank has its own way out (a GPU's NIC on its rail
-  switch), over those: the group is then the ranks on one rail. On one switch it is
-  ``direct``; on a ring of single devices, the ring.
+- ``hierarchical``: ranks on one switch form a *domain* (a run of ranks in ring order with
+  one home switch, :class:`~mcdla.hw.fabric.Fabric`, the ring through it); reduce-scatter
+  inside each domain (direct, over its switch), all-reduce of each rank's piece across
+  the domains (a ring of one rank per domain, a *group*), all-gather inside each
+  domain. A group crosses between domains over the ring's own switch-to-switch hops (a
+  two-level switch: every group of a ring shares them) or, where every rank has its own
+  way out (a GPU's NIC on its rail switch), over those: the group is then the ranks on
+  one rail. On one switch it is ``direct``; on a ring of single devices, the ring.
 - all-to-all (docs/model.md): ``direct`` sends every pair's piece at once (all-gather's
   bytes; the skewed all-to-allv a flow per pair, ``hot_share`` to the root);
   ``hierarchical`` exchanges inside each domain the n/q bound for each group, then runs
@@ -138,13 +138,13 @@ class PhasedAlgorithm(CollectiveAlgorithm):
               reduce_Bps=None, tag="", copies=1):
         self._validate(op, rings, size_bytes, net.capacities_Bps, chunk_bytes, root)
         names = tuple(r.name for r in rings)
-        unit_cache = self.__dict__.setdefault("_units_of", {})  # the units are O(ranks): once per rings
-        known = unit_cache.get((names, op in REDUCING, reduce_Bps))
-        if known is None:
+
+        def units_of():  # the units are O(ranks): once per rings
             units = self._units(op, rings, reduce_Bps)
-            known = unit_cache[(names, op in REDUCING, reduce_Bps)] = (units, tuple(units))
-        units = known[0]
-        net.add_resources(known[1], reduce_Bps)  # once per network
+            return units, tuple(units)
+
+        units, unit_ids = self.cache.get(("units", names, op in REDUCING, reduce_Bps), units_of)
+        net.add_resources(unit_ids, reduce_Bps)  # once per network
         for cap, cap_Bps in self.caps(op, rings, net.capacities_Bps).items():
             net.add_resource(cap, cap_Bps, copies)  # one per alike group's ring
         size_bytes = float(size_bytes)
@@ -152,12 +152,11 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             # With rank symmetry a run's collectives are planned once per (op, rings) for a
             # byte and scaled (the phases are linear in the share; broadcast's fill is not),
             # their alike flows grouped: a collective costs its groups, not its ranks.
-            cache = self.__dict__.setdefault("_unit_plans", {})
-            key = (op, names, root, bool(units))
-            known = cache.get(key)
+            key = ("unit plan", op, names, root, bool(units))
+            known = self.cache.peek(key)
             if known is None or known[0] is not net:
                 plans = self._plans(op, rings, float(len(rings)), root, units, net.capacities_Bps, chunk_bytes)
-                known = cache[key] = (net, self._grouped(net, plans))
+                known = self.cache.put(key, (net, self._grouped(net, plans)))
             return env.process(self._run(env, net, tuple(rings), op, size_bytes, known[1], tag,
                                          size_bytes / len(rings), copies))
         plans = self._plans(op, rings, size_bytes, root, units, net.capacities_Bps, chunk_bytes)
@@ -513,21 +512,25 @@ def _refuse(ring: Ring, why: str) -> InputError:
 
 
 def _domains(ring: Ring) -> _Domains:
-    """Cuts ``ring`` after every segment that leaves a fabric switch's domain: one that is
-    not rank -> switch -> rank, or that goes through the rank's exit (a spine switch).
+    """Cuts ``ring`` after every rank whose next is in another domain, as the fabric has
+    the ranks' domain switches (:meth:`mcdla.hw.fabric.Fabric.home`; a rank without one
+    is a domain of its own); inside a domain the ring must run through that switch.
     Once per ring (every collective on it asks)."""
     return ring.memo("domains", lambda: _cut_domains(ring))
 
 
 def _cut_domains(ring: Ring) -> _Domains:
-    p = ring.size
-    exits = ring.exit_switch or ("",) * p
+    p, fabric = ring.size, ring.fabric
+    # Each rank's domain switch and way out, as the fabric has them (none on a hand-made ring).
+    homes, exits = zip(*map(fabric.tiers, ring.ranks)) if fabric is not None else (("",) * p,) * 2
     through = [ring.through_switch(i) for i in range(p)]
-    cuts = [i for i in range(p) if not through[i] or through[i] == exits[i]]
+    cuts = [i for i in range(p) if not homes[i] or homes[i] != homes[(i + 1) % p]]  # the next rank's domain is another
     cut = set(cuts)  # asked of every rank
     if not cuts:  # one switch: one domain, no groups to cross
+        if any(t != homes[0] for t in through):
+            raise _refuse(ring, "every domain's ranks on one fabric switch")
         return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0,
-                        (ring.hub,))
+                        (homes[0],))
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
     domains: list[list[int]] = [[]]
@@ -539,7 +542,7 @@ def _cut_domains(ring: Ring) -> _Domains:
         raise InputError(f"hierarchical needs domains of equal size; ring {ring.name!r} has "
                          f"{sorted(len(m) for m in domains)}", key="execution.collective")
     q, d = len(domains[0]), len(domains)
-    hubs = [through[m[0]] if q > 1 else "" for m in domains]  # each domain's own (home) switch
+    hubs = [homes[m[0]] if q > 1 else "" for m in domains]  # each domain's own (home) switch
     for j, members in enumerate(domains):
         if any(through[i] != hubs[j] for i in members[:-1]):
             raise _refuse(ring, "every domain's ranks on one fabric switch")
@@ -556,7 +559,7 @@ def _cut_domains(ring: Ring) -> _Domains:
         for m in domains:
             seen: dict[str, int] = {}
             for i in m:
-                rail = ring.rail(i)
+                rail = fabric.rail(ring.ranks[i])
                 rails[i] = (rail, seen.get(rail, 0))
                 seen[rail] = rails[i][1] + 1
         groups = tuple(tuple(next((i for i in m if rails[i] == rails[k]), -1) for m in domains)

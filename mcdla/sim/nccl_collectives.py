@@ -156,7 +156,7 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         return not picks_a_tree(rings, capacities_Bps)
 
     def _member(self, name):
-        return self.__dict__.get(name) or self.__dict__.setdefault(name, COLLECTIVES.get(name)(self.launch_s))
+        return self.cache.get(("member", name), lambda: COLLECTIVES.get(name)(self.launch_s))
 
     def others(self, op, rings, capacities_Bps):
         found = []
@@ -233,7 +233,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         super().check(op, rings, capacities_Bps)
         if op == "all_reduce" and spans_domains(rings):
             for ring in rings:
-                if ring.size > 1 and not all(ring.exit_switch or ("",)):
+                if ring.size > 1 and (ring.fabric is None or not all(ring.fabric.exit(r) for r in ring.ranks)):
                     raise InputError(f"{self.name} crosses domains over every rank's NIC; ring {ring.name!r} has "
                                      "ranks without one", key="execution.collective")
 

@@ -46,6 +46,7 @@ from functools import cached_property
 
 from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError, InputError
+from mcdla.hw.cache import Cache
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
@@ -118,6 +119,7 @@ class Iteration:
         self.tensor_groups = self.layout.groups("tp")
         self.data_groups = self.layout.groups("dp")
         self.stage_of = self.layout.along("pp")
+        self.cache = Cache()  # what the run derives (its sub-rings'), shared with no other run
         self.group_rings = self._group_rings()
         # Pipeline peers: device -> (the previous stage's device, the next stage's).
         self.peers = self.layout.neighbours("pp")
@@ -261,7 +263,7 @@ class Iteration:
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
                 group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", topology.reverse_of(ring),
-                                             topology.channels)
+                                             topology.channels, self.cache)
                                     for ring in topology.rings if members <= ring.position.keys())
                 if not group_rings:
                     raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
