@@ -165,3 +165,18 @@ def test_infeasible_is_not_raised_for_a_small_model():
     assert result["iteration_time_s"] > 0
     with pytest.raises(InfeasibleError):
         simulate("ring", "bw_aware", "gpt3_175b", "data", 8)
+
+
+def test_the_loss_streams_its_fp32_passes_as_megatron_runs_them():
+    # Megatron-LM's loss, pass by pass, in bytes per bf16 logit: cast to fp32 (2 in,
+    # 4 out), max (4 in), subtract (4, 4), exp (4, 4), sum (4), divide (4, 4); backward
+    # scales the softmax by dY (4, 4) and casts the gradient back (4 in, 2 out).
+    forward = [(2, 4), (4, 0), (4, 4), (4, 4), (4, 0), (4, 4)]
+    backward = [(4, 4), (4, 2)]
+    work = load_workload("gpt2")
+    loss = work.layer("loss")
+    logits = 1024 * 50257  # one sequence
+    (fwd,) = loss.kernels("fwd", 1, 2)
+    (bwd,) = loss.kernels("bwd", 1, 2)
+    assert fwd.bytes == sum(r + w for r, w in forward) * logits
+    assert bwd.bytes == sum(r + w for r, w in backward) * logits
