@@ -153,6 +153,26 @@ def test_fused_bn_relu_is_one_kernel_that_never_writes_the_intermediate():
                                        for k in l.kernels(p, batch, e))
 
 
+def test_fused_dropout_add_streams_what_the_residual_add_alone_would_forward():
+    # Megatron's bias-dropout-add: residual + dropout(x) in one kernel, forward reading
+    # x and the residual and writing the sum (the dropped x is never written); backward
+    # reads dY and the mask and writes both inputs' gradients.
+    work = load_workload("gpt2", [("dropout", True)])
+    drop, add = work.layer("blocks.1/mlp_out"), work.layer("blocks.1/res2")
+    fused = inplace_workload(work, inplace=False, fuse_bn_relu=False,
+                             fuse_dropout_add=True).layer("blocks.1/mlp_out+blocks.1/res2")
+    batch, e = 2, 2
+    size = drop.out_elems_per_sample * batch * e
+    (fwd,) = fused.kernels("fwd", batch, e)
+    (bwd,) = fused.kernels("bwd", batch, e)
+    assert (fwd.bytes, bwd.bytes) == (3 * size, 4 * size)
+    assert fwd.bytes == sum(k.bytes for k in add.kernels("fwd", batch, e))
+    # Nothing to fuse without the option, nor without a dropout before the add.
+    assert "blocks.1/mlp_out+blocks.1/res2" not in inplace_workload(work, inplace=False, fuse_bn_relu=True).index
+    plain = load_workload("gpt2")
+    assert inplace_workload(plain, inplace=False, fuse_bn_relu=False, fuse_dropout_add=True).layers == plain.layers
+
+
 def test_resnet50_batch_256_mixed_fits_a_16gb_v100_only_with_inplace_layers():
     sets = [("device", "v100_sxm2_16gb"), ("training.precision", "mixed"), ("training.virtualization", False),
             ("workload.optimizer", "momentum")]

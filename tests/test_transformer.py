@@ -75,6 +75,28 @@ def test_flash_attention_keeps_no_score_matrix_and_skips_the_masked_half():
     assert fwd.bytes == (3 * s * h * d + s * h * d) * 2  # Q, K, V in, O out: no s^2 traffic
 
 
+def test_attention_dropout_streams_the_probabilities_only_when_materialized():
+    # Megatron-LM's --attention-dropout: the template's dropout drops P as well. The
+    # materialized kernels then stream the square through one more kernel each way
+    # (the dropout kind's traffic: P in, P' out; dP', the mask in, dP out) and keep P'.
+    plain = load_workload("gpt2")
+    dropped = load_workload("gpt2", [("dropout", True)])
+    core = next(l for l in plain.layers if l.attention is not None)
+    drop = next(l for l in dropped.layers if l.attention is not None)
+    square = 12 * 1024 * 1024 * 2 * 2  # heads x seq^2, batch 2, fp16
+    extra_fwd = sum(k.bytes for k in drop.kernels("fwd", 2, 2)) - sum(k.bytes for k in core.kernels("fwd", 2, 2))
+    extra_bwd = sum(k.bytes for k in drop.kernels("bwd", 2, 2)) - sum(k.bytes for k in core.kernels("bwd", 2, 2))
+    assert (extra_fwd, extra_bwd) == (2 * square, 3 * square)
+    assert [k.name.split(":")[1] for k in drop.kernels("fwd", 2, 2)] == ["qk_fwd", "softmax_fwd", "dropout_fwd", "av_fwd"]
+    assert drop.out_elems_per_sample == core.out_elems_per_sample + 12 * 1024 * 1024
+    # A fused kernel draws the mask in registers: nothing more is streamed or kept.
+    flash = load_workload("gpt2", [("flash", True)])
+    flash_drop = load_workload("gpt2", [("flash", True), ("dropout", True)])
+    f, fd = (next(l for l in w.layers if l.attention is not None) for w in (flash, flash_drop))
+    work = [[(k.macs, k.bytes) for k in l.kernels("bwd", 2, 2)] for l in (f, fd)]
+    assert work[0] == work[1] and fd.out_elems_per_sample == f.out_elems_per_sample
+
+
 def test_grouped_query_attention_shrinks_the_kv_projection():
     work = load_workload("llama2_70b")
     qkv = work.layer("blocks.1/linear2") if "blocks.1/linear2" in work.index else None
@@ -143,3 +165,18 @@ def test_infeasible_is_not_raised_for_a_small_model():
     assert result["iteration_time_s"] > 0
     with pytest.raises(InfeasibleError):
         simulate("ring", "bw_aware", "gpt3_175b", "data", 8)
+
+
+def test_the_loss_streams_its_fp32_passes_as_megatron_runs_them():
+    # Megatron-LM's loss, pass by pass, in bytes per bf16 logit: cast to fp32 (2 in,
+    # 4 out), max (4 in), subtract (4, 4), exp (4, 4), sum (4), divide (4, 4); backward
+    # scales the softmax by dY (4, 4) and casts the gradient back (4 in, 2 out).
+    forward = [(2, 4), (4, 0), (4, 4), (4, 4), (4, 0), (4, 4)]
+    backward = [(4, 4), (4, 2)]
+    work = load_workload("gpt2")
+    loss = work.layer("loss")
+    logits = 1024 * 50257  # one sequence
+    (fwd,) = loss.kernels("fwd", 1, 2)
+    (bwd,) = loss.kernels("bwd", 1, 2)
+    assert fwd.bytes == sum(r + w for r, w in forward) * logits
+    assert bwd.bytes == sum(r + w for r, w in backward) * logits

@@ -100,7 +100,8 @@ def expand(doc: dict[str, Any], file: str) -> dict[str, Any]:
     head_dim = t.head_dim or t.hidden // t.heads
     qkv = (t.heads + 2 * kv) * head_dim
     decoder = t.template == "decoder"
-    attention = {"kind": "attention", "heads": t.heads, "kv_heads": kv, "causal": decoder, "flash": t.flash}
+    attention = {"kind": "attention", "heads": t.heads, "kv_heads": kv, "causal": decoder, "flash": t.flash,
+                 "dropout": t.dropout}  # Megatron-LM: attention and hidden dropout together
 
     def drop() -> list[dict[str, Any]]:  # a new layer each time: the layers are named after expansion
         return [{"kind": "dropout"}] if t.dropout else []

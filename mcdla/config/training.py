@@ -53,6 +53,9 @@ class TrainingSpec:
     - ``fuse_bn_relu``: a batch norm followed by a ReLU runs as one kernel (cuDNN's
       fused BN+ReLU): one launch, and the intermediate tensor is neither written nor
       read back, forward and backward. Implies the ReLU runs in place.
+    - ``fuse_dropout_add``: a residual add after a dropout runs in the dropout's
+      kernel (Megatron-LM's bias-dropout-add fusion, on by default there), the same
+      way. Implies the add runs in place.
     - ``compression``: the ratio by which a compressing DMA engine (cDMA, Rhu et al.
       HPCA 2018) shrinks every offloaded feature map on the links and in the backing
       store, by the zeros of its activations; 1, the paper's, is none. cDMA measured
@@ -81,6 +84,7 @@ class TrainingSpec:
     precision: Literal["fp32", "mixed"] | None = None
     inplace: bool = False
     fuse_bn_relu: bool = False
+    fuse_dropout_add: bool = False
     compression: Annotated[float, Range(minimum=1.0, maximum=MAX_COMPRESSION)] = 1.0
     micro_batches: PositiveInt = 1
     schedule: Literal["1f1b", "gpipe"] = "1f1b"

@@ -213,6 +213,7 @@ class AttentionSpec:
     causal: bool = True
     flash: bool = False  # a fused kernel that never materializes the score matrix
     v_head_dim: PositiveInt | None = None  # V's head size when not Q's and K's (DeepSeek's MLA)
+    dropout: bool = False  # dropout on the probabilities (materialized kernels: mcdla.hw.layers.Attention)
 
 
 SPECS: dict[str, type] = {

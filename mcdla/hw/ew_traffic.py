@@ -14,8 +14,7 @@ __all__ = ["EW_TRAFFIC"]
 # write dX; max-pool backward re-reads X to find each window's argmax; batch norm makes
 # two passes (statistics, then normalize) forward and two backward (the dgamma/dbeta
 # reductions read dY and X, then dX reads them again); LRN backward needs X, Y, dY;
-# add and concat copy (a framework could alias them; we charge the copy); softmax
-# with the loss writes dX = Y - onehot from Y.
+# add and concat copy (a framework could alias them; we charge the copy).
 EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     #            fwd (I, O)  bwd (I, O)
     "relu": ((1, 1), (1, 2)),
@@ -33,7 +32,7 @@ EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     # backward passes dY to dX and accumulates the rows); layer and RMS norm make the
     # passes batch norm does; GELU and SiLU backward read X and dY and write dX;
     # SwiGLU reads both halves (I) and writes O, backward reads I and dY, writes dX;
-    # cross-entropy over the vocabulary is softmax with the loss.
+    # cross-entropy over the vocabulary: below.
     "embedding": ((1, 2), (0, 3)),
     "position": ((1, 2), (1, 3)),
     "layernorm": ((2, 1), (3, 2)),
@@ -41,7 +40,15 @@ EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "gelu": ((1, 1), (2, 1)),
     "silu": ((1, 1), (2, 1)),
     "swiglu": ((1, 1), (2, 1)),
-    "cross_entropy": ((1, 1), (1, 1)),
+    # Cross-entropy as Megatron-LM computes it, unfused and in fp32 (2021: gpt_model.py
+    # passes output.float() to mpu/cross_entropy.py, commit a8d172b; 2024: the same
+    # passes in megatron/core/tensor_parallel/cross_entropy.py), in units of
+    # the layer's 16-bit elements (an fp32 tensor is 2): forward casts (reads 1, writes
+    # 2), takes the max (reads 2), subtracts it, exponentiates and divides by the sum in
+    # place (each reads 2, writes 2) and sums (reads 2); backward scales the kept
+    # softmax by dY in place (reads 2, writes 2) and casts the gradient back (reads 2,
+    # writes 1). The one-hot correction touches a row's target only.
+    "cross_entropy": ((11, 8), (4, 3)),
     # Any other element-wise operator (sigmoid, tanh, an imported op priced by its
     # bytes): reads X, writes Y; backward reads X and dY, writes dX.
     "elementwise": ((1, 1), (2, 1)),

@@ -18,7 +18,11 @@ does, except a merged ReLU, whose output is the merged buffer itself).
 
 With ``fuse_bn_relu``, a ReLU right after a batch norm runs in the batch norm's kernel
 (cuDNN's fused BN+ReLU), forward and backward: one launch and the tensor between them
-is never written and read back (:meth:`mcdla.hw.layers.Layer.kernels`).
+is never written and read back (:meth:`mcdla.hw.layers.Layer.kernels`). With
+``fuse_dropout_add``, a residual add whose first input is a dropout runs in the
+dropout's kernel the same way (Megatron-LM's bias-dropout-add fusion,
+``--bias-dropout-fusion``, on by default: ``residual + dropout(x + bias)`` in one
+kernel; the bias is the linear layer's, charged with its GEMM).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from mcdla.hw.layers import NO_INPUT_NEEDED, Layer, Workload
 __all__ = ["inplace_workload"]
 
 
-def _merges(layers, inplace: bool, fuse_bn_relu: bool) -> dict[int, tuple[int, bool]]:
+def _merges(layers, inplace: bool, fuse_bn_relu: bool, fuse_dropout_add: bool = False) -> dict[int, tuple[int, bool]]:
     """Layer -> (the layer whose buffer it writes into, fused into its kernel)."""
     consumers = [0] * len(layers)
     for layer in layers:
@@ -43,18 +47,20 @@ def _merges(layers, inplace: bool, fuse_bn_relu: bool) -> dict[int, tuple[int, b
         p = layer.inputs[0]
         if p == 0 or consumers[p] != 1:
             continue
-        fuse = fuse_bn_relu and layer.kind == "relu" and layers[p].kind == "batchnorm"
+        fuse = ((fuse_bn_relu and layer.kind == "relu" and layers[p].kind == "batchnorm")
+                or (fuse_dropout_add and layer.kind == "add" and layers[p].kind == "dropout"))
         if inplace or fuse:
             merges[i] = (p, fuse)
     return merges
 
 
-def inplace_workload(workload: Workload, *, inplace: bool, fuse_bn_relu: bool) -> Workload:
+def inplace_workload(workload: Workload, *, inplace: bool, fuse_bn_relu: bool,
+                     fuse_dropout_add: bool = False) -> Workload:
     """``workload`` with its in-place layers merged into their producers."""
-    if not (inplace or fuse_bn_relu):
+    if not (inplace or fuse_bn_relu or fuse_dropout_add):
         return workload
     layers = workload.layers
-    merges = _merges(layers, inplace, fuse_bn_relu)
+    merges = _merges(layers, inplace, fuse_bn_relu, fuse_dropout_add)
     if not merges:
         return workload
     root = list(range(len(layers)))  # layer -> the layer whose buffer holds its output

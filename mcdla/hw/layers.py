@@ -183,6 +183,7 @@ class Attention:
     head_dim): V's and O's head size when it differs from Q's and K's (DeepSeek's
     multi-head latent attention: 192 for Q and K, 128 for V); Q and K then take
     (heads + kv_heads) x head_dim of the input and V kv_heads x v_head_dim.
+    ``dropout``: on P (Megatron's ``--attention-dropout``); a fused kernel draws its mask in registers.
     """
 
     heads: int
@@ -192,6 +193,7 @@ class Attention:
     causal: bool = True
     flash: bool = False
     v_head_dim: int | None = None
+    dropout: bool = False
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -359,7 +361,7 @@ def _linear(in_shapes, *, out_features, bias=True, tied=False, experts=1, top_k=
 
 
 def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, v_head_dim=None,
-               **_ignored) -> Shaped:
+               dropout=False, **_ignored) -> Shaped:
     seq, width = _tokens("attention", in_shapes)
     kv_heads = heads if kv_heads is None else kv_heads
     if heads % kv_heads:
@@ -370,9 +372,9 @@ def _attention(in_shapes, *, heads, kv_heads=None, causal=True, flash=False, v_h
         raise ValueError(f"the input's {width} features are not {per} heads of one size"
                          + (f" and {kv_heads} value heads of {v_head_dim}" if v_head_dim else ""))
     head_dim = qk // per
-    core = Attention(heads, kv_heads, head_dim, seq, causal, flash, v_head_dim)
+    core = Attention(heads, kv_heads, head_dim, seq, causal, flash, v_head_dim, dropout and not flash)
     out = (seq, heads * (v_head_dim or head_dim))
-    stats = heads * seq if flash else heads * seq * seq  # what backward needs besides Q, K, V, O
+    stats = heads * seq if flash else heads * seq * seq * (1 + core.dropout)  # backward's, besides Q, K, V, O: P (P')
     return Shaped(out, 0, attention=core, kept_elems=_prod(out) + stats)
 
 
@@ -618,12 +620,14 @@ class Layer:
             gemms = (scores, grad_p, values, grad_qk, grad_qk)  # S recomputed, dP, dV, dQ, dK
             return (Kernel(f"{self.name}:{tag}", int(sum(g.macs for g in gemms) * part),
                            2 * qkv + 2 * out, None, None, e, gemms=gemms),)
+        ew = sum(_EW_TRAFFIC["dropout"][0 if forward else 1]) * square  # the dropout kind's traffic over P
+        drop = (Kernel(f"{self.name}:dropout_{tag}", 0, ew, None, element_bytes=e),) if a.dropout else ()
         if forward:
             return (gemm(f"qk_{tag}", scores, qkv + square),
-                    Kernel(f"{self.name}:softmax_{tag}", 0, 2 * square, None, element_bytes=e),
+                    Kernel(f"{self.name}:softmax_{tag}", 0, 2 * square, None, element_bytes=e), *drop,
                     gemm(f"av_{tag}", values, square + qkv // 3 + out))
         return (gemm("dv", values, square + out + qkv // 3),
-                gemm("dp", grad_p, out + qkv // 3 + square),
+                gemm("dp", grad_p, out + qkv // 3 + square), *drop,
                 Kernel(f"{self.name}:softmax_bwd", 0, 3 * square, None, element_bytes=e),
                 gemm("dq", grad_qk, square + qkv // 3 + qkv // 3),
                 gemm("dk", grad_qk, square + qkv // 3 + qkv // 3))

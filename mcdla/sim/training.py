@@ -94,7 +94,7 @@ class Iteration:
         training = execution.training
         # The workload as this execution trains it: its precision, in-place and fused layers.
         workload = inplace_workload(with_precision(workload, training.precision), inplace=training.inplace,
-                                    fuse_bn_relu=training.fuse_bn_relu)
+                                    fuse_bn_relu=training.fuse_bn_relu, fuse_dropout_add=training.fuse_dropout_add)
         self.inputs = RunInputs(topology, workload, execution)
         devices = len(topology.devices)
         t, pp = execution.tensor_parallel, execution.pipeline_parallel
