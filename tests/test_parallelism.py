@@ -262,8 +262,9 @@ def test_a_rank_order_must_name_every_device_once():
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(micro_batches=4), r"training\.micro_batches: splits a replica's batch over pipeline stages"),
     (dict(schedule="gpipe"), r"training\.schedule: orders a pipeline's micro-batches"),
+    (dict(schedule="interleaved", virtual_stages=2, micro_batches=2), r"training\.micro_batches: the interleaved"),
+    (dict(virtual_stages=2), r"training\.schedule: the interleaved schedule runs 2 or more"),
 ])
 def test_pipeline_options_without_a_pipeline_are_refused_not_ignored(options, message):
     with pytest.raises(InputError, match=message):
@@ -271,8 +272,6 @@ def test_pipeline_options_without_a_pipeline_are_refused_not_ignored(options, me
 
 
 def test_pipelines_refuse_what_they_do_not_model():
-    with pytest.raises(InputError, match="checkpointing within pipeline stages"):
-        iterate(pipeline_parallel=2, training_options=dict(micro_batches=2, checkpoint="full"))
     with pytest.raises(InputError, match="keeps feature maps on the device"):
         Iteration(load_topology("ring"), load_workload("gpt2"),
                   ExecutionSpec(batch=16, pipeline_parallel=2, training=TrainingSpec(micro_batches=2))).run()
