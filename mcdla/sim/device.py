@@ -214,10 +214,14 @@ class DeviceCompute:
     def _run(self):
         """The device's iteration: its schedule's forward and backward passes (one of
         each over every layer without micro-batches), then the optimizer step."""
-        engine_args = (self.env, self.net, self.inputs, self.device, self.memory, self.stores, self.plan, self.copies)
-        self._offloader = DmaEngine(*engine_args)
-        two = self.inputs.topology.device.dma_engines >= 2  # a copy engine each way, or one for both
-        self._prefetcher = DmaEngine(*engine_args) if two else self._offloader
+        # The copy engines' processes (none on a pipeline stage or micro-batched device
+        # that offloads nothing: they would only wait, as its records always did).
+        if not self.work.stashed or any(any(chunk.offloaded) for chunk in self.work.passes):
+            engine_args = (self.env, self.net, self.inputs, self.device, self.memory, self.stores, self.plan,
+                           self.copies)
+            self._offloader = DmaEngine(*engine_args)
+            two = self.inputs.topology.device.dma_engines >= 2  # a copy engine each way, or one for both
+            self._prefetcher = DmaEngine(*engine_args) if two else self._offloader
         self._offloaded: dict[tuple[int, int], simpy.Event] = {}  # (micro-batch, tensor) -> its offload
         self.memory.hold(self.model_state_bytes)  # resident for the whole iteration
         if not self.work.stashed:  # with micro-batches, each one's input is in its first stage's stash
