@@ -271,12 +271,6 @@ def test_pipeline_options_without_a_pipeline_are_refused_not_ignored(options, me
         iterate(training_options=options)
 
 
-def test_pipelines_refuse_what_they_do_not_model():
-    with pytest.raises(InputError, match="keeps feature maps on the device"):
-        Iteration(load_topology("ring"), load_workload("gpt2"),
-                  ExecutionSpec(batch=16, pipeline_parallel=2, training=TrainingSpec(micro_batches=2))).run()
-
-
 def test_sequence_parallelism_turns_each_all_reduce_into_a_reduce_scatter_and_an_all_gather():
     plain = iterate(tensor_parallel=4, batch=16)
     seq = iterate(tensor_parallel=4, batch=16, sequence_parallel=True)

@@ -224,8 +224,6 @@ class DeviceCompute:
             self._prefetcher = DmaEngine(*engine_args) if two else self._offloader
         self._offloaded: dict[tuple[int, int], simpy.Event] = {}  # (micro-batch, tensor) -> its offload
         self.memory.hold(self.model_state_bytes)  # resident for the whole iteration
-        if not self.work.stashed:  # with micro-batches, each one's input is in its first stage's stash
-            self.memory.hold(self.plan.tensor_bytes[0])  # the input batch
         for step in self.work.steps:
             yield from (self._forward if step.kind == "F" else self._backward)(step)
         yield from self._finish()
@@ -257,6 +255,8 @@ class DeviceCompute:
         yield from self._receive(step)
         if self.work.stashed:
             yield from memory.reserve(chunk.stash_bytes, f"micro-batch {j}'s activations")
+        if 0 in chunk.last_fwd_use and 0 not in chunk.stashed:  # the first chunk's input, unless stashed
+            yield from memory.reserve(plan.tensor_bytes[0], "the input batch")
         gathered: set[int] = {0}  # every device loads the whole input batch
         weights = {}  # ZeRO-3: weight group -> its gather, issued one group ahead
         for i in chunk.fwd_order:

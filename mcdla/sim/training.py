@@ -143,10 +143,8 @@ class Iteration:
         if training.virtual_stages > 1:  # interleaved: the last stage's next chunk is on the first stage
             self.peers = _wrap(self.peers)
         self.pipe = None
+        self._works: dict = {}  # stage (None without micro-batches) -> what its devices run
         if pp > 1 or micro > 1:
-            if self.virtualize:
-                raise InputError("pipeline parallelism (or micro-batches) keeps feature maps on the device; set "
-                                 "training.virtualization=false", key="training.virtualization")
             # Each pass runs one micro-batch: the plan's per-layer times and sizes are a micro-batch's.
             self.plan = make_plan(self.inputs, self.virtualize, micro_batch=execution.batch // (dp * micro), dp=dp)
             self.pipe = pipeline_plan(self.plan, self.inputs, dp, self.virtualize)
@@ -307,11 +305,14 @@ class Iteration:
         return [tuple(pair) for pair in streams], rings, stands
 
     def _work(self, d: int) -> DeviceWork:
-        """What device ``d`` runs: its stage's schedule over its chunks, or one pass."""
-        if self.pipe is None:
-            return whole_pass(self.plan, self.workload.layers, self.virtualize)
-        training = self.inputs.execution.training
-        return self.pipe.work(self.stage_of[d], training.schedule, training.micro_batches)
+        """What device ``d`` runs: its stage's schedule over its chunks, or one pass
+        (built once per stage)."""
+        stage = self.stage_of[d] if self.pipe is not None else None
+        if stage not in self._works:
+            training = self.inputs.execution.training
+            self._works[stage] = (whole_pass(self.plan, self.workload.layers, self.virtualize) if stage is None
+                                  else self.pipe.work(stage, training.schedule, training.micro_batches))
+        return self._works[stage]
 
     def _streams(self, memories, stores, streams):
         """One compute stream per simulated device (a pipeline stage's, with pipelines,
@@ -406,6 +407,7 @@ class Iteration:
             groups=self._groups(),
             rank_classes=classes if len(classes) < len(records) else (),
             equivalent_rings=stands if len(classes) < len(records) else {},
+            device_work=tuple(self._work(d) for d in range(len(records))),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
