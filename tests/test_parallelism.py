@@ -89,8 +89,9 @@ def test_zero_collectives_per_stage():
     ops = {z: {op: sum(c.size_bytes for c in cs if c.op == op) for op in ("all_reduce", "reduce_scatter", "all_gather")}
            for z, cs in by_stage.items()}
     assert ops[0] == pytest.approx({"all_reduce": grads, "reduce_scatter": 0, "all_gather": 0})
-    # Stage 1: gradients all-reduced, then the updated weights all-gathered after the step.
-    assert ops[1] == pytest.approx({"all_reduce": grads, "reduce_scatter": 0, "all_gather": grads})
+    # Stage 1 (Megatron's distributed optimizer): gradients reduce-scattered to the owners
+    # of their optimizer state, then the updated weights all-gathered after the step.
+    assert ops[1] == pytest.approx({"all_reduce": 0, "reduce_scatter": grads, "all_gather": grads})
     # Stage 2: gradients reduce-scattered to their owners.
     assert ops[2] == pytest.approx({"all_reduce": 0, "reduce_scatter": grads, "all_gather": grads})
     # Stage 3: weights gathered before each group's forward and again before its backward.

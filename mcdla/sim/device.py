@@ -60,8 +60,13 @@ class DeviceCompute:
         self._reductions: list[simpy.Event] = []  # the gradient all-reduces this device joined
         self._bucket: list[str] = []  # weight groups waiting in the open bucket
         self._bucket_bytes = 0.0
-        # ZeRO 2 and 3 keep 1/dp of the gradients: a reduce-scatter leaves each its shard.
-        self._gradient_op = "reduce_scatter" if inputs.execution.zero >= 2 else "all_reduce"
+        # Under ZeRO each device steps 1/dp of the weights, so it needs only that shard of
+        # the reduced gradient: a reduce-scatter leaves each its shard (stages 2 and 3 then
+        # keep only it). Stage 1 is Megatron-LM's distributed optimizer
+        # (--use-distributed-optimizer, docs/distrib_optimizer.md: the gradient buffer is
+        # reduce-scattered, the updated parameters all-gathered), the 2x the gradients of
+        # plain data parallelism that the ZeRO paper (Rajbhandari et al. 2020, 7.2.1) counts.
+        self._gradient_op = "reduce_scatter" if inputs.execution.zero >= 1 else "all_reduce"
         self.process = env.process(self._run())
 
     def _gather_weights(self, group: str, phase: str):
