@@ -93,3 +93,18 @@ def test_a_pipeline_with_offload_moves_maps_over_the_backing_links():
     # Offloading lowers what a stage holds against keeping every map.
     kept = run(pipeline_parallel=2, micro_batches=2)
     assert record.devices[0].memory_peak_bytes < kept.devices[0].memory_peak_bytes
+
+
+@pytest.mark.parametrize("options, key, message", [
+    (dict(zero=2, training=TrainingSpec(micro_batches=2)), "execution.zero", "micro-batches accumulate"),
+    (dict(offload_optimizer=True, zero=1, training=TrainingSpec(micro_batches=2)), "execution.offload_optimizer",
+     "not built"),
+    (dict(parallel="model", training=TrainingSpec(micro_batches=2)), "training.micro_batches", "data-parallel"),
+    (dict(pipeline_parallel=2, training=TrainingSpec(micro_batches=3, schedule="interleaved", virtual_stages=2)),
+     "training.micro_batches", "a multiple of it"),
+])
+def test_what_micro_batches_still_cannot_run_is_refused_by_key(options, key, message):
+    from mcdla.errors import InputError
+
+    with pytest.raises(InputError, match=rf"{key}: .*{message}"):
+        ExecutionSpec(**options)

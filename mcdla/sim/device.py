@@ -1,11 +1,14 @@
-"""One device's compute stream: the passes of an iteration over the plan.
+"""One device's compute stream: the one runner of an iteration's passes.
 
-:class:`DeviceCompute` runs forward over every layer, backward in reverse, then the
-optimizer step; it asks its memory for room, hands feature maps to its copy engines,
-joins its communicators' collectives (data-parallel gradients, ZeRO's gathers, tensor
+:class:`DeviceCompute` runs its schedule's steps (:mod:`mcdla.sim.schedule`: without
+micro-batches one forward over every layer and one backward in reverse; with them,
+each micro-batch's forward and backward over each chunk of its layers, as
+:mod:`mcdla.sim.passes` plans them), then the optimizer step. It asks its memory for
+room, hands feature maps to its copy engines, rebuilds recomputed maps, joins its
+communicators' collectives (data-parallel gradients, ZeRO's gathers, tensor
 parallelism around a layer, the paper's model-parallel gathers and dX) and records
-what it did. A pipeline stage (:mod:`mcdla.sim.pipeline`) runs its own schedule of
-passes over the same steps."""
+what it did. A pipeline stage (:mod:`mcdla.sim.pipeline`) runs the same passes and
+adds only the sends and waits between stages (:meth:`_receive`, :meth:`_send`)."""
 
 from __future__ import annotations
 
