@@ -108,3 +108,12 @@ def test_what_micro_batches_still_cannot_run_is_refused_by_key(options, key, mes
 
     with pytest.raises(InputError, match=rf"{key}: .*{message}"):
         ExecutionSpec(**options)
+
+
+def test_the_layout_line_names_accumulated_micro_batches():
+    from mcdla.cli.sim import layout
+
+    result = {"parallel": "data", "layout": {"tensor": 1, "pipeline": 1, "data": 8, "micro_batches": 4, "zero": 0}}
+    assert layout(result) == "data-parallel, 4 micro-batches"
+    result["layout"]["micro_batches"] = 1
+    assert layout(result) == "data-parallel"
