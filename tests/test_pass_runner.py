@@ -117,3 +117,27 @@ def test_the_layout_line_names_accumulated_micro_batches():
     assert layout(result) == "data-parallel, 4 micro-batches"
     result["layout"]["micro_batches"] = 1
     assert layout(result) == "data-parallel"
+
+
+@pytest.mark.parametrize("stages, micro, chunks", [(2, 2, 2), (4, 4, 2), (2, 2, 4), (4, 8, 2)])
+def test_interleaved_iteration_is_narayanans_bubble_when_stages_are_equal(tmp_path, stages, micro, chunks):
+    """Eight equal layers over links of no cost: the interleaved schedule's iteration is
+    (m + (p - 1) / v) stage passes (Narayanan et al. SC'21, 2.2.2), which the planner's
+    estimate charges too."""
+    import math
+
+    from mcdla.run import load_inputs
+    from mcdla.sweep.plan import Candidate, _estimate
+    from tests.test_parallelism import EQUAL_STAGES
+
+    path = tmp_path / "relus.yaml"
+    path.write_text(EQUAL_STAGES)
+    free = [("links.nvlink.bw", "1e17 B/s"), ("links.nvlink.latency", 0)]
+    candidate = Candidate(1, 0, "none", pipeline_parallel=stages, micro_batches=micro)
+    sets = [*free, *candidate.sets(), ("training.schedule", "interleaved"), ("training.virtual_stages", chunks)]
+    iteration = Iteration(*load_inputs("ring", str(path), sets, {}, batch=64 * micro))
+    plan = iteration.plan
+    stage_s = sum(plan.fwd_s) + sum(plan.bwd_s)  # every layer once: p stages of it each
+    assert _estimate(iteration, math.inf)[0] == pytest.approx((micro + (stages - 1) / chunks) * stage_s / stages,
+                                                               rel=1e-9)
+    assert iteration.run().iteration_time_s == pytest.approx(_estimate(iteration, math.inf)[0], rel=1e-5)
