@@ -89,8 +89,9 @@ def test_zero_collectives_per_stage():
     ops = {z: {op: sum(c.size_bytes for c in cs if c.op == op) for op in ("all_reduce", "reduce_scatter", "all_gather")}
            for z, cs in by_stage.items()}
     assert ops[0] == pytest.approx({"all_reduce": grads, "reduce_scatter": 0, "all_gather": 0})
-    # Stage 1: gradients all-reduced, then the updated weights all-gathered after the step.
-    assert ops[1] == pytest.approx({"all_reduce": grads, "reduce_scatter": 0, "all_gather": grads})
+    # Stage 1 (Megatron's distributed optimizer): gradients reduce-scattered to the owners
+    # of their optimizer state, then the updated weights all-gathered after the step.
+    assert ops[1] == pytest.approx({"all_reduce": 0, "reduce_scatter": grads, "all_gather": grads})
     # Stage 2: gradients reduce-scattered to their owners.
     assert ops[2] == pytest.approx({"all_reduce": 0, "reduce_scatter": grads, "all_gather": grads})
     # Stage 3: weights gathered before each group's forward and again before its backward.
@@ -262,20 +263,13 @@ def test_a_rank_order_must_name_every_device_once():
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(micro_batches=4), r"training\.micro_batches: splits a replica's batch over pipeline stages"),
     (dict(schedule="gpipe"), r"training\.schedule: orders a pipeline's micro-batches"),
+    (dict(schedule="interleaved", virtual_stages=2, micro_batches=2), r"training\.micro_batches: the interleaved"),
+    (dict(virtual_stages=2), r"training\.schedule: the interleaved schedule runs 2 or more"),
 ])
 def test_pipeline_options_without_a_pipeline_are_refused_not_ignored(options, message):
     with pytest.raises(InputError, match=message):
         iterate(training_options=options)
-
-
-def test_pipelines_refuse_what_they_do_not_model():
-    with pytest.raises(InputError, match="checkpointing within pipeline stages"):
-        iterate(pipeline_parallel=2, training_options=dict(micro_batches=2, checkpoint="full"))
-    with pytest.raises(InputError, match="keeps feature maps on the device"):
-        Iteration(load_topology("ring"), load_workload("gpt2"),
-                  ExecutionSpec(batch=16, pipeline_parallel=2, training=TrainingSpec(micro_batches=2))).run()
 
 
 def test_sequence_parallelism_turns_each_all_reduce_into_a_reduce_scatter_and_an_all_gather():

@@ -137,8 +137,8 @@ def layout(result: Mapping[str, Any]) -> str:
     text = f"{result['parallel']}-parallel"
     if result["parallel"] == "data" and (lay.get("tensor", 1) > 1 or lay.get("pipeline", 1) > 1):
         text = f"tp {lay['tensor']} x pp {lay['pipeline']} x dp {lay['data']}"
-        if lay["pipeline"] > 1:
-            text += f", {lay['micro_batches']} micro-batches"
+    if lay.get("pipeline", 1) > 1 or lay.get("micro_batches", 1) > 1:  # through stages, or accumulated
+        text += f", {lay['micro_batches']} micro-batches"
     return text + (f", ZeRO-{lay['zero']}" if lay.get("zero") else "")
 
 

@@ -114,23 +114,30 @@ class ExecutionSpec:
         if self.sequence_parallel and self.tensor_parallel == 1:
             raise _refuse("execution.sequence_parallel",
                           "splits the tokens over a tensor group: set execution.tensor_parallel above 1")
-        if self.pipeline_parallel > 1 and self.zero > 1:
-            raise _refuse("execution.zero", "stages 2 and 3 shard what pipeline stages accumulate over "
-                          "micro-batches; with pipeline parallelism use 0 or 1 (as DeepSpeed)")
+        micro, schedule = self.training.micro_batches, self.training.schedule
+        if micro > 1 and self.parallel != "data":
+            raise _refuse("training.micro_batches", "applies to data-parallel training; the paper's model-parallel "
+                          "mode runs with 1")
+        if (self.pipeline_parallel > 1 or micro > 1) and self.zero > 1:
+            raise _refuse("execution.zero", "stages 2 and 3 shard what micro-batches accumulate; with pipeline "
+                          "parallelism or micro-batches use 0 or 1 (as DeepSpeed with pipelines)")
         if self.offload_params and not (self.zero == 3 and self.offload_optimizer):
             raise _refuse("execution.offload_params", "the weights leave the device only with their optimizer "
                           "state, under ZeRO stage 3: set execution.zero=3 and execution.offload_optimizer=true")
-        if self.pipeline_parallel > 1 and self.offload_optimizer:
-            raise _refuse("execution.offload_optimizer", "ZeRO-Offload with pipeline parallelism is not built")
-        if self.pipeline_parallel == 1 and self.training.micro_batches > 1:
-            raise _refuse("training.micro_batches", "splits a replica's batch over pipeline stages: set "
-                          "execution.pipeline_parallel above 1 (gradient accumulation alone is not built)")
-        if self.pipeline_parallel == 1 and self.training.schedule != "1f1b":
+        if (self.pipeline_parallel > 1 or micro > 1) and self.offload_optimizer:
+            raise _refuse("execution.offload_optimizer", "ZeRO-Offload with pipeline parallelism or micro-batches "
+                          "is not built")
+        if self.pipeline_parallel == 1 and micro == 1 and schedule != "1f1b":
             raise _refuse("training.schedule", "orders a pipeline's micro-batches: set execution.pipeline_parallel "
-                          "above 1")
-        if self.pipeline_parallel > 1 and self.training.checkpoint != "none":
-            raise _refuse("training.checkpoint", "activation checkpointing within pipeline stages is not built; "
-                          "use none")
+                          "or training.micro_batches above 1")
+        if (schedule == "interleaved") != (self.training.virtual_stages > 1):
+            raise _refuse("training.virtual_stages" if schedule == "interleaved" else "training.schedule",
+                          "the interleaved schedule runs 2 or more virtual stages (chunks) per pipeline stage: set "
+                          "training.schedule=interleaved with training.virtual_stages above 1")
+        if schedule == "interleaved" and (self.pipeline_parallel == 1 or micro % self.pipeline_parallel):
+            raise _refuse("training.micro_batches", "the interleaved schedule runs micro-batches in groups of "
+                          "the pipeline's stages (as Megatron): set execution.pipeline_parallel above 1 and "
+                          "training.micro_batches to a multiple of it")
 
     def _place_flags(self) -> None:
         """A tier named for the optimizer state or the weights turns on the offload that

@@ -63,10 +63,17 @@ class TrainingSpec:
       :data:`MAX_COMPRESSION` = 32: cDMA's zero-value compression keeps one mask bit per
       element, so even an all-zero map of 32-bit values shrinks at most 32 times (a
       ratio of 1e9 would make an offload free).
-    - ``micro_batches``: with pipeline parallelism, each replica's share of the batch
-      runs as this many micro-batches (gradients accumulate over them).
-    - ``schedule``: the pipeline schedule, ``1f1b`` (PipeDream-Flush, Megatron's) or
-      ``gpipe`` (every forward, then every backward).
+    - ``micro_batches``: each replica's share of the batch runs as this many
+      micro-batches, whose gradients accumulate before one reduction: through the
+      pipeline stages, or, without pipeline parallelism, gradient accumulation.
+    - ``schedule``: the order of the micro-batches' passes (mcdla.sim.schedule):
+      ``1f1b`` (PipeDream-Flush, Megatron's default; without stages, a forward and a
+      backward per micro-batch), ``gpipe`` (every forward, then every backward) or
+      ``interleaved`` (Megatron's interleaved 1F1B, Narayanan et al. SC'21, over
+      ``virtual_stages`` chunks per stage).
+    - ``virtual_stages``: with the ``interleaved`` schedule, the chunks of layers each
+      pipeline stage holds (Megatron's ``--num-layers-per-virtual-pipeline-stage``
+      expressed as chunks per stage); 1 otherwise.
     - ``checkpoint``: activation checkpointing. ``none``, the paper's: every feature
       map backward reads is stored (kept or offloaded). ``full``: only each block
       instance's input is stored and the maps made inside the block are recomputed in
@@ -87,5 +94,6 @@ class TrainingSpec:
     fuse_dropout_add: bool = False
     compression: Annotated[float, Range(minimum=1.0, maximum=MAX_COMPRESSION)] = 1.0
     micro_batches: PositiveInt = 1
-    schedule: Literal["1f1b", "gpipe"] = "1f1b"
+    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+    virtual_stages: PositiveInt = 1
     checkpoint: Literal["none", "full", "selective"] = "none"

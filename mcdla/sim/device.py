@@ -1,11 +1,14 @@
-"""One device's compute stream: the passes of an iteration over the plan.
+"""One device's compute stream: the one runner of an iteration's passes.
 
-:class:`DeviceCompute` runs forward over every layer, backward in reverse, then the
-optimizer step; it asks its memory for room, hands feature maps to its copy engines,
-joins its communicators' collectives (data-parallel gradients, ZeRO's gathers, tensor
+:class:`DeviceCompute` runs its schedule's steps (:mod:`mcdla.sim.schedule`: without
+micro-batches one forward over every layer and one backward in reverse; with them,
+each micro-batch's forward and backward over each chunk of its layers, as
+:mod:`mcdla.sim.passes` plans them), then the optimizer step. It asks its memory for
+room, hands feature maps to its copy engines, rebuilds recomputed maps, joins its
+communicators' collectives (data-parallel gradients, ZeRO's gathers, tensor
 parallelism around a layer, the paper's model-parallel gathers and dX) and records
-what it did. A pipeline stage (:mod:`mcdla.sim.pipeline`) runs its own schedule of
-passes over the same steps."""
+what it did. A pipeline stage (:mod:`mcdla.sim.pipeline`) runs the same passes and
+adds only the sends and waits between stages (:meth:`_receive`, :meth:`_send`)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import closure, prefetch_step
 from mcdla.sim.memory import BackingStores, DeviceMemory, DmaEngine, stripe
+from mcdla.sim.passes import DeviceWork
 from mcdla.sim.records import OffloadPlan, RunInputs, Span
+from mcdla.sim.schedule import Step
 
 __all__ = ["OPTIMIZER_CHUNK_BYTES", "DeviceCompute"]
 
@@ -36,7 +41,7 @@ class DeviceCompute:
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
-                 model_state_bytes: float, virtualize: bool, tensor_stream: CollectiveStream | None = None,
+                 model_state_bytes: float, work: DeviceWork, tensor_stream: CollectiveStream | None = None,
                  members: tuple[int, ...] = ()):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
         # Rank symmetry: the devices of this one's class (it first), which do what it does.
@@ -45,17 +50,27 @@ class DeviceCompute:
         # ``stream``: the data-parallel group's communicator (every device, without
         # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
         self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
-        self.model_state_bytes, self.virtualize = model_state_bytes, virtualize
+        self.model_state_bytes, self.work = model_state_bytes, work
+        # The weight groups whose gradient this device reduces, by their layers here
+        # still to run backward: a group is the stage's that holds its first layer (a
+        # recurrent layer's timesteps may span stages; its gradient is reduced once).
+        own = {i for chunk in work.passes for i in chunk.fwd_order}
         groups: dict[str, int] = {}
-        for layer in inputs.workload.layers:
-            if layer.weight_group is not None:
-                groups[layer.weight_group] = groups.get(layer.weight_group, 0) + 1
+        for i in sorted(own):
+            group = inputs.workload.layers[i].weight_group
+            if group is not None and plan.group_first[group] in own:
+                groups[group] = groups.get(group, 0) + 1
         self._groups_left = groups
         self._reductions: list[simpy.Event] = []  # the gradient all-reduces this device joined
         self._bucket: list[str] = []  # weight groups waiting in the open bucket
         self._bucket_bytes = 0.0
-        # ZeRO 2 and 3 keep 1/dp of the gradients: a reduce-scatter leaves each its shard.
-        self._gradient_op = "reduce_scatter" if inputs.execution.zero >= 2 else "all_reduce"
+        # Under ZeRO each device steps 1/dp of the weights, so it needs only that shard of
+        # the reduced gradient: a reduce-scatter leaves each its shard (stages 2 and 3 then
+        # keep only it). Stage 1 is Megatron-LM's distributed optimizer
+        # (--use-distributed-optimizer, docs/distrib_optimizer.md: the gradient buffer is
+        # reduce-scattered, the updated parameters all-gathered), the 2x the gradients of
+        # plain data parallelism that the ZeRO paper (Rajbhandari et al. 2020, 7.2.1) counts.
+        self._gradient_op = "reduce_scatter" if inputs.execution.zero >= 1 else "all_reduce"
         self.process = env.process(self._run())
 
     def _gather_weights(self, group: str, phase: str):
@@ -209,123 +224,155 @@ class DeviceCompute:
             self.memory.record.compute.append(Span(start, self.env.now, label, kind))
 
     def _run(self):
-        """The device's iteration: forward over every layer, backward in reverse, then
-        the optimizer step (a pipeline stage runs its own schedule of passes instead)."""
-        engine_args = (self.env, self.net, self.inputs, self.device, self.memory, self.stores, self.plan, self.copies)
-        self._offloader = DmaEngine(*engine_args)
-        two = self.inputs.topology.device.dma_engines >= 2  # a copy engine each way, or one for both
-        self._prefetcher = DmaEngine(*engine_args) if two else self._offloader
-        self._offloaded: dict[int, simpy.Event] = {}  # tensor -> its offload
+        """The device's iteration: its schedule's forward and backward passes (one of
+        each over every layer without micro-batches), then the optimizer step."""
+        # The copy engines' processes (none on a pipeline stage or micro-batched device
+        # that offloads nothing: they would only wait, as its records always did).
+        if not self.work.stashed or any(any(chunk.offloaded) for chunk in self.work.passes):
+            engine_args = (self.env, self.net, self.inputs, self.device, self.memory, self.stores, self.plan,
+                           self.copies)
+            self._offloader = DmaEngine(*engine_args)
+            two = self.inputs.topology.device.dma_engines >= 2  # a copy engine each way, or one for both
+            self._prefetcher = DmaEngine(*engine_args) if two else self._offloader
+        self._offloaded: dict[tuple[int, int], simpy.Event] = {}  # (micro-batch, tensor) -> its offload
         self.memory.hold(self.model_state_bytes)  # resident for the whole iteration
-        self.memory.hold(self.plan.tensor_bytes[0])  # the input batch
-        yield from self._forward()
-        yield from self._backward()
+        for step in self.work.steps:
+            yield from (self._forward if step.kind == "F" else self._backward)(step)
         yield from self._finish()
+
+    # A pipeline stage's waits for, and sends of, activations and their gradients
+    # (mcdla.sim.pipeline); nothing without one.
+    def _receive(self, step: Step):
+        yield from ()
+
+    def _send(self, step: Step) -> None:
+        pass
+
+    def _tag(self, step: Step) -> tuple:
+        """What tells apart the collectives and labels of each micro-batch (and chunk)."""
+        if not self.work.stashed:
+            return ()
+        return (step.micro,) if len(self.work.passes) == 1 else (step.micro, step.chunk)
 
     @property
     def _zero3(self) -> bool:
         return self.inputs.execution.zero == 3 and self.stream.devices > 1
 
-    def _forward(self):
-        """Every layer in order: gathers (model-parallel, ZeRO-3, tensor-parallel), the
-        kernel, then each map whose last forward use it was leaves or is dropped."""
+    def _forward(self, step: Step):
+        """The chunk's layers in order: gathers (model-parallel, ZeRO-3, tensor-parallel),
+        the kernel, then each map whose last forward use it was leaves or is dropped."""
         plan, memory, layers = self.plan, self.memory, self.inputs.workload.layers
+        chunk, j, tag = self.work.passes[step.chunk], step.micro, self._tag(step)
+        label = f" mb{j}" if tag else ""
+        yield from self._receive(step)
+        if self.work.stashed:
+            yield from memory.reserve(chunk.stash_bytes, f"micro-batch {j}'s activations")
+        if 0 in chunk.last_fwd_use and 0 not in chunk.stashed:  # the first chunk's input, unless stashed
+            yield from memory.reserve(plan.tensor_bytes[0], "the input batch")
         gathered: set[int] = {0}  # every device loads the whole input batch
         weights = {}  # ZeRO-3: weight group -> its gather, issued one group ahead
-        for i in range(1, len(layers)):
+        for i in chunk.fwd_order:
             layer = layers[i]
             for p, size in plan.gathers.get(i, ()):  # model-parallel: what it reads whole
                 if p not in gathered:
                     gathered.add(p)
                     yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
-            yield from self._tp_before_forward(i)
+            yield from self._tp_before_forward(i, tag)
             group = layer.weight_group
             if self._zero3 and group is not None and plan.group_first[group] == i:
                 yield from self._weights_ready(group, "fwd", plan.weight_order, weights)
-            # The output buffer exists while the layer computes.
-            yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
-            yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}", "fwd")
+            if i not in chunk.stashed:  # the output buffer exists while the layer computes
+                yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
+            yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}{label}", "fwd")
             if self._zero3 and group is not None and plan.group_last[group] == i:
                 self._drop_weights(group)
-            yield from self._tp_after_forward(i)
+            yield from self._tp_after_forward(i, tag)
             for p in (*layer.inputs, i):
-                if plan.last_fwd_use[p] != i:
+                if chunk.last_fwd_use.get(p) != i:
                     continue
-                if plan.offloaded[p]:
-                    self._offloaded[p] = self._offloader.submit(p, "offload")
-                elif plan.dropped[p]:  # recomputed in backward, or never read again
+                if chunk.offloaded[p]:
+                    self._offloaded[(j, p)] = self._offloader.submit(p, "offload")
+                elif chunk.dropped[p]:  # recomputed in backward, or never read again
                     memory.free(plan.tensor_bytes[p])
+        self._send(step)
 
-    def _backward(self):
-        """Every layer in reverse: its inputs back in memory (prefetched ``lookahead``
-        steps ahead, or recomputed), the kernel, then its gradients' communication."""
+    def _backward(self, step: Step):
+        """The chunk's layers in reverse: their inputs back in memory (prefetched
+        ``lookahead`` steps ahead, or recomputed), the kernel, then its gradients'
+        communication; with micro-batches, the stash is freed at the end."""
         plan, memory, layers = self.plan, self.memory, self.inputs.workload.layers
         training = self.inputs.execution.training
+        chunk, j, tag = self.work.passes[step.chunk], step.micro, self._tag(step)
+        label = f" mb{j}" if tag else ""
+        yield from self._receive(step)
         prefetched: dict[int, simpy.Event] = {}
-        pending = deque(sorted(plan.first_need, key=lambda t: (plan.first_need[t], t)))
+        pending = deque(sorted(chunk.first_need, key=lambda t: (chunk.first_need[t], t)))
         recomputed: set[int] = set()  # recomputed tensors held for backward
         weights = {}
         order = plan.weight_order[::-1]
-        for step, i in enumerate(plan.bwd_order):
-            while pending and prefetch_step(plan.first_need[pending[0]], training.lookahead) <= step:
+        for k, i in enumerate(chunk.bwd_order):
+            while pending and prefetch_step(chunk.first_need[pending[0]], training.lookahead) <= k:
                 t = pending.popleft()
-                prefetched[t] = self._prefetcher.submit(t, "prefetch", self._offloaded[t])
+                prefetched[t] = self._prefetcher.submit(t, "prefetch", self._offloaded.pop((j, t)))
             group = layers[i].weight_group
             if self._zero3 and group is not None and plan.group_last[group] == i:
                 yield from self._weights_ready(group, "bwd", order, weights)
-            for t in reversed(closure(plan.bwd_needs[i], layers, plan.recomputed)):
-                if plan.offloaded[t]:
+            for t in reversed(closure(plan.bwd_needs[i], layers, chunk.recomputed)):
+                if chunk.offloaded[t]:
                     yield prefetched[t]
-                elif plan.recomputed[t] and t not in recomputed:
+                elif chunk.recomputed[t] and t not in recomputed:
                     recomputed.add(t)
                     yield from memory.reserve(plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
-                    yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}", "recompute")
+                    yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}{label}", "recompute")
             if training.regather and layers[i].weight_group is not None:
                 for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
                     yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
-            yield from self._tp_before_backward(i)
+            yield from self._tp_before_backward(i, tag)
             memory.record.backward_start[i] = self.env.now
-            yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}", "bwd")
-            for t in plan.frees[step]:
+            yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}{label}", "bwd")
+            for t in chunk.frees[k]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if self._zero3 and group is not None and plan.group_first[group] == i:
                 self._drop_weights(group)
-            yield from self._tp_after_backward(i)
-            yield from self._gradients_of(i)
+            yield from self._tp_after_backward(i, tag)
+            yield from self._gradients_of(i, j)
+        if self.work.stashed:
+            memory.free(chunk.stash_bytes)
+        self._send(step)
 
-    def _gradients_of(self, i: int):
+    def _gradients_of(self, i: int, micro: int):
         """After layer i's backward: model-parallel, the partial dX it completes, each
         reduce-scattered to its shards once after its last consumer's backward (the
-        consumers' partials summed locally); data-parallel, a weight group whose
-        gradient is now complete goes to its reduction."""
+        consumers' partials summed locally); data-parallel, in the last micro-batch's
+        backward (gradients accumulate over the others, DDP's ``no_sync``), a weight
+        group whose gradient is now complete goes to its reduction."""
         plan = self.plan
         if self.inputs.execution.parallel == "model":
             for p, size in plan.partial_dx.get(i, ()):
                 yield self.stream.join(("dX", p), "reduce_scatter", size, device=self.device)
             return
         group = self.inputs.workload.layers[i].weight_group
-        if group is not None:
+        if group in self._groups_left and micro == self.work.micro_batches - 1:
             self._groups_left[group] -= 1
             if self._groups_left[group] == 0:
                 self._gradient_ready(group, plan.group_bytes[group])
 
     def _finish(self):
         """The optimizer step once the gradients are reduced; ZeRO 1-2's weight gather."""
-        plan, execution, memory = self.plan, self.inputs.execution, self.memory
+        execution, memory = self.inputs.execution, self.memory
         if execution.parallel != "model":
             self._flush_bucket()
-        if plan.step_s > 0 or execution.zero in (1, 2):
+        if self.work.step_s > 0 or execution.zero in (1, 2):
             # The optimizer step updates every weight once all its gradients are reduced.
             yield self.env.all_of(self._reductions)
             if execution.offload_optimizer:
                 yield from self._offloaded_step()
             else:
-                yield from self._compute(plan.step_s, "optimizer step", "step")
-        if execution.zero in (1, 2):
+                yield from self._compute(self.work.step_s, "optimizer step", "step")
+        if execution.zero in (1, 2) and self.stream.devices > 1:
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
-            yield self.stream.join(("W", "step"), "all_gather", sum(plan.group_bytes.values()), device=self.device)
-        if not self.virtualize:
+            yield self.stream.join(("W", "step"), "all_gather", self.work.weight_bytes, device=self.device)
+        for chunk in self.work.passes:
             # Without virtualization, maps that backward never reads are dropped at the end.
-            for t in range(len(plan.tensor_bytes)):
-                if t not in plan.read_in_bwd and not plan.dropped[t]:
-                    memory.free(plan.tensor_bytes[t])
+            for t in chunk.leftover:
+                memory.free(self.plan.tensor_bytes[t])

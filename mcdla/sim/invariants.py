@@ -119,14 +119,26 @@ def expected_channel_bytes(record) -> dict[str, float]:
         for resource in path:
             add(resource, size)
     plan = record.plan
-    moved = sum(plan.tensor_bytes[tensor] for tensor in plan.first_need)  # each way, per device
-    moved /= execution.training.compression  # a compressing DMA engine's bytes
-    for device in topology.devices:
+    for n, device in enumerate(topology.devices):
+        times, planned = planned_offloads(record, n)
+        moved = times * sum(plan.tensor_bytes[tensor] for tensor in planned)  # each way
+        moved /= execution.training.compression  # a compressing DMA engine's bytes
         for direction in ("offload", "prefetch"):
             for sub in state_routes(topology, execution, "activations", device, direction):
                 for resource in sub.path:
                     add(resource, sub.share * moved)
     return expected
+
+
+def planned_offloads(record, n: int) -> tuple[int, dict[int, int]]:
+    """Device ``n``'s offloads: how many times each (once per micro-batch), and each
+    offloaded tensor -> the backward layer that first needs it."""
+    if not record.device_work:
+        plan = record.plan
+        return 1, {t: plan.bwd_order[step] for t, step in plan.first_need.items()}
+    work = record.device_work[n]
+    return work.micro_batches, {t: chunk.bwd_order[step] for chunk in work.passes
+                                for t, step in chunk.first_need.items()}
 
 
 def _check_channel_bytes(record) -> None:
@@ -141,9 +153,7 @@ def _check_channel_bytes(record) -> None:
 
 
 def _check_devices(record) -> None:
-    plan = record.plan
     capacity = record.inputs.topology.device_memory_bytes
-    planned = sorted(plan.first_need)
     # The driver allocates the resident model state first and keeps it; everything
     # else an iteration allocates it must free.
     steady = float(record.model_state_bytes)
@@ -171,10 +181,11 @@ def _check_devices(record) -> None:
                 f"device {name}: held {peak:.6g} bytes at its peak, over its memory of "
                 f"{capacity:.6g} bytes"
             )
-        _check_virtualization(plan, device, planned)
+        _check_virtualization(device, *planned_offloads(record, n))
 
 
-def _check_virtualization(plan, device, planned: list[int]) -> None:
+def _check_virtualization(device, times: int, first_need: dict[int, int]) -> None:
+    planned = sorted(first_need)
     name = device.name
     for what, counts in (("offloaded", device.offloads), ("prefetched", device.prefetches)):
         if sorted(counts) != planned:
@@ -184,14 +195,15 @@ def _check_virtualization(plan, device, planned: list[int]) -> None:
                 f"device {name}: tensors {what} differ from the plan "
                 f"(never {what}: {missing[:5]}, unplanned: {extra[:5]})"
             )
-        for tensor, times in counts.items():
-            if times != 1:
-                raise InvariantError(f"device {name}: tensor {tensor} {what} {times} times, not once")
+        for tensor, count in counts.items():
+            if count != times:
+                once = "once" if times == 1 else f"{times} (once per micro-batch)"
+                raise InvariantError(f"device {name}: tensor {tensor} {what} {count} times, not {once}")
     if not _close(device.offloaded_bytes, device.prefetched_bytes, 0.0):
         raise InvariantError(f"device {name}: offloaded {device.offloaded_bytes!r} bytes but "
                              f"prefetched {device.prefetched_bytes!r}")
-    for tensor in planned:
-        layer = plan.bwd_order[plan.first_need[tensor]]
+    for tensor in planned:  # the last micro-batch's (each overwrites the one before)
+        layer = first_need[tensor]
         ready = device.prefetch_ready.get(tensor, math.inf)
         started = device.backward_start.get(layer, -math.inf)
         if ready > started:

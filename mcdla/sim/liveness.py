@@ -82,17 +82,20 @@ def prefetch_step(first_need: int, lookahead: int) -> int:
     return max(0, first_need - lookahead)
 
 
-def schedule(layers, recomputed: Sequence[bool]) -> Schedule:
-    """The uses of every feature map: the same derivation as the driver's plan."""
+def schedule(layers, recomputed: Sequence[bool], own: range | None = None) -> Schedule:
+    """The uses of every feature map: the same derivation as the driver's plan. ``own``:
+    only the uses by these layers, a pass over a pipeline stage's chunk (backward steps
+    counted within it); every layer by default."""
     n = len(layers)
+    own = range(n) if own is None else own
     last_fwd = list(range(n))
-    for i, layer in enumerate(layers):
-        for p in layer.inputs:
+    for i in own:
+        for p in layers[i].inputs:
             last_fwd[p] = max(last_fwd[p], i)
     needs = backward_needs(layers)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
-    for step, i in enumerate(range(n - 1, 0, -1)):
+    for step, i in enumerate(i for i in reversed(own) if i > 0):
         for t in closure(needs[i], layers, recomputed):
             last[t] = step
             first.setdefault(t, step)

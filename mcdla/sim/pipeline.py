@@ -1,25 +1,25 @@
-"""Pipeline parallelism: stages of consecutive layers, micro-batches, 1F1B or GPipe.
+"""Pipeline parallelism: stages of consecutive layers, micro-batches, their schedule.
 
 With ``execution.pipeline_parallel`` = p, the devices form p stages of dp x t devices
 each (Megatron's order: tensor groups innermost, then data-parallel replicas, then
-stages); the layers are split into p contiguous stages of near-equal compute
-(:func:`mcdla.hw.parallelism.pipeline_stages`), and each replica's share of the
-global batch runs as ``training.micro_batches`` micro-batches.
+stages); the layers are split into p x v contiguous virtual stages of near-equal
+compute (:func:`mcdla.hw.parallelism.pipeline_stages`; v = ``training.virtual_stages``
+chunks per stage with the interleaved schedule, stage s holding virtual stages s,
+s + p, ...), and each replica's share of the global batch runs as
+``training.micro_batches`` micro-batches.
 
-A :class:`PipelineStage` is one device's process. Its schedule is a list of forward
-and backward passes of micro-batches (:func:`schedule`): 1F1B (PipeDream-Flush,
-Narayanan et al. 2021: p - s - 1 warm-up forwards on stage s, then one forward and
-one backward in turn, then the remaining backwards) or GPipe (every forward, then
-every backward). A forward on stage s > 0 waits for its micro-batch's activations
-from stage s - 1; a backward on stage s < p - 1 waits for their gradient from stage
-s + 1; both are point-to-point flows on the network (:class:`PipeLinks`), contending
-with the collectives. A micro-batch's stage activations are held from its forward to
-its backward (so 1F1B holds at most p - s micro-batches on stage s, GPipe all m).
-Gradients accumulate over the micro-batches; each weight group is all-reduced over
-the data-parallel group during the last micro-batch's backward, as the last
-gradients complete (DDP's ``no_sync`` for the others), then the optimizer steps.
-Feature maps stay on the device (no offload, no activation checkpointing); ZeRO stage 1
-composes, 2 and 3 do not (DeepSpeed refuses them with pipelines too).
+A :class:`PipelineStage` is one device's process: a
+:class:`~mcdla.sim.device.DeviceCompute` running its stage's schedule
+(:mod:`mcdla.sim.schedule`) with the same forward and backward passes as any device
+(recompute, offload and gradient bookkeeping included); the stage only adds what is
+pipeline-specific. A forward of virtual stage k > 0 waits for its micro-batch's
+activations from virtual stage k - 1; a backward of k < p v - 1 waits for their
+gradient from k + 1; both are point-to-point flows on the network
+(:class:`PipeLinks`), contending with the collectives. Gradients accumulate over the
+micro-batches; each weight group is reduced over the data-parallel group during the
+last micro-batch's backward, then the optimizer steps. ZeRO stage 1 composes (as
+Megatron's distributed optimizer); 2 and 3 do not (DeepSpeed refuses them with
+pipelines too).
 """
 
 from __future__ import annotations
@@ -34,20 +34,10 @@ from mcdla.hw.network import p2p_paths
 from mcdla.hw.parallelism import pipeline_stages
 from mcdla.sim.device import DeviceCompute
 from mcdla.sim.offload import block_of
+from mcdla.sim.passes import DeviceWork, PassPlan, pass_plan
+from mcdla.sim.schedule import Step, steps
 
-__all__ = ["schedule", "PipeLinks", "PipelineStage", "PipelinePlan", "pipeline_plan"]
-
-
-def schedule(kind: str, stage: int, stages: int, micro_batches: int) -> list[tuple[str, int]]:
-    """The passes stage ``stage`` runs, in order: ("F" or "B", micro-batch)."""
-    m = micro_batches
-    if kind == "gpipe":
-        return [("F", j) for j in range(m)] + [("B", j) for j in range(m)]
-    warmup = min(stages - stage - 1, m)
-    passes = [("F", j) for j in range(warmup)]
-    for j in range(m - warmup):
-        passes += [("F", warmup + j), ("B", j)]
-    return passes + [("B", j) for j in range(m - warmup, m)]
+__all__ = ["PipeLinks", "PipelineStage", "PipelinePlan", "pipeline_plan"]
 
 
 class PipeLinks:
@@ -97,108 +87,92 @@ class PipeLinks:
 
 
 class PipelineStage(DeviceCompute):
-    """One device of one pipeline stage: its passes over the micro-batches."""
+    """One device of one pipeline stage: what the stage adds to a device's passes, the
+    sends and waits between stages."""
 
     def __init__(self, *args, stage: int, pipe: "PipelinePlan", links: PipeLinks, peers: tuple,
                  pairs: tuple = ((), ()), **kwargs):
-        # peers: (the device of the previous stage, of the next stage), None at the ends;
-        # pairs: with rank symmetry, (device, peer) of each device of the class, each way.
+        # peers: (the device of the previous stage, of the next stage; interleaved, the
+        # last stage's next is the first's), None at the ends; pairs: with rank symmetry,
+        # (device, peer) of each device of the class, each way.
         self.stage, self.pipe, self.links, self.peers, self.pairs = stage, pipe, links, peers, pairs
         super().__init__(*args, **kwargs)
+        self.name = self.inputs.topology.devices[self.device]
 
-    def _run(self):
-        plan, memory, env = self.plan, self.memory, self.env
-        execution = self.inputs.execution
-        layers = self.inputs.workload.layers
-        pipe = self.pipe
-        own = pipe.layers[self.stage]
+    def _virtual(self, step: Step) -> int:
+        return step.chunk * self.pipe.stages + self.stage
+
+    def _key(self, kind: str, device: str, step: Step, virtual: int) -> tuple:
+        """A transfer's name: what, to whom, of which micro-batch (and virtual stage)."""
+        return (kind, device, step.micro) + ((virtual,) if self.pipe.chunks > 1 else ())
+
+    def _receive(self, step: Step):
+        k, last = self._virtual(step), len(self.pipe.layers) - 1
+        if step.kind == "F" and k > 0:
+            yield self.links.arrival(self._key("act", self.name, step, k))
+        elif step.kind == "B" and k < last:
+            yield self.links.arrival(self._key("grad", self.name, step, k))
+
+    def _send(self, step: Step) -> None:
+        k, last = self._virtual(step), len(self.pipe.layers) - 1
         previous, following = self.peers
-        name = self.inputs.topology.devices[self.device]
-        memory.hold(self.model_state_bytes)
-        # A weight group is the stage's that holds its first layer (a recurrent layer's
-        # timesteps may span stages; its gradient is reduced once, by that stage).
-        groups_left: dict[str, int] = {}
-        for i in own:
-            group = layers[i].weight_group
-            if group is not None and plan.group_first[group] in own:
-                groups_left[group] = groups_left.get(group, 0) + 1
-        last = execution.training.micro_batches - 1
-        for kind, j in schedule(execution.training.schedule, self.stage, pipe.stages,
-                                execution.training.micro_batches):
-            if kind == "F":
-                if previous is not None:
-                    yield self.links.arrival(("act", name, j))
-                yield from memory.reserve(pipe.held_bytes[self.stage], f"micro-batch {j}'s activations")
-                for i in own:
-                    if i == 0:
-                        continue
-                    yield from self._tp_before_forward(i, (j,))
-                    yield from self._compute(plan.fwd_s[i], f"fwd {layers[i].name} mb{j}", "fwd")
-                    yield from self._tp_after_forward(i, (j,))
-                if following is not None:
-                    self.links.send(name, following, ("act", following, j), pipe.boundary_bytes[self.stage],
-                                    self.pairs[1])
-                continue
-            if following is not None:
-                yield self.links.arrival(("grad", name, j))
-            for i in reversed(own):
-                if i == 0:
-                    continue
-                yield from self._tp_before_backward(i, (j,))
-                yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name} mb{j}", "bwd")
-                yield from self._tp_after_backward(i, (j,))
-                group = layers[i].weight_group
-                if j == last and group in groups_left:
-                    groups_left[group] -= 1
-                    if groups_left[group] == 0:  # the accumulated gradient is complete
-                        self._gradient_ready(group, plan.group_bytes[group])
-            memory.free(pipe.held_bytes[self.stage])
-            if previous is not None:
-                self.links.send(name, previous, ("grad", previous, j), pipe.boundary_bytes[self.stage - 1],
-                                self.pairs[0])
-        self._flush_bucket()
-        if pipe.step_s[self.stage] > 0 or execution.zero == 1:
-            yield env.all_of(self._reductions)
-            yield from self._compute(pipe.step_s[self.stage], "optimizer step", "step")
-        if execution.zero == 1 and self.stream.devices > 1:
-            yield self.stream.join(("W", "step"), "all_gather", pipe.stage_weight_bytes[self.stage], device=self.device)
+        if step.kind == "F" and k < last:
+            self.links.send(self.name, following, self._key("act", following, step, k + 1),
+                            self.pipe.boundary_bytes[k], self.pairs[1])
+        elif step.kind == "B" and k > 0:
+            self.links.send(self.name, previous, self._key("grad", previous, step, k - 1),
+                            self.pipe.boundary_bytes[k - 1], self.pairs[0])
 
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    """What every stage needs of the pipeline, per micro-batch."""
+    """What every stage needs of the pipeline, per micro-batch (by virtual stage:
+    stage s's chunk c is virtual stage c x stages + s; one chunk each but interleaved)."""
 
     stages: int
-    layers: tuple[range, ...]  # stage -> its layers
-    held_bytes: tuple[float, ...]  # stage -> activations one micro-batch holds there until its backward
-    boundary_bytes: tuple[float, ...]  # stage s -> bytes sent from s to s + 1 (and their gradient back)
+    chunks: int
+    layers: tuple[range, ...]  # virtual stage -> its layers
+    passes: tuple[PassPlan, ...]  # virtual stage -> its forward and backward pass
+    boundary_bytes: tuple[float, ...]  # virtual stage k -> bytes sent from k to k + 1 (and their gradient back)
     stage_weight_bytes: tuple[float, ...]  # stage -> its weights on one device (after tensor parallelism)
     step_s: tuple[float, ...]  # stage -> its optimizer step
 
+    @property
+    def held_bytes(self) -> tuple[float, ...]:
+        """Virtual stage -> the activations one micro-batch holds there until its backward."""
+        return tuple(p.stash_bytes for p in self.passes)
 
-def pipeline_plan(plan, inputs, dp: int) -> PipelinePlan:
-    """Splits the layers into stages and sizes what moves between them."""
+    def work(self, stage: int, schedule: str, micro_batches: int) -> DeviceWork:
+        """What a device of ``stage`` runs."""
+        order = steps(schedule, stage, self.stages, micro_batches, self.chunks)
+        return DeviceWork(tuple(order), tuple(self.passes[c * self.stages + stage] for c in range(self.chunks)),
+                          micro_batches, self.step_s[stage], self.stage_weight_bytes[stage], True)
+
+
+def pipeline_plan(plan, inputs, dp: int, virtualize: bool = False) -> PipelinePlan:
+    """Splits the layers into (virtual) stages and sizes what moves between them."""
     workload, execution, device = inputs.workload, inputs.execution, inputs.topology.device
     layers, p = workload.layers, execution.pipeline_parallel
+    v = execution.training.virtual_stages
     blocks = [block_of(layer.name) for layer in layers]
     cuts = [i for i in range(1, len(layers)) if blocks[i] != blocks[i - 1]]  # where a block instance starts
-    stages = pipeline_stages([f + b for f, b in zip(plan.fwd_s, plan.bwd_s)], p, cuts)
+    stages = pipeline_stages([f + b for f, b in zip(plan.fwd_s, plan.bwd_s)], p * v, cuts)
     stage_of = {i: s for s, members in enumerate(stages) for i in members}
-    held, boundary = [0.0] * p, [0.0] * p
+    boundary = [0.0] * (p * v)
     crossing: set[tuple[int, int]] = set()  # (tensor, boundary) pairs already counted
     for i, layer in enumerate(layers):
         for q in layer.inputs:
             for s in range(stage_of[q], stage_of[i]):
                 boundary[s] += plan.tensor_bytes[q] if (q, s) not in crossing else 0.0
                 crossing.add((q, s))
-    for s, members in enumerate(stages):
-        # Its own outputs, and what it received (kept for backward, as autograd does).
-        held[s] = sum(plan.tensor_bytes[i] for i in members) + (boundary[s - 1] if s else 0.0)
+    # Each virtual stage keeps its own outputs and what it received (as autograd does).
+    passes = tuple(pass_plan(plan, layers, members, virtualize, boundary[s - 1] if s else 0.0)
+                   for s, members in enumerate(stages))
     prec = workload.precision_bytes
     weights = [0.0] * p
     for group, size in plan.group_bytes.items():
-        weights[stage_of[plan.group_first[group]]] += size
+        weights[stage_of[plan.group_first[group]] % p] += size
     params = tuple(w / prec for w in weights)
     updated = [updated_params(n, execution.zero, dp) for n in params]
-    return PipelinePlan(p, stages, tuple(held), tuple(boundary), tuple(weights),
+    return PipelinePlan(p, v, stages, passes, tuple(boundary), tuple(weights),
                         tuple(optimizer_step_time(device, workload, n) for n in updated))

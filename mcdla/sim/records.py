@@ -138,6 +138,8 @@ class IterationRecord:
     rank_classes: tuple[tuple[int, ...], ...] = ()
     # A simulated communicator's ring names -> those of every group it stands for.
     equivalent_rings: dict = field(default_factory=dict)
+    # Device -> what it ran (mcdla.sim.passes.DeviceWork: its schedule and passes).
+    device_work: tuple[Any, ...] = ()
     # (start, end) of each point-to-point send between pipeline stages (the pp axis).
     pipeline_sends: tuple[tuple[float, float], ...] = ()
 

@@ -62,6 +62,7 @@ from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.invariants import check_iteration
 from mcdla.sim.memory import BackingStores, DeviceMemory
+from mcdla.sim.passes import DeviceWork, whole_pass
 from mcdla.sim.pipeline import PipeLinks, PipelineStage, pipeline_plan
 from mcdla.sim.plan import device_model_state, make_plan
 from mcdla.sim.records import DeviceRecord, IterationRecord, RunInputs
@@ -85,6 +86,21 @@ def _rank_order(order: str | None, topology) -> tuple[int, ...]:
                          f"({what})",
                          key="execution.rank_order")
     return tuple(index[n] for n in given)
+
+
+def _wrap(peers: dict) -> dict:
+    """Pipeline peers with the ends joined: the last stage's next is the first stage
+    of its line, whose previous is that last stage (the interleaved schedule's chunk
+    after the last stage's runs on the first)."""
+    wrapped = dict(peers)
+    for d, (previous, _) in peers.items():
+        if previous is None:  # the first stage: walk its line to the last
+            last = d
+            while peers[last][1] is not None:
+                last = peers[last][1]
+            wrapped[d] = (last, wrapped[d][1])
+            wrapped[last] = (wrapped[last][0], d)
+    return wrapped
 
 
 class Iteration:
@@ -127,14 +143,14 @@ class Iteration:
         self._record_timeline = record_timeline
         self.socket_ports = tuple(p.id for p in topology.ports.values() if p.node in topology.sockets)
         self.virtualize = state_tier(topology, execution, "activations") is not None
+        if training.virtual_stages > 1:  # interleaved: the last stage's next chunk is on the first stage
+            self.peers = _wrap(self.peers)
         self.pipe = None
-        if pp > 1:
-            if self.virtualize:
-                raise InputError("pipeline parallelism keeps feature maps on the device; set "
-                                 "training.virtualization=false", key="training.virtualization")
+        self._works: dict = {}  # stage (None without micro-batches) -> what its devices run
+        if pp > 1 or micro > 1:
             # Each pass runs one micro-batch: the plan's per-layer times and sizes are a micro-batch's.
-            self.plan = make_plan(self.inputs, False, micro_batch=execution.batch // (dp * micro), dp=dp)
-            self.pipe = pipeline_plan(self.plan, self.inputs, dp)
+            self.plan = make_plan(self.inputs, self.virtualize, micro_batch=execution.batch // (dp * micro), dp=dp)
+            self.pipe = pipeline_plan(self.plan, self.inputs, dp, self.virtualize)
         else:
             self.plan = make_plan(self.inputs, self.virtualize)
         # Weights, gradients and optimizer state stay in device memory (1/D of them per
@@ -300,14 +316,25 @@ class Iteration:
                                                                for k in alike)
         return [tuple(pair) for pair in streams], rings, stands
 
+    def _work(self, d: int) -> DeviceWork:
+        """What device ``d`` runs: its stage's schedule over its chunks, or one pass
+        (built once per stage)."""
+        stage = self.stage_of[d] if self.pipe is not None else None
+        if stage not in self._works:
+            training = self.inputs.execution.training
+            self._works[stage] = (whole_pass(self.plan, self.workload.layers, self.virtualize) if stage is None
+                                  else self.pipe.work(stage, training.schedule, training.micro_batches))
+        return self._works[stage]
+
     def _streams(self, memories, stores, streams):
         """One compute stream per simulated device (a pipeline stage's, with pipelines,
         and the links between stages): their processes, and the links or None."""
         env, inputs, topology = self.env, self.inputs, self.inputs.topology
-        if self.pipe is None:
+        if inputs.execution.pipeline_parallel == 1:
+            state = self.device_state_bytes
             return [DeviceCompute(env, self.net, inputs, group[0], self.plan, memories[group[0]], stores,
-                                  streams[group[0]][0], self.model_state_bytes, self.virtualize,
-                                  streams[group[0]][1], members=group).process
+                                  streams[group[0]][0], state[group[0]] if state else self.model_state_bytes,
+                                  self._work(group[0]), streams[group[0]][1], members=group).process
                     for group in self.symmetry.device_classes], None
         links = PipeLinks(env, self.net, topology)
         names = topology.devices
@@ -319,7 +346,7 @@ class Iteration:
             pairs = tuple(tuple((names[e], names[self.peers[e][k]]) for e in group) if self.peers[d][k] is not None
                           else () for k in (0, 1))
             devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
-                                         self.device_state_bytes[d], False, streams[d][1], stage=self.stage_of[d],
+                                         self.device_state_bytes[d], self._work(d), streams[d][1], stage=self.stage_of[d],
                                          pipe=self.pipe, links=links, peers=peers, pairs=pairs,
                                          members=group).process)
         return devices, links
@@ -392,6 +419,7 @@ class Iteration:
             groups=self._groups(),
             rank_classes=classes if len(classes) < len(records) else (),
             equivalent_rings=stands if len(classes) < len(records) else {},
+            device_work=tuple(self._work(d) for d in range(len(records))),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record

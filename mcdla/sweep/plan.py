@@ -221,9 +221,11 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
     if pipe is None:
         compute = sum(plan.fwd_s) + sum(plan.bwd_s) + plan.step_s
     else:  # m micro-batches through the slowest stage, plus the fill and drain (the bubble)
-        m = iteration.inputs.execution.training.micro_batches
-        slowest = max(sum(plan.fwd_s[i] + plan.bwd_s[i] for i in layers) for layers in pipe.layers)
-        compute = (m + pipe.stages - 1) * slowest + max(pipe.step_s)
+        m, p, v = iteration.inputs.execution.training.micro_batches, pipe.stages, pipe.chunks
+        slowest = max(sum(plan.fwd_s[i] + plan.bwd_s[i] for c in range(v) for i in pipe.layers[c * p + s])
+                      for s in range(p))
+        # Interleaved over v chunks, the bubble is (p - 1) / v stage passes (Narayanan et al. SC'21, 2.2.2).
+        compute = (m + (p - 1) / v) * slowest + max(pipe.step_s)
     degree = iteration.inputs.execution.tensor_parallel
     moved = 0.0
     if degree > 1:
