@@ -195,3 +195,12 @@ rows:
         assert row["verdict"] == "error" and key in row["message"]
     else:
         assert code == 2 and key in err and len(err.splitlines()) <= 2
+
+
+def test_a_flops_row_reads_as_a_rate_in_the_table():
+    # The file holds a plain number (FLOP/s); the table shows it with its unit, as people read it.
+    from mcdla.cli.validate import _human
+    from mcdla.sweep.validate import Outcome
+
+    row = _human(Outcome("t", "q", "flops_per_device", 408.8e12, 515.8e12, 0.26, 0.1, "miss", "", "", {}))
+    assert row["measured"] == "408.8 TFLOP/s" and row["mcdla"] == "515.8 TFLOP/s"

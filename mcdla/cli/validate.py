@@ -34,6 +34,8 @@ def _human(o) -> dict:
     kind = MEASURES[o.measure][0] or "plain"
     if o.measure == "overhead":
         kind = "percent"
+    elif o.measure == "flops_per_device":  # a plain number in the file, a rate to read
+        kind = "flop_rate"
     return {
         "table": o.table,
         "quantity": o.quantity,
