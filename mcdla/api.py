@@ -90,7 +90,7 @@ class SimResult(_Result):
     iteration_time_s: float
     busy_s: dict[str, float]  # compute, sync, virtualization: mean per device (Fig. 11)
     exposed_s: dict[str, float]  # sync, virtualization: the busy time compute does not hide
-    comm_s: dict[str, float]  # dp, tp, pp: time each axis's communication is in flight
+    comm_s: dict[str, float]  # dp, tp, pp, ep: time each axis's communication is in flight
     recompute_s: float
     cpu_mem_bw_Bps: dict[str, float]  # avg, peak of the busiest CPU memory port
     device_mem_peak_bytes: float

@@ -1,0 +1,132 @@
+"""Expert parallelism (execution.expert_parallel, mcdla.sim.expert; issue 25)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcdla.errors import InputError
+from mcdla.run import load_inputs, simulate
+from mcdla.sim.records import AXES
+from mcdla.sim.training import Iteration
+
+# Two MoE layers (3 blocks, the first dense) of 8 experts, top-2, hidden 64, 32 tokens.
+TINY = ("template: decoder\nname: tinymoe\nlayers: 3\nhidden: 64\nheads: 4\nkv_heads: 2\nffn: 256\n"
+        "expert_ffn: 32\nexperts: 8\ntop_k: 2\nshared_experts: 1\ndense_layers: 1\n"
+        "router: sigmoid\nrouter_bias: true\nseq_len: 32\nvocab: 100\nnorm: rmsnorm\nmlp: swiglu\n"
+        "bias: false\nposition: rope\ncapacity_factor: 1.0\n")
+MOE_LAYERS, TOKENS, TOP_K, HIDDEN = 2, 32, 2, 64
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tinymoe.yaml"
+    path.write_text(TINY)
+    return str(path)
+
+
+def _sets(e, *more):
+    return [("execution.collective", "direct"), ("execution.expert_parallel", e), *more]
+
+
+def _record(workload, batch, sets, topology="dgx_h100"):
+    topo, work, execution = load_inputs(topology, workload, sets, parallel="data", batch=batch, policy="bw_aware")
+    return Iteration(topo, work, execution).run()
+
+
+def test_comm_ep_is_counted_only_with_expert_parallelism(tiny):
+    assert "ep" in AXES
+    alone = simulate("dgx_h100", workload=tiny, batch=8, sets=_sets(1))
+    spread = simulate("dgx_h100", workload=tiny, batch=8, sets=_sets(4))
+    assert alone["comm_s"]["ep"] == 0
+    assert spread["comm_s"]["ep"] > 0
+    assert spread["groups"]["expert"] == [["D0", "D1", "D2", "D3"], ["D4", "D5", "D6", "D7"]]
+    assert spread["groups"]["expert_data"] == [["D0", "D4"], ["D1", "D5"], ["D2", "D6"], ["D3", "D7"]]
+
+
+def test_all_to_all_bytes_per_link_by_hand(tiny):
+    """Each MoE layer: dispatch and combine forward, both again backward, each a rank's
+    slots (1 sample x 32 tokens x top-2 x 64 x 4 bytes), 7/8 of it leaving the rank
+    over its NVSwitch uplink (direct: one piece to each other rank)."""
+    record = _record(tiny, 8, _sets(8, ("execution.exact", True)))
+    slots = 1 * TOKENS * TOP_K * HIDDEN * record.inputs.workload.precision_bytes
+    ep = [c for c in record.collectives if c.axis == "ep"]
+    assert len(ep) == 4 * MOE_LAYERS
+    assert all(c.op == "all_to_all" and c.size_bytes == slots and c.ranks == 8 for c in ep)
+    # What the ep collectives put on each device's uplink: the run's bytes there minus
+    # what the data-parallel reductions' own step definition puts on it.
+    from mcdla.sim.algorithms import COLLECTIVES
+    direct = COLLECTIVES.get("direct")()
+    carried = dict(record.network.bytes_by_resource)
+    for c in record.collectives:
+        if c.axis != "ep":
+            for channel, size in direct.channel_bytes(c.op, c.size_bytes, [record.rings[n] for n in c.rings]).items():
+                carried[channel] -= size
+    uplinks = [ch for ch in record.inputs.topology.channels if ch.startswith("D") and ">FS" in ch]
+    assert uplinks
+    per_device = {}
+    for ch in uplinks:
+        per_device[ch.split(">")[0]] = per_device.get(ch.split(">")[0], 0.0) + carried[ch]
+    assert sorted(per_device) == [f"D{i}" for i in range(8)]
+    for got in per_device.values():
+        assert got == pytest.approx(4 * MOE_LAYERS * slots * 7 / 8, rel=1e-9)
+
+
+def test_skewed_routing_makes_the_hot_rank_the_slowest(tiny):
+    uniform = _record(tiny, 8, _sets(8))
+    skewed = _record(tiny, 8, _sets(8, ("execution.expert_skew", 0.5)))
+    banks = {skewed.inputs.workload.layers[i].name for i in skewed.plan.ep.banks}
+
+    def expert_compute(record, device):
+        return sum(s.end_s - s.start_s for s in record.devices[device].compute
+                   if s.kind in ("fwd", "bwd") and s.label.split(" ", 1)[1] in banks)
+
+    # h = 0.5 of 8 ranks' slots to rank 0: 4x the uniform share; the others 0.5 x 8/7.
+    assert expert_compute(skewed, 0) == pytest.approx(4 * expert_compute(uniform, 0), rel=1e-9)
+    assert expert_compute(skewed, 1) == pytest.approx(4 / 7 * expert_compute(uniform, 1), rel=1e-9)
+    assert skewed.iteration_time_s > uniform.iteration_time_s
+    # The all-to-allv: the hot rank's downlink from the switch carries the most.
+    down = skewed.network.bytes_by_resource
+    into = {d: sum(v for ch, v in down.items() if ch.startswith("FS") and ch.split(">")[1].split(":")[0] == d)
+            for d in ("D0", "D1")}
+    assert into["D0"] > into["D1"]
+    assert {c.op for c in skewed.collectives if c.axis == "ep"} == {"all_to_allv"}
+
+
+def test_expert_parallel_with_rank_symmetry_equals_exact(tiny):
+    sets = _sets(4, ("execution.zero", 1))
+    fast = simulate("dgx_h100", workload=tiny, batch=8, sets=sets)
+    exact = simulate("dgx_h100", workload=tiny, batch=8, sets=[*sets, ("execution.exact", True)])
+    assert fast["rank_classes"] < exact["rank_classes"]
+    assert fast["iteration_time_s"] == pytest.approx(exact["iteration_time_s"], rel=1e-9)
+    for axis in AXES:
+        assert fast["comm_s"][axis] == pytest.approx(exact["comm_s"][axis], rel=1e-9, abs=1e-15)
+
+
+def test_experts_held_per_rank_shrink_the_model_state(tiny):
+    """Each rank keeps E/e of the routed experts: the state shrinks by 7/8 of theirs."""
+    one = _record(tiny, 8, _sets(1))
+    eight = _record(tiny, 8, _sets(8))
+    expert_params = MOE_LAYERS * 8 * 3 * HIDDEN * 32  # up (2 x 32) and down (32) of 8 experts
+    per_param = one.model_state_bytes / one.inputs.workload.params
+    assert one.model_state_bytes - eight.model_state_bytes == pytest.approx(expert_params * 7 / 8 * per_param)
+
+
+@pytest.mark.parametrize("workload, sets, says", [
+    ("gpt2", [("execution.expert_parallel", 2)], "no MoE layers"),
+    ("six", [("execution.expert_parallel", 4)], "does not divide the 6 experts"),
+    (None, [("execution.expert_parallel", 8), ("execution.tensor_parallel", 2)], "does not divide the 4"),
+    (None, [("execution.expert_parallel", 2), ("execution.zero", 3)], "stage 3"),
+    (None, [("execution.expert_parallel", 2), ("execution.expert_skew", 0.2)], "between 1/2"),
+    (None, [("execution.expert_skew", 0.5)], "above 1"),
+    (None, [("execution.expert_parallel", 2), ("execution.expert_skew", 0.5), ("execution.collective", "ring")],
+     "all_to_allv"),
+])
+def test_expert_parallel_refusals_name_their_key(tiny, tmp_path, workload, sets, says):
+    if workload == "six":
+        workload = tmp_path / "six.yaml"
+        workload.write_text(TINY.replace("experts: 8", "experts: 6"))
+        workload = str(workload)
+    with pytest.raises(InputError) as err:
+        simulate("dgx_h100", workload=workload or tiny, batch=8, sets=sets)
+    assert says in str(err.value)
+    assert "execution." in str(err.value)
