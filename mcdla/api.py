@@ -124,6 +124,7 @@ class CollectiveResult(_Result):
     topology: str
     algorithm: str
     protocol: str | None = _optional()  # NCCL's protocol, for the nccl algorithm
+    picked: str | None = _optional()  # the registered algorithm NCCL ran, when not its ring (nvls, nccl_p2p)
     chunk_bytes: float
     flows: int
     events: int

@@ -130,3 +130,38 @@ def test_expert_parallel_refusals_name_their_key(tiny, tmp_path, workload, sets,
         simulate("dgx_h100", workload=workload or tiny, batch=8, sets=sets)
     assert says in str(err.value)
     assert "execution." in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["nccl", "nccl_ring", "nccl_p2p"])
+def test_nccl_all_to_all_is_grouped_sends_through_the_switch(name, tmp_path):
+    """NCCL's all-to-all on one NVSwitch: every pair's piece N/p a flow of its own, the
+    launch once (5 us here), then one hop and (p-1)N/p over each rank's link."""
+    import yaml
+
+    from mcdla.hw.topology import load_topology
+    from mcdla.sim.algorithms import COLLECTIVES
+    from mcdla.sim.environment import CountingEnvironment
+    from mcdla.sim.flownet import FlowNetwork
+
+    path = tmp_path / "s4.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "s4", "description": "4 devices on one NVSwitch, one link each", "device": "h100_sxm5",
+        "fabric_switch": "nvswitch3", "links": {"nvlink": "nvlink4"},
+        "generator": {"name": "switch", "devices": 4, "links_per_device": 1}}))
+    topo = load_topology(str(path))
+    size, p = 8e6, 4
+    algorithm = COLLECTIVES.get(name)(5e-6)
+    env = CountingEnvironment()
+    net = FlowNetwork(env, topo.capacities())
+    process = algorithm.start(env, net, topo.rings, "all_to_all", size)
+    env.run()
+    record = process.value
+    assert (record.algorithm or name) == "nccl_p2p"
+    ring = topo.rings[0]
+    for i in range(p):  # 3/4 of 8 MB up and down each rank's link
+        assert net.stats().bytes_by_resource[ring.up(i)] == pytest.approx(6e6, rel=1e-12)
+        assert net.stats().bytes_by_resource[ring.down(i)] == pytest.approx(6e6, rel=1e-12)
+    # nvswitch3 + nvlink4 as loaded: 20.55 GB/s each way, 0.7 us a hop (tests/test_all_to_all.py)
+    expected = 5e-6 + 0.7e-6 + 6e6 / 20.55e9
+    assert record.time_s == pytest.approx(expected, rel=1e-12)
+    assert algorithm.time_s("all_to_all", size, topo.rings, topo.capacities()) == pytest.approx(expected, rel=1e-12)
