@@ -144,7 +144,8 @@ class _Labelled:
         return Candidate(tensor_parallel=self.tensor_parallel, zero=self.zero, offload=self.memory,
                          checkpoint=self.checkpoint, pipeline_parallel=self.pipeline_parallel,
                          micro_batches=self.micro_batches, offload_optimizer=self.offload_optimizer,
-                         sequence_parallel=self.sequence_parallel, offload_params=self.offload_params).label()
+                         sequence_parallel=self.sequence_parallel, offload_params=self.offload_params,
+                         expert_parallel=self.expert_parallel).label()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -162,6 +163,7 @@ class PlanCandidate(_Labelled, _Result):
     sequence_parallel: bool
     memory: str  # "none" (feature maps stay on the device) or the offload policy
     checkpoint: str
+    expert_parallel: int  # the expert-parallel degree (1 without; MoE workloads)
     estimate_s: float | None  # lower bound of the iteration time (None: not estimated)
     resident_bytes: float | None
     feasible: bool | None  # None: not simulated (ranked out by its estimate)

@@ -116,6 +116,8 @@ def test_experts_held_per_rank_shrink_the_model_state(tiny):
     ("six", [("execution.expert_parallel", 4)], "does not divide the 6 experts"),
     (None, [("execution.expert_parallel", 8), ("execution.tensor_parallel", 2)], "does not divide the 4"),
     (None, [("execution.expert_parallel", 2), ("execution.zero", 3)], "stage 3"),
+    (None, [("execution.expert_parallel", 2), ("execution.zero", 1), ("execution.pipeline_parallel", 2)],
+     "pipeline and expert"),
     (None, [("execution.expert_parallel", 2), ("execution.expert_skew", 0.2)], "between 1/2"),
     (None, [("execution.expert_skew", 0.5)], "above 1"),
     (None, [("execution.expert_parallel", 2), ("execution.expert_skew", 0.5), ("execution.collective", "ring")],
@@ -165,3 +167,31 @@ def test_nccl_all_to_all_is_grouped_sends_through_the_switch(name, tmp_path):
     expected = 5e-6 + 0.7e-6 + 6e6 / 20.55e9
     assert record.time_s == pytest.approx(expected, rel=1e-12)
     assert algorithm.time_s("all_to_all", size, topo.rings, topo.capacities()) == pytest.approx(expected, rel=1e-12)
+
+
+def test_plan_searches_the_expert_degrees_that_divide_experts_and_replicas():
+    from mcdla.sweep.plan import candidates
+
+    moe = candidates(8, 16, (), experts=8)
+    dense = candidates(8, 16, ())
+    assert {c.expert_parallel for c in dense} == {1}
+    assert len(moe) > len(dense)
+    for c in moe:
+        dp = 8 // (c.tensor_parallel * c.pipeline_parallel)
+        assert dp % c.expert_parallel == 0 and 8 % c.expert_parallel == 0
+        if c.expert_parallel > 1:
+            assert c.zero < 3 and not (c.pipeline_parallel > 1 and c.zero)
+            assert f"ep{c.expert_parallel}" in c.label()
+            assert ("execution.expert_parallel", c.expert_parallel) in c.sets()
+    assert {c.expert_parallel for c in moe if c.tensor_parallel == 2 and c.pipeline_parallel == 1} == {1, 2, 4}
+    # 6 experts on 8 replicas: only 2 divides both
+    assert {c.expert_parallel for c in candidates(8, 16, (), experts=6)} == {1, 2}
+
+
+def test_plan_with_a_fixed_expert_degree_simulates_it(tiny):
+    from mcdla.api import plan
+
+    rows = plan(tiny, topology="dgx_h100", batch=8, simulate=1, set={"execution.expert_parallel": 4})
+    assert rows and all(r.expert_parallel == 4 for r in rows)
+    best = rows[0]
+    assert best.feasible and "ep4" in best.label

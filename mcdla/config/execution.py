@@ -130,6 +130,9 @@ def _check_expert_options(spec: ExecutionSpec) -> None:
     if e > 1 and spec.zero == 3:
         raise _refuse("execution.zero", "stage 3 with expert parallelism (the experts' weights gathered over "
                       "the expert-data-parallel group) is not built; use 0, 1 or 2")
+    if e > 1 and spec.zero and spec.pipeline_parallel > 1:
+        raise _refuse("execution.zero", "with pipeline and expert parallelism together, sharding the experts' "
+                      "state over their own group is not built; use 0")
 
 
 def _refuse(key: str, message: str) -> InputError:

@@ -40,12 +40,13 @@ buffers are the dispatch output it already holds).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from mcdla.errors import InputError
 from mcdla.hw.layout import RankLayout
 
-__all__ = ["ExpertSplit", "expert_split", "expert_groups", "held_params", "by_group", "rank_plan",
+__all__ = ["ExpertSplit", "expert_split", "routed_experts", "expert_groups", "held_params", "by_group", "rank_plan",
            "before_forward", "after_forward", "before_backward", "after_backward", "reduce_apart", "step_gathers",
            "KINDS", "AXIS_OF"]
 
@@ -119,6 +120,16 @@ def _banks(layers, slot_outputs) -> frozenset[int]:
             found.add(j)
         stack.extend(layers[j].inputs)
     return frozenset(found)
+
+
+def routed_experts(workload) -> int:
+    """The expert-parallel degrees a workload allows divide this: the greatest common
+    divisor of its MoE layers' routed experts (0: no MoE layer)."""
+    found = 0
+    for layer in workload.layers:
+        if layer.kind == "moe_dispatch":
+            found = math.gcd(found, workload.layers[layer.inputs[1]].out_shape[-1])
+    return found
 
 
 def expert_groups(rank_device: tuple[int, ...], tp: int, dp: int, pp: int, e: int):
