@@ -195,3 +195,34 @@ def test_plan_with_a_fixed_expert_degree_simulates_it(tiny):
     assert rows and all(r.expert_parallel == 4 for r in rows)
     best = rows[0]
     assert best.feasible and "ep4" in best.label
+
+
+@pytest.mark.parametrize("e", [1, 4])
+def test_offloaded_experts_bytes_per_tier_by_hand(tiny, e):
+    """execution.expert_offload behind memory-nodes (ZeRO-Offload's state there too):
+    the device keeps no expert weights or gradients (2 x 2 bytes a parameter less), the
+    memory-nodes keep both, and each iteration moves 5 x the experts' weights per
+    device: in before forward, in again before backward, the gradients out, and in and
+    out with the optimizer state's chunks (the gradient in, the updated weights out)."""
+    base = [("execution.offload_optimizer", True), ("training.virtualization", False), ("execution.expert_parallel", e)]
+    kept = _record(tiny, 8, base, "dgx_h100_memnodes")
+    stored = _record(tiny, 8, [*base, ("execution.expert_offload", True)], "dgx_h100_memnodes")
+    prec = kept.inputs.workload.precision_bytes
+    experts = MOE_LAYERS * 8 * 3 * HIDDEN * 32 / e * prec  # a device's routed experts' weights
+    assert kept.model_state_bytes - stored.model_state_bytes == pytest.approx(2 * experts)
+    for node, held in stored.store_resident_bytes.items():
+        assert held - kept.store_resident_bytes[node] == pytest.approx(2 * experts)
+    moved = sum(size for _, size in stored.transfers) - sum(size for _, size in kept.transfers)
+    assert moved == pytest.approx(8 * 5 * experts, rel=1e-9)
+    assert stored.devices[0].memory_peak_bytes < kept.devices[0].memory_peak_bytes
+
+
+def test_expert_offload_refusals(tiny):
+    for sets, says in (([("execution.expert_offload", True)], "offload_optimizer=true"),
+                       ([("execution.expert_offload", True), ("execution.offload_optimizer", True),
+                         ("execution.zero", 1)], "with ZeRO")):
+        with pytest.raises(InputError, match=says):
+            simulate("dgx_h100_memnodes", workload=tiny, batch=8, sets=sets)
+    with pytest.raises(InputError, match="no MoE layers"):
+        simulate("dgx_h100_memnodes", workload="gpt2", batch=8,
+                 sets=[("execution.expert_offload", True), ("execution.offload_optimizer", True)])

@@ -67,7 +67,11 @@ class ExecutionSpec:
       (dp/e ranks), the rest over dp. ``expert_skew``: the share of every rank's routed
       tokens bound for the hottest rank's experts (deterministic; None: uniform, 1/e),
       which makes the all-to-alls unequal (all_to_allv) and the hot rank's expert
-      compute larger.
+      compute larger. ``expert_offload``: the routed experts' weights (with
+      ``offload_optimizer``, which puts their optimizer state there too) live in the
+      backing store; each expert bank's weights are fetched one bank ahead of its
+      forward and again of its backward, and its reduced gradient is written back, as
+      expert-offloading systems do, instead of keeping them in device memory.
     - ``exact``: simulate every rank. By default ranks that rank symmetry shows to be
       equivalent (mcdla.hw.symmetry) are simulated once each and stand for their class,
       which gives the same results (to float rounding) at a cost that grows with the
@@ -89,6 +93,7 @@ class ExecutionSpec:
     exact: bool = False
     expert_parallel: PositiveInt = 1
     expert_skew: Annotated[float, Range(minimum=0.0, maximum=1.0)] | None = None
+    expert_offload: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self) -> None:
@@ -130,6 +135,12 @@ def _check_expert_options(spec: ExecutionSpec) -> None:
     if e > 1 and spec.zero == 3:
         raise _refuse("execution.zero", "stage 3 with expert parallelism (the experts' weights gathered over "
                       "the expert-data-parallel group) is not built; use 0, 1 or 2")
+    if spec.expert_offload and not spec.offload_optimizer:
+        raise _refuse("execution.expert_offload", "keeps the experts' weights where their optimizer state and "
+                      "step are: set execution.offload_optimizer=true")
+    if spec.expert_offload and (spec.zero or spec.pipeline_parallel > 1):
+        raise _refuse("execution.expert_offload", "with ZeRO (the experts' shards in the backing store) or "
+                      "pipeline stages is not built; use execution.zero=0 without pipelines")
     if e > 1 and spec.zero and spec.pipeline_parallel > 1:
         raise _refuse("execution.zero", "with pipeline and expert parallelism together, sharding the experts' "
                       "state over their own group is not built; use 0")
@@ -144,4 +155,4 @@ def _refuse(key: str, message: str) -> InputError:
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
                   "rank_order", "sequence_parallel", "offload_params", "exact", "expert_parallel",
-                  "expert_skew")
+                  "expert_skew", "expert_offload")

@@ -120,22 +120,25 @@ class DeviceCompute:
         workload, topology = self.inputs.workload, self.inputs.topology
         params = self.plan.updated_params
         # With the weights in the backing store too (ZeRO-Infinity), the gradients are
-        # already there and the updated weights stay there.
+        # already there and the updated weights stay there; so are offloaded experts'.
         in_store = self.inputs.execution.offload_params
+        stored = expert.stored_params(self.plan, workload.precision_bytes)
         if topology.backing == "host":
             if not in_store:
-                yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
+                yield from self._to_store((params - stored) * workload.precision_bytes, "offload",
+                                          "gradients to the host")
             # The CPU's step is a memory-bound pass over the state in its socket's DRAM:
             # a flow on the DRAM port, which every device that socket serves shares.
             yield from self._to_store(params * step_bytes_per_param(workload), "offload", "optimizer step on the host",
                                       ports_only=True)
             if not in_store:
-                yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
+                yield from self._to_store((params - stored) * workload.precision_bytes, "prefetch",
+                                          "weights from the host")
             return
         # Memory-nodes have no processor: the state (and, ZeRO-Infinity, the gradient in
         # and the updated weights out) comes to the device in chunks, each stepped while
         # the next arrives and the last goes back (double-buffered).
-        state = optimizer_state_bytes(workload, params) + (params * workload.precision_bytes if in_store else 0.0)
+        state = optimizer_state_bytes(workload, params) + ((params if in_store else stored) * workload.precision_bytes)
         chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
         size, step_s = state / chunks, self.plan.step_s / chunks
         env = self.env

@@ -67,6 +67,8 @@ class ExpertSplit:
     dispatch: frozenset[int]  # moe_dispatch layers: the all-to-all after their forward
     combine: dict[int, int]  # moe_combine layer -> its expert-slot input: the all-to-all before it
     skew: float | None = None  # the hot rank's share of every rank's slots; None: uniform
+    edp: int = 1  # the expert-data-parallel degree: dp / e
+    offload: bool = False  # the experts' weights live in the backing store (execution.expert_offload)
 
     @property
     def op(self) -> str:
@@ -86,14 +88,15 @@ def expert_split(workload, execution, dp: int) -> ExpertSplit | None:
     refuses a workload without MoE layers and a degree that does not divide every MoE
     layer's experts or the ``dp`` data-parallel replicas."""
     e = execution.expert_parallel
-    if e == 1:
+    if e == 1 and not execution.expert_offload:
         return None
     layers = workload.layers
-    key = "execution.expert_parallel"
+    key = "execution.expert_parallel" if e > 1 else "execution.expert_offload"
     dispatch = [i for i, layer in enumerate(layers) if layer.kind == "moe_dispatch"]
     if not dispatch:
-        raise InputError(f"{workload.name} has no MoE layers (moe_dispatch) to spread over {e} expert ranks; "
-                         "use 1 or a mixture-of-experts workload", key=key)
+        raise InputError(f"{workload.name} has no MoE layers (moe_dispatch) whose experts to "
+                         + (f"spread over {e} expert ranks; use 1" if e > 1 else "offload; use false")
+                         + " or a mixture-of-experts workload", key=key)
     for i in dispatch:
         experts = layers[layers[i].inputs[1]].out_shape[-1]  # the router's scores: one per expert
         if experts % e:
@@ -103,7 +106,7 @@ def expert_split(workload, execution, dp: int) -> ExpertSplit | None:
     combine = {i: layer.inputs[0] for i, layer in enumerate(layers) if layer.kind == "moe_combine"}
     banks = _banks(layers, combine.values())
     return ExpertSplit(e, frozenset(layers[i].weight_group for i in banks), banks, frozenset(dispatch), combine,
-                       execution.expert_skew)
+                       execution.expert_skew, dp // e, execution.expert_offload)
 
 
 def _banks(layers, slot_outputs) -> frozenset[int]:
@@ -165,6 +168,12 @@ def by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int)
     return [(dense, dp), (experts, dp // split.degree)]
 
 
+def resident_by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int):
+    """:func:`by_group` of the state a device keeps: without the offloaded experts'."""
+    found = by_group(group_params, split, dp)
+    return found[:1] if split is not None and split.offload else found
+
+
 def rank_plan(plan, coordinate: int):
     """The plan of the rank at ``coordinate`` of its ep group: its expert banks' times
     scaled by the slots routing sends it (the plan itself with uniform routing)."""
@@ -183,41 +192,107 @@ def _exchange(device, key: tuple, tensor: int):
     return device.expert_streams[0].join(key, split.op, device.plan.tensor_bytes[tensor], device=device.device)
 
 
-def before_forward(device, i: int, tag: tuple = ()):
-    """Combine: the experts' outputs back to their tokens' ranks before ``moe_combine``."""
+def _data_stream(device):
+    """The communicator the experts' gradients are reduced over: the expert-data-parallel
+    group's (the data-parallel one when e = 1, with offloaded experts)."""
+    return device.expert_streams[1] or device.stream
+
+
+def _bank_bytes(device, i: int) -> float:
+    return device.plan.group_bytes[device.inputs.workload.layers[i].weight_group]
+
+
+def _fetched(device, i: int, phase: str):
+    """Offloaded experts: waits for bank i's weights in device memory, fetching them
+    and, one ahead, the next bank's in this pass's order from the backing store
+    (``device._expert_fetches``: the fetches issued, by pass and bank)."""
     split = device.plan.ep
-    if split is not None and i in split.combine:
+    order = sorted(split.banks, reverse=phase == "bwd")
+    fetches = device.__dict__.setdefault("_expert_fetches", {})
+    for j in order[order.index(i):order.index(i) + 2]:
+        if (phase, j) not in fetches:
+            size = _bank_bytes(device, j)
+            name = device.inputs.workload.layers[j].name
+            yield from device.memory.reserve(size, f"the offloaded experts of {name}")
+            fetches[(phase, j)] = device.env.process(device._to_store(size, "prefetch", f"experts of {name} in"))
+    yield fetches.pop((phase, i))
+
+
+def before_forward(device, i: int, tag: tuple = ()):
+    """Combine: the experts' outputs back to their tokens' ranks before ``moe_combine``;
+    offloaded experts: their weights in before their bank's forward."""
+    split = device.plan.ep
+    if split is None:
+        return
+    if split.degree > 1 and i in split.combine:
         yield _exchange(device, ("ep-combine", *tag, i), split.combine[i])
+    if split.offload and i in split.banks:
+        yield from _fetched(device, i, "fwd")
 
 
 def after_forward(device, i: int, tag: tuple = ()):
-    """Dispatch: each slot to the rank holding its expert after ``moe_dispatch``."""
+    """Dispatch: each slot to the rank holding its expert after ``moe_dispatch``;
+    offloaded experts: their weights' buffer freed after their bank's forward."""
     split = device.plan.ep
-    if split is not None and i in split.dispatch:
+    if split is None:
+        return
+    if split.offload and i in split.banks:
+        device.memory.free(_bank_bytes(device, i))
+    if split.degree > 1 and i in split.dispatch:
         yield _exchange(device, ("ep-dispatch", *tag, i), i)
 
 
-def after_backward(device, i: int, tag: tuple = ()):
-    """The gradients of the experts' outputs to the experts, after combine's backward."""
-    split = device.plan.ep
-    if split is not None and i in split.combine:
-        yield _exchange(device, ("ep-dcombine", *tag, i), split.combine[i])
-
-
 def before_backward(device, i: int, tag: tuple = ()):
-    """The gradients of the slots back to their tokens' ranks, before dispatch's backward."""
+    """The gradients of the slots back to their tokens' ranks, before dispatch's
+    backward; offloaded experts: their weights in again, and room for their gradient."""
     split = device.plan.ep
-    if split is not None and i in split.dispatch:
+    if split is None:
+        return
+    if split.degree > 1 and i in split.dispatch:
         yield _exchange(device, ("ep-ddispatch", *tag, i), i)
+    if split.offload and i in split.banks:
+        yield from _fetched(device, i, "bwd")
+        yield from device.memory.reserve(_bank_bytes(device, i), f"the gradient of {device.inputs.workload.layers[i].name}")
+
+
+def after_backward(device, i: int, tag: tuple = ()):
+    """The gradients of the experts' outputs to the experts, after combine's backward;
+    offloaded experts: their weights' buffer freed after their bank's backward."""
+    split = device.plan.ep
+    if split is None:
+        return
+    if split.offload and i in split.banks:
+        device.memory.free(_bank_bytes(device, i))
+    if split.degree > 1 and i in split.combine:
+        yield _exchange(device, ("ep-dcombine", *tag, i), split.combine[i])
 
 
 def reduce_apart(device, group: str, size_bytes: float, op: str):
     """An expert bank's gradient, reduced over the expert-data-parallel group (the
-    event); None for a weight group data parallelism reduces."""
+    event; offloaded experts: then written back to the backing store and its buffer
+    freed); None for a weight group data parallelism reduces."""
     split = device.plan.ep
     if split is None or group not in split.groups:
         return None
-    return device.expert_streams[1].join(("dW-experts", group), op, size_bytes, device=device.device)
+    reduced = _data_stream(device).join(("dW-experts", group), op, size_bytes, device=device.device)
+    if not split.offload:
+        return reduced
+
+    def then_store():
+        yield reduced
+        yield from device._to_store(size_bytes, "offload", f"gradients of {group} out")
+        device.memory.free(size_bytes)
+
+    return device.env.process(then_store())
+
+
+def stored_params(plan, precision_bytes: int) -> float:
+    """The parameters of offloaded experts a device updates, weights and gradients in
+    the backing store (0 without ``expert_offload``; ZeRO is refused with it)."""
+    split = plan.ep
+    if split is None or not split.offload:
+        return 0.0
+    return sum(b for g, b in plan.group_bytes.items() if g in split.groups) / precision_bytes
 
 
 def step_gathers(device, key: tuple) -> list:
@@ -229,4 +304,4 @@ def step_gathers(device, key: tuple) -> list:
     dense = sum(b for g, b in plan.group_bytes.items() if g not in split.groups)
     experts = sum(b for g, b in plan.group_bytes.items() if g in split.groups)
     return [device.stream.join(key, "all_gather", dense, device=me),
-            device.expert_streams[1].join((*key, "experts"), "all_gather", experts, device=me)]
+            _data_stream(device).join((*key, "experts"), "all_gather", experts, device=me)]

@@ -8,7 +8,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
-from mcdla.sim.expert import by_group, expert_split, held_params
+from mcdla.sim.expert import by_group, expert_split, held_params, resident_by_group
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS
 from mcdla.sim.records import OffloadPlan, RunInputs
@@ -98,7 +98,7 @@ def device_model_state(workload, execution: ExecutionSpec, devices: int, group_p
         return 0.0
     return sum(model_state_bytes(workload, params=n, zero=execution.zero, dp=dp,
                                  offload_optimizer=execution.offload_optimizer)
-               for n, dp in by_group(group_params, split, devices // execution.tensor_parallel))
+               for n, dp in resident_by_group(group_params, split, devices // execution.tensor_parallel))
 
 
 def device_group_params(workload, layer_shards) -> dict[str, float]:

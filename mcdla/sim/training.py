@@ -348,6 +348,8 @@ class Iteration:
             state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
             if inputs.execution.offload_params:  # ZeRO-Infinity: its shard of the weights and gradients too
                 state += 2 * self.plan.updated_params * inputs.workload.precision_bytes
+            # offloaded experts: their weights and gradients too
+            state += 2 * expert.stored_params(self.plan, inputs.workload.precision_bytes) * inputs.workload.precision_bytes
             for group in self.symmetry.device_classes:
                 for sub in topology.backing_routes(topology.devices[group[0]], inputs.execution.policy, "offload"):
                     stores.hold(sub.store, sub.share * state, len(group))
