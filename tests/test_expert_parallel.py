@@ -226,3 +226,36 @@ def test_expert_offload_refusals(tiny):
     with pytest.raises(InputError, match="no MoE layers"):
         simulate("dgx_h100_memnodes", workload="gpt2", batch=8,
                  sets=[("execution.expert_offload", True), ("execution.offload_optimizer", True)])
+
+
+def test_an_expert_bank_reads_only_its_ranks_experts_weights(tiny):
+    """With e ranks an expert bank's GEMMs read E/e experts' weights, the same MACs."""
+    record = _record(tiny, 8, _sets(8))
+    from mcdla.sim.expert import local_layers
+
+    layers = record.inputs.workload.layers
+    local = local_layers(layers, record.plan.ep)
+    for i in record.plan.ep.banks:
+        whole, mine = layers[i].kernels("fwd", 1, 2), local[i].kernels("fwd", 1, 2)
+        assert [k.macs for k in whole] == [k.macs for k in mine]
+        assert mine[0].operand_bytes[0] * 8 == whole[0].operand_bytes[0]  # the weights, 1/8
+        assert mine[0].operand_bytes[1:] == whole[0].operand_bytes[1:]
+    others = [i for i in range(len(layers)) if i not in record.plan.ep.banks]
+    assert all(local[i] is layers[i] for i in others)
+
+
+def test_the_moe_report_section_reads_tokens_per_gpu_and_what_does_not_fit():
+    import pandas as pd
+
+    from mcdla.sweep.report import _moe_section
+
+    table = pd.DataFrame([
+        {"label": "mixtral/dgx_h100_4node/e1", "workload": "mixtral_8x7b", "batch": 32, "status": "error",
+         "error": "device D0: the model state (weights, gradients, optimizer) and the input batch need 204 GB, over"},
+        {"label": "mixtral/dgx_h100_4node/e8", "workload": "mixtral_8x7b", "batch": 32, "status": "ok",
+         "devices": 32, "iteration_time_s": 0.8192, "busy_s.compute": 0.6, "comm_s.ep": 0.02,
+         "device_mem_peak_bytes": 5e10}])
+    text = "\n".join(_moe_section(table))
+    assert "| mixtral | dgx_h100_4node | e1 | does not fit: the model state needs 204 GB |" in text
+    # 32 sequences of 4,096 tokens in 0.8192 s over 32 GPUs: 5,000 tokens/s each
+    assert "| mixtral | dgx_h100_4node | e8 | 5,000 | 819.2 ms | 20 ms | 50 GB |" in text

@@ -46,7 +46,8 @@ from dataclasses import dataclass, replace
 from mcdla.errors import InputError
 from mcdla.hw.layout import RankLayout
 
-__all__ = ["ExpertSplit", "expert_split", "routed_experts", "expert_groups", "held_params", "by_group", "rank_plan",
+__all__ = ["ExpertSplit", "expert_split", "routed_experts", "expert_groups", "held_params", "by_group",
+           "local_layers", "resident_by_group", "stored_params", "rank_plan",
            "before_forward", "after_forward", "before_backward", "after_backward", "reduce_apart", "step_gathers",
            "KINDS", "AXIS_OF"]
 
@@ -166,6 +167,18 @@ def by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int)
     experts = sum(n for g, n in group_params.items() if g in split.groups)
     dense = sum(n for g, n in group_params.items() if g not in split.groups)
     return [(dense, dp), (experts, dp // split.degree)]
+
+
+def local_layers(layers, split: ExpertSplit | None):
+    """The layers as a rank computes them: an expert bank's GEMMs read the weights of
+    the rank's E/e experts only (its slots, and so its MACs, are the uniform share)."""
+    if split is None or split.degree == 1:
+        return layers
+    out = list(layers)
+    for i in split.banks:
+        low = layers[i].lowering
+        out[i] = replace(layers[i], lowering=replace(low, weight_elems=math.ceil(low.weight_elems / split.degree)))
+    return tuple(out)
 
 
 def resident_by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int):

@@ -8,7 +8,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
-from mcdla.sim.expert import by_group, expert_split, held_params, resident_by_group
+from mcdla.sim.expert import by_group, expert_split, held_params, local_layers, resident_by_group
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS
 from mcdla.sim.records import OffloadPlan, RunInputs
@@ -34,10 +34,14 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     model = model_split(layers, devices) if execution.parallel == "model" else None
     layer_shards = tp.shards if degree > 1 else model.shards if model else (shards,) * len(layers)
     device = topology.device
+    if dp is None:
+        dp = devices // degree if execution.parallel == "data" else 1
+    split = expert_split(workload, execution, dp)
+    local = local_layers(layers, split)  # an expert bank's GEMM reads its rank's experts' weights
     fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])
-                for i, l in enumerate(layers))
+                for i, l in enumerate(local))
     bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, layer_shards[i])
-                for i, l in enumerate(layers))
+                for i, l in enumerate(local))
     # The bytes of each feature map a device holds: batch/D samples in data-parallel
     # training; in model-parallel training, the whole batch and its shard of the output
     # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,
@@ -47,9 +51,6 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
         tensor_bytes = tuple(b / layer_shards[i] if i else b for i, b in enumerate(group_full))
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
         tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
-    if dp is None:
-        dp = devices // degree if execution.parallel == "data" else 1
-    split = expert_split(workload, execution, dp)
     group_params = held_params(device_group_params(workload, layer_shards), split)
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
     decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
