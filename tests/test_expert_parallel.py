@@ -259,3 +259,16 @@ def test_the_moe_report_section_reads_tokens_per_gpu_and_what_does_not_fit():
     assert "| mixtral | dgx_h100_4node | e1 | does not fit: the model state needs 204 GB |" in text
     # 32 sequences of 4,096 tokens in 0.8192 s over 32 GPUs: 5,000 tokens/s each
     assert "| mixtral | dgx_h100_4node | e8 | 5,000 | 819.2 ms | 20 ms | 50 GB |" in text
+
+
+def test_megatron_core_counts_the_top_k_experts_of_a_mixture():
+    """Mixtral, batch 256 of 4,096 tokens: 12 B s l h^2 ((1 + 8/32 + 1) + 14,336 x 2 /
+    4,096 x 3/2 + 32,000 / (2 x 32 x 4,096)) = 12 B s l h^2 x 12.872."""
+    from mcdla.config.validation import read_validation
+    from mcdla.sweep.validate import iteration_flops
+
+    _, table = read_validation("moe_training")
+    rows = table.rows
+    expected = 12 * 256 * 4096 * 32 * 4096 ** 2 * (2.25 + 10.5 + 32000 / (2 * 32 * 4096))
+    assert iteration_flops(rows[0]) == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(8.696e16, rel=1e-3)
