@@ -90,7 +90,7 @@ class SimResult(_Result):
     iteration_time_s: float
     busy_s: dict[str, float]  # compute, sync, virtualization: mean per device (Fig. 11)
     exposed_s: dict[str, float]  # sync, virtualization: the busy time compute does not hide
-    comm_s: dict[str, float]  # dp, tp, pp: time each axis's communication is in flight
+    comm_s: dict[str, float]  # dp, tp, pp, ep: time each axis's communication is in flight
     recompute_s: float
     cpu_mem_bw_Bps: dict[str, float]  # avg, peak of the busiest CPU memory port
     device_mem_peak_bytes: float
@@ -124,6 +124,7 @@ class CollectiveResult(_Result):
     topology: str
     algorithm: str
     protocol: str | None = _optional()  # NCCL's protocol, for the nccl algorithm
+    picked: str | None = _optional()  # the registered algorithm NCCL ran, when not its ring (nvls, nccl_p2p)
     chunk_bytes: float
     flows: int
     events: int
@@ -143,7 +144,8 @@ class _Labelled:
         return Candidate(tensor_parallel=self.tensor_parallel, zero=self.zero, offload=self.memory,
                          checkpoint=self.checkpoint, pipeline_parallel=self.pipeline_parallel,
                          micro_batches=self.micro_batches, offload_optimizer=self.offload_optimizer,
-                         sequence_parallel=self.sequence_parallel, offload_params=self.offload_params).label()
+                         sequence_parallel=self.sequence_parallel, offload_params=self.offload_params,
+                         expert_parallel=self.expert_parallel).label()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -161,6 +163,7 @@ class PlanCandidate(_Labelled, _Result):
     sequence_parallel: bool
     memory: str  # "none" (feature maps stay on the device) or the offload policy
     checkpoint: str
+    expert_parallel: int  # the expert-parallel degree (1 without; MoE workloads)
     estimate_s: float | None  # lower bound of the iteration time (None: not estimated)
     resident_bytes: float | None
     feasible: bool | None  # None: not simulated (ranked out by its estimate)

@@ -49,10 +49,12 @@ def designs(tmp_path_factory):
 # name), and the algorithms that run an operation on every design (a switch algorithm
 # needs a switch; all of them run on switch8).
 _NO_ALL_TO_ALL = tuple(op for op in OPS if op not in ("all_to_all", "all_to_allv"))
-CARRIES = {name: _NO_ALL_TO_ALL for name in ("in_switch", "nvls", "nccl_tree", "nvls_tree", "nccl_ring", "nccl")}
+CARRIES = {name: _NO_ALL_TO_ALL for name in ("in_switch", "nvls", "nccl_tree", "nvls_tree")}
 CARRIES |= {name: _NO_ALL_TO_ALL + ("all_to_all",) for name in ("ring", "tree", "hierarchical")}
+CARRIES["nccl_p2p"] = ("all_to_all", "all_to_allv")  # NCCL's grouped sends: nothing else
+# NCCL's families run their all-to-alls as nccl_p2p (hierarchical's across switch domains).
 EVERYWHERE = {op: ("ring", "nccl", "hierarchical") for op in _NO_ALL_TO_ALL} | {
-    "all_to_all": ("ring", "tree", "hierarchical"), "all_to_allv": ()}
+    "all_to_all": ("ring", "tree", "hierarchical", "nccl", "nccl_ring"), "all_to_allv": ()}
 
 
 def _refuses(algorithm, topo, op) -> bool:
@@ -119,6 +121,9 @@ def test_closed_form_holds_when_the_shared_reduction_units_bind(name, op, design
 
     rings, caps = ring_of_devices(4, 25e9, 1e-6)
     algorithm = COLLECTIVES.get(name)()
+    if op not in algorithm.ops:  # nccl_p2p: NCCL's all-to-all only, no reductions
+        assert name == "nccl_p2p"
+        return
     try:
         algorithm.time_s(op, 16e6, rings, caps)
     except InputError:
@@ -152,6 +157,9 @@ def test_nccl_algorithms_cost_at_least_their_ideal_algorithm_and_fixed_cost(name
     algorithm, ideal = COLLECTIVES.get(name)(5e-6), COLLECTIVES.get(base)()
     if op not in CARRIES.get(name, OPS):
         assert _refuses(algorithm, topo, op)
+        return
+    if op in ("all_to_all", "all_to_allv"):  # not the ring with NCCL's costs: grouped sends (nccl_p2p)
+        assert algorithm.tune(op, size, topo.rings, topo.capacities())[0].name in ("nccl_p2p", "hierarchical")
         return
     if _refuses(ideal, topo, op):
         assert _refuses(algorithm, topo, op)

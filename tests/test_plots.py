@@ -94,6 +94,14 @@ def fabric_table() -> pd.DataFrame:
                           "status": "ok"} for label, t in (("rails", 1.2), ("leaf8_2to1", 1.3), ("nic2", 1.7))])
 
 
+def moe_table() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"label": "mixtral/dgx_h100_4node/e1", "workload": "mixtral_8x7b", "batch": 32, "status": "error",
+         "error": "device D0: the model state (weights, gradients, optimizer) and the input batch need 204 GB, over"},
+        {"label": "mixtral/dgx_h100_4node/e8", "workload": "mixtral_8x7b", "batch": 32, "status": "ok", "devices": 32,
+         "iteration_time_s": 0.8, "busy_s.compute": 0.6, "comm_s.ep": 0.02, "device_mem_peak_bytes": 5e10}])
+
+
 def headlines_table() -> pd.DataFrame:
     frames = []
     for reading, dc_slow in (("paper", 4.0), ("regather", 3.0)):
@@ -115,6 +123,7 @@ def test_headlines_compare_each_reading_with_its_own_dc_dla():
 TABLES = {
     "headlines": (headlines_table, {}),
     "cluster_fabric": (fabric_table, {}),
+    "moe_memory": (moe_table, {}),
     "scale_out": (scale_table, {}),
     "llm_memory": (llm_table, {}),
     "memory_2026": (table_2026, {}),

@@ -37,7 +37,9 @@ def test_the_papers_model_parallel_mode_is_the_tensor_axis():
 
 def test_3d_parallelism_reports_each_axis():
     comm = _comm("ring", "gpt2", "data", 32, GPT2_3D)
-    assert all(comm[axis] > 0 for axis in AXES)
+    assert set(comm) == set(AXES)
+    assert all(comm[axis] > 0 for axis in ("dp", "tp", "pp"))
+    assert comm["ep"] == 0  # no expert parallelism: no all-to-alls
 
 
 def test_a_collectives_axis_is_its_groups():

@@ -44,6 +44,8 @@ def _human(r) -> dict:
            "weights": "backing" if r.offload_params else "device",
            "memory": r.memory}
     out["checkpoint"] = r.checkpoint
+    if r.expert_parallel is not None and r.expert_parallel > 1:
+        out["ep"] = r.expert_parallel
     if r.feasible:
         out.update({
             "iteration": format_value(r.iteration_time_s, "time"),

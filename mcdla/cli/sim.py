@@ -92,13 +92,14 @@ BREAKDOWN = (
     ("comm in flight, dp", "comm_s.dp"),
     ("comm in flight, tp", "comm_s.tp"),
     ("comm in flight, pp", "comm_s.pp"),
+    ("comm in flight, ep", "comm_s.ep"),
     ("virtualization, busy", "busy_s.virtualization"),
     ("virtualization, exposed", "exposed_s.virtualization"),
 )
 
 
 # Breakdown lines shown only when not zero: recompute, and each axis's communication.
-OPTIONAL = ("recompute_s", "comm_s.dp", "comm_s.tp", "comm_s.pp")
+OPTIONAL = ("recompute_s", "comm_s.dp", "comm_s.tp", "comm_s.pp", "comm_s.ep")
 
 
 def throughput(result: Mapping[str, Any]) -> str:

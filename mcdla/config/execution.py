@@ -11,10 +11,10 @@ from a point's keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from mcdla.config.point import Batch, Parallel, Policy
-from mcdla.config.schema import PositiveInt
+from mcdla.config.schema import PositiveInt, Range
 from mcdla.errors import InputError
 from mcdla.config.training import TrainingSpec
 
@@ -82,6 +82,19 @@ class ExecutionSpec:
       (Korthikanti et al. 2022): the tensors between blocks and the per-token layers
       (norms, residual adds, dropout) are split over the tokens; each all-reduce becomes
       a reduce-scatter and an all-gather (the same bytes), and activations shrink.
+    - ``expert_parallel``: the expert-parallel degree e (mcdla.sim.expert): each MoE
+      layer's routed experts are spread over groups of e ranks formed inside the
+      data-parallel dimension (Megatron-Core's order; dp a multiple of e), each rank
+      holding E/e of them; tokens go to their experts and back by all-to-alls over the
+      group; the experts' gradients are reduced over the expert-data-parallel group
+      (dp/e ranks), the rest over dp. ``expert_skew``: the share of every rank's routed
+      tokens bound for the hottest rank's experts (deterministic; None: uniform, 1/e),
+      which makes the all-to-alls unequal (all_to_allv) and the hot rank's expert
+      compute larger. ``expert_offload``: the routed experts' weights (with
+      ``offload_optimizer``, which puts their optimizer state there too) live in the
+      backing store; each expert bank's weights are fetched one bank ahead of its
+      forward and again of its backward, and its reduced gradient is written back, as
+      expert-offloading systems do, instead of keeping them in device memory.
     - ``exact``: simulate every rank. By default ranks that rank symmetry shows to be
       equivalent (mcdla.hw.symmetry) are simulated once each and stand for their class,
       which gives the same results (to float rounding) at a cost that grows with the
@@ -101,13 +114,16 @@ class ExecutionSpec:
     sequence_parallel: bool = False
     offload_params: bool = False
     exact: bool = False
+    expert_parallel: PositiveInt = 1
+    expert_skew: Annotated[float, Range(minimum=0.0, maximum=1.0)] | None = None
+    expert_offload: bool = False
     training: TrainingSpec = field(default_factory=TrainingSpec)
     place: PlaceSpec = field(default_factory=PlaceSpec)
 
     def __post_init__(self) -> None:
         self._place_flags()
         for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0),
-                             ("offload_optimizer", False), ("offload_params", False)):
+                             ("offload_optimizer", False), ("offload_params", False), ("expert_parallel", 1)):
             if getattr(self, key) != default and self.parallel != "data":
                 raise _refuse(f"execution.{key}", "applies to data-parallel training; the paper's "
                               f"model-parallel mode runs with {default}")
@@ -127,6 +143,7 @@ class ExecutionSpec:
         if (self.pipeline_parallel > 1 or micro > 1) and self.offload_optimizer:
             raise _refuse("execution.offload_optimizer", "ZeRO-Offload with pipeline parallelism or micro-batches "
                           "is not built")
+        _check_expert_options(self)
         if self.pipeline_parallel == 1 and micro == 1 and schedule != "1f1b":
             raise _refuse("training.schedule", "orders a pipeline's micro-batches: set execution.pipeline_parallel "
                           "or training.micro_batches above 1")
@@ -158,6 +175,27 @@ class ExecutionSpec:
                           f"is (its step reads both): set execution.place.optimizer={place.params} too")
 
 
+def _check_expert_options(spec: ExecutionSpec) -> None:
+    """Expert parallelism's own conflicts among the options (those with the workload
+    and the group sizes: mcdla.sim.expert.expert_split)."""
+    e = spec.expert_parallel
+    if spec.expert_skew is not None and not 1.0 / e <= spec.expert_skew <= 1.0:
+        raise _refuse("execution.expert_skew", f"is the hottest of {e} expert ranks' share of the routed tokens: "
+                      f"between 1/{e} (uniform) and 1" + ("; set execution.expert_parallel above 1" if e == 1 else ""))
+    if e > 1 and spec.zero == 3:
+        raise _refuse("execution.zero", "stage 3 with expert parallelism (the experts' weights gathered over "
+                      "the expert-data-parallel group) is not built; use 0, 1 or 2")
+    if spec.expert_offload and not spec.offload_optimizer:
+        raise _refuse("execution.expert_offload", "keeps the experts' weights where their optimizer state and "
+                      "step are: set execution.offload_optimizer=true")
+    if spec.expert_offload and (spec.zero or spec.pipeline_parallel > 1):
+        raise _refuse("execution.expert_offload", "with ZeRO (the experts' shards in the backing store) or "
+                      "pipeline stages is not built; use execution.zero=0 without pipelines")
+    if e > 1 and spec.zero and spec.pipeline_parallel > 1:
+        raise _refuse("execution.zero", "with pipeline and expert parallelism together, sharding the experts' "
+                      "state over their own group is not built; use 0")
+
+
 def _refuse(key: str, message: str) -> InputError:
     """A combination of options that cannot run, named by its dotted key (the spec is
     built from a point's keys, not read from one file)."""
@@ -166,4 +204,5 @@ def _refuse(key: str, message: str) -> InputError:
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
-                  "rank_order", "sequence_parallel", "offload_params", "exact", "place")
+                  "rank_order", "sequence_parallel", "offload_params", "exact", "place", "expert_parallel",
+                  "expert_skew", "expert_offload")

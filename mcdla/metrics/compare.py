@@ -293,3 +293,21 @@ def headline_readings(table: pd.DataFrame) -> list[dict]:
             row[key] = harmonic_mean(ratio) if len(ratio) else math.nan
         rows.append(row)
     return rows
+
+
+def moe_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a moe_memory sweep in file order, with ``model``, ``design`` and
+    ``plan`` (its label's three parts), ``fits`` and, where it trains, ``tokens_per_s``
+    per device (the batch's sequences of the workload's tokens over the iteration)."""
+    from mcdla.hw.workload import load_workload
+
+    data = table.copy()
+    parts = [str(label).split("/", 2) + ["", ""] for label in data["label"]]
+    data["model"], data["design"], data["plan"] = ([p[k] for p in parts] for k in range(3))
+    data["fits"] = data["status"] == "ok"
+    seq = {name: load_workload(name).layers[0].out_shape[0] for name in dict.fromkeys(data["workload"])}
+    tokens = data["batch"].astype(float) * [seq[w] for w in data["workload"]]
+    time_s = data["iteration_time_s"].astype(float) if "iteration_time_s" in data else float("nan")
+    devices = data["devices"].astype(float) if "devices" in data else float("nan")
+    data["tokens_per_s"] = (tokens / time_s / devices).where(data["fits"])
+    return data

@@ -38,7 +38,7 @@ def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float
 
 
 def comm_by_axis(record) -> dict[str, float]:
-    """Time some communication of each parallel axis is in flight (dp, tp, pp): its
+    """Time some communication of each parallel axis is in flight (dp, tp, pp, ep): its
     collectives, and for pp the sends between stages; overlaps within an axis count once."""
     spans: dict[str, list] = {axis: [] for axis in AXES}
     for c in record.collectives:

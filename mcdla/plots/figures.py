@@ -536,6 +536,34 @@ def cluster_fabric(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
     return fig
 
 
+def moe_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Mixture-of-experts training per point: its iteration split into compute, the
+    expert all-to-alls (comm_s.ep, as far as compute waits) and the rest of the waiting,
+    with tokens/s per GPU; the points that do not fit marked."""
+    plt = _plt()
+    data = compare.moe_rows(table)
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(data) + 1.3))
+    y = list(range(len(data)))[::-1]
+    ok = data["fits"]
+    total = data["iteration_time_s"].astype(float).where(ok, 0.0)
+    compute = data["busy_s.compute"].astype(float).where(ok, 0.0)
+    waits = (total - compute).clip(lower=0.0)
+    ep = data["comm_s.ep"].astype(float).where(ok, 0.0).clip(upper=waits)
+    ax.barh(y, compute, color="#4c72b0", label="compute")
+    ax.barh(y, ep, left=compute, color="#c44e52", label="waiting: up to the expert all-to-alls' time")
+    ax.barh(y, waits - ep, left=compute + ep, color="#dd8452", label="waiting: the rest")
+    for yi, (_, row) in zip(y, data.iterrows()):
+        text = (f" {float(row['tokens_per_s']):,.0f} tok/s/GPU, peak {float(row['device_mem_peak_bytes']) / 1e9:.0f} GB"
+                if row["fits"] else " does not fit")
+        ax.text(float(row["iteration_time_s"]) if row["fits"] else 0.0, yi, text, va="center", fontsize=7)
+    ax.set_yticks(y, [f"{m} {d} {p}" for m, d, p in zip(data["model"], data["design"], data["plan"])], fontsize=7)
+    ax.set_xlabel("iteration time (s)")
+    ax.set_xlim(0, float(total.max() or 1.0) * 1.6)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("Mixture-of-experts training by expert-parallel degree and expert placement", fontsize=10)
+    return fig
+
+
 def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
     """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
     from mcdla.config.experiment import FIGURES as NAMES

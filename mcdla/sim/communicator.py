@@ -27,7 +27,7 @@ class CollectiveStream:
 
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, reduce_Bps: float, rings=None,
                  devices: int | None = None, *, weights: dict[int, int] | None = None, copies: int = 1,
-                 axis: str = "dp"):
+                 axis: str = "dp", hot_share: float | None = None):
         self.env, self.net, self.inputs, self.reduce_Bps = env, net, inputs, reduce_Bps
         self.axis = axis  # the parallel axis of its group: its records say so
         # Rank symmetry: a simulated device's join counts for the devices of its class in
@@ -36,7 +36,8 @@ class CollectiveStream:
         self.devices = len(inputs.topology.devices) if devices is None else devices
         self.rings = inputs.topology.rings if rings is None else rings
         launch_s = inputs.topology.device.launch_overhead
-        self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(launch_s)
+        # ``hot_share``: a skewed all-to-allv's (expert parallelism's routing, mcdla.sim.expert)
+        self.algorithm = COLLECTIVES.get(inputs.execution.collective, key="execution.collective")(launch_s, hot_share)
         # A group's communicator whose rings the algorithm cannot run (hierarchical on a
         # group spread unevenly over the nodes, direct on rings between nodes) runs the
         # ring, as NCCL picks per communicator; the design's own rings are refused instead.
@@ -46,7 +47,7 @@ class CollectiveStream:
                 self.algorithm.check("all_reduce", self.rings, net.capacities_Bps)
             except InputError:
                 self.fallback = "ring"
-                self.algorithm = COLLECTIVES.get("ring")(launch_s)
+                self.algorithm = COLLECTIVES.get("ring")(launch_s, hot_share)
         self.records: list[CollectiveRecord] = []
         self.running = False  # a collective of this group is on the wire (its kernels hold SMs)
         self._queue: simpy.Store = simpy.Store(env)

@@ -20,6 +20,7 @@ import simpy
 from mcdla.hw.gpu import sm_contended
 from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
 from mcdla.hw.tiers import state_routes, state_tier
+from mcdla.sim import expert
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import closure, prefetch_step
@@ -42,7 +43,7 @@ class DeviceCompute:
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
                  model_state_bytes: float, work: DeviceWork, tensor_stream: CollectiveStream | None = None,
-                 members: tuple[int, ...] = ()):
+                 members: tuple[int, ...] = (), expert_streams: tuple = (None, None)):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
         # Rank symmetry: the devices of this one's class (it first), which do what it does.
         self.members = members or (device,)
@@ -50,6 +51,8 @@ class DeviceCompute:
         # ``stream``: the data-parallel group's communicator (every device, without
         # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
         self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
+        # Expert parallelism (mcdla.sim.expert): the ep group's and the expert-data-parallel group's.
+        self.expert_streams = expert_streams
         self.model_state_bytes, self.work = model_state_bytes, work
         # The weight groups whose gradient this device reduces, by their layers here
         # still to run backward: a group is the stage's that holds its first layer (a
@@ -101,50 +104,58 @@ class DeviceCompute:
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
 
-    # Tensor parallelism around layer i (hw/parallelism.tensor_split); ``tag`` tells
-    # apart the micro-batches of a pipeline.
+    # Tensor parallelism around layer i (hw/parallelism.tensor_split), and expert
+    # parallelism's all-to-alls (mcdla.sim.expert); ``tag`` tells apart the
+    # micro-batches of a pipeline.
     def _tp_before_forward(self, i: int, tag: tuple = ()):
         plan = self.plan
         for p in plan.tp.gathers.get(i, ()):  # split inputs the layer needs whole
             yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p], device=self.device)
+        yield from expert.before_forward(self, i, tag)
 
     def _tp_after_forward(self, i: int, tag: tuple = ()):
         plan = self.plan
         if i in plan.tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
             yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i], device=self.device)
+        yield from expert.after_forward(self, i, tag)
 
     def _tp_before_backward(self, i: int, tag: tuple = ()):
         plan = self.plan
         if plan.tp.sequence and i in plan.tp.reduce_out:  # dY arrives as token shards
             yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i], device=self.device)
+        yield from expert.before_backward(self, i, tag)
 
     def _tp_after_backward(self, i: int, tag: tuple = ()):
         plan = self.plan
         for p in plan.tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
             yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p], device=self.device)
+        yield from expert.after_backward(self, i, tag)
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
         workload, execution = self.inputs.workload, self.inputs.execution
         params = self.plan.updated_params
         # With the weights in the optimizer's tier too (ZeRO-Infinity), the gradients
-        # are already there and the updated weights stay there.
+        # are already there and the updated weights stay there; so are offloaded experts'.
         in_store = execution.offload_params
+        stored = expert.stored_params(self.plan, workload.precision_bytes)
         if state_tier(self.inputs.topology, execution, "optimizer").kind == "host":
             if not in_store:
-                yield from self._to_store(params * workload.precision_bytes, "offload", "gradients to the host")
+                yield from self._to_store((params - stored) * workload.precision_bytes, "offload",
+                                          "gradients to the host")
             # The CPU's step is a memory-bound pass over the state in its socket's DRAM:
             # a flow on the DRAM port, which every device that socket serves shares.
             yield from self._to_store(params * step_bytes_per_param(workload), "offload", "optimizer step on the host",
                                       ports_only=True)
             if not in_store:
-                yield from self._to_store(params * workload.precision_bytes, "prefetch", "weights from the host")
+                yield from self._to_store((params - stored) * workload.precision_bytes, "prefetch",
+                                          "weights from the host")
             return
         # Memory-nodes, expanders and drives have no processor: the state (and,
         # ZeRO-Infinity, the gradient in and the updated weights out) comes to the device
         # in chunks, each stepped while the next arrives and the last goes back
         # (double-buffered).
-        state = optimizer_state_bytes(workload, params) + (params * workload.precision_bytes if in_store else 0.0)
+        state = optimizer_state_bytes(workload, params) + ((params if in_store else stored) * workload.precision_bytes)
         chunks = max(1, math.ceil(state / OPTIMIZER_CHUNK_BYTES))
         size, step_s = state / chunks, self.plan.step_s / chunks
         env = self.env
@@ -188,6 +199,10 @@ class DeviceCompute:
         """A weight group's gradient is complete: all-reduced at once (the paper's), or
         added to the open bucket, which is all-reduced once it reaches the bucket size."""
         bucket = self.inputs.execution.training.bucket
+        apart = expert.reduce_apart(self, group, size_bytes, self._gradient_op)  # an expert bank's: over dp/e
+        if apart is not None:
+            self._reductions.append(apart)
+            return
         if bucket is None:
             self._reductions.append(self._reduce_gradient(("dW", group), size_bytes))
             return
@@ -371,7 +386,8 @@ class DeviceCompute:
                 yield from self._compute(self.work.step_s, "optimizer step", "step")
         if execution.zero in (1, 2) and self.stream.devices > 1:
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
-            yield self.stream.join(("W", "step"), "all_gather", self.work.weight_bytes, device=self.device)
+            gathers = expert.step_gathers(self, ("W", "step"))  # the experts' over their own group
+            yield gathers[0] if len(gathers) == 1 else self.env.all_of(gathers)
         for chunk in self.work.passes:
             # Without virtualization, maps that backward never reads are dropped at the end.
             for t in chunk.leftover:

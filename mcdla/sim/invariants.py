@@ -111,7 +111,8 @@ def expected_channel_bytes(record) -> dict[str, float]:
         key = (c.op, c.rings, c.algorithm or execution.collective)
         wire[key] = wire.get(key, 0.0) + c.size_bytes * c.wire_factor
     for (op, names, name), size_bytes in wire.items():  # with symmetry, for every group it stands for
-        algorithm = COLLECTIVES.get(name)()
+        # an all-to-allv's pieces are expert parallelism's skewed routing (mcdla.sim.expert)
+        algorithm = COLLECTIVES.get(name)(0.0, execution.expert_skew if op == "all_to_allv" else None)
         for alike in record.equivalent_rings.get(names, (names,)):
             for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in alike]).items():
                 add(channel, size * size_bytes)

@@ -11,6 +11,18 @@ from its own tuning model (:mod:`mcdla.hw.nccl`):
   latency; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
   reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
 - ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
+- ``nccl_p2p``: NCCL's all-to-all, which is not a collective of its tuner but grouped
+  point-to-point operations (``ncclGroupStart``; ``ncclSend``/``ncclRecv`` to every
+  peer; nccl-tests ``alltoall.cu``, Megatron-Core's all-to-all token dispatcher via
+  ``torch.distributed.all_to_all_single``): each rank's piece for each peer is its own
+  flow, straight through the switch of a single-switch domain (the ``direct``
+  algorithm's flows; a uniform one as a single exchange flow, the same rates), paying the host's launch once and each path's latency; no
+  protocol choice, flag bytes or tuner latency (NCCL's tuner costs collectives only).
+  Across switch domains it runs the hierarchical algorithm's all-to-all (the pieces
+  gathered per domain and sent over the rails, as NCCL's PXN routes a peer's data
+  through the local GPU on the peer's rail). The ``nccl`` and ``nccl_ring`` families
+  run their all-to-alls this way. NCCL's per-peer channel count is not modelled: a
+  pair's flows get what the links give them.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from dataclasses import replace
 from itertools import chain
 
 from mcdla.errors import InputError
-from mcdla.hw.collective_model import bottleneck_Bps
+from mcdla.hw.collective_model import PERSONAL, bottleneck_Bps
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -30,6 +42,7 @@ from mcdla.sim.collectives import (
     collective,
 )
 from mcdla.sim.fabric_collectives import (
+    DirectAlgorithm,
     Flow,
     HierarchicalAlgorithm,
     InSwitchAlgorithm,
@@ -52,8 +65,8 @@ class NcclAlgorithm(RingAlgorithm):
     ``NCCL_ALGO=Ring``, or ``NCCL_NVLS_ENABLE=0`` on one machine)."""
 
     name = "nccl_ring"
-    # NCCL runs all-to-all as grouped point-to-point sends, not on its ring: not modelled yet
-    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+    # NCCL runs all-to-all as grouped point-to-point sends, not on its ring (nccl_p2p)
+    ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", *PERSONAL)
     protocols = ("LL", "LL128", "Simple")
     _TUNED_MAX = 4096  # tuned collectives kept; a training run has a few distinct ones
 
@@ -83,6 +96,10 @@ class NcclAlgorithm(RingAlgorithm):
         the rings' channels (all the time depends on; a training iteration launches
         thousands of collectives of a few sizes over the same rings)."""
         self.carries(op)
+        if op in PERSONAL:  # grouped sends, not a tuned collective
+            p2p = self.__dict__.get("_p2p") or self.__dict__.setdefault(
+                "_p2p", COLLECTIVES.get("nccl_p2p")(self.launch_s, self.hot_share))
+            return p2p.way(op, rings, capacities_Bps), None
         rings = tuple(rings)
         key = (op, size_bytes, chunk_bytes, reduce_Bps, self.launch_s, rings,
                tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
@@ -127,8 +144,30 @@ class NcclAlgorithm(RingAlgorithm):
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
                reduce_Bps=None):
-        """The modelled time of what the tuner picks (:meth:`tune`)."""
-        return self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[1]
+        """The modelled time of what the tuner picks (:meth:`tune`; an all-to-all: its
+        point-to-point sends')."""
+        picked, t = self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
+        return picked.time_s(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes) if t is None else t
+
+
+@COLLECTIVES.register("nccl_p2p")
+class NcclP2pAlgorithm(DirectAlgorithm):
+    """NCCL's all-to-all as grouped sends and receives (module docstring): on one switch
+    domain every pair's piece a flow through the switch, with the host's launch."""
+
+    name = "nccl_p2p"
+    ops = PERSONAL
+
+    def fixed_s(self, op, rings):
+        return self.launch_s  # the group's kernel launch; NCCL's tuner charges p2p nothing more
+
+    def way(self, op, rings, capacities_Bps) -> CollectiveAlgorithm:
+        """Itself on one switch domain; across domains, the hierarchical all-to-all."""
+        try:
+            self.check(op, rings, capacities_Bps)
+            return self
+        except InputError:
+            return COLLECTIVES.get("hierarchical")(self.launch_s)
 
 
 def _named(process, algorithm: str):

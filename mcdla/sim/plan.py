@@ -8,6 +8,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
+from mcdla.sim.expert import by_group, expert_split, held_params, local_layers, resident_by_group
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS
 from mcdla.sim.records import OffloadPlan, RunInputs
@@ -33,10 +34,14 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     model = model_split(layers, devices) if execution.parallel == "model" else None
     layer_shards = tp.shards if degree > 1 else model.shards if model else (shards,) * len(layers)
     device = topology.device
+    if dp is None:
+        dp = devices // degree if execution.parallel == "data" else 1
+    split = expert_split(workload, execution, dp)
+    local = local_layers(layers, split)  # an expert bank's GEMM reads its rank's experts' weights
     fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])
-                for i, l in enumerate(layers))
+                for i, l in enumerate(local))
     bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, layer_shards[i])
-                for i, l in enumerate(layers))
+                for i, l in enumerate(local))
     # The bytes of each feature map a device holds: batch/D samples in data-parallel
     # training; in model-parallel training, the whole batch and its shard of the output
     # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,
@@ -46,14 +51,12 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
         tensor_bytes = tuple(b / layer_shards[i] if i else b for i, b in enumerate(group_full))
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
         tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
-    group_params = device_group_params(workload, layer_shards)
-    if dp is None:
-        dp = devices // degree if execution.parallel == "data" else 1
+    group_params = held_params(device_group_params(workload, layer_shards), split)
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
     decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,
                              checkpoint=execution.training.checkpoint, lookahead=execution.training.lookahead,
                              tensor_bytes=tensor_bytes, fwd_s=fwd, bwd_s=bwd, memory_bytes=topology.device_memory_bytes,
-                             resident_bytes=device_model_state(workload, execution, devices, group_params),
+                             resident_bytes=device_model_state(workload, execution, devices, group_params, split),
                              dma_Bps=topology.virtualization_rate_Bps(execution.policy) if virtualize else 0.0)
     recomputed, offloaded = decision.recomputed, decision.offloaded
     bwd_needs = backward_needs(layers)
@@ -67,7 +70,7 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
 
     def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
         return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
-    updated = updated_params(sum(group_params.values()), execution.zero, dp)
+    updated = sum(updated_params(n, execution.zero, d) for n, d in by_group(group_params, split, dp))
     step_s = optimizer_step_time(device, workload, updated)
     first: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -82,19 +85,21 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
                        frozenset(last_bwd_use), to_bytes(model.partial_dx) if model else {},
                        to_bytes(model.gathers) if model else {}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
-                       tuple(sorted(first, key=first.get)), first, last, updated, dropped)
+                       tuple(sorted(first, key=first.get)), first, last, updated, dropped, split)
 
 
-def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params) -> float:
+def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params, split=None) -> float:
     """The model state one device keeps for the whole iteration (without pipeline
     stages): 1/D of it in model-parallel training; its tensor-parallel share of the
-    weights, with the execution's ZeRO stage and ZeRO-Offload, in data-parallel."""
+    weights, with the execution's ZeRO stage and ZeRO-Offload, in data-parallel (the
+    experts' ZeRO shards over their expert-data-parallel group, ``split``)."""
     if execution.parallel == "model":
         return model_state_bytes(workload, devices)
     if execution.offload_params:  # ZeRO-Infinity: nothing stays; weights come in per group
         return 0.0
-    return model_state_bytes(workload, params=sum(group_params.values()), zero=execution.zero,
-                             dp=devices // execution.tensor_parallel, offload_optimizer=execution.offload_optimizer)
+    return sum(model_state_bytes(workload, params=n, zero=execution.zero, dp=dp,
+                                 offload_optimizer=execution.offload_optimizer)
+               for n, dp in resident_by_group(group_params, split, devices // execution.tensor_parallel))
 
 
 def device_group_params(workload, layer_shards) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.parallelism import TensorSplit, tensor_split
 from mcdla.sim.collectives import CollectiveRecord
+from mcdla.sim.expert import ExpertSplit
 from mcdla.sim.flowstats import NetworkStats
 
 __all__ = ["Span", "COMPUTE_KINDS", "TRANSFER_KINDS", "AXES", "DeviceRecord", "OffloadPlan", "RunInputs",
@@ -35,8 +36,9 @@ TRANSFER_KINDS = ("offload", "prefetch")
 
 
 # The parallel axes communication is counted on (``comm_s`` of a result): data,
-# tensor (the paper's model-parallel mode included) and pipeline.
-AXES = ("dp", "tp", "pp")
+# tensor (the paper's model-parallel mode included), pipeline and expert (the MoE
+# all-to-alls; the experts' gradient reductions are data-parallel).
+AXES = ("dp", "tp", "pp", "ep")
 
 
 @dataclass
@@ -98,6 +100,7 @@ class OffloadPlan:
     # Tensor -> freed at its last forward use without an offload: recomputed, or never
     # read again while virtualizing (a map a policy keeps stays until backward frees it).
     dropped: tuple[bool, ...] = ()
+    ep: ExpertSplit | None = None  # expert parallelism (mcdla.sim.expert); None without
 
 
 @dataclass(frozen=True)

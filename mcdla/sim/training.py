@@ -57,6 +57,7 @@ from mcdla.hw.tiers import state_routes, state_tier, used_tiers
 from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.device import DeviceCompute
+from mcdla.sim import expert
 from mcdla.sim import fit
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
@@ -136,6 +137,9 @@ class Iteration:
         self.data_groups = self.layout.groups("dp")
         self.stage_of = self.layout.along("pp")
         self.cache = Cache()  # what the run derives (its sub-rings'), shared with no other run
+        # Expert parallelism's groups, cut from the data-parallel replicas (mcdla.sim.expert).
+        self.expert_groups, self.expert_data_groups = expert.expert_groups(self.rank_device, t, dp, pp,
+                                                                           execution.expert_parallel)
         self.group_rings = self._group_rings()
         # Pipeline peers: device -> (the previous stage's device, the next stage's).
         self.peers = self.layout.neighbours("pp")
@@ -163,7 +167,7 @@ class Iteration:
             self.model_state_bytes = max(per_stage)
         else:
             params = {g: b / workload.precision_bytes for g, b in self.plan.group_bytes.items()}
-            self.model_state_bytes = device_model_state(workload, execution, devices, params)
+            self.model_state_bytes = device_model_state(workload, execution, devices, params, self.plan.ep)
         if execution.offload_optimizer and state_tier(topology, execution, "optimizer") is None:
             raise InputError(f"{topology.name} has no backing store to keep the optimizer state in",
                              key="execution.offload_optimizer")
@@ -219,7 +223,8 @@ class Iteration:
         names = topology.devices
         pp = execution.pipeline_parallel
         algorithm = COLLECTIVES.get(execution.collective, key="execution.collective")
-        supported = not execution.exact and algorithm.rank_symmetric(topology.rings, topology.capacities())
+        supported = (not execution.exact and algorithm.rank_symmetric(topology.rings, topology.capacities())
+                     and execution.expert_skew is None)  # a skewed routing singles out each ep group's hot rank
         links = []
         if pp > 1 and supported:
             links = [(kind, names[d], names[peer],
@@ -258,24 +263,29 @@ class Iteration:
 
     def _groups(self) -> dict:
         """The rank placement by device name, when there is more than data parallelism."""
-        if len(self.data_groups) == 1:
+        if len(self.data_groups) == 1 and not self.expert_groups:
             return {}
         names = self.topology.devices
         stages: dict[int, list[str]] = {}
         for d, s in sorted(self.stage_of.items(), key=lambda item: (item[1], self.rank_device.index(item[0]))):
             stages.setdefault(s, []).append(names[d])
-        return {"tensor": [[names[d] for d in g] for g in self.tensor_groups],
-                "data": [[names[d] for d in g] for g in self.data_groups],
-                "stages": list(stages.values())}
+        found = {"tensor": [[names[d] for d in g] for g in self.tensor_groups],
+                 "data": [[names[d] for d in g] for g in self.data_groups],
+                 "stages": list(stages.values())}
+        if self.expert_groups:
+            found["expert"] = [[names[d] for d in g] for g in self.expert_groups]
+            found["expert_data"] = [[names[d] for d in g] for g in self.expert_data_groups]
+        return found
 
     def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], tuple]]:
         """The communicators of tensor and pipeline parallelism: (kind, number, devices,
         their rings: each topology ring through them restricted to them); none without."""
         topology = self.inputs.topology
-        if len(self.data_groups) == 1:
+        if len(self.data_groups) == 1 and not self.expert_groups:
             return []
         found = []
-        for kind, groups in (("dp", self.data_groups), ("tp", self.tensor_groups)):
+        for kind, groups in (("dp", self.data_groups), ("tp", self.tensor_groups), ("ep", self.expert_groups),
+                             ("edp", self.expert_data_groups)):
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
                 group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", topology.reverse_of(ring),
@@ -283,7 +293,8 @@ class Iteration:
                                     for ring in topology.rings if members <= ring.position.keys())
                 if not group_rings:
                     raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
-                                     key="execution.tensor_parallel")
+                                     key="execution.expert_parallel" if kind in expert.KINDS
+                                     else "execution.tensor_parallel")
                 found.append((kind, n, group, group_rings))
         return found
 
@@ -301,7 +312,8 @@ class Iteration:
             axis = "tp" if self.inputs.execution.parallel == "model" else "dp"
             stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, weights=weights, axis=axis)
             return [(stream, None)] * len(topology.devices), rings, {}
-        streams: list[list] = [[None, None] for _ in topology.devices]
+        kinds = ("dp", "tp", *expert.KINDS)
+        streams: list[list] = [[None] * len(kinds) for _ in topology.devices]
         stands: dict[tuple, tuple] = {}
         for (kind, _, group, group_rings), plan in zip(self.group_rings, self.stream_weights):
             rings.update((r.name, r) for r in group_rings)
@@ -309,9 +321,12 @@ class Iteration:
                 continue
             weights, copies, alike = plan
             stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group),
-                                      weights=weights, copies=copies, axis=kind)
+                                      weights=weights, copies=copies, axis=expert.AXIS_OF.get(kind, kind),
+                                      hot_share=self.inputs.execution.expert_skew if kind == "ep" else None)
+            if kind == "ep" and self.inputs.execution.expert_skew is not None:
+                stream.algorithm.carries("all_to_allv")  # refuses an algorithm without the unequal all-to-all
             for d in group:
-                streams[d][0 if kind == "dp" else 1] = stream
+                streams[d][kinds.index(kind)] = stream
             stands[tuple(r.name for r in group_rings)] = tuple(tuple(r.name for r in self.group_rings[k][3])
                                                                for k in alike)
         return [tuple(pair) for pair in streams], rings, stands
@@ -330,11 +345,16 @@ class Iteration:
         """One compute stream per simulated device (a pipeline stage's, with pipelines,
         and the links between stages): their processes, and the links or None."""
         env, inputs, topology = self.env, self.inputs, self.inputs.topology
+        # Each device's plan (its expert compute follows the routing) and expert communicators.
+        plan_of = {k: expert.rank_plan(self.plan, k) for k in range(self.inputs.execution.expert_parallel)}
+        ep_rank = {d: k for g in self.expert_groups for k, d in enumerate(g)}
         if inputs.execution.pipeline_parallel == 1:
             state = self.device_state_bytes
-            return [DeviceCompute(env, self.net, inputs, group[0], self.plan, memories[group[0]], stores,
-                                  streams[group[0]][0], state[group[0]] if state else self.model_state_bytes,
-                                  self._work(group[0]), streams[group[0]][1], members=group).process
+            return [DeviceCompute(env, self.net, inputs, group[0], plan_of[ep_rank.get(group[0], 0)],
+                                  memories[group[0]], stores, streams[group[0]][0],
+                                  state[group[0]] if state else self.model_state_bytes, self._work(group[0]),
+                                  streams[group[0]][1], members=group,
+                                  expert_streams=tuple(streams[group[0]][2:4]) or (None, None)).process
                     for group in self.symmetry.device_classes], None
         links = PipeLinks(env, self.net, topology)
         names = topology.devices
@@ -345,8 +365,9 @@ class Iteration:
             # Each device of the class sends to its own peers (PipeLinks: one flow for all).
             pairs = tuple(tuple((names[e], names[self.peers[e][k]]) for e in group) if self.peers[d][k] is not None
                           else () for k in (0, 1))
-            devices.append(PipelineStage(env, self.net, inputs, d, self.plan, memories[d], stores, streams[d][0],
-                                         self.device_state_bytes[d], self._work(d), streams[d][1], stage=self.stage_of[d],
+            devices.append(PipelineStage(env, self.net, inputs, d, plan_of[ep_rank.get(d, 0)], memories[d], stores,
+                                         streams[d][0], self.device_state_bytes[d], self._work(d), streams[d][1],
+                                         expert_streams=tuple(streams[d][2:4]) or (None, None), stage=self.stage_of[d],
                                          pipe=self.pipe, links=links, peers=peers, pairs=pairs,
                                          members=group).process)
         return devices, links
@@ -367,6 +388,8 @@ class Iteration:
             state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
             if inputs.execution.offload_params:  # ZeRO-Infinity: its shard of the weights and gradients too
                 state += 2 * self.plan.updated_params * inputs.workload.precision_bytes
+            # offloaded experts: their weights and gradients too
+            state += 2 * expert.stored_params(self.plan, inputs.workload.precision_bytes) * inputs.workload.precision_bytes
             for group in self.symmetry.device_classes:  # the weights live where the optimizer state does
                 for sub in state_routes(topology, inputs.execution, "optimizer", topology.devices[group[0]], "offload"):
                     stores.hold(sub.store, sub.share * state, len(group))

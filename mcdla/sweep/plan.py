@@ -5,16 +5,17 @@ data-parallel training on the design's devices: the tensor-parallel degree (ever
 divisor of the devices up to ``MAX_TENSOR``), the pipeline degree and its
 micro-batches, the data-parallel degree (the rest), the ZeRO stage, the
 activation-memory strategy (keep every feature map on the device, or a registered
-offload policy) and activation checkpointing. The global
-batch is the user's.
+offload policy) and activation checkpointing; for a mixture-of-experts workload, the
+expert-parallel degree too (every divisor of the experts that divides the
+data-parallel degree; mcdla.sim.expert). The global batch is the user's.
 
 Each candidate is first judged without simulating, from its plan (per-layer kernel
 times and tensor sizes, :func:`mcdla.sim.training.make_plan`): it is infeasible for
 certain when its model state and input do not fit the device memory, and its
 iteration time is estimated from its compute (forward, backward, optimizer step; with
 a pipeline, m + p - 1 passes of the slowest stage) plus the tensor-parallel
-all-reduces, which sit on the critical path, at the design's per-device collective
-bandwidth: a lower bound without a pipeline, the iteration itself for equal stages
+all-reduces and expert parallelism's all-to-alls, which sit on the critical path, at
+the design's per-device collective bandwidth: a lower bound without a pipeline, the iteration itself for equal stages
 and free communication, and it can exceed the iteration when the stages are unequal.
 The ``simulate`` most promising candidates by that estimate are then simulated, in
 order, until that many are found feasible: a
@@ -62,7 +63,7 @@ AXES = {
     "training.micro_batches": "micro_batches", "execution.zero": "zero", "execution.offload": "offload",
     "training.checkpoint": "checkpoint", "execution.offload_optimizer": "offload_optimizer",
     "execution.sequence_parallel": "sequence_parallel", "execution.offload_params": "offload_params",
-    "training.virtualization": "offload",
+    "training.virtualization": "offload", "execution.expert_parallel": "expert_parallel",
 }
 
 
@@ -77,6 +78,7 @@ class Candidate:
     offload_optimizer: bool = False  # ZeRO-Offload: optimizer state in the backing store
     sequence_parallel: bool = False
     offload_params: bool = False  # ZeRO-Infinity: the weights in the backing store too
+    expert_parallel: int = 1  # MoE workloads: the routed experts spread over e ranks
 
     def sets(self) -> list[tuple[str, Any]]:
         sets: list[tuple[str, Any]] = [("execution.tensor_parallel", self.tensor_parallel),
@@ -97,6 +99,8 @@ class Candidate:
             sets.append(("execution.sequence_parallel", True))
         if self.offload_params:
             sets.append(("execution.offload_params", True))
+        if self.expert_parallel > 1:
+            sets.append(("execution.expert_parallel", self.expert_parallel))
         return sets
 
     def label(self) -> str:
@@ -108,6 +112,8 @@ class Candidate:
             parts.append("zero-infinity" if self.offload_params else "zero-offload")
         if self.sequence_parallel:
             parts.append("seq")
+        if self.expert_parallel > 1:
+            parts.append(f"ep{self.expert_parallel}")
         return " ".join(parts)
 
 
@@ -133,16 +139,18 @@ class PlanRow:
                 "data_parallel": self.devices // (c.tensor_parallel * c.pipeline_parallel),
                 "zero": c.zero, "offload_optimizer": c.offload_optimizer, "offload_params": c.offload_params,
                 "sequence_parallel": c.sequence_parallel, "memory": c.offload,
-                "checkpoint": c.checkpoint,
+                "checkpoint": c.checkpoint, "expert_parallel": c.expert_parallel,
                 "estimate_s": self.estimate_s, "resident_bytes": self.resident_bytes,
                 "feasible": self.feasible, "reason": self.reason, **self.result}
 
 
 def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: bool = True,
-               attention: bool = True) -> list[Candidate]:
+               attention: bool = True, experts: int = 0) -> list[Candidate]:
     """Every candidate that divides the design and the batch. Pipelines run 1F1B with
     m = p, 2p or 4p micro-batches, feature maps on the device, ZeRO 0 or 1. With a
-    backing store (``offloads`` not empty), ZeRO-Offload too, without pipelines."""
+    backing store (``offloads`` not empty), ZeRO-Offload too, without pipelines. With
+    ``experts`` (a mixture of experts' routed experts per layer), every expert-parallel
+    degree that divides them and the data-parallel degree (ZeRO 0-2; 0 with pipelines)."""
     out = []
     for tp, pp in itertools.product(range(1, min(devices, MAX_TENSOR) + 1), range(1, devices + 1)):
         if devices % (tp * pp):
@@ -161,9 +169,12 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
                 storages = [(False, False)]
                 if offloads and pp == 1 and optimizer:
                     storages += [(True, False)] + ([(True, True)] if zero == 3 else [])
-                for sequence in ((False, True) if tp > 1 else (False,)):
+                eps = [e for e in range(1, dp + 1) if e == 1 or (experts and experts % e == 0 and dp % e == 0
+                                                                 and zero < 3 and not (pp > 1 and zero))]
+                for sequence, e in itertools.product((False, True) if tp > 1 else (False,), eps):
                     out += [Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=opt,
-                                      sequence_parallel=sequence, offload_params=params) for opt, params in storages]
+                                      sequence_parallel=sequence, offload_params=params, expert_parallel=e)
+                            for opt, params in storages]
     return out
 
 
@@ -208,11 +219,12 @@ def _keep_fixed(found: list[Candidate], sets: Sequence[tuple[str, Any]]) -> list
 
 def _candidates_of(topo, work, batch: int) -> list[Candidate]:
     """:func:`candidates` for a workload on a design."""
+    from mcdla.sim.expert import routed_experts
     from mcdla.sim.offload import OFFLOADS
 
     offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
     return candidates(len(topo.devices), batch, offloads, optimizer=work.optimizer != "none",
-                      attention=any(l.kind == "attention" for l in work.layers))
+                      attention=any(l.kind == "attention" for l in work.layers), experts=routed_experts(work))
 
 
 def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
@@ -232,6 +244,8 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
         reduced = [plan.group_full_bytes[i] for i in plan.tp.reduce_out]
         reduced += [plan.group_full_bytes[p] for ps in plan.tp.partial_dx.values() for p in ps]
         moved = sum(reduced) * bus_factor("all_reduce", degree)  # the bytes each rank's link carries
+    if plan.ep is not None:  # dispatch and combine, forward and backward, of each MoE layer
+        moved += 4 * sum(plan.tensor_bytes[i] for i in plan.ep.dispatch) * bus_factor("all_to_all", plan.ep.degree)
     bandwidth = topology.collective_bw_Bps if topology.rings else math.inf
     # Offloaded feature maps (and ZeRO-Offload's state) must also cross to the backing
     # store and back; that may overlap compute, so the longer of the two bounds the time.
@@ -263,16 +277,18 @@ def state_lower_bound(workload, execution, devices: int) -> float:
     without pipelines, the stages' average (a lower bound of the largest) with them."""
     from mcdla.hw.memory import with_precision
     from mcdla.hw.parallelism import tensor_split
+    from mcdla.sim.expert import expert_split, held_params
     from mcdla.sim.plan import device_group_params, device_model_state
 
     work = with_precision(workload, execution.training.precision)
     shards = tensor_split(work.layers, execution.tensor_parallel, execution.sequence_parallel).shards
-    params = device_group_params(work, shards)
+    split = expert_split(work, execution, devices // (execution.tensor_parallel * execution.pipeline_parallel))
+    params = held_params(device_group_params(work, shards), split)
     pp = execution.pipeline_parallel
     if pp > 1:
         params = {g: n / pp for g, n in params.items()}
         devices //= pp
-    return device_model_state(work, execution, devices, params)
+    return device_model_state(work, execution, devices, params, split)
 
 
 def _metrics(record, result: dict[str, Any]) -> dict[str, Any]:
@@ -334,7 +350,7 @@ def plan(topology: str, workload: str, *, batch: int, sets: Sequence[tuple[str, 
                                   policy=policy)
             # (with sequence parallelism the per-token layers' weights are split too, as the iteration splits them)
             key = (e.tensor_parallel, e.pipeline_parallel, e.zero, e.offload_optimizer, e.offload_params,
-                   e.sequence_parallel, e.training.precision)
+                   e.sequence_parallel, e.training.precision, e.expert_parallel)
             if key not in states:
                 states[key] = state_lower_bound(w, e, n)
             if states[key] > t.device_memory_bytes:  # certain before building any plan

@@ -640,6 +640,36 @@ def _fabric_section(table) -> list[str]:
     return lines
 
 
+def _moe_section(table) -> list[str]:
+    """Beyond the paper: mixtures of experts by expert-parallel degree and expert
+    placement (experiment moe_memory)."""
+    from mcdla.io.humane import format_value
+    from mcdla.metrics.compare import moe_rows
+
+    data = moe_rows(table)
+    lines = ["## Beyond the paper: training mixtures of experts", "",
+             "Experiment `moe_memory`: Mixtral 8x7B and a DeepSeek-V3-like model (its first 8 of 61 "
+             "blocks: 3 dense, 5 of 256 routed experts top-8) on 4 DGX H100 nodes, a GB200 NVL72 and "
+             "the memory-node DGX H100, one 4,096-token sequence per GPU, full checkpointing, ZeRO 1; "
+             "e is the expert-parallel degree, +offload keeps the experts (and, ZeRO-Offload, the "
+             "optimizer state) in the memory-nodes (docs/model.md, \"Expert parallelism\"). "
+             "Expert all-to-alls: the time they are in flight (comm_s.ep).", "",
+             "| model | design | plan | tokens/s per GPU | iteration | expert all-to-alls | device peak |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for _, row in data.iterrows():
+        if not row["fits"]:
+            reason = str(row.get("error", ""))
+            need = reason.split(" need ", 1)[1].split(",", 1)[0] if " need " in reason else "more than it has"
+            lines.append(f"| {row['model']} | {row['design']} | {row['plan']} | does not fit: the model state "
+                         f"needs {need} | | | |")
+            continue
+        lines.append(f"| {row['model']} | {row['design']} | {row['plan']} | {float(row['tokens_per_s']):,.0f} | "
+                     f"{format_value(float(row['iteration_time_s']), 'time')} | "
+                     f"{format_value(float(row['comm_s.ep']), 'time')} | "
+                     f"{format_value(float(row['device_mem_peak_bytes']), 'size')} |")
+    return lines
+
+
 # A fabric whose iteration is within 1% of a switch per rail's is reported as not
 # showing (a presentation threshold).
 FABRIC_SHOWS = 0.01
@@ -784,6 +814,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         lines += [""] + _scale_out_section(tables["scale_out"])
     if "cluster_fabric" in tables:
         lines += [""] + _fabric_section(tables["cluster_fabric"])
+    if "moe_memory" in tables:
+        lines += [""] + _moe_section(tables["moe_memory"])
     if "headlines" in tables:
         lines += [""] + _headlines_section(tables["headlines"])
     lines += ["", "## Changes", "", "Fixes that changed numbers of this report, newest first.", ""]

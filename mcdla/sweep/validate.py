@@ -103,7 +103,9 @@ def iteration_flops(row: ValidationRow) -> float:
     width h and a vocabulary of V (every attention score counted, causal or not).
     ``megatron_core``: Megatron-LM's ``num_floating_point_operations`` (2024), no
     recomputation: 12 B s l h^2 ((1 + g/a + s/h) q/h + f/h x (3/2 with SwiGLU) +
-    V / (2 l h)) with a heads, g KV heads, q = a x head_dim and an FFN of f.
+    V / (2 l h)) with a heads, g KV heads, q = a x head_dim and an FFN of f; in a
+    mixture of experts every layer's FFN is its top-k routed experts' (f = the expert
+    FFN x k, its ``num_experts_routed_to``; the router is not counted).
     """
     from mcdla.config import loader
 
@@ -119,6 +121,11 @@ def iteration_flops(row: ValidationRow) -> float:
                          key="flops") from None
     if row.flops == "megatron":
         return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
+    if doc.get("experts"):  # Megatron counts top-k experts of the expert FFN in every layer
+        if doc.get("dense_layers") or doc.get("shared_experts"):
+            raise InputError("flops: megatron_core counts every layer's top-k routed experts only; not for "
+                             "dense layers or shared experts", key="flops")
+        f = float(doc.get("expert_ffn") or doc["ffn"]) * float(doc.get("top_k", 1))
     g = float(doc.get("kv_heads") or a)
     q = a * (h // a)  # query projection: heads x head_dim
     gated = 1.5 if doc.get("mlp") == "swiglu" else 1.0
