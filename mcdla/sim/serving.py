@@ -1,0 +1,386 @@
+"""LLM serving: continuous batching over a paged KV cache, a driver beside training.
+
+The topology's devices form serving instances of ``serving.tensor_parallel`` devices
+each (consecutive devices, as a tensor group in training); requests are dealt to the
+instances in turn as they arrive. Each :class:`Engine` runs iterations as vLLM's
+scheduler and Sarathi-Serve's chunked prefill do:
+
+1. the running requests, in admission order: a decode token each, or the next prefill
+   chunk of one still prefilling; each first gets the cache blocks its new tokens
+   need, and when none is free the most recently admitted request is preempted
+   (``recompute``: its blocks freed, prefilled again later; ``swap``: its blocks copied
+   to the design's backing store, copied back when it resumes);
+2. then waiting requests, first come first served, a prefill chunk each, while the
+   token budget (``max_batch_tokens``), the sequence limit and free blocks allow.
+
+An iteration then (a) moves the KV bytes that live off the device: each request's
+cached tokens in the tier fetched, its new tokens' KV written there, swaps, as flows
+over the design's links from every device of the instance at once, sharing them with
+the other instances' (:func:`kv_routes`); (b) computes for the time
+:class:`~mcdla.hw.serving.ServingModel` gives; (c) runs tensor parallelism's
+all-reduces on the flow network: one collective carrying the bytes of all of them
+(the step's 2 per layer are alike), and the fixed cost (launch, latency) of each
+other one from the algorithm's closed form at a tiny size. Events grow with
+iterations and transfers, never with tokens x requests. A request's first token
+comes at the end of the iteration that completes its prefill; each later one at the
+end of an iteration that decodes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from mcdla.config.serving import Request, ServingSpec
+from mcdla.errors import InfeasibleError, InputError
+from mcdla.hw.memory import reduction_rate_Bps
+from mcdla.hw.network import sub_ring
+from mcdla.hw.serving import ServingModel
+from mcdla.sim import fit
+from mcdla.sim.algorithms import COLLECTIVES
+from mcdla.sim.environment import CountingEnvironment
+from mcdla.sim.flownet import FlowNetwork
+
+__all__ = ["ServingRun", "ServingRecord", "kv_routes", "tier_of"]
+
+# KV tiers that live behind the design's backing store, and the backing kind each needs.
+_BACKED = {"memory_node": "memory_nodes", "cxl": "memory_nodes", "host": "host"}
+# A message tiny next to any all-reduce's, whose closed-form time is the collective's fixed cost.
+_TINY_BYTES = 1.0
+
+
+def tier_of(topology, kv_tier: str) -> str | None:
+    """The backing tier ``kv_tier`` puts blocks in (None: HBM only); refuses a tier the
+    design does not have, naming the one it has."""
+    if kv_tier == "hbm":
+        return None
+    backing = topology.backing
+    want = "memory_node" if backing == "memory_nodes" else backing
+    if kv_tier == "spill":
+        if backing == "none":
+            raise InputError(f"{topology.name} has no memory tier beyond HBM to spill to; use kv_tier=hbm",
+                             key="serving.kv_tier")
+        return "cxl" if _is_cxl(topology) else want
+    has = backing == _BACKED[kv_tier] and (kv_tier != "cxl" or _is_cxl(topology))
+    if not has:
+        other = f"its tier is {'cxl' if _is_cxl(topology) else want}" if backing != "none" else "it has none"
+        raise InputError(f"{topology.name} has no {kv_tier} tier for the KV cache ({other}); "
+                         "use kv_tier=hbm or a design with one", key="serving.kv_tier")
+    return kv_tier
+
+
+def _is_cxl(topology) -> bool:
+    """Whether the design's memory-nodes are CXL expanders (reached over a ``cxl`` link)."""
+    return topology.backing == "memory_nodes" and "cxl" in topology.links
+
+
+def kv_routes(topology, device: str, direction: str):
+    """The stripes that move KV bytes between ``device`` and its tier (``prefetch``: to
+    the device, ``offload``: from it). Today the design's backing store (memory-nodes,
+    CXL expanders or host DRAM) under the ``local`` placement; the one place to ask a
+    topology's tier routes instead."""
+    return topology.backing_routes(device, "local", direction)
+
+
+def tier_capacity(topology, device: str) -> float:
+    """Bytes of the tier one device may fill: its share of each store it reaches."""
+    clients: dict[str, int] = {}
+    for d in topology.devices:
+        for store in topology.serves.get(d, ()):
+            clients[store] = clients.get(store, 0) + 1
+    return sum(topology.memory_capacity(sub.store) * sub.share / clients.get(sub.store, 1)
+               for sub in kv_routes(topology, device, "prefetch"))
+
+
+@dataclass
+class _Req:
+    """A request as the engine sees it (see the module docstring's invariant)."""
+
+    id: int
+    arrival_s: float
+    prompt: int
+    output: int
+    target: int = 0  # tokens to prefill: the prompt, or everything after a recompute preemption
+    computed: int = 0  # tokens whose K and V are cached
+    generated: int = 0
+    hbm_blocks: int = 0
+    tier_blocks: int = 0
+    swapped: bool = False
+    first_s: float | None = None
+    done_s: float | None = None
+    preemptions: int = 0
+
+
+@dataclass
+class ServingRecord:
+    """What a serving run leaves: per request its times, per engine its iterations."""
+
+    requests: list  # _Req, finished
+    iterations: list = field(default_factory=list)  # (instance, start, end, tokens, decodes, prefills)
+    transfers: list = field(default_factory=list)  # (instance, kind, start, end, bytes per device)
+    peak_blocks: dict = field(default_factory=dict)  # tier -> peak blocks held, all instances
+    preemptions: int = 0
+    events: int = 0
+    stats: object = None  # the flow network's NetworkStats
+
+
+class Engine:
+    """One serving instance: its scheduler, cache blocks and iteration loop."""
+
+    def __init__(self, run: "ServingRun", index: int, devices: tuple[str, ...], rings):
+        self.run, self.index, self.devices, self.rings = run, index, devices, rings
+        self.spec: ServingSpec = run.spec
+        self.waiting: deque = deque()
+        self.running: list[_Req] = []
+        self.free = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}
+        self.idle = run.env.event()
+
+    def arrive(self, req: _Req) -> None:
+        self.waiting.append(req)
+        if not self.idle.triggered:
+            self.idle.succeed()
+
+    # -- cache blocks ----------------------------------------------------------------
+    def _grow(self, req: _Req, tokens: int) -> bool:
+        """Gives ``req`` the blocks ``tokens`` need (HBM first where the tier allows);
+        False, taking none, when too few are free."""
+        need = math.ceil(tokens / self.spec.block_tokens) - req.hbm_blocks - req.tier_blocks
+        if need <= 0:
+            return True
+        hbm = min(need, self.free["hbm"])
+        if need - hbm > self.free["tier"]:
+            return False
+        self.free["hbm"] -= hbm
+        self.free["tier"] -= need - hbm
+        req.hbm_blocks += hbm
+        req.tier_blocks += need - hbm
+        self.run.note_blocks()
+        return True
+
+    def _release(self, req: _Req) -> None:
+        self.free["hbm"] += req.hbm_blocks
+        self.free["tier"] += req.tier_blocks
+        req.hbm_blocks = req.tier_blocks = 0
+        self.run.note_blocks()
+
+    def _preempt(self, req: _Req, moves: dict) -> None:
+        """Takes ``req`` off the running list (the module docstring); back to the front of
+        the queue."""
+        self.running.remove(req)
+        req.preemptions += 1
+        self.run.preemptions += 1
+        if self.spec.preemption == "swap" and req.hbm_blocks:
+            moves["offload"] += req.hbm_blocks * self.spec.block_tokens  # its HBM blocks to the store
+            self.free["hbm"] += req.hbm_blocks
+            req.hbm_blocks, req.swapped = 0, True  # its tier blocks stay where they are
+            self.run.note_blocks()
+        else:
+            self._release(req)
+            req.computed, req.target = 0, req.prompt + req.generated
+        self.waiting.appendleft(req)
+
+    # -- scheduling -----------------------------------------------------------------
+    def _schedule(self, moves: dict):
+        """The iteration's batch: decodes (requests), prefills (request, chunk)."""
+        spec = self.spec
+        budget, decodes, prefills = spec.max_batch_tokens, [], []
+        for req in list(self.running):
+            if req not in self.running:  # preempted by one scheduled before it
+                continue
+            if len(decodes) + len(prefills) >= spec.max_seqs or budget == 0:
+                break
+            prefilling = req.computed < req.target
+            step = min(req.target - req.computed, spec.chunk_tokens, budget) if prefilling else 1
+            while not self._grow(req, req.computed + step):
+                self._preempt(self.running[-1], moves)
+                if req not in self.running:
+                    break
+            else:
+                (prefills.append((req, step)) if prefilling else decodes.append(req))
+                budget -= step
+        while self.waiting and len(decodes) + len(prefills) < spec.max_seqs and budget > 0:
+            req = self.waiting[0]
+            if req.swapped:  # its cached tokens come back before anything else of it runs
+                kept = req.computed
+                if not self._grow(req, kept):
+                    break
+                moves["prefetch"] += min(kept, req.hbm_blocks * spec.block_tokens)
+                req.swapped = False
+                self.waiting.popleft()
+                self.running.append(req)
+                continue  # it decodes from the next iteration
+            step = min(req.target - req.computed, spec.chunk_tokens, budget)
+            if not self._grow(req, req.computed + step):
+                break
+            self.waiting.popleft()
+            self.running.append(req)
+            prefills.append((req, step))
+            budget -= step
+        return decodes, prefills
+
+    def _tier_tokens(self, req: _Req, upto: int) -> int:
+        """Of ``req``'s first ``upto`` tokens, those whose blocks are in the tier."""
+        return max(0, upto - req.hbm_blocks * self.spec.block_tokens)
+
+    # -- the loop -------------------------------------------------------------------
+    def process(self):
+        run, env = self.run, self.run.env
+        while True:
+            moves = {"prefetch": 0, "offload": 0}
+            decodes, prefills = self._schedule(moves)
+            if not decodes and not prefills and not any(moves.values()):
+                if not self.waiting and run.pending[self.index] == 0 and not self.running:
+                    return
+                if self.idle.triggered:
+                    self.idle = env.event()
+                yield self.idle
+                continue
+            # The KV the batch reads from the tier, and the new KV it writes there.
+            for req in decodes:
+                moves["prefetch"] += self._tier_tokens(req, req.computed)
+                moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
+            for req, step in prefills:
+                moves["prefetch"] += self._tier_tokens(req, req.computed)
+                moves["offload"] += (self._tier_tokens(req, req.computed + step)
+                                     - self._tier_tokens(req, req.computed))
+            start = env.now
+            yield from self._move(moves)
+            sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
+            cost = run.model.step(len(decodes), sum(r.computed + 1 for r in decodes),
+                                  tuple((step, req.computed) for req, step in prefills), sampled)
+            yield env.timeout(cost.compute_s)
+            if cost.allreduces:
+                yield from self._all_reduce(cost)
+            tokens = len(decodes) + sum(step for _, step in prefills)
+            run.record.iterations.append((self.index, start, env.now, tokens, len(decodes), len(prefills)))
+            self._advance(decodes, prefills)
+
+    def _move(self, moves: dict):
+        """The iteration's KV transfers, every device of the instance at once."""
+        run, env = self.run, self.run.env
+        flows = []
+        for direction, tokens in moves.items():
+            size = tokens * run.kv_device_bytes
+            if size <= 0:
+                continue
+            for device in self.devices:
+                for sub in kv_routes(run.topology, device, direction):
+                    flows.append(run.net.transfer(sub.share * size, sub.path, sub.latency_s, tag=f"kv {direction}"))
+        if flows:
+            start = env.now
+            yield env.all_of(flows)
+            run.record.transfers.append((self.index, "kv", start, env.now,
+                                         sum(moves.values()) * run.kv_device_bytes))
+
+    def _all_reduce(self, cost):
+        run, env = self.run, self.run.env
+        start = env.now
+        yield run.algorithm.start(env, run.net, self.rings, "all_reduce", cost.allreduce_bytes,
+                                  reduce_Bps=run.reduce_Bps, tag=f"tp{self.index}")
+        yield env.timeout((cost.allreduces - 1) * run.fixed_s)
+        run.record.transfers.append((self.index, "all_reduce", start, env.now, cost.allreduce_bytes))
+
+    def _advance(self, decodes, prefills) -> None:
+        """The batch's tokens are computed: caches grow, tokens are sampled."""
+        now = self.run.env.now
+        sampled = list(decodes)
+        for req in decodes:
+            req.computed += 1
+        for req, step in prefills:
+            req.computed += step
+            if req.computed == req.target:
+                sampled.append(req)
+        for req in sampled:
+            req.generated += 1
+            if req.first_s is None:
+                req.first_s = now
+            if req.generated == req.output:
+                req.done_s = now
+                self.running.remove(req)
+                self._release(req)
+                self.run.record.requests.append(req)
+
+
+class ServingRun:
+    """Builds the engines of a serving run over ``topology``; :meth:`run` simulates it."""
+
+    def __init__(self, topology, model: ServingModel, spec: ServingSpec, requests: list[Request]):
+        self.topology, self.model, self.spec = topology, model, spec
+        tp = spec.tensor_parallel
+        names = topology.devices
+        if len(names) % tp:
+            raise InputError(f"tensor_parallel={tp} does not divide the {len(names)} devices of {topology.name}",
+                             key="serving.tensor_parallel")
+        self.env = CountingEnvironment()
+        self.net = FlowNetwork(self.env, topology.capacities(), also=topology.nic_ports)
+        self.kv_device_bytes = model.kv.bytes_per_token(tp)
+        block = spec.block_tokens * self.kv_device_bytes
+        self.tier = tier_of(topology, spec.kv_tier)
+        if spec.preemption == "swap" and topology.backing == "none":
+            raise InputError(f"{topology.name} has no backing store to swap KV blocks to; use preemption=recompute",
+                             key="serving.preemption")
+        free = topology.device_memory_bytes * spec.memory_utilization - model.weight_bytes
+        if free <= 0 or (spec.kv_tier in ("hbm", "spill") and free < block):
+            raise InfeasibleError(
+                f"device {names[0]}: the weights need {fit.size(model.weight_bytes)} of its "
+                f"{fit.size(topology.device_memory_bytes * spec.memory_utilization)} (memory_utilization "
+                f"{spec.memory_utilization:g}), no room for the KV cache; raise serving.tensor_parallel, "
+                "lower workload.precision_bytes or use a device with more memory")
+        self.hbm_blocks = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
+        self.tier_blocks = int(min(tier_capacity(topology, d) for d in names) // block) if self.tier else 0
+        capacity = (self.hbm_blocks + self.tier_blocks) * spec.block_tokens
+        longest = max(r.prompt_tokens + r.output_tokens for r in requests)
+        if longest > capacity:
+            raise InfeasibleError(
+                f"a request of {longest:,} tokens needs {fit.size(longest * self.kv_device_bytes)} of KV cache per "
+                f"device, over the {fit.size(capacity * self.kv_device_bytes)} an instance has; raise "
+                "serving.tensor_parallel, use kv_tier=spill or shorter requests")
+        self.algorithm = COLLECTIVES.get(topology.collective, key="collective",
+                                         file=topology.source or topology.name)(topology.device.launch_overhead)
+        self.reduce_Bps = reduction_rate_Bps(topology.device)
+        self.requests = requests
+        self.preemptions = 0
+        self.record = ServingRecord(requests=[])
+        self._held = {"hbm": 0, "tier": 0}
+        self.engines = []
+        for i in range(len(names) // tp):
+            group = set(names[i * tp:(i + 1) * tp])
+            rings = tuple(sub_ring(r, group, f"{r.name}/serve{i}", topology.reverse_of(r), topology.channels)
+                          for r in topology.rings if group <= r.position.keys()) if tp > 1 else ()
+            if tp > 1 and not rings:
+                raise InputError(f"no ring of {topology.name} passes through the devices of instance {i}",
+                                 key="serving.tensor_parallel")
+            self.engines.append(Engine(self, i, tuple(names[i * tp:(i + 1) * tp]), rings))
+        self.fixed_s = (self.algorithm.time_s("all_reduce", _TINY_BYTES, self.engines[0].rings,
+                                              self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
+                        if tp > 1 else 0.0)
+        self.pending = [0] * len(self.engines)  # requests dealt to each engine, not yet arrived
+        for n in range(len(requests)):
+            self.pending[n % len(self.engines)] += 1
+
+    def note_blocks(self) -> None:
+        """Keeps the peak of the blocks held in each tier, every instance summed."""
+        for tier in ("hbm", "tier"):
+            held = sum((self.hbm_blocks if tier == "hbm" else self.tier_blocks) - e.free[tier] for e in self.engines)
+            peak = self.record.peak_blocks
+            peak[tier] = max(peak.get(tier, 0), held)
+
+    def _arrivals(self):
+        for n, request in enumerate(self.requests):
+            if request.arrival_s > self.env.now:
+                yield self.env.timeout(request.arrival_s - self.env.now)
+            engine = n % len(self.engines)
+            self.pending[engine] -= 1
+            self.engines[engine].arrive(_Req(n, request.arrival_s, request.prompt_tokens, request.output_tokens,
+                                             target=request.prompt_tokens))
+
+    def run(self) -> ServingRecord:
+        self.env.process(self._arrivals())
+        done = self.env.all_of([self.env.process(e.process()) for e in self.engines])
+        self.env.run(done)
+        self.record.requests.sort(key=lambda r: r.id)
+        self.record.preemptions = self.preemptions
+        self.record.events = self.env.events_processed
+        self.record.stats = self.net.stats()
+        return self.record
