@@ -25,7 +25,7 @@ from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs",
-           "check_point", "parse_quantity", "serve"]
+           "check_point", "parse_quantity", "serve", "serve_point"]
 
 
 # Where each --set key goes, by its first component: the run's three inputs. The
@@ -256,6 +256,16 @@ def serve(topology: str = "dgx_h100", workload: str = "llama3_8b", sets: Sequenc
 
         write_serving_trace(trace, record, result)
     return result
+
+
+def serve_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Runs a ``kind: serve`` sweep point: ``topology``, ``workload``, ``device``, ``slo``
+    and any dotted key (``serving.rate``), as ``mcdla serve``'s options."""
+    plain = ("topology", "workload", "device", "slo")
+    sets = [(k, v) for k, v in point.items() if k not in plain]
+    if point.get("device"):
+        sets.insert(0, ("device", point["device"]))
+    return serve(point.get("topology", "dgx_h100"), point.get("workload", "llama3_8b"), sets, slo=point.get("slo"))
 
 
 # mcdla collective --ring's link: the NVLink 2.0 preset, read from the presets file the

@@ -150,3 +150,17 @@ def test_api_result_is_typed():
 
     r = mcdla.serve(set=dict(SMALL))
     assert isinstance(r, mcdla.ServeResult) and r.kv_bytes_per_token == 131_072  # Llama-3 8B: 2 x 32 x 8 x 128 x 2
+
+
+def test_best_at_slo_keeps_the_fastest_run_that_meets_the_objective():
+    import pandas as pd
+
+    from mcdla.metrics.serving import best_at_slo
+
+    rows = [{"label": "a", "workload": "w", "serving.rate": r, "throughput_tokens_s": t, "ttft_s.p99": 0.1,
+             "tpot_s.p99": p, "slo.ttft_s": 0.45, "slo.tpot_s": 0.04, "status": "ok"}
+            for r, t, p in ((2, 100.0, 0.02), (8, 400.0, 0.039), (32, 900.0, 0.05))]
+    rows.append({**rows[0], "label": "b", "tpot_s.p99": 0.2})
+    best = best_at_slo(pd.DataFrame(rows)).set_index("label")
+    assert best.loc["a", "serving.rate"] == 8  # 32 requests/s misses the TPOT bound
+    assert best.loc["b", "throughput_tokens_s"] != best.loc["b", "throughput_tokens_s"]  # none meets it: NaN

@@ -73,3 +73,33 @@ def summarize_serving(record, run, workload: str, wall_s: float) -> dict:
         result["goodput_requests_s"] = met / makespan if makespan > 0 else None
         result["slo"] = {"ttft_s": spec.slo_ttft, "tpot_s": spec.slo_tpot, "met": met}
     return result
+
+
+# The percentile a serving objective is held at: MLPerf Inference's server scenarios
+# bound the 99th percentile of TTFT and TPOT.
+SLO_PERCENTILE = "p99"
+
+
+def meets_slo(row) -> bool:
+    """Whether a result row (flattened: ``ttft_s.p99``) meets its ``slo.*`` at the 99th percentile."""
+    for metric in ("ttft_s", "tpot_s"):
+        bound, value = row.get(f"slo.{metric}"), row.get(f"{metric}.{SLO_PERCENTILE}")
+        if bound is not None and bound == bound and not (value is not None and value <= bound):
+            return False
+    return True
+
+
+def best_at_slo(table):
+    """Per design (``label``): the run with the highest output tokens/s among those that
+    meet the objective (none: the label with NaN), in the table's order."""
+    import pandas as pd
+
+    rows = []
+    for label, runs in table.groupby("label", sort=False):
+        good = [meets_slo(r) and r.get("status", "ok") == "ok" for _, r in runs.iterrows()]
+        ok = runs[good]
+        if ok.empty:
+            rows.append({"label": label, "workload": runs["workload"].iloc[0], "throughput_tokens_s": float("nan")})
+        else:
+            rows.append(ok.loc[ok["throughput_tokens_s"].astype(float).idxmax()].to_dict())
+    return pd.DataFrame(rows)
