@@ -25,7 +25,7 @@ from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs",
-           "check_point", "parse_quantity", "serve", "serve_point"]
+           "check_point", "parse_quantity", "serve", "serve_point", "route_serving_sets"]
 
 
 # Where each --set key goes, by its first component: the run's three inputs. The
@@ -178,7 +178,7 @@ def simulate_point(point: Mapping[str, Any]) -> dict[str, Any]:
     return simulate(**args, sets=sets)
 
 
-def _serving_sets(sets: Sequence[tuple[str, Any]], slo: str | None):
+def route_serving_sets(sets: Sequence[tuple[str, Any]], slo: str | None):
     """Splits ``mcdla serve``'s ``--set`` pairs into the serving spec's mapping and the
     workload and topology pairs; ``--slo ttft=T,tpot=T`` fills ``slo_ttft``/``slo_tpot``."""
     serving: dict[str, Any] = {}
@@ -240,7 +240,7 @@ def serve(topology: str = "dgx_h100", workload: str = "llama3_8b", sets: Sequenc
         from mcdla.io.trace import check_trace_path
 
         check_trace_path(trace)
-    serving, workload_sets, topology_sets = _serving_sets(sets, slo)
+    serving, workload_sets, topology_sets = route_serving_sets(sets, slo)
     spec = serving_spec(serving)
     with collection_paused():
         work, latent = _serving_workload(workload, workload_sets)

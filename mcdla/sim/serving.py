@@ -107,6 +107,7 @@ class _Req:
     hbm_blocks: int = 0
     tier_blocks: int = 0
     swapped: bool = False
+    running: bool = False  # on the engine's running list (a flag: membership tests stay O(1))
     first_s: float | None = None
     done_s: float | None = None
     preemptions: int = 0
@@ -168,6 +169,7 @@ class Engine:
         """Takes ``req`` off the running list (the module docstring); back to the front of
         the queue."""
         self.running.remove(req)
+        req.running = False
         req.preemptions += 1
         self.run.preemptions += 1
         if self.spec.preemption == "swap" and req.hbm_blocks:
@@ -186,7 +188,7 @@ class Engine:
         spec = self.spec
         budget, decodes, prefills = spec.max_batch_tokens, [], []
         for req in list(self.running):
-            if req not in self.running:  # preempted by one scheduled before it
+            if not req.running:  # preempted by one scheduled before it
                 continue
             if len(decodes) + len(prefills) >= spec.max_seqs or budget == 0:
                 break
@@ -194,7 +196,7 @@ class Engine:
             step = min(req.target - req.computed, spec.chunk_tokens, budget) if prefilling else 1
             while not self._grow(req, req.computed + step):
                 self._preempt(self.running[-1], moves)
-                if req not in self.running:
+                if not req.running:
                     break
             else:
                 (prefills.append((req, step)) if prefilling else decodes.append(req))
@@ -207,17 +209,20 @@ class Engine:
                     break
                 moves["prefetch"] += min(kept, req.hbm_blocks * spec.block_tokens)
                 req.swapped = False
-                self.waiting.popleft()
-                self.running.append(req)
+                self._admit()
                 continue  # it decodes from the next iteration
             step = min(req.target - req.computed, spec.chunk_tokens, budget)
             if not self._grow(req, req.computed + step):
                 break
-            self.waiting.popleft()
-            self.running.append(req)
+            self._admit()
             prefills.append((req, step))
             budget -= step
         return decodes, prefills
+
+    def _admit(self) -> None:
+        req = self.waiting.popleft()
+        req.running = True
+        self.running.append(req)
 
     def _tier_tokens(self, req: _Req, upto: int) -> int:
         """Of ``req``'s first ``upto`` tokens, those whose blocks are in the tier."""
@@ -296,10 +301,11 @@ class Engine:
             if req.first_s is None:
                 req.first_s = now
             if req.generated == req.output:
-                req.done_s = now
-                self.running.remove(req)
+                req.done_s, req.running = now, False
                 self._release(req)
                 self.run.record.requests.append(req)
+        if any(not req.running for req in sampled):
+            self.running = [req for req in self.running if req.running]
 
 
 class ServingRun:
