@@ -6,6 +6,7 @@
                        set={"training.lookahead": 2})
     r.iteration_time_s, r.samples_per_s, r.to_dict()
     mcdla.collective(op="all_reduce", size="64 MB", topology="dc").busbw_Bps
+    mcdla.serve(workload="llama3_70b", set={"serving.tensor_parallel": 8}).tpot_s["p99"]
     mcdla.sweep("fig09")                       # a pandas DataFrame, one row per point
     mcdla.plan(workload="gpt2_xl", topology="ring", batch=32)[0].label
     mcdla.validate(table="nccl_dgx1v")         # mcdla beside public measurements

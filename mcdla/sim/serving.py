@@ -46,6 +46,8 @@ __all__ = ["ServingRun", "ServingRecord", "kv_routes", "tier_of"]
 
 # KV tiers that live behind the design's backing store, and the backing kind each needs.
 _BACKED = {"memory_node": "memory_nodes", "cxl": "memory_nodes", "host": "host"}
+# How KV blocks spread over the stores a device reaches (mcdla.config.placement).
+KV_PLACEMENT = "bw_aware"
 # A message tiny next to any all-reduce's, whose closed-form time is the collective's fixed cost.
 _TINY_BYTES = 1.0
 
@@ -78,9 +80,10 @@ def _is_cxl(topology) -> bool:
 def kv_routes(topology, device: str, direction: str):
     """The stripes that move KV bytes between ``device`` and its tier (``prefetch``: to
     the device, ``offload``: from it). Today the design's backing store (memory-nodes,
-    CXL expanders or host DRAM) under the ``local`` placement; the one place to ask a
-    topology's tier routes instead."""
-    return topology.backing_routes(device, "local", direction)
+    CXL expanders or host DRAM), the blocks striped over the stores a device reaches by
+    their bandwidth (the ``bw_aware`` placement: two GPUs behind one PCIe switch use
+    both its CXL expanders); the one place to ask a topology's tier routes instead."""
+    return topology.backing_routes(device, KV_PLACEMENT, direction)
 
 
 def tier_capacity(topology, device: str) -> float:

@@ -686,19 +686,26 @@ def _serving_section(table) -> list[str]:
              "process at each rate, continuous batching over a paged KV cache on one 8-GPU tensor-parallel "
              f"instance of each design. The best run is the highest output tokens/s that meets {objective} "
              "(MLPerf Inference's interactive Llama 2 70B bounds).", "",
-             "| design | workload | best rate | tokens/s | p99 TTFT | p99 TPOT | KV per token | KV peak |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"| design | workload | best rate | tokens/s | vs {best['label'].iloc[0]} | p99 TTFT | p99 TPOT | "
+             "KV per token | KV peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    first = float(best["throughput_tokens_s"].iloc[0])
     for _, row in best.iterrows():
         if row["throughput_tokens_s"] != row["throughput_tokens_s"]:
-            lines.append(f"| {row['label']} | {row['workload']} | none meets it | | | | | |")
+            lines.append(f"| {row['label']} | {row['workload']} | none meets it | | | | | | |")
             continue
         peaks = ", ".join(f"{tier} {format_value(float(row[c]), 'size')}" for c in row.index
                           if c.startswith("kv_peak_bytes.") and (tier := c.partition(".")[2])
                           and row[c] == row[c] and float(row[c]) > 0)
         lines.append(f"| {row['label']} | {row['workload']} | {float(row['serving.rate']):g} requests/s | "
-                     f"{float(row['throughput_tokens_s']):,.0f} | {format_value(float(row['ttft_s.p99']), 'time')} | "
+                     f"{float(row['throughput_tokens_s']):,.0f} | {float(row['throughput_tokens_s']) / first:.2f}x | "
+                     f"{format_value(float(row['ttft_s.p99']), 'time')} | "
                      f"{format_value(float(row['tpot_s.p99']), 'time')} | "
                      f"{format_value(float(row['kv_bytes_per_token']), 'size')} | {peaks} |")
+    rates = ", ".join(f"{r:g}" for r in sorted(table["serving.rate"].astype(float).unique()))
+    lines += ["", f"The rates run are {rates} requests/s: a design's best is the highest of them it serves within "
+              "the objective, so its tokens/s is a lower bound on its capacity there (the offered load of that "
+              "rate), and the next rate up is where it fails. docs/serving.md reads the tiers."]
     return lines
 
 
