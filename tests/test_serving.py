@@ -125,6 +125,10 @@ def test_weights_that_do_not_fit_are_refused_with_sizes():
     (["--slo", "ttft"], "--slo"),
     (["--set", "training.chunk=1MiB"], "--set"),
     (["--workload", "resnet34"], "--workload"),
+    (["--set", "serving.prefill_devices=4"], "serving.decode_devices"),
+    (["--set", "serving.prefill_devices=6", "--set", "serving.decode_devices=4"], "serving.decode_devices"),
+    (["--set", "serving.prefill_devices=3", "--set", "serving.decode_devices=4", "--set", "serving.tensor_parallel=2"],
+     "serving.prefill_devices"),
 ])
 def test_bad_input_exits_2_naming_the_key(args, key, capsys, tmp_path):
     out = tmp_path / "r.json"
@@ -164,3 +168,16 @@ def test_best_at_slo_keeps_the_fastest_run_that_meets_the_objective():
     best = best_at_slo(pd.DataFrame(rows)).set_index("label")
     assert best.loc["a", "serving.rate"] == 8  # 32 requests/s misses the TPOT bound
     assert best.loc["b", "throughput_tokens_s"] != best.loc["b", "throughput_tokens_s"]  # none meets it: NaN
+
+
+def test_disaggregated_prefill_hands_each_cache_to_a_decode_instance():
+    # Four H100s prefill, four decode: each request's whole prompt cache (Llama-3 8B: 131,072 B a
+    # token) leaves a prefill GPU for a decode GPU over the NVSwitch, once.
+    sets = [("serving.prefill_devices", 4), ("serving.decode_devices", 4), ("serving.requests", 16),
+            ("serving.prompt_tokens", 512), ("serving.output_tokens", 8), ("serving.rate", 4)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["requests"] == 16
+    sent = sum(r["link_bytes"][f"D{d}>FS0"] for d in range(4))
+    received = sum(r["link_bytes"][f"FS0>D{d}"] for d in range(4, 8))
+    assert sent == pytest.approx(16 * 512 * 131_072) and received == pytest.approx(sent)
+    assert sum(r["link_bytes"][f"D{d}>FS0"] for d in range(4, 8)) == 0  # decode GPUs send nothing

@@ -55,9 +55,11 @@ class ServingSpec:
     - ``kv_tier``: where the KV cache lives (:data:`KV_TIERS`).
     - ``tensor_parallel``: devices per serving instance (Megatron-style split, its
       all-reduces on the flow network); the topology's devices over it are the
-      instances, requests dealt to them in turn. ``pipeline_parallel`` and the
-      disaggregated ``prefill_devices``/``decode_devices`` are not modelled yet
-      (anything but 1 and 0 is refused).
+      instances, requests dealt to them in turn. ``prefill_devices`` and
+      ``decode_devices`` (both, multiples of tensor_parallel) split the first devices
+      into prefill instances and decode instances (Splitwise, DistServe): a request's
+      KV cache moves from one to the other after its prefill. ``pipeline_parallel`` is
+      not modelled yet (anything but 1 is refused).
     - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
       (``mcdla serve --slo ttft=...,tpot=...``).
     """
@@ -90,9 +92,14 @@ class ServingSpec:
         if self.pipeline_parallel != 1:
             raise InputError("pipeline-parallel serving is not modelled yet; use tensor_parallel",
                              key="serving.pipeline_parallel")
-        if self.prefill_devices or self.decode_devices:
-            raise InputError("disaggregated prefill and decode are not modelled yet (docs/serving.md)",
-                             key="serving.prefill_devices" if self.prefill_devices else "serving.decode_devices")
+        if (self.prefill_devices == 0) != (self.decode_devices == 0):
+            key = "serving.decode_devices" if self.prefill_devices else "serving.prefill_devices"
+            raise InputError("disaggregated serving needs both prefill_devices and decode_devices (or neither)",
+                             key=key)
+        for key in ("prefill_devices", "decode_devices"):
+            if getattr(self, key) % self.tensor_parallel:
+                raise InputError(f"{getattr(self, key)} is not a multiple of tensor_parallel={self.tensor_parallel}",
+                                 key=f"serving.{key}")
 
     @property
     def chunk_tokens(self) -> int:

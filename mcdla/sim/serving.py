@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from mcdla.config.serving import Request, ServingSpec
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.memory import reduction_rate_Bps
-from mcdla.hw.network import sub_ring
+from mcdla.hw.network import p2p_paths, sub_ring
 from mcdla.hw.serving import ServingModel
 from mcdla.sim import fit
 from mcdla.sim.algorithms import COLLECTIVES
@@ -110,6 +110,7 @@ class _Req:
     hbm_blocks: int = 0
     tier_blocks: int = 0
     swapped: bool = False
+    handed: bool = False  # its cache came from a prefill instance (disaggregated serving)
     running: bool = False  # on the engine's running list (a flag: membership tests stay O(1))
     first_s: float | None = None
     done_s: float | None = None
@@ -130,10 +131,12 @@ class ServingRecord:
 
 
 class Engine:
-    """One serving instance: its scheduler, cache blocks and iteration loop."""
+    """One serving instance: its scheduler, cache blocks and iteration loop. Its
+    ``role``: ``mixed`` (prefill and decode), or in disaggregated serving ``prefill``
+    (hands each request on after its first token) or ``decode``."""
 
-    def __init__(self, run: "ServingRun", index: int, devices: tuple[str, ...], rings):
-        self.run, self.index, self.devices, self.rings = run, index, devices, rings
+    def __init__(self, run: "ServingRun", index: int, devices: tuple[str, ...], rings, role: str = "mixed"):
+        self.run, self.index, self.devices, self.rings, self.role = run, index, devices, rings, role
         self.spec: ServingSpec = run.spec
         self.waiting: deque = deque()
         self.running: list[_Req] = []
@@ -142,6 +145,9 @@ class Engine:
 
     def arrive(self, req: _Req) -> None:
         self.waiting.append(req)
+        self.wake()
+
+    def wake(self) -> None:
         if not self.idle.triggered:
             self.idle.succeed()
 
@@ -162,7 +168,7 @@ class Engine:
         self.run.note_blocks()
         return True
 
-    def _release(self, req: _Req) -> None:
+    def release(self, req: _Req) -> None:
         self.free["hbm"] += req.hbm_blocks
         self.free["tier"] += req.tier_blocks
         req.hbm_blocks = req.tier_blocks = 0
@@ -181,7 +187,7 @@ class Engine:
             req.hbm_blocks, req.swapped = 0, True  # its tier blocks stay where they are
             self.run.note_blocks()
         else:
-            self._release(req)
+            self.release(req)
             req.computed, req.target = 0, req.prompt + req.generated
         self.waiting.appendleft(req)
 
@@ -206,19 +212,15 @@ class Engine:
                 budget -= step
         while self.waiting and len(decodes) + len(prefills) < spec.max_seqs and budget > 0:
             req = self.waiting[0]
-            if req.swapped:  # its cached tokens come back before anything else of it runs
-                kept = req.computed
-                if not self._grow(req, kept):
-                    break
-                moves["prefetch"] += min(kept, req.hbm_blocks * spec.block_tokens)
-                req.swapped = False
-                self._admit()
-                continue  # it decodes from the next iteration
-            step = min(req.target - req.computed, spec.chunk_tokens, budget)
+            prefilling = req.computed < req.target  # not a request whose cache is back or handed on
+            step = min(req.target - req.computed, spec.chunk_tokens, budget) if prefilling else 1
             if not self._grow(req, req.computed + step):
                 break
+            if req.swapped:  # its cached tokens come back (the iteration's moves precede its compute)
+                moves["prefetch"] += min(req.computed, req.hbm_blocks * spec.block_tokens)
+            req.swapped = req.handed = False
             self._admit()
-            prefills.append((req, step))
+            (prefills.append((req, step)) if prefilling else decodes.append(req))
             budget -= step
         return decodes, prefills
 
@@ -237,10 +239,8 @@ class Engine:
         while True:
             moves = {"prefetch": 0, "offload": 0}
             decodes, prefills = self._schedule(moves)
-            if not decodes and not prefills and not any(moves.values()):
-                if not self.waiting and run.pending[self.index] == 0 and not self.running:
-                    return
-                if self.idle.triggered:
+            if not decodes and not prefills and not any(moves.values()):  # until a request comes (the run
+                if self.idle.triggered:                                     # ends when every one is done)
                     self.idle = env.event()
                 yield self.idle
                 continue
@@ -305,8 +305,11 @@ class Engine:
                 req.first_s = now
             if req.generated == req.output:
                 req.done_s, req.running = now, False
-                self._release(req)
-                self.run.record.requests.append(req)
+                self.release(req)
+                self.run.finish(req)
+            elif self.role == "prefill":  # its cache goes to a decode instance
+                req.running = False
+                self.run.env.process(self.run.hand_on(self, req))
         if any(not req.running for req in sampled):
             self.running = [req for req in self.running if req.running]
 
@@ -317,56 +320,78 @@ class ServingRun:
     def __init__(self, topology, model: ServingModel, spec: ServingSpec, requests: list[Request]):
         self.topology, self.model, self.spec = topology, model, spec
         tp = spec.tensor_parallel
-        names = topology.devices
-        if len(names) % tp:
-            raise InputError(f"tensor_parallel={tp} does not divide the {len(names)} devices of {topology.name}",
-                             key="serving.tensor_parallel")
+        if len(topology.devices) % tp:
+            raise InputError(f"tensor_parallel={tp} does not divide the {len(topology.devices)} devices of "
+                             f"{topology.name}", key="serving.tensor_parallel")
         self.env = CountingEnvironment()
         self.net = FlowNetwork(self.env, topology.capacities(), also=topology.nic_ports)
         self.kv_device_bytes = model.kv.bytes_per_token(tp)
-        block = spec.block_tokens * self.kv_device_bytes
         self.tier = tier_of(topology, spec.kv_tier)
         if spec.preemption == "swap" and topology.backing == "none":
             raise InputError(f"{topology.name} has no backing store to swap KV blocks to; use preemption=recompute",
                              key="serving.preemption")
-        free = topology.device_memory_bytes * spec.memory_utilization - model.weight_bytes
-        if free <= 0 or (spec.kv_tier in ("hbm", "spill") and free < block):
-            raise InfeasibleError(
-                f"device {names[0]}: the weights need {fit.size(model.weight_bytes)} of its "
-                f"{fit.size(topology.device_memory_bytes * spec.memory_utilization)} (memory_utilization "
-                f"{spec.memory_utilization:g}), no room for the KV cache; raise serving.tensor_parallel, "
-                "lower workload.precision_bytes or use a device with more memory")
-        self.hbm_blocks = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
-        self.tier_blocks = int(min(tier_capacity(topology, d) for d in names) // block) if self.tier else 0
-        capacity = (self.hbm_blocks + self.tier_blocks) * spec.block_tokens
-        longest = max(r.prompt_tokens + r.output_tokens for r in requests)
-        if longest > capacity:
-            raise InfeasibleError(
-                f"a request of {longest:,} tokens needs {fit.size(longest * self.kv_device_bytes)} of KV cache per "
-                f"device, over the {fit.size(capacity * self.kv_device_bytes)} an instance has; raise "
-                "serving.tensor_parallel, use kv_tier=spill or shorter requests")
+        self.hbm_blocks, self.tier_blocks = self._blocks(requests)
         self.algorithm = COLLECTIVES.get(topology.collective, key="collective",
                                          file=topology.source or topology.name)(topology.device.launch_overhead)
         self.reduce_Bps = reduction_rate_Bps(topology.device)
         self.requests = requests
         self.preemptions = 0
         self.record = ServingRecord(requests=[])
-        self._held = {"hbm": 0, "tier": 0}
-        self.engines = []
-        for i in range(len(names) // tp):
+        self.engines = self._engines()
+        self.fixed_s = (self.algorithm.time_s("all_reduce", _TINY_BYTES, self.engines[0].rings,
+                                              self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
+                        if tp > 1 else 0.0)
+        self.entry = [e for e in self.engines if e.role != "decode"]  # where requests arrive
+        self.decoders = [e for e in self.engines if e.role == "decode"]
+        self._handed = 0  # requests handed on so far: the next decode instance is the next in turn
+        self.all_done = self.env.event()
+
+    def _blocks(self, requests) -> tuple[int, int]:
+        """An instance's cache blocks in HBM and in the tier (refusing a run that cannot hold
+        its longest request)."""
+        spec, topology, model = self.spec, self.topology, self.model
+        block = spec.block_tokens * self.kv_device_bytes
+        free = topology.device_memory_bytes * spec.memory_utilization - model.weight_bytes
+        if free <= 0 or (spec.kv_tier in ("hbm", "spill") and free < block):
+            raise InfeasibleError(
+                f"device {topology.devices[0]}: the weights need {fit.size(model.weight_bytes)} of its "
+                f"{fit.size(topology.device_memory_bytes * spec.memory_utilization)} (memory_utilization "
+                f"{spec.memory_utilization:g}), no room for the KV cache; raise serving.tensor_parallel, "
+                "lower workload.precision_bytes or use a device with more memory")
+        hbm = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
+        tier = int(min(tier_capacity(topology, d) for d in topology.devices) // block) if self.tier else 0
+        capacity = (hbm + tier) * spec.block_tokens
+        longest = max(r.prompt_tokens + r.output_tokens for r in requests)
+        if longest > capacity:
+            raise InfeasibleError(
+                f"a request of {longest:,} tokens needs {fit.size(longest * self.kv_device_bytes)} of KV cache per "
+                f"device, over the {fit.size(capacity * self.kv_device_bytes)} an instance has; raise "
+                "serving.tensor_parallel, use kv_tier=spill or shorter requests")
+        return hbm, tier
+
+    def _engines(self) -> list[Engine]:
+        """One engine per instance of consecutive devices: every device's (mixed), or the
+        first ``prefill_devices``' prefill instances and the next ``decode_devices``' decode ones."""
+        spec, topology = self.spec, self.topology
+        names, tp = topology.devices, spec.tensor_parallel
+        if spec.prefill_devices:
+            if spec.prefill_devices + spec.decode_devices > len(names):
+                raise InputError(f"prefill_devices + decode_devices = {spec.prefill_devices + spec.decode_devices} "
+                                 f"is more than the {len(names)} devices of {topology.name}",
+                                 key="serving.decode_devices")
+            roles = ["prefill"] * (spec.prefill_devices // tp) + ["decode"] * (spec.decode_devices // tp)
+        else:
+            roles = ["mixed"] * (len(names) // tp)
+        engines = []
+        for i, role in enumerate(roles):
             group = set(names[i * tp:(i + 1) * tp])
             rings = tuple(sub_ring(r, group, f"{r.name}/serve{i}", topology.reverse_of(r), topology.channels)
                           for r in topology.rings if group <= r.position.keys()) if tp > 1 else ()
             if tp > 1 and not rings:
                 raise InputError(f"no ring of {topology.name} passes through the devices of instance {i}",
                                  key="serving.tensor_parallel")
-            self.engines.append(Engine(self, i, tuple(names[i * tp:(i + 1) * tp]), rings))
-        self.fixed_s = (self.algorithm.time_s("all_reduce", _TINY_BYTES, self.engines[0].rings,
-                                              self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
-                        if tp > 1 else 0.0)
-        self.pending = [0] * len(self.engines)  # requests dealt to each engine, not yet arrived
-        for n in range(len(requests)):
-            self.pending[n % len(self.engines)] += 1
+            engines.append(Engine(self, i, tuple(names[i * tp:(i + 1) * tp]), rings, role))
+        return engines
 
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
@@ -375,19 +400,47 @@ class ServingRun:
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
+    def finish(self, req: _Req) -> None:
+        self.record.requests.append(req)
+        if len(self.record.requests) == len(self.requests):
+            self.all_done.succeed()
+
+    def hand_on(self, source: Engine, req: _Req):
+        """Disaggregated serving: ``req``'s cache copied from each device of its prefill
+        instance to the same rank of the next decode instance in turn (point-to-point
+        flows over the design's links, as a pipeline's sends), then freed at the source."""
+        target = self.decoders[self._handed % len(self.decoders)]
+        self._handed += 1
+        size = req.computed * self.kv_device_bytes
+        topology, flows = self.topology, []
+        for src, dst in zip(source.devices, target.devices):
+            try:
+                ways = p2p_paths(topology.rings, src, dst, topology.reverse_of, topology.channels)
+            except InputError:
+                raise InputError(f"no ring of {topology.name} joins {src} and {dst} to hand a request's cache on",
+                                 key="serving.decode_devices") from None
+            flows += [self.net.transfer(share * size, path, latency, tag="kv hand-on") for share, path, latency in ways]
+        start = self.env.now
+        yield self.env.all_of(flows)
+        self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
+        source.release(req)
+        source.wake()  # its blocks are free for the next prefill
+        req.handed = True
+        target.arrive(req)
+
     def _arrivals(self):
         for n, request in enumerate(self.requests):
             if request.arrival_s > self.env.now:
                 yield self.env.timeout(request.arrival_s - self.env.now)
-            engine = n % len(self.engines)
-            self.pending[engine] -= 1
-            self.engines[engine].arrive(_Req(n, request.arrival_s, request.prompt_tokens, request.output_tokens,
-                                             target=request.prompt_tokens))
+            self.entry[n % len(self.entry)].arrive(_Req(n, request.arrival_s, request.prompt_tokens,
+                                                        request.output_tokens, target=request.prompt_tokens))
 
     def run(self) -> ServingRecord:
+        """Runs until every request has its last token (idle engines wait for work)."""
         self.env.process(self._arrivals())
-        done = self.env.all_of([self.env.process(e.process()) for e in self.engines])
-        self.env.run(done)
+        for engine in self.engines:
+            self.env.process(engine.process())
+        self.env.run(self.all_done)
         self.record.requests.sort(key=lambda r: r.id)
         self.record.preemptions = self.preemptions
         self.record.events = self.env.events_processed
