@@ -181,3 +181,15 @@ def test_disaggregated_prefill_hands_each_cache_to_a_decode_instance():
     received = sum(r["link_bytes"][f"FS0>D{d}"] for d in range(4, 8))
     assert sent == pytest.approx(16 * 512 * 131_072) and received == pytest.approx(sent)
     assert sum(r["link_bytes"][f"D{d}>FS0"] for d in range(4, 8)) == 0  # decode GPUs send nothing
+
+
+def test_moe_decode_reads_the_routed_experts_only():
+    # DeepSeek-V3 in FP8 on 8 H200s (4.8 TB/s, datasheet): one token's step reads its routed experts,
+    # not all 256 of every layer, and never less than the parameters one token uses.
+    work, latent = _serving_workload("deepseek_v3", [("precision_bytes", 1)])
+    topo = load_topology("dgx_h100", [("device", "h200_sxm")])
+    model = ServingModel(topo.device, work, 8, kv_geometry(work, latent))
+    one = model.step(1, 1024, (), 1).compute_s
+    assert one < 671e9 / 8 / 4.8e12  # all the weights of a device would take 17.5 ms
+    assert one >= 37e9 / 8 / 4.8e12  # 37B active parameters (DeepSeek-V3 report), 1 byte each
+    assert model.step(256, 256 * 1024, (), 256).compute_s > one

@@ -89,7 +89,7 @@ class StepCost:
     compute_s: float  # every kernel, one after another
     allreduces: int  # tensor parallelism's all-reduces (0 without)
     allreduce_bytes: float  # their messages summed (one rank's buffer each)
-    weight_bytes: float  # the weights it reads from HBM
+    weight_bytes: float  # the weights it holds (a dense model reads them all every iteration)
     kv_read_bytes: float  # the KV cache its attention reads
 
 
@@ -138,9 +138,27 @@ class ServingModel:
             for layer, shards, count, head in self.groups:
                 batch = sampled if head else tokens
                 if batch:
-                    cached += count * layer_time(self.device, layer, "fwd", batch, self.prec, shards)
+                    cached += count * self._layer_s(layer, batch, shards)
             self._dense[key] = cached
         return cached
+
+    def _layer_s(self, layer, tokens: int, shards: int) -> float:
+        """Seconds of one layer at ``tokens``. An expert bank (k of its E experts per token)
+        reads only the experts its tokens are routed to: under uniform routing an expert
+        is missed by one token with probability 1 - k/E, so ``tokens`` leave a share
+        1 - (1 - k/E)^tokens of its weights to read (the training model reads every
+        expert: at a training batch that share is 1)."""
+        if layer.active_params is None or layer.active_params >= layer.params:
+            return layer_time(self.device, layer, "fwd", tokens, self.prec, shards)
+        touched = 1.0 - (1.0 - layer.active_params / layer.params) ** tokens
+        seconds = 0.0
+        for kernel in layer.kernels("fwd", tokens, self.prec, shards):
+            if kernel.operand_bytes is not None:  # the forward GEMM: (weights, tokens in, out)
+                weights, inputs, out = kernel.operand_bytes
+                kept = int(weights * touched)
+                kernel = replace(kernel, bytes=kernel.bytes - weights + kept, operand_bytes=(kept, inputs, out))
+            seconds += kernel_time(self.device, kernel).time_s
+        return seconds
 
     def _decode_attention_s(self, context_tokens: int, seqs: int) -> tuple[float, float]:
         """Seconds and KV bytes of one layer's decode attention over ``seqs`` requests
