@@ -125,6 +125,7 @@ def test_weights_that_do_not_fit_are_refused_with_sizes():
     (["--slo", "ttft"], "--slo"),
     (["--set", "training.chunk=1MiB"], "--set"),
     (["--workload", "resnet34"], "--workload"),
+    (["--set", "serving.preemption=swap", "--set", "serving.kv_tier=spill"], "serving.preemption"),
     (["--set", "serving.prefill_devices=4"], "serving.decode_devices"),
     (["--set", "serving.prefill_devices=6", "--set", "serving.decode_devices=4"], "serving.decode_devices"),
     (["--set", "serving.prefill_devices=3", "--set", "serving.decode_devices=4", "--set", "serving.tensor_parallel=2"],

@@ -89,6 +89,10 @@ class ServingSpec:
         if self.memory_utilization > 1:
             raise InputError(f"memory_utilization must be at most 1, got {self.memory_utilization}",
                              key="serving.memory_utilization")
+        # Swapped requests would keep their tier blocks while waiting, starving the running ones.
+        if self.preemption == "swap" and self.kv_tier != "hbm":
+            raise InputError("swap preemption copies a request's HBM blocks to the backing store; with the "
+                             f"cache on kv_tier={self.kv_tier} use preemption=recompute", key="serving.preemption")
         if self.pipeline_parallel != 1:
             raise InputError("pipeline-parallel serving is not modelled yet; use tensor_parallel",
                              key="serving.pipeline_parallel")
