@@ -198,7 +198,9 @@ def route_serving_sets(sets: Sequence[tuple[str, Any]], slo: str | None):
         if not eq or name.strip() not in ("ttft", "tpot"):
             raise InputError(f"expected ttft=TIME,tpot=TIME (e.g. ttft=2s,tpot=100ms), got {excerpt(item)}",
                              key="--slo")
-        serving[f"slo_{name.strip()}"] = value.strip()
+        from mcdla.config.schema import Time
+
+        serving[f"slo_{name.strip()}"] = convert(Time, value.strip(), Where("", "--slo"))
     workload_sets, execution_doc, topology_sets = route_sets(rest)
     if execution_doc:
         raise InputError("training.* and execution.* apply to mcdla sim; a serving run takes serving.* "

@@ -123,6 +123,7 @@ def test_weights_that_do_not_fit_are_refused_with_sizes():
     (["--set", "serving.rate=-1"], "serving.rate"),
     (["--set", "serving.tensor_parallel=3"], "serving.tensor_parallel"),
     (["--slo", "ttft"], "--slo"),
+    (["--slo", "ttft=2x"], "--slo"),
     (["--set", "training.chunk=1MiB"], "--set"),
     (["--workload", "resnet34"], "--workload"),
     (["--set", "serving.preemption=swap", "--set", "serving.kv_tier=spill"], "serving.preemption"),

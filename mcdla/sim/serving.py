@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from mcdla.config.serving import Request, ServingSpec
-from mcdla.errors import InfeasibleError, InputError
+from mcdla.errors import InfeasibleError, InputError, InvariantError
 from mcdla.hw.memory import reduction_rate_Bps
 from mcdla.hw.network import p2p_paths, sub_ring
 from mcdla.hw.serving import ServingModel
@@ -428,6 +428,15 @@ class ServingRun:
         req.handed = True
         target.arrive(req)
 
+    def _check(self) -> None:
+        """Conservation at the end: every block back in its pool, every flow delivered."""
+        for engine in self.engines:
+            if engine.free != {"hbm": self.hbm_blocks, "tier": self.tier_blocks} or engine.running:
+                raise InvariantError(f"serving instance {engine.index} ends holding cache blocks: {engine.free}")
+        stats = self.net.stats()
+        if abs(stats.bytes_sent - stats.bytes_delivered) > 1e-6 * max(1.0, stats.bytes_sent):
+            raise InvariantError(f"the flow network delivered {stats.bytes_delivered} of {stats.bytes_sent} bytes")
+
     def _arrivals(self):
         for n, request in enumerate(self.requests):
             if request.arrival_s > self.env.now:
@@ -441,6 +450,7 @@ class ServingRun:
         for engine in self.engines:
             self.env.process(engine.process())
         self.env.run(self.all_done)
+        self._check()
         self.record.requests.sort(key=lambda r: r.id)
         self.record.preemptions = self.preemptions
         self.record.events = self.env.events_processed
