@@ -195,3 +195,13 @@ def test_moe_decode_reads_the_routed_experts_only():
     assert one < 671e9 / 8 / 4.8e12  # all the weights of a device would take 17.5 ms
     assert one >= 37e9 / 8 / 4.8e12  # 37B active parameters (DeepSeek-V3 report), 1 byte each
     assert model.step(256, 256 * 1024, (), 256).compute_s > one
+
+
+def test_events_grow_with_iterations_not_tokens_times_requests():
+    # 64 requests decoding together on one H100 (Llama-3 8B): a few events per iteration and per
+    # request, however many tokens each iteration computes.
+    sets = [("generator.devices", 2), ("host.sockets", 1), ("serving.requests", 64), ("serving.rate", 1e6),
+            ("serving.prompt_tokens", 256), ("serving.output_tokens", 64)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["mean_batch_tokens"] > 30
+    assert r["events"] < 4 * r["iterations"] + 4 * r["requests"]
