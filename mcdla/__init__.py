@@ -7,15 +7,15 @@ YAML (topologies/, workloads/, experiments/) -> ``mcdla.config`` (validated, typ
 -> ``mcdla.metrics`` (results) -> ``mcdla.io`` / ``mcdla.plots`` (files and figures).
 
 The Python API (:mod:`mcdla.api`): ``mcdla.simulate``, ``mcdla.collective``,
-``mcdla.sweep``, ``mcdla.plan`` and ``mcdla.validate``, and their result types. They are loaded on first
+``mcdla.serve``, ``mcdla.sweep``, ``mcdla.plan`` and ``mcdla.validate``, and their result types. They are loaded on first
 use, so ``import mcdla`` stays light (no SimPy, pandas or matplotlib).
 """
 
 __version__ = "0.1.0"
 
 # The API's names, resolved by __getattr__ from mcdla.api when first used.
-_API = ("simulate", "collective", "sweep", "plan", "validate", "SimResult", "CollectiveResult",
-        "PlanCandidate", "FamilyMember", "ValidationOutcome")
+_API = ("simulate", "collective", "serve", "sweep", "plan", "validate", "SimResult", "CollectiveResult",
+        "ServeResult", "PlanCandidate", "FamilyMember", "ValidationOutcome")
 
 
 def __getattr__(name: str):

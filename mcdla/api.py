@@ -6,6 +6,7 @@
                        set={"training.lookahead": 2})
     r.iteration_time_s, r.samples_per_s, r.to_dict()
     mcdla.collective(op="all_reduce", size="64 MB", topology="dc").busbw_Bps
+    mcdla.serve(workload="llama3_70b", set={"serving.tensor_parallel": 8}).tpot_s["p99"]
     mcdla.sweep("fig09")                       # a pandas DataFrame, one row per point
     mcdla.plan(workload="gpt2_xl", topology="ring", batch=32)[0].label
     mcdla.validate(table="nccl_dgx1v")         # mcdla beside public measurements
@@ -37,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 from mcdla.config.point import DEFAULT_POINT, Batch, check_option
 from mcdla.errors import InputError, InvariantError, excerpt
 
-__all__ = ["simulate", "collective", "sweep", "plan", "validate", "SimResult", "CollectiveResult",
+__all__ = ["simulate", "collective", "serve", "sweep", "plan", "validate", "SimResult", "CollectiveResult", "ServeResult",
            "PlanCandidate", "FamilyMember", "ValidationOutcome"]
 
 # A --set argument: {"training.lookahead": 2}, [("training.lookahead", 2)] or ["training.lookahead=2"].
@@ -127,6 +128,36 @@ class CollectiveResult(_Result):
     picked: str | None = _optional()  # the registered algorithm NCCL ran, when not its ring (nvls, nccl_p2p)
     chunk_bytes: float
     flows: int
+    events: int
+    wall_s: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServeResult(_Result):
+    """One simulated serving run (``mcdla serve``; the fields: docs/cli.md, docs/serving.md)."""
+
+    topology: str
+    workload: str
+    tensor_parallel: int
+    instances: int  # serving instances: the devices over tensor_parallel
+    kv_tier: str
+    requests: int
+    rate_requests_s: float | None  # the arrival rate (None: a trace's requests)
+    makespan_s: float  # first arrival to last token
+    ttft_s: dict[str, float | None]  # time to first token: p50, p90, p99
+    tpot_s: dict[str, float | None]  # time per output token after the first: p50, p90, p99
+    throughput_tokens_s: float | None  # output tokens over the makespan
+    requests_s: float | None
+    goodput_requests_s: float | None  # requests meeting the SLO per second (None: no --slo)
+    slo: dict[str, Any] | None  # ttft_s, tpot_s and the requests that met them (None: no --slo)
+    weight_bytes: float  # weights per device
+    kv_bytes_per_token: float  # the whole model's KV cache per token
+    kv_capacity_tokens: int  # tokens an instance's cache holds (HBM and tier)
+    kv_peak_bytes: dict[str, float]  # per tier (hbm, and the tier's name), every device summed
+    iterations: int
+    mean_batch_tokens: float
+    preemptions: int
+    link_bytes: dict[str, float]  # bytes per directed link, "D0>FS0"
     events: int
     wall_s: float
 
@@ -252,6 +283,19 @@ def collective(*, op: str, size: Any, topology: str | None = None, ring: int | N
     return CollectiveResult.from_dict(simulate_collective(
         op, size, ring=ring, topology=topology, link_bw=link_bw, link_latency=link_latency, chunk=chunk,
         algorithm=algorithm, launch_serial=launch_serial, sets=_sets(set), hot_share=hot_share))
+
+
+def serve(*, topology: str = "dgx_h100", workload: str = "llama3_8b", set: Sets = (), slo: str | None = None,
+          device: str | None = None, trace: str | None = None) -> ServeResult:
+    """Simulates serving requests, as ``mcdla serve``: ``set`` holds ``serving.*`` keys
+    (rate, requests, tensor_parallel, kv_tier, ...: docs/serving.md) and the topology's
+    and workload's, ``slo`` is ``--slo ttft=T,tpot=T``, ``device`` ``--device``."""
+    from mcdla.run import serve as run
+
+    sets = _sets(set)
+    if device:
+        sets.insert(0, ("device", device))
+    return ServeResult.from_dict(run(topology, workload, sets, slo=slo, trace=trace))
 
 
 def _count(value: Any, option: str) -> int:

@@ -25,7 +25,7 @@ from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs",
-           "check_point", "parse_quantity"]
+           "check_point", "parse_quantity", "serve", "serve_point", "route_serving_sets"]
 
 
 # Where each --set key goes, by its first component: the run's three inputs. The
@@ -180,6 +180,98 @@ def simulate_point(point: Mapping[str, Any]) -> dict[str, Any]:
     args = {k: point[k] for k in POINT_KEYS if k in point}
     sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
     return simulate(**args, sets=sets)
+
+
+def route_serving_sets(sets: Sequence[tuple[str, Any]], slo: str | None):
+    """Splits ``mcdla serve``'s ``--set`` pairs into the serving spec's mapping and the
+    workload and topology pairs; ``--slo ttft=T,tpot=T`` fills ``slo_ttft``/``slo_tpot``."""
+    serving: dict[str, Any] = {}
+    rest = []
+    for key, value in sets:
+        head, _, name = key.partition(".")
+        if head != "serving":
+            rest.append((key, value))
+        elif not name or "." in name:
+            raise InputError(f"expected serving.KEY, got {excerpt(key)}", key="--set")
+        else:
+            serving[name] = value
+    for item in (slo or "").split(","):
+        if not item.strip():
+            continue
+        name, eq, value = item.partition("=")
+        if not eq or name.strip() not in ("ttft", "tpot"):
+            raise InputError(f"expected ttft=TIME,tpot=TIME (e.g. ttft=2s,tpot=100ms), got {excerpt(item)}",
+                             key="--slo")
+        from mcdla.config.schema import Time
+
+        serving[f"slo_{name.strip()}"] = convert(Time, value.strip(), Where("", "--slo"))
+    workload_sets, execution_doc, topology_sets = route_sets(rest)
+    if execution_doc:
+        raise InputError("training.* and execution.* apply to mcdla sim; a serving run takes serving.* "
+                         "(docs/serving.md)", key="--set")
+    return serving, workload_sets, topology_sets
+
+
+def _serving_workload(name: str, sets: Sequence[tuple[str, Any]]):
+    """The decoder ``name`` expanded with one token per sample (the serving model's unit,
+    mcdla.hw.serving), and its multi-head latent attention's cached width (0: none)."""
+    from mcdla.config import loader
+    from mcdla.hw.workload import read_workload
+
+    path = loader.find_input(name, "workloads", "workload")
+    doc = loader.read_yaml(path)
+    if sets:
+        doc = loader.apply_overrides(doc, list(sets))
+    if doc.get("template") != "decoder":
+        raise InputError(f"{excerpt(name)} is not a decoder transformer (template: decoder, as llama3_70b); "
+                         "serving generates tokens with one", key="--workload")
+    if doc.get("position", "learned") == "learned" and "max_positions" not in doc:
+        doc["max_positions"] = doc.get("seq_len", 1)  # the table keeps its size when seq_len is 1
+    latent = (doc["kv_lora_rank"] + doc.get("rope_head_dim", 64)) if doc.get("kv_lora_rank") else 0
+    return read_workload({**doc, "seq_len": 1}, loader.display_path(path)), latent
+
+
+def serve(topology: str = "dgx_h100", workload: str = "llama3_8b", sets: Sequence[tuple[str, Any]] = (), *,
+          slo: str | None = None, trace: str | None = None) -> dict[str, Any]:
+    """Simulates serving ``workload``'s requests on ``topology`` (``mcdla serve``); the
+    result mapping of its ``--format json`` (docs/serving.md)."""
+    from mcdla.collector import collection_paused
+    from mcdla.config.serving import make_requests, serving_spec
+    from mcdla.hw.serving import ServingModel, kv_geometry
+    from mcdla.hw.topology import load_topology
+    from mcdla.metrics.serving import summarize_serving
+    from mcdla.sim.serving import ServingRun
+
+    if trace is not None:
+        from mcdla.io.trace import check_trace_path
+
+        check_trace_path(trace)
+    serving, workload_sets, topology_sets = route_serving_sets(sets, slo)
+    spec = serving_spec(serving)
+    with collection_paused():
+        work, latent = _serving_workload(workload, workload_sets)
+        topo = load_topology(topology, topology_sets)
+        model = ServingModel(topo.device, work, spec.tensor_parallel, kv_geometry(work, latent))
+        run = ServingRun(topo, model, spec, make_requests(spec))
+        started = time.perf_counter()
+        record = run.run()
+        wall_s = time.perf_counter() - started
+    result = summarize_serving(record, run, work.name, wall_s)
+    if trace is not None:
+        from mcdla.io.serving_trace import write_serving_trace
+
+        write_serving_trace(trace, record, result)
+    return result
+
+
+def serve_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Runs a ``kind: serve`` sweep point: ``topology``, ``workload``, ``device``, ``slo``
+    and any dotted key (``serving.rate``), as ``mcdla serve``'s options."""
+    plain = ("topology", "workload", "device", "slo")
+    sets = [(k, v) for k, v in point.items() if k not in plain]
+    if point.get("device"):
+        sets.insert(0, ("device", point["device"]))
+    return serve(point.get("topology", "dgx_h100"), point.get("workload", "llama3_8b"), sets, slo=point.get("slo"))
 
 
 # mcdla collective --ring's link: the NVLink 2.0 preset, read from the presets file the

@@ -120,7 +120,18 @@ def test_headlines_compare_each_reading_with_its_own_dc_dla():
     assert rows["regather"]["fig13.ring+bw_aware.model"] == pytest.approx(3.0 / 1.1)
 
 
+def serving_table() -> pd.DataFrame:
+    rows = []
+    for label, slow in (("DGX H100", 1.0), ("DGX H100, KV in host DRAM", 4.0)):
+        for rate in (2, 8, 32):
+            rows.append({"label": label, "workload": "llama3_70b", "serving.rate": rate, "status": "ok",
+                         "throughput_tokens_s": 100.0 * rate / slow, "tpot_s.p99": 0.01 * slow * rate ** 0.5,
+                         "ttft_s.p99": 0.1, "slo.ttft_s": 0.45, "slo.tpot_s": 0.04})
+    return pd.DataFrame(rows)
+
+
 TABLES = {
+    "serving_memory": (serving_table, {}),
     "headlines": (headlines_table, {}),
     "cluster_fabric": (fabric_table, {}),
     "moe_memory": (moe_table, {}),

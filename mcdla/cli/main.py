@@ -10,7 +10,7 @@ from mcdla import __version__
 
 # Command name -> module in mcdla.cli (a trailing _ where the name is a Python keyword);
 # order is the order of ``mcdla --help``.
-COMMANDS = ("sim", "compare", "collective", "workloads", "import_", "topologies", "layers", "sweep",
+COMMANDS = ("sim", "serve", "compare", "collective", "workloads", "import_", "topologies", "layers", "sweep",
             "plot", "reproduce", "validate", "plan")
 
 

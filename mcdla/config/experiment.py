@@ -41,7 +41,7 @@ __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point
 # Figures mcdla.plots can draw; an experiment may feed several (one sweep, Fig. 11-13).
 FIGURES = ("fig09", "fig11", "fig12", "fig13", "fig14", "pcie4", "scalability", "power", "link_bytes",
            "llm_memory", "memory_2026", "dgx2", "cdma", "scale_out", "tpuv2", "cluster_fabric", "headlines",
-           "moe_memory")
+           "moe_memory", "serving_memory")
 
 POINT_LABEL = "label"
 
@@ -106,6 +106,18 @@ class PlanKeys:
 
 
 @dataclass(frozen=True)
+class ServeKeys:
+    """The plain keys of a ``kind: serve`` point: the options of ``mcdla serve``
+    (``serving.*`` and the topology's and workload's keys are dotted)."""
+
+    topology: str | None = None
+    workload: str | None = None
+    device: str | None = None
+    slo: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class Kind:
     """What a kind of experiment runs: the runner (``module:function``), its keys and defaults.
 
@@ -132,6 +144,7 @@ RUNNERS = {
     "collective": "mcdla.sweep.runners:collective_point",
     "power": "mcdla.metrics.power:memory_node_power",
     "plan": "mcdla.sweep.plan:plan_point",
+    "serve": "mcdla.run:serve_point",
 }
 
 
@@ -160,6 +173,7 @@ KINDS: dict[str, Kind] = {
                   defaults={"memory_node": "table2", "memory_nodes": 8, "system_power_W": 3200}),
     "plan": Kind(RUNNERS["plan"], PlanKeys, dotted=True,
                  defaults={"policy": "bw_aware", "batch": 16, "simulate": 2}),
+    "serve": Kind(RUNNERS["serve"], ServeKeys, dotted=True, defaults={"topology": "dgx_h100", "workload": "llama3_8b"}),
 }
 
 
@@ -187,7 +201,7 @@ class _ExperimentFile:
     """The literal shape of an experiment YAML, checked by :func:`~mcdla.config.schema.build`."""
 
     name: Label
-    kind: Literal["sim", "collective", "power", "plan"]
+    kind: Literal["sim", "collective", "power", "plan", "serve"]
     figure: str | list[str]
     title: str = ""
     base: dict[str, Any] = field(default_factory=dict)

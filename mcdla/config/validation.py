@@ -20,7 +20,9 @@ device, and ``set``: dotted keys); ``measure: overhead`` compares the run with a
 ``baseline`` run (args merged over the row's) as time / baseline time - 1, and
 ``measure: scaling`` as throughput / the baseline's throughput; ``measure:
 flops_per_device`` as the FLOPs of the iteration, counted as the source counts them
-(``flops: megatron``), over the iteration time and the devices. A ``transfer`` row is
+(``flops: megatron``), over the iteration time and the devices. A ``serve`` row is a
+serving run (``mcdla serve``: ``serving.*`` keys in ``set``) measuring ``ttft``, ``tpot``
+(medians) or ``output_tokens_per_s``. A ``transfer`` row is
 one copy (``src``, ``dst``: devices, or ``host`` for a device's backing store;
 :func:`mcdla.run.simulate_transfer`), measuring ``time`` or ``bandwidth``.
 Measurements are never fitted: calibration lives in the presets (docs/validation.md).
@@ -50,7 +52,11 @@ MEASURES: dict[str, tuple[str, str]] = {
     "overhead": ("", "iteration time / the baseline's - 1"),
     "scaling": ("", "throughput / the baseline's (8 devices over 1, say)"),
     "flops_per_device": ("", "model FLOP/s per device, FLOPs counted by the row's flops formula"),
+    "ttft": ("time", "median time to first token of a serving run"),
+    "tpot": ("time", "median time per output token after the first of a serving run"),
+    "output_tokens_per_s": ("", "output tokens per second of a serving run (over its makespan)"),
 }
+SERVE_MEASURES = ("ttft", "tpot", "output_tokens_per_s")
 
 # How a source counts the FLOPs of one iteration (``flops:`` of a flops_per_device
 # row), from the workload template's parameters: per source, the count it publishes.
@@ -60,7 +66,8 @@ FLOPS_FORMULAS = ("megatron", "megatron_core")
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
 ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring", "set"),
         "sim": ("topology", "workload", "batch", "parallel", "policy", "device", "set"),
-        "transfer": ("topology", "src", "dst", "size", "set")}
+        "transfer": ("topology", "src", "dst", "size", "set"),
+        "serve": ("topology", "workload", "device", "set")}
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,10 @@ class Source:
 @dataclass(frozen=True)
 class ValidationRow:
     quantity: str
-    kind: Literal["collective", "sim", "transfer"]
+    kind: Literal["collective", "sim", "transfer", "serve"]
     args: dict[str, Any]
     measure: Literal["busbw", "time", "bandwidth", "iteration_time", "throughput", "memory_peak", "model_state",
-                     "overhead", "scaling", "flops_per_device"]
+                     "overhead", "scaling", "flops_per_device", "ttft", "tpot", "output_tokens_per_s"]
     measured: Any
     tolerance: Annotated[float, Range(minimum=0.0, maximum=10.0, inclusive=False)]
     source: Source
@@ -138,6 +145,8 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
             raise at.child("measure").error("a collective row measures busbw or time")
         if row.kind == "transfer" and row.measure not in ("bandwidth", "time"):
             raise at.child("measure").error("a transfer row measures bandwidth or time")
+        if (row.kind == "serve") != (row.measure in SERVE_MEASURES):
+            raise at.child("measure").error(f"a serve row, and only a serve row, measures {', '.join(SERVE_MEASURES)}")
         if row.kind == "sim" and row.measure in ("busbw", "time", "bandwidth"):
             raise at.child("measure").error(
                 "a sim row measures iteration_time, throughput, memory_peak, overhead or scaling")

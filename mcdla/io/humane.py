@@ -34,6 +34,8 @@ _SUFFIXES = (
     ("bytes", "size"),
     ("_macs", "macs"),
     ("macs", "macs"),
+    ("_tokens_s", "token_rate"),  # serving: throughput_tokens_s
+    ("_requests_s", "request_rate"),  # goodput_requests_s
     ("_s", "time"),
     ("_W", "power"),
     ("_Hz", "frequency"),
@@ -42,7 +44,7 @@ _SUFFIXES = (
     ("utilization", "percent"),
 )
 # Trailing qualifiers that do not change the unit: activation_bytes_per_sample, macs_fwd.
-_QUALIFIERS = ("_per_sample", "_per_device", "_per_iteration", "_fwd", "_bwd")
+_QUALIFIERS = ("_per_sample", "_per_device", "_per_iteration", "_per_token", "_fwd", "_bwd")
 
 
 def _kind_of(component: str) -> str | None:
@@ -85,7 +87,8 @@ def percent(fraction: float, digits: int = 1) -> str:
 
 
 _BASE_UNITS = {"time": "s", "size": "B", "bandwidth": "B/s", "mac_rate": "MAC/s", "flop_rate": "FLOP/s",
-               "macs": "MAC", "power": "W", "frequency": "Hz"}
+               "macs": "MAC", "power": "W", "frequency": "Hz", "token_rate": "tokens/s",
+               "request_rate": "requests/s"}
 
 
 def format_value(value: float, kind: str, digits: int = DIGITS) -> str:

@@ -564,6 +564,44 @@ def moe_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def serving_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """Serving (experiment serving_memory_2026): output tokens/s and p99 TPOT against the
+    request rate, per design; a filled marker where the run meets its objective."""
+    from mcdla.metrics.serving import meets_slo
+
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4))
+    data = table[table.get("status", "ok") == "ok"] if "status" in table else table
+    for i, (label, runs) in enumerate(data.groupby("label", sort=False)):
+        runs = runs.sort_values("serving.rate")
+        rates = runs["serving.rate"].astype(float)
+        met = [meets_slo(r) for _, r in runs.iterrows()]
+        style = dict(color=f"C{i % 10}", linestyle="-" if i < 10 else "--")
+        for ax, column, scale in ((left, "throughput_tokens_s", 1.0), (right, "tpot_s.p99", 1e3)):
+            values = runs[column].astype(float) * scale
+            ax.plot(rates, values, label=label, **style)
+            ax.scatter(rates, values, facecolors=[style["color"] if m else "none" for m in met],
+                       edgecolors=style["color"], zorder=3)
+    bound = data["slo.tpot_s"].dropna().astype(float) if "slo.tpot_s" in data else pd.Series(dtype=float)
+    if len(bound):
+        right.axhline(float(bound.iloc[0]) * 1e3, color="k", linestyle=":", label="TPOT objective")
+    ticks = sorted(data["serving.rate"].astype(float).unique())
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("request rate (requests/s)")
+        ax.grid(alpha=0.3)
+    left.set_ylabel("output tokens/s (filled: meets the objective)")
+    right.set_ylabel("p99 time per output token (ms)")
+    right.set_yscale("log")
+    left.legend(fontsize=6)
+    right.legend(fontsize=6)
+    left.set_title("Throughput", fontsize=10)
+    right.set_title("Decode latency", fontsize=10)
+    return fig
+
+
 def _drawers() -> dict[str, Callable[[pd.DataFrame, Mapping[str, pd.DataFrame]], Any]]:
     """Figure name (the one list: mcdla.config.experiment.FIGURES) -> its drawing function."""
     from mcdla.config.experiment import FIGURES as NAMES

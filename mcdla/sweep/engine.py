@@ -79,6 +79,8 @@ _INPUT_FILES = {
             "presets": _PRESETS},
     "collective": {"topology": ("topologies", "topology", None), "presets": _PRESETS},
     "power": {"presets": _PRESETS},
+    "serve": {"topology": ("topologies", "topology", None), "workload": ("workloads", "workload", None),
+              "presets": _PRESETS},
 }
 
 

@@ -701,6 +701,44 @@ def _fabric_reading(data) -> list[str]:
     return ["", text]
 
 
+def _serving_section(table) -> list[str]:
+    """Beyond the paper: LLM serving at a latency objective (experiment serving_memory_2026)."""
+    from mcdla.metrics.serving import best_at_slo
+    from mcdla.io.humane import format_value
+
+    best = best_at_slo(table)
+    slo = table[["slo.ttft_s", "slo.tpot_s"]].dropna().iloc[0] if {"slo.ttft_s", "slo.tpot_s"} <= set(table) \
+        else None
+    objective = (f"p99 TTFT within {format_value(float(slo['slo.ttft_s']), 'time')} and p99 TPOT within "
+                 f"{format_value(float(slo['slo.tpot_s']), 'time')}" if slo is not None else "its objective")
+    lines = ["## Beyond the paper: serving, and the KV cache's memory tier", "",
+             "Experiment `serving_memory_2026` (`mcdla serve`, docs/serving.md): requests arriving as a Poisson "
+             "process at each rate, continuous batching over a paged KV cache on one 8-GPU tensor-parallel "
+             f"instance of each design. The best run is the highest output tokens/s that meets {objective} "
+             "(MLPerf Inference's interactive Llama 2 70B bounds).", "",
+             f"| design | workload | best rate | tokens/s | vs {best['label'].iloc[0]} | p99 TTFT | p99 TPOT | "
+             "KV per token | KV peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    first = float(best["throughput_tokens_s"].iloc[0])
+    for _, row in best.iterrows():
+        if row["throughput_tokens_s"] != row["throughput_tokens_s"]:
+            lines.append(f"| {row['label']} | {row['workload']} | none meets it | | | | | | |")
+            continue
+        peaks = ", ".join(f"{tier} {format_value(float(row[c]), 'size')}" for c in row.index
+                          if c.startswith("kv_peak_bytes.") and (tier := c.partition(".")[2])
+                          and row[c] == row[c] and float(row[c]) > 0)
+        lines.append(f"| {row['label']} | {row['workload']} | {float(row['serving.rate']):g} requests/s | "
+                     f"{float(row['throughput_tokens_s']):,.0f} | {float(row['throughput_tokens_s']) / first:.2f}x | "
+                     f"{format_value(float(row['ttft_s.p99']), 'time')} | "
+                     f"{format_value(float(row['tpot_s.p99']), 'time')} | "
+                     f"{format_value(float(row['kv_bytes_per_token']), 'size')} | {peaks} |")
+    rates = ", ".join(f"{r:g}" for r in sorted(table["serving.rate"].astype(float).unique()))
+    lines += ["", f"The rates run are {rates} requests/s: a design's best is the highest of them it serves within "
+              "the objective, so its tokens/s is a lower bound on its capacity there (the offered load of that "
+              "rate), and the next rate up is where it fails. docs/serving.md reads the tiers."]
+    return lines
+
+
 def _provenance(statuses: Sequence[ExperimentStatus], reported: Collection[str]) -> str:
     """Where the report's points come from: run now, reused by a sweep of this run (its
     journal held them, same inputs), or read as found (experiments not swept now whose
@@ -816,6 +854,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         lines += [""] + _fabric_section(tables["cluster_fabric"])
     if "moe_memory" in tables:
         lines += [""] + _moe_section(tables["moe_memory"])
+    if "serving_memory_2026" in tables:
+        lines += [""] + _serving_section(tables["serving_memory_2026"])
     if "headlines" in tables:
         lines += [""] + _headlines_section(tables["headlines"])
     lines += ["", "## Changes", "", "Fixes that changed numbers of this report, newest first.", ""]

@@ -68,6 +68,11 @@ def check_row(row: ValidationRow, where: Where, cache: dict) -> None:
     from mcdla.run import check_point
 
     try:
+        if row.kind == "serve":
+            from mcdla.run import route_serving_sets
+
+            route_serving_sets(list((row.args.get("set") or {}).items()), None)  # the keys route
+            return
         if row.kind == "sim":
             for args in (row.args, _baseline(row)) if row.baseline else (row.args,):
                 check_point(_point(args), cache)
@@ -145,6 +150,12 @@ def run_row(row: ValidationRow) -> float:
         return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
     if row.measure == "model_state":
         return _model_state(row.args)
+    if row.kind == "serve":
+        from mcdla.run import serve_point
+
+        served = serve_point({k: v for k, v in row.args.items() if k != "set"} | (row.args.get("set") or {}))
+        return {"ttft": served["ttft_s"]["p50"], "tpot": served["tpot_s"]["p50"],
+                "output_tokens_per_s": served["throughput_tokens_s"]}[row.measure]
     if row.kind == "transfer":
         from mcdla.run import simulate_transfer
 

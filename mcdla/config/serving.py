@@ -1,0 +1,172 @@
+"""How a serving run goes: the requests and the engine's scheduler (``mcdla serve``).
+
+One validated :class:`ServingSpec` holds the requests (Poisson arrivals at ``rate``, or
+a trace file), the scheduler's limits (vLLM's and Sarathi-Serve's: a token budget per
+iteration, a sequence limit, a prefill chunk, a paged KV cache of blocks, preemption
+by recompute or swap), where the KV cache lives (``kv_tier``), the parallel degrees of
+one serving instance, and the service-level objective. ``--set serving.KEY=VALUE``
+fills it; docs/serving.md describes every choice.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from typing import Literal
+
+from mcdla.config.schema import NonNegativeInt, PositiveFloat, PositiveInt, Time, Where, build
+from mcdla.errors import InputError, excerpt
+
+__all__ = ["ServingSpec", "Request", "SERVING_KEYS", "KV_TIERS", "read_trace", "serving_spec", "make_requests"]
+
+# Where a request's KV cache blocks live: device HBM; a memory tier of the design (its
+# memory-nodes, CXL expanders, host DRAM or NVMe drives: mcdla.hw.tiers,
+# mcdla.sim.serving.kv_routes); or ``spill``: HBM first, then the design's nearest tier.
+KV_TIERS = ("hbm", "memory_node", "cxl", "host", "nvme", "spill")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: when it arrives, its prompt and the tokens it generates."""
+
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """The serving run (docs/serving.md).
+
+    - ``rate`` requests/s arriving as a Poisson process (exponential gaps, ``seed``),
+      ``requests`` of them, each ``prompt_tokens`` in and ``output_tokens`` out:
+      ``lengths: fixed``, or ``uniform`` on 1 .. 2 x the number - 1 (the same mean).
+      ``trace``: a CSV file of ``arrival_s,prompt_tokens,output_tokens`` instead.
+    - ``max_batch_tokens``: the tokens one iteration computes, decodes and prefill
+      chunks together (vLLM's max_num_batched_tokens); ``max_seqs`` the sequences in
+      it (max_num_seqs; vLLM's default 256); ``chunk``: the largest prefill chunk of
+      one request per iteration (Sarathi-Serve; default: the budget).
+    - ``block_tokens``: the paged KV cache's block (vLLM's default 16 tokens);
+      ``memory_utilization``: the share of device memory the engine takes for weights
+      and the cache (vLLM's gpu_memory_utilization, default 0.9).
+    - ``preemption``: when a running request finds no free block, the last admitted
+      one is preempted: ``recompute`` frees its blocks and prefills it again,
+      ``swap`` copies them to the design's backing store and back (vLLM's two modes).
+    - ``kv_tier``: where the KV cache lives (:data:`KV_TIERS`).
+    - ``tensor_parallel``: devices per serving instance (Megatron-style split, its
+      all-reduces on the flow network); the topology's devices over it are the
+      instances, requests dealt to them in turn. ``prefill_devices`` and
+      ``decode_devices`` (both, multiples of tensor_parallel) split the first devices
+      into prefill instances and decode instances (Splitwise, DistServe): a request's
+      KV cache moves from one to the other after its prefill. ``pipeline_parallel`` is
+      not modelled yet (anything but 1 is refused).
+    - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
+      (``mcdla serve --slo ttft=...,tpot=...``).
+    """
+
+    rate: PositiveFloat = 1.0
+    requests: PositiveInt = 64
+    seed: NonNegativeInt = 0
+    prompt_tokens: PositiveInt = 1024
+    output_tokens: PositiveInt = 128
+    lengths: Literal["fixed", "uniform"] = "fixed"
+    trace: str | None = None
+    max_batch_tokens: PositiveInt = 8192
+    max_seqs: PositiveInt = 256
+    chunk: PositiveInt | None = None
+    block_tokens: PositiveInt = 16
+    memory_utilization: PositiveFloat = 0.9
+    preemption: Literal["recompute", "swap"] = "recompute"
+    kv_tier: Literal["hbm", "memory_node", "cxl", "host", "nvme", "spill"] = "hbm"
+    tensor_parallel: PositiveInt = 1
+    pipeline_parallel: PositiveInt = 1
+    prefill_devices: NonNegativeInt = 0
+    decode_devices: NonNegativeInt = 0
+    slo_ttft: Time | None = None
+    slo_tpot: Time | None = None
+
+    def __post_init__(self):
+        if self.memory_utilization > 1:
+            raise InputError(f"memory_utilization must be at most 1, got {self.memory_utilization}",
+                             key="serving.memory_utilization")
+        # Swapped requests would keep their tier blocks while waiting, starving the running ones.
+        if self.preemption == "swap" and self.kv_tier != "hbm":
+            raise InputError("swap preemption copies a request's HBM blocks to the backing store; with the "
+                             f"cache on kv_tier={self.kv_tier} use preemption=recompute", key="serving.preemption")
+        if self.pipeline_parallel != 1:
+            raise InputError("pipeline-parallel serving is not modelled yet; use tensor_parallel",
+                             key="serving.pipeline_parallel")
+        if (self.prefill_devices == 0) != (self.decode_devices == 0):
+            key = "serving.decode_devices" if self.prefill_devices else "serving.prefill_devices"
+            raise InputError("disaggregated serving needs both prefill_devices and decode_devices (or neither)",
+                             key=key)
+        for key in ("prefill_devices", "decode_devices"):
+            if getattr(self, key) % self.tensor_parallel:
+                raise InputError(f"{getattr(self, key)} is not a multiple of tensor_parallel={self.tensor_parallel}",
+                                 key=f"serving.{key}")
+
+    @property
+    def chunk_tokens(self) -> int:
+        return min(self.chunk or self.max_batch_tokens, self.max_batch_tokens)
+
+
+SERVING_KEYS = tuple(f for f in ServingSpec.__dataclass_fields__)
+
+
+def serving_spec(doc: dict) -> ServingSpec:
+    """The spec of ``--set serving.*`` pairs (a mapping of keys to values)."""
+    return build(ServingSpec, doc, Where("--set", "serving"))
+
+
+def read_trace(path: str) -> list[Request]:
+    """The requests of a trace CSV (header ``arrival_s,prompt_tokens,output_tokens``),
+    sorted by arrival."""
+    from mcdla.runfiles import note_input
+
+    key = "serving.trace"
+    note_input(path)
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except OSError as exc:
+        raise InputError(f"cannot read {excerpt(path)}: {exc.strerror or exc}", key=key) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{excerpt(path)} is not a CSV file ({exc})", key=key) from None
+    header = ["arrival_s", "prompt_tokens", "output_tokens"]
+    if not rows or [c.strip() for c in rows[0]] != header:
+        raise InputError(f"{excerpt(path)}: expected the header {','.join(header)}", key=key)
+    requests = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            arrival, prompt, output = float(row[0]), int(row[1]), int(row[2])
+            if len(row) != 3 or not arrival >= 0 or prompt < 1 or output < 1 or arrival == float("inf"):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise InputError(f"{excerpt(path)} line {line}: expected arrival_s >= 0 and token counts >= 1, "
+                             f"got {excerpt(','.join(row))}", key=key) from None
+        requests.append(Request(arrival, prompt, output))
+    if not requests:
+        raise InputError(f"{excerpt(path)} has no request", key=key)
+    return sorted(requests, key=lambda r: r.arrival_s)
+
+
+def make_requests(spec: ServingSpec) -> list[Request]:
+    """The run's requests: the trace's, or ``requests`` Poisson arrivals at ``rate`` (the
+    first at 0) with lengths as ``lengths`` says; the same ``seed``, the same requests."""
+    if spec.trace is not None:
+        return read_trace(spec.trace)
+    import numpy as np
+
+    rng = np.random.default_rng(spec.seed)
+    gaps = rng.exponential(1.0 / spec.rate, spec.requests)
+    arrivals = np.concatenate(([0.0], np.cumsum(gaps[1:])))
+
+    def lengths(mean: int) -> list[int]:
+        if spec.lengths == "fixed":
+            return [mean] * spec.requests
+        return rng.integers(1, 2 * mean, spec.requests).tolist()  # 1 .. 2 mean - 1: mean ``mean``
+
+    prompts, outputs = lengths(spec.prompt_tokens), lengths(spec.output_tokens)
+    return [Request(float(a), int(p), int(o)) for a, p, o in zip(arrivals, prompts, outputs)]

@@ -1,0 +1,220 @@
+"""Closed forms of LLM serving: the KV cache's size and one engine iteration's cost.
+
+An engine iteration (vLLM, Sarathi-Serve: continuous batching) computes a batch of
+tokens: one per running request in decode, and a prefill chunk of ``c`` tokens for
+others, each after a prefix of ``p`` tokens already in the cache. Its cost on one
+device of a tensor-parallel instance of ``t`` devices is asked of mcdla's kernel
+models (:func:`mcdla.hw.compute.kernel_time`: GEMM tiles in waves on a GPU, the PE
+array otherwise, memory-bound kernels at the achievable HBM bandwidth, a launch each):
+
+- every layer but attention and the loss, at the batch's token count: the workload
+  expanded with one token per sample, so a linear layer is a GEMM of ``n`` = tokens
+  (its weights read once per iteration, whatever the batch: what makes decode
+  memory-bound), a norm streams tokens x hidden; split ``t`` ways as Megatron splits
+  them (:func:`mcdla.hw.parallelism.tensor_split`). The vocabulary projection runs
+  only on the tokens that are sampled (one per decode, one per prefill that ends),
+  as vLLM computes logits only there;
+- attention, per layer: decode reads each request's cache (its context's K and V on
+  this device) in one memory-bound kernel (PagedAttention / FlashDecoding stream the
+  cache; the few query rows per KV head leave the tensor cores idle); each prefill
+  chunk is a fused FlashAttention kernel of ``c`` queries over ``p + c`` keys, causal
+  (:func:`mcdla.hw.gpu.attention_seconds` on a GPU);
+- the all-reduces of tensor parallelism: one after every row-parallel layer, of the
+  batch's tokens x its output width (their count and bytes here; the driver runs
+  them on the flow network).
+
+KV bytes per token (all devices, the whole model): ``2 x layers x kv_heads x
+head_dim x bytes`` for multi-head and grouped-query attention (K and V; V's head
+size where it differs); with DeepSeek's multi-head latent attention the cache holds
+the compressed latent and the rotary key, ``layers x (kv_lora_rank + rope_head_dim)
+x bytes`` (DeepSeek-V2, arXiv:2405.04434, Table 1), the same on every device of a
+tensor-parallel group (vLLM's MLA keeps the latent whole on each rank). K and V
+heads split over the group; a group larger than the KV heads replicates them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from mcdla.config.hardware import DeviceSpec
+from mcdla.errors import InputError
+from mcdla.hw.compute import kernel_time, layer_time
+from mcdla.hw.gpu import attention_seconds
+from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div
+from mcdla.hw.parallelism import tensor_split
+
+__all__ = ["KvGeometry", "StepCost", "ServingModel", "kv_geometry"]
+
+# Layers an inference iteration does not run: the data layer and the training loss.
+_NOT_SERVED = ("input", "cross_entropy")
+LM_HEAD = "lm_head"  # the vocabulary projection (mcdla.config.templates)
+
+
+@dataclass(frozen=True)
+class KvGeometry:
+    """What one token leaves in the KV cache (see the module docstring)."""
+
+    layers: int  # attention layers
+    heads: int
+    kv_heads: int
+    head_dim: int  # Q's and K's
+    v_head_dim: int
+    element_bytes: int
+    latent: int = 0  # MLA: the cached latent and rotary key per layer; 0: K and V per head
+
+    def bytes_per_token(self, tp: int = 1) -> float:
+        """KV bytes per token on one device of a group of ``tp`` (tp=1: the whole model)."""
+        if self.latent:
+            return self.layers * self.latent * self.element_bytes
+        return self.layers * ceil_div(self.kv_heads, tp) * (self.head_dim + self.v_head_dim) * self.element_bytes
+
+
+def kv_geometry(workload: Workload, latent: int = 0) -> KvGeometry:
+    """The cache geometry of ``workload``'s attention layers (``latent``: MLA's width)."""
+    cores = [l.attention for l in workload.layers if l.attention is not None]
+    if not cores:
+        raise ValueError(f"workload {workload.name!r} has no attention layer to serve")
+    a = cores[0]
+    return KvGeometry(layers=len(cores), heads=a.heads, kv_heads=a.kv_heads, head_dim=a.head_dim,
+                      v_head_dim=a.v_head_dim or a.head_dim, element_bytes=workload.precision_bytes,
+                      latent=latent)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """One iteration on one device of an instance."""
+
+    compute_s: float  # every kernel, one after another
+    allreduces: int  # tensor parallelism's all-reduces (0 without)
+    allreduce_bytes: float  # their messages summed (one rank's buffer each)
+    weight_bytes: float  # the weights it holds (a dense model reads them all every iteration)
+    kv_read_bytes: float  # the KV cache its attention reads
+
+
+class ServingModel:
+    """The cost model of one instance (``tp`` devices) serving ``workload`` on ``device``.
+
+    ``workload`` is expanded with one token per sample (``seq_len: 1``). Layers alike in
+    all but their name (a block repeated) are timed once and counted."""
+
+    def __init__(self, device: DeviceSpec, workload: Workload, tp: int, geometry: KvGeometry):
+        self.device, self.workload, self.tp, self.kv = device, workload, tp, geometry
+        self.prec = workload.precision_bytes
+        try:
+            split = tensor_split(workload.layers, tp)
+        except InputError as exc:  # training's message, under the serving key
+            raise InputError(exc.detail, key="serving.tensor_parallel") from None
+        groups: dict = {}
+        for i, layer in enumerate(workload.layers):
+            if layer.kind in _NOT_SERVED or layer.attention is not None:
+                continue
+            key = (replace(layer, name="", inputs=(), weight_group=None), split.shards[i], layer.name == LM_HEAD)
+            first, count = groups.get(key, (layer, 0))
+            groups[key] = (first, count + 1)
+        # (a representative layer, its shards, its count, whether it runs on sampled tokens only)
+        self.groups = tuple((first, key[1], count, key[2]) for key, (first, count) in groups.items())
+        self.reduced = tuple(workload.layers[i] for i in split.reduce_out if tp > 1)
+        self.attention = next(l.attention for l in workload.layers if l.attention is not None)
+        self._dense: dict[tuple[int, int], float] = {}
+
+    @cached_property
+    def weight_bytes(self) -> float:
+        """Weights one device holds: every split layer's 1/t, the replicated ones whole."""
+        split = tensor_split(self.workload.layers, self.tp)  # (checked in __init__)
+        held = {}
+        for layer, shards in zip(self.workload.layers, split.shards):
+            if layer.weight_group is not None and layer.params:
+                held[layer.weight_group] = max(held.get(layer.weight_group, 0.0), layer.params / shards)
+        return sum(held.values()) * self.prec
+
+    def _dense_s(self, tokens: int, sampled: int) -> float:
+        """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``)."""
+        key = (tokens, sampled)
+        cached = self._dense.get(key)
+        if cached is None:
+            cached = 0.0
+            for layer, shards, count, head in self.groups:
+                batch = sampled if head else tokens
+                if batch:
+                    cached += count * self._layer_s(layer, batch, shards)
+            self._dense[key] = cached
+        return cached
+
+    def _layer_s(self, layer, tokens: int, shards: int) -> float:
+        """Seconds of one layer at ``tokens``. An expert bank (k of its E experts per token)
+        reads only the experts its tokens are routed to: under uniform routing an expert
+        is missed by one token with probability 1 - k/E, so ``tokens`` leave a share
+        1 - (1 - k/E)^tokens of its weights to read (the training model reads every
+        expert: at a training batch that share is 1)."""
+        if layer.active_params is None or layer.active_params >= layer.params:
+            return layer_time(self.device, layer, "fwd", tokens, self.prec, shards)
+        touched = 1.0 - (1.0 - layer.active_params / layer.params) ** tokens
+        seconds = 0.0
+        for kernel in layer.kernels("fwd", tokens, self.prec, shards):
+            if kernel.operand_bytes is not None:  # the forward GEMM: (weights, tokens in, out)
+                weights, inputs, out = kernel.operand_bytes
+                kept = int(weights * touched)
+                kernel = replace(kernel, bytes=kernel.bytes - weights + kept, operand_bytes=(kept, inputs, out))
+            seconds += kernel_time(self.device, kernel).time_s
+        return seconds
+
+    def _decode_attention_s(self, context_tokens: int, seqs: int) -> tuple[float, float]:
+        """Seconds and KV bytes of one layer's decode attention over ``seqs`` requests
+        holding ``context_tokens`` in all (one memory-bound kernel)."""
+        a, e = self.attention, self.prec
+        heads = ceil_div(a.heads, self.tp)
+        kv = context_tokens * self.kv.bytes_per_token(self.tp) / self.kv.layers
+        dv = a.v_head_dim or a.head_dim
+        io = seqs * heads * (a.head_dim + dv) * e  # the queries in, the outputs out
+        macs = context_tokens * heads * (a.head_dim + dv)
+        return kernel_time(self.device, Kernel("attention:decode", macs, int(kv + io), None, element_bytes=e)).time_s, kv
+
+    def _prefill_attention_s(self, chunk: int, prefix: int) -> tuple[float, float]:
+        """Seconds and KV bytes of one layer's causal attention of a ``chunk`` of queries
+        after ``prefix`` cached tokens (a fused kernel)."""
+        a, e = self.attention, self.prec
+        heads, kv_heads = ceil_div(a.heads, self.tp), ceil_div(a.kv_heads, self.tp)
+        d, dv = a.head_dim, a.v_head_dim or a.head_dim
+        keys = prefix + chunk
+        # Causal: query i of the chunk sees prefix + i + 1 keys.
+        macs = heads * (d + dv) * (chunk * prefix + chunk * (chunk + 1) // 2)
+        kv = keys * kv_heads * (d + dv) * e
+        moved = kv + chunk * heads * (d + dv) * e
+        gemms = (Gemm(chunk, keys, d, heads), Gemm(chunk, dv, keys, heads))
+        kernel = Kernel("attention:prefill", macs, int(moved), None, None, e, gemms=gemms)
+        return kernel_time(self.device, kernel).time_s, kv
+
+    def step(self, decode_seqs: int, decode_context: int, prefills: tuple[tuple[int, int], ...],
+             sampled: int) -> StepCost:
+        """The cost of one iteration: ``decode_seqs`` requests decoding one token over
+        ``decode_context`` cached tokens in all, the ``prefills`` as (chunk, prefix),
+        ``sampled`` tokens through the vocabulary projection."""
+        tokens = decode_seqs + sum(c for c, _ in prefills)
+        if tokens == 0:
+            return StepCost(0.0, 0, 0.0, 0.0, 0.0)
+        seconds = self._dense_s(tokens, sampled)
+        kv_read = 0.0
+        if decode_seqs:
+            s, b = self._decode_attention_s(decode_context, decode_seqs)
+            seconds += self.kv.layers * s
+            kv_read += self.kv.layers * b
+        for chunk, prefix in prefills:
+            s, b = self._prefill_attention_s(chunk, prefix)
+            seconds += self.kv.layers * s
+            kv_read += self.kv.layers * b
+        reduce_bytes = float(sum(l.out_elems_per_sample for l in self.reduced) * tokens * self.prec)
+        return StepCost(seconds, len(self.reduced), reduce_bytes, self.weight_bytes, kv_read)
+
+    def prefill_flops_floor_s(self, tokens: int) -> float:
+        """The least time ``tokens`` of prefill can take: their MACs at the device's peak
+        (a bound the tests hold the model to)."""
+        macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head in self.groups
+                   if not head) * tokens
+        return macs / self.device.peak_macs_per_s
+
+
+def tokens_to_blocks(tokens: int, block_tokens: int) -> int:
+    """Blocks a request of ``tokens`` holds in a paged cache (the last one partly used)."""
+    return math.ceil(tokens / block_tokens)

@@ -1,0 +1,224 @@
+"""Serving (mcdla serve): the KV cache's size, an iteration's physical floors, and the
+driver's behaviour (determinism, load, memory tiers, preemption, inputs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mcdla.cli.main import main
+from mcdla.errors import InfeasibleError, InputError
+from mcdla.run import _serving_workload, serve
+from mcdla.hw.serving import ServingModel, kv_geometry
+from mcdla.hw.topology import load_topology
+
+# A small, fast serving point: Llama-3 8B on one H100 per instance of a DGX H100.
+SMALL = [("serving.requests", 24), ("serving.prompt_tokens", 512), ("serving.output_tokens", 24)]
+
+
+def _model(workload: str, tp: int, topology: str = "dgx_h100"):
+    work, latent = _serving_workload(workload, [])
+    topo = load_topology(topology)
+    return ServingModel(topo.device, work, tp, kv_geometry(work, latent)), topo
+
+
+def test_kv_bytes_per_token_by_hand():
+    # Llama-3 70B: 2 (K, V) x 80 layers x 8 KV heads x 128 x 2 bytes.
+    model, _ = _model("llama3_70b", 8)
+    assert model.kv.bytes_per_token() == 327_680
+    assert model.kv.bytes_per_token(8) == 40_960  # one KV head per device
+    # DeepSeek-V3's latent cache: 61 layers x (512 latent + 64 rotary key) x 2 bytes, on every device.
+    mla, _ = _model("deepseek_v3", 8)
+    assert mla.kv.bytes_per_token() == mla.kv.bytes_per_token(8) == 61 * 576 * 2
+
+
+@pytest.mark.parametrize("seqs,context", [(1, 128), (16, 2048), (128, 1024)])
+def test_decode_never_beats_reading_weights_and_kv(seqs, context):
+    model, topo = _model("llama3_70b", 8)
+    cost = model.step(seqs, seqs * context, (), seqs)
+    hbm_Bps = 3.35e12  # H100 SXM5 datasheet: 3.35 TB/s
+    floor = (70_553_706_496 * 2 / 8 * 0.99 + seqs * context * 40_960) / hbm_Bps  # 1/8 of the weights (less the replicated norms)
+    assert cost.compute_s >= floor
+    assert cost.kv_read_bytes == pytest.approx(seqs * context * 40_960)
+
+
+def test_prefill_at_least_its_flops_at_peak():
+    model, _ = _model("llama3_70b", 8)
+    tokens = 2048
+    cost = model.step(0, 0, ((tokens, 0),), 1)
+    # 2 FLOPs per parameter per token over 8 devices at 989.5 TFLOPS (H100 datasheet), attention aside.
+    assert cost.compute_s >= 2 * 70e9 * tokens / 8 / 989.5e12
+    assert cost.compute_s >= model.prefill_flops_floor_s(tokens)
+
+
+def test_same_seed_same_bytes_another_seed_other_requests():
+    sets = SMALL + [("serving.kv_tier", "host"), ("serving.lengths", "uniform")]
+    a = serve("dgx_h100", "llama3_8b", sets)
+    b = serve("dgx_h100", "llama3_8b", sets)
+    assert a["link_bytes"] == b["link_bytes"] and a["ttft_s"] == b["ttft_s"]
+    assert sum(a["link_bytes"].values()) > 0
+    c = serve("dgx_h100", "llama3_8b", sets + [("serving.seed", 1)])
+    assert c["link_bytes"] != a["link_bytes"]
+
+
+def test_ttft_grows_with_rate():
+    slow = serve("dgx_h100", "llama3_8b", SMALL + [("serving.rate", 1)])
+    fast = serve("dgx_h100", "llama3_8b", SMALL + [("serving.rate", 200)])
+    assert fast["ttft_s"]["p90"] > slow["ttft_s"]["p90"]
+
+
+def test_kv_in_host_memory_decodes_slower_than_in_hbm():
+    hbm = serve("dgx_h100", "llama3_8b", SMALL)
+    host = serve("dgx_h100", "llama3_8b", SMALL + [("serving.kv_tier", "host")])
+    assert host["tpot_s"]["p50"] > hbm["tpot_s"]["p50"]
+    assert host["kv_peak_bytes"]["host"] > 0 and host["kv_peak_bytes"]["hbm"] == 0
+    assert sum(hbm["link_bytes"].values()) == 0  # one device per instance: nothing leaves it
+
+
+def test_kv_on_nvme_drives_is_a_tier_like_any_other():
+    # The topology's tiers serve the cache: host DRAM and the drives behind the PCIe
+    # switches; the drives' write and read ports carry the blocks, slower than DRAM.
+    host = serve("dgx_h100_nvme", "llama3_8b", SMALL + [("serving.kv_tier", "host")])
+    nvme = serve("dgx_h100_nvme", "llama3_8b", SMALL + [("serving.kv_tier", "nvme")])
+    assert nvme["kv_peak_bytes"]["nvme"] > 0 and nvme["kv_peak_bytes"]["hbm"] == 0
+    assert nvme["tpot_s"]["p50"] > host["tpot_s"]["p50"]
+    drives = {k: v for k, v in nvme["link_bytes"].items() if "NV" in k}
+    assert drives and sum(drives.values()) > 0
+    assert not any("NV" in k for k, v in host["link_bytes"].items() if v > 0)
+
+
+def test_a_kv_tier_the_design_lacks_is_refused_naming_its_tiers():
+    with pytest.raises(InputError, match=r"serving.kv_tier: dgx_h100 has no cxl tier .*its tiers: host"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.kv_tier", "cxl")])
+
+
+def test_tensor_parallel_all_reduces_on_the_fabric():
+    r = serve("dgx_h100", "llama3_70b", [("serving.tensor_parallel", 8), ("serving.requests", 4),
+                                         ("serving.output_tokens", 8), ("serving.prompt_tokens", 256)])
+    assert r["instances"] == 1
+    assert r["link_bytes"]["D0>FS0"] > 0
+
+
+@pytest.mark.parametrize("mode", ["recompute", "swap"])
+def test_preemption_when_the_cache_runs_out(mode):
+    # 22% of an 80 GB H100 less 16 GB of weights: 1.5 GB of cache, ~11.7k tokens for 8 requests of 2,000 each.
+    sets = [("serving.requests", 64), ("serving.rate", 1000), ("serving.prompt_tokens", 1000),
+            ("serving.output_tokens", 1000), ("serving.memory_utilization", 0.22), ("serving.preemption", mode),
+            ("serving.max_batch_tokens", 4096)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["requests"] == 64 and r["preemptions"] > 0
+    moved = sum(r["link_bytes"].values())
+    assert (moved > 0) == (mode == "swap")
+
+
+def test_spill_fills_hbm_then_the_tier():
+    sets = [("serving.requests", 96), ("serving.rate", 1000), ("serving.prompt_tokens", 1000),
+            ("serving.output_tokens", 100), ("serving.memory_utilization", 0.22), ("serving.kv_tier", "spill")]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["preemptions"] == 0
+    assert r["kv_peak_bytes"]["host"] > 0 and r["kv_peak_bytes"]["hbm"] > 0
+
+
+def test_trace_file_of_requests(tmp_path):
+    trace = tmp_path / "requests.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,5\n0.5,200,3\n0.25,50,1\n")
+    r = serve("dgx_h100", "llama3_8b", [("serving.trace", str(trace))])
+    assert r["requests"] == 3 and r["rate_requests_s"] is None
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,0\n")
+    with pytest.raises(InputError, match="line 2"):
+        serve("dgx_h100", "llama3_8b", [("serving.trace", str(trace))])
+
+
+def test_weights_that_do_not_fit_are_refused_with_sizes():
+    with pytest.raises(InfeasibleError, match="141 GB"):
+        serve("dgx_h100", "llama3_70b", [("serving.requests", 1)])
+
+
+@pytest.mark.parametrize("args,key", [
+    (["--set", "serving.kv_tier=memory_node"], "serving.kv_tier"),
+    (["--set", "serving.rate=-1"], "serving.rate"),
+    (["--set", "serving.tensor_parallel=3"], "serving.tensor_parallel"),
+    (["--slo", "ttft"], "--slo"),
+    (["--slo", "ttft=2x"], "--slo"),
+    (["--set", "training.chunk=1MiB"], "--set"),
+    (["--workload", "resnet34"], "--workload"),
+    (["--set", "serving.preemption=swap", "--set", "serving.kv_tier=spill"], "serving.preemption"),
+    (["--set", "serving.prefill_devices=4"], "serving.decode_devices"),
+    (["--set", "serving.prefill_devices=6", "--set", "serving.decode_devices=4"], "serving.decode_devices"),
+    (["--set", "serving.prefill_devices=3", "--set", "serving.decode_devices=4", "--set", "serving.tensor_parallel=2"],
+     "serving.prefill_devices"),
+])
+def test_bad_input_exits_2_naming_the_key(args, key, capsys, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["serve", *args, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert key in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_json_and_trace(tmp_path, capsys):
+    trace = tmp_path / "t.json"
+    assert main(["serve", "--format", "json", "--trace", str(trace), "--slo", "ttft=1s,tpot=20ms",
+                 *sum((["--set", f"{k}={v}"] for k, v in SMALL), [])]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["ttft_s"]) == {"p50", "p90", "p99"} and result["goodput_requests_s"] > 0
+    assert result["slo"]["met"] <= result["requests"]
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("cat") == "batch" for e in events)
+
+
+def test_api_result_is_typed():
+    import mcdla
+
+    r = mcdla.serve(set=dict(SMALL))
+    assert isinstance(r, mcdla.ServeResult) and r.kv_bytes_per_token == 131_072  # Llama-3 8B: 2 x 32 x 8 x 128 x 2
+
+
+def test_best_at_slo_keeps_the_fastest_run_that_meets_the_objective():
+    import pandas as pd
+
+    from mcdla.metrics.serving import best_at_slo
+
+    rows = [{"label": "a", "workload": "w", "serving.rate": r, "throughput_tokens_s": t, "ttft_s.p99": 0.1,
+             "tpot_s.p99": p, "slo.ttft_s": 0.45, "slo.tpot_s": 0.04, "status": "ok"}
+            for r, t, p in ((2, 100.0, 0.02), (8, 400.0, 0.039), (32, 900.0, 0.05))]
+    rows.append({**rows[0], "label": "b", "tpot_s.p99": 0.2})
+    best = best_at_slo(pd.DataFrame(rows)).set_index("label")
+    assert best.loc["a", "serving.rate"] == 8  # 32 requests/s misses the TPOT bound
+    assert best.loc["b", "throughput_tokens_s"] != best.loc["b", "throughput_tokens_s"]  # none meets it: NaN
+
+
+def test_disaggregated_prefill_hands_each_cache_to_a_decode_instance():
+    # Four H100s prefill, four decode: each request's whole prompt cache (Llama-3 8B: 131,072 B a
+    # token) leaves a prefill GPU for a decode GPU over the NVSwitch, once.
+    sets = [("serving.prefill_devices", 4), ("serving.decode_devices", 4), ("serving.requests", 16),
+            ("serving.prompt_tokens", 512), ("serving.output_tokens", 8), ("serving.rate", 4)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["requests"] == 16
+    sent = sum(r["link_bytes"][f"D{d}>FS0"] for d in range(4))
+    received = sum(r["link_bytes"][f"FS0>D{d}"] for d in range(4, 8))
+    assert sent == pytest.approx(16 * 512 * 131_072) and received == pytest.approx(sent)
+    assert sum(r["link_bytes"][f"D{d}>FS0"] for d in range(4, 8)) == 0  # decode GPUs send nothing
+
+
+def test_moe_decode_reads_the_routed_experts_only():
+    # DeepSeek-V3 in FP8 on 8 H200s (4.8 TB/s, datasheet): one token's step reads its routed experts,
+    # not all 256 of every layer, and never less than the parameters one token uses.
+    work, latent = _serving_workload("deepseek_v3", [("precision_bytes", 1)])
+    topo = load_topology("dgx_h100", [("device", "h200_sxm")])
+    model = ServingModel(topo.device, work, 8, kv_geometry(work, latent))
+    one = model.step(1, 1024, (), 1).compute_s
+    assert one < 671e9 / 8 / 4.8e12  # all the weights of a device would take 17.5 ms
+    assert one >= 37e9 / 8 / 4.8e12  # 37B active parameters (DeepSeek-V3 report), 1 byte each
+    assert model.step(256, 256 * 1024, (), 256).compute_s > one
+
+
+def test_events_grow_with_iterations_not_tokens_times_requests():
+    # 64 requests decoding together on one H100 (Llama-3 8B): a few events per iteration and per
+    # request, however many tokens each iteration computes.
+    sets = [("generator.devices", 2), ("host.sockets", 1), ("serving.requests", 64), ("serving.rate", 1e6),
+            ("serving.prompt_tokens", 256), ("serving.output_tokens", 64)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["mean_batch_tokens"] > 30
+    assert r["events"] < 4 * r["iterations"] + 4 * r["requests"]
