@@ -15,7 +15,7 @@ from typing import Annotated, Literal, get_args
 
 from mcdla.config.point import Batch, Parallel, Policy
 from mcdla.config.schema import PositiveInt, Range
-from mcdla.errors import InputError
+from mcdla.config.axes import check_axes, refuse as _refuse
 from mcdla.config.training import TrainingSpec
 
 __all__ = ["ExecutionSpec", "EXECUTION_KEYS", "PlaceSpec", "TIER_KINDS"]
@@ -122,39 +122,7 @@ class ExecutionSpec:
 
     def __post_init__(self) -> None:
         self._place_flags()
-        for key, default in (("tensor_parallel", 1), ("pipeline_parallel", 1), ("zero", 0),
-                             ("offload_optimizer", False), ("offload_params", False), ("expert_parallel", 1)):
-            if getattr(self, key) != default and self.parallel != "data":
-                raise _refuse(f"execution.{key}", "applies to data-parallel training; the paper's "
-                              f"model-parallel mode runs with {default}")
-        if self.sequence_parallel and self.tensor_parallel == 1:
-            raise _refuse("execution.sequence_parallel",
-                          "splits the tokens over a tensor group: set execution.tensor_parallel above 1")
-        micro, schedule = self.training.micro_batches, self.training.schedule
-        if micro > 1 and self.parallel != "data":
-            raise _refuse("training.micro_batches", "applies to data-parallel training; the paper's model-parallel "
-                          "mode runs with 1")
-        if (self.pipeline_parallel > 1 or micro > 1) and self.zero > 1:
-            raise _refuse("execution.zero", "stages 2 and 3 shard what micro-batches accumulate; with pipeline "
-                          "parallelism or micro-batches use 0 or 1 (as DeepSpeed with pipelines)")
-        if self.offload_params and not (self.zero == 3 and self.offload_optimizer):
-            raise _refuse("execution.offload_params", "the weights leave the device only with their optimizer "
-                          "state, under ZeRO stage 3: set execution.zero=3 and execution.offload_optimizer=true")
-        if (self.pipeline_parallel > 1 or micro > 1) and self.offload_optimizer:
-            raise _refuse("execution.offload_optimizer", "ZeRO-Offload with pipeline parallelism or micro-batches "
-                          "is not built")
-        _check_expert_options(self)
-        if self.pipeline_parallel == 1 and micro == 1 and schedule != "1f1b":
-            raise _refuse("training.schedule", "orders a pipeline's micro-batches: set execution.pipeline_parallel "
-                          "or training.micro_batches above 1")
-        if (schedule == "interleaved") != (self.training.virtual_stages > 1):
-            raise _refuse("training.virtual_stages" if schedule == "interleaved" else "training.schedule",
-                          "the interleaved schedule runs 2 or more virtual stages (chunks) per pipeline stage: set "
-                          "training.schedule=interleaved with training.virtual_stages above 1")
-        if schedule == "interleaved" and (self.pipeline_parallel == 1 or micro % self.pipeline_parallel):
-            raise _refuse("training.micro_batches", "the interleaved schedule runs micro-batches in groups of "
-                          "the pipeline's stages (as Megatron): set execution.pipeline_parallel above 1 and "
-                          "training.micro_batches to a multiple of it")
+        check_axes(self)  # each parallel axis's own rules (mcdla.config.axes)
 
     def _place_flags(self) -> None:
         """A tier named for the optimizer state or the weights turns on the offload that
@@ -173,33 +141,6 @@ class ExecutionSpec:
         if self.offload_params and None not in (place.optimizer, place.params) and place.optimizer != place.params:
             raise _refuse("execution.place.params", f"the weights and gradients live where the optimizer state "
                           f"is (its step reads both): set execution.place.optimizer={place.params} too")
-
-
-def _check_expert_options(spec: ExecutionSpec) -> None:
-    """Expert parallelism's own conflicts among the options (those with the workload
-    and the group sizes: mcdla.sim.expert.expert_split)."""
-    e = spec.expert_parallel
-    if spec.expert_skew is not None and not 1.0 / e <= spec.expert_skew <= 1.0:
-        raise _refuse("execution.expert_skew", f"is the hottest of {e} expert ranks' share of the routed tokens: "
-                      f"between 1/{e} (uniform) and 1" + ("; set execution.expert_parallel above 1" if e == 1 else ""))
-    if e > 1 and spec.zero == 3:
-        raise _refuse("execution.zero", "stage 3 with expert parallelism (the experts' weights gathered over "
-                      "the expert-data-parallel group) is not built; use 0, 1 or 2")
-    if spec.expert_offload and not spec.offload_optimizer:
-        raise _refuse("execution.expert_offload", "keeps the experts' weights where their optimizer state and "
-                      "step are: set execution.offload_optimizer=true")
-    if spec.expert_offload and (spec.zero or spec.pipeline_parallel > 1):
-        raise _refuse("execution.expert_offload", "with ZeRO (the experts' shards in the backing store) or "
-                      "pipeline stages is not built; use execution.zero=0 without pipelines")
-    if e > 1 and spec.zero and spec.pipeline_parallel > 1:
-        raise _refuse("execution.zero", "with pipeline and expert parallelism together, sharding the experts' "
-                      "state over their own group is not built; use 0")
-
-
-def _refuse(key: str, message: str) -> InputError:
-    """A combination of options that cannot run, named by its dotted key (the spec is
-    built from a point's keys, not read from one file)."""
-    return InputError(message, key=key)
 
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
