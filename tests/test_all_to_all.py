@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+from test_fabric_collectives import TWO_LEVEL  # the two-level design those tests share
 
 from mcdla.cli.main import main
 from mcdla.errors import InputError
@@ -82,11 +83,7 @@ def test_hierarchical_bytes_by_hand(tmp_path):
     N/4 bound for that peer's group (3 x 2 MB out), then its group's ring of 2 swaps the
     N/2 bound for the other domain (4 MB out); the spines carry 4 ranks x 4 MB each way."""
     path = tmp_path / "two_level.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "two_level", "description": "2 domains of 4 under 2 spines", "device": "h100_sxm5",
-        "fabric_switch": "nvswitch3", "links": {"nvlink": "nvlink4"},
-        "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4, "links_per_device": 4,
-                      "spines": 2, "uplinks": 2}}))
+    path.write_text(yaml.safe_dump(TWO_LEVEL))
     topo = load_topology(str(path))
     hierarchical = COLLECTIVES.get("hierarchical")()
     record, carried = _run(hierarchical, topo.rings, topo.capacities(), "all_to_all", N)

@@ -102,13 +102,10 @@ def test_a_two_level_switch_routes_up_to_a_spine_and_shares_the_leafs_uplinks(tm
     """Two leaves of 4 devices (4 NVLink4 each), each leaf with 2 uplinks to each of 2
     spines: 4 uplinks of 20.55 GB/s shared by 4 devices, 20.55 GB/s each across."""
     import yaml
+    from test_fabric_collectives import TWO_LEVEL  # the two-level design those tests share
 
     path = tmp_path / "two_level.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "two_level", "description": "2 domains of 4 under 2 spines", "device": "h100_sxm5",
-        "fabric_switch": "nvswitch3", "links": {"nvlink": "nvlink4"},
-        "generator": {"name": "two_level_switch", "domains": 2, "devices_per_domain": 4, "links_per_device": 4,
-                      "spines": 2, "uplinks": 2}}))
+    path.write_text(yaml.safe_dump(TWO_LEVEL))
     fabric = load_topology(str(path)).fabric
     assert fabric.route("D0", "D1") == ("D0", "FS0", "D1")
     assert fabric.route("D0", "D4") == ("D0", "FS0", "SP0", "FS1", "D4")

@@ -246,13 +246,7 @@ def before_forward(device, i: int, tag: tuple = ()):
 def after_forward(device, i: int, tag: tuple = ()):
     """Dispatch: each slot to the rank holding its expert after ``moe_dispatch``;
     offloaded experts: their weights' buffer freed after their bank's forward."""
-    split = device.plan.ep
-    if split is None:
-        return
-    if split.offload and i in split.banks:
-        device.memory.free(_bank_bytes(device, i))
-    if split.degree > 1 and i in split.dispatch:
-        yield _exchange(device, ("ep-dispatch", *tag, i), i)
+    yield from _release_then_exchange(device, i, ("ep-dispatch", *tag, i), "dispatch")
 
 
 def before_backward(device, i: int, tag: tuple = ()):
@@ -271,13 +265,21 @@ def before_backward(device, i: int, tag: tuple = ()):
 def after_backward(device, i: int, tag: tuple = ()):
     """The gradients of the experts' outputs to the experts, after combine's backward;
     offloaded experts: their weights' buffer freed after their bank's backward."""
+    yield from _release_then_exchange(device, i, ("ep-dcombine", *tag, i), "combine")
+
+
+def _release_then_exchange(device, i: int, key: tuple, exchange: str):
+    """After layer i's pass: an offloaded bank's weights' buffer freed, then the
+    all-to-all of ``exchange`` (``dispatch``: of layer i's output; ``combine``: of the
+    tensor combine reads) if layer i has one."""
     split = device.plan.ep
     if split is None:
         return
     if split.offload and i in split.banks:
         device.memory.free(_bank_bytes(device, i))
-    if split.degree > 1 and i in split.combine:
-        yield _exchange(device, ("ep-dcombine", *tag, i), split.combine[i])
+    table = split.dispatch if exchange == "dispatch" else split.combine
+    if split.degree > 1 and i in table:
+        yield _exchange(device, key, i if exchange == "dispatch" else table[i])
 
 
 def reduce_apart(device, group: str, size_bytes: float, op: str):
