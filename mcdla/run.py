@@ -135,8 +135,10 @@ def simulate(
     *,
     trace: str | None = None,
     budget: float | None = None,
+    links: bool = False,
 ) -> dict[str, Any]:
-    """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``."""
+    """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``
+    (``links``: every directed link's bytes, however large the run: ``--links``)."""
     from mcdla.hw.budget import check_budget, estimate_work
     from mcdla.metrics.summary import summarize
     from mcdla.collector import collection_paused
@@ -163,7 +165,7 @@ def simulate(
         started = time.perf_counter()
         record = iteration.run()
         wall_s = time.perf_counter() - started
-    result = summarize(record, wall_s)
+    result = summarize(record, wall_s, links)
     if trace is not None:
         from mcdla.io.trace import write_trace
 
