@@ -61,3 +61,61 @@ def test_links_or_exact_ask_for_every_link_past_the_threshold(full_and_classes):
     full, _summed, asked, exact = full_and_classes
     assert asked["link_bytes"] == full["link_bytes"] and "link_classes" not in asked
     assert exact["link_bytes"] == pytest.approx(full["link_bytes"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_the_h100_100k_preset_loads_in_full():
+    """About 5 minutes and 4.5 GB here (docs/performance.md): within the memory budget."""
+    from mcdla.hw.topology import load_topology
+
+    topo = load_topology("h100_100k")
+    assert len(topo.devices) == 104_448 and topo.graph.number_of_nodes() == 121_048
+    assert len(topo.rings) == 18  # one per NVLink of a GPU, across every node
+
+
+# -- the channel-byte invariant per class of channels ----------------------------------
+
+def _record(topology, workload, batch, sets):
+    from mcdla.run import load_inputs
+    from mcdla.sim.training import Iteration
+
+    topo, work, execution = load_inputs(topology, workload, sets, batch=batch)
+    return Iteration(topo, work, execution).run()
+
+
+@pytest.mark.parametrize("topology, workload, batch, sets", [
+    ("h100_100k", "resnet34", 64, SMALL_100K),
+    ("dgx_h100_4node", "gpt2", 64, [("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 2),
+                                     ("training.virtualization", False), ("training.micro_batches", 4),
+                                     ("workload.heads", 16)]),
+    ("mcdla_ring_cluster", "resnet34", 256, []),
+])
+def test_class_expectations_are_the_sums_of_the_per_channel_ones(topology, workload, batch, sets):
+    """The per-class law (collectives counted once per alike group, offloads once per
+    member of a class of devices) gives each class the sum of what the per-channel law
+    gives its members."""
+    from mcdla.sim.invariants import expected_channel_bytes, expected_class_bytes
+
+    record = _record(topology, workload, batch, sets)
+    assert record.rank_classes and record.resource_classes  # symmetric: checked per class
+    per_channel, per_class = expected_channel_bytes(record), expected_class_bytes(record)
+    summed: dict[str, float] = {}
+    for channel in record.inputs.topology.channels:
+        first = record.resource_classes.get(channel, channel)
+        summed[first] = summed.get(first, 0.0) + per_channel.get(channel, 0.0)
+    assert {c for c, v in summed.items() if v} == {c for c, v in per_class.items() if v and c in summed}
+    for first, total in summed.items():
+        assert per_class.get(first, 0.0) == pytest.approx(total, rel=1e-9, abs=1e-3)
+
+
+def test_a_class_that_carried_a_step_too_few_is_caught():
+    from mcdla.errors import InvariantError
+    from mcdla.sim.invariants import check_iteration
+
+    record = _record("h100_100k", "resnet34", 64, SMALL_100K)
+    carried = record.network.bytes_by_resource
+    busiest = max((c for c in record.inputs.topology.channels if c not in record.resource_classes
+                   or record.resource_classes[c] == c), key=lambda c: carried.get(c, 0.0))
+    carried[busiest] *= 0.99
+    with pytest.raises(InvariantError, match=rf"channel {busiest}: carried .* over its class of \d+ alike channels"):
+        check_iteration(record)

@@ -138,6 +138,9 @@ class IterationRecord:
     rank_classes: tuple[tuple[int, ...], ...] = ()
     # A simulated communicator's ring names -> those of every group it stands for.
     equivalent_rings: dict = field(default_factory=dict)
+    # With rank symmetry: each resource of a class of more than one -> the class's first
+    # (mcdla.hw.symmetry.Symmetry.resources); the invariants check channels per class.
+    resource_classes: dict = field(default_factory=dict)
     # (start, end) of each point-to-point send between pipeline stages (the pp axis).
     pipeline_sends: tuple[tuple[float, float], ...] = ()
 

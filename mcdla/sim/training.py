@@ -380,6 +380,7 @@ class Iteration:
             groups=self._groups(),
             rank_classes=classes if len(classes) < len(records) else (),
             equivalent_rings=stands if len(classes) < len(records) else {},
+            resource_classes=self.symmetry.resources if len(classes) < len(records) else {},
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
