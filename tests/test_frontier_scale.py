@@ -119,3 +119,19 @@ def test_a_class_that_carried_a_step_too_few_is_caught():
     carried[busiest] *= 0.99
     with pytest.raises(InvariantError, match=rf"channel {busiest}: carried .* over its class of \d+ alike channels"):
         check_iteration(record)
+
+
+def test_the_benchmarks_generated_ring_is_its_listed_ring(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from scale import generated_ring_yaml, ring_yaml
+
+    results = []
+    for name, text in (("listed", ring_yaml(16)), ("generated", generated_ring_yaml(16))):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        result = simulate(str(path), "bw_aware", "resnet34", "data", 64)
+        results.append({k: v for k, v in result.items() if k not in ("wall_s", "topology")})
+    assert results[0] == results[1]
