@@ -164,7 +164,9 @@ def simulate(
         started = time.perf_counter()
         record = iteration.run()
         wall_s = time.perf_counter() - started
-    result = summarize(record, wall_s, links)
+        # Summarizing allocates per channel too (link classes, link bytes): the collector
+        # would walk the run's millions of objects for nothing.
+        result = summarize(record, wall_s, links)
     if trace is not None:
         from mcdla.io.trace import write_trace
 

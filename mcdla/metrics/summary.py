@@ -46,21 +46,20 @@ def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float
 
 
 def _tiers(topology) -> dict[str, int]:
-    """Each node's hops from the nearest device (devices 0): the tier of a switch in a
-    fabric (an NVSwitch or rail leaf 1, a pod spine 2, a core 3), a breadth-first
-    search from every device at once."""
-    succ = topology.graph.succ
-    tier = {d: 0 for d in topology.devices}
-    frontier = list(topology.devices)
+    """Each fabric switch's hops from the nearest device (devices 0): its tier (an
+    NVSwitch or rail leaf 1, a pod spine 2, a core 3), a breadth-first search from every
+    device at once; {} without fabric switches (no tiers to tell apart)."""
+    if not topology.fabric_switches:
+        return {}
+    adjacency = topology.graph.adj
+    tier = dict.fromkeys(topology.devices, 0)
+    frontier, t = list(topology.devices), 0
     while frontier:
-        nxt = []
-        for node in frontier:
-            t = tier[node] + 1
-            for peer in succ[node]:
-                if peer not in tier:
-                    tier[peer] = t
-                    nxt.append(peer)
-        frontier = nxt
+        t += 1
+        nxt = [peer for node in frontier for peer in adjacency[node] if peer not in tier]
+        for peer in nxt:
+            tier.setdefault(peer, t)
+        frontier = [peer for peer in dict.fromkeys(nxt) if tier[peer] == t]
     return tier
 
 
@@ -72,40 +71,36 @@ def link_classes(topology, bytes_by_resource: dict[str, float]) -> dict[str, dic
     Linear in the channels, with no per-link name built."""
     graph_nodes = topology.graph.nodes
     tiers = _tiers(topology)
+    label: dict[str, str] = {}
+    for node, kind in graph_nodes(data="kind"):
+        if kind == "fabric":
+            kind = ("spine" if graph_nodes[node].get("spine") else "fabric") + str(tiers.get(node, 0))
+        label[node] = kind
+    pairs: dict[tuple[str, str], float] = {}
+    get = pairs.get
+    for cid, channel in topology.channels.items():
+        key = (channel.src, channel.dst)
+        pairs[key] = get(key, 0.0) + bytes_by_resource.get(cid, 0.0)
     alias = {}
     for a, b, link, _count in topology.physical_links:
         alias[(a, b)] = alias[(b, a)] = link
-    label: dict[str, str] = {}
-
-    def name(node: str) -> str:
-        found = label.get(node)
-        if found is None:
-            kind = graph_nodes[node]["kind"]
-            if kind == "fabric":
-                kind = "spine" if graph_nodes[node].get("spine") else "fabric"
-                kind += str(tiers.get(node, 0))
-            found = label[node] = kind
-        return found
-
-    pairs: dict[tuple[str, str], float] = {}
-    for cid, channel in topology.channels.items():
-        key = (channel.src, channel.dst)
-        pairs[key] = pairs.get(key, 0.0) + bytes_by_resource.get(cid, 0.0)
-    classes: dict[str, list] = {}
+    classes: dict[tuple[str, str, str], list] = {}
     for (src, dst), size in pairs.items():
-        key = f"{name(src)}>{name(dst)}:{alias.get((src, dst), '')}"
+        key = (label[src], label[dst], alias.get((src, dst), ""))
         entry = classes.get(key)
         if entry is None:
             classes[key] = [1, size, size, size]
         else:
             entry[0] += 1
             entry[1] += size
-            entry[2] = min(entry[2], size)
-            entry[3] = max(entry[3], size)
+            if size < entry[2]:
+                entry[2] = size
+            elif size > entry[3]:
+                entry[3] = size
     # The mean clamped to [min, max]: n equal sizes summed in floating point can come out a
     # rounding above n times their size.
-    return {key: {"count": n, "min": low, "mean": min(max(total / n, low), high), "max": high}
-            for key, (n, total, low, high) in sorted(classes.items())}
+    return {f"{a}>{b}:{link}": {"count": n, "min": low, "mean": min(max(total / n, low), high), "max": high}
+            for (a, b, link), (n, total, low, high) in sorted(classes.items())}
 
 
 def comm_by_axis(record) -> dict[str, float]:
