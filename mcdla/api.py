@@ -96,7 +96,10 @@ class SimResult(_Result):
     cpu_mem_bw_Bps: dict[str, float]  # avg, peak of the busiest CPU memory port
     device_mem_peak_bytes: float
     remote_mem_bytes: float
-    link_bytes: dict[str, float]  # bytes per directed link, "D0>M0"
+    link_bytes: dict[str, float] | None = _optional()  # bytes per directed link, "D0>M0"
+    # Past metrics.summary.LINK_LIST_DEVICES devices, instead of link_bytes (unless links=True or
+    # exact): per class of link ("spine2>spine3:isl"), count and bytes min, mean, max.
+    link_classes: dict[str, dict[str, float]] | None = _optional()
     events: int
     rank_classes: int
     wall_s: float
@@ -249,13 +252,14 @@ def simulate(*, topology: str = DEFAULT_POINT["topology"], policy: str = DEFAULT
              workload: str = DEFAULT_POINT["workload"], parallel: str = DEFAULT_POINT["parallel"],
              batch: int = DEFAULT_POINT["batch"], set: Sets = (), device: str | None = None,
              trace: str | None = None, budget: float | None = None, exact: bool = False,
-             execution: str | None = None) -> SimResult:
+             execution: str | None = None, links: bool = False) -> SimResult:
     """Simulates one training iteration, as ``mcdla sim``.
 
     ``set`` overrides loaded parameters by dotted key, as ``--set``; ``execution`` is
     ``--execution``, an execution file (name or path) whose keys ``set`` overrides;
     ``device`` is ``--device`` (the same as ``set={"device": PRESET}``), ``exact`` is
-    ``--exact``, ``trace`` a Perfetto trace file to write, ``budget`` the work budget.
+    ``--exact``, ``links`` is ``--links`` (every link's bytes, however large the run),
+    ``trace`` a Perfetto trace file to write, ``budget`` the work budget.
     """
     from mcdla.run import simulate as run
 
@@ -268,7 +272,8 @@ def simulate(*, topology: str = DEFAULT_POINT["topology"], policy: str = DEFAULT
         sets.insert(0, ("device", device))  # a later set device.KEY still overrides a field
     if exact:
         sets.append(("execution.exact", True))
-    return SimResult.from_dict(run(topology, policy, workload, parallel, batch, sets, trace=trace, budget=budget))
+    return SimResult.from_dict(run(topology, policy, workload, parallel, batch, sets, trace=trace, budget=budget,
+                                   links=links))
 
 
 def collective(*, op: str, size: Any, topology: str | None = None, ring: int | None = None,

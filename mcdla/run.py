@@ -19,12 +19,11 @@ import time
 from typing import Any, Mapping, Sequence
 
 from mcdla.config.execution import EXECUTION_KEYS
-from mcdla.config.topology import MAX_NODES
 from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Policy, check_option
 from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
-__all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs",
+__all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs", "max_ring",
            "check_point", "parse_quantity", "serve", "serve_point", "route_serving_sets"]
 
 
@@ -139,8 +138,10 @@ def simulate(
     *,
     trace: str | None = None,
     budget: float | None = None,
+    links: bool = False,
 ) -> dict[str, Any]:
-    """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``."""
+    """Simulates one training iteration and returns the result mapping of ``mcdla sim --format json``
+    (``links``: every directed link's bytes, however large the run: ``--links``)."""
     from mcdla.hw.budget import check_budget, estimate_work
     from mcdla.metrics.summary import summarize
     from mcdla.collector import collection_paused
@@ -167,7 +168,9 @@ def simulate(
         started = time.perf_counter()
         record = iteration.run()
         wall_s = time.perf_counter() - started
-    result = summarize(record, wall_s)
+        # Summarizing allocates per channel too (link classes, link bytes): the collector
+        # would walk the run's millions of objects for nothing.
+        result = summarize(record, wall_s, links)
     if trace is not None:
         from mcdla.io.trace import write_trace
 
@@ -277,8 +280,12 @@ def serve_point(point: Mapping[str, Any]) -> dict[str, Any]:
 # mcdla collective --ring's link: the NVLink 2.0 preset, read from the presets file the
 # topologies use, so that the number lives in one place.
 DEFAULT_RING_LINK = "nvlink2"
-# Largest --ring: a topology's node limit, far above Fig. 9's 16 ranks.
-MAX_RING = MAX_NODES
+# Largest --ring: a topology's node limit (what the work budget's memory holds, a ring
+# of devices alone), far above Fig. 9's 16 ranks.
+def max_ring() -> int:
+    from mcdla.hw.budget import node_cap
+
+    return node_cap()
 
 
 def parse_quantity(value: Any, kind: str, option: str) -> float:
@@ -387,8 +394,9 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         ring = check_option(int, ring, "--ring")
         if ring < 2:
             raise InputError(f"a ring needs at least 2 devices, got {ring}", key="--ring")
-        if ring > MAX_RING:  # refused before building a ring that exhausts memory
-            raise InputError(f"{ring} is more than the supported maximum of {MAX_RING} devices", key="--ring")
+        if ring > max_ring():  # refused before building a ring that exhausts memory
+            raise InputError(f"{ring} is more than the supported maximum of {max_ring()} devices (the work "
+                             "budget's memory: MCDLA_MEMORY_BUDGET)", key="--ring")
         bw_Bps, latency_s = _ring_link()
         if link_bw is not None:
             bw_Bps = _quantity(link_bw, "bandwidth", "--link-bw", positive=True)
@@ -410,8 +418,8 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         launch_s = topo.device.launch_overhead
     algorithm = algorithm or "ring"
     serial = check_option(int, launch_serial, "--launch-serial")
-    if not 1 <= serial <= MAX_RING:
-        raise InputError(f"expected 1 to {MAX_RING} devices, got {serial}", key="--launch-serial")
+    if not 1 <= serial <= max_ring():
+        raise InputError(f"expected 1 to {max_ring()} devices, got {serial}", key="--launch-serial")
     if hot_share is not None:
         if op != "all_to_allv":
             raise InputError(f"applies to --op all_to_allv, not {op}", key="--hot-share")

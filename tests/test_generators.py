@@ -190,16 +190,16 @@ def test_a_huge_generator_is_refused_before_it_builds(generator, tmp_path):
     assert time.perf_counter() - started < 2.0
 
 
-def test_beyond_the_node_limit_the_graph_refuses(tmp_path):
-    from mcdla.hw.topology import MAX_NODES
-
+def test_beyond_the_node_limit_the_graph_refuses(tmp_path, monkeypatch):
     from mcdla.config.generators import MAX_GENERATED_NODES
+    from mcdla.hw.budget import node_cap
 
-    too_many = MAX_NODES + 1
-    if too_many > MAX_GENERATED_NODES:
-        pytest.skip("the graph's limit is above the generator's")
+    monkeypatch.setenv("MCDLA_MEMORY_BUDGET", "96 MB")  # 1,000 nodes of 96 kB
+    too_many = node_cap() + 1
+    assert too_many == 1001 < MAX_GENERATED_NODES
     doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": too_many, "memory_nodes": False})
-    with pytest.raises(InputError, match=rf"gen\.yaml: generator\.devices: {too_many} is more than the supported"):
+    with pytest.raises(InputError, match=r"gen\.yaml: generator\.devices: 1,001 nodes is more than the work "
+                                         r"budget's memory holds: 1,000 nodes \(0\.0894 GiB at 96 kB a node\)"):
         load_topology(_file(tmp_path, doc))
 
 

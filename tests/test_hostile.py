@@ -173,21 +173,24 @@ def test_absurdly_many_parallel_links_are_refused(tmp_path):
 
 
 def test_more_nodes_than_the_supported_maximum_are_refused_before_building(tmp_path):
-    from mcdla.hw.topology import MAX_NODES
+    from mcdla.hw.budget import node_cap
 
-    assert MAX_NODES == 65536  # 16,384-device rings with their memory-nodes fit (issue 14)
+    # The cap is what the work budget's memory holds (issue 27): the 100,000-GPU presets
+    # fit in full (h100_100k: 121,048 graph nodes; gb200_nvl72_100k: 165,776 with its sockets).
+    assert node_cap() >= 165_776
     doc = _doc("topologies", "ring")
-    doc["devices"] = MAX_NODES + 1
+    doc["devices"] = node_cap() + 1
     path = _write(tmp_path, "huge.yaml", doc)
-    _refused(lambda: load_topology(path), rf"devices: {MAX_NODES + 1} is more than the supported "
-             rf"maximum of {MAX_NODES} nodes")
+    _refused(lambda: load_topology(path), rf"huge\.yaml: devices: {node_cap() + 9:,} nodes is more than the work "
+             rf"budget's memory holds: {node_cap():,} nodes \(16 GiB at 96 kB a node\); raise it with "
+             rf"MCDLA_MEMORY_BUDGET")
 
 
 def test_a_collective_ring_past_the_maximum_is_refused():
-    from mcdla.run import MAX_RING, simulate_collective
+    from mcdla.run import max_ring, simulate_collective
 
-    _refused(lambda: simulate_collective("all_reduce", "1 MB", ring=MAX_RING + 1),
-             f"is more than the supported maximum of {MAX_RING} devices")
+    _refused(lambda: simulate_collective("all_reduce", "1 MB", ring=max_ring() + 1),
+             f"is more than the supported maximum of {max_ring()} devices")
 
 
 # -- workload checks -----------------------------------------------------------------

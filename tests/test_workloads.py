@@ -63,7 +63,7 @@ def write(tmp_path, text: str):
 
 # Beyond the paper's eight: the transformer families (tests/test_transformer.py).
 LLMS = ("bert_large", "gpt2", "gpt2_xl", "gpt3_175b", "llama2_7b", "llama2_13b", "llama2_70b",
-        "llama3_8b", "llama3_70b")
+        "llama3_8b", "llama3_70b", "llama3_405b")
 
 
 # Mixture-of-experts transformers (tests/test_moe.py).

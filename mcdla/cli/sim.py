@@ -3,7 +3,9 @@
 The table leads with the answer: the iteration time, the throughput, and where each
 device's time goes as a share of the iteration, with a bar per part; then every field
 of the result by its dotted name. Per-link byte counters (32 lines on the ring) are
-listed only with ``--links``; JSON and CSV always carry everything, in raw SI units.
+listed only with ``--links``; JSON and CSV carry them too, in raw SI units, except for
+runs past :data:`mcdla.metrics.summary.LINK_LIST_DEVICES` devices, which sum them up per
+class of link unless ``--links`` (or ``--exact``) asks for every link.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the same results to float rounding, at a cost that grows with the devices); "
                         "the same as --set execution.exact=true")
     parser.add_argument("--links", action="store_true",
-                        help="table: also list the bytes carried by every directed link "
-                        "(JSON and CSV always have them)")
+                        help="table: also list the bytes carried by every directed link; runs of more "
+                        "than a few thousand devices have them per class of link unless --links or --exact is given "
+                        "(docs/cli.md)")
     add_format_options(parser)
     parser.set_defaults(run=run)
 
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                          key="--trace")
     result = simulate(topology=args.topology, policy=args.policy, workload=args.workload, parallel=args.parallel,
                       batch=args.batch, set=args.sets, device=args.device, trace=args.trace, budget=args.budget,
-                      exact=args.exact, execution=args.execution).to_dict()
+                      exact=args.exact, execution=args.execution, links=args.links).to_dict()
     if args.format == "table":
         emit_text(table(result, links=args.links), args)
     else:

@@ -36,9 +36,11 @@ from mcdla.registry import Registry
 __all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand"]
 
 # Nodes a generator writes at most: parameters asking for more are refused before any
-# list is built (a typo of 10**9 devices must not exhaust memory). The graph's own,
-# smaller limit on nodes of one kind (mcdla.hw.topology) applies after.
-MAX_GENERATED_NODES = 100_000
+# list is built (a typo of 10**9 devices must not exhaust memory writing lists). The
+# graph's own limit, what the work budget's memory holds (mcdla.hw.budget.node_cap,
+# about 179,000 nodes in 16 GiB), applies after, before the graph is built; this bound
+# only keeps the lists themselves (about 1 kB a node) well inside memory.
+MAX_GENERATED_NODES = 2**20
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
@@ -92,8 +94,8 @@ def _count(params) -> int:
 
 
 class TooLarge(InputError):
-    """A design with more nodes than a generator writes: ``mcdla topologies`` passes
-    over a shipped one (the frontier-scale designs, run reduced) instead of failing."""
+    """A design with more nodes than a generator writes or the memory budget holds (or a
+    listing builds): ``mcdla topologies`` passes over a shipped one instead of failing."""
 
 
 def _check_size(nodes: int, where: Where) -> None:

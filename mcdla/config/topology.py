@@ -57,11 +57,7 @@ from mcdla.config.hardware import DeviceSpec, HostSpec, LinkSpec, MemoryNodeSpec
 from mcdla.config.schema import Label, NodeName, Where, build, check_physical
 from mcdla.errors import InputError
 
-# Nodes of one kind a topology may have: far above any design studied (8 to 16
-# devices), far below what would exhaust memory or time when the graph is built.
-MAX_NODES = 65536
-
-__all__ = ["TopologyDoc", "PRESETS_FILE", "MAX_NODES", "load_presets", "resolve_presets", "read_topology_doc"]
+__all__ = ["TopologyDoc", "PRESETS_FILE", "load_presets", "resolve_presets", "read_topology_doc"]
 
 # Where the named building blocks live, relative to the project root.
 PRESETS_FILE = Path("topologies") / "presets" / "hardware.yaml"

@@ -23,7 +23,13 @@ for a 1,024-device ring, about 4e6 channel updates, hence :data:`BUILD_PER_DEVIC
 4,096), and each it simulates costs finding its classes of equivalent devices (7 to 20 s
 for a 1,024-device ring with tensor groups, hence :data:`CLASSES_PER_DEVICE` = 2**19)
 plus its simulation, checked against the budget before it runs; ``--largest`` pays that
-once per member of the family. ``MCDLA_WORK_BUDGET`` or ``mcdla sim --budget`` raises it (``inf``: no
+once per member of the family.
+
+The same budget holds the memory a run may take: a topology's nodes (graph nodes of
+every kind, each with its channels and its share of a run's state) are capped at what
+:data:`MEMORY_BYTES` holds at :data:`BYTES_PER_NODE` each (:func:`node_cap`), checked
+before the graph is built. ``MCDLA_MEMORY_BUDGET`` (a size: ``32 GiB``) raises it.
+``MCDLA_WORK_BUDGET`` or ``mcdla sim --budget`` raises it (``inf``: no
 limit, said explicitly); a budget that is not a positive number is refused (a NaN would
 compare false and let anything through).
 """
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 
 from mcdla.errors import InputError
 
-__all__ = ["EVENTS_PER_LAYER", "EVENT_COST", "BUILD_PER_DEVICE", "CLASSES_PER_DEVICE", "check_plan_budget", "DEFAULT_BUDGET", "WorkEstimate", "estimate_work", "check_budget",
+__all__ = ["MEMORY_BYTES", "BYTES_PER_NODE", "node_cap", "check_nodes", "EVENTS_PER_LAYER", "EVENT_COST", "BUILD_PER_DEVICE", "CLASSES_PER_DEVICE", "check_plan_budget", "DEFAULT_BUDGET", "WorkEstimate", "estimate_work", "check_budget",
            "budget_from_env", "check_limit"]
 
 EVENTS_PER_LAYER = 48
@@ -44,6 +50,16 @@ BUILD_PER_DEVICE = 4096  # channel updates to build one plan candidate, per devi
 CLASSES_PER_DEVICE = 2**19  # channel updates to find a simulated candidate's classes, per device
 DEFAULT_BUDGET = 1e10
 _ENV = "MCDLA_WORK_BUDGET"
+# The memory a run may take: the project's machines (developers' and CI's alike) have
+# 24 GiB and 2 cores; 16 GiB leaves the rest to the system and a second process.
+MEMORY_BYTES = 16 * 2**30
+# Peak memory of a run per graph node, measured (issue 27): h100_100k reduced to 768
+# DGX H100 nodes, one data-parallel ResNet-34 iteration: 7,128 graph nodes (6,144 GPUs,
+# 768 NVSwitch nodes, 216 fabric switches) and 247,296 channels (18 NVLinks and a NIC a
+# GPU) peaked 655,788 KiB above a bare interpreter's 39,268 KiB: 94.2 kB a node. The
+# densest shipped design (every GPU with 19 links); gb200_nvl72_100k measured 59 kB a node.
+BYTES_PER_NODE = 96_000
+_MEMORY_ENV = "MCDLA_MEMORY_BUDGET"
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,42 @@ def estimate_work(topology, workload, simulated: int | None = None, *, stages: i
     longest = max((len(r.channels) for r in topology.rings), default=1)
     events = float(EVENTS_PER_LAYER) * devices * layers * max(1, micro_batches)
     return WorkEstimate(devices, layers, events, max(1, longest), max(1, micro_batches))
+
+
+def _memory_bytes() -> float:
+    raw = os.environ.get(_MEMORY_ENV, "").strip()
+    if not raw:
+        return float(MEMORY_BYTES)
+    from mcdla import units
+
+    try:
+        size = units.parse(raw, "size")
+    except units.UnitError as exc:
+        raise InputError(str(exc), key=_MEMORY_ENV) from None
+    if not size > 0:
+        raise InputError(f"expected a positive size, e.g. 32 GiB, got {raw!r}", key=_MEMORY_ENV)
+    return size
+
+
+def node_cap() -> int:
+    """The most graph nodes a topology may have: what the memory budget holds."""
+    return int(_memory_bytes() // BYTES_PER_NODE)
+
+
+def check_nodes(nodes: int, key: str, file: str | None = None, limit: int | None = None,
+                error: type[InputError] = InputError) -> None:
+    """Refuses a topology of ``nodes`` graph nodes past ``limit`` (default: :func:`node_cap`),
+    as ``error`` naming ``key`` of ``file`` and the memory budget."""
+    if limit is not None:
+        if nodes > limit:
+            raise error(f"{nodes:,} nodes is more than the {limit:,} asked for at most", file=file, key=key)
+        return
+    cap = node_cap()
+    if nodes > cap:
+        memory = _memory_bytes()
+        raise error(f"{nodes:,} nodes is more than the work budget's memory holds: {cap:,} nodes "
+                    f"({memory / 2**30:.3g} GiB at {BYTES_PER_NODE / 1e3:.0f} kB a node); raise it with "
+                    f"{_MEMORY_ENV} if the machine has the memory", file=file, key=key)
 
 
 def budget_from_env() -> float:

@@ -38,7 +38,8 @@ from mcdla.config.hardware import (
 from mcdla.config.nodes import NODE_KINDS, PLACED_KINDS, SPINE_KEY, SPINE_PREFIX
 from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Where
-from mcdla.config.topology import MAX_NODES, TopologyDoc, read_topology_doc
+from mcdla.config.generators import TooLarge
+from mcdla.config.topology import TopologyDoc, read_topology_doc
 from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
@@ -46,6 +47,7 @@ from mcdla.hw.binding import bind_rings
 from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
 from mcdla.hw.cache import Cache
 from mcdla.hw.fabric import Fabric
+from mcdla.hw.budget import check_nodes
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
@@ -357,24 +359,25 @@ def _route(graph: nx.MultiDiGraph, device: str, store: str, cache: Cache | None 
     return list(cache.get(("route", device, store), search))
 
 
-def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = ()) -> Topology:
+def load_topology(name_or_path: str, sets: Sequence[tuple[str, Any]] = (), *,
+                  max_nodes: int | None = None) -> Topology:
     """A shipped topology by name, or a topology file by path, with ``sets`` applied.
 
     ``sets`` are ``(dotted key, value)`` overrides applied after preset resolution
-    (``device.hbm_bw``, ``links.pcie.bw``, ``links.pcie=pcie4_x16``, ...).
+    (``device.hbm_bw``, ``links.pcie.bw``, ``links.pcie=pcie4_x16``, ...). ``max_nodes``:
+    the most graph nodes built (default: what the work budget's memory holds,
+    :func:`mcdla.hw.budget.node_cap`); past it a :class:`~mcdla.config.generators.TooLarge`.
     """
     path = loader.find_input(name_or_path, "topologies", "topology")
     file = loader.display_path(path)
     with collection_paused():
-        return build_topology(read_topology_doc(path, sets, file), file)
+        return build_topology(read_topology_doc(path, sets, file), file, max_nodes)
 
 
 def _names(spec: int | tuple[str, ...], prefix: str, where: Where) -> tuple[str, ...]:
     if isinstance(spec, int):
         if spec < 0:
             raise where.error(f"must be >= 0, got {spec}")
-        if spec > MAX_NODES:  # refused before building a graph that would exhaust memory
-            raise where.error(f"{spec} is more than the supported maximum of {MAX_NODES} nodes")
         return tuple(f"{prefix}{i}" for i in range(spec))
     return tuple(spec)
 
@@ -395,11 +398,25 @@ def _placed(doc: TopologyDoc, made: Where, top: Where) -> list[tuple[str, str, t
     return placed
 
 
-def build_topology(doc: TopologyDoc, file: str = "<topology>") -> Topology:
-    """Builds and validates the graph of ``doc``; ``file`` names it in errors."""
+def _check_memory(doc: TopologyDoc, where: Where, limit: int | None) -> None:
+    """Refuses, before any name or edge is built, a graph of more nodes than the work
+    budget's memory holds (:func:`mcdla.hw.budget.check_nodes`), naming the largest kind's key."""
+    counts = {key: spec if isinstance(spec, int) else len(spec)
+              for key, spec in ((NODE_KINDS.get(name).key, getattr(doc, NODE_KINDS.get(name).key, 0))
+                                for name in PLACED_KINDS if name != "cpu")}
+    counts[SPINE_KEY] = doc.spine_switches if isinstance(doc.spine_switches, int) else len(doc.spine_switches)
+    counts["host.sockets"] = doc.host.sockets if doc.host is not None else 0
+    largest = max(counts, key=lambda k: counts[k])
+    check_nodes(sum(max(0, n) for n in counts.values()), where.child(largest).key, where.file, limit, TooLarge)
+
+
+def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | None = None) -> Topology:
+    """Builds and validates the graph of ``doc``; ``file`` names it in errors; more than
+    ``max_nodes`` graph nodes (default: the work budget's memory's) are refused."""
     top = Where(file)
     # Errors in what a generator wrote name the generator: the file has no such keys.
     made = top.child("generator") if doc.generator else top
+    _check_memory(doc, made, max_nodes)
     placed = _placed(doc, made, top)  # (kind, its file key, the nodes), in the order they are added
     devices, memory_nodes, switches, fabric, spines, sockets, drives = (nodes for _kind, _key, nodes in placed)
     if not devices:

@@ -19,7 +19,15 @@ from typing import Any
 from mcdla.metrics.intervals import difference_measure, measure, union
 from mcdla.sim.records import AXES
 
-__all__ = ["summarize", "samples_per_s"]
+__all__ = ["summarize", "samples_per_s", "link_bytes", "link_classes", "LINK_LIST_DEVICES"]
+
+# Above this many devices a result sums its link counters up per class of link
+# (``link_classes``) instead of listing every directed link (``link_bytes``), unless
+# asked for all (``--links``, ``--exact``). A 4,096-device ring already has 16,384
+# directed links (a 100,000-GPU fat tree millions): a list nobody reads, whose
+# building and writing grew to a second and more of a 16,384-device run
+# (docs/performance.md). Every design shipped and studied below it keeps its list.
+LINK_LIST_DEVICES = 4096
 
 
 def samples_per_s(batch: int, time_s: float) -> float:
@@ -37,6 +45,64 @@ def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float
             for pair, channels in topology.directed_links().items()}
 
 
+def _tiers(topology) -> dict[str, int]:
+    """Each fabric switch's hops from the nearest device (devices 0): its tier (an
+    NVSwitch or rail leaf 1, a pod spine 2, a core 3), a breadth-first search from every
+    device at once; {} without fabric switches (no tiers to tell apart)."""
+    if not topology.fabric_switches:
+        return {}
+    adjacency = topology.graph.adj
+    tier = dict.fromkeys(topology.devices, 0)
+    frontier, t = list(topology.devices), 0
+    while frontier:
+        t += 1
+        nxt = [peer for node in frontier for peer in adjacency[node] if peer not in tier]
+        for peer in nxt:
+            tier.setdefault(peer, t)
+        frontier = [peer for peer in dict.fromkeys(nxt) if tier[peer] == t]
+    return tier
+
+
+def link_classes(topology, bytes_by_resource: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The directed links of :func:`link_bytes` in classes of the same kind and tier at
+    both ends and link type (``"spine2>spine3:isl"``: a pod spine's uplinks to the core;
+    devices, memory-nodes, CPU sockets and PCIe switches by kind alone): per class the
+    directed links (``count``) and the ``min``, ``mean`` and ``max`` of their bytes.
+    Linear in the channels, with no per-link name built."""
+    graph_nodes = topology.graph.nodes
+    tiers = _tiers(topology)
+    label: dict[str, str] = {}
+    for node, kind in graph_nodes(data="kind"):
+        if kind == "fabric":
+            kind = ("spine" if graph_nodes[node].get("spine") else "fabric") + str(tiers.get(node, 0))
+        label[node] = kind
+    pairs: dict[tuple[str, str], float] = {}
+    get = pairs.get
+    for cid, channel in topology.channels.items():
+        key = (channel.src, channel.dst)
+        pairs[key] = get(key, 0.0) + bytes_by_resource.get(cid, 0.0)
+    alias = {}
+    for a, b, link, _count in topology.physical_links:
+        alias[(a, b)] = alias[(b, a)] = link
+    classes: dict[tuple[str, str, str], list] = {}
+    for (src, dst), size in pairs.items():
+        key = (label[src], label[dst], alias.get((src, dst), ""))
+        entry = classes.get(key)
+        if entry is None:
+            classes[key] = [1, size, size, size]
+        else:
+            entry[0] += 1
+            entry[1] += size
+            if size < entry[2]:
+                entry[2] = size
+            elif size > entry[3]:
+                entry[3] = size
+    # The mean clamped to [min, max]: n equal sizes summed in floating point can come out a
+    # rounding above n times their size.
+    return {f"{a}>{b}:{link}": {"count": n, "min": low, "mean": min(max(total / n, low), high), "max": high}
+            for (a, b, link), (n, total, low, high) in sorted(classes.items())}
+
+
 def comm_by_axis(record) -> dict[str, float]:
     """Time some communication of each parallel axis is in flight (dp, tp, pp, ep): its
     collectives, and for pp the sends between stages; overlaps within an axis count once."""
@@ -47,8 +113,19 @@ def comm_by_axis(record) -> dict[str, float]:
     return {axis: measure(found) for axis, found in spans.items()}
 
 
-def summarize(record, wall_s: float) -> dict[str, Any]:
-    """The result mapping of one iteration's record."""
+def _links(record, every: bool) -> dict[str, Any]:
+    """``link_bytes`` (every directed link), or ``link_classes`` for a run of more than
+    :data:`LINK_LIST_DEVICES` devices that asked neither for every link nor for
+    every rank (``--exact``: its point is the full detail)."""
+    topology, carried = record.inputs.topology, record.network.bytes_by_resource
+    if every or record.inputs.execution.exact or len(topology.devices) <= LINK_LIST_DEVICES:
+        return {"link_bytes": link_bytes(topology, carried)}
+    return {"link_classes": link_classes(topology, carried)}
+
+
+def summarize(record, wall_s: float, links: bool = False) -> dict[str, Any]:
+    """The result mapping of one iteration's record; ``links``: every directed link's
+    bytes however large the run (else classes of links past :data:`LINK_LIST_DEVICES`)."""
     topology, workload, execution = record.inputs.topology, record.inputs.workload, record.inputs.execution
     stats = record.network
     sync = union((c.start_s, c.end_s) for c in record.collectives)
@@ -109,7 +186,7 @@ def summarize(record, wall_s: float) -> dict[str, Any]:
         },
         "device_mem_peak_bytes": max(d.memory_peak_bytes for _, d, _ in record.distinct_devices()),
         "remote_mem_bytes": sum(record.store_peak_bytes.values()),
-        "link_bytes": link_bytes(topology, stats.bytes_by_resource),
+        **_links(record, links),
         "events": record.events,
         "rank_classes": len(record.rank_classes or record.devices),
         "wall_s": wall_s,

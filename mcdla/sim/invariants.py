@@ -15,7 +15,10 @@ whatever the input:
   to move there: each collective's steps as its algorithm defines them
   (:meth:`~mcdla.sim.collectives.CollectiveAlgorithm.channel_bytes`, written step by
   step), plus every planned offload and prefetch over its routes. A dropped,
-  repeated or shortened step or transfer changes some channel's bytes;
+  repeated or shortened step or transfer changes some channel's bytes. With rank
+  symmetry the check is per class of alike channels (the class's bytes in all), at the
+  cost of the classes, not of every channel (:func:`expected_class_bytes`);
+  ``--exact`` checks every channel;
 - collectives: each ends after it starts, and the ring shares add up to the message;
 - memory: a device's occupancy never goes negative and ends at its steady state, the
   resident model state (every feature map allocated is freed); every backing store ends empty and never held
@@ -42,7 +45,7 @@ from mcdla.errors import InvariantError
 from mcdla.hw.tiers import state_routes
 from mcdla.sim.algorithms import COLLECTIVES
 
-__all__ = ["check_iteration", "RELATIVE_SLACK"]
+__all__ = ["check_iteration", "expected_channel_bytes", "expected_class_bytes", "RELATIVE_SLACK"]
 
 # Float sums of many rate * dt terms (or of many tensor sizes) differ from the exact
 # value by rounding; a real accounting bug is off by a whole transfer, far above this.
@@ -142,7 +145,52 @@ def planned_offloads(record, n: int) -> tuple[int, dict[int, int]]:
                                 for t, step in chunk.first_need.items()}
 
 
+def expected_class_bytes(record) -> dict[str, float]:
+    """With rank symmetry: the bytes each class of channels (keyed by its first,
+    ``record.resource_classes``; a channel of no class by itself) should have carried
+    in all, the same laws as :func:`expected_channel_bytes` at the cost of the classes:
+    a simulated communicator's collectives count once for every alike group it stands
+    for, and a class of devices' offloads and prefetches once for each member, since
+    alike groups and devices load every class of channels alike (that is what makes
+    them alike, mcdla.hw.symmetry); the pipeline's and model state's transfers, listed
+    for every member, count as listed."""
+    topology, execution = record.inputs.topology, record.inputs.execution
+    classes = record.resource_classes
+    expected: dict[str, float] = {}
+    get = expected.get
+    rings = record.rings or {ring.name: ring for ring in topology.rings}
+    wire: dict[tuple, float] = {}
+    for c in record.collectives:
+        key = (c.op, c.rings, c.algorithm or execution.collective)
+        wire[key] = wire.get(key, 0.0) + c.size_bytes * c.wire_factor
+    for (op, names, name), size_bytes in wire.items():
+        groups = len(record.equivalent_rings.get(names, (names,)))
+        # an all-to-allv's pieces are expert parallelism's skewed routing (mcdla.sim.expert)
+        algorithm = COLLECTIVES.get(name)(0.0, execution.expert_skew if op == "all_to_allv" else None)
+        for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in names]).items():
+            cls = classes.get(channel, channel)
+            expected[cls] = get(cls, 0.0) + size * size_bytes * groups
+    for path, size in record.transfers:
+        for resource in path:
+            cls = classes.get(resource, resource)
+            expected[cls] = get(cls, 0.0) + size
+    plan = record.plan
+    for members in record.rank_classes:
+        device = topology.devices[members[0]]
+        times, planned = planned_offloads(record, members[0])
+        moved = times * sum(plan.tensor_bytes[tensor] for tensor in planned) / execution.training.compression
+        for direction in ("offload", "prefetch"):
+            for sub in state_routes(topology, execution, "activations", device, direction):
+                for resource in sub.path:
+                    cls = classes.get(resource, resource)
+                    expected[cls] = get(cls, 0.0) + sub.share * moved * len(members)
+    return expected
+
+
 def _check_channel_bytes(record) -> None:
+    if record.rank_classes:  # rank symmetry: per class of channels
+        _check_class_bytes(record)
+        return
     carried = record.network.bytes_by_resource
     expected = expected_channel_bytes(record)
     for channel in record.inputs.topology.channels:
@@ -227,3 +275,25 @@ def _check_stores(record) -> None:
             raise InvariantError(
                 f"backing store {store}: held {peak!r} bytes, over its capacity of {capacity!r}"
             )
+
+
+def _check_class_bytes(record) -> None:
+    """:func:`_check_channel_bytes` per class of channels (:func:`expected_class_bytes`):
+    a class's members carried what its first did (the flow network's accounting), so
+    the class carried that times its members."""
+    carried = record.network.bytes_by_resource
+    classes = record.resource_classes
+    size: dict[str, int] = {}
+    for first in classes.values():
+        size[first] = size.get(first, 0) + 1
+    expected = expected_class_bytes(record)
+    for channel in record.inputs.topology.channels:
+        if classes.get(channel, channel) != channel:
+            continue  # checked with its class's first
+        members = size.get(channel, 1)
+        got, want = carried.get(channel, 0.0) * members, expected.get(channel, 0.0)
+        if not _close(got, want, max(want, 1.0)):
+            raise InvariantError(
+                f"channel {channel}: carried {got!r} bytes, but the iteration's collective steps and transfers "
+                f"should move {want!r} (in all, over its class of {members} alike channels; a step or transfer "
+                f"dropped, repeated or cut)")

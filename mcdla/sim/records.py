@@ -143,6 +143,9 @@ class IterationRecord:
     equivalent_rings: dict = field(default_factory=dict)
     # Device -> what it ran (mcdla.sim.passes.DeviceWork: its schedule and passes).
     device_work: tuple[Any, ...] = ()
+    # With rank symmetry: each resource of a class of more than one -> the class's first
+    # (mcdla.hw.symmetry.Symmetry.resources); the invariants check channels per class.
+    resource_classes: dict = field(default_factory=dict)
     # (start, end) of each point-to-point send between pipeline stages (the pp axis).
     pipeline_sends: tuple[tuple[float, float], ...] = ()
 

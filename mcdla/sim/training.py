@@ -443,6 +443,7 @@ class Iteration:
             rank_classes=classes if len(classes) < len(records) else (),
             equivalent_rings=stands if len(classes) < len(records) else {},
             device_work=tuple(self._work(d) for d in range(len(records))),
+            resource_classes=self.symmetry.resources if len(classes) < len(records) else {},
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
