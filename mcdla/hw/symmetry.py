@@ -154,19 +154,22 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     for n, d in enumerate(devices):
         classes.setdefault(colour[index[("d", d)]], []).append(n)
 
-    def firsts(kind: str, names: Sequence[str]) -> dict[str, str]:
-        first: dict[int, str] = {}
-        out = {}
-        for name in names:
-            c = colour[index[(kind, name)]]
-            out[name] = first.setdefault(c, name)
-        sizes: dict[str, int] = {}
-        for f in out.values():
-            sizes[f] = sizes.get(f, 0) + 1
-        return {name: f for name, f in out.items() if sizes[f] > 1}
-
     stores = [name for kind, name in index if kind == "s"]
-    return Symmetry(tuple(tuple(c) for c in classes.values()), firsts("r", list(capacities)), firsts("s", stores))
+    return Symmetry(tuple(tuple(c) for c in classes.values()), _firsts(colour, index, "r", list(capacities)),
+                    _firsts(colour, index, "s", stores))
+
+
+def _firsts(colour, index, kind: str, names: Sequence[str]) -> dict[str, str]:
+    """Each vertex of ``kind`` in a class of more than one -> the class's first."""
+    first: dict[int, str] = {}
+    out = {}
+    for name in names:
+        c = colour[index[(kind, name)]]
+        out[name] = first.setdefault(c, name)
+    sizes: dict[str, int] = {}
+    for f in out.values():
+        sizes[f] = sizes.get(f, 0) + 1
+    return {name: f for name, f in out.items() if sizes[f] > 1}
 
 
 def line_up(symmetry: Symmetry, groups, rank_device, peers):

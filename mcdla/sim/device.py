@@ -20,7 +20,7 @@ import simpy
 from mcdla.hw.gpu import sm_contended
 from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
 from mcdla.hw.tiers import state_routes, state_tier
-from mcdla.sim import expert
+from mcdla.sim import expert, tensor
 from mcdla.sim.communicator import CollectiveStream
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.liveness import closure, prefetch_step
@@ -29,7 +29,11 @@ from mcdla.sim.passes import DeviceWork
 from mcdla.sim.records import OffloadPlan, RunInputs, Span
 from mcdla.sim.schedule import Step
 
-__all__ = ["OPTIMIZER_CHUNK_BYTES", "DeviceCompute"]
+__all__ = ["OPTIMIZER_CHUNK_BYTES", "DeviceCompute", "LAYER_HOOKS"]
+
+# The axes that act around each layer, in order: their before_forward, after_forward,
+# before_backward and after_backward hooks (a new axis's module goes here).
+LAYER_HOOKS = (tensor, expert)
 
 
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
@@ -104,32 +108,22 @@ class DeviceCompute:
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
 
-    # Tensor parallelism around layer i (hw/parallelism.tensor_split), and expert
-    # parallelism's all-to-alls (mcdla.sim.expert); ``tag`` tells apart the
-    # micro-batches of a pipeline.
-    def _tp_before_forward(self, i: int, tag: tuple = ()):
-        plan = self.plan
-        for p in plan.tp.gathers.get(i, ()):  # split inputs the layer needs whole
-            yield self.tensor_stream.join(("tp-gather", *tag, i, p), "all_gather", plan.group_full_bytes[p], device=self.device)
-        yield from expert.before_forward(self, i, tag)
+    # The axes' hooks around layer i (LAYER_HOOKS); ``tag`` tells apart the micro-batches.
+    def _before_forward(self, i: int, tag: tuple = ()):
+        for axis in LAYER_HOOKS:
+            yield from axis.before_forward(self, i, tag)
 
-    def _tp_after_forward(self, i: int, tag: tuple = ()):
-        plan = self.plan
-        if i in plan.tp.reduce_out:  # a row-parallel layer's partial output, summed over the group
-            yield self.tensor_stream.join(("tp-out", *tag, i), plan.tp.out_op(), plan.group_full_bytes[i], device=self.device)
-        yield from expert.after_forward(self, i, tag)
+    def _after_forward(self, i: int, tag: tuple = ()):
+        for axis in LAYER_HOOKS:
+            yield from axis.after_forward(self, i, tag)
 
-    def _tp_before_backward(self, i: int, tag: tuple = ()):
-        plan = self.plan
-        if plan.tp.sequence and i in plan.tp.reduce_out:  # dY arrives as token shards
-            yield self.tensor_stream.join(("tp-dY", *tag, i), "all_gather", plan.group_full_bytes[i], device=self.device)
-        yield from expert.before_backward(self, i, tag)
+    def _before_backward(self, i: int, tag: tuple = ()):
+        for axis in LAYER_HOOKS:
+            yield from axis.before_backward(self, i, tag)
 
-    def _tp_after_backward(self, i: int, tag: tuple = ()):
-        plan = self.plan
-        for p in plan.tp.partial_dx.get(i, ()):  # column-parallel consumers' partial dX, summed
-            yield self.tensor_stream.join(("tp-dX", *tag, p), plan.tp.dx_op(p), plan.group_full_bytes[p], device=self.device)
-        yield from expert.after_backward(self, i, tag)
+    def _after_backward(self, i: int, tag: tuple = ()):
+        for axis in LAYER_HOOKS:
+            yield from axis.after_backward(self, i, tag)
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
@@ -292,7 +286,7 @@ class DeviceCompute:
                 if p not in gathered:
                     gathered.add(p)
                     yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
-            yield from self._tp_before_forward(i, tag)
+            yield from self._before_forward(i, tag)
             group = layer.weight_group
             if self._zero3 and group is not None and plan.group_first[group] == i:
                 yield from self._weights_ready(group, "fwd", plan.weight_order, weights)
@@ -301,7 +295,7 @@ class DeviceCompute:
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}{label}", "fwd")
             if self._zero3 and group is not None and plan.group_last[group] == i:
                 self._drop_weights(group)
-            yield from self._tp_after_forward(i, tag)
+            yield from self._after_forward(i, tag)
             for p in (*layer.inputs, i):
                 if chunk.last_fwd_use.get(p) != i:
                     continue
@@ -342,14 +336,14 @@ class DeviceCompute:
             if training.regather and layers[i].weight_group is not None:
                 for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
                     yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
-            yield from self._tp_before_backward(i, tag)
+            yield from self._before_backward(i, tag)
             memory.record.backward_start[i] = self.env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}{label}", "bwd")
             for t in chunk.frees[k]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if self._zero3 and group is not None and plan.group_first[group] == i:
                 self._drop_weights(group)
-            yield from self._tp_after_backward(i, tag)
+            yield from self._after_backward(i, tag)
             yield from self._gradients_of(i, j)
         if self.work.stashed:
             memory.free(chunk.stash_bytes)

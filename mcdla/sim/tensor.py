@@ -1,0 +1,43 @@
+"""Tensor parallelism's hooks around a layer (the plan's split: hw/parallelism.tensor_split).
+
+Each hook is a generator the device runs around layer i's kernel, as every axis that
+acts around a layer does (:data:`mcdla.sim.device.LAYER_HOOKS`; expert parallelism's
+are :mod:`mcdla.sim.expert`): the collectives over the device's tensor-parallel group,
+``tag`` telling apart the micro-batches of a schedule. The paper's model-parallel
+gathers and dX are the device's own (they split every layer over all the devices).
+"""
+
+from __future__ import annotations
+
+__all__ = ["before_forward", "after_forward", "before_backward", "after_backward"]
+
+
+def _join(device, key: tuple, op: str, tensor: int):
+    return device.tensor_stream.join(key, op, device.plan.group_full_bytes[tensor], device=device.device)
+
+
+def before_forward(device, i: int, tag: tuple = ()):
+    """The split inputs layer i needs whole, all-gathered."""
+    for p in device.plan.tp.gathers.get(i, ()):
+        yield _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
+
+
+def after_forward(device, i: int, tag: tuple = ()):
+    """A row-parallel layer's partial output, summed over the group."""
+    tp = device.plan.tp
+    if i in tp.reduce_out:
+        yield _join(device, ("tp-out", *tag, i), tp.out_op(), i)
+
+
+def before_backward(device, i: int, tag: tuple = ()):
+    """With sequence parallelism, dY arrives as token shards: all-gathered."""
+    tp = device.plan.tp
+    if tp.sequence and i in tp.reduce_out:
+        yield _join(device, ("tp-dY", *tag, i), "all_gather", i)
+
+
+def after_backward(device, i: int, tag: tuple = ()):
+    """Column-parallel consumers' partial dX, summed."""
+    tp = device.plan.tp
+    for p in tp.partial_dx.get(i, ()):
+        yield _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)
