@@ -180,14 +180,16 @@ def test_two_level_switch_rings_run_leaf_to_leaf_over_the_spines(tmp_path):
     {"name": "two_level_switch", "domains": 10**6, "devices_per_domain": 10**6, "links_per_device": 1,
      "spines": 1, "uplinks": 1},
 ])
-def test_a_huge_generator_is_refused_before_it_builds(generator, tmp_path):
-    import time
+def test_a_huge_generator_is_refused_before_it_builds(generator, tmp_path, monkeypatch):
+    import mcdla.hw.topology as hw_topology
 
+    def never(*args, **kwargs):
+        raise AssertionError("a graph was built for a refused generator")
+
+    monkeypatch.setattr(hw_topology, "build_topology", never)
     doc = dict(GENERATED["ring"], fabric_switch="nvswitch3", generator=generator)
-    started = time.perf_counter()
     with pytest.raises(InputError, match=r"gen\.yaml: generator: \d+ nodes is more than a generator writes"):
         load_topology(_file(tmp_path, doc))
-    assert time.perf_counter() - started < 2.0
 
 
 def test_beyond_the_node_limit_the_graph_refuses(tmp_path, monkeypatch):
@@ -203,14 +205,16 @@ def test_beyond_the_node_limit_the_graph_refuses(tmp_path, monkeypatch):
         load_topology(_file(tmp_path, doc))
 
 
-def test_a_ring_of_a_thousand_devices_derives_without_a_search(tmp_path):
-    import time
+def test_a_ring_of_a_thousand_devices_derives_without_a_search(tmp_path, monkeypatch):
+    import mcdla.hw.rings as rings
 
+    def never(*args, **kwargs):
+        raise AssertionError("the rings of a plain cycle were searched for")
+
+    monkeypatch.setattr(rings, "_search", never)
     doc = dict(GENERATED["ring"], generator={"name": "ring", "devices": 1000, "links_per_pair": 3})
-    started = time.perf_counter()
     topo = load_topology(_file(tmp_path, doc))
     assert len(topo.rings) == 6 and topo.rings[0].size == 1000
-    assert time.perf_counter() - started < 10.0
 
 
 def test_a_ring_search_that_runs_too_long_asks_for_rings(tmp_path, monkeypatch):
