@@ -47,13 +47,13 @@ import sys
 import time
 from pathlib import Path
 
-import simpy
-
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "benchmarks"):  # run from a checkout without installing; its sibling modules
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from mcdla.run import simulate  # noqa: E402
+from yardstick import raw_simpy_rate  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SCALE_SIZES, SCALE_QUICK = (64, 256, 1024), (64,)
 # The wall-time targets on the machine they were set on, whose raw SimPy rate was
@@ -76,23 +76,6 @@ BATCH = 512
 ITERATION_TARGET = 500e3  # raw SimPy timeouts per simulated iteration, on average
 STARTUP_TARGET = 150e3  # raw SimPy timeouts per CLI start-up
 UNBOUNDED = (("topology.device_memory", "unbounded"),)
-
-
-def raw_simpy_rate(timeouts: int, repeat: int = 3) -> float:
-    """Timeouts per second of a bare SimPy loop: the machine's yardstick (best of ``repeat``)."""
-    best = 0.0
-    for _ in range(repeat):
-        env = simpy.Environment()
-
-        def loop(env):
-            for _ in range(timeouts):
-                yield env.timeout(1)
-
-        env.process(loop(env))
-        started = time.perf_counter()
-        env.run()
-        best = max(best, timeouts / (time.perf_counter() - started))
-    return best
 
 
 def run_point(topology: str, policy: str, workload: str, parallel: str, batch: int,
@@ -194,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import scale
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", type=int, default=0, metavar="N", help="print the profile's top N")
     args = parser.parse_args(argv)
 
-    from bench import raw_simpy_rate  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+    from yardstick import raw_simpy_rate  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
     raw = raw_simpy_rate(200_000)
     print(f"raw_simpy_rate: {raw:,.0f} timeouts/s")
