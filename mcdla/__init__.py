@@ -11,7 +11,7 @@ The Python API (:mod:`mcdla.api`): ``mcdla.simulate``, ``mcdla.collective``,
 use, so ``import mcdla`` stays light (no SimPy, pandas or matplotlib).
 """
 
-__version__ = "0.1.0"
+from mcdla.version import __version__  # noqa: F401  (mcdla.__version__)
 
 # The API's names, resolved by __getattr__ from mcdla.api when first used.
 _API = ("simulate", "collective", "serve", "sweep", "plan", "validate", "SimResult", "CollectiveResult",

@@ -84,3 +84,13 @@ def test_search_path_finds_a_users_topology(installed, tmp_path):
     result = _run([str(python.parent / "mcdla"), "sim", "--topology", "solo", "--batch", "16", "--format", "json"],
                   work, {**env, "MCDLA_PATH": str(tmp_path / "mine")})
     assert '"iteration_time_s"' in result.stdout
+
+
+def test_the_package_says_the_version_pyproject_installs():
+    import tomllib
+    from pathlib import Path
+
+    import mcdla
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == mcdla.__version__

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from mcdla import __version__
+from mcdla.version import __version__
 
 # Command name -> module in mcdla.cli (a trailing _ where the name is a Python keyword);
 # order is the order of ``mcdla --help``.

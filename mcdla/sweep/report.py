@@ -810,7 +810,7 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
                   plots_dir: Path | str | None, report_path: Path | str,
                   figures: Mapping[str, Sequence[str]] = {}) -> str:
     """The Markdown text of the report (``report_path`` is used for relative figure links)."""
-    from mcdla import __version__
+    from mcdla.version import __version__
 
     lines = [
         "# mcdla beside the paper",
