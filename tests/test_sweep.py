@@ -262,3 +262,26 @@ def test_the_report_says_which_points_ran_which_were_reused_and_which_were_not_s
     third = report("--report-only", "--only", "fig09", "--only", "cdma")
     assert ("No experiment was swept in this run. Not swept in this run (left out by `--only` or "
             "`--report-only`, or refused), reported from the results found: fig09, cdma (32 points).") in third
+
+
+def test_points_that_do_not_fit_are_a_finding_not_a_failure(tmp_path):
+    """A memory study's "does not fit" point (error_kind infeasible) is counted apart in
+    the report, and `reproduce` still exits 0; any other error fails it."""
+    import pandas as pd
+
+    from mcdla.cli.main import main
+
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--only", "fig09", "--jobs", "1", "--quiet", "--out", str(out)]) == 0
+    table_path = out / "results" / "fig09" / "results.csv"
+    table = pd.read_csv(table_path, dtype={"status": object, "error_kind": object, "error": object})
+    table.loc[0, ["status", "error_kind", "error"]] = ["error", "infeasible", "device D0: does not fit"]
+    table.to_csv(table_path, index=False)
+    args = ["reproduce", "--report-only", "--only", "fig09", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    report = (out / "docs" / "results.md").read_text()
+    assert "| fig09 | 16 | 0 | 0 |" in report and "1 do not fit their design" in report
+    table.loc[0, "error_kind"] = "exception"
+    table.to_csv(table_path, index=False)
+    assert main(args) == 1
+    assert "| fig09 | 16 | 0 | 1 |" in (out / "docs" / "results.md").read_text()

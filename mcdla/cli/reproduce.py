@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     statuses, tables, figures = [], {}, {}
     for experiment in experiments:
         folder = root / "results" / experiment.name
-        problem, ran, failed, simulated_s, swept = "", 0, 0, 0.0, False
+        problem, ran, failed, unfit, simulated_s, swept = "", 0, 0, 0, 0.0, False
         if experiment.name in selected and not args.report_only:
             try:
                 result = run_sweep(experiment, out=folder, jobs=args.jobs, executor=args.executor,
@@ -96,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
             tables[experiment.name] = table
             records = read_journal(folder / "journal.jsonl")
             simulated_s = sum(float(r.get("elapsed_s", 0.0)) for r in records.values())
-            failed = failed or int((tables[experiment.name]["status"] != "ok").sum())
+            # A point that does not fit its design is a result of a memory study (what fits
+            # where), counted apart; any other error is a failure.
+            bad = table["status"] != "ok"
+            unfit = int((bad & (table.get("error_kind") == "infeasible")).sum()) if "error_kind" in table else 0
+            failed = int(bad.sum()) - unfit
             if not ran and not records:
                 problem = problem or "no journal"
             try:
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             problem = "no results"
         statuses.append(ExperimentStatus(experiment.name, points=len(experiment.points), failed=failed,
                                          ran=ran, problem=problem, simulated_s=simulated_s,
-                                         swept=swept))
+                                         swept=swept, unfit=unfit))
     if not tables:  # an all-"n/a" report would only destroy the one already there
         raise InputError(f"no results under {root / 'results'}: not writing a report without numbers "
                          "(run without --report-only first)", file=str(report))

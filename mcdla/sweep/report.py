@@ -145,6 +145,7 @@ class ExperimentStatus:
     problem: str = ""  # why the sweep or its figures could not be made
     simulated_s: float = 0.0  # the points' own run times, summed from the journal
     swept: bool = True  # swept in this run (not left out by --only or --report-only, nor refused)
+    unfit: int = 0  # points that do not fit their design: a finding of the study, not a failure
 
 
 def _designs(tables: Tables, name: str = "fig11_13") -> pd.DataFrame:
@@ -830,8 +831,10 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         "|---|---:|---:|---:|---:|---|",
     ]
     for status in statuses:
+        note = "; ".join(x for x in (f"{status.unfit} do not fit their design" if status.unfit else "",
+                                     status.problem.replace("|", "/")) if x)
         lines.append(f"| {status.name} | {status.points} | {status.ran} | {status.failed} | "
-                     f"{status.simulated_s:.1f} s | {status.problem.replace('|', '/')} |")
+                     f"{status.simulated_s:.1f} s | {note} |")
     values = {metric.id: value for metric, value in compute(tables)}
     lines += ["", "## In short", ""] + _summary(values) + ["", "## Numbers", "",
               "| metric | paper | mcdla | mcdla / paper | explanation |",
