@@ -1,8 +1,9 @@
 """LLM serving: continuous batching over a paged KV cache, a driver beside training.
 
-The topology's devices form serving instances of ``serving.tensor_parallel`` devices
-each (consecutive devices, as a tensor group in training); requests are dealt to the
-instances in turn as they arrive. Each :class:`Engine` runs iterations as vLLM's
+The topology's devices form serving instances of ``serving.tensor_parallel`` x
+``serving.pipeline_parallel`` devices each (consecutive devices: a tensor group per
+pipeline stage, the stages in order); requests are dealt to the instances in turn as
+they arrive. Each :class:`Engine` runs iterations as vLLM's
 scheduler and Sarathi-Serve's chunked prefill do:
 
 1. the running requests, in admission order: a decode token each, or the next prefill
@@ -20,7 +21,8 @@ the other instances' (:func:`kv_routes`); (b) computes for the time
 :class:`~mcdla.hw.serving.ServingModel` gives; (c) runs tensor parallelism's
 all-reduces on the flow network: one collective carrying the bytes of all of them
 (the step's 2 per layer are alike), and the fixed cost (launch, latency) of each
-other one from the algorithm's closed form at a tiny size. Events grow with
+other one from the algorithm's closed form at a tiny size; (d) with pipeline stages,
+sends the batch's activations from each stage to the next (:meth:`Engine._send`). Events grow with
 iterations and transfers, never with tokens x requests. A request's first token
 comes at the end of the iteration that completes its prefill; each later one at the
 end of an iteration that decodes it.
