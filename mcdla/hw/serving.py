@@ -23,6 +23,10 @@ array otherwise, memory-bound kernels at the achievable HBM bandwidth, a launch 
   batch's tokens x its output width (their count and bytes here; the driver runs
   them on the flow network).
 
+With pipeline stages (``stages``), a device holds its stage's weights and its stage's
+layers' cache; the iteration still computes every layer (the stages run in turn) and
+adds, per stage boundary, the tensors the next stage reads (:attr:`ServingModel.boundary_elems`).
+
 KV bytes per token (all devices, the whole model): ``2 x layers x kv_heads x
 head_dim x bytes`` for multi-head and grouped-query attention (K and V; V's head
 size where it differs); with DeepSeek's multi-head latent attention the cache holds
