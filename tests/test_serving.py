@@ -278,3 +278,20 @@ def test_pipelined_decode_never_beats_reading_every_stage_from_hbm():
     for seconds, seqs in decodes:
         floor = (70_553_706_496 * 2 / 2 * 0.99 + seqs * 1024 * 4 * 40_960) / 3.35e12
         assert seconds >= floor
+
+
+def test_disaggregated_stages_hand_on_their_share_of_the_cache():
+    # Prefill and decode instances of two stages (one H100 each, Llama-3 8B): each stage's device
+    # hands on its 16 blocks' half of a request's cache (131,072 B a token in all), and stage 0 sends
+    # the activations (4,096 x 2 bytes a token) of the 512 prompt tokens, or of the 7 decoded ones.
+    sets = [("serving.pipeline_parallel", 2), ("serving.prefill_devices", 4), ("serving.decode_devices", 4),
+            ("serving.requests", 16), ("serving.prompt_tokens", 512), ("serving.output_tokens", 8),
+            ("serving.rate", 4)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["requests"] == 16 and r["instances"] == 4
+
+    def sent(devices):
+        return sum(v for k, v in r["link_bytes"].items() if k.split(">")[0] in {f"D{d}" for d in devices})
+
+    assert sent(range(4)) == pytest.approx(16 * 512 * (131_072 + 4096 * 2))
+    assert sent(range(4, 8)) == pytest.approx(16 * 7 * 4096 * 2)
