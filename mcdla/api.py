@@ -142,7 +142,8 @@ class ServeResult(_Result):
     topology: str
     workload: str
     tensor_parallel: int
-    instances: int  # serving instances: the devices over tensor_parallel
+    pipeline_parallel: int  # stages of tensor_parallel devices per instance
+    instances: int  # serving instances: the devices over tensor_parallel x pipeline_parallel
     kv_tier: str
     requests: int
     rate_requests_s: float | None  # the arrival rate (None: a trace's requests)

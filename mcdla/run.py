@@ -243,7 +243,7 @@ def serve(topology: str = "dgx_h100", workload: str = "llama3_8b", sets: Sequenc
     from mcdla.hw.serving import ServingModel, kv_geometry
     from mcdla.hw.topology import load_topology
     from mcdla.metrics.serving import summarize_serving
-    from mcdla.sim.serving import ServingRun
+    from mcdla.sim.serving import ServingRun, serving_stages
 
     if trace is not None:
         from mcdla.io.trace import check_trace_path
@@ -254,7 +254,8 @@ def serve(topology: str = "dgx_h100", workload: str = "llama3_8b", sets: Sequenc
     with collection_paused():
         work, latent = _serving_workload(workload, workload_sets)
         topo = load_topology(topology, topology_sets)
-        model = ServingModel(topo.device, work, spec.tensor_parallel, kv_geometry(work, latent))
+        model = ServingModel(topo.device, work, spec.tensor_parallel, kv_geometry(work, latent),
+                             serving_stages(work, spec.pipeline_parallel))
         run = ServingRun(topo, model, spec, make_requests(spec))
         started = time.perf_counter()
         record = run.run()

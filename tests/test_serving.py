@@ -12,6 +12,7 @@ from mcdla.errors import InfeasibleError, InputError
 from mcdla.run import _serving_workload, serve
 from mcdla.hw.serving import ServingModel, kv_geometry
 from mcdla.hw.topology import load_topology
+from mcdla.sim.serving import serving_stages
 
 # A small, fast serving point: Llama-3 8B on one H100 per instance of a DGX H100.
 SMALL = [("serving.requests", 24), ("serving.prompt_tokens", 512), ("serving.output_tokens", 24)]
@@ -148,6 +149,10 @@ def test_weights_that_do_not_fit_are_refused_with_sizes():
     (["--set", "serving.prefill_devices=6", "--set", "serving.decode_devices=4"], "serving.decode_devices"),
     (["--set", "serving.prefill_devices=3", "--set", "serving.decode_devices=4", "--set", "serving.tensor_parallel=2"],
      "serving.prefill_devices"),
+    (["--set", "serving.pipeline_parallel=3"], "serving.pipeline_parallel"),
+    (["--set", "serving.pipeline_parallel=40"], "serving.pipeline_parallel"),  # Llama-3 8B has 32 blocks
+    (["--set", "serving.prefill_devices=2", "--set", "serving.decode_devices=4", "--set", "serving.pipeline_parallel=4"],
+     "serving.prefill_devices"),
 ])
 def test_bad_input_exits_2_naming_the_key(args, key, capsys, tmp_path):
     out = tmp_path / "r.json"
@@ -222,3 +227,71 @@ def test_events_grow_with_iterations_not_tokens_times_requests():
     r = serve("dgx_h100", "llama3_8b", sets)
     assert r["mean_batch_tokens"] > 30
     assert r["events"] < 4 * r["iterations"] + 4 * r["requests"]
+
+
+def test_pipeline_stages_send_the_batch_activations_by_hand():
+    # Llama-3 8B in two stages of one H100 each (four instances): every token an iteration computes
+    # leaves stage 0 once, its residual stream of 4,096 (hidden size, Meta's model card) x 2 bytes.
+    # Instance 0 gets requests 0 and 4 of 8: 2 x (512 prompt + 23 decoded) tokens.
+    sets = [("serving.pipeline_parallel", 2), ("serving.requests", 8), ("serving.prompt_tokens", 512),
+            ("serving.output_tokens", 24)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["instances"] == 4 and r["pipeline_parallel"] == 2
+    sent = sum(v for k, v in r["link_bytes"].items() if k.startswith("D0>"))
+    assert sent == pytest.approx(2 * (512 + 23) * 4096 * 2)
+    assert sum(v for k, v in r["link_bytes"].items() if k.startswith("D1>")) == 0  # the last stage sends nothing
+
+
+def test_pipeline_stages_hold_a_share_of_the_kv_cache_and_weights():
+    # Llama-3 70B's 80 blocks over 4 stages of 2 H100s: 20 blocks' cache a device, 1 KV head of 8 each
+    # half of the group: 2 (K, V) x 20 x 4 x 128 x 2 bytes.
+    work, latent = _serving_workload("llama3_70b", [])
+    topo = load_topology("dgx_h100")
+    one = ServingModel(topo.device, work, 2, kv_geometry(work, latent))
+    four = ServingModel(topo.device, work, 2, kv_geometry(work, latent), serving_stages(work, 4))
+    assert [sum(work.layers[i].attention is not None for i in s) for s in four.stages] == [20] * 4
+    assert four.kv_device_bytes == 2 * 20 * 4 * 128 * 2 == one.kv_device_bytes // 4
+    assert one.weight_bytes / 4 < four.weight_bytes < one.weight_bytes / 3.5  # the embedding's stage holds the most
+    # An instance's cache: at least 4 times the tokens (a quarter of the bytes a token, more room left).
+    base = [("serving.tensor_parallel", 2), ("serving.requests", 4), ("serving.output_tokens", 4),
+            ("serving.prompt_tokens", 256)]
+    cap = {p: serve("dgx_h100", "llama3_70b", base + [("serving.pipeline_parallel", p)])["kv_capacity_tokens"]
+           for p in (1, 4)}
+    assert cap[4] >= 4 * cap[1]
+
+
+def test_pipelined_decode_never_beats_reading_every_stage_from_hbm():
+    # The stages run in turn: a decode step reads all of the weights (over 2 x 4 H100s, 1/2 each
+    # stage's) and the cache from HBM at 3.35 TB/s (H100 SXM5 datasheet), then sends.
+    from mcdla.config.serving import serving_spec
+    from mcdla.config.serving import Request
+    from mcdla.sim.serving import ServingRun
+
+    work, latent = _serving_workload("llama3_70b", [])
+    topo = load_topology("dgx_h100")
+    model = ServingModel(topo.device, work, 2, kv_geometry(work, latent), serving_stages(work, 4))
+    spec = serving_spec({"tensor_parallel": 2, "pipeline_parallel": 4})
+    run = ServingRun(topo, model, spec, [Request(0.0, 1024, 16) for _ in range(8)])
+    record = run.run()
+    decodes = [(end - start, n) for _, start, end, _, n, prefills in record.iterations if prefills == 0]
+    assert decodes
+    for seconds, seqs in decodes:
+        floor = (70_553_706_496 * 2 / 2 * 0.99 + seqs * 1024 * 4 * 40_960) / 3.35e12
+        assert seconds >= floor
+
+
+def test_disaggregated_stages_hand_on_their_share_of_the_cache():
+    # Prefill and decode instances of two stages (one H100 each, Llama-3 8B): each stage's device
+    # hands on its 16 blocks' half of a request's cache (131,072 B a token in all), and stage 0 sends
+    # the activations (4,096 x 2 bytes a token) of the 512 prompt tokens, or of the 7 decoded ones.
+    sets = [("serving.pipeline_parallel", 2), ("serving.prefill_devices", 4), ("serving.decode_devices", 4),
+            ("serving.requests", 16), ("serving.prompt_tokens", 512), ("serving.output_tokens", 8),
+            ("serving.rate", 4)]
+    r = serve("dgx_h100", "llama3_8b", sets)
+    assert r["requests"] == 16 and r["instances"] == 4
+
+    def sent(devices):
+        return sum(v for k, v in r["link_bytes"].items() if k.split(">")[0] in {f"D{d}" for d in devices})
+
+    assert sent(range(4)) == pytest.approx(16 * 512 * (131_072 + 4096 * 2))
+    assert sent(range(4, 8)) == pytest.approx(16 * 7 * 4096 * 2)

@@ -58,8 +58,9 @@ class ServingSpec:
       instances, requests dealt to them in turn. ``prefill_devices`` and
       ``decode_devices`` (both, multiples of tensor_parallel) split the first devices
       into prefill instances and decode instances (Splitwise, DistServe): a request's
-      KV cache moves from one to the other after its prefill. ``pipeline_parallel`` is
-      not modelled yet (anything but 1 is refused).
+      KV cache moves from one to the other after its prefill. ``pipeline_parallel``: p
+      stages of tensor_parallel devices each make an instance (the blocks split evenly
+      over them, the activations sent stage to stage; docs/serving.md).
     - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
       (``mcdla serve --slo ttft=...,tpot=...``).
     """
@@ -93,17 +94,16 @@ class ServingSpec:
         if self.preemption == "swap" and self.kv_tier != "hbm":
             raise InputError("swap preemption copies a request's HBM blocks to the backing store; with the "
                              f"cache on kv_tier={self.kv_tier} use preemption=recompute", key="serving.preemption")
-        if self.pipeline_parallel != 1:
-            raise InputError("pipeline-parallel serving is not modelled yet; use tensor_parallel",
-                             key="serving.pipeline_parallel")
         if (self.prefill_devices == 0) != (self.decode_devices == 0):
             key = "serving.decode_devices" if self.prefill_devices else "serving.prefill_devices"
             raise InputError("disaggregated serving needs both prefill_devices and decode_devices (or neither)",
                              key=key)
+        size = self.tensor_parallel * self.pipeline_parallel  # an instance's devices
         for key in ("prefill_devices", "decode_devices"):
-            if getattr(self, key) % self.tensor_parallel:
-                raise InputError(f"{getattr(self, key)} is not a multiple of tensor_parallel={self.tensor_parallel}",
-                                 key=f"serving.{key}")
+            if getattr(self, key) % size:
+                what = (f"tensor_parallel={self.tensor_parallel}" if self.pipeline_parallel == 1 else
+                        f"tensor_parallel x pipeline_parallel = {size}")
+                raise InputError(f"{getattr(self, key)} is not a multiple of {what}", key=f"serving.{key}")
 
     @property
     def chunk_tokens(self) -> int:

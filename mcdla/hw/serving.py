@@ -23,6 +23,10 @@ array otherwise, memory-bound kernels at the achievable HBM bandwidth, a launch 
   batch's tokens x its output width (their count and bytes here; the driver runs
   them on the flow network).
 
+With pipeline stages (``stages``), a device holds its stage's weights and its stage's
+layers' cache; the iteration still computes every layer (the stages run in turn) and
+adds, per stage boundary, the tensors the next stage reads (:attr:`ServingModel.boundary_elems`).
+
 KV bytes per token (all devices, the whole model): ``2 x layers x kv_heads x
 head_dim x bytes`` for multi-head and grouped-query attention (K and V; V's head
 size where it differs); with DeepSeek's multi-head latent attention the cache holds
@@ -91,16 +95,22 @@ class StepCost:
     allreduce_bytes: float  # their messages summed (one rank's buffer each)
     weight_bytes: float  # the weights it holds (a dense model reads them all every iteration)
     kv_read_bytes: float  # the KV cache its attention reads
+    sends: tuple[float, ...] = ()  # pipeline parallelism: bytes each rank sends across stage boundary s
 
 
 class ServingModel:
     """The cost model of one instance (``tp`` devices) serving ``workload`` on ``device``.
 
     ``workload`` is expanded with one token per sample (``seq_len: 1``). Layers alike in
-    all but their name (a block repeated) are timed once and counted."""
+    all but their name (a block repeated) are timed once and counted. ``stages``: with
+    pipeline parallelism, each stage's layers (:func:`mcdla.sim.serving.serving_stages`);
+    a device then holds its stage's weights and KV cache, and the iteration's time is
+    still every layer's (the stages run one after another), plus the sends between them."""
 
-    def __init__(self, device: DeviceSpec, workload: Workload, tp: int, geometry: KvGeometry):
+    def __init__(self, device: DeviceSpec, workload: Workload, tp: int, geometry: KvGeometry,
+                 stages: tuple[range, ...] = ()):
         self.device, self.workload, self.tp, self.kv = device, workload, tp, geometry
+        self.stages = stages or (range(len(workload.layers)),)
         self.prec = workload.precision_bytes
         try:
             split = tensor_split(workload.layers, tp)
@@ -120,14 +130,51 @@ class ServingModel:
         self._dense: dict[tuple[int, int], float] = {}
 
     @cached_property
+    def stage_of(self) -> tuple[int, ...]:
+        """Layer -> the pipeline stage that runs it."""
+        return tuple(s for s, members in enumerate(self.stages) for _ in members)
+
+    @cached_property
     def weight_bytes(self) -> float:
-        """Weights one device holds: every split layer's 1/t, the replicated ones whole."""
+        """Weights one device holds: every split layer's 1/t, the replicated ones whole;
+        with pipeline stages, those of the stage holding the most (a weight shared by
+        two stages, as tied embeddings, held in the first that uses it)."""
         split = tensor_split(self.workload.layers, self.tp)  # (checked in __init__)
-        held = {}
-        for layer, shards in zip(self.workload.layers, split.shards):
+        held, stage = {}, {}
+        for layer, shards, s in zip(self.workload.layers, split.shards, self.stage_of):
             if layer.weight_group is not None and layer.params:
                 held[layer.weight_group] = max(held.get(layer.weight_group, 0.0), layer.params / shards)
-        return sum(held.values()) * self.prec
+                stage.setdefault(layer.weight_group, s)
+        per_stage = [0.0] * len(self.stages)
+        for group, size in held.items():
+            per_stage[stage[group]] += size
+        return max(per_stage) * self.prec
+
+    @cached_property
+    def kv_device_bytes(self) -> int:
+        """KV bytes per token on one device: its tensor share of its stage's attention
+        layers (the stage with the most)."""
+        counts = [0] * len(self.stages)
+        for layer, s in zip(self.workload.layers, self.stage_of):
+            counts[s] += layer.attention is not None
+        return self.kv.bytes_per_token(self.tp) // self.kv.layers * max(counts)
+
+    @cached_property
+    def boundary_elems(self) -> tuple[int, ...]:
+        """Stage boundary s -> the elements per token crossing it from stage s to s + 1:
+        every tensor a later stage reads, sent once per boundary it crosses (the
+        residual stream between blocks: tokens x hidden)."""
+        crossing = [0] * (len(self.stages) - 1)
+        counted = set()
+        for i, layer in enumerate(self.workload.layers):
+            if layer.kind in _NOT_SERVED:
+                continue
+            for q in layer.inputs:
+                for s in range(self.stage_of[q], self.stage_of[i]):
+                    if (q, s) not in counted:
+                        crossing[s] += self.workload.layers[q].out_elems_per_sample
+                        counted.add((q, s))
+        return tuple(crossing)
 
     def _dense_s(self, tokens: int, sampled: int) -> float:
         """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``)."""
@@ -205,7 +252,8 @@ class ServingModel:
             seconds += self.kv.layers * s
             kv_read += self.kv.layers * b
         reduce_bytes = float(sum(l.out_elems_per_sample for l in self.reduced) * tokens * self.prec)
-        return StepCost(seconds, len(self.reduced), reduce_bytes, self.weight_bytes, kv_read)
+        sends = tuple(float(elems * tokens * self.prec) for elems in self.boundary_elems)
+        return StepCost(seconds, len(self.reduced), reduce_bytes, self.weight_bytes, kv_read, sends)
 
     def prefill_flops_floor_s(self, tokens: int) -> float:
         """The least time ``tokens`` of prefill can take: their MACs at the device's peak

@@ -34,7 +34,7 @@ def summarize_serving(record, run, workload: str, wall_s: float) -> dict:
     makespan = max(r.done_s for r in reqs) - start
     tokens = sum(r.output for r in reqs)
     tp = spec.tensor_parallel
-    block_bytes = spec.block_tokens * run.kv_device_bytes * tp  # a block on every device of an instance
+    block_bytes = spec.block_tokens * run.model.kv.bytes_per_token(tp) * tp  # a block over the devices of an instance
     peak = {"hbm": record.peak_blocks.get("hbm", 0) * block_bytes}
     if run.tier is not None:
         peak[run.tier] = record.peak_blocks.get("tier", 0) * block_bytes
@@ -42,6 +42,7 @@ def summarize_serving(record, run, workload: str, wall_s: float) -> dict:
         "topology": topology.name,
         "workload": workload,
         "tensor_parallel": tp,
+        "pipeline_parallel": spec.pipeline_parallel,
         "instances": len(run.engines),
         "kv_tier": spec.kv_tier,
         "requests": len(reqs),

@@ -1,8 +1,9 @@
 """LLM serving: continuous batching over a paged KV cache, a driver beside training.
 
-The topology's devices form serving instances of ``serving.tensor_parallel`` devices
-each (consecutive devices, as a tensor group in training); requests are dealt to the
-instances in turn as they arrive. Each :class:`Engine` runs iterations as vLLM's
+The topology's devices form serving instances of ``serving.tensor_parallel`` x
+``serving.pipeline_parallel`` devices each (consecutive devices: a tensor group per
+pipeline stage, the stages in order); requests are dealt to the instances in turn as
+they arrive. Each :class:`Engine` runs iterations as vLLM's
 scheduler and Sarathi-Serve's chunked prefill do:
 
 1. the running requests, in admission order: a decode token each, or the next prefill
@@ -20,7 +21,8 @@ the other instances' (:func:`kv_routes`); (b) computes for the time
 :class:`~mcdla.hw.serving.ServingModel` gives; (c) runs tensor parallelism's
 all-reduces on the flow network: one collective carrying the bytes of all of them
 (the step's 2 per layer are alike), and the fixed cost (launch, latency) of each
-other one from the algorithm's closed form at a tiny size. Events grow with
+other one from the algorithm's closed form at a tiny size; (d) with pipeline stages,
+sends the batch's activations from each stage to the next (:meth:`Engine._send`). Events grow with
 iterations and transfers, never with tokens x requests. A request's first token
 comes at the end of the iteration that completes its prefill; each later one at the
 end of an iteration that decodes it.
@@ -36,18 +38,40 @@ from mcdla.config.serving import Request, ServingSpec
 from mcdla.errors import InfeasibleError, InputError, InvariantError
 from mcdla.hw.memory import reduction_rate_Bps
 from mcdla.hw.network import p2p_paths, sub_ring
+from mcdla.hw.parallelism import pipeline_stages
 from mcdla.hw.serving import ServingModel
 from mcdla.sim import fit
 from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.offload import block_of
 
-__all__ = ["ServingRun", "ServingRecord", "kv_routes", "tier_of"]
+__all__ = ["ServingRun", "ServingRecord", "kv_routes", "tier_of", "serving_stages"]
 
 # How KV blocks spread over the stores a device reaches (mcdla.config.placement).
 KV_PLACEMENT = "bw_aware"
 # A message tiny next to any all-reduce's, whose closed-form time is the collective's fixed cost.
 _TINY_BYTES = 1.0
+
+
+def serving_stages(workload, p: int) -> tuple[range, ...]:
+    """The layers of each of ``p`` pipeline stages: the transformer blocks split evenly
+    by count, whole (vLLM's and TensorRT-LLM's split), the embedding in the first stage,
+    the final norm and the vocabulary projection in the last (() when p is 1)."""
+    if p == 1:
+        return ()
+    layers = workload.layers
+    blocks = sum(1 for layer in layers if layer.attention is not None)
+    if p > blocks:
+        raise InputError(f"pipeline_parallel={p} is more than the {blocks} transformer blocks of "
+                         f"{workload.name}", key="serving.pipeline_parallel")
+    names = [block_of(layer.name) for layer in layers]
+    cuts = [i for i in range(1, len(layers)) if names[i] != names[i - 1]]  # where a block instance starts
+    # A block counts 1 at its first layer (where a stage may start): the split whose
+    # largest stage is least is an even one.
+    attended = {names[i] for i, layer in enumerate(layers) if layer.attention is not None}
+    starts = set(cuts)
+    return pipeline_stages([float(i in starts and names[i] in attended) for i in range(len(layers))], p, cuts)
 
 
 def tier_of(topology, kv_tier: str) -> str | None:
@@ -251,6 +275,8 @@ class Engine:
             yield env.timeout(cost.compute_s)
             if cost.allreduces:
                 yield from self._all_reduce(cost)
+            if cost.sends:
+                yield from self._send(cost)
             tokens = len(decodes) + sum(step for _, step in prefills)
             run.record.iterations.append((self.index, start, env.now, tokens, len(decodes), len(prefills)))
             self._advance(decodes, prefills)
@@ -279,6 +305,21 @@ class Engine:
                                   reduce_Bps=run.reduce_Bps, tag=f"tp{self.index}")
         yield env.timeout((cost.allreduces - 1) * run.fixed_s)
         run.record.transfers.append((self.index, "all_reduce", start, env.now, cost.allreduce_bytes))
+
+    def _send(self, cost):
+        """Pipeline parallelism: the batch's activations from each stage to the next, one
+        boundary after another, rank r of a stage to rank r of the next (each rank holds
+        them whole after its all-reduce) as point-to-point flows."""
+        run, env, tp = self.run, self.run.env, self.run.spec.tensor_parallel
+        start = env.now
+        for s, size in enumerate(cost.sends):
+            flows = []
+            for r in range(tp):
+                src, dst = self.devices[s * tp + r], self.devices[(s + 1) * tp + r]
+                flows += [run.net.transfer(share * size, path, latency, tag="pp send")
+                          for share, path, latency in run.ways(src, dst, "serving.pipeline_parallel")]
+            yield env.all_of(flows)
+        run.record.transfers.append((self.index, "pp send", start, env.now, sum(cost.sends)))
 
     def _advance(self, decodes, prefills) -> None:
         """The batch's tokens are computed: caches grow, tokens are sampled."""
@@ -310,13 +351,17 @@ class ServingRun:
 
     def __init__(self, topology, model: ServingModel, spec: ServingSpec, requests: list[Request]):
         self.topology, self.model, self.spec = topology, model, spec
-        tp = spec.tensor_parallel
-        if len(topology.devices) % tp:
-            raise InputError(f"tensor_parallel={tp} does not divide the {len(topology.devices)} devices of "
-                             f"{topology.name}", key="serving.tensor_parallel")
+        tp, pp = spec.tensor_parallel, spec.pipeline_parallel
+        if len(model.stages) != pp:
+            raise ValueError(f"the serving model has {len(model.stages)} stages, the spec {pp}")
+        if len(topology.devices) % (tp * pp):
+            what, key = ((f"tensor_parallel x pipeline_parallel = {tp * pp}", "serving.pipeline_parallel") if pp > 1
+                         else (f"tensor_parallel={tp}", "serving.tensor_parallel"))
+            raise InputError(f"{what} does not divide the {len(topology.devices)} devices of {topology.name}", key=key)
         self.env = CountingEnvironment()
         self.net = FlowNetwork(self.env, topology.capacities(), also=topology.nic_ports)
-        self.kv_device_bytes = model.kv.bytes_per_token(tp)
+        self.kv_device_bytes = model.kv_device_bytes
+        self._ways: dict = {}
         self.tier = tier_of(topology, spec.kv_tier)
         # Where blocks move: the KV tier, or (a swap out of HBM) the design's nearest tier.
         self.move_tier = self.tier or next((t.kind for t in topology.tiers), None)
@@ -367,24 +412,39 @@ class ServingRun:
         first ``prefill_devices``' prefill instances and the next ``decode_devices``' decode ones."""
         spec, topology = self.spec, self.topology
         names, tp = topology.devices, spec.tensor_parallel
+        size = tp * spec.pipeline_parallel  # an instance: its stages' tensor groups, in turn
         if spec.prefill_devices:
             if spec.prefill_devices + spec.decode_devices > len(names):
                 raise InputError(f"prefill_devices + decode_devices = {spec.prefill_devices + spec.decode_devices} "
                                  f"is more than the {len(names)} devices of {topology.name}",
                                  key="serving.decode_devices")
-            roles = ["prefill"] * (spec.prefill_devices // tp) + ["decode"] * (spec.decode_devices // tp)
+            roles = ["prefill"] * (spec.prefill_devices // size) + ["decode"] * (spec.decode_devices // size)
         else:
-            roles = ["mixed"] * (len(names) // tp)
+            roles = ["mixed"] * (len(names) // size)
         engines = []
         for i, role in enumerate(roles):
-            group = set(names[i * tp:(i + 1) * tp])
+            # The all-reduces run on the first stage's group: the stages' groups are alike
+            # and run in turn (docs/serving.md).
+            group = set(names[i * size:i * size + tp])
             rings = tuple(sub_ring(r, group, f"{r.name}/serve{i}", topology.reverse_of(r), topology.channels)
                           for r in topology.rings if group <= r.position.keys()) if tp > 1 else ()
             if tp > 1 and not rings:
                 raise InputError(f"no ring of {topology.name} passes through the devices of instance {i}",
                                  key="serving.tensor_parallel")
-            engines.append(Engine(self, i, tuple(names[i * tp:(i + 1) * tp]), rings, role))
+            engines.append(Engine(self, i, tuple(names[i * size:(i + 1) * size]), rings, role))
         return engines
+
+    def ways(self, src: str, dst: str, key: str) -> tuple:
+        """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
+        found = self._ways.get((src, dst))
+        if found is None:
+            topology = self.topology
+            try:
+                found = p2p_paths(topology.rings, src, dst, topology.reverse_of, topology.channels)
+            except InputError:
+                raise InputError(f"no ring of {topology.name} joins {src} and {dst}", key=key) from None
+            self._ways[(src, dst)] = found
+        return found
 
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
