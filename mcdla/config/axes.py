@@ -123,9 +123,6 @@ class ExpertAxis(AxisRules):
         if spec.expert_skew is not None and not 1.0 / e <= spec.expert_skew <= 1.0:
             raise refuse("execution.expert_skew", f"is the hottest of {e} expert ranks' share of the routed tokens: "
                          f"between 1/{e} (uniform) and 1" + ("; set execution.expert_parallel above 1" if e == 1 else ""))
-        if e > 1 and spec.zero == 3:
-            raise refuse("execution.zero", "stage 3 with expert parallelism (the experts' weights gathered over "
-                         "the expert-data-parallel group) is not built; use 0, 1 or 2")
         if spec.expert_offload and not spec.offload_optimizer:
             raise refuse("execution.expert_offload", "keeps the experts' weights where their optimizer state and "
                          "step are: set execution.offload_optimizer=true")

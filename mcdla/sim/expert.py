@@ -33,9 +33,10 @@ What each rank holds and does:
   modelled as the same all-to-allv.
 
 Not built: expert-tensor parallelism different from the tensor-parallel degree (the
-experts are split over the tensor group as every GEMM is: Megatron's ETP = TP), ZeRO
-stage 3 with experts, and the receive buffers of the all-to-alls (a rank's slot
-buffers are the dispatch output it already holds).
+experts are split over the tensor group as every GEMM is: Megatron's ETP = TP) and
+the receive buffers of the all-to-alls (a rank's slot buffers are the dispatch output
+it already holds). ZeRO shards the experts' state over the expert-data-parallel group
+(stage 3 gathers a bank's weights over it: :func:`shard_stream`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from mcdla.hw.layout import RankLayout
 __all__ = ["ExpertSplit", "expert_split", "routed_experts", "expert_groups", "held_params", "by_group",
            "local_layers", "resident_by_group", "stored_params", "rank_plan",
            "before_forward", "after_forward", "before_backward", "after_backward", "reduce_apart", "step_gathers",
+           "shard_stream",
            "KINDS", "AXIS_OF"]
 
 # The communicators expert parallelism adds beside dp and tp, and the parallel axis
@@ -209,6 +211,17 @@ def _data_stream(device):
     """The communicator the experts' gradients are reduced over: the expert-data-parallel
     group's (the data-parallel one when e = 1, with offloaded experts)."""
     return device.expert_streams[1] or device.stream
+
+
+def shard_stream(device, group: str):
+    """The communicator ZeRO-3 gathers weight ``group``'s shards over: an expert bank's
+    over the expert-data-parallel group (only its dp/e ranks hold those experts, so
+    they shard them, as Megatron-Core's distributed optimizer shards the expert
+    parameters over the expert-data-parallel group), every other group over dp."""
+    split = device.plan.ep
+    if split is None or group not in split.groups:
+        return device.stream
+    return _data_stream(device)
 
 
 def _bank_bytes(device, i: int) -> float:
