@@ -47,7 +47,7 @@ class DeviceCompute:
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
                  model_state_bytes: float, work: DeviceWork, tensor_stream: CollectiveStream | None = None,
-                 members: tuple[int, ...] = (), expert_streams: tuple = (None, None)):
+                 members: tuple[int, ...] = (), expert_streams: tuple = (None,) * 3):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
         # Rank symmetry: the devices of this one's class (it first), which do what it does.
         self.members = members or (device,)
@@ -55,7 +55,8 @@ class DeviceCompute:
         # ``stream``: the data-parallel group's communicator (every device, without
         # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
         self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
-        # Expert parallelism (mcdla.sim.expert): the ep group's and the expert-data-parallel group's.
+        # Expert parallelism (mcdla.sim.expert): the ep group's, the expert-data-parallel group's
+        # and the expert-tensor group's (None but with 1 < et < t).
         self.expert_streams = expert_streams
         self.model_state_bytes, self.work = model_state_bytes, work
         # The weight groups whose gradient this device reduces, by their layers here
