@@ -50,5 +50,5 @@ def test_a_conflict_is_named_by_the_axis_that_declares_it():
         ExecutionSpec(expert_parallel=4, zero=1, pipeline_parallel=2)
     assert info.value.key == "execution.zero" and "expert" in str(info.value)
     with pytest.raises(InputError) as info:
-        ExecutionSpec(expert_parallel=2, tensor_parallel=4, expert_tensor_parallel=3)
-    assert info.value.key == "execution.expert_tensor_parallel" and "tensor degree 4" in str(info.value)
+        ExecutionSpec(expert_parallel=2, tensor_parallel=4, sequence_parallel=True, expert_tensor_parallel=3)
+    assert info.value.key == "execution.expert_tensor_parallel" and "does not divide" in str(info.value)

@@ -24,7 +24,9 @@ def tiny4(tmp_path):
 
 
 def _etp(t, et, e=2, *more):
-    sets = _sets(e, ("execution.tensor_parallel", t), *more)
+    """t tensor ranks, et expert-tensor ranks (with sequence parallelism, which
+    Megatron-Core requires with expert and tensor parallelism), e expert ranks."""
+    sets = _sets(e, ("execution.tensor_parallel", t), ("execution.sequence_parallel", True), *more)
     return sets if et is None else [*sets, ("execution.expert_tensor_parallel", et)]
 
 
@@ -55,9 +57,10 @@ def test_the_bank_reads_one_over_e_et_of_the_experts(tiny4, et):
 
 def test_expert_collectives_run_over_the_expert_tensor_group(tiny4):
     """t = 4, et = 2, e = 2 on 8 GPUs (dp = 2, 4 samples a replica): the experts'
-    down projection's partial output and the dispatch output's partial dX are summed
-    over 2 ranks, of the expert-tensor group's half of the slots (4 samples x 32
-    tokens x top-2 x 64 x bytes / 2); the dense layers' stay over the 4."""
+    down projection's partial output reduce-scattered (its token shards gathered for
+    the combine, its dY gathered backward) and the dispatch output's partial dX
+    summed over 2 ranks, of the expert-tensor group's half of the slots (4 samples x
+    32 tokens x top-2 x 64 x bytes / 2); the dense layers' stay over the 4."""
     record = _record(tiny4, 8, _etp(4, 2, 2, ("execution.exact", True)))
     prec = record.inputs.workload.precision_bytes
     slots = 4 * TOKENS * TOP_K * HIDDEN * prec
@@ -67,12 +70,14 @@ def test_expert_collectives_run_over_the_expert_tensor_group(tiny4):
     tp = [c for c in record.collectives if c.axis == "tp"]
     expert = [c for c in tp if any("/etp" in r for r in c.rings)]
     keys = {(c.tag.split("/")[0], int(c.tag.split("/")[-1])) for c in expert}
-    assert keys == {("tp-out", i) for i in down} | {("tp-dX", i) for i in dispatch}
-    assert all(c.ranks == 2 and c.size_bytes == slots / 2 and c.op == "all_reduce" for c in expert)
-    assert len(expert) == 2 * MOE_LAYERS * 4  # each of the 4 expert-tensor groups
+    assert keys == ({(kind, i) for i in down for kind in ("tp-out", "tp-gather", "tp-dY")}
+                    | {("tp-dX", i) for i in dispatch})
+    assert all(c.ranks == 2 and c.size_bytes == slots / 2 for c in expert)
+    assert len(expert) == 4 * MOE_LAYERS * 4  # each of the 4 expert-tensor groups
     assert {c.ranks for c in tp if c not in expert} == {4}
-    # On a rank's NVSwitch uplink, a 2-rank all-reduce of N (reduce-scatter, all-gather)
-    # puts N/2 + N/2: the N = slots/2 of the group's share, once per exchange.
+    # On a rank's NVSwitch uplink, over 2 ranks: N/2 of a reduce-scatter or all-gather
+    # of N = slots/2 (the group's share), N/2 + N/2 of an all-reduce.
+    sent = {"reduce_scatter": slots / 4, "all_gather": slots / 4, "all_reduce": slots / 2}
     from mcdla.sim.algorithms import COLLECTIVES
 
     direct = COLLECTIVES.get("direct")()
@@ -80,7 +85,7 @@ def test_expert_collectives_run_over_the_expert_tensor_group(tiny4):
         carried = direct.channel_bytes(c.op, c.size_bytes, [record.rings[n] for n in c.rings])
         first = record.groups["expert_tensor"][int(c.rings[0].rsplit("etp", 1)[1])][0]
         up = sum(v for ch, v in carried.items() if ch.startswith(f"{first}>FS"))
-        assert up == pytest.approx(slots / 2, rel=1e-9)
+        assert up == pytest.approx(sent[c.op], rel=1e-9)
     assert record.groups["expert_tensor"][:2] == [["D0", "D1"], ["D2", "D3"]]
     assert record.groups["expert"][:2] == [["D0", "D2"], ["D1", "D3"]]
 
@@ -131,3 +136,10 @@ def test_expert_tensor_refusals_name_their_key(tiny4, sets, says):
         simulate("dgx_h100", workload=tiny4, batch=8, sets=sets)
     assert says in str(err.value)
     assert "execution.expert_tensor_parallel" in str(err.value)
+
+
+def test_et_below_t_needs_sequence_parallelism(tiny4):
+    sets = [s for s in _etp(4, 2) if s[0] != "execution.sequence_parallel"]
+    with pytest.raises(InputError) as err:
+        simulate("dgx_h100", workload=tiny4, batch=8, sets=sets)
+    assert err.value.key == "execution.expert_tensor_parallel" and "sequence_parallel=true" in str(err.value)

@@ -140,13 +140,21 @@ class ExpertAxis(AxisRules):
         pp) over the same ranks as (tp, dp, pp) (``parallel_state.py``:
         ``expert_tensor_parallel_size`` defaults to the tensor degree and etp x ep x pp
         must divide the world). Built: et dividing t, with experts spread (e > 1), so an
-        expert-tensor group is a block of a tensor group."""
+        expert-tensor group is a block of a tensor group; with sequence parallelism,
+        which Megatron-Core requires with expert and tensor parallelism
+        (``ModelParallelConfig``: "When using expert parallelism and tensor parallelism,
+        sequence parallelism must be used"): a block's tokens are its own shards, which
+        stay split after the combine."""
         et, t = spec.expert_tensor_parallel, spec.tensor_parallel
         if et is None or et == t:
             return
         if spec.expert_parallel == 1:
             raise refuse("execution.expert_tensor_parallel", f"{et} differs from the tensor degree {t}, which "
                          "is built with the experts spread: set execution.expert_parallel above 1, or use " f"{t}")
+        if not spec.sequence_parallel:
+            raise refuse("execution.expert_tensor_parallel", f"{et} below the tensor degree {t} splits the "
+                         "tokens over the tensor group's blocks, as sequence parallelism does (Megatron-Core "
+                         "requires it with expert and tensor parallelism): set execution.sequence_parallel=true")
         if t % et:
             raise refuse("execution.expert_tensor_parallel", f"{et} does not divide the tensor degree {t} "
                          "(the expert-tensor groups are cut from the tensor groups); use a divisor of "

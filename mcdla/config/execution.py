@@ -98,7 +98,8 @@ class ExecutionSpec:
       ``expert_tensor_parallel``: the expert-tensor degree et (Megatron-Core's
       ``--expert-tensor-parallel-size``; None: the tensor degree): the routed experts'
       GEMMs split over et ranks instead of the tensor group's t, their collectives over
-      the expert-tensor group; et divides t (1: each expert whole on a rank).
+      the expert-tensor group; et divides t (1: each expert whole on a rank), and
+      below t needs ``sequence_parallel`` (as Megatron-Core does).
     - ``exact``: simulate every rank. By default ranks that rank symmetry shows to be
       equivalent (mcdla.hw.symmetry) are simulated once each and stand for their class,
       which gives the same results (to float rounding) at a cost that grows with the
