@@ -46,6 +46,9 @@ def test_a_conflict_is_named_by_the_axis_that_declares_it():
     with pytest.raises(InputError) as info:
         ExecutionSpec(pipeline_parallel=2, zero=2)
     assert info.value.key == "execution.zero" and "micro-batches" in str(info.value)
-    with pytest.raises(InputError) as info:
-        ExecutionSpec(expert_parallel=4, zero=3)
+    with pytest.raises(InputError) as info:  # (ZeRO-3 with experts is built: issue 25)
+        ExecutionSpec(expert_parallel=4, zero=1, pipeline_parallel=2)
     assert info.value.key == "execution.zero" and "expert" in str(info.value)
+    with pytest.raises(InputError) as info:
+        ExecutionSpec(expert_parallel=2, tensor_parallel=4, sequence_parallel=True, expert_tensor_parallel=3)
+    assert info.value.key == "execution.expert_tensor_parallel" and "does not divide" in str(info.value)

@@ -115,7 +115,6 @@ def test_experts_held_per_rank_shrink_the_model_state(tiny):
     ("gpt2", [("execution.expert_parallel", 2)], "no MoE layers"),
     ("six", [("execution.expert_parallel", 4)], "does not divide the 6 experts"),
     (None, [("execution.expert_parallel", 8), ("execution.tensor_parallel", 2)], "does not divide the 4"),
-    (None, [("execution.expert_parallel", 2), ("execution.zero", 3)], "stage 3"),
     (None, [("execution.expert_parallel", 2), ("execution.zero", 1), ("execution.pipeline_parallel", 2)],
      "pipeline and expert"),
     (None, [("execution.expert_parallel", 2), ("execution.expert_skew", 0.2)], "between 1/2"),
@@ -180,10 +179,12 @@ def test_plan_searches_the_expert_degrees_that_divide_experts_and_replicas():
         dp = 8 // (c.tensor_parallel * c.pipeline_parallel)
         assert dp % c.expert_parallel == 0 and 8 % c.expert_parallel == 0
         if c.expert_parallel > 1:
-            assert c.zero < 3 and not (c.pipeline_parallel > 1 and c.zero)
+            assert not (c.pipeline_parallel > 1 and c.zero)
             assert f"ep{c.expert_parallel}" in c.label()
             assert ("execution.expert_parallel", c.expert_parallel) in c.sets()
     assert {c.expert_parallel for c in moe if c.tensor_parallel == 2 and c.pipeline_parallel == 1} == {1, 2, 4}
+    assert {c.expert_parallel for c in moe if c.zero == 3 and c.tensor_parallel == 2 and c.pipeline_parallel == 1} \
+        == {1, 2, 4}  # ZeRO-3 shards the experts over their expert-data-parallel group
     # 6 experts on 8 replicas: only 2 divides both
     assert {c.expert_parallel for c in candidates(8, 16, (), experts=6)} == {1, 2}
 
@@ -272,3 +273,51 @@ def test_megatron_core_counts_the_top_k_experts_of_a_mixture():
     expected = 12 * 256 * 4096 * 32 * 4096 ** 2 * (2.25 + 10.5 + 32000 / (2 * 32 * 4096))
     assert iteration_flops(rows[0]) == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(8.696e16, rel=1e-3)
+
+
+def test_zero3_gathers_the_experts_over_the_expert_data_parallel_group(tiny):
+    """ZeRO-3 with e = 4 of 8 replicas: each dense group gathered over all 8, each
+    expert bank's E/e experts over the 2 ranks holding them; forward and backward."""
+    record = _record(tiny, 8, _sets(4, ("execution.zero", 3), ("execution.exact", True)))
+    prec = record.inputs.workload.precision_bytes
+    gathers = [c for c in record.collectives if c.op == "all_gather" and c.tag.startswith("W/")]
+    experts = {c.tag: (c.ranks, c.size_bytes) for c in gathers if "experts" in c.tag}
+    # up: 8 experts x 64 x (2 x 32) (swiglu), down: 8 x 32 x 64; E/e = 2 of them on a rank
+    up, down = 8 * HIDDEN * 2 * 32 // 4 * prec, 8 * 32 * HIDDEN // 4 * prec
+    for phase in ("fwd", "bwd"):
+        for block in (1, 2):
+            assert experts[f"W/{phase}/blocks.{block}/experts_up"] == (2, up)
+            assert experts[f"W/{phase}/blocks.{block}/experts_down"] == (2, down)
+    # each of the 4 expert-data-parallel groups gathers its own experts
+    assert sum("experts" in c.tag for c in gathers) == 4 * len(experts)
+    dense = {c.tag: (c.ranks, c.size_bytes) for c in gathers if "experts" not in c.tag}
+    assert dense["W/fwd/blocks.1/router"] == (8, (HIDDEN * 8 + 8) * prec)  # 8 scores and their bias
+    assert {ranks for ranks, _ in dense.values()} == {8}
+
+
+def test_zero3_with_experts_shards_each_over_its_own_group(tiny):
+    """The resident state: the dense weights' ZeRO-3 shard over 8 replicas, the experts'
+    over their 2 (e = 4); with e = 8 nothing shards the experts and none are gathered."""
+    from mcdla.hw.memory import model_state_bytes
+
+    four = _record(tiny, 8, _sets(4, ("execution.zero", 3)))
+    work = four.inputs.workload
+    experts = MOE_LAYERS * 8 * 3 * HIDDEN * 32
+    dense = work.params - experts
+    assert four.model_state_bytes == pytest.approx(model_state_bytes(work, params=dense, zero=3, dp=8)
+                                                   + model_state_bytes(work, params=experts / 4, zero=3, dp=2))
+    assert four.model_state_bytes == pytest.approx(model_state_bytes(work, params=dense / 8 + experts / 8, zero=3))
+    eight = _record(tiny, 8, _sets(8, ("execution.zero", 3), ("execution.exact", True)))
+    assert not [c for c in eight.collectives if c.tag.startswith("W/") and "experts" in c.tag]
+    assert [c for c in eight.collectives if c.tag.startswith("W/")]
+
+
+def test_zero3_with_experts_symmetry_equals_exact(tiny):
+    sets = _sets(4, ("execution.zero", 3))
+    fast = simulate("dgx_h100", workload=tiny, batch=8, sets=sets)
+    exact = simulate("dgx_h100", workload=tiny, batch=8, sets=[*sets, ("execution.exact", True)])
+    assert fast["rank_classes"] < exact["rank_classes"]
+    assert fast["iteration_time_s"] == pytest.approx(exact["iteration_time_s"], rel=1e-9)
+    assert fast["device_mem_peak_bytes"] == pytest.approx(exact["device_mem_peak_bytes"], rel=1e-9)
+    for axis in AXES:
+        assert fast["comm_s"][axis] == pytest.approx(exact["comm_s"][axis], rel=1e-9, abs=1e-15)

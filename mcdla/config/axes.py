@@ -116,16 +116,14 @@ class ExpertAxis(AxisRules):
     """Expert parallelism (mcdla.sim.expert); its conflicts with the workload and the
     group sizes are checked when the run is laid out (mcdla.sim.expert.expert_split)."""
 
-    model_mode = (("execution.expert_parallel", 1),)
+    model_mode = (("execution.expert_parallel", 1),)  # (et != t needs e > 1: _check_tensor)
 
     def check(self, spec) -> None:
         e = spec.expert_parallel
+        self._check_tensor(spec)
         if spec.expert_skew is not None and not 1.0 / e <= spec.expert_skew <= 1.0:
             raise refuse("execution.expert_skew", f"is the hottest of {e} expert ranks' share of the routed tokens: "
                          f"between 1/{e} (uniform) and 1" + ("; set execution.expert_parallel above 1" if e == 1 else ""))
-        if e > 1 and spec.zero == 3:
-            raise refuse("execution.zero", "stage 3 with expert parallelism (the experts' weights gathered over "
-                         "the expert-data-parallel group) is not built; use 0, 1 or 2")
         if spec.expert_offload and not spec.offload_optimizer:
             raise refuse("execution.expert_offload", "keeps the experts' weights where their optimizer state and "
                          "step are: set execution.offload_optimizer=true")
@@ -135,3 +133,29 @@ class ExpertAxis(AxisRules):
         if e > 1 and spec.zero and spec.pipeline_parallel > 1:
             raise refuse("execution.zero", "with pipeline and expert parallelism together, sharding the experts' "
                          "state over their own group is not built; use 0")
+
+    @staticmethod
+    def _check_tensor(spec) -> None:
+        """Expert-tensor parallelism: Megatron-Core forms the expert grid (etp, ep, edp,
+        pp) over the same ranks as (tp, dp, pp) (``parallel_state.py``:
+        ``expert_tensor_parallel_size`` defaults to the tensor degree and etp x ep x pp
+        must divide the world). Built: et dividing t, with experts spread (e > 1), so an
+        expert-tensor group is a block of a tensor group; with sequence parallelism,
+        which Megatron-Core requires with expert and tensor parallelism
+        (``ModelParallelConfig``: "When using expert parallelism and tensor parallelism,
+        sequence parallelism must be used"): a block's tokens are its own shards, which
+        stay split after the combine."""
+        et, t = spec.expert_tensor_parallel, spec.tensor_parallel
+        if et is None or et == t:
+            return
+        if spec.expert_parallel == 1:
+            raise refuse("execution.expert_tensor_parallel", f"{et} differs from the tensor degree {t}, which "
+                         "is built with the experts spread: set execution.expert_parallel above 1, or use " f"{t}")
+        if not spec.sequence_parallel:
+            raise refuse("execution.expert_tensor_parallel", f"{et} below the tensor degree {t} splits the "
+                         "tokens over the tensor group's blocks, as sequence parallelism does (Megatron-Core "
+                         "requires it with expert and tensor parallelism): set execution.sequence_parallel=true")
+        if t % et:
+            raise refuse("execution.expert_tensor_parallel", f"{et} does not divide the tensor degree {t} "
+                         "(the expert-tensor groups are cut from the tensor groups); use a divisor of "
+                         "execution.tensor_parallel")

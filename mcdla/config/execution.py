@@ -95,6 +95,11 @@ class ExecutionSpec:
       backing store; each expert bank's weights are fetched one bank ahead of its
       forward and again of its backward, and its reduced gradient is written back, as
       expert-offloading systems do, instead of keeping them in device memory.
+      ``expert_tensor_parallel``: the expert-tensor degree et (Megatron-Core's
+      ``--expert-tensor-parallel-size``; None: the tensor degree): the routed experts'
+      GEMMs split over et ranks instead of the tensor group's t, their collectives over
+      the expert-tensor group; et divides t (1: each expert whole on a rank), and
+      below t needs ``sequence_parallel`` (as Megatron-Core does).
     - ``exact``: simulate every rank. By default ranks that rank symmetry shows to be
       equivalent (mcdla.hw.symmetry) are simulated once each and stand for their class,
       which gives the same results (to float rounding) at a cost that grows with the
@@ -117,6 +122,7 @@ class ExecutionSpec:
     expert_parallel: PositiveInt = 1
     expert_skew: Annotated[float, Range(minimum=0.0, maximum=1.0)] | None = None
     expert_offload: bool = False
+    expert_tensor_parallel: PositiveInt | None = None
     training: TrainingSpec = field(default_factory=TrainingSpec)
     place: PlaceSpec = field(default_factory=PlaceSpec)
 
@@ -146,4 +152,4 @@ class ExecutionSpec:
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
                   "rank_order", "sequence_parallel", "offload_params", "exact", "place", "expert_parallel",
-                  "expert_skew", "expert_offload")
+                  "expert_skew", "expert_offload", "expert_tensor_parallel")

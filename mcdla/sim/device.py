@@ -47,7 +47,7 @@ class DeviceCompute:
     def __init__(self, env, net: FlowNetwork, inputs: RunInputs, device: int, plan: OffloadPlan,
                  memory: DeviceMemory, stores: BackingStores, stream: CollectiveStream,
                  model_state_bytes: float, work: DeviceWork, tensor_stream: CollectiveStream | None = None,
-                 members: tuple[int, ...] = (), expert_streams: tuple = (None, None)):
+                 members: tuple[int, ...] = (), expert_streams: tuple = (None,) * 3):
         self.env, self.net, self.inputs, self.device, self.plan = env, net, inputs, device, plan
         # Rank symmetry: the devices of this one's class (it first), which do what it does.
         self.members = members or (device,)
@@ -55,7 +55,8 @@ class DeviceCompute:
         # ``stream``: the data-parallel group's communicator (every device, without
         # tensor parallelism); ``tensor_stream``: the tensor-parallel group's.
         self.memory, self.stores, self.stream, self.tensor_stream = memory, stores, stream, tensor_stream
-        # Expert parallelism (mcdla.sim.expert): the ep group's and the expert-data-parallel group's.
+        # Expert parallelism (mcdla.sim.expert): the ep group's, the expert-data-parallel group's
+        # and the expert-tensor group's (None but with 1 < et < t).
         self.expert_streams = expert_streams
         self.model_state_bytes, self.work = model_state_bytes, work
         # The weight groups whose gradient this device reduces, by their layers here
@@ -86,19 +87,21 @@ class DeviceCompute:
         With the weights in the backing store (ZeRO-Infinity), each device first fetches
         its shard from there, while the compute goes on."""
         size = self.plan.group_bytes[group]
+        stream = expert.shard_stream(self, group)  # the experts' shards are over their own group
         yield from self.memory.reserve(size, f"the gathered weights of {group}")
         if not self.inputs.execution.offload_params:
-            return self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
+            return stream.join(("W", phase, group), "all_gather", size, device=self.device)
 
         def fetch_then_gather():
-            yield from self._to_store(size / self.stream.devices, "prefetch", f"weights of {group} in", "params")
-            yield self.stream.join(("W", phase, group), "all_gather", size, device=self.device)
+            yield from self._to_store(size / stream.devices, "prefetch", f"weights of {group} in", "params")
+            yield stream.join(("W", phase, group), "all_gather", size, device=self.device)
 
         return self.env.process(fetch_then_gather())
 
     def _weights_ready(self, group: str, phase: str, order: tuple, weights: dict):
         """ZeRO-3: waits for ``group``'s weights, gathering them and, one ahead, the next
         group's in ``order`` (``weights``: the gathers issued in this pass)."""
+        order = [g for g in order if self._zero3(g)]  # the groups gathered
         k = order.index(group)
         for g in order[k:k + 2]:
             if g not in weights:
@@ -263,9 +266,11 @@ class DeviceCompute:
             return ()
         return (step.micro,) if len(self.work.passes) == 1 else (step.micro, step.chunk)
 
-    @property
-    def _zero3(self) -> bool:
-        return self.inputs.execution.zero == 3 and self.stream.devices > 1
+    def _zero3(self, group: str | None) -> bool:
+        """ZeRO-3 gathers ``group``'s weights before use: when they are sharded over
+        more than one rank (an expert bank's over its expert-data-parallel group)."""
+        return (group is not None and self.inputs.execution.zero == 3
+                and expert.shard_stream(self, group).devices > 1)
 
     def _forward(self, step: Step):
         """The chunk's layers in order: gathers (model-parallel, ZeRO-3, tensor-parallel),
@@ -288,12 +293,12 @@ class DeviceCompute:
                     yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
             yield from self._before_forward(i, tag)
             group = layer.weight_group
-            if self._zero3 and group is not None and plan.group_first[group] == i:
+            if self._zero3(group) and plan.group_first[group] == i:
                 yield from self._weights_ready(group, "fwd", plan.weight_order, weights)
             if i not in chunk.stashed:  # the output buffer exists while the layer computes
                 yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}{label}", "fwd")
-            if self._zero3 and group is not None and plan.group_last[group] == i:
+            if self._zero3(group) and plan.group_last[group] == i:
                 self._drop_weights(group)
             yield from self._after_forward(i, tag)
             for p in (*layer.inputs, i):
@@ -324,7 +329,7 @@ class DeviceCompute:
                 t = pending.popleft()
                 prefetched[t] = self._prefetcher.submit(t, "prefetch", self._offloaded.pop((j, t)))
             group = layers[i].weight_group
-            if self._zero3 and group is not None and plan.group_last[group] == i:
+            if self._zero3(group) and plan.group_last[group] == i:
                 yield from self._weights_ready(group, "bwd", order, weights)
             for t in reversed(closure(plan.bwd_needs[i], layers, chunk.recomputed)):
                 if chunk.offloaded[t]:
@@ -341,7 +346,7 @@ class DeviceCompute:
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}{label}", "bwd")
             for t in chunk.frees[k]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
-            if self._zero3 and group is not None and plan.group_first[group] == i:
+            if self._zero3(group) and plan.group_first[group] == i:
                 self._drop_weights(group)
             yield from self._after_backward(i, tag)
             yield from self._gradients_of(i, j)

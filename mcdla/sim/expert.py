@@ -32,10 +32,16 @@ What each rank holds and does:
   sends what it received); over full-duplex links it takes the same time, and is
   modelled as the same all-to-allv.
 
-Not built: expert-tensor parallelism different from the tensor-parallel degree (the
-experts are split over the tensor group as every GEMM is: Megatron's ETP = TP), ZeRO
-stage 3 with experts, and the receive buffers of the all-to-alls (a rank's slot
-buffers are the dispatch output it already holds).
+Expert-tensor parallelism (``execution.expert_tensor_parallel`` = et, default the
+tensor degree t): Megatron-Core's expert grid ``(etp, ep, edp, pp)`` over the same
+ranks (:func:`expert_groups`); with et dividing t, each block of et ranks of a tensor
+group takes et/t of its slots (:func:`slot_maps`), reads 1/(e et) of the experts
+(:func:`local_layers`) and sums their partial results over its et ranks
+(:func:`tensor_stream`).
+
+Not built: the receive buffers of the all-to-alls (a rank's slot buffers are the dispatch output
+it already holds). ZeRO shards the experts' state over the expert-data-parallel group
+(stage 3 gathers a bank's weights over it: :func:`shard_stream`).
 """
 
 from __future__ import annotations
@@ -49,13 +55,14 @@ from mcdla.hw.layout import RankLayout
 __all__ = ["ExpertSplit", "expert_split", "routed_experts", "expert_groups", "held_params", "by_group",
            "local_layers", "resident_by_group", "stored_params", "rank_plan",
            "before_forward", "after_forward", "before_backward", "after_backward", "reduce_apart", "step_gathers",
+           "shard_stream", "slot_maps", "tensor_stream",
            "KINDS", "AXIS_OF"]
 
 # The communicators expert parallelism adds beside dp and tp, and the parallel axis
 # their time is counted on (``comm_s``): the expert-data-parallel gradient reductions
-# are data-parallel communication.
-KINDS = ("ep", "edp")
-AXIS_OF = {"ep": "ep", "edp": "dp"}
+# are data-parallel communication, the expert-tensor group's (et != t) tensor-parallel.
+KINDS = ("ep", "edp", "etp")
+AXIS_OF = {"ep": "ep", "edp": "dp", "etp": "tp"}
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,11 @@ class ExpertSplit:
     dispatch: frozenset[int]  # moe_dispatch layers: the all-to-all after their forward
     combine: dict[int, int]  # moe_combine layer -> its expert-slot input: the all-to-all before it
     skew: float | None = None  # the hot rank's share of every rank's slots; None: uniform
-    edp: int = 1  # the expert-data-parallel degree: dp / e
+    edp: int = 1  # the expert-data-parallel degree: dp t / (e et)
     offload: bool = False  # the experts' weights live in the backing store (execution.expert_offload)
+    tensor: int = 1  # the expert-tensor degree et (execution.expert_tensor_parallel)
+    tensor_share: float = 1.0  # et / t: the share of a tensor group's slots an expert-tensor group holds
+    maps: frozenset[int] = frozenset()  # the expert slots' feature maps: dispatch outputs to the banks' last
 
     @property
     def op(self) -> str:
@@ -105,14 +115,18 @@ def expert_split(workload, execution, dp: int) -> ExpertSplit | None:
                              key=key)
     _check_replicas(e, dp)
     combine = {i: layer.inputs[0] for i, layer in enumerate(layers) if layer.kind == "moe_combine"}
-    banks = _banks(layers, combine.values())
+    banks, inside = _banks(layers, combine.values())
+    t = execution.tensor_parallel
+    et = execution.expert_tensor_parallel or t
     return ExpertSplit(e, frozenset(layers[i].weight_group for i in banks), banks, frozenset(dispatch), combine,
-                       execution.expert_skew, dp // e, execution.expert_offload)
+                       execution.expert_skew, dp * t // (e * et), execution.expert_offload, et, et / t,
+                       frozenset(dispatch) | inside)
 
 
-def _banks(layers, slot_outputs) -> frozenset[int]:
+def _banks(layers, slot_outputs) -> tuple[frozenset[int], frozenset[int]]:
     """The weighted layers between a dispatch and its combine: the routed experts
-    (walked back from each combine's slot input to the dispatch)."""
+    (walked back from each combine's slot input to the dispatch); and every layer
+    between them."""
     found, seen = set(), set()
     stack = list(slot_outputs)
     while stack:
@@ -123,7 +137,7 @@ def _banks(layers, slot_outputs) -> frozenset[int]:
         if layers[j].weight_group is not None and layers[j].params:
             found.add(j)
         stack.extend(layers[j].inputs)
-    return frozenset(found)
+    return frozenset(found), frozenset(seen)
 
 
 def routed_experts(workload) -> int:
@@ -136,14 +150,18 @@ def routed_experts(workload) -> int:
     return found
 
 
-def expert_groups(rank_device: tuple[int, ...], tp: int, dp: int, pp: int, e: int):
-    """(the expert-parallel groups, the expert-data-parallel groups) of devices, each
-    in rank order: the dp axis of ``(tp, dp, pp)`` split as ``(ep, edp)``; none for e = 1."""
+def expert_groups(rank_device: tuple[int, ...], tp: int, dp: int, pp: int, e: int, et: int | None = None):
+    """(the expert-parallel groups, the expert-data-parallel groups, the expert-tensor
+    groups) of devices, each in rank order: Megatron-Core's expert grid
+    ``(etp, ep, edp, pp)`` over the ranks of ``(tp, dp, pp)``; with et = t (the default)
+    the dp axis split as ``(ep, edp)`` and no expert-tensor groups (the tensor groups
+    are; with et = 1 none either: a rank's experts are whole on it); none for e = 1."""
     if e == 1:
-        return (), ()
+        return (), (), ()
     _check_replicas(e, dp)
-    layout = RankLayout.of(rank_device, tp=tp, ep=e, edp=dp // e, pp=pp)
-    return layout.groups("ep"), layout.groups("edp")
+    et = et or tp
+    layout = RankLayout.of(rank_device, tp=et, ep=e, edp=dp * tp // (e * et), pp=pp)
+    return layout.groups("ep"), layout.groups("edp"), layout.groups("tp") if et not in (1, tp) else ()
 
 
 def _check_replicas(e: int, dp: int) -> None:
@@ -156,29 +174,54 @@ def held_params(group_params: dict[str, float], split: ExpertSplit | None) -> di
     """Weight group -> the parameters a rank holds of it: 1/e of an expert bank's."""
     if split is None:
         return group_params
-    return {g: n / split.degree if g in split.groups else n for g, n in group_params.items()}
+    # of a bank split t ways (device_group_params): 1/(e et) of it, its experts' 1/et
+    return {g: n / split.degree / split.tensor_share if g in split.groups else n for g, n in group_params.items()}
 
 
 def by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int) -> list[tuple[float, int]]:
     """(parameters, the data-parallel group that shares them) of a rank: all over dp,
-    or the dense ones over dp and the experts' over dp/e (ZeRO shards each over its own)."""
+    or the dense ones over dp and the experts' over the expert-data-parallel group
+    (dp/e; dp t/(e et) with expert-tensor parallelism; ZeRO shards each over its own)."""
     if split is None:
         return [(sum(group_params.values()), dp)]
     experts = sum(n for g, n in group_params.items() if g in split.groups)
     dense = sum(n for g, n in group_params.items() if g not in split.groups)
-    return [(dense, dp), (experts, dp // split.degree)]
+    return [(dense, dp), (experts, split.edp)]
 
 
 def local_layers(layers, split: ExpertSplit | None):
     """The layers as a rank computes them: an expert bank's GEMMs read the weights of
-    the rank's E/e experts only (its slots, and so its MACs, are the uniform share)."""
+    the rank's E/e experts only (its slots, and so its MACs, are the uniform share),
+    1/et of each (the kernel divides by the t shards: so t/et of the E/e here). With
+    et < t an expert-tensor group computes et/t of the tensor group's slots on 1/et of
+    each expert: the MACs of the t-way split, which is how the bank is timed (the
+    kernel's shape stays the t-way split's: its rows are not cut to et/t)."""
     if split is None or split.degree == 1:
         return layers
     out = list(layers)
     for i in split.banks:
         low = layers[i].lowering
-        out[i] = replace(layers[i], lowering=replace(low, weight_elems=math.ceil(low.weight_elems / split.degree)))
+        weights = math.ceil(low.weight_elems / split.degree / split.tensor_share)
+        out[i] = replace(layers[i], lowering=replace(low, weight_elems=weights))
     return tuple(out)
+
+
+def slot_maps(values: tuple[float, ...], split: ExpertSplit | None) -> tuple[float, ...]:
+    """Per-map bytes of a tensor group with the expert slots' maps cut to an
+    expert-tensor group's share (et/t of the slots; unchanged with et = t)."""
+    if split is None or split.tensor_share == 1.0:
+        return values
+    return tuple(v * split.tensor_share if i in split.maps else v for i, v in enumerate(values))
+
+
+def tensor_stream(device, tensor: int):
+    """The communicator of a tensor-parallel collective on map ``tensor``: an expert
+    slot map's over the expert-tensor group (None: a group of one rank, et = 1, which
+    has nothing to exchange), every other over the tensor group."""
+    split = device.plan.ep
+    if split is None or split.tensor_share == 1.0 or tensor not in split.maps:
+        return device.tensor_stream
+    return device.expert_streams[2] if split.tensor > 1 else None
 
 
 def resident_by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int):
@@ -209,6 +252,17 @@ def _data_stream(device):
     """The communicator the experts' gradients are reduced over: the expert-data-parallel
     group's (the data-parallel one when e = 1, with offloaded experts)."""
     return device.expert_streams[1] or device.stream
+
+
+def shard_stream(device, group: str):
+    """The communicator ZeRO-3 gathers weight ``group``'s shards over: an expert bank's
+    over the expert-data-parallel group (only its dp/e ranks hold those experts, so
+    they shard them, as Megatron-Core's distributed optimizer shards the expert
+    parameters over the expert-data-parallel group), every other group over dp."""
+    split = device.plan.ep
+    if split is None or group not in split.groups:
+        return device.stream
+    return _data_stream(device)
 
 
 def _bank_bytes(device, i: int) -> float:

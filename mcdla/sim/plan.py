@@ -8,7 +8,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
-from mcdla.sim.expert import by_group, expert_split, held_params, local_layers, resident_by_group
+from mcdla.sim.expert import by_group, expert_split, held_params, local_layers, resident_by_group, slot_maps
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS
 from mcdla.sim.records import OffloadPlan, RunInputs
@@ -46,11 +46,13 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     # training; in model-parallel training, the whole batch and its shard of the output
     # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,
     # which every device loads whole.
-    group_full = tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers)
+    # (An expert-tensor group's slot maps are its et/t share, split over its et ranks.)
+    group_full = slot_maps(tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers), split)
     if model:
         tensor_bytes = tuple(b / layer_shards[i] if i else b for i, b in enumerate(group_full))
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
-        tensor_bytes = tuple(b / degree if tp.split[i] else b for i, b in enumerate(group_full))
+        over = tuple(split.tensor if split and i in split.maps else degree for i in range(len(layers)))
+        tensor_bytes = tuple(b / over[i] if tp.split[i] else b for i, b in enumerate(group_full))
     group_params = held_params(device_group_params(workload, layer_shards), split)
     policy = OFFLOADS.get(execution.offload, key="execution.offload")()
     decision = policy.decide(layers, virtualize=virtualize, recompute_cheap=execution.training.recompute_cheap,

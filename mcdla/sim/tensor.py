@@ -9,35 +9,41 @@ gathers and dX are the device's own (they split every layer over all the devices
 
 from __future__ import annotations
 
+from mcdla.sim import expert
+
 __all__ = ["before_forward", "after_forward", "before_backward", "after_backward"]
 
 
 def _join(device, key: tuple, op: str, tensor: int):
-    return device.tensor_stream.join(key, op, device.plan.group_full_bytes[tensor], device=device.device)
+    """The collective on map ``tensor`` over its group: an expert slot map's over the
+    expert-tensor group (none with et = 1: the experts are whole on a rank)."""
+    stream = expert.tensor_stream(device, tensor)
+    if stream is not None:
+        yield stream.join(key, op, device.plan.group_full_bytes[tensor], device=device.device)
 
 
 def before_forward(device, i: int, tag: tuple = ()):
     """The split inputs layer i needs whole, all-gathered."""
     for p in device.plan.tp.gathers.get(i, ()):
-        yield _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
+        yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
 
 
 def after_forward(device, i: int, tag: tuple = ()):
     """A row-parallel layer's partial output, summed over the group."""
     tp = device.plan.tp
     if i in tp.reduce_out:
-        yield _join(device, ("tp-out", *tag, i), tp.out_op(), i)
+        yield from _join(device, ("tp-out", *tag, i), tp.out_op(), i)
 
 
 def before_backward(device, i: int, tag: tuple = ()):
     """With sequence parallelism, dY arrives as token shards: all-gathered."""
     tp = device.plan.tp
     if tp.sequence and i in tp.reduce_out:
-        yield _join(device, ("tp-dY", *tag, i), "all_gather", i)
+        yield from _join(device, ("tp-dY", *tag, i), "all_gather", i)
 
 
 def after_backward(device, i: int, tag: tuple = ()):
     """Column-parallel consumers' partial dX, summed."""
     tp = device.plan.tp
     for p in tp.partial_dx.get(i, ()):
-        yield _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)
+        yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)

@@ -138,8 +138,8 @@ class Iteration:
         self.stage_of = self.layout.along("pp")
         self.cache = Cache()  # what the run derives (its sub-rings'), shared with no other run
         # Expert parallelism's groups, cut from the data-parallel replicas (mcdla.sim.expert).
-        self.expert_groups, self.expert_data_groups = expert.expert_groups(self.rank_device, t, dp, pp,
-                                                                           execution.expert_parallel)
+        self.expert_groups, self.expert_data_groups, self.expert_tensor_groups = expert.expert_groups(
+            self.rank_device, t, dp, pp, execution.expert_parallel, execution.expert_tensor_parallel)
         self.group_rings = self._group_rings()
         # Pipeline peers: device -> (the previous stage's device, the next stage's).
         self.peers = self.layout.neighbours("pp")
@@ -275,6 +275,8 @@ class Iteration:
         if self.expert_groups:
             found["expert"] = [[names[d] for d in g] for g in self.expert_groups]
             found["expert_data"] = [[names[d] for d in g] for g in self.expert_data_groups]
+        if self.expert_tensor_groups:
+            found["expert_tensor"] = [[names[d] for d in g] for g in self.expert_tensor_groups]
         return found
 
     def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], tuple]]:
@@ -285,7 +287,7 @@ class Iteration:
             return []
         found = []
         for kind, groups in (("dp", self.data_groups), ("tp", self.tensor_groups), ("ep", self.expert_groups),
-                             ("edp", self.expert_data_groups)):
+                             ("edp", self.expert_data_groups), ("etp", self.expert_tensor_groups)):
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
                 group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", topology.reverse_of(ring),
@@ -354,7 +356,7 @@ class Iteration:
                                   memories[group[0]], stores, streams[group[0]][0],
                                   state[group[0]] if state else self.model_state_bytes, self._work(group[0]),
                                   streams[group[0]][1], members=group,
-                                  expert_streams=tuple(streams[group[0]][2:4]) or (None, None)).process
+                                  expert_streams=tuple(streams[group[0]][2:5]) or (None,) * 3).process
                     for group in self.symmetry.device_classes], None
         links = PipeLinks(env, self.net, topology)
         names = topology.devices
@@ -367,7 +369,7 @@ class Iteration:
                           else () for k in (0, 1))
             devices.append(PipelineStage(env, self.net, inputs, d, plan_of[ep_rank.get(d, 0)], memories[d], stores,
                                          streams[d][0], self.device_state_bytes[d], self._work(d), streams[d][1],
-                                         expert_streams=tuple(streams[d][2:4]) or (None, None), stage=self.stage_of[d],
+                                         expert_streams=tuple(streams[d][2:5]) or (None,) * 3, stage=self.stage_of[d],
                                          pipe=self.pipe, links=links, peers=peers, pairs=pairs,
                                          members=group).process)
         return devices, links

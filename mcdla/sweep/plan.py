@@ -170,7 +170,7 @@ def candidates(devices: int, batch: int, offloads: Sequence[str], *, optimizer: 
                 if offloads and pp == 1 and optimizer:
                     storages += [(True, False)] + ([(True, True)] if zero == 3 else [])
                 eps = [e for e in range(1, dp + 1) if e == 1 or (experts and experts % e == 0 and dp % e == 0
-                                                                 and zero < 3 and not (pp > 1 and zero))]
+                                                                 and not (pp > 1 and zero))]
                 for sequence, e in itertools.product((False, True) if tp > 1 else (False,), eps):
                     out += [Candidate(tp, zero, offload, checkpoint, pp, m, offload_optimizer=opt,
                                       sequence_parallel=sequence, offload_params=params, expert_parallel=e)
