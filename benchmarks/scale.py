@@ -34,12 +34,7 @@ SAMPLES_PER_DEVICE = 4
 def ring_yaml(n: int) -> str:
     """MC-DLA's ring (Fig. 7(c)) of ``n`` devices and ``n`` memory-nodes, as YAML text."""
     lines = [
-        f"name: ring{n}",
-        f'description: "MC-DLA ring of {n} devices and {n} memory-nodes, 3 links per adjacent pair"',
-        "device: table2",
-        "memory_node: table2",
-        "links:",
-        "  nvlink: nvlink2",
+        *_head(n),
         f"devices: {n}",
         f"memory_nodes: {n}",
         "connections:",
@@ -61,15 +56,14 @@ def generated_ring_yaml(n: int) -> str:
     spells out (the same results, field for field: tests/test_frontier_scale.py), and a
     listed file of 16,384 devices spent 3-4 s of a run parsing its 65,536 lines. The
     benchmark runs this one; tests edit the listed one."""
-    return "\n".join([
-        f"name: ring{n}",
-        f'description: "MC-DLA ring of {n} devices and {n} memory-nodes, 3 links per adjacent pair"',
-        "device: table2",
-        "memory_node: table2",
-        "links:",
-        "  nvlink: nvlink2",
-        f"generator: {{name: ring, devices: {n}, links_per_pair: 3}}",
-    ]) + "\n"
+    return "\n".join([*_head(n), f"generator: {{name: ring, devices: {n}, links_per_pair: 3}}"]) + "\n"
+
+
+def _head(n: int) -> list[str]:
+    """The lines both forms of the ring share: its name, parts and links."""
+    return [f"name: ring{n}",
+            f'description: "MC-DLA ring of {n} devices and {n} memory-nodes, 3 links per adjacent pair"',
+            "device: table2", "memory_node: table2", "links:", "  nvlink: nvlink2"]
 
 
 def write_ring(directory: Path, n: int) -> str:

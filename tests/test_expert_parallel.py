@@ -92,14 +92,20 @@ def test_skewed_routing_makes_the_hot_rank_the_slowest(tiny):
     assert {c.op for c in skewed.collectives if c.axis == "ep"} == {"all_to_allv"}
 
 
-def test_expert_parallel_with_rank_symmetry_equals_exact(tiny):
-    sets = _sets(4, ("execution.zero", 1))
-    fast = simulate("dgx_h100", workload=tiny, batch=8, sets=sets)
-    exact = simulate("dgx_h100", workload=tiny, batch=8, sets=[*sets, ("execution.exact", True)])
+def symmetry_equals_exact(workload, sets) -> tuple[dict, dict]:
+    """Rank symmetry simulates fewer ranks and gives --exact's iteration and per-axis
+    communication; returns both runs' results."""
+    fast = simulate("dgx_h100", workload=workload, batch=8, sets=sets)
+    exact = simulate("dgx_h100", workload=workload, batch=8, sets=[*sets, ("execution.exact", True)])
     assert fast["rank_classes"] < exact["rank_classes"]
     assert fast["iteration_time_s"] == pytest.approx(exact["iteration_time_s"], rel=1e-9)
     for axis in AXES:
         assert fast["comm_s"][axis] == pytest.approx(exact["comm_s"][axis], rel=1e-9, abs=1e-15)
+    return fast, exact
+
+
+def test_expert_parallel_with_rank_symmetry_equals_exact(tiny):
+    symmetry_equals_exact(tiny, _sets(4, ("execution.zero", 1)))
 
 
 def test_experts_held_per_rank_shrink_the_model_state(tiny):
@@ -313,11 +319,5 @@ def test_zero3_with_experts_shards_each_over_its_own_group(tiny):
 
 
 def test_zero3_with_experts_symmetry_equals_exact(tiny):
-    sets = _sets(4, ("execution.zero", 3))
-    fast = simulate("dgx_h100", workload=tiny, batch=8, sets=sets)
-    exact = simulate("dgx_h100", workload=tiny, batch=8, sets=[*sets, ("execution.exact", True)])
-    assert fast["rank_classes"] < exact["rank_classes"]
-    assert fast["iteration_time_s"] == pytest.approx(exact["iteration_time_s"], rel=1e-9)
+    fast, exact = symmetry_equals_exact(tiny, _sets(4, ("execution.zero", 3)))
     assert fast["device_mem_peak_bytes"] == pytest.approx(exact["device_mem_peak_bytes"], rel=1e-9)
-    for axis in AXES:
-        assert fast["comm_s"][axis] == pytest.approx(exact["comm_s"][axis], rel=1e-9, abs=1e-15)

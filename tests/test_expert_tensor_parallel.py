@@ -7,9 +7,8 @@ import pytest
 from mcdla.errors import InputError
 from mcdla.hw.layers import Layer
 from mcdla.run import simulate
-from mcdla.sim.records import AXES
 
-from test_expert_parallel import HIDDEN, MOE_LAYERS, TINY, TOKENS, TOP_K, _record, _sets
+from test_expert_parallel import HIDDEN, MOE_LAYERS, TINY, TOKENS, TOP_K, _record, _sets, symmetry_equals_exact
 
 # TINY with 4 key/value heads, so 4 tensor-parallel ranks divide its attention.
 TINY4 = TINY.replace("kv_heads: 2", "kv_heads: 4")
@@ -118,13 +117,7 @@ def test_smaller_et_holds_more_expert_state(tiny4):
 
 @pytest.mark.parametrize("t, et", [(4, 2), (4, 1)])
 def test_expert_tensor_parallel_with_rank_symmetry_equals_exact(tiny4, t, et):
-    sets = _etp(t, et, 2, ("execution.zero", 1))
-    fast = simulate("dgx_h100", workload=tiny4, batch=8, sets=sets)
-    exact = simulate("dgx_h100", workload=tiny4, batch=8, sets=[*sets, ("execution.exact", True)])
-    assert fast["rank_classes"] < exact["rank_classes"]
-    assert fast["iteration_time_s"] == pytest.approx(exact["iteration_time_s"], rel=1e-9)
-    for axis in AXES:
-        assert fast["comm_s"][axis] == pytest.approx(exact["comm_s"][axis], rel=1e-9, abs=1e-15)
+    symmetry_equals_exact(tiny4, _etp(t, et, 2, ("execution.zero", 1)))
 
 
 @pytest.mark.parametrize("sets, says", [
