@@ -94,6 +94,15 @@ def fabric_table() -> pd.DataFrame:
                           "status": "ok"} for label, t in (("rails", 1.2), ("leaf8_2to1", 1.3), ("nic2", 1.7))])
 
 
+def frontier_table() -> pd.DataFrame:
+    rows = []
+    for label, devices, batch, t in (("gpt3+weak", 1024, 128, 1.3), ("gpt3+weak", 4096, 512, 1.4),
+                                     ("gpt3+strong", 1024, 384, 3.6), ("gpt3+strong", 4096, 384, 1.2)):
+        rows.append({"label": label, "workload": "gpt3_175b", "devices": devices, "batch": batch, "status": "ok",
+                     "iteration_time_s": t, "comm_s.tp": 0.6 * t, "comm_s.pp": 0.3 * t, "comm_s.dp": 0.35})
+    return pd.DataFrame(rows)
+
+
 def moe_table() -> pd.DataFrame:
     return pd.DataFrame([
         {"label": "mixtral/dgx_h100_4node/e1", "workload": "mixtral_8x7b", "batch": 32, "status": "error",
@@ -134,6 +143,7 @@ TABLES = {
     "serving_memory": (serving_table, {}),
     "headlines": (headlines_table, {}),
     "cluster_fabric": (fabric_table, {}),
+    "frontier_scale": (frontier_table, {}),
     "moe_memory": (moe_table, {}),
     "scale_out": (scale_table, {}),
     "llm_memory": (llm_table, {}),

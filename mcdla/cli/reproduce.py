@@ -17,8 +17,8 @@ from mcdla.cli.output import positive_int
 PAPER_EXPERIMENTS = ("fig09", "fig11_13", "fig14", "pcie4", "dgx2", "tpuv2", "cdma", "scalability", "power",
                      "headlines")
 # Studies beyond the paper that the report also presents (their own sections).
-BEYOND_EXPERIMENTS = ("llm_memory", "memory_centric_2026", "scale_out", "cluster_fabric", "moe_memory",
-                      "serving_memory_2026")
+BEYOND_EXPERIMENTS = ("llm_memory", "memory_centric_2026", "scale_out", "cluster_fabric", "frontier_scale",
+                      "moe_memory", "serving_memory_2026")
 EXPERIMENTS = PAPER_EXPERIMENTS + BEYOND_EXPERIMENTS
 
 

@@ -41,7 +41,7 @@ __all__ = ["Experiment", "FIGURES", "KINDS", "load_experiment", "expand", "point
 # Figures mcdla.plots can draw; an experiment may feed several (one sweep, Fig. 11-13).
 FIGURES = ("fig09", "fig11", "fig12", "fig13", "fig14", "pcie4", "scalability", "power", "link_bytes",
            "llm_memory", "memory_2026", "dgx2", "cdma", "scale_out", "tpuv2", "cluster_fabric", "headlines",
-           "moe_memory", "serving_memory")
+           "moe_memory", "serving_memory", "frontier_scale")
 
 POINT_LABEL = "label"
 

@@ -31,6 +31,12 @@ __all__ = [
     "scale_out_setup",
     "FABRIC_NAMES",
     "fabric_rows",
+    "FRONTIER_MODELS",
+    "FRONTIER_AXES",
+    "FRONTIER_DESIGNS",
+    "frontier_rows",
+    "tier_bytes",
+    "tokens_per_device_s",
     "design_of",
     "with_design",
     "harmonic_mean",
@@ -298,16 +304,68 @@ def headline_readings(table: pd.DataFrame) -> list[dict]:
 def moe_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of a moe_memory sweep in file order, with ``model``, ``design`` and
     ``plan`` (its label's three parts), ``fits`` and, where it trains, ``tokens_per_s``
-    per device (the batch's sequences of the workload's tokens over the iteration)."""
-    from mcdla.hw.workload import load_workload
-
+    per device (:func:`tokens_per_device_s`)."""
     data = table.copy()
     parts = [str(label).split("/", 2) + ["", ""] for label in data["label"]]
     data["model"], data["design"], data["plan"] = ([p[k] for p in parts] for k in range(3))
     data["fits"] = data["status"] == "ok"
+    data["tokens_per_s"] = tokens_per_device_s(data).where(data["fits"])
+    return data
+
+
+def tokens_per_device_s(data: pd.DataFrame) -> pd.Series:
+    """Training tokens/s per device of each row: the batch's sequences of its workload's
+    tokens (the first layer's output length) over the iteration time and the devices."""
+    from mcdla.hw.workload import load_workload
+
     seq = {name: load_workload(name).layers[0].out_shape[0] for name in dict.fromkeys(data["workload"])}
     tokens = data["batch"].astype(float) * [seq[w] for w in data["workload"]]
     time_s = data["iteration_time_s"].astype(float) if "iteration_time_s" in data else float("nan")
     devices = data["devices"].astype(float) if "devices" in data else float("nan")
-    data["tokens_per_s"] = (tokens / time_s / devices).where(data["fits"])
+    return tokens / time_s / devices
+
+
+# The frontier_scale experiment's models, by the first part of their labels.
+FRONTIER_MODELS = {"gpt3": "GPT-3 175B", "llama": "Llama 3.1 405B"}
+FRONTIER_DESIGNS = {"fat": "fat tree", "mc": "fat tree + memory-nodes"}
+# The communication axes of a 3D-parallel iteration and where they travel on the fat
+# tree (docs/topologies.md): tensor parallelism inside a node, the pipeline's sends and
+# the data-parallel all-reduce over the rails' leaves and the tiers above them.
+FRONTIER_AXES = {"tp": "tensor (NVLink)", "pp": "pipeline (fabric)", "dp": "data (fabric)"}
+
+
+def frontier_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The finished rows of a frontier_scale sweep with ``design``, ``model`` and
+    ``scaling`` (their labels' parts, [DESIGN+]MODEL+SCALING; design "fat" unless given,
+    "mc" for the memory-centric variant), ``tokens_per_s`` per GPU and, per axis of
+    :data:`FRONTIER_AXES`, ``share_<axis>``: the time its communication is in flight over
+    the iteration time (axes overlap, so shares may add past 1)."""
+    data = table[table["status"] == "ok"].copy()
+    parts = [(["fat"] + str(label).split("+"))[-3:] for label in data["label"]]
+    data["design"], data["model"], data["scaling"] = ([p[k] for p in parts] for k in range(3))
+    data["tokens_per_s"] = tokens_per_device_s(data)
+    for axis in FRONTIER_AXES:
+        column = f"comm_s.{axis}"
+        in_flight = data[column].astype(float) if column in data else float("nan")
+        data[f"share_{axis}"] = in_flight / data["iteration_time_s"].astype(float)
     return data
+
+
+def tier_bytes(row: pd.Series) -> dict[str, float]:
+    """Bytes a row's iteration moved over each tier of links, from its per-class link
+    counters (``link_classes.<class>.mean`` x ``.count``; runs past
+    metrics.summary.LINK_LIST_DEVICES devices), the two directions of a tier summed: the
+    tier is the class's two ends without their order or link kind, e.g. "device-spine1"
+    (a GPU's NIC and its rail leaf). {} for a row that listed every link instead."""
+    tiers: dict[str, float] = {}
+    for column in row.index:
+        if not (column.startswith("link_classes.") and column.endswith(".mean")):
+            continue
+        name = column[len("link_classes."):-len(".mean")]
+        count = row.get(f"link_classes.{name}.count")
+        if count != count or row[column] != row[column]:
+            continue
+        ends = sorted(name.partition(":")[0].split(">"))
+        tier = "-".join(ends)
+        tiers[tier] = tiers.get(tier, 0.0) + float(row[column]) * float(count)
+    return tiers

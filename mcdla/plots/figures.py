@@ -536,6 +536,37 @@ def cluster_fabric(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
     return fig
 
 
+def frontier_scale(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
+    """3D-parallel LLM training on the three-tier fat tree as it grows (labels
+    MODEL+SCALING): tokens/s per GPU, and each axis's communication in flight as a share
+    of the iteration (tensor parallelism on NVLink, pipeline and data over the fabric)."""
+    plt = _plt()
+    data = compare.frontier_rows(table)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    styles = {"tp": ":", "pp": "--", "dp": "-"}
+    for i, (label, rows) in enumerate(data.groupby("label", sort=False)):
+        rows = rows.sort_values("devices")
+        first = rows.iloc[0]
+        name = (f"{compare.FRONTIER_MODELS.get(first['model'], first['model'])}, {first['scaling']}, "
+                f"{compare.FRONTIER_DESIGNS.get(first['design'], first['design'])}")
+        left.plot(rows["devices"], rows["tokens_per_s"], marker="o", color=f"C{i}", label=name)
+        for axis, style in styles.items():
+            right.plot(rows["devices"], rows[f"share_{axis}"] * 100, marker=".", linestyle=style, color=f"C{i}",
+                       label=f"{name}: {compare.FRONTIER_AXES[axis]}")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("GPUs")
+        ax.grid(alpha=0.3, which="both")
+    left.set_ylim(bottom=0)
+    left.set_ylabel("training tokens/s per GPU")
+    left.set_title("Throughput per GPU (weak: batch grows with the GPUs; strong: fixed)", fontsize=9)
+    right.set_ylabel("communication in flight (% of the iteration)")
+    right.set_title("Each axis's share of the iteration (axes overlap)", fontsize=9)
+    left.legend(fontsize=7)
+    right.legend(fontsize=5, ncol=2)
+    return fig
+
+
 def moe_memory(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """Mixture-of-experts training per point: its iteration split into compute, the
     expert all-to-alls (comm_s.ep, as far as compute waits) and the rest of the waiting,

@@ -652,6 +652,56 @@ def _fabric_section(table) -> list[str]:
     return lines
 
 
+def _frontier_section(table) -> list[str]:
+    """Beyond the paper: 3D-parallel LLM training on the three-tier H100 fat tree as it
+    grows (experiment frontier_scale)."""
+    from mcdla.metrics.compare import FRONTIER_AXES, FRONTIER_DESIGNS, FRONTIER_MODELS, frontier_rows, tier_bytes
+
+    data = frontier_rows(table)
+    lines = ["## Beyond the paper: frontier-scale training on a three-tier fat tree", "",
+             "Experiment `frontier_scale`: GPT-3 175B and Llama 3.1 405B on `h100_100k` (DGX H100 nodes, "
+             "rail leaves of 32 nodes, pods of 8 leaves (2,048 GPUs), 1:8 above the pods) reduced to each size; "
+             "tensor 8 in a node, 16 pipeline stages, data-parallel replicas the rest, micro-batches of one "
+             "sequence (1F1B); Llama with ZeRO-1 and full recompute. Weak: 16 sequences per replica; "
+             "strong: a fixed global batch. Each axis's "
+             "share is the time its communication is in flight over the iteration (axes overlap); fabric "
+             "bytes are shown for runs counted per class of link (past 4,096 GPUs), summed per tier.", "",
+             "| model | scaling | design | GPUs | batch | micro-batches | iteration | tokens/s per GPU | "
+             + " | ".join(FRONTIER_AXES.values()) + " | fabric bytes per tier |",
+             "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(FRONTIER_AXES) + "---|"]
+    for _, row in data.sort_values(["model", "scaling", "design", "devices"], kind="stable").iterrows():
+        shares = " | ".join(f"{float(row[f'share_{axis}']):.0%}" for axis in FRONTIER_AXES)
+        tiers = tier_bytes(row)
+        fabric = ", ".join(f"{tier} {value / 1e12:,.1f} TB" for tier, value in sorted(tiers.items())
+                           if "spine" in tier) or "—"
+        micro = row.get("layout.micro_batches", float("nan"))
+        lines.append(f"| {FRONTIER_MODELS.get(row['model'], row['model'])} | {row['scaling']} | "
+                     f"{FRONTIER_DESIGNS.get(row['design'], row['design'])} | {int(row['devices']):,} | "
+                     f"{int(row['batch']):,} | "
+                     f"{'' if micro != micro else int(micro)} | {float(row['iteration_time_s']):.2f} s | "
+                     f"{float(row['tokens_per_s']):,.0f} | {shares} | {fabric} |")
+    lines += _frontier_reading(data)
+    return lines
+
+
+def _frontier_reading(data) -> list[str]:
+    """The section's conclusions, from the table: per model and scaling, tokens/s per GPU
+    at the largest size against the smallest."""
+    from mcdla.metrics.compare import FRONTIER_DESIGNS, FRONTIER_MODELS
+
+    parts = []
+    for (design, model, scaling), rows in data.groupby(["design", "model", "scaling"], sort=False):
+        rows = rows.sort_values("devices")
+        if len(rows) < 2:
+            continue
+        first, last = rows.iloc[0], rows.iloc[-1]
+        parts.append(f"{FRONTIER_MODELS.get(model, model)} {scaling} on the {FRONTIER_DESIGNS.get(design, design)}: "
+                     f"{float(last['tokens_per_s']):,.0f} tokens/s per GPU at {int(last['devices']):,} GPUs, "
+                     f"{float(last['tokens_per_s']) / float(first['tokens_per_s']):.0%} of its "
+                     f"{float(first['tokens_per_s']):,.0f} at {int(first['devices']):,}")
+    return ["", "From the smallest size to the largest: " + "; ".join(parts) + "."] if parts else []
+
+
 def _moe_section(table) -> list[str]:
     """Beyond the paper: mixtures of experts by expert-parallel degree and expert
     placement (experiment moe_memory)."""
@@ -866,6 +916,8 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         lines += [""] + _scale_out_section(tables["scale_out"])
     if "cluster_fabric" in tables:
         lines += [""] + _fabric_section(tables["cluster_fabric"])
+    if "frontier_scale" in tables:
+        lines += [""] + _frontier_section(tables["frontier_scale"])
     if "moe_memory" in tables:
         lines += [""] + _moe_section(tables["moe_memory"])
     if "serving_memory_2026" in tables:

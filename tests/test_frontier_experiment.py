@@ -1,0 +1,103 @@
+"""Experiments frontier_scale and frontier_scale_full (issue 27): their files load, their
+points are the 3D layouts their comments describe, and the report reads the results
+table (tokens/s per GPU, each axis's share, the fabric's bytes per tier)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mcdla.config.experiment import load_experiment
+
+PRESET_NODES = 13056  # h100_100k's generator.nodes, where a point keeps it
+
+
+def _layouts(name):
+    """Per point: (label, GPUs, data-parallel replicas, batch, micro-batches)."""
+    experiment = load_experiment(name)
+    rows = []
+    for point in experiment.points:
+        gpus = 8 * point.get("generator.nodes", PRESET_NODES)
+        tp, pp = point["execution.tensor_parallel"], point["execution.pipeline_parallel"]
+        assert gpus % (tp * pp) == 0, point
+        rows.append((point["label"], gpus, gpus // (tp * pp), point["batch"], point["training.micro_batches"]))
+    return rows
+
+
+def test_reproduce_runs_frontier_scale_but_not_the_full_points():
+    from mcdla.cli.reproduce import EXPERIMENTS
+
+    assert "frontier_scale" in EXPERIMENTS and "frontier_scale_full" not in EXPERIMENTS
+
+
+@pytest.mark.parametrize("name", ["frontier_scale", "frontier_scale_full"])
+def test_weak_points_keep_16_sequences_a_replica_and_strong_points_a_fixed_batch(name):
+    rows = _layouts(name)
+    for label, gpus, replicas, batch, micro in rows:
+        assert batch % replicas == 0
+        assert batch // replicas == micro  # micro-batches of one sequence, as Megatron runs them
+        if label.endswith("+weak"):
+            assert batch == 16 * replicas
+    strong = {batch for label, *_, batch, _ in rows if label.endswith("+strong")}
+    assert len(strong) == 1
+
+
+def test_the_default_experiment_spans_1024_to_8192_gpus_and_the_full_one_reaches_131072():
+    assert {gpus for _, gpus, *_ in _layouts("frontier_scale")} == {1024, 2048, 4096, 8192}
+    assert max(gpus for _, gpus, *_ in _layouts("frontier_scale_full")) == 131072
+
+
+def test_every_default_point_loads_before_anything_runs():
+    """The sweep's own check (every topology and workload loads; nothing is simulated)."""
+    from mcdla.sweep.engine import _check_points
+
+    _check_points(load_experiment("frontier_scale"))
+
+
+def _table():
+    rows = []
+    for label, gpus, batch, time_s in (("gpt3+weak", 1024, 128, 1.0), ("gpt3+weak", 8192, 1024, 1.25),
+                                       ("mc+llama+weak", 1024, 128, 8.0)):
+        rows.append({"label": label, "workload": "llama3_405b" if "llama" in label else "gpt3_175b",
+                     "devices": gpus, "batch": batch, "status": "ok", "iteration_time_s": time_s,
+                     "layout.micro_batches": 16, "comm_s.tp": 0.5, "comm_s.pp": 0.25, "comm_s.dp": 0.1})
+    rows.append({"label": "gpt3+strong", "workload": "gpt3_175b", "devices": 1024, "batch": 384, "status": "error"})
+    table = pd.DataFrame(rows)
+    # The 8,192-GPU run counted its links per class: 4 leaf-to-pod links each way of 1 TB
+    # on average, 2 pod-to-core links of 0.5 TB, and NVLink (not a fabric tier).
+    for name, count, mean in (("spine1>spine2:isl", 4, 1e12), ("spine2>spine1:isl", 4, 1e12),
+                              ("spine2>spine3:isl", 2, 0.5e12), ("device>fabric1:nvlink", 8, 9e12)):
+        table[f"link_classes.{name}.count"] = [float("nan"), count, float("nan"), float("nan")]
+        table[f"link_classes.{name}.mean"] = [float("nan"), mean, float("nan"), float("nan")]
+    return table
+
+
+def test_rows_read_design_model_scaling_and_tokens_per_gpu():
+    from mcdla.metrics.compare import frontier_rows
+
+    data = frontier_rows(_table())
+    assert list(data["design"]) == ["fat", "fat", "mc"] and list(data["model"]) == ["gpt3", "gpt3", "llama"]
+    # GPT-3: 2,048-token sequences; Llama 3.1: 8,192.
+    assert data["tokens_per_s"].tolist() == pytest.approx([128 * 2048 / 1.0 / 1024, 1024 * 2048 / 1.25 / 8192,
+                                                           128 * 8192 / 8.0 / 1024])
+    assert data["share_tp"].tolist() == pytest.approx([0.5, 0.4, 0.0625])
+
+
+def test_tier_bytes_sum_both_directions_and_a_run_that_listed_links_has_none():
+    from mcdla.metrics.compare import tier_bytes
+
+    table = _table()
+    assert tier_bytes(table.iloc[1]) == pytest.approx({"spine1-spine2": 8e12, "spine2-spine3": 1e12,
+                                                       "device-fabric1": 72e12})
+    assert tier_bytes(table.iloc[0]) == {}
+
+
+def test_the_section_shows_each_run_and_reads_scaling_from_the_table():
+    from mcdla.sweep.report import _frontier_section
+
+    text = "\n".join(_frontier_section(_table()))
+    assert "| GPT-3 175B | weak | fat tree | 8,192 | 1,024 | 16 | 1.25 s | 205 |" in text
+    assert "spine1-spine2 8.0 TB, spine2-spine3 1.0 TB |" in text and "device-fabric1" not in text
+    assert "fat tree + memory-nodes" in text
+    # 256 tokens/s per GPU at 1,024 GPUs, 204.8 at 8,192: 80 %.
+    assert "GPT-3 175B weak on the fat tree: 205 tokens/s per GPU at 8,192 GPUs, 80% of its 256 at 1,024" in text
