@@ -76,11 +76,11 @@ def _attr(name: str, number: int, value: int) -> bytes:
     return _field(10, 2, _varint(len(body)) + body)
 
 
-def chakra_trace(op: str, size_bytes: int) -> bytes:
+def chakra_trace(op: str, size_bytes: int, name: str | None = None) -> bytes:
     """GlobalMetadata {version} then one Node {name, type COMM_COLL_NODE, attrs}, each
     length-prefixed, as chakra's encode_message writes them."""
     meta = _text(1, "0.0.4")
-    node = (_text(2, f"{op}_{size_bytes}") + _field(3, 0, _varint(COMM_COLL_NODE))
+    node = (_text(2, name or f"{op}_{size_bytes}") + _field(3, 0, _varint(COMM_COLL_NODE))
             + _attr("is_cpu_op", 27, 0) + _attr("comm_type", 9, COMM_TYPE[op]) + _attr("comm_size", 9, size_bytes))
     return _varint(len(meta)) + meta + _varint(len(node)) + node
 
