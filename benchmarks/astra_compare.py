@@ -158,7 +158,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", type=int, nargs="+", default=[128, 512, 2048])
     ap.add_argument("--sizes", nargs="+", default=["64 MiB", "1 GiB"])
     ap.add_argument("--ops", nargs="+", default=["all_reduce"], choices=sorted(COMM_TYPE))
-    ap.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
+    ap.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS))  # none: ASTRA-sim only
+    ap.add_argument("--impls", nargs="*", default=list(ASTRA_IMPLS), help="ASTRA-sim's implementations")
+    ap.add_argument("--shapes", nargs="*", default=["2-dim", "1-dim"], help="ASTRA-sim's networks (1-dim: one Switch)")
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
     binary = os.environ.get("ASTRA_SIM")
@@ -177,7 +179,9 @@ def main(argv=None) -> int:
                     continue
                 flat = (("Switch", nodes * 8, dims[-1][2], dims[-1][3]),)
                 for label, shape in (("2-dim", dims), ("1-dim", flat)):
-                    for impl in ASTRA_IMPLS:
+                    if label not in args.shapes:
+                        continue
+                    for impl in args.impls:
                         t, wall = run_astra(binary, op, size_bytes, shape, impl, args.repeats)
                         print(f"| {op} | {size} | {nodes * 8} | ASTRA-sim {label} | {impl} | {t * 1e3:.3f} | {wall:.2f} |",
                               flush=True)
