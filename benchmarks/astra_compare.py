@@ -145,7 +145,8 @@ def run_astra(binary: str, op: str, size_bytes: int, dims, impl: str, repeats: i
         walls, out = [], ""
         for _ in range(repeats):
             start = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            # cwd: ASTRA-sim writes its log/ folder into the working directory
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp).stdout
             walls.append(time.perf_counter() - start)
     cycles = [int(c) for c in re.findall(r"finished, (\d+) cycles", out)]
     if len(cycles) != ranks:
