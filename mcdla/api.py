@@ -374,7 +374,13 @@ def _validation_outcome():
     return cls
 
 
-ValidationOutcome = _validation_outcome()
+def __getattr__(name: str):
+    # ValidationOutcome is made from mcdla.sweep.validate's Outcome when first asked for,
+    # so that the other commands do not load the validation machinery at start-up.
+    if name == "ValidationOutcome":
+        cls = globals()[name] = _validation_outcome()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate(*, table: str | Sequence[str] = (), reduced: bool = False,
@@ -384,4 +390,5 @@ def validate(*, table: str | Sequence[str] = (), reduced: bool = False,
     from mcdla.sweep.validate import validate as run
 
     tables = [table] if isinstance(table, str) else list(table)
-    return [ValidationOutcome.from_dict(o.as_dict()) for o in run(tables, reduced=reduced, progress=progress)]
+    outcome = globals().get("ValidationOutcome") or __getattr__("ValidationOutcome")
+    return [outcome.from_dict(o.as_dict()) for o in run(tables, reduced=reduced, progress=progress)]

@@ -44,6 +44,14 @@ def test_import_mcdla_loads_no_simulator_pandas_or_matplotlib():
     assert out.stdout.splitlines() == ["[]", "[]"]
 
 
+def test_the_api_loads_the_validation_machinery_only_when_asked():
+    code = ("import sys, mcdla.api\n"
+            "print('mcdla.sweep.validate' in sys.modules)\n"
+            "print(mcdla.api.ValidationOutcome.__name__, 'mcdla.sweep.validate' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["False", "ValidationOutcome True"]
+
+
 def test_simulate_is_mcdla_sims_json_as_typed_fields(capsys):
     cli = _cli_json(capsys, "sim", "--set", "training.lookahead=2", "--batch", "256")
     result = mcdla.simulate(topology="ring", workload="resnet34", batch=256, set={"training.lookahead": 2})
