@@ -100,15 +100,16 @@ def kv_routes(topology, tier: str, device: str, direction: str):
     return topology.tier_routes(device, tier, KV_PLACEMENT, direction)
 
 
-def tier_capacity(topology, tier: str, device: str) -> float:
-    """Bytes of ``tier`` one device may fill: its share of each store it reaches."""
+def tier_capacity(topology, tier: str) -> float:
+    """Bytes of ``tier`` the most constrained device may fill: each device's share of
+    every store it reaches (a store split evenly among the devices it serves)."""
     found = topology.tier(tier)
     clients: dict[str, int] = {}
     for d in topology.devices:
         for store in found.serves.get(d, ()):
             clients[store] = clients.get(store, 0) + 1
-    return sum(topology.memory_capacity(sub.store) * sub.share / clients.get(sub.store, 1)
-               for sub in kv_routes(topology, tier, device, "prefetch"))
+    return min(sum(topology.memory_capacity(sub.store) * sub.share / clients.get(sub.store, 1)
+                   for sub in kv_routes(topology, tier, device, "prefetch")) for device in topology.devices)
 
 
 @dataclass
@@ -397,7 +398,7 @@ class ServingRun:
                 f"{spec.memory_utilization:g}), no room for the KV cache; raise serving.tensor_parallel, "
                 "lower workload.precision_bytes or use a device with more memory")
         hbm = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
-        tier = int(min(tier_capacity(topology, self.tier, d) for d in topology.devices) // block) if self.tier else 0
+        tier = int(tier_capacity(topology, self.tier) // block) if self.tier else 0
         capacity = (hbm + tier) * spec.block_tokens
         longest = max(r.prompt_tokens + r.output_tokens for r in requests)
         if longest > capacity:
