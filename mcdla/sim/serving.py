@@ -466,14 +466,10 @@ class ServingRun:
         target = self.decoders[self._handed % len(self.decoders)]
         self._handed += 1
         size = req.computed * self.kv_device_bytes
-        topology, flows = self.topology, []
+        flows = []
         for src, dst in zip(source.devices, target.devices):
-            try:
-                ways = p2p_paths(topology.rings, src, dst, topology.reverse_of, topology.channels)
-            except InputError:
-                raise InputError(f"no ring of {topology.name} joins {src} and {dst} to hand a request's cache on",
-                                 key="serving.decode_devices") from None
-            flows += [self.net.transfer(share * size, path, latency, tag="kv hand-on") for share, path, latency in ways]
+            flows += [self.net.transfer(share * size, path, latency, tag="kv hand-on")
+                      for share, path, latency in self.ways(src, dst, "serving.decode_devices")]
         start = self.env.now
         yield self.env.all_of(flows)
         self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
