@@ -16,7 +16,7 @@ def test_the_experiment_loads_and_every_point_validates():
     cache: dict = {}
     for point in experiment.points:
         check_point(point, cache)
-    assert experiment.name == "headline_sensitivity" and len(experiment.points) == 8 * 45
+    assert experiment.name == "headline_sensitivity" and len(experiment.points) == 8 * 51
 
 
 def test_its_paper_reading_is_fig11_13s_runs_of_the_three_designs():
@@ -107,3 +107,28 @@ def test_a_headline_no_run_gives_is_a_dash_not_a_number():
     lines = _headline_sensitivity_section(data)
     paper = next(line for line in lines if line.startswith("| paper |"))
     assert paper.endswith("| 2.40x | — | 4.00x | 4.00x |")
+
+
+@pytest.mark.parametrize("workload,moved", [
+    # conv2-conv5 read (through recomputed ReLUs and pools) the outputs of the input and
+    # conv1-conv4; conv5's and the fully connected layers' outputs feed no convolution.
+    ("alexnet", ["input", "conv1", "conv2", "conv3", "conv4"]),
+    ("rnn_gru", []),  # no convolution: nothing leaves the device
+])
+def test_vdnn_conv_offloads_only_what_convolutions_read(workload, moved):
+    from mcdla.hw.workload import load_workload
+    from mcdla.sim.offload import OFFLOADS
+
+    layers = load_workload(workload).layers
+    decision = OFFLOADS.get("vdnn_conv")().decide(layers, virtualize=True, recompute_cheap=True)
+    assert [layer.name for layer, out in zip(layers, decision.offloaded) if out] == moved
+
+
+def test_vdnn_conv_keeps_what_it_does_not_offload_and_plan_does_not_search_it():
+    from mcdla.sim.offload import OFFLOADS
+
+    conv = simulate("dc", "bw_aware", "alexnet", "data", 64, [("execution.offload", "vdnn_conv")])
+    every = simulate("dc", "bw_aware", "alexnet", "data", 64)
+    assert conv["offloaded_bytes"] < every["offloaded_bytes"]
+    assert conv["device_mem_peak_bytes"] > every["device_mem_peak_bytes"]
+    assert not OFFLOADS.get("vdnn_conv").searched and OFFLOADS.get("capacity_aware").searched

@@ -832,6 +832,8 @@ _READINGS = {
                     "instead of the hypothetical 300 GB/s (`host.preset: xeon`): host DRAM as HC-DLA's bound",
     "vdnn_dynamic": "vDNN's dynamic policy: offload only what device memory cannot hold "
                     "(`execution.offload: capacity_aware`)",
+    "vdnn_conv": "vDNN's static vDNN_conv policy: only the maps convolutions read in backward leave the "
+                 "device; the RNNs offload nothing (`execution.offload: vdnn_conv`)",
     "no_recompute": "no cheap layer recomputed in backward: every feature map offloaded "
                     "(`training.recompute_cheap: false`)",
     "lookahead2": "prefetch two layers ahead of backward instead of one (`training.lookahead: 2`)",
