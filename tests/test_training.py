@@ -212,6 +212,15 @@ def test_model_parallel_gru_step_gathers_h_and_reduce_scatters_dh():
     assert _sent_by_d0("rnn_gru", [("workload.timesteps", 2)]) == pytest.approx(10_092_544, rel=1e-12)
 
 
+def test_model_parallel_dx_all_reduce_sends_the_reduce_scatters_bytes_twice():
+    # training.dx_reduction=all_reduce (the paper's Fig. 4 reading): t1's partial dh
+    # (2,097,152 B) is all-reduced, 2 x 7/8 of it sent per device (3,670,016 B), beside
+    # the forward gather of h (1,835,008 B): 5,505,024 B where the reduce-scatter sends
+    # 3,670,016 B.
+    sets = [("workload.timesteps", 2), ("training.dx_reduction", "all_reduce")]
+    assert _sent_by_d0("rnn_lstm1", sets) == pytest.approx(5_505_024, rel=1e-12)
+
+
 INCEPTION = """
     name: inception3a
     input: {channels: 3, height: 28, width: 28}

@@ -13,9 +13,9 @@ import argparse
 from mcdla.cli.output import positive_int
 
 # The paper's experiments, in the order they run; power reads fig11_13's speedups;
-# headlines re-runs fig11_13's DC-DLA, HC-DLA and MC-DLA(B) under other readings of the paper.
+# headline_sensitivity re-runs fig11_13's DC-DLA, HC-DLA and MC-DLA(B) under other readings of the paper.
 PAPER_EXPERIMENTS = ("fig09", "fig11_13", "fig14", "pcie4", "dgx2", "tpuv2", "cdma", "scalability", "power",
-                     "headlines")
+                     "headline_sensitivity")
 # Studies beyond the paper that the report also presents (their own sections).
 BEYOND_EXPERIMENTS = ("llm_memory", "memory_centric_2026", "scale_out", "cluster_fabric", "frontier_scale",
                       "moe_memory", "serving_memory_2026")

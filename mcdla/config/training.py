@@ -35,6 +35,12 @@ class TrainingSpec:
       each feature map (docs/model.md), yet dW needs the whole input X. Off (the paper's and
       docs/model.md's collectives), that cost is not modeled; on, each weighted layer
       all-gathers its input again in backward before computing dW.
+    - ``dx_reduction``: the collective that sums a tensor's partial dX in
+      model-parallel training. ``reduce_scatter`` (default): each device receives only
+      the shard of the sum it works on (docs/model.md says why). ``all_reduce``: every
+      device receives the whole sum, as the paper's Fig. 4 names it ("all-reduce (dX
+      and dW)"); twice the bytes, the second half dropped. A reading of the paper for
+      the headline_sensitivity experiment; the paper presets keep the default.
     - ``chunk``: the pipelining chunk of ring collectives; ``None`` uses the
       collectives' converged default. A bare number (bytes) under 1 KiB is refused as a
       missing unit, for ``bucket`` too.
@@ -86,6 +92,7 @@ class TrainingSpec:
     lookahead: PositiveInt = 1
     recompute_cheap: bool = True
     regather: bool = False
+    dx_reduction: Literal["reduce_scatter", "all_reduce"] = "reduce_scatter"
     chunk: BlockSize | None = None
     bucket: BlockSize | None = None
     precision: Literal["fp32", "mixed"] | None = None

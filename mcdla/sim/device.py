@@ -356,14 +356,16 @@ class DeviceCompute:
 
     def _gradients_of(self, i: int, micro: int):
         """After layer i's backward: model-parallel, the partial dX it completes, each
-        reduce-scattered to its shards once after its last consumer's backward (the
-        consumers' partials summed locally); data-parallel, in the last micro-batch's
-        backward (gradients accumulate over the others, DDP's ``no_sync``), a weight
-        group whose gradient is now complete goes to its reduction."""
+        reduce-scattered to its shards (or all-reduced: ``training.dx_reduction``) once
+        after its last consumer's backward (the consumers' partials summed locally);
+        data-parallel, in the last micro-batch's backward (gradients accumulate over
+        the others, DDP's ``no_sync``), a weight group whose gradient is now complete
+        goes to its reduction."""
         plan = self.plan
         if self.inputs.execution.parallel == "model":
+            op = self.inputs.execution.training.dx_reduction
             for p, size in plan.partial_dx.get(i, ()):
-                yield self.stream.join(("dX", p), "reduce_scatter", size, device=self.device)
+                yield self.stream.join(("dX", p), op, size, device=self.device)
             return
         group = self.inputs.workload.layers[i].weight_group
         if group in self._groups_left and micro == self.work.micro_batches - 1:

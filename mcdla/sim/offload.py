@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 
 from mcdla.registry import Registry
-from mcdla.sim.liveness import FIT_SLACK, intervals, memory_curve, schedule
+from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, intervals, memory_curve, schedule
 
-__all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "CapacityAware", "OffloadDecision", "checkpointed"]
+__all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "ConvInputs", "CapacityAware", "OffloadDecision",
+           "checkpointed"]
 
 OFFLOADS: Registry[type["OffloadPolicy"]] = Registry("offload policy")
 
@@ -72,8 +73,11 @@ class OffloadPolicy:
     each map), ``fwd_s`` and ``bwd_s`` (each layer's times), ``memory_bytes`` (the
     device's memory), ``resident_bytes`` (the model state that stays in it) and
     ``dma_Bps`` (one device's offload rate when every device moves data). A policy
-    takes the keywords it uses and ``**_`` for the rest.
+    takes the keywords it uses and ``**_`` for the rest. ``searched``: ``mcdla plan``
+    tries the policy among its candidates.
     """
+
+    searched = True
 
     def decide(self, layers, *, virtualize: bool, recompute_cheap: bool, checkpoint: str = "none",
                **_) -> OffloadDecision:
@@ -102,6 +106,30 @@ class OffloadAll(OffloadPolicy):
                                      checkpoint=checkpoint)
         read = schedule(layers, recomputed).last_bwd_use  # every map backward reads
         offloaded = tuple(virtualize and not recomputed[t] and t in read for t in range(len(layers)))
+        return OffloadDecision(offloaded, recomputed)
+
+
+@OFFLOADS.register("vdnn_conv")
+class ConvInputs(OffloadPolicy):
+    """vDNN's static vDNN_conv policy (Rhu et al., MICRO 2016, Section III-C: "offload
+    only the input feature maps of CONV layers"): of what offload-all would move, only
+    the maps a convolution's backward reads (with cheap layers recomputed, the stored
+    maps its recomputed input is rebuilt from) leave the device; the others stay in it
+    from their forward to their last backward use. A network without convolutions (the
+    RNNs) offloads nothing. Not a paper preset: a reading of the paper's "vDNN" for the
+    headline_sensitivity experiment, so ``mcdla plan`` does not search it."""
+
+    searched = False
+
+    def decide(self, layers, *, virtualize, recompute_cheap, checkpoint="none", **_):
+        recomputed = self.recomputed(layers, virtualize=virtualize, recompute_cheap=recompute_cheap,
+                                     checkpoint=checkpoint)
+        needs = backward_needs(layers)
+        conv = {t for i, layer in enumerate(layers) if i > 0 and layer.kind == "conv"
+                for t in closure(needs[i], layers, recomputed)}
+        all_maps = OffloadAll().decide(layers, virtualize=virtualize, recompute_cheap=recompute_cheap,
+                                       checkpoint=checkpoint)
+        offloaded = tuple(moved and t in conv for t, moved in enumerate(all_maps.offloaded))
         return OffloadDecision(offloaded, recomputed)
 
 

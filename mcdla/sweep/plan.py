@@ -222,7 +222,9 @@ def _candidates_of(topo, work, batch: int) -> list[Candidate]:
     from mcdla.sim.expert import routed_experts
     from mcdla.sim.offload import OFFLOADS
 
-    offloads = tuple(OFFLOADS.names()) if topo.backing != "none" else ()  # nowhere to offload to
+    # The policies a framework would pick (not vdnn_conv, a reading of the paper); none
+    # where there is nowhere to offload to.
+    offloads = tuple(n for n in OFFLOADS.names() if OFFLOADS.get(n).searched) if topo.backing != "none" else ()
     return candidates(len(topo.devices), batch, offloads, optimizer=work.optimizer != "none",
                       attention=any(l.kind == "attention" for l in work.layers), experts=routed_experts(work))
 
