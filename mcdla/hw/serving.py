@@ -45,7 +45,7 @@ from functools import cached_property
 from mcdla.config.hardware import DeviceSpec
 from mcdla.errors import InputError
 from mcdla.hw.compute import kernel_time, layer_time
-from mcdla.hw.gpu import attention_seconds
+from mcdla.hw.gpu import attention_seconds, gemm_rate
 from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div
 from mcdla.hw.parallelism import tensor_split
 
@@ -257,10 +257,12 @@ class ServingModel:
 
     def prefill_flops_floor_s(self, tokens: int) -> float:
         """The least time ``tokens`` of prefill can take: their MACs at the device's peak
-        (a bound the tests hold the model to)."""
+        on the lanes their GEMMs run on (FP8's with 1-byte weights; a bound the tests
+        hold the model to)."""
         macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head in self.groups
                    if not head) * tokens
-        return macs / self.device.peak_macs_per_s
+        lanes, _ = gemm_rate(self.device, self.prec)
+        return macs / (self.device.pes * lanes * self.device.clock)
 
 
 def tokens_to_blocks(tokens: int, block_tokens: int) -> int:
