@@ -309,3 +309,76 @@ def test_disaggregated_stages_hand_on_their_share_of_the_cache():
 
     assert sent(range(4)) == pytest.approx(16 * 512 * (131_072 + 4096 * 2))
     assert sent(range(4, 8)) == pytest.approx(16 * 7 * 4096 * 2)
+
+
+# One H100 serving Llama-3 8B alone (one instance: every request meets the same cache).
+ONE_GPU = [("generator.devices", 1), ("host.sockets", 1), ("generator.devices_per_pcie_switch", 1)]
+
+
+def _prefix_trace(tmp_path, rows) -> list:
+    trace = tmp_path / "prefixed.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n"
+                     + "".join(f"{a},{p},{o},{pid},{pt}\n" for a, p, o, pid, pt in rows))
+    return ONE_GPU + [("serving.trace", str(trace))]
+
+
+def test_identical_prompts_share_their_blocks_and_skip_their_prefill(tmp_path):
+    # One request, then seven identical ones while it decodes: each finds its 1,024-token
+    # prompt cached but for the last block's worth (at most prompt - 1 tokens hit: 63 blocks).
+    sets = _prefix_trace(tmp_path, [(0, 1024, 64, "doc", 1024)] + [(0.1, 1024, 64, "doc", 1024)] * 7)
+    off = serve("dgx_h100", "llama3_8b", sets)
+    on = serve("dgx_h100", "llama3_8b", sets + [("serving.prefix_caching", True)])
+    assert "prefix_hit_rate" not in off
+    assert on["prefix_tokens_saved"] == 7 * 63 * 16
+    assert on["prefix_hit_rate"] == pytest.approx(7 * 1008 / (8 * 1024))
+    # The saved tokens are not computed: the iterations carry exactly that many fewer.
+    computed = {k: r["iterations"] * r["mean_batch_tokens"] for k, r in (("off", off), ("on", on))}
+    assert computed["off"] - computed["on"] == pytest.approx(on["prefix_tokens_saved"])
+    assert on["ttft_s"]["p50"] < off["ttft_s"]["p50"]
+    # One copy of the shared blocks: 8 x 68 blocks without, 64 shared + 8 x at most 5 with.
+    block = 16 * 131_072  # 16 tokens x Llama-3 8B's 128 KiB per token
+    assert off["kv_peak_bytes"]["hbm"] == 8 * 68 * block
+    assert on["kv_peak_bytes"]["hbm"] <= (64 + 8 * 5) * block
+
+
+def test_a_prefix_is_shared_only_with_requests_naming_it(tmp_path):
+    rows = [(0, 512, 32, "a", 512), (0.1, 512, 32, "b", 512), (0.2, 512, 32, "", 0)]
+    on = serve("dgx_h100", "llama3_8b", _prefix_trace(tmp_path, rows) + [("serving.prefix_caching", True)])
+    assert on["prefix_tokens_saved"] == 0 and on["prefix_hit_rate"] == 0
+
+
+def test_unreferenced_prefix_blocks_are_evicted_least_recently_released_first(tmp_path):
+    # Five 512-token prompts of five prefixes one after another, then the first again.
+    # Each leaves its 32 prefix blocks cached; a cache of 131 blocks keeps four.
+    rows = [(t, 512, 2, pid, 512) for t, pid in enumerate("ABCDE")] + [(5, 512, 2, "A", 512)]
+    sets = _prefix_trace(tmp_path, rows) + [("serving.prefix_caching", True)]
+    roomy = serve("dgx_h100", "llama3_8b", sets)
+    assert roomy["prefix_evicted_blocks"] == 0 and roomy["prefix_tokens_saved"] == 31 * 16
+    # 0.2042 of 80 GB less 16.06 GB of weights: 131 blocks of 2 MiB.
+    tight = serve("dgx_h100", "llama3_8b", sets + [("serving.memory_utilization", 0.2042)])
+    assert tight["kv_capacity_tokens"] == 131 * 16
+    assert tight["prefix_evicted_blocks"] > 0
+    # E took A's blocks, last first (vLLM frees a request's blocks tail first): of A's
+    # 32, E's 32 prefill blocks and its decode block evicted 30, so A's first 2 remain.
+    assert tight["prefix_tokens_saved"] == 2 * 16
+
+
+def test_prefix_caching_inputs_are_checked(tmp_path):
+    with pytest.raises(InputError, match="kv_tier"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.prefix_caching", True), ("serving.kv_tier", "host")])
+    with pytest.raises(InputError, match="recompute"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.prefix_caching", True), ("serving.preemption", "swap")])
+    with pytest.raises(InputError, match="shared_prefix_tokens"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.shared_prefix_tokens", 513)])
+    trace = tmp_path / "bad.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0,100,5,a,101\n")
+    with pytest.raises(InputError, match="line 2"):
+        serve("dgx_h100", "llama3_8b", [("serving.trace", str(trace))])
+
+
+def test_generated_requests_draw_shared_prefixes():
+    sets = SMALL + [("serving.rate", 50), ("serving.shared_prefix_tokens", 256), ("serving.prefixes", 2)]
+    on = serve("dgx_h100", "llama3_8b", sets + [("serving.prefix_caching", True)])
+    off = serve("dgx_h100", "llama3_8b", sets)
+    assert 0 < on["prefix_hit_rate"] < 256 / 512
+    assert on["ttft_s"]["p50"] <= off["ttft_s"]["p50"]
