@@ -169,6 +169,7 @@ class ServeResult(_Result):
     prefix_hit_rate: float | None = _optional()
     prefix_tokens_saved: int | None = _optional()
     prefix_evicted_blocks: int | None = _optional()
+    graph_iterations: int | None = _optional()  # with serving.cuda_graphs: decode iterations replayed as graphs
 
 
 class _Labelled:

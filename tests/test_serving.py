@@ -382,3 +382,44 @@ def test_generated_requests_draw_shared_prefixes():
     off = serve("dgx_h100", "llama3_8b", sets)
     assert 0 < on["prefix_hit_rate"] < 256 / 512
     assert on["ttft_s"]["p50"] <= off["ttft_s"]["p50"]
+
+
+def test_a_decode_step_replayed_as_a_cuda_graph_pays_one_launch():
+    model, topo = _model("llama3_8b", 1)
+    eager = model.step(1, 1024, (), 1).compute_s
+    graph = model.step(1, 1024, (), 1, graph_batch=1).compute_s
+    # Some hundred kernels at 5 us each become one 15 us launch and 0.58 us a kernel.
+    assert 0.5e-3 < eager - graph < 2e-3
+    # Still no faster than streaming the weights (16 GB) from HBM at the datasheet's 3.35 TB/s.
+    assert graph >= 16.06e9 / 3.35e12
+    # A batch padded to a capture size computes the padded batch's tokens.
+    assert model.step(9, 9 * 1024, (), 9, graph_batch=16).compute_s >= model.step(9, 9 * 1024, (), 9, 9).compute_s
+
+
+def test_cuda_graphs_replay_small_decode_batches_only():
+    sets = SMALL + [("serving.rate", 4), ("serving.cuda_graphs", True)]
+    on = serve("dgx_h100", "llama3_8b", sets)
+    off = serve("dgx_h100", "llama3_8b", SMALL + [("serving.rate", 4)])
+    assert "graph_iterations" not in off
+    assert 0 < on["graph_iterations"] < on["iterations"]  # prefill iterations run eagerly
+    assert on["tpot_s"]["p50"] < off["tpot_s"]["p50"]
+    assert on["ttft_s"]["p50"] == pytest.approx(off["ttft_s"]["p50"], rel=0.2)
+    # vLLM's capture sizes stop at 512: 600 requests decoding together run eagerly.
+    crowd = [("serving.requests", 600), ("serving.prompt_tokens", 8), ("serving.output_tokens", 3),
+             ("serving.rate", 1e6), ("serving.max_seqs", 1024), ("serving.cuda_graphs", True)]
+    run = serve("dgx_h100", "llama3_8b", ONE_GPU + crowd)
+    assert run["mean_batch_tokens"] > 512 and run["graph_iterations"] == 0
+
+
+def test_capture_sizes_are_vllms():
+    from mcdla.config.serving import serving_spec
+
+    sizes = serving_spec({}).capture_sizes
+    assert sizes[:5] == (1, 2, 4, 8, 16) and sizes[-1] == 512 and 248 in sizes and 272 in sizes and 264 not in sizes
+    assert serving_spec({"max_seqs": 3}).capture_sizes == (1, 2, 4)
+    assert serving_spec({"max_seqs": 1}).capture_sizes == (1, 2)
+
+
+def test_cuda_graphs_need_the_devices_graph_costs():
+    with pytest.raises(InputError, match="graph"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.cuda_graphs", True), ("device.graph_launch_overhead", None)])

@@ -46,6 +46,11 @@ class DeviceSpec:
     hbm_efficiency: Fraction = 1.0
     gemm_efficiency: Fraction = 1.0
     launch_overhead: Time = 0.0
+    # A CUDA graph replayed (mcdla serve's serving.cuda_graphs): one launch of the whole
+    # graph, then a device-side cost per kernel node in place of launch_overhead (None:
+    # no graph measurement for the device).
+    graph_launch_overhead: Time | None = None
+    graph_node_overhead: Time | None = None
     # MAC lanes per PE for fp32 GEMMs where they differ from ``macs_per_pe`` (the
     # low-precision tensor lanes of a real GPU; None: one rate for every precision,
     # as the paper's device). Kernels on 2-byte elements use ``macs_per_pe``.

@@ -73,6 +73,9 @@ class ServingSpec:
       ``shared_prefix_tokens`` of each generated prompt are one of ``prefixes`` shared
       prefixes, drawn uniformly (a trace names them in its ``prefix_id,prefix_tokens``
       columns).
+    - ``cuda_graphs``: a decode-only iteration of at most :attr:`capture_sizes`' largest
+      requests replays the CUDA graph captured for the next capture size up (vLLM's
+      decode graphs): one graph launch instead of one launch per kernel.
     """
 
     rate: PositiveFloat = 1.0
@@ -98,6 +101,7 @@ class ServingSpec:
     prefix_caching: bool = False
     shared_prefix_tokens: NonNegativeInt = 0
     prefixes: PositiveInt = 1
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         if self.memory_utilization > 1:
@@ -133,6 +137,15 @@ class ServingSpec:
     @property
     def chunk_tokens(self) -> int:
         return min(self.chunk or self.max_batch_tokens, self.max_batch_tokens)
+
+    @property
+    def capture_sizes(self) -> tuple[int, ...]:
+        """The decode batch sizes CUDA graphs are captured for, vLLM's default: 1, 2, 4,
+        multiples of 8 below 256, then of 16 up to min(2 x max_num_seqs, 512)
+        (vllm/config/vllm.py, set_cudagraph_sizes)."""
+        largest = min(2 * self.max_seqs, 512)
+        sizes = [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, largest + 1, 16))
+        return tuple(size for size in sizes if size <= largest)
 
 
 SERVING_KEYS = tuple(f for f in ServingSpec.__dataclass_fields__)

@@ -71,6 +71,8 @@ def summarize_serving(record, run, workload: str, wall_s: float) -> dict:
         result["prefix_hit_rate"] = hit / queried if queried else 0.0
         result["prefix_tokens_saved"] = hit
         result["prefix_evicted_blocks"] = record.prefix["evictions"]
+    if spec.cuda_graphs:
+        result["graph_iterations"] = record.graph_iterations
     if spec.slo_ttft is not None or spec.slo_tpot is not None:
         met = sum(1 for r in reqs
                   if (spec.slo_ttft is None or r.first_s - r.arrival_s <= spec.slo_ttft)

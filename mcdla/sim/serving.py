@@ -30,6 +30,7 @@ end of an iteration that decodes it.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ class ServingRecord:
     peak_blocks: dict = field(default_factory=dict)  # tier -> peak blocks held, all instances
     preemptions: int = 0
     prefix: dict | None = None  # prefix caching: hit_tokens, queried_tokens, evictions (all instances)
+    graph_iterations: int = 0  # decode iterations replayed as CUDA graphs
     events: int = 0
     stats: object = None  # the flow network's NetworkStats
 
@@ -298,8 +300,10 @@ class Engine:
             start = env.now
             yield from self._move(moves)
             sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
+            graph = run.graph_batch(len(decodes)) if not prefills else 0
             cost = run.model.step(len(decodes), sum(r.computed + 1 for r in decodes),
-                                  tuple((step, req.computed) for req, step in prefills), sampled)
+                                  tuple((step, req.computed) for req, step in prefills), sampled, graph)
+            run.record.graph_iterations += graph > 0
             yield env.timeout(cost.compute_s)
             if cost.allreduces:
                 yield from self._all_reduce(cost)
@@ -411,6 +415,9 @@ class ServingRun:
                                               self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
                         if tp > 1 else 0.0)
         self.entry = [e for e in self.engines if e.role != "decode"]  # where requests arrive
+        self.capture_sizes = spec.capture_sizes if spec.cuda_graphs else ()
+        if spec.cuda_graphs:
+            model.graph_device  # refuses a device without graph costs before the run
         self.decoders = [e for e in self.engines if e.role == "decode"]
         self._handed = 0  # requests handed on so far: the next decode instance is the next in turn
         self.all_done = self.env.event()
@@ -464,6 +471,14 @@ class ServingRun:
                                  key="serving.tensor_parallel")
             engines.append(Engine(self, i, tuple(names[i * size:(i + 1) * size]), rings, role))
         return engines
+
+    def graph_batch(self, decodes: int) -> int:
+        """The capture size a decode-only batch of ``decodes`` requests is padded to and
+        replayed at (vLLM's CUDA graphs); 0: it runs eagerly (graphs off, or a batch
+        above the largest size)."""
+        sizes = self.capture_sizes
+        at = bisect.bisect_left(sizes, decodes)
+        return sizes[at] if at < len(sizes) else 0
 
     def ways(self, src: str, dst: str, key: str) -> tuple:
         """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
