@@ -164,6 +164,12 @@ class ServeResult(_Result):
     link_bytes: dict[str, float]  # bytes per directed link, "D0>FS0"
     events: int
     wall_s: float
+    # With serving.prefix_caching (absent without): the share of the prompt tokens
+    # admitted that were found cached, those tokens (prefill skipped), the cached blocks evicted.
+    prefix_hit_rate: float | None = _optional()
+    prefix_tokens_saved: int | None = _optional()
+    prefix_evicted_blocks: int | None = _optional()
+    graph_iterations: int | None = _optional()  # with serving.cuda_graphs: decode iterations replayed as graphs
 
 
 class _Labelled:

@@ -53,6 +53,20 @@ def test_prefill_at_least_its_flops_at_peak():
     assert cost.compute_s >= model.prefill_flops_floor_s(tokens)
 
 
+def test_fp8_weights_prefill_on_the_fp8_lanes():
+    topo = load_topology("dgx_h100")
+    costs = {}
+    for e in (1, 2):
+        work, latent = _serving_workload("llama3_70b", [("precision_bytes", e)])
+        model = ServingModel(topo.device, work, 8, kv_geometry(work, latent))
+        costs[e] = model.step(0, 0, ((4096, 0),), 1).compute_s
+        assert costs[e] >= model.prefill_flops_floor_s(4096)
+    # 2 FLOPs per parameter per token over 8 devices at 1,979 TFLOPS FP8 (H100 datasheet), attention aside.
+    assert costs[1] >= 2 * 70e9 * 4096 / 8 / 1979e12
+    # The GEMMs run twice as fast at a lower measured fraction (0.698 against 0.803); attention does not.
+    assert 0.5 * costs[2] < costs[1] < 0.75 * costs[2]
+
+
 def test_same_seed_same_bytes_another_seed_other_requests():
     sets = SMALL + [("serving.kv_tier", "host"), ("serving.lengths", "uniform")]
     a = serve("dgx_h100", "llama3_8b", sets)
@@ -295,3 +309,117 @@ def test_disaggregated_stages_hand_on_their_share_of_the_cache():
 
     assert sent(range(4)) == pytest.approx(16 * 512 * (131_072 + 4096 * 2))
     assert sent(range(4, 8)) == pytest.approx(16 * 7 * 4096 * 2)
+
+
+# One H100 serving Llama-3 8B alone (one instance: every request meets the same cache).
+ONE_GPU = [("generator.devices", 1), ("host.sockets", 1), ("generator.devices_per_pcie_switch", 1)]
+
+
+def _prefix_trace(tmp_path, rows) -> list:
+    trace = tmp_path / "prefixed.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n"
+                     + "".join(f"{a},{p},{o},{pid},{pt}\n" for a, p, o, pid, pt in rows))
+    return ONE_GPU + [("serving.trace", str(trace))]
+
+
+def test_identical_prompts_share_their_blocks_and_skip_their_prefill(tmp_path):
+    # One request, then seven identical ones while it decodes: each finds its 1,024-token
+    # prompt cached but for the last block's worth (at most prompt - 1 tokens hit: 63 blocks).
+    sets = _prefix_trace(tmp_path, [(0, 1024, 64, "doc", 1024)] + [(0.1, 1024, 64, "doc", 1024)] * 7)
+    off = serve("dgx_h100", "llama3_8b", sets)
+    on = serve("dgx_h100", "llama3_8b", sets + [("serving.prefix_caching", True)])
+    assert "prefix_hit_rate" not in off
+    assert on["prefix_tokens_saved"] == 7 * 63 * 16
+    assert on["prefix_hit_rate"] == pytest.approx(7 * 1008 / (8 * 1024))
+    # The saved tokens are not computed: the iterations carry exactly that many fewer.
+    computed = {k: r["iterations"] * r["mean_batch_tokens"] for k, r in (("off", off), ("on", on))}
+    assert computed["off"] - computed["on"] == pytest.approx(on["prefix_tokens_saved"])
+    assert on["ttft_s"]["p50"] < off["ttft_s"]["p50"]
+    # One copy of the shared blocks: 8 x 68 blocks without, 64 shared + 8 x at most 5 with.
+    block = 16 * 131_072  # 16 tokens x Llama-3 8B's 128 KiB per token
+    assert off["kv_peak_bytes"]["hbm"] == 8 * 68 * block
+    assert on["kv_peak_bytes"]["hbm"] <= (64 + 8 * 5) * block
+
+
+def test_a_prefix_is_shared_only_with_requests_naming_it(tmp_path):
+    rows = [(0, 512, 32, "a", 512), (0.1, 512, 32, "b", 512), (0.2, 512, 32, "", 0)]
+    on = serve("dgx_h100", "llama3_8b", _prefix_trace(tmp_path, rows) + [("serving.prefix_caching", True)])
+    assert on["prefix_tokens_saved"] == 0 and on["prefix_hit_rate"] == 0
+
+
+def test_unreferenced_prefix_blocks_are_evicted_least_recently_released_first(tmp_path):
+    # Five 512-token prompts of five prefixes one after another, then the first again.
+    # Each leaves its 32 prefix blocks cached; a cache of 131 blocks keeps four.
+    rows = [(t, 512, 2, pid, 512) for t, pid in enumerate("ABCDE")] + [(5, 512, 2, "A", 512)]
+    sets = _prefix_trace(tmp_path, rows) + [("serving.prefix_caching", True)]
+    roomy = serve("dgx_h100", "llama3_8b", sets)
+    assert roomy["prefix_evicted_blocks"] == 0 and roomy["prefix_tokens_saved"] == 31 * 16
+    # 0.2042 of 80 GB less 16.06 GB of weights: 131 blocks of 2 MiB.
+    tight = serve("dgx_h100", "llama3_8b", sets + [("serving.memory_utilization", 0.2042)])
+    assert tight["kv_capacity_tokens"] == 131 * 16
+    assert tight["prefix_evicted_blocks"] > 0
+    # E took A's blocks, last first (vLLM frees a request's blocks tail first): of A's
+    # 32, E's 32 prefill blocks and its decode block evicted 30, so A's first 2 remain.
+    assert tight["prefix_tokens_saved"] == 2 * 16
+
+
+def test_prefix_caching_inputs_are_checked(tmp_path):
+    with pytest.raises(InputError, match="kv_tier"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.prefix_caching", True), ("serving.kv_tier", "host")])
+    with pytest.raises(InputError, match="recompute"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.prefix_caching", True), ("serving.preemption", "swap")])
+    with pytest.raises(InputError, match="shared_prefix_tokens"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.shared_prefix_tokens", 513)])
+    trace = tmp_path / "bad.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0,100,5,a,101\n")
+    with pytest.raises(InputError, match="line 2"):
+        serve("dgx_h100", "llama3_8b", [("serving.trace", str(trace))])
+
+
+def test_generated_requests_draw_shared_prefixes():
+    sets = SMALL + [("serving.rate", 50), ("serving.shared_prefix_tokens", 256), ("serving.prefixes", 2)]
+    on = serve("dgx_h100", "llama3_8b", sets + [("serving.prefix_caching", True)])
+    off = serve("dgx_h100", "llama3_8b", sets)
+    assert 0 < on["prefix_hit_rate"] < 256 / 512
+    assert on["ttft_s"]["p50"] <= off["ttft_s"]["p50"]
+
+
+def test_a_decode_step_replayed_as_a_cuda_graph_pays_one_launch():
+    model, topo = _model("llama3_8b", 1)
+    eager = model.step(1, 1024, (), 1).compute_s
+    graph = model.step(1, 1024, (), 1, graph_batch=1).compute_s
+    # Some hundred kernels at 5 us each become one 15 us launch and 0.58 us a kernel.
+    assert 0.5e-3 < eager - graph < 2e-3
+    # Still no faster than streaming the weights (16 GB) from HBM at the datasheet's 3.35 TB/s.
+    assert graph >= 16.06e9 / 3.35e12
+    # A batch padded to a capture size computes the padded batch's tokens.
+    assert model.step(9, 9 * 1024, (), 9, graph_batch=16).compute_s >= model.step(9, 9 * 1024, (), 9, 9).compute_s
+
+
+def test_cuda_graphs_replay_small_decode_batches_only():
+    sets = SMALL + [("serving.rate", 4), ("serving.cuda_graphs", True)]
+    on = serve("dgx_h100", "llama3_8b", sets)
+    off = serve("dgx_h100", "llama3_8b", SMALL + [("serving.rate", 4)])
+    assert "graph_iterations" not in off
+    assert 0 < on["graph_iterations"] < on["iterations"]  # prefill iterations run eagerly
+    assert on["tpot_s"]["p50"] < off["tpot_s"]["p50"]
+    assert on["ttft_s"]["p50"] == pytest.approx(off["ttft_s"]["p50"], rel=0.2)
+    # vLLM's capture sizes stop at 512: 600 requests decoding together run eagerly.
+    crowd = [("serving.requests", 600), ("serving.prompt_tokens", 8), ("serving.output_tokens", 3),
+             ("serving.rate", 1e6), ("serving.max_seqs", 1024), ("serving.cuda_graphs", True)]
+    run = serve("dgx_h100", "llama3_8b", ONE_GPU + crowd)
+    assert run["mean_batch_tokens"] > 512 and run["graph_iterations"] == 0
+
+
+def test_capture_sizes_are_vllms():
+    from mcdla.config.serving import serving_spec
+
+    sizes = serving_spec({}).capture_sizes
+    assert sizes[:5] == (1, 2, 4, 8, 16) and sizes[-1] == 512 and 248 in sizes and 272 in sizes and 264 not in sizes
+    assert serving_spec({"max_seqs": 3}).capture_sizes == (1, 2, 4)
+    assert serving_spec({"max_seqs": 1}).capture_sizes == (1, 2)
+
+
+def test_cuda_graphs_need_the_devices_graph_costs():
+    with pytest.raises(InputError, match="graph"):
+        serve("dgx_h100", "llama3_8b", SMALL + [("serving.cuda_graphs", True), ("device.graph_launch_overhead", None)])

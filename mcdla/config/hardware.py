@@ -46,10 +46,21 @@ class DeviceSpec:
     hbm_efficiency: Fraction = 1.0
     gemm_efficiency: Fraction = 1.0
     launch_overhead: Time = 0.0
+    # A CUDA graph replayed (mcdla serve's serving.cuda_graphs): one launch of the whole
+    # graph, then a device-side cost per kernel node in place of launch_overhead (None:
+    # no graph measurement for the device).
+    graph_launch_overhead: Time | None = None
+    graph_node_overhead: Time | None = None
     # MAC lanes per PE for fp32 GEMMs where they differ from ``macs_per_pe`` (the
     # low-precision tensor lanes of a real GPU; None: one rate for every precision,
     # as the paper's device). Kernels on 2-byte elements use ``macs_per_pe``.
     fp32_macs_per_pe: PositiveInt | None = None
+    # MAC lanes per PE for GEMMs on 1-byte (FP8) operands, weights and activations
+    # both (Hopper's and later tensor cores: twice the 16-bit rate; None: the device
+    # has none, an FP8 GEMM runs on the 16-bit lanes), and the fraction of that peak a
+    # large FP8 GEMM attains (None: gemm_efficiency). mcdla.hw.gpu.gemm_rate chooses.
+    fp8_macs_per_pe: PositiveInt | None = None
+    fp8_gemm_efficiency: Fraction | None = None
     # How kernel times are computed (mcdla.hw.compute.COMPUTE_MODELS): ``pe_array``,
     # the paper's output-stationary array; ``gpu``, CTA tiles in waves over ``sms``
     # streaming multiprocessors and fused attention at its kernel's measured rate

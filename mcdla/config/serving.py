@@ -32,6 +32,11 @@ class Request:
     arrival_s: float
     prompt_tokens: int
     output_tokens: int
+    # The prompt's first ``prefix_tokens`` are those of shared prefix ``prefix_id`` (a
+    # system prompt, a document, a conversation's history): requests naming the same
+    # prefix have the same tokens there (None: no shared prefix).
+    prefix_id: str | None = None
+    prefix_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,14 @@ class ServingSpec:
       over them, the activations sent stage to stage; docs/serving.md).
     - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
       (``mcdla serve --slo ttft=...,tpot=...``).
+    - ``prefix_caching``: full KV blocks of a shared prefix are kept and reused by later
+      requests (vLLM's automatic prefix caching, SGLang's RadixAttention);
+      ``shared_prefix_tokens`` of each generated prompt are one of ``prefixes`` shared
+      prefixes, drawn uniformly (a trace names them in its ``prefix_id,prefix_tokens``
+      columns).
+    - ``cuda_graphs``: a decode-only iteration of at most :attr:`capture_sizes`' largest
+      requests replays the CUDA graph captured for the next capture size up (vLLM's
+      decode graphs): one graph launch instead of one launch per kernel.
     """
 
     rate: PositiveFloat = 1.0
@@ -85,6 +98,10 @@ class ServingSpec:
     decode_devices: NonNegativeInt = 0
     slo_ttft: Time | None = None
     slo_tpot: Time | None = None
+    prefix_caching: bool = False
+    shared_prefix_tokens: NonNegativeInt = 0
+    prefixes: PositiveInt = 1
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         if self.memory_utilization > 1:
@@ -104,10 +121,31 @@ class ServingSpec:
                 what = (f"tensor_parallel={self.tensor_parallel}" if self.pipeline_parallel == 1 else
                         f"tensor_parallel x pipeline_parallel = {size}")
                 raise InputError(f"{getattr(self, key)} is not a multiple of {what}", key=f"serving.{key}")
+        if self.shared_prefix_tokens > self.prompt_tokens:
+            raise InputError(f"shared_prefix_tokens={self.shared_prefix_tokens} is more than the prompt's "
+                             f"{self.prompt_tokens} tokens (the prefix is the prompt's first tokens)",
+                             key="serving.shared_prefix_tokens")
+        # Cached blocks are shared by running requests: one copy in HBM. vLLM's V1 engine,
+        # whose prefix caching this is, preempts by recompute and keeps blocks in HBM.
+        if self.prefix_caching and self.kv_tier != "hbm":
+            raise InputError(f"prefix caching keeps shared blocks in HBM; with kv_tier={self.kv_tier} turn it off "
+                             "(serving.prefix_caching=false) or use kv_tier=hbm", key="serving.prefix_caching")
+        if self.prefix_caching and self.preemption == "swap":
+            raise InputError("prefix caching shares blocks between requests, which swap preemption would copy out "
+                             "under the others; use preemption=recompute (vLLM V1's)", key="serving.prefix_caching")
 
     @property
     def chunk_tokens(self) -> int:
         return min(self.chunk or self.max_batch_tokens, self.max_batch_tokens)
+
+    @property
+    def capture_sizes(self) -> tuple[int, ...]:
+        """The decode batch sizes CUDA graphs are captured for, vLLM's default: 1, 2, 4,
+        multiples of 8 below 256, then of 16 up to min(2 x max_num_seqs, 512)
+        (vllm/config/vllm.py, set_cudagraph_sizes)."""
+        largest = min(2 * self.max_seqs, 512)
+        sizes = [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, largest + 1, 16))
+        return tuple(size for size in sizes if size <= largest)
 
 
 SERVING_KEYS = tuple(f for f in ServingSpec.__dataclass_fields__)
@@ -118,9 +156,15 @@ def serving_spec(doc: dict) -> ServingSpec:
     return build(ServingSpec, doc, Where("--set", "serving"))
 
 
+TRACE_HEADER = ["arrival_s", "prompt_tokens", "output_tokens"]
+# Optional columns: the shared prefix a request's prompt begins with (prefix caching).
+TRACE_PREFIX = ["prefix_id", "prefix_tokens"]
+
+
 def read_trace(path: str) -> list[Request]:
-    """The requests of a trace CSV (header ``arrival_s,prompt_tokens,output_tokens``),
-    sorted by arrival."""
+    """The requests of a trace CSV (header ``arrival_s,prompt_tokens,output_tokens``,
+    optionally ``,prefix_id,prefix_tokens``: an empty id, no shared prefix), sorted by
+    arrival."""
     from mcdla.runfiles import note_input
 
     key = "serving.trace"
@@ -132,21 +176,27 @@ def read_trace(path: str) -> list[Request]:
         raise InputError(f"cannot read {excerpt(path)}: {exc.strerror or exc}", key=key) from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{excerpt(path)} is not a CSV file ({exc})", key=key) from None
-    header = ["arrival_s", "prompt_tokens", "output_tokens"]
-    if not rows or [c.strip() for c in rows[0]] != header:
-        raise InputError(f"{excerpt(path)}: expected the header {','.join(header)}", key=key)
+    header = [c.strip() for c in rows[0]] if rows else []
+    if header not in (TRACE_HEADER, TRACE_HEADER + TRACE_PREFIX):
+        raise InputError(f"{excerpt(path)}: expected the header {','.join(TRACE_HEADER)} "
+                         f"(and optionally ,{','.join(TRACE_PREFIX)})", key=key)
     requests = []
     for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         try:
             arrival, prompt, output = float(row[0]), int(row[1]), int(row[2])
-            if len(row) != 3 or not arrival >= 0 or prompt < 1 or output < 1 or arrival == float("inf"):
+            if len(row) != len(header) or not arrival >= 0 or prompt < 1 or output < 1 or arrival == float("inf"):
+                raise ValueError
+            prefix_id, prefix = (row[3].strip() or None, int(row[4] or 0)) if len(header) == 5 else (None, 0)
+            if not 0 <= prefix <= prompt or (prefix > 0) != (prefix_id is not None):
                 raise ValueError
         except (ValueError, IndexError):
-            raise InputError(f"{excerpt(path)} line {line}: expected arrival_s >= 0 and token counts >= 1, "
-                             f"got {excerpt(','.join(row))}", key=key) from None
-        requests.append(Request(arrival, prompt, output))
+            raise InputError(f"{excerpt(path)} line {line}: expected arrival_s >= 0, token counts >= 1"
+                             + (" and a prefix_id with 1 to prompt_tokens prefix_tokens (or neither)"
+                                if len(header) == 5 else "")
+                             + f", got {excerpt(','.join(row))}", key=key) from None
+        requests.append(Request(arrival, prompt, output, prefix_id, prefix))
     if not requests:
         raise InputError(f"{excerpt(path)} has no request", key=key)
     return sorted(requests, key=lambda r: r.arrival_s)
@@ -169,4 +219,9 @@ def make_requests(spec: ServingSpec) -> list[Request]:
         return rng.integers(1, 2 * mean, spec.requests).tolist()  # 1 .. 2 mean - 1: mean ``mean``
 
     prompts, outputs = lengths(spec.prompt_tokens), lengths(spec.output_tokens)
-    return [Request(float(a), int(p), int(o)) for a, p, o in zip(arrivals, prompts, outputs)]
+    if not spec.shared_prefix_tokens:
+        return [Request(float(a), int(p), int(o)) for a, p, o in zip(arrivals, prompts, outputs)]
+    # Drawn after the lengths: the same seed gives the same arrivals and lengths with or without prefixes.
+    which = rng.integers(0, spec.prefixes, spec.requests).tolist()
+    return [Request(float(a), int(p), int(o), f"prefix{w}", min(spec.shared_prefix_tokens, int(p)))
+            for a, p, o, w in zip(arrivals, prompts, outputs, which)]

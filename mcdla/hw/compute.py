@@ -35,7 +35,9 @@ GEMM ``C[m x n] = A[m x k] B[k x n]`` repeated ``count`` times, output-stationar
   cuBLAS on the real part), memory by ``hbm_efficiency`` (a stream kernel's fraction
   of the nominal bandwidth), and every kernel pays ``launch_overhead``. A device
   whose fp32 lanes differ from its low-precision (tensor) lanes (``fp32_macs_per_pe``)
-  runs GEMMs on 4-byte elements on the fp32 lanes.
+  runs GEMMs on 4-byte elements on the fp32 lanes; one with FP8 lanes
+  (``fp8_macs_per_pe``) runs GEMMs on 1-byte elements on them, at their own measured
+  fraction (:func:`mcdla.hw.gpu.gemm_rate`).
 
 Element-wise, pooling and normalization kernels (``gemm is None``) are memory-bound:
 time = bytes / hbm_bw + hbm_latency (+ the same calibration).
@@ -71,11 +73,11 @@ class KernelTiming:
     bound: str  # "compute" or "memory"
 
 
-def gemm_cycles(device: DeviceSpec, gemm: Gemm, element_bytes: int = 4) -> int:
+def gemm_cycles(device: DeviceSpec, gemm: Gemm, element_bytes: int = 4, lanes: int | None = None) -> int:
     """Cycles of ``gemm`` on the PE array (output-stationary mapping, see above), on
-    the lanes of its precision (:meth:`DeviceSpec.lanes`)."""
+    ``lanes`` MAC lanes per PE (default: the lanes of its precision, :meth:`DeviceSpec.lanes`)."""
     rounds = ceil_div(gemm.count * gemm.m * gemm.n, device.pes)
-    steps = ceil_div(gemm.k, device.lanes(element_bytes))
+    steps = ceil_div(gemm.k, lanes or device.lanes(element_bytes))
     return rounds * steps
 
 
@@ -107,7 +109,8 @@ def _pe_array_compute(device: DeviceSpec, kernel: Kernel) -> tuple[float, int]:
     """The paper's PE array: (compute seconds, HBM bytes with tile re-fetches)."""
     compute_s = 0.0
     if kernel.gemm is not None:
-        compute_s = gemm_cycles(device, kernel.gemm, kernel.element_bytes) / device.clock / device.gemm_efficiency
+        lanes, efficiency = gpu.gemm_rate(device, kernel.element_bytes)  # FP8 lanes for 1-byte GEMMs
+        compute_s = gemm_cycles(device, kernel.gemm, kernel.element_bytes, lanes) / device.clock / efficiency
     elif kernel.gemms:  # a fused kernel: its GEMMs in turn, scaled to the products it does
         full = sum(g.macs for g in kernel.gemms)
         cycles = sum(gemm_cycles(device, g, kernel.element_bytes) for g in kernel.gemms)

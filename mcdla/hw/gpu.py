@@ -50,7 +50,7 @@ from mcdla.hw.layers import Gemm, Kernel, ceil_div
 # tensor-core GEMMs): a split-K slice is at least this deep.
 SPLIT_K_STEP = 64
 
-__all__ = ["gemm_seconds", "attention_seconds", "compute_seconds", "waves", "sm_contended"]
+__all__ = ["gemm_rate", "gemm_seconds", "attention_seconds", "compute_seconds", "waves", "sm_contended"]
 
 
 def waves(blocks: int, sms: int) -> int:
@@ -58,15 +58,26 @@ def waves(blocks: int, sms: int) -> int:
     return ceil_div(blocks, sms)
 
 
-def _sm_macs_per_s(device: DeviceSpec, element_bytes: int) -> float:
-    """One SM's share of the peak MAC rate on the lanes of this precision."""
-    return device.pes * device.lanes(element_bytes) * device.clock / device.sms
+def gemm_rate(device: DeviceSpec, element_bytes: int) -> tuple[int, float]:
+    """MAC lanes per PE and the fraction of their peak a large GEMM attains, for a GEMM
+    on elements of ``element_bytes``: 1-byte (FP8) operands on the FP8 lanes where the
+    device has them (``fp8_macs_per_pe``, at ``fp8_gemm_efficiency``), every other GEMM
+    on the lanes of its precision (:meth:`DeviceSpec.lanes`) at ``gemm_efficiency``.
+    Fused attention keeps the 16-bit lanes (:func:`attention_seconds`): FP8 weights
+    and KV cache, attention computed in BF16, as vLLM and TensorRT-LLM run it by
+    default (docs/serving.md)."""
+    if element_bytes == 1 and device.fp8_macs_per_pe is not None:
+        efficiency = device.fp8_gemm_efficiency
+        return device.fp8_macs_per_pe, device.gemm_efficiency if efficiency is None else efficiency
+    return device.lanes(element_bytes), device.gemm_efficiency
 
 
 def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
     """Compute seconds of ``gemm``: the fastest of the device's CTA tile shapes, its
-    tiles in waves over the SMs, each at the large-GEMM ceiling."""
-    rate = _sm_macs_per_s(device, element_bytes) * device.gemm_efficiency
+    tiles in waves over the SMs, each at the large-GEMM ceiling of its precision
+    (:func:`gemm_rate`)."""
+    lanes, efficiency = gemm_rate(device, element_bytes)
+    rate = device.pes * lanes * device.clock / device.sms * efficiency  # one SM's share
     best = None
     for tm, tn in device.gemm_tiles:
         tiles = ceil_div(gemm.m, tm) * ceil_div(gemm.n, tn) * gemm.count

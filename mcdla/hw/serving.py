@@ -45,7 +45,7 @@ from functools import cached_property
 from mcdla.config.hardware import DeviceSpec
 from mcdla.errors import InputError
 from mcdla.hw.compute import kernel_time, layer_time
-from mcdla.hw.gpu import attention_seconds
+from mcdla.hw.gpu import attention_seconds, gemm_rate
 from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div
 from mcdla.hw.parallelism import tensor_split
 
@@ -176,27 +176,37 @@ class ServingModel:
                         counted.add((q, s))
         return tuple(crossing)
 
-    def _dense_s(self, tokens: int, sampled: int) -> float:
+    @cached_property
+    def graph_device(self) -> DeviceSpec:
+        """The device as a replayed CUDA graph sees it: each kernel costs its node's
+        device-side overhead in place of a launch (the graph's one launch is the step's)."""
+        if self.device.graph_launch_overhead is None or self.device.graph_node_overhead is None:
+            raise InputError("the device has no CUDA graph costs (device.graph_launch_overhead, "
+                             "device.graph_node_overhead); set them or serving.cuda_graphs=false",
+                             key="serving.cuda_graphs")
+        return replace(self.device, launch_overhead=self.device.graph_node_overhead)
+
+    def _dense_s(self, tokens: int, sampled: int, device: DeviceSpec) -> float:
         """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``)."""
-        key = (tokens, sampled)
+        key = (tokens, sampled, device is self.device)
         cached = self._dense.get(key)
         if cached is None:
             cached = 0.0
             for layer, shards, count, head in self.groups:
                 batch = sampled if head else tokens
                 if batch:
-                    cached += count * self._layer_s(layer, batch, shards)
+                    cached += count * self._layer_s(layer, batch, shards, device)
             self._dense[key] = cached
         return cached
 
-    def _layer_s(self, layer, tokens: int, shards: int) -> float:
+    def _layer_s(self, layer, tokens: int, shards: int, device: DeviceSpec) -> float:
         """Seconds of one layer at ``tokens``. An expert bank (k of its E experts per token)
         reads only the experts its tokens are routed to: under uniform routing an expert
         is missed by one token with probability 1 - k/E, so ``tokens`` leave a share
         1 - (1 - k/E)^tokens of its weights to read (the training model reads every
         expert: at a training batch that share is 1)."""
         if layer.active_params is None or layer.active_params >= layer.params:
-            return layer_time(self.device, layer, "fwd", tokens, self.prec, shards)
+            return layer_time(device, layer, "fwd", tokens, self.prec, shards)
         touched = 1.0 - (1.0 - layer.active_params / layer.params) ** tokens
         seconds = 0.0
         for kernel in layer.kernels("fwd", tokens, self.prec, shards):
@@ -204,10 +214,10 @@ class ServingModel:
                 weights, inputs, out = kernel.operand_bytes
                 kept = int(weights * touched)
                 kernel = replace(kernel, bytes=kernel.bytes - weights + kept, operand_bytes=(kept, inputs, out))
-            seconds += kernel_time(self.device, kernel).time_s
+            seconds += kernel_time(device, kernel).time_s
         return seconds
 
-    def _decode_attention_s(self, context_tokens: int, seqs: int) -> tuple[float, float]:
+    def _decode_attention_s(self, context_tokens: int, seqs: int, device: DeviceSpec) -> tuple[float, float]:
         """Seconds and KV bytes of one layer's decode attention over ``seqs`` requests
         holding ``context_tokens`` in all (one memory-bound kernel)."""
         a, e = self.attention, self.prec
@@ -216,7 +226,7 @@ class ServingModel:
         dv = a.v_head_dim or a.head_dim
         io = seqs * heads * (a.head_dim + dv) * e  # the queries in, the outputs out
         macs = context_tokens * heads * (a.head_dim + dv)
-        return kernel_time(self.device, Kernel("attention:decode", macs, int(kv + io), None, element_bytes=e)).time_s, kv
+        return kernel_time(device, Kernel("attention:decode", macs, int(kv + io), None, element_bytes=e)).time_s, kv
 
     def _prefill_attention_s(self, chunk: int, prefix: int) -> tuple[float, float]:
         """Seconds and KV bytes of one layer's causal attention of a ``chunk`` of queries
@@ -234,17 +244,23 @@ class ServingModel:
         return kernel_time(self.device, kernel).time_s, kv
 
     def step(self, decode_seqs: int, decode_context: int, prefills: tuple[tuple[int, int], ...],
-             sampled: int) -> StepCost:
+             sampled: int, graph_batch: int = 0) -> StepCost:
         """The cost of one iteration: ``decode_seqs`` requests decoding one token over
         ``decode_context`` cached tokens in all, the ``prefills`` as (chunk, prefix),
-        ``sampled`` tokens through the vocabulary projection."""
+        ``sampled`` tokens through the vocabulary projection. ``graph_batch``: a decode
+        step replayed as the CUDA graph captured for that many tokens (the batch padded
+        to it, vLLM's): one graph launch per stage, a node's cost per kernel (0: eager)."""
         tokens = decode_seqs + sum(c for c, _ in prefills)
         if tokens == 0:
             return StepCost(0.0, 0, 0.0, 0.0, 0.0)
-        seconds = self._dense_s(tokens, sampled)
+        device, launches = self.device, 0.0
+        if graph_batch:
+            device, tokens = self.graph_device, graph_batch
+            launches = len(self.stages) * self.device.graph_launch_overhead
+        seconds = self._dense_s(tokens, sampled, device) + launches
         kv_read = 0.0
         if decode_seqs:
-            s, b = self._decode_attention_s(decode_context, decode_seqs)
+            s, b = self._decode_attention_s(decode_context, decode_seqs, device)
             seconds += self.kv.layers * s
             kv_read += self.kv.layers * b
         for chunk, prefix in prefills:
@@ -257,10 +273,12 @@ class ServingModel:
 
     def prefill_flops_floor_s(self, tokens: int) -> float:
         """The least time ``tokens`` of prefill can take: their MACs at the device's peak
-        (a bound the tests hold the model to)."""
+        on the lanes their GEMMs run on (FP8's with 1-byte weights; a bound the tests
+        hold the model to)."""
         macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head in self.groups
                    if not head) * tokens
-        return macs / self.device.peak_macs_per_s
+        lanes, _ = gemm_rate(self.device, self.prec)
+        return macs / (self.device.pes * lanes * self.device.clock)
 
 
 def tokens_to_blocks(tokens: int, block_tokens: int) -> int:

@@ -66,6 +66,13 @@ def summarize_serving(record, run, workload: str, wall_s: float) -> dict:
         "events": record.events,
         "wall_s": wall_s,
     }
+    if record.prefix is not None:  # prefix caching: the prompt tokens found cached, their prefill skipped
+        hit, queried = record.prefix["hit_tokens"], record.prefix["queried_tokens"]
+        result["prefix_hit_rate"] = hit / queried if queried else 0.0
+        result["prefix_tokens_saved"] = hit
+        result["prefix_evicted_blocks"] = record.prefix["evictions"]
+    if spec.cuda_graphs:
+        result["graph_iterations"] = record.graph_iterations
     if spec.slo_ttft is not None or spec.slo_tpot is not None:
         met = sum(1 for r in reqs
                   if (spec.slo_ttft is None or r.first_s - r.arrival_s <= spec.slo_ttft)

@@ -30,6 +30,7 @@ end of an iteration that decodes it.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.offload import block_of
+from mcdla.sim.prefix_cache import PrefixCache
 
 __all__ = ["ServingRun", "ServingRecord", "kv_routes", "tier_of", "serving_stages"]
 
@@ -131,6 +133,9 @@ class _Req:
     first_s: float | None = None
     done_s: float | None = None
     preemptions: int = 0
+    prefix_id: str | None = None  # the shared prefix its prompt begins with (prefix caching)
+    prefix_tokens: int = 0
+    prefix_keys: list = field(default_factory=list)  # cached prefix blocks it references (not in hbm_blocks)
 
 
 @dataclass
@@ -142,6 +147,8 @@ class ServingRecord:
     transfers: list = field(default_factory=list)  # (instance, kind, start, end, bytes per device)
     peak_blocks: dict = field(default_factory=dict)  # tier -> peak blocks held, all instances
     preemptions: int = 0
+    prefix: dict | None = None  # prefix caching: hit_tokens, queried_tokens, evictions (all instances)
+    graph_iterations: int = 0  # decode iterations replayed as CUDA graphs
     events: int = 0
     stats: object = None  # the flow network's NetworkStats
 
@@ -157,6 +164,8 @@ class Engine:
         self.waiting: deque = deque()
         self.running: list[_Req] = []
         self.free = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}
+        # Cached prefix blocks (their count not in free: evictable ones are taken on demand).
+        self.cache = PrefixCache(self.spec.block_tokens) if self.spec.prefix_caching else None
         self.idle = run.env.event()
 
     def arrive(self, req: _Req) -> None:
@@ -168,15 +177,25 @@ class Engine:
             self.idle.succeed()
 
     # -- cache blocks ----------------------------------------------------------------
-    def _grow(self, req: _Req, tokens: int) -> bool:
-        """Gives ``req`` the blocks ``tokens`` need (HBM first where the tier allows);
-        False, taking none, when too few are free."""
-        need = math.ceil(tokens / self.spec.block_tokens) - req.hbm_blocks - req.tier_blocks
-        if need <= 0:
+    def _grow(self, req: _Req, tokens: int, hits: tuple = ()) -> bool:
+        """Gives ``req`` the blocks ``tokens`` need (HBM first where the tier allows), the
+        cached prefix blocks ``hits`` among them; False, taking none, when too few are
+        free (with prefix caching, evictable cached blocks count as free)."""
+        need = (math.ceil(tokens / self.spec.block_tokens) - req.hbm_blocks - req.tier_blocks
+                - len(req.prefix_keys) - len(hits))
+        if need <= 0 and not hits:
             return True
-        hbm = min(need, self.free["hbm"])
+        need = max(need, 0)
+        spare = self.cache.spare(hits) if self.cache else 0
+        hbm = min(need, self.free["hbm"] + spare)
         if need - hbm > self.free["tier"]:
             return False
+        if self.cache:
+            self.cache.take(hits)
+            req.prefix_keys.extend(hits)
+            evicted = max(0, hbm - self.free["hbm"])
+            self.cache.evict(evicted)
+            self.free["hbm"] += evicted
         self.free["hbm"] -= hbm
         self.free["tier"] -= need - hbm
         req.hbm_blocks += hbm
@@ -188,6 +207,9 @@ class Engine:
         self.free["hbm"] += req.hbm_blocks
         self.free["tier"] += req.tier_blocks
         req.hbm_blocks = req.tier_blocks = 0
+        if self.cache:
+            self.cache.release(req.prefix_keys)
+            req.prefix_keys = []
         self.run.note_blocks()
 
     def _preempt(self, req: _Req, moves: dict) -> None:
@@ -228,10 +250,17 @@ class Engine:
                 budget -= step
         while self.waiting and len(decodes) + len(prefills) < spec.max_seqs and budget > 0:
             req = self.waiting[0]
-            prefilling = req.computed < req.target  # not a request whose cache is back or handed on
-            step = min(req.target - req.computed, spec.chunk_tokens, budget) if prefilling else 1
-            if not self._grow(req, req.computed + step):
+            hits = (self.cache.lookup(req.prefix_id, req.prefix_tokens, req.target)
+                    if self.cache and req.computed == 0 else ())
+            done = req.computed + len(hits) * spec.block_tokens  # a prefix hit's tokens are not prefilled
+            prefilling = done < req.target  # not a request whose cache is back or handed on
+            step = min(req.target - done, spec.chunk_tokens, budget) if prefilling else 1
+            if not self._grow(req, done + step, hits):
                 break
+            if self.cache and req.computed == 0:
+                self.cache.queried_tokens += req.target
+                self.cache.hit_tokens += done
+                req.computed = done
             if req.swapped:  # its cached tokens come back (the iteration's moves precede its compute)
                 moves["prefetch"] += min(req.computed, req.hbm_blocks * spec.block_tokens)
             req.swapped = req.handed = False
@@ -247,7 +276,7 @@ class Engine:
 
     def _tier_tokens(self, req: _Req, upto: int) -> int:
         """Of ``req``'s first ``upto`` tokens, those whose blocks are in the tier."""
-        return max(0, upto - req.hbm_blocks * self.spec.block_tokens)
+        return max(0, upto - (req.hbm_blocks + len(req.prefix_keys)) * self.spec.block_tokens)
 
     # -- the loop -------------------------------------------------------------------
     def process(self):
@@ -271,8 +300,10 @@ class Engine:
             start = env.now
             yield from self._move(moves)
             sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
+            graph = run.graph_batch(len(decodes)) if not prefills else 0
             cost = run.model.step(len(decodes), sum(r.computed + 1 for r in decodes),
-                                  tuple((step, req.computed) for req, step in prefills), sampled)
+                                  tuple((step, req.computed) for req, step in prefills), sampled, graph)
+            run.record.graph_iterations += graph > 0
             yield env.timeout(cost.compute_s)
             if cost.allreduces:
                 yield from self._all_reduce(cost)
@@ -330,6 +361,9 @@ class Engine:
             req.computed += 1
         for req, step in prefills:
             req.computed += step
+            if self.cache:  # its full prefix blocks are cached now
+                req.hbm_blocks -= self.cache.register(req.prefix_id, req.prefix_tokens, req.computed,
+                                                      req.prefix_keys)
             if req.computed == req.target:
                 sampled.append(req)
         for req in sampled:
@@ -381,6 +415,9 @@ class ServingRun:
                                               self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
                         if tp > 1 else 0.0)
         self.entry = [e for e in self.engines if e.role != "decode"]  # where requests arrive
+        self.capture_sizes = spec.capture_sizes if spec.cuda_graphs else ()
+        if spec.cuda_graphs:
+            model.graph_device  # refuses a device without graph costs before the run
         self.decoders = [e for e in self.engines if e.role == "decode"]
         self._handed = 0  # requests handed on so far: the next decode instance is the next in turn
         self.all_done = self.env.event()
@@ -435,6 +472,14 @@ class ServingRun:
             engines.append(Engine(self, i, tuple(names[i * size:(i + 1) * size]), rings, role))
         return engines
 
+    def graph_batch(self, decodes: int) -> int:
+        """The capture size a decode-only batch of ``decodes`` requests is padded to and
+        replayed at (vLLM's CUDA graphs); 0: it runs eagerly (graphs off, or a batch
+        above the largest size)."""
+        sizes = self.capture_sizes
+        at = bisect.bisect_left(sizes, decodes)
+        return sizes[at] if at < len(sizes) else 0
+
     def ways(self, src: str, dst: str, key: str) -> tuple:
         """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
         found = self._ways.get((src, dst))
@@ -450,7 +495,9 @@ class ServingRun:
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
         for tier in ("hbm", "tier"):
-            held = sum((self.hbm_blocks if tier == "hbm" else self.tier_blocks) - e.free[tier] for e in self.engines)
+            # Evictable cached prefix blocks are free blocks that remember their tokens: not held.
+            held = sum((self.hbm_blocks if tier == "hbm" else self.tier_blocks) - e.free[tier]
+                       - (len(e.cache.evictable) if e.cache and tier == "hbm" else 0) for e in self.engines)
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
@@ -481,7 +528,13 @@ class ServingRun:
     def _check(self) -> None:
         """Conservation at the end: every block back in its pool, every flow delivered."""
         for engine in self.engines:
-            if engine.free != {"hbm": self.hbm_blocks, "tier": self.tier_blocks} or engine.running:
+            free = dict(engine.free)
+            if engine.cache:  # cached blocks no request references are free
+                if engine.cache.referenced():
+                    raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
+                                         "cached prefix blocks still referenced")
+                free["hbm"] += len(engine.cache.evictable)
+            if free != {"hbm": self.hbm_blocks, "tier": self.tier_blocks} or engine.running:
                 raise InvariantError(f"serving instance {engine.index} ends holding cache blocks: {engine.free}")
         stats = self.net.stats()
         if abs(stats.bytes_sent - stats.bytes_delivered) > 1e-6 * max(1.0, stats.bytes_sent):
@@ -492,7 +545,9 @@ class ServingRun:
             if request.arrival_s > self.env.now:
                 yield self.env.timeout(request.arrival_s - self.env.now)
             self.entry[n % len(self.entry)].arrive(_Req(n, request.arrival_s, request.prompt_tokens,
-                                                        request.output_tokens, target=request.prompt_tokens))
+                                                        request.output_tokens, target=request.prompt_tokens,
+                                                        prefix_id=request.prefix_id,
+                                                        prefix_tokens=request.prefix_tokens))
 
     def run(self) -> ServingRecord:
         """Runs until every request has its last token (idle engines wait for work)."""
@@ -503,6 +558,10 @@ class ServingRun:
         self._check()
         self.record.requests.sort(key=lambda r: r.id)
         self.record.preemptions = self.preemptions
+        caches = [e.cache for e in self.engines if e.cache]
+        if caches:
+            self.record.prefix = {name: sum(getattr(c, name) for c in caches)
+                                  for name in ("hit_tokens", "queried_tokens", "evictions")}
         self.record.events = self.env.events_processed
         self.record.stats = self.net.stats()
         return self.record
