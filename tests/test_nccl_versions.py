@@ -35,6 +35,27 @@ def test_2_18_ll_latency_is_its_base_and_hop_latency():
     assert old.record.time_s == pytest.approx(6.42e-6, rel=1e-3)
 
 
+def test_2_18_simple_pays_its_network_hop_between_machines():
+    """1 byte, Simple forced, 4 ranks on 2 machines: baseLat 8.4 us + (nsteps -
+    nInterSteps) x 3.4 us + nInterSteps x hwLat[NET] (2.18.5: 14 us; 2.7: 9.6 us), nsteps 6,
+    nInterSteps 2: 50.0 us against 41.2 us."""
+    from mcdla.sim.collectives import COLLECTIVES
+
+    names = ("D0", "D1", "D2", "D3")
+    channels = tuple(channel_id(names[i], names[(i + 1) % 4], 0) for i in range(4))
+    ring = Ring(name="r", ranks=names, segments=tuple((c,) for c in channels), latency_s=(0.0,) * 4,
+                node=("A", "A", "B", "B"))
+    caps = {c: 50e9 for c in channels}
+    times = {}
+    for version in ("2.7", "2.18"):
+        nccl = COLLECTIVES.get("nccl_ring")()
+        nccl.nccl = nccl_tuning(version, 9.0)
+        simple = nccl.protocol_costs("Simple", "all_reduce", (ring,), caps)
+        times[version] = nccl.costed_time_s(simple, "all_reduce", 1.0, (ring,), caps, 4e3, None)
+    assert times["2.18"] == pytest.approx(50.0e-6, rel=1e-3)
+    assert times["2.7"] == pytest.approx(41.2e-6, rel=1e-3)
+
+
 @pytest.mark.parametrize("cc, per_channel_GBps", [(7.0, 20.0), (8.0, 20.0), (9.0, 36.7), (None, 20.0)])
 def test_2_18_ll128_is_capped_per_channel_by_architecture(cc, per_channel_GBps):
     """On 50 GB/s links LL128 would reach 0.92 x 50 = 46 GB/s per ring; 2.18.5 caps a
