@@ -3,7 +3,7 @@
 The paper's collectives are ideal alpha-beta rings (:mod:`mcdla.hw.collective_model`).
 A real NCCL collective also pays, per its own tuning model (``src/graph/tuning.cc``
 of NVIDIA/nccl; values below from the v2.7 file, commit 01afd20a, and NCCL's protocol
-documentation):
+documentation; NCCL 2.18.5's by :func:`nccl_tuning`):
 
 - a fixed cost per collective, ``base_latency_s`` (kernel launch and the
   synchronization of the ranks), by protocol;
@@ -179,8 +179,8 @@ class NcclTuning:
     # Several GPUs driven by one process (nccl-tests -g N, N > 1) launch as a group: NCCL
     # up to 2.8 waits until every GPU has enqueued, then one cooperative launch starts
     # them all (NCCL_LAUNCH_MODE GROUP, its default then: src/init.cc, enqueue.cc of
-    # v2.4-v2.8); from 2.9 each GPU's kernel is launched as soon as it is enqueued
-    # (PARALLEL, src/init.cc of v2.9 on; src/group.cc doLaunches of v2.18.5).
+    # v2.4-v2.8); from 2.9 the thread launches each GPU's kernel in turn, with no barrier
+    # between them (PARALLEL, src/init.cc of v2.9 on; src/group.cc doLaunches of v2.18.5).
     group_launch: bool
 
 
