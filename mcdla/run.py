@@ -359,7 +359,8 @@ def simulate_transfer(src: str, dst: str, size: Any, *, topology: str,
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
                         algorithm: str | None = None, launch_serial: Any = 1,
-                        sets: Sequence[tuple[str, Any]] = (), hot_share: Any = None) -> dict[str, Any]:
+                        sets: Sequence[tuple[str, Any]] = (), hot_share: Any = None,
+                        nccl_version: str | None = None, iters: Any = 1) -> dict[str, Any]:
     """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
 
     The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
@@ -371,9 +372,13 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     (all-to-allv only): the share of every rank's data bound for the hot rank, the first
     (``1/ranks``, the default, is uniform). ``sets``
     override the topology's parameters as ``mcdla sim --set`` does (``generator.nodes``,
-    ``links.nic.bw``); a collective has no workload or training.
+    ``links.nic.bw``); a collective has no workload or training. ``nccl_version``: the
+    NCCL constants NCCL's algorithms use (default: mcdla's, ``mcdla.hw.nccl``);
+    ``iters``: the time is per collective of that many run back to back, as nccl-tests'
+    timing loop runs them (``-n``; 1: one collective alone).
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
+    from mcdla.hw.nccl import DEFAULT_NCCL_VERSION, NCCL_VERSIONS, loop_time_s, nccl_tuning
     from mcdla.sim import algorithms  # noqa: F401  (registers every algorithm --algorithm may name)
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
 
@@ -404,7 +409,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         if link_latency is not None:
             latency_s = _quantity(link_latency, "time", "--link-latency", positive=False)
         rings, capacities = ring_of_devices(ring, bw_Bps, latency_s)
-        name, launch_s, also = f"ring{ring}", 0.0, {}
+        name, launch_s, also, cc = f"ring{ring}", 0.0, {}, None
     else:
         for option, value in (("--link-bw", link_bw), ("--link-latency", link_latency)):
             if value is not None:
@@ -416,8 +421,14 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
         rings, capacities, name, also = topo.rings, topo.capacities(), topo.name, topo.nic_ports
         algorithm = algorithm or _design_collective(topo)
-        launch_s = topo.device.launch_overhead
+        launch_s, cc = topo.device.launch_overhead, topo.device.compute_capability
     algorithm = algorithm or "ring"
+    if nccl_version is not None and str(nccl_version) not in NCCL_VERSIONS:
+        raise InputError(f"expected one of {', '.join(NCCL_VERSIONS)}, got {nccl_version!r}", key="--nccl-version")
+    tuning = nccl_tuning(str(nccl_version or DEFAULT_NCCL_VERSION), cc)
+    iters = check_option(int, iters, "--iters")
+    if iters < 1:
+        raise InputError(f"expected at least 1 collective, got {iters}", key="--iters")
     serial = check_option(int, launch_serial, "--launch-serial")
     if not 1 <= serial <= max_ring():
         raise InputError(f"expected 1 to {max_ring()} devices, got {serial}", key="--launch-serial")
@@ -428,21 +439,28 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         if not 1 / rings[0].size <= hot_share <= 1:  # the hottest destination: at least the uniform share
             raise InputError(f"expected a share from 1/{rings[0].size} (uniform) to 1, got {hot_share}",
                              key="--hot-share")
+    host_s = serial * launch_s
     result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes, algorithm=algorithm,
-                            launch_s=serial * launch_s, also=also, hot_share=hot_share)
+                            launch_s=host_s, also=also, hot_share=hot_share,
+                            nccl=None if nccl_version is None else tuning)
     record = result.record
+    # The launches are the only host part of a collective's time; the rest runs on the GPUs.
+    overlap = iters > 1 and not (serial > 1 and tuning.group_launch)
+    time_s = loop_time_s(host_s, record.time_s - host_s, iters) if overlap else record.time_s
     return {
         "op": op,
         "size_bytes": size_bytes,
         "ranks": record.ranks,
         "rings": len(rings),
-        "time_s": record.time_s,
-        "algbw_Bps": algbw_Bps(size_bytes, record.time_s),
-        "busbw_Bps": busbw_Bps(op, size_bytes, record.time_s, record.ranks),
+        "time_s": time_s,
+        "algbw_Bps": algbw_Bps(size_bytes, time_s),
+        "busbw_Bps": busbw_Bps(op, size_bytes, time_s, record.ranks),
         "topology": name,
         "algorithm": algorithm,
         **({"protocol": record.protocol} if record.protocol else {}),
         **({"picked": record.algorithm} if record.algorithm else {}),  # what NCCL's tuner ran, if not its ring
+        **({"nccl_version": tuning.version} if nccl_version is not None else {}),
+        **({"iters": iters} if iters > 1 else {}),
         "chunk_bytes": chunk_bytes,
         "flows": record.flows,
         "events": result.events,

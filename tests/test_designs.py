@@ -8,7 +8,7 @@ import pytest
 from mcdla.hw.topology import load_topology
 from mcdla.run import simulate
 
-NVLINK3 = 25e9 * 0.917  # per direction per link, at the measured fraction (presets)
+NVLINK3 = 25e9 * 0.8  # per direction per link, at the SM-driven fraction (presets: 128 B payloads)
 NVLINK4 = 25e9 * 0.822
 NVLINK5 = 50e9  # nominal: no measurement found
 PCIE4 = 31.5e9 * 0.819

@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--launch-serial", type=int, default=1, metavar="N",
                         help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
                         "(the launch cost is N x the device's launch_overhead; default 1)")
+    parser.add_argument("--nccl-version", metavar="VERSION",
+                        help="NCCL's constants for its algorithms: 2.7 (the default) or 2.18 (the "
+                        "ring's protocols, NVLS's latency and the launch mode of that version)")
+    parser.add_argument("--iters", type=int, default=1, metavar="N",
+                        help="report the time per collective of N run back to back, as nccl-tests' "
+                        "timing loop (-n, 20 by default there): the host launches the next while the "
+                        "GPUs run the one before (default 1: one collective alone)")
     parser.add_argument("--hot-share", metavar="SHARE",
                         help="--op all_to_allv: the share of every rank's data bound for one hot rank (the "
                         "hottest expert's), the rest split evenly; default uniform (1/ranks)")
@@ -65,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
     emit(collective(op=args.op, size=args.size, ring=args.ring, topology=args.topology,
                     link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
                     algorithm=args.algorithm, launch_serial=args.launch_serial, set=args.sets,
-                    hot_share=args.hot_share).to_dict(),
+                    hot_share=args.hot_share, nccl_version=args.nccl_version, iters=args.iters).to_dict(),
          args)
     return 0

@@ -76,6 +76,9 @@ class DeviceSpec:
     # SMs a running NCCL collective holds (one CTA per channel), taken from compute
     # started while it runs (mcdla.hw.gpu.sm_contended); 0: no contention.
     nccl_sms: NonNegativeInt = 0
+    # CUDA compute capability (7.0 Volta, 8.0 Ampere, 9.0 Hopper): which of a
+    # version's per-architecture constants NCCL uses (mcdla.hw.nccl.nccl_tuning).
+    compute_capability: PositiveFloat | None = None
 
     def __post_init__(self):
         if self.compute_model == "gpu" and self.sms is None:

@@ -64,7 +64,8 @@ FLOPS_FORMULAS = ("megatron", "megatron_core")
 
 
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
-ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "ring", "set"),
+ARGS = {"collective": ("topology", "op", "size", "algorithm", "launch_serial", "nccl_version", "iters", "ring",
+                       "set"),
         "sim": ("topology", "workload", "batch", "parallel", "policy", "device", "set"),
         "transfer": ("topology", "src", "dst", "size", "set"),
         "serve": ("topology", "workload", "device", "set")}

@@ -3,7 +3,7 @@
 The paper's collectives are ideal alpha-beta rings (:mod:`mcdla.hw.collective_model`).
 A real NCCL collective also pays, per its own tuning model (``src/graph/tuning.cc``
 of NVIDIA/nccl; values below from the v2.7 file, commit 01afd20a, and NCCL's protocol
-documentation):
+documentation; NCCL 2.18.5's by :func:`nccl_tuning`):
 
 - a fixed cost per collective, ``base_latency_s`` (kernel launch and the
   synchronization of the ranks), by protocol;
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
-           "tree_latency_s", "nvls_tree_latency_s"]
+           "tree_latency_s", "nvls_tree_latency_s", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
+           "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class Protocol:
     net_hop_latency_s: float  # per ring step between machines (tuning.cc hwLat[NET][Ring])
     wire_factor: float  # bytes on the wire per byte of data (flags)
     bus_fraction: Mapping[str, float]  # op -> fraction of the ring's bandwidth reached (data bytes)
-    max_channel_Bps: Mapping[str, float] | None = None  # op -> data rate cap per channel (ring)
+    max_channel_Bps: Mapping[str, float] | None = None  # op (or "other") -> data rate cap per channel (ring)
+    max_bus_Bps: float | None = None  # data rate cap of all channels together (NCCL 2.18's llMaxBw)
 
     def fraction(self, op: str) -> float:
         return self.bus_fraction.get(op, self.bus_fraction["other"])
@@ -73,12 +75,15 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
-def ring_cap_Bps(protocol: Protocol, op: str, ring_Bps: float) -> float:
-    """The data rate one ring can reach under ``protocol`` on links of ``ring_Bps``
-    (data and flags together): NCCL's fraction of it, and the per-channel cap."""
+def ring_cap_Bps(protocol: Protocol, op: str, ring_Bps: float, rings: int = 1) -> float:
+    """The data rate one of ``rings`` rings can reach under ``protocol`` on links of
+    ``ring_Bps`` (data and flags together): NCCL's fraction of it, the per-channel cap,
+    and its even share of the cap on all channels together."""
     cap = protocol.fraction(op) * ring_Bps
     if protocol.max_channel_Bps is not None:
-        cap = min(cap, protocol.max_channel_Bps.get(op, cap))
+        cap = min(cap, protocol.max_channel_Bps.get(op, protocol.max_channel_Bps.get("other", cap)))
+    if protocol.max_bus_Bps is not None:
+        cap = min(cap, protocol.max_bus_Bps / rings)
     return cap
 
 
@@ -128,3 +133,84 @@ def nvls_tree_latency_s(nodes: int) -> float:
     """NCCL's modelled latency of an NVLS-tree all-reduce over ``nodes`` machines."""
     log2i = max(nodes, 1).bit_length() - 1
     return NVLS_TREE_NVLINK_S + 2 * log2i * NVLS_TREE_NET_HOP_S
+
+
+# NCCL's constants by version. The ring protocols above are NCCL 2.7's; NVLS and the
+# trees are 2.30.7's (2.7 had neither). NCCL 2.18.5 (src/graph/tuning.cc, tag
+# v2.18.5-1), which the A100 and H100 nccl-tests curves of validation/ ran, differs:
+# - ring baseLat LL 6.6 us (2.7: 3.6), LL128 14 us (10), Simple 8.4 us (the same);
+# - ring hwLat over NVLink: LL 0.6 us (0.47), LL128 1.9, Simple 3.4 (the same); over
+#   the network LL 2.7, LL128 4.0 (the same), Simple 14 us (9.6);
+# - LL128: busBw x 0.92 capped per channel by the GPU's architecture, not by collective
+#   (perChMaxRingLL128Bws, single node: Volta and Ampere 20 GB/s, Hopper 36.7);
+# - LL: busBw x 1/4 (all-reduce) or 1/3, capped for all channels together at llMaxBw
+#   (single node: Volta 39.0 GB/s, Ampere and Hopper 87.7);
+# - NVLS baseLat 23 us (2.30.7: 25).
+# mcdla takes 2.18.5's single-node figures (tuning.cc's N1 column) on any node count.
+_GB_S = 1e9
+_LL128_PER_CHANNEL_2_18 = {70: 20.0, 80: 20.0, 90: 36.7}  # perChMaxRingLL128Bws[arch][N1], GB/s
+_LL_MAX_BUS_2_18 = {70: 39.0, 80: 87.7, 90: 87.7}  # llMaxBws[arch][N1], GB/s
+
+
+def _arch(compute_capability: float | None) -> int:
+    """NCCL's architecture index (tuning.cc): Hopper from compute capability 9.0,
+    Ampere from 8.0, Volta below (and where the device names none)."""
+    cc = 0 if compute_capability is None else round(compute_capability * 10)
+    return 90 if cc >= 90 else 80 if cc >= 80 else 70
+
+
+def _protocols_2_18(arch: int) -> dict[str, Protocol]:
+    return {
+        "LL": Protocol("LL", 6.6e-6, 0.6e-6, 2.7e-6, 2.0, {"all_reduce": 1 / 4, "other": 1 / 3},
+                       max_bus_Bps=_LL_MAX_BUS_2_18[arch] * _GB_S),
+        "LL128": Protocol("LL128", 14.0e-6, 1.9e-6, 4.0e-6, 128 / 120, {"other": 0.92},
+                          {"other": _LL128_PER_CHANNEL_2_18[arch] * _GB_S}),
+        "Simple": Protocol("Simple", 8.4e-6, 3.4e-6, 14.0e-6, 1.0, {"other": 1.0}),
+    }
+
+
+@dataclass(frozen=True)
+class NcclTuning:
+    """The constants of one NCCL version on one GPU architecture."""
+
+    version: str
+    protocols: Mapping[str, Protocol]  # the ring's protocols by name
+    nvls_latency_s: float  # NVLS's latency, paid once per collective
+    # Several GPUs driven by one process (nccl-tests -g N, N > 1) launch as a group: NCCL
+    # up to 2.8 waits until every GPU has enqueued, then one cooperative launch starts
+    # them all (NCCL_LAUNCH_MODE GROUP, its default then: src/init.cc, enqueue.cc of
+    # v2.4-v2.8); from 2.9 the thread launches each GPU's kernel in turn, with no barrier
+    # between them (PARALLEL, src/init.cc of v2.9 on; src/group.cc doLaunches of v2.18.5).
+    group_launch: bool
+
+
+NCCL_VERSIONS = ("2.7", "2.18")
+DEFAULT_NCCL_VERSION = "2.7"
+
+
+def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float | None = None) -> NcclTuning:
+    """NCCL ``version``'s constants on a GPU of ``compute_capability`` (None: NCCL's
+    Volta figures, its lowest architecture)."""
+    if version == "2.7":
+        return NcclTuning("2.7", PROTOCOLS, NVLS_LATENCY_S, group_launch=True)
+    if version == "2.18":
+        return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False)
+    raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
+
+
+# nccl-tests' timing loop (src/common.cu, BenchTime, as of 2023; the default -n 20, not
+# blocking): the host starts ``iters`` collectives back to back, synchronizes once at
+# the end, and reports the elapsed time over ``iters``.
+NCCL_TESTS_ITERS = 20
+
+
+def loop_time_s(host_s: float, gpu_s: float, iters: int, overlap: bool = True) -> float:
+    """The time per collective of ``iters`` run back to back as nccl-tests times them:
+    each costs the host ``host_s`` to launch on all its GPUs and then runs ``gpu_s`` on
+    them. Where the host launches the next while the GPUs run the one before
+    (``overlap``: CUDA's launches are asynchronous), the k-th ends at max(k host_s,
+    end of the (k-1)-th) + gpu_s, so the first takes host_s + gpu_s and every next the
+    longer of the two; otherwise each takes host_s + gpu_s (one collective alone)."""
+    if not overlap or iters <= 1:
+        return host_s + gpu_s
+    return ((iters - 1) * max(host_s, gpu_s) + host_s + gpu_s) / iters

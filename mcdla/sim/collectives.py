@@ -331,16 +331,22 @@ def run_collective(
     launch_s: float = 0.0,
     also: Mapping[str, tuple[str, ...]] | None = None,
     hot_share: float | None = None,
+    nccl=None,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
     with a registered ``algorithm``; ``also``: the resources a flow over a channel loads
     too (a shared NIC's ports, Topology.nic_ports); ``hot_share``: an all-to-allv's skew,
-    the hot rank ``root``'s share of every rank's data (None: uniform)."""
+    the hot rank ``root``'s share of every rank's data (None: uniform); ``nccl``: the
+    NCCL constants (:func:`mcdla.hw.nccl.nccl_tuning`) an NCCL algorithm runs with
+    (None: its default version's)."""
     env = CountingEnvironment()
     net = FlowNetwork(env, capacities_Bps, also=also)
     wall = time.perf_counter()
     try:
-        proc = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share).start(
+        chosen = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share)
+        if nccl is not None:
+            chosen.nccl = nccl  # read by NCCL's algorithms only
+        proc = chosen.start(
             env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
     except InputError as exc:  # an algorithm that refuses these rings: here chosen by --algorithm
         raise InputError(exc.detail, key="--algorithm") from None

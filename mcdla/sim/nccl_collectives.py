@@ -32,6 +32,7 @@ from itertools import chain
 
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import PERSONAL, bottleneck_Bps
+from mcdla.hw.nccl import nccl_tuning
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -65,6 +66,7 @@ class NcclAlgorithm(RingAlgorithm):
     ``NCCL_ALGO=Ring``, or ``NCCL_NVLS_ENABLE=0`` on one machine)."""
 
     name = "nccl_ring"
+    nccl = nccl_tuning()  # NCCL's constants: the default version's (run_collective's nccl= sets others)
     # NCCL runs all-to-all as grouped point-to-point sends, not on its ring (nccl_p2p)
     ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", *PERSONAL)
     protocols = ("LL", "LL128", "Simple")
@@ -75,13 +77,13 @@ class NcclAlgorithm(RingAlgorithm):
         self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
-        from mcdla.hw.nccl import PROTOCOLS, ring_cap_Bps
+        from mcdla.hw.nccl import ring_cap_Bps
 
-        proto = PROTOCOLS[protocol]
+        proto = self.nccl.protocols[protocol]
         caps = {}
         for ring in rings:
             ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
-            caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps) * proto.wire_factor
+            caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps, len(rings)) * proto.wire_factor
         return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
                          proto.wire_factor, caps, proto.net_hop_latency_s)
 
@@ -195,7 +197,12 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         return not picks_a_tree(rings, capacities_Bps)
 
     def _member(self, name):
-        return self.cache.get(("member", name), lambda: COLLECTIVES.get(name)(self.launch_s))
+        def make():
+            member = COLLECTIVES.get(name)(self.launch_s)
+            member.nccl = self.nccl  # the same NCCL version's constants
+            return member
+
+        return self.cache.get(("member", name), make)
 
     def others(self, op, rings, capacities_Bps):
         found = []
@@ -220,11 +227,10 @@ class NvlsAlgorithm(InSwitchAlgorithm):
     ``cap:NVLS:<ring>:<flow>``)."""
 
     name = "nvls"
+    nccl = nccl_tuning()
 
     def fixed_s(self, op, rings):
-        from mcdla.hw.nccl import NVLS_LATENCY_S
-
-        return self.launch_s + NVLS_LATENCY_S
+        return self.launch_s + self.nccl.nvls_latency_s
 
     @staticmethod
     def _cap_id(ring: Ring, j: int) -> str:

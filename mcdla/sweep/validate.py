@@ -146,6 +146,8 @@ def run_row(row: ValidationRow) -> float:
                                      topology=row.args.get("topology"), ring=row.args.get("ring"),
                                      algorithm=row.args.get("algorithm"),
                                      launch_serial=row.args.get("launch_serial", 1),
+                                     nccl_version=row.args.get("nccl_version"),
+                                     iters=row.args.get("iters", 1),
                                      sets=list((row.args.get("set") or {}).items()))
         return result["busbw_Bps"] if row.measure == "busbw" else result["time_s"]
     if row.measure == "model_state":
