@@ -60,7 +60,10 @@ class ServingSpec:
       into prefill instances and decode instances (Splitwise, DistServe): a request's
       KV cache moves from one to the other after its prefill. ``pipeline_parallel``: p
       stages of tensor_parallel devices each make an instance (the blocks split evenly
-      over them, the activations sent stage to stage; docs/serving.md).
+      over them, the activations sent stage to stage; docs/serving.md); ``pipeline_batches``
+      the batches in flight through them, each of its own scheduler (vLLM's virtual
+      engines; default one a stage, as vLLM runs; 1: one batch passes every stage before
+      the next starts).
     - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
       (``mcdla serve --slo ttft=...,tpot=...``).
     """
@@ -81,6 +84,7 @@ class ServingSpec:
     kv_tier: Literal["hbm", "memory_node", "cxl", "host", "nvme", "spill"] = "hbm"
     tensor_parallel: PositiveInt = 1
     pipeline_parallel: PositiveInt = 1
+    pipeline_batches: PositiveInt | None = None  # batches in flight through the stages (None: one a stage)
     prefill_devices: NonNegativeInt = 0
     decode_devices: NonNegativeInt = 0
     slo_ttft: Time | None = None
@@ -98,12 +102,21 @@ class ServingSpec:
             key = "serving.decode_devices" if self.prefill_devices else "serving.prefill_devices"
             raise InputError("disaggregated serving needs both prefill_devices and decode_devices (or neither)",
                              key=key)
+        if self.pipeline_batches_in_flight > self.pipeline_parallel:
+            raise InputError(f"pipeline_batches={self.pipeline_batches} is more than the pipeline_parallel="
+                             f"{self.pipeline_parallel} stages (one batch in flight a stage at most)",
+                             key="serving.pipeline_batches")
         size = self.tensor_parallel * self.pipeline_parallel  # an instance's devices
         for key in ("prefill_devices", "decode_devices"):
             if getattr(self, key) % size:
                 what = (f"tensor_parallel={self.tensor_parallel}" if self.pipeline_parallel == 1 else
                         f"tensor_parallel x pipeline_parallel = {size}")
                 raise InputError(f"{getattr(self, key)} is not a multiple of {what}", key=f"serving.{key}")
+
+    @property
+    def pipeline_batches_in_flight(self) -> int:
+        """The batches in flight through an instance's stages (vLLM: one a stage)."""
+        return self.pipeline_parallel if self.pipeline_batches is None else self.pipeline_batches
 
     @property
     def chunk_tokens(self) -> int:

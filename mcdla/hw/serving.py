@@ -120,14 +120,16 @@ class ServingModel:
         for i, layer in enumerate(workload.layers):
             if layer.kind in _NOT_SERVED or layer.attention is not None:
                 continue
-            key = (replace(layer, name="", inputs=(), weight_group=None), split.shards[i], layer.name == LM_HEAD)
+            key = (replace(layer, name="", inputs=(), weight_group=None), split.shards[i], layer.name == LM_HEAD,
+                   self.stage_of[i])
             first, count = groups.get(key, (layer, 0))
             groups[key] = (first, count + 1)
-        # (a representative layer, its shards, its count, whether it runs on sampled tokens only)
-        self.groups = tuple((first, key[1], count, key[2]) for key, (first, count) in groups.items())
+        # (a representative layer, its shards, its count, whether it runs on sampled tokens only, its stage)
+        self.groups = tuple((first, key[1], count, key[2], key[3]) for key, (first, count) in groups.items())
         self.reduced = tuple(workload.layers[i] for i in split.reduce_out if tp > 1)
+        self.reduced_stage = tuple(self.stage_of[i] for i in split.reduce_out if tp > 1)
         self.attention = next(l.attention for l in workload.layers if l.attention is not None)
-        self._dense: dict[tuple[int, int], float] = {}
+        self._dense: dict[tuple, float] = {}
 
     @cached_property
     def stage_of(self) -> tuple[int, ...]:
@@ -151,13 +153,18 @@ class ServingModel:
         return max(per_stage) * self.prec
 
     @cached_property
-    def kv_device_bytes(self) -> int:
-        """KV bytes per token on one device: its tensor share of its stage's attention
-        layers (the stage with the most)."""
+    def attention_layers(self) -> tuple[int, ...]:
+        """Pipeline stage -> its attention layers."""
         counts = [0] * len(self.stages)
         for layer, s in zip(self.workload.layers, self.stage_of):
             counts[s] += layer.attention is not None
-        return self.kv.bytes_per_token(self.tp) // self.kv.layers * max(counts)
+        return tuple(counts)
+
+    @cached_property
+    def kv_device_bytes(self) -> int:
+        """KV bytes per token on one device: its tensor share of its stage's attention
+        layers (the stage with the most)."""
+        return self.kv.bytes_per_token(self.tp) // self.kv.layers * max(self.attention_layers)
 
     @cached_property
     def boundary_elems(self) -> tuple[int, ...]:
@@ -176,15 +183,16 @@ class ServingModel:
                         counted.add((q, s))
         return tuple(crossing)
 
-    def _dense_s(self, tokens: int, sampled: int) -> float:
-        """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``)."""
-        key = (tokens, sampled)
+    def _dense_s(self, tokens: int, sampled: int, stage: int | None = None) -> float:
+        """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``):
+        the whole model's, or (``stage``) one pipeline stage's."""
+        key = (tokens, sampled, stage)
         cached = self._dense.get(key)
         if cached is None:
             cached = 0.0
-            for layer, shards, count, head in self.groups:
+            for layer, shards, count, head, s in self.groups:
                 batch = sampled if head else tokens
-                if batch:
+                if batch and stage in (None, s):
                     cached += count * self._layer_s(layer, batch, shards)
             self._dense[key] = cached
         return cached
@@ -234,31 +242,36 @@ class ServingModel:
         return kernel_time(self.device, kernel).time_s, kv
 
     def step(self, decode_seqs: int, decode_context: int, prefills: tuple[tuple[int, int], ...],
-             sampled: int) -> StepCost:
+             sampled: int, stage: int | None = None) -> StepCost:
         """The cost of one iteration: ``decode_seqs`` requests decoding one token over
         ``decode_context`` cached tokens in all, the ``prefills`` as (chunk, prefix),
-        ``sampled`` tokens through the vocabulary projection."""
+        ``sampled`` tokens through the vocabulary projection. ``stage``: only that
+        pipeline stage's layers, all-reduces and send (to the next stage; None: every
+        stage, every send)."""
         tokens = decode_seqs + sum(c for c, _ in prefills)
         if tokens == 0:
             return StepCost(0.0, 0, 0.0, 0.0, 0.0)
-        seconds = self._dense_s(tokens, sampled)
+        seconds = self._dense_s(tokens, sampled, stage)
+        layers = self.kv.layers if stage is None else self.attention_layers[stage]
         kv_read = 0.0
-        if decode_seqs:
+        if decode_seqs and layers:
             s, b = self._decode_attention_s(decode_context, decode_seqs)
-            seconds += self.kv.layers * s
-            kv_read += self.kv.layers * b
-        for chunk, prefix in prefills:
+            seconds += layers * s
+            kv_read += layers * b
+        for chunk, prefix in prefills if layers else ():
             s, b = self._prefill_attention_s(chunk, prefix)
-            seconds += self.kv.layers * s
-            kv_read += self.kv.layers * b
-        reduce_bytes = float(sum(l.out_elems_per_sample for l in self.reduced) * tokens * self.prec)
-        sends = tuple(float(elems * tokens * self.prec) for elems in self.boundary_elems)
-        return StepCost(seconds, len(self.reduced), reduce_bytes, self.weight_bytes, kv_read, sends)
+            seconds += layers * s
+            kv_read += layers * b
+        reduced = [l for l, s in zip(self.reduced, self.reduced_stage) if stage in (None, s)]
+        reduce_bytes = float(sum(l.out_elems_per_sample for l in reduced) * tokens * self.prec)
+        sends = tuple(float(elems * tokens * self.prec) for s, elems in enumerate(self.boundary_elems)
+                      if stage in (None, s))
+        return StepCost(seconds, len(reduced), reduce_bytes, self.weight_bytes, kv_read, sends)
 
     def prefill_flops_floor_s(self, tokens: int) -> float:
         """The least time ``tokens`` of prefill can take: their MACs at the device's peak
         (a bound the tests hold the model to)."""
-        macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head in self.groups
+        macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head, _ in self.groups
                    if not head) * tokens
         return macs / self.device.peak_macs_per_s
 

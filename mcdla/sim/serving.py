@@ -22,7 +22,9 @@ the other instances' (:func:`kv_routes`); (b) computes for the time
 all-reduces on the flow network: one collective carrying the bytes of all of them
 (the step's 2 per layer are alike), and the fixed cost (launch, latency) of each
 other one from the algorithm's closed form at a tiny size; (d) with pipeline stages,
-sends the batch's activations from each stage to the next (:meth:`Engine._send`). Events grow with
+sends the batch's activations from each stage to the next (:meth:`Engine._send`); with
+several batches in flight (``pipeline_batches``), an instance is virtual engines and a
+process per stage instead (mcdla.sim.serving_pipeline). Events grow with
 iterations and transfers, never with tokens x requests. A request's first token
 comes at the end of the iteration that completes its prefill; each later one at the
 end of an iteration that decodes it.
@@ -156,7 +158,8 @@ class Engine:
         self.spec: ServingSpec = run.spec
         self.waiting: deque = deque()
         self.running: list[_Req] = []
-        self.free = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}
+        self.pool = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}  # its blocks (a virtual engine: a share)
+        self.free = dict(self.pool)
         self.idle = run.env.event()
 
     def arrive(self, req: _Req) -> None:
@@ -271,16 +274,21 @@ class Engine:
             start = env.now
             yield from self._move(moves)
             sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
-            cost = run.model.step(len(decodes), sum(r.computed + 1 for r in decodes),
-                                  tuple((step, req.computed) for req, step in prefills), sampled)
-            yield env.timeout(cost.compute_s)
-            if cost.allreduces:
-                yield from self._all_reduce(cost)
-            if cost.sends:
-                yield from self._send(cost)
+            yield from self._compute((len(decodes), sum(r.computed + 1 for r in decodes),
+                                      tuple((step, req.computed) for req, step in prefills), sampled))
             tokens = len(decodes) + sum(step for _, step in prefills)
             run.record.iterations.append((self.index, start, env.now, tokens, len(decodes), len(prefills)))
             self._advance(decodes, prefills)
+
+    def _compute(self, batch: tuple):
+        """The batch (:meth:`ServingModel.step`'s arguments) through every layer, then the
+        all-reduces and the sends (a virtual engine overrides it: mcdla.sim.serving_pipeline)."""
+        cost = self.run.model.step(*batch)
+        yield self.run.env.timeout(cost.compute_s)
+        if cost.allreduces:
+            yield from self._all_reduce(cost)
+        if cost.sends:
+            yield from self._send(cost)
 
     def _move(self, moves: dict):
         """The iteration's KV transfers, every device of the instance at once."""
@@ -300,12 +308,7 @@ class Engine:
                                          sum(moves.values()) * run.kv_device_bytes))
 
     def _all_reduce(self, cost):
-        run, env = self.run, self.run.env
-        start = env.now
-        yield run.algorithm.start(env, run.net, self.rings, "all_reduce", cost.allreduce_bytes,
-                                  reduce_Bps=run.reduce_Bps, tag=f"tp{self.index}")
-        yield env.timeout((cost.allreduces - 1) * run.fixed_s)
-        run.record.transfers.append((self.index, "all_reduce", start, env.now, cost.allreduce_bytes))
+        yield from self.run.all_reduce(self.index, self.rings, cost)
 
     def _send(self, cost):
         """Pipeline parallelism: the batch's activations from each stage to the next, one
@@ -314,12 +317,8 @@ class Engine:
         run, env, tp = self.run, self.run.env, self.run.spec.tensor_parallel
         start = env.now
         for s, size in enumerate(cost.sends):
-            flows = []
-            for r in range(tp):
-                src, dst = self.devices[s * tp + r], self.devices[(s + 1) * tp + r]
-                flows += [run.net.transfer(share * size, path, latency, tag="pp send")
-                          for share, path, latency in run.ways(src, dst, "serving.pipeline_parallel")]
-            yield env.all_of(flows)
+            yield env.all_of(run.send(self.devices[s * tp:(s + 1) * tp], self.devices[(s + 1) * tp:(s + 2) * tp],
+                                      size, "pp send", "serving.pipeline_parallel"))
         run.record.transfers.append((self.index, "pp send", start, env.now, sum(cost.sends)))
 
     def _advance(self, decodes, prefills) -> None:
@@ -424,16 +423,47 @@ class ServingRun:
             roles = ["mixed"] * (len(names) // size)
         engines = []
         for i, role in enumerate(roles):
-            # The all-reduces run on the first stage's group: the stages' groups are alike
-            # and run in turn (docs/serving.md).
-            group = set(names[i * size:i * size + tp])
-            rings = tuple(sub_ring(r, group, f"{r.name}/serve{i}", topology.reverse_of(r), topology.channels)
-                          for r in topology.rings if group <= r.position.keys()) if tp > 1 else ()
-            if tp > 1 and not rings:
-                raise InputError(f"no ring of {topology.name} passes through the devices of instance {i}",
-                                 key="serving.tensor_parallel")
-            engines.append(Engine(self, i, tuple(names[i * size:(i + 1) * size]), rings, role))
+            # One batch at a time: the all-reduces run on the first stage's group (the
+            # stages' groups are alike and run in turn, docs/serving.md).
+            devices = tuple(names[i * size:(i + 1) * size])
+            rings = self.group_rings(devices[:tp], f"serve{i}", i)
+            if spec.pipeline_batches_in_flight > 1:  # several batches in flight: mcdla.sim.serving_pipeline
+                from mcdla.sim.serving_pipeline import PipelinedInstance
+
+                engines.append(PipelinedInstance(self, i, devices, rings, role))
+            else:
+                engines.append(Engine(self, i, devices, rings, role))
         return engines
+
+    def group_rings(self, group, name: str, instance: int) -> tuple:
+        """The rings of a tensor group's all-reduces (() for one device)."""
+        topology, members = self.topology, set(group)
+        if len(members) == 1:
+            return ()
+        rings = tuple(sub_ring(r, members, f"{r.name}/{name}", topology.reverse_of(r), topology.channels)
+                      for r in topology.rings if members <= r.position.keys())
+        if not rings:
+            raise InputError(f"no ring of {topology.name} passes through the devices of instance {instance}",
+                             key="serving.tensor_parallel")
+        return rings
+
+    def all_reduce(self, index: int, rings, cost):
+        """A step's all-reduces on ``rings`` (the module docstring's (c))."""
+        env = self.env
+        start = env.now
+        yield self.algorithm.start(env, self.net, rings, "all_reduce", cost.allreduce_bytes,
+                                   reduce_Bps=self.reduce_Bps, tag=f"tp{index}")
+        yield env.timeout((cost.allreduces - 1) * self.fixed_s)
+        self.record.transfers.append((index, "all_reduce", start, env.now, cost.allreduce_bytes))
+
+    def send(self, sources, targets, size: float, tag: str, key: str) -> list:
+        """The flows of ``size`` bytes from each device of ``sources`` to the same rank of
+        ``targets``, point to point over the design's links."""
+        flows = []
+        for src, dst in zip(sources, targets):
+            flows += [self.net.transfer(share * size, path, latency, tag=tag)
+                      for share, path, latency in self.ways(src, dst, key)]
+        return flows
 
     def ways(self, src: str, dst: str, key: str) -> tuple:
         """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
@@ -450,7 +480,7 @@ class ServingRun:
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
         for tier in ("hbm", "tier"):
-            held = sum((self.hbm_blocks if tier == "hbm" else self.tier_blocks) - e.free[tier] for e in self.engines)
+            held = sum(e.pool[tier] - e.free[tier] for e in self.engines)
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
@@ -466,10 +496,7 @@ class ServingRun:
         target = self.decoders[self._handed % len(self.decoders)]
         self._handed += 1
         size = req.computed * self.kv_device_bytes
-        flows = []
-        for src, dst in zip(source.devices, target.devices):
-            flows += [self.net.transfer(share * size, path, latency, tag="kv hand-on")
-                      for share, path, latency in self.ways(src, dst, "serving.decode_devices")]
+        flows = self.send(source.devices, target.devices, size, "kv hand-on", "serving.decode_devices")
         start = self.env.now
         yield self.env.all_of(flows)
         self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
@@ -481,7 +508,7 @@ class ServingRun:
     def _check(self) -> None:
         """Conservation at the end: every block back in its pool, every flow delivered."""
         for engine in self.engines:
-            if engine.free != {"hbm": self.hbm_blocks, "tier": self.tier_blocks} or engine.running:
+            if engine.free != engine.pool or engine.running:
                 raise InvariantError(f"serving instance {engine.index} ends holding cache blocks: {engine.free}")
         stats = self.net.stats()
         if abs(stats.bytes_sent - stats.bytes_delivered) > 1e-6 * max(1.0, stats.bytes_sent):
