@@ -63,7 +63,11 @@ class ServingSpec:
       over them, the activations sent stage to stage; docs/serving.md); ``pipeline_batches``
       the batches in flight through them, each of its own scheduler (vLLM's virtual
       engines; default one a stage, as vLLM runs; 1: one batch passes every stage before
-      the next starts).
+      the next starts). ``expert_parallel`` = e: an instance of e devices, attention
+      data-parallel over its e / tensor_parallel tensor groups (each its own scheduler
+      and batch), each MoE layer's experts split over the e devices, the groups joined
+      every iteration by the dispatch and combine all-to-alls (SGLang's and vLLM's
+      "DP attention + EP"; docs/serving.md).
     - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
       (``mcdla serve --slo ttft=...,tpot=...``).
     """
@@ -85,6 +89,7 @@ class ServingSpec:
     tensor_parallel: PositiveInt = 1
     pipeline_parallel: PositiveInt = 1
     pipeline_batches: PositiveInt | None = None  # batches in flight through the stages (None: one a stage)
+    expert_parallel: PositiveInt = 1  # devices an instance's routed experts are split over
     prefill_devices: NonNegativeInt = 0
     decode_devices: NonNegativeInt = 0
     slo_ttft: Time | None = None
@@ -106,12 +111,30 @@ class ServingSpec:
             raise InputError(f"pipeline_batches={self.pipeline_batches} is more than the pipeline_parallel="
                              f"{self.pipeline_parallel} stages (one batch in flight a stage at most)",
                              key="serving.pipeline_batches")
-        size = self.tensor_parallel * self.pipeline_parallel  # an instance's devices
+        self._check_experts()
+        size = self.instance_devices
         for key in ("prefill_devices", "decode_devices"):
             if getattr(self, key) % size:
                 what = (f"tensor_parallel={self.tensor_parallel}" if self.pipeline_parallel == 1 else
                         f"tensor_parallel x pipeline_parallel = {size}")
                 raise InputError(f"{getattr(self, key)} is not a multiple of {what}", key=f"serving.{key}")
+
+    def _check_experts(self) -> None:
+        e, key = self.expert_parallel, "serving.expert_parallel"
+        if e == 1:
+            return
+        if e % self.tensor_parallel:
+            raise InputError(f"expert_parallel={e} is not a multiple of tensor_parallel={self.tensor_parallel} "
+                             "(the instance's attention groups are tensor groups)", key=key)
+        if self.pipeline_parallel > 1 or self.prefill_devices:
+            raise InputError("expert_parallel with pipeline_parallel or disaggregated serving is not modelled; "
+                             "use expert_parallel=1 or drop the other", key=key)
+
+    @property
+    def instance_devices(self) -> int:
+        """The devices of one serving instance: its stages' tensor groups, or its expert
+        devices."""
+        return self.expert_parallel if self.expert_parallel > 1 else self.tensor_parallel * self.pipeline_parallel
 
     @property
     def pipeline_batches_in_flight(self) -> int:

@@ -105,29 +105,39 @@ class ServingModel:
     all but their name (a block repeated) are timed once and counted. ``stages``: with
     pipeline parallelism, each stage's layers (:func:`mcdla.sim.serving.serving_stages`);
     a device then holds its stage's weights and KV cache, and the iteration's time is
-    still every layer's (the stages run one after another), plus the sends between them."""
+    still every layer's (the stages run one after another), plus the sends between them.
+    ``ep``: expert parallelism over ``ep`` devices (mcdla.sim.serving_expert): each routed
+    expert bank's E/ep experts whole on a device, timed apart (:meth:`experts_s`) at the
+    tokens of every attention group; :meth:`step` then times the rest."""
 
     def __init__(self, device: DeviceSpec, workload: Workload, tp: int, geometry: KvGeometry,
-                 stages: tuple[range, ...] = ()):
-        self.device, self.workload, self.tp, self.kv = device, workload, tp, geometry
+                 stages: tuple[range, ...] = (), ep: int = 1):
+        self.device, self.workload, self.tp, self.kv, self.ep = device, workload, tp, geometry, ep
         self.stages = stages or (range(len(workload.layers)),)
         self.prec = workload.precision_bytes
         try:
             split = tensor_split(workload.layers, tp)
         except InputError as exc:  # training's message, under the serving key
             raise InputError(exc.detail, key="serving.tensor_parallel") from None
+        # The routed expert banks (k of E experts a token) expert parallelism splits ep ways.
+        self.banks = frozenset(i for i, layer in enumerate(workload.layers) if ep > 1 and _routed(layer))
+        self.shards = tuple(ep if i in self.banks else n for i, n in enumerate(split.shards))
         groups: dict = {}
         for i, layer in enumerate(workload.layers):
             if layer.kind in _NOT_SERVED or layer.attention is not None:
                 continue
-            key = (replace(layer, name="", inputs=(), weight_group=None), split.shards[i], layer.name == LM_HEAD,
-                   self.stage_of[i])
+            key = (replace(layer, name="", inputs=(), weight_group=None), self.shards[i], layer.name == LM_HEAD,
+                   self.stage_of[i], i in self.banks)
             first, count = groups.get(key, (layer, 0))
             groups[key] = (first, count + 1)
         # (a representative layer, its shards, its count, whether it runs on sampled tokens only, its stage)
-        self.groups = tuple((first, key[1], count, key[2], key[3]) for key, (first, count) in groups.items())
-        self.reduced = tuple(workload.layers[i] for i in split.reduce_out if tp > 1)
-        self.reduced_stage = tuple(self.stage_of[i] for i in split.reduce_out if tp > 1)
+        self.groups = tuple((first, key[1], count, key[2], key[3]) for key, (first, count) in groups.items()
+                            if not key[4])
+        self.expert_groups = tuple((first, key[1], count) for key, (first, count) in groups.items() if key[4])
+        # An expert's output is whole on its device: no all-reduce follows a bank.
+        out = [i for i in split.reduce_out if tp > 1 and i not in self.banks]
+        self.reduced = tuple(workload.layers[i] for i in out)
+        self.reduced_stage = tuple(self.stage_of[i] for i in out)
         self.attention = next(l.attention for l in workload.layers if l.attention is not None)
         self._dense: dict[tuple, float] = {}
 
@@ -141,9 +151,8 @@ class ServingModel:
         """Weights one device holds: every split layer's 1/t, the replicated ones whole;
         with pipeline stages, those of the stage holding the most (a weight shared by
         two stages, as tied embeddings, held in the first that uses it)."""
-        split = tensor_split(self.workload.layers, self.tp)  # (checked in __init__)
         held, stage = {}, {}
-        for layer, shards, s in zip(self.workload.layers, split.shards, self.stage_of):
+        for layer, shards, s in zip(self.workload.layers, self.shards, self.stage_of):
             if layer.weight_group is not None and layer.params:
                 held[layer.weight_group] = max(held.get(layer.weight_group, 0.0), layer.params / shards)
                 stage.setdefault(layer.weight_group, s)
@@ -197,13 +206,34 @@ class ServingModel:
             self._dense[key] = cached
         return cached
 
+    def experts_s(self, tokens: int) -> float:
+        """Expert parallelism: seconds of one device's routed experts when the attention
+        groups send ``tokens`` in all: under uniform routing it computes 1/ep of their
+        slots and reads, of its E/ep experts, those they reach (:meth:`_layer_s` at
+        ``tokens`` split ep ways: the same MACs and weight bytes)."""
+        key = ("experts", tokens)
+        if key not in self._dense:
+            self._dense[key] = sum(count * self._layer_s(layer, tokens, shards) if tokens else 0.0
+                                   for layer, shards, count in self.expert_groups)
+        return self._dense[key]
+
+    @cached_property
+    def exchange_elems(self) -> tuple[int, int]:
+        """Expert parallelism's all-to-alls in one iteration and their elements per token
+        summed: each MoE layer's dispatch (its slots: top_k x hidden) and combine (the
+        experts' outputs back)."""
+        layers = self.workload.layers
+        sizes = [layer.out_elems_per_sample for layer in layers if layer.kind == "moe_dispatch"]
+        sizes += [layers[layer.inputs[0]].out_elems_per_sample for layer in layers if layer.kind == "moe_combine"]
+        return len(sizes), sum(sizes)
+
     def _layer_s(self, layer, tokens: int, shards: int) -> float:
         """Seconds of one layer at ``tokens``. An expert bank (k of its E experts per token)
         reads only the experts its tokens are routed to: under uniform routing an expert
         is missed by one token with probability 1 - k/E, so ``tokens`` leave a share
         1 - (1 - k/E)^tokens of its weights to read (the training model reads every
         expert: at a training batch that share is 1)."""
-        if layer.active_params is None or layer.active_params >= layer.params:
+        if not _routed(layer):
             return layer_time(self.device, layer, "fwd", tokens, self.prec, shards)
         touched = 1.0 - (1.0 - layer.active_params / layer.params) ** tokens
         seconds = 0.0
@@ -274,6 +304,11 @@ class ServingModel:
         macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head, _ in self.groups
                    if not head) * tokens
         return macs / self.device.peak_macs_per_s
+
+
+def _routed(layer) -> bool:
+    """A routed expert bank: its tokens use only some of its weights."""
+    return layer.active_params is not None and layer.active_params < layer.params
 
 
 def tokens_to_blocks(tokens: int, block_tokens: int) -> int:

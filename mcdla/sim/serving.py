@@ -256,29 +256,43 @@ class Engine:
     def process(self):
         run, env = self.run, self.run.env
         while True:
-            moves = {"prefetch": 0, "offload": 0}
-            decodes, prefills = self._schedule(moves)
+            moves, decodes, prefills = self.plan()
             if not decodes and not prefills and not any(moves.values()):  # until a request comes (the run
                 if self.idle.triggered:                                     # ends when every one is done)
                     self.idle = env.event()
                 yield self.idle
                 continue
-            # The KV the batch reads from the tier, and the new KV it writes there.
-            for req in decodes:
-                moves["prefetch"] += self._tier_tokens(req, req.computed)
-                moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
-            for req, step in prefills:
-                moves["prefetch"] += self._tier_tokens(req, req.computed)
-                moves["offload"] += (self._tier_tokens(req, req.computed + step)
-                                     - self._tier_tokens(req, req.computed))
             start = env.now
             yield from self._move(moves)
-            sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
-            yield from self._compute((len(decodes), sum(r.computed + 1 for r in decodes),
-                                      tuple((step, req.computed) for req, step in prefills), sampled))
-            tokens = len(decodes) + sum(step for _, step in prefills)
-            run.record.iterations.append((self.index, start, env.now, tokens, len(decodes), len(prefills)))
-            self._advance(decodes, prefills)
+            yield from self._compute(self.batch(decodes, prefills))
+            self.finish(start, decodes, prefills)
+
+    def plan(self):
+        """The iteration's moves (tier tokens by direction), decodes and prefills."""
+        moves = {"prefetch": 0, "offload": 0}
+        decodes, prefills = self._schedule(moves)
+        # The KV the batch reads from the tier, and the new KV it writes there.
+        for req in decodes:
+            moves["prefetch"] += self._tier_tokens(req, req.computed)
+            moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
+        for req, step in prefills:
+            moves["prefetch"] += self._tier_tokens(req, req.computed)
+            moves["offload"] += (self._tier_tokens(req, req.computed + step)
+                                 - self._tier_tokens(req, req.computed))
+        return moves, decodes, prefills
+
+    @staticmethod
+    def batch(decodes, prefills) -> tuple:
+        """:meth:`ServingModel.step`'s arguments for the batch."""
+        sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
+        return (len(decodes), sum(r.computed + 1 for r in decodes),
+                tuple((step, req.computed) for req, step in prefills), sampled)
+
+    def finish(self, start: float, decodes, prefills) -> None:
+        """The iteration that began at ``start`` is done: recorded, its tokens computed."""
+        tokens = len(decodes) + sum(step for _, step in prefills)
+        self.run.record.iterations.append((self.index, start, self.run.env.now, tokens, len(decodes), len(prefills)))
+        self._advance(decodes, prefills)
 
     def _compute(self, batch: tuple):
         """The batch (:meth:`ServingModel.step`'s arguments) through every layer, then the
@@ -352,11 +366,13 @@ class ServingRun:
     def __init__(self, topology, model: ServingModel, spec: ServingSpec, requests: list[Request]):
         self.topology, self.model, self.spec = topology, model, spec
         tp, pp = spec.tensor_parallel, spec.pipeline_parallel
-        if len(model.stages) != pp:
-            raise ValueError(f"the serving model has {len(model.stages)} stages, the spec {pp}")
-        if len(topology.devices) % (tp * pp):
+        if len(model.stages) != pp or model.ep != spec.expert_parallel:
+            raise ValueError(f"the serving model has {len(model.stages)} stages and expert degree {model.ep}, "
+                             f"the spec {pp} and {spec.expert_parallel}")
+        if len(topology.devices) % spec.instance_devices:
             what, key = ((f"tensor_parallel x pipeline_parallel = {tp * pp}", "serving.pipeline_parallel") if pp > 1
-                         else (f"tensor_parallel={tp}", "serving.tensor_parallel"))
+                         else (f"expert_parallel={spec.expert_parallel}", "serving.expert_parallel")
+                         if spec.expert_parallel > 1 else (f"tensor_parallel={tp}", "serving.tensor_parallel"))
             raise InputError(f"{what} does not divide the {len(topology.devices)} devices of {topology.name}", key=key)
         self.env = CountingEnvironment()
         self.net = FlowNetwork(self.env, topology.capacities(), also=topology.nic_ports)
@@ -412,7 +428,7 @@ class ServingRun:
         first ``prefill_devices``' prefill instances and the next ``decode_devices``' decode ones."""
         spec, topology = self.spec, self.topology
         names, tp = topology.devices, spec.tensor_parallel
-        size = tp * spec.pipeline_parallel  # an instance: its stages' tensor groups, in turn
+        size = spec.instance_devices  # an instance: its stages' tensor groups, in turn (or its expert devices)
         if spec.prefill_devices:
             if spec.prefill_devices + spec.decode_devices > len(names):
                 raise InputError(f"prefill_devices + decode_devices = {spec.prefill_devices + spec.decode_devices} "
@@ -427,7 +443,11 @@ class ServingRun:
             # stages' groups are alike and run in turn, docs/serving.md).
             devices = tuple(names[i * size:(i + 1) * size])
             rings = self.group_rings(devices[:tp], f"serve{i}", i)
-            if spec.pipeline_batches_in_flight > 1:  # several batches in flight: mcdla.sim.serving_pipeline
+            if spec.expert_parallel > 1:  # attention groups joined by the experts: mcdla.sim.serving_expert
+                from mcdla.sim.serving_expert import ExpertInstance
+
+                engines.append(ExpertInstance(self, i, devices, rings, role))
+            elif spec.pipeline_batches_in_flight > 1:  # several batches in flight: mcdla.sim.serving_pipeline
                 from mcdla.sim.serving_pipeline import PipelinedInstance
 
                 engines.append(PipelinedInstance(self, i, devices, rings, role))
@@ -435,8 +455,8 @@ class ServingRun:
                 engines.append(Engine(self, i, devices, rings, role))
         return engines
 
-    def group_rings(self, group, name: str, instance: int) -> tuple:
-        """The rings of a tensor group's all-reduces (() for one device)."""
+    def group_rings(self, group, name: str, instance: int, key: str = "serving.tensor_parallel") -> tuple:
+        """The rings of a group's collectives (() for one device)."""
         topology, members = self.topology, set(group)
         if len(members) == 1:
             return ()
@@ -444,7 +464,7 @@ class ServingRun:
                       for r in topology.rings if members <= r.position.keys())
         if not rings:
             raise InputError(f"no ring of {topology.name} passes through the devices of instance {instance}",
-                             key="serving.tensor_parallel")
+                             key=key)
         return rings
 
     def all_reduce(self, index: int, rings, cost):
