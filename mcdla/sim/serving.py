@@ -254,7 +254,7 @@ class Engine:
 
     # -- the loop -------------------------------------------------------------------
     def process(self):
-        run, env = self.run, self.run.env
+        env = self.run.env
         while True:
             moves, decodes, prefills = self.plan()
             if not decodes and not prefills and not any(moves.values()):  # until a request comes (the run

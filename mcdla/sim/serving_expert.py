@@ -30,18 +30,16 @@ from __future__ import annotations
 
 from mcdla.errors import InputError
 from mcdla.sim.expert import routed_experts
-from mcdla.sim.serving import Engine
+from mcdla.sim.serving import _TINY_BYTES, Engine
 
-__all__ = ["ExpertInstance", "AttentionGroup"]
-
-_TINY_BYTES = 1.0  # a message whose closed-form time is the collective's fixed cost
+__all__ = ["AttentionGroup", "ExpertInstance"]
 
 
 class AttentionGroup(Engine):
     """One attention group of an expert-parallel instance: the engine's scheduler and
     cache; the instance runs its iterations."""
 
-    def __init__(self, instance: "ExpertInstance", devices: tuple[str, ...], rings):
+    def __init__(self, instance: ExpertInstance, devices: tuple[str, ...], rings):
         super().__init__(instance.run, instance.index, devices, rings, instance.role)
         self.instance = instance
 

@@ -35,7 +35,7 @@ class VirtualEngine(Engine):
     """A scheduler of a pipelined instance: the engine's, its batch computed by the
     instance's stages instead of at once."""
 
-    def __init__(self, instance: "PipelinedInstance", pool: dict):
+    def __init__(self, instance: PipelinedInstance, pool: dict):
         super().__init__(instance.run, instance.index, instance.devices, instance.rings, instance.role)
         self.instance = instance
         self.pool, self.free = pool, dict(pool)
