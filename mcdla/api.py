@@ -158,7 +158,7 @@ class ServeResult(_Result):
     slo: dict[str, Any] | None  # ttft_s, tpot_s and the requests that met them (None: no --slo)
     weight_bytes: float  # weights per device
     kv_bytes_per_token: float  # the whole model's KV cache per token
-    kv_capacity_tokens: int  # tokens an instance's cache holds (HBM and tier)
+    kv_capacity_tokens: int  # tokens an instance's cache holds (HBM and tier; its virtual engines' or groups')
     kv_peak_bytes: dict[str, float]  # per tier (hbm, and the tier's name), every device summed
     iterations: int
     mean_batch_tokens: float

@@ -255,7 +255,7 @@ def serve(topology: str = "dgx_h100", workload: str = "llama3_8b", sets: Sequenc
         work, latent = _serving_workload(workload, workload_sets)
         topo = load_topology(topology, topology_sets)
         model = ServingModel(topo.device, work, spec.tensor_parallel, kv_geometry(work, latent),
-                             serving_stages(work, spec.pipeline_parallel))
+                             serving_stages(work, spec.pipeline_parallel), spec.expert_parallel)
         run = ServingRun(topo, model, spec, make_requests(spec))
         started = time.perf_counter()
         record = run.run()

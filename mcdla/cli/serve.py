@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="serving.KEY (rate, requests, seed, prompt_tokens, output_tokens, lengths, trace, "
                         "max_batch_tokens, max_seqs, chunk, block_tokens, memory_utilization, preemption, "
-                        "kv_tier, tensor_parallel, slo_ttft, slo_tpot, prefix_caching, shared_prefix_tokens, prefixes, "
-                        "cuda_graphs), "
+                        "kv_tier, tensor_parallel, pipeline_parallel, pipeline_batches, expert_parallel, "
+                        "slo_ttft, slo_tpot, prefix_caching, shared_prefix_tokens, prefixes, cuda_graphs), "
                         "or a topology or workload key as in "
                         "mcdla sim (repeatable)")
     add_format_options(parser)

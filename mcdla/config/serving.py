@@ -65,7 +65,14 @@ class ServingSpec:
       into prefill instances and decode instances (Splitwise, DistServe): a request's
       KV cache moves from one to the other after its prefill. ``pipeline_parallel``: p
       stages of tensor_parallel devices each make an instance (the blocks split evenly
-      over them, the activations sent stage to stage; docs/serving.md).
+      over them, the activations sent stage to stage; docs/serving.md); ``pipeline_batches``
+      the batches in flight through them, each of its own scheduler (vLLM's virtual
+      engines; default one a stage, as vLLM runs; 1: one batch passes every stage before
+      the next starts). ``expert_parallel`` = e: an instance of e devices, attention
+      data-parallel over its e / tensor_parallel tensor groups (each its own scheduler
+      and batch), each MoE layer's experts split over the e devices, the groups joined
+      every iteration by the dispatch and combine all-to-alls (SGLang's and vLLM's
+      "DP attention + EP"; docs/serving.md).
     - ``slo_ttft``/``slo_tpot``: the service-level objective goodput counts against
       (``mcdla serve --slo ttft=...,tpot=...``).
     - ``prefix_caching``: full KV blocks of a shared prefix are kept and reused by later
@@ -94,6 +101,8 @@ class ServingSpec:
     kv_tier: Literal["hbm", "memory_node", "cxl", "host", "nvme", "spill"] = "hbm"
     tensor_parallel: PositiveInt = 1
     pipeline_parallel: PositiveInt = 1
+    pipeline_batches: PositiveInt | None = None  # batches in flight through the stages (None: one a stage)
+    expert_parallel: PositiveInt = 1  # devices an instance's routed experts are split over
     prefill_devices: NonNegativeInt = 0
     decode_devices: NonNegativeInt = 0
     slo_ttft: Time | None = None
@@ -115,7 +124,12 @@ class ServingSpec:
             key = "serving.decode_devices" if self.prefill_devices else "serving.prefill_devices"
             raise InputError("disaggregated serving needs both prefill_devices and decode_devices (or neither)",
                              key=key)
-        size = self.tensor_parallel * self.pipeline_parallel  # an instance's devices
+        if self.pipeline_batches_in_flight > self.pipeline_parallel:
+            raise InputError(f"pipeline_batches={self.pipeline_batches} is more than the pipeline_parallel="
+                             f"{self.pipeline_parallel} stages (one batch in flight a stage at most)",
+                             key="serving.pipeline_batches")
+        self._check_experts()
+        size = self.instance_devices
         for key in ("prefill_devices", "decode_devices"):
             if getattr(self, key) % size:
                 what = (f"tensor_parallel={self.tensor_parallel}" if self.pipeline_parallel == 1 else
@@ -133,6 +147,28 @@ class ServingSpec:
         if self.prefix_caching and self.preemption == "swap":
             raise InputError("prefix caching shares blocks between requests, which swap preemption would copy out "
                              "under the others; use preemption=recompute (vLLM V1's)", key="serving.prefix_caching")
+
+    def _check_experts(self) -> None:
+        e, key = self.expert_parallel, "serving.expert_parallel"
+        if e == 1:
+            return
+        if e % self.tensor_parallel:
+            raise InputError(f"expert_parallel={e} is not a multiple of tensor_parallel={self.tensor_parallel} "
+                             "(the instance's attention groups are tensor groups)", key=key)
+        if self.pipeline_parallel > 1 or self.prefill_devices:
+            raise InputError("expert_parallel with pipeline_parallel or disaggregated serving is not modelled; "
+                             "use expert_parallel=1 or drop the other", key=key)
+
+    @property
+    def instance_devices(self) -> int:
+        """The devices of one serving instance: its stages' tensor groups, or its expert
+        devices."""
+        return self.expert_parallel if self.expert_parallel > 1 else self.tensor_parallel * self.pipeline_parallel
+
+    @property
+    def pipeline_batches_in_flight(self) -> int:
+        """The batches in flight through an instance's stages (vLLM: one a stage)."""
+        return self.pipeline_parallel if self.pipeline_batches is None else self.pipeline_batches
 
     @property
     def chunk_tokens(self) -> int:

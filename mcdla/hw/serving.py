@@ -105,29 +105,41 @@ class ServingModel:
     all but their name (a block repeated) are timed once and counted. ``stages``: with
     pipeline parallelism, each stage's layers (:func:`mcdla.sim.serving.serving_stages`);
     a device then holds its stage's weights and KV cache, and the iteration's time is
-    still every layer's (the stages run one after another), plus the sends between them."""
+    still every layer's (the stages run one after another), plus the sends between them.
+    ``ep``: expert parallelism over ``ep`` devices (mcdla.sim.serving_expert): each routed
+    expert bank's E/ep experts whole on a device, timed apart (:meth:`experts_s`) at the
+    tokens of every attention group; :meth:`step` then times the rest."""
 
     def __init__(self, device: DeviceSpec, workload: Workload, tp: int, geometry: KvGeometry,
-                 stages: tuple[range, ...] = ()):
-        self.device, self.workload, self.tp, self.kv = device, workload, tp, geometry
+                 stages: tuple[range, ...] = (), ep: int = 1):
+        self.device, self.workload, self.tp, self.kv, self.ep = device, workload, tp, geometry, ep
         self.stages = stages or (range(len(workload.layers)),)
         self.prec = workload.precision_bytes
         try:
             split = tensor_split(workload.layers, tp)
         except InputError as exc:  # training's message, under the serving key
             raise InputError(exc.detail, key="serving.tensor_parallel") from None
+        # The routed expert banks (k of E experts a token) expert parallelism splits ep ways.
+        self.banks = frozenset(i for i, layer in enumerate(workload.layers) if ep > 1 and _routed(layer))
+        self.shards = tuple(ep if i in self.banks else n for i, n in enumerate(split.shards))
         groups: dict = {}
         for i, layer in enumerate(workload.layers):
             if layer.kind in _NOT_SERVED or layer.attention is not None:
                 continue
-            key = (replace(layer, name="", inputs=(), weight_group=None), split.shards[i], layer.name == LM_HEAD)
+            key = (replace(layer, name="", inputs=(), weight_group=None), self.shards[i], layer.name == LM_HEAD,
+                   self.stage_of[i], i in self.banks)
             first, count = groups.get(key, (layer, 0))
             groups[key] = (first, count + 1)
-        # (a representative layer, its shards, its count, whether it runs on sampled tokens only)
-        self.groups = tuple((first, key[1], count, key[2]) for key, (first, count) in groups.items())
-        self.reduced = tuple(workload.layers[i] for i in split.reduce_out if tp > 1)
+        # (a representative layer, its shards, its count, whether it runs on sampled tokens only, its stage)
+        self.groups = tuple((first, key[1], count, key[2], key[3]) for key, (first, count) in groups.items()
+                            if not key[4])
+        self.expert_groups = tuple((first, key[1], count) for key, (first, count) in groups.items() if key[4])
+        # An expert's output is whole on its device: no all-reduce follows a bank.
+        out = [i for i in split.reduce_out if tp > 1 and i not in self.banks]
+        self.reduced = tuple(workload.layers[i] for i in out)
+        self.reduced_stage = tuple(self.stage_of[i] for i in out)
         self.attention = next(l.attention for l in workload.layers if l.attention is not None)
-        self._dense: dict[tuple[int, int], float] = {}
+        self._dense: dict[tuple, float] = {}
 
     @cached_property
     def stage_of(self) -> tuple[int, ...]:
@@ -139,9 +151,8 @@ class ServingModel:
         """Weights one device holds: every split layer's 1/t, the replicated ones whole;
         with pipeline stages, those of the stage holding the most (a weight shared by
         two stages, as tied embeddings, held in the first that uses it)."""
-        split = tensor_split(self.workload.layers, self.tp)  # (checked in __init__)
         held, stage = {}, {}
-        for layer, shards, s in zip(self.workload.layers, split.shards, self.stage_of):
+        for layer, shards, s in zip(self.workload.layers, self.shards, self.stage_of):
             if layer.weight_group is not None and layer.params:
                 held[layer.weight_group] = max(held.get(layer.weight_group, 0.0), layer.params / shards)
                 stage.setdefault(layer.weight_group, s)
@@ -151,13 +162,18 @@ class ServingModel:
         return max(per_stage) * self.prec
 
     @cached_property
-    def kv_device_bytes(self) -> int:
-        """KV bytes per token on one device: its tensor share of its stage's attention
-        layers (the stage with the most)."""
+    def attention_layers(self) -> tuple[int, ...]:
+        """Pipeline stage -> its attention layers."""
         counts = [0] * len(self.stages)
         for layer, s in zip(self.workload.layers, self.stage_of):
             counts[s] += layer.attention is not None
-        return self.kv.bytes_per_token(self.tp) // self.kv.layers * max(counts)
+        return tuple(counts)
+
+    @cached_property
+    def kv_device_bytes(self) -> int:
+        """KV bytes per token on one device: its tensor share of its stage's attention
+        layers (the stage with the most)."""
+        return self.kv.bytes_per_token(self.tp) // self.kv.layers * max(self.attention_layers)
 
     @cached_property
     def boundary_elems(self) -> tuple[int, ...]:
@@ -186,18 +202,40 @@ class ServingModel:
                              key="serving.cuda_graphs")
         return replace(self.device, launch_overhead=self.device.graph_node_overhead)
 
-    def _dense_s(self, tokens: int, sampled: int, device: DeviceSpec) -> float:
-        """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``)."""
-        key = (tokens, sampled, device is self.device)
+    def _dense_s(self, tokens: int, sampled: int, device: DeviceSpec, stage: int | None = None) -> float:
+        """Seconds of every layer but attention, at ``tokens`` (the head at ``sampled``):
+        the whole model's, or (``stage``) one pipeline stage's."""
+        key = (tokens, sampled, device is self.device, stage)
         cached = self._dense.get(key)
         if cached is None:
             cached = 0.0
-            for layer, shards, count, head in self.groups:
+            for layer, shards, count, head, s in self.groups:
                 batch = sampled if head else tokens
-                if batch:
+                if batch and stage in (None, s):
                     cached += count * self._layer_s(layer, batch, shards, device)
             self._dense[key] = cached
         return cached
+
+    def experts_s(self, tokens: int) -> float:
+        """Expert parallelism: seconds of one device's routed experts when the attention
+        groups send ``tokens`` in all: under uniform routing it computes 1/ep of their
+        slots and reads, of its E/ep experts, those they reach (:meth:`_layer_s` at
+        ``tokens`` split ep ways: the same MACs and weight bytes)."""
+        key = ("experts", tokens)
+        if key not in self._dense:
+            self._dense[key] = sum(count * self._layer_s(layer, tokens, shards, self.device) if tokens else 0.0
+                                   for layer, shards, count in self.expert_groups)
+        return self._dense[key]
+
+    @cached_property
+    def exchange_elems(self) -> tuple[int, int]:
+        """Expert parallelism's all-to-alls in one iteration and their elements per token
+        summed: each MoE layer's dispatch (its slots: top_k x hidden) and combine (the
+        experts' outputs back)."""
+        layers = self.workload.layers
+        sizes = [layer.out_elems_per_sample for layer in layers if layer.kind == "moe_dispatch"]
+        sizes += [layers[layer.inputs[0]].out_elems_per_sample for layer in layers if layer.kind == "moe_combine"]
+        return len(sizes), sum(sizes)
 
     def _layer_s(self, layer, tokens: int, shards: int, device: DeviceSpec) -> float:
         """Seconds of one layer at ``tokens``. An expert bank (k of its E experts per token)
@@ -205,7 +243,7 @@ class ServingModel:
         is missed by one token with probability 1 - k/E, so ``tokens`` leave a share
         1 - (1 - k/E)^tokens of its weights to read (the training model reads every
         expert: at a training batch that share is 1)."""
-        if layer.active_params is None or layer.active_params >= layer.params:
+        if not _routed(layer):
             return layer_time(device, layer, "fwd", tokens, self.prec, shards)
         touched = 1.0 - (1.0 - layer.active_params / layer.params) ** tokens
         seconds = 0.0
@@ -244,41 +282,51 @@ class ServingModel:
         return kernel_time(self.device, kernel).time_s, kv
 
     def step(self, decode_seqs: int, decode_context: int, prefills: tuple[tuple[int, int], ...],
-             sampled: int, graph_batch: int = 0) -> StepCost:
+             sampled: int, graph_batch: int = 0, stage: int | None = None) -> StepCost:
         """The cost of one iteration: ``decode_seqs`` requests decoding one token over
         ``decode_context`` cached tokens in all, the ``prefills`` as (chunk, prefix),
         ``sampled`` tokens through the vocabulary projection. ``graph_batch``: a decode
         step replayed as the CUDA graph captured for that many tokens (the batch padded
-        to it, vLLM's): one graph launch per stage, a node's cost per kernel (0: eager)."""
+        to it, vLLM's): one graph launch per stage, a node's cost per kernel (0: eager).
+        ``stage``: only that pipeline stage's layers, all-reduces and send (to the next
+        stage; None: every stage, every send)."""
         tokens = decode_seqs + sum(c for c, _ in prefills)
         if tokens == 0:
             return StepCost(0.0, 0, 0.0, 0.0, 0.0)
         device, launches = self.device, 0.0
         if graph_batch:
             device, tokens = self.graph_device, graph_batch
-            launches = len(self.stages) * self.device.graph_launch_overhead
-        seconds = self._dense_s(tokens, sampled, device) + launches
+            launches = (len(self.stages) if stage is None else 1) * self.device.graph_launch_overhead
+        seconds = self._dense_s(tokens, sampled, device, stage) + launches
+        layers = self.kv.layers if stage is None else self.attention_layers[stage]
         kv_read = 0.0
-        if decode_seqs:
+        if decode_seqs and layers:
             s, b = self._decode_attention_s(decode_context, decode_seqs, device)
-            seconds += self.kv.layers * s
-            kv_read += self.kv.layers * b
-        for chunk, prefix in prefills:
+            seconds += layers * s
+            kv_read += layers * b
+        for chunk, prefix in prefills if layers else ():
             s, b = self._prefill_attention_s(chunk, prefix)
-            seconds += self.kv.layers * s
-            kv_read += self.kv.layers * b
-        reduce_bytes = float(sum(l.out_elems_per_sample for l in self.reduced) * tokens * self.prec)
-        sends = tuple(float(elems * tokens * self.prec) for elems in self.boundary_elems)
-        return StepCost(seconds, len(self.reduced), reduce_bytes, self.weight_bytes, kv_read, sends)
+            seconds += layers * s
+            kv_read += layers * b
+        reduced = [l for l, s in zip(self.reduced, self.reduced_stage) if stage in (None, s)]
+        reduce_bytes = float(sum(l.out_elems_per_sample for l in reduced) * tokens * self.prec)
+        sends = tuple(float(elems * tokens * self.prec) for s, elems in enumerate(self.boundary_elems)
+                      if stage in (None, s))
+        return StepCost(seconds, len(reduced), reduce_bytes, self.weight_bytes, kv_read, sends)
 
     def prefill_flops_floor_s(self, tokens: int) -> float:
         """The least time ``tokens`` of prefill can take: their MACs at the device's peak
         on the lanes their GEMMs run on (FP8's with 1-byte weights; a bound the tests
         hold the model to)."""
-        macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head in self.groups
+        macs = sum(count * layer.macs_fwd_per_sample / shards for layer, shards, count, head, _ in self.groups
                    if not head) * tokens
         lanes, _ = gemm_rate(self.device, self.prec)
         return macs / (self.device.pes * lanes * self.device.clock)
+
+
+def _routed(layer) -> bool:
+    """A routed expert bank: its tokens use only some of its weights."""
+    return layer.active_params is not None and layer.active_params < layer.params
 
 
 def tokens_to_blocks(tokens: int, block_tokens: int) -> int:

@@ -56,7 +56,8 @@ def summarize_serving(record, run, workload: str, wall_s: float) -> dict:
         "slo": None,
         "weight_bytes": run.model.weight_bytes,
         "kv_bytes_per_token": run.model.kv.bytes_per_token(),
-        "kv_capacity_tokens": (run.hbm_blocks + run.tier_blocks) * spec.block_tokens,
+        # an instance's blocks: its virtual engines' or its attention groups' together
+        "kv_capacity_tokens": sum(run.engines[0].pool.values()) * spec.block_tokens,
         "kv_peak_bytes": peak,
         "iterations": len(record.iterations),
         "mean_batch_tokens": (sum(i[3] for i in record.iterations) / len(record.iterations)

@@ -22,7 +22,9 @@ the other instances' (:func:`kv_routes`); (b) computes for the time
 all-reduces on the flow network: one collective carrying the bytes of all of them
 (the step's 2 per layer are alike), and the fixed cost (launch, latency) of each
 other one from the algorithm's closed form at a tiny size; (d) with pipeline stages,
-sends the batch's activations from each stage to the next (:meth:`Engine._send`). Events grow with
+sends the batch's activations from each stage to the next (:meth:`Engine._send`); with
+several batches in flight (``pipeline_batches``), an instance is virtual engines and a
+process per stage instead (mcdla.sim.serving_pipeline). Events grow with
 iterations and transfers, never with tokens x requests. A request's first token
 comes at the end of the iteration that completes its prefill; each later one at the
 end of an iteration that decodes it.
@@ -163,10 +165,16 @@ class Engine:
         self.spec: ServingSpec = run.spec
         self.waiting: deque = deque()
         self.running: list[_Req] = []
-        self.free = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}
+        self.pool = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}  # its blocks (a virtual engine: a share)
+        self.free = dict(self.pool)
         # Cached prefix blocks (their count not in free: evictable ones are taken on demand).
         self.cache = PrefixCache(self.spec.block_tokens) if self.spec.prefix_caching else None
         self.idle = run.env.event()
+
+    @property
+    def schedulers(self) -> tuple:
+        """The engines holding blocks (an instance of several schedulers lists its own)."""
+        return (self,)
 
     def arrive(self, req: _Req) -> None:
         self.waiting.append(req)
@@ -280,38 +288,57 @@ class Engine:
 
     # -- the loop -------------------------------------------------------------------
     def process(self):
-        run, env = self.run, self.run.env
+        env = self.run.env
         while True:
-            moves = {"prefetch": 0, "offload": 0}
-            decodes, prefills = self._schedule(moves)
+            moves, decodes, prefills = self.plan()
             if not decodes and not prefills and not any(moves.values()):  # until a request comes (the run
                 if self.idle.triggered:                                     # ends when every one is done)
                     self.idle = env.event()
                 yield self.idle
                 continue
-            # The KV the batch reads from the tier, and the new KV it writes there.
-            for req in decodes:
-                moves["prefetch"] += self._tier_tokens(req, req.computed)
-                moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
-            for req, step in prefills:
-                moves["prefetch"] += self._tier_tokens(req, req.computed)
-                moves["offload"] += (self._tier_tokens(req, req.computed + step)
-                                     - self._tier_tokens(req, req.computed))
             start = env.now
             yield from self._move(moves)
-            sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
-            graph = run.graph_batch(len(decodes)) if not prefills else 0
-            cost = run.model.step(len(decodes), sum(r.computed + 1 for r in decodes),
-                                  tuple((step, req.computed) for req, step in prefills), sampled, graph)
-            run.record.graph_iterations += graph > 0
-            yield env.timeout(cost.compute_s)
-            if cost.allreduces:
-                yield from self._all_reduce(cost)
-            if cost.sends:
-                yield from self._send(cost)
-            tokens = len(decodes) + sum(step for _, step in prefills)
-            run.record.iterations.append((self.index, start, env.now, tokens, len(decodes), len(prefills)))
-            self._advance(decodes, prefills)
+            yield from self._compute(self.batch(decodes, prefills))
+            self.finish(start, decodes, prefills)
+
+    def plan(self):
+        """The iteration's moves (tier tokens by direction), decodes and prefills."""
+        moves = {"prefetch": 0, "offload": 0}
+        decodes, prefills = self._schedule(moves)
+        # The KV the batch reads from the tier, and the new KV it writes there.
+        for req in decodes:
+            moves["prefetch"] += self._tier_tokens(req, req.computed)
+            moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
+        for req, step in prefills:
+            moves["prefetch"] += self._tier_tokens(req, req.computed)
+            moves["offload"] += (self._tier_tokens(req, req.computed + step)
+                                 - self._tier_tokens(req, req.computed))
+        return moves, decodes, prefills
+
+    def batch(self, decodes, prefills) -> tuple:
+        """:meth:`ServingModel.step`'s arguments for the batch (a decode-only batch replayed
+        as a CUDA graph when graphs are on and one is captured for its size)."""
+        sampled = len(decodes) + sum(1 for req, step in prefills if req.computed + step == req.target)
+        graph = self.run.graph_batch(len(decodes)) if not prefills else 0
+        self.run.record.graph_iterations += graph > 0
+        return (len(decodes), sum(r.computed + 1 for r in decodes),
+                tuple((step, req.computed) for req, step in prefills), sampled, graph)
+
+    def finish(self, start: float, decodes, prefills) -> None:
+        """The iteration that began at ``start`` is done: recorded, its tokens computed."""
+        tokens = len(decodes) + sum(step for _, step in prefills)
+        self.run.record.iterations.append((self.index, start, self.run.env.now, tokens, len(decodes), len(prefills)))
+        self._advance(decodes, prefills)
+
+    def _compute(self, batch: tuple):
+        """The batch (:meth:`ServingModel.step`'s arguments) through every layer, then the
+        all-reduces and the sends (a virtual engine overrides it: mcdla.sim.serving_pipeline)."""
+        cost = self.run.model.step(*batch)
+        yield self.run.env.timeout(cost.compute_s)
+        if cost.allreduces:
+            yield from self._all_reduce(cost)
+        if cost.sends:
+            yield from self._send(cost)
 
     def _move(self, moves: dict):
         """The iteration's KV transfers, every device of the instance at once."""
@@ -331,12 +358,7 @@ class Engine:
                                          sum(moves.values()) * run.kv_device_bytes))
 
     def _all_reduce(self, cost):
-        run, env = self.run, self.run.env
-        start = env.now
-        yield run.algorithm.start(env, run.net, self.rings, "all_reduce", cost.allreduce_bytes,
-                                  reduce_Bps=run.reduce_Bps, tag=f"tp{self.index}")
-        yield env.timeout((cost.allreduces - 1) * run.fixed_s)
-        run.record.transfers.append((self.index, "all_reduce", start, env.now, cost.allreduce_bytes))
+        yield from self.run.all_reduce(self.index, self.rings, cost)
 
     def _send(self, cost):
         """Pipeline parallelism: the batch's activations from each stage to the next, one
@@ -345,12 +367,8 @@ class Engine:
         run, env, tp = self.run, self.run.env, self.run.spec.tensor_parallel
         start = env.now
         for s, size in enumerate(cost.sends):
-            flows = []
-            for r in range(tp):
-                src, dst = self.devices[s * tp + r], self.devices[(s + 1) * tp + r]
-                flows += [run.net.transfer(share * size, path, latency, tag="pp send")
-                          for share, path, latency in run.ways(src, dst, "serving.pipeline_parallel")]
-            yield env.all_of(flows)
+            yield env.all_of(run.send(self.devices[s * tp:(s + 1) * tp], self.devices[(s + 1) * tp:(s + 2) * tp],
+                                      size, "pp send", "serving.pipeline_parallel"))
         run.record.transfers.append((self.index, "pp send", start, env.now, sum(cost.sends)))
 
     def _advance(self, decodes, prefills) -> None:
@@ -387,11 +405,13 @@ class ServingRun:
     def __init__(self, topology, model: ServingModel, spec: ServingSpec, requests: list[Request]):
         self.topology, self.model, self.spec = topology, model, spec
         tp, pp = spec.tensor_parallel, spec.pipeline_parallel
-        if len(model.stages) != pp:
-            raise ValueError(f"the serving model has {len(model.stages)} stages, the spec {pp}")
-        if len(topology.devices) % (tp * pp):
+        if len(model.stages) != pp or model.ep != spec.expert_parallel:
+            raise ValueError(f"the serving model has {len(model.stages)} stages and expert degree {model.ep}, "
+                             f"the spec {pp} and {spec.expert_parallel}")
+        if len(topology.devices) % spec.instance_devices:
             what, key = ((f"tensor_parallel x pipeline_parallel = {tp * pp}", "serving.pipeline_parallel") if pp > 1
-                         else (f"tensor_parallel={tp}", "serving.tensor_parallel"))
+                         else (f"expert_parallel={spec.expert_parallel}", "serving.expert_parallel")
+                         if spec.expert_parallel > 1 else (f"tensor_parallel={tp}", "serving.tensor_parallel"))
             raise InputError(f"{what} does not divide the {len(topology.devices)} devices of {topology.name}", key=key)
         self.env = CountingEnvironment()
         self.net = FlowNetwork(self.env, topology.capacities(), also=topology.nic_ports)
@@ -450,7 +470,7 @@ class ServingRun:
         first ``prefill_devices``' prefill instances and the next ``decode_devices``' decode ones."""
         spec, topology = self.spec, self.topology
         names, tp = topology.devices, spec.tensor_parallel
-        size = tp * spec.pipeline_parallel  # an instance: its stages' tensor groups, in turn
+        size = spec.instance_devices  # an instance: its stages' tensor groups, in turn (or its expert devices)
         if spec.prefill_devices:
             if spec.prefill_devices + spec.decode_devices > len(names):
                 raise InputError(f"prefill_devices + decode_devices = {spec.prefill_devices + spec.decode_devices} "
@@ -461,15 +481,20 @@ class ServingRun:
             roles = ["mixed"] * (len(names) // size)
         engines = []
         for i, role in enumerate(roles):
-            # The all-reduces run on the first stage's group: the stages' groups are alike
-            # and run in turn (docs/serving.md).
-            group = set(names[i * size:i * size + tp])
-            rings = tuple(sub_ring(r, group, f"{r.name}/serve{i}", topology.reverse_of(r), topology.channels)
-                          for r in topology.rings if group <= r.position.keys()) if tp > 1 else ()
-            if tp > 1 and not rings:
-                raise InputError(f"no ring of {topology.name} passes through the devices of instance {i}",
-                                 key="serving.tensor_parallel")
-            engines.append(Engine(self, i, tuple(names[i * size:(i + 1) * size]), rings, role))
+            # One batch at a time: the all-reduces run on the first stage's group (the
+            # stages' groups are alike and run in turn, docs/serving.md).
+            devices = tuple(names[i * size:(i + 1) * size])
+            rings = self.group_rings(devices[:tp], f"serve{i}", i)
+            if spec.expert_parallel > 1:  # attention groups joined by the experts: mcdla.sim.serving_expert
+                from mcdla.sim.serving_expert import ExpertInstance
+
+                engines.append(ExpertInstance(self, i, devices, rings, role))
+            elif spec.pipeline_batches_in_flight > 1:  # several batches in flight: mcdla.sim.serving_pipeline
+                from mcdla.sim.serving_pipeline import PipelinedInstance
+
+                engines.append(PipelinedInstance(self, i, devices, rings, role))
+            else:
+                engines.append(Engine(self, i, devices, rings, role))
         return engines
 
     def graph_batch(self, decodes: int) -> int:
@@ -479,6 +504,36 @@ class ServingRun:
         sizes = self.capture_sizes
         at = bisect.bisect_left(sizes, decodes)
         return sizes[at] if at < len(sizes) else 0
+
+    def group_rings(self, group, name: str, instance: int, key: str = "serving.tensor_parallel") -> tuple:
+        """The rings of a group's collectives (() for one device)."""
+        topology, members = self.topology, set(group)
+        if len(members) == 1:
+            return ()
+        rings = tuple(sub_ring(r, members, f"{r.name}/{name}", topology.reverse_of(r), topology.channels)
+                      for r in topology.rings if members <= r.position.keys())
+        if not rings:
+            raise InputError(f"no ring of {topology.name} passes through the devices of instance {instance}",
+                             key=key)
+        return rings
+
+    def all_reduce(self, index: int, rings, cost):
+        """A step's all-reduces on ``rings`` (the module docstring's (c))."""
+        env = self.env
+        start = env.now
+        yield self.algorithm.start(env, self.net, rings, "all_reduce", cost.allreduce_bytes,
+                                   reduce_Bps=self.reduce_Bps, tag=f"tp{index}")
+        yield env.timeout((cost.allreduces - 1) * self.fixed_s)
+        self.record.transfers.append((index, "all_reduce", start, env.now, cost.allreduce_bytes))
+
+    def send(self, sources, targets, size: float, tag: str, key: str) -> list:
+        """The flows of ``size`` bytes from each device of ``sources`` to the same rank of
+        ``targets``, point to point over the design's links."""
+        flows = []
+        for src, dst in zip(sources, targets):
+            flows += [self.net.transfer(share * size, path, latency, tag=tag)
+                      for share, path, latency in self.ways(src, dst, key)]
+        return flows
 
     def ways(self, src: str, dst: str, key: str) -> tuple:
         """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
@@ -496,8 +551,8 @@ class ServingRun:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
         for tier in ("hbm", "tier"):
             # Evictable cached prefix blocks are free blocks that remember their tokens: not held.
-            held = sum((self.hbm_blocks if tier == "hbm" else self.tier_blocks) - e.free[tier]
-                       - (len(e.cache.evictable) if e.cache and tier == "hbm" else 0) for e in self.engines)
+            held = sum(e.pool[tier] - e.free[tier] - (len(e.cache.evictable) if e.cache and tier == "hbm" else 0)
+                       for instance in self.engines for e in instance.schedulers)
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
@@ -513,10 +568,7 @@ class ServingRun:
         target = self.decoders[self._handed % len(self.decoders)]
         self._handed += 1
         size = req.computed * self.kv_device_bytes
-        flows = []
-        for src, dst in zip(source.devices, target.devices):
-            flows += [self.net.transfer(share * size, path, latency, tag="kv hand-on")
-                      for share, path, latency in self.ways(src, dst, "serving.decode_devices")]
+        flows = self.send(source.devices, target.devices, size, "kv hand-on", "serving.decode_devices")
         start = self.env.now
         yield self.env.all_of(flows)
         self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
@@ -527,14 +579,14 @@ class ServingRun:
 
     def _check(self) -> None:
         """Conservation at the end: every block back in its pool, every flow delivered."""
-        for engine in self.engines:
+        for engine in (e for instance in self.engines for e in instance.schedulers):
             free = dict(engine.free)
             if engine.cache:  # cached blocks no request references are free
                 if engine.cache.referenced():
                     raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
                                          "cached prefix blocks still referenced")
                 free["hbm"] += len(engine.cache.evictable)
-            if free != {"hbm": self.hbm_blocks, "tier": self.tier_blocks} or engine.running:
+            if free != engine.pool or engine.running:
                 raise InvariantError(f"serving instance {engine.index} ends holding cache blocks: {engine.free}")
         stats = self.net.stats()
         if abs(stats.bytes_sent - stats.bytes_delivered) > 1e-6 * max(1.0, stats.bytes_sent):
@@ -558,7 +610,7 @@ class ServingRun:
         self._check()
         self.record.requests.sort(key=lambda r: r.id)
         self.record.preemptions = self.preemptions
-        caches = [e.cache for e in self.engines if e.cache]
+        caches = [e.cache for instance in self.engines for e in instance.schedulers if e.cache]
         if caches:
             self.record.prefix = {name: sum(getattr(c, name) for c in caches)
                                   for name in ("hit_tokens", "queried_tokens", "evictions")}

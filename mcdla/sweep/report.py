@@ -776,15 +776,16 @@ def _serving_section(table) -> list[str]:
     lines = ["## Beyond the paper: serving, and the KV cache's memory tier", "",
              "Experiment `serving_memory_2026` (`mcdla serve`, docs/serving.md): requests arriving as a Poisson "
              "process at each rate, continuous batching over a paged KV cache on one 8-GPU tensor-parallel "
-             f"instance of each design. The best run is the highest output tokens/s that meets {objective} "
+             "instance of each design (expert-parallel where its label says). "
+             f"The best run is the highest output tokens/s that meets {objective} "
              "(MLPerf Inference's interactive Llama 2 70B bounds).", "",
              f"| design | workload | best rate | tokens/s | vs {best['label'].iloc[0]} | p99 TTFT | p99 TPOT | "
-             "KV per token | KV peak |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "KV per token | KV peak | KV capacity |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     first = float(best["throughput_tokens_s"].iloc[0])
     for _, row in best.iterrows():
         if row["throughput_tokens_s"] != row["throughput_tokens_s"]:
-            lines.append(f"| {row['label']} | {row['workload']} | none meets it | | | | | | |")
+            lines.append(f"| {row['label']} | {row['workload']} | none meets it | | | | | | | |")
             continue
         peaks = ", ".join(f"{tier} {format_value(float(row[c]), 'size')}" for c in row.index
                           if c.startswith("kv_peak_bytes.") and (tier := c.partition(".")[2])
@@ -793,11 +794,15 @@ def _serving_section(table) -> list[str]:
                      f"{float(row['throughput_tokens_s']):,.0f} | {float(row['throughput_tokens_s']) / first:.2f}x | "
                      f"{format_value(float(row['ttft_s.p99']), 'time')} | "
                      f"{format_value(float(row['tpot_s.p99']), 'time')} | "
-                     f"{format_value(float(row['kv_bytes_per_token']), 'size')} | {peaks} |")
+                     f"{format_value(float(row['kv_bytes_per_token']), 'size')} | {peaks} | "
+                     f"{float(row['kv_capacity_tokens']):,.0f} tokens |")
     rates = ", ".join(f"{r:g}" for r in sorted(table["serving.rate"].astype(float).unique()))
     lines += ["", f"The rates run are {rates} requests/s: a design's best is the highest of them it serves within "
               "the objective, so its tokens/s is a lower bound on its capacity there (the offered load of that "
-              "rate), and the next rate up is where it fails. docs/serving.md reads the tiers."]
+              "rate), and the next rate up is where it fails. KV capacity: the tokens one instance's cache holds "
+              "(with expert parallelism, every attention group's: DeepSeek's latent cache is whole on each "
+              "tensor rank, so eight one-GPU groups hold more than one 8-GPU tensor group). docs/serving.md "
+              "reads the tiers."]
     return lines
 
 

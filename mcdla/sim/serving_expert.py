@@ -1,0 +1,133 @@
+"""Expert-parallel serving: attention data-parallel over tensor groups, the routed experts
+split over the instance (SGLang's and vLLM's "DP attention + EP"; DeepSeek-V3's
+deployment, DeepSeek-V3 technical report, arXiv:2412.19437, section 3.4).
+
+An :class:`ExpertInstance` of ``expert_parallel`` = e devices is e / t attention groups
+of ``tensor_parallel`` = t devices. Each group is an :class:`AttentionGroup`: the serving
+engine's scheduler (mcdla.sim.serving) with its own batch and its own cache blocks; the
+attention, dense and shared layers are replicated over the groups, tensor-split within
+one. Each MoE layer's routed experts are split over the e devices, E/e whole experts on
+each. The groups step together, as the MoE layers' dispatch and combine all-to-alls join
+them at every layer (an idle group joins with an empty batch, as SGLang's idle DP ranks
+do): an iteration
+
+1. schedules every group's batch and moves its tier bytes (each group's devices);
+2. computes for the slowest group's time without the experts (its batch's layers), plus
+   the experts' time at the tokens of every group together (uniform routing: a device
+   computes 1/e of the slots and reads the share of its experts they reach,
+   :meth:`~mcdla.hw.serving.ServingModel.experts_s`);
+3. runs each group's tensor all-reduces on its own rings, the groups at once;
+4. runs the all-to-alls over the instance's devices on the flow network with the design's
+   collective algorithm (the training side's: one collective carrying the bytes of all
+   of them, then the fixed cost of each other one, as the all-reduces): each device sends
+   the slots of its share of its group's tokens (the group's tokens over its t ranks, as
+   DeepSeek's attention "TP with SP" holds them), the largest share setting the size.
+
+Requests go to the groups in turn (SGLang's default round-robin load balancing).
+"""
+
+from __future__ import annotations
+
+from mcdla.errors import InputError
+from mcdla.sim.expert import routed_experts
+from mcdla.sim.serving import _TINY_BYTES, Engine
+
+__all__ = ["AttentionGroup", "ExpertInstance"]
+
+
+class AttentionGroup(Engine):
+    """One attention group of an expert-parallel instance: the engine's scheduler and
+    cache; the instance runs its iterations."""
+
+    def __init__(self, instance: ExpertInstance, devices: tuple[str, ...], rings):
+        super().__init__(instance.run, instance.index, devices, rings, instance.role)
+        self.instance = instance
+
+    def wake(self) -> None:
+        self.instance.wake()
+
+
+class ExpertInstance:
+    """A serving instance of e devices (the module docstring). To the serving run it
+    looks like an engine: requests ``arrive``, its blocks are its groups'."""
+
+    def __init__(self, run, index: int, devices: tuple[str, ...], rings, role: str):
+        self.run, self.index, self.devices, self.rings, self.role = run, index, devices, rings, role
+        spec, key = run.spec, "serving.expert_parallel"
+        e, t = spec.expert_parallel, spec.tensor_parallel
+        experts = routed_experts(run.model.workload)
+        if experts % e or not experts:
+            raise InputError(f"{run.model.workload.name} has no routed experts to split over {e} devices; use "
+                             "expert_parallel=1" if not experts else
+                             f"expert_parallel={e} does not divide the {experts} routed experts of "
+                             f"{run.model.workload.name}", key=key)
+        self.groups = [AttentionGroup(self, devices[g * t:(g + 1) * t],
+                                      rings if g == 0 else run.group_rings(devices[g * t:(g + 1) * t],
+                                                                           f"serve{index}g{g}", index))
+                       for g in range(e // t)]
+        self.ep_rings = run.group_rings(devices, f"serve{index}ep", index, key)
+        self.exchange_fixed_s = run.algorithm.time_s("all_to_all", _TINY_BYTES, self.ep_rings,
+                                                     run.net.capacities_Bps)
+        self.idle = run.env.event()
+        self._arrived = 0
+
+    @property
+    def schedulers(self) -> list:
+        return self.groups
+
+    @property
+    def pool(self) -> dict:
+        return {tier: sum(g.pool[tier] for g in self.groups) for tier in ("hbm", "tier")}
+
+    @property
+    def free(self) -> dict:
+        return {tier: sum(g.free[tier] for g in self.groups) for tier in ("hbm", "tier")}
+
+    @property
+    def running(self) -> list:
+        return [req for g in self.groups for req in g.running]
+
+    def arrive(self, req) -> None:
+        self.groups[self._arrived % len(self.groups)].arrive(req)
+        self._arrived += 1
+
+    def wake(self) -> None:
+        if not self.idle.triggered:
+            self.idle.succeed()
+
+    def process(self):
+        run, env = self.run, self.run.env
+        while True:
+            plans = [group.plan() for group in self.groups]
+            if not any(decodes or prefills or any(moves.values()) for moves, decodes, prefills in plans):
+                if self.idle.triggered:
+                    self.idle = env.event()
+                yield self.idle
+                continue
+            start = env.now
+            yield env.all_of([env.process(g._move(moves)) for g, (moves, _, _) in zip(self.groups, plans)])
+            batches = [g.batch(decodes, prefills) if decodes or prefills else None
+                       for g, (_, decodes, prefills) in zip(self.groups, plans)]
+            tokens = [b[0] + sum(c for c, _ in b[2]) if b else 0 for b in batches]
+            costs = [(g, run.model.step(*b)) for g, b in zip(self.groups, batches) if b]
+            yield env.timeout(max(cost.compute_s for _, cost in costs) + run.model.experts_s(sum(tokens)))
+            reductions = [env.process(run.all_reduce(self.index, g.rings, cost)) for g, cost in costs
+                          if cost.allreduces]
+            if reductions:
+                yield env.all_of(reductions)
+            yield from self._exchange(max(tokens) / run.spec.tensor_parallel)
+            for g, (_, decodes, prefills) in zip(self.groups, plans):
+                if decodes or prefills:
+                    g.finish(start, decodes, prefills)
+
+    def _exchange(self, tokens: float):
+        """The iteration's all-to-alls over the instance: ``tokens`` a device's slots' share."""
+        run, env = self.run, self.run.env
+        count, elems = run.model.exchange_elems
+        size = tokens * elems * run.model.prec
+        if size <= 0:
+            return
+        start = env.now
+        yield run.algorithm.start(env, run.net, self.ep_rings, "all_to_all", size, tag=f"ep{self.index}")
+        yield env.timeout((count - 1) * self.exchange_fixed_s)
+        run.record.transfers.append((self.index, "all_to_all", start, env.now, size))
