@@ -399,6 +399,26 @@ class Engine:
             self.running = [req for req in self.running if req.running]
 
 
+
+class ComposedInstance:
+    """An instance of several schedulers (virtual engines, attention groups): to the
+    serving run it looks like an engine, its blocks and requests its schedulers'."""
+
+    schedulers: list
+
+    @property
+    def pool(self) -> dict:
+        return {tier: sum(e.pool[tier] for e in self.schedulers) for tier in ("hbm", "tier")}
+
+    @property
+    def free(self) -> dict:
+        return {tier: sum(e.free[tier] for e in self.schedulers) for tier in ("hbm", "tier")}
+
+    @property
+    def running(self) -> list:
+        return [req for e in self.schedulers for req in e.running]
+
+
 class ServingRun:
     """Builds the engines of a serving run over ``topology``; :meth:`run` simulates it."""
 

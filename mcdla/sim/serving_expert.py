@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from mcdla.errors import InputError
 from mcdla.sim.expert import routed_experts
-from mcdla.sim.serving import _TINY_BYTES, Engine
+from mcdla.sim.serving import _TINY_BYTES, ComposedInstance, Engine
 
 __all__ = ["AttentionGroup", "ExpertInstance"]
 
@@ -47,7 +47,7 @@ class AttentionGroup(Engine):
         self.instance.wake()
 
 
-class ExpertInstance:
+class ExpertInstance(ComposedInstance):
     """A serving instance of e devices (the module docstring). To the serving run it
     looks like an engine: requests ``arrive``, its blocks are its groups'."""
 
@@ -74,18 +74,6 @@ class ExpertInstance:
     @property
     def schedulers(self) -> list:
         return self.groups
-
-    @property
-    def pool(self) -> dict:
-        return {tier: sum(g.pool[tier] for g in self.groups) for tier in ("hbm", "tier")}
-
-    @property
-    def free(self) -> dict:
-        return {tier: sum(g.free[tier] for g in self.groups) for tier in ("hbm", "tier")}
-
-    @property
-    def running(self) -> list:
-        return [req for g in self.groups for req in g.running]
 
     def arrive(self, req) -> None:
         self.groups[self._arrived % len(self.groups)].arrive(req)

@@ -26,7 +26,7 @@ import simpy
 
 from mcdla.errors import InfeasibleError
 from mcdla.sim import fit
-from mcdla.sim.serving import Engine
+from mcdla.sim.serving import ComposedInstance, Engine
 
 __all__ = ["PipelinedInstance", "VirtualEngine"]
 
@@ -50,7 +50,7 @@ class VirtualEngine(Engine):
         yield done
 
 
-class PipelinedInstance:
+class PipelinedInstance(ComposedInstance):
     """A serving instance of ``pipeline_parallel`` stages with several batches in flight
     (the module docstring). To the serving run it looks like an engine: requests
     ``arrive``, its blocks are its virtual engines'."""
@@ -78,18 +78,6 @@ class PipelinedInstance:
     @property
     def schedulers(self) -> list:
         return self.engines
-
-    @property
-    def pool(self) -> dict:
-        return {tier: sum(e.pool[tier] for e in self.engines) for tier in ("hbm", "tier")}
-
-    @property
-    def free(self) -> dict:
-        return {tier: sum(e.free[tier] for e in self.engines) for tier in ("hbm", "tier")}
-
-    @property
-    def running(self) -> list:
-        return [req for e in self.engines for req in e.running]
 
     def arrive(self, req) -> None:
         """To the virtual engine with the fewest unfinished requests (the first of equals)."""
