@@ -23,12 +23,15 @@ from pathlib import Path
 
 import yaml
 
-from mcdla.hw.compute import kernel_time
-from mcdla.hw.parallelism import device_share, tensor_split
-from mcdla.run import POINT_KEYS, load_inputs, simulate
-from mcdla.sweep.validate import _point
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing (as bench.py)
+    sys.path.insert(0, str(ROOT))
+
+from mcdla.hw.compute import kernel_time  # noqa: E402
+from mcdla.hw.parallelism import device_share, tensor_split  # noqa: E402
+from mcdla.run import POINT_KEYS, load_inputs, simulate  # noqa: E402
+from mcdla.sweep.validate import _point  # noqa: E402
+
 PHASES = ("fwd", "recompute", "bwd")
 
 
