@@ -3,9 +3,9 @@ row of a validation table (docs/validation.md, "LLM training and ZeRO memory").
 
     python benchmarks/kernel_breakdown.py megatron_a100 0   # table, row index
 
-Runs the row as ``mcdla validate`` does (with a timeline), takes device 0's compute
-events (each a layer in a phase: forward, recomputed forward, backward), splits each
-into the kernels :meth:`mcdla.hw.layers.Layer.kernels` gives it, timed by
+Runs the row as ``mcdla validate`` does (with a timeline, kept in memory), takes
+device 0's compute events (each a layer in a phase: forward, recomputed forward,
+backward), splits each into the kernels :meth:`mcdla.hw.layers.Layer.kernels` gives it, timed by
 :func:`mcdla.hw.compute.kernel_time`, and sums them by kind: the GEMMs by shape (with
 the rate they attain), the attention core's parts, the memory-bound passes by layer
 kind, the launches (launch overhead and HBM latency of every kernel), the optimizer
@@ -15,9 +15,7 @@ exposed. Prints a table; writes nothing.
 
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,11 +27,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing (as benc
 
 from mcdla.hw.compute import kernel_time  # noqa: E402
 from mcdla.hw.parallelism import device_share, tensor_split  # noqa: E402
-from mcdla.run import POINT_KEYS, load_inputs, simulate  # noqa: E402
+from mcdla.io.trace import build_trace  # noqa: E402
+from mcdla.metrics.summary import summarize  # noqa: E402
+from mcdla.run import POINT_KEYS, load_inputs  # noqa: E402
+from mcdla.sim.training import Iteration  # noqa: E402
 from mcdla.sweep.validate import _point  # noqa: E402
-
-PHASES = ("fwd", "recompute", "bwd")
-
 
 def _row_args(table: str, index: int) -> dict:
     rows = yaml.safe_load((ROOT / "validation" / f"{table}.yaml").read_text())["rows"]
@@ -57,15 +55,15 @@ def _kind(layer, kernel) -> str:
 def breakdown(args: dict) -> tuple[dict, dict, float]:
     """(seconds by kind, MACs by kind, iteration seconds) of device 0."""
     point = _point(args)
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = Path(tmp) / "trace.json"
-        own = {k: point[k] for k in POINT_KEYS if k in point}
-        sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
-        result = simulate(**own, sets=sets, trace=str(trace))
-        events = json.loads(trace.read_text())
-    events = events["traceEvents"] if isinstance(events, dict) else events
+    own = {k: point[k] for k in POINT_KEYS if k in point}
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
     topo, work, execution = load_inputs(own["topology"], own["workload"], sets,
                                         **{k: v for k, v in own.items() if k in ("parallel", "policy", "batch")})
+    iteration = Iteration(topo, work, execution, record_timeline=True)
+    work = iteration.inputs.workload  # as the run trains it: its precision, fused layers
+    record = iteration.run()
+    events = build_trace(record)["traceEvents"]
+    iteration_s = summarize(record, 0.0, False)["iteration_time_s"]
     device = topo.device
     degree = execution.tensor_parallel
     local_batch, _ = device_share(execution.parallel, execution.batch, len(topo.devices) // degree)
@@ -83,7 +81,7 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
         if phase == "optimizer":
             seconds["optimizer step"] += duration
             continue
-        i = index[name.split("+")[0]]
+        i = index[name]  # a fused layer is named by its parts, "a+b"
         layer = work.layers[i]
         timed = [(k, kernel_time(device, k)) for k in layer.kernels(phase, local_batch, work.precision_bytes, shards[i])]
         modelled = sum(t.time_s for _, t in timed)
@@ -94,8 +92,8 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
             seconds["launch + latency"] += fixed
         seconds["NCCL holding SMs (contention)"] += duration - modelled
     busy = sum(seconds.values())
-    seconds["communication exposed"] = result["iteration_time_s"] - busy
-    return seconds, macs, result["iteration_time_s"]
+    seconds["communication exposed"] = iteration_s - busy
+    return seconds, macs, iteration_s
 
 
 def main(argv: list[str]) -> None:
