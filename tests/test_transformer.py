@@ -181,3 +181,21 @@ def test_the_loss_streams_its_fp32_passes_as_megatron_runs_them():
     (bwd,) = loss.kernels("bwd", 1, 2)
     assert fwd.bytes == sum(r + w for r, w in forward) * logits
     assert bwd.bytes == sum(r + w for r, w in backward) * logits
+
+
+def test_a_causal_materialized_softmax_reads_the_unmasked_half_and_writes_the_square():
+    # Megatron-LM's scaled_upper_triang_masked_softmax (2021, a8d172b) loads a row's
+    # elements up to the diagonal and stores the whole row (zeros above it); backward
+    # loads dP and P up to the diagonal and stores the whole dS. Without the mask the
+    # softmax reads and writes the whole square.
+    import dataclasses
+
+    causal = next(l for l in load_workload("gpt2").layers if l.attention is not None)
+    full = dataclasses.replace(causal, attention=dataclasses.replace(causal.attention, causal=False))
+    square = 12 * 1024 * 1024 * 2 * 2  # heads x seq^2, batch 2, fp16
+
+    def softmax_bytes(layer, phase):
+        return next(k.bytes for k in layer.kernels(phase, 2, 2) if "softmax" in k.name)
+
+    assert (softmax_bytes(causal, "fwd"), softmax_bytes(causal, "bwd")) == (square * 3 // 2, 2 * square)
+    assert (softmax_bytes(full, "fwd"), softmax_bytes(full, "bwd")) == (2 * square, 3 * square)

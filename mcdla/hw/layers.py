@@ -177,12 +177,11 @@ class Attention:
     P = softmax(S) with the causal mask, O = P V. Backward: dV = P^T dO, dP = dO V^T,
     dS = softmax'(dP), dQ = dS K, dK = dS^T Q. The materialized kernels keep P for
     backward (heads x seq^2 elements per sample) and stream S and P through HBM; the
-    fused (FlashAttention-style) kernel keeps only the softmax statistics (heads x
-    seq), never writes S or P, recomputes S in backward, and with the causal mask skips
-    the blocks above the diagonal (half the products). ``v_head_dim`` (default
-    head_dim): V's and O's head size when it differs from Q's and K's (DeepSeek's
-    multi-head latent attention: 192 for Q and K, 128 for V); Q and K then take
-    (heads + kv_heads) x head_dim of the input and V kv_heads x v_head_dim.
+    fused (FlashAttention-style) kernel keeps only the softmax statistics (heads x seq), never writes
+    S or P, recomputes S in backward, and with the causal mask skips the blocks above the diagonal
+    (half the products). ``v_head_dim`` (default head_dim): V's and O's head size when it differs
+    from Q's and K's (DeepSeek's multi-head latent attention: 192 for Q and K, 128 for V); Q and K
+    then take (heads + kv_heads) x head_dim of the input and V kv_heads x v_head_dim.
     ``dropout``: on P (Megatron's ``--attention-dropout``); a fused kernel draws its mask in registers.
     """
 
@@ -621,14 +620,15 @@ class Layer:
             return (Kernel(f"{self.name}:{tag}", int(sum(g.macs for g in gemms) * part),
                            2 * qkv + 2 * out, None, None, e, gemms=gemms),)
         ew = sum(_EW_TRAFFIC["dropout"][0 if forward else 1]) * square  # the dropout kind's traffic over P
+        read = square // 2 if a.causal else square  # causal: Megatron's softmax reads the unmasked half, writes all
         drop = (Kernel(f"{self.name}:dropout_{tag}", 0, ew, None, element_bytes=e),) if a.dropout else ()
         if forward:
             return (gemm(f"qk_{tag}", scores, qkv + square),
-                    Kernel(f"{self.name}:softmax_{tag}", 0, 2 * square, None, element_bytes=e), *drop,
+                    Kernel(f"{self.name}:softmax_{tag}", 0, read + square, None, element_bytes=e), *drop,
                     gemm(f"av_{tag}", values, square + qkv // 3 + out))
         return (gemm("dv", values, square + out + qkv // 3),
                 gemm("dp", grad_p, out + qkv // 3 + square), *drop,
-                Kernel(f"{self.name}:softmax_bwd", 0, 3 * square, None, element_bytes=e),
+                Kernel(f"{self.name}:softmax_bwd", 0, 2 * read + square, None, element_bytes=e),
                 gemm("dq", grad_qk, square + qkv // 3 + qkv // 3),
                 gemm("dk", grad_qk, square + qkv // 3 + qkv // 3))
 

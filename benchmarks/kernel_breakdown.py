@@ -1,0 +1,109 @@
+"""Where one device's iteration goes, kernel kind by kernel kind, for a `kind: sim`
+row of a validation table (docs/validation.md, "LLM training and ZeRO memory").
+
+    python benchmarks/kernel_breakdown.py megatron_a100 0   # table, row index
+
+Runs the row as ``mcdla validate`` does (with a timeline, kept in memory), takes
+device 0's compute events (each a layer in a phase: forward, recomputed forward,
+backward), splits each into the kernels :meth:`mcdla.hw.layers.Layer.kernels` gives it, timed by
+:func:`mcdla.hw.compute.kernel_time`, and sums them by kind: the GEMMs by shape (with
+the rate they attain), the attention core's parts, the memory-bound passes by layer
+kind, the launches (launch overhead and HBM latency of every kernel), the optimizer
+step, the slowdown of compute sharing the SMs with NCCL and the communication left
+exposed. Prints a table; writes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing (as bench.py)
+    sys.path.insert(0, str(ROOT))
+
+from mcdla.hw.compute import kernel_time  # noqa: E402
+from mcdla.hw.parallelism import device_share, tensor_split  # noqa: E402
+from mcdla.io.trace import build_trace  # noqa: E402
+from mcdla.metrics.summary import summarize  # noqa: E402
+from mcdla.run import POINT_KEYS, load_inputs  # noqa: E402
+from mcdla.sim.training import Iteration  # noqa: E402
+from mcdla.sweep.validate import _point  # noqa: E402
+
+def _row_args(table: str, index: int) -> dict:
+    rows = yaml.safe_load((ROOT / "validation" / f"{table}.yaml").read_text())["rows"]
+    return rows[index]["args"]
+
+
+def _kind(layer, kernel) -> str:
+    """The bucket of one kernel: a GEMM by its shape, else the layer's kind and role."""
+    role = kernel.name.rpartition(":")[2]
+    if kernel.gemm is not None:
+        g = kernel.gemm
+        what = "attention GEMM" if layer.attention is not None else "GEMM"
+        return f"{what} {g.m}x{g.n}x{g.k}" + (f" x{g.count}" if g.count > 1 else "")
+    if kernel.gemms:
+        return "attention (fused kernel)"
+    if layer.attention is not None:
+        return f"attention {role.split('_')[0]}"
+    return f"memory-bound {layer.kind}" + ("+fused" if "+" in kernel.name else "")
+
+
+def breakdown(args: dict) -> tuple[dict, dict, float]:
+    """(seconds by kind, MACs by kind, iteration seconds) of device 0."""
+    point = _point(args)
+    own = {k: point[k] for k in POINT_KEYS if k in point}
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
+    topo, work, execution = load_inputs(own["topology"], own["workload"], sets,
+                                        **{k: v for k, v in own.items() if k in ("parallel", "policy", "batch")})
+    iteration = Iteration(topo, work, execution, record_timeline=True)
+    work = iteration.inputs.workload  # as the run trains it: its precision, fused layers
+    record = iteration.run()
+    events = build_trace(record)["traceEvents"]
+    iteration_s = summarize(record, 0.0, False)["iteration_time_s"]
+    device = topo.device
+    degree = execution.tensor_parallel
+    local_batch, _ = device_share(execution.parallel, execution.batch, len(topo.devices) // degree)
+    micro = execution.training.micro_batches
+    local_batch //= micro
+    shards = tensor_split(work.layers, degree, execution.sequence_parallel).shards
+    index = {l.name: i for i, l in enumerate(work.layers)}
+    seconds: dict[str, float] = defaultdict(float)
+    macs: dict[str, float] = defaultdict(float)
+    for e in events:
+        if e.get("ph") != "X" or e.get("pid") != 1 or e.get("cat") != "compute":
+            continue
+        phase, _, name = e["name"].partition(" ")
+        duration = e["dur"] * 1e-6
+        if phase == "optimizer":
+            seconds["optimizer step"] += duration
+            continue
+        i = index[name]  # a fused layer is named by its parts, "a+b"
+        layer = work.layers[i]
+        timed = [(k, kernel_time(device, k)) for k in layer.kernels(phase, local_batch, work.precision_bytes, shards[i])]
+        modelled = sum(t.time_s for _, t in timed)
+        for k, t in timed:
+            fixed = device.launch_overhead + device.hbm_latency
+            seconds[_kind(layer, k)] += t.time_s - fixed
+            macs[_kind(layer, k)] += k.macs
+            seconds["launch + latency"] += fixed
+        seconds["NCCL holding SMs (contention)"] += duration - modelled
+    busy = sum(seconds.values())
+    seconds["communication exposed"] = iteration_s - busy
+    return seconds, macs, iteration_s
+
+
+def main(argv: list[str]) -> None:
+    table, index = argv[0], int(argv[1]) if len(argv) > 1 else 0
+    seconds, macs, total = breakdown(_row_args(table, index))
+    print(f"{table} row {index}: iteration {total * 1e3:.0f} ms (device 0)")
+    for kind, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        rate = f"{2 * macs[kind] / s / 1e12:7.1f} TFLOP/s" if macs.get(kind) and s > 0 else ""
+        print(f"  {kind:45s} {s * 1e3:9.1f} ms  {100 * s / total:5.1f}%  {rate}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
