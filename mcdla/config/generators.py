@@ -44,7 +44,7 @@ MAX_GENERATED_NODES = 2**20
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves", "nics", "nvme_drives")
+                  "backing", "serves", "nics", "nvme_drives", "translation")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -179,7 +179,7 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
     n, k = p.devices, p.links_per_pair
     if not p.memory_nodes:
         return {"devices": n, "connections": [[f"D{i}", f"D{(i + 1) % n}", link, k] for i in range(n)],
-                "backing": "none"}
+                "backing": "none", "translation": {"D": 1}}
     _need(doc, "memory_node", "the ring's memory-nodes", where.child("memory_nodes"))
     connections = []
     for i in range(n):
@@ -187,7 +187,7 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
         connections.append([f"M{i}", f"D{(i + 1) % n}", link, k])
     serves = {f"D{i}": [f"M{i}", f"M{(i - 1) % n}"] for i in range(n)}
     return {"devices": n, "memory_nodes": n, "connections": connections, "backing": "memory_nodes",
-            "serves": serves}
+            "serves": serves, "translation": {"D": 1, "M": 1}}  # the same seen from every device
 
 
 # -- cube_mesh: DGX-1's hybrid cube-mesh ------------------------------------------------
