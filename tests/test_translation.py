@@ -8,6 +8,7 @@ import dataclasses
 import math
 
 import pytest
+import yaml
 
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
@@ -48,6 +49,49 @@ def test_the_generators_classes_are_the_refinements(tmp_path, n, links, memory, 
     assert handed == refined
     assert rank_classes(topology, policy) == refined
     assert len(handed.device_classes) == 1
+
+
+def _two_level(tmp_path, domains: int, per: int, spines: int) -> str:
+    path = tmp_path / f"tl{domains}_{per}_{spines}.yaml"
+    path.write_text(yaml.safe_dump(
+        {"name": "tl", "description": "domains under spines", "device": "h100_sxm5", "fabric_switch": "nvswitch3",
+         "links": {"nvlink": "nvlink4"},
+         "generator": {"name": "two_level_switch", "domains": domains, "devices_per_domain": per,
+                       "links_per_device": 4, "spines": spines, "uplinks": 2}}))
+    return str(path)
+
+
+# The shipped designs of the switch and superchip generators (host memory over PCIe,
+# memory-nodes on the switch, CXL expanders, NVMe drives, C2C superchips) and of the ring's.
+SHIPPED = ["dc16", "dgx_a100", "dgx_h100", "dgx_h100_nvme", "dgx_h100_memnodes", "dgx_h100_cxl", "gh200_nvl32",
+           "gb200_nvl72", "ring16"]
+
+
+@pytest.mark.parametrize("design", SHIPPED)
+@pytest.mark.parametrize("policy", ["bw_aware", "local"])
+def test_the_shipped_generators_classes_are_the_refinements(design, policy):
+    topology = load_topology(design)
+    assert topology.translation is not None and topology.translation.order > 1
+    handed = by_translation(topology, policy, topology.rings, None)
+    assert handed is not None
+    assert handed == rank_classes(_without(topology), policy)
+    assert topology.virtualization_rate_Bps(policy) == _without(topology).virtualization_rate_Bps(policy)
+
+
+@pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])
+def test_the_two_level_switchs_classes_are_the_refinements(tmp_path, domains, per, spines):
+    topology = load_topology(_two_level(tmp_path, domains, per, spines))
+    assert topology.translation.order == domains
+    handed = by_translation(topology, "bw_aware", topology.rings, None)
+    assert handed is not None
+    assert handed == rank_classes(_without(topology), "bw_aware")
+
+
+def test_the_tiers_a_run_names_are_seen_as_the_refinement_sees_them():
+    topology = load_topology("dgx_h100_nvme")
+    handed = by_translation(topology, "bw_aware", topology.rings, ("host", "nvme"))
+    assert handed is not None
+    assert handed == rank_classes(_without(topology), "bw_aware", tiers=("host", "nvme"))
 
 
 @pytest.mark.parametrize("n", [4, 8])
