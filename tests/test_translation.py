@@ -78,6 +78,15 @@ def test_the_shipped_generators_classes_are_the_refinements(design, policy):
     assert topology.virtualization_rate_Bps(policy) == _without(topology).virtualization_rate_Bps(policy)
 
 
+@pytest.mark.parametrize("design", ["dgx_h100_nvme", "dgx_h100_cxl", "ring16"])
+def test_the_one_pass_keys_are_the_orbits(design):
+    topology = load_topology(design)
+    names = list(topology.capacities()) + list(topology.graph)
+    keys = topology.translation.keys(names)
+    assert keys == {name: topology.translation.orbit(name)[0] for name in names}
+    assert len(set(keys.values())) * topology.translation.order > len(names) // 2  # orbits, not one key for all
+
+
 @pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])
 def test_the_two_level_switchs_classes_are_the_refinements(tmp_path, domains, per, spines):
     topology = load_topology(_two_level(tmp_path, domains, per, spines))

@@ -97,6 +97,16 @@ class Translation:
         out = {}
         for name in names:
             src, arrow, rest = name.partition(">")
+            if not arrow:  # a port, M0/D0 or CPU0/mem
+                node, slash, tail = name.partition("/")
+                a = nodes.get(node)
+                if a is None or not slash or "/" in tail or ":" in tail:
+                    out[name] = self.orbit(name)[0]
+                    continue
+                b, s = nodes.get(tail), steps[a[0]]
+                out[name] = ((a[0], a[1] % s), "/", tail if b is None else
+                             (b[0], (b[1] - a[1] // s * steps[b[0]]) % counts[b[0]]))
+                continue
             dst, colon, k = rest.rpartition(":")
             a = nodes.get(src) if colon else None
             if a is None:
