@@ -65,6 +65,8 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
     result = dict(doc)
     spec = result.pop("generator", None)
     if spec is None:
+        if "translation" in result:  # a symmetry claimed by hand would be trusted unchecked
+            raise where.child("translation").error("written by topology generators only; remove it from the file")
         return result
     gwhere = where.child("generator")
     if not isinstance(spec, dict) or "name" not in spec:

@@ -40,7 +40,7 @@ from typing import Sequence
 
 from mcdla.hw.network import RANK_LINKS
 
-__all__ = ["Symmetry", "rank_classes", "line_up", "MAX_ROUNDS"]
+__all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"]
 
 # Refinement rounds before giving up (every device then its own class, still exact):
 # a regular design is stable after 2-4 rounds; only long asymmetric chains (a path of
@@ -100,10 +100,8 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
-    if topology.translation is not None and not (colours or groups or links):
-        found = by_translation(topology, policy, topology.rings if rings is None else rings, tiers)
-        if found is not None:
-            return found
+    if not (colours or groups or links) and (found := by_translation(topology, policy, rings, tiers)):
+        return found
     initial: list[tuple] = []  # initial colour of each vertex
     index: dict[tuple[str, str], int] = {}  # (kind, name) -> vertex
 
@@ -318,8 +316,12 @@ def by_translation(topology, policy: str, rings, tiers) -> Symmetry | None:
     """:func:`rank_classes` of a run without per-device colours, groups or links, from
     the quotient by the topology's translation: the same classes (mcdla.hw.translation)
     from the routes of one device per orbit. None (refine the whole graph) when the
-    run's rings are not each carried onto itself by the translation."""
-    t, devices, capacities = topology.translation, topology.devices, topology.capacities()
+    run's rings (None: the topology's) are not each carried onto itself by the
+    translation, or the topology has none."""
+    t, devices = topology.translation, topology.devices
+    if t is None:
+        return None
+    rings, capacities = topology.rings if rings is None else rings, topology.capacities()
     q = _Quotient(t)
     device_vertex = [q.vertex("d", d, ()) for d in devices]
     resource_vertex = q.vertices("r", capacities)

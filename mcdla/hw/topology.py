@@ -292,12 +292,8 @@ class Topology:
         return self.cache.get(key, lambda: self._virtualization_rate(policy, direction))
 
     def _virtualization_rate(self, policy: str, direction: str) -> float:
-        # With a generator's translation every device's DMA is a copy of one in the cell
-        # of one device per orbit; when the copies cross no resource in common the max-min
-        # problem is disjoint copies of the cell's, and solving the cell alone gives its
-        # rates to the bit (each copy's arithmetic is the cell's, level by level).
         devices = self.devices
-        if self.translation is not None:
+        if self.translation is not None:  # one cell, if its copies share nothing: the same rates (docs/model.md)
             cell = self.translation.cell(devices)
             paths, shares = self._offload_flows(cell, policy, direction)
             if self.translation.apart(self._capacities_of(paths), lambda r: r in self.channels or r in self.ports):
@@ -435,8 +431,6 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
     top = Where(file)
     # Errors in what a generator wrote name the generator: the file has no such keys.
     made = top.child("generator") if doc.generator else top
-    if doc.translation and not doc.generator:
-        raise top.child("translation").error("written by topology generators only; remove it from the file")
     _check_memory(doc, made, max_nodes)
     placed = _placed(doc, made, top)  # (kind, its file key, the nodes), in the order they are added
     devices, memory_nodes, switches, fabric, spines, sockets, drives = (nodes for _kind, _key, nodes in placed)
@@ -508,8 +502,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         nvme=doc.nvme,
         nvme_drives=drives,
         fabric=fabric_view,
-        cache=cache,
-        translation=Translation.of(graph, doc.translation) if doc.translation else None,
+        cache=cache, translation=Translation.of(graph, doc.translation) if doc.translation else None,
     )
 
 
