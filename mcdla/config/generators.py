@@ -23,6 +23,7 @@ generated design and its hand-written twin have the same channels.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ MAX_GENERATED_NODES = 2**20
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves", "nics", "nvme_drives")
+                  "backing", "serves", "nics", "nvme_drives", "translation")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -64,6 +65,8 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
     result = dict(doc)
     spec = result.pop("generator", None)
     if spec is None:
+        if "translation" in result:  # a symmetry claimed by hand would be trusted unchecked
+            raise where.child("translation").error("written by topology generators only; remove it from the file")
         return result
     gwhere = where.child("generator")
     if not isinstance(spec, dict) or "name" not in spec:
@@ -156,6 +159,16 @@ def _pcie_tree(doc, devices: list[str], link: str, per_switch: int, where: Where
     return switches, connections, socket_of
 
 
+def _translation(**counts: int) -> dict[str, int]:
+    """The translation (mcdla.hw.translation) of a design made of alike cells, from how
+    many nodes of each prefix it has (prefixes not given stay put, as a single fabric
+    switch): as many cells as the counts' greatest common divisor, each prefix's nodes
+    numbered cell by cell, so one translation moves each by its count over the cells.
+    None moves (an empty mapping) when there is one cell."""
+    cells = math.gcd(*(c for c in counts.values() if c))
+    return {p: c // cells for p, c in counts.items() if c} if cells > 1 else {}
+
+
 # -- ring: the paper's MC-DLA ring ----------------------------------------------------
 
 
@@ -179,7 +192,7 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
     n, k = p.devices, p.links_per_pair
     if not p.memory_nodes:
         return {"devices": n, "connections": [[f"D{i}", f"D{(i + 1) % n}", link, k] for i in range(n)],
-                "backing": "none"}
+                "backing": "none", "translation": _translation(D=n)}
     _need(doc, "memory_node", "the ring's memory-nodes", where.child("memory_nodes"))
     connections = []
     for i in range(n):
@@ -187,7 +200,7 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
         connections.append([f"M{i}", f"D{(i + 1) % n}", link, k])
     serves = {f"D{i}": [f"M{i}", f"M{(i - 1) % n}"] for i in range(n)}
     return {"devices": n, "memory_nodes": n, "connections": connections, "backing": "memory_nodes",
-            "serves": serves}
+            "serves": serves, "translation": _translation(D=n, M=n)}  # the same seen from every device
 
 
 # -- cube_mesh: DGX-1's hybrid cube-mesh ------------------------------------------------
@@ -308,6 +321,10 @@ def switch(p: SwitchParams, doc, where: Where) -> dict[str, Any]:
         connections += [[v, f"SW{j // k}", link] for j, v in enumerate(drives)]
         result["nvme_drives"] = len(drives)
     result["connections"] = connections
+    # Alike cells round the one switch: a socket's devices and what hangs under them.
+    sockets = _need(doc, "host", "", where).get("sockets", 0) if p.pcie_link or p.c2c_link else 0
+    result["translation"] = _translation(D=p.devices, M=result.get("memory_nodes", 0), SW=result.get("switches", 0),
+                                         CPU=sockets, NV=result.get("nvme_drives", 0))
     return result
 
 
@@ -358,7 +375,7 @@ def two_level_switch(p: TwoLevelParams, doc, where: Where) -> dict[str, Any]:
     connections = [[f"D{i}", f"FS{i // p.devices_per_domain}", link, p.links_per_device] for i in range(n)]
     connections += [[f"FS{leaf}", f"SP{s}", up, p.uplinks] for leaf in range(p.domains) for s in range(p.spines)]
     return {"devices": n, "fabric_switches": p.domains, "spine_switches": p.spines, "connections": connections,
-            "backing": "none"}
+            "backing": "none", "translation": _translation(D=n, FS=p.domains)}  # alike domains under the spines
 
 
 # -- cluster: single-node designs joined by NICs on rail switches (scale-out) -----------

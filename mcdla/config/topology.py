@@ -99,6 +99,9 @@ class TopologyDoc:
     # transmit and receive ports (NIC<g>/tx, NIC<g>/rx), as GPUs under one PCIe switch.
     nics: tuple[tuple[str, ...], ...] = ()
     generator: str = ""  # the generator that wrote the nodes and links ("": hand-written)
+    # The generator's own symmetry: node-name prefix -> the index step of the translation
+    # that maps its design onto itself (mcdla.hw.translation); written by generators only.
+    translation: dict[str, int] = field(default_factory=dict)
     nvme: NvmeSpec | None = None  # the NVMe drives' part (a preset of section nvme)
     nvme_drives: int | tuple[NodeName, ...] = 0  # NVMe drives NV0.., the nvme memory tier
 

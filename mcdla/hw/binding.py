@@ -46,6 +46,18 @@ class _LinkUsage:
             self._heaps[(src, dst)] = heap
         return heap
 
+    def take_each(self, pairs) -> list[int]:
+        """:meth:`take` of every pair in turn, none excluded (a ring that crosses each
+        pair once: the common case, in one pass)."""
+        heaps, make, replace_top = self._heaps, self._heap, heapq.heapreplace
+        chosen = []
+        for pair in pairs:
+            heap = heaps.get(pair) or make(*pair)
+            count, k = heap[0]
+            replace_top(heap, (count + 1, k))
+            chosen.append(k)
+        return chosen
+
     def take(self, src: str, dst: str, taken: set[int] | None = None) -> int | None:
         """The least-taken link from ``src`` to ``dst`` not in ``taken``, now taken once
         more; None when every link is in ``taken``."""
@@ -193,8 +205,10 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
     hops: list[str] = []
     mine: dict[tuple[str, str], set[int]] = {}  # a pair crossed twice: the links this ring took there
-    for j, (node, nxt) in enumerate(pairs):
-        taken = mine.setdefault((node, nxt), set()) if repeats else None
+    if not repeats:  # each pair once: no link of the pair can be taken already by this ring
+        hops = [channel_id(node, nxt, k) for (node, nxt), k in zip(pairs, usage.take_each(pairs))]
+    for j, (node, nxt) in enumerate(pairs if repeats else ()):
+        taken = mine.setdefault((node, nxt), set())
         k = usage.take(node, nxt, taken)
         if k is None:
             # Name the hop's destination by its index in the file (the reverse
@@ -206,8 +220,7 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
                 f"the ring crosses {node!r} -> {nxt!r} more often than its "
                 f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
             )
-        if repeats:
-            taken.add(k)
+        taken.add(k)
         hops.append(channel_id(node, nxt, k))
     # Segments run from each rank's position to the next's (the ring starts at a rank).
     starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]

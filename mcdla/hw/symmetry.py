@@ -34,12 +34,13 @@ and every device is its own class.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 from mcdla.hw.network import RANK_LINKS
 
-__all__ = ["Symmetry", "rank_classes", "line_up", "MAX_ROUNDS"]
+__all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"]
 
 # Refinement rounds before giving up (every device then its own class, still exact):
 # a regular design is stable after 2-4 rounds; only long asymmetric chains (a path of
@@ -68,22 +69,21 @@ class Symmetry:
         return Symmetry(tuple((d,) for d in range(devices)), {}, {})
 
 
-def _store_edges(topology, policy: str, capacities, index, vertex, edges: list, tiers=None) -> None:
-    """Each device's backing-store stripes, both ways (those to each of ``tiers``, tier
-    kinds; None: the default tier): the store each reaches (a vertex of its capacity)
-    and every constrained resource of its route, in order."""
-    for d in topology.devices:
-        dv = index[("d", d)]
+def _store_edges(topology, devices, policy: str, capacities, emit, tiers=None) -> None:
+    """Each of ``devices``' backing-store stripes, both ways (those to each of ``tiers``,
+    tier kinds; None: the default tier), as ``emit(device, kind, name, label)``: the
+    store each reaches (kind ``"s"``) and every constrained resource of its route, in
+    order (kind ``"r"``)."""
+    for d in devices:
         for direction, tier in ((w, t) for t in (tiers or (None,)) for w in ("offload", "prefetch")):
             routes = topology.backing_routes(d, policy, direction) if tier is None else \
                 topology.tier_routes(d, tier, policy, direction)
             for k, sub in enumerate(routes):
                 kind = (direction, k, sub.share, sub.latency_s)
-                sv = vertex("s", sub.store, (topology.memory_capacity(sub.store),))
-                edges.append((dv, sv, ("store", *kind)))
+                emit(d, "s", sub.store, ("store", *kind))
                 for j, r in enumerate(sub.path):
                     if r in capacities:
-                        edges.append((dv, index[("r", r)], ("route", *kind, j)))
+                        emit(d, "r", r, ("route", *kind, j))
 
 
 def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequence = (),
@@ -100,6 +100,8 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
+    if not (colours or groups or links) and (found := by_translation(topology, policy, rings, tiers)):
+        return found
     initial: list[tuple] = []  # initial colour of each vertex
     index: dict[tuple[str, str], int] = {}  # (kind, name) -> vertex
 
@@ -119,7 +121,11 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     for c, extra in topology.nic_ports.items():  # a shared NIC's port behind its devices' links
         edges.extend((index[("r", c)], index[("r", a)], ("nic",)) for a in extra)
     if tiers or (tiers is None and topology.backing != "none"):
-        _store_edges(topology, policy, capacities, index, vertex, edges, tiers)
+        def emit(d, kind, name, label) -> None:
+            far = vertex("s", name, (topology.memory_capacity(name),)) if kind == "s" else index[("r", name)]
+            edges.append((index[("d", d)], far, label))
+
+        _store_edges(topology, devices, policy, capacities, emit, tiers)
     def ring_vertex(ring) -> int:
         qv = vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)))
         for c in ring.channels:
@@ -155,17 +161,17 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
         classes.setdefault(colour[index[("d", d)]], []).append(n)
 
     stores = [name for kind, name in index if kind == "s"]
-    return Symmetry(tuple(tuple(c) for c in classes.values()), _firsts(colour, index, "r", list(capacities)),
-                    _firsts(colour, index, "s", stores))
+    return Symmetry(tuple(tuple(c) for c in classes.values()),
+                    _firsts(list(capacities), lambda r: colour[index[("r", r)]]),
+                    _firsts(stores, lambda s: colour[index[("s", s)]]))
 
 
-def _firsts(colour, index, kind: str, names: Sequence[str]) -> dict[str, str]:
-    """Each vertex of ``kind`` in a class of more than one -> the class's first."""
+def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
+    """Each of ``names`` in a class (``colour_of(name)``) of more than one -> the class's first."""
     first: dict[int, str] = {}
     out = {}
     for name in names:
-        c = colour[index[(kind, name)]]
-        out[name] = first.setdefault(c, name)
+        out[name] = first.setdefault(colour_of(name), name)
     sizes: dict[str, int] = {}
     for f in out.values():
         sizes[f] = sizes.get(f, 0) + 1
@@ -240,6 +246,171 @@ def _refine(colours: list[tuple], edges: list[tuple[int, int, tuple]], devices: 
         if len(numbers) == count:  # no class split: stable
             return new
         if len(set(new[:devices])) == devices:
+            return None
+        colour, count = new, len(numbers)
+    return None
+
+
+class _Quotient:
+    """The refinement graph with one vertex per orbit of the generator's translation
+    (mcdla.hw.translation): each orbit's representative's own edges, counted, and the
+    edges into it, each orbit of sources' count times its size over the orbit's."""
+
+    def __init__(self, translation) -> None:
+        self.translation = translation
+        self.index: dict[tuple, int] = {}  # (kind, orbit key) -> vertex
+        self.colours: list[tuple] = []
+        self.sizes: list[int] = []
+        self.own: list[dict] = []  # vertex -> {(label, side, vertex): edges of its representative}
+        self.seen: list[dict] = []  # vertex -> {(label, side, vertex): edges into its orbit x source size}
+        self.consistent = True  # every member of an orbit has its representative's colour
+
+    def vertex(self, kind: str, name: str, colour: tuple, size: int | None = None) -> int:
+        rep = self.translation.orbit(name)[0] if size is None else name
+        v = self.index.get((kind, rep))
+        if v is None:
+            v = self.index[(kind, rep)] = len(self.colours)
+            self.colours.append((kind, *colour))
+            self.sizes.append(self.translation.size(rep) if size is None else size)
+            self.own.append({})
+            self.seen.append({})
+        elif self.colours[v] != (kind, *colour):
+            self.consistent = False
+        return v
+
+    def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
+        """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
+        keys = self.translation.keys(capacities)
+        out: dict[str, int] = {}
+        first: dict[tuple, float] = {}  # orbit key -> its first member's capacity
+        for r, bw in capacities.items():
+            key = keys[r]
+            if first.setdefault(key, bw) != bw:
+                self.consistent = False
+            v = self.index.get((kind, key))
+            out[r] = v if v is not None else self.vertex(kind, r, (bw,))
+        return out
+
+    def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
+        """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
+        key = (label, 0, v)
+        self.own[u][key] = self.own[u].get(key, 0) + times
+        back = (label, 1, u)
+        self.seen[v][back] = self.seen[v].get(back, 0) + times * self.sizes[u]
+
+    def adjacency(self) -> list[dict] | None:
+        """Per vertex: (label, side, vertex) -> the edges of each member; None if an
+        orbit's edges do not spread evenly over its members (not an automorphism)."""
+        out = []
+        for v, (own, seen) in enumerate(zip(self.own, self.seen)):
+            merged = dict(own)
+            for key, count in seen.items():
+                if count % self.sizes[v]:
+                    return None
+                merged[key] = merged.get(key, 0) + count // self.sizes[v]
+            out.append(merged)
+        return out
+
+
+def by_translation(topology, policy: str, rings, tiers) -> Symmetry | None:
+    """:func:`rank_classes` of a run without per-device colours, groups or links, from
+    the quotient by the topology's translation: the same classes (mcdla.hw.translation)
+    from the routes of one device per orbit. None (refine the whole graph) when the
+    run's rings (None: the topology's) are not each carried onto itself by the
+    translation, or the topology has none."""
+    t, devices = topology.translation, topology.devices
+    if t is None:
+        return None
+    rings, capacities = topology.rings if rings is None else rings, topology.capacities()
+    q = _Quotient(t)
+    device_vertex = [q.vertex("d", d, ()) for d in devices]
+    resource_vertex = q.vertices("r", capacities)
+    for c, extra in topology.nic_ports.items():
+        if t.orbit(c)[1] == 0:
+            for a in extra:
+                q.edge(resource_vertex[c], resource_vertex[a], ("nic",))
+    representatives = [d for d in devices if t.orbit(d)[1] == 0]
+    route_stores: dict[str, list[str]] = {}  # each representative's stores, in the order its routes meet them
+    if tiers or (tiers is None and topology.backing != "none"):
+        def emit(d, kind, name, label) -> None:
+            if kind == "s":
+                route_stores.setdefault(d, []).append(name)
+                far = q.vertex("s", name, (topology.memory_capacity(name),))
+            else:
+                far = resource_vertex[name]
+            q.edge(q.index[("d", t.orbit(d)[0])], far, label)
+
+        _store_edges(topology, representatives, policy, capacities, emit, tiers)
+    position = {d: n for n, d in enumerate(devices)}
+    for ring in rings:
+        if not _ring_edges(q, ring, resource_vertex, [device_vertex[position[r]] for r in ring.ranks], capacities):
+            return None
+    adjacency = q.adjacency()
+    if adjacency is None or not q.consistent:
+        return None
+    colour = _refine_quotient(q.colours, adjacency, sorted(set(device_vertex)), q.sizes, len(devices))
+    if colour is None:
+        return Symmetry.exact(len(devices))
+    classes: dict[int, list[int]] = {}
+    for n, v in enumerate(device_vertex):
+        classes.setdefault(colour[v], []).append(n)
+    stores = _stores_in_order(t, devices, route_stores)
+    return Symmetry(tuple(tuple(c) for c in classes.values()),
+                    _firsts(list(capacities), lambda r: colour[resource_vertex[r]]),
+                    _firsts(stores, lambda s: colour[q.index[("s", t.orbit(s)[0])]]))  # stores: a few per device
+
+
+def _ring_edges(q: _Quotient, ring, resource_vertex, rank_vertices, capacities) -> bool:
+    """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does); False if the
+    translation does not carry the ring onto itself (its channels of a role, or its
+    ranks, not whole orbits)."""
+    qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
+                  size=1)
+    touched: list[tuple[tuple, Counter, int]] = []
+    for label, members in (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS)):
+        listed = [c for c in members if c in capacities]
+        touched.append(((label,), Counter(resource_vertex[c] for c in listed), len(set(listed))))
+    touched.append((("rank",), Counter(rank_vertices), len(set(ring.ranks))))
+    for label, counts, distinct in touched:
+        if distinct != sum(counts.values()) or any(n != q.sizes[v] for v, n in counts.items()):
+            return False
+        for v, n in counts.items():
+            q.edge(qv, v, label, n)
+    return True
+
+
+def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str]:
+    """Every device's stores in the order :func:`rank_classes` meets them (device by
+    device, each its routes'): each device's are its representative's, moved on."""
+    own = {t.orbit(d)[0]: tuple(dict.fromkeys(stores)) for d, stores in route_stores.items()}
+    order: dict[str, None] = {}
+    for d in devices:
+        key, times = t.orbit(d)
+        for s in own.get(key, ()):
+            order.setdefault(t.shift(s, times))
+    return list(order)
+
+
+def _refine_quotient(colours: list[tuple], adjacency: list[dict], device_vertices: list[int], sizes: list[int],
+                     devices: int) -> list[int] | None:
+    """:func:`_refine` on the quotient: the same rounds, the same partition (a colour
+    number per orbit), an edge counted as many times as each member has it."""
+    numbers: dict[tuple, int] = {}
+    colour = [numbers.setdefault(c, len(numbers)) for c in colours]
+    count = len(numbers)
+    alone = all(sizes[v] == 1 for v in device_vertices) and len(device_vertices) == devices
+    for _ in range(MAX_ROUNDS):
+        numbers = {}
+        new = []
+        for v, adj in enumerate(adjacency):
+            seen: dict[tuple, int] = {}
+            for (label, side, u), k in adj.items():
+                key = (label, side, colour[u])
+                seen[key] = seen.get(key, 0) + k
+            new.append(numbers.setdefault((colour[v], tuple(sorted(seen.items(), key=repr))), len(numbers)))
+        if len(numbers) == count:  # no class split: stable
+            return new
+        if alone and len({new[v] for v in device_vertices}) == devices:
             return None
         colour, count = new, len(numbers)
     return None

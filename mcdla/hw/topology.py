@@ -47,6 +47,7 @@ from mcdla.hw.binding import bind_rings
 from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
 from mcdla.hw.cache import Cache
 from mcdla.hw.fabric import Fabric
+from mcdla.hw.translation import Translation
 from mcdla.hw.budget import check_nodes
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
@@ -98,6 +99,8 @@ class Topology:
     nvme_drives: tuple[str, ...] = ()  # NV0..: the nvme tier's stores
     # The routing service over the graph (home switch, exit, rail, route(i, j)): hw/fabric.py.
     fabric: Fabric | None = field(default=None, repr=False, compare=False)
+    # The generator's translation onto itself (mcdla.hw.translation; None: none handed over).
+    translation: Translation | None = field(default=None, repr=False, compare=False)
     # What the load derives and asks again (hw/cache.py): the stores' graph searches, each
     # (device, tier, policy, direction)'s stripes, the tiers (the training driver asks at every DMA), the
     # rings by name, the virtualization rates, and the bound rings' derived values.
@@ -289,17 +292,29 @@ class Topology:
         return self.cache.get(key, lambda: self._virtualization_rate(policy, direction))
 
     def _virtualization_rate(self, policy: str, direction: str) -> float:
-        paths: dict[tuple[str, int], tuple[str, ...]] = {}
-        shares: dict[tuple[str, int], float] = {}
-        for d in self.devices:
-            for k, sub in enumerate(self.backing_routes(d, policy, direction)):
-                paths[(d, k)] = sub.path
-                shares[(d, k)] = sub.share
+        devices = self.devices
+        if self.translation is not None:  # one cell, if its copies share nothing: the same rates (docs/model.md)
+            cell = self.translation.cell(devices)
+            paths, shares = self._offload_flows(cell, policy, direction)
+            if self.translation.apart(self._capacities_of(paths), lambda r: r in self.channels or r in self.ports):
+                devices = cell
+        if devices is self.devices:
+            paths, shares = self._offload_flows(devices, policy, direction)
         rates = max_min_rates(paths, self._capacities_of(paths))
-        per_device = {d: math.inf for d in self.devices}
+        per_device = {d: math.inf for d in devices}
         for key, rate in rates.items():
             per_device[key[0]] = min(per_device[key[0]], rate / shares[key])
         return float(min(per_device.values()))
+
+    def _offload_flows(self, devices, policy: str, direction: str):
+        """(each of ``devices``' stripes -> its path, -> its share), keyed (device, stripe)."""
+        paths: dict[tuple[str, int], tuple[str, ...]] = {}
+        shares: dict[tuple[str, int], float] = {}
+        for d in devices:
+            for k, sub in enumerate(self.backing_routes(d, policy, direction)):
+                paths[(d, k)] = sub.path
+                shares[(d, k)] = sub.share
+        return paths, shares
 
     @property
     def virtualization_bw_Bps(self) -> float:
@@ -487,7 +502,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         nvme=doc.nvme,
         nvme_drives=drives,
         fabric=fabric_view,
-        cache=cache,
+        cache=cache, translation=Translation.of(graph, doc.translation) if doc.translation else None,
     )
 
 

@@ -1,0 +1,154 @@
+"""A generator's own symmetry (mcdla.hw.translation): the classes it gives the run are
+the whole refinement's, the runs on them equal the exact ones, and what does not fit
+falls back to the refinement."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import yaml
+
+from mcdla.errors import InputError
+from mcdla.hw.cache import Cache
+from mcdla.hw.symmetry import by_translation, rank_classes
+from mcdla.hw.topology import load_topology
+from mcdla.hw.translation import Translation
+from mcdla.run import simulate
+from test_symmetry import differences
+
+
+def _ring(tmp_path, n: int, links: int = 3, memory: bool = True) -> str:
+    path = tmp_path / f"ring{n}_{links}_{memory}.yaml"
+    path.write_text(f"name: ring{n}\ndescription: a generated ring\ndevice: table2\nmemory_node: table2\n"
+                    f"links:\n  nvlink: nvlink2\n"
+                    f"generator: {{name: ring, devices: {n}, links_per_pair: {links}, "
+                    f"memory_nodes: {str(memory).lower()}}}\n")
+    return str(path)
+
+
+def _without(topology):
+    """``topology`` as a hand-written file of the same graph would load: no translation."""
+    return dataclasses.replace(topology, translation=None, cache=Cache())
+
+
+# Every generator that hands over a translation, on small instances of it.
+GENERATED = [(n, links, memory) for n in (3, 4, 5, 8) for links in (1, 3) for memory in (True, False)] + \
+            [(2, 3, True)]
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+@pytest.mark.parametrize("policy", ["bw_aware", "local"])
+def test_the_generators_classes_are_the_refinements(tmp_path, n, links, memory, policy):
+    topology = load_topology(_ring(tmp_path, n, links, memory))
+    assert topology.translation is not None
+    handed = by_translation(topology, policy, topology.rings, None)
+    assert handed is not None  # the quotient was used, not the fallback
+    refined = rank_classes(_without(topology), policy)
+    assert handed == refined
+    assert rank_classes(topology, policy) == refined
+    assert len(handed.device_classes) == 1
+
+
+def _two_level(tmp_path, domains: int, per: int, spines: int) -> str:
+    path = tmp_path / f"tl{domains}_{per}_{spines}.yaml"
+    path.write_text(yaml.safe_dump(
+        {"name": "tl", "description": "domains under spines", "device": "h100_sxm5", "fabric_switch": "nvswitch3",
+         "links": {"nvlink": "nvlink4"},
+         "generator": {"name": "two_level_switch", "domains": domains, "devices_per_domain": per,
+                       "links_per_device": 4, "spines": spines, "uplinks": 2}}))
+    return str(path)
+
+
+# The shipped designs of the switch and superchip generators (host memory over PCIe,
+# memory-nodes on the switch, CXL expanders, NVMe drives, C2C superchips) and of the ring's.
+SHIPPED = ["dc16", "dgx_a100", "dgx_h100", "dgx_h100_nvme", "dgx_h100_memnodes", "dgx_h100_cxl", "gh200_nvl32",
+           "gb200_nvl72", "ring16"]
+
+
+@pytest.mark.parametrize("design", SHIPPED)
+@pytest.mark.parametrize("policy", ["bw_aware", "local"])
+def test_the_shipped_generators_classes_are_the_refinements(design, policy):
+    topology = load_topology(design)
+    assert topology.translation is not None and topology.translation.order > 1
+    handed = by_translation(topology, policy, topology.rings, None)
+    assert handed is not None
+    assert handed == rank_classes(_without(topology), policy)
+    assert topology.virtualization_rate_Bps(policy) == _without(topology).virtualization_rate_Bps(policy)
+
+
+@pytest.mark.parametrize("design", ["dgx_h100_nvme", "dgx_h100_cxl", "ring16"])
+def test_the_one_pass_keys_are_the_orbits(design):
+    topology = load_topology(design)
+    names = list(topology.capacities()) + list(topology.graph)
+    keys = topology.translation.keys(names)
+    assert keys == {name: topology.translation.orbit(name)[0] for name in names}
+    assert len(set(keys.values())) * topology.translation.order > len(names) // 2  # orbits, not one key for all
+
+
+@pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])
+def test_the_two_level_switchs_classes_are_the_refinements(tmp_path, domains, per, spines):
+    topology = load_topology(_two_level(tmp_path, domains, per, spines))
+    assert topology.translation.order == domains
+    handed = by_translation(topology, "bw_aware", topology.rings, None)
+    assert handed is not None
+    assert handed == rank_classes(_without(topology), "bw_aware")
+
+
+def test_the_tiers_a_run_names_are_seen_as_the_refinement_sees_them():
+    topology = load_topology("dgx_h100_nvme")
+    handed = by_translation(topology, "bw_aware", topology.rings, ("host", "nvme"))
+    assert handed is not None
+    assert handed == rank_classes(_without(topology), "bw_aware", tiers=("host", "nvme"))
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_runs_on_the_generators_classes_equal_exact_runs(tmp_path, n):
+    path = _ring(tmp_path, n)
+    symmetric, exact = (simulate(path, "bw_aware", "resnet34", "data", 4 * n, [("execution.exact", flag)],
+                                 budget=math.inf) for flag in (False, True))
+    assert symmetric["rank_classes"] == 1 and exact["rank_classes"] == n
+    assert differences(symmetric, exact) == []
+
+
+@pytest.mark.parametrize("n", [3, 8, 64])
+@pytest.mark.parametrize("policy", ["bw_aware", "local"])
+@pytest.mark.parametrize("direction", ["offload", "prefetch"])
+def test_the_virtualization_rate_from_one_cell_is_the_whole_ones(tmp_path, n, policy, direction):
+    topology = load_topology(_ring(tmp_path, n))
+    cell = topology.translation.cell(topology.devices)
+    assert cell == ("D0",)
+    # Bit for bit: the plan and every result read it.
+    assert topology.virtualization_rate_Bps(policy, direction) == \
+        _without(topology).virtualization_rate_Bps(policy, direction)
+
+
+def test_a_translation_that_is_no_symmetry_falls_back_to_the_refinement(tmp_path):
+    topology = load_topology(_ring(tmp_path, 8))
+    # Moving the devices but not their memory-nodes maps no ring onto itself.
+    wrong = dataclasses.replace(topology, translation=Translation.of(topology.graph, {"D": 1}), cache=Cache())
+    assert by_translation(wrong, "bw_aware", wrong.rings, None) is None
+    assert rank_classes(wrong, "bw_aware") == rank_classes(_without(topology), "bw_aware")
+    # It moves D0's channels to M0 onto no channel (D1>M0): the rate is solved whole.
+    cell = wrong.translation.cell(wrong.devices)
+    paths, _shares = wrong._offload_flows(cell, "bw_aware", "offload")
+    assert not wrong.translation.apart(wrong._capacities_of(paths), lambda r: r in wrong.channels)
+    assert wrong.virtualization_rate_Bps() == _without(topology).virtualization_rate_Bps()
+
+
+def test_a_translation_whose_steps_do_not_close_is_none(tmp_path):
+    topology = load_topology(_ring(tmp_path, 8))
+    assert Translation.of(topology.graph, {"D": 1, "M": 2}) is None  # 8 steps against 4
+    assert Translation.of(topology.graph, {"D": 3, "M": 3}) is None  # 8 devices are no whole number of 3s
+    assert Translation.of(topology.graph, {"D": 8, "M": 8}) is None  # order 1: nothing moves
+
+
+def test_a_hand_written_file_may_not_claim_a_translation(tmp_path):
+    text = open(_ring(tmp_path, 4)).read()
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(text.replace("generator: {name: ring, devices: 4, links_per_pair: 3, memory_nodes: true}",
+                                   "devices: 2\nconnections:\n  - [D0, D1, nvlink, 1]\ntranslation: {D: 1}"))
+    with pytest.raises(InputError, match="generators only") as caught:
+        load_topology(str(listed))
+    assert caught.value.key == "translation"
