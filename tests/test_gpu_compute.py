@@ -232,3 +232,14 @@ def test_the_pe_array_runs_an_fp8_gemm_on_its_fp8_lanes():
     b200 = preset("b200")  # PE array at its datasheet peaks: FP8 twice BF16
     big = (16384, 16384, 16384)
     assert kernel_time(b200, gemm_kernel(*big, e=1)).time_s < 0.55 * kernel_time(b200, gemm_kernel(*big, e=2)).time_s
+
+
+@pytest.mark.parametrize("m, n, k, measured_ms", [
+    (6144, 48000, 2048, 228.59),   # DeepBench_NV_TitanX.xlsx, SGEMM NN rows not used to calibrate
+    (3072, 48000, 1024, 58.667),
+])
+def test_the_maxwell_titan_x_runs_deepbenchs_large_sgemms_at_their_measured_time(m, n, k, measured_ms):
+    titan = preset("titan_x_maxwell")
+    assert titan.compute_model == "gpu" and titan.sms == 24
+    timing = kernel_time(titan, gemm_kernel(m, n, k, e=4))
+    assert timing.time_s == pytest.approx(measured_ms / 1e3, rel=0.03)
