@@ -125,6 +125,7 @@ class Kernel:
     operand_bytes: tuple[int, int, int] | None = None
     element_bytes: int = 4
     gemms: tuple[Gemm, ...] = ()  # a fused kernel's GEMMs, run on the PE array one after another
+    conv3x3: str | None = None  # "fwd", "dx" or "dw" of a 3x3 stride-1 convolution (mcdla.hw.gpu)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Lowering:
     out_elems: int
     gates_fwd_elems: int = 0
     gates_bwd_elems: int = 0
+    conv3x3: bool = False  # an ungrouped 3x3 stride-1 convolution (cuDNN's Winograd class)
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,7 @@ def _conv(in_shapes, *, out_channels, kernel, stride=1, padding=0, groups=1, bia
         in_elems=c * h * w,
         dx_elems=c * h * w if dx else 0,
         out_elems=_prod(out),
+        conv3x3=(kh, kw, sh, sw, groups) == (3, 3, 1, 1, 1),  # cuDNN's Winograd class
     )
     return Shaped(out, weights, lowering)
 
@@ -575,13 +578,14 @@ class Layer:
         weights = ceil_div(low.weight_elems, shards) * e
         out = ceil_div(low.out_elems * batch, shards) * e
         gates = low.gates_fwd_elems if forward else low.gates_bwd_elems
+        fwd3, dx3, dw3 = ("fwd", "dx", "dw") if low.conv3x3 else (None, None, None)
         gates_kernel = None
         if gates:
             gates_kernel = Kernel(f"{self.name}:gates_{tag}", 0, ceil_div(gates * batch, shards) * e,
                                   None, element_bytes=e)
         if forward:
             operands = (weights, low.in_elems * batch * e, out)
-            kernels.append(self._gemm(f"{self.name}:{tag}", Gemm(m_out, n, low.reduce, low.groups), operands, e))
+            kernels.append(self._gemm(f"{self.name}:{tag}", Gemm(m_out, n, low.reduce, low.groups), operands, e, fwd3))
             if gates_kernel:
                 kernels.append(gates_kernel)
             return tuple(kernels)
@@ -589,9 +593,9 @@ class Layer:
             kernels.append(gates_kernel)
         if low.dx_rows:
             operands = (weights, out, low.dx_elems * batch * e)
-            kernels.append(self._gemm(f"{self.name}:dx", Gemm(low.dx_rows, n, m_out, low.groups), operands, e))
+            kernels.append(self._gemm(f"{self.name}:dx", Gemm(low.dx_rows, n, m_out, low.groups), operands, e, dx3))
         operands = (out, low.in_elems * batch * e, weights)
-        kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e))
+        kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e, dw3))
         return tuple(kernels)
 
     def _attention_kernels(self, tag: str, forward: bool, batch: int, e: int, shards: int) -> tuple[Kernel, ...]:
@@ -633,8 +637,8 @@ class Layer:
                 gemm("dk", grad_qk, square + qkv // 3 + qkv // 3))
 
     @staticmethod
-    def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int) -> Kernel:
-        return Kernel(name, gemm.macs, sum(operands), gemm, operands, e)
+    def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int, conv3x3: str | None = None) -> Kernel:
+        return Kernel(name, gemm.macs, sum(operands), gemm, operands, e, conv3x3=conv3x3)
 
 
 @dataclass(frozen=True)
