@@ -260,3 +260,54 @@ def test_h100_gemms_of_llm_shapes_match_xlas_measured_table(b, m, n, k, tflops):
     h100 = preset("h100_sxm5")
     timing = kernel_time(h100, gemm_kernel(m, n, k, b))
     assert 2 * m * n * k * b / timing.time_s / 1e12 == pytest.approx(tflops, rel=0.10)
+
+
+@pytest.mark.parametrize("m, n, k, measured_ms", [
+    (6144, 48000, 2048, 228.59),   # DeepBench_NV_TitanX.xlsx, SGEMM NN rows not used to calibrate
+    (3072, 48000, 1024, 58.667),
+])
+def test_the_maxwell_titan_x_runs_deepbenchs_large_sgemms_at_their_measured_time(m, n, k, measured_ms):
+    titan = preset("titan_x_maxwell")
+    assert titan.compute_model == "gpu" and titan.sms == 24
+    timing = kernel_time(titan, gemm_kernel(m, n, k, e=4))
+    assert timing.time_s == pytest.approx(measured_ms / 1e3, rel=0.03)
+
+
+def one_conv(tmp_path, size: int, channels: int, out: int, kernel: int = 3, stride: int = 1):
+    """The last layer of a one-convolution workload (a ReLU before it, so dx is computed)."""
+    path = tmp_path / "conv.yaml"
+    path.write_text(f"name: one\ninput: {{channels: {channels}, height: {size}, width: {size}}}\nlayers:\n"
+                    f"  - {{name: pre, kind: relu}}\n"
+                    f"  - {{name: conv, kind: conv, out_channels: {out}, kernel: {kernel}, stride: {stride}, "
+                    f"padding: {kernel // 2}, bias: false}}\n")
+    return load_workload(str(path)).layers[-1]
+
+
+def test_only_ungrouped_3x3_stride_1_convolutions_are_cudnns_winograd_class(tmp_path):
+    classes = {k.name.split(":")[1]: k.conv3x3 for phase in ("fwd", "bwd")
+               for k in one_conv(tmp_path, 28, 128, 128).kernels(phase, 16, 4)}
+    assert classes == {"fwd": "fwd", "dx": "dx", "dw": "dw"}
+    for other in (one_conv(tmp_path, 28, 128, 128, kernel=1), one_conv(tmp_path, 28, 128, 128, stride=2)):
+        assert all(k.conv3x3 is None for phase in ("fwd", "bwd") for k in other.kernels(phase, 16, 4))
+
+
+def test_a_device_without_a_conv3x3_rate_times_such_a_convolution_as_its_gemm(tmp_path, a100):
+    for kernel in one_conv(tmp_path, 28, 128, 128).kernels("bwd", 16, 2):
+        plain = dataclasses.replace(kernel, conv3x3=None)
+        assert kernel_time(a100, kernel).time_s == kernel_time(a100, plain).time_s
+
+
+# DeepBench_NV_TitanX.xlsx, ResNet's 3x3 convolutions at N=16 (none calibrates the preset, whose
+# conv3x3_efficiency is from VGG's rows): forward + backward-data + backward-filter, ms.
+@pytest.mark.parametrize("size, channels, measured_ms", [(56, 64, 0.5689 + 0.5699 + 1.0760),
+                                                         (28, 128, 0.5190 + 0.5190 + 0.9310),
+                                                         (14, 256, 0.5330 + 0.6059 + 0.6250)])
+def test_the_titan_x_times_resnets_3x3_convolutions_near_deepbench(tmp_path, size, channels, measured_ms):
+    titan = preset("titan_x_maxwell")
+    layer = one_conv(tmp_path, size, channels, channels)
+    seconds = sum(kernel_time(titan, k).time_s for phase in ("fwd", "bwd") for k in layer.kernels(phase, 16, 4))
+    assert seconds == pytest.approx(measured_ms / 1e3, rel=0.15)
+    # the forward as its im2col GEMM at the SGEMM ceiling would be far slower (Winograd multiplies less)
+    forward = layer.kernels("fwd", 16, 4)[0]
+    gemm_only = dataclasses.replace(titan, conv3x3_efficiency=None)
+    assert kernel_time(gemm_only, forward).time_s > 1.3 * kernel_time(titan, forward).time_s

@@ -36,6 +36,10 @@ per channel, never shared with a compute kernel): compute started then runs on t
 others, ``sms / (sms - nccl_sms)`` times longer (:func:`sm_contended`; decided when a
 layer's compute starts; the HBM bandwidth NCCL also takes is not modelled).
 
+A 3x3 stride-1 convolution on a device that measured cuDNN's rate for that class
+(``conv3x3_efficiency``: Winograd's, by direction) runs its im2col GEMM's tiles and
+waves at that rate instead of the GEMM ceiling (:func:`conv3x3_seconds`).
+
 Memory-bound kernels stream at the measured achievable bandwidth (``hbm_efficiency``
 of the nominal, a stream benchmark) and every kernel pays ``launch_overhead``; both
 are charged by :func:`mcdla.hw.compute.kernel_time`, shared with the PE array.
@@ -50,7 +54,11 @@ from mcdla.hw.layers import Gemm, Kernel, ceil_div
 # tensor-core GEMMs): a split-K slice is at least this deep.
 SPLIT_K_STEP = 64
 
-__all__ = ["gemm_rate", "gemm_seconds", "attention_seconds", "compute_seconds", "waves", "sm_contended"]
+__all__ = ["gemm_rate", "gemm_seconds", "conv3x3_seconds", "attention_seconds", "compute_seconds", "waves",
+           "sm_contended"]
+
+# The directions of a convolution's kernels, in the order of DeviceSpec.conv3x3_efficiency.
+CONV_DIRECTIONS = ("fwd", "dx", "dw")
 
 
 def waves(blocks: int, sms: int) -> int:
@@ -89,6 +97,18 @@ def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
     return best
 
 
+def conv3x3_seconds(device: DeviceSpec, kernel: Kernel, seconds: float) -> float:
+    """``seconds`` of a 3x3 stride-1 convolution's im2col GEMM, rescaled from the GEMM
+    ceiling to the rate cuDNN's kernels measured for that class (``conv3x3_efficiency``
+    by direction, in direct-convolution MACs: Winograd multiplies less, so it may exceed
+    1); its tiles and waves stay the GEMM's. Unchanged for any other kernel, or on a
+    device without that measurement."""
+    if kernel.conv3x3 is None or device.conv3x3_efficiency is None:
+        return seconds
+    _, ceiling = gemm_rate(device, kernel.element_bytes)
+    return seconds * ceiling / device.conv3x3_efficiency[CONV_DIRECTIONS.index(kernel.conv3x3)]
+
+
 def attention_seconds(device: DeviceSpec, kernel: Kernel, forward: bool) -> float:
     """Compute seconds of a fused attention kernel (see the module docstring)."""
     scores = kernel.gemms[0]  # S = Q K^T: (seq x seq), reduction head_dim, count = heads x batch
@@ -107,7 +127,7 @@ def attention_seconds(device: DeviceSpec, kernel: Kernel, forward: bool) -> floa
 def compute_seconds(device: DeviceSpec, kernel: Kernel) -> float:
     """Compute seconds of ``kernel`` on a GPU (0 for a memory-bound kernel)."""
     if kernel.gemm is not None:
-        return gemm_seconds(device, kernel.gemm, kernel.element_bytes)
+        return conv3x3_seconds(device, kernel, gemm_seconds(device, kernel.gemm, kernel.element_bytes))
     if kernel.gemms:
         # The fused forward runs 2 GEMMs (S, O), backward 5 (S again, dV, dP, dQ, dK).
         return attention_seconds(device, kernel, forward=len(kernel.gemms) <= 2)

@@ -19,6 +19,7 @@ from mcdla.config.workload import (MAX_LAYERS, SPECS, RecurrentSpec, RepeatDoc, 
                                    WorkloadDoc, substitute)
 from mcdla.errors import InputError
 from mcdla.hw import layers as hw
+from mcdla.hw import shapes
 from mcdla.hw.layers import Layer, Workload
 
 __all__ = ["read_workload", "load_workload"]
@@ -197,7 +198,7 @@ class _Builder:
             in_depth = not params.pop("shortcut", False)
             dx = any(j != 0 for j in inputs)  # no gradient flows into the data
             try:
-                shaped = hw.infer(kind, in_shapes, dx=dx, **params)
+                shaped = shapes.infer(kind, in_shapes, dx=dx, **params)
             except ValueError as exc:
                 raise w.error(f"layer {full!r}: {exc}") from None
             if tied_group is not None:
@@ -217,7 +218,7 @@ class _Builder:
         carried = hw.STATE_CARRIED[kind] * spec.hidden
         prev = -1
         for t in range(steps):
-            shaped = hw.recurrent_step(kind, features, spec.hidden, first=t == 0, bias=spec.bias)
+            shaped = shapes.recurrent_step(kind, features, spec.hidden, first=t == 0, bias=spec.bias)
             step_inputs = inputs if t == 0 else inputs + (prev,)
             in_elems = features + (carried if t else 0)  # x_t and the carried state only
             prev = self._add(_Draft(f"{full}/t{t}", kind, step_inputs, shaped, in_elems, full,
