@@ -17,6 +17,16 @@ bandwidth (the flat ring's bottleneck link: one NIC per GPU). The workload is on
 collective per rank, a Chakra execution trace of a single COMM_COLL node, written here
 with a few lines of protobuf wire format (no Chakra or protobuf package needed).
 
+``--train`` compares one data-parallel training iteration instead (issue 27, item 2):
+GPT-2 (``--model``) with one sequence per GPU, mixed precision, gradients all-reduced in
+PyTorch DDP's 25 MiB buckets by mcdla's ``hierarchical`` all-reduce. ASTRA-sim gets a
+Chakra trace of the same iteration with mcdla's own compute times: mcdla runs the model
+once on 2 nodes with ``--trace``; rank 0's kernels, in order, become compute nodes (the
+kernels between two gradient buckets merged into one, so that ASTRA-sim's whole
+microseconds round once per segment), and each bucket's all-reduce (its bytes and the
+backward kernel that completes it, from the trace's collective tags) a collective node,
+then the optimizer step after every all-reduce. Only the network model differs.
+
 Nothing here runs in the test suite; ASTRA-sim is never vendored or required.
 """
 
@@ -47,7 +57,7 @@ ALGORITHMS = ("ring", "hierarchical", "nccl")
 ASTRA_IMPLS = ("ring", "halvingDoubling", "direct")
 # Chakra's CollectiveCommType (chakra/schema/protobuf/et_def.proto).
 COMM_TYPE = {"all_reduce": 0, "all_gather": 2, "all_to_all": 6, "reduce_scatter": 7}
-COMM_COLL_NODE = 7  # Chakra NodeType
+COMP_NODE, COMM_COLL_NODE = 4, 7  # Chakra NodeType
 
 
 # -- the Chakra trace: protobuf wire format, varint-length-delimited messages ----------
@@ -83,6 +93,137 @@ def chakra_trace(op: str, size_bytes: int, name: str | None = None) -> bytes:
     node = (_text(2, name or f"{op}_{size_bytes}") + _field(3, 0, _varint(COMM_COLL_NODE))
             + _attr("is_cpu_op", 27, 0) + _attr("comm_type", 9, COMM_TYPE[op]) + _attr("comm_size", 9, size_bytes))
     return _varint(len(meta)) + meta + _varint(len(node)) + node
+
+
+def _packed(number: int, values) -> bytes:
+    data = b"".join(_varint(v) for v in values)
+    return _field(number, 2, _varint(len(data)) + data)
+
+
+def chakra_node(node_id: int, name: str, deps=(), duration_us: int = 0, comm: tuple[str, int] | None = None) -> bytes:
+    """One Node, length-prefixed: id (1), name (2), type (3: COMP_NODE 4 or COMM_COLL_NODE
+    7), data_deps (5, packed), duration_micros (7: ASTRA-sim's replayed compute time,
+    whole microseconds), attrs (10): is_cpu_op false, and for a collective its comm_type
+    and comm_size (chakra/schema/protobuf/et_def.proto)."""
+    body = (_field(1, 0, _varint(node_id)) + _text(2, name)
+            + _field(3, 0, _varint(COMM_COLL_NODE if comm else COMP_NODE)))
+    if deps:
+        body += _packed(5, deps)
+    if duration_us:
+        body += _field(7, 0, _varint(duration_us))
+    body += _attr("is_cpu_op", 27, 0)
+    if comm:
+        body += _attr("comm_type", 9, COMM_TYPE[comm[0]]) + _attr("comm_size", 9, comm[1])
+    return _varint(len(body)) + body
+
+
+# -- one training iteration: mcdla's schedule as a Chakra trace ------------------------
+
+# The iteration both run: GPT-2 data-parallel, one 1,024-token sequence per GPU, mixed
+# precision, gradients in PyTorch DDP's default 25 MiB buckets (bucket_cap_mb=25), all-
+# reduced by the node-then-rail algorithm (ASTRA-sim's two dimensions).
+TRAIN_SETS = (("execution.collective", "hierarchical"), ("training.precision", "mixed"),
+              ("training.bucket", "25 MiB"))
+# The topology mcdla traces the schedule on: 2 nodes (compute times are per GPU, and the
+# buckets and their order do not depend on the data-parallel degree).
+TRACE_SETS = (("generator.nodes", 2), ("generator.nodes_per_leaf", 2), ("generator.leaves_per_pod", 1),
+              ("generator.pod_oversubscription", 1))
+
+
+def _tag_groups(tag: str, known: set) -> set[str]:
+    """The weight groups of a gradient reduction's tag: "dW/GROUP", or "bucket/" and its
+    groups joined by "/" (group names hold "/" too: the shortest known name wins)."""
+    kind, _, rest = tag.partition("/")
+    if kind == "dW":
+        return {rest}
+    groups, name = set(), ""
+    for part in rest.split("/"):
+        name = f"{name}/{part}" if name else part
+        if name in known:
+            groups.add(name)
+            name = ""
+    if name:
+        raise ValueError(f"bucket tag {tag!r}: {name!r} is no weight group")
+    return groups
+
+
+def iteration_schedule(trace: dict, layer_groups: dict[str, str | None]) -> list[tuple]:
+    """Rank 0's iteration from an mcdla trace: ("compute", name, seconds) per kernel in
+    order, and ("all_reduce", tag, bytes) right after the backward kernel that completes
+    its bucket (the last of its weight groups' layers' backward kernels; the last bucket
+    is flushed after the whole backward pass, which ends with such a kernel too)."""
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    rank0 = next(e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+                 and e["args"].get("name") == "D0")
+    kernels = sorted((e for e in events if e.get("pid") == rank0 and e.get("cat") == "compute"),
+                     key=lambda e: e["ts"])
+    where = {e["name"]: k for k, e in enumerate(kernels)}
+    after: dict[int, list[tuple]] = {}
+    seen = set()
+    for e in sorted((e for e in events if e.get("cat") == "collective"), key=lambda e: e["ts"]):
+        tag = e["args"]["tag"]
+        if e["args"].get("axis") != "dp" or tag in seen:  # one event per ring: the first
+            continue
+        seen.add(tag)
+        groups = _tag_groups(tag, set(layer_groups.values()))
+        last = max(where[f"bwd {layer}"] for layer, g in layer_groups.items()
+                   if g in groups and f"bwd {layer}" in where)
+        after.setdefault(last, []).append(("all_reduce", tag, int(e["args"]["size_bytes"])))
+    steps = []
+    for k, e in enumerate(kernels):
+        steps.append(("compute", e["name"], e["dur"] * 1e-6))
+        steps += after.get(k, [])
+    return steps
+
+
+def iteration_trace(steps: list[tuple]) -> bytes:
+    """The Chakra trace of one rank: the kernels as a chain of compute nodes, merged
+    between collectives (ASTRA-sim runs one compute node at a time, as mcdla's one
+    compute stream, so merging changes no time but the rounding); each collective
+    after the segment that ends with its trigger kernel; the optimizer step (the last
+    kernel) after every collective."""
+    out, ids, prev, segment, colls = bytearray(_varint(len(meta := _text(1, "0.0.4"))) + meta), 0, None, [], []
+
+    def close():
+        nonlocal ids, prev, segment
+        if segment:
+            us = max(1, round(sum(s for _, s in segment) * 1e6))
+            out.extend(chakra_node(ids, f"compute {segment[0][0]} .. {segment[-1][0]}",
+                                   [] if prev is None else [prev], us))
+            prev, ids, segment = ids, ids + 1, []
+
+    *body, (kind, name, seconds) = steps
+    assert kind == "compute" and name == "optimizer step", "the iteration ends with the optimizer step"
+    for kind, name, value in body:
+        if kind == "compute":
+            segment.append((name, value))
+            continue
+        close()
+        out.extend(chakra_node(ids, name[:200], [prev], comm=(kind, value)))
+        colls.append(ids)
+        ids += 1
+    close()
+    out.extend(chakra_node(ids, "optimizer step", [prev] + colls, max(1, round(seconds * 1e6))))
+    return bytes(out)
+
+
+def train_schedule(workload: str) -> list[tuple]:
+    """mcdla's iteration, traced on 2 nodes (TRACE_SETS)."""
+    from mcdla.hw.workload import load_workload
+
+    with tempfile.TemporaryDirectory(prefix="astra_train_") as tmp:
+        path = Path(tmp) / "trace.json"
+        api.simulate(topology=TOPOLOGY, workload=workload, batch=16, set=TRACE_SETS + TRAIN_SETS, trace=str(path))
+        trace = json.loads(path.read_text())
+    layers = {layer.name: layer.weight_group for layer in load_workload(workload).layers}
+    return iteration_schedule(trace, layers)
+
+
+def run_mcdla_train(workload: str, nodes: int) -> tuple[float, float]:
+    """(simulated iteration seconds, wall seconds in-process)."""
+    start = time.perf_counter()
+    result = api.simulate(topology=TOPOLOGY, workload=workload, batch=nodes * 8, set=_sets(nodes) + TRAIN_SETS)
+    return result.iteration_time_s, time.perf_counter() - start
 
 
 # -- the two sides --------------------------------------------------------------------
@@ -125,8 +266,10 @@ def _system_json(impl: str, ndims: int) -> str:
         "collective-optimization": "localBWAware", "local-mem-bw": 3350, "boost-mode": 0}, indent=1)
 
 
-def run_astra(binary: str, op: str, size_bytes: int, dims, impl: str, repeats: int) -> tuple[float, float]:
-    """(simulated seconds: the slowest rank's finish, median wall seconds)."""
+def run_astra(binary: str, op: str, size_bytes: int, dims, impl: str, repeats: int,
+              trace_bytes: bytes | None = None) -> tuple[float, float]:
+    """(simulated seconds: the slowest rank's finish, median wall seconds); the workload
+    one collective, or ``trace_bytes`` (every rank the same trace)."""
     ranks = 1
     for d in dims:
         ranks *= d[1]
@@ -136,7 +279,7 @@ def run_astra(binary: str, op: str, size_bytes: int, dims, impl: str, repeats: i
         (base / "system.json").write_text(_system_json(impl, len(dims)))
         (base / "memory.json").write_text(json.dumps({"memory-type": "NO_MEMORY_EXPANSION"}))
         trace = base / "trace.et"
-        trace.write_bytes(chakra_trace(op, size_bytes))
+        trace.write_bytes(trace_bytes if trace_bytes is not None else chakra_trace(op, size_bytes))
         (base / "w").mkdir()
         for r in range(ranks):  # every rank runs the same trace
             os.symlink(trace, base / "w" / f"coll.{r}.et")
@@ -163,8 +306,12 @@ def main(argv=None) -> int:
     ap.add_argument("--impls", nargs="*", default=list(ASTRA_IMPLS), help="ASTRA-sim's implementations")
     ap.add_argument("--shapes", nargs="*", default=["2-dim", "1-dim"], help="ASTRA-sim's networks (1-dim: one Switch)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--train", action="store_true", help="one data-parallel training iteration instead")
+    ap.add_argument("--model", default="gpt2", help="--train's workload")
     args = ap.parse_args(argv)
     binary = os.environ.get("ASTRA_SIM")
+    if args.train:
+        return main_train(args, binary)
     print("| op | size | NPUs | tool | algorithm | time (ms) | wall (s) |")
     print("|---|---|---|---|---|---|---|")
     for nodes in args.nodes:
@@ -186,6 +333,27 @@ def main(argv=None) -> int:
                         t, wall = run_astra(binary, op, size_bytes, shape, impl, args.repeats)
                         print(f"| {op} | {size} | {nodes * 8} | ASTRA-sim {label} | {impl} | {t * 1e3:.3f} | {wall:.2f} |",
                               flush=True)
+    return 0
+
+
+def main_train(args, binary: str | None) -> int:
+    steps = train_schedule(args.model)
+    trace = iteration_trace(steps)
+    compute = sum(v for kind, _, v in steps if kind == "compute")
+    reduces = [v for kind, _, v in steps if kind != "compute"]
+    print(f"<!-- {args.model}: {compute * 1e3:.3f} ms of compute, {len(reduces)} all-reduces of "
+          f"{sum(reduces) / 2**20:.1f} MiB, a trace of {len(trace)} bytes -->", file=sys.stderr)
+    print("| model | NPUs | tool | algorithm | iteration (ms) | wall (s) |")
+    print("|---|---|---|---|---|---|")
+    for nodes in args.nodes:
+        if args.algorithms:
+            t, wall = run_mcdla_train(args.model, nodes)
+            print(f"| {args.model} | {nodes * 8} | mcdla | hierarchical | {t * 1e3:.3f} | {wall:.2f} |", flush=True)
+        if not binary:
+            continue
+        for impl in args.impls:
+            t, wall = run_astra(binary, "all_reduce", 0, dimensions(nodes), impl, args.repeats, trace)
+            print(f"| {args.model} | {nodes * 8} | ASTRA-sim 2-dim | {impl} | {t * 1e3:.3f} | {wall:.2f} |", flush=True)
     return 0
 
 

@@ -30,20 +30,41 @@ def test_reproduce_runs_frontier_scale_but_not_the_full_points():
     assert "frontier_scale" in EXPERIMENTS and "frontier_scale_full" not in EXPERIMENTS
 
 
+# The published layouts the points follow (the experiment files cite them): per model,
+# (tensor, pipeline, interleaved chunks per stage, recompute, sequences per replica in
+# the weak series).
+PUBLISHED = {"gpt3": (4, 8, 12, "selective", 8), "llama": (8, 16, 8, "full", 16)}
+
+
 @pytest.mark.parametrize("name", ["frontier_scale", "frontier_scale_full"])
-def test_weak_points_keep_16_sequences_a_replica_and_strong_points_a_fixed_batch(name):
-    rows = _layouts(name)
-    for label, gpus, replicas, batch, micro in rows:
-        assert batch % replicas == 0
-        assert batch // replicas == micro  # micro-batches of one sequence, as Megatron runs them
+def test_points_run_the_published_layouts_weak_growing_the_batch_and_strong_fixing_it(name):
+    experiment = load_experiment(name)
+    strong = {}
+    for point, (label, gpus, replicas, batch, micro) in zip(experiment.points, _layouts(name)):
+        model = label.split("+")[-2]
+        tp, pp, chunks, recompute, weak = PUBLISHED[model]
+        assert (point["execution.tensor_parallel"], point["execution.pipeline_parallel"]) == (tp, pp)
+        assert point["training.schedule"] == "interleaved" and point["training.virtual_stages"] == chunks
+        assert point.get("training.checkpoint", "none") == (recompute if not label.startswith("mc+") else "none")
+        assert point["execution.zero"] == 1 and point["execution.sequence_parallel"]
+        assert batch == micro * replicas  # micro-batches of one sequence, as both runs ran them
         if label.endswith("+weak"):
-            assert batch == 16 * replicas
-    strong = {batch for label, *_, batch, _ in rows if label.endswith("+strong")}
-    assert len(strong) == 1
+            assert micro == weak
+        else:
+            strong.setdefault(model, set()).add(batch)
+    assert all(len(batches) == 1 for batches in strong.values())
 
 
-def test_the_default_experiment_spans_1024_to_8192_gpus_and_the_full_one_reaches_131072():
-    assert {gpus for _, gpus, *_ in _layouts("frontier_scale")} == {1024, 2048, 4096, 8192}
+def test_the_published_runs_own_layouts_are_in_the_full_experiment():
+    """NeMo's GPT-3 recipe: 1,024 GPUs, a batch of 2,048 (64 micro-batches per replica);
+    Llama 3's Table 4: 16,384 GPUs, 16 sequences a replica, and 8,192, 32 a replica."""
+    full = _layouts("frontier_scale_full")
+    assert ("gpt3+strong", 1024, 32, 2048, 64) in full
+    assert ("llama+weak", 16384, 128, 2048, 16) in full and ("llama+strong", 8192, 64, 2048, 32) in full
+
+
+def test_the_default_experiment_spans_1024_to_4096_gpus_and_the_full_one_reaches_131072():
+    assert {gpus for _, gpus, *_ in _layouts("frontier_scale")} == {1024, 2048, 4096}
     assert max(gpus for _, gpus, *_ in _layouts("frontier_scale_full")) == 131072
 
 
@@ -96,7 +117,14 @@ def test_the_section_shows_each_run_and_reads_scaling_from_the_table():
     from mcdla.sweep.report import _frontier_section
 
     text = "\n".join(_frontier_section(_table()))
-    assert "| GPT-3 175B | weak | fat tree | 8,192 | 1,024 | 16 | 1.25 s | 205 |" in text
+    # 1,024 sequences of 2,048 tokens of GPT-3 175B: 2.26e18 FLOPs as Megatron-LM counts
+    # them (12 B s l h^2 (2 + s/h + 4 + V/(2 l h)), l 96, h 12,288, V 50,257) in 1.25 s on
+    # 8,192 GPUs: 220 TFLOP/s each, 47 % under the README's 42 % of 989 (415 TFLOP/s).
+    assert "| GPT-3 175B | weak | fat tree | 8,192 | 1,024 | 16 | 1.25 s | 205 | 220 | -47% |" in text
+    assert "Llama 3.1 405B 400 TFLOP/s per GPU" in text
+    # The memory-centric variant has no published counterpart: 128 sequences of 8,192 of
+    # Llama 3.1 405B in 8 s on 1,024 GPUs are 336 TFLOP/s each, shown without an error.
+    assert "| Llama 3.1 405B | weak | fat tree + memory-nodes | 1,024 | 128 | 16 | 8.00 s | 128 | 336 | — |" in text
     assert "spine1-spine2 8.0 TB, spine2-spine3 1.0 TB |" in text and "device-fabric1" not in text
     assert "fat tree + memory-nodes" in text
     # 256 tokens/s per GPU at 1,024 GPUs, 204.8 at 8,192: 80 %.

@@ -34,6 +34,7 @@ __all__ = [
     "FRONTIER_MODELS",
     "FRONTIER_AXES",
     "FRONTIER_DESIGNS",
+    "FRONTIER_PUBLISHED",
     "frontier_rows",
     "tier_bytes",
     "tokens_per_device_s",
@@ -341,6 +342,19 @@ FRONTIER_DESIGNS = {"fat": "fat tree", "mc": "fat tree + memory-nodes"}
 # tree (docs/topologies.md): tensor parallelism inside a node, the pipeline's sends and
 # the data-parallel all-reduce over the rails' leaves and the tiers above them.
 FRONTIER_AXES = {"tp": "tensor (NVLink)", "pp": "pipeline (fabric)", "dp": "data (fabric)"}
+# The published per-GPU model throughput of the runs frontier_scale's models are laid
+# out after, by model label: (model FLOP/s per GPU, the run). For validation only:
+# nothing in mcdla is fitted to them (docs/results.md, "frontier-scale training").
+FRONTIER_PUBLISHED = {
+    # Llama 3 Herd of Models (Grattafiori et al. 2024), Table 4: Llama 3.1 405B on 16,384
+    # H100, TP 8, PP 16, DP 128, 16 sequences of 8,192 per replica (16M tokens a step),
+    # 400 TFLOPs/GPU (BF16 MFU 41 %; 430 at 8,192 GPUs, DP 64).
+    "llama": (400e12, "Llama 3 (Table 4): 16,384 H100, TP 8, PP 16, DP 128"),
+    # NVIDIA/Megatron-LM README, "Strong Scaling Results": GPT-3 175B (a larger
+    # vocabulary) from 96 to 4,608 H100 at a batch of 1,152 sequences, MFU 47 % down to
+    # 42 %; 42 % of the H100 SXM's 989 TFLOP/s dense BF16 (NVIDIA H100 datasheet).
+    "gpt3": (0.42 * 989e12, "Megatron-LM README: 4,608 H100, 42 % MFU"),
+}
 
 
 def frontier_rows(table: pd.DataFrame) -> pd.DataFrame:

@@ -655,33 +655,60 @@ def _fabric_section(table) -> list[str]:
 def _frontier_section(table) -> list[str]:
     """Beyond the paper: 3D-parallel LLM training on the three-tier H100 fat tree as it
     grows (experiment frontier_scale)."""
-    from mcdla.metrics.compare import FRONTIER_AXES, FRONTIER_DESIGNS, FRONTIER_MODELS, frontier_rows, tier_bytes
+    from mcdla.metrics.compare import (FRONTIER_AXES, FRONTIER_DESIGNS, FRONTIER_MODELS, FRONTIER_PUBLISHED,
+                                       frontier_rows, tier_bytes)
 
     data = frontier_rows(table)
     lines = ["## Beyond the paper: frontier-scale training on a three-tier fat tree", "",
              "Experiment `frontier_scale`: GPT-3 175B and Llama 3.1 405B on `h100_100k` (DGX H100 nodes, "
-             "rail leaves of 32 nodes, pods of 8 leaves (2,048 GPUs), 1:8 above the pods) reduced to each size; "
-             "tensor 8 in a node, 16 pipeline stages, data-parallel replicas the rest, micro-batches of one "
-             "sequence (1F1B); Llama with ZeRO-1 and full recompute. Weak: 16 sequences per replica; "
-             "strong: a fixed global batch. Each axis's "
+             "rail leaves of 32 nodes, pods of 8 leaves (2,048 GPUs), 1:8 above the pods) reduced to each size, "
+             "laid out as published runs ran them (the experiment file cites each): GPT-3 as NeMo's 175B "
+             "recipe (tensor 4, 8 stages of 12 interleaved one-layer chunks, sequence parallelism, selective "
+             "recompute, distributed optimizer), Llama as Llama 3's (tensor 8, 16 stages, 16 sequences per "
+             "replica, ZeRO-1; assumed where the paper is silent: 8 interleaved one-layer chunks per stage, "
+             "sequence parallelism, and full recompute, which its activations need at these data-parallel "
+             "sizes); micro-batches of one sequence. Weak: the batch grows with the replicas; "
+             "strong: a fixed global batch. Model TFLOP/s per GPU count Megatron-LM's "
+             "`num_floating_point_operations` (no recompute), as its MFU does (Llama 3 does not give its count); "
+             "published, beside the fat tree's rows: "
+             + "; ".join(f"{FRONTIER_MODELS[m]} {v / 1e12:,.0f} TFLOP/s per GPU ({run})"
+                         for m, (v, run) in FRONTIER_PUBLISHED.items())
+             + " (validation only: nothing is fitted to them). Each axis's "
              "share is the time its communication is in flight over the iteration (axes overlap); fabric "
              "bytes are shown for runs counted per class of link (past 4,096 GPUs), summed per tier.", "",
              "| model | scaling | design | GPUs | batch | micro-batches | iteration | tokens/s per GPU | "
+             "model TFLOP/s per GPU | vs published | "
              + " | ".join(FRONTIER_AXES.values()) + " | fabric bytes per tier |",
-             "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(FRONTIER_AXES) + "---|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(FRONTIER_AXES) + "---|"]
     for _, row in data.sort_values(["model", "scaling", "design", "devices"], kind="stable").iterrows():
         shares = " | ".join(f"{float(row[f'share_{axis}']):.0%}" for axis in FRONTIER_AXES)
         tiers = tier_bytes(row)
         fabric = ", ".join(f"{tier} {value / 1e12:,.1f} TB" for tier, value in sorted(tiers.items())
                            if "spine" in tier) or "—"
         micro = row.get("layout.micro_batches", float("nan"))
+        flops = _model_flops_per_gpu(row)
+        # The published runs ran on fat trees: the memory-centric variant has no counterpart.
+        published = FRONTIER_PUBLISHED.get(row["model"], (float("nan"),))[0] if row["design"] == "fat" else float("nan")
+        versus = "—" if published != published else f"{flops / published - 1:+.0%}"
         lines.append(f"| {FRONTIER_MODELS.get(row['model'], row['model'])} | {row['scaling']} | "
                      f"{FRONTIER_DESIGNS.get(row['design'], row['design'])} | {int(row['devices']):,} | "
                      f"{int(row['batch']):,} | "
                      f"{'' if micro != micro else int(micro)} | {float(row['iteration_time_s']):.2f} s | "
-                     f"{float(row['tokens_per_s']):,.0f} | {shares} | {fabric} |")
+                     f"{float(row['tokens_per_s']):,.0f} | {flops / 1e12:,.0f} | {versus} | {shares} | {fabric} |")
     lines += _frontier_reading(data)
     return lines
+
+
+def _model_flops_per_gpu(row) -> float:
+    """A frontier row's model FLOP/s per GPU: its iteration's FLOPs as Megatron-LM counts
+    them (mcdla.sweep.validate.iteration_flops, ``megatron_core``: no recompute), over
+    its iteration time and GPUs. iteration_flops reads only a row's args and formula."""
+    from types import SimpleNamespace
+
+    from mcdla.sweep.validate import iteration_flops
+
+    run = SimpleNamespace(args={"workload": row["workload"], "batch": int(row["batch"])}, flops="megatron_core")
+    return iteration_flops(run) / float(row["iteration_time_s"]) / float(row["devices"])
 
 
 def _frontier_reading(data) -> list[str]:
