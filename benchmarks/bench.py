@@ -26,7 +26,10 @@ Measured:
   and with ``--frontier`` on 16,384 (data 128) and the rings of 16,384 and 131,072 devices;
 - CLI start-up: ``mcdla --help``, ``mcdla workloads`` and ``mcdla sim`` (the default
   8-device point) as subprocesses, best of N;
-- the peak resident memory of this process (``resource.getrusage``).
+- the peak resident memory of each scale and 3D case, each run in its own process
+  (issue 27's 4 GB is per run): the child's own ``ru_maxrss`` as ``os.wait4`` returns it
+  for that child alone; and of this process (the grid, the single devices, the CLI's
+  parent), ``resource.getrusage(RUSAGE_SELF)``.
 
 Targets (PASS/MISS): a simulated iteration of the grid costs at most ~500k raw
 timeouts of wall time on average; a CLI start-up at most ~150k; issue 14's scale
@@ -34,12 +37,14 @@ targets, a 1,024-device iteration in under 2 s and a 16,384-device one in under 
 of this 2-core machine, whose raw rate is about 2.1M timeouts/s: 4.2M and 42M raw
 timeouts, and the 3D-parallel GPT-3 iteration in under 10 s: 21M (docs/performance.md);
 issue 27's (``--frontier``): 16,384 devices in 3 s (6.3M), 131,072 in 10 s (21M),
-GPT-3 on 16,384 H100s in 10 s (21M), and a peak resident memory under 4 GB.
+GPT-3 on 16,384 H100s in 10 s (21M), and a peak resident memory under 4 GB a run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import statistics
 import subprocess
@@ -65,7 +70,7 @@ SCALE_TARGETS = {1024: 2.0 * 2.1e6, 16384: 3.0 * 2.1e6, 131072: 10.0 * 2.1e6}
 # cluster_fabric's first (one switch per rail), resized.
 THREE_D_TARGET = 10.0 * 2.1e6
 THREE_D_FRONTIER = 16384
-# Issue 27: the peak resident memory of the run, in bytes.
+# Issue 27: the peak resident memory of a run (each case's own process), in bytes.
 PEAK_MEMORY_TARGET = 4e9
 
 WORKLOADS = ("alexnet", "googlenet", "vgg_e", "resnet34", "rnn_gemv", "rnn_lstm1", "rnn_lstm2", "rnn_gru")
@@ -115,6 +120,48 @@ def three_d(point: dict, gpus: int) -> tuple[float, int, int]:
     return time.perf_counter() - started, count, dp
 
 
+def _three_d_point() -> dict:
+    from mcdla.config.experiment import load_experiment
+
+    return {k: v for k, v in load_experiment("cluster_fabric").points[0].items() if k != "label"}
+
+
+def _case(case: str) -> dict:
+    """Run one case ``KIND:N`` in this process (the child side of :func:`in_own_process`):
+    ``ring:N``, the scale ring of N devices; ``3d:N``, GPT-3 on N H100s."""
+    kind, n = case.split(":")
+    if kind == "ring":
+        import tempfile
+
+        import scale
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result = scale.run_size(scale.write_ring(Path(tmp), int(n)), int(n))
+        return {"wall": result["total_wall_s"], "sim_wall": result["wall_s"], "events": int(result["events"])}
+    wall, count, dp = three_d(_three_d_point(), int(n))
+    return {"wall": wall, "events": count, "dp": dp}
+
+
+def in_own_process(case: str) -> tuple[dict, int]:
+    """:func:`_case` in a child process: (its result, its peak resident memory in bytes).
+    ``os.wait4`` returns the rusage of that child alone (``RUSAGE_CHILDREN`` would be
+    the largest of all children so far); Linux counts ``ru_maxrss`` in KiB."""
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--case", case],
+                             cwd=ROOT, stdout=subprocess.PIPE)
+    out = child.stdout.read()
+    child.stdout.close()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"bench case {case} failed (exit {child.returncode})")
+    return json.loads(out.decode().splitlines()[-1]), usage.ru_maxrss * 1024
+
+
+def memory_line(label: str, peak_bytes: int) -> str:
+    return (f"peak_memory {label}: {peak_bytes / 2**20:,.0f} MiB (target {PEAK_MEMORY_TARGET / 1e9:.0f} GB) "
+            f"{verdict(peak_bytes, PEAK_MEMORY_TARGET)}")
+
+
 def _unbudgeted(point: dict) -> dict:
     """simulate_point without the work budget: this script measures, it does not guard."""
     import math
@@ -132,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=BATCH, help="global batch (default: the paper's 512)")
     parser.add_argument("--scale", type=int, nargs="+", metavar="N", default=None,
                         help="ring sizes of the scale case (default: 64 256 1024; 64 with --quick)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, in a child process
     parser.add_argument("--frontier", action="store_true",
                         help="issue 27's cases too: the rings of 16,384 and 131,072 devices and GPT-3 on "
                         "16,384 H100s (several minutes; the 131,072-device ring needs MCDLA_MEMORY_BUDGET)")
     args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(_case(args.case)))
+        return 0
     batch = args.batch
 
     if args.quick:
@@ -175,31 +226,28 @@ def main(argv: list[str] | None = None) -> int:
     wall, count = run_point("ring", "bw_aware", "vgg_e", "data", batch)
     print(f"ring8 vgg_e batch {batch}: {wall * 1e3:.1f} ms, {count} events, {cost(wall)}")
 
-    import tempfile
-
     import scale
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sizes = list(args.scale or (SCALE_QUICK if args.quick else SCALE_SIZES))
-        sizes += [n for n in (16384, 131072) if args.frontier and n not in sizes]
-        for n in sizes:
-            result = scale.run_size(scale.write_ring(Path(tmp), n), n)
-            wall, count = result["total_wall_s"], int(result["events"])
-            rate = count / result["wall_s"]
-            print(f"scale ring{n} resnet34 batch {scale.SAMPLES_PER_DEVICE * n}: {wall:.2f} s "
-                  f"(simulating {result['wall_s']:.2f} s), {count} events, {rate:,.0f} events/s "
-                  f"({rate / raw:.4f} x raw), {cost(wall)}"
-                  + (f" (target {SCALE_TARGETS[n]:,.0f}) {verdict(wall * raw, SCALE_TARGETS[n])}"
-                     if n in SCALE_TARGETS else ""))
+    sizes = list(args.scale or (SCALE_QUICK if args.quick else SCALE_SIZES))
+    sizes += [n for n in (16384, 131072) if args.frontier and n not in sizes]
+    for n in sizes:
+        result, peak = in_own_process(f"ring:{n}")
+        wall, count = result["wall"], result["events"]
+        rate = count / result["sim_wall"]
+        print(f"scale ring{n} resnet34 batch {scale.SAMPLES_PER_DEVICE * n}: {wall:.2f} s "
+              f"(simulating {result['sim_wall']:.2f} s), {count} events, {rate:,.0f} events/s "
+              f"({rate / raw:.4f} x raw), {cost(wall)}"
+              + (f" (target {SCALE_TARGETS[n]:,.0f}) {verdict(wall * raw, SCALE_TARGETS[n])}"
+                 if n in SCALE_TARGETS else ""))
+        print(memory_line(f"scale ring{n}", peak))
 
     if not args.quick:
-        from mcdla.config.experiment import load_experiment
-
-        point = {k: v for k, v in load_experiment("cluster_fabric").points[0].items() if k != "label"}
-        for gpus in (8 * point["generator.nodes"],) + ((THREE_D_FRONTIER,) if args.frontier else ()):
-            wall, count, dp = three_d(point, gpus)
+        for gpus in (8 * _three_d_point()["generator.nodes"],) + ((THREE_D_FRONTIER,) if args.frontier else ()):
+            result, peak = in_own_process(f"3d:{gpus}")
+            wall, count, dp = result["wall"], result["events"], result["dp"]
             print(f"3d gpt3_175b t8 p16 d{dp} on {gpus} H100s: {wall:.2f} s, {count} events, {cost(wall)} "
                   f"(target {THREE_D_TARGET:,.0f}) {verdict(wall * raw, THREE_D_TARGET)}")
+            print(memory_line(f"3d on {gpus} H100s", peak))
 
     for label, cli_args in (("--help", ["--help"]), ("workloads", ["workloads"])):
         wall = cli_startup_s(cli_args, repeat)
@@ -208,9 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = cli_startup_s(["sim"], repeat)  # start-up, loading and one 8-device iteration: no target
     print(f"cli_startup mcdla sim: {wall * 1e3:.1f} ms, {cost(wall)}")
 
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(f"peak_memory: {peak_kib / 1024:.1f} MiB (target {PEAK_MEMORY_TARGET / 1e9:.0f} GB) "
-          f"{verdict(peak_kib * 1024, PEAK_MEMORY_TARGET)}")
+    # This process: the grid, the single devices and the 8-device ring (the cases ran in their own).
+    print(memory_line("this process", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))  # KiB on Linux
     return 0
 
 

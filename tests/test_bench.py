@@ -22,3 +22,8 @@ def test_bench_quick_prints_every_field(capsys):
         assert re.search(rf"^{re.escape(field)}[ :]", out, re.M), f"{field} missing from:\n{out}"
     assert re.search(r"grid_cost_per_sim: [\d,]+ raw timeouts .* (PASS|MISS)$", out, re.M)
     assert len(re.findall(r"\((?:target [\d,]+)\) (?:PASS|MISS)$", out, re.M)) == 3
+    # Each case's memory comes from its own process (issue 27's 4 GB is per run), and this
+    # process's separately: a case's line and this process's line, each with a verdict.
+    for label in ("scale ring64", "this process"):
+        found = re.search(rf"^peak_memory {label}: ([\d,]+) MiB \(target 4 GB\) (PASS|MISS)$", out, re.M)
+        assert found and int(found.group(1).replace(",", "")) > 0, f"{label}'s memory missing from:\n{out}"

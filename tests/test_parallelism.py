@@ -173,6 +173,24 @@ def test_pipeline_stages_send_activations_and_gradients_point_to_point():
     assert sum(c.size_bytes for c in reductions) == pytest.approx(GPT2_PARAMS * 2)  # each stage its own groups
 
 
+def test_a_pipeline_pairs_route_is_derived_once_per_run(monkeypatch):
+    # The rank classes read every stage pair's route and the sends read them again: one
+    # derivation per pair in a run (mcdla.sim.pipeline.pipeline_route), the same routes.
+    from mcdla.sim import pipeline, training
+
+    asked = []
+
+    def counted(rings, src, dst, *rest):
+        asked.append((src, dst))
+        return p2p_paths(rings, src, dst, *rest)
+
+    for module in (pipeline, training):  # wherever a run may derive a route
+        monkeypatch.setattr(module, "p2p_paths", counted, raising=False)
+    record = iterate(pipeline_parallel=2, training_options=dict(micro_batches=4))
+    assert asked and len(asked) == len(set(asked))
+    assert len(record.transfers) == 4 * 4 * 2 * 6  # as in the test above: every send made
+
+
 @pytest.mark.parametrize("design, src, dst, flows, hops", [
     ("dgx_h100", "D0", "D3", 18, 2),  # straight through the NVSwitch, over all 18 NVLinks
     ("dgx_h100_4node", "D0", "D8", 18, 2),  # GPU 0 of node 0 to GPU 0 of node 1: over rail 0, a flow a ring

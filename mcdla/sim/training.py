@@ -50,7 +50,7 @@ from mcdla.hw.cache import Cache
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
-from mcdla.hw.network import p2p_paths, reduce_unit, sub_ring
+from mcdla.hw.network import reduce_unit, sub_ring
 from mcdla.hw.parallelism import device_share
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.hw.tiers import state_routes, state_tier, used_tiers
@@ -64,7 +64,7 @@ from mcdla.sim.flownet import FlowNetwork
 from mcdla.sim.invariants import check_iteration
 from mcdla.sim.memory import BackingStores, DeviceMemory
 from mcdla.sim.passes import DeviceWork, whole_pass
-from mcdla.sim.pipeline import PipeLinks, PipelineStage, pipeline_plan
+from mcdla.sim.pipeline import PipeLinks, PipelineStage, pipeline_plan, pipeline_route
 from mcdla.sim.plan import device_model_state, make_plan
 from mcdla.sim.records import DeviceRecord, IterationRecord, RunInputs
 
@@ -136,7 +136,7 @@ class Iteration:
         self.tensor_groups = self.layout.groups("tp")
         self.data_groups = self.layout.groups("dp")
         self.stage_of = self.layout.along("pp")
-        self.cache = Cache()  # what the run derives (its sub-rings'), shared with no other run
+        self.cache = Cache()  # what the run derives (its sub-rings, its pipeline routes), shared with no other run
         # Expert parallelism's groups, cut from the data-parallel replicas (mcdla.sim.expert).
         self.expert_groups, self.expert_data_groups, self.expert_tensor_groups = expert.expert_groups(
             self.rank_device, t, dp, pp, execution.expert_parallel, execution.expert_tensor_parallel)
@@ -227,8 +227,7 @@ class Iteration:
                      and execution.expert_skew is None)  # a skewed routing singles out each ep group's hot rank
         links = []
         if pp > 1 and supported:
-            links = [(kind, names[d], names[peer],
-                      p2p_paths(topology.rings, names[d], names[peer], topology.reverse_of, topology.channels))
+            links = [(kind, names[d], names[peer], pipeline_route(topology, self.cache, names[d], names[peer]))
                      for d, pair in self.peers.items() for kind, peer in zip(("prev", "next"), pair)
                      if peer is not None]
         # With communicators of groups, the topology's own rings carry nothing, nor do a
@@ -358,7 +357,7 @@ class Iteration:
                                   streams[group[0]][1], members=group,
                                   expert_streams=tuple(streams[group[0]][2:5]) or (None,) * 3).process
                     for group in self.symmetry.device_classes], None
-        links = PipeLinks(env, self.net, topology)
+        links = PipeLinks(env, self.net, topology, self.cache)
         names = topology.devices
         devices = []
         for group in self.symmetry.device_classes:
