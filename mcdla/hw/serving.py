@@ -27,6 +27,15 @@ With pipeline stages (``stages``), a device holds its stage's weights and its st
 layers' cache; the iteration still computes every layer (the stages run in turn) and
 adds, per stage boundary, the tensors the next stage reads (:attr:`ServingModel.boundary_elems`).
 
+FP8 weights (``precision_bytes`` 1) as vLLM and TensorRT-LLM run them: the linear
+layers' weights in one byte, their GEMMs on the FP8 lanes, the output dequantized in
+the GEMM's epilogue; everything else in BF16 (:data:`ACTIVATION_BYTES`): the
+activations between layers, norms and element-wise kernels, attention, the
+all-reduces, the pipeline's sends, the KV cache (vLLM's default ``kv_cache_dtype``
+"auto" is the model's dtype), and the embedding and vocabulary projection, which the
+engines leave unquantized. Before each FP8 GEMM a quantization kernel reads its BF16
+input and writes it in FP8 (:meth:`ServingModel.fp8_kernels`; docs/serving.md).
+
 KV bytes per token (all devices, the whole model): ``2 x layers x kv_heads x
 head_dim x bytes`` for multi-head and grouped-query attention (K and V; V's head
 size where it differs); with DeepSeek's multi-head latent attention the cache holds
@@ -54,6 +63,10 @@ __all__ = ["KvGeometry", "StepCost", "ServingModel", "kv_geometry"]
 # Layers an inference iteration does not run: the data layer and the training loss.
 _NOT_SERVED = ("input", "cross_entropy")
 LM_HEAD = "lm_head"  # the vocabulary projection (mcdla.config.templates)
+# With FP8 weights the engines keep activations (and, by default, the KV cache) in
+# BF16: vLLM's Fp8LinearMethod.apply quantizes a BF16 input (vllm/_custom_ops.py
+# scaled_fp8_quant) before each FP8 GEMM, and kv_cache_dtype "auto" is the model dtype.
+ACTIVATION_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ def kv_geometry(workload: Workload, latent: int = 0) -> KvGeometry:
         raise ValueError(f"workload {workload.name!r} has no attention layer to serve")
     a = cores[0]
     return KvGeometry(layers=len(cores), heads=a.heads, kv_heads=a.kv_heads, head_dim=a.head_dim,
-                      v_head_dim=a.v_head_dim or a.head_dim, element_bytes=workload.precision_bytes,
+                      v_head_dim=a.v_head_dim or a.head_dim, element_bytes=activation_bytes(workload),
                       latent=latent)
 
 
@@ -96,6 +109,11 @@ class StepCost:
     weight_bytes: float  # the weights it holds (a dense model reads them all every iteration)
     kv_read_bytes: float  # the KV cache its attention reads
     sends: tuple[float, ...] = ()  # pipeline parallelism: bytes each rank sends across stage boundary s
+
+
+def activation_bytes(workload: Workload) -> int:
+    """Bytes of an activation (and of a KV-cache element): BF16 when the weights are FP8."""
+    return ACTIVATION_BYTES if workload.precision_bytes == 1 else workload.precision_bytes
 
 
 class ServingModel:
@@ -114,7 +132,8 @@ class ServingModel:
                  stages: tuple[range, ...] = (), ep: int = 1):
         self.device, self.workload, self.tp, self.kv, self.ep = device, workload, tp, geometry, ep
         self.stages = stages or (range(len(workload.layers)),)
-        self.prec = workload.precision_bytes
+        self.prec = workload.precision_bytes  # the weights' bytes
+        self.act = activation_bytes(workload)  # the activations' (= prec unless the weights are FP8)
         try:
             split = tensor_split(workload.layers, tp)
         except InputError as exc:  # training's message, under the serving key
@@ -154,12 +173,19 @@ class ServingModel:
         held, stage = {}, {}
         for layer, shards, s in zip(self.workload.layers, self.shards, self.stage_of):
             if layer.weight_group is not None and layer.params:
-                held[layer.weight_group] = max(held.get(layer.weight_group, 0.0), layer.params / shards)
+                size = layer.params / shards * self._weight_element_bytes(layer)
+                held[layer.weight_group] = max(held.get(layer.weight_group, 0.0), size)
                 stage.setdefault(layer.weight_group, s)
         per_stage = [0.0] * len(self.stages)
         for group, size in held.items():
             per_stage[stage[group]] += size
-        return max(per_stage) * self.prec
+        return max(per_stage)
+
+    def _weight_element_bytes(self, layer) -> int:
+        """Bytes of one of ``layer``'s weights: FP8 for a quantized linear layer's; the
+        embedding and the vocabulary projection stay in BF16 (vLLM's Fp8Config quantizes
+        LinearBase layers only, not VocabParallelEmbedding/ParallelLMHead)."""
+        return self.prec if layer.lowering is not None and layer.name != LM_HEAD else self.act
 
     @cached_property
     def attention_layers(self) -> tuple[int, ...]:
@@ -243,11 +269,12 @@ class ServingModel:
         is missed by one token with probability 1 - k/E, so ``tokens`` leave a share
         1 - (1 - k/E)^tokens of its weights to read (the training model reads every
         expert: at a training batch that share is 1)."""
+        kernels = self.fp8_kernels(layer, tokens, shards)
         if not _routed(layer):
-            return layer_time(device, layer, "fwd", tokens, self.prec, shards)
+            return sum(kernel_time(device, kernel).time_s for kernel in kernels)
         touched = 1.0 - (1.0 - layer.active_params / layer.params) ** tokens
         seconds = 0.0
-        for kernel in layer.kernels("fwd", tokens, self.prec, shards):
+        for kernel in kernels:
             if kernel.operand_bytes is not None:  # the forward GEMM: (weights, tokens in, out)
                 weights, inputs, out = kernel.operand_bytes
                 kept = int(weights * touched)
@@ -255,10 +282,31 @@ class ServingModel:
             seconds += kernel_time(device, kernel).time_s
         return seconds
 
+    def fp8_kernels(self, layer, tokens: int, shards: int) -> tuple[Kernel, ...]:
+        """``layer``'s forward kernels at ``tokens``, activations at :attr:`act` bytes. With
+        FP8 weights each quantized GEMM reads 1-byte weights and a 1-byte input on the
+        FP8 lanes, writes BF16 (dequantized in its epilogue), after a quantization kernel
+        that reads the BF16 input and writes it in FP8 (static per-tensor scales, as the
+        FP8 checkpoints of TensorRT-LLM/ModelOpt and vLLM carry: one pass, unfused)."""
+        kernels = layer.kernels("fwd", tokens, self.act, shards)
+        if self._weight_element_bytes(layer) == self.act:
+            return kernels
+        out: list[Kernel] = []
+        for kernel in kernels:
+            if kernel.operand_bytes is None:
+                out.append(kernel)
+                continue
+            weights, inputs, result = kernel.operand_bytes
+            w8, in8 = weights * self.prec // self.act, inputs * self.prec // self.act
+            out.append(Kernel(f"{kernel.name}:quant_fp8", 0, inputs + in8, None, element_bytes=self.act))
+            out.append(replace(kernel, bytes=w8 + in8 + result, operand_bytes=(w8, in8, result),
+                               element_bytes=self.prec))
+        return tuple(out)
+
     def _decode_attention_s(self, context_tokens: int, seqs: int, device: DeviceSpec) -> tuple[float, float]:
         """Seconds and KV bytes of one layer's decode attention over ``seqs`` requests
         holding ``context_tokens`` in all (one memory-bound kernel)."""
-        a, e = self.attention, self.prec
+        a, e = self.attention, self.act
         heads = ceil_div(a.heads, self.tp)
         kv = context_tokens * self.kv.bytes_per_token(self.tp) / self.kv.layers
         dv = a.v_head_dim or a.head_dim
@@ -269,7 +317,7 @@ class ServingModel:
     def _prefill_attention_s(self, chunk: int, prefix: int) -> tuple[float, float]:
         """Seconds and KV bytes of one layer's causal attention of a ``chunk`` of queries
         after ``prefix`` cached tokens (a fused kernel)."""
-        a, e = self.attention, self.prec
+        a, e = self.attention, self.act
         heads, kv_heads = ceil_div(a.heads, self.tp), ceil_div(a.kv_heads, self.tp)
         d, dv = a.head_dim, a.v_head_dim or a.head_dim
         keys = prefix + chunk
@@ -309,8 +357,8 @@ class ServingModel:
             seconds += layers * s
             kv_read += layers * b
         reduced = [l for l, s in zip(self.reduced, self.reduced_stage) if stage in (None, s)]
-        reduce_bytes = float(sum(l.out_elems_per_sample for l in reduced) * tokens * self.prec)
-        sends = tuple(float(elems * tokens * self.prec) for s, elems in enumerate(self.boundary_elems)
+        reduce_bytes = float(sum(l.out_elems_per_sample for l in reduced) * tokens * self.act)
+        sends = tuple(float(elems * tokens * self.act) for s, elems in enumerate(self.boundary_elems)
                       if stage in (None, s))
         return StepCost(seconds, len(reduced), reduce_bytes, self.weight_bytes, kv_read, sends)
 
