@@ -112,7 +112,7 @@ class ExpertInstance(ComposedInstance):
         """The iteration's all-to-alls over the instance: ``tokens`` a device's slots' share."""
         run, env = self.run, self.run.env
         count, elems = run.model.exchange_elems
-        size = tokens * elems * run.model.prec
+        size = tokens * elems * run.model.act  # the tokens travel as activations (BF16 with FP8 weights)
         if size <= 0:
             return
         start = env.now
