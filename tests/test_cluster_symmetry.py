@@ -5,7 +5,8 @@ block of nodes maps everything the whole refinement sees onto itself (the graph,
 capacities, the stage colours, the groups, their sub-rings as multisets, the pipeline
 links), and the refinement's classes are unions of its orbits; shifting by one node does
 not carry the sub-rings (the derived rings snake, so a node's ring is its neighbour's
-reversed). Not yet used by the run: it is what a quotient by this shift would need."""
+reversed). The shift is mcdla's own translation with blocks (mcdla.hw.translation); the run
+does not use it yet: it is what a quotient by this shift would need."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from collections import Counter
 
 import pytest
 
-import mcdla.sim.training as training
 from mcdla.hw.network import RANK_LINKS
+from mcdla.hw.translation import Translation
 from mcdla.run import load_inputs
+from mcdla.sim import training
 from mcdla.sim.training import Iteration
 
 _NODE = re.compile(r"([A-Z]+)(\d+)$")
@@ -40,21 +42,15 @@ def _captured(monkeypatch, sets):
 
 
 def _shift(topology, nodes: int, stage_nodes: int, by: int):
-    """Node j of stage block s -> node s x B + (j + by) mod B, every per-node name (devices,
-    NVSwitches, sockets, fabric switches) with its node; switches above the nodes stay."""
+    """mcdla's translation (mcdla.hw.translation, with blocks) moving node j of stage block
+    s to node s x B + (j + by) mod B, each node's devices, NVSwitches, sockets and fabric
+    switch with it, the switches above the nodes in place: one step of it."""
     per = {p: n // nodes for p, n in Counter(_NODE.match(v).group(1) for v in topology.graph).items()
            if p in _PER_NODE}
-
-    def node(name: str) -> str:
-        found = _NODE.match(name)
-        if not found or found.group(1) not in per:
-            return name
-        unit = per[found.group(1)]
-        at, local = divmod(int(found.group(2)), unit)
-        block, j = divmod(at, stage_nodes)
-        return f"{found.group(1)}{(block * stage_nodes + (j + by) % stage_nodes) * unit + local}"
-
-    return lambda name: "".join(node(part) for part in _SEPARATORS.split(name))
+    t = Translation.of(topology.graph, {p: by * unit for p, unit in per.items()},
+                       {p: stage_nodes * unit for p, unit in per.items()})
+    assert t is not None and t.order == stage_nodes // by
+    return lambda name: t.shift(name, 1)
 
 
 def _ring_key(ring, move):
@@ -67,7 +63,7 @@ def _ring_key(ring, move):
 
 def _carried(seen, move) -> dict[str, bool]:
     topology, kw = seen["topology"], seen["kw"]
-    same = lambda name: name  # noqa: E731
+    same = lambda name: name
     edges = Counter(tuple(sorted(e)) for e in topology.graph.edges())
     capacities = topology.capacities()
     position = {d: n for n, d in enumerate(topology.devices)}
