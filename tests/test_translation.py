@@ -152,3 +152,29 @@ def test_a_hand_written_file_may_not_claim_a_translation(tmp_path):
     with pytest.raises(InputError, match="generators only") as caught:
         load_topology(str(listed))
     assert caught.value.key == "translation"
+
+
+def test_a_translation_within_blocks_moves_each_node_around_its_own_block():
+    """Blocks of 8 devices (a pipeline stage's), two devices a step: order 4; a name's
+    orbit key is the same from every member, and the fast keys agree with it."""
+    names = [f"D{i}" for i in range(16)] + [f"SW{i}" for i in range(8)] + ["SP0"]
+    t = Translation.of(names, {"D": 2, "SW": 1}, {"D": 8, "SW": 4})
+    assert t is not None and t.order == 4
+    assert [t.shift(f"D{i}", 1) for i in (0, 6, 7, 9, 15)] == ["D2", "D0", "D1", "D11", "D9"]
+    assert t.shift("SW7", 1) == "SW4" and t.shift("SP0", 1) == "SP0"
+    assert t.orbit("D13") == ((("D", 9),), 2)
+    channels = ["D13>SP0:0", "D13>SW5:1", "SW6>D12:0", "D3>D14:2", "D13/SW7", "SP0>D5:0"]
+    for name in channels + names:
+        assert t.shift(name, t.order) == name
+        key = t.orbit(name)[0]
+        assert all(t.orbit(t.shift(name, k))[0] == key for k in range(t.order))
+    assert t.keys(channels) == {name: t.orbit(name)[0] for name in channels}
+    assert t.orbit("D13>SW5:1") == ((("D", 9), ">", ("SW", 7), ":", "1"), 2)  # the switch moved back with it
+
+
+def test_blocks_that_do_not_fit_are_no_translation():
+    names = [f"D{i}" for i in range(12)]
+    assert Translation.of(names, {"D": 2}, {"D": 8}) is None  # 12 devices are no whole number of 8s
+    assert Translation.of(names, {"D": 4}, {"D": 6}) is None  # a block of 6 is no whole number of 4s
+    assert Translation.of(names, {"D": 3}, {"D": 3}) is None  # order 1: nothing moves
+    assert Translation.of(names, {"D": 1}, {"D": 6}).order == 6

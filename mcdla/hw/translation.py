@@ -3,8 +3,10 @@
 A generator knows the regularity of what it writes: MC-DLA's ring of N devices and N
 memory-nodes is the same seen from any device (D_i -> D_(i+1), M_i -> M_(i+1)). It hands
 that to the run as a *translation*: per node-name prefix, the index step one
-translation moves a node by (``{"D": 1, "M": 1}``; a prefix not named stays put). Its
-powers form a cyclic group of ``order`` elements, and every name (node, channel
+translation moves a node by (``{"D": 1, "M": 1}``; a prefix not named stays put), within
+blocks of a prefix's nodes (by default one block of all of them; a pipeline run shifts
+the nodes within each stage's block, docs/performance.md). Its powers form a cyclic group
+of ``order`` elements, and every name (node, channel
 ``A>B:k``, port ``M0/D0``) belongs to an orbit: the names it is moved to.
 
 :mod:`mcdla.hw.symmetry` refines the quotient by these orbits (one vertex each,
@@ -35,15 +37,20 @@ class Translation:
     __slots__ = ("order", "_nodes", "_steps", "_counts")
 
     def __init__(self, order: int, nodes: dict[str, tuple[str, int]], steps: dict[str, int],
-                 counts: dict[str, int]) -> None:
+                 blocks: dict[str, int]) -> None:
         self.order = order
-        self._nodes, self._steps, self._counts = nodes, steps, counts
+        # _counts: each prefix's block, the nodes one translation moves around in
+        # (node i stays in its block: i - i % block .. i - i % block + block - 1).
+        self._nodes, self._steps, self._counts = nodes, steps, blocks
 
     @staticmethod
-    def of(names: Iterable[str], steps: Mapping[str, int]) -> "Translation | None":
-        """The translation moving ``steps``' prefixes over the nodes ``names``, or None if
-        it is no group of order > 1 (a prefix's nodes not a whole number of steps, or
-        prefixes that come back to the start after different numbers of steps)."""
+    def of(names: Iterable[str], steps: Mapping[str, int],
+           blocks: Mapping[str, int] | None = None) -> "Translation | None":
+        """The translation moving ``steps``' prefixes over the nodes ``names`` (within
+        ``blocks`` of each prefix's nodes; None: one block of all), or None if it is no
+        group of order > 1 (a prefix's nodes not a whole number of blocks, a block not
+        of whole steps, or prefixes that come back to the start after different numbers
+        of steps)."""
         nodes: dict[str, tuple[str, int]] = {}
         counts: dict[str, int] = {}  # a prefix's nodes, numbered 0 .. count-1
         top: dict[str, int] = {}
@@ -54,18 +61,21 @@ class Translation:
                 nodes[name] = (prefix, index)
                 counts[prefix] = counts.get(prefix, 0) + 1
                 top[prefix] = max(top.get(prefix, 0), index + 1)
-        orders = {counts.get(p, 0) // s for p, s in steps.items() if s > 0}
-        if len(orders) != 1 or counts != top or any(counts.get(p, 0) % s for p, s in steps.items() if s > 0):
+        sizes = {p: (blocks or {}).get(p, n) for p, n in counts.items()}
+        orders = {sizes.get(p, 0) // s for p, s in steps.items() if s > 0}
+        if len(orders) != 1 or counts != top or any(sizes.get(p, 0) % s for p, s in steps.items() if s > 0) \
+                or any(n % sizes[p] for p, n in counts.items()):
             return None
         order = orders.pop()
-        return Translation(order, nodes, dict(steps), counts) if order > 1 else None
+        return Translation(order, nodes, dict(steps), sizes) if order > 1 else None
 
     def _move(self, token: str, times: int) -> str:
         found = self._nodes.get(token)
         if found is None:
             return token
         prefix, index = found
-        return f"{prefix}{(index + times * self._steps[prefix]) % self._counts[prefix]}"
+        block = self._counts[prefix]
+        return f"{prefix}{index - index % block + (index % block + times * self._steps[prefix]) % block}"
 
     def shift(self, name: str, times: int) -> str:
         """``name`` moved ``times`` translations on."""
@@ -81,8 +91,9 @@ class Translation:
         the key is its name's parts, each moving node as (prefix, index)."""
         found = self._nodes.get(name)
         if found is not None:  # a node: the most asked, kept fast
-            step = self._steps[found[0]]
-            return ((found[0], found[1] % step),), found[1] // step
+            step, block = self._steps[found[0]], self._counts[found[0]]
+            at = found[1] % block
+            return ((found[0], found[1] - at + at % step),), at // step
         src, arrow, rest = name.partition(">")
         if arrow:  # a channel, A>B:k
             dst, colon, k = rest.rpartition(":")
@@ -103,9 +114,10 @@ class Translation:
                 if a is None or not slash or "/" in tail or ":" in tail:
                     out[name] = self.orbit(name)[0]
                     continue
-                b, s = nodes.get(tail), steps[a[0]]
-                out[name] = ((a[0], a[1] % s), "/", tail if b is None else
-                             (b[0], (b[1] - a[1] // s * steps[b[0]]) % counts[b[0]]))
+                b, s, block = nodes.get(tail), steps[a[0]], counts[a[0]]
+                at = a[1] % block
+                out[name] = ((a[0], a[1] - at + at % s), "/", tail if b is None else
+                             (b[0], _back(b[1], at // s * steps[b[0]], counts[b[0]])))
                 continue
             dst, colon, k = rest.rpartition(":")
             a = nodes.get(src) if colon else None
@@ -113,12 +125,14 @@ class Translation:
                 out[name] = self.orbit(name)[0]
                 continue
             p, i = a
-            s = steps[p]
+            s, block = steps[p], counts[p]
+            at = i % block
             b = nodes.get(dst)
             if b is None:
-                out[name] = ((p, i % s), ">", dst, ":", k)
+                out[name] = ((p, i - at + at % s), ">", dst, ":", k)
             else:
-                out[name] = ((p, i % s), ">", (b[0], (b[1] - i // s * steps[b[0]]) % counts[b[0]]), ":", k)
+                out[name] = ((p, i - at + at % s), ">", (b[0], _back(b[1], at // s * steps[b[0]], counts[b[0]])),
+                             ":", k)
         return out
 
     def cell(self, devices) -> tuple[str, ...]:
@@ -145,11 +159,17 @@ class Translation:
             prefix, index = found
             step = self._steps[prefix]
             if times is None:
-                times = index // step
-            key.append((prefix, (index - times * step) % self._counts[prefix]))
+                times = index % self._counts[prefix] // step
+            key.append((prefix, _back(index, times * step, self._counts[prefix])))
         return tuple(key), times or 0
 
     def size(self, key: tuple) -> int:
         """The members of the orbit of ``key``: the order, or 1 for a name no
         translation moves."""
         return self.order if any(isinstance(part, tuple) for part in key) else 1
+
+
+def _back(index: int, by: int, block: int) -> int:
+    """Node ``index`` moved ``by`` indices back within its block of ``block`` nodes."""
+    at = index % block
+    return index - at + (at - by) % block

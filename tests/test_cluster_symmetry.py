@@ -1,0 +1,115 @@
+"""The premise of the cluster generator's symmetry for 3D runs (docs/performance.md, "The
+cluster generator's symmetry: the design checked"): on a rails cluster (and a fat tree
+whose leaves hold whole stages), shifting the nodes by two within each pipeline stage's
+block of nodes maps everything the whole refinement sees onto itself (the graph, the
+capacities, the stage colours, the groups, their sub-rings as multisets, the pipeline
+links), and the refinement's classes are unions of its orbits; shifting by one node does
+not carry the sub-rings (the derived rings snake, so a node's ring is its neighbour's
+reversed). The shift is mcdla's own translation with blocks (mcdla.hw.translation); the run
+does not use it yet: it is what a quotient by this shift would need."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from mcdla.hw.network import RANK_LINKS
+from mcdla.hw.translation import Translation
+from mcdla.run import load_inputs
+from mcdla.sim import training
+from mcdla.sim.training import Iteration
+
+_NODE = re.compile(r"([A-Z]+)(\d+)$")
+_SEPARATORS = re.compile(r"([>/:])")
+_PER_NODE = ("D", "SW", "CPU", "FS")  # a node's devices, NVSwitches, sockets, fabric switch (not SP: rails, leaves)
+
+
+def _captured(monkeypatch, sets):
+    """The topology and what the run hands the refinement, and the classes it returns."""
+    seen = {}
+
+    def spy(topology, policy, supported=True, **kw):
+        seen.update(topology=topology, kw=kw, symmetry=real(topology, policy, supported, **kw))
+        return seen["symmetry"]
+
+    real = training.rank_classes
+    monkeypatch.setattr(training, "rank_classes", spy)
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", sets, batch=64)
+    Iteration(topology, workload, execution).symmetry  # noqa: B018 (built on first use)
+    return seen
+
+
+def _shift(topology, nodes: int, stage_nodes: int, by: int):
+    """mcdla's translation (mcdla.hw.translation, with blocks) moving node j of stage block
+    s to node s x B + (j + by) mod B, each node's devices, NVSwitches, sockets and fabric
+    switch with it, the switches above the nodes in place: one step of it."""
+    per = {p: n // nodes for p, n in Counter(_NODE.match(v).group(1) for v in topology.graph).items()
+           if p in _PER_NODE}
+    t = Translation.of(topology.graph, {p: by * unit for p, unit in per.items()},
+                       {p: stage_nodes * unit for p, unit in per.items()})
+    assert t is not None and t.order == stage_nodes // by
+    return lambda name: t.shift(name, 1)
+
+
+def _ring_key(ring, move):
+    """What the refinement sees of a ring: its size, latencies and ranks, and each role's
+    channels, as multisets."""
+    roles = (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS))
+    return (ring.size, tuple(sorted(ring.latency_s)), tuple(sorted(map(move, ring.ranks))),
+            tuple((role, tuple(sorted(Counter(map(move, channels)).items()))) for role, channels in roles))
+
+
+def _carried(seen, move) -> dict[str, bool]:
+    topology, kw = seen["topology"], seen["kw"]
+    same = lambda name: name
+    edges = Counter(tuple(sorted(e)) for e in topology.graph.edges())
+    capacities = topology.capacities()
+    position = {d: n for n, d in enumerate(topology.devices)}
+    colours = kw["colours"]
+    groups = {(kind, frozenset(members)) for kind, members, _ in kw["groups"]}
+    rings = {_ring_key(r, same) for _, _, rs in kw["groups"] for r in rs}
+    links = {(kind, src, dst, tuple(paths)) for kind, src, dst, paths in kw["links"]}
+    cls = {d: n for n, c in enumerate(seen["symmetry"].device_classes) for d in c}
+    return {
+        "graph": Counter(tuple(sorted(map(move, e))) for e in topology.graph.edges()) == edges,
+        "capacities": all(capacities.get(move(r)) == bw for r, bw in capacities.items()),
+        "colours": all(colours[position[move(d)]] == colours[n] for n, d in enumerate(topology.devices)),
+        "groups": all((kind, frozenset(map(move, m))) in groups for kind, m, _ in kw["groups"]),
+        "rings": all(_ring_key(r, move) in rings for _, _, rs in kw["groups"] for r in rs),
+        "links": all((kind, move(src), move(dst), tuple((share, tuple(map(move, path)), latency)
+                                                         for share, path, latency in paths)) in links
+                     for kind, src, dst, paths in kw["links"]),
+        "classes": all(cls[position[move(d)]] == cls[n] for n, d in enumerate(topology.devices)),
+    }
+
+
+# (nodes, tensor, pipeline, leaf nodes or None): stages of 4-8 nodes; tensor 8 (a node),
+# 4 and 2 (several groups a node); leaves of a whole stage or of several.
+CASES = [(8, 8, 2, None), (16, 8, 4, None), (8, 4, 2, None), (8, 2, 2, None), (16, 8, 2, 8), (16, 8, 4, 8)]
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf", CASES)
+def test_a_two_node_shift_within_each_stage_maps_the_run_onto_itself(monkeypatch, nodes, tp, pp, leaf):
+    sets = [("generator.nodes", nodes), ("host.sockets", 2 * nodes), ("execution.tensor_parallel", tp),
+            ("execution.pipeline_parallel", pp)] + ([("generator.nodes_per_leaf", leaf)] if leaf else [])
+    seen = _captured(monkeypatch, sets)
+    assert len(seen["symmetry"].device_classes) < len(seen["topology"].devices)  # the run is lumped at all
+    stage_nodes = nodes // pp
+    two = _carried(seen, _shift(seen["topology"], nodes, stage_nodes, 2))
+    assert two == dict.fromkeys(two, True)
+    if tp == 8:  # a node's tensor ring snakes the other way from its neighbour's
+        one = _carried(seen, _shift(seen["topology"], nodes, stage_nodes, 1))
+        assert not one["rings"] and one["graph"] and one["groups"]
+
+
+def test_leaves_smaller_than_a_stage_need_the_leaves_moved_too(monkeypatch):
+    """With leaves of 4 nodes under stages of 8, a node shift that leaves the switches in
+    place moves half a leaf's nodes to the next leaf: the fat tree's leaves must move with
+    their own step (the design's per-level steps)."""
+    sets = [("generator.nodes", 16), ("host.sockets", 32), ("execution.tensor_parallel", 8),
+            ("execution.pipeline_parallel", 2), ("generator.nodes_per_leaf", 4)]
+    seen = _captured(monkeypatch, sets)
+    two = _carried(seen, _shift(seen["topology"], 16, 8, 2))
+    assert not two["graph"] and two["groups"] and two["colours"]
