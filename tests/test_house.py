@@ -60,6 +60,34 @@ def test_imports_flow_one_way():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_core_has_no_import_cycle():
+    # Within mcdla/sim and mcdla/hw no module imports, even inside a function, one that
+    # imports it back, directly or through others: each has a place in one order.
+    graph = {}
+    for folder in ("sim", "hw"):
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            module = f"mcdla.{folder}.{path.stem}"
+            graph[module] = {t for t, _ in _imports(path) if t.startswith(("mcdla.sim.", "mcdla.hw."))}
+    state: dict[str, int] = {}
+
+    def visit(module, trail):
+        if state.get(module) == 1:
+            return trail[trail.index(module):] + [module]
+        if state.get(module) == 2 or module not in graph:
+            return None
+        state[module] = 1
+        for target in sorted(graph[module]):
+            cycle = visit(target, trail + [module])
+            if cycle:
+                return cycle
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module, [])
+        assert cycle is None, " -> ".join(cycle)
+
+
 def test_sweeps_and_plots_do_not_import_each_other_both_ways():
     def imports(folder):
         return {t for p in (PACKAGE / folder).rglob("*.py") for t, _ in _imports(p)}

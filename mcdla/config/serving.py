@@ -21,7 +21,7 @@ __all__ = ["ServingSpec", "Request", "SERVING_KEYS", "KV_TIERS", "read_trace", "
 
 # Where a request's KV cache blocks live: device HBM; a memory tier of the design (its
 # memory-nodes, CXL expanders, host DRAM or NVMe drives: mcdla.hw.tiers,
-# mcdla.sim.serving.kv_routes); or ``spill``: HBM first, then the design's nearest tier.
+# mcdla.sim.serving_engine.kv_routes); or ``spill``: HBM first, then the design's nearest tier.
 KV_TIERS = ("hbm", "memory_node", "cxl", "host", "nvme", "spill")
 
 

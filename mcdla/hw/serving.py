@@ -121,7 +121,7 @@ class ServingModel:
 
     ``workload`` is expanded with one token per sample (``seq_len: 1``). Layers alike in
     all but their name (a block repeated) are timed once and counted. ``stages``: with
-    pipeline parallelism, each stage's layers (:func:`mcdla.sim.serving.serving_stages`);
+    pipeline parallelism, each stage's layers (:func:`mcdla.sim.serving_engine.serving_stages`);
     a device then holds its stage's weights and KV cache, and the iteration's time is
     still every layer's (the stages run one after another), plus the sends between them.
     ``ep``: expert parallelism over ``ep`` devices (mcdla.sim.serving_expert): each routed

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from mcdla.errors import InputError
 from mcdla.sim.expert import routed_experts
-from mcdla.sim.serving import _TINY_BYTES, ComposedInstance, Engine
+from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine
 
 __all__ = ["AttentionGroup", "ExpertInstance"]
 

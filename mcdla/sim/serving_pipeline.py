@@ -26,7 +26,7 @@ import simpy
 
 from mcdla.errors import InfeasibleError
 from mcdla.sim import fit
-from mcdla.sim.serving import ComposedInstance, Engine
+from mcdla.sim.serving_engine import ComposedInstance, Engine
 
 __all__ = ["PipelinedInstance", "VirtualEngine"]
 
