@@ -111,22 +111,12 @@ class DeviceCompute:
     def _drop_weights(self, group: str) -> None:
         self.memory.free(self.plan.group_bytes[group])
 
-    # The axes' hooks around layer i (LAYER_HOOKS); ``tag`` tells apart the micro-batches.
-    def _before_forward(self, i: int, tag: tuple = ()):
+    def _hooks(self, point: str, i: int, tag: tuple = ()):
+        """The axes' hooks (LAYER_HOOKS) at ``point`` around layer i: before_forward,
+        after_forward, before_backward or after_backward; ``tag`` tells apart the
+        micro-batches."""
         for axis in LAYER_HOOKS:
-            yield from axis.before_forward(self, i, tag)
-
-    def _after_forward(self, i: int, tag: tuple = ()):
-        for axis in LAYER_HOOKS:
-            yield from axis.after_forward(self, i, tag)
-
-    def _before_backward(self, i: int, tag: tuple = ()):
-        for axis in LAYER_HOOKS:
-            yield from axis.before_backward(self, i, tag)
-
-    def _after_backward(self, i: int, tag: tuple = ()):
-        for axis in LAYER_HOOKS:
-            yield from axis.after_backward(self, i, tag)
+            yield from getattr(axis, point)(self, i, tag)
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
@@ -291,7 +281,7 @@ class DeviceCompute:
                 if p not in gathered:
                     gathered.add(p)
                     yield self.stream.join(("fwd", p), "all_gather", size, device=self.device)
-            yield from self._before_forward(i, tag)
+            yield from self._hooks("before_forward", i, tag)
             group = layer.weight_group
             if self._zero3(group) and plan.group_first[group] == i:
                 yield from self._weights_ready(group, "fwd", plan.weight_order, weights)
@@ -300,7 +290,7 @@ class DeviceCompute:
             yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}{label}", "fwd")
             if self._zero3(group) and plan.group_last[group] == i:
                 self._drop_weights(group)
-            yield from self._after_forward(i, tag)
+            yield from self._hooks("after_forward", i, tag)
             for p in (*layer.inputs, i):
                 if chunk.last_fwd_use.get(p) != i:
                     continue
@@ -341,14 +331,14 @@ class DeviceCompute:
             if training.regather and layers[i].weight_group is not None:
                 for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
                     yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
-            yield from self._before_backward(i, tag)
+            yield from self._hooks("before_backward", i, tag)
             memory.record.backward_start[i] = self.env.now
             yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}{label}", "bwd")
             for t in chunk.frees[k]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if self._zero3(group) and plan.group_first[group] == i:
                 self._drop_weights(group)
-            yield from self._after_backward(i, tag)
+            yield from self._hooks("after_backward", i, tag)
             yield from self._gradients_of(i, j)
         if self.work.stashed:
             memory.free(chunk.stash_bytes)

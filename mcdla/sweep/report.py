@@ -325,6 +325,15 @@ def compute(tables: Tables) -> list[tuple[Metric, float]]:
     return values
 
 
+
+def _beyond_sections() -> tuple:
+    """The report's sections beyond the paper, in order: (experiment, its section)."""
+    return (("llm_memory", _llm_section), ("memory_centric_2026", _section_2026),
+            ("scale_out", _scale_out_section), ("cluster_fabric", _fabric_section),
+            ("frontier_scale", _frontier_section), ("moe_memory", _moe_section),
+            ("serving_memory_2026", _serving_section),
+            ("headline_sensitivity", _headline_sensitivity_section))
+
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
@@ -1002,22 +1011,9 @@ def render_report(tables: Tables, statuses: Sequence[ExperimentStatus], wall_s: 
         explanation = EXPLANATIONS.get(metric.id) or "_(to be explained)_"
         lines.append(f"| {metric.description} | {_fmt(paper, metric.unit)} | {_fmt(value, metric.unit)} | "
                      f"{ratio_text} | {explanation} |")
-    if "llm_memory" in tables:
-        lines += [""] + _llm_section(tables["llm_memory"])
-    if "memory_centric_2026" in tables:
-        lines += [""] + _section_2026(tables["memory_centric_2026"])
-    if "scale_out" in tables:
-        lines += [""] + _scale_out_section(tables["scale_out"])
-    if "cluster_fabric" in tables:
-        lines += [""] + _fabric_section(tables["cluster_fabric"])
-    if "frontier_scale" in tables:
-        lines += [""] + _frontier_section(tables["frontier_scale"])
-    if "moe_memory" in tables:
-        lines += [""] + _moe_section(tables["moe_memory"])
-    if "serving_memory_2026" in tables:
-        lines += [""] + _serving_section(tables["serving_memory_2026"])
-    if "headline_sensitivity" in tables:
-        lines += [""] + _headline_sensitivity_section(tables["headline_sensitivity"])
+    for experiment, section in _beyond_sections():
+        if experiment in tables:
+            lines += [""] + section(tables[experiment])
     lines += ["", "## Changes", "", "Fixes that changed numbers of this report, newest first.", ""]
     lines += [f"- {change}" for change in CHANGES]
     if plots_dir is not None and figures:
