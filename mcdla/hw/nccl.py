@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
-           "tree_latency_s", "nvls_tree_latency_s", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
+           "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "nvls_tree_latency_s", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
            "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
 
 
@@ -106,20 +106,52 @@ def nvls_fraction() -> float:
     return NVLS_EFFICIENCY * (NVLS_CHANNELS - 1) / NVLS_CHANNELS
 
 
-# NCCL's tree across machines (Simple): a chain inside each machine, a double binary tree
-# between them, reduction up and broadcast down pipelined in chunks. Its latency in NCCL
-# 2.30.7's tuning.cc: baseLat[Tree][Simple] 8.4 us + 2 x ((ppn - 1) x
-# hwLat[NVLINK][Tree][Simple] 4.0 us + log2i(nNodes) x hwLat[NET][Tree][Simple] 14 us).
-TREE_BASE_LATENCY_S = 8.4e-6
-TREE_NVLINK_HOP_S = 4.0e-6
-TREE_NET_HOP_S = 14e-6
+# NCCL's tree across machines: a chain inside each machine, a double binary tree between
+# them, reduction up and broadcast down pipelined in chunks, under any of the three
+# protocols. Its latency in NCCL's tuning.cc (the same in 2.26.2 and 2.30.7): baseLat[Tree]
+# + 2 x ((ppn - 1) x hwLat[NVLINK][Tree] + log2i(nNodes) x hwLat[NET][Tree]), by protocol.
+# Its bandwidth there: the tree's busBw (x 0.92 for every protocol) times 1/3.8 under LL
+# and 120/128 under LL128 across machines: relative to Simple's, the fraction below.
+@dataclass(frozen=True)
+class TreeProtocol:
+    """One protocol of NCCL's tree all-reduce (tuning.cc), relative to Simple's tree."""
+
+    name: str
+    base_latency_s: float  # baseLat[Tree][p]
+    nvlink_hop_s: float  # hwLat[NVLINK][Tree][p]
+    net_hop_s: float  # hwLat[NET][Tree][p]
+    wire_factor: float  # bytes on the wire per data byte (the protocol's flags, as the ring's)
+    fraction: float  # its data rate over Simple's on the same links (busBw x 1/3.8, x 120/128)
 
 
-def tree_latency_s(ranks_per_node: int, nodes: int) -> float:
-    """NCCL's modelled latency of a tree all-reduce (Simple) over ``nodes`` machines of
-    ``ranks_per_node`` ranks each."""
+TREE_PROTOCOLS: dict[str, TreeProtocol] = {
+    # LL: baseLat 6.8 us, hwLat NVLink 0.6 us, NET 5.0 us; busBw x 1/3.8
+    "LL": TreeProtocol("LL", 6.8e-6, 0.6e-6, 5.0e-6, 2.0, 1 / 3.8),
+    # LL128: baseLat 14 us, hwLat NVLink 1.25 us, NET 8.5 us; busBw x 120/128 across machines
+    "LL128": TreeProtocol("LL128", 14.0e-6, 1.25e-6, 8.5e-6, 128 / 120, 120 / 128),
+    # Simple: baseLat 8.4 us, hwLat NVLink 4.0 us, NET 14 us; the links' rate
+    "Simple": TreeProtocol("Simple", 8.4e-6, 4.0e-6, 14e-6, 1.0, 1.0),
+}
+
+
+# LL's bus bandwidth across machines for all channels together (tuning.cc llMaxBws, rows
+# by CPU vendor for nNodes > 1: Intel N2 39.0 GB/s, N4 (more than 2 machines) 20.4; the
+# same in 2.18.5, 2.26.2 and 2.30.7; mcdla's hosts of multi-node designs are Xeons). A
+# tree's algorithm bandwidth is half its busBw in NCCL's model (ratio .5).
+_LL_MAX_BUS_MULTINODE = {2: 39.0e9, 4: 20.4e9}
+
+
+def ll_max_bus_Bps(nodes: int) -> float:
+    """LL's bus bandwidth cap over ``nodes`` > 1 machines (NCCL's llMaxBw, Intel rows)."""
+    return _LL_MAX_BUS_MULTINODE[2 if nodes <= 2 else 4]
+
+
+def tree_latency_s(ranks_per_node: int, nodes: int, protocol: str = "Simple") -> float:
+    """NCCL's modelled latency of a tree all-reduce under ``protocol`` over ``nodes``
+    machines of ``ranks_per_node`` ranks each."""
+    proto = TREE_PROTOCOLS[protocol]
     log2i = max(nodes, 1).bit_length() - 1  # NCCL's log2i: floor(log2)
-    return TREE_BASE_LATENCY_S + 2 * ((ranks_per_node - 1) * TREE_NVLINK_HOP_S + log2i * TREE_NET_HOP_S)
+    return proto.base_latency_s + 2 * ((ranks_per_node - 1) * proto.nvlink_hop_s + log2i * proto.net_hop_s)
 
 
 # NVLS-tree: NVLS inside each machine, a tree between them (Simple). NCCL 2.30.7's
@@ -182,6 +214,18 @@ class NcclTuning:
     # v2.4-v2.8); from 2.9 the thread launches each GPU's kernel in turn, with no barrier
     # between them (PARALLEL, src/init.cc of v2.9 on; src/group.cc doLaunches of v2.18.5).
     group_launch: bool
+    # A ring across machines posts to the network at every step, so each step inside a
+    # machine costs at least the post (tuning.cc: "Inter-node rings still have to launch
+    # nsteps * net overhead": intraLat = max(intraLat, netOverhead), netOverhead x 3 under
+    # Simple). None where the version's model has no such floor (2.7).
+    net_overhead_s: float | None = None
+
+    def ring_hop_latency_s(self, protocol: Protocol, across_machines: bool) -> float:
+        """A ring step's latency inside a machine under ``protocol``, for a ring that
+        crosses machines or not (the network post's floor)."""
+        if not across_machines or self.net_overhead_s is None:
+            return protocol.hop_latency_s
+        return max(protocol.hop_latency_s, self.net_overhead_s * (3 if protocol.name == "Simple" else 1))
 
 
 NCCL_VERSIONS = ("2.7", "2.18")
@@ -194,7 +238,10 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
     if version == "2.7":
         return NcclTuning("2.7", PROTOCOLS, NVLS_LATENCY_S, group_launch=True)
     if version == "2.18":
-        return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False)
+        # getNetOverhead (tuning.cc, v2.18.5-1): 1 us on x86 Intel and any CPU but AMD's
+        # (2 us); mcdla's hosts of multi-node designs are Xeons.
+        return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False,
+                          net_overhead_s=1.0e-6)
     raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
 
 
