@@ -128,3 +128,28 @@ def test_nccls_tuner_runs_the_tree_under_ll_for_small_messages_across_machines()
     assert (small.algorithm, small.protocol) == ("nccl_tree", "LL")
     large = run_collective(rings, caps, "all_reduce", 2.0**30, algorithm="nccl", nccl=nccl_tuning("2.18", 9.0)).record
     assert large.algorithm == "nvls_tree"
+
+
+@pytest.mark.parametrize("version, nodes, us", [
+    ("2.26", 4, 81.0),  # 25 + 2 x log2i(4) x 14
+    ("2.18", 4, 137.0),  # 23 + 2 x (4 - 1) x 19
+    ("2.7", 8, 150.4),  # mcdla's default takes 2.30.7's: 25 + 2 x 3 x 20.9
+])
+def test_nvls_trees_latency_by_version(version, nodes, us):
+    assert nccl_tuning(version, 9.0).nvls_tree.latency_s(nodes) == pytest.approx(us * 1e-6, rel=1e-9)
+
+
+def test_2_18s_tree_has_no_base_latency_under_simple():
+    """2.18.5's baseLat[Tree][Simple] is 0 (2.26.2 on: 8.4 us): 8 x 2 ranks, 2(7 x 4.0 + 14)."""
+    tree = nccl_tuning("2.18", 9.0).tree_protocols
+    assert tree_latency_s(8, 2, "Simple", tree) == pytest.approx(84.0e-6, rel=1e-9)
+    assert tree_latency_s(8, 2, "Simple", nccl_tuning("2.26", 9.0).tree_protocols) == pytest.approx(92.4e-6)
+
+
+def test_2_26s_ll_reaches_half_the_ring_and_141_gbps_on_one_hopper():
+    """2.26.2: LL's busBw x .5 for every collective, llMaxBw 141 GB/s on one Hopper machine
+    (2.18.5: 1/4 for all-reduce, 87.7)."""
+    ll = nccl_tuning("2.26", 9.0).protocols["LL"]
+    assert (ll.fraction("all_reduce"), ll.fraction("all_gather"), ll.max_bus_Bps) == (0.5, 0.5, 141.0e9)
+    old = nccl_tuning("2.18", 9.0).protocols["LL"]
+    assert (old.fraction("all_reduce"), old.max_bus_Bps) == (0.25, 87.7e9)

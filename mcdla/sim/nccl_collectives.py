@@ -301,18 +301,19 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
                     raise InputError(f"{self.name} crosses domains over every rank's NIC; ring {ring.name!r} has "
                                      "ranks without one", key="execution.collective")
 
+    nccl = nccl_tuning()  # NCCL's constants: the default version's (run_collective's nccl= sets others)
+
     def _proto(self, op):
         """The tree's protocol for ``op`` (NCCL's tree runs all-reduce only; the other
         operations cross the domains as Simple)."""
-        from mcdla.hw.nccl import TREE_PROTOCOLS
-
-        return TREE_PROTOCOLS[self.protocol if op == "all_reduce" else "Simple"]
+        return self.nccl.tree_protocols[self.protocol if op == "all_reduce" else "Simple"]
 
     def fixed_s(self, op, rings):
         from mcdla.hw.nccl import tree_latency_s
 
         dom = _domains(rings[0])
-        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks), self._proto(op).name)
+        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks), self._proto(op).name,
+                                              self.nccl.tree_protocols)
 
     def _pipelined(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
         """The hierarchical phases as one phase of all their flows (the pipeline), with no
@@ -405,9 +406,7 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
                                          f"ring {ring.name!r} has a domain without one", key="execution.collective")
 
     def fixed_s(self, op, rings):
-        from mcdla.hw.nccl import nvls_tree_latency_s
-
-        return self.launch_s + nvls_tree_latency_s(len(_domains(rings[0]).ranks))
+        return self.launch_s + self.nccl.nvls_tree.latency_s(len(_domains(rings[0]).ranks))
 
     @staticmethod
     def _ways(ring, dom, j):
