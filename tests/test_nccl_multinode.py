@@ -153,3 +153,14 @@ def test_2_26s_ll_reaches_half_the_ring_and_141_gbps_on_one_hopper():
     assert (ll.fraction("all_reduce"), ll.fraction("all_gather"), ll.max_bus_Bps) == (0.5, 0.5, 141.0e9)
     old = nccl_tuning("2.18", 9.0).protocols["LL"]
     assert (old.fraction("all_reduce"), old.max_bus_Bps) == (0.25, 87.7e9)
+
+
+def test_the_ll128_tree_moves_its_flags_too():
+    """LL128 sends 128 wire bytes per 120 of data and reaches 120/128 of a path's rate:
+    past its latency a large LL128 tree all-reduce takes 128/120 of Simple's time."""
+    topo = _cluster(2)
+    rings, caps = topo.rings, topo.capacities()
+    size = 2.0**33
+    simple = _tree("Simple").time_s("all_reduce", size, rings, caps) - tree_latency_s(8, 2, "Simple")
+    ll128 = _tree("LL128").time_s("all_reduce", size, rings, caps) - tree_latency_s(8, 2, "LL128")
+    assert ll128 / simple == pytest.approx(128 / 120, rel=1e-6)
