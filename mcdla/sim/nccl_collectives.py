@@ -8,7 +8,8 @@ from its own tuning model (:mod:`mcdla.hw.nccl`):
   with NVLS off (``NCCL_NVLS_ENABLE=0``) or ``NCCL_ALGO=Ring``.
 - ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency.
 - ``nccl_tree``: the hierarchical algorithm pipelined across machines, with NCCL's tree
-  latency; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
+  latency, under Simple or (as the tuner weighs it) LL or LL128 with their flags and
+  rate caps; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
   reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
 - ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
 - ``nccl_p2p``: NCCL's all-to-all, which is not a collective of its tuner but grouped
