@@ -105,7 +105,7 @@ def test_validate_reduced_runs_every_marked_row(capsys):
                ("nccl_dgx_h100", "NVLS all-reduce bus bandwidth, 1 GiB"),
                ("nccl_dgx_h100", "all-reduce bus bandwidth, 8 GiB, NCCL's choice, -g 1"),
                ("nccl_dgx_h100", "ring all-reduce bus bandwidth (NVLS off), 8 GiB"),
-               ("nccl_h100_multinode", "all-reduce bus bandwidth, 2 nodes (16 GPUs), 8 GiB"),
+               ("nccl_h100_multinode", "all-reduce bus bandwidth, 2 nodes, 16 GiB"),
                ("copies", "GPU-to-GPU copy bandwidth, H100 over NVSwitch gen3")]:
         assert by[key]["verdict"] == "pass", by[key]
 

@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="devices whose kernels one host thread launches in turn, as nccl-tests -g N "
                         "(the launch cost is N x the device's launch_overhead; default 1)")
     parser.add_argument("--nccl-version", metavar="VERSION",
-                        help="NCCL's constants for its algorithms: 2.7 (the default) or 2.18 (the "
-                        "ring's protocols, NVLS's latency and the launch mode of that version)")
+                        help="NCCL's constants for its algorithms: 2.7 (the default), 2.18 or 2.26 (the "
+                        "ring's protocols, NVLS's and the trees' latencies and the launch mode of that version)")
     parser.add_argument("--iters", type=int, default=1, metavar="N",
                         help="report the time per collective of N run back to back, as nccl-tests' "
                         "timing loop (-n, 20 by default there): the host launches the next while the "

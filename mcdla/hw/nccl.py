@@ -32,11 +32,12 @@ protocol's shortfall is a per-ring rate cap (:func:`ring_cap_Bps`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
-           "tree_latency_s", "nvls_tree_latency_s", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
+           "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency",
+           "nvls_tree_latency_s", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
            "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
 
 
@@ -106,33 +107,79 @@ def nvls_fraction() -> float:
     return NVLS_EFFICIENCY * (NVLS_CHANNELS - 1) / NVLS_CHANNELS
 
 
-# NCCL's tree across machines (Simple): a chain inside each machine, a double binary tree
-# between them, reduction up and broadcast down pipelined in chunks. Its latency in NCCL
-# 2.30.7's tuning.cc: baseLat[Tree][Simple] 8.4 us + 2 x ((ppn - 1) x
-# hwLat[NVLINK][Tree][Simple] 4.0 us + log2i(nNodes) x hwLat[NET][Tree][Simple] 14 us).
-TREE_BASE_LATENCY_S = 8.4e-6
-TREE_NVLINK_HOP_S = 4.0e-6
-TREE_NET_HOP_S = 14e-6
+# NCCL's tree across machines: a chain inside each machine, a double binary tree between
+# them, reduction up and broadcast down pipelined in chunks, under any of the three
+# protocols. Its latency in NCCL's tuning.cc (the same in 2.26.2 and 2.30.7): baseLat[Tree]
+# + 2 x ((ppn - 1) x hwLat[NVLINK][Tree] + log2i(nNodes) x hwLat[NET][Tree]), by protocol.
+# Its bandwidth there: the tree's busBw (x 0.92 for every protocol) times 1/3.8 under LL
+# and 120/128 under LL128 across machines: relative to Simple's, the fraction below.
+@dataclass(frozen=True)
+class TreeProtocol:
+    """One protocol of NCCL's tree all-reduce (tuning.cc), relative to Simple's tree."""
+
+    name: str
+    base_latency_s: float  # baseLat[Tree][p]
+    nvlink_hop_s: float  # hwLat[NVLINK][Tree][p]
+    net_hop_s: float  # hwLat[NET][Tree][p]
+    wire_factor: float  # bytes on the wire per data byte (the protocol's flags, as the ring's)
+    fraction: float  # its data rate over Simple's on the same links (busBw x 1/3.8, x 120/128)
 
 
-def tree_latency_s(ranks_per_node: int, nodes: int) -> float:
-    """NCCL's modelled latency of a tree all-reduce (Simple) over ``nodes`` machines of
-    ``ranks_per_node`` ranks each."""
+TREE_PROTOCOLS: dict[str, TreeProtocol] = {
+    # LL: baseLat 6.8 us, hwLat NVLink 0.6 us, NET 5.0 us; busBw x 1/3.8
+    "LL": TreeProtocol("LL", 6.8e-6, 0.6e-6, 5.0e-6, 2.0, 1 / 3.8),
+    # LL128: baseLat 14 us, hwLat NVLink 1.25 us, NET 8.5 us; busBw x 120/128 across machines
+    "LL128": TreeProtocol("LL128", 14.0e-6, 1.25e-6, 8.5e-6, 128 / 120, 120 / 128),
+    # Simple: baseLat 8.4 us, hwLat NVLink 4.0 us, NET 14 us; the links' rate
+    "Simple": TreeProtocol("Simple", 8.4e-6, 4.0e-6, 14e-6, 1.0, 1.0),
+}
+
+
+# LL's bus bandwidth across machines for all channels together (tuning.cc llMaxBws, rows
+# by CPU vendor for nNodes > 1: Intel N2 39.0 GB/s, N4 (more than 2 machines) 20.4; the
+# same in 2.18.5, 2.26.2 and 2.30.7; mcdla's hosts of multi-node designs are Xeons). A
+# tree's algorithm bandwidth is half its busBw in NCCL's model (ratio .5).
+_LL_MAX_BUS_MULTINODE = {2: 39.0e9, 4: 20.4e9}
+
+
+def ll_max_bus_Bps(nodes: int) -> float:
+    """LL's bus bandwidth cap over ``nodes`` > 1 machines (NCCL's llMaxBw, Intel rows)."""
+    return _LL_MAX_BUS_MULTINODE[2 if nodes <= 2 else 4]
+
+
+def tree_latency_s(ranks_per_node: int, nodes: int, protocol: str = "Simple",
+                   protocols: Mapping[str, TreeProtocol] = TREE_PROTOCOLS) -> float:
+    """NCCL's modelled latency of a tree all-reduce under ``protocol`` over ``nodes``
+    machines of ``ranks_per_node`` ranks each (``protocols``: a version's constants)."""
+    proto = protocols[protocol]
     log2i = max(nodes, 1).bit_length() - 1  # NCCL's log2i: floor(log2)
-    return TREE_BASE_LATENCY_S + 2 * ((ranks_per_node - 1) * TREE_NVLINK_HOP_S + log2i * TREE_NET_HOP_S)
+    return proto.base_latency_s + 2 * ((ranks_per_node - 1) * proto.nvlink_hop_s + log2i * proto.net_hop_s)
 
 
 # NVLS-tree: NVLS inside each machine, a tree between them (Simple). NCCL 2.30.7's
 # tuning.cc: baseLat 0, latency hwLat[NVLINK][NVLSTree] 25 us + 2 x log2i(nNodes) x
-# hwLat[NET][NVLSTree] 20.9 us (NCCL adds its graph's latencyInter, unknown here).
-NVLS_TREE_NVLINK_S = 25e-6
-NVLS_TREE_NET_HOP_S = 20.9e-6
+# hwLat[NET][NVLSTree] 20.9 us; NCCL adds its graph's latencyInter, the NIC's latency,
+# which its InfiniBand plugin leaves 0 (net_ib.cc: "props->latency = 0; // Not set").
+@dataclass(frozen=True)
+class NvlsTreeLatency:
+    """NCCL's NVLS-tree latency: ``fixed_s`` + 2 x ``net_hop_s`` per level of the tree
+    across machines (``log2``: log2i(nNodes) levels; else nNodes - 1, as 2.18.5 counts)."""
+
+    fixed_s: float
+    net_hop_s: float
+    log2: bool = True
+
+    def latency_s(self, nodes: int) -> float:
+        levels = max(nodes, 1).bit_length() - 1 if self.log2 else max(nodes - 1, 0)
+        return self.fixed_s + 2 * levels * self.net_hop_s
+
+
+NVLS_TREE_2_30 = NvlsTreeLatency(25e-6, 20.9e-6)
 
 
 def nvls_tree_latency_s(nodes: int) -> float:
-    """NCCL's modelled latency of an NVLS-tree all-reduce over ``nodes`` machines."""
-    log2i = max(nodes, 1).bit_length() - 1
-    return NVLS_TREE_NVLINK_S + 2 * log2i * NVLS_TREE_NET_HOP_S
+    """NCCL's modelled latency of an NVLS-tree all-reduce over ``nodes`` machines (2.30.7)."""
+    return NVLS_TREE_2_30.latency_s(nodes)
 
 
 # NCCL's constants by version. The ring protocols above are NCCL 2.7's; NVLS and the
@@ -145,11 +192,20 @@ def nvls_tree_latency_s(nodes: int) -> float:
 #   (perChMaxRingLL128Bws, single node: Volta and Ampere 20 GB/s, Hopper 36.7);
 # - LL: busBw x 1/4 (all-reduce) or 1/3, capped for all channels together at llMaxBw
 #   (single node: Volta 39.0 GB/s, Ampere and Hopper 87.7);
-# - NVLS baseLat 23 us (2.30.7: 25).
-# mcdla takes 2.18.5's single-node figures (tuning.cc's N1 column) on any node count.
+# - NVLS baseLat 23 us (2.30.7: 25); NVLS-tree baseLat 23 us + 2 (nNodes - 1) x
+#   hwLat[NET][NVLSTree] 19 us; the tree's baseLat under Simple 0 (2.26.2 on: 8.4 us);
+# - across machines: LL's llMaxBw by CPU (ll_max_bus_Bps) and the network post's floor
+#   on a ring's steps (net_overhead_s), as in every later version.
+# mcdla takes 2.18.5's single-node figures (tuning.cc's N1 column) for one machine.
+# NCCL 2.26.2 (tag v2.26.2-1), which the multi-node H100 curves ran, keeps 2.18.5's ring
+# latencies and LL128, and differs in: LL at busBw x .5 for every collective (not 1/4 or
+# 1/3) and llMaxBw on one Hopper machine 141 GB/s (Volta 39.0, Ampere 87.7); NVLS's
+# latency hwLat[NVLINK][NVLS] 25 us (baseLat 0); NVLS-tree 25 + 2 log2i(nNodes) x 14 us;
+# the tree's constants 2.30.7's. NVLS's efficiency stays 2.30.7's in every version.
 _GB_S = 1e9
 _LL128_PER_CHANNEL_2_18 = {70: 20.0, 80: 20.0, 90: 36.7}  # perChMaxRingLL128Bws[arch][N1], GB/s
 _LL_MAX_BUS_2_18 = {70: 39.0, 80: 87.7, 90: 87.7}  # llMaxBws[arch][N1], GB/s
+_LL_MAX_BUS_2_26 = {70: 39.0, 80: 87.7, 90: 141.0}  # llMaxBws[arch][N1] of v2.26.2-1, GB/s
 
 
 def _arch(compute_capability: float | None) -> int:
@@ -159,10 +215,12 @@ def _arch(compute_capability: float | None) -> int:
     return 90 if cc >= 90 else 80 if cc >= 80 else 70
 
 
-def _protocols_2_18(arch: int) -> dict[str, Protocol]:
+def _protocols_2_18(arch: int, version: str = "2.18") -> dict[str, Protocol]:
+    """2.18.5's ring protocols on ``arch``; ``version`` 2.26: 2.26.2's (LL's fraction and cap)."""
+    ll = ({"other": 1 / 2}, _LL_MAX_BUS_2_26) if version == "2.26" else \
+        ({"all_reduce": 1 / 4, "other": 1 / 3}, _LL_MAX_BUS_2_18)
     return {
-        "LL": Protocol("LL", 6.6e-6, 0.6e-6, 2.7e-6, 2.0, {"all_reduce": 1 / 4, "other": 1 / 3},
-                       max_bus_Bps=_LL_MAX_BUS_2_18[arch] * _GB_S),
+        "LL": Protocol("LL", 6.6e-6, 0.6e-6, 2.7e-6, 2.0, ll[0], max_bus_Bps=ll[1][arch] * _GB_S),
         "LL128": Protocol("LL128", 14.0e-6, 1.9e-6, 4.0e-6, 128 / 120, {"other": 0.92},
                           {"other": _LL128_PER_CHANNEL_2_18[arch] * _GB_S}),
         "Simple": Protocol("Simple", 8.4e-6, 3.4e-6, 14.0e-6, 1.0, {"other": 1.0}),
@@ -182,9 +240,23 @@ class NcclTuning:
     # v2.4-v2.8); from 2.9 the thread launches each GPU's kernel in turn, with no barrier
     # between them (PARALLEL, src/init.cc of v2.9 on; src/group.cc doLaunches of v2.18.5).
     group_launch: bool
+    tree_protocols: Mapping[str, TreeProtocol] = field(default_factory=lambda: TREE_PROTOCOLS)
+    nvls_tree: NvlsTreeLatency = NVLS_TREE_2_30
+    # A ring across machines posts to the network at every step, so each step inside a
+    # machine costs at least the post (tuning.cc: "Inter-node rings still have to launch
+    # nsteps * net overhead": intraLat = max(intraLat, netOverhead), netOverhead x 3 under
+    # Simple). None where the version's model has no such floor (2.7).
+    net_overhead_s: float | None = None
+
+    def ring_hop_latency_s(self, protocol: Protocol, across_machines: bool) -> float:
+        """A ring step's latency inside a machine under ``protocol``, for a ring that
+        crosses machines or not (the network post's floor)."""
+        if not across_machines or self.net_overhead_s is None:
+            return protocol.hop_latency_s
+        return max(protocol.hop_latency_s, self.net_overhead_s * (3 if protocol.name == "Simple" else 1))
 
 
-NCCL_VERSIONS = ("2.7", "2.18")
+NCCL_VERSIONS = ("2.7", "2.18", "2.26")
 DEFAULT_NCCL_VERSION = "2.7"
 
 
@@ -193,8 +265,16 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
     Volta figures, its lowest architecture)."""
     if version == "2.7":
         return NcclTuning("2.7", PROTOCOLS, NVLS_LATENCY_S, group_launch=True)
+    # getNetOverhead (tuning.cc, v2.18.5-1 and on): 1 us on x86 Intel and any CPU but
+    # AMD's (2 us); mcdla's hosts of multi-node designs are Xeons.
     if version == "2.18":
-        return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False)
+        tree = {**TREE_PROTOCOLS, "Simple": replace(TREE_PROTOCOLS["Simple"], base_latency_s=0.0)}
+        return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False,
+                          tree_protocols=tree, nvls_tree=NvlsTreeLatency(23e-6, 19e-6, log2=False),
+                          net_overhead_s=1.0e-6)
+    if version == "2.26":
+        return NcclTuning("2.26", _protocols_2_18(_arch(compute_capability), "2.26"), 25e-6, group_launch=False,
+                          nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6)
     raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
 
 

@@ -8,7 +8,8 @@ from its own tuning model (:mod:`mcdla.hw.nccl`):
   with NVLS off (``NCCL_NVLS_ENABLE=0``) or ``NCCL_ALGO=Ring``.
 - ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency.
 - ``nccl_tree``: the hierarchical algorithm pipelined across machines, with NCCL's tree
-  latency; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
+  latency, under Simple or (as the tuner weighs it) LL or LL128 with their flags and
+  rate caps; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
   reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
 - ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
 - ``nccl_p2p``: NCCL's all-to-all, which is not a collective of its tuner but grouped
@@ -77,14 +78,18 @@ class NcclAlgorithm(RingAlgorithm):
         self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
-        from mcdla.hw.nccl import ring_cap_Bps
+        from mcdla.hw.nccl import ll_max_bus_Bps, ring_cap_Bps
 
         proto = self.nccl.protocols[protocol]
+        machines = _machines(rings)
+        if machines > 1 and proto.max_bus_Bps is not None:  # LL's cap across machines, by their count
+            proto = replace(proto, max_bus_Bps=ll_max_bus_Bps(machines))
         caps = {}
         for ring in rings:
             ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
             caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps, len(rings)) * proto.wire_factor
-        return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, proto.hop_latency_s,
+        hop_s = self.nccl.ring_hop_latency_s(proto, machines > 1)
+        return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, hop_s,
                          proto.wire_factor, caps, proto.net_hop_latency_s)
 
     def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
@@ -172,6 +177,11 @@ class NcclP2pAlgorithm(DirectAlgorithm):
             return COLLECTIVES.get("hierarchical")(self.launch_s)
 
 
+def _machines(rings) -> int:
+    """How many machines ``rings`` cross (1 where they name none)."""
+    return max((len(set(ring.node)) for ring in rings if ring.node), default=1)
+
+
 def _named(process, algorithm: str):
     """The record of ``process``, naming the registered ``algorithm`` that ran it (the
     invariants count its bytes by that algorithm's steps)."""
@@ -196,20 +206,26 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         """Symmetric where the tuner cannot pick a tree (across machines it may)."""
         return not picks_a_tree(rings, capacities_Bps)
 
-    def _member(self, name):
+    def _member(self, name, protocol=None):
         def make():
             member = COLLECTIVES.get(name)(self.launch_s)
             member.nccl = self.nccl  # the same NCCL version's constants
+            if protocol is not None:
+                member.protocol = protocol
             return member
 
-        return self.cache.get(("member", name), make)
+        return self.cache.get(("member", name, protocol), make)
+
+    # What the tuner weighs beside the ring: (algorithm, its protocol or None, the ops)
+    _OTHERS = (("nvls", None, NVLS_OPS), *(("nccl_tree", p, ("all_reduce",)) for p in ("LL", "LL128", "Simple")),
+               ("nvls_tree", None, ("all_reduce",)))
 
     def others(self, op, rings, capacities_Bps):
         found = []
-        for name, ops in (("nvls", self.NVLS_OPS), ("nccl_tree", ("all_reduce",)), ("nvls_tree", ("all_reduce",))):
+        for name, protocol, ops in self._OTHERS:
             if op not in ops:
                 continue
-            algorithm = self._member(name)
+            algorithm = self._member(name, protocol)
             try:
                 algorithm.check(op, rings, capacities_Bps)
             except InputError:
@@ -273,6 +289,10 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
 
     name = "nccl_tree"
     ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # NCCL's all-to-all is p2p, not modelled
+    # The protocol of its all-reduce (mcdla.hw.nccl.TREE_PROTOCOLS); the tuner weighs all
+    # three (NcclTunedAlgorithm), as NCCL's does. LL and LL128 put their flags on the wire
+    # and cap each flow at their fraction of its idle path's rate (cap:tree<P>:<ring>:<j>).
+    protocol = "Simple"
 
     def check(self, op, rings, capacities_Bps):
         super().check(op, rings, capacities_Bps)
@@ -282,17 +302,64 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
                     raise InputError(f"{self.name} crosses domains over every rank's NIC; ring {ring.name!r} has "
                                      "ranks without one", key="execution.collective")
 
+    nccl = nccl_tuning()  # NCCL's constants: the default version's (run_collective's nccl= sets others)
+
+    def _proto(self, op):
+        """The tree's protocol for ``op`` (NCCL's tree runs all-reduce only; the other
+        operations cross the domains as Simple)."""
+        return self.nccl.tree_protocols[self.protocol if op == "all_reduce" else "Simple"]
+
     def fixed_s(self, op, rings):
         from mcdla.hw.nccl import tree_latency_s
 
         dom = _domains(rings[0])
-        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks))
+        return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks), self._proto(op).name,
+                                              self.nccl.tree_protocols)
+
+    def _pipelined(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
+        """The hierarchical phases as one phase of all their flows (the pipeline), with no
+        latency of their own (NCCL's tree latency, paid once, includes the wire)."""
+        phases = HierarchicalAlgorithm.phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes)
+        return [Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]
 
     def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):
-        phases = super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
         if op == "broadcast":
-            return phases
-        return [[Flow(f.size_bytes, f.path, 0.0) for phase in phases for f in phase]] if phases else []
+            return super().phases(op, ring, share, root, units, capacities_Bps, chunk_bytes)
+        flows = self._pipelined(op, ring, share, root, units, capacities_Bps, chunk_bytes)
+        proto = self._proto(op)
+        if proto.name != "Simple":
+            flows = [Flow(f.size_bytes * proto.wire_factor, f.path + (self._cap_id(ring, j),), 0.0)
+                     for j, f in enumerate(flows)]
+        return [flows] if flows else []
+
+    def _cap_id(self, ring, j):
+        return f"cap:tree{self.protocol}:{ring.name}:{j}"
+
+    def caps(self, op, rings, capacities_Bps):
+        """LL's and LL128's cap on each flow: the protocol's fraction of its idle path's
+        rate, in wire bytes."""
+        proto, caps = self._proto(op), {}
+        if proto.name == "Simple" or op == "broadcast":
+            return caps
+        from mcdla.hw.nccl import ll_max_bus_Bps
+
+        live = [ring for ring in rings if ring.size > 1]
+        # LL: all channels together at most llMaxBw of busBw, half of it algorithm
+        # bandwidth; a flow of b bytes per byte of its ring's share gets its part of it.
+        alg_Bps = ll_max_bus_Bps(len(_domains(live[0]).ranks)) / 2 / len(live) if proto.name == "LL" and live \
+            else float("inf")
+        for ring in live:  # the paths and the bytes per byte of share do not depend on the share
+            for j, f in enumerate(self._pipelined(op, ring, 1.0, 0, {}, capacities_Bps, DEFAULT_CHUNK_BYTES)):
+                caps[self._cap_id(ring, j)] = proto.wire_factor * min(
+                    proto.fraction * bottleneck_Bps(f.path, capacities_Bps), f.size_bytes * alg_Bps)
+        return caps
+
+    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
+        record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
+        proto = self._proto(op)
+        if proto.name == "Simple":
+            return record
+        return replace(record, protocol=proto.name, wire_factor=proto.wire_factor)
 
     @staticmethod
     def _tree_edges(ring, dom, reduce):
@@ -340,9 +407,7 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
                                          f"ring {ring.name!r} has a domain without one", key="execution.collective")
 
     def fixed_s(self, op, rings):
-        from mcdla.hw.nccl import nvls_tree_latency_s
-
-        return self.launch_s + nvls_tree_latency_s(len(_domains(rings[0]).ranks))
+        return self.launch_s + self.nccl.nvls_tree.latency_s(len(_domains(rings[0]).ranks))
 
     @staticmethod
     def _ways(ring, dom, j):
