@@ -86,6 +86,14 @@ class TrainingSpec:
       its backward (Megatron's full recomputation); ``selective``: only attention
       cores are recomputed (Megatron's selective recomputation). Recomputes are
       charged to compute; a recomputed map is never offloaded.
+    - ``optimizer_passes``: the optimizer step's passes over HBM (mcdla.hw.memory).
+      ``fused``: one fused kernel (apex's FusedAdam reading the gradient and writing the
+      weights it updates). ``megatron_fp16_2021``: Megatron-LM's fp16 optimizer of 2021
+      (local DDP's flatten, divide and copy-back; gradients to fp32, unscale and inf
+      check, gradient norm, Adam, weights to fp16, each its own kernel);
+      ``megatron_core_2024``: Megatron-Core's BF16 distributed optimizer of 2024 (the
+      fp32 gradient buckets' NaN-check norm and 1/dp scaling; gradient norm, Adam,
+      weights to bf16 over the shard). Both need Adam in mixed precision.
     """
 
     virtualization: bool = True
@@ -104,3 +112,4 @@ class TrainingSpec:
     schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
     virtual_stages: PositiveInt = 1
     checkpoint: Literal["none", "full", "selective"] = "none"
+    optimizer_passes: Literal["fused", "megatron_fp16_2021", "megatron_core_2024"] = "fused"

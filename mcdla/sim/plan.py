@@ -73,7 +73,8 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
         return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
     updated = sum(updated_params(n, execution.zero, d) for n, d in by_group(group_params, split, dp))
-    step_s = optimizer_step_time(device, workload, updated)
+    step_s = optimizer_step_time(device, workload, updated, sum(group_params.values()),
+                                 execution.training.optimizer_passes)
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, layer in enumerate(layers):
