@@ -94,6 +94,10 @@ class TrainingSpec:
       ``megatron_core_2024``: Megatron-Core's BF16 distributed optimizer of 2024 (the
       fp32 gradient buckets' NaN-check norm and 1/dp scaling; gradient norm, Adam,
       weights to bf16 over the shard). Both need Adam in mixed precision.
+    - ``norm_kernel``: the layer-norm kernels' speed. ``stream``: at the device's stream
+      rate, as every memory-bound kernel; ``apex_2021``: apex's affine LayerNorm as
+      Megatron-LM built it in 2021, whose backward attains 0.712 of it (NVIDIA/apex PR
+      1037's A100 measurement; mcdla.hw.ew_traffic.KERNEL_STREAM).
     """
 
     virtualization: bool = True
@@ -113,3 +117,4 @@ class TrainingSpec:
     virtual_stages: PositiveInt = 1
     checkpoint: Literal["none", "full", "selective"] = "none"
     optimizer_passes: Literal["fused", "megatron_fp16_2021", "megatron_core_2024"] = "fused"
+    norm_kernel: Literal["stream", "apex_2021"] = "stream"

@@ -134,7 +134,7 @@ def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
     """Time of one kernel on ``device``: its compute model's GEMM time or a
     memory-bound stream, whichever is longer, plus latency and launch."""
     compute_s, moved = COMPUTE_MODELS[device.compute_model](device, kernel)
-    memory_s = moved / device.effective_hbm_bw_Bps
+    memory_s = moved / (device.effective_hbm_bw_Bps * kernel.stream)
     time_s = max(compute_s, memory_s) + device.hbm_latency + device.launch_overhead
     bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
     attained = kernel.macs / time_s if time_s > 0 else 0.0
