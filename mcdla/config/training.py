@@ -82,8 +82,8 @@ class TrainingSpec:
       expressed as chunks per stage); 1 otherwise.
     - ``checkpoint``: activation checkpointing. ``none``, the paper's: every feature
       map backward reads is stored (kept or offloaded). ``full``: only each block
-      instance's input is stored and the maps made inside the block are recomputed in
-      its backward (Megatron's full recomputation); ``selective``: only attention
+      instance's input is stored and the block reruns whole before its backward, its
+      tensor-parallel collectives too (Megatron's full recomputation); ``selective``: only attention
       cores are recomputed (Megatron's selective recomputation). Recomputes are
       charged to compute; a recomputed map is never offloaded.
     - ``optimizer_passes``: the optimizer step's passes over HBM (mcdla.hw.memory).
