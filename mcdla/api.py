@@ -395,12 +395,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def validate(*, table: str | Sequence[str] = (), reduced: bool = False,
+def validate(*, table: str | Sequence[str] = (), reduced: bool = False, all_rows: bool = False,
              progress: Callable[[int, int, str], None] | None = None) -> list:
     """Runs validation tables (default: every shipped one), as ``mcdla validate``: one
-    :class:`ValidationOutcome` per row; ``reduced``: only the rows of the reduced (CI) run."""
+    :class:`ValidationOutcome` per row; ``reduced``: only the rows of the reduced (CI) run;
+    ``all_rows``: the slow rows too (``--all``)."""
     from mcdla.sweep.validate import validate as run
 
     tables = [table] if isinstance(table, str) else list(table)
     outcome = globals().get("ValidationOutcome") or __getattr__("ValidationOutcome")
-    return [outcome.from_dict(o.as_dict()) for o in run(tables, reduced=reduced, progress=progress)]
+    return [outcome.from_dict(o.as_dict()) for o in run(tables, reduced=reduced, all_rows=all_rows,
+                                                        progress=progress)]

@@ -178,11 +178,12 @@ def simulate(
     return result
 
 
-def simulate_point(point: Mapping[str, Any]) -> dict[str, Any]:
-    """Runs a sweep point: the keys of POINT_KEYS plus any dotted ``--set`` key."""
+def simulate_point(point: Mapping[str, Any], budget: float | None = None) -> dict[str, Any]:
+    """Runs a sweep point: the keys of POINT_KEYS plus any dotted ``--set`` key
+    (``budget``: the work budget, :func:`simulate`'s)."""
     args = {k: point[k] for k in POINT_KEYS if k in point}
     sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
-    return simulate(**args, sets=sets)
+    return simulate(**args, sets=sets, budget=budget)
 
 
 def route_serving_sets(sets: Sequence[tuple[str, Any]], slo: str | None):

@@ -35,7 +35,9 @@ def simulated_peak(record):
 
 
 def recompute_s(plan):
-    return sum(plan.fwd_s[t] for t in plan.read_in_bwd if plan.recomputed[t])
+    """The recompute closure's rebuilt maps and full checkpointing's replayed rest of each block."""
+    replayed = [t for ts in plan.replays.values() for t in ts]
+    return sum(plan.fwd_s[t] for t in plan.read_in_bwd if plan.recomputed[t]) + sum(plan.fwd_s[t] for t in replayed)
 
 
 # --- The analytic peak equals the simulated one -------------------------------------
@@ -182,13 +184,45 @@ def test_full_checkpointing_lowers_the_peak_and_charges_the_recomputed_forwards(
     plan = full_it.plan
     redo = recompute_s(plan)
     blocks_fwd = sum(s for s, l in zip(plan.fwd_s, full_it.workload.layers) if block_of(l.name))
-    # Roughly one forward of the blocks: all but the last GEMM and residual add of each
-    # block, whose outputs no backward reads.
-    assert 0.5 * blocks_fwd < redo < blocks_fwd
+    # One forward of the blocks: Megatron's checkpoint function reruns each block whole,
+    # its last GEMM and residual add too, whose outputs no backward reads.
+    assert redo == pytest.approx(blocks_fwd, rel=1e-12)
     for dev_full, dev_none in zip(full.devices, none.devices):
         busy = sum(e - s for s, e, *_ in dev_full.compute) - sum(e - s for s, e, *_ in dev_none.compute)
         assert busy == pytest.approx(redo, rel=1e-9)
         assert sum(c.end_s - c.start_s for c in dev_full.compute if c.kind == "recompute") == pytest.approx(redo, rel=1e-9)
+
+
+def test_full_checkpointing_reruns_the_last_gemm_no_backward_reads():
+    # Without dropout a block's last GEMM feeds only the residual add, whose backward
+    # reads nothing: the closure never rebuilds it, the block's replay does, once, with
+    # the block's output (the add), before the block's first backward.
+    it, record = iterate("gpt2", GPT2 + OFF + [("training.checkpoint", "full")], batch=8)
+    layers, index = it.workload.layers, it.workload.index
+    last_gemm = max(i for i, l in enumerate(layers) if l.name.startswith("blocks.1/") and l.kind == "linear")
+    out = index["blocks.1/res2"]
+    assert last_gemm not in it.plan.read_in_bwd and it.plan.replays[out] == (last_gemm, out)
+    names = [c.label for c in record.devices[0].compute]
+    for name in (layers[last_gemm].name, "blocks.1/res2"):
+        assert names.count(f"recompute {name}") == 1
+    assert names.index(f"recompute {layers[last_gemm].name}") < names.index("bwd blocks.1/res2")
+    none = iterate("gpt2", GPT2 + OFF + [("training.checkpoint", "selective")], batch=8)[0].plan.replays
+    assert none == {}
+
+
+def test_full_checkpointing_reruns_the_blocks_tensor_parallel_all_reduces():
+    # Megatron's replay runs each block's forward whole, its row-parallel all-reduces too.
+    # TP 2 without sequence parallelism: per block 2 all-reduces forward and 2 backward
+    # (dX of the column-parallel GEMMs' inputs), one each for the vocabulary-parallel
+    # embedding (forward) and head (backward), all of one size: 4 x 4 + 2 = 18; the
+    # replay adds the blocks' forward 2 x 4 = 8. Selective recomputation reruns none.
+    from mcdla.run import simulate
+
+    sets = GPT2 + OFF + [("execution.tensor_parallel", 2)]
+    tp = {c: simulate("dgx_h100", "bw_aware", "gpt2", "data", 8, sets + [("training.checkpoint", c)])["comm_s"]["tp"]
+          for c in ("none", "full", "selective")}
+    assert tp["full"] / tp["none"] == pytest.approx(26 / 18, rel=0.01)
+    assert tp["selective"] == pytest.approx(tp["none"], rel=1e-12)
 
 
 def test_selective_checkpointing_recomputes_only_attention_cores():

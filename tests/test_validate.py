@@ -204,3 +204,56 @@ def test_a_flops_row_reads_as_a_rate_in_the_table():
 
     row = _human(Outcome("t", "q", "flops_per_device", 408.8e12, 515.8e12, 0.26, 0.1, "miss", "", "", {}))
     assert row["measured"] == "408.8 TFLOP/s" and row["mcdla"] == "515.8 TFLOP/s"
+
+
+SLOW_TABLE = """
+name: t
+description: d
+rows:
+  - quantity: fast
+    kind: sim
+    args: {topology: ring, workload: resnet34, batch: 64}
+    measure: iteration_time
+    measured: 10 ms
+    tolerance: 0.1
+    source: {title: s, url: u}
+  - quantity: slow
+    kind: sim
+    args: {topology: ring, workload: resnet34, batch: 32}
+    measure: iteration_time
+    measured: 10 ms
+    tolerance: 0.1
+    slow: true
+    budget: 1e3
+    source: {title: s, url: u}
+"""
+
+
+def test_slow_rows_run_only_with_all_and_with_their_budget(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text(SLOW_TABLE)
+    assert main(["validate", "--table", str(path), "--format", "json", "--quiet"]) == 0
+    assert [r["quantity"] for r in json.loads(capsys.readouterr().out)] == ["fast"]
+    # With --all the slow row runs, under its own work budget: 1e3 channel updates is
+    # too little for any iteration, so its run is refused (an error row, exit 1).
+    assert main(["validate", "--table", str(path), "--all", "--format", "json", "--quiet"]) == 1
+    rows = {r["quantity"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["fast"]["verdict"] != "error" and rows["slow"]["verdict"] == "error"
+    assert "budget" in rows["slow"]["message"]
+
+
+def test_only_a_slow_row_takes_a_budget(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text(SLOW_TABLE.replace("    slow: true\n", ""))
+    assert main(["validate", "--table", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "budget" in err and len(err.splitlines()) <= 2
+
+
+def test_the_llama3_rows_are_slow_and_skipped_by_default():
+    from mcdla.config.validation import read_validation
+    from mcdla.sweep.validate import validate
+
+    _, table = read_validation("llama3_h100")
+    assert len(table.rows) == 2 and all(r.slow and r.budget for r in table.rows)
+    assert validate(["llama3_h100"]) == []

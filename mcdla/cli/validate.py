@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--table", action="append", default=[], metavar="NAME|FILE",
                         help="a validation table (repeatable; default: every shipped one)")
     parser.add_argument("--reduced", action="store_true", help="only the rows marked for the reduced (CI) run")
+    parser.add_argument("--all", action="store_true", dest="all_rows",
+                        help="also the slow rows (minutes of CPU and gigabytes each)")
     parser.add_argument("--plot", metavar="FILE", help="also draw measured against simulated (.png or .svg)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_format_options(parser)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet and sys.stderr.isatty():
             print(f"\r[{n + 1}/{total}] {quantity[:60]:<60}", end="", file=sys.stderr, flush=True)
 
-    outcomes = validate(table=args.table, reduced=args.reduced, progress=progress)
+    outcomes = validate(table=args.table, reduced=args.reduced, all_rows=args.all_rows, progress=progress)
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     if args.format == "table":

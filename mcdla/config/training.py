@@ -82,10 +82,22 @@ class TrainingSpec:
       expressed as chunks per stage); 1 otherwise.
     - ``checkpoint``: activation checkpointing. ``none``, the paper's: every feature
       map backward reads is stored (kept or offloaded). ``full``: only each block
-      instance's input is stored and the maps made inside the block are recomputed in
-      its backward (Megatron's full recomputation); ``selective``: only attention
+      instance's input is stored and the block reruns whole before its backward, its
+      tensor-parallel collectives too (Megatron's full recomputation); ``selective``: only attention
       cores are recomputed (Megatron's selective recomputation). Recomputes are
       charged to compute; a recomputed map is never offloaded.
+    - ``optimizer_passes``: the optimizer step's passes over HBM (mcdla.hw.memory).
+      ``fused``: one fused kernel (apex's FusedAdam reading the gradient and writing the
+      weights it updates). ``megatron_fp16_2021``: Megatron-LM's fp16 optimizer of 2021
+      (local DDP's flatten, divide and copy-back; gradients to fp32, unscale and inf
+      check, gradient norm, Adam, weights to fp16, each its own kernel);
+      ``megatron_core_2024``: Megatron-Core's BF16 distributed optimizer of 2024 (the
+      fp32 gradient buckets' NaN-check norm and 1/dp scaling; gradient norm, Adam,
+      weights to bf16 over the shard). Both need Adam in mixed precision.
+    - ``norm_kernel``: the layer-norm kernels' speed. ``stream``: at the device's stream
+      rate, as every memory-bound kernel; ``apex_2021``: apex's affine LayerNorm as
+      Megatron-LM built it in 2021, whose backward attains 0.712 of it (NVIDIA/apex PR
+      1037's A100 measurement; mcdla.hw.ew_traffic.KERNEL_STREAM).
     """
 
     virtualization: bool = True
@@ -104,3 +116,5 @@ class TrainingSpec:
     schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
     virtual_stages: PositiveInt = 1
     checkpoint: Literal["none", "full", "selective"] = "none"
+    optimizer_passes: Literal["fused", "megatron_fp16_2021", "megatron_core_2024"] = "fused"
+    norm_kernel: Literal["stream", "apex_2021"] = "stream"

@@ -14,6 +14,8 @@ measured on real hardware, the source and a tolerance::
         tolerance: 0.10             # |simulated / measured - 1| that passes
         source: {title: ..., url: ...}
         reduced: true               # part of the reduced run (mcdla validate --reduced, CI)
+        slow: true                  # minutes of CPU: only with mcdla validate --all
+        budget: 1e12                # a slow sim row's work budget (mcdla sim --budget)
 
 A ``sim`` row's args are ``mcdla sim``'s (topology, workload, batch, parallel, policy,
 device, and ``set``: dotted keys); ``measure: overhead`` compares the run with a
@@ -91,6 +93,10 @@ class ValidationRow:
     reduced: bool = False
     note: str = ""
     flops: Literal["megatron", "megatron_core"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
+    # Minutes of CPU: run only by ``mcdla validate --all``, with the work budget
+    # (channel updates, mcdla sim --budget) its run needs beyond the default's.
+    slow: bool = False
+    budget: Annotated[float, Range(minimum=0.0, inclusive=False)] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,8 @@ def read_validation(name_or_path: str) -> tuple[str, ValidationFile]:
                     f"expected a mapping of dotted keys to values, got {excerpt(args['set'])}")
         if row.measure in ("overhead", "scaling") and not row.baseline:
             raise at.child("baseline").error(f"measure {row.measure} needs a baseline run")
+        if row.budget is not None and not (row.slow and row.kind == "sim"):
+            raise at.child("budget").error("only a slow sim row (slow: true) takes a work budget")
         if row.measure == "flops_per_device" and row.flops is None:
             raise at.child("flops").error(
                 f"measure flops_per_device needs a flops formula: {', '.join(FLOPS_FORMULAS)}")

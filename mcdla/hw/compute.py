@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from mcdla.config.hardware import DeviceSpec
 from mcdla.hw import gpu
 from mcdla.hw.layers import Gemm, Kernel, Layer, ceil_div
-from mcdla.hw.memory import step_bytes_per_param
+from mcdla.hw.memory import optimizer_passes
 
 __all__ = ["KernelTiming", "COMPUTE_MODELS", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings",
            "optimizer_step_time"]
@@ -134,7 +134,7 @@ def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
     """Time of one kernel on ``device``: its compute model's GEMM time or a
     memory-bound stream, whichever is longer, plus latency and launch."""
     compute_s, moved = COMPUTE_MODELS[device.compute_model](device, kernel)
-    memory_s = moved / device.effective_hbm_bw_Bps
+    memory_s = moved / (device.effective_hbm_bw_Bps * kernel.stream)
     time_s = max(compute_s, memory_s) + device.hbm_latency + device.launch_overhead
     bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
     attained = kernel.macs / time_s if time_s > 0 else 0.0
@@ -161,10 +161,13 @@ def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precisi
     return sum(t.time_s for t in layer_timings(device, layer, phase, batch, precision_bytes, shards))
 
 
-def optimizer_step_time(device: DeviceSpec, workload, params: float) -> float:
-    """Seconds of the optimizer step over ``params`` parameters: one memory-bound
-    kernel (:func:`mcdla.hw.memory.step_bytes_per_param`); 0 with no optimizer."""
-    per_param = step_bytes_per_param(workload)
-    if per_param == 0 or params <= 0:
+def optimizer_step_time(device: DeviceSpec, workload, params: float, held: float | None = None,
+                        impl: str = "fused") -> float:
+    """Seconds of the optimizer step over the ``params`` parameters a device updates
+    (``held``: the gradients it holds, ``params`` by default): its memory-bound passes
+    one after another (:func:`mcdla.hw.memory.optimizer_passes`); 0 with no optimizer."""
+    if params <= 0:
         return 0.0
-    return kernel_time(device, Kernel("optimizer:step", 0, math.ceil(params) * per_param, None)).time_s
+    count = {"updated": params, "held": params if held is None else held}
+    return sum(kernel_time(device, Kernel(f"optimizer:{name}", 0, math.ceil(count[over]) * per_param, None)).time_s
+               for name, per_param, over in optimizer_passes(workload, impl))

@@ -6,7 +6,9 @@ reads and writes per sample, forward and backward.
 
 from __future__ import annotations
 
-__all__ = ["EW_TRAFFIC"]
+import dataclasses
+
+__all__ = ["EW_TRAFFIC", "KERNEL_STREAM", "with_norm_kernel"]
 
 # Element-wise traffic, per sample, as (forward, backward) in units of the layer's
 # total input elements I and output elements O. Why these tensors:
@@ -59,3 +61,30 @@ EW_TRAFFIC: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "moe_dispatch": ((1, 1), (1, 1)),
     "moe_combine": ((1, 1), (2, 1)),
 }
+
+
+# A framework's kernels that stream their traffic (above) slower than a stream
+# benchmark: training.norm_kernel -> layer kind -> (fwd, bwd) fraction of the device's
+# stream rate (hbm_bw x hbm_efficiency) they attain. "apex_2021": apex's affine
+# LayerNorm (csrc/layer_norm_cuda_kernel.cu), which Megatron-LM of 2021 built as its
+# fused layer norm (megatron/fused_kernels/layer_norm_cuda_kernel.cu, "copied from
+# NVIDIA apex", commit a8d172b). NVIDIA/apex PR 1037 (January 2021) timed it on an A100
+# over 16.8M fp16 elements (32 x 512 x 1024): forward 75.1 us, backward 176.2 us. Its
+# backward's three kernels read dY and X twice and write dX (five tensors, 167.8 MB):
+# less mcdla's fixed cost of a kernel on the a100_sxm4_40gb preset (5 us launch + 400
+# cycles at 1.41 GHz), 167.8 MB in 170.9 us is 982 GB/s, 0.712 of that card's stream
+# rate (1,555 GB/s x 0.886). Its forward (three tensors: X read twice, Y written) takes
+# 78 us at the full stream rate in mcdla, within 4% of the 75.1 us: 1.
+KERNEL_STREAM: dict[str, dict[str, tuple[float, float]]] = {
+    "stream": {},
+    "apex_2021": {"layernorm": (1.0, 0.712)},
+}
+
+
+def with_norm_kernel(workload, kernel: str):
+    """``workload`` with its layers' kernels as ``kernel`` (training.norm_kernel) runs them."""
+    rates = KERNEL_STREAM[kernel]
+    if not rates:
+        return workload
+    layers = tuple(dataclasses.replace(l, stream=rates[l.kind]) if l.kind in rates else l for l in workload.layers)
+    return dataclasses.replace(workload, layers=layers)

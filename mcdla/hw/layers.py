@@ -126,6 +126,9 @@ class Kernel:
     element_bytes: int = 4
     gemms: tuple[Gemm, ...] = ()  # a fused kernel's GEMMs, run on the PE array one after another
     conv3x3: str | None = None  # "fwd", "dx" or "dw" of a 3x3 stride-1 convolution (mcdla.hw.gpu)
+    # The fraction of the device's stream rate a memory-bound kernel attains: 1, but for a
+    # framework's kernel measured slower (mcdla.hw.ew_traffic.KERNEL_STREAM).
+    stream: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,9 @@ class Layer:
     fuse_with_prev: tuple[bool, ...] = ()
     # The feature maps backward reads, when not this layer's inputs (mcdla.sim.offload).
     bwd_reads: tuple[int, ...] | None = None
+    # (fwd, bwd): the fraction of the stream rate its memory-bound kernels attain
+    # (training.norm_kernel; mcdla.hw.ew_traffic.KERNEL_STREAM).
+    stream: tuple[float, float] = (1.0, 1.0)
     # Of ``params``, those one token uses (a routed expert bank's top_k experts), if fewer.
     active_params: int | None = None
 
@@ -301,7 +307,7 @@ class Layer:
         if low is None:
             elems = self.ew_fwd_elems if forward else self.ew_bwd_elems
             size = ceil_div(elems * batch, shards) * e
-            return (Kernel(f"{self.name}:{tag}", 0, size, None, element_bytes=e),)
+            return (Kernel(f"{self.name}:{tag}", 0, size, None, element_bytes=e, stream=self.stream[0 if forward else 1]),)
         kernels: list[Kernel] = []
         m_out = ceil_div(low.out_features, shards)
         n = batch * low.positions

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["OPTIMIZER_STATE_BYTES", "model_state_bytes", "step_bytes_per_param",
-           "with_precision", "PRECISIONS", "optimizer_state_bytes"]
+from mcdla.errors import InputError
+
+__all__ = ["OPTIMIZER_STATE_BYTES", "model_state_bytes", "step_bytes_per_param", "optimizer_passes",
+           "OPTIMIZER_PASSES", "with_precision", "PRECISIONS", "optimizer_state_bytes"]
 
 # fp32 optimizer state per parameter: SGD keeps none, momentum one buffer, Adam two.
 OPTIMIZER_STATE_BYTES = {"none": 0, "sgd": 0, "momentum": 4, "adam": 8}
@@ -70,6 +72,67 @@ def step_bytes_per_param(workload) -> int:
     e = workload.precision_bytes
     weights = 2 * MASTER_BYTES + e if workload.master_weights else 2 * e
     return e + weights + 2 * OPTIMIZER_STATE_BYTES[workload.optimizer]
+
+
+# Apex's FusedAdam over fp32 master weights: reads the fp32 gradient, reads and writes
+# the weight and both moments (apex csrc/multi_tensor_adam.cu).
+_ADAM_FP32 = 4 + 2 * MASTER_BYTES + 2 * OPTIMIZER_STATE_BYTES["adam"]
+
+
+def _megatron_fp16_2021(e: int) -> tuple[tuple[str, int, str], ...]:
+    """Megatron-LM's fp16 step of April 2021 (commit a8d172b, the SC'21 rows' release):
+    ``--DDP-impl local`` without contiguous buffers (off by default in fp16) flattens
+    the fp16 gradients into one tensor, divides it by the data-parallel size and copies
+    it back after the all-reduce (``megatron/model/distributed.py``,
+    ``allreduce_gradients``); ``Float16OptimizerWithFloat16Params.step``
+    (``megatron/optimizer/optimizer.py``) then copies the gradients to fp32
+    (``main_grad.float()``), unscales them and checks for inf
+    (``_amp_foreach_non_finite_check_and_unscale_``, the default dynamic loss scale),
+    takes their L2 norm (``clip_grad_norm_fp32``: apex ``multi_tensor_l2norm``,
+    ``--clip-grad`` 1.0), runs apex's FusedAdam and copies the fp32 weights into the
+    fp16 ones (``multi_tensor_scale`` by 1.0). The clip's rescale of the gradients runs
+    only when their norm exceeds 1.0 (data-dependent: not charged)."""
+    return (("gradients flattened", 2 * e, "held"), ("gradients divided by dp", 2 * e, "held"),
+            ("gradients unflattened", 2 * e, "held"), ("gradients to fp32", e + 4, "updated"),
+            ("unscale and inf check", 8, "updated"), ("gradient norm", 4, "updated"),
+            ("adam", _ADAM_FP32, "updated"), ("weights to fp16", 4 + e, "updated"))
+
+
+def _megatron_core_2024(e: int) -> tuple[tuple[str, int, str], ...]:
+    """Megatron-Core's BF16 step of July 2024 (commit fd5cfec) with the distributed
+    optimizer: gradients accumulate in an fp32 buffer (``accumulate_allreduce_grads_in_fp32``
+    is forced on for bf16, ``megatron/training/arguments.py``); before each bucket's
+    reduce-scatter the whole bucket's norm is taken as a NaN check
+    (``check_for_nan_in_grad``, on by default) and the bucket is scaled by 1/dp
+    (``gradient_scaling_factor``, ``average_in_collective`` off), both over every
+    gradient a device holds (``param_and_grad_buffer.py``, ``start_grad_sync``);
+    ``DistributedOptimizer`` then, over its shard, takes the gradient norm, runs
+    FusedAdam and copies the fp32 weights into the bf16 parameter buffer
+    (``distrib_optimizer.py``); the fp32 gradient's ``.float()`` copies nothing and
+    bf16 has no loss scale to unscale. mcdla charges the bucket passes with the step
+    (in Megatron they run on the compute stream in backward, before each bucket's
+    reduce-scatter), and reduces the gradients at the workload's precision."""
+    return (("gradient NaN check (norm)", 4, "held"), ("gradients scaled by 1/dp", 8, "held"),
+            ("gradient norm", 4, "updated"), ("adam", _ADAM_FP32, "updated"), ("weights to bf16", 4 + e, "updated"))
+
+
+# training.optimizer_passes -> the passes of the optimizer step, by the workload's
+# element bytes: (what the pass does, HBM bytes per parameter, over which parameters:
+# "updated", those this device steps (its ZeRO shard), or "held", every gradient it holds).
+OPTIMIZER_PASSES = {"megatron_fp16_2021": _megatron_fp16_2021, "megatron_core_2024": _megatron_core_2024}
+
+
+def optimizer_passes(workload, impl: str = "fused") -> tuple[tuple[str, int, str], ...]:
+    """The optimizer step's memory-bound passes: ``fused``, one pass of
+    :func:`step_bytes_per_param` (none with no optimizer); or a framework's, each pass
+    its own kernel (:data:`OPTIMIZER_PASSES`), for Adam in mixed precision only."""
+    if impl == "fused":
+        per_param = step_bytes_per_param(workload)
+        return (("step", per_param, "updated"),) if per_param else ()
+    if workload.optimizer != "adam" or not workload.master_weights:
+        raise InputError(f"{impl} runs Adam in mixed precision; set training.precision=mixed with an Adam "
+                         f"workload, or training.optimizer_passes=fused", key="training.optimizer_passes")
+    return OPTIMIZER_PASSES[impl](workload.precision_bytes)
 
 
 # training.precision -> (bytes per activation, weight and gradient element; fp32 master copy)

@@ -327,7 +327,9 @@ class DeviceCompute:
                 elif chunk.recomputed[t] and t not in recomputed:
                     recomputed.add(t)
                     yield from memory.reserve(plan.tensor_bytes[t], f"the recompute of {layers[t].name}")
-                    yield from self._compute(plan.fwd_s[t], f"recompute {layers[t].name}{label}", "recompute")
+                    yield from self._recompute(t, label, tag)
+            for t in chunk.replays.get(i, ()):  # full checkpointing reruns the rest of the block, unkept
+                yield from self._recompute(t, label, tag)
             if training.regather and layers[i].weight_group is not None:
                 for p, size in plan.gathers.get(i, ()):  # model-parallel: dW reads X whole again
                     yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
@@ -343,6 +345,17 @@ class DeviceCompute:
         if self.work.stashed:
             memory.free(chunk.stash_bytes)
         self._send(step)
+
+    def _recompute(self, t: int, label: str, tag: tuple):
+        """Reruns layer t's forward in backward: its kernel and its tensor-parallel
+        collectives (a replayed block runs its forward whole, all-reduces included, as
+        Megatron's checkpoint function does; expert parallelism's all-to-alls are not
+        rerun: docs/model.md)."""
+        again = (*tag, "recompute")
+        yield from tensor.before_forward(self, t, again)
+        yield from self._compute(self.plan.fwd_s[t], f"recompute {self.inputs.workload.layers[t].name}{label}",
+                                 "recompute")
+        yield from tensor.after_forward(self, t, again)
 
     def _gradients_of(self, i: int, micro: int):
         """After layer i's backward: model-parallel, the partial dX it completes, each

@@ -20,7 +20,7 @@ from mcdla.registry import Registry
 from mcdla.sim.liveness import FIT_SLACK, backward_needs, closure, intervals, memory_curve, schedule
 
 __all__ = ["OFFLOADS", "OffloadPolicy", "OffloadAll", "ConvInputs", "CapacityAware", "OffloadDecision",
-           "checkpointed"]
+           "checkpointed", "replayed"]
 
 OFFLOADS: Registry[type["OffloadPolicy"]] = Registry("offload policy")
 
@@ -62,6 +62,31 @@ def checkpointed(layers, checkpoint: str) -> tuple[bool, ...]:
             if blocks[i] != blocks[p]:
                 inside[p] = False
     return tuple(i > 0 and inside[i] and consumed[i] for i in range(len(layers)))
+
+
+def replayed(layers, checkpoint: str, recomputed, read) -> dict[int, tuple[int, ...]]:
+    """Full checkpointing reruns a block's whole forward before its backward, as
+    Megatron-LM's checkpoint function does (``CheckpointFunction.backward`` in
+    ``megatron/mpu/random.py``, 2021, and ``megatron/core/tensor_parallel/random.py``:
+    ``outputs = ctx.run_function(*detached_inputs)`` under ``enable_grad``, then
+    ``torch.autograd.backward(outputs, args)``). The recompute closure rebuilds only the
+    maps some backward reads; this is the rest: block layer -> the layers of its block
+    whose forward also reruns before its backward, the block's stored output and the
+    maps only it reads (its last GEMM, whose output only the residual add reads). Keyed
+    by the block's last layer, whose backward runs first; ``read``: the maps backward
+    reads, with the closure's (``Schedule.first_bwd_use``). Empty unless ``full``."""
+    if checkpoint != "full":
+        return {}
+    blocks: dict[str, list[int]] = {}
+    for i, layer in enumerate(layers):
+        if i > 0 and block_of(layer.name):
+            blocks.setdefault(block_of(layer.name), []).append(i)
+    replays = {}
+    for members in blocks.values():
+        extra = tuple(t for t in members if not (recomputed[t] and t in read))
+        if extra:
+            replays[max(members)] = extra
+    return replays
 
 
 class OffloadPolicy:

@@ -39,6 +39,7 @@ class PassPlan:
     stashed: frozenset[int]  # maps reserved with the stash (none without micro-batches)
     stash_bytes: float  # reserved when a micro-batch's forward starts, freed after its backward
     leftover: tuple[int, ...]  # maps kept to the iteration's end (without virtualization, never read back)
+    replays: dict[int, tuple[int, ...]]  # layer -> its block's layers rerun before its backward, not kept
 
 
 def pass_plan(plan, layers, own: range, virtualize: bool, received_bytes: float | None = None) -> PassPlan:
@@ -64,7 +65,8 @@ def pass_plan(plan, layers, own: range, virtualize: bool, received_bytes: float 
     return PassPlan(fwd, fwd[::-1], {t: local.last_fwd_use[t] for t in own}, offloaded, recomputed, dropped,
                     {t: s for t, s in local.first_bwd_use.items() if offloaded[t]}, tuple(map(tuple, frees)),
                     stashed, stash_bytes,
-                    tuple(t for t in own if t not in read and not dropped[t] and t not in stashed))
+                    tuple(t for t in own if t not in read and not dropped[t] and t not in stashed),
+                    {i: tuple(t for t in ts if t in mine) for i, ts in plan.replays.items() if i in mine})
 
 
 @dataclass(frozen=True)

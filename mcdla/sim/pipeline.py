@@ -180,4 +180,5 @@ def pipeline_plan(plan, inputs, dp: int, virtualize: bool = False) -> PipelinePl
     params = tuple(w / prec for w in weights)
     updated = [updated_params(n, execution.zero, dp) for n in params]
     return PipelinePlan(p, v, stages, passes, tuple(boundary), tuple(weights),
-                        tuple(optimizer_step_time(device, workload, n) for n in updated))
+                        tuple(optimizer_step_time(device, workload, n, h, execution.training.optimizer_passes)
+                              for n, h in zip(updated, params)))

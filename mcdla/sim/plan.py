@@ -10,7 +10,7 @@ from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
 from mcdla.sim.expert import by_group, expert_split, held_params, local_layers, resident_by_group, slot_maps
 from mcdla.sim.liveness import backward_needs, schedule
-from mcdla.sim.offload import OFFLOADS
+from mcdla.sim.offload import OFFLOADS, replayed
 from mcdla.sim.records import OffloadPlan, RunInputs
 
 __all__ = ["make_plan", "device_model_state", "device_group_params"]
@@ -73,7 +73,8 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
         return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
     updated = sum(updated_params(n, execution.zero, d) for n, d in by_group(group_params, split, dp))
-    step_s = optimizer_step_time(device, workload, updated)
+    step_s = optimizer_step_time(device, workload, updated, sum(group_params.values()),
+                                 execution.training.optimizer_passes)
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, layer in enumerate(layers):
@@ -87,7 +88,8 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
                        frozenset(last_bwd_use), to_bytes(model.partial_dx) if model else {},
                        to_bytes(model.gathers) if model else {}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
-                       tuple(sorted(first, key=first.get)), first, last, updated, dropped, split)
+                       tuple(sorted(first, key=first.get)), first, last, updated, dropped, split,
+                       replayed(layers, execution.training.checkpoint, recomputed, sched.first_bwd_use))
 
 
 def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params, split=None) -> float:

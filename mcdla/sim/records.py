@@ -101,6 +101,9 @@ class OffloadPlan:
     # read again while virtualizing (a map a policy keeps stays until backward frees it).
     dropped: tuple[bool, ...] = ()
     ep: ExpertSplit | None = None  # expert parallelism (mcdla.sim.expert); None without
+    # Full checkpointing: layer -> the layers of its block rerun before its backward beyond
+    # the recompute closure's (mcdla.sim.offload.replayed), their outputs not kept.
+    replays: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

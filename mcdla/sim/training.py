@@ -47,6 +47,7 @@ from functools import cached_property
 from mcdla.config.execution import ExecutionSpec
 from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.cache import Cache
+from mcdla.hw.ew_traffic import with_norm_kernel
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
@@ -110,8 +111,9 @@ class Iteration:
     def __init__(self, topology, workload, execution: ExecutionSpec, *, record_timeline: bool = False):
         training = execution.training
         # The workload as this execution trains it: its precision, in-place and fused layers.
-        workload = inplace_workload(with_precision(workload, training.precision), inplace=training.inplace,
-                                    fuse_bn_relu=training.fuse_bn_relu, fuse_dropout_add=training.fuse_dropout_add)
+        workload = inplace_workload(with_norm_kernel(with_precision(workload, training.precision), training.norm_kernel),
+                                    inplace=training.inplace, fuse_bn_relu=training.fuse_bn_relu,
+                                    fuse_dropout_add=training.fuse_dropout_add)
         self.inputs = RunInputs(topology, workload, execution)
         devices = len(topology.devices)
         t, pp = execution.tensor_parallel, execution.pipeline_parallel

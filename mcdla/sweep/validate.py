@@ -53,11 +53,11 @@ def _baseline(row: ValidationRow) -> dict[str, Any]:
     return {**row.args, **row.baseline, "set": {**(row.args.get("set") or {}), **(row.baseline.get("set") or {})}}
 
 
-def _sim(args: dict[str, Any]) -> dict[str, Any]:
-    """``mcdla sim``'s run of a row's args."""
+def _sim(args: dict[str, Any], budget: float | None = None) -> dict[str, Any]:
+    """``mcdla sim``'s run of a row's args (``budget``: a slow row's work budget)."""
     from mcdla.run import simulate_point
 
-    return simulate_point(_point(args))
+    return simulate_point(_point(args), budget)
 
 
 def check_row(row: ValidationRow, where: Where, cache: dict) -> None:
@@ -164,7 +164,7 @@ def run_row(row: ValidationRow) -> float:
         copy = simulate_transfer(row.args.get("src"), row.args.get("dst"), row.args.get("size"),
                                  topology=row.args.get("topology"), sets=list((row.args.get("set") or {}).items()))
         return copy["bandwidth_Bps"] if row.measure == "bandwidth" else copy["time_s"]
-    result = _sim(row.args)
+    result = _sim(row.args, row.budget)
     if row.measure == "iteration_time":
         return result["iteration_time_s"]
     if row.measure == "throughput":
@@ -179,13 +179,13 @@ def run_row(row: ValidationRow) -> float:
     return result["iteration_time_s"] / base["iteration_time_s"] - 1.0
 
 
-def validate(tables: Sequence[str] = (), *, reduced: bool = False,
+def validate(tables: Sequence[str] = (), *, reduced: bool = False, all_rows: bool = False,
              progress: Callable[[int, int, str], None] | None = None) -> list[Outcome]:
     """Runs the rows of ``tables`` (default: every shipped table); ``reduced``: only the
-    rows marked for the reduced run."""
+    rows marked for the reduced run; the slow rows only with ``all_rows``."""
     loaded = [read_validation(t) for t in (tables or shipped_validation())]  # every file checked first
     rows = [(shown, spec, i, row) for shown, spec in loaded for i, row in enumerate(spec.rows)
-            if row.reduced or not reduced]
+            if (row.reduced or not reduced) and (all_rows or not row.slow)]
     cache: dict = {}
     for shown, _, i, row in rows:  # every row's inputs checked before the first runs
         check_row(row, Where(shown).child("rows").child(i), cache)
