@@ -13,9 +13,10 @@ from mcdla.hw.gpu import compute_seconds
 from tests.test_gpu_compute import one_conv, preset
 
 # DeepBench (baidu-research/DeepBench results/train/DeepBench_NV_V100.xlsx, sheet "Results - FP16 ip,
-# Mixed math": CUDA 10.1, cuDNN 7.6.2, IMPLICIT_PRECOMP_GEMM), VGG's 3x3 stride-1 rows at N = 16, the
-# only convolutions of its ResNet/VGG rows long enough (0.3-0.4 ms) to be rate-bound: forward,
-# backward-data and backward-filter, ms.
+# Mixed math": CUDA 10.1, cuDNN 7.6.2; code/nvidia/conv_bench.cu built with USE_TENSOR_CORES fixes the
+# algorithms, IMPLICIT_PRECOMP_GEMM forward and ALGO_1 backward, instead of timing them all), VGG's 3x3
+# stride-1 rows at N = 16, the only convolutions of its ResNet/VGG rows long enough (0.3-0.4 ms) to be
+# rate-bound: forward, backward-data and backward-filter, ms.
 V100_FP16_3X3 = [
     (112, 64, 128, (0.355, 0.374, 0.423)),
     (56, 128, 256, (0.318, 0.352, 0.353)),
@@ -36,6 +37,29 @@ def test_the_v100_runs_deepbenchs_fp16_3x3_convolutions_up_to_a_quarter_faster_t
     for direction, ms in zip(("fwd", "dx", "dw"), measured_ms):
         error = kernel_time(v100, kernels[direction]).time_s / (ms / 1e3) - 1
         assert -0.28 < error <= 0.0, (direction, error)
+
+
+# The same shapes in FP32 (sheet "Results FP32", built without tensor cores, so conv_bench times
+# every algorithm, cudnnFind: cuDNN chose WINOGRAD_NONFUSED), forward, backward-data, backward-filter, ms.
+V100_FP32_3X3 = [
+    (112, 64, 128, (1.246, 1.209, 1.928)),
+    (56, 128, 256, (0.900, 0.901, 0.936)),
+    (28, 256, 512, (0.801, 0.859, 0.766)),
+]
+
+
+@pytest.mark.parametrize("size, channels, out, measured_ms", V100_FP32_3X3)
+def test_the_v100_runs_deepbenchs_fp32_3x3_convolutions_slower_than_cudnns_winograd(
+        tmp_path, size, channels, out, measured_ms):
+    # mcdla runs an FP32 convolution as its im2col GEMM on the FP32 lanes at gemm_efficiency
+    # (12.2 of 15.7 TFLOPS); cuDNN's Winograd kernels attained 24-39 TFLOPS in direct MACs, so
+    # mcdla takes 1.3-3.2 times as long (docs/validation.md: the FP32 rows pass beside this).
+    v100 = preset("v100_sxm2_16gb")
+    layer = one_conv(tmp_path, size, channels, out)
+    kernels = {k.name.split(":")[1]: k for phase in ("fwd", "bwd") for k in layer.kernels(phase, 16, 4)}
+    for direction, ms in zip(("fwd", "dx", "dw"), measured_ms):
+        ratio = kernel_time(v100, kernels[direction]).time_s / (ms / 1e3)
+        assert 1.2 < ratio < 3.3, (direction, ratio)
 
 
 # DeepBench_NV_TitanX.xlsx (CUDA 7.5, cuDNN 5): its 14 distinct ResNet-50 1x1 convolutions at N = 16,
