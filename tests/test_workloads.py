@@ -71,7 +71,7 @@ MOES = ("deepseek_v3", "mixtral_8x7b")
 
 
 # Real-machine validation networks (tests/test_workloads_real.py).
-REAL = ("resnet50", "vgg16")
+REAL = ("resnet50", "vgg16", "alexnet_bvlc")
 
 
 def test_every_shipped_workload_is_the_papers_or_a_transformer():

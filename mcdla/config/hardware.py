@@ -73,11 +73,14 @@ class DeviceSpec:
     attention_efficiency: tuple[Fraction, Fraction] = (1.0, 1.0)
     attention_half_seq: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
     attention_block: PositiveInt = 128
-    # cuDNN's rate for a 3x3 stride-1 convolution (Winograd's class, mcdla.hw.gpu.conv3x3_seconds):
+    # cuDNN's rate for a 3x3 stride-1 convolution (Winograd's class, mcdla.hw.gpu.conv_class_seconds):
     # of the peak MAC rate, counted in the direct convolution's MACs (above 1 where Winograd
     # multiplies less), forward, backward-data, backward-filter; None: such a convolution
     # is its im2col GEMM at gemm_efficiency, as every other.
     conv3x3_efficiency: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
+    # cuDNN's rate for an ungrouped 1x1 convolution of any stride (ResNet's pointwise and
+    # projection class), as above: forward, backward-data, backward-filter; None: its GEMM's.
+    conv1x1_efficiency: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
     # SMs a running NCCL collective holds (one CTA per channel), taken from compute
     # started while it runs (mcdla.hw.gpu.sm_contended); 0: no contention.
     nccl_sms: NonNegativeInt = 0

@@ -37,8 +37,9 @@ others, ``sms / (sms - nccl_sms)`` times longer (:func:`sm_contended`; decided w
 layer's compute starts; the HBM bandwidth NCCL also takes is not modelled).
 
 A 3x3 stride-1 convolution on a device that measured cuDNN's rate for that class
-(``conv3x3_efficiency``: Winograd's, by direction) runs its im2col GEMM's tiles and
-waves at that rate instead of the GEMM ceiling (:func:`conv3x3_seconds`).
+(``conv3x3_efficiency``: Winograd's, by direction), and a 1x1 convolution on one that
+measured that class (``conv1x1_efficiency``), runs its im2col GEMM's tiles and waves at
+that rate instead of the GEMM ceiling (:func:`conv_class_seconds`).
 
 Memory-bound kernels stream at the measured achievable bandwidth (``hbm_efficiency``
 of the nominal, a stream benchmark) and every kernel pays ``launch_overhead``; both
@@ -54,11 +55,14 @@ from mcdla.hw.layers import Gemm, Kernel, ceil_div
 # tensor-core GEMMs): a split-K slice is at least this deep.
 SPLIT_K_STEP = 64
 
-__all__ = ["gemm_rate", "gemm_seconds", "conv3x3_seconds", "attention_seconds", "compute_seconds", "waves",
+__all__ = ["gemm_rate", "gemm_seconds", "conv_class_seconds", "attention_seconds", "compute_seconds", "waves",
            "sm_contended"]
 
 # The directions of a convolution's kernels, in the order of DeviceSpec.conv3x3_efficiency.
 CONV_DIRECTIONS = ("fwd", "dx", "dw")
+# The convolution classes a device may have measured: the Kernel field naming a kernel's
+# direction in that class, the DeviceSpec field holding the class's rates.
+CONV_CLASSES = (("conv3x3", "conv3x3_efficiency"), ("conv1x1", "conv1x1_efficiency"))
 
 
 def waves(blocks: int, sms: int) -> int:
@@ -97,16 +101,18 @@ def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
     return best
 
 
-def conv3x3_seconds(device: DeviceSpec, kernel: Kernel, seconds: float) -> float:
-    """``seconds`` of a 3x3 stride-1 convolution's im2col GEMM, rescaled from the GEMM
-    ceiling to the rate cuDNN's kernels measured for that class (``conv3x3_efficiency``
-    by direction, in direct-convolution MACs: Winograd multiplies less, so it may exceed
-    1); its tiles and waves stay the GEMM's. Unchanged for any other kernel, or on a
-    device without that measurement."""
-    if kernel.conv3x3 is None or device.conv3x3_efficiency is None:
-        return seconds
-    _, ceiling = gemm_rate(device, kernel.element_bytes)
-    return seconds * ceiling / device.conv3x3_efficiency[CONV_DIRECTIONS.index(kernel.conv3x3)]
+def conv_class_seconds(device: DeviceSpec, kernel: Kernel, seconds: float) -> float:
+    """``seconds`` of a convolution's im2col GEMM, rescaled from the GEMM ceiling to the
+    rate cuDNN's kernels measured for its class (``CONV_CLASSES``: 3x3 stride-1, whose
+    Winograd multiplies less, so its rate in direct-convolution MACs may exceed 1; 1x1),
+    by direction; its tiles and waves stay the GEMM's. Unchanged for any other kernel,
+    or on a device without that class's measurement."""
+    for kernel_field, device_field in CONV_CLASSES:
+        direction, rates = getattr(kernel, kernel_field), getattr(device, device_field)
+        if direction is not None and rates is not None:
+            _, ceiling = gemm_rate(device, kernel.element_bytes)
+            return seconds * ceiling / rates[CONV_DIRECTIONS.index(direction)]
+    return seconds
 
 
 def attention_seconds(device: DeviceSpec, kernel: Kernel, forward: bool) -> float:
@@ -127,7 +133,7 @@ def attention_seconds(device: DeviceSpec, kernel: Kernel, forward: bool) -> floa
 def compute_seconds(device: DeviceSpec, kernel: Kernel) -> float:
     """Compute seconds of ``kernel`` on a GPU (0 for a memory-bound kernel)."""
     if kernel.gemm is not None:
-        return conv3x3_seconds(device, kernel, gemm_seconds(device, kernel.gemm, kernel.element_bytes))
+        return conv_class_seconds(device, kernel, gemm_seconds(device, kernel.gemm, kernel.element_bytes))
     if kernel.gemms:
         # The fused forward runs 2 GEMMs (S, O), backward 5 (S again, dV, dP, dQ, dK).
         return attention_seconds(device, kernel, forward=len(kernel.gemms) <= 2)

@@ -129,6 +129,7 @@ class Kernel:
     # The fraction of the device's stream rate a memory-bound kernel attains: 1, but for a
     # framework's kernel measured slower (mcdla.hw.ew_traffic.KERNEL_STREAM).
     stream: float = 1.0
+    conv1x1: str | None = None  # "fwd", "dx" or "dw" of a 1x1 convolution (mcdla.hw.gpu)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class Lowering:
     gates_fwd_elems: int = 0
     gates_bwd_elems: int = 0
     conv3x3: bool = False  # an ungrouped 3x3 stride-1 convolution (cuDNN's Winograd class)
+    conv1x1: bool = False  # an ungrouped 1x1 convolution, any stride (ResNet's pointwise class)
 
 
 @dataclass(frozen=True)
@@ -314,14 +316,16 @@ class Layer:
         weights = ceil_div(low.weight_elems, shards) * e
         out = ceil_div(low.out_elems * batch, shards) * e
         gates = low.gates_fwd_elems if forward else low.gates_bwd_elems
-        fwd3, dx3, dw3 = ("fwd", "dx", "dw") if low.conv3x3 else (None, None, None)
+        # The measured convolution class the GEMMs belong to, if any (mcdla.hw.gpu.conv_class_seconds).
+        conv = "conv3x3" if low.conv3x3 else "conv1x1" if low.conv1x1 else None
         gates_kernel = None
         if gates:
             gates_kernel = Kernel(f"{self.name}:gates_{tag}", 0, ceil_div(gates * batch, shards) * e,
                                   None, element_bytes=e)
         if forward:
             operands = (weights, low.in_elems * batch * e, out)
-            kernels.append(self._gemm(f"{self.name}:{tag}", Gemm(m_out, n, low.reduce, low.groups), operands, e, fwd3))
+            gemm = Gemm(m_out, n, low.reduce, low.groups)
+            kernels.append(self._gemm(f"{self.name}:{tag}", gemm, operands, e, conv, "fwd"))
             if gates_kernel:
                 kernels.append(gates_kernel)
             return tuple(kernels)
@@ -329,9 +333,10 @@ class Layer:
             kernels.append(gates_kernel)
         if low.dx_rows:
             operands = (weights, out, low.dx_elems * batch * e)
-            kernels.append(self._gemm(f"{self.name}:dx", Gemm(low.dx_rows, n, m_out, low.groups), operands, e, dx3))
+            gemm = Gemm(low.dx_rows, n, m_out, low.groups)
+            kernels.append(self._gemm(f"{self.name}:dx", gemm, operands, e, conv, "dx"))
         operands = (out, low.in_elems * batch * e, weights)
-        kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e, dw3))
+        kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e, conv, "dw"))
         return tuple(kernels)
 
     def _attention_kernels(self, tag: str, forward: bool, batch: int, e: int, shards: int) -> tuple[Kernel, ...]:
@@ -374,8 +379,11 @@ class Layer:
                 gemm("dk", grad_qk, square + qkv // 3 + qkv // 3))
 
     @staticmethod
-    def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int, conv3x3: str | None = None) -> Kernel:
-        return Kernel(name, gemm.macs, sum(operands), gemm, operands, e, conv3x3=conv3x3)
+    def _gemm(name: str, gemm: Gemm, operands: tuple[int, int, int], e: int, conv: str | None = None,
+              direction: str | None = None) -> Kernel:
+        """A GEMM kernel; ``conv`` names its convolution class field (``conv3x3``, ``conv1x1``),
+        which is set to ``direction``."""
+        return Kernel(name, gemm.macs, sum(operands), gemm, operands, e, **({conv: direction} if conv else {}))
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ def _conv(in_shapes, *, out_channels, kernel, stride=1, padding=0, groups=1, bia
         dx_elems=c * h * w if dx else 0,
         out_elems=_prod(out),
         conv3x3=(kh, kw, sh, sw, groups) == (3, 3, 1, 1, 1),  # cuDNN's Winograd class
+        conv1x1=(kh, kw, groups) == (1, 1, 1),  # a pointwise convolution, any stride
     )
     return Shaped(out, weights, lowering)
 
