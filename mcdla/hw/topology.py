@@ -116,10 +116,10 @@ class Topology:
         return named.get(ring.reverse)
 
     def capacities(self) -> dict[str, float]:
-        """Channel and port id -> bytes/s: the resources of the flow network."""
-        caps = {cid: ch.bw_Bps for cid, ch in self.channels.items()}
-        caps.update({pid: p.bw_Bps for pid, p in self.ports.items()})
-        return caps
+        """Channel and port id -> bytes/s: the resources of the flow network (a copy the
+        caller may change; read off the channels once per load, a run asks three times)."""
+        return dict(self.cache.get(("capacities",), lambda: {  # a port's id over a channel's, as ever
+            **{cid: ch.bw_Bps for cid, ch in self.channels.items()}, **{pid: p.bw_Bps for pid, p in self.ports.items()}}))
 
     def _capacities_of(self, paths) -> dict[str, float]:
         """:meth:`capacities` of only the resources on ``paths`` (flow -> resources), for
@@ -227,7 +227,8 @@ class Topology:
         else:  # memory-nodes and expanders: their groups and ports follow the backing store's serves
             return None
         stores = tuple(dict.fromkeys(s for d in self.devices for s in serves[d]))
-        links = sorted({data["link_type"] for s in stores for _, _, data in self.graph.in_edges(s, data=True)})
+        pred = self.graph.pred  # each store's links in: its predecessors' parallel edges
+        links = sorted({data["link_type"] for s in stores for keyed in pred[s].values() for data in keyed.values()})
         read = write = 0.0
         if kind in ("memory_node", "cxl"):
             read = write = self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
