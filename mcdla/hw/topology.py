@@ -226,8 +226,8 @@ class Topology:
         else:  # memory-nodes and expanders: their groups and ports follow the backing store's serves
             return None
         stores = tuple(dict.fromkeys(s for d in self.devices for s in serves[d]))
-        pred = self.graph.pred  # each store's links in: its predecessors' parallel edges
-        links = sorted({data["link_type"] for s in stores for keyed in pred[s].values() for data in keyed.values()})
+        ends = set(stores)  # the types of the links into the stores: of the physical links ending there
+        links = sorted({alias for a, b, alias, _ in self.physical_links if a in ends or b in ends})
         read = write = 0.0
         if kind in ("memory_node", "cxl"):
             read = write = self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
