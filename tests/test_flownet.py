@@ -261,3 +261,36 @@ def test_collection_paused_restores_the_collector():
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
+
+
+def test_a_long_path_known_by_identity_sees_a_resource_added_later():
+    """A ring's phase path (longer than 64 resources) is looked up by identity, not
+    hashed; adding a constrained resource on it must still slow its next flow (the
+    identity memo is dropped with the path cache): fails if the memo outlives it."""
+    env = simpy.Environment()
+    path = tuple(f"c{i}" for i in range(100)) + ("unit",)
+    net = FlowNetwork(env, {f"c{i}": 10.0 for i in range(100)})
+    log = []
+    _start(env, net, log, "before", 10.0, path)
+    env.run()
+    net.add_resource("unit", 5.0)  # a reduction unit a collective adds on first use
+    _start(env, net, log, "after", 10.0, path)
+    env.run()
+    assert log == [("before", pytest.approx(1.0)), ("after", pytest.approx(3.0))]
+
+
+def test_resources_of_a_class_are_checked_alike():
+    """The one loop every resource enters by (a network's own and those added later)
+    refuses what add_resource refused one at a time."""
+    env = simpy.Environment()
+    with pytest.raises(ValueError, match="must be > 0"):
+        FlowNetwork(env, {"a": 1.0, "b": float("nan")})
+    with pytest.raises(ValueError, match="one class but differ"):
+        FlowNetwork(env, {"a": 1.0, "b": 2.0}, classes={"a": "a", "b": "a"})
+    net = FlowNetwork(env, {"a": 1.0, "b": 1.0, "free": float("inf")}, classes={"a": "a", "b": "a"})
+    assert net.capacities_Bps == {"a": 1.0, "b": 1.0}
+    units = ("u0", "u1")
+    net.add_resources(units, 4.0)
+    net.add_resources(units, 4.0)  # the same tuple again: nothing new
+    with pytest.raises(ValueError, match="already has capacity"):
+        net.add_resources(("u0",), 3.0)

@@ -130,6 +130,9 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
     a rank's that one of them crosses to another domain, share none."""
+    if all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
+            not any(fab.tiers(rank)[0] for ring in rings for rank in ring.ranks):
+        return tuple(rings)  # no rank has a link home to choose (a ring of devices and memory-nodes)
     usage = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels))
     result = []
     for ring in rings:

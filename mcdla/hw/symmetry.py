@@ -168,14 +168,10 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
 
 def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
     """Each of ``names`` in a class (``colour_of(name)``) of more than one -> the class's first."""
-    first: dict[int, str] = {}
-    out = {}
-    for name in names:
-        out[name] = first.setdefault(colour_of(name), name)
-    sizes: dict[str, int] = {}
-    for f in out.values():
-        sizes[f] = sizes.get(f, 0) + 1
-    return {name: f for name, f in out.items() if sizes[f] > 1}
+    colours = list(map(colour_of, names))
+    first = dict(zip(reversed(colours), reversed(names)))  # the earliest name of a colour is written last
+    sizes = Counter(colours)
+    return {name: first[c] for name, c in zip(names, colours) if sizes[c] > 1}
 
 
 def line_up(symmetry: Symmetry, groups, rank_device, peers):
@@ -280,16 +276,14 @@ class _Quotient:
 
     def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
         """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
-        keys = self.translation.keys(capacities)
-        out: dict[str, int] = {}
-        first: dict[tuple, float] = {}  # orbit key -> its first member's capacity
-        for r, bw in capacities.items():
-            key = keys[r]
-            if first.setdefault(key, bw) != bw:
-                self.consistent = False
-            v = self.index.get((kind, key))
-            out[r] = v if v is not None else self.vertex(kind, r, (bw,))
-        return out
+        keys = list(self.translation.keys(capacities).values())  # in capacities' order
+        first = dict(zip(reversed(keys), reversed(capacities)))  # orbit key -> its first resource
+        found = {key: self.index.get((kind, key)) for key in dict.fromkeys(keys)}  # in first-member order
+        if len(set(zip(keys, capacities.values()))) != len(found):
+            self.consistent = False  # an orbit's members differ in capacity
+        for key, v in found.items():
+            found[key] = v if v is not None else self.vertex(kind, first[key], (capacities[first[key]],))
+        return dict(zip(capacities, map(found.__getitem__, keys)))
 
     def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
         """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
@@ -368,8 +362,8 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, rank_vertices, capacities) 
                   size=1)
     touched: list[tuple[tuple, Counter, int]] = []
     for label, members in (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS)):
-        listed = [c for c in members if c in capacities]
-        touched.append(((label,), Counter(resource_vertex[c] for c in listed), len(set(listed))))
+        listed = list(filter(capacities.__contains__, members))
+        touched.append(((label,), Counter(map(resource_vertex.__getitem__, listed)), len(set(listed))))
     touched.append((("rank",), Counter(rank_vertices), len(set(ring.ranks))))
     for label, counts, distinct in touched:
         if distinct != sum(counts.values()) or any(n != q.sizes[v] for v, n in counts.items()):

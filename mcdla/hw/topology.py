@@ -116,10 +116,9 @@ class Topology:
         return named.get(ring.reverse)
 
     def capacities(self) -> dict[str, float]:
-        """Channel and port id -> bytes/s: the resources of the flow network."""
-        caps = {cid: ch.bw_Bps for cid, ch in self.channels.items()}
-        caps.update({pid: p.bw_Bps for pid, p in self.ports.items()})
-        return caps
+        """Channel and port id -> bytes/s, the flow network's resources (a copy; read once per load)."""
+        return dict(self.cache.get(("capacities",), lambda: {  # a port's id over a channel's, as ever
+            **{cid: ch.bw_Bps for cid, ch in self.channels.items()}, **{pid: p.bw_Bps for pid, p in self.ports.items()}}))
 
     def _capacities_of(self, paths) -> dict[str, float]:
         """:meth:`capacities` of only the resources on ``paths`` (flow -> resources), for
@@ -227,7 +226,8 @@ class Topology:
         else:  # memory-nodes and expanders: their groups and ports follow the backing store's serves
             return None
         stores = tuple(dict.fromkeys(s for d in self.devices for s in serves[d]))
-        links = sorted({data["link_type"] for s in stores for _, _, data in self.graph.in_edges(s, data=True)})
+        ends = set(stores)  # the types of the links into the stores: of the physical links ending there
+        links = sorted({alias for a, b, alias, _ in self.physical_links if a in ends or b in ends})
         read = write = 0.0
         if kind in ("memory_node", "cxl"):
             read = write = self.memory_node.mem_latency  # the DIMMs' access latency (Table II)
@@ -512,9 +512,9 @@ def _add_links(graph, doc: TopologyDoc, specs, listed: Where):
     the physical links as (a, b, link type, count))."""
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
-    add_edge = graph.add_edge
+    add_edge, nodes = graph.add_edge, set(graph)  # a set: no method call per node looked up
     for i, entry in enumerate(doc.connections):
-        a, b, alias, count = _connection(entry, graph, doc.links, listed.child(i))
+        a, b, alias, count = _connection(entry, nodes, doc.links, listed, i)
         spec = doc.links[alias]
         bw = spec.effective_bw_Bps
         for end in (a, b):
@@ -585,23 +585,25 @@ def _spine_channels(graph, device: str) -> list[tuple[Channel, int]]:
             for k, data in links.items()]
 
 
-def _connection(entry, graph, links, where: Where) -> tuple[str, str, str, int]:
-    """``[a, b, type]`` or ``[a, b, type, count]``, checked."""
+def _connection(entry, nodes, links, listed: Where, i: int) -> tuple[str, str, str, int]:
+    """``[a, b, type]`` or ``[a, b, type, count]``, the ``i``-th of ``listed``, checked."""
+    def where() -> Where:  # made for an error only: a ring of 131,072 devices has 262,144 connections
+        return listed.child(i)
     if len(entry) not in (3, 4):
-        raise where.error(f"expected [node, node, link type] or [node, node, link type, count], got {list(entry)!r}")
+        raise where().error(f"expected [node, node, link type] or [node, node, link type, count], got {list(entry)!r}")
     a, b, alias = entry[0], entry[1], entry[2]
     for j, node in enumerate((a, b)):
-        if not isinstance(node, str) or node not in graph:
-            raise where.child(j).error(f"unknown node {node!r}")
+        if not isinstance(node, str) or node not in nodes:
+            raise where().child(j).error(f"unknown node {node!r}")
     if a == b:
-        raise where.child(1).error(f"a link from {a!r} to itself")
+        raise where().child(1).error(f"a link from {a!r} to itself")
     if not isinstance(alias, str) or alias not in links:
-        raise where.child(2).error(f"unknown link type {alias!r}; links: {', '.join(links) or 'none'}")
+        raise where().child(2).error(f"unknown link type {alias!r}; links: {', '.join(links) or 'none'}")
     count = entry[3] if len(entry) == 4 else 1
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise where.child(3).error(f"expected a positive number of parallel links, got {excerpt(count)}")
+        raise where().child(3).error(f"expected a positive number of parallel links, got {excerpt(count)}")
     if count > MAX_PARALLEL_LINKS:  # each link is a channel the solver tracks
-        raise where.child(3).error(f"{count} parallel links is more than the supported "
+        raise where().child(3).error(f"{count} parallel links is more than the supported "
                                    f"maximum of {MAX_PARALLEL_LINKS}")
     return a, b, alias, count
 

@@ -49,6 +49,7 @@ report every member of a class.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -86,6 +87,9 @@ _SOLVED_FLOWS = 2_000_000
 # Per searched component, the distinct rate solutions whose loads are kept as arrays:
 # a component meets a handful of flow mixes in an iteration; the bound caps memory.
 _LOADS_PER_COMPONENT = 64
+# A path longer than this (a ring's phase: 2N channels) is looked up by identity, not
+# hashed at every transfer; a ring hands over the same tuple each time (Ring.memo).
+_LONG_PATH = 64
 
 
 class _Flow:
@@ -148,7 +152,7 @@ class FlowNetwork:
             self._members.setdefault(first, []).append(resource)
         self._sizes = {first: len(members) for first, members in self._members.items()}  # class sizes
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
-        self._added: dict[tuple[str, ...], float] = {}  # resource tuples added (add_resources)
+        self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
         self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
@@ -171,8 +175,8 @@ class FlowNetwork:
         self._load: dict[str, float] = {}
         self._bytes_by_resource: dict[str, float] = {}
         self._busy_s_by_resource: dict[str, float] = {}
-        for resource, bw in capacities_Bps.items():
-            self.add_resource(resource, bw)
+        self._long: dict[tuple[int, int], tuple] = {}  # (id(path), copies) -> (path, known): long paths
+        self._add_many(capacities_Bps.items())
         self._on_rates = on_rates
         self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
@@ -238,34 +242,44 @@ class FlowNetwork:
         """
         if copies > 1 and self._members:
             self._sizes[resource] = copies
-        capacity_Bps = float(capacity_Bps)
-        if not capacity_Bps > 0 or math.isnan(capacity_Bps):
-            raise ValueError(f"capacity of {resource!r} must be > 0, got {capacity_Bps!r}")
-        if math.isinf(capacity_Bps):
-            return  # unbounded: same as absent
-        known = self._capacities.get(resource)
-        if known is None:
-            self._capacities[resource] = capacity_Bps
-            first = self._rep.get(resource, resource)
-            if first not in self._index:  # the network keeps a class's first resource
-                if self._capacities.setdefault(first, capacity_Bps) != capacity_Bps:
+        self._add_many(((resource, capacity_Bps),))
+
+    def _add_many(self, items) -> None:
+        """:meth:`add_resource` of each (resource, capacity) without its class size: the
+        loop every resource goes through (a 131,072-device ring's network has 2M)."""
+        caps, rep, index, names = self._capacities, self._rep, self._index, self._names
+        added = False
+        for resource, capacity_Bps in items:
+            capacity_Bps = float(capacity_Bps)
+            if not capacity_Bps > 0:  # NaN fails too
+                raise ValueError(f"capacity of {resource!r} must be > 0, got {capacity_Bps!r}")
+            if capacity_Bps == math.inf:
+                continue  # unbounded: same as absent
+            known = caps.get(resource)
+            if known is not None:
+                if known != capacity_Bps:
+                    raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
+                continue
+            caps[resource] = capacity_Bps
+            first = rep.get(resource, resource)
+            if first not in index:  # the network keeps a class's first resource
+                if caps.setdefault(first, capacity_Bps) != capacity_Bps:
                     raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
-                self._index[first] = len(self._names)
-                self._names.append(first)
-            elif self._capacities[first] != capacity_Bps:
+                index[first] = len(names)
+                names.append(first)
+            elif caps[first] != capacity_Bps:
                 raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
-            if self._given:
-                self._given.clear()  # a given path may now cross one more constrained resource
-        elif known != capacity_Bps:
-            raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
+            added = True
+        if added and self._given:
+            self._given.clear()  # a given path may now cross one more constrained resource
+            self._long.clear()
 
     def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
         """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
         collective's reduction units, asked for by every collective on a ring."""
-        if self._added.get(resources) != capacity_Bps:
-            for resource in resources:
-                self.add_resource(resource, capacity_Bps)
-            self._added[resources] = capacity_Bps
+        if self._added.get(id(resources), (None, None)) != (resources, capacity_Bps):
+            self._add_many((resource, capacity_Bps) for resource in resources)
+            self._added[id(resources)] = (resources, capacity_Bps)  # by identity: hashing 16k names costs
 
     # -- the one operation --------------------------------------------------------
 
@@ -291,10 +305,14 @@ class FlowNetwork:
         if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         path = tuple(path)
-        given = path if copies == 1 else (path, copies)
-        known = self._given.get(given)
-        if known is None:
-            known = self._new_path(path, copies, even)
+        if len(path) > _LONG_PATH:  # a ring's phase: the same tuple at every collective, known by identity
+            hit = self._long.get((id(path), copies))
+            known = hit[1] if hit is not None and hit[0] is path else None
+            if known is None:
+                known = self._given.get(path if copies == 1 else (path, copies)) or self._new_path(path, copies, even)
+                self._long[(id(path), copies)] = (path, known)  # holding the path keeps its id its own
+        else:
+            known = self._given.get(path if copies == 1 else (path, copies)) or self._new_path(path, copies, even)
         done = self.env.event()
         flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done, copies)
         self._next_id += 1
@@ -346,13 +364,10 @@ class FlowNetwork:
             path = path + tuple(a for r in path for a in self._also.get(r, ()))
             if len(set(path)) != len(path):  # one flow twice through a shared NIC's port
                 raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
-        constrained = tuple(r for r in path if r in self._capacities)
+        constrained = tuple(filter(self._capacities.__contains__, path))
         weights = None
-        if self._members:
-            crossed: dict[str, int] = {}
-            for r in constrained:
-                first = self._rep.get(r, r)
-                crossed[first] = crossed.get(first, 0) + 1
+        if self._members:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
+            crossed: dict[str, int] = Counter(map(self._rep.get, constrained, constrained))
             weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
             if even and copies > 1 and any(w != round(w) for w in weights):
                 # m flows of a class of ranks cross every member of a resource class equally
