@@ -6,7 +6,9 @@ capacities, the stage colours, the groups, their sub-rings as multisets, the pip
 links), and the refinement's classes are unions of its orbits; shifting by one node does
 not carry the sub-rings (the derived rings snake, so a node's ring is its neighbour's
 reversed). The shift is mcdla's own translation with blocks (mcdla.hw.translation); the run
-does not use it yet: it is what a quotient by this shift would need."""
+picks it (``Iteration._stage_shift``, from the node cell the cluster generator hands over)
+and refines the quotient by it: the classes equal the whole refinement's and the results an
+exact run's; where the premise fails the run keeps the whole refinement."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from collections import Counter
 import pytest
 
 from mcdla.hw.network import RANK_LINKS
+from mcdla.hw.symmetry import by_translation
+from mcdla.hw.symmetry import rank_classes as _real_rank_classes
 from mcdla.hw.translation import Translation
 from mcdla.run import load_inputs
 from mcdla.sim import training
@@ -26,7 +30,7 @@ _SEPARATORS = re.compile(r"([>/:])")
 _PER_NODE = ("D", "SW", "CPU", "FS")  # a node's devices, NVSwitches, sockets, fabric switch (not SP: rails, leaves)
 
 
-def _captured(monkeypatch, sets):
+def _captured(monkeypatch, sets, batch=64):
     """The topology and what the run hands the refinement, and the classes it returns."""
     seen = {}
 
@@ -36,7 +40,7 @@ def _captured(monkeypatch, sets):
 
     real = training.rank_classes
     monkeypatch.setattr(training, "rank_classes", spy)
-    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", sets, batch=64)
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", sets, batch=batch)
     Iteration(topology, workload, execution).symmetry  # noqa: B018 (built on first use)
     return seen
 
@@ -113,3 +117,61 @@ def test_leaves_smaller_than_a_stage_need_the_leaves_moved_too(monkeypatch):
     seen = _captured(monkeypatch, sets)
     two = _carried(seen, _shift(seen["topology"], 16, 8, 2))
     assert not two["graph"] and two["groups"] and two["colours"]
+
+
+def _sets(nodes, tp, pp, leaf=None):
+    return [("generator.nodes", nodes), ("host.sockets", 2 * nodes), ("execution.tensor_parallel", tp),
+            ("execution.pipeline_parallel", pp)] + ([("generator.nodes_per_leaf", leaf)] if leaf else [])
+
+
+
+
+# (nodes, tensor, pipeline, leaf nodes or None): 64-256 GPUs, stages of 4-8 nodes, rails
+# and fat trees whose leaves hold whole stages.
+HANDED = [(8, 8, 2, None), (16, 8, 4, None), (8, 4, 2, None), (8, 2, 2, None), (16, 8, 2, 8), (16, 8, 4, 8),
+          (32, 8, 4, None), (16, 4, 4, 16), (8, 8, 2, 4)]
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf", HANDED)
+def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, nodes, tp, pp,
+                                                                                     leaf):
+    seen = _captured(monkeypatch, _sets(nodes, tp, pp, leaf))
+    shift = seen["kw"]["translation"]
+    assert shift is not None and shift.order == nodes // pp // 2
+    kw = {k: v for k, v in seen["kw"].items() if k != "translation"}
+    handed = by_translation(seen["topology"], "bw_aware", kw["rings"], kw["tiers"], shift, colours=kw["colours"],
+                            groups=kw["groups"], links=kw["links"])
+    assert handed is not None  # the quotient, not the fallback
+    whole = _real_rank_classes(seen["topology"], "bw_aware", **kw)
+    assert handed == whole == seen["symmetry"]
+    assert len(whole.device_classes) < len(seen["topology"].devices)
+
+
+@pytest.mark.parametrize("nodes,pp,leaf,batch", [
+    (16, 2, 4, 64),  # leaves of 4 nodes under stages of 8: the leaves would have to move too
+    (10, 2, None, 40),  # stages of 5 nodes: a two-node shift does not close on a stage
+    (8, 4, None, 64),  # stages of 2 nodes: too few to shift by two
+])
+def test_where_the_premise_fails_the_run_keeps_the_whole_refinement(monkeypatch, nodes, pp, leaf, batch):
+    seen = _captured(monkeypatch, _sets(nodes, 8, pp, leaf), batch=batch)
+    assert seen["kw"]["translation"] is None
+    assert seen["kw"]["links"] and seen["kw"]["groups"]  # a 3D run, refined whole
+
+
+def test_a_rank_order_that_breaks_the_stages_blocks_is_refined_whole(monkeypatch):
+    """Ranks on the devices in reverse: stage 0 on the last nodes, so a stage is not the
+    block Megatron's order gives it and no shift within stage blocks is handed over."""
+    order = ",".join(f"D{d}" for d in reversed(range(64)))
+    seen = _captured(monkeypatch, _sets(8, 4, 2) + [("execution.rank_order", order)])
+    assert seen["kw"]["translation"] is None
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (8, 4, 2, 4)])
+def test_runs_with_the_shift_equal_exact_runs(nodes, tp, pp, leaf):
+    """GPT-2 on 64 H100s, a stage of 4 nodes (rails; a fat tree of 4-node leaves): the
+    run refined on the quotient by the shift equals the run simulated rank by rank."""
+    from test_symmetry import HEADS_16, PIPE, both, differences
+
+    symmetric, exact = both("dgx_h100_4node", "gpt2", batch=64, sets=[*_sets(nodes, tp, pp, leaf), *PIPE, HEADS_16])
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] < exact["rank_classes"] == exact["devices"]

@@ -237,7 +237,8 @@ class Iteration:
                                 colours=[self.stage_of[d] for d in range(len(names))] if pp > 1 else (),
                                 groups=[(kind, [names[d] for d in group], rings if len(group) > 1 else ())
                                         for kind, _, group, rings in self.group_rings], links=links,
-                                rings=() if self.group_rings else topology.rings, tiers=self._store_tiers())
+                                rings=() if self.group_rings else topology.rings, tiers=self._store_tiers(),
+                                translation=self._stage_shift() if links else None)
         if not self.group_rings:  # one communicator over every device
             return symmetry, [({group[0]: len(group) for group in symmetry.device_classes}, 1, ())]
         groups = [(kind, group) for kind, _, group, _ in self.group_rings]
@@ -245,6 +246,25 @@ class Iteration:
         if lined is None:
             lined = line_up(Symmetry.exact(len(names)), groups, self.rank_device, self.peers)
         return lined
+
+    def _stage_shift(self):
+        """The shift of every node two on within its pipeline stage's block of nodes
+        (mcdla.hw.translation, NodeCells), an automorphism of the run when the cluster
+        hands over its node cell, Megatron's order puts every stage on whole contiguous
+        nodes and the pipeline's peers move with it; else None (the whole refinement)."""
+        topology, pp = self.inputs.topology, self.inputs.execution.pipeline_parallel
+        cells, n = topology.node_cells, len(topology.devices)
+        if cells is None or n % (pp * cells.per_node["D"]) or any(self.stage_of[d] != d * pp // n for d in range(n)):
+            return None
+        shift = cells.within_blocks(topology.graph, n // (pp * cells.per_node["D"]))
+        if shift is None:
+            return None
+        position = {d: k for k, d in enumerate(topology.devices)}
+        moved = [position[shift.shift(d, 1)] for d in topology.devices]
+        if any(self.peers.get(moved[d]) != tuple(None if p is None else moved[p] for p in pair)
+               for d, pair in self.peers.items()):
+            return None
+        return shift
 
     @property
     def topology(self):
