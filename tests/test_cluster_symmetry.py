@@ -74,7 +74,8 @@ def _carried(seen, move) -> dict[str, bool]:
     colours = kw["colours"]
     groups = {(kind, frozenset(members)) for kind, members, _ in kw["groups"]}
     rings = {_ring_key(r, same) for _, _, rs in kw["groups"] for r in rs}
-    links = {(kind, src, dst, tuple(paths)) for kind, src, dst, paths in kw["links"]}
+    every = kw["links"](topology.devices)  # every device's links (the run hands over a function of the devices)
+    links = {(kind, src, dst, tuple(paths)) for kind, src, dst, paths in every}
     cls = {d: n for n, c in enumerate(seen["symmetry"].device_classes) for d in c}
     return {
         "graph": Counter(tuple(sorted(map(move, e))) for e in topology.graph.edges()) == edges,
@@ -84,7 +85,7 @@ def _carried(seen, move) -> dict[str, bool]:
         "rings": all(_ring_key(r, move) in rings for _, _, rs in kw["groups"] for r in rs),
         "links": all((kind, move(src), move(dst), tuple((share, tuple(map(move, path)), latency)
                                                          for share, path, latency in paths)) in links
-                     for kind, src, dst, paths in kw["links"]),
+                     for kind, src, dst, paths in every),
         "classes": all(cls[position[move(d)]] == cls[n] for n, d in enumerate(topology.devices)),
     }
 
@@ -139,12 +140,13 @@ def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_cla
     shift = seen["kw"]["translation"]
     assert shift is not None and shift.order == nodes // pp // 2
     kw = {k: v for k, v in seen["kw"].items() if k != "translation"}
-    handed = by_translation(seen["topology"], "bw_aware", kw["rings"], kw["tiers"], shift, colours=kw["colours"],
-                            groups=kw["groups"], links=kw["links"])
+    topology = seen["topology"]
+    handed = by_translation(topology, "bw_aware", kw["rings"], kw["tiers"], shift, colours=kw["colours"],
+                            groups=kw["groups"], links=kw["links"](topology.devices))
     assert handed is not None  # the quotient, not the fallback
-    whole = _real_rank_classes(seen["topology"], "bw_aware", **kw)
+    whole = _real_rank_classes(topology, "bw_aware", **kw)
     assert handed == whole == seen["symmetry"]
-    assert len(whole.device_classes) < len(seen["topology"].devices)
+    assert len(whole.device_classes) < len(topology.devices)
 
 
 @pytest.mark.parametrize("nodes,pp,leaf,batch", [
@@ -155,7 +157,7 @@ def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_cla
 def test_where_the_premise_fails_the_run_keeps_the_whole_refinement(monkeypatch, nodes, pp, leaf, batch):
     seen = _captured(monkeypatch, _sets(nodes, 8, pp, leaf), batch=batch)
     assert seen["kw"]["translation"] is None
-    assert seen["kw"]["links"] and seen["kw"]["groups"]  # a 3D run, refined whole
+    assert seen["kw"]["links"](seen["topology"].devices) and seen["kw"]["groups"]  # a 3D run, refined whole
 
 
 def test_a_rank_order_that_breaks_the_stages_blocks_is_refined_whole(monkeypatch):
@@ -175,3 +177,21 @@ def test_runs_with_the_shift_equal_exact_runs(nodes, tp, pp, leaf):
     symmetric, exact = both("dgx_h100_4node", "gpt2", batch=64, sets=[*_sets(nodes, tp, pp, leaf), *PIPE, HEADS_16])
     assert differences(symmetric, exact) == []
     assert symmetric["rank_classes"] < exact["rank_classes"] == exact["devices"]
+
+
+def test_the_quotient_derives_one_groups_rings_and_one_devices_routes_per_orbit():
+    """16 nodes, stages of 8 (the shift's order 4), tensor groups of a node: the classes
+    derive the sub-rings of two tensor groups a stage (nodes 0 and 1 of its block, 4 of
+    its 16) and the pipeline routes of those nodes' devices only; the run then derives
+    the sub-rings of the simulated devices' groups, every data-parallel group being its
+    own orbit."""
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(16, 8, 2), batch=64)
+    run = Iteration(topology, workload, execution)
+    derived = lambda kind: [n for k, n, _, rings in run.group_rings if k == kind and rings._rings is not None]  # noqa: E731
+    assert derived("tp") == derived("dp") == []  # nothing before the classes are asked for
+    run.symmetry  # noqa: B018 (built on first use)
+    assert derived("tp") == [0, 1, 8, 9] and derived("dp") == list(range(16))  # 8 places x 2 stages
+    names = topology.devices
+    routed = {names[d] for d, pair in run.peers.items() for peer in pair
+              if peer is not None and ("pipeline route", names[d], names[peer]) in run.cache}
+    assert routed == {f"D{d}" for node in (0, 1, 8, 9) for d in range(8 * node, 8 * node + 8)}

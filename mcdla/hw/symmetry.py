@@ -98,15 +98,21 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     use besides the groups' (None: the topology's); ``tiers``: the memory tiers the run
     moves state to, by kind (None: the backing store); ``translation``: an automorphism of
     the run (the caller's; mcdla.hw.translation) to refine the quotient by, as without
-    colours, groups and links the generator's own translation is. A group's rings may be
-    given as a function returning them: the quotient derives one group's per orbit."""
+    colours, groups and links the generator's own translation is; then ``links`` may be a
+    function of the devices whose links are wanted (the quotient asks for one device's
+    per orbit, the whole refinement for all), and a group's rings an iterable that
+    derives them when first iterated (the quotient iterates one group's per orbit)."""
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
-    if (translation is not None or not (colours or groups or links)) and \
-            (found := by_translation(topology, policy, rings, tiers, translation, colours=colours, groups=groups,
-                                     links=links)):
+    links_of = links if callable(links) else lambda _: links
+    if translation is not None and (found := by_translation(
+            topology, policy, rings, tiers, translation, colours=colours, groups=groups,
+            links=links_of([d for d in devices if translation.orbit(d)[1] == 0]))):
         return found
+    if not (colours or groups or links) and (found := by_translation(topology, policy, rings, tiers)):
+        return found
+    links = links_of(devices)
     initial: list[tuple] = []  # initial colour of each vertex
     index: dict[tuple[str, str], int] = {}  # (kind, name) -> vertex
 
@@ -152,7 +158,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     for n, (kind, members, group_rings) in enumerate(groups):
         gv = vertex("g", f"{kind}{n}", (kind, len(members)))
         edges.extend((gv, index[("d", d)], ("member", kind)) for d in members)
-        edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in _rings_of(group_rings))
+        edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in group_rings)
     for kind, src, dst, paths in links:
         edges.append((index[("d", src)], index[("d", dst)], ("peer", kind)))
         for share, path, latency in paths:
@@ -169,11 +175,6 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     return Symmetry(tuple(tuple(c) for c in classes.values()),
                     _firsts(list(capacities), lambda r: colour[index[("r", r)]]),
                     _firsts(stores, lambda s: colour[index[("s", s)]]))
-
-
-def _rings_of(group_rings) -> Sequence:
-    """A group's rings, given or derived when asked (rank_classes)."""
-    return group_rings() if callable(group_rings) else group_rings
 
 
 def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
@@ -388,7 +389,7 @@ def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacitie
         gv = q.vertex("g", f"{kind}{n}", (kind, len(members)), size=size)
         for d in members:
             q.edge(gv, q.index[("d", t.orbit(d)[0])], ("member", kind))
-        for ring in _rings_of(group_rings):
+        for ring in group_rings:
             qv = _ring_edges(q, ring, resource_vertex, ranks_of(ring), capacities, size)
             if qv is None:
                 return False

@@ -104,6 +104,29 @@ def _wrap(peers: dict) -> dict:
     return wrapped
 
 
+class GroupRings:
+    """A group's rings: each topology ring of ``through`` restricted to ``members``
+    (:func:`mcdla.hw.network.sub_ring`), named at once and derived when first iterated.
+    With rank symmetry a run needs those of one group per orbit (the classes) and of the
+    simulated devices' groups (their communicators), and only the names of the rest."""
+
+    __slots__ = ("names", "_make", "_rings")
+
+    def __init__(self, topology, through, members, group: str, cache: Cache) -> None:
+        self.names = tuple(f"{ring.name}/{group}" for ring in through)
+        self._rings = None
+        self._make = lambda: tuple(sub_ring(ring, members, name, topology.reverse_of(ring), topology.channels, cache)
+                                   for ring, name in zip(through, self.names))
+
+    def __iter__(self):
+        if self._rings is None:
+            self._rings = self._make()
+        return iter(self._rings)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 class Iteration:
     """Builds the components of one iteration; :meth:`run` simulates it."""
 
@@ -225,18 +248,20 @@ class Iteration:
         algorithm = COLLECTIVES.get(execution.collective, key="execution.collective")
         supported = (not execution.exact and algorithm.rank_symmetric(topology.rings, topology.capacities())
                      and execution.expert_skew is None)  # a skewed routing singles out each ep group's hot rank
-        links = []
+        links = None
         if pp > 1 and supported:
-            links = [(kind, names[d], names[peer], pipeline_route(topology, self.cache, names[d], names[peer]))
-                     for d, pair in self.peers.items() for kind, peer in zip(("prev", "next"), pair)
-                     if peer is not None]
+            def links(devices) -> list:  # those of ``devices``: the quotient's asks for one device's per orbit
+                wanted = set(devices)
+                return [(kind, names[d], names[peer], pipeline_route(topology, self.cache, names[d], names[peer]))
+                        for d, pair in self.peers.items() if names[d] in wanted
+                        for kind, peer in zip(("prev", "next"), pair) if peer is not None]
         # With communicators of groups, the topology's own rings carry nothing, nor do a
         # group of one's (it never communicates): only the groups' sub-rings tell
         # devices apart.
         symmetry = rank_classes(topology, execution.policy, supported,
                                 colours=[self.stage_of[d] for d in range(len(names))] if pp > 1 else (),
                                 groups=[(kind, [names[d] for d in group], rings if len(group) > 1 else ())
-                                        for kind, _, group, rings in self.group_rings], links=links,
+                                        for kind, _, group, rings in self.group_rings], links=links or (),
                                 rings=() if self.group_rings else topology.rings, tiers=self._store_tiers(),
                                 translation=self._stage_shift() if links else None)
         if not self.group_rings:  # one communicator over every device
@@ -298,9 +323,10 @@ class Iteration:
             found["expert_tensor"] = [[names[d] for d in g] for g in self.expert_tensor_groups]
         return found
 
-    def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], tuple]]:
+    def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], "GroupRings"]]:
         """The communicators of tensor and pipeline parallelism: (kind, number, devices,
-        their rings: each topology ring through them restricted to them); none without."""
+        their rings: each topology ring through them restricted to them, derived when
+        first asked); none without."""
         topology = self.inputs.topology
         if len(self.data_groups) == 1 and not self.expert_groups:
             return []
@@ -309,14 +335,12 @@ class Iteration:
                              ("edp", self.expert_data_groups), ("etp", self.expert_tensor_groups)):
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
-                group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", topology.reverse_of(ring),
-                                             topology.channels, self.cache)
-                                    for ring in topology.rings if members <= ring.position.keys())
-                if not group_rings:
+                through = tuple(ring for ring in topology.rings if members <= ring.position.keys())
+                if not through:
                     raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
                                      key="execution.expert_parallel" if kind in expert.KINDS
                                      else "execution.tensor_parallel")
-                found.append((kind, n, group, group_rings))
+                found.append((kind, n, group, GroupRings(topology, through, members, f"{kind}{n}", self.cache)))
         return found
 
     def _communicators(self):
@@ -337,19 +361,18 @@ class Iteration:
         streams: list[list] = [[None] * len(kinds) for _ in topology.devices]
         stands: dict[tuple, tuple] = {}
         for (kind, _, group, group_rings), plan in zip(self.group_rings, self.stream_weights):
-            rings.update((r.name, r) for r in group_rings)
-            if plan is None:  # no simulated device in it: another group stands for it
+            if plan is None:  # no simulated device in it: another group stands for it (its rings not derived)
                 continue
+            rings.update((r.name, r) for r in group_rings)
             weights, copies, alike = plan
-            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group),
+            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, tuple(group_rings), len(group),
                                       weights=weights, copies=copies, axis=expert.AXIS_OF.get(kind, kind),
                                       hot_share=self.inputs.execution.expert_skew if kind == "ep" else None)
             if kind == "ep" and self.inputs.execution.expert_skew is not None:
                 stream.algorithm.carries("all_to_allv")  # refuses an algorithm without the unequal all-to-all
             for d in group:
                 streams[d][kinds.index(kind)] = stream
-            stands[tuple(r.name for r in group_rings)] = tuple(tuple(r.name for r in self.group_rings[k][3])
-                                                               for k in alike)
+            stands[group_rings.names] = tuple(self.group_rings[k][3].names for k in alike)
         return [tuple(pair) for pair in streams], rings, stands
 
     def _work(self, d: int) -> DeviceWork:
