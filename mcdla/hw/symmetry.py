@@ -437,24 +437,31 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, rank_vertices, capacities, 
     its ranks, as multisets: every member of an orbit it touches as often)."""
     qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
                   size=size)
-    touched = [(label, [(c, resource_vertex[c]) for c in members if c in capacities])
+    touched = [(label, [c for c in members if c in capacities])
                for label, members in (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS))]
-    touched.append(("rank", list(zip(ring.ranks, rank_vertices))))
-    for label, pairs in touched:
-        if size == 1 and not _whole_orbits(q, pairs):
+    touched.append(("rank", ring.ranks))
+    vertex_of = resource_vertex.__getitem__
+    for label, names in touched:
+        vertices = [vertex_of(c) for c in names] if label != "rank" else rank_vertices
+        counts = Counter(vertices)
+        if size == 1 and not _whole_orbits(q, names, vertices, counts):
             return None
-        for v, n in Counter(v for _, v in pairs).items():
+        for v, n in counts.items():
             q.edge(qv, v, (label,), n)
     return qv
 
 
-def _whole_orbits(q: _Quotient, pairs: list[tuple[str, int]]) -> bool:
-    """Whether a multiset of names (``pairs``: each listing as (name, its orbit's
-    vertex)) holds every member of each orbit it touches, each equally often."""
-    vertex = dict(pairs)
+def _whole_orbits(q: _Quotient, names, vertices, counts: Counter) -> bool:
+    """Whether a multiset of names (``names``, each in the orbit of its ``vertices``,
+    ``counts`` of them in each) holds every member of each orbit it touches, each
+    equally often."""
+    distinct = set(names)
+    if len(distinct) == len(names):  # each once (the common case): whole orbits
+        return all(n == q.sizes[v] for v, n in counts.items())
+    vertex = dict(zip(names, vertices))
     times: dict[int, set[int]] = {}
     members: Counter = Counter()
-    for name, n in Counter(name for name, _ in pairs).items():
+    for name, n in Counter(names).items():
         times.setdefault(vertex[name], set()).add(n)
         members[vertex[name]] += 1
     return all(len(t) == 1 and members[v] == q.sizes[v] for v, t in times.items())

@@ -311,7 +311,8 @@ class Iteration:
             return {}
         names = self.topology.devices
         stages: dict[int, list[str]] = {}
-        for d, s in sorted(self.stage_of.items(), key=lambda item: (item[1], self.rank_device.index(item[0]))):
+        rank = {d: r for r, d in enumerate(self.rank_device)}
+        for d, s in sorted(self.stage_of.items(), key=lambda item: (item[1], rank[item[0]])):
             stages.setdefault(s, []).append(names[d])
         found = {"tensor": [[names[d] for d in g] for g in self.tensor_groups],
                  "data": [[names[d] for d in g] for g in self.data_groups],
