@@ -195,3 +195,30 @@ def test_the_quotient_derives_one_groups_rings_and_one_devices_routes_per_orbit(
     routed = {names[d] for d, pair in run.peers.items() for peer in pair
               if peer is not None and ("pipeline route", names[d], names[peer]) in run.cache}
     assert routed == {f"D{d}" for node in (0, 1, 8, 9) for d in range(8 * node, 8 * node + 8)}
+
+
+def test_the_cluster_generator_hands_over_its_node_cell_only_where_a_node_is_whole():
+    from mcdla.hw.topology import load_topology
+
+    cells = load_topology("dgx_h100_4node", [("generator.nodes_per_leaf", 2)]).node_cells
+    assert (dict(cells.per_node), cells.leaf_nodes) == ({"D": 8, "FS": 1, "SW": 4, "CPU": 2}, 2)
+    assert load_topology("dgx_h100_4node").node_cells.leaf_nodes == 4  # rails: every node under the rail switches
+    assert load_topology("dgx_h100_4node", [("host.sockets", 4)]).node_cells.per_node["CPU"] == 1
+    assert load_topology("dgx_h100_4node", [("host.sockets", 2)]).node_cells is None  # a socket across two nodes
+    assert load_topology("dgx_h100_4node", [("generator.nics_per_node", 4)]).node_cells is None  # shared NICs
+
+
+@pytest.mark.parametrize("key", ["node_cells: {D: 1}", "leaf_nodes: 2"])
+def test_a_hand_written_file_may_not_claim_a_node_cell(tmp_path, key):
+    from test_translation import _ring
+
+    from mcdla.errors import InputError
+    from mcdla.hw.topology import load_topology
+
+    text = open(_ring(tmp_path, 4)).read()
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(text.replace("generator: {name: ring, devices: 4, links_per_pair: 3, memory_nodes: true}",
+                                   f"devices: 2\nconnections:\n  - [D0, D1, nvlink, 1]\n{key}"))
+    with pytest.raises(InputError, match="generators only") as caught:
+        load_topology(str(listed))
+    assert caught.value.key == key.split(":")[0]
