@@ -222,3 +222,15 @@ def test_a_hand_written_file_may_not_claim_a_node_cell(tmp_path, key):
     with pytest.raises(InputError, match="generators only") as caught:
         load_topology(str(listed))
     assert caught.value.key == key.split(":")[0]
+
+
+def test_the_per_class_laws_sum_the_per_channel_ones_with_the_shift():
+    """A shifted run derives the other groups' rings and lists one route a class: the
+    invariants' per-channel law still reads every ring, and summed by class it gives the
+    per-class law's bytes (the laws of tests/test_frontier_scale.py, on a run that takes
+    the shift: 16 nodes, stages of 8)."""
+    import test_frontier_scale
+
+    test_frontier_scale.test_class_expectations_are_the_sums_of_the_per_channel_ones(
+        "dgx_h100_4node", "gpt2", 64, [*_sets(16, 8, 2), ("training.virtualization", False),
+                                        ("training.micro_batches", 4), ("workload.heads", 16)])

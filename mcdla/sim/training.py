@@ -41,6 +41,7 @@ The components decide *when*; how long a kernel takes comes from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cached_property
 
@@ -125,6 +126,27 @@ class GroupRings:
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+class RingsByName(Mapping):
+    """Every ring of a run by name: those given at once, the other groups' (``lazy``:
+    each group's rings) derived when first looked up (a symmetric run's communicators
+    use the simulated groups' only; the per-channel laws of the invariants read all)."""
+
+    def __init__(self, rings: dict, lazy) -> None:
+        self._rings = rings
+        self._lazy = {name: group for group in lazy for name in group.names if name not in rings}
+
+    def __getitem__(self, name: str):
+        if name not in self._rings:
+            self._rings.update((ring.name, ring) for ring in self._lazy[name])
+        return self._rings[name]
+
+    def __iter__(self):
+        return iter({**dict.fromkeys(self._rings), **dict.fromkeys(self._lazy)})
+
+    def __len__(self) -> int:
+        return len(set(self._rings) | set(self._lazy))
 
 
 class Iteration:
@@ -346,7 +368,7 @@ class Iteration:
 
     def _communicators(self):
         """Device -> (its data-parallel communicator, its tensor-parallel one or None),
-        every ring they use by name, and each communicator's rings -> the rings of every
+        every ring of the run by name, and each communicator's rings -> the rings of every
         group it stands for (rank symmetry). Without tensor or pipeline parallelism there
         is one communicator over the topology's rings, the paper's. With symmetry only
         the groups of simulated devices get one, standing for their alike groups."""
@@ -374,7 +396,7 @@ class Iteration:
             for d in group:
                 streams[d][kinds.index(kind)] = stream
             stands[group_rings.names] = tuple(self.group_rings[k][3].names for k in alike)
-        return [tuple(pair) for pair in streams], rings, stands
+        return [tuple(pair) for pair in streams], RingsByName(rings, [g[3] for g in self.group_rings]), stands
 
     def _work(self, d: int) -> DeviceWork:
         """What device ``d`` runs: its stage's schedule over its chunks, or one pass
