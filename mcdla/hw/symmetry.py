@@ -97,22 +97,12 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     route between them as (share, resources, latency)); ``rings``: the rings the run's collectives
     use besides the groups' (None: the topology's); ``tiers``: the memory tiers the run
     moves state to, by kind (None: the backing store); ``translation``: an automorphism of
-    the run (the caller's; mcdla.hw.translation) to refine the quotient by, as without
-    colours, groups and links the generator's own translation is; then ``links`` may be a
-    function of the devices whose links are wanted (the quotient asks for one device's
-    per orbit, the whole refinement for all), and a group's rings an iterable that
-    derives them when first iterated (the quotient iterates one group's per orbit)."""
+    the run to refine the quotient by (:func:`_handed`)."""
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
-    links_of = links if callable(links) else lambda _: links
-    if translation is not None and (found := by_translation(
-            topology, policy, rings, tiers, translation, colours=colours, groups=groups,
-            links=links_of([d for d in devices if translation.orbit(d)[1] == 0]))):
+    if found := _handed(topology, policy, rings, tiers, translation, colours, groups, links):
         return found
-    if not (colours or groups or links) and (found := by_translation(topology, policy, rings, tiers)):
-        return found
-    links = links_of(devices)
     initial: list[tuple] = []  # initial colour of each vertex
     index: dict[tuple[str, str], int] = {}  # (kind, name) -> vertex
 
@@ -159,7 +149,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
         gv = vertex("g", f"{kind}{n}", (kind, len(members)))
         edges.extend((gv, index[("d", d)], ("member", kind)) for d in members)
         edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in group_rings)
-    for kind, src, dst, paths in links:
+    for kind, src, dst, paths in links(devices) if callable(links) else links:
         edges.append((index[("d", src)], index[("d", dst)], ("peer", kind)))
         for share, path, latency in paths:
             edges.extend((index[("d", src)], index[("r", r)], ("link", kind, share, latency, j))
@@ -175,6 +165,22 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     return Symmetry(tuple(tuple(c) for c in classes.values()),
                     _firsts(list(capacities), lambda r: colour[index[("r", r)]]),
                     _firsts(stores, lambda s: colour[index[("s", s)]]))
+
+
+def _handed(topology, policy, rings, tiers, translation, colours, groups, links) -> Symmetry | None:
+    """:func:`rank_classes` from the quotient by the run's ``translation`` (the caller's,
+    mcdla.hw.translation) or, for a run without colours, groups and links, by the
+    generator's own; None: refine the whole graph. With a translation ``links`` may be a
+    function of the devices whose links are wanted (the quotient asks for one device's
+    per orbit, the whole refinement for all), and a group's rings an iterable that
+    derives them when first iterated (the quotient iterates one group's per orbit)."""
+    if translation is not None:
+        wanted = [d for d in topology.devices if translation.orbit(d)[1] == 0]
+        return by_translation(topology, policy, rings, tiers, translation, colours=colours, groups=groups,
+                              links=links(wanted) if callable(links) else links)
+    if not (colours or groups or links):
+        return by_translation(topology, policy, rings, tiers)
+    return None
 
 
 def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
