@@ -30,7 +30,7 @@ _SEPARATORS = re.compile(r"([>/:])")
 _PER_NODE = ("D", "SW", "CPU", "FS")  # a node's devices, NVSwitches, sockets, fabric switch (not SP: rails, leaves)
 
 
-def _captured(monkeypatch, sets, batch=64):
+def _captured(monkeypatch, sets, batch=64, design="dgx_h100_4node"):
     """The topology and what the run hands the refinement, and the classes it returns."""
     seen = {}
 
@@ -40,7 +40,7 @@ def _captured(monkeypatch, sets, batch=64):
 
     real = training.rank_classes
     monkeypatch.setattr(training, "rank_classes", spy)
-    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", sets, batch=batch)
+    topology, workload, execution = load_inputs(design, "llama2_7b", sets, batch=batch)
     Iteration(topology, workload, execution).symmetry  # noqa: B018 (built on first use)
     return seen
 
@@ -133,11 +133,20 @@ HANDED = [(8, 8, 2, None), (16, 8, 4, None), (8, 4, 2, None), (8, 2, 2, None), (
           (32, 8, 4, None), (16, 4, 4, 16), (8, 8, 2, 4)]
 
 
-@pytest.mark.parametrize("nodes,tp,pp,leaf", HANDED)
-def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, nodes, tp, pp,
-                                                                                     leaf):
-    seen = _captured(monkeypatch, _sets(nodes, tp, pp, leaf))
+# Other shipped clusters of the switched node: memory-nodes on each node's switch (4 GPUs
+# a node), DGX A100, the 100k design's three tiers (leaves of 8 nodes, a pod a leaf).
+OTHERS = [("mcdla_scaleout", [("generator.nodes", 8), ("execution.tensor_parallel", 4),
+                             ("execution.pipeline_parallel", 2)]),
+          ("dgx_a100_cluster", _sets(8, 8, 2)),
+          ("h100_100k", [("generator.nodes", 16), ("generator.nodes_per_leaf", 8), ("generator.leaves_per_pod", 1),
+                         ("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 2)])]
+
+
+@pytest.mark.parametrize("design,sets", [("dgx_h100_4node", _sets(*case)) for case in HANDED] + OTHERS)
+def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, design, sets):
+    seen = _captured(monkeypatch, sets, design=design)
     shift = seen["kw"]["translation"]
+    nodes, pp = dict(sets)["generator.nodes"], dict(sets)["execution.pipeline_parallel"]
     assert shift is not None and shift.order == nodes // pp // 2
     kw = {k: v for k, v in seen["kw"].items() if k != "translation"}
     topology = seen["topology"]
