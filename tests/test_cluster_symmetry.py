@@ -196,7 +196,10 @@ def test_the_quotient_derives_one_groups_rings_and_one_devices_routes_per_orbit(
     own orbit."""
     topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(16, 8, 2), batch=64)
     run = Iteration(topology, workload, execution)
-    derived = lambda kind: [n for k, n, _, rings in run.group_rings if k == kind and rings._rings is not None]  # noqa: E731
+
+    def derived(kind):
+        return [n for k, n, _, rings in run.group_rings if k == kind and rings._rings is not None]
+
     assert derived("tp") == derived("dp") == []  # nothing before the classes are asked for
     run.symmetry  # noqa: B018 (built on first use)
     assert derived("tp") == [0, 1, 8, 9] and derived("dp") == list(range(16))  # 8 places x 2 stages
