@@ -6,7 +6,9 @@ capacities, the stage colours, the groups, their sub-rings as multisets, the pip
 links), and the refinement's classes are unions of its orbits; shifting by one node does
 not carry the sub-rings (the derived rings snake, so a node's ring is its neighbour's
 reversed). The shift is mcdla's own translation with blocks (mcdla.hw.translation); the run
-does not use it yet: it is what a quotient by this shift would need."""
+picks it (``Iteration._stage_shift``, from the node cell the cluster generator hands over)
+and refines the quotient by it: the classes equal the whole refinement's and the results an
+exact run's; where the premise fails the run keeps the whole refinement."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from collections import Counter
 import pytest
 
 from mcdla.hw.network import RANK_LINKS
+from mcdla.hw.symmetry import by_translation
+from mcdla.hw.symmetry import rank_classes as _real_rank_classes
 from mcdla.hw.translation import Translation
 from mcdla.run import load_inputs
 from mcdla.sim import training
@@ -26,7 +30,7 @@ _SEPARATORS = re.compile(r"([>/:])")
 _PER_NODE = ("D", "SW", "CPU", "FS")  # a node's devices, NVSwitches, sockets, fabric switch (not SP: rails, leaves)
 
 
-def _captured(monkeypatch, sets):
+def _captured(monkeypatch, sets, batch=64, design="dgx_h100_4node"):
     """The topology and what the run hands the refinement, and the classes it returns."""
     seen = {}
 
@@ -36,7 +40,7 @@ def _captured(monkeypatch, sets):
 
     real = training.rank_classes
     monkeypatch.setattr(training, "rank_classes", spy)
-    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", sets, batch=64)
+    topology, workload, execution = load_inputs(design, "llama2_7b", sets, batch=batch)
     Iteration(topology, workload, execution).symmetry  # noqa: B018 (built on first use)
     return seen
 
@@ -70,7 +74,8 @@ def _carried(seen, move) -> dict[str, bool]:
     colours = kw["colours"]
     groups = {(kind, frozenset(members)) for kind, members, _ in kw["groups"]}
     rings = {_ring_key(r, same) for _, _, rs in kw["groups"] for r in rs}
-    links = {(kind, src, dst, tuple(paths)) for kind, src, dst, paths in kw["links"]}
+    every = kw["links"](topology.devices)  # every device's links (the run hands over a function of the devices)
+    links = {(kind, src, dst, tuple(paths)) for kind, src, dst, paths in every}
     cls = {d: n for n, c in enumerate(seen["symmetry"].device_classes) for d in c}
     return {
         "graph": Counter(tuple(sorted(map(move, e))) for e in topology.graph.edges()) == edges,
@@ -80,7 +85,7 @@ def _carried(seen, move) -> dict[str, bool]:
         "rings": all(_ring_key(r, move) in rings for _, _, rs in kw["groups"] for r in rs),
         "links": all((kind, move(src), move(dst), tuple((share, tuple(map(move, path)), latency)
                                                          for share, path, latency in paths)) in links
-                     for kind, src, dst, paths in kw["links"]),
+                     for kind, src, dst, paths in every),
         "classes": all(cls[position[move(d)]] == cls[n] for n, d in enumerate(topology.devices)),
     }
 
@@ -113,3 +118,131 @@ def test_leaves_smaller_than_a_stage_need_the_leaves_moved_too(monkeypatch):
     seen = _captured(monkeypatch, sets)
     two = _carried(seen, _shift(seen["topology"], 16, 8, 2))
     assert not two["graph"] and two["groups"] and two["colours"]
+
+
+def _sets(nodes, tp, pp, leaf=None):
+    return [("generator.nodes", nodes), ("host.sockets", 2 * nodes), ("execution.tensor_parallel", tp),
+            ("execution.pipeline_parallel", pp)] + ([("generator.nodes_per_leaf", leaf)] if leaf else [])
+
+
+
+
+# (nodes, tensor, pipeline, leaf nodes or None): 64-256 GPUs, stages of 4-8 nodes, rails
+# and fat trees whose leaves hold whole stages.
+HANDED = [(8, 8, 2, None), (16, 8, 4, None), (8, 4, 2, None), (8, 2, 2, None), (16, 8, 2, 8), (16, 8, 4, 8),
+          (32, 8, 4, None), (16, 4, 4, 16), (8, 8, 2, 4)]
+
+
+# Other shipped clusters of the switched node: memory-nodes on each node's switch (4 GPUs
+# a node), DGX A100, the 100k design's three tiers (leaves of 8 nodes, a pod a leaf).
+OTHERS = [("mcdla_scaleout", [("generator.nodes", 8), ("execution.tensor_parallel", 4),
+                             ("execution.pipeline_parallel", 2)]),
+          ("dgx_a100_cluster", _sets(8, 8, 2)),
+          ("h100_100k", [("generator.nodes", 16), ("generator.nodes_per_leaf", 8), ("generator.leaves_per_pod", 1),
+                         ("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 2)])]
+
+
+@pytest.mark.parametrize("design,sets", [("dgx_h100_4node", _sets(*case)) for case in HANDED] + OTHERS)
+def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, design, sets):
+    seen = _captured(monkeypatch, sets, design=design)
+    shift = seen["kw"]["translation"]
+    nodes, pp = dict(sets)["generator.nodes"], dict(sets)["execution.pipeline_parallel"]
+    assert shift is not None and shift.order == nodes // pp // 2
+    kw = {k: v for k, v in seen["kw"].items() if k != "translation"}
+    topology = seen["topology"]
+    handed = by_translation(topology, "bw_aware", kw["rings"], kw["tiers"], shift, colours=kw["colours"],
+                            groups=kw["groups"], links=kw["links"](topology.devices))
+    assert handed is not None  # the quotient, not the fallback
+    whole = _real_rank_classes(topology, "bw_aware", **kw)
+    assert handed == whole == seen["symmetry"]
+    assert len(whole.device_classes) < len(topology.devices)
+
+
+@pytest.mark.parametrize("nodes,pp,leaf,batch", [
+    (16, 2, 4, 64),  # leaves of 4 nodes under stages of 8: the leaves would have to move too
+    (10, 2, None, 40),  # stages of 5 nodes: a two-node shift does not close on a stage
+    (8, 4, None, 64),  # stages of 2 nodes: too few to shift by two
+])
+def test_where_the_premise_fails_the_run_keeps_the_whole_refinement(monkeypatch, nodes, pp, leaf, batch):
+    seen = _captured(monkeypatch, _sets(nodes, 8, pp, leaf), batch=batch)
+    assert seen["kw"]["translation"] is None
+    assert seen["kw"]["links"](seen["topology"].devices) and seen["kw"]["groups"]  # a 3D run, refined whole
+
+
+def test_a_rank_order_that_breaks_the_stages_blocks_is_refined_whole(monkeypatch):
+    """Ranks on the devices in reverse: stage 0 on the last nodes, so a stage is not the
+    block Megatron's order gives it and no shift within stage blocks is handed over."""
+    order = ",".join(f"D{d}" for d in reversed(range(64)))
+    seen = _captured(monkeypatch, _sets(8, 4, 2) + [("execution.rank_order", order)])
+    assert seen["kw"]["translation"] is None
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (8, 4, 2, 4)])
+def test_runs_with_the_shift_equal_exact_runs(nodes, tp, pp, leaf):
+    """GPT-2 on 64 H100s, a stage of 4 nodes (rails; a fat tree of 4-node leaves): the
+    run refined on the quotient by the shift equals the run simulated rank by rank."""
+    from test_symmetry import HEADS_16, PIPE, both, differences
+
+    symmetric, exact = both("dgx_h100_4node", "gpt2", batch=64, sets=[*_sets(nodes, tp, pp, leaf), *PIPE, HEADS_16])
+    assert differences(symmetric, exact) == []
+    assert symmetric["rank_classes"] < exact["rank_classes"] == exact["devices"]
+
+
+def test_the_quotient_derives_one_groups_rings_and_one_devices_routes_per_orbit():
+    """16 nodes, stages of 8 (the shift's order 4), tensor groups of a node: the classes
+    derive the sub-rings of two tensor groups a stage (nodes 0 and 1 of its block, 4 of
+    its 16) and the pipeline routes of those nodes' devices only; the run then derives
+    the sub-rings of the simulated devices' groups, every data-parallel group being its
+    own orbit."""
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(16, 8, 2), batch=64)
+    run = Iteration(topology, workload, execution)
+
+    def derived(kind):
+        return [n for k, n, _, rings in run.group_rings if k == kind and rings._rings is not None]
+
+    assert derived("tp") == derived("dp") == []  # nothing before the classes are asked for
+    run.symmetry  # noqa: B018 (built on first use)
+    assert derived("tp") == [0, 1, 8, 9] and derived("dp") == list(range(16))  # 8 places x 2 stages
+    names = topology.devices
+    routed = {names[d] for d, pair in run.peers.items() for peer in pair
+              if peer is not None and ("pipeline route", names[d], names[peer]) in run.cache}
+    assert routed == {f"D{d}" for node in (0, 1, 8, 9) for d in range(8 * node, 8 * node + 8)}
+
+
+def test_the_cluster_generator_hands_over_its_node_cell_only_where_a_node_is_whole():
+    from mcdla.hw.topology import load_topology
+
+    cells = load_topology("dgx_h100_4node", [("generator.nodes_per_leaf", 2)]).node_cells
+    assert (dict(cells.per_node), cells.leaf_nodes) == ({"D": 8, "FS": 1, "SW": 4, "CPU": 2}, 2)
+    assert load_topology("dgx_h100_4node").node_cells.leaf_nodes == 4  # rails: every node under the rail switches
+    assert load_topology("dgx_h100_4node", [("host.sockets", 4)]).node_cells.per_node["CPU"] == 1
+    assert load_topology("dgx_h100_4node", [("host.sockets", 2)]).node_cells is None  # a socket across two nodes
+    assert load_topology("dgx_h100_4node", [("generator.nics_per_node", 4)]).node_cells is None  # shared NICs
+
+
+@pytest.mark.parametrize("key", ["node_cells: {D: 1}", "leaf_nodes: 2"])
+def test_a_hand_written_file_may_not_claim_a_node_cell(tmp_path, key):
+    from test_translation import _ring
+
+    from mcdla.errors import InputError
+    from mcdla.hw.topology import load_topology
+
+    text = open(_ring(tmp_path, 4)).read()
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(text.replace("generator: {name: ring, devices: 4, links_per_pair: 3, memory_nodes: true}",
+                                   f"devices: 2\nconnections:\n  - [D0, D1, nvlink, 1]\n{key}"))
+    with pytest.raises(InputError, match="generators only") as caught:
+        load_topology(str(listed))
+    assert caught.value.key == key.split(":")[0]
+
+
+def test_the_per_class_laws_sum_the_per_channel_ones_with_the_shift():
+    """A shifted run derives the other groups' rings and lists one route a class: the
+    invariants' per-channel law still reads every ring, and summed by class it gives the
+    per-class law's bytes (the laws of tests/test_frontier_scale.py, on a run that takes
+    the shift: 16 nodes, stages of 8)."""
+    import test_frontier_scale
+
+    test_frontier_scale.test_class_expectations_are_the_sums_of_the_per_channel_ones(
+        "dgx_h100_4node", "gpt2", 64, [*_sets(16, 8, 2), ("training.virtualization", False),
+                                        ("training.micro_batches", 4), ("workload.heads", 16)])

@@ -45,7 +45,7 @@ MAX_GENERATED_NODES = 2**20
 
 # The keys a generator writes; a file that uses a generator must not set them too.
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves", "nics", "nvme_drives", "translation")
+                  "backing", "serves", "nics", "nvme_drives", "translation", "node_cells", "leaf_nodes")
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -65,8 +65,9 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
     result = dict(doc)
     spec = result.pop("generator", None)
     if spec is None:
-        if "translation" in result:  # a symmetry claimed by hand would be trusted unchecked
-            raise where.child("translation").error("written by topology generators only; remove it from the file")
+        for key in ("translation", "node_cells", "leaf_nodes"):  # a symmetry claimed by hand would be trusted unchecked
+            if key in result:
+                raise where.child(key).error("written by topology generators only; remove it from the file")
         return result
     gwhere = where.child("generator")
     if not isinstance(spec, dict) or "name" not in spec:
@@ -476,7 +477,26 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
         result.update(memory_nodes=len(memories), backing="memory_nodes",
                       serves={d: [f"M{(i // q) * k + (i % q) // per}"] for i, d in enumerate(devices)})
     result["connections"] = connections
+    result.update(_node_cells(p, doc, fabric))
     return result
+
+
+def _node_cells(p: ClusterParams, doc, fabric: "_Scaleout") -> dict[str, Any]:
+    """The built-in switched node as a cell (mcdla.hw.translation, NodeCells): how many
+    nodes of each prefix one node holds (the names run node by node), and the nodes under
+    one leaf's switches (all of them on rails). None when something of a node straddles
+    nodes or is named apart (a PCIe switch or socket across two nodes; NICs shared by
+    devices, whose ports are not graph nodes)."""
+    q = p.devices_per_node
+    counts = {"D": q, "FS": 1, "M": p.memory_nodes_per_node}
+    if p.pcie_link is not None:  # the PCIe tree's switches and sockets (_pcie_tree), whole ones a node
+        sockets = doc["host"]["sockets"]
+        if q % p.devices_per_pcie_switch or sockets % p.nodes:
+            return {}
+        counts.update(SW=q // p.devices_per_pcie_switch, CPU=sockets // p.nodes)
+    if fabric.per_nic > 1:
+        return {}
+    return {"node_cells": {k: n for k, n in counts.items() if n}, "leaf_nodes": fabric.per_leaf}
 
 
 class _Scaleout:

@@ -102,6 +102,11 @@ class TopologyDoc:
     # The generator's own symmetry: node-name prefix -> the index step of the translation
     # that maps its design onto itself (mcdla.hw.translation); written by generators only.
     translation: dict[str, int] = field(default_factory=dict)
+    # A cluster's node cell: prefix -> one node's nodes of it (numbered node by node), and
+    # the nodes under one leaf's switches; a 3D run shifts nodes within its stages with it
+    # (mcdla.hw.translation, NodeCells). Written by the cluster generator only.
+    node_cells: dict[str, int] = field(default_factory=dict)
+    leaf_nodes: int = 0
     nvme: NvmeSpec | None = None  # the NVMe drives' part (a preset of section nvme)
     nvme_drives: int | tuple[NodeName, ...] = 0  # NVMe drives NV0.., the nvme memory tier
 

@@ -89,18 +89,19 @@ def _store_edges(topology, devices, policy: str, capacities, emit, tiers=None) -
 def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequence = (),
                  groups: Sequence[tuple[str, Sequence[str], Sequence]] = (),
                  links: Sequence[tuple[str, str, str, Sequence[tuple]]] = (), rings=None,
-                 tiers: Sequence[str] | None = None) -> Symmetry:
+                 tiers: Sequence[str] | None = None, translation=None) -> Symmetry:
     """The classes of ``topology``'s devices, resources and stores for a run whose
     backing-store stripes follow ``policy`` (module docstring). ``colours``: one value
     per device (devices of different values are never alike); ``groups``: (kind,
     member devices, the group's rings); ``links``: (kind, device, peer, the flows of the
     route between them as (share, resources, latency)); ``rings``: the rings the run's collectives
     use besides the groups' (None: the topology's); ``tiers``: the memory tiers the run
-    moves state to, by kind (None: the backing store)."""
+    moves state to, by kind (None: the backing store); ``translation``: an automorphism of
+    the run to refine the quotient by (:func:`_handed`)."""
     devices = topology.devices
     if not supported or len(devices) < 2:
         return Symmetry.exact(len(devices))
-    if not (colours or groups or links) and (found := by_translation(topology, policy, rings, tiers)):
+    if found := _handed(topology, policy, rings, tiers, translation, colours, groups, links):
         return found
     initial: list[tuple] = []  # initial colour of each vertex
     index: dict[tuple[str, str], int] = {}  # (kind, name) -> vertex
@@ -148,7 +149,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
         gv = vertex("g", f"{kind}{n}", (kind, len(members)))
         edges.extend((gv, index[("d", d)], ("member", kind)) for d in members)
         edges.extend((gv, ring_vertex(ring), ("on", kind)) for ring in group_rings)
-    for kind, src, dst, paths in links:
+    for kind, src, dst, paths in links(devices) if callable(links) else links:
         edges.append((index[("d", src)], index[("d", dst)], ("peer", kind)))
         for share, path, latency in paths:
             edges.extend((index[("d", src)], index[("r", r)], ("link", kind, share, latency, j))
@@ -164,6 +165,22 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
     return Symmetry(tuple(tuple(c) for c in classes.values()),
                     _firsts(list(capacities), lambda r: colour[index[("r", r)]]),
                     _firsts(stores, lambda s: colour[index[("s", s)]]))
+
+
+def _handed(topology, policy, rings, tiers, translation, colours, groups, links) -> Symmetry | None:
+    """:func:`rank_classes` from the quotient by the run's ``translation`` (the caller's,
+    mcdla.hw.translation) or, for a run without colours, groups and links, by the
+    generator's own; None: refine the whole graph. With a translation ``links`` may be a
+    function of the devices whose links are wanted (the quotient asks for one device's
+    per orbit, the whole refinement for all), and a group's rings an iterable that
+    derives them when first iterated (the quotient iterates one group's per orbit)."""
+    if translation is not None:
+        wanted = [d for d in topology.devices if translation.orbit(d)[1] == 0]
+        return by_translation(topology, policy, rings, tiers, translation, colours=colours, groups=groups,
+                              links=links(wanted) if callable(links) else links)
+    if not (colours or groups or links):
+        return by_translation(topology, policy, rings, tiers)
+    return None
 
 
 def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
@@ -306,18 +323,20 @@ class _Quotient:
         return out
 
 
-def by_translation(topology, policy: str, rings, tiers) -> Symmetry | None:
-    """:func:`rank_classes` of a run without per-device colours, groups or links, from
-    the quotient by the topology's translation: the same classes (mcdla.hw.translation)
-    from the routes of one device per orbit. None (refine the whole graph) when the
-    run's rings (None: the topology's) are not each carried onto itself by the
-    translation, or the topology has none."""
-    t, devices = topology.translation, topology.devices
+def by_translation(topology, policy: str, rings, tiers, translation=None, *, colours: Sequence = (),
+                   groups: Sequence = (), links: Sequence = ()) -> Symmetry | None:
+    """:func:`rank_classes` from the quotient by ``translation`` (None: the topology's):
+    the same classes (mcdla.hw.translation) from the routes of one device per orbit, the
+    rings of one group per orbit and the links of one device per orbit (``links`` may
+    hold those only). None (refine the whole graph) when the run's rings (None: the
+    topology's), groups or colours are not carried onto themselves by the translation,
+    or there is none."""
+    t, devices = translation or topology.translation, topology.devices
     if t is None:
         return None
     rings, capacities = topology.rings if rings is None else rings, topology.capacities()
     q = _Quotient(t)
-    device_vertex = [q.vertex("d", d, ()) for d in devices]
+    device_vertex = [q.vertex("d", d, (colours[n],) if colours else ()) for n, d in enumerate(devices)]
     resource_vertex = q.vertices("r", capacities)
     for c, extra in topology.nic_ports.items():
         if t.orbit(c)[1] == 0:
@@ -336,9 +355,10 @@ def by_translation(topology, policy: str, rings, tiers) -> Symmetry | None:
 
         _store_edges(topology, representatives, policy, capacities, emit, tiers)
     position = {d: n for n, d in enumerate(devices)}
-    for ring in rings:
-        if not _ring_edges(q, ring, resource_vertex, [device_vertex[position[r]] for r in ring.ranks], capacities):
-            return None
+    ranks_of = lambda ring: [device_vertex[position[r]] for r in ring.ranks]  # noqa: E731
+    if any(_ring_edges(q, ring, resource_vertex, ranks_of(ring), capacities) is None for ring in rings) or \
+            not _run_edges(q, groups, links, ranks_of, resource_vertex, capacities):
+        return None
     adjacency = q.adjacency()
     if adjacency is None or not q.consistent:
         return None
@@ -354,23 +374,97 @@ def by_translation(topology, policy: str, rings, tiers) -> Symmetry | None:
                     _firsts(stores, lambda s: colour[q.index[("s", t.orbit(s)[0])]]))  # stores: a few per device
 
 
-def _ring_edges(q: _Quotient, ring, resource_vertex, rank_vertices, capacities) -> bool:
-    """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does); False if the
-    translation does not carry the ring onto itself (its channels of a role, or its
-    ranks, not whole orbits)."""
-    qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
-                  size=1)
-    touched: list[tuple[tuple, Counter, int]] = []
-    for label, members in (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS)):
-        listed = list(filter(capacities.__contains__, members))
-        touched.append(((label,), Counter(map(resource_vertex.__getitem__, listed)), len(set(listed))))
-    touched.append((("rank",), Counter(rank_vertices), len(set(ring.ranks))))
-    for label, counts, distinct in touched:
-        if distinct != sum(counts.values()) or any(n != q.sizes[v] for v, n in counts.items()):
-            return False
-        for v, n in counts.items():
-            q.edge(qv, v, label, n)
+def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:
+    """The groups' and links' vertices and edges (as :func:`rank_classes` adds them), one
+    group per orbit of groups with its rings, and the links of each orbit's representative
+    device; False if the translation carries a group onto no group of its kind, or onto
+    itself after fewer steps than its order but more than one (a case not handled), or a
+    group it keeps does not keep its rings."""
+    t = q.translation
+    orbits = _group_orbits(t, groups)
+    if orbits is None or any(size not in (1, t.order) for _, size in orbits):
+        return False
+    for n, size in orbits:
+        kind, members, group_rings = groups[n]
+        gv = q.vertex("g", f"{kind}{n}", (kind, len(members)), size=size)
+        for d in members:
+            q.edge(gv, q.index[("d", t.orbit(d)[0])], ("member", kind))
+        for ring in group_rings:
+            qv = _ring_edges(q, ring, resource_vertex, ranks_of(ring), capacities, size)
+            if qv is None:
+                return False
+            q.edge(gv, qv, ("on", kind))
+    for kind, src, dst, paths in links:
+        key, times = t.orbit(src)
+        if times:  # another device's of its orbit: the representative's stand for them
+            continue
+        sv = q.index[("d", key)]
+        q.edge(sv, q.index[("d", t.orbit(dst)[0])], ("peer", kind))
+        for share, path, latency in paths:
+            for j, r in enumerate(path):
+                if r in capacities:
+                    q.edge(sv, resource_vertex[r], ("link", kind, share, latency, j))
     return True
+
+
+def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
+    """(the first group of each orbit of ``groups`` under ``t``, the orbit's size), or
+    None if a group is moved onto no group of its kind. Each group's members are moved
+    once per member of its orbit: as many moves as the groups have members."""
+    where = {(kind, frozenset(members)): n for n, (kind, members, _) in enumerate(groups)}
+    seen: set[int] = set()
+    out = []
+    for n, (kind, members, _) in enumerate(groups):
+        if n in seen:
+            continue
+        moved, size = members, 0
+        while True:
+            moved, size = [t.shift(d, 1) for d in moved], size + 1
+            k = where.get((kind, frozenset(moved)))
+            if k is None:
+                return None
+            if k == n:
+                break
+            seen.add(k)
+        out.append((n, size))
+    return out
+
+
+def _ring_edges(q: _Quotient, ring, resource_vertex, rank_vertices, capacities, size: int = 1) -> int | None:
+    """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
+    ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
+    does not carry a ring it keeps (``size`` 1) onto itself (its channels of a role, or
+    its ranks, as multisets: every member of an orbit it touches as often)."""
+    qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
+                  size=size)
+    touched = [(label, [c for c in members if c in capacities])
+               for label, members in (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS))]
+    touched.append(("rank", ring.ranks))
+    vertex_of = resource_vertex.__getitem__
+    for label, names in touched:
+        vertices = [vertex_of(c) for c in names] if label != "rank" else rank_vertices
+        counts = Counter(vertices)
+        if size == 1 and not _whole_orbits(q, names, vertices, counts):
+            return None
+        for v, n in counts.items():
+            q.edge(qv, v, (label,), n)
+    return qv
+
+
+def _whole_orbits(q: _Quotient, names, vertices, counts: Counter) -> bool:
+    """Whether a multiset of names (``names``, each in the orbit of its ``vertices``,
+    ``counts`` of them in each) holds every member of each orbit it touches, each
+    equally often."""
+    distinct = set(names)
+    if len(distinct) == len(names):  # each once (the common case): whole orbits
+        return all(n == q.sizes[v] for v, n in counts.items())
+    vertex = dict(zip(names, vertices))
+    times: dict[int, set[int]] = {}
+    members: Counter = Counter()
+    for name, n in Counter(names).items():
+        times.setdefault(vertex[name], set()).add(n)
+        members[vertex[name]] += 1
+    return all(len(t) == 1 and members[v] == q.sizes[v] for v, t in times.items())
 
 
 def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str]:

@@ -47,7 +47,7 @@ from mcdla.hw.binding import bind_rings
 from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
 from mcdla.hw.cache import Cache
 from mcdla.hw.fabric import Fabric
-from mcdla.hw.translation import Translation
+from mcdla.hw.translation import NodeCells, Translation
 from mcdla.hw.budget import check_nodes
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
@@ -101,6 +101,7 @@ class Topology:
     fabric: Fabric | None = field(default=None, repr=False, compare=False)
     # The generator's translation onto itself (mcdla.hw.translation; None: none handed over).
     translation: Translation | None = field(default=None, repr=False, compare=False)
+    node_cells: NodeCells | None = field(default=None, repr=False, compare=False)  # a cluster's node (the same)
     # What the load derives and asks again (hw/cache.py): the stores' graph searches, each
     # (device, tier, policy, direction)'s stripes, the tiers (the training driver asks at every DMA), the
     # rings by name, the virtualization rates, and the bound rings' derived values.
@@ -503,6 +504,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         nvme_drives=drives,
         fabric=fabric_view,
         cache=cache, translation=Translation.of(graph, doc.translation) if doc.translation else None,
+        node_cells=NodeCells(doc.node_cells, doc.leaf_nodes) if doc.node_cells else None,
     )
 
 

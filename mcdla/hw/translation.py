@@ -23,9 +23,10 @@ refinement's on small instances of every generator that hands one over.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-__all__ = ["Translation"]
+__all__ = ["NodeCells", "Translation"]
 
 _NODE = re.compile(r"([A-Z]+)(\d+)$")
 _SEPARATORS = re.compile(r"([>/:])")  # channel A>B:k, port M0/D0 or CPU0/mem
@@ -167,6 +168,27 @@ class Translation:
         """The members of the orbit of ``key``: the order, or 1 for a name no
         translation moves."""
         return self.order if any(isinstance(part, tuple) for part in key) else 1
+
+
+@dataclass(frozen=True)
+class NodeCells:
+    """A cluster's node as a cell, as the cluster generator hands it over: prefix -> one
+    node's nodes of it (numbered node by node: D, FS, SW, CPU, M), and the nodes under one
+    leaf's switches (all of them on rails). The switches above the nodes (SP) stay put."""
+
+    per_node: Mapping[str, int]
+    leaf_nodes: int
+
+    def within_blocks(self, names: Iterable[str], block_nodes: int) -> "Translation | None":
+        """The translation moving every node two on within its block of ``block_nodes``
+        (a pipeline stage's, docs/performance.md): node s B + j -> s B + (j + 2) mod B,
+        with its devices and switches. Two, not one: the derived rings snake, so a node's
+        ring is its neighbour's reversed. None unless the leaves hold whole blocks and a
+        block is an even number of nodes, at least 4."""
+        if self.leaf_nodes % block_nodes or block_nodes % 2 or block_nodes < 4:
+            return None
+        return Translation.of(names, {p: 2 * n for p, n in self.per_node.items()},
+                              {p: block_nodes * n for p, n in self.per_node.items()})
 
 
 def _back(index: int, by: int, block: int) -> int:

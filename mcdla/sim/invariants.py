@@ -152,8 +152,9 @@ def expected_class_bytes(record) -> dict[str, float]:
     a simulated communicator's collectives count once for every alike group it stands
     for, and a class of devices' offloads and prefetches once for each member, since
     alike groups and devices load every class of channels alike (that is what makes
-    them alike, mcdla.hw.symmetry); the pipeline's and model state's transfers, listed
-    for every member, count as listed."""
+    them alike, mcdla.hw.symmetry); the pipeline's transfers, listed once a class with
+    the class's bytes (mcdla.sim.pipeline), and model state's, listed for every member,
+    count as listed."""
     topology, execution = record.inputs.topology, record.inputs.execution
     classes = record.resource_classes
     expected: dict[str, float] = {}

@@ -72,10 +72,13 @@ class PipeLinks:
     def send(self, src: str, dst: str, key: tuple, size_bytes: float, pairs: tuple = ()) -> None:
         """Sends from ``src`` to ``dst``; with rank symmetry, for each (source, peer) of
         ``pairs`` (``src``'s class), as flows standing for them all."""
-        for a, b in pairs or ((src, dst),):
-            self.sent.extend((path, share * size_bytes) for share, path, _ in self._route(a, b))
-        flows = self.net.alike([(share * size_bytes, path, latency) for share, path, latency in self._route(src, dst)])
         copies = max(1, len(pairs))
+        # For the invariants, which count by classes of resources under rank symmetry:
+        # every pair of ``src``'s class crosses as many resources of each class with each
+        # share (the classes' link edges say so), so ``src``'s route, its bytes times the
+        # pairs, stands for theirs, which are not derived.
+        self.sent.extend((path, share * size_bytes * copies) for share, path, _ in self._route(src, dst))
+        flows = self.net.alike([(share * size_bytes, path, latency) for share, path, latency in self._route(src, dst)])
         tag = "/".join(map(str, key))
         done = self.env.all_of([self.net.transfer(size, path, latency, tag=tag, copies=n * copies, even=False)
                                 for size, path, latency, n in flows])

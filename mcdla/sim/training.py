@@ -41,6 +41,7 @@ The components decide *when*; how long a kernel takes comes from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cached_property
 
@@ -103,6 +104,50 @@ def _wrap(peers: dict) -> dict:
             wrapped[d] = (last, wrapped[d][1])
             wrapped[last] = (wrapped[last][0], d)
     return wrapped
+
+
+class GroupRings:
+    """A group's rings: each topology ring of ``through`` restricted to ``members``
+    (:func:`mcdla.hw.network.sub_ring`), named at once and derived when first iterated.
+    With rank symmetry a run needs those of one group per orbit (the classes) and of the
+    simulated devices' groups (their communicators), and only the names of the rest."""
+
+    __slots__ = ("names", "_make", "_rings")
+
+    def __init__(self, topology, through, members, group: str, cache: Cache) -> None:
+        self.names = tuple(f"{ring.name}/{group}" for ring in through)
+        self._rings = None
+        self._make = lambda: tuple(sub_ring(ring, members, name, topology.reverse_of(ring), topology.channels, cache)
+                                   for ring, name in zip(through, self.names))
+
+    def __iter__(self):
+        if self._rings is None:
+            self._rings = self._make()
+        return iter(self._rings)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class RingsByName(Mapping):
+    """Every ring of a run by name: those given at once, the other groups' (``lazy``:
+    each group's rings) derived when first looked up (a symmetric run's communicators
+    use the simulated groups' only; the per-channel laws of the invariants read all)."""
+
+    def __init__(self, rings: dict, lazy) -> None:
+        self._rings = rings
+        self._lazy = {name: group for group in lazy for name in group.names if name not in rings}
+
+    def __getitem__(self, name: str):
+        if name not in self._rings:
+            self._rings.update((ring.name, ring) for ring in self._lazy[name])
+        return self._rings[name]
+
+    def __iter__(self):
+        return iter({**dict.fromkeys(self._rings), **dict.fromkeys(self._lazy)})
+
+    def __len__(self) -> int:
+        return len(set(self._rings) | set(self._lazy))
 
 
 class Iteration:
@@ -227,19 +272,22 @@ class Iteration:
         algorithm = COLLECTIVES.get(execution.collective, key="execution.collective")
         supported = (not execution.exact and algorithm.rank_symmetric(topology.rings, topology.capacities())
                      and execution.expert_skew is None)  # a skewed routing singles out each ep group's hot rank
-        links = []
+        links = None
         if pp > 1 and supported:
-            links = [(kind, names[d], names[peer], pipeline_route(topology, self.cache, names[d], names[peer]))
-                     for d, pair in self.peers.items() for kind, peer in zip(("prev", "next"), pair)
-                     if peer is not None]
+            def links(devices) -> list:  # those of ``devices``: the quotient's asks for one device's per orbit
+                wanted = set(devices)
+                return [(kind, names[d], names[peer], pipeline_route(topology, self.cache, names[d], names[peer]))
+                        for d, pair in self.peers.items() if names[d] in wanted
+                        for kind, peer in zip(("prev", "next"), pair) if peer is not None]
         # With communicators of groups, the topology's own rings carry nothing, nor do a
         # group of one's (it never communicates): only the groups' sub-rings tell
         # devices apart.
         symmetry = rank_classes(topology, execution.policy, supported,
                                 colours=[self.stage_of[d] for d in range(len(names))] if pp > 1 else (),
                                 groups=[(kind, [names[d] for d in group], rings if len(group) > 1 else ())
-                                        for kind, _, group, rings in self.group_rings], links=links,
-                                rings=() if self.group_rings else topology.rings, tiers=self._store_tiers())
+                                        for kind, _, group, rings in self.group_rings], links=links or (),
+                                rings=() if self.group_rings else topology.rings, tiers=self._store_tiers(),
+                                translation=self._stage_shift() if links else None)
         if not self.group_rings:  # one communicator over every device
             return symmetry, [({group[0]: len(group) for group in symmetry.device_classes}, 1, ())]
         groups = [(kind, group) for kind, _, group, _ in self.group_rings]
@@ -247,6 +295,25 @@ class Iteration:
         if lined is None:
             lined = line_up(Symmetry.exact(len(names)), groups, self.rank_device, self.peers)
         return lined
+
+    def _stage_shift(self):
+        """The shift of every node two on within its pipeline stage's block of nodes
+        (mcdla.hw.translation, NodeCells), an automorphism of the run when the cluster
+        hands over its node cell, Megatron's order puts every stage on whole contiguous
+        nodes and the pipeline's peers move with it; else None (the whole refinement)."""
+        topology, pp = self.inputs.topology, self.inputs.execution.pipeline_parallel
+        cells, n = topology.node_cells, len(topology.devices)
+        if cells is None or n % (pp * cells.per_node["D"]) or any(self.stage_of[d] != d * pp // n for d in range(n)):
+            return None
+        shift = cells.within_blocks(topology.graph, n // (pp * cells.per_node["D"]))
+        if shift is None:
+            return None
+        position = {d: k for k, d in enumerate(topology.devices)}
+        moved = [position[shift.shift(d, 1)] for d in topology.devices]
+        if any(self.peers.get(moved[d]) != tuple(None if p is None else moved[p] for p in pair)
+               for d, pair in self.peers.items()):
+            return None
+        return shift
 
     @property
     def topology(self):
@@ -268,7 +335,8 @@ class Iteration:
             return {}
         names = self.topology.devices
         stages: dict[int, list[str]] = {}
-        for d, s in sorted(self.stage_of.items(), key=lambda item: (item[1], self.rank_device.index(item[0]))):
+        rank = {d: r for r, d in enumerate(self.rank_device)}
+        for d, s in sorted(self.stage_of.items(), key=lambda item: (item[1], rank[item[0]])):
             stages.setdefault(s, []).append(names[d])
         found = {"tensor": [[names[d] for d in g] for g in self.tensor_groups],
                  "data": [[names[d] for d in g] for g in self.data_groups],
@@ -280,9 +348,10 @@ class Iteration:
             found["expert_tensor"] = [[names[d] for d in g] for g in self.expert_tensor_groups]
         return found
 
-    def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], tuple]]:
+    def _group_rings(self) -> list[tuple[str, int, tuple[int, ...], "GroupRings"]]:
         """The communicators of tensor and pipeline parallelism: (kind, number, devices,
-        their rings: each topology ring through them restricted to them); none without."""
+        their rings: each topology ring through them restricted to them, derived when
+        first asked); none without."""
         topology = self.inputs.topology
         if len(self.data_groups) == 1 and not self.expert_groups:
             return []
@@ -291,19 +360,17 @@ class Iteration:
                              ("edp", self.expert_data_groups), ("etp", self.expert_tensor_groups)):
             for n, group in enumerate(groups):
                 members = {topology.devices[d] for d in group}
-                group_rings = tuple(sub_ring(ring, members, f"{ring.name}/{kind}{n}", topology.reverse_of(ring),
-                                             topology.channels, self.cache)
-                                    for ring in topology.rings if members <= ring.position.keys())
-                if not group_rings:
+                through = tuple(ring for ring in topology.rings if members <= ring.position.keys())
+                if not through:
                     raise InputError(f"no ring of {topology.name} passes through all devices of {kind} group {n}",
                                      key="execution.expert_parallel" if kind in expert.KINDS
                                      else "execution.tensor_parallel")
-                found.append((kind, n, group, group_rings))
+                found.append((kind, n, group, GroupRings(topology, through, members, f"{kind}{n}", self.cache)))
         return found
 
     def _communicators(self):
         """Device -> (its data-parallel communicator, its tensor-parallel one or None),
-        every ring they use by name, and each communicator's rings -> the rings of every
+        every ring of the run by name, and each communicator's rings -> the rings of every
         group it stands for (rank symmetry). Without tensor or pipeline parallelism there
         is one communicator over the topology's rings, the paper's. With symmetry only
         the groups of simulated devices get one, standing for their alike groups."""
@@ -319,20 +386,19 @@ class Iteration:
         streams: list[list] = [[None] * len(kinds) for _ in topology.devices]
         stands: dict[tuple, tuple] = {}
         for (kind, _, group, group_rings), plan in zip(self.group_rings, self.stream_weights):
-            rings.update((r.name, r) for r in group_rings)
-            if plan is None:  # no simulated device in it: another group stands for it
+            if plan is None:  # no simulated device in it: another group stands for it (its rings not derived)
                 continue
+            rings.update((r.name, r) for r in group_rings)
             weights, copies, alike = plan
-            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, group_rings, len(group),
+            stream = CollectiveStream(self.env, self.net, self.inputs, self.reduce_Bps, tuple(group_rings), len(group),
                                       weights=weights, copies=copies, axis=expert.AXIS_OF.get(kind, kind),
                                       hot_share=self.inputs.execution.expert_skew if kind == "ep" else None)
             if kind == "ep" and self.inputs.execution.expert_skew is not None:
                 stream.algorithm.carries("all_to_allv")  # refuses an algorithm without the unequal all-to-all
             for d in group:
                 streams[d][kinds.index(kind)] = stream
-            stands[tuple(r.name for r in group_rings)] = tuple(tuple(r.name for r in self.group_rings[k][3])
-                                                               for k in alike)
-        return [tuple(pair) for pair in streams], rings, stands
+            stands[group_rings.names] = tuple(self.group_rings[k][3].names for k in alike)
+        return [tuple(pair) for pair in streams], RingsByName(rings, [g[3] for g in self.group_rings]), stands
 
     def _work(self, d: int) -> DeviceWork:
         """What device ``d`` runs: its stage's schedule over its chunks, or one pass
