@@ -360,6 +360,20 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "This session's re-run (issue 24; docs/model.md, docs/validation.md). Full activation "
+    "recomputation now reruns each block whole, as Megatron's checkpoint function does: the block's last "
+    "GEMM (whose output only the residual add reads) and a rerun layer's tensor-parallel collectives are "
+    "replayed too, where mcdla replayed only what backward reads. The paper's networks and every paper "
+    "number are unchanged (they do not recompute). Plans that pick full recomputation slow down: in "
+    "llm_memory, by 0-7% (GPT-3 2.7B on DC-DLA 0.447 -> 0.476 s; GPT-3 13B on DC-DLA is 3% faster, its "
+    "plan changing); in memory_centric_2026, tokens/s per device by 0-6% (Llama 2 70B on DGX H100 1,153 -> "
+    "1,100, on GB200 NVL72 3,456 -> 3,261; GPT-3 175B on GB200 1,515 -> 1,425): the designs' order is "
+    "unchanged, except that the CXL expanders no longer gain anything for Llama 2 13B (6,630 -> 6,312 "
+    "tokens/s, equal to DGX H100's: both now pick the same plan); in frontier_scale, Llama 3.1 405B (full "
+    "recomputation) falls from +7-8% above the published TFLOP/s per GPU to 2-4% below it, while GPT-3 175B "
+    "(selective) is unchanged; moe_memory's points by under 1%. NCCL's tree now runs under its three "
+    "protocols across machines, with LL's cap and the network post's floor per step (NCCL 2.18/2.26 "
+    "constants): no experiment here runs NCCL across machines, so none moves.",
     "This round's re-run (issues 24, 26 and 27; docs/validation.md, docs/serving.md, docs/performance.md). "
     "NVLink 3 now runs at the rate its SMs' 128-byte stores attain (20 of 25 GB/s a link, NCCL's "
     "maintainer; a copy engine's 256-byte packets attain 22.9), as NCCL's kernels move data: in "
