@@ -12,6 +12,16 @@ from mcdla.hw.compute import kernel_time
 from mcdla.hw.gpu import compute_seconds
 from tests.test_gpu_compute import one_conv, preset
 
+def _time_over_measured(tmp_path, size, channels, out, measured_ms, element_bytes):
+    """mcdla's time over DeepBench's for the V100's forward, backward-data and backward-filter
+    kernels of one 3x3 convolution at N = 16."""
+    v100 = preset("v100_sxm2_16gb")
+    layer = one_conv(tmp_path, size, channels, out)
+    kernels = {k.name.split(":")[1]: k for phase in ("fwd", "bwd") for k in layer.kernels(phase, 16, element_bytes)}
+    return [(direction, kernel_time(v100, kernels[direction]).time_s / (ms / 1e3))
+            for direction, ms in zip(("fwd", "dx", "dw"), measured_ms)]
+
+
 # DeepBench (baidu-research/DeepBench results/train/DeepBench_NV_V100.xlsx, sheet "Results - FP16 ip,
 # Mixed math": CUDA 10.1, cuDNN 7.6.2; code/nvidia/conv_bench.cu built with USE_TENSOR_CORES fixes the
 # algorithms, IMPLICIT_PRECOMP_GEMM forward and ALGO_1 backward, instead of timing them all), VGG's 3x3
@@ -31,12 +41,8 @@ def test_the_v100_runs_deepbenchs_fp16_3x3_convolutions_up_to_a_quarter_faster_t
     # TFLOPS of 125); cuDNN's convolutions of these shapes attained 70-96 TFLOPS, less backward
     # than forward, so mcdla is 1-27% fast on each and never slow: the calibration's GEMM rate
     # is not a convolution's (docs/validation.md).
-    v100 = preset("v100_sxm2_16gb")
-    layer = one_conv(tmp_path, size, channels, out)
-    kernels = {k.name.split(":")[1]: k for phase in ("fwd", "bwd") for k in layer.kernels(phase, 16, 2)}
-    for direction, ms in zip(("fwd", "dx", "dw"), measured_ms):
-        error = kernel_time(v100, kernels[direction]).time_s / (ms / 1e3) - 1
-        assert -0.28 < error <= 0.0, (direction, error)
+    for direction, ratio in _time_over_measured(tmp_path, size, channels, out, measured_ms, 2):
+        assert -0.28 < ratio - 1 <= 0.0, (direction, ratio - 1)
 
 
 # The same shapes in FP32 (sheet "Results FP32", built without tensor cores, so conv_bench times
@@ -54,11 +60,7 @@ def test_the_v100_runs_deepbenchs_fp32_3x3_convolutions_slower_than_cudnns_winog
     # mcdla runs an FP32 convolution as its im2col GEMM on the FP32 lanes at gemm_efficiency
     # (12.2 of 15.7 TFLOPS); cuDNN's Winograd kernels attained 24-39 TFLOPS in direct MACs, so
     # mcdla takes 1.3-3.2 times as long (docs/validation.md: the FP32 rows pass beside this).
-    v100 = preset("v100_sxm2_16gb")
-    layer = one_conv(tmp_path, size, channels, out)
-    kernels = {k.name.split(":")[1]: k for phase in ("fwd", "bwd") for k in layer.kernels(phase, 16, 4)}
-    for direction, ms in zip(("fwd", "dx", "dw"), measured_ms):
-        ratio = kernel_time(v100, kernels[direction]).time_s / (ms / 1e3)
+    for direction, ratio in _time_over_measured(tmp_path, size, channels, out, measured_ms, 4):
         assert 1.2 < ratio < 3.3, (direction, ratio)
 
 
