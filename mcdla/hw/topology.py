@@ -102,9 +102,8 @@ class Topology:
     # The generator's translation onto itself (mcdla.hw.translation; None: none handed over).
     translation: Translation | None = field(default=None, repr=False, compare=False)
     node_cells: NodeCells | None = field(default=None, repr=False, compare=False)  # a cluster's node (the same)
-    # What the load derives and asks again (hw/cache.py): the stores' graph searches, each
-    # (device, tier, policy, direction)'s stripes, the tiers (the training driver asks at every DMA), the
-    # rings by name, the virtualization rates, and the bound rings' derived values.
+    # What the load derives and asks again (hw/cache.py): the stores' graph searches, each (device, tier,
+    # policy, direction)'s stripes, the tiers (asked at every DMA), rings by name, rates, bound rings' values.
     cache: Cache = field(default_factory=Cache, repr=False, compare=False)
 
     # -- capacities and routes -------------------------------------------------------
@@ -589,8 +588,7 @@ def _spine_channels(graph, device: str) -> list[tuple[Channel, int]]:
 
 def _connection(entry, nodes, links, listed: Where, i: int) -> tuple[str, str, str, int]:
     """``[a, b, type]`` or ``[a, b, type, count]``, the ``i``-th of ``listed``, checked."""
-    def where() -> Where:  # made for an error only: a ring of 131,072 devices has 262,144 connections
-        return listed.child(i)
+    where = lambda: listed.child(i)  # noqa: E731 - made for an error only: a 131,072-ring has 262,144 entries
     if len(entry) not in (3, 4):
         raise where().error(f"expected [node, node, link type] or [node, node, link type, count], got {list(entry)!r}")
     a, b, alias = entry[0], entry[1], entry[2]
