@@ -3,12 +3,12 @@
 Weights at the workload's precision, gradients at theirs (the workload's, or fp32 with
 ``training.grad_reduce_dtype: fp32``, Megatron-LM's fp32 main gradients under bf16
 weights: 2 + 4 + 12 = 18 bytes per parameter with Adam, 6 + 12/d with its distributed
-optimizer, Megatron-LM docs/user-guide/features/dist_optimizer.md); an fp32 master copy of the weights
-when training in mixed precision (``master_weights``); the optimizer's state in fp32:
-none (the paper's model: weights and gradients only), SGD (none), SGD with momentum
-(one buffer) or Adam (two moments). Mixed-precision Adam is 2 + 2 + 4 + 4 + 4 = 16
-bytes per parameter (ZeRO, Rajbhandari et al. 2020, Section 3.1); fp32 Adam also 16;
-the paper's fp32 weights and gradients 8.
+optimizer, Megatron-LM docs/user-guide/features/dist_optimizer.md); an fp32 master
+copy of the weights when training in mixed precision (``master_weights``); the
+optimizer's state in fp32: none (the paper's model: weights and gradients only), SGD
+(none), SGD with momentum (one buffer) or Adam (two moments). Mixed-precision Adam
+is 2 + 2 + 4 + 4 + 4 = 16 bytes per parameter (ZeRO, Rajbhandari et al. 2020, Section
+3.1); fp32 Adam also 16; the paper's fp32 weights and gradients 8.
 """
 
 from __future__ import annotations
