@@ -128,6 +128,10 @@ class ExecutionSpec:
 
     def __post_init__(self) -> None:
         self._place_flags()
+        if self.offload_optimizer and self.training.grad_reduce_dtype != "model":
+            # ZeRO-Offload's tiers take the gradients at the workload's precision.
+            raise _refuse("training.grad_reduce_dtype", "fp32 gradients are Megatron's, not ZeRO-Offload's: "
+                          "drop execution.offload_optimizer or set training.grad_reduce_dtype=model")
         check_axes(self)  # each parallel axis's own rules (mcdla.config.axes)
 
     def _place_flags(self) -> None:

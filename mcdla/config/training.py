@@ -98,6 +98,15 @@ class TrainingSpec:
       rate, as every memory-bound kernel; ``apex_2021``: apex's affine LayerNorm as
       Megatron-LM built it in 2021, whose backward attains 0.712 of it (NVIDIA/apex PR
       1037's A100 measurement; mcdla.hw.ew_traffic.KERNEL_STREAM).
+    - ``grad_reduce_dtype``: the gradients' element type as the device holds and
+      data parallelism reduces them (mcdla.hw.memory). ``model``: the workload's
+      precision. ``fp32``: 4 bytes a gradient, as Megatron-LM forces for bf16
+      (``accumulate_allreduce_grads_in_fp32``, ``megatron/training/arguments.py``; the
+      fp32 main-gradient buffer of Megatron-Core's DDP, ``grad_reduce_in_fp32``): the
+      gradient all-reduce or reduce-scatter (and its buckets) carries 4 bytes an element
+      and the buffer holds 4 bytes a parameter; the weights' all-gathers stay at the
+      workload's precision. Not with ZeRO-Offload (its tiers keep the gradients at the
+      workload's precision).
     """
 
     virtualization: bool = True
@@ -118,3 +127,4 @@ class TrainingSpec:
     checkpoint: Literal["none", "full", "selective"] = "none"
     optimizer_passes: Literal["fused", "megatron_fp16_2021", "megatron_core_2024"] = "fused"
     norm_kernel: Literal["stream", "apex_2021"] = "stream"
+    grad_reduce_dtype: Literal["model", "fp32"] = "model"

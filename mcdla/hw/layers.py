@@ -396,6 +396,9 @@ class Workload:
     precision_bytes: int = 4
     optimizer: str = "none"  # model state besides weights and gradients: mcdla.hw.memory
     master_weights: bool = False
+    # The gradients' element bytes as held and reduced (training.grad_reduce_dtype;
+    # None: precision_bytes): Megatron's fp32 main gradients under bf16 weights.
+    grad_precision_bytes: int | None = None
     description: str = ""
     source: str = ""  # the file it was read from, for messages
     index: Mapping[str, int] = field(default_factory=dict, compare=False)
@@ -417,6 +420,10 @@ class Workload:
     @property
     def macs_fwd_per_sample(self) -> int:
         return sum(layer.macs_fwd_per_sample for layer in self.layers)
+
+    @property
+    def gradient_element_bytes(self) -> int:
+        return self.grad_precision_bytes or self.precision_bytes
 
     @property
     def weight_bytes(self) -> int:

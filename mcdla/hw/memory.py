@@ -1,11 +1,14 @@
 """The model state a device keeps for the whole iteration, per parameter.
 
-Weights and gradients at the workload's precision; an fp32 master copy of the weights
-when training in mixed precision (``master_weights``); the optimizer's state in fp32:
-none (the paper's model: weights and gradients only), SGD (none), SGD with momentum
-(one buffer) or Adam (two moments). Mixed-precision Adam is 2 + 2 + 4 + 4 + 4 = 16
-bytes per parameter (ZeRO, Rajbhandari et al. 2020, Section 3.1); fp32 Adam also 16;
-the paper's fp32 weights and gradients 8.
+Weights at the workload's precision, gradients at theirs (the workload's, or fp32 with
+``training.grad_reduce_dtype: fp32``, Megatron-LM's fp32 main gradients under bf16
+weights: 2 + 4 + 12 = 18 bytes per parameter with Adam, 6 + 12/d with its distributed
+optimizer, Megatron-LM docs/user-guide/features/dist_optimizer.md); an fp32 master
+copy of the weights when training in mixed precision (``master_weights``); the
+optimizer's state in fp32: none (the paper's model: weights and gradients only), SGD
+(none), SGD with momentum (one buffer) or Adam (two moments). Mixed-precision Adam
+is 2 + 2 + 4 + 4 + 4 = 16 bytes per parameter (ZeRO, Rajbhandari et al. 2020, Section
+3.1); fp32 Adam also 16; the paper's fp32 weights and gradients 8.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import dataclasses
 from mcdla.errors import InputError
 
 __all__ = ["OPTIMIZER_STATE_BYTES", "model_state_bytes", "step_bytes_per_param", "optimizer_passes",
-           "OPTIMIZER_PASSES", "with_precision", "PRECISIONS", "optimizer_state_bytes"]
+           "OPTIMIZER_PASSES", "with_precision", "PRECISIONS", "optimizer_state_bytes", "gradient_bytes"]
 
 # fp32 optimizer state per parameter: SGD keeps none, momentum one buffer, Adam two.
 OPTIMIZER_STATE_BYTES = {"none": 0, "sgd": 0, "momentum": 4, "adam": 8}
@@ -36,10 +39,10 @@ def model_state_bytes(workload, shards: int = 1, *, params: float | None = None,
     too, stage 3 the weights as well. ``offload_optimizer`` (ZeRO-Offload): the
     optimizer state and master live in the backing store (:func:`optimizer_state_bytes`)."""
     held, split = (workload.params, shards) if params is None else (params, 1)
-    e = workload.precision_bytes
+    e, g = workload.precision_bytes, workload.gradient_element_bytes
     optimizer = 0 if offload_optimizer else _optimizer_bytes_per_param(workload)
-    unsharded, sharded = {0: (2 * e + optimizer, 0), 1: (2 * e, optimizer), 2: (e, e + optimizer),
-                          3: (0, 2 * e + optimizer)}[zero]
+    unsharded, sharded = {0: (e + g + optimizer, 0), 1: (e + g, optimizer), 2: (e, g + optimizer),
+                          3: (0, e + g + optimizer)}[zero]
     return float(held * unsharded + held * sharded / dp) / split
 
 
@@ -71,7 +74,7 @@ def step_bytes_per_param(workload) -> int:
         return 0
     e = workload.precision_bytes
     weights = 2 * MASTER_BYTES + e if workload.master_weights else 2 * e
-    return e + weights + 2 * OPTIMIZER_STATE_BYTES[workload.optimizer]
+    return workload.gradient_element_bytes + weights + 2 * OPTIMIZER_STATE_BYTES[workload.optimizer]
 
 
 # Apex's FusedAdam over fp32 master weights: reads the fp32 gradient, reads and writes
@@ -138,13 +141,24 @@ def optimizer_passes(workload, impl: str = "fused") -> tuple[tuple[str, int, str
 # training.precision -> (bytes per activation, weight and gradient element; fp32 master copy)
 PRECISIONS = {"fp32": (4, False), "mixed": (2, True)}
 
+# training.grad_reduce_dtype -> the gradients' element bytes (None: the workload's precision)
+GRAD_REDUCE_BYTES = {"model": None, "fp32": 4}
 
-def with_precision(workload, precision: str | None):
-    """``workload`` trained at ``precision`` (``None``: as its file says)."""
-    if precision is None:
-        return workload
-    element_bytes, master = PRECISIONS[precision]
-    return dataclasses.replace(workload, precision_bytes=element_bytes, master_weights=master)
+
+def with_precision(workload, precision: str | None, grad_reduce_dtype: str = "model"):
+    """``workload`` trained at ``precision`` (``None``: as its file says), its
+    gradients held and reduced as ``grad_reduce_dtype`` says."""
+    if precision is not None:
+        element_bytes, master = PRECISIONS[precision]
+        workload = dataclasses.replace(workload, precision_bytes=element_bytes, master_weights=master)
+    grad = GRAD_REDUCE_BYTES[grad_reduce_dtype]
+    return workload if grad is None else dataclasses.replace(workload, grad_precision_bytes=grad)
+
+
+def gradient_bytes(workload, weight_bytes: float) -> float:
+    """The gradient of ``weight_bytes`` of weights, as a device holds and data
+    parallelism reduces it: the same elements at the gradients' precision."""
+    return weight_bytes * (workload.gradient_element_bytes / workload.precision_bytes)
 
 
 def optimizer_state_bytes(workload, params: float) -> float:

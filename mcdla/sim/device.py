@@ -18,7 +18,7 @@ from collections import deque
 import simpy
 
 from mcdla.hw.gpu import sm_contended
-from mcdla.hw.memory import optimizer_state_bytes, step_bytes_per_param
+from mcdla.hw.memory import gradient_bytes, optimizer_state_bytes, step_bytes_per_param
 from mcdla.hw.tiers import state_routes, state_tier
 from mcdla.sim import expert, tensor
 from mcdla.sim.communicator import CollectiveStream
@@ -374,7 +374,7 @@ class DeviceCompute:
         if group in self._groups_left and micro == self.work.micro_batches - 1:
             self._groups_left[group] -= 1
             if self._groups_left[group] == 0:
-                self._gradient_ready(group, plan.group_bytes[group])
+                self._gradient_ready(group, gradient_bytes(self.inputs.workload, plan.group_bytes[group]))
 
     def _finish(self):
         """The optimizer step once the gradients are reduced; ZeRO 1-2's weight gather."""

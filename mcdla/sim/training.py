@@ -156,7 +156,7 @@ class Iteration:
     def __init__(self, topology, workload, execution: ExecutionSpec, *, record_timeline: bool = False):
         training = execution.training
         # The workload as this execution trains it: its precision, in-place and fused layers.
-        workload = inplace_workload(with_norm_kernel(with_precision(workload, training.precision), training.norm_kernel),
+        workload = inplace_workload(with_norm_kernel(with_precision(workload, training.precision, training.grad_reduce_dtype), training.norm_kernel),
                                     inplace=training.inplace, fuse_bn_relu=training.fuse_bn_relu,
                                     fuse_dropout_add=training.fuse_dropout_add)
         self.inputs = RunInputs(topology, workload, execution)

@@ -282,7 +282,7 @@ def state_lower_bound(workload, execution, devices: int) -> float:
     from mcdla.sim.expert import expert_split, held_params
     from mcdla.sim.plan import device_group_params, device_model_state
 
-    work = with_precision(workload, execution.training.precision)
+    work = with_precision(workload, execution.training.precision, execution.training.grad_reduce_dtype)
     shards = tensor_split(work.layers, execution.tensor_parallel, execution.sequence_parallel).shards
     split = expert_split(work, execution, devices // (execution.tensor_parallel * execution.pipeline_parallel))
     params = held_params(device_group_params(work, shards), split)
