@@ -92,7 +92,9 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_saves_the_table_and_answers_quickly(tmp_path, signum, status):
     out = tmp_path / "out"
-    process, workers = _start(tmp_path, out, delay="0.3")
+    # 0.6 s a point: the 6 points left after the first two outlast the signal even on a loaded
+    # machine (at 0.3 s the sweep could finish before it, under a load of 5 on 2 cores).
+    process, workers = _start(tmp_path, out, delay="0.6")
     journal = out / store.JOURNAL
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("\n") >= 2):
