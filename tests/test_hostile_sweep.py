@@ -34,9 +34,10 @@ axes:
 """
 
 
-def _experiment(tmp_path, runner="run", topology="dc"):
+def _experiment(tmp_path, runner="run", topology="dc", batches=None):
     path = tmp_path / f"fake_{runner}.yaml"
-    path.write_text(EXPERIMENT.format(runner=runner, topology=topology), encoding="utf-8")
+    text = EXPERIMENT.format(runner=runner, topology=topology)
+    path.write_text(text + (f"  batch: {batches}\n" if batches else ""), encoding="utf-8")
     return path
 
 
@@ -60,8 +61,8 @@ def _alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
-def _start(tmp_path, out, runner="slow", delay="1.0", jobs="2"):
-    path = _experiment(tmp_path, runner)
+def _start(tmp_path, out, runner="slow", delay="1.0", jobs="2", batches=None):
+    path = _experiment(tmp_path, runner, batches=batches)
     command = [sys.executable, "-m", "mcdla", "sweep", str(path), "--out", str(out), "--jobs", jobs, "--quiet"]
     process = subprocess.Popen(command, env=_env(MCDLA_FAKE_DELAY_S=delay), cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -92,9 +93,9 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_saves_the_table_and_answers_quickly(tmp_path, signum, status):
     out = tmp_path / "out"
-    # 0.6 s a point: the 6 points left after the first two outlast the signal even on a loaded
-    # machine (at 0.3 s the sweep could finish before it, under a load of 5 on 2 cores).
-    process, workers = _start(tmp_path, out, delay="0.6")
+    # 16 points, not 8: the 14 left after the first two outlast the signal even on a loaded
+    # machine (with 8 the sweep could finish before it, under a load of 5 on 2 cores).
+    process, workers = _start(tmp_path, out, delay="0.3", batches="[512, 256]")
     journal = out / store.JOURNAL
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("\n") >= 2):
