@@ -213,6 +213,11 @@ class FlowNetwork:
     # -- construction -------------------------------------------------------------
 
     @property
+    def also(self) -> Mapping[str, tuple[str, ...]]:
+        """Resource -> the resources a flow over it loads too (a shared NIC's ports)."""
+        return self._also
+
+    @property
     def capacities_Bps(self) -> Mapping[str, float]:
         return self._capacities
 
