@@ -580,7 +580,8 @@ class RingAlgorithm(CollectiveAlgorithm):
         broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0
         for r in rings:
-            t = ring_time_s(op, r.size, shares[r.name], plain[r.name], costs.step_s(r), reduce_rate_Bps=reducing[r.name],
+            t = ring_time_s(op, r.size, shares[r.name], plain[r.name], costs.step_s(r),
+                            reduce_rate_Bps=reducing[r.name],
                             wire_factor=costs.wire_factor, chunk_bytes=chunk_bytes,
                             fill_Bps=bottleneck_Bps(r.channels + costs.cap_path(r), caps) if broadcast else None,
                             path_latency_s=costs.path_s(r) if broadcast else None)

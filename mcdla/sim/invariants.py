@@ -107,7 +107,7 @@ def expected_channel_bytes(record) -> dict[str, float]:
         expected[channel] = expected.get(channel, 0.0) + size
 
     rings = record.rings or {ring.name: ring for ring in topology.rings}
-    capacities = topology.capacities()  # the rings' shares follow their rates (ring_fractions)
+    capacities = record.capacities_Bps  # the rings' shares follow their rates (ring_fractions)
     # A collective's bytes are linear in its size: the wire bytes of all collectives of
     # one (op, rings, algorithm) are summed, and their channels' bytes derived once.
     wire: dict[tuple, float] = {}
@@ -162,7 +162,7 @@ def expected_class_bytes(record) -> dict[str, float]:
     expected: dict[str, float] = {}
     get = expected.get
     rings = record.rings or {ring.name: ring for ring in topology.rings}
-    capacities = topology.capacities()  # the rings' shares follow their rates (ring_fractions)
+    capacities = record.capacities_Bps  # the rings' shares follow their rates (ring_fractions)
     wire: dict[tuple, float] = {}
     for c in record.collectives:
         key = (c.op, c.rings, c.algorithm or execution.collective)
