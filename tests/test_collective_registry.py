@@ -100,7 +100,7 @@ def test_simulation_matches_closed_form_and_step_bytes(name, topology, op, size,
     # A tuner that picked another registered algorithm names it in the record; its steps
     # define the bytes (as the invariants count them).
     expected = (COLLECTIVES.get(record.algorithm)() if record.algorithm else algorithm).channel_bytes(
-        op, size, topo.rings)
+        op, size, topo.rings, topo.capacities(), topo.nic_ports)  # the rings' shares follow their rates
     for channel in topo.channels:
         assert carried.get(channel, 0.0) == pytest.approx(expected.get(channel, 0.0) * record.wire_factor,
                                                           rel=1e-9, abs=1e-6)

@@ -1,7 +1,10 @@
 """Ring collectives as flows on the shared :class:`~mcdla.sim.flownet.FlowNetwork`.
 
-The message is split evenly over all the given directed rings, which run
-concurrently; the collective ends when its last ring does.
+The message is split over all the given directed rings, which run concurrently, in
+proportion to what each carries with all of them active on idle links (its max-min
+fair rate, :func:`ring_fractions`), so that they end together as NCCL's channels do; rings
+alike, as on every paper design, split it evenly. The collective ends when its last
+ring does.
 
 **Ring steps (all-reduce, all-gather, reduce-scatter).** With p ranks a ring runs
 2(p-1) steps for all-reduce (p-1 of reduce-scatter, then p-1 of all-gather) and p-1
@@ -38,7 +41,9 @@ than the link. The units are shared by all rings and collectives on a device.
 
 from __future__ import annotations
 
+import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -149,8 +154,9 @@ def collective(
     for ring in rings:
         if ring.name in costs.cap_Bps:
             net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name], copies)  # one per alike group's ring
-    return env.process(_run(env, net, tuple(rings), op, float(size_bytes), chunk_bytes, root_rank, reduce_ids,
-                            tag, costs, copies))
+    shares = ring_shares(float(size_bytes), rings, _net_fractions(net, rings))
+    return env.process(_run(env, net, tuple(rings), op, float(size_bytes), shares, chunk_bytes, root_rank,
+                            reduce_ids, tag, costs, copies))
 
 
 def check_request(op: str, rings: Sequence[Ring], size_bytes: float, chunk_bytes: float = DEFAULT_CHUNK_BYTES,
@@ -167,6 +173,54 @@ def check_request(op: str, rings: Sequence[Ring], size_bytes: float, chunk_bytes
         raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes!r}")
     if not 0 <= root < rings[0].size:
         raise ValueError(f"root {root} is not a rank of ring {rings[0].name!r} ({rings[0].size} ranks)")
+
+
+def ring_fractions(rings: Sequence[Ring], capacities_Bps: Mapping[str, float] | None,
+                   also: Mapping[str, tuple[str, ...]] | None = None) -> tuple[float, ...] | None:
+    """Each ring's fraction of a collective's message: in proportion to the ring's
+    max-min fair rate over its channels (and the shared NIC ports ``also`` names) with
+    every ring active on idle links, so that the rings end together; None where the
+    rates are equal (or ``capacities_Bps`` is None): evenly.
+
+    NCCL splits a collective evenly over channels that its topology search spreads
+    evenly over the NICs (``src/graph/search.cc``: each channel takes its bandwidth from
+    a NIC, so every NIC holds as many), and its channels share the GPU's NVLinks; mcdla's
+    rings are one per link, so rings across machines can share NICs unevenly (18 rings
+    over 8 NICs on DGX H100). Splitting by rate lets each ring carry what its links give
+    it, as NCCL's even channels do; rings of equal rate (every paper design, one
+    machine, one GPU per machine) split evenly, exactly as before."""
+    if capacities_Bps is None or len(rings) < 2:
+        return None
+    from mcdla.hw.maxmin import max_min_rates
+
+    extra = also or {}
+    rates = max_min_rates({r.name: r.channels + tuple(a for c in r.channels for a in extra.get(c, ()))
+                           for r in rings}, capacities_Bps)
+    each = [rates[r.name] for r in rings]
+    if min(each) == max(each) or not all(map(math.isfinite, each)):
+        return None
+    total = sum(each)
+    return tuple(x / total for x in each)
+
+
+def ring_shares(size_bytes: float, rings: Sequence[Ring], fractions: Sequence[float] | None) -> tuple[float, ...]:
+    """Each ring's bytes of a ``size_bytes`` message (:func:`ring_fractions`; None: evenly,
+    ``size_bytes / len(rings)`` each)."""
+    if fractions is None:
+        return tuple(size_bytes / len(rings) for _ in rings)
+    return tuple(size_bytes * f for f in fractions)
+
+
+# A run's network -> ring names -> their fractions: solved once per ring set and run.
+_FRACTIONS: "weakref.WeakKeyDictionary[FlowNetwork, dict]" = weakref.WeakKeyDictionary()
+
+
+def _net_fractions(net: FlowNetwork, rings: Sequence[Ring]) -> tuple[float, ...] | None:
+    kept = _FRACTIONS.setdefault(net, {})
+    names = tuple(r.name for r in rings)
+    if names not in kept:
+        kept[names] = ring_fractions(rings, net.capacities_Bps, net.also)
+    return kept[names]
 
 
 @dataclass(frozen=True)
@@ -234,20 +288,19 @@ class RingCosts:
 IDEAL = RingCosts()  # the paper's ring: no library costs
 
 
-def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, tag, costs, copies=1):
+def _run(env, net, rings, op, size_bytes, shares, chunk_bytes, root_rank, reduce_ids, tag, costs, copies=1):
     start_s = env.now
-    share = size_bytes / len(rings)
     flows = [0]
     if costs.fixed_s > 0 and size_bytes > 0 and rings[0].size > 1:
         yield env.timeout(costs.fixed_s)
     procs = [
         env.process(_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows,
                           costs, copies))
-        for ring in rings
+        for ring, share in zip(rings, shares)
     ]
     yield env.all_of(procs)
     sent = []
-    for ring in rings:
+    for ring, share in zip(rings, shares):
         if ring.size == 1:
             sent.append(0.0)
         elif op == "broadcast":
@@ -263,7 +316,7 @@ def _run(env, net, rings, op, size_bytes, chunk_bytes, root_rank, reduce_ids, ta
         start_s=start_s,
         end_s=env.now,
         flows=flows[0],
-        bytes_per_ring=tuple(share for _ in rings),
+        bytes_per_ring=tuple(shares),
         bytes_sent_per_ring=tuple(sent),
         protocol=costs.protocol,
         wire_factor=costs.wire_factor,
@@ -465,7 +518,11 @@ class CollectiveAlgorithm:
                chunk_bytes: float = DEFAULT_CHUNK_BYTES, reduce_Bps: float | None = None) -> float:
         raise NotImplementedError
 
-    def channel_bytes(self, op: str, size_bytes: float, rings: Sequence[Ring]) -> dict[str, float]:
+    def channel_bytes(self, op: str, size_bytes: float, rings: Sequence[Ring],
+                      capacities_Bps: Mapping[str, float] | None = None,
+                      also: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, float]:
+        """``capacities_Bps``, ``also``: the links' rates and shared NIC ports, for an
+        algorithm whose split over the rings follows them (:func:`ring_fractions`)."""
         raise NotImplementedError
 
 
@@ -508,9 +565,10 @@ class RingAlgorithm(CollectiveAlgorithm):
         latencies, or channel-disjoint rings)."""
         from mcdla.hw.maxmin import max_min_rates
 
-        share = size_bytes / len(rings)
-        if share == 0 or rings[0].size == 1:
+        if size_bytes == 0 or rings[0].size == 1:
             return 0.0
+        shares = dict(zip((r.name for r in rings),
+                          ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps))))
         caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}}
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
         reducing = plain
@@ -522,21 +580,23 @@ class RingAlgorithm(CollectiveAlgorithm):
         broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0
         for r in rings:
-            t = ring_time_s(op, r.size, share, plain[r.name], costs.step_s(r), reduce_rate_Bps=reducing[r.name],
+            t = ring_time_s(op, r.size, shares[r.name], plain[r.name], costs.step_s(r),
+                            reduce_rate_Bps=reducing[r.name],
                             wire_factor=costs.wire_factor, chunk_bytes=chunk_bytes,
                             fill_Bps=bottleneck_Bps(r.channels + costs.cap_path(r), caps) if broadcast else None,
                             path_latency_s=costs.path_s(r) if broadcast else None)
             worst = max(worst, t)
         return costs.fixed_s + worst
 
-    def channel_bytes(self, op, size_bytes, rings):
+    def channel_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None):
         """Step by step: in each step every rank sends one n/p piece of its ring's share
-        to its successor (broadcast: the root's share hops once along each segment;
-        all-to-all: rank i's piece for rank i+k crosses the k segments from i)."""
+        (:func:`ring_fractions`; evenly without ``capacities_Bps``) to its successor
+        (broadcast: the root's share hops once along each segment; all-to-all: rank i's
+        piece for rank i+k crosses the k segments from i)."""
         self.carries(op)
         carried: dict[str, float] = {}
-        share = size_bytes / len(rings)
-        for ring in rings:
+        shares = ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps, also))
+        for ring, share in zip(rings, shares):
             p = ring.size
             if p == 1 or share == 0:
                 continue

@@ -223,7 +223,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         slowest = max(totals, default=0.0)
         return self.fixed_s(op, rings) + slowest if slowest > 0 else 0.0
 
-    def channel_bytes(self, op, size_bytes, rings):
+    def channel_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None):
         carried: dict[str, float] = {}
         share = size_bytes / len(rings)
         for ring in rings:
@@ -443,10 +443,10 @@ class TreeAlgorithm(PhasedAlgorithm):
             return self._ring.time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
         return super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
 
-    def channel_bytes(self, op, size_bytes, rings):
+    def channel_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None):
         self.carries(op)
         if op != "all_reduce":
-            return self._ring.channel_bytes(op, size_bytes, rings)
+            return self._ring.channel_bytes(op, size_bytes, rings, capacities_Bps, also)
         return super().channel_bytes(op, size_bytes, rings)
 
     def phases(self, op, ring, share, root, units, capacities_Bps, chunk_bytes):

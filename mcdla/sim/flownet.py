@@ -143,7 +143,7 @@ class FlowNetwork:
         self.env = env
         # Resource -> the resources a flow over it loads too (a shared NIC's ports behind
         # each of its devices' links): added to every path that crosses it.
-        self._also: Mapping[str, tuple[str, ...]] = also or {}
+        self.also: Mapping[str, tuple[str, ...]] = also or {}
         self._capacities: dict[str, float] = {}
         # Rank symmetry: resource -> its class's first resource, and that one -> the members.
         self._rep: Mapping[str, str] = classes or {}
@@ -360,8 +360,8 @@ class FlowNetwork:
         if len(set(path)) != len(path):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
         given = path
-        if self._also:
-            path = path + tuple(a for r in path for a in self._also.get(r, ()))
+        if self.also:
+            path = path + tuple(a for r in path for a in self.also.get(r, ()))
             if len(set(path)) != len(path):  # one flow twice through a shared NIC's port
                 raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
         constrained = tuple(filter(self._capacities.__contains__, path))

@@ -107,6 +107,7 @@ def expected_channel_bytes(record) -> dict[str, float]:
         expected[channel] = expected.get(channel, 0.0) + size
 
     rings = record.rings or {ring.name: ring for ring in topology.rings}
+    capacities = record.capacities_Bps  # the rings' shares follow their rates (ring_fractions)
     # A collective's bytes are linear in its size: the wire bytes of all collectives of
     # one (op, rings, algorithm) are summed, and their channels' bytes derived once.
     wire: dict[tuple, float] = {}
@@ -117,7 +118,8 @@ def expected_channel_bytes(record) -> dict[str, float]:
         # an all-to-allv's pieces are expert parallelism's skewed routing (mcdla.sim.expert)
         algorithm = COLLECTIVES.get(name)(0.0, execution.expert_skew if op == "all_to_allv" else None)
         for alike in record.equivalent_rings.get(names, (names,)):
-            for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in alike]).items():
+            for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in alike], capacities,
+                                                         topology.nic_ports).items():
                 add(channel, size * size_bytes)
     for path, size in record.transfers:  # pipeline stages' activations and gradients, model state
         for resource in path:
@@ -160,6 +162,7 @@ def expected_class_bytes(record) -> dict[str, float]:
     expected: dict[str, float] = {}
     get = expected.get
     rings = record.rings or {ring.name: ring for ring in topology.rings}
+    capacities = record.capacities_Bps  # the rings' shares follow their rates (ring_fractions)
     wire: dict[tuple, float] = {}
     for c in record.collectives:
         key = (c.op, c.rings, c.algorithm or execution.collective)
@@ -168,7 +171,8 @@ def expected_class_bytes(record) -> dict[str, float]:
         groups = len(record.equivalent_rings.get(names, (names,)))
         # an all-to-allv's pieces are expert parallelism's skewed routing (mcdla.sim.expert)
         algorithm = COLLECTIVES.get(name)(0.0, execution.expert_skew if op == "all_to_allv" else None)
-        for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in names]).items():
+        for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in names], capacities,
+                                                     topology.nic_ports).items():
             cls = classes.get(channel, channel)
             expected[cls] = get(cls, 0.0) + size * size_bytes * groups
     for path, size in record.transfers:
