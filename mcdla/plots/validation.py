@@ -26,20 +26,31 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
     plt = _plt()
     curve = [o for o in outcomes if o.measure == "busbw" and o.simulated is not None]
     others = [o for o in outcomes if o.measure != "busbw" and o.simulated is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 6.0), gridspec_kw={"width_ratios": [1, 1.3]})
-    # One curve per table and configuration (operation, algorithm, overrides, design): a table may
-    # hold several (NVLS on and off, node counts), each over its sizes.
+    fig = plt.figure(figsize=(12.0, 6.0 + 0.16 * len(others)))
+    # The curves with their legend in an axis of its own beside them, the bars under both at the
+    # figure's width: their labels are long (placed beside the curves, the legend was cut off).
+    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1], height_ratios=[5.0, 0.16 * len(others) + 1.0])
+    left, key_axis, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    key_axis.axis("off")
+    # One curve per table, configuration (operation, algorithm, overrides, design) and source: a
+    # table may hold several (NVLS on and off, node counts, two clusters' sweeps), each over its sizes.
     def series(o):
         return (o.table, o.args.get("op", "all_reduce"), o.args.get("algorithm") or "",
-                tuple(sorted((o.args.get("set") or {}).items())), o.args.get("topology") or "")
+                tuple(sorted((o.args.get("set") or {}).items())), o.args.get("topology") or "", o.source_title)
+    sweeps: dict[tuple, list[str]] = {}  # a configuration measured by several sources: which one a curve is
+    for o in curve:
+        titles = sweeps.setdefault(series(o)[:5], [])
+        titles.extend([o.source_title] if o.source_title not in titles else [])
 
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.get_cmap("tab20").colors  # more curves than the default cycle's ten colours
     for n, key in enumerate(dict.fromkeys(series(o) for o in curve)):
         rows = sorted(((units.parse(o.args["size"], "size"), o) for o in curve if series(o) == key),
                       key=lambda row: row[0])
         sizes = [s for s, _ in rows]
         op = "" if key[1] == "all_reduce" else key[1]
-        name = " ".join(str(part) for part in (key[0], key[4], op, key[2], *(f"{k}={v}" for k, v in key[3]))
+        titles = sweeps[key[:5]]
+        which = f"(source {titles.index(key[5]) + 1} of {len(titles)})" if len(titles) > 1 else ""
+        name = " ".join(str(part) for part in (key[0], key[4], op, key[2], *(f"{k}={v}" for k, v in key[3]), which)
                         if part)
         colour = colours[n % len(colours)]
         left.plot(sizes, [o.measured / 1e9 for _, o in rows], "o-", color=colour, label=name)
@@ -50,7 +61,7 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
     left.set_title("collectives (measured: solid, mcdla: dashed)", fontsize=10)
     left.grid(alpha=0.3)
     if curve:
-        left.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        key_axis.legend(*left.get_legend_handles_labels(), fontsize=7, loc="upper left", frameon=False)
     ratios = [1 + o.error if o.measure == "overhead" else o.simulated / o.measured for o in others]
     ys = range(len(others))
     right.barh(list(ys), [r - 1 for r in ratios], left=1, color=[VERDICT_COLORS[o.verdict == "pass"]
@@ -73,6 +84,6 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
     right.set_xlabel("mcdla / measured (tolerance marked)")
     right.set_title("steps, memory, overhead")
     fig.tight_layout()
-    out = save_figure(fig, path)
+    out = save_figure(fig, path, bbox_inches="tight")  # the long labels and the legend kept whole
     plt.close(fig)
     return out
