@@ -230,11 +230,11 @@ def test_the_validation_figure_says_what_pass_and_miss_mean(monkeypatch, tmp_pat
     from mcdla.sweep.validate import Outcome
 
     drawn = []
-    monkeypatch.setattr(validation, "save_figure", lambda fig, path: drawn.append(fig) or tmp_path / "v.png")
+    monkeypatch.setattr(validation, "save_figure", lambda fig, path, **kw: drawn.append(fig) or tmp_path / "v.png")
     rows = [Outcome("t", "a step", "step_time", 1.0, 1.05, 0.05, 0.1, "pass", "", "", {}),
             Outcome("t", "another step", "step_time", 1.0, 1.5, 0.5, 0.1, "miss", "", "", {})]
     validation.draw_validation(rows, tmp_path / "v.png")
-    right = drawn[0].axes[1]
+    right, = [axis for axis in drawn[0].axes if axis.get_title() == "steps, memory, overhead"]
     assert [t.get_text() for t in right.get_legend().get_texts()] == \
         ["pass: within its tolerance", "miss: outside it", "tolerance"]
     bars = [to_hex(p.get_facecolor()) for p in right.patches]
