@@ -196,6 +196,13 @@ def test_rings_bound_by_period_take_the_links_binding_hop_by_hop_takes(tmp_path,
     if isinstance(path, tuple) or path == "ring16":
         topology = load_topology(source)
         assert binding._periods(topology.translation, topology.ring_cycles)  # the ring's are bound by period
+        assert all(ring.period == (topology.translation, len(ring.channels) // topology.translation.order)
+                   for ring in topology.rings)
+        # The quotient reads one period of each ring's hops and ranks: the classes it reads whole.
+        whole = [dataclasses.replace(ring, period=()) for ring in topology.rings]
+        for policy in ("bw_aware", "local"):
+            assert by_translation(topology, policy, topology.rings, None) == \
+                by_translation(topology, policy, whole, None) is not None
     by_period = _bound(load_topology(source))
     monkeypatch.setattr(binding, "_periods", lambda translation, cycles: None)
     assert by_period == _bound(load_topology(source))

@@ -277,4 +277,4 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
                 switch_out=switch_out, switch_in=switch_in, home_out=home_out, home_in=home_in,
                 node=tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else (), fabric=fab,
-                number=number)
+                number=number, period=period or ())
