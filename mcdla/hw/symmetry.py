@@ -163,8 +163,8 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
 
     stores = [name for kind, name in index if kind == "s"]
     return Symmetry(tuple(tuple(c) for c in classes.values()),
-                    _firsts(list(capacities), lambda r: colour[index[("r", r)]]),
-                    _firsts(stores, lambda s: colour[index[("s", s)]]))
+                    _firsts(list(capacities), [colour[index[("r", r)]] for r in capacities]),
+                    _firsts(stores, [colour[index[("s", s)]] for s in stores]))
 
 
 def _handed(topology, policy, rings, tiers, translation, colours, groups, links) -> Symmetry | None:
@@ -183,9 +183,8 @@ def _handed(topology, policy, rings, tiers, translation, colours, groups, links)
     return None
 
 
-def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
-    """Each of ``names`` in a class (``colour_of(name)``) of more than one -> the class's first."""
-    colours = list(map(colour_of, names))
+def _firsts(names: Sequence[str], colours: Sequence) -> dict[str, str]:
+    """Each of ``names`` in a class (its colour in ``colours``) of more than one -> the class's first."""
     first = dict(zip(reversed(colours), reversed(names)))  # the earliest name of a colour is written last
     sizes = Counter(colours)
     return {name: first[c] for name, c in zip(names, colours) if sizes[c] > 1}
@@ -370,8 +369,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
         classes.setdefault(colour[v], []).append(n)
     stores = _stores_in_order(t, devices, route_stores)
     return Symmetry(tuple(tuple(c) for c in classes.values()),
-                    _firsts(list(capacities), lambda r: colour[resource_vertex[r]]),
-                    _firsts(stores, lambda s: colour[q.index[("s", t.orbit(s)[0])]]))  # stores: a few per device
+                    _firsts(list(capacities), list(map(colour.__getitem__, resource_vertex.values()))),
+                    _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]))  # a few per device
 
 
 def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:
