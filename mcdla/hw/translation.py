@@ -38,7 +38,7 @@ _SEPARATORS = re.compile(r"([>/:])")  # channel A>B:k, port M0/D0 or CPU0/mem
 class Translation:
     """The cyclic group a generator's translation generates, over the design's names."""
 
-    __slots__ = ("order", "_nodes", "_steps", "_counts")
+    __slots__ = ("order", "_nodes", "_steps", "_counts", "_next")
 
     def __init__(self, order: int, nodes: dict[str, tuple[str, int]], steps: dict[str, int],
                  blocks: dict[str, int]) -> None:
@@ -46,6 +46,7 @@ class Translation:
         # _counts: each prefix's block, the nodes one translation moves around in
         # (node i stays in its block: i - i % block .. i - i % block + block - 1).
         self._nodes, self._steps, self._counts = nodes, steps, blocks
+        self._next: dict[str, str] | None = None  # each moving node -> the node one translation on
 
     @staticmethod
     def of(names: Iterable[str], steps: Mapping[str, int],
@@ -149,7 +150,9 @@ class Translation:
         start = next((j for j, n in enumerate(cycle) if n in self._nodes), None)
         if length % order or start is None:
             return None
-        moved = [self._move(n, 1) for n in cycle]
+        if self._next is None:  # made once: every ring's nodes are then looked up, not formatted
+            self._next = {n: self._move(n, 1) for n in self._nodes}
+        moved = list(map(self._next.get, cycle, cycle))  # a node that stays put: itself
         try:
             by = (cycle.index(moved[start]) - start) % length
         except ValueError:
