@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from mcdla.errors import InputError
+from mcdla.hw import binding
 from mcdla.hw.cache import Cache
 from mcdla.hw.symmetry import by_translation, rank_classes
 from mcdla.hw.topology import load_topology
@@ -190,8 +191,6 @@ def _bound(topology) -> list[tuple]:
 def test_rings_bound_by_period_take_the_links_binding_hop_by_hop_takes(tmp_path, monkeypatch, path):
     """Each derived ring's links chosen for one period of the translation and repeated
     (mcdla.hw.binding._periods) are those the least-used choice takes hop by hop."""
-    import mcdla.hw.binding as binding
-
     source = _ring(tmp_path, *path) if isinstance(path, tuple) else path
     if isinstance(path, tuple) or path == "ring16":
         topology = load_topology(source)
