@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from mcdla.errors import InputError
+from mcdla.hw import binding
 from mcdla.hw.cache import Cache
 from mcdla.hw.symmetry import by_translation, rank_classes
 from mcdla.hw.topology import load_topology
@@ -178,3 +179,44 @@ def test_blocks_that_do_not_fit_are_no_translation():
     assert Translation.of(names, {"D": 4}, {"D": 6}) is None  # a block of 6 is no whole number of 4s
     assert Translation.of(names, {"D": 3}, {"D": 3}) is None  # order 1: nothing moves
     assert Translation.of(names, {"D": 1}, {"D": 6}).order == 6
+
+
+def _bound(topology) -> list[tuple]:
+    """What binding gives each ring: its links hop by hop and its ranks' way home."""
+    return [(r.name, r.ranks, r.segments, r.latency_s, r.switch_out, r.switch_in, r.home_out, r.home_in, r.node)
+            for r in topology.rings]
+
+
+@pytest.mark.parametrize("path", [*[(n, links, memory) for n, links, memory in GENERATED], *SHIPPED])
+def test_rings_bound_by_period_take_the_links_binding_hop_by_hop_takes(tmp_path, monkeypatch, path):
+    """Each derived ring's links chosen for one period of the translation and repeated
+    (mcdla.hw.binding._periods) are those the least-used choice takes hop by hop."""
+    source = _ring(tmp_path, *path) if isinstance(path, tuple) else path
+    if isinstance(path, tuple) or path == "ring16":
+        topology = load_topology(source)
+        assert binding._periods(topology.translation, topology.ring_cycles)  # the ring's are bound by period
+        assert all(ring.period == (topology.translation, len(ring.channels) // topology.translation.order)
+                   for ring in topology.rings)
+        # The quotient reads one period of each ring's hops and ranks: the classes it reads whole.
+        whole = [dataclasses.replace(ring, period=()) for ring in topology.rings]
+        for policy in ("bw_aware", "local"):
+            assert by_translation(topology, policy, topology.rings, None) == \
+                by_translation(topology, policy, whole, None) is not None
+    by_period = _bound(load_topology(source))
+    monkeypatch.setattr(binding, "_periods", lambda translation, cycles: None)
+    assert by_period == _bound(load_topology(source))
+
+
+def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itself():
+    names = [f"D{i}" for i in range(4)] + [f"M{i}" for i in range(4)] + ["SW0"]
+    t = Translation.of(names, {"D": 1, "M": 1})
+    ring = ["D0", "M0", "D1", "M1", "D2", "M2", "D3", "M3"]
+    assert t.period(ring) == 2 and t.period(ring[::-1]) == 2 and t.period(ring[3:] + ring[:3]) == 2
+    assert t.period(["D0", "M0", "D1", "M1", "D3", "M3", "D2", "M2"]) is None  # two devices swapped
+    assert t.period(["D0", "D1", "D2", "D3"]) == 1
+    assert t.period(["D0", "SW0", "D1", "SW0", "D2", "SW0", "D3", "SW0"]) == 2  # through a switch that stays put
+    assert t.period(["D0", "D1", "D2", "M0", "D3"]) is None  # 5 hops are no whole number of periods
+    assert t.period(["D0", "M0", "M1", "D1", "M1", "M2", "D2", "M2", "M3", "D3", "M3", "M0"]) == 3
+    # The hop between the two switches, which stay put, is crossed at every period: bound hop by hop.
+    t = Translation.of(names + ["SW1"], {"D": 1})
+    assert t.period(["D0", "SW0", "SW1", "D1", "SW0", "SW1", "D2", "SW0", "SW1", "D3", "SW0", "SW1"]) is None

@@ -12,6 +12,7 @@ ranks' home links (where it leaves their domain). Built once per topology load b
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
 from dataclasses import replace
 from typing import Mapping, Sequence
@@ -23,6 +24,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.network import Ring, channel_id
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
+from mcdla.hw.translation import Translation
 
 __all__ = ["bind_rings"]
 
@@ -37,22 +39,25 @@ class _LinkUsage:
         self._succ, self._counts = succ, counts
         self._heaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
 
-    def _heap(self, src: str, dst: str) -> list[tuple[int, int]]:
-        heap = self._heaps.get((src, dst))
+    def _heap(self, src: str, dst: str, key=None) -> list[tuple[int, int]]:
+        key = key or (src, dst)
+        heap = self._heaps.get(key)
         if heap is None:
             counts = self._counts
             heap = [(counts.get(channel_id(src, dst, k), 0) if counts else 0, k) for k in sorted(self._succ[src][dst])]
             heapq.heapify(heap)
-            self._heaps[(src, dst)] = heap
+            self._heaps[key] = heap
         return heap
 
-    def take_each(self, pairs) -> list[int]:
+    def take_each(self, pairs, keys=None) -> list[int]:
         """:meth:`take` of every pair in turn, none excluded (a ring that crosses each
-        pair once: the common case, in one pass)."""
+        pair once: the common case, in one pass). ``keys``: each pair's heap's key
+        (default the pair; the orbit of the pair when every ring is bound by period, so
+        the pairs of an orbit, taken alike, share one heap)."""
         heaps, make, replace_top = self._heaps, self._heap, heapq.heapreplace
         chosen = []
-        for pair in pairs:
-            heap = heaps.get(pair) or make(*pair)
+        for pair, key in zip(pairs, keys or pairs):
+            heap = heaps.get(key) or make(*pair, key)
             count, k = heap[0]
             replace_top(heap, (count + 1, k))
             chosen.append(k)
@@ -83,12 +88,16 @@ class _LinkUsage:
         return chosen[1]
 
 
-def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None, cache=None):
+def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None, cache=None,
+               translation: Translation | None = None):
     """Every listed ring (or, when none is listed, every derived one), checked, as
     directed rings bound to parallel links; and the node cycles they came from. ``fab``:
     the graph's fabric (:class:`~mcdla.hw.fabric.Fabric`; default: read here), which
     each ring keeps for the switch algorithms to ask; ``cache``: the loaded topology's
-    (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them."""
+    (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them.
+    ``translation``: the generator's (mcdla.hw.translation); when every derived ring is
+    carried onto itself by it, each ring's links are chosen for one period and repeated
+    (:func:`_periods`)."""
     rings: list[Ring] = []
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
@@ -102,6 +111,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
         except RingSearchLimit:
             raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
                                            f"{SEARCH_STEPS} steps: list them") from None
+    periods = _periods(translation, cycles) if doc.rings is None else None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
                                        "through all of them, and none was found: list them")
@@ -114,7 +124,8 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
             directions = [(".fwd", list(cycle)), (".rev", reverse)]
         for suffix, nodes in directions:
             other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
-            ring = _bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i)
+            ring = _bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i,
+                             (translation, periods[i]) if periods else None)
             rings.append(replace(ring, reverse=other, cache=cache if cache is not None else ring.cache))
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
@@ -123,6 +134,19 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(fab, cycle, where)
     return _home_links(fab, rings), cycles
+
+
+def _periods(translation: Translation | None, cycles) -> list[int] | None:
+    """Each derived cycle's hops of one period (:meth:`Translation.period`), when the
+    translation carries every one onto itself; else None (bind hop by hop). All or none:
+    binding by period keeps one link-usage count per orbit of pairs, which stands for
+    each pair's only while every ring takes the pairs of an orbit alike. The least-used
+    choice is then the same at every hop of an orbit, so the links are those of binding
+    hop by hop (tests/test_translation.py)."""
+    if translation is None or not cycles:
+        return None
+    periods = [translation.period(cycle) for cycle in cycles]
+    return periods if all(periods) else None
 
 
 def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
@@ -192,23 +216,28 @@ def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
 
 
-def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0) -> Ring:
+def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0, period=None) -> Ring:
     """Binds each hop to the least-used parallel link not yet used by this ring; each
     rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
     switch) to parallel link ``number`` modulo their count.
 
     ``usage`` (:class:`_LinkUsage`) counts the rings bound on each parallel link so far,
-    shared by all the rings bound."""
+    shared by all the rings bound. ``period``: (the translation, the hops of one period)
+    to choose the links of one period's hops only, by orbit (:func:`_periods`)."""
     kinds, succ = fab.kinds, fab.succ
     # Rotate so the ring starts at a device: segments run from rank to rank.
     start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
     nodes = nodes[start:] + nodes[:start]
     listed = len(nodes)
     pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
-    repeats = len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
+    repeats = not period and len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
     hops: list[str] = []
     mine: dict[tuple[str, str], set[int]] = {}  # a pair crossed twice: the links this ring took there
-    if not repeats:  # each pair once: no link of the pair can be taken already by this ring
+    if period:  # hop j is in hop j mod q's orbit of hops: its link is that hop's
+        t, q = period
+        ks = usage.take_each(pairs[:q], [t.orbit(channel_id(a, b, 0))[0] for a, b in pairs[:q]])
+        hops = [channel_id(node, nxt, k) for (node, nxt), k in zip(pairs, itertools.cycle(ks))]
+    elif not repeats:  # each pair once: no link of the pair can be taken already by this ring
         hops = [channel_id(node, nxt, k) for (node, nxt), k in zip(pairs, usage.take_each(pairs))]
     for j, (node, nxt) in enumerate(pairs if repeats else ()):
         taken = mine.setdefault((node, nxt), set())
@@ -248,4 +277,4 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
                 switch_out=switch_out, switch_in=switch_in, home_out=home_out, home_in=home_in,
                 node=tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else (), fabric=fab,
-                number=number)
+                number=number, period=period or ())

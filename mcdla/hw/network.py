@@ -117,6 +117,9 @@ class Ring:
     reverse: str = ""
     fabric: Any = field(default=None, repr=False, compare=False)
     number: int = 0  # the listed ring's index: which parallel link it takes to a spine (Fabric.link)
+    # (the translation, the hops of one period under it) when the ring was bound by period
+    # (mcdla.hw.binding): hop j is in hop j mod period's orbit. (): not known.
+    period: tuple = field(default=(), repr=False, compare=False)
     cache: Cache = field(default_factory=Cache, repr=False, compare=False)
     # This ring's key in ``cache``: every ring made (a replace() too) gets its own object,
     # equal to no other (in any process: a pickled ring and its cache keep theirs).

@@ -163,8 +163,8 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
 
     stores = [name for kind, name in index if kind == "s"]
     return Symmetry(tuple(tuple(c) for c in classes.values()),
-                    _firsts(list(capacities), lambda r: colour[index[("r", r)]]),
-                    _firsts(stores, lambda s: colour[index[("s", s)]]))
+                    _firsts(list(capacities), [colour[index[("r", r)]] for r in capacities]),
+                    _firsts(stores, [colour[index[("s", s)]] for s in stores]))
 
 
 def _handed(topology, policy, rings, tiers, translation, colours, groups, links) -> Symmetry | None:
@@ -183,9 +183,8 @@ def _handed(topology, policy, rings, tiers, translation, colours, groups, links)
     return None
 
 
-def _firsts(names: Sequence[str], colour_of) -> dict[str, str]:
-    """Each of ``names`` in a class (``colour_of(name)``) of more than one -> the class's first."""
-    colours = list(map(colour_of, names))
+def _firsts(names: Sequence[str], colours: Sequence) -> dict[str, str]:
+    """Each of ``names`` in a class (its colour in ``colours``) of more than one -> the class's first."""
     first = dict(zip(reversed(colours), reversed(names)))  # the earliest name of a colour is written last
     sizes = Counter(colours)
     return {name: first[c] for name, c in zip(names, colours) if sizes[c] > 1}
@@ -355,8 +354,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
 
         _store_edges(topology, representatives, policy, capacities, emit, tiers)
     position = {d: n for n, d in enumerate(devices)}
-    ranks_of = lambda ring: [device_vertex[position[r]] for r in ring.ranks]  # noqa: E731
-    if any(_ring_edges(q, ring, resource_vertex, ranks_of(ring), capacities) is None for ring in rings) or \
+    ranks_of = lambda ranks: [device_vertex[position[r]] for r in ranks]  # noqa: E731
+    if any(_ring_edges(q, ring, resource_vertex, ranks_of, capacities) is None for ring in rings) or \
             not _run_edges(q, groups, links, ranks_of, resource_vertex, capacities):
         return None
     adjacency = q.adjacency()
@@ -370,8 +369,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
         classes.setdefault(colour[v], []).append(n)
     stores = _stores_in_order(t, devices, route_stores)
     return Symmetry(tuple(tuple(c) for c in classes.values()),
-                    _firsts(list(capacities), lambda r: colour[resource_vertex[r]]),
-                    _firsts(stores, lambda s: colour[q.index[("s", t.orbit(s)[0])]]))  # stores: a few per device
+                    _firsts(list(capacities), list(map(colour.__getitem__, resource_vertex.values()))),
+                    _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]))  # a few per device
 
 
 def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:
@@ -390,7 +389,7 @@ def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacitie
         for d in members:
             q.edge(gv, q.index[("d", t.orbit(d)[0])], ("member", kind))
         for ring in group_rings:
-            qv = _ring_edges(q, ring, resource_vertex, ranks_of(ring), capacities, size)
+            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size)
             if qv is None:
                 return False
             q.edge(gv, qv, ("on", kind))
@@ -430,24 +429,33 @@ def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
     return out
 
 
-def _ring_edges(q: _Quotient, ring, resource_vertex, rank_vertices, capacities, size: int = 1) -> int | None:
+def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1) -> int | None:
     """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
     ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
     does not carry a ring it keeps (``size`` 1) onto itself (its channels of a role, or
-    its ranks, as multisets: every member of an orbit it touches as often)."""
+    its ranks, as multisets: every member of an orbit it touches as often). ``ranks_of``:
+    ranks -> their vertices. A ring kept that was bound by period under the quotient's
+    translation (``Ring.period``): its channels and ranks are one period's each ``order``
+    times, whole orbits by the binding's check, and are not read whole."""
     qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
                   size=size)
+    order = q.translation.order
+    channels, ranks = ring.channels, ring.ranks
+    period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
+    if period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
+        channels, ranks = channels[:period], ranks[:len(ranks) // order]
     touched = [(label, [c for c in members if c in capacities])
-               for label, members in (("ring", ring.channels), *((role, getattr(ring, role)) for role in RANK_LINKS))]
-    touched.append(("rank", ring.ranks))
+               for label, members in (("ring", channels), *((role, getattr(ring, role)) for role in RANK_LINKS))]
+    touched.append(("rank", ranks))
     vertex_of = resource_vertex.__getitem__
     for label, names in touched:
-        vertices = [vertex_of(c) for c in names] if label != "rank" else rank_vertices
+        vertices = [vertex_of(c) for c in names] if label != "rank" else ranks_of(ranks)
         counts = Counter(vertices)
-        if size == 1 and not _whole_orbits(q, names, vertices, counts):
+        times = order if period and label in ("ring", "rank") else 1
+        if times == 1 and size == 1 and not _whole_orbits(q, names, vertices, counts):
             return None
         for v, n in counts.items():
-            q.edge(qv, v, (label,), n)
+            q.edge(qv, v, (label,), n * times)
     return qv
 
 

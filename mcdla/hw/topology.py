@@ -462,7 +462,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
 
     _check_budgets(graph, doc, parts, made)
     fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
-    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache)
+    translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
+    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
     serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
@@ -501,8 +502,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         nic_ports=nic_ports,
         nvme=doc.nvme,
         nvme_drives=drives,
-        fabric=fabric_view,
-        cache=cache, translation=Translation.of(graph, doc.translation) if doc.translation else None,
+        fabric=fabric_view, cache=cache, translation=translation,
         node_cells=NodeCells(doc.node_cells, doc.leaf_nodes) if doc.node_cells else None,
     )
 

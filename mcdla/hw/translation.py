@@ -22,9 +22,12 @@ refinement's on small instances of every generator that hands one over.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from mcdla.hw.network import channel_id
 
 __all__ = ["NodeCells", "Translation"]
 
@@ -35,7 +38,7 @@ _SEPARATORS = re.compile(r"([>/:])")  # channel A>B:k, port M0/D0 or CPU0/mem
 class Translation:
     """The cyclic group a generator's translation generates, over the design's names."""
 
-    __slots__ = ("order", "_nodes", "_steps", "_counts")
+    __slots__ = ("order", "_nodes", "_steps", "_counts", "_next")
 
     def __init__(self, order: int, nodes: dict[str, tuple[str, int]], steps: dict[str, int],
                  blocks: dict[str, int]) -> None:
@@ -43,6 +46,7 @@ class Translation:
         # _counts: each prefix's block, the nodes one translation moves around in
         # (node i stays in its block: i - i % block .. i - i % block + block - 1).
         self._nodes, self._steps, self._counts = nodes, steps, blocks
+        self._next: dict[str, str] | None = None  # each moving node -> the node one translation on
 
     @staticmethod
     def of(names: Iterable[str], steps: Mapping[str, int],
@@ -135,6 +139,29 @@ class Translation:
                 out[name] = ((p, i - at + at % s), ">", (b[0], _back(b[1], at // s * steps[b[0]], counts[b[0]])),
                              ":", k)
         return out
+
+    def period(self, cycle) -> int | None:
+        """The hops of one period of ``cycle`` (a ring of nodes, closed): ``len // order``
+        when one translation carries the cycle onto itself rotated (so hop j and hop
+        j mod period are one orbit of hops) and each hop of a period is in an orbit of
+        its own of ``order`` members (so the ring crosses no pair twice); else None.
+        Mcdla.hw.binding then binds one period and repeats it."""
+        cycle, length, order = list(cycle), len(cycle), self.order
+        start = next((j for j, n in enumerate(cycle) if n in self._nodes), None)
+        if length % order or start is None:
+            return None
+        if self._next is None:  # made once: every ring's nodes are then looked up, not formatted
+            self._next = {n: self._move(n, 1) for n in self._nodes}
+        moved = list(map(self._next.get, cycle, cycle))  # a node that stays put: itself
+        try:
+            by = (cycle.index(moved[start]) - start) % length
+        except ValueError:
+            return None
+        q = length // order
+        if math.gcd(by, length) != q or moved != cycle[by:] + cycle[:by]:
+            return None
+        keys = [self.orbit(channel_id(a, b, 0))[0] for a, b in zip(cycle[:q], cycle[1:q + 1] + cycle[:1])]
+        return q if len(set(keys)) == q and all(self.size(k) == order for k in keys) else None
 
     def cell(self, devices) -> tuple[str, ...]:
         """The representatives among ``devices``: one of each orbit, in their order."""

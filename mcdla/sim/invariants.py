@@ -40,6 +40,8 @@ tensors), a fraction of a percent of the simulation itself.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from itertools import chain, filterfalse
 
 from mcdla.errors import InvariantError
 from mcdla.hw.tiers import state_routes
@@ -288,13 +290,11 @@ def _check_class_bytes(record) -> None:
     the class carried that times its members."""
     carried = record.network.bytes_by_resource
     classes = record.resource_classes
-    size: dict[str, int] = {}
-    for first in classes.values():
-        size[first] = size.get(first, 0) + 1
+    size = Counter(classes.values())  # each class's first -> its members
     expected = expected_class_bytes(record)
-    for channel in record.inputs.topology.channels:
-        if classes.get(channel, channel) != channel:
-            continue  # checked with its class's first
+    channels = record.inputs.topology.channels
+    # Each class's first (the others are checked with it) and each channel of no class.
+    for channel in chain(filter(channels.__contains__, size), filterfalse(classes.__contains__, channels)):
         members = size.get(channel, 1)
         got, want = carried.get(channel, 0.0) * members, expected.get(channel, 0.0)
         if not _close(got, want, max(want, 1.0)):
