@@ -123,3 +123,31 @@ def test_a_symmetric_run_over_the_uneven_rings_equals_the_exact_run():
     # of the NIC against two at an NVLink each.
     ratio = exact["link_bytes"]["D0>SP0"] / exact["link_bytes"]["D2>SP2"]
     assert ratio == pytest.approx(NIC_Bps / (2 * NVLINK_Bps), rel=1e-9)
+
+
+def test_rings_apart_and_alike_split_evenly_without_filling_and_others_by_max_min():
+    # The one-pass shortcut (rings on disjoint links of one bottleneck share: even) and
+    # max-min's progressive filling agree; where rings share a link or differ, the fill decides.
+    from types import SimpleNamespace
+
+    from mcdla.hw.maxmin import max_min_rates
+    from mcdla.sim.collectives import _apart_and_alike, ring_fractions
+
+    def ring(name, *channels):
+        return SimpleNamespace(name=name, channels=channels)
+
+    caps = {"a": 10.0, "b": 20.0, "c": 10.0, "d": 30.0, "s": 15.0}
+    apart = [ring("r0", "a", "b"), ring("r1", "c", "d")]  # bottlenecks 10 and 10
+    assert _apart_and_alike({r.name: r.channels for r in apart}, caps)
+    assert ring_fractions(apart, caps) is None
+    assert len(set(max_min_rates({r.name: r.channels for r in apart}, caps).values())) == 1
+    twice = [ring("r0", "a", "a"), ring("r1", "c", "d")]  # crossing a twice: a share of 5
+    assert not _apart_and_alike({r.name: r.channels for r in twice}, caps)
+    assert ring_fractions(twice, caps) == pytest.approx((5 / 15, 10 / 15))
+    shared = [ring("r0", "a", "s"), ring("r1", "c", "s"), ring("r2", "d")]  # s shared: 7.5 each
+    assert not _apart_and_alike({r.name: r.channels for r in shared}, caps)
+    assert ring_fractions(shared, caps) == pytest.approx((7.5 / 45, 7.5 / 45, 30 / 45))
+    # A shared NIC port named by `also` makes rings on disjoint channels share.
+    assert ring_fractions(apart, caps, also={"b": ("s",), "d": ("s",)}) is None  # 7.5 each: even
+    assert ring_fractions([ring("r0", "a"), ring("r1", "d")], caps, also={"d": ("s",)}) == \
+        pytest.approx((10 / 25, 15 / 25))
