@@ -257,3 +257,22 @@ def test_the_llama3_rows_are_slow_and_skipped_by_default():
     _, table = read_validation("llama3_h100")
     assert len(table.rows) == 2 and all(r.slow and r.budget for r in table.rows)
     assert validate(["llama3_h100"]) == []
+
+
+def test_an_unknown_nccl_version_in_a_row_stops_before_any_run(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text("""
+name: t
+description: d
+rows:
+  - quantity: q
+    kind: collective
+    args: {topology: dgx_h100, op: all_reduce, algorithm: nccl, size: 1 MiB, nccl_version: '9.9'}
+    measure: busbw
+    measured: 20 GB/s
+    tolerance: 0.1
+    source: {title: s, url: u}
+""")
+    assert main(["validate", "--table", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "rows[0]: nccl_version: expected one of 2.7, 2.18, 2.26, got '9.9'" in err and len(err.splitlines()) == 1
