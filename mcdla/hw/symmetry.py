@@ -175,7 +175,7 @@ def _handed(topology, policy, rings, tiers, translation, colours, groups, links)
     per orbit, the whole refinement for all), and a group's rings an iterable that
     derives them when first iterated (the quotient iterates one group's per orbit)."""
     if translation is not None:
-        wanted = [d for d in topology.devices if translation.orbit(d)[1] == 0]
+        wanted = translation.cell(topology.devices)
         return by_translation(topology, policy, rings, tiers, translation, colours=colours, groups=groups,
                               links=links(wanted) if callable(links) else links)
     if not (colours or groups or links):
@@ -341,7 +341,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
         if t.orbit(c)[1] == 0:
             for a in extra:
                 q.edge(resource_vertex[c], resource_vertex[a], ("nic",))
-    representatives = [d for d in devices if t.orbit(d)[1] == 0]
+    representatives = t.cell(devices)
     route_stores: dict[str, list[str]] = {}  # each representative's stores, in the order its routes meet them
     if tiers or (tiers is None and topology.backing != "none"):
         def emit(d, kind, name, label) -> None:

@@ -38,14 +38,14 @@ _SEPARATORS = re.compile(r"([>/:])")  # channel A>B:k, port M0/D0 or CPU0/mem
 class Translation:
     """The cyclic group a generator's translation generates, over the design's names."""
 
-    __slots__ = ("order", "_nodes", "_steps", "_counts", "_next")
+    __slots__ = ("order", "_nodes", "_steps", "_blocks", "_next")
 
     def __init__(self, order: int, nodes: dict[str, tuple[str, int]], steps: dict[str, int],
                  blocks: dict[str, int]) -> None:
         self.order = order
-        # _counts: each prefix's block, the nodes one translation moves around in
+        # _blocks: each prefix's block, the nodes one translation moves around in
         # (node i stays in its block: i - i % block .. i - i % block + block - 1).
-        self._nodes, self._steps, self._counts = nodes, steps, blocks
+        self._nodes, self._steps, self._blocks = nodes, steps, blocks
         self._next: dict[str, str] | None = None  # each moving node -> the node one translation on
 
     @staticmethod
@@ -79,7 +79,7 @@ class Translation:
         if found is None:
             return token
         prefix, index = found
-        block = self._counts[prefix]
+        block = self._blocks[prefix]
         return f"{prefix}{index - index % block + (index % block + times * self._steps[prefix]) % block}"
 
     def shift(self, name: str, times: int) -> str:
@@ -96,7 +96,7 @@ class Translation:
         the key is its name's parts, each moving node as (prefix, index)."""
         found = self._nodes.get(name)
         if found is not None:  # a node: the most asked, kept fast
-            step, block = self._steps[found[0]], self._counts[found[0]]
+            step, block = self._steps[found[0]], self._blocks[found[0]]
             at = found[1] % block
             return ((found[0], found[1] - at + at % step),), at // step
         src, arrow, rest = name.partition(">")
@@ -109,7 +109,7 @@ class Translation:
     def keys(self, names) -> dict[str, tuple]:
         """Each of ``names`` -> its orbit's key (as :meth:`orbit`), channels in one tight
         pass: a cluster has a million of them."""
-        nodes, steps, counts = self._nodes, self._steps, self._counts
+        nodes, steps, blocks = self._nodes, self._steps, self._blocks
         out = {}
         for name in names:
             src, arrow, rest = name.partition(">")
@@ -119,10 +119,10 @@ class Translation:
                 if a is None or not slash or "/" in tail or ":" in tail:
                     out[name] = self.orbit(name)[0]
                     continue
-                b, s, block = nodes.get(tail), steps[a[0]], counts[a[0]]
+                b, s, block = nodes.get(tail), steps[a[0]], blocks[a[0]]
                 at = a[1] % block
                 out[name] = ((a[0], a[1] - at + at % s), "/", tail if b is None else
-                             (b[0], _back(b[1], at // s * steps[b[0]], counts[b[0]])))
+                             (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])))
                 continue
             dst, colon, k = rest.rpartition(":")
             a = nodes.get(src) if colon else None
@@ -130,13 +130,13 @@ class Translation:
                 out[name] = self.orbit(name)[0]
                 continue
             p, i = a
-            s, block = steps[p], counts[p]
+            s, block = steps[p], blocks[p]
             at = i % block
             b = nodes.get(dst)
             if b is None:
                 out[name] = ((p, i - at + at % s), ">", dst, ":", k)
             else:
-                out[name] = ((p, i - at + at % s), ">", (b[0], _back(b[1], at // s * steps[b[0]], counts[b[0]])),
+                out[name] = ((p, i - at + at % s), ">", (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])),
                              ":", k)
         return out
 
@@ -187,8 +187,8 @@ class Translation:
             prefix, index = found
             step = self._steps[prefix]
             if times is None:
-                times = index % self._counts[prefix] // step
-            key.append((prefix, _back(index, times * step, self._counts[prefix])))
+                times = index % self._blocks[prefix] // step
+            key.append((prefix, _back(index, times * step, self._blocks[prefix])))
         return tuple(key), times or 0
 
     def size(self, key: tuple) -> int:
@@ -211,8 +211,9 @@ class NodeCells:
         (a pipeline stage's, docs/performance.md): node s B + j -> s B + (j + 2) mod B,
         with its devices and switches. Two, not one: the derived rings snake, so a node's
         ring is its neighbour's reversed. None unless the leaves hold whole blocks and a
-        block is an even number of nodes, at least 4."""
-        if self.leaf_nodes % block_nodes or block_nodes % 2 or block_nodes < 4:
+        block is an even number of nodes, at least 4 (Translation.of refuses an odd block,
+        whose nodes two steps do not cover, and gives a block of 2 no translation)."""
+        if self.leaf_nodes % block_nodes:
             return None
         return Translation.of(names, {p: 2 * n for p, n in self.per_node.items()},
                               {p: block_nodes * n for p, n in self.per_node.items()})

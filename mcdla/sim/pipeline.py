@@ -56,10 +56,9 @@ class PipeLinks:
     that ring's shortest way between them (:func:`mcdla.hw.network.p2p_paths`: straight
     through a switch they share, NVSwitch or a rail, else along the ring)."""
 
-    def __init__(self, env, net, topology, cache: Cache | None = None):
-        # cache: the run's, where the routes are kept (pipeline_route); default its own
+    def __init__(self, env, net, topology, cache: Cache):
         self.env, self.net, self.topology = env, net, topology
-        self.cache = cache if cache is not None else Cache()
+        self.cache = cache  # the run's, where the routes are kept (pipeline_route)
         self._arrivals: dict[tuple, simpy.Event] = {}
         self.sent: list[tuple[tuple[str, ...], float]] = []  # (path, bytes): for the invariants
         self.spans: list[tuple[float, float]] = []  # (start, end) of each send: the pp axis's time
