@@ -357,6 +357,19 @@ def simulate_transfer(src: str, dst: str, size: Any, *, topology: str,
             "bandwidth_Bps": size_bytes / env.now, "topology": topo.name}
 
 
+def check_collective_options(nccl_version, iters, keys=("--nccl-version", "--iters")) -> tuple[str, int]:
+    """A collective's NCCL version (None: the default) and nccl-tests iterations, checked;
+    ``keys``: the names a user wrote them under (options, or a validation row's args)."""
+    from mcdla.hw.nccl import DEFAULT_NCCL_VERSION, NCCL_VERSIONS
+
+    if nccl_version is not None and str(nccl_version) not in NCCL_VERSIONS:
+        raise InputError(f"expected one of {', '.join(NCCL_VERSIONS)}, got {nccl_version!r}", key=keys[0])
+    iters = check_option(int, iters, keys[1])
+    if iters < 1:
+        raise InputError(f"expected at least 1 collective, got {iters}", key=keys[1])
+    return str(nccl_version or DEFAULT_NCCL_VERSION), iters
+
+
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
                         algorithm: str | None = None, launch_serial: Any = 1,
@@ -379,7 +392,7 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     timing loop runs them (``-n``; 1: one collective alone).
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
-    from mcdla.hw.nccl import DEFAULT_NCCL_VERSION, NCCL_VERSIONS, loop_time_s, nccl_tuning
+    from mcdla.hw.nccl import loop_time_s, nccl_tuning
     from mcdla.sim import algorithms  # noqa: F401  (registers every algorithm --algorithm may name)
     from mcdla.sim.collectives import DEFAULT_CHUNK_BYTES, ring_of_devices, run_collective
 
@@ -424,12 +437,8 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         algorithm = algorithm or _design_collective(topo)
         launch_s, cc = topo.device.launch_overhead, topo.device.compute_capability
     algorithm = algorithm or "ring"
-    if nccl_version is not None and str(nccl_version) not in NCCL_VERSIONS:
-        raise InputError(f"expected one of {', '.join(NCCL_VERSIONS)}, got {nccl_version!r}", key="--nccl-version")
-    tuning = nccl_tuning(str(nccl_version or DEFAULT_NCCL_VERSION), cc)
-    iters = check_option(int, iters, "--iters")
-    if iters < 1:
-        raise InputError(f"expected at least 1 collective, got {iters}", key="--iters")
+    version, iters = check_collective_options(nccl_version, iters)
+    tuning = nccl_tuning(version, cc)
     serial = check_option(int, launch_serial, "--launch-serial")
     if not 1 <= serial <= max_ring():
         raise InputError(f"expected 1 to {max_ring()} devices, got {serial}", key="--launch-serial")

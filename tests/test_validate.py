@@ -276,3 +276,22 @@ rows:
     assert main(["validate", "--table", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "rows[0]: nccl_version: expected one of 2.7, 2.18, 2.26, got '9.9'" in err and len(err.splitlines()) == 1
+
+
+def test_a_rows_iterations_below_one_stop_before_any_run(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text("""
+name: t
+description: d
+rows:
+  - quantity: q
+    kind: collective
+    args: {topology: dgx_h100, op: all_reduce, algorithm: nccl, size: 1 MiB, iters: 0}
+    measure: busbw
+    measured: 20 GB/s
+    tolerance: 0.1
+    source: {title: s, url: u}
+""")
+    assert main(["validate", "--table", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "rows[0]: iters: expected at least 1 collective, got 0" in err and len(err.splitlines()) == 1

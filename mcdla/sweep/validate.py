@@ -80,11 +80,9 @@ def check_row(row: ValidationRow, where: Where, cache: dict) -> None:
         op = row.args.get("op", "all_reduce")
         if op not in OPS:
             raise InputError(f"expected one of {', '.join(OPS)}, got {op!r}", key="op")
-        from mcdla.hw.nccl import NCCL_VERSIONS
+        from mcdla.run import check_collective_options
 
-        version = row.args.get("nccl_version")
-        if version is not None and str(version) not in NCCL_VERSIONS:
-            raise InputError(f"expected one of {', '.join(NCCL_VERSIONS)}, got {version!r}", key="nccl_version")
+        check_collective_options(row.args.get("nccl_version"), row.args.get("iters", 1), ("nccl_version", "iters"))
         topology = row.args.get("topology")
         if topology is not None and ("topology", topology) not in cache:
             cache["topology", topology] = load_topology(str(topology))
