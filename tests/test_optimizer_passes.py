@@ -41,10 +41,11 @@ def test_megatron_core_bucket_passes_run_over_every_gradient_held_not_the_shard(
     # 1/dp scaling (12 bytes) run over the whole fp32 gradient buffer before the
     # reduce-scatter: at dp 8, 8 x 12 + 38 (norm 4, FusedAdam 28, to bf16 6) = 134 bytes a shard parameter.
     device, work = _inputs()
+    fp32_grads = dataclasses.replace(work, grad_precision_bytes=4)  # Megatron-Core's gradient buffer
     no_launch = dataclasses.replace(device, launch_overhead=0.0, hbm_latency=0.0)
     shard = 1e9
-    core = optimizer_step_time(no_launch, work, shard, held=8 * shard, impl="megatron_core_2024")
-    fused = optimizer_step_time(no_launch, work, shard)
+    core = optimizer_step_time(no_launch, fp32_grads, shard, held=8 * shard, impl="megatron_core_2024")
+    fused = optimizer_step_time(no_launch, work, shard)  # 28 bytes: 16-bit gradients
     assert core / fused == pytest.approx(134 / 28, rel=1e-6)
 
 
@@ -62,3 +63,11 @@ def test_megatron_passes_refuse_a_run_without_mixed_precision_adam():
     with pytest.raises(InputError, match="training.optimizer_passes"):
         simulate("dgx_a100", "bw_aware", "gpt2", "data", 8,
                  [*GPT2[:3], ("training.precision", "fp32"), ("training.optimizer_passes", "megatron_fp16_2021")])
+
+
+@pytest.mark.parametrize("impl, dtype", [("megatron_core_2024", "model"), ("megatron_fp16_2021", "fp32")])
+def test_a_frameworks_passes_refuse_gradients_of_another_width(impl, dtype):
+    # Megatron-Core's passes run over an fp32 gradient buffer, Megatron 2021's over fp16.
+    with pytest.raises(InputError, match="training.grad_reduce_dtype"):
+        simulate("dgx_a100", "bw_aware", "gpt2", "data", 8,
+                 [*GPT2, ("training.optimizer_passes", impl), ("training.grad_reduce_dtype", dtype)])

@@ -114,7 +114,7 @@ def _megatron_core_2024(e: int) -> tuple[tuple[str, int, str], ...]:
     (``distrib_optimizer.py``); the fp32 gradient's ``.float()`` copies nothing and
     bf16 has no loss scale to unscale. mcdla charges the bucket passes with the step
     (in Megatron they run on the compute stream in backward, before each bucket's
-    reduce-scatter), and reduces the gradients at the workload's precision."""
+    reduce-scatter); its gradients are fp32 (training.grad_reduce_dtype: fp32)."""
     return (("gradient NaN check (norm)", 4, "held"), ("gradients scaled by 1/dp", 8, "held"),
             ("gradient norm", 4, "updated"), ("adam", _ADAM_FP32, "updated"), ("weights to bf16", 4 + e, "updated"))
 
@@ -135,6 +135,13 @@ def optimizer_passes(workload, impl: str = "fused") -> tuple[tuple[str, int, str
     if workload.optimizer != "adam" or not workload.master_weights:
         raise InputError(f"{impl} runs Adam in mixed precision; set training.precision=mixed with an Adam "
                          f"workload, or training.optimizer_passes=fused", key="training.optimizer_passes")
+    # Each framework's passes are those of its gradients' width: Megatron-Core's fp32
+    # buffer (bf16 forces it), Megatron 2021's fp16 gradients.
+    wanted = {"megatron_core_2024": 4, "megatron_fp16_2021": workload.precision_bytes}[impl]
+    if workload.gradient_element_bytes != wanted:
+        raise InputError(f"{impl} runs {'fp32' if wanted == 4 else 'the model precision'}'s gradients; set "
+                         f"training.grad_reduce_dtype={'fp32' if wanted == 4 else 'model'}",
+                         key="training.grad_reduce_dtype")
     return OPTIMIZER_PASSES[impl](workload.precision_bytes)
 
 
