@@ -53,8 +53,8 @@ from functools import cached_property
 
 from mcdla.config.hardware import DeviceSpec
 from mcdla.errors import InputError
-from mcdla.hw.compute import kernel_time, layer_time
-from mcdla.hw.gpu import attention_seconds, gemm_rate
+from mcdla.hw.compute import kernel_time
+from mcdla.hw.gpu import gemm_rate
 from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div
 from mcdla.hw.parallelism import tensor_split
 

@@ -104,7 +104,8 @@ class ServingRun:
             raise InfeasibleError(
                 f"device {topology.devices[0]}: the weights need {fit.size(model.weight_bytes)} of its "
                 f"{fit.size(topology.device_memory_bytes * spec.memory_utilization)} (memory_utilization "
-                f"{spec.memory_utilization:g}), no room for the KV cache; raise serving.tensor_parallel, "
+                f"{spec.memory_utilization:g}), no room for the KV cache; raise serving."
+                f"{'expert_parallel' if spec.expert_parallel > 1 else 'tensor_parallel'}, "
                 "lower workload.precision_bytes or use a device with more memory")
         hbm = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
         tier = int(tier_capacity(topology, self.tier) // block) if self.tier else 0
@@ -222,7 +223,6 @@ class ServingRun:
         self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
         source.release(req)
         source.wake()  # its blocks are free for the next prefill
-        req.handed = True
         target.arrive(req)
 
     def _check(self) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from mcdla.config.serving import ServingSpec
 from mcdla.errors import InputError
 from mcdla.hw.parallelism import pipeline_stages
-from mcdla.hw.serving import ServingModel
 from mcdla.sim.offload import block_of
 from mcdla.sim.prefix_cache import PrefixCache
 
@@ -96,7 +95,6 @@ class _Req:
     hbm_blocks: int = 0
     tier_blocks: int = 0
     swapped: bool = False
-    handed: bool = False  # its cache came from a prefill instance (disaggregated serving)
     running: bool = False  # on the engine's running list (a flag: membership tests stay O(1))
     first_s: float | None = None
     done_s: float | None = None
@@ -237,7 +235,7 @@ class Engine:
                 req.computed = done
             if req.swapped:  # its cached tokens come back (the iteration's moves precede its compute)
                 moves["prefetch"] += min(req.computed, req.hbm_blocks * spec.block_tokens)
-            req.swapped = req.handed = False
+            req.swapped = False
             self._admit()
             (prefills.append((req, step)) if prefilling else decodes.append(req))
             budget -= step
@@ -365,7 +363,6 @@ class Engine:
             self.running = [req for req in self.running if req.running]
 
 
-
 class ComposedInstance:
     """An instance of several schedulers (virtual engines, attention groups): to the
     serving run it looks like an engine, its blocks and requests its schedulers'."""
@@ -375,11 +372,3 @@ class ComposedInstance:
     @property
     def pool(self) -> dict:
         return {tier: sum(e.pool[tier] for e in self.schedulers) for tier in ("hbm", "tier")}
-
-    @property
-    def free(self) -> dict:
-        return {tier: sum(e.free[tier] for e in self.schedulers) for tier in ("hbm", "tier")}
-
-    @property
-    def running(self) -> list:
-        return [req for e in self.schedulers for req in e.running]
