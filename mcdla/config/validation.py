@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mcdla.config import loader
-from mcdla.config.schema import Range, Where, build
+from mcdla.config.schema import PositiveFloat, Range, Where, build
 from mcdla.errors import InputError, excerpt
 
 __all__ = ["ARGS", "MEASURES", "Source", "ValidationRow", "ValidationFile", "read_validation", "measured_value"]
@@ -96,7 +96,7 @@ class ValidationRow:
     # Minutes of CPU: run only by ``mcdla validate --all``, with the work budget
     # (channel updates, mcdla sim --budget) its run needs beyond the default's.
     slow: bool = False
-    budget: Annotated[float, Range(minimum=0.0, inclusive=False)] | None = None
+    budget: PositiveFloat | None = None
 
 
 @dataclass(frozen=True)
