@@ -169,25 +169,31 @@ def test_a_copy_between_gpus_uses_every_nvlink_and_a_host_copy_its_pcie_link():
     assert tiny["time_s"] == pytest.approx(0.7e-6, rel=1e-3)
 
 
-@pytest.mark.parametrize("args, key", [
-    ("{topology: dgx_h100, src: D0, dst: D99, size: 1 MiB}", "dst"),
-    ("{topology: dgx_h100, src: host, dst: host, size: 1 MiB}", "dst"),
-    ("{topology: dgx_h100, src: D0, dst: D1, size: 1 MiB, op: all_reduce}", "op"),
-])
-def test_a_bad_transfer_row_names_its_key(tmp_path, capsys, args, key):
+def _one_row_table(tmp_path, kind: str, args: str, measure: str, measured: str):
+    """A validation file of one row (``args``: its args mapping as YAML flow text)."""
     path = tmp_path / "t.yaml"
     path.write_text(f"""
 name: t
 description: d
 rows:
   - quantity: q
-    kind: transfer
+    kind: {kind}
     args: {args}
-    measure: bandwidth
-    measured: 300 GB/s
+    measure: {measure}
+    measured: {measured}
     tolerance: 0.1
     source: {{title: s, url: u}}
 """)
+    return path
+
+
+@pytest.mark.parametrize("args, key", [
+    ("{topology: dgx_h100, src: D0, dst: D99, size: 1 MiB}", "dst"),
+    ("{topology: dgx_h100, src: host, dst: host, size: 1 MiB}", "dst"),
+    ("{topology: dgx_h100, src: D0, dst: D1, size: 1 MiB, op: all_reduce}", "op"),
+])
+def test_a_bad_transfer_row_names_its_key(tmp_path, capsys, args, key):
+    path = _one_row_table(tmp_path, "transfer", args, "bandwidth", "300 GB/s")
     code = main(["validate", "--table", str(path), "--quiet", "--format", "json"])
     out, err = capsys.readouterr()
     if code == 1:  # a run's input error is the row's verdict (exit 1), with its message
@@ -259,39 +265,14 @@ def test_the_llama3_rows_are_slow_and_skipped_by_default():
     assert validate(["llama3_h100"]) == []
 
 
-def test_an_unknown_nccl_version_in_a_row_stops_before_any_run(tmp_path, capsys):
-    path = tmp_path / "t.yaml"
-    path.write_text("""
-name: t
-description: d
-rows:
-  - quantity: q
-    kind: collective
-    args: {topology: dgx_h100, op: all_reduce, algorithm: nccl, size: 1 MiB, nccl_version: '9.9'}
-    measure: busbw
-    measured: 20 GB/s
-    tolerance: 0.1
-    source: {title: s, url: u}
-""")
+
+@pytest.mark.parametrize("arg, message", [
+    ("nccl_version: '9.9'", "nccl_version: expected one of 2.7, 2.18, 2.26, got '9.9'"),
+    ("iters: 0", "iters: expected at least 1 collective, got 0"),
+])
+def test_a_rows_bad_collective_option_stops_before_any_run(tmp_path, capsys, arg, message):
+    path = _one_row_table(tmp_path, "collective", f"{{topology: dgx_h100, op: all_reduce, algorithm: nccl, "
+                          f"size: 1 MiB, {arg}}}", "busbw", "20 GB/s")
     assert main(["validate", "--table", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "rows[0]: nccl_version: expected one of 2.7, 2.18, 2.26, got '9.9'" in err and len(err.splitlines()) == 1
-
-
-def test_a_rows_iterations_below_one_stop_before_any_run(tmp_path, capsys):
-    path = tmp_path / "t.yaml"
-    path.write_text("""
-name: t
-description: d
-rows:
-  - quantity: q
-    kind: collective
-    args: {topology: dgx_h100, op: all_reduce, algorithm: nccl, size: 1 MiB, iters: 0}
-    measure: busbw
-    measured: 20 GB/s
-    tolerance: 0.1
-    source: {title: s, url: u}
-""")
-    assert main(["validate", "--table", str(path), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "rows[0]: iters: expected at least 1 collective, got 0" in err and len(err.splitlines()) == 1
+    assert f"rows[0]: {message}" in err and len(err.splitlines()) == 1
