@@ -37,8 +37,8 @@ from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
            "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency",
-           "nvls_tree_latency_s", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
-           "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
+           "nvls_tree_latency_s", "tree_correction", "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning",
+           "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",           "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,34 @@ def tree_latency_s(ranks_per_node: int, nodes: int, protocol: str = "Simple",
     return proto.base_latency_s + 2 * ((ranks_per_node - 1) * proto.nvlink_hop_s + log2i * proto.net_hop_s)
 
 
+# NCCL's tree all-reduce at medium sizes: "Trees are not perfectly sticking to the model
+# for medium sizes. Applying a static correction factor is not ideal but works quite well"
+# (tuning.cc, treeCorrectionFactor: ncclTopoGetAlgoTime multiplies the tree's bandwidth by
+# it, for NCCL_ALGO_TREE only). Rows LL, LL128, Simple; column log2i(nBytes / 64), sizes by
+# powers of two from 64 B; 1 past the table. NCCL 2.7 (commit 01afd20a): 22 columns, to
+# 128 MiB; 2.18.5-1 and 2.26.2-1 (the same table; 2.30 extends it to Blackwell's
+# NVLS-tree, which no mcdla version runs): 23, to 256 MiB.
+TREE_CORRECTION_2_7: Mapping[str, tuple[float, ...]] = {
+    "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0),
+    "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .5, .6, .6, .7, .7, .8, .9, .9, 1.0),
+    "Simple": (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .5, .5, .6, .6, .7, .8, .9),
+}
+TREE_CORRECTION_2_18: Mapping[str, tuple[float, ...]] = {
+    "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0),
+    "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0),
+    "Simple": (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9),
+}
+
+
+def tree_correction(table: Mapping[str, tuple[float, ...]], protocol: str, size_bytes: float) -> float:
+    """The fraction of its modelled bandwidth NCCL's tree all-reduce of ``size_bytes``
+    reaches under ``protocol`` (``table``: a version's treeCorrectionFactor). Below 64 B
+    none, as 2.26's log2i counts (-1)."""
+    log_size = (int(size_bytes) >> 6).bit_length() - 1
+    factors = table[protocol]
+    return factors[log_size] if 0 <= log_size < len(factors) else 1.0
+
+
 # NVLS-tree: NVLS inside each machine, a tree between them (Simple). NCCL 2.30.7's
 # tuning.cc: baseLat 0, latency hwLat[NVLINK][NVLSTree] 25 us + 2 x log2i(nNodes) x
 # hwLat[NET][NVLSTree] 20.9 us; NCCL adds its graph's latencyInter, the NIC's latency,
@@ -247,6 +275,14 @@ class NcclTuning:
     # nsteps * net overhead": intraLat = max(intraLat, netOverhead), netOverhead x 3 under
     # Simple). None where the version's model has no such floor (2.7).
     net_overhead_s: float | None = None
+    # The tree's bandwidth correction by size (tree_correction).
+    tree_correction: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: TREE_CORRECTION_2_18)
+    # NCCL's "plateau effect of ring" (tuning.cc, ncclTopoGetAlgoTime): a Simple ring
+    # all-reduce across machines pays its latency this many times once the message holds
+    # at least 64 B per channel and rank (2.18.5 on: 1.4 from compute capability 8.0, 1.9
+    # below), or at least nRanks/16 x 64 KiB (2.7: 1.9).
+    plateau_factor: float = 1.9
+    plateau_per_channel: bool = True
 
     def ring_hop_latency_s(self, protocol: Protocol, across_machines: bool) -> float:
         """A ring step's latency inside a machine under ``protocol``, for a ring that
@@ -254,6 +290,15 @@ class NcclTuning:
         if not across_machines or self.net_overhead_s is None:
             return protocol.hop_latency_s
         return max(protocol.hop_latency_s, self.net_overhead_s * (3 if protocol.name == "Simple" else 1))
+
+    def ring_plateau(self, size_bytes: float, channels: int, ranks: int) -> float:
+        """The latency factor of a Simple ring all-reduce of ``size_bytes`` across
+        machines over ``channels`` rings of ``ranks`` ranks (plateau_factor)."""
+        if self.plateau_per_channel:
+            reached = size_bytes / (channels * ranks) >= 64
+        else:
+            reached = size_bytes >= ranks / 16 * 65536
+        return self.plateau_factor if reached else 1.0
 
 
 NCCL_VERSIONS = ("2.7", "2.18", "2.26")
@@ -264,17 +309,19 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
     """NCCL ``version``'s constants on a GPU of ``compute_capability`` (None: NCCL's
     Volta figures, its lowest architecture)."""
     if version == "2.7":
-        return NcclTuning("2.7", PROTOCOLS, NVLS_LATENCY_S, group_launch=True)
+        return NcclTuning("2.7", PROTOCOLS, NVLS_LATENCY_S, group_launch=True, tree_correction=TREE_CORRECTION_2_7,
+                          plateau_per_channel=False)
+    plateau = 1.4 if _arch(compute_capability) >= 80 else 1.9
     # getNetOverhead (tuning.cc, v2.18.5-1 and on): 1 us on x86 Intel and any CPU but
     # AMD's (2 us); mcdla's hosts of multi-node designs are Xeons.
     if version == "2.18":
         tree = {**TREE_PROTOCOLS, "Simple": replace(TREE_PROTOCOLS["Simple"], base_latency_s=0.0)}
         return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False,
                           tree_protocols=tree, nvls_tree=NvlsTreeLatency(23e-6, 19e-6, log2=False),
-                          net_overhead_s=1.0e-6)
+                          net_overhead_s=1.0e-6, plateau_factor=plateau)
     if version == "2.26":
         return NcclTuning("2.26", _protocols_2_18(_arch(compute_capability), "2.26"), 25e-6, group_launch=False,
-                          nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6)
+                          nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6, plateau_factor=plateau)
     raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
 
 

@@ -33,7 +33,7 @@ from itertools import chain
 
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import PERSONAL, bottleneck_Bps
-from mcdla.hw.nccl import nccl_tuning
+from mcdla.hw.nccl import nccl_tuning, tree_correction
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -77,7 +77,9 @@ class NcclAlgorithm(RingAlgorithm):
         super().__init__(launch_s, hot_share)
         self._tuned: dict[tuple, tuple[RingCosts, float]] = {}
 
-    def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps) -> RingCosts:
+    def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps, size_bytes: float = 0.0) -> RingCosts:
+        """``protocol``'s costs for ``op`` on ``rings``; of ``size_bytes`` for NCCL's
+        plateau of a Simple all-reduce across machines (:meth:`NcclTuning.ring_plateau`)."""
         from mcdla.hw.nccl import ll_max_bus_Bps, ring_cap_Bps
 
         proto = self.nccl.protocols[protocol]
@@ -89,8 +91,11 @@ class NcclAlgorithm(RingAlgorithm):
             ring_Bps = bottleneck_Bps(ring.channels, capacities_Bps)
             caps[ring.name] = ring_cap_Bps(proto, op, ring_Bps, len(rings)) * proto.wire_factor
         hop_s = self.nccl.ring_hop_latency_s(proto, machines > 1)
-        return RingCosts(protocol, op, proto.base_latency_s + self.launch_s, hop_s,
-                         proto.wire_factor, caps, proto.net_hop_latency_s)
+        plateau = 1.0
+        if machines > 1 and protocol == "Simple" and op == "all_reduce":
+            plateau = self.nccl.ring_plateau(size_bytes, len(rings), rings[0].size)
+        return RingCosts(protocol, op, proto.base_latency_s * plateau + self.launch_s, hop_s * plateau,
+                         proto.wire_factor, caps, proto.net_hop_latency_s * plateau)
 
     def tune(self, op, size_bytes, rings, capacities_Bps, chunk_bytes=DEFAULT_CHUNK_BYTES,
              reduce_Bps=None) -> tuple[RingCosts | None, float]:
@@ -112,7 +117,7 @@ class NcclAlgorithm(RingAlgorithm):
                tuple(map(capacities_Bps.get, chain.from_iterable(ring.channels for ring in rings))))
         tuned = self._tuned.get(key)
         if tuned is None:
-            options = [self.protocol_costs(name, op, rings, capacities_Bps) for name in self.protocols]
+            options = [self.protocol_costs(name, op, rings, capacities_Bps, size_bytes) for name in self.protocols]
             times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
                      for c in options]
             best = min(range(len(options)), key=times.__getitem__)
@@ -354,8 +359,33 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
                     proto.fraction * bottleneck_Bps(f.path, capacities_Bps), f.size_bytes * alg_Bps)
         return caps
 
+    # NCCL's tree reaches a fraction of its modelled bandwidth at medium sizes
+    # (mcdla.hw.nccl.tree_correction); NVLS-tree has none on the GPUs mcdla runs it on.
+    corrected = True
+
+    def correction(self, op, size_bytes) -> float:
+        """The fraction of the rate the links give it that the tree reaches for ``op`` of
+        ``size_bytes`` (NCCL's correction of its all-reduce, by protocol and size)."""
+        if not self.corrected or op != "all_reduce":
+            return 1.0
+        return tree_correction(self.nccl.tree_correction, self._proto(op).name, size_bytes)
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        """The flows' time over the links (the phased algorithms' model) stretched by the
+        size's correction, after the fixed cost."""
+        time_s = super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
+        fixed_s = self.fixed_s(op, rings) if time_s > 0 else 0.0
+        return fixed_s + (time_s - fixed_s) / self.correction(op, size_bytes)
+
     def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
         record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
+        correction = self.correction(op, size_bytes)
+        if correction != 1.0 and record.time_s > 0:
+            # Its data moved at the links' rates; NCCL's tree at this size moves at that
+            # fraction of them: the rest of its time, the links left to others.
+            data_s = record.time_s - self.fixed_s(op, rings)
+            yield env.timeout(data_s * (1 / correction - 1))
+            record = replace(record, end_s=env.now)
         proto = self._proto(op)
         if proto.name == "Simple":
             return record
@@ -396,6 +426,7 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
     every domain's switch."""
 
     name = "nvls_tree"
+    corrected = False  # NCCL corrects NVLS-tree by size on Blackwell only (2.30), not on Hopper
 
     def check(self, op, rings, capacities_Bps):
         super().check(op, rings, capacities_Bps)
