@@ -40,7 +40,8 @@ def test_real_gpus_select_the_gpu_model_and_the_paper_device_keeps_the_pe_array(
 
 
 def test_one_more_tile_than_the_sms_takes_a_second_wave(a100):
-    one_tile = dataclasses.replace(a100, gemm_tiles=((128, 128),))
+    # waves alone: without the tile's fixed overhead (tested on its own below)
+    one_tile = dataclasses.replace(a100, gemm_tiles=((128, 128),), gemm_tile_overhead=0.0)
     full = gemm_seconds(one_tile, Gemm(128 * 108, 128, 4096), 2)  # 108 tiles: one wave
     over = gemm_seconds(one_tile, Gemm(128 * 109, 128, 4096), 2)  # 109 tiles: two waves
     assert over == pytest.approx(2 * full)
@@ -54,6 +55,47 @@ def test_a_large_gemm_runs_at_the_measured_ceiling(a100):
     attained = timing.attained_macs_per_s / a100.peak_macs_per_s
     assert attained == pytest.approx(a100.gemm_efficiency, rel=0.03)
     assert attained <= a100.gemm_efficiency
+
+
+def tflops(device: DeviceSpec, m: int, n: int, k: int, count: int = 1) -> float:
+    """A GEMM's compute rate on ``device`` (BF16), launch not included."""
+    return 2 * m * n * k * count / gemm_seconds(device, Gemm(m, n, k, count), 2) / 1e12
+
+
+@pytest.mark.parametrize("name, shape, measured", [
+    ("a100_sxm4_80gb", (1024, 10240, 5120), 271.2),   # MAMF's best shapes (ml-engineering,
+    ("h100_sxm5", (2048, 2048, 13312), 794.5),        # compute/accelerator/README.md, BF16)
+])
+def test_the_max_achievable_matmul_runs_at_its_measured_rate_at_its_own_shape(name, shape, measured):
+    # The main loop's rate and the tile overhead together give back the measurement the
+    # ceiling came from, at its shape (tiles in waves and their overhead both charged)
+    assert tflops(preset(name), *shape) == pytest.approx(measured, rel=0.01)
+
+
+def test_a100_whole_wave_gemms_short_in_k_run_below_long_ones_as_cublas_measured(a100):
+    # NVIDIA's cuBLAS sweep on A100, m = n = k (developer.nvidia.com/blog/cuda-11-features-
+    # revealed, Figure 6, read off the plot): 2304^3 (3 whole waves of 128x128 tiles) at
+    # 241 TFLOPS, 8192^3 at 289: 0.834. Tiles in waves alone would run both at the ceiling.
+    assert tflops(a100, 2304, 2304, 2304) / tflops(a100, 8192, 8192, 8192) == pytest.approx(0.834, abs=0.05)
+
+
+@pytest.mark.parametrize("b, measured_1024, measured_4096", [(2, 691.8, 804.2), (4, 722.3, 788.7)])
+def test_h100_many_wave_gemms_short_in_k_run_below_long_ones_as_xla_measured(b, measured_1024, measured_4096):
+    # OpenXLA's sm_90 BF16 table (xla/service/gpu/model/matmul_interpolator_data.h):
+    # b x 4096 x 4096 outputs at K = 1,024 against K = 4,096, 16-31 waves either way;
+    # each kernel's time with its launch, as the table's are (as in the test below)
+    h100 = preset("h100_sxm5")
+    short, long = (kernel_time(h100, gemm_kernel(4096, 4096, k, b)).time_s for k in (1024, 4096))
+    ratio = long / (4 * short)  # of the rates: the short one does a quarter of the work
+    assert ratio == pytest.approx(measured_1024 / measured_4096, abs=0.04)
+
+
+def test_a_gemm_as_short_in_k_as_a_head_runs_below_half_the_main_loop(a100):
+    # Attention scores without FlashAttention, K = the head dimension: each 256x128
+    # tile's 96-deep main loop takes 2.4 us, less than its 5 us outside it
+    rate = tflops(a100, 2048, 2048, 96, 384)
+    assert rate < 0.5 * a100.gemm_efficiency * a100.peak_macs_per_s * 2 / 1e12
+    assert tflops(dataclasses.replace(a100, gemm_tile_overhead=0.0), 2048, 2048, 96, 384) > 2 * rate
 
 
 def test_efficiency_never_falls_as_a_small_dimension_grows(a100):
@@ -197,7 +239,7 @@ def test_the_papers_design_keeps_its_number():
 
 def test_few_tiles_with_a_long_reduction_split_k_over_the_idle_sms(a100):
     # dW of a 64-channel 3x3 conv: 64 x 576 outputs (3 tiles), K = 200,704 positions
-    one_tile = dataclasses.replace(a100, gemm_tiles=((128, 256),))
+    one_tile = dataclasses.replace(a100, gemm_tiles=((128, 256),), gemm_tile_overhead=0.0)  # split-K alone
     seconds = gemm_seconds(one_tile, Gemm(64, 576, 200704), 2)
     ideal = 128 * 768 * 200704 / (a100.peak_macs_per_s * a100.gemm_efficiency)  # padded tiles on every SM
     assert seconds == pytest.approx(ideal, rel=0.02)

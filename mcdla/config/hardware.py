@@ -68,6 +68,11 @@ class DeviceSpec:
     compute_model: Literal["pe_array", "gpu"] = "pe_array"
     sms: PositiveInt | None = None
     gemm_tiles: tuple[tuple[PositiveInt, PositiveInt], ...] = ((128, 256), (128, 128))  # CTA tiles (Tm, Tn)
+    # The time a CTA tile spends outside its main loop (filling its pipeline, storing its
+    # C tile): the intercept of a GEMM's time per wave against K, from a per-shape
+    # microbenchmark (mcdla.hw.gpu.gemm_seconds). With it, gemm_efficiency is the main
+    # loop's fraction of peak (0: none, gemm_efficiency the ceiling of every GEMM).
+    gemm_tile_overhead: Time = 0.0
     # FlashAttention: fraction of peak at long sequences (forward, backward), the
     # sequence length at which each reaches half of it, query rows per CTA.
     attention_efficiency: tuple[Fraction, Fraction] = (1.0, 1.0)

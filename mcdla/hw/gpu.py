@@ -7,19 +7,26 @@ the ``device.sms`` SMs in waves (NVIDIA, *Matrix Multiplication Background User'
 Guide*: tile quantization and wave quantization). So
 
     tiles = ceil(m / Tm) * ceil(n / Tn) * count,   waves = ceil(tiles / sms)
-    compute = waves * Tm * Tn * k / (sm_rate * gemm_efficiency)
+    compute = waves * (Tm * Tn * k / (sm_rate * gemm_efficiency) + gemm_tile_overhead)
 
-where ``sm_rate`` is one SM's share of the peak MAC rate and ``gemm_efficiency`` the
-fraction of peak a large GEMM attains (cuBLAS/torch.matmul microbenchmarks: the
-ceiling every tile runs at). A GEMM whose tiles fill whole waves exactly runs at the
-ceiling; a small dimension wastes the padded part of its tiles (m = 64 in a 128-row
-tile computes 128 rows), and a last partial wave leaves SMs idle. Of the device's
-tile shapes the fastest is taken (cuBLAS's heuristics choose among its kernels; the
-model takes the best, docs/model.md). A GEMM with fewer tiles than SMs and a long K
-(a weight gradient: small M x N, K = the batch's positions) is split along K over the
-idle SMs, as cuBLAS's split-K kernels do. Small ``k`` is not a
-separate loss here: such GEMMs are memory-bound and the roofline in
-:func:`mcdla.hw.compute.kernel_time` charges their traffic.
+where ``sm_rate`` is one SM's share of the peak MAC rate, ``gemm_efficiency`` the
+fraction of it a tile's main loop sustains and ``gemm_tile_overhead`` the fixed time
+a tile spends outside that loop (filling its pipeline with the first K slices,
+storing its C tile), the intercept of a GEMM's time per wave against K in a per-shape
+microbenchmark (presets: OpenXLA's H100 table, NVIDIA's A100 cuBLAS sweep). A device
+without that measurement has no overhead, and ``gemm_efficiency`` is then the ceiling
+every tile runs at (a large GEMM's rate). A GEMM whose tiles fill whole waves exactly
+runs at the main loop's rate less the overhead's share, ``k / (k + k0)`` with ``k0``
+the K depth the overhead would compute: a short K (a row-parallel layer's h / TP, the
+attention scores' head dimension) runs further below it than a long one. A small
+dimension wastes the padded part of its tiles (m = 64 in a 128-row tile computes 128
+rows), and a last partial wave leaves SMs idle. Of the device's tile shapes the
+fastest is taken (cuBLAS's heuristics choose among its kernels; the model takes the
+best, docs/model.md). A GEMM with fewer tiles than SMs and a long K (a weight
+gradient: small M x N, K = the batch's positions) is split along K over the idle SMs,
+as cuBLAS's split-K kernels do (each slice a CTA that pays the overhead). A GEMM too
+short in K to keep the SMs busy is also memory-bound: the roofline in
+:func:`mcdla.hw.compute.kernel_time` charges its traffic.
 
 Fused attention (FlashAttention, a kernel with ``Kernel.gemms``) runs at the fraction
 of peak its kernel attains, from the kernel's own published throughput by direction:
@@ -86,8 +93,8 @@ def gemm_rate(device: DeviceSpec, element_bytes: int) -> tuple[int, float]:
 
 def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
     """Compute seconds of ``gemm``: the fastest of the device's CTA tile shapes, its
-    tiles in waves over the SMs, each at the large-GEMM ceiling of its precision
-    (:func:`gemm_rate`)."""
+    tiles in waves over the SMs, each its main loop at the rate of its precision
+    (:func:`gemm_rate`) and the tile's fixed overhead (see the module docstring)."""
     lanes, efficiency = gemm_rate(device, element_bytes)
     rate = device.pes * lanes * device.clock / device.sms * efficiency  # one SM's share
     best = None
@@ -96,7 +103,8 @@ def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
         # Split-K: too few tiles for the SMs share the reduction out in slices of at
         # least one K step each, their partial sums added after (not charged).
         split = max(1, min(device.sms // tiles, ceil_div(gemm.k, SPLIT_K_STEP)))
-        seconds = waves(tiles * split, device.sms) * tm * tn * ceil_div(gemm.k, split) / rate
+        tile_s = tm * tn * ceil_div(gemm.k, split) / rate + device.gemm_tile_overhead
+        seconds = waves(tiles * split, device.sms) * tile_s
         best = seconds if best is None else min(best, seconds)
     return best
 
