@@ -75,11 +75,11 @@ class ServingRun:
         if spec.preemption == "swap" and self.move_tier is None:
             raise InputError(f"{topology.name} has no backing store to swap KV blocks to; use preemption=recompute",
                              key="serving.preemption")
-        self.hbm_blocks, self.tier_blocks = self._blocks(requests)
+        self.requests = requests
+        self.hbm_blocks, self.tier_blocks = self._blocks()
         self.algorithm = COLLECTIVES.get(topology.collective, key="collective",
                                          file=topology.source or topology.name)(topology.device.launch_overhead)
         self.reduce_Bps = reduction_rate_Bps(topology.device)
-        self.requests = requests
         self.preemptions = 0
         self.record = ServingRecord(requests=[])
         self.engines = self._engines()
@@ -94,7 +94,7 @@ class ServingRun:
         self._handed = 0  # requests handed on so far: the next decode instance is the next in turn
         self.all_done = self.env.event()
 
-    def _blocks(self, requests) -> tuple[int, int]:
+    def _blocks(self) -> tuple[int, int]:
         """An instance's cache blocks in HBM and in the tier (refusing a run that cannot hold
         its longest request)."""
         spec, topology, model = self.spec, self.topology, self.model
@@ -109,14 +109,19 @@ class ServingRun:
                 "lower workload.precision_bytes or use a device with more memory")
         hbm = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
         tier = int(tier_capacity(topology, self.tier) // block) if self.tier else 0
-        capacity = (hbm + tier) * spec.block_tokens
-        longest = max(r.prompt_tokens + r.output_tokens for r in requests)
+        self.hold_longest(hbm + tier, "an instance has", "raise serving.tensor_parallel, use kv_tier=spill or "
+                          "shorter requests")
+        return hbm, tier
+
+    def hold_longest(self, blocks: int, holder: str, way_out: str) -> None:
+        """Refuses a run whose longest request needs more than ``blocks`` cache blocks
+        (``holder``: who has them, in the message; ``way_out``: what to change)."""
+        capacity = blocks * self.spec.block_tokens
+        longest = max(r.prompt_tokens + r.output_tokens for r in self.requests)
         if longest > capacity:
             raise InfeasibleError(
                 f"a request of {longest:,} tokens needs {fit.size(longest * self.kv_device_bytes)} of KV cache per "
-                f"device, over the {fit.size(capacity * self.kv_device_bytes)} an instance has; raise "
-                "serving.tensor_parallel, use kv_tier=spill or shorter requests")
-        return hbm, tier
+                f"device, over the {fit.size(capacity * self.kv_device_bytes)} {holder}; {way_out}")
 
     def _engines(self) -> list[Engine]:
         """One engine per instance of consecutive devices: every device's (mixed), or the

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import simpy
 
-from mcdla.errors import InfeasibleError
-from mcdla.sim import fit
 from mcdla.sim.serving_engine import ComposedInstance, Engine
 
 __all__ = ["PipelinedInstance", "VirtualEngine"]
@@ -61,14 +59,8 @@ class PipelinedInstance(ComposedInstance):
         batches, tp = spec.pipeline_batches_in_flight, spec.tensor_parallel
         # Each virtual engine has an equal share of the blocks (vLLM divides them, the rest unused).
         pool = {"hbm": run.hbm_blocks // batches, "tier": run.tier_blocks // batches}
-        capacity = (pool["hbm"] + pool["tier"]) * spec.block_tokens
-        longest = max(r.prompt_tokens + r.output_tokens for r in run.requests)
-        if longest > capacity:
-            raise InfeasibleError(
-                f"a request of {longest:,} tokens needs {fit.size(longest * run.kv_device_bytes)} of KV cache per "
-                f"device, over the {fit.size(capacity * run.kv_device_bytes)} one of the {batches} batches in "
-                "flight has (each holds an equal share of the cache); lower serving.pipeline_batches or use "
-                "shorter requests")
+        run.hold_longest(pool["hbm"] + pool["tier"], f"one of the {batches} batches in flight has (each holds an "
+                         "equal share of the cache)", "lower serving.pipeline_batches or use shorter requests")
         self.engines = [VirtualEngine(self, dict(pool)) for _ in range(batches)]
         self.queues = [simpy.Store(run.env) for _ in range(spec.pipeline_parallel)]
         self.groups = [devices[s * tp:(s + 1) * tp] for s in range(spec.pipeline_parallel)]
