@@ -15,7 +15,8 @@ from mcdla.hw.parallelism import pipeline_stages
 from mcdla.sim.offload import block_of
 from mcdla.sim.prefix_cache import PrefixCache
 
-__all__ = ["Engine", "ComposedInstance", "ServingRecord", "kv_routes", "tier_of", "tier_capacity", "serving_stages"]
+__all__ = ["Engine", "Sleeper", "ComposedInstance", "ServingRecord", "kv_routes", "tier_of", "tier_capacity",
+           "serving_stages"]
 
 # How KV blocks spread over the stores a device reaches (mcdla.config.placement).
 KV_PLACEMENT = "bw_aware"
@@ -119,7 +120,32 @@ class ServingRecord:
     stats: object = None  # the flow network's NetworkStats
 
 
-class Engine:
+class Sleeper:
+    """An iteration loop that, with nothing to do, sleeps until :meth:`wake` (a request
+    arrives, blocks are freed): an engine's, or an expert-parallel instance's."""
+
+    idle: object  # the event the loop sleeps on (set by the subclass: run.env.event())
+    run: object
+
+    def wake(self) -> None:
+        if not self.idle.triggered:
+            self.idle.succeed()
+
+    def sleep(self):
+        """The event to wait on: a fresh one when a wake-up already came (the plan that
+        found nothing to do has seen what it woke for); the run ends when every request
+        is done, whoever sleeps."""
+        if self.idle.triggered:
+            self.idle = self.run.env.event()
+        return self.idle
+
+    @staticmethod
+    def has_work(moves: dict, decodes, prefills) -> bool:
+        """Whether a scheduler's plan (:meth:`Engine.plan`) moves or computes anything."""
+        return bool(decodes or prefills or any(moves.values()))
+
+
+class Engine(Sleeper):
     """One serving instance: its scheduler, cache blocks and iteration loop. Its
     ``role``: ``mixed`` (prefill and decode), or in disaggregated serving ``prefill``
     (hands each request on after its first token) or ``decode``."""
@@ -143,10 +169,6 @@ class Engine:
     def arrive(self, req: _Req) -> None:
         self.waiting.append(req)
         self.wake()
-
-    def wake(self) -> None:
-        if not self.idle.triggered:
-            self.idle.succeed()
 
     # -- cache blocks ----------------------------------------------------------------
     def _grow(self, req: _Req, tokens: int, hits: tuple = ()) -> bool:
@@ -255,10 +277,8 @@ class Engine:
         env = self.run.env
         while True:
             moves, decodes, prefills = self.plan()
-            if not decodes and not prefills and not any(moves.values()):  # until a request comes (the run
-                if self.idle.triggered:                                     # ends when every one is done)
-                    self.idle = env.event()
-                yield self.idle
+            if not self.has_work(moves, decodes, prefills):
+                yield self.sleep()
                 continue
             start = env.now
             yield from self._move(moves)

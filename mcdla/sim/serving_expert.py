@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from mcdla.errors import InputError
 from mcdla.sim.expert import routed_experts
-from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine
+from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine, Sleeper
 
 __all__ = ["AttentionGroup", "ExpertInstance"]
 
@@ -47,7 +47,7 @@ class AttentionGroup(Engine):
         self.instance.wake()
 
 
-class ExpertInstance(ComposedInstance):
+class ExpertInstance(ComposedInstance, Sleeper):
     """A serving instance of e devices (the module docstring). To the serving run it
     looks like an engine: requests ``arrive``, its blocks are its groups'."""
 
@@ -79,18 +79,12 @@ class ExpertInstance(ComposedInstance):
         self.groups[self._arrived % len(self.groups)].arrive(req)
         self._arrived += 1
 
-    def wake(self) -> None:
-        if not self.idle.triggered:
-            self.idle.succeed()
-
     def process(self):
         run, env = self.run, self.run.env
         while True:
             plans = [group.plan() for group in self.groups]
-            if not any(decodes or prefills or any(moves.values()) for moves, decodes, prefills in plans):
-                if self.idle.triggered:
-                    self.idle = env.event()
-                yield self.idle
+            if not any(self.has_work(*plan) for plan in plans):
+                yield self.sleep()
                 continue
             start = env.now
             yield env.all_of([env.process(g._move(moves)) for g, (moves, _, _) in zip(self.groups, plans)])
