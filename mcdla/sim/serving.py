@@ -173,21 +173,35 @@ class ServingRun:
 
     def all_reduce(self, index: int, rings, cost):
         """A step's all-reduces on ``rings`` (the module docstring's (c))."""
-        env = self.env
-        start = env.now
-        yield self.algorithm.start(env, self.net, rings, "all_reduce", cost.allreduce_bytes,
-                                   reduce_Bps=self.reduce_Bps, tag=f"tp{index}")
-        yield env.timeout((cost.allreduces - 1) * self.fixed_s)
-        self.record.transfers.append((index, "all_reduce", start, env.now, cost.allreduce_bytes))
+        yield from self.collective(index, "all_reduce", rings, cost.allreduce_bytes, cost.allreduces, self.fixed_s,
+                                   tag=f"tp{index}", reduce_Bps=self.reduce_Bps)
 
-    def send(self, sources, targets, size: float, tag: str, key: str) -> list:
-        """The flows of ``size`` bytes from each device of ``sources`` to the same rank of
-        ``targets``, point to point over the design's links."""
-        flows = []
-        for src, dst in zip(sources, targets):
-            flows += [self.net.transfer(share * size, path, latency, tag=tag)
-                      for share, path, latency in self.ways(src, dst, key)]
-        return flows
+    def collective(self, index: int, kind: str, rings, size: float, count: int, fixed_s: float, **options):
+        """``count`` alike collectives of instance ``index`` on ``rings``: one carrying the
+        ``size`` bytes of all of them on the flow network, then ``fixed_s`` (the fixed
+        cost, launch and latency) for each other one; recorded as one transfer.
+        ``options``: the algorithm's (its flows' tag, the reduction rate)."""
+        start = self.env.now
+        yield self.algorithm.start(self.env, self.net, rings, kind, size, **options)
+        yield self.env.timeout((count - 1) * fixed_s)
+        self.note_transfer(index, kind, start, size)
+
+    def send(self, index: int, hops, kind: str, key: str):
+        """Point-to-point sends of instance ``index`` over the design's links, each hop
+        ``(sources, targets, size)`` after the one before: ``size`` bytes from each device
+        of ``sources`` to the same rank of ``targets``; recorded as one transfer."""
+        start = self.env.now
+        for sources, targets, size in hops:
+            flows = []
+            for src, dst in zip(sources, targets):
+                flows += [self.net.transfer(share * size, path, latency, tag=kind)
+                          for share, path, latency in self.ways(src, dst, key)]
+            yield self.env.all_of(flows)
+        self.note_transfer(index, kind, start, sum(size for _, _, size in hops))
+
+    def note_transfer(self, index: int, kind: str, start: float, size: float) -> None:
+        """Records a transfer of instance ``index`` from ``start`` until now, ``size`` bytes a device."""
+        self.record.transfers.append((index, kind, start, self.env.now, size))
 
     def ways(self, src: str, dst: str, key: str) -> tuple:
         """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
@@ -221,11 +235,8 @@ class ServingRun:
         flows over the design's links, as a pipeline's sends), then freed at the source."""
         target = self.decoders[self._handed % len(self.decoders)]
         self._handed += 1
-        size = req.computed * self.kv_device_bytes
-        flows = self.send(source.devices, target.devices, size, "kv hand-on", "serving.decode_devices")
-        start = self.env.now
-        yield self.env.all_of(flows)
-        self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
+        yield from self.send(source.index, [(source.devices, target.devices, req.computed * self.kv_device_bytes)],
+                             "kv hand-on", "serving.decode_devices")
         source.release(req)
         source.wake()  # its blocks are free for the next prefill
         target.arrive(req)

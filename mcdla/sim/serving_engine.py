@@ -320,7 +320,7 @@ class Engine(Sleeper):
         cost = self.run.model.step(*batch)
         yield self.run.env.timeout(cost.compute_s)
         if cost.allreduces:
-            yield from self._all_reduce(cost)
+            yield from self.run.all_reduce(self.index, self.rings, cost)
         if cost.sends:
             yield from self._send(cost)
 
@@ -338,22 +338,16 @@ class Engine(Sleeper):
         if flows:
             start = env.now
             yield env.all_of(flows)
-            run.record.transfers.append((self.index, "kv", start, env.now,
-                                         sum(moves.values()) * run.kv_device_bytes))
-
-    def _all_reduce(self, cost):
-        yield from self.run.all_reduce(self.index, self.rings, cost)
+            run.note_transfer(self.index, "kv", start, sum(moves.values()) * run.kv_device_bytes)
 
     def _send(self, cost):
         """Pipeline parallelism: the batch's activations from each stage to the next, one
         boundary after another, rank r of a stage to rank r of the next (each rank holds
         them whole after its all-reduce) as point-to-point flows."""
-        run, env, tp = self.run, self.run.env, self.run.spec.tensor_parallel
-        start = env.now
-        for s, size in enumerate(cost.sends):
-            yield env.all_of(run.send(self.devices[s * tp:(s + 1) * tp], self.devices[(s + 1) * tp:(s + 2) * tp],
-                                      size, "pp send", "serving.pipeline_parallel"))
-        run.record.transfers.append((self.index, "pp send", start, env.now, sum(cost.sends)))
+        tp, devices = self.spec.tensor_parallel, self.devices
+        hops = [(devices[s * tp:(s + 1) * tp], devices[(s + 1) * tp:(s + 2) * tp], size)
+                for s, size in enumerate(cost.sends)]
+        yield from self.run.send(self.index, hops, "pp send", "serving.pipeline_parallel")
 
     def _advance(self, decodes, prefills) -> None:
         """The batch's tokens are computed: caches grow, tokens are sampled."""

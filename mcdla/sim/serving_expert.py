@@ -104,12 +104,9 @@ class ExpertInstance(ComposedInstance, Sleeper):
 
     def _exchange(self, tokens: float):
         """The iteration's all-to-alls over the instance: ``tokens`` a device's slots' share."""
-        run, env = self.run, self.run.env
+        run = self.run
         count, elems = run.model.exchange_elems
         size = tokens * elems * run.model.act  # the tokens travel as activations (BF16 with FP8 weights)
-        if size <= 0:
-            return
-        start = env.now
-        yield run.algorithm.start(env, run.net, self.ep_rings, "all_to_all", size, tag=f"ep{self.index}")
-        yield env.timeout((count - 1) * self.exchange_fixed_s)
-        run.record.transfers.append((self.index, "all_to_all", start, env.now, size))
+        if size > 0:
+            yield from run.collective(self.index, "all_to_all", self.ep_rings, size, count, self.exchange_fixed_s,
+                                      tag=f"ep{self.index}")

@@ -94,10 +94,8 @@ class PipelinedInstance(ComposedInstance):
             if cost.allreduces:
                 yield from run.all_reduce(self.index, self.stage_rings[s], cost)
             if cost.sends:
-                start = env.now
-                yield env.all_of(run.send(self.groups[s], self.groups[s + 1], cost.sends[0], "pp send",
-                                          "serving.pipeline_parallel"))
-                run.record.transfers.append((self.index, "pp send", start, env.now, cost.sends[0]))
+                yield from run.send(self.index, [(self.groups[s], self.groups[s + 1], cost.sends[0])], "pp send",
+                                    "serving.pipeline_parallel")
             if last:
                 done.succeed()
             else:
