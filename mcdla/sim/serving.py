@@ -218,9 +218,7 @@ class ServingRun:
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
         for tier in ("hbm", "tier"):
-            # Evictable cached prefix blocks are free blocks that remember their tokens: not held.
-            held = sum(e.pool[tier] - e.free[tier] - (len(e.cache.evictable) if e.cache and tier == "hbm" else 0)
-                       for instance in self.engines for e in instance.schedulers)
+            held = sum(e.pool[tier] - e.unheld(tier) for instance in self.engines for e in instance.schedulers)
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
@@ -244,13 +242,10 @@ class ServingRun:
     def _check(self) -> None:
         """Conservation at the end: every block back in its pool, every flow delivered."""
         for engine in (e for instance in self.engines for e in instance.schedulers):
-            free = dict(engine.free)
-            if engine.cache:  # cached blocks no request references are free
-                if engine.cache.referenced():
-                    raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
-                                         "cached prefix blocks still referenced")
-                free["hbm"] += len(engine.cache.evictable)
-            if free != engine.pool or engine.running:
+            if engine.cache and engine.cache.referenced():
+                raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
+                                     "cached prefix blocks still referenced")
+            if any(engine.unheld(tier) != blocks for tier, blocks in engine.pool.items()) or engine.running:
                 raise InvariantError(f"serving instance {engine.index} ends holding cache blocks: {engine.free}")
         stats = self.net.stats()
         if abs(stats.bytes_sent - stats.bytes_delivered) > 1e-6 * max(1.0, stats.bytes_sent):

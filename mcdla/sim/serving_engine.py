@@ -197,6 +197,11 @@ class Engine(Sleeper):
         self.run.note_blocks()
         return True
 
+    def unheld(self, tier: str) -> int:
+        """Blocks of ``tier`` no request holds: the free ones and, with prefix caching, the
+        evictable cached ones (free blocks that remember their tokens)."""
+        return self.free[tier] + (len(self.cache.evictable) if self.cache and tier == "hbm" else 0)
+
     def release(self, req: _Req) -> None:
         self.free["hbm"] += req.hbm_blocks
         self.free["tier"] += req.tier_blocks
