@@ -249,14 +249,14 @@ class Engine(Sleeper):
                 budget -= step
         while self.waiting and len(decodes) + len(prefills) < spec.max_seqs and budget > 0:
             req = self.waiting[0]
-            hits = (self.cache.lookup(req.prefix_id, req.prefix_tokens, req.target)
-                    if self.cache and req.computed == 0 else ())
+            looks_up = self.cache is not None and req.computed == 0  # nothing cached yet: its prompt looked up
+            hits = self.cache.lookup(req.prefix_id, req.prefix_tokens, req.target) if looks_up else ()
             done = req.computed + len(hits) * spec.block_tokens  # a prefix hit's tokens are not prefilled
             prefilling = done < req.target  # not a request whose cache is back or handed on
             step = min(req.target - done, spec.chunk_tokens, budget) if prefilling else 1
             if not self._grow(req, done + step, hits):
                 break
-            if self.cache and req.computed == 0:
+            if looks_up:
                 self.cache.queried_tokens += req.target
                 self.cache.hit_tokens += done
                 req.computed = done
