@@ -56,10 +56,11 @@ class ExpertInstance(ComposedInstance, Sleeper):
         spec, key = run.spec, "serving.expert_parallel"
         e, t = spec.expert_parallel, spec.tensor_parallel
         experts = routed_experts(run.model.workload)
-        if experts % e or not experts:
+        if not experts:
             raise InputError(f"{run.model.workload.name} has no routed experts to split over {e} devices; use "
-                             "expert_parallel=1" if not experts else
-                             f"expert_parallel={e} does not divide the {experts} routed experts of "
+                             "expert_parallel=1", key=key)
+        if experts % e:
+            raise InputError(f"expert_parallel={e} does not divide the {experts} routed experts of "
                              f"{run.model.workload.name}", key=key)
         self.groups = [AttentionGroup(self, devices[g * t:(g + 1) * t],
                                       rings if g == 0 else run.group_rings(devices[g * t:(g + 1) * t],
