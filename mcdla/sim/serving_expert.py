@@ -88,7 +88,10 @@ class ExpertInstance(ComposedInstance, Sleeper):
                 yield self.sleep()
                 continue
             start = env.now
-            yield env.all_of([env.process(g._move(moves)) for g, (moves, _, _) in zip(self.groups, plans)])
+            moving = [env.process(g._move(moves)) for g, (moves, _, _) in zip(self.groups, plans)
+                      if any(moves.values())]  # a group with nothing to move starts no process
+            if moving:
+                yield env.all_of(moving)
             batches = [g.batch(decodes, prefills) if decodes or prefills else None
                        for g, (_, decodes, prefills) in zip(self.groups, plans)]
             tokens = [b[0] + sum(c for c, _ in b[2]) if b else 0 for b in batches]
