@@ -44,6 +44,12 @@ def serving_stages(workload, p: int) -> tuple[range, ...]:
     return pipeline_stages([float(i in starts and names[i] in attended) for i in range(len(layers))], p, cuts)
 
 
+def stage_devices(devices: tuple[str, ...], tp: int) -> list[tuple[str, ...]]:
+    """An instance's devices by pipeline stage: ``tp`` consecutive devices (its tensor
+    group) each, the stages in order."""
+    return [devices[s:s + tp] for s in range(0, len(devices), tp)]
+
+
 def tier_of(topology, kv_tier: str) -> str | None:
     """The memory tier (its kind, :attr:`~mcdla.hw.topology.Topology.tiers`) ``kv_tier``
     puts blocks in (None: HBM only); ``spill``: the nearest tier. A tier the design does
@@ -349,9 +355,8 @@ class Engine(Sleeper):
         """Pipeline parallelism: the batch's activations from each stage to the next, one
         boundary after another, rank r of a stage to rank r of the next (each rank holds
         them whole after its all-reduce) as point-to-point flows."""
-        tp, devices = self.spec.tensor_parallel, self.devices
-        hops = [(devices[s * tp:(s + 1) * tp], devices[(s + 1) * tp:(s + 2) * tp], size)
-                for s, size in enumerate(cost.sends)]
+        stages = stage_devices(self.devices, self.spec.tensor_parallel)
+        hops = [(stages[s], stages[s + 1], size) for s, size in enumerate(cost.sends)]
         yield from self.run.send(self.index, hops, "pp send", "serving.pipeline_parallel")
 
     def _advance(self, decodes, prefills) -> None:
