@@ -83,6 +83,8 @@ class ServingRun:
         self.preemptions = 0
         self.record = ServingRecord(requests=[])
         self.engines = self._engines()
+        # The engines holding blocks: an instance's own, or its schedulers' (virtual engines, attention groups).
+        self.schedulers = [e for instance in self.engines for e in instance.schedulers]
         self.fixed_s = (self.algorithm.time_s("all_reduce", _TINY_BYTES, self.engines[0].rings,
                                               self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
                         if tp > 1 else 0.0)
@@ -219,7 +221,7 @@ class ServingRun:
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
         for tier in ("hbm", "tier"):
-            held = sum(e.pool[tier] - e.unheld(tier) for instance in self.engines for e in instance.schedulers)
+            held = sum(e.pool[tier] - e.unheld(tier) for e in self.schedulers)
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
@@ -242,7 +244,7 @@ class ServingRun:
 
     def _check(self) -> None:
         """Conservation at the end: every block back in its pool, every flow delivered."""
-        for engine in (e for instance in self.engines for e in instance.schedulers):
+        for engine in self.schedulers:
             if engine.cache and engine.cache.referenced():
                 raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
                                      "cached prefix blocks still referenced")
@@ -270,7 +272,7 @@ class ServingRun:
         self._check()
         self.record.requests.sort(key=lambda r: r.id)
         self.record.preemptions = self.preemptions
-        caches = [e.cache for instance in self.engines for e in instance.schedulers if e.cache]
+        caches = [e.cache for e in self.schedulers if e.cache]
         if caches:
             self.record.prefix = {name: sum(getattr(c, name) for c in caches)
                                   for name in ("hit_tokens", "queried_tokens", "evictions")}
