@@ -50,6 +50,11 @@ def stage_devices(devices: tuple[str, ...], tp: int) -> list[tuple[str, ...]]:
     return [devices[s:s + tp] for s in range(0, len(devices), tp)]
 
 
+def batch_tokens(decodes, prefills) -> int:
+    """The tokens a batch computes: one a decode, a prefill's chunk."""
+    return len(decodes) + sum(step for _, step in prefills)
+
+
 def tier_of(topology, kv_tier: str) -> str | None:
     """The memory tier (its kind, :attr:`~mcdla.hw.topology.Topology.tiers`) ``kv_tier``
     puts blocks in (None: HBM only); ``spill``: the nearest tier. A tier the design does
@@ -321,8 +326,8 @@ class Engine(Sleeper):
 
     def finish(self, start: float, decodes, prefills) -> None:
         """The iteration that began at ``start`` is done: recorded, its tokens computed."""
-        tokens = len(decodes) + sum(step for _, step in prefills)
-        self.run.record.iterations.append((self.index, start, self.run.env.now, tokens, len(decodes), len(prefills)))
+        self.run.record.iterations.append((self.index, start, self.run.env.now, batch_tokens(decodes, prefills),
+                                           len(decodes), len(prefills)))
         self._advance(decodes, prefills)
 
     def _compute(self, batch: tuple):

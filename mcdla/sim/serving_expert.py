@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from mcdla.errors import InputError
 from mcdla.sim.expert import routed_experts
-from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine, Sleeper
+from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine, Sleeper, batch_tokens
 
 __all__ = ["AttentionGroup", "ExpertInstance"]
 
@@ -94,7 +94,7 @@ class ExpertInstance(ComposedInstance, Sleeper):
                 yield env.all_of(moving)
             batches = [g.batch(decodes, prefills) if decodes or prefills else None
                        for g, (_, decodes, prefills) in zip(self.groups, plans)]
-            tokens = [b[0] + sum(c for c, _ in b[2]) if b else 0 for b in batches]
+            tokens = [batch_tokens(decodes, prefills) for _, decodes, prefills in plans]
             costs = [(g, run.model.step(*b)) for g, b in zip(self.groups, batches) if b]
             yield env.timeout(max(cost.compute_s for _, cost in costs) + run.model.experts_s(sum(tokens)))
             reductions = [env.process(run.all_reduce(self.index, g.rings, cost)) for g, cost in costs
