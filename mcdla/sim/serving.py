@@ -101,12 +101,13 @@ class ServingRun:
         its longest request)."""
         spec, topology, model = self.spec, self.topology, self.model
         block = spec.block_tokens * self.kv_device_bytes
-        free = topology.device_memory_bytes * spec.memory_utilization - model.weight_bytes
+        budget = topology.device_memory_bytes * spec.memory_utilization  # what the engine may fill
+        free = budget - model.weight_bytes
         in_hbm = spec.kv_tier in ("hbm", "spill")  # blocks in HBM (spill: the first ones)
         if free <= 0 or (in_hbm and free < block):
             raise InfeasibleError(
                 f"device {topology.devices[0]}: the weights need {fit.size(model.weight_bytes)} of its "
-                f"{fit.size(topology.device_memory_bytes * spec.memory_utilization)} (memory_utilization "
+                f"{fit.size(budget)} (memory_utilization "
                 f"{spec.memory_utilization:g}), no room for the KV cache; raise serving."
                 f"{'expert_parallel' if spec.expert_parallel > 1 else 'tensor_parallel'}, "
                 "lower workload.precision_bytes or use a device with more memory")
