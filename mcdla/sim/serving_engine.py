@@ -249,8 +249,7 @@ class Engine(Sleeper):
                 continue
             if len(decodes) + len(prefills) >= spec.max_seqs or budget == 0:
                 break
-            prefilling = req.computed < req.target
-            step = min(req.target - req.computed, spec.chunk_tokens, budget) if prefilling else 1
+            prefilling, step = self._step(req, req.computed, budget)
             while not self._grow(req, req.computed + step):
                 self._preempt(self.running[-1], moves)
                 if not req.running:
@@ -263,8 +262,7 @@ class Engine(Sleeper):
             looks_up = self.cache is not None and req.computed == 0  # nothing cached yet: its prompt looked up
             hits = self.cache.lookup(req.prefix_id, req.prefix_tokens, req.target) if looks_up else ()
             done = req.computed + len(hits) * spec.block_tokens  # a prefix hit's tokens are not prefilled
-            prefilling = done < req.target  # not a request whose cache is back or handed on
-            step = min(req.target - done, spec.chunk_tokens, budget) if prefilling else 1
+            prefilling, step = self._step(req, done, budget)  # a decode: a request whose cache is back or handed on
             if not self._grow(req, done + step, hits):
                 break
             if looks_up:
@@ -278,6 +276,13 @@ class Engine(Sleeper):
             (prefills.append((req, step)) if prefilling else decodes.append(req))
             budget -= step
         return decodes, prefills
+
+    def _step(self, req: _Req, done: int, budget: int) -> tuple[bool, int]:
+        """Whether ``req``, ``done`` tokens cached, prefills, and the tokens it computes this
+        iteration: its next chunk within ``budget``, or a decode's one."""
+        if done < req.target:
+            return True, min(req.target - done, self.spec.chunk_tokens, budget)
+        return False, 1
 
     def _admit(self) -> None:
         req = self.waiting.popleft()
@@ -305,14 +310,11 @@ class Engine(Sleeper):
         """The iteration's moves (tier tokens by direction), decodes and prefills."""
         moves = {"prefetch": 0, "offload": 0}
         decodes, prefills = self._schedule(moves)
-        # The KV the batch reads from the tier, and the new KV it writes there.
-        for req in decodes:
-            moves["prefetch"] += self._tier_tokens(req, req.computed)
-            moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
-        for req, step in prefills:
-            moves["prefetch"] += self._tier_tokens(req, req.computed)
-            moves["offload"] += (self._tier_tokens(req, req.computed + step)
-                                 - self._tier_tokens(req, req.computed))
+        # The KV the batch reads from the tier, and the new KV it writes there (a decode: one token).
+        for req, step in [*((req, 1) for req in decodes), *prefills]:
+            cached = self._tier_tokens(req, req.computed)
+            moves["prefetch"] += cached
+            moves["offload"] += self._tier_tokens(req, req.computed + step) - cached
         return moves, decodes, prefills
 
     def batch(self, decodes, prefills) -> tuple:
