@@ -472,3 +472,24 @@ def test_capture_sizes_are_vllms():
 def test_cuda_graphs_need_the_devices_graph_costs():
     with pytest.raises(InputError, match="graph"):
         serve("dgx_h100", "llama3_8b", SMALL + [("serving.cuda_graphs", True), ("device.graph_launch_overhead", None)])
+
+
+def test_the_end_check_counts_evictable_cached_blocks_unheld_and_catches_a_leak():
+    # Two requests sharing a 512-token prefix on one H100: the run ends with the prefix's 32
+    # blocks cached but referenced by none (evictable), not in the free count; the end
+    # check counts them unheld. A block missing from the free ones is caught.
+    from mcdla.config.serving import Request, serving_spec
+    from mcdla.errors import InvariantError
+    from mcdla.sim.serving import ServingRun
+
+    model, _ = _model("llama3_8b", 1)
+    topo = load_topology("dgx_h100", ONE_GPU)
+    spec = serving_spec({"prefix_caching": True})
+    run = ServingRun(topo, model, spec, [Request(t, 520, 4, "doc", 512) for t in (0.0, 1.0)])
+    run.run()
+    engine = run.engines[0]
+    assert len(engine.cache.evictable) == 32 and engine.cache.referenced() == 0
+    assert engine.free["hbm"] == engine.pool["hbm"] - 32 and engine.unheld("hbm") == engine.pool["hbm"]
+    engine.free["hbm"] -= 1
+    with pytest.raises(InvariantError, match="ends holding cache blocks"):
+        run._check()

@@ -201,6 +201,11 @@ class Attention:
     v_head_dim: int | None = None
     dropout: bool = False
 
+    @property
+    def value_dim(self) -> int:
+        """V's and O's head size: ``v_head_dim``, or head_dim when it is not set."""
+        return self.v_head_dim or self.head_dim
+
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -343,7 +348,7 @@ class Layer:
         """The attention core's kernels (see :class:`Attention`); shards split the heads."""
         a = self.attention
         heads = ceil_div(a.heads, shards)
-        s, d, dv = a.seq, a.head_dim, a.v_head_dim or a.head_dim
+        s, d, dv = a.seq, a.head_dim, a.value_dim
         count = heads * batch
         # Fused kernels skip the masked half; materialized ones compute the full square.
         part = 0.5 if (a.flash and a.causal) else 1.0

@@ -95,7 +95,7 @@ def kv_geometry(workload: Workload, latent: int = 0) -> KvGeometry:
         raise ValueError(f"workload {workload.name!r} has no attention layer to serve")
     a = cores[0]
     return KvGeometry(layers=len(cores), heads=a.heads, kv_heads=a.kv_heads, head_dim=a.head_dim,
-                      v_head_dim=a.v_head_dim or a.head_dim, element_bytes=activation_bytes(workload),
+                      v_head_dim=a.value_dim, element_bytes=activation_bytes(workload),
                       latent=latent)
 
 
@@ -309,7 +309,7 @@ class ServingModel:
         a, e = self.attention, self.act
         heads = ceil_div(a.heads, self.tp)
         kv = context_tokens * self.kv.bytes_per_token(self.tp) / self.kv.layers
-        dv = a.v_head_dim or a.head_dim
+        dv = a.value_dim
         io = seqs * heads * (a.head_dim + dv) * e  # the queries in, the outputs out
         macs = context_tokens * heads * (a.head_dim + dv)
         return kernel_time(device, Kernel("attention:decode", macs, int(kv + io), None, element_bytes=e)).time_s, kv
@@ -319,7 +319,7 @@ class ServingModel:
         after ``prefix`` cached tokens (a fused kernel)."""
         a, e = self.attention, self.act
         heads, kv_heads = ceil_div(a.heads, self.tp), ceil_div(a.kv_heads, self.tp)
-        d, dv = a.head_dim, a.v_head_dim or a.head_dim
+        d, dv = a.head_dim, a.value_dim
         keys = prefix + chunk
         # Causal: query i of the chunk sees prefix + i + 1 keys.
         macs = heads * (d + dv) * (chunk * prefix + chunk * (chunk + 1) // 2)

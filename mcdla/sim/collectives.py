@@ -416,8 +416,8 @@ def run_collective(
     wall = time.perf_counter()
     try:
         chosen = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share)
-        if nccl is not None:
-            chosen.nccl = nccl  # read by NCCL's algorithms only
+        if nccl is not None and chosen.nccl is not None:  # an NCCL algorithm: it runs that version's
+            chosen.nccl = nccl
         proc = chosen.start(
             env, net, rings, op, size_bytes, chunk_bytes=chunk_bytes, root=root, reduce_Bps=reduce_Bps)
     except InputError as exc:  # an algorithm that refuses these rings: here chosen by --algorithm
@@ -487,6 +487,9 @@ class CollectiveAlgorithm:
 
     name = ""  # as registered
     ops = OPS  # the operations it carries; it refuses the others (:meth:`carries`)
+    # NCCL's constants (mcdla.hw.nccl.nccl_tuning): NCCL's algorithms (mcdla.sim.nccl_collectives)
+    # carry and read them; None for the others, which run without.
+    nccl = None
 
     # Whether its flows treat every rank of a ring alike, so rank symmetry may simulate
     # one device per class (held against exact runs by tests/test_symmetry.py); a tree,

@@ -147,15 +147,14 @@ class ConvInputs(OffloadPolicy):
     searched = False
 
     def decide(self, layers, *, virtualize, recompute_cheap, checkpoint="none", **_):
-        recomputed = self.recomputed(layers, virtualize=virtualize, recompute_cheap=recompute_cheap,
-                                     checkpoint=checkpoint)
-        needs = backward_needs(layers)
-        conv = {t for i, layer in enumerate(layers) if i > 0 and layer.kind == "conv"
-                for t in closure(needs[i], layers, recomputed)}
+        # Offload-all's decision: what it moves, and the recompute (the same for both policies).
         all_maps = OffloadAll().decide(layers, virtualize=virtualize, recompute_cheap=recompute_cheap,
                                        checkpoint=checkpoint)
+        needs = backward_needs(layers)
+        conv = {t for i, layer in enumerate(layers) if i > 0 and layer.kind == "conv"
+                for t in closure(needs[i], layers, all_maps.recomputed)}
         offloaded = tuple(moved and t in conv for t, moved in enumerate(all_maps.offloaded))
-        return OffloadDecision(offloaded, recomputed)
+        return OffloadDecision(offloaded, all_maps.recomputed)
 
 
 @OFFLOADS.register("capacity_aware")

@@ -75,14 +75,16 @@ class ServingRun:
         if spec.preemption == "swap" and self.move_tier is None:
             raise InputError(f"{topology.name} has no backing store to swap KV blocks to; use preemption=recompute",
                              key="serving.preemption")
-        self.hbm_blocks, self.tier_blocks = self._blocks(requests)
+        self.requests = requests
+        self.hbm_blocks, self.tier_blocks = self._blocks()
         self.algorithm = COLLECTIVES.get(topology.collective, key="collective",
                                          file=topology.source or topology.name)(topology.device.launch_overhead)
         self.reduce_Bps = reduction_rate_Bps(topology.device)
-        self.requests = requests
         self.preemptions = 0
         self.record = ServingRecord(requests=[])
         self.engines = self._engines()
+        # The engines holding blocks: an instance's own, or its schedulers' (virtual engines, attention groups).
+        self.schedulers = [e for instance in self.engines for e in instance.schedulers]
         self.fixed_s = (self.algorithm.time_s("all_reduce", _TINY_BYTES, self.engines[0].rings,
                                               self.net.capacities_Bps, reduce_Bps=self.reduce_Bps)
                         if tp > 1 else 0.0)
@@ -94,29 +96,36 @@ class ServingRun:
         self._handed = 0  # requests handed on so far: the next decode instance is the next in turn
         self.all_done = self.env.event()
 
-    def _blocks(self, requests) -> tuple[int, int]:
+    def _blocks(self) -> tuple[int, int]:
         """An instance's cache blocks in HBM and in the tier (refusing a run that cannot hold
         its longest request)."""
         spec, topology, model = self.spec, self.topology, self.model
         block = spec.block_tokens * self.kv_device_bytes
-        free = topology.device_memory_bytes * spec.memory_utilization - model.weight_bytes
-        if free <= 0 or (spec.kv_tier in ("hbm", "spill") and free < block):
+        budget = topology.device_memory_bytes * spec.memory_utilization  # what the engine may fill
+        free = budget - model.weight_bytes
+        in_hbm = spec.kv_tier in ("hbm", "spill")  # blocks in HBM (spill: the first ones)
+        if free <= 0 or (in_hbm and free < block):
             raise InfeasibleError(
                 f"device {topology.devices[0]}: the weights need {fit.size(model.weight_bytes)} of its "
-                f"{fit.size(topology.device_memory_bytes * spec.memory_utilization)} (memory_utilization "
+                f"{fit.size(budget)} (memory_utilization "
                 f"{spec.memory_utilization:g}), no room for the KV cache; raise serving."
                 f"{'expert_parallel' if spec.expert_parallel > 1 else 'tensor_parallel'}, "
                 "lower workload.precision_bytes or use a device with more memory")
-        hbm = int(free // block) if spec.kv_tier in ("hbm", "spill") else 0
+        hbm = int(free // block) if in_hbm else 0
         tier = int(tier_capacity(topology, self.tier) // block) if self.tier else 0
-        capacity = (hbm + tier) * spec.block_tokens
-        longest = max(r.prompt_tokens + r.output_tokens for r in requests)
+        self.hold_longest(hbm + tier, "an instance has", "raise serving.tensor_parallel, use kv_tier=spill or "
+                          "shorter requests")
+        return hbm, tier
+
+    def hold_longest(self, blocks: int, holder: str, way_out: str) -> None:
+        """Refuses a run whose longest request needs more than ``blocks`` cache blocks
+        (``holder``: who has them, in the message; ``way_out``: what to change)."""
+        capacity = blocks * self.spec.block_tokens
+        longest = max(r.prompt_tokens + r.output_tokens for r in self.requests)
         if longest > capacity:
             raise InfeasibleError(
                 f"a request of {longest:,} tokens needs {fit.size(longest * self.kv_device_bytes)} of KV cache per "
-                f"device, over the {fit.size(capacity * self.kv_device_bytes)} an instance has; raise "
-                "serving.tensor_parallel, use kv_tier=spill or shorter requests")
-        return hbm, tier
+                f"device, over the {fit.size(capacity * self.kv_device_bytes)} {holder}; {way_out}")
 
     def _engines(self) -> list[Engine]:
         """One engine per instance of consecutive devices: every device's (mixed), or the
@@ -168,21 +177,35 @@ class ServingRun:
 
     def all_reduce(self, index: int, rings, cost):
         """A step's all-reduces on ``rings`` (the module docstring's (c))."""
-        env = self.env
-        start = env.now
-        yield self.algorithm.start(env, self.net, rings, "all_reduce", cost.allreduce_bytes,
-                                   reduce_Bps=self.reduce_Bps, tag=f"tp{index}")
-        yield env.timeout((cost.allreduces - 1) * self.fixed_s)
-        self.record.transfers.append((index, "all_reduce", start, env.now, cost.allreduce_bytes))
+        yield from self.collective(index, "all_reduce", rings, cost.allreduce_bytes, cost.allreduces, self.fixed_s,
+                                   tag=f"tp{index}", reduce_Bps=self.reduce_Bps)
 
-    def send(self, sources, targets, size: float, tag: str, key: str) -> list:
-        """The flows of ``size`` bytes from each device of ``sources`` to the same rank of
-        ``targets``, point to point over the design's links."""
-        flows = []
-        for src, dst in zip(sources, targets):
-            flows += [self.net.transfer(share * size, path, latency, tag=tag)
-                      for share, path, latency in self.ways(src, dst, key)]
-        return flows
+    def collective(self, index: int, kind: str, rings, size: float, count: int, fixed_s: float, **options):
+        """``count`` alike collectives of instance ``index`` on ``rings``: one carrying the
+        ``size`` bytes of all of them on the flow network, then ``fixed_s`` (the fixed
+        cost, launch and latency) for each other one; recorded as one transfer.
+        ``options``: the algorithm's (its flows' tag, the reduction rate)."""
+        start = self.env.now
+        yield self.algorithm.start(self.env, self.net, rings, kind, size, **options)
+        yield self.env.timeout((count - 1) * fixed_s)
+        self.note_transfer(index, kind, start, size)
+
+    def send(self, index: int, hops, kind: str, key: str):
+        """Point-to-point sends of instance ``index`` over the design's links, each hop
+        ``(sources, targets, size)`` after the one before: ``size`` bytes from each device
+        of ``sources`` to the same rank of ``targets``; recorded as one transfer."""
+        start = self.env.now
+        for sources, targets, size in hops:
+            flows = []
+            for src, dst in zip(sources, targets):
+                flows += [self.net.transfer(share * size, path, latency, tag=kind)
+                          for share, path, latency in self.ways(src, dst, key)]
+            yield self.env.all_of(flows)
+        self.note_transfer(index, kind, start, sum(size for _, _, size in hops))
+
+    def note_transfer(self, index: int, kind: str, start: float, size: float) -> None:
+        """Records a transfer of instance ``index`` from ``start`` until now, ``size`` bytes a device."""
+        self.record.transfers.append((index, kind, start, self.env.now, size))
 
     def ways(self, src: str, dst: str, key: str) -> tuple:
         """The flows of a send from ``src`` to ``dst`` (:func:`p2p_paths`), found once."""
@@ -199,9 +222,7 @@ class ServingRun:
     def note_blocks(self) -> None:
         """Keeps the peak of the blocks held in each tier, every instance summed."""
         for tier in ("hbm", "tier"):
-            # Evictable cached prefix blocks are free blocks that remember their tokens: not held.
-            held = sum(e.pool[tier] - e.free[tier] - (len(e.cache.evictable) if e.cache and tier == "hbm" else 0)
-                       for instance in self.engines for e in instance.schedulers)
+            held = sum(e.pool[tier] - e.unheld(tier) for e in self.schedulers)
             peak = self.record.peak_blocks
             peak[tier] = max(peak.get(tier, 0), held)
 
@@ -216,25 +237,19 @@ class ServingRun:
         flows over the design's links, as a pipeline's sends), then freed at the source."""
         target = self.decoders[self._handed % len(self.decoders)]
         self._handed += 1
-        size = req.computed * self.kv_device_bytes
-        flows = self.send(source.devices, target.devices, size, "kv hand-on", "serving.decode_devices")
-        start = self.env.now
-        yield self.env.all_of(flows)
-        self.record.transfers.append((source.index, "kv hand-on", start, self.env.now, size))
+        yield from self.send(source.index, [(source.devices, target.devices, req.computed * self.kv_device_bytes)],
+                             "kv hand-on", "serving.decode_devices")
         source.release(req)
         source.wake()  # its blocks are free for the next prefill
         target.arrive(req)
 
     def _check(self) -> None:
         """Conservation at the end: every block back in its pool, every flow delivered."""
-        for engine in (e for instance in self.engines for e in instance.schedulers):
-            free = dict(engine.free)
-            if engine.cache:  # cached blocks no request references are free
-                if engine.cache.referenced():
-                    raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
-                                         "cached prefix blocks still referenced")
-                free["hbm"] += len(engine.cache.evictable)
-            if free != engine.pool or engine.running:
+        for engine in self.schedulers:
+            if engine.cache and engine.cache.referenced():
+                raise InvariantError(f"serving instance {engine.index} ends with {engine.cache.referenced()} "
+                                     "cached prefix blocks still referenced")
+            if any(engine.unheld(tier) != blocks for tier, blocks in engine.pool.items()) or engine.running:
                 raise InvariantError(f"serving instance {engine.index} ends holding cache blocks: {engine.free}")
         stats = self.net.stats()
         if abs(stats.bytes_sent - stats.bytes_delivered) > 1e-6 * max(1.0, stats.bytes_sent):
@@ -258,7 +273,7 @@ class ServingRun:
         self._check()
         self.record.requests.sort(key=lambda r: r.id)
         self.record.preemptions = self.preemptions
-        caches = [e.cache for instance in self.engines for e in instance.schedulers if e.cache]
+        caches = [e.cache for e in self.schedulers if e.cache]
         if caches:
             self.record.prefix = {name: sum(getattr(c, name) for c in caches)
                                   for name in ("hit_tokens", "queried_tokens", "evictions")}

@@ -15,7 +15,8 @@ from mcdla.hw.parallelism import pipeline_stages
 from mcdla.sim.offload import block_of
 from mcdla.sim.prefix_cache import PrefixCache
 
-__all__ = ["Engine", "ComposedInstance", "ServingRecord", "kv_routes", "tier_of", "tier_capacity", "serving_stages"]
+__all__ = ["Engine", "Sleeper", "ComposedInstance", "ServingRecord", "kv_routes", "tier_of", "tier_capacity",
+           "serving_stages"]
 
 # How KV blocks spread over the stores a device reaches (mcdla.config.placement).
 KV_PLACEMENT = "bw_aware"
@@ -41,6 +42,17 @@ def serving_stages(workload, p: int) -> tuple[range, ...]:
     attended = {names[i] for i, layer in enumerate(layers) if layer.attention is not None}
     starts = set(cuts)
     return pipeline_stages([float(i in starts and names[i] in attended) for i in range(len(layers))], p, cuts)
+
+
+def stage_devices(devices: tuple[str, ...], tp: int) -> list[tuple[str, ...]]:
+    """An instance's devices by pipeline stage: ``tp`` consecutive devices (its tensor
+    group) each, the stages in order."""
+    return [devices[s:s + tp] for s in range(0, len(devices), tp)]
+
+
+def batch_tokens(decodes, prefills) -> int:
+    """The tokens a batch computes: one a decode, a prefill's chunk."""
+    return len(decodes) + sum(step for _, step in prefills)
 
 
 def tier_of(topology, kv_tier: str) -> str | None:
@@ -119,7 +131,32 @@ class ServingRecord:
     stats: object = None  # the flow network's NetworkStats
 
 
-class Engine:
+class Sleeper:
+    """An iteration loop that, with nothing to do, sleeps until :meth:`wake` (a request
+    arrives, blocks are freed): an engine's, or an expert-parallel instance's."""
+
+    idle: object  # the event the loop sleeps on (set by the subclass: run.env.event())
+    run: object
+
+    def wake(self) -> None:
+        if not self.idle.triggered:
+            self.idle.succeed()
+
+    def sleep(self):
+        """The event to wait on: a fresh one when a wake-up already came (the plan that
+        found nothing to do has seen what it woke for); the run ends when every request
+        is done, whoever sleeps."""
+        if self.idle.triggered:
+            self.idle = self.run.env.event()
+        return self.idle
+
+    @staticmethod
+    def has_work(moves: dict, decodes, prefills) -> bool:
+        """Whether a scheduler's plan (:meth:`Engine.plan`) moves or computes anything."""
+        return bool(decodes or prefills or any(moves.values()))
+
+
+class Engine(Sleeper):
     """One serving instance: its scheduler, cache blocks and iteration loop. Its
     ``role``: ``mixed`` (prefill and decode), or in disaggregated serving ``prefill``
     (hands each request on after its first token) or ``decode``."""
@@ -143,10 +180,6 @@ class Engine:
     def arrive(self, req: _Req) -> None:
         self.waiting.append(req)
         self.wake()
-
-    def wake(self) -> None:
-        if not self.idle.triggered:
-            self.idle.succeed()
 
     # -- cache blocks ----------------------------------------------------------------
     def _grow(self, req: _Req, tokens: int, hits: tuple = ()) -> bool:
@@ -174,6 +207,11 @@ class Engine:
         req.tier_blocks += need - hbm
         self.run.note_blocks()
         return True
+
+    def unheld(self, tier: str) -> int:
+        """Blocks of ``tier`` no request holds: the free ones and, with prefix caching, the
+        evictable cached ones (free blocks that remember their tokens)."""
+        return self.free[tier] + (len(self.cache.evictable) if self.cache and tier == "hbm" else 0)
 
     def release(self, req: _Req) -> None:
         self.free["hbm"] += req.hbm_blocks
@@ -211,8 +249,7 @@ class Engine:
                 continue
             if len(decodes) + len(prefills) >= spec.max_seqs or budget == 0:
                 break
-            prefilling = req.computed < req.target
-            step = min(req.target - req.computed, spec.chunk_tokens, budget) if prefilling else 1
+            prefilling, step = self._step(req, req.computed, budget)
             while not self._grow(req, req.computed + step):
                 self._preempt(self.running[-1], moves)
                 if not req.running:
@@ -222,14 +259,13 @@ class Engine:
                 budget -= step
         while self.waiting and len(decodes) + len(prefills) < spec.max_seqs and budget > 0:
             req = self.waiting[0]
-            hits = (self.cache.lookup(req.prefix_id, req.prefix_tokens, req.target)
-                    if self.cache and req.computed == 0 else ())
+            looks_up = self.cache is not None and req.computed == 0  # nothing cached yet: its prompt looked up
+            hits = self.cache.lookup(req.prefix_id, req.prefix_tokens, req.target) if looks_up else ()
             done = req.computed + len(hits) * spec.block_tokens  # a prefix hit's tokens are not prefilled
-            prefilling = done < req.target  # not a request whose cache is back or handed on
-            step = min(req.target - done, spec.chunk_tokens, budget) if prefilling else 1
+            prefilling, step = self._step(req, done, budget)  # a decode: a request whose cache is back or handed on
             if not self._grow(req, done + step, hits):
                 break
-            if self.cache and req.computed == 0:
+            if looks_up:
                 self.cache.queried_tokens += req.target
                 self.cache.hit_tokens += done
                 req.computed = done
@@ -240,6 +276,13 @@ class Engine:
             (prefills.append((req, step)) if prefilling else decodes.append(req))
             budget -= step
         return decodes, prefills
+
+    def _step(self, req: _Req, done: int, budget: int) -> tuple[bool, int]:
+        """Whether ``req``, ``done`` tokens cached, prefills, and the tokens it computes this
+        iteration: its next chunk within ``budget``, or a decode's one."""
+        if done < req.target:
+            return True, min(req.target - done, self.spec.chunk_tokens, budget)
+        return False, 1
 
     def _admit(self) -> None:
         req = self.waiting.popleft()
@@ -255,10 +298,8 @@ class Engine:
         env = self.run.env
         while True:
             moves, decodes, prefills = self.plan()
-            if not decodes and not prefills and not any(moves.values()):  # until a request comes (the run
-                if self.idle.triggered:                                     # ends when every one is done)
-                    self.idle = env.event()
-                yield self.idle
+            if not self.has_work(moves, decodes, prefills):
+                yield self.sleep()
                 continue
             start = env.now
             yield from self._move(moves)
@@ -269,14 +310,11 @@ class Engine:
         """The iteration's moves (tier tokens by direction), decodes and prefills."""
         moves = {"prefetch": 0, "offload": 0}
         decodes, prefills = self._schedule(moves)
-        # The KV the batch reads from the tier, and the new KV it writes there.
-        for req in decodes:
-            moves["prefetch"] += self._tier_tokens(req, req.computed)
-            moves["offload"] += self._tier_tokens(req, req.computed + 1) - self._tier_tokens(req, req.computed)
-        for req, step in prefills:
-            moves["prefetch"] += self._tier_tokens(req, req.computed)
-            moves["offload"] += (self._tier_tokens(req, req.computed + step)
-                                 - self._tier_tokens(req, req.computed))
+        # The KV the batch reads from the tier, and the new KV it writes there (a decode: one token).
+        for req, step in [*((req, 1) for req in decodes), *prefills]:
+            cached = self._tier_tokens(req, req.computed)
+            moves["prefetch"] += cached
+            moves["offload"] += self._tier_tokens(req, req.computed + step) - cached
         return moves, decodes, prefills
 
     def batch(self, decodes, prefills) -> tuple:
@@ -290,8 +328,8 @@ class Engine:
 
     def finish(self, start: float, decodes, prefills) -> None:
         """The iteration that began at ``start`` is done: recorded, its tokens computed."""
-        tokens = len(decodes) + sum(step for _, step in prefills)
-        self.run.record.iterations.append((self.index, start, self.run.env.now, tokens, len(decodes), len(prefills)))
+        self.run.record.iterations.append((self.index, start, self.run.env.now, batch_tokens(decodes, prefills),
+                                           len(decodes), len(prefills)))
         self._advance(decodes, prefills)
 
     def _compute(self, batch: tuple):
@@ -300,7 +338,7 @@ class Engine:
         cost = self.run.model.step(*batch)
         yield self.run.env.timeout(cost.compute_s)
         if cost.allreduces:
-            yield from self._all_reduce(cost)
+            yield from self.run.all_reduce(self.index, self.rings, cost)
         if cost.sends:
             yield from self._send(cost)
 
@@ -318,22 +356,15 @@ class Engine:
         if flows:
             start = env.now
             yield env.all_of(flows)
-            run.record.transfers.append((self.index, "kv", start, env.now,
-                                         sum(moves.values()) * run.kv_device_bytes))
-
-    def _all_reduce(self, cost):
-        yield from self.run.all_reduce(self.index, self.rings, cost)
+            run.note_transfer(self.index, "kv", start, sum(moves.values()) * run.kv_device_bytes)
 
     def _send(self, cost):
         """Pipeline parallelism: the batch's activations from each stage to the next, one
         boundary after another, rank r of a stage to rank r of the next (each rank holds
         them whole after its all-reduce) as point-to-point flows."""
-        run, env, tp = self.run, self.run.env, self.run.spec.tensor_parallel
-        start = env.now
-        for s, size in enumerate(cost.sends):
-            yield env.all_of(run.send(self.devices[s * tp:(s + 1) * tp], self.devices[(s + 1) * tp:(s + 2) * tp],
-                                      size, "pp send", "serving.pipeline_parallel"))
-        run.record.transfers.append((self.index, "pp send", start, env.now, sum(cost.sends)))
+        stages = stage_devices(self.devices, self.spec.tensor_parallel)
+        hops = [(stages[s], stages[s + 1], size) for s, size in enumerate(cost.sends)]
+        yield from self.run.send(self.index, hops, "pp send", "serving.pipeline_parallel")
 
     def _advance(self, decodes, prefills) -> None:
         """The batch's tokens are computed: caches grow, tokens are sampled."""

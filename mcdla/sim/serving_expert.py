@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from mcdla.errors import InputError
 from mcdla.sim.expert import routed_experts
-from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine
+from mcdla.sim.serving_engine import _TINY_BYTES, ComposedInstance, Engine, Sleeper, batch_tokens
 
 __all__ = ["AttentionGroup", "ExpertInstance"]
 
@@ -47,7 +47,7 @@ class AttentionGroup(Engine):
         self.instance.wake()
 
 
-class ExpertInstance(ComposedInstance):
+class ExpertInstance(ComposedInstance, Sleeper):
     """A serving instance of e devices (the module docstring). To the serving run it
     looks like an engine: requests ``arrive``, its blocks are its groups'."""
 
@@ -56,10 +56,11 @@ class ExpertInstance(ComposedInstance):
         spec, key = run.spec, "serving.expert_parallel"
         e, t = spec.expert_parallel, spec.tensor_parallel
         experts = routed_experts(run.model.workload)
-        if experts % e or not experts:
+        if not experts:
             raise InputError(f"{run.model.workload.name} has no routed experts to split over {e} devices; use "
-                             "expert_parallel=1" if not experts else
-                             f"expert_parallel={e} does not divide the {experts} routed experts of "
+                             "expert_parallel=1", key=key)
+        if experts % e:
+            raise InputError(f"expert_parallel={e} does not divide the {experts} routed experts of "
                              f"{run.model.workload.name}", key=key)
         self.groups = [AttentionGroup(self, devices[g * t:(g + 1) * t],
                                       rings if g == 0 else run.group_rings(devices[g * t:(g + 1) * t],
@@ -79,24 +80,21 @@ class ExpertInstance(ComposedInstance):
         self.groups[self._arrived % len(self.groups)].arrive(req)
         self._arrived += 1
 
-    def wake(self) -> None:
-        if not self.idle.triggered:
-            self.idle.succeed()
-
     def process(self):
         run, env = self.run, self.run.env
         while True:
             plans = [group.plan() for group in self.groups]
-            if not any(decodes or prefills or any(moves.values()) for moves, decodes, prefills in plans):
-                if self.idle.triggered:
-                    self.idle = env.event()
-                yield self.idle
+            if not any(self.has_work(*plan) for plan in plans):
+                yield self.sleep()
                 continue
             start = env.now
-            yield env.all_of([env.process(g._move(moves)) for g, (moves, _, _) in zip(self.groups, plans)])
+            moving = [env.process(g._move(moves)) for g, (moves, _, _) in zip(self.groups, plans)
+                      if any(moves.values())]  # a group with nothing to move starts no process
+            if moving:
+                yield env.all_of(moving)
             batches = [g.batch(decodes, prefills) if decodes or prefills else None
                        for g, (_, decodes, prefills) in zip(self.groups, plans)]
-            tokens = [b[0] + sum(c for c, _ in b[2]) if b else 0 for b in batches]
+            tokens = [batch_tokens(decodes, prefills) for _, decodes, prefills in plans]
             costs = [(g, run.model.step(*b)) for g, b in zip(self.groups, batches) if b]
             yield env.timeout(max(cost.compute_s for _, cost in costs) + run.model.experts_s(sum(tokens)))
             reductions = [env.process(run.all_reduce(self.index, g.rings, cost)) for g, cost in costs
@@ -110,12 +108,9 @@ class ExpertInstance(ComposedInstance):
 
     def _exchange(self, tokens: float):
         """The iteration's all-to-alls over the instance: ``tokens`` a device's slots' share."""
-        run, env = self.run, self.run.env
+        run = self.run
         count, elems = run.model.exchange_elems
         size = tokens * elems * run.model.act  # the tokens travel as activations (BF16 with FP8 weights)
-        if size <= 0:
-            return
-        start = env.now
-        yield run.algorithm.start(env, run.net, self.ep_rings, "all_to_all", size, tag=f"ep{self.index}")
-        yield env.timeout((count - 1) * self.exchange_fixed_s)
-        run.record.transfers.append((self.index, "all_to_all", start, env.now, size))
+        if size > 0:
+            yield from run.collective(self.index, "all_to_all", self.ep_rings, size, count, self.exchange_fixed_s,
+                                      tag=f"ep{self.index}")

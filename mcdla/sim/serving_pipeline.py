@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import simpy
 
-from mcdla.errors import InfeasibleError
-from mcdla.sim import fit
-from mcdla.sim.serving_engine import ComposedInstance, Engine
+from mcdla.sim.serving_engine import ComposedInstance, Engine, stage_devices
 
 __all__ = ["PipelinedInstance", "VirtualEngine"]
 
@@ -58,22 +56,16 @@ class PipelinedInstance(ComposedInstance):
     def __init__(self, run, index: int, devices: tuple[str, ...], rings, role: str):
         self.run, self.index, self.devices, self.rings, self.role = run, index, devices, rings, role
         spec = run.spec
-        batches, tp = spec.pipeline_batches_in_flight, spec.tensor_parallel
+        batches = spec.pipeline_batches_in_flight
         # Each virtual engine has an equal share of the blocks (vLLM divides them, the rest unused).
         pool = {"hbm": run.hbm_blocks // batches, "tier": run.tier_blocks // batches}
-        capacity = (pool["hbm"] + pool["tier"]) * spec.block_tokens
-        longest = max(r.prompt_tokens + r.output_tokens for r in run.requests)
-        if longest > capacity:
-            raise InfeasibleError(
-                f"a request of {longest:,} tokens needs {fit.size(longest * run.kv_device_bytes)} of KV cache per "
-                f"device, over the {fit.size(capacity * run.kv_device_bytes)} one of the {batches} batches in "
-                "flight has (each holds an equal share of the cache); lower serving.pipeline_batches or use "
-                "shorter requests")
+        run.hold_longest(pool["hbm"] + pool["tier"], f"one of the {batches} batches in flight has (each holds an "
+                         "equal share of the cache)", "lower serving.pipeline_batches or use shorter requests")
         self.engines = [VirtualEngine(self, dict(pool)) for _ in range(batches)]
         self.queues = [simpy.Store(run.env) for _ in range(spec.pipeline_parallel)]
-        self.groups = [devices[s * tp:(s + 1) * tp] for s in range(spec.pipeline_parallel)]
+        self.stage_devices = stage_devices(devices, spec.tensor_parallel)  # each stage's tensor group
         self.stage_rings = [rings] + [run.group_rings(g, f"serve{index}s{s}", index)
-                                      for s, g in enumerate(self.groups) if s > 0]
+                                      for s, g in enumerate(self.stage_devices) if s > 0]
 
     @property
     def schedulers(self) -> list:
@@ -87,14 +79,14 @@ class PipelinedInstance(ComposedInstance):
         env = self.run.env
         for engine in self.engines:
             env.process(engine.process())
-        for s in range(len(self.groups)):
+        for s in range(len(self.stage_devices)):
             env.process(self._stage(s))
         yield self.run.all_done
 
     def _stage(self, s: int):
         """Stage ``s``: each batch's layers, all-reduces and send to the next stage."""
         run, env = self.run, self.run.env
-        last = s == len(self.groups) - 1
+        last = s == len(self.stage_devices) - 1
         while True:
             batch, done = yield self.queues[s].get()
             cost = run.model.step(*batch, stage=s)
@@ -102,10 +94,9 @@ class PipelinedInstance(ComposedInstance):
             if cost.allreduces:
                 yield from run.all_reduce(self.index, self.stage_rings[s], cost)
             if cost.sends:
-                start = env.now
-                yield env.all_of(run.send(self.groups[s], self.groups[s + 1], cost.sends[0], "pp send",
-                                          "serving.pipeline_parallel"))
-                run.record.transfers.append((self.index, "pp send", start, env.now, cost.sends[0]))
+                stages = self.stage_devices
+                yield from run.send(self.index, [(stages[s], stages[s + 1], cost.sends[0])], "pp send",
+                                    "serving.pipeline_parallel")
             if last:
                 done.succeed()
             else:
