@@ -153,26 +153,85 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     """Each rank's channels to and from its own fabric switch where a ring does not take
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
-    a rank's that one of them crosses to another domain, share none."""
+    a rank's that one of them crosses to another domain, share none. Rings bound by
+    period choose for one period's ranks and repeat (:func:`_home_period`)."""
     if all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
             not any(fab.tiers(rank)[0] for ring in rings for rank in ring.ranks):
         return tuple(rings)  # no rank has a link home to choose (a ring of devices and memory-nodes)
-    usage = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels))
+    t, ranks_per = _home_period(rings)
+    if t is not None:  # one link-usage count per orbit of channels (the rings' are whole orbits)
+        counts = Counter(t.orbit(c)[0] for ring in rings for c in ring.channels[:ring.period[1]])
+        usage, key = _LinkUsage(fab.succ, _OrbitCounts(t, counts)), lambda c: t.orbit(c)[0]
+    else:
+        usage, key = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels)), None
     result = []
     for ring in rings:
         if all(ring.home_out) and all(ring.home_in):
             result.append(ring)  # every rank's links home are the ring's own: nothing to choose
             continue
         outs, ins = list(ring.home_out), list(ring.home_in)
-        for i, rank in enumerate(ring.ranks):
+        for i, rank in enumerate(ring.ranks[:ranks_per or None]):
             home = fab.tiers(rank)[0]
             if not home:
                 continue
             for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
                 if not chosen[i]:
-                    chosen[i] = channel_id(src, dst, usage.take(src, dst))
+                    pair = key(channel_id(src, dst, 0)) if key else None
+                    chosen[i] = channel_id(src, dst, usage.take_each([(src, dst)], pair and [pair])[0])
+        if ranks_per:  # rank i's choice is rank i mod ranks_per's: the same link index
+            _repeat_home(fab, ring.ranks, ranks_per, outs, ins)
         result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
     return tuple(result)
+
+
+class _OrbitCounts:
+    """Channel id -> the times the rings take it, from the counts of one period's channels
+    per orbit (rings bound by period take every member of an orbit equally often)."""
+
+    def __init__(self, t: Translation, counts: Counter) -> None:
+        self._t, self._counts = t, counts
+
+    def get(self, channel: str, default: int = 0) -> int:
+        return self._counts.get(self._t.orbit(channel)[0], default)
+
+
+def _home_period(rings) -> tuple[Translation | None, int]:
+    """(the translation, the ranks of one period) when every ring was bound by period
+    under one translation and the ranks of a period are in distinct orbits: each rank's
+    pair of links home is then chosen as every member of its orbit's is, taken once a
+    ring, so one choice per orbit is each member's (each pair's usage count starts and
+    grows alike). Else (None, 0): rank by rank."""
+    t = rings[0].period[0] if rings and rings[0].period else None
+    if t is None or any(not ring.period or ring.period[0] is not t or ring.size % t.order for ring in rings):
+        return None, 0
+    per = rings[0].size // t.order
+    if any(ring.size // t.order != per or len({t.orbit(r)[0] for r in ring.ranks[:per]}) != per for ring in rings):
+        return None, 0
+    for ring in rings:  # which ranks' links home the ring takes itself: alike in every period
+        for own in (ring.home_out, ring.home_in):
+            marks = [bool(c) for c in own]
+            if marks != marks[:per] * t.order:
+                return None, 0
+    return t, per
+
+
+def _repeat_home(fab: Fabric, ranks, per: int, outs: list, ins: list) -> None:
+    """Fills the links home of the ranks after the first period with the link index their
+    orbit's first period chose (``outs``/``ins``: filled for the first ``per`` ranks)."""
+    index = {}
+    for i, rank in enumerate(ranks[:per]):
+        home = fab.tiers(rank)[0]
+        if home:
+            index[i] = (outs[i].rpartition(":")[2], ins[i].rpartition(":")[2])
+    for i in range(per, len(ranks)):
+        k = index.get(i % per)
+        if k is None:
+            continue
+        rank, home = ranks[i], fab.tiers(ranks[i])[0]
+        if not outs[i]:
+            outs[i] = f"{rank}>{home}:{k[0]}"
+        if not ins[i]:
+            ins[i] = f"{home}>{rank}:{k[1]}"
 
 
 def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
