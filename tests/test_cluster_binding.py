@@ -59,3 +59,24 @@ def test_links_home_by_period_only_where_each_period_takes_them_alike():
     own = list(rings[0].home_out)
     own[-1] = ""  # the last period's last rank leaves its link home to choose, the first period's not
     assert binding._home_period([dataclasses.replace(rings[0], home_out=tuple(own)), *rings[1:]]) == (None, 0)
+
+
+def test_the_whole_cycle_check_passes_exactly_the_cycles_the_node_by_node_check_passes():
+    """binding._fine_cycle (the check in a few passes) passes a derived ring and fails each
+    defect the node-by-node check names (it then runs, for the message)."""
+    from mcdla.config.schema import Where
+    from mcdla.errors import InputError
+
+    topology = load_topology("dgx_h100_4node", _sets(4))
+    fab, cycle = topology.fabric, list(topology.ring_cycles[0])
+    assert binding._fine_cycle(fab, cycle)
+    device = next(n for n in cycle if fab.kinds[n] == "device")
+    other = next(n for n in cycle if fab.kinds[n] == "device" and n != device)
+    socket = next(n for n, kind in fab.kinds.items() if kind not in ("device", "switch", "memory_node")
+                  and n not in cycle)
+    bad = [cycle[:1] + ["nowhere"] + cycle[1:], cycle[:1] + [7] + cycle[1:], [*cycle, device],
+           [other if n == device else n for n in cycle], cycle[:1] + [socket] + cycle[1:], [device, other]]
+    for defect in bad:
+        assert not binding._fine_cycle(fab, defect)
+        with pytest.raises(InputError):
+            binding._check_cycle(fab, defect, Where("t.yaml", "rings"))

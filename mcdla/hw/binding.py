@@ -253,6 +253,8 @@ def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
 def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
     if len(cycle) < 2:
         raise where.error("a ring needs at least two nodes")
+    if _fine_cycle(fab, cycle):  # the common case, checked whole; else node by node, for the message
+        return
     kinds = fab.kinds
     devices_seen: set[str] = set()
     for j, node in enumerate(cycle):
@@ -273,6 +275,23 @@ def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
         nxt = cycle[(j + 1) % len(cycle)]
         if nxt not in succ[node]:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
+
+
+def _fine_cycle(fab: Fabric, cycle: Sequence[str]) -> bool:
+    """Whether :func:`_check_cycle` passes ``cycle``, the same checks in a few C-level
+    passes (a cluster's derived rings have 100,000s of nodes each): known nodes of kinds
+    that go on rings, each device once and at least two, a link at every hop."""
+    kinds, succ = fab.kinds, fab.succ
+    try:
+        found = [kinds[node] for node in cycle]
+    except (KeyError, TypeError):  # an unknown node (or not a name)
+        return False
+    if not all(isinstance(node, str) for node in cycle) or \
+            not all(NODE_KINDS.get(kind).on_rings for kind in set(found)):
+        return False
+    devices = [node for node, kind in zip(cycle, found) if kind == "device"]
+    return len(devices) >= 2 and len(set(devices)) == len(devices) and \
+        all(b in succ[a] for a, b in zip(cycle, [*cycle[1:], cycle[0]]))
 
 
 def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0, period=None) -> Ring:
