@@ -80,3 +80,22 @@ def test_the_whole_cycle_check_passes_exactly_the_cycles_the_node_by_node_check_
         assert not binding._fine_cycle(fab, defect)
         with pytest.raises(InputError):
             binding._check_cycle(fab, defect, Where("t.yaml", "rings"))
+
+
+def test_the_rail_ways_kept_per_pair_are_the_ways_found_each_time():
+    """Fabric.rail_channels (each pair's way found once, its channels kept per choice of
+    parallel links) gives what up_and_over and channels give for any pair and ring
+    number, on rails and on fat trees (with two NICs a device: 2 and 8 links a hop)."""
+    two = [("generator.nics_per_device", 2)]
+    for design, sets in (("dgx_h100_4node", _sets(8)), ("dgx_h100_4node", _sets(8, 4)),
+                         ("dgx_h100_4node", _sets(8, 4) + two), ("dgx_h100_4node", _sets(8) + two),
+                         ("mcdla_scaleout", [("generator.nodes", 4)]), ("dgx_a100_cluster", _sets(4))):
+        fab = load_topology(design, sets).fabric
+        devices = [n for n, kind in fab.kinds.items() if kind == "device"]
+        for number in (0, 1, 2, 3, 7):
+            for a in devices[::3]:
+                for b in devices[::5]:
+                    way = fab.up_and_over(a, b) if fab.exit(a) else None
+                    expected = fab.channels((a, *way, b), number) if way is not None else None
+                    assert fab.rail_channels(a, b, number) == expected
+                    assert fab.rail_channels(a, b, number) == expected  # kept: the same again

@@ -281,11 +281,7 @@ class Ring:
         on this ring's parallel links (:meth:`mcdla.hw.fabric.Fabric.up_and_over`); None
         when they are not on one rail."""
         fabric = self.fabric
-        if fabric is None:
-            return None
-        a, b = self.ranks[i], self.ranks[j]
-        way = fabric.up_and_over(a, b) if fabric.exit(a) else None
-        return fabric.channels((a, *way, b), self.number) if way is not None else None
+        return fabric.rail_channels(self.ranks[i], self.ranks[j], self.number) if fabric is not None else None
 
     def _relay(self, home: str, j: int) -> int | None:
         """The position of the rank of domain ``home`` on rank ``j``'s rail that relays a

@@ -276,6 +276,9 @@ class _Quotient:
         self.own: list[dict] = []  # vertex -> {(label, side, vertex): edges of its representative}
         self.seen: list[dict] = []  # vertex -> {(label, side, vertex): edges into its orbit x source size}
         self.consistent = True  # every member of an orbit has its representative's colour
+        # (label, names) -> their vertices counted, and whether they are whole orbits
+        # (_ring_edges): the rings of a group share many (a cluster's rings their rail links).
+        self.counted: dict[tuple, tuple[Counter, bool | None]] = {}
 
     def vertex(self, kind: str, name: str, colour: tuple, size: int | None = None) -> int:
         rep = self.translation.orbit(name)[0] if size is None else name
@@ -444,19 +447,31 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
     period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
     if period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
         channels, ranks = channels[:period], ranks[:len(ranks) // order]
-    touched = [(label, [c for c in members if c in capacities])
-               for label, members in (("ring", channels), *((role, getattr(ring, role)) for role in RANK_LINKS))]
-    touched.append(("rank", ranks))
-    vertex_of = resource_vertex.__getitem__
+    touched = [("ring", channels), *((role, getattr(ring, role)) for role in RANK_LINKS), ("rank", ranks)]
     for label, names in touched:
-        vertices = [vertex_of(c) for c in names] if label != "rank" else ranks_of(ranks)
-        counts = Counter(vertices)
         times = order if period and label in ("ring", "rank") else 1
-        if times == 1 and size == 1 and not _whole_orbits(q, names, vertices, counts):
+        counts, whole = _counted(q, label, tuple(names), resource_vertex, ranks_of, capacities,
+                                 times == 1 and size == 1)
+        if whole is False:
             return None
         for v, n in counts.items():
             q.edge(qv, v, (label,), n * times)
     return qv
+
+
+def _counted(q: _Quotient, label: str, names: tuple, resource_vertex, ranks_of, capacities,
+             check: bool) -> tuple[Counter, bool | None]:
+    """The vertices of ``names`` (a ring's ranks for label "rank", else its channels of
+    a role: those with a capacity) counted, and (``check``) whether they hold whole
+    orbits (:func:`_whole_orbits`), else None; each once per distinct (label, names)."""
+    key = (label, names)
+    found = q.counted.get(key)
+    if found is None or (check and found[1] is None):
+        kept = [c for c in names if c in capacities] if label != "rank" else names
+        vertices = [resource_vertex[c] for c in kept] if label != "rank" else ranks_of(kept)
+        counts = Counter(vertices)
+        found = q.counted[key] = (counts, _whole_orbits(q, kept, vertices, counts) if check else None)
+    return found[0], found[1] if check else None
 
 
 def _whole_orbits(q: _Quotient, names, vertices, counts: Counter) -> bool:
