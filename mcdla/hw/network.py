@@ -20,7 +20,7 @@ from typing import Any
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
 
 
 # A ring's per-rank links besides its segments: each rank's to and from its domain
@@ -348,6 +348,49 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
             fields[attr] = tuple(values[i] for i in keep)
     return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), fabric=ring.fabric,
                 number=ring.number, cache=cache if cache is not None else Cache(), **fields)
+
+
+def sub_ring_period(ring: Ring, members, name: str, translation, channels, cache: Cache | None = None):
+    """:func:`sub_ring` as the rank classes read it when ``translation`` (the run's,
+    mcdla.hw.translation) carries the group onto itself: the segments of one period
+    only, or None. The kept ranks must be carried onto themselves rotated with a period
+    of ``size // order`` ranks (:meth:`Translation.period`), and each segment of that
+    period go straight over the members' rail (:meth:`Ring.over_rail`: a function of its
+    two ends and the ring's number, so under the translation, an automorphism of the
+    fabric, segment j is the translate of segment j mod the period's, as the rail
+    segments of a data-parallel group are). The ring returned holds every rank, every
+    latency (each period's are the first's) and the ranks' links home, the first
+    period's segments and ``period`` = (the translation, their hops): with the ring's
+    whole hop count (second of the pair returned) it is what the classes read of the
+    whole sub-ring (mcdla.hw.symmetry._ring_edges); it is no ring to run collectives on."""
+    position = ring.position
+    keep = sorted(position[m] for m in members if m in position)
+    ranks = tuple(ring.ranks[i] for i in keep)
+    per = translation.period(ranks) if 1 < len(keep) < ring.size else None
+    if not per or not ring.exit_switch:
+        return None
+    segments, latency = [], []
+    for j in range(per):
+        start, end = keep[j], keep[(j + 1) % len(keep)]
+        home = ring.home_out and ring.home_out[start] and channels[ring.home_out[start]].dst
+        if (home and ring.home_in[end] and home == channels[ring.home_in[end]].src) or \
+                not ring.exit_switch[end] or (ring.node and ring.node[start] == ring.node[end]):
+            return None  # not over the rail (Ring.direct's earlier ways, or none)
+        way = ring.over_rail(start, end)
+        if way is None:
+            return None
+        lat = 0.0
+        for c in way:  # summed in hop order, as _segment does
+            lat += channels[c].latency_s
+        segments.append(way)
+        latency.append(lat)
+    fields = {attr: tuple(getattr(ring, attr)[i] for i in keep) for attr in ("node", "home_out", "home_in")
+              if getattr(ring, attr)}
+    hops = sum(map(len, segments))
+    partial = Ring(name, ranks, tuple(segments), tuple(latency) * (len(keep) // per), fabric=ring.fabric,
+                   number=ring.number, period=(translation, hops), cache=cache if cache is not None else Cache(),
+                   **fields)
+    return partial, hops * translation.order
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):

@@ -391,8 +391,11 @@ def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacitie
         gv = q.vertex("g", f"{kind}{n}", (kind, len(members)), size=size)
         for d in members:
             q.edge(gv, q.index[("d", t.orbit(d)[0])], ("member", kind))
-        for ring in group_rings:
-            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size)
+        # A group the shift keeps: each sub-ring's one period where it has one (the
+        # simulated groups' are derived whole for their communicators).
+        by_period = getattr(group_rings, "by_period", None)
+        for ring, hops in by_period(t) if size == 1 and by_period else ((r, None) for r in group_rings):
+            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size, hops)
             if qv is None:
                 return False
             q.edge(gv, qv, ("on", kind))
@@ -432,16 +435,19 @@ def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
     return out
 
 
-def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1) -> int | None:
+def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1,
+                hops: int | None = None) -> int | None:
     """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
     ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
     does not carry a ring it keeps (``size`` 1) onto itself (its channels of a role, or
     its ranks, as multisets: every member of an orbit it touches as often). ``ranks_of``:
     ranks -> their vertices. A ring kept that was bound by period under the quotient's
     translation (``Ring.period``): its channels and ranks are one period's each ``order``
-    times, whole orbits by the binding's check, and are not read whole."""
-    qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
-                  size=size)
+    times, whole orbits by the binding's check, and are not read whole. ``hops``: the
+    ring's hop count when ``ring`` holds one period's segments only
+    (:func:`mcdla.hw.network.sub_ring_period`)."""
+    hops = len(ring.channels) if hops is None else hops
+    qv = q.vertex("q", ring.name, (ring.size, hops, max(ring.latency_s), sum(ring.latency_s)), size=size)
     order = q.translation.order
     channels, ranks = ring.channels, ring.ranks
     period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
