@@ -292,3 +292,16 @@ def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole
             assert edges[0] == edges[1]
             checked += 1
     assert checked == len([g for g in run.group_rings if g[0] == "dp"]) * len(topology.rings) * (tp == 8)
+
+
+def test_the_one_pass_keys_under_the_stage_shift_are_the_orbits():
+    """Translation.keys (parallel links' keys from their pair's, found once) under a 3D
+    run's shift on a cluster of 18 links a GPU to its node's switch and NICs on rails:
+    each name's orbit key as Translation.orbit gives it."""
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(8, 8, 2), batch=64)
+    shift = Iteration(topology, workload, execution)._stage_shift()
+    names = list(topology.capacities()) + list(topology.graph)
+    keys = shift.keys(names)
+    assert keys == {name: shift.orbit(name)[0] for name in names}
+    members = Counter(keys.values())  # an orbit of the order's names each, of one a name that stays put
+    assert all(n == shift.size(key) for key, n in members.items()) and len(members) < len(keys)

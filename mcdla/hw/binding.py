@@ -337,7 +337,9 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     ranks = [nodes[j] for j in starts]
     ends = starts[1:] + [listed]
     segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
-    lat = [channels[c].latency_s for c in hops]
+    # Bound by period: hop j is in hop j mod q's orbit, whose channels' latencies are alike.
+    lat = [channels[c].latency_s for c in hops[:period[1]]] * (listed // period[1]) if period else \
+        [channels[c].latency_s for c in hops]
     latency = tuple(sum(lat[a:b]) for a, b in zip(starts, ends))  # summed in hop order, as ever
     # Which fabric switch each rank sends into and receives from (the ends of its
     # segment's first hop and of the last hop into it): the switch algorithms pair any
