@@ -255,7 +255,7 @@ def test_the_per_class_laws_sum_the_per_channel_ones_with_the_shift():
 @pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (16, 4, 2, None), (16, 8, 2, 8), (8, 2, 2, 4)])
 def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole(nodes, tp, pp, leaf):
     """sub_ring_period under the run's shift: every rank, latency and role of the whole
-    sub-ring, its first period's segments, its hop count; the quotient's vertex and
+    sub-ring, its first period's segments and fabric roles, its hop count; the quotient's vertex and
     edges of it equal those of the whole sub-ring; a tensor group's, or a data-parallel
     group's with two members a node (tensor 4 or 2), has none (not all over the rail)."""
     from mcdla.hw.network import sub_ring_period
@@ -274,20 +274,21 @@ def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole
             if kind == "tp" or len({d // 8 for d in group}) < len(group):  # two members on one node
                 assert found is None
                 continue
-            partial, hops = found
+            partial, hops, roles = found
             per = whole.size // shift.order
             assert (partial.ranks, partial.latency_s, partial.home_out, partial.home_in, partial.node) == \
                 (whole.ranks, whole.latency_s, whole.home_out, whole.home_in, whole.node)
             assert partial.segments == whole.segments[:per] and hops == len(whole.channels)
             assert all(getattr(partial, role) == getattr(whole, role) for role in RANK_LINKS)
+            assert roles and all(names == getattr(whole, role)[:per] for role, names in roles.items())
             edges = []
-            for one, count in ((partial, hops), (whole, None)):
+            for one, count, first in ((partial, hops, roles), (whole, None, None)):
                 q = _Quotient(shift)
                 vertices = q.vertices("r", capacities)
                 devices = [q.vertex("d", d, ()) for d in topology.devices]
                 position = {d: n for n, d in enumerate(topology.devices)}
                 ranks_of = lambda ranks: [devices[position[r]] for r in ranks]  # noqa: E731
-                assert _ring_edges(q, one, vertices, ranks_of, capacities, 1, count) is not None
+                assert _ring_edges(q, one, vertices, ranks_of, capacities, 1, count, first) is not None
                 edges.append((q.colours, q.own, q.seen))
             assert edges[0] == edges[1]
             checked += 1

@@ -26,6 +26,8 @@ __all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "sub_
 # A ring's per-rank links besides its segments: each rank's to and from its domain
 # switch, its exit, and its leaf's core (the switch algorithms take them).
 RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down", "top_up", "top_down")
+# Those the fabric gives from the rank and the ring's number alone (the links home are the binding's).
+FABRIC_LINKS = RANK_LINKS[2:]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -361,8 +363,10 @@ def sub_ring_period(ring: Ring, members, name: str, translation, channels, cache
     segments of a data-parallel group are). The ring returned holds every rank, every
     latency (each period's are the first's) and the ranks' links home, the first
     period's segments and ``period`` = (the translation, their hops): with the ring's
-    whole hop count (second of the pair returned) it is what the classes read of the
-    whole sub-ring (mcdla.hw.symmetry._ring_edges); it is no ring to run collectives on."""
+    whole hop count and the fabric's roles of the first period's ranks (:data:`FABRIC_LINKS`,
+    each rank's the translate of its first-period orbit member's), the triple returned,
+    it is what the classes read of the whole sub-ring (mcdla.hw.symmetry._ring_edges);
+    it is no ring to run collectives on."""
     position = ring.position
     keep = sorted(position[m] for m in members if m in position)
     ranks = tuple(ring.ranks[i] for i in keep)
@@ -390,7 +394,8 @@ def sub_ring_period(ring: Ring, members, name: str, translation, channels, cache
     partial = Ring(name, ranks, tuple(segments), tuple(latency) * (len(keep) // per), fabric=ring.fabric,
                    number=ring.number, period=(translation, hops), cache=cache if cache is not None else Cache(),
                    **fields)
-    return partial, hops * translation.order
+    first = Ring(name, ranks[:per], tuple(segments), tuple(latency), fabric=ring.fabric, number=ring.number)
+    return partial, hops * translation.order, {role: getattr(first, role) for role in FABRIC_LINKS}
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):

@@ -394,8 +394,8 @@ def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacitie
         # A group the shift keeps: each sub-ring's one period where it has one (the
         # simulated groups' are derived whole for their communicators).
         by_period = getattr(group_rings, "by_period", None)
-        for ring, hops in by_period(t) if size == 1 and by_period else ((r, None) for r in group_rings):
-            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size, hops)
+        for ring, hops, roles in by_period(t) if size == 1 and by_period else ((r, None, None) for r in group_rings):
+            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size, hops, roles)
             if qv is None:
                 return False
             q.edge(gv, qv, ("on", kind))
@@ -436,7 +436,7 @@ def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
 
 
 def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1,
-                hops: int | None = None) -> int | None:
+                hops: int | None = None, roles: dict | None = None) -> int | None:
     """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
     ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
     does not carry a ring it keeps (``size`` 1) onto itself (its channels of a role, or
@@ -444,7 +444,8 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
     ranks -> their vertices. A ring kept that was bound by period under the quotient's
     translation (``Ring.period``): its channels and ranks are one period's each ``order``
     times, whole orbits by the binding's check, and are not read whole. ``hops``: the
-    ring's hop count when ``ring`` holds one period's segments only
+    ring's hop count when ``ring`` holds one period's segments only, and ``roles`` the
+    fabric's roles of its first period's ranks, each orbit met ``order`` times
     (:func:`mcdla.hw.network.sub_ring_period`)."""
     hops = len(ring.channels) if hops is None else hops
     qv = q.vertex("q", ring.name, (ring.size, hops, max(ring.latency_s), sum(ring.latency_s)), size=size)
@@ -453,9 +454,11 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
     period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
     if period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
         channels, ranks = channels[:period], ranks[:len(ranks) // order]
-    touched = [("ring", channels), *((role, getattr(ring, role)) for role in RANK_LINKS), ("rank", ranks)]
+    roles = roles if period else None
+    touched = [("ring", channels), *((role, roles[role] if roles and role in roles else getattr(ring, role))
+                                     for role in RANK_LINKS), ("rank", ranks)]
     for label, names in touched:
-        times = order if period and label in ("ring", "rank") else 1
+        times = order if period and (label in ("ring", "rank") or (roles and label in roles)) else 1
         counts, whole = _counted(q, label, tuple(names), resource_vertex, ranks_of, capacities,
                                  times == 1 and size == 1)
         if whole is False:
