@@ -287,7 +287,8 @@ def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole
                 vertices = q.vertices("r", capacities)
                 devices = [q.vertex("d", d, ()) for d in topology.devices]
                 position = {d: n for n, d in enumerate(topology.devices)}
-                ranks_of = lambda ranks: [devices[position[r]] for r in ranks]  # noqa: E731
+                def ranks_of(ranks, devices=devices, position=position):
+                    return [devices[position[r]] for r in ranks]
                 assert _ring_edges(q, one, vertices, ranks_of, capacities, 1, count, first) is not None
                 edges.append((q.colours, q.own, q.seen))
             assert edges[0] == edges[1]

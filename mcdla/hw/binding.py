@@ -24,7 +24,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.network import Ring, channel_id
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
-from mcdla.hw.translation import Translation
+from mcdla.hw.translation import NodeCells, Translation
 
 __all__ = ["bind_rings"]
 
@@ -95,9 +95,10 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     the graph's fabric (:class:`~mcdla.hw.fabric.Fabric`; default: read here), which
     each ring keeps for the switch algorithms to ask; ``cache``: the loaded topology's
     (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them.
-    ``translation``: the generator's (mcdla.hw.translation); when every derived ring is
-    carried onto itself by it, each ring's links are chosen for one period and repeated
-    (:func:`_periods`)."""
+    ``translation``: the generator's (mcdla.hw.translation; a cluster's node cell moved
+    two nodes over all the nodes, :meth:`NodeCells.over_all_nodes`, when it hands over
+    none); when every derived ring is carried onto itself by it, each ring's links are
+    chosen for one period and repeated (:func:`_periods`)."""
     rings: list[Ring] = []
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
@@ -111,6 +112,8 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
         except RingSearchLimit:
             raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
                                            f"{SEARCH_STEPS} steps: list them") from None
+    if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
+        translation = NodeCells(doc.node_cells, doc.leaf_nodes).over_all_nodes(graph, len(devices))
     periods = _periods(translation, cycles) if doc.rings is None else None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "

@@ -463,8 +463,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
     _check_budgets(graph, doc, parts, made)
     fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
     translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
-    cells = NodeCells(doc.node_cells, doc.leaf_nodes) if doc.node_cells else None
-    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation or _node_shift(cells, graph, devices))
+    rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
     serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
@@ -504,19 +503,8 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         nvme=doc.nvme,
         nvme_drives=drives,
         fabric=fabric_view, cache=cache, translation=translation,
-        node_cells=cells,
+        node_cells=NodeCells(doc.node_cells, doc.leaf_nodes) if doc.node_cells else None,
     )
-
-
-def _node_shift(cells: NodeCells | None, graph, devices) -> Translation | None:
-    """A cluster's rings bind by period (mcdla.hw.binding) under the shift of every node
-    two on over all the nodes (one block: :meth:`NodeCells.within_blocks`), when its one
-    leaf holds them all (rails): its derived rings snake, so they repeat every two nodes.
-    For binding only: the run's classes take the shift its stages keep (the topology
-    hands over no translation; docs/model.md "3D runs on a cluster")."""
-    if cells is None or len(devices) % cells.per_node["D"]:
-        return None
-    return cells.within_blocks(graph, len(devices) // cells.per_node["D"])
 
 
 def _add_links(graph, doc: TopologyDoc, specs, listed: Where):

@@ -223,6 +223,16 @@ class NodeCells:
                               {p: block_nodes * n for p, n in self.per_node.items()})
 
 
+    def over_all_nodes(self, names: Iterable[str], devices: int) -> "Translation | None":
+        """The shift of every node two on over all the nodes (one block), for binding a
+        cluster's rings by period (mcdla.hw.binding): its derived rings snake, so they
+        repeat every two nodes. Only when one leaf holds every node (rails); the run's
+        classes take the shift its stages keep, not this (the topology hands over no
+        translation; docs/model.md "Rings bound by period")."""
+        per = self.per_node["D"]
+        return self.within_blocks(names, devices // per) if devices % per == 0 else None
+
+
 def _back(index: int, by: int, block: int) -> int:
     """Node ``index`` moved ``by`` indices back within its block of ``block`` nodes."""
     at = index % block
