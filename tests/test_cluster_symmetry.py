@@ -191,9 +191,10 @@ def test_runs_with_the_shift_equal_exact_runs(nodes, tp, pp, leaf):
 def test_the_quotient_derives_one_groups_rings_and_one_devices_routes_per_orbit():
     """16 nodes, stages of 8 (the shift's order 4), tensor groups of a node: the classes
     derive the sub-rings of two tensor groups a stage (nodes 0 and 1 of its block, 4 of
-    its 16) and the pipeline routes of those nodes' devices only; the run then derives
-    the sub-rings of the simulated devices' groups, every data-parallel group being its
-    own orbit."""
+    its 16) and the pipeline routes of those nodes' devices only; every data-parallel
+    group is its own orbit, and the classes read one period of each of its sub-rings
+    (mcdla.hw.network.sub_ring_period), none whole; the run then derives the sub-rings
+    of the simulated devices' groups whole."""
     topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(16, 8, 2), batch=64)
     run = Iteration(topology, workload, execution)
 
@@ -202,7 +203,10 @@ def test_the_quotient_derives_one_groups_rings_and_one_devices_routes_per_orbit(
 
     assert derived("tp") == derived("dp") == []  # nothing before the classes are asked for
     run.symmetry  # noqa: B018 (built on first use)
-    assert derived("tp") == [0, 1, 8, 9] and derived("dp") == list(range(16))  # 8 places x 2 stages
+    assert derived("tp") == [0, 1, 8, 9] and derived("dp") == []  # the 16 (8 places x 2 stages) by period
+    run._communicators()
+    simulated = {c[0] for c in run.symmetry.device_classes}
+    assert derived("dp") == [n for k, n, group, _ in run.group_rings if k == "dp" and simulated & set(group)]
     names = topology.devices
     routed = {names[d] for d, pair in run.peers.items() for peer in pair
               if peer is not None and ("pipeline route", names[d], names[peer]) in run.cache}
@@ -246,3 +250,60 @@ def test_the_per_class_laws_sum_the_per_channel_ones_with_the_shift():
     test_frontier_scale.test_class_expectations_are_the_sums_of_the_per_channel_ones(
         "dgx_h100_4node", "gpt2", 64, [*_sets(16, 8, 2), ("training.virtualization", False),
                                         ("training.micro_batches", 4), ("workload.heads", 16)])
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (16, 4, 2, None), (16, 8, 2, 8), (8, 2, 2, 4)])
+def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole(nodes, tp, pp, leaf):
+    """sub_ring_period under the run's shift: every rank, latency and role of the whole
+    sub-ring, its first period's segments and fabric roles, its hop count; the quotient's vertex and
+    edges of it equal those of the whole sub-ring; a tensor group's, or a data-parallel
+    group's with two members a node (tensor 4 or 2), has none (not all over the rail)."""
+    from mcdla.hw.network import sub_ring_period
+    from mcdla.hw.symmetry import _Quotient, _ring_edges
+
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(nodes, tp, pp, leaf), batch=64)
+    run = Iteration(topology, workload, execution)
+    shift = run._stage_shift()
+    assert shift is not None
+    capacities = topology.capacities()
+    checked = 0
+    for kind, _, group, rings in run.group_rings:
+        members = {topology.devices[d] for d in group}
+        for ring, whole in zip(rings._through, rings):
+            found = sub_ring_period(ring, members, whole.name, shift, topology.channels)
+            if kind == "tp" or len({d // 8 for d in group}) < len(group):  # two members on one node
+                assert found is None
+                continue
+            partial, hops, roles = found
+            per = whole.size // shift.order
+            assert (partial.ranks, partial.latency_s, partial.home_out, partial.home_in, partial.node) == \
+                (whole.ranks, whole.latency_s, whole.home_out, whole.home_in, whole.node)
+            assert partial.segments == whole.segments[:per] and hops == len(whole.channels)
+            assert all(getattr(partial, role) == getattr(whole, role) for role in RANK_LINKS)
+            assert roles and all(names == getattr(whole, role)[:per] for role, names in roles.items())
+            edges = []
+            for one, count, first in ((partial, hops, roles), (whole, None, None)):
+                q = _Quotient(shift)
+                vertices = q.vertices("r", capacities)
+                devices = [q.vertex("d", d, ()) for d in topology.devices]
+                position = {d: n for n, d in enumerate(topology.devices)}
+                def ranks_of(ranks, devices=devices, position=position):
+                    return [devices[position[r]] for r in ranks]
+                assert _ring_edges(q, one, vertices, ranks_of, capacities, 1, count, first) is not None
+                edges.append((q.colours, q.own, q.seen))
+            assert edges[0] == edges[1]
+            checked += 1
+    assert checked == len([g for g in run.group_rings if g[0] == "dp"]) * len(topology.rings) * (tp == 8)
+
+
+def test_the_one_pass_keys_under_the_stage_shift_are_the_orbits():
+    """Translation.keys (parallel links' keys from their pair's, found once) under a 3D
+    run's shift on a cluster of 18 links a GPU to its node's switch and NICs on rails:
+    each name's orbit key as Translation.orbit gives it."""
+    topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(8, 8, 2), batch=64)
+    shift = Iteration(topology, workload, execution)._stage_shift()
+    names = list(topology.capacities()) + list(topology.graph)
+    keys = shift.keys(names)
+    assert keys == {name: shift.orbit(name)[0] for name in names}
+    members = Counter(keys.values())  # an orbit of the order's names each, of one a name that stays put
+    assert all(n == shift.size(key) for key, n in members.items()) and len(members) < len(keys)

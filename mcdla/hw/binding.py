@@ -24,7 +24,7 @@ from mcdla.errors import excerpt
 from mcdla.hw.network import Ring, channel_id
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
-from mcdla.hw.translation import Translation
+from mcdla.hw.translation import NodeCells, Translation
 
 __all__ = ["bind_rings"]
 
@@ -95,9 +95,10 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     the graph's fabric (:class:`~mcdla.hw.fabric.Fabric`; default: read here), which
     each ring keeps for the switch algorithms to ask; ``cache``: the loaded topology's
     (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them.
-    ``translation``: the generator's (mcdla.hw.translation); when every derived ring is
-    carried onto itself by it, each ring's links are chosen for one period and repeated
-    (:func:`_periods`)."""
+    ``translation``: the generator's (mcdla.hw.translation; a cluster's node cell moved
+    two nodes over all the nodes, :meth:`NodeCells.over_all_nodes`, when it hands over
+    none); when every derived ring is carried onto itself by it, each ring's links are
+    chosen for one period and repeated (:func:`_periods`)."""
     rings: list[Ring] = []
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
@@ -111,6 +112,8 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
         except RingSearchLimit:
             raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
                                            f"{SEARCH_STEPS} steps: list them") from None
+    if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
+        translation = NodeCells(doc.node_cells, doc.leaf_nodes).over_all_nodes(graph, len(devices))
     periods = _periods(translation, cycles) if doc.rings is None else None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
@@ -153,26 +156,85 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     """Each rank's channels to and from its own fabric switch where a ring does not take
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
-    a rank's that one of them crosses to another domain, share none."""
+    a rank's that one of them crosses to another domain, share none. Rings bound by
+    period choose for one period's ranks and repeat (:func:`_home_period`)."""
     if all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
             not any(fab.tiers(rank)[0] for ring in rings for rank in ring.ranks):
         return tuple(rings)  # no rank has a link home to choose (a ring of devices and memory-nodes)
-    usage = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels))
+    t, ranks_per = _home_period(rings)
+    if t is not None:  # one link-usage count per orbit of channels (the rings' are whole orbits)
+        counts = Counter(t.orbit(c)[0] for ring in rings for c in ring.channels[:ring.period[1]])
+        usage, key = _LinkUsage(fab.succ, _OrbitCounts(t, counts)), lambda c: t.orbit(c)[0]
+    else:
+        usage, key = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels)), None
     result = []
     for ring in rings:
         if all(ring.home_out) and all(ring.home_in):
             result.append(ring)  # every rank's links home are the ring's own: nothing to choose
             continue
         outs, ins = list(ring.home_out), list(ring.home_in)
-        for i, rank in enumerate(ring.ranks):
+        for i, rank in enumerate(ring.ranks[:ranks_per or None]):
             home = fab.tiers(rank)[0]
             if not home:
                 continue
             for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
                 if not chosen[i]:
-                    chosen[i] = channel_id(src, dst, usage.take(src, dst))
+                    pair = key(channel_id(src, dst, 0)) if key else None
+                    chosen[i] = channel_id(src, dst, usage.take_each([(src, dst)], pair and [pair])[0])
+        if ranks_per:  # rank i's choice is rank i mod ranks_per's: the same link index
+            _repeat_home(fab, ring.ranks, ranks_per, outs, ins)
         result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
     return tuple(result)
+
+
+class _OrbitCounts:
+    """Channel id -> the times the rings take it, from the counts of one period's channels
+    per orbit (rings bound by period take every member of an orbit equally often)."""
+
+    def __init__(self, t: Translation, counts: Counter) -> None:
+        self._t, self._counts = t, counts
+
+    def get(self, channel: str, default: int = 0) -> int:
+        return self._counts.get(self._t.orbit(channel)[0], default)
+
+
+def _home_period(rings) -> tuple[Translation | None, int]:
+    """(the translation, the ranks of one period) when every ring was bound by period
+    under one translation and the ranks of a period are in distinct orbits: each rank's
+    pair of links home is then chosen as every member of its orbit's is, taken once a
+    ring, so one choice per orbit is each member's (each pair's usage count starts and
+    grows alike). Else (None, 0): rank by rank."""
+    t = rings[0].period[0] if rings and rings[0].period else None
+    if t is None or any(not ring.period or ring.period[0] is not t or ring.size % t.order for ring in rings):
+        return None, 0
+    per = rings[0].size // t.order
+    if any(ring.size // t.order != per or len({t.orbit(r)[0] for r in ring.ranks[:per]}) != per for ring in rings):
+        return None, 0
+    for ring in rings:  # which ranks' links home the ring takes itself: alike in every period
+        for own in (ring.home_out, ring.home_in):
+            marks = [bool(c) for c in own]
+            if marks != marks[:per] * t.order:
+                return None, 0
+    return t, per
+
+
+def _repeat_home(fab: Fabric, ranks, per: int, outs: list, ins: list) -> None:
+    """Fills the links home of the ranks after the first period with the link index their
+    orbit's first period chose (``outs``/``ins``: filled for the first ``per`` ranks)."""
+    index = {}
+    for i, rank in enumerate(ranks[:per]):
+        home = fab.tiers(rank)[0]
+        if home:
+            index[i] = (outs[i].rpartition(":")[2], ins[i].rpartition(":")[2])
+    for i in range(per, len(ranks)):
+        k = index.get(i % per)
+        if k is None:
+            continue
+        rank, home = ranks[i], fab.tiers(ranks[i])[0]
+        if not outs[i]:
+            outs[i] = f"{rank}>{home}:{k[0]}"
+        if not ins[i]:
+            ins[i] = f"{home}>{rank}:{k[1]}"
 
 
 def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
@@ -194,6 +256,8 @@ def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
 def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
     if len(cycle) < 2:
         raise where.error("a ring needs at least two nodes")
+    if _fine_cycle(fab, cycle):  # the common case, checked whole; else node by node, for the message
+        return
     kinds = fab.kinds
     devices_seen: set[str] = set()
     for j, node in enumerate(cycle):
@@ -214,6 +278,23 @@ def _check_cycle(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
         nxt = cycle[(j + 1) % len(cycle)]
         if nxt not in succ[node]:
             raise where.child((j + 1) % len(cycle)).error(f"{node!r} -> {nxt!r} is not a link")
+
+
+def _fine_cycle(fab: Fabric, cycle: Sequence[str]) -> bool:
+    """Whether :func:`_check_cycle` passes ``cycle``, the same checks in a few C-level
+    passes (a cluster's derived rings have 100,000s of nodes each): known nodes of kinds
+    that go on rings, each device once and at least two, a link at every hop."""
+    kinds, succ = fab.kinds, fab.succ
+    try:
+        found = [kinds[node] for node in cycle]
+    except (KeyError, TypeError):  # an unknown node (or not a name)
+        return False
+    if not all(isinstance(node, str) for node in cycle) or \
+            not all(NODE_KINDS.get(kind).on_rings for kind in set(found)):
+        return False
+    devices = [node for node, kind in zip(cycle, found) if kind == "device"]
+    return len(devices) >= 2 and len(set(devices)) == len(devices) and \
+        all(b in succ[a] for a, b in zip(cycle, [*cycle[1:], cycle[0]]))
 
 
 def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0, period=None) -> Ring:
@@ -259,7 +340,9 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
     ranks = [nodes[j] for j in starts]
     ends = starts[1:] + [listed]
     segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
-    lat = [channels[c].latency_s for c in hops]
+    # Bound by period: hop j is in hop j mod q's orbit, whose channels' latencies are alike.
+    lat = [channels[c].latency_s for c in hops[:period[1]]] * (listed // period[1]) if period else \
+        [channels[c].latency_s for c in hops]
     latency = tuple(sum(lat[a:b]) for a, b in zip(starts, ends))  # summed in hop order, as ever
     # Which fabric switch each rank sends into and receives from (the ends of its
     # segment's first hop and of the last hop into it): the switch algorithms pair any

@@ -48,6 +48,7 @@ class Fabric:
         self._levels: dict[str, int] | None = None
         self._nodes: dict[str, str] | None = None
         self._on_rail: dict[tuple[str, str], tuple[str, ...]] | None = None
+        self._rails: dict[tuple[str, str], tuple] = {}  # (a, b) -> their way over the rail (rail_channels)
 
     # -- where a device sits ---------------------------------------------------------
 
@@ -156,6 +157,26 @@ class Fabric:
             up.append(self.core(up[-1]))
             down.append(self.core(down[-1]))
         return up + down[-2::-1] if up[-1] else None
+
+    def rail_channels(self, a: str, b: str, number: int = 0) -> tuple[str, ...] | None:
+        """The channels from device ``a`` out of its domain to ``b`` over their rail
+        (:meth:`up_and_over`) on ring ``number``'s parallel links (:meth:`channels`);
+        None when ``a`` has no exit or they share no rail. Each pair's way is found once,
+        and its channels kept per choice of parallel links (``number`` modulo each hop's
+        count): a cluster's sub-rings ask for one pair once per ring."""
+        found = self._rails.get((a, b))
+        if found is None:
+            way = self.up_and_over(a, b) if self.exit(a) else None
+            path = (a, *way, b) if way is not None else ()
+            found = self._rails[(a, b)] = (path, tuple(len(self.succ[x][y]) for x, y in zip(path, path[1:])), {})
+        path, counts, made = found
+        if not path:
+            return None
+        key = tuple(number % count for count in counts)
+        channels = made.get(key)
+        if channels is None:
+            channels = made[key] = self.channels(path, number)
+        return channels
 
     def route(self, i: str, j: str) -> tuple[str, ...] | None:
         """The nodes from device ``i`` to device ``j`` through the switched fabric, as the

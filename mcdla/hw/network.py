@@ -20,12 +20,14 @@ from typing import Any
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
 
 
 # A ring's per-rank links besides its segments: each rank's to and from its domain
 # switch, its exit, and its leaf's core (the switch algorithms take them).
 RANK_LINKS = ("home_out", "home_in", "exit_out", "exit_in", "core_up", "core_down", "top_up", "top_down")
+# Those the fabric gives from the rank and the ring's number alone (the links home are the binding's).
+FABRIC_LINKS = RANK_LINKS[2:]
 
 
 def channel_id(src: str, dst: str, index: int) -> str:
@@ -281,11 +283,7 @@ class Ring:
         on this ring's parallel links (:meth:`mcdla.hw.fabric.Fabric.up_and_over`); None
         when they are not on one rail."""
         fabric = self.fabric
-        if fabric is None:
-            return None
-        a, b = self.ranks[i], self.ranks[j]
-        way = fabric.up_and_over(a, b) if fabric.exit(a) else None
-        return fabric.channels((a, *way, b), self.number) if way is not None else None
+        return fabric.rail_channels(self.ranks[i], self.ranks[j], self.number) if fabric is not None else None
 
     def _relay(self, home: str, j: int) -> int | None:
         """The position of the rank of domain ``home`` on rank ``j``'s rail that relays a
@@ -352,6 +350,52 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
             fields[attr] = tuple(values[i] for i in keep)
     return Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency), fabric=ring.fabric,
                 number=ring.number, cache=cache if cache is not None else Cache(), **fields)
+
+
+def sub_ring_period(ring: Ring, members, name: str, translation, channels, cache: Cache | None = None):
+    """:func:`sub_ring` as the rank classes read it when ``translation`` (the run's,
+    mcdla.hw.translation) carries the group onto itself: the segments of one period
+    only, or None. The kept ranks must be carried onto themselves rotated with a period
+    of ``size // order`` ranks (:meth:`Translation.period`), and each segment of that
+    period go straight over the members' rail (:meth:`Ring.over_rail`: a function of its
+    two ends and the ring's number, so under the translation, an automorphism of the
+    fabric, segment j is the translate of segment j mod the period's, as the rail
+    segments of a data-parallel group are). The ring returned holds every rank, every
+    latency (each period's are the first's) and the ranks' links home, the first
+    period's segments and ``period`` = (the translation, their hops): with the ring's
+    whole hop count and the fabric's roles of the first period's ranks (:data:`FABRIC_LINKS`,
+    each rank's the translate of its first-period orbit member's), the triple returned,
+    it is what the classes read of the whole sub-ring (mcdla.hw.symmetry._ring_edges);
+    it is no ring to run collectives on."""
+    position = ring.position
+    keep = sorted(position[m] for m in members if m in position)
+    ranks = tuple(ring.ranks[i] for i in keep)
+    per = translation.period(ranks) if 1 < len(keep) < ring.size else None
+    if not per or not ring.exit_switch:
+        return None
+    segments, latency = [], []
+    for j in range(per):
+        start, end = keep[j], keep[(j + 1) % len(keep)]
+        home = ring.home_out and ring.home_out[start] and channels[ring.home_out[start]].dst
+        if (home and ring.home_in[end] and home == channels[ring.home_in[end]].src) or \
+                not ring.exit_switch[end] or (ring.node and ring.node[start] == ring.node[end]):
+            return None  # not over the rail (Ring.direct's earlier ways, or none)
+        way = ring.over_rail(start, end)
+        if way is None:
+            return None
+        lat = 0.0
+        for c in way:  # summed in hop order, as _segment does
+            lat += channels[c].latency_s
+        segments.append(way)
+        latency.append(lat)
+    fields = {attr: tuple(getattr(ring, attr)[i] for i in keep) for attr in ("node", "home_out", "home_in")
+              if getattr(ring, attr)}
+    hops = sum(map(len, segments))
+    partial = Ring(name, ranks, tuple(segments), tuple(latency) * (len(keep) // per), fabric=ring.fabric,
+                   number=ring.number, period=(translation, hops), cache=cache if cache is not None else Cache(),
+                   **fields)
+    first = Ring(name, ranks[:per], tuple(segments), tuple(latency), fabric=ring.fabric, number=ring.number)
+    return partial, hops * translation.order, {role: getattr(first, role) for role in FABRIC_LINKS}
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):

@@ -276,6 +276,9 @@ class _Quotient:
         self.own: list[dict] = []  # vertex -> {(label, side, vertex): edges of its representative}
         self.seen: list[dict] = []  # vertex -> {(label, side, vertex): edges into its orbit x source size}
         self.consistent = True  # every member of an orbit has its representative's colour
+        # (label, names) -> their vertices counted, and whether they are whole orbits
+        # (_ring_edges): the rings of a group share many (a cluster's rings their rail links).
+        self.counted: dict[tuple, tuple[Counter, bool | None]] = {}
 
     def vertex(self, kind: str, name: str, colour: tuple, size: int | None = None) -> int:
         rep = self.translation.orbit(name)[0] if size is None else name
@@ -388,8 +391,11 @@ def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacitie
         gv = q.vertex("g", f"{kind}{n}", (kind, len(members)), size=size)
         for d in members:
             q.edge(gv, q.index[("d", t.orbit(d)[0])], ("member", kind))
-        for ring in group_rings:
-            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size)
+        # A group the shift keeps: each sub-ring's one period where it has one (the
+        # simulated groups' are derived whole for their communicators).
+        by_period = getattr(group_rings, "by_period", None)
+        for ring, hops, roles in by_period(t) if size == 1 and by_period else ((r, None, None) for r in group_rings):
+            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size, hops, roles)
             if qv is None:
                 return False
             q.edge(gv, qv, ("on", kind))
@@ -429,34 +435,52 @@ def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
     return out
 
 
-def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1) -> int | None:
+def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1,
+                hops: int | None = None, roles: dict | None = None) -> int | None:
     """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
     ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
     does not carry a ring it keeps (``size`` 1) onto itself (its channels of a role, or
     its ranks, as multisets: every member of an orbit it touches as often). ``ranks_of``:
     ranks -> their vertices. A ring kept that was bound by period under the quotient's
     translation (``Ring.period``): its channels and ranks are one period's each ``order``
-    times, whole orbits by the binding's check, and are not read whole."""
-    qv = q.vertex("q", ring.name, (ring.size, len(ring.channels), max(ring.latency_s), sum(ring.latency_s)),
-                  size=size)
+    times, whole orbits by the binding's check, and are not read whole. ``hops``: the
+    ring's hop count when ``ring`` holds one period's segments only, and ``roles`` the
+    fabric's roles of its first period's ranks, each orbit met ``order`` times
+    (:func:`mcdla.hw.network.sub_ring_period`)."""
+    hops = len(ring.channels) if hops is None else hops
+    qv = q.vertex("q", ring.name, (ring.size, hops, max(ring.latency_s), sum(ring.latency_s)), size=size)
     order = q.translation.order
     channels, ranks = ring.channels, ring.ranks
     period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
     if period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
         channels, ranks = channels[:period], ranks[:len(ranks) // order]
-    touched = [(label, [c for c in members if c in capacities])
-               for label, members in (("ring", channels), *((role, getattr(ring, role)) for role in RANK_LINKS))]
-    touched.append(("rank", ranks))
-    vertex_of = resource_vertex.__getitem__
+    roles = roles if period else None
+    touched = [("ring", channels), *((role, roles[role] if roles and role in roles else getattr(ring, role))
+                                     for role in RANK_LINKS), ("rank", ranks)]
     for label, names in touched:
-        vertices = [vertex_of(c) for c in names] if label != "rank" else ranks_of(ranks)
-        counts = Counter(vertices)
-        times = order if period and label in ("ring", "rank") else 1
-        if times == 1 and size == 1 and not _whole_orbits(q, names, vertices, counts):
+        times = order if period and (label in ("ring", "rank") or (roles and label in roles)) else 1
+        counts, whole = _counted(q, label, tuple(names), resource_vertex, ranks_of, capacities,
+                                 times == 1 and size == 1)
+        if whole is False:
             return None
         for v, n in counts.items():
             q.edge(qv, v, (label,), n * times)
     return qv
+
+
+def _counted(q: _Quotient, label: str, names: tuple, resource_vertex, ranks_of, capacities,
+             check: bool) -> tuple[Counter, bool | None]:
+    """The vertices of ``names`` (a ring's ranks for label "rank", else its channels of
+    a role: those with a capacity) counted, and (``check``) whether they hold whole
+    orbits (:func:`_whole_orbits`), else None; each once per distinct (label, names)."""
+    key = (label, names)
+    found = q.counted.get(key)
+    if found is None or (check and found[1] is None):
+        kept = [c for c in names if c in capacities] if label != "rank" else names
+        vertices = [resource_vertex[c] for c in kept] if label != "rank" else ranks_of(kept)
+        counts = Counter(vertices)
+        found = q.counted[key] = (counts, _whole_orbits(q, kept, vertices, counts) if check else None)
+    return found[0], found[1] if check else None
 
 
 def _whole_orbits(q: _Quotient, names, vertices, counts: Counter) -> bool:

@@ -111,7 +111,13 @@ class Translation:
         pass: a cluster has a million of them."""
         nodes, steps, blocks = self._nodes, self._steps, self._blocks
         out = {}
+        pairs: dict[str, tuple] = {}  # "A>B" -> the key's first four parts: parallel links share them
         for name in names:
+            head, colon, k = name.rpartition(":")
+            known = pairs.get(head) if colon else None
+            if known is not None:
+                out[name] = (*known, k)
+                continue
             src, arrow, rest = name.partition(">")
             if not arrow:  # a port, M0/D0 or CPU0/mem
                 node, slash, tail = name.partition("/")
@@ -133,11 +139,9 @@ class Translation:
             s, block = steps[p], blocks[p]
             at = i % block
             b = nodes.get(dst)
-            if b is None:
-                out[name] = ((p, i - at + at % s), ">", dst, ":", k)
-            else:
-                out[name] = ((p, i - at + at % s), ">", (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])),
-                             ":", k)
+            known = pairs[head] = ((p, i - at + at % s), ">", dst if b is None else
+                                   (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])), ":")
+            out[name] = (*known, k)
         return out
 
     def period(self, cycle) -> int | None:
@@ -217,6 +221,16 @@ class NodeCells:
             return None
         return Translation.of(names, {p: 2 * n for p, n in self.per_node.items()},
                               {p: block_nodes * n for p, n in self.per_node.items()})
+
+
+    def over_all_nodes(self, names: Iterable[str], devices: int) -> "Translation | None":
+        """The shift of every node two on over all the nodes (one block), for binding a
+        cluster's rings by period (mcdla.hw.binding): its derived rings snake, so they
+        repeat every two nodes. Only when one leaf holds every node (rails); the run's
+        classes take the shift its stages keep, not this (the topology hands over no
+        translation; docs/model.md "Rings bound by period")."""
+        per = self.per_node["D"]
+        return self.within_blocks(names, devices // per) if devices % per == 0 else None
 
 
 def _back(index: int, by: int, block: int) -> int:

@@ -52,7 +52,7 @@ from mcdla.hw.ew_traffic import with_norm_kernel
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
-from mcdla.hw.network import reduce_unit, sub_ring
+from mcdla.hw.network import reduce_unit, sub_ring, sub_ring_period
 from mcdla.hw.parallelism import device_share
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.hw.tiers import state_routes, state_tier, used_tiers
@@ -110,23 +110,41 @@ class GroupRings:
     """A group's rings: each topology ring of ``through`` restricted to ``members``
     (:func:`mcdla.hw.network.sub_ring`), named at once and derived when first iterated.
     With rank symmetry a run needs those of one group per orbit (the classes) and of the
-    simulated devices' groups (their communicators), and only the names of the rest."""
+    simulated devices' groups (their communicators), and only the names of the rest;
+    the classes read one period of a group the shift keeps (:meth:`by_period`)."""
 
-    __slots__ = ("names", "_make", "_rings")
+    __slots__ = ("names", "_topology", "_through", "_members", "_cache", "_rings")
 
     def __init__(self, topology, through, members, group: str, cache: Cache) -> None:
         self.names = tuple(f"{ring.name}/{group}" for ring in through)
+        self._topology, self._through, self._members, self._cache = topology, through, members, cache
         self._rings = None
-        self._make = lambda: tuple(sub_ring(ring, members, name, topology.reverse_of(ring), topology.channels, cache)
-                                   for ring, name in zip(through, self.names))
+
+    def _one(self, ring, name: str):
+        topology = self._topology
+        return sub_ring(ring, self._members, name, topology.reverse_of(ring), topology.channels, self._cache)
 
     def __iter__(self):
         if self._rings is None:
-            self._rings = self._make()
+            self._rings = tuple(map(self._one, self._through, self.names))
         return iter(self._rings)
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def by_period(self, translation) -> list[tuple]:
+        """What the rank classes read of the rings when ``translation`` keeps the group:
+        (ring, its hop count, its fabric roles of one period) for each ring, one period
+        of it where it has one (:func:`mcdla.hw.network.sub_ring_period`), else (the whole
+        sub-ring, None, None)."""
+        if self._rings is not None:  # derived whole already
+            return [(ring, None, None) for ring in self._rings]
+        channels = self._topology.channels
+        found = []
+        for ring, name in zip(self._through, self.names):
+            one = sub_ring_period(ring, self._members, name, translation, channels, self._cache)
+            found.append(one if one is not None else (self._one(ring, name), None, None))
+        return found
 
 
 class RingsByName(Mapping):
