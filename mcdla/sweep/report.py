@@ -360,6 +360,21 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "This round's re-run (issue 24; docs/model.md, \"GEMMs by shape\" and NCCL's \"Medium sizes\"; "
+    "docs/validation.md). A GPU GEMM's CTA tile now pays a fixed time outside its main loop "
+    "(gemm_tile_overhead: H100, H200 and GH200 1.3 us from OpenXLA's measured sm_90 GEMM table; A100 5 us "
+    "from NVIDIA's cuBLAS sweep), the main loop's rate set so the max-achievable matmul measurements come "
+    "back at their own shapes: GEMMs short in K run slower, long ones a little faster. memory_centric_2026's "
+    "A100, H100 and GH200 columns gain 2-3% tokens/s per device (Llama 2 70B on DGX H100 1,100 -> 1,124, "
+    "GPT-3 175B on GH200 NVL32 485 -> 500; GB200 NVL72, with no such measurement for B200, is unchanged), "
+    "the designs' order unchanged; cluster_fabric's iterations take 0.4-0.6% longer (compute 458 -> 462 "
+    "ms), the fabrics' order and gaps unchanged; frontier_scale's Llama 3.1 405B is 1.3% faster (-2 to -4% "
+    "-> -1 to -2% against the published TFLOP/s per GPU), GPT-3 175B within 0.4%; moe_memory's H100 points "
+    "0.1-0.9% faster; scale_out's DGX H100 cluster within 0.4% (strong scaling 7.11x -> 7.09x at 512); "
+    "serving_memory_2026's latencies move by a few per cent and every best rate at the objective holds. "
+    "NCCL's tree all-reduce now reaches NCCL's own correction of its bandwidth at medium sizes and a Simple "
+    "ring across machines pays NCCL's plateau latency: no experiment here runs NCCL across machines, so "
+    "none moves.",
     "This session's re-run (issue 24; docs/model.md, docs/validation.md). Full activation "
     "recomputation now reruns each block whole, as Megatron's checkpoint function does: the block's last "
     "GEMM (whose output only the residual add reads) and a rerun layer's tensor-parallel collectives are "
