@@ -294,3 +294,24 @@ def test_resources_of_a_class_are_checked_alike():
     net.add_resources(units, 4.0)  # the same tuple again: nothing new
     with pytest.raises(ValueError, match="already has capacity"):
         net.add_resources(("u0",), 3.0)
+
+
+def test_a_class_members_accounting_is_answered_from_its_first_not_listed():
+    """With rank symmetry the accounting holds each class's first only and answers every
+    member from it (flowstats.ByClass): two flows standing for 2 copies each over classes
+    {a, b} and {c, d} load each member with one copy's 2 bytes, the unclassed e with both
+    copies' 4; y is z's class's first but not listed as its own member, so absent."""
+    env = simpy.Environment()
+    capacities = {"a": 1.0, "b": 1.0, "c": 2.0, "d": 2.0, "e": 1.0, "y": 4.0, "z": 4.0}
+    net = FlowNetwork(env, capacities, classes={"a": "a", "b": "a", "c": "c", "d": "c", "z": "y"})
+    net.transfer(2.0, ("a", "c", "e"), copies=2)
+    net.transfer(4.0, ("y",))
+    env.run()
+    carried = net.stats().bytes_by_resource
+    listed = {"a": 2.0, "b": 2.0, "c": 2.0, "d": 2.0, "e": 4.0, "z": 4.0}
+    assert carried["b"] == carried.get("d") == 2.0 and carried.get("y") is None and "y" not in carried
+    assert "b" in carried and "q" not in carried and carried.get("q", 0.0) == 0.0
+    with pytest.raises(KeyError):
+        carried["y"]  # noqa: B018
+    assert carried.values_of(["b", "y", "e", "q"]) == [2.0, 0.0, 4.0, 0.0]
+    assert list(carried.items()) == list(listed.items()) and carried == listed and len(carried) == 6

@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import cached_property
 from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
 
 from mcdla.hw.maxmin import UNIT_WEIGHTS, max_min_rates
-from mcdla.sim.flowstats import ChangedLoads, NetworkStats
+from mcdla.sim.flowstats import ByClass, ChangedLoads, NetworkStats
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,12 +146,11 @@ class FlowNetwork:
         # each of its devices' links): added to every path that crosses it.
         self.also: Mapping[str, tuple[str, ...]] = also or {}
         self._capacities: dict[str, float] = {}
-        # Rank symmetry: resource -> its class's first resource, and that one -> the members.
+        # Rank symmetry: resource -> its class's first resource; each first -> its class's
+        # members, counted (listed only if the accounting is read member by member, _members).
         self._rep: Mapping[str, str] = classes or {}
-        self._members: dict[str, list[str]] = {}
-        for resource, first in self._rep.items():
-            self._members.setdefault(first, []).append(resource)
-        self._sizes = {first: len(members) for first, members in self._members.items()}  # class sizes
+        self._sizes: dict[str, int] = dict(Counter(self._rep.values()))
+        self._firsts = frozenset(self._sizes)
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -163,7 +163,7 @@ class FlowNetwork:
         # the same float operation as the dicts' one resource at a time.
         self._names: list[str] = []
         self._index: dict[str, int] = {}
-        kept = len(capacities_Bps) - sum(len(m) - 1 for m in self._members.values())
+        kept = len(capacities_Bps) - sum(self._sizes.values()) + len(self._sizes)
         self._vector = kept >= VECTOR_RESOURCES
         if self._vector:
             import numpy
@@ -219,18 +219,29 @@ class FlowNetwork:
     @property
     def timeline(self) -> dict[str, list[tuple[float, float]]] | None:
         """Every load change per resource (``record_timeline``), every member of a class listed."""
-        if self._timeline is None or not self._members:
+        if self._timeline is None or not self._sizes:
             return self._timeline
-        return {m: changes for r, changes in self._timeline.items() for m in self._members.get(r, (r,))}
+        members = self._members
+        return {m: changes for r, changes in self._timeline.items() for m in members.get(r, (r,))}
 
     def representative(self, resource: str) -> str:
         """The resource that stands for ``resource``'s class (itself without symmetry)."""
         return self._rep.get(resource, resource)
 
-    def _expand(self, by_resource: dict[str, float]) -> dict[str, float]:
-        if not self._members:
+    @cached_property
+    def _members(self) -> dict[str, list[str]]:
+        """Each class's first -> its members, in the classes' order: listed when first
+        asked (the timeline, or the accounting read member by member), not at set-up."""
+        members: dict[str, list[str]] = {}
+        for resource, first in self._rep.items():
+            members.setdefault(first, []).append(resource)
+        return members
+
+    def _expand(self, by_resource: dict[str, float]) -> Mapping[str, float]:
+        """The accounting of every member of a class: its first's, answered when asked."""
+        if not self._sizes:
             return by_resource
-        return {m: value for r, value in by_resource.items() for m in self._members.get(r, (r,))}
+        return ByClass(by_resource, self._rep, self._firsts, lambda: self._members)
 
     def add_resource(self, resource: str, capacity_Bps: float, copies: int = 1) -> None:
         """Adds a constrained resource, or checks that an existing one has this capacity.
@@ -240,7 +251,7 @@ class FlowNetwork:
         resources it stands for, unnamed (a library's rate cap on each of the rings of
         ``copies`` alike groups of ranks); they are not listed in the accounting.
         """
-        if copies > 1 and self._members:
+        if copies > 1 and self._sizes:
             self._sizes[resource] = copies
         self._add_many(((resource, capacity_Bps),))
 
@@ -327,14 +338,14 @@ class FlowNetwork:
     @property
     def lumped(self) -> bool:
         """Whether resources stand for classes (rank symmetry)."""
-        return bool(self._members)
+        return bool(self._sizes)
 
     def alike(self, flows: Sequence[tuple[float, Sequence[str], float]]) -> list[tuple[float, tuple, float, int]]:
         """``(size_bytes, path, latency_s)`` flows to start at once (a collective phase's),
         as ``(size_bytes, path, latency_s, copies)``: with rank symmetry, flows alike (same
         size and latency, crossing the same resource classes as often) are one group, so
         a phase of one flow per rank costs one flow per class; without, one each, in order."""
-        if not self._members:
+        if not self._sizes:
             return [(size, tuple(path), latency, 1) for size, path, latency in flows]
         alike: dict[tuple, list] = {}
         for size, path, latency in flows:
@@ -366,7 +377,7 @@ class FlowNetwork:
                 raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
         constrained = tuple(filter(self._capacities.__contains__, path))
         weights = None
-        if self._members:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
+        if self._sizes:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
             crossed: dict[str, int] = Counter(map(self._rep.get, constrained, constrained))
             weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
             if even and copies > 1 and any(w != round(w) for w in weights):
@@ -474,7 +485,7 @@ class FlowNetwork:
         slack relative to the clock (:data:`_TIME_SLACK`), which at a late clock (a run of
         1,000 s launch overheads) is a fraction of a microsecond, bytes at link rates: the
         rate * dt integral alone would lose them and break the byte accounting."""
-        weights = self._weights[flow.pid] if self._members else None
+        weights = self._weights[flow.pid] if self._sizes else None
         for resource, w in zip(flow.path, UNIT_WEIGHTS if weights is None else weights):
             if self._vector:
                 self._sync()
@@ -625,7 +636,7 @@ class FlowNetwork:
             paths = self._paths
             # With symmetry, each class's first resource, loaded by the weighted flows;
             # without, every weight is 1 (rate * 1 is rate, to the bit).
-            weights = [self._weights[pid] for pid in key] if self._members else None
+            weights = [self._weights[pid] for pid in key] if self._sizes else None
             by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities,
                                         None if weights is None else dict(enumerate(weights)))
             rates = [by_position[i] for i in range(len(key))]
