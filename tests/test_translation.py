@@ -220,3 +220,23 @@ def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itse
     # The hop between the two switches, which stay put, is crossed at every period: bound hop by hop.
     t = Translation.of(names + ["SW1"], {"D": 1})
     assert t.period(["D0", "SW0", "SW1", "D1", "SW0", "SW1", "D2", "SW0", "SW1", "D3", "SW0", "SW1"]) is None
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_path, n, links, memory):
+    """The rings' even split read from their periods (collectives._apart_by_period) agrees
+    with the pass over every channel (_apart_and_alike), and gives way to it where one
+    channel's capacity differs, where one is unconstrained or where the rings are whole."""
+    from mcdla.sim.collectives import _apart_and_alike, _apart_by_period, ring_fractions
+
+    topology = load_topology(_ring(tmp_path, n, links, memory))
+    rings, caps = topology.rings, topology.capacities()
+    assert all(ring.period for ring in rings)
+    channels = {r.name: r.channels for r in rings}
+    assert _apart_by_period(rings, caps) is _apart_and_alike(channels, caps) is True
+    slower = dict(caps, **{rings[-1].channels[-1]: caps[rings[-1].channels[-1]] / 2})  # one ring's bottleneck
+    assert _apart_by_period(rings, slower) is _apart_and_alike(channels, slower) is False
+    assert ring_fractions(rings, slower) == ring_fractions([dataclasses.replace(r, period=()) for r in rings], slower)
+    unconstrained = {c: bw for c, bw in caps.items() if c != rings[0].channels[0]}
+    assert _apart_by_period(rings, unconstrained) is False  # the pass over every channel decides
+    assert not _apart_by_period([dataclasses.replace(r, period=()) for r in rings], caps)
