@@ -315,3 +315,28 @@ def test_a_class_members_accounting_is_answered_from_its_first_not_listed():
         carried["y"]  # noqa: B018
     assert carried.values_of(["b", "y", "e", "q"]) == [2.0, 0.0, 4.0, 0.0]
     assert list(carried.items()) == list(listed.items()) and carried == listed and len(carried) == 6
+
+
+def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monkeypatch):
+    """A ring's all-gather phase begins with its reduce-scatter phase's path (which adds the
+    reduction units): counted from that one, less the rest (flownet._class_counts), its
+    flows load the same classes as when counted afresh."""
+    n = 80  # a long path (> flownet._LONG_PATH)
+    ring = tuple(f"c{i}" for i in range(n))
+    units = tuple(f"u{i}" for i in range(n // 2)) + ("c0x",)  # c0x: a class the ring crosses too
+    capacities = {**{c: 2.0 for c in ring}, **{u: 1.0 for u in units}, "c0x": 2.0}
+    classes = {**{c: f"c{i % 2}" for i, c in enumerate(ring)}, **{u: "u0" for u in units[:-1]}, "c0x": "c0"}
+    results = []
+    for reuse in (True, False):
+        if not reuse:
+            monkeypatch.setattr(FlowNetwork, "_longer", lambda self, path: None)
+        env = simpy.Environment()
+        net = FlowNetwork(env, capacities, classes=classes)
+        log = []
+        for k, path in enumerate((ring + units, ring, ring[:70], ring + units)):
+            _start(env, net, log, f"f{k}", 8.0, path, delay=k * 0.5)
+        env.run()
+        results.append((sorted(log), dict(net.stats().bytes_by_resource), net._pids))
+        assert len(net._counted) == (1 if reuse else 3)  # with reuse, only the first counted whole
+    assert results[0] == results[1]
+    assert results[0][1]["c5"] > 0 and results[0][1]["u3"] > 0 and len(results[0][2]) == 3

@@ -176,6 +176,7 @@ class FlowNetwork:
         self._bytes_by_resource: dict[str, float] = {}
         self._busy_s_by_resource: dict[str, float] = {}
         self._long: dict[tuple[int, int], tuple] = {}  # (id(path), copies) -> (path, known): long paths
+        self._counted: list[tuple[tuple[str, ...], Counter]] = []  # long paths and their classes' counts
         self._add_many(capacities_Bps.items())
         self._on_rates = on_rates
         self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
@@ -284,6 +285,7 @@ class FlowNetwork:
         if added and self._given:
             self._given.clear()  # a given path may now cross one more constrained resource
             self._long.clear()
+            self._counted.clear()
 
     def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
         """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
@@ -368,23 +370,25 @@ class FlowNetwork:
     def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources (with
         symmetry: their classes, and the weight of the flow on each)."""
-        if len(set(path)) != len(path):
+        longer = self._longer(path)  # a long path counted before that begins with ``path``
+        if longer is None and len(set(path)) != len(path):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
         given = path
         if self.also:
             path = path + tuple(a for r in path for a in self.also.get(r, ()))
             if len(set(path)) != len(path):  # one flow twice through a shared NIC's port
                 raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
-        constrained = tuple(filter(self._capacities.__contains__, path))
         weights = None
         if self._sizes:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
-            crossed: dict[str, int] = Counter(map(self._rep.get, constrained, constrained))
+            crossed = self._class_counts(path, longer)
             weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
             if even and copies > 1 and any(w != round(w) for w in weights):
                 # m flows of a class of ranks cross every member of a resource class equally
                 # often; a fraction means the classes are not symmetric: a bug, not an input.
                 raise ValueError(f"{copies} copies of a flow on {path[:3]!r}... load a resource class unevenly")
             constrained = tuple(crossed)
+        else:
+            constrained = tuple(filter(self._capacities.__contains__, path))
         key = constrained if weights is None else (constrained, weights)
         pid = self._pids.get(key)
         if pid is None:
@@ -393,6 +397,34 @@ class FlowNetwork:
             self._weights.append(weights)
         known = self._given[given if copies == 1 else (given, copies)] = (constrained, pid)
         return known
+
+    def _class_counts(self, path: tuple[str, ...], longer) -> Counter:
+        """Each class ``path``'s constrained resources cross, in order, -> how often. A long
+        path (a ring's phase) is kept with its count; one that begins a path counted
+        before (``longer``: the all-gather's ring after the reduce-scatter's ring and
+        reduction units) is counted from it, less the rest, not again from every member."""
+        if longer is not None:
+            rest, counts = longer[0][len(path):], Counter(longer[1])
+            rest = tuple(filter(self._capacities.__contains__, rest))
+            counts.subtract(map(self._rep.get, rest, rest))
+            return Counter({r: n for r, n in counts.items() if n})  # the classes of ``path`` alone, in its order
+        constrained = tuple(filter(self._capacities.__contains__, path))
+        counts = Counter(map(self._rep.get, constrained, constrained))
+        if len(path) > _LONG_PATH and not self.also:
+            self._counted.append((path, counts))
+        return counts
+
+    def _longer(self, path: tuple[str, ...]):
+        """(a long path counted before that begins with ``path``, its count), or None;
+        such a path repeats no resource, so neither does ``path``."""
+        n = len(path)
+        if n <= _LONG_PATH or self.also:
+            return None
+        for longer in self._counted:
+            other = longer[0]
+            if len(other) >= n and other[0] is path[0] and other[n - 1] is path[-1] and other[:n] == path:
+                return longer
+        return None
 
     # -- accounting ---------------------------------------------------------------
 
