@@ -292,14 +292,18 @@ class _Quotient:
 
     def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
         """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
-        keys = list(self.translation.keys(capacities).values())  # in capacities' order
-        first = dict(zip(reversed(keys), reversed(capacities)))  # orbit key -> its first resource
-        found = {key: self.index.get((kind, key)) for key in dict.fromkeys(keys)}  # in first-member order
-        if len(set(zip(keys, capacities.values()))) != len(found):
+        # Each orbit numbered in first-member order: its key (a tuple of tuples, whose hash
+        # is not kept) hashed once per resource, then only its number.
+        number: dict[tuple, int] = {}
+        orbits = [number.setdefault(key, len(number)) for key in self.translation.keys(capacities).values()]
+        first = dict(zip(reversed(orbits), reversed(capacities)))  # orbit number -> its first resource
+        if len(set(zip(orbits, capacities.values()))) != len(number):
             self.consistent = False  # an orbit's members differ in capacity
-        for key, v in found.items():
-            found[key] = v if v is not None else self.vertex(kind, first[key], (capacities[first[key]],))
-        return dict(zip(capacities, map(found.__getitem__, keys)))
+        found = [self.index.get((kind, key)) for key in number]
+        for n, v in enumerate(found):
+            if v is None:
+                found[n] = self.vertex(kind, first[n], (capacities[first[n]],))
+        return dict(zip(capacities, map(found.__getitem__, orbits)))
 
     def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
         """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
