@@ -35,7 +35,7 @@ and every device is its own class.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from mcdla.hw.network import RANK_LINKS
@@ -59,6 +59,10 @@ class Symmetry:
     device_classes: tuple[tuple[int, ...], ...]
     resources: dict[str, str]
     stores: dict[str, str]
+    # The translation every class is a union of orbits of (by_translation's; None: the whole
+    # refinement's classes, or none): a ring bound by period under it crosses each class of
+    # its period's hops ``order`` times as often (mcdla.sim.flownet counts it so).
+    translation: object = field(default=None, compare=False)
 
     @property
     def trivial(self) -> bool:
@@ -232,8 +236,8 @@ def line_up(symmetry: Symmetry, groups, rank_device, peers):
         return None
     if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
         return None
-    return Symmetry(classes, symmetry.resources, symmetry.stores), [None if p is None else (p[0], p[1], tuple(p[2]))
-                                                                    for p in plans]
+    return Symmetry(classes, symmetry.resources, symmetry.stores, symmetry.translation), \
+        [None if p is None else (p[0], p[1], tuple(p[2])) for p in plans]
 
 
 def _refine(colours: list[tuple], edges: list[tuple[int, int, tuple]], devices: int) -> list[int] | None:
@@ -374,7 +378,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     stores = _stores_in_order(t, devices, route_stores)
     return Symmetry(tuple(tuple(c) for c in classes.values()),
                     _firsts(list(capacities), list(map(colour.__getitem__, resource_vertex.values()))),
-                    _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]))  # a few per device
+                    _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]),  # a few per device
+                    t)
 
 
 def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:

@@ -128,7 +128,9 @@ class FlowNetwork:
     ``record_timeline=True`` keeps the same changes in :attr:`timeline`.
     ``classes`` (resource -> the first resource of its class; absent: a class of its
     own) lumps resources that rank symmetry shows carry equal loads (module docstring):
-    ``on_rates`` then reports the classes' first resources.
+    ``on_rates`` then reports the classes' first resources. ``orbits``: the translation
+    (mcdla.hw.translation) whose orbits every class is a union of, if known (the
+    symmetry's): a ring bound by period under it is counted by period (:meth:`transfer`).
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class FlowNetwork:
         record_timeline: bool = False,
         classes: Mapping[str, str] | None = None,
         also: Mapping[str, tuple[str, ...]] | None = None,
+        orbits=None,
     ):
         self.env = env
         # Resource -> the resources a flow over it loads too (a shared NIC's ports behind
@@ -151,6 +154,8 @@ class FlowNetwork:
         self._rep: Mapping[str, str] = classes or {}
         self._sizes: dict[str, int] = dict(Counter(self._rep.values()))
         self._firsts = frozenset(self._sizes)
+        # The translation every class is a union of orbits of (Symmetry.translation; None: not known).
+        self._orbits = orbits if self._sizes else None
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -304,13 +309,18 @@ class FlowNetwork:
         tag: str = "",
         copies: int = 1,
         even: bool = True,
+        period: tuple | None = None,
     ) -> simpy.Event:
         """Starts a flow; the returned event succeeds (value: the tag) at its last byte.
 
         ``copies``: the identical flows this one stands for (rank symmetry: one per rank
         of a class), each on its own member of the path's resource classes; ``even``:
         they load every member of a class they cross alike (checked). A group of
-        :meth:`alike` flows need not (a phase's groups do together), so is not checked."""
+        :meth:`alike` flows need not (a phase's groups do together), so is not checked.
+        ``period``: (a translation, q, n) when the path's first n resources are a ring's
+        hops bound by period (``Ring.period``: hop j in hop j mod q's orbit, none twice);
+        with classes that are unions of that translation's orbits (``orbits``), its
+        classes are counted from its first q (:meth:`_class_counts`)."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
         if not 0.0 <= size_bytes < math.inf:  # NaN fails too
@@ -322,10 +332,12 @@ class FlowNetwork:
             hit = self._long.get((id(path), copies))
             known = hit[1] if hit is not None and hit[0] is path else None
             if known is None:
-                known = self._given.get(path if copies == 1 else (path, copies)) or self._new_path(path, copies, even)
+                known = self._given.get(path if copies == 1 else (path, copies)) or \
+                    self._new_path(path, copies, even, period)
                 self._long[(id(path), copies)] = (path, known)  # holding the path keeps its id its own
         else:
-            known = self._given.get(path if copies == 1 else (path, copies)) or self._new_path(path, copies, even)
+            known = self._given.get(path if copies == 1 else (path, copies)) or \
+                self._new_path(path, copies, even, period)
         done = self.env.event()
         flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done, copies)
         self._next_id += 1
@@ -367,11 +379,14 @@ class FlowNetwork:
         self._joining.append(event.value)  # the flow whose latency this timeout was
         self._request_flush()
 
-    def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:
+    def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True,
+                  period: tuple | None = None) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources (with
         symmetry: their classes, and the weight of the flow on each)."""
-        longer = self._longer(path)  # a long path counted before that begins with ``path``
-        if longer is None and len(set(path)) != len(path):
+        if period is not None and (self.also or period[0] is None or period[0] is not self._orbits):
+            period = None  # counted as any path: its classes are not known to be unions of the orbits
+        longer = self._longer(path) if period is None else None  # a long path counted before that begins it
+        if longer is None and not self._apart(path, period):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
         given = path
         if self.also:
@@ -380,7 +395,7 @@ class FlowNetwork:
                 raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
         weights = None
         if self._sizes:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
-            crossed = self._class_counts(path, longer)
+            crossed = self._class_counts(path, longer, period)
             weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
             if even and copies > 1 and any(w != round(w) for w in weights):
                 # m flows of a class of ranks cross every member of a resource class equally
@@ -398,11 +413,24 @@ class FlowNetwork:
         known = self._given[given if copies == 1 else (given, copies)] = (constrained, pid)
         return known
 
-    def _class_counts(self, path: tuple[str, ...], longer) -> Counter:
+    def _class_counts(self, path: tuple[str, ...], longer, period=None) -> Counter:
         """Each class ``path``'s constrained resources cross, in order, -> how often. A long
         path (a ring's phase) is kept with its count; one that begins a path counted
         before (``longer``: the all-gather's ring after the reduce-scatter's ring and
-        reduction units) is counted from it, less the rest, not again from every member."""
+        reduction units) is counted from it, less the rest, not again from every member.
+        A ring bound by period (``period``, :meth:`transfer`) under the translation whose
+        orbits the classes are unions of: hop j is in hop j mod q's orbit, so in its class,
+        and each class of the first q hops is crossed n / q times as often; the classes
+        in the order of the whole path's (every class first met among the first q)."""
+        if period is not None:
+            _t, q, n = period
+            head = tuple(filter(self._capacities.__contains__, path[:q]))
+            counts = Counter(map(self._rep.get, head, head))
+            for r in counts:
+                counts[r] *= n // q
+            rest = tuple(filter(self._capacities.__contains__, path[n:]))
+            counts.update(map(self._rep.get, rest, rest))
+            return counts
         if longer is not None:
             rest, counts = longer[0][len(path):], Counter(longer[1])
             rest = tuple(filter(self._capacities.__contains__, rest))
@@ -413,6 +441,19 @@ class FlowNetwork:
         if len(path) > _LONG_PATH and not self.also:
             self._counted.append((path, counts))
         return counts
+
+    def _apart(self, path: tuple[str, ...], period) -> bool:
+        """Whether ``path`` repeats no resource. With ``period`` its first n resources
+        repeat none (the binding's period check: each of a period's hops in an orbit of
+        its own, of more than one member, so in a class); a rest that repeats none and
+        meets none of their classes (where one of them would be) repeats none of them."""
+        if period is not None:
+            _t, q, n = period
+            rest, rep = path[n:], self._rep
+            classes = {rep.get(r, r) for r in path[:q]}
+            if len(set(rest)) == len(rest) and not any(rep.get(r, r) in classes for r in rest):
+                return True
+        return len(set(path)) == len(path)
 
     def _longer(self, path: tuple[str, ...]):
         """(a long path counted before that begins with ``path``, its count), or None;
