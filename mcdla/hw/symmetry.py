@@ -191,6 +191,8 @@ def _firsts(names: Sequence[str], colours: Sequence) -> dict[str, str]:
     """Each of ``names`` in a class (its colour in ``colours``) of more than one -> the class's first."""
     first = dict(zip(reversed(colours), reversed(names)))  # the earliest name of a colour is written last
     sizes = Counter(colours)
+    if min(sizes.values(), default=2) > 1:  # every class of more than one (a ring's): in one C-level pass
+        return dict(zip(names, map(first.__getitem__, colours)))
     return {name: first[c] for name, c in zip(names, colours) if sizes[c] > 1}
 
 
