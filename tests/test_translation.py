@@ -266,3 +266,13 @@ def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_
     every_hop = run()
     assert by_period["rank_classes"] == 1
     assert differences(by_period, every_hop) == [] and differences(by_period, run(exact=True)) == []
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_a_ring_bound_by_period_repeats_no_channel_as_its_channels_say(tmp_path, n, links, memory):
+    """Ring.repeats_channel answered from the period (none twice) is what the ring's
+    channels say."""
+    for ring in load_topology(_ring(tmp_path, n, links, memory)).rings:
+        assert ring.period and not ring.repeats_channel
+        assert not dataclasses.replace(ring, period=()).repeats_channel
+        assert len(set(ring.channels)) == len(ring.channels)
