@@ -6,6 +6,7 @@ import pytest
 import simpy
 
 from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.flowpaths import PathClasses
 
 
 def _start(env, net, log, name, size, path, latency=0.0, delay=0.0):
@@ -319,7 +320,7 @@ def test_a_class_members_accounting_is_answered_from_its_first_not_listed():
 
 def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monkeypatch):
     """A ring's all-gather phase begins with its reduce-scatter phase's path (which adds the
-    reduction units): counted from that one, less the rest (flownet._class_counts), its
+    reduction units): counted from that one, less the rest (flowpaths.PathClasses), its
     flows load the same classes as when counted afresh."""
     n = 80  # a long path (> flownet._LONG_PATH)
     ring = tuple(f"c{i}" for i in range(n))
@@ -329,7 +330,7 @@ def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monk
     results = []
     for reuse in (True, False):
         if not reuse:
-            monkeypatch.setattr(FlowNetwork, "_longer", lambda self, path: None)
+            monkeypatch.setattr(PathClasses, "_longer", lambda self, path: None)
         env = simpy.Environment()
         net = FlowNetwork(env, capacities, classes=classes)
         log = []
@@ -337,6 +338,6 @@ def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monk
             _start(env, net, log, f"f{k}", 8.0, path, delay=k * 0.5)
         env.run()
         results.append((sorted(log), dict(net.stats().bytes_by_resource), net._pids))
-        assert len(net._counted) == (1 if reuse else 3)  # with reuse, only the first counted whole
+        assert len(net._classes._counted) == (1 if reuse else 3)  # with reuse, only the first counted whole
     assert results[0] == results[1]
     assert results[0][1]["c5"] > 0 and results[0][1]["u3"] > 0 and len(results[0][2]) == 3

@@ -245,24 +245,23 @@ def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_pat
 @pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, True), (5, 3, False), (64, 3, True)])
 def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_path, monkeypatch, n, links, memory):
     """The flow network counts a phase over a ring bound by period from one period's hops
-    (FlowNetwork._class_counts, the symmetry's translation): the whole result is the one
+    (flowpaths.PathClasses, the symmetry's translation): the whole result is the one
     counting every hop gives, and the exact run's."""
-    from mcdla.sim.flownet import FlowNetwork
+    from mcdla.sim.flowpaths import PathClasses
 
-    path, original, counted = _ring(tmp_path, n, links, memory), FlowNetwork._class_counts, []
+    path, original, counted = _ring(tmp_path, n, links, memory), PathClasses._counts, []
 
-    def spy(self, given, longer, period=None):
+    def spy(self, given, longer, period):
         counted.append(period is not None)
         return original(self, given, longer, period)
 
     def run(exact=False):
         return simulate(path, "bw_aware", "resnet34", "data", 4 * n, [("execution.exact", exact)], budget=math.inf)
 
-    monkeypatch.setattr(FlowNetwork, "_class_counts", spy)
+    monkeypatch.setattr(PathClasses, "_counts", spy)
     by_period = run()
     assert any(counted)  # the ring's phases were counted by period
-    monkeypatch.setattr(FlowNetwork, "_class_counts", lambda self, given, longer, period=None:
-                        original(self, given, longer))
+    monkeypatch.setattr(PathClasses, "_counts", lambda self, given, longer, period: original(self, given, longer, None))
     every_hop = run()
     assert by_period["rank_classes"] == 1
     assert differences(by_period, every_hop) == [] and differences(by_period, run(exact=True)) == []

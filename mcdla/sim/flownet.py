@@ -57,7 +57,8 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import simpy
 
 from mcdla.hw.maxmin import UNIT_WEIGHTS, max_min_rates
-from mcdla.sim.flowstats import ByClass, ChangedLoads, NetworkStats
+from mcdla.sim.flowpaths import LONG_PATH, PathClasses
+from mcdla.sim.flowstats import ByClass, ChangedLoads, NetworkStats, members_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,9 +89,6 @@ _SOLVED_FLOWS = 2_000_000
 # Per searched component, the distinct rate solutions whose loads are kept as arrays:
 # a component meets a handful of flow mixes in an iteration; the bound caps memory.
 _LOADS_PER_COMPONENT = 64
-# A path longer than this (a ring's phase: 2N channels) is looked up by identity, not
-# hashed at every transfer; a ring hands over the same tuple each time (Ring.memo).
-_LONG_PATH = 64
 
 
 class _Flow:
@@ -149,13 +147,11 @@ class FlowNetwork:
         # each of its devices' links): added to every path that crosses it.
         self.also: Mapping[str, tuple[str, ...]] = also or {}
         self._capacities: dict[str, float] = {}
-        # Rank symmetry: resource -> its class's first resource; each first -> its class's
-        # members, counted (listed only if the accounting is read member by member, _members).
+        # Rank symmetry: resource -> its class's first resource; each first -> its members, counted.
         self._rep: Mapping[str, str] = classes or {}
         self._sizes: dict[str, int] = dict(Counter(self._rep.values()))
         self._firsts = frozenset(self._sizes)
-        # The translation every class is a union of orbits of (Symmetry.translation; None: not known).
-        self._orbits = orbits if self._sizes else None
+        self._classes = PathClasses(self._capacities, self._rep, self._sizes, self.also, orbits)  # each path once
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -181,14 +177,12 @@ class FlowNetwork:
         self._bytes_by_resource: dict[str, float] = {}
         self._busy_s_by_resource: dict[str, float] = {}
         self._long: dict[tuple[int, int], tuple] = {}  # (id(path), copies) -> (path, known): long paths
-        self._counted: list[tuple[tuple[str, ...], Counter]] = []  # long paths and their classes' counts
         self._add_many(capacities_Bps.items())
         self._on_rates = on_rates
         self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
         self._joining: list[_Flow] = []  # flows whose latency elapsed at this instant
-        self._flush_pending = False
-        self._next_id = 0
+        self._flush_pending, self._next_id = False, 0
         self._last_s = env.now
         self._timer_s: float | None = None
         self._timer_gen = 0
@@ -234,14 +228,9 @@ class FlowNetwork:
         """The resource that stands for ``resource``'s class (itself without symmetry)."""
         return self._rep.get(resource, resource)
 
-    @cached_property
+    @cached_property  # listed when first asked (the timeline, the accounting iterated), not at set-up
     def _members(self) -> dict[str, list[str]]:
-        """Each class's first -> its members, in the classes' order: listed when first
-        asked (the timeline, or the accounting read member by member), not at set-up."""
-        members: dict[str, list[str]] = {}
-        for resource, first in self._rep.items():
-            members.setdefault(first, []).append(resource)
-        return members
+        return members_of(self._rep)
 
     def _expand(self, by_resource: dict[str, float]) -> Mapping[str, float]:
         """The accounting of every member of a class: its first's, answered when asked."""
@@ -290,7 +279,7 @@ class FlowNetwork:
         if added and self._given:
             self._given.clear()  # a given path may now cross one more constrained resource
             self._long.clear()
-            self._counted.clear()
+            self._classes.clear()
 
     def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
         """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
@@ -317,10 +306,8 @@ class FlowNetwork:
         of a class), each on its own member of the path's resource classes; ``even``:
         they load every member of a class they cross alike (checked). A group of
         :meth:`alike` flows need not (a phase's groups do together), so is not checked.
-        ``period``: (a translation, q, n) when the path's first n resources are a ring's
-        hops bound by period (``Ring.period``: hop j in hop j mod q's orbit, none twice);
-        with classes that are unions of that translation's orbits (``orbits``), its
-        classes are counted from its first q (:meth:`_class_counts`)."""
+        ``period``: (a translation, q, n): the path's first n resources are a ring's hops
+        bound by period (``Ring.period``), counted by period (flowpaths.PathClasses)."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
         if not 0.0 <= size_bytes < math.inf:  # NaN fails too
@@ -328,7 +315,7 @@ class FlowNetwork:
         if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         path = tuple(path)
-        if len(path) > _LONG_PATH:  # a ring's phase: the same tuple at every collective, known by identity
+        if len(path) > LONG_PATH:  # a ring's phase: the same tuple at every collective, known by identity
             hit = self._long.get((id(path), copies))
             known = hit[1] if hit is not None and hit[0] is path else None
             if known is None:
@@ -382,90 +369,16 @@ class FlowNetwork:
     def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True,
                   period: tuple | None = None) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources (with
-        symmetry: their classes, and the weight of the flow on each)."""
-        if period is not None and (self.also or period[0] is None or period[0] is not self._orbits):
-            period = None  # counted as any path: its classes are not known to be unions of the orbits
-        longer = self._longer(path) if period is None else None  # a long path counted before that begins it
-        if longer is None and not self._apart(path, period):
-            raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
-        given = path
-        if self.also:
-            path = path + tuple(a for r in path for a in self.also.get(r, ()))
-            if len(set(path)) != len(path):  # one flow twice through a shared NIC's port
-                raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
-        weights = None
-        if self._sizes:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
-            crossed = self._class_counts(path, longer, period)
-            weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
-            if even and copies > 1 and any(w != round(w) for w in weights):
-                # m flows of a class of ranks cross every member of a resource class equally
-                # often; a fraction means the classes are not symmetric: a bug, not an input.
-                raise ValueError(f"{copies} copies of a flow on {path[:3]!r}... load a resource class unevenly")
-            constrained = tuple(crossed)
-        else:
-            constrained = tuple(filter(self._capacities.__contains__, path))
+        symmetry: their classes, and the weight of the flow on each: flowpaths.PathClasses)."""
+        constrained, weights = self._classes.classify(path, copies, even, period)
         key = constrained if weights is None else (constrained, weights)
         pid = self._pids.get(key)
         if pid is None:
             pid = self._pids[key] = len(self._paths)
             self._paths.append(constrained)
             self._weights.append(weights)
-        known = self._given[given if copies == 1 else (given, copies)] = (constrained, pid)
+        known = self._given[path if copies == 1 else (path, copies)] = (constrained, pid)
         return known
-
-    def _class_counts(self, path: tuple[str, ...], longer, period=None) -> Counter:
-        """Each class ``path``'s constrained resources cross, in order, -> how often. A long
-        path (a ring's phase) is kept with its count; one that begins a path counted
-        before (``longer``: the all-gather's ring after the reduce-scatter's ring and
-        reduction units) is counted from it, less the rest, not again from every member.
-        A ring bound by period (``period``, :meth:`transfer`) under the translation whose
-        orbits the classes are unions of: hop j is in hop j mod q's orbit, so in its class,
-        and each class of the first q hops is crossed n / q times as often; the classes
-        in the order of the whole path's (every class first met among the first q)."""
-        if period is not None:
-            _t, q, n = period
-            head = tuple(filter(self._capacities.__contains__, path[:q]))
-            counts = Counter(map(self._rep.get, head, head))
-            for r in counts:
-                counts[r] *= n // q
-            rest = tuple(filter(self._capacities.__contains__, path[n:]))
-            counts.update(map(self._rep.get, rest, rest))
-            return counts
-        if longer is not None:
-            rest, counts = longer[0][len(path):], Counter(longer[1])
-            rest = tuple(filter(self._capacities.__contains__, rest))
-            counts.subtract(map(self._rep.get, rest, rest))
-            return Counter({r: n for r, n in counts.items() if n})  # the classes of ``path`` alone, in its order
-        constrained = tuple(filter(self._capacities.__contains__, path))
-        counts = Counter(map(self._rep.get, constrained, constrained))
-        if len(path) > _LONG_PATH and not self.also:
-            self._counted.append((path, counts))
-        return counts
-
-    def _apart(self, path: tuple[str, ...], period) -> bool:
-        """Whether ``path`` repeats no resource. With ``period`` its first n resources
-        repeat none (the binding's period check: each of a period's hops in an orbit of
-        its own, of more than one member, so in a class); a rest that repeats none and
-        meets none of their classes (where one of them would be) repeats none of them."""
-        if period is not None:
-            _t, q, n = period
-            rest, rep = path[n:], self._rep
-            classes = {rep.get(r, r) for r in path[:q]}
-            if len(set(rest)) == len(rest) and not any(rep.get(r, r) in classes for r in rest):
-                return True
-        return len(set(path)) == len(path)
-
-    def _longer(self, path: tuple[str, ...]):
-        """(a long path counted before that begins with ``path``, its count), or None;
-        such a path repeats no resource, so neither does ``path``."""
-        n = len(path)
-        if n <= _LONG_PATH or self.also:
-            return None
-        for longer in self._counted:
-            other = longer[0]
-            if len(other) >= n and other[0] is path[0] and other[n - 1] is path[-1] and other[:n] == path:
-                return longer
-        return None
 
     # -- accounting ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["NetworkStats", "ChangedLoads", "ByClass"]
+__all__ = ["NetworkStats", "ChangedLoads", "ByClass", "members_of"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,15 @@ class ChangedLoads(Mapping):
 
     def __repr__(self) -> str:
         return repr(self._full())
+
+
+def members_of(rep: Mapping[str, str]) -> dict[str, list[str]]:
+    """Each class's first -> its members (``rep``: a member -> its class's first), in
+    ``rep``'s order."""
+    members: dict[str, list[str]] = {}
+    for resource, first in rep.items():
+        members.setdefault(first, []).append(resource)
+    return members
 
 
 class ByClass(Mapping):
