@@ -383,28 +383,30 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
         return
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
-    # The phases' paths begin with the ring's hops: bound by period, counted by period (FlowNetwork.transfer).
+    # The phases' paths begin with the ring's hops: bound by period, counted by period (FlowNetwork.by_period).
     period = (*ring.period, len(ring.channels)) if ring.period else None
+
+    def marked(path):
+        return net.by_period(path, period) if period else path
     # One flow per phase: its steps run back to back (see the module docstring). The
     # phases' paths are built once per ring (and cap), not concatenated per collective.
     channels = ring.memo(("channels", cap), lambda: ring.channels + cap)
     if op == "all_to_all":  # pairwise: one phase, k pieces on every channel in step k
         flows[0] += 1
         pieces = ring_steps(op, p)
-        yield net.transfer(pieces * step_bytes, channels, pieces * step_latency_s, tag, copies, even=False,
-                           period=period)
+        yield net.transfer(pieces * step_bytes, marked(channels), pieces * step_latency_s, tag, copies, even=False)
         return
     reduce_steps = p - 1 if op in REDUCING else 0
     gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
         flows[0] += 1
         reducing = ring.memo(("reducing", cap, reduce_path), lambda: channels + reduce_path)
-        yield net.transfer(reduce_steps * step_bytes, reducing, reduce_steps * step_latency_s, tag,
-                           copies, even=False, period=period)
+        yield net.transfer(reduce_steps * step_bytes, marked(reducing), reduce_steps * step_latency_s, tag,
+                           copies, even=False)
     if gather_steps:
         flows[0] += 1
-        yield net.transfer(gather_steps * step_bytes, channels, gather_steps * step_latency_s, tag, copies,
-                           even=False, period=period)
+        yield net.transfer(gather_steps * step_bytes, marked(channels), gather_steps * step_latency_s, tag, copies,
+                           even=False)
 
 
 @dataclass(frozen=True)

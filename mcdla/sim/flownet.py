@@ -128,7 +128,7 @@ class FlowNetwork:
     own) lumps resources that rank symmetry shows carry equal loads (module docstring):
     ``on_rates`` then reports the classes' first resources. ``orbits``: the translation
     (mcdla.hw.translation) whose orbits every class is a union of, if known (the
-    symmetry's): a ring bound by period under it is counted by period (:meth:`transfer`).
+    symmetry's): a ring bound by period under it is counted by period (:meth:`by_period`).
     """
 
     def __init__(
@@ -298,16 +298,13 @@ class FlowNetwork:
         tag: str = "",
         copies: int = 1,
         even: bool = True,
-        period: tuple | None = None,
     ) -> simpy.Event:
         """Starts a flow; the returned event succeeds (value: the tag) at its last byte.
 
         ``copies``: the identical flows this one stands for (rank symmetry: one per rank
         of a class), each on its own member of the path's resource classes; ``even``:
         they load every member of a class they cross alike (checked). A group of
-        :meth:`alike` flows need not (a phase's groups do together), so is not checked.
-        ``period``: (a translation, q, n): the path's first n resources are a ring's hops
-        bound by period (``Ring.period``), counted by period (flowpaths.PathClasses)."""
+        :meth:`alike` flows need not (a phase's groups do together), so is not checked."""
         size_bytes = float(size_bytes)
         latency_s = float(latency_s)
         if not 0.0 <= size_bytes < math.inf:  # NaN fails too
@@ -319,12 +316,10 @@ class FlowNetwork:
             hit = self._long.get((id(path), copies))
             known = hit[1] if hit is not None and hit[0] is path else None
             if known is None:
-                known = self._given.get(path if copies == 1 else (path, copies)) or \
-                    self._new_path(path, copies, even, period)
+                known = self._given.get(path if copies == 1 else (path, copies)) or self._new_path(path, copies, even)
                 self._long[(id(path), copies)] = (path, known)  # holding the path keeps its id its own
         else:
-            known = self._given.get(path if copies == 1 else (path, copies)) or \
-                self._new_path(path, copies, even, period)
+            known = self._given.get(path if copies == 1 else (path, copies)) or self._new_path(path, copies, even)
         done = self.env.event()
         flow = _Flow(self._next_id, size_bytes, known[0], known[1], tag, done, copies)
         self._next_id += 1
@@ -366,11 +361,15 @@ class FlowNetwork:
         self._joining.append(event.value)  # the flow whose latency this timeout was
         self._request_flush()
 
-    def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True,
-                  period: tuple | None = None) -> tuple[tuple[str, ...], int]:
+    def by_period(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
+        """``path``, marked as beginning with a ring's n hops bound by period (``period``:
+        its translation, q, n; Ring.period), to be counted by period (flowpaths.PathClasses)."""
+        return self._classes.mark(path, period)
+
+    def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources (with
         symmetry: their classes, and the weight of the flow on each: flowpaths.PathClasses)."""
-        constrained, weights = self._classes.classify(path, copies, even, period)
+        constrained, weights = self._classes.classify(path, copies, even)
         key = constrained if weights is None else (constrained, weights)
         pid = self._pids.get(key)
         if pid is None:

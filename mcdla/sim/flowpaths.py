@@ -35,17 +35,27 @@ class PathClasses:
         self._capacities, self._rep, self._sizes, self._also = capacities, rep, sizes, also
         self._orbits = orbits if sizes else None
         self._counted: list[tuple[tuple[str, ...], Counter]] = []  # long paths and their classes' counts
+        self._marked: dict[int, tuple] = {}  # id(path) -> (the path, its period): paths marked by period
 
     def clear(self) -> None:
         """Forgets the paths counted: a resource was added, which they may cross."""
         self._counted.clear()
 
-    def classify(self, path: tuple[str, ...], copies: int, even: bool, period) -> tuple[tuple[str, ...], tuple | None]:
+    def mark(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
+        """``path`` (held, so known by identity: a ring's phase, the same tuple each time)
+        marked as beginning with a ring's n hops bound by period: ``period`` (its
+        translation, q, n), hop j in hop j mod q's orbit and none twice (Ring.period)."""
+        self._marked[id(path)] = (path, period)
+        return path
+
+    def classify(self, path: tuple[str, ...], copies: int, even: bool) -> tuple[tuple[str, ...], tuple | None]:
         """(the constrained resources ``path`` crosses, or with symmetry the classes, in
         order; with symmetry the weight of a flow on each, else None), checked: a ValueError
         (a bug in the caller) for a path that repeats a resource or crosses a shared one
-        twice, or ``copies`` that load a class unevenly (``even``). ``period``: as
-        FlowNetwork.transfer's."""
+        twice, or ``copies`` that load a class unevenly (``even``). A path :meth:`mark`-ed
+        is counted by its period."""
+        hit = self._marked.get(id(path))
+        period = hit[1] if hit is not None and hit[0] is path else None
         if period is not None and (self._also or period[0] is None or period[0] is not self._orbits):
             period = None  # counted as any path: its classes are not known to be unions of the orbits
         longer = self._longer(path) if period is None else None  # a long path counted before that begins it
