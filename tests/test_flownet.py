@@ -6,6 +6,7 @@ import pytest
 import simpy
 
 from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.flowpaths import PathClasses
 
 
 def _start(env, net, log, name, size, path, latency=0.0, delay=0.0):
@@ -294,3 +295,49 @@ def test_resources_of_a_class_are_checked_alike():
     net.add_resources(units, 4.0)  # the same tuple again: nothing new
     with pytest.raises(ValueError, match="already has capacity"):
         net.add_resources(("u0",), 3.0)
+
+
+def test_a_class_members_accounting_is_answered_from_its_first_not_listed():
+    """With rank symmetry the accounting holds each class's first only and answers every
+    member from it (flowstats.ByClass): two flows standing for 2 copies each over classes
+    {a, b} and {c, d} load each member with one copy's 2 bytes, the unclassed e with both
+    copies' 4; y is z's class's first but not listed as its own member, so absent."""
+    env = simpy.Environment()
+    capacities = {"a": 1.0, "b": 1.0, "c": 2.0, "d": 2.0, "e": 1.0, "y": 4.0, "z": 4.0}
+    net = FlowNetwork(env, capacities, classes={"a": "a", "b": "a", "c": "c", "d": "c", "z": "y"})
+    net.transfer(2.0, ("a", "c", "e"), copies=2)
+    net.transfer(4.0, ("y",))
+    env.run()
+    carried = net.stats().bytes_by_resource
+    listed = {"a": 2.0, "b": 2.0, "c": 2.0, "d": 2.0, "e": 4.0, "z": 4.0}
+    assert carried["b"] == carried.get("d") == 2.0 and carried.get("y") is None and "y" not in carried
+    assert "b" in carried and "q" not in carried and carried.get("q", 0.0) == 0.0
+    with pytest.raises(KeyError):
+        carried["y"]  # noqa: B018
+    assert carried.values_of(["b", "y", "e", "q"]) == [2.0, 0.0, 4.0, 0.0]
+    assert list(carried.items()) == list(listed.items()) and carried == listed and len(carried) == 6
+
+
+def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monkeypatch):
+    """A ring's all-gather phase begins with its reduce-scatter phase's path (which adds the
+    reduction units): counted from that one, less the rest (flowpaths.PathClasses), its
+    flows load the same classes as when counted afresh."""
+    n = 80  # a long path (> flownet._LONG_PATH)
+    ring = tuple(f"c{i}" for i in range(n))
+    units = tuple(f"u{i}" for i in range(n // 2)) + ("c0x",)  # c0x: a class the ring crosses too
+    capacities = {**{c: 2.0 for c in ring}, **{u: 1.0 for u in units}, "c0x": 2.0}
+    classes = {**{c: f"c{i % 2}" for i, c in enumerate(ring)}, **{u: "u0" for u in units[:-1]}, "c0x": "c0"}
+    results = []
+    for reuse in (True, False):
+        if not reuse:
+            monkeypatch.setattr(PathClasses, "_longer", lambda self, path: None)
+        env = simpy.Environment()
+        net = FlowNetwork(env, capacities, classes=classes)
+        log = []
+        for k, path in enumerate((ring + units, ring, ring[:70], ring + units)):
+            _start(env, net, log, f"f{k}", 8.0, path, delay=k * 0.5)
+        env.run()
+        results.append((sorted(log), dict(net.stats().bytes_by_resource), net._pids))
+        assert len(net._classes._counted) == (1 if reuse else 3)  # with reuse, only the first counted whole
+    assert results[0] == results[1]
+    assert results[0][1]["c5"] > 0 and results[0][1]["u3"] > 0 and len(results[0][2]) == 3

@@ -220,3 +220,58 @@ def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itse
     # The hop between the two switches, which stay put, is crossed at every period: bound hop by hop.
     t = Translation.of(names + ["SW1"], {"D": 1})
     assert t.period(["D0", "SW0", "SW1", "D1", "SW0", "SW1", "D2", "SW0", "SW1", "D3", "SW0", "SW1"]) is None
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_path, n, links, memory):
+    """The rings' even split read from their periods (collectives._apart_by_period) agrees
+    with the pass over every channel (_apart_and_alike), and gives way to it where one
+    channel's capacity differs, where one is unconstrained or where the rings are whole."""
+    from mcdla.sim.collectives import _apart_and_alike, _apart_by_period, ring_fractions
+
+    topology = load_topology(_ring(tmp_path, n, links, memory))
+    rings, caps = topology.rings, topology.capacities()
+    assert all(ring.period for ring in rings)
+    channels = {r.name: r.channels for r in rings}
+    assert _apart_by_period(rings, caps) is _apart_and_alike(channels, caps) is True
+    slower = dict(caps, **{rings[-1].channels[-1]: caps[rings[-1].channels[-1]] / 2})  # one ring's bottleneck
+    assert _apart_by_period(rings, slower) is _apart_and_alike(channels, slower) is False
+    assert ring_fractions(rings, slower) == ring_fractions([dataclasses.replace(r, period=()) for r in rings], slower)
+    unconstrained = {c: bw for c, bw in caps.items() if c != rings[0].channels[0]}
+    assert _apart_by_period(rings, unconstrained) is False  # the pass over every channel decides
+    assert not _apart_by_period([dataclasses.replace(r, period=()) for r in rings], caps)
+
+
+@pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, True), (5, 3, False), (64, 3, True)])
+def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_path, monkeypatch, n, links, memory):
+    """The flow network counts a phase over a ring bound by period from one period's hops
+    (flowpaths.PathClasses, the symmetry's translation): the whole result is the one
+    counting every hop gives, and the exact run's."""
+    from mcdla.sim.flowpaths import PathClasses
+
+    path, original, counted = _ring(tmp_path, n, links, memory), PathClasses._counts, []
+
+    def spy(self, given, longer, period):
+        counted.append(period is not None)
+        return original(self, given, longer, period)
+
+    def run(exact=False):
+        return simulate(path, "bw_aware", "resnet34", "data", 4 * n, [("execution.exact", exact)], budget=math.inf)
+
+    monkeypatch.setattr(PathClasses, "_counts", spy)
+    by_period = run()
+    assert any(counted)  # the ring's phases were counted by period
+    monkeypatch.setattr(PathClasses, "_counts", lambda self, given, longer, period: original(self, given, longer, None))
+    every_hop = run()
+    assert by_period["rank_classes"] == 1
+    assert differences(by_period, every_hop) == [] and differences(by_period, run(exact=True)) == []
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_a_ring_bound_by_period_repeats_no_channel_as_its_channels_say(tmp_path, n, links, memory):
+    """Ring.repeats_channel answered from the period (none twice) is what the ring's
+    channels say."""
+    for ring in load_topology(_ring(tmp_path, n, links, memory)).rings:
+        assert ring.period and not ring.repeats_channel
+        assert not dataclasses.replace(ring, period=()).repeats_channel
+        assert len(set(ring.channels)) == len(ring.channels)

@@ -221,6 +221,8 @@ class Ring:
 
     @cached_property  # checked by every collective on the ring: once
     def repeats_channel(self) -> bool:
+        if self.period:  # bound by period: each of a period's hops in an orbit of its own, so none twice
+            return False
         return len(set(self.channels)) != len(self.channels)
 
     @cached_property  # sub-rings compare ways around the ring: once, not per segment

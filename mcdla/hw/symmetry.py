@@ -35,7 +35,7 @@ and every device is its own class.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from mcdla.hw.network import RANK_LINKS
@@ -59,6 +59,10 @@ class Symmetry:
     device_classes: tuple[tuple[int, ...], ...]
     resources: dict[str, str]
     stores: dict[str, str]
+    # The translation every class is a union of orbits of (by_translation's; None: the whole
+    # refinement's classes, or none): a ring bound by period under it crosses each class of
+    # its period's hops ``order`` times as often (mcdla.sim.flownet counts it so).
+    translation: object = field(default=None, compare=False)
 
     @property
     def trivial(self) -> bool:
@@ -187,6 +191,8 @@ def _firsts(names: Sequence[str], colours: Sequence) -> dict[str, str]:
     """Each of ``names`` in a class (its colour in ``colours``) of more than one -> the class's first."""
     first = dict(zip(reversed(colours), reversed(names)))  # the earliest name of a colour is written last
     sizes = Counter(colours)
+    if min(sizes.values(), default=2) > 1:  # every class of more than one (a ring's): in one C-level pass
+        return dict(zip(names, map(first.__getitem__, colours)))
     return {name: first[c] for name, c in zip(names, colours) if sizes[c] > 1}
 
 
@@ -232,8 +238,8 @@ def line_up(symmetry: Symmetry, groups, rank_device, peers):
         return None
     if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
         return None
-    return Symmetry(classes, symmetry.resources, symmetry.stores), [None if p is None else (p[0], p[1], tuple(p[2]))
-                                                                    for p in plans]
+    return Symmetry(classes, symmetry.resources, symmetry.stores, symmetry.translation), \
+        [None if p is None else (p[0], p[1], tuple(p[2])) for p in plans]
 
 
 def _refine(colours: list[tuple], edges: list[tuple[int, int, tuple]], devices: int) -> list[int] | None:
@@ -295,14 +301,18 @@ class _Quotient:
 
     def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
         """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
-        keys = list(self.translation.keys(capacities).values())  # in capacities' order
-        first = dict(zip(reversed(keys), reversed(capacities)))  # orbit key -> its first resource
-        found = {key: self.index.get((kind, key)) for key in dict.fromkeys(keys)}  # in first-member order
-        if len(set(zip(keys, capacities.values()))) != len(found):
+        # Each orbit numbered in first-member order: its key (a tuple of tuples, whose hash
+        # is not kept) hashed once per resource, then only its number.
+        number: dict[tuple, int] = {}
+        orbits = [number.setdefault(key, len(number)) for key in self.translation.keys(capacities).values()]
+        first = dict(zip(reversed(orbits), reversed(capacities)))  # orbit number -> its first resource
+        if len(set(zip(orbits, capacities.values()))) != len(number):
             self.consistent = False  # an orbit's members differ in capacity
-        for key, v in found.items():
-            found[key] = v if v is not None else self.vertex(kind, first[key], (capacities[first[key]],))
-        return dict(zip(capacities, map(found.__getitem__, keys)))
+        found = [self.index.get((kind, key)) for key in number]
+        for n, v in enumerate(found):
+            if v is None:
+                found[n] = self.vertex(kind, first[n], (capacities[first[n]],))
+        return dict(zip(capacities, map(found.__getitem__, orbits)))
 
     def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
         """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
@@ -373,7 +383,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     stores = _stores_in_order(t, devices, route_stores)
     return Symmetry(tuple(tuple(c) for c in classes.values()),
                     _firsts(list(capacities), list(map(colour.__getitem__, resource_vertex.values()))),
-                    _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]))  # a few per device
+                    _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]),  # a few per device
+                    t)
 
 
 def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:

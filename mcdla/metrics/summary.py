@@ -14,9 +14,11 @@ the part that compute does not hide. All numbers are in base units.
 from __future__ import annotations
 
 import math
-from typing import Any
+from itertools import repeat
+from typing import Any, Iterable, Mapping
 
 from mcdla.metrics.intervals import difference_measure, measure, union
+from mcdla.sim.flowstats import ByClass
 from mcdla.sim.records import AXES
 
 __all__ = ["summarize", "samples_per_s", "link_bytes", "link_classes", "LINK_LIST_DEVICES"]
@@ -41,7 +43,7 @@ def _mean(values: list[float]) -> float:
 
 def link_bytes(topology, bytes_by_resource: dict[str, float]) -> dict[str, float]:
     """Bytes per directed node pair ("D0>M0"), summed over parallel links, every link listed."""
-    return {pair: sum(bytes_by_resource.get(c, 0.0) for c in channels)
+    return {pair: sum(_values_of(bytes_by_resource, channels))
             for pair, channels in topology.directed_links().items()}
 
 
@@ -63,6 +65,14 @@ def _tiers(topology) -> dict[str, int]:
     return tier
 
 
+def _values_of(bytes_by_resource: Mapping[str, float], resources) -> Iterable[float]:
+    """Each of ``resources``' bytes (0 if none): with rank symmetry read from its class
+    (:class:`~mcdla.sim.flowstats.ByClass`), not from a mapping listing every member."""
+    if isinstance(bytes_by_resource, ByClass):
+        return bytes_by_resource.values_of(resources)
+    return map(bytes_by_resource.get, resources, repeat(0.0))
+
+
 def link_classes(topology, bytes_by_resource: dict[str, float]) -> dict[str, dict[str, float]]:
     """The directed links of :func:`link_bytes` in classes of the same kind and tier at
     both ends and link type (``"spine2>spine3:isl"``: a pod spine's uplinks to the core;
@@ -78,9 +88,9 @@ def link_classes(topology, bytes_by_resource: dict[str, float]) -> dict[str, dic
         label[node] = kind
     pairs: dict[tuple[str, str], float] = {}
     get = pairs.get
-    for cid, channel in topology.channels.items():
+    for channel, size in zip(topology.channels.values(), _values_of(bytes_by_resource, topology.channels)):
         key = (channel.src, channel.dst)
-        pairs[key] = get(key, 0.0) + bytes_by_resource.get(cid, 0.0)
+        pairs[key] = get(key, 0.0) + size
     alias = {}
     for a, b, link, _count in topology.physical_links:
         alias[(a, b)] = alias[(b, a)] = link

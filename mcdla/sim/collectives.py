@@ -46,6 +46,7 @@ import time
 import weakref
 from collections import Counter
 from itertools import chain, repeat
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -196,6 +197,8 @@ def ring_fractions(rings: Sequence[Ring], capacities_Bps: Mapping[str, float] | 
     from mcdla.hw.maxmin import max_min_rates
 
     extra = also or {}
+    if not extra and _apart_by_period(rings, capacities_Bps):
+        return None
     paths = {r.name: r.channels + tuple(chain.from_iterable(map(extra.get, r.channels, repeat(()))))
              for r in rings}  # a channel's shared NIC ports after the channels (C-level: 196,608 at 16,384)
     if _apart_and_alike(paths, capacities_Bps):
@@ -219,6 +222,27 @@ def _apart_and_alike(paths: Mapping[str, Sequence[str]], capacities_Bps: Mapping
         return False  # a path with no constrained resource, or a resource on two paths
     shares = {min(map(capacities_Bps.__getitem__, c)) if c.total() == len(c)  # each crossed once
               else min(capacities_Bps[r] / n for r, n in c.items()) for c in crossed}
+    return len(shares) == 1
+
+
+def _apart_by_period(rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> bool:
+    """:func:`_apart_and_alike` of rings bound by period (``Ring.period``) under one
+    translation, True without hashing every channel: a ring's hops are whole orbits of its
+    period's hops, each met once (mcdla.hw.binding's period check), so rings whose
+    periods' orbits differ share no channel and none crosses one twice; each ring's
+    bottleneck share is then its least capacity (its channels' read in one C-level pass).
+    False when that does not settle it (:func:`_apart_and_alike` then decides)."""
+    periods = [getattr(r, "period", ()) for r in rings]  # () where not bound by period
+    t = periods[0][0] if periods[0] else None
+    if t is None or any(not p or p[0] is not t or len(r.channels) < 2 for r, p in zip(rings, periods)):
+        return False
+    keys = [t.orbit(c)[0] for r in rings for c in r.channels[:r.period[1]]]
+    if len(set(keys)) != len(keys):
+        return False
+    try:
+        shares = {min(itemgetter(*r.channels)(capacities_Bps)) for r in rings}
+    except KeyError:  # an unconstrained channel
+        return False
     return len(shares) == 1
 
 
@@ -359,24 +383,29 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
         return
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
+    # The phases' paths begin with the ring's hops: bound by period, counted by period (FlowNetwork.by_period).
+    period = (*ring.period, len(ring.channels)) if ring.period else None
+
+    def marked(path):
+        return net.by_period(path, period) if period else path
     # One flow per phase: its steps run back to back (see the module docstring). The
     # phases' paths are built once per ring (and cap), not concatenated per collective.
     channels = ring.memo(("channels", cap), lambda: ring.channels + cap)
     if op == "all_to_all":  # pairwise: one phase, k pieces on every channel in step k
         flows[0] += 1
         pieces = ring_steps(op, p)
-        yield net.transfer(pieces * step_bytes, channels, pieces * step_latency_s, tag, copies, even=False)
+        yield net.transfer(pieces * step_bytes, marked(channels), pieces * step_latency_s, tag, copies, even=False)
         return
     reduce_steps = p - 1 if op in REDUCING else 0
     gather_steps = p - 1 if op in GATHERING else 0
     if reduce_steps:
         flows[0] += 1
         reducing = ring.memo(("reducing", cap, reduce_path), lambda: channels + reduce_path)
-        yield net.transfer(reduce_steps * step_bytes, reducing, reduce_steps * step_latency_s, tag,
+        yield net.transfer(reduce_steps * step_bytes, marked(reducing), reduce_steps * step_latency_s, tag,
                            copies, even=False)
     if gather_steps:
         flows[0] += 1
-        yield net.transfer(gather_steps * step_bytes, channels, gather_steps * step_latency_s, tag, copies,
+        yield net.transfer(gather_steps * step_bytes, marked(channels), gather_steps * step_latency_s, tag, copies,
                            even=False)
 
 

@@ -50,13 +50,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import cached_property
 from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import simpy
 
 from mcdla.hw.maxmin import UNIT_WEIGHTS, max_min_rates
-from mcdla.sim.flowstats import ChangedLoads, NetworkStats
+from mcdla.sim.flowpaths import LONG_PATH, PathClasses
+from mcdla.sim.flowstats import ByClass, ChangedLoads, NetworkStats, members_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,9 +89,6 @@ _SOLVED_FLOWS = 2_000_000
 # Per searched component, the distinct rate solutions whose loads are kept as arrays:
 # a component meets a handful of flow mixes in an iteration; the bound caps memory.
 _LOADS_PER_COMPONENT = 64
-# A path longer than this (a ring's phase: 2N channels) is looked up by identity, not
-# hashed at every transfer; a ring hands over the same tuple each time (Ring.memo).
-_LONG_PATH = 64
 
 
 class _Flow:
@@ -127,7 +126,9 @@ class FlowNetwork:
     ``record_timeline=True`` keeps the same changes in :attr:`timeline`.
     ``classes`` (resource -> the first resource of its class; absent: a class of its
     own) lumps resources that rank symmetry shows carry equal loads (module docstring):
-    ``on_rates`` then reports the classes' first resources.
+    ``on_rates`` then reports the classes' first resources. ``orbits``: the translation
+    (mcdla.hw.translation) whose orbits every class is a union of, if known (the
+    symmetry's): a ring bound by period under it is counted by period (:meth:`by_period`).
     """
 
     def __init__(
@@ -139,18 +140,18 @@ class FlowNetwork:
         record_timeline: bool = False,
         classes: Mapping[str, str] | None = None,
         also: Mapping[str, tuple[str, ...]] | None = None,
+        orbits=None,
     ):
         self.env = env
         # Resource -> the resources a flow over it loads too (a shared NIC's ports behind
         # each of its devices' links): added to every path that crosses it.
         self.also: Mapping[str, tuple[str, ...]] = also or {}
         self._capacities: dict[str, float] = {}
-        # Rank symmetry: resource -> its class's first resource, and that one -> the members.
+        # Rank symmetry: resource -> its class's first resource; each first -> its members, counted.
         self._rep: Mapping[str, str] = classes or {}
-        self._members: dict[str, list[str]] = {}
-        for resource, first in self._rep.items():
-            self._members.setdefault(first, []).append(resource)
-        self._sizes = {first: len(members) for first, members in self._members.items()}  # class sizes
+        self._sizes: dict[str, int] = dict(Counter(self._rep.values()))
+        self._firsts = frozenset(self._sizes)
+        self._classes = PathClasses(self._capacities, self._rep, self._sizes, self.also, orbits)  # each path once
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -163,7 +164,7 @@ class FlowNetwork:
         # the same float operation as the dicts' one resource at a time.
         self._names: list[str] = []
         self._index: dict[str, int] = {}
-        kept = len(capacities_Bps) - sum(len(m) - 1 for m in self._members.values())
+        kept = len(capacities_Bps) - sum(self._sizes.values()) + len(self._sizes)
         self._vector = kept >= VECTOR_RESOURCES
         if self._vector:
             import numpy
@@ -181,8 +182,7 @@ class FlowNetwork:
         self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
         self._joining: list[_Flow] = []  # flows whose latency elapsed at this instant
-        self._flush_pending = False
-        self._next_id = 0
+        self._flush_pending, self._next_id = False, 0
         self._last_s = env.now
         self._timer_s: float | None = None
         self._timer_gen = 0
@@ -219,18 +219,24 @@ class FlowNetwork:
     @property
     def timeline(self) -> dict[str, list[tuple[float, float]]] | None:
         """Every load change per resource (``record_timeline``), every member of a class listed."""
-        if self._timeline is None or not self._members:
+        if self._timeline is None or not self._sizes:
             return self._timeline
-        return {m: changes for r, changes in self._timeline.items() for m in self._members.get(r, (r,))}
+        members = self._members
+        return {m: changes for r, changes in self._timeline.items() for m in members.get(r, (r,))}
 
     def representative(self, resource: str) -> str:
         """The resource that stands for ``resource``'s class (itself without symmetry)."""
         return self._rep.get(resource, resource)
 
-    def _expand(self, by_resource: dict[str, float]) -> dict[str, float]:
-        if not self._members:
+    @cached_property  # listed when first asked (the timeline, the accounting iterated), not at set-up
+    def _members(self) -> dict[str, list[str]]:
+        return members_of(self._rep)
+
+    def _expand(self, by_resource: dict[str, float]) -> Mapping[str, float]:
+        """The accounting of every member of a class: its first's, answered when asked."""
+        if not self._sizes:
             return by_resource
-        return {m: value for r, value in by_resource.items() for m in self._members.get(r, (r,))}
+        return ByClass(by_resource, self._rep, self._firsts, lambda: self._members)
 
     def add_resource(self, resource: str, capacity_Bps: float, copies: int = 1) -> None:
         """Adds a constrained resource, or checks that an existing one has this capacity.
@@ -240,7 +246,7 @@ class FlowNetwork:
         resources it stands for, unnamed (a library's rate cap on each of the rings of
         ``copies`` alike groups of ranks); they are not listed in the accounting.
         """
-        if copies > 1 and self._members:
+        if copies > 1 and self._sizes:
             self._sizes[resource] = copies
         self._add_many(((resource, capacity_Bps),))
 
@@ -273,6 +279,7 @@ class FlowNetwork:
         if added and self._given:
             self._given.clear()  # a given path may now cross one more constrained resource
             self._long.clear()
+            self._classes.clear()
 
     def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
         """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
@@ -305,7 +312,7 @@ class FlowNetwork:
         if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         path = tuple(path)
-        if len(path) > _LONG_PATH:  # a ring's phase: the same tuple at every collective, known by identity
+        if len(path) > LONG_PATH:  # a ring's phase: the same tuple at every collective, known by identity
             hit = self._long.get((id(path), copies))
             known = hit[1] if hit is not None and hit[0] is path else None
             if known is None:
@@ -327,14 +334,14 @@ class FlowNetwork:
     @property
     def lumped(self) -> bool:
         """Whether resources stand for classes (rank symmetry)."""
-        return bool(self._members)
+        return bool(self._sizes)
 
     def alike(self, flows: Sequence[tuple[float, Sequence[str], float]]) -> list[tuple[float, tuple, float, int]]:
         """``(size_bytes, path, latency_s)`` flows to start at once (a collective phase's),
         as ``(size_bytes, path, latency_s, copies)``: with rank symmetry, flows alike (same
         size and latency, crossing the same resource classes as often) are one group, so
         a phase of one flow per rank costs one flow per class; without, one each, in order."""
-        if not self._members:
+        if not self._sizes:
             return [(size, tuple(path), latency, 1) for size, path, latency in flows]
         alike: dict[tuple, list] = {}
         for size, path, latency in flows:
@@ -354,33 +361,22 @@ class FlowNetwork:
         self._joining.append(event.value)  # the flow whose latency this timeout was
         self._request_flush()
 
+    def by_period(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
+        """``path``, marked as beginning with a ring's n hops bound by period (``period``:
+        its translation, q, n; Ring.period), to be counted by period (flowpaths.PathClasses)."""
+        return self._classes.mark(path, period)
+
     def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:
         """Checks a path not seen before and numbers its constrained resources (with
-        symmetry: their classes, and the weight of the flow on each)."""
-        if len(set(path)) != len(path):
-            raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
-        given = path
-        if self.also:
-            path = path + tuple(a for r in path for a in self.also.get(r, ()))
-            if len(set(path)) != len(path):  # one flow twice through a shared NIC's port
-                raise ValueError(f"a flow's path crosses a shared resource twice: {path!r}")
-        constrained = tuple(filter(self._capacities.__contains__, path))
-        weights = None
-        if self._members:  # each class crossed, in order, and how often (rep.get(r, r): r's class)
-            crossed: dict[str, int] = Counter(map(self._rep.get, constrained, constrained))
-            weights = tuple(copies * n / self._sizes.get(r, 1) for r, n in crossed.items())
-            if even and copies > 1 and any(w != round(w) for w in weights):
-                # m flows of a class of ranks cross every member of a resource class equally
-                # often; a fraction means the classes are not symmetric: a bug, not an input.
-                raise ValueError(f"{copies} copies of a flow on {path[:3]!r}... load a resource class unevenly")
-            constrained = tuple(crossed)
+        symmetry: their classes, and the weight of the flow on each: flowpaths.PathClasses)."""
+        constrained, weights = self._classes.classify(path, copies, even)
         key = constrained if weights is None else (constrained, weights)
         pid = self._pids.get(key)
         if pid is None:
             pid = self._pids[key] = len(self._paths)
             self._paths.append(constrained)
             self._weights.append(weights)
-        known = self._given[given if copies == 1 else (given, copies)] = (constrained, pid)
+        known = self._given[path if copies == 1 else (path, copies)] = (constrained, pid)
         return known
 
     # -- accounting ---------------------------------------------------------------
@@ -474,7 +470,7 @@ class FlowNetwork:
         slack relative to the clock (:data:`_TIME_SLACK`), which at a late clock (a run of
         1,000 s launch overheads) is a fraction of a microsecond, bytes at link rates: the
         rate * dt integral alone would lose them and break the byte accounting."""
-        weights = self._weights[flow.pid] if self._members else None
+        weights = self._weights[flow.pid] if self._sizes else None
         for resource, w in zip(flow.path, UNIT_WEIGHTS if weights is None else weights):
             if self._vector:
                 self._sync()
@@ -625,7 +621,7 @@ class FlowNetwork:
             paths = self._paths
             # With symmetry, each class's first resource, loaded by the weighted flows;
             # without, every weight is 1 (rate * 1 is rate, to the bit).
-            weights = [self._weights[pid] for pid in key] if self._members else None
+            weights = [self._weights[pid] for pid in key] if self._sizes else None
             by_position = max_min_rates({i: paths[pid] for i, pid in enumerate(key)}, self._capacities,
                                         None if weights is None else dict(enumerate(weights)))
             rates = [by_position[i] for i in range(len(key))]

@@ -5,12 +5,12 @@ view of the loads that changed, handed to its rate listener (:class:`ChangedLoad
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["NetworkStats", "ChangedLoads"]
+__all__ = ["NetworkStats", "ChangedLoads", "ByClass", "members_of"]
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,9 @@ class NetworkStats:
     bytes_sent: float
     bytes_delivered: float
     rate_computations: int
-    bytes_by_resource: dict[str, float]
-    busy_s_by_resource: dict[str, float]
+    # Per resource; with rank symmetry a ByClass, every member answered from its class's first.
+    bytes_by_resource: Mapping[str, float]
+    busy_s_by_resource: Mapping[str, float]
 
     def utilization(self, capacities_Bps: Mapping[str, float]) -> dict[str, float]:
         """Average utilization of each resource over ``[0, time_s]``: bytes / (bw * time)."""
@@ -48,6 +49,16 @@ class ChangedLoads(Mapping):
         self._names, self._index, self._where, self._values = names, index, where, values
         self._dict: dict[str, float] | None = None
 
+    def values_of(self, resources, default: float = 0.0) -> list[float]:
+        """:meth:`get` of each of ``resources``, in one pass (two dict lookups each when
+        every first is its own class's member, as mcdla.hw.symmetry's classes are)."""
+        by_first, rep = self._by_first, self._rep
+        if self._own is None:
+            self._own = all(rep.get(f) == f for f in self._firsts)
+        if self._own:
+            return [by_first.get(rep.get(r, r), default) for r in resources]
+        return [self.get(r, default) for r in resources]
+
     def _full(self) -> dict[str, float]:
         if self._dict is None:
             names = self._names
@@ -68,6 +79,78 @@ class ChangedLoads(Mapping):
 
     def __len__(self) -> int:
         return len(self._where)
+
+    def __repr__(self) -> str:
+        return repr(self._full())
+
+
+def members_of(rep: Mapping[str, str]) -> dict[str, list[str]]:
+    """Each class's first -> its members (``rep``: a member -> its class's first), in
+    ``rep``'s order."""
+    members: dict[str, list[str]] = {}
+    for resource, first in rep.items():
+        members.setdefault(first, []).append(resource)
+    return members
+
+
+class ByClass(Mapping):
+    """A value per resource where each member of a class has its class's first's (rank
+    symmetry, mcdla.sim.flownet): ``by_first`` (a class's first, or a resource of no
+    class -> its value) read through ``rep`` (a class's member -> its first) when a
+    resource is asked, not listed for every member (a 131,072-device ring's 1.8M
+    resources are a few dozen classes). Iterated, it lists every member, each class's
+    in ``members()``'s order (first -> its members), as the whole mapping would be. A
+    first that ``rep`` does not list as its own class's member is not a member: absent."""
+
+    __slots__ = ("_by_first", "_rep", "_firsts", "_members", "_dict", "_own")
+
+    def __init__(self, by_first: dict[str, float], rep: Mapping[str, str], firsts,
+                 members: Callable[[], Mapping[str, list[str]]]):
+        self._by_first, self._rep, self._firsts, self._members = by_first, rep, firsts, members
+        self._dict: dict[str, float] | None = None
+        self._own: bool | None = None  # every first its own class's member (values_of)
+
+    def _first(self, resource: str):
+        first = self._rep.get(resource)
+        if first is None:
+            return None if resource in self._firsts else resource
+        return first
+
+    def __getitem__(self, resource: str) -> float:
+        first = self._first(resource)
+        if first is None:
+            raise KeyError(resource)
+        return self._by_first[first]
+
+    def get(self, resource: str, default=None):
+        first = self._first(resource)
+        return default if first is None else self._by_first.get(first, default)
+
+    def __contains__(self, resource) -> bool:
+        first = self._first(resource)
+        return first is not None and first in self._by_first
+
+    def values_of(self, resources, default: float = 0.0) -> list[float]:
+        """:meth:`get` of each of ``resources``, in one pass (two dict lookups each when
+        every first is its own class's member, as mcdla.hw.symmetry's classes are)."""
+        by_first, rep = self._by_first, self._rep
+        if self._own is None:
+            self._own = all(rep.get(f) == f for f in self._firsts)
+        if self._own:
+            return [by_first.get(rep.get(r, r), default) for r in resources]
+        return [self.get(r, default) for r in resources]
+
+    def _full(self) -> dict[str, float]:
+        if self._dict is None:
+            members = self._members()
+            self._dict = {m: value for r, value in self._by_first.items() for m in members.get(r, (r,))}
+        return self._dict
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._full())
 
     def __repr__(self) -> str:
         return repr(self._full())

@@ -262,7 +262,8 @@ class Iteration:
                 first = reduce_unit(topology.devices[group[0]])
                 classes.update((reduce_unit(topology.devices[d]), first) for d in group)
         net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
-                          record_timeline=self._record_timeline, classes=classes, also=topology.nic_ports)
+                          record_timeline=self._record_timeline, classes=classes, also=topology.nic_ports,
+                          orbits=self.symmetry.translation)
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
         # (with symmetry, on the port that stands for its class).
         self.port_peak_Bps = {port: 0.0 for port in dict.fromkeys(map(net.representative, self.socket_ports))}
