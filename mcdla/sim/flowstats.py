@@ -49,16 +49,6 @@ class ChangedLoads(Mapping):
         self._names, self._index, self._where, self._values = names, index, where, values
         self._dict: dict[str, float] | None = None
 
-    def values_of(self, resources, default: float = 0.0) -> list[float]:
-        """:meth:`get` of each of ``resources``, in one pass (two dict lookups each when
-        every first is its own class's member, as mcdla.hw.symmetry's classes are)."""
-        by_first, rep = self._by_first, self._rep
-        if self._own is None:
-            self._own = all(rep.get(f) == f for f in self._firsts)
-        if self._own:
-            return [by_first.get(rep.get(r, r), default) for r in resources]
-        return [self.get(r, default) for r in resources]
-
     def _full(self) -> dict[str, float]:
         if self._dict is None:
             names = self._names
