@@ -179,3 +179,17 @@ def test_mcdla_collective_names_its_own_option_when_an_algorithm_refuses(capsys)
                  "--algorithm", "direct"]) == 2
     err = capsys.readouterr().err
     assert "--algorithm: direct pairs any two ranks through a fabric switch" in err and err.count("\n") == 1
+
+
+def test_rings_of_one_phase_run_without_a_process_each():
+    """Events proportional to the work: an in-switch all-reduce on DGX H100 is 18 rings of
+    one flow each (one phase), and runs its flows straight from the collective's own
+    process, not from a process per ring (97 events before, 3 more per ring); a
+    multi-phase collective keeps a process per ring and the same time."""
+    from mcdla.run import simulate_collective
+
+    one_phase = simulate_collective("all_reduce", "64MiB", topology="dgx_h100", algorithm="in_switch")
+    assert one_phase["flows"] == 18
+    assert one_phase["events"] <= 3 * one_phase["flows"]
+    phased = simulate_collective("all_reduce", "64MiB", topology="dgx_h100", algorithm="direct")
+    assert phased["flows"] == 36 and phased["events"] > 4 * phased["rings"]

@@ -186,13 +186,14 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         if fixed_s > 0:
             yield env.timeout(fixed_s)
 
-        def one_ring(phases):
-            for phase in phases:
-                flows[0] += sum(copies for *_, copies in phase)
-                yield env.all_of([net.transfer(size * scale, path, latency, tag, n * copies, even=False)
-                                  for size, path, latency, n in phase])
-
-        yield env.all_of([env.process(one_ring(plan)) for plan in plans])
+        def started(phase):
+            flows[0] += sum(copies for *_, copies in phase)
+            return [net.transfer(size * scale, path, latency, tag, n * copies, even=False)
+                    for size, path, latency, n in phase]
+        if all(len(plan) <= 1 for plan in plans):  # one phase a ring: no process of its own needed
+            yield env.all_of([t for plan in plans for phase in plan for t in started(phase)])
+        else:  # a process a ring, its phases one after another
+            yield env.all_of([env.process(env.all_of(started(phase)) for phase in plan) for plan in plans])
         share = size_bytes / len(rings)
         sent = tuple(share * self._sent_per_byte(op, r) if share > 0 and r.size > 1 else 0.0 for r in rings)
         return CollectiveRecord(op=op, tag=tag, size_bytes=size_bytes, ranks=rings[0].size,
