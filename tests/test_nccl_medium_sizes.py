@@ -64,8 +64,6 @@ def test_a_medium_tree_all_reduce_takes_its_data_time_over_the_correction():
 
 
 def test_nvls_tree_is_not_corrected_on_hopper():
-    topo = _cluster(2)
-    rings, caps = topo.rings, topo.capacities()
     nvls_tree = COLLECTIVES.get("nvls_tree")()
     nvls_tree.nccl = nccl_tuning("2.26", 9.0)
     assert nvls_tree.correction("all_reduce", MiB) == 1.0

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
-           "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency",
-           "nvls_tree_latency_s", "tree_correction", "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning",
-           "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",           "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
+           "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency", "tree_correction",
+           "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
+           "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
 
 
 @dataclass(frozen=True)
@@ -205,13 +205,9 @@ class NvlsTreeLatency:
 NVLS_TREE_2_30 = NvlsTreeLatency(25e-6, 20.9e-6)
 
 
-def nvls_tree_latency_s(nodes: int) -> float:
-    """NCCL's modelled latency of an NVLS-tree all-reduce over ``nodes`` machines (2.30.7)."""
-    return NVLS_TREE_2_30.latency_s(nodes)
-
-
-# NCCL's constants by version. The ring protocols above are NCCL 2.7's; NVLS and the
-# trees are 2.30.7's (2.7 had neither). NCCL 2.18.5 (src/graph/tuning.cc, tag
+# NCCL's constants by version. The ring protocols above are NCCL 2.7's; NVLS is 2.30.7's
+# (2.7 had none); on 2.7 the trees' latencies are 2.26.2's and 2.30.7's, their size
+# correction 2.7's own (TREE_CORRECTION_2_7). NCCL 2.18.5 (src/graph/tuning.cc, tag
 # v2.18.5-1), which the A100 and H100 nccl-tests curves of validation/ ran, differs:
 # - ring baseLat LL 6.6 us (2.7: 3.6), LL128 14 us (10), Simple 8.4 us (the same);
 # - ring hwLat over NVLink: LL 0.6 us (0.47), LL128 1.9, Simple 3.4 (the same); over

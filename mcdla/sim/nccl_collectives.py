@@ -33,7 +33,15 @@ from itertools import chain
 
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import PERSONAL, bottleneck_Bps
-from mcdla.hw.nccl import nccl_tuning, tree_correction
+from mcdla.hw.nccl import (
+    TREE_PROTOCOLS,
+    ll_max_bus_Bps,
+    nccl_tuning,
+    nvls_fraction,
+    ring_cap_Bps,
+    tree_correction,
+    tree_latency_s,
+)
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -80,8 +88,6 @@ class NcclAlgorithm(RingAlgorithm):
     def protocol_costs(self, protocol: str, op: str, rings, capacities_Bps, size_bytes: float = 0.0) -> RingCosts:
         """``protocol``'s costs for ``op`` on ``rings``; of ``size_bytes`` for NCCL's
         plateau of a Simple all-reduce across machines (:meth:`NcclTuning.ring_plateau`)."""
-        from mcdla.hw.nccl import ll_max_bus_Bps, ring_cap_Bps
-
         proto = self.nccl.protocols[protocol]
         machines = _machines(rings)
         if machines > 1 and proto.max_bus_Bps is not None:  # LL's cap across machines, by their count
@@ -222,7 +228,7 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         return self.cache.get(("member", name, protocol), make)
 
     # What the tuner weighs beside the ring: (algorithm, its protocol or None, the ops)
-    _OTHERS = (("nvls", None, NVLS_OPS), *(("nccl_tree", p, ("all_reduce",)) for p in ("LL", "LL128", "Simple")),
+    _OTHERS = (("nvls", None, NVLS_OPS), *(("nccl_tree", p, ("all_reduce",)) for p in TREE_PROTOCOLS),
                ("nvls_tree", None, ("all_reduce",)))
 
     def others(self, op, rings, capacities_Bps):
@@ -265,8 +271,6 @@ class NvlsAlgorithm(InSwitchAlgorithm):
                 for phase in self._plain(op, ring, share, root, units, capacities_Bps, chunk_bytes)]
 
     def caps(self, op, rings, capacities_Bps):
-        from mcdla.hw.nccl import nvls_fraction
-
         caps = {}
         for ring in rings:
             if ring.size > 1:  # the paths do not depend on the share or the root
@@ -315,8 +319,6 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         return self.nccl.tree_protocols[self.protocol if op == "all_reduce" else "Simple"]
 
     def fixed_s(self, op, rings):
-        from mcdla.hw.nccl import tree_latency_s
-
         dom = _domains(rings[0])
         return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks), self._proto(op).name,
                                               self.nccl.tree_protocols)
@@ -344,10 +346,8 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         """LL's and LL128's cap on each flow: the protocol's fraction of its idle path's
         rate, in wire bytes."""
         proto, caps = self._proto(op), {}
-        if proto.name == "Simple" or op == "broadcast":
+        if proto.name == "Simple":  # every op but all-reduce crosses as Simple (_proto)
             return caps
-        from mcdla.hw.nccl import ll_max_bus_Bps
-
         live = [ring for ring in rings if ring.size > 1]
         # LL: all channels together at most llMaxBw of busBw, half of it algorithm
         # bandwidth; a flow of b bytes per byte of its ring's share gets its part of it.
@@ -374,8 +374,11 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         """The flows' time over the links (the phased algorithms' model) stretched by the
         size's correction, after the fixed cost."""
         time_s = super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
-        fixed_s = self.fixed_s(op, rings) if time_s > 0 else 0.0
-        return fixed_s + (time_s - fixed_s) / self.correction(op, size_bytes)
+        correction = self.correction(op, size_bytes)
+        if correction == 1.0 or time_s == 0:
+            return time_s
+        fixed_s = self.fixed_s(op, rings)
+        return fixed_s + (time_s - fixed_s) / correction
 
     def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
         record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
@@ -470,8 +473,6 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
         return pieces
 
     def caps(self, op, rings, capacities_Bps):
-        from mcdla.hw.nccl import nvls_fraction
-
         caps = {}
         if op == "broadcast":
             return caps
