@@ -176,7 +176,7 @@ def run_row(row: ValidationRow) -> float:
         return result["device_mem_peak_bytes"]
     if row.measure == "flops_per_device":
         return iteration_flops(row) / result["iteration_time_s"] / result["devices"]
-    base = _sim(_baseline(row))
+    base = _sim(_baseline(row), row.budget)
     if row.measure == "scaling":
         return (result["batch"] / result["iteration_time_s"]) / (base["batch"] / base["iteration_time_s"])
     return result["iteration_time_s"] / base["iteration_time_s"] - 1.0
