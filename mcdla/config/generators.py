@@ -43,9 +43,11 @@ __all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand"]
 # only keeps the lists themselves (about 1 kB a node) well inside memory.
 MAX_GENERATED_NODES = 2**20
 
-# The keys a generator writes; a file that uses a generator must not set them too.
+# The keys a generator writes; a file that uses a generator must not set them too. The
+# symmetry keys are never written by hand: a claimed symmetry would be trusted unchecked.
+SYMMETRY_KEYS = ("translation", "node_cells", "leaf_nodes")
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
-                  "backing", "serves", "nics", "nvme_drives", "translation", "node_cells", "leaf_nodes")
+                  "backing", "serves", "nics", "nvme_drives", *SYMMETRY_KEYS)
 
 # name -> (parameter dataclass, function(params, doc, where) -> generated keys)
 GENERATORS: Registry[tuple[type, Callable[..., dict[str, Any]]]] = Registry("topology generator")
@@ -65,7 +67,7 @@ def expand(doc: Mapping[str, Any], where: Where) -> dict[str, Any]:
     result = dict(doc)
     spec = result.pop("generator", None)
     if spec is None:
-        for key in ("translation", "node_cells", "leaf_nodes"):  # a symmetry claimed by hand would be trusted unchecked
+        for key in SYMMETRY_KEYS:
             if key in result:
                 raise where.child(key).error("written by topology generators only; remove it from the file")
         return result
@@ -484,7 +486,7 @@ def cluster(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
 def _node_cells(p: ClusterParams, doc, fabric: "_Scaleout") -> dict[str, Any]:
     """The built-in switched node as a cell (mcdla.hw.translation, NodeCells): how many
     nodes of each prefix one node holds (the names run node by node), and the nodes under
-    one leaf's switches (all of them on rails). None when something of a node straddles
+    one leaf's switches (all of them on rails). Nothing ({}) when something of a node straddles
     nodes or is named apart (a PCIe switch or socket across two nodes; NICs shared by
     devices, whose ports are not graph nodes)."""
     q = p.devices_per_node

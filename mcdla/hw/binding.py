@@ -232,9 +232,9 @@ def _repeat_home(fab: Fabric, ranks, per: int, outs: list, ins: list) -> None:
             continue
         rank, home = ranks[i], fab.tiers(ranks[i])[0]
         if not outs[i]:
-            outs[i] = f"{rank}>{home}:{k[0]}"
+            outs[i] = channel_id(rank, home, k[0])
         if not ins[i]:
-            ins[i] = f"{home}>{rank}:{k[1]}"
+            ins[i] = channel_id(home, rank, k[1])
 
 
 def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:

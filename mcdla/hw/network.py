@@ -20,7 +20,8 @@ from typing import Any
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS",
+           "reduction_port", "reduce_unit"]
 
 
 # A ring's per-rank links besides its segments: each rank's to and from its domain
@@ -378,13 +379,9 @@ def sub_ring_period(ring: Ring, members, name: str, translation, channels, cache
     segments, latency = [], []
     for j in range(per):
         start, end = keep[j], keep[(j + 1) % len(keep)]
-        home = ring.home_out and ring.home_out[start] and channels[ring.home_out[start]].dst
-        if (home and ring.home_in[end] and home == channels[ring.home_in[end]].src) or \
-                not ring.exit_switch[end] or (ring.node and ring.node[start] == ring.node[end]):
+        way = ring.direct(start, end, channels)
+        if way is None or way != ring.over_rail(start, end):
             return None  # not over the rail (Ring.direct's earlier ways, or none)
-        way = ring.over_rail(start, end)
-        if way is None:
-            return None
         lat = 0.0
         for c in way:  # summed in hop order, as _segment does
             lat += channels[c].latency_s

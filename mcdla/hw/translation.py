@@ -149,7 +149,7 @@ class Translation:
         when one translation carries the cycle onto itself rotated (so hop j and hop
         j mod period are one orbit of hops) and each hop of a period is in an orbit of
         its own of ``order`` members (so the ring crosses no pair twice); else None.
-        Mcdla.hw.binding then binds one period and repeats it."""
+        mcdla.hw.binding then binds one period and repeats it."""
         cycle, length, order = list(cycle), len(cycle), self.order
         start = next((j for j, n in enumerate(cycle) if n in self._nodes), None)
         if length % order or start is None:
@@ -221,7 +221,6 @@ class NodeCells:
             return None
         return Translation.of(names, {p: 2 * n for p, n in self.per_node.items()},
                               {p: block_nodes * n for p, n in self.per_node.items()})
-
 
     def over_all_nodes(self, names: Iterable[str], devices: int) -> "Translation | None":
         """The shift of every node two on over all the nodes (one block), for binding a

@@ -40,7 +40,8 @@ def draw_validation(outcomes: Sequence, path: str | os.PathLike) -> Path:
     sweeps: dict[tuple, list[str]] = {}  # a configuration measured by several sources: which one a curve is
     for o in curve:
         titles = sweeps.setdefault(series(o)[:5], [])
-        titles.extend([o.source_title] if o.source_title not in titles else [])
+        if o.source_title not in titles:
+            titles.append(o.source_title)
 
     colours = plt.get_cmap("tab20").colors  # more curves than the default cycle's ten colours
     for n, key in enumerate(dict.fromkeys(series(o) for o in curve)):
