@@ -50,7 +50,8 @@ def test_one_more_tile_than_the_sms_takes_a_second_wave(a100):
     assert full == pytest.approx(128 * 108 * 128 * 4096 / peak)
 
 
-def test_a_large_gemm_runs_at_the_measured_ceiling(a100):
+def test_a_large_gemm_runs_just_below_its_main_loop_rate(a100):
+    # 0.890 of peak against the main loop's 0.915: 19 waves' 5 us tile overhead and the launch
     timing = kernel_time(a100, gemm_kernel(8192, 8192, 8192))
     attained = timing.attained_macs_per_s / a100.peak_macs_per_s
     assert attained == pytest.approx(a100.gemm_efficiency, rel=0.03)

@@ -31,12 +31,15 @@ def test_the_a100_row_splits_into_gemms_materialized_attention_and_passes(tool):
     for kind in ("attention softmax", "attention dropout", "attention GEMM 2048x2048x96 x384"):
         assert seconds[kind] > 0.03 * total
     assert "attention (fused kernel)" not in seconds
-    # No GEMM beats its tiles' main loop (0.915 of 312 TFLOP/s on the 80 GB A100), and
-    # the attention scores' (K = the head dimension, 96) run far below it: each tile's
-    # fixed overhead is longer than its main loop there
+    # No GEMM beats its tiles' main loop (the preset's gemm_efficiency of 312 TFLOP/s on
+    # the 80 GB A100), and the attention scores' (K = the head dimension, 96) run far below
+    # it: each tile's fixed overhead is longer than its main loop there
+    from tests.test_gpu_compute import preset
+
+    ceiling = preset("a100_sxm4_80gb").gemm_efficiency * 312e12
     for kind, s in seconds.items():
         if macs.get(kind):
-            assert 2 * macs[kind] / s <= 0.915 * 312e12 * 1.001
+            assert 2 * macs[kind] / s <= ceiling * 1.001
     assert 2 * macs["attention GEMM 2048x2048x96 x384"] / seconds["attention GEMM 2048x2048x96 x384"] < 0.35 * 312e12
 
 

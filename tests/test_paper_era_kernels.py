@@ -12,6 +12,7 @@ from mcdla.hw.compute import kernel_time
 from mcdla.hw.gpu import compute_seconds
 from tests.test_gpu_compute import one_conv, preset
 
+
 def _time_over_measured(tmp_path, size, channels, out, measured_ms, element_bytes):
     """mcdla's time over DeepBench's for the V100's forward, backward-data and backward-filter
     kernels of one 3x3 convolution at N = 16."""

@@ -65,7 +65,7 @@ def test_fp8_weights_prefill_on_the_fp8_lanes():
     assert costs[1] >= 2 * 70e9 * 4096 / 8 / 1979e12
     # The GEMMs run twice as fast at a lower measured fraction (main loops 0.705 against 0.836: 0.593 of the time);
     # attention, norms and element-wise kernels stay in BF16 and each GEMM's input is quantized first.
-    assert 0.575 * costs[2] < costs[1] < 0.9 * costs[2]
+    assert 0.59 * costs[2] < costs[1] < 0.9 * costs[2]
 
 
 def test_fp8_weights_keep_bf16_all_reduces_and_sends():

@@ -314,7 +314,8 @@ class Layer:
         if low is None:
             elems = self.ew_fwd_elems if forward else self.ew_bwd_elems
             size = ceil_div(elems * batch, shards) * e
-            return (Kernel(f"{self.name}:{tag}", 0, size, None, element_bytes=e, stream=self.stream[0 if forward else 1]),)
+            return (Kernel(f"{self.name}:{tag}", 0, size, None, element_bytes=e,
+                           stream=self.stream[0 if forward else 1]),)
         kernels: list[Kernel] = []
         m_out = ceil_div(low.out_features, shards)
         n = batch * low.positions

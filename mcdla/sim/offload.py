@@ -79,8 +79,8 @@ def replayed(layers, checkpoint: str, recomputed, read) -> dict[int, tuple[int, 
         return {}
     blocks: dict[str, list[int]] = {}
     for i, layer in enumerate(layers):
-        if i > 0 and block_of(layer.name):
-            blocks.setdefault(block_of(layer.name), []).append(i)
+        if i > 0 and (block := block_of(layer.name)):
+            blocks.setdefault(block, []).append(i)
     replays = {}
     for members in blocks.values():
         extra = tuple(t for t in members if not (recomputed[t] and t in read))

@@ -91,7 +91,8 @@ class OffloadPlan:
     gathers: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # (tensor, bytes)
     step_s: float = 0.0  # the optimizer step over the weights one device updates
     tp: TensorSplit = field(default_factory=lambda: tensor_split((), 1))
-    group_bytes: dict[str, float] = field(default_factory=dict)  # weight group -> its gradient bytes on a device
+    # weight group -> its weights' bytes on a device (its gradients': mcdla.hw.memory.gradient_bytes)
+    group_bytes: dict[str, float] = field(default_factory=dict)
     group_full_bytes: tuple[float, ...] = ()  # feature map -> bytes whole over the tensor group
     weight_order: tuple[str, ...] = ()  # weight groups in forward order
     group_first: dict[str, int] = field(default_factory=dict)  # weight group -> its first layer

@@ -174,9 +174,9 @@ class Iteration:
     def __init__(self, topology, workload, execution: ExecutionSpec, *, record_timeline: bool = False):
         training = execution.training
         # The workload as this execution trains it: its precision, in-place and fused layers.
-        workload = inplace_workload(with_norm_kernel(with_precision(workload, training.precision, training.grad_reduce_dtype), training.norm_kernel),
-                                    inplace=training.inplace, fuse_bn_relu=training.fuse_bn_relu,
-                                    fuse_dropout_add=training.fuse_dropout_add)
+        precise = with_precision(workload, training.precision, training.grad_reduce_dtype)
+        workload = inplace_workload(with_norm_kernel(precise, training.norm_kernel), inplace=training.inplace,
+                                    fuse_bn_relu=training.fuse_bn_relu, fuse_dropout_add=training.fuse_dropout_add)
         self.inputs = RunInputs(topology, workload, execution)
         devices = len(topology.devices)
         t, pp = execution.tensor_parallel, execution.pipeline_parallel
