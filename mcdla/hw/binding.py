@@ -96,7 +96,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     each ring keeps for the switch algorithms to ask; ``cache``: the loaded topology's
     (:class:`~mcdla.hw.cache.Cache`), where the rings keep what is derived from them.
     ``translation``: the generator's (mcdla.hw.translation; a cluster's node cell moved
-    two nodes over all the nodes, :meth:`NodeCells.over_all_nodes`, when it hands over
+    two nodes over all the nodes, :meth:`NodeCells.within_stages`, when it hands over
     none); when every derived ring is carried onto itself by it, each ring's links are
     chosen for one period and repeated (:func:`_periods`)."""
     rings: list[Ring] = []
@@ -113,7 +113,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
             raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
                                            f"{SEARCH_STEPS} steps: list them") from None
     if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
-        translation = NodeCells(doc.node_cells, doc.leaf_nodes).over_all_nodes(graph, len(devices))
+        translation = NodeCells(doc.node_cells, doc.leaf_nodes).within_stages(graph, len(devices))
     periods = _periods(translation, cycles) if doc.rings is None else None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "

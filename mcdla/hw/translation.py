@@ -222,14 +222,15 @@ class NodeCells:
         return Translation.of(names, {p: 2 * n for p, n in self.per_node.items()},
                               {p: block_nodes * n for p, n in self.per_node.items()})
 
-    def over_all_nodes(self, names: Iterable[str], devices: int) -> "Translation | None":
-        """The shift of every node two on over all the nodes (one block), for binding a
-        cluster's rings by period (mcdla.hw.binding): its derived rings snake, so they
-        repeat every two nodes. Only when one leaf holds every node (rails); the run's
-        classes take the shift its stages keep, not this (the topology hands over no
-        translation; docs/model.md "Rings bound by period")."""
-        per = self.per_node["D"]
-        return self.within_blocks(names, devices // per) if devices % per == 0 else None
+    def within_stages(self, names: Iterable[str], devices: int, stages: int = 1) -> "Translation | None":
+        """:meth:`within_blocks` with ``devices`` cut into ``stages`` equal blocks of whole
+        nodes; None where they do not cut so. A run's pipeline stages (mcdla.sim.training);
+        one block, over all the nodes, binds a cluster's rings by period (mcdla.hw.binding:
+        the derived rings snake, so they repeat every two nodes; only when one leaf holds
+        every node, rails; the topology hands over no translation, docs/model.md "Rings
+        bound by period")."""
+        block = stages * self.per_node["D"]
+        return self.within_blocks(names, devices // block) if devices % block == 0 else None
 
 
 def _back(index: int, by: int, block: int) -> int:

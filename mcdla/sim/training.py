@@ -322,9 +322,9 @@ class Iteration:
         nodes and the pipeline's peers move with it; else None (the whole refinement)."""
         topology, pp = self.inputs.topology, self.inputs.execution.pipeline_parallel
         cells, n = topology.node_cells, len(topology.devices)
-        if cells is None or n % (pp * cells.per_node["D"]) or any(self.stage_of[d] != d * pp // n for d in range(n)):
+        if cells is None or any(self.stage_of[d] != d * pp // n for d in range(n)):
             return None
-        shift = cells.within_blocks(topology.graph, n // (pp * cells.per_node["D"]))
+        shift = cells.within_stages(topology.graph, n, pp)
         if shift is None:
             return None
         position = {d: k for k, d in enumerate(topology.devices)}
