@@ -92,3 +92,18 @@ def test_the_expert_degree_must_divide_the_experts():
     with pytest.raises(InputError, match="does not divide the 8 routed experts"):
         serve("dgx_h100", "mixtral_8x7b", [("generator.devices", 6), ("host.sockets", 1),
                                              ("serving.expert_parallel", 6), ("serving.requests", 2)])
+
+
+def test_a_dense_workload_has_no_experts_to_split():
+    with pytest.raises(InputError, match="llama3_8b has no routed experts to split over 2 devices") as info:
+        serve(workload="llama3_8b", sets=[("serving.expert_parallel", 2)])
+    assert info.value.key == "serving.expert_parallel"
+
+
+def test_weights_that_leave_no_room_for_the_kv_cache_name_the_expert_degree():
+    """With expert parallelism the way out the message names is a higher degree (each
+    device then holds fewer experts), not only tensor parallelism."""
+    from mcdla.errors import InfeasibleError
+
+    with pytest.raises(InfeasibleError, match="no room for the KV cache; raise serving.expert_parallel"):
+        serve(workload="mixtral_8x7b", sets=[("serving.expert_parallel", 2), ("serving.memory_utilization", 0.3)])

@@ -97,3 +97,17 @@ def test_more_batches_than_stages_is_refused():
     with pytest.raises(InputError) as info:
         serving_spec({"pipeline_parallel": 2, "pipeline_batches": 3})
     assert info.value.key == "serving.pipeline_batches"
+
+
+def test_a_request_longer_than_one_batchs_share_of_the_cache_is_refused():
+    """Each batch in flight holds an equal share of the blocks (vLLM's virtual engines):
+    a request that fits the instance's cache but not a half of it is refused with two
+    batches in flight, naming that share and the way out, and runs with one."""
+    from mcdla.errors import InfeasibleError
+
+    sets = [("serving.pipeline_parallel", 2), ("serving.tensor_parallel", 4), ("serving.requests", 1),
+            ("serving.prompt_tokens", 100_000), ("serving.output_tokens", 2), ("serving.memory_utilization", 0.05)]
+    serve("dgx_h100", "llama3_8b", sets + [("serving.pipeline_batches", 1)])
+    with pytest.raises(InfeasibleError, match="over the 996 MB one of the 2 batches in flight has .*; lower "
+                                              "serving.pipeline_batches"):
+        serve("dgx_h100", "llama3_8b", sets + [("serving.pipeline_batches", 2)])
