@@ -239,12 +239,16 @@ def _arch(compute_capability: float | None) -> int:
     return 90 if cc >= 90 else 80 if cc >= 80 else 70
 
 
-def _protocols_2_18(arch: int, version: str = "2.18") -> dict[str, Protocol]:
-    """2.18.5's ring protocols on ``arch``; ``version`` 2.26: 2.26.2's (LL's fraction and cap)."""
-    ll = ({"other": 1 / 2}, _LL_MAX_BUS_2_26) if version == "2.26" else \
-        ({"all_reduce": 1 / 4, "other": 1 / 3}, _LL_MAX_BUS_2_18)
+# LL's fraction of the ring by collective and its bus cap by architecture (GB/s), by version.
+_LL_2_18 = ({"all_reduce": 1 / 4, "other": 1 / 3}, _LL_MAX_BUS_2_18)
+_LL_2_26 = ({"other": 1 / 2}, _LL_MAX_BUS_2_26)
+
+
+def _protocols_2_18(arch: int, ll=_LL_2_18) -> dict[str, Protocol]:
+    """2.18.5's ring protocols on ``arch``, with ``ll`` LL's fraction and cap (2.26.2's differ)."""
+    fraction, max_bus = ll
     return {
-        "LL": Protocol("LL", 6.6e-6, 0.6e-6, 2.7e-6, 2.0, ll[0], max_bus_Bps=ll[1][arch] * _GB_S),
+        "LL": Protocol("LL", 6.6e-6, 0.6e-6, 2.7e-6, 2.0, fraction, max_bus_Bps=max_bus[arch] * _GB_S),
         "LL128": Protocol("LL128", 14.0e-6, 1.9e-6, 4.0e-6, 128 / 120, {"other": 0.92},
                           {"other": _LL128_PER_CHANNEL_2_18[arch] * _GB_S}),
         "Simple": Protocol("Simple", 8.4e-6, 3.4e-6, 14.0e-6, 1.0, {"other": 1.0}),
@@ -316,7 +320,7 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
                           tree_protocols=tree, nvls_tree=NvlsTreeLatency(23e-6, 19e-6, log2=False),
                           net_overhead_s=1.0e-6, plateau_factor=plateau)
     if version == "2.26":
-        return NcclTuning("2.26", _protocols_2_18(_arch(compute_capability), "2.26"), 25e-6, group_launch=False,
+        return NcclTuning("2.26", _protocols_2_18(_arch(compute_capability), _LL_2_26), 25e-6, group_launch=False,
                           nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6, plateau_factor=plateau)
     raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
 
