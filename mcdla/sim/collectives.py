@@ -232,7 +232,8 @@ def _apart_by_period(rings: Sequence[Ring], capacities_Bps: Mapping[str, float])
     periods' orbits differ share no channel and none crosses one twice; each ring's
     bottleneck share is then its least capacity (its channels' read in one C-level pass).
     False when that does not settle it (:func:`_apart_and_alike` then decides)."""
-    periods = [r.period for r in rings]  # () where not bound by period
+    periods = [getattr(r, "period", ())  # () where not bound by period, or ring-like without one
+               for r in rings]
     t = periods[0][0] if periods[0] else None
     if t is None or any(not p or p[0] is not t or len(r.channels) < 2 for r, p in zip(rings, periods)):
         return False
