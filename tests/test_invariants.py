@@ -100,7 +100,7 @@ def test_a_dropped_collective_step_is_caught(monkeypatch, parallel):
 
     def one_step_short(net, ring, op, share, *args):
         # A reduce-scatter or all-gather phase of p-1 steps that sends only p-2.
-        yield from real(net, ring, op, share * (ring.size - 2) / (ring.size - 1), *args)
+        return real(net, ring, op, share * (ring.size - 2) / (ring.size - 1), *args)
 
     monkeypatch.setattr(collectives, "_ring", one_step_short)
     with pytest.raises(InvariantError, match="carried .* bytes, but the iteration's collective steps"):
@@ -113,7 +113,7 @@ def test_a_repeated_collective_step_is_caught(monkeypatch):
     real = collectives._ring
 
     def one_step_more(net, ring, op, share, *args):
-        yield from real(net, ring, op, share * ring.size / (ring.size - 1), *args)
+        return real(net, ring, op, share * ring.size / (ring.size - 1), *args)
 
     monkeypatch.setattr(collectives, "_ring", one_step_more)
     with pytest.raises(InvariantError, match="carried .* bytes, but"):

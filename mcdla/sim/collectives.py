@@ -65,6 +65,7 @@ from mcdla.hw.collective_model import (
 )
 from mcdla.hw.network import Ring, channel_id
 from mcdla.registry import Registry
+from mcdla.sim.chains import in_turn
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
 
@@ -337,12 +338,14 @@ def _run(env, net, rings, op, size_bytes, shares, chunk_bytes, root_rank, reduce
     flows = [0]
     if costs.fixed_s > 0 and size_bytes > 0 and rings[0].size > 1:
         yield env.timeout(costs.fixed_s)
-    procs = [
-        env.process(_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), tag, flows,
-                          costs, copies))
-        for ring, share in zip(rings, shares)
-    ]
-    yield env.all_of(procs)
+    plans = [_ring(net, ring, op, share, chunk_bytes, root_rank, reduce_ids.get(ring.name, ()), costs)
+             for ring, share in zip(rings, shares)]
+
+    def started(phase):
+        flows[0] += 1
+        size, path, latency_s = phase
+        return [net.transfer(size, path, latency_s, tag, copies, even=False)]
+    yield in_turn(env, plans, started)  # each ring's phases one after another, every ring at once
     sent = []
     for ring, share in zip(rings, shares):
         if ring.size == 1:
@@ -367,11 +370,12 @@ def _run(env, net, rings, op, size_bytes, shares, chunk_bytes, root_rank, reduce
     )
 
 
-def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows, costs, copies=1):
-    """One directed ring's part of the collective (see the module docstring)."""
+def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, costs) -> list[tuple]:
+    """One directed ring's part of the collective (see the module docstring): its phases
+    in turn, each one flow ``(wire bytes, path, latency)``."""
     p = ring.size
     if p == 1 or share == 0:
-        return
+        return []
     wire = costs.wire_factor
     cap = costs.cap_path(ring)
     if op == "broadcast":
@@ -379,9 +383,7 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
         path = tuple(c for i in range(p - 1) for c in ring.segments[(start + i) % p]) + cap
         latency_s = pipeline_latency_s(costs.path_s(ring, start), p - 2, chunk_bytes, share,
                                        bottleneck_Bps(path, net.capacities_Bps), wire)
-        flows[0] += 1
-        yield net.transfer(share * wire, path, latency_s, tag, copies, even=False)
-        return
+        return [(share * wire, path, latency_s)]
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
     # The phases' paths begin with the ring's hops: bound by period, counted by period (FlowNetwork.by_period).
@@ -393,21 +395,15 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, tag, flows,
     # phases' paths are built once per ring (and cap), not concatenated per collective.
     channels = ring.memo(("channels", cap), lambda: ring.channels + cap)
     if op == "all_to_all":  # pairwise: one phase, k pieces on every channel in step k
-        flows[0] += 1
         pieces = ring_steps(op, p)
-        yield net.transfer(pieces * step_bytes, marked(channels), pieces * step_latency_s, tag, copies, even=False)
-        return
-    reduce_steps = p - 1 if op in REDUCING else 0
-    gather_steps = p - 1 if op in GATHERING else 0
-    if reduce_steps:
-        flows[0] += 1
+        return [(pieces * step_bytes, marked(channels), pieces * step_latency_s)]
+    phases = []
+    if op in REDUCING:
         reducing = ring.memo(("reducing", cap, reduce_path), lambda: channels + reduce_path)
-        yield net.transfer(reduce_steps * step_bytes, marked(reducing), reduce_steps * step_latency_s, tag,
-                           copies, even=False)
-    if gather_steps:
-        flows[0] += 1
-        yield net.transfer(gather_steps * step_bytes, marked(channels), gather_steps * step_latency_s, tag, copies,
-                           even=False)
+        phases.append(((p - 1) * step_bytes, marked(reducing), (p - 1) * step_latency_s))
+    if op in GATHERING:
+        phases.append(((p - 1) * step_bytes, marked(channels), (p - 1) * step_latency_s))
+    return phases
 
 
 @dataclass(frozen=True)

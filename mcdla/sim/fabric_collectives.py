@@ -64,6 +64,7 @@ from mcdla.hw.collective_model import (
     pipeline_latency_s,
 )
 from mcdla.hw.network import Ring, reduction_port
+from mcdla.sim.chains import in_turn
 from mcdla.sim.collectives import (
     COLLECTIVES,
     DEFAULT_CHUNK_BYTES,
@@ -190,10 +191,10 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             flows[0] += sum(copies for *_, copies in phase)
             return [net.transfer(size * scale, path, latency, tag, n * copies, even=False)
                     for size, path, latency, n in phase]
-        if all(len(plan) <= 1 for plan in plans):  # one phase a ring: no process of its own needed
+        if all(len(plan) <= 1 for plan in plans):  # one phase a ring: all the flows at once
             yield env.all_of([t for plan in plans for phase in plan for t in started(phase)])
-        else:  # a process a ring, its phases one after another
-            yield env.all_of([env.process(env.all_of(started(phase)) for phase in plan) for plan in plans])
+        else:  # each ring's phases one after another (a chain of callbacks, not a process a ring)
+            yield in_turn(env, plans, started)
         share = size_bytes / len(rings)
         sent = tuple(share * self._sent_per_byte(op, r) if share > 0 and r.size > 1 else 0.0 for r in rings)
         return CollectiveRecord(op=op, tag=tag, size_bytes=size_bytes, ranks=rings[0].size,
