@@ -27,9 +27,11 @@ def test_the_trees_latency_by_protocol(ppn, nodes, protocol, us):
     assert tree_latency_s(ppn, nodes, protocol) == pytest.approx(us * 1e-6, rel=1e-9)
 
 
-def _tree(protocol):
+def _tree(protocol, version=None):
     tree = COLLECTIVES.get("nccl_tree")()
     tree.protocol = protocol
+    if version is not None:
+        tree.nccl = nccl_tuning(version, 9.0)
     return tree
 
 
@@ -46,7 +48,7 @@ def test_the_ll_tree_across_two_machines_is_held_to_llmaxbw():
     flags on the wire (twice the data's bytes)."""
     topo = _cluster(2)
     rings, caps = topo.rings, topo.capacities()
-    tree = _tree("LL")
+    tree = _tree("LL", "2.26")
     closed = tree.time_s("all_reduce", 2.0**30, rings, caps)
     assert closed == pytest.approx(25.2e-6 + 2.0**30 / 19.5e9, rel=1e-6)
     from mcdla.sim.environment import CountingEnvironment
@@ -59,6 +61,16 @@ def test_the_ll_tree_across_two_machines_is_held_to_llmaxbw():
     record = process.value
     assert record.time_s == pytest.approx(closed, rel=1e-9)
     assert (record.protocol, record.wire_factor) == ("LL", 2.0)
+
+
+def test_nccl_2_7_has_no_ll_cap_for_the_tree_either():
+    """NCCL 2.7's tuning.cc has no llMaxBw: its LL tree across 2 machines, as its ring,
+    runs at LL's fraction of the links, well above 2.18.5's cap."""
+    topo = _cluster(2)
+    rings, caps = topo.rings, topo.capacities()
+    assert not nccl_tuning("2.7").ll_capped and nccl_tuning("2.18", 9.0).ll_capped
+    uncapped = _tree("LL", "2.7").time_s("all_reduce", 2.0**30, rings, caps)
+    assert uncapped < 0.8 * (25.2e-6 + 2.0**30 / 19.5e9)
 
 
 def test_ll_bus_cap_across_machines_by_their_count():

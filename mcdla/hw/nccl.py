@@ -284,6 +284,13 @@ class NcclTuning:
     plateau_factor: float = 1.9
     plateau_per_channel: bool = True
 
+    @property
+    def ll_capped(self) -> bool:
+        """Whether this version caps LL's bus bandwidth for all channels together
+        (tuning.cc's llMaxBw, from 2.18.5; 2.7 has none): across machines by their count
+        (:func:`ll_max_bus_Bps`), for the ring and the tree alike."""
+        return self.protocols["LL"].max_bus_Bps is not None
+
     def ring_hop_latency_s(self, protocol: Protocol, across_machines: bool) -> float:
         """A ring step's latency inside a machine under ``protocol``, for a ring that
         crosses machines or not (the network post's floor)."""

@@ -90,7 +90,7 @@ class NcclAlgorithm(RingAlgorithm):
         plateau of a Simple all-reduce across machines (:meth:`NcclTuning.ring_plateau`)."""
         proto = self.nccl.protocols[protocol]
         machines = _machines(rings)
-        if machines > 1 and proto.max_bus_Bps is not None:  # LL's cap across machines, by their count
+        if machines > 1 and proto.name == "LL" and self.nccl.ll_capped:  # LL's cap across machines, by their count
             proto = replace(proto, max_bus_Bps=ll_max_bus_Bps(machines))
         caps = {}
         for ring in rings:
@@ -349,10 +349,10 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         if proto.name == "Simple":  # every op but all-reduce crosses as Simple (_proto)
             return caps
         live = [ring for ring in rings if ring.size > 1]
-        # LL: all channels together at most llMaxBw of busBw, half of it algorithm
+        # LL (from 2.18.5): all channels together at most llMaxBw of busBw, half of it algorithm
         # bandwidth; a flow of b bytes per byte of its ring's share gets its part of it.
-        alg_Bps = ll_max_bus_Bps(len(_domains(live[0]).ranks)) / 2 / len(live) if proto.name == "LL" and live \
-            else float("inf")
+        alg_Bps = ll_max_bus_Bps(len(_domains(live[0]).ranks)) / 2 / len(live) \
+            if proto.name == "LL" and live and self.nccl.ll_capped else float("inf")
         for ring in live:  # the paths and the bytes per byte of share do not depend on the share
             for j, f in enumerate(self._pipelined(op, ring, 1.0, 0, {}, capacities_Bps, DEFAULT_CHUNK_BYTES)):
                 caps[self._cap_id(ring, j)] = proto.wire_factor * min(
