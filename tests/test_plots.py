@@ -239,3 +239,30 @@ def test_the_validation_figure_says_what_pass_and_miss_mean(monkeypatch, tmp_pat
         ["pass: within its tolerance", "miss: outside it", "tolerance"]
     bars = [to_hex(p.get_facecolor()) for p in right.patches]
     assert bars == [validation.VERDICT_COLORS[True], validation.VERDICT_COLORS[False]]
+
+
+def test_the_validation_curves_are_named_by_table_design_operation_and_source(monkeypatch, tmp_path):
+    """One curve per table and configuration, its sizes in order; a configuration two
+    sources measured is told apart by its source's number; other operations and
+    overrides named, all-reduce not (the legend beside the curves)."""
+    import mcdla.plots.validation as validation
+    from mcdla.sweep.validate import Outcome
+
+    drawn = []
+    monkeypatch.setattr(validation, "save_figure", lambda fig, path, **kw: drawn.append(fig) or tmp_path / "v.png")
+
+    def row(size, source, **args):
+        return Outcome("nccl", f"{size}", "busbw", 100e9, 110e9, 0.1, 0.1, "pass", source, "",
+                       {"topology": "dgx_h100", "size": size, **args})
+
+    rows = [row("1 GiB", "A", algorithm="nvls"), row("8 MiB", "A", algorithm="nvls"),
+            row("8 MiB", "B", algorithm="nvls"),
+            row("8 MiB", "A", op="all_gather", set={"generator.nodes": 2})]
+    validation.draw_validation(rows, tmp_path / "v.png")
+    fig = drawn[0]
+    legends = [axis.get_legend() for axis in fig.axes if axis.get_legend() is not None]
+    names = [t.get_text() for t in legends[0].get_texts()]
+    assert names == ["nccl dgx_h100 nvls (source 1 of 2)", "nccl dgx_h100 nvls (source 2 of 2)",
+                     "nccl dgx_h100 all_gather generator.nodes=2"]
+    curves = fig.axes[0].get_lines()
+    assert list(curves[0].get_xdata()) == [8 * 2**20, 2**30]  # sorted by size, measured solid
