@@ -67,6 +67,11 @@ class TensorAxis(AxisRules):
         if spec.sequence_parallel and spec.tensor_parallel == 1:
             raise refuse("execution.sequence_parallel",
                          "splits the tokens over a tensor group: set execution.tensor_parallel above 1")
+        if spec.tp_comm_overlap and not spec.sequence_parallel:
+            # Megatron-LM's arguments.py: "Tensor parallel communication/GEMM overlap can
+            # happen only when sequence parallelism is enabled".
+            raise refuse("execution.tp_comm_overlap", "overlaps the sequence-parallel all-gathers and "
+                         "reduce-scatters with their GEMMs: set execution.sequence_parallel=true")
 
 
 @AXES.register("dp")

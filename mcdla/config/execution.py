@@ -82,6 +82,11 @@ class ExecutionSpec:
       (Korthikanti et al. 2022): the tensors between blocks and the per-token layers
       (norms, residual adds, dropout) are split over the tokens; each all-reduce becomes
       a reduce-scatter and an all-gather (the same bytes), and activations shrink.
+    - ``tp_comm_overlap``: Megatron-Core's ``--tp-comm-overlap`` (Transformer Engine's
+      userbuffers): each layer's sequence-parallel all-gather and reduce-scatter run
+      beside the layer's own kernel, split in chunks, instead of before or after it
+      (mcdla.sim.tensor.overlapped; docs/model.md). Needs ``sequence_parallel``, as
+      Megatron-Core does.
     - ``expert_parallel``: the expert-parallel degree e (mcdla.sim.expert): each MoE
       layer's routed experts are spread over groups of e ranks formed inside the
       data-parallel dimension (Megatron-Core's order; dp a multiple of e), each rank
@@ -117,6 +122,7 @@ class ExecutionSpec:
     offload_optimizer: bool = False
     rank_order: str | None = None
     sequence_parallel: bool = False
+    tp_comm_overlap: bool = False
     offload_params: bool = False
     exact: bool = False
     expert_parallel: PositiveInt = 1
@@ -155,5 +161,5 @@ class ExecutionSpec:
 
 # The keys --set execution.KEY may name (training options go through training.KEY).
 EXECUTION_KEYS = ("offload", "collective", "tensor_parallel", "pipeline_parallel", "zero", "offload_optimizer",
-                  "rank_order", "sequence_parallel", "offload_params", "exact", "place", "expert_parallel",
+                  "rank_order", "sequence_parallel", "tp_comm_overlap", "offload_params", "exact", "place", "expert_parallel",
                   "expert_skew", "expert_offload", "expert_tensor_parallel")

@@ -58,6 +58,10 @@ class DeviceCompute:
         # Expert parallelism (mcdla.sim.expert): the ep group's, the expert-data-parallel group's
         # and the expert-tensor group's (None but with 1 < et < t).
         self.expert_streams = expert_streams
+        # TP communication overlap: tensor parallelism's collectives run beside each layer's
+        # kernel (_kernel), not in the hooks around it.
+        self.overlap = inputs.execution.tp_comm_overlap and tensor_stream is not None
+        self._around = tuple(axis for axis in LAYER_HOOKS if not (self.overlap and axis is tensor))
         self.model_state_bytes, self.work = model_state_bytes, work
         # The weight groups whose gradient this device reduces, by their layers here
         # still to run backward: a group is the stage's that holds its first layer (a
@@ -115,8 +119,35 @@ class DeviceCompute:
         """The axes' hooks (LAYER_HOOKS) at ``point`` around layer i: before_forward,
         after_forward, before_backward or after_backward; ``tag`` tells apart the
         micro-batches."""
-        for axis in LAYER_HOOKS:
+        for axis in self._around:
             yield from getattr(axis, point)(self, i, tag)
+
+    def _kernel(self, i: int, phase: str, duration_s: float, label: str, kind: str, tag: tuple):
+        """Layer i's kernel of ``phase`` (fwd, bwd); with TP communication overlap, beside
+        its tensor-parallel collectives (:func:`mcdla.sim.tensor.overlapped`), as
+        Transformer Engine's userbuffers pipeline them: the GEMM in t chunks (t the
+        tensor degree), each chunk's communication under the next chunk's compute, so
+        the pair takes the longer of the two and one chunk of the shorter (the first
+        chunk computed before anything is sent, or the last received after the rest is
+        computed). While both run the kernel has the SMs the communication leaves it
+        (mcdla.hw.gpu.sm_contended, as beside NCCL's kernels)."""
+        pending = tensor.overlapped(self, i, tag, phase) if self.overlap else []
+        if not pending:
+            yield from self._compute(duration_s, label, kind)
+            return
+        start, ended = self.env.now, []
+        done = self.env.all_of(pending)
+        done.callbacks.append(lambda _event: ended.append(self.env.now))
+        yield from self._compute(duration_s, label, kind, alone=True)  # its slowdown added below
+        yield done
+        comm_s = ended[0] - start
+        slow = sm_contended(self.inputs.topology.device, 1.0)  # the kernel's time per second alone
+        # On fewer SMs while the communication runs (at most its whole slowed length), alone after.
+        kernel_end_s = duration_s + min(comm_s, slow * duration_s) * (1 - 1 / slow)
+        yield from self._compute(max(kernel_end_s, comm_s) - max(duration_s, comm_s), label, kind, alone=True)
+        fill_s = min(duration_s, comm_s) / self.inputs.execution.tensor_parallel
+        if fill_s > 0:
+            yield self.env.timeout(fill_s)
 
     def _offloaded_step(self):
         """ZeRO-Offload's step where the optimizer state lives (docs/model.md)."""
@@ -217,9 +248,11 @@ class DeviceCompute:
 
         return self.env.process(then_store())
 
-    def _compute(self, duration_s: float, label: str, kind: str):
+    def _compute(self, duration_s: float, label: str, kind: str, alone: bool = False):
+        """A kernel of ``duration_s`` on all the SMs; on fewer while a collective of the
+        device's groups is on the wire, unless the caller counts that itself (``alone``)."""
         if duration_s > 0:
-            if any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
+            if not alone and any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
                 duration_s = sm_contended(self.inputs.topology.device, duration_s)
             start = self.env.now
             yield self.env.timeout(duration_s)
@@ -287,7 +320,7 @@ class DeviceCompute:
                 yield from self._weights_ready(group, "fwd", plan.weight_order, weights)
             if i not in chunk.stashed:  # the output buffer exists while the layer computes
                 yield from memory.reserve(plan.tensor_bytes[i], f"the output of {layer.name}")
-            yield from self._compute(plan.fwd_s[i], f"fwd {layer.name}{label}", "fwd")
+            yield from self._kernel(i, "fwd", plan.fwd_s[i], f"fwd {layer.name}{label}", "fwd", tag)
             if self._zero3(group) and plan.group_last[group] == i:
                 self._drop_weights(group)
             yield from self._hooks("after_forward", i, tag)
@@ -335,7 +368,7 @@ class DeviceCompute:
                     yield self.stream.join(("regather", i, p), "all_gather", size, device=self.device)
             yield from self._hooks("before_backward", i, tag)
             memory.record.backward_start[i] = self.env.now
-            yield from self._compute(plan.bwd_s[i], f"bwd {layers[i].name}{label}", "bwd")
+            yield from self._kernel(i, "bwd", plan.bwd_s[i], f"bwd {layers[i].name}{label}", "bwd", tag)
             for t in chunk.frees[k]:
                 memory.free(plan.tensor_bytes[t])  # in memory now: prefetched, recomputed or kept
             if self._zero3(group) and plan.group_first[group] == i:
@@ -352,10 +385,12 @@ class DeviceCompute:
         Megatron's checkpoint function does; expert parallelism's all-to-alls are not
         rerun: docs/model.md)."""
         again = (*tag, "recompute")
-        yield from tensor.before_forward(self, t, again)
-        yield from self._compute(self.plan.fwd_s[t], f"recompute {self.inputs.workload.layers[t].name}{label}",
-                                 "recompute")
-        yield from tensor.after_forward(self, t, again)
+        if not self.overlap:
+            yield from tensor.before_forward(self, t, again)
+        yield from self._kernel(t, "fwd", self.plan.fwd_s[t], f"recompute {self.inputs.workload.layers[t].name}{label}",
+                                "recompute", again)
+        if not self.overlap:
+            yield from tensor.after_forward(self, t, again)
 
     def _gradients_of(self, i: int, micro: int):
         """After layer i's backward: model-parallel, the partial dX it completes, each

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mcdla.sim import expert
 
-__all__ = ["before_forward", "after_forward", "before_backward", "after_backward"]
+__all__ = ["before_forward", "after_forward", "before_backward", "after_backward", "overlapped"]
 
 
 def _join(device, key: tuple, op: str, tensor: int):
@@ -47,3 +47,13 @@ def after_backward(device, i: int, tag: tuple = ()):
     tp = device.plan.tp
     for p in tp.partial_dx.get(i, ()):
         yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)
+
+
+def overlapped(device, i: int, tag: tuple, phase: str) -> list:
+    """Layer i's tensor-parallel collectives of ``phase`` joined at once, not waited for
+    (``execution.tp_comm_overlap``: Transformer Engine's userbuffers run them beside the
+    layer's own GEMM): forward, the inputs it gathers and its output's reduce-scatter;
+    backward, its dY's gather and the partial dX it computes. The device waits for
+    them after the kernel (:meth:`mcdla.sim.device.DeviceCompute._kernel`)."""
+    hooks = (before_forward, after_forward) if phase == "fwd" else (before_backward, after_backward)
+    return [event for hook in hooks for event in hook(device, i, tag)]

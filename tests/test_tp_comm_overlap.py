@@ -1,0 +1,62 @@
+"""TP communication overlap (execution.tp_comm_overlap, Megatron-Core's --tp-comm-overlap):
+a layer's tensor-parallel collectives run beside its own kernel, pipelined in t chunks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import simpy
+
+from mcdla.errors import InputError
+from mcdla.run import simulate
+from mcdla.sim import device as device_module
+from mcdla.sim.device import DeviceCompute
+
+GPT2_TP4 = [("execution.tensor_parallel", 4), ("execution.sequence_parallel", True),
+            ("topology.device_memory", "unbounded"), ("training.virtualization", False),
+            ("execution.collective", "nccl")]
+
+
+def test_overlap_needs_sequence_parallelism():
+    with pytest.raises(InputError) as refused:
+        simulate("dgx_h100", "bw_aware", "gpt2", "data", 16,
+                 [("execution.tensor_parallel", 4), ("execution.tp_comm_overlap", True)])
+    assert refused.value.key == "execution.tp_comm_overlap" and "sequence_parallel" in str(refused.value)
+
+
+def test_overlap_hides_tensor_parallel_communication_but_not_more_than_all_of_it():
+    plain = simulate("dgx_h100", "bw_aware", "gpt2", "data", 16, GPT2_TP4)
+    overlapped = simulate("dgx_h100", "bw_aware", "gpt2", "data", 16, [*GPT2_TP4, ("execution.tp_comm_overlap", True)])
+    # the same collectives (their time on the wire), less of it exposed
+    assert overlapped["comm_s"]["tp"] == pytest.approx(plain["comm_s"]["tp"], rel=1e-9)
+    assert overlapped["iteration_time_s"] < plain["iteration_time_s"]
+    assert overlapped["exposed_s"]["sync"] < plain["exposed_s"]["sync"]
+    assert overlapped["iteration_time_s"] > plain["iteration_time_s"] - plain["comm_s"]["tp"]
+
+
+def _pair(monkeypatch, kernel_s, comm_s, t=4, sms=132, nccl_sms=16):
+    """When layer 0's kernel of ``kernel_s`` and its collectives of ``comm_s`` end,
+    with tensor degree ``t`` and the SMs the communication takes."""
+    env = simpy.Environment()
+    dev = DeviceCompute.__new__(DeviceCompute)
+    dev.env, dev.overlap, dev.stream, dev.tensor_stream = env, True, None, None
+    dev.memory = SimpleNamespace(record=SimpleNamespace(compute=[]))
+    dev.inputs = SimpleNamespace(execution=SimpleNamespace(tensor_parallel=t),
+                                 topology=SimpleNamespace(device=SimpleNamespace(sms=sms, nccl_sms=nccl_sms)))
+    monkeypatch.setattr(device_module.tensor, "overlapped", lambda d, i, tag, phase: [env.timeout(comm_s)])
+    env.process(dev._kernel(0, "fwd", kernel_s, "fwd", "fwd", ()))
+    env.run()
+    return env.now
+
+
+def test_a_communication_bound_pair_takes_the_communication_and_one_chunk_of_compute(monkeypatch):
+    # the kernel, 10 on all SMs, ends at 10 x 132/116 = 11.4 beside the 20 of communication
+    assert _pair(monkeypatch, 10.0, 20.0) == pytest.approx(20.0 + 10.0 / 4)
+
+
+def test_a_compute_bound_pair_takes_the_kernel_slowed_while_both_run_and_one_chunk(monkeypatch):
+    # 2 of communication: the kernel loses 2 x 16/132 of SM time, then one chunk of 2/4
+    assert _pair(monkeypatch, 10.0, 2.0) == pytest.approx(10.0 + 2.0 * 16 / 132 + 2.0 / 4)
+    # without the communication's SMs (a device with none reserved) only the chunk remains
+    assert _pair(monkeypatch, 10.0, 2.0, nccl_sms=0) == pytest.approx(10.0 + 0.5)
