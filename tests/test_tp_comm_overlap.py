@@ -47,6 +47,7 @@ def _pair(monkeypatch, kernel_s, comm_s, t=4, sms=132, nccl_sms=16):
     monkeypatch.setattr(device_module.tensor, "overlapped", lambda d, i, tag, phase: [env.timeout(comm_s)])
     env.process(dev._kernel(0, "fwd", kernel_s, "fwd", "fwd", ()))
     env.run()
+    _pair.spans = [(span.start_s, span.end_s) for span in dev.memory.record.compute]
     return env.now
 
 
@@ -58,5 +59,7 @@ def test_a_communication_bound_pair_takes_the_communication_and_one_chunk_of_com
 def test_a_compute_bound_pair_takes_the_kernel_slowed_while_both_run_and_one_chunk(monkeypatch):
     # 2 of communication: the kernel loses 2 x 16/132 of SM time, then one chunk of 2/4
     assert _pair(monkeypatch, 10.0, 2.0) == pytest.approx(10.0 + 2.0 * 16 / 132 + 2.0 / 4)
+    # one span, the kernel's own: its slowdown in it, the chunk's wait not
+    assert _pair.spans == [(0.0, pytest.approx(10.0 + 2.0 * 16 / 132))]
     # without the communication's SMs (a device with none reserved) only the chunk remains
     assert _pair(monkeypatch, 10.0, 2.0, nccl_sms=0) == pytest.approx(10.0 + 0.5)

@@ -138,13 +138,17 @@ class DeviceCompute:
         start, ended = self.env.now, []
         done = self.env.all_of(pending)
         done.callbacks.append(lambda _event: ended.append(self.env.now))
-        yield from self._compute(duration_s, label, kind, alone=True)  # its slowdown added below
+        if duration_s > 0:
+            yield self.env.timeout(duration_s)  # its slowdown, known once the communication ends, added below
         yield done
         comm_s = ended[0] - start
         slow = sm_contended(self.inputs.topology.device, 1.0)  # the kernel's time per second alone
         # On fewer SMs while the communication runs (at most its whole slowed length), alone after.
-        kernel_end_s = duration_s + min(comm_s, slow * duration_s) * (1 - 1 / slow)
-        yield from self._compute(max(kernel_end_s, comm_s) - max(duration_s, comm_s), label, kind, alone=True)
+        kernel_s = duration_s + min(comm_s, slow * duration_s) * (1 - 1 / slow)
+        if kernel_s > max(duration_s, comm_s):
+            yield self.env.timeout(kernel_s - max(duration_s, comm_s))
+        if kernel_s > 0:
+            self.memory.record.compute.append(Span(start, start + kernel_s, label, kind))
         fill_s = min(duration_s, comm_s) / self.inputs.execution.tensor_parallel
         if fill_s > 0:
             yield self.env.timeout(fill_s)
@@ -248,11 +252,11 @@ class DeviceCompute:
 
         return self.env.process(then_store())
 
-    def _compute(self, duration_s: float, label: str, kind: str, alone: bool = False):
+    def _compute(self, duration_s: float, label: str, kind: str):
         """A kernel of ``duration_s`` on all the SMs; on fewer while a collective of the
-        device's groups is on the wire, unless the caller counts that itself (``alone``)."""
+        device's groups is on the wire."""
         if duration_s > 0:
-            if not alone and any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
+            if any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
                 duration_s = sm_contended(self.inputs.topology.device, duration_s)
             start = self.env.now
             yield self.env.timeout(duration_s)
