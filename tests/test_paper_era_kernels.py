@@ -11,6 +11,7 @@ import dataclasses
 
 import pytest
 
+from mcdla.cli.main import main
 from mcdla.hw.compute import kernel_time
 from mcdla.hw.gpu import compute_seconds
 from tests.test_gpu_compute import one_conv, preset
@@ -97,6 +98,13 @@ def test_a_v100_convolution_runs_at_the_class_rate_of_its_precision(tmp_path):
     assert compute_seconds(v100, fp32) == pytest.approx(899.87e-6, rel=1e-4)
     assert compute_seconds(dataclasses.replace(v100, fp32_conv3x3_efficiency=None), fp32) == pytest.approx(
         2471.2e-6, rel=1e-4)
+
+
+def test_fp32_class_rates_on_a_device_with_one_kind_of_lanes_are_refused(capsys):
+    # The paper's device has no separate FP32 lanes: such rates would never apply.
+    assert main(["sim", "--topology", "single", "--set", "device.fp32_conv1x1_efficiency=[0.5,0.5,0.5]"]) == 2
+    err = capsys.readouterr().err
+    assert "single.yaml" in err and "fp32_conv1x1_efficiency needs fp32_macs_per_pe" in err
 
 
 def test_the_v100_times_deepbenchs_vgg_3x3_convolutions_near_their_sum(tmp_path):

@@ -102,6 +102,10 @@ class DeviceSpec:
     def __post_init__(self):
         if self.compute_model == "gpu" and self.sms is None:
             raise ValueError("compute_model gpu needs sms (the streaming multiprocessors)")
+        for name in ("fp32_conv3x3_efficiency", "fp32_conv1x1_efficiency"):
+            if getattr(self, name) is not None and self.fp32_macs_per_pe is None:
+                raise ValueError(f"{name} needs fp32_macs_per_pe (separate FP32 lanes); a device with one kind "
+                                 f"of lanes gives its rates as {name[len('fp32_'):]}")
         if self.sms is not None and self.nccl_sms >= self.sms:
             raise ValueError(f"nccl_sms ({self.nccl_sms}) must be fewer than sms ({self.sms})")
 
