@@ -86,6 +86,12 @@ class DeviceSpec:
     # cuDNN's rate for an ungrouped 1x1 convolution of any stride (ResNet's pointwise and
     # projection class), as above: forward, backward-data, backward-filter; None: its GEMM's.
     conv1x1_efficiency: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
+    # The same two classes on 4-byte elements of a device whose fp32 lanes are separate
+    # (fp32_macs_per_pe): cuDNN runs other kernels there (a V100's FP32 Winograd beside its
+    # tensor-core implicit GEMM), so each precision has its own measured rates, of its own
+    # lanes' peak; None: such a convolution is its GEMM's.
+    fp32_conv3x3_efficiency: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
+    fp32_conv1x1_efficiency: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
     # SMs a running NCCL collective holds (one CTA per channel), taken from compute
     # started while it runs (mcdla.hw.gpu.sm_contended); 0: no contention.
     nccl_sms: NonNegativeInt = 0
@@ -96,6 +102,10 @@ class DeviceSpec:
     def __post_init__(self):
         if self.compute_model == "gpu" and self.sms is None:
             raise ValueError("compute_model gpu needs sms (the streaming multiprocessors)")
+        for name in ("fp32_conv3x3_efficiency", "fp32_conv1x1_efficiency"):
+            if getattr(self, name) is not None and self.fp32_macs_per_pe is None:
+                raise ValueError(f"{name} needs fp32_macs_per_pe (separate FP32 lanes); a device with one kind "
+                                 f"of lanes gives its rates as {name[len('fp32_'):]}")
         if self.sms is not None and self.nccl_sms >= self.sms:
             raise ValueError(f"nccl_sms ({self.nccl_sms}) must be fewer than sms ({self.sms})")
 

@@ -46,7 +46,9 @@ layer's compute starts; the HBM bandwidth NCCL also takes is not modelled).
 A 3x3 stride-1 convolution on a device that measured cuDNN's rate for that class
 (``conv3x3_efficiency``: Winograd's, by direction), and a 1x1 convolution on one that
 measured that class (``conv1x1_efficiency``), runs its im2col GEMM's tiles and waves at
-that rate instead of the GEMM ceiling (:func:`conv_class_seconds`).
+that rate instead of the GEMM ceiling (:func:`conv_class_seconds`). A device with
+separate FP32 lanes has the rates of each precision (``fp32_conv3x3_efficiency``,
+``fp32_conv1x1_efficiency`` for 4-byte kernels): cuDNN runs other algorithms on them.
 
 Memory-bound kernels stream at the measured achievable bandwidth (``hbm_efficiency``
 of the nominal, a stream benchmark) and every kernel pays ``launch_overhead``; both
@@ -62,13 +64,14 @@ from mcdla.hw.layers import Gemm, Kernel, ceil_div
 # tensor-core GEMMs): a split-K slice is at least this deep.
 SPLIT_K_STEP = 64
 
-__all__ = ["gemm_rate", "gemm_seconds", "conv_class_seconds", "attention_seconds", "compute_seconds", "waves",
-           "sm_contended"]
+__all__ = ["gemm_rate", "gemm_seconds", "conv_class_rates", "conv_class_seconds", "attention_seconds",
+           "compute_seconds", "waves", "sm_contended"]
 
 # The directions of a convolution's kernels, in the order of DeviceSpec.conv3x3_efficiency.
 CONV_DIRECTIONS = ("fwd", "dx", "dw")
 # The convolution classes a device may have measured: the Kernel field naming a kernel's
-# direction in that class, the DeviceSpec field holding the class's rates.
+# direction in that class, the DeviceSpec field holding the class's rates (its ``fp32_``
+# twin for FP32 kernels on separate FP32 lanes, conv_class_rates).
 CONV_CLASSES = (("conv3x3", "conv3x3_efficiency"), ("conv1x1", "conv1x1_efficiency"))
 
 
@@ -109,14 +112,25 @@ def gemm_seconds(device: DeviceSpec, gemm: Gemm, element_bytes: int) -> float:
     return best
 
 
+def conv_class_rates(device: DeviceSpec, device_field: str, element_bytes: int):
+    """A convolution class's measured rates for a kernel's precision: on a device with
+    separate FP32 lanes (``fp32_macs_per_pe``, as :meth:`DeviceSpec.lanes` picks them) a
+    4-byte kernel reads the ``fp32_`` field, of those lanes' peak; None where unmeasured."""
+    if element_bytes >= 4 and device.fp32_macs_per_pe is not None:
+        device_field = f"fp32_{device_field}"
+    return getattr(device, device_field)
+
+
 def conv_class_seconds(device: DeviceSpec, kernel: Kernel, seconds: float) -> float:
     """``seconds`` of a convolution's im2col GEMM, rescaled from the GEMM ceiling to the
     rate cuDNN's kernels measured for its class (``CONV_CLASSES``: 3x3 stride-1, whose
     Winograd multiplies less, so its rate in direct-convolution MACs may exceed 1; 1x1),
-    by direction; its tiles and waves stay the GEMM's. Unchanged for any other kernel,
-    or on a device without that class's measurement."""
+    by direction and precision (:func:`conv_class_rates`); its tiles and waves stay the
+    GEMM's. Unchanged for any other kernel, or on a device without that class's
+    measurement."""
     for kernel_field, device_field in CONV_CLASSES:
-        direction, rates = getattr(kernel, kernel_field), getattr(device, device_field)
+        direction = getattr(kernel, kernel_field)
+        rates = conv_class_rates(device, device_field, kernel.element_bytes)
         if direction is not None and rates is not None:
             _, ceiling = gemm_rate(device, kernel.element_bytes)
             return seconds * ceiling / rates[CONV_DIRECTIONS.index(direction)]
