@@ -69,7 +69,7 @@ class _Builder:
         self.drafts: list[_Draft] = []
         self.names: dict[str, int] = {}
         self.active: list[str] = []  # blocks being expanded, to refuse a block that uses itself
-        self._specs: dict[tuple, Any] = {}  # validated layer specs by their entry
+        self._specs: dict[tuple, tuple] = {}  # validated layer specs by their entry (_prepare)
         shape = doc.input.shape
         self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
 
@@ -89,7 +89,7 @@ class _Builder:
             w = where.child(i)
             if not isinstance(entry, dict):
                 raise w.error(f"expected a mapping (a layer or a block), got {entry!r}")
-            entry = {k: substitute(v, env, w.child(str(k))) for k, v in entry.items()}
+            entry = {k: substitute(v, env, w, str(k)) for k, v in entry.items()}
             if "block" in entry:
                 prev = self._block(entry, w, env, prefix, scope, prev)
             else:
@@ -180,22 +180,20 @@ class _Builder:
         fields = {k: v for k, v in merged.items() if k not in _COMMON}
         # A repeated block validates the same entry again and again: once is enough.
         key = (kind, repr(sorted(fields.items(), key=lambda item: str(item[0]))))
-        if key not in self._specs:
-            self._specs[key] = build(SPECS[kind], fields, w)
-        spec = self._specs[key]
-        params = dataclasses.asdict(spec)
+        prepared = self._specs.get(key)
+        if prepared is None:
+            prepared = self._specs[key] = _prepare(build(SPECS[kind], fields, w))
+        spec, params, tied_to, in_depth = prepared
         tied_group = None
-        tied_to = params.pop("tied_to", None)
         if tied_to is not None:
             if tied_to not in self.names or self.drafts[self.names[tied_to]].weight_group is None:
                 raise w.child("tied_to").error(f"no earlier layer with weights named {tied_to!r}")
             tied_group = self.drafts[self.names[tied_to]].weight_group
-            params["tied"] = True
+            params = {**params, "tied": True}
         in_shapes = [self.drafts[j].shaped.out_shape for j in inputs]
         if kind in hw.RECURRENT_KINDS:
             last = self._unroll(kind, spec, full, inputs, in_shapes, w)
         else:
-            in_depth = not params.pop("shortcut", False)
             dx = any(j != 0 for j in inputs)  # no gradient flows into the data
             try:
                 shaped = shapes.infer(kind, in_shapes, dx=dx, **params)
@@ -262,6 +260,16 @@ class _Builder:
         )
 
 
+def _prepare(spec) -> tuple[Any, dict[str, Any], str | None, bool]:
+    """A validated layer spec as the builder uses it: (the spec, its shape keys for
+    :func:`mcdla.hw.shapes.infer`, the layer it is tied to, whether it counts in the
+    depth), made once per distinct entry rather than once per layer."""
+    params = dataclasses.asdict(spec)
+    tied_to = params.pop("tied_to", None)
+    in_depth = not params.pop("shortcut", False)
+    return spec, params, tied_to, in_depth
+
+
 def _elems(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
@@ -279,7 +287,7 @@ def read_workload(doc: dict[str, Any], file: str) -> Workload:
     env = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
     substituted = dict(doc)
     if isinstance(doc.get("input"), dict):
-        substituted["input"] = {k: substitute(v, env, where.child("input").child(str(k)))
+        substituted["input"] = {k: substitute(v, env, where.child("input"), str(k))
                                 for k, v in doc["input"].items()}
     parsed = build(WorkloadDoc, substituted, where)
     if not parsed.layers:
