@@ -30,8 +30,9 @@ _BLOCK_KEYS = ("block", "name", "args", "repeat", "inputs")
 
 
 def _matrix(shaped) -> tuple[int, ...]:
-    """A layer's weight matrix as sorted (rows, columns): a linear's (out, in), an
-    embedding's (vocabulary, width); one row of its parameters for any other layer."""
+    """A layer's weight matrix (of a Shaped or a Layer) as sorted (rows, columns): a
+    linear's (out, in), an embedding's (vocabulary, width); one row of its parameters
+    for any other layer."""
     if shaped.lowering is not None:
         return tuple(sorted((shaped.lowering.out_features, shaped.lowering.reduce)))
     width = shaped.out_shape[-1] if shaped.out_shape else 1
@@ -41,46 +42,59 @@ def _matrix(shaped) -> tuple[int, ...]:
 def _check_tied(source, shaped, name: str, where: Where) -> None:
     """A tied layer reuses its source's weights: it must use them whole, as they are
     (a vocabulary projection tied to the token embedding: vocabulary x width both)."""
-    mine, theirs = _matrix(shaped), _matrix(source.shaped)
+    mine, theirs = _matrix(shaped), _matrix(source)
     if mine != theirs:
         raise where.error(f"layer {name!r} has a {' x '.join(map(str, mine))} weight matrix; the "
                           f"{' x '.join(map(str, theirs))} weights of {source.name!r} cannot be tied to it")
 
 
-@dataclass
-class _Draft:
-    """A layer being assembled: everything but the final Layer object."""
-
-    name: str
-    kind: str
-    inputs: tuple[int, ...]
-    shaped: hw.Shaped
-    in_elems: int
-    weight_group: str | None = None
-    params: int = 0
-    in_depth: bool = True
+def _layer_of(name: str, kind: str, inputs: tuple[int, ...], shaped: hw.Shaped, in_elems: int,
+              weight_group: str | None = None, params: int = 0, in_depth: bool = True) -> Layer:
+    """The layer ``shaped`` describes, ``params`` of its weight group's parameters its own."""
+    return Layer(
+        name=name,
+        kind=kind,
+        inputs=inputs,
+        cheap=kind in hw.CHEAP_KINDS,
+        weight_group=weight_group,
+        params=params,
+        out_elems_per_sample=_elems(shaped.out_shape) if shaped.kept_elems is None else shaped.kept_elems,
+        in_elems_per_sample=in_elems,
+        out_shape=shaped.out_shape,
+        lowering=shaped.lowering,
+        ew_fwd_elems=shaped.ew_fwd_elems,
+        ew_bwd_elems=shaped.ew_bwd_elems,
+        in_depth=in_depth,
+        attention=shaped.attention,
+        active_params=shaped.active_params,
+    )
 
 
 class _Builder:
-    """Expands entries and blocks into drafts, inferring shapes as it goes."""
+    """Expands entries and blocks into layers, inferring shapes as it goes."""
 
     def __init__(self, doc: WorkloadDoc, file: str):
         self.doc, self.file = doc, file
-        self.drafts: list[_Draft] = []
+        self.layers: list[Layer] = []
         self.names: dict[str, int] = {}
+        self.groups: dict[str, int] = {}  # weight group -> its parameters
         self.active: list[str] = []  # blocks being expanded, to refuse a block that uses itself
         self._specs: dict[tuple, tuple] = {}  # validated layer specs by their entry (_prepare)
+        # Inferred shapes by spec and input shapes: a repeated block's layers, once (immutable).
+        self._shaped: dict[tuple, hw.Shaped] = {}
         shape = doc.input.shape
-        self._add(_Draft("input", "input", (), hw.Shaped(shape, 0), 0))
+        self._add(_layer_of("input", "input", (), hw.Shaped(shape, 0), 0))
 
-    def _add(self, draft: _Draft) -> int:
-        if len(self.drafts) >= MAX_LAYERS:
+    def _add(self, layer: Layer) -> int:
+        if len(self.layers) >= MAX_LAYERS:
             raise Where(self.file, "layers").error(
                 f"expands to more than {MAX_LAYERS} layers (repeats and timesteps multiply); "
                 "not a workload mcdla can simulate in reasonable time")
-        self.names[draft.name] = len(self.drafts)
-        self.drafts.append(draft)
-        return len(self.drafts) - 1
+        if layer.weight_group is not None:
+            self.groups[layer.weight_group] = self.groups.get(layer.weight_group, 0) + layer.params
+        self.names[layer.name] = len(self.layers)
+        self.layers.append(layer)
+        return len(self.layers) - 1
 
     def expand(self, entries: Sequence[Any], where: Where, env: dict[str, Any], prefix: str,
                scope: dict[str, int], prev: int) -> int:
@@ -135,7 +149,7 @@ class _Builder:
             if key not in args:
                 raise w.child("args").child(key).error(f"missing; block {block_name!r} needs it")
         repeat = build(RepeatDoc, {"repeat": entry.get("repeat", 1)}, w).repeat
-        base = entry.get("name", f"{block_name}{len(self.drafts)}")
+        base = entry.get("name", f"{block_name}{len(self.layers)}")
         if not isinstance(base, str) or not base:
             raise w.child("name").error(f"expected a name, got {base!r}")
         inputs = self._resolve(entry, w, scope, prev)
@@ -170,7 +184,7 @@ class _Builder:
         if not isinstance(defaults, dict):
             raise Where(self.file, f"defaults.{kind}").error(f"expected a mapping, got {defaults!r}")
         merged = {**defaults, **entry}
-        name = merged.get("name", f"{kind}{len(self.drafts)}")
+        name = merged.get("name", f"{kind}{len(self.layers)}")
         if not isinstance(name, str) or not name:
             raise w.child("name").error(f"expected a name, got {name!r}")
         full = prefix + name
@@ -186,24 +200,27 @@ class _Builder:
         spec, params, tied_to, in_depth = prepared
         tied_group = None
         if tied_to is not None:
-            if tied_to not in self.names or self.drafts[self.names[tied_to]].weight_group is None:
+            if tied_to not in self.names or self.layers[self.names[tied_to]].weight_group is None:
                 raise w.child("tied_to").error(f"no earlier layer with weights named {tied_to!r}")
-            tied_group = self.drafts[self.names[tied_to]].weight_group
+            tied_group = self.layers[self.names[tied_to]].weight_group
             params = {**params, "tied": True}
-        in_shapes = [self.drafts[j].shaped.out_shape for j in inputs]
+        in_shapes = [self.layers[j].out_shape for j in inputs]
         if kind in hw.RECURRENT_KINDS:
             last = self._unroll(kind, spec, full, inputs, in_shapes, w)
         else:
             dx = any(j != 0 for j in inputs)  # no gradient flows into the data
-            try:
-                shaped = shapes.infer(kind, in_shapes, dx=dx, **params)
-            except ValueError as exc:
-                raise w.error(f"layer {full!r}: {exc}") from None
+            inferred = (key, tied_group is not None, dx, *in_shapes)  # all that infer reads
+            shaped = self._shaped.get(inferred)
+            if shaped is None:
+                try:
+                    shaped = self._shaped[inferred] = shapes.infer(kind, in_shapes, dx=dx, **params)
+                except ValueError as exc:
+                    raise w.error(f"layer {full!r}: {exc}") from None
             if tied_group is not None:
-                _check_tied(self.drafts[self.names[tied_to]], shaped, full, w.child("tied_to"))
+                _check_tied(self.layers[self.names[tied_to]], shaped, full, w.child("tied_to"))
             group = tied_group or (full if shaped.params else None)
-            in_elems = sum(_elems(self.drafts[j].shaped.out_shape) for j in inputs)
-            last = self._add(_Draft(full, kind, inputs, shaped, in_elems, group, shaped.params, in_depth))
+            in_elems = sum(_elems(shape) for shape in in_shapes)
+            last = self._add(_layer_of(full, kind, inputs, shaped, in_elems, group, shaped.params, in_depth))
         scope[name] = last
         return last
 
@@ -219,38 +236,15 @@ class _Builder:
             shaped = shapes.recurrent_step(kind, features, spec.hidden, first=t == 0, bias=spec.bias)
             step_inputs = inputs if t == 0 else inputs + (prev,)
             in_elems = features + (carried if t else 0)  # x_t and the carried state only
-            prev = self._add(_Draft(f"{full}/t{t}", kind, step_inputs, shaped, in_elems, full,
-                                    shaped.params if t == 0 else 0))
+            prev = self._add(_layer_of(f"{full}/t{t}", kind, step_inputs, shaped, in_elems, full,
+                                       shaped.params if t == 0 else 0))
         return prev
 
     def workload(self) -> Workload:
-        layers = []
-        groups: dict[str, int] = {}
-        for d in self.drafts:
-            if d.weight_group is not None:
-                groups[d.weight_group] = groups.get(d.weight_group, 0) + d.params
-            layers.append(Layer(
-                name=d.name,
-                kind=d.kind,
-                inputs=d.inputs,
-                cheap=d.kind in hw.CHEAP_KINDS,
-                weight_group=d.weight_group,
-                params=d.params,
-                out_elems_per_sample=(_elems(d.shaped.out_shape) if d.shaped.kept_elems is None
-                                      else d.shaped.kept_elems),
-                in_elems_per_sample=d.in_elems,
-                out_shape=d.shaped.out_shape,
-                lowering=d.shaped.lowering,
-                ew_fwd_elems=d.shaped.ew_fwd_elems,
-                ew_bwd_elems=d.shaped.ew_bwd_elems,
-                in_depth=d.in_depth,
-                attention=d.shaped.attention,
-                active_params=d.shaped.active_params,
-            ))
         return Workload(
             name=self.doc.name,
-            layers=tuple(layers),
-            weight_groups=groups,
+            layers=tuple(self.layers),
+            weight_groups=self.groups,
             precision_bytes=self.doc.precision_bytes,
             optimizer=self.doc.optimizer,
             master_weights=self.doc.master_weights,
