@@ -97,17 +97,27 @@ class _Builder:
         return len(self.layers) - 1
 
     def expand(self, entries: Sequence[Any], where: Where, env: dict[str, Any], prefix: str,
-               scope: dict[str, int], prev: int) -> int:
-        """Adds ``entries`` to the DAG; returns the index of the last layer added."""
+               scope: dict[str, int], prev: int, seen: list | None = None) -> int:
+        """Adds ``entries`` to the DAG; returns the index of the last layer added.
+
+        ``seen``, one slot per entry, keeps each entry's place, substituted copy and
+        reading (:meth:`_read`) for the next instance of a repeated block (the same
+        entries, the same variables)."""
         for i, entry in enumerate(entries):
-            w = where.child(i)
-            if not isinstance(entry, dict):
-                raise w.error(f"expected a mapping (a layer or a block), got {entry!r}")
-            entry = {k: substitute(v, env, w, str(k)) for k, v in entry.items()}
-            if "block" in entry:
+            if seen is not None and seen[i] is not None:
+                w, entry, read = seen[i]
+            else:
+                w = where.child(i)
+                if not isinstance(entry, dict):
+                    raise w.error(f"expected a mapping (a layer or a block), got {entry!r}")
+                entry = {k: substitute(v, env, w, str(k)) for k, v in entry.items()}
+                read = None if "block" in entry else self._read(entry, w)
+                if seen is not None:
+                    seen[i] = w, entry, read
+            if read is None:
                 prev = self._block(entry, w, env, prefix, scope, prev)
             else:
-                prev = self._layer(entry, w, prefix, scope, prev)
+                prev = self._layer(read, w, prefix, scope, prev)
         return prev
 
     def _resolve(self, entry: dict, w: Where, scope: dict[str, int], prev: int) -> tuple[int, ...]:
@@ -157,6 +167,8 @@ class _Builder:
             raise w.child("inputs").error("a block takes exactly one input")
         last = inputs[0]
         inner_env = {**env, **args}
+        where = Where(self.file, f"blocks.{block_name}.layers")
+        seen: list = [None] * len(block.layers)  # the entries as substituted, for the next instance
         for r in range(1, repeat + 1):
             instance = base if repeat == 1 else f"{base}.{r}"
             full = prefix + instance
@@ -164,8 +176,7 @@ class _Builder:
                 raise w.child("name").error(f"a layer named {full!r} exists already")
             self.active.append(block_name)
             try:
-                last = self.expand(block.layers, Where(self.file, f"blocks.{block_name}.layers"), inner_env,
-                                   full + "/", {"in": last}, last)
+                last = self.expand(block.layers, where, inner_env, full + "/", {"in": last}, last, seen)
             except InputError as exc:
                 raise InputError(f"{exc.detail} (in block instance {full!r} at {w.key})",
                                  file=exc.file, key=exc.key) from None
@@ -174,7 +185,10 @@ class _Builder:
             scope[instance] = last
         return last
 
-    def _layer(self, entry: dict, w: Where, prefix: str, scope: dict[str, int], prev: int) -> int:
+    def _read(self, entry: dict, w: Where) -> tuple[str, dict, dict, tuple]:
+        """A layer entry's kind, its keys over the kind's defaults, its shape keys and
+        the key its validated spec is kept under (equal reprs, equal entries; an order
+        that differs only misses)."""
         if "kind" not in entry:
             raise w.child("kind").error(f"missing; expected one of {', '.join(SPECS)}")
         kind = entry["kind"]
@@ -184,6 +198,12 @@ class _Builder:
         if not isinstance(defaults, dict):
             raise Where(self.file, f"defaults.{kind}").error(f"expected a mapping, got {defaults!r}")
         merged = {**defaults, **entry}
+        fields = {k: v for k, v in merged.items() if k not in _COMMON}
+        return kind, merged, fields, (kind, repr(fields))
+
+    def _layer(self, read: tuple[str, dict, dict, tuple], w: Where, prefix: str, scope: dict[str, int],
+               prev: int) -> int:
+        kind, merged, fields, key = read
         name = merged.get("name", f"{kind}{len(self.layers)}")
         if not isinstance(name, str) or not name:
             raise w.child("name").error(f"expected a name, got {name!r}")
@@ -191,9 +211,7 @@ class _Builder:
         if full in self.names or name in scope:
             raise w.child("name").error(f"a layer named {full!r} exists already")
         inputs = self._resolve(merged, w, scope, prev)
-        fields = {k: v for k, v in merged.items() if k not in _COMMON}
         # A repeated block validates the same entry again and again: once is enough.
-        key = (kind, repr(sorted(fields.items(), key=lambda item: str(item[0]))))
         prepared = self._specs.get(key)
         if prepared is None:
             prepared = self._specs[key] = _prepare(build(SPECS[kind], fields, w))
