@@ -65,14 +65,11 @@ def command_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mcdla.errors import InfeasibleError, InputError
-
-    from mcdla.io.write import take_written
-
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(command_of(argv))
-    args = parser.parse_args(argv)
-    from mcdla.io.write import check_output
+    args = parser.parse_args(argv)  # --help, --version and usage errors end here, before these imports
+    from mcdla.errors import InfeasibleError, InputError
+    from mcdla.io.write import check_output, take_written
     from mcdla.runfiles import run_files
 
     take_written()
