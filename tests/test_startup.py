@@ -27,7 +27,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mcdla', '
 
 
 def imported(*argv: str) -> set[str]:
-    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], check=True, capture_output=True, text=True)
     return set(json.loads(done.stderr.splitlines()[-1]))
 
 
