@@ -368,7 +368,8 @@ def test_a_repeated_blocks_instances_take_their_own_input_shapes(tmp_path):
     assert [l.params for l in convs] == [2 * 9 * 4 + 4, 4 * 9 * 4 + 4, 4 * 9 * 4 + 4]
     assert w.weight_groups == {"d.1/conv1": 76, "d.2/conv3": 148, "d.3/conv5": 148}
     # Same-size instances (4 channels in and out, stride 1): alike but for reading the data.
-    same = load_workload(write(tmp_path, SHRINKING.replace("channels: 2", "channels: 4").replace("stride: 2", "stride: 1")))
+    same_size = SHRINKING.replace("channels: 2", "channels: 4").replace("stride: 2", "stride: 1")
+    same = load_workload(write(tmp_path, same_size))
     assert {l.out_shape for l in same.layers} == {(4, 16, 16)}
     assert [l.lowering.dx_rows for l in same.layers if l.kind == "conv"] == [0, 4 * 9, 4 * 9]  # Cin x kh x kw
 
@@ -382,7 +383,8 @@ def test_a_later_instance_that_does_not_fit_is_named(tmp_path):
 
 
 def test_entries_alike_but_for_the_order_of_their_keys_build_alike(tmp_path):
-    text = GOOD.replace("{name: r1, kind: relu}", "{kernel: 3, inputs: [input], out_channels: 4, kind: conv, name: c2}")
+    text = GOOD.replace("{name: r1, kind: relu}",
+                        "{kernel: 3, inputs: [input], out_channels: 4, kind: conv, name: c2}")
     w = load_workload(write(tmp_path, text))
     c1, c2 = w.layer("c1"), w.layer("c2")
     assert (c2.params, c2.out_shape, c2.lowering) == (c1.params, c1.out_shape, c1.lowering)
