@@ -341,6 +341,56 @@ def test_blocks_expand_in_a_chain(tmp_path):
     assert w.layer("p.2/b").inputs == (3, 2)
 
 
+SHRINKING = """
+    name: shrinking
+    input: {channels: 2, height: 16, width: 16}
+    blocks:
+      down:
+        layers:
+          - {kind: conv, out_channels: 4, kernel: 3, stride: 2, padding: 1}
+          - {kind: relu}
+    layers:
+      - {block: down, name: d, repeat: 3}
+"""
+
+
+def test_a_repeated_blocks_instances_take_their_own_input_shapes(tmp_path):
+    # The builder reuses an entry's reading and inferred shapes across instances: the
+    # shapes still follow each instance's input, and only the data's reader skips dX.
+    w = load_workload(write(tmp_path, SHRINKING))
+    assert [(l.name, l.out_shape) for l in w.layers] == [
+        ("input", (2, 16, 16)),
+        ("d.1/conv1", (4, 8, 8)), ("d.1/relu2", (4, 8, 8)),
+        ("d.2/conv3", (4, 4, 4)), ("d.2/relu4", (4, 4, 4)),
+        ("d.3/conv5", (4, 2, 2)), ("d.3/relu6", (4, 2, 2)),
+    ]
+    convs = [l for l in w.layers if l.kind == "conv"]
+    assert [l.params for l in convs] == [2 * 9 * 4 + 4, 4 * 9 * 4 + 4, 4 * 9 * 4 + 4]
+    assert w.weight_groups == {"d.1/conv1": 76, "d.2/conv3": 148, "d.3/conv5": 148}
+    # Same-size instances (4 channels in and out, stride 1): alike but for reading the data.
+    same_size = SHRINKING.replace("channels: 2", "channels: 4").replace("stride: 2", "stride: 1")
+    same = load_workload(write(tmp_path, same_size))
+    assert {l.out_shape for l in same.layers} == {(4, 16, 16)}
+    assert [l.lowering.dx_rows for l in same.layers if l.kind == "conv"] == [0, 4 * 9, 4 * 9]  # Cin x kh x kw
+
+
+def test_a_later_instance_that_does_not_fit_is_named(tmp_path):
+    # The first three instances fit 16 x 16 down to 2 x 2; the fourth's 3 x 3 window does not.
+    text = SHRINKING.replace("stride: 2, padding: 1", "stride: 1, padding: 0").replace("repeat: 3", "repeat: 8")
+    with pytest.raises(InputError, match=r"blocks\.down\.layers\[0\]") as info:
+        load_workload(write(tmp_path, text))
+    assert "instance 'd.8'" in str(info.value) and "'d.8/conv15'" in str(info.value)
+
+
+def test_entries_alike_but_for_the_order_of_their_keys_build_alike(tmp_path):
+    text = GOOD.replace("{name: r1, kind: relu}",
+                        "{kernel: 3, inputs: [input], out_channels: 4, kind: conv, name: c2}")
+    w = load_workload(write(tmp_path, text))
+    c1, c2 = w.layer("c1"), w.layer("c2")
+    assert (c2.params, c2.out_shape, c2.lowering) == (c1.params, c1.out_shape, c1.lowering)
+    assert c1.params == 3 * 9 * 4 + 4 and c1.out_shape == (4, 6, 6)
+
+
 @pytest.mark.parametrize(
     "old, new, key, message",
     [

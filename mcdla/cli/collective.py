@@ -16,15 +16,11 @@ from mcdla.hw.collective_model import OPS
 _DEFAULT_LINK = "nvlink2"  # --ring's link preset (mcdla.run.DEFAULT_RING_LINK), for --help
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     from mcdla.cli.output import add_format_options
 
-    parser = sub.add_parser(
-        "collective",
-        help="run one ring collective and report time, algbw and busbw",
-        description="Simulate one ring collective alone on idle rings and report its time "
-        "and nccl-tests bandwidths.",
-    )
+    parser.description = ("Simulate one ring collective alone on idle rings and report its time "
+                          "and nccl-tests bandwidths.")
     parser.add_argument("--op", required=True, choices=OPS, help="the collective")
     parser.add_argument("--size", required=True, metavar="SIZE", help="message size, e.g. '8 MB'")
     where = parser.add_mutually_exclusive_group(required=True)

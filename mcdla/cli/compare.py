@@ -25,14 +25,10 @@ DEFAULT_DESIGNS = "dc,hc,star,ring:local,ring:bw_aware,oracle"
 MAX_DESIGNS = 32
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "compare",
-        help="run one workload on several design points, side by side",
-        description="Simulate one training iteration of a workload on each design point and "
-        "print them side by side: iteration time, speedup over the first design and where "
-        "the time goes.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Simulate one training iteration of a workload on each design point and "
+                          "print them side by side: iteration time, speedup over the first design and where "
+                          "the time goes.")
     parser.add_argument("--designs", default=DEFAULT_DESIGNS, metavar="LIST",
                         help="comma-separated TOPOLOGY[:POLICY] (policy: local or bw_aware); the "
                         "first is the baseline of the speedups (default: %(default)s)")

@@ -6,15 +6,11 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "import",
-        help="write a workload file from an ONNX model or a Hugging Face config.json",
-        description="Read an ONNX model (needs: pip install 'mcdla[onnx]'), map its operators "
-        "to mcdla layers and write a workload YAML; or read a Hugging Face config (a .json file) "
-        "and write the transformer template it describes. Check the result with "
-        "mcdla workloads --workload FILE.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Read an ONNX model (needs: pip install 'mcdla[onnx]'), map its operators "
+                          "to mcdla layers and write a workload YAML; or read a Hugging Face config (a .json file) "
+                          "and write the transformer template it describes. Check the result with "
+                          "mcdla workloads --workload FILE.")
     parser.add_argument("model", metavar="MODEL", help="the ONNX file, or a Hugging Face config (.json)")
     parser.add_argument("-o", "--output", dest="workload_out", required=True, metavar="FILE",
                         help="the workload YAML to write")

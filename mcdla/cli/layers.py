@@ -21,15 +21,11 @@ from mcdla.config.point import PARALLEL
 PHASE_CHOICES = ("fwd", "bwd", "recompute", "all")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "layers",
-        help="per-layer roofline report of a workload on one device",
-        description="Report, for every kernel of every layer, the roofline quantities of one "
-        "device-node: MACs, HBM bytes, arithmetic intensity, time, attained MAC/s, utilization "
-        "and whether it is compute- or memory-bound; the table ends with per-phase totals. "
-        "Each device's share of the batch follows --parallel exactly as in training.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Report, for every kernel of every layer, the roofline quantities of one "
+                          "device-node: MACs, HBM bytes, arithmetic intensity, time, attained MAC/s, utilization "
+                          "and whether it is compute- or memory-bound; the table ends with per-phase totals. "
+                          "Each device's share of the batch follows --parallel exactly as in training.")
     parser.add_argument("--workload", default=DEFAULTS["workload"], metavar="NAME|FILE",
                         help="shipped workload name or YAML file (default: %(default)s)")
     parser.add_argument("--topology", default=DEFAULTS["topology"], metavar="NAME|FILE",

@@ -8,10 +8,25 @@ import sys
 
 from mcdla.version import __version__
 
-# Command name -> module in mcdla.cli (a trailing _ where the name is a Python keyword);
-# order is the order of ``mcdla --help``.
-COMMANDS = ("sim", "serve", "compare", "collective", "workloads", "import_", "topologies", "layers", "sweep",
-            "plot", "reproduce", "validate", "plan")
+# Command name -> (its module in mcdla.cli, a trailing _ where the name is a Python keyword;
+# its line in ``mcdla --help``); order is the order of ``mcdla --help``. Only the module of the
+# command being run is imported and given its options: ``mcdla --help`` and each command start
+# without the other commands' imports (docs/performance.md, start-up).
+COMMANDS = {
+    "sim": ("sim", "simulate one training iteration"),
+    "serve": ("serve", "simulate LLM serving: TTFT, TPOT, throughput, the KV cache on memory tiers"),
+    "compare": ("compare", "run one workload on several design points, side by side"),
+    "collective": ("collective", "run one ring collective and report time, algbw and busbw"),
+    "workloads": ("workloads", "list the shipped workloads, or summarize workload files"),
+    "import": ("import_", "write a workload file from an ONNX model or a Hugging Face config.json"),
+    "topologies": ("topologies", "list the shipped topologies"),
+    "layers": ("layers", "per-layer roofline report of a workload on one device"),
+    "sweep": ("sweep", "run an experiment's points in parallel, resumably"),
+    "plot": ("plot", "draw an experiment's figure from its results"),
+    "reproduce": ("reproduce", "run every paper experiment and write figures and a report"),
+    "validate": ("validate", "compare mcdla with public measurements"),
+    "plan": ("plan", "find the best parallelism and memory strategy for a workload"),
+}
 
 
 # The options whose files a command names when it has written them (its --output is the answer itself).
@@ -25,7 +40,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``mcdla`` parser; only ``command`` (a name of COMMANDS, if it is one) gets its
+    module's options, the others their name and line for ``mcdla --help``."""
     parser = _Parser(
         prog="mcdla",
         description="Simulate multi-accelerator deep-learning training on device-centric, "
@@ -34,20 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcdla {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        module = importlib.import_module(f"mcdla.cli.{name}")
-        module.register(sub)
+    for name, (module, line) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=line)
+        if name == command:
+            importlib.import_module(f"mcdla.cli.{module}").register(command_parser)
     return parser
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (``mcdla`` itself
+    takes no option with a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_of(argv))
+    args = parser.parse_args(argv)  # --help, --version and usage errors end here, before these imports
     from mcdla.errors import InfeasibleError, InputError
-
-    from mcdla.io.write import take_written
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from mcdla.io.write import check_output
+    from mcdla.io.write import check_output, take_written
     from mcdla.runfiles import run_files
 
     take_written()

@@ -7,12 +7,11 @@ import argparse
 import sys
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     from mcdla.cli.output import add_format_options, positive_int
 
-    parser = sub.add_parser("plan", help="find the best parallelism and memory strategy for a workload",
-                            description="Search tensor-parallel degree, ZeRO stage and activation-memory "
-                            "strategy; estimate every candidate, simulate the most promising, print the best.")
+    parser.description = ("Search tensor-parallel degree, ZeRO stage and activation-memory "
+                          "strategy; estimate every candidate, simulate the most promising, print the best.")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--workload", metavar="NAME|FILE")
     target.add_argument("--largest", metavar="FAMILY",

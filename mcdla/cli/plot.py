@@ -6,13 +6,9 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "plot",
-        help="draw an experiment's figure from its results",
-        description="Draw the figures an experiment declares, as PNG and SVG, from the "
-        "results table its sweep wrote.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Draw the figures an experiment declares, as PNG and SVG, from the "
+                          "results table its sweep wrote.")
     parser.add_argument("experiment", metavar="EXPERIMENT", nargs="?",
                         help="experiment name or YAML file (omit with --trace)")
     parser.add_argument("--trace", metavar="FILE",

@@ -22,13 +22,9 @@ BEYOND_EXPERIMENTS = ("llm_memory", "memory_centric_2026", "scale_out", "cluster
 EXPERIMENTS = PAPER_EXPERIMENTS + BEYOND_EXPERIMENTS
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "reproduce",
-        help="run every paper experiment and write figures and a report",
-        description="Run every paper experiment (resumably), draw the figures and write a "
-        "Markdown report with mcdla's numbers beside the paper's.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Run every paper experiment (resumably), draw the figures and write a "
+                          "Markdown report with mcdla's numbers beside the paper's.")
     parser.add_argument("--out", metavar="DIR", default=".",
                         help="root folder: results in DIR/results/, figures in DIR/plots/, "
                         "report DIR/docs/results.md (default: the current folder)")

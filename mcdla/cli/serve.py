@@ -12,15 +12,11 @@ import argparse
 from typing import Any, Mapping
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     from mcdla.cli.output import add_format_options
 
-    parser = sub.add_parser(
-        "serve",
-        help="simulate LLM serving: TTFT, TPOT, throughput, the KV cache on memory tiers",
-        description="Simulate serving a decoder LLM's requests with continuous batching and a paged KV "
-        "cache (docs/serving.md).",
-    )
+    parser.description = ("Simulate serving a decoder LLM's requests with continuous batching and a paged KV "
+                          "cache (docs/serving.md).")
     parser.add_argument("--topology", default="dgx_h100", metavar="NAME|FILE",
                         help="the design (default: %(default)s)")
     parser.add_argument("--workload", default="llama3_8b", metavar="NAME|FILE",

@@ -20,13 +20,9 @@ from mcdla.config.point import PARALLEL
 from mcdla.config.placement import PLACEMENTS
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "sim",
-        help="simulate one training iteration",
-        description="Simulate one training iteration of a workload on a system design and "
-        "report the iteration time, the Fig. 11 breakdown, link bytes and CPU memory bandwidth.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Simulate one training iteration of a workload on a system design and "
+                          "report the iteration time, the Fig. 11 breakdown, link bytes and CPU memory bandwidth.")
     parser.add_argument("--topology", default=DEFAULTS["topology"], metavar="NAME|FILE",
                         help="shipped topology name or YAML file (default: %(default)s)")
     parser.add_argument("--policy", default=DEFAULTS["policy"], choices=PLACEMENTS.names(),

@@ -9,14 +9,10 @@ import sys
 from mcdla.cli.output import add_format_options, emit, emit_text, positive_int, render
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "sweep",
-        help="run an experiment's points in parallel, resumably",
-        description="Run the points of an experiment (a shipped name or a YAML file) and "
-        "write results.csv in the sweep folder. Each finished point is journaled at once; "
-        "a rerun skips the points already done.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Run the points of an experiment (a shipped name or a YAML file) and "
+                          "write results.csv in the sweep folder. Each finished point is journaled at once; "
+                          "a rerun skips the points already done.")
     parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or YAML file")
     parser.add_argument("--out", metavar="DIR", help="sweep folder (default: results/<name>/)")
     parser.add_argument("--jobs", type=positive_int, metavar="N",

@@ -21,13 +21,9 @@ from mcdla.cli.output import add_format_options, emit
 LISTED_NODES = 65536
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "topologies",
-        help="list the shipped topologies",
-        description="List the shipped design points (or the named ones) with their ring "
-        "count and per-device collective and virtualization bandwidths.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("List the shipped design points (or the named ones) with their ring "
+                          "count and per-device collective and virtualization bandwidths.")
     parser.add_argument(
         "names",
         nargs="*",

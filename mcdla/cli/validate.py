@@ -12,12 +12,11 @@ import argparse
 import sys
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     from mcdla.cli.output import add_format_options
 
-    parser = sub.add_parser("validate", help="compare mcdla with public measurements",
-                            description="Run the validation tables and print measured, simulated, "
-                            "error and verdict per row.")
+    parser.description = ("Run the validation tables and print measured, simulated, "
+                          "error and verdict per row.")
     parser.add_argument("--table", action="append", default=[], metavar="NAME|FILE",
                         help="a validation table (repeatable; default: every shipped one)")
     parser.add_argument("--reduced", action="store_true", help="only the rows marked for the reduced (CI) run")

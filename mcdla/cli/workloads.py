@@ -14,13 +14,9 @@ import argparse
 from mcdla.cli.output import add_format_options, emit
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "workloads",
-        help="list the shipped workloads, or summarize workload files",
-        description="List the shipped workloads with their inferred sizes, or (--workload) "
-        "summarize the named workloads or files.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("List the shipped workloads with their inferred sizes, or (--workload) "
+                          "summarize the named workloads or files.")
     parser.add_argument("--workload", action="append", metavar="NAME|FILE",
                         help="summarize this workload or file instead (repeatable)")
     add_format_options(parser)

@@ -259,15 +259,22 @@ class VariablesDoc:
     timesteps: Annotated[int, Range(minimum=1, maximum=MAX_TIMESTEPS)] | None = None
 
 
-def substitute(value: Any, env: dict[str, Any], where: Where) -> Any:
-    """``value`` with every "$name" string replaced by the variable ``name``."""
-    if isinstance(value, str) and value.startswith("$"):
+def substitute(value: Any, env: dict[str, Any], where: Where, key: str | int | None = None) -> Any:
+    """``value``, at ``key`` under ``where``, with every "$name" string replaced by the
+    variable ``name``. The key's Where is made only for an error or a nested value: a
+    workload's every layer entry passes here, nearly all of it plain values."""
+    if isinstance(value, str):
+        if not value.startswith("$"):
+            return value
         if value[1:] not in env:
             known = ", ".join("$" + k for k in sorted(env)) or "none"
-            raise where.error(f"unknown variable {value!r}; defined here: {known}")
+            here = where if key is None else where.child(key)
+            raise here.error(f"unknown variable {value!r}; defined here: {known}")
         return env[value[1:]]
     if isinstance(value, list):
-        return [substitute(v, env, where.child(i)) for i, v in enumerate(value)]
+        here = where if key is None else where.child(key)
+        return [substitute(v, env, here, i) for i, v in enumerate(value)]
     if isinstance(value, dict):  # a block's args
-        return {k: substitute(v, env, where.child(str(k))) for k, v in value.items()}
+        here = where if key is None else where.child(key)
+        return {k: substitute(v, env, here, str(k)) for k, v in value.items()}
     return value
