@@ -150,6 +150,9 @@ class IterationRecord:
     # With rank symmetry: each resource of a class of more than one -> the class's first
     # (mcdla.hw.symmetry.Symmetry.resources); the invariants check channels per class.
     resource_classes: dict = field(default_factory=dict)
+    # The translation whose orbits those classes are unions of (Symmetry.translation), or
+    # None: a ring bound by period under it is checked by one period (mcdla.sim.invariants).
+    class_orbits: Any = None
     # (start, end) of each point-to-point send between pipeline stages (the pp axis).
     pipeline_sends: tuple[tuple[float, float], ...] = ()
 
