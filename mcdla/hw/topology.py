@@ -459,7 +459,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
     fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
     translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
     rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache, fabric_view.succ)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
@@ -503,8 +503,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
 
 
 
-def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache):
-    """Which stores serve which device, checked, and the memory ports."""
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache, succ):
+    """Which stores serve which device, checked, and the memory ports. ``succ``: node ->
+    its successors (Fabric.succ)."""
     where = top.child("serves")
     ports: dict[str, Port] = {}
     for cpu in sockets:
@@ -530,7 +531,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         for j, s in enumerate(stores):
             if kinds.get(s) != want:
                 raise where.child(d).child(j).error(f"{s!r} is not a {NODE_KINDS.get(want).label}")
-            if not _route(graph, d, s, cache):
+            if s not in succ[d] and not _route(graph, d, s, cache):  # a store linked to it: that link
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":
