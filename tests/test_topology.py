@@ -415,28 +415,3 @@ def test_a_preset_swap_by_set_takes_the_new_preset_and_later_overrides():
                                             ("links.nic.preset", "roce_400g")])
     assert topo.spine_switch.ports == 128 and topo.spine_switch.chips == 4  # Spectrum-4's, and the override
     assert topo.links["nic"].latency == pytest.approx(3e-6)  # roce_400g's
-
-
-@pytest.mark.parametrize("entry, fine", [
-    (["D0", "M0", "nvlink", 3], True), (["D0", "M0", "nvlink"], True),
-    (["D0", "M9", "nvlink"], False), (["D0", "D0", "nvlink"], False), (["D0", "M0", "pcie"], False),
-    (["D0", "M0", "nvlink", 0], False), (["D0", "M0", "nvlink", True], False), (["D0", "M0", "nvlink", 2.0], False),
-    (["D0", "M0", "nvlink", 257], False), (["D0", "M0"], False), (["D0", ["M0"], "nvlink"], False), ("D0", False),
-])
-def test_connections_checked_at_once_pass_what_each_entrys_check_passes(entry, fine):
-    """wiring._fine_connections, the connections' checks in a few passes, passes exactly
-    the lists whose every entry _connection passes (else each entry is checked, for
-    its message)."""
-    from mcdla.config.schema import Where
-    from mcdla.errors import InputError
-    from mcdla.hw import wiring
-
-    nodes, links = {"D0", "M0", "D1"}, {"nvlink": None}
-    good = [["M0", "D1", "nvlink", 2]]
-    assert wiring._fine_connections(good + [entry], nodes, links) is fine
-    try:
-        wiring._connection(entry, nodes, links, Where("x.yaml"), 1)
-        passed = True
-    except (InputError, TypeError):
-        passed = False
-    assert passed is fine

@@ -6,8 +6,6 @@ Split from :mod:`mcdla.hw.topology`, which builds the rest of the design.
 
 from __future__ import annotations
 
-from operator import eq, itemgetter
-
 import networkx as nx
 
 from mcdla.config.nodes import NODE_KINDS
@@ -30,9 +28,8 @@ def add_links(graph, doc: TopologyDoc, specs, listed: Where):
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
     add_edge, nodes = graph.add_edge, set(graph)  # a set: no method call per node looked up
-    fine = _fine_connections(doc.connections, nodes, doc.links)
     for i, entry in enumerate(doc.connections):
-        a, b, alias, count = (*entry, 1)[:4] if fine else _connection(entry, nodes, doc.links, listed, i)
+        a, b, alias, count = _connection(entry, nodes, doc.links, listed, i)
         spec = doc.links[alias]
         bw = spec.effective_bw_Bps
         for end in (a, b):
@@ -101,23 +98,6 @@ def _spine_channels(graph, device: str) -> list[tuple[Channel, int]]:
     """The channels from ``device`` to spine switches, with their link index."""
     return [(data["channel"], k) for n, links in graph.adj[device].items() if graph.nodes[n].get("spine")
             for k, data in links.items()]
-
-
-def _fine_connections(connections, nodes: set, links) -> bool:
-    """Whether :func:`_connection` passes every entry, the same checks in a few C-level
-    passes (a 131,072-device ring has 262,144 connections): 3 or 4 items each, two known
-    nodes that differ, a known link type, a count of 1 to MAX_PARALLEL_LINKS; else
-    :func:`_connection` checks entry by entry, for the message."""
-    try:
-        if not set(map(len, connections)) <= {3, 4}:
-            return False
-        a, b, alias = (list(map(itemgetter(j), connections)) for j in range(3))
-        if not (nodes.issuperset(a) and nodes.issuperset(b) and links.keys() >= set(alias)) or any(map(eq, a, b)):
-            return False
-        counts = [entry[3] for entry in connections if len(entry) == 4]
-    except TypeError:  # an entry with no length, or an item that is no name
-        return False
-    return all(type(c) is int and 0 < c <= MAX_PARALLEL_LINKS for c in counts)  # not a bool, a float
 
 
 def _connection(entry, nodes, links, listed: Where, i: int) -> tuple[str, str, str, int]:
