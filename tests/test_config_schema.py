@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -227,3 +227,18 @@ def test_a_boolean_is_not_a_number_of_a_literal(capsys):
 
     assert main(["sim", "--set", "execution.zero=yes"]) == 2  # True == 1 must not pass as stage 1
     assert "execution.zero: expected one of 0, 1, 2, 3, got True" in capsys.readouterr().err
+
+
+def test_rows_of_anything_are_taken_as_they_are_and_a_bad_row_is_named():
+    """A ``tuple[tuple[Any, ...], ...]`` field (a topology's connections) takes lists of
+    lists as tuples in one pass; a row that is no list is still refused at its index."""
+
+    @dataclass(frozen=True)
+    class Rows:
+        rows: tuple[tuple[Any, ...], ...] = ()
+
+    built = build(Rows, {"rows": [["D0", "M0", "nvlink", 3], ["M0", "D1", "nvlink"]]}, Where("x.yaml"))
+    assert built.rows == (("D0", "M0", "nvlink", 3), ("M0", "D1", "nvlink"))
+    assert all(type(row) is tuple for row in built.rows)
+    with pytest.raises(InputError, match=r"x\.yaml: rows\[1\]: expected a list"):
+        build(Rows, {"rows": [["D0", "M0", "nvlink"], "M0 D1"]}, Where("x.yaml"))

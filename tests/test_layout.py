@@ -40,3 +40,16 @@ def test_a_layout_must_cover_its_ranks():
         RankLayout.of(tuple(range(6)), tp=4, dp=2)
     with pytest.raises(ValueError, match="degree"):
         Axis("tp", 0)
+
+
+def test_each_ranks_coordinates_are_its_place_in_the_grid():
+    """RankLayout.coordinates: each rank's index along an axis (tp innermost), 0 along an
+    axis the layout lacks; the groups, stages and peers read them."""
+    layout = RankLayout.of(tuple(range(24)), tp=2, dp=3, pp=4)
+    assert layout.coordinates("tp")[:8] == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert layout.coordinates("dp")[:8] == [0, 0, 1, 1, 2, 2, 0, 0]
+    assert layout.coordinates("pp")[4:8] == [0, 0, 1, 1] and layout.coordinates("pp")[-1] == 3
+    assert layout.coordinates("ep") == [0] * 24
+    assert layout.along("pp")[5] == 0 and layout.along("pp")[6] == 1 and layout.along("pp")[23] == 3
+    assert layout.groups("dp")[:2] == ((0, 2, 4), (1, 3, 5))
+    assert layout.neighbours("pp")[7] == (1, 13) and layout.neighbours("pp")[19] == (13, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
+
 from mcdla.config.execution import ExecutionSpec
 from mcdla.config.training import TrainingSpec
 from mcdla.hw.topology import load_topology
@@ -65,3 +67,29 @@ def test_spans_say_their_kind():
                                       "step": "optimizer step"}[span.kind])
     for span in device.virtualization:
         assert span.label.startswith(span.kind)
+
+
+def test_a_class_members_records_are_its_firsts_under_their_names():
+    """With rank symmetry every device's record is its class's first's, renamed (made when
+    asked, ClassRecords): what copying them all after the run gave."""
+    import dataclasses
+
+    from mcdla.run import load_inputs
+    from mcdla.sim.records import ClassRecords
+    from mcdla.sim.training import Iteration
+
+    topology, workload, execution = load_inputs("ring", "resnet34", batch=64)
+    record = Iteration(topology, workload, execution).run()
+    devices = record.devices
+    assert isinstance(devices, ClassRecords) and len(devices) == len(topology.devices) == 8
+    assert len(record.rank_classes) < len(devices)
+    for group in record.rank_classes:
+        first = devices[group[0]]
+        assert first.compute and first.name == topology.devices[group[0]]
+        for d in group[1:]:
+            assert devices[d] == dataclasses.replace(first, name=topology.devices[d])
+            assert devices[d] is devices[d]  # made once
+    assert [d.name for d in devices] == list(topology.devices)
+    assert devices[-1] is devices[7] and [d.name for d in devices[1:3]] == list(topology.devices[1:3])
+    with pytest.raises(IndexError):
+        devices[8]

@@ -275,3 +275,53 @@ def test_a_ring_bound_by_period_repeats_no_channel_as_its_channels_say(tmp_path,
         assert ring.period and not ring.repeats_channel
         assert not dataclasses.replace(ring, period=()).repeats_channel
         assert len(set(ring.channels)) == len(ring.channels)
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_a_ring_collectives_bytes_by_period_are_every_hops(tmp_path, n, links, memory):
+    """RingAlgorithm.period_bytes: one period's hops, each standing for its orbit's
+    ``order`` members, carry what channel_bytes gives every member of the orbit; a
+    broadcast (its root singles out rank 0) and rings not bound by period have none."""
+    from mcdla.sim.collectives import COLLECTIVES
+
+    topology = load_topology(_ring(tmp_path, n, links, memory))
+    rings, caps, t = topology.rings, topology.capacities(), topology.translation
+    ring = COLLECTIVES.get("ring")()
+    for op in ("all_reduce", "reduce_scatter", "all_gather"):
+        every = ring.channel_bytes(op, 3e6, rings, caps)
+        one, times = ring.period_bytes(op, 3e6, rings, caps)
+        assert times == t.order and len(one) * times == len(every)
+        for channel, size in every.items():  # each member carries its orbit's one-period hop's bytes
+            (hop,) = [c for c in one if t.orbit(c)[0] == t.orbit(channel)[0]]
+            assert size == one[hop]
+    assert ring.period_bytes("broadcast", 3e6, rings, caps) is None
+    assert ring.period_bytes("all_reduce", 3e6, [dataclasses.replace(r, period=()) for r in rings], caps) is None
+
+
+@pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, False), (64, 3, True)])
+def test_the_invariants_law_by_period_is_every_channels(tmp_path, monkeypatch, n, links, memory):
+    """The byte law per class (invariants.expected_class_bytes) read from one period of a
+    ring bound by period gives each class what the pass over every channel gives, and a
+    class that carried 1 % too little is still caught."""
+    from mcdla.errors import InvariantError
+    from mcdla.run import load_inputs
+    from mcdla.sim import invariants
+    from mcdla.sim.collectives import RingAlgorithm
+    from mcdla.sim.training import Iteration
+
+    record = Iteration(*load_inputs(_ring(tmp_path, n, links, memory), "resnet34", batch=4 * n)).run()
+    assert record.rank_classes and record.class_orbits is record.inputs.topology.translation
+    asked = []
+    original = RingAlgorithm.period_bytes
+    monkeypatch.setattr(RingAlgorithm, "period_bytes", lambda *a: asked.append(original(*a)) or asked[-1])
+    by_period = invariants.expected_class_bytes(record)
+    assert asked and all(found is not None for found in asked)
+    every = invariants.expected_class_bytes(dataclasses.replace(record, class_orbits=None))
+    assert by_period.keys() == every.keys()
+    assert by_period == pytest.approx(every, rel=1e-12)
+    carried = dict(record.network.bytes_by_resource)
+    ring_hop = record.inputs.topology.rings[0].channels[0]
+    carried[record.resource_classes.get(ring_hop, ring_hop)] *= 0.99
+    with pytest.raises(InvariantError, match="alike channels"):
+        invariants.check_iteration(dataclasses.replace(record, network=dataclasses.replace(
+            record.network, bytes_by_resource=carried)))

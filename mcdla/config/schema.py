@@ -273,6 +273,8 @@ def _convert(tp: Any, value: Any, where: Where, siblings: dict[str, Any]) -> Any
         # conversion and no key for an error: a ring of 30,000 nodes, a connection.
         if item is Any or (item is str and all(isinstance(v, str) for v in value)):
             return tuple(value)
+        if _shape(item) == (tuple, (Any, Ellipsis)) and all(isinstance(v, list) for v in value):
+            return tuple(map(tuple, value))  # rows of anything, each a list: a 131,072-ring's 262,144 connections
         return tuple(_convert(item, v, where.child(i), siblings) for i, v in enumerate(value))
     if origin is dict:
         key_tp, val_tp = args

@@ -71,30 +71,31 @@ class RankLayout:
             stride *= axis.degree
         raise KeyError(name)
 
-    def coordinate(self, rank: int, name: str) -> int:
-        """Where ``rank`` sits along axis ``name`` (0 for an axis the layout lacks)."""
+    def coordinates(self, name: str) -> list[int]:
+        """Where each rank sits along axis ``name`` (0 for an axis the layout lacks), in
+        one pass: a 131,072-device ring's groups asked it of every rank four times."""
         if all(a.name != name for a in self.axes):
-            return 0
-        return rank // self._stride(name) % self.degree(name)
+            return [0] * self.ranks
+        stride, degree = self._stride(name), self.degree(name)
+        return [rank // stride % degree for rank in range(self.ranks)]
 
     def groups(self, name: str) -> tuple[tuple[int, ...], ...]:
         """The devices of each group along axis ``name`` (each in rank order), the groups
         ordered by the other coordinates, outer axes slowest (Megatron's enumeration)."""
         stride, degree = self._stride(name), self.degree(name)
-        others = [r for r in range(self.ranks) if self.coordinate(r, name) == 0]
+        others = [r for r, k in enumerate(self.coordinates(name)) if k == 0]
         return tuple(tuple(self.rank_device[r + k * stride] for k in range(degree)) for r in others)
 
     def along(self, name: str) -> dict[int, int]:
         """Device -> its coordinate along axis ``name`` (a pipeline stage, for ``pp``)."""
-        return {d: self.coordinate(r, name) for r, d in enumerate(self.rank_device)}
+        return dict(zip(self.rank_device, self.coordinates(name)))
 
     def neighbours(self, name: str) -> dict[int, tuple[int | None, int | None]]:
         """Device -> (the device one step back along ``name``, one step forward), None at
         the ends: a pipeline stage's previous and next stage, for ``pp``."""
         stride, degree = self._stride(name), self.degree(name)
         out = {}
-        for r, d in enumerate(self.rank_device):
-            k = self.coordinate(r, name)
+        for r, (d, k) in enumerate(zip(self.rank_device, self.coordinates(name))):
             out[d] = (self.rank_device[r - stride] if k > 0 else None,
                       self.rank_device[r + stride] if k < degree - 1 else None)
         return out

@@ -285,6 +285,9 @@ class _Quotient:
         # (label, names) -> their vertices counted, and whether they are whole orbits
         # (_ring_edges): the rings of a group share many (a cluster's rings their rail links).
         self.counted: dict[tuple, tuple[Counter, bool | None]] = {}
+        # The resources vertices() numbered: (them, each one's orbit number, each orbit's
+        # first member, each orbit's vertex), for firsts().
+        self.resources: tuple = ()
 
     def vertex(self, kind: str, name: str, colour: tuple, size: int | None = None) -> int:
         rep = self.translation.orbit(name)[0] if size is None else name
@@ -312,7 +315,26 @@ class _Quotient:
         for n, v in enumerate(found):
             if v is None:
                 found[n] = self.vertex(kind, first[n], (capacities[first[n]],))
+        self.resources = (capacities, orbits, first, found)
         return dict(zip(capacities, map(found.__getitem__, orbits)))
+
+    def firsts(self, colour: Sequence[int]) -> dict[str, str]:
+        """:func:`_firsts` of the resources :meth:`vertices` numbered, each of the colour
+        of its vertex in ``colour``, from their orbits: a class's first is the first
+        member of its earliest orbit (orbits are numbered in first-member order) and its
+        size its orbits' members, so one pass over the resources makes the map."""
+        names, orbits, first, found = self.resources
+        colours = [colour[v] for v in found]  # orbit -> its class's colour
+        heads: dict[int, str] = {}
+        for n, c in enumerate(colours):
+            heads.setdefault(c, first[n])
+        sizes: Counter = Counter()
+        for n, members in Counter(orbits).items():
+            sizes[colours[n]] += members
+        head = [heads[c] for c in colours]  # orbit -> its class's first
+        if min(sizes.values(), default=2) > 1:  # every class of more than one (a ring's)
+            return dict(zip(names, map(head.__getitem__, orbits)))
+        return {name: head[n] for name, n in zip(names, orbits) if sizes[colours[n]] > 1}
 
     def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
         """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
@@ -382,7 +404,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
         classes.setdefault(colour[v], []).append(n)
     stores = _stores_in_order(t, devices, route_stores)
     return Symmetry(tuple(tuple(c) for c in classes.values()),
-                    _firsts(list(capacities), list(map(colour.__getitem__, resource_vertex.values()))),
+                    q.firsts(colour),
                     _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]),  # a few per device
                     t)
 

@@ -40,7 +40,6 @@ from mcdla.config.placement import PLACEMENTS
 from mcdla.config.schema import Where
 from mcdla.config.generators import TooLarge
 from mcdla.config.topology import TopologyDoc, read_topology_doc
-from mcdla.errors import excerpt
 from mcdla.hw.maxmin import max_min_rates
 from mcdla.hw.network import Channel, Port, Ring, Subflow, channel_id, reduction_port
 from mcdla.hw.binding import bind_rings
@@ -48,16 +47,12 @@ from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
 from mcdla.hw.cache import Cache
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.translation import NodeCells, Translation
+from mcdla.hw.wiring import add_links, check_budgets, shared_nics
 from mcdla.hw.budget import check_nodes
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
 
 DIRECTIONS = ("offload", "prefetch")
-
-# Parallel links on one connection: real nodes have a handful (NVLink: up to 18 per
-# GPU in total); each is a channel the flow solver tracks.
-MAX_PARALLEL_LINKS = 256
-
 
 
 @dataclass(frozen=True)
@@ -458,17 +453,17 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         graph.nodes[n]["spec"] = spec  # a fabric or spine switch's part (SwitchSpec)
         graph.nodes[n]["spine"] = n in spines  # a spine: above the domains' switches, a way out of them
 
-    channels, physical = _add_links(graph, doc, specs, made.child("connections"))
+    channels, physical = add_links(graph, doc, specs, made.child("connections"))
 
-    _check_budgets(graph, doc, parts, made)
+    check_budgets(graph, doc, parts, made)
     fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
     translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
     rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache, fabric_view.succ)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
-    nic_ports = _shared_nics(graph, doc.nics, ports, made.child("nics"), rings)
+    nic_ports = shared_nics(graph, doc.nics, ports, made.child("nics"), rings)
     for v in drives:  # a drive reads and writes at different rates: a port each way
         ports[f"{v}/read"] = Port(f"{v}/read", v, doc.nvme.read_bw)
         ports[f"{v}/write"] = Port(f"{v}/write", v, doc.nvme.write_bw)
@@ -507,156 +502,10 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
     )
 
 
-def _add_links(graph, doc: TopologyDoc, specs, listed: Where):
-    """Every connection as channels both ways (a switch port passes at most its own rate;
-    crossing a switch costs its latency, counted on the way in): (channel id -> channel,
-    the physical links as (a, b, link type, count))."""
-    channels: dict[str, Channel] = {}
-    physical: list[tuple[str, str, str, int]] = []
-    add_edge, nodes = graph.add_edge, set(graph)  # a set: no method call per node looked up
-    for i, entry in enumerate(doc.connections):
-        a, b, alias, count = _connection(entry, nodes, doc.links, listed, i)
-        spec = doc.links[alias]
-        bw = spec.effective_bw_Bps
-        for end in (a, b):
-            if end in specs:
-                bw = min(bw, specs[end].port_bw)  # the switch port passes at most its own rate
-        ways = []
-        for src, dst in ((a, b), (b, a)):
-            latency = spec.latency
-            if dst in specs:  # crossing the switch, counted on the way in
-                latency += specs[dst].latency
-            ways.append((src, dst, latency))
-        first = graph.number_of_edges(a, b)
-        for k in range(first, first + count):
-            for src, dst, latency in ways:
-                ch = Channel(channel_id(src, dst, k), src, dst, bw, latency)
-                channels[ch.id] = ch
-                add_edge(src, dst, key=k, channel=ch, link_type=alias)
-        physical.append((a, b, alias, count))
 
-    return channels, physical
-
-
-def _shared_nics(graph, groups, ports: dict[str, Port], where: Where, rings=()) -> dict[str, tuple[str, ...]]:
-    """The ports of each NIC that ``groups`` of devices share (added to ``ports``), and
-    which they load: every channel of a member to or from its spine loads the NIC's
-    transmit or receive port, of the members' link rate (one direction each, as the
-    NIC's line rate). A ring (one flow per step over all its channels) may cross each
-    port once."""
-    nic_ports: dict[str, tuple[str, ...]] = {}
-    kinds = dict(graph.nodes(data="kind"))
-    seen: set[str] = set()
-    for g, members in enumerate(groups):
-        tx, rx = f"NIC{g}/tx", f"NIC{g}/rx"
-        spines, rates = set(), []
-        for j, d in enumerate(members):
-            here = where.child(g).child(j)
-            if kinds.get(d) != "device":
-                raise here.error(f"{excerpt(d)} is not a device")
-            if d in seen:
-                raise here.error(f"device {d!r} is in two NIC groups")
-            seen.add(d)
-            ups = _spine_channels(graph, d)
-            if not ups:
-                raise here.error(f"device {d!r} has no link to a spine switch for a NIC")
-            for channel, k in ups:
-                spines.add(channel.dst)
-                rates.append(channel.bw_Bps)
-                nic_ports[channel.id] = (tx,)
-                nic_ports[channel_id(channel.dst, d, k)] = (rx,)
-        if len(spines) != 1:
-            raise where.child(g).error(f"a NIC links to one spine switch; its devices link to {len(spines)}")
-        spine = spines.pop()
-        ports[tx], ports[rx] = Port(tx, spine, min(rates)), Port(rx, spine, min(rates))
-    for ring in rings if nic_ports else ():
-        crossed: set[str] = set()
-        twice = next((port for c in ring.channels for port in nic_ports.get(c, ())
-                      if port in crossed or crossed.add(port)), None)
-        if twice is not None:
-            g = int(twice[len("NIC"):].partition("/")[0])
-            raise where.child(g).error(f"ring {ring.name!r} goes through this NIC twice the same way ({twice}): "
-                                       "a NIC's devices must be neighbours on every ring")
-    return nic_ports
-
-
-def _spine_channels(graph, device: str) -> list[tuple[Channel, int]]:
-    """The channels from ``device`` to spine switches, with their link index."""
-    return [(data["channel"], k) for n, links in graph.adj[device].items() if graph.nodes[n].get("spine")
-            for k, data in links.items()]
-
-
-def _connection(entry, nodes, links, listed: Where, i: int) -> tuple[str, str, str, int]:
-    """``[a, b, type]`` or ``[a, b, type, count]``, the ``i``-th of ``listed``, checked."""
-    where = lambda: listed.child(i)  # noqa: E731 - made for an error only: a 131,072-ring has 262,144 entries
-    if len(entry) not in (3, 4):
-        raise where().error(f"expected [node, node, link type] or [node, node, link type, count], got {list(entry)!r}")
-    a, b, alias = entry[0], entry[1], entry[2]
-    for j, node in enumerate((a, b)):
-        if not isinstance(node, str) or node not in nodes:
-            raise where().child(j).error(f"unknown node {node!r}")
-    if a == b:
-        raise where().child(1).error(f"a link from {a!r} to itself")
-    if not isinstance(alias, str) or alias not in links:
-        raise where().child(2).error(f"unknown link type {alias!r}; links: {', '.join(links) or 'none'}")
-    count = entry[3] if len(entry) == 4 else 1
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise where().child(3).error(f"expected a positive number of parallel links, got {excerpt(count)}")
-    if count > MAX_PARALLEL_LINKS:  # each link is a channel the solver tracks
-        raise where().child(3).error(f"{count} parallel links is more than the supported "
-                                   f"maximum of {MAX_PARALLEL_LINKS}")
-    return a, b, alias, count
-
-
-def _check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) -> None:
-    """No device- or memory-node has more high-bandwidth links than it owns.
-
-    A device's PCIe host interface (its link to a PCIe switch) is not one of its
-    ``device.links`` high-bandwidth links, so it is not counted, nor is a link type
-    marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric or spine
-    switch has its part's ports per chip (``parts``: node -> (part, the key naming it));
-    a NIC that devices share takes one port.
-    """
-    budgets = {"device": (doc.device.links, "device.links")}
-    if doc.memory_node is not None:
-        budgets["memory"] = (doc.memory_node.links, "memory_node.links")
-    kinds = dict(graph.nodes(data="kind"))
-    # Nodes a link to is a host interface (a PCIe switch): not counted at the other end.
-    host = {n for n, kind in kinds.items() if NODE_KINDS.get(kind).host_side}
-    # Link types that do not count against a device's budget (a switch's port all the same).
-    free = {alias for alias, spec in doc.links.items() if spec.host_interface}
-    # Devices that share a NIC (``nics``) take one switch port for it, not one each.
-    nic_of = {d: g for g, members in enumerate(doc.nics) for d in members}
-    for node, others in graph.adjacency():
-        kind = kinds[node]
-        if kind not in budgets and node not in parts:
-            continue
-        if kind == "device" and free:
-            used = sum(1 for other, keyed in others.items() if other not in host
-                       for data in keyed.values() if data["link_type"] not in free)
-        elif node in parts and nic_of:
-            nics: set[int] = set()
-            used = 0
-            for other, keyed in others.items():
-                if other in host or (other in nic_of and nic_of[other] in nics):
-                    continue
-                if other in nic_of:
-                    nics.add(nic_of[other])
-                used += len(keyed)
-        else:
-            used = sum(len(keyed) for other, keyed in others.items() if other not in host)
-        if node in parts:
-            budget, owner = parts[node][0].total_ports, f"{parts[node][1]} ports x chips"
-        else:
-            budget, owner = budgets[kind]
-        if used > budget:
-            raise top.child("connections").error(
-                f"node {node!r} has {used} links, more than its {owner} = {budget}"
-            )
-
-
-def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache):
-    """Which stores serve which device, checked, and the memory ports."""
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache, succ):
+    """Which stores serve which device, checked, and the memory ports. ``succ``: node ->
+    its successors (Fabric.succ)."""
     where = top.child("serves")
     ports: dict[str, Port] = {}
     for cpu in sockets:
@@ -682,7 +531,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
         for j, s in enumerate(stores):
             if kinds.get(s) != want:
                 raise where.child(d).child(j).error(f"{s!r} is not a {NODE_KINDS.get(want).label}")
-            if not _route(graph, d, s, cache):
+            if s not in succ[d] and not _route(graph, d, s, cache):  # a store linked to it: that link
                 raise where.child(d).child(j).error(f"no link path from {d!r} to {s!r}")
             clients.setdefault(s, []).append(d)
     if want == "memory":

@@ -573,6 +573,14 @@ class CollectiveAlgorithm:
         algorithm whose split over the rings follows them (:func:`ring_fractions`)."""
         raise NotImplementedError
 
+    def period_bytes(self, op: str, size_bytes: float, rings: Sequence[Ring],
+                     capacities_Bps: Mapping[str, float] | None = None,
+                     also: Mapping[str, tuple[str, ...]] | None = None) -> tuple[dict[str, float], int] | None:
+        """:meth:`channel_bytes` of one period of rings bound by period, and the times each
+        hop stands for, where the algorithm's law is alike at every hop of an orbit
+        (:meth:`RingAlgorithm.period_bytes`); None: not known to be (every other algorithm)."""
+        return None
+
 
 @COLLECTIVES.register("ring")
 class RingAlgorithm(CollectiveAlgorithm):
@@ -641,6 +649,26 @@ class RingAlgorithm(CollectiveAlgorithm):
         (:func:`ring_fractions`; evenly without ``capacities_Bps``) to its successor
         (broadcast: the root's share hops once along each segment; all-to-all: rank i's
         piece for rank i+k crosses the k segments from i)."""
+        return self._carried(op, size_bytes, rings, capacities_Bps, also, None)
+
+    def period_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None):
+        """(:meth:`channel_bytes` of the segments of each ring's first period of ranks, the
+        translation's order) for rings bound by period under one translation
+        (``Ring.period``): in an all-reduce, reduce-scatter or all-gather every rank sends
+        alike, so rank i's segment carries what rank i mod (p / order)'s does, each hop
+        standing for its orbit's ``order`` members (the invariants' law per class, at the
+        cost of one period). None for other operations (a broadcast's root singles out
+        rank 0) or rings not so bound."""
+        periods = [getattr(r, "period", ()) for r in rings]
+        t = periods[0][0] if periods[0] else None
+        if op not in ("all_reduce", "reduce_scatter", "all_gather") or t is None or \
+                any(not p or p[0] is not t or r.size % t.order for r, p in zip(rings, periods)):
+            return None
+        return self._carried(op, size_bytes, rings, capacities_Bps, also, t.order), t.order
+
+    def _carried(self, op, size_bytes, rings, capacities_Bps, also, order):
+        """:meth:`channel_bytes`, of the first ``size / order`` ranks' segments of each
+        ring (:meth:`period_bytes`; None: every rank's)."""
         self.carries(op)
         carried: dict[str, float] = {}
         shares = ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps, also))
@@ -659,7 +687,8 @@ class RingAlgorithm(CollectiveAlgorithm):
                 gather_steps = p - 1 if op in ("all_reduce", "all_gather") else 0
                 # In every step every rank sends one piece: per rank, steps pieces (summed
                 # per rank, not listed per step, which was quadratic in the ranks).
-                sends = [(rank, (reduce_steps + gather_steps) * (share / p)) for rank in range(p)]
+                sends = [(rank, (reduce_steps + gather_steps) * (share / p))
+                         for rank in range(p if order is None else p // order)]
             for rank, piece in sends:
                 for channel in ring.segments[rank]:
                     carried[channel] = carried.get(channel, 0.0) + piece

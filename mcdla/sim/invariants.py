@@ -173,10 +173,10 @@ def expected_class_bytes(record) -> dict[str, float]:
         groups = len(record.equivalent_rings.get(names, (names,)))
         # an all-to-allv's pieces are expert parallelism's skewed routing (mcdla.sim.expert)
         algorithm = COLLECTIVES.get(name)(0.0, execution.expert_skew if op == "all_to_allv" else None)
-        for channel, size in algorithm.channel_bytes(op, 1.0, [rings[n] for n in names], capacities,
-                                                     topology.nic_ports).items():
+        carried, times = _ring_bytes(algorithm, op, [rings[n] for n in names], record, capacities)
+        for channel, size in carried.items():
             cls = classes.get(channel, channel)
-            expected[cls] = get(cls, 0.0) + size * size_bytes * groups
+            expected[cls] = get(cls, 0.0) + size * size_bytes * groups * times
     for path, size in record.transfers:
         for resource in path:
             cls = classes.get(resource, resource)
@@ -192,6 +192,21 @@ def expected_class_bytes(record) -> dict[str, float]:
                     cls = classes.get(resource, resource)
                     expected[cls] = get(cls, 0.0) + sub.share * moved * len(members)
     return expected
+
+
+def _ring_bytes(algorithm, op: str, rings, record, capacities) -> tuple[dict[str, float], int]:
+    """(the bytes of one byte of ``op`` on each channel the rings cross, the times each
+    stands for): of one period's hops, each for its orbit's members, where the rings are
+    bound by period under the translation the classes are unions of orbits of and the
+    algorithm's law is alike at every hop of an orbit (its ``period_bytes``); else of
+    every channel, once."""
+    nic_ports = record.inputs.topology.nic_ports
+    t = record.class_orbits
+    if t is not None and all(getattr(r, "period", ()) and r.period[0] is t for r in rings):
+        found = algorithm.period_bytes(op, 1.0, rings, capacities, nic_ports)
+        if found is not None:
+            return found
+    return algorithm.channel_bytes(op, 1.0, rings, capacities, nic_ports), 1
 
 
 def _check_channel_bytes(record) -> None:

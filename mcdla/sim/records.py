@@ -7,7 +7,8 @@ a transfer, each with its kind) and memory over time; a communicator its collect
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from mcdla.config.execution import ExecutionSpec
@@ -16,8 +17,8 @@ from mcdla.sim.collectives import CollectiveRecord
 from mcdla.sim.expert import ExpertSplit
 from mcdla.sim.flowstats import NetworkStats
 
-__all__ = ["Span", "COMPUTE_KINDS", "TRANSFER_KINDS", "AXES", "DeviceRecord", "OffloadPlan", "RunInputs",
-           "IterationRecord"]
+__all__ = ["Span", "COMPUTE_KINDS", "TRANSFER_KINDS", "AXES", "DeviceRecord", "ClassRecords", "OffloadPlan",
+           "RunInputs", "IterationRecord"]
 
 
 class Span(NamedTuple):
@@ -66,6 +67,35 @@ class DeviceRecord:
     def free(self, now: float, size_bytes: float) -> None:
         self.memory_bytes -= size_bytes
         self.memory.append((now, self.memory_bytes))
+
+
+class ClassRecords(Sequence):
+    """Every device's record, by index, with rank symmetry: a simulated device's own, and
+    another member's a copy of its class's first's under its own name, made when first
+    asked (a 131,072-device ring simulates one device; copying its record to the others
+    up front was a pass over every device that most runs never read)."""
+
+    def __init__(self, names: Sequence[str], classes, own: dict[int, DeviceRecord]) -> None:
+        self._names, self._own = names, dict(own)
+        self._first = [0] * len(names)  # device -> its class's first
+        for group in classes:
+            for d in group:
+                self._first[d] = group[0]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, d):
+        if isinstance(d, slice):
+            return [self[i] for i in range(*d.indices(len(self)))]
+        if d < 0:
+            d += len(self)
+        found = self._own.get(d)
+        if found is None:
+            if not 0 <= d < len(self):
+                raise IndexError(d)
+            found = self._own[d] = replace(self._own[self._first[d]], name=self._names[d])
+        return found
 
 
 @dataclass(frozen=True)
@@ -122,7 +152,7 @@ class IterationRecord:
 
     inputs: RunInputs
     iteration_time_s: float
-    devices: list[DeviceRecord]
+    devices: Sequence[DeviceRecord]  # by device index (ClassRecords with rank symmetry)
     collectives: list[CollectiveRecord]
     store_peak_bytes: dict[str, float]
     store_end_bytes: dict[str, float]
@@ -150,6 +180,9 @@ class IterationRecord:
     # With rank symmetry: each resource of a class of more than one -> the class's first
     # (mcdla.hw.symmetry.Symmetry.resources); the invariants check channels per class.
     resource_classes: dict = field(default_factory=dict)
+    # The translation whose orbits those classes are unions of (Symmetry.translation), or
+    # None: a ring bound by period under it is checked by one period (mcdla.sim.invariants).
+    class_orbits: Any = None
     # (start, end) of each point-to-point send between pipeline stages (the pp axis).
     pipeline_sends: tuple[tuple[float, float], ...] = ()
 

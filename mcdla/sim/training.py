@@ -42,7 +42,6 @@ The components decide *when*; how long a kernel takes comes from
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import cached_property
 
 from mcdla.config.execution import ExecutionSpec
@@ -68,7 +67,7 @@ from mcdla.sim.memory import BackingStores, DeviceMemory
 from mcdla.sim.passes import DeviceWork, whole_pass
 from mcdla.sim.pipeline import PipeLinks, PipelineStage, pipeline_plan, pipeline_route
 from mcdla.sim.plan import device_model_state, make_plan
-from mcdla.sim.records import DeviceRecord, IterationRecord, RunInputs
+from mcdla.sim.records import ClassRecords, DeviceRecord, IterationRecord, RunInputs
 
 __all__ = ["Iteration"]
 
@@ -463,15 +462,16 @@ class Iteration:
     def run(self) -> IterationRecord:
         env, inputs, topology = self.env, self.inputs, self.inputs.topology
         capacity = topology.device_memory_bytes
-        records = [DeviceRecord(d) for d in topology.devices]
+        simulated = [c[0] for c in self.symmetry.device_classes]  # one device per class
+        records = ClassRecords(topology.devices, self.symmetry.device_classes,
+                               {d: DeviceRecord(topology.devices[d]) for d in simulated})
         resident = self.model_state_bytes + self.plan.tensor_bytes[0]  # weights, gradients, input
         if resident > capacity:  # the same on every device
             raise InfeasibleError(
-                f"device {records[0].name}: the model state (weights, gradients, optimizer) and the input batch need "
+                f"device {topology.devices[0]}: the model state (weights, gradients, optimizer) and the input batch need "
                 f"{fit.size(resident)}, over its {fit.size(capacity)} of memory; "
                 f"{fit.state_way_out(inputs.execution, topology.backing != 'none')}")
         stores = BackingStores(topology, self.symmetry.stores)
-        simulated = [c[0] for c in self.symmetry.device_classes]  # one device per class
         if inputs.execution.offload_optimizer:  # ZeRO-Offload: every device's state, stored for good
             state = optimizer_state_bytes(inputs.workload, self.plan.updated_params)
             if inputs.execution.offload_params:  # ZeRO-Infinity: its shard of the weights and gradients too
@@ -500,11 +500,7 @@ class Iteration:
                 f"{fit.maps_way_out(inputs.execution, self.virtualize, topology.backing != 'none')}")
         if not done.triggered or any(c.unfinished() for c in communicators):
             raise RuntimeError("simulation deadlocked: a device or collective never finished")
-        classes = self.symmetry.device_classes
-        for group in classes:  # a class's other devices did what its first did
-            first = records[group[0]]
-            for d in group[1:]:
-                records[d] = replace(first, name=topology.devices[d])
+        classes = self.symmetry.device_classes  # a class's other devices did what its first did (records)
         ports = self.port_peak_Bps
         record = IterationRecord(
             inputs=inputs,
@@ -532,6 +528,7 @@ class Iteration:
             equivalent_rings=stands if len(classes) < len(records) else {},
             device_work=tuple(self._work(d) for d in range(len(records))),
             resource_classes=self.symmetry.resources if len(classes) < len(records) else {},
+            class_orbits=self.symmetry.translation if len(classes) < len(records) else None,
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
