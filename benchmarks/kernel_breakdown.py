@@ -66,7 +66,8 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
     iteration_s = summarize(record, 0.0, False)["iteration_time_s"]
     device = topo.device
     degree = execution.tensor_parallel
-    local_batch, _ = device_share(execution.parallel, execution.batch, len(topo.devices) // degree)
+    replicas = len(topo.devices) // (degree * execution.pipeline_parallel)  # a replica: TP x PP devices
+    local_batch, _ = device_share(execution.parallel, execution.batch, replicas)
     micro = execution.training.micro_batches
     local_batch //= micro
     shards = tensor_split(work.layers, degree, execution.sequence_parallel).shards
@@ -77,6 +78,7 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
         if e.get("ph") != "X" or e.get("pid") != 1 or e.get("cat") != "compute":
             continue
         phase, _, name = e["name"].partition(" ")
+        name = name.split(" mb")[0]  # a micro-batch's event: "<layer> mb<j>" (mcdla.sim.device)
         duration = e["dur"] * 1e-6
         if phase == "optimizer":
             seconds["optimizer step"] += duration

@@ -62,7 +62,7 @@ SERVE_MEASURES = ("ttft", "tpot", "output_tokens_per_s")
 
 # How a source counts the FLOPs of one iteration (``flops:`` of a flops_per_device
 # row), from the workload template's parameters: per source, the count it publishes.
-FLOPS_FORMULAS = ("megatron", "megatron_core")
+FLOPS_FORMULAS = ("megatron", "megatron_core", "dgxc")
 
 
 # The arguments a row may give, by kind: mcdla collective's and mcdla sim's options.
@@ -92,7 +92,7 @@ class ValidationRow:
     baseline: dict[str, Any] = field(default_factory=dict)
     reduced: bool = False
     note: str = ""
-    flops: Literal["megatron", "megatron_core"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
+    flops: Literal["megatron", "megatron_core", "dgxc"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
     # Minutes of CPU: run only by ``mcdla validate --all``, with the work budget
     # (channel updates, mcdla sim --budget) its run needs beyond the default's.
     slow: bool = False

@@ -114,6 +114,10 @@ def iteration_flops(row: ValidationRow) -> float:
     V / (2 l h)) with a heads, g KV heads, q = a x head_dim and an FFN of f; in a
     mixture of experts every layer's FFN is its top-k routed experts' (f = the expert
     FFN x k, its ``num_experts_routed_to``; the router is not counted).
+    ``dgxc``: NVIDIA's DGX Cloud Benchmarking recipes (their READMEs' "Notes", v24.11.1):
+    s (24 l h^2 + 12 l h s + 48 l h^2 + 6 V h) a sequence, i.e. 72 B s l h^2 (1 + s / (6 h)
+    + V / (12 l h)), no recomputation, every block counted as GPT-3's (full multi-head
+    attention, an FFN of 4h without a gate) whatever its KV heads and FFN.
     """
     from mcdla.config import loader
 
@@ -129,6 +133,8 @@ def iteration_flops(row: ValidationRow) -> float:
                          key="flops") from None
     if row.flops == "megatron":
         return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
+    if row.flops == "dgxc":
+        return 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
     if doc.get("experts"):  # Megatron counts top-k experts of the expert FFN in every layer
         if doc.get("dense_layers") or doc.get("shared_experts"):
             raise InputError("flops: megatron_core counts every layer's top-k routed experts only; not for "
