@@ -40,7 +40,9 @@ def _pair(monkeypatch, kernel_s, comm_s, t=4, sms=132, nccl_sms=16):
     with tensor degree ``t`` and the SMs the communication takes."""
     env = simpy.Environment()
     dev = DeviceCompute.__new__(DeviceCompute)
-    dev.env, dev.overlap, dev.stream, dev.tensor_stream = env, True, None, None
+    dev.env, dev.stream, dev.tensor_stream = env, None, None
+    dev.overlapping = frozenset({0})  # layer 0 overlapped, its forward GEMM in t pieces
+    dev.plan = SimpleNamespace(tp=SimpleNamespace(degree=t, reduce_out=frozenset()))
     dev.memory = SimpleNamespace(record=SimpleNamespace(compute=[]))
     dev.inputs = SimpleNamespace(execution=SimpleNamespace(tensor_parallel=t),
                                  topology=SimpleNamespace(device=SimpleNamespace(sms=sms, nccl_sms=nccl_sms)))
@@ -63,3 +65,36 @@ def test_a_compute_bound_pair_takes_the_kernel_slowed_while_both_run_and_one_chu
     assert _pair.spans == [(0.0, pytest.approx(10.0 + 2.0 * 16 / 132))]
     # without the communication's SMs (a device with none reserved) only the chunk remains
     assert _pair(monkeypatch, 10.0, 2.0, nccl_sms=0) == pytest.approx(10.0 + 0.5)
+
+
+def test_a_blocks_linear_layers_overlap_the_embedding_and_the_output_layer_do_not():
+    from mcdla.hw.parallelism import tensor_split
+    from mcdla.hw.workload import load_workload
+    from mcdla.sim.tensor import overlapping
+
+    layers = load_workload("gpt2").layers
+    tp = tensor_split(layers, 4, True)
+    over = overlapping(layers, tp)
+    names = {layers[i].name for i in over}
+    with_collectives = {layers[i].name for i in (*tp.gathers, *tp.reduce_out, *tp.partial_dx)}
+    assert names and names < with_collectives  # some layers' collectives stay around them
+    assert all("/" in n and layers[i].kind == "linear" for i, n in ((i, layers[i].name) for i in over))
+    assert {n for n in with_collectives - names if "/" not in n}  # the embedding, the output layer
+
+
+def test_a_gemm_in_pieces_takes_longer_than_whole_and_its_weight_gradient_stays_whole():
+    from mcdla.hw.compute import layer_time, layer_timings
+    from mcdla.hw.parallelism import tensor_split
+    from mcdla.hw.topology import load_topology
+    from mcdla.hw.workload import load_workload
+
+    device = load_topology("dgx_h100").device
+    layers = load_workload("gpt3_175b").layers
+    tp = tensor_split(layers, 8, True)
+    qkv = next(i for i, l in enumerate(layers) if i in tp.gathers and l.kind == "linear")
+    whole = layer_time(device, layers[qkv], "fwd", 1, 2, 8)
+    assert layer_time(device, layers[qkv], "fwd", 1, 2, 8, chunks=8) > 1.05 * whole  # 256-token pieces
+    # backward: the dX GEMM in pieces, the weight-gradient GEMM (K the tokens) as before
+    dx, dw = layer_timings(device, layers[qkv], "bwd", 1, 2, 8)
+    pieces = layer_time(device, layers[qkv], "bwd", 1, 2, 8, chunks=8)
+    assert pieces - dw.time_s > dx.time_s

@@ -49,7 +49,7 @@ coordinates of a roofline plot.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcdla.config.hardware import DeviceSpec
 from mcdla.hw import gpu
@@ -156,9 +156,26 @@ def layer_timings(device: DeviceSpec, layer: Layer, phase: str, batch: int, prec
 
 
 def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precision_bytes: int,
-               shards: int = 1) -> float:
-    """Seconds ``layer`` computes in ``phase`` (its kernels run one after another)."""
-    return sum(t.time_s for t in layer_timings(device, layer, phase, batch, precision_bytes, shards))
+               shards: int = 1, chunks: int = 1) -> float:
+    """Seconds ``layer`` computes in ``phase`` (its kernels run one after another).
+
+    ``chunks`` > 1: its forward and dX GEMMs split along their tokens (n) into that many
+    GEMMs, one after another, as Transformer Engine's userbuffers run a GEMM beside its
+    tensor-parallel communication (execution.tp_comm_overlap): each piece reads the whole
+    weights (A) and its share of the rest; the weight-gradient GEMM (its K the tokens)
+    and memory-bound kernels stay whole."""
+    total = 0.0
+    for k in layer.kernels(phase, batch, precision_bytes, shards):
+        g = k.gemm
+        if chunks == 1 or g is None or k.operand_bytes is None or g.n % chunks or \
+                not k.name.endswith((":fwd", ":dx")):
+            total += kernel_time(device, k).time_s
+            continue
+        a, b, c = k.operand_bytes
+        piece = replace(k, macs=k.macs // chunks, bytes=a + (b + c) // chunks, gemm=replace(g, n=g.n // chunks),
+                        operand_bytes=(a, b // chunks, c // chunks))
+        total += chunks * kernel_time(device, piece).time_s
+    return total
 
 
 def optimizer_step_time(device: DeviceSpec, workload, params: float, held: float | None = None,

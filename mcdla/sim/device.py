@@ -60,8 +60,8 @@ class DeviceCompute:
         self.expert_streams = expert_streams
         # TP communication overlap: tensor parallelism's collectives run beside each layer's
         # kernel (_kernel), not in the hooks around it.
-        self.overlap = inputs.execution.tp_comm_overlap and tensor_stream is not None
-        self._around = tuple(axis for axis in LAYER_HOOKS if not (self.overlap and axis is tensor))
+        overlap = inputs.execution.tp_comm_overlap and tensor_stream is not None
+        self.overlapping = tensor.overlapping(inputs.workload.layers, plan.tp) if overlap else frozenset()
         self.model_state_bytes, self.work = model_state_bytes, work
         # The weight groups whose gradient this device reduces, by their layers here
         # still to run backward: a group is the stage's that holds its first layer (a
@@ -119,7 +119,7 @@ class DeviceCompute:
         """The axes' hooks (LAYER_HOOKS) at ``point`` around layer i: before_forward,
         after_forward, before_backward or after_backward; ``tag`` tells apart the
         micro-batches."""
-        for axis in self._around:
+        for axis in LAYER_HOOKS:
             yield from getattr(axis, point)(self, i, tag)
 
     def _kernel(self, i: int, phase: str, duration_s: float, label: str, kind: str, tag: tuple):
@@ -129,9 +129,9 @@ class DeviceCompute:
         tensor degree), each chunk's communication under the next chunk's compute, so
         the pair takes the longer of the two and one chunk of the shorter (the first
         chunk computed before anything is sent, or the last received after the rest is
-        computed). While both run the kernel has the SMs the communication leaves it
-        (mcdla.hw.gpu.sm_contended, as beside NCCL's kernels)."""
-        pending = tensor.overlapped(self, i, tag, phase) if self.overlap else []
+        computed; :func:`mcdla.sim.tensor.chunks`). While both run the kernel has the SMs
+        the communication leaves it (mcdla.hw.gpu.sm_contended, as beside NCCL's kernels)."""
+        pending = tensor.overlapped(self, i, tag, phase)
         if not pending:
             yield from self._compute(duration_s, label, kind)
             return
@@ -149,7 +149,11 @@ class DeviceCompute:
             yield self.env.timeout(kernel_s - max(duration_s, comm_s))
         if kernel_s > 0:
             self.memory.record.compute.append(Span(start, start + kernel_s, label, kind))
-        fill_s = min(duration_s, comm_s) / self.inputs.execution.tensor_parallel
+        # Pipelined in pieces: one piece of the shorter side uncovered; TE's bulk overlap (a
+        # column-parallel layer's dX reduce-scatter beside its weight-gradient GEMM, the GEMM
+        # whole) waits for the dX GEMM, about half of the layer's backward.
+        pieces = tensor.chunks(i, phase, self.plan.tp, self.overlapping)
+        fill_s = min(duration_s, comm_s) / (pieces if pieces > 1 else 2)
         if fill_s > 0:
             yield self.env.timeout(fill_s)
 
@@ -389,12 +393,10 @@ class DeviceCompute:
         Megatron's checkpoint function does; expert parallelism's all-to-alls are not
         rerun: docs/model.md)."""
         again = (*tag, "recompute")
-        if not self.overlap:
-            yield from tensor.before_forward(self, t, again)
+        yield from tensor.before_forward(self, t, again)
         yield from self._kernel(t, "fwd", self.plan.fwd_s[t], f"recompute {self.inputs.workload.layers[t].name}{label}",
                                 "recompute", again)
-        if not self.overlap:
-            yield from tensor.after_forward(self, t, again)
+        yield from tensor.after_forward(self, t, again)
 
     def _gradients_of(self, i: int, micro: int):
         """After layer i's backward: model-parallel, the partial dX it completes, each

@@ -8,6 +8,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
+from mcdla.sim import tensor
 from mcdla.sim.expert import by_group, expert_split, held_params, local_layers, resident_by_group, slot_maps
 from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS, replayed
@@ -38,10 +39,12 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
         dp = devices // degree if execution.parallel == "data" else 1
     split = expert_split(workload, execution, dp)
     local = local_layers(layers, split)  # an expert bank's GEMM reads its rank's experts' weights
-    fwd = tuple(0.0 if i == 0 else layer_time(device, l, "fwd", local_batch, prec, layer_shards[i])
-                for i, l in enumerate(local))
-    bwd = tuple(0.0 if i == 0 else layer_time(device, l, "bwd", local_batch, prec, layer_shards[i])
-                for i, l in enumerate(local))
+    # With TP communication overlap a block's GEMMs run in pieces beside their exchanges
+    # (mcdla.sim.tensor.chunks; one piece elsewhere).
+    over = tensor.overlapping(layers, tp) if execution.tp_comm_overlap else frozenset()
+    fwd, bwd = (tuple(0.0 if i == 0 else layer_time(device, l, phase, local_batch, prec, layer_shards[i],
+                                                    tensor.chunks(i, phase, tp, over))
+                      for i, l in enumerate(local)) for phase in ("fwd", "bwd"))
     # The bytes of each feature map a device holds: batch/D samples in data-parallel
     # training; in model-parallel training, the whole batch and its shard of the output
     # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,

@@ -10,8 +10,35 @@ gathers and dX are the device's own (they split every layer over all the devices
 from __future__ import annotations
 
 from mcdla.sim import expert
+from mcdla.sim.offload import block_of
 
-__all__ = ["before_forward", "after_forward", "before_backward", "after_backward", "overlapped"]
+__all__ = ["before_forward", "after_forward", "before_backward", "after_backward", "overlapped", "overlapping",
+           "chunks"]
+
+# The layers Transformer Engine's modules run, whose GEMMs userbuffers overlap with their
+# tensor-parallel communication: a block's linear layers (the embedding and the output
+# layer are Megatron's own modules, their collectives not overlapped).
+_OVERLAPPED_KINDS = ("linear", "fc")
+
+
+def overlapping(layers, tp) -> frozenset[int]:
+    """The layers whose tensor-parallel collectives run beside their kernel with TP
+    communication overlap (``execution.tp_comm_overlap``): a block's GEMM layers with
+    any (``tp``: the run's TensorSplit)."""
+    return frozenset(i for i, layer in enumerate(layers)
+                     if layer.kind in _OVERLAPPED_KINDS and block_of(layer.name)
+                     and (i in tp.gathers or i in tp.reduce_out or i in tp.partial_dx))
+
+
+def chunks(i: int, phase: str, tp, over: frozenset[int]) -> int:
+    """The pieces layer i's GEMM of ``phase`` runs in beside its communication: the
+    tensor degree where userbuffers pipeline it with an exchange of its tokens (forward:
+    the input's all-gather or the output's reduce-scatter; backward: dY's all-gather
+    before the dX GEMM, Transformer Engine's ring exchange), else whole (a column-parallel
+    layer's dX reduce-scatter runs beside its weight-gradient GEMM, TE's bulk overlap)."""
+    if i not in over:
+        return 1
+    return tp.degree if phase == "fwd" or i in tp.reduce_out else 1
 
 
 def _join(device, key: tuple, op: str, tensor: int):
@@ -22,38 +49,41 @@ def _join(device, key: tuple, op: str, tensor: int):
         yield stream.join(key, op, device.plan.group_full_bytes[tensor], device=device.device)
 
 
-def before_forward(device, i: int, tag: tuple = ()):
-    """The split inputs layer i needs whole, all-gathered."""
-    for p in device.plan.tp.gathers.get(i, ()):
-        yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
+def before_forward(device, i: int, tag: tuple = (), beside: bool = False):
+    """The split inputs layer i needs whole, all-gathered (``beside``: only where they
+    run beside its kernel, :func:`overlapped`; else only where they do not)."""
+    if (i in device.overlapping) == beside:
+        for p in device.plan.tp.gathers.get(i, ()):
+            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
 
 
-def after_forward(device, i: int, tag: tuple = ()):
+def after_forward(device, i: int, tag: tuple = (), beside: bool = False):
     """A row-parallel layer's partial output, summed over the group."""
     tp = device.plan.tp
-    if i in tp.reduce_out:
+    if i in tp.reduce_out and (i in device.overlapping) == beside:
         yield from _join(device, ("tp-out", *tag, i), tp.out_op(), i)
 
 
-def before_backward(device, i: int, tag: tuple = ()):
+def before_backward(device, i: int, tag: tuple = (), beside: bool = False):
     """With sequence parallelism, dY arrives as token shards: all-gathered."""
     tp = device.plan.tp
-    if tp.sequence and i in tp.reduce_out:
+    if tp.sequence and i in tp.reduce_out and (i in device.overlapping) == beside:
         yield from _join(device, ("tp-dY", *tag, i), "all_gather", i)
 
 
-def after_backward(device, i: int, tag: tuple = ()):
+def after_backward(device, i: int, tag: tuple = (), beside: bool = False):
     """Column-parallel consumers' partial dX, summed."""
     tp = device.plan.tp
-    for p in tp.partial_dx.get(i, ()):
-        yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)
+    if (i in device.overlapping) == beside:
+        for p in tp.partial_dx.get(i, ()):
+            yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)
 
 
 def overlapped(device, i: int, tag: tuple, phase: str) -> list:
-    """Layer i's tensor-parallel collectives of ``phase`` joined at once, not waited for
-    (``execution.tp_comm_overlap``: Transformer Engine's userbuffers run them beside the
-    layer's own GEMM): forward, the inputs it gathers and its output's reduce-scatter;
-    backward, its dY's gather and the partial dX it computes. The device waits for
-    them after the kernel (:meth:`mcdla.sim.device.DeviceCompute._kernel`)."""
+    """Layer i's tensor-parallel collectives of ``phase`` joined at once, not waited for,
+    where they run beside its kernel (:func:`overlapping`; none elsewhere): forward, the
+    inputs it gathers and its output's reduce-scatter; backward, its dY's gather and the
+    partial dX it computes. The device waits for them after the kernel
+    (:meth:`mcdla.sim.device.DeviceCompute._kernel`)."""
     hooks = (before_forward, after_forward) if phase == "fwd" else (before_backward, after_backward)
-    return [event for hook in hooks for event in hook(device, i, tag)]
+    return [event for hook in hooks for event in hook(device, i, tag, beside=True)]
