@@ -4,16 +4,13 @@ pipelined runs."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from mcdla.config.validation import read_validation
 from mcdla.sweep.validate import iteration_flops, run_row
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_breakdown.py"
+from test_kernel_breakdown import tool  # noqa: F401  (the kernel breakdown script, loaded once)
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +52,6 @@ def test_the_15b_rows_run_their_recipes_tp_communication_overlap(table):
     assert row.args["set"]["execution.tp_comm_overlap"] is True
     blocking = replace(row, args={**row.args, "set": {**row.args["set"], "execution.tp_comm_overlap": False}})
     assert run_row(row) > 1.01 * run_row(blocking)
-
-
-@pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("kernel_breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("index", [5, 13])  # micro-batches; and a pipeline of 8 stages, 12 chunks each

@@ -55,14 +55,8 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from mcdla.errors import InputError
-from mcdla.hw.collective_model import (
-    GATHERING,
-    PERSONAL,
-    REDUCING,
-    bottleneck_Bps,
-    destination_shares,
-    pipeline_latency_s,
-)
+from mcdla.hw.collective_model import (GATHERING, PERSONAL, REDUCING, bottleneck_Bps, destination_shares,
+                                       pipeline_latency_s)
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.chains import in_turn
 from mcdla.sim.collectives import (
