@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing (as bench.py)
     sys.path.insert(0, str(ROOT))
 
-from mcdla.hw.compute import kernel_time  # noqa: E402
+from mcdla.hw.compute import kernel_seconds  # noqa: E402
 from mcdla.hw.parallelism import device_share, tensor_split  # noqa: E402
 from mcdla.io.trace import build_trace  # noqa: E402
 from mcdla.metrics.summary import summarize  # noqa: E402
 from mcdla.run import POINT_KEYS, load_inputs  # noqa: E402
+from mcdla.sim import tensor  # noqa: E402
 from mcdla.sim.training import Iteration  # noqa: E402
 from mcdla.sweep.validate import _point  # noqa: E402
 
@@ -70,7 +71,10 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
     local_batch, _ = device_share(execution.parallel, execution.batch, replicas)
     micro = execution.training.micro_batches
     local_batch //= micro
-    shards = tensor_split(work.layers, degree, execution.sequence_parallel).shards
+    tp = tensor_split(work.layers, degree, execution.sequence_parallel)
+    shards = tp.shards
+    # TP communication overlap: a block GEMM in pieces, each timed as the plan times it
+    over = tensor.overlapping(work.layers, tp) if execution.tp_comm_overlap else frozenset()
     index = {l.name: i for i, l in enumerate(work.layers)}
     seconds: dict[str, float] = defaultdict(float)
     macs: dict[str, float] = defaultdict(float)
@@ -85,11 +89,13 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
             continue
         i = index[name]  # a fused layer is named by its parts, "a+b"
         layer = work.layers[i]
-        timed = [(k, kernel_time(device, k)) for k in layer.kernels(phase, local_batch, work.precision_bytes, shards[i])]
-        modelled = sum(t.time_s for _, t in timed)
-        for k, t in timed:
+        pieces = tensor.chunks(i, "bwd" if phase == "bwd" else "fwd", tp, over)
+        timed = [(k, kernel_seconds(device, k, pieces))
+                 for k in layer.kernels(phase, local_batch, work.precision_bytes, shards[i])]
+        modelled = sum(t for _, t in timed)
+        for k, t in timed:  # a GEMM in pieces: its pieces' launches in its own time
             fixed = device.launch_overhead + device.hbm_latency
-            seconds[_kind(layer, k)] += t.time_s - fixed
+            seconds[_kind(layer, k)] += t - fixed
             macs[_kind(layer, k)] += k.macs
             seconds["launch + latency"] += fixed
         seconds["NCCL holding SMs (contention)"] += duration - modelled

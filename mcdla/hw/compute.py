@@ -56,8 +56,8 @@ from mcdla.hw import gpu
 from mcdla.hw.layers import Gemm, Kernel, Layer, ceil_div
 from mcdla.hw.memory import optimizer_passes
 
-__all__ = ["KernelTiming", "COMPUTE_MODELS", "gemm_cycles", "traffic_bytes", "kernel_time", "layer_time", "layer_timings",
-           "optimizer_step_time"]
+__all__ = ["KernelTiming", "COMPUTE_MODELS", "gemm_cycles", "traffic_bytes", "kernel_time", "kernel_seconds",
+           "layer_time", "layer_timings", "optimizer_step_time"]
 
 
 @dataclass(frozen=True)
@@ -157,25 +157,25 @@ def layer_timings(device: DeviceSpec, layer: Layer, phase: str, batch: int, prec
 
 def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precision_bytes: int,
                shards: int = 1, chunks: int = 1) -> float:
-    """Seconds ``layer`` computes in ``phase`` (its kernels run one after another).
+    """Seconds ``layer`` computes in ``phase`` (its kernels run one after another);
+    ``chunks`` > 1: its forward and dX GEMMs in pieces (:func:`kernel_seconds`)."""
+    return sum(kernel_seconds(device, k, chunks) for k in layer.kernels(phase, batch, precision_bytes, shards))
 
-    ``chunks`` > 1: its forward and dX GEMMs split along their tokens (n) into that many
-    GEMMs, one after another, as Transformer Engine's userbuffers run a GEMM beside its
-    tensor-parallel communication (execution.tp_comm_overlap): each piece reads the whole
-    weights (A) and its share of the rest; the weight-gradient GEMM (its K the tokens)
-    and memory-bound kernels stay whole."""
-    total = 0.0
-    for k in layer.kernels(phase, batch, precision_bytes, shards):
-        g = k.gemm
-        if chunks == 1 or g is None or k.operand_bytes is None or g.n % chunks or \
-                not k.name.endswith((":fwd", ":dx")):
-            total += kernel_time(device, k).time_s
-            continue
-        a, b, c = k.operand_bytes
-        piece = replace(k, macs=k.macs // chunks, bytes=a + (b + c) // chunks, gemm=replace(g, n=g.n // chunks),
-                        operand_bytes=(a, b // chunks, c // chunks))
-        total += chunks * kernel_time(device, piece).time_s
-    return total
+
+def kernel_seconds(device: DeviceSpec, kernel: Kernel, chunks: int = 1) -> float:
+    """Seconds of ``kernel``; ``chunks`` > 1: a forward or dX GEMM split along its tokens
+    (n) into that many GEMMs, one after another, as Transformer Engine's userbuffers run
+    a GEMM beside its tensor-parallel communication (execution.tp_comm_overlap): each
+    piece reads the whole weights (A) and its share of the rest. A weight-gradient GEMM
+    (its K the tokens) and a memory-bound kernel stay whole."""
+    g = kernel.gemm
+    if chunks == 1 or g is None or kernel.operand_bytes is None or g.n % chunks or \
+            not kernel.name.endswith((":fwd", ":dx")):
+        return kernel_time(device, kernel).time_s
+    a, b, c = kernel.operand_bytes
+    piece = replace(kernel, macs=kernel.macs // chunks, bytes=a + (b + c) // chunks, gemm=replace(g, n=g.n // chunks),
+                    operand_bytes=(a, b // chunks, c // chunks))
+    return chunks * kernel_time(device, piece).time_s
 
 
 def optimizer_step_time(device: DeviceSpec, workload, params: float, held: float | None = None,
