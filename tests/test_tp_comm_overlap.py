@@ -98,3 +98,16 @@ def test_a_gemm_in_pieces_takes_longer_than_whole_and_its_weight_gradient_stays_
     dx, dw = layer_timings(device, layers[qkv], "bwd", 1, 2, 8)
     pieces = layer_time(device, layers[qkv], "bwd", 1, 2, 8, chunks=8)
     assert pieces - dw.time_s > dx.time_s
+
+
+def test_rank_symmetry_gives_the_exact_runs_time_with_overlap():
+    """Overlapped collectives join and wait as the blocking ones do: one device per class
+    stands for its class (mcdla.hw.symmetry), with and without pipeline stages."""
+    # the design's hierarchical collectives (NCCL's tuner may pick a tree, which no class stands for)
+    sets = [*(kv for kv in GPT2_TP4 if kv[0] != "execution.collective"), ("execution.tp_comm_overlap", True),
+            ("generator.nodes", 2)]
+    for extra in ([], [("execution.pipeline_parallel", 2), ("training.micro_batches", 4)]):
+        lumped = simulate("dgx_h100_4node", "bw_aware", "gpt2", "data", 16, [*sets, *extra])
+        exact = simulate("dgx_h100_4node", "bw_aware", "gpt2", "data", 16, [*sets, *extra, ("execution.exact", True)])
+        assert lumped["rank_classes"] < exact["rank_classes"] == 16  # the classes stood for their ranks
+        assert lumped["iteration_time_s"] == pytest.approx(exact["iteration_time_s"], rel=1e-12)
