@@ -125,12 +125,13 @@ class DeviceCompute:
     def _kernel(self, i: int, phase: str, duration_s: float, label: str, kind: str, tag: tuple):
         """Layer i's kernel of ``phase`` (fwd, bwd); with TP communication overlap, beside
         its tensor-parallel collectives (:func:`mcdla.sim.tensor.overlapped`), as
-        Transformer Engine's userbuffers pipeline them: the GEMM in t chunks (t the
-        tensor degree), each chunk's communication under the next chunk's compute, so
-        the pair takes the longer of the two and one chunk of the shorter (the first
-        chunk computed before anything is sent, or the last received after the rest is
-        computed; :func:`mcdla.sim.tensor.chunks`). While both run the kernel has the SMs
-        the communication leaves it (mcdla.hw.gpu.sm_contended, as beside NCCL's kernels)."""
+        Transformer Engine's userbuffers pipeline them: the GEMM in pieces
+        (:func:`mcdla.sim.tensor.chunks`; the plan's time is theirs), each piece's
+        communication under the next piece's compute, so the pair takes the longer of the
+        two and one piece of the shorter (the first piece computed before anything is
+        sent, or the last received after the rest is computed). While both run the kernel
+        has the SMs the communication leaves it (mcdla.hw.gpu.sm_contended, as beside
+        NCCL's kernels)."""
         pending = tensor.overlapped(self, i, tag, phase)
         if not pending:
             yield from self._compute(duration_s, label, kind)
@@ -149,9 +150,10 @@ class DeviceCompute:
             yield self.env.timeout(kernel_s - max(duration_s, comm_s))
         if kernel_s > 0:
             self.memory.record.compute.append(Span(start, start + kernel_s, label, kind))
-        # Pipelined in pieces: one piece of the shorter side uncovered; TE's bulk overlap (a
-        # column-parallel layer's dX reduce-scatter beside its weight-gradient GEMM, the GEMM
-        # whole) waits for the dX GEMM, about half of the layer's backward.
+        # Pipelined in pieces: one piece of the shorter side uncovered. TE's bulk overlap (a
+        # column-parallel layer's dX reduce-scatter beside its weight-gradient GEMM, the GEMMs
+        # whole) waits for the dX GEMM: half of the layer's backward, the dX and dW GEMMs
+        # having the same MACs (m n k each).
         pieces = tensor.chunks(i, phase, self.plan.tp, self.overlapping)
         fill_s = min(duration_s, comm_s) / (pieces if pieces > 1 else 2)
         if fill_s > 0:
