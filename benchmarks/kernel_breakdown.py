@@ -73,8 +73,7 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
     local_batch //= micro
     tp = tensor_split(work.layers, degree, execution.sequence_parallel)
     shards = tp.shards
-    # TP communication overlap: a block GEMM in pieces, each timed as the plan times it
-    over = tensor.overlapping(work.layers, tp) if execution.tp_comm_overlap else frozenset()
+    over = iteration.plan.overlapping  # TP communication overlap: a block GEMM in pieces, as the plan times it
     index = {l.name: i for i, l in enumerate(work.layers)}
     seconds: dict[str, float] = defaultdict(float)
     macs: dict[str, float] = defaultdict(float)

@@ -58,10 +58,9 @@ class DeviceCompute:
         # Expert parallelism (mcdla.sim.expert): the ep group's, the expert-data-parallel group's
         # and the expert-tensor group's (None but with 1 < et < t).
         self.expert_streams = expert_streams
-        # TP communication overlap: tensor parallelism's collectives run beside each layer's
+        # TP communication overlap: these layers' tensor-parallel collectives run beside their
         # kernel (_kernel), not in the hooks around it.
-        overlap = inputs.execution.tp_comm_overlap and tensor_stream is not None
-        self.overlapping = tensor.overlapping(inputs.workload.layers, plan.tp) if overlap else frozenset()
+        self.overlapping = plan.overlapping if tensor_stream is not None else frozenset()
         self.model_state_bytes, self.work = model_state_bytes, work
         # The weight groups whose gradient this device reduces, by their layers here
         # still to run backward: a group is the stage's that holds its first layer (a

@@ -41,9 +41,9 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     local = local_layers(layers, split)  # an expert bank's GEMM reads its rank's experts' weights
     # With TP communication overlap a block's GEMMs run in pieces beside their exchanges
     # (mcdla.sim.tensor.chunks; one piece elsewhere).
-    over = tensor.overlapping(layers, tp) if execution.tp_comm_overlap else frozenset()
+    beside = tensor.overlapping(layers, tp) if execution.tp_comm_overlap else frozenset()
     fwd, bwd = (tuple(0.0 if i == 0 else layer_time(device, l, phase, local_batch, prec, layer_shards[i],
-                                                    tensor.chunks(i, phase, tp, over))
+                                                    tensor.chunks(i, phase, tp, beside))
                       for i, l in enumerate(local)) for phase in ("fwd", "bwd"))
     # The bytes of each feature map a device holds: batch/D samples in data-parallel
     # training; in model-parallel training, the whole batch and its shard of the output
@@ -92,7 +92,7 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
                        to_bytes(model.gathers) if model else {}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
                        tuple(sorted(first, key=first.get)), first, last, updated, dropped, split,
-                       replayed(layers, execution.training.checkpoint, recomputed, sched.first_bwd_use))
+                       replayed(layers, execution.training.checkpoint, recomputed, sched.first_bwd_use), beside)
 
 
 def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params, split=None) -> float:

@@ -135,6 +135,9 @@ class OffloadPlan:
     # Full checkpointing: layer -> the layers of its block rerun before its backward beyond
     # the recompute closure's (mcdla.sim.offload.replayed), their outputs not kept.
     replays: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # TP communication overlap: the layers whose tensor-parallel collectives run beside
+    # their kernel, their GEMMs timed in pieces (mcdla.sim.tensor.overlapping); none without.
+    overlapping: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def _join(device, key: tuple, op: str, tensor: int):
 
 def before_forward(device, i: int, tag: tuple = (), beside: bool = False):
     """The split inputs layer i needs whole, all-gathered (``beside``: only where they
-    run beside its kernel, :func:`overlapped`; else only where they do not)."""
+    run beside its kernel, :func:`overlapping`; else only where they do not)."""
     if (i in device.overlapping) == beside:
         for p in device.plan.tp.gathers.get(i, ()):
             yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
