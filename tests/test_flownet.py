@@ -322,7 +322,7 @@ def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monk
     """A ring's all-gather phase begins with its reduce-scatter phase's path (which adds the
     reduction units): counted from that one, less the rest (flowpaths.PathClasses), its
     flows load the same classes as when counted afresh."""
-    n = 80  # a long path (> flownet._LONG_PATH)
+    n = 80  # a long path (> flowpaths.LONG_PATH)
     ring = tuple(f"c{i}" for i in range(n))
     units = tuple(f"u{i}" for i in range(n // 2)) + ("c0x",)  # c0x: a class the ring crosses too
     capacities = {**{c: 2.0 for c in ring}, **{u: 1.0 for u in units}, "c0x": 2.0}

@@ -276,3 +276,19 @@ def test_a_rows_bad_collective_option_stops_before_any_run(tmp_path, capsys, arg
     assert main(["validate", "--table", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"rows[0]: {message}" in err and len(err.splitlines()) == 1
+
+
+def test_a_slow_scaling_rows_baseline_runs_under_the_rows_own_budget(monkeypatch):
+    """A scaling row compares two runs; the baseline gets the row's work budget too (a
+    slow row's baseline would otherwise be refused by the default budget)."""
+    from dataclasses import replace
+
+    from mcdla.config.validation import read_validation
+    from mcdla.sweep import validate
+
+    budgets = []
+    monkeypatch.setattr(validate, "_sim", lambda args, budget=None: budgets.append(budget)
+                        or {"batch": 1, "iteration_time_s": 1.0})
+    row = next(r for r in read_validation("resnet50_dgx1v")[1].rows if r.measure == "scaling")
+    validate.run_row(replace(row, slow=True, budget=1e9))
+    assert budgets == [1e9, 1e9]

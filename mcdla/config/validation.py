@@ -92,7 +92,7 @@ class ValidationRow:
     baseline: dict[str, Any] = field(default_factory=dict)
     reduced: bool = False
     note: str = ""
-    flops: Literal["megatron", "megatron_core", "dgxc"] | None = None  # FLOPS_FORMULAS, for measure flops_per_device
+    flops: Literal[FLOPS_FORMULAS] | None = None  # for measure flops_per_device
     # Minutes of CPU: run only by ``mcdla validate --all``, with the work budget
     # (channel updates, mcdla sim --budget) its run needs beyond the default's.
     slow: bool = False

@@ -318,16 +318,17 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
     if version == "2.7":
         return NcclTuning("2.7", PROTOCOLS, NVLS_LATENCY_S, group_launch=True, tree_correction=TREE_CORRECTION_2_7,
                           plateau_per_channel=False)
-    plateau = 1.4 if _arch(compute_capability) >= 80 else 1.9
+    arch = _arch(compute_capability)
+    plateau = 1.4 if arch >= 80 else 1.9
     # getNetOverhead (tuning.cc, v2.18.5-1 and on): 1 us on x86 Intel and any CPU but
     # AMD's (2 us); mcdla's hosts of multi-node designs are Xeons.
     if version == "2.18":
         tree = {**TREE_PROTOCOLS, "Simple": replace(TREE_PROTOCOLS["Simple"], base_latency_s=0.0)}
-        return NcclTuning("2.18", _protocols_2_18(_arch(compute_capability)), 23e-6, group_launch=False,
+        return NcclTuning("2.18", _protocols_2_18(arch), 23e-6, group_launch=False,
                           tree_protocols=tree, nvls_tree=NvlsTreeLatency(23e-6, 19e-6, log2=False),
                           net_overhead_s=1.0e-6, plateau_factor=plateau)
     if version == "2.26":
-        return NcclTuning("2.26", _protocols_2_18(_arch(compute_capability), _LL_2_26), 25e-6, group_launch=False,
+        return NcclTuning("2.26", _protocols_2_18(arch, _LL_2_26), 25e-6, group_launch=False,
                           nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6, plateau_factor=plateau)
     raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
 

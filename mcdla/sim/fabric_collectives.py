@@ -185,10 +185,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
             flows[0] += sum(copies for *_, copies in phase)
             return [net.transfer(size * scale, path, latency, tag, n * copies, even=False)
                     for size, path, latency, n in phase]
-        if all(len(plan) <= 1 for plan in plans):  # one phase a ring: all the flows at once
-            yield env.all_of([t for plan in plans for phase in plan for t in started(phase)])
-        else:  # each ring's phases one after another (a chain of callbacks, not a process a ring)
-            yield in_turn(env, plans, started)
+        yield in_turn(env, plans, started)  # each ring's phases one after another, every ring at once
         share = size_bytes / len(rings)
         sent = tuple(share * self._sent_per_byte(op, r) if share > 0 and r.size > 1 else 0.0 for r in rings)
         return CollectiveRecord(op=op, tag=tag, size_bytes=size_bytes, ranks=rings[0].size,

@@ -120,8 +120,11 @@ class GroupRings:
         self._rings = None
 
     def _one(self, ring, name: str):
+        """``ring`` restricted to the group, derived once (the classes may ask before the
+        communicators iterate)."""
         topology = self._topology
-        return sub_ring(ring, self._members, name, topology.reverse_of(ring), topology.channels, self._cache)
+        return self._cache.get(("group ring", name), lambda: sub_ring(
+            ring, self._members, name, topology.reverse_of(ring), topology.channels, self._cache))
 
     def __iter__(self):
         if self._rings is None:
