@@ -15,6 +15,7 @@ exposed. Prints a table; writes nothing.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing (as bench.py)
     sys.path.insert(0, str(ROOT))
 
+from mcdla.errors import InfeasibleError, InputError  # noqa: E402
 from mcdla.hw.compute import kernel_seconds  # noqa: E402
 from mcdla.hw.parallelism import device_share, tensor_split  # noqa: E402
 from mcdla.io.trace import build_trace  # noqa: E402
@@ -34,8 +36,21 @@ from mcdla.sim import tensor  # noqa: E402
 from mcdla.sim.training import Iteration  # noqa: E402
 from mcdla.sweep.validate import _point  # noqa: E402
 
+def _refuse(message: str) -> None:
+    """One line on stderr and exit 2, as mcdla's own commands refuse bad input."""
+    print(f"kernel_breakdown.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _row_args(table: str, index: int) -> dict:
-    rows = yaml.safe_load((ROOT / "validation" / f"{table}.yaml").read_text())["rows"]
+    path = ROOT / "validation" / f"{table}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        _refuse(f"no validation table {table!r}; one of: {', '.join(names)}")
+    rows = yaml.safe_load(path.read_text())["rows"]
+    if not 0 <= index < len(rows) or rows[index].get("kind") != "sim":
+        sims = [i for i, r in enumerate(rows) if r.get("kind") == "sim"]
+        _refuse(f"{table} row {index} is not a `kind: sim` row; those are rows {sims}")
     return rows[index]["args"]
 
 
@@ -104,8 +119,17 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
 
 
 def main(argv: list[str]) -> None:
-    table, index = argv[0], int(argv[1]) if len(argv) > 1 else 0
-    seconds, macs, total = breakdown(_row_args(table, index))
+    parser = argparse.ArgumentParser(
+        prog="kernel_breakdown.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("table", help="a validation table's name (validation/NAME.yaml)")
+    parser.add_argument("index", type=int, nargs="?", default=0,
+                        help="the row's index in the table (a `kind: sim` row; default 0)")
+    args = parser.parse_args(argv)
+    table, index = args.table, args.index
+    try:
+        seconds, macs, total = breakdown(_row_args(table, index))
+    except (InputError, InfeasibleError) as error:  # a row that cannot run (a memory row)
+        _refuse(f"{table} row {index}: {error}")
     print(f"{table} row {index}: iteration {total * 1e3:.0f} ms (device 0)")
     for kind, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
         rate = f"{2 * macs[kind] / s / 1e12:7.1f} TFLOP/s" if macs.get(kind) and s > 0 else ""

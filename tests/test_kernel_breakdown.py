@@ -52,3 +52,16 @@ def test_the_h100_row_overlaps_its_reductions_with_compute_on_fewer_sms(tool, ca
     out = capsys.readouterr().out
     assert out.startswith("megatron_h100 row 0: iteration ")
     assert "attention (fused kernel)" in out and "memory-bound dropout+fused" in out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["no_such_table"], "no validation table 'no_such_table'; one of: "),
+    (["megatron_a100", "99"], "megatron_a100 row 99 is not a `kind: sim` row; those are rows [0, 1, 2, 3]"),
+    (["nccl_dgx_a100", "0"], "nccl_dgx_a100 row 0 is not a `kind: sim` row; those are rows []"),
+])
+def test_a_bad_table_or_row_is_refused_in_one_line_with_exit_2(tool, capsys, argv, says):
+    with pytest.raises(SystemExit) as stop:
+        tool.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and "Traceback" not in err
