@@ -51,7 +51,7 @@ def test_one_more_tile_than_the_sms_takes_a_second_wave(a100):
 
 
 def test_a_large_gemm_runs_just_below_its_main_loop_rate(a100):
-    # 0.890 of peak against the main loop's 0.915: 19 waves' 5 us tile overhead and the launch
+    # 0.813 of peak against the main loop's 0.832: 19 waves' 4.6 us tile overhead and the launch
     timing = kernel_time(a100, gemm_kernel(8192, 8192, 8192))
     attained = timing.attained_macs_per_s / a100.peak_macs_per_s
     assert attained == pytest.approx(a100.gemm_efficiency, rel=0.03)
@@ -64,20 +64,72 @@ def tflops(device: DeviceSpec, m: int, n: int, k: int, count: int = 1) -> float:
 
 
 @pytest.mark.parametrize("name, shape, measured", [
-    ("a100_sxm4_80gb", (1024, 10240, 5120), 271.2),   # MAMF's best shapes (ml-engineering,
-    ("h100_sxm5", (2048, 2048, 13312), 794.5),        # compute/accelerator/README.md, BF16)
+    ("h100_sxm5", (2048, 2048, 13312), 794.5),  # MAMF's best shape (ml-engineering, compute/accelerator/README.md, BF16)
 ])
 def test_the_max_achievable_matmul_runs_at_its_measured_rate_at_its_own_shape(name, shape, measured):
     # The main loop's rate and the tile overhead together give back the measurement the
-    # ceiling came from, at its shape (tiles in waves and their overhead both charged)
+    # ceiling came from, at its shape (tiles in waves and their overhead both charged).
+    # The A100's ceiling now comes from random data run back to back (below).
     assert tflops(preset(name), *shape) == pytest.approx(measured, rel=0.01)
 
 
-def test_a100_whole_wave_gemms_short_in_k_run_below_long_ones_as_cublas_measured(a100):
-    # NVIDIA's cuBLAS sweep on A100, m = n = k (developer.nvidia.com/blog/cuda-11-features-
-    # revealed, Figure 6, read off the plot): 2304^3 (3 whole waves of 128x128 tiles) at
-    # 241 TFLOPS, 8192^3 at 289: 0.834. Tiles in waves alone would run both at the ceiling.
-    assert tflops(a100, 2304, 2304, 2304) / tflops(a100, 8192, 8192, 8192) == pytest.approx(0.834, abs=0.05)
+# Azure's cuBLASLt FP16 GEMMs on A100-SXM4-80GB with random initialization, 10,000 warm-up
+# runs and 1,000 timed back to back (Azure/AI-benchmarking-guide,
+# Azure_Results/ND_A100_v4_results.md), m x n outputs, reduction k, in TFLOP/s; each with
+# the tolerance mcdla meets it within and why (docs/model.md, "GEMMs by shape"). The
+# preset's two GEMM constants were fitted to the first three (19 waves or more).
+AZURE_A100_FP16_RANDOM = [  # (m, n, k, TFLOP/s, mcdla's time within rel of the measured rate)
+    (8192, 8192, 8192, 253.7, 0.01),
+    (16384, 16384, 16384, 256.5, 0.01),
+    (6144, 12288, 12288, 250.8, 0.01),
+    (4096, 4096, 4096, 228.0, 0.05),     # 5 waves, 95% filled: +3.6%
+    (1024, 2145, 1024, 132.8, 0.05),     # 1 wave of split-K slices: +4.1%
+    (802816, 192, 768, 157.8, 0.02),     # 128-row tiles, 2 of them across 192 columns: -0.5%
+]
+
+
+@pytest.mark.parametrize("m, n, k, measured, rel", AZURE_A100_FP16_RANDOM)
+def test_a100_gemms_run_at_the_rate_cublaslt_measured_on_random_data(a100, m, n, k, measured, rel):
+    # Back to back, as Azure timed them: the launch hides behind the previous GEMM
+    assert tflops(a100, m, n, k) == pytest.approx(measured, rel=rel)
+
+
+@pytest.mark.parametrize("m, measured, low, high", [
+    (2048, 221.8, 0.75, 0.85),  # 2-3 waves of mcdla's large tiles (59-79% filled): -20.6%
+    (1024, 119.4, 1.20, 1.35),  # one wave, split-K's reduction not charged: +29%
+])
+def test_a100_square_gemms_of_few_waves_miss_azures_rate_as_documented(a100, m, measured, low, high):
+    # Known misses (docs/model.md, "GEMMs by shape"): cuBLAS's smaller tiles, two CTAs to an
+    # SM, and its split-K reduction are not modelled; the misses stay within their bounds
+    assert low < tflops(a100, m, m, m) / measured < high
+
+
+def test_a100_gemms_short_in_k_run_below_long_ones_as_azure_measured(a100):
+    # Azure's random-data sweep: 4096^3 (5 waves, 95% filled) at 228.0 TFLOPS against
+    # 8192^3 (19 waves) at 253.7: 0.899. The tiles' fixed overhead gives it (mcdla
+    # 0.931); tiles in waves alone would give 0.950.
+    ratio = tflops(a100, 4096, 4096, 4096) / tflops(a100, 8192, 8192, 8192)
+    assert ratio == pytest.approx(228.0 / 253.7, abs=0.035)
+    bare = dataclasses.replace(a100, gemm_tile_overhead=0.0)
+    assert abs(tflops(bare, 4096, 4096, 4096) / tflops(bare, 8192, 8192, 8192) - 228.0 / 253.7) > 0.035
+
+
+def test_a100_random_data_runs_below_the_non_random_and_best_shape_measurements(a100):
+    # 8192^3 with torch.randn: 257-258 TFLOPS (Horace He, thonking.ai, 2024: zeros 295,
+    # CUTLASS's profiler filling integers 288; NVIDIA's CUDA 11 sweep 289). MAMF (torch.randn,
+    # a 256 MiB buffer zeroed and C rewritten between GEMMs, the best of a shape search)
+    # 271.2 at 1024x10240x5120: an upper bound, mcdla 8.5% under it.
+    assert tflops(a100, 8192, 8192, 8192) == pytest.approx(257.5, rel=0.02)
+    assert tflops(a100, 8192, 8192, 8192) < 0.9 * 289
+    assert 0.88 * 271.2 < tflops(a100, 1024, 10240, 5120) < 0.95 * 271.2
+
+
+@pytest.mark.parametrize("size, measured", [(8192, 797.8), (6144, 741.1)])
+def test_h100_square_gemms_near_cublas_on_random_data_from_rest(size, measured):
+    # pranjalssh/fast.cu (README, H100 SXM, BF16, operands from normal(0, 1)): cuBLAS after
+    # 5 s of rest, 8 runs back to back. A burst from rest, not the sustained power-limited
+    # rate (none found for H100 BF16): mcdla -1.0% and +6.1%.
+    assert tflops(preset("h100_sxm5"), size, size, size) == pytest.approx(measured, rel=0.07)
 
 
 @pytest.mark.parametrize("b, measured_1024, measured_4096", [(2, 691.8, 804.2), (4, 722.3, 788.7)])

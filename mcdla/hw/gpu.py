@@ -13,7 +13,8 @@ where ``sm_rate`` is one SM's share of the peak MAC rate, ``gemm_efficiency`` th
 fraction of it a tile's main loop sustains and ``gemm_tile_overhead`` the fixed time
 a tile spends outside that loop (filling its pipeline with the first K slices,
 storing its C tile), the intercept of a GEMM's time per wave against K in a per-shape
-microbenchmark (presets: OpenXLA's H100 table, NVIDIA's A100 cuBLAS sweep). A device
+microbenchmark (presets: OpenXLA's H100 table; on A100 cuBLASLt on random data run back
+to back, the rate a power-limited board sustains, docs/model.md). A device
 without that measurement has no overhead, and ``gemm_efficiency`` is then the ceiling
 every tile runs at (a large GEMM's rate). A GEMM whose tiles fill whole waves exactly
 runs at the main loop's rate less the overhead's share, ``k / (k + k0)`` with ``k0``
