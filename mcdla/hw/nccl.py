@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
+           "NVLS_MAX_CHUNK_BYTES", "NVLS_STAGES", "nvls_chunk_bytes", "nvls_fill",
            "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency", "tree_correction",
            "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
            "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
@@ -105,6 +106,45 @@ def nvls_fraction() -> float:
     """The fraction of the in-switch algorithm's link-limited rate NVLS reaches (NCCL's
     model: the efficiency and the one channel of ``NVLS_CHANNELS`` that moves no data)."""
     return NVLS_EFFICIENCY * (NVLS_CHANNELS - 1) / NVLS_CHANNELS
+
+
+# NVLS's chunk pipeline (an all-reduce on one machine), which NCCL's tuning model leaves
+# out. NCCL cuts the message into chunks of NCCL_NVLS_CHUNKSIZE, 128 KiB by default
+# (transport/nvls.cc of v2.26.2-1 and v2.30.7-1; 2.18.5's enqueue.cc caps it at 131072),
+# and, with nChannels x nHeads chunks in flight at once (one per channel and head; on one
+# machine every GPU is a head: graph/search.cc "Force intra-node NVLS algorithm to pull
+# evenly from all GPUs"), smaller for smaller messages: 64 KiB below 64 x that many
+# chunks' bytes, 32 KiB below 8 x, 16 KiB below 2 x (enqueue.cc, the same rule in
+# 2.18.5, 2.26.2 and 2.30.7).
+NVLS_MAX_CHUNK_BYTES = 128 * 1024
+# Each channel's CTA runs three groups of warps at once, on successive loops of nHeads
+# chunks (device/all_reduce.h, RunWorkElement NVLS, in 2.18.5, 2.26.2 and 2.30.7 for
+# unregistered buffers): scatter (the rank's chunks into each head's buffer), reduce and
+# multicast (the head's chunk through the switch: multimem loads and stores), gather (the
+# reduced chunks into the output). A pipeline of three stages: the first loop's scatter
+# runs before any reduction, the last loop's gather after the last one.
+NVLS_STAGES = 3
+
+
+def nvls_chunk_bytes(size_bytes: float, heads: int, channels: int = NVLS_CHANNELS) -> int:
+    """The chunk NCCL's NVLS all-reduce of ``size_bytes`` runs in, over ``channels``
+    channels of ``heads`` heads (enqueue.cc's rule, above)."""
+    chunk, ops = NVLS_MAX_CHUNK_BYTES, channels * heads
+    for times, smaller in ((64, 65536), (8, 32768), (2, 16384)):
+        if size_bytes < times * ops * chunk and chunk > smaller:
+            chunk = smaller
+    return chunk
+
+
+def nvls_fill(size_bytes: float, heads: int, channels: int = NVLS_CHANNELS) -> float:
+    """The pipeline's fill and drain as a fraction of the NVLS all-reduce's data time: a
+    channel runs nLoops loops of ``heads`` chunks through NVLS_STAGES stages, so it takes
+    nLoops + stages - 1 loop times, (stages - 1) / nLoops more than its data alone; a
+    message shorter than one loop (some channels idle) takes stages times its data."""
+    if size_bytes <= 0:
+        return 0.0
+    loop_bytes = channels * heads * nvls_chunk_bytes(size_bytes, heads, channels)
+    return (NVLS_STAGES - 1) * min(1.0, loop_bytes / size_bytes)
 
 
 # NCCL's tree across machines: a chain inside each machine, a double binary tree between

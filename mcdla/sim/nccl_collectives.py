@@ -37,6 +37,7 @@ from mcdla.hw.nccl import (
     TREE_PROTOCOLS,
     ll_max_bus_Bps,
     nccl_tuning,
+    nvls_fill,
     nvls_fraction,
     ring_cap_Bps,
     tree_correction,
@@ -107,7 +108,8 @@ class NcclAlgorithm(RingAlgorithm):
              reduce_Bps=None) -> tuple[RingCosts | None, float]:
         """The ring protocol the tuner picks, the least modelled time (the earlier on a
         tie), and that time (None for the protocol where another algorithm is faster,
-        :meth:`others`).
+        :meth:`others`; the other algorithms weighed as NCCL's model sees them, their
+        ``weighed_s``, and timed as they run).
 
         Each protocol's time solves the rings' max-min rates, so the answer is kept per
         collective: its op, size, chunk, reduction rate and rings, and the capacities of
@@ -127,12 +129,13 @@ class NcclAlgorithm(RingAlgorithm):
             times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
                      for c in options]
             best = min(range(len(options)), key=times.__getitem__)
-            tuned = options[best], times[best]
+            tuned, weighed = (options[best], times[best]), times[best]
             for other in self.others(op, rings, capacities_Bps):
                 t = other.time_s(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
                                  reduce_Bps=reduce_Bps)
-                if t < tuned[1]:
-                    tuned = other, t
+                w = other.weighed_s(t, op, size_bytes, rings)  # NCCL's tuner weighs its own model
+                if w < weighed:
+                    tuned, weighed = (other, t), w
             if len(self._tuned) >= self._TUNED_MAX:
                 self._tuned.clear()
             self._tuned[key] = tuned
@@ -260,6 +263,38 @@ class NvlsAlgorithm(InSwitchAlgorithm):
         return self.launch_s + self.nccl.nvls_latency_s
 
     @staticmethod
+    def fill(op, size_bytes, rings) -> float:
+        """The chunk pipeline's fill and drain of an all-reduce, as a fraction of its data
+        time (:func:`~mcdla.hw.nccl.nvls_fill`: one head per GPU of the switch's ring);
+        NCCL's NVLS reduce-scatter and all-gather kernels are not modelled so."""
+        if op != "all_reduce" or not rings or rings[0].size < 2:
+            return 0.0
+        return nvls_fill(size_bytes, rings[0].size)
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        """The flows' time over the links (the phased algorithms' model), its data part
+        lengthened by the pipeline's fill and drain (:meth:`fill`)."""
+        time_s = super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
+        fixed_s = self.fixed_s(op, rings)
+        return time_s + (time_s - fixed_s) * self.fill(op, size_bytes, rings) if time_s > 0 else time_s
+
+    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+        """What NCCL's tuner weighs for a collective of ``time_s``: its own model, which
+        has no pipeline fill (tuning.cc: a latency and a bandwidth)."""
+        fixed_s = self.fixed_s(op, rings)
+        return fixed_s + (time_s - fixed_s) / (1 + self.fill(op, size_bytes, rings)) if time_s > 0 else time_s
+
+    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
+        record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
+        fill = self.fill(op, size_bytes, rings)
+        if fill > 0 and record.time_s > 0:
+            # The data moved at the links' rates; the first loop's scatter and the last
+            # one's gather run alone, the links left to others meanwhile.
+            yield env.timeout((record.time_s - self.fixed_s(op, rings)) * fill)
+            record = replace(record, end_s=env.now)
+        return record
+
+    @staticmethod
     def _cap_id(ring: Ring, j: int) -> str:
         return f"cap:NVLS:{ring.name}:{j}"
 
@@ -369,6 +404,10 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         if not self.corrected or op != "all_reduce":
             return 1.0
         return tree_correction(self.nccl.tree_correction, self._proto(op).name, size_bytes)
+
+    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+        """What NCCL's tuner weighs for it: its time (the size's correction is NCCL's own)."""
+        return time_s
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
         """The flows' time over the links (the phased algorithms' model) stretched by the
