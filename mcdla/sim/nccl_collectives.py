@@ -34,11 +34,15 @@ from itertools import chain
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import PERSONAL, bottleneck_Bps
 from mcdla.hw.nccl import (
+    NVLS_CHANNELS,
+    NVLS_MAX_ARITY,
     TREE_PROTOCOLS,
     ll_max_bus_Bps,
     nccl_tuning,
-    nvls_fill,
+    nvls_chunk_bytes,
     nvls_fraction,
+    nvls_tree_chunk_bytes,
+    pipeline_fill,
     ring_cap_Bps,
     tree_correction,
     tree_latency_s,
@@ -249,8 +253,38 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         return found
 
 
+class _ChunkPipeline:
+    """NVLS's chunk pipeline (:mod:`mcdla.hw.nccl`, "NVLS's chunk pipeline"), beside a
+    phased algorithm whose ``fill`` gives it: its data time lengthened by the pipeline's
+    fill and drain, the links left to others meanwhile; NCCL's tuner weighs its own model,
+    which has no fill (tuning.cc: a latency and a bandwidth)."""
+
+    def fill(self, op, size_bytes, rings) -> float:
+        raise NotImplementedError
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        time_s = super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
+        fill = self.fill(op, size_bytes, rings)
+        return time_s + (time_s - self.fixed_s(op, rings)) * fill if time_s > 0 and fill > 0 else time_s
+
+    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+        """What NCCL's tuner weighs for a collective of ``time_s``: it without the fill."""
+        fixed_s = self.fixed_s(op, rings)
+        return fixed_s + (time_s - fixed_s) / (1 + self.fill(op, size_bytes, rings)) if time_s > 0 else time_s
+
+    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
+        record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
+        fill = self.fill(op, size_bytes, rings)
+        if fill > 0 and record.time_s > 0:
+            # The data moved at the links' rates; the first loop's scatter and the last
+            # one's gather run alone.
+            yield env.timeout((record.time_s - self.fixed_s(op, rings)) * fill)
+            record = replace(record, end_s=env.now)
+        return record
+
+
 @COLLECTIVES.register("nvls")
-class NvlsAlgorithm(InSwitchAlgorithm):
+class NvlsAlgorithm(_ChunkPipeline, InSwitchAlgorithm):
     """NCCL's NVLS: the in-switch algorithm with NCCL's costs (:mod:`mcdla.hw.nccl`): the
     host's launch and NVLS's latency once per collective, and every flow at most
     :func:`~mcdla.hw.nccl.nvls_fraction` of its idle path's rate (a cap of its own,
@@ -262,37 +296,14 @@ class NvlsAlgorithm(InSwitchAlgorithm):
     def fixed_s(self, op, rings):
         return self.launch_s + self.nccl.nvls_latency_s
 
-    @staticmethod
-    def fill(op, size_bytes, rings) -> float:
-        """The chunk pipeline's fill and drain of an all-reduce, as a fraction of its data
-        time (:func:`~mcdla.hw.nccl.nvls_fill`: one head per GPU of the switch's ring);
-        NCCL's NVLS reduce-scatter and all-gather kernels are not modelled so."""
+    def fill(self, op, size_bytes, rings) -> float:
+        """An all-reduce's chunk pipeline (:func:`~mcdla.hw.nccl.pipeline_fill`): loops of
+        16 channels x one head per GPU of the switch's ring; NCCL's NVLS reduce-scatter
+        and all-gather kernels are not modelled so."""
         if op != "all_reduce" or not rings or rings[0].size < 2:
             return 0.0
-        return nvls_fill(size_bytes, rings[0].size)
-
-    def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
-        """The flows' time over the links (the phased algorithms' model), its data part
-        lengthened by the pipeline's fill and drain (:meth:`fill`)."""
-        time_s = super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
-        fixed_s = self.fixed_s(op, rings)
-        return time_s + (time_s - fixed_s) * self.fill(op, size_bytes, rings) if time_s > 0 else time_s
-
-    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
-        """What NCCL's tuner weighs for a collective of ``time_s``: its own model, which
-        has no pipeline fill (tuning.cc: a latency and a bandwidth)."""
-        fixed_s = self.fixed_s(op, rings)
-        return fixed_s + (time_s - fixed_s) / (1 + self.fill(op, size_bytes, rings)) if time_s > 0 else time_s
-
-    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
-        record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
-        fill = self.fill(op, size_bytes, rings)
-        if fill > 0 and record.time_s > 0:
-            # The data moved at the links' rates; the first loop's scatter and the last
-            # one's gather run alone, the links left to others meanwhile.
-            yield env.timeout((record.time_s - self.fixed_s(op, rings)) * fill)
-            record = replace(record, end_s=env.now)
-        return record
+        heads = min(rings[0].size, NVLS_MAX_ARITY)
+        return pipeline_fill(size_bytes, NVLS_CHANNELS * heads * nvls_chunk_bytes(size_bytes, heads))
 
     @staticmethod
     def _cap_id(ring: Ring, j: int) -> str:
@@ -458,7 +469,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
 
 
 @COLLECTIVES.register("nvls_tree")
-class NvlsTreeAlgorithm(NcclTreeAlgorithm):
+class NvlsTreeAlgorithm(_ChunkPipeline, NcclTreeAlgorithm):
     """NCCL's NVLS-tree: :class:`NcclTreeAlgorithm` with the intra-domain phases in the
     domain's switch (NVLS): for the reduce-scatter every rank sends its whole share up
     once, the switch reduces it and sends each rank its piece; for the all-gather every
@@ -481,6 +492,19 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
 
     def fixed_s(self, op, rings):
         return self.launch_s + self.nccl.nvls_tree.latency_s(len(_domains(rings[0]).ranks))
+
+    def fill(self, op, size_bytes, rings) -> float:
+        """An all-reduce's chunk pipeline through NVLS's stages in each machine
+        (:func:`~mcdla.hw.nccl.pipeline_fill`): loops of 16 channels x one head per GPU
+        of a domain (each has its NIC: :meth:`check`), in NVLS-tree's chunks by size and
+        machines (:attr:`~mcdla.hw.nccl.NcclTuning.nvls_tree_chunk`)."""
+        live = [ring for ring in rings if ring.size > 1]
+        if op != "all_reduce" or not live:
+            return 0.0
+        dom = _domains(live[0])
+        heads = min(len(dom.ranks[0]), NVLS_MAX_ARITY)
+        chunk = nvls_tree_chunk_bytes(size_bytes, heads, self.nccl.nvls_tree_first_chunk(len(dom.ranks)))
+        return pipeline_fill(size_bytes, NVLS_CHANNELS * heads * chunk)
 
     @staticmethod
     def _ways(ring, dom, j):
