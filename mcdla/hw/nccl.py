@@ -343,7 +343,8 @@ class NcclTuning:
     # NVLS-tree's first chunk (nvls_tree_chunk_bytes), by machines: (fewer than 4, 4 or
     # more). 2.26.2 and 2.30.7: NCCL_NVLS_CHUNKSIZE's 128 KiB, from 4 machines
     # NCCL_NVLSTREE_MAX_CHUNKSIZE's default 64 KiB (transport/nvls.cc, enqueue.cc); 2.18.5:
-    # a Simple step, its 4 MiB buffer over NCCL_STEPS 8 (enqueue.cc, comm.h).
+    # a Simple step, its 4 MiB buffer over NCCL_STEPS 8 (enqueue.cc, comm.h). The default
+    # constants (2.7, which had no NVLS) take 2.30.7's, as for NVLS's other constants.
     nvls_tree_chunk: tuple[int, int] = (131072, 65536)
 
     @property

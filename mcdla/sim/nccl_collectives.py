@@ -6,11 +6,13 @@ from its own tuning model (:mod:`mcdla.hw.nccl`):
 - ``nccl_ring``: the ring algorithm with a protocol (LL, LL128, Simple) picked by size,
   its fixed cost, per-hop latencies by hardware, flag bytes and per-channel caps; NCCL
   with NVLS off (``NCCL_NVLS_ENABLE=0``) or ``NCCL_ALGO=Ring``.
-- ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency.
+- ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency,
+  an all-reduce lengthened by its chunk pipeline's fill (NCCL's kernel, not its tuner).
 - ``nccl_tree``: the hierarchical algorithm pipelined across machines, with NCCL's tree
   latency, under Simple or (as the tuner weighs it) LL or LL128 with their flags and
   rate caps; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
-  reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
+  reduces and multicasts), with NVLS-tree's latency, NVLS's efficiency and its chunk
+  pipeline inside each machine.
 - ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
 - ``nccl_p2p``: NCCL's all-to-all, which is not a collective of its tuner but grouped
   point-to-point operations (``ncclGroupStart``; ``ncclSend``/``ncclRecv`` to every
