@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
+           "NVLS_MAX_CHUNK_BYTES", "NVLS_STAGES", "NVLS_MAX_ARITY", "nvls_chunk_bytes", "nvls_tree_chunk_bytes",
+           "pipeline_fill",
            "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency", "tree_correction",
            "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
            "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
@@ -105,6 +107,61 @@ def nvls_fraction() -> float:
     """The fraction of the in-switch algorithm's link-limited rate NVLS reaches (NCCL's
     model: the efficiency and the one channel of ``NVLS_CHANNELS`` that moves no data)."""
     return NVLS_EFFICIENCY * (NVLS_CHANNELS - 1) / NVLS_CHANNELS
+
+
+# NVLS's chunk pipeline, which NCCL's tuning model leaves out. NCCL cuts an NVLS
+# all-reduce into chunks of NCCL_NVLS_CHUNKSIZE, 128 KiB by default (transport/nvls.cc of
+# v2.26.2-1 and v2.30.7-1; 2.18.5's enqueue.cc caps it at 131072), and, with nChannels x
+# nHeads chunks in flight at once (one per channel and head), smaller for smaller
+# messages: 64 KiB below 64 x that many chunks' bytes, 32 KiB below 8 x, 16 KiB below 2 x
+# (enqueue.cc, the same rule in 2.18.5, 2.26.2 and 2.30.7). On one machine every GPU is a
+# head (graph/search.cc: "Force intra-node NVLS algorithm to pull evenly from all GPUs"),
+# across machines a GPU with a NIC is; at most NCCL_MAX_NVLS_ARITY (device.h: 32 from
+# 2.19; 2.18.5: 8, the DGX's GPUs).
+NVLS_MAX_CHUNK_BYTES = 128 * 1024
+NVLS_MAX_ARITY = 32
+# Each channel's CTA runs groups of warps at once, on successive loops of nHeads chunks
+# (device/all_reduce.h, RunWorkElement NVLS and NVLS_TREE, in 2.18.5, 2.26.2 and 2.30.7
+# for unregistered buffers): scatter (the rank's chunks into each head's buffer), reduce
+# and multicast (the head's chunk through the switch: multimem loads and stores; under
+# NVLS-tree the reduction goes up the tree and a fourth group multicasts what comes
+# down), gather (the reduced chunks into the output). NVLS's three stages: the first
+# loop's scatter runs before any reduction, the last loop's gather after the last one.
+# NVLS-tree's exchange across machines between its reduce and multicast adds stages up
+# and down the tree; they are not counted (docs/model.md, "NVLS's chunk pipeline").
+NVLS_STAGES = 3
+
+
+def _smaller_chunk(size_bytes: float, ops: int, chunk: int, rule) -> int:
+    for times, smaller in rule:
+        if size_bytes < times * ops * chunk and chunk > smaller:
+            chunk = smaller
+    return chunk
+
+
+def nvls_chunk_bytes(size_bytes: float, heads: int, channels: int = NVLS_CHANNELS) -> int:
+    """The chunk NCCL's NVLS all-reduce of ``size_bytes`` runs in on one machine, over
+    ``channels`` channels of ``heads`` heads (enqueue.cc's rule, above)."""
+    return _smaller_chunk(size_bytes, channels * heads, NVLS_MAX_CHUNK_BYTES, ((64, 65536), (8, 32768), (2, 16384)))
+
+
+def nvls_tree_chunk_bytes(size_bytes: float, heads: int, first_bytes: int, channels: int = NVLS_CHANNELS) -> int:
+    """The chunk NCCL's NVLS-tree all-reduce of ``size_bytes`` runs in, from
+    ``first_bytes`` (:attr:`NcclTuning.nvls_tree_chunk_bytes`): 256 KiB below 32 x the
+    chunks in flight, 128 KiB below 16 x, 64 KiB below 4 x, 32 KiB below 1 x (enqueue.cc,
+    2.18.5, 2.26.2 and 2.30.7)."""
+    return _smaller_chunk(size_bytes, channels * heads, first_bytes,
+                          ((32, 262144), (16, 131072), (4, 65536), (1, 32768)))
+
+
+def pipeline_fill(size_bytes: float, loop_bytes: float, stages: int = NVLS_STAGES) -> float:
+    """A chunk pipeline's fill and drain as a fraction of its data time: every channel
+    runs nLoops = ``size_bytes`` / ``loop_bytes`` loops through ``stages`` stages, so it
+    takes nLoops + stages - 1 loop times, (stages - 1) / nLoops more than its data alone;
+    a message shorter than one loop (some channels idle) takes stages times its data."""
+    if size_bytes <= 0:
+        return 0.0
+    return (stages - 1) * min(1.0, loop_bytes / size_bytes)
 
 
 # NCCL's tree across machines: a chain inside each machine, a double binary tree between
@@ -283,6 +340,12 @@ class NcclTuning:
     # below), or at least nRanks/16 x 64 KiB (2.7: 1.9).
     plateau_factor: float = 1.9
     plateau_per_channel: bool = True
+    # NVLS-tree's first chunk (nvls_tree_chunk_bytes), by machines: (fewer than 4, 4 or
+    # more). 2.26.2 and 2.30.7: NCCL_NVLS_CHUNKSIZE's 128 KiB, from 4 machines
+    # NCCL_NVLSTREE_MAX_CHUNKSIZE's default 64 KiB (transport/nvls.cc, enqueue.cc); 2.18.5:
+    # a Simple step, its 4 MiB buffer over NCCL_STEPS 8 (enqueue.cc, comm.h). The default
+    # constants (2.7, which had no NVLS) take 2.30.7's, as for NVLS's other constants.
+    nvls_tree_chunk: tuple[int, int] = (131072, 65536)
 
     @property
     def ll_capped(self) -> bool:
@@ -307,6 +370,10 @@ class NcclTuning:
             reached = size_bytes >= ranks / 16 * 65536
         return self.plateau_factor if reached else 1.0
 
+    def nvls_tree_first_chunk(self, nodes: int) -> int:
+        """NVLS-tree's first chunk over ``nodes`` machines (nvls_tree_chunk)."""
+        return self.nvls_tree_chunk[0 if nodes < 4 else 1]
+
 
 NCCL_VERSIONS = ("2.7", "2.18", "2.26")
 DEFAULT_NCCL_VERSION = "2.7"
@@ -326,7 +393,7 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
         tree = {**TREE_PROTOCOLS, "Simple": replace(TREE_PROTOCOLS["Simple"], base_latency_s=0.0)}
         return NcclTuning("2.18", _protocols_2_18(arch), 23e-6, group_launch=False,
                           tree_protocols=tree, nvls_tree=NvlsTreeLatency(23e-6, 19e-6, log2=False),
-                          net_overhead_s=1.0e-6, plateau_factor=plateau)
+                          net_overhead_s=1.0e-6, plateau_factor=plateau, nvls_tree_chunk=(524288, 524288))
     if version == "2.26":
         return NcclTuning("2.26", _protocols_2_18(arch, _LL_2_26), 25e-6, group_launch=False,
                           nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6, plateau_factor=plateau)

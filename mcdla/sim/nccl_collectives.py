@@ -6,11 +6,13 @@ from its own tuning model (:mod:`mcdla.hw.nccl`):
 - ``nccl_ring``: the ring algorithm with a protocol (LL, LL128, Simple) picked by size,
   its fixed cost, per-hop latencies by hardware, flag bytes and per-channel caps; NCCL
   with NVLS off (``NCCL_NVLS_ENABLE=0``) or ``NCCL_ALGO=Ring``.
-- ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency.
+- ``nvls``: the in-switch algorithm (NVLink SHARP) with NVLS's latency and efficiency,
+  an all-reduce lengthened by its chunk pipeline's fill (NCCL's kernel, not its tuner).
 - ``nccl_tree``: the hierarchical algorithm pipelined across machines, with NCCL's tree
   latency, under Simple or (as the tuner weighs it) LL or LL128 with their flags and
   rate caps; ``nvls_tree`` the same with NVLS inside each machine (the domain's switch
-  reduces and multicasts), with NVLS-tree's latency and NVLS's efficiency.
+  reduces and multicasts), with NVLS-tree's latency, NVLS's efficiency and its chunk
+  pipeline inside each machine.
 - ``nccl``: NCCL's default: the fastest of those that run on the rings, by size.
 - ``nccl_p2p``: NCCL's all-to-all, which is not a collective of its tuner but grouped
   point-to-point operations (``ncclGroupStart``; ``ncclSend``/``ncclRecv`` to every
@@ -34,10 +36,15 @@ from itertools import chain
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import PERSONAL, bottleneck_Bps
 from mcdla.hw.nccl import (
+    NVLS_CHANNELS,
+    NVLS_MAX_ARITY,
     TREE_PROTOCOLS,
     ll_max_bus_Bps,
     nccl_tuning,
+    nvls_chunk_bytes,
     nvls_fraction,
+    nvls_tree_chunk_bytes,
+    pipeline_fill,
     ring_cap_Bps,
     tree_correction,
     tree_latency_s,
@@ -107,7 +114,8 @@ class NcclAlgorithm(RingAlgorithm):
              reduce_Bps=None) -> tuple[RingCosts | None, float]:
         """The ring protocol the tuner picks, the least modelled time (the earlier on a
         tie), and that time (None for the protocol where another algorithm is faster,
-        :meth:`others`).
+        :meth:`others`; the other algorithms weighed as NCCL's model sees them, their
+        ``weighed_s``, and timed as they run).
 
         Each protocol's time solves the rings' max-min rates, so the answer is kept per
         collective: its op, size, chunk, reduction rate and rings, and the capacities of
@@ -127,12 +135,13 @@ class NcclAlgorithm(RingAlgorithm):
             times = [self.costed_time_s(c, op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)
                      for c in options]
             best = min(range(len(options)), key=times.__getitem__)
-            tuned = options[best], times[best]
+            tuned, weighed = (options[best], times[best]), times[best]
             for other in self.others(op, rings, capacities_Bps):
                 t = other.time_s(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
                                  reduce_Bps=reduce_Bps)
-                if t < tuned[1]:
-                    tuned = other, t
+                w = other.weighed_s(t, op, size_bytes, rings)  # NCCL's tuner weighs its own model
+                if w < weighed:
+                    tuned, weighed = (other, t), w
             if len(self._tuned) >= self._TUNED_MAX:
                 self._tuned.clear()
             self._tuned[key] = tuned
@@ -246,8 +255,38 @@ class NcclTunedAlgorithm(NcclAlgorithm):
         return found
 
 
+class _ChunkPipeline:
+    """NVLS's chunk pipeline (:mod:`mcdla.hw.nccl`, "NVLS's chunk pipeline"), beside a
+    phased algorithm whose ``fill`` gives it: its data time lengthened by the pipeline's
+    fill and drain, the links left to others meanwhile; NCCL's tuner weighs its own model,
+    which has no fill (tuning.cc: a latency and a bandwidth)."""
+
+    def fill(self, op, size_bytes, rings) -> float:
+        raise NotImplementedError
+
+    def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
+        time_s = super().time_s(op, size_bytes, rings, capacities_Bps, **kwargs)
+        fill = self.fill(op, size_bytes, rings)
+        return time_s + (time_s - self.fixed_s(op, rings)) * fill if time_s > 0 and fill > 0 else time_s
+
+    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+        """What NCCL's tuner weighs for a collective of ``time_s``: it without the fill."""
+        fixed_s = self.fixed_s(op, rings)
+        return fixed_s + (time_s - fixed_s) / (1 + self.fill(op, size_bytes, rings)) if time_s > 0 else time_s
+
+    def _run(self, env, net, rings, op, size_bytes, plans, tag, scale=1.0, copies=1):
+        record = yield from super()._run(env, net, rings, op, size_bytes, plans, tag, scale, copies)
+        fill = self.fill(op, size_bytes, rings)
+        if fill > 0 and record.time_s > 0:
+            # The data moved at the links' rates; the first loop's scatter and the last
+            # one's gather run alone.
+            yield env.timeout((record.time_s - self.fixed_s(op, rings)) * fill)
+            record = replace(record, end_s=env.now)
+        return record
+
+
 @COLLECTIVES.register("nvls")
-class NvlsAlgorithm(InSwitchAlgorithm):
+class NvlsAlgorithm(_ChunkPipeline, InSwitchAlgorithm):
     """NCCL's NVLS: the in-switch algorithm with NCCL's costs (:mod:`mcdla.hw.nccl`): the
     host's launch and NVLS's latency once per collective, and every flow at most
     :func:`~mcdla.hw.nccl.nvls_fraction` of its idle path's rate (a cap of its own,
@@ -258,6 +297,15 @@ class NvlsAlgorithm(InSwitchAlgorithm):
 
     def fixed_s(self, op, rings):
         return self.launch_s + self.nccl.nvls_latency_s
+
+    def fill(self, op, size_bytes, rings) -> float:
+        """An all-reduce's chunk pipeline (:func:`~mcdla.hw.nccl.pipeline_fill`): loops of
+        16 channels x one head per GPU of the switch's ring; NCCL's NVLS reduce-scatter
+        and all-gather kernels are not modelled so."""
+        if op != "all_reduce" or not rings or rings[0].size < 2:
+            return 0.0
+        heads = min(rings[0].size, NVLS_MAX_ARITY)
+        return pipeline_fill(size_bytes, NVLS_CHANNELS * heads * nvls_chunk_bytes(size_bytes, heads))
 
     @staticmethod
     def _cap_id(ring: Ring, j: int) -> str:
@@ -370,6 +418,10 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
             return 1.0
         return tree_correction(self.nccl.tree_correction, self._proto(op).name, size_bytes)
 
+    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+        """What NCCL's tuner weighs for it: its time (the size's correction is NCCL's own)."""
+        return time_s
+
     def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
         """The flows' time over the links (the phased algorithms' model) stretched by the
         size's correction, after the fixed cost."""
@@ -419,7 +471,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
 
 
 @COLLECTIVES.register("nvls_tree")
-class NvlsTreeAlgorithm(NcclTreeAlgorithm):
+class NvlsTreeAlgorithm(_ChunkPipeline, NcclTreeAlgorithm):
     """NCCL's NVLS-tree: :class:`NcclTreeAlgorithm` with the intra-domain phases in the
     domain's switch (NVLS): for the reduce-scatter every rank sends its whole share up
     once, the switch reduces it and sends each rank its piece; for the all-gather every
@@ -442,6 +494,19 @@ class NvlsTreeAlgorithm(NcclTreeAlgorithm):
 
     def fixed_s(self, op, rings):
         return self.launch_s + self.nccl.nvls_tree.latency_s(len(_domains(rings[0]).ranks))
+
+    def fill(self, op, size_bytes, rings) -> float:
+        """An all-reduce's chunk pipeline through NVLS's stages in each machine
+        (:func:`~mcdla.hw.nccl.pipeline_fill`): loops of 16 channels x one head per GPU
+        of a domain (each has its NIC: :meth:`check`), in NVLS-tree's chunks by size and
+        machines (:attr:`~mcdla.hw.nccl.NcclTuning.nvls_tree_chunk`)."""
+        live = [ring for ring in rings if ring.size > 1]
+        if op != "all_reduce" or not live:
+            return 0.0
+        dom = _domains(live[0])
+        heads = min(len(dom.ranks[0]), NVLS_MAX_ARITY)
+        chunk = nvls_tree_chunk_bytes(size_bytes, heads, self.nccl.nvls_tree_first_chunk(len(dom.ranks)))
+        return pipeline_fill(size_bytes, NVLS_CHANNELS * heads * chunk)
 
     @staticmethod
     def _ways(ring, dom, j):
