@@ -5,6 +5,7 @@ validation, and the default kernel unchanged."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -121,3 +122,32 @@ def test_a_named_kernel_times_only_the_attention_cores():
             assert slow.fwd_s[i] > 1.4 * fast.fwd_s[i] and slow.bwd_s[i] > 1.4 * fast.bwd_s[i]
         else:
             assert slow.fwd_s[i] == fast.fwd_s[i] and slow.bwd_s[i] == fast.bwd_s[i]
+
+
+def test_mcdla_layers_times_another_kernel_as_the_devices_default(capsys):
+    def attention_s(kernel: str) -> float:
+        assert main(["layers", "--topology", "dgx_h100", "--workload", "llama3_8b", "--batch", "8",
+                     "--set", "workload.layers=1", "--set", f"device.attention_kernel={kernel}",
+                     "--format", "json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["kernels"]
+        return sum(r["time_s"] for r in rows if r["kind"] == "attention")
+
+    assert attention_s("flash2") > 1.4 * attention_s("cudnn")
+    assert main(["layers", "--topology", "dgx_a100", "--workload", "llama3_8b",
+                 "--set", "device.attention_kernel=cudnn"]) == 2
+    assert "attention_kernel" in capsys.readouterr().err
+
+
+def test_the_validation_rows_run_their_recipes_kernels():
+    """validation/dgxc_h100.yaml and megatron_h100.yaml: each row's kernel as its run's
+    environment had Transformer Engine choose it (the tables' headers give the sources)."""
+    from mcdla.config.validation import read_validation
+
+    def kernels(table: str) -> dict[str, str | None]:
+        return {r.quantity: r.args["set"].get("training.attention_kernel") for r in read_validation(table)[1].rows}
+
+    for quantity, kernel in kernels("dgxc_h100").items():
+        expected = "cudnn" if quantity.startswith("Nemotron-4 15B") else "flash2"  # NVTE_FUSED_ATTN=1 only for 15B
+        assert kernel == expected, quantity
+    assert set(kernels("megatron_h100").values()) == {"cudnn"}
+    assert set(kernels("llama3_h100").values()) == {None}  # not established: the preset's default
