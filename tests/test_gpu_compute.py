@@ -200,7 +200,8 @@ def test_attention_is_timed_by_the_devices_kernel():
     fwd_a, _ = flash_kernels(16384)
     a100 = preset("a100_sxm4_80gb")
     assert kernel_time(a100, fwd_a).attained_macs_per_s / a100.peak_macs_per_s == pytest.approx(0.72, abs=0.02)
-    slower = dataclasses.replace(a100, attention_efficiency=(0.365, 0.25))
+    slower = dataclasses.replace(a100, attention_kernels={"flash2": dataclasses.replace(
+        a100.attention_rates(), efficiency=(0.365, 0.25))})
     assert kernel_time(slower, fwd_a).time_s == pytest.approx(
         2 * (kernel_time(a100, fwd_a).time_s - a100.launch_overhead - a100.hbm_latency)
         + a100.launch_overhead + a100.hbm_latency)

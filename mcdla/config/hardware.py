@@ -7,7 +7,7 @@ turn them into times live in :mod:`mcdla.hw`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from mcdla.config.schema import (
@@ -22,9 +22,30 @@ from mcdla.config.schema import (
     Time,
 )
 
-__all__ = ["DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec", "NvmeSpec"]
+__all__ = ["ATTENTION_KERNELS", "AttentionRates", "DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec", "NvmeSpec"]
 
 DeviceCycles = Annotated[float, Quantity("time", inclusive=True, clock="clock")]
+
+# The fused attention kernels a device may hold measured rates for (its
+# ``attention_kernels``; a run names one with training.attention_kernel): the name, and
+# the kernel it stands for (docs/model.md, "Attention by kernel").
+ATTENTION_KERNELS = {
+    "flash2": "FlashAttention-2 (Dao 2023; flash-attn 2.x, Transformer Engine's flash-attn backend)",
+    "flash3": "FlashAttention-3 (Shah et al. 2024; flash-attn's hopper build)",
+    "cudnn": "cuDNN's fused attention (Transformer Engine's FusedAttention, F16_arbitrary_seqlen)",
+}
+
+
+@dataclass(frozen=True)
+class AttentionRates:
+    """One fused attention kernel's measured rate on a device (mcdla.hw.gpu.attention_seconds):
+    the fraction of peak at long sequences (forward, backward), the keys a query block
+    visits at which each reaches half of it, and the query rows of one CTA. The
+    defaults, the peak itself, are a device without a measurement (the paper's)."""
+
+    efficiency: tuple[Fraction, Fraction] = (1.0, 1.0)
+    half_seq: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    block: PositiveInt = 128
 
 
 @dataclass(frozen=True)
@@ -73,11 +94,12 @@ class DeviceSpec:
     # microbenchmark (mcdla.hw.gpu.gemm_seconds). With it, gemm_efficiency is the main
     # loop's fraction of peak (0: none, gemm_efficiency the ceiling of every GEMM).
     gemm_tile_overhead: Time = 0.0
-    # FlashAttention: fraction of peak at long sequences (forward, backward), the
-    # sequence length at which each reaches half of it, query rows per CTA.
-    attention_efficiency: tuple[Fraction, Fraction] = (1.0, 1.0)
-    attention_half_seq: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
-    attention_block: PositiveInt = 128
+    # Fused attention: the rates of each kernel the device measured, by name
+    # (ATTENTION_KERNELS), and the one a run uses when it names none (None: no kernel
+    # measured; attention then runs at AttentionRates' defaults). A mapping, left out of
+    # the hash (equality still compares it).
+    attention_kernels: dict[str, AttentionRates] = field(default_factory=dict, hash=False)
+    attention_kernel: str | None = None
     # cuDNN's rate for a 3x3 stride-1 convolution (Winograd's class, mcdla.hw.gpu.conv_class_seconds):
     # of the peak MAC rate, counted in the direct convolution's MACs (above 1 where Winograd
     # multiplies less), forward, backward-data, backward-filter; None: such a convolution
@@ -106,6 +128,13 @@ class DeviceSpec:
             if getattr(self, name) is not None and self.fp32_macs_per_pe is None:
                 raise ValueError(f"{name} needs fp32_macs_per_pe (separate FP32 lanes); a device with one kind "
                                  f"of lanes gives its rates as {name[len('fp32_'):]}")
+        unknown = [k for k in self.attention_kernels if k not in ATTENTION_KERNELS]
+        if unknown:
+            raise ValueError(f"attention_kernels: unknown kernel {unknown[0]!r}; known: {', '.join(ATTENTION_KERNELS)}")
+        if (self.attention_kernel is None) != (not self.attention_kernels) or (
+                self.attention_kernel is not None and self.attention_kernel not in self.attention_kernels):
+            raise ValueError(f"attention_kernel ({self.attention_kernel}) must name one of attention_kernels "
+                             f"({', '.join(self.attention_kernels) or 'none'}): the kernel a run uses by default")
         if self.sms is not None and self.nccl_sms >= self.sms:
             raise ValueError(f"nccl_sms ({self.nccl_sms}) must be fewer than sms ({self.sms})")
 
@@ -114,6 +143,12 @@ class DeviceSpec:
         if element_bytes >= 4 and self.fp32_macs_per_pe is not None:
             return self.fp32_macs_per_pe
         return self.macs_per_pe
+
+    def attention_rates(self, kernel: str | None = None) -> AttentionRates:
+        """The rates of fused attention kernel ``kernel`` (None: the device's default;
+        AttentionRates' defaults on a device without any)."""
+        name = kernel or self.attention_kernel
+        return AttentionRates() if name is None else self.attention_kernels[name]
 
     @property
     def peak_macs_per_s(self) -> float:

@@ -32,12 +32,15 @@ short in K to keep the SMs busy is also memory-bound: the roofline in
 Fused attention (FlashAttention, a kernel with ``Kernel.gemms``) runs at the fraction
 of peak its kernel attains, from the kernel's own published throughput by direction:
 
-    efficiency(s) = attention_efficiency[dir] * s / (s + attention_half_seq[dir])
+    efficiency(s) = efficiency[dir] * s / (s + half_seq[dir])
 
 the per-CTA prologue and epilogue (load Q, write O and the statistics) amortized over
 the ``s`` keys each query block visits (``s / 2`` on average under a causal mask); both constants fit the kernel's measured
 TFLOP/s against sequence length at head dimension 128 (sources in the presets). Its
-CTAs (``attention_block`` query rows of one head) are dealt in waves as tiles are.
+CTAs (``block`` query rows of one head) are dealt in waves as tiles are. A device holds
+these rates per kernel (``attention_kernels``: FlashAttention-2, FlashAttention-3,
+cuDNN's), one its default; a run names another with ``training.attention_kernel``
+(:func:`with_attention_kernel`).
 
 While a collective of the device runs, its NCCL kernels hold ``nccl_sms`` SMs (one CTA
 per channel, never shared with a compute kernel): compute started then runs on the
@@ -58,7 +61,10 @@ are charged by :func:`mcdla.hw.compute.kernel_time`, shared with the PE array.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mcdla.config.hardware import DeviceSpec
+from mcdla.errors import InputError
 from mcdla.hw.layers import Gemm, Kernel, ceil_div
 
 # The K extent of one step of a CTA's main loop (CUTLASS's 64-deep K tile for 16-bit
@@ -66,7 +72,7 @@ from mcdla.hw.layers import Gemm, Kernel, ceil_div
 SPLIT_K_STEP = 64
 
 __all__ = ["gemm_rate", "gemm_seconds", "conv_class_rates", "conv_class_seconds", "attention_seconds",
-           "compute_seconds", "waves", "sm_contended"]
+           "compute_seconds", "waves", "sm_contended", "with_attention_kernel"]
 
 # The directions of a convolution's kernels, in the order of DeviceSpec.conv3x3_efficiency.
 CONV_DIRECTIONS = ("fwd", "dx", "dw")
@@ -146,8 +152,9 @@ def attention_seconds(device: DeviceSpec, kernel: Kernel, forward: bool) -> floa
     # mask (the kernel's MACs are then half its GEMMs' full squares).
     keys = seq * kernel.macs / sum(g.macs for g in kernel.gemms)
     which = 0 if forward else 1
-    efficiency = device.attention_efficiency[which] * keys / (keys + device.attention_half_seq[which])
-    ctas = ceil_div(seq, device.attention_block) * scores.count
+    rates = device.attention_rates(kernel.attention)
+    efficiency = rates.efficiency[which] * keys / (keys + rates.half_seq[which])
+    ctas = ceil_div(seq, rates.block) * scores.count
     filled = ctas / (waves(ctas, device.sms) * device.sms)
     peak = device.pes * device.lanes(kernel.element_bytes) * device.clock
     return kernel.macs / (peak * efficiency * filled)
@@ -169,3 +176,20 @@ def sm_contended(device: DeviceSpec, seconds: float) -> float:
     if not device.nccl_sms or device.sms is None:
         return seconds
     return seconds * device.sms / (device.sms - device.nccl_sms)
+
+
+def with_attention_kernel(workload, kernel: str | None, device: DeviceSpec, where: str = "the device"):
+    """``workload`` with its fused attention run by ``kernel`` (training.attention_kernel;
+    None: the device's default, the workload unchanged). Refuses a kernel ``device``
+    (``where`` names it) has no rates for: its time would be a guess."""
+    if kernel is None:
+        return workload
+    if kernel not in device.attention_kernels:
+        known = ", ".join(device.attention_kernels)
+        way_out = (f"name one it has or leave the key unset for its default, {device.attention_kernel}" if known
+                   else "leave the key unset")
+        raise InputError(f"{where} has no measured rates for attention kernel {kernel!r} "
+                         f"(it has: {known or 'none'}); {way_out}", key="training.attention_kernel")
+    layers = tuple(dataclasses.replace(l, attention=dataclasses.replace(l.attention, kernel=kernel))
+                   if l.attention is not None and l.attention.flash else l for l in workload.layers)
+    return dataclasses.replace(workload, layers=layers)

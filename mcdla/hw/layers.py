@@ -130,6 +130,8 @@ class Kernel:
     # framework's kernel measured slower (mcdla.hw.ew_traffic.KERNEL_STREAM).
     stream: float = 1.0
     conv1x1: str | None = None  # "fwd", "dx" or "dw" of a 1x1 convolution (mcdla.hw.gpu)
+    # A fused attention kernel's name (ATTENTION_KERNELS; None: the device's default kernel).
+    attention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class Attention:
     flash: bool = False
     v_head_dim: int | None = None
     dropout: bool = False
+    # The fused kernel that runs it (training.attention_kernel; None: the device's default).
+    kernel: str | None = None
 
     @property
     def value_dim(self) -> int:
@@ -367,10 +371,10 @@ class Layer:
         if a.flash:  # one fused kernel each way: Q, K, V in, O out (backward: dO, O in, dQKV out)
             if forward:
                 return (Kernel(f"{self.name}:{tag}", int((scores.macs + values.macs) * part),
-                               qkv + out, None, None, e, gemms=(scores, values)),)
+                               qkv + out, None, None, e, gemms=(scores, values), attention=a.kernel),)
             gemms = (scores, grad_p, values, grad_qk, grad_qk)  # S recomputed, dP, dV, dQ, dK
             return (Kernel(f"{self.name}:{tag}", int(sum(g.macs for g in gemms) * part),
-                           2 * qkv + 2 * out, None, None, e, gemms=gemms),)
+                           2 * qkv + 2 * out, None, None, e, gemms=gemms, attention=a.kernel),)
         ew = sum(_EW_TRAFFIC["dropout"][0 if forward else 1]) * square  # the dropout kind's traffic over P
         read = square // 2 if a.causal else square  # causal: Megatron's softmax reads the unmasked half, writes all
         drop = (Kernel(f"{self.name}:dropout_{tag}", 0, ew, None, element_bytes=e),) if a.dropout else ()

@@ -49,6 +49,7 @@ from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.cache import Cache
 from mcdla.hw.ew_traffic import with_norm_kernel
 from mcdla.hw.fusion import inplace_workload
+from mcdla.hw.gpu import with_attention_kernel
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
 from mcdla.hw.network import reduce_unit, sub_ring, sub_ring_period
@@ -177,6 +178,8 @@ class Iteration:
         training = execution.training
         # The workload as this execution trains it: its precision, in-place and fused layers.
         precise = with_precision(workload, training.precision, training.grad_reduce_dtype)
+        precise = with_attention_kernel(precise, training.attention_kernel, topology.device,
+                                        f"the device of {topology.name}")
         workload = inplace_workload(with_norm_kernel(precise, training.norm_kernel), inplace=training.inplace,
                                     fuse_bn_relu=training.fuse_bn_relu, fuse_dropout_add=training.fuse_dropout_add)
         self.inputs = RunInputs(topology, workload, execution)
