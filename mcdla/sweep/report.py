@@ -360,6 +360,18 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "This session's re-run (issue 24; docs/model.md, \"GEMMs by shape\", \"Attention by kernel\" and "
+    "\"NVLS's chunk pipeline\"; docs/validation.md). The A100 presets' GEMMs now run at the rate cuBLASLt "
+    "measured on random operands back to back (Azure's A100-SXM4-80GB sweep; a GEMM's power, and so its "
+    "clock, depends on its data), no longer at the best-shape and constant-data level: memory_centric_2026's "
+    "dgx_a100 column 7% slower (Llama 2 13B 2,230 -> 2,067 tokens/s per device, Llama 2 70B 414 -> 384), "
+    "still last, the designs' order unchanged. NVLS and NVLS-tree all-reduces now pay their kernels' chunk "
+    "pipeline (three stages, so nLoops + 2 loop times: NCCL's enqueue.cc and device/all_reduce.h): "
+    "moe_memory's Mixtral on DGX H100 with memory-nodes and offloaded experts 3,142 -> 3,117 tokens/s; "
+    "serving_memory_2026's TP all-reduces on DGX H100 and H200 a little longer (time per output token "
+    "+0.2-0.4%, TTFT tails move by a few per cent either way), every best rate at the objective unchanged. "
+    "llm_memory, scale_out, cluster_fabric and frontier_scale re-ran to identical results. Attention by kernel "
+    "(training.attention_kernel) changes no default: no experiment moves with it.",
     "This session's re-run (issue 24; docs/model.md, \"TP communication overlap\"; docs/validation.md). "
     "Training runs Megatron-Core's --tp-comm-overlap when asked (execution.tp_comm_overlap: a block's "
     "sequence-parallel all-gathers and reduce-scatters beside their GEMMs, the GEMMs in t pieces), and "
