@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from mcdla.config.generators import ring_cycle
 from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc
@@ -106,7 +107,9 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     # Rings the file lists, or (no rings key) the derived ones; an empty list is a
     # listed "no rings", refused below like any design without a ring.
     cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
-    if doc.rings is None:
+    if doc.rings is None and doc.ring_copies:  # the ring generator's own (derive_rings finds the same: tests)
+        cycles, directed = (ring_cycle(doc.ring_prefixes, len(devices)),) * doc.ring_copies, False
+    elif doc.rings is None:
         try:
             cycles, directed = derive_rings(graph, fab)
         except RingSearchLimit:
