@@ -228,6 +228,9 @@ def test_the_ring_generators_rings_are_the_derived_ones(tmp_path, monkeypatch, n
     derived = load_topology(source)
     assert handed.ring_cycles == derived.ring_cycles and len(handed.ring_cycles) == links
     assert _bound(handed) == _bound(derived)
+    # Its period by arithmetic (its prefixes' hops) is the translation's, found by Translation.period.
+    assert [r.period[1] for r in handed.rings] == [r.period[1] for r in derived.rings] == \
+        [len(handed.ring_cycles[0]) // handed.translation.order] * 2 * links
 
 
 def test_two_devices_alone_have_no_ring_handed_over_nor_derived(tmp_path, monkeypatch):

@@ -104,20 +104,14 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
-    # Rings the file lists, or (no rings key) the derived ones; an empty list is a
-    # listed "no rings", refused below like any design without a ring.
-    cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
-    if doc.rings is None and doc.ring_copies:  # the ring generator's own (derive_rings finds the same: tests)
-        cycles, directed = (ring_cycle(doc.ring_prefixes, len(devices)),) * doc.ring_copies, False
-    elif doc.rings is None:
-        try:
-            cycles, directed = derive_rings(graph, fab)
-        except RingSearchLimit:
-            raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
-                                           f"{SEARCH_STEPS} steps: list them") from None
+    cycles, directed = _cycles(graph, doc, fab, len(devices), top)
+    handed = doc.rings is None and doc.ring_copies > 0  # the ring generator's own
     if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
         translation = NodeCells(doc.node_cells, doc.leaf_nodes).within_stages(graph, len(devices))
-    periods = _periods(translation, cycles) if doc.rings is None else None
+    if handed and translation is not None:  # its translation moves the cycle on by one index: its prefixes
+        periods = [len(doc.ring_prefixes)] * len(cycles)
+    else:
+        periods = _periods(translation, cycles) if doc.rings is None else None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
                                        "through all of them, and none was found: list them")
@@ -127,8 +121,9 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
         directions = layouts.get(cycle)
-        if directions is None:
+        if directions is None and not handed:  # the generator's is a ring through every device (tests)
             _check_cycle(fab, cycle, where)
+        if directions is None:
             directions = [("", _Layout(fab, list(cycle)))]
             if not directed:
                 reverse = [cycle[0]] + list(cycle[1:])[::-1]
@@ -138,7 +133,8 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
             ring = _bind_one(fab, f"ring{i}{suffix}", layout, usage, channels, where, i,
                              (translation, periods[i]) if periods else None)
             rings.append(replace(ring, reverse=other, cache=cache if cache is not None else ring.cache))
-        if cycle in layouts:
+        if cycle in layouts or handed:
+            layouts[cycle] = directions
             continue
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
@@ -148,6 +144,22 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
         _check_relays(fab, cycle, where)
         layouts[cycle] = directions
     return _home_links(fab, rings), cycles
+
+
+def _cycles(graph, doc: TopologyDoc, fab: Fabric, devices: int, top: Where) -> tuple[tuple, bool]:
+    """(the node cycles of the rings, whether directed): those the file lists; or (no
+    rings key) the ring generator's own, by arithmetic (:func:`ring_cycle`: derive_rings
+    finds the same, tests/test_translation.py); or the derived ones. An empty list is a
+    listed "no rings", refused like any design without a ring."""
+    if doc.rings is not None:
+        return tuple(tuple(r) for r in doc.rings), doc.ring_directions == "as_listed"
+    if doc.ring_copies:
+        return (ring_cycle(doc.ring_prefixes, devices),) * doc.ring_copies, False
+    try:
+        return derive_rings(graph, fab)
+    except RingSearchLimit:
+        raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
+                                       f"{SEARCH_STEPS} steps: list them") from None
 
 
 def _periods(translation: Translation | None, cycles) -> list[int] | None:
@@ -174,7 +186,7 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     a rank's that one of them crosses to another domain, share none. Rings bound by
     period choose for one period's ranks and repeat (:func:`_home_period`)."""
     distinct = {id(ring.ranks): ring.ranks for ring in rings}.values()  # copies of a cycle share theirs
-    if all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
+    if not fab.switches or all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
             not any(fab.tiers(rank)[0] for ranks in distinct for rank in ranks):
         return tuple(rings)  # no rank has a link home to choose (a ring of devices and memory-nodes)
     t, ranks_per = _home_period(rings)
@@ -337,8 +349,8 @@ class _Layout:
         self.ranks = ranks = tuple(nodes[j] for j in starts)
         self.switch_out = tuple(nodes[j + 1 - listed] if nodes[j + 1 - listed] in switches else "" for j in starts)
         self.switch_in = tuple(nodes[j - 1] if nodes[j - 1] in switches else "" for j in starts)
-        tiers = [fab.tiers(r) for r in ranks]
-        self.home = tuple(t[0] for t in tiers)
+        tiers = [fab.tiers(r) for r in ranks] if switches else ()  # no fabric switch: no rank has tiers
+        self.home = tuple(t[0] for t in tiers) if tiers else ("",) * len(ranks)
         self.node = tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else ()
         self._repeats: bool | None = None
 
@@ -389,9 +401,10 @@ def _bind_one(fab: Fabric, name, layout: _Layout, usage, channels, where: Where,
     segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
     latency = _latencies(hops, starts, ends, channels, period[1] if period else 0)
     ranks, switch_out, switch_in, home = layout.ranks, layout.switch_out, layout.switch_in, layout.home
-    # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
-    home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
-    home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    home_out = home_in = home  # no rank has a home switch: "" each
+    if fab.switches:  # where the ring leaves the domain instead, _home_links picks a link the rings leave free
+        home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
+        home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
     # Each rank's exit, its core and this ring's links to them are the fabric's (Ring.exit_out ...).
     return Ring(name=name, ranks=ranks, segments=tuple(segments), latency_s=latency,
                 switch_out=switch_out, switch_in=switch_in, home_out=home_out, home_in=home_in,
