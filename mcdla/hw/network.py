@@ -53,10 +53,10 @@ class Channel(NamedTuple):
     latency_s: float
 
 
-@dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     """A bandwidth with no direction: a memory shared by reads and writes, or a fabric
-    switch's in-switch reduction engine."""
+    switch's in-switch reduction engine. A named tuple, as :class:`Channel` (a ring of
+    131,072 devices has 262,144 memory ports)."""
 
     id: str
     node: str

@@ -459,7 +459,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
     fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
     translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
     rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache, fabric_view.succ)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache, fabric_view)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
@@ -503,9 +503,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
 
 
 
-def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache, succ):
-    """Which stores serve which device, checked, and the memory ports. ``succ``: node ->
-    its successors (Fabric.succ)."""
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache, fab: Fabric):
+    """Which stores serve which device, checked, and the memory ports. ``fab``: the graph
+    as read once (its nodes' kinds and successors)."""
     where = top.child("serves")
     ports: dict[str, Port] = {}
     for cpu in sockets:
@@ -520,7 +520,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
     for d in doc.serves:
         if d not in known:
             raise where.child(d).error(f"{d!r} is not a device")
-    kinds = dict(graph.nodes(data="kind"))
+    kinds, succ = fab.kinds, fab.succ
     clients: dict[str, list[str]] = {}
     for d in devices:
         stores = doc.serves.get(d)
