@@ -256,6 +256,16 @@ def test_unknown_node_in_a_link(tmp_path):
         load_topology(str(path))
 
 
+@pytest.mark.parametrize("devices, memory_nodes, key, twice", [
+    (["D0", "D1", "D2", "D1", "D0", "D5", "D6", "D7"], 8, "devices", "D1"),  # the first given again
+    ([f"D{i}" for i in range(7)] + ["M2"], [f"M{i}" for i in range(8)], "memory_nodes", "M2"),  # two kinds
+])
+def test_a_node_defined_twice_is_named_where_it_comes_again(tmp_path, devices, memory_nodes, key, twice):
+    path = _write(tmp_path, "ring", lambda d: d.update(devices=devices, memory_nodes=memory_nodes))
+    with pytest.raises(InputError, match=rf"{key}: node '{twice}' is defined twice"):
+        load_topology(str(path))
+
+
 def test_unknown_link_type(tmp_path):
     path = _write(tmp_path, "ring", lambda d: d["connections"].__setitem__(0, ["D0", "M0", "qpi", 3]))
     with pytest.raises(InputError, match=r"connections\[0\]\[2\]: unknown link type 'qpi'"):

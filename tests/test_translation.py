@@ -207,6 +207,58 @@ def test_rings_bound_by_period_take_the_links_binding_hop_by_hop_takes(tmp_path,
     assert by_period == _bound(load_topology(source))
 
 
+def _derived(monkeypatch):
+    """Loads as if the ring generator handed no rings over: binding derives them by search."""
+    import mcdla.hw.topology as topology_module
+
+    read = topology_module.read_topology_doc
+    monkeypatch.setattr(topology_module, "read_topology_doc", lambda *args, **kwargs: dataclasses.replace(
+        read(*args, **kwargs), ring_prefixes=(), ring_copies=0))
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED + [(2, 1, True), (6, 2, False)])
+def test_the_ring_generators_rings_are_the_derived_ones(tmp_path, monkeypatch, n, links, memory):
+    """The ring generator hands its rings over (ring_prefixes, ring_copies: no search at
+    load): the same cycles, bound to the same links, as the search over the graph finds."""
+    source = _ring(tmp_path, n, links, memory)
+    with monkeypatch.context() as patched:
+        patched.setattr(binding, "derive_rings", lambda *args: pytest.fail("searched"))
+        handed = load_topology(source)
+    _derived(monkeypatch)
+    derived = load_topology(source)
+    assert handed.ring_cycles == derived.ring_cycles and len(handed.ring_cycles) == links
+    assert _bound(handed) == _bound(derived)
+    # Its period by arithmetic (its prefixes' hops) is the translation's, found by Translation.period.
+    assert [r.period[1] for r in handed.rings] == [r.period[1] for r in derived.rings] == \
+        [len(handed.ring_cycles[0]) // handed.translation.order] * 2 * links
+
+
+def test_two_devices_alone_have_no_ring_handed_over_nor_derived(tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="need at least one collective ring") as handed:
+        load_topology(_ring(tmp_path, 2, 3, False))
+    _derived(monkeypatch)
+    with pytest.raises(InputError, match="need at least one collective ring") as derived:
+        load_topology(_ring(tmp_path, 2, 3, False))
+    assert str(handed.value) == str(derived.value)
+
+
+def test_listed_rings_win_over_the_generators(tmp_path):
+    """A generated ring's file may list its rings: those are bound, not the generator's."""
+    path = tmp_path / "listed.yaml"
+    path.write_text(open(_ring(tmp_path, 4)).read() + "rings: [[D0, M0, D1, M1, D2, M2, D3, M3]]\n")
+    assert [r.name for r in load_topology(str(path)).rings] == ["ring0.fwd", "ring0.rev"]
+
+
+def test_a_hand_written_file_may_not_claim_the_generators_rings(tmp_path):
+    text = open(_ring(tmp_path, 4)).read()
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(text.replace("generator: {name: ring, devices: 4, links_per_pair: 3, memory_nodes: true}",
+                                   "devices: 2\nconnections:\n  - [D0, D1, nvlink, 1]\nring_copies: 1"))
+    with pytest.raises(InputError, match="generators only") as caught:
+        load_topology(str(listed))
+    assert caught.value.key == "ring_copies"
+
+
 def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itself():
     names = [f"D{i}" for i in range(4)] + [f"M{i}" for i in range(4)] + ["SW0"]
     t = Translation.of(names, {"D": 1, "M": 1})

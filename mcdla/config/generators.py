@@ -34,7 +34,7 @@ from mcdla.config.schema import NonNegativeInt, PositiveInt, Range, Where, build
 from mcdla.errors import InputError, excerpt
 from mcdla.registry import Registry
 
-__all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand"]
+__all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand", "ring_cycle"]
 
 # Nodes a generator writes at most: parameters asking for more are refused before any
 # list is built (a typo of 10**9 devices must not exhaust memory writing lists). The
@@ -44,8 +44,9 @@ __all__ = ["GENERATORS", "GENERATED_KEYS", "TooLarge", "expand"]
 MAX_GENERATED_NODES = 2**20
 
 # The keys a generator writes; a file that uses a generator must not set them too. The
-# symmetry keys are never written by hand: a claimed symmetry would be trusted unchecked.
-SYMMETRY_KEYS = ("translation", "node_cells", "leaf_nodes")
+# symmetry keys are never written by hand: a claimed symmetry would be trusted unchecked;
+# so is the ring generator's own cycle (ring_prefixes, ring_copies), never searched at load.
+SYMMETRY_KEYS = ("translation", "node_cells", "leaf_nodes", "ring_prefixes", "ring_copies")
 GENERATED_KEYS = ("devices", "memory_nodes", "switches", "fabric_switches", "spine_switches", "connections",
                   "backing", "serves", "nics", "nvme_drives", *SYMMETRY_KEYS)
 
@@ -194,8 +195,10 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
     link = _need_link(doc, p.link, where.child("link"))
     n, k = p.devices, p.links_per_pair
     if not p.memory_nodes:
+        # Two devices alone make no ring to derive (rings.find_rings), so none is handed over.
+        own = {"ring_prefixes": ["D"], "ring_copies": k} if n > 2 else {}
         return {"devices": n, "connections": [[f"D{i}", f"D{(i + 1) % n}", link, k] for i in range(n)],
-                "backing": "none", "translation": _translation(D=n)}
+                "backing": "none", "translation": _translation(D=n), **own}
     _need(doc, "memory_node", "the ring's memory-nodes", where.child("memory_nodes"))
     connections = []
     for i in range(n):
@@ -203,7 +206,9 @@ def ring(p: RingParams, doc, where: Where) -> dict[str, Any]:
         connections.append([f"M{i}", f"D{(i + 1) % n}", link, k])
     serves = {f"D{i}": [f"M{i}", f"M{(i - 1) % n}"] for i in range(n)}
     return {"devices": n, "memory_nodes": n, "connections": connections, "backing": "memory_nodes",
-            "serves": serves, "translation": _translation(D=n, M=n)}  # the same seen from every device
+            "serves": serves, "translation": _translation(D=n, M=n),  # the same seen from every device
+            # Its rings, as derived at load (mcdla.hw.rings.derive_rings, tests): ring_cycle's, once a link.
+            "ring_prefixes": ["D", "M"], "ring_copies": k}
 
 
 # -- cube_mesh: DGX-1's hybrid cube-mesh ------------------------------------------------
@@ -676,14 +681,18 @@ def _cluster_of(p: ClusterParams, doc, where: Where) -> dict[str, Any]:
     return result
 
 
+def ring_cycle(prefixes, count: int) -> tuple[str, ...]:
+    """The ring generator's cycle: nodes 0 .. count-1 of each of ``prefixes`` (its
+    ``ring_prefixes``), index by index (D0 M0 D1 M1 ...; D0 D1 ... without memory-nodes)."""
+    return tuple(f"{prefix}{i}" for i in range(count) for prefix in prefixes)
+
+
 def _node_rings(name: str, params) -> tuple[tuple[str, ...], ...]:
     """A node without a fabric switch: its own rings, the ones derived at load for the
     node alone (undirected). The ring's one cycle, once per parallel link; the
     cube-mesh's edge-disjoint Hamiltonian rings."""
     if name == "ring":
-        n = params.devices
-        cycle = tuple(x for i in range(n) for x in ((f"D{i}", f"M{i}") if params.memory_nodes else (f"D{i}",)))
-        return (cycle,) * params.links_per_pair
+        return (ring_cycle(("D", "M") if params.memory_nodes else ("D",), params.devices),) * params.links_per_pair
     return tuple(tuple(f"D{i}" for i in ring) for ring in _CUBE_MESH_RINGS[params.devices])
 
 

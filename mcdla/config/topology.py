@@ -107,6 +107,10 @@ class TopologyDoc:
     # (mcdla.hw.translation, NodeCells). Written by the cluster generator only.
     node_cells: dict[str, int] = field(default_factory=dict)
     leaf_nodes: int = 0
+    # The ring generator's derived rings, known without a search (generators.ring_cycle):
+    # the nodes of these prefixes index by index, ring_copies times. Written by it only.
+    ring_prefixes: tuple[str, ...] = ()
+    ring_copies: int = 0
     nvme: NvmeSpec | None = None  # the NVMe drives' part (a preset of section nvme)
     nvme_drives: int | tuple[NodeName, ...] = 0  # NVMe drives NV0.., the nvme memory tier
 

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from mcdla.config.generators import ring_cycle
 from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc
@@ -103,40 +104,62 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
-    # Rings the file lists, or (no rings key) the derived ones; an empty list is a
-    # listed "no rings", refused below like any design without a ring.
-    cycles, directed = tuple(tuple(r) for r in doc.rings or ()), doc.ring_directions == "as_listed"
-    if doc.rings is None:
-        try:
-            cycles, directed = derive_rings(graph, fab)
-        except RingSearchLimit:
-            raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
-                                           f"{SEARCH_STEPS} steps: list them") from None
+    cycles, directed = _cycles(graph, doc, fab, len(devices), top)
+    handed = doc.rings is None and doc.ring_copies > 0  # the ring generator's own
     if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
         translation = NodeCells(doc.node_cells, doc.leaf_nodes).within_stages(graph, len(devices))
-    periods = _periods(translation, cycles) if doc.rings is None else None
+    if handed and translation is not None:  # its translation moves the cycle on by one index: its prefixes
+        periods = [len(doc.ring_prefixes)] * len(cycles)
+    else:
+        periods = _periods(translation, cycles) if doc.rings is None else None
     if len(devices) > 1 and not cycles:
         raise top.child("rings").error(f"{len(devices)} devices need at least one collective ring "
                                        "through all of them, and none was found: list them")
+    # A cycle listed or derived again (a derived ring's copies, one per parallel link) is
+    # checked once, and each direction's ranks laid out once (_Layout), for all its copies.
+    layouts: dict[tuple, list[tuple[str, _Layout]]] = {}
     for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
-        _check_cycle(fab, cycle, where)
-        directions = [("", list(cycle))]
-        if not directed:
-            reverse = [cycle[0]] + list(cycle[1:])[::-1]
-            directions = [(".fwd", list(cycle)), (".rev", reverse)]
-        for suffix, nodes in directions:
+        directions = layouts.get(cycle)
+        if directions is None and not handed:  # the generator's is a ring through every device (tests)
+            _check_cycle(fab, cycle, where)
+        if directions is None:
+            directions = [("", _Layout(fab, list(cycle)))]
+            if not directed:
+                reverse = [cycle[0]] + list(cycle[1:])[::-1]
+                directions = [(".fwd", directions[0][1]), (".rev", _Layout(fab, reverse))]
+        for suffix, layout in directions:
             other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
-            ring = _bind_one(fab, f"ring{i}{suffix}", nodes, usage, channels, where, i,
+            ring = _bind_one(fab, f"ring{i}{suffix}", layout, usage, channels, where, i,
                              (translation, periods[i]) if periods else None)
             rings.append(replace(ring, reverse=other, cache=cache if cache is not None else ring.cache))
+        if cycle in layouts or handed:
+            layouts[cycle] = directions
+            continue
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
         if missing:  # a collective over some devices would leave the rest unsynchronized
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(fab, cycle, where)
+        layouts[cycle] = directions
     return _home_links(fab, rings), cycles
+
+
+def _cycles(graph, doc: TopologyDoc, fab: Fabric, devices: int, top: Where) -> tuple[tuple, bool]:
+    """(the node cycles of the rings, whether directed): those the file lists; or (no
+    rings key) the ring generator's own, by arithmetic (:func:`ring_cycle`: derive_rings
+    finds the same, tests/test_translation.py); or the derived ones. An empty list is a
+    listed "no rings", refused like any design without a ring."""
+    if doc.rings is not None:
+        return tuple(tuple(r) for r in doc.rings), doc.ring_directions == "as_listed"
+    if doc.ring_copies:
+        return (ring_cycle(doc.ring_prefixes, devices),) * doc.ring_copies, False
+    try:
+        return derive_rings(graph, fab)
+    except RingSearchLimit:
+        raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
+                                       f"{SEARCH_STEPS} steps: list them") from None
 
 
 def _periods(translation: Translation | None, cycles) -> list[int] | None:
@@ -148,7 +171,11 @@ def _periods(translation: Translation | None, cycles) -> list[int] | None:
     hop by hop (tests/test_translation.py)."""
     if translation is None or not cycles:
         return None
-    periods = [translation.period(cycle) for cycle in cycles]
+    found: dict[tuple, int | None] = {}  # a cycle's copies: its period found once
+    for cycle in cycles:
+        if cycle not in found:
+            found[cycle] = translation.period(cycle)
+    periods = [found[cycle] for cycle in cycles]
     return periods if all(periods) else None
 
 
@@ -158,8 +185,9 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
     a rank's that one of them crosses to another domain, share none. Rings bound by
     period choose for one period's ranks and repeat (:func:`_home_period`)."""
-    if all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
-            not any(fab.tiers(rank)[0] for ring in rings for rank in ring.ranks):
+    distinct = {id(ring.ranks): ring.ranks for ring in rings}.values()  # copies of a cycle share theirs
+    if not fab.switches or all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
+            not any(fab.tiers(rank)[0] for ranks in distinct for rank in ranks):
         return tuple(rings)  # no rank has a link home to choose (a ring of devices and memory-nodes)
     t, ranks_per = _home_period(rings)
     if t is not None:  # one link-usage count per orbit of channels (the rings' are whole orbits)
@@ -297,21 +325,55 @@ def _fine_cycle(fab: Fabric, cycle: Sequence[str]) -> bool:
         all(b in succ[a] for a, b in zip(cycle, [*cycle[1:], cycle[0]]))
 
 
-def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: int = 0, period=None) -> Ring:
-    """Binds each hop to the least-used parallel link not yet used by this ring; each
-    rank's way out of its domain (its link to a spine switch, as a GPU's NIC to a rail
-    switch) to parallel link ``number`` modulo their count.
+class _Layout:
+    """One direction of a ring's cycle as binding reads it, the same for every copy of
+    the cycle (a derived ring's copies, one per parallel link), so made once: the nodes
+    from the first device on, the node pair of each hop, where each rank's segment
+    starts and ends, the ranks, the fabric switch each rank sends into and receives from
+    (the ends of its segment's first hop and of the last hop into it: the switch
+    algorithms pair any two ranks on one switch through it), each rank's home switch,
+    and the machine each rank is in (only where some rank has an exit)."""
+
+    __slots__ = ("start", "nodes", "pairs", "starts", "ends", "ranks", "switch_out", "switch_in", "home",
+                 "node", "_repeats")
+
+    def __init__(self, fab: Fabric, nodes: list[str]) -> None:
+        kinds, switches = fab.kinds, fab.switches
+        # Rotate so the ring starts at a device: segments run from rank to rank.
+        self.start = start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
+        self.nodes = nodes = nodes[start:] + nodes[:start]
+        listed = len(nodes)
+        self.pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
+        self.starts = starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]
+        self.ends = starts[1:] + [listed]
+        self.ranks = ranks = tuple(nodes[j] for j in starts)
+        self.switch_out = tuple(nodes[j + 1 - listed] if nodes[j + 1 - listed] in switches else "" for j in starts)
+        self.switch_in = tuple(nodes[j - 1] if nodes[j - 1] in switches else "" for j in starts)
+        tiers = [fab.tiers(r) for r in ranks] if switches else ()  # no fabric switch: no rank has tiers
+        self.home = tuple(t[0] for t in tiers) if tiers else ("",) * len(ranks)
+        self.node = tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else ()
+        self._repeats: bool | None = None
+
+    @property
+    def repeats(self) -> bool:
+        """Whether the ring crosses some pair twice (most cross each once)."""
+        if self._repeats is None:
+            self._repeats = len(set(self.pairs)) != len(self.pairs)
+        return self._repeats
+
+
+def _bind_one(fab: Fabric, name, layout: _Layout, usage, channels, where: Where, number: int = 0,
+              period=None) -> Ring:
+    """Binds each hop of ``layout`` (:class:`_Layout`) to the least-used parallel link not
+    yet used by this ring; each rank's way out of its domain (its link to a spine switch,
+    as a GPU's NIC to a rail switch) to parallel link ``number`` modulo their count.
 
     ``usage`` (:class:`_LinkUsage`) counts the rings bound on each parallel link so far,
     shared by all the rings bound. ``period``: (the translation, the hops of one period)
     to choose the links of one period's hops only, by orbit (:func:`_periods`)."""
-    kinds, succ = fab.kinds, fab.succ
-    # Rotate so the ring starts at a device: segments run from rank to rank.
-    start = next(j for j, n in enumerate(nodes) if kinds[n] == "device")
-    nodes = nodes[start:] + nodes[:start]
+    nodes, pairs, starts, ends, start = layout.nodes, layout.pairs, layout.starts, layout.ends, layout.start
     listed = len(nodes)
-    pairs = list(zip(nodes, nodes[1:] + nodes[:1]))
-    repeats = not period and len(set(pairs)) != listed  # the ring crosses some pair twice (most cross each once)
+    repeats = not period and layout.repeats
     hops: list[str] = []
     mine: dict[tuple[str, str], set[int]] = {}  # a pair crossed twice: the links this ring took there
     if period:  # hop j is in hop j mod q's orbit of hops: its link is that hop's
@@ -331,33 +393,32 @@ def _bind_one(fab: Fabric, name, nodes, usage, channels, where: Where, number: i
                 position = (listed - position) % listed
             raise where.child(position).error(
                 f"the ring crosses {node!r} -> {nxt!r} more often than its "
-                f"{len(succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
+                f"{len(fab.succ[node][nxt])} parallel link(s): a ring may use each directed channel once"
             )
         taken.add(k)
         hops.append(channel_id(node, nxt, k))
     # Segments run from each rank's position to the next's (the ring starts at a rank).
-    starts = [j for j, node in enumerate(nodes) if kinds[node] == "device"]
-    ranks = [nodes[j] for j in starts]
-    ends = starts[1:] + [listed]
     segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
-    # Bound by period: hop j is in hop j mod q's orbit, whose channels' latencies are alike.
-    lat = [channels[c].latency_s for c in hops[:period[1]]] * (listed // period[1]) if period else \
-        [channels[c].latency_s for c in hops]
-    latency = tuple(sum(lat[a:b]) for a, b in zip(starts, ends))  # summed in hop order, as ever
-    # Which fabric switch each rank sends into and receives from (the ends of its
-    # segment's first hop and of the last hop into it): the switch algorithms pair any
-    # two ranks on one switch through it.
-    switches = fab.switches
-    switch_out = tuple(nodes[j + 1 - listed] if nodes[j + 1 - listed] in switches else "" for j in starts)
-    switch_in = tuple(nodes[j - 1] if nodes[j - 1] in switches else "" for j in starts)
-
-    tiers = [fab.tiers(r) for r in ranks]
-    home = tuple(t[0] for t in tiers)
-    # Where the ring leaves the domain instead, _home_links picks a link the rings leave free.
-    home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
-    home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
+    latency = _latencies(hops, starts, ends, channels, period[1] if period else 0)
+    ranks, switch_out, switch_in, home = layout.ranks, layout.switch_out, layout.switch_in, layout.home
+    home_out = home_in = home  # no rank has a home switch: "" each
+    if fab.switches:  # where the ring leaves the domain instead, _home_links picks a link the rings leave free
+        home_out = tuple(segments[i][0] if home[i] and switch_out[i] == home[i] else "" for i in range(len(ranks)))
+        home_in = tuple(segments[i - 1][-1] if home[i] and switch_in[i] == home[i] else "" for i in range(len(ranks)))
     # Each rank's exit, its core and this ring's links to them are the fabric's (Ring.exit_out ...).
-    return Ring(name=name, ranks=tuple(ranks), segments=tuple(segments), latency_s=latency,
+    return Ring(name=name, ranks=ranks, segments=tuple(segments), latency_s=latency,
                 switch_out=switch_out, switch_in=switch_in, home_out=home_out, home_in=home_in,
-                node=tuple(fab.node_of(r) for r in ranks) if any(t[1] for t in tiers) else (), fabric=fab,
-                number=number, period=period or ())
+                node=layout.node, fabric=fab, number=number, period=period or ())
+
+
+def _latencies(hops: list[str], starts: list[int], ends: list[int], channels, q: int) -> tuple[float, ...]:
+    """Each rank's segment's latency, its hops' summed in hop order. ``q``: the hops of
+    one period when the ring is bound by period (0: not): hop j is then in hop j mod q's
+    orbit, whose channels' latencies are alike, and rank i + r's segment (r: the ranks of
+    a period) is rank i's moved on, the same sum of the same latencies."""
+    if not q:
+        lat = [channels[c].latency_s for c in hops]
+        return tuple(sum(lat[a:b]) for a, b in zip(starts, ends))
+    lat = [channels[c].latency_s for c in hops[:q]] * (len(hops) // q)
+    r = sum(1 for j in starts if j < q)
+    return tuple(sum(lat[a:b]) for a, b in zip(starts[:r], ends[:r])) * (len(starts) // r)

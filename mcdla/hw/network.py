@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
@@ -41,9 +41,10 @@ def reduction_port(switch: str) -> str:
     return f"{switch}/reduce"
 
 
-@dataclass(frozen=True)
-class Channel:
-    """One direction of one physical link."""
+class Channel(NamedTuple):
+    """One direction of one physical link. A named tuple, not a frozen dataclass: a ring
+    of 131,072 devices has 1.57M channels, and a tuple is made and read in C (making
+    them took 2 s as dataclasses, docs/performance.md)."""
 
     id: str
     src: str
@@ -52,10 +53,10 @@ class Channel:
     latency_s: float
 
 
-@dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     """A bandwidth with no direction: a memory shared by reads and writes, or a fabric
-    switch's in-switch reduction engine."""
+    switch's in-switch reduction engine. A named tuple, as :class:`Channel` (a ring of
+    131,072 devices has 262,144 memory ports)."""
 
     id: str
     node: str

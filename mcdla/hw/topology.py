@@ -19,6 +19,7 @@ per-device memory-virtualization bandwidth (every device offloading at once).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -445,21 +446,23 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
 
     graph = nx.MultiDiGraph()
     for kind, key, ids in placed:
-        for n in ids:
-            if n in graph:
-                raise top.child(key).error(f"node {n!r} is defined twice")
-            graph.add_node(n, kind=kind)
+        before = len(graph)
+        graph.add_nodes_from(ids, kind=kind)  # one call a kind: a ring of 131,072 devices has 262,144 nodes
+        if len(graph) != before + len(ids):  # a name given twice: the first, as a node-by-node check finds it
+            seen = set(itertools.islice(graph, before))
+            twice = next(n for n in ids if n in seen or seen.add(n))
+            raise top.child(key).error(f"node {twice!r} is defined twice")
     for n, spec in specs.items():
         graph.nodes[n]["spec"] = spec  # a fabric or spine switch's part (SwitchSpec)
         graph.nodes[n]["spine"] = n in spines  # a spine: above the domains' switches, a way out of them
 
     channels, physical = add_links(graph, doc, specs, made.child("connections"))
 
-    check_budgets(graph, doc, parts, made)
     fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
+    check_budgets(fabric_view, doc, parts, made)
     translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
     rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
-    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache, fabric_view.succ)
+    serves, ports = _backing(graph, doc, devices, memory_nodes, sockets, made, cache, fabric_view)
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
@@ -503,9 +506,9 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
 
 
 
-def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache, succ):
-    """Which stores serve which device, checked, and the memory ports. ``succ``: node ->
-    its successors (Fabric.succ)."""
+def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where, cache: Cache, fab: Fabric):
+    """Which stores serve which device, checked, and the memory ports. ``fab``: the graph
+    as read once (its nodes' kinds and successors)."""
     where = top.child("serves")
     ports: dict[str, Port] = {}
     for cpu in sockets:
@@ -520,7 +523,7 @@ def _backing(graph, doc: TopologyDoc, devices, memory_nodes, sockets, top: Where
     for d in doc.serves:
         if d not in known:
             raise where.child(d).error(f"{d!r} is not a device")
-    kinds = dict(graph.nodes(data="kind"))
+    kinds, succ = fab.kinds, fab.succ
     clients: dict[str, list[str]] = {}
     for d in devices:
         stores = doc.serves.get(d)

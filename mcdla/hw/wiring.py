@@ -6,12 +6,11 @@ Split from :mod:`mcdla.hw.topology`, which builds the rest of the design.
 
 from __future__ import annotations
 
-import networkx as nx
-
 from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc
 from mcdla.errors import excerpt
+from mcdla.hw.fabric import Fabric
 from mcdla.hw.network import Channel, Port, channel_id
 
 __all__ = ["add_links", "check_budgets", "shared_nics", "MAX_PARALLEL_LINKS"]
@@ -122,26 +121,27 @@ def _connection(entry, nodes, links, listed: Where, i: int) -> tuple[str, str, s
     return a, b, alias, count
 
 
-def check_budgets(graph: nx.MultiDiGraph, doc: TopologyDoc, parts, top: Where) -> None:
+def check_budgets(fab: Fabric, doc: TopologyDoc, parts, top: Where) -> None:
     """No device- or memory-node has more high-bandwidth links than it owns.
 
     A device's PCIe host interface (its link to a PCIe switch) is not one of its
     ``device.links`` high-bandwidth links, so it is not counted, nor is a link type
     marked ``host_interface`` (NVLink-C2C to the device's own CPU). A fabric or spine
     switch has its part's ports per chip (``parts``: node -> (part, the key naming it));
-    a NIC that devices share takes one port.
+    a NIC that devices share takes one port. ``fab``: the graph as read once for the
+    load (its nodes' kinds are not read again here).
     """
     budgets = {"device": (doc.device.links, "device.links")}
     if doc.memory_node is not None:
         budgets["memory"] = (doc.memory_node.links, "memory_node.links")
-    kinds = dict(graph.nodes(data="kind"))
+    kinds = fab.kinds
     # Nodes a link to is a host interface (a PCIe switch): not counted at the other end.
     host = {n for n, kind in kinds.items() if NODE_KINDS.get(kind).host_side}
     # Link types that do not count against a device's budget (a switch's port all the same).
     free = {alias for alias, spec in doc.links.items() if spec.host_interface}
     # Devices that share a NIC (``nics``) take one switch port for it, not one each.
     nic_of = {d: g for g, members in enumerate(doc.nics) for d in members}
-    for node, others in graph.adjacency():
+    for node, others in fab.succ.items():
         kind = kinds[node]
         if kind not in budgets and node not in parts:
             continue
