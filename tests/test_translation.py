@@ -224,10 +224,10 @@ def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itse
 
 @pytest.mark.parametrize("n, links, memory", GENERATED)
 def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_path, n, links, memory):
-    """The rings' even split read from their periods (collectives._apart_by_period) agrees
+    """The rings' even split read from their periods (ringsplit._apart_by_period) agrees
     with the pass over every channel (_apart_and_alike), and gives way to it where one
     channel's capacity differs, where one is unconstrained or where the rings are whole."""
-    from mcdla.sim.collectives import _apart_and_alike, _apart_by_period, ring_fractions
+    from mcdla.sim.ringsplit import _apart_and_alike, _apart_by_period, ring_fractions
 
     topology = load_topology(_ring(tmp_path, n, links, memory))
     rings, caps = topology.rings, topology.capacities()
@@ -240,19 +240,28 @@ def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_pat
     unconstrained = {c: bw for c, bw in caps.items() if c != rings[0].channels[0]}
     assert _apart_by_period(rings, unconstrained) is False  # the pass over every channel decides
     assert not _apart_by_period([dataclasses.replace(r, period=()) for r in rings], caps)
+    # Under the translation whose orbits are alike in capacity (the symmetry's), one period's
+    # hops stand for the rest: the same answers where a whole orbit of hops is slower.
+    t = rings[0].period[0]
+    assert _apart_by_period(rings, caps, t) is True
+    hop = rings[-1].channels[-1]
+    orbit_slower = dict(caps, **{t.shift(hop, k): caps[hop] / 2 for k in range(t.order)})
+    assert _apart_by_period(rings, orbit_slower, t) is _apart_and_alike(channels, orbit_slower) is False
+    assert ring_fractions(rings, orbit_slower, orbits=t) == \
+        ring_fractions([dataclasses.replace(r, period=()) for r in rings], orbit_slower)
 
 
 @pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, True), (5, 3, False), (64, 3, True)])
 def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_path, monkeypatch, n, links, memory):
     """The flow network counts a phase over a ring bound by period from one period's hops
-    (flowpaths.PathClasses, the symmetry's translation): the whole result is the one
-    counting every hop gives, and the exact run's."""
+    and reduction units (flowpaths.PathClasses, the symmetry's translation): the whole
+    result is the one counting every hop and unit gives, and the exact run's."""
     from mcdla.sim.flowpaths import PathClasses
 
     path, original, counted = _ring(tmp_path, n, links, memory), PathClasses._counts, []
 
     def spy(self, given, longer, period):
-        counted.append(period is not None)
+        counted.append(period)
         return original(self, given, longer, period)
 
     def run(exact=False):
@@ -261,6 +270,7 @@ def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_
     monkeypatch.setattr(PathClasses, "_counts", spy)
     by_period = run()
     assert any(counted)  # the ring's phases were counted by period
+    assert any(p and p[3] for p in counted)  # and a reduce-scatter's reduction units with them
     monkeypatch.setattr(PathClasses, "_counts", lambda self, given, longer, period: original(self, given, longer, None))
     every_hop = run()
     assert by_period["rank_classes"] == 1

@@ -152,6 +152,7 @@ class FlowNetwork:
         self._sizes: dict[str, int] = dict(Counter(self._rep.values()))
         self._firsts = frozenset(self._sizes)
         self._classes = PathClasses(self._capacities, self._rep, self._sizes, self.also, orbits)  # each path once
+        self.orbits = orbits if self._sizes else None  # alike in capacity along them (ringsplit reads by period)
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -283,9 +284,11 @@ class FlowNetwork:
 
     def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
         """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
-        collective's reduction units, asked for by every collective on a ring."""
+        collective's reduction units, asked for by every collective on a ring (and each
+        ring's the others' reordered: looked up, not added again, once known)."""
         if self._added.get(id(resources), (None, None)) != (resources, capacity_Bps):
-            self._add_many((resource, capacity_Bps) for resource in resources)
+            if set(map(self._capacities.get, resources)) != {float(capacity_Bps)}:
+                self._add_many((resource, capacity_Bps) for resource in resources)
             self._added[id(resources)] = (resources, capacity_Bps)  # by identity: hashing 16k names costs
 
     # -- the one operation --------------------------------------------------------
@@ -362,8 +365,9 @@ class FlowNetwork:
         self._request_flush()
 
     def by_period(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
-        """``path``, marked as beginning with a ring's n hops bound by period (``period``:
-        its translation, q, n; Ring.period), to be counted by period (flowpaths.PathClasses)."""
+        """``path``, marked as beginning with a ring's n hops bound by period and ending
+        with its m reduction units (``period``: its translation, q, n, m; Ring.period), to
+        be counted by period (flowpaths.PathClasses.mark)."""
         return self._classes.mark(path, period)
 
     def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:

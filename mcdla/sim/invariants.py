@@ -203,7 +203,7 @@ def _ring_bytes(algorithm, op: str, rings, record, capacities) -> tuple[dict[str
     nic_ports = record.inputs.topology.nic_ports
     t = record.class_orbits
     if t is not None and all(getattr(r, "period", ()) and r.period[0] is t for r in rings):
-        found = algorithm.period_bytes(op, 1.0, rings, capacities, nic_ports)
+        found = algorithm.period_bytes(op, 1.0, rings, capacities, nic_ports, t)
         if found is not None:
             return found
     return algorithm.channel_bytes(op, 1.0, rings, capacities, nic_ports), 1
