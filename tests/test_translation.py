@@ -86,6 +86,11 @@ def test_the_one_pass_keys_are_the_orbits(design):
     keys = topology.translation.keys(names)
     assert keys == {name: topology.translation.orbit(name)[0] for name in names}
     assert len(set(keys.values())) * topology.translation.order > len(names) // 2  # orbits, not one key for all
+    # numbered in first-member order, each orbit's key and first member beside its number
+    numbers, orbit_keys, firsts = topology.translation.numbers(names)
+    assert numbers == [list(dict.fromkeys(keys.values())).index(keys[name]) for name in names]
+    assert orbit_keys == list(dict.fromkeys(keys.values()))
+    assert firsts == [next(name for name in names if keys[name] == key) for key in orbit_keys]
 
 
 @pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])

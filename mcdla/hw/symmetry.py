@@ -304,17 +304,14 @@ class _Quotient:
 
     def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
         """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
-        # Each orbit numbered in first-member order: its key (a tuple of tuples, whose hash
-        # is not kept) hashed once per resource, then only its number.
-        number: dict[tuple, int] = {}
-        orbits = [number.setdefault(key, len(number)) for key in self.translation.keys(capacities).values()]
-        first = dict(zip(reversed(orbits), reversed(capacities)))  # orbit number -> its first resource
-        if len(set(zip(orbits, capacities.values()))) != len(number):
+        orbits, keys, first = self.translation.numbers(capacities)  # orbits in first-member order
+        own = [capacities[name] for name in first]  # each orbit's first's capacity
+        if list(map(own.__getitem__, orbits)) != list(capacities.values()):
             self.consistent = False  # an orbit's members differ in capacity
-        found = [self.index.get((kind, key)) for key in number]
+        found = [self.index.get((kind, key)) for key in keys]
         for n, v in enumerate(found):
             if v is None:
-                found[n] = self.vertex(kind, first[n], (capacities[first[n]],))
+                found[n] = self.vertex(kind, first[n], (own[n],))
         self.resources = (capacities, orbits, first, found)
         return dict(zip(capacities, map(found.__getitem__, orbits)))
 
