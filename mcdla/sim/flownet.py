@@ -269,7 +269,7 @@ class FlowNetwork:
         collective's reduction units, asked for by every collective on a ring (and each
         ring's the others' reordered: looked up, not added again, once known)."""
         if self._added.get(id(resources), (None, None)) != (resources, capacity_Bps):
-            if set(map(self._capacities.get, resources)) != {float(capacity_Bps)}:
+            if set(map(self._capacities.get, resources)) != {capacity_Bps}:
                 self._add_many((resource, capacity_Bps) for resource in resources)
             self._added[id(resources)] = (resources, capacity_Bps)  # by identity: hashing 16k names costs
 
