@@ -340,3 +340,27 @@ def test_the_invariants_law_by_period_is_every_channels(tmp_path, monkeypatch, n
     with pytest.raises(InvariantError, match="alike channels"):
         invariants.check_iteration(dataclasses.replace(record, network=dataclasses.replace(
             record.network, bytes_by_resource=carried)))
+
+
+@pytest.mark.parametrize("units_classed", [True, False])
+def test_a_reduce_scatters_units_counted_by_period_are_every_units(units_classed):
+    """flowpaths.PathClasses counts a phase marked with its ring's reduction units from one
+    period's units where they are in classes (their devices'), and every unit where they
+    are in none: either way the classes and weights of counting the unmarked path."""
+    from collections import Counter
+
+    from mcdla.sim.flowpaths import PathClasses
+
+    devices = [f"D{i}" for i in range(4)]
+    t = Translation.of(devices, {"D": 1})
+    hops = tuple(f"D{i}>D{(i + 1) % 4}:0" for i in range(4))
+    units = tuple(f"reduce:D{i}" for i in range(4))
+    caps = dict.fromkeys(hops + units, 1.0)
+    rep = {h: hops[0] for h in hops} | ({u: units[0] for u in units} if units_classed else {})
+    sizes = dict(Counter(rep.values()))
+    marked = PathClasses(caps, rep, sizes, {}, t)
+    path = hops + units
+    marked.mark(path, (t, 1, 4, 4))
+    found = marked.classify(path, 4, True)
+    assert found == PathClasses(caps, rep, sizes, {}, t).classify(tuple(path), 4, True)
+    assert found[1] == ((4.0, 4.0) if units_classed else (4.0,) * 5)  # 4 copies over each class

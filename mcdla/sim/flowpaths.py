@@ -63,6 +63,10 @@ class PathClasses:
         period = hit[1] if hit is not None and hit[0] is path else None
         if period is not None and (self._also or period[0] is None or period[0] is not self._orbits):
             period = None  # counted as any path: its classes are not known to be unions of the orbits
+        elif period is not None and period[3]:
+            start, units, _ = _sections(path, period)[2]
+            if not all(map(self._rep.__contains__, path[start:start + units])):
+                period = (*period[:3], 0)  # units in no class (no device classes handed over): each counted
         longer = self._longer(path) if period is None else None  # a long path counted before that begins it
         if longer is None and not self._apart(path, period):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
