@@ -364,3 +364,29 @@ def test_a_reduce_scatters_units_counted_by_period_are_every_units(units_classed
     found = marked.classify(path, 4, True)
     assert found == PathClasses(caps, rep, sizes, {}, t).classify(tuple(path), 4, True)
     assert found[1] == ((4.0, 4.0) if units_classed else (4.0,) * 5)  # 4 copies over each class
+
+
+@pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, False), (5, 3, True)])
+def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, links, memory):
+    """summary.link_classes from the orbits of channels (rank symmetry's, Symmetry.orbits)
+    gives what the pass over every channel gives, to the bit, and declines (the pass then
+    decides) where a class's pairs carry different bytes."""
+    from mcdla.metrics import summary
+    from mcdla.run import load_inputs
+    from mcdla.sim.flowstats import ByClass
+    from mcdla.sim.training import Iteration
+
+    record = Iteration(*load_inputs(_ring(tmp_path, n, links, memory), "resnet34", batch=4 * n)).run()
+    topology, carried, orbits = record.inputs.topology, record.network.bytes_by_resource, record.resource_orbits
+    assert orbits and isinstance(carried, ByClass)
+    tiers = summary._tiers(topology)
+    assert summary._by_orbit(topology, carried, orbits, tiers) is not None
+    assert summary.link_classes(topology, carried, orbits) == summary.link_classes(topology, carried)
+    assert sum(c["count"] for c in summary.link_classes(topology, carried).values()) == len(topology.directed_links())
+    # Orbits of another size than their pairs', or bytes not read through the classes:
+    # declined, and the pass decides.
+    resized = (orbits[0], (orbits[1][0] - 1, *orbits[1][1:]))
+    unclassed = ByClass(dict(carried), {}, set(), lambda: {})
+    for given, bytes_by in ((resized, carried), (orbits, unclassed)):
+        assert summary._by_orbit(topology, bytes_by, given, tiers) is None
+        assert summary.link_classes(topology, bytes_by, given) == summary.link_classes(topology, bytes_by)
