@@ -131,7 +131,7 @@ def test_rings_apart_and_alike_split_evenly_without_filling_and_others_by_max_mi
     from types import SimpleNamespace
 
     from mcdla.hw.maxmin import max_min_rates
-    from mcdla.sim.collectives import _apart_and_alike, ring_fractions
+    from mcdla.sim.ringsplit import _apart_and_alike, ring_fractions
 
     def ring(name, *channels):
         return SimpleNamespace(name=name, channels=channels)

@@ -86,6 +86,11 @@ def test_the_one_pass_keys_are_the_orbits(design):
     keys = topology.translation.keys(names)
     assert keys == {name: topology.translation.orbit(name)[0] for name in names}
     assert len(set(keys.values())) * topology.translation.order > len(names) // 2  # orbits, not one key for all
+    # numbered in first-member order, each orbit's key and first member beside its number
+    numbers, orbit_keys, firsts = topology.translation.numbers(names)
+    assert numbers == [list(dict.fromkeys(keys.values())).index(keys[name]) for name in names]
+    assert orbit_keys == list(dict.fromkeys(keys.values()))
+    assert firsts == [next(name for name in names if keys[name] == key) for key in orbit_keys]
 
 
 @pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])
@@ -276,10 +281,10 @@ def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itse
 
 @pytest.mark.parametrize("n, links, memory", GENERATED)
 def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_path, n, links, memory):
-    """The rings' even split read from their periods (collectives._apart_by_period) agrees
+    """The rings' even split read from their periods (ringsplit._apart_by_period) agrees
     with the pass over every channel (_apart_and_alike), and gives way to it where one
     channel's capacity differs, where one is unconstrained or where the rings are whole."""
-    from mcdla.sim.collectives import _apart_and_alike, _apart_by_period, ring_fractions
+    from mcdla.sim.ringsplit import _apart_and_alike, _apart_by_period, ring_fractions
 
     topology = load_topology(_ring(tmp_path, n, links, memory))
     rings, caps = topology.rings, topology.capacities()
@@ -292,19 +297,28 @@ def test_rings_bound_by_period_are_apart_and_alike_as_their_channels_say(tmp_pat
     unconstrained = {c: bw for c, bw in caps.items() if c != rings[0].channels[0]}
     assert _apart_by_period(rings, unconstrained) is False  # the pass over every channel decides
     assert not _apart_by_period([dataclasses.replace(r, period=()) for r in rings], caps)
+    # Under the translation whose orbits are alike in capacity (the symmetry's), one period's
+    # hops stand for the rest: the same answers where a whole orbit of hops is slower.
+    t = rings[0].period[0]
+    assert _apart_by_period(rings, caps, t) is True
+    hop = rings[-1].channels[-1]
+    orbit_slower = dict(caps, **{t.shift(hop, k): caps[hop] / 2 for k in range(t.order)})
+    assert _apart_by_period(rings, orbit_slower, t) is _apart_and_alike(channels, orbit_slower) is False
+    assert ring_fractions(rings, orbit_slower, orbits=t) == \
+        ring_fractions([dataclasses.replace(r, period=()) for r in rings], orbit_slower)
 
 
 @pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, True), (5, 3, False), (64, 3, True)])
 def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_path, monkeypatch, n, links, memory):
     """The flow network counts a phase over a ring bound by period from one period's hops
-    (flowpaths.PathClasses, the symmetry's translation): the whole result is the one
-    counting every hop gives, and the exact run's."""
+    and reduction units (flowpaths.PathClasses, the symmetry's translation): the whole
+    result is the one counting every hop and unit gives, and the exact run's."""
     from mcdla.sim.flowpaths import PathClasses
 
     path, original, counted = _ring(tmp_path, n, links, memory), PathClasses._counts, []
 
     def spy(self, given, longer, period):
-        counted.append(period is not None)
+        counted.append(period)
         return original(self, given, longer, period)
 
     def run(exact=False):
@@ -313,6 +327,7 @@ def test_a_ring_counted_by_period_loads_the_classes_counting_every_hop_does(tmp_
     monkeypatch.setattr(PathClasses, "_counts", spy)
     by_period = run()
     assert any(counted)  # the ring's phases were counted by period
+    assert any(p and p[3] for p in counted)  # and a reduce-scatter's reduction units with them
     monkeypatch.setattr(PathClasses, "_counts", lambda self, given, longer, period: original(self, given, longer, None))
     every_hop = run()
     assert by_period["rank_classes"] == 1
@@ -377,3 +392,53 @@ def test_the_invariants_law_by_period_is_every_channels(tmp_path, monkeypatch, n
     with pytest.raises(InvariantError, match="alike channels"):
         invariants.check_iteration(dataclasses.replace(record, network=dataclasses.replace(
             record.network, bytes_by_resource=carried)))
+
+
+@pytest.mark.parametrize("units_classed", [True, False])
+def test_a_reduce_scatters_units_counted_by_period_are_every_units(units_classed):
+    """flowpaths.PathClasses counts a phase marked with its ring's reduction units from one
+    period's units where they are in classes (their devices'), and every unit where they
+    are in none: either way the classes and weights of counting the unmarked path."""
+    from collections import Counter
+
+    from mcdla.sim.flowpaths import PathClasses
+
+    devices = [f"D{i}" for i in range(4)]
+    t = Translation.of(devices, {"D": 1})
+    hops = tuple(f"D{i}>D{(i + 1) % 4}:0" for i in range(4))
+    units = tuple(f"reduce:D{i}" for i in range(4))
+    caps = dict.fromkeys(hops + units, 1.0)
+    rep = {h: hops[0] for h in hops} | ({u: units[0] for u in units} if units_classed else {})
+    sizes = dict(Counter(rep.values()))
+    marked = PathClasses(caps, rep, sizes, {}, t)
+    path = hops + units
+    marked.mark(path, (t, 1, 4, 4))
+    found = marked.classify(path, 4, True)
+    assert found == PathClasses(caps, rep, sizes, {}, t).classify(tuple(path), 4, True)
+    assert found[1] == ((4.0, 4.0) if units_classed else (4.0,) * 5)  # 4 copies over each class
+
+
+@pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, False), (5, 3, True)])
+def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, links, memory):
+    """summary.link_classes from the orbits of channels (rank symmetry's, Symmetry.orbits)
+    gives what the pass over every channel gives, to the bit, and declines (the pass then
+    decides) where a class's pairs carry different bytes."""
+    from mcdla.metrics import summary
+    from mcdla.run import load_inputs
+    from mcdla.sim.flowstats import ByClass
+    from mcdla.sim.training import Iteration
+
+    record = Iteration(*load_inputs(_ring(tmp_path, n, links, memory), "resnet34", batch=4 * n)).run()
+    topology, carried, orbits = record.inputs.topology, record.network.bytes_by_resource, record.resource_orbits
+    assert orbits and isinstance(carried, ByClass)
+    tiers = summary._tiers(topology)
+    assert summary._by_orbit(topology, carried, orbits, tiers) is not None
+    assert summary.link_classes(topology, carried, orbits) == summary.link_classes(topology, carried)
+    assert sum(c["count"] for c in summary.link_classes(topology, carried).values()) == len(topology.directed_links())
+    # Orbits of another size than their pairs', or bytes not read through the classes:
+    # declined, and the pass decides.
+    resized = (orbits[0], (orbits[1][0] - 1, *orbits[1][1:]))
+    unclassed = ByClass(dict(carried), {}, set(), lambda: {})
+    for given, bytes_by in ((resized, carried), (orbits, unclassed)):
+        assert summary._by_orbit(topology, bytes_by, given, tiers) is None
+        assert summary.link_classes(topology, bytes_by, given) == summary.link_classes(topology, bytes_by)

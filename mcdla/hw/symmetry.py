@@ -63,6 +63,9 @@ class Symmetry:
     # refinement's classes, or none): a ring bound by period under it crosses each class of
     # its period's hops ``order`` times as often (mcdla.sim.flownet counts it so).
     translation: object = field(default=None, compare=False)
+    # The resources' orbits under it (each orbit's first member, its members), in
+    # first-member order, for a sum per orbit (mcdla.metrics.summary's link classes).
+    orbits: tuple = field(default=(), compare=False)
 
     @property
     def trivial(self) -> bool:
@@ -238,7 +241,7 @@ def line_up(symmetry: Symmetry, groups, rank_device, peers):
         return None
     if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
         return None
-    return Symmetry(classes, symmetry.resources, symmetry.stores, symmetry.translation), \
+    return Symmetry(classes, symmetry.resources, symmetry.stores, symmetry.translation, symmetry.orbits), \
         [None if p is None else (p[0], p[1], tuple(p[2])) for p in plans]
 
 
@@ -288,6 +291,7 @@ class _Quotient:
         # The resources vertices() numbered: (them, each one's orbit number, each orbit's
         # first member, each orbit's vertex), for firsts().
         self.resources: tuple = ()
+        self.orbit_members: tuple = ()  # (each orbit's first member, its members): firsts()'s
 
     def vertex(self, kind: str, name: str, colour: tuple, size: int | None = None) -> int:
         rep = self.translation.orbit(name)[0] if size is None else name
@@ -304,17 +308,14 @@ class _Quotient:
 
     def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
         """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
-        # Each orbit numbered in first-member order: its key (a tuple of tuples, whose hash
-        # is not kept) hashed once per resource, then only its number.
-        number: dict[tuple, int] = {}
-        orbits = [number.setdefault(key, len(number)) for key in self.translation.keys(capacities).values()]
-        first = dict(zip(reversed(orbits), reversed(capacities)))  # orbit number -> its first resource
-        if len(set(zip(orbits, capacities.values()))) != len(number):
+        orbits, keys, first = self.translation.numbers(capacities)  # orbits in first-member order
+        own = [capacities[name] for name in first]  # each orbit's first's capacity
+        if list(map(own.__getitem__, orbits)) != list(capacities.values()):
             self.consistent = False  # an orbit's members differ in capacity
-        found = [self.index.get((kind, key)) for key in number]
+        found = [self.index.get((kind, key)) for key in keys]
         for n, v in enumerate(found):
             if v is None:
-                found[n] = self.vertex(kind, first[n], (capacities[first[n]],))
+                found[n] = self.vertex(kind, first[n], (own[n],))
         self.resources = (capacities, orbits, first, found)
         return dict(zip(capacities, map(found.__getitem__, orbits)))
 
@@ -329,8 +330,10 @@ class _Quotient:
         for n, c in enumerate(colours):
             heads.setdefault(c, first[n])
         sizes: Counter = Counter()
-        for n, members in Counter(orbits).items():
-            sizes[colours[n]] += members
+        members = Counter(orbits)
+        self.orbit_members = (tuple(first), tuple(members[n] for n in range(len(first))))
+        for n, count in members.items():
+            sizes[colours[n]] += count
         head = [heads[c] for c in colours]  # orbit -> its class's first
         if min(sizes.values(), default=2) > 1:  # every class of more than one (a ring's)
             return dict(zip(names, map(head.__getitem__, orbits)))
@@ -406,7 +409,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     return Symmetry(tuple(tuple(c) for c in classes.values()),
                     q.firsts(colour),
                     _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]),  # a few per device
-                    t)
+                    t, q.orbit_members)
 
 
 def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:

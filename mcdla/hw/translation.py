@@ -107,42 +107,69 @@ class Translation:
         return self._key(_SEPARATORS.split(name))
 
     def keys(self, names) -> dict[str, tuple]:
-        """Each of ``names`` -> its orbit's key (as :meth:`orbit`), channels in one tight
-        pass: a cluster has a million of them."""
+        """Each of ``names`` -> its orbit's key (as :meth:`orbit`; :meth:`numbers`)."""
+        numbers, keys, _ = self.numbers(names)
+        return dict(zip(names, map(keys.__getitem__, numbers)))
+
+    def numbers(self, names) -> tuple[list[int], list[tuple], list[str]]:
+        """(each of ``names``' orbit's number, orbits numbered in first-member order; each
+        orbit's key, as :meth:`orbit`; each orbit's first member), channels in one tight
+        pass: a ring of 131,072 devices has 1.6M of them. Parallel channels of a pair
+        (``A>B:k``) share their pair's parse, and the pairs of one orbit of pairs their
+        numbers by ``k``: a channel costs a split and two lookups, and no key is built or
+        hashed per name."""
         nodes, steps, blocks = self._nodes, self._steps, self._blocks
-        out = {}
-        pairs: dict[str, tuple] = {}  # "A>B" -> the key's first four parts: parallel links share them
+        out: list[int] = []
+        keys: list[tuple] = []
+        firsts: list[str] = []
+        number: dict[tuple, int] = {}
+        heads: dict[str, tuple] = {}  # "A>B" -> (its pair orbit's key's first four parts, k -> number)
+        pairs: dict[tuple, tuple] = {}  # those parts -> (them, k -> number): one per orbit of pairs
+
+        def numbered(key: tuple, name: str) -> int:
+            n = number.get(key)
+            if n is None:
+                n = number[key] = len(keys)
+                keys.append(key)
+                firsts.append(name)
+            return n
+
         for name in names:
             head, colon, k = name.rpartition(":")
-            known = pairs.get(head) if colon else None
-            if known is not None:
-                out[name] = (*known, k)
-                continue
-            src, arrow, rest = name.partition(">")
-            if not arrow:  # a port, M0/D0 or CPU0/mem
-                node, slash, tail = name.partition("/")
-                a = nodes.get(node)
-                if a is None or not slash or "/" in tail or ":" in tail:
-                    out[name] = self.orbit(name)[0]
+            known = heads.get(head) if colon else None
+            if known is None:
+                src, arrow, rest = name.partition(">")
+                if not arrow:  # a port, M0/D0 or CPU0/mem
+                    out.append(numbered(self._port_key(name), name))
                     continue
-                b, s, block = nodes.get(tail), steps[a[0]], blocks[a[0]]
-                at = a[1] % block
-                out[name] = ((a[0], a[1] - at + at % s), "/", tail if b is None else
-                             (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])))
-                continue
-            dst, colon, k = rest.rpartition(":")
-            a = nodes.get(src) if colon else None
-            if a is None:
-                out[name] = self.orbit(name)[0]
-                continue
-            p, i = a
-            s, block = steps[p], blocks[p]
-            at = i % block
-            b = nodes.get(dst)
-            known = pairs[head] = ((p, i - at + at % s), ">", dst if b is None else
-                                   (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])), ":")
-            out[name] = (*known, k)
-        return out
+                dst, colon, k = rest.rpartition(":")
+                a = nodes.get(src) if colon else None
+                if a is None:
+                    out.append(numbered(self.orbit(name)[0], name))
+                    continue
+                p, i = a
+                s, block = steps[p], blocks[p]
+                at = i % block
+                b = nodes.get(dst)
+                parts = ((p, i - at + at % s), ">", dst if b is None else
+                         (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])), ":")
+                known = heads[head] = pairs.setdefault(parts, (parts, {}))
+            n = known[1].get(k)
+            if n is None:
+                n = known[1][k] = numbered((*known[0], k), name)
+            out.append(n)
+        return out, keys, firsts
+
+    def _port_key(self, name: str) -> tuple:
+        """:meth:`orbit`'s key of a port ``name`` (``M0/D0``; any other name through :meth:`orbit`)."""
+        node, slash, tail = name.partition("/")
+        a = self._nodes.get(node)
+        if a is None or not slash or "/" in tail or ":" in tail:
+            return self.orbit(name)[0]
+        b, s, block = self._nodes.get(tail), self._steps[a[0]], self._blocks[a[0]]
+        at = a[1] % block
+        return ((a[0], a[1] - at + at % s), "/", tail if b is None else
+                (b[0], _back(b[1], at // s * self._steps[b[0]], self._blocks[b[0]])))
 
     def period(self, cycle) -> int | None:
         """The hops of one period of ``cycle`` (a ring of nodes, closed): ``len // order``

@@ -73,19 +73,20 @@ def _values_of(bytes_by_resource: Mapping[str, float], resources) -> Iterable[fl
     return map(bytes_by_resource.get, resources, repeat(0.0))
 
 
-def link_classes(topology, bytes_by_resource: dict[str, float]) -> dict[str, dict[str, float]]:
+def link_classes(topology, bytes_by_resource: dict[str, float], orbits: tuple = ()) -> dict[str, dict[str, float]]:
     """The directed links of :func:`link_bytes` in classes of the same kind and tier at
     both ends and link type (``"spine2>spine3:isl"``: a pod spine's uplinks to the core;
     devices, memory-nodes, CPU sockets and PCIe switches by kind alone): per class the
     directed links (``count``) and the ``min``, ``mean`` and ``max`` of their bytes.
-    Linear in the channels, with no per-link name built."""
+    Linear in the channels, with no per-link name built; with rank symmetry's
+    ``orbits`` (Symmetry.orbits) linear in those where that gives the same numbers
+    (:func:`_by_orbit`)."""
     graph_nodes = topology.graph.nodes
     tiers = _tiers(topology)
-    label: dict[str, str] = {}
-    for node, kind in graph_nodes(data="kind"):
-        if kind == "fabric":
-            kind = ("spine" if graph_nodes[node].get("spine") else "fabric") + str(tiers.get(node, 0))
-        label[node] = kind
+    found = _by_orbit(topology, bytes_by_resource, orbits, tiers) if orbits else None
+    if found is not None:
+        return _classes_named(found)
+    label = {node: _label(graph_nodes, tiers, node, kind) for node, kind in graph_nodes(data="kind")}
     pairs: dict[tuple[str, str], float] = {}
     get = pairs.get
     for channel, size in zip(topology.channels.values(), _values_of(bytes_by_resource, topology.channels)):
@@ -107,10 +108,72 @@ def link_classes(topology, bytes_by_resource: dict[str, float]) -> dict[str, dic
                 entry[2] = size
             elif size > entry[3]:
                 entry[3] = size
+    return _classes_named(classes)
+
+
+def _label(graph_nodes, tiers: dict[str, int], node: str, kind: str | None) -> str | None:
+    """A node's part of a link class's name: its kind, a fabric switch's tier with it."""
+    if kind == "fabric":
+        return ("spine" if graph_nodes[node].get("spine") else "fabric") + str(tiers.get(node, 0))
+    return kind
+
+
+def _classes_named(classes: dict[tuple[str, str, str], list]) -> dict[str, dict[str, float]]:
     # The mean clamped to [min, max]: n equal sizes summed in floating point can come out a
     # rounding above n times their size.
     return {f"{a}>{b}:{link}": {"count": n, "min": low, "mean": min(max(total / n, low), high), "max": high}
             for (a, b, link), (n, total, low, high) in sorted(classes.items())}
+
+
+def _by_orbit(topology, bytes_by_resource, orbits: tuple, tiers: dict[str, int]) -> dict | None:
+    """:func:`link_classes`' per-class entries from the orbits of channels (rank
+    symmetry's: each orbit's first member and its members, every member of one class,
+    so of its first's bytes: checked), or None where that could differ from the pass over
+    every channel. A directed pair's orbit is its first pair's channels' orbits, of one size,
+    as many as its parallel channels, and of equal bytes (summed in any order, the same);
+    a class's pairs must all carry the same bytes, so that their sum in channel order is
+    that value added as many times: the same float. A pair's link type from its edges."""
+    if not isinstance(bytes_by_resource, ByClass):
+        return None
+    channels, graph = topology.channels, topology.graph
+    pairs: dict[tuple[str, str], list] = {}  # a first pair -> [its channels' bytes, their orbits' size, orbits]
+    covered = 0
+    for name, members in zip(*orbits):
+        channel = channels.get(name)
+        if channel is None:
+            continue  # a port
+        if members > 1 and not bytes_by_resource.classed(name):
+            return None  # its members' bytes not known to be its first's
+        covered += members
+        entry = pairs.setdefault((channel.src, channel.dst), [set(), members, 0])
+        entry[0].add(bytes_by_resource.get(name, 0.0))
+        entry[2] += 1
+        if entry[1] != members:
+            return None
+    if covered != len(channels):
+        return None
+    graph_nodes = graph.nodes
+    classes: dict[tuple[str, str, str], list] = {}
+    for (src, dst), (sizes, members, count) in pairs.items():
+        edges = [*graph[src][dst].values(), *(graph[dst][src].values() if graph.has_edge(dst, src) else ())]
+        links = {data.get("link_type") for data in edges}
+        if len(sizes) != 1 or count != len(graph[src][dst]) or len(links) != 1:
+            return None
+        size = 0.0
+        for _ in range(count):
+            size += next(iter(sizes))
+        key = (_label(graph_nodes, tiers, src, graph_nodes[src].get("kind")),
+               _label(graph_nodes, tiers, dst, graph_nodes[dst].get("kind")), links.pop() or "")
+        entry = classes.setdefault(key, [0, size, size, size])
+        if entry[2] != size:
+            return None  # a class's pairs differ: their sum depends on the order
+        entry[0] += members
+    for entry in classes.values():  # n equal sizes added one after another, as the pass adds them
+        total = entry[1]
+        for _ in range(entry[0] - 1):
+            total += entry[1]
+        entry[1] = total
+    return classes
 
 
 def comm_by_axis(record) -> dict[str, float]:
@@ -130,7 +193,7 @@ def _links(record, every: bool) -> dict[str, Any]:
     topology, carried = record.inputs.topology, record.network.bytes_by_resource
     if every or record.inputs.execution.exact or len(topology.devices) <= LINK_LIST_DEVICES:
         return {"link_bytes": link_bytes(topology, carried)}
-    return {"link_classes": link_classes(topology, carried)}
+    return {"link_classes": link_classes(topology, carried, record.resource_orbits)}
 
 
 def summarize(record, wall_s: float, links: bool = False) -> dict[str, Any]:

@@ -41,12 +41,7 @@ than the link. The units are shared by all rings and collectives on a device.
 
 from __future__ import annotations
 
-import math
 import time
-import weakref
-from collections import Counter
-from itertools import chain, repeat
-from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -68,6 +63,7 @@ from mcdla.registry import Registry
 from mcdla.sim.chains import in_turn
 from mcdla.sim.environment import CountingEnvironment
 from mcdla.sim.flownet import FlowNetwork
+from mcdla.sim.ringsplit import net_fractions, ring_fractions, ring_shares
 
 __all__ = [
     "COLLECTIVES",
@@ -158,7 +154,7 @@ def collective(
     for ring in rings:
         if ring.name in costs.cap_Bps:
             net.add_resource(costs.cap_id(ring), costs.cap_Bps[ring.name], copies)  # one per alike group's ring
-    shares = ring_shares(float(size_bytes), rings, _net_fractions(net, rings))
+    shares = ring_shares(float(size_bytes), rings, net_fractions(net, rings))
     return env.process(_run(env, net, tuple(rings), op, float(size_bytes), shares, chunk_bytes, root_rank,
                             reduce_ids, tag, costs, copies))
 
@@ -177,95 +173,6 @@ def check_request(op: str, rings: Sequence[Ring], size_bytes: float, chunk_bytes
         raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes!r}")
     if not 0 <= root < rings[0].size:
         raise ValueError(f"root {root} is not a rank of ring {rings[0].name!r} ({rings[0].size} ranks)")
-
-
-def ring_fractions(rings: Sequence[Ring], capacities_Bps: Mapping[str, float] | None,
-                   also: Mapping[str, tuple[str, ...]] | None = None) -> tuple[float, ...] | None:
-    """Each ring's fraction of a collective's message: in proportion to the ring's
-    max-min fair rate over its channels (and the shared NIC ports ``also`` names) with
-    every ring active on idle links, so that the rings end together; None where the
-    rates are equal (or ``capacities_Bps`` is None): evenly.
-
-    NCCL splits a collective evenly over channels that its topology search spreads
-    evenly over the NICs (``src/graph/search.cc``: each channel takes its bandwidth from
-    a NIC, so every NIC holds as many), and its channels share the GPU's NVLinks; mcdla's
-    rings are one per link, so rings across machines can share NICs unevenly (18 rings
-    over 8 NICs on DGX H100). Splitting by rate lets each ring carry what its links give
-    it, as NCCL's even channels do; rings of equal rate (every paper design, one
-    machine, one GPU per machine) split evenly, exactly as before."""
-    if capacities_Bps is None or len(rings) < 2:
-        return None
-    from mcdla.hw.maxmin import max_min_rates
-
-    extra = also or {}
-    if not extra and _apart_by_period(rings, capacities_Bps):
-        return None
-    paths = {r.name: r.channels + tuple(chain.from_iterable(map(extra.get, r.channels, repeat(()))))
-             for r in rings}  # a channel's shared NIC ports after the channels (C-level: 196,608 at 16,384)
-    if _apart_and_alike(paths, capacities_Bps):
-        return None
-    rates = max_min_rates(paths, capacities_Bps)
-    each = [rates[r.name] for r in rings]
-    if min(each) == max(each) or not all(map(math.isfinite, each)):
-        return None
-    total = sum(each)
-    return tuple(x / total for x in each)
-
-
-def _apart_and_alike(paths: Mapping[str, Sequence[str]], capacities_Bps: Mapping[str, float]) -> bool:
-    """True when no constrained resource lies on two of ``paths`` and every path's
-    bottleneck share (a resource's capacity over the times the path crosses it) is the
-    same: max-min fairness then gives each path exactly that share, all equal, so the
-    split is even, found in one pass instead of progressive filling (the 6 rings of a
-    16,384-device ring cross 196,608 channels)."""
-    crossed = [Counter(filter(capacities_Bps.__contains__, path)) for path in paths.values()]
-    if not all(crossed) or len(set().union(*crossed)) != sum(map(len, crossed)):
-        return False  # a path with no constrained resource, or a resource on two paths
-    shares = {min(map(capacities_Bps.__getitem__, c)) if c.total() == len(c)  # each crossed once
-              else min(capacities_Bps[r] / n for r, n in c.items()) for c in crossed}
-    return len(shares) == 1
-
-
-def _apart_by_period(rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> bool:
-    """:func:`_apart_and_alike` of rings bound by period (``Ring.period``) under one
-    translation, True without hashing every channel: a ring's hops are whole orbits of its
-    period's hops, each met once (mcdla.hw.binding's period check), so rings whose
-    periods' orbits differ share no channel and none crosses one twice; each ring's
-    bottleneck share is then its least capacity (its channels' read in one C-level pass).
-    False when that does not settle it (:func:`_apart_and_alike` then decides)."""
-    periods = [getattr(r, "period", ())  # () where not bound by period, or ring-like without one
-               for r in rings]
-    t = periods[0][0] if periods[0] else None
-    if t is None or any(not p or p[0] is not t or len(r.channels) < 2 for r, p in zip(rings, periods)):
-        return False
-    keys = [t.orbit(c)[0] for r in rings for c in r.channels[:r.period[1]]]
-    if len(set(keys)) != len(keys):
-        return False
-    try:
-        shares = {min(itemgetter(*r.channels)(capacities_Bps)) for r in rings}
-    except KeyError:  # an unconstrained channel
-        return False
-    return len(shares) == 1
-
-
-def ring_shares(size_bytes: float, rings: Sequence[Ring], fractions: Sequence[float] | None) -> tuple[float, ...]:
-    """Each ring's bytes of a ``size_bytes`` message (:func:`ring_fractions`; None: evenly,
-    ``size_bytes / len(rings)`` each)."""
-    if fractions is None:
-        return tuple(size_bytes / len(rings) for _ in rings)
-    return tuple(size_bytes * f for f in fractions)
-
-
-# A run's network -> ring names -> their fractions: solved once per ring set and run.
-_FRACTIONS: "weakref.WeakKeyDictionary[FlowNetwork, dict]" = weakref.WeakKeyDictionary()
-
-
-def _net_fractions(net: FlowNetwork, rings: Sequence[Ring]) -> tuple[float, ...] | None:
-    kept = _FRACTIONS.setdefault(net, {})
-    names = tuple(r.name for r in rings)
-    if names not in kept:
-        kept[names] = ring_fractions(rings, net.capacities_Bps, net.also)
-    return kept[names]
 
 
 @dataclass(frozen=True)
@@ -386,11 +293,12 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, costs) -> l
         return [(share * wire, path, latency_s)]
     step_bytes = share / p * wire
     step_latency_s = costs.step_s(ring)
-    # The phases' paths begin with the ring's hops: bound by period, counted by period (FlowNetwork.by_period).
+    # The phases' paths begin with the ring's hops (and a reduce-scatter's end with its
+    # ranks' units): bound by period, counted by period (FlowNetwork.by_period).
     period = (*ring.period, len(ring.channels)) if ring.period else None
 
-    def marked(path):
-        return net.by_period(path, period) if period else path
+    def marked(path, units=()):
+        return net.by_period(path, (*period, len(units))) if period else path
     # One flow per phase: its steps run back to back (see the module docstring). The
     # phases' paths are built once per ring (and cap), not concatenated per collective.
     channels = ring.memo(("channels", cap), lambda: ring.channels + cap)
@@ -400,7 +308,7 @@ def _ring(net, ring, op, share, chunk_bytes, root_rank, reduce_path, costs) -> l
     phases = []
     if op in REDUCING:
         reducing = ring.memo(("reducing", cap, reduce_path), lambda: channels + reduce_path)
-        phases.append(((p - 1) * step_bytes, marked(reducing), (p - 1) * step_latency_s))
+        phases.append(((p - 1) * step_bytes, marked(reducing, reduce_path), (p - 1) * step_latency_s))
     if op in GATHERING:
         phases.append(((p - 1) * step_bytes, marked(channels), (p - 1) * step_latency_s))
     return phases
@@ -575,10 +483,12 @@ class CollectiveAlgorithm:
 
     def period_bytes(self, op: str, size_bytes: float, rings: Sequence[Ring],
                      capacities_Bps: Mapping[str, float] | None = None,
-                     also: Mapping[str, tuple[str, ...]] | None = None) -> tuple[dict[str, float], int] | None:
+                     also: Mapping[str, tuple[str, ...]] | None = None,
+                     orbits=None) -> tuple[dict[str, float], int] | None:
         """:meth:`channel_bytes` of one period of rings bound by period, and the times each
         hop stands for, where the algorithm's law is alike at every hop of an orbit
-        (:meth:`RingAlgorithm.period_bytes`); None: not known to be (every other algorithm)."""
+        (:meth:`RingAlgorithm.period_bytes`); None: not known to be (every other algorithm).
+        ``orbits``: a translation alike in capacity along its orbits (ringsplit.ring_fractions)."""
         return None
 
 
@@ -651,7 +561,7 @@ class RingAlgorithm(CollectiveAlgorithm):
         piece for rank i+k crosses the k segments from i)."""
         return self._carried(op, size_bytes, rings, capacities_Bps, also, None)
 
-    def period_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None):
+    def period_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None, orbits=None):
         """(:meth:`channel_bytes` of the segments of each ring's first period of ranks, the
         translation's order) for rings bound by period under one translation
         (``Ring.period``): in an all-reduce, reduce-scatter or all-gather every rank sends
@@ -664,14 +574,14 @@ class RingAlgorithm(CollectiveAlgorithm):
         if op not in ("all_reduce", "reduce_scatter", "all_gather") or t is None or \
                 any(not p or p[0] is not t or r.size % t.order for r, p in zip(rings, periods)):
             return None
-        return self._carried(op, size_bytes, rings, capacities_Bps, also, t.order), t.order
+        return self._carried(op, size_bytes, rings, capacities_Bps, also, t.order, orbits), t.order
 
-    def _carried(self, op, size_bytes, rings, capacities_Bps, also, order):
+    def _carried(self, op, size_bytes, rings, capacities_Bps, also, order, orbits=None):
         """:meth:`channel_bytes`, of the first ``size / order`` ranks' segments of each
         ring (:meth:`period_bytes`; None: every rank's)."""
         self.carries(op)
         carried: dict[str, float] = {}
-        shares = ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps, also))
+        shares = ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps, also, orbits))
         for ring, share in zip(rings, shares):
             p = ring.size
             if p == 1 or share == 0:

@@ -58,6 +58,7 @@ import simpy
 
 from mcdla.hw.maxmin import UNIT_WEIGHTS, max_min_rates
 from mcdla.sim.flowpaths import LONG_PATH, PathClasses
+from mcdla.sim.flowsetup import add_each, per_class
 from mcdla.sim.flowstats import ByClass, ChangedLoads, NetworkStats, members_of
 
 if TYPE_CHECKING:
@@ -146,12 +147,14 @@ class FlowNetwork:
         # Resource -> the resources a flow over it loads too (a shared NIC's ports behind
         # each of its devices' links): added to every path that crosses it.
         self.also: Mapping[str, tuple[str, ...]] = also or {}
-        self._capacities: dict[str, float] = {}
+        set_up = per_class(capacities_Bps, classes or {})  # (the map, the firsts), or None: one by one
+        self._capacities: dict[str, float] = set_up[0] if set_up else {}
         # Rank symmetry: resource -> its class's first resource; each first -> its members, counted.
         self._rep: Mapping[str, str] = classes or {}
         self._sizes: dict[str, int] = dict(Counter(self._rep.values()))
         self._firsts = frozenset(self._sizes)
         self._classes = PathClasses(self._capacities, self._rep, self._sizes, self.also, orbits)  # each path once
+        self.orbits = orbits if self._sizes else None  # alike in capacity along them (ringsplit reads by period)
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
@@ -177,7 +180,10 @@ class FlowNetwork:
         self._bytes_by_resource: dict[str, float] = {}
         self._busy_s_by_resource: dict[str, float] = {}
         self._long: dict[tuple[int, int], tuple] = {}  # (id(path), copies) -> (path, known): long paths
-        self._add_many(capacities_Bps.items())
+        if set_up:
+            self._names, self._index = set_up[1], {name: i for i, name in enumerate(set_up[1])}
+        else:
+            self._add_many(capacities_Bps.items())
         self._on_rates = on_rates
         self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
@@ -252,40 +258,19 @@ class FlowNetwork:
 
     def _add_many(self, items) -> None:
         """:meth:`add_resource` of each (resource, capacity) without its class size: the
-        loop every resource goes through (a 131,072-device ring's network has 2M)."""
-        caps, rep, index, names = self._capacities, self._rep, self._index, self._names
-        added = False
-        for resource, capacity_Bps in items:
-            capacity_Bps = float(capacity_Bps)
-            if not capacity_Bps > 0:  # NaN fails too
-                raise ValueError(f"capacity of {resource!r} must be > 0, got {capacity_Bps!r}")
-            if capacity_Bps == math.inf:
-                continue  # unbounded: same as absent
-            known = caps.get(resource)
-            if known is not None:
-                if known != capacity_Bps:
-                    raise ValueError(f"resource {resource!r} already has capacity {known!r}, not {capacity_Bps!r}")
-                continue
-            caps[resource] = capacity_Bps
-            first = rep.get(resource, resource)
-            if first not in index:  # the network keeps a class's first resource
-                if caps.setdefault(first, capacity_Bps) != capacity_Bps:
-                    raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
-                index[first] = len(names)
-                names.append(first)
-            elif caps[first] != capacity_Bps:
-                raise ValueError(f"resource {resource!r} and {first!r} are in one class but differ in capacity")
-            added = True
-        if added and self._given:
+        loop every resource goes through where the classes allow no set-up per class."""
+        if add_each(items, self._capacities, self._rep, self._index, self._names) and self._given:
             self._given.clear()  # a given path may now cross one more constrained resource
             self._long.clear()
             self._classes.clear()
 
     def add_resources(self, resources: tuple[str, ...], capacity_Bps: float) -> None:
         """:meth:`add_resource` for each of ``resources``, once per distinct tuple: a
-        collective's reduction units, asked for by every collective on a ring."""
+        collective's reduction units, asked for by every collective on a ring (and each
+        ring's the others' reordered: looked up, not added again, once known)."""
         if self._added.get(id(resources), (None, None)) != (resources, capacity_Bps):
-            self._add_many((resource, capacity_Bps) for resource in resources)
+            if set(map(self._capacities.get, resources)) != {capacity_Bps}:
+                self._add_many((resource, capacity_Bps) for resource in resources)
             self._added[id(resources)] = (resources, capacity_Bps)  # by identity: hashing 16k names costs
 
     # -- the one operation --------------------------------------------------------
@@ -362,8 +347,9 @@ class FlowNetwork:
         self._request_flush()
 
     def by_period(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
-        """``path``, marked as beginning with a ring's n hops bound by period (``period``:
-        its translation, q, n; Ring.period), to be counted by period (flowpaths.PathClasses)."""
+        """``path``, marked as beginning with a ring's n hops bound by period and ending
+        with its m reduction units (``period``: its translation, q, n, m; Ring.period), to
+        be counted by period (flowpaths.PathClasses.mark)."""
         return self._classes.mark(path, period)
 
     def _new_path(self, path: tuple[str, ...], copies: int = 1, even: bool = True) -> tuple[tuple[str, ...], int]:

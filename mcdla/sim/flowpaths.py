@@ -7,8 +7,10 @@ A ring's phase crosses every channel of a ring (2N of them, and N reduction unit
 counted once per path, and not from every channel where the path says how it repeats
 (docs/model.md, "Rings counted by period in the run"): a ring bound by period under the
 translation whose orbits the classes are unions of crosses each class of one period's q
-hops n / q times; a path that begins a long path counted before (the all-gather's, after
-the reduce-scatter's with its reduction units) is counted from it, less the rest.
+hops n / q times, and its m reduction units (a reduce-scatter's, each in its rank's
+device class, mcdla.sim.training) each class of one period's m / order units order
+times; a path that begins a long path counted before (the all-gather's, after the
+reduce-scatter's with its reduction units) is counted from it, less the rest.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ class PathClasses:
     def mark(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
         """``path`` (held, so known by identity: a ring's phase, the same tuple each time)
         marked as beginning with a ring's n hops bound by period: ``period`` (its
-        translation, q, n), hop j in hop j mod q's orbit and none twice (Ring.period)."""
+        translation, q, n, m), hop j in hop j mod q's orbit and none twice (Ring.period),
+        and ending with its m reduction units in rank order (0: none), unit j in unit j
+        mod (m / order)'s class (each in its device's class, the ranks' period that of
+        the hops)."""
         self._marked[id(path)] = (path, period)
         return path
 
@@ -58,6 +63,10 @@ class PathClasses:
         period = hit[1] if hit is not None and hit[0] is path else None
         if period is not None and (self._also or period[0] is None or period[0] is not self._orbits):
             period = None  # counted as any path: its classes are not known to be unions of the orbits
+        elif period is not None and period[3]:
+            start, units, _ = _sections(path, period)[2]
+            if not all(map(self._rep.__contains__, path[start:start + units])):
+                period = (*period[:3], 0)  # units in no class (no device classes handed over): each counted
         longer = self._longer(path) if period is None else None  # a long path counted before that begins it
         if longer is None and not self._apart(path, period):
             raise ValueError(f"a flow's path must not repeat a resource: {path!r}")
@@ -84,13 +93,11 @@ class PathClasses:
         its count less the rest's. Else counted, and kept if long."""
         caps, rep = self._capacities.__contains__, self._rep.get
         if period is not None:
-            _t, q, n = period
-            head = tuple(filter(caps, path[:q]))
-            counts = Counter(map(rep, head, head))
-            for r in counts:
-                counts[r] *= n // q
-            rest = tuple(filter(caps, path[n:]))
-            counts.update(map(rep, rest, rest))
+            counts = Counter()
+            for start, count, repeats in _sections(path, period):  # hops, the rest, the units
+                head = tuple(filter(caps, path[start:start + count]))
+                section = Counter(map(rep, head, head))
+                counts.update({r: k * repeats for r, k in section.items()})
             return counts
         if longer is not None:
             rest, counts = tuple(filter(caps, longer[0][len(path):])), Counter(longer[1])
@@ -108,10 +115,16 @@ class PathClasses:
         its own, of more than one member, so in a class); a rest that repeats none and
         meets none of their classes (where one of them would be) repeats none of them."""
         if period is not None:
-            _t, q, n = period
-            rest, rep = path[n:], self._rep
+            (_, q, _), (n, plain, _), (m0, u, _) = _sections(path, period)
+            rest, rep = path[n:n + plain] + path[m0:m0 + u], self._rep
             classes = {rep.get(r, r) for r in path[:q]}
-            if len(set(rest)) == len(rest) and not any(rep.get(r, r) in classes for r in rest):
+            units = {rep.get(r, r) for r in path[m0:m0 + u]}
+            # One period's units in distinct orbits (of order members each), so no unit
+            # twice; the rest apart from them and the hops.
+            if len(set(rest)) == len(rest) and (u == len(path) - m0 or
+                                                 len({period[0].orbit(r)[0] for r in path[m0:m0 + u]}) == u) and \
+                    not any(rep.get(r, r) in classes for r in rest) and \
+                    not any(rep.get(r, r) in units for r in path[n:n + plain]):
                 return True
         return len(set(path)) == len(path)
 
@@ -126,3 +139,14 @@ class PathClasses:
             if len(other) >= n and other[0] is path[0] and other[n - 1] is path[-1] and other[:n] == path:
                 return longer
         return None
+
+
+def _sections(path: tuple[str, ...], period: tuple) -> tuple[tuple[int, int, int], ...]:
+    """(start, resources read, times each stands for) of ``path``'s three sections under
+    ``period`` (t, q, n, m; PathClasses.mark): its n hops, one period of q read, each
+    standing for n / q; the rest, read once; its m units, one period of m / order read,
+    each standing for order (all read, once each, where m is no whole number of periods)."""
+    t, q, n, m = period
+    units = m if m % t.order else m // t.order
+    return (0, q, n // q), (n, len(path) - m - n, 1), (len(path) - m, units, m // units if units else 0)
+

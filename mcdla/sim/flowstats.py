@@ -120,6 +120,10 @@ class ByClass(Mapping):
         first = self._first(resource)
         return first is not None and first in self._by_first
 
+    def classed(self, resource: str) -> bool:
+        """Whether ``resource`` is a member of a class (answered from its first), not its own."""
+        return resource in self._rep
+
     def values_of(self, resources, default: float = 0.0) -> list[float]:
         """:meth:`get` of each of ``resources``, in one pass (two dict lookups each when
         every first is its own class's member, as mcdla.hw.symmetry's classes are)."""

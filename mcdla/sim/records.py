@@ -186,6 +186,8 @@ class IterationRecord:
     # The translation whose orbits those classes are unions of (Symmetry.translation), or
     # None: a ring bound by period under it is checked by one period (mcdla.sim.invariants).
     class_orbits: Any = None
+    # Its orbits of resources (Symmetry.orbits: each one's first member, its members), or ().
+    resource_orbits: tuple = ()
     # (start, end) of each point-to-point send between pipeline stages (the pp axis).
     pipeline_sends: tuple[tuple[float, float], ...] = ()
 

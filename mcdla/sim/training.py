@@ -535,6 +535,7 @@ class Iteration:
             device_work=tuple(self._work(d) for d in range(len(records))),
             resource_classes=self.symmetry.resources if len(classes) < len(records) else {},
             class_orbits=self.symmetry.translation if len(classes) < len(records) else None,
+            resource_orbits=self.symmetry.orbits if len(classes) < len(records) else (),
         )
         check_iteration(record)  # conservation laws; raises on a bug
         return record
