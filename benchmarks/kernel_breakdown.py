@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,9 +37,9 @@ from mcdla.sim import tensor  # noqa: E402
 from mcdla.sim.training import Iteration  # noqa: E402
 from mcdla.sweep.validate import _point  # noqa: E402
 
-def _refuse(message: str) -> None:
-    """One line on stderr and exit 2, as mcdla's own commands refuse bad input."""
-    print(f"kernel_breakdown.py: {message}", file=sys.stderr)
+def _refuse(message: str) -> NoReturn:
+    """One line on stderr and exit 2, as mcdla's own commands (and argparse here) refuse bad input."""
+    print(f"kernel_breakdown.py: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -50,7 +51,8 @@ def _row_args(table: str, index: int) -> dict:
     rows = yaml.safe_load(path.read_text())["rows"]
     if not 0 <= index < len(rows) or rows[index].get("kind") != "sim":
         sims = [i for i, r in enumerate(rows) if r.get("kind") == "sim"]
-        _refuse(f"{table} row {index} is not a `kind: sim` row; those are rows {sims}")
+        _refuse(f"{table} row {index} is not a `kind: sim` row; "
+                + (f"those are rows {sims}" if sims else "the table has none"))
     return rows[index]["args"]
 
 

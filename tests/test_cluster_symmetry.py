@@ -224,7 +224,7 @@ def test_the_cluster_generator_hands_over_its_node_cell_only_where_a_node_is_who
     assert load_topology("dgx_h100_4node", [("generator.nics_per_node", 4)]).node_cells is None  # shared NICs
 
 
-@pytest.mark.parametrize("key", ["node_cells: {D: 1}", "leaf_nodes: 2"])
+@pytest.mark.parametrize("key", ["node_cells: {D: 1}", "leaf_nodes: 2", "ring_prefixes: [D]", "ring_copies: 1"])
 def test_a_hand_written_file_may_not_claim_a_node_cell(tmp_path, key):
     from test_translation import _ring
 

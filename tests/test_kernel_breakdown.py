@@ -57,11 +57,13 @@ def test_the_h100_row_overlaps_its_reductions_with_compute_on_fewer_sms(tool, ca
 @pytest.mark.parametrize("argv, says", [
     (["no_such_table"], "no validation table 'no_such_table'; one of: "),
     (["megatron_a100", "99"], "megatron_a100 row 99 is not a `kind: sim` row; those are rows [0, 1, 2, 3]"),
-    (["nccl_dgx_a100", "0"], "nccl_dgx_a100 row 0 is not a `kind: sim` row; those are rows []"),
+    (["nccl_dgx_a100", "0"], "nccl_dgx_a100 row 0 is not a `kind: sim` row; the table has none"),
+    (["zero_memory", "0"], "zero_memory row 0: device D0: the model state"),  # a memory row: cannot run
 ])
 def test_a_bad_table_or_row_is_refused_in_one_line_with_exit_2(tool, capsys, argv, says):
     with pytest.raises(SystemExit) as stop:
         tool.main(argv)
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert says in err and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("kernel_breakdown.py: error: ") and says in err
+    assert err.count("\n") == 1 and "Traceback" not in err

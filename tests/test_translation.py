@@ -192,6 +192,15 @@ def _bound(topology) -> list[tuple]:
             for r in topology.rings]
 
 
+def _derived(monkeypatch):
+    """Loads as if the ring generator handed no rings over: binding derives them by search."""
+    import mcdla.hw.topology as topology_module
+
+    read = topology_module.read_topology_doc
+    monkeypatch.setattr(topology_module, "read_topology_doc", lambda *args, **kwargs: dataclasses.replace(
+        read(*args, **kwargs), ring_prefixes=(), ring_copies=0))
+
+
 @pytest.mark.parametrize("path", [*[(n, links, memory) for n, links, memory in GENERATED], *SHIPPED])
 def test_rings_bound_by_period_take_the_links_binding_hop_by_hop_takes(tmp_path, monkeypatch, path):
     """Each derived ring's links chosen for one period of the translation and repeated
@@ -209,16 +218,10 @@ def test_rings_bound_by_period_take_the_links_binding_hop_by_hop_takes(tmp_path,
                 by_translation(topology, policy, whole, None) is not None
     by_period = _bound(load_topology(source))
     monkeypatch.setattr(binding, "_periods", lambda translation, cycles: None)
-    assert by_period == _bound(load_topology(source))
-
-
-def _derived(monkeypatch):
-    """Loads as if the ring generator handed no rings over: binding derives them by search."""
-    import mcdla.hw.topology as topology_module
-
-    read = topology_module.read_topology_doc
-    monkeypatch.setattr(topology_module, "read_topology_doc", lambda *args, **kwargs: dataclasses.replace(
-        read(*args, **kwargs), ring_prefixes=(), ring_copies=0))
+    _derived(monkeypatch)  # a generated ring's handed-over cycle is bound by period without asking _periods
+    hop_by_hop = load_topology(source)
+    assert all(not ring.period for ring in hop_by_hop.rings)
+    assert by_period == _bound(hop_by_hop)
 
 
 @pytest.mark.parametrize("n, links, memory", GENERATED + [(2, 1, True), (6, 2, False)])
@@ -252,16 +255,6 @@ def test_listed_rings_win_over_the_generators(tmp_path):
     path = tmp_path / "listed.yaml"
     path.write_text(open(_ring(tmp_path, 4)).read() + "rings: [[D0, M0, D1, M1, D2, M2, D3, M3]]\n")
     assert [r.name for r in load_topology(str(path)).rings] == ["ring0.fwd", "ring0.rev"]
-
-
-def test_a_hand_written_file_may_not_claim_the_generators_rings(tmp_path):
-    text = open(_ring(tmp_path, 4)).read()
-    listed = tmp_path / "listed.yaml"
-    listed.write_text(text.replace("generator: {name: ring, devices: 4, links_per_pair: 3, memory_nodes: true}",
-                                   "devices: 2\nconnections:\n  - [D0, D1, nvlink, 1]\nring_copies: 1"))
-    with pytest.raises(InputError, match="generators only") as caught:
-        load_topology(str(listed))
-    assert caught.value.key == "ring_copies"
 
 
 def test_a_period_is_found_only_where_the_translation_carries_the_ring_onto_itself():

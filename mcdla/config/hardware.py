@@ -22,18 +22,17 @@ from mcdla.config.schema import (
     Time,
 )
 
-__all__ = ["ATTENTION_KERNELS", "AttentionRates", "DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec", "NvmeSpec"]
+__all__ = ["AttentionKernel", "AttentionRates", "DeviceSpec", "MemoryNodeSpec", "HostSpec", "LinkSpec", "SwitchSpec", "NvmeSpec"]
 
 DeviceCycles = Annotated[float, Quantity("time", inclusive=True, clock="clock")]
 
 # The fused attention kernels a device may hold measured rates for (its
-# ``attention_kernels``; a run names one with training.attention_kernel): the name, and
-# the kernel it stands for (docs/model.md, "Attention by kernel").
-ATTENTION_KERNELS = {
-    "flash2": "FlashAttention-2 (Dao 2023; flash-attn 2.x, Transformer Engine's flash-attn backend)",
-    "flash3": "FlashAttention-3 (Shah et al. 2024; flash-attn's hopper build)",
-    "cudnn": "cuDNN's fused attention (Transformer Engine's FusedAttention, F16_arbitrary_seqlen)",
-}
+# ``attention_kernels``; a run names one with training.attention_kernel; docs/model.md,
+# "Attention by kernel"): flash2, FlashAttention-2 (Dao 2023; flash-attn 2.x, Transformer
+# Engine's flash-attn backend); flash3, FlashAttention-3 (Shah et al. 2024; flash-attn's
+# hopper build); cudnn, cuDNN's fused attention (Transformer Engine's FusedAttention,
+# F16_arbitrary_seqlen). The loader refuses any other name (a Literal key).
+AttentionKernel = Literal["flash2", "flash3", "cudnn"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,11 @@ class DeviceSpec:
     # loop's fraction of peak (0: none, gemm_efficiency the ceiling of every GEMM).
     gemm_tile_overhead: Time = 0.0
     # Fused attention: the rates of each kernel the device measured, by name
-    # (ATTENTION_KERNELS), and the one a run uses when it names none (None: no kernel
+    # (AttentionKernel), and the one a run uses when it names none (None: no kernel
     # measured; attention then runs at AttentionRates' defaults). A mapping, left out of
     # the hash (equality still compares it).
-    attention_kernels: dict[str, AttentionRates] = field(default_factory=dict, hash=False)
-    attention_kernel: str | None = None
+    attention_kernels: dict[AttentionKernel, AttentionRates] = field(default_factory=dict, hash=False)
+    attention_kernel: AttentionKernel | None = None
     # cuDNN's rate for a 3x3 stride-1 convolution (Winograd's class, mcdla.hw.gpu.conv_class_seconds):
     # of the peak MAC rate, counted in the direct convolution's MACs (above 1 where Winograd
     # multiplies less), forward, backward-data, backward-filter; None: such a convolution
@@ -128,11 +127,8 @@ class DeviceSpec:
             if getattr(self, name) is not None and self.fp32_macs_per_pe is None:
                 raise ValueError(f"{name} needs fp32_macs_per_pe (separate FP32 lanes); a device with one kind "
                                  f"of lanes gives its rates as {name[len('fp32_'):]}")
-        unknown = [k for k in self.attention_kernels if k not in ATTENTION_KERNELS]
-        if unknown:
-            raise ValueError(f"attention_kernels: unknown kernel {unknown[0]!r}; known: {', '.join(ATTENTION_KERNELS)}")
-        if (self.attention_kernel is None) != (not self.attention_kernels) or (
-                self.attention_kernel is not None and self.attention_kernel not in self.attention_kernels):
+        if not (self.attention_kernel in self.attention_kernels
+                or self.attention_kernel is None and not self.attention_kernels):
             raise ValueError(f"attention_kernel ({self.attention_kernel}) must name one of attention_kernels "
                              f"({', '.join(self.attention_kernels) or 'none'}): the kernel a run uses by default")
         if self.sms is not None and self.nccl_sms >= self.sms:

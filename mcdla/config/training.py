@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from mcdla.config.hardware import ATTENTION_KERNELS
+from mcdla.config.hardware import AttentionKernel
 from mcdla.config.schema import BlockSize, PositiveInt, Range
 
 __all__ = ["TrainingSpec"]
@@ -102,7 +102,7 @@ class TrainingSpec:
     - ``attention_kernel``: the fused attention kernel (``workload.flash``) a run uses:
       ``flash2`` (FlashAttention-2), ``flash3`` (FlashAttention-3) or ``cudnn`` (cuDNN's
       fused attention, Transformer Engine's FusedAttention), at the rates the device
-      measured for it (mcdla.config.hardware.ATTENTION_KERNELS); ``None``, the device's
+      measured for it (mcdla.config.hardware.AttentionKernel); ``None``, the device's
       default kernel. A kernel the device has no rates for is refused.
     - ``grad_reduce_dtype``: the gradients' element type as the device holds and
       data parallelism reduces them (mcdla.hw.memory). ``model``: the workload's
@@ -134,4 +134,4 @@ class TrainingSpec:
     optimizer_passes: Literal["fused", "megatron_fp16_2021", "megatron_core_2024"] = "fused"
     norm_kernel: Literal["stream", "apex_2021"] = "stream"
     grad_reduce_dtype: Literal["model", "fp32"] = "model"
-    attention_kernel: Literal[tuple(ATTENTION_KERNELS)] | None = None  # type: ignore[valid-type]
+    attention_kernel: AttentionKernel | None = None

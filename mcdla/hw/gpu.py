@@ -178,7 +178,7 @@ def sm_contended(device: DeviceSpec, seconds: float) -> float:
     return seconds * device.sms / (device.sms - device.nccl_sms)
 
 
-def with_attention_kernel(workload, kernel: str | None, device: DeviceSpec, where: str = "the device"):
+def with_attention_kernel(workload, kernel: str | None, device: DeviceSpec, where: str):
     """``workload`` with its fused attention run by ``kernel`` (training.attention_kernel;
     None: the device's default, the workload unchanged). Refuses a kernel ``device``
     (``where`` names it) has no rates for: its time would be a guess."""

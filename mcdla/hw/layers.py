@@ -130,7 +130,7 @@ class Kernel:
     # framework's kernel measured slower (mcdla.hw.ew_traffic.KERNEL_STREAM).
     stream: float = 1.0
     conv1x1: str | None = None  # "fwd", "dx" or "dw" of a 1x1 convolution (mcdla.hw.gpu)
-    # A fused attention kernel's name (ATTENTION_KERNELS; None: the device's default kernel).
+    # A fused attention kernel's name (mcdla.config.hardware.AttentionKernel; None: the device's default kernel).
     attention: str | None = None
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
-           "NVLS_MAX_CHUNK_BYTES", "NVLS_STAGES", "NVLS_MAX_ARITY", "nvls_chunk_bytes", "nvls_tree_chunk_bytes",
+           "NVLS_MAX_ARITY", "nvls_chunk_bytes", "nvls_tree_chunk_bytes",
            "pipeline_fill",
            "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency", "tree_correction",
            "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
@@ -117,7 +117,8 @@ def nvls_fraction() -> float:
 # (enqueue.cc, the same rule in 2.18.5, 2.26.2 and 2.30.7). On one machine every GPU is a
 # head (graph/search.cc: "Force intra-node NVLS algorithm to pull evenly from all GPUs"),
 # across machines a GPU with a NIC is; at most NCCL_MAX_NVLS_ARITY (device.h: 32 from
-# 2.19; 2.18.5: 8, the DGX's GPUs).
+# 2.19; 2.18.5: 8, the DGX's GPUs). 32 under every version here: 2.18's 8 would differ only
+# on an NVLink domain of more than 8 GPUs, where mcdla runs no NCCL (the NVL72 presets).
 NVLS_MAX_CHUNK_BYTES = 128 * 1024
 NVLS_MAX_ARITY = 32
 # Each channel's CTA runs groups of warps at once, on successive loops of nHeads chunks
@@ -139,29 +140,30 @@ def _smaller_chunk(size_bytes: float, ops: int, chunk: int, rule) -> int:
     return chunk
 
 
-def nvls_chunk_bytes(size_bytes: float, heads: int, channels: int = NVLS_CHANNELS) -> int:
+def nvls_chunk_bytes(size_bytes: float, heads: int) -> int:
     """The chunk NCCL's NVLS all-reduce of ``size_bytes`` runs in on one machine, over
-    ``channels`` channels of ``heads`` heads (enqueue.cc's rule, above)."""
-    return _smaller_chunk(size_bytes, channels * heads, NVLS_MAX_CHUNK_BYTES, ((64, 65536), (8, 32768), (2, 16384)))
+    its 16 channels of ``heads`` heads (enqueue.cc's rule, above)."""
+    return _smaller_chunk(size_bytes, NVLS_CHANNELS * heads, NVLS_MAX_CHUNK_BYTES, ((64, 65536), (8, 32768), (2, 16384)))
 
 
-def nvls_tree_chunk_bytes(size_bytes: float, heads: int, first_bytes: int, channels: int = NVLS_CHANNELS) -> int:
+def nvls_tree_chunk_bytes(size_bytes: float, heads: int, first_bytes: int) -> int:
     """The chunk NCCL's NVLS-tree all-reduce of ``size_bytes`` runs in, from
-    ``first_bytes`` (:attr:`NcclTuning.nvls_tree_chunk_bytes`): 256 KiB below 32 x the
+    ``first_bytes`` (:meth:`NcclTuning.nvls_tree_first_chunk`): 256 KiB below 32 x the
     chunks in flight, 128 KiB below 16 x, 64 KiB below 4 x, 32 KiB below 1 x (enqueue.cc,
     2.18.5, 2.26.2 and 2.30.7)."""
-    return _smaller_chunk(size_bytes, channels * heads, first_bytes,
+    return _smaller_chunk(size_bytes, NVLS_CHANNELS * heads, first_bytes,
                           ((32, 262144), (16, 131072), (4, 65536), (1, 32768)))
 
 
-def pipeline_fill(size_bytes: float, loop_bytes: float, stages: int = NVLS_STAGES) -> float:
+def pipeline_fill(size_bytes: float, loop_bytes: float) -> float:
     """A chunk pipeline's fill and drain as a fraction of its data time: every channel
-    runs nLoops = ``size_bytes`` / ``loop_bytes`` loops through ``stages`` stages, so it
-    takes nLoops + stages - 1 loop times, (stages - 1) / nLoops more than its data alone;
-    a message shorter than one loop (some channels idle) takes stages times its data."""
+    runs nLoops = ``size_bytes`` / ``loop_bytes`` loops through NVLS_STAGES stages, so
+    it takes nLoops + stages - 1 loop times, (stages - 1) / nLoops more than its data
+    alone; a message shorter than one loop (some channels idle) takes stages times its
+    data."""
     if size_bytes <= 0:
         return 0.0
-    return (stages - 1) * min(1.0, loop_bytes / size_bytes)
+    return (NVLS_STAGES - 1) * min(1.0, loop_bytes / size_bytes)
 
 
 # NCCL's tree across machines: a chain inside each machine, a double binary tree between

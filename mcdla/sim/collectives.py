@@ -445,6 +445,11 @@ class CollectiveAlgorithm:
         algorithm that chooses among others by the rings says per design)."""
         return cls.symmetric
 
+    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+        """What NCCL's tuner weighs for it (:meth:`~mcdla.sim.nccl_collectives.NcclAlgorithm.tune`):
+        its time, unless NCCL's own model leaves part of it out (NVLS's chunk pipeline)."""
+        return time_s
+
     def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
         """Raises an InputError for rings this algorithm cannot run (any ring: none)."""
 

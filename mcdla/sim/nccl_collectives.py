@@ -302,9 +302,10 @@ class NvlsAlgorithm(_ChunkPipeline, InSwitchAlgorithm):
         """An all-reduce's chunk pipeline (:func:`~mcdla.hw.nccl.pipeline_fill`): loops of
         16 channels x one head per GPU of the switch's ring; NCCL's NVLS reduce-scatter
         and all-gather kernels are not modelled so."""
-        if op != "all_reduce" or not rings or rings[0].size < 2:
+        live = [ring for ring in rings if ring.size > 1]
+        if op != "all_reduce" or not live:
             return 0.0
-        heads = min(rings[0].size, NVLS_MAX_ARITY)
+        heads = min(live[0].size, NVLS_MAX_ARITY)
         return pipeline_fill(size_bytes, NVLS_CHANNELS * heads * nvls_chunk_bytes(size_bytes, heads))
 
     @staticmethod
@@ -417,10 +418,6 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         if not self.corrected or op != "all_reduce":
             return 1.0
         return tree_correction(self.nccl.tree_correction, self._proto(op).name, size_bytes)
-
-    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
-        """What NCCL's tuner weighs for it: its time (the size's correction is NCCL's own)."""
-        return time_s
 
     def time_s(self, op, size_bytes, rings, capacities_Bps, **kwargs):
         """The flows' time over the links (the phased algorithms' model) stretched by the

@@ -164,7 +164,7 @@ class Engine(Sleeper):
     def __init__(self, run: "ServingRun", index: int, devices: tuple[str, ...], rings, role: str = "mixed"):
         self.run, self.index, self.devices, self.rings, self.role = run, index, devices, rings, role
         self.spec: ServingSpec = run.spec
-        self.stages = stage_devices(devices, self.spec.tensor_parallel)  # each pipeline stage's tensor group
+        self.stage_devices = stage_devices(devices, self.spec.tensor_parallel)  # each pipeline stage's tensor group
         self.waiting: deque = deque()
         self.running: list[_Req] = []
         self.pool = {"hbm": run.hbm_blocks, "tier": run.tier_blocks}  # its blocks (a virtual engine: a share)
@@ -363,7 +363,7 @@ class Engine(Sleeper):
         """Pipeline parallelism: the batch's activations from each stage to the next, one
         boundary after another, rank r of a stage to rank r of the next (each rank holds
         them whole after its all-reduce) as point-to-point flows."""
-        hops = [(self.stages[s], self.stages[s + 1], size) for s, size in enumerate(cost.sends)]
+        hops = [(self.stage_devices[s], self.stage_devices[s + 1], size) for s, size in enumerate(cost.sends)]
         yield from self.run.send(self.index, hops, "pp send", "serving.pipeline_parallel")
 
     def _advance(self, decodes, prefills) -> None:
