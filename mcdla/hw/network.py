@@ -136,7 +136,11 @@ class Ring:
         """Per rank, the spine switch it links to directly (its NIC's rail switch; ""
         for none); () on a ring made by hand."""
         fabric = self.fabric
-        return tuple(fabric.exit(r) for r in self.ranks) if fabric is not None else ()
+        if fabric is None:
+            return ()
+        if not fabric.spine:  # no spine switch: no rank has one (Fabric.exit's ""), asked of none
+            return ("",) * len(self.ranks)
+        return tuple(fabric.exit(r) for r in self.ranks)
 
     def _above(self, below: tuple[str, ...]) -> tuple[str, ...]:
         """Per rank, the one spine above each of ``below`` (Fabric.core); () for none."""
@@ -148,7 +152,9 @@ class Ring:
 
     def _links(self, src: tuple[str, ...], dst: tuple[str, ...]) -> tuple[str, ...]:
         """Per rank, this ring's channel from ``src`` to ``dst`` ("" where either is none)."""
-        link = self.fabric.link if self.fabric is not None else None
+        if not (any(src) and any(dst)):  # no switch on one side (a ring without spines): none
+            return ("",) * min(len(src), len(dst))
+        link = self.fabric.link
         return tuple(link(a, b, self.number) if a and b else "" for a, b in zip(src, dst))
 
     @cached_property
