@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS",
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "channel_ids", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS",
            "reduction_port", "reduce_unit"]
 
 
@@ -34,6 +34,12 @@ FABRIC_LINKS = RANK_LINKS[2:]
 def channel_id(src: str, dst: str, index: int) -> str:
     """The id of the ``index``-th parallel link's channel from ``src`` to ``dst``."""
     return f"{src}>{dst}:{index}"
+
+
+def channel_ids(pairs, indices) -> list[str]:
+    """:func:`channel_id` of each (src, dst) of ``pairs`` with its index of ``indices``, in
+    one comprehension: a ring of 131,072 devices binds 1.57M hops."""
+    return [f"{src}>{dst}:{index}" for (src, dst), index in zip(pairs, indices)]
 
 
 def reduction_port(switch: str) -> str:
@@ -225,7 +231,7 @@ class Ring:
 
     @cached_property  # asked by every reducing collective on the ring: built once
     def reduce_units(self) -> tuple[str, ...]:
-        return tuple(reduce_unit(rank) for rank in self.ranks)
+        return tuple(map(reduce_unit, self.ranks))
 
     @cached_property  # checked by every collective on the ring: once
     def repeats_channel(self) -> bool:
