@@ -93,6 +93,40 @@ def test_the_one_pass_keys_are_the_orbits(design):
     assert firsts == [next(name for name in names if keys[name] == key) for key in orbit_keys]
 
 
+@pytest.mark.parametrize("design", ["dgx_h100_nvme", "dgx_h100_cxl", "ring16"])
+def test_the_numbers_link_by_link_are_the_numbers_name_by_name(design):
+    """Translation.numbers given the physical links numbers their channels link by link,
+    none of their names read: the same numbers, keys and first members as reading every
+    name; and the whole orbit of vertices the quotient gets from them is the same."""
+    topology = load_topology(design)
+    capacities = topology.capacities()
+    assert len(capacities) == len(topology.channels) + len(topology.ports)
+    t = topology.translation
+    assert t.numbers(capacities, topology.physical_links) == t.numbers(capacities)
+    assert t._link_numbers(topology.physical_links, [], lambda key, name: 0, {}) == len(topology.channels)
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_the_generated_rings_numbers_link_by_link_are_name_by_names(tmp_path, n, links, memory):
+    topology = load_topology(_ring(tmp_path, n, links, memory))
+    if topology.translation is None:
+        return
+    capacities = topology.capacities()
+    assert topology.translation.numbers(capacities, topology.physical_links) == \
+        topology.translation.numbers(capacities)
+
+
+def test_a_pair_of_two_links_is_numbered_name_by_name():
+    """Two links on one pair (their channels' indices run on across both): no channel
+    numbered link by link, every name read, the same numbers."""
+    t = Translation.of([f"{p}{i}" for p in "DM" for i in range(4)], {"D": 1, "M": 1})
+    physical = [(f"D{i}", f"M{i}", "nvlink", 1) for i in range(4)] * 2
+    names = [f"{a}>{b}:{k}" for k in (0, 1) for i in range(4) for a, b in ((f"D{i}", f"M{i}"), (f"M{i}", f"D{i}"))]
+    out: list[int] = []
+    assert t._link_numbers(physical, out, lambda key, name: 0, {}) == 0 and out == []
+    assert t.numbers(names, physical) == t.numbers(names)
+
+
 @pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])
 def test_the_two_level_switchs_classes_are_the_refinements(tmp_path, domains, per, spines):
     topology = load_topology(_two_level(tmp_path, domains, per, spines))

@@ -307,10 +307,12 @@ class _Quotient:
             self.consistent = False
         return v
 
-    def vertices(self, kind: str, capacities: dict[str, float]) -> "_Vertices":
+    def vertices(self, kind: str, capacities: dict[str, float], links=()) -> "_Vertices":
         """:meth:`vertex` of every resource (colour: its capacity), in one pass; each
-        resource's vertex as a map that looks up the few asked (:class:`_Vertices`)."""
-        orbits, keys, first = self.translation.numbers(capacities)  # orbits in first-member order
+        resource's vertex as a map that looks up the few asked (:class:`_Vertices`).
+        ``links``: the physical links whose channels ``capacities`` begin with
+        (Translation.numbers)."""
+        orbits, keys, first = self.translation.numbers(capacities, links)  # orbits in first-member order
         own = [capacities[name] for name in first]  # each orbit's first's capacity
         if any(map(ne, map(own.__getitem__, orbits), capacities.values())):
             self.consistent = False  # an orbit's members differ in capacity
@@ -398,7 +400,10 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     rings, capacities = topology.rings if rings is None else rings, topology.capacities()
     q = _Quotient(t)
     device_vertex = [q.vertex("d", d, (colours[n],) if colours else ()) for n, d in enumerate(devices)]
-    resource_vertex = q.vertices("r", capacities)
+    # The topology's capacities list its channels first, link by link (Topology.capacities):
+    # numbered by link where every channel id is a name of its own (no port's).
+    whole = len(capacities) == len(topology.channels) + len(topology.ports)
+    resource_vertex = q.vertices("r", capacities, topology.physical_links if whole else ())
     for c, extra in topology.nic_ports.items():
         if t.orbit(c)[1] == 0:
             for a in extra:
