@@ -476,3 +476,21 @@ def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, 
     for given, bytes_by in ((resized, carried), (orbits, unclassed)):
         assert summary._by_orbit(topology, bytes_by, given, tiers) is None
         assert summary.link_classes(topology, bytes_by, given) == summary.link_classes(topology, bytes_by)
+
+
+def test_the_quotients_vertex_of_each_resource_is_its_orbits_before_and_past_the_whole_map(tmp_path):
+    """_Quotient.vertices' map answers each resource by its orbit's key, and past its
+    lookups by orbit from the map of every resource: the same vertex either way; a name
+    that is no resource is a KeyError."""
+    from mcdla.hw.symmetry import _Quotient
+
+    topology = load_topology(_ring(tmp_path, 128))
+    capacities = topology.capacities()
+    assert len(capacities) > 1024  # past the lookups by orbit
+    q = _Quotient(topology.translation)
+    vertices = q.vertices("r", capacities, topology.physical_links)
+    for name in capacities:
+        assert vertices[name] == q.index[("r", topology.translation.orbit(name)[0])]
+    assert len(vertices._known) == len(capacities)  # the whole map, made once
+    with pytest.raises(KeyError):
+        vertices["D0>D1:0"]

@@ -366,22 +366,30 @@ class _Quotient:
 
 class _Vertices:
     """A resource -> its orbit's vertex in a quotient, looked up by its orbit's key when
-    asked: the quotient asks for the resources of one device's routes and of one period
-    of each ring, and a map of every resource (1.8M on a ring of 131,072 devices) cost as
-    much as the map of classes the symmetry hands over. A name not among ``capacities``:
-    KeyError, as a map of them gives."""
+    asked: the quotient of a ring bound by period asks for the resources of one device's
+    routes and one period of each ring, and a map of every resource (1.8M on a ring of
+    131,072 devices) cost as much as the map of classes the symmetry hands over. Past a
+    few lookups (a run whose rings are read whole: a cluster's pipeline stages ask for
+    most resources) the map of every resource is made once and read. A name not among
+    the resources: KeyError, as a map of them gives."""
 
-    __slots__ = ("_q", "_kind", "_capacities", "_known")
+    __slots__ = ("_q", "_kind", "_known", "_left")
 
     def __init__(self, q: _Quotient, kind: str, capacities) -> None:
-        self._q, self._kind, self._capacities = q, kind, capacities
+        self._q, self._kind = q, kind
         self._known: dict[str, int] = {}
+        self._left = max(1024, len(capacities) // 64)  # lookups by orbit before the whole map
 
     def __getitem__(self, name: str) -> int:
         found = self._known.get(name)
         if found is None:
-            if name not in self._capacities:
+            names, orbits, _, vertices = self._q.resources
+            if name not in names:
                 raise KeyError(name)
+            self._left -= 1
+            if self._left < 0:  # many asked: every resource's vertex, in one pass
+                self._known = dict(zip(names, map(vertices.__getitem__, orbits)))
+                return self._known[name]
             found = self._known[name] = self._q.index[(self._kind, self._q.translation.orbit(name)[0])]
         return found
 
