@@ -93,6 +93,40 @@ def test_the_one_pass_keys_are_the_orbits(design):
     assert firsts == [next(name for name in names if keys[name] == key) for key in orbit_keys]
 
 
+@pytest.mark.parametrize("design", ["dgx_h100_nvme", "dgx_h100_cxl", "ring16"])
+def test_the_numbers_link_by_link_are_the_numbers_name_by_name(design):
+    """Translation.numbers given the physical links numbers their channels link by link,
+    none of their names read: the same numbers, keys and first members as reading every
+    name; and the whole orbit of vertices the quotient gets from them is the same."""
+    topology = load_topology(design)
+    capacities = topology.capacities()
+    assert len(capacities) == len(topology.channels) + len(topology.ports)
+    t = topology.translation
+    assert t.numbers(capacities, topology.physical_links) == t.numbers(capacities)
+    assert t._link_numbers(topology.physical_links, [], lambda key, name: 0, {}) == len(topology.channels)
+
+
+@pytest.mark.parametrize("n, links, memory", GENERATED)
+def test_the_generated_rings_numbers_link_by_link_are_name_by_names(tmp_path, n, links, memory):
+    topology = load_topology(_ring(tmp_path, n, links, memory))
+    if topology.translation is None:
+        return
+    capacities = topology.capacities()
+    assert topology.translation.numbers(capacities, topology.physical_links) == \
+        topology.translation.numbers(capacities)
+
+
+def test_a_pair_of_two_links_is_numbered_name_by_name():
+    """Two links on one pair (their channels' indices run on across both): no channel
+    numbered link by link, every name read, the same numbers."""
+    t = Translation.of([f"{p}{i}" for p in "DM" for i in range(4)], {"D": 1, "M": 1})
+    physical = [(f"D{i}", f"M{i}", "nvlink", 1) for i in range(4)] * 2
+    names = [f"{a}>{b}:{k}" for k in (0, 1) for i in range(4) for a, b in ((f"D{i}", f"M{i}"), (f"M{i}", f"D{i}"))]
+    out: list[int] = []
+    assert t._link_numbers(physical, out, lambda key, name: 0, {}) == 0 and out == []
+    assert t.numbers(names, physical) == t.numbers(names)
+
+
 @pytest.mark.parametrize("domains, per, spines", [(2, 4, 2), (3, 2, 1), (4, 2, 2)])
 def test_the_two_level_switchs_classes_are_the_refinements(tmp_path, domains, per, spines):
     topology = load_topology(_two_level(tmp_path, domains, per, spines))
@@ -435,3 +469,21 @@ def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, 
     for given, bytes_by in ((resized, carried), (orbits, unclassed)):
         assert summary._by_orbit(topology, bytes_by, given, tiers) is None
         assert summary.link_classes(topology, bytes_by, given) == summary.link_classes(topology, bytes_by)
+
+
+def test_the_quotients_vertex_of_each_resource_is_its_orbits_before_and_past_the_whole_map(tmp_path):
+    """_Quotient.vertices' map answers each resource by its orbit's key, and past its
+    lookups by orbit from the map of every resource: the same vertex either way; a name
+    that is no resource is a KeyError."""
+    from mcdla.hw.symmetry import _Quotient
+
+    topology = load_topology(_ring(tmp_path, 128))
+    capacities = topology.capacities()
+    assert len(capacities) > 1024  # past the lookups by orbit
+    q = _Quotient(topology.translation)
+    vertices = q.vertices("r", capacities, topology.physical_links)
+    for name in capacities:
+        assert vertices[name] == q.index[("r", topology.translation.orbit(name)[0])]
+    assert len(vertices._known) == len(capacities)  # the whole map, made once
+    with pytest.raises(KeyError):
+        vertices["D0>D1:0"]

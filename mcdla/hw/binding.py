@@ -22,7 +22,7 @@ from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
 from mcdla.config.topology import TopologyDoc
 from mcdla.errors import excerpt
-from mcdla.hw.network import Ring, channel_id
+from mcdla.hw.network import Ring, channel_id, channel_ids
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.rings import SEARCH_STEPS, RingSearchLimit, derive_rings
 from mcdla.hw.translation import NodeCells, Translation
@@ -379,9 +379,9 @@ def _bind_one(fab: Fabric, name, layout: _Layout, usage, channels, where: Where,
     if period:  # hop j is in hop j mod q's orbit of hops: its link is that hop's
         t, q = period
         ks = usage.take_each(pairs[:q], [t.orbit(channel_id(a, b, 0))[0] for a, b in pairs[:q]])
-        hops = [channel_id(node, nxt, k) for (node, nxt), k in zip(pairs, itertools.cycle(ks))]
+        hops = channel_ids(pairs, itertools.cycle(ks))
     elif not repeats:  # each pair once: no link of the pair can be taken already by this ring
-        hops = [channel_id(node, nxt, k) for (node, nxt), k in zip(pairs, usage.take_each(pairs))]
+        hops = channel_ids(pairs, usage.take_each(pairs))
     for j, (node, nxt) in enumerate(pairs if repeats else ()):
         taken = mine.setdefault((node, nxt), set())
         k = usage.take(node, nxt, taken)

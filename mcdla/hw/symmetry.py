@@ -35,6 +35,7 @@ and every device is its own class.
 from __future__ import annotations
 
 from collections import Counter
+from operator import ne
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -306,18 +307,21 @@ class _Quotient:
             self.consistent = False
         return v
 
-    def vertices(self, kind: str, capacities: dict[str, float]) -> dict[str, int]:
-        """:meth:`vertex` of every resource (colour: its capacity), in one pass."""
-        orbits, keys, first = self.translation.numbers(capacities)  # orbits in first-member order
+    def vertices(self, kind: str, capacities: dict[str, float], links=()) -> "_Vertices":
+        """:meth:`vertex` of every resource (colour: its capacity), in one pass; each
+        resource's vertex as a map that looks up the few asked (:class:`_Vertices`).
+        ``links``: the physical links whose channels ``capacities`` begin with
+        (Translation.numbers)."""
+        orbits, keys, first = self.translation.numbers(capacities, links)  # orbits in first-member order
         own = [capacities[name] for name in first]  # each orbit's first's capacity
-        if list(map(own.__getitem__, orbits)) != list(capacities.values()):
+        if any(map(ne, map(own.__getitem__, orbits), capacities.values())):
             self.consistent = False  # an orbit's members differ in capacity
         found = [self.index.get((kind, key)) for key in keys]
         for n, v in enumerate(found):
             if v is None:
                 found[n] = self.vertex(kind, first[n], (own[n],))
         self.resources = (capacities, orbits, first, found)
-        return dict(zip(capacities, map(found.__getitem__, orbits)))
+        return _Vertices(self, kind, capacities)
 
     def firsts(self, colour: Sequence[int]) -> dict[str, str]:
         """:func:`_firsts` of the resources :meth:`vertices` numbered, each of the colour
@@ -360,6 +364,36 @@ class _Quotient:
         return out
 
 
+class _Vertices:
+    """A resource -> its orbit's vertex in a quotient, looked up by its orbit's key when
+    asked: the quotient of a ring bound by period asks for the resources of one device's
+    routes and one period of each ring, and a map of every resource (1.8M on a ring of
+    131,072 devices) cost as much as the map of classes the symmetry hands over. Past a
+    few lookups (a run whose rings are read whole: a cluster's pipeline stages ask for
+    most resources) the map of every resource is made once and read. A name not among
+    the resources: KeyError, as a map of them gives."""
+
+    __slots__ = ("_q", "_kind", "_known", "_left")
+
+    def __init__(self, q: _Quotient, kind: str, capacities) -> None:
+        self._q, self._kind = q, kind
+        self._known: dict[str, int] = {}
+        self._left = max(1024, len(capacities) // 64)  # lookups by orbit before the whole map
+
+    def __getitem__(self, name: str) -> int:
+        found = self._known.get(name)
+        if found is None:
+            names, orbits, _, vertices = self._q.resources
+            if name not in names:
+                raise KeyError(name)
+            self._left -= 1
+            if self._left < 0:  # many asked: every resource's vertex, in one pass
+                self._known = dict(zip(names, map(vertices.__getitem__, orbits)))
+                return self._known[name]
+            found = self._known[name] = self._q.index[(self._kind, self._q.translation.orbit(name)[0])]
+        return found
+
+
 def by_translation(topology, policy: str, rings, tiers, translation=None, *, colours: Sequence = (),
                    groups: Sequence = (), links: Sequence = ()) -> Symmetry | None:
     """:func:`rank_classes` from the quotient by ``translation`` (None: the topology's):
@@ -374,7 +408,10 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     rings, capacities = topology.rings if rings is None else rings, topology.capacities()
     q = _Quotient(t)
     device_vertex = [q.vertex("d", d, (colours[n],) if colours else ()) for n, d in enumerate(devices)]
-    resource_vertex = q.vertices("r", capacities)
+    # The topology's capacities list its channels first, link by link (Topology.capacities):
+    # numbered by link where every channel id is a name of its own (no port's).
+    whole = len(capacities) == len(topology.channels) + len(topology.ports)
+    resource_vertex = q.vertices("r", capacities, topology.physical_links if whole else ())
     for c, extra in topology.nic_ports.items():
         if t.orbit(c)[1] == 0:
             for a in extra:

@@ -255,7 +255,10 @@ class Topology:
         one client's group of it (``"M0/D0"``: capacity / groups), a CPU socket's
         DRAM (``"CPU0"``, shared by the devices it serves) or an NVMe drive (``"NV0"``)."""
         node, _, client = store.partition("/")
-        kind = self.graph.nodes[node]["kind"] if node in self.graph else None
+        if self.fabric is not None:  # the graph as read once: asked per store (131,072 on a ring)
+            kind = self.fabric.kinds.get(node)
+        else:
+            kind = self.graph.nodes[node]["kind"] if node in self.graph else None
         if kind == "memory" and self.memory_node is not None:
             whole = self.memory_node.capacity_bytes
             return whole / self.memory_node.groups if client else whole

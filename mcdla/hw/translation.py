@@ -22,6 +22,7 @@ refinement's on small instances of every generator that hands one over.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -111,14 +112,16 @@ class Translation:
         numbers, keys, _ = self.numbers(names)
         return dict(zip(names, map(keys.__getitem__, numbers)))
 
-    def numbers(self, names) -> tuple[list[int], list[tuple], list[str]]:
+    def numbers(self, names, links=()) -> tuple[list[int], list[tuple], list[str]]:
         """(each of ``names``' orbit's number, orbits numbered in first-member order; each
         orbit's key, as :meth:`orbit`; each orbit's first member), channels in one tight
         pass: a ring of 131,072 devices has 1.6M of them. Parallel channels of a pair
         (``A>B:k``) share their pair's parse, and the pairs of one orbit of pairs their
         numbers by ``k``: a channel costs a split and two lookups, and no key is built or
-        hashed per name."""
-        nodes, steps, blocks = self._nodes, self._steps, self._blocks
+        hashed per name. ``links``: the physical links (a, b, type, count) whose channels
+        ``names`` begin with, in mcdla.hw.wiring.add_links' order (each link's, k by k,
+        a -> b then b -> a); where no pair has two links, those channels are numbered per
+        link, none of their names read (:meth:`_link_numbers`)."""
         out: list[int] = []
         keys: list[tuple] = []
         firsts: list[str] = []
@@ -134,7 +137,8 @@ class Translation:
                 firsts.append(name)
             return n
 
-        for name in names:
+        done = self._link_numbers(links, out, numbered, pairs) if links else 0
+        for name in itertools.islice(names, done, None):
             head, colon, k = name.rpartition(":")
             known = heads.get(head) if colon else None
             if known is None:
@@ -143,22 +147,70 @@ class Translation:
                     out.append(numbered(self._port_key(name), name))
                     continue
                 dst, colon, k = rest.rpartition(":")
-                a = nodes.get(src) if colon else None
-                if a is None:
+                parts = self._pair_parts(src, dst) if colon else None
+                if parts is None:
                     out.append(numbered(self.orbit(name)[0], name))
                     continue
-                p, i = a
-                s, block = steps[p], blocks[p]
-                at = i % block
-                b = nodes.get(dst)
-                parts = ((p, i - at + at % s), ">", dst if b is None else
-                         (b[0], _back(b[1], at // s * steps[b[0]], blocks[b[0]])), ":")
                 known = heads[head] = pairs.setdefault(parts, (parts, {}))
             n = known[1].get(k)
             if n is None:
                 n = known[1][k] = numbered((*known[0], k), name)
             out.append(n)
         return out, keys, firsts
+
+    def _pair_parts(self, src: str, dst: str) -> tuple | None:
+        """The first four parts of the orbit key of the channels ``src`` -> ``dst``
+        (:meth:`orbit`'s, without the link index), or None if ``src`` stays put."""
+        a = self._nodes.get(src)
+        if a is None:
+            return None
+        p, i = a
+        s, block = self._steps[p], self._blocks[p]
+        at = i % block
+        b = self._nodes.get(dst)
+        return ((p, i - at + at % s), ">", dst if b is None else
+                (b[0], _back(b[1], at // s * self._steps[b[0]], self._blocks[b[0]])), ":")
+
+    def _link_numbers(self, links, out: list[int], numbered, pairs: dict) -> int:
+        """:meth:`numbers` of the channels of ``links`` (appended to ``out``), link by
+        link: where no pair has two links, a link's channels are k = 0 .. count - 1 each
+        way, so a link's numbers follow from its two pairs' orbits and its count (the
+        links of one orbit of links share them). The channels numbered: 0 (none) where
+        some pair has two links."""
+        if len({(a, b) if a < b else (b, a) for a, b, _, _ in links}) != len(links):
+            return 0
+        made: dict[tuple, tuple[int, ...]] = {}  # a link's two pair orbits' parts and count -> its numbers
+        nodes, steps, blocks = self._nodes, self._steps, self._blocks
+        for a, b, _, count in links:
+            na, nb = nodes.get(a), nodes.get(b)
+            key = None
+            if na is not None and nb is not None:  # both move: _pair_parts of both ways, flat, inline
+                (p, i), (r, j) = na, nb
+                sp, bp, sr, br = steps[p], blocks[p], steps[r], blocks[r]
+                at, bt = i % bp, j % br
+                key = (p, i - at + at % sp, r, j - bt + (bt - at // sp * sr) % br,
+                       j - bt + bt % sr, i - at + (at - bt // sr * sp) % bp, count)
+                found = made.get(key)
+                if found is not None:
+                    out.extend(found)
+                    continue
+            found = []
+            ways = [(src, dst, self._pair_parts(src, dst)) for src, dst in ((a, b), (b, a))]
+            for k in range(count):
+                for src, dst, parts in ways:
+                    name = channel_id(src, dst, k)
+                    if parts is None:
+                        found.append(numbered(self.orbit(name)[0], name))
+                        continue
+                    known = pairs.setdefault(parts, (parts, {}))[1]
+                    n = known.get(str(k))
+                    if n is None:
+                        n = known[str(k)] = numbered((*parts, str(k)), name)
+                    found.append(n)
+            if key is not None:
+                made[key] = tuple(found)
+            out.extend(found)
+        return len(out)
 
     def _port_key(self, name: str) -> tuple:
         """:meth:`orbit`'s key of a port ``name`` (``M0/D0``; any other name through :meth:`orbit`)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from itertools import islice
+from operator import eq, ne
 
 __all__ = ["add_each", "per_class"]
 
@@ -28,14 +29,14 @@ def per_class(capacities: Mapping[str, float], rep: Mapping[str, str]) -> tuple[
     n = len(capacities)
     values = capacities.values()
     if n == 0 or len(rep) < n or set(map(type, values)) != {float} or not all(map((0.0).__lt__, values)) \
-            or math.inf in values or list(islice(rep, n)) != list(capacities):
+            or math.inf in values or not all(map(eq, islice(rep, n), capacities)):
         return None
     firsts = list(islice(rep.values(), n))
     earliest = dict(zip(reversed(firsts), reversed(list(capacities))))  # each class -> its first member met
     if any(first != member for first, member in earliest.items()):
         return None
     try:
-        if list(map(capacities.__getitem__, firsts)) != list(values):
+        if any(map(ne, map(capacities.__getitem__, firsts), values)):
             return None
     except KeyError:  # a class's first that is no resource here
         return None
