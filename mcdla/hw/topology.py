@@ -424,6 +424,19 @@ def _check_memory(doc: TopologyDoc, where: Where, limit: int | None) -> None:
     check_nodes(sum(max(0, n) for n in counts.values()), where.child(largest).key, where.file, limit, TooLarge)
 
 
+def _nodes(placed, top: Where) -> nx.MultiDiGraph:
+    """The graph of the ``placed`` nodes, each with its kind; a name given twice refused."""
+    graph = nx.MultiDiGraph()
+    for kind, key, ids in placed:
+        before = len(graph)
+        graph.add_nodes_from(ids, kind=kind)  # one call a kind: a ring of 131,072 devices has 262,144 nodes
+        if len(graph) != before + len(ids):  # a name given twice: the first, as a node-by-node check finds it
+            seen = set(itertools.islice(graph, before))
+            twice = next(n for n in ids if n in seen or seen.add(n))
+            raise top.child(key).error(f"node {twice!r} is defined twice")
+    return graph
+
+
 def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | None = None) -> Topology:
     """Builds and validates the graph of ``doc``; ``file`` names it in errors; more than
     ``max_nodes`` graph nodes (default: the work budget's memory's) are refused."""
@@ -447,14 +460,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
         {n: (doc.spine_switch or doc.fabric_switch, spine_key) for n in spines}
     specs = {n: spec for n, (spec, _key) in parts.items()}
 
-    graph = nx.MultiDiGraph()
-    for kind, key, ids in placed:
-        before = len(graph)
-        graph.add_nodes_from(ids, kind=kind)  # one call a kind: a ring of 131,072 devices has 262,144 nodes
-        if len(graph) != before + len(ids):  # a name given twice: the first, as a node-by-node check finds it
-            seen = set(itertools.islice(graph, before))
-            twice = next(n for n in ids if n in seen or seen.add(n))
-            raise top.child(key).error(f"node {twice!r} is defined twice")
+    graph = _nodes(placed, top)
     for n, spec in specs.items():
         graph.nodes[n]["spec"] = spec  # a fabric or spine switch's part (SwitchSpec)
         graph.nodes[n]["spine"] = n in spines  # a spine: above the domains' switches, a way out of them

@@ -160,30 +160,8 @@ class FlowNetwork:
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
         self._given: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
-        # Resources, numbered in the order they were added. In a large network their
-        # state is arrays (grown by _sync when resources are added): capacity, load (the
-        # sum of its flows' rates; 0 when idle), bytes carried, busy time, and whether
-        # it ever carried anything; an update of every resource is, element by element,
-        # the same float operation as the dicts' one resource at a time.
-        self._names: list[str] = []
-        self._index: dict[str, int] = {}
-        kept = len(capacities_Bps) - sum(self._sizes.values()) + len(self._sizes)
-        self._vector = kept >= VECTOR_RESOURCES
-        if self._vector:
-            import numpy
-
-            self._np = numpy
-            self._cap = self._loadv = self._bytes = self._busy = numpy.zeros(0)
-            self._ever = numpy.zeros(0, dtype=bool)
-        # In a small one, dicts: resource -> load (> 0), bytes carried, busy time.
-        self._load: dict[str, float] = {}
-        self._bytes_by_resource: dict[str, float] = {}
-        self._busy_s_by_resource: dict[str, float] = {}
+        self._resources(capacities_Bps, set_up)
         self._long: dict[tuple[int, int], tuple] = {}  # (id(path), copies) -> (path, known): long paths
-        if set_up:
-            self._names, self._index = set_up[1], {name: i for i, name in enumerate(set_up[1])}
-        else:
-            self._add_many(capacities_Bps.items())
         self._on_rates = on_rates
         self._timeline: dict[str, list[tuple[float, float]]] | None = {} if record_timeline else None
         self._flows: dict[int, _Flow] = {}  # flows in the fluid phase, in join order
@@ -215,6 +193,32 @@ class FlowNetwork:
         # numbers and their new loads per rates object (arrays only)].
         self._components: dict[tuple, list] = {}
         self._components_size = 0
+
+    def _resources(self, capacities_Bps: Mapping[str, float], set_up) -> None:
+        """The resources' state. Resources are numbered in the order they were added. In a
+        large network their state is arrays (grown by _sync when resources are added):
+        capacity, load (the sum of its flows' rates; 0 when idle), bytes carried, busy
+        time, and whether it ever carried anything; an update of every resource is,
+        element by element, the same float operation as the dicts' one resource at a
+        time. In a small one, dicts: resource -> load (> 0), bytes carried, busy time.
+        ``set_up``: the classes' set-up (flowsetup.per_class), or None: one by one."""
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        kept = len(capacities_Bps) - sum(self._sizes.values()) + len(self._sizes)
+        self._vector = kept >= VECTOR_RESOURCES
+        if self._vector:
+            import numpy
+
+            self._np = numpy
+            self._cap = self._loadv = self._bytes = self._busy = numpy.zeros(0)
+            self._ever = numpy.zeros(0, dtype=bool)
+        self._load: dict[str, float] = {}
+        self._bytes_by_resource: dict[str, float] = {}
+        self._busy_s_by_resource: dict[str, float] = {}
+        if set_up:
+            self._names, self._index = set_up[1], {name: i for i, name in enumerate(set_up[1])}
+        else:
+            self._add_many(capacities_Bps.items())
 
     # -- construction -------------------------------------------------------------
 
