@@ -15,6 +15,8 @@ Any other key is an input error naming the valid prefixes.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from typing import Any, Mapping, Sequence
 
@@ -100,11 +102,20 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
         topo = cache[key]
         OFFLOADS.get(topo.offload, key="offload", file=topo.source or topo.name)
         execution_doc["offload"] = topo.offload
-    execution = build(ExecutionSpec, execution_doc, Where("--set", "execution"))
+    execution = build(ExecutionSpec, execution_doc, _SetExecution("--set", "execution"))
     COLLECTIVES.get(execution.collective, key="execution.collective")
     OFFLOADS.get(execution.offload, key="execution.offload")
     check_placement(cache[key], execution)
     return cache[key], cache[wkey], execution
+
+
+@dataclasses.dataclass(frozen=True)
+class _SetExecution(Where):
+    """Where an execution key given with --set came from: ``execution.KEY``, but the
+    training keys as a user writes them, ``training.KEY`` (not execution.training.KEY)."""
+
+    def child(self, name: str | int) -> Where:
+        return Where(self.file, "training") if name == "training" else super().child(name)
 
 
 def _design_collective(topo) -> str:

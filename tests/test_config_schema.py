@@ -242,3 +242,18 @@ def test_rows_of_anything_are_taken_as_they_are_and_a_bad_row_is_named():
     assert all(type(row) is tuple for row in built.rows)
     with pytest.raises(InputError, match=r"x\.yaml: rows\[1\]: expected a list"):
         build(Rows, {"rows": [["D0", "M0", "nvlink"], "M0 D1"]}, Where("x.yaml"))
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("training.precision", "bad", "training.precision"),
+    ("training.micro_batches", "0", "training.micro_batches"),
+    ("execution.zero", "7", "execution.zero"),
+])
+def test_a_bad_set_key_is_named_as_the_user_wrote_it(key, value, named):
+    """--set training.KEY is refused under that name, not execution.training.KEY (the
+    training keys live inside the execution spec)."""
+    from mcdla.run import load_inputs
+
+    with pytest.raises(InputError) as caught:
+        load_inputs(topology="ring", workload="vgg_e", sets=[(key, value)])
+    assert caught.value.key == named
