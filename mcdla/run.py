@@ -16,7 +16,6 @@ Any other key is an input error naming the valid prefixes.
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from typing import Any, Mapping, Sequence
 

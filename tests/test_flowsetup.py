@@ -22,7 +22,11 @@ def _one_by_one(caps, rep):
 
 
 @pytest.mark.parametrize("n, links, memory", [(4, 3, True), (8, 1, False), (5, 3, True)])
-def test_per_class_is_one_by_one_on_a_runs_classes(tmp_path, n, links, memory):
+def test_per_class_is_one_by_one_on_a_runs_classes(tmp_path, monkeypatch, n, links, memory):
+    import mcdla.sim.flownet as flownet
+
+    made = []  # what the run's network's set-up per class gave (None: it declined)
+    monkeypatch.setattr(flownet, "per_class", lambda *args: made.append(per_class(*args)) or made[-1])
     iteration = Iteration(*load_inputs(_ring(tmp_path, n, links, memory), "resnet34", batch=4 * n))
     caps, rep = iteration.inputs.topology.capacities(), iteration.symmetry.resources
     assert len(rep) == len(caps)  # every resource in a class of more than one
@@ -31,7 +35,8 @@ def test_per_class_is_one_by_one_on_a_runs_classes(tmp_path, n, links, memory):
     kept, names = _one_by_one(caps, rep)
     assert list(found[0].items()) == list(kept.items()) and found[1] == names
     assert len(names) < len(caps)
-    assert iteration.net._names == names  # the run's network is set up so
+    assert iteration.net._names == names
+    assert made and all(m is not None for m in made)  # the run's network was set up per class
 
 
 def test_per_class_declines_what_one_by_one_would_order_or_refuse_otherwise(tmp_path):

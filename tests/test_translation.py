@@ -469,6 +469,15 @@ def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, 
     for given, bytes_by in ((resized, carried), (orbits, unclassed)):
         assert summary._by_orbit(topology, bytes_by, given, tiers) is None
         assert summary.link_classes(topology, bytes_by, given) == summary.link_classes(topology, bytes_by)
+    if links > 1:
+        # One class's bytes changed: a pair's parallel channels (of other classes) no longer
+        # carry the same bytes: declined, and the pass decides.
+        name = next(first for first, members in zip(*orbits) if first in topology.channels and members > 1)
+        first = carried._rep.get(name, name)
+        bumped = ByClass({**carried._by_first, first: carried[name] + 1.0},
+                         carried._rep, carried._firsts, carried._members)
+        assert summary._by_orbit(topology, bumped, orbits, tiers) is None
+        assert summary.link_classes(topology, bumped, orbits) == summary.link_classes(topology, bumped)
 
 
 def test_the_quotients_vertex_of_each_resource_is_its_orbits_before_and_past_the_whole_map(tmp_path):

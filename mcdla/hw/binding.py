@@ -104,8 +104,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     fab = fab or Fabric(graph)
     usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
-    cycles, directed = _cycles(graph, doc, fab, len(devices), top)
-    handed = doc.rings is None and doc.ring_copies > 0  # the ring generator's own
+    cycles, directed, handed = _cycles(graph, doc, fab, len(devices), top)
     if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
         translation = NodeCells(doc.node_cells, doc.leaf_nodes).within_stages(graph, len(devices))
     if handed and translation is not None:  # its translation moves the cycle on by one index: its prefixes
@@ -120,21 +119,21 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     layouts: dict[tuple, list[tuple[str, _Layout]]] = {}
     for i, cycle in enumerate(cycles):
         where = top.child("rings").child(i)
-        directions = layouts.get(cycle)
-        if directions is None and not handed:  # the generator's is a ring through every device (tests)
-            _check_cycle(fab, cycle, where)
-        if directions is None:
+        first = cycle not in layouts
+        if first:
+            if not handed:  # the generator's is a ring through every device (tests)
+                _check_cycle(fab, cycle, where)
             directions = [("", _Layout(fab, list(cycle)))]
             if not directed:
                 reverse = [cycle[0]] + list(cycle[1:])[::-1]
                 directions = [(".fwd", directions[0][1]), (".rev", _Layout(fab, reverse))]
-        for suffix, layout in directions:
+            layouts[cycle] = directions
+        for suffix, layout in layouts[cycle]:
             other = {".fwd": f"ring{i}.rev", ".rev": f"ring{i}.fwd"}.get(suffix, "")
             ring = _bind_one(fab, f"ring{i}{suffix}", layout, usage, channels, where, i,
                              (translation, periods[i]) if periods else None)
             rings.append(replace(ring, reverse=other, cache=cache if cache is not None else ring.cache))
-        if cycle in layouts or handed:
-            layouts[cycle] = directions
+        if not first or handed:
             continue
         visited = set(cycle)
         missing = [d for d in devices if d not in visited]
@@ -142,21 +141,21 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(fab, cycle, where)
-        layouts[cycle] = directions
     return _home_links(fab, rings), cycles
 
 
-def _cycles(graph, doc: TopologyDoc, fab: Fabric, devices: int, top: Where) -> tuple[tuple, bool]:
-    """(the node cycles of the rings, whether directed): those the file lists; or (no
+def _cycles(graph, doc: TopologyDoc, fab: Fabric, devices: int, top: Where) -> tuple[tuple, bool, bool]:
+    """(the node cycles of the rings, whether directed, whether the generator handed them
+    over): those the file lists; or (no
     rings key) the ring generator's own, by arithmetic (:func:`ring_cycle`: derive_rings
     finds the same, tests/test_translation.py); or the derived ones. An empty list is a
     listed "no rings", refused like any design without a ring."""
     if doc.rings is not None:
-        return tuple(tuple(r) for r in doc.rings), doc.ring_directions == "as_listed"
+        return tuple(tuple(r) for r in doc.rings), doc.ring_directions == "as_listed", False
     if doc.ring_copies:
-        return (ring_cycle(doc.ring_prefixes, devices),) * doc.ring_copies, False
+        return (ring_cycle(doc.ring_prefixes, devices),) * doc.ring_copies, False, True
     try:
-        return derive_rings(graph, fab)
+        return (*derive_rings(graph, fab), False)
     except RingSearchLimit:
         raise top.child("rings").error(f"no rings listed, and the search for them gave up after "
                                        f"{SEARCH_STEPS} steps: list them") from None

@@ -35,8 +35,8 @@ and every device is its own class.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field, replace
 from operator import ne
-from dataclasses import dataclass, field
 from typing import Sequence
 
 from mcdla.hw.network import RANK_LINKS
@@ -49,6 +49,15 @@ __all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"
 # about 0.5 s at 16,384 devices, so a large design that is asymmetric along a chain
 # pays up to 64 of them before it is simulated rank by rank.
 MAX_ROUNDS = 64
+
+
+# How many resources _Vertices answers by orbit before it makes the map of every resource:
+# a ring's run asks for a few per ring and period (by orbit is cheaper than a map of 1.8M
+# names), a cluster's pipeline stages for most (632,000 lookups by orbit cost more than the
+# map; docs/performance.md, "The 131,072-device ring: the last passes"). Not a model
+# parameter: a cost switch that changes no result.
+_LOOKUPS_BY_ORBIT = 1024
+_LOOKUPS_PER_RESOURCE = 64  # ... or one per 64 resources, whichever is more
 
 
 @dataclass(frozen=True)
@@ -242,7 +251,7 @@ def line_up(symmetry: Symmetry, groups, rank_device, peers):
         return None
     if any(peer is not None and first[peer] != peer for d in size for peer in peers.get(d, ())):
         return None
-    return Symmetry(classes, symmetry.resources, symmetry.stores, symmetry.translation, symmetry.orbits), \
+    return replace(symmetry, device_classes=classes), \
         [None if p is None else (p[0], p[1], tuple(p[2])) for p in plans]
 
 
@@ -378,7 +387,7 @@ class _Vertices:
     def __init__(self, q: _Quotient, kind: str, capacities) -> None:
         self._q, self._kind = q, kind
         self._known: dict[str, int] = {}
-        self._left = max(1024, len(capacities) // 64)  # lookups by orbit before the whole map
+        self._left = max(_LOOKUPS_BY_ORBIT, len(capacities) // _LOOKUPS_PER_RESOURCE)
 
     def __getitem__(self, name: str) -> int:
         found = self._known.get(name)
@@ -443,8 +452,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     for n, v in enumerate(device_vertex):
         classes.setdefault(colour[v], []).append(n)
     stores = _stores_in_order(t, devices, route_stores)
-    return Symmetry(tuple(tuple(c) for c in classes.values()),
-                    q.firsts(colour),
+    resources = q.firsts(colour)  # sets q.orbit_members
+    return Symmetry(tuple(tuple(c) for c in classes.values()), resources,
                     _firsts(stores, [colour[q.index[("s", t.orbit(s)[0])]] for s in stores]),  # a few per device
                     t, q.orbit_members)
 

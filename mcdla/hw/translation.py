@@ -108,7 +108,8 @@ class Translation:
         return self._key(_SEPARATORS.split(name))
 
     def keys(self, names) -> dict[str, tuple]:
-        """Each of ``names`` -> its orbit's key (as :meth:`orbit`; :meth:`numbers`)."""
+        """Each of ``names`` -> its orbit's key (as :meth:`orbit`; :meth:`numbers`): the
+        tests' reference for :meth:`numbers`, which the package uses."""
         numbers, keys, _ = self.numbers(names)
         return dict(zip(names, map(keys.__getitem__, numbers)))
 

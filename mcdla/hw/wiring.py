@@ -30,7 +30,7 @@ def add_links(graph, doc: TopologyDoc, specs, listed: Where):
     made = tuple.__new__  # a Channel made in C (its named tuple's __new__ is a Python call)
     links = doc.links
     plain: dict[str, tuple] = {}  # link type -> (bw, latency): a connection of no switch's
-    edges: dict[tuple[str, str], int] = {}  # (src, dst) -> the parallel links so far (the graph's)
+    succ = dict(graph.adjacency())  # node -> its live successors' links (the parallel links so far)
     for i, entry in enumerate(doc.connections):
         a, b, alias, count = _connection(entry, nodes, links, listed, i)
         if a in specs or b in specs:
@@ -38,8 +38,7 @@ def add_links(graph, doc: TopologyDoc, specs, listed: Where):
         else:
             bw, ab = plain.get(alias) or plain.setdefault(alias, (links[alias].effective_bw_Bps, links[alias].latency))
             ba = ab
-        first = edges.get((a, b), 0)
-        edges[(a, b)] = edges[(b, a)] = first + count
+        first = len(succ[a].get(b, ()))  # add_links adds every link both ways: b -> a has as many
         for k in range(first, first + count):
             # channel_id's ids, written here: 1.57M channels on a ring of 131,072 devices
             forth, back = f"{a}>{b}:{k}", f"{b}>{a}:{k}"

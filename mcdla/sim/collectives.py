@@ -2,7 +2,7 @@
 
 The message is split over all the given directed rings, which run concurrently, in
 proportion to what each carries with all of them active on idle links (its max-min
-fair rate, :func:`ring_fractions`), so that they end together as NCCL's channels do; rings
+fair rate, :func:`~mcdla.sim.ringsplit.ring_fractions`), so that they end together as NCCL's channels do; rings
 alike, as on every paper design, split it evenly. The collective ends when its last
 ring does.
 
@@ -483,7 +483,7 @@ class CollectiveAlgorithm:
                       capacities_Bps: Mapping[str, float] | None = None,
                       also: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, float]:
         """``capacities_Bps``, ``also``: the links' rates and shared NIC ports, for an
-        algorithm whose split over the rings follows them (:func:`ring_fractions`)."""
+        algorithm whose split over the rings follows them (:func:`~mcdla.sim.ringsplit.ring_fractions`)."""
         raise NotImplementedError
 
     def period_bytes(self, op: str, size_bytes: float, rings: Sequence[Ring],
@@ -561,7 +561,7 @@ class RingAlgorithm(CollectiveAlgorithm):
 
     def channel_bytes(self, op, size_bytes, rings, capacities_Bps=None, also=None):
         """Step by step: in each step every rank sends one n/p piece of its ring's share
-        (:func:`ring_fractions`; evenly without ``capacities_Bps``) to its successor
+        (:func:`~mcdla.sim.ringsplit.ring_fractions`; evenly without ``capacities_Bps``) to its successor
         (broadcast: the root's share hops once along each segment; all-to-all: rank i's
         piece for rank i+k crosses the k segments from i)."""
         return self._carried(op, size_bytes, rings, capacities_Bps, also, None)

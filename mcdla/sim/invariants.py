@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from itertools import chain, filterfalse, islice
+from itertools import chain, filterfalse
+from operator import eq
 
 from mcdla.errors import InvariantError
 from mcdla.hw.tiers import state_routes
@@ -311,7 +312,7 @@ def _check_class_bytes(record) -> None:
     # Each class's first (the others are checked with it) and each channel of no class:
     # none where the classes list every channel first, in order (read in order, not
     # looked up one by one: 1.6M channels at 131,072 devices).
-    every = len(classes) >= len(channels) and list(islice(classes, len(channels))) == list(channels)
+    every = len(classes) >= len(channels) and all(map(eq, classes, channels))  # stops at the first difference
     unclassed = () if every else filterfalse(classes.__contains__, channels)
     for channel in chain(filter(channels.__contains__, size), unclassed):
         members = size.get(channel, 1)

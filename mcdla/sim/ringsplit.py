@@ -89,12 +89,13 @@ def _apart_by_period(rings: Sequence[Ring], capacities_Bps: Mapping[str, float],
     t = periods[0][0] if periods[0] else None
     if t is None or any(not p or p[0] is not t or len(r.channels) < 2 for r, p in zip(rings, periods)):
         return False
-    keys = [t.orbit(c)[0] for r in rings for c in r.channels[:r.period[1]]]
+    heads = [r.channels[:p[1]] for r, p in zip(rings, periods)]  # each ring's first period's hops
+    keys = [t.orbit(c)[0] for head in heads for c in head]
     if len(set(keys)) != len(keys):
         return False
     try:
-        shares = {min(map(capacities_Bps.__getitem__, r.channels[:r.period[1]] if t is orbits else r.channels))
-                  for r in rings}
+        shares = {min(map(capacities_Bps.__getitem__, head if t is orbits else r.channels))
+                  for r, head in zip(rings, heads)}
     except KeyError:  # an unconstrained channel
         return False
     return len(shares) == 1
@@ -113,6 +114,8 @@ _FRACTIONS: "weakref.WeakKeyDictionary[FlowNetwork, dict]" = weakref.WeakKeyDict
 
 
 def net_fractions(net: "FlowNetwork", rings: Sequence[Ring]) -> tuple[float, ...] | None:
+    """:func:`ring_fractions` of ``rings`` on ``net``'s capacities, solved once per ring
+    set and network."""
     kept = _FRACTIONS.setdefault(net, {})
     names = tuple(r.name for r in rings)
     if names not in kept:
