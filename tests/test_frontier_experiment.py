@@ -90,6 +90,12 @@ def _table():
                               ("spine2>spine3:isl", 2, 0.5e12), ("device>fabric1:nvlink", 8, 9e12)):
         table[f"link_classes.{name}.count"] = [float("nan"), count, float("nan"), float("nan")]
         table[f"link_classes.{name}.mean"] = [float("nan"), mean, float("nan"), float("nan")]
+    # The busiest leaf-to-pod link up 25 GB and down 12.5 GB at 50 GB/s (a 400G port) in the
+    # 1.25 s iteration: busy 40 % and 20 % of it. The pod-to-core classes give no bandwidth.
+    for name, most, bw in (("spine1>spine2:isl", 25e9, 50e9), ("spine2>spine1:isl", 12.5e9, 50e9),
+                           ("spine2>spine3:isl", 1e12, float("nan"))):
+        table[f"link_classes.{name}.max"] = [float("nan"), most, float("nan"), float("nan")]
+        table[f"link_classes.{name}.bw_Bps"] = [float("nan"), bw, float("nan"), float("nan")]
     return table
 
 
@@ -113,6 +119,15 @@ def test_tier_bytes_sum_both_directions_and_a_run_that_listed_links_has_none():
     assert tier_bytes(table.iloc[0]) == {}
 
 
+def test_a_tiers_busiest_link_is_its_most_bytes_at_its_rate_over_the_iteration():
+    from mcdla.metrics.compare import tier_busy
+
+    table = _table()
+    # The larger direction (40 %, not 20 %); the pod-to-core tier has no bandwidth: left out.
+    assert tier_busy(table.iloc[1]) == pytest.approx({"spine1-spine2": 0.4})
+    assert tier_busy(table.iloc[0]) == {}
+
+
 def test_the_section_shows_each_run_and_reads_scaling_from_the_table():
     from mcdla.sweep.report import _frontier_section
 
@@ -125,7 +140,7 @@ def test_the_section_shows_each_run_and_reads_scaling_from_the_table():
     # The memory-centric variant has no published counterpart: 128 sequences of 8,192 of
     # Llama 3.1 405B in 8 s on 1,024 GPUs are 336 TFLOP/s each, shown without an error.
     assert "| Llama 3.1 405B | weak | fat tree + memory-nodes | 1,024 | 128 | 16 | 8.00 s | 128 | 336 | — |" in text
-    assert "spine1-spine2 8.0 TB, spine2-spine3 1.0 TB |" in text and "device-fabric1" not in text
+    assert "spine1-spine2 8.0 TB (40% busy), spine2-spine3 1.0 TB |" in text and "device-fabric1" not in text
     assert "fat tree + memory-nodes" in text
     # 256 tokens/s per GPU at 1,024 GPUs, 204.8 at 8,192: 80 %.
     assert "GPT-3 175B weak on the fat tree: 205 tokens/s per GPU at 8,192 GPUs, 80% of its 256 at 1,024" in text

@@ -56,6 +56,13 @@ def test_class_counters_are_the_sums_of_the_full_counters(full_and_classes):
     # The tiers, as directed node pairs (parallel cables summed): 4 leaf groups x 8 rails = 32
     # leaves, each under its pod spine; 2 pods x 8 rails = 16 pod spines, each under its rail's core.
     assert classes["spine1>spine2:isl"]["count"] == 32 and classes["spine2>spine3:isl"]["count"] == 16
+    # Each class's bandwidth is one directed pair's, its parallel cables summed: a NIC is one
+    # ib_400g port (50 GB/s); a leaf of 2 nodes has 2 GPUs of its rail below and so 2 cables
+    # up to its pod spine (non-blocking), and a pod spine of 2 such leaves at 2:1 has 2 up to
+    # the core: 100 GB/s each way.
+    assert up["bw_Bps"] == classes["spine1>device:nic"]["bw_Bps"] == 50e9
+    assert {classes[k]["bw_Bps"] for k in ("spine1>spine2:isl", "spine2>spine1:isl", "spine2>spine3:isl",
+                                           "spine3>spine2:isl")} == {100e9}
     assert all(c["min"] <= c["mean"] <= c["max"] for c in classes.values())
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "FRONTIER_DESIGNS",
     "FRONTIER_PUBLISHED",
     "frontier_rows",
+    "tier_busy",
     "tier_bytes",
     "tokens_per_device_s",
     "design_of",
@@ -372,6 +373,27 @@ def frontier_rows(table: pd.DataFrame) -> pd.DataFrame:
         in_flight = data[column].astype(float) if column in data else float("nan")
         data[f"share_{axis}"] = in_flight / data["iteration_time_s"].astype(float)
     return data
+
+
+def tier_busy(row: pd.Series) -> dict[str, float]:
+    """Per tier of links (as :func:`tier_bytes` names them), the share of the iteration
+    its busiest link was busy: the most bytes one of its directed links carried
+    (``link_classes.<class>.max``) at that class's slowest link's bandwidth (``.bw_Bps``)
+    over ``iteration_time_s``, the larger of the two directions; a lower bound, since a
+    link runs below its rate when its flows are bound elsewhere. {} for a row that listed
+    every link instead, or one whose classes carry no bandwidth."""
+    busy: dict[str, float] = {}
+    iteration = float(row.get("iteration_time_s", float("nan")))
+    for column in row.index:
+        if not (column.startswith("link_classes.") and column.endswith(".max")):
+            continue
+        name = column[len("link_classes."):-len(".max")]
+        bw = row.get(f"link_classes.{name}.bw_Bps")
+        if bw is None or bw != bw or row[column] != row[column] or not bw > 0:
+            continue
+        tier = "-".join(sorted(name.partition(":")[0].split(">")))
+        busy[tier] = max(busy.get(tier, 0.0), float(row[column]) / float(bw) / iteration)
+    return busy
 
 
 def tier_bytes(row: pd.Series) -> dict[str, float]:

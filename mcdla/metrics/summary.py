@@ -77,7 +77,9 @@ def link_classes(topology, bytes_by_resource: dict[str, float], orbits: tuple = 
     """The directed links of :func:`link_bytes` in classes of the same kind and tier at
     both ends and link type (``"spine2>spine3:isl"``: a pod spine's uplinks to the core;
     devices, memory-nodes, CPU sockets and PCIe switches by kind alone): per class the
-    directed links (``count``) and the ``min``, ``mean`` and ``max`` of their bytes.
+    directed links (``count``), the ``min``, ``mean`` and ``max`` of their bytes, and
+    ``bw_Bps``, the slowest of them's bandwidth (its parallel channels summed), so that
+    a reader can tell how long the busiest link of a tier was busy.
     Linear in the channels, with no per-link name built; with rank symmetry's
     ``orbits`` (Symmetry.orbits) linear in those where that gives the same numbers
     (:func:`_by_orbit`)."""
@@ -88,10 +90,12 @@ def link_classes(topology, bytes_by_resource: dict[str, float], orbits: tuple = 
         return _classes_named(found)
     label = {node: _label(graph_nodes, tiers, node, kind) for node, kind in graph_nodes(data="kind")}
     pairs: dict[tuple[str, str], float] = {}
-    get = pairs.get
+    rates: dict[tuple[str, str], float] = {}
+    get, rate = pairs.get, rates.get
     for channel, size in zip(topology.channels.values(), _values_of(bytes_by_resource, topology.channels)):
         key = (channel.src, channel.dst)
         pairs[key] = get(key, 0.0) + size
+        rates[key] = rate(key, 0.0) + channel.bw_Bps
     alias = {}
     for a, b, link, _count in topology.physical_links:
         alias[(a, b)] = alias[(b, a)] = link
@@ -100,7 +104,7 @@ def link_classes(topology, bytes_by_resource: dict[str, float], orbits: tuple = 
         key = (label[src], label[dst], alias.get((src, dst), ""))
         entry = classes.get(key)
         if entry is None:
-            classes[key] = [1, size, size, size]
+            classes[key] = [1, size, size, size, rates[(src, dst)]]
         else:
             entry[0] += 1
             entry[1] += size
@@ -108,6 +112,7 @@ def link_classes(topology, bytes_by_resource: dict[str, float], orbits: tuple = 
                 entry[2] = size
             elif size > entry[3]:
                 entry[3] = size
+            entry[4] = min(entry[4], rates[(src, dst)])
     return _classes_named(classes)
 
 
@@ -121,8 +126,9 @@ def _label(graph_nodes, tiers: dict[str, int], node: str, kind: str | None) -> s
 def _classes_named(classes: dict[tuple[str, str, str], list]) -> dict[str, dict[str, float]]:
     # The mean clamped to [min, max]: n equal sizes summed in floating point can come out a
     # rounding above n times their size.
-    return {f"{a}>{b}:{link}": {"count": n, "min": low, "mean": min(max(total / n, low), high), "max": high}
-            for (a, b, link), (n, total, low, high) in sorted(classes.items())}
+    return {f"{a}>{b}:{link}": {"count": n, "min": low, "mean": min(max(total / n, low), high), "max": high,
+                                "bw_Bps": bw}
+            for (a, b, link), (n, total, low, high, bw) in sorted(classes.items())}
 
 
 def _by_orbit(topology, bytes_by_resource, orbits: tuple, tiers: dict[str, int]) -> dict | None:
@@ -136,7 +142,7 @@ def _by_orbit(topology, bytes_by_resource, orbits: tuple, tiers: dict[str, int])
     if not isinstance(bytes_by_resource, ByClass):
         return None
     channels, graph = topology.channels, topology.graph
-    pairs: dict[tuple[str, str], list] = {}  # a first pair -> [its channels' bytes, their orbits' size, orbits]
+    pairs: dict[tuple[str, str], list] = {}  # a first pair -> [its channels' bytes, their orbits' size, orbits, bandwidth]
     covered = 0
     for name, members in zip(*orbits):
         channel = channels.get(name)
@@ -145,16 +151,17 @@ def _by_orbit(topology, bytes_by_resource, orbits: tuple, tiers: dict[str, int])
         if members > 1 and not bytes_by_resource.classed(name):
             return None  # its members' bytes not known to be its first's
         covered += members
-        entry = pairs.setdefault((channel.src, channel.dst), [set(), members, 0])
+        entry = pairs.setdefault((channel.src, channel.dst), [set(), members, 0, 0.0])
         entry[0].add(bytes_by_resource.get(name, 0.0))
         entry[2] += 1
+        entry[3] += channel.bw_Bps
         if entry[1] != members:
             return None
     if covered != len(channels):
         return None
     graph_nodes = graph.nodes
     classes: dict[tuple[str, str, str], list] = {}
-    for (src, dst), (sizes, members, count) in pairs.items():
+    for (src, dst), (sizes, members, count, bw) in pairs.items():
         edges = [*graph[src][dst].values(), *(graph[dst][src].values() if graph.has_edge(dst, src) else ())]
         links = {data.get("link_type") for data in edges}
         if len(sizes) != 1 or count != len(graph[src][dst]) or len(links) != 1:
@@ -164,10 +171,11 @@ def _by_orbit(topology, bytes_by_resource, orbits: tuple, tiers: dict[str, int])
             size += next(iter(sizes))
         key = (_label(graph_nodes, tiers, src, graph_nodes[src].get("kind")),
                _label(graph_nodes, tiers, dst, graph_nodes[dst].get("kind")), links.pop() or "")
-        entry = classes.setdefault(key, [0, size, size, size])
+        entry = classes.setdefault(key, [0, size, size, size, bw])
         if entry[2] != size:
             return None  # a class's pairs differ: their sum depends on the order
         entry[0] += members
+        entry[4] = min(entry[4], bw)  # an orbit's pairs are images of its first: the same links
     for entry in classes.values():  # n equal sizes added one after another, as the pass adds them
         total = entry[1]
         for _ in range(entry[0] - 1):

@@ -737,7 +737,7 @@ def _frontier_section(table) -> list[str]:
     """Beyond the paper: 3D-parallel LLM training on the three-tier H100 fat tree as it
     grows (experiment frontier_scale)."""
     from mcdla.metrics.compare import (FRONTIER_AXES, FRONTIER_DESIGNS, FRONTIER_MODELS, FRONTIER_PUBLISHED,
-                                       frontier_rows, tier_bytes)
+                                       frontier_rows, tier_busy, tier_bytes)
 
     data = frontier_rows(table)
     lines = ["## Beyond the paper: frontier-scale training on a three-tier fat tree", "",
@@ -756,16 +756,21 @@ def _frontier_section(table) -> list[str]:
              + "; ".join(f"{FRONTIER_MODELS[m]} {v / 1e12:,.0f} TFLOP/s per GPU ({run})"
                          for m, (v, run) in FRONTIER_PUBLISHED.items())
              + " (validation only: nothing is fitted to them). Each axis's "
-             "share is the time its communication is in flight over the iteration (axes overlap); fabric "
-             "bytes are shown for runs counted per class of link (past 4,096 GPUs), summed per tier.", "",
+             "share is the time its communication is in flight over the iteration (axes overlap). For runs "
+             "counted per class of link (past 4,096 GPUs), each fabric tier's bytes (both directions, "
+             "summed) and its busiest link's share of the iteration (its bytes at its rate: a lower bound "
+             "on the time it was busy); a tier is its links' two ends, a GPU's NIC (device), a rail leaf "
+             "(spine1), a pod spine (spine2), a core (spine3).", "",
              "| model | scaling | design | GPUs | batch | micro-batches | iteration | tokens/s per GPU | "
              "model TFLOP/s per GPU | vs published | "
-             + " | ".join(FRONTIER_AXES.values()) + " | fabric bytes per tier |",
+             + " | ".join(FRONTIER_AXES.values()) + " | fabric per tier: bytes (busiest link) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(FRONTIER_AXES) + "---|"]
     for _, row in data.sort_values(["model", "scaling", "design", "devices"], kind="stable").iterrows():
         shares = " | ".join(f"{float(row[f'share_{axis}']):.0%}" for axis in FRONTIER_AXES)
         tiers = tier_bytes(row)
-        fabric = ", ".join(f"{tier} {value / 1e12:,.1f} TB" for tier, value in sorted(tiers.items())
+        busy = tier_busy(row)
+        fabric = ", ".join(f"{tier} {value / 1e12:,.1f} TB ({busy[tier]:.0%} busy)" if tier in busy
+                           else f"{tier} {value / 1e12:,.1f} TB" for tier, value in sorted(tiers.items())
                            if "spine" in tier) or "—"
         micro = row.get("layout.micro_batches", float("nan"))
         flops = _model_flops_per_gpu(row)
