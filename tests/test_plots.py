@@ -100,6 +100,9 @@ def frontier_table() -> pd.DataFrame:
                                      ("gpt3+strong", 1024, 384, 3.6), ("gpt3+strong", 4096, 384, 1.2)):
         rows.append({"label": label, "workload": "gpt3_175b", "devices": devices, "batch": batch, "status": "ok",
                      "iteration_time_s": t, "comm_s.tp": 0.6 * t, "comm_s.pp": 0.3 * t, "comm_s.dp": 0.35})
+        if devices > 1024:  # counted per class of link: a NIC's busiest link 21 GB at 50 GB/s
+            rows[-1].update({"link_classes.device>spine1:nic.max": 21e9, "link_classes.device>spine1:nic.bw_Bps": 50e9,
+                             "link_classes.device>spine1:nic.count": devices, "link_classes.device>spine1:nic.mean": 2e10})
     return pd.DataFrame(rows)
 
 
@@ -161,6 +164,18 @@ TABLES = {
     "power": (power_table, {"fig11_13": sim_table()}),
     "link_bytes": (sim_table, {}),
 }
+
+
+def test_the_frontier_figure_draws_each_fabric_tiers_busiest_link_where_counted_per_class():
+    from mcdla.plots import figures
+
+    fig = figures.frontier_scale(frontier_table(), {})
+    tiers = fig.axes[2]
+    # One line per series whose runs were counted per class: the NIC-leaf tier at 4,096 GPUs,
+    # 21 GB at 50 GB/s in 1.4 s (weak, 30 %) and in 1.2 s (strong, 35 %).
+    assert [line.get_label() for line in tiers.lines] == ["GPT-3 175B, weak, fat tree: device-spine1",
+                                                         "GPT-3 175B, strong, fat tree: device-spine1"]
+    assert [list(line.get_ydata()) for line in tiers.lines] == [pytest.approx([30.0]), pytest.approx([35.0])]
 
 
 def test_every_figure_has_a_table_here():

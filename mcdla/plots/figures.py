@@ -540,10 +540,12 @@ def cluster_fabric(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
 def frontier_scale(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any:
     """3D-parallel LLM training on the three-tier fat tree as it grows (labels
     MODEL+SCALING): tokens/s per GPU, and each axis's communication in flight as a share
-    of the iteration (tensor parallelism on NVLink, pipeline and data over the fabric)."""
+    of the iteration (tensor parallelism on NVLink, pipeline and data over the fabric), and
+    for runs counted per class of link each fabric tier's busiest link's share."""
     plt = _plt()
     data = compare.frontier_rows(table)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (left, right, tiers) = plt.subplots(1, 3, figsize=(17, 4.2))
+    tier_styles = {"device-spine1": "-", "spine1-spine2": "--", "spine2-spine3": ":"}
     styles = {"tp": ":", "pp": "--", "dp": "-"}
     for i, (label, rows) in enumerate(data.groupby("label", sort=False)):
         rows = rows.sort_values("devices")
@@ -554,7 +556,12 @@ def frontier_scale(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
         for axis, style in styles.items():
             right.plot(rows["devices"], rows[f"share_{axis}"] * 100, marker=".", linestyle=style, color=f"C{i}",
                        label=f"{name}: {compare.FRONTIER_AXES[axis]}")
-    for ax in (left, right):
+        busy = [compare.tier_busy(row) for _, row in rows.iterrows()]
+        for tier, style in tier_styles.items():
+            shown = [(gpus, b[tier] * 100) for gpus, b in zip(rows["devices"], busy) if tier in b]
+            if shown:
+                tiers.plot(*zip(*shown), marker=".", linestyle=style, color=f"C{i}", label=f"{name}: {tier}")
+    for ax in (left, right, tiers):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("GPUs")
         ax.grid(alpha=0.3, which="both")
@@ -563,8 +570,12 @@ def frontier_scale(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
     left.set_title("Throughput per GPU (weak: batch grows with the GPUs; strong: fixed)", fontsize=9)
     right.set_ylabel("communication in flight (% of the iteration)")
     right.set_title("Each axis's share of the iteration (axes overlap)", fontsize=9)
+    tiers.set_ylabel("busiest link busy (% of the iteration)")
+    tiers.set_title("Fabric tiers (NIC-leaf, leaf-pod spine, pod spine-core), runs past 4,096 GPUs", fontsize=9)
     left.legend(fontsize=7)
     right.legend(fontsize=5, ncol=2)
+    if tiers.lines:
+        tiers.legend(fontsize=5)
     return fig
 
 
