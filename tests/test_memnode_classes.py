@@ -2,9 +2,9 @@
 memory-centric variant in few classes"): a DDR5 memory-node per GPU on each DGX H100
 node's NVSwitch (frontier_scale_full.yaml's mc+llama+weak point, made small). Each GPU's
 backing-store stripe k takes the NVLink the design's ring k takes to the NVSwitch
-(Topology._home_links), and a ring of one machine's ranks is refined without the
-scale-out links it never loads (mcdla.hw.symmetry._roles): the node's alike ranks are one
-class per pipeline stage, as without the memory-nodes, and the run equals the exact one."""
+(Topology._home_links): the node's alike ranks are one class per pipeline stage, as
+without the memory-nodes, and the run equals the exact one; where a memory-node differs
+the split stays."""
 
 from __future__ import annotations
 
@@ -67,3 +67,38 @@ def test_the_small_memory_centric_run_equals_the_exact_run():
     assert runs[0]["offloaded_bytes"] > 0
     assert differences(runs[0], runs[1]) == []
     assert runs[0]["rank_classes"] == 2 < runs[1]["rank_classes"] == 64
+
+
+SWITCH = """\
+name: memswitch
+description: 4 GPUs and a memory-node each on one NVSwitch, by hand
+device: h100_sxm5
+memory_node: ddr5_node
+fabric_switch: nvswitch3
+links: {{nvlink: nvlink4}}
+devices: 4
+memory_nodes: 4
+fabric_switches: 1
+connections:
+  - [D0, FS0, nvlink, 2]
+  - [D1, FS0, nvlink, 2]
+  - [D2, FS0, nvlink, 2]
+  - [D3, FS0, nvlink, 2]
+  - [M0, FS0, nvlink, 2]
+  - [M1, FS0, nvlink, 2]
+  - [M2, FS0, nvlink, 2]
+  - [M3, FS0, nvlink, {m3}]
+backing: memory_nodes
+serves: {{D0: [M0], D1: [M1], D2: [M2], D3: [M3]}}
+"""
+
+
+@pytest.mark.parametrize("m3,classes", [(2, ((0, 1, 2, 3),)), (1, ((0, 1, 2), (3,)))])
+def test_a_hand_written_switch_keeps_the_split_where_a_memory_node_differs(tmp_path, m3, classes):
+    """Alike memory-nodes: one class; M3 on one NVLink, not two: its GPU's two stripes
+    share that link, and D3 is a class of its own."""
+    path = tmp_path / "memswitch.yaml"
+    path.write_text(SWITCH.format(m3=m3))
+    topology, workload, execution = load_inputs(str(path), "alexnet", [("execution.offload", "offload_all")],
+                                                batch=64)
+    assert Iteration(topology, workload, execution).symmetry.device_classes == classes

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from operator import ne
 from typing import Sequence
 
-from mcdla.hw.network import FABRIC_LINKS, RANK_LINKS
+from mcdla.hw.network import RANK_LINKS
 
 __all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"]
 
@@ -84,21 +84,6 @@ class Symmetry:
     @staticmethod
     def exact(devices: int) -> "Symmetry":
         return Symmetry(tuple((d,) for d in range(devices)), {}, {})
-
-
-_HOME_LINKS = tuple(role for role in RANK_LINKS if role not in FABRIC_LINKS)
-
-
-def _roles(ring) -> tuple[str, ...]:
-    """The roles (RANK_LINKS) whose channels ``ring``'s collectives can load: all, but a
-    ring of one machine's ranks never takes its ways out of the machine (Ring.node:
-    ranks of one machine never talk over the scale-out network; the hierarchical
-    algorithm has one domain and nothing to cross), so those (FABRIC_LINKS) carry
-    nothing of it and would tell alike rings apart by the network's links instead (a
-    fat tree's 18 rings over 8 core links: docs/performance.md, "The memory-centric
-    variant in few classes")."""
-    node = ring.node
-    return _HOME_LINKS if node and node[0] == node[-1] and len(set(node)) == 1 else RANK_LINKS
 
 
 def _store_edges(topology, devices, policy: str, capacities, emit, tiers=None) -> None:
@@ -169,7 +154,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
         # The links a switch algorithm takes besides the segments: each rank's to and
         # from its domain switch, its exit, and its leaf's core (mcdla.hw.network.Ring).
         # Like the segments, they are the ring's: the algorithms load every rank's alike.
-        for role in _roles(ring):
+        for role in RANK_LINKS:
             for c in getattr(ring, role):
                 if c in capacities:
                     edges.append((qv, index[("r", c)], (role,)))
@@ -553,7 +538,7 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
         channels, ranks = channels[:period], ranks[:len(ranks) // order]
     roles = roles if period else None
     touched = [("ring", channels), *((role, roles[role] if roles and role in roles else getattr(ring, role))
-                                     for role in _roles(ring)), ("rank", ranks)]
+                                     for role in RANK_LINKS), ("rank", ranks)]
     for label, names in touched:
         times = order if period and (label in ("ring", "rank") or (roles and label in roles)) else 1
         counts, whole = _counted(q, label, tuple(names), resource_vertex, ranks_of, capacities,
