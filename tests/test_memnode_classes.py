@@ -42,8 +42,8 @@ def test_memory_nodes_on_every_node_keep_a_class_per_stage(nodes):
 
 def test_stripes_on_the_kth_link_split_the_node(monkeypatch):
     """Stripe k on each GPU's k-th NVLink shares it with a different ring on each GPU:
-    a real asymmetry of that flow network, which the refinement keeps (every rank of
-    the 8 nodes' 64 its own class, short of the devices only by the stages' lumping)."""
+    a real asymmetry of that flow network, which the refinement keeps: every orbit of
+    the stage shift (a GPU and its like two nodes on) a class of its own, 32 of 64."""
     monkeypatch.setattr(Topology, "_home_links", lambda *args: None)
     assert _classes(8) == 32
 
