@@ -239,16 +239,39 @@ class Topology:
         stripes = max(counts)
         port = tier.port(store, device, direction)
         result = []
+        home = self._home_links(device, hops[0], counts[0], direction) if stripes == counts[0] > 1 else None
         for k in range(stripes):
             if direction == "offload":
                 chans = [channel_id(a, b, k % n) for (a, b), n in zip(hops, counts)]
+                chans[0] = home[k] if home else chans[0]
                 path = tuple(chans) + (port,)
             else:
                 chans = [channel_id(b, a, k % n) for (a, b), n in reversed(list(zip(hops, counts)))]
+                chans[-1] = home[k] if home else chans[-1]
                 path = (port,) + tuple(chans)
             latency = sum(self.channels[c].latency_s for c in chans) + tier.latency_s(direction)
             result.append(Subflow(share=share / stripes, path=path, latency_s=latency, store=store))
         return result
+
+    def _home_links(self, device: str, hop: tuple[str, str], links: int, direction: str) -> tuple[str, ...] | None:
+        """The ``links`` parallel links between ``device`` and the switch of its route's
+        first ``hop``, in the order the design's rings take them there (Ring.home_out,
+        home_in: ring k's for stripe k), when its first ``links`` rings take each once;
+        else None (stripe k on the k-th). The binding gives a DGX node's 18 rings each
+        GPU's 18 NVLinks in its own order: on the k-th link stripe k would share its
+        link with another ring on each GPU and split a node's alike ranks into classes
+        of one (docs/performance.md, "The memory-centric variant in few classes"). The
+        same links, one stripe each: only which stripe takes which."""
+        rings = self.cache.get(("rings with home links",), lambda: tuple(r for r in self.rings if any(r.home_out)))
+        if len(rings) < links:
+            return None
+        role, (a, b) = ("home_out", hop) if direction == "offload" else ("home_in", hop[::-1])
+        found = []
+        for ring in rings[:links]:
+            i = ring.position.get(device)
+            found.append(getattr(ring, role)[i] if i is not None else "")
+        wanted = {channel_id(a, b, k) for k in range(links)}
+        return tuple(found) if set(found) == wanted else None
 
     def memory_capacity(self, store: str) -> float:
         """Bytes a store holds: a whole memory-node (``"M0"``, shared by its clients),
