@@ -89,6 +89,28 @@ def test_fp8_weight_copies_join_the_model_state():
     assert _state("fp8") - _state("mixed") == pytest.approx(2 * fp8_params, rel=1e-9)
 
 
+def _collectives(precision: str):
+    from collections import Counter
+
+    training = TrainingSpec(virtualization=False, precision=precision)
+    record = Iteration(load_topology("dgx_h100"), load_workload("gpt2"),
+                       ExecutionSpec(batch=8, tensor_parallel=4, sequence_parallel=True, training=training)).run()
+    return Counter((c.op, c.size_bytes) for c in record.collectives)
+
+
+def test_layernorm_linear_gathers_its_sequence_parallel_input_in_fp8():
+    # GPT-2 on 8 H100s, TP 4 with sequence parallelism, 2 replicas of 4 sequences: a
+    # block's activation gathered whole is 4 x 1024 tokens x 768 x 2 bytes. TE's
+    # LayerNormLinear (QKV and FC1 of each of the 12 blocks) gathers the norm's FP8
+    # output: 24 gathers of half that; every other collective keeps its bytes.
+    whole = 4 * 1024 * 768 * 2
+    mixed, fp8 = _collectives("mixed"), _collectives("fp8")
+    assert fp8[("all_gather", whole / 2)] == 24 and mixed[("all_gather", whole / 2)] == 0
+    assert fp8[("all_gather", whole)] == mixed[("all_gather", whole)] - 24
+    assert {k: v for k, v in fp8.items() if k[0] != "all_gather"} == \
+        {k: v for k, v in mixed.items() if k[0] != "all_gather"}
+
+
 def test_fp8_is_refused_on_a_device_without_fp8_lanes(capsys):
     code = main(["sim", "--topology", "dgx_a100", "--workload", "gpt2", "--batch", "8",
                  "--set", "training.precision=fp8"])

@@ -41,20 +41,25 @@ def chunks(i: int, phase: str, tp, over: frozenset[int]) -> int:
     return tp.degree if phase == "fwd" or i in tp.reduce_out else 1
 
 
-def _join(device, key: tuple, op: str, tensor: int):
+def _join(device, key: tuple, op: str, tensor: int, share: float = 1.0):
     """The collective on map ``tensor`` over its group: an expert slot map's over the
-    expert-tensor group (none with et = 1: the experts are whole on a rank)."""
+    expert-tensor group (none with et = 1: the experts are whole on a rank); ``share``:
+    of its bytes, those it carries (FP8 elements of a 2-byte map: 1/2)."""
     stream = expert.tensor_stream(device, tensor)
     if stream is not None:
-        yield stream.join(key, op, device.plan.group_full_bytes[tensor], device=device.device)
+        yield stream.join(key, op, device.plan.group_full_bytes[tensor] * share, device=device.device)
 
 
 def before_forward(device, i: int, tag: tuple = (), beside: bool = False):
     """The split inputs layer i needs whole, all-gathered (``beside``: only where they
-    run beside its kernel, :func:`overlapping`; else only where they do not)."""
+    run beside its kernel, :func:`overlapping`; else only where they do not). In FP8
+    training a linear layer after a norm gathers them in FP8: Transformer Engine's
+    LayerNormLinear all-gathers the norm's FP8 output (mcdla.hw.fp8)."""
     if (i in device.overlapping) == beside:
+        workload = device.inputs.workload
+        share = 1 / workload.precision_bytes if workload.layers[i].fp8 == "norm" else 1.0
         for p in device.plan.tp.gathers.get(i, ()):
-            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
+            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p, share)
 
 
 def after_forward(device, i: int, tag: tuple = (), beside: bool = False):
