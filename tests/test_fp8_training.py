@@ -119,13 +119,27 @@ def test_fp8_is_refused_on_a_device_without_fp8_lanes(capsys):
     assert "training.precision" in err and "dgx_a100" in err and "FP8" in err
 
 
-@pytest.mark.skip(reason="the FP8 validation table lands in the next commit")
 def test_the_nemotron4_15b_fp8_row_is_evaluated():
     from mcdla.config.validation import read_validation
     from mcdla.sweep.validate import run_row
 
-    _, table = read_validation("dgxc_h100_fp8")
-    row = table.rows[0]
-    assert "FP8" in row.quantity and row.args["set"]["training.precision"] == "fp8"
-    simulated = run_row(row)
-    assert simulated == pytest.approx(row.measured, rel=row.tolerance)
+    row = read_validation("dgxc_h100_fp8")[1].rows[0]
+    bf16 = read_validation("dgxc_h100")[1].rows[5]  # its BF16 twin: the same run in mixed precision
+    assert row.args["set"] == {**bf16.args["set"], "training.precision": "fp8"}
+    fp8_flops = run_row(row)
+    # Within the row's tolerance of the table's 2.08 s step (835.5 TFLOP/s a GPU), and
+    # the FP8 run 1.2-1.4x its BF16 twin's (NeMo measured 2.83 / 2.08 = 1.36x).
+    assert fp8_flops == pytest.approx(835.5e12, rel=row.tolerance)
+    assert 1.2 < fp8_flops / run_row(bf16) < 1.4
+
+
+def test_every_fp8_row_is_its_bf16_twin_in_fp8():
+    from mcdla.config.validation import read_validation
+
+    fp8, bf16 = (read_validation(name)[1].rows for name in ("dgxc_h100_fp8", "dgxc_h100"))
+    assert len(fp8) == len(bf16) == 18
+    twins = {r.quantity.split(", step")[0]: r for r in bf16}
+    for row in fp8:
+        twin = twins[row.quantity.split(", step")[0].replace(" FP8", "")]
+        assert row.args["set"] == {**twin.args["set"], "training.precision": "fp8"}
+        assert row.args["batch"] == twin.args["batch"] and row.slow == twin.slow and row.flops == twin.flops
