@@ -72,6 +72,7 @@ def with_fp8_linears(workload):
         producer = layers[layer.inputs[0]] if len(layer.inputs) == 1 else None
         fed_by_norm = producer is not None and producer.kind in _NORMS and readers[layer.inputs[0]] == 1
         return "norm" if fed_by_norm else "cast"
+
     marked = tuple(dataclasses.replace(l, fp8=mode(l)) if l.kind == "linear" and l.weighted
                    and l.name not in BF16_LINEARS else l for l in layers)
     return dataclasses.replace(workload, layers=marked)
