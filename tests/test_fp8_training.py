@@ -143,3 +143,24 @@ def test_every_fp8_row_is_its_bf16_twin_in_fp8():
         twin = twins[row.quantity.split(", step")[0].replace(" FP8", "")]
         assert row.args["set"] == {**twin.args["set"], "training.precision": "fp8"}
         assert row.args["batch"] == twin.args["batch"] and row.slow == twin.slow and row.flops == twin.flops
+
+
+def _held_maps(precision: str) -> dict[str, float]:
+    training = TrainingSpec(virtualization=False, precision=precision)
+    iteration = Iteration(load_topology("dgx_h100"), load_workload("gpt2"), ExecutionSpec(batch=8, training=training))
+    return {l.name: b for l, b in zip(iteration.inputs.workload.layers, iteration.plan.tensor_bytes)}
+
+
+def test_maps_only_fp8_layers_read_in_backward_are_kept_as_te_saves_them():
+    # GPT-2 on 8 H100s: one 1,024-token sequence a device. A map that backward reads
+    # only in FP8 linear layers' wgrad is kept as TE saves it: its FP8 copy, 1 byte an
+    # element (the norms' outputs before QKV and FC1, GELU's before FC2); the attention
+    # core keeps its own map (O and the probabilities it reads) beside O's FP8 copy.
+    tokens = 1024
+    mixed, fp8 = _held_maps("mixed"), _held_maps("fp8")
+    assert fp8["blocks.1/norm1"] == fp8["blocks.1/norm2"] == tokens * 768 * 1
+    assert fp8["blocks.1/gelu10"] == tokens * 3072 * 1
+    assert fp8["blocks.1/attention5"] == pytest.approx(mixed["blocks.1/attention5"] + tokens * 768 * 1, rel=1e-12)
+    unchanged = ("embed", "positions", "blocks.1/linear4", "blocks.1/attn_out", "blocks.1/res1", "blocks.1/mlp_out")
+    assert all(fp8[name] == mixed[name] == tokens * 2 * (2304 if name.endswith("linear4") else 768)
+               for name in unchanged)

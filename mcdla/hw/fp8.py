@@ -41,8 +41,10 @@ import dataclasses
 
 from mcdla.errors import InputError
 
-__all__ = ["with_fp8_linears", "require_fp8_lanes", "WEIGHT_COPY_BYTES", "WEIGHT_CAST_BYTES", "BF16_LINEARS"]
+__all__ = ["FP8_BYTES", "with_fp8_linears", "require_fp8_lanes", "WEIGHT_COPY_BYTES", "WEIGHT_CAST_BYTES", "BF16_LINEARS"]
 
+# An FP8 element (E4M3 or E5M2).
+FP8_BYTES = 1
 # The FP8 copies TE caches of each FP8 weight: rowwise for the forward GEMM and
 # columnwise (its transpose) for dgrad, one byte an element each (Hopper's FP8 GEMMs
 # take only the TN layout, so both are materialized; linear.py ``weight_quantizer.set_usage``).
