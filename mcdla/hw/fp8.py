@@ -32,7 +32,10 @@ transformer blocks' linear layers through Transformer Engine (QKV and FC1 as
 
 The kernels themselves are :func:`mcdla.hw.layers.fp8_cast` and
 :func:`mcdla.hw.layers.on_fp8_lanes` (serving's FP8 GEMMs use them too); a layer's
-``fp8`` field says it runs them.
+``fp8`` field says it runs them. The FP8 weight copies are in
+:func:`mcdla.hw.memory.model_state_bytes`, the saved FP8 inputs in the driver's plan
+(``mcdla.sim.plan.element_bytes``), the FP8 sequence-parallel gathers in
+``mcdla.sim.tensor.before_forward``.
 """
 
 from __future__ import annotations
