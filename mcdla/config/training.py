@@ -51,8 +51,11 @@ class TrainingSpec:
       the end of backward). ``None``, the paper's: one all-reduce per weight group.
     - ``precision``: ``fp32`` (4-byte activations, weights and gradients; fp32 math) or
       ``mixed`` (2-byte activations, weights and gradients on the tensor lanes, an fp32
-      master copy of the weights and fp32 optimizer state); ``None`` keeps the
-      workload file's ``precision_bytes`` and ``master_weights``.
+      master copy of the weights and fp32 optimizer state) or ``fp8``: mixed precision
+      with the transformer's linear layers in FP8 as Transformer Engine's hybrid recipe
+      runs them under Megatron-Core (E4M3 forward, E5M2 gradients; cast-transpose
+      kernels, cached FP8 weight copies: mcdla.hw.fp8), on a device with FP8 lanes only;
+      ``None`` keeps the workload file's ``precision_bytes`` and ``master_weights``.
     - ``inplace``: element-wise layers frameworks run in place reuse their input's
       buffer when they are its only consumer: ReLU (``inplace=True``) and a residual
       add into its first input (``out += identity``). Off, the paper's: every layer's
@@ -122,7 +125,7 @@ class TrainingSpec:
     dx_reduction: Literal["reduce_scatter", "all_reduce"] = "reduce_scatter"
     chunk: BlockSize | None = None
     bucket: BlockSize | None = None
-    precision: Literal["fp32", "mixed"] | None = None
+    precision: Literal["fp32", "mixed", "fp8"] | None = None
     inplace: bool = False
     fuse_bn_relu: bool = False
     fuse_dropout_add: bool = False

@@ -185,6 +185,7 @@ def optimizer_step_time(device: DeviceSpec, workload, params: float, held: float
     one after another (:func:`mcdla.hw.memory.optimizer_passes`); 0 with no optimizer."""
     if params <= 0:
         return 0.0
-    count = {"updated": params, "held": params if held is None else held}
+    held = params if held is None else held
+    count = {"updated": params, "held": held, "fp8": held * workload.fp8_share}
     return sum(kernel_time(device, Kernel(f"optimizer:{name}", 0, math.ceil(count[over]) * per_param, None)).time_s
                for name, per_param, over in optimizer_passes(workload, impl))

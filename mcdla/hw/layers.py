@@ -47,12 +47,13 @@ element-wise work.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Mapping
 
 from mcdla.hw.ew_traffic import EW_TRAFFIC as _EW_TRAFFIC  # which tensors each cheap kind streams
 
-__all__ = ["Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
+__all__ = ["fp8_cast", "on_fp8_lanes", "Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
            "GEMM_KINDS", "RECURRENT_KINDS", "CHEAP_KINDS", "KINDS", "PHASES", "NO_INPUT_NEEDED",
            "STATE_STORED", "STATE_CARRIED"]
 
@@ -253,6 +254,9 @@ class Layer:
     stream: tuple[float, float] = (1.0, 1.0)
     # Of ``params``, those one token uses (a routed expert bank's top_k experts), if fewer.
     active_params: int | None = None
+    # FP8 training (mcdla.hw.fp8): None, or how this linear layer's input reaches FP8:
+    # "cast" (its own cast-transpose kernel) or "norm" (the norm before it writes FP8).
+    fp8: str | None = None
 
     @property
     def weighted(self) -> bool:
@@ -338,7 +342,7 @@ class Layer:
             kernels.append(self._gemm(f"{self.name}:{tag}", gemm, operands, e, conv, "fwd"))
             if gates_kernel:
                 kernels.append(gates_kernel)
-            return tuple(kernels)
+            return self._in_fp8(kernels, forward, e) if self.fp8 else tuple(kernels)
         if gates_kernel:
             kernels.append(gates_kernel)
         if low.dx_rows:
@@ -347,7 +351,18 @@ class Layer:
             kernels.append(self._gemm(f"{self.name}:dx", gemm, operands, e, conv, "dx"))
         operands = (out, low.in_elems * batch * e, weights)
         kernels.append(self._gemm(f"{self.name}:dw", Gemm(m_out, low.reduce, n, low.groups), operands, e, conv, "dw"))
-        return tuple(kernels)
+        return self._in_fp8(kernels, forward, e) if self.fp8 else tuple(kernels)
+
+    def _in_fp8(self, kernels: list[Kernel], forward: bool, e: int) -> tuple[Kernel, ...]:
+        """A linear layer's GEMMs as Transformer Engine runs them in FP8 (mcdla.hw.fp8):
+        each on FP8 operands, after a cast-transpose of the tensor it quantizes, which
+        writes an FP8 copy and its transpose (wgrad reads the transposed ones): forward
+        the input (unless the norm before it wrote FP8), backward the output gradient."""
+        if forward:  # the forward GEMM's operands: (weights, input, out)
+            cast = () if self.fp8 == "norm" else (fp8_cast(f"{self.name}:cast_fp8", kernels[0].operand_bytes[1], e, 2),)
+        else:  # dW's, last: (output gradient, input, weights)
+            cast = (fp8_cast(f"{self.name}:cast_grad_fp8", kernels[-1].operand_bytes[0], e, 2),)
+        return cast + tuple(on_fp8_lanes(k, e) for k in kernels)
 
     def _attention_kernels(self, tag: str, forward: bool, batch: int, e: int, shards: int) -> tuple[Kernel, ...]:
         """The attention core's kernels (see :class:`Attention`); shards split the heads."""
@@ -396,6 +411,22 @@ class Layer:
         return Kernel(name, gemm.macs, sum(operands), gemm, operands, e, **({conv: direction} if conv else {}))
 
 
+def fp8_cast(name: str, tensor_bytes: int, act_bytes: int, copies: int) -> Kernel:
+    """A memory-bound quantization kernel: reads a tensor of ``tensor_bytes`` at
+    ``act_bytes`` an element and writes ``copies`` FP8 copies of it (1 byte an element;
+    2: TE's fused cast-transpose, the copy and its transpose)."""
+    return Kernel(name, 0, tensor_bytes + copies * (tensor_bytes // act_bytes), None, element_bytes=act_bytes)
+
+
+def on_fp8_lanes(kernel: Kernel, act_bytes: int) -> Kernel:
+    """GEMM ``kernel`` (operands at ``act_bytes``) run on FP8 operands: A and B read at
+    one byte an element, C written as before (BF16, dequantized in the epilogue), on
+    the device's FP8 lanes (element_bytes 1: mcdla.hw.gpu.gemm_rate)."""
+    a, b, c = kernel.operand_bytes
+    a8, b8 = a // act_bytes, b // act_bytes
+    return replace(kernel, bytes=a8 + b8 + c, operand_bytes=(a8, b8, c), element_bytes=1)
+
+
 @dataclass(frozen=True)
 class Workload:
     """A network as a DAG of layers in topological order, ``layers[0]`` the data."""
@@ -430,6 +461,13 @@ class Workload:
     @property
     def macs_fwd_per_sample(self) -> int:
         return sum(layer.macs_fwd_per_sample for layer in self.layers)
+
+    @cached_property
+    def fp8_share(self) -> float:
+        """Of the parameters, the share in layers that train in FP8 (mcdla.hw.fp8): the
+        weights TE casts each iteration and keeps FP8 copies of."""
+        fp8 = sum(l.params for l in self.layers if l.fp8)
+        return fp8 / self.params if fp8 else 0.0
 
     @property
     def gradient_element_bytes(self) -> int:

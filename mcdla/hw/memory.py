@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from mcdla.errors import InputError
+from mcdla.hw import fp8
 
 __all__ = ["OPTIMIZER_STATE_BYTES", "model_state_bytes", "step_bytes_per_param", "optimizer_passes",
            "OPTIMIZER_PASSES", "with_precision", "PRECISIONS", "optimizer_state_bytes", "gradient_bytes"]
@@ -39,7 +40,10 @@ def model_state_bytes(workload, shards: int = 1, *, params: float | None = None,
     too, stage 3 the weights as well. ``offload_optimizer`` (ZeRO-Offload): the
     optimizer state and master live in the backing store (:func:`optimizer_state_bytes`)."""
     held, split = (workload.params, shards) if params is None else (params, 1)
-    e, g = workload.precision_bytes, workload.gradient_element_bytes
+    # In FP8 training TE's cached FP8 weight copies sit beside the weights (mcdla.hw.fp8),
+    # for the FP8 layers' share of the parameters held.
+    e = workload.precision_bytes + fp8.WEIGHT_COPY_BYTES * workload.fp8_share
+    g = workload.gradient_element_bytes
     optimizer = 0 if offload_optimizer else _optimizer_bytes_per_param(workload)
     unsharded, sharded = {0: (e + g + optimizer, 0), 1: (e + g, optimizer), 2: (e, g + optimizer),
                           3: (0, e + g + optimizer)}[zero]
@@ -128,7 +132,15 @@ OPTIMIZER_PASSES = {"megatron_fp16_2021": _megatron_fp16_2021, "megatron_core_20
 def optimizer_passes(workload, impl: str = "fused") -> tuple[tuple[str, int, str], ...]:
     """The optimizer step's memory-bound passes: ``fused``, one pass of
     :func:`step_bytes_per_param` (none with no optimizer); or a framework's, each pass
-    its own kernel (:data:`OPTIMIZER_PASSES`), for Adam in mixed precision only."""
+    its own kernel (:data:`OPTIMIZER_PASSES`), for Adam in mixed precision only. In FP8
+    training TE's once-per-iteration cast of the FP8 weights follows, over the FP8
+    layers' share of the weights held ("fp8"; mcdla.hw.fp8)."""
+    casts = (("weights to fp8", fp8.WEIGHT_CAST_BYTES, "fp8"),) if workload.fp8_share else ()
+    return _step_passes(workload, impl) + casts
+
+
+def _step_passes(workload, impl: str) -> tuple[tuple[str, int, str], ...]:
+    """The optimizer's own passes (:func:`optimizer_passes`)."""
     if impl == "fused":
         per_param = step_bytes_per_param(workload)
         return (("step", per_param, "updated"),) if per_param else ()
@@ -145,8 +157,10 @@ def optimizer_passes(workload, impl: str = "fused") -> tuple[tuple[str, int, str
     return OPTIMIZER_PASSES[impl](workload.precision_bytes)
 
 
-# training.precision -> (bytes per activation, weight and gradient element; fp32 master copy)
-PRECISIONS = {"fp32": (4, False), "mixed": (2, True)}
+# training.precision -> (bytes per activation, weight and gradient element; fp32 master copy).
+# fp8 keeps mixed precision's BF16 tensors and fp32 master: only the transformer's linear
+# layers' GEMMs run on FP8 copies (mcdla.hw.fp8.with_fp8_linears).
+PRECISIONS = {"fp32": (4, False), "mixed": (2, True), "fp8": (2, True)}
 
 # training.grad_reduce_dtype -> the gradients' element bytes (None: the workload's precision)
 GRAD_REDUCE_BYTES = {"model": None, "fp32": 4}
@@ -158,6 +172,8 @@ def with_precision(workload, precision: str | None, grad_reduce_dtype: str = "mo
     if precision is not None:
         element_bytes, master = PRECISIONS[precision]
         workload = dataclasses.replace(workload, precision_bytes=element_bytes, master_weights=master)
+        if precision == "fp8":
+            workload = fp8.with_fp8_linears(workload)
     grad = GRAD_REDUCE_BYTES[grad_reduce_dtype]
     return workload if grad is None else dataclasses.replace(workload, grad_precision_bytes=grad)
 

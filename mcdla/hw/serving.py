@@ -55,7 +55,7 @@ from mcdla.config.hardware import DeviceSpec
 from mcdla.errors import InputError
 from mcdla.hw.compute import kernel_time
 from mcdla.hw.gpu import gemm_rate
-from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div
+from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div, fp8_cast, on_fp8_lanes
 from mcdla.hw.parallelism import tensor_split
 
 __all__ = ["KvGeometry", "StepCost", "ServingModel", "kv_geometry"]
@@ -296,11 +296,8 @@ class ServingModel:
             if kernel.operand_bytes is None:
                 out.append(kernel)
                 continue
-            weights, inputs, result = kernel.operand_bytes
-            w8, in8 = weights * self.prec // self.act, inputs * self.prec // self.act
-            out.append(Kernel(f"{kernel.name}:quant_fp8", 0, inputs + in8, None, element_bytes=self.act))
-            out.append(replace(kernel, bytes=w8 + in8 + result, operand_bytes=(w8, in8, result),
-                               element_bytes=self.prec))
+            out.append(fp8_cast(f"{kernel.name}:quant_fp8", kernel.operand_bytes[1], self.act, copies=1))
+            out.append(on_fp8_lanes(kernel, self.act))
         return tuple(out)
 
     def _decode_attention_s(self, context_tokens: int, seqs: int, device: DeviceSpec) -> tuple[float, float]:

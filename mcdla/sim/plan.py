@@ -4,8 +4,11 @@ are recomputed, when each is prefetched and freed) and the model state it keeps.
 
 from __future__ import annotations
 
+import math
+
 from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
+from mcdla.hw.fp8 import FP8_BYTES
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
 from mcdla.sim import tensor
@@ -14,7 +17,7 @@ from mcdla.sim.liveness import backward_needs, schedule
 from mcdla.sim.offload import OFFLOADS, replayed
 from mcdla.sim.records import OffloadPlan, RunInputs
 
-__all__ = ["make_plan", "device_model_state", "device_group_params"]
+__all__ = ["make_plan", "device_model_state", "device_group_params", "element_bytes"]
 
 
 def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = None,
@@ -50,7 +53,10 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     # features (docs/model.md): 1/D, or all of a map computed whole and of the input batch,
     # which every device loads whole.
     # (An expert-tensor group's slot maps are its et/t share, split over its et ranks.)
-    group_full = slot_maps(tuple(float(l.out_elems_per_sample * local_batch * prec) for l in layers), split)
+    bwd_needs = backward_needs(layers)
+    held = element_bytes(layers, prec, bwd_needs)
+    group_full = slot_maps(tuple(float(l.out_elems_per_sample * local_batch * held[i]) for i, l in enumerate(layers)),
+                           split)
     if model:
         tensor_bytes = tuple(b / layer_shards[i] if i else b for i, b in enumerate(group_full))
     else:  # batch/D samples; a tensor-parallel rank holds 1/t of each split map
@@ -64,7 +70,6 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
                              resident_bytes=device_model_state(workload, execution, devices, group_params, split),
                              dma_Bps=topology.virtualization_rate_Bps(execution.policy) if virtualize else 0.0)
     recomputed, offloaded = decision.recomputed, decision.offloaded
-    bwd_needs = backward_needs(layers)
     bwd_order = tuple(range(len(layers) - 1, 0, -1))
     sched = schedule(layers, recomputed)  # when each map is used (the policies' derivation too)
     last_fwd_use, last_bwd_use = sched.last_fwd_use, sched.last_bwd_use
@@ -92,7 +97,32 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
                        to_bytes(model.gathers) if model else {}, step_s,
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
                        tuple(sorted(first, key=first.get)), first, last, updated, dropped, split,
-                       replayed(layers, execution.training.checkpoint, recomputed, sched.first_bwd_use), beside)
+                       replayed(layers, execution.training.checkpoint, recomputed, sched.first_bwd_use), beside,
+                       held)
+
+
+def element_bytes(layers, prec: int, bwd_needs) -> tuple[float, ...]:
+    """Feature map -> the bytes an element of it takes on a device: ``prec``, but in FP8
+    training (mcdla.hw.fp8) a map that backward reads only in FP8 linear layers is kept
+    as Transformer Engine saves it for their wgrad, quantized (1 byte: Linear and
+    LayerNormLinear save their input's FP8 copy, not the BF16 map, which is freed or,
+    after a norm, never written); an attention core's map (O and the statistics its
+    backward reads: the fused kernel's D = rowsum(dO * O), FlashAttention-2) stays at
+    ``prec`` beside O's FP8 copy. A dispatch's slots, which the all-to-all moves in
+    BF16, stay ``prec``."""
+    if not any(l.fp8 for l in layers):
+        return (prec,) * len(layers)
+    fp8_only = [bool(i) for i in range(len(layers))]  # the data layer's batch stays
+    read = [False] * len(layers)
+    for i, needs in enumerate(bwd_needs):
+        for t in needs:
+            read[t] = True
+            fp8_only[t] = fp8_only[t] and layers[i].fp8 is not None
+
+    def held(l) -> float:  # an attention map: O and the statistics kept, and O's FP8 copy
+        return prec + FP8_BYTES * math.prod(l.out_shape) / l.out_elems_per_sample if l.attention else FP8_BYTES
+    return tuple(held(l) if fp8_only[t] and read[t] and l.kind != "moe_dispatch" else prec
+                 for t, l in enumerate(layers))
 
 
 def device_model_state(workload, execution: ExecutionSpec, devices: int, group_params, split=None) -> float:

@@ -138,6 +138,10 @@ class OffloadPlan:
     # TP communication overlap: the layers whose tensor-parallel collectives run beside
     # their kernel, their GEMMs timed in pieces (mcdla.sim.tensor.overlapping); none without.
     overlapping: frozenset[int] = frozenset()
+    # Feature map -> the bytes an element of it takes as a device holds it: the workload's
+    # precision, but for the maps FP8 training keeps as Transformer Engine saves them
+    # (mcdla.sim.plan.element_bytes); its gradient keeps the workload's precision.
+    element_bytes: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

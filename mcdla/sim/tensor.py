@@ -9,11 +9,12 @@ gathers and dX are the device's own (they split every layer over all the devices
 
 from __future__ import annotations
 
+from mcdla.hw.fp8 import FP8_BYTES
 from mcdla.sim import expert
 from mcdla.sim.offload import block_of
 
 __all__ = ["before_forward", "after_forward", "before_backward", "after_backward", "overlapped", "overlapping",
-           "chunks"]
+           "chunks", "element_share"]
 
 # The layers Transformer Engine's modules run, whose GEMMs userbuffers overlap with their
 # tensor-parallel communication: a block's linear layers (the embedding and the output
@@ -41,20 +42,35 @@ def chunks(i: int, phase: str, tp, over: frozenset[int]) -> int:
     return tp.degree if phase == "fwd" or i in tp.reduce_out else 1
 
 
-def _join(device, key: tuple, op: str, tensor: int):
+def _join(device, key: tuple, op: str, tensor: int, share: float = 1.0):
     """The collective on map ``tensor`` over its group: an expert slot map's over the
-    expert-tensor group (none with et = 1: the experts are whole on a rank)."""
+    expert-tensor group (none with et = 1: the experts are whole on a rank); ``share``:
+    of the bytes the map takes on the device, those the collective moves."""
     stream = expert.tensor_stream(device, tensor)
     if stream is not None:
-        yield stream.join(key, op, device.plan.group_full_bytes[tensor], device=device.device)
+        yield stream.join(key, op, device.plan.group_full_bytes[tensor] * share, device=device.device)
+
+
+def element_share(plan, tensor: int, element_bytes: float) -> float:
+    """What a collective moving map ``tensor`` at ``element_bytes`` an element moves, as a
+    share of the map's bytes on a device (1 but where FP8 training holds it otherwise:
+    :attr:`mcdla.sim.records.OffloadPlan.element_bytes`)."""
+    held = plan.element_bytes[tensor] if plan.element_bytes else element_bytes
+    return element_bytes / held
 
 
 def before_forward(device, i: int, tag: tuple = (), beside: bool = False):
     """The split inputs layer i needs whole, all-gathered (``beside``: only where they
-    run beside its kernel, :func:`overlapping`; else only where they do not)."""
+    run beside its kernel, :func:`overlapping`; else only where they do not). In FP8
+    training a linear layer run in FP8 gathers them in FP8: Transformer Engine quantizes
+    the local shard, or has the norm before it write FP8, before the all-gather
+    (Linear's and LayerNormLinear's sequence-parallel input; mcdla.hw.fp8)."""
     if (i in device.overlapping) == beside:
+        workload = device.inputs.workload
+        moved = FP8_BYTES if workload.layers[i].fp8 else workload.precision_bytes
         for p in device.plan.tp.gathers.get(i, ()):
-            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p)
+            share = element_share(device.plan, p, moved)
+            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p, share)
 
 
 def after_forward(device, i: int, tag: tuple = (), beside: bool = False):
@@ -75,8 +91,9 @@ def after_backward(device, i: int, tag: tuple = (), beside: bool = False):
     """Column-parallel consumers' partial dX, summed."""
     tp = device.plan.tp
     if (i in device.overlapping) == beside:
-        for p in tp.partial_dx.get(i, ()):
-            yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p)
+        for p in tp.partial_dx.get(i, ()):  # a gradient: at the workload's precision
+            share = element_share(device.plan, p, device.inputs.workload.precision_bytes)
+            yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p, share)
 
 
 def overlapped(device, i: int, tag: tuple, phase: str) -> list:

@@ -50,6 +50,7 @@ from mcdla.hw.cache import Cache
 from mcdla.hw.ew_traffic import with_norm_kernel
 from mcdla.hw.fusion import inplace_workload
 from mcdla.hw.gpu import with_attention_kernel
+from mcdla.hw.fp8 import require_fp8_lanes
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
 from mcdla.hw.network import reduce_unit, sub_ring, sub_ring_period
@@ -177,6 +178,8 @@ class Iteration:
     def __init__(self, topology, workload, execution: ExecutionSpec, *, record_timeline: bool = False):
         training = execution.training
         # The workload as this execution trains it: its precision, in-place and fused layers.
+        if training.precision == "fp8":
+            require_fp8_lanes(topology.device, f"the device of {topology.name}")
         precise = with_precision(workload, training.precision, training.grad_reduce_dtype)
         precise = with_attention_kernel(precise, training.attention_kernel, topology.device,
                                         f"the device of {topology.name}")
