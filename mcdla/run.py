@@ -190,9 +190,14 @@ def simulate(
 
 def simulate_point(point: Mapping[str, Any], budget: float | None = None) -> dict[str, Any]:
     """Runs a sweep point: the keys of POINT_KEYS plus any dotted ``--set`` key
-    (``budget``: the work budget, :func:`simulate`'s)."""
+    (``budget``: the work budget, :func:`simulate`'s; else the point's own ``budget``
+    key, an experiment's declared budget, mcdla.config.experiment.SimKeys)."""
     args = {k: point[k] for k in POINT_KEYS if k in point}
-    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS]
+    if budget is None and point.get("budget") is not None:
+        from mcdla.hw.budget import check_limit
+
+        budget = check_limit(point["budget"], "budget")  # YAML reads 1e11 as a string
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k != "budget"]
     return simulate(**args, sets=sets, budget=budget)
 
 

@@ -104,3 +104,20 @@ def test_unknown_workload_name_stops_before_writing(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(out)]) == 2
     assert not out.exists()
     assert "nosuchnet" in capsys.readouterr().err
+
+
+def test_a_points_declared_budget_bounds_its_run_and_is_not_a_set_key(tmp_path):
+    """``budget`` (channel updates, as ``mcdla sim --budget``) is the experiment author's
+    declared work budget: read as a number (YAML's ``1e3`` is a string), handed to the
+    run, never a ``--set`` key; a budget that is not a positive number is refused."""
+    from mcdla.run import simulate_point
+
+    exp = load_experiment(str(write(tmp_path, "name: t\nkind: sim\nfigure: fig13\n"
+                                              "points:\n  - {topology: dc, workload: alexnet, batch: 16, budget: 1e3}\n")))
+    point = {k: v for k, v in exp.points[0].items() if k != "label"}
+    with pytest.raises(InputError, match="over the work budget of 1e\\+03"):
+        simulate_point(point)
+    assert simulate_point({**point, "budget": 1e12})["iteration_time_s"] > 0
+    with pytest.raises(InputError, match="budget"):
+        load_experiment(str(write(tmp_path, "name: t\nkind: sim\nfigure: fig13\n"
+                                            "points:\n  - {topology: dc, budget: -1}\n", "bad.yaml")))

@@ -62,6 +62,10 @@ class SimKeys:
     parallel: Parallel | None = None
     batch: Batch | None = None
     label: str | None = None
+    # The work budget (channel updates, mcdla sim --budget) the experiment's author declares
+    # its points need beyond the default's (mcdla.hw.budget), as a validation row's ``budget``:
+    # a finite number, so a point can never run unbounded by accident.
+    budget: PositiveFloat | None = None
 
 
 @dataclass(frozen=True)
