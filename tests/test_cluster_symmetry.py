@@ -156,6 +156,20 @@ def _leaf_sets(nodes, tp, pp, leaf, pod):
             ("generator.pod_oversubscription", 2 if pod else 1)]
 
 
+@pytest.mark.parametrize("nodes,tp,pp,leaf,pod", SEVERAL_LEAVES[:2] + SEVERAL_LEAVES[3:4])
+def test_where_a_stage_holds_whole_leaves_a_two_node_shift_within_each_leaf_maps_the_run_onto_itself(
+        monkeypatch, nodes, tp, pp, leaf, pod):
+    """The premise of the shift within leaves: it carries everything the whole refinement
+    sees onto itself (the stages are unions of leaves; a data-parallel group spans several
+    leaves, its rings carried as multisets), where the shift within each stage's block
+    does not (it moves a leaf's nodes under the next leaf)."""
+    seen = _captured(monkeypatch, _leaf_sets(nodes, tp, pp, leaf, pod), design="h100_100k")
+    within_leaves = _carried(seen, _shift(seen["topology"], nodes, leaf, 2))
+    assert within_leaves == dict.fromkeys(within_leaves, True)
+    within_stages = _carried(seen, _shift(seen["topology"], nodes, nodes // pp, 2))
+    assert not within_stages["graph"] and within_stages["colours"]
+
+
 @pytest.mark.parametrize("design,sets", [("dgx_h100_4node", _sets(*case)) for case in HANDED] + OTHERS
                          + [("h100_100k", _leaf_sets(*case)) for case in SEVERAL_LEAVES])
 def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, design, sets):
