@@ -142,12 +142,42 @@ OTHERS = [("mcdla_scaleout", [("generator.nodes", 8), ("execution.tensor_paralle
                          ("execution.tensor_parallel", 8), ("execution.pipeline_parallel", 2)])]
 
 
-@pytest.mark.parametrize("design,sets", [("dgx_h100_4node", _sets(*case)) for case in HANDED] + OTHERS)
+# Stages of several leaves (the three-tier fat tree's Llama 3 405B points: 64 nodes a
+# stage on leaves of 32): the shift moves every node two on within its leaf instead.
+# (nodes, tensor, pipeline, leaf nodes, leaves a pod or None): stages of 2 and 4 leaves,
+# of 2 pods; tensor 8 and 4.
+SEVERAL_LEAVES = [(16, 8, 2, 4, None), (32, 8, 2, 8, None), (16, 4, 2, 4, None), (32, 8, 2, 4, 2),
+                  (32, 8, 4, 4, 2)]
+
+
+def _leaf_sets(nodes, tp, pp, leaf, pod):
+    return [("generator.nodes", nodes), ("execution.tensor_parallel", tp), ("execution.pipeline_parallel", pp),
+            ("generator.nodes_per_leaf", leaf), ("generator.leaves_per_pod", pod or nodes // leaf),
+            ("generator.pod_oversubscription", 2 if pod else 1)]
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf,pod", SEVERAL_LEAVES[:2] + SEVERAL_LEAVES[3:4])
+def test_where_a_stage_holds_whole_leaves_a_two_node_shift_within_each_leaf_maps_the_run_onto_itself(
+        monkeypatch, nodes, tp, pp, leaf, pod):
+    """The premise of the shift within leaves: it carries everything the whole refinement
+    sees onto itself (the stages are unions of leaves; a data-parallel group spans several
+    leaves, its rings carried as multisets), where the shift within each stage's block
+    does not (it moves a leaf's nodes under the next leaf)."""
+    seen = _captured(monkeypatch, _leaf_sets(nodes, tp, pp, leaf, pod), design="h100_100k")
+    within_leaves = _carried(seen, _shift(seen["topology"], nodes, leaf, 2))
+    assert within_leaves == dict.fromkeys(within_leaves, True)
+    within_stages = _carried(seen, _shift(seen["topology"], nodes, nodes // pp, 2))
+    assert not within_stages["graph"] and within_stages["colours"]
+
+
+@pytest.mark.parametrize("design,sets", [("dgx_h100_4node", _sets(*case)) for case in HANDED] + OTHERS
+                         + [("h100_100k", _leaf_sets(*case)) for case in SEVERAL_LEAVES])
 def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, design, sets):
     seen = _captured(monkeypatch, sets, design=design)
     shift = seen["kw"]["translation"]
     nodes, pp = dict(sets)["generator.nodes"], dict(sets)["execution.pipeline_parallel"]
-    assert shift is not None and shift.order == nodes // pp // 2
+    block = min(nodes // pp, dict(sets).get("generator.nodes_per_leaf", nodes))  # a stage's nodes, or a leaf's
+    assert shift is not None and shift.order == block // 2
     kw = {k: v for k, v in seen["kw"].items() if k != "translation"}
     topology = seen["topology"]
     handed = by_translation(topology, "bw_aware", kw["rings"], kw["tiers"], shift, colours=kw["colours"],
@@ -159,7 +189,7 @@ def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_cla
 
 
 @pytest.mark.parametrize("nodes,pp,leaf,batch", [
-    (16, 2, 4, 64),  # leaves of 4 nodes under stages of 8: the leaves would have to move too
+    (12, 2, 4, 48),  # stages of 6 nodes on leaves of 4: neither holds the other whole
     (10, 2, None, 40),  # stages of 5 nodes: a two-node shift does not close on a stage
     (8, 4, None, 64),  # stages of 2 nodes: too few to shift by two
 ])
@@ -177,10 +207,11 @@ def test_a_rank_order_that_breaks_the_stages_blocks_is_refined_whole(monkeypatch
     assert seen["kw"]["translation"] is None
 
 
-@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (8, 4, 2, 4)])
+@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (8, 4, 2, 4), (16, 4, 2, 4)])
 def test_runs_with_the_shift_equal_exact_runs(nodes, tp, pp, leaf):
-    """GPT-2 on 64 H100s, a stage of 4 nodes (rails; a fat tree of 4-node leaves): the
-    run refined on the quotient by the shift equals the run simulated rank by rank."""
+    """GPT-2 on 64 H100s, a stage of 4 nodes (rails; a fat tree of 4-node leaves), and on
+    128 with stages of two leaves (the shift within each leaf): the run refined on the
+    quotient by the shift equals the run simulated rank by rank."""
     from test_symmetry import HEADS_16, PIPE, both, differences
 
     symmetric, exact = both("dgx_h100_4node", "gpt2", batch=64, sets=[*_sets(nodes, tp, pp, leaf), *PIPE, HEADS_16])

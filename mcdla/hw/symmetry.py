@@ -609,7 +609,9 @@ def _refine_quotient(colours: list[tuple], adjacency: list[dict], device_vertice
             for (label, side, u), k in adj.items():
                 key = (label, side, colour[u])
                 seen[key] = seen.get(key, 0) + k
-            new.append(numbers.setdefault((colour[v], tuple(sorted(seen.items(), key=repr))), len(numbers)))
+            # A vertex's signature as a set of (neighbour kind, count): equal exactly when
+            # the sorted lists are, and hashed without sorting by repr (a third of the pass).
+            new.append(numbers.setdefault((colour[v], frozenset(seen.items())), len(numbers)))
         if len(numbers) == count:  # no class split: stable
             return new
         if alone and len({new[v] for v in device_vertices}) == devices:

@@ -312,6 +312,20 @@ class NodeCells:
         block = stages * self.per_node["D"]
         return self.within_blocks(names, devices // block) if devices % block == 0 else None
 
+    def within_stage_leaves(self, names: Iterable[str], devices: int, stages: int) -> "Translation | None":
+        """A run's stage shift (mcdla.sim.training): :meth:`within_stages`' where a leaf
+        holds whole stages; where a stage holds whole leaves (a three-tier fat tree's
+        stages of several leaves: Llama 3 405B's 64 nodes a stage on leaves of 32), every
+        node two on within its leaf instead, which keeps the stages (unions of leaves),
+        the leaves and everything above them. None where neither holds."""
+        block = stages * self.per_node["D"]
+        if devices % block:
+            return None
+        stage_nodes = devices // block
+        if self.leaf_nodes % stage_nodes == 0 or stage_nodes % self.leaf_nodes:
+            return self.within_blocks(names, stage_nodes)
+        return self.within_blocks(names, self.leaf_nodes)
+
 
 def _back(index: int, by: int, block: int) -> int:
     """Node ``index`` moved ``by`` indices back within its block of ``block`` nodes."""

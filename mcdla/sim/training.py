@@ -324,15 +324,16 @@ class Iteration:
         return lined
 
     def _stage_shift(self):
-        """The shift of every node two on within its pipeline stage's block of nodes
-        (mcdla.hw.translation, NodeCells), an automorphism of the run when the cluster
-        hands over its node cell, Megatron's order puts every stage on whole contiguous
-        nodes and the pipeline's peers move with it; else None (the whole refinement)."""
+        """The shift of every node two on within its pipeline stage's block of nodes, or
+        within its leaf where a stage holds whole leaves (mcdla.hw.translation, NodeCells),
+        an automorphism of the run when the cluster hands over its node cell, Megatron's
+        order puts every stage on whole contiguous nodes and the pipeline's peers move with
+        it; else None (the whole refinement)."""
         topology, pp = self.inputs.topology, self.inputs.execution.pipeline_parallel
         cells, n = topology.node_cells, len(topology.devices)
         if cells is None or any(self.stage_of[d] != d * pp // n for d in range(n)):
             return None
-        shift = cells.within_stages(topology.graph, n, pp)
+        shift = cells.within_stage_leaves(topology.graph, n, pp)
         if shift is None:
             return None
         position = {d: k for k, d in enumerate(topology.devices)}
