@@ -126,14 +126,25 @@ def _design_collective(topo) -> str:
     return topo.collective
 
 
+def _split_point(point: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any]], float | None]:
+    """A sweep point's ``mcdla sim`` options, its dotted ``--set`` pairs and the work
+    budget it declares (``budget``, mcdla.config.experiment.SimKeys; None: the default)."""
+    from mcdla.config.experiment import POINT_LABEL
+    from mcdla.hw.budget import check_limit
+
+    args = {k: point[k] for k in POINT_KEYS if k in point}
+    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k not in (POINT_LABEL, "budget")]
+    declared = point.get("budget")
+    # YAML reads 1e11 as a string: the declared budget is parsed as --budget is.
+    return args, sets, None if declared is None else check_limit(declared, "budget")
+
+
 def check_point(point: Mapping[str, Any], cache=None) -> None:
     """Raises the InputError a sweep point would meet, without simulating it."""
-    from mcdla.config.experiment import POINT_LABEL
-
-    args = {**DEFAULT_POINT, **{k: point[k] for k in POINT_KEYS if k in point}}
+    given, sets, _budget = _split_point(point)
+    args = {**DEFAULT_POINT, **given}
     for option, tp in (("policy", Policy), ("parallel", Parallel), ("batch", Batch)):
         args[option] = check_option(tp, args[option], option)
-    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k != POINT_LABEL]
     load_inputs(args["topology"], args["workload"], sets, cache, parallel=args["parallel"],
                 batch=args["batch"], policy=args["policy"])
 
@@ -192,13 +203,8 @@ def simulate_point(point: Mapping[str, Any], budget: float | None = None) -> dic
     """Runs a sweep point: the keys of POINT_KEYS plus any dotted ``--set`` key
     (``budget``: the work budget, :func:`simulate`'s; else the point's own ``budget``
     key, an experiment's declared budget, mcdla.config.experiment.SimKeys)."""
-    args = {k: point[k] for k in POINT_KEYS if k in point}
-    if budget is None and point.get("budget") is not None:
-        from mcdla.hw.budget import check_limit
-
-        budget = check_limit(point["budget"], "budget")  # YAML reads 1e11 as a string
-    sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k != "budget"]
-    return simulate(**args, sets=sets, budget=budget)
+    args, sets, declared = _split_point(point)
+    return simulate(**args, sets=sets, budget=declared if budget is None else budget)
 
 
 def route_serving_sets(sets: Sequence[tuple[str, Any]], slo: str | None):

@@ -1,5 +1,5 @@
-"""Experiments frontier_scale and frontier_scale_full (issue 27): their files load, their
-points are the 3D layouts their comments describe, and the report reads the results
+"""Experiment frontier_scale (issue 27): its file loads, its points are the 3D layouts
+its comments describe, from 1,024 to 131,072 GPUs, and the report reads the results
 table (tokens/s per GPU, each axis's share, the fabric's bytes per tier)."""
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ def _layouts(name):
     return rows
 
 
-def test_reproduce_runs_frontier_scale_but_not_the_full_points():
+def test_reproduce_runs_frontier_scale():
     from mcdla.cli.reproduce import EXPERIMENTS
 
-    assert "frontier_scale" in EXPERIMENTS and "frontier_scale_full" not in EXPERIMENTS
+    assert "frontier_scale" in EXPERIMENTS
 
 
 # The published layouts the points follow (the experiment files cite them): per model,
@@ -36,8 +36,8 @@ def test_reproduce_runs_frontier_scale_but_not_the_full_points():
 PUBLISHED = {"gpt3": (4, 8, 12, "selective", 8), "llama": (8, 16, 8, "full", 16)}
 
 
-@pytest.mark.parametrize("name", ["frontier_scale", "frontier_scale_full"])
-def test_points_run_the_published_layouts_weak_growing_the_batch_and_strong_fixing_it(name):
+def test_points_run_the_published_layouts_weak_growing_the_batch_and_strong_fixing_it():
+    name = "frontier_scale"
     experiment = load_experiment(name)
     strong = {}
     for point, (label, gpus, replicas, batch, micro) in zip(experiment.points, _layouts(name)):
@@ -55,17 +55,29 @@ def test_points_run_the_published_layouts_weak_growing_the_batch_and_strong_fixi
     assert all(len(batches) == 1 for batches in strong.values())
 
 
-def test_the_published_runs_own_layouts_are_in_the_full_experiment():
+def test_the_published_runs_own_layouts_are_points():
     """NeMo's GPT-3 recipe: 1,024 GPUs, a batch of 2,048 (64 micro-batches per replica);
     Llama 3's Table 4: 16,384 GPUs, 16 sequences a replica, and 8,192, 32 a replica."""
-    full = _layouts("frontier_scale_full")
-    assert ("gpt3+strong", 1024, 32, 2048, 64) in full
-    assert ("llama+weak", 16384, 128, 2048, 16) in full and ("llama+strong", 8192, 64, 2048, 32) in full
+    layouts = _layouts("frontier_scale")
+    assert ("gpt3+strong", 1024, 32, 2048, 64) in layouts
+    assert ("llama+weak", 16384, 128, 2048, 16) in layouts and ("llama+strong", 8192, 64, 2048, 32) in layouts
 
 
-def test_the_default_experiment_spans_1024_to_4096_gpus_and_the_full_one_reaches_131072():
-    assert {gpus for _, gpus, *_ in _layouts("frontier_scale")} == {1024, 2048, 4096}
-    assert max(gpus for _, gpus, *_ in _layouts("frontier_scale_full")) == 131072
+def test_each_series_spans_its_sizes_weak_to_131072_and_strong_over_the_published_batch():
+    """Issue 27: 1,024 to 131,072 GPUs, weak and strong, the memory-centric variant beside."""
+    sizes = {}
+    for label, gpus, *_ in _layouts("frontier_scale"):
+        sizes.setdefault(label, []).append(gpus)
+    assert sizes == {"gpt3+weak": [1024 * 2**k for k in range(8)], "gpt3+strong": [1024, 2048, 4096, 8192],
+                     "llama+weak": [1024, 2048, 4096, 8192, 16384, 131072], "llama+strong": [4096, 8192, 16384],
+                     "mc+llama+weak": [1024, 4096, 16384]}
+
+
+def test_the_131072_gpu_points_rail_cores_have_the_ports_their_pods_need():
+    """64 pods of 2,048 GPUs: each rail's core takes 32 uplinks from each of its 64 pod
+    spines, 2,048 ports; h100_100k's 26 chips of 64 ports have 1,664."""
+    largest = [p for p in load_experiment("frontier_scale").points if p["generator.nodes"] == 16384]
+    assert len(largest) == 2 and all(64 * p["spine_switch.chips"] >= 64 * 32 for p in largest)
 
 
 def test_every_default_point_loads_before_anything_runs():

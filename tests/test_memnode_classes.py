@@ -1,6 +1,6 @@
 """The memory-centric fat tree in few rank classes (docs/performance.md, "The
 memory-centric variant in few classes"): a DDR5 memory-node per GPU on each DGX H100
-node's NVSwitch (frontier_scale_full.yaml's mc+llama+weak point, made small). Each GPU's
+node's NVSwitch (frontier_scale.yaml's mc+llama+weak points, made small). Each GPU's
 backing-store stripe k takes the NVLink the design's ring k takes to the NVSwitch
 (Topology._home_links): the node's alike ranks are one class per pipeline stage, as
 without the memory-nodes, and the run equals the exact one; where a memory-node differs
