@@ -24,7 +24,7 @@ from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Polic
 from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
-__all__ = ["simulate", "simulate_collective", "simulate_point", "route_sets", "load_inputs", "max_ring",
+__all__ = ["simulate", "simulate_collective", "simulate_point", "topology_key", "OneTopology", "route_sets", "load_inputs", "max_ring",
            "check_point", "parse_quantity", "serve", "serve_point", "route_serving_sets"]
 
 
@@ -137,6 +137,29 @@ def _split_point(point: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[s
     declared = point.get("budget")
     # YAML reads 1e11 as a string: the declared budget is parsed as --budget is.
     return args, sets, None if declared is None else check_limit(declared, "budget")
+
+
+def topology_key(point: Mapping[str, Any]) -> tuple[str, str]:
+    """The topology a sweep point loads, as :func:`load_inputs` caches it ("" for a point
+    whose keys do not parse: its check reports them)."""
+    args, sets, _budget = _split_point({k: v for k, v in point.items() if k != "budget"})
+    try:
+        topology_sets = route_sets(sets)[2]
+    except InputError:
+        return "", ""
+    return str(args.get("topology", DEFAULT_POINT["topology"])), repr(topology_sets)
+
+
+class OneTopology(dict):
+    """A :func:`load_inputs` cache that holds one topology at a time: a sweep's check,
+    visiting its points by :func:`topology_key`, then peaks at its largest topology, not
+    at the sum of them (frontier_scale's span from 1,024 to 131,072 GPUs)."""
+
+    def __setitem__(self, key, value) -> None:
+        if key[0] == "topology":
+            for held in [k for k in self if k[0] == "topology"]:
+                del self[held]
+        super().__setitem__(key, value)
 
 
 def check_point(point: Mapping[str, Any], cache=None) -> None:

@@ -121,3 +121,31 @@ def test_a_points_declared_budget_bounds_its_run_and_is_not_a_set_key(tmp_path):
     with pytest.raises(InputError, match="budget"):
         load_experiment(str(write(tmp_path, "name: t\nkind: sim\nfigure: fig13\n"
                                             "points:\n  - {topology: dc, budget: -1}\n", "bad.yaml")))
+
+
+def test_the_sweeps_check_loads_each_topology_once_and_holds_one_at_a_time(tmp_path, monkeypatch):
+    """Points alternating between two topologies: each is loaded once (the points visited
+    by topology), and the check never holds two (its memory is the largest one's)."""
+    import mcdla.hw.topology as topology_module
+    from mcdla.run import OneTopology
+    from mcdla.sweep.engine import _check_points
+
+    loads, held = [], []
+    real_load = topology_module.load_topology
+    real_set = OneTopology.__setitem__
+
+    def load(name, sets=(), **kwargs):
+        loads.append(name)
+        return real_load(name, sets, **kwargs)
+
+    def setitem(self, key, value):
+        real_set(self, key, value)
+        held.append(sum(1 for k in self if k[0] == "topology"))
+
+    monkeypatch.setattr(topology_module, "load_topology", load)
+    monkeypatch.setattr(OneTopology, "__setitem__", setitem)
+    text = ("name: t\nkind: sim\nfigure: fig13\npoints:\n"
+            + "".join(f"  - {{topology: {t}, workload: alexnet, batch: {b}}}\n"
+                      for t, b in (("dc", 16), ("ring", 16), ("dc", 32), ("ring", 32))))
+    _check_points(load_experiment(str(write(tmp_path, text))))
+    assert sorted(loads) == ["dc", "ring"] and max(held) == 1

@@ -80,11 +80,26 @@ def test_the_131072_gpu_points_rail_cores_have_the_ports_their_pods_need():
     assert len(largest) == 2 and all(64 * p["spine_switch.chips"] >= 64 * 32 for p in largest)
 
 
-def test_every_default_point_loads_before_anything_runs():
-    """The sweep's own check (every topology and workload loads; nothing is simulated)."""
+@pytest.mark.slow
+def test_every_point_loads_before_anything_runs():
+    """The sweep's own check (every topology and workload loads; nothing is simulated):
+    about 90 s and 4-5 GB here, the 131,072-GPU fat tree's graph built once."""
     from mcdla.sweep.engine import _check_points
 
     _check_points(load_experiment("frontier_scale"))
+
+
+def test_every_point_up_to_16384_gpus_loads_before_anything_runs():
+    """The same check over the points of up to 16,384 GPUs (the largest, 131,072, is the
+    slow test above)."""
+    import dataclasses
+
+    from mcdla.sweep.engine import _check_points
+
+    experiment = load_experiment("frontier_scale")
+    small = tuple(p for p in experiment.points if p["generator.nodes"] <= 2048)
+    assert len(experiment.points) - len(small) == 4  # GPT-3 at 32,768, 65,536, 131,072; Llama at 131,072
+    _check_points(dataclasses.replace(experiment, points=small))
 
 
 def _table():

@@ -56,11 +56,14 @@ def runner_name(runner: str | Callable[..., Any]) -> str:
 def _check_points(experiment: Experiment) -> None:
     """Refuses, before anything runs (exit 2), a point whose inputs do not load: an
     unknown topology, workload or preset, a bad value (``device.hbm_bw: nope``). Each
-    distinct topology and workload is loaded once; nothing is simulated."""
-    from mcdla.run import check_point
+    distinct topology and workload is loaded once, the points visited by topology with
+    one held at a time (memory: the largest, not their sum); nothing is simulated."""
+    from mcdla.run import OneTopology, check_point, topology_key
 
-    cache: dict = {}
-    for i, point in enumerate(experiment.points):
+    cache = OneTopology()
+    points = experiment.points
+    for i in sorted(range(len(points)), key=lambda i: topology_key(points[i])):
+        point = points[i]
         try:
             check_point(point, cache)
         except InputError as exc:
