@@ -87,7 +87,7 @@ def load_inputs(topology: str, workload: str, sets: Sequence[tuple[str, Any]] = 
 
     cache = {} if cache is None else cache
     workload_sets, execution_doc, topology_sets = route_sets(sets)
-    key = ("topology", topology, repr(topology_sets))
+    key = _topology_cache_key(topology, topology_sets)
     if key not in cache:
         cache[key] = load_topology(topology, topology_sets)
     wkey = ("workload", workload, repr(workload_sets))
@@ -126,28 +126,32 @@ def _design_collective(topo) -> str:
     return topo.collective
 
 
-def _split_point(point: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any]], float | None]:
+def _topology_cache_key(topology: str, topology_sets) -> tuple[str, str, str]:
+    """How :func:`load_inputs`' cache (and :class:`OneTopology`) name a loaded topology."""
+    return "topology", topology, repr(topology_sets)
+
+
+def _split_point(point: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any]], Any]:
     """A sweep point's ``mcdla sim`` options, its dotted ``--set`` pairs and the work
-    budget it declares (``budget``, mcdla.config.experiment.SimKeys; None: the default)."""
+    budget it declares (``budget``, mcdla.config.experiment.SimKeys, checked there and by
+    mcdla.hw.budget.check_budget, which reads YAML's string ``1e11`` as --budget does;
+    None: the default)."""
     from mcdla.config.experiment import POINT_LABEL
-    from mcdla.hw.budget import check_limit
 
     args = {k: point[k] for k in POINT_KEYS if k in point}
     sets = [(k, v) for k, v in point.items() if k not in POINT_KEYS and k not in (POINT_LABEL, "budget")]
-    declared = point.get("budget")
-    # YAML reads 1e11 as a string: the declared budget is parsed as --budget is.
-    return args, sets, None if declared is None else check_limit(declared, "budget")
+    return args, sets, point.get("budget")
 
 
-def topology_key(point: Mapping[str, Any]) -> tuple[str, str]:
-    """The topology a sweep point loads, as :func:`load_inputs` caches it ("" for a point
-    whose keys do not parse: its check reports them)."""
-    args, sets, _budget = _split_point({k: v for k, v in point.items() if k != "budget"})
+def topology_key(point: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The topology a sweep point loads, as :func:`load_inputs` caches it (empty for a
+    point whose keys do not parse: its check reports them)."""
+    args, sets, _budget = _split_point(point)
     try:
         topology_sets = route_sets(sets)[2]
     except InputError:
-        return "", ""
-    return str(args.get("topology", DEFAULT_POINT["topology"])), repr(topology_sets)
+        return "", "", ""
+    return _topology_cache_key(str(args.get("topology", DEFAULT_POINT["topology"])), topology_sets)
 
 
 class OneTopology(dict):
@@ -156,8 +160,8 @@ class OneTopology(dict):
     at the sum of them (frontier_scale's span from 1,024 to 131,072 GPUs)."""
 
     def __setitem__(self, key, value) -> None:
-        if key[0] == "topology":
-            for held in [k for k in self if k[0] == "topology"]:
+        if key[0] == _topology_cache_key("", ())[0]:
+            for held in [k for k in self if k[0] == key[0]]:
                 del self[held]
         super().__setitem__(key, value)
 

@@ -4,8 +4,6 @@ the FP8 weight copies, the refusal on a device without FP8 lanes."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mcdla.cli.main import main
@@ -124,7 +122,9 @@ def test_the_nemotron4_15b_fp8_row_is_evaluated():
     from mcdla.sweep.validate import run_row
 
     row = read_validation("dgxc_h100_fp8")[1].rows[0]
-    bf16 = read_validation("dgxc_h100")[1].rows[5]  # its BF16 twin: the same run in mixed precision
+    bf16 = next(r for r in read_validation("dgxc_h100")[1].rows  # its BF16 twin: the same run in mixed precision
+                if {**r.args["set"], "training.precision": "fp8"} == row.args["set"]
+                and r.args["batch"] == row.args["batch"])
     assert row.args["set"] == {**bf16.args["set"], "training.precision": "fp8"}
     fp8_flops = run_row(row)
     # Within the row's tolerance of the table's 2.08 s step (835.5 TFLOP/s a GPU), and
@@ -164,3 +164,27 @@ def test_maps_only_fp8_layers_read_in_backward_are_kept_as_te_saves_them():
     unchanged = ("embed", "positions", "blocks.1/linear4", "blocks.1/attn_out", "blocks.1/res1", "blocks.1/mlp_out")
     assert all(fp8[name] == mixed[name] == tokens * 2 * (2304 if name.endswith("linear4") else 768)
                for name in unchanged)
+
+
+def test_a_mixtures_router_stays_bf16_and_its_experts_run_in_fp8():
+    """Megatron's TopKRouter is its own torch GEMM, not TE's: a block's router (named
+    "blocks/router" or "blocks.N/router") keeps BF16; the experts' linear layers do not."""
+    work = with_precision(load_workload("mixtral_8x7b", [("layers", 1)]), "fp8")
+    routers = [l for l in work.layers if l.name.rpartition("/")[2] == "router"]
+    assert routers and all(l.fp8 is None for l in routers)
+    assert any(l.fp8 for l in work.layers if l.kind == "linear" and "expert" in l.name)
+
+
+def test_the_step_casts_every_fp8_weight_once_at_the_stream_rate():
+    """TE casts each FP8 layer's weights once an iteration (its first micro-batch): a
+    pass reading the BF16 weight (2 bytes) and writing its two FP8 copies (1 + 1), with
+    the optimizer step, over the FP8 layers' share of the parameters a device holds."""
+    from mcdla.hw.compute import optimizer_step_time
+
+    mixed, fp8 = (with_precision(load_workload("gpt2"), p) for p in ("mixed", "fp8"))
+    params = 124_000_000
+    fp8_params = params * fp8.fp8_share
+    assert 0.6 < fp8.fp8_share < 0.8  # GPT-2 small: its 85M block linear weights of 124M
+    extra = optimizer_step_time(H100, fp8, params) - optimizer_step_time(H100, mixed, params)
+    stream = 4 * fp8_params / (H100.hbm_bw * H100.hbm_efficiency)
+    assert extra == pytest.approx(stream + H100.hbm_latency + H100.launch_overhead, rel=1e-6)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 
 from mcdla.errors import InputError
+from mcdla.hw.layers import LM_HEAD, readers
 
 __all__ = ["FP8_BYTES", "with_fp8_linears", "require_fp8_lanes", "WEIGHT_COPY_BYTES", "WEIGHT_CAST_BYTES", "BF16_LINEARS"]
 
@@ -57,7 +58,7 @@ WEIGHT_CAST_BYTES = 2 + WEIGHT_COPY_BYTES
 # Linear layers Megatron does not run through TE: the vocabulary projection
 # (GPTModel.output_layer, tensor_parallel.ColumnParallelLinear) and the MoE router
 # (TopKRouter, its own weight in a torch GEMM). Names as mcdla's templates give them.
-BF16_LINEARS = ("lm_head", "router")
+BF16_LINEARS = (LM_HEAD, "router")
 # Norm kinds whose kernel quantizes its output for the linear layer after it (TE's
 # LayerNormLinear: layer norm and RMSNorm).
 _NORMS = ("layernorm", "rmsnorm")
@@ -68,18 +69,16 @@ def with_fp8_linears(workload):
     ``"norm"`` where a norm read only by it quantizes its input (LayerNormLinear),
     ``"cast"`` where its own cast-transpose kernel does (see the module docstring)."""
     layers = workload.layers
-    readers = [0] * len(layers)
-    for layer in layers:
-        for q in layer.inputs:
-            readers[q] += 1
+    read_by = readers(layers)
 
     def mode(layer):
         producer = layers[layer.inputs[0]] if len(layer.inputs) == 1 else None
-        fed_by_norm = producer is not None and producer.kind in _NORMS and readers[layer.inputs[0]] == 1
+        fed_by_norm = producer is not None and producer.kind in _NORMS and read_by[layer.inputs[0]] == 1
         return "norm" if fed_by_norm else "cast"
 
+    # A block's layers are named "blocks/router", "blocks.N/router": the last part decides.
     marked = tuple(dataclasses.replace(l, fp8=mode(l)) if l.kind == "linear" and l.weighted
-                   and l.name not in BF16_LINEARS else l for l in layers)
+                   and l.name.rpartition("/")[2] not in BF16_LINEARS else l for l in layers)
     return dataclasses.replace(workload, layers=marked)
 
 

@@ -29,17 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from mcdla.hw.layers import NO_INPUT_NEEDED, Layer, Workload
+from mcdla.hw.layers import NO_INPUT_NEEDED, Layer, Workload, readers
 
 __all__ = ["inplace_workload"]
 
 
 def _merges(layers, inplace: bool, fuse_bn_relu: bool, fuse_dropout_add: bool = False) -> dict[int, tuple[int, bool]]:
     """Layer -> (the layer whose buffer it writes into, fused into its kernel)."""
-    consumers = [0] * len(layers)
-    for layer in layers:
-        for p in layer.inputs:
-            consumers[p] += 1
+    consumers = readers(layers)
     merges: dict[int, tuple[int, bool]] = {}
     for i, layer in enumerate(layers):
         if not layer.inputs or layer.kind not in ("relu", "add"):

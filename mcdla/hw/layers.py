@@ -49,11 +49,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Mapping
+from typing import Literal, Mapping
 
 from mcdla.hw.ew_traffic import EW_TRAFFIC as _EW_TRAFFIC  # which tensors each cheap kind streams
 
-__all__ = ["fp8_cast", "on_fp8_lanes", "Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
+__all__ = ["LM_HEAD", "readers", "fp8_cast", "on_fp8_lanes", "Gemm", "Kernel", "Attention", "ATTENTION_KINDS", "Lowering", "Shaped", "Layer", "Workload",
            "GEMM_KINDS", "RECURRENT_KINDS", "CHEAP_KINDS", "KINDS", "PHASES", "NO_INPUT_NEEDED",
            "STATE_STORED", "STATE_CARRIED"]
 
@@ -256,7 +256,7 @@ class Layer:
     active_params: int | None = None
     # FP8 training (mcdla.hw.fp8): None, or how this linear layer's input reaches FP8:
     # "cast" (its own cast-transpose kernel) or "norm" (the norm before it writes FP8).
-    fp8: str | None = None
+    fp8: Literal["cast", "norm"] | None = None
 
     @property
     def weighted(self) -> bool:
@@ -409,6 +409,21 @@ class Layer:
         """A GEMM kernel; ``conv`` names its convolution class field (``conv3x3``, ``conv1x1``),
         which is set to ``direction``."""
         return Kernel(name, gemm.macs, sum(operands), gemm, operands, e, **({conv: direction} if conv else {}))
+
+
+# The vocabulary projection's layer name (mcdla.config.templates): serving keeps it at the
+# activations' precision, FP8 training in BF16.
+LM_HEAD = "lm_head"
+
+
+def readers(layers) -> list[int]:
+    """Each layer's count of the layers that read its output (a layer reading it twice
+    counted twice)."""
+    counts = [0] * len(layers)
+    for layer in layers:
+        for p in layer.inputs:
+            counts[p] += 1
+    return counts
 
 
 def fp8_cast(name: str, tensor_bytes: int, act_bytes: int, copies: int) -> Kernel:

@@ -55,14 +55,13 @@ from mcdla.config.hardware import DeviceSpec
 from mcdla.errors import InputError
 from mcdla.hw.compute import kernel_time
 from mcdla.hw.gpu import gemm_rate
-from mcdla.hw.layers import Gemm, Kernel, Workload, ceil_div, fp8_cast, on_fp8_lanes
+from mcdla.hw.layers import LM_HEAD, Gemm, Kernel, Workload, ceil_div, fp8_cast, on_fp8_lanes
 from mcdla.hw.parallelism import tensor_split
 
 __all__ = ["KvGeometry", "StepCost", "ServingModel", "kv_geometry"]
 
 # Layers an inference iteration does not run: the data layer and the training loss.
 _NOT_SERVED = ("input", "cross_entropy")
-LM_HEAD = "lm_head"  # the vocabulary projection (mcdla.config.templates)
 # With FP8 weights the engines keep activations (and, by default, the KV cache) in
 # BF16: vLLM's Fp8LinearMethod.apply quantizes a BF16 input (vllm/_custom_ops.py
 # scaled_fp8_quant) before each FP8 GEMM, and kv_cache_dtype "auto" is the model dtype.

@@ -375,23 +375,31 @@ def frontier_rows(table: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
+def _tier_columns(row: pd.Series, stat: str):
+    """Each ``link_classes.<class>.<stat>`` column of ``row`` with its class and its
+    tier: the class's two ends without their order or link kind ("spine1-spine2")."""
+    suffix = f".{stat}"
+    for column in row.index:
+        if column.startswith("link_classes.") and column.endswith(suffix):
+            name = column[len("link_classes."):-len(suffix)]
+            yield column, name, "-".join(sorted(name.partition(":")[0].split(">")))
+
+
 def tier_busy(row: pd.Series) -> dict[str, float]:
     """Per tier of links (as :func:`tier_bytes` names them), the share of the iteration
     its busiest link was busy: the most bytes one of its directed links carried
     (``link_classes.<class>.max``) at that class's slowest link's bandwidth (``.bw_Bps``)
-    over ``iteration_time_s``, the larger of the two directions; a lower bound, since a
-    link runs below its rate when its flows are bound elsewhere. {} for a row that listed
-    every link instead, or one whose classes carry no bandwidth."""
+    over ``iteration_time_s``, the larger of the two directions. Exact where a class's
+    links share one rate (every fat-tree tier), at most the slowest link's otherwise; a
+    lower bound on the time the link was busy, which runs below its rate when its flows
+    are bound elsewhere. {} for a row that listed every link instead, or one whose
+    classes carry no bandwidth."""
     busy: dict[str, float] = {}
     iteration = float(row.get("iteration_time_s", float("nan")))
-    for column in row.index:
-        if not (column.startswith("link_classes.") and column.endswith(".max")):
-            continue
-        name = column[len("link_classes."):-len(".max")]
+    for column, name, tier in _tier_columns(row, "max"):
         bw = row.get(f"link_classes.{name}.bw_Bps")
-        if bw is None or bw != bw or row[column] != row[column] or not bw > 0:
+        if bw is None or not bw > 0 or row[column] != row[column]:
             continue
-        tier = "-".join(sorted(name.partition(":")[0].split(">")))
         busy[tier] = max(busy.get(tier, 0.0), float(row[column]) / float(bw) / iteration)
     return busy
 
@@ -403,14 +411,9 @@ def tier_bytes(row: pd.Series) -> dict[str, float]:
     tier is the class's two ends without their order or link kind, e.g. "device-spine1"
     (a GPU's NIC and its rail leaf). {} for a row that listed every link instead."""
     tiers: dict[str, float] = {}
-    for column in row.index:
-        if not (column.startswith("link_classes.") and column.endswith(".mean")):
-            continue
-        name = column[len("link_classes."):-len(".mean")]
+    for column, name, tier in _tier_columns(row, "mean"):
         count = row.get(f"link_classes.{name}.count")
         if count != count or row[column] != row[column]:
             continue
-        ends = sorted(name.partition(":")[0].split(">"))
-        tier = "-".join(ends)
         tiers[tier] = tiers.get(tier, 0.0) + float(row[column]) * float(count)
     return tiers

@@ -571,7 +571,10 @@ def frontier_scale(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
     right.set_ylabel("communication in flight (% of the iteration)")
     right.set_title("Each axis's share of the iteration (axes overlap)", fontsize=9)
     tiers.set_ylabel("busiest link busy (% of the iteration)")
-    tiers.set_title("Fabric tiers (NIC-leaf, leaf-pod spine, pod spine-core), runs past 4,096 GPUs", fontsize=9)
+    from mcdla.metrics.summary import LINK_LIST_DEVICES
+
+    tiers.set_title(f"Fabric tiers (NIC-leaf, leaf-pod spine, pod spine-core), runs past {LINK_LIST_DEVICES:,} GPUs",
+                    fontsize=9)
     left.legend(fontsize=7)
     right.legend(fontsize=5, ncol=2)
     if tiers.lines:

@@ -49,8 +49,8 @@ from mcdla.errors import InfeasibleError, InputError
 from mcdla.hw.cache import Cache
 from mcdla.hw.ew_traffic import with_norm_kernel
 from mcdla.hw.fusion import inplace_workload
-from mcdla.hw.gpu import with_attention_kernel
 from mcdla.hw.fp8 import require_fp8_lanes
+from mcdla.hw.gpu import with_attention_kernel
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
 from mcdla.hw.network import reduce_unit, sub_ring, sub_ring_period

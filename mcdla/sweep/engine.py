@@ -57,7 +57,8 @@ def _check_points(experiment: Experiment) -> None:
     """Refuses, before anything runs (exit 2), a point whose inputs do not load: an
     unknown topology, workload or preset, a bad value (``device.hbm_bw: nope``). Each
     distinct topology and workload is loaded once, the points visited by topology with
-    one held at a time (memory: the largest, not their sum); nothing is simulated."""
+    one held at a time (memory: the largest, not their sum), so the first bad point
+    reported is the first in that order, named by its index; nothing is simulated."""
     from mcdla.run import OneTopology, check_point, topology_key
 
     cache = OneTopology()

@@ -759,7 +759,7 @@ def _frontier_section(table) -> list[str]:
              "share is the time its communication is in flight over the iteration (axes overlap). For runs "
              "counted per class of link (past 4,096 GPUs), each fabric tier's bytes (both directions, "
              "summed) and its busiest link's share of the iteration (its bytes at its rate: a lower bound "
-             "on the time it was busy); a tier is its links' two ends, a GPU's NIC (device), a rail leaf "
+             "on the time it was busy, where a tier's links share one rate, as every tier here does); a tier is its links' two ends, a GPU's NIC (device), a rail leaf "
              "(spine1), a pod spine (spine2), a core (spine3).", "",
              "| model | scaling | design | GPUs | batch | micro-batches | iteration | tokens/s per GPU | "
              "model TFLOP/s per GPU | vs published | "
@@ -769,9 +769,8 @@ def _frontier_section(table) -> list[str]:
         shares = " | ".join(f"{float(row[f'share_{axis}']):.0%}" for axis in FRONTIER_AXES)
         tiers = tier_bytes(row)
         busy = tier_busy(row)
-        fabric = ", ".join(f"{tier} {value / 1e12:,.1f} TB ({busy[tier]:.0%} busy)" if tier in busy
-                           else f"{tier} {value / 1e12:,.1f} TB" for tier, value in sorted(tiers.items())
-                           if "spine" in tier) or "—"
+        fabric = ", ".join(f"{tier} {value / 1e12:,.1f} TB" + (f" ({busy[tier]:.0%} busy)" if tier in busy else "")
+                           for tier, value in sorted(tiers.items()) if "spine" in tier) or "—"
         micro = row.get("layout.micro_batches", float("nan"))
         flops = _model_flops_per_gpu(row)
         # The published runs ran on fat trees: the memory-centric variant has no counterpart.
