@@ -575,10 +575,16 @@ def frontier_scale(table: pd.DataFrame, deps: Mapping[str, pd.DataFrame]) -> Any
 
     tiers.set_title(f"Fabric tiers (NIC-leaf, leaf-pod spine, pod spine-core), runs past {LINK_LIST_DEVICES:,} GPUs",
                     fontsize=9)
+    # Colour is the series (the left panel's legend), line style the axis or the tier:
+    # one short legend each, not one entry per line.
+    from matplotlib.lines import Line2D
+
     left.legend(fontsize=7)
-    right.legend(fontsize=5, ncol=2)
+    right.legend([Line2D([], [], color="0.3", linestyle=s) for s in styles.values()],
+                 [compare.FRONTIER_AXES[a] for a in styles], fontsize=7)
     if tiers.lines:
-        tiers.legend(fontsize=5)
+        tiers.legend([Line2D([], [], color="0.3", linestyle=s) for s in tier_styles.values()],
+                     list(tier_styles), fontsize=7)
     return fig
 
 

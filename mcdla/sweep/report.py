@@ -360,6 +360,17 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "This round's re-run (issue 27; docs/performance.md, \"frontier_scale complete\", \"Frontier 3D on the fat "
+    "tree\" and \"The memory-centric variant in few classes\"). frontier_scale now spans 1,024 to 131,072 GPUs "
+    "(its larger points were in frontier_scale_full.yaml, which reproduce did not run): GPT-3 175B weak to "
+    "131,072 and strong at NeMo's batch of 2,048 from 1,024 to 8,192 GPUs, Llama 3.1 405B weak to 131,072 and "
+    "strong at Table 4's 16M tokens from 4,096 to 16,384, and the memory-centric variant (a DDR5 memory-node "
+    "per GPU on each node's NVSwitch) at 1,024, 4,096 and 16,384; its four earlier points are unchanged to the "
+    "bit. Its report shows each fabric tier's busiest link's share of the iteration beside its bytes. A "
+    "memory-node's backing-store stripes now take the NVLinks the design's rings take (the same links, in "
+    "another order, so that identical GPUs stay one class): scale_out, moe_memory and memory_centric_2026 "
+    "re-ran to identical results. FP8 training (training.precision: fp8, issue 24) changes no default: no "
+    "experiment moves.",
     "This session's re-run (issue 24; docs/model.md, \"GEMMs by shape\", \"Attention by kernel\" and "
     "\"NVLS's chunk pipeline\"; docs/validation.md). The A100 presets' GEMMs now run at the rate cuBLASLt "
     "measured on random operands back to back (Azure's A100-SXM4-80GB sweep; a GEMM's power, and so its "
