@@ -302,29 +302,28 @@ class NodeCells:
         return Translation.of(names, {p: 2 * n for p, n in self.per_node.items()},
                               {p: block_nodes * n for p, n in self.per_node.items()})
 
-    def within_stages(self, names: Iterable[str], devices: int, stages: int = 1) -> "Translation | None":
-        """:meth:`within_blocks` with ``devices`` cut into ``stages`` equal blocks of whole
-        nodes; None where they do not cut so. A run's pipeline stages (mcdla.sim.training);
-        one block, over all the nodes, binds a cluster's rings by period (mcdla.hw.binding:
-        the derived rings snake, so they repeat every two nodes; only when one leaf holds
-        every node, rails; the topology hands over no translation, docs/model.md "Rings
-        bound by period")."""
-        block = stages * self.per_node["D"]
+    def within_stages(self, names: Iterable[str], devices: int) -> "Translation | None":
+        """:meth:`within_blocks` over all the nodes of ``devices`` (None unless whole
+        nodes): it binds a cluster's rings by period (mcdla.hw.binding: the derived rings
+        snake, so they repeat every two nodes; only when one leaf holds every node, rails;
+        the topology hands over no translation, docs/model.md "Rings bound by period")."""
+        block = self.per_node["D"]
         return self.within_blocks(names, devices // block) if devices % block == 0 else None
 
     def within_stage_leaves(self, names: Iterable[str], devices: int, stages: int) -> "Translation | None":
-        """A run's stage shift (mcdla.sim.training): :meth:`within_stages`' where a leaf
-        holds whole stages; where a stage holds whole leaves (a three-tier fat tree's
-        stages of several leaves: Llama 3 405B's 64 nodes a stage on leaves of 32), every
-        node two on within its leaf instead, which keeps the stages (unions of leaves),
-        the leaves and everything above them. None where neither holds."""
+        """A run's stage shift (mcdla.sim.training): every node two on within its
+        pipeline stage (``devices`` cut into ``stages`` blocks of whole nodes) where a
+        leaf holds whole stages; where a stage holds whole leaves (a three-tier fat tree's
+        stages of several leaves: Llama 3 405B's 64 nodes a stage on leaves of 32), within
+        its leaf instead, which keeps the stages (unions of leaves), the leaves and
+        everything above them. None where neither holds (:meth:`within_blocks`)."""
         block = stages * self.per_node["D"]
         if devices % block:
             return None
         stage_nodes = devices // block
-        if self.leaf_nodes % stage_nodes == 0 or stage_nodes % self.leaf_nodes:
-            return self.within_blocks(names, stage_nodes)
-        return self.within_blocks(names, self.leaf_nodes)
+        if self.leaf_nodes % stage_nodes and stage_nodes % self.leaf_nodes == 0:
+            stage_nodes = self.leaf_nodes  # stages of whole leaves: within each leaf
+        return self.within_blocks(names, stage_nodes)
 
 
 def _back(index: int, by: int, block: int) -> int:
