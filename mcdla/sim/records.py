@@ -143,6 +143,12 @@ class OffloadPlan:
     # (mcdla.sim.plan.element_bytes); its gradient keeps the workload's precision.
     element_bytes: tuple[float, ...] = ()
 
+    def moved_bytes(self, tensor: int, element_bytes: float) -> float:
+        """The bytes a collective moves carrying map ``tensor`` at ``element_bytes`` an
+        element: its bytes on a device, rescaled from the bytes an element takes as held
+        (the same but where FP8 training holds the map otherwise)."""
+        return self.group_full_bytes[tensor] * (element_bytes / self.element_bytes[tensor])
+
 
 @dataclass(frozen=True)
 class RunInputs:

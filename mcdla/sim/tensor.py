@@ -14,7 +14,7 @@ from mcdla.sim import expert
 from mcdla.sim.offload import block_of
 
 __all__ = ["before_forward", "after_forward", "before_backward", "after_backward", "overlapped", "overlapping",
-           "chunks", "element_share"]
+           "chunks"]
 
 # The layers Transformer Engine's modules run, whose GEMMs userbuffers overlap with their
 # tensor-parallel communication: a block's linear layers (the embedding and the output
@@ -42,21 +42,12 @@ def chunks(i: int, phase: str, tp, over: frozenset[int]) -> int:
     return tp.degree if phase == "fwd" or i in tp.reduce_out else 1
 
 
-def _join(device, key: tuple, op: str, tensor: int, share: float = 1.0):
-    """The collective on map ``tensor`` over its group: an expert slot map's over the
-    expert-tensor group (none with et = 1: the experts are whole on a rank); ``share``:
-    of the bytes the map takes on the device, those the collective moves."""
+def _join(device, key: tuple, op: str, tensor: int, size: float):
+    """The collective of ``size`` bytes on map ``tensor`` over its group: an expert slot
+    map's over the expert-tensor group (none with et = 1: the experts are whole on a rank)."""
     stream = expert.tensor_stream(device, tensor)
     if stream is not None:
-        yield stream.join(key, op, device.plan.group_full_bytes[tensor] * share, device=device.device)
-
-
-def element_share(plan, tensor: int, element_bytes: float) -> float:
-    """What a collective moving map ``tensor`` at ``element_bytes`` an element moves, as a
-    share of the map's bytes on a device (1 but where FP8 training holds it otherwise:
-    :attr:`mcdla.sim.records.OffloadPlan.element_bytes`)."""
-    held = plan.element_bytes[tensor] if plan.element_bytes else element_bytes
-    return element_bytes / held
+        yield stream.join(key, op, size, device=device.device)
 
 
 def before_forward(device, i: int, tag: tuple = (), beside: bool = False):
@@ -69,22 +60,21 @@ def before_forward(device, i: int, tag: tuple = (), beside: bool = False):
         workload = device.inputs.workload
         moved = FP8_BYTES if workload.layers[i].fp8 else workload.precision_bytes
         for p in device.plan.tp.gathers.get(i, ()):
-            share = element_share(device.plan, p, moved)
-            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p, share)
+            yield from _join(device, ("tp-gather", *tag, i, p), "all_gather", p, device.plan.moved_bytes(p, moved))
 
 
 def after_forward(device, i: int, tag: tuple = (), beside: bool = False):
     """A row-parallel layer's partial output, summed over the group."""
     tp = device.plan.tp
     if i in tp.reduce_out and (i in device.overlapping) == beside:
-        yield from _join(device, ("tp-out", *tag, i), tp.out_op(), i)
+        yield from _join(device, ("tp-out", *tag, i), tp.out_op(), i, device.plan.group_full_bytes[i])
 
 
 def before_backward(device, i: int, tag: tuple = (), beside: bool = False):
     """With sequence parallelism, dY arrives as token shards: all-gathered."""
     tp = device.plan.tp
     if tp.sequence and i in tp.reduce_out and (i in device.overlapping) == beside:
-        yield from _join(device, ("tp-dY", *tag, i), "all_gather", i)
+        yield from _join(device, ("tp-dY", *tag, i), "all_gather", i, device.plan.group_full_bytes[i])
 
 
 def after_backward(device, i: int, tag: tuple = (), beside: bool = False):
@@ -92,8 +82,8 @@ def after_backward(device, i: int, tag: tuple = (), beside: bool = False):
     tp = device.plan.tp
     if (i in device.overlapping) == beside:
         for p in tp.partial_dx.get(i, ()):  # a gradient: at the workload's precision
-            share = element_share(device.plan, p, device.inputs.workload.precision_bytes)
-            yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p, share)
+            size = device.plan.moved_bytes(p, device.inputs.workload.precision_bytes)
+            yield from _join(device, ("tp-dX", *tag, p), tp.dx_op(p), p, size)
 
 
 def overlapped(device, i: int, tag: tuple, phase: str) -> list:

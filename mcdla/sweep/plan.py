@@ -34,7 +34,6 @@ from mcdla.config.training import TrainingSpec
 from mcdla.hw.collective_model import bus_factor
 from mcdla.hw.memory import optimizer_state_bytes
 from mcdla.sim import fit
-from mcdla.sim.tensor import element_share
 from mcdla.units import format_time
 
 from mcdla.errors import InfeasibleError, InputError, excerpt
@@ -246,8 +245,7 @@ def _estimate(iteration, virtualization_Bps: float) -> tuple[float, float]:
     if degree > 1:
         reduced = [plan.group_full_bytes[i] for i in plan.tp.reduce_out]
         prec = iteration.inputs.workload.precision_bytes  # the partial dX are gradients
-        reduced += [plan.group_full_bytes[p] * element_share(plan, p, prec)
-                    for ps in plan.tp.partial_dx.values() for p in ps]
+        reduced += [plan.moved_bytes(p, prec) for ps in plan.tp.partial_dx.values() for p in ps]
         moved = sum(reduced) * bus_factor("all_reduce", degree)  # the bytes each rank's link carries
     if plan.ep is not None:  # dispatch and combine, forward and backward, of each MoE layer
         moved += 4 * sum(plan.tensor_bytes[i] for i in plan.ep.dispatch) * bus_factor("all_to_all", plan.ep.degree)
