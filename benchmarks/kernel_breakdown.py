@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
 from collections import defaultdict
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -36,6 +36,7 @@ from mcdla.run import POINT_KEYS, load_inputs  # noqa: E402
 from mcdla.sim import tensor  # noqa: E402
 from mcdla.sim.training import Iteration  # noqa: E402
 from mcdla.sweep.validate import _point  # noqa: E402
+
 
 def _refuse(message: str) -> NoReturn:
     """One line on stderr and exit 2, as mcdla's own commands (and argparse here) refuse bad input."""

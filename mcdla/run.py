@@ -24,8 +24,8 @@ from mcdla.config.point import DEFAULT_POINT, POINT_KEYS, Batch, Parallel, Polic
 from mcdla.config.schema import BlockSize, Where, build, convert
 from mcdla.errors import InputError, excerpt
 
-__all__ = ["simulate", "simulate_collective", "simulate_point", "topology_key", "OneTopology", "route_sets", "load_inputs", "max_ring",
-           "check_point", "parse_quantity", "serve", "serve_point", "route_serving_sets"]
+__all__ = ["simulate", "simulate_collective", "simulate_point", "topology_key", "OneTopology", "route_sets",
+           "load_inputs", "max_ring", "check_point", "parse_quantity", "serve", "serve_point", "route_serving_sets"]
 
 
 # Where each --set key goes, by its first component: the run's three inputs. The
@@ -126,9 +126,12 @@ def _design_collective(topo) -> str:
     return topo.collective
 
 
+_TOPOLOGY = "topology"  # the first part of a loaded topology's key in load_inputs' cache
+
+
 def _topology_cache_key(topology: str, topology_sets) -> tuple[str, str, str]:
     """How :func:`load_inputs`' cache (and :class:`OneTopology`) name a loaded topology."""
-    return "topology", topology, repr(topology_sets)
+    return _TOPOLOGY, topology, repr(topology_sets)
 
 
 def _split_point(point: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any]], Any]:
@@ -160,8 +163,8 @@ class OneTopology(dict):
     at the sum of them (frontier_scale's span from 1,024 to 131,072 GPUs)."""
 
     def __setitem__(self, key, value) -> None:
-        if key[0] == _topology_cache_key("", ())[0]:
-            for held in [k for k in self if k[0] == key[0]]:
+        if key[0] == _TOPOLOGY:
+            for held in [k for k in self if k[0] == _TOPOLOGY]:
                 del self[held]
         super().__setitem__(key, value)
 

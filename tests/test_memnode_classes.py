@@ -2,7 +2,7 @@
 memory-centric variant in few classes"): a DDR5 memory-node per GPU on each DGX H100
 node's NVSwitch (frontier_scale.yaml's mc+llama+weak points, made small). Each GPU's
 backing-store stripe k takes the NVLink the design's ring k takes to the NVSwitch
-(Topology._home_links): the node's alike ranks are one class per pipeline stage, as
+(Topology._stripe_links): the node's alike ranks are one class per pipeline stage, as
 without the memory-nodes, and the run equals the exact one; where a memory-node differs
 the split stays."""
 
@@ -44,7 +44,7 @@ def test_stripes_on_the_kth_link_split_the_node(monkeypatch):
     """Stripe k on each GPU's k-th NVLink shares it with a different ring on each GPU:
     a real asymmetry of that flow network, which the refinement keeps: every orbit of
     the stage shift (a GPU and its like two nodes on) a class of its own, 32 of 64."""
-    monkeypatch.setattr(Topology, "_home_links", lambda *args: None)
+    monkeypatch.setattr(Topology, "_stripe_links", lambda *args: None)
     assert _classes(8) == 32
 
 

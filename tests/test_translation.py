@@ -465,7 +465,7 @@ def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, 
     # Orbits of another size than their pairs', or bytes not read through the classes:
     # declined, and the pass decides.
     resized = (orbits[0], (orbits[1][0] - 1, *orbits[1][1:]))
-    unclassed = ByClass(dict(carried), {}, set(), lambda: {})
+    unclassed = ByClass(dict(carried), {}, set(), dict)
     for given, bytes_by in ((resized, carried), (orbits, unclassed)):
         assert summary._by_orbit(topology, bytes_by, given, tiers) is None
         assert summary.link_classes(topology, bytes_by, given) == summary.link_classes(topology, bytes_by)

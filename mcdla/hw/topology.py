@@ -239,21 +239,23 @@ class Topology:
         stripes = max(counts)
         port = tier.port(store, device, direction)
         result = []
-        home = self._home_links(device, hops[0], counts[0], direction) if stripes == counts[0] > 1 else None
+        home = self._stripe_links(device, hops[0], counts[0], direction) if stripes == counts[0] > 1 else None
         for k in range(stripes):
             if direction == "offload":
                 chans = [channel_id(a, b, k % n) for (a, b), n in zip(hops, counts)]
-                chans[0] = home[k] if home else chans[0]
+                if home:
+                    chans[0] = home[k]
                 path = tuple(chans) + (port,)
             else:
                 chans = [channel_id(b, a, k % n) for (a, b), n in reversed(list(zip(hops, counts)))]
-                chans[-1] = home[k] if home else chans[-1]
+                if home:
+                    chans[-1] = home[k]
                 path = (port,) + tuple(chans)
             latency = sum(self.channels[c].latency_s for c in chans) + tier.latency_s(direction)
             result.append(Subflow(share=share / stripes, path=path, latency_s=latency, store=store))
         return result
 
-    def _home_links(self, device: str, hop: tuple[str, str], links: int, direction: str) -> tuple[str, ...] | None:
+    def _stripe_links(self, device: str, hop: tuple[str, str], links: int, direction: str) -> tuple[str, ...] | None:
         """The ``links`` parallel links between ``device`` and the switch of its route's
         first ``hop``, in the order the design's rings take them there (Ring.home_out,
         home_in: ring k's for stripe k), when its first ``links`` rings take each once;
