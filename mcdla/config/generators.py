@@ -107,7 +107,7 @@ class TooLarge(InputError):
 
 def _check_size(nodes: int, where: Where) -> None:
     if nodes > MAX_GENERATED_NODES:
-        raise TooLarge(f"{nodes} nodes is more than a generator writes ({MAX_GENERATED_NODES})", file=where.file,
+        raise TooLarge(f"{nodes:,} nodes is more than a generator writes ({MAX_GENERATED_NODES:,})", file=where.file,
                        key=where.key or None)
 
 
