@@ -175,16 +175,79 @@ def test_a_mixtures_router_stays_bf16_and_its_experts_run_in_fp8():
     assert any(l.fp8 for l in work.layers if l.kind == "linear" and "expert" in l.name)
 
 
-def test_the_step_casts_every_fp8_weight_once_at_the_stream_rate():
-    """TE casts each FP8 layer's weights once an iteration (its first micro-batch): a
-    pass reading the BF16 weight (2 bytes) and writing its two FP8 copies (1 + 1), with
-    the optimizer step, over the FP8 layers' share of the parameters a device holds."""
-    from mcdla.hw.compute import optimizer_step_time
+# GPT-2 small's FP8 weights a block: QKV (768 x 2304 + 2304), the attention projection
+# (768 x 768 + 768), FC1 (768 x 3072 + 3072), FC2 (3072 x 768 + 768).
+GPT2_BLOCK_FP8 = 768 * 2304 + 2304 + 768 * 768 + 768 + 768 * 3072 + 3072 + 3072 * 768 + 768
 
-    mixed, fp8 = (with_precision(load_workload("gpt2"), p) for p in ("mixed", "fp8"))
-    params = 124_000_000
-    fp8_params = params * fp8.fp8_share
-    assert 0.6 < fp8.fp8_share < 0.8  # GPT-2 small: its 85M block linear weights of 124M
-    extra = optimizer_step_time(H100, fp8, params) - optimizer_step_time(H100, mixed, params)
-    stream = 4 * fp8_params / (H100.hbm_bw * H100.hbm_efficiency)
-    assert extra == pytest.approx(stream + H100.hbm_latency + H100.launch_overhead, rel=1e-6)
+
+def _twins(workload, **execution):
+    """(mixed, fp8): ``workload`` on a DGX H100 in each precision, built (not run)."""
+    micro = execution.pop("micro_batches", 1)
+    return tuple(Iteration(load_topology("dgx_h100"), workload,
+                           ExecutionSpec(training=TrainingSpec(virtualization=False, precision=p, micro_batches=micro),
+                                         **execution)) for p in ("mixed", "fp8"))
+
+
+def _cast_s(device, params: float) -> float:
+    """TE's weight cast over ``params``: reads the BF16 weight (2 bytes), writes its two
+    FP8 copies (1 + 1), one memory-bound kernel at the device's stream rate."""
+    return 4 * params / (device.hbm_bw * device.hbm_efficiency) + device.hbm_latency + device.launch_overhead
+
+
+def test_the_step_casts_every_fp8_weight_once_at_the_stream_rate():
+    """TE casts each FP8 layer's weights once an iteration (its first micro-batch), with
+    the optimizer step: GPT-2 in data parallelism holds the whole model, 12 blocks."""
+    mixed, fp8 = _twins(load_workload("gpt2"), batch=8)
+    extra = fp8.plan.step_s - mixed.plan.step_s
+    assert extra == pytest.approx(_cast_s(H100, 12 * GPT2_BLOCK_FP8), rel=1e-9)
+
+
+def test_a_pipeline_stage_holding_the_embedding_holds_no_fp8_copy_of_it():
+    """GPT-2 on 8 H100s, TP 2 x PP 2: the first stage holds the embeddings (the tied
+    vocabulary projection's weights), which stay BF16, and its own blocks' linear
+    layers, each split 2 ways: its FP8 copies (2 bytes a weight) and its cast are those
+    of its blocks alone, not the model's average share of its parameters."""
+    mixed, fp8 = _twins(load_workload("gpt2"), batch=8, tensor_parallel=2, pipeline_parallel=2, micro_batches=2)
+    assert fp8.pipe.stage_weight_bytes == mixed.pipe.stage_weight_bytes  # the same split in both
+    names = [fp8.inputs.workload.layers[i].name for i in fp8.pipe.layers[0]]
+    blocks = sum(name.endswith("/norm1") for name in names)
+    assert "embed" in names and blocks == 6
+    copied = blocks * GPT2_BLOCK_FP8 / 2
+    device = next(d for d, stage in enumerate(fp8.stage_of) if stage == 0)
+    # The BF16 twin keeps 16 bytes a parameter (Adam in mixed precision), no copy.
+    assert mixed.device_state_bytes[device] == 16 * mixed.pipe.stage_weight_bytes[0] / 2
+    assert fp8.device_state_bytes[device] - mixed.device_state_bytes[device] == pytest.approx(2 * copied, rel=1e-12)
+    assert fp8.pipe.step_s[0] - mixed.pipe.step_s[0] == pytest.approx(_cast_s(H100, copied), rel=1e-9)
+    # The model's average FP8 share of the stage's parameters would count 7M of the embedding.
+    assert copied < 0.8 * (fp8.pipe.stage_weight_bytes[0] / 2) * 12 * GPT2_BLOCK_FP8 / fp8.inputs.workload.params
+
+
+def test_tensor_parallel_replicated_norms_have_no_fp8_copy():
+    """GPT-2 on 8 H100s, TP 4: each rank holds 1/4 of every block's linear layers and
+    every norm whole; only the linear layers' quarters have FP8 copies and are cast."""
+    mixed, fp8 = _twins(load_workload("gpt2"), batch=8, tensor_parallel=4)
+    copied = 12 * GPT2_BLOCK_FP8 / 4
+    assert fp8.model_state_bytes - mixed.model_state_bytes == pytest.approx(2 * copied, rel=1e-12)
+    assert fp8.plan.step_s - mixed.plan.step_s == pytest.approx(_cast_s(H100, copied), rel=1e-9)
+
+
+def test_a_mixtures_experts_fp8_copies_follow_their_own_sharding():
+    """Mixtral 8x7B, one block, on 8 H100s: TP 2, EP 2, ZeRO 1. A rank holds half of the
+    attention's QKV (4096 x (4096 + 2 x 8 x 128)) and projection (4096 x 4096), and a
+    quarter of the 8 experts' SwiGLU up (4096 x 2 x 14336) and down (14336 x 4096)
+    projections (half its bank's experts, each split 2 ways); the router, the embedding
+    and the vocabulary projection stay BF16."""
+    mixed, fp8 = _twins(load_workload("mixtral_8x7b", [("layers", 1)]), batch=8, tensor_parallel=2,
+                        expert_parallel=2, zero=1)
+    dense = 4096 * (4096 + 2 * 8 * 128) + 4096 * 4096
+    experts = 8 * (4096 * 2 * 14336 + 14336 * 4096)
+    copied = dense / 2 + experts / 4
+    assert fp8.model_state_bytes - mixed.model_state_bytes == pytest.approx(2 * copied, rel=1e-12)
+    assert fp8.plan.step_s - mixed.plan.step_s == pytest.approx(_cast_s(H100, copied), rel=1e-9)
+
+
+def test_a_workload_without_linear_layers_trains_in_fp8_as_in_mixed():
+    """ResNet-50 has no FP8 layers (conv and fc): no copies, no cast, the same step."""
+    mixed, fp8 = _twins(load_workload("resnet50"), batch=64)
+    assert fp8.model_state_bytes == mixed.model_state_bytes
+    assert fp8.plan.step_s == mixed.plan.step_s

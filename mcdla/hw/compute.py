@@ -179,13 +179,14 @@ def kernel_seconds(device: DeviceSpec, kernel: Kernel, chunks: int = 1) -> float
 
 
 def optimizer_step_time(device: DeviceSpec, workload, params: float, held: float | None = None,
-                        impl: str = "fused") -> float:
+                        impl: str = "fused", fp8_params: float = 0.0) -> float:
     """Seconds of the optimizer step over the ``params`` parameters a device updates
-    (``held``: the gradients it holds, ``params`` by default): its memory-bound passes
-    one after another (:func:`mcdla.hw.memory.optimizer_passes`); 0 with no optimizer."""
+    (``held``: the gradients it holds, ``params`` by default; ``fp8_params``: the FP8
+    weights it holds, :func:`mcdla.hw.fp8.copied_params`): its memory-bound passes one
+    after another (:func:`mcdla.hw.memory.optimizer_passes`); 0 with no optimizer."""
     if params <= 0:
         return 0.0
     held = params if held is None else held
-    count = {"updated": params, "held": held, "fp8": held * workload.fp8_share}
+    count = {"updated": params, "held": held, "fp8": fp8_params}
     return sum(kernel_time(device, Kernel(f"optimizer:{name}", 0, math.ceil(count[over]) * per_param, None)).time_s
-               for name, per_param, over in optimizer_passes(workload, impl))
+               for name, per_param, over in optimizer_passes(workload, impl, fp8_params))

@@ -32,20 +32,23 @@ transformer blocks' linear layers through Transformer Engine (QKV and FC1 as
 
 The kernels themselves are :func:`mcdla.hw.layers.fp8_cast` and
 :func:`mcdla.hw.layers.on_fp8_lanes` (serving's FP8 GEMMs use them too); a layer's
-``fp8`` field says it runs them. The FP8 weight copies are in
-:func:`mcdla.hw.memory.model_state_bytes`, the saved FP8 inputs in the driver's plan
-(``mcdla.sim.plan.element_bytes``), the FP8 sequence-parallel gathers in
+``fp8`` field says it runs them. The FP8 weights a device holds are
+:func:`copied_params`: their copies in :func:`mcdla.hw.memory.model_state_bytes`, their
+cast in :func:`mcdla.hw.memory.optimizer_passes`; the saved FP8 inputs are in the
+driver's plan (``mcdla.sim.plan.element_bytes``), the FP8 sequence-parallel gathers in
 ``mcdla.sim.tensor.before_forward``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 from mcdla.errors import InputError
 from mcdla.hw.layers import LM_HEAD, readers
 
-__all__ = ["FP8_BYTES", "with_fp8_linears", "require_fp8_lanes", "WEIGHT_COPY_BYTES", "WEIGHT_CAST_BYTES", "BF16_LINEARS"]
+__all__ = ["FP8_BYTES", "with_fp8_linears", "copied_params", "require_fp8_lanes", "WEIGHT_COPY_BYTES",
+           "WEIGHT_CAST_BYTES", "BF16_LINEARS"]
 
 # An FP8 element (E4M3 or E5M2).
 FP8_BYTES = 1
@@ -80,6 +83,16 @@ def with_fp8_linears(workload):
     marked = tuple(dataclasses.replace(l, fp8=mode(l)) if l.kind == "linear" and l.weighted
                    and l.name.rpartition("/")[2] not in BF16_LINEARS else l for l in layers)
     return dataclasses.replace(workload, layers=marked)
+
+
+def copied_params(workload, group_params: Mapping[str, float]) -> float:
+    """Of the parameters a device holds (``group_params``: weight group -> its part of
+    it), those TE keeps FP8 copies of and casts once an iteration: the FP8 layers' share
+    of each group it holds. So a pipeline stage counts its own blocks' linear layers and
+    no embedding, head or router; a tensor-parallel rank its shards of them and not its
+    replicated norms; an expert-parallel rank its 1/e of each expert bank."""
+    shares = workload.fp8_groups
+    return sum(n * shares[g] for g, n in group_params.items() if g in shares)
 
 
 def require_fp8_lanes(device, name: str) -> None:

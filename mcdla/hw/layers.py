@@ -478,11 +478,15 @@ class Workload:
         return sum(layer.macs_fwd_per_sample for layer in self.layers)
 
     @cached_property
-    def fp8_share(self) -> float:
-        """Of the parameters, the share in layers that train in FP8 (mcdla.hw.fp8): the
-        weights TE casts each iteration and keeps FP8 copies of."""
-        fp8 = sum(l.params for l in self.layers if l.fp8)
-        return fp8 / self.params if fp8 else 0.0
+    def fp8_groups(self) -> dict[str, float]:
+        """Weight group -> the share of its parameters in layers that train in FP8
+        (mcdla.hw.fp8): the weights TE casts each iteration and keeps FP8 copies of.
+        Empty without FP8 layers; a group of none is absent."""
+        found: dict[str, int] = {}
+        for l in self.layers:
+            if l.fp8 and l.params:
+                found[l.weight_group] = found.get(l.weight_group, 0) + l.params
+        return {g: n / self.weight_groups[g] for g, n in found.items()}
 
     @property
     def gradient_element_bytes(self) -> int:

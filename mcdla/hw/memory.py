@@ -31,23 +31,29 @@ def _optimizer_bytes_per_param(workload) -> int:
     return (MASTER_BYTES if workload.master_weights else 0) + OPTIMIZER_STATE_BYTES[workload.optimizer]
 
 
-def model_state_bytes(workload, shards: int = 1, *, params: float | None = None, zero: int = 0,
-                      dp: int = 1, offload_optimizer: bool = False) -> float:
+def model_state_bytes(workload, shards: int = 1, *, params: float | None = None, fp8_params: float = 0.0,
+                      zero: int = 0, dp: int = 1, offload_optimizer: bool = False) -> float:
     """Bytes of model state one device holds when the model is split ``shards`` ways
-    (or when it holds ``params`` of it, after tensor parallelism), with ZeRO stage
-    ``zero`` over a data-parallel group of ``dp`` (Rajbhandari et al. 2020, Fig. 1):
-    stage 1 shards the optimizer state (and the fp32 master), stage 2 the gradients
-    too, stage 3 the weights as well. ``offload_optimizer`` (ZeRO-Offload): the
-    optimizer state and master live in the backing store (:func:`optimizer_state_bytes`)."""
-    held, split = (workload.params, shards) if params is None else (params, 1)
-    # In FP8 training TE's cached FP8 weight copies sit beside the weights (mcdla.hw.fp8),
-    # for the FP8 layers' share of the parameters held.
-    e = workload.precision_bytes + fp8.WEIGHT_COPY_BYTES * workload.fp8_share
+    (or when it holds ``params`` of it, after tensor parallelism, ``fp8_params`` of them
+    in FP8 layers: :func:`mcdla.hw.fp8.copied_params`), with ZeRO stage ``zero`` over a
+    data-parallel group of ``dp`` (Rajbhandari et al. 2020, Fig. 1): stage 1 shards the
+    optimizer state (and the fp32 master), stage 2 the gradients too, stage 3 the
+    weights as well. ``offload_optimizer`` (ZeRO-Offload): the optimizer state and
+    master live in the backing store (:func:`optimizer_state_bytes`)."""
+    if params is None:
+        held, split, copied = workload.params, shards, fp8.copied_params(workload, workload.weight_groups)
+    else:
+        held, split, copied = params, 1, fp8_params
+    e = workload.precision_bytes
     g = workload.gradient_element_bytes
     optimizer = 0 if offload_optimizer else _optimizer_bytes_per_param(workload)
     unsharded, sharded = {0: (e + g + optimizer, 0), 1: (e + g, optimizer), 2: (e, g + optimizer),
                           3: (0, e + g + optimizer)}[zero]
-    return float(held * unsharded + held * sharded / dp) / split
+    # In FP8 training TE's cached FP8 weight copies sit beside the weights (mcdla.hw.fp8),
+    # sharded as they are.
+    copies = fp8.WEIGHT_COPY_BYTES * copied
+    near, far = (0, copies) if zero == 3 else (copies, 0)
+    return float(held * unsharded + near + (held * sharded + far) / dp) / split
 
 
 def updated_params(params: float, zero: int, dp: int) -> float:
@@ -129,13 +135,14 @@ def _megatron_core_2024(e: int) -> tuple[tuple[str, int, str], ...]:
 OPTIMIZER_PASSES = {"megatron_fp16_2021": _megatron_fp16_2021, "megatron_core_2024": _megatron_core_2024}
 
 
-def optimizer_passes(workload, impl: str = "fused") -> tuple[tuple[str, int, str], ...]:
+def optimizer_passes(workload, impl: str = "fused", fp8_params: float = 0.0) -> tuple[tuple[str, int, str], ...]:
     """The optimizer step's memory-bound passes: ``fused``, one pass of
     :func:`step_bytes_per_param` (none with no optimizer); or a framework's, each pass
     its own kernel (:data:`OPTIMIZER_PASSES`), for Adam in mixed precision only. In FP8
-    training TE's once-per-iteration cast of the FP8 weights follows, over the FP8
-    layers' share of the weights held ("fp8"; mcdla.hw.fp8)."""
-    casts = (("weights to fp8", fp8.WEIGHT_CAST_BYTES, "fp8"),) if workload.fp8_share else ()
+    training TE's once-per-iteration cast of the FP8 weights follows, over the
+    ``fp8_params`` FP8 weights the device holds ("fp8"; :func:`mcdla.hw.fp8.copied_params`;
+    none where it holds none)."""
+    casts = (("weights to fp8", fp8.WEIGHT_CAST_BYTES, "fp8"),) if fp8_params else ()
     return _step_passes(workload, impl) + casts
 
 

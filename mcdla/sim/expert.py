@@ -178,14 +178,16 @@ def held_params(group_params: dict[str, float], split: ExpertSplit | None) -> di
     return {g: n / split.degree / split.tensor_share if g in split.groups else n for g, n in group_params.items()}
 
 
-def by_group(group_params: dict[str, float], split: ExpertSplit | None, dp: int) -> list[tuple[float, int]]:
-    """(parameters, the data-parallel group that shares them) of a rank: all over dp,
-    or the dense ones over dp and the experts' over the expert-data-parallel group
-    (dp/e; dp t/(e et) with expert-tensor parallelism; ZeRO shards each over its own)."""
+def by_group(group_params: dict[str, float], split: ExpertSplit | None,
+             dp: int) -> list[tuple[dict[str, float], int]]:
+    """(weight groups -> parameters, the data-parallel group that shares them) of a
+    rank: all over dp, or the dense ones over dp and the experts' over the
+    expert-data-parallel group (dp/e; dp t/(e et) with expert-tensor parallelism; ZeRO
+    shards each over its own)."""
     if split is None:
-        return [(sum(group_params.values()), dp)]
-    experts = sum(n for g, n in group_params.items() if g in split.groups)
-    dense = sum(n for g, n in group_params.items() if g not in split.groups)
+        return [(group_params, dp)]
+    dense = {g: n for g, n in group_params.items() if g not in split.groups}
+    experts = {g: n for g, n in group_params.items() if g in split.groups}
     return [(dense, dp), (experts, split.edp)]
 
 

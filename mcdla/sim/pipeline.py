@@ -30,6 +30,7 @@ import simpy
 
 from mcdla.hw.cache import Cache
 from mcdla.hw.compute import optimizer_step_time
+from mcdla.hw.fp8 import copied_params
 from mcdla.hw.memory import updated_params
 from mcdla.hw.network import p2p_paths
 from mcdla.hw.parallelism import pipeline_stages
@@ -143,6 +144,7 @@ class PipelinePlan:
     boundary_bytes: tuple[float, ...]  # virtual stage k -> bytes sent from k to k + 1 (and their gradient back)
     stage_weight_bytes: tuple[float, ...]  # stage -> its weights on one device (after tensor parallelism)
     step_s: tuple[float, ...]  # stage -> its optimizer step
+    stage_fp8_params: tuple[float, ...]  # stage -> its weights in FP8 layers (mcdla.hw.fp8.copied_params)
 
     @property
     def held_bytes(self) -> tuple[float, ...]:
@@ -177,10 +179,14 @@ def pipeline_plan(plan, inputs, dp: int, virtualize: bool = False) -> PipelinePl
                    for s, members in enumerate(stages))
     prec = workload.precision_bytes
     weights = [0.0] * p
+    groups: list[dict[str, float]] = [{} for _ in range(p)]  # stage -> weight group -> its parameters
     for group, size in plan.group_bytes.items():
-        weights[stage_of[plan.group_first[group]] % p] += size
+        stage = stage_of[plan.group_first[group]] % p
+        weights[stage] += size
+        groups[stage][group] = size / prec
     params = tuple(w / prec for w in weights)
     updated = [updated_params(n, execution.zero, dp) for n in params]
+    fp8 = tuple(copied_params(workload, g) for g in groups)
     return PipelinePlan(p, v, stages, passes, tuple(boundary), tuple(weights),
-                        tuple(optimizer_step_time(device, workload, n, h, execution.training.optimizer_passes)
-                              for n, h in zip(updated, params)))
+                        tuple(optimizer_step_time(device, workload, n, h, execution.training.optimizer_passes, f)
+                              for n, h, f in zip(updated, params, fp8)), fp8)

@@ -8,7 +8,7 @@ import math
 
 from mcdla.config.execution import ExecutionSpec
 from mcdla.hw.compute import layer_time, optimizer_step_time
-from mcdla.hw.fp8 import FP8_BYTES
+from mcdla.hw.fp8 import FP8_BYTES, copied_params
 from mcdla.hw.memory import model_state_bytes, updated_params
 from mcdla.hw.parallelism import device_share, model_split, tensor_split
 from mcdla.sim import tensor
@@ -80,9 +80,10 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
 
     def to_bytes(elems_by_layer):  # elements per sample -> bytes over the whole batch
         return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
-    updated = sum(updated_params(n, execution.zero, d) for n, d in by_group(group_params, split, dp))
+    updated = sum(updated_params(sum(part.values()), execution.zero, d)
+                  for part, d in by_group(group_params, split, dp))
     step_s = optimizer_step_time(device, workload, updated, sum(group_params.values()),
-                                 execution.training.optimizer_passes)
+                                 execution.training.optimizer_passes, copied_params(workload, group_params))
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, layer in enumerate(layers):
@@ -134,9 +135,9 @@ def device_model_state(workload, execution: ExecutionSpec, devices: int, group_p
         return model_state_bytes(workload, devices)
     if execution.offload_params:  # ZeRO-Infinity: nothing stays; weights come in per group
         return 0.0
-    return sum(model_state_bytes(workload, params=n, zero=execution.zero, dp=dp,
-                                 offload_optimizer=execution.offload_optimizer)
-               for n, dp in resident_by_group(group_params, split, devices // execution.tensor_parallel))
+    return sum(model_state_bytes(workload, params=sum(part.values()), fp8_params=copied_params(workload, part),
+                                 zero=execution.zero, dp=dp, offload_optimizer=execution.offload_optimizer)
+               for part, dp in resident_by_group(group_params, split, devices // execution.tensor_parallel))
 
 
 def device_group_params(workload, layer_shards) -> dict[str, float]:

@@ -234,8 +234,9 @@ class Iteration:
         # device in model-parallel training); the steady state an iteration returns to.
         self.device_state_bytes: tuple[float, ...] = ()
         if self.pipe is not None:  # each device holds its stage's weights
-            per_stage = [model_state_bytes(workload, params=w / workload.precision_bytes, zero=execution.zero, dp=dp)
-                         for w in self.pipe.stage_weight_bytes]
+            per_stage = [model_state_bytes(workload, params=w / workload.precision_bytes, fp8_params=f,
+                                           zero=execution.zero, dp=dp)
+                         for w, f in zip(self.pipe.stage_weight_bytes, self.pipe.stage_fp8_params)]
             self.device_state_bytes = tuple(per_stage[self.stage_of[d]] for d in range(devices))
             self.model_state_bytes = max(per_stage)
         else:
