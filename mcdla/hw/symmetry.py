@@ -601,13 +601,20 @@ def _refine_quotient(colours: list[tuple], adjacency: list[dict], device_vertice
     colour = [numbers.setdefault(c, len(numbers)) for c in colours]
     count = len(numbers)
     alone = all(sizes[v] == 1 for v in device_vertices) and len(device_vertices) == devices
+    # Each edge's (label, side) numbered once: a neighbour kind is then the int colour x
+    # kinds + that number, one to one with (label, side, colour), so the signatures are
+    # equal exactly when the tuples' are, without hashing the label tuples every round.
+    kinds: dict[tuple, int] = {}
+    listed = [[(kinds.setdefault((label, side), len(kinds)), u, k) for (label, side, u), k in adj.items()]
+              for adj in adjacency]
+    width = len(kinds)
     for _ in range(MAX_ROUNDS):
         numbers = {}
         new = []
-        for v, adj in enumerate(adjacency):
-            seen: dict[tuple, int] = {}
-            for (label, side, u), k in adj.items():
-                key = (label, side, colour[u])
+        for v, adj in enumerate(listed):
+            seen: dict[int, int] = {}
+            for kind, u, k in adj:
+                key = colour[u] * width + kind
                 seen[key] = seen.get(key, 0) + k
             # A vertex's signature as a set of (neighbour kind, count): equal exactly when
             # the sorted lists are, and hashed without sorting by repr (a third of the pass).
