@@ -170,6 +170,44 @@ def test_where_a_stage_holds_whole_leaves_a_two_node_shift_within_each_leaf_maps
     assert not within_stages["graph"] and within_stages["colours"]
 
 
+def _rotation(topology, by: int):
+    """The rails' rotation of a cluster whose node is the switched one with a NIC per GPU on
+    rails (h100_100k's: no PCIe tree): GPU place k of every node -> k + ``by`` mod 8 and,
+    with it, the rail switches of every tier (rail k is spine index k mod 8), the node's
+    fabric switch in place; one step of it (mcdla's translation with blocks)."""
+    t = Translation.of(topology.graph, {"D": by, "SP": by}, {"D": 8, "SP": 8})
+    assert t is not None and t.order == 8 // by
+    return lambda name: t.shift(name, 1)
+
+
+def _laneless(seen, move) -> bool:
+    """Whether ``move`` carries the run's sub-rings onto its sub-rings as multisets when a
+    channel's parallel-link index (``A>B:k``'s k) is not told apart."""
+    lane = re.compile(r":\d+$")
+    rings = [r for _, _, rs in seen["kw"]["groups"] for r in rs]
+    same = lambda name: name  # noqa: E731
+    return Counter(_ring_key(r, lambda n: lane.sub("", same(n))) for r in rings) == \
+        Counter(_ring_key(r, lambda n: lane.sub("", move(n))) for r in rings)
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf,pod", [SEVERAL_LEAVES[0], SEVERAL_LEAVES[2], SEVERAL_LEAVES[3]])
+def test_the_rails_rotation_is_no_automorphism_of_the_derived_rings(monkeypatch, nodes, tp, pp, leaf, pod):
+    """Why a 3D run on the fat tree does not refine by the stage shift times the rails'
+    rotation (issue 27; docs/performance.md, "Frontier 3D on the fat tree"): the rotation
+    (by the tensor size, so that it keeps the tensor groups) carries the graph, the
+    capacities, the stage colours, the groups and the pipeline links onto themselves,
+    but not the sub-rings the run derives. With tensor 8 they differ only in which
+    parallel link of a pair a ring takes (binding picks the least-used one ring after
+    ring, and each ring's in-node order differs), so the orbits of the product would be
+    no equitable partition of the refinement graph; with tensor 4 the rotation by 4 does
+    not even keep the classes."""
+    seen = _captured(monkeypatch, _leaf_sets(nodes, tp, pp, leaf, pod), design="h100_100k")
+    move = _rotation(seen["topology"], tp % 8 or 1)  # a node's tensor group, or its next one
+    carried = _carried(seen, move)
+    assert {k for k, v in carried.items() if not v} == ({"rings"} if tp == 8 else {"rings", "classes"})
+    assert _laneless(seen, move) == (tp == 8)
+
+
 @pytest.mark.parametrize("design,sets", [("dgx_h100_4node", _sets(*case)) for case in HANDED] + OTHERS
                          + [("h100_100k", _leaf_sets(*case)) for case in SEVERAL_LEAVES])
 def test_the_run_hands_the_quotient_its_shift_and_gets_the_whole_refinements_classes(monkeypatch, design, sets):

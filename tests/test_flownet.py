@@ -341,3 +341,21 @@ def test_a_long_path_that_begins_one_counted_before_loads_its_classes_alike(monk
         assert len(net._classes._counted) == (1 if reuse else 3)  # with reuse, only the first counted whole
     assert results[0] == results[1]
     assert results[0][1]["c5"] > 0 and results[0][1]["u3"] > 0 and len(results[0][2]) == 3
+
+
+def test_the_arrays_are_chosen_by_the_resources_kept_not_by_the_classes_members():
+    """A symmetric run's classes also list resources added later (each device's reduction
+    unit, a class per device class): the network keeps a class's first for its members,
+    and chooses arrays from VECTOR_RESOURCES of those on (issue 27: a 4,096-GPU run kept
+    3,586 on dicts, its loads advanced resource by resource)."""
+    from mcdla.sim import flownet
+
+    n = 2 * flownet.VECTOR_RESOURCES
+    caps = {f"r{i}": 100.0 for i in range(n)}
+    classes = {f"r{i}": f"r{i - i % 2}" for i in range(n)}  # pairs: half of them kept
+    units = {f"u{i}": "u0" for i in range(2 * n)}  # reduction units, one class, none a resource yet
+    net = FlowNetwork(simpy.Environment(), caps, classes={**classes, **units})
+    assert net._vector
+    fewer = FlowNetwork(simpy.Environment(), dict(list(caps.items())[:n - 2]), classes={
+        **dict(list(classes.items())[:n - 2]), **units})
+    assert not fewer._vector  # one resource short of VECTOR_RESOURCES kept

@@ -359,18 +359,25 @@ class _Quotient:
         back = (label, 1, u)
         self.seen[v][back] = self.seen[v].get(back, 0) + times * self.sizes[u]
 
-    def adjacency(self) -> list[dict] | None:
-        """Per vertex: (label, side, vertex) -> the edges of each member; None if an
-        orbit's edges do not spread evenly over its members (not an automorphism)."""
+    def adjacency(self) -> tuple[list[list[tuple[int, int, int]]], int] | None:
+        """(per vertex: its edges as (kind, vertex, the edges of each member), a kind being
+        an edge's (label, side) numbered once in the order met; the kinds), or None if an
+        orbit's edges do not spread evenly over its members (not an automorphism).
+        Read once: each vertex's edges are let go as its list is made (a 131,072-GPU
+        run's quotient has 8.5M, which two copies held at its peak)."""
+        kinds: dict[tuple, int] = {}
         out = []
-        for v, (own, seen) in enumerate(zip(self.own, self.seen)):
+        owns, seens = self.own, self.seen
+        self.own, self.seen = [], []
+        for v in range(len(owns)):
+            own, seen, owns[v], seens[v] = owns[v], seens[v], None, None
             merged = dict(own)
             for key, count in seen.items():
                 if count % self.sizes[v]:
                     return None
                 merged[key] = merged.get(key, 0) + count // self.sizes[v]
-            out.append(merged)
-        return out
+            out.append([(kinds.setdefault((label, side), len(kinds)), u, k) for (label, side, u), k in merged.items()])
+        return out, len(kinds)
 
 
 class _Vertices:
@@ -445,7 +452,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     adjacency = q.adjacency()
     if adjacency is None or not q.consistent:
         return None
-    colour = _refine_quotient(q.colours, adjacency, sorted(set(device_vertex)), q.sizes, len(devices))
+    colour = _refine_quotient(q.colours, *adjacency, sorted(set(device_vertex)), q.sizes, len(devices))
     if colour is None:
         return Symmetry.exact(len(devices))
     classes: dict[int, list[int]] = {}
@@ -593,10 +600,11 @@ def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str
     return list(order)
 
 
-def _refine_quotient(colours: list[tuple], adjacency: list[dict], device_vertices: list[int], sizes: list[int],
-                     devices: int) -> list[int] | None:
+def _refine_quotient(colours: list[tuple], adjacency: list[list[tuple[int, int, int]]], width: int,
+                     device_vertices: list[int], sizes: list[int], devices: int) -> list[int] | None:
     """:func:`_refine` on the quotient: the same rounds, the same partition (a colour
-    number per orbit), an edge counted as many times as each member has it."""
+    number per orbit), an edge counted as many times as each member has it.
+    ``adjacency``, ``width``: :meth:`_Quotient.adjacency`'s edges and kinds."""
     numbers: dict[tuple, int] = {}
     colour = [numbers.setdefault(c, len(numbers)) for c in colours]
     count = len(numbers)
@@ -605,9 +613,11 @@ def _refine_quotient(colours: list[tuple], adjacency: list[dict], device_vertice
         numbers = {}
         new = []
         for v, adj in enumerate(adjacency):
-            seen: dict[tuple, int] = {}
-            for (label, side, u), k in adj.items():
-                key = (label, side, colour[u])
+            seen: dict[int, int] = {}
+            for kind, u, k in adj:
+                # One to one with (label, side, colour): the signatures are equal exactly
+                # when the tuples' were, and no label tuple is hashed every round.
+                key = colour[u] * width + kind
                 seen[key] = seen.get(key, 0) + k
             # A vertex's signature as a set of (neighbour kind, count): equal exactly when
             # the sorted lists are, and hashed without sorting by repr (a third of the pass).
