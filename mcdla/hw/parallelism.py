@@ -257,17 +257,23 @@ def pipeline_stages(costs, stages: int, cuts=None) -> tuple[range, ...]:
     if n - 1 < stages:
         raise InputError(f"{n - 1} layers cannot fill {stages} pipeline stages", key="execution.pipeline_parallel")
     allowed = set(cuts) if cuts is not None and len(set(cuts) - {0, 1}) >= stages - 1 else set(range(n))
+    starts_at = [1] + sorted(c for c in allowed if 1 < c < n)
+    segments = [(a, sum(costs[a:b])) for a, b in zip(starts_at, starts_at[1:] + [n])]
 
     def greedy(limit: float) -> list[int]:
+        # Whole segments between allowed cuts: a stage closes before the segment that
+        # would take it over ``limit``, never inside one (cutting only at the next allowed
+        # layer would let a stage overshoot the limit by a block, and the bisection then
+        # settle on uneven stages: 1 and 3 blocks beside 2).
         starts, total = [1], 0.0
-        for i in range(1, n):
-            if total + costs[i] > limit and total > 0 and i in allowed:
-                starts.append(i)
+        for start, cost in segments:
+            if total + cost > limit and total > 0:
+                starts.append(start)
                 total = 0.0
-            total += costs[i]
+            total += cost
         return starts
 
-    lo, hi = 0.0, sum(costs[1:])
+    lo, hi = 0.0, sum(cost for _, cost in segments)  # summed as greedy sums: it fits in one stage
     # Bisection on the largest stage total (greedy fits within it or not), down to a
     # relative width of 1e-12, far below one layer's time; each round halves the width,
     # so 100 rounds always get there (a double has 52 bits).

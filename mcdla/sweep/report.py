@@ -360,6 +360,13 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "Pipeline stages split into whole blocks as evenly as the blocks allow (issue 24, found on the MLPerf "
+    "rows; docs/model.md, \"Pipeline parallelism\"): the split searched for its slowest stage could close a "
+    "stage past the limit it tried, so equal blocks split unevenly (GPT-3's 96 blocks on cluster_fabric's 16 "
+    "stages as 3 to 7 a stage, not 6). cluster_fabric re-ran: every fabric's iteration is shorter, "
+    "its section gives the new figures; llm_memory, memory_centric_2026 and serving_memory_2026 re-ran to "
+    "unchanged tables; frontier_scale's stages hold one block a chunk (GPT-3) or split layers one by one "
+    "(Llama: 126 blocks over 128 chunks), so they do not move.",
     "This round's re-run (issue 27; docs/performance.md, \"frontier_scale complete\", \"Frontier 3D on the fat "
     "tree\" and \"The memory-centric variant in few classes\"). frontier_scale now spans 1,024 to 131,072 GPUs "
     "(its larger points were in frontier_scale_full.yaml, which reproduce did not run): GPT-3 175B weak to "
