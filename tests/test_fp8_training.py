@@ -211,17 +211,15 @@ def test_a_pipeline_stage_holding_the_embedding_holds_no_fp8_copy_of_it():
     assert fp8.pipe.stage_weight_bytes == mixed.pipe.stage_weight_bytes  # the same split in both
     names = [fp8.inputs.workload.layers[i].name for i in fp8.pipe.layers[0]]
     blocks = sum(name.endswith("/norm1") for name in names)
-    # The stages balance time: the last one's vocabulary projection (2 h V a token, V =
-    # 50,257) weighs 5.5 blocks (24 h^2), so the first holds 8 of the 12 blocks.
-    assert "embed" in names and blocks == 8
+    assert "embed" in names and blocks == 6
     copied = blocks * GPT2_BLOCK_FP8 / 2
     device = next(d for d, stage in enumerate(fp8.stage_of) if stage == 0)
     # The BF16 twin keeps 16 bytes a parameter (Adam in mixed precision), no copy.
     assert mixed.device_state_bytes[device] == 16 * mixed.pipe.stage_weight_bytes[0] / 2
     assert fp8.device_state_bytes[device] - mixed.device_state_bytes[device] == pytest.approx(2 * copied, rel=1e-12)
     assert fp8.pipe.step_s[0] - mixed.pipe.step_s[0] == pytest.approx(_cast_s(H100, copied), rel=1e-9)
-    # The model's average FP8 share of the stage's parameters would count 4.8M of the embedding.
-    assert copied < 0.9 * (fp8.pipe.stage_weight_bytes[0] / 2) * 12 * GPT2_BLOCK_FP8 / fp8.inputs.workload.params
+    # The model's average FP8 share of the stage's parameters would count 7M of the embedding.
+    assert copied < 0.8 * (fp8.pipe.stage_weight_bytes[0] / 2) * 12 * GPT2_BLOCK_FP8 / fp8.inputs.workload.params
 
 
 def test_tensor_parallel_replicated_norms_have_no_fp8_copy():

@@ -12,7 +12,7 @@ from mcdla.config.execution import ExecutionSpec
 from mcdla.config.training import TrainingSpec
 from mcdla.errors import InputError
 from mcdla.hw.network import Ring, p2p_paths, sub_ring
-from mcdla.hw.parallelism import pipeline_stages, tensor_split
+from mcdla.hw.parallelism import even_stages, pipeline_stages, tensor_split
 from mcdla.hw.topology import load_topology
 from mcdla.hw.workload import load_workload
 from mcdla.sim.training import Iteration
@@ -481,3 +481,18 @@ def test_pipeline_stages_reach_the_best_split_of_whole_blocks(seed):
     split = pipeline_stages(costs, stages, cuts)
     assert len(split) == stages and all(s.start in cuts for s in split[1:])
     assert max(sum(costs[i] for i in s) for s in split) == pytest.approx(_fewest_largest(blocks, stages), rel=1e-9)
+
+
+def test_alike_blocks_split_evenly_as_megatron_splits_them():
+    # 12 alike blocks of 3 layers after 2 embedding layers, then a final norm, an output
+    # layer as costly as 5 blocks and the loss, over 2 stages: 6 blocks each, the
+    # embedding on the first stage and the output layer on the last (Megatron-LM's
+    # split), though balancing time alone would move blocks off the last stage.
+    costs = [0.0, 0.1, 0.1] + [1.0, 2.0, 0.5] * 12 + [0.1, 17.5, 0.2]
+    blocks = [range(3 + 3 * k, 6 + 3 * k) for k in range(12)]
+    first, last = even_stages(costs, 2, blocks)
+    assert (first.start, first.stop, last.stop) == (0, 21, len(costs))
+    assert pipeline_stages(costs, 2, [1, *(b.start for b in blocks), 39])[0].stop > 21  # time balance differs
+    assert even_stages(costs, 5, blocks) is None  # 12 blocks do not divide over 5 stages
+    unlike = costs[:3] + [1.0, 2.0, 0.5] * 11 + [1.0, 2.0, 0.6] + costs[-3:]
+    assert even_stages(unlike, 2, blocks) is None  # blocks of different times: balance the time

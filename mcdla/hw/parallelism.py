@@ -19,7 +19,7 @@ from typing import NamedTuple
 from mcdla.errors import InputError
 
 __all__ = ["DeviceShare", "device_share", "ModelSplit", "model_split", "TensorSplit", "tensor_split",
-           "pipeline_stages"]
+           "pipeline_stages", "even_stages"]
 
 
 class DeviceShare(NamedTuple):
@@ -245,6 +245,23 @@ def _check_heads(layer, degree: int) -> None:
         if count % degree:
             raise InputError(f"{degree} tensor-parallel ranks do not divide the {count} {what} of layer "
                              f"{layer.name!r}; use a degree that divides {count}", key="execution.tensor_parallel")
+
+
+def even_stages(costs, stages: int, blocks) -> tuple[range, ...] | None:
+    """Megatron-LM's split: the blocks (``blocks``: each block instance's layers, a range,
+    in order) in ``stages`` runs of equally many, the layers before the first block on
+    the first stage and those after the last (the final norm, the output layer, the
+    loss) on the last one; where the blocks are alike (the same forward plus backward
+    time each: a transformer's layers) and their count divides by ``stages``. Else None
+    (balance the time instead: :func:`pipeline_stages`)."""
+    if not blocks or len(blocks) < stages or len(blocks) % stages:
+        return None
+    times = [sum(costs[i] for i in block) for block in blocks]
+    if max(times) - min(times) > 1e-9 * max(times):
+        return None
+    per = len(blocks) // stages
+    bounds = [0] + [blocks[k * per].start for k in range(1, stages)] + [len(costs)]
+    return tuple(range(bounds[k], bounds[k + 1]) for k in range(stages))
 
 
 def pipeline_stages(costs, stages: int, cuts=None) -> tuple[range, ...]:

@@ -33,7 +33,7 @@ from mcdla.hw.compute import optimizer_step_time
 from mcdla.hw.fp8 import copied_params
 from mcdla.hw.memory import updated_params
 from mcdla.hw.network import p2p_paths
-from mcdla.hw.parallelism import pipeline_stages
+from mcdla.hw.parallelism import even_stages, pipeline_stages
 from mcdla.sim.device import DeviceCompute
 from mcdla.sim.offload import block_of
 from mcdla.sim.passes import DeviceWork, PassPlan, pass_plan
@@ -165,7 +165,10 @@ def pipeline_plan(plan, inputs, dp: int, virtualize: bool = False) -> PipelinePl
     v = execution.training.virtual_stages
     blocks = [block_of(layer.name) for layer in layers]
     cuts = [i for i in range(1, len(layers)) if blocks[i] != blocks[i - 1]]  # where a block instance starts
-    stages = pipeline_stages([f + b for f, b in zip(plan.fwd_s, plan.bwd_s)], p * v, cuts)
+    costs = [f + b for f, b in zip(plan.fwd_s, plan.bwd_s)]
+    starts = [0, *cuts]  # each run of one block instance (or of layers outside any): its layers
+    runs = [range(a, b) for a, b in zip(starts, [*cuts, len(layers)]) if blocks[a]]
+    stages = even_stages(costs, p * v, runs) or pipeline_stages(costs, p * v, cuts)
     stage_of = {i: s for s, members in enumerate(stages) for i in members}
     boundary = [0.0] * (p * v)
     crossing: set[tuple[int, int]] = set()  # (tensor, boundary) pairs already counted
