@@ -360,7 +360,7 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
-    "Pipeline stages split into whole blocks as evenly as the blocks allow (issue 24, found on the MLPerf "
+    "Pipeline stages split as Megatron splits them, equally many alike blocks a stage (issue 24, found on the MLPerf "
     "rows; docs/model.md, \"Pipeline parallelism\"): the split searched for its slowest stage could close a "
     "stage past the limit it tried, so equal blocks split unevenly (GPT-3's 96 blocks on cluster_fabric's 16 "
     "stages as 3 to 7 a stage, not 6). cluster_fabric re-ran: every fabric's iteration is shorter, "
