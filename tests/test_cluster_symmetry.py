@@ -185,8 +185,7 @@ def _laneless(seen, move) -> bool:
     channel's parallel-link index (``A>B:k``'s k) is not told apart."""
     lane = re.compile(r":\d+$")
     rings = [r for _, _, rs in seen["kw"]["groups"] for r in rs]
-    same = lambda name: name  # noqa: E731
-    return Counter(_ring_key(r, lambda n: lane.sub("", same(n))) for r in rings) == \
+    return Counter(_ring_key(r, lambda n: lane.sub("", n)) for r in rings) == \
         Counter(_ring_key(r, lambda n: lane.sub("", move(n))) for r in rings)
 
 

@@ -208,9 +208,12 @@ class FlowNetwork:
         # capacities only: the classes also list resources added later (the devices'
         # reduction units, one class a device class), which counted as members lumped a
         # 4,096-GPU run's 3,586 kept resources to -382 and kept it on dicts.
-        kept = len(set_up[1]) if set_up else len(capacities_Bps)
-        if self._rep and not set_up:
+        if set_up:
+            kept = len(set_up[1])
+        elif self._rep:
             kept = len(set(map(self._rep.get, capacities_Bps, capacities_Bps)))
+        else:
+            kept = len(capacities_Bps)
         self._vector = kept >= VECTOR_RESOURCES
         if self._vector:
             import numpy
