@@ -414,7 +414,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
     def weighed_s(self, time_s, op, size_bytes, rings, capacities_Bps=None, **run) -> float:
         """What NCCL's tuner weighs for its all-reduce: its time with the links between
         machines at the rate NCCL's model credits them with (:meth:`_credited_Bps`)."""
-        if capacities_Bps is None or op != "all_reduce" or time_s <= 0:
+        if self.nccl.tree_net is None or capacities_Bps is None or op != "all_reduce" or time_s <= 0:
             return time_s
         live = [ring for ring in rings if ring.size > 1]
         nodes = len(_domains(live[0]).ranks) if live else 1
@@ -432,8 +432,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
     def _credited_Bps(self, capacity_Bps, nodes) -> float | None:
         """What NCCL's model credits a link of ``capacity_Bps`` between ``nodes`` machines
         with for this tree (:class:`~mcdla.hw.nccl.TreeNetWeight`); None: all of it."""
-        weight = self.nccl.tree_net
-        return None if weight is None else weight.tree_Bps(self._proto("all_reduce").name, capacity_Bps, nodes)
+        return self.nccl.tree_net.tree_Bps(self._proto("all_reduce").name, capacity_Bps, nodes)
 
     # NCCL's tree reaches a fraction of its modelled bandwidth at medium sizes
     # (mcdla.hw.nccl.tree_correction); NVLS-tree has none on the GPUs mcdla runs it on.
@@ -520,8 +519,7 @@ class NvlsTreeAlgorithm(_ChunkPipeline, NcclTreeAlgorithm):
         return self.launch_s + self.nccl.nvls_tree.latency_s(len(_domains(rings[0]).ranks))
 
     def _credited_Bps(self, capacity_Bps, nodes):
-        weight = self.nccl.tree_net
-        return None if weight is None else weight.nvls_tree_Bps(capacity_Bps, nodes)
+        return self.nccl.tree_net.nvls_tree_Bps(capacity_Bps, nodes)
 
     def fill(self, op, size_bytes, rings) -> float:
         """An all-reduce's chunk pipeline through NVLS's stages in each machine
