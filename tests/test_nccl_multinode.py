@@ -176,3 +176,63 @@ def test_the_ll128_tree_moves_its_flags_too():
     simple = _tree("Simple").time_s("all_reduce", size, rings, caps) - tree_latency_s(8, 2, "Simple")
     ll128 = _tree("LL128").time_s("all_reduce", size, rings, caps) - tree_latency_s(8, 2, "LL128")
     assert ll128 / simple == pytest.approx(128 / 120, rel=1e-6)
+
+
+def test_the_trees_network_as_nccls_model_credits_it():
+    """tuning.cc (v2.18.5-1, v2.26.2-1), Hopper, beyond 2 machines, one graph channel per
+    NIC: the tree at min(.92 c, perChMaxTreeBw 36.0 GB/s), under LL128 also at most 29.0
+    GB/s of data (30.93 of wire); NVLS-tree at 5/6 c (2.26.2) or .70 n / (n - 1) c
+    (2.18.5: 46.67 GB/s of 50 on 4 machines, 40 on 8); on 2 machines the trees' model
+    names no network rate (None), but 2.26.2's NVLS-tree (5/6 there too)."""
+    w26, w18 = nccl_tuning("2.26", 9.0).tree_net, nccl_tuning("2.18", 9.0).tree_net
+    assert w26.tree_Bps("Simple", 50e9, 4) == pytest.approx(36.0e9)  # the per-channel cap binds
+    assert w26.tree_Bps("Simple", 30e9, 8) == pytest.approx(27.6e9)  # .92 binds
+    assert w26.tree_Bps("LL128", 50e9, 4) == pytest.approx(29.0e9 * 128 / 120)
+    assert w26.tree_Bps("Simple", 50e9, 2) is None
+    assert w26.nvls_tree_Bps(50e9, 2) == w26.nvls_tree_Bps(50e9, 8) == pytest.approx(50e9 * 5 / 6)
+    assert w18.nvls_tree_Bps(50e9, 2) is None
+    assert (w18.nvls_tree_Bps(50e9, 4), w18.nvls_tree_Bps(50e9, 8)) == (pytest.approx(46.67e9, rel=1e-3),
+                                                                        pytest.approx(40e9))
+    assert nccl_tuning("2.26", 8.0).tree_net.tree_Bps("Simple", 50e9, 4) == pytest.approx(17.8e9)  # Ampere
+    assert nccl_tuning("2.7").tree_net is None  # the default constants weigh the trees as they run
+
+
+def test_the_tuner_weighs_the_tree_at_its_per_channel_cap_from_3_machines():
+    """An 8 GiB Simple tree on DGX H100 (2.26.2): beyond 2 machines the tuner weighs it on
+    its NICs at 36 of their 50 GB/s, so it weighs longer than it runs; on 2 it weighs
+    what it runs."""
+    size = 2.0**33
+    for nodes, slower in ((2, False), (4, True)):
+        topo = _cluster(nodes)
+        rings, caps = topo.rings, topo.capacities()
+        tree = _tree("Simple", "2.26")
+        t = tree.time_s("all_reduce", size, rings, caps)
+        weighed = tree.weighed_s(t, "all_reduce", size, rings, caps)
+        assert (weighed > 1.2 * t) if slower else (weighed == t), nodes
+
+
+def test_beyond_2_machines_nccls_tuner_runs_the_ring_for_the_largest_sizes():
+    """8 GiB on DGX H100 (2.26.2): NVLS-tree runs faster than the ring on 4 machines, but
+    NCCL's model credits it with 5/6 of the NICs and its tree with 36 of 50 GB/s, so the
+    tuner runs the ring; on 2 machines NVLS-tree (its NVLS inside each machine binds);
+    64 MiB on 4 stays NVLS-tree (the ring's 62 steps of latency); under the default
+    constants nothing is weighed and NVLS-tree runs."""
+    topo = _cluster(4)
+    rings, caps = topo.rings, topo.capacities()
+    nccl26 = nccl_tuning("2.26", 9.0)
+
+    def picked(rings, caps, size, nccl=nccl26):
+        return run_collective(rings, caps, "all_reduce", size, algorithm="nccl", nccl=nccl).record
+
+    nvls_tree = COLLECTIVES.get("nvls_tree")()
+    nvls_tree.nccl = nccl26
+    ring = COLLECTIVES.get("nccl_ring")()
+    ring.nccl = nccl26
+    size = 2.0**33
+    assert nvls_tree.time_s("all_reduce", size, rings, caps) < ring.time_s("all_reduce", size, rings, caps)
+    large = picked(rings, caps, size)
+    assert (large.algorithm, large.protocol) == ("", "Simple")  # the ring: no other algorithm named
+    assert picked(rings, caps, 2.0**26).algorithm == "nvls_tree"
+    assert picked(rings, caps, size, nccl_tuning("2.7")).algorithm == "nvls_tree"
+    two = _cluster(2)
+    assert picked(two.rings, two.capacities(), size).algorithm == "nvls_tree"

@@ -38,7 +38,8 @@ from typing import Mapping
 __all__ = ["Protocol", "PROTOCOLS", "ring_cap_Bps", "NVLS_LATENCY_S", "NVLS_EFFICIENCY", "NVLS_CHANNELS", "nvls_fraction",
            "NVLS_MAX_ARITY", "nvls_chunk_bytes", "nvls_tree_chunk_bytes",
            "pipeline_fill",
-           "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency", "tree_correction",
+           "TreeProtocol", "TREE_PROTOCOLS", "ll_max_bus_Bps", "tree_latency_s", "NvlsTreeLatency", "TreeNetWeight",
+           "tree_correction",
            "TREE_CORRECTION_2_7", "TREE_CORRECTION_2_18", "NcclTuning", "NCCL_VERSIONS", "DEFAULT_NCCL_VERSION",
            "nccl_tuning", "NCCL_TESTS_ITERS", "loop_time_s"]
 
@@ -264,6 +265,63 @@ class NvlsTreeLatency:
 NVLS_TREE_2_30 = NvlsTreeLatency(25e-6, 20.9e-6)
 
 
+# What NCCL's tuner credits its trees with on the network. NCCL picks an algorithm by its
+# own model (tuning.cc, ncclTopoTuneModel), which sets a bandwidth from its graph's
+# channels and their rates, and runs the pick at whatever its links and kernels give.
+# Beyond 2 machines that model takes the inter-node graph's rate bwInter per channel,
+# and the graph has one channel per NIC on a DGX H100 (search.cc: a channel of the
+# inter-node graphs leaves through one NIC; the graph's per-channel rate starts at 48
+# GB/s, sm90SpeedArrayInter's first, which a 400 Gb/s NIC's 50 GB/s holds once), so it
+# credits a tree with, per NIC of rate c (v2.18.5-1 and v2.26.2-1, Hopper, N4 column):
+# - NCCL's tree: min(0.92 c, perChMaxTreeBw 36.0 GB/s) (Ampere 17.8, Volta 10.0), under
+#   LL128 also at most perChMaxTreeLL128Bw 29.0 GB/s of data (Volta, Ampere 20.0);
+# - NVLS-tree (2.26.2): min(bwIntra, bwInter / 2) x 5/6, the halving being the double
+#   binary tree's (an inner node sends to its parent and two children), which mcdla's
+#   flows carry as bytes: 5/6 c; 2.18.5: bwInter x .70 nNodes / (2 (nNodes - 1)), so
+#   .70 nNodes / (nNodes - 1) c.
+# On 2 machines the model takes the graph's intra-node rate, which the search raises
+# for trees (search.cc: "increase bwIntra for trees (2 nodes or collnet)"), so it names
+# no rate of the network and mcdla weighs the trees there as they run; 2.26.2's
+# NVLS-tree keeps min(bwIntra, bwInter) x 5/6 on 2 machines too. NCCL's ring is credited
+# with its graph's rate, which mcdla's ring is timed at (its own links), so nothing
+# changes for it. The default constants (2.7's ring, 2.30.7's NVLS) weigh the trees as
+# they run, as before.
+_TREE_PER_CHANNEL_N4 = {70: 10.0, 80: 17.8, 90: 36.0}  # perChMaxTreeBws[arch][N4], GB/s
+_TREE_LL128_PER_CHANNEL_N4 = {70: 20.0, 80: 20.0, 90: 29.0}  # perChMaxTreeLL128Bws[arch][N4], GB/s
+_TREE_EFFICIENCY = 0.92  # tuning.cc: the tree all-reduce's busBw x .92
+
+
+@dataclass(frozen=True)
+class TreeNetWeight:
+    """The rate NCCL's tuner credits a link between machines with, as one channel of its
+    graph: for its tree beyond 2 machines, ``efficiency`` of it up to the per-channel
+    caps (by protocol); for NVLS-tree, ``nvls_ratio`` of it on any number of machines,
+    or (``nvls_by_machines``, 2.18.5) ``nvls_ratio`` x nNodes / (nNodes - 1) of it
+    beyond 2 machines only."""
+
+    per_channel_Bps: float
+    ll128_per_channel_Bps: float
+    nvls_ratio: float
+    nvls_by_machines: bool
+    efficiency: float = _TREE_EFFICIENCY
+
+    def tree_Bps(self, protocol: str, capacity_Bps: float, nodes: int) -> float | None:
+        """What NCCL's tree is credited with on a link of ``capacity_Bps`` (data and
+        flags, as mcdla's flows fill it) under ``protocol``; None on 2 machines or fewer."""
+        if nodes <= 2:
+            return None
+        rate = min(self.efficiency * capacity_Bps, self.per_channel_Bps)
+        if protocol == "LL128":  # its cap is on data, 120 of every 128 bytes on the wire
+            rate = min(rate, self.ll128_per_channel_Bps * 128 / 120)
+        return rate
+
+    def nvls_tree_Bps(self, capacity_Bps: float, nodes: int) -> float | None:
+        """What NVLS-tree is credited with on a link of ``capacity_Bps``; None where all."""
+        if self.nvls_by_machines:
+            return self.nvls_ratio * nodes / (nodes - 1) * capacity_Bps if nodes > 2 else None
+        return self.nvls_ratio * capacity_Bps
+
+
 # NCCL's constants by version. The ring protocols above are NCCL 2.7's; NVLS is 2.30.7's
 # (2.7 had none); on 2.7 the trees' latencies are 2.26.2's and 2.30.7's, their size
 # correction 2.7's own (TREE_CORRECTION_2_7). NCCL 2.18.5 (src/graph/tuning.cc, tag
@@ -348,6 +406,9 @@ class NcclTuning:
     # a Simple step, its 4 MiB buffer over NCCL_STEPS 8 (enqueue.cc, comm.h). The default
     # constants (2.7, which had no NVLS) take 2.30.7's, as for NVLS's other constants.
     nvls_tree_chunk: tuple[int, int] = (131072, 65536)
+    # What the tuner credits the trees with on the network (TreeNetWeight); None: their
+    # links' rates, as they run.
+    tree_net: TreeNetWeight | None = None
 
     @property
     def ll_capped(self) -> bool:
@@ -381,6 +442,12 @@ NCCL_VERSIONS = ("2.7", "2.18", "2.26")
 DEFAULT_NCCL_VERSION = "2.7"
 
 
+def _tree_net(arch: int, nvls_ratio: float, by_machines: bool) -> TreeNetWeight:
+    """The trees' network weights on ``arch`` (TreeNetWeight), with NVLS-tree's ratio."""
+    return TreeNetWeight(_TREE_PER_CHANNEL_N4[arch] * _GB_S, _TREE_LL128_PER_CHANNEL_N4[arch] * _GB_S,
+                         nvls_ratio, by_machines)
+
+
 def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float | None = None) -> NcclTuning:
     """NCCL ``version``'s constants on a GPU of ``compute_capability`` (None: NCCL's
     Volta figures, its lowest architecture)."""
@@ -395,10 +462,12 @@ def nccl_tuning(version: str = DEFAULT_NCCL_VERSION, compute_capability: float |
         tree = {**TREE_PROTOCOLS, "Simple": replace(TREE_PROTOCOLS["Simple"], base_latency_s=0.0)}
         return NcclTuning("2.18", _protocols_2_18(arch), 23e-6, group_launch=False,
                           tree_protocols=tree, nvls_tree=NvlsTreeLatency(23e-6, 19e-6, log2=False),
-                          net_overhead_s=1.0e-6, plateau_factor=plateau, nvls_tree_chunk=(524288, 524288))
+                          net_overhead_s=1.0e-6, plateau_factor=plateau, nvls_tree_chunk=(524288, 524288),
+                          tree_net=_tree_net(arch, 0.70, by_machines=True))
     if version == "2.26":
         return NcclTuning("2.26", _protocols_2_18(arch, _LL_2_26), 25e-6, group_launch=False,
-                          nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6, plateau_factor=plateau)
+                          nvls_tree=NvlsTreeLatency(25e-6, 14e-6), net_overhead_s=1.0e-6, plateau_factor=plateau,
+                          tree_net=_tree_net(arch, 5 / 6, by_machines=False))
     raise ValueError(f"no NCCL constants for version {version!r}; known: {', '.join(NCCL_VERSIONS)}")
 
 

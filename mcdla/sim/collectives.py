@@ -445,9 +445,11 @@ class CollectiveAlgorithm:
         algorithm that chooses among others by the rings says per design)."""
         return cls.symmetric
 
-    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
+    def weighed_s(self, time_s, op, size_bytes, rings, capacities_Bps=None, **run) -> float:
         """What NCCL's tuner weighs for it (:meth:`~mcdla.sim.nccl_collectives.NcclAlgorithm.tune`):
-        its time, unless NCCL's own model leaves part of it out (NVLS's chunk pipeline)."""
+        its time on ``capacities_Bps`` (``run``: its chunk and reduction rate), unless
+        NCCL's own model leaves part of it out (NVLS's chunk pipeline) or credits it with
+        less of its links (the trees' network)."""
         return time_s
 
     def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:

@@ -139,7 +139,8 @@ class NcclAlgorithm(RingAlgorithm):
             for other in self.others(op, rings, capacities_Bps):
                 t = other.time_s(op, size_bytes, rings, capacities_Bps, chunk_bytes=chunk_bytes,
                                  reduce_Bps=reduce_Bps)
-                w = other.weighed_s(t, op, size_bytes, rings)  # NCCL's tuner weighs its own model
+                w = other.weighed_s(t, op, size_bytes, rings, capacities_Bps,  # NCCL's tuner weighs its own model
+                                    chunk_bytes=chunk_bytes, reduce_Bps=reduce_Bps)
                 if w < weighed:
                     tuned, weighed = (other, t), w
             if len(self._tuned) >= self._TUNED_MAX:
@@ -269,8 +270,10 @@ class _ChunkPipeline:
         fill = self.fill(op, size_bytes, rings)
         return time_s + (time_s - self.fixed_s(op, rings)) * fill if time_s > 0 and fill > 0 else time_s
 
-    def weighed_s(self, time_s, op, size_bytes, rings) -> float:
-        """What NCCL's tuner weighs for a collective of ``time_s``: it without the fill."""
+    def weighed_s(self, time_s, op, size_bytes, rings, capacities_Bps=None, **run) -> float:
+        """What NCCL's tuner weighs for a collective of ``time_s``: it without the fill
+        (after what the algorithm beside it weighs)."""
+        time_s = super().weighed_s(time_s, op, size_bytes, rings, capacities_Bps, **run)
         fixed_s = self.fixed_s(op, rings)
         return fixed_s + (time_s - fixed_s) / (1 + self.fill(op, size_bytes, rings)) if time_s > 0 else time_s
 
@@ -408,6 +411,29 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
                     proto.fraction * bottleneck_Bps(f.path, capacities_Bps), f.size_bytes * alg_Bps)
         return caps
 
+    def weighed_s(self, time_s, op, size_bytes, rings, capacities_Bps=None, **run) -> float:
+        """What NCCL's tuner weighs for its all-reduce: its time with the links between
+        machines at the rate NCCL's model credits them with (:meth:`_credited_Bps`)."""
+        if self.nccl.tree_net is None or capacities_Bps is None or op != "all_reduce" or time_s <= 0:
+            return time_s
+        live = [ring for ring in rings if ring.size > 1]
+        nodes = len(_domains(live[0]).ranks) if live else 1
+        credited = {}
+        for ring in live:
+            dom = _domains(ring)
+            for reduce in (True, False):
+                for *_, path in self._tree_edges(ring, dom, reduce):
+                    for channel in path:
+                        rate = self._credited_Bps(capacities_Bps[channel], nodes)
+                        if rate is not None:
+                            credited[channel] = rate
+        return self.time_s(op, size_bytes, rings, {**capacities_Bps, **credited}, **run) if credited else time_s
+
+    def _credited_Bps(self, capacity_Bps, nodes) -> float | None:
+        """What NCCL's model credits a link of ``capacity_Bps`` between ``nodes`` machines
+        with for this tree (:class:`~mcdla.hw.nccl.TreeNetWeight`); None: all of it."""
+        return self.nccl.tree_net.tree_Bps(self._proto("all_reduce").name, capacity_Bps, nodes)
+
     # NCCL's tree reaches a fraction of its modelled bandwidth at medium sizes
     # (mcdla.hw.nccl.tree_correction); NVLS-tree has none on the GPUs mcdla runs it on.
     corrected = True
@@ -491,6 +517,9 @@ class NvlsTreeAlgorithm(_ChunkPipeline, NcclTreeAlgorithm):
 
     def fixed_s(self, op, rings):
         return self.launch_s + self.nccl.nvls_tree.latency_s(len(_domains(rings[0]).ranks))
+
+    def _credited_Bps(self, capacity_Bps, nodes):
+        return self.nccl.tree_net.nvls_tree_Bps(capacity_Bps, nodes)
 
     def fill(self, op, size_bytes, rings) -> float:
         """An all-reduce's chunk pipeline through NVLS's stages in each machine
