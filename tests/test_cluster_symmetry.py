@@ -377,7 +377,8 @@ def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole
         if tp == 8:  # every hop over the rail: the first period's segments, nothing read whole
             assert found.ring.segments == whole.segments[:per] and not +found.rest
         else:  # the hops through a node's switch read whole, the rest over the rail
-            home = [s for i, s in enumerate(whole.segments) if s == (whole.home_out[i], whole.home_in[i + 1 - whole.size])]
+            home = [s for i, s in enumerate(whole.segments)
+                    if s == (whole.home_out[i], whole.home_in[i + 1 - whole.size])]
             assert home and Counter(found.rest) == Counter(c for s in home for c in s)
         _read_alike(shift, topology, found, whole)
         checked += 1
@@ -431,8 +432,8 @@ def test_a_sub_ring_the_shift_does_not_carry_by_leaf_is_derived_whole():
     assert sub_ring_period(ring, members[2:], "x", shift, topology.channels, topology.reverse_of(ring)) is None
     read = cut.by_period(shift)
     assert all(reading is None for _, reading in read)
-    assert [r.segments for r, _ in read] == [sub_ring(r, members[2:], "x", topology.reverse_of(r), topology.channels).segments
-                                            for r in rings._through]
+    derived = [sub_ring(r, members[2:], "x", topology.reverse_of(r), topology.channels) for r in rings._through]
+    assert [r.segments for r, _ in read] == [r.segments for r in derived]
     whole = training.GroupRings(topology, rings._through, members, "whole", run.cache)
     assert all(reading is not None for _, reading in whole.by_period(shift))
 

@@ -376,7 +376,8 @@ class Periods(NamedTuple):
     ring: Ring  # every rank, latency and link home; as segments, each block's first period's over the rail
     hops: int  # the whole sub-ring's hop count
     roles: dict  # the fabric's roles (FABRIC_LINKS) of each block's first period's ranks
-    ranks: tuple  # each block's first period's ranks; they, their roles and ``ring``'s segments each met ``order`` times
+    # Each block's first period's ranks: they, their roles and ``ring``'s segments each met ``order`` times.
+    ranks: tuple
     rest: Counter  # channel -> times met besides: the hops read whole less those closing a block's run (-1)
 
 
