@@ -438,6 +438,33 @@ def test_a_sub_ring_the_shift_does_not_carry_by_leaf_is_derived_whole():
     assert all(reading is not None for _, reading in whole.by_period(shift))
 
 
+def test_a_reading_whose_hops_read_whole_are_no_whole_orbits_is_refused():
+    """The quotient's own check of a sub-ring read by leaf: what is read whole (the hops
+    through a node's switch and between leaves, less the closing ones) must hold every
+    member of each orbit it touches equally often. One hop more on one GPU's uplink (a
+    sub-ring the shift would not carry onto itself) and _ring_edges refuses the reading
+    (the run is then refined whole), where the reading as derived is accepted."""
+    from mcdla.hw.symmetry import _Quotient, _ring_edges
+
+    topology, workload, execution = load_inputs("h100_100k", "llama2_7b", _leaf_sets(16, 4, 2, 4, None), batch=64)
+    run = Iteration(topology, workload, execution)
+    shift = run._stage_shift()
+    _, group, whole, found = next(g for g in _by_period(topology, run, shift) if g[0] == "dp")
+    capacities = topology.capacities()
+    uplink = next(c for c in whole.channels if re.match(r"D\d+>SP", c))  # a GPU's to its rail's leaf
+    more = Counter(found.rest)
+    more.update([uplink])  # (Counter's + would drop the closing hops' -1s)
+    for rest, accepted in ((found.rest, True), (more, False)):
+        q = _Quotient(shift)
+        vertices = q.vertices("r", capacities)
+        devices = [q.vertex("d", d, ()) for d in topology.devices]
+        position = {d: n for n, d in enumerate(topology.devices)}
+        reading = found._replace(rest=rest)
+        got = _ring_edges(q, found.ring, vertices, lambda ranks: [devices[position[r]] for r in ranks],
+                          capacities, 1, reading)
+        assert (got is not None) == accepted
+
+
 def test_the_one_pass_keys_under_the_stage_shift_are_the_orbits():
     """Translation.keys (parallel links' keys from their pair's, found once) under a 3D
     run's shift on a cluster of 18 links a GPU to its node's switch and NICs on rails:
