@@ -320,48 +320,149 @@ def test_the_per_class_laws_sum_the_per_channel_ones_with_the_shift():
                                         ("training.micro_batches", 4), ("workload.heads", 16)])
 
 
-@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (16, 4, 2, None), (16, 8, 2, 8), (8, 2, 2, 4)])
-def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole(nodes, tp, pp, leaf):
-    """sub_ring_period under the run's shift: every rank, latency and role of the whole
-    sub-ring, its first period's segments and fabric roles, its hop count; the quotient's vertex and
-    edges of it equal those of the whole sub-ring; a tensor group's, or a data-parallel
-    group's with two members a node (tensor 4 or 2), has none (not all over the rail)."""
-    from mcdla.hw.network import sub_ring_period
+def _read_alike(shift, topology, one, whole) -> None:
+    """The quotient's vertex and edges of a sub-ring read by period (``one``: its
+    :class:`~mcdla.hw.network.Periods`) are those of the whole sub-ring ``whole``."""
     from mcdla.hw.symmetry import _Quotient, _ring_edges
 
+    capacities = topology.capacities()
+    edges = []
+    for ring, reading in ((one.ring, one), (whole, None)):
+        q = _Quotient(shift)
+        vertices = q.vertices("r", capacities)
+        devices = [q.vertex("d", d, ()) for d in topology.devices]
+        position = {d: n for n, d in enumerate(topology.devices)}
+
+        def ranks_of(ranks, devices=devices, position=position):
+            return [devices[position[r]] for r in ranks]
+
+        assert _ring_edges(q, ring, vertices, ranks_of, capacities, 1, reading) is not None
+        edges.append((q.colours, q.own, q.seen))
+    assert edges[0] == edges[1]
+
+
+def _by_period(topology, run, shift):
+    """(kind, group, the whole sub-ring, sub_ring_period's reading of it) for every ring of every group."""
+    from mcdla.hw.network import sub_ring_period
+
+    for kind, _, group, rings in run.group_rings:
+        members = {topology.devices[d] for d in group}
+        for ring, whole in zip(rings._through, rings):
+            yield kind, group, whole, sub_ring_period(ring, members, whole.name, shift, topology.channels,
+                                                      topology.reverse_of(ring))
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf", [(8, 8, 2, None), (16, 4, 2, None), (16, 8, 2, 8), (8, 2, 2, 4)])
+def test_a_data_parallel_sub_ring_by_period_is_what_the_classes_read_of_it_whole(nodes, tp, pp, leaf):
+    """sub_ring_period under the run's shift (within stages: one block, the sub-ring
+    itself one run): every rank, latency and link home of the whole sub-ring, its hop
+    count, its first period's ranks and fabric roles; its segments the first period's over
+    the rail (every hop where a node holds one member, tensor 8), the hops through a node's
+    switch (two members a node, tensor 4 or 2) read whole; the quotient's vertex and edges
+    of it equal those of the whole sub-ring. A tensor group's has none (the shift moves it)."""
     topology, workload, execution = load_inputs("dgx_h100_4node", "llama2_7b", _sets(nodes, tp, pp, leaf), batch=64)
     run = Iteration(topology, workload, execution)
     shift = run._stage_shift()
     assert shift is not None
-    capacities = topology.capacities()
     checked = 0
-    for kind, _, group, rings in run.group_rings:
-        members = {topology.devices[d] for d in group}
-        for ring, whole in zip(rings._through, rings):
-            found = sub_ring_period(ring, members, whole.name, shift, topology.channels)
-            if kind == "tp" or len({d // 8 for d in group}) < len(group):  # two members on one node
-                assert found is None
-                continue
-            partial, hops, roles = found
-            per = whole.size // shift.order
-            assert (partial.ranks, partial.latency_s, partial.home_out, partial.home_in, partial.node) == \
-                (whole.ranks, whole.latency_s, whole.home_out, whole.home_in, whole.node)
-            assert partial.segments == whole.segments[:per] and hops == len(whole.channels)
-            assert all(getattr(partial, role) == getattr(whole, role) for role in RANK_LINKS)
-            assert roles and all(names == getattr(whole, role)[:per] for role, names in roles.items())
-            edges = []
-            for one, count, first in ((partial, hops, roles), (whole, None, None)):
-                q = _Quotient(shift)
-                vertices = q.vertices("r", capacities)
-                devices = [q.vertex("d", d, ()) for d in topology.devices]
-                position = {d: n for n, d in enumerate(topology.devices)}
-                def ranks_of(ranks, devices=devices, position=position):
-                    return [devices[position[r]] for r in ranks]
-                assert _ring_edges(q, one, vertices, ranks_of, capacities, 1, count, first) is not None
-                edges.append((q.colours, q.own, q.seen))
-            assert edges[0] == edges[1]
-            checked += 1
-    assert checked == len([g for g in run.group_rings if g[0] == "dp"]) * len(topology.rings) * (tp == 8)
+    for kind, group, whole, found in _by_period(topology, run, shift):
+        if kind == "tp":
+            assert found is None
+            continue
+        per = whole.size // shift.order
+        assert (found.ring.ranks, found.ring.latency_s, found.ring.home_out, found.ring.home_in, found.ring.node) == \
+            (whole.ranks, whole.latency_s, whole.home_out, whole.home_in, whole.node)
+        assert found.hops == len(whole.channels) and found.ranks == whole.ranks[:per]
+        assert all(names == getattr(whole, role)[:per] for role, names in found.roles.items())
+        if tp == 8:  # every hop over the rail: the first period's segments, nothing read whole
+            assert found.ring.segments == whole.segments[:per] and not +found.rest
+        else:  # the hops through a node's switch read whole, the rest over the rail
+            home = [s for i, s in enumerate(whole.segments)
+                    if s == (whole.home_out[i], whole.home_in[i + 1 - whole.size])]
+            assert home and Counter(found.rest) == Counter(c for s in home for c in s)
+        _read_alike(shift, topology, found, whole)
+        checked += 1
+    assert checked == len([g for g in run.group_rings if g[0] == "dp"]) * len(topology.rings)
+
+
+@pytest.mark.parametrize("nodes,tp,pp,leaf,pod", [SEVERAL_LEAVES[0], SEVERAL_LEAVES[2], SEVERAL_LEAVES[3]])
+def test_a_data_parallel_sub_ring_over_several_leaves_is_read_by_leaf(nodes, tp, pp, leaf, pod):
+    """Where a stage holds several leaves (the shift within each leaf; 128-256 GPUs,
+    stages of 2 leaves and of 2 pods, tensor 8 and 4), a data-parallel sub-ring is read by
+    leaf (issue 27): each leaf's run by period, the hops between leaves whole, less the
+    rail hops that would close each leaf's run; the ranks, latencies, links home and hop
+    count are the whole sub-ring's, and the quotient's vertex and edges of it (of two
+    groups' rings, for time) equal those of the whole sub-ring."""
+    topology, workload, execution = load_inputs("h100_100k", "llama2_7b", _leaf_sets(nodes, tp, pp, leaf, pod),
+                                                batch=64)
+    run = Iteration(topology, workload, execution)
+    shift = run._stage_shift()
+    assert shift is not None and shift.order == leaf // 2
+    checked = 0
+    for kind, group, whole, found in _by_period(topology, run, shift):
+        if kind == "tp":
+            continue
+        leaves = len({shift.block(topology.devices[d]) for d in group})
+        assert leaves == nodes // pp // leaf > 1  # a group over several leaves
+        assert (found.ring.ranks, found.ring.latency_s, found.ring.home_out, found.ring.home_in) == \
+            (whole.ranks, whole.latency_s, whole.home_out, whole.home_in)
+        assert found.hops == len(whole.channels) and len(found.ranks) == whole.size // shift.order
+        above = Counter(c for c in whole.channels if not re.match(r"D\d+>|.*>D\d+:", c))  # between switches
+        assert above and all(found.rest[c] == n for c, n in above.items())  # the hops between leaves, read whole
+        if checked < 2 * len(topology.rings):
+            _read_alike(shift, topology, found, whole)
+        checked += 1
+    assert checked == len([g for g in run.group_rings if g[0] == "dp"]) * len(topology.rings)
+
+
+def test_a_sub_ring_the_shift_does_not_carry_by_leaf_is_derived_whole():
+    """The check where the reading by leaf is used: a leaf's run that the shift does not
+    carry onto itself (a data-parallel group without one of its nodes: a leaf's run of an
+    odd number of nodes) has no reading by period, and the classes get the whole sub-ring
+    (GroupRings.by_period: today's path)."""
+    topology, workload, execution = load_inputs("h100_100k", "llama2_7b", _leaf_sets(16, 4, 2, 4, None), batch=64)
+    run = Iteration(topology, workload, execution)
+    shift = run._stage_shift()
+    kind, _, group, rings = next(g for g in run.group_rings if g[0] == "dp")
+    members = [topology.devices[d] for d in group]
+    cut = training.GroupRings(topology, rings._through, members[2:], "cut", run.cache)  # node 0 dropped
+    from mcdla.hw.network import sub_ring, sub_ring_period
+
+    ring = rings._through[0]
+    assert sub_ring_period(ring, members[2:], "x", shift, topology.channels, topology.reverse_of(ring)) is None
+    read = cut.by_period(shift)
+    assert all(reading is None for _, reading in read)
+    derived = [sub_ring(r, members[2:], "x", topology.reverse_of(r), topology.channels) for r in rings._through]
+    assert [r.segments for r, _ in read] == [r.segments for r in derived]
+    whole = training.GroupRings(topology, rings._through, members, "whole", run.cache)
+    assert all(reading is not None for _, reading in whole.by_period(shift))
+
+
+def test_a_reading_whose_hops_read_whole_are_no_whole_orbits_is_refused():
+    """The quotient's own check of a sub-ring read by leaf: what is read whole (the hops
+    through a node's switch and between leaves, less the closing ones) must hold every
+    member of each orbit it touches equally often. One hop more on one GPU's uplink (a
+    sub-ring the shift would not carry onto itself) and _ring_edges refuses the reading
+    (the run is then refined whole), where the reading as derived is accepted."""
+    from mcdla.hw.symmetry import _Quotient, _ring_edges
+
+    topology, workload, execution = load_inputs("h100_100k", "llama2_7b", _leaf_sets(16, 4, 2, 4, None), batch=64)
+    run = Iteration(topology, workload, execution)
+    shift = run._stage_shift()
+    _, group, whole, found = next(g for g in _by_period(topology, run, shift) if g[0] == "dp")
+    capacities = topology.capacities()
+    uplink = next(c for c in whole.channels if re.match(r"D\d+>SP", c))  # a GPU's to its rail's leaf
+    more = Counter(found.rest)
+    more.update([uplink])  # (Counter's + would drop the closing hops' -1s)
+    for rest, accepted in ((found.rest, True), (more, False)):
+        q = _Quotient(shift)
+        vertices = q.vertices("r", capacities)
+        devices = [q.vertex("d", d, ()) for d in topology.devices]
+        position = {d: n for n, d in enumerate(topology.devices)}
+        reading = found._replace(rest=rest)
+        got = _ring_edges(q, found.ring, vertices, lambda ranks: [devices[position[r]] for r in ranks],
+                          capacities, 1, reading)
+        assert (got is not None) == accepted
 
 
 def test_the_one_pass_keys_under_the_stage_shift_are_the_orbits():

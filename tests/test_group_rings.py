@@ -36,7 +36,7 @@ def test_a_groups_rings_are_named_at_once_and_derived_when_iterated(dgx):
 def test_by_period_after_deriving_gives_the_whole_rings(dgx):
     group, _, _ = _group(dgx, (0, 1, 2, 3))
     rings = list(group)
-    assert group.by_period(translation=None) == [(ring, None, None) for ring in rings]
+    assert group.by_period(translation=None) == [(ring, None) for ring in rings]
 
 
 class _Lazy:

@@ -13,6 +13,7 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -20,8 +21,8 @@ from typing import Any, NamedTuple
 from mcdla.errors import InputError
 from mcdla.hw.cache import Cache
 
-__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "channel_ids", "sub_ring", "sub_ring_period", "p2p_paths", "RANK_LINKS",
-           "reduction_port", "reduce_unit"]
+__all__ = ["Channel", "Port", "Ring", "Subflow", "channel_id", "channel_ids", "sub_ring", "sub_ring_period", "Periods",
+           "p2p_paths", "RANK_LINKS", "reduction_port", "reduce_unit"]
 
 
 # A ring's per-rank links besides its segments: each rank's to and from its domain
@@ -368,46 +369,120 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
                 number=ring.number, cache=cache if cache is not None else Cache(), **fields)
 
 
-def sub_ring_period(ring: Ring, members, name: str, translation, channels, cache: Cache | None = None):
+class Periods(NamedTuple):
+    """What the rank classes read of a sub-ring the run's translation carries onto itself
+    block by block (:func:`sub_ring_period`; mcdla.hw.symmetry._ring_edges)."""
+
+    ring: Ring  # every rank, latency and link home; as segments, each block's first period's over the rail
+    hops: int  # the whole sub-ring's hop count
+    roles: dict  # the fabric's roles (FABRIC_LINKS) of each block's first period's ranks
+    # Each block's first period's ranks: they, their roles and ``ring``'s segments each met ``order`` times.
+    ranks: tuple
+    rest: Counter  # channel -> times met besides: the hops read whole less those closing a block's run (-1)
+
+
+def sub_ring_period(ring: Ring, members, name: str, translation, channels, reverse: Ring | None = None,
+                    cache: Cache | None = None) -> Periods | None:
     """:func:`sub_ring` as the rank classes read it when ``translation`` (the run's,
-    mcdla.hw.translation) carries the group onto itself: the segments of one period
-    only, or None. The kept ranks must be carried onto themselves rotated with a period
-    of ``size // order`` ranks (:meth:`Translation.period`), and each segment of that
-    period go straight over the members' rail (:meth:`Ring.over_rail`: a function of its
-    two ends and the ring's number, so under the translation, an automorphism of the
-    fabric, segment j is the translate of segment j mod the period's, as the rail
-    segments of a data-parallel group are). The ring returned holds every rank, every
-    latency (each period's are the first's) and the ranks' links home, the first
-    period's segments and ``period`` = (the translation, their hops): with the ring's
-    whole hop count and the fabric's roles of the first period's ranks (:data:`FABRIC_LINKS`,
-    each rank's the translate of its first-period orbit member's), the triple returned,
-    it is what the classes read of the whole sub-ring (mcdla.hw.symmetry._ring_edges);
-    it is no ring to run collectives on."""
+    mcdla.hw.translation) carries the group onto itself: by period within each block of
+    the translation (a leaf, or every node), or None. The kept ranks of a block must be
+    one run of the sub-ring, carried onto itself rotated (closed: its last rank to its
+    first, :meth:`Translation.period`) with a period of ``run // order`` ranks. A hop
+    within a run goes through its ends' switch (:meth:`Ring.direct`'s links home: read
+    whole, hop by hop) or straight over their rail (:meth:`Ring.over_rail`: a function of
+    its two ends and the ring's number, so under the translation, an automorphism of the
+    fabric, hop j of a run is the translate of hop j mod the period's); which way is
+    periodic too. So the hops over the rail are one period's each ``order`` times, less
+    the one that would close each run where the sub-ring goes on to the next block
+    instead; the hops between blocks (``reverse``: ``ring``'s, as :func:`sub_ring`) are
+    read whole. :class:`Periods` is what the classes read of the whole sub-ring
+    (mcdla.hw.symmetry._ring_edges, which checks that what is read whole holds whole
+    orbits); it is no ring to run collectives on."""
     position = ring.position
     keep = sorted(position[m] for m in members if m in position)
-    ranks = tuple(ring.ranks[i] for i in keep)
-    per = translation.period(ranks) if 1 < len(keep) < ring.size else None
-    if not per or not ring.exit_switch:
+    runs = _block_runs(keep, ring.ranks, translation) if 1 < len(keep) < ring.size and ring.exit_switch else None
+    if runs is None:
         return None
-    segments, latency = [], []
-    for j in range(per):
-        start, end = keep[j], keep[(j + 1) % len(keep)]
-        way = ring.direct(start, end, channels)
-        if way is None or way != ring.over_rail(start, end):
-            return None  # not over the rail (Ring.direct's earlier ways, or none)
-        lat = 0.0
-        for c in way:  # summed in hop order, as _segment does
-            lat += channels[c].latency_s
-        segments.append(way)
-        latency.append(lat)
+    order, closed = translation.order, len(runs) == 1  # one run: the sub-ring itself
+    segments, ranks, latency, rest, hops = [], [], [], Counter(), 0
+    avoid = frozenset(keep)
+    for n, run in enumerate(runs):
+        m, per = len(run), translation.period([ring.ranks[i] for i in run])
+        if not per:
+            return None
+        home = [_home(ring, run[j], run[(j + 1) % m], channels) for j in range(m if closed else m - 1)]
+        rail = [way is None for way in home]
+        if rail[per:] != rail[:len(rail) - per]:
+            return None  # which hops go home: not periodic
+        lats = []
+        for j, way in enumerate(home[:per]):
+            if way is None:  # over the rail: one period's, each met ``order`` times
+                way = ring.direct(run[j], run[(j + 1) % m], channels)
+                if way is None or way != ring.over_rail(run[j], run[(j + 1) % m]):
+                    return None  # not over the rail (Ring.direct's PXN, or no way)
+                segments.append(way)
+                hops += len(way) * order
+            lats.append(_latency(way, channels))
+        if not closed and rail[per - 1]:  # the translate closing the run: no hop of the sub-ring
+            closing = ring.over_rail(run[-1], run[0])
+            if closing is None:
+                return None
+            rest.subtract(closing)
+            hops -= len(closing)
+        for way in filter(None, home):  # through the ends' switch: read whole
+            rest.update(way)
+            hops += len(way)
+        ranks.extend(ring.ranks[i] for i in run[:per])
+        latency.extend(lats[j % per] if rail[j] else _latency(home[j], channels) for j in range(len(home)))
+        if not closed:  # on to the next block's run: read whole
+            segment, lat, _, _ = _segment(ring, run[-1], runs[(n + 1) % len(runs)][0], reverse,
+                                          reverse.position if reverse is not None else {}, channels, avoid)
+            rest.update(segment)
+            hops += len(segment)
+            latency.append(lat)
+    back = len(keep) - keep.index(runs[0][0])  # the runs begin at keep[-back]: latencies in keep's order
     fields = {attr: tuple(getattr(ring, attr)[i] for i in keep) for attr in ("node", "home_out", "home_in")
               if getattr(ring, attr)}
-    hops = sum(map(len, segments))
-    partial = Ring(name, ranks, tuple(segments), tuple(latency) * (len(keep) // per), fabric=ring.fabric,
-                   number=ring.number, period=(translation, hops), cache=cache if cache is not None else Cache(),
-                   **fields)
-    first = Ring(name, ranks[:per], tuple(segments), tuple(latency), fabric=ring.fabric, number=ring.number)
-    return partial, hops * translation.order, {role: getattr(first, role) for role in FABRIC_LINKS}
+    partial = Ring(name, tuple(ring.ranks[i] for i in keep), tuple(segments), tuple(latency[back:] + latency[:back]),
+                   fabric=ring.fabric, number=ring.number, cache=cache if cache is not None else Cache(), **fields)
+    first = Ring(name, tuple(ranks), (), (), fabric=ring.fabric, number=ring.number)
+    return Periods(partial, hops, {role: getattr(first, role) for role in FABRIC_LINKS}, tuple(ranks), rest)
+
+
+def _block_runs(keep: list[int], ranks, translation) -> list[list[int]] | None:
+    """``keep`` (positions on a ring, in order) cut into runs of one block of
+    ``translation`` each (:meth:`Translation.block`), the first run beginning where a block
+    does, or None if a block's ranks are not one run or a rank is in none."""
+    blocks = [translation.block(ranks[i]) for i in keep]
+    if None in blocks:
+        return None
+    start = next((j for j in range(len(keep)) if blocks[j] != blocks[j - 1]), 0)
+    runs: list[list[int]] = []
+    for j in range(start, start + len(keep)):
+        j %= len(keep)
+        if not runs or blocks[j] != blocks[runs[-1][-1]]:
+            runs.append([])
+        runs[-1].append(j)
+    if len({blocks[run[0]] for run in runs}) != len(runs):
+        return None
+    return [[keep[j] for j in run] for run in runs]
+
+
+def _home(ring: Ring, start: int, end: int, channels) -> tuple[str, str] | None:
+    """The segment from rank ``start`` to rank ``end`` through their links home
+    (:meth:`Ring.direct`'s first way), or None."""
+    out = ring.home_out[start] if ring.home_out else ""
+    if out and ring.home_in[end] and channels[out].dst == channels[ring.home_in[end]].src:
+        return out, ring.home_in[end]
+    return None
+
+
+def _latency(way, channels) -> float:
+    """The latency of the channels ``way``, summed in hop order (as a ring's segment)."""
+    lat = 0.0
+    for c in way:
+        lat += channels[c].latency_s
+    return lat
 
 
 def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict, channels, avoid=()):
@@ -418,10 +493,7 @@ def _segment(ring: Ring, start: int, end: int, reverse: Ring | None, back: dict,
             raise ValueError(f"ring {ring.name!r} is bound to switches: a sub-ring of it needs the channels")
         way = ring.direct(start, end, channels, avoid)
         if way is not None:
-            lat = 0.0
-            for c in way:  # summed in hop order, as a ring's segment
-                lat += channels[c].latency_s
-            return way, lat, channels[way[0]].dst, channels[way[-1]].src
+            return way, _latency(way, channels), channels[way[0]].dst, channels[way[-1]].src
     route, first, last = ring, start, end
     if back:
         b_start, b_end = back[ring.ranks[start]], back[ring.ranks[end]]

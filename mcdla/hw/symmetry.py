@@ -480,11 +480,12 @@ def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacitie
         gv = q.vertex("g", f"{kind}{n}", (kind, len(members)), size=size)
         for d in members:
             q.edge(gv, q.index[("d", t.orbit(d)[0])], ("member", kind))
-        # A group the shift keeps: each sub-ring's one period where it has one (the
-        # simulated groups' are derived whole for their communicators).
+        # A group the shift keeps: each sub-ring by period within each block (a stage's
+        # or a leaf's) where it has them (the simulated groups' are derived whole for
+        # their communicators).
         by_period = getattr(group_rings, "by_period", None)
-        for ring, hops, roles in by_period(t) if size == 1 and by_period else ((r, None, None) for r in group_rings):
-            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size, hops, roles)
+        for ring, reading in by_period(t) if size == 1 and by_period else ((r, None) for r in group_rings):
+            qv = _ring_edges(q, ring, resource_vertex, ranks_of, capacities, size, reading)
             if qv is None:
                 return False
             q.edge(gv, qv, ("on", kind))
@@ -525,25 +526,26 @@ def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
 
 
 def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1,
-                hops: int | None = None, roles: dict | None = None) -> int | None:
+                reading=None) -> int | None:
     """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
     ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
     does not carry a ring it keeps (``size`` 1) onto itself (its channels of a role, or
     its ranks, as multisets: every member of an orbit it touches as often). ``ranks_of``:
     ranks -> their vertices. A ring kept that was bound by period under the quotient's
     translation (``Ring.period``): its channels and ranks are one period's each ``order``
-    times, whole orbits by the binding's check, and are not read whole. ``hops``: the
-    ring's hop count when ``ring`` holds one period's segments only, and ``roles`` the
-    fabric's roles of its first period's ranks, each orbit met ``order`` times
-    (:func:`mcdla.hw.network.sub_ring_period`)."""
-    hops = len(ring.channels) if hops is None else hops
+    times, whole orbits by the binding's check, and are not read whole. ``reading``: what
+    is read of a sub-ring by period (:class:`mcdla.hw.network.Periods`, ``ring`` its
+    ``ring``): the periods' segments, ranks and fabric roles each ``order`` times, and
+    the hops read whole (``rest``), which must hold whole orbits (:func:`_signed_orbits`)."""
+    hops = len(ring.channels) if reading is None else reading.hops
     qv = q.vertex("q", ring.name, (ring.size, hops, max(ring.latency_s), sum(ring.latency_s)), size=size)
     order = q.translation.order
-    channels, ranks = ring.channels, ring.ranks
+    channels, ranks, roles = ring.channels, ring.ranks, None
     period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
-    if period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
+    if reading is not None:  # each block's periods: each orbit of them met ``order`` times
+        ranks, roles, period = reading.ranks, reading.roles, True
+    elif period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
         channels, ranks = channels[:period], ranks[:len(ranks) // order]
-    roles = roles if period else None
     touched = [("ring", channels), *((role, roles[role] if roles and role in roles else getattr(ring, role))
                                      for role in RANK_LINKS), ("rank", ranks)]
     for label, names in touched:
@@ -552,9 +554,30 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
                                  times == 1 and size == 1)
         if whole is False:
             return None
+        counts = Counter({v: n * times for v, n in counts.items()})
+        if label == "ring" and reading is not None:
+            rest = _signed_orbits(q, reading.rest, resource_vertex, capacities)
+            if rest is None:
+                return None
+            counts.update(rest)
+            if min(counts.values(), default=1) <= 0:
+                return None
         for v, n in counts.items():
-            q.edge(qv, v, (label,), n * times)
+            q.edge(qv, v, (label,), n)
     return qv
+
+
+def _signed_orbits(q: _Quotient, names: Counter, resource_vertex, capacities) -> Counter | None:
+    """The vertices of the channels ``names`` (name -> times, negative for a hop taken
+    out) counted, or None unless each orbit they touch has every member equally often
+    (the translation carries them onto themselves)."""
+    times: dict[int, list[int]] = {}
+    for name, n in names.items():
+        if n and name in capacities:
+            times.setdefault(resource_vertex[name], []).append(n)
+    if any(len(ns) != q.sizes[v] or len(set(ns)) != 1 for v, ns in times.items()):
+        return None
+    return Counter({v: sum(ns) for v, ns in times.items()})
 
 
 def _counted(q: _Quotient, label: str, names: tuple, resource_vertex, ranks_of, capacities,

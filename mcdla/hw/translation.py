@@ -247,6 +247,12 @@ class Translation:
         keys = [self.orbit(channel_id(a, b, 0))[0] for a, b in zip(cycle[:q], cycle[1:q + 1] + cycle[:1])]
         return q if len(set(keys)) == q and all(self.size(k) == order for k in keys) else None
 
+    def block(self, name: str) -> int | None:
+        """The block node ``name`` moves within (its index over the block's size), or None
+        for a name no translation moves."""
+        found = self._nodes.get(name)
+        return None if found is None else found[1] // self._blocks[found[0]]
+
     def cell(self, devices) -> tuple[str, ...]:
         """The representatives among ``devices``: one of each orbit, in their order."""
         return tuple(d for d in devices if self.orbit(d)[1] == 0)

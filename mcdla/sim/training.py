@@ -138,16 +138,16 @@ class GroupRings:
 
     def by_period(self, translation) -> list[tuple]:
         """What the rank classes read of the rings when ``translation`` keeps the group:
-        (ring, its hop count, its fabric roles of one period) for each ring, one period
-        of it where it has one (:func:`mcdla.hw.network.sub_ring_period`), else (the whole
-        sub-ring, None, None)."""
+        (ring, what is read of it by period) for each ring, by period where it has one
+        (:func:`mcdla.hw.network.sub_ring_period`), else (the whole sub-ring, None)."""
         if self._rings is not None:  # derived whole already
-            return [(ring, None, None) for ring in self._rings]
-        channels = self._topology.channels
+            return [(ring, None) for ring in self._rings]
+        topology = self._topology
         found = []
         for ring, name in zip(self._through, self.names):
-            one = sub_ring_period(ring, self._members, name, translation, channels, self._cache)
-            found.append(one if one is not None else (self._one(ring, name), None, None))
+            one = sub_ring_period(ring, self._members, name, translation, topology.channels,
+                                  topology.reverse_of(ring), self._cache)
+            found.append((one.ring, one) if one is not None else (self._one(ring, name), None))
         return found
 
 
