@@ -370,7 +370,10 @@ CHANGES: tuple[str, ...] = (
     "(Mixtral on DGX H100 4,802 -> 4,569); scale_out's DGX H100 cluster, whose FP32 lanes share the fraction, 594 "
     "-> 583 samples/s per device on 8, strong scaling 7.09x -> 7.21x at 512; serving_memory_2026's DGX H100 and "
     "H200 designs' p99 TTFT 6-11% and p99 TPOT 1-4% longer, every best rate at the objective unchanged. "
-    "frontier_scale was not re-run with it (its H100 GEMMs slow too): its section shows the figures from before.",
+    "frontier_scale re-ran: GPT-3 175B 5-6% fewer tokens/s per GPU up to 8,192 GPUs (1,024 weak 449 -> 425, +16% "
+    "-> +10% over the published 415 TFLOP/s per GPU; strong at 1,024 +48% -> +38%), 0-3% past 16,384 where "
+    "communication binds; Llama 3.1 405B 4-6% fewer (1,024 weak 396 -> 374 TFLOP/s per GPU, -1% -> -7% against "
+    "the published 400; 16,384 -8% -> -13%), the memory-node variant 5%.",
     "Pipeline stages split as Megatron splits them, equally many alike blocks a stage (issue 24, found on the MLPerf "
     "rows; docs/model.md, \"Pipeline parallelism\"): the split searched for its slowest stage could close a "
     "stage past the limit it tried, so equal blocks split unevenly (GPT-3's 96 blocks on cluster_fabric's 16 "
