@@ -4,6 +4,7 @@ by kernel and sequence length, and the registry that keeps the paper's PE array.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import pytest
 
@@ -63,14 +64,11 @@ def tflops(device: DeviceSpec, m: int, n: int, k: int, count: int = 1) -> float:
     return 2 * m * n * k * count / gemm_seconds(device, Gemm(m, n, k, count), 2) / 1e12
 
 
-@pytest.mark.parametrize("name, shape, measured", [
-    ("h100_sxm5", (2048, 2048, 13312), 794.5),  # MAMF's best shape (ml-engineering, compute/accelerator/README.md, BF16)
-])
-def test_the_max_achievable_matmul_runs_at_its_measured_rate_at_its_own_shape(name, shape, measured):
-    # The main loop's rate and the tile overhead together give back the measurement the
-    # ceiling came from, at its shape (tiles in waves and their overhead both charged).
-    # The A100's ceiling now comes from random data run back to back (below).
-    assert tflops(preset(name), *shape) == pytest.approx(measured, rel=0.01)
+def test_h100_sustains_the_rate_gpu_fryer_measured_on_random_data():
+    # huggingface/gpu-fryer (README's reference table, H100-SXM5-80GB HBM3, BF16): cuBLASLt
+    # 8192^3 GEMMs back to back for 60 s on random operands, ~730 TFLOPS (to the nearest
+    # 10). The main loop's rate came from it, tiles in waves and their overhead charged.
+    assert tflops(preset("h100_sxm5"), 8192, 8192, 8192) == pytest.approx(730, abs=5)
 
 
 # Azure's cuBLASLt FP16 GEMMs on A100-SXM4-80GB with random initialization, 10,000 warm-up
@@ -124,12 +122,33 @@ def test_a100_random_data_runs_below_the_non_random_and_best_shape_measurements(
     assert 0.88 * 271.2 < tflops(a100, 1024, 10240, 5120) < 0.95 * 271.2
 
 
-@pytest.mark.parametrize("size, measured", [(8192, 797.8), (6144, 741.1)])
-def test_h100_square_gemms_near_cublas_on_random_data_from_rest(size, measured):
-    # pranjalssh/fast.cu (README, H100 SXM, BF16, operands from normal(0, 1)): cuBLAS after
-    # 5 s of rest, 8 runs back to back. A burst from rest, not the sustained power-limited
-    # rate (none found for H100 BF16): mcdla -1.0% and +6.1%.
-    assert tflops(preset("h100_sxm5"), size, size, size) == pytest.approx(measured, rel=0.07)
+@pytest.mark.parametrize("shape, measured", [((8192, 8192, 8192), 797.8), ((6144, 6144, 6144), 741.1),
+                                             ((2048, 2048, 13312), 794.5)])
+def test_h100_bursts_of_random_data_run_above_the_sustained_rate(shape, measured):
+    # Random data in bursts, before the board settles at its power limit: pranjalssh/fast.cu
+    # (README, H100 SXM, normal(0, 1)) cuBLAS after 5 s of rest, 8 runs; MAMF's best shape
+    # (ml-engineering, compute/accelerator/README.md: torch.randn, a 256 MiB buffer zeroed
+    # between GEMMs). Bounds, not levels: mcdla 8.4%, 1.9% and 7.6% under them.
+    assert 0.9 * measured < tflops(preset("h100_sxm5"), *shape) < measured
+
+
+# The SemiAnalysis GEMM benchmark on H100 80GB HBM3, BF16 torch.matmul on torch.randn
+# operands (Hugging Face, The Smol Training Playbook, 2025, "Achieved TFLOPs on H100"):
+# m x n outputs, reduction k, TFLOP/s, and the tolerance mcdla meets each within. Timed
+# by triton's do_bench (an L2 flush between GEMMs), a check of the sustained level by
+# shape, not fitted.
+PLAYBOOK_H100_BF16_RANDN = [  # (m, n, k, TFLOP/s, rel)
+    (8192, 8192, 8192, 729.4, 0.01),
+    (16384, 3584, 8192, 733.0, 0.01),
+    (16384, 8192, 7168, 752.9, 0.04),    # -3.2%
+    (16384, 1024, 8192, 757.7, 0.04),    # -3.6%
+    (16384, 8192, 1280, 714.5, 0.06),    # K = 1,280: -4.9%
+]
+
+
+@pytest.mark.parametrize("m, n, k, measured, rel", PLAYBOOK_H100_BF16_RANDN)
+def test_h100_gemms_near_the_smol_playbooks_randn_shapes(m, n, k, measured, rel):
+    assert tflops(preset("h100_sxm5"), m, n, k) == pytest.approx(measured, rel=rel)
 
 
 @pytest.mark.parametrize("b, measured_1024, measured_4096", [(2, 691.8, 804.2), (4, 722.3, 788.7)])
@@ -334,8 +353,8 @@ def test_the_pe_array_runs_an_fp8_gemm_on_its_fp8_lanes():
 # TFLOP/s: xla/service/gpu/model/matmul_interpolator_data.h (kDefaultMatmulPTable,
 # "bf16xbf16->bf16"). Of the first 72 entries of its table, the 19 with a reduction of
 # 1,024 or more and at least 2048 x 2048 outputs, the regime of LLM training's GEMMs.
-# A microbenchmark check of the tiles-in-waves model and its ceiling, none of which
-# was fitted to these points.
+# A microbenchmark check of the tiles-in-waves model's shape, none of which was fitted
+# to these points; its level is a rested board's (single kernels timed from rest).
 XLA_SM90_BF16 = [  # (b, m, n, k, TFLOP/s)
     (4, 4096, 256, 2048, 588.7), (2, 1024, 2048, 1024, 493.4), (4, 1024, 2048, 2048, 712.7),
     (1, 2048, 2048, 2048, 632.0), (2, 2048, 4096, 1024, 678.7), (2, 4096, 4096, 2048, 763.0),
@@ -347,15 +366,27 @@ XLA_SM90_BF16 = [  # (b, m, n, k, TFLOP/s)
 ]
 
 
+def xla_ratio(b: int, m: int, n: int, k: int, tflops: float) -> float:
+    """mcdla's rate over the table's: the kernel's time with its launch, as both count it."""
+    timing = kernel_time(preset("h100_sxm5"), gemm_kernel(m, n, k, b))
+    return 2 * m * n * k * b / timing.time_s / 1e12 / tflops
+
+
+def xla_level() -> float:
+    return statistics.geometric_mean(xla_ratio(*row) for row in XLA_SM90_BF16)
+
+
+def test_h100_xlas_single_kernels_from_rest_run_above_the_sustained_rate():
+    # As MAMF's and fast.cu's bursts do (above): mcdla's rates 8.3% under the table's
+    assert 0.88 < xla_level() < 0.95
+
+
 @pytest.mark.parametrize("b, m, n, k, tflops", XLA_SM90_BF16)
 def test_h100_gemms_of_llm_shapes_match_xlas_measured_table(b, m, n, k, tflops):
-    # Within 10% each (mcdla's time -7% to +10% of the measured one, the most at
-    # n = 256): the kernel's time with its launch, as mcdla charges it. The table's
-    # short reductions (k = 256, 512) and few-tile GEMMs run up to 37% slower than
+    # Each point within 7% of the table's level (-3% to +6%, the most at n = 256). The
+    # table's short reductions (k = 256, 512) and few-tile GEMMs run up to 37% slower than
     # mcdla charges (docs/model.md, "A GPU's compute").
-    h100 = preset("h100_sxm5")
-    timing = kernel_time(h100, gemm_kernel(m, n, k, b))
-    assert 2 * m * n * k * b / timing.time_s / 1e12 == pytest.approx(tflops, rel=0.10)
+    assert xla_ratio(b, m, n, k, tflops) == pytest.approx(xla_level(), rel=0.07)
 
 
 @pytest.mark.parametrize("m, n, k, measured_ms", [

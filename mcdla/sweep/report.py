@@ -360,6 +360,20 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "The H100, H200 and GH200 presets' GEMMs run at the rate cuBLASLt sustains on random data back to back at the "
+    "board's 700 W limit (issue 24; docs/model.md, \"GEMMs by shape\"; docs/validation.md, \"GEMMs on random data, "
+    "H100\"): the main loop at 0.772 of peak from gpu-fryer's 8192^3 run, where MAMF's burst from a rested board "
+    "had set 0.836 (8% faster). memory_centric_2026's H100 and GH200 columns lose 6-7% tokens/s per device (Llama "
+    "2 70B on DGX H100 1,124 -> 1,058, GPT-3 175B on GH200 NVL32 500 -> 465), the designs' order unchanged; "
+    "cluster_fabric's compute 462 -> 491 ms, every fabric's iteration 57-59 ms longer, the fabrics' order "
+    "unchanged (2 NICs a node 1.421x -> 1.403x a switch per rail); moe_memory's points 1-5% fewer tokens/s "
+    "(Mixtral on DGX H100 4,802 -> 4,569); scale_out's DGX H100 cluster, whose FP32 lanes share the fraction, 594 "
+    "-> 583 samples/s per device on 8, strong scaling 7.09x -> 7.21x at 512; serving_memory_2026's DGX H100 and "
+    "H200 designs' p99 TTFT 6-11% and p99 TPOT 1-4% longer, every best rate at the objective unchanged. "
+    "frontier_scale re-ran: GPT-3 175B 5-6% fewer tokens/s per GPU up to 8,192 GPUs (1,024 weak 449 -> 425, +16% "
+    "-> +10% over the published 415 TFLOP/s per GPU; strong at 1,024 +48% -> +38%), 0-3% past 16,384 where "
+    "communication binds; Llama 3.1 405B 4-6% fewer (1,024 weak 396 -> 374 TFLOP/s per GPU, -1% -> -7% against "
+    "the published 400; 16,384 -8% -> -13%), the memory-node variant 5%.",
     "Pipeline stages split as Megatron splits them, equally many alike blocks a stage (issue 24, found on the MLPerf "
     "rows; docs/model.md, \"Pipeline parallelism\"): the split searched for its slowest stage could close a "
     "stage past the limit it tried, so equal blocks split unevenly (GPT-3's 96 blocks on cluster_fabric's 16 "
