@@ -266,9 +266,8 @@ class FlowNetwork:
         resources it stands for, unnamed (a library's rate cap on each of the rings of
         ``copies`` alike groups of ranks); they are not listed in the accounting.
         """
-        if copies > 1 and self._sizes:
-            if self._sizes.get(resource, 1) != copies:
-                self._classes.clear()  # its paths' weights change
+        if copies > 1 and self._sizes and self._sizes.get(resource, 1) != copies:
+            self._classes.clear()  # a class resized: its paths' weights change
             self._sizes[resource] = copies
         self._add_many(((resource, capacity_Bps),))
 
@@ -347,7 +346,9 @@ class FlowNetwork:
         alike: dict[tuple, list] = {}
         for size, path, latency in flows:
             path = tuple(path)
-            known = self._given.get(path) or self._classes.by_sequence(path, self._new_path)
+            known = self._given.get(path)
+            if known is None:  # kept as a path met again (the next phase's) is looked up, not classified
+                known = self._given[path] = self._classes.by_sequence(path, self._new_path)
             key = (known[1], float(size), float(latency))
             group = alike.get(key)
             if group is None:
