@@ -156,6 +156,7 @@ class FlowNetwork:
         self._classes = PathClasses(self._capacities, self._rep, self._sizes, self.also, orbits)  # each path once
         self.orbits = orbits if self._sizes else None  # alike in capacity along them (ringsplit reads by period)
         self._weights: list[tuple[float, ...] | None] = []  # path number -> weights (None: all 1)
+        self._credits: list[tuple] = []  # path number -> its resources' numbers and weights, as arrays (_credit)
         self._added: dict[int, tuple] = {}  # id(resource tuple) -> (it, capacity) added (add_resources)
         # Paths, numbered: a path as given -> (its constrained resources, their number),
         # so that a path is checked and filtered once, not at every transfer.
@@ -265,7 +266,8 @@ class FlowNetwork:
         resources it stands for, unnamed (a library's rate cap on each of the rings of
         ``copies`` alike groups of ranks); they are not listed in the accounting.
         """
-        if copies > 1 and self._sizes:
+        if copies > 1 and self._sizes and self._sizes.get(resource, 1) != copies:
+            self._classes.clear()  # a class resized: its paths' weights change
             self._sizes[resource] = copies
         self._add_many(((resource, capacity_Bps),))
 
@@ -345,8 +347,8 @@ class FlowNetwork:
         for size, path, latency in flows:
             path = tuple(path)
             known = self._given.get(path)
-            if known is None:
-                known = self._new_path(path)
+            if known is None:  # kept as a path met again (the next phase's) is looked up, not classified
+                known = self._given[path] = self._classes.by_sequence(path, self._new_path)
             key = (known[1], float(size), float(latency))
             group = alike.get(key)
             if group is None:
@@ -375,6 +377,9 @@ class FlowNetwork:
             pid = self._pids[key] = len(self._paths)
             self._paths.append(constrained)
             self._weights.append(weights)
+            if self._vector:  # residual * 1.0 is residual, to the bit
+                self._credits.append((self._np.array([self._index[r] for r in constrained], dtype=self._np.intp),
+                                      self._np.array(weights or [1.0] * len(constrained), dtype=float)))
         known = self._given[path if copies == 1 else (path, copies)] = (constrained, pid)
         return known
 
@@ -469,13 +474,13 @@ class FlowNetwork:
         slack relative to the clock (:data:`_TIME_SLACK`), which at a late clock (a run of
         1,000 s launch overheads) is a fraction of a microsecond, bytes at link rates: the
         rate * dt integral alone would lose them and break the byte accounting."""
+        if self._vector:  # one vector operation: the same float additions, in path order
+            self._sync()
+            self._np.add.at(self._bytes, self._credits[flow.pid][0], residual * self._credits[flow.pid][1])
+            return
         weights = self._weights[flow.pid] if self._sizes else None
         for resource, w in zip(flow.path, UNIT_WEIGHTS if weights is None else weights):
-            if self._vector:
-                self._sync()
-                self._bytes[self._index[resource]] += residual * w
-            else:
-                self._bytes_by_resource[resource] = self._bytes_by_resource.get(resource, 0.0) + residual * w
+            self._bytes_by_resource[resource] = self._bytes_by_resource.get(resource, 0.0) + residual * w
 
     def _carry(self, carried: np.ndarray, busy: np.ndarray, ever: np.ndarray, dt: float) -> None:
         """Adds ``dt`` seconds at today's loads to ``carried`` bytes and ``busy`` time."""

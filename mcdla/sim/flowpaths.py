@@ -36,12 +36,17 @@ class PathClasses:
                  also: Mapping[str, tuple[str, ...]], orbits) -> None:
         self._capacities, self._rep, self._sizes, self._also = capacities, rep, sizes, also
         self._orbits = orbits if sizes else None
-        self._counted: list[tuple[tuple[str, ...], Counter]] = []  # long paths and their classes' counts
+        # Long paths and their classes' counts, by their first resource (a path that begins
+        # another has its first), each list in the order counted: a run counts thousands.
+        self._counted: dict[str, list[tuple[tuple[str, ...], Counter]]] = {}
+        self._sequences: dict[tuple[str, ...], tuple] = {}  # by_sequence's: a sequence of classes -> its path's number
         self._marked: dict[int, tuple] = {}  # id(path) -> (the path, its period): paths marked by period
 
     def clear(self) -> None:
-        """Forgets the paths counted: a resource was added, which they may cross."""
+        """Forgets the paths counted: a resource was added, which they may cross, or a
+        class resized, which changes their weights."""
         self._counted.clear()
+        self._sequences.clear()
 
     def mark(self, path: tuple[str, ...], period: tuple) -> tuple[str, ...]:
         """``path`` (held, so known by identity: a ring's phase, the same tuple each time)
@@ -52,6 +57,22 @@ class PathClasses:
         the hops)."""
         self._marked[id(path)] = (path, period)
         return path
+
+    def by_sequence(self, path: tuple[str, ...], number):
+        """``number(path)`` (FlowNetwork._new_path, one copy), once per sequence of the
+        classes of ``path``'s constrained resources where :meth:`classify` is a function of
+        that sequence alone (its classes in order, how often each, over their sizes): a
+        short path, not marked, without a shared NIC, repeating no resource (still checked
+        for each). A phase's flows, one per rank or domain, are translates in few sequences."""
+        hit = self._marked.get(id(path))
+        if len(path) > LONG_PATH or self._also or len(set(path)) != len(path) or (hit and hit[0] is path):
+            return number(path)
+        constrained = tuple(filter(self._capacities.__contains__, path))
+        sequence = tuple(map(self._rep.get, constrained, constrained))
+        known = self._sequences.get(sequence)
+        if known is None:
+            known = self._sequences[sequence] = number(path)
+        return known
 
     def classify(self, path: tuple[str, ...], copies: int, even: bool) -> tuple[tuple[str, ...], tuple | None]:
         """(the constrained resources ``path`` crosses, or with symmetry the classes, in
@@ -106,7 +127,7 @@ class PathClasses:
         constrained = tuple(filter(caps, path))
         counts = Counter(map(rep, constrained, constrained))
         if len(path) > LONG_PATH and not self._also:
-            self._counted.append((path, counts))
+            self._counted.setdefault(path[0], []).append((path, counts))
         return counts
 
     def _apart(self, path: tuple[str, ...], period) -> bool:
@@ -134,7 +155,7 @@ class PathClasses:
         n = len(path)
         if n <= LONG_PATH or self._also or not self._sizes:
             return None
-        for longer in self._counted:
+        for longer in self._counted.get(path[0], ()):
             other = longer[0]
             if len(other) >= n and other[0] is path[0] and other[n - 1] is path[-1] and other[:n] == path:
                 return longer
