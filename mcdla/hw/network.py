@@ -274,19 +274,32 @@ class Ring:
         such way exists, and for two ranks of one machine without a switch between them
         (they stay on the ring). ``channels``: channel id -> :class:`Channel` (a home
         channel's far end)."""
-        home = self.home_out and self.home_out[i] and channels[self.home_out[i]].dst
-        if home and self.home_in[j] and home == channels[self.home_in[j]].src:
-            return self.home_out[i], self.home_in[j]
+        way = self.home_way(i, j, channels)
+        if way is not None:
+            return way
         if not self.exit_switch or not self.exit_switch[j] or (self.node and self.node[i] == self.node[j]):
             return None
         way = self.over_rail(i, j)
         if way is not None:
             return way
+        home = self._domain(i, channels)
         x = self._relay(home, j) if home else None
         rest = self.over_rail(x, j) if x is not None and x not in avoid else None
         if rest is None:
             return None
         return (self.home_out[i], self.home_in[x]) + rest
+
+    def home_way(self, i: int, j: int, channels) -> tuple[str, str] | None:
+        """The segment from rank ``i`` to rank ``j`` through the domain switch they share
+        (:meth:`direct`'s first way), or None."""
+        home = self._domain(i, channels)
+        if home and self.home_in[j] and home == channels[self.home_in[j]].src:
+            return self.home_out[i], self.home_in[j]
+        return None
+
+    def _domain(self, i: int, channels) -> str:
+        """The switch rank ``i``'s link home leads to ("" or None for none)."""
+        return self.home_out and self.home_out[i] and channels[self.home_out[i]].dst
 
     def rail(self, i: int) -> str:
         """The switch that joins rank ``i``'s rail (:meth:`mcdla.hw.fabric.Fabric.rail`;
@@ -410,7 +423,7 @@ def sub_ring_period(ring: Ring, members, name: str, translation, channels, rever
         m, per = len(run), translation.period([ring.ranks[i] for i in run])
         if not per:
             return None
-        home = [_home(ring, run[j], run[(j + 1) % m], channels) for j in range(m if closed else m - 1)]
+        home = [ring.home_way(run[j], run[(j + 1) % m], channels) for j in range(m if closed else m - 1)]
         rail = [way is None for way in home]
         if rail[per:] != rail[:len(rail) - per]:
             return None  # which hops go home: not periodic
@@ -466,15 +479,6 @@ def _block_runs(keep: list[int], ranks, translation) -> list[list[int]] | None:
     if len({blocks[run[0]] for run in runs}) != len(runs):
         return None
     return [[keep[j] for j in run] for run in runs]
-
-
-def _home(ring: Ring, start: int, end: int, channels) -> tuple[str, str] | None:
-    """The segment from rank ``start`` to rank ``end`` through their links home
-    (:meth:`Ring.direct`'s first way), or None."""
-    out = ring.home_out[start] if ring.home_out else ""
-    if out and ring.home_in[end] and channels[out].dst == channels[ring.home_in[end]].src:
-        return out, ring.home_in[end]
-    return None
 
 
 def _latency(way, channels) -> float:

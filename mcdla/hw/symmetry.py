@@ -543,13 +543,14 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
     channels, ranks, roles = ring.channels, ring.ranks, None
     period = ring.period[1] if size == 1 and ring.period and ring.period[0] is q.translation else 0
     if reading is not None:  # each block's periods: each orbit of them met ``order`` times
-        ranks, roles, period = reading.ranks, reading.roles, True
+        ranks, roles = reading.ranks, reading.roles
     elif period:  # one period of hops, and of ranks: each orbit of them met ``order`` times
         channels, ranks = channels[:period], ranks[:len(ranks) // order]
+    repeated = reading is not None or bool(period)  # what is read stands for ``order`` translates
     touched = [("ring", channels), *((role, roles[role] if roles and role in roles else getattr(ring, role))
                                      for role in RANK_LINKS), ("rank", ranks)]
     for label, names in touched:
-        times = order if period and (label in ("ring", "rank") or (roles and label in roles)) else 1
+        times = order if repeated and (label in ("ring", "rank") or (roles and label in roles)) else 1
         counts, whole = _counted(q, label, tuple(names), resource_vertex, ranks_of, capacities,
                                  times == 1 and size == 1)
         if whole is False:

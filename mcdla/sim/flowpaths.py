@@ -58,14 +58,18 @@ class PathClasses:
         self._marked[id(path)] = (path, period)
         return path
 
+    def _period(self, path: tuple[str, ...]):
+        """The period ``path`` was :meth:`mark`-ed with (known by identity), or None."""
+        hit = self._marked.get(id(path))
+        return hit[1] if hit is not None and hit[0] is path else None
+
     def by_sequence(self, path: tuple[str, ...], number):
         """``number(path)`` (FlowNetwork._new_path, one copy), once per sequence of the
         classes of ``path``'s constrained resources where :meth:`classify` is a function of
         that sequence alone (its classes in order, how often each, over their sizes): a
         short path, not marked, without a shared NIC, repeating no resource (still checked
         for each). A phase's flows, one per rank or domain, are translates in few sequences."""
-        hit = self._marked.get(id(path))
-        if len(path) > LONG_PATH or self._also or len(set(path)) != len(path) or (hit and hit[0] is path):
+        if len(path) > LONG_PATH or self._also or len(set(path)) != len(path) or self._period(path) is not None:
             return number(path)
         constrained = tuple(filter(self._capacities.__contains__, path))
         sequence = tuple(map(self._rep.get, constrained, constrained))
@@ -80,8 +84,7 @@ class PathClasses:
         (a bug in the caller) for a path that repeats a resource or crosses a shared one
         twice, or ``copies`` that load a class unevenly (``even``). A path :meth:`mark`-ed
         is counted by its period."""
-        hit = self._marked.get(id(path))
-        period = hit[1] if hit is not None and hit[0] is path else None
+        period = self._period(path)
         if period is not None and (self._also or period[0] is None or period[0] is not self._orbits):
             period = None  # counted as any path: its classes are not known to be unions of the orbits
         elif period is not None and period[3]:
