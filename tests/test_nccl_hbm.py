@@ -3,12 +3,16 @@ mcdla.hw.gpu.hbm_left_Bps and nccl_contended)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import simpy
 
 from mcdla.hw.compute import kernel_time
 from mcdla.hw.gpu import hbm_left_Bps
 from mcdla.hw.layers import Kernel
 from mcdla.hw.nccl_hbm import hbm_bytes
+from mcdla.sim.device import DeviceCompute
 from test_gpu_compute import gemm_kernel, preset
 
 MiB = 2**20
@@ -74,3 +78,64 @@ def test_the_papers_device_is_untouched():
     table2 = preset("table2")
     stream = Kernel("add", 0, 10**9, None)
     assert kernel_time(table2, stream, 1e12).time_s == kernel_time(table2, stream).time_s
+
+
+def _compute_beside(collective_Bps, beside_nccl):
+    """DeviceCompute._compute of a 1 ms layer with its data-parallel stream running at
+    ``collective_Bps`` of HBM, the plan's timing of the layer ``beside_nccl``."""
+    env = simpy.Environment()
+    dev = DeviceCompute.__new__(DeviceCompute)
+    dev.env, dev.tensor_stream = env, None
+    dev.stream = SimpleNamespace(running=True, hbm_Bps=collective_Bps)
+    dev.plan = SimpleNamespace(beside_nccl=beside_nccl)
+    dev.memory = SimpleNamespace(record=SimpleNamespace(compute=[]))
+    dev.inputs = SimpleNamespace(topology=SimpleNamespace(device=SimpleNamespace(sms=100, nccl_sms=20)))
+    env.process(dev._compute(1e-3, "fwd x", "fwd", (3, "fwd")))
+    env.run()
+    return env.now
+
+
+def test_a_layer_started_beside_a_collective_takes_its_kernels_time_beside_nccl():
+    asked = []
+
+    def beside_nccl(i, phase, rate):  # the layer's kernels: 2 ms alone, 3 ms beside NCCL at 0.4 TB/s
+        asked.append((i, phase, rate))
+        return {None: 2e-3, 0.4e12: 3e-3}[rate]
+    # the plan's 1 ms stretched by the kernels' ratio, 3/2
+    assert _compute_beside(0.4e12, beside_nccl) == pytest.approx(1.5e-3)
+    assert (3, "fwd", 0.4e12) in asked
+    # a stream taking no HBM (a device without NCCL kernels' traffic): the SM share alone
+    assert _compute_beside(0.0, beside_nccl) == pytest.approx(1e-3 * 100 / 80)
+
+
+def test_where_the_bandwidth_left_binds_no_kernel_the_sm_share_decides_to_the_bit():
+    # the kernels beside NCCL at 0.1 TB/s: 2.5 ms, their 2 ms on 80 of 100 SMs (summed
+    # kernel by kernel, which may round otherwise): the plan's 1 ms x 100/80 exactly
+    assert _compute_beside(0.1e12, lambda i, phase, rate: {None: 2e-3, 0.1e12: 2.5e-3 * (1 + 1e-15)}[rate]) \
+        == 1e-3 * 100 / 80
+
+
+def test_a_collectives_hbm_rate_is_its_bytes_over_its_time_on_idle_links():
+    from mcdla.run import load_inputs
+    from mcdla.sim.communicator import CollectiveStream
+    from mcdla.sim.environment import CountingEnvironment
+    from mcdla.sim.flownet import FlowNetwork
+    from mcdla.sim.records import RunInputs
+
+    def run(topology):
+        inputs = RunInputs(*load_inputs(topology, "gpt2", [("execution.collective", "nccl" if topology == "dgx_h100"
+                                                             else "ring")], batch=8))
+        env = CountingEnvironment()
+        net = FlowNetwork(env, inputs.topology.capacities())
+        stream = CollectiveStream(env, net, inputs, None)
+        done = [stream.join(("g",), "all_reduce", 256 * MiB, device=d) for d in range(stream.devices)]
+        env.run(env.all_of(done))
+        return stream
+    h100 = run("dgx_h100")
+    record = h100.records[0]
+    # 256 MiB over 8 H100s: NVLS (six touches a byte) or the ring, at the pace the run kept
+    staging = "nvls" if record.algorithm == "nvls" else "fifo"
+    moved = hbm_bytes("all_reduce", 256 * MiB, 8, staging, record.wire_factor)
+    assert h100.hbm_Bps == pytest.approx(moved / record.time_s, rel=0.05)
+    assert 0.3e12 < h100.hbm_Bps < 3.35e12
+    assert run("ring").hbm_Bps == 0.0  # the paper's design: no NCCL kernels
