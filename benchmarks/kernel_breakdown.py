@@ -9,7 +9,7 @@ backward), splits each into the kernels :meth:`mcdla.hw.layers.Layer.kernels` gi
 :func:`mcdla.hw.compute.kernel_time`, and sums them by kind: the GEMMs by shape (with
 the rate they attain), the attention core's parts, the memory-bound passes by layer
 kind, the launches (launch overhead and HBM latency of every kernel), the optimizer
-step, the slowdown of compute sharing the SMs with NCCL and the communication left
+step, the slowdown of compute sharing the SMs and HBM with NCCL and the communication left
 exposed. Prints a table; writes nothing.
 """
 
@@ -115,7 +115,7 @@ def breakdown(args: dict) -> tuple[dict, dict, float]:
             seconds[_kind(layer, k)] += t - fixed
             macs[_kind(layer, k)] += k.macs
             seconds["launch + latency"] += fixed
-        seconds["NCCL holding SMs (contention)"] += duration - modelled
+        seconds["NCCL holding SMs and HBM (contention)"] += duration - modelled
     busy = sum(seconds.values())
     seconds["communication exposed"] = iteration_s - busy
     return seconds, macs, iteration_s

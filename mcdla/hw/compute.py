@@ -130,12 +130,17 @@ def _gpu_compute(device: DeviceSpec, kernel: Kernel) -> tuple[float, int]:
 COMPUTE_MODELS = {"pe_array": _pe_array_compute, "gpu": _gpu_compute}
 
 
-def kernel_time(device: DeviceSpec, kernel: Kernel) -> KernelTiming:
+def kernel_time(device: DeviceSpec, kernel: Kernel, nccl_hbm_Bps: float | None = None) -> KernelTiming:
     """Time of one kernel on ``device``: its compute model's GEMM time or a
-    memory-bound stream, whichever is longer, plus latency and launch."""
+    memory-bound stream, whichever is longer, plus latency and launch; ``nccl_hbm_Bps``
+    given: beside NCCL's kernels taking that HBM bandwidth (and their SMs,
+    :func:`mcdla.hw.gpu.nccl_contended`)."""
     compute_s, moved = COMPUTE_MODELS[device.compute_model](device, kernel)
     memory_s = moved / (device.effective_hbm_bw_Bps * kernel.stream)
     time_s = max(compute_s, memory_s) + device.hbm_latency + device.launch_overhead
+    if nccl_hbm_Bps is not None:
+        time_s = gpu.nccl_contended(device, time_s, moved / kernel.stream, device.hbm_latency + device.launch_overhead,
+                                    nccl_hbm_Bps)
     bound = "compute" if (kernel.gemm is not None or kernel.gemms) and compute_s >= memory_s else "memory"
     attained = kernel.macs / time_s if time_s > 0 else 0.0
     return KernelTiming(
@@ -156,14 +161,17 @@ def layer_timings(device: DeviceSpec, layer: Layer, phase: str, batch: int, prec
 
 
 def layer_time(device: DeviceSpec, layer: Layer, phase: str, batch: int, precision_bytes: int,
-               shards: int = 1, chunks: int = 1) -> float:
+               shards: int = 1, chunks: int = 1, nccl_hbm_Bps: float | None = None) -> float:
     """Seconds ``layer`` computes in ``phase`` (its kernels run one after another);
-    ``chunks`` > 1: its forward and dX GEMMs in pieces (:func:`kernel_seconds`)."""
-    return sum(kernel_seconds(device, k, chunks) for k in layer.kernels(phase, batch, precision_bytes, shards))
+    ``chunks`` > 1: its forward and dX GEMMs in pieces (:func:`kernel_seconds`);
+    ``nccl_hbm_Bps``: beside NCCL's kernels (:func:`kernel_time`)."""
+    return sum(kernel_seconds(device, k, chunks, nccl_hbm_Bps)
+               for k in layer.kernels(phase, batch, precision_bytes, shards))
 
 
-def kernel_seconds(device: DeviceSpec, kernel: Kernel, chunks: int = 1) -> float:
-    """Seconds of ``kernel``; ``chunks`` > 1: a forward or dX GEMM split along its tokens
+def kernel_seconds(device: DeviceSpec, kernel: Kernel, chunks: int = 1, nccl_hbm_Bps: float | None = None) -> float:
+    """Seconds of ``kernel`` (``nccl_hbm_Bps``: beside NCCL's kernels, :func:`kernel_time`);
+    ``chunks`` > 1: a forward or dX GEMM split along its tokens
     (n) into that many GEMMs, one after another, as Transformer Engine's userbuffers run
     a GEMM beside its tensor-parallel communication (execution.tp_comm_overlap): each
     piece reads the whole weights (A) and its share of the rest. A weight-gradient GEMM
@@ -171,22 +179,24 @@ def kernel_seconds(device: DeviceSpec, kernel: Kernel, chunks: int = 1) -> float
     g = kernel.gemm
     if chunks == 1 or g is None or kernel.operand_bytes is None or g.n % chunks or \
             not kernel.name.endswith((":fwd", ":dx")):
-        return kernel_time(device, kernel).time_s
+        return kernel_time(device, kernel, nccl_hbm_Bps).time_s
     a, b, c = kernel.operand_bytes
     piece = replace(kernel, macs=kernel.macs // chunks, bytes=a + (b + c) // chunks, gemm=replace(g, n=g.n // chunks),
                     operand_bytes=(a, b // chunks, c // chunks))
-    return chunks * kernel_time(device, piece).time_s
+    return chunks * kernel_time(device, piece, nccl_hbm_Bps).time_s
 
 
 def optimizer_step_time(device: DeviceSpec, workload, params: float, held: float | None = None,
-                        impl: str = "fused", fp8_params: float = 0.0) -> float:
+                        impl: str = "fused", fp8_params: float = 0.0, nccl_hbm_Bps: float | None = None) -> float:
     """Seconds of the optimizer step over the ``params`` parameters a device updates
     (``held``: the gradients it holds, ``params`` by default; ``fp8_params``: the FP8
     weights it holds, :func:`mcdla.hw.fp8.copied_params`): its memory-bound passes one
-    after another (:func:`mcdla.hw.memory.optimizer_passes`); 0 with no optimizer."""
+    after another (:func:`mcdla.hw.memory.optimizer_passes`); 0 with no optimizer.
+    ``nccl_hbm_Bps``: beside NCCL's kernels (:func:`kernel_time`)."""
     if params <= 0:
         return 0.0
     held = params if held is None else held
     count = {"updated": params, "held": held, "fp8": fp8_params}
-    return sum(kernel_time(device, Kernel(f"optimizer:{name}", 0, math.ceil(count[over]) * per_param, None)).time_s
+    return sum(kernel_time(device, Kernel(f"optimizer:{name}", 0, math.ceil(count[over]) * per_param, None),
+                           nccl_hbm_Bps).time_s
                for name, per_param, over in optimizer_passes(workload, impl, fp8_params))

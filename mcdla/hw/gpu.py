@@ -45,7 +45,10 @@ cuDNN's), one its default; a run names another with ``training.attention_kernel`
 While a collective of the device runs, its NCCL kernels hold ``nccl_sms`` SMs (one CTA
 per channel, never shared with a compute kernel): compute started then runs on the
 others, ``sms / (sms - nccl_sms)`` times longer (:func:`sm_contended`; decided when a
-layer's compute starts; the HBM bandwidth NCCL also takes is not modelled).
+layer's compute starts). Those kernels also read and write HBM (:mod:`mcdla.hw.nccl_hbm`):
+compute beside them streams at the bandwidth they leave (:func:`hbm_left_Bps`), so a
+kernel takes the longer of its time on the SMs left and its HBM traffic at the
+bandwidth left plus its fixed costs on those SMs (:func:`nccl_contended`).
 
 A 3x3 stride-1 convolution on a device that measured cuDNN's rate for that class
 (``conv3x3_efficiency``: Winograd's, by direction), and a 1x1 convolution on one that
@@ -72,7 +75,7 @@ from mcdla.hw.layers import Gemm, Kernel, ceil_div
 SPLIT_K_STEP = 64
 
 __all__ = ["gemm_rate", "gemm_seconds", "conv_class_rates", "conv_class_seconds", "attention_seconds",
-           "compute_seconds", "waves", "sm_contended", "with_attention_kernel"]
+           "compute_seconds", "waves", "sm_contended", "hbm_left_Bps", "nccl_contended", "with_attention_kernel"]
 
 # The directions of a convolution's kernels, in the order of DeviceSpec.conv3x3_efficiency.
 CONV_DIRECTIONS = ("fwd", "dx", "dw")
@@ -176,6 +179,32 @@ def sm_contended(device: DeviceSpec, seconds: float) -> float:
     if not device.nccl_sms or device.sms is None:
         return seconds
     return seconds * device.sms / (device.sms - device.nccl_sms)
+
+
+def hbm_left_Bps(device: DeviceSpec, nccl_hbm_Bps: float) -> float:
+    """The HBM bandwidth compute has while NCCL's kernels take ``nccl_hbm_Bps`` of it: the
+    achievable bandwidth (``hbm_bw * hbm_efficiency``) less NCCL's share. The memory
+    controllers serve both kinds of kernel's requests; a memory-bound kernel asks for all
+    the bandwidth, so where NCCL asks for more than half of it the two are taken to share
+    it evenly (max-min fairness): NCCL's share is clamped at half (docs/model.md, "NCCL's
+    HBM traffic")."""
+    achievable = device.effective_hbm_bw_Bps
+    return achievable - min(nccl_hbm_Bps, achievable / 2)
+
+
+def nccl_contended(device: DeviceSpec, seconds: float, hbm_bytes: float, fixed_s: float,
+                   nccl_hbm_Bps: float) -> float:
+    """Seconds of a kernel that takes ``seconds`` alone, run beside NCCL's kernels: on the
+    SMs they leave (:func:`sm_contended`, the whole kernel), or its ``hbm_bytes`` streamed
+    at the bandwidth they leave (:func:`hbm_left_Bps`) and its ``fixed_s`` (latency and
+    launch) on those SMs, whichever is longer. A memory-bound kernel and a GEMM whose
+    roofline memory term the contention lifts above its compute take the second; with
+    nothing taken from HBM it is :func:`sm_contended`'s. Unchanged on a device without
+    ``nccl_sms`` (the paper's PE array among them): no NCCL kernels are modelled there."""
+    if not device.nccl_sms or device.sms is None:
+        return seconds
+    return max(sm_contended(device, seconds),
+               hbm_bytes / hbm_left_Bps(device, nccl_hbm_Bps) + sm_contended(device, fixed_s))
 
 
 def with_attention_kernel(workload, kernel: str | None, device: DeviceSpec, where: str):

@@ -425,6 +425,10 @@ class CollectiveAlgorithm:
     # carry and read them; None for the others, which run without.
     nccl = None
 
+    # How its kernels stage data in each rank's HBM (mcdla.hw.nccl_hbm): through FIFO
+    # buffers, or (the switch reducing and multicasting) through NVLS's multicast buffer.
+    staging = "fifo"
+
     # Whether its flows treat every rank of a ring alike, so rank symmetry may simulate
     # one device per class (held against exact runs by tests/test_symmetry.py); a tree,
     # which singles out its root, does not.
@@ -454,6 +458,11 @@ class CollectiveAlgorithm:
 
     def check(self, op: str, rings: Sequence[Ring], capacities_Bps: Mapping[str, float]) -> None:
         """Raises an InputError for rings this algorithm cannot run (any ring: none)."""
+
+    def hbm_staging(self, op, size_bytes, rings, capacities_Bps, **run) -> tuple[str, float]:
+        """How what runs ``op`` stages its data in HBM (:data:`staging`) and its wire bytes
+        per data byte (a protocol's flags), for :func:`mcdla.hw.nccl_hbm.hbm_bytes`."""
+        return self.staging, 1.0
 
     def carries(self, op: str) -> None:
         """Raises an InputError naming this algorithm where it does not carry ``op``."""

@@ -7,6 +7,7 @@ from dataclasses import replace
 import simpy
 
 from mcdla.errors import InputError
+from mcdla.hw.nccl_hbm import hbm_bytes
 from mcdla.sim.algorithms import COLLECTIVES
 from mcdla.sim.collectives import CollectiveRecord
 from mcdla.sim.flownet import FlowNetwork
@@ -50,6 +51,10 @@ class CollectiveStream:
                 self.algorithm = COLLECTIVES.get("ring")(launch_s, hot_share)
         self.records: list[CollectiveRecord] = []
         self.running = False  # a collective of this group is on the wire (its kernels hold SMs)
+        # The HBM bandwidth its latest collective's kernels take on each device of the group
+        # (:meth:`_hbm_rate`), by (op, size) as computed.
+        self.hbm_Bps = 0.0
+        self._hbm_rates: dict[tuple[str, float], float] = {}
         self._queue: simpy.Store = simpy.Store(env)
         self._barriers: dict[tuple, list] = {}  # collective key -> [devices arrived, done event]
         env.process(self._serve())
@@ -80,8 +85,28 @@ class CollectiveStream:
                 kwargs["copies"] = self.copies
             if chunk is not None:
                 kwargs["chunk_bytes"] = chunk
+            self.hbm_Bps = self._hbm_rate(op, size_bytes, kwargs)
             self.running = True
             record = yield self.algorithm.start(self.env, self.net, self.rings, op, size_bytes, **kwargs)
             self.running = False
             self.records.append(replace(record, algorithm=self.fallback or record.algorithm, axis=self.axis))
             done.succeed()
+
+    def _hbm_rate(self, op: str, size_bytes: float, run: dict) -> float:
+        """The HBM bytes per second NCCL's kernels take on each device of the group while
+        ``op`` of ``size_bytes`` runs: the bytes they read and write there
+        (:func:`mcdla.hw.nccl_hbm.hbm_bytes`, staged as the algorithm the communicator
+        runs stages it) over the collective's time on idle links (the algorithm's closed
+        form; a collective slowed by contention takes them at a lower rate, not modelled);
+        0 on a device without NCCL kernels (no ``nccl_sms``, the paper's devices)."""
+        if not self.inputs.topology.device.nccl_sms:
+            return 0.0
+        rate = self._hbm_rates.get((op, size_bytes))
+        if rate is None:
+            caps = self.net.capacities_Bps
+            run = {k: run[k] for k in ("chunk_bytes", "reduce_Bps") if k in run}
+            staging, wire_factor = self.algorithm.hbm_staging(op, size_bytes, self.rings, caps, **run)
+            seconds = self.algorithm.time_s(op, size_bytes, self.rings, caps, **run)
+            moved = hbm_bytes(op, size_bytes, self.devices, staging, wire_factor)
+            rate = self._hbm_rates[(op, size_bytes)] = moved / seconds if seconds > 0 else 0.0
+        return rate

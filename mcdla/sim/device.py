@@ -36,6 +36,10 @@ __all__ = ["OPTIMIZER_CHUNK_BYTES", "DeviceCompute", "LAYER_HOOKS"]
 LAYER_HOOKS = (tensor, expert)
 
 
+# Relative slack between a layer's kernels each stretched by the SM share and summed,
+# and their sum stretched: rounding of a few ulps, not a difference in the model.
+_SUM_SLACK = 1e-12
+
 # ZeRO-Offload's state moves through device buffers of this size: DeepSpeed's
 # offload_optimizer.buffer_size default, 1e8 fp32 elements.
 OPTIMIZER_CHUNK_BYTES = 4e8
@@ -129,11 +133,11 @@ class DeviceCompute:
         communication under the next piece's compute, so the pair takes the longer of the
         two and one piece of the shorter (the first piece computed before anything is
         sent, or the last received after the rest is computed). While both run the kernel
-        has the SMs the communication leaves it (mcdla.hw.gpu.sm_contended, as beside
-        NCCL's kernels)."""
+        has the SMs and the HBM bandwidth the communication leaves it (:meth:`_beside_nccl`,
+        at the rate of the tensor group's latest collective)."""
         pending = tensor.overlapped(self, i, tag, phase)
         if not pending:
-            yield from self._compute(duration_s, label, kind)
+            yield from self._compute(duration_s, label, kind, (i, phase))
             return
         start, ended = self.env.now, []
         done = self.env.all_of(pending)
@@ -142,7 +146,8 @@ class DeviceCompute:
             yield self.env.timeout(duration_s)  # its slowdown, known once the communication ends, added below
         yield done
         comm_s = ended[0] - start
-        slow = sm_contended(self.inputs.topology.device, 1.0)  # the kernel's time per second alone
+        taken = self.tensor_stream.hbm_Bps if self.tensor_stream is not None else 0.0
+        slow = self._beside_nccl(1.0, (i, phase), taken)  # the kernel's time per second alone
         # On fewer SMs while the communication runs (at most its whole slowed length), alone after.
         kernel_s = duration_s + min(comm_s, slow * duration_s) * (1 - 1 / slow)
         if kernel_s > max(duration_s, comm_s):
@@ -201,7 +206,7 @@ class DeviceCompute:
             yield arriving
             if k + 1 < chunks:
                 arriving = env.process(fetch(k + 1))
-            yield from self._compute(step_s, "optimizer step", "step")
+            yield from self._compute(step_s, "optimizer step", "step", (None, "step"))
             written.append(env.process(write_back()))
         yield env.all_of(written)
 
@@ -257,15 +262,32 @@ class DeviceCompute:
 
         return self.env.process(then_store())
 
-    def _compute(self, duration_s: float, label: str, kind: str):
-        """A kernel of ``duration_s`` on all the SMs; on fewer while a collective of the
-        device's groups is on the wire."""
+    def _compute(self, duration_s: float, label: str, kind: str, at: tuple | None = None):
+        """A kernel of ``duration_s`` on all the SMs and HBM; on what NCCL's kernels leave
+        while a collective of the device's groups is on the wire (:meth:`_beside_nccl`,
+        ``at``: (layer, phase) of the compute, layer None for the optimizer step)."""
         if duration_s > 0:
-            if any(s is not None and s.running for s in (self.stream, self.tensor_stream)):
-                duration_s = sm_contended(self.inputs.topology.device, duration_s)
+            running = [s for s in (self.stream, self.tensor_stream) if s is not None and s.running]
+            if running:
+                duration_s = self._beside_nccl(duration_s, at, sum(s.hbm_Bps for s in running))
             start = self.env.now
             yield self.env.timeout(duration_s)
             self.memory.record.compute.append(Span(start, self.env.now, label, kind))
+
+    def _beside_nccl(self, duration_s: float, at: tuple | None, nccl_hbm_Bps: float) -> float:
+        """``duration_s`` of compute ``at`` ((layer, phase); layer None: the optimizer step)
+        started beside NCCL's kernels that take ``nccl_hbm_Bps`` of the device's HBM: its
+        kernels timed again on the SMs and the bandwidth they leave (the plan's
+        ``beside_nccl``, mcdla.hw.gpu.nccl_contended), the ratio applied to ``duration_s``
+        (a rank's own scale kept); on the SMs alone where the bandwidth left binds no
+        kernel (the SM share's own product, to the last bit)."""
+        device = self.inputs.topology.device
+        timed = self.plan.beside_nccl if nccl_hbm_Bps and at is not None else None
+        alone = timed(*at, None) if timed is not None else 0.0
+        beside = timed(*at, nccl_hbm_Bps) if alone > 0 else 0.0
+        if beside <= sm_contended(device, alone) * (1 + _SUM_SLACK):
+            return sm_contended(device, duration_s)
+        return duration_s * beside / alone
 
     def _run(self):
         """The device's iteration: its schedule's forward and backward passes (one of
@@ -429,7 +451,7 @@ class DeviceCompute:
             if execution.offload_optimizer:
                 yield from self._offloaded_step()
             else:
-                yield from self._compute(self.work.step_s, "optimizer step", "step")
+                yield from self._compute(self.work.step_s, "optimizer step", "step", (None, "step"))
         if execution.zero in (1, 2) and self.stream.devices > 1:
             # Each device updated its 1/dp of the weights: all-gather them for the next iteration.
             gathers = expert.step_gathers(self, ("W", "step"))  # the experts' over their own group

@@ -328,6 +328,7 @@ class InSwitchAlgorithm(PhasedAlgorithm):
 
     name = "in_switch"
     ops = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")  # all-to-all(v): nothing to reduce or multicast
+    staging = "nvls"
 
     def check(self, op, rings, capacities_Bps):
         _switch_ring(self.name, rings)

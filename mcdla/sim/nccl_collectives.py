@@ -148,6 +148,15 @@ class NcclAlgorithm(RingAlgorithm):
             self._tuned[key] = tuned
         return tuned
 
+    def hbm_staging(self, op, size_bytes, rings, capacities_Bps, *, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                    reduce_Bps=None) -> tuple[str, float]:
+        """The staging of what the tuner picks (:meth:`tune`): the ring's FIFOs with its
+        protocol's flags, or the other algorithm's."""
+        picked = self.tune(op, size_bytes, rings, capacities_Bps, chunk_bytes, reduce_Bps)[0]
+        if isinstance(picked, RingCosts):
+            return "fifo", picked.wire_factor
+        return picked.hbm_staging(op, size_bytes, rings, capacities_Bps)
+
     def others(self, op, rings, capacities_Bps) -> list[CollectiveAlgorithm]:
         """The algorithms beside the ring NCCL's tuner weighs for ``op`` on ``rings``: none."""
         return []
@@ -370,6 +379,9 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
         operations cross the domains as Simple)."""
         return self.nccl.tree_protocols[self.protocol if op == "all_reduce" else "Simple"]
 
+    def hbm_staging(self, op, size_bytes, rings, capacities_Bps, **run):
+        return self.staging, self._proto(op).wire_factor
+
     def fixed_s(self, op, rings):
         dom = _domains(rings[0])
         return self.launch_s + tree_latency_s(len(dom.ranks[0]), len(dom.ranks), self._proto(op).name,
@@ -504,6 +516,7 @@ class NvlsTreeAlgorithm(_ChunkPipeline, NcclTreeAlgorithm):
     every domain's switch."""
 
     name = "nvls_tree"
+    staging = "nvls"  # its domains' phases in the switch, through NVLS's buffers
     corrected = False  # NCCL corrects NVLS-tree by size on Blackwell only (2.30), not on Hopper
 
     def check(self, op, rings, capacities_Bps):

@@ -4,6 +4,7 @@ are recomputed, when each is prefetched and freed) and the model state it keeps.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from mcdla.config.execution import ExecutionSpec
@@ -82,8 +83,8 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
         return {i: tuple((t, float(e * execution.batch * prec)) for t, e in ts) for i, ts in elems_by_layer.items()}
     updated = sum(updated_params(sum(part.values()), execution.zero, d)
                   for part, d in by_group(group_params, split, dp))
-    step_s = optimizer_step_time(device, workload, updated, sum(group_params.values()),
-                                 execution.training.optimizer_passes, copied_params(workload, group_params))
+    step = functools.partial(optimizer_step_time, device, workload, updated, sum(group_params.values()),
+                             execution.training.optimizer_passes, copied_params(workload, group_params))
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, layer in enumerate(layers):
@@ -95,11 +96,24 @@ def make_plan(inputs: RunInputs, virtualize: bool, micro_batch: int | None = Non
     return OffloadPlan(fwd, bwd, tensor_bytes, offloaded, recomputed, last_fwd_use,
                        bwd_needs, bwd_order, first_need, tuple(tuple(f) for f in frees),
                        frozenset(last_bwd_use), to_bytes(model.partial_dx) if model else {},
-                       to_bytes(model.gathers) if model else {}, step_s,
+                       to_bytes(model.gathers) if model else {}, step(),
                        tp, {g: n * prec for g, n in group_params.items()}, group_full,
                        tuple(sorted(first, key=first.get)), first, last, updated, dropped, split,
                        replayed(layers, execution.training.checkpoint, recomputed, sched.first_bwd_use), beside,
-                       held)
+                       held, _beside_nccl(device, local, local_batch, prec, layer_shards, tp, beside, step))
+
+
+def _beside_nccl(device, local, batch: int, prec: int, layer_shards, tp, beside, step):
+    """The plan's ``beside_nccl``: (layer, phase, NCCL's HBM rate or None) -> the layer's
+    seconds, its kernels timed again as :func:`make_plan` times them, beside NCCL's
+    kernels taking that rate (layer None: the optimizer ``step``)."""
+    @functools.lru_cache(maxsize=4096)  # a run meets a few collectives' rates, each many times
+    def beside_nccl(i: int | None, phase: str, nccl_hbm_Bps: float | None) -> float:
+        if i is None:
+            return step(nccl_hbm_Bps=nccl_hbm_Bps)
+        return 0.0 if i == 0 else layer_time(device, local[i], phase, batch, prec, layer_shards[i],
+                                             tensor.chunks(i, phase, tp, beside), nccl_hbm_Bps)
+    return beside_nccl
 
 
 def element_bytes(layers, prec: int, bwd_needs) -> tuple[float, ...]:

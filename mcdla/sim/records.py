@@ -7,7 +7,7 @@ a transfer, each with its kind) and memory over time; a communicator its collect
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -142,6 +142,10 @@ class OffloadPlan:
     # precision, but for the maps FP8 training keeps as Transformer Engine saves them
     # (mcdla.sim.plan.element_bytes); its gradient keeps the workload's precision.
     element_bytes: tuple[float, ...] = ()
+    # (layer, phase, NCCL's HBM rate or None) -> the layer's seconds beside NCCL's kernels
+    # taking that much of the HBM bandwidth (None: alone); layer None: the optimizer step
+    # (mcdla.sim.plan.make_plan; mcdla.hw.gpu.nccl_contended). None: no such timing.
+    beside_nccl: Callable[[int | None, str, float | None], float] | None = None
 
     def moved_bytes(self, tensor: int, element_bytes: float) -> float:
         """The bytes a collective moves carrying map ``tensor`` at ``element_bytes`` an
