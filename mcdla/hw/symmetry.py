@@ -134,7 +134,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
 
     for n, d in enumerate(devices):
         vertex("d", d, (colours[n],) if colours else ())
-    capacities = topology.capacities()
+    capacities = topology.read_capacities()
     for r, bw in capacities.items():
         vertex("r", r, (bw,))
     edges: list[tuple[int, int, tuple]] = []
@@ -365,15 +365,18 @@ class _Quotient:
         back = u << 32 | lab | 1
         self.seen[v][back] = self.seen[v].get(back, 0) + times * self.sizes[u]
 
-    def adjacency(self) -> tuple[list[list[tuple[int, int, int]]], int] | None:
-        """(per vertex: its edges as (kind, vertex, the edges of each member), a kind being
-        an edge's (label, side) numbered once in the order met; the kinds), or None if an
-        orbit's edges do not spread evenly over its members (not an automorphism).
-        Read once: each vertex's edges are let go as its list is made (a 131,072-GPU
-        run's quotient has 8.5M, which two copies held at its peak)."""
+    def adjacency(self) -> tuple[list[tuple[tuple, tuple, tuple]], int] | None:
+        """(per vertex: its edges as three tuples, each edge's kind, far vertex and edges of
+        each member, a kind being an edge's (label, side) numbered once in the order met;
+        the kinds), or None if an orbit's edges do not spread evenly over its members (not
+        an automorphism). Read once: each vertex's edges are let go as its tuples are made
+        (a 131,072-GPU run's quotient has 8.5M, which two copies held at its peak); three
+        tuples of ints a vertex, its far vertices one int object each, hold an edge in 24
+        bytes where a tuple an edge and an int a far vertex took 100."""
         kinds: dict[int, int] = {}  # (label, side) as its key's low bits -> its kind
         out = []
         owns, seens = self.own, self.seen
+        vertex = list(range(len(owns)))  # one int object a vertex, shared by the edges into it
         self.own, self.seen = [], []
         for v in range(len(owns)):
             own, seen, owns[v], seens[v] = owns[v], seens[v], None, None
@@ -382,7 +385,8 @@ class _Quotient:
                 if count % self.sizes[v]:
                     return None
                 merged[key] = merged.get(key, 0) + count // self.sizes[v]
-            out.append([(kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)), key >> 32, k) for key, k in merged.items()])
+            out.append((tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in merged]),
+                        tuple([vertex[key >> 32] for key in merged]), tuple(merged.values())))
         return out, len(kinds)
 
 
@@ -427,7 +431,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     t, devices = translation or topology.translation, topology.devices
     if t is None:
         return None
-    rings, capacities = topology.rings if rings is None else rings, topology.capacities()
+    rings, capacities = topology.rings if rings is None else rings, topology.read_capacities()
     q = _Quotient(t)
     device_vertex = [q.vertex("d", d, (colours[n],) if colours else ()) for n, d in enumerate(devices)]
     # The topology's capacities list its channels first, link by link (Topology.capacities):
@@ -464,6 +468,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     if adjacency is None or not q.consistent:
         return None
     colour = _refine_quotient(q.colours, *adjacency, sorted(set(device_vertex)), q.sizes, len(devices))
+    del adjacency  # read: let go before the classes' maps are made
     if colour is None:
         return Symmetry.exact(len(devices))
     classes: dict[int, list[int]] = {}
@@ -635,7 +640,7 @@ def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str
     return list(order)
 
 
-def _refine_quotient(colours: list[tuple], adjacency: list[list[tuple[int, int, int]]], width: int,
+def _refine_quotient(colours: list[tuple], adjacency: list[tuple[tuple, tuple, tuple]], width: int,
                      device_vertices: list[int], sizes: list[int], devices: int) -> list[int] | None:
     """:func:`_refine` on the quotient: the same rounds, the same partition (a colour
     number per orbit), an edge counted as many times as each member has it.
@@ -649,7 +654,7 @@ def _refine_quotient(colours: list[tuple], adjacency: list[list[tuple[int, int, 
         new = []
         for v, adj in enumerate(adjacency):
             seen: dict[int, int] = {}
-            for kind, u, k in adj:
+            for kind, u, k in zip(*adj):
                 # One to one with (label, side, colour): the signatures are equal exactly
                 # when the tuples' were, and no label tuple is hashed every round.
                 key = colour[u] * width + kind
