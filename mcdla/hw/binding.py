@@ -170,7 +170,7 @@ class _RoundRobin(_LinkUsage):
         return (times % sizes).tolist()
 
     def counts(self) -> "_PairCounts":
-        """Channel id -> the times binding took it, from the counts (pairs by pair)."""
+        """Channel id -> the times binding took it, from the counts, pair by pair."""
         return _PairCounts(self)
 
 
