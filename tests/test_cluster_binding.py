@@ -99,3 +99,68 @@ def test_the_rail_ways_kept_per_pair_are_the_ways_found_each_time():
                     expected = fab.channels((a, *way, b), number) if way is not None else None
                     assert fab.rail_channels(a, b, number) == expected
                     assert fab.rail_channels(a, b, number) == expected  # kept: the same again
+
+
+class _Heaps(binding._LinkUsage):
+    """Binding's usage without the fold: a heap per pair from the start, and the links home
+    counted from every ring's channels."""
+
+    def take_ring(self, layout):
+        return self.take_each(layout.pairs)
+
+    def counts(self):
+        return None
+
+
+# Fat trees of 128-512 GPUs whose leaves hold not every node (bound hop by hop): leaves of
+# 4 and 8 nodes, one and several pods; the 3D runs' stages span several of them.
+FAT_TREES = [("h100_100k", [("generator.nodes", 16), ("generator.nodes_per_leaf", 4), ("generator.leaves_per_pod", 4),
+                            ("generator.pod_oversubscription", 1)]),
+             ("h100_100k", [("generator.nodes", 32), ("generator.nodes_per_leaf", 8), ("generator.leaves_per_pod", 2),
+                            ("generator.pod_oversubscription", 2)]),
+             ("h100_100k", [("generator.nodes", 64), ("generator.nodes_per_leaf", 4), ("generator.leaves_per_pod", 4),
+                            ("generator.pod_oversubscription", 2)]),
+             ("dgx_h100_4node", _sets(16, 8))]
+
+
+@pytest.mark.parametrize("design,sets", FAT_TREES)
+def test_rings_bound_by_counts_per_pair_take_the_links_heaps_per_pair_take(monkeypatch, design, sets):
+    """Binding's round robin (a count per pair, a ring's hops taken in one array pass, the
+    links home counted from it) binds every ring and link home as heaps per pair do, on
+    fat trees bound hop by hop."""
+    folded = load_topology(design, sets)
+    assert not any(ring.period for ring in folded.rings)
+    monkeypatch.setattr(binding, "_RoundRobin", _Heaps)
+    assert _bound(folded) == _bound(load_topology(design, sets))
+
+
+class _Pairs:
+    """A layout as take_ring reads it: its pairs, each once."""
+
+    def __init__(self, pairs) -> None:
+        self.pairs = pairs
+
+
+def test_the_round_robin_takes_what_heaps_take_and_goes_on_as_a_heap_where_a_take_excludes_links():
+    """A pair taken with links excluded (a ring crossing it twice) goes on as its heap, made
+    from its count; links not numbered 0 .. L - 1 are taken pair by pair; every choice,
+    and the counts handed to the links home, are the heaps' all along."""
+    succ = {"A": {"B": {0: 0, 1: 0, 2: 0}, "C": {0: 0}}, "B": {"A": {3: 0, 5: 0}, "C": {0: 0, 1: 0}}}
+    ring, other = _Pairs([("A", "B"), ("B", "C"), ("A", "C")]), _Pairs([("B", "A"), ("A", "B")])
+    steps = [("ring", ring), ("ring", other), ("take", ("A", "B", {1})), ("ring", ring), ("ring", ring),
+             ("each", [("B", "C"), ("B", "A")]), ("take", ("A", "B", {0, 1, 2})), ("ring", other), ("ring", ring),
+             ("take", ("B", "C", None)), ("ring", ring)]
+    folded, heaps = binding._RoundRobin(succ), binding._LinkUsage(succ)
+    for what, arg in steps:
+        if what == "ring":
+            assert folded.take_ring(arg) == heaps.take_each(arg.pairs)
+        elif what == "each":
+            assert folded.take_each(arg) == heaps.take_each(arg)
+        else:
+            assert folded.take(*arg) == heaps.take(*arg)
+    assert folded._taken[folded._number[("A", "B")]] == -1  # went on as its heap
+    taken = folded.counts()
+    for (src, dst), heap in heaps._heaps.items():
+        links = sorted(succ[src][dst])
+        assert taken.pair(src, dst, links) == [dict((k, c) for c, k in heap)[k] for k in links]
+    assert taken.pair("C", "A", [0]) == [0]  # never taken

@@ -337,7 +337,9 @@ def _read_alike(shift, topology, one, whole) -> None:
             return [devices[position[r]] for r in ranks]
 
         assert _ring_edges(q, ring, vertices, ranks_of, capacities, 1, reading) is not None
-        edges.append((q.colours, q.own, q.seen))
+        names = {n: label for label, n in q.labels.items()}  # the edges by their labels, not the numbers met
+        edges.append((q.colours, [{(names[(key & 0xFFFFFFFF) >> 1], key >> 32): n for key, n in own.items()}
+                                  for own in q.own]))  # (the edges into a vertex follow from these)
     assert edges[0] == edges[1]
 
 

@@ -44,8 +44,11 @@ class _LinkUsage:
         key = key or (src, dst)
         heap = self._heaps.get(key)
         if heap is None:
-            counts = self._counts
-            heap = [(counts.get(channel_id(src, dst, k), 0) if counts else 0, k) for k in sorted(self._succ[src][dst])]
+            counts, links = self._counts, sorted(self._succ[src][dst])
+            pair = getattr(counts, "pair", None)  # the counts of a pair's links at once (_PairCounts)
+            taken = pair(src, dst, links) if pair else [counts.get(channel_id(src, dst, k), 0) if counts else 0
+                                                        for k in links]
+            heap = list(zip(taken, links))
             heapq.heapify(heap)
             self._heaps[key] = heap
         return heap
@@ -89,6 +92,109 @@ class _LinkUsage:
         return chosen[1]
 
 
+class _RoundRobin(_LinkUsage):
+    """Binding's link usage, every link untaken at first. A pair's heap then gives its
+    links in turn: taken n times, each of its L links was taken n // L times and the
+    lowest n mod L indices once more, so the least taken, the lowest index on a tie, is
+    its (n mod L)-th link. A count per pair (per orbit of pairs under a period) stands
+    for its heap, and the hops of a ring that crosses each pair once are taken in one
+    array pass by their pairs' numbers (:meth:`take_ring`; a cluster's ring of 131,072
+    GPUs has 262,144 hops). A pair taken with links excluded (a ring that crosses it
+    twice) goes on as its heap, made from its count: the same choices as heaps from the
+    start (tests/test_cluster_binding.py)."""
+
+    def __init__(self, succ) -> None:
+        super().__init__(succ)
+        self._number: dict = {}  # a pair's key -> its number
+        self._links: list[tuple[int, ...]] = []  # by number: the pair's link indices in order (alike ones shared)
+        self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._taken: list[int] = []  # by number: the times taken; -1 once its heap goes on
+        self._rings: dict = {}  # a layout -> its pairs' numbers and link counts, as arrays
+
+    def _id(self, src: str, dst: str, key) -> int:
+        n = self._number.get(key)
+        if n is None:
+            n = self._number[key] = len(self._links)
+            links = tuple(sorted(self._succ[src][dst]))
+            self._links.append(self._shared.setdefault(links, links))
+            self._taken.append(0)
+        return n
+
+    def _heap(self, src: str, dst: str, key=None) -> list[tuple[int, int]]:
+        key = key or (src, dst)
+        heap = self._heaps.get(key)
+        if heap is None:  # from its count on (its count no longer kept)
+            n = self._id(src, dst, key)
+            times, links = self._taken[n], self._links[n]
+            heap = [(times // len(links) + (i < times % len(links)), k) for i, k in enumerate(links)]
+            heapq.heapify(heap)
+            self._heaps[key], self._taken[n] = heap, -1
+        return heap
+
+    def take_each(self, pairs, keys=None) -> list[int]:
+        chosen = []
+        for pair, key in zip(pairs, keys or pairs):
+            n = self._id(*pair, key)
+            times = self._taken[n]
+            if times < 0:
+                chosen.extend(super().take_each([pair], [key]))
+                continue
+            links = self._links[n]
+            chosen.append(links[times % len(links)])
+            self._taken[n] = times + 1
+        return chosen
+
+    def take(self, src: str, dst: str, taken: set[int] | None = None) -> int | None:
+        if not taken:
+            return self.take_each([(src, dst)])[0]
+        return super().take(src, dst, taken)
+
+    def take_ring(self, layout: "_Layout") -> list[int]:
+        """:meth:`take_each` of ``layout``'s pairs, which it crosses once each: by their
+        numbers, counted for the layout once (a derived ring's copies share it)."""
+        import numpy as np  # here: mcdla's start-up does not pay numpy's import
+
+        found = self._rings.get(layout)
+        if found is None:
+            numbers = [self._id(a, b, (a, b)) for a, b in layout.pairs]
+            plain = all(self._links[n] == tuple(range(len(self._links[n]))) for n in set(numbers))
+            found = self._rings[layout] = (np.array(numbers, dtype=np.int64),
+                                           np.array([len(self._links[n]) for n in numbers], dtype=np.int64), plain)
+        numbers, sizes, plain = found
+        counts = np.array(self._taken, dtype=np.int64)
+        times = counts[numbers]
+        if not plain or (times < 0).any():  # links not numbered 0 .. L - 1, or a heap going on: pair by pair
+            return self.take_each(layout.pairs)
+        counts[numbers] = times + 1  # each pair once
+        self._taken = counts.tolist()
+        return (times % sizes).tolist()
+
+    def counts(self) -> "_PairCounts":
+        """Channel id -> the times binding took it, from the counts, pair by pair."""
+        return _PairCounts(self)
+
+
+class _PairCounts:
+    """:meth:`_RoundRobin.counts`: the times each channel was taken, as a count of every
+    hop of the rings bound would give (each hop one take), found per pair asked."""
+
+    def __init__(self, usage: _RoundRobin) -> None:
+        self._usage = usage
+
+    def pair(self, src: str, dst: str, links) -> list[int]:
+        """The counts of the channels ``src`` -> ``dst`` of ``links`` (the pair's link
+        indices in order: a _LinkUsage's heap's), at once."""
+        usage = self._usage
+        n = usage._number.get((src, dst))
+        if n is None:
+            return [0] * len(links)
+        times = usage._taken[n]
+        if times < 0:  # its heap
+            counts = {link: count for count, link in usage._heaps[(src, dst)]}
+            return [counts[k] for k in links]
+        return [times // len(links) + (i < times % len(links)) for i in range(len(links))]
+
+
 def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None, cache=None,
                translation: Translation | None = None):
     """Every listed ring (or, when none is listed, every derived one), checked, as
@@ -102,7 +208,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     chosen for one period and repeated (:func:`_periods`)."""
     rings: list[Ring] = []
     fab = fab or Fabric(graph)
-    usage = _LinkUsage(fab.succ)  # the rings bound on each parallel link
+    usage = _RoundRobin(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     cycles, directed, handed = _cycles(graph, doc, fab, len(devices), top)
     if translation is None and doc.node_cells and doc.rings is None:  # a cluster's: its node cell's shift
@@ -141,7 +247,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
             raise where.error(f"a collective ring must visit every device; it misses "
                               f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         _check_relays(fab, cycle, where)
-    return _home_links(fab, rings), cycles
+    return _home_links(fab, rings, None if periods else usage.counts()), cycles
 
 
 def _cycles(graph, doc: TopologyDoc, fab: Fabric, devices: int, top: Where) -> tuple[tuple, bool, bool]:
@@ -178,12 +284,14 @@ def _periods(translation: Translation | None, cycles) -> list[int] | None:
     return periods if all(periods) else None
 
 
-def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
+def _home_links(fab: Fabric, rings: list[Ring], taken=None) -> tuple[Ring, ...]:
     """Each rank's channels to and from its own fabric switch where a ring does not take
     them (the rank leaves the domain over its NIC there): the parallel link the fewest
     rings use (ties to the lowest index), so a cluster's rings, which leave each link of
     a rank's that one of them crosses to another domain, share none. Rings bound by
-    period choose for one period's ranks and repeat (:func:`_home_period`)."""
+    period choose for one period's ranks and repeat (:func:`_home_period`). ``taken``:
+    channel id -> the times the rings take it, as binding counted them (default: counted
+    from the rings' channels here)."""
     distinct = {id(ring.ranks): ring.ranks for ring in rings}.values()  # copies of a cycle share theirs
     if not fab.switches or all(all(ring.home_out) and all(ring.home_in) for ring in rings) or \
             not any(fab.tiers(rank)[0] for ranks in distinct for rank in ranks):
@@ -193,14 +301,17 @@ def _home_links(fab: Fabric, rings: list[Ring]) -> tuple[Ring, ...]:
         counts = Counter(t.orbit(c)[0] for ring in rings for c in ring.channels[:ring.period[1]])
         usage, key = _LinkUsage(fab.succ, _OrbitCounts(t, counts)), lambda c: t.orbit(c)[0]
     else:
-        usage, key = _LinkUsage(fab.succ, Counter(c for ring in rings for c in ring.channels)), None
+        counts = taken if taken is not None else Counter(c for ring in rings for c in ring.channels)
+        usage, key = _LinkUsage(fab.succ, counts), None
     result = []
     for ring in rings:
         if all(ring.home_out) and all(ring.home_in):
             result.append(ring)  # every rank's links home are the ring's own: nothing to choose
             continue
         outs, ins = list(ring.home_out), list(ring.home_in)
-        for i, rank in enumerate(ring.ranks[:ranks_per or None]):
+        ranks = ring.ranks[:ranks_per or None]
+        for i in [i for i, (o, n) in enumerate(zip(outs[:len(ranks)], ins)) if not (o and n)]:  # the rest: taken
+            rank = ranks[i]
             home = fab.tiers(rank)[0]
             if not home:
                 continue
@@ -380,7 +491,7 @@ def _bind_one(fab: Fabric, name, layout: _Layout, usage, channels, where: Where,
         ks = usage.take_each(pairs[:q], [t.orbit(channel_id(a, b, 0))[0] for a, b in pairs[:q]])
         hops = channel_ids(pairs, itertools.cycle(ks))
     elif not repeats:  # each pair once: no link of the pair can be taken already by this ring
-        hops = channel_ids(pairs, usage.take_each(pairs))
+        hops = channel_ids(pairs, usage.take_ring(layout) if isinstance(usage, _RoundRobin) else usage.take_each(pairs))
     for j, (node, nxt) in enumerate(pairs if repeats else ()):
         taken = mine.setdefault((node, nxt), set())
         k = usage.take(node, nxt, taken)
@@ -396,9 +507,13 @@ def _bind_one(fab: Fabric, name, layout: _Layout, usage, channels, where: Where,
             )
         taken.add(k)
         hops.append(channel_id(node, nxt, k))
+    q = period[1] if period else 0
+    found = [channels[c] for c in (hops[:q] if q else hops)]
+    if not q:  # each hop's channel's own id: one string a channel, not one a ring's hop
+        hops = [c.id for c in found]
     # Segments run from each rank's position to the next's (the ring starts at a rank).
     segments = [tuple(hops[a:b]) for a, b in zip(starts, ends)]
-    latency = _latencies(hops, starts, ends, channels, period[1] if period else 0)
+    latency = _latencies([c.latency_s for c in found], starts, ends, q)
     ranks, switch_out, switch_in, home = layout.ranks, layout.switch_out, layout.switch_in, layout.home
     home_out = home_in = home  # no rank has a home switch: "" each
     if fab.switches:  # where the ring leaves the domain instead, _home_links picks a link the rings leave free
@@ -410,14 +525,14 @@ def _bind_one(fab: Fabric, name, layout: _Layout, usage, channels, where: Where,
                 node=layout.node, fabric=fab, number=number, period=period or ())
 
 
-def _latencies(hops: list[str], starts: list[int], ends: list[int], channels, q: int) -> tuple[float, ...]:
-    """Each rank's segment's latency, its hops' summed in hop order. ``q``: the hops of
-    one period when the ring is bound by period (0: not): hop j is then in hop j mod q's
-    orbit, whose channels' latencies are alike, and rank i + r's segment (r: the ranks of
-    a period) is rank i's moved on, the same sum of the same latencies."""
+def _latencies(lat: list[float], starts: list[int], ends: list[int], q: int) -> tuple[float, ...]:
+    """Each rank's segment's latency, its hops' (``lat``: each hop's) summed in hop order.
+    ``q``: the hops of one period when the ring is bound by period (0: not; ``lat`` then
+    the first period's): hop j is then in hop j mod q's orbit, whose channels' latencies
+    are alike, and rank i + r's segment (r: the ranks of a period) is rank i's moved on,
+    the same sum of the same latencies."""
     if not q:
-        lat = [channels[c].latency_s for c in hops]
         return tuple(sum(lat[a:b]) for a, b in zip(starts, ends))
-    lat = [channels[c].latency_s for c in hops[:q]] * (len(hops) // q)
+    lat = lat * (ends[-1] // q)  # ends[-1]: the ring's hops
     r = sum(1 for j in starts if j < q)
     return tuple(sum(lat[a:b]) for a, b in zip(starts[:r], ends[:r])) * (len(starts) // r)

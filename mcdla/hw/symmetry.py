@@ -34,6 +34,7 @@ and every device is its own class.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from operator import ne
@@ -58,6 +59,8 @@ MAX_ROUNDS = 64
 # parameter: a cost switch that changes no result.
 _LOOKUPS_BY_ORBIT = 1024
 _LOOKUPS_PER_RESOURCE = 64  # ... or one per 64 resources, whichever is more
+
+_SIDE_AND_LABEL = (1 << 32) - 1  # an edge key's low bits (_Quotient.edge): its label's number and side
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def rank_classes(topology, policy: str, supported: bool = True, *, colours: Sequ
 
     for n, d in enumerate(devices):
         vertex("d", d, (colours[n],) if colours else ())
-    capacities = topology.capacities()
+    capacities = topology.read_capacities()
     for r, bw in capacities.items():
         vertex("r", r, (bw,))
     edges: list[tuple[int, int, tuple]] = []
@@ -285,15 +288,18 @@ def _refine(colours: list[tuple], edges: list[tuple[int, int, tuple]], devices: 
 class _Quotient:
     """The refinement graph with one vertex per orbit of the generator's translation
     (mcdla.hw.translation): each orbit's representative's own edges, counted, and the
-    edges into it, each orbit of sources' count times its size over the orbit's."""
+    edges into it, each orbit of sources' count times its size over the orbit's (those
+    follow from the own edges: :meth:`adjacency` turns them round)."""
 
     def __init__(self, translation) -> None:
         self.translation = translation
         self.index: dict[tuple, int] = {}  # (kind, orbit key) -> vertex
         self.colours: list[tuple] = []
         self.sizes: list[int] = []
-        self.own: list[dict] = []  # vertex -> {(label, side, vertex): edges of its representative}
-        self.seen: list[dict] = []  # vertex -> {(label, side, vertex): edges into its orbit x source size}
+        # An edge's key: its far vertex << 32 | its label's number << 1 | its side, one int
+        # (a tuple a key held 544 MB more at 131,072 GPUs' 8.5M edges).
+        self.labels: dict[tuple, int] = {}  # an edge label -> its number, in the order met
+        self.own: list[dict] = []  # vertex -> {edge key: edges of its representative}
         self.consistent = True  # every member of an orbit has its representative's colour
         # (label, names) -> their vertices counted, and whether they are whole orbits
         # (_ring_edges): the rings of a group share many (a cluster's rings their rail links).
@@ -311,7 +317,6 @@ class _Quotient:
             self.colours.append((kind, *colour))
             self.sizes.append(self.translation.size(rep) if size is None else size)
             self.own.append({})
-            self.seen.append({})
         elif self.colours[v] != (kind, *colour):
             self.consistent = False
         return v
@@ -354,29 +359,53 @@ class _Quotient:
 
     def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
         """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
-        key = (label, 0, v)
+        key = v << 32 | self.labels.setdefault(label, len(self.labels)) << 1
         self.own[u][key] = self.own[u].get(key, 0) + times
-        back = (label, 1, u)
-        self.seen[v][back] = self.seen[v].get(back, 0) + times * self.sizes[u]
 
-    def adjacency(self) -> tuple[list[list[tuple[int, int, int]]], int] | None:
-        """(per vertex: its edges as (kind, vertex, the edges of each member), a kind being
-        an edge's (label, side) numbered once in the order met; the kinds), or None if an
-        orbit's edges do not spread evenly over its members (not an automorphism).
-        Read once: each vertex's edges are let go as its list is made (a 131,072-GPU
-        run's quotient has 8.5M, which two copies held at its peak)."""
-        kinds: dict[tuple, int] = {}
+    def adjacency(self) -> tuple[list[tuple[tuple, tuple, tuple]], int] | None:
+        """(per vertex: its edges as three tuples, each edge's kind, far vertex and edges of
+        each member, a kind being an edge's (label, side) numbered once in the order met;
+        the kinds), or None if an orbit's edges do not spread evenly over its members (not
+        an automorphism). Its own edges first, then those into it: each own edge of u's
+        turned round (side 1), its count times u's orbit's size over v's. Read once: each
+        vertex's edges are let go as its tuples are made (a 131,072-GPU run's quotient has
+        4.25M own edges, 8.5M both ways); three tuples of ints a vertex hold an edge in 24
+        bytes where a dict entry each way took over 140."""
+        import numpy as np  # here: mcdla's start-up does not pay numpy's import
+
+        kinds: dict[int, int] = {}  # (label, side) as its key's low bits -> its kind
+        owns, sizes = self.own, self.sizes
+        self.own = []
+        vertex = list(range(len(owns)))  # one int object a vertex, shared by the edges into it
+        mine: list = []
+        far, back, times = array("q"), array("q"), array("q")  # each own edge from its far end
+        for u in range(len(owns)):
+            own, owns[u] = owns[u], None
+            keys = list(own)
+            mine.append((tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in keys]),
+                         tuple([vertex[key >> 32] for key in keys]), tuple(own.values())))
+            far.extend([key >> 32 for key in keys])
+            back.extend([u << 32 | key & _SIDE_AND_LABEL | 1 for key in keys])
+            size = sizes[u]
+            times.extend([n * size for n in own.values()])
+        ends = np.frombuffer(far, dtype=np.int64)
+        order = np.argsort(ends, kind="stable")  # by far vertex, in the order met
+        ends = ends[order]
+        into = np.frombuffer(back, dtype=np.int64)[order]
+        counts = np.frombuffer(times, dtype=np.int64)[order]
+        size_of = np.asarray(sizes, dtype=np.int64)[ends]
+        if (counts % size_of).any():
+            return None
+        counts //= size_of
+        del far, back, times, order, size_of
+        bounds = np.searchsorted(ends, np.arange(len(mine) + 1)).tolist()
         out = []
-        owns, seens = self.own, self.seen
-        self.own, self.seen = [], []
-        for v in range(len(owns)):
-            own, seen, owns[v], seens[v] = owns[v], seens[v], None, None
-            merged = dict(own)
-            for key, count in seen.items():
-                if count % self.sizes[v]:
-                    return None
-                merged[key] = merged.get(key, 0) + count // self.sizes[v]
-            out.append([(kinds.setdefault((label, side), len(kinds)), u, k) for (label, side, u), k in merged.items()])
+        for v, (own_kinds, own_far, own_counts) in enumerate(mine):
+            mine[v] = None
+            keys = into[bounds[v]:bounds[v + 1]].tolist()
+            out.append((own_kinds + tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in keys]),
+                        own_far + tuple([vertex[key >> 32] for key in keys]),
+                        own_counts + tuple(counts[bounds[v]:bounds[v + 1]].tolist())))
         return out, len(kinds)
 
 
@@ -421,7 +450,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     t, devices = translation or topology.translation, topology.devices
     if t is None:
         return None
-    rings, capacities = topology.rings if rings is None else rings, topology.capacities()
+    rings, capacities = topology.rings if rings is None else rings, topology.read_capacities()
     q = _Quotient(t)
     device_vertex = [q.vertex("d", d, (colours[n],) if colours else ()) for n, d in enumerate(devices)]
     # The topology's capacities list its channels first, link by link (Topology.capacities):
@@ -449,10 +478,16 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     if any(_ring_edges(q, ring, resource_vertex, ranks_of, capacities) is None for ring in rings) or \
             not _run_edges(q, groups, links, ranks_of, resource_vertex, capacities):
         return None
+    # Read no more: the map of every resource to its vertex (5.3M names at 131,072 GPUs,
+    # made once the rings ask for many) and the rings' counted names, let go before the
+    # refinement's lists are made, where a 131,072-GPU run peaks.
+    del resource_vertex
+    q.counted = {}
     adjacency = q.adjacency()
     if adjacency is None or not q.consistent:
         return None
     colour = _refine_quotient(q.colours, *adjacency, sorted(set(device_vertex)), q.sizes, len(devices))
+    del adjacency  # read: let go before the classes' maps are made
     if colour is None:
         return Symmetry.exact(len(devices))
     classes: dict[int, list[int]] = {}
@@ -624,7 +659,7 @@ def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str
     return list(order)
 
 
-def _refine_quotient(colours: list[tuple], adjacency: list[list[tuple[int, int, int]]], width: int,
+def _refine_quotient(colours: list[tuple], adjacency: list[tuple[tuple, tuple, tuple]], width: int,
                      device_vertices: list[int], sizes: list[int], devices: int) -> list[int] | None:
     """:func:`_refine` on the quotient: the same rounds, the same partition (a colour
     number per orbit), an edge counted as many times as each member has it.
@@ -638,7 +673,7 @@ def _refine_quotient(colours: list[tuple], adjacency: list[list[tuple[int, int, 
         new = []
         for v, adj in enumerate(adjacency):
             seen: dict[int, int] = {}
-            for kind, u, k in adj:
+            for kind, u, k in zip(*adj):
                 # One to one with (label, side, colour): the signatures are equal exactly
                 # when the tuples' were, and no label tuple is hashed every round.
                 key = colour[u] * width + kind

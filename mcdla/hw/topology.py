@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import networkx as nx
@@ -113,7 +114,12 @@ class Topology:
 
     def capacities(self) -> dict[str, float]:
         """Channel and port id -> bytes/s, the flow network's resources (a copy; read once per load)."""
-        return dict(self.cache.get(("capacities",), lambda: {  # a port's id over a channel's, as ever
+        return dict(self.read_capacities())
+
+    def read_capacities(self) -> Mapping[str, float]:
+        """:meth:`capacities` read only, not copied: for what only reads them (the rank
+        classes; a copy is 117 MB at 131,072 GPUs' 5.3M resources)."""
+        return MappingProxyType(self.cache.get(("capacities",), lambda: {  # a port's id over a channel's, as ever
             **{cid: ch.bw_Bps for cid, ch in self.channels.items()}, **{pid: p.bw_Bps for pid, p in self.ports.items()}}))
 
     def _capacities_of(self, paths) -> dict[str, float]:

@@ -298,7 +298,7 @@ class Iteration:
         names = topology.devices
         pp = execution.pipeline_parallel
         algorithm = COLLECTIVES.get(execution.collective, key="execution.collective")
-        supported = (not execution.exact and algorithm.rank_symmetric(topology.rings, topology.capacities())
+        supported = (not execution.exact and algorithm.rank_symmetric(topology.rings, topology.read_capacities())
                      and execution.expert_skew is None)  # a skewed routing singles out each ep group's hot rank
         links = None
         if pp > 1 and supported:
