@@ -360,6 +360,16 @@ _HEADLINES = (
 
 # Fixes that changed reproduced numbers, newest first: what changed, which numbers, why.
 CHANGES: tuple[str, ...] = (
+    "NCCL's kernels take HBM bandwidth from the compute beside them (issue 24, item 1; docs/model.md, \"NCCL's HBM "
+    "traffic\"): per byte a collective moves, what NCCL v2.18.5's device code reads and writes in each rank's "
+    "memory (2 FIFO touches per wire byte plus the user buffers; NVLS 6 per byte), and compute started beside a "
+    "collective streams at the bandwidth it leaves (NCCL's share at most half). The paper's PE array and every "
+    "paper number are unchanged. memory_centric_2026's Llama 2 13B row moves by under 0.2% (DGX H100 6,038 -> "
+    "6,030 tokens/s per device, DGX A100 2,067 -> 2,065), the designs' order unchanged; moe_memory's points by "
+    "under 0.7% (Mixtral on DGX H100 4,569 -> 4,566; with memory-nodes and offloaded experts 3,018 -> 3,039, "
+    "faster: contention is decided when a layer starts, and with its compute a little slower fewer of its layers "
+    "start beside a collective); scale_out's DGX H100 cluster by under 0.03%, its table unchanged; "
+    "cluster_fabric, llm_memory, serving_memory_2026 and frontier_scale re-ran to unchanged tables.",
     "The H100, H200 and GH200 presets' GEMMs run at the rate cuBLASLt sustains on random data back to back at the "
     "board's 700 W limit (issue 24; docs/model.md, \"GEMMs by shape\"; docs/validation.md, \"GEMMs on random data, "
     "H100\"): the main loop at 0.772 of peak from gpu-fryer's 8192^3 run, where MAMF's burst from a rested board "
