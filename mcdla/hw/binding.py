@@ -126,7 +126,7 @@ class _RoundRobin(_LinkUsage):
         if heap is None:  # from its count on (its count no longer kept)
             n = self._id(src, dst, key)
             times, links = self._taken[n], self._links[n]
-            heap = [(times // len(links) + (i < times % len(links)), k) for i, k in enumerate(links)]
+            heap = list(zip(_spread(times, len(links)), links))
             heapq.heapify(heap)
             self._heaps[key], self._taken[n] = heap, -1
         return heap
@@ -192,7 +192,14 @@ class _PairCounts:
         if times < 0:  # its heap
             counts = {link: count for count, link in usage._heaps[(src, dst)]}
             return [counts[k] for k in links]
-        return [times // len(links) + (i < times % len(links)) for i in range(len(links))]
+        return _spread(times, len(links))
+
+
+def _spread(times: int, links: int) -> list[int]:
+    """The times each of a pair's ``links`` was taken after ``times`` takes in turn (the
+    least taken, the lowest index on a tie): ``times // links`` each, one more for the
+    lowest ``times % links``."""
+    return [times // links + (i < times % links) for i in range(links)]
 
 
 def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None = None, cache=None,
@@ -310,7 +317,8 @@ def _home_links(fab: Fabric, rings: list[Ring], taken=None) -> tuple[Ring, ...]:
             continue
         outs, ins = list(ring.home_out), list(ring.home_in)
         ranks = ring.ranks[:ranks_per or None]
-        for i in [i for i, (o, n) in enumerate(zip(outs[:len(ranks)], ins)) if not (o and n)]:  # the rest: taken
+        # only the ranks not already holding both links home (the ring's own where it stays)
+        for i in [i for i, (o, n) in enumerate(zip(outs[:len(ranks)], ins)) if not (o and n)]:
             rank = ranks[i]
             home = fab.tiers(rank)[0]
             if not home:

@@ -375,7 +375,7 @@ class _Quotient:
 
         kinds: dict[int, int] = {}  # (label, side) as its key's low bits -> its kind
         owns, sizes = self.own, self.sizes
-        self.own = []
+        self.own, self.counted = [], {}  # no edge is added after: the rings' counted names go too
         vertex = list(range(len(owns)))  # one int object a vertex, shared by the edges into it
         mine: list = []
         far, back, times = array("q"), array("q"), array("q")  # each own edge from its far end
@@ -479,10 +479,9 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
             not _run_edges(q, groups, links, ranks_of, resource_vertex, capacities):
         return None
     # Read no more: the map of every resource to its vertex (5.3M names at 131,072 GPUs,
-    # made once the rings ask for many) and the rings' counted names, let go before the
-    # refinement's lists are made, where a 131,072-GPU run peaks.
+    # made once the rings ask for many), let go before the refinement's lists are made,
+    # where a 131,072-GPU run peaks (adjacency lets go of the rings' counted names).
     del resource_vertex
-    q.counted = {}
     adjacency = q.adjacency()
     if adjacency is None or not q.consistent:
         return None
