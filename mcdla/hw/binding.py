@@ -214,7 +214,7 @@ def bind_rings(graph, doc: TopologyDoc, channels, top: Where, fab: Fabric | None
     none); when every derived ring is carried onto itself by it, each ring's links are
     chosen for one period and repeated (:func:`_periods`)."""
     rings: list[Ring] = []
-    fab = fab or Fabric(graph)
+    fab = fab or Fabric(graph, channels)
     usage = _RoundRobin(fab.succ)  # the rings bound on each parallel link
     devices = [n for n, kind in fab.kinds.items() if kind == "device"]
     cycles, directed, handed = _cycles(graph, doc, fab, len(devices), top)

@@ -37,7 +37,11 @@ class Fabric:
     one home and one exit fabric switch, a fat tree's core above a leaf, each rank's
     rail and machine. Reading them through networkx's views cost more than the binding."""
 
-    def __init__(self, graph) -> None:
+    def __init__(self, graph, channels=None) -> None:
+        # The channel table (channel id -> Channel, mcdla.hw.wiring.add_links): the graph's
+        # edges carry their link type only. None: a graph read for its structure alone
+        # (ring derivation), whose channels are named but not looked up.
+        self.table = channels if channels is not None else {}
         self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
         self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
         # Nodes any two of whose neighbours reach each other through them (fabric switches).
@@ -212,12 +216,11 @@ class Fabric:
     def link(self, src: str, dst: str, number: int = 0) -> str:
         """The channel from ``src`` to ``dst`` that ring ``number`` takes: parallel link
         ``number`` modulo their count (each ring its own, as NCCL's channels). Its
-        channel's own id where the graph holds the channel (mcdla.hw.wiring's links): one
+        channel's own id where the table holds the channel (mcdla.hw.wiring's links): one
         string a channel, not one each time asked (4.2M of them, 258 MB, at 131,072 GPUs)."""
-        links = self.succ[src][dst]
-        k = number % len(links)
-        channel = links[k].get("channel") if k in links else None
-        return channel.id if channel is not None else channel_id(src, dst, k)
+        name = channel_id(src, dst, number % len(self.succ[src][dst]))
+        channel = self.table.get(name)
+        return channel.id if channel is not None else name
 
     def channels(self, path, number: int = 0) -> tuple[str, ...]:
         """The channels of a node path (:meth:`route`), ring ``number``'s parallel links."""
@@ -266,8 +269,8 @@ class Fabric:
 
     def _bw(self, src: str, dst: str) -> float:
         """Bytes/s of every parallel channel from ``src`` to ``dst``, summed."""
-        return sum(data["channel"].bw_Bps for data in self.succ[src].get(dst, {}).values())
+        return sum(self.table[channel_id(src, dst, k)].bw_Bps for k in self.succ[src].get(dst, {}))
 
     def _latency(self, path) -> float:
         """Seconds of the first parallel channel of every hop of ``path``, summed."""
-        return sum(self.succ[a][b][min(self.succ[a][b])]["channel"].latency_s for a, b in zip(path, path[1:]))
+        return sum(self.table[channel_id(a, b, min(self.succ[a][b]))].latency_s for a, b in zip(path, path[1:]))

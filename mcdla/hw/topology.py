@@ -49,7 +49,7 @@ from mcdla.hw.tiers import TIER_KINDS, MemoryTier, nearest_stores
 from mcdla.hw.cache import Cache
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.translation import NodeCells, Translation
-from mcdla.hw.wiring import add_links, check_budgets, shared_nics
+from mcdla.hw.wiring import LinkGraph, add_links, check_budgets, shared_nics
 from mcdla.hw.budget import check_nodes
 
 __all__ = ["Topology", "load_topology", "build_topology", "DIRECTIONS"]
@@ -455,9 +455,9 @@ def _check_memory(doc: TopologyDoc, where: Where, limit: int | None) -> None:
     check_nodes(sum(max(0, n) for n in counts.values()), where.child(largest).key, where.file, limit, TooLarge)
 
 
-def _nodes(placed, top: Where) -> nx.MultiDiGraph:
+def _nodes(placed, top: Where) -> LinkGraph:
     """The graph of the ``placed`` nodes, each with its kind; a name given twice refused."""
-    graph = nx.MultiDiGraph()
+    graph = LinkGraph()
     for kind, key, ids in placed:
         before = len(graph)
         graph.add_nodes_from(ids, kind=kind)  # one call a kind: a ring of 131,072 devices has 262,144 nodes
@@ -498,7 +498,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
 
     channels, physical = add_links(graph, doc, specs, made.child("connections"))
 
-    fabric_view, cache = Fabric(graph), Cache()  # the load's routing service and its one cache
+    fabric_view, cache = Fabric(graph, channels), Cache()  # the load's routing service and its one cache
     check_budgets(fabric_view, doc, parts, made)
     translation = Translation.of(graph, doc.translation) if doc.translation else None  # the generator's symmetry
     rings, cycles = bind_rings(graph, doc, channels, top, fabric_view, cache, translation)
@@ -506,7 +506,7 @@ def build_topology(doc: TopologyDoc, file: str = "<topology>", max_nodes: int | 
     for hub, spec in specs.items():  # the in-switch reduction engine, shared by all that reduce there
         if spec.reduction_Bps is not None:
             ports[reduction_port(hub)] = Port(reduction_port(hub), hub, spec.reduction_Bps)
-    nic_ports = shared_nics(graph, doc.nics, ports, made.child("nics"), rings)
+    nic_ports = shared_nics(graph, channels, doc.nics, ports, made.child("nics"), rings)
     for v in drives:  # a drive reads and writes at different rates: a port each way
         ports[f"{v}/read"] = Port(f"{v}/read", v, doc.nvme.read_bw)
         ports[f"{v}/write"] = Port(f"{v}/write", v, doc.nvme.write_bw)

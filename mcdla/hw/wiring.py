@@ -2,9 +2,19 @@
 and per parallel link (mcdla.hw.network.Channel), checked; the high-bandwidth link
 budgets of devices, memory-nodes and switches; the ports of NICs that devices share.
 Split from :mod:`mcdla.hw.topology`, which builds the rest of the design.
+
+The channels are held once, in the table :func:`add_links` returns (channel id ->
+:class:`~mcdla.hw.network.Channel`); the graph's edges carry only their link type, in one
+read-only attribute mapping per type that all its edges share (:class:`LinkGraph`):
+networkx's dict per edge was 0.9 GB at 131,072 GPUs' 5.3M channels
+(docs/performance.md, "The 131,072-GPU points: loading held once").
 """
 
 from __future__ import annotations
+
+from types import MappingProxyType
+
+import networkx as nx
 
 from mcdla.config.nodes import NODE_KINDS
 from mcdla.config.schema import Where
@@ -13,23 +23,44 @@ from mcdla.errors import excerpt
 from mcdla.hw.fabric import Fabric
 from mcdla.hw.network import Channel, Port, channel_id
 
-__all__ = ["add_links", "check_budgets", "shared_nics", "MAX_PARALLEL_LINKS"]
+__all__ = ["LinkGraph", "add_links", "check_budgets", "shared_nics", "MAX_PARALLEL_LINKS"]
 
 # Parallel links on one connection: real nodes have a handful (NVLink: up to 18 per
 # GPU in total); each is a channel the flow solver tracks.
 MAX_PARALLEL_LINKS = 256
 
 
-def add_links(graph, doc: TopologyDoc, specs, listed: Where):
+class LinkGraph(nx.MultiDiGraph):
+    """The design's graph: a networkx multigraph whose edges, the directed parallel links
+    keyed by their index, share one attribute mapping per link type (``{"link_type":
+    alias}``, read-only: a write to one edge's would be every such edge's). What varies
+    per link is its channel, in the channel table (:func:`add_links`)."""
+
+    def add_parallel(self, a: str, b: str, keys: range, attributes) -> None:
+        """The links ``keys`` between nodes ``a`` and ``b``, each both ways, with the shared
+        ``attributes``: networkx's own structure (successor -> key -> attributes, one key
+        dict per direction shared by both ends' views), as ``add_edge`` builds it, less
+        the dict per edge."""
+        for src, dst in ((a, b), (b, a)):
+            keyed = self._succ[src].get(dst)
+            if keyed is None:
+                keyed = self._succ[src][dst] = self._pred[dst][src] = self.edge_key_dict_factory()
+            for k in keys:
+                keyed[k] = attributes
+        nx._clear_cache(self)  # as add_edge: no view cached from before holds
+
+
+def add_links(graph: LinkGraph, doc: TopologyDoc, specs, listed: Where):
     """Every connection as channels both ways (a switch port passes at most its own rate;
     crossing a switch costs its latency, counted on the way in): (channel id -> channel,
     the physical links as (a, b, link type, count))."""
     channels: dict[str, Channel] = {}
     physical: list[tuple[str, str, str, int]] = []
-    add_edge, nodes = graph.add_edge, set(graph)  # a set: no method call per node looked up
+    add, nodes = graph.add_parallel, set(graph)  # a set: no method call per node looked up
     made = tuple.__new__  # a Channel made in C (its named tuple's __new__ is a Python call)
     links = doc.links
     plain: dict[str, tuple] = {}  # link type -> (bw, latency): a connection of no switch's
+    shared: dict[str, MappingProxyType] = {}  # link type -> its edges' one attribute mapping
     succ = dict(graph.adjacency())  # node -> its live successors' links (the parallel links so far)
     for i, entry in enumerate(doc.connections):
         a, b, alias, count = _connection(entry, nodes, links, listed, i)
@@ -39,13 +70,13 @@ def add_links(graph, doc: TopologyDoc, specs, listed: Where):
             bw, ab = plain.get(alias) or plain.setdefault(alias, (links[alias].effective_bw_Bps, links[alias].latency))
             ba = ab
         first = len(succ[a].get(b, ()))  # add_links adds every link both ways: b -> a has as many
-        for k in range(first, first + count):
+        keys = range(first, first + count)
+        for k in keys:
             # channel_id's ids, written here: 1.57M channels on a ring of 131,072 devices
             forth, back = f"{a}>{b}:{k}", f"{b}>{a}:{k}"
-            channels[forth] = ch = made(Channel, (forth, a, b, bw, ab))
-            add_edge(a, b, key=k, channel=ch, link_type=alias)
-            channels[back] = ch = made(Channel, (back, b, a, bw, ba))
-            add_edge(b, a, key=k, channel=ch, link_type=alias)
+            channels[forth] = made(Channel, (forth, a, b, bw, ab))
+            channels[back] = made(Channel, (back, b, a, bw, ba))
+        add(a, b, keys, shared.get(alias) or shared.setdefault(alias, MappingProxyType({"link_type": alias})))
         physical.append((a, b, alias, count))
 
     return channels, physical
@@ -63,7 +94,7 @@ def _rates(spec, specs, a: str, b: str) -> tuple[float, float, float]:
             spec.latency + (specs[a].latency if a in specs else 0))
 
 
-def shared_nics(graph, groups, ports: dict[str, Port], where: Where, rings=()) -> dict[str, tuple[str, ...]]:
+def shared_nics(graph, channels, groups, ports: dict[str, Port], where: Where, rings=()) -> dict[str, tuple[str, ...]]:
     """The ports of each NIC that ``groups`` of devices share (added to ``ports``), and
     which they load: every channel of a member to or from its spine loads the NIC's
     transmit or receive port, of the members' link rate (one direction each, as the
@@ -82,7 +113,7 @@ def shared_nics(graph, groups, ports: dict[str, Port], where: Where, rings=()) -
             if d in seen:
                 raise here.error(f"device {d!r} is in two NIC groups")
             seen.add(d)
-            ups = _spine_channels(graph, d)
+            ups = _spine_channels(graph, channels, d)
             if not ups:
                 raise here.error(f"device {d!r} has no link to a spine switch for a NIC")
             for channel, k in ups:
@@ -105,10 +136,10 @@ def shared_nics(graph, groups, ports: dict[str, Port], where: Where, rings=()) -
     return nic_ports
 
 
-def _spine_channels(graph, device: str) -> list[tuple[Channel, int]]:
-    """The channels from ``device`` to spine switches, with their link index."""
-    return [(data["channel"], k) for n, links in graph.adj[device].items() if graph.nodes[n].get("spine")
-            for k, data in links.items()]
+def _spine_channels(graph, channels, device: str) -> list[tuple[Channel, int]]:
+    """The channels from ``device`` to spine switches (of the table ``channels``), with their link index."""
+    return [(channels[channel_id(device, n, k)], k) for n, links in graph.adj[device].items()
+            if graph.nodes[n].get("spine") for k in links]
 
 
 def _connection(entry, nodes, links, listed: Where, i: int) -> tuple[str, str, str, int]:
