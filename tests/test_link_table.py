@@ -46,6 +46,18 @@ def test_a_link_types_edges_share_one_read_only_attribute_mapping(topology):
         graph[a][b][k]["link_type"] = "other"  # it would be every edge's of the type
 
 
+def test_pairs_of_one_connection_share_their_key_mapping_and_the_graph_is_read_only(topology):
+    graph = topology.graph
+    pairs = [(a, b) for a, nbrs in graph.succ.items() for b in nbrs]
+    shared = {id(graph.succ[a][b]._atlas) for a, b in pairs}
+    assert len(shared) < len(pairs) / 4  # a mapping a link type and count, not a dict a pair
+    for a, b in pairs:
+        assert graph.succ[a][b]._atlas is graph.pred[b][a]._atlas  # both ends' views of one mapping, as networkx's
+    a, b = pairs[0]
+    with pytest.raises(TypeError):
+        graph.add_edge(a, b, key=99)  # a new link on a shared pair would be every alike pair's
+
+
 def test_the_graph_is_networkx_own_structure(topology):
     """The same nodes, successors, predecessors and keys, in the same order, as a graph of
     the same links built edge by edge with networkx's add_edge (link k of a connection one
@@ -77,3 +89,21 @@ def test_the_fabric_reads_each_channel_from_the_table(topology):
     for number in range(2 * links + 1):
         found = fabric.link(a, b, number)
         assert found is table[channel_id(a, b, number % links)].id
+
+
+@pytest.mark.parametrize("sets,periodic", [([("generator.nodes_per_leaf", 4)], False), ([], True)])
+def test_a_rings_links_are_the_tables_own_ids(sets, periodic):
+    """Binding names each link home it chooses, and each hop of a ring bound hop by hop,
+    by the table's own string (one a channel, not one a ring's rank; a ring bound by
+    period names its hops itself); a rank's latencies are its segment's channels' summed."""
+    topology = load_topology("dgx_h100_4node", [("generator.nodes", 8), ("host.sockets", 16), *sets])
+    table = topology.channels
+    assert all(bool(ring.period) is periodic for ring in topology.rings)
+    for ring in topology.rings:
+        own = set(ring.channels) if periodic else set()  # the ring's hops, its links home where it takes them
+        chosen = [c for c in (*ring.home_out, *ring.home_in) if c not in own]
+        assert chosen
+        for c in (*chosen, *(() if periodic else ring.channels)):
+            assert c is table[c].id
+        for segment, latency in zip(ring.segments, ring.latency_s):
+            assert latency == pytest.approx(sum(table[c].latency_s for c in segment), rel=1e-12)

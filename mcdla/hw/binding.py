@@ -326,7 +326,7 @@ def _home_links(fab: Fabric, rings: list[Ring], taken=None) -> tuple[Ring, ...]:
             for chosen, src, dst in ((outs, rank, home), (ins, home, rank)):
                 if not chosen[i]:
                     pair = key(channel_id(src, dst, 0)) if key else None
-                    chosen[i] = channel_id(src, dst, usage.take_each([(src, dst)], pair and [pair])[0])
+                    chosen[i] = fab.link_id(src, dst, usage.take_each([(src, dst)], pair and [pair])[0])
         if ranks_per:  # rank i's choice is rank i mod ranks_per's: the same link index
             _repeat_home(fab, ring.ranks, ranks_per, outs, ins)
         result.append(replace(ring, home_out=tuple(outs), home_in=tuple(ins)))
@@ -371,16 +371,16 @@ def _repeat_home(fab: Fabric, ranks, per: int, outs: list, ins: list) -> None:
     for i, rank in enumerate(ranks[:per]):
         home = fab.tiers(rank)[0]
         if home:
-            index[i] = (outs[i].rpartition(":")[2], ins[i].rpartition(":")[2])
+            index[i] = (int(outs[i].rpartition(":")[2]), int(ins[i].rpartition(":")[2]))
     for i in range(per, len(ranks)):
         k = index.get(i % per)
         if k is None:
             continue
         rank, home = ranks[i], fab.tiers(ranks[i])[0]
         if not outs[i]:
-            outs[i] = channel_id(rank, home, k[0])
+            outs[i] = fab.link_id(rank, home, k[0])
         if not ins[i]:
-            ins[i] = channel_id(home, rank, k[1])
+            ins[i] = fab.link_id(home, rank, k[1])
 
 
 def _check_relays(fab: Fabric, cycle: Sequence[str], where: Where) -> None:
@@ -539,8 +539,9 @@ def _latencies(lat: list[float], starts: list[int], ends: list[int], q: int) -> 
     the first period's): hop j is then in hop j mod q's orbit, whose channels' latencies
     are alike, and rank i + r's segment (r: the ranks of a period) is rank i's moved on,
     the same sum of the same latencies."""
-    if not q:
-        return tuple(sum(lat[a:b]) for a, b in zip(starts, ends))
+    if not q:  # one float object a value, not one a rank (18 rings of 131,072 ranks: 57 MB)
+        alike: dict[float, float] = {}
+        return tuple([alike.setdefault(x, x) for x in (sum(lat[a:b]) for a, b in zip(starts, ends))])
     lat = lat * (ends[-1] // q)  # ends[-1]: the ring's hops
     r = sum(1 for j in starts if j < q)
     return tuple(sum(lat[a:b]) for a, b in zip(starts[:r], ends[:r])) * (len(starts) // r)

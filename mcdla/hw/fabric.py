@@ -218,7 +218,12 @@ class Fabric:
         ``number`` modulo their count (each ring its own, as NCCL's channels). Its
         channel's own id where the table holds the channel (mcdla.hw.wiring's links): one
         string a channel, not one each time asked (4.2M of them, 258 MB, at 131,072 GPUs)."""
-        name = channel_id(src, dst, number % len(self.succ[src][dst]))
+        return self.link_id(src, dst, number % len(self.succ[src][dst]))
+
+    def link_id(self, src: str, dst: str, k: int) -> str:
+        """The id of parallel link ``k``'s channel from ``src`` to ``dst``: the table's own
+        string where it holds the channel (one string a channel, however often named)."""
+        name = channel_id(src, dst, k)
         channel = self.table.get(name)
         return channel.id if channel is not None else name
 

@@ -5,9 +5,10 @@ Split from :mod:`mcdla.hw.topology`, which builds the rest of the design.
 
 The channels are held once, in the table :func:`add_links` returns (channel id ->
 :class:`~mcdla.hw.network.Channel`); the graph's edges carry only their link type, in one
-read-only attribute mapping per type that all its edges share (:class:`LinkGraph`):
-networkx's dict per edge was 0.9 GB at 131,072 GPUs' 5.3M channels
-(docs/performance.md, "The 131,072-GPU points: loading held once").
+read-only attribute mapping per type that all its edges share, and alike pairs share
+their key mappings (:class:`LinkGraph`): networkx's dict per edge and per pair were 1.2 GB
+at 131,072 GPUs' 5.3M channels (docs/performance.md, "The 131,072-GPU points: loading
+held once").
 """
 
 from __future__ import annotations
@@ -33,20 +34,32 @@ MAX_PARALLEL_LINKS = 256
 class LinkGraph(nx.MultiDiGraph):
     """The design's graph: a networkx multigraph whose edges, the directed parallel links
     keyed by their index, share one attribute mapping per link type (``{"link_type":
-    alias}``, read-only: a write to one edge's would be every such edge's). What varies
-    per link is its channel, in the channel table (:func:`add_links`)."""
+    alias}``), and whose node pairs joined by one connection share one key mapping per
+    link type and count (a GPU's 18 NVLinks to its NVSwitch, each way: one mapping for all
+    such pairs). What varies per link is its channel, in the channel table
+    (:func:`add_links`). Both shared mappings are read-only: the graph is not changed once
+    built (a write to one edge's would be every such edge's)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shared_keys: dict[tuple[int, int], MappingProxyType] = {}  # (id of attributes, count) -> keys
 
     def add_parallel(self, a: str, b: str, keys: range, attributes) -> None:
         """The links ``keys`` between nodes ``a`` and ``b``, each both ways, with the shared
         ``attributes``: networkx's own structure (successor -> key -> attributes, one key
-        dict per direction shared by both ends' views), as ``add_edge`` builds it, less
-        the dict per edge."""
+        mapping a direction, both ends' views of it the same), as ``add_edge`` builds it,
+        less the dict per edge and per pair. A pair's second connection (rare) gives the
+        pair a key dict of its own."""
         for src, dst in ((a, b), (b, a)):
             keyed = self._succ[src].get(dst)
-            if keyed is None:
-                keyed = self._succ[src][dst] = self._pred[dst][src] = self.edge_key_dict_factory()
-            for k in keys:
-                keyed[k] = attributes
+            if keyed is None:  # the pair's first connection: keys 0 .. count - 1
+                share = (id(attributes), len(keys))
+                keyed = self._shared_keys.get(share)
+                if keyed is None:
+                    keyed = self._shared_keys[share] = MappingProxyType(dict.fromkeys(keys, attributes))
+            else:
+                keyed = MappingProxyType({**keyed, **dict.fromkeys(keys, attributes)})
+            self._succ[src][dst] = self._pred[dst][src] = keyed
         nx._clear_cache(self)  # as add_edge: no view cached from before holds
 
 
