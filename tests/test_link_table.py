@@ -5,6 +5,8 @@ structure, as ``add_edge`` builds it, node order, successor order and keys alike
 
 from __future__ import annotations
 
+import pickle
+
 import networkx as nx
 import pytest
 
@@ -107,3 +109,13 @@ def test_a_rings_links_are_the_tables_own_ids(sets, periodic):
             assert c is table[c].id
         for segment, latency in zip(ring.segments, ring.latency_s):
             assert latency == pytest.approx(sum(table[c].latency_s for c in segment), rel=1e-12)
+
+
+def test_the_topology_pickles_with_its_shared_mappings(topology):
+    """A loaded topology (its graph, rings and fabric) pickles, as before the mappings were
+    shared: the same edges, still one attribute mapping a link type."""
+    copy = pickle.loads(pickle.dumps(topology))
+    assert list(copy.graph.edges(keys=True, data="link_type")) == list(topology.graph.edges(keys=True, data="link_type"))
+    assert len({id(data) for *_e, data in copy.graph.edges(data=True)}) == len(
+        {alias for _a, _b, alias, _n in topology.physical_links})
+    assert [r.segments for r in copy.rings] == [r.segments for r in topology.rings]

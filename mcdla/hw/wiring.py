@@ -13,8 +13,6 @@ held once").
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import networkx as nx
 
 from mcdla.config.nodes import NODE_KINDS
@@ -31,6 +29,23 @@ __all__ = ["LinkGraph", "add_links", "check_budgets", "shared_nics", "MAX_PARALL
 MAX_PARALLEL_LINKS = 256
 
 
+class _Shared(dict):
+    """A dict no one changes: one link type's attributes, or the keys of alike node pairs,
+    shared by every edge or pair of the kind (:class:`LinkGraph`). A write would change
+    them all, so it is refused (a TypeError, as a read-only mapping's); a dict still, so
+    networkx and pickling read it as the dict per edge it stands for."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("the graph's edge attributes and keys are shared by alike links: the graph is read-only")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
+
+    def __reduce__(self):  # made whole from a dict, not item by item (which __setitem__ refuses)
+        return type(self), (dict(self),)
+
+
 class LinkGraph(nx.MultiDiGraph):
     """The design's graph: a networkx multigraph whose edges, the directed parallel links
     keyed by their index, share one attribute mapping per link type (``{"link_type":
@@ -42,25 +57,27 @@ class LinkGraph(nx.MultiDiGraph):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._shared_keys: dict[tuple[int, int], MappingProxyType] = {}  # (id of attributes, count) -> keys
+        self._shared_keys: dict[tuple[int, int], _Shared] = {}  # (id of attributes, count) -> keys
 
     def add_parallel(self, a: str, b: str, keys: range, attributes) -> None:
         """The links ``keys`` between nodes ``a`` and ``b``, each both ways, with the shared
         ``attributes``: networkx's own structure (successor -> key -> attributes, one key
         mapping a direction, both ends' views of it the same), as ``add_edge`` builds it,
         less the dict per edge and per pair. A pair's second connection (rare) gives the
-        pair a key dict of its own."""
+        pair a key mapping of its own."""
         for src, dst in ((a, b), (b, a)):
             keyed = self._succ[src].get(dst)
             if keyed is None:  # the pair's first connection: keys 0 .. count - 1
                 share = (id(attributes), len(keys))
                 keyed = self._shared_keys.get(share)
                 if keyed is None:
-                    keyed = self._shared_keys[share] = MappingProxyType(dict.fromkeys(keys, attributes))
+                    keyed = self._shared_keys[share] = _Shared(dict.fromkeys(keys, attributes))
             else:
-                keyed = MappingProxyType({**keyed, **dict.fromkeys(keys, attributes)})
+                keyed = _Shared({**keyed, **dict.fromkeys(keys, attributes)})
             self._succ[src][dst] = self._pred[dst][src] = keyed
-        nx._clear_cache(self)  # as add_edge: no view cached from before holds
+        cache = getattr(self, "__networkx_cache__", None)  # networkx 3.3+'s: cleared, as add_edge does
+        if cache:
+            cache.clear()
 
 
 def add_links(graph: LinkGraph, doc: TopologyDoc, specs, listed: Where):
@@ -73,7 +90,7 @@ def add_links(graph: LinkGraph, doc: TopologyDoc, specs, listed: Where):
     made = tuple.__new__  # a Channel made in C (its named tuple's __new__ is a Python call)
     links = doc.links
     plain: dict[str, tuple] = {}  # link type -> (bw, latency): a connection of no switch's
-    shared: dict[str, MappingProxyType] = {}  # link type -> its edges' one attribute mapping
+    shared: dict[str, _Shared] = {}  # link type -> its edges' one attribute mapping
     succ = dict(graph.adjacency())  # node -> its live successors' links (the parallel links so far)
     for i, entry in enumerate(doc.connections):
         a, b, alias, count = _connection(entry, nodes, links, listed, i)
@@ -89,7 +106,7 @@ def add_links(graph: LinkGraph, doc: TopologyDoc, specs, listed: Where):
             forth, back = f"{a}>{b}:{k}", f"{b}>{a}:{k}"
             channels[forth] = made(Channel, (forth, a, b, bw, ab))
             channels[back] = made(Channel, (back, b, a, bw, ba))
-        add(a, b, keys, shared.get(alias) or shared.setdefault(alias, MappingProxyType({"link_type": alias})))
+        add(a, b, keys, shared.get(alias) or shared.setdefault(alias, _Shared(link_type=alias)))
         physical.append((a, b, alias, count))
 
     return channels, physical
