@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mcdla.hw.maxmin import max_min_rates
+from mcdla.hw.maxmin import crossed, max_min_rates, overlaid
 
 
 def test_single_flow_gets_its_bottleneck():
@@ -70,3 +70,22 @@ def test_order_of_flows_does_not_change_rates():
     forward = max_min_rates(paths, caps)
     backward = max_min_rates(dict(reversed(list(paths.items()))), caps)
     assert forward == pytest.approx(backward)
+
+
+def test_overlaid_capacities_read_through_without_copying_the_base():
+    """A closed form's caps over a network's channels: the later overlay wins, the base
+    is read through (a change to it shows) and never written, and max-min on the view
+    equals max-min on the merged copy."""
+    base = {"a": 10.0, "b": 4.0, "c": 6.0}
+    view = overlaid(base, {"b": 2.0, "u": 1.0}, {"u": 3.0})
+    assert (view["a"], view["b"], view["u"]) == (10.0, 2.0, 3.0)
+    assert "zz" not in view and view.get("zz") is None
+    base["c"] = 5.0
+    assert view["c"] == 5.0 and base == {"a": 10.0, "b": 4.0, "c": 5.0}
+    assert overlaid(base) is base and overlaid(base, {}) is base
+    paths = {"f": ["a", "b", "u"], "g": ["a", "c"], "h": ["x"]}
+    merged = {**base, "b": 2.0, "u": 3.0}
+    assert max_min_rates(paths, view) == max_min_rates(paths, merged)
+    small = crossed(view, paths.values())
+    assert small == {"a": 10.0, "b": 2.0, "u": 3.0, "c": 5.0}  # "x" is unconstrained: left out
+    assert max_min_rates(paths, small) == max_min_rates(paths, merged)

@@ -16,14 +16,34 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import ChainMap
 from typing import Hashable, Mapping, Sequence
 
-__all__ = ["max_min_rates", "UNIT_WEIGHTS"]
+__all__ = ["max_min_rates", "overlaid", "crossed", "UNIT_WEIGHTS"]
 
 UNIT_WEIGHTS = itertools.repeat(1)  # the weights of an unweighted flow
 
 # Relative tolerance when deciding that two fair shares are the same bottleneck level.
 _TIE = 1e-12
+
+
+def overlaid(capacities_Bps: Mapping[str, float], *extras: Mapping[str, float]) -> Mapping[str, float]:
+    """``capacities_Bps`` with ``extras``' entries over it (a later one over an earlier),
+    as max-min's capacities: a view, not a copy, because a closed form on a cluster's
+    network adds a few caps to hundreds of thousands of channels, and copying them all
+    for each collective's time cost more than the time itself."""
+    top: dict[str, float] = {}
+    for extra in extras:
+        top.update(extra)
+    return ChainMap(top, capacities_Bps) if top else capacities_Bps
+
+
+def crossed(capacities_Bps: Mapping[str, float], paths) -> dict[str, float]:
+    """The capacities of the constrained resources ``paths`` cross, as a dict: what
+    max-min reads of them, looked up once where it solves again and again (each time a
+    flow ends) on the same flows."""
+    used = set().union(*paths)  # each resource once: phases cross the same ones again
+    return {r: capacities_Bps[r] for r in used if r in capacities_Bps}
 
 
 def _users(paths, capacities_Bps, weights):

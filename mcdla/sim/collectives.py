@@ -545,20 +545,20 @@ class RingAlgorithm(CollectiveAlgorithm):
         (:func:`~mcdla.hw.collective_model.ring_time_s`); the collective ends with its
         slowest ring. Exact while the rings' phases stay aligned (equal segment
         latencies, or channel-disjoint rings)."""
-        from mcdla.hw.maxmin import max_min_rates
+        from mcdla.hw.maxmin import max_min_rates, overlaid
 
         if size_bytes == 0 or rings[0].size == 1:
             return 0.0
         shares = dict(zip((r.name for r in rings),
                           ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps))))
-        caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}}
+        caps = overlaid(capacities_Bps, {costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps})
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
         reducing = plain
         units = CollectiveAlgorithm._units(op, rings, reduce_Bps)
         if units:
             reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
                                       + r.reduce_units for r in rings},
-                                     {**caps, **units})
+                                     overlaid(caps, units))
         broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0
         for r in rings:

@@ -57,6 +57,7 @@ from typing import Iterator, Mapping, Sequence
 from mcdla.errors import InputError
 from mcdla.hw.collective_model import (GATHERING, PERSONAL, REDUCING, bottleneck_Bps, destination_shares,
                                        pipeline_latency_s)
+from mcdla.hw.maxmin import crossed, overlaid
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.chains import in_turn
 from mcdla.sim.collectives import (
@@ -201,8 +202,9 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         slowest ring."""
         self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
         units = self._units(op, rings, reduce_Bps)
-        caps = {**capacities_Bps, **units, **self.caps(op, rings, capacities_Bps)}
         plans = self._plans(op, rings, float(size_bytes), 0, units, capacities_Bps, chunk_bytes)
+        caps = crossed(overlaid(capacities_Bps, units, self.caps(op, rings, capacities_Bps)),
+                       (f.path for plan in plans for phase in plan for f in phase))
         totals = [0.0 for _ in rings]
         for k in range(max((len(plan) for plan in plans), default=0)):
             flows = {(r, j): f for r, plan in enumerate(plans) if k < len(plan)

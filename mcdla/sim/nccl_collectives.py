@@ -49,6 +49,7 @@ from mcdla.hw.nccl import (
     tree_correction,
     tree_latency_s,
 )
+from mcdla.hw.maxmin import overlaid
 from mcdla.hw.network import Ring, reduction_port
 from mcdla.sim.collectives import (
     COLLECTIVES,
@@ -439,7 +440,7 @@ class NcclTreeAlgorithm(HierarchicalAlgorithm):
                         rate = self._credited_Bps(capacities_Bps[channel], nodes)
                         if rate is not None:
                             credited[channel] = rate
-        return self.time_s(op, size_bytes, rings, {**capacities_Bps, **credited}, **run) if credited else time_s
+        return self.time_s(op, size_bytes, rings, overlaid(capacities_Bps, credited), **run) if credited else time_s
 
     def _credited_Bps(self, capacity_Bps, nodes) -> float | None:
         """What NCCL's model credits a link of ``capacity_Bps`` between ``nodes`` machines
