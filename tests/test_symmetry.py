@@ -294,9 +294,9 @@ def test_the_quotient_turns_its_own_edges_round_and_refuses_an_uneven_spread():
     size over the far orbit's (an orbit of 4 members, one edge each into an orbit of 2: 2
     edges into each member). An orbit whose edges do not spread evenly over the far
     orbit's members (4 edges over 3) is no automorphism: no lists."""
-    from mcdla.hw.symmetry import _Quotient
+    from mcdla.hw.quotient import Quotient
 
-    q = _Quotient(None)
+    q = Quotient(None)
     a, b, c = (q.vertex(kind, name, (), size=size) for kind, name, size in (("d", "A", 4), ("r", "B", 2), ("r", "C", 4)))
     q.edge(a, b, ("x",))
     q.edge(a, c, ("y",), 3)
@@ -304,7 +304,7 @@ def test_the_quotient_turns_its_own_edges_round_and_refuses_an_uneven_spread():
     named = [{(kind, far): n for kind, far, n in zip(*edges)} for edges in lists]
     # Kinds in the order met: (x, own), (y, own), then (x, into), (y, into).
     assert (named, kinds) == ([{(0, b): 1, (1, c): 3}, {(2, a): 2}, {(3, a): 3}], 4)
-    uneven = _Quotient(None)
+    uneven = Quotient(None)
     a, d = uneven.vertex("d", "A", (), size=4), uneven.vertex("r", "D", (), size=3)
     uneven.edge(a, d, ("x",))
     assert uneven.adjacency() is None
