@@ -339,8 +339,8 @@ def _read_alike(shift, topology, one, whole) -> None:
 
         assert _ring_edges(q, ring, vertices, ranks_of, capacities, 1, reading) is not None
         names = {n: label for label, n in q.labels.items()}  # the edges by their labels, not the numbers met
-        edges.append((q.colours, [{(names[(key & 0xFFFFFFFF) >> 1], key >> 32): n for key, n in own.items()}
-                                  for own in q.own]))  # (the edges into a vertex follow from these)
+        edges.append((q.colours, {(u, names[(key & 0xFFFFFFFF) >> 1], key >> 32): n for u, key, n in
+                                  zip(*(a.tolist() for a in q.own_edges()))}))  # (those into a vertex follow)
     assert edges[0] == edges[1]
 
 

@@ -40,7 +40,9 @@ class Quotient:
         # An edge's key: its far vertex << 32 | its label's number << 1 | its side, one int
         # (a tuple a key held 544 MB more at 131,072 GPUs' 8.5M edges).
         self.labels: dict[tuple, int] = {}  # an edge label -> its number, in the order met
-        self.own: list[dict] = []  # vertex -> {edge key: edges of its representative}
+        # Each edge as given (its source vertex, key, count), summed by own_edges(): three
+        # arrays of 8 bytes an edge, where a dict per vertex took about 80.
+        self._edges: tuple = (array("q"), array("q"), array("q"))
         self.consistent = True  # every member of an orbit has its representative's colour
         # (label, names) -> their vertices counted, and whether they are whole orbits
         # (_ring_edges): the rings of a group share many (a cluster's rings their rail links).
@@ -57,7 +59,6 @@ class Quotient:
             v = self.index[(kind, rep)] = len(self.colours)
             self.colours.append(self._colour((kind, *colour)))
             self.sizes.append(self.translation.size(rep) if size is None else size)
-            self.own.append({})
         elif self.colours[v] != (kind, *colour):
             self.consistent = False
         return v
@@ -79,7 +80,6 @@ class Quotient:
         base = len(self.colours)
         self.colours.extend([self._colour(("r", c)) for c in own])
         self.sizes.extend(map(self.translation.size, keys))
-        self.own.extend([{} for _ in keys])
         self.resources = (capacities, orbits, first, base)
         return ResourceVertices(self, capacities, keys)
 
@@ -104,55 +104,52 @@ class Quotient:
         return {name: head[n] for name, n in zip(names, orbits) if sizes[colours[n]] > 1}
 
     def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
-        """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
-        key = v << 32 | self.labels.setdefault(label, len(self.labels)) << 1
-        self.own[u][key] = self.own[u].get(key, 0) + times
+        """``times`` edges of ``u``'s representative (the caller gives each of them once,
+        in one call or several)."""
+        sources, keys, counts = self._edges
+        sources.append(u)
+        keys.append(v << 32 | self.labels.setdefault(label, len(self.labels)) << 1)
+        counts.append(times)
 
-    def adjacency(self) -> tuple[list[tuple[tuple, tuple, tuple]], int] | None:
-        """(per vertex: its edges as three tuples, each edge's kind, far vertex and edges of
-        each member, a kind being an edge's (label, side) numbered once in the order met;
-        the kinds), or None if an orbit's edges do not spread evenly over its members (not
-        an automorphism). Its own edges first, then those into it: each own edge of u's
-        turned round (side 1), its count times u's orbit's size over v's. Read once: each
-        vertex's edges are let go as its tuples are made (a 131,072-GPU run's quotient has
-        4.25M own edges, 8.5M both ways); three tuples of ints a vertex hold an edge in 24
-        bytes where a dict entry each way took over 140."""
+    def own_edges(self):
+        """Each vertex's own edges: (their source vertices, keys, counts) as numpy arrays
+        by source then key, each (source, key) once, its count summed."""
         import numpy as np  # here: mcdla's start-up does not pay numpy's import
 
-        kinds: dict[int, int] = {}  # (label, side) as its key's low bits -> its kind
-        owns, sizes = self.own, self.sizes
-        self.own, self.counted = [], {}  # no edge is added after: the rings' counted names go too
-        vertex = list(range(len(owns)))  # one int object a vertex, shared by the edges into it
-        mine: list = []
-        far, back, times = array("q"), array("q"), array("q")  # each own edge from its far end
-        for u in range(len(owns)):
-            own, owns[u] = owns[u], None
-            keys = list(own)
-            mine.append((tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in keys]),
-                         tuple([vertex[key >> 32] for key in keys]), tuple(own.values())))
-            far.extend([key >> 32 for key in keys])
-            back.extend([u << 32 | key & _SIDE_AND_LABEL | 1 for key in keys])
-            size = sizes[u]
-            times.extend([n * size for n in own.values()])
-        ends = np.frombuffer(far, dtype=np.int64)
-        order = np.argsort(ends, kind="stable")  # by far vertex, in the order met
-        ends = ends[order]
-        into = np.frombuffer(back, dtype=np.int64)[order]
-        counts = np.frombuffer(times, dtype=np.int64)[order]
-        size_of = np.asarray(sizes, dtype=np.int64)[ends]
-        if (counts % size_of).any():
+        sources, keys, counts = (np.frombuffer(a, dtype=np.int64) for a in self._edges)
+        order = np.lexsort((keys, sources))
+        sources, keys, counts = sources[order], keys[order], counts[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = (sources[1:] != sources[:-1]) | (keys[1:] != keys[:-1])
+        at = np.flatnonzero(first)
+        return sources[at], keys[at], np.add.reduceat(counts, at) if len(at) else counts
+
+    def adjacency(self) -> tuple[list[tuple], int] | None:
+        """(each vertex's edges, both ways: two parts, its own and those into it, each
+        (where each vertex's edges start, their far vertices, their kinds, their counts)
+        as numpy arrays; the kinds), or None if an orbit's edges do not spread evenly over
+        its members (not an automorphism). An edge's kind is its (label, side) as its key's
+        low bits: below 2 labels. The edges into v: each own edge of u's turned round (side
+        1), its count times u's orbit's size over v's. Read once: the edges as given and
+        the rings' counted names are let go. As arrays an edge both ways is 32 bytes (8.5M
+        at 131,072 GPUs); as tuples of ints for the refinement it took 40 and more."""
+        import numpy as np
+
+        sources, keys, counts = self.own_edges()
+        self._edges, self.counted = None, {}  # no edge is added after: the rings' counted names go too
+        n, sizes = len(self.colours), np.asarray(self.sizes, dtype=np.int64)
+        far, kinds = (keys >> 32).astype(np.int32), (keys & _SIDE_AND_LABEL).astype(np.int32)
+        del keys
+        turned = counts * sizes[sources]
+        if (turned % sizes[far]).any():
             return None
-        counts //= size_of
-        del far, back, times, order, size_of
-        bounds = np.searchsorted(ends, np.arange(len(mine) + 1)).tolist()
-        out = []
-        for v, (own_kinds, own_far, own_counts) in enumerate(mine):
-            mine[v] = None
-            keys = into[bounds[v]:bounds[v + 1]].tolist()
-            out.append((own_kinds + tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in keys]),
-                        own_far + tuple([vertex[key >> 32] for key in keys]),
-                        own_counts + tuple(counts[bounds[v]:bounds[v + 1]].tolist())))
-        return out, len(kinds)
+        turned //= sizes[far]
+        order = np.argsort(far, kind="stable")  # by far vertex
+        into = far[order]
+        vertices = np.arange(n + 1)
+        parts = [(np.searchsorted(sources, vertices), far, kinds, counts),
+                 (np.searchsorted(into, vertices), sources[order].astype(np.int32), kinds[order] | 1, turned[order])]
+        return parts, 2 * len(self.labels)
 
 
 class ResourceVertices:

@@ -50,6 +50,10 @@ __all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"
 # pays up to 64 of them before it is simulated rank by rank.
 MAX_ROUNDS = 64
 
+# The quotient's vertices whose edges a refinement round reads as lists at once (the rest
+# stay arrays): a bound on the lists, not a model parameter.
+_CHUNK = 4096
+
 
 
 
@@ -315,8 +319,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
             not _run_edges(q, groups, links, ranks_of, resource_vertex, capacities):
         return None
     # Read no more: the map of every resource to its vertex (5.3M names at 131,072 GPUs,
-    # made once the rings ask for many), let go before the refinement's lists are made,
-    # where a 131,072-GPU run peaks (adjacency lets go of the rings' counted names).
+    # made once the rings ask for many), let go before the edges are summed, where a
+    # 131,072-GPU run's classes peak (adjacency lets go of the rings' counted names).
     del resource_vertex
     adjacency = q.adjacency()
     if adjacency is None or not q.consistent:
@@ -494,28 +498,36 @@ def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str
     return list(order)
 
 
-def _refine_quotient(colours: list[tuple], adjacency: list[tuple[tuple, tuple, tuple]], width: int,
-                     device_vertices: list[int], sizes: list[int], devices: int) -> list[int] | None:
+def _refine_quotient(colours: list[tuple], parts: list[tuple], width: int, device_vertices: list[int],
+                     sizes: list[int], devices: int) -> list[int] | None:
     """:func:`_refine` on the quotient: the same rounds, the same partition (a colour
     number per orbit), an edge counted as many times as each member has it.
-    ``adjacency``, ``width``: :meth:`Quotient.adjacency`'s edges and kinds."""
+    ``parts``, ``width``: :meth:`Quotient.adjacency`'s edges and kinds."""
+    import numpy as np  # here: mcdla's start-up does not pay numpy's import
+
     numbers: dict[tuple, int] = {}
     colour = [numbers.setdefault(c, len(numbers)) for c in colours]
     count = len(numbers)
     alone = all(sizes[v] == 1 for v in device_vertices) and len(device_vertices) == devices
     for _ in range(MAX_ROUNDS):
         numbers = {}
-        new = []
-        for v, adj in enumerate(adjacency):
-            seen: dict[int, int] = {}
-            for kind, u, k in zip(*adj):
-                # One to one with (label, side, colour): the signatures are equal exactly
-                # when the tuples' were, and no label tuple is hashed every round.
-                key = colour[u] * width + kind
-                seen[key] = seen.get(key, 0) + k
-            # A vertex's signature as a set of (neighbour kind, count): equal exactly when
-            # the sorted lists are, and hashed without sorting by repr (a third of the pass).
-            new.append(numbers.setdefault((colour[v], frozenset(seen.items())), len(numbers)))
+        new: list[int] = []
+        # Each edge's neighbour kind, one to one with (label, side, colour): the signatures
+        # are equal exactly when the tuples' were, and no label tuple is hashed every round.
+        by = np.asarray(colour, dtype=np.int64)
+        keyed = [(at, by[far] * width + kinds, counts) for at, far, kinds, counts in parts]
+        for lo in range(0, len(colour), _CHUNK):
+            hi = min(lo + _CHUNK, len(colour))
+            chunk = [((at[lo:hi + 1] - at[lo]).tolist(), keys[at[lo]:at[hi]].tolist(), counts[at[lo]:at[hi]].tolist())
+                     for at, keys, counts in keyed]
+            for j in range(hi - lo):
+                seen: dict[int, int] = {}
+                for at, keys, counts in chunk:
+                    for key, k in zip(keys[at[j]:at[j + 1]], counts[at[j]:at[j + 1]]):
+                        seen[key] = seen.get(key, 0) + k
+                # A vertex's signature as a set of (neighbour kind, count): equal exactly when
+                # the sorted lists are, and hashed without sorting by repr (a third of the pass).
+                new.append(numbers.setdefault((colour[lo + j], frozenset(seen.items())), len(numbers)))
         if len(numbers) == count:  # no class split: stable
             return new
         if alone and len({new[v] for v in device_vertices}) == devices:
