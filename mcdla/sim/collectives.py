@@ -42,6 +42,7 @@ than the link. The units are shared by all rings and collectives on a device.
 from __future__ import annotations
 
 import time
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -551,14 +552,17 @@ class RingAlgorithm(CollectiveAlgorithm):
             return 0.0
         shares = dict(zip((r.name for r in rings),
                           ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps))))
-        caps = {**capacities_Bps, **{costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}}
+        # The rings' caps over the capacities, looked up, not merged into a copy of every
+        # capacity (5.3M at 131,072 GPUs, made for each closed form).
+        caps = ChainMap({costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps},
+                        capacities_Bps)
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
         reducing = plain
         units = CollectiveAlgorithm._units(op, rings, reduce_Bps)
         if units:
             reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
                                       + r.reduce_units for r in rings},
-                                     {**caps, **units})
+                                     caps.new_child(units))
         broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0
         for r in rings:

@@ -51,6 +51,7 @@ piece by piece.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -201,7 +202,9 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         slowest ring."""
         self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
         units = self._units(op, rings, reduce_Bps)
-        caps = {**capacities_Bps, **units, **self.caps(op, rings, capacities_Bps)}
+        # The algorithm's caps over the reduction units over the capacities, looked up, not
+        # merged into a copy of every capacity (5.3M at 131,072 GPUs, made for each closed form).
+        caps = ChainMap(self.caps(op, rings, capacities_Bps), units, capacities_Bps)
         plans = self._plans(op, rings, float(size_bytes), 0, units, capacities_Bps, chunk_bytes)
         totals = [0.0 for _ in rings]
         for k in range(max((len(plan) for plan in plans), default=0)):
