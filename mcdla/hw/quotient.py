@@ -113,12 +113,15 @@ class Quotient:
 
     def own_edges(self):
         """Each vertex's own edges: (their source vertices, keys, counts) as numpy arrays
-        by source then key, each (source, key) once, its count summed."""
+        by source then key, each (source, key) once, its count summed. Once: the edges as
+        given are let go, each array as it is sorted."""
         import numpy as np  # here: mcdla's start-up does not pay numpy's import
 
-        sources, keys, counts = (np.frombuffer(a, dtype=np.int64) for a in self._edges)
-        order = np.lexsort((keys, sources))
-        sources, keys, counts = sources[order], keys[order], counts[order]
+        given = [np.frombuffer(a, dtype=np.int64) for a in self._edges]
+        self._edges = None
+        order = np.lexsort((given[1], given[0]))
+        sources, keys, counts = (given.pop(0)[order] for _ in range(3))
+        del order
         first = np.ones(len(keys), dtype=bool)
         first[1:] = (sources[1:] != sources[:-1]) | (keys[1:] != keys[:-1])
         at = np.flatnonzero(first)
@@ -136,20 +139,21 @@ class Quotient:
         import numpy as np
 
         sources, keys, counts = self.own_edges()
-        self._edges, self.counted = None, {}  # no edge is added after: the rings' counted names go too
-        n, sizes = len(self.colours), np.asarray(self.sizes, dtype=np.int64)
+        self.counted = {}  # no edge is added after: the rings' counted names go too
+        sizes = np.asarray(self.sizes, dtype=np.int64)
+        sources = sources.astype(np.int32)
         far, kinds = (keys >> 32).astype(np.int32), (keys & _SIDE_AND_LABEL).astype(np.int32)
         del keys
-        turned = counts * sizes[sources]
-        if (turned % sizes[far]).any():
-            return None
-        turned //= sizes[far]
         order = np.argsort(far, kind="stable")  # by far vertex
-        into = far[order]
-        vertices = np.arange(n + 1)
-        parts = [(np.searchsorted(sources, vertices), far, kinds, counts),
-                 (np.searchsorted(into, vertices), sources[order].astype(np.int32), kinds[order] | 1, turned[order])]
-        return parts, 2 * len(self.labels)
+        into = (far[order], sources[order], kinds[order] | 1)  # the far vertex's, from its source
+        turned = counts[order] * sizes[into[1]]
+        del order
+        if (turned % sizes[into[0]]).any():
+            return None
+        turned //= sizes[into[0]]
+        vertices = np.arange(len(self.colours) + 1)
+        return [(np.searchsorted(sources, vertices), far, kinds, counts),
+                (np.searchsorted(into[0], vertices), into[1], into[2], turned)], 2 * len(self.labels)
 
 
 class ResourceVertices:
