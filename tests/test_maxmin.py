@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mcdla.hw.maxmin import max_min_rates
+from mcdla.hw.maxmin import caps_on, max_min_rates
 
 
 def test_single_flow_gets_its_bottleneck():
@@ -70,3 +70,18 @@ def test_order_of_flows_does_not_change_rates():
     forward = max_min_rates(paths, caps)
     backward = max_min_rates(dict(reversed(list(paths.items()))), caps)
     assert forward == pytest.approx(backward)
+
+
+def test_caps_on_reads_the_paths_resources_as_a_merge_of_the_maps_gives_them():
+    """caps_on holds each resource on the paths at the first map's capacity that has it
+    (a merge's, the later map over the earlier, read in reverse), none off the paths and
+    none that no map has (unconstrained, as absent from the merge): max_min_rates then
+    gives what it gives over the merge."""
+    capacities = {"a": 10.0, "b": 4.0, "c": 6.0, "off": 1.0}
+    units = {"u": 3.0, "b": 8.0}
+    own = {"c": 2.0}
+    paths = {"x": ("a", "b", "u"), "y": ("b", "c", "free"), "z": ("a",)}
+    caps = caps_on(paths.values(), own, units, capacities)
+    assert caps == {"a": 10.0, "b": 8.0, "u": 3.0, "c": 2.0}
+    merged = {**capacities, **units, **own}
+    assert max_min_rates(paths, caps) == max_min_rates(paths, merged)

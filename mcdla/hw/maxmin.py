@@ -16,14 +16,31 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from typing import Hashable, Mapping, Sequence
+from typing import Hashable, Iterable, Mapping, Sequence
 
-__all__ = ["max_min_rates", "UNIT_WEIGHTS"]
+__all__ = ["max_min_rates", "caps_on", "UNIT_WEIGHTS"]
 
 UNIT_WEIGHTS = itertools.repeat(1)  # the weights of an unweighted flow
 
 # Relative tolerance when deciding that two fair shares are the same bottleneck level.
 _TIE = 1e-12
+
+
+def caps_on(paths: Iterable[Sequence[Hashable]], *maps: Mapping[Hashable, float]) -> dict[Hashable, float]:
+    """The capacities of the resources on ``paths``, each from the first of ``maps`` that
+    has it (as a merge of them, the later over the earlier, gives it in reverse), as a
+    dict: what :func:`max_min_rates` reads of such a merge, without merging every
+    capacity (5.3M at 131,072 GPUs) for a solve over a collective's paths."""
+    found: dict[Hashable, float] = {}
+    for path in paths:
+        for resource in path:
+            if resource not in found:
+                for capacities in maps:
+                    capacity = capacities.get(resource)
+                    if capacity is not None:
+                        found[resource] = capacity
+                        break
+    return found
 
 
 def _users(paths, capacities_Bps, weights):

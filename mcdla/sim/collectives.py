@@ -42,7 +42,6 @@ than the link. The units are shared by all rings and collectives on a device.
 from __future__ import annotations
 
 import time
-from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -546,23 +545,23 @@ class RingAlgorithm(CollectiveAlgorithm):
         (:func:`~mcdla.hw.collective_model.ring_time_s`); the collective ends with its
         slowest ring. Exact while the rings' phases stay aligned (equal segment
         latencies, or channel-disjoint rings)."""
-        from mcdla.hw.maxmin import max_min_rates
+        from mcdla.hw.maxmin import caps_on, max_min_rates
 
         if size_bytes == 0 or rings[0].size == 1:
             return 0.0
         shares = dict(zip((r.name for r in rings),
                           ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps))))
-        # The rings' caps over the capacities, looked up, not merged into a copy of every
-        # capacity (5.3M at 131,072 GPUs, made for each closed form).
-        caps = ChainMap({costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps},
-                        capacities_Bps)
-        plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
+        # The rings' caps over the capacities, of the resources their paths cross only: a
+        # copy of every capacity (5.3M at 131,072 GPUs) was made for each closed form.
+        ring_caps = {costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps}
+        paths = {r.name: r.channels + costs.cap_path(r) for r in rings}
+        caps = caps_on(paths.values(), ring_caps, capacities_Bps)
+        plain = max_min_rates(paths, caps)
         reducing = plain
         units = CollectiveAlgorithm._units(op, rings, reduce_Bps)
         if units:
-            reducing = max_min_rates({r.name: r.channels + costs.cap_path(r)
-                                      + r.reduce_units for r in rings},
-                                     caps.new_child(units))
+            paths = {r.name: paths[r.name] + r.reduce_units for r in rings}
+            reducing = max_min_rates(paths, caps_on(paths.values(), units, ring_caps, capacities_Bps))
         broadcast = op == "broadcast"  # from root 0; the pipeline fills at the idle ring's rate
         worst = 0.0
         for r in rings:

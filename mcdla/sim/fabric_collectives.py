@@ -51,7 +51,6 @@ piece by piece.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -200,12 +199,16 @@ class PhasedAlgorithm(CollectiveAlgorithm):
         at its max-min fair rate until one ends, then the rest at their new rates
         (:func:`_ends`), a phase ending with its slowest flow; the collective ends with its
         slowest ring."""
+        from mcdla.hw.maxmin import caps_on
+
         self._validate(op, rings, size_bytes, capacities_Bps, chunk_bytes)
         units = self._units(op, rings, reduce_Bps)
-        # The algorithm's caps over the reduction units over the capacities, looked up, not
-        # merged into a copy of every capacity (5.3M at 131,072 GPUs, made for each closed form).
-        caps = ChainMap(self.caps(op, rings, capacities_Bps), units, capacities_Bps)
         plans = self._plans(op, rings, float(size_bytes), 0, units, capacities_Bps, chunk_bytes)
+        # The algorithm's caps over the reduction units over the capacities, of the resources
+        # the flows cross only: a copy of every capacity (5.3M at 131,072 GPUs) was made for
+        # each closed form.
+        caps = caps_on((f.path for plan in plans for phase in plan for f in phase),
+                       self.caps(op, rings, capacities_Bps), units, capacities_Bps)
         totals = [0.0 for _ in rings]
         for k in range(max((len(plan) for plan in plans), default=0)):
             flows = {(r, j): f for r, plan in enumerate(plans) if k < len(plan)
