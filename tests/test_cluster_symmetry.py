@@ -323,13 +323,14 @@ def test_the_per_class_laws_sum_the_per_channel_ones_with_the_shift():
 def _read_alike(shift, topology, one, whole) -> None:
     """The quotient's vertex and edges of a sub-ring read by period (``one``: its
     :class:`~mcdla.hw.network.Periods`) are those of the whole sub-ring ``whole``."""
-    from mcdla.hw.symmetry import _Quotient, _ring_edges
+    from mcdla.hw.quotient import Quotient
+    from mcdla.hw.symmetry import _ring_edges
 
     capacities = topology.capacities()
     edges = []
     for ring, reading in ((one.ring, one), (whole, None)):
-        q = _Quotient(shift)
-        vertices = q.vertices("r", capacities)
+        q = Quotient(shift)
+        vertices = q.vertices(capacities)
         devices = [q.vertex("d", d, ()) for d in topology.devices]
         position = {d: n for n, d in enumerate(topology.devices)}
 
@@ -338,8 +339,8 @@ def _read_alike(shift, topology, one, whole) -> None:
 
         assert _ring_edges(q, ring, vertices, ranks_of, capacities, 1, reading) is not None
         names = {n: label for label, n in q.labels.items()}  # the edges by their labels, not the numbers met
-        edges.append((q.colours, [{(names[(key & 0xFFFFFFFF) >> 1], key >> 32): n for key, n in own.items()}
-                                  for own in q.own]))  # (the edges into a vertex follow from these)
+        edges.append((q.colours, {(u, names[(key & 0xFFFFFFFF) >> 1], key >> 32): n for u, key, n in
+                                  zip(*(a.tolist() for a in q.own_edges()))}))  # (those into a vertex follow)
     assert edges[0] == edges[1]
 
 
@@ -446,7 +447,8 @@ def test_a_reading_whose_hops_read_whole_are_no_whole_orbits_is_refused():
     member of each orbit it touches equally often. One hop more on one GPU's uplink (a
     sub-ring the shift would not carry onto itself) and _ring_edges refuses the reading
     (the run is then refined whole), where the reading as derived is accepted."""
-    from mcdla.hw.symmetry import _Quotient, _ring_edges
+    from mcdla.hw.quotient import Quotient
+    from mcdla.hw.symmetry import _ring_edges
 
     topology, workload, execution = load_inputs("h100_100k", "llama2_7b", _leaf_sets(16, 4, 2, 4, None), batch=64)
     run = Iteration(topology, workload, execution)
@@ -457,8 +459,8 @@ def test_a_reading_whose_hops_read_whole_are_no_whole_orbits_is_refused():
     more = Counter(found.rest)
     more.update([uplink])  # (Counter's + would drop the closing hops' -1s)
     for rest, accepted in ((found.rest, True), (more, False)):
-        q = _Quotient(shift)
-        vertices = q.vertices("r", capacities)
+        q = Quotient(shift)
+        vertices = q.vertices(capacities)
         devices = [q.vertex("d", d, ()) for d in topology.devices]
         position = {d: n for n, d in enumerate(topology.devices)}
         reading = found._replace(rest=rest)

@@ -289,22 +289,33 @@ def test_symmetric_equals_exact_at_a_few_hundred_devices(design, sets):
 
 
 def test_the_quotient_turns_its_own_edges_round_and_refuses_an_uneven_spread():
-    """The quotient keeps each vertex's own edges only; its lists for the refinement hold
-    them and, at the far end, each turned round with its count times the source orbit's
-    size over the far orbit's (an orbit of 4 members, one edge each into an orbit of 2: 2
-    edges into each member). An orbit whose edges do not spread evenly over the far
-    orbit's members (4 edges over 3) is no automorphism: no lists."""
-    from mcdla.hw.symmetry import _Quotient
+    """The quotient keeps each vertex's own edges only, an edge given in parts summed; its
+    arrays for the refinement hold them and, at the far end, each turned round with its
+    count times the source orbit's size over the far orbit's (an orbit of 4 members, one
+    edge each into an orbit of 2: 2 edges into each member). An orbit whose edges do not
+    spread evenly over the far orbit's members (4 edges over 3) is no automorphism: no
+    arrays; its edges given in parts are checked once summed (4 x (1 + 2) over 3)."""
+    from mcdla.hw.quotient import Quotient
 
-    q = _Quotient(None)
+    q = Quotient(None)
     a, b, c = (q.vertex(kind, name, (), size=size) for kind, name, size in (("d", "A", 4), ("r", "B", 2), ("r", "C", 4)))
     q.edge(a, b, ("x",))
     q.edge(a, c, ("y",), 3)
-    lists, kinds = q.adjacency()
-    named = [{(kind, far): n for kind, far, n in zip(*edges)} for edges in lists]
-    # Kinds in the order met: (x, own), (y, own), then (x, into), (y, into).
-    assert (named, kinds) == ([{(0, b): 1, (1, c): 3}, {(2, a): 2}, {(3, a): 3}], 4)
-    uneven = _Quotient(None)
+    q.edge(a, c, ("y",))  # an edge given in parts: summed
+    parts, kinds = q.adjacency()
+    named = [{} for _ in q.colours]
+    for at, far, kind, count in parts:
+        for v, edges in enumerate(named):
+            edges.update(zip(zip(kind[at[v]:at[v + 1]].tolist(), far[at[v]:at[v + 1]].tolist()),
+                             count[at[v]:at[v + 1]].tolist()))
+    # A kind is (label number, side) as 2 label + side: (x, own) 0, (x, into) 1, (y, own) 2, (y, into) 3.
+    assert (named, kinds) == ([{(0, b): 1, (2, c): 4}, {(1, a): 2}, {(3, a): 4}], 4)
+    uneven = Quotient(None)
     a, d = uneven.vertex("d", "A", (), size=4), uneven.vertex("r", "D", (), size=3)
     uneven.edge(a, d, ("x",))
     assert uneven.adjacency() is None
+    summed = Quotient(None)
+    a, d = summed.vertex("d", "A", (), size=4), summed.vertex("r", "D", (), size=3)
+    summed.edge(a, d, ("x",))
+    summed.edge(a, d, ("x",), 2)
+    assert summed.adjacency()[0][1][3].tolist() == [4]  # 3 edges of each of 4 members: 4 into each of 3

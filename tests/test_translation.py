@@ -481,18 +481,27 @@ def test_the_link_classes_by_orbit_are_the_pass_over_every_channel(tmp_path, n, 
 
 
 def test_the_quotients_vertex_of_each_resource_is_its_orbits_before_and_past_the_whole_map(tmp_path):
-    """_Quotient.vertices' map answers each resource by its orbit's key, and past its
-    lookups by orbit from the map of every resource: the same vertex either way; a name
-    that is no resource is a KeyError."""
-    from mcdla.hw.symmetry import _Quotient
+    """Quotient.vertices numbers the orbits of resources on from the vertices made before,
+    in first-member order, outside the index of keys: two resources share a vertex
+    exactly when the translation puts them in one orbit, the vertex's colour is its
+    members' capacity and its size the orbit's. Its map answers each resource by its
+    orbit's key, and past its lookups by orbit from the map of every resource, which lets
+    the keys go: the same vertex either way; a name that is no resource is a KeyError."""
+    from mcdla.hw.quotient import Quotient
 
     topology = load_topology(_ring(tmp_path, 128))
-    capacities = topology.capacities()
+    t, capacities = topology.translation, topology.capacities()
     assert len(capacities) > 1024  # past the lookups by orbit
-    q = _Quotient(topology.translation)
-    vertices = q.vertices("r", capacities, topology.physical_links)
+    q = Quotient(t)
+    device = q.vertex("d", "D0", ())
+    vertices = q.vertices(capacities, topology.physical_links)
+    assert not any(kind == "r" for kind, _ in q.index)
+    by_key: dict = {}
     for name in capacities:
-        assert vertices[name] == q.index[("r", topology.translation.orbit(name)[0])]
-    assert len(vertices._known) == len(capacities)  # the whole map, made once
+        v = vertices[name]
+        assert by_key.setdefault(t.orbit(name)[0], v) == v
+        assert q.colours[v] == ("r", capacities[name]) and q.sizes[v] == t.size(t.orbit(name)[0])
+    assert sorted(by_key.values()) == list(range(device + 1, len(q.colours)))  # one each, after the device's
+    assert len(vertices._known) == len(capacities) and vertices._keys is None  # the whole map, made once
     with pytest.raises(KeyError):
         vertices["D0>D1:0"]

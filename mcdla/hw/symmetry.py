@@ -34,13 +34,12 @@ and every device is its own class.
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from operator import ne
 from typing import Sequence
 
 from mcdla.hw.network import RANK_LINKS
+from mcdla.hw.quotient import Quotient
 
 __all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"]
 
@@ -51,16 +50,11 @@ __all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"
 # pays up to 64 of them before it is simulated rank by rank.
 MAX_ROUNDS = 64
 
+# The quotient's vertices whose edges a refinement round reads as lists at once (the rest
+# stay arrays): a bound on the lists, not a model parameter.
+_CHUNK = 4096
 
-# How many resources _Vertices answers by orbit before it makes the map of every resource:
-# a ring's run asks for a few per ring and period (by orbit is cheaper than a map of 1.8M
-# names), a cluster's pipeline stages for most (632,000 lookups by orbit cost more than the
-# map; docs/performance.md, "The 131,072-device ring: the last passes"). Not a model
-# parameter: a cost switch that changes no result.
-_LOOKUPS_BY_ORBIT = 1024
-_LOOKUPS_PER_RESOURCE = 64  # ... or one per 64 resources, whichever is more
 
-_SIDE_AND_LABEL = (1 << 32) - 1  # an edge key's low bits (_Quotient.edge): its label's number and side
 
 
 @dataclass(frozen=True)
@@ -285,160 +279,6 @@ def _refine(colours: list[tuple], edges: list[tuple[int, int, tuple]], devices: 
     return None
 
 
-class _Quotient:
-    """The refinement graph with one vertex per orbit of the generator's translation
-    (mcdla.hw.translation): each orbit's representative's own edges, counted, and the
-    edges into it, each orbit of sources' count times its size over the orbit's (those
-    follow from the own edges: :meth:`adjacency` turns them round)."""
-
-    def __init__(self, translation) -> None:
-        self.translation = translation
-        self.index: dict[tuple, int] = {}  # (kind, orbit key) -> vertex
-        self.colours: list[tuple] = []
-        self.sizes: list[int] = []
-        # An edge's key: its far vertex << 32 | its label's number << 1 | its side, one int
-        # (a tuple a key held 544 MB more at 131,072 GPUs' 8.5M edges).
-        self.labels: dict[tuple, int] = {}  # an edge label -> its number, in the order met
-        self.own: list[dict] = []  # vertex -> {edge key: edges of its representative}
-        self.consistent = True  # every member of an orbit has its representative's colour
-        # (label, names) -> their vertices counted, and whether they are whole orbits
-        # (_ring_edges): the rings of a group share many (a cluster's rings their rail links).
-        self.counted: dict[tuple, tuple[Counter, bool | None]] = {}
-        # The resources vertices() numbered: (them, each one's orbit number, each orbit's
-        # first member, each orbit's vertex), for firsts().
-        self.resources: tuple = ()
-        self.orbit_members: tuple = ()  # (each orbit's first member, its members): firsts()'s
-
-    def vertex(self, kind: str, name: str, colour: tuple, size: int | None = None) -> int:
-        rep = self.translation.orbit(name)[0] if size is None else name
-        v = self.index.get((kind, rep))
-        if v is None:
-            v = self.index[(kind, rep)] = len(self.colours)
-            self.colours.append((kind, *colour))
-            self.sizes.append(self.translation.size(rep) if size is None else size)
-            self.own.append({})
-        elif self.colours[v] != (kind, *colour):
-            self.consistent = False
-        return v
-
-    def vertices(self, kind: str, capacities: dict[str, float], links=()) -> "_Vertices":
-        """:meth:`vertex` of every resource (colour: its capacity), in one pass; each
-        resource's vertex as a map that looks up the few asked (:class:`_Vertices`).
-        ``links``: the physical links whose channels ``capacities`` begin with
-        (Translation.numbers)."""
-        orbits, keys, first = self.translation.numbers(capacities, links)  # orbits in first-member order
-        own = [capacities[name] for name in first]  # each orbit's first's capacity
-        if any(map(ne, map(own.__getitem__, orbits), capacities.values())):
-            self.consistent = False  # an orbit's members differ in capacity
-        found = [self.index.get((kind, key)) for key in keys]
-        for n, v in enumerate(found):
-            if v is None:
-                found[n] = self.vertex(kind, first[n], (own[n],))
-        self.resources = (capacities, orbits, first, found)
-        return _Vertices(self, kind, capacities)
-
-    def firsts(self, colour: Sequence[int]) -> dict[str, str]:
-        """:func:`_firsts` of the resources :meth:`vertices` numbered, each of the colour
-        of its vertex in ``colour``, from their orbits: a class's first is the first
-        member of its earliest orbit (orbits are numbered in first-member order) and its
-        size its orbits' members, so one pass over the resources makes the map."""
-        names, orbits, first, found = self.resources
-        colours = [colour[v] for v in found]  # orbit -> its class's colour
-        heads: dict[int, str] = {}
-        for n, c in enumerate(colours):
-            heads.setdefault(c, first[n])
-        sizes: Counter = Counter()
-        members = Counter(orbits)
-        self.orbit_members = (tuple(first), tuple(members[n] for n in range(len(first))))
-        for n, count in members.items():
-            sizes[colours[n]] += count
-        head = [heads[c] for c in colours]  # orbit -> its class's first
-        if min(sizes.values(), default=2) > 1:  # every class of more than one (a ring's)
-            return dict(zip(names, map(head.__getitem__, orbits)))
-        return {name: head[n] for name, n in zip(names, orbits) if sizes[colours[n]] > 1}
-
-    def edge(self, u: int, v: int, label: tuple, times: int = 1) -> None:
-        """``times`` edges of ``u``'s representative (the caller gives each of them once)."""
-        key = v << 32 | self.labels.setdefault(label, len(self.labels)) << 1
-        self.own[u][key] = self.own[u].get(key, 0) + times
-
-    def adjacency(self) -> tuple[list[tuple[tuple, tuple, tuple]], int] | None:
-        """(per vertex: its edges as three tuples, each edge's kind, far vertex and edges of
-        each member, a kind being an edge's (label, side) numbered once in the order met;
-        the kinds), or None if an orbit's edges do not spread evenly over its members (not
-        an automorphism). Its own edges first, then those into it: each own edge of u's
-        turned round (side 1), its count times u's orbit's size over v's. Read once: each
-        vertex's edges are let go as its tuples are made (a 131,072-GPU run's quotient has
-        4.25M own edges, 8.5M both ways); three tuples of ints a vertex hold an edge in 24
-        bytes where a dict entry each way took over 140."""
-        import numpy as np  # here: mcdla's start-up does not pay numpy's import
-
-        kinds: dict[int, int] = {}  # (label, side) as its key's low bits -> its kind
-        owns, sizes = self.own, self.sizes
-        self.own, self.counted = [], {}  # no edge is added after: the rings' counted names go too
-        vertex = list(range(len(owns)))  # one int object a vertex, shared by the edges into it
-        mine: list = []
-        far, back, times = array("q"), array("q"), array("q")  # each own edge from its far end
-        for u in range(len(owns)):
-            own, owns[u] = owns[u], None
-            keys = list(own)
-            mine.append((tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in keys]),
-                         tuple([vertex[key >> 32] for key in keys]), tuple(own.values())))
-            far.extend([key >> 32 for key in keys])
-            back.extend([u << 32 | key & _SIDE_AND_LABEL | 1 for key in keys])
-            size = sizes[u]
-            times.extend([n * size for n in own.values()])
-        ends = np.frombuffer(far, dtype=np.int64)
-        order = np.argsort(ends, kind="stable")  # by far vertex, in the order met
-        ends = ends[order]
-        into = np.frombuffer(back, dtype=np.int64)[order]
-        counts = np.frombuffer(times, dtype=np.int64)[order]
-        size_of = np.asarray(sizes, dtype=np.int64)[ends]
-        if (counts % size_of).any():
-            return None
-        counts //= size_of
-        del far, back, times, order, size_of
-        bounds = np.searchsorted(ends, np.arange(len(mine) + 1)).tolist()
-        out = []
-        for v, (own_kinds, own_far, own_counts) in enumerate(mine):
-            mine[v] = None
-            keys = into[bounds[v]:bounds[v + 1]].tolist()
-            out.append((own_kinds + tuple([kinds.setdefault(key & _SIDE_AND_LABEL, len(kinds)) for key in keys]),
-                        own_far + tuple([vertex[key >> 32] for key in keys]),
-                        own_counts + tuple(counts[bounds[v]:bounds[v + 1]].tolist())))
-        return out, len(kinds)
-
-
-class _Vertices:
-    """A resource -> its orbit's vertex in a quotient, looked up by its orbit's key when
-    asked: the quotient of a ring bound by period asks for the resources of one device's
-    routes and one period of each ring, and a map of every resource (1.8M on a ring of
-    131,072 devices) cost as much as the map of classes the symmetry hands over. Past a
-    few lookups (a run whose rings are read whole: a cluster's pipeline stages ask for
-    most resources) the map of every resource is made once and read. A name not among
-    the resources: KeyError, as a map of them gives."""
-
-    __slots__ = ("_q", "_kind", "_known", "_left")
-
-    def __init__(self, q: _Quotient, kind: str, capacities) -> None:
-        self._q, self._kind = q, kind
-        self._known: dict[str, int] = {}
-        self._left = max(_LOOKUPS_BY_ORBIT, len(capacities) // _LOOKUPS_PER_RESOURCE)
-
-    def __getitem__(self, name: str) -> int:
-        found = self._known.get(name)
-        if found is None:
-            names, orbits, _, vertices = self._q.resources
-            if name not in names:
-                raise KeyError(name)
-            self._left -= 1
-            if self._left < 0:  # many asked: every resource's vertex, in one pass
-                self._known = dict(zip(names, map(vertices.__getitem__, orbits)))
-                return self._known[name]
-            found = self._known[name] = self._q.index[(self._kind, self._q.translation.orbit(name)[0])]
-        return found
-
-
 def by_translation(topology, policy: str, rings, tiers, translation=None, *, colours: Sequence = (),
                    groups: Sequence = (), links: Sequence = ()) -> Symmetry | None:
     """:func:`rank_classes` from the quotient by ``translation`` (None: the topology's):
@@ -451,12 +291,12 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
     if t is None:
         return None
     rings, capacities = topology.rings if rings is None else rings, topology.read_capacities()
-    q = _Quotient(t)
+    q = Quotient(t)
     device_vertex = [q.vertex("d", d, (colours[n],) if colours else ()) for n, d in enumerate(devices)]
     # The topology's capacities list its channels first, link by link (Topology.capacities):
     # numbered by link where every channel id is a name of its own (no port's).
     whole = len(capacities) == len(topology.channels) + len(topology.ports)
-    resource_vertex = q.vertices("r", capacities, topology.physical_links if whole else ())
+    resource_vertex = q.vertices(capacities, topology.physical_links if whole else ())
     for c, extra in topology.nic_ports.items():
         if t.orbit(c)[1] == 0:
             for a in extra:
@@ -479,8 +319,8 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
             not _run_edges(q, groups, links, ranks_of, resource_vertex, capacities):
         return None
     # Read no more: the map of every resource to its vertex (5.3M names at 131,072 GPUs,
-    # made once the rings ask for many), let go before the refinement's lists are made,
-    # where a 131,072-GPU run peaks (adjacency lets go of the rings' counted names).
+    # made once the rings ask for many), let go before the edges are summed, where a
+    # 131,072-GPU run's classes peak (adjacency lets go of the rings' counted names).
     del resource_vertex
     adjacency = q.adjacency()
     if adjacency is None or not q.consistent:
@@ -499,7 +339,7 @@ def by_translation(topology, policy: str, rings, tiers, translation=None, *, col
                     t, q.orbit_members)
 
 
-def _run_edges(q: _Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:
+def _run_edges(q: Quotient, groups, links, ranks_of, resource_vertex, capacities) -> bool:
     """The groups' and links' vertices and edges (as :func:`rank_classes` adds them), one
     group per orbit of groups with its rings, and the links of each orbit's representative
     device; False if the translation carries a group onto no group of its kind, or onto
@@ -559,7 +399,7 @@ def _group_orbits(t, groups) -> list[tuple[int, int]] | None:
     return out
 
 
-def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1,
+def _ring_edges(q: Quotient, ring, resource_vertex, ranks_of, capacities, size: int = 1,
                 reading=None) -> int | None:
     """Adds ``ring``'s vertex and edges (as :func:`rank_classes` does) for an orbit of
     ``size`` rings, ``ring`` its representative: its vertex, or None if the translation
@@ -602,7 +442,7 @@ def _ring_edges(q: _Quotient, ring, resource_vertex, ranks_of, capacities, size:
     return qv
 
 
-def _signed_orbits(q: _Quotient, names: Counter, resource_vertex, capacities) -> Counter | None:
+def _signed_orbits(q: Quotient, names: Counter, resource_vertex, capacities) -> Counter | None:
     """The vertices of the channels ``names`` (name -> times, negative for a hop taken
     out) counted, or None unless each orbit they touch has every member equally often
     (the translation carries them onto themselves)."""
@@ -615,7 +455,7 @@ def _signed_orbits(q: _Quotient, names: Counter, resource_vertex, capacities) ->
     return Counter({v: sum(ns) for v, ns in times.items()})
 
 
-def _counted(q: _Quotient, label: str, names: tuple, resource_vertex, ranks_of, capacities,
+def _counted(q: Quotient, label: str, names: tuple, resource_vertex, ranks_of, capacities,
              check: bool) -> tuple[Counter, bool | None]:
     """The vertices of ``names`` (a ring's ranks for label "rank", else its channels of
     a role: those with a capacity) counted, and (``check``) whether they hold whole
@@ -630,7 +470,7 @@ def _counted(q: _Quotient, label: str, names: tuple, resource_vertex, ranks_of, 
     return found[0], found[1] if check else None
 
 
-def _whole_orbits(q: _Quotient, names, vertices, counts: Counter) -> bool:
+def _whole_orbits(q: Quotient, names, vertices, counts: Counter) -> bool:
     """Whether a multiset of names (``names``, each in the orbit of its ``vertices``,
     ``counts`` of them in each) holds every member of each orbit it touches, each
     equally often."""
@@ -658,28 +498,36 @@ def _stores_in_order(t, devices, route_stores: dict[str, list[str]]) -> list[str
     return list(order)
 
 
-def _refine_quotient(colours: list[tuple], adjacency: list[tuple[tuple, tuple, tuple]], width: int,
-                     device_vertices: list[int], sizes: list[int], devices: int) -> list[int] | None:
+def _refine_quotient(colours: list[tuple], parts: list[tuple], width: int, device_vertices: list[int],
+                     sizes: list[int], devices: int) -> list[int] | None:
     """:func:`_refine` on the quotient: the same rounds, the same partition (a colour
     number per orbit), an edge counted as many times as each member has it.
-    ``adjacency``, ``width``: :meth:`_Quotient.adjacency`'s edges and kinds."""
+    ``parts``, ``width``: :meth:`Quotient.adjacency`'s edges and kinds."""
+    import numpy as np  # here: mcdla's start-up does not pay numpy's import
+
     numbers: dict[tuple, int] = {}
     colour = [numbers.setdefault(c, len(numbers)) for c in colours]
     count = len(numbers)
     alone = all(sizes[v] == 1 for v in device_vertices) and len(device_vertices) == devices
     for _ in range(MAX_ROUNDS):
         numbers = {}
-        new = []
-        for v, adj in enumerate(adjacency):
-            seen: dict[int, int] = {}
-            for kind, u, k in zip(*adj):
-                # One to one with (label, side, colour): the signatures are equal exactly
-                # when the tuples' were, and no label tuple is hashed every round.
-                key = colour[u] * width + kind
-                seen[key] = seen.get(key, 0) + k
-            # A vertex's signature as a set of (neighbour kind, count): equal exactly when
-            # the sorted lists are, and hashed without sorting by repr (a third of the pass).
-            new.append(numbers.setdefault((colour[v], frozenset(seen.items())), len(numbers)))
+        new: list[int] = []
+        # Each edge's neighbour kind, one to one with (label, side, colour): the signatures
+        # are equal exactly when the tuples' were, and no label tuple is hashed every round.
+        by = np.asarray(colour, dtype=np.int64)
+        keyed = [(at, by[far] * width + kinds, counts) for at, far, kinds, counts in parts]
+        for lo in range(0, len(colour), _CHUNK):
+            hi = min(lo + _CHUNK, len(colour))
+            chunk = [((at[lo:hi + 1] - at[lo]).tolist(), keys[at[lo]:at[hi]].tolist(), counts[at[lo]:at[hi]].tolist())
+                     for at, keys, counts in keyed]
+            for j in range(hi - lo):
+                seen: dict[int, int] = {}
+                for at, keys, counts in chunk:
+                    for key, k in zip(keys[at[j]:at[j + 1]], counts[at[j]:at[j + 1]]):
+                        seen[key] = seen.get(key, 0) + k
+                # A vertex's signature as a set of (neighbour kind, count): equal exactly when
+                # the sorted lists are, and hashed without sorting by repr (a third of the pass).
+                new.append(numbers.setdefault((colour[lo + j], frozenset(seen.items())), len(numbers)))
         if len(numbers) == count:  # no class split: stable
             return new
         if alone and len({new[v] for v in device_vertices}) == devices:

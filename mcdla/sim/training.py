@@ -265,12 +265,16 @@ class Iteration:
     @cached_property
     def net(self) -> FlowNetwork:
         topology = self.inputs.topology
-        classes = dict(self.symmetry.resources)
-        for group in self.symmetry.device_classes:  # a device's reduction unit is in its class
+        # A device's reduction unit is in its class: added to the symmetry's own map, not a
+        # copy of it (5.3M resources at 131,072 GPUs; after the resources, which the flow
+        # network reads first, and not channels, whose bytes the invariants check by class).
+        classes = self.symmetry.resources
+        for group in self.symmetry.device_classes:
             if len(group) > 1:
                 first = reduce_unit(topology.devices[group[0]])
                 classes.update((reduce_unit(topology.devices[d]), first) for d in group)
-        net = FlowNetwork(self.env, topology.capacities(), on_rates=self._on_rates,
+        # The capacities read, not copied: the network keeps its own copy (flowsetup.per_class).
+        net = FlowNetwork(self.env, topology.read_capacities(), on_rates=self._on_rates,
                           record_timeline=self._record_timeline, classes=classes, also=topology.nic_ports,
                           orbits=self.symmetry.translation)
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
