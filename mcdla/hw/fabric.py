@@ -40,7 +40,8 @@ class Fabric:
     def __init__(self, graph, channels=None) -> None:
         # The channel table (channel id -> Channel, mcdla.hw.wiring.add_links): the graph's
         # edges carry their link type only. None: a graph read for its structure alone
-        # (ring derivation), whose channels are named but not looked up.
+        # (ring derivation), whose channels are named (link, link_id) but not rated
+        # (dimensions, which reads their rates, needs the table).
         self.table = channels if channels is not None else {}
         self.kinds: dict[str, str] = dict(graph.nodes(data="kind"))
         self.spine: set[str] = {n for n, spine in graph.nodes(data="spine") if spine}
