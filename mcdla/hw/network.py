@@ -13,6 +13,7 @@ and consumed by the flow network and the collectives in :mod:`mcdla.sim`.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -72,8 +73,9 @@ class Port(NamedTuple):
 
 def reduce_unit(rank: str) -> str:
     """The id of device ``rank``'s reduction unit (a resource of the flow network that
-    reducing collectives cross at every rank: mcdla.sim.collectives)."""
-    return f"reduce:{rank}"
+    reducing collectives cross at every rank: mcdla.sim.collectives). Interned: each of
+    a rank's rings names it (18 rings of 4,096 ranks a group at 131,072 GPUs), one string."""
+    return sys.intern(f"reduce:{rank}")
 
 
 @dataclass(frozen=True)
@@ -364,11 +366,12 @@ def sub_ring(ring: Ring, members, name: str, reverse: Ring | None = None, channe
     back = reverse.position if reverse is not None else {}
     segments, latency, outs, ins = [], [], [], []
     members_at = frozenset(keep)  # a relay to another rail must not be a member: its links are the group's
+    same: dict[float, float] = {}  # a ring's few latencies, one float each (not one per rank)
     for j, start in enumerate(keep):
         end = keep[(j + 1) % len(keep)]
         segment, lat, out, into = _segment(ring, start, end, reverse, back, channels, members_at)
         segments.append(segment)
-        latency.append(lat)
+        latency.append(same.setdefault(lat, lat))
         outs.append(out)
         ins.append(into)
     fields = {}

@@ -466,12 +466,14 @@ class _Domains:
     """A ring cut into domains: ``ranks[j]`` the ring positions of domain j in ring
     order; ``groups[k][j]`` the position in domain j of group k, the ranks that hold
     the same piece after the intra-domain reduce-scatter and all-reduce it across the
-    domains; ``cross[(j, k)]`` the channels from group k's rank in domain j to its rank
-    in domain j+1; ``intra_s`` and ``cross_s`` the latencies of a step inside and across."""
+    domains; ``cross[k][j]`` the channels from group k's rank in domain j to its rank
+    in domain j+1 (a tuple per group, not a map by (j, k): at 4,096 domains and 576 rings
+    a map's keys took 200 MB); ``intra_s`` and ``cross_s`` the latencies of a step inside
+    and across."""
 
     ranks: tuple[tuple[int, ...], ...]
     groups: tuple[tuple[int, ...], ...]
-    cross: Mapping[tuple[int, int], tuple[str, ...]]
+    cross: tuple[tuple[tuple[str, ...], ...], ...]
     intra_s: float
     cross_s: float
     hubs: tuple[str, ...] = ()  # each domain's own fabric switch ("" for a domain of one rank)
@@ -486,7 +488,8 @@ class _Domains:
         domain ``start`` (all the way round by default)."""
         d = len(self.ranks)
         hops = d if hops is None else hops
-        return tuple(c for step in range(hops) for c in self.cross[((start + step) % d, k)])
+        ways = self.cross[k]
+        return tuple(c for step in range(hops) for c in ways[(start + step) % d])
 
 
 def _from_holders(ring: Ring, dom: _Domains, k: int) -> Iterator[tuple[str, str]]:
@@ -525,7 +528,7 @@ def _cut_domains(ring: Ring) -> _Domains:
     if not cuts:  # one switch: one domain, no groups to cross
         if any(t != homes[0] for t in through):
             raise _refuse(ring, "every domain's ranks on one fabric switch")
-        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), {}, IDEAL.step_s(ring), 0.0,
+        return _Domains((tuple(range(p)),), tuple((i,) for i in range(p)), (), IDEAL.step_s(ring), 0.0,
                         (homes[0],))
     first = (cuts[0] + 1) % p
     order = [(first + i) % p for i in range(p)]
@@ -542,10 +545,9 @@ def _cut_domains(ring: Ring) -> _Domains:
     for j, members in enumerate(domains):
         if any(through[i] != hubs[j] for i in members[:-1]):
             raise _refuse(ring, "every domain's ranks on one fabric switch")
-    cross: dict[tuple[int, int], tuple[str, ...]] = {}
     if q == 1:  # one rank per domain: the ring's own segments
         groups = (tuple(m[0] for m in domains),)
-        cross = {(j, 0): ring.segments[m[0]] for j, m in enumerate(domains)}
+        cross = (tuple(ring.segments[m[0]] for m in domains),)
     elif all(exits):
         # Every rank has its own way out (a NIC on a rail switch): a group is the ranks
         # on one rail, one per domain, crossing over it (their rail switch, or their
@@ -562,13 +564,12 @@ def _cut_domains(ring: Ring) -> _Domains:
                        for k in domains[0])
         if any(-1 in g for g in groups) or len({i for g in groups for i in g}) != p:
             raise _refuse(ring, "the ranks of every domain on the same rails, one each")
-        for k, g in enumerate(groups):
-            for j in range(d):
-                cross[(j, k)] = ring.over_rail(g[j], g[(j + 1) % d])
+        cross = tuple(tuple(ring.over_rail(g[j], g[(j + 1) % d]) for j in range(d)) for g in groups)
     else:
         # Domains joined switch to switch (a two-level switch): a group is the ranks at one
         # place in ring order, crossing over the ring's own inter-domain hops.
         groups = tuple(tuple(m[k] for m in domains) for k in range(q))
+        ways: list[list[tuple[str, ...]]] = [[] for _ in groups]
         for j, members in enumerate(domains):
             segment, nxt = ring.segments[members[-1]], domains[(j + 1) % d][0]
             if ring.switch_out[members[-1]] != hubs[j] or ring.switch_in[nxt] != hubs[(j + 1) % d] \
@@ -576,7 +577,8 @@ def _cut_domains(ring: Ring) -> _Domains:
                 raise _refuse(ring, "the ring between domains through their switches")
             for k, g in enumerate(groups):
                 out, into = _via_switch(ring, g[j], g[(j + 1) % d], home=True)
-                cross[(j, k)] = (out,) + tuple(segment[1:-1]) + (into,)
+                ways[k].append((out,) + tuple(segment[1:-1]) + (into,))
+        cross = tuple(map(tuple, ways))
     intra = [ring.latency_s[i] for i in range(p) if i not in cut]
     return _Domains(tuple(tuple(m) for m in domains), groups, cross, max(intra, default=0.0),
                     max(ring.latency_s[i] for i in cuts), tuple(hubs))
