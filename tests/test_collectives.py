@@ -205,6 +205,15 @@ def test_reduce_resources_are_shared_per_device():
         collective(env, net, rings, "reduce_scatter", 1e6, reduce_Bps=6e9)
 
 
+def test_a_devices_reduction_unit_is_one_string_for_all_its_rings():
+    # A rank's unit is named by each ring it is on (18 a group at 131,072 GPUs): one
+    # string, not one per ring, or the rings' units alone take 140 MB there.
+    (cw, ccw), _ = ring_of_devices(4, LINK_Bps, HOP_S)
+    assert set(cw.reduce_units) == set(ccw.reduce_units)
+    by_id = {unit: unit for unit in cw.reduce_units}
+    assert all(unit is by_id[unit] for unit in ccw.reduce_units)
+
+
 def test_ring_of_devices_is_two_channel_disjoint_directed_rings():
     for n in (2, 3, 8):
         (cw, ccw), caps = ring_of_devices(n, LINK_Bps, HOP_S)
