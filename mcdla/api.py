@@ -288,19 +288,20 @@ def simulate(*, topology: str = DEFAULT_POINT["topology"], policy: str = DEFAULT
 def collective(*, op: str, size: Any, topology: str | None = None, ring: int | None = None,
                link_bw: Any = None, link_latency: Any = None, chunk: Any = None, algorithm: str | None = None,
                launch_serial: int = 1, set: Sets = (), hot_share: float | None = None,
-               nccl_version: str | None = None, iters: int = 1) -> CollectiveResult:
+               nccl_version: str | None = None, iters: int = 1, exact: bool = False) -> CollectiveResult:
     """Runs one collective alone on idle rings, as ``mcdla collective``: a topology's
     rings (``set``: its parameters overridden by dotted key, ``generator.nodes``, ...),
     or one ring of ``ring`` devices joined by ``link_bw``/``link_latency``; ``hot_share``:
     an all-to-allv's skew (the hot rank's share of every rank's data); ``nccl_version``:
     NCCL's constants (``mcdla.hw.nccl.NCCL_VERSIONS``); ``iters``: the time per
-    collective of that many back to back, as nccl-tests' timing loop (``-n``)."""
+    collective of that many back to back, as nccl-tests' timing loop (``-n``); ``exact``:
+    simulate every rank of a cluster, not one per class (the same times)."""
     from mcdla.run import simulate_collective
 
     return CollectiveResult.from_dict(simulate_collective(
         op, size, ring=ring, topology=topology, link_bw=link_bw, link_latency=link_latency, chunk=chunk,
         algorithm=algorithm, launch_serial=launch_serial, sets=_sets(set), hot_share=hot_share,
-        nccl_version=nccl_version, iters=iters))
+        nccl_version=nccl_version, iters=iters, exact=exact))
 
 
 def serve(*, topology: str = "dgx_h100", workload: str = "llama3_8b", set: Sets = (), slo: str | None = None,

@@ -421,11 +421,32 @@ def check_collective_options(nccl_version, iters, keys=("--nccl-version", "--ite
     return str(nccl_version or DEFAULT_NCCL_VERSION), iters
 
 
+def _classes(topology, algorithm: str, op: str):
+    """The classes of a cluster's ranks for one collective over all of them, from the
+    quotient by the shift of every node along its leaf (as a training run's, without
+    pipeline stages: mcdla.hw.translation, NodeCells), or None (every rank simulated):
+    a design that is no cluster of node cells (the whole refinement would cost more than
+    it saves on one machine), an algorithm whose flows single out ranks (NCCL's tuner
+    where it may pick a tree), a broadcast (its root is singled out), or rings the shift
+    does not carry onto themselves. A skewed all-to-allv's hot rank is singled out by the
+    caller."""
+    from mcdla.hw.symmetry import by_translation
+    from mcdla.sim.algorithms import COLLECTIVES
+
+    cells, n = topology.node_cells, len(topology.devices)
+    shift = cells.within_stage_leaves(topology.graph, n, 1) if cells is not None and op != "broadcast" else None
+    if shift is None or not COLLECTIVES.get(algorithm).rank_symmetric(topology.rings, topology.read_capacities()):
+        return None
+    # No stores: a collective moves none (so no offload policy either).
+    found = by_translation(topology, "", topology.rings, (), shift)
+    return found if found is not None and not found.trivial else None
+
+
 def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology: str | None = None,
                         link_bw: Any = None, link_latency: Any = None, chunk: Any = None,
                         algorithm: str | None = None, launch_serial: Any = 1,
                         sets: Sequence[tuple[str, Any]] = (), hot_share: Any = None,
-                        nccl_version: str | None = None, iters: Any = 1) -> dict[str, Any]:
+                        nccl_version: str | None = None, iters: Any = 1, exact: Any = False) -> dict[str, Any]:
     """One collective alone on idle rings (``mcdla collective``, Fig. 9's points).
 
     The rings are a topology's, or one bidirectional ring of ``ring`` devices joined by
@@ -440,7 +461,8 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     ``links.nic.bw``); a collective has no workload or training. ``nccl_version``: the
     NCCL constants NCCL's algorithms use (default: mcdla's, ``mcdla.hw.nccl``);
     ``iters``: the time is per collective of that many run back to back, as nccl-tests'
-    timing loop runs them (``-n``; 1: one collective alone).
+    timing loop runs them (``-n``; 1: one collective alone). ``exact``: simulate every
+    rank, where a cluster's ranks are otherwise simulated once per class (:func:`_classes`).
     """
     from mcdla.hw.collective_model import OPS, algbw_Bps, busbw_Bps
     from mcdla.hw.nccl import loop_time_s, nccl_tuning
@@ -484,7 +506,8 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
         topo = load_topology(topology, topology_sets)
         if not topo.rings:
             raise InputError(f"topology {topo.name!r} has no collective rings", key="--topology")
-        rings, capacities, name, also = topo.rings, topo.capacities(), topo.name, topo.nic_ports
+        # read, not copied: the flow network keeps its own
+        rings, capacities, name, also = topo.rings, topo.read_capacities(), topo.name, topo.nic_ports
         algorithm = algorithm or _design_collective(topo)
         launch_s, cc = topo.device.launch_overhead, topo.device.compute_capability
     algorithm = algorithm or "ring"
@@ -501,9 +524,12 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
             raise InputError(f"expected a share from 1/{rings[0].size} (uniform) to 1, got {hot_share}",
                              key="--hot-share")
     host_s = serial * launch_s
+    exact = check_option(bool, exact, "--exact")
+    symmetry = None if ring is not None or exact or hot_share is not None else _classes(topo, algorithm, op)
     result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes, algorithm=algorithm,
                             launch_s=host_s, also=also, hot_share=hot_share,
-                            nccl=None if nccl_version is None else tuning)
+                            nccl=None if nccl_version is None else tuning, symmetry=symmetry,
+                            devices=topo.devices if symmetry is not None else ())
     record = result.record
     # The launches are the only host part of a collective's time; the rest runs on the GPUs.
     overlap = iters > 1 and not (serial > 1 and tuning.group_launch)

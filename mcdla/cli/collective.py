@@ -54,6 +54,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hot-share", metavar="SHARE",
                         help="--op all_to_allv: the share of every rank's data bound for one hot rank (the "
                         "hottest expert's), the rest split evenly; default uniform (1/ranks)")
+    parser.add_argument("--exact", action="store_true",
+                        help="--topology: simulate every rank, where a cluster's ranks are simulated once per "
+                        "class of equivalent ranks (the same times, fewer events)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="--topology: override a loaded parameter by dotted key, as mcdla sim --set "
                         "(e.g. --set generator.nodes=16; repeatable)")
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     emit(collective(op=args.op, size=args.size, ring=args.ring, topology=args.topology,
                     link_bw=args.link_bw, link_latency=args.link_latency, chunk=args.chunk,
                     algorithm=args.algorithm, launch_serial=args.launch_serial, set=args.sets,
-                    hot_share=args.hot_share, nccl_version=args.nccl_version, iters=args.iters).to_dict(),
+                    hot_share=args.hot_share, nccl_version=args.nccl_version, iters=args.iters,
+                    exact=args.exact).to_dict(),
          args)
     return 0

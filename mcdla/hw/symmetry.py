@@ -38,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
-from mcdla.hw.network import RANK_LINKS
+from mcdla.hw.network import RANK_LINKS, reduce_unit
 from mcdla.hw.quotient import Quotient
 
 __all__ = ["Symmetry", "rank_classes", "by_translation", "line_up", "MAX_ROUNDS"]
@@ -83,6 +83,16 @@ class Symmetry:
     @staticmethod
     def exact(devices: int) -> "Symmetry":
         return Symmetry(tuple((d,) for d in range(devices)), {}, {})
+
+    def with_units(self, devices: Sequence[str]) -> dict[str, str]:
+        """:attr:`resources` with each device's reduction unit in its device's class (that
+        of the class's first), added in place (above): the flow network's classes for a
+        run whose collectives reduce (``devices``: the topology's names)."""
+        for group in self.device_classes:
+            if len(group) > 1:
+                first = reduce_unit(devices[group[0]])
+                self.resources.update((reduce_unit(devices[d]), first) for d in group)
+        return self.resources
 
 
 def _store_edges(topology, devices, policy: str, capacities, emit, tiers=None) -> None:

@@ -338,15 +338,23 @@ def run_collective(
     also: Mapping[str, tuple[str, ...]] | None = None,
     hot_share: float | None = None,
     nccl=None,
+    symmetry=None,
+    devices: Sequence[str] = (),
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
     with a registered ``algorithm``; ``also``: the resources a flow over a channel loads
     too (a shared NIC's ports, Topology.nic_ports); ``hot_share``: an all-to-allv's skew,
     the hot rank ``root``'s share of every rank's data (None: uniform); ``nccl``: the
     NCCL constants (:func:`mcdla.hw.nccl.nccl_tuning`) an NCCL algorithm runs with
-    (None: its default version's)."""
+    (None: its default version's); ``symmetry``: the ranks' classes
+    (:class:`mcdla.hw.symmetry.Symmetry` of ``devices``, the topology's names), each
+    simulated once for its class, the same times (None: every rank)."""
     env = CountingEnvironment()
-    net = FlowNetwork(env, capacities_Bps, also=also)
+    if symmetry is None:
+        net = FlowNetwork(env, capacities_Bps, also=also)
+    else:
+        net = FlowNetwork(env, capacities_Bps, also=also, classes=symmetry.with_units(devices),
+                          orbits=symmetry.translation)
     wall = time.perf_counter()
     try:
         chosen = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share)

@@ -53,7 +53,7 @@ from mcdla.hw.fp8 import require_fp8_lanes
 from mcdla.hw.gpu import with_attention_kernel
 from mcdla.hw.layout import RankLayout
 from mcdla.hw.memory import model_state_bytes, optimizer_state_bytes, reduction_rate_Bps, with_precision
-from mcdla.hw.network import reduce_unit, sub_ring, sub_ring_period
+from mcdla.hw.network import sub_ring, sub_ring_period
 from mcdla.hw.parallelism import device_share
 from mcdla.hw.symmetry import Symmetry, line_up, rank_classes
 from mcdla.hw.tiers import state_routes, state_tier, used_tiers
@@ -265,17 +265,13 @@ class Iteration:
     @cached_property
     def net(self) -> FlowNetwork:
         topology = self.inputs.topology
-        # A device's reduction unit is in its class: added to the symmetry's own map, not a
-        # copy of it (5.3M resources at 131,072 GPUs; after the resources, which the flow
+        # A device's reduction unit is in its class: added to the symmetry's own map
+        # (Symmetry.with_units), not a copy of it (5.3M resources at 131,072 GPUs; after the resources, which the flow
         # network reads first, and not channels, whose bytes the invariants check by class).
-        classes = self.symmetry.resources
-        for group in self.symmetry.device_classes:
-            if len(group) > 1:
-                first = reduce_unit(topology.devices[group[0]])
-                classes.update((reduce_unit(topology.devices[d]), first) for d in group)
         # The capacities read, not copied: the network keeps its own copy (flowsetup.per_class).
         net = FlowNetwork(self.env, topology.read_capacities(), on_rates=self._on_rates,
-                          record_timeline=self._record_timeline, classes=classes, also=topology.nic_ports,
+                          record_timeline=self._record_timeline, classes=self.symmetry.with_units(topology.devices),
+                          also=topology.nic_ports,
                           orbits=self.symmetry.translation)
         # Peak load of each CPU socket's DRAM port (Fig. 12), seen at every rate change
         # (with symmetry, on the port that stands for its class).
