@@ -200,12 +200,18 @@ class NcclP2pAlgorithm(DirectAlgorithm):
         return self.launch_s  # the group's kernel launch; NCCL's tuner charges p2p nothing more
 
     def way(self, op, rings, capacities_Bps) -> CollectiveAlgorithm:
-        """Itself on one switch domain; across domains, the hierarchical all-to-all."""
+        """Itself on one switch domain; across domains, the hierarchical all-to-all (an
+        InputError where that does not carry ``op`` either: the way out, not its name)."""
         try:
             self.check(op, rings, capacities_Bps)
             return self
         except InputError:
-            return COLLECTIVES.get("hierarchical")(self.launch_s)
+            across = COLLECTIVES.get("hierarchical")(self.launch_s)
+            if op not in across.ops:
+                raise InputError(f"{op} is modelled only among ranks on one fabric switch (NCCL's point-to-point "
+                                 f"sends); these rings leave it (to other machines, or have none): use "
+                                 f"{op.removesuffix('v')}, its even form", key="execution.collective") from None
+            return across
 
 
 def _machines(rings) -> int:
