@@ -193,3 +193,18 @@ def test_rings_of_one_phase_run_without_a_process_each():
     assert one_phase["events"] <= 3 * one_phase["flows"]
     phased = simulate_collective("all_reduce", "64MiB", topology="dgx_h100", algorithm="direct")
     assert phased["flows"] == 36 and phased["events"] > 4 * phased["rings"]
+
+
+def test_a_hierarchical_all_reduce_sends_its_phases_bytes_counted_when_read():
+    # Two DGX H100 (p = 16 ranks a ring, q = 8 a machine, d = 2 machines): the intra
+    # reduce-scatter and all-gather send (q-1)/q of a ring's share from each rank, the
+    # cross ones (d-1)/d of its q-th: 2 p (q-1)/q + 2 p (d-1)/(d q) = 28 + 2 shares.
+    from mcdla.sim.collectives import run_collective
+
+    topology = load_topology("dgx_h100_4node", [("generator.nodes", 2)])
+    record = run_collective(topology.rings, topology.read_capacities(), "all_reduce", 64e6,
+                            algorithm="hierarchical").record
+    sent = record.bytes_sent_per_ring
+    assert "_values" not in vars(sent)  # listing every piece of a 100,000-rank ring costs seconds: not unasked
+    assert len(sent) == len(topology.rings) == 18
+    assert all(s == pytest.approx(30 * share, rel=1e-12) for s, share in zip(sent, record.bytes_per_ring))

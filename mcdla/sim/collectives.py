@@ -42,7 +42,9 @@ than the link. The units are shared by all rings and collectives on a device.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping, Sequence
 
 import simpy
@@ -73,6 +75,7 @@ __all__ = [
     "IDEAL",
     "DEFAULT_CHUNK_BYTES",
     "CollectiveRecord",
+    "SentPerRing",
     "CollectiveRun",
     "collective",
     "run_collective",
@@ -84,6 +87,36 @@ __all__ = [
 DEFAULT_CHUNK_BYTES = 4e3
 
 
+
+
+class SentPerRing(SequenceABC):
+    """The bytes the ranks of each ring put on the wire, ``share`` times ``per_byte(ring)``
+    (0 for a ring of one), counted when first read: listing every piece of a collective
+    over a 100,000-rank ring to count them takes seconds, and no run reads them (the
+    checks of the collectives' properties do)."""
+
+    def __init__(self, rings: Sequence[Ring], share: float, per_byte) -> None:
+        self._rings, self._share, self._per_byte = rings, share, per_byte
+
+    @cached_property
+    def _values(self) -> tuple[float, ...]:
+        share = self._share
+        return tuple(share * self._per_byte(r) if share > 0 and r.size > 1 else 0.0 for r in self._rings)
+
+    def __getitem__(self, i):
+        return self._values[i]
+
+    def __len__(self) -> int:
+        return len(self._rings)
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, SequenceABC) else NotImplemented
+
+    def __hash__(self) -> int:  # as the tuple's (a record is hashable)
+        return hash(self._values)
+
+    def __repr__(self) -> str:
+        return repr(self._values)
 
 
 @dataclass(frozen=True)
@@ -104,7 +137,7 @@ class CollectiveRecord:
     end_s: float
     flows: int
     bytes_per_ring: tuple[float, ...]
-    bytes_sent_per_ring: tuple[float, ...]
+    bytes_sent_per_ring: Sequence[float]  # a tuple, or counted when read (SentPerRing)
     protocol: str = ""  # the NCCL protocol a cost-model algorithm chose ("" for the ideal ring)
     wire_factor: float = 1.0  # bytes on the wire per data byte (a protocol's flags)
     algorithm: str = ""  # the registered algorithm that ran it, when not the execution's

@@ -67,6 +67,7 @@ from mcdla.sim.collectives import (
     CollectiveAlgorithm,
     CollectiveRecord,
     RingAlgorithm,
+    SentPerRing,
     check_request,
 )
 
@@ -188,7 +189,7 @@ class PhasedAlgorithm(CollectiveAlgorithm):
                     for size, path, latency, n in phase]
         yield in_turn(env, plans, started)  # each ring's phases one after another, every ring at once
         share = size_bytes / len(rings)
-        sent = tuple(share * self._sent_per_byte(op, r) if share > 0 and r.size > 1 else 0.0 for r in rings)
+        sent = SentPerRing(rings, share, lambda ring: self._sent_per_byte(op, ring))
         return CollectiveRecord(op=op, tag=tag, size_bytes=size_bytes, ranks=rings[0].size,
                                 rings=tuple(r.name for r in rings), start_s=start_s, end_s=env.now,
                                 flows=flows[0], bytes_per_ring=tuple(share for _ in rings),
