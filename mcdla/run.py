@@ -528,8 +528,9 @@ def simulate_collective(op: str, size: Any, *, ring: int | None = None, topology
     symmetry = None if ring is not None or exact or hot_share is not None else _classes(topo, algorithm, op)
     result = run_collective(rings, capacities, op, size_bytes, chunk_bytes=chunk_bytes, algorithm=algorithm,
                             launch_s=host_s, also=also, hot_share=hot_share,
-                            nccl=None if nccl_version is None else tuning, symmetry=symmetry,
-                            devices=topo.devices if symmetry is not None else ())
+                            nccl=None if nccl_version is None else tuning,
+                            classes=None if symmetry is None else symmetry.with_units(topo.devices),
+                            orbits=None if symmetry is None else symmetry.translation)
     record = result.record
     # The launches are the only host part of a collective's time; the rest runs on the GPUs.
     overlap = iters > 1 and not (serial > 1 and tuning.group_launch)

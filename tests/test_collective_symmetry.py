@@ -72,7 +72,8 @@ def test_the_command_takes_exact(capsys):
 def test_an_uneven_all_to_all_across_machines_says_what_to_use():
     from mcdla.errors import InputError
 
-    with pytest.raises(InputError, match="all_to_allv is modelled only among ranks on one fabric switch.* use all_to_all") as caught:
+    with pytest.raises(InputError, match="all_to_allv is modelled only among ranks on one fabric switch.* "
+                                         "use all_to_all") as caught:
         simulate_collective("all_to_allv", "64MB", topology="dgx_h100_4node", sets=(("generator.nodes", 2),),
                             algorithm="nccl")
     assert caught.value.key == "--algorithm" and "hierarchical" not in str(caught.value)

@@ -55,8 +55,6 @@ MAX_ROUNDS = 64
 _CHUNK = 4096
 
 
-
-
 @dataclass(frozen=True)
 class Symmetry:
     """Classes of devices (indices into ``topology.devices``; the first of each is the

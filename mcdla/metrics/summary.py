@@ -104,7 +104,7 @@ def link_classes(topology, bytes_by_resource: dict[str, float], orbits: tuple = 
             known[channel.dst] = len(sizes)
             srcs.append(channel.src)
             dsts.append(channel.dst)
-            sizes.append(0.0 + size)
+            sizes.append(0.0 + size)  # 0.0 + : the sums a dict from 0.0 made, to the bit (-0.0 too)
             rates.append(0.0 + channel.bw_Bps)
         else:
             sizes[n] += size

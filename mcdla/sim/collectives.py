@@ -371,23 +371,19 @@ def run_collective(
     also: Mapping[str, tuple[str, ...]] | None = None,
     hot_share: float | None = None,
     nccl=None,
-    symmetry=None,
-    devices: Sequence[str] = (),
+    classes: Mapping[str, str] | None = None,
+    orbits=None,
 ) -> CollectiveRun:
     """Simulates one collective on idle ``rings`` (``mcdla collective``, Fig. 9, benchmarks)
     with a registered ``algorithm``; ``also``: the resources a flow over a channel loads
     too (a shared NIC's ports, Topology.nic_ports); ``hot_share``: an all-to-allv's skew,
     the hot rank ``root``'s share of every rank's data (None: uniform); ``nccl``: the
     NCCL constants (:func:`mcdla.hw.nccl.nccl_tuning`) an NCCL algorithm runs with
-    (None: its default version's); ``symmetry``: the ranks' classes
-    (:class:`mcdla.hw.symmetry.Symmetry` of ``devices``, the topology's names), each
-    simulated once for its class, the same times (None: every rank)."""
+    (None: its default version's); ``classes``, ``orbits``: the resources' classes and
+    the translation they are unions of orbits of (:meth:`mcdla.hw.symmetry.Symmetry.
+    with_units`), each class simulated once, the same times (None: every rank)."""
     env = CountingEnvironment()
-    if symmetry is None:
-        net = FlowNetwork(env, capacities_Bps, also=also)
-    else:
-        net = FlowNetwork(env, capacities_Bps, also=also, classes=symmetry.with_units(devices),
-                          orbits=symmetry.translation)
+    net = FlowNetwork(env, capacities_Bps, also=also, classes=classes, orbits=orbits)
     wall = time.perf_counter()
     try:
         chosen = COLLECTIVES.get(algorithm, key="--algorithm")(launch_s, hot_share)
@@ -592,7 +588,8 @@ class RingAlgorithm(CollectiveAlgorithm):
             return 0.0
         shares = dict(zip((r.name for r in rings),
                           ring_shares(size_bytes, rings, ring_fractions(rings, capacities_Bps))))
-        caps = overlaid(capacities_Bps, {costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps})
+        caps = overlaid(capacities_Bps,
+                        {costs.cap_id(r): costs.cap_Bps[r.name] for r in rings if r.name in costs.cap_Bps})
         plain = max_min_rates({r.name: r.channels + costs.cap_path(r) for r in rings}, caps)
         reducing = plain
         units = CollectiveAlgorithm._units(op, rings, reduce_Bps)

@@ -266,9 +266,8 @@ class Iteration:
     def net(self) -> FlowNetwork:
         topology = self.inputs.topology
         # A device's reduction unit is in its class: added to the symmetry's own map
-        # (Symmetry.with_units), not a copy of it (5.3M resources at 131,072 GPUs; after the resources, which the flow
-        # network reads first, and not channels, whose bytes the invariants check by class).
-        # The capacities read, not copied: the network keeps its own copy (flowsetup.per_class).
+        # (Symmetry.with_units), not a copy of it (5.3M resources at 131,072 GPUs). The
+        # capacities read, not copied: the network keeps its own (flowsetup.per_class).
         net = FlowNetwork(self.env, topology.read_capacities(), on_rates=self._on_rates,
                           record_timeline=self._record_timeline, classes=self.symmetry.with_units(topology.devices),
                           also=topology.nic_ports,
